@@ -1,0 +1,475 @@
+//! Distributed key generation: Pedersen DKG with Schnorr proofs of knowledge,
+//! as in frost-core's `keys::dkg` (Komlo–Goldberg, "FROST", SAC 2020, Fig. 1;
+//! RFC 9591 Appendix C leaves DKG out of scope). No participant ever holds the
+//! group secret, not even during generation.
+//!
+//! ```text
+//! start ──(broadcast Round1Message)──► Round1 ──receive×(n-1)──► advance
+//!   ──(Round2Message to each peer, secret: encrypt in transit)──► Round2
+//!   ──receive×(n-1)──► finish ──► (KeyShare, GroupKey)
+//! ```
+//!
+//! Every message is checked when it arrives and a bad one is rejected with
+//! [`Error::Misbehaved`] naming its sender: an invalid proof of knowledge, a
+//! commitment of the wrong degree, a share off the sender's commitment, two
+//! different messages from one sender, or a sender that saw a different set of
+//! round-one broadcasts (each round-two message carries a hash of its sender's
+//! round-one transcript, so a broadcast that was equivocated is caught).
+//! The driver decides what to do with the culprit (exclude and restart).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use frost_core::keys::dkg::{self as fdkg, round1, round2};
+use frost_core::keys::{CoefficientCommitment, SecretShare, SigningShare, VerifiableSecretSharingCommitment};
+use frost_core::{Field, Group, Identifier, Signature};
+use rand_core::{CryptoRng, RngCore};
+use sha2::{Digest, Sha256};
+
+use crate::codec::{Decode, Encode, Reader, Writer};
+use crate::error::{DecodeError, Error, Fault};
+use crate::id::{ParticipantId, SessionId};
+use crate::keys::{GroupKey, KeyShare};
+use crate::secret::SecretScalar;
+use crate::suite::Suite;
+use crate::vss::{self, Commitment};
+
+mod kind {
+    pub(super) const ROUND1: u8 = 0x20;
+    pub(super) const ROUND2: u8 = 0x21;
+}
+
+/// What every participant of one DKG run agrees on before it starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DkgParams {
+    /// Identifies this run; carried in every message.
+    pub session: SessionId,
+    /// Signing threshold `t` (2 ≤ t ≤ n).
+    pub threshold: u16,
+    /// The participants (n = `members.len()`).
+    pub members: BTreeSet<ParticipantId>,
+}
+
+impl DkgParams {
+    fn check(&self, me: ParticipantId) -> Result<(), Error> {
+        vss::check_threshold(self.threshold, self.members.len())?;
+        if !self.members.contains(&me) {
+            return Err(Error::UnknownParticipant(me));
+        }
+        Ok(())
+    }
+
+    fn check_sender(&self, me: ParticipantId, from: ParticipantId) -> Result<(), Error> {
+        if from == me || !self.members.contains(&from) {
+            return Err(Error::UnknownParticipant(from));
+        }
+        Ok(())
+    }
+}
+
+/// Round-one broadcast: the sender's Feldman commitment and its proof of
+/// knowledge of the constant term. Public.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Round1Message<C: Suite> {
+    /// The run this belongs to.
+    pub session: SessionId,
+    package: round1::Package<C>,
+}
+
+impl<C: Suite> core::fmt::Debug for Round1Message<C> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("dkg::Round1Message")
+            .field("session", &self.session)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Round-two message to one peer: the secret share `f_i(j)`. Secret: the
+/// driver must encrypt it to the recipient (HPKE). `Debug` redacts it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Round2Message<C: Suite> {
+    /// The run this belongs to.
+    pub session: SessionId,
+    /// Hash of the round-one broadcasts the sender saw.
+    pub transcript: [u8; 32],
+    share: SecretScalar<C>,
+}
+
+impl<C: Suite> core::fmt::Debug for Round2Message<C> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("dkg::Round2Message")
+            .field("session", &self.session)
+            .field("share", &"<redacted>")
+            .finish()
+    }
+}
+
+/// Start a DKG run as participant `me`: returns the round-one state and the
+/// message to broadcast to every other member.
+pub fn start<C: Suite, R: RngCore + CryptoRng>(
+    params: DkgParams,
+    me: ParticipantId,
+    rng: &mut R,
+) -> Result<(Round1<C>, Round1Message<C>), Error> {
+    params.check(me)?;
+    let n = params.members.len() as u16;
+    let (secret, package) =
+        fdkg::part1::<C, _>(me.to_frost(), n, params.threshold, &mut *rng).map_err(Error::frost)?;
+    Ok(Round1::new(params, me, secret, package))
+}
+
+/// Start with a given secret polynomial (test vectors and deterministic
+/// replays only). The polynomial must never be reused.
+#[doc(hidden)]
+pub fn start_with_polynomial<C: Suite, R: RngCore + CryptoRng>(
+    params: DkgParams,
+    me: ParticipantId,
+    polynomial: &vss::Polynomial<C>,
+    rng: &mut R,
+) -> Result<(Round1<C>, Round1Message<C>), Error> {
+    params.check(me)?;
+    if polynomial.threshold() != params.threshold {
+        return Err(Error::InvalidParameters("polynomial degree does not match the threshold"));
+    }
+    let coefficients: Vec<_> = polynomial.coefficients().iter().map(|c| *c.expose()).collect();
+    let commitment = frost_commitment::<C>(&polynomial.commit());
+    let pok = fdkg::compute_proof_of_knowledge::<C, _>(me.to_frost(), &coefficients, &commitment, &mut *rng)
+        .map_err(Error::frost)?;
+    let n = params.members.len() as u16;
+    let secret = round1::SecretPackage::new(me.to_frost(), coefficients, commitment.clone(), params.threshold, n);
+    let package = round1::Package::new(commitment, pok);
+    Ok(Round1::new(params, me, secret, package))
+}
+
+pub(crate) fn frost_commitment<C: Suite>(c: &Commitment<C>) -> VerifiableSecretSharingCommitment<C> {
+    VerifiableSecretSharingCommitment::new(c.elements().iter().map(|e| CoefficientCommitment::new(*e)).collect())
+}
+
+pub(crate) fn our_commitment<C: Suite>(c: &VerifiableSecretSharingCommitment<C>) -> Commitment<C> {
+    Commitment::from_elements(c.coefficients().iter().map(|e| e.value()).collect())
+}
+
+/// Round one: collecting the other members' broadcasts.
+pub struct Round1<C: Suite> {
+    params: DkgParams,
+    me: ParticipantId,
+    secret: round1::SecretPackage<C>,
+    own: round1::Package<C>,
+    received: BTreeMap<ParticipantId, round1::Package<C>>,
+}
+
+impl<C: Suite> core::fmt::Debug for Round1<C> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("dkg::Round1")
+            .field("me", &self.me)
+            .field("received", &self.received.keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<C: Suite> Round1<C> {
+    fn new(
+        params: DkgParams,
+        me: ParticipantId,
+        secret: round1::SecretPackage<C>,
+        package: round1::Package<C>,
+    ) -> (Self, Round1Message<C>) {
+        let msg = Round1Message {
+            session: params.session,
+            package: package.clone(),
+        };
+        (
+            Self {
+                params,
+                me,
+                secret,
+                own: package,
+                received: BTreeMap::new(),
+            },
+            msg,
+        )
+    }
+
+    /// Accept `from`'s broadcast. The proof of knowledge and the commitment's
+    /// degree are checked now; a bad message names `from` and is not stored.
+    /// Receiving the same message twice is harmless.
+    pub fn receive(&mut self, from: ParticipantId, msg: Round1Message<C>) -> Result<(), Error> {
+        self.params.check_sender(self.me, from)?;
+        if msg.session != self.params.session {
+            return Err(Error::WrongSession);
+        }
+        if let Some(prev) = self.received.get(&from) {
+            return if *prev == msg.package {
+                Ok(())
+            } else {
+                Err(Error::misbehaved(from, Fault::Equivocation))
+            };
+        }
+        if msg.package.commitment().coefficients().len() != self.params.threshold as usize {
+            return Err(Error::misbehaved(from, Fault::WrongDegree));
+        }
+        // Round 1, step 5 of Komlo–Goldberg: verify σ_ℓ.
+        fdkg::verify_proof_of_knowledge(from.to_frost(), msg.package.commitment(), msg.package.proof_of_knowledge())
+            .map_err(|_| Error::misbehaved(from, Fault::InvalidProofOfKnowledge))?;
+        self.received.insert(from, msg.package);
+        Ok(())
+    }
+
+    /// Members whose broadcast has not arrived.
+    pub fn missing(&self) -> Vec<ParticipantId> {
+        missing(&self.params.members, self.me, self.received.keys())
+    }
+
+    /// Whether every broadcast has arrived.
+    pub fn is_ready(&self) -> bool {
+        self.received.len() + 1 == self.params.members.len()
+    }
+
+    /// Move to round two: returns the state and one secret message per peer.
+    pub fn advance(self) -> Result<(Round2<C>, Vec<(ParticipantId, Round2Message<C>)>), Error> {
+        if !self.is_ready() {
+            return Err(Error::NotEnough {
+                have: self.received.len() + 1,
+                need: self.params.members.len(),
+            });
+        }
+        let transcript = transcript::<C>(&self.params, self.me, &self.own, &self.received);
+        let by_frost: BTreeMap<Identifier<C>, round1::Package<C>> =
+            self.received.iter().map(|(id, p)| (id.to_frost(), p.clone())).collect();
+        let (secret, packages) = fdkg::part2(self.secret, &by_frost).map_err(Error::frost)?;
+        let mut out = Vec::with_capacity(packages.len());
+        for peer in self.params.members.iter().filter(|m| **m != self.me) {
+            let pkg = packages
+                .get(&peer.to_frost())
+                .ok_or(Error::Misuse("frost produced no package for a member"))?;
+            out.push((
+                *peer,
+                Round2Message {
+                    session: self.params.session,
+                    transcript,
+                    share: SecretScalar::new(pkg.signing_share().to_scalar()),
+                },
+            ));
+        }
+        Ok((
+            Round2 {
+                params: self.params,
+                me: self.me,
+                secret,
+                round1: by_frost,
+                transcript,
+                received: BTreeMap::new(),
+            },
+            out,
+        ))
+    }
+}
+
+pub(crate) fn missing<'a>(
+    members: &BTreeSet<ParticipantId>,
+    me: ParticipantId,
+    have: impl Iterator<Item = &'a ParticipantId>,
+) -> Vec<ParticipantId> {
+    let have: BTreeSet<_> = have.copied().collect();
+    members.iter().filter(|m| **m != me && !have.contains(m)).copied().collect()
+}
+
+/// SHA-256 over the session and every member's round-one package in member
+/// order: two honest participants agree on it iff they saw the same broadcasts.
+fn transcript<C: Suite>(
+    params: &DkgParams,
+    me: ParticipantId,
+    own: &round1::Package<C>,
+    received: &BTreeMap<ParticipantId, round1::Package<C>>,
+) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update(b"keyquorum/dkg/round1-transcript/v1");
+    h.update(params.session.0);
+    h.update(params.threshold.to_be_bytes());
+    for m in &params.members {
+        let pkg = if *m == me { Some(own) } else { received.get(m) };
+        h.update(m.get().to_be_bytes());
+        if let Some(pkg) = pkg {
+            h.update(encode_package::<C>(pkg));
+        }
+    }
+    h.finalize().into()
+}
+
+/// Round two: collecting the secret shares addressed to us.
+pub struct Round2<C: Suite> {
+    params: DkgParams,
+    me: ParticipantId,
+    secret: round2::SecretPackage<C>,
+    round1: BTreeMap<Identifier<C>, round1::Package<C>>,
+    transcript: [u8; 32],
+    received: BTreeMap<ParticipantId, SecretScalar<C>>,
+}
+
+impl<C: Suite> core::fmt::Debug for Round2<C> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("dkg::Round2")
+            .field("me", &self.me)
+            .field("received", &self.received.keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<C: Suite> Round2<C> {
+    /// Accept `from`'s share. It is checked against `from`'s commitment (Feldman)
+    /// and its transcript hash against ours; a bad one names `from`.
+    pub fn receive(&mut self, from: ParticipantId, msg: Round2Message<C>) -> Result<(), Error> {
+        self.params.check_sender(self.me, from)?;
+        if msg.session != self.params.session {
+            return Err(Error::WrongSession);
+        }
+        if let Some(prev) = self.received.get(&from) {
+            return if *prev == msg.share {
+                Ok(())
+            } else {
+                Err(Error::misbehaved(from, Fault::Equivocation))
+            };
+        }
+        if msg.transcript != self.transcript {
+            return Err(Error::misbehaved(from, Fault::TranscriptMismatch));
+        }
+        let pkg = self
+            .round1
+            .get(&from.to_frost())
+            .ok_or(Error::UnknownParticipant(from))?;
+        // Round 2, step 2: g^{f_ℓ(i)} ≟ Π_k φ_{ℓk}^{i^k}.
+        let share = SecretShare::new(
+            self.me.to_frost(),
+            SigningShare::new(*msg.share.expose()),
+            pkg.commitment().clone(),
+        );
+        share
+            .verify()
+            .map_err(|_| Error::misbehaved(from, Fault::InvalidShare))?;
+        self.received.insert(from, msg.share.clone());
+        Ok(())
+    }
+
+    /// Members whose share has not arrived.
+    pub fn missing(&self) -> Vec<ParticipantId> {
+        missing(&self.params.members, self.me, self.received.keys())
+    }
+
+    /// Whether every share has arrived.
+    pub fn is_ready(&self) -> bool {
+        self.received.len() + 1 == self.params.members.len()
+    }
+
+    /// The hash of the round-one broadcasts this participant saw.
+    pub fn transcript(&self) -> [u8; 32] {
+        self.transcript
+    }
+
+    /// Finish: this participant's [`KeyShare`] and the [`GroupKey`].
+    pub fn finish(self) -> Result<(KeyShare<C>, GroupKey<C>), Error> {
+        if !self.is_ready() {
+            return Err(Error::NotEnough {
+                have: self.received.len() + 1,
+                need: self.params.members.len(),
+            });
+        }
+        let round2: BTreeMap<Identifier<C>, round2::Package<C>> = self
+            .received
+            .iter()
+            .map(|(id, s)| (id.to_frost(), round2::Package::new(SigningShare::new(*s.expose()))))
+            .collect();
+        let (key_package, public) = fdkg::part3(&self.secret, &self.round1, &round2).map_err(|e| {
+            let culprits = e.culprits();
+            match culprits.first().and_then(|c| ParticipantId::from_frost(c, &self.params.members)) {
+                Some(c) => Error::misbehaved(c, Fault::InvalidShare),
+                None => Error::frost(e),
+            }
+        })?;
+        let group = GroupKey::from_frost(self.params.members.clone(), public)?;
+        Ok((KeyShare::from_frost(self.me, key_package), group))
+    }
+}
+
+fn encode_package<C: Suite>(pkg: &round1::Package<C>) -> Vec<u8> {
+    let mut w = Writer::new::<C>(0);
+    write_package(&mut w, pkg);
+    w.finish()
+}
+
+fn write_package<C: Suite>(w: &mut Writer, pkg: &round1::Package<C>) {
+    vss::write_commitment::<C>(w, &our_commitment(pkg.commitment()));
+    w.element::<C>(pkg.proof_of_knowledge().R());
+    w.scalar::<C>(pkg.proof_of_knowledge().z());
+}
+
+fn read_package<C: Suite>(r: &mut Reader<'_>) -> Result<round1::Package<C>, DecodeError> {
+    let commitment = vss::read_commitment::<C>(r)?;
+    let big_r = r.element::<C>()?;
+    let z = r.scalar::<C>()?;
+    Ok(round1::Package::new(frost_commitment(&commitment), Signature::new(big_r, z)))
+}
+
+impl<C: Suite> Encode for Round1Message<C> {
+    fn to_bytes(&self) -> Vec<u8> {
+        let mut w = Writer::new::<C>(kind::ROUND1);
+        w.session(&self.session);
+        write_package(&mut w, &self.package);
+        w.finish()
+    }
+}
+
+impl<C: Suite> Decode for Round1Message<C> {
+    fn from_bytes(bytes: &[u8]) -> Result<Self, DecodeError> {
+        let mut r = Reader::new::<C>(bytes, kind::ROUND1)?;
+        let session = r.session()?;
+        let package = read_package(&mut r)?;
+        r.finish()?;
+        Ok(Self { session, package })
+    }
+}
+
+impl<C: Suite> Encode for Round2Message<C> {
+    /// The encoding contains the secret share: encrypt it before it leaves
+    /// the process.
+    fn to_bytes(&self) -> Vec<u8> {
+        let mut w = Writer::new::<C>(kind::ROUND2);
+        w.session(&self.session);
+        w.raw(&self.transcript);
+        w.raw(&self.share.to_bytes());
+        w.finish()
+    }
+}
+
+impl<C: Suite> Decode for Round2Message<C> {
+    fn from_bytes(bytes: &[u8]) -> Result<Self, DecodeError> {
+        let mut r = Reader::new::<C>(bytes, kind::ROUND2)?;
+        let session = r.session()?;
+        let transcript = r.array32()?;
+        let share = SecretScalar::new(r.scalar::<C>()?);
+        r.finish()?;
+        Ok(Self {
+            session,
+            transcript,
+            share,
+        })
+    }
+}
+
+impl<C: Suite> Round2Message<C> {
+    /// Replace the share (tests of culprit identification only).
+    #[doc(hidden)]
+    pub fn tamper_share(&mut self) {
+        let one = <<C::Group as Group>::Field>::one();
+        self.share = SecretScalar::new(*self.share.expose() + one);
+    }
+}
+
+impl<C: Suite> Round1Message<C> {
+    /// Corrupt the proof of knowledge (tests of culprit identification only).
+    #[doc(hidden)]
+    pub fn tamper_proof(&mut self) {
+        let pok = self.package.proof_of_knowledge();
+        let one = <<C::Group as Group>::Field>::one();
+        let bad = Signature::new(*pok.R(), *pok.z() + one);
+        self.package = round1::Package::new(self.package.commitment().clone(), bad);
+    }
+}

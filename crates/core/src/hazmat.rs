@@ -1,0 +1,1 @@
+//! Sharp tools. Temporary reconstruction ("export") of a group secret.
