@@ -232,7 +232,7 @@ impl<C: Suite> Round1<C> {
                 need: self.params.members.len(),
             });
         }
-        let transcript = transcript::<C>(&self.params, self.me, &self.own, &self.received);
+        let transcript = transcript::<C>(b"keyquorum/dkg/round1-transcript/v1", &self.params, self.me, &self.own, &self.received);
         let by_frost: BTreeMap<Identifier<C>, round1::Package<C>> =
             self.received.iter().map(|(id, p)| (id.to_frost(), p.clone())).collect();
         let (secret, packages) = fdkg::part2(self.secret, &by_frost).map_err(Error::frost)?;
@@ -275,21 +275,24 @@ pub(crate) fn missing<'a>(
 
 /// SHA-256 over the session and every member's round-one package in member
 /// order: two honest participants agree on it iff they saw the same broadcasts.
-fn transcript<C: Suite>(
+pub(crate) fn transcript<C: Suite>(
+    label: &[u8],
     params: &DkgParams,
     me: ParticipantId,
     own: &round1::Package<C>,
     received: &BTreeMap<ParticipantId, round1::Package<C>>,
 ) -> [u8; 32] {
     let mut h = Sha256::new();
-    h.update(b"keyquorum/dkg/round1-transcript/v1");
+    h.update(label);
     h.update(params.session.0);
     h.update(params.threshold.to_be_bytes());
     for m in &params.members {
         let pkg = if *m == me { Some(own) } else { received.get(m) };
         h.update(m.get().to_be_bytes());
         if let Some(pkg) = pkg {
-            h.update(encode_package::<C>(pkg));
+            let mut w = Writer::new::<C>(0);
+            write_package(&mut w, pkg);
+            h.update(w.finish());
         }
     }
     h.finalize().into()
@@ -389,19 +392,13 @@ impl<C: Suite> Round2<C> {
     }
 }
 
-fn encode_package<C: Suite>(pkg: &round1::Package<C>) -> Vec<u8> {
-    let mut w = Writer::new::<C>(0);
-    write_package(&mut w, pkg);
-    w.finish()
-}
-
-fn write_package<C: Suite>(w: &mut Writer, pkg: &round1::Package<C>) {
+pub(crate) fn write_package<C: Suite>(w: &mut Writer, pkg: &round1::Package<C>) {
     vss::write_commitment::<C>(w, &our_commitment(pkg.commitment()));
     w.element::<C>(pkg.proof_of_knowledge().R());
     w.scalar::<C>(pkg.proof_of_knowledge().z());
 }
 
-fn read_package<C: Suite>(r: &mut Reader<'_>) -> Result<round1::Package<C>, DecodeError> {
+pub(crate) fn read_package<C: Suite>(r: &mut Reader<'_>) -> Result<round1::Package<C>, DecodeError> {
     let commitment = vss::read_commitment::<C>(r)?;
     let big_r = r.element::<C>()?;
     let z = r.scalar::<C>()?;
