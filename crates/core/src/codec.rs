@@ -75,11 +75,6 @@ impl Writer {
         Writer(vec![VERSION, C::SUITE as u8, kind])
     }
 
-    pub(crate) fn u8(&mut self, v: u8) -> &mut Self {
-        self.0.push(v);
-        self
-    }
-
     pub(crate) fn u16(&mut self, v: u16) -> &mut Self {
         self.0.extend_from_slice(&v.to_be_bytes());
         self

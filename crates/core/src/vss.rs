@@ -10,7 +10,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use frost_core::{Ciphersuite, Element, Field, Group, Identifier, Scalar};
+use frost_core::{Ciphersuite, Element, Field, Group, Scalar};
 use rand_core::{CryptoRng, RngCore};
 use zeroize::{Zeroize, ZeroizeOnDrop};
 
@@ -318,13 +318,6 @@ pub fn interpolate_public<C: Ciphersuite>(
         acc = acc + *p * lagrange_at::<C>(&set, *i, x)?;
     }
     Ok(acc)
-}
-
-/// The frost identifier set of some participants.
-pub(crate) fn frost_ids<C: Ciphersuite>(
-    ids: impl IntoIterator<Item = ParticipantId>,
-) -> BTreeSet<Identifier<C>> {
-    ids.into_iter().map(|i| i.to_frost::<C>()).collect()
 }
 
 #[cfg(test)]
