@@ -452,6 +452,22 @@ impl<C: Suite> Decode for Round2Message<C> {
 }
 
 impl<C: Suite> Round2Message<C> {
+    /// Build from a share (test vectors only).
+    #[doc(hidden)]
+    pub fn from_share(session: SessionId, transcript: [u8; 32], share: SecretScalar<C>) -> Self {
+        Self {
+            session,
+            transcript,
+            share,
+        }
+    }
+
+    /// The share (test vectors only).
+    #[doc(hidden)]
+    pub fn share(&self) -> &SecretScalar<C> {
+        &self.share
+    }
+
     /// Replace the share (tests of culprit identification only).
     #[doc(hidden)]
     pub fn tamper_share(&mut self) {
@@ -461,6 +477,12 @@ impl<C: Suite> Round2Message<C> {
 }
 
 impl<C: Suite> Round1Message<C> {
+    /// Wrap a frost package (test vectors only).
+    #[doc(hidden)]
+    pub fn from_frost(session: SessionId, package: round1::Package<C>) -> Self {
+        Self { session, package }
+    }
+
     /// Corrupt the proof of knowledge (tests of culprit identification only).
     #[doc(hidden)]
     pub fn tamper_proof(&mut self) {

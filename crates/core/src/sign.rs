@@ -455,6 +455,26 @@ impl<C: Suite> Decode for SignatureShare<C> {
     }
 }
 
+/// Verify `signature` on `message` under a public key in the form
+/// [`GroupKey::public_key_bytes`] returns (32-byte Ed25519 point, 32-byte
+/// x-only BIP-340 key, ...). This is the plain single-key verifier path.
+pub fn verify<C: Suite>(public_key: &[u8], message: &[u8], signature: &[u8]) -> Result<(), Error> {
+    let full;
+    let pk = if C::SUITE == crate::SuiteId::Secp256k1Tr && public_key.len() == 32 {
+        // BIP-340: the x-only key is the even-y point.
+        let mut v = Vec::with_capacity(33);
+        v.push(0x02);
+        v.extend_from_slice(public_key);
+        full = v;
+        &full[..]
+    } else {
+        public_key
+    };
+    let vk = frost_core::VerifyingKey::<C>::deserialize(pk).map_err(|_| DecodeError::InvalidElement)?;
+    let sig = Signature::<C>::from_bytes(signature)?;
+    vk.verify(message, &sig.0).map_err(|_| Error::InvalidSignature)
+}
+
 impl<C: Suite> Signature<C> {
     /// Decode a signature in the suite's standard encoding.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, DecodeError> {
