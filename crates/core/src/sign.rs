@@ -232,15 +232,18 @@ impl<C: Suite> core::fmt::Debug for SignatureShare<C> {
 }
 
 impl<C: Suite> SignatureShare<C> {
-    /// Corrupt the share (tests of culprit identification only).
+    /// Corrupt the share by adding one (tests of culprit identification
+    /// only; adding rather than flipping bits means several corrupted shares
+    /// never cancel out in the sum).
     #[doc(hidden)]
     pub fn tamper(&mut self) {
-        let mut bytes = self.share.serialize();
-        if let Some(b) = bytes.first_mut() {
-            *b ^= 1;
-        }
-        if let Ok(s) = round2::SignatureShare::deserialize(&bytes) {
-            self.share = s;
+        use frost_core::{Field, Group};
+        type F<C> = <<C as frost_core::Ciphersuite>::Group as Group>::Field;
+        if let Ok(s) = crate::codec::scalar_from_bytes::<C>(&self.share.serialize()) {
+            let bumped = s + <F<C>>::one();
+            if let Ok(share) = round2::SignatureShare::deserialize(<F<C>>::serialize(&bumped).as_ref()) {
+                self.share = share;
+            }
         }
     }
 
