@@ -20,7 +20,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use frost_core::keys::dkg::{self as fdkg, round1, round2};
-use frost_core::keys::{CoefficientCommitment, SecretShare, SigningShare, VerifiableSecretSharingCommitment};
+use frost_core::keys::{
+    CoefficientCommitment, KeyPackage, PublicKeyPackage, SigningShare, VerifiableSecretSharingCommitment, VerifyingShare,
+};
 use frost_core::{Field, Group, Identifier, Signature};
 use rand_core::{CryptoRng, RngCore};
 use sha2::{Digest, Sha256};
@@ -318,8 +320,8 @@ impl<C: Suite> core::fmt::Debug for Round2<C> {
 }
 
 impl<C: Suite> Round2<C> {
-    /// Accept `from`'s share. It is checked against `from`'s commitment (Feldman)
-    /// and its transcript hash against ours; a bad one names `from`.
+    /// Accept `from`'s share. Its transcript hash is checked now; the share
+    /// itself is checked against `from`'s commitment in [`Round2::finish`].
     pub fn receive(&mut self, from: ParticipantId, msg: Round2Message<C>) -> Result<(), Error> {
         self.params.check_sender(self.me, from)?;
         if msg.session != self.params.session {
@@ -335,19 +337,6 @@ impl<C: Suite> Round2<C> {
         if msg.transcript != self.transcript {
             return Err(Error::misbehaved(from, Fault::TranscriptMismatch));
         }
-        let pkg = self
-            .round1
-            .get(&from.to_frost())
-            .ok_or(Error::UnknownParticipant(from))?;
-        // Round 2, step 2: g^{f_ℓ(i)} ≟ Π_k φ_{ℓk}^{i^k}.
-        let share = SecretShare::new(
-            self.me.to_frost(),
-            SigningShare::new(*msg.share.expose()),
-            pkg.commitment().clone(),
-        );
-        share
-            .verify()
-            .map_err(|_| Error::misbehaved(from, Fault::InvalidShare))?;
         self.received.insert(from, msg.share.clone());
         Ok(())
     }
@@ -375,20 +364,60 @@ impl<C: Suite> Round2<C> {
                 need: self.params.members.len(),
             });
         }
-        let round2: BTreeMap<Identifier<C>, round2::Package<C>> = self
-            .received
-            .iter()
-            .map(|(id, s)| (id.to_frost(), round2::Package::new(SigningShare::new(*s.expose()))))
-            .collect();
-        let (key_package, public) = fdkg::part3(&self.secret, &self.round1, &round2).map_err(|e| {
-            let culprits = e.culprits();
-            match culprits.first().and_then(|c| ParticipantId::from_frost(c, &self.params.members)) {
-                Some(c) => Error::misbehaved(c, Fault::InvalidShare),
-                None => Error::frost(e),
-            }
-        })?;
-        let group = GroupKey::from_frost(self.params.members.clone(), public)?;
-        Ok((KeyShare::from_frost(self.me, key_package), group))
+        // frost-core's `part3` with the share checks done in aggregate:
+        // s_i = f_i(i) + Σ_ℓ f_ℓ(i) must satisfy s_i·G = Σ_k i^k·(Σ_ℓ φ_ℓk), the
+        // public share frost derives from the summed commitment. Only if that
+        // fails is each f_ℓ(i) checked on its own (Round 2, step 2) to name
+        // every culprit. Errors that cancel out leave s_i correct, which is
+        // all the check must guarantee.
+        let me = self.me;
+        let own_commitment = self.secret.commitment().clone();
+        let mut commitments: BTreeMap<Identifier<C>, &VerifiableSecretSharingCommitment<C>> =
+            self.round1.iter().map(|(id, p)| (*id, p.commitment())).collect();
+        commitments.insert(me.to_frost(), &own_commitment);
+        let public = PublicKeyPackage::from_dkg_commitments(&commitments).map_err(Error::frost)?;
+        let mut share = self.secret.secret_share();
+        for s in self.received.values() {
+            share = share + *s.expose();
+        }
+        let share = SecretScalar::<C>::new(share);
+        let expected = public
+            .verifying_shares()
+            .get(&me.to_frost())
+            .ok_or(Error::UnknownParticipant(me))?
+            .to_element();
+        if share.public() != expected {
+            let culprits: Vec<_> = self
+                .received
+                .iter()
+                .filter(|(from, s)| {
+                    self.round1
+                        .get(&from.to_frost())
+                        .is_none_or(|p| our_commitment(p.commitment()).verify(me, s).is_err())
+                })
+                .map(|(from, _)| *from)
+                .collect();
+            return Err(if culprits.is_empty() {
+                Error::ShareMismatch
+            } else {
+                Error::Misbehaved {
+                    culprits,
+                    fault: Fault::InvalidShare,
+                }
+            });
+        }
+        let key_package = KeyPackage::new(
+            me.to_frost(),
+            SigningShare::new(*share.expose()),
+            VerifyingShare::new(expected),
+            *public.verifying_key(),
+            self.params.threshold,
+        );
+        // Suite-specific post-processing (secp256k1-tr adds the unspendable
+        // BIP-341 taproot tweak), exactly as frost's `part3` does.
+        let (key_package, public) = C::post_dkg(key_package, public).map_err(Error::frost)?;
+        let group = GroupKey::from_frost_trusted(self.params.members.clone(), public)?;
+        Ok((KeyShare::from_frost(me, key_package), group))
     }
 }
 

@@ -10,19 +10,14 @@ use crate::id::ParticipantId;
 #[non_exhaustive]
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Error {
-    /// A participant sent something provably wrong. It is named.
-    #[error("participant {culprit} misbehaved: {fault}")]
+    /// One or more participants sent something provably wrong. Every one of
+    /// them is named.
+    #[error("participant(s) {} misbehaved: {fault}", list(culprits))]
     Misbehaved {
-        /// Who sent it.
-        culprit: ParticipantId,
+        /// Who sent it, in id order.
+        culprits: Vec<ParticipantId>,
         /// What was wrong.
         fault: Fault,
-    },
-    /// Signature shares failed verification during aggregation.
-    #[error("invalid signature shares from participants {}", list(culprits))]
-    InvalidSignatureShares {
-        /// Every signer whose share was invalid.
-        culprits: Vec<ParticipantId>,
     },
     /// Bytes from outside could not be decoded.
     #[error("malformed message: {0}")]
@@ -92,6 +87,9 @@ pub enum Fault {
     /// A value does not match the commitments the sender published.
     #[error("value does not match the sender's published commitments")]
     InconsistentValue,
+    /// A FROST signature share does not verify against the signer's public share.
+    #[error("invalid signature share")]
+    InvalidSignatureShare,
 }
 
 /// Who is at fault for an [`Error`], for mapping to a peer or HTTP response.
@@ -111,8 +109,7 @@ impl Error {
     /// The participants this error blames, empty if none.
     pub fn culprits(&self) -> Vec<ParticipantId> {
         match self {
-            Error::Misbehaved { culprit, .. } => vec![*culprit],
-            Error::InvalidSignatureShares { culprits } => culprits.clone(),
+            Error::Misbehaved { culprits, .. } => culprits.clone(),
             _ => Vec::new(),
         }
     }
@@ -120,7 +117,7 @@ impl Error {
     /// Who is at fault.
     pub fn blame(&self) -> Blame {
         match self {
-            Error::Misbehaved { .. } | Error::InvalidSignatureShares { .. } => Blame::Peer,
+            Error::Misbehaved { .. } => Blame::Peer,
             Error::Decode(_)
             | Error::InvalidParameters(_)
             | Error::UnknownParticipant(_)
@@ -135,7 +132,10 @@ impl Error {
     }
 
     pub(crate) fn misbehaved(culprit: ParticipantId, fault: Fault) -> Self {
-        Error::Misbehaved { culprit, fault }
+        Error::Misbehaved {
+            culprits: vec![culprit],
+            fault,
+        }
     }
 
     pub(crate) fn frost<C: frost_core::Ciphersuite>(e: frost_core::Error<C>) -> Self {

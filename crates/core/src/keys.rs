@@ -67,6 +67,22 @@ impl<C: Suite> GroupKey<C> {
         })
     }
 
+    /// Build from public shares evaluated from one commitment (consistent by
+    /// construction): only the threshold and member count are checked.
+    pub(crate) fn from_parts_trusted(
+        threshold: u16,
+        verifying_key: Element<C>,
+        shares: BTreeMap<ParticipantId, Element<C>>,
+    ) -> Result<Self, Error> {
+        let members = shares.keys().copied().collect();
+        let verifying_shares = shares
+            .iter()
+            .map(|(id, e)| (id.to_frost::<C>(), VerifyingShare::new(*e)))
+            .collect();
+        let public = PublicKeyPackage::new(verifying_shares, VerifyingKey::new(verifying_key), Some(threshold));
+        Self::from_frost_trusted(members, public)
+    }
+
     /// Wrap a frost `PublicKeyPackage` for `members`, checking the invariant.
     pub fn from_frost(
         members: BTreeSet<ParticipantId>,
@@ -87,6 +103,29 @@ impl<C: Suite> GroupKey<C> {
             return Err(Error::InvalidParameters("public shares do not match the members"));
         }
         Self::from_parts(threshold, public.verifying_key().to_element(), shares)
+    }
+
+    /// Wrap a frost `PublicKeyPackage` that frost derived from a commitment
+    /// (so its public shares are consistent by construction): only the member
+    /// set and threshold are checked.
+    pub(crate) fn from_frost_trusted(
+        members: BTreeSet<ParticipantId>,
+        public: PublicKeyPackage<C>,
+    ) -> Result<Self, Error> {
+        let threshold = public
+            .min_signers()
+            .ok_or(Error::InvalidParameters("public key package has no threshold"))?;
+        vss::check_threshold(threshold, members.len())?;
+        if public.verifying_shares().len() != members.len()
+            || members.iter().any(|m| !public.verifying_shares().contains_key(&m.to_frost::<C>()))
+        {
+            return Err(Error::InvalidParameters("public shares do not match the members"));
+        }
+        Ok(Self {
+            threshold,
+            members,
+            public,
+        })
     }
 
     /// The threshold `t`.

@@ -229,8 +229,9 @@ impl<C: Suite> core::fmt::Debug for Round2<C> {
 }
 
 impl<C: Suite> Round2<C> {
-    /// Accept `from`'s sub-share, checked against `from`'s commitment with the
-    /// implied identity constant term; a bad one names `from`.
+    /// Accept `from`'s sub-share. Its transcript hash is checked now; the
+    /// sub-share is checked against `from`'s commitment (with the implied
+    /// identity constant term) in [`Round2::finish`].
     pub fn receive(&mut self, from: ParticipantId, msg: Round2Message<C>) -> Result<(), Error> {
         let me = self.share.id();
         check_sender(&self.params, me, from)?;
@@ -247,13 +248,6 @@ impl<C: Suite> Round2<C> {
         if msg.transcript != self.transcript {
             return Err(Error::misbehaved(from, Fault::TranscriptMismatch));
         }
-        let pkg = self
-            .round1
-            .get(&from.to_frost())
-            .ok_or(Error::UnknownParticipant(from))?;
-        zero_constant_commitment::<C>(pkg.commitment())
-            .verify(me, &msg.share)
-            .map_err(|_| Error::misbehaved(from, Fault::InvalidShare))?;
         self.received.insert(from, msg.share);
         Ok(())
     }
@@ -290,11 +284,35 @@ impl<C: Suite> Round2<C> {
             self.group.frost().clone(),
             self.share.frost().clone(),
         )
-        .map_err(Error::frost)?;
+        .map_err(|e| match e {
+            // frost stops at the first bad sub-share without naming it: check
+            // each one against its dealer's commitment to name every culprit.
+            frost_core::Error::InvalidSecretShare { .. } => {
+                let culprits: Vec<_> = self
+                    .received
+                    .iter()
+                    .filter(|(from, s)| {
+                        self.round1
+                            .get(&from.to_frost())
+                            .is_none_or(|p| zero_constant_commitment::<C>(p.commitment()).verify(me, s).is_err())
+                    })
+                    .map(|(from, _)| *from)
+                    .collect();
+                if culprits.is_empty() {
+                    Error::frost(e)
+                } else {
+                    Error::Misbehaved {
+                        culprits,
+                        fault: Fault::InvalidShare,
+                    }
+                }
+            }
+            other => Error::frost(other),
+        })?;
         if public.verifying_key() != self.group.frost().verifying_key() {
             return Err(Error::ShareMismatch);
         }
-        let group = GroupKey::from_frost(self.params.members.clone(), public)?;
+        let group = GroupKey::from_frost_trusted(self.params.members.clone(), public)?;
         let share = KeyShare::from_frost(me, key_package);
         if share.public_share() != group.public_share(me)? {
             return Err(Error::ShareMismatch);

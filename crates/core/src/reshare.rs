@@ -172,8 +172,9 @@ impl<C: Suite> Receiver<C> {
         })
     }
 
-    /// Accept dealer `from`'s message, checking it now (step 3). A bad one
-    /// names the dealer and is not stored.
+    /// Accept dealer `from`'s message. Its degree and constant term are
+    /// checked now (step 3; a bad one names the dealer and is not stored); its
+    /// sub-share is checked in [`Receiver::finish`].
     pub fn receive(&mut self, from: ParticipantId, msg: DealMessage<C>) -> Result<(), Error> {
         if !self.params.dealers.contains(&from) {
             return Err(Error::UnknownParticipant(from));
@@ -194,9 +195,6 @@ impl<C: Suite> Receiver<C> {
         if msg.commitment.constant() != self.old_group.public_share(from)? {
             return Err(Error::misbehaved(from, Fault::WrongConstantTerm));
         }
-        msg.commitment
-            .verify(self.me, &msg.share)
-            .map_err(|_| Error::misbehaved(from, Fault::InvalidShare))?;
         self.received.insert(from, msg);
         Ok(())
     }
@@ -247,14 +245,34 @@ impl<C: Suite> Receiver<C> {
             // key is consistent; kept as a guard.
             return Err(Error::ShareMismatch);
         }
+        // Step 3's Feldman check in aggregate: s'_j·G = Γ(j). Only if it fails
+        // is each g_i(j) checked against G_i, naming every bad dealer.
+        let share = SecretScalar::<C>::new(share);
+        if share.public() != gamma.public_share(self.me) {
+            let culprits: Vec<_> = self
+                .received
+                .iter()
+                .filter(|(_, m)| m.commitment.verify(self.me, &m.share).is_err())
+                .map(|(d, _)| *d)
+                .collect();
+            return Err(if culprits.is_empty() {
+                Error::ShareMismatch
+            } else {
+                Error::Misbehaved {
+                    culprits,
+                    fault: Fault::InvalidShare,
+                }
+            });
+        }
         let shares = self
             .params
             .new_members
             .iter()
             .map(|m| (*m, gamma.public_share(*m)))
             .collect();
-        let group = GroupKey::from_parts(self.params.new_threshold, group_key, shares)?;
-        let share = KeyShare::new(self.me, SecretScalar::new(share), &group)?;
+        // Public shares evaluated from one commitment are consistent by construction.
+        let group = GroupKey::from_parts_trusted(self.params.new_threshold, group_key, shares)?;
+        let share = KeyShare::new(self.me, share, &group)?;
         Ok(Output {
             share,
             group,

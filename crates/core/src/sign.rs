@@ -23,7 +23,7 @@ use rand_core::{CryptoRng, RngCore};
 use zeroize::Zeroizing;
 
 use crate::codec::{Decode, Encode, Reader, Writer, MAX_BLOB, MAX_PARTICIPANTS};
-use crate::error::{DecodeError, Error};
+use crate::error::{DecodeError, Error, Fault};
 use crate::id::{ParticipantId, SessionId};
 use crate::keys::{GroupKey, KeyShare};
 use crate::suite::Suite;
@@ -362,11 +362,12 @@ impl<'g, C: Suite> Coordinator<'g, C> {
         )
         .map(Signature)
         .map_err(|e| match e {
-            frost_core::Error::InvalidSignatureShare { culprits } => Error::InvalidSignatureShares {
+            frost_core::Error::InvalidSignatureShare { culprits } => Error::Misbehaved {
                 culprits: culprits
                     .iter()
                     .filter_map(|c| ParticipantId::from_frost(c, &self.signers))
                     .collect(),
+                fault: Fault::InvalidSignatureShare,
             },
             other => Error::frost(other),
         })

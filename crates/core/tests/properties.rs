@@ -256,11 +256,21 @@ fn dkg_with_tamper(t: u16, n: u16, culprit: u16, victim: u16, bad_proof: bool, s
         let mut m = local::wire(&m).unwrap();
         if from == culprit && to == victim {
             m.tamper_share();
-            return r2.get_mut(&to).unwrap().receive(from, m).unwrap_err();
         }
         r2.get_mut(&to).unwrap().receive(from, m).unwrap();
     }
-    unreachable!("the tampered message was never delivered")
+    // Everyone else finishes; the victim names the culprit.
+    let mut victim_error = None;
+    for (me, s) in r2 {
+        match s.finish() {
+            Ok(_) => assert!(me != victim),
+            Err(e) => {
+                assert_eq!(me, victim);
+                victim_error = Some(e);
+            }
+        }
+    }
+    victim_error.expect("the victim must reject the tampered share")
 }
 
 fn two_distinct() -> impl Strategy<Value = (u16, u16, u16, u16)> {
@@ -273,13 +283,13 @@ proptest! {
     #[test]
     fn dkg_bad_share_names_its_sender((t, n, c, v) in two_distinct(), seed in any::<u64>()) {
         let e = dkg_with_tamper(t, n, c, v, false, seed);
-        prop_assert_eq!(e, Error::Misbehaved { culprit: ParticipantId::new(c).unwrap(), fault: Fault::InvalidShare });
+        prop_assert_eq!(e, Error::Misbehaved { culprits: vec![ParticipantId::new(c).unwrap()], fault: Fault::InvalidShare });
     }
 
     #[test]
     fn dkg_bad_proof_names_its_sender((t, n, c, v) in two_distinct(), seed in any::<u64>()) {
         let e = dkg_with_tamper(t, n, c, v, true, seed);
-        prop_assert_eq!(e, Error::Misbehaved { culprit: ParticipantId::new(c).unwrap(), fault: Fault::InvalidProofOfKnowledge });
+        prop_assert_eq!(e, Error::Misbehaved { culprits: vec![ParticipantId::new(c).unwrap()], fault: Fault::InvalidProofOfKnowledge });
     }
 
     #[test]
@@ -311,7 +321,7 @@ proptest! {
                 prop_assert!(bad.is_empty());
                 h.group.verify(b"m", &sig.to_bytes()).unwrap();
             }
-            Err(e) => prop_assert_eq!(e, Error::InvalidSignatureShares { culprits: bad }),
+            Err(e) => prop_assert_eq!(e, Error::Misbehaved { culprits: bad, fault: Fault::InvalidSignatureShare }),
         }
     }
 
@@ -329,17 +339,24 @@ proptest! {
         for d in &dealers {
             for (to, mut m) in reshare::deal(&params, &h.group, &h.shares[d], &mut rng).unwrap() {
                 if to != victim { continue; }
-                if *d == culprit {
-                    if constant { m.tamper_constant(victim, &mut rng) } else { m.tamper_share() }
-                    let want = if constant { Fault::WrongConstantTerm } else { Fault::InvalidShare };
-                    prop_assert_eq!(rx.receive(*d, m), Err(Error::Misbehaved { culprit, fault: want }));
+                if *d == culprit && constant {
+                    // Caught on arrival: the commitment is not to the dealer's old share.
+                    m.tamper_constant(victim, &mut rng);
+                    prop_assert_eq!(rx.receive(*d, m), Err(Error::Misbehaved { culprits: vec![culprit], fault: Fault::WrongConstantTerm }));
                 } else {
+                    if *d == culprit { m.tamper_share() }
                     rx.receive(*d, m).unwrap();
                 }
             }
         }
-        prop_assert_eq!(rx.missing(), vec![culprit]);
-        prop_assert!(rx.finish().is_err());
+        if constant {
+            prop_assert_eq!(rx.missing(), vec![culprit]);
+            let not_enough = matches!(rx.finish(), Err(Error::NotEnough { .. }));
+            prop_assert!(not_enough);
+        } else {
+            // Caught when the sub-shares are combined.
+            prop_assert_eq!(rx.finish().unwrap_err(), Error::Misbehaved { culprits: vec![culprit], fault: Fault::InvalidShare });
+        }
     }
 
     #[test]
@@ -372,10 +389,19 @@ proptest! {
         for (from, to, mut m) in direct {
             if from == culprit && to == victim {
                 m.tamper_share();
-                found = Some(r2.get_mut(&to).unwrap().receive(from, m).unwrap_err());
+            }
+            r2.get_mut(&to).unwrap().receive(from, m).unwrap();
+        }
+        for (me, s) in r2 {
+            match s.finish() {
+                Ok(_) => prop_assert!(me != victim),
+                Err(e) => {
+                    prop_assert_eq!(me, victim);
+                    found = Some(e);
+                }
             }
         }
-        prop_assert_eq!(found, Some(Error::Misbehaved { culprit, fault: Fault::InvalidShare }));
+        prop_assert_eq!(found, Some(Error::Misbehaved { culprits: vec![culprit], fault: Fault::InvalidShare }));
     }
 
     #[test]
@@ -407,7 +433,7 @@ proptest! {
         for (from, to, mut m) in deltas {
             if !sigma && from == culprit {
                 m.tamper();
-                prop_assert_eq!(states.get_mut(&to).unwrap().receive_delta(from, m), Err(Error::Misbehaved { culprit, fault: Fault::InconsistentValue }));
+                prop_assert_eq!(states.get_mut(&to).unwrap().receive_delta(from, m), Err(Error::Misbehaved { culprits: vec![culprit], fault: Fault::InconsistentValue }));
                 return Ok(());
             }
             states.get_mut(&to).unwrap().receive_delta(from, m).unwrap();
@@ -416,7 +442,7 @@ proptest! {
             let (_, mut m) = s.finish().unwrap();
             if hp == culprit {
                 m.tamper();
-                prop_assert_eq!(tgt.receive_sigma(hp, m), Err(Error::Misbehaved { culprit, fault: Fault::InconsistentValue }));
+                prop_assert_eq!(tgt.receive_sigma(hp, m), Err(Error::Misbehaved { culprits: vec![culprit], fault: Fault::InconsistentValue }));
                 return Ok(());
             }
             tgt.receive_sigma(hp, m).unwrap();
@@ -440,7 +466,7 @@ fn session_binding_and_equivocation() {
     assert_eq!(a.receive(b, from_b_other_session), Err(Error::WrongSession));
     a.receive(b, from_b.clone()).unwrap();
     a.receive(b, from_b).unwrap();
-    assert_eq!(a.receive(b, from_b_again), Err(Error::Misbehaved { culprit: b, fault: Fault::Equivocation }));
+    assert_eq!(a.receive(b, from_b_again), Err(Error::Misbehaved { culprits: vec![b], fault: Fault::Equivocation }));
     let outsider = ParticipantId::new(9).unwrap();
     let (_, m) = dkg::start::<Ed25519, _>(p(1), ParticipantId::new(3).unwrap(), &mut rng).unwrap();
     assert_eq!(a.receive(outsider, m), Err(Error::UnknownParticipant(outsider)));
