@@ -10,12 +10,16 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 use keyquorum_core::local::{self, Holders};
-use keyquorum_core::{hazmat, Ed25519, ParticipantId, SessionId, Secp256k1Tr, Suite};
+use keyquorum_core::{hazmat, Ed25519, ParticipantId, Secp256k1Tr, SessionId, Suite};
 use rand_core::{OsRng, RngCore};
 use serde_json::json;
 
 #[derive(Parser, Debug)]
-#[command(name = "keyquorum", version, about = "Threshold key management: no single machine ever holds a whole key")]
+#[command(
+    name = "keyquorum",
+    version,
+    about = "Threshold key management: no single machine ever holds a whole key"
+)]
 struct Cli {
     /// Print machine-readable JSON instead of human text.
     #[arg(long, global = true)]
@@ -74,7 +78,9 @@ fn run(cli: Cli) -> Result<()> {
             message,
         } => match suite {
             SuiteArg::Ed25519 => demo::<Ed25519>(nodes, threshold, message.as_bytes(), cli.json),
-            SuiteArg::Secp256k1Tr => demo::<Secp256k1Tr>(nodes, threshold, message.as_bytes(), cli.json),
+            SuiteArg::Secp256k1Tr => {
+                demo::<Secp256k1Tr>(nodes, threshold, message.as_bytes(), cli.json)
+            }
         },
     }
 }
@@ -105,7 +111,10 @@ fn session() -> SessionId {
 }
 
 fn ids(range: impl IntoIterator<Item = u16>) -> BTreeSet<ParticipantId> {
-    range.into_iter().filter_map(|i| ParticipantId::new(i).ok()).collect()
+    range
+        .into_iter()
+        .filter_map(|i| ParticipantId::new(i).ok())
+        .collect()
 }
 
 fn members(h: &Holders<impl Suite>) -> Vec<u16> {
@@ -120,9 +129,15 @@ fn demo<C: Suite>(n: u16, t: u16, message: &[u8], json: bool) -> Result<()> {
         bail!("too many nodes");
     }
     let mut rng = OsRng;
-    let mut r = Report { json, steps: vec![] };
+    let mut r = Report {
+        json,
+        steps: vec![],
+    };
     if !json {
-        println!("keyquorum demo: suite {}, {t}-of-{n}, all in one process\n", C::SUITE.name());
+        println!(
+            "keyquorum demo: suite {}, {t}-of-{n}, all in one process\n",
+            C::SUITE.name()
+        );
     }
 
     let started = Instant::now();
@@ -147,8 +162,16 @@ fn demo<C: Suite>(n: u16, t: u16, message: &[u8], json: bool) -> Result<()> {
     );
 
     let started = Instant::now();
-    holders.group.verify(message, &sig.to_bytes()).context("verify")?;
-    r.step("verify", started, json!({ "valid": true }), "signature valid under the group key".into());
+    holders
+        .group
+        .verify(message, &sig.to_bytes())
+        .context("verify")?;
+    r.step(
+        "verify",
+        started,
+        json!({ "valid": true }),
+        "signature valid under the group key".into(),
+    );
 
     let started = Instant::now();
     let refreshed = local::refresh(holders, session(), &mut rng).context("refresh")?;
@@ -164,7 +187,8 @@ fn demo<C: Suite>(n: u16, t: u16, message: &[u8], json: bool) -> Result<()> {
     let (t2, new_members) = (t + 1, ids(2..=n + 2));
     let dealers = ids(1..=t);
     let started = Instant::now();
-    let reshared = local::reshare(&refreshed, session(), &dealers, t2, &new_members, &mut rng).context("reshare")?;
+    let reshared = local::reshare(&refreshed, session(), &dealers, t2, &new_members, &mut rng)
+        .context("reshare")?;
     let new_pk = hex::encode(reshared.group.public_key_bytes());
     if new_pk != pk {
         bail!("reshare changed the public key");
@@ -173,14 +197,27 @@ fn demo<C: Suite>(n: u16, t: u16, message: &[u8], json: bool) -> Result<()> {
         "reshare",
         started,
         json!({ "threshold": t2, "members": members(&reshared), "public_key": new_pk }),
-        format!("now {t2}-of-{} with members {:?}; same public key", new_members.len(), members(&reshared)),
+        format!(
+            "now {t2}-of-{} with members {:?}; same public key",
+            new_members.len(),
+            members(&reshared)
+        ),
     );
 
     // Sign with the newest members only (those that joined in the reshare first).
-    let newest: BTreeSet<_> = new_members.iter().rev().take(t2 as usize).copied().collect();
+    let newest: BTreeSet<_> = new_members
+        .iter()
+        .rev()
+        .take(t2 as usize)
+        .copied()
+        .collect();
     let started = Instant::now();
-    let sig2 = local::sign(&reshared, session(), &newest, message, &mut rng).context("signing after reshare")?;
-    reshared.group.verify(message, &sig2.to_bytes()).context("verify after reshare")?;
+    let sig2 = local::sign(&reshared, session(), &newest, message, &mut rng)
+        .context("signing after reshare")?;
+    reshared
+        .group
+        .verify(message, &sig2.to_bytes())
+        .context("verify after reshare")?;
     r.step(
         "sign",
         started,
@@ -189,10 +226,20 @@ fn demo<C: Suite>(n: u16, t: u16, message: &[u8], json: bool) -> Result<()> {
     );
 
     let target = *new_members.iter().next().context("no members")?;
-    let helpers: BTreeSet<_> = new_members.iter().filter(|m| **m != target).take(t2 as usize).copied().collect();
+    let helpers: BTreeSet<_> = new_members
+        .iter()
+        .filter(|m| **m != target)
+        .take(t2 as usize)
+        .copied()
+        .collect();
     let started = Instant::now();
-    let repaired = local::repair(&reshared, session(), &helpers, target, &mut rng).context("repair")?;
-    let ok = reshared.shares.get(&target).map(|s| s.secret() == repaired.secret()).unwrap_or(false);
+    let repaired =
+        local::repair(&reshared, session(), &helpers, target, &mut rng).context("repair")?;
+    let ok = reshared
+        .shares
+        .get(&target)
+        .map(|s| s.secret() == repaired.secret())
+        .unwrap_or(false);
     if !ok {
         bail!("repaired share differs from the original");
     }
@@ -205,8 +252,10 @@ fn demo<C: Suite>(n: u16, t: u16, message: &[u8], json: bool) -> Result<()> {
 
     let started = Instant::now();
     let shares: Vec<_> = reshared.shares.values().take(t2 as usize).collect();
-    let matches = hazmat::with_reconstructed_key(&reshared.group, &shares, |k| k.public() == reshared.group.verifying_element())
-        .context("export")?;
+    let matches = hazmat::with_reconstructed_key(&reshared.group, &shares, |k| {
+        k.public() == reshared.group.verifying_element()
+    })
+    .context("export")?;
     if !matches {
         bail!("reconstructed key does not match");
     }
@@ -218,7 +267,10 @@ fn demo<C: Suite>(n: u16, t: u16, message: &[u8], json: bool) -> Result<()> {
     );
 
     if json {
-        println!("{}", serde_json::to_string_pretty(&json!({ "suite": C::SUITE.name(), "steps": r.steps }))?);
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&json!({ "suite": C::SUITE.name(), "steps": r.steps }))?
+        );
     }
     Ok(())
 }

@@ -41,9 +41,7 @@ pub(crate) fn scalar_from_bytes<C: Ciphersuite>(bytes: &[u8]) -> Result<Scalar<C
     <<C::Group as Group>::Field>::deserialize(&ser).map_err(|_| DecodeError::InvalidScalar)
 }
 
-pub(crate) fn element_from_bytes<C: Ciphersuite>(
-    bytes: &[u8],
-) -> Result<Element<C>, DecodeError> {
+pub(crate) fn element_from_bytes<C: Ciphersuite>(bytes: &[u8]) -> Result<Element<C>, DecodeError> {
     let ser: <C::Group as Group>::Serialization =
         bytes.try_into().map_err(|_| DecodeError::InvalidElement)?;
     <C::Group>::deserialize(&ser).map_err(|_| DecodeError::InvalidElement)
@@ -84,7 +82,10 @@ impl Writer {
         self.u16(v.get())
     }
 
-    pub(crate) fn ids<'a>(&mut self, ids: impl ExactSizeIterator<Item = &'a ParticipantId>) -> &mut Self {
+    pub(crate) fn ids<'a>(
+        &mut self,
+        ids: impl ExactSizeIterator<Item = &'a ParticipantId>,
+    ) -> &mut Self {
         self.u16(ids.len() as u16);
         for id in ids {
             self.id(*id);

@@ -21,7 +21,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use frost_core::keys::dkg::{self as fdkg, round1, round2};
 use frost_core::keys::{
-    CoefficientCommitment, KeyPackage, PublicKeyPackage, SigningShare, VerifiableSecretSharingCommitment, VerifyingShare,
+    CoefficientCommitment, KeyPackage, PublicKeyPackage, SigningShare,
+    VerifiableSecretSharingCommitment, VerifyingShare,
 };
 use frost_core::{Field, Group, Identifier, Signature};
 use rand_core::{CryptoRng, RngCore};
@@ -130,25 +131,53 @@ pub fn start_with_polynomial<C: Suite, R: RngCore + CryptoRng>(
 ) -> Result<(Round1<C>, Round1Message<C>), Error> {
     params.check(me)?;
     if polynomial.threshold() != params.threshold {
-        return Err(Error::InvalidParameters("polynomial degree does not match the threshold"));
+        return Err(Error::InvalidParameters(
+            "polynomial degree does not match the threshold",
+        ));
     }
-    let coefficients: Vec<_> = polynomial.coefficients().iter().map(|c| *c.expose()).collect();
+    let coefficients: Vec<_> = polynomial
+        .coefficients()
+        .iter()
+        .map(|c| *c.expose())
+        .collect();
     let commitment = frost_commitment::<C>(&polynomial.commit());
-    let pok = fdkg::compute_proof_of_knowledge::<C, _>(me.to_frost(), &coefficients, &commitment, &mut *rng)
-        .map_err(Error::frost)?;
+    let pok = fdkg::compute_proof_of_knowledge::<C, _>(
+        me.to_frost(),
+        &coefficients,
+        &commitment,
+        &mut *rng,
+    )
+    .map_err(Error::frost)?;
     let n = params.members.len() as u16;
-    let secret = round1::SecretPackage::new(me.to_frost(), coefficients, commitment.clone(), params.threshold, n);
+    let secret = round1::SecretPackage::new(
+        me.to_frost(),
+        coefficients,
+        commitment.clone(),
+        params.threshold,
+        n,
+    );
     let package = round1::Package::new(commitment, pok);
     Ok(Round1::new(params, me, secret, package))
 }
 
-pub(crate) fn frost_commitment<C: Suite>(c: &Commitment<C>) -> VerifiableSecretSharingCommitment<C> {
-    VerifiableSecretSharingCommitment::new(c.elements().iter().map(|e| CoefficientCommitment::new(*e)).collect())
+pub(crate) fn frost_commitment<C: Suite>(
+    c: &Commitment<C>,
+) -> VerifiableSecretSharingCommitment<C> {
+    VerifiableSecretSharingCommitment::new(
+        c.elements()
+            .iter()
+            .map(|e| CoefficientCommitment::new(*e))
+            .collect(),
+    )
 }
 
 pub(crate) fn our_commitment<C: Suite>(c: &VerifiableSecretSharingCommitment<C>) -> Commitment<C> {
     Commitment::from_elements(c.coefficients().iter().map(|e| e.value()).collect())
 }
+
+/// What [`Round1::advance`] returns: the round-two state and one secret
+/// message per peer.
+pub type Advance<C> = (Round2<C>, Vec<(ParticipantId, Round2Message<C>)>);
 
 /// Round one: collecting the other members' broadcasts.
 pub struct Round1<C: Suite> {
@@ -210,8 +239,12 @@ impl<C: Suite> Round1<C> {
             return Err(Error::misbehaved(from, Fault::WrongDegree));
         }
         // Round 1, step 5 of Komlo–Goldberg: verify σ_ℓ.
-        fdkg::verify_proof_of_knowledge(from.to_frost(), msg.package.commitment(), msg.package.proof_of_knowledge())
-            .map_err(|_| Error::misbehaved(from, Fault::InvalidProofOfKnowledge))?;
+        fdkg::verify_proof_of_knowledge(
+            from.to_frost(),
+            msg.package.commitment(),
+            msg.package.proof_of_knowledge(),
+        )
+        .map_err(|_| Error::misbehaved(from, Fault::InvalidProofOfKnowledge))?;
         self.received.insert(from, msg.package);
         Ok(())
     }
@@ -227,16 +260,25 @@ impl<C: Suite> Round1<C> {
     }
 
     /// Move to round two: returns the state and one secret message per peer.
-    pub fn advance(self) -> Result<(Round2<C>, Vec<(ParticipantId, Round2Message<C>)>), Error> {
+    pub fn advance(self) -> Result<Advance<C>, Error> {
         if !self.is_ready() {
             return Err(Error::NotEnough {
                 have: self.received.len() + 1,
                 need: self.params.members.len(),
             });
         }
-        let transcript = transcript::<C>(b"keyquorum/dkg/round1-transcript/v1", &self.params, self.me, &self.own, &self.received);
-        let by_frost: BTreeMap<Identifier<C>, round1::Package<C>> =
-            self.received.iter().map(|(id, p)| (id.to_frost(), p.clone())).collect();
+        let transcript = transcript::<C>(
+            b"keyquorum/dkg/round1-transcript/v1",
+            &self.params,
+            self.me,
+            &self.own,
+            &self.received,
+        );
+        let by_frost: BTreeMap<Identifier<C>, round1::Package<C>> = self
+            .received
+            .iter()
+            .map(|(id, p)| (id.to_frost(), p.clone()))
+            .collect();
         let (secret, packages) = fdkg::part2(self.secret, &by_frost).map_err(Error::frost)?;
         let mut out = Vec::with_capacity(packages.len());
         for peer in self.params.members.iter().filter(|m| **m != self.me) {
@@ -272,7 +314,11 @@ pub(crate) fn missing<'a>(
     have: impl Iterator<Item = &'a ParticipantId>,
 ) -> Vec<ParticipantId> {
     let have: BTreeSet<_> = have.copied().collect();
-    members.iter().filter(|m| **m != me && !have.contains(m)).copied().collect()
+    members
+        .iter()
+        .filter(|m| **m != me && !have.contains(m))
+        .copied()
+        .collect()
 }
 
 /// SHA-256 over the session and every member's round-one package in member
@@ -372,8 +418,11 @@ impl<C: Suite> Round2<C> {
         // all the check must guarantee.
         let me = self.me;
         let own_commitment = self.secret.commitment().clone();
-        let mut commitments: BTreeMap<Identifier<C>, &VerifiableSecretSharingCommitment<C>> =
-            self.round1.iter().map(|(id, p)| (*id, p.commitment())).collect();
+        let mut commitments: BTreeMap<Identifier<C>, &VerifiableSecretSharingCommitment<C>> = self
+            .round1
+            .iter()
+            .map(|(id, p)| (*id, p.commitment()))
+            .collect();
         commitments.insert(me.to_frost(), &own_commitment);
         let public = PublicKeyPackage::from_dkg_commitments(&commitments).map_err(Error::frost)?;
         let mut share = self.secret.secret_share();
@@ -427,11 +476,16 @@ pub(crate) fn write_package<C: Suite>(w: &mut Writer, pkg: &round1::Package<C>) 
     w.scalar::<C>(pkg.proof_of_knowledge().z());
 }
 
-pub(crate) fn read_package<C: Suite>(r: &mut Reader<'_>) -> Result<round1::Package<C>, DecodeError> {
+pub(crate) fn read_package<C: Suite>(
+    r: &mut Reader<'_>,
+) -> Result<round1::Package<C>, DecodeError> {
     let commitment = vss::read_commitment::<C>(r)?;
     let big_r = r.element::<C>()?;
     let z = r.scalar::<C>()?;
-    Ok(round1::Package::new(frost_commitment(&commitment), Signature::new(big_r, z)))
+    Ok(round1::Package::new(
+        frost_commitment(&commitment),
+        Signature::new(big_r, z),
+    ))
 }
 
 impl<C: Suite> Encode for Round1Message<C> {

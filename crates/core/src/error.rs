@@ -144,7 +144,10 @@ impl Error {
 }
 
 fn list(ids: &[ParticipantId]) -> String {
-    ids.iter().map(|i| i.to_string()).collect::<Vec<_>>().join(", ")
+    ids.iter()
+        .map(|i| i.to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Why bytes from outside were rejected.

@@ -40,7 +40,10 @@ impl ParticipantId {
         ident: &Identifier<C>,
         members: impl IntoIterator<Item = &'a ParticipantId>,
     ) -> Option<ParticipantId> {
-        members.into_iter().copied().find(|m| m.to_frost::<C>() == *ident)
+        members
+            .into_iter()
+            .copied()
+            .find(|m| m.to_frost::<C>() == *ident)
     }
 
     /// The ids `1..=n`.
@@ -49,7 +52,10 @@ impl ParticipantId {
     }
 }
 
-#[allow(clippy::panic, reason = "NonZeroU16 makes this unreachable; a panic is the honest signal")]
+#[allow(
+    clippy::panic,
+    reason = "NonZeroU16 makes this unreachable; a panic is the honest signal"
+)]
 fn unreachable_identifier() -> ! {
     panic!("frost rejected a non-zero u16 identifier")
 }

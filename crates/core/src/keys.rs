@@ -79,7 +79,11 @@ impl<C: Suite> GroupKey<C> {
             .iter()
             .map(|(id, e)| (id.to_frost::<C>(), VerifyingShare::new(*e)))
             .collect();
-        let public = PublicKeyPackage::new(verifying_shares, VerifyingKey::new(verifying_key), Some(threshold));
+        let public = PublicKeyPackage::new(
+            verifying_shares,
+            VerifyingKey::new(verifying_key),
+            Some(threshold),
+        );
         Self::from_frost_trusted(members, public)
     }
 
@@ -88,9 +92,9 @@ impl<C: Suite> GroupKey<C> {
         members: BTreeSet<ParticipantId>,
         public: PublicKeyPackage<C>,
     ) -> Result<Self, Error> {
-        let threshold = public
-            .min_signers()
-            .ok_or(Error::InvalidParameters("public key package has no threshold"))?;
+        let threshold = public.min_signers().ok_or(Error::InvalidParameters(
+            "public key package has no threshold",
+        ))?;
         let mut shares = BTreeMap::new();
         for m in &members {
             let vs = public
@@ -100,7 +104,9 @@ impl<C: Suite> GroupKey<C> {
             shares.insert(*m, vs.to_element());
         }
         if public.verifying_shares().len() != members.len() {
-            return Err(Error::InvalidParameters("public shares do not match the members"));
+            return Err(Error::InvalidParameters(
+                "public shares do not match the members",
+            ));
         }
         Self::from_parts(threshold, public.verifying_key().to_element(), shares)
     }
@@ -112,14 +118,18 @@ impl<C: Suite> GroupKey<C> {
         members: BTreeSet<ParticipantId>,
         public: PublicKeyPackage<C>,
     ) -> Result<Self, Error> {
-        let threshold = public
-            .min_signers()
-            .ok_or(Error::InvalidParameters("public key package has no threshold"))?;
+        let threshold = public.min_signers().ok_or(Error::InvalidParameters(
+            "public key package has no threshold",
+        ))?;
         vss::check_threshold(threshold, members.len())?;
         if public.verifying_shares().len() != members.len()
-            || members.iter().any(|m| !public.verifying_shares().contains_key(&m.to_frost::<C>()))
+            || members
+                .iter()
+                .any(|m| !public.verifying_shares().contains_key(&m.to_frost::<C>()))
         {
-            return Err(Error::InvalidParameters("public shares do not match the members"));
+            return Err(Error::InvalidParameters(
+                "public shares do not match the members",
+            ));
         }
         Ok(Self {
             threshold,
@@ -161,7 +171,8 @@ impl<C: Suite> GroupKey<C> {
     /// 32-byte x-only BIP-340 key, 32-byte Ristretto255 element, or 33-byte
     /// SEC1-compressed secp256k1 point.
     pub fn public_key_bytes(&self) -> Vec<u8> {
-        let full = crate::codec::element_to_bytes::<C>(&self.verifying_element()).unwrap_or_default();
+        let full =
+            crate::codec::element_to_bytes::<C>(&self.verifying_element()).unwrap_or_default();
         match C::SUITE {
             // BIP-340 keys are the x coordinate of the even-y point.
             SuiteId::Secp256k1Tr => full.get(1..).map(<[u8]>::to_vec).unwrap_or_default(),
@@ -194,11 +205,15 @@ fn check_consistent<C: Suite>(
         .collect();
     let zero = <<C::Group as Group>::Field>::zero();
     if vss::interpolate_public::<C>(&base, &zero)? != *group {
-        return Err(Error::InvalidParameters("public shares do not interpolate to the group key"));
+        return Err(Error::InvalidParameters(
+            "public shares do not interpolate to the group key",
+        ));
     }
     for (id, e) in shares.iter().skip(t as usize) {
         if vss::interpolate_public::<C>(&base, &x_of::<C>(*id))? != *e {
-            return Err(Error::InvalidParameters("public shares are not on one polynomial of degree t-1"));
+            return Err(Error::InvalidParameters(
+                "public shares are not on one polynomial of degree t-1",
+            ));
         }
     }
     Ok(())
@@ -212,7 +227,9 @@ impl<C: Suite> Encode for GroupKey<C> {
         w.ids(self.members.iter());
         for m in &self.members {
             // Members and verifying shares are the same set (constructor invariant).
-            let e = self.public_share(*m).unwrap_or_else(|_| <C::Group>::identity());
+            let e = self
+                .public_share(*m)
+                .unwrap_or_else(|_| <C::Group>::identity());
             w.element::<C>(&e);
         }
         w.finish()
@@ -255,11 +272,20 @@ impl<C: Suite> core::fmt::Debug for KeyShare<C> {
 
 impl<C: Suite> KeyShare<C> {
     /// A share for `id` of `group`, checked against the member's public share.
-    pub fn new(id: ParticipantId, share: SecretScalar<C>, group: &GroupKey<C>) -> Result<Self, Error> {
+    pub fn new(
+        id: ParticipantId,
+        share: SecretScalar<C>,
+        group: &GroupKey<C>,
+    ) -> Result<Self, Error> {
         if share.public() != group.public_share(id)? {
             return Err(Error::ShareMismatch);
         }
-        Ok(Self::new_unchecked(id, share, group.verifying_element(), group.threshold()))
+        Ok(Self::new_unchecked(
+            id,
+            share,
+            group.verifying_element(),
+            group.threshold(),
+        ))
     }
 
     pub(crate) fn new_unchecked(

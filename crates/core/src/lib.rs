@@ -19,7 +19,13 @@
 //! The same generic code serves every [`Suite`]: Ed25519, secp256k1 with
 //! BIP-340/Taproot output, plain secp256k1 (RFC 9591) and Ristretto255.
 #![forbid(unsafe_code)]
-#![cfg_attr(test, allow(clippy::indexing_slicing, reason = "tests index fixed-size data they built"))]
+#![cfg_attr(
+    test,
+    allow(
+        clippy::indexing_slicing,
+        reason = "tests index fixed-size data they built"
+    )
+)]
 
 pub mod codec;
 pub mod dkg;

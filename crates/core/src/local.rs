@@ -35,7 +35,9 @@ fn agree<C: Suite>(groups: impl IntoIterator<Item = GroupKey<C>>) -> Result<Grou
     let mut it = groups.into_iter();
     let first = it.next().ok_or(Error::NotEnough { have: 0, need: 1 })?;
     if it.any(|g| g != first) {
-        return Err(Error::InvalidParameters("participants computed different group keys"));
+        return Err(Error::InvalidParameters(
+            "participants computed different group keys",
+        ));
     }
     Ok(first)
 }
@@ -181,7 +183,10 @@ pub fn reshare<C: Suite, R: RngCore + CryptoRng>(
     };
     let mut receivers = BTreeMap::new();
     for m in new_members {
-        receivers.insert(*m, reshare::Receiver::new(params.clone(), *m, holders.group.clone())?);
+        receivers.insert(
+            *m,
+            reshare::Receiver::new(params.clone(), *m, holders.group.clone())?,
+        );
     }
     for d in dealers {
         let share = holders.shares.get(d).ok_or(Error::UnknownParticipant(*d))?;
@@ -202,7 +207,9 @@ pub fn reshare<C: Suite, R: RngCore + CryptoRng>(
         transcripts.insert(out.transcript);
     }
     if transcripts.len() != 1 {
-        return Err(Error::InvalidParameters("new members saw different dealer commitments"));
+        return Err(Error::InvalidParameters(
+            "new members saw different dealer commitments",
+        ));
     }
     Ok(Holders {
         group: agree(groups)?,
@@ -229,7 +236,8 @@ pub fn repair<C: Suite, R: RngCore + CryptoRng>(
     let mut deltas = Vec::new();
     for h in helpers {
         let share = holders.shares.get(h).ok_or(Error::UnknownParticipant(*h))?;
-        let (state, img, out) = repair::Helper::start(params.clone(), holders.group.clone(), share, rng)?;
+        let (state, img, out) =
+            repair::Helper::start(params.clone(), holders.group.clone(), share, rng)?;
         states.insert(*h, state);
         images.push((*h, img));
         deltas.extend(out.into_iter().map(|(to, m)| (*h, to, m)));

@@ -86,12 +86,15 @@ pub fn start<C: Suite, R: RngCore + CryptoRng>(
         members: group.members().clone(),
     };
     let me = share.id();
-    if share.verifying_element() != group.verifying_element() || share.public_share() != group.public_share(me)? {
+    if share.verifying_element() != group.verifying_element()
+        || share.public_share() != group.public_share(me)?
+    {
         return Err(Error::ShareMismatch);
     }
     let n = params.members.len() as u16;
     let (secret, package) =
-        frefresh::refresh_dkg_part1::<C, _>(me.to_frost(), n, params.threshold, &mut *rng).map_err(Error::frost)?;
+        frefresh::refresh_dkg_part1::<C, _>(me.to_frost(), n, params.threshold, &mut *rng)
+            .map_err(Error::frost)?;
     let msg = Round1Message {
         session,
         package: package.clone(),
@@ -108,6 +111,10 @@ pub fn start<C: Suite, R: RngCore + CryptoRng>(
         msg,
     ))
 }
+
+/// What [`Round1::advance`] returns: the round-two state and one secret
+/// message per peer.
+pub type Advance<C> = (Round2<C>, Vec<(ParticipantId, Round2Message<C>)>);
 
 /// Round one of a refresh.
 pub struct Round1<C: Suite> {
@@ -167,7 +174,7 @@ impl<C: Suite> Round1<C> {
     }
 
     /// Move to round two: the state and one secret sub-share per peer.
-    pub fn advance(self) -> Result<(Round2<C>, Vec<(ParticipantId, Round2Message<C>)>), Error> {
+    pub fn advance(self) -> Result<Advance<C>, Error> {
         if !self.is_ready() {
             return Err(Error::NotEnough {
                 have: self.received.len() + 1,
@@ -175,10 +182,20 @@ impl<C: Suite> Round1<C> {
             });
         }
         let me = self.share.id();
-        let transcript = transcript::<C>(b"keyquorum/refresh/round1-transcript/v1", &self.params, me, &self.own, &self.received);
-        let by_frost: BTreeMap<Identifier<C>, round1::Package<C>> =
-            self.received.iter().map(|(id, p)| (id.to_frost(), p.clone())).collect();
-        let (secret, packages) = frefresh::refresh_dkg_part2(self.secret, &by_frost).map_err(Error::frost)?;
+        let transcript = transcript::<C>(
+            b"keyquorum/refresh/round1-transcript/v1",
+            &self.params,
+            me,
+            &self.own,
+            &self.received,
+        );
+        let by_frost: BTreeMap<Identifier<C>, round1::Package<C>> = self
+            .received
+            .iter()
+            .map(|(id, p)| (id.to_frost(), p.clone()))
+            .collect();
+        let (secret, packages) =
+            frefresh::refresh_dkg_part2(self.secret, &by_frost).map_err(Error::frost)?;
         let mut out = Vec::with_capacity(packages.len());
         for peer in self.params.members.iter().filter(|m| **m != me) {
             let pkg = packages
@@ -274,7 +291,12 @@ impl<C: Suite> Round2<C> {
         let round2: BTreeMap<Identifier<C>, round2::Package<C>> = self
             .received
             .iter()
-            .map(|(id, s)| (id.to_frost(), round2::Package::new(SigningShare::new(*s.expose()))))
+            .map(|(id, s)| {
+                (
+                    id.to_frost(),
+                    round2::Package::new(SigningShare::new(*s.expose())),
+                )
+            })
             .collect();
         let me = self.share.id();
         let (key_package, public) = frefresh::refresh_dkg_shares(
@@ -292,9 +314,11 @@ impl<C: Suite> Round2<C> {
                     .received
                     .iter()
                     .filter(|(from, s)| {
-                        self.round1
-                            .get(&from.to_frost())
-                            .is_none_or(|p| zero_constant_commitment::<C>(p.commitment()).verify(me, s).is_err())
+                        self.round1.get(&from.to_frost()).is_none_or(|p| {
+                            zero_constant_commitment::<C>(p.commitment())
+                                .verify(me, s)
+                                .is_err()
+                        })
                     })
                     .map(|(from, _)| *from)
                     .collect();

@@ -152,7 +152,8 @@ impl<C: Suite> Images<C> {
             return Err(Error::misbehaved(from, Fault::WrongDegree));
         }
         // Σ_j D_ij must equal ζ_i·Y_i.
-        let zeta = vss::lagrange_at::<C>(&self.params.helpers, from, &x_of::<C>(self.params.target))?;
+        let zeta =
+            vss::lagrange_at::<C>(&self.params.helpers, from, &x_of::<C>(self.params.target))?;
         let sum = msg
             .images
             .values()
@@ -208,7 +209,11 @@ impl<C: Suite> core::fmt::Debug for Helper<C> {
 }
 
 /// What a helper sends at the start: the broadcast images and one delta per helper.
-pub type HelperStart<C> = (Helper<C>, ImagesMessage<C>, Vec<(ParticipantId, DeltaMessage<C>)>);
+pub type HelperStart<C> = (
+    Helper<C>,
+    ImagesMessage<C>,
+    Vec<(ParticipantId, DeltaMessage<C>)>,
+);
 
 impl<C: Suite> Helper<C> {
     /// Step 1 for the holder of `share`.
@@ -224,8 +229,9 @@ impl<C: Suite> Helper<C> {
             return Err(Error::Misuse("this holder is not one of the helpers"));
         }
         let helpers: Vec<_> = params.helpers.iter().map(|h| h.to_frost::<C>()).collect();
-        let deltas = repairable::repair_share_part1(&helpers, share.frost(), rng, params.target.to_frost())
-            .map_err(Error::frost)?;
+        let deltas =
+            repairable::repair_share_part1(&helpers, share.frost(), rng, params.target.to_frost())
+                .map_err(Error::frost)?;
         let mut own = BTreeMap::new();
         let mut images = BTreeMap::new();
         let mut out = Vec::new();
@@ -269,7 +275,11 @@ impl<C: Suite> Helper<C> {
     }
 
     /// Accept helper `from`'s images.
-    pub fn receive_images(&mut self, from: ParticipantId, msg: ImagesMessage<C>) -> Result<(), Error> {
+    pub fn receive_images(
+        &mut self,
+        from: ParticipantId,
+        msg: ImagesMessage<C>,
+    ) -> Result<(), Error> {
         if from == self.me {
             return Err(Error::UnknownParticipant(from));
         }
@@ -278,7 +288,11 @@ impl<C: Suite> Helper<C> {
 
     /// Accept helper `from`'s delta for us; it must match `from`'s image, so
     /// images from `from` must arrive first.
-    pub fn receive_delta(&mut self, from: ParticipantId, msg: DeltaMessage<C>) -> Result<(), Error> {
+    pub fn receive_delta(
+        &mut self,
+        from: ParticipantId,
+        msg: DeltaMessage<C>,
+    ) -> Result<(), Error> {
         if from == self.me || !self.images.params.helpers.contains(&from) {
             return Err(Error::UnknownParticipant(from));
         }
@@ -358,12 +372,20 @@ impl<C: Suite> Target<C> {
     }
 
     /// Accept helper `from`'s images.
-    pub fn receive_images(&mut self, from: ParticipantId, msg: ImagesMessage<C>) -> Result<(), Error> {
+    pub fn receive_images(
+        &mut self,
+        from: ParticipantId,
+        msg: ImagesMessage<C>,
+    ) -> Result<(), Error> {
         self.images.receive(from, msg)
     }
 
     /// Accept helper `from`'s `σ`; checked once every image is in.
-    pub fn receive_sigma(&mut self, from: ParticipantId, msg: SigmaMessage<C>) -> Result<(), Error> {
+    pub fn receive_sigma(
+        &mut self,
+        from: ParticipantId,
+        msg: SigmaMessage<C>,
+    ) -> Result<(), Error> {
         if !self.images.params.helpers.contains(&from) {
             return Err(Error::UnknownParticipant(from));
         }
@@ -402,8 +424,9 @@ impl<C: Suite> Target<C> {
             .map(|s| Sigma::<C>::deserialize(&s.to_bytes()).map_err(Error::frost))
             .collect::<Result<Vec<_>, _>>()?;
         let target = self.images.params.target;
-        let package = repairable::repair_share_part3(&sigmas, target.to_frost(), self.images.group.frost())
-            .map_err(Error::frost)?;
+        let package =
+            repairable::repair_share_part3(&sigmas, target.to_frost(), self.images.group.frost())
+                .map_err(Error::frost)?;
         let share = KeyShare::from_frost(target, package);
         if share.public_share() != self.images.group.public_share(target)? {
             return Err(Error::ShareMismatch);
@@ -430,7 +453,10 @@ impl<C: Suite> Decode for ImagesMessage<C> {
         let session = r.session()?;
         let ids = r.ids()?;
         if ids.len() > MAX_PARTICIPANTS {
-            return Err(DecodeError::TooLong { len: ids.len(), max: MAX_PARTICIPANTS });
+            return Err(DecodeError::TooLong {
+                len: ids.len(),
+                max: MAX_PARTICIPANTS,
+            });
         }
         let mut images = BTreeMap::new();
         for id in ids {

@@ -159,7 +159,11 @@ pub struct Output<C: Suite> {
 
 impl<C: Suite> Receiver<C> {
     /// Become new member `me` of `params` for the key described by `old_group`.
-    pub fn new(params: ReshareParams, me: ParticipantId, old_group: GroupKey<C>) -> Result<Self, Error> {
+    pub fn new(
+        params: ReshareParams,
+        me: ParticipantId,
+        old_group: GroupKey<C>,
+    ) -> Result<Self, Error> {
         params.check(&old_group)?;
         if !params.new_members.contains(&me) {
             return Err(Error::UnknownParticipant(me));
@@ -230,7 +234,9 @@ impl<C: Suite> Receiver<C> {
         h.update(b"keyquorum/reshare/transcript/v1");
         h.update(self.params.session.0);
         for (dealer, msg) in &self.received {
-            let l = lambdas.get(dealer).ok_or(Error::UnknownParticipant(*dealer))?;
+            let l = lambdas
+                .get(dealer)
+                .ok_or(Error::UnknownParticipant(*dealer))?;
             share = share + *l * *msg.share.expose();
             for (g, c) in gamma.iter_mut().zip(msg.commitment.elements()) {
                 *g = *g + *c * *l;
@@ -319,7 +325,11 @@ impl<C: Suite> DealMessage<C> {
     /// Feldman check passes but the constant term is not the old share.
     #[doc(hidden)]
     pub fn tamper_constant<R: RngCore + CryptoRng>(&mut self, me: ParticipantId, rng: &mut R) {
-        let poly = Polynomial::<C>::random(SecretScalar::random(rng), self.commitment.threshold() as u16, rng);
+        let poly = Polynomial::<C>::random(
+            SecretScalar::random(rng),
+            self.commitment.threshold() as u16,
+            rng,
+        );
         self.commitment = poly.commit();
         self.share = poly.share_for(me);
     }

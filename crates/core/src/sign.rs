@@ -125,7 +125,11 @@ impl<C: Suite> SigningNonce<C> {
         }
         match package.commitments.get(&self.id) {
             Some(c) if *c == *self.nonces.commitments() => {}
-            Some(_) => return Err(Error::Misuse("package carries another commitment for this signer")),
+            Some(_) => {
+                return Err(Error::Misuse(
+                    "package carries another commitment for this signer",
+                ))
+            }
             None => return Err(Error::UnknownParticipant(self.id)),
         }
         let s = round2::sign(&package.inner, &self.nonces, share.frost()).map_err(Error::frost)?;
@@ -190,8 +194,10 @@ impl<C: Suite> SigningPackage<C> {
         message: &[u8],
         commitments: BTreeMap<ParticipantId, round1::SigningCommitments<C>>,
     ) -> Self {
-        let by_frost: BTreeMap<Identifier<C>, _> =
-            commitments.iter().map(|(id, c)| (id.to_frost(), *c)).collect();
+        let by_frost: BTreeMap<Identifier<C>, _> = commitments
+            .iter()
+            .map(|(id, c)| (id.to_frost(), *c))
+            .collect();
         Self {
             session,
             inner: frost_core::SigningPackage::new(by_frost, message),
@@ -241,7 +247,9 @@ impl<C: Suite> SignatureShare<C> {
         type F<C> = <<C as frost_core::Ciphersuite>::Group as Group>::Field;
         if let Ok(s) = crate::codec::scalar_from_bytes::<C>(&self.share.serialize()) {
             let bumped = s + <F<C>>::one();
-            if let Ok(share) = round2::SignatureShare::deserialize(<F<C>>::serialize(&bumped).as_ref()) {
+            if let Ok(share) =
+                round2::SignatureShare::deserialize(<F<C>>::serialize(&bumped).as_ref())
+            {
                 self.share = share;
             }
         }
@@ -379,7 +387,9 @@ fn write_commitments<C: Suite>(w: &mut Writer, c: &round1::SigningCommitments<C>
     w.element::<C>(&c.binding().value());
 }
 
-fn read_commitments<C: Suite>(r: &mut Reader<'_>) -> Result<round1::SigningCommitments<C>, DecodeError> {
+fn read_commitments<C: Suite>(
+    r: &mut Reader<'_>,
+) -> Result<round1::SigningCommitments<C>, DecodeError> {
     let hiding = NonceCommitment::new(r.element::<C>()?);
     let binding = NonceCommitment::new(r.element::<C>()?);
     Ok(round1::SigningCommitments::new(hiding, binding))
@@ -424,7 +434,10 @@ impl<C: Suite> Decode for SigningPackage<C> {
         let message = r.blob(MAX_BLOB)?;
         let ids = r.ids()?;
         if ids.len() > MAX_PARTICIPANTS {
-            return Err(DecodeError::TooLong { len: ids.len(), max: MAX_PARTICIPANTS });
+            return Err(DecodeError::TooLong {
+                len: ids.len(),
+                max: MAX_PARTICIPANTS,
+            });
         }
         let mut commitments = BTreeMap::new();
         for id in ids {
@@ -451,7 +464,9 @@ impl<C: Suite> Decode for SignatureShare<C> {
         let s = r.scalar::<C>()?;
         r.finish()?;
         let bytes = zeroize::Zeroizing::new(
-            <<C::Group as frost_core::Group>::Field as frost_core::Field>::serialize(&s).as_ref().to_vec(),
+            <<C::Group as frost_core::Group>::Field as frost_core::Field>::serialize(&s)
+                .as_ref()
+                .to_vec(),
         );
         let share = round2::SignatureShare::deserialize(&bytes)
             .map_err(|_| DecodeError::InvalidFrostValue("signature share"))?;
@@ -474,9 +489,11 @@ pub fn verify<C: Suite>(public_key: &[u8], message: &[u8], signature: &[u8]) -> 
     } else {
         public_key
     };
-    let vk = frost_core::VerifyingKey::<C>::deserialize(pk).map_err(|_| DecodeError::InvalidElement)?;
+    let vk =
+        frost_core::VerifyingKey::<C>::deserialize(pk).map_err(|_| DecodeError::InvalidElement)?;
     let sig = Signature::<C>::from_bytes(signature)?;
-    vk.verify(message, &sig.0).map_err(|_| Error::InvalidSignature)
+    vk.verify(message, &sig.0)
+        .map_err(|_| Error::InvalidSignature)
 }
 
 impl<C: Suite> Signature<C> {

@@ -208,7 +208,9 @@ pub(crate) fn write_commitment<C: Ciphersuite>(w: &mut Writer, c: &Commitment<C>
     }
 }
 
-pub(crate) fn read_commitment<C: Ciphersuite>(r: &mut Reader<'_>) -> Result<Commitment<C>, DecodeError> {
+pub(crate) fn read_commitment<C: Ciphersuite>(
+    r: &mut Reader<'_>,
+) -> Result<Commitment<C>, DecodeError> {
     let t = r.count(MAX_PARTICIPANTS)?;
     if t == 0 {
         return Err(DecodeError::TooLong { len: 0, max: 0 });
@@ -225,6 +227,9 @@ pub(crate) mod kind {
     pub(crate) const COMMITMENT: u8 = 0x01;
 }
 
+/// Shares by holder, and the Feldman commitment.
+pub type Split<C> = (BTreeMap<ParticipantId, SecretScalar<C>>, Commitment<C>);
+
 /// Split `secret` into shares for `ids` with threshold `t` (Shamir) and return
 /// the Feldman commitment. Used for trusted-dealer *import* only; keys made by
 /// keyquorum come from the DKG, where no dealer holds the secret.
@@ -233,7 +238,7 @@ pub fn split<C: Ciphersuite, R: RngCore + CryptoRng>(
     threshold: u16,
     ids: &BTreeSet<ParticipantId>,
     rng: &mut R,
-) -> Result<(BTreeMap<ParticipantId, SecretScalar<C>>, Commitment<C>), Error> {
+) -> Result<Split<C>, Error> {
     check_threshold(threshold, ids.len())?;
     let poly = Polynomial::random(secret, threshold, rng);
     let shares = ids.iter().map(|id| (*id, poly.share_for(*id))).collect();
@@ -246,7 +251,9 @@ pub(crate) fn check_threshold(t: u16, n: usize) -> Result<(), Error> {
         return Err(Error::InvalidParameters("threshold must be at least 2"));
     }
     if t as usize > n {
-        return Err(Error::InvalidParameters("threshold larger than the member count"));
+        return Err(Error::InvalidParameters(
+            "threshold larger than the member count",
+        ));
     }
     if n > MAX_PARTICIPANTS {
         return Err(Error::InvalidParameters("too many members"));
@@ -339,10 +346,18 @@ mod tests {
             commitment.verify(*id, s).unwrap();
         }
         assert!(commitment.constant() == secret.public());
-        let three: BTreeMap<_, _> = shares.iter().take(3).map(|(k, v)| (*k, v.clone())).collect();
+        let three: BTreeMap<_, _> = shares
+            .iter()
+            .take(3)
+            .map(|(k, v)| (*k, v.clone()))
+            .collect();
         let zero = <F<C>>::zero();
         assert_eq!(interpolate(&three, &zero).unwrap(), secret);
-        let two: BTreeMap<_, _> = shares.iter().take(2).map(|(k, v)| (*k, v.clone())).collect();
+        let two: BTreeMap<_, _> = shares
+            .iter()
+            .take(2)
+            .map(|(k, v)| (*k, v.clone()))
+            .collect();
         assert_ne!(interpolate(&two, &zero).unwrap(), secret);
         // Interpolating at another participant's x gives that participant's share.
         let p5 = ParticipantId::new(5).unwrap();
@@ -352,7 +367,10 @@ mod tests {
         assert!(interpolate_public::<C>(&pubs, &zero).unwrap() == secret.public());
         // A wrong share fails the Feldman check.
         let p1 = ParticipantId::new(1).unwrap();
-        assert_eq!(commitment.verify(p1, &shares[&p5]), Err(Error::ShareMismatch));
+        assert_eq!(
+            commitment.verify(p1, &shares[&p5]),
+            Err(Error::ShareMismatch)
+        );
         // Encoding round-trips.
         let bytes = commitment.to_bytes();
         assert_eq!(Commitment::<C>::from_bytes(&bytes).unwrap(), commitment);

@@ -1,3 +1,12 @@
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    missing_docs,
+    unreachable_pub,
+    reason = "integration tests: a failed unwrap is a failed test"
+)]
 //! Wire encodings: every message round-trips byte for byte; every decoder
 //! rejects truncation, trailing bytes, wrong suite/kind/version, non-canonical
 //! scalars and invalid or identity points with a typed error; random and
@@ -8,7 +17,9 @@ use std::collections::BTreeSet;
 use keyquorum_core::codec::{Decode, Encode};
 use keyquorum_core::local::{self, wire};
 use keyquorum_core::{dkg, refresh, repair, reshare, sign, vss};
-use keyquorum_core::{DecodeError, Ed25519, GroupKey, KeyShare, ParticipantId, Secp256k1Tr, SessionId, Suite};
+use keyquorum_core::{
+    DecodeError, Ed25519, GroupKey, KeyShare, ParticipantId, Secp256k1Tr, SessionId, Suite,
+};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, RngAlgorithm, RngSeed};
 use rand_chacha::ChaCha20Rng;
@@ -23,11 +34,16 @@ fn samples<C: Suite>() -> Vec<(&'static str, Vec<u8>)> {
     let h = local::dkg::<C, _>(session, 2, &members, &mut rng).unwrap();
     let mut out = vec![("group_key", h.group.to_bytes())];
 
-    let params = dkg::DkgParams { session, threshold: 2, members: members.clone() };
+    let params = dkg::DkgParams {
+        session,
+        threshold: 2,
+        members: members.clone(),
+    };
     let (mut a, _) = dkg::start::<C, _>(params.clone(), p1, &mut rng).unwrap();
     let mut r2_msg = None;
     for p in [2u16, 3] {
-        let (_, m) = dkg::start::<C, _>(params.clone(), ParticipantId::new(p).unwrap(), &mut rng).unwrap();
+        let (_, m) =
+            dkg::start::<C, _>(params.clone(), ParticipantId::new(p).unwrap(), &mut rng).unwrap();
         out.push(("dkg_round1", m.to_bytes()));
         a.receive(ParticipantId::new(p).unwrap(), m).unwrap();
     }
@@ -48,16 +64,38 @@ fn samples<C: Suite>() -> Vec<(&'static str, Vec<u8>)> {
     let (_, m) = refresh::start(session, &h.group, h.shares[&p1].clone(), &mut rng).unwrap();
     out.push(("refresh_round1", m.to_bytes()));
 
-    let rp = reshare::ReshareParams { session, dealers: members.clone(), new_threshold: 2, new_members: members.clone() };
+    let rp = reshare::ReshareParams {
+        session,
+        dealers: members.clone(),
+        new_threshold: 2,
+        new_members: members.clone(),
+    };
     let deal = reshare::deal(&rp, &h.group, &h.shares[&p1], &mut rng).unwrap();
     out.push(("reshare_deal", deal[0].1.to_bytes()));
 
-    let helpers: BTreeSet<_> = [1u16, 2].iter().map(|i| ParticipantId::new(*i).unwrap()).collect();
-    let rpp = repair::RepairParams { session, helpers, target: ParticipantId::new(3).unwrap() };
-    let (_, images, deltas) = repair::Helper::start(rpp, h.group.clone(), &h.shares[&p1], &mut rng).unwrap();
+    let helpers: BTreeSet<_> = [1u16, 2]
+        .iter()
+        .map(|i| ParticipantId::new(*i).unwrap())
+        .collect();
+    let rpp = repair::RepairParams {
+        session,
+        helpers,
+        target: ParticipantId::new(3).unwrap(),
+    };
+    let (_, images, deltas) =
+        repair::Helper::start(rpp, h.group.clone(), &h.shares[&p1], &mut rng).unwrap();
     out.push(("repair_images", images.to_bytes()));
     out.push(("repair_delta", deltas[0].1.to_bytes()));
-    out.push(("feldman_commitment", vss::Polynomial::<C>::random(keyquorum_core::secret::SecretScalar::random(&mut rng), 3, &mut rng).commit().to_bytes()));
+    out.push((
+        "feldman_commitment",
+        vss::Polynomial::<C>::random(
+            keyquorum_core::secret::SecretScalar::random(&mut rng),
+            3,
+            &mut rng,
+        )
+        .commit()
+        .to_bytes(),
+    ));
     out.push(("key_share", h.shares[&p1].to_secret_bytes().to_vec()));
     out
 }
@@ -76,32 +114,56 @@ fn redecode<C: Suite>(name: &str, bytes: &[u8]) -> Result<Vec<u8>, DecodeError> 
         "repair_images" => repair::ImagesMessage::<C>::from_bytes(bytes)?.to_bytes(),
         "repair_delta" => repair::DeltaMessage::<C>::from_bytes(bytes)?.to_bytes(),
         "feldman_commitment" => vss::Commitment::<C>::from_bytes(bytes)?.to_bytes(),
-        "key_share" => KeyShare::<C>::from_secret_bytes(bytes)?.to_secret_bytes().to_vec(),
+        "key_share" => KeyShare::<C>::from_secret_bytes(bytes)?
+            .to_secret_bytes()
+            .to_vec(),
         other => panic!("unknown sample {other}"),
     })
 }
 
 fn roundtrip_and_reject<C: Suite>() {
     for (name, bytes) in samples::<C>() {
-        assert_eq!(redecode::<C>(name, &bytes).unwrap(), bytes, "{name} round-trips");
+        assert_eq!(
+            redecode::<C>(name, &bytes).unwrap(),
+            bytes,
+            "{name} round-trips"
+        );
         // Every strict prefix is rejected.
         for cut in 0..bytes.len() {
-            assert!(redecode::<C>(name, &bytes[..cut]).is_err(), "{name} truncated at {cut}");
+            assert!(
+                redecode::<C>(name, &bytes[..cut]).is_err(),
+                "{name} truncated at {cut}"
+            );
         }
         // Trailing bytes are rejected.
         let mut longer = bytes.clone();
         longer.push(0);
-        assert!(matches!(redecode::<C>(name, &longer), Err(DecodeError::TrailingBytes(1))), "{name} trailing");
+        assert!(
+            matches!(
+                redecode::<C>(name, &longer),
+                Err(DecodeError::TrailingBytes(1))
+            ),
+            "{name} trailing"
+        );
         // Header checks.
         let mut v = bytes.clone();
         v[0] = 99;
-        assert_eq!(redecode::<C>(name, &v), Err(DecodeError::UnsupportedVersion(99)));
+        assert_eq!(
+            redecode::<C>(name, &v),
+            Err(DecodeError::UnsupportedVersion(99))
+        );
         let mut v = bytes.clone();
         v[1] = 77;
-        assert!(matches!(redecode::<C>(name, &v), Err(DecodeError::WrongSuite { found: 77, .. })));
+        assert!(matches!(
+            redecode::<C>(name, &v),
+            Err(DecodeError::WrongSuite { found: 77, .. })
+        ));
         let mut v = bytes.clone();
         v[2] ^= 0x80;
-        assert!(matches!(redecode::<C>(name, &v), Err(DecodeError::WrongKind { .. })));
+        assert!(matches!(
+            redecode::<C>(name, &v),
+            Err(DecodeError::WrongKind { .. })
+        ));
     }
 }
 
@@ -118,7 +180,13 @@ fn secp256k1_tr_encodings() {
 #[test]
 fn cross_suite_decoding_is_refused() {
     for (name, bytes) in samples::<Ed25519>() {
-        assert!(matches!(redecode::<Secp256k1Tr>(name, &bytes), Err(DecodeError::WrongSuite { .. })), "{name}");
+        assert!(
+            matches!(
+                redecode::<Secp256k1Tr>(name, &bytes),
+                Err(DecodeError::WrongSuite { .. })
+            ),
+            "{name}"
+        );
     }
 }
 
@@ -138,19 +206,31 @@ fn invalid_scalars_and_points() {
         b[0] = 1; // the Ed25519 identity encodes as y = 1
         b
     });
-    assert_eq!(sign::SigningCommitment::<Ed25519>::from_bytes(&identity), Err(DecodeError::InvalidElement));
+    assert_eq!(
+        sign::SigningCommitment::<Ed25519>::from_bytes(&identity),
+        Err(DecodeError::InvalidElement)
+    );
     let mut off_curve = good.clone();
     off_curve[5..37].copy_from_slice(&[0xff; 32]);
-    assert_eq!(sign::SigningCommitment::<Ed25519>::from_bytes(&off_curve), Err(DecodeError::InvalidElement));
+    assert_eq!(
+        sign::SigningCommitment::<Ed25519>::from_bytes(&off_curve),
+        Err(DecodeError::InvalidElement)
+    );
     // A small-order point (order 4: y = 0) is refused.
     let mut small = good.clone();
     small[5..37].copy_from_slice(&[0u8; 32]);
-    assert_eq!(sign::SigningCommitment::<Ed25519>::from_bytes(&small), Err(DecodeError::InvalidElement));
+    assert_eq!(
+        sign::SigningCommitment::<Ed25519>::from_bytes(&small),
+        Err(DecodeError::InvalidElement)
+    );
     // Identifier zero is refused.
     let mut zero_id = good;
     zero_id[3] = 0;
     zero_id[4] = 0;
-    assert_eq!(sign::SigningCommitment::<Ed25519>::from_bytes(&zero_id), Err(DecodeError::ZeroIdentifier));
+    assert_eq!(
+        sign::SigningCommitment::<Ed25519>::from_bytes(&zero_id),
+        Err(DecodeError::ZeroIdentifier)
+    );
 
     // A non-canonical scalar (the group order ℓ itself) in a signature share.
     let share_bytes = {
@@ -160,16 +240,23 @@ fn invalid_scalars_and_points() {
         n.sign(&h.shares[&p1], coord.package()).unwrap().to_bytes()
     };
     let mut bad = share_bytes.clone();
-    let ell = hex::decode("edd3f55c1a631258d69cf7a2def9de1400000000000000000000000000000010").unwrap();
+    let ell =
+        hex::decode("edd3f55c1a631258d69cf7a2def9de1400000000000000000000000000000010").unwrap();
     bad[35..67].copy_from_slice(&ell);
-    assert_eq!(sign::SignatureShare::<Ed25519>::from_bytes(&bad), Err(DecodeError::InvalidScalar));
+    assert_eq!(
+        sign::SignatureShare::<Ed25519>::from_bytes(&bad),
+        Err(DecodeError::InvalidScalar)
+    );
     // Unsorted or duplicate participant lists are refused.
     let gk = h.group.to_bytes();
     // Layout: header(3) t(2) vk(32) count(2) ids(2 each)...
     let mut dup = gk.clone();
     dup[39..41].copy_from_slice(&1u16.to_be_bytes());
     dup[41..43].copy_from_slice(&1u16.to_be_bytes());
-    assert_eq!(GroupKey::<Ed25519>::from_bytes(&dup), Err(DecodeError::UnsortedIdentifiers));
+    assert_eq!(
+        GroupKey::<Ed25519>::from_bytes(&dup),
+        Err(DecodeError::UnsortedIdentifiers)
+    );
     // A group key whose public shares are inconsistent is refused.
     let mut swapped = gk.clone();
     let (a, b) = (43 + 32, 43 + 64);

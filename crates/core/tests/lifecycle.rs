@@ -1,15 +1,28 @@
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    missing_docs,
+    unreachable_pub,
+    reason = "integration tests: a failed unwrap is a failed test"
+)]
 //! Whole key lifecycle for every suite: DKG → sign → refresh → reshare →
 //! repair → export, each signature checked by an independent verifier.
 
 use std::collections::BTreeSet;
 
 use keyquorum_core::local::{self, Holders};
-use keyquorum_core::{hazmat, Ed25519, ParticipantId, Ristretto255, Secp256k1, Secp256k1Tr, SessionId, Suite};
+use keyquorum_core::{
+    hazmat, Ed25519, ParticipantId, Ristretto255, Secp256k1, Secp256k1Tr, SessionId, Suite,
+};
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
 
 fn ids(r: impl IntoIterator<Item = u16>) -> BTreeSet<ParticipantId> {
-    r.into_iter().map(|i| ParticipantId::new(i).unwrap()).collect()
+    r.into_iter()
+        .map(|i| ParticipantId::new(i).unwrap())
+        .collect()
 }
 
 fn sid(n: u8) -> SessionId {
@@ -52,17 +65,35 @@ fn lifecycle<C: Suite>() {
     check(&refreshed, msg, &sig.to_bytes());
 
     // 2-of-3 → 3-of-5 with two new members; then sign with new members only.
-    let reshared = local::reshare(&refreshed, sid(5), &ids([1, 2]), 3, &ids([2, 3, 4, 5, 6]), &mut rng).unwrap();
+    let reshared = local::reshare(
+        &refreshed,
+        sid(5),
+        &ids([1, 2]),
+        3,
+        &ids([2, 3, 4, 5, 6]),
+        &mut rng,
+    )
+    .unwrap();
     assert!(reshared.group.verifying_element() == vk);
     assert!(reshared.group.threshold() == 3);
     let sig = local::sign(&reshared, sid(6), &ids([4, 5, 6]), msg, &mut rng).unwrap();
     check(&reshared, msg, &sig.to_bytes());
 
-    let repaired = local::repair(&reshared, sid(7), &ids([2, 4, 6]), ParticipantId::new(5).unwrap(), &mut rng).unwrap();
+    let repaired = local::repair(
+        &reshared,
+        sid(7),
+        &ids([2, 4, 6]),
+        ParticipantId::new(5).unwrap(),
+        &mut rng,
+    )
+    .unwrap();
     let p5 = ParticipantId::new(5).unwrap();
     assert!(repaired.secret() == reshared.shares[&p5].secret());
 
-    let shares: Vec<_> = [3u16, 5, 6].iter().map(|i| &reshared.shares[&ParticipantId::new(*i).unwrap()]).collect();
+    let shares: Vec<_> = [3u16, 5, 6]
+        .iter()
+        .map(|i| &reshared.shares[&ParticipantId::new(*i).unwrap()])
+        .collect();
     let pk = hazmat::with_reconstructed_key(&reshared.group, &shares, |k| k.public()).unwrap();
     assert!(pk == vk);
 }

@@ -1,3 +1,12 @@
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    missing_docs,
+    unreachable_pub,
+    reason = "integration tests: a failed unwrap is a failed test"
+)]
 //! Property tests (proptest, fixed seed) over (t, n) with n ≤ 16:
 //! any t-subset signs and reconstructs, no (t-1)-subset does; refresh, repair
 //! and reshare keep the group key; old-epoch shares fail against the new
@@ -10,7 +19,9 @@ use keyquorum_core::local::{self, Holders};
 use keyquorum_core::secret::SecretScalar;
 use keyquorum_core::sign::{self, Coordinator};
 use keyquorum_core::{hazmat, refresh, repair, reshare, vss};
-use keyquorum_core::{Ed25519, Error, Fault, KeyShare, ParticipantId, Secp256k1Tr, SessionId, Suite};
+use keyquorum_core::{
+    Ed25519, Error, Fault, KeyShare, ParticipantId, Secp256k1Tr, SessionId, Suite,
+};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, RngAlgorithm, RngSeed};
 use rand_chacha::ChaCha20Rng;
@@ -27,7 +38,9 @@ fn config(cases: u32) -> Config {
 }
 
 fn ids(r: impl IntoIterator<Item = u16>) -> BTreeSet<ParticipantId> {
-    r.into_iter().map(|i| ParticipantId::new(i).unwrap()).collect()
+    r.into_iter()
+        .map(|i| ParticipantId::new(i).unwrap())
+        .collect()
 }
 
 fn sid(rng: &mut ChaCha20Rng) -> SessionId {
@@ -37,7 +50,11 @@ fn sid(rng: &mut ChaCha20Rng) -> SessionId {
 }
 
 /// A random k-subset of `from`.
-fn subset(from: &BTreeSet<ParticipantId>, k: usize, rng: &mut ChaCha20Rng) -> BTreeSet<ParticipantId> {
+fn subset(
+    from: &BTreeSet<ParticipantId>,
+    k: usize,
+    rng: &mut ChaCha20Rng,
+) -> BTreeSet<ParticipantId> {
     let mut v: Vec<_> = from.iter().copied().collect();
     for i in (1..v.len()).rev() {
         let j = (rng.next_u32() as usize) % (i + 1);
@@ -50,11 +67,17 @@ fn zero<C: Suite>() -> frost_core::Scalar<C> {
     <<C::Group as frost_core::Group>::Field as frost_core::Field>::zero()
 }
 
-fn secrets<C: Suite>(h: &Holders<C>, who: &BTreeSet<ParticipantId>) -> BTreeMap<ParticipantId, SecretScalar<C>> {
+fn secrets<C: Suite>(
+    h: &Holders<C>,
+    who: &BTreeSet<ParticipantId>,
+) -> BTreeMap<ParticipantId, SecretScalar<C>> {
     who.iter().map(|i| (*i, h.shares[i].secret())).collect()
 }
 
-fn reconstructs<C: Suite>(shares: &BTreeMap<ParticipantId, SecretScalar<C>>, h: &Holders<C>) -> bool {
+fn reconstructs<C: Suite>(
+    shares: &BTreeMap<ParticipantId, SecretScalar<C>>,
+    h: &Holders<C>,
+) -> bool {
     vss::interpolate(shares, &zero::<C>()).unwrap().public() == h.group.verifying_element()
 }
 
@@ -111,7 +134,10 @@ fn lifecycle_keeps_key<C: Suite>(t: u16, n: u16, seed: u64) {
     assert!(r.group.verifying_element() == vk);
     for (id, old) in &h.shares {
         assert!(r.shares[id].secret() != old.secret());
-        assert!(matches!(KeyShare::new(*id, old.secret(), &r.group), Err(Error::ShareMismatch)));
+        assert!(matches!(
+            KeyShare::new(*id, old.secret(), &r.group),
+            Err(Error::ShareMismatch)
+        ));
     }
     let signers = subset(&members, t as usize, &mut rng);
     let sig = local::sign(&r, sid(&mut rng), &signers, b"refreshed", &mut rng).unwrap();
@@ -146,7 +172,10 @@ fn lifecycle_keeps_key<C: Suite>(t: u16, n: u16, seed: u64) {
     // shares, and mixing t'-1 new shares with any old share does not give the key.
     for (id, old) in &r.shares {
         if new_members.contains(id) {
-            assert!(matches!(KeyShare::new(*id, old.secret(), &s.group), Err(Error::ShareMismatch)));
+            assert!(matches!(
+                KeyShare::new(*id, old.secret(), &s.group),
+                Err(Error::ShareMismatch)
+            ));
         }
     }
     let few_new = subset(&new_members, t2 as usize - 1, &mut rng);
@@ -202,7 +231,12 @@ fn every_t_subset_signs_exhaustively() {
             if mask.count_ones() != t as u32 {
                 continue;
             }
-            let signers: BTreeSet<_> = all.iter().enumerate().filter(|(i, _)| mask & (1 << i) != 0).map(|(_, p)| *p).collect();
+            let signers: BTreeSet<_> = all
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| mask & (1 << i) != 0)
+                .map(|(_, p)| *p)
+                .collect();
             let sig = local::sign(&h, sid(&mut rng), &signers, b"all subsets", &mut rng).unwrap();
             h.group.verify(b"all subsets", &sig.to_bytes()).unwrap();
             count += 1;
@@ -274,7 +308,9 @@ fn dkg_with_tamper(t: u16, n: u16, culprit: u16, victim: u16, bad_proof: bool, s
 }
 
 fn two_distinct() -> impl Strategy<Value = (u16, u16, u16, u16)> {
-    t_n(8).prop_flat_map(|(t, n)| (Just(t), Just(n), 1..=n, 1..=n)).prop_filter("distinct", |(_, _, a, b)| a != b)
+    t_n(8)
+        .prop_flat_map(|(t, n)| (Just(t), Just(n), 1..=n, 1..=n))
+        .prop_filter("distinct", |(_, _, a, b)| a != b)
 }
 
 proptest! {
@@ -457,19 +493,36 @@ proptest! {
 fn session_binding_and_equivocation() {
     let mut rng = ChaCha20Rng::seed_from_u64(23);
     let members = ids(1..=3);
-    let p = |s| DkgParams { session: SessionId([s; 32]), threshold: 2, members: members.clone() };
-    let (mut a, _) = dkg::start::<Ed25519, _>(p(1), ParticipantId::new(1).unwrap(), &mut rng).unwrap();
-    let (_, from_b) = dkg::start::<Ed25519, _>(p(1), ParticipantId::new(2).unwrap(), &mut rng).unwrap();
-    let (_, from_b_other_session) = dkg::start::<Ed25519, _>(p(2), ParticipantId::new(2).unwrap(), &mut rng).unwrap();
-    let (_, from_b_again) = dkg::start::<Ed25519, _>(p(1), ParticipantId::new(2).unwrap(), &mut rng).unwrap();
+    let p = |s| DkgParams {
+        session: SessionId([s; 32]),
+        threshold: 2,
+        members: members.clone(),
+    };
+    let (mut a, _) =
+        dkg::start::<Ed25519, _>(p(1), ParticipantId::new(1).unwrap(), &mut rng).unwrap();
+    let (_, from_b) =
+        dkg::start::<Ed25519, _>(p(1), ParticipantId::new(2).unwrap(), &mut rng).unwrap();
+    let (_, from_b_other_session) =
+        dkg::start::<Ed25519, _>(p(2), ParticipantId::new(2).unwrap(), &mut rng).unwrap();
+    let (_, from_b_again) =
+        dkg::start::<Ed25519, _>(p(1), ParticipantId::new(2).unwrap(), &mut rng).unwrap();
     let b = ParticipantId::new(2).unwrap();
     assert_eq!(a.receive(b, from_b_other_session), Err(Error::WrongSession));
     a.receive(b, from_b.clone()).unwrap();
     a.receive(b, from_b).unwrap();
-    assert_eq!(a.receive(b, from_b_again), Err(Error::Misbehaved { culprits: vec![b], fault: Fault::Equivocation }));
+    assert_eq!(
+        a.receive(b, from_b_again),
+        Err(Error::Misbehaved {
+            culprits: vec![b],
+            fault: Fault::Equivocation
+        })
+    );
     let outsider = ParticipantId::new(9).unwrap();
     let (_, m) = dkg::start::<Ed25519, _>(p(1), ParticipantId::new(3).unwrap(), &mut rng).unwrap();
-    assert_eq!(a.receive(outsider, m), Err(Error::UnknownParticipant(outsider)));
+    assert_eq!(
+        a.receive(outsider, m),
+        Err(Error::UnknownParticipant(outsider))
+    );
     assert!(matches!(a.advance(), Err(Error::NotEnough { .. })));
 }
 
@@ -480,15 +533,24 @@ fn session_binding_and_equivocation() {
 fn nonce_binds_to_its_commitment() {
     let mut rng = ChaCha20Rng::seed_from_u64(29);
     let h = local::dkg::<Ed25519, _>(sid(&mut rng), 2, &ids(1..=3), &mut rng).unwrap();
-    let (p1, p2) = (ParticipantId::new(1).unwrap(), ParticipantId::new(2).unwrap());
+    let (p1, p2) = (
+        ParticipantId::new(1).unwrap(),
+        ParticipantId::new(2).unwrap(),
+    );
     let (n1, c1) = sign::commit(&h.shares[&p1], &mut rng);
     let (_n1b, c1b) = sign::commit(&h.shares[&p1], &mut rng);
     let (_, c2) = sign::commit(&h.shares[&p2], &mut rng);
     // A package that carries another commitment of p1 is refused by n1.
     let coord = Coordinator::new(&h.group, sid(&mut rng), b"x", [c1b, c2]).unwrap();
-    assert!(matches!(n1.sign(&h.shares[&p1], coord.package()), Err(Error::Misuse(_))));
+    assert!(matches!(
+        n1.sign(&h.shares[&p1], coord.package()),
+        Err(Error::Misuse(_))
+    ));
     let (n1, _) = sign::commit(&h.shares[&p1], &mut rng);
     // A nonce cannot sign with another participant's share.
     let coord = Coordinator::new(&h.group, sid(&mut rng), b"x", [c1, c2]).unwrap();
-    assert!(matches!(n1.sign(&h.shares[&p2], coord.package()), Err(Error::Misuse(_))));
+    assert!(matches!(
+        n1.sign(&h.shares[&p2], coord.package()),
+        Err(Error::Misuse(_))
+    ));
 }

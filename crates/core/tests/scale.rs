@@ -1,3 +1,12 @@
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    missing_docs,
+    unreachable_pub,
+    reason = "integration tests: a failed unwrap is a failed test"
+)]
 //! DKG at n = 64, t = 43 completes and signs (checked by ed25519-dalek).
 
 use std::collections::BTreeSet;
@@ -18,6 +27,12 @@ fn dkg_64_participants_threshold_43_signs() {
     let signers: BTreeSet<_> = members.iter().rev().take(43).copied().collect();
     let msg = b"sixty-four holders, forty-three sign";
     let sig = local::sign(&h, SessionId([65; 32]), &signers, msg, &mut rng).unwrap();
-    let vk = ed25519_dalek::VerifyingKey::from_bytes(&h.group.public_key_bytes().try_into().unwrap()).unwrap();
-    vk.verify_strict(msg, &ed25519_dalek::Signature::from_slice(&sig.to_bytes()).unwrap()).unwrap();
+    let vk =
+        ed25519_dalek::VerifyingKey::from_bytes(&h.group.public_key_bytes().try_into().unwrap())
+            .unwrap();
+    vk.verify_strict(
+        msg,
+        &ed25519_dalek::Signature::from_slice(&sig.to_bytes()).unwrap(),
+    )
+    .unwrap();
 }

@@ -1,3 +1,12 @@
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    missing_docs,
+    unreachable_pub,
+    reason = "integration tests: a failed unwrap is a failed test"
+)]
 //! Standard test vectors: RFC 9591 signing (Ed25519, secp256k1, ristretto255
 //! and the BIP-340/Taproot variant), frost-core's DKG and repair vectors (read
 //! from `../shared/vectors`), RFC 8032 §7.1 for the Ed25519 verifier path, and
@@ -12,7 +21,10 @@ use keyquorum_core::dkg::{self, DkgParams};
 use keyquorum_core::secret::SecretScalar;
 use keyquorum_core::sign::{self, Coordinator, SigningNonce};
 use keyquorum_core::vss::Polynomial;
-use keyquorum_core::{frost_core, Ed25519, GroupKey, KeyShare, ParticipantId, Ristretto255, Secp256k1, Secp256k1Tr, SessionId, Suite};
+use keyquorum_core::{
+    frost_core, Ed25519, GroupKey, KeyShare, ParticipantId, Ristretto255, Secp256k1, Secp256k1Tr,
+    SessionId, Suite,
+};
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
 use serde_json::Value;
@@ -20,7 +32,9 @@ use serde_json::Value;
 fn vectors_dir() -> Option<PathBuf> {
     let dir = std::env::var_os("KEYQUORUM_VECTORS")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/vectors"));
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/vectors")
+        });
     if dir.join("frost").is_dir() {
         return Some(dir);
     }
@@ -29,7 +43,10 @@ fn vectors_dir() -> Option<PathBuf> {
         "test vectors missing at {} (CI always has ../shared/vectors)",
         dir.display()
     );
-    eprintln!("skipping: no test vectors at {} (set KEYQUORUM_VECTORS)", dir.display());
+    eprintln!(
+        "skipping: no test vectors at {} (set KEYQUORUM_VECTORS)",
+        dir.display()
+    );
     None
 }
 
@@ -61,11 +78,15 @@ fn scalar<C: Suite>(v: &Value) -> SecretScalar<C> {
 /// RFC 9591 §E: sign with the given shares and nonces through our signer and
 /// coordinator; every signature share and the final signature must match.
 fn check_signing<C: Suite>(suite: &str) {
-    let Some(v) = load(suite, "vectors.json") else { return };
+    let Some(v) = load(suite, "vectors.json") else {
+        return;
+    };
     let inputs = &v["inputs"];
     let t = num(&v["config"]["MIN_PARTICIPANTS"]);
     let vk_bytes = hexv(&inputs["verifying_key_key"]);
-    let vk = frost_core::VerifyingKey::<C>::deserialize(&vk_bytes).unwrap().to_element();
+    let vk = frost_core::VerifyingKey::<C>::deserialize(&vk_bytes)
+        .unwrap()
+        .to_element();
 
     let mut secrets = BTreeMap::new();
     for p in inputs["participant_shares"].as_array().unwrap() {
@@ -86,8 +107,14 @@ fn check_signing<C: Suite>(suite: &str) {
         let binding = Nonce::<C>::deserialize(&hexv(&o["binding_nonce"])).unwrap();
         let nonce = SigningNonce::from_frost(id, SigningNonces::from_nonces(hiding, binding));
         let c = nonce.commitment();
-        assert_eq!(c.frost().hiding().serialize().unwrap(), hexv(&o["hiding_nonce_commitment"]));
-        assert_eq!(c.frost().binding().serialize().unwrap(), hexv(&o["binding_nonce_commitment"]));
+        assert_eq!(
+            c.frost().hiding().serialize().unwrap(),
+            hexv(&o["hiding_nonce_commitment"])
+        );
+        assert_eq!(
+            c.frost().binding().serialize().unwrap(),
+            hexv(&o["binding_nonce_commitment"])
+        );
         commitments.push(c);
         nonces.insert(id, nonce);
     }
@@ -102,7 +129,11 @@ fn check_signing<C: Suite>(suite: &str) {
     for (id, nonce) in nonces {
         let share = KeyShare::new(id, secrets[&id].clone(), &group).unwrap();
         let s = nonce.sign(&share, &package).unwrap();
-        assert_eq!(s.frost().serialize(), expected[&id], "signature share of {id}");
+        assert_eq!(
+            s.frost().serialize(),
+            expected[&id],
+            "signature share of {id}"
+        );
         coord.receive(id, s).unwrap();
     }
     let sig = coord.finish().unwrap();
@@ -136,7 +167,9 @@ fn bip340_frost_secp256k1_tr() {
 /// (proofs of knowledge verified) and round-two shares (Feldman-verified), and
 /// must end with the vector's share, public share and group key.
 fn check_dkg<C: Suite>(suite: &str) {
-    let Some(v) = load(suite, "vectors_dkg.json") else { return };
+    let Some(v) = load(suite, "vectors_dkg.json") else {
+        return;
+    };
     let inputs = &v["inputs"];
     let n = num(&v["config"]["MAX_PARTICIPANTS"]);
     let t = num(&v["config"]["MIN_PARTICIPANTS"]);
@@ -151,8 +184,12 @@ fn check_dkg<C: Suite>(suite: &str) {
     let expected_vk = hexv(&inputs["verifying_key"]);
     for me in &members {
         let data = &inputs[me.get().to_string()];
-        let poly = Polynomial::from_coefficients(vec![scalar::<C>(&data["signing_key"]), scalar::<C>(&data["coefficient"])]);
-        let (mut r1, _) = dkg::start_with_polynomial::<C, _>(params.clone(), *me, &poly, &mut rng).unwrap();
+        let poly = Polynomial::from_coefficients(vec![
+            scalar::<C>(&data["signing_key"]),
+            scalar::<C>(&data["coefficient"]),
+        ]);
+        let (mut r1, _) =
+            dkg::start_with_polynomial::<C, _>(params.clone(), *me, &poly, &mut rng).unwrap();
         for other in members.iter().filter(|o| *o != me) {
             let od = &inputs[other.get().to_string()];
             let commitment = frost_core::keys::VerifiableSecretSharingCommitment::<C>::deserialize(
@@ -161,7 +198,8 @@ fn check_dkg<C: Suite>(suite: &str) {
             .unwrap();
             let pok = C::deserialize_signature(&hexv(&od["proof_of_knowledge"])).unwrap();
             let pkg = frost_core::keys::dkg::round1::Package::new(commitment, pok);
-            r1.receive(*other, dkg::Round1Message::from_frost(session, pkg)).unwrap();
+            r1.receive(*other, dkg::Round1Message::from_frost(session, pkg))
+                .unwrap();
         }
         let (mut r2, out) = r1.advance().unwrap();
         // frost's vectors list under each participant the shares it *received*:
@@ -173,11 +211,20 @@ fn check_dkg<C: Suite>(suite: &str) {
         let transcript = r2.transcript();
         for other in members.iter().filter(|o| *o != me) {
             let s = scalar::<C>(&data["signing_shares"][other.get().to_string()]);
-            r2.receive(*other, dkg::Round2Message::from_share(session, transcript, s)).unwrap();
+            r2.receive(
+                *other,
+                dkg::Round2Message::from_share(session, transcript, s),
+            )
+            .unwrap();
         }
         let (share, group) = r2.finish().unwrap();
-        assert_eq!(share.secret().to_bytes().as_slice(), hexv(&data["signing_share"]).as_slice());
-        let vs = frost_core::keys::VerifyingShare::<C>::deserialize(&hexv(&data["verifying_share"])).unwrap();
+        assert_eq!(
+            share.secret().to_bytes().as_slice(),
+            hexv(&data["signing_share"]).as_slice()
+        );
+        let vs =
+            frost_core::keys::VerifyingShare::<C>::deserialize(&hexv(&data["verifying_share"]))
+                .unwrap();
         assert!(share.public_share() == vs.to_element());
         let vk = frost_core::VerifyingKey::<C>::deserialize(&expected_vk).unwrap();
         assert!(group.verifying_element() == vk.to_element());
@@ -207,12 +254,17 @@ fn dkg_vectors_ristretto255() {
 /// frost-core's repair vectors: the delta and sigma sums our helpers and
 /// target rely on (frost `repair_share_part2/3`).
 fn check_repair<C: Suite>(suite: &str) {
-    let Some(v) = load(suite, "repair-share.json") else { return };
+    let Some(v) = load(suite, "repair-share.json") else {
+        return;
+    };
     let g = &v["scalar_generation"];
     let deltas: Vec<_> = (1..=3)
         .map(|i| Delta::<C>::deserialize(&hexv(&g[format!("random_scalar_{i}")])).unwrap())
         .collect();
-    assert_eq!(repairable::repair_share_part2(&deltas).serialize(), hexv(&g["random_scalar_sum"]));
+    assert_eq!(
+        repairable::repair_share_part2(&deltas).serialize(),
+        hexv(&g["random_scalar_sum"])
+    );
     let s = &v["sigma_generation"];
     let sigmas: Vec<_> = (1..=4)
         .map(|i| Sigma::<C>::deserialize(&hexv(&s[format!("sigma_{i}")])).unwrap())
@@ -220,7 +272,13 @@ fn check_repair<C: Suite>(suite: &str) {
     let sum = scalar::<C>(&s["sigma_sum"]);
     // A public key package whose member 1 has the repaired share.
     let mut rng = ChaCha20Rng::seed_from_u64(5);
-    let (_, pkp) = frost_core::keys::generate_with_dealer::<C, _>(3, 2, frost_core::keys::IdentifierList::Default, &mut rng).unwrap();
+    let (_, pkp) = frost_core::keys::generate_with_dealer::<C, _>(
+        3,
+        2,
+        frost_core::keys::IdentifierList::Default,
+        &mut rng,
+    )
+    .unwrap();
     let id = ParticipantId::new(1).unwrap();
     let kp = repairable::repair_share_part3(&sigmas, id.to_frost(), &pkp).unwrap();
     assert_eq!(kp.signing_share().serialize(), sum.to_bytes().to_vec());
@@ -256,7 +314,11 @@ fn rfc8032_verifier_path() {
         ),
     ];
     for (pk, msg, sig) in cases {
-        let (pk, msg, mut sig) = (hex::decode(pk).unwrap(), hex::decode(msg).unwrap(), hex::decode(sig).unwrap());
+        let (pk, msg, mut sig) = (
+            hex::decode(pk).unwrap(),
+            hex::decode(msg).unwrap(),
+            hex::decode(sig).unwrap(),
+        );
         sign::verify::<Ed25519>(&pk, &msg, &sig).unwrap();
         sig[40] ^= 1;
         assert!(sign::verify::<Ed25519>(&pk, &msg, &sig).is_err());
