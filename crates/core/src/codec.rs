@@ -44,7 +44,15 @@ pub(crate) fn scalar_from_bytes<C: Ciphersuite>(bytes: &[u8]) -> Result<Scalar<C
 pub(crate) fn element_from_bytes<C: Ciphersuite>(bytes: &[u8]) -> Result<Element<C>, DecodeError> {
     let ser: <C::Group as Group>::Serialization =
         bytes.try_into().map_err(|_| DecodeError::InvalidElement)?;
-    <C::Group>::deserialize(&ser).map_err(|_| DecodeError::InvalidElement)
+    let e = <C::Group>::deserialize(&ser).map_err(|_| DecodeError::InvalidElement)?;
+    // Some group decoders accept more than one encoding of a point (k256's
+    // SEC1 parser takes the 0x05 "compact" tag beside 0x02/0x03, found by the
+    // decode fuzzers). Only the canonical encoding is accepted, so every
+    // value has exactly one wire form and transcript hashes cannot be split.
+    if element_to_bytes::<C>(&e).as_deref() != Some(bytes) {
+        return Err(DecodeError::InvalidElement);
+    }
+    Ok(e)
 }
 
 /// The canonical encoding of a non-identity element; `None` for the identity,

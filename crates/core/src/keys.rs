@@ -182,11 +182,10 @@ impl<C: Suite> GroupKey<C> {
 
     /// Verify a signature (in the suite's signature encoding) on `message`.
     pub fn verify(&self, message: &[u8], signature: &[u8]) -> Result<(), Error> {
-        let sig = C::deserialize_signature(signature)
-            .map_err(|_| DecodeError::InvalidFrostValue("signature"))?;
+        let sig = crate::sign::Signature::<C>::from_bytes(signature)?;
         self.public
             .verifying_key()
-            .verify(message, &sig)
+            .verify(message, sig.frost())
             .map_err(|_| Error::InvalidSignature)
     }
 }

@@ -489,8 +489,7 @@ pub fn verify<C: Suite>(public_key: &[u8], message: &[u8], signature: &[u8]) -> 
     } else {
         public_key
     };
-    let vk =
-        frost_core::VerifyingKey::<C>::deserialize(pk).map_err(|_| DecodeError::InvalidElement)?;
+    let vk = frost_core::VerifyingKey::<C>::new(crate::codec::element_from_bytes::<C>(pk)?);
     let sig = Signature::<C>::from_bytes(signature)?;
     vk.verify(message, &sig.0)
         .map_err(|_| Error::InvalidSignature)
@@ -499,8 +498,13 @@ pub fn verify<C: Suite>(public_key: &[u8], message: &[u8], signature: &[u8]) -> 
 impl<C: Suite> Signature<C> {
     /// Decode a signature in the suite's standard encoding.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, DecodeError> {
-        C::deserialize_signature(bytes)
-            .map(Signature)
-            .map_err(|_| DecodeError::InvalidFrostValue("signature"))
+        let sig = C::deserialize_signature(bytes)
+            .map_err(|_| DecodeError::InvalidFrostValue("signature"))?;
+        // Reject non-canonical encodings of `R` (see `codec::element_from_bytes`),
+        // so a signature has one byte form.
+        if sig.serialize().ok().as_deref() != Some(bytes) {
+            return Err(DecodeError::InvalidFrostValue("signature"));
+        }
+        Ok(Signature(sig))
     }
 }

@@ -267,6 +267,56 @@ fn invalid_scalars_and_points() {
     assert!(GroupKey::<Ed25519>::from_bytes(&swapped).is_err());
 }
 
+/// k256's SEC1 parser also accepts the 0x05 "compact" tag; a point so
+/// encoded is a second byte form of a valid point and must be refused
+/// (found by the `decode_sign` fuzz target).
+fn compact_tag_refused<C: Suite>() {
+    let mut rng = ChaCha20Rng::seed_from_u64(6);
+    let members: BTreeSet<_> = ParticipantId::range(3).collect();
+    let h = local::dkg::<C, _>(SessionId([1; 32]), 2, &members, &mut rng).unwrap();
+    let p1 = ParticipantId::new(1).unwrap();
+    let (_, c) = sign::commit(&h.shares[&p1], &mut rng);
+    // Layout: header(3) id(2) hiding(33) binding(33).
+    let good = c.to_bytes();
+    assert!(good[5] == 0x02 || good[5] == 0x03);
+    let mut compact = good.clone();
+    compact[5] = 0x05;
+    assert_eq!(
+        sign::SigningCommitment::<C>::from_bytes(&compact),
+        Err(DecodeError::InvalidElement)
+    );
+    // The same in a group key's verifying key, header(3) t(2) vk(33).
+    let mut gk = h.group.to_bytes();
+    gk[5] = 0x05;
+    assert!(GroupKey::<C>::from_bytes(&gk).is_err());
+
+    let signers: BTreeSet<_> = ParticipantId::range(2).collect();
+    let sig = local::sign(&h, SessionId([2; 32]), &signers, b"m", &mut rng)
+        .unwrap()
+        .to_bytes();
+    let pk = h.group.public_key_bytes();
+    sign::verify::<C>(&pk, b"m", &sig).unwrap();
+    if sig.len() == 65 {
+        // Plain secp256k1 (RFC 9591): R is a 33-byte SEC1 point.
+        let mut bad = sig.clone();
+        bad[0] = 0x05;
+        assert!(sign::Signature::<C>::from_bytes(&bad).is_err());
+        assert!(sign::verify::<C>(&pk, b"m", &bad).is_err());
+        assert!(h.group.verify(b"m", &bad).is_err());
+    }
+    if pk.len() == 33 {
+        let mut bad = pk.clone();
+        bad[0] = 0x05;
+        assert!(sign::verify::<C>(&bad, b"m", &sig).is_err());
+    }
+}
+
+#[test]
+fn secp256k1_compact_point_tag_is_refused() {
+    compact_tag_refused::<keyquorum_core::Secp256k1>();
+    compact_tag_refused::<Secp256k1Tr>();
+}
+
 fn config() -> Config {
     Config {
         cases: 512,
@@ -301,6 +351,19 @@ proptest! {
         let i = index.index(v.len());
         v[i] ^= xor;
         if let Ok(re) = redecode::<Ed25519>(name, &v) {
+            prop_assert_eq!(re, v);
+        }
+    }
+
+    /// The same for secp256k1-tr, whose SEC1 points have a tag byte.
+    #[test]
+    fn secp256k1_mutations_are_rejected_or_canonical(index in any::<prop::sample::Index>(), xor in 1u8..=255, which in 0usize..12) {
+        let all = samples::<Secp256k1Tr>();
+        let (name, bytes) = &all[which % all.len()];
+        let mut v = bytes.clone();
+        let i = index.index(v.len());
+        v[i] ^= xor;
+        if let Ok(re) = redecode::<Secp256k1Tr>(name, &v) {
             prop_assert_eq!(re, v);
         }
     }
