@@ -331,7 +331,7 @@ impl<'g, C: Suite> Coordinator<'g, C> {
         &self.package
     }
 
-    /// Accept `from`'s signature share. Shares are checked in [`finish`]
+    /// Accept `from`'s signature share. Shares are checked in [`finish`](Self::finish)
     /// (Coordinator::finish), where a bad one is named.
     pub fn receive(&mut self, from: ParticipantId, share: SignatureShare<C>) -> Result<(), Error> {
         if !self.signers.contains(&from) {
