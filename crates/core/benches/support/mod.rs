@@ -1,6 +1,8 @@
 //! Fixtures shared by the criterion benches and the `scaling` example: each
 //! prepares everything the *other* participants send to participant 1, so the
-//! timed closure is exactly participant 1's own work in one protocol run.
+//! timed closure is exactly participant 1's own work in one protocol run,
+//! including decoding what it receives and encoding what it sends (as over a
+//! network).
 #![allow(
     dead_code,
     unreachable_pub,
@@ -12,6 +14,7 @@
 
 use std::collections::BTreeSet;
 
+use keyquorum_core::codec::{Decode, Encode};
 use keyquorum_core::dkg::{self, DkgParams};
 use keyquorum_core::local::{self, Holders};
 use keyquorum_core::{refresh, reshare, Ed25519, KeyShare, ParticipantId, SessionId};
@@ -36,10 +39,25 @@ fn own_rng() -> ChaCha20Rng {
     ChaCha20Rng::seed_from_u64(0x5eed)
 }
 
+/// What participant 1 receives from the others, as bytes.
+fn encode_from_others<M: Encode>(msgs: Vec<(ParticipantId, M)>) -> Vec<(ParticipantId, Vec<u8>)> {
+    msgs.into_iter()
+        .filter(|(from, _)| *from != p1())
+        .map(|(from, m)| (from, m.to_bytes()))
+        .collect()
+}
+
+/// Encode what participant 1 sends (the cost is real; the bytes are dropped).
+fn send<M: Encode>(msgs: impl IntoIterator<Item = M>) {
+    for m in msgs {
+        std::hint::black_box(m.to_bytes());
+    }
+}
+
 pub struct DkgFixture {
     params: DkgParams,
-    round1: Vec<(ParticipantId, dkg::Round1Message<C>)>,
-    round2: Vec<(ParticipantId, dkg::Round2Message<C>)>,
+    round1: Vec<(ParticipantId, Vec<u8>)>,
+    round2: Vec<(ParticipantId, Vec<u8>)>,
 }
 
 pub fn dkg_fixture(t: u16, n: u16) -> DkgFixture {
@@ -76,24 +94,25 @@ pub fn dkg_fixture(t: u16, n: u16) -> DkgFixture {
                 .map(|(_, m)| (me, m)),
         );
     }
-    round1.retain(|(from, _)| *from != p1());
     DkgFixture {
         params,
-        round1,
-        round2,
+        round1: encode_from_others(round1),
+        round2: encode_from_others(round2),
     }
 }
 
 /// Participant 1's whole DKG: start, receive n-1 broadcasts, advance,
 /// receive n-1 shares, finish.
 pub fn dkg_participant(f: &DkgFixture) -> KeyShare<C> {
-    let (mut s, _) = dkg::start::<C, _>(f.params.clone(), p1(), &mut own_rng()).unwrap();
+    let (mut s, m) = dkg::start::<C, _>(f.params.clone(), p1(), &mut own_rng()).unwrap();
+    send([m]);
     for (from, m) in &f.round1 {
-        s.receive(*from, m.clone()).unwrap();
+        s.receive(*from, Decode::from_bytes(m).unwrap()).unwrap();
     }
-    let (mut s, _) = s.advance().unwrap();
+    let (mut s, out) = s.advance().unwrap();
+    send(out.into_iter().map(|(_, m)| m));
     for (from, m) in &f.round2 {
-        s.receive(*from, m.clone()).unwrap();
+        s.receive(*from, Decode::from_bytes(m).unwrap()).unwrap();
     }
     s.finish().unwrap().0
 }
@@ -105,8 +124,8 @@ pub fn holders(t: u16, n: u16) -> Holders<C> {
 
 pub struct RefreshFixture {
     holders: Holders<C>,
-    round1: Vec<(ParticipantId, refresh::Round1Message<C>)>,
-    round2: Vec<(ParticipantId, refresh::Round2Message<C>)>,
+    round1: Vec<(ParticipantId, Vec<u8>)>,
+    round2: Vec<(ParticipantId, Vec<u8>)>,
 }
 
 const REFRESH: SessionId = SessionId([3; 32]);
@@ -140,24 +159,25 @@ pub fn refresh_fixture(h: Holders<C>) -> RefreshFixture {
                 .map(|(_, m)| (me, m)),
         );
     }
-    round1.retain(|(from, _)| *from != p1());
     RefreshFixture {
         holders: h,
-        round1,
-        round2,
+        round1: encode_from_others(round1),
+        round2: encode_from_others(round2),
     }
 }
 
 /// Participant 1's whole refresh.
 pub fn refresh_participant(f: &RefreshFixture) -> KeyShare<C> {
     let share = f.holders.shares[&p1()].clone();
-    let (mut s, _) = refresh::start(REFRESH, &f.holders.group, share, &mut own_rng()).unwrap();
+    let (mut s, m) = refresh::start(REFRESH, &f.holders.group, share, &mut own_rng()).unwrap();
+    send([m]);
     for (from, m) in &f.round1 {
-        s.receive(*from, m.clone()).unwrap();
+        s.receive(*from, Decode::from_bytes(m).unwrap()).unwrap();
     }
-    let (mut s, _) = s.advance().unwrap();
+    let (mut s, out) = s.advance().unwrap();
+    send(out.into_iter().map(|(_, m)| m));
     for (from, m) in &f.round2 {
-        s.receive(*from, m.clone()).unwrap();
+        s.receive(*from, Decode::from_bytes(m).unwrap()).unwrap();
     }
     s.finish().unwrap().0
 }
@@ -165,7 +185,7 @@ pub fn refresh_participant(f: &RefreshFixture) -> KeyShare<C> {
 pub struct ReshareFixture {
     holders: Holders<C>,
     params: reshare::ReshareParams,
-    to_p1: Vec<(ParticipantId, reshare::DealMessage<C>)>,
+    to_p1: Vec<(ParticipantId, Vec<u8>)>,
 }
 
 /// Reshare t-of-n to (t+1)-of-(n+1); dealers are members 1..=t.
@@ -191,7 +211,7 @@ pub fn reshare_fixture(h: Holders<C>) -> ReshareFixture {
     ReshareFixture {
         holders: h,
         params,
-        to_p1,
+        to_p1: encode_from_others(to_p1),
     }
 }
 
@@ -206,9 +226,10 @@ pub fn reshare_participant(f: &ReshareFixture) -> KeyShare<C> {
     )
     .unwrap();
     assert_eq!(out.len(), f.params.new_members.len());
+    send(out.into_iter().map(|(_, m)| m));
     let mut r = reshare::Receiver::new(f.params.clone(), p1(), f.holders.group.clone()).unwrap();
     for (from, m) in &f.to_p1 {
-        r.receive(*from, m.clone()).unwrap();
+        r.receive(*from, Decode::from_bytes(m).unwrap()).unwrap();
     }
     r.finish().unwrap().share
 }
