@@ -211,7 +211,8 @@ pub fn reshare_fixture(h: Holders<C>) -> ReshareFixture {
     ReshareFixture {
         holders: h,
         params,
-        to_p1: encode_from_others(to_p1),
+        // Participant 1 is a dealer too and receives its own deal.
+        to_p1: to_p1.into_iter().map(|(d, m)| (d, m.to_bytes())).collect(),
     }
 }
 
