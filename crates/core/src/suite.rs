@@ -58,6 +58,11 @@ impl core::str::FromStr for SuiteId {
 pub trait Suite: Ciphersuite {
     /// Its tag in encodings.
     const SUITE: SuiteId;
+    /// Whether the frost crate's element decoder accepts only canonical
+    /// encodings. Where it does not, [`crate::codec`] re-encodes every decoded
+    /// element and compares (a field inversion per point); where it does, that
+    /// check is skipped.
+    const CANONICAL_ELEMENT_DECODER: bool;
 }
 
 /// FROST(Ed25519, SHA-512).
@@ -71,13 +76,25 @@ pub type Secp256k1 = frost_secp256k1::Secp256K1Sha256;
 
 impl Suite for Ed25519 {
     const SUITE: SuiteId = SuiteId::Ed25519;
+    // frost-ed25519 rejects the identity and every point outside the
+    // prime-order subgroup; every non-canonical encoding (y >= p, or x = 0
+    // with the sign bit set) decodes to a small- or mixed-order point
+    // (Chalkias et al., "Taming the many EdDSAs", eprint 2020/1244 §3), so
+    // what it accepts is canonical. The encoding tests check this.
+    const CANONICAL_ELEMENT_DECODER: bool = true;
 }
 impl Suite for Secp256k1Tr {
     const SUITE: SuiteId = SuiteId::Secp256k1Tr;
+    // k256's SEC1 parser also takes the 0x05 "compact" tag.
+    const CANONICAL_ELEMENT_DECODER: bool = false;
 }
 impl Suite for Ristretto255 {
     const SUITE: SuiteId = SuiteId::Ristretto255;
+    // RFC 9496 §4.3.1: decoding rejects every non-canonical encoding.
+    const CANONICAL_ELEMENT_DECODER: bool = true;
 }
 impl Suite for Secp256k1 {
     const SUITE: SuiteId = SuiteId::Secp256k1;
+    // k256's SEC1 parser also takes the 0x05 "compact" tag.
+    const CANONICAL_ELEMENT_DECODER: bool = false;
 }

@@ -208,7 +208,7 @@ pub(crate) fn write_commitment<C: Ciphersuite>(w: &mut Writer, c: &Commitment<C>
     }
 }
 
-pub(crate) fn read_commitment<C: Ciphersuite>(
+pub(crate) fn read_commitment<C: crate::suite::Suite>(
     r: &mut Reader<'_>,
 ) -> Result<Commitment<C>, DecodeError> {
     let t = r.count(MAX_PARTICIPANTS)?;

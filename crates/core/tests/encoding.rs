@@ -311,6 +311,50 @@ fn compact_tag_refused<C: Suite>() {
     }
 }
 
+/// `Suite::CANONICAL_ELEMENT_DECODER` is true for Ed25519 and Ristretto255:
+/// every non-canonical encoding must already be refused by the frost decoder.
+#[test]
+fn ed25519_and_ristretto_non_canonical_encodings_are_refused() {
+    // p = 2^255 - 19, little-endian.
+    let mut p = [0xffu8; 32];
+    p[0] = 0xed;
+    p[31] = 0x7f;
+    fn with_point<C: Suite>(point: &[u8; 32]) -> Vec<u8> {
+        let mut rng = ChaCha20Rng::seed_from_u64(7);
+        let members: BTreeSet<_> = ParticipantId::range(3).collect();
+        let h = local::dkg::<C, _>(SessionId([1; 32]), 2, &members, &mut rng).unwrap();
+        let (_, c) = sign::commit(&h.shares[&ParticipantId::new(1).unwrap()], &mut rng);
+        let mut bytes = c.to_bytes();
+        bytes[5..37].copy_from_slice(point);
+        bytes
+    }
+    // Ed25519: the 19 values y = p + k (k = 0..18), either sign of x.
+    for k in 0..19u8 {
+        for sign in [0u8, 0x80] {
+            let mut y = p;
+            y[0] = y[0].wrapping_add(k);
+            if y[0] < k {
+                continue; // carried past 2^255; not an encoding of p + k
+            }
+            y[31] = (y[31] & 0x7f) | sign;
+            let bytes = with_point::<Ed25519>(&y);
+            assert!(
+                sign::SigningCommitment::<Ed25519>::from_bytes(&bytes).is_err(),
+                "Ed25519 y = p + {k} (sign {sign:#x}) accepted"
+            );
+        }
+    }
+    // Ristretto255 (RFC 9496 §4.3.1): s >= p and negative s are refused.
+    let mut negative_one = [0u8; 32];
+    negative_one[0] = 1;
+    for s in [p, negative_one] {
+        let bytes = with_point::<keyquorum_core::Ristretto255>(&s);
+        assert!(
+            sign::SigningCommitment::<keyquorum_core::Ristretto255>::from_bytes(&bytes).is_err()
+        );
+    }
+}
+
 #[test]
 fn secp256k1_compact_point_tag_is_refused() {
     compact_tag_refused::<keyquorum_core::Secp256k1>();
