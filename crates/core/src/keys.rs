@@ -49,22 +49,8 @@ impl<C: Suite> GroupKey<C> {
         shares: BTreeMap<ParticipantId, Element<C>>,
     ) -> Result<Self, Error> {
         vss::check_threshold(threshold, shares.len())?;
-        let members: BTreeSet<_> = shares.keys().copied().collect();
         check_consistent::<C>(threshold, &verifying_key, &shares)?;
-        let verifying_shares = shares
-            .iter()
-            .map(|(id, e)| (id.to_frost::<C>(), VerifyingShare::new(*e)))
-            .collect();
-        let public = PublicKeyPackage::new(
-            verifying_shares,
-            VerifyingKey::new(verifying_key),
-            Some(threshold),
-        );
-        Ok(Self {
-            threshold,
-            members,
-            public,
-        })
+        Self::from_parts_trusted(threshold, verifying_key, shares)
     }
 
     /// Build from public shares evaluated from one commitment (consistent by
