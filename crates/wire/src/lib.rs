@@ -1,1 +1,123 @@
-//! keyquorum wire
+//! # keyquorum-wire
+//!
+//! Every type that crosses a process boundary, and nothing else:
+//!
+//! | module | what |
+//! |---|---|
+//! | [`api`] | client API requests and responses (JSON over HTTPS; OpenAPI schemas derive from these) |
+//! | [`peer`] | node-to-node messages: the signed envelope and every protocol step |
+//! | [`control`] | control-plane (Raft) commands, records and the openraft type configuration |
+//!
+//! Versioning: peer envelopes carry [`peer::PROTOCOL_VERSION`]; the client
+//! API is under `/v1`. Bytes travel as lowercase hex strings ([`Hex`]).
+#![forbid(unsafe_code)]
+
+pub mod api;
+pub mod control;
+pub mod peer;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// A node's identifier in the cluster and its participant index in every
+/// shared key (1..=65535).
+pub type NodeId = u64;
+
+/// Bytes carried as a lowercase hex string in JSON.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub struct Hex(pub Vec<u8>);
+
+impl Hex {
+    /// The bytes.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl core::fmt::Debug for Hex {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "{}", hex::encode(&self.0))
+    }
+}
+
+impl core::fmt::Display for Hex {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(&hex::encode(&self.0))
+    }
+}
+
+impl From<Vec<u8>> for Hex {
+    fn from(v: Vec<u8>) -> Self {
+        Hex(v)
+    }
+}
+
+impl Serialize for Hex {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&hex::encode(&self.0))
+    }
+}
+
+impl<'de> Deserialize<'de> for Hex {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        hex::decode(s.as_ref())
+            .map(Hex)
+            .map_err(|e| serde::de::Error::custom(format!("invalid hex: {e}")))
+    }
+}
+
+impl utoipa::PartialSchema for Hex {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .pattern(Some("^([0-9a-fA-F]{2})*$"))
+            .description(Some("bytes as hex"))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for Hex {}
+
+/// A 32-byte value as hex.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub struct Hex32(pub [u8; 32]);
+
+impl core::fmt::Debug for Hex32 {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "{}", hex::encode(self.0))
+    }
+}
+
+impl core::fmt::Display for Hex32 {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(&hex::encode(self.0))
+    }
+}
+
+impl Serialize for Hex32 {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&hex::encode(self.0))
+    }
+}
+
+impl<'de> Deserialize<'de> for Hex32 {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let Hex(v) = Hex::deserialize(d)?;
+        let a: [u8; 32] = v
+            .try_into()
+            .map_err(|_| serde::de::Error::custom("expected 32 bytes"))?;
+        Ok(Hex32(a))
+    }
+}
+
+impl utoipa::PartialSchema for Hex32 {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .pattern(Some("^[0-9a-fA-F]{64}$"))
+            .description(Some("32 bytes as hex"))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for Hex32 {}

@@ -1,0 +1,202 @@
+//! The control plane's replicated data: commands in the Raft log, the records
+//! they create, and openraft's type configuration. Public data only: secrets
+//! never enter the log.
+
+use std::io::Cursor;
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::api::SuiteName;
+use crate::{Hex, Hex32, NodeId};
+
+/// A node as Raft membership records it: where to reach it and the keys that
+/// authenticate it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeInfo {
+    /// Base URL of its API, e.g. `https://127.0.0.1:7001`.
+    pub addr: String,
+    /// Ed25519 identity public key: peer messages from it carry signatures
+    /// under this key, and its TLS certificate is issued for this key.
+    pub identity: Hex32,
+    /// X25519 HPKE public key (RFC 9180, DHKEM(X25519, HKDF-SHA256)): secret
+    /// payloads to it are sealed to this key.
+    pub hpke: Hex32,
+}
+
+impl core::fmt::Display for NodeInfo {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "{} ({})", self.addr, self.identity)
+    }
+}
+
+/// A shared key in the registry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyRecord {
+    /// Unique name.
+    pub name: String,
+    /// Signature scheme.
+    pub suite: SuiteName,
+    /// Signing threshold.
+    pub threshold: u16,
+    /// Share holders.
+    pub members: Vec<NodeId>,
+    /// The public key as verifiers take it.
+    pub public_key: Hex,
+    /// The core `GroupKey` encoding: threshold, members, every public share.
+    pub group_key: Hex,
+    /// Share generation.
+    pub epoch: u64,
+    /// The protocol run that produced this generation's shares; holders find
+    /// their share in their vault under it.
+    pub session: Hex32,
+    /// When the generation was committed (ms since the Unix epoch, leader's clock).
+    pub created_ms: u64,
+}
+
+/// What a bearer token may do. Tokens are stored by SHA-256 hash only.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct TokenGrant {
+    /// Who holds it (shown in the audit log).
+    pub name: String,
+    /// May manage keys, tokens and membership.
+    pub admin: bool,
+    /// May approve exports.
+    pub operator: bool,
+    /// Keys it may sign with (`*` for every key).
+    pub sign_keys: Vec<String>,
+}
+
+/// One audited event, as a node reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct AuditEvent {
+    /// When (ms since the Unix epoch, reporting node's clock).
+    pub time_ms: u64,
+    /// The node that handled it.
+    pub node: NodeId,
+    /// Who asked: a token name, `anonymous`, or `peer:<id>`.
+    pub actor: String,
+    /// What: e.g. `key.create`, `key.sign`, `http.reject`.
+    pub action: String,
+    /// The object, e.g. a key name.
+    #[serde(default)]
+    pub target: Option<String>,
+    /// `ok`, or why it failed or was refused.
+    pub outcome: String,
+}
+
+/// An entry of the hash-chained audit log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct AuditEntry {
+    /// Position, from 0.
+    pub seq: u64,
+    /// The event.
+    pub event: AuditEvent,
+    /// Hash of the previous entry (zeros for the first).
+    pub prev: Hex32,
+    /// SHA-256 over the domain label, `seq`, `prev` and the event's JSON.
+    pub hash: Hex32,
+}
+
+/// A signed statement by a node that the log's head at `seq` has `hash`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct SignedHead {
+    /// Sequence number of the head entry.
+    pub seq: u64,
+    /// Its hash.
+    pub hash: Hex32,
+    /// The signing node (the leader when it signed).
+    pub signer: NodeId,
+    /// Ed25519 signature by the signer's identity key.
+    pub signature: Hex,
+}
+
+/// A pending or completed export (temporary reconstruction) request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ExportRecord {
+    /// Request id.
+    pub id: String,
+    /// Key name.
+    pub key: String,
+    /// Generation to export.
+    pub epoch: u64,
+    /// Token name that asked.
+    pub requested_by: String,
+    /// Operators (token names) that approved; distinct.
+    pub approvals: Vec<String>,
+    /// Approvals needed (the key's threshold).
+    pub needed: u16,
+    /// Whether it has been carried out (an export runs once).
+    pub done: bool,
+}
+
+/// A command in the Raft log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum Command {
+    /// Register or advance a key. `expected_epoch: None` means the key must
+    /// not exist yet; `Some(e)` means its current epoch must be `e`.
+    PutKey {
+        /// The new record.
+        record: KeyRecord,
+        /// Compare-and-set guard.
+        expected_epoch: Option<u64>,
+    },
+    /// Append events to the audit log.
+    Audit {
+        /// The events, in order.
+        events: Vec<AuditEvent>,
+    },
+    /// Record a signed audit head.
+    SignHead {
+        /// The statement.
+        head: SignedHead,
+    },
+    /// Create or replace a token grant.
+    PutToken {
+        /// SHA-256 of the token.
+        token_hash: Hex32,
+        /// What it may do.
+        grant: TokenGrant,
+    },
+    /// Open an export request.
+    RequestExport {
+        /// The request.
+        record: ExportRecord,
+    },
+    /// An operator approves an export.
+    ApproveExport {
+        /// Request id.
+        id: String,
+        /// Operator token name.
+        operator: String,
+    },
+    /// Mark an export carried out (it cannot run again).
+    CompleteExport {
+        /// Request id.
+        id: String,
+    },
+}
+
+/// The result of applying a command.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "result", rename_all = "snake_case")]
+pub enum CommandResponse {
+    /// Applied.
+    #[default]
+    Ok,
+    /// Not applied; the state is unchanged.
+    Rejected {
+        /// Why.
+        reason: String,
+    },
+}
+
+openraft::declare_raft_types!(
+    /// openraft's type configuration for the keyquorum control plane.
+    pub TypeConfig:
+        D = Command,
+        R = CommandResponse,
+        NodeId = NodeId,
+        Node = NodeInfo,
+);

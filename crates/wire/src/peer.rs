@@ -1,0 +1,180 @@
+//! Node-to-node messages. Every request and every reply travels in an
+//! [`Envelope`] signed by the sender's identity key; secret payloads inside
+//! (DKG shares) are additionally HPKE-sealed to their recipient, so the
+//! coordinator that relays them learns nothing.
+
+use serde::{Deserialize, Serialize};
+
+use crate::api::SuiteName;
+use crate::control::{Command, CommandResponse, TypeConfig};
+use crate::{Hex, Hex32, NodeId};
+
+/// Peer protocol version carried in every envelope.
+pub const PROTOCOL_VERSION: u16 = 1;
+
+/// A signed peer message. The signature is Ed25519 by `from`'s identity key
+/// over the domain label and every other field (see the node crate's
+/// `peer::signing_bytes`). `payload` is the JSON of a [`PeerMessage`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Envelope {
+    /// [`PROTOCOL_VERSION`].
+    pub version: u16,
+    /// Sender.
+    pub from: NodeId,
+    /// Intended recipient.
+    pub to: NodeId,
+    /// 16 random bytes; a recipient accepts each id once.
+    pub id: Hex,
+    /// Sender's clock (ms since the Unix epoch); recipients accept a window.
+    pub time_ms: u64,
+    /// JSON of a [`PeerMessage`].
+    pub payload: Hex,
+    /// Ed25519 signature.
+    pub signature: Hex,
+}
+
+/// An HPKE-sealed secret for one recipient.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Sealed {
+    /// Recipient.
+    pub to: NodeId,
+    /// HPKE encapsulated key.
+    pub enc: Hex,
+    /// HPKE ciphertext.
+    pub ciphertext: Hex,
+}
+
+/// One precomputed nonce's public commitment, with the id to redeem it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NonceCommitment {
+    /// Opaque id (16 bytes).
+    pub id: Hex,
+    /// The core `SigningCommitment` encoding.
+    pub commitment: Hex,
+}
+
+/// Every peer request and reply.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+#[allow(clippy::large_enum_variant, reason = "serialized once per message")]
+pub enum PeerMessage {
+    /// Raft AppendEntries.
+    AppendEntries(openraft::raft::AppendEntriesRequest<TypeConfig>),
+    /// Raft AppendEntries reply.
+    AppendEntriesReply(openraft::raft::AppendEntriesResponse<NodeId>),
+    /// Raft RequestVote.
+    Vote(openraft::raft::VoteRequest<NodeId>),
+    /// Raft RequestVote reply.
+    VoteReply(openraft::raft::VoteResponse<NodeId>),
+    /// Raft InstallSnapshot (one chunk).
+    InstallSnapshot(openraft::raft::InstallSnapshotRequest<TypeConfig>),
+    /// Raft InstallSnapshot reply.
+    InstallSnapshotReply(openraft::raft::InstallSnapshotResponse<NodeId>),
+    /// A follower forwards a control-plane write to the leader.
+    Forward {
+        /// The command.
+        command: Command,
+    },
+    /// The leader's answer to a forwarded write.
+    ForwardReply {
+        /// Result of applying it.
+        response: CommandResponse,
+    },
+
+    /// DKG step 1 (coordinator → member): start a run; reply [`PeerMessage::DkgRound1`].
+    DkgStart {
+        /// Run id.
+        session: Hex32,
+        /// Key name.
+        key: String,
+        /// Scheme.
+        suite: SuiteName,
+        /// Threshold.
+        threshold: u16,
+        /// Members.
+        members: Vec<NodeId>,
+    },
+    /// A member's round-1 broadcast (commitment + proof of knowledge).
+    DkgRound1 {
+        /// Run id.
+        session: Hex32,
+        /// Core `dkg::Round1Message` encoding.
+        message: Hex,
+    },
+    /// DKG step 2: every member's signed round-1 reply, relayed; reply
+    /// [`PeerMessage::DkgShares`].
+    DkgRound2 {
+        /// Run id.
+        session: Hex32,
+        /// The members' signed `DkgRound1` envelopes.
+        round1: Vec<Envelope>,
+    },
+    /// A member's round-2 shares, each sealed to its recipient.
+    DkgShares {
+        /// Run id.
+        session: Hex32,
+        /// One per other member.
+        shares: Vec<Sealed>,
+    },
+    /// DKG step 3: the signed `DkgShares` replies, relayed; reply [`PeerMessage::DkgDone`].
+    DkgFinish {
+        /// Run id.
+        session: Hex32,
+        /// Every other member's signed `DkgShares` envelope.
+        round2: Vec<Envelope>,
+    },
+    /// A member finished: its share is stored (pending until the registry commits).
+    DkgDone {
+        /// Run id.
+        session: Hex32,
+        /// Core `GroupKey` encoding.
+        group_key: Hex,
+    },
+    /// Abandon a run; members drop its state.
+    Abort {
+        /// Run id.
+        session: Hex32,
+    },
+
+    /// Ask a member for `count` fresh nonce commitments for a key; it stores
+    /// the nonces in its vault. Reply [`PeerMessage::Nonces`].
+    NonceBatch {
+        /// Key name.
+        key: String,
+        /// Generation.
+        epoch: u64,
+        /// How many (1..=1024).
+        count: u16,
+    },
+    /// Fresh commitments.
+    Nonces {
+        /// The commitments.
+        items: Vec<NonceCommitment>,
+    },
+    /// Sign with a stored nonce. Reply [`PeerMessage::SignatureShare`].
+    SignShare {
+        /// Key name.
+        key: String,
+        /// Generation.
+        epoch: u64,
+        /// Nonce id from a [`NonceCommitment`].
+        nonce: Hex,
+        /// Core `SigningPackage` encoding.
+        package: Hex,
+    },
+    /// A signature share.
+    SignatureShare {
+        /// Core `SignatureShare` encoding.
+        share: Hex,
+    },
+
+    /// Any failure.
+    Error {
+        /// Stable code.
+        code: String,
+        /// Explanation.
+        message: String,
+        /// Nodes blamed, if any.
+        culprits: Vec<NodeId>,
+    },
+}
