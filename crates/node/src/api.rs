@@ -1,0 +1,518 @@
+//! The HTTP surface: client API under `/v1` (bearer tokens, audited), the
+//! peer endpoint, `/healthz`, `/metrics` and `/openapi.json`.
+//!
+//! Every client request is audited with its outcome, refusals included. JSON
+//! bodies are parsed by [`ApiJson`], which turns any parse failure into a
+//! typed 4xx [`ErrorBody`].
+
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{DefaultBodyLimit, FromRequest, Path, Query, Request, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use keyquorum_wire::api::{
+    ClusterStatus, CreateKeyRequest, ErrorBody, Health, KeyInfo, KeyList, NodeStatus, SignRequest, SignResponse,
+    SuiteName, VerifyRequest, VerifyResponse,
+};
+use keyquorum_wire::control::{AuditEntry, KeyRecord, TokenGrant};
+use keyquorum_wire::peer::{Envelope, PeerMessage};
+use keyquorum_wire::Hex32;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use utoipa::{IntoParams, OpenApi, ToSchema};
+
+use crate::error::NodeError;
+use crate::machine::verify_chain;
+use crate::node::Node;
+use crate::peer::{open_envelope, seal_envelope, PEER_PATH};
+
+/// Largest client request body.
+pub const CLIENT_BODY_LIMIT: usize = 256 * 1024;
+/// Largest peer message (DKG relays for large n, snapshots).
+pub const PEER_BODY_LIMIT: usize = 64 * 1024 * 1024;
+/// Largest message to sign.
+pub const MAX_MESSAGE: usize = 64 * 1024;
+
+/// A JSON body whose rejection is a typed [`ErrorBody`].
+#[derive(Debug)]
+pub struct ApiJson<T>(pub T);
+
+impl<S: Send + Sync, T: serde::de::DeserializeOwned> FromRequest<S> for ApiJson<T> {
+    type Rejection = Response;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match Json::<T>::from_request(req, state).await {
+            Ok(Json(v)) => Ok(ApiJson(v)),
+            Err(rejection) => Err(json_rejection(rejection)),
+        }
+    }
+}
+
+fn json_rejection(r: JsonRejection) -> Response {
+    let status = r.status();
+    let code = match status {
+        StatusCode::PAYLOAD_TOO_LARGE => "payload_too_large",
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
+        _ => "bad_request",
+    };
+    // JSON syntax and type errors are 400 (axum says 422 for type errors).
+    let status = if status == StatusCode::UNPROCESSABLE_ENTITY { StatusCode::BAD_REQUEST } else { status };
+    (
+        status,
+        Json(ErrorBody {
+            error: code.to_string(),
+            message: r.body_text(),
+            culprits: Vec::new(),
+        }),
+    )
+        .into_response()
+}
+
+/// Who is asking.
+#[derive(Debug, Clone)]
+struct Caller {
+    grant: TokenGrant,
+}
+
+fn token_hash(token: &str) -> Hex32 {
+    Hex32(Sha256::digest(token.as_bytes()).into())
+}
+
+fn authenticate(node: &Node, headers: &HeaderMap) -> Result<Caller, NodeError> {
+    let value = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .ok_or(NodeError::Unauthorized)?;
+    let token = value.strip_prefix("Bearer ").ok_or(NodeError::Unauthorized)?.trim();
+    if token.is_empty() || token.len() > 256 {
+        return Err(NodeError::Unauthorized);
+    }
+    let hash = token_hash(token);
+    node.registry(|r| r.tokens.get(&hash).cloned())
+        .map(|grant| Caller { grant })
+        .ok_or(NodeError::Unauthorized)
+}
+
+/// Run `f` as an authenticated, audited client request.
+async fn audited<T: Serialize, F, Fut>(
+    node: &Node,
+    headers: &HeaderMap,
+    action: &str,
+    target: Option<&str>,
+    f: F,
+) -> Response
+where
+    F: FnOnce(Caller) -> Fut,
+    Fut: std::future::Future<Output = Result<T, NodeError>>,
+{
+    let caller = authenticate(node, headers);
+    let actor = caller.as_ref().map(|c| c.grant.name.clone()).unwrap_or_else(|_| "anonymous".into());
+    let result = match caller {
+        Ok(c) => f(c).await,
+        Err(e) => Err(e),
+    };
+    let outcome = match &result {
+        Ok(_) => "ok".to_string(),
+        Err(e) => format!("{}: {e}", e.status().1),
+    };
+    node.audit_event(&actor, action, target, &outcome);
+    match result {
+        Ok(v) => {
+            node.metrics().requests_ok.fetch_add(1, Ordering::Relaxed);
+            Json(v).into_response()
+        }
+        Err(e) => {
+            node.metrics().requests_err.fetch_add(1, Ordering::Relaxed);
+            e.into_response()
+        }
+    }
+}
+
+fn require_admin(c: &Caller) -> Result<(), NodeError> {
+    if c.grant.admin {
+        Ok(())
+    } else {
+        Err(NodeError::Forbidden(format!("token {} is not an admin token", c.grant.name)))
+    }
+}
+
+fn may_sign(c: &Caller, key: &str) -> Result<(), NodeError> {
+    if c.grant.admin || c.grant.sign_keys.iter().any(|k| k == "*" || k == key) {
+        Ok(())
+    } else {
+        Err(NodeError::Forbidden(format!("token {} may not sign with {key}", c.grant.name)))
+    }
+}
+
+fn key_info(r: &KeyRecord) -> KeyInfo {
+    KeyInfo {
+        name: r.name.clone(),
+        suite: r.suite,
+        threshold: r.threshold,
+        members: r.members.clone(),
+        public_key: r.public_key.clone(),
+        epoch: r.epoch,
+    }
+}
+
+/// Create a shared key by distributed key generation.
+#[utoipa::path(post, path = "/v1/keys", request_body = CreateKeyRequest, security(("bearer" = [])),
+    responses((status = 200, body = KeyInfo), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+              (status = 403, body = ErrorBody), (status = 409, body = ErrorBody), (status = 502, body = ErrorBody),
+              (status = 503, body = ErrorBody)))]
+async fn create_key(State(node): State<Node>, headers: HeaderMap, body: Result<ApiJson<CreateKeyRequest>, Response>) -> Response {
+    let ApiJson(req) = match body {
+        Ok(b) => b,
+        Err(r) => return reject(&node, &headers, "key.create", r),
+    };
+    let target = req.name.clone();
+    let n = node.clone();
+    audited(&node, &headers, "key.create", Some(&target), |c| async move {
+        let node = n;
+        require_admin(&c)?;
+        let members = match req.members {
+            Some(m) => m,
+            None => node.members().into_iter().filter(|(_, _, voter)| *voter).map(|(id, _, _)| id).collect(),
+        };
+        let threshold = req.threshold.unwrap_or(node.config().default_threshold).min(u16::try_from(members.len()).unwrap_or(u16::MAX));
+        let info = node.driver().create_key(&node, &req.name, req.suite, threshold, members).await?;
+        node.metrics().dkgs.fetch_add(1, Ordering::Relaxed);
+        Ok(info)
+    })
+    .await
+}
+
+/// List keys.
+#[utoipa::path(get, path = "/v1/keys", security(("bearer" = [])),
+    responses((status = 200, body = KeyList), (status = 401, body = ErrorBody)))]
+async fn list_keys(State(node): State<Node>, headers: HeaderMap) -> Response {
+    audited(&node, &headers, "key.list", None, |_| async {
+        Ok(KeyList {
+            keys: node.registry(|r| r.keys.values().map(key_info).collect()),
+        })
+    })
+    .await
+}
+
+/// Show one key.
+#[utoipa::path(get, path = "/v1/keys/{name}", params(("name" = String, Path, description = "key name")),
+    security(("bearer" = [])),
+    responses((status = 200, body = KeyInfo), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn get_key(State(node): State<Node>, headers: HeaderMap, Path(name): Path<String>) -> Response {
+    audited(&node, &headers, "key.show", Some(&name), |_| async {
+        node.registry(|r| r.keys.get(&name).map(key_info))
+            .ok_or_else(|| NodeError::NotFound(format!("no key named {name}")))
+    })
+    .await
+}
+
+/// Threshold-sign a message.
+#[utoipa::path(post, path = "/v1/keys/{name}/sign", params(("name" = String, Path, description = "key name")),
+    request_body = SignRequest, security(("bearer" = [])),
+    responses((status = 200, body = SignResponse), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+              (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 502, body = ErrorBody),
+              (status = 503, body = ErrorBody)))]
+async fn sign(State(node): State<Node>, headers: HeaderMap, Path(name): Path<String>, body: Result<ApiJson<SignRequest>, Response>) -> Response {
+    let ApiJson(req) = match body {
+        Ok(b) => b,
+        Err(r) => return reject(&node, &headers, "key.sign", r),
+    };
+    let (n, key) = (node.clone(), name.clone());
+    audited(&node, &headers, "key.sign", Some(&name), |c| async move {
+        let (node, name) = (n, key);
+        may_sign(&c, &name)?;
+        if req.message.0.len() > MAX_MESSAGE {
+            return Err(NodeError::BadRequest(format!("messages are at most {MAX_MESSAGE} bytes")));
+        }
+        let start = Instant::now();
+        let r = node.driver().sign(&node, &name, &req.message.0).await?;
+        let m = node.metrics();
+        m.signatures.fetch_add(1, Ordering::Relaxed);
+        m.sign_micros.fetch_add(u64::try_from(start.elapsed().as_micros()).unwrap_or(u64::MAX), Ordering::Relaxed);
+        Ok(r)
+    })
+    .await
+}
+
+/// Verify a signature under a key (an ordinary single-signer verification).
+#[utoipa::path(post, path = "/v1/keys/{name}/verify", params(("name" = String, Path, description = "key name")),
+    request_body = VerifyRequest, security(("bearer" = [])),
+    responses((status = 200, body = VerifyResponse), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+              (status = 404, body = ErrorBody)))]
+async fn verify(State(node): State<Node>, headers: HeaderMap, Path(name): Path<String>, body: Result<ApiJson<VerifyRequest>, Response>) -> Response {
+    let ApiJson(req) = match body {
+        Ok(b) => b,
+        Err(r) => return reject(&node, &headers, "key.verify", r),
+    };
+    audited(&node, &headers, "key.verify", Some(&name), |_| async {
+        let record = node
+            .registry(|r| r.keys.get(&name).cloned())
+            .ok_or_else(|| NodeError::NotFound(format!("no key named {name}")))?;
+        let valid = match record.suite {
+            SuiteName::Ed25519 => keyquorum_core::sign::verify::<keyquorum_core::Ed25519>(&record.public_key.0, &req.message.0, &req.signature.0),
+            SuiteName::Secp256k1Tr => keyquorum_core::sign::verify::<keyquorum_core::Secp256k1Tr>(&record.public_key.0, &req.message.0, &req.signature.0),
+        }
+        .is_ok();
+        Ok(VerifyResponse { valid })
+    })
+    .await
+}
+
+/// Audit log page query.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+struct AuditQuery {
+    /// First entry (default 0).
+    #[serde(default)]
+    offset: Option<u64>,
+    /// How many (default 100, at most 1000).
+    #[serde(default)]
+    limit: Option<u64>,
+}
+
+/// A page of the audit log.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct AuditPage {
+    /// Total entries.
+    pub total: u64,
+    /// The entries.
+    pub entries: Vec<AuditEntry>,
+}
+
+/// The result of verifying the audit log.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct AuditVerification {
+    /// Whether every link and every signed head verified.
+    pub valid: bool,
+    /// Entries checked.
+    pub entries: u64,
+    /// Signed heads checked.
+    pub signed_heads: u64,
+    /// The first fault found.
+    #[serde(default)]
+    pub fault: Option<String>,
+}
+
+/// Read the audit log.
+#[utoipa::path(get, path = "/v1/audit", params(AuditQuery), security(("bearer" = [])),
+    responses((status = 200, body = AuditPage), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+async fn audit_log(State(node): State<Node>, headers: HeaderMap, q: Result<Query<AuditQuery>, axum::extract::rejection::QueryRejection>) -> Response {
+    let q = match q {
+        Ok(Query(q)) => q,
+        Err(e) => return NodeError::BadRequest(e.body_text()).into_response(),
+    };
+    let n = node.clone();
+    audited(&node, &headers, "audit.read", None, |c| async move {
+        let node = n;
+        require_admin(&c)?;
+        let offset = q.offset.unwrap_or(0);
+        let limit = q.limit.unwrap_or(100).min(1000);
+        Ok(node.registry(|r| AuditPage {
+            total: r.audit.len() as u64,
+            entries: r
+                .audit
+                .iter()
+                .skip(usize::try_from(offset).unwrap_or(usize::MAX))
+                .take(usize::try_from(limit).unwrap_or(0))
+                .cloned()
+                .collect(),
+        }))
+    })
+    .await
+}
+
+/// Verify the audit log's hash chain and signed heads on this node.
+#[utoipa::path(get, path = "/v1/audit/verify", security(("bearer" = [])),
+    responses((status = 200, body = AuditVerification), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+async fn audit_verify(State(node): State<Node>, headers: HeaderMap) -> Response {
+    let n = node.clone();
+    audited(&node, &headers, "audit.verify", None, |c| async move {
+        let node = n;
+        require_admin(&c)?;
+        let (entries, heads) = node.registry(|r| (r.audit.clone(), r.heads.clone()));
+        let fault = verify_chain(&entries, &heads, |id| node.node_info(id).map(|i| i.identity)).err();
+        Ok(AuditVerification {
+            valid: fault.is_none(),
+            entries: entries.len() as u64,
+            signed_heads: heads.len() as u64,
+            fault: fault.map(|f| f.to_string()),
+        })
+    })
+    .await
+}
+
+/// Cluster status.
+#[utoipa::path(get, path = "/v1/cluster", security(("bearer" = [])),
+    responses((status = 200, body = ClusterStatus), (status = 401, body = ErrorBody)))]
+async fn cluster(State(node): State<Node>, headers: HeaderMap) -> Response {
+    audited(&node, &headers, "cluster.status", None, |_| async { Ok(status(&node)) }).await
+}
+
+fn status(node: &Node) -> ClusterStatus {
+    let metrics = node.raft().metrics().borrow().clone();
+    ClusterStatus {
+        node_id: node.id(),
+        leader: metrics.current_leader,
+        term: metrics.current_term,
+        applied: node.applied_index(),
+        nodes: node
+            .members()
+            .into_iter()
+            .map(|(id, info, voter)| NodeStatus { id, addr: info.addr, voter })
+            .collect(),
+        keys: node.registry(|r| r.keys.len()),
+        audit_entries: node.registry(|r| r.audit.len() as u64),
+    }
+}
+
+/// Liveness and readiness.
+#[utoipa::path(get, path = "/healthz", responses((status = 200, body = Health), (status = 503, body = Health)))]
+async fn healthz(State(node): State<Node>) -> Response {
+    let has_leader = node.leader().is_some();
+    let h = Health {
+        status: if has_leader { "ok".into() } else { "no_leader".into() },
+        node_id: node.id(),
+        has_leader,
+    };
+    let code = if has_leader { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    (code, Json(h)).into_response()
+}
+
+/// Prometheus metrics (text exposition format).
+#[utoipa::path(get, path = "/metrics", responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
+async fn metrics(State(node): State<Node>) -> Response {
+    let m = node.metrics();
+    let raft = node.raft().metrics().borrow().clone();
+    let id = node.id();
+    let g = |v: &std::sync::atomic::AtomicU64| v.load(Ordering::Relaxed);
+    let text = format!(
+        "# TYPE keyquorum_requests_total counter\n\
+         keyquorum_requests_total{{node=\"{id}\",outcome=\"ok\"}} {}\n\
+         keyquorum_requests_total{{node=\"{id}\",outcome=\"error\"}} {}\n\
+         # TYPE keyquorum_signatures_total counter\nkeyquorum_signatures_total{{node=\"{id}\"}} {}\n\
+         # TYPE keyquorum_sign_seconds_sum counter\nkeyquorum_sign_seconds_sum{{node=\"{id}\"}} {}\n\
+         # TYPE keyquorum_keys_generated_total counter\nkeyquorum_keys_generated_total{{node=\"{id}\"}} {}\n\
+         # TYPE keyquorum_peer_rejects_total counter\nkeyquorum_peer_rejects_total{{node=\"{id}\"}} {}\n\
+         # TYPE keyquorum_raft_term gauge\nkeyquorum_raft_term{{node=\"{id}\"}} {}\n\
+         # TYPE keyquorum_raft_is_leader gauge\nkeyquorum_raft_is_leader{{node=\"{id}\"}} {}\n\
+         # TYPE keyquorum_raft_applied_index gauge\nkeyquorum_raft_applied_index{{node=\"{id}\"}} {}\n\
+         # TYPE keyquorum_keys gauge\nkeyquorum_keys{{node=\"{id}\"}} {}\n",
+        g(&m.requests_ok),
+        g(&m.requests_err),
+        g(&m.signatures),
+        g(&m.sign_micros) as f64 / 1e6,
+        g(&m.dkgs),
+        g(&m.peer_rejects),
+        raft.current_term,
+        u8::from(raft.current_leader == Some(id)),
+        node.applied_index().unwrap_or(0),
+        node.registry(|r| r.keys.len()),
+    );
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
+}
+
+/// The OpenAPI document.
+async fn openapi() -> Response {
+    Json(ApiDoc::openapi()).into_response()
+}
+
+/// The peer endpoint: a signed envelope in, a signed envelope out.
+async fn peer(State(node): State<Node>, body: Result<Json<Envelope>, JsonRejection>) -> Response {
+    let env = match body {
+        Ok(Json(e)) => e,
+        Err(r) => {
+            node.inner().count_peer_reject();
+            return json_rejection(r);
+        }
+    };
+    let from = env.from;
+    let checked = node
+        .node_info(from)
+        .filter(|_| from != node.id())
+        .ok_or_else(|| NodeError::PeerRejected(format!("node {from} is not a member")))
+        .and_then(|info| open_envelope(&env, node.id(), &info))
+        .and_then(|msg| node.inner().replay.check(&env).map(|()| msg));
+    let msg = match checked {
+        Ok(m) => m,
+        Err(e) => {
+            node.inner().count_peer_reject();
+            node.audit_event(&format!("peer:{from}"), "peer.reject", None, &e.to_string());
+            return e.into_response();
+        }
+    };
+    let reply = match node.handle_peer(from, msg).await {
+        Ok(m) => m,
+        Err(e) => {
+            let (_, code) = e.status();
+            let culprits = match &e {
+                NodeError::Misbehaved { culprits, .. } => culprits.clone(),
+                _ => Vec::new(),
+            };
+            PeerMessage::Error {
+                code: code.to_string(),
+                message: e.to_string(),
+                culprits,
+            }
+        }
+    };
+    match seal_envelope(node.keys(), node.id(), from, &reply) {
+        Ok(env) => Json(env).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+fn reject(node: &Node, headers: &HeaderMap, action: &str, r: Response) -> Response {
+    let actor = authenticate(node, headers).map(|c| c.grant.name).unwrap_or_else(|_| "anonymous".into());
+    node.audit_event(&actor, action, None, &format!("rejected: HTTP {}", r.status().as_u16()));
+    node.metrics().requests_err.fetch_add(1, Ordering::Relaxed);
+    r
+}
+
+async fn not_found() -> Response {
+    NodeError::NotFound("no such endpoint".into()).into_response()
+}
+
+/// The OpenAPI description of the client API.
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "keyquorum", description = "Threshold key management: distributed key generation and FROST signing by a cluster of nodes."),
+    paths(create_key, list_keys, get_key, sign, verify, audit_log, audit_verify, cluster, healthz, metrics),
+    components(schemas(CreateKeyRequest, KeyInfo, KeyList, SignRequest, SignResponse, VerifyRequest, VerifyResponse,
+        ClusterStatus, NodeStatus, Health, ErrorBody, AuditPage, AuditVerification, AuditEntry, SuiteName)),
+    modifiers(&Security)
+)]
+pub struct ApiDoc;
+
+struct Security;
+
+impl utoipa::Modify for Security {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme("bearer", SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()));
+    }
+}
+
+/// The node's router.
+pub fn router(node: Node) -> Router {
+    let client = Router::new()
+        .route("/v1/keys", post(create_key).get(list_keys))
+        .route("/v1/keys/{name}", get(get_key))
+        .route("/v1/keys/{name}/sign", post(sign))
+        .route("/v1/keys/{name}/verify", post(verify))
+        .route("/v1/audit", get(audit_log))
+        .route("/v1/audit/verify", get(audit_verify))
+        .route("/v1/cluster", get(cluster))
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .route("/openapi.json", get(openapi))
+        .layer(DefaultBodyLimit::max(CLIENT_BODY_LIMIT));
+    let peer_routes = Router::new()
+        .route(PEER_PATH, post(peer))
+        .layer(DefaultBodyLimit::max(PEER_BODY_LIMIT));
+    client.merge(peer_routes).fallback(not_found).with_state(node)
+}

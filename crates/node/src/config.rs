@@ -1,0 +1,100 @@
+//! Node configuration (`node.toml` for `keyquorum node`; built in code by
+//! `keyquorum dev` and the test kit).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use keyquorum_store::vault::KdfParams;
+use keyquorum_wire::control::NodeInfo;
+use keyquorum_wire::NodeId;
+use serde::{Deserialize, Serialize};
+
+/// Everything a node needs to start.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NodeConfig {
+    /// This node's id (1..=65535; also its participant index in shared keys).
+    pub id: NodeId,
+    /// Where its redb files live.
+    pub data_dir: PathBuf,
+    /// Address to listen on (port 0: the OS picks).
+    pub listen: SocketAddr,
+    /// Base URL peers and clients use; default `http://<bound address>`.
+    #[serde(default)]
+    pub advertise: Option<String>,
+    /// Known peers and their public keys, trusted for Raft traffic until the
+    /// membership in the log names them (bootstrap and joining).
+    #[serde(default)]
+    pub peers: Vec<PeerEntry>,
+    /// Nonces each signer keeps precomputed per key for this coordinator
+    /// (0: fetch a fresh commitment for every signature, two round trips).
+    #[serde(default = "default_pool")]
+    pub nonce_pool: usize,
+    /// Threshold for new keys when the request gives none.
+    #[serde(default = "default_threshold")]
+    pub default_threshold: u16,
+    /// Argon2id cost for a new vault (memory KiB, passes, lanes).
+    #[serde(default)]
+    pub kdf: Option<KdfConfig>,
+    /// Timeout for one peer call, milliseconds.
+    #[serde(default = "default_peer_timeout")]
+    pub peer_timeout_ms: u64,
+}
+
+/// A trusted peer.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PeerEntry {
+    /// Its id.
+    pub id: NodeId,
+    /// Its address and keys.
+    pub info: NodeInfo,
+}
+
+/// Argon2id parameters in the config file.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+pub struct KdfConfig {
+    /// Memory, KiB.
+    pub m_kib: u32,
+    /// Passes.
+    pub t: u32,
+    /// Lanes.
+    pub p: u32,
+}
+
+impl From<KdfConfig> for KdfParams {
+    fn from(k: KdfConfig) -> Self {
+        KdfParams {
+            m_kib: k.m_kib,
+            t: k.t,
+            p: k.p,
+        }
+    }
+}
+
+fn default_pool() -> usize {
+    32
+}
+
+fn default_threshold() -> u16 {
+    2
+}
+
+fn default_peer_timeout() -> u64 {
+    5_000
+}
+
+impl NodeConfig {
+    /// A config with defaults for everything but id, directory and address.
+    pub fn new(id: NodeId, data_dir: PathBuf, listen: SocketAddr) -> Self {
+        Self {
+            id,
+            data_dir,
+            listen,
+            advertise: None,
+            peers: Vec::new(),
+            nonce_pool: default_pool(),
+            default_threshold: default_threshold(),
+            kdf: None,
+            peer_timeout_ms: default_peer_timeout(),
+        }
+    }
+}

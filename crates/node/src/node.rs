@@ -1,0 +1,453 @@
+//! Wiring and lifecycle: opens the vault and the Raft file, starts openraft,
+//! the HTTP server and the audit writer, and stops them gracefully.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use keyquorum_store::raft::MachineReader;
+use keyquorum_store::vault::KdfParams;
+use keyquorum_store::{Passphrase, Vault};
+use keyquorum_wire::control::{AuditEvent, Command, CommandResponse, NodeInfo, SignedHead, TypeConfig};
+use keyquorum_wire::peer::{Envelope, PeerMessage};
+use keyquorum_wire::{Hex, NodeId};
+use openraft::error::{ClientWriteError, RaftError};
+use openraft::{Config, Raft, SnapshotPolicy};
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+use crate::config::NodeConfig;
+use crate::driver::Driver;
+use crate::error::NodeError;
+use crate::identity::NodeKeys;
+use crate::machine::{head_signing_bytes, Registry};
+use crate::peer::{now_ms, seal_envelope, PeerClient, ReplayGuard};
+use crate::raftnet::Network;
+
+/// Counters exported at `/metrics`.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    /// Client requests answered, by outcome.
+    pub requests_ok: AtomicU64,
+    /// Client requests refused or failed.
+    pub requests_err: AtomicU64,
+    /// Signatures produced.
+    pub signatures: AtomicU64,
+    /// Total signing latency, microseconds.
+    pub sign_micros: AtomicU64,
+    /// Keys generated.
+    pub dkgs: AtomicU64,
+    /// Peer messages rejected (signature, membership, replay).
+    pub peer_rejects: AtomicU64,
+}
+
+pub(crate) struct Inner {
+    id: NodeId,
+    config: NodeConfig,
+    addr: String,
+    keys: Arc<NodeKeys>,
+    vault: Vault,
+    raft: Raft<TypeConfig>,
+    registry: MachineReader<TypeConfig, Registry>,
+    peers: PeerClient,
+    pub(crate) replay: ReplayGuard,
+    driver: Driver,
+    pub(crate) metrics: Metrics,
+    audit_tx: mpsc::UnboundedSender<AuditEvent>,
+    bootstrap: BTreeMap<NodeId, NodeInfo>,
+}
+
+/// A handle on a running node (cheap to clone).
+#[derive(Clone)]
+pub struct Node(Arc<Inner>);
+
+impl core::fmt::Debug for Node {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Node").field("id", &self.0.id).finish_non_exhaustive()
+    }
+}
+
+/// A started node: its handle, bound address and server task.
+#[derive(Debug)]
+pub struct RunningNode {
+    /// The node.
+    pub node: Node,
+    /// Where it listens.
+    pub addr: SocketAddr,
+    shutdown: Option<oneshot::Sender<()>>,
+    server: Option<JoinHandle<()>>,
+    audit: Option<JoinHandle<()>>,
+}
+
+impl RunningNode {
+    /// Stop serving and shut Raft down; storage files are closed when the
+    /// last handle drops.
+    pub async fn stop(mut self) {
+        self.stop_inner().await;
+    }
+
+    async fn stop_inner(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        let _ = self.node.0.raft.shutdown().await;
+        if let Some(a) = self.audit.take() {
+            a.abort();
+            let _ = a.await;
+        }
+        if let Some(s) = self.server.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(5), s).await;
+        }
+    }
+}
+
+impl Drop for RunningNode {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(a) = self.audit.take() {
+            a.abort();
+        }
+    }
+}
+
+fn raft_config() -> Result<Arc<Config>, NodeError> {
+    let c = Config {
+        cluster_name: "keyquorum".into(),
+        heartbeat_interval: 150,
+        election_timeout_min: 600,
+        election_timeout_max: 1200,
+        snapshot_policy: SnapshotPolicy::LogsSinceLast(5_000),
+        max_in_snapshot_log_to_keep: 1_000,
+        ..Default::default()
+    };
+    c.validate().map(Arc::new).map_err(|e| NodeError::Internal(e.to_string()))
+}
+
+impl Node {
+    /// Open storage, start Raft and serve on `config.listen` (or on
+    /// `listener` if given).
+    pub async fn start(
+        config: NodeConfig,
+        passphrase: &Passphrase,
+        listener: Option<tokio::net::TcpListener>,
+    ) -> Result<RunningNode, NodeError> {
+        crate::driver::pid(config.id)?;
+        std::fs::create_dir_all(&config.data_dir).map_err(|e| NodeError::Internal(format!("data dir: {e}")))?;
+        let kdf = config.kdf.map(KdfParams::from).unwrap_or_default();
+        // Argon2id runs once here, before the node serves anything.
+        let vault = Vault::open(&config.data_dir.join("vault.redb"), passphrase, kdf)?;
+        let keys = Arc::new(NodeKeys::load_or_create(&vault)?);
+        let listener = match listener {
+            Some(l) => l,
+            None => tokio::net::TcpListener::bind(config.listen)
+                .await
+                .map_err(|e| NodeError::Internal(format!("bind {}: {e}", config.listen)))?,
+        };
+        let bound = listener.local_addr().map_err(|e| NodeError::Internal(e.to_string()))?;
+        let addr = config.advertise.clone().unwrap_or_else(|| format!("http://{bound}"));
+        let (log, sm) = keyquorum_store::raft::open::<TypeConfig, Registry>(&config.data_dir.join("raft.redb"))
+            .map_err(|e| NodeError::Internal(format!("raft storage: {e}")))?;
+        let registry = sm.reader();
+        let peers = PeerClient::new(config.id, keys.clone(), Duration::from_millis(config.peer_timeout_ms))?;
+        let raft = Raft::new(config.id, raft_config()?, Network { client: peers.clone() }, log, sm)
+            .await
+            .map_err(|e| NodeError::Internal(format!("raft: {e}")))?;
+        let (audit_tx, audit_rx) = mpsc::unbounded_channel();
+        let bootstrap = config.peers.iter().map(|p| (p.id, p.info.clone())).collect();
+        let node = Node(Arc::new(Inner {
+            id: config.id,
+            config,
+            addr,
+            keys,
+            vault,
+            raft,
+            registry,
+            peers,
+            replay: ReplayGuard::default(),
+            driver: Driver::default(),
+            metrics: Metrics::default(),
+            audit_tx,
+            bootstrap,
+        }));
+        let dropped = node.0.driver.gc_pending(&node)?;
+        if dropped > 0 {
+            tracing::info!(node = node.id(), dropped, "dropped pending shares of runs that never committed");
+        }
+        let audit = tokio::spawn(audit_writer(node.clone(), audit_rx));
+        let (tx, rx) = oneshot::channel::<()>();
+        let app = crate::api::router(node.clone());
+        let server = tokio::spawn(async move {
+            let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
+                let _ = rx.await;
+            });
+            if let Err(e) = serve.await {
+                tracing::error!(error = %e, "server stopped");
+            }
+        });
+        tracing::info!(node = node.id(), %bound, "node started");
+        Ok(RunningNode {
+            node,
+            addr: bound,
+            shutdown: Some(tx),
+            server: Some(server),
+            audit: Some(audit),
+        })
+    }
+
+    /// This node's id.
+    pub fn id(&self) -> NodeId {
+        self.0.id
+    }
+
+    /// Its configuration.
+    pub fn config(&self) -> &NodeConfig {
+        &self.0.config
+    }
+
+    /// Its public description.
+    pub fn info(&self) -> NodeInfo {
+        self.0.keys.info(self.0.addr.clone())
+    }
+
+    /// Its keys.
+    pub fn keys(&self) -> &NodeKeys {
+        &self.0.keys
+    }
+
+    /// Its vault.
+    pub fn vault(&self) -> &Vault {
+        &self.0.vault
+    }
+
+    /// The protocol driver.
+    pub fn driver(&self) -> &Driver {
+        &self.0.driver
+    }
+
+    /// The Raft handle.
+    pub fn raft(&self) -> &Raft<TypeConfig> {
+        &self.0.raft
+    }
+
+    /// Metrics.
+    pub fn metrics(&self) -> &Metrics {
+        &self.0.metrics
+    }
+
+    /// Read the replicated registry.
+    pub fn registry<T>(&self, f: impl FnOnce(&Registry) -> T) -> T {
+        self.0.registry.read(f)
+    }
+
+    /// The last applied log index.
+    pub fn applied_index(&self) -> Option<u64> {
+        self.0.registry.applied_index()
+    }
+
+    /// A node's address and keys: from the Raft membership, else from the
+    /// bootstrap peers in the config.
+    pub fn node_info(&self, id: NodeId) -> Option<NodeInfo> {
+        if id == self.0.id {
+            return Some(self.info());
+        }
+        let m = self.0.raft.metrics().borrow().membership_config.clone();
+        m.membership()
+            .get_node(&id)
+            .cloned()
+            .or_else(|| self.0.bootstrap.get(&id).cloned())
+    }
+
+    /// Every node in the current membership (voters and learners).
+    pub fn members(&self) -> Vec<(NodeId, NodeInfo, bool)> {
+        let m = self.0.raft.metrics().borrow().membership_config.clone();
+        let voters: std::collections::BTreeSet<NodeId> = m.membership().voter_ids().collect();
+        m.membership()
+            .nodes()
+            .map(|(id, info)| (*id, info.clone(), voters.contains(id)))
+            .collect()
+    }
+
+    /// Initialize a new cluster with these voters (call on one node once).
+    pub async fn initialize(&self, members: BTreeMap<NodeId, NodeInfo>) -> Result<(), NodeError> {
+        match self.0.raft.initialize(members).await {
+            Ok(()) => Ok(()),
+            Err(RaftError::APIError(openraft::error::InitializeError::NotAllowed(_))) => Ok(()),
+            Err(e) => Err(NodeError::Internal(format!("initialize: {e}"))),
+        }
+    }
+
+    /// Send a message to `to` (locally when it is this node) and return the
+    /// signed reply.
+    pub async fn call(&self, to: NodeId, info: &NodeInfo, msg: &PeerMessage) -> Result<(Envelope, PeerMessage), NodeError> {
+        if to == self.0.id {
+            let reply = match self.handle_peer(to, clone_request(msg)?).await {
+                Ok(m) => m,
+                Err(e) => return Err(e),
+            };
+            let env = seal_envelope(&self.0.keys, to, to, &reply)?;
+            return Ok((env, reply));
+        }
+        self.0.peers.call(to, info, msg).await
+    }
+
+    /// Handle an authenticated peer message from `from`.
+    pub async fn handle_peer(&self, from: NodeId, msg: PeerMessage) -> Result<PeerMessage, NodeError> {
+        let raft_err = |e: String| NodeError::Unavailable(format!("raft: {e}"));
+        match msg {
+            PeerMessage::AppendEntries(rpc) => self
+                .0
+                .raft
+                .append_entries(rpc)
+                .await
+                .map(PeerMessage::AppendEntriesReply)
+                .map_err(|e| raft_err(e.to_string())),
+            PeerMessage::Vote(rpc) => self
+                .0
+                .raft
+                .vote(rpc)
+                .await
+                .map(PeerMessage::VoteReply)
+                .map_err(|e| raft_err(e.to_string())),
+            PeerMessage::InstallSnapshot(rpc) => self
+                .0
+                .raft
+                .install_snapshot(rpc)
+                .await
+                .map(PeerMessage::InstallSnapshotReply)
+                .map_err(|e| raft_err(e.to_string())),
+            PeerMessage::Forward { command } => {
+                let response = self.write_local(command).await?;
+                Ok(PeerMessage::ForwardReply { response })
+            }
+            other => self.0.driver.handle(self, from, other).await,
+        }
+    }
+
+    async fn write_local(&self, command: Command) -> Result<CommandResponse, NodeError> {
+        match self.0.raft.client_write(command).await {
+            Ok(r) => Ok(r.data),
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => {
+                Err(NodeError::Unavailable("this node is not the leader".into()))
+            }
+            Err(e) => Err(NodeError::Unavailable(format!("raft write: {e}"))),
+        }
+    }
+
+    /// Commit a command through Raft: directly on the leader, forwarded
+    /// otherwise. Retries while an election is under way (up to ~10 s).
+    pub async fn write(&self, command: Command) -> Result<CommandResponse, NodeError> {
+        let mut delay = Duration::from_millis(20);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let attempt = match self.0.raft.client_write(command.clone()).await {
+                Ok(r) => return Ok(r.data),
+                Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => match (f.leader_id, f.leader_node) {
+                    (Some(id), Some(info)) if id != self.0.id => {
+                        match self.0.peers.call(id, &info, &PeerMessage::Forward { command: command.clone() }).await {
+                            Ok((_, PeerMessage::ForwardReply { response })) => return Ok(response),
+                            Ok(_) => Err(NodeError::Misbehaved {
+                                message: format!("leader {id} answered a forward wrongly"),
+                                culprits: vec![id],
+                            }),
+                            Err(e) => Err(e),
+                        }
+                    }
+                    _ => Err(NodeError::Unavailable("no Raft leader".into())),
+                },
+                Err(e) => Err(NodeError::Unavailable(format!("raft write: {e}"))),
+            };
+            let e = match attempt {
+                Err(e @ NodeError::Unavailable(_)) => e,
+                Err(e) => return Err(e),
+                Ok(()) => return Err(NodeError::Internal("unreachable".into())),
+            };
+            if tokio::time::Instant::now() + delay > deadline {
+                return Err(e);
+            }
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(Duration::from_millis(500));
+        }
+    }
+
+    /// Record an event in the audit log (asynchronously, batched).
+    pub fn audit_event(&self, actor: &str, action: &str, target: Option<&str>, outcome: &str) {
+        let _ = self.0.audit_tx.send(AuditEvent {
+            time_ms: now_ms(),
+            node: self.0.id,
+            actor: actor.to_string(),
+            action: action.to_string(),
+            target: target.map(str::to_string),
+            outcome: outcome.to_string(),
+        });
+    }
+
+    /// The current leader, if known.
+    pub fn leader(&self) -> Option<NodeId> {
+        self.0.raft.metrics().borrow().current_leader
+    }
+}
+
+/// Raft messages carry no secrets and are not Clone; the driver's requests
+/// are cloned through their JSON form for local delivery.
+fn clone_request(msg: &PeerMessage) -> Result<PeerMessage, NodeError> {
+    let bytes = serde_json::to_vec(msg).map_err(|e| NodeError::Internal(e.to_string()))?;
+    serde_json::from_slice(&bytes).map_err(|e| NodeError::Internal(e.to_string()))
+}
+
+/// Batches audit events into `Audit` commands, and signs the head as leader
+/// at most once a second.
+async fn audit_writer(node: Node, mut rx: mpsc::UnboundedReceiver<AuditEvent>) {
+    let mut last_signed = tokio::time::Instant::now();
+    while let Some(first) = rx.recv().await {
+        let mut events = vec![first];
+        while events.len() < 512 {
+            match rx.try_recv() {
+                Ok(e) => events.push(e),
+                Err(_) => break,
+            }
+        }
+        let mut delay = Duration::from_millis(50);
+        loop {
+            match node.write(Command::Audit { events: events.clone() }).await {
+                Ok(_) => break,
+                Err(e) => {
+                    tracing::warn!(error = %e, pending = events.len(), "audit append failed; retrying");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(2));
+                }
+            }
+        }
+        if node.leader() == Some(node.id()) && last_signed.elapsed() >= Duration::from_secs(1) {
+            last_signed = tokio::time::Instant::now();
+            let head = node.registry(|r| r.audit.last().map(|e| (e.seq, e.hash)));
+            if let Some((seq, hash)) = head {
+                let signature = node.keys().sign(&head_signing_bytes(seq, &hash));
+                let head = SignedHead {
+                    seq,
+                    hash,
+                    signer: node.id(),
+                    signature: Hex(signature.to_vec()),
+                };
+                if let Err(e) = node.write(Command::SignHead { head }).await {
+                    tracing::warn!(error = %e, "signing the audit head failed");
+                }
+            }
+        }
+    }
+}
+
+impl Node {
+    pub(crate) fn inner(&self) -> &Inner {
+        &self.0
+    }
+}
+
+impl Inner {
+    pub(crate) fn count_peer_reject(&self) {
+        self.metrics.peer_rejects.fetch_add(1, Ordering::Relaxed);
+    }
+}

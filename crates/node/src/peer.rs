@@ -1,0 +1,240 @@
+//! Peer messages: the signed envelope, HPKE sealing of secret payloads, the
+//! replay window, and the HTTP client that carries envelopes.
+//!
+//! Authentication is end to end and independent of the transport: every
+//! envelope is signed by its sender's Ed25519 identity key and checked
+//! against the membership, so a relaying coordinator can forward another
+//! member's message without being able to alter or forge it.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use hpke::aead::ChaCha20Poly1305;
+use hpke::kdf::HkdfSha256;
+use hpke::kem::X25519HkdfSha256;
+use hpke::{Deserializable, Kem, OpModeR, OpModeS, Serializable};
+use keyquorum_wire::control::NodeInfo;
+use keyquorum_wire::peer::{Envelope, PeerMessage, Sealed, PROTOCOL_VERSION};
+use keyquorum_wire::{Hex, Hex32, NodeId};
+use rand_core::{OsRng, RngCore};
+use zeroize::Zeroizing;
+
+use crate::error::NodeError;
+use crate::identity::{self, NodeKeys};
+
+const DOMAIN: &[u8] = b"keyquorum-peer-v1\x00";
+const HPKE_INFO: &[u8] = b"keyquorum peer secret v1";
+/// How far a sender's clock may be from ours.
+pub const CLOCK_WINDOW: Duration = Duration::from_secs(60);
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+/// The bytes an envelope's signature covers.
+pub fn signing_bytes(version: u16, from: NodeId, to: NodeId, id: &[u8], time_ms: u64, payload: &[u8]) -> Vec<u8> {
+    let mut m = Vec::with_capacity(DOMAIN.len() + 2 + 8 + 8 + 8 + id.len() + 8 + payload.len());
+    m.extend_from_slice(DOMAIN);
+    m.extend_from_slice(&version.to_be_bytes());
+    m.extend_from_slice(&from.to_be_bytes());
+    m.extend_from_slice(&to.to_be_bytes());
+    m.extend_from_slice(&(id.len() as u64).to_be_bytes());
+    m.extend_from_slice(id);
+    m.extend_from_slice(&time_ms.to_be_bytes());
+    m.extend_from_slice(payload);
+    m
+}
+
+/// Sign `msg` from `from` to `to`.
+pub fn seal_envelope(keys: &NodeKeys, from: NodeId, to: NodeId, msg: &PeerMessage) -> Result<Envelope, NodeError> {
+    let payload = serde_json::to_vec(msg).map_err(|e| NodeError::Internal(e.to_string()))?;
+    let mut id = [0u8; 16];
+    OsRng.fill_bytes(&mut id);
+    let time_ms = now_ms();
+    let sig = keys.sign(&signing_bytes(PROTOCOL_VERSION, from, to, &id, time_ms, &payload));
+    Ok(Envelope {
+        version: PROTOCOL_VERSION,
+        from,
+        to,
+        id: Hex(id.to_vec()),
+        time_ms,
+        payload: Hex(payload),
+        signature: Hex(sig.to_vec()),
+    })
+}
+
+/// Check an envelope's version and signature against `sender`'s identity and
+/// that it is addressed to `me`; return its message. Replay and clock checks
+/// are the [`ReplayGuard`]'s.
+pub fn open_envelope(env: &Envelope, me: NodeId, sender: &NodeInfo) -> Result<PeerMessage, NodeError> {
+    if env.version != PROTOCOL_VERSION {
+        return Err(NodeError::PeerRejected(format!("unsupported protocol version {}", env.version)));
+    }
+    if env.to != me {
+        return Err(NodeError::PeerRejected(format!("addressed to node {}, not {me}", env.to)));
+    }
+    if env.id.0.len() != 16 {
+        return Err(NodeError::PeerRejected("message id must be 16 bytes".into()));
+    }
+    let bytes = signing_bytes(env.version, env.from, env.to, &env.id.0, env.time_ms, &env.payload.0);
+    if !identity::verify(&sender.identity, &bytes, &env.signature.0) {
+        return Err(NodeError::PeerRejected(format!("bad signature from node {}", env.from)));
+    }
+    serde_json::from_slice(&env.payload.0)
+        .map_err(|e| NodeError::PeerRejected(format!("malformed payload from node {}: {e}", env.from)))
+}
+
+/// Rejects envelopes seen before (by sender and id) and envelopes whose
+/// timestamp is outside [`CLOCK_WINDOW`]. Ids are remembered for twice the
+/// window, so a replay is either remembered or too old.
+#[derive(Debug, Default)]
+pub struct ReplayGuard {
+    seen: Mutex<HashMap<(NodeId, [u8; 16]), u64>>,
+}
+
+impl ReplayGuard {
+    /// Accept `env` once.
+    pub fn check(&self, env: &Envelope) -> Result<(), NodeError> {
+        let now = now_ms();
+        let window = CLOCK_WINDOW.as_millis() as u64;
+        if env.time_ms + window < now || env.time_ms > now + window {
+            return Err(NodeError::PeerRejected(format!(
+                "timestamp outside the {}s window",
+                CLOCK_WINDOW.as_secs()
+            )));
+        }
+        let id: [u8; 16] = env
+            .id
+            .0
+            .as_slice()
+            .try_into()
+            .map_err(|_| NodeError::PeerRejected("message id must be 16 bytes".into()))?;
+        let mut seen = self.seen.lock().map_err(|_| NodeError::Internal("replay lock".into()))?;
+        if seen.len() > 100_000 {
+            seen.retain(|_, t| *t + 2 * window >= now);
+        }
+        if seen.insert((env.from, id), env.time_ms).is_some() {
+            return Err(NodeError::PeerRejected(format!("replayed message from node {}", env.from)));
+        }
+        Ok(())
+    }
+}
+
+fn hpke_aad(session: &Hex32, from: NodeId, to: NodeId) -> Vec<u8> {
+    let mut a = Vec::with_capacity(48);
+    a.extend_from_slice(&session.0);
+    a.extend_from_slice(&from.to_be_bytes());
+    a.extend_from_slice(&to.to_be_bytes());
+    a
+}
+
+/// Seal a secret for `to` (its HPKE key), bound to the session and both ends.
+pub fn seal_secret(session: &Hex32, from: NodeId, to: NodeId, recipient: &NodeInfo, secret: &[u8]) -> Result<Sealed, NodeError> {
+    let pk = identity::hpke_public(&recipient.hpke)?;
+    let (enc, ct) = hpke::single_shot_seal::<ChaCha20Poly1305, HkdfSha256, X25519HkdfSha256, _>(
+        &OpModeS::Base,
+        &pk,
+        HPKE_INFO,
+        secret,
+        &hpke_aad(session, from, to),
+        &mut rand_core_09::UnwrapErr(rand_core_09::OsRng),
+    )
+    .map_err(|e| NodeError::Internal(format!("hpke seal: {e}")))?;
+    Ok(Sealed {
+        to,
+        enc: Hex(enc.to_bytes().to_vec()),
+        ciphertext: Hex(ct),
+    })
+}
+
+/// Open a secret sealed to this node by `from`.
+pub fn open_secret(keys: &NodeKeys, session: &Hex32, from: NodeId, me: NodeId, sealed: &Sealed) -> Result<Zeroizing<Vec<u8>>, NodeError> {
+    let enc = <X25519HkdfSha256 as Kem>::EncappedKey::from_bytes(&sealed.enc.0)
+        .map_err(|_| NodeError::Misbehaved { message: format!("node {from} sent a malformed sealed share"), culprits: vec![from] })?;
+    hpke::single_shot_open::<ChaCha20Poly1305, HkdfSha256, X25519HkdfSha256>(
+        &OpModeR::Base,
+        keys.hpke_secret(),
+        &enc,
+        HPKE_INFO,
+        &sealed.ciphertext.0,
+        &hpke_aad(session, from, me),
+    )
+    .map(Zeroizing::new)
+    .map_err(|_| NodeError::Misbehaved { message: format!("sealed share from node {from} does not open"), culprits: vec![from] })
+}
+
+/// Carries envelopes to peers over HTTP(S) and checks their signed replies.
+#[derive(Clone, Debug)]
+pub struct PeerClient {
+    http: reqwest::Client,
+    me: NodeId,
+    keys: Arc<NodeKeys>,
+    timeout: Duration,
+}
+
+/// The peer endpoint's path.
+pub const PEER_PATH: &str = "/peer/v1/message";
+
+impl PeerClient {
+    /// A client signing as `me`.
+    pub fn new(me: NodeId, keys: Arc<NodeKeys>, timeout: Duration) -> Result<Self, NodeError> {
+        let http = reqwest::Client::builder()
+            .timeout(timeout)
+            .pool_max_idle_per_host(64)
+            .tcp_nodelay(true)
+            .build()
+            .map_err(|e| NodeError::Internal(e.to_string()))?;
+        Ok(Self { http, me, keys, timeout })
+    }
+
+    /// This node's id.
+    pub fn me(&self) -> NodeId {
+        self.me
+    }
+
+    /// The keys it signs with.
+    pub fn keys(&self) -> &NodeKeys {
+        &self.keys
+    }
+
+    /// The per-call timeout.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    /// Send `msg` to `to` at `info` and return the verified reply envelope
+    /// and its message. An `Error` reply becomes an `Err`.
+    pub async fn call(&self, to: NodeId, info: &NodeInfo, msg: &PeerMessage) -> Result<(Envelope, PeerMessage), NodeError> {
+        let env = seal_envelope(&self.keys, self.me, to, msg)?;
+        let url = format!("{}{}", info.addr.trim_end_matches('/'), PEER_PATH);
+        let resp = self
+            .http
+            .post(&url)
+            .json(&env)
+            .send()
+            .await
+            .map_err(|e| NodeError::Unavailable(format!("node {to} unreachable: {e}")))?;
+        let status = resp.status();
+        if !status.is_success() {
+            let body = resp.text().await.unwrap_or_default();
+            return Err(NodeError::Unavailable(format!("node {to} refused the message ({status}): {body}")));
+        }
+        let reply: Envelope = resp
+            .json()
+            .await
+            .map_err(|e| NodeError::Unavailable(format!("node {to} sent a malformed reply: {e}")))?;
+        if reply.from != to {
+            return Err(NodeError::Misbehaved { message: format!("reply claims to be from node {}", reply.from), culprits: vec![to] });
+        }
+        let msg = open_envelope(&reply, self.me, info)?;
+        match msg {
+            PeerMessage::Error { code, message, culprits } => Err(NodeError::from_peer(&code, format!("node {to}: {message}"), culprits)),
+            m => Ok((reply, m)),
+        }
+    }
+}
