@@ -1,1 +1,173 @@
-//! keyquorum client
+//! # keyquorum-client
+//!
+//! A typed async client for the keyquorum API, over the `keyquorum-wire`
+//! types so client and server cannot drift.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), keyquorum_client::ClientError> {
+//! use keyquorum_client::Client;
+//! use keyquorum_wire::api::{CreateKeyRequest, SuiteName};
+//! let c = Client::new("http://127.0.0.1:7001", "kq_...")?;
+//! let key = c.create_key(&CreateKeyRequest { name: "k".into(), suite: SuiteName::Ed25519, threshold: None, members: None }).await?;
+//! let sig = c.sign("k", b"hello").await?;
+//! # Ok(()) }
+//! ```
+#![forbid(unsafe_code)]
+
+use keyquorum_wire::api::{
+    ClusterStatus, CreateKeyRequest, ErrorBody, Health, KeyInfo, KeyList, SignRequest,
+    SignResponse, VerifyRequest, VerifyResponse,
+};
+use keyquorum_wire::Hex;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+/// Client errors.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ClientError {
+    /// The server answered with an error.
+    #[error("{status}: {} ({})", .body.message, .body.error)]
+    Api {
+        /// HTTP status.
+        status: u16,
+        /// The error body.
+        body: ErrorBody,
+    },
+    /// Transport failure.
+    #[error("request failed: {0}")]
+    Http(#[from] reqwest::Error),
+    /// Bad configuration.
+    #[error("{0}")]
+    Config(String),
+}
+
+/// A keyquorum API client.
+#[derive(Debug, Clone)]
+pub struct Client {
+    http: reqwest::Client,
+    base: String,
+    token: String,
+}
+
+impl Client {
+    /// A client for the node at `base` (e.g. `http://127.0.0.1:7001`).
+    pub fn new(base: &str, token: &str) -> Result<Self, ClientError> {
+        let http = reqwest::Client::builder()
+            .pool_max_idle_per_host(256)
+            .tcp_nodelay(true)
+            .build()?;
+        Ok(Self::with_http(http, base, token))
+    }
+
+    /// A client sharing an existing `reqwest::Client`.
+    pub fn with_http(http: reqwest::Client, base: &str, token: &str) -> Self {
+        Self {
+            http,
+            base: base.trim_end_matches('/').to_string(),
+            token: token.to_string(),
+        }
+    }
+
+    async fn send<T: DeserializeOwned>(
+        &self,
+        req: reqwest::RequestBuilder,
+    ) -> Result<T, ClientError> {
+        let resp = req.bearer_auth(&self.token).send().await?;
+        let status = resp.status();
+        if status.is_success() {
+            Ok(resp.json().await?)
+        } else {
+            let text = resp.text().await.unwrap_or_default();
+            let body = serde_json::from_str(&text).unwrap_or(ErrorBody {
+                error: "http".into(),
+                message: text,
+                culprits: Vec::new(),
+            });
+            Err(ClientError::Api {
+                status: status.as_u16(),
+                body,
+            })
+        }
+    }
+
+    async fn post<B: Serialize, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<T, ClientError> {
+        self.send(self.http.post(format!("{}{path}", self.base)).json(body))
+            .await
+    }
+
+    async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
+        self.send(self.http.get(format!("{}{path}", self.base)))
+            .await
+    }
+
+    /// Generate a key by DKG.
+    pub async fn create_key(&self, req: &CreateKeyRequest) -> Result<KeyInfo, ClientError> {
+        self.post("/v1/keys", req).await
+    }
+
+    /// List keys.
+    pub async fn list_keys(&self) -> Result<KeyList, ClientError> {
+        self.get("/v1/keys").await
+    }
+
+    /// One key.
+    pub async fn key(&self, name: &str) -> Result<KeyInfo, ClientError> {
+        self.get(&format!("/v1/keys/{name}")).await
+    }
+
+    /// Threshold-sign a message.
+    pub async fn sign(&self, name: &str, message: &[u8]) -> Result<SignResponse, ClientError> {
+        self.post(
+            &format!("/v1/keys/{name}/sign"),
+            &SignRequest {
+                message: Hex(message.to_vec()),
+            },
+        )
+        .await
+    }
+
+    /// Verify a signature under a key.
+    pub async fn verify(
+        &self,
+        name: &str,
+        message: &[u8],
+        signature: &[u8],
+    ) -> Result<bool, ClientError> {
+        let r: VerifyResponse = self
+            .post(
+                &format!("/v1/keys/{name}/verify"),
+                &VerifyRequest {
+                    message: Hex(message.to_vec()),
+                    signature: Hex(signature.to_vec()),
+                },
+            )
+            .await?;
+        Ok(r.valid)
+    }
+
+    /// Cluster status.
+    pub async fn status(&self) -> Result<ClusterStatus, ClientError> {
+        self.get("/v1/cluster").await
+    }
+
+    /// Health.
+    pub async fn health(&self) -> Result<Health, ClientError> {
+        self.get("/healthz").await
+    }
+
+    /// A page of the audit log (raw JSON).
+    pub async fn audit(&self, offset: u64, limit: u64) -> Result<serde_json::Value, ClientError> {
+        self.get(&format!("/v1/audit?offset={offset}&limit={limit}"))
+            .await
+    }
+
+    /// Verify the audit log (raw JSON: `valid`, `entries`, `signed_heads`, `fault`).
+    pub async fn audit_verify(&self) -> Result<serde_json::Value, ClientError> {
+        self.get("/v1/audit/verify").await
+    }
+}

@@ -15,16 +15,15 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use keyquorum_wire::api::{
-    ClusterStatus, CreateKeyRequest, ErrorBody, Health, KeyInfo, KeyList, NodeStatus, SignRequest, SignResponse,
-    SuiteName, VerifyRequest, VerifyResponse,
+    ClusterStatus, CreateKeyRequest, ErrorBody, Health, KeyInfo, KeyList, NodeStatus, SignRequest,
+    SignResponse, SuiteName, VerifyRequest, VerifyResponse,
 };
 use keyquorum_wire::control::{AuditEntry, KeyRecord, TokenGrant};
 use keyquorum_wire::peer::{Envelope, PeerMessage};
-use keyquorum_wire::Hex32;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use utoipa::{IntoParams, OpenApi, ToSchema};
 
+use crate::dev::token_hash;
 use crate::error::NodeError;
 use crate::machine::verify_chain;
 use crate::node::Node;
@@ -60,7 +59,11 @@ fn json_rejection(r: JsonRejection) -> Response {
         _ => "bad_request",
     };
     // JSON syntax and type errors are 400 (axum says 422 for type errors).
-    let status = if status == StatusCode::UNPROCESSABLE_ENTITY { StatusCode::BAD_REQUEST } else { status };
+    let status = if status == StatusCode::UNPROCESSABLE_ENTITY {
+        StatusCode::BAD_REQUEST
+    } else {
+        status
+    };
     (
         status,
         Json(ErrorBody {
@@ -78,16 +81,15 @@ struct Caller {
     grant: TokenGrant,
 }
 
-fn token_hash(token: &str) -> Hex32 {
-    Hex32(Sha256::digest(token.as_bytes()).into())
-}
-
 fn authenticate(node: &Node, headers: &HeaderMap) -> Result<Caller, NodeError> {
     let value = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .ok_or(NodeError::Unauthorized)?;
-    let token = value.strip_prefix("Bearer ").ok_or(NodeError::Unauthorized)?.trim();
+    let token = value
+        .strip_prefix("Bearer ")
+        .ok_or(NodeError::Unauthorized)?
+        .trim();
     if token.is_empty() || token.len() > 256 {
         return Err(NodeError::Unauthorized);
     }
@@ -110,7 +112,10 @@ where
     Fut: std::future::Future<Output = Result<T, NodeError>>,
 {
     let caller = authenticate(node, headers);
-    let actor = caller.as_ref().map(|c| c.grant.name.clone()).unwrap_or_else(|_| "anonymous".into());
+    let actor = caller
+        .as_ref()
+        .map(|c| c.grant.name.clone())
+        .unwrap_or_else(|_| "anonymous".into());
     let result = match caller {
         Ok(c) => f(c).await,
         Err(e) => Err(e),
@@ -136,7 +141,10 @@ fn require_admin(c: &Caller) -> Result<(), NodeError> {
     if c.grant.admin {
         Ok(())
     } else {
-        Err(NodeError::Forbidden(format!("token {} is not an admin token", c.grant.name)))
+        Err(NodeError::Forbidden(format!(
+            "token {} is not an admin token",
+            c.grant.name
+        )))
     }
 }
 
@@ -144,7 +152,10 @@ fn may_sign(c: &Caller, key: &str) -> Result<(), NodeError> {
     if c.grant.admin || c.grant.sign_keys.iter().any(|k| k == "*" || k == key) {
         Ok(())
     } else {
-        Err(NodeError::Forbidden(format!("token {} may not sign with {key}", c.grant.name)))
+        Err(NodeError::Forbidden(format!(
+            "token {} may not sign with {key}",
+            c.grant.name
+        )))
     }
 }
 
@@ -164,25 +175,46 @@ fn key_info(r: &KeyRecord) -> KeyInfo {
     responses((status = 200, body = KeyInfo), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
               (status = 403, body = ErrorBody), (status = 409, body = ErrorBody), (status = 502, body = ErrorBody),
               (status = 503, body = ErrorBody)))]
-async fn create_key(State(node): State<Node>, headers: HeaderMap, body: Result<ApiJson<CreateKeyRequest>, Response>) -> Response {
+async fn create_key(
+    State(node): State<Node>,
+    headers: HeaderMap,
+    body: Result<ApiJson<CreateKeyRequest>, Response>,
+) -> Response {
     let ApiJson(req) = match body {
         Ok(b) => b,
         Err(r) => return reject(&node, &headers, "key.create", r),
     };
     let target = req.name.clone();
     let n = node.clone();
-    audited(&node, &headers, "key.create", Some(&target), |c| async move {
-        let node = n;
-        require_admin(&c)?;
-        let members = match req.members {
-            Some(m) => m,
-            None => node.members().into_iter().filter(|(_, _, voter)| *voter).map(|(id, _, _)| id).collect(),
-        };
-        let threshold = req.threshold.unwrap_or(node.config().default_threshold).min(u16::try_from(members.len()).unwrap_or(u16::MAX));
-        let info = node.driver().create_key(&node, &req.name, req.suite, threshold, members).await?;
-        node.metrics().dkgs.fetch_add(1, Ordering::Relaxed);
-        Ok(info)
-    })
+    audited(
+        &node,
+        &headers,
+        "key.create",
+        Some(&target),
+        |c| async move {
+            let node = n;
+            require_admin(&c)?;
+            let members = match req.members {
+                Some(m) => m,
+                None => node
+                    .members()
+                    .into_iter()
+                    .filter(|(_, _, voter)| *voter)
+                    .map(|(id, _, _)| id)
+                    .collect(),
+            };
+            let threshold = req
+                .threshold
+                .unwrap_or(node.config().default_threshold)
+                .min(u16::try_from(members.len()).unwrap_or(u16::MAX));
+            let info = node
+                .driver()
+                .create_key(&node, &req.name, req.suite, threshold, members)
+                .await?;
+            node.metrics().dkgs.fetch_add(1, Ordering::Relaxed);
+            Ok(info)
+        },
+    )
     .await
 }
 
@@ -202,7 +234,11 @@ async fn list_keys(State(node): State<Node>, headers: HeaderMap) -> Response {
 #[utoipa::path(get, path = "/v1/keys/{name}", params(("name" = String, Path, description = "key name")),
     security(("bearer" = [])),
     responses((status = 200, body = KeyInfo), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
-async fn get_key(State(node): State<Node>, headers: HeaderMap, Path(name): Path<String>) -> Response {
+async fn get_key(
+    State(node): State<Node>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+) -> Response {
     audited(&node, &headers, "key.show", Some(&name), |_| async {
         node.registry(|r| r.keys.get(&name).map(key_info))
             .ok_or_else(|| NodeError::NotFound(format!("no key named {name}")))
@@ -216,7 +252,12 @@ async fn get_key(State(node): State<Node>, headers: HeaderMap, Path(name): Path<
     responses((status = 200, body = SignResponse), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
               (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 502, body = ErrorBody),
               (status = 503, body = ErrorBody)))]
-async fn sign(State(node): State<Node>, headers: HeaderMap, Path(name): Path<String>, body: Result<ApiJson<SignRequest>, Response>) -> Response {
+async fn sign(
+    State(node): State<Node>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    body: Result<ApiJson<SignRequest>, Response>,
+) -> Response {
     let ApiJson(req) = match body {
         Ok(b) => b,
         Err(r) => return reject(&node, &headers, "key.sign", r),
@@ -226,13 +267,18 @@ async fn sign(State(node): State<Node>, headers: HeaderMap, Path(name): Path<Str
         let (node, name) = (n, key);
         may_sign(&c, &name)?;
         if req.message.0.len() > MAX_MESSAGE {
-            return Err(NodeError::BadRequest(format!("messages are at most {MAX_MESSAGE} bytes")));
+            return Err(NodeError::BadRequest(format!(
+                "messages are at most {MAX_MESSAGE} bytes"
+            )));
         }
         let start = Instant::now();
         let r = node.driver().sign(&node, &name, &req.message.0).await?;
         let m = node.metrics();
         m.signatures.fetch_add(1, Ordering::Relaxed);
-        m.sign_micros.fetch_add(u64::try_from(start.elapsed().as_micros()).unwrap_or(u64::MAX), Ordering::Relaxed);
+        m.sign_micros.fetch_add(
+            u64::try_from(start.elapsed().as_micros()).unwrap_or(u64::MAX),
+            Ordering::Relaxed,
+        );
         Ok(r)
     })
     .await
@@ -243,7 +289,12 @@ async fn sign(State(node): State<Node>, headers: HeaderMap, Path(name): Path<Str
     request_body = VerifyRequest, security(("bearer" = [])),
     responses((status = 200, body = VerifyResponse), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
               (status = 404, body = ErrorBody)))]
-async fn verify(State(node): State<Node>, headers: HeaderMap, Path(name): Path<String>, body: Result<ApiJson<VerifyRequest>, Response>) -> Response {
+async fn verify(
+    State(node): State<Node>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    body: Result<ApiJson<VerifyRequest>, Response>,
+) -> Response {
     let ApiJson(req) = match body {
         Ok(b) => b,
         Err(r) => return reject(&node, &headers, "key.verify", r),
@@ -253,8 +304,16 @@ async fn verify(State(node): State<Node>, headers: HeaderMap, Path(name): Path<S
             .registry(|r| r.keys.get(&name).cloned())
             .ok_or_else(|| NodeError::NotFound(format!("no key named {name}")))?;
         let valid = match record.suite {
-            SuiteName::Ed25519 => keyquorum_core::sign::verify::<keyquorum_core::Ed25519>(&record.public_key.0, &req.message.0, &req.signature.0),
-            SuiteName::Secp256k1Tr => keyquorum_core::sign::verify::<keyquorum_core::Secp256k1Tr>(&record.public_key.0, &req.message.0, &req.signature.0),
+            SuiteName::Ed25519 => keyquorum_core::sign::verify::<keyquorum_core::Ed25519>(
+                &record.public_key.0,
+                &req.message.0,
+                &req.signature.0,
+            ),
+            SuiteName::Secp256k1Tr => keyquorum_core::sign::verify::<keyquorum_core::Secp256k1Tr>(
+                &record.public_key.0,
+                &req.message.0,
+                &req.signature.0,
+            ),
         }
         .is_ok();
         Ok(VerifyResponse { valid })
@@ -300,7 +359,11 @@ pub struct AuditVerification {
 /// Read the audit log.
 #[utoipa::path(get, path = "/v1/audit", params(AuditQuery), security(("bearer" = [])),
     responses((status = 200, body = AuditPage), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
-async fn audit_log(State(node): State<Node>, headers: HeaderMap, q: Result<Query<AuditQuery>, axum::extract::rejection::QueryRejection>) -> Response {
+async fn audit_log(
+    State(node): State<Node>,
+    headers: HeaderMap,
+    q: Result<Query<AuditQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
     let q = match q {
         Ok(Query(q)) => q,
         Err(e) => return NodeError::BadRequest(e.body_text()).into_response(),
@@ -334,7 +397,10 @@ async fn audit_verify(State(node): State<Node>, headers: HeaderMap) -> Response 
         let node = n;
         require_admin(&c)?;
         let (entries, heads) = node.registry(|r| (r.audit.clone(), r.heads.clone()));
-        let fault = verify_chain(&entries, &heads, |id| node.node_info(id).map(|i| i.identity)).err();
+        let fault = verify_chain(&entries, &heads, |id| {
+            node.node_info(id).map(|i| i.identity)
+        })
+        .err();
         Ok(AuditVerification {
             valid: fault.is_none(),
             entries: entries.len() as u64,
@@ -349,7 +415,10 @@ async fn audit_verify(State(node): State<Node>, headers: HeaderMap) -> Response 
 #[utoipa::path(get, path = "/v1/cluster", security(("bearer" = [])),
     responses((status = 200, body = ClusterStatus), (status = 401, body = ErrorBody)))]
 async fn cluster(State(node): State<Node>, headers: HeaderMap) -> Response {
-    audited(&node, &headers, "cluster.status", None, |_| async { Ok(status(&node)) }).await
+    audited(&node, &headers, "cluster.status", None, |_| async {
+        Ok(status(&node))
+    })
+    .await
 }
 
 fn status(node: &Node) -> ClusterStatus {
@@ -362,7 +431,11 @@ fn status(node: &Node) -> ClusterStatus {
         nodes: node
             .members()
             .into_iter()
-            .map(|(id, info, voter)| NodeStatus { id, addr: info.addr, voter })
+            .map(|(id, info, voter)| NodeStatus {
+                id,
+                addr: info.addr,
+                voter,
+            })
             .collect(),
         keys: node.registry(|r| r.keys.len()),
         audit_entries: node.registry(|r| r.audit.len() as u64),
@@ -374,11 +447,19 @@ fn status(node: &Node) -> ClusterStatus {
 async fn healthz(State(node): State<Node>) -> Response {
     let has_leader = node.leader().is_some();
     let h = Health {
-        status: if has_leader { "ok".into() } else { "no_leader".into() },
+        status: if has_leader {
+            "ok".into()
+        } else {
+            "no_leader".into()
+        },
         node_id: node.id(),
         has_leader,
     };
-    let code = if has_leader { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let code = if has_leader {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
     (code, Json(h)).into_response()
 }
 
@@ -466,8 +547,15 @@ async fn peer(State(node): State<Node>, body: Result<Json<Envelope>, JsonRejecti
 }
 
 fn reject(node: &Node, headers: &HeaderMap, action: &str, r: Response) -> Response {
-    let actor = authenticate(node, headers).map(|c| c.grant.name).unwrap_or_else(|_| "anonymous".into());
-    node.audit_event(&actor, action, None, &format!("rejected: HTTP {}", r.status().as_u16()));
+    let actor = authenticate(node, headers)
+        .map(|c| c.grant.name)
+        .unwrap_or_else(|_| "anonymous".into());
+    node.audit_event(
+        &actor,
+        action,
+        None,
+        &format!("rejected: HTTP {}", r.status().as_u16()),
+    );
     node.metrics().requests_err.fetch_add(1, Ordering::Relaxed);
     r
 }
@@ -493,7 +581,10 @@ impl utoipa::Modify for Security {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
         let components = openapi.components.get_or_insert_with(Default::default);
-        components.add_security_scheme("bearer", SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()));
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
     }
 }
 
@@ -514,5 +605,8 @@ pub fn router(node: Node) -> Router {
     let peer_routes = Router::new()
         .route(PEER_PATH, post(peer))
         .layer(DefaultBodyLimit::max(PEER_BODY_LIMIT));
-    client.merge(peer_routes).fallback(not_found).with_state(node)
+    client
+        .merge(peer_routes)
+        .fallback(not_found)
+        .with_state(node)
 }

@@ -31,9 +31,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use futures::future::join_all;
 use keyquorum_core::codec::{Decode, Encode};
 use keyquorum_core::sign::{SignatureShare, SigningCommitment, SigningNonce, SigningPackage};
-use futures::future::join_all;
 use keyquorum_core::{dkg, sign, GroupKey, KeyShare, ParticipantId, SessionId};
 use keyquorum_store::vault::Op;
 use keyquorum_store::Table;
@@ -94,7 +94,8 @@ impl core::fmt::Debug for Driver {
 }
 
 fn lock<T>(m: &Mutex<T>) -> Result<std::sync::MutexGuard<'_, T>, NodeError> {
-    m.lock().map_err(|_| NodeError::Internal("driver lock poisoned".into()))
+    m.lock()
+        .map_err(|_| NodeError::Internal("driver lock poisoned".into()))
 }
 
 /// A node id as a participant index.
@@ -102,7 +103,11 @@ pub fn pid(n: NodeId) -> Result<ParticipantId, NodeError> {
     u16::try_from(n)
         .ok()
         .and_then(|v| ParticipantId::new(v).ok())
-        .ok_or_else(|| NodeError::BadRequest(format!("node id {n} is not a valid participant index (1..=65535)")))
+        .ok_or_else(|| {
+            NodeError::BadRequest(format!(
+                "node id {n} is not a valid participant index (1..=65535)"
+            ))
+        })
 }
 
 fn core_err(e: keyquorum_core::Error) -> NodeError {
@@ -120,11 +125,15 @@ fn decode<T: Decode>(bytes: &[u8], what: &str, from: NodeId) -> Result<T, NodeEr
 pub fn check_key_name(name: &str) -> Result<(), NodeError> {
     let ok = !name.is_empty()
         && name.len() <= 64
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-');
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-');
     if ok {
         Ok(())
     } else {
-        Err(NodeError::BadRequest("key names are 1-64 characters from [A-Za-z0-9._-]".into()))
+        Err(NodeError::BadRequest(
+            "key names are 1-64 characters from [A-Za-z0-9._-]".into(),
+        ))
     }
 }
 
@@ -142,13 +151,26 @@ impl Driver {
     // ----- participant side -------------------------------------------------
 
     /// Handle a protocol message from `from`.
-    pub async fn handle(&self, node: &Node, from: NodeId, msg: PeerMessage) -> Result<PeerMessage, NodeError> {
+    pub async fn handle(
+        &self,
+        node: &Node,
+        from: NodeId,
+        msg: PeerMessage,
+    ) -> Result<PeerMessage, NodeError> {
         match msg {
-            PeerMessage::DkgStart { session, key, suite, threshold, members } => {
-                self.dkg_start(node, from, session, key, suite, threshold, members)
+            PeerMessage::DkgStart {
+                session,
+                key,
+                suite,
+                threshold,
+                members,
+            } => self.dkg_start(node, from, session, key, suite, threshold, members),
+            PeerMessage::DkgRound2 { session, round1 } => {
+                self.dkg_round2(node, from, session, round1)
             }
-            PeerMessage::DkgRound2 { session, round1 } => self.dkg_round2(node, from, session, round1),
-            PeerMessage::DkgFinish { session, round2 } => self.dkg_finish(node, from, session, round2),
+            PeerMessage::DkgFinish { session, round2 } => {
+                self.dkg_finish(node, from, session, round2)
+            }
             PeerMessage::Abort { session } => {
                 let mut d = lock(&self.dkg)?;
                 if d.get(&session.0).is_some_and(|s| s.coordinator == from) {
@@ -156,13 +178,26 @@ impl Driver {
                 }
                 Ok(PeerMessage::Abort { session })
             }
-            PeerMessage::NonceBatch { key, epoch, count } => self.nonce_batch(node, &key, epoch, count),
-            PeerMessage::SignShare { key, epoch, nonce, package } => self.sign_share(node, from, &key, epoch, &nonce, &package),
-            other => Err(NodeError::BadRequest(format!("unexpected peer message {}", message_name(&other)))),
+            PeerMessage::NonceBatch { key, epoch, count } => {
+                self.nonce_batch(node, &key, epoch, count)
+            }
+            PeerMessage::SignShare {
+                key,
+                epoch,
+                nonce,
+                package,
+            } => self.sign_share(node, from, &key, epoch, &nonce, &package),
+            other => Err(NodeError::BadRequest(format!(
+                "unexpected peer message {}",
+                message_name(&other)
+            ))),
         }
     }
 
-    #[allow(clippy::too_many_arguments, reason = "the fields of one DkgStart message")]
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "the fields of one DkgStart message"
+    )]
     fn dkg_start(
         &self,
         node: &Node,
@@ -177,7 +212,9 @@ impl Driver {
         let me = node.id();
         let set: BTreeSet<NodeId> = members.iter().copied().collect();
         if set.len() != members.len() || !set.contains(&me) {
-            return Err(NodeError::BadRequest("members must be distinct and include the recipient".into()));
+            return Err(NodeError::BadRequest(
+                "members must be distinct and include the recipient".into(),
+            ));
         }
         let params = dkg::DkgParams {
             session: SessionId(session.0),
@@ -185,7 +222,8 @@ impl Driver {
             members: members.iter().map(|m| pid(*m)).collect::<Result<_, _>>()?,
         };
         let (phase, message): (Box<dyn Any + Send>, Vec<u8>) = with_suite!(suite, |C| {
-            let (state, msg) = dkg::start::<C, _>(params, pid(me)?, &mut OsRng).map_err(core_err)?;
+            let (state, msg) =
+                dkg::start::<C, _>(params, pid(me)?, &mut OsRng).map_err(core_err)?;
             (Box::new(state), msg.to_bytes())
         });
         let mut d = lock(&self.dkg)?;
@@ -212,18 +250,32 @@ impl Driver {
     fn take_session(&self, from: NodeId, session: &Hex32) -> Result<DkgSession, NodeError> {
         let mut d = lock(&self.dkg)?;
         match d.get(&session.0) {
-            None => Err(NodeError::NotFound("no such DKG session (expired, aborted or never started)".into())),
-            Some(s) if s.coordinator != from => Err(NodeError::Forbidden("only the run's coordinator drives it".into())),
-            Some(_) => d.remove(&session.0).ok_or_else(|| NodeError::Internal("session vanished".into())),
+            None => Err(NodeError::NotFound(
+                "no such DKG session (expired, aborted or never started)".into(),
+            )),
+            Some(s) if s.coordinator != from => Err(NodeError::Forbidden(
+                "only the run's coordinator drives it".into(),
+            )),
+            Some(_) => d
+                .remove(&session.0)
+                .ok_or_else(|| NodeError::Internal("session vanished".into())),
         }
     }
 
     /// Open a relayed envelope from `origin` (a member other than me) that
     /// was addressed to the coordinator.
-    fn relayed(&self, node: &Node, coordinator: NodeId, members: &[NodeId], env: &Envelope) -> Result<(NodeId, PeerMessage), NodeError> {
+    fn relayed(
+        &self,
+        node: &Node,
+        coordinator: NodeId,
+        members: &[NodeId],
+        env: &Envelope,
+    ) -> Result<(NodeId, PeerMessage), NodeError> {
         let origin = env.from;
         if origin == node.id() || !members.contains(&origin) {
-            return Err(NodeError::BadRequest(format!("relayed message from non-member {origin}")));
+            return Err(NodeError::BadRequest(format!(
+                "relayed message from non-member {origin}"
+            )));
         }
         let info = node
             .node_info(origin)
@@ -236,8 +288,20 @@ impl Driver {
         Ok((origin, msg))
     }
 
-    fn dkg_round2(&self, node: &Node, from: NodeId, session: Hex32, round1: Vec<Envelope>) -> Result<PeerMessage, NodeError> {
-        let DkgSession { suite, coordinator, members, started, phase } = self.take_session(from, &session)?;
+    fn dkg_round2(
+        &self,
+        node: &Node,
+        from: NodeId,
+        session: Hex32,
+        round1: Vec<Envelope>,
+    ) -> Result<PeerMessage, NodeError> {
+        let DkgSession {
+            suite,
+            coordinator,
+            members,
+            started,
+            phase,
+        } = self.take_session(from, &session)?;
         let me = node.id();
         let (phase, shares): (Box<dyn Any + Send>, Vec<Sealed>) = with_suite!(suite, |C| {
             let mut state = phase
@@ -245,11 +309,17 @@ impl Driver {
                 .map_err(|_| NodeError::Conflict("DKG session is not in round 1".into()))?;
             for env in &round1 {
                 let (origin, msg) = self.relayed(node, coordinator, &members, env)?;
-                let PeerMessage::DkgRound1 { session: sid, message } = msg else {
+                let PeerMessage::DkgRound1 {
+                    session: sid,
+                    message,
+                } = msg
+                else {
                     return Err(NodeError::BadRequest("expected a DkgRound1 message".into()));
                 };
                 if sid != session {
-                    return Err(NodeError::BadRequest("round-1 message from another session".into()));
+                    return Err(NodeError::BadRequest(
+                        "round-1 message from another session".into(),
+                    ));
                 }
                 let m = decode::<dkg::Round1Message<C>>(&message.0, "round-1 message", origin)?;
                 state.receive(pid(origin)?, m).map_err(core_err)?;
@@ -269,12 +339,33 @@ impl Driver {
             (Box::new(next), sealed)
         });
         let mut d = lock(&self.dkg)?;
-        d.insert(session.0, DkgSession { suite, coordinator, members, started, phase });
+        d.insert(
+            session.0,
+            DkgSession {
+                suite,
+                coordinator,
+                members,
+                started,
+                phase,
+            },
+        );
         Ok(PeerMessage::DkgShares { session, shares })
     }
 
-    fn dkg_finish(&self, node: &Node, from: NodeId, session: Hex32, round2: Vec<Envelope>) -> Result<PeerMessage, NodeError> {
-        let DkgSession { suite, coordinator, members, phase, .. } = self.take_session(from, &session)?;
+    fn dkg_finish(
+        &self,
+        node: &Node,
+        from: NodeId,
+        session: Hex32,
+        round2: Vec<Envelope>,
+    ) -> Result<PeerMessage, NodeError> {
+        let DkgSession {
+            suite,
+            coordinator,
+            members,
+            phase,
+            ..
+        } = self.take_session(from, &session)?;
         let me = node.id();
         let group_key = with_suite!(suite, |C| {
             let mut state = phase
@@ -282,22 +373,33 @@ impl Driver {
                 .map_err(|_| NodeError::Conflict("DKG session is not in round 2".into()))?;
             for env in &round2 {
                 let (origin, msg) = self.relayed(node, coordinator, &members, env)?;
-                let PeerMessage::DkgShares { session: sid, shares } = msg else {
+                let PeerMessage::DkgShares {
+                    session: sid,
+                    shares,
+                } = msg
+                else {
                     return Err(NodeError::BadRequest("expected a DkgShares message".into()));
                 };
                 if sid != session {
-                    return Err(NodeError::BadRequest("round-2 message from another session".into()));
+                    return Err(NodeError::BadRequest(
+                        "round-2 message from another session".into(),
+                    ));
                 }
-                let sealed = shares.iter().find(|x| x.to == me).ok_or_else(|| NodeError::Misbehaved {
-                    message: format!("node {origin} sent no share for node {me}"),
-                    culprits: vec![origin],
-                })?;
+                let sealed =
+                    shares
+                        .iter()
+                        .find(|x| x.to == me)
+                        .ok_or_else(|| NodeError::Misbehaved {
+                            message: format!("node {origin} sent no share for node {me}"),
+                            culprits: vec![origin],
+                        })?;
                 let plain = open_secret(node.keys(), &session, origin, me, sealed)?;
                 let m = decode::<dkg::Round2Message<C>>(&plain, "round-2 share", origin)?;
                 state.receive(pid(origin)?, m).map_err(core_err)?;
             }
             let (share, group): (KeyShare<C>, GroupKey<C>) = state.finish().map_err(core_err)?;
-            node.vault().put(Table::Pending, &session.0, &share.to_secret_bytes())?;
+            node.vault()
+                .put(Table::Pending, &session.0, &share.to_secret_bytes())?;
             group.to_bytes()
         });
         Ok(PeerMessage::DkgDone {
@@ -308,7 +410,11 @@ impl Driver {
 
     /// This node's share of `record`, promoting the pending share of the run
     /// that produced it on first use and deleting older generations.
-    fn share_bytes(&self, node: &Node, record: &KeyRecord) -> Result<zeroize::Zeroizing<Vec<u8>>, NodeError> {
+    fn share_bytes(
+        &self,
+        node: &Node,
+        record: &KeyRecord,
+    ) -> Result<zeroize::Zeroizing<Vec<u8>>, NodeError> {
         let slot = share_slot(&record.name, record.epoch);
         if let Some(s) = node.vault().get(Table::Shares, &slot)? {
             return Ok(s);
@@ -321,7 +427,10 @@ impl Driver {
                 record.epoch
             )));
         };
-        let mut ops = vec![Op::Put(Table::Shares, &slot, &pending), Op::Delete(Table::Pending, &record.session.0)];
+        let mut ops = vec![
+            Op::Put(Table::Shares, &slot, &pending),
+            Op::Delete(Table::Pending, &record.session.0),
+        ];
         // Old generations are useless once the new one is committed.
         let older: Vec<Vec<u8>> = node
             .vault()
@@ -345,19 +454,31 @@ impl Driver {
             )));
         }
         if !record.members.contains(&node.id()) {
-            return Err(NodeError::Forbidden(format!("node {} holds no share of {name}", node.id())));
+            return Err(NodeError::Forbidden(format!(
+                "node {} holds no share of {name}",
+                node.id()
+            )));
         }
         Ok(record)
     }
 
-    fn nonce_batch(&self, node: &Node, name: &str, epoch: u64, count: u16) -> Result<PeerMessage, NodeError> {
+    fn nonce_batch(
+        &self,
+        node: &Node,
+        name: &str,
+        epoch: u64,
+        count: u16,
+    ) -> Result<PeerMessage, NodeError> {
         if count == 0 || count > MAX_NONCE_BATCH {
-            return Err(NodeError::BadRequest(format!("nonce batch size must be 1..={MAX_NONCE_BATCH}")));
+            return Err(NodeError::BadRequest(format!(
+                "nonce batch size must be 1..={MAX_NONCE_BATCH}"
+            )));
         }
         let record = Self::record(node, name, epoch)?;
         let share_bytes = self.share_bytes(node, &record)?;
         let (items, secrets) = with_suite!(record.suite, |C| {
-            let share = KeyShare::<C>::from_secret_bytes(&share_bytes).map_err(|e| NodeError::Internal(e.to_string()))?;
+            let share = KeyShare::<C>::from_secret_bytes(&share_bytes)
+                .map_err(|e| NodeError::Internal(e.to_string()))?;
             let mut items = Vec::with_capacity(usize::from(count));
             let mut secrets = Vec::with_capacity(usize::from(count));
             for (nonce, commitment) in sign::precompute(&share, usize::from(count), &mut OsRng) {
@@ -371,12 +492,23 @@ impl Driver {
             }
             (items, secrets)
         });
-        let ops: Vec<Op<'_>> = secrets.iter().map(|(k, v)| Op::Put(Table::Nonces, k, v)).collect();
+        let ops: Vec<Op<'_>> = secrets
+            .iter()
+            .map(|(k, v)| Op::Put(Table::Nonces, k, v))
+            .collect();
         node.vault().apply(&ops)?;
         Ok(PeerMessage::Nonces { items })
     }
 
-    fn sign_share(&self, node: &Node, from: NodeId, name: &str, epoch: u64, nonce: &Hex, package: &Hex) -> Result<PeerMessage, NodeError> {
+    fn sign_share(
+        &self,
+        node: &Node,
+        from: NodeId,
+        name: &str,
+        epoch: u64,
+        nonce: &Hex,
+        package: &Hex,
+    ) -> Result<PeerMessage, NodeError> {
         let record = Self::record(node, name, epoch)?;
         if nonce.0.len() != 16 {
             return Err(NodeError::BadRequest("nonce id must be 16 bytes".into()));
@@ -385,9 +517,12 @@ impl Driver {
         let me = pid(node.id())?;
         let share = with_suite!(record.suite, |C| {
             let package = decode::<SigningPackage<C>>(&package.0, "signing package", from)?;
-            let share = KeyShare::<C>::from_secret_bytes(&share_bytes).map_err(|e| NodeError::Internal(e.to_string()))?;
+            let share = KeyShare::<C>::from_secret_bytes(&share_bytes)
+                .map_err(|e| NodeError::Internal(e.to_string()))?;
             if !package.signers().any(|s| s == me) {
-                return Err(NodeError::BadRequest("this node is not a signer in the package".into()));
+                return Err(NodeError::BadRequest(
+                    "this node is not a signer in the package".into(),
+                ));
             }
             // Durably removed before anything is computed with it: a crash
             // after this line can never sign with the same nonce again.
@@ -395,7 +530,8 @@ impl Driver {
                 .vault()
                 .take(Table::Nonces, &nonce_slot(name, epoch, &nonce.0))?
                 .ok_or_else(|| NodeError::Conflict("unknown or already used nonce".into()))?;
-            let nonce = SigningNonce::<C>::from_secret_bytes(&secret).map_err(|e| NodeError::Internal(e.to_string()))?;
+            let nonce = SigningNonce::<C>::from_secret_bytes(&secret)
+                .map_err(|e| NodeError::Internal(e.to_string()))?;
             let s: SignatureShare<C> = nonce.sign(&share, &package).map_err(core_err)?;
             s.to_bytes()
         });
@@ -405,14 +541,20 @@ impl Driver {
     /// Drop pending shares whose run never committed: those not referenced
     /// by any key record. Called at start, when no run is in flight.
     pub fn gc_pending(&self, node: &Node) -> Result<usize, NodeError> {
-        let referenced: BTreeSet<[u8; 32]> = node.registry(|r| r.keys.values().map(|k| k.session.0).collect());
+        let referenced: BTreeSet<[u8; 32]> =
+            node.registry(|r| r.keys.values().map(|k| k.session.0).collect());
         let stale: Vec<Vec<u8>> = node
             .vault()
             .keys(Table::Pending, b"")?
             .into_iter()
-            .filter(|k| <[u8; 32]>::try_from(k.as_slice()).map_or(true, |a| !referenced.contains(&a)))
+            .filter(|k| {
+                <[u8; 32]>::try_from(k.as_slice()).map_or(true, |a| !referenced.contains(&a))
+            })
             .collect();
-        let ops: Vec<Op<'_>> = stale.iter().map(|k| Op::Delete(Table::Pending, k)).collect();
+        let ops: Vec<Op<'_>> = stale
+            .iter()
+            .map(|k| Op::Delete(Table::Pending, k))
+            .collect();
         if !ops.is_empty() {
             node.vault().apply(&ops)?;
         }
@@ -457,14 +599,23 @@ impl Driver {
             match self.run_dkg(node, name, suite, threshold, &infos).await {
                 Ok(info) => return Ok(info),
                 Err(NodeError::Misbehaved { message, culprits }) if attempt < 3 => {
-                    node.audit_event("peer", "dkg.blame", Some(name), &format!("culprits {culprits:?}: {message}"));
+                    node.audit_event(
+                        "peer",
+                        "dkg.blame",
+                        Some(name),
+                        &format!("culprits {culprits:?}: {message}"),
+                    );
                     for c in &culprits {
                         infos.remove(c);
                     }
                     if infos.len() < usize::from(threshold) || culprits.is_empty() {
                         return Err(NodeError::Misbehaved { message, culprits });
                     }
-                    tracing::warn!(key = name, ?culprits, "DKG blamed members; retrying without them");
+                    tracing::warn!(
+                        key = name,
+                        ?culprits,
+                        "DKG blamed members; retrying without them"
+                    );
                 }
                 Err(e) => return Err(e),
             }
@@ -483,7 +634,9 @@ impl Driver {
         OsRng.fill_bytes(&mut sid);
         let session = Hex32(sid);
         let members: Vec<NodeId> = infos.keys().copied().collect();
-        let result = self.dkg_rounds(node, name, suite, threshold, infos, &members, session).await;
+        let result = self
+            .dkg_rounds(node, name, suite, threshold, infos, &members, session)
+            .await;
         if result.is_err() {
             // Best effort: tell everyone to drop the run.
             let abort = PeerMessage::Abort { session };
@@ -502,7 +655,13 @@ impl Driver {
             session,
             created_ms: now_ms(),
         };
-        match node.write(Command::PutKey { record, expected_epoch: None }).await? {
+        match node
+            .write(Command::PutKey {
+                record,
+                expected_epoch: None,
+            })
+            .await?
+        {
             CommandResponse::Ok => {}
             CommandResponse::Rejected { reason } => return Err(NodeError::Conflict(reason)),
         }
@@ -538,14 +697,22 @@ impl Driver {
         let round2 = gather(node, infos, |m| {
             Some(PeerMessage::DkgRound2 {
                 session,
-                round1: round1.iter().filter(|(k, _)| **k != m).map(|(_, (e, _))| e.clone()).collect(),
+                round1: round1
+                    .iter()
+                    .filter(|(k, _)| **k != m)
+                    .map(|(_, (e, _))| e.clone())
+                    .collect(),
             })
         })
         .await?;
         let done = gather(node, infos, |m| {
             Some(PeerMessage::DkgFinish {
                 session,
-                round2: round2.iter().filter(|(k, _)| **k != m).map(|(_, (e, _))| e.clone()).collect(),
+                round2: round2
+                    .iter()
+                    .filter(|(k, _)| **k != m)
+                    .map(|(_, (e, _))| e.clone())
+                    .collect(),
             })
         })
         .await?;
@@ -578,7 +745,13 @@ impl Driver {
     }
 
     /// Take a commitment for `signer` from the pool, or fetch fresh ones.
-    async fn commitment(&self, node: &Node, record: &KeyRecord, signer: NodeId, info: &NodeInfo) -> Result<NonceCommitment, NodeError> {
+    async fn commitment(
+        &self,
+        node: &Node,
+        record: &KeyRecord,
+        signer: NodeId,
+        info: &NodeInfo,
+    ) -> Result<NonceCommitment, NodeError> {
         let pool_key = (record.name.clone(), record.epoch, signer);
         let target = node.config().nonce_pool;
         let (got, low) = {
@@ -598,7 +771,9 @@ impl Driver {
             count: 1,
         };
         match node.call(signer, info, &batch).await?.1 {
-            PeerMessage::Nonces { mut items } if items.len() == 1 => items.pop().ok_or_else(|| NodeError::Internal("empty".into())),
+            PeerMessage::Nonces { mut items } if items.len() == 1 => items
+                .pop()
+                .ok_or_else(|| NodeError::Internal("empty".into())),
             _ => Err(NodeError::Misbehaved {
                 message: format!("node {signer} answered NonceBatch wrongly"),
                 culprits: vec![signer],
@@ -617,7 +792,12 @@ impl Driver {
             Err(_) => return,
         }
         let node = node.clone();
-        let count = u16::try_from(node.config().nonce_pool.clamp(1, usize::from(MAX_NONCE_BATCH))).unwrap_or(1);
+        let count = u16::try_from(
+            node.config()
+                .nonce_pool
+                .clamp(1, usize::from(MAX_NONCE_BATCH)),
+        )
+        .unwrap_or(1);
         tokio::spawn(async move {
             let batch = PeerMessage::NonceBatch {
                 key: key.0.clone(),
@@ -646,7 +826,12 @@ impl Driver {
     }
 
     /// Threshold-sign `message` with key `name`.
-    pub async fn sign(&self, node: &Node, name: &str, message: &[u8]) -> Result<SignResponse, NodeError> {
+    pub async fn sign(
+        &self,
+        node: &Node,
+        name: &str,
+        message: &[u8],
+    ) -> Result<SignResponse, NodeError> {
         let record = node
             .registry(|r| r.keys.get(name).cloned())
             .ok_or_else(|| NodeError::NotFound(format!("no key named {name}")))?;
@@ -654,7 +839,12 @@ impl Driver {
         // This node first (no network hop), then the others rotated per
         // request so load spreads.
         let me = node.id();
-        let mut order: Vec<NodeId> = record.members.iter().copied().filter(|m| *m != me).collect();
+        let mut order: Vec<NodeId> = record
+            .members
+            .iter()
+            .copied()
+            .filter(|m| *m != me)
+            .collect();
         if !order.is_empty() {
             let r = self.rotation.fetch_add(1, Ordering::Relaxed) % order.len();
             order.rotate_left(r);
@@ -665,10 +855,17 @@ impl Driver {
         let mut failed: BTreeSet<NodeId> = BTreeSet::new();
         let mut last_err = None;
         loop {
-            let signers: Vec<NodeId> = order.iter().copied().filter(|m| !failed.contains(m)).take(t).collect();
+            let signers: Vec<NodeId> = order
+                .iter()
+                .copied()
+                .filter(|m| !failed.contains(m))
+                .take(t)
+                .collect();
             if signers.len() < t {
                 return Err(last_err.unwrap_or_else(|| {
-                    NodeError::Unavailable(format!("fewer than {t} members of {name} are reachable"))
+                    NodeError::Unavailable(format!(
+                        "fewer than {t} members of {name} are reachable"
+                    ))
                 }));
             }
             match self.sign_once(node, &record, &signers, message).await {
@@ -697,12 +894,20 @@ impl Driver {
     ) -> Result<SignResponse, (Vec<NodeId>, NodeError)> {
         let mut infos = BTreeMap::new();
         for s in signers {
-            let info = node
-                .node_info(*s)
-                .ok_or_else(|| (vec![*s], NodeError::Unavailable(format!("no address for node {s}"))))?;
+            let info = node.node_info(*s).ok_or_else(|| {
+                (
+                    vec![*s],
+                    NodeError::Unavailable(format!("no address for node {s}")),
+                )
+            })?;
             infos.insert(*s, info);
         }
-        let fetched = join_all(infos.iter().map(|(s, i)| async move { (*s, self.commitment(node, record, *s, i).await) })).await;
+        let fetched = join_all(
+            infos
+                .iter()
+                .map(|(s, i)| async move { (*s, self.commitment(node, record, *s, i).await) }),
+        )
+        .await;
         let mut nonce_ids = BTreeMap::new();
         let mut commitments = Vec::new();
         let mut bad = Vec::new();
@@ -725,20 +930,29 @@ impl Driver {
         let mut sid = [0u8; 32];
         OsRng.fill_bytes(&mut sid);
         with_suite!(record.suite, |C| {
-            let group = GroupKey::<C>::from_bytes(&record.group_key.0)
-                .map_err(|e| (vec![], NodeError::Internal(format!("stored group key: {e}"))))?;
+            let group = GroupKey::<C>::from_bytes(&record.group_key.0).map_err(|e| {
+                (
+                    vec![],
+                    NodeError::Internal(format!("stored group key: {e}")),
+                )
+            })?;
             let mut cs = Vec::with_capacity(commitments.len());
             for (s, c) in &commitments {
-                let c = decode::<SigningCommitment<C>>(&c.0, "nonce commitment", *s).map_err(|e| (vec![*s], e))?;
+                let c = decode::<SigningCommitment<C>>(&c.0, "nonce commitment", *s)
+                    .map_err(|e| (vec![*s], e))?;
                 if u64::from(c.signer().get()) != *s {
-                    return Err((vec![*s], NodeError::Misbehaved {
-                        message: format!("node {s} sent another signer's commitment"),
-                        culprits: vec![*s],
-                    }));
+                    return Err((
+                        vec![*s],
+                        NodeError::Misbehaved {
+                            message: format!("node {s} sent another signer's commitment"),
+                            culprits: vec![*s],
+                        },
+                    ));
                 }
                 cs.push(c);
             }
-            let mut coordinator = sign::Coordinator::new(&group, SessionId(sid), message, cs).map_err(|e| (vec![], core_err(e)))?;
+            let mut coordinator = sign::Coordinator::new(&group, SessionId(sid), message, cs)
+                .map_err(|e| (vec![], core_err(e)))?;
             let package = Hex(coordinator.package().to_bytes());
             let calls = infos.iter().map(|(s, i)| {
                 let msg = PeerMessage::SignShare {
@@ -755,12 +969,18 @@ impl Driver {
             for (s, r) in replies {
                 match r {
                     Ok((_, PeerMessage::SignatureShare { share })) => {
-                        let share = decode::<SignatureShare<C>>(&share.0, "signature share", s).map_err(|e| (vec![s], e))?;
-                        coordinator.receive(pid(s).map_err(|e| (vec![s], e))?, share).map_err(|e| (vec![s], core_err(e)))?;
+                        let share = decode::<SignatureShare<C>>(&share.0, "signature share", s)
+                            .map_err(|e| (vec![s], e))?;
+                        coordinator
+                            .receive(pid(s).map_err(|e| (vec![s], e))?, share)
+                            .map_err(|e| (vec![s], core_err(e)))?;
                     }
                     Ok(_) => {
                         bad.push(s);
-                        err = Some(NodeError::Misbehaved { message: format!("node {s} answered SignShare wrongly"), culprits: vec![s] });
+                        err = Some(NodeError::Misbehaved {
+                            message: format!("node {s} answered SignShare wrongly"),
+                            culprits: vec![s],
+                        });
                     }
                     Err(e) => {
                         bad.push(s);
@@ -772,7 +992,8 @@ impl Driver {
                 return Err((bad, e));
             }
             let sig = coordinator.finish().map_err(|e| {
-                let culprits: Vec<NodeId> = e.culprits().iter().map(|p| u64::from(p.get())).collect();
+                let culprits: Vec<NodeId> =
+                    e.culprits().iter().map(|p| u64::from(p.get())).collect();
                 (culprits, core_err(e))
             })?;
             Ok(SignResponse {
@@ -786,7 +1007,13 @@ impl Driver {
 
 fn start_clone(m: &PeerMessage) -> PeerMessage {
     match m {
-        PeerMessage::DkgStart { session, key, suite, threshold, members } => PeerMessage::DkgStart {
+        PeerMessage::DkgStart {
+            session,
+            key,
+            suite,
+            threshold,
+            members,
+        } => PeerMessage::DkgStart {
             session: *session,
             key: key.clone(),
             suite: *suite,

@@ -24,7 +24,10 @@ pub struct NodeKeys {
 impl core::fmt::Debug for NodeKeys {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("NodeKeys")
-            .field("identity", &hex::encode(self.signing.verifying_key().as_bytes()))
+            .field(
+                "identity",
+                &hex::encode(self.signing.verifying_key().as_bytes()),
+            )
             .finish_non_exhaustive()
     }
 }

@@ -12,6 +12,7 @@
 //! | [`driver`] | runs DKG and signing across the members (coordinator and participant sides) |
 //! | [`api`] | the axum router: client API, peer endpoint, health, metrics, OpenAPI |
 //! | [`node`] | wiring and lifecycle |
+//! | [`dev`] | a whole cluster in one process on loopback (`keyquorum dev`, tests) |
 //!
 //! No protocol math lives here: every cryptographic step is a call into
 //! `keyquorum-core`.
@@ -19,6 +20,7 @@
 
 pub mod api;
 pub mod config;
+pub mod dev;
 pub mod driver;
 pub mod error;
 pub mod identity;

@@ -12,7 +12,8 @@ use std::collections::BTreeMap;
 
 use keyquorum_store::raft::Machine;
 use keyquorum_wire::control::{
-    AuditEntry, AuditEvent, Command, CommandResponse, ExportRecord, KeyRecord, SignedHead, TokenGrant,
+    AuditEntry, AuditEvent, Command, CommandResponse, ExportRecord, KeyRecord, SignedHead,
+    TokenGrant,
 };
 use keyquorum_wire::Hex32;
 use serde::{Deserialize, Serialize};
@@ -100,8 +101,9 @@ pub fn verify_chain(
             continue;
         };
         let ok = entry.hash == h.hash
-            && identity(h.signer)
-                .is_some_and(|k| crate::identity::verify(&k, &head_signing_bytes(h.seq, &h.hash), &h.signature.0));
+            && identity(h.signer).is_some_and(|k| {
+                crate::identity::verify(&k, &head_signing_bytes(h.seq, &h.hash), &h.signature.0)
+            });
         if !ok {
             return Err(AuditFault::Head(h.seq));
         }
@@ -110,13 +112,19 @@ pub fn verify_chain(
 }
 
 fn rejected(reason: impl Into<String>) -> CommandResponse {
-    CommandResponse::Rejected { reason: reason.into() }
+    CommandResponse::Rejected {
+        reason: reason.into(),
+    }
 }
 
 impl Registry {
     fn append_audit(&mut self, event: &AuditEvent) {
         let seq = self.audit.len() as u64;
-        let prev = self.audit.last().map(|e| e.hash).unwrap_or(Hex32([0u8; 32]));
+        let prev = self
+            .audit
+            .last()
+            .map(|e| e.hash)
+            .unwrap_or(Hex32([0u8; 32]));
         let hash = audit_hash(seq, &prev, event);
         self.audit.push(AuditEntry {
             seq,
@@ -133,7 +141,10 @@ impl Machine for Registry {
 
     fn apply(&mut self, _index: u64, command: &Command) -> CommandResponse {
         match command {
-            Command::PutKey { record, expected_epoch } => {
+            Command::PutKey {
+                record,
+                expected_epoch,
+            } => {
                 let current = self.keys.get(&record.name).map(|r| r.epoch);
                 if current != *expected_epoch {
                     return rejected(match current {
@@ -191,7 +202,9 @@ impl Machine for Registry {
             Command::CompleteExport { id } => match self.exports.get_mut(id) {
                 None => rejected(format!("no export request {id}")),
                 Some(r) if r.done => rejected("export already carried out"),
-                Some(r) if r.approvals.len() < usize::from(r.needed) => rejected("not enough approvals"),
+                Some(r) if r.approvals.len() < usize::from(r.needed) => {
+                    rejected("not enough approvals")
+                }
                 Some(r) => {
                     r.done = true;
                     CommandResponse::Ok
@@ -219,20 +232,34 @@ mod tests {
     #[test]
     fn chain_verifies_and_every_tamper_is_found() {
         let mut r = Registry::default();
-        r.apply(0, &Command::Audit { events: (0..5).map(event).collect() });
+        r.apply(
+            0,
+            &Command::Audit {
+                events: (0..5).map(event).collect(),
+            },
+        );
         assert_eq!(verify_chain(&r.audit, &[], |_| None), Ok(()));
 
         let mut altered = r.audit.clone();
         altered[2].event.outcome = "denied".into();
-        assert_eq!(verify_chain(&altered, &[], |_| None), Err(AuditFault::Hash(2)));
+        assert_eq!(
+            verify_chain(&altered, &[], |_| None),
+            Err(AuditFault::Hash(2))
+        );
 
         let mut dropped = r.audit.clone();
         dropped.remove(1);
-        assert_eq!(verify_chain(&dropped, &[], |_| None), Err(AuditFault::Sequence(1, 2)));
+        assert_eq!(
+            verify_chain(&dropped, &[], |_| None),
+            Err(AuditFault::Sequence(1, 2))
+        );
 
         let mut relinked = r.audit.clone();
         relinked[3].prev = Hex32([7u8; 32]);
-        assert_eq!(verify_chain(&relinked, &[], |_| None), Err(AuditFault::Link(3)));
+        assert_eq!(
+            verify_chain(&relinked, &[], |_| None),
+            Err(AuditFault::Link(3))
+        );
     }
 
     #[test]
@@ -249,12 +276,48 @@ mod tests {
             session: Hex32([1u8; 32]),
             created_ms: 0,
         };
-        assert_eq!(r.apply(1, &Command::PutKey { record: rec.clone(), expected_epoch: None }), CommandResponse::Ok);
-        assert!(matches!(r.apply(2, &Command::PutKey { record: rec.clone(), expected_epoch: None }), CommandResponse::Rejected { .. }));
+        assert_eq!(
+            r.apply(
+                1,
+                &Command::PutKey {
+                    record: rec.clone(),
+                    expected_epoch: None
+                }
+            ),
+            CommandResponse::Ok
+        );
+        assert!(matches!(
+            r.apply(
+                2,
+                &Command::PutKey {
+                    record: rec.clone(),
+                    expected_epoch: None
+                }
+            ),
+            CommandResponse::Rejected { .. }
+        ));
         rec.epoch = 3;
-        assert!(matches!(r.apply(3, &Command::PutKey { record: rec.clone(), expected_epoch: Some(1) }), CommandResponse::Rejected { .. }));
+        assert!(matches!(
+            r.apply(
+                3,
+                &Command::PutKey {
+                    record: rec.clone(),
+                    expected_epoch: Some(1)
+                }
+            ),
+            CommandResponse::Rejected { .. }
+        ));
         rec.epoch = 2;
-        assert_eq!(r.apply(4, &Command::PutKey { record: rec, expected_epoch: Some(1) }), CommandResponse::Ok);
+        assert_eq!(
+            r.apply(
+                4,
+                &Command::PutKey {
+                    record: rec,
+                    expected_epoch: Some(1)
+                }
+            ),
+            CommandResponse::Ok
+        );
         assert_eq!(r.keys["k"].epoch, 2);
     }
 }

@@ -10,7 +10,9 @@ use std::time::Duration;
 use keyquorum_store::raft::MachineReader;
 use keyquorum_store::vault::KdfParams;
 use keyquorum_store::{Passphrase, Vault};
-use keyquorum_wire::control::{AuditEvent, Command, CommandResponse, NodeInfo, SignedHead, TypeConfig};
+use keyquorum_wire::control::{
+    AuditEvent, Command, CommandResponse, NodeInfo, SignedHead, TypeConfig,
+};
 use keyquorum_wire::peer::{Envelope, PeerMessage};
 use keyquorum_wire::{Hex, NodeId};
 use openraft::error::{ClientWriteError, RaftError};
@@ -65,7 +67,9 @@ pub struct Node(Arc<Inner>);
 
 impl core::fmt::Debug for Node {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("Node").field("id", &self.0.id).finish_non_exhaustive()
+        f.debug_struct("Node")
+            .field("id", &self.0.id)
+            .finish_non_exhaustive()
     }
 }
 
@@ -124,7 +128,9 @@ fn raft_config() -> Result<Arc<Config>, NodeError> {
         max_in_snapshot_log_to_keep: 1_000,
         ..Default::default()
     };
-    c.validate().map(Arc::new).map_err(|e| NodeError::Internal(e.to_string()))
+    c.validate()
+        .map(Arc::new)
+        .map_err(|e| NodeError::Internal(e.to_string()))
 }
 
 impl Node {
@@ -136,7 +142,8 @@ impl Node {
         listener: Option<tokio::net::TcpListener>,
     ) -> Result<RunningNode, NodeError> {
         crate::driver::pid(config.id)?;
-        std::fs::create_dir_all(&config.data_dir).map_err(|e| NodeError::Internal(format!("data dir: {e}")))?;
+        std::fs::create_dir_all(&config.data_dir)
+            .map_err(|e| NodeError::Internal(format!("data dir: {e}")))?;
         let kdf = config.kdf.map(KdfParams::from).unwrap_or_default();
         // Argon2id runs once here, before the node serves anything.
         let vault = Vault::open(&config.data_dir.join("vault.redb"), passphrase, kdf)?;
@@ -147,17 +154,39 @@ impl Node {
                 .await
                 .map_err(|e| NodeError::Internal(format!("bind {}: {e}", config.listen)))?,
         };
-        let bound = listener.local_addr().map_err(|e| NodeError::Internal(e.to_string()))?;
-        let addr = config.advertise.clone().unwrap_or_else(|| format!("http://{bound}"));
-        let (log, sm) = keyquorum_store::raft::open::<TypeConfig, Registry>(&config.data_dir.join("raft.redb"))
-            .map_err(|e| NodeError::Internal(format!("raft storage: {e}")))?;
+        let bound = listener
+            .local_addr()
+            .map_err(|e| NodeError::Internal(e.to_string()))?;
+        let addr = config
+            .advertise
+            .clone()
+            .unwrap_or_else(|| format!("http://{bound}"));
+        let (log, sm) =
+            keyquorum_store::raft::open::<TypeConfig, Registry>(&config.data_dir.join("raft.redb"))
+                .map_err(|e| NodeError::Internal(format!("raft storage: {e}")))?;
         let registry = sm.reader();
-        let peers = PeerClient::new(config.id, keys.clone(), Duration::from_millis(config.peer_timeout_ms))?;
-        let raft = Raft::new(config.id, raft_config()?, Network { client: peers.clone() }, log, sm)
-            .await
-            .map_err(|e| NodeError::Internal(format!("raft: {e}")))?;
+        let peers = PeerClient::new(
+            config.id,
+            keys.clone(),
+            Duration::from_millis(config.peer_timeout_ms),
+        )?;
+        let raft = Raft::new(
+            config.id,
+            raft_config()?,
+            Network {
+                client: peers.clone(),
+            },
+            log,
+            sm,
+        )
+        .await
+        .map_err(|e| NodeError::Internal(format!("raft: {e}")))?;
         let (audit_tx, audit_rx) = mpsc::unbounded_channel();
-        let bootstrap = config.peers.iter().map(|p| (p.id, p.info.clone())).collect();
+        let bootstrap = config
+            .peers
+            .iter()
+            .map(|p| (p.id, p.info.clone()))
+            .collect();
         let node = Node(Arc::new(Inner {
             id: config.id,
             config,
@@ -175,7 +204,11 @@ impl Node {
         }));
         let dropped = node.0.driver.gc_pending(&node)?;
         if dropped > 0 {
-            tracing::info!(node = node.id(), dropped, "dropped pending shares of runs that never committed");
+            tracing::info!(
+                node = node.id(),
+                dropped,
+                "dropped pending shares of runs that never committed"
+            );
         }
         let audit = tokio::spawn(audit_writer(node.clone(), audit_rx));
         let (tx, rx) = oneshot::channel::<()>();
@@ -282,7 +315,12 @@ impl Node {
 
     /// Send a message to `to` (locally when it is this node) and return the
     /// signed reply.
-    pub async fn call(&self, to: NodeId, info: &NodeInfo, msg: &PeerMessage) -> Result<(Envelope, PeerMessage), NodeError> {
+    pub async fn call(
+        &self,
+        to: NodeId,
+        info: &NodeInfo,
+        msg: &PeerMessage,
+    ) -> Result<(Envelope, PeerMessage), NodeError> {
         if to == self.0.id {
             let reply = match self.handle_peer(to, clone_request(msg)?).await {
                 Ok(m) => m,
@@ -295,7 +333,11 @@ impl Node {
     }
 
     /// Handle an authenticated peer message from `from`.
-    pub async fn handle_peer(&self, from: NodeId, msg: PeerMessage) -> Result<PeerMessage, NodeError> {
+    pub async fn handle_peer(
+        &self,
+        from: NodeId,
+        msg: PeerMessage,
+    ) -> Result<PeerMessage, NodeError> {
         let raft_err = |e: String| NodeError::Unavailable(format!("raft: {e}"));
         match msg {
             PeerMessage::AppendEntries(rpc) => self
@@ -345,19 +387,34 @@ impl Node {
         loop {
             let attempt = match self.0.raft.client_write(command.clone()).await {
                 Ok(r) => return Ok(r.data),
-                Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => match (f.leader_id, f.leader_node) {
-                    (Some(id), Some(info)) if id != self.0.id => {
-                        match self.0.peers.call(id, &info, &PeerMessage::Forward { command: command.clone() }).await {
-                            Ok((_, PeerMessage::ForwardReply { response })) => return Ok(response),
-                            Ok(_) => Err(NodeError::Misbehaved {
-                                message: format!("leader {id} answered a forward wrongly"),
-                                culprits: vec![id],
-                            }),
-                            Err(e) => Err(e),
+                Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
+                    match (f.leader_id, f.leader_node) {
+                        (Some(id), Some(info)) if id != self.0.id => {
+                            match self
+                                .0
+                                .peers
+                                .call(
+                                    id,
+                                    &info,
+                                    &PeerMessage::Forward {
+                                        command: command.clone(),
+                                    },
+                                )
+                                .await
+                            {
+                                Ok((_, PeerMessage::ForwardReply { response })) => {
+                                    return Ok(response)
+                                }
+                                Ok(_) => Err(NodeError::Misbehaved {
+                                    message: format!("leader {id} answered a forward wrongly"),
+                                    culprits: vec![id],
+                                }),
+                                Err(e) => Err(e),
+                            }
                         }
+                        _ => Err(NodeError::Unavailable("no Raft leader".into())),
                     }
-                    _ => Err(NodeError::Unavailable("no Raft leader".into())),
-                },
+                }
                 Err(e) => Err(NodeError::Unavailable(format!("raft write: {e}"))),
             };
             let e = match attempt {
@@ -412,7 +469,12 @@ async fn audit_writer(node: Node, mut rx: mpsc::UnboundedReceiver<AuditEvent>) {
         }
         let mut delay = Duration::from_millis(50);
         loop {
-            match node.write(Command::Audit { events: events.clone() }).await {
+            match node
+                .write(Command::Audit {
+                    events: events.clone(),
+                })
+                .await
+            {
                 Ok(_) => break,
                 Err(e) => {
                     tracing::warn!(error = %e, pending = events.len(), "audit append failed; retrying");

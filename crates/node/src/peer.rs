@@ -37,7 +37,14 @@ pub fn now_ms() -> u64 {
 }
 
 /// The bytes an envelope's signature covers.
-pub fn signing_bytes(version: u16, from: NodeId, to: NodeId, id: &[u8], time_ms: u64, payload: &[u8]) -> Vec<u8> {
+pub fn signing_bytes(
+    version: u16,
+    from: NodeId,
+    to: NodeId,
+    id: &[u8],
+    time_ms: u64,
+    payload: &[u8],
+) -> Vec<u8> {
     let mut m = Vec::with_capacity(DOMAIN.len() + 2 + 8 + 8 + 8 + id.len() + 8 + payload.len());
     m.extend_from_slice(DOMAIN);
     m.extend_from_slice(&version.to_be_bytes());
@@ -51,12 +58,24 @@ pub fn signing_bytes(version: u16, from: NodeId, to: NodeId, id: &[u8], time_ms:
 }
 
 /// Sign `msg` from `from` to `to`.
-pub fn seal_envelope(keys: &NodeKeys, from: NodeId, to: NodeId, msg: &PeerMessage) -> Result<Envelope, NodeError> {
+pub fn seal_envelope(
+    keys: &NodeKeys,
+    from: NodeId,
+    to: NodeId,
+    msg: &PeerMessage,
+) -> Result<Envelope, NodeError> {
     let payload = serde_json::to_vec(msg).map_err(|e| NodeError::Internal(e.to_string()))?;
     let mut id = [0u8; 16];
     OsRng.fill_bytes(&mut id);
     let time_ms = now_ms();
-    let sig = keys.sign(&signing_bytes(PROTOCOL_VERSION, from, to, &id, time_ms, &payload));
+    let sig = keys.sign(&signing_bytes(
+        PROTOCOL_VERSION,
+        from,
+        to,
+        &id,
+        time_ms,
+        &payload,
+    ));
     Ok(Envelope {
         version: PROTOCOL_VERSION,
         from,
@@ -71,22 +90,45 @@ pub fn seal_envelope(keys: &NodeKeys, from: NodeId, to: NodeId, msg: &PeerMessag
 /// Check an envelope's version and signature against `sender`'s identity and
 /// that it is addressed to `me`; return its message. Replay and clock checks
 /// are the [`ReplayGuard`]'s.
-pub fn open_envelope(env: &Envelope, me: NodeId, sender: &NodeInfo) -> Result<PeerMessage, NodeError> {
+pub fn open_envelope(
+    env: &Envelope,
+    me: NodeId,
+    sender: &NodeInfo,
+) -> Result<PeerMessage, NodeError> {
     if env.version != PROTOCOL_VERSION {
-        return Err(NodeError::PeerRejected(format!("unsupported protocol version {}", env.version)));
+        return Err(NodeError::PeerRejected(format!(
+            "unsupported protocol version {}",
+            env.version
+        )));
     }
     if env.to != me {
-        return Err(NodeError::PeerRejected(format!("addressed to node {}, not {me}", env.to)));
+        return Err(NodeError::PeerRejected(format!(
+            "addressed to node {}, not {me}",
+            env.to
+        )));
     }
     if env.id.0.len() != 16 {
-        return Err(NodeError::PeerRejected("message id must be 16 bytes".into()));
+        return Err(NodeError::PeerRejected(
+            "message id must be 16 bytes".into(),
+        ));
     }
-    let bytes = signing_bytes(env.version, env.from, env.to, &env.id.0, env.time_ms, &env.payload.0);
+    let bytes = signing_bytes(
+        env.version,
+        env.from,
+        env.to,
+        &env.id.0,
+        env.time_ms,
+        &env.payload.0,
+    );
     if !identity::verify(&sender.identity, &bytes, &env.signature.0) {
-        return Err(NodeError::PeerRejected(format!("bad signature from node {}", env.from)));
+        return Err(NodeError::PeerRejected(format!(
+            "bad signature from node {}",
+            env.from
+        )));
     }
-    serde_json::from_slice(&env.payload.0)
-        .map_err(|e| NodeError::PeerRejected(format!("malformed payload from node {}: {e}", env.from)))
+    serde_json::from_slice(&env.payload.0).map_err(|e| {
+        NodeError::PeerRejected(format!("malformed payload from node {}: {e}", env.from))
+    })
 }
 
 /// Rejects envelopes seen before (by sender and id) and envelopes whose
@@ -114,12 +156,18 @@ impl ReplayGuard {
             .as_slice()
             .try_into()
             .map_err(|_| NodeError::PeerRejected("message id must be 16 bytes".into()))?;
-        let mut seen = self.seen.lock().map_err(|_| NodeError::Internal("replay lock".into()))?;
+        let mut seen = self
+            .seen
+            .lock()
+            .map_err(|_| NodeError::Internal("replay lock".into()))?;
         if seen.len() > 100_000 {
             seen.retain(|_, t| *t + 2 * window >= now);
         }
         if seen.insert((env.from, id), env.time_ms).is_some() {
-            return Err(NodeError::PeerRejected(format!("replayed message from node {}", env.from)));
+            return Err(NodeError::PeerRejected(format!(
+                "replayed message from node {}",
+                env.from
+            )));
         }
         Ok(())
     }
@@ -134,7 +182,13 @@ fn hpke_aad(session: &Hex32, from: NodeId, to: NodeId) -> Vec<u8> {
 }
 
 /// Seal a secret for `to` (its HPKE key), bound to the session and both ends.
-pub fn seal_secret(session: &Hex32, from: NodeId, to: NodeId, recipient: &NodeInfo, secret: &[u8]) -> Result<Sealed, NodeError> {
+pub fn seal_secret(
+    session: &Hex32,
+    from: NodeId,
+    to: NodeId,
+    recipient: &NodeInfo,
+    secret: &[u8],
+) -> Result<Sealed, NodeError> {
     let pk = identity::hpke_public(&recipient.hpke)?;
     let (enc, ct) = hpke::single_shot_seal::<ChaCha20Poly1305, HkdfSha256, X25519HkdfSha256, _>(
         &OpModeS::Base,
@@ -153,9 +207,19 @@ pub fn seal_secret(session: &Hex32, from: NodeId, to: NodeId, recipient: &NodeIn
 }
 
 /// Open a secret sealed to this node by `from`.
-pub fn open_secret(keys: &NodeKeys, session: &Hex32, from: NodeId, me: NodeId, sealed: &Sealed) -> Result<Zeroizing<Vec<u8>>, NodeError> {
-    let enc = <X25519HkdfSha256 as Kem>::EncappedKey::from_bytes(&sealed.enc.0)
-        .map_err(|_| NodeError::Misbehaved { message: format!("node {from} sent a malformed sealed share"), culprits: vec![from] })?;
+pub fn open_secret(
+    keys: &NodeKeys,
+    session: &Hex32,
+    from: NodeId,
+    me: NodeId,
+    sealed: &Sealed,
+) -> Result<Zeroizing<Vec<u8>>, NodeError> {
+    let enc = <X25519HkdfSha256 as Kem>::EncappedKey::from_bytes(&sealed.enc.0).map_err(|_| {
+        NodeError::Misbehaved {
+            message: format!("node {from} sent a malformed sealed share"),
+            culprits: vec![from],
+        }
+    })?;
     hpke::single_shot_open::<ChaCha20Poly1305, HkdfSha256, X25519HkdfSha256>(
         &OpModeR::Base,
         keys.hpke_secret(),
@@ -165,7 +229,10 @@ pub fn open_secret(keys: &NodeKeys, session: &Hex32, from: NodeId, me: NodeId, s
         &hpke_aad(session, from, me),
     )
     .map(Zeroizing::new)
-    .map_err(|_| NodeError::Misbehaved { message: format!("sealed share from node {from} does not open"), culprits: vec![from] })
+    .map_err(|_| NodeError::Misbehaved {
+        message: format!("sealed share from node {from} does not open"),
+        culprits: vec![from],
+    })
 }
 
 /// Carries envelopes to peers over HTTP(S) and checks their signed replies.
@@ -189,7 +256,12 @@ impl PeerClient {
             .tcp_nodelay(true)
             .build()
             .map_err(|e| NodeError::Internal(e.to_string()))?;
-        Ok(Self { http, me, keys, timeout })
+        Ok(Self {
+            http,
+            me,
+            keys,
+            timeout,
+        })
     }
 
     /// This node's id.
@@ -209,7 +281,12 @@ impl PeerClient {
 
     /// Send `msg` to `to` at `info` and return the verified reply envelope
     /// and its message. An `Error` reply becomes an `Err`.
-    pub async fn call(&self, to: NodeId, info: &NodeInfo, msg: &PeerMessage) -> Result<(Envelope, PeerMessage), NodeError> {
+    pub async fn call(
+        &self,
+        to: NodeId,
+        info: &NodeInfo,
+        msg: &PeerMessage,
+    ) -> Result<(Envelope, PeerMessage), NodeError> {
         let env = seal_envelope(&self.keys, self.me, to, msg)?;
         let url = format!("{}{}", info.addr.trim_end_matches('/'), PEER_PATH);
         let resp = self
@@ -222,18 +299,30 @@ impl PeerClient {
         let status = resp.status();
         if !status.is_success() {
             let body = resp.text().await.unwrap_or_default();
-            return Err(NodeError::Unavailable(format!("node {to} refused the message ({status}): {body}")));
+            return Err(NodeError::Unavailable(format!(
+                "node {to} refused the message ({status}): {body}"
+            )));
         }
-        let reply: Envelope = resp
-            .json()
-            .await
-            .map_err(|e| NodeError::Unavailable(format!("node {to} sent a malformed reply: {e}")))?;
+        let reply: Envelope = resp.json().await.map_err(|e| {
+            NodeError::Unavailable(format!("node {to} sent a malformed reply: {e}"))
+        })?;
         if reply.from != to {
-            return Err(NodeError::Misbehaved { message: format!("reply claims to be from node {}", reply.from), culprits: vec![to] });
+            return Err(NodeError::Misbehaved {
+                message: format!("reply claims to be from node {}", reply.from),
+                culprits: vec![to],
+            });
         }
         let msg = open_envelope(&reply, self.me, info)?;
         match msg {
-            PeerMessage::Error { code, message, culprits } => Err(NodeError::from_peer(&code, format!("node {to}: {message}"), culprits)),
+            PeerMessage::Error {
+                code,
+                message,
+                culprits,
+            } => Err(NodeError::from_peer(
+                &code,
+                format!("node {to}: {message}"),
+                culprits,
+            )),
             m => Ok((reply, m)),
         }
     }

@@ -7,8 +7,8 @@ use keyquorum_wire::NodeId;
 use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, Unreachable};
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{
-    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse, VoteRequest,
-    VoteResponse,
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
+    VoteRequest, VoteResponse,
 };
 
 use crate::error::NodeError;
@@ -50,7 +50,9 @@ fn to_rpc<E: std::error::Error>(e: NodeError) -> RPCError<NodeId, NodeInfo, Raft
     }
 }
 
-fn unexpected<E: std::error::Error>(target: NodeId) -> RPCError<NodeId, NodeInfo, RaftError<NodeId, E>> {
+fn unexpected<E: std::error::Error>(
+    target: NodeId,
+) -> RPCError<NodeId, NodeInfo, RaftError<NodeId, E>> {
     RPCError::Network(NetworkError::new(&NodeError::PeerRejected(format!(
         "node {target} answered a Raft RPC with the wrong message"
     ))))
@@ -62,7 +64,11 @@ impl RaftNetwork<TypeConfig> for Connection {
         rpc: AppendEntriesRequest<TypeConfig>,
         _option: RPCOption,
     ) -> Result<AppendEntriesResponse<NodeId>, RpcErr> {
-        match self.client.call(self.target, &self.info, &PeerMessage::AppendEntries(rpc)).await {
+        match self
+            .client
+            .call(self.target, &self.info, &PeerMessage::AppendEntries(rpc))
+            .await
+        {
             Ok((_, PeerMessage::AppendEntriesReply(r))) => Ok(r),
             Ok(_) => Err(unexpected(self.target)),
             Err(e) => Err(to_rpc(e)),
@@ -74,15 +80,27 @@ impl RaftNetwork<TypeConfig> for Connection {
         rpc: InstallSnapshotRequest<TypeConfig>,
         _option: RPCOption,
     ) -> Result<InstallSnapshotResponse<NodeId>, RpcErr<InstallSnapshotError>> {
-        match self.client.call(self.target, &self.info, &PeerMessage::InstallSnapshot(rpc)).await {
+        match self
+            .client
+            .call(self.target, &self.info, &PeerMessage::InstallSnapshot(rpc))
+            .await
+        {
             Ok((_, PeerMessage::InstallSnapshotReply(r))) => Ok(r),
             Ok(_) => Err(unexpected(self.target)),
             Err(e) => Err(to_rpc(e)),
         }
     }
 
-    async fn vote(&mut self, rpc: VoteRequest<NodeId>, _option: RPCOption) -> Result<VoteResponse<NodeId>, RpcErr> {
-        match self.client.call(self.target, &self.info, &PeerMessage::Vote(rpc)).await {
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<NodeId>,
+        _option: RPCOption,
+    ) -> Result<VoteResponse<NodeId>, RpcErr> {
+        match self
+            .client
+            .call(self.target, &self.info, &PeerMessage::Vote(rpc))
+            .await
+        {
             Ok((_, PeerMessage::VoteReply(r))) => Ok(r),
             Ok(_) => Err(unexpected(self.target)),
             Err(e) => Err(to_rpc(e)),

@@ -55,7 +55,7 @@ pub struct NonceCommitment {
 
 /// Every peer request and reply.
 #[derive(Debug, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
 #[allow(clippy::large_enum_variant, reason = "serialized once per message")]
 pub enum PeerMessage {
     /// Raft AppendEntries.

@@ -1,0 +1,351 @@
+//! A whole cluster in one process on loopback: what `keyquorum dev` runs and
+//! what the test kit builds on. Each node has its own directory, vault and
+//! Raft file under one data directory; ports are chosen by the OS on first
+//! start and kept in `cluster.json` so a restart finds the same addresses.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use keyquorum_store::vault::KdfParams;
+use keyquorum_store::{Passphrase, Vault};
+use keyquorum_wire::control::{Command, NodeInfo, TokenGrant};
+use keyquorum_wire::{Hex32, NodeId};
+use rand_core::{OsRng, RngCore};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::config::{KdfConfig, NodeConfig, PeerEntry};
+use crate::error::NodeError;
+use crate::identity::NodeKeys;
+use crate::node::{Node, RunningNode};
+
+/// Options for a local cluster.
+#[derive(Debug, Clone)]
+pub struct DevOptions {
+    /// Number of nodes.
+    pub nodes: u16,
+    /// Default threshold for new keys.
+    pub threshold: u16,
+    /// Where everything lives.
+    pub data_dir: PathBuf,
+    /// Vault key derivation cost.
+    pub kdf: KdfParams,
+    /// Nonces precomputed per signer and key.
+    pub nonce_pool: usize,
+}
+
+/// What `cluster.json` remembers.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Layout {
+    ports: BTreeMap<NodeId, u16>,
+    threshold: u16,
+    kdf: KdfConfig,
+    nonce_pool: usize,
+}
+
+/// A running local cluster.
+#[derive(Debug)]
+pub struct LocalCluster {
+    /// Running nodes by id (`None`: stopped).
+    pub nodes: BTreeMap<NodeId, Option<RunningNode>>,
+    /// The admin token.
+    pub admin_token: String,
+    data_dir: PathBuf,
+    passphrase: Passphrase,
+    layout: Layout,
+    infos: BTreeMap<NodeId, NodeInfo>,
+}
+
+fn io(e: std::io::Error) -> NodeError {
+    NodeError::Internal(e.to_string())
+}
+
+/// Open a node's vault once to create (or read) its identity.
+pub fn prepare_identity(
+    dir: &Path,
+    passphrase: &Passphrase,
+    kdf: KdfParams,
+) -> Result<NodeKeys, NodeError> {
+    std::fs::create_dir_all(dir).map_err(io)?;
+    let vault = Vault::open(&dir.join("vault.redb"), passphrase, kdf)?;
+    NodeKeys::load_or_create(&vault)
+}
+
+/// The SHA-256 of a bearer token, as the registry stores it.
+pub fn token_hash(token: &str) -> Hex32 {
+    Hex32(Sha256::digest(token.as_bytes()).into())
+}
+
+/// A fresh random token.
+pub fn new_token() -> String {
+    let mut b = [0u8; 24];
+    OsRng.fill_bytes(&mut b);
+    format!("kq_{}", hex::encode(b))
+}
+
+impl LocalCluster {
+    /// Start (or restart) the cluster under `opts.data_dir`.
+    pub async fn start(opts: DevOptions, passphrase: Passphrase) -> Result<Self, NodeError> {
+        std::fs::create_dir_all(&opts.data_dir).map_err(io)?;
+        let layout_path = opts.data_dir.join("cluster.json");
+        let existing: Option<Layout> = match std::fs::read(&layout_path) {
+            Ok(b) => Some(
+                serde_json::from_slice(&b)
+                    .map_err(|e| NodeError::Internal(format!("cluster.json: {e}")))?,
+            ),
+            Err(_) => None,
+        };
+        let fresh = existing.is_none();
+        let mut listeners = BTreeMap::new();
+        let layout = match existing {
+            Some(l) => {
+                for (id, port) in &l.ports {
+                    let l =
+                        tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], *port)))
+                            .await
+                            .map_err(|e| {
+                                NodeError::Internal(format!(
+                                    "port {port} of node {id} is taken: {e}"
+                                ))
+                            })?;
+                    listeners.insert(*id, l);
+                }
+                l
+            }
+            None => {
+                if opts.nodes < 1 || opts.threshold < 2 || opts.threshold > opts.nodes {
+                    return Err(NodeError::BadRequest("need 2 <= threshold <= nodes".into()));
+                }
+                let mut ports = BTreeMap::new();
+                for id in 1..=u64::from(opts.nodes) {
+                    let l = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
+                        .await
+                        .map_err(io)?;
+                    ports.insert(id, l.local_addr().map_err(io)?.port());
+                    listeners.insert(id, l);
+                }
+                let l = Layout {
+                    ports,
+                    threshold: opts.threshold,
+                    kdf: KdfConfig {
+                        m_kib: opts.kdf.m_kib,
+                        t: opts.kdf.t,
+                        p: opts.kdf.p,
+                    },
+                    nonce_pool: opts.nonce_pool,
+                };
+                std::fs::write(
+                    &layout_path,
+                    serde_json::to_vec_pretty(&l)
+                        .map_err(|e| NodeError::Internal(e.to_string()))?,
+                )
+                .map_err(io)?;
+                l
+            }
+        };
+        let mut infos = BTreeMap::new();
+        for (id, port) in &layout.ports {
+            let keys = prepare_identity(
+                &node_dir(&opts.data_dir, *id),
+                &passphrase,
+                layout.kdf.into(),
+            )?;
+            infos.insert(*id, keys.info(format!("http://127.0.0.1:{port}")));
+        }
+        let mut cluster = Self {
+            nodes: BTreeMap::new(),
+            admin_token: String::new(),
+            data_dir: opts.data_dir.clone(),
+            passphrase,
+            layout,
+            infos,
+        };
+        for (id, listener) in listeners {
+            let running = cluster.start_node_with(id, Some(listener)).await?;
+            cluster.nodes.insert(id, Some(running));
+        }
+        let token_file = opts.data_dir.join("admin-token");
+        if fresh {
+            let first = cluster.any_node()?;
+            first.initialize(cluster.infos.clone()).await?;
+            let token = new_token();
+            first
+                .write(Command::PutToken {
+                    token_hash: token_hash(&token),
+                    grant: TokenGrant {
+                        name: "admin".into(),
+                        admin: true,
+                        operator: true,
+                        sign_keys: vec!["*".into()],
+                    },
+                })
+                .await?;
+            write_private(&token_file, token.as_bytes())?;
+            cluster.admin_token = token;
+        } else {
+            cluster.admin_token = std::fs::read_to_string(&token_file)
+                .map_err(io)?
+                .trim()
+                .to_string();
+        }
+        cluster.wait_ready(Duration::from_secs(30)).await?;
+        let env = format!(
+            "KEYQUORUM_URL={}\nKEYQUORUM_TOKEN={}\n",
+            cluster.url(),
+            cluster.admin_token
+        );
+        write_private(&opts.data_dir.join("client.env"), env.as_bytes())?;
+        Ok(cluster)
+    }
+
+    fn node_config(&self, id: NodeId) -> NodeConfig {
+        let port = self.layout.ports.get(&id).copied().unwrap_or(0);
+        let mut c = NodeConfig::new(
+            id,
+            node_dir(&self.data_dir, id),
+            SocketAddr::from(([127, 0, 0, 1], port)),
+        );
+        c.peers = self
+            .infos
+            .iter()
+            .map(|(id, info)| PeerEntry {
+                id: *id,
+                info: info.clone(),
+            })
+            .collect();
+        c.kdf = Some(self.layout.kdf);
+        c.default_threshold = self.layout.threshold;
+        c.nonce_pool = self.layout.nonce_pool;
+        c
+    }
+
+    async fn start_node_with(
+        &self,
+        id: NodeId,
+        listener: Option<tokio::net::TcpListener>,
+    ) -> Result<RunningNode, NodeError> {
+        Node::start(self.node_config(id), &self.passphrase, listener).await
+    }
+
+    /// Some running node.
+    pub fn any_node(&self) -> Result<Node, NodeError> {
+        self.nodes
+            .values()
+            .flatten()
+            .map(|r| r.node.clone())
+            .next()
+            .ok_or_else(|| NodeError::Unavailable("no node is running".into()))
+    }
+
+    /// A running node by id.
+    pub fn node(&self, id: NodeId) -> Option<Node> {
+        self.nodes
+            .get(&id)
+            .and_then(|r| r.as_ref())
+            .map(|r| r.node.clone())
+    }
+
+    /// The API URL of the first running node.
+    pub fn url(&self) -> String {
+        self.nodes
+            .values()
+            .flatten()
+            .next()
+            .map(|r| format!("http://{}", r.addr))
+            .unwrap_or_default()
+    }
+
+    /// The API URL of node `id`.
+    pub fn url_of(&self, id: NodeId) -> String {
+        self.infos
+            .get(&id)
+            .map(|i| i.addr.clone())
+            .unwrap_or_default()
+    }
+
+    /// Every node's public description.
+    pub fn infos(&self) -> &BTreeMap<NodeId, NodeInfo> {
+        &self.infos
+    }
+
+    /// Wait until every running node knows a leader and has applied the
+    /// admin token (polled, not slept).
+    pub async fn wait_ready(&self, timeout: Duration) -> Result<(), NodeError> {
+        let hash = token_hash(&self.admin_token);
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let ready = self.nodes.values().flatten().all(|r| {
+                r.node.leader().is_some() && r.node.registry(|g| g.tokens.contains_key(&hash))
+            });
+            if ready {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() > deadline {
+                return Err(NodeError::Unavailable(
+                    "cluster did not become ready".into(),
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Stop one node (its files stay).
+    pub async fn stop_node(&mut self, id: NodeId) {
+        if let Some(slot) = self.nodes.get_mut(&id) {
+            if let Some(r) = slot.take() {
+                r.stop().await;
+            }
+        }
+    }
+
+    /// Start a stopped node again on its port.
+    pub async fn restart_node(&mut self, id: NodeId) -> Result<(), NodeError> {
+        self.stop_node(id).await;
+        let port = self
+            .layout
+            .ports
+            .get(&id)
+            .copied()
+            .ok_or_else(|| NodeError::NotFound(format!("no node {id}")))?;
+        // The old socket may linger briefly after shutdown: retry the bind.
+        let mut tries = 0;
+        let listener = loop {
+            match tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], port))).await {
+                Ok(l) => break l,
+                Err(e) if tries < 100 => {
+                    tries += 1;
+                    tracing::debug!(error = %e, "port busy, retrying");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Err(e) => return Err(io(e)),
+            }
+        };
+        let running = self.start_node_with(id, Some(listener)).await?;
+        self.nodes.insert(id, Some(running));
+        Ok(())
+    }
+
+    /// Stop every node.
+    pub async fn shutdown(mut self) {
+        let ids: Vec<NodeId> = self.nodes.keys().copied().collect();
+        for id in ids {
+            self.stop_node(id).await;
+        }
+    }
+}
+
+fn node_dir(data_dir: &Path, id: NodeId) -> PathBuf {
+    data_dir.join(format!("node-{id}"))
+}
+
+fn write_private(path: &Path, bytes: &[u8]) -> Result<(), NodeError> {
+    std::fs::write(path, bytes).map_err(io)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(io)?;
+    }
+    Ok(())
+}
