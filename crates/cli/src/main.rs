@@ -1,18 +1,21 @@
 //! `keyquorum`: the command-line interface.
 //!
-//! For now it carries the in-process demo of the threshold-key core; the node
-//! cluster (`dev`, `node`, `key ...`) comes with the cluster issue.
+//! - `dev`: a whole local cluster in one process (embedded storage).
+//! - `node`: one node of a real cluster, from a config file.
+//! - `key`, `status`, `audit`: API calls (`KEYQUORUM_URL`, `KEYQUORUM_TOKEN`).
+//! - `demo`: the threshold-key core in one process, no network.
+//!
+//! Human output by default, `--json` on every command.
 
-use std::collections::BTreeSet;
+mod cluster;
+mod demo;
+
+use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Instant;
 
-use anyhow::{bail, Context, Result};
+use anyhow::Result;
 use clap::{Parser, Subcommand, ValueEnum};
-use keyquorum_core::local::{self, Holders};
-use keyquorum_core::{hazmat, Ed25519, ParticipantId, Secp256k1Tr, SessionId, Suite};
-use rand_core::{OsRng, RngCore};
-use serde_json::json;
+use keyquorum_core::{Ed25519, Secp256k1Tr};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -28,8 +31,78 @@ struct Cli {
     command: Command,
 }
 
+/// Where the API is and who is calling.
+#[derive(clap::Args, Debug, Clone)]
+struct Remote {
+    /// API base URL of any node.
+    #[arg(long, env = "KEYQUORUM_URL", default_value = "http://127.0.0.1:7001")]
+    url: String,
+    /// Bearer token.
+    #[arg(
+        long,
+        env = "KEYQUORUM_TOKEN",
+        hide_env_values = true,
+        default_value = ""
+    )]
+    token: String,
+}
+
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// Start a local cluster in one process (embedded storage, loopback);
+    /// prints the API URL and an admin token and writes them to
+    /// <data-dir>/client.env. Runs until Ctrl-C.
+    Dev {
+        /// Number of nodes.
+        #[arg(long, default_value_t = 3)]
+        nodes: u16,
+        /// Default signing threshold for new keys.
+        #[arg(long, default_value_t = 2)]
+        threshold: u16,
+        /// Where the nodes keep their files (reused on restart).
+        #[arg(long, default_value = "keyquorum-dev")]
+        data_dir: PathBuf,
+        /// Start, print, and stop at once (for scripts and tests).
+        #[arg(long)]
+        exit_after_start: bool,
+    },
+    /// Run one node from a config file (TOML; see README).
+    Node {
+        /// Config file.
+        #[arg(long)]
+        config: PathBuf,
+        /// Initialize a new cluster with this node and its configured peers as voters.
+        #[arg(long)]
+        init: bool,
+        /// Print this node's public identity (id, address, keys) and exit.
+        #[arg(long)]
+        print_identity: bool,
+    },
+    /// Manage and use shared keys.
+    Key {
+        #[command(flatten)]
+        remote: Remote,
+        #[command(subcommand)]
+        command: KeyCommand,
+    },
+    /// Cluster status.
+    Status {
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Read or verify the audit log.
+    Audit {
+        #[command(flatten)]
+        remote: Remote,
+        #[command(subcommand)]
+        command: Option<AuditCommand>,
+        /// First entry.
+        #[arg(long, default_value_t = 0)]
+        offset: u64,
+        /// How many entries.
+        #[arg(long, default_value_t = 50)]
+        limit: u64,
+    },
     /// Run DKG → sign → verify → refresh → reshare → sign → repair → export in
     /// one process, every participant a separate state machine, every message
     /// through its wire encoding.
@@ -49,6 +122,62 @@ enum Command {
     },
 }
 
+#[derive(Subcommand, Debug)]
+enum KeyCommand {
+    /// Generate a key by distributed key generation.
+    Create {
+        /// Key name.
+        name: String,
+        /// Signature scheme.
+        #[arg(long, value_enum, default_value_t = SuiteArg::Ed25519)]
+        suite: SuiteArg,
+        /// Threshold (default: the cluster's).
+        #[arg(long)]
+        threshold: Option<u16>,
+        /// Member node ids, comma-separated (default: every voter).
+        #[arg(long, value_delimiter = ',')]
+        members: Option<Vec<u64>>,
+    },
+    /// List keys.
+    List,
+    /// Show one key.
+    Show {
+        /// Key name.
+        name: String,
+    },
+    /// Threshold-sign a message.
+    Sign {
+        /// Key name.
+        name: String,
+        /// The message as hex.
+        #[arg(long, conflicts_with = "message")]
+        message_hex: Option<String>,
+        /// The message as text.
+        #[arg(long)]
+        message: Option<String>,
+    },
+    /// Verify a signature under a key.
+    Verify {
+        /// Key name.
+        name: String,
+        /// The message as hex.
+        #[arg(long, conflicts_with = "message")]
+        message_hex: Option<String>,
+        /// The message as text.
+        #[arg(long)]
+        message: Option<String>,
+        /// The signature as hex.
+        #[arg(long)]
+        signature: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum AuditCommand {
+    /// Recompute the hash chain and check the signed heads.
+    Verify,
+}
+
 #[derive(ValueEnum, Clone, Copy, Debug)]
 enum SuiteArg {
     /// Ed25519 (RFC 8032 verifiers accept the signatures).
@@ -60,6 +189,13 @@ enum SuiteArg {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,openraft=error")),
+        )
+        .with_writer(std::io::stderr)
+        .try_init();
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -70,6 +206,7 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> Result<()> {
+    let json = cli.json;
     match cli.command {
         Command::Demo {
             suite,
@@ -77,200 +214,16 @@ fn run(cli: Cli) -> Result<()> {
             threshold,
             message,
         } => match suite {
-            SuiteArg::Ed25519 => demo::<Ed25519>(nodes, threshold, message.as_bytes(), cli.json),
+            SuiteArg::Ed25519 => demo::demo::<Ed25519>(nodes, threshold, message.as_bytes(), json),
             SuiteArg::Secp256k1Tr => {
-                demo::<Secp256k1Tr>(nodes, threshold, message.as_bytes(), cli.json)
+                demo::demo::<Secp256k1Tr>(nodes, threshold, message.as_bytes(), json)
             }
         },
-    }
-}
-
-struct Report {
-    json: bool,
-    steps: Vec<serde_json::Value>,
-}
-
-impl Report {
-    fn step(&mut self, name: &str, started: Instant, detail: serde_json::Value, human: String) {
-        let ms = started.elapsed().as_secs_f64() * 1e3;
-        if !self.json {
-            println!("{name:<8} {ms:>8.2} ms  {human}");
+        other => {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
+            rt.block_on(cluster::run(other, json))
         }
-        let mut v = json!({ "step": name, "ms": ms });
-        if let (Some(obj), serde_json::Value::Object(d)) = (v.as_object_mut(), detail) {
-            obj.extend(d);
-        }
-        self.steps.push(v);
     }
-}
-
-fn session() -> SessionId {
-    let mut s = [0u8; 32];
-    OsRng.fill_bytes(&mut s);
-    SessionId(s)
-}
-
-fn ids(range: impl IntoIterator<Item = u16>) -> BTreeSet<ParticipantId> {
-    range
-        .into_iter()
-        .filter_map(|i| ParticipantId::new(i).ok())
-        .collect()
-}
-
-fn members(h: &Holders<impl Suite>) -> Vec<u16> {
-    h.group.members().iter().map(|m| m.get()).collect()
-}
-
-fn demo<C: Suite>(n: u16, t: u16, message: &[u8], json: bool) -> Result<()> {
-    if t < 2 || t > n {
-        bail!("need 2 <= threshold <= nodes (got threshold {t}, nodes {n})");
-    }
-    if n >= u16::MAX - 1 {
-        bail!("too many nodes");
-    }
-    let mut rng = OsRng;
-    let mut r = Report {
-        json,
-        steps: vec![],
-    };
-    if !json {
-        println!(
-            "keyquorum demo: suite {}, {t}-of-{n}, all in one process\n",
-            C::SUITE.name()
-        );
-    }
-
-    let started = Instant::now();
-    let holders = local::dkg::<C, _>(session(), t, &ids(1..=n), &mut rng).context("DKG")?;
-    let pk = hex::encode(holders.group.public_key_bytes());
-    r.step(
-        "dkg",
-        started,
-        json!({ "threshold": t, "members": members(&holders), "public_key": pk }),
-        format!("{n} participants, threshold {t}; public key {pk}"),
-    );
-
-    let signers = ids(1..=t);
-    let started = Instant::now();
-    let sig = local::sign(&holders, session(), &signers, message, &mut rng).context("signing")?;
-    let sig_hex = hex::encode(sig.to_bytes());
-    r.step(
-        "sign",
-        started,
-        json!({ "signers": signers.iter().map(|s| s.get()).collect::<Vec<_>>(), "signature": sig_hex }),
-        format!("signers {:?}: {sig_hex}", signers.iter().map(|s| s.get()).collect::<Vec<_>>()),
-    );
-
-    let started = Instant::now();
-    holders
-        .group
-        .verify(message, &sig.to_bytes())
-        .context("verify")?;
-    r.step(
-        "verify",
-        started,
-        json!({ "valid": true }),
-        "signature valid under the group key".into(),
-    );
-
-    let started = Instant::now();
-    let refreshed = local::refresh(holders, session(), &mut rng).context("refresh")?;
-    r.step(
-        "refresh",
-        started,
-        json!({ "public_key": hex::encode(refreshed.group.public_key_bytes()) }),
-        "every share replaced; same public key".into(),
-    );
-
-    // Reshare to (t+1)-of-(n+1): dealers are the first t old members; the new
-    // set drops member 1 and adds two new members.
-    let (t2, new_members) = (t + 1, ids(2..=n + 2));
-    let dealers = ids(1..=t);
-    let started = Instant::now();
-    let reshared = local::reshare(&refreshed, session(), &dealers, t2, &new_members, &mut rng)
-        .context("reshare")?;
-    let new_pk = hex::encode(reshared.group.public_key_bytes());
-    if new_pk != pk {
-        bail!("reshare changed the public key");
-    }
-    r.step(
-        "reshare",
-        started,
-        json!({ "threshold": t2, "members": members(&reshared), "public_key": new_pk }),
-        format!(
-            "now {t2}-of-{} with members {:?}; same public key",
-            new_members.len(),
-            members(&reshared)
-        ),
-    );
-
-    // Sign with the newest members only (those that joined in the reshare first).
-    let newest: BTreeSet<_> = new_members
-        .iter()
-        .rev()
-        .take(t2 as usize)
-        .copied()
-        .collect();
-    let started = Instant::now();
-    let sig2 = local::sign(&reshared, session(), &newest, message, &mut rng)
-        .context("signing after reshare")?;
-    reshared
-        .group
-        .verify(message, &sig2.to_bytes())
-        .context("verify after reshare")?;
-    r.step(
-        "sign",
-        started,
-        json!({ "signers": newest.iter().map(|s| s.get()).collect::<Vec<_>>(), "signature": hex::encode(sig2.to_bytes()) }),
-        format!("signers {:?}: valid", newest.iter().map(|s| s.get()).collect::<Vec<_>>()),
-    );
-
-    let target = *new_members.iter().next().context("no members")?;
-    let helpers: BTreeSet<_> = new_members
-        .iter()
-        .filter(|m| **m != target)
-        .take(t2 as usize)
-        .copied()
-        .collect();
-    let started = Instant::now();
-    let repaired =
-        local::repair(&reshared, session(), &helpers, target, &mut rng).context("repair")?;
-    let ok = reshared
-        .shares
-        .get(&target)
-        .map(|s| s.secret() == repaired.secret())
-        .unwrap_or(false);
-    if !ok {
-        bail!("repaired share differs from the original");
-    }
-    r.step(
-        "repair",
-        started,
-        json!({ "target": target.get(), "helpers": helpers.iter().map(|s| s.get()).collect::<Vec<_>>() }),
-        format!("member {target}'s share rebuilt by {:?}", helpers.iter().map(|s| s.get()).collect::<Vec<_>>()),
-    );
-
-    let started = Instant::now();
-    let shares: Vec<_> = reshared.shares.values().take(t2 as usize).collect();
-    let matches = hazmat::with_reconstructed_key(&reshared.group, &shares, |k| {
-        k.public() == reshared.group.verifying_element()
-    })
-    .context("export")?;
-    if !matches {
-        bail!("reconstructed key does not match");
-    }
-    r.step(
-        "export",
-        started,
-        json!({ "matches_public_key": true, "zeroized": true }),
-        format!("{t2} shares rebuilt the key, checked it and zeroized it"),
-    );
-
-    if json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&json!({ "suite": C::SUITE.name(), "steps": r.steps }))?
-        );
-    }
-    Ok(())
 }

@@ -458,7 +458,8 @@ fn clone_request(msg: &PeerMessage) -> Result<PeerMessage, NodeError> {
 /// Batches audit events into `Audit` commands, and signs the head as leader
 /// at most once a second.
 async fn audit_writer(node: Node, mut rx: mpsc::UnboundedReceiver<AuditEvent>) {
-    let mut last_signed = tokio::time::Instant::now();
+    let start = tokio::time::Instant::now();
+    let mut last_signed = start.checked_sub(Duration::from_secs(2)).unwrap_or(start);
     while let Some(first) = rx.recv().await {
         let mut events = vec![first];
         while events.len() < 512 {

@@ -1,0 +1,392 @@
+//! The commands that run nodes or talk to the API.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context, Result};
+use keyquorum_client::Client;
+use keyquorum_node::config::NodeConfig;
+use keyquorum_node::dev::{DevOptions, LocalCluster};
+use keyquorum_node::Node;
+use keyquorum_store::vault::KdfParams;
+use keyquorum_store::Passphrase;
+use keyquorum_wire::api::{CreateKeyRequest, KeyInfo, SuiteName};
+use rand_core::{OsRng, RngCore};
+use serde_json::json;
+
+use crate::{AuditCommand, Command, KeyCommand, Remote, SuiteArg};
+
+fn suite(s: SuiteArg) -> SuiteName {
+    match s {
+        SuiteArg::Ed25519 => SuiteName::Ed25519,
+        SuiteArg::Secp256k1Tr => SuiteName::Secp256k1Tr,
+    }
+}
+
+fn print_json(v: &serde_json::Value) -> Result<()> {
+    println!("{}", serde_json::to_string_pretty(v)?);
+    Ok(())
+}
+
+/// The vault passphrase: `KEYQUORUM_PASSPHRASE`, else (dev only) a random
+/// one kept in `<data-dir>/dev-passphrase`.
+fn passphrase(dev_dir: Option<&Path>) -> Result<Passphrase> {
+    if let Ok(p) = std::env::var("KEYQUORUM_PASSPHRASE") {
+        if !p.is_empty() {
+            return Ok(Passphrase::new(p.into_bytes()));
+        }
+    }
+    let Some(dir) = dev_dir else {
+        bail!("set KEYQUORUM_PASSPHRASE (the vault passphrase)");
+    };
+    std::fs::create_dir_all(dir)?;
+    let file = dir.join("dev-passphrase");
+    if let Ok(p) = std::fs::read(&file) {
+        return Ok(Passphrase::new(p));
+    }
+    let mut b = [0u8; 24];
+    OsRng.fill_bytes(&mut b);
+    let p = hex::encode(b);
+    std::fs::write(&file, p.as_bytes())?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600))?;
+    }
+    Ok(Passphrase::new(p.into_bytes()))
+}
+
+fn spinner(json: bool, msg: &str) -> Option<indicatif::ProgressBar> {
+    if json || !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        return None;
+    }
+    let pb = indicatif::ProgressBar::new_spinner();
+    pb.set_message(msg.to_string());
+    pb.enable_steady_tick(Duration::from_millis(100));
+    Some(pb)
+}
+
+fn key_json(k: &KeyInfo) -> serde_json::Value {
+    json!({
+        "name": k.name,
+        "suite": k.suite.as_str(),
+        "threshold": k.threshold,
+        "members": k.members,
+        "public_key": k.public_key.to_string(),
+        "epoch": k.epoch,
+    })
+}
+
+fn key_human(k: &KeyInfo) -> String {
+    format!(
+        "{}  {}  {}-of-{}  members {:?}  epoch {}\n  public key {}",
+        k.name,
+        k.suite.as_str(),
+        k.threshold,
+        k.members.len(),
+        k.members,
+        k.epoch,
+        k.public_key
+    )
+}
+
+fn message(hex_arg: Option<String>, text: Option<String>) -> Result<Vec<u8>> {
+    match (hex_arg, text) {
+        (Some(h), _) => hex::decode(h.trim()).context("--message-hex is not hex"),
+        (None, Some(t)) => Ok(t.into_bytes()),
+        (None, None) => bail!("give --message-hex or --message"),
+    }
+}
+
+fn client(r: &Remote) -> Result<Client> {
+    if r.token.is_empty() {
+        bail!("no token: set KEYQUORUM_TOKEN or pass --token (see <data-dir>/client.env)");
+    }
+    Ok(Client::new(&r.url, &r.token)?)
+}
+
+pub(crate) async fn run(command: Command, json: bool) -> Result<()> {
+    match command {
+        Command::Dev {
+            nodes,
+            threshold,
+            data_dir,
+            exit_after_start,
+        } => dev(nodes, threshold, &data_dir, exit_after_start, json).await,
+        Command::Node {
+            config,
+            init,
+            print_identity,
+        } => node(&config, init, print_identity, json).await,
+        Command::Key { remote, command } => key(&remote, command, json).await,
+        Command::Status { remote } => {
+            let s = client(&remote)?.status().await?;
+            if json {
+                return print_json(&serde_json::to_value(&s)?);
+            }
+            println!(
+                "node {}  leader {:?}  term {}  applied {:?}",
+                s.node_id, s.leader, s.term, s.applied
+            );
+            for n in &s.nodes {
+                println!(
+                    "  node {} {} {}",
+                    n.id,
+                    n.addr,
+                    if n.voter { "voter" } else { "learner" }
+                );
+            }
+            println!("{} keys, {} audit entries", s.keys, s.audit_entries);
+            Ok(())
+        }
+        Command::Audit {
+            remote,
+            command,
+            offset,
+            limit,
+        } => {
+            let c = client(&remote)?;
+            match command {
+                Some(AuditCommand::Verify) => {
+                    let v = c.audit_verify().await?;
+                    let valid = v.get("valid").and_then(|x| x.as_bool()).unwrap_or(false);
+                    if json {
+                        print_json(&v)?;
+                    } else if valid {
+                        println!(
+                            "audit log verified: {} entries, {} signed heads",
+                            v.get("entries").unwrap_or(&json!(0)),
+                            v.get("signed_heads").unwrap_or(&json!(0))
+                        );
+                    } else {
+                        println!(
+                            "AUDIT LOG DOES NOT VERIFY: {}",
+                            v.get("fault").unwrap_or(&json!(null))
+                        );
+                    }
+                    if !valid {
+                        bail!("audit log verification failed");
+                    }
+                    Ok(())
+                }
+                None => {
+                    let page = c.audit(offset, limit).await?;
+                    if json {
+                        return print_json(&page);
+                    }
+                    let entries = page
+                        .get("entries")
+                        .and_then(|e| e.as_array())
+                        .cloned()
+                        .unwrap_or_default();
+                    for e in entries {
+                        let ev = &e["event"];
+                        println!(
+                            "{:>6}  {}  node {}  {:<12} {:<16} {:<12} {}",
+                            e["seq"],
+                            ev["time_ms"],
+                            ev["node"],
+                            ev["actor"].as_str().unwrap_or(""),
+                            ev["action"].as_str().unwrap_or(""),
+                            ev["target"].as_str().unwrap_or("-"),
+                            ev["outcome"].as_str().unwrap_or("")
+                        );
+                    }
+                    Ok(())
+                }
+            }
+        }
+        Command::Demo { .. } => Err(anyhow!("demo runs without a runtime")),
+    }
+}
+
+async fn dev(
+    nodes: u16,
+    threshold: u16,
+    data_dir: &Path,
+    exit_after_start: bool,
+    json: bool,
+) -> Result<()> {
+    let pass = passphrase(Some(data_dir))?;
+    let pb = spinner(json, &format!("starting {nodes} nodes"));
+    let opts = DevOptions {
+        nodes,
+        threshold,
+        data_dir: data_dir.to_path_buf(),
+        kdf: KdfParams::default(),
+        nonce_pool: 32,
+    };
+    let cluster = LocalCluster::start(opts, pass).await?;
+    if let Some(pb) = pb {
+        pb.finish_and_clear();
+    }
+    let env_file = data_dir.join("client.env");
+    if json {
+        let nodes: BTreeMap<String, String> = cluster
+            .infos()
+            .iter()
+            .map(|(id, i)| (id.to_string(), i.addr.clone()))
+            .collect();
+        print_json(&json!({
+            "url": cluster.url(),
+            "token": cluster.admin_token,
+            "nodes": nodes,
+            "client_env": env_file,
+        }))?;
+    } else {
+        println!(
+            "keyquorum dev cluster: {} nodes, default threshold {threshold}",
+            cluster.infos().len()
+        );
+        for (id, i) in cluster.infos() {
+            println!("  node {id}  {}", i.addr);
+        }
+        println!(
+            "\nKEYQUORUM_URL={}\nKEYQUORUM_TOKEN={}",
+            cluster.url(),
+            cluster.admin_token
+        );
+        println!(
+            "\n(written to {}; `set -a; . {}` in another shell)",
+            env_file.display(),
+            env_file.display()
+        );
+        if !exit_after_start {
+            println!(
+                "Ctrl-C stops the cluster; its data stays in {}.",
+                data_dir.display()
+            );
+        }
+    }
+    if !exit_after_start {
+        tokio::signal::ctrl_c().await?;
+        if !json {
+            eprintln!("stopping");
+        }
+    }
+    cluster.shutdown().await;
+    Ok(())
+}
+
+async fn node(config: &Path, init: bool, print_identity: bool, json: bool) -> Result<()> {
+    let text =
+        std::fs::read_to_string(config).with_context(|| format!("reading {}", config.display()))?;
+    let cfg: NodeConfig =
+        toml::from_str(&text).with_context(|| format!("parsing {}", config.display()))?;
+    let pass = passphrase(None)?;
+    if print_identity {
+        let kdf = cfg.kdf.map(KdfParams::from).unwrap_or_default();
+        let keys = keyquorum_node::dev::prepare_identity(&cfg.data_dir, &pass, kdf)?;
+        let addr = cfg
+            .advertise
+            .clone()
+            .unwrap_or_else(|| format!("http://{}", cfg.listen));
+        let info = keys.info(addr);
+        return print_json(&json!({ "id": cfg.id, "info": {
+            "addr": info.addr, "identity": info.identity.to_string(), "hpke": info.hpke.to_string() } }));
+    }
+    let running = Node::start(cfg.clone(), &pass, None).await?;
+    if init {
+        let mut members: BTreeMap<u64, _> =
+            cfg.peers.iter().map(|p| (p.id, p.info.clone())).collect();
+        members.insert(cfg.id, running.node.info());
+        running.node.initialize(members).await?;
+    }
+    if json {
+        print_json(&json!({ "id": cfg.id, "addr": running.addr.to_string() }))?;
+    } else {
+        println!("node {} listening on {}", cfg.id, running.addr);
+    }
+    tokio::signal::ctrl_c().await?;
+    running.stop().await;
+    Ok(())
+}
+
+async fn key(remote: &Remote, command: KeyCommand, json: bool) -> Result<()> {
+    let c = client(remote)?;
+    match command {
+        KeyCommand::Create {
+            name,
+            suite: s,
+            threshold,
+            members,
+        } => {
+            let pb = spinner(json, &format!("distributed key generation for {name}"));
+            let k = c
+                .create_key(&CreateKeyRequest {
+                    name,
+                    suite: suite(s),
+                    threshold,
+                    members,
+                })
+                .await;
+            if let Some(pb) = pb {
+                pb.finish_and_clear();
+            }
+            let k = k?;
+            if json {
+                print_json(&key_json(&k))
+            } else {
+                println!("{}", key_human(&k));
+                Ok(())
+            }
+        }
+        KeyCommand::List => {
+            let l = c.list_keys().await?;
+            if json {
+                return print_json(
+                    &json!({ "keys": l.keys.iter().map(key_json).collect::<Vec<_>>() }),
+                );
+            }
+            for k in &l.keys {
+                println!("{}", key_human(k));
+            }
+            Ok(())
+        }
+        KeyCommand::Show { name } => {
+            let k = c.key(&name).await?;
+            if json {
+                print_json(&key_json(&k))
+            } else {
+                println!("{}", key_human(&k));
+                Ok(())
+            }
+        }
+        KeyCommand::Sign {
+            name,
+            message_hex,
+            message: text,
+        } => {
+            let msg = message(message_hex, text)?;
+            let s = c.sign(&name, &msg).await?;
+            if json {
+                print_json(
+                    &json!({ "key": name, "signature": s.signature.to_string(), "signers": s.signers, "epoch": s.epoch }),
+                )
+            } else {
+                println!("{}", s.signature);
+                Ok(())
+            }
+        }
+        KeyCommand::Verify {
+            name,
+            message_hex,
+            message: text,
+            signature,
+        } => {
+            let msg = message(message_hex, text)?;
+            let sig = hex::decode(signature.trim()).context("--signature is not hex")?;
+            let valid = c.verify(&name, &msg, &sig).await?;
+            if json {
+                print_json(&json!({ "valid": valid }))?;
+            } else {
+                println!("{}", if valid { "valid" } else { "INVALID" });
+            }
+            if !valid {
+                bail!("signature does not verify");
+            }
+            Ok(())
+        }
+    }
+}
