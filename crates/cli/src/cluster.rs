@@ -181,16 +181,18 @@ pub(crate) async fn run(command: Command, json: bool) -> Result<()> {
                         .cloned()
                         .unwrap_or_default();
                     for e in entries {
-                        let ev = &e["event"];
+                        let null = serde_json::Value::Null;
+                        let ev = e.get("event").unwrap_or(&null);
+                        let f = |k: &str| ev.get(k).cloned().unwrap_or(serde_json::Value::Null);
                         println!(
                             "{:>6}  {}  node {}  {:<12} {:<16} {:<12} {}",
-                            e["seq"],
-                            ev["time_ms"],
-                            ev["node"],
-                            ev["actor"].as_str().unwrap_or(""),
-                            ev["action"].as_str().unwrap_or(""),
-                            ev["target"].as_str().unwrap_or("-"),
-                            ev["outcome"].as_str().unwrap_or("")
+                            e.get("seq").unwrap_or(&null),
+                            f("time_ms"),
+                            f("node"),
+                            f("actor").as_str().unwrap_or(""),
+                            f("action").as_str().unwrap_or(""),
+                            f("target").as_str().unwrap_or("-"),
+                            f("outcome").as_str().unwrap_or("")
                         );
                     }
                     Ok(())

@@ -51,7 +51,7 @@ struct Remote {
 enum Command {
     /// Start a local cluster in one process (embedded storage, loopback);
     /// prints the API URL and an admin token and writes them to
-    /// <data-dir>/client.env. Runs until Ctrl-C.
+    /// DATA_DIR/client.env. Runs until Ctrl-C.
     Dev {
         /// Number of nodes.
         #[arg(long, default_value_t = 3)]
