@@ -1,1 +1,0 @@
-//! keyquorum testkit
