@@ -15,10 +15,15 @@
 #![forbid(unsafe_code)]
 
 use keyquorum_wire::api::{
-    ClusterStatus, CreateKeyRequest, ErrorBody, Health, KeyInfo, KeyList, SignRequest,
-    SignResponse, VerifyRequest, VerifyResponse,
+    AddNodeRequest, ClusterStatus, CreateKeyRequest, CreateTokenRequest, ErrorBody, ExportList,
+    ExportRequest, ExportResult, Health, KeyInfo, KeyList, ReshareRequest, SignRequest,
+    SignResponse, TokenCreated, VerifyRequest, VerifyResponse,
 };
-use keyquorum_wire::Hex;
+use keyquorum_wire::control::ExportRecord;
+use keyquorum_wire::{Hex, NodeId};
+
+mod export;
+pub use export::ExportKey;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
@@ -100,6 +105,11 @@ impl Client {
             .await
     }
 
+    async fn post_empty<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
+        self.send(self.http.post(format!("{}{path}", self.base)))
+            .await
+    }
+
     async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
         self.send(self.http.get(format!("{}{path}", self.base)))
             .await
@@ -169,5 +179,80 @@ impl Client {
     /// Verify the audit log (raw JSON: `valid`, `entries`, `signed_heads`, `fault`).
     pub async fn audit_verify(&self) -> Result<serde_json::Value, ClientError> {
         self.get("/v1/audit/verify").await
+    }
+
+    /// Refresh every share of a key (same public key; epoch + 1).
+    pub async fn refresh(&self, name: &str) -> Result<KeyInfo, ClientError> {
+        self.post_empty(&format!("/v1/keys/{name}/refresh")).await
+    }
+
+    /// Reshare a key to `threshold`-of-`members` (same public key; epoch + 1).
+    pub async fn reshare(
+        &self,
+        name: &str,
+        threshold: u16,
+        members: &[NodeId],
+    ) -> Result<KeyInfo, ClientError> {
+        self.post(
+            &format!("/v1/keys/{name}/reshare"),
+            &ReshareRequest {
+                threshold,
+                members: members.to_vec(),
+            },
+        )
+        .await
+    }
+
+    /// Ask for an export of a key, sealed to `recipient`'s public key.
+    pub async fn request_export(
+        &self,
+        name: &str,
+        recipient: &ExportKey,
+    ) -> Result<ExportRecord, ClientError> {
+        self.post(
+            &format!("/v1/keys/{name}/exports"),
+            &ExportRequest {
+                recipient: recipient.public(),
+            },
+        )
+        .await
+    }
+
+    /// Every export request.
+    pub async fn exports(&self) -> Result<ExportList, ClientError> {
+        self.get("/v1/exports").await
+    }
+
+    /// Approve an export (operator token).
+    pub async fn approve_export(&self, id: &str) -> Result<ExportRecord, ClientError> {
+        self.post_empty(&format!("/v1/exports/{id}/approve")).await
+    }
+
+    /// Carry out an approved export (the requester's token); open the result
+    /// with [`ExportKey::open`].
+    pub async fn run_export(&self, id: &str) -> Result<ExportResult, ClientError> {
+        self.post_empty(&format!("/v1/exports/{id}/run")).await
+    }
+
+    /// Issue a token (admin).
+    pub async fn create_token(
+        &self,
+        req: &CreateTokenRequest,
+    ) -> Result<TokenCreated, ClientError> {
+        self.post("/v1/tokens", req).await
+    }
+
+    /// Add a node to the cluster (admin).
+    pub async fn add_node(&self, req: &AddNodeRequest) -> Result<ClusterStatus, ClientError> {
+        self.post("/v1/cluster/nodes", req).await
+    }
+
+    /// Remove a node that holds no shares (admin).
+    pub async fn remove_node(&self, id: NodeId) -> Result<ClusterStatus, ClientError> {
+        self.send(
+            self.http
+                .delete(format!("{}/v1/cluster/nodes/{id}", self.base)),
+        )
+        .await
     }
 }

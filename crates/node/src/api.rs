@@ -15,10 +15,13 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use keyquorum_wire::api::{
-    ClusterStatus, CreateKeyRequest, ErrorBody, Health, KeyInfo, KeyList, NodeStatus, SignRequest,
-    SignResponse, SuiteName, VerifyRequest, VerifyResponse,
+    AddNodeRequest, ClusterStatus, CreateKeyRequest, CreateTokenRequest, ErrorBody, ExportList,
+    ExportRequest, ExportResult, Health, KeyInfo, KeyList, NodeStatus, ReshareRequest, SignRequest,
+    SignResponse, SuiteName, TokenCreated, VerifyRequest, VerifyResponse,
 };
-use keyquorum_wire::control::{AuditEntry, KeyRecord, TokenGrant};
+use keyquorum_wire::control::{
+    AuditEntry, Command, CommandResponse, ExportRecord, KeyRecord, TokenGrant,
+};
 use keyquorum_wire::peer::{Envelope, PeerMessage};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, OpenApi, ToSchema};
@@ -99,6 +102,27 @@ fn authenticate(node: &Node, headers: &HeaderMap) -> Result<Caller, NodeError> {
         .ok_or(NodeError::Unauthorized)
 }
 
+/// Like [`authenticate`], but a follower that does not know the token yet
+/// gives replication a moment: a token just issued through another node
+/// reaches this one within a heartbeat or two.
+async fn authenticate_fresh(node: &Node, headers: &HeaderMap) -> Result<Caller, NodeError> {
+    let first = authenticate(node, headers);
+    if first.is_ok()
+        || headers.get(header::AUTHORIZATION).is_none()
+        || node.leader() == Some(node.id())
+    {
+        return first;
+    }
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_millis(1_000);
+    loop {
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+        let r = authenticate(node, headers);
+        if r.is_ok() || tokio::time::Instant::now() >= deadline {
+            return r;
+        }
+    }
+}
+
 /// Run `f` as an authenticated, audited client request.
 async fn audited<T: Serialize, F, Fut>(
     node: &Node,
@@ -111,7 +135,7 @@ where
     F: FnOnce(Caller) -> Fut,
     Fut: std::future::Future<Output = Result<T, NodeError>>,
 {
-    let caller = authenticate(node, headers);
+    let caller = authenticate_fresh(node, headers).await;
     let actor = caller
         .as_ref()
         .map(|c| c.grant.name.clone())
@@ -319,6 +343,349 @@ async fn verify(
         Ok(VerifyResponse { valid })
     })
     .await
+}
+
+/// Refresh every holder's share of a key (same public key, threshold and
+/// members; the epoch advances).
+#[utoipa::path(post, path = "/v1/keys/{name}/refresh", params(("name" = String, Path, description = "key name")),
+    security(("bearer" = [])),
+    responses((status = 200, body = KeyInfo), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+              (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 502, body = ErrorBody),
+              (status = 503, body = ErrorBody)))]
+async fn refresh_key(
+    State(node): State<Node>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+) -> Response {
+    let (n, key) = (node.clone(), name.clone());
+    audited(
+        &node,
+        &headers,
+        "key.refresh",
+        Some(&name),
+        |c| async move {
+            require_admin(&c)?;
+            n.driver().refresh_key(&n, &key).await
+        },
+    )
+    .await
+}
+
+/// Reshare a key to a new threshold and member set (new nodes included);
+/// the public key stays the same and the epoch advances. Old shares remain
+/// usable until the new generation is committed.
+#[utoipa::path(post, path = "/v1/keys/{name}/reshare", params(("name" = String, Path, description = "key name")),
+    request_body = ReshareRequest, security(("bearer" = [])),
+    responses((status = 200, body = KeyInfo), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+              (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody),
+              (status = 502, body = ErrorBody), (status = 503, body = ErrorBody)))]
+async fn reshare_key(
+    State(node): State<Node>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    body: Result<ApiJson<ReshareRequest>, Response>,
+) -> Response {
+    let ApiJson(req) = match body {
+        Ok(b) => b,
+        Err(r) => return reject(&node, &headers, "key.reshare", r),
+    };
+    let (n, key) = (node.clone(), name.clone());
+    audited(
+        &node,
+        &headers,
+        "key.reshare",
+        Some(&name),
+        |c| async move {
+            require_admin(&c)?;
+            n.driver()
+                .reshare_key(&n, &key, req.threshold, req.members)
+                .await
+        },
+    )
+    .await
+}
+
+/// Ask for an export (temporary reconstruction) of a key. It runs only after
+/// as many operators as the key's threshold, other than the requester,
+/// approve it, and only once.
+#[utoipa::path(post, path = "/v1/keys/{name}/exports", params(("name" = String, Path, description = "key name")),
+    request_body = ExportRequest, security(("bearer" = [])),
+    responses((status = 200, body = ExportRecord), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+              (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 503, body = ErrorBody)))]
+async fn request_export(
+    State(node): State<Node>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    body: Result<ApiJson<ExportRequest>, Response>,
+) -> Response {
+    let ApiJson(req) = match body {
+        Ok(b) => b,
+        Err(r) => return reject(&node, &headers, "export.request", r),
+    };
+    let (n, key) = (node.clone(), name.clone());
+    audited(
+        &node,
+        &headers,
+        "export.request",
+        Some(&name),
+        |c| async move {
+            require_admin(&c)?;
+            crate::peer::seal_to(&req.recipient, b"check", b"", b"")?;
+            let record = n
+                .registry(|r| r.keys.get(&key).cloned())
+                .ok_or_else(|| NodeError::NotFound(format!("no key named {key}")))?;
+            let mut id = [0u8; 16];
+            rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut id);
+            let export = ExportRecord {
+                id: hex::encode(id),
+                key: key.clone(),
+                epoch: record.epoch,
+                requested_by: c.grant.name.clone(),
+                approvals: Vec::new(),
+                needed: record.threshold,
+                done: false,
+                recipient: req.recipient,
+                created_ms: crate::peer::now_ms(),
+            };
+            commit(
+                &n,
+                Command::RequestExport {
+                    record: export.clone(),
+                },
+            )
+            .await?;
+            Ok(export)
+        },
+    )
+    .await
+}
+
+/// List export requests.
+#[utoipa::path(get, path = "/v1/exports", security(("bearer" = [])),
+    responses((status = 200, body = ExportList), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+async fn list_exports(State(node): State<Node>, headers: HeaderMap) -> Response {
+    let n = node.clone();
+    audited(&node, &headers, "export.list", None, |c| async move {
+        require_operator_or_admin(&c)?;
+        let mut exports: Vec<ExportRecord> = n.registry(|r| r.exports.values().cloned().collect());
+        exports.sort_by_key(|e| e.created_ms);
+        Ok(ExportList { exports })
+    })
+    .await
+}
+
+/// Approve an export request (operator tokens; not the requester's).
+#[utoipa::path(post, path = "/v1/exports/{id}/approve", params(("id" = String, Path, description = "export id")),
+    security(("bearer" = [])),
+    responses((status = 200, body = ExportRecord), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+              (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+async fn approve_export(
+    State(node): State<Node>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    let (n, eid) = (node.clone(), id.clone());
+    audited(
+        &node,
+        &headers,
+        "export.approve",
+        Some(&id),
+        |c| async move {
+            if !c.grant.operator {
+                return Err(NodeError::Forbidden(format!(
+                    "token {} is not an operator token",
+                    c.grant.name
+                )));
+            }
+            commit(
+                &n,
+                Command::ApproveExport {
+                    id: eid.clone(),
+                    operator: c.grant.name.clone(),
+                },
+            )
+            .await?;
+            n.registry(|r| r.exports.get(&eid).cloned())
+                .ok_or_else(|| NodeError::NotFound(format!("no export {eid}")))
+        },
+    )
+    .await
+}
+
+/// Carry out an approved export (the requester's token): the key is rebuilt
+/// from threshold-many shares, sealed to the requester's X25519 key and
+/// zeroized. Runs once.
+#[utoipa::path(post, path = "/v1/exports/{id}/run", params(("id" = String, Path, description = "export id")),
+    security(("bearer" = [])),
+    responses((status = 200, body = ExportResult), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+              (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 503, body = ErrorBody)))]
+async fn run_export(
+    State(node): State<Node>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    let (n, eid) = (node.clone(), id.clone());
+    audited(&node, &headers, "export.run", Some(&id), |c| async move {
+        let export = n
+            .registry(|r| r.exports.get(&eid).cloned())
+            .ok_or_else(|| NodeError::NotFound(format!("no export {eid}")))?;
+        if export.requested_by != c.grant.name {
+            return Err(NodeError::Forbidden(
+                "only the requester's token runs an export".into(),
+            ));
+        }
+        if export.done {
+            return Err(NodeError::Conflict("export already carried out".into()));
+        }
+        if export.approvals.len() < usize::from(export.needed) {
+            return Err(NodeError::Forbidden(format!(
+                "export has {} of {} approvals",
+                export.approvals.len(),
+                export.needed
+            )));
+        }
+        n.driver().run_export(&n, &eid).await
+    })
+    .await
+}
+
+/// Issue a bearer token (shown once; stored as a SHA-256 hash).
+#[utoipa::path(post, path = "/v1/tokens", request_body = CreateTokenRequest, security(("bearer" = [])),
+    responses((status = 200, body = TokenCreated), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+              (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)))]
+async fn create_token(
+    State(node): State<Node>,
+    headers: HeaderMap,
+    body: Result<ApiJson<CreateTokenRequest>, Response>,
+) -> Response {
+    let ApiJson(req) = match body {
+        Ok(b) => b,
+        Err(r) => return reject(&node, &headers, "token.create", r),
+    };
+    let n = node.clone();
+    let target = req.name.clone();
+    audited(
+        &node,
+        &headers,
+        "token.create",
+        Some(&target),
+        |c| async move {
+            require_admin(&c)?;
+            crate::driver::check_key_name(&req.name).map_err(|_| {
+                NodeError::BadRequest("token names are 1-64 characters from [A-Za-z0-9._-]".into())
+            })?;
+            if req.sign_keys.len() > 1024 || req.sign_keys.iter().any(|k| k.len() > 64) {
+                return Err(NodeError::BadRequest(
+                    "too many or too long sign_keys".into(),
+                ));
+            }
+            if n.registry(|r| r.tokens.values().any(|g| g.name == req.name)) {
+                return Err(NodeError::Conflict(format!(
+                    "a token named {} exists",
+                    req.name
+                )));
+            }
+            let token = crate::dev::new_token();
+            commit(
+                &n,
+                Command::PutToken {
+                    token_hash: token_hash(&token),
+                    grant: TokenGrant {
+                        name: req.name.clone(),
+                        admin: req.admin,
+                        operator: req.operator,
+                        sign_keys: req.sign_keys,
+                    },
+                },
+            )
+            .await?;
+            Ok(TokenCreated {
+                name: req.name,
+                token,
+            })
+        },
+    )
+    .await
+}
+
+/// Add a node to the cluster: as a learner, then (by default) as a voter
+/// through joint consensus. Start the node first, with the cluster's nodes
+/// as its bootstrap peers.
+#[utoipa::path(post, path = "/v1/cluster/nodes", request_body = AddNodeRequest, security(("bearer" = [])),
+    responses((status = 200, body = ClusterStatus), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+              (status = 403, body = ErrorBody), (status = 409, body = ErrorBody), (status = 503, body = ErrorBody)))]
+async fn add_node(
+    State(node): State<Node>,
+    headers: HeaderMap,
+    body: Result<ApiJson<AddNodeRequest>, Response>,
+) -> Response {
+    let ApiJson(req) = match body {
+        Ok(b) => b,
+        Err(r) => return reject(&node, &headers, "cluster.add_node", r),
+    };
+    let n = node.clone();
+    let target = req.id.to_string();
+    audited(
+        &node,
+        &headers,
+        "cluster.add_node",
+        Some(&target),
+        |c| async move {
+            require_admin(&c)?;
+            n.add_node(req).await?;
+            Ok(status(&n))
+        },
+    )
+    .await
+}
+
+/// Remove a node from the cluster (it must hold no key shares: reshare its
+/// keys away first).
+#[utoipa::path(delete, path = "/v1/cluster/nodes/{id}", params(("id" = u64, Path, description = "node id")),
+    security(("bearer" = [])),
+    responses((status = 200, body = ClusterStatus), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+              (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody),
+              (status = 503, body = ErrorBody)))]
+async fn remove_node(
+    State(node): State<Node>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    let n = node.clone();
+    let target = id.clone();
+    audited(
+        &node,
+        &headers,
+        "cluster.remove_node",
+        Some(&target),
+        |c| async move {
+            require_admin(&c)?;
+            let id: u64 = id
+                .parse()
+                .map_err(|_| NodeError::BadRequest("node id must be a number".into()))?;
+            n.remove_node(id).await?;
+            Ok(status(&n))
+        },
+    )
+    .await
+}
+
+fn require_operator_or_admin(c: &Caller) -> Result<(), NodeError> {
+    if c.grant.admin || c.grant.operator {
+        Ok(())
+    } else {
+        Err(NodeError::Forbidden(format!(
+            "token {} is neither admin nor operator",
+            c.grant.name
+        )))
+    }
+}
+
+async fn commit(node: &Node, command: Command) -> Result<(), NodeError> {
+    match node.write(command).await? {
+        CommandResponse::Ok => Ok(()),
+        CommandResponse::Rejected { reason } => Err(NodeError::Conflict(reason)),
+    }
 }
 
 /// Audit log page query.
@@ -568,8 +935,10 @@ async fn not_found() -> Response {
 #[derive(OpenApi)]
 #[openapi(
     info(title = "keyquorum", description = "Threshold key management: distributed key generation and FROST signing by a cluster of nodes."),
-    paths(create_key, list_keys, get_key, sign, verify, audit_log, audit_verify, cluster, healthz, metrics),
+    paths(create_key, list_keys, get_key, sign, verify, refresh_key, reshare_key, request_export, list_exports,
+        approve_export, run_export, create_token, add_node, remove_node, audit_log, audit_verify, cluster, healthz, metrics),
     components(schemas(CreateKeyRequest, KeyInfo, KeyList, SignRequest, SignResponse, VerifyRequest, VerifyResponse,
+        ReshareRequest, ExportRequest, ExportRecord, ExportList, ExportResult, CreateTokenRequest, TokenCreated, AddNodeRequest,
         ClusterStatus, NodeStatus, Health, ErrorBody, AuditPage, AuditVerification, AuditEntry, SuiteName)),
     modifiers(&Security)
 )]
@@ -595,6 +964,15 @@ pub fn router(node: Node) -> Router {
         .route("/v1/keys/{name}", get(get_key))
         .route("/v1/keys/{name}/sign", post(sign))
         .route("/v1/keys/{name}/verify", post(verify))
+        .route("/v1/keys/{name}/refresh", post(refresh_key))
+        .route("/v1/keys/{name}/reshare", post(reshare_key))
+        .route("/v1/keys/{name}/exports", post(request_export))
+        .route("/v1/exports", get(list_exports))
+        .route("/v1/exports/{id}/approve", post(approve_export))
+        .route("/v1/exports/{id}/run", post(run_export))
+        .route("/v1/tokens", post(create_token))
+        .route("/v1/cluster/nodes", post(add_node))
+        .route("/v1/cluster/nodes/{id}", axum::routing::delete(remove_node))
         .route("/v1/audit", get(audit_log))
         .route("/v1/audit/verify", get(audit_verify))
         .route("/v1/cluster", get(cluster))

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use keyquorum_store::vault::KdfParams;
 use keyquorum_store::{Passphrase, Vault};
+use keyquorum_wire::api::AddNodeRequest;
 use keyquorum_wire::control::{Command, NodeInfo, TokenGrant};
 use keyquorum_wire::{Hex32, NodeId};
 use rand_core::{OsRng, RngCore};
@@ -325,6 +326,40 @@ impl LocalCluster {
         let running = self.start_node_with(id, Some(listener)).await?;
         self.nodes.insert(id, Some(running));
         Ok(())
+    }
+
+    /// Start a new node that is not yet a member (it trusts the current
+    /// nodes as bootstrap peers) and return the request that adds it
+    /// (`POST /v1/cluster/nodes`).
+    pub async fn spawn_node(&mut self) -> Result<AddNodeRequest, NodeError> {
+        let id = self.layout.ports.keys().max().copied().unwrap_or(0) + 1;
+        let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
+            .await
+            .map_err(io)?;
+        let port = listener.local_addr().map_err(io)?.port();
+        let keys = prepare_identity(
+            &node_dir(&self.data_dir, id),
+            &self.passphrase,
+            self.layout.kdf.into(),
+        )?;
+        let info = keys.info(format!("http://127.0.0.1:{port}"));
+        self.layout.ports.insert(id, port);
+        self.infos.insert(id, info.clone());
+        std::fs::write(
+            self.data_dir.join("cluster.json"),
+            serde_json::to_vec_pretty(&self.layout)
+                .map_err(|e| NodeError::Internal(e.to_string()))?,
+        )
+        .map_err(io)?;
+        let running = self.start_node_with(id, Some(listener)).await?;
+        self.nodes.insert(id, Some(running));
+        Ok(AddNodeRequest {
+            id,
+            addr: info.addr,
+            identity: info.identity,
+            hpke: info.hpke,
+            voter: true,
+        })
     }
 
     /// Stop every node.

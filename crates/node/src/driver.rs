@@ -16,7 +16,7 @@
 //! 4. The coordinator checks all members agree and commits the key record
 //!    (epoch 1, the session id) through Raft. A member promotes its pending
 //!    share when it first uses the committed record, so a run that never
-//!    commits leaves only pending values (dropped by [`Driver::gc_pending`]).
+//!    commits leaves only pending values (erased by [`Driver::tidy`] once the key's record shows the run can no longer commit).
 //!
 //! Signing (FROST, core `sign`): the coordinator draws one commitment per
 //! signer from its pool of precomputed nonce commitments (or asks for a
@@ -34,7 +34,7 @@ use std::time::{Duration, Instant};
 use futures::future::join_all;
 use keyquorum_core::codec::{Decode, Encode};
 use keyquorum_core::sign::{SignatureShare, SigningCommitment, SigningNonce, SigningPackage};
-use keyquorum_core::{dkg, sign, GroupKey, KeyShare, ParticipantId, SessionId};
+use keyquorum_core::{dkg, refresh, sign, GroupKey, KeyShare, ParticipantId, SessionId};
 use keyquorum_store::vault::Op;
 use keyquorum_store::Table;
 use keyquorum_wire::api::{KeyInfo, SignResponse, SuiteName};
@@ -45,7 +45,7 @@ use rand_core::{OsRng, RngCore};
 use zeroize::Zeroize;
 
 use crate::error::NodeError;
-use crate::node::Node;
+use crate::node::{clone_request, Node};
 use crate::peer::{now_ms, open_envelope, open_secret, seal_secret};
 
 /// Dispatch on a suite name with a type alias for the suite.
@@ -69,7 +69,25 @@ const DKG_TTL: Duration = Duration::from_secs(300);
 /// Most nonces one request may ask a signer to precompute.
 pub const MAX_NONCE_BATCH: u16 = 1024;
 
+/// Which two-round protocol a session runs (both share the DKG's relay
+/// messages: round-1 broadcasts, then sealed round-2 shares).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// Pedersen DKG (core `dkg`).
+    Dkg,
+    /// Proactive refresh of an existing key (core `refresh`).
+    Refresh,
+}
+
+/// A session's protocol state (`dkg::Round1<C>`, `refresh::Round2<C>`, ...).
+type Phase = Box<dyn Any + Send>;
+/// Secret messages to send: recipient and plaintext.
+type Outgoing = Vec<(ParticipantId, Vec<u8>)>;
+
 struct DkgSession {
+    kind: Kind,
+    /// Key name and the generation the run would create.
+    target: (String, u64),
     suite: SuiteName,
     coordinator: NodeId,
     members: Vec<NodeId>,
@@ -93,7 +111,7 @@ impl core::fmt::Debug for Driver {
     }
 }
 
-fn lock<T>(m: &Mutex<T>) -> Result<std::sync::MutexGuard<'_, T>, NodeError> {
+pub(crate) fn lock<T>(m: &Mutex<T>) -> Result<std::sync::MutexGuard<'_, T>, NodeError> {
     m.lock()
         .map_err(|_| NodeError::Internal("driver lock poisoned".into()))
 }
@@ -110,11 +128,11 @@ pub fn pid(n: NodeId) -> Result<ParticipantId, NodeError> {
         })
 }
 
-fn core_err(e: keyquorum_core::Error) -> NodeError {
+pub(crate) fn core_err(e: keyquorum_core::Error) -> NodeError {
     NodeError::from_core(e)
 }
 
-fn decode<T: Decode>(bytes: &[u8], what: &str, from: NodeId) -> Result<T, NodeError> {
+pub(crate) fn decode<T: Decode>(bytes: &[u8], what: &str, from: NodeId) -> Result<T, NodeError> {
     T::from_bytes(bytes).map_err(|e| NodeError::Misbehaved {
         message: format!("node {from} sent a malformed {what}: {e}"),
         culprits: vec![from],
@@ -137,11 +155,27 @@ pub fn check_key_name(name: &str) -> Result<(), NodeError> {
     }
 }
 
-fn share_slot(name: &str, epoch: u64) -> Vec<u8> {
+pub(crate) fn share_slot(name: &str, epoch: u64) -> Vec<u8> {
     format!("{name}/{epoch:020}").into_bytes()
 }
 
-fn nonce_slot(name: &str, epoch: u64, id: &[u8]) -> Vec<u8> {
+/// Where a run's new share waits until its generation is committed: under
+/// the key, the generation it would create and the run.
+pub(crate) fn pending_slot(name: &str, epoch: u64, session: &Hex32) -> Vec<u8> {
+    format!("{name}/{epoch:020}/{}", hex::encode(session.0)).into_bytes()
+}
+
+/// Parse a [`pending_slot`] key.
+fn parse_pending(k: &[u8]) -> Option<(String, u64, [u8; 32])> {
+    let s = std::str::from_utf8(k).ok()?;
+    let mut it = s.splitn(3, '/');
+    let (name, epoch, session) = (it.next()?, it.next()?, it.next()?);
+    let mut sid = [0u8; 32];
+    hex::decode_to_slice(session, &mut sid).ok()?;
+    Some((name.to_string(), epoch.parse().ok()?, sid))
+}
+
+pub(crate) fn nonce_slot(name: &str, epoch: u64, id: &[u8]) -> Vec<u8> {
     let mut k = format!("{name}/{epoch:020}/").into_bytes();
     k.extend_from_slice(hex::encode(id).as_bytes());
     k
@@ -157,6 +191,7 @@ impl Driver {
         from: NodeId,
         msg: PeerMessage,
     ) -> Result<PeerMessage, NodeError> {
+        catch_up(node, &msg).await;
         match msg {
             PeerMessage::DkgStart {
                 session,
@@ -165,6 +200,24 @@ impl Driver {
                 threshold,
                 members,
             } => self.dkg_start(node, from, session, key, suite, threshold, members),
+            PeerMessage::RefreshStart {
+                session,
+                key,
+                epoch,
+            } => self.refresh_start(node, from, session, &key, epoch),
+            PeerMessage::ReshareDeal { session, plan } => {
+                self.reshare_deal(node, from, session, &plan)
+            }
+            PeerMessage::ReshareReceive {
+                session,
+                plan,
+                deals,
+            } => self.reshare_receive(node, from, session, &plan, &deals),
+            PeerMessage::EpochCommitted { key, epoch } => {
+                self.retire(node, &key, epoch).await?;
+                Ok(PeerMessage::Ack)
+            }
+            PeerMessage::ExportShare { id } => self.export_share(node, from, &id),
             PeerMessage::DkgRound2 { session, round1 } => {
                 self.dkg_round2(node, from, session, round1)
             }
@@ -234,9 +287,55 @@ impl Driver {
         d.insert(
             session.0,
             DkgSession {
+                kind: Kind::Dkg,
+                target: (key, 1),
                 suite,
                 coordinator: from,
                 members,
+                started: Instant::now(),
+                phase,
+            },
+        );
+        Ok(PeerMessage::DkgRound1 {
+            session,
+            message: Hex(message),
+        })
+    }
+
+    /// Refresh round 1: start refreshing this node's share of `key` at `epoch`.
+    fn refresh_start(
+        &self,
+        node: &Node,
+        from: NodeId,
+        session: Hex32,
+        key: &str,
+        epoch: u64,
+    ) -> Result<PeerMessage, NodeError> {
+        let record = Self::record(node, key, epoch)?;
+        let share_bytes = self.share_bytes(node, &record)?;
+        let (phase, message): (Box<dyn Any + Send>, Vec<u8>) = with_suite!(record.suite, |C| {
+            let group = GroupKey::<C>::from_bytes(&record.group_key.0)
+                .map_err(|e| NodeError::Internal(format!("stored group key: {e}")))?;
+            let share = KeyShare::<C>::from_secret_bytes(&share_bytes)
+                .map_err(|e| NodeError::Internal(e.to_string()))?;
+            let (state, msg) =
+                refresh::start::<C, _>(SessionId(session.0), &group, share, &mut OsRng)
+                    .map_err(core_err)?;
+            (Box::new(state), msg.to_bytes())
+        });
+        let mut d = lock(&self.dkg)?;
+        d.retain(|_, s| s.started.elapsed() < DKG_TTL);
+        if d.contains_key(&session.0) {
+            return Err(NodeError::Conflict("session already started".into()));
+        }
+        d.insert(
+            session.0,
+            DkgSession {
+                kind: Kind::Refresh,
+                target: (key.to_string(), epoch + 1),
+                suite: record.suite,
+                coordinator: from,
+                members: record.members.clone(),
                 started: Instant::now(),
                 phase,
             },
@@ -264,7 +363,7 @@ impl Driver {
 
     /// Open a relayed envelope from `origin` (a member other than me) that
     /// was addressed to the coordinator.
-    fn relayed(
+    pub(crate) fn relayed(
         &self,
         node: &Node,
         coordinator: NodeId,
@@ -272,7 +371,7 @@ impl Driver {
         env: &Envelope,
     ) -> Result<(NodeId, PeerMessage), NodeError> {
         let origin = env.from;
-        if origin == node.id() || !members.contains(&origin) {
+        if !members.contains(&origin) {
             return Err(NodeError::BadRequest(format!(
                 "relayed message from non-member {origin}"
             )));
@@ -296,52 +395,71 @@ impl Driver {
         round1: Vec<Envelope>,
     ) -> Result<PeerMessage, NodeError> {
         let DkgSession {
+            kind,
+            target,
             suite,
             coordinator,
             members,
             started,
             phase,
         } = self.take_session(from, &session)?;
-        let me = node.id();
-        let (phase, shares): (Box<dyn Any + Send>, Vec<Sealed>) = with_suite!(suite, |C| {
-            let mut state = phase
-                .downcast::<dkg::Round1<C>>()
-                .map_err(|_| NodeError::Conflict("DKG session is not in round 1".into()))?;
-            for env in &round1 {
-                let (origin, msg) = self.relayed(node, coordinator, &members, env)?;
-                let PeerMessage::DkgRound1 {
-                    session: sid,
-                    message,
-                } = msg
-                else {
-                    return Err(NodeError::BadRequest("expected a DkgRound1 message".into()));
-                };
-                if sid != session {
-                    return Err(NodeError::BadRequest(
-                        "round-1 message from another session".into(),
-                    ));
+        // The round-1 broadcasts, checked for origin and session; decoded per
+        // protocol below.
+        let mut received = Vec::with_capacity(round1.len());
+        for env in &round1 {
+            let (origin, msg) = self.relayed(node, coordinator, &members, env)?;
+            if origin == node.id() {
+                return Err(NodeError::BadRequest(
+                    "relayed this node's own message".into(),
+                ));
+            }
+            let PeerMessage::DkgRound1 {
+                session: sid,
+                message,
+            } = msg
+            else {
+                return Err(NodeError::BadRequest("expected a DkgRound1 message".into()));
+            };
+            if sid != session {
+                return Err(NodeError::BadRequest(
+                    "round-1 message from another session".into(),
+                ));
+            }
+            received.push((origin, message.0));
+        }
+        let (phase, out): (Phase, Outgoing) = with_suite!(suite, |C| match kind {
+            Kind::Dkg => {
+                let mut state = phase
+                    .downcast::<dkg::Round1<C>>()
+                    .map_err(|_| NodeError::Conflict("session is not in round 1".into()))?;
+                for (origin, bytes) in &received {
+                    let m = decode::<dkg::Round1Message<C>>(bytes, "round-1 message", *origin)?;
+                    state.receive(pid(*origin)?, m).map_err(core_err)?;
                 }
-                let m = decode::<dkg::Round1Message<C>>(&message.0, "round-1 message", origin)?;
-                state.receive(pid(origin)?, m).map_err(core_err)?;
+                let (next, out) = state.advance().map_err(core_err)?;
+                let out = out.into_iter().map(|(to, m)| (to, m.to_bytes())).collect();
+                (Box::new(next) as Box<dyn Any + Send>, out)
             }
-            let (next, out) = state.advance().map_err(core_err)?;
-            let mut sealed = Vec::with_capacity(out.len());
-            for (to, m) in out {
-                let to = u64::from(to.get());
-                let info = node
-                    .node_info(to)
-                    .ok_or_else(|| NodeError::Unavailable(format!("no address for node {to}")))?;
-                let mut plain = m.to_bytes();
-                let r = seal_secret(&session, me, to, &info, &plain);
-                plain.zeroize();
-                sealed.push(r?);
+            Kind::Refresh => {
+                let mut state = phase
+                    .downcast::<refresh::Round1<C>>()
+                    .map_err(|_| NodeError::Conflict("session is not in round 1".into()))?;
+                for (origin, bytes) in &received {
+                    let m = decode::<refresh::Round1Message<C>>(bytes, "round-1 message", *origin)?;
+                    state.receive(pid(*origin)?, m).map_err(core_err)?;
+                }
+                let (next, out) = state.advance().map_err(core_err)?;
+                let out = out.into_iter().map(|(to, m)| (to, m.to_bytes())).collect();
+                (Box::new(next) as Box<dyn Any + Send>, out)
             }
-            (Box::new(next), sealed)
         });
+        let shares = seal_all(node, &session, out)?;
         let mut d = lock(&self.dkg)?;
         d.insert(
             session.0,
             DkgSession {
+                kind,
+                target,
                 suite,
                 coordinator,
                 members,
@@ -360,6 +478,8 @@ impl Driver {
         round2: Vec<Envelope>,
     ) -> Result<PeerMessage, NodeError> {
         let DkgSession {
+            kind,
+            target,
             suite,
             coordinator,
             members,
@@ -367,41 +487,72 @@ impl Driver {
             ..
         } = self.take_session(from, &session)?;
         let me = node.id();
-        let group_key = with_suite!(suite, |C| {
-            let mut state = phase
-                .downcast::<dkg::Round2<C>>()
-                .map_err(|_| NodeError::Conflict("DKG session is not in round 2".into()))?;
-            for env in &round2 {
-                let (origin, msg) = self.relayed(node, coordinator, &members, env)?;
-                let PeerMessage::DkgShares {
-                    session: sid,
-                    shares,
-                } = msg
-                else {
-                    return Err(NodeError::BadRequest("expected a DkgShares message".into()));
-                };
-                if sid != session {
-                    return Err(NodeError::BadRequest(
-                        "round-2 message from another session".into(),
-                    ));
-                }
-                let sealed =
-                    shares
-                        .iter()
-                        .find(|x| x.to == me)
-                        .ok_or_else(|| NodeError::Misbehaved {
-                            message: format!("node {origin} sent no share for node {me}"),
-                            culprits: vec![origin],
-                        })?;
-                let plain = open_secret(node.keys(), &session, origin, me, sealed)?;
-                let m = decode::<dkg::Round2Message<C>>(&plain, "round-2 share", origin)?;
-                state.receive(pid(origin)?, m).map_err(core_err)?;
+        // Open the share each member sealed to this node.
+        let mut received = Vec::with_capacity(round2.len());
+        for env in &round2 {
+            let (origin, msg) = self.relayed(node, coordinator, &members, env)?;
+            if origin == me {
+                return Err(NodeError::BadRequest(
+                    "relayed this node's own message".into(),
+                ));
             }
-            let (share, group): (KeyShare<C>, GroupKey<C>) = state.finish().map_err(core_err)?;
-            node.vault()
-                .put(Table::Pending, &session.0, &share.to_secret_bytes())?;
-            group.to_bytes()
+            let PeerMessage::DkgShares {
+                session: sid,
+                shares,
+            } = msg
+            else {
+                return Err(NodeError::BadRequest("expected a DkgShares message".into()));
+            };
+            if sid != session {
+                return Err(NodeError::BadRequest(
+                    "round-2 message from another session".into(),
+                ));
+            }
+            let sealed =
+                shares
+                    .iter()
+                    .find(|x| x.to == me)
+                    .ok_or_else(|| NodeError::Misbehaved {
+                        message: format!("node {origin} sent no share for node {me}"),
+                        culprits: vec![origin],
+                    })?;
+            received.push((
+                origin,
+                open_secret(node.keys(), &session, origin, me, sealed)?,
+            ));
+        }
+        let (share, group_key) = with_suite!(suite, |C| {
+            let (share, group): (KeyShare<C>, GroupKey<C>) = match kind {
+                Kind::Dkg => {
+                    let mut state = phase
+                        .downcast::<dkg::Round2<C>>()
+                        .map_err(|_| NodeError::Conflict("session is not in round 2".into()))?;
+                    for (origin, plain) in &received {
+                        let m = decode::<dkg::Round2Message<C>>(plain, "round-2 share", *origin)?;
+                        state.receive(pid(*origin)?, m).map_err(core_err)?;
+                    }
+                    state.finish().map_err(core_err)?
+                }
+                Kind::Refresh => {
+                    let mut state = phase
+                        .downcast::<refresh::Round2<C>>()
+                        .map_err(|_| NodeError::Conflict("session is not in round 2".into()))?;
+                    for (origin, plain) in &received {
+                        let m =
+                            decode::<refresh::Round2Message<C>>(plain, "round-2 share", *origin)?;
+                        state.receive(pid(*origin)?, m).map_err(core_err)?;
+                    }
+                    state.finish().map_err(core_err)?
+                }
+            };
+            (share.to_secret_bytes(), group.to_bytes())
         });
+        // Pending until the registry commits the run's record.
+        node.vault().put(
+            Table::Pending,
+            &pending_slot(&target.0, target.1, &session),
+            &share,
+        )?;
         Ok(PeerMessage::DkgDone {
             session,
             group_key: Hex(group_key),
@@ -409,8 +560,9 @@ impl Driver {
     }
 
     /// This node's share of `record`, promoting the pending share of the run
-    /// that produced it on first use and deleting older generations.
-    fn share_bytes(
+    /// that produced it on first use and erasing older generations (their
+    /// shares and nonces): they are useless once this one is committed.
+    pub(crate) fn share_bytes(
         &self,
         node: &Node,
         record: &KeyRecord,
@@ -419,7 +571,8 @@ impl Driver {
         if let Some(s) = node.vault().get(Table::Shares, &slot)? {
             return Ok(s);
         }
-        let Some(pending) = node.vault().get(Table::Pending, &record.session.0)? else {
+        let pending = pending_slot(&record.name, record.epoch, &record.session);
+        let Some(share) = node.vault().get(Table::Pending, &pending)? else {
             return Err(NodeError::NotFound(format!(
                 "node {} holds no share of {} at epoch {}",
                 node.id(),
@@ -427,23 +580,66 @@ impl Driver {
                 record.epoch
             )));
         };
-        let mut ops = vec![
-            Op::Put(Table::Shares, &slot, &pending),
-            Op::Delete(Table::Pending, &record.session.0),
-        ];
-        // Old generations are useless once the new one is committed.
-        let older: Vec<Vec<u8>> = node
-            .vault()
-            .keys(Table::Shares, format!("{}/", record.name).as_bytes())?
-            .into_iter()
-            .filter(|k| k.as_slice() != slot.as_slice())
-            .collect();
-        ops.extend(older.iter().map(|k| Op::Delete(Table::Shares, k)));
-        node.vault().apply(&ops)?;
-        Ok(pending)
+        node.vault().apply(&[
+            Op::Put(Table::Shares, &slot, &share),
+            Op::Delete(Table::Pending, &pending),
+        ])?;
+        self.erase_older(node, record)?;
+        Ok(share)
     }
 
-    fn record(node: &Node, name: &str, epoch: u64) -> Result<KeyRecord, NodeError> {
+    /// Erase this node's shares and nonces of generations of `record`'s key
+    /// older than `record`'s, and pending shares of runs that can no longer
+    /// commit. Only committed state is consulted, so a lagging node erases
+    /// nothing it may still need.
+    pub(crate) fn erase_older(&self, node: &Node, record: &KeyRecord) -> Result<usize, NodeError> {
+        let prefix = format!("{}/", record.name);
+        let older = |k: &[u8]| -> bool {
+            std::str::from_utf8(k)
+                .ok()
+                .and_then(|s| s.strip_prefix(&prefix))
+                .and_then(|rest| rest.get(..20))
+                .and_then(|e| e.parse::<u64>().ok())
+                .is_some_and(|e| e < record.epoch)
+        };
+        let shares: Vec<Vec<u8>> = node
+            .vault()
+            .keys(Table::Shares, prefix.as_bytes())?
+            .into_iter()
+            .filter(|k| older(k))
+            .collect();
+        let nonces: Vec<Vec<u8>> = node
+            .vault()
+            .keys(Table::Nonces, prefix.as_bytes())?
+            .into_iter()
+            .filter(|k| older(k))
+            .collect();
+        let pending: Vec<Vec<u8>> = node
+            .vault()
+            .keys(Table::Pending, prefix.as_bytes())?
+            .into_iter()
+            .filter(|k| {
+                parse_pending(k).is_some_and(|(name, epoch, sid)| {
+                    name == record.name
+                        && (epoch < record.epoch
+                            || (epoch == record.epoch && sid != record.session.0))
+                })
+            })
+            .collect();
+        let mut ops: Vec<Op<'_>> = Vec::new();
+        ops.extend(shares.iter().map(|k| Op::Delete(Table::Shares, k)));
+        ops.extend(nonces.iter().map(|k| Op::Delete(Table::Nonces, k)));
+        ops.extend(pending.iter().map(|k| Op::Delete(Table::Pending, k)));
+        if !ops.is_empty() {
+            node.vault().apply(&ops)?;
+        }
+        if let Ok(mut p) = self.pools.lock() {
+            p.retain(|(name, epoch, _), _| name != &record.name || *epoch >= record.epoch);
+        }
+        Ok(ops.len())
+    }
+
+    pub(crate) fn record(node: &Node, name: &str, epoch: u64) -> Result<KeyRecord, NodeError> {
         let record = node
             .registry(|r| r.keys.get(name).cloned())
             .ok_or_else(|| NodeError::NotFound(format!("no key named {name}")))?;
@@ -538,27 +734,23 @@ impl Driver {
         Ok(PeerMessage::SignatureShare { share: Hex(share) })
     }
 
-    /// Drop pending shares whose run never committed: those not referenced
-    /// by any key record. Called at start, when no run is in flight.
-    pub fn gc_pending(&self, node: &Node) -> Result<usize, NodeError> {
-        let referenced: BTreeSet<[u8; 32]> =
-            node.registry(|r| r.keys.values().map(|k| k.session.0).collect());
-        let stale: Vec<Vec<u8>> = node
-            .vault()
-            .keys(Table::Pending, b"")?
-            .into_iter()
-            .filter(|k| {
-                <[u8; 32]>::try_from(k.as_slice()).map_or(true, |a| !referenced.contains(&a))
-            })
-            .collect();
-        let ops: Vec<Op<'_>> = stale
-            .iter()
-            .map(|k| Op::Delete(Table::Pending, k))
-            .collect();
-        if !ops.is_empty() {
-            node.vault().apply(&ops)?;
+    /// At start: for every key in the (locally applied) registry, erase
+    /// older generations and dead pending shares, and promote this node's
+    /// share of the current generation if it is still pending. A pending
+    /// share for a key the registry does not know yet is kept: the run may
+    /// have committed on a quorum this node has not heard from.
+    pub fn tidy(&self, node: &Node) -> Result<usize, NodeError> {
+        let records: Vec<KeyRecord> = node.registry(|r| r.keys.values().cloned().collect());
+        let mut erased = 0;
+        for record in &records {
+            if record.members.contains(&node.id()) {
+                // Promotes a pending share (and erases older ones) if needed;
+                // a member that lost its share is repaired separately.
+                let _ = self.share_bytes(node, record);
+            }
+            erased += self.erase_older(node, record)?;
         }
-        Ok(ops.len())
+        Ok(erased)
     }
 
     // ----- coordinator side -------------------------------------------------
@@ -634,9 +826,14 @@ impl Driver {
         OsRng.fill_bytes(&mut sid);
         let session = Hex32(sid);
         let members: Vec<NodeId> = infos.keys().copied().collect();
-        let result = self
-            .dkg_rounds(node, name, suite, threshold, infos, &members, session)
-            .await;
+        let start = PeerMessage::DkgStart {
+            session,
+            key: name.to_string(),
+            suite,
+            threshold,
+            members: members.clone(),
+        };
+        let result = self.dkg_rounds(node, suite, infos, session, &start).await;
         if result.is_err() {
             // Best effort: tell everyone to drop the run.
             let abort = PeerMessage::Abort { session };
@@ -675,25 +872,18 @@ impl Driver {
         })
     }
 
-    #[allow(clippy::too_many_arguments, reason = "one DKG run's parameters")]
-    async fn dkg_rounds(
+    /// The three relayed rounds of a two-round protocol (DKG or refresh),
+    /// opened by `start`; returns the group key every member agreed on and
+    /// its public key.
+    pub(crate) async fn dkg_rounds(
         &self,
         node: &Node,
-        name: &str,
         suite: SuiteName,
-        threshold: u16,
         infos: &BTreeMap<NodeId, NodeInfo>,
-        members: &[NodeId],
         session: Hex32,
+        start: &PeerMessage,
     ) -> Result<(Vec<u8>, Vec<u8>), NodeError> {
-        let start = PeerMessage::DkgStart {
-            session,
-            key: name.to_string(),
-            suite,
-            threshold,
-            members: members.to_vec(),
-        };
-        let round1 = gather(node, infos, |_| Some(start_clone(&start))).await?;
+        let round1 = gather(node, infos, |_| clone_request(start).ok()).await?;
         let round2 = gather(node, infos, |m| {
             Some(PeerMessage::DkgRound2 {
                 session,
@@ -1005,32 +1195,59 @@ impl Driver {
     }
 }
 
-fn start_clone(m: &PeerMessage) -> PeerMessage {
-    match m {
-        PeerMessage::DkgStart {
-            session,
-            key,
-            suite,
-            threshold,
-            members,
-        } => PeerMessage::DkgStart {
-            session: *session,
-            key: key.clone(),
-            suite: *suite,
-            threshold: *threshold,
-            members: members.clone(),
-        },
-        _ => PeerMessage::Error {
-            code: "internal".into(),
-            message: "not a DkgStart".into(),
-            culprits: vec![],
-        },
+/// A request refers to control-plane state (a key generation, an export's
+/// approvals) that the coordinator has seen committed; if this node has not
+/// applied it yet, give replication a moment (bounded; the handler then
+/// judges on what it has).
+async fn catch_up(node: &Node, msg: &PeerMessage) {
+    let ready = |node: &Node| -> bool {
+        match msg {
+            PeerMessage::RefreshStart { key, epoch, .. }
+            | PeerMessage::NonceBatch { key, epoch, .. }
+            | PeerMessage::SignShare { key, epoch, .. } => {
+                node.registry(|r| r.keys.get(key).is_some_and(|k| k.epoch >= *epoch))
+            }
+            PeerMessage::ReshareDeal { plan, .. } | PeerMessage::ReshareReceive { plan, .. } => {
+                node.registry(|r| r.keys.get(&plan.key).is_some_and(|k| k.epoch >= plan.epoch))
+            }
+            PeerMessage::ExportShare { id } => node.registry(|r| {
+                r.exports
+                    .get(id)
+                    .is_some_and(|e| e.done && e.approvals.len() >= usize::from(e.needed))
+            }),
+            _ => true,
+        }
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+    while !ready(node) && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(5)).await;
     }
+}
+
+/// Seal each `(recipient, plaintext)` to its recipient for `session`; the
+/// plaintexts are zeroized.
+pub(crate) fn seal_all(
+    node: &Node,
+    session: &Hex32,
+    out: Vec<(ParticipantId, Vec<u8>)>,
+) -> Result<Vec<Sealed>, NodeError> {
+    let me = node.id();
+    let mut sealed = Vec::with_capacity(out.len());
+    for (to, mut plain) in out {
+        let to = u64::from(to.get());
+        let r = node
+            .node_info(to)
+            .ok_or_else(|| NodeError::Unavailable(format!("no address for node {to}")))
+            .and_then(|info| seal_secret(session, me, to, &info, &plain));
+        plain.zeroize();
+        sealed.push(r?);
+    }
+    Ok(sealed)
 }
 
 /// Send one message per member (built by `make`) concurrently; every member
 /// must answer.
-async fn gather(
+pub(crate) async fn gather(
     node: &Node,
     infos: &BTreeMap<NodeId, NodeInfo>,
     make: impl Fn(NodeId) -> Option<PeerMessage>,
@@ -1068,6 +1285,16 @@ pub fn message_name(m: &PeerMessage) -> &'static str {
         PeerMessage::Nonces { .. } => "nonces",
         PeerMessage::SignShare { .. } => "sign_share",
         PeerMessage::SignatureShare { .. } => "signature_share",
+        PeerMessage::RefreshStart { .. } => "refresh_start",
+        PeerMessage::ReshareDeal { .. } => "reshare_deal",
+        PeerMessage::ReshareDealt { .. } => "reshare_dealt",
+        PeerMessage::ReshareReceive { .. } => "reshare_receive",
+        PeerMessage::ReshareDone { .. } => "reshare_done",
+        PeerMessage::EpochCommitted { .. } => "epoch_committed",
+        PeerMessage::ExportShare { .. } => "export_share",
+        PeerMessage::ExportedShare { .. } => "exported_share",
+        PeerMessage::Ack => "ack",
+        PeerMessage::ChangeMembers { .. } => "change_members",
         PeerMessage::Error { .. } => "error",
     }
 }

@@ -21,9 +21,11 @@
 pub mod api;
 pub mod config;
 pub mod dev;
+#[macro_use]
 pub mod driver;
 pub mod error;
 pub mod identity;
+mod lifecycle;
 pub mod machine;
 pub mod node;
 pub mod peer;

@@ -192,6 +192,9 @@ impl Machine for Registry {
             Command::ApproveExport { id, operator } => match self.exports.get_mut(id) {
                 None => rejected(format!("no export request {id}")),
                 Some(r) if r.done => rejected("export already carried out"),
+                Some(r) if r.requested_by == *operator => {
+                    rejected("the requester cannot approve its own export")
+                }
                 Some(r) => {
                     if !r.approvals.contains(operator) {
                         r.approvals.push(operator.clone());

@@ -10,6 +10,7 @@ use std::time::Duration;
 use keyquorum_store::raft::MachineReader;
 use keyquorum_store::vault::KdfParams;
 use keyquorum_store::{Passphrase, Vault};
+use keyquorum_wire::api::AddNodeRequest;
 use keyquorum_wire::control::{
     AuditEvent, Command, CommandResponse, NodeInfo, SignedHead, TypeConfig,
 };
@@ -202,12 +203,12 @@ impl Node {
             audit_tx,
             bootstrap,
         }));
-        let dropped = node.0.driver.gc_pending(&node)?;
-        if dropped > 0 {
+        let erased = node.0.driver.tidy(&node)?;
+        if erased > 0 {
             tracing::info!(
                 node = node.id(),
-                dropped,
-                "dropped pending shares of runs that never committed"
+                erased,
+                "erased old share generations, their nonces and pending shares of dead runs"
             );
         }
         let audit = tokio::spawn(audit_writer(node.clone(), audit_rx));
@@ -361,21 +362,33 @@ impl Node {
                 .await
                 .map(PeerMessage::InstallSnapshotReply)
                 .map_err(|e| raft_err(e.to_string())),
+            PeerMessage::ChangeMembers { add, remove } => {
+                self.change_members_local(add, remove).await?;
+                Ok(PeerMessage::Ack)
+            }
             PeerMessage::Forward { command } => {
-                let response = self.write_local(command).await?;
-                Ok(PeerMessage::ForwardReply { response })
+                let (response, index) = self.write_local(command).await?;
+                Ok(PeerMessage::ForwardReply { response, index })
             }
             other => self.0.driver.handle(self, from, other).await,
         }
     }
 
-    async fn write_local(&self, command: Command) -> Result<CommandResponse, NodeError> {
+    async fn write_local(&self, command: Command) -> Result<(CommandResponse, u64), NodeError> {
         match self.0.raft.client_write(command).await {
-            Ok(r) => Ok(r.data),
+            Ok(r) => Ok((r.data, r.log_id.index)),
             Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => {
                 Err(NodeError::Unavailable("this node is not the leader".into()))
             }
             Err(e) => Err(NodeError::Unavailable(format!("raft write: {e}"))),
+        }
+    }
+
+    /// Wait (briefly) until this node has applied log index `index`.
+    async fn wait_applied(&self, index: u64) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+        while self.applied_index().unwrap_or(0) < index && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(5)).await;
         }
     }
 
@@ -402,8 +415,9 @@ impl Node {
                                 )
                                 .await
                             {
-                                Ok((_, PeerMessage::ForwardReply { response })) => {
-                                    return Ok(response)
+                                Ok((_, PeerMessage::ForwardReply { response, index })) => {
+                                    self.wait_applied(index).await;
+                                    return Ok(response);
                                 }
                                 Ok(_) => Err(NodeError::Misbehaved {
                                     message: format!("leader {id} answered a forward wrongly"),
@@ -442,6 +456,130 @@ impl Node {
         });
     }
 
+    /// Add a node (learner, then voter unless `voter` is false). Runs on the
+    /// leader; forwarded there from other nodes.
+    pub async fn add_node(&self, req: AddNodeRequest) -> Result<(), NodeError> {
+        crate::driver::pid(req.id)?;
+        crate::identity::hpke_public(&req.hpke)?;
+        if !(req.addr.starts_with("http://") || req.addr.starts_with("https://")) {
+            return Err(NodeError::BadRequest("addr must be an http(s) URL".into()));
+        }
+        if self.members().iter().any(|(id, _, _)| *id == req.id) {
+            return Err(NodeError::Conflict(format!(
+                "node {} is already a member",
+                req.id
+            )));
+        }
+        let info = NodeInfo {
+            addr: req.addr,
+            identity: req.identity,
+            hpke: req.hpke,
+        };
+        self.change_members(Some((req.id, info, req.voter)), None)
+            .await
+    }
+
+    /// Remove a node that holds no key shares.
+    pub async fn remove_node(&self, id: NodeId) -> Result<(), NodeError> {
+        if !self.members().iter().any(|(m, _, _)| *m == id) {
+            return Err(NodeError::NotFound(format!("node {id} is not a member")));
+        }
+        let holds: Vec<String> = self.registry(|r| {
+            r.keys
+                .values()
+                .filter(|k| k.members.contains(&id))
+                .map(|k| k.name.clone())
+                .collect()
+        });
+        if !holds.is_empty() {
+            return Err(NodeError::Conflict(format!(
+                "node {id} holds shares of {holds:?}; reshare them away first"
+            )));
+        }
+        self.change_members(None, Some(id)).await
+    }
+
+    async fn change_members(
+        &self,
+        add: Option<(NodeId, NodeInfo, bool)>,
+        remove: Option<NodeId>,
+    ) -> Result<(), NodeError> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let leader = self.leader();
+            let r = match leader {
+                Some(l) if l == self.0.id => {
+                    return self.change_members_local(add, remove).await;
+                }
+                Some(l) => match self.node_info(l) {
+                    Some(info) => self
+                        .0
+                        .peers
+                        .call(
+                            l,
+                            &info,
+                            &PeerMessage::ChangeMembers {
+                                add: add.clone(),
+                                remove,
+                            },
+                        )
+                        .await
+                        .map(|_| ()),
+                    None => Err(NodeError::Unavailable("leader unknown".into())),
+                },
+                None => Err(NodeError::Unavailable("no Raft leader".into())),
+            };
+            match r {
+                Err(NodeError::Unavailable(m)) if tokio::time::Instant::now() < deadline => {
+                    tracing::debug!(error = m, "membership change: waiting for a leader");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn change_members_local(
+        &self,
+        add: Option<(NodeId, NodeInfo, bool)>,
+        remove: Option<NodeId>,
+    ) -> Result<(), NodeError> {
+        let raft = &self.0.raft;
+        let err = |e: String| NodeError::Unavailable(format!("membership change: {e}"));
+        if let Some((id, info, voter)) = add {
+            raft.add_learner(id, info, true)
+                .await
+                .map_err(|e| err(e.to_string()))?;
+            if voter {
+                let m = raft.metrics().borrow().membership_config.clone();
+                let mut voters: std::collections::BTreeSet<NodeId> =
+                    m.membership().voter_ids().collect();
+                voters.insert(id);
+                raft.change_membership(voters, false)
+                    .await
+                    .map_err(|e| err(e.to_string()))?;
+            }
+        }
+        if let Some(id) = remove {
+            let m = raft.metrics().borrow().membership_config.clone();
+            let mut voters: std::collections::BTreeSet<NodeId> =
+                m.membership().voter_ids().collect();
+            if voters.remove(&id) {
+                if voters.is_empty() {
+                    return Err(NodeError::BadRequest("cannot remove the last voter".into()));
+                }
+                raft.change_membership(voters, false)
+                    .await
+                    .map_err(|e| err(e.to_string()))?;
+            } else {
+                raft.change_membership(openraft::ChangeMembers::RemoveNodes([id].into()), false)
+                    .await
+                    .map_err(|e| err(e.to_string()))?;
+            }
+        }
+        Ok(())
+    }
+
     /// The current leader, if known.
     pub fn leader(&self) -> Option<NodeId> {
         self.0.raft.metrics().borrow().current_leader
@@ -450,7 +588,7 @@ impl Node {
 
 /// Raft messages carry no secrets and are not Clone; the driver's requests
 /// are cloned through their JSON form for local delivery.
-fn clone_request(msg: &PeerMessage) -> Result<PeerMessage, NodeError> {
+pub(crate) fn clone_request(msg: &PeerMessage) -> Result<PeerMessage, NodeError> {
     let bytes = serde_json::to_vec(msg).map_err(|e| NodeError::Internal(e.to_string()))?;
     serde_json::from_slice(&bytes).map_err(|e| NodeError::Internal(e.to_string()))
 }

@@ -327,3 +327,26 @@ impl PeerClient {
         }
     }
 }
+
+/// Seal `secret` to an arbitrary X25519 public key (RFC 9180 base mode,
+/// DHKEM(X25519, HKDF-SHA256), HKDF-SHA256, ChaCha20-Poly1305): the export
+/// result to its requester. Returns `(enc, ciphertext)`.
+pub fn seal_to(
+    recipient: &Hex32,
+    info: &[u8],
+    aad: &[u8],
+    secret: &[u8],
+) -> Result<(Vec<u8>, Vec<u8>), NodeError> {
+    let pk = <X25519HkdfSha256 as Kem>::PublicKey::from_bytes(&recipient.0)
+        .map_err(|_| NodeError::BadRequest("recipient is not an X25519 public key".into()))?;
+    let (enc, ct) = hpke::single_shot_seal::<ChaCha20Poly1305, HkdfSha256, X25519HkdfSha256, _>(
+        &OpModeS::Base,
+        &pk,
+        info,
+        secret,
+        aad,
+        &mut rand_core_09::UnwrapErr(rand_core_09::OsRng),
+    )
+    .map_err(|e| NodeError::Internal(format!("hpke seal: {e}")))?;
+    Ok((enc.to_bytes().to_vec(), ct))
+}

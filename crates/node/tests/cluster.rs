@@ -10,44 +10,11 @@
 //! End to end on in-process clusters over loopback (OS-chosen ports,
 //! readiness polled).
 
+mod common;
+
+use common::{check_bip340, check_ed25519, cluster};
 use keyquorum_client::Client;
-use keyquorum_node::dev::{DevOptions, LocalCluster};
-use keyquorum_store::vault::KdfParams;
-use keyquorum_store::Passphrase;
 use keyquorum_wire::api::{CreateKeyRequest, SuiteName};
-
-async fn cluster(nodes: u16, threshold: u16, pool: usize) -> (tempfile::TempDir, LocalCluster) {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-        .with_test_writer()
-        .try_init();
-    let dir = tempfile::tempdir().unwrap();
-    let opts = DevOptions {
-        nodes,
-        threshold,
-        data_dir: dir.path().to_path_buf(),
-        kdf: KdfParams::insecure_fast(),
-        nonce_pool: pool,
-    };
-    let c = LocalCluster::start(opts, Passphrase::new(b"test".to_vec()))
-        .await
-        .unwrap();
-    (dir, c)
-}
-
-fn check_ed25519(pk: &[u8], msg: &[u8], sig: &[u8]) {
-    let vk = ed25519_dalek::VerifyingKey::from_bytes(pk.try_into().unwrap()).unwrap();
-    let sig = ed25519_dalek::Signature::from_slice(sig).unwrap();
-    vk.verify_strict(msg, &sig)
-        .expect("ed25519-dalek accepts the threshold signature");
-}
-
-fn check_bip340(pk: &[u8], msg: &[u8], sig: &[u8]) {
-    let vk = k256::schnorr::VerifyingKey::from_bytes(pk).unwrap();
-    let sig = k256::schnorr::Signature::try_from(sig).unwrap();
-    vk.verify_raw(msg, &sig)
-        .expect("k256 BIP-340 verifier accepts the threshold signature");
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_nodes_dkg_and_sign_both_suites() {

@@ -155,3 +155,118 @@ pub struct ErrorBody {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub culprits: Vec<NodeId>,
 }
+
+/// `POST /v1/keys/{name}/reshare`: move the key to a new threshold and member
+/// set; the public key stays the same.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReshareRequest {
+    /// The new threshold t'.
+    pub threshold: u16,
+    /// The new share holders (any overlap with the old set; every one must be
+    /// a node of the cluster).
+    pub members: Vec<NodeId>,
+}
+
+/// `POST /v1/keys/{name}/exports`: ask for a temporary reconstruction of the
+/// key. It runs only after `t` operators approve.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ExportRequest {
+    /// The X25519 public key (32 bytes, hex) the reconstructed secret is
+    /// HPKE-sealed to (RFC 9180 base mode, DHKEM(X25519, HKDF-SHA256),
+    /// HKDF-SHA256, ChaCha20-Poly1305).
+    pub recipient: crate::Hex32,
+}
+
+/// The sealed result of an export. Open it with the recipient's X25519
+/// secret key: info [`EXPORT_HPKE_INFO`], associated data [`export_aad`].
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ExportResult {
+    /// Export id.
+    pub id: String,
+    /// Key name.
+    pub key: String,
+    /// Scheme.
+    pub suite: SuiteName,
+    /// Generation exported.
+    pub epoch: u64,
+    /// The key's public key (to check the opened secret against).
+    pub public_key: Hex,
+    /// HPKE encapsulated key.
+    pub enc: Hex,
+    /// HPKE ciphertext of the 32-byte secret scalar (little-endian for
+    /// Ed25519, big-endian for secp256k1; for secp256k1-tr the scalar whose
+    /// point has the x coordinate of the BIP-340 key).
+    pub ciphertext: Hex,
+}
+
+/// HPKE `info` for export results.
+pub const EXPORT_HPKE_INFO: &[u8] = b"keyquorum/export/v1";
+
+/// HPKE associated data for an export result: binds the ciphertext to the
+/// export and the key.
+pub fn export_aad(id: &str, key: &str, epoch: u64) -> Vec<u8> {
+    let mut aad = Vec::with_capacity(id.len() + key.len() + 16);
+    aad.extend_from_slice(&(id.len() as u64).to_be_bytes());
+    aad.extend_from_slice(id.as_bytes());
+    aad.extend_from_slice(&(key.len() as u64).to_be_bytes());
+    aad.extend_from_slice(key.as_bytes());
+    aad.extend_from_slice(&epoch.to_be_bytes());
+    aad
+}
+
+/// `GET /v1/exports`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ExportList {
+    /// Every export request, oldest first.
+    pub exports: Vec<crate::control::ExportRecord>,
+}
+
+/// `POST /v1/tokens`: issue a bearer token.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateTokenRequest {
+    /// Who will hold it (shown in the audit log); 1–64 characters from
+    /// `[A-Za-z0-9._-]`, unique.
+    pub name: String,
+    /// May manage keys, tokens and membership.
+    #[serde(default)]
+    pub admin: bool,
+    /// May approve exports.
+    #[serde(default)]
+    pub operator: bool,
+    /// Keys it may sign with (`*`: every key).
+    #[serde(default)]
+    pub sign_keys: Vec<String>,
+}
+
+/// A new token; shown once, stored by the cluster as a SHA-256 hash only.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct TokenCreated {
+    /// Its name.
+    pub name: String,
+    /// The bearer token.
+    pub token: String,
+}
+
+/// `POST /v1/cluster/nodes`: add a node (as a learner, then as a voter).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AddNodeRequest {
+    /// Its id (1..=65535, unused).
+    pub id: NodeId,
+    /// Its API base URL.
+    pub addr: String,
+    /// Its Ed25519 identity public key, hex.
+    pub identity: crate::Hex32,
+    /// Its X25519 HPKE public key, hex.
+    pub hpke: crate::Hex32,
+    /// Add it as a voter (default true) or keep it a learner.
+    #[serde(default = "yes")]
+    pub voter: bool,
+}
+
+fn yes() -> bool {
+    true
+}

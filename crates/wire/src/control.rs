@@ -128,6 +128,10 @@ pub struct ExportRecord {
     pub needed: u16,
     /// Whether it has been carried out (an export runs once).
     pub done: bool,
+    /// X25519 key the result is sealed to.
+    pub recipient: Hex32,
+    /// When it was requested (ms since the Unix epoch, requesting node's clock).
+    pub created_ms: u64,
 }
 
 /// A command in the Raft log.

@@ -53,6 +53,21 @@ pub struct NonceCommitment {
     pub commitment: Hex,
 }
 
+/// The parameters of a reshare run, as every dealer and new member sees them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResharePlan {
+    /// Key name.
+    pub key: String,
+    /// The generation being reshared.
+    pub epoch: u64,
+    /// Old holders that deal (at least the old threshold).
+    pub dealers: Vec<NodeId>,
+    /// New threshold.
+    pub threshold: u16,
+    /// New members.
+    pub members: Vec<NodeId>,
+}
+
 /// Every peer request and reply.
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -79,6 +94,10 @@ pub enum PeerMessage {
     ForwardReply {
         /// Result of applying it.
         response: CommandResponse,
+        /// Its log index, so the follower can wait until it has applied it
+        /// too (read-your-writes on every node).
+        #[serde(default)]
+        index: u64,
     },
 
     /// DKG step 1 (coordinator → member): start a run; reply [`PeerMessage::DkgRound1`].
@@ -135,6 +154,84 @@ pub enum PeerMessage {
         /// Run id.
         session: Hex32,
     },
+
+    /// Refresh step 1 (coordinator → member): start refreshing the member's
+    /// share of `key` at `epoch`; reply [`PeerMessage::DkgRound1`]. Rounds two
+    /// and three reuse [`PeerMessage::DkgRound2`] and [`PeerMessage::DkgFinish`].
+    RefreshStart {
+        /// Run id.
+        session: Hex32,
+        /// Key name.
+        key: String,
+        /// Generation being refreshed.
+        epoch: u64,
+    },
+    /// Reshare step 1 (coordinator → dealer): re-deal the dealer's share of
+    /// `key` at `epoch` to the new members; reply [`PeerMessage::ReshareDealt`].
+    ReshareDeal {
+        /// Run id.
+        session: Hex32,
+        /// The run's parameters.
+        plan: ResharePlan,
+    },
+    /// A dealer's sub-shares, each sealed to its new member.
+    ReshareDealt {
+        /// Run id.
+        session: Hex32,
+        /// One per new member.
+        shares: Vec<Sealed>,
+    },
+    /// Reshare step 2 (coordinator → new member): every dealer's signed
+    /// `ReshareDealt`, relayed; reply [`PeerMessage::ReshareDone`].
+    ReshareReceive {
+        /// Run id.
+        session: Hex32,
+        /// The run's parameters.
+        plan: ResharePlan,
+        /// The dealers' signed envelopes.
+        deals: Vec<Envelope>,
+    },
+    /// A new member finished: its share is stored (pending until the registry
+    /// commits the new generation).
+    ReshareDone {
+        /// Run id.
+        session: Hex32,
+        /// Core `GroupKey` encoding of the new generation.
+        group_key: Hex,
+        /// Hash of every dealer commitment it saw.
+        transcript: Hex32,
+    },
+    /// A new generation of `key` is committed: holders promote their new
+    /// share and erase older generations (shares and nonces). Reply `Ack`.
+    EpochCommitted {
+        /// Key name.
+        key: String,
+        /// The committed generation.
+        epoch: u64,
+    },
+    /// Release this member's share for an approved export, sealed to the
+    /// caller; reply [`PeerMessage::ExportedShare`]. Each member releases a
+    /// share at most once per export.
+    ExportShare {
+        /// Export id.
+        id: String,
+    },
+    /// A share released for an export.
+    ExportedShare {
+        /// Export id.
+        id: String,
+        /// The share, sealed to the caller.
+        share: Sealed,
+    },
+    /// A follower forwards a membership change to the leader; reply `Ack`.
+    ChangeMembers {
+        /// A node to add (as a learner, then a voter if `voter`).
+        add: Option<(NodeId, crate::control::NodeInfo, bool)>,
+        /// A node to remove.
+        remove: Option<NodeId>,
+    },
+    /// Generic acknowledgement.
+    Ack,
 
     /// Ask a member for `count` fresh nonce commitments for a key; it stores
     /// the nonces in its vault. Reply [`PeerMessage::Nonces`].

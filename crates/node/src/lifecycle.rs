@@ -1,0 +1,670 @@
+//! Key lifecycle over the peer API: refresh, reshare (to a new threshold and
+//! member set, new nodes included) and export, plus erasing old generations.
+//!
+//! **Refresh** reuses the DKG's relayed rounds ([`Driver::dkg_rounds`]) with
+//! core `refresh` state machines behind a `RefreshStart`: every member must
+//! take part; the result is committed as generation `epoch + 1` with the same
+//! public key.
+//!
+//! **Reshare** (core `reshare`, Desmedt–Jajodia redistribution with Feldman
+//! commitments): the coordinator picks `t` reachable old holders as dealers
+//! and sends each a `ReshareDeal`; a dealer re-deals its share on a fresh
+//! polynomial of degree `t' − 1` and returns one sub-share per new member,
+//! HPKE-sealed to that member. The coordinator relays every dealer's signed
+//! reply to every new member in `ReshareReceive`; each checks the dealers'
+//! commitments against their old public shares, derives its share, stores it
+//! as *pending* and reports the new group key and a transcript hash. Only
+//! when every new member agrees is generation `epoch + 1` committed through
+//! Raft (compare-and-set on the epoch); then holders are told
+//! (`EpochCommitted`) to promote their new share and erase older generations.
+//! Until that commit the old shares stay in place and keep signing, so an
+//! interrupted run leaves the key exactly as it was.
+//!
+//! **Export** (core `hazmat`): an export request names the requester's X25519
+//! key; `t` operators other than the requester approve it through Raft. The
+//! coordinator then marks it carried out (once), and each of `t` holders —
+//! each checking the committed approvals itself and releasing its share at
+//! most once per export — seals its share to the coordinator, which rebuilds
+//! the key, seals it to the requester's key and zeroizes it at once.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use futures::future::join_all;
+use keyquorum_core::codec::{Decode, Encode};
+use keyquorum_core::{hazmat, reshare, GroupKey, KeyShare, SessionId};
+use keyquorum_store::Table;
+use keyquorum_wire::api::{export_aad, ExportResult, KeyInfo, SuiteName, EXPORT_HPKE_INFO};
+use keyquorum_wire::control::{Command, CommandResponse, ExportRecord, KeyRecord, NodeInfo};
+use keyquorum_wire::peer::{Envelope, PeerMessage, ResharePlan};
+use keyquorum_wire::{Hex, Hex32, NodeId};
+use rand_core::{OsRng, RngCore};
+use sha2::{Digest, Sha256};
+
+use crate::driver::{core_err, decode, gather, pending_slot, pid, seal_all, Driver};
+use crate::error::NodeError;
+use crate::node::Node;
+use crate::peer::{now_ms, open_secret, seal_secret, seal_to};
+
+/// Attempts of a reshare (dealers that fail are replaced).
+const RESHARE_ATTEMPTS: usize = 3;
+
+fn random_session() -> Hex32 {
+    let mut sid = [0u8; 32];
+    OsRng.fill_bytes(&mut sid);
+    Hex32(sid)
+}
+
+/// The HPKE session binding of an export's shares.
+fn export_session(id: &str) -> Hex32 {
+    let mut h = Sha256::new();
+    h.update(b"keyquorum/export-share/v1\x00");
+    h.update(id.as_bytes());
+    Hex32(h.finalize().into())
+}
+
+fn released_slot(id: &str) -> Vec<u8> {
+    format!("export-released/{id}").into_bytes()
+}
+
+fn key_info(r: &KeyRecord) -> KeyInfo {
+    KeyInfo {
+        name: r.name.clone(),
+        suite: r.suite,
+        threshold: r.threshold,
+        members: r.members.clone(),
+        public_key: r.public_key.clone(),
+        epoch: r.epoch,
+    }
+}
+
+fn public_key_of(suite: SuiteName, group: &[u8]) -> Result<Vec<u8>, NodeError> {
+    Ok(with_suite!(suite, |C| {
+        GroupKey::<C>::from_bytes(group)
+            .map_err(|e| NodeError::Internal(format!("group key: {e}")))?
+            .public_key_bytes()
+    }))
+}
+
+fn plan_params(plan: &ResharePlan, session: Hex32) -> Result<reshare::ReshareParams, NodeError> {
+    let dealers: BTreeSet<_> = plan
+        .dealers
+        .iter()
+        .map(|d| pid(*d))
+        .collect::<Result<_, _>>()?;
+    let members: BTreeSet<_> = plan
+        .members
+        .iter()
+        .map(|m| pid(*m))
+        .collect::<Result<_, _>>()?;
+    if dealers.len() != plan.dealers.len() || members.len() != plan.members.len() {
+        return Err(NodeError::BadRequest(
+            "dealers and members must be distinct".into(),
+        ));
+    }
+    Ok(reshare::ReshareParams {
+        session: SessionId(session.0),
+        dealers,
+        new_threshold: plan.threshold,
+        new_members: members,
+    })
+}
+
+impl Driver {
+    // ----- participant side -------------------------------------------------
+
+    /// A dealer re-deals its share of `plan.key` at `plan.epoch`.
+    pub(crate) fn reshare_deal(
+        &self,
+        node: &Node,
+        _from: NodeId,
+        session: Hex32,
+        plan: &ResharePlan,
+    ) -> Result<PeerMessage, NodeError> {
+        let record = Self::record(node, &plan.key, plan.epoch)?;
+        if !plan.dealers.contains(&node.id()) {
+            return Err(NodeError::BadRequest(
+                "this node is not a dealer of the run".into(),
+            ));
+        }
+        let params = plan_params(plan, session)?;
+        let share_bytes = self.share_bytes(node, &record)?;
+        let out = with_suite!(record.suite, |C| {
+            let group = GroupKey::<C>::from_bytes(&record.group_key.0)
+                .map_err(|e| NodeError::Internal(format!("stored group key: {e}")))?;
+            let share = KeyShare::<C>::from_secret_bytes(&share_bytes)
+                .map_err(|e| NodeError::Internal(e.to_string()))?;
+            reshare::deal::<C, _>(&params, &group, &share, &mut OsRng)
+                .map_err(core_err)?
+                .into_iter()
+                .map(|(to, m)| (to, m.to_bytes()))
+                .collect::<Vec<_>>()
+        });
+        let shares = seal_all(node, &session, out)?;
+        Ok(PeerMessage::ReshareDealt { session, shares })
+    }
+
+    /// A new member takes the dealers' sub-shares and derives its new share
+    /// (stored pending until the generation is committed).
+    pub(crate) fn reshare_receive(
+        &self,
+        node: &Node,
+        from: NodeId,
+        session: Hex32,
+        plan: &ResharePlan,
+        deals: &[Envelope],
+    ) -> Result<PeerMessage, NodeError> {
+        let me = node.id();
+        if !plan.members.contains(&me) {
+            return Err(NodeError::BadRequest(
+                "this node is not a new member of the run".into(),
+            ));
+        }
+        let record = node
+            .registry(|r| r.keys.get(&plan.key).cloned())
+            .ok_or_else(|| NodeError::NotFound(format!("no key named {}", plan.key)))?;
+        if record.epoch != plan.epoch {
+            return Err(NodeError::Conflict(format!(
+                "key {} is at epoch {}, not {}",
+                plan.key, record.epoch, plan.epoch
+            )));
+        }
+        let params = plan_params(plan, session)?;
+        let mut received = Vec::with_capacity(deals.len());
+        for env in deals {
+            let (origin, msg) = self.relayed(node, from, &plan.dealers, env)?;
+            let PeerMessage::ReshareDealt {
+                session: sid,
+                shares,
+            } = msg
+            else {
+                return Err(NodeError::BadRequest(
+                    "expected a ReshareDealt message".into(),
+                ));
+            };
+            if sid != session {
+                return Err(NodeError::BadRequest("deal from another session".into()));
+            }
+            let sealed =
+                shares
+                    .iter()
+                    .find(|x| x.to == me)
+                    .ok_or_else(|| NodeError::Misbehaved {
+                        message: format!("dealer {origin} sent no sub-share for node {me}"),
+                        culprits: vec![origin],
+                    })?;
+            received.push((
+                origin,
+                open_secret(node.keys(), &session, origin, me, sealed)?,
+            ));
+        }
+        let (share, group, transcript) = with_suite!(record.suite, |C| {
+            let old = GroupKey::<C>::from_bytes(&record.group_key.0)
+                .map_err(|e| NodeError::Internal(format!("stored group key: {e}")))?;
+            let mut r = reshare::Receiver::<C>::new(params, pid(me)?, old).map_err(core_err)?;
+            for (origin, plain) in &received {
+                let m = decode::<reshare::DealMessage<C>>(plain, "reshare sub-share", *origin)?;
+                r.receive(pid(*origin)?, m).map_err(core_err)?;
+            }
+            let out = r.finish().map_err(core_err)?;
+            (
+                out.share.to_secret_bytes(),
+                out.group.to_bytes(),
+                out.transcript,
+            )
+        });
+        node.vault().put(
+            Table::Pending,
+            &pending_slot(&plan.key, plan.epoch + 1, &session),
+            &share,
+        )?;
+        Ok(PeerMessage::ReshareDone {
+            session,
+            group_key: Hex(group),
+            transcript: Hex32(transcript),
+        })
+    }
+
+    /// Generation `epoch` of `key` is committed: promote this node's share
+    /// and erase older generations. Waits (briefly) for the local registry to
+    /// catch up; erases nothing on the coordinator's word alone.
+    pub(crate) async fn retire(&self, node: &Node, key: &str, epoch: u64) -> Result<(), NodeError> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        let record = loop {
+            let r = node.registry(|r| r.keys.get(key).cloned());
+            match r {
+                Some(r) if r.epoch >= epoch => break r,
+                _ if tokio::time::Instant::now() >= deadline => {
+                    return Err(NodeError::Unavailable(format!(
+                        "generation {epoch} of {key} has not reached this node"
+                    )))
+                }
+                _ => tokio::time::sleep(Duration::from_millis(20)).await,
+            }
+        };
+        if record.members.contains(&node.id()) {
+            self.share_bytes(node, &record)?;
+        }
+        self.erase_older(node, &record)?;
+        Ok(())
+    }
+
+    /// Release this node's share for an approved export, sealed to `from`.
+    pub(crate) fn export_share(
+        &self,
+        node: &Node,
+        from: NodeId,
+        id: &str,
+    ) -> Result<PeerMessage, NodeError> {
+        let export = node
+            .registry(|r| r.exports.get(id).cloned())
+            .ok_or_else(|| NodeError::NotFound(format!("no export {id}")))?;
+        // The node checks the committed policy itself rather than trusting
+        // the coordinator: approved by enough operators and marked carried out.
+        if !export.done || export.approvals.len() < usize::from(export.needed) {
+            return Err(NodeError::Forbidden(format!(
+                "export {id} is not approved and started"
+            )));
+        }
+        let record = Self::record(node, &export.key, export.epoch)?;
+        if node
+            .vault()
+            .get(Table::Identity, &released_slot(id))?
+            .is_some()
+        {
+            return Err(NodeError::Conflict(format!(
+                "this node already released its share for export {id}"
+            )));
+        }
+        let share = self.share_bytes(node, &record)?;
+        let info = node
+            .node_info(from)
+            .ok_or_else(|| NodeError::BadRequest(format!("unknown node {from}")))?;
+        let sealed = seal_secret(&export_session(id), node.id(), from, &info, &share)?;
+        // Durable before the share leaves.
+        node.vault()
+            .put(Table::Identity, &released_slot(id), b"1")?;
+        node.audit_event(
+            &format!("peer:{from}"),
+            "export.release",
+            Some(&export.key),
+            &format!("share released for export {id}"),
+        );
+        Ok(PeerMessage::ExportedShare {
+            id: id.to_string(),
+            share: sealed,
+        })
+    }
+
+    // ----- coordinator side -------------------------------------------------
+
+    fn infos(node: &Node, ids: &[NodeId]) -> Result<BTreeMap<NodeId, NodeInfo>, NodeError> {
+        ids.iter()
+            .map(|m| {
+                node.node_info(*m)
+                    .map(|i| (*m, i))
+                    .ok_or_else(|| NodeError::BadRequest(format!("node {m} is not in the cluster")))
+            })
+            .collect()
+    }
+
+    async fn commit_generation(
+        &self,
+        node: &Node,
+        record: KeyRecord,
+        expected: u64,
+        notify: &[NodeId],
+    ) -> Result<KeyInfo, NodeError> {
+        let name = record.name.clone();
+        let epoch = record.epoch;
+        let info = key_info(&record);
+        match node
+            .write(Command::PutKey {
+                record,
+                expected_epoch: Some(expected),
+            })
+            .await?
+        {
+            CommandResponse::Ok => {}
+            CommandResponse::Rejected { reason } => return Err(NodeError::Conflict(reason)),
+        }
+        // Best effort: holders also promote on first use and tidy at start.
+        let infos: BTreeMap<NodeId, NodeInfo> = notify
+            .iter()
+            .filter_map(|m| node.node_info(*m).map(|i| (*m, i)))
+            .collect();
+        let msg = PeerMessage::EpochCommitted { key: name, epoch };
+        let calls = infos.iter().map(|(m, i)| node.call(*m, i, &msg));
+        for r in join_all(calls).await {
+            if let Err(e) = r {
+                tracing::warn!(error = %e, "a holder did not confirm the new generation");
+            }
+        }
+        Ok(info)
+    }
+
+    /// Refresh every member's share of `name` (same key, same members).
+    pub async fn refresh_key(&self, node: &Node, name: &str) -> Result<KeyInfo, NodeError> {
+        let record = node
+            .registry(|r| r.keys.get(name).cloned())
+            .ok_or_else(|| NodeError::NotFound(format!("no key named {name}")))?;
+        let infos = Self::infos(node, &record.members)?;
+        let session = random_session();
+        let start = PeerMessage::RefreshStart {
+            session,
+            key: name.to_string(),
+            epoch: record.epoch,
+        };
+        let result = self
+            .dkg_rounds(node, record.suite, &infos, session, &start)
+            .await;
+        if result.is_err() {
+            let abort = PeerMessage::Abort { session };
+            let _ = join_all(infos.iter().map(|(m, i)| node.call(*m, i, &abort))).await;
+        }
+        let (group_key, public_key) = result?;
+        if public_key != record.public_key.0 {
+            return Err(NodeError::Internal(
+                "refresh changed the public key; not committed".into(),
+            ));
+        }
+        let next = KeyRecord {
+            group_key: Hex(group_key),
+            epoch: record.epoch + 1,
+            session,
+            created_ms: now_ms(),
+            ..record.clone()
+        };
+        self.commit_generation(node, next, record.epoch, &record.members)
+            .await
+    }
+
+    /// Reshare `name` to `threshold`-of-`members` under the same public key.
+    pub async fn reshare_key(
+        &self,
+        node: &Node,
+        name: &str,
+        threshold: u16,
+        mut members: Vec<NodeId>,
+    ) -> Result<KeyInfo, NodeError> {
+        let record = node
+            .registry(|r| r.keys.get(name).cloned())
+            .ok_or_else(|| NodeError::NotFound(format!("no key named {name}")))?;
+        members.sort_unstable();
+        members.dedup();
+        if threshold < 2 || usize::from(threshold) > members.len() {
+            return Err(NodeError::BadRequest(format!(
+                "threshold must be between 2 and the number of members ({})",
+                members.len()
+            )));
+        }
+        for m in &members {
+            pid(*m)?;
+        }
+        let new_infos = Self::infos(node, &members)?;
+        // Dealers: this node first if it holds a share, then the others.
+        let me = node.id();
+        let mut candidates: Vec<NodeId> = record
+            .members
+            .iter()
+            .copied()
+            .filter(|m| *m != me)
+            .collect();
+        if record.members.contains(&me) {
+            candidates.insert(0, me);
+        }
+        let t = usize::from(record.threshold);
+        let mut failed: BTreeSet<NodeId> = BTreeSet::new();
+        let mut last = None;
+        for _ in 0..RESHARE_ATTEMPTS {
+            let dealers: Vec<NodeId> = candidates
+                .iter()
+                .copied()
+                .filter(|d| !failed.contains(d))
+                .take(t)
+                .collect();
+            if dealers.len() < t {
+                break;
+            }
+            let plan = ResharePlan {
+                key: name.to_string(),
+                epoch: record.epoch,
+                dealers: dealers.clone(),
+                threshold,
+                members: members.clone(),
+            };
+            match self.reshare_once(node, &record, &plan, &new_infos).await {
+                Ok((group_key, session)) => {
+                    let next = KeyRecord {
+                        threshold,
+                        members: members.clone(),
+                        group_key: Hex(group_key),
+                        epoch: record.epoch + 1,
+                        session,
+                        created_ms: now_ms(),
+                        ..record.clone()
+                    };
+                    let notify: Vec<NodeId> = record
+                        .members
+                        .iter()
+                        .chain(members.iter())
+                        .copied()
+                        .collect::<BTreeSet<_>>()
+                        .into_iter()
+                        .collect();
+                    return self
+                        .commit_generation(node, next, record.epoch, &notify)
+                        .await;
+                }
+                Err((bad, e)) => {
+                    let bad: Vec<NodeId> =
+                        bad.into_iter().filter(|b| dealers.contains(b)).collect();
+                    if bad.is_empty() {
+                        return Err(e);
+                    }
+                    node.audit_event(
+                        "peer",
+                        "reshare.blame",
+                        Some(name),
+                        &format!("dealers {bad:?} failed: {e}"),
+                    );
+                    tracing::warn!(key = name, ?bad, error = %e, "reshare dealers failed; retrying with others");
+                    failed.extend(bad);
+                    last = Some(e);
+                }
+            }
+        }
+        Err(last.unwrap_or_else(|| {
+            NodeError::Unavailable(format!("fewer than {t} holders of {name} are reachable"))
+        }))
+    }
+
+    /// One reshare attempt; on failure, the dealers to blame (if any).
+    async fn reshare_once(
+        &self,
+        node: &Node,
+        record: &KeyRecord,
+        plan: &ResharePlan,
+        new_infos: &BTreeMap<NodeId, NodeInfo>,
+    ) -> Result<(Vec<u8>, Hex32), (Vec<NodeId>, NodeError)> {
+        let session = random_session();
+        let dealer_infos = Self::infos(node, &plan.dealers).map_err(|e| (vec![], e))?;
+        let calls = dealer_infos.iter().map(|(d, i)| {
+            let msg = PeerMessage::ReshareDeal {
+                session,
+                plan: plan.clone(),
+            };
+            async move { (*d, node.call(*d, i, &msg).await) }
+        });
+        let mut deals = Vec::new();
+        let mut bad = Vec::new();
+        let mut err = None;
+        for (d, r) in join_all(calls).await {
+            match r {
+                Ok((env, PeerMessage::ReshareDealt { .. })) => deals.push(env),
+                Ok(_) => {
+                    bad.push(d);
+                    err = Some(NodeError::Misbehaved {
+                        message: format!("dealer {d} answered ReshareDeal wrongly"),
+                        culprits: vec![d],
+                    });
+                }
+                Err(e) => {
+                    bad.push(d);
+                    err = Some(e);
+                }
+            }
+        }
+        if let Some(e) = err {
+            return Err((bad, e));
+        }
+        let done = gather(node, new_infos, |_| {
+            Some(PeerMessage::ReshareReceive {
+                session,
+                plan: plan.clone(),
+                deals: deals.clone(),
+            })
+        })
+        .await
+        .map_err(|e| {
+            let culprits = match &e {
+                NodeError::Misbehaved { culprits, .. } => culprits.clone(),
+                _ => vec![],
+            };
+            (culprits, e)
+        })?;
+        let mut agreed: Option<(Vec<u8>, Hex32)> = None;
+        for (m, (_, msg)) in &done {
+            let PeerMessage::ReshareDone {
+                group_key,
+                transcript,
+                ..
+            } = msg
+            else {
+                return Err((
+                    vec![],
+                    NodeError::Misbehaved {
+                        message: format!("node {m} answered ReshareReceive wrongly"),
+                        culprits: vec![*m],
+                    },
+                ));
+            };
+            match &agreed {
+                None => agreed = Some((group_key.0.clone(), *transcript)),
+                Some((g, tr)) if *g == group_key.0 && tr == transcript => {}
+                Some(_) => {
+                    // Different views of the dealers' commitments: some dealer
+                    // equivocated; every dealer is suspect.
+                    return Err((
+                        plan.dealers.clone(),
+                        NodeError::Misbehaved {
+                            message: "new members saw different dealer commitments".into(),
+                            culprits: plan.dealers.clone(),
+                        },
+                    ));
+                }
+            }
+        }
+        let (group_key, _) =
+            agreed.ok_or_else(|| (vec![], NodeError::Internal("no new members".into())))?;
+        let public_key = public_key_of(record.suite, &group_key).map_err(|e| (vec![], e))?;
+        if public_key != record.public_key.0 {
+            return Err((
+                vec![],
+                NodeError::Internal("reshare changed the public key; not committed".into()),
+            ));
+        }
+        Ok((group_key, session))
+    }
+
+    /// Carry out an approved export: gather `t` shares, rebuild the key,
+    /// seal it to the requester and zeroize it.
+    pub async fn run_export(&self, node: &Node, id: &str) -> Result<ExportResult, NodeError> {
+        let export: ExportRecord = node
+            .registry(|r| r.exports.get(id).cloned())
+            .ok_or_else(|| NodeError::NotFound(format!("no export {id}")))?;
+        let record = node
+            .registry(|r| r.keys.get(&export.key).cloned())
+            .ok_or_else(|| NodeError::NotFound(format!("no key named {}", export.key)))?;
+        if record.epoch != export.epoch {
+            return Err(NodeError::Conflict(format!(
+                "key {} moved to epoch {} after the export was requested",
+                record.name, record.epoch
+            )));
+        }
+        match node
+            .write(Command::CompleteExport { id: id.to_string() })
+            .await?
+        {
+            CommandResponse::Ok => {}
+            CommandResponse::Rejected { reason } => return Err(NodeError::Conflict(reason)),
+        }
+        let me = node.id();
+        let mut order: Vec<NodeId> = record
+            .members
+            .iter()
+            .copied()
+            .filter(|m| *m != me)
+            .collect();
+        if record.members.contains(&me) {
+            order.insert(0, me);
+        }
+        let t = usize::from(record.threshold);
+        let session = export_session(id);
+        let mut opened = Vec::new();
+        for m in order {
+            if opened.len() == t {
+                break;
+            }
+            let Some(info) = node.node_info(m) else {
+                continue;
+            };
+            match node
+                .call(m, &info, &PeerMessage::ExportShare { id: id.to_string() })
+                .await
+            {
+                Ok((_, PeerMessage::ExportedShare { share, .. })) => {
+                    opened.push((m, open_secret(node.keys(), &session, m, me, &share)?));
+                }
+                Ok(_) => tracing::warn!(node = m, "wrong answer to ExportShare"),
+                Err(e) => tracing::warn!(node = m, error = %e, "share not released"),
+            }
+        }
+        if opened.len() < t {
+            return Err(NodeError::Unavailable(format!(
+                "only {} of the {t} shares needed were released",
+                opened.len()
+            )));
+        }
+        let aad = export_aad(id, &record.name, record.epoch);
+        let (enc, ciphertext) = with_suite!(record.suite, |C| {
+            let group = GroupKey::<C>::from_bytes(&record.group_key.0)
+                .map_err(|e| NodeError::Internal(format!("stored group key: {e}")))?;
+            let mut shares = Vec::with_capacity(opened.len());
+            for (m, bytes) in &opened {
+                shares.push(KeyShare::<C>::from_secret_bytes(bytes).map_err(|e| {
+                    NodeError::Misbehaved {
+                        message: format!("node {m} released a malformed share: {e}"),
+                        culprits: vec![*m],
+                    }
+                })?);
+            }
+            let refs: Vec<&KeyShare<C>> = shares.iter().collect();
+            hazmat::with_reconstructed_key(&group, &refs, |secret| {
+                let bytes = secret.to_bytes();
+                seal_to(&export.recipient, EXPORT_HPKE_INFO, &aad, &bytes)
+            })
+            .map_err(core_err)??
+        });
+        drop(opened);
+        Ok(ExportResult {
+            id: id.to_string(),
+            key: record.name.clone(),
+            suite: record.suite,
+            epoch: record.epoch,
+            public_key: record.public_key.clone(),
+            enc: Hex(enc),
+            ciphertext: Hex(ciphertext),
+        })
+    }
+}

@@ -1,0 +1,256 @@
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    missing_docs,
+    unreachable_pub,
+    reason = "integration tests: a failed unwrap is a failed test"
+)]
+//! Key lifecycle end to end on in-process nodes over loopback: refresh,
+//! membership change, reshare 2-of-3 → 3-of-5 with two new nodes, signing
+//! with only new holders, export with operator approvals.
+
+mod common;
+
+use common::{check_bip340, check_ed25519, cluster};
+use keyquorum_client::{Client, ClientError, ExportKey};
+use keyquorum_node::dev::LocalCluster;
+use keyquorum_store::Table;
+use keyquorum_wire::api::{CreateKeyRequest, CreateTokenRequest, KeyInfo, SuiteName};
+use keyquorum_wire::NodeId;
+
+fn status_of(e: &ClientError) -> u16 {
+    match e {
+        ClientError::Api { status, .. } => *status,
+        other => panic!("expected an API error, got {other}"),
+    }
+}
+
+async fn sign_and_check(via: &Client, key: &KeyInfo, msg: &[u8]) -> Vec<NodeId> {
+    let sig = via.sign(&key.name, msg).await.unwrap();
+    match key.suite {
+        SuiteName::Ed25519 => check_ed25519(&key.public_key.0, msg, &sig.signature.0),
+        SuiteName::Secp256k1Tr => check_bip340(&key.public_key.0, msg, &sig.signature.0),
+    }
+    assert_eq!(sig.epoch, key.epoch);
+    sig.signers
+}
+
+/// Generations of `key`'s share stored on node `id`.
+fn share_epochs(c: &LocalCluster, id: NodeId, key: &str) -> Vec<String> {
+    let node = c.node(id).unwrap();
+    node.vault()
+        .keys(Table::Shares, format!("{key}/").as_bytes())
+        .unwrap()
+        .into_iter()
+        .map(|k| String::from_utf8(k).unwrap())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refresh_reshare_to_new_nodes_and_export() {
+    let (_dir, mut c) = cluster(3, 2, 4).await;
+    let admin = Client::new(&c.url_of(1), &c.admin_token).unwrap();
+    let mut ed = admin
+        .create_key(&CreateKeyRequest {
+            name: "ed".into(),
+            suite: SuiteName::Ed25519,
+            threshold: Some(2),
+            members: None,
+        })
+        .await
+        .unwrap();
+    let mut tr = admin
+        .create_key(&CreateKeyRequest {
+            name: "tr".into(),
+            suite: SuiteName::Secp256k1Tr,
+            threshold: Some(2),
+            members: None,
+        })
+        .await
+        .unwrap();
+    sign_and_check(&admin, &ed, b"before refresh").await;
+    sign_and_check(&admin, &tr, b"before refresh").await;
+
+    // Refresh: same public key, next epoch, old shares erased everywhere.
+    for key in [&mut ed, &mut tr] {
+        let via = Client::new(&c.url_of(2), &c.admin_token).unwrap();
+        let next = via.refresh(&key.name).await.unwrap();
+        assert_eq!(next.public_key, key.public_key);
+        assert_eq!(next.epoch, key.epoch + 1);
+        assert_eq!(next.members, key.members);
+        *key = next;
+        for i in 0..4u8 {
+            let via = Client::new(&c.url_of(u64::from(i % 3) + 1), &c.admin_token).unwrap();
+            sign_and_check(&via, key, &[b'r', i]).await;
+        }
+        for id in 1..=3 {
+            assert_eq!(
+                share_epochs(&c, id, &key.name),
+                vec![format!("{}/{:020}", key.name, key.epoch)],
+                "node {id} keeps only the refreshed share"
+            );
+        }
+    }
+
+    // Two new nodes join through the API.
+    for _ in 0..2 {
+        let req = c.spawn_node().await.unwrap();
+        let status = admin.add_node(&req).await.unwrap();
+        assert!(status.nodes.iter().any(|n| n.id == req.id && n.voter));
+    }
+    c.wait_ready(std::time::Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert_eq!(admin.status().await.unwrap().nodes.len(), 5);
+
+    // Reshare 2-of-3 → 3-of-5, coordinated by a new node.
+    let via4 = Client::new(&c.url_of(4), &c.admin_token).unwrap();
+    let ed3of5 = via4.reshare("ed", 3, &[1, 2, 3, 4, 5]).await.unwrap();
+    assert_eq!(ed3of5.public_key, ed.public_key);
+    assert_eq!(ed3of5.threshold, 3);
+    assert_eq!(ed3of5.members, vec![1, 2, 3, 4, 5]);
+    assert_eq!(ed3of5.epoch, ed.epoch + 1);
+    for i in 0..5u8 {
+        let via = Client::new(&c.url_of(u64::from(i % 5) + 1), &c.admin_token).unwrap();
+        let signers = sign_and_check(&via, &ed3of5, &[b's', i]).await;
+        assert_eq!(signers.len(), 3);
+    }
+
+    // Reshare the BIP-340 key to the two new nodes only; the old holders
+    // erase their shares once the new generation is committed.
+    let tr_new = via4.reshare("tr", 2, &[4, 5]).await.unwrap();
+    assert_eq!(tr_new.public_key, tr.public_key);
+    assert_eq!(tr_new.members, vec![4, 5]);
+    for id in 1..=3 {
+        assert!(
+            share_epochs(&c, id, "tr").is_empty(),
+            "old holder {id} erased its share"
+        );
+    }
+    // Bad reshare requests are refused and change nothing.
+    let e = via4.reshare("tr", 3, &[4, 5]).await.unwrap_err();
+    assert_eq!(status_of(&e), 400);
+    let e = via4.reshare("tr", 2, &[4, 99]).await.unwrap_err();
+    assert_eq!(status_of(&e), 400);
+    let e = via4.reshare("nope", 2, &[4, 5]).await.unwrap_err();
+    assert_eq!(status_of(&e), 404);
+    assert_eq!(via4.key("tr").await.unwrap(), tr_new);
+
+    // Only the new holders are up: the reshared key still signs.
+    for id in 1..=3 {
+        c.stop_node(id).await;
+    }
+    for i in 0..3u8 {
+        let signers = sign_and_check(&via4, &tr_new, &[b'n', i]).await;
+        assert_eq!(signers, vec![4, 5]);
+    }
+    // The 3-of-5 key cannot: two holders are not enough, and the request
+    // fails rather than hangs.
+    let e = via4.sign("ed", b"x").await.unwrap_err();
+    assert_eq!(status_of(&e), 503);
+    for id in 1..=3 {
+        c.restart_node(id).await.unwrap();
+    }
+    c.wait_ready(std::time::Duration::from_secs(30))
+        .await
+        .unwrap();
+
+    // Export with approvals: needs 3 operators (the key's threshold) other
+    // than the requester.
+    let mut operators = Vec::new();
+    for i in 1..=3 {
+        let t = admin
+            .create_token(&CreateTokenRequest {
+                name: format!("op{i}"),
+                admin: false,
+                operator: true,
+                sign_keys: vec![],
+            })
+            .await
+            .unwrap();
+        operators.push(Client::new(&c.url_of(i), &t.token).unwrap());
+    }
+    let e = operators[0].sign("ed", b"x").await.unwrap_err();
+    assert_eq!(status_of(&e), 403, "an operator token may not sign");
+    let recipient = ExportKey::generate();
+    let req = admin.request_export("ed", &recipient).await.unwrap();
+    assert_eq!(req.needed, 3);
+    let e = admin.approve_export(&req.id).await.unwrap_err();
+    assert_eq!(status_of(&e), 409, "the requester cannot approve");
+    for op in &operators[..2] {
+        op.approve_export(&req.id).await.unwrap();
+    }
+    let e = admin.run_export(&req.id).await.unwrap_err();
+    assert_eq!(status_of(&e), 403, "two approvals of three");
+    let e = operators[0].run_export(&req.id).await.unwrap_err();
+    assert_eq!(status_of(&e), 403, "only the requester runs it");
+    let approved = operators[2].approve_export(&req.id).await.unwrap();
+    assert_eq!(approved.approvals, vec!["op1", "op2", "op3"]);
+    let result = admin.run_export(&req.id).await.unwrap();
+    let secret = recipient.open(&result).unwrap();
+    let scalar =
+        curve25519_dalek::Scalar::from_canonical_bytes(secret.as_slice().try_into().unwrap())
+            .into_option()
+            .expect("a canonical scalar");
+    let point = curve25519_dalek::EdwardsPoint::mul_base(&scalar).compress();
+    assert_eq!(point.as_bytes().as_slice(), ed.public_key.0.as_slice());
+    assert!(
+        ExportKey::generate().open(&result).is_err(),
+        "only the recipient opens it"
+    );
+    let e = admin.run_export(&req.id).await.unwrap_err();
+    assert_eq!(status_of(&e), 409, "an export runs once");
+
+    // BIP-340 key export: the scalar's point has the key's x coordinate.
+    let recipient = ExportKey::generate();
+    let req = admin.request_export("tr", &recipient).await.unwrap();
+    assert_eq!(req.needed, 2);
+    for op in &operators[..2] {
+        op.approve_export(&req.id).await.unwrap();
+    }
+    let result = admin.run_export(&req.id).await.unwrap();
+    let secret = recipient.open(&result).unwrap();
+    let x = k256::schnorr::SigningKey::from_bytes(&secret)
+        .unwrap()
+        .verifying_key()
+        .to_bytes();
+    assert_eq!(x[..], tr.public_key.0[..]);
+
+    // Every step is in the audit log, and the log verifies.
+    // (Events are appended in batches: poll until the last ones land.)
+    let wanted = [
+        "key.refresh",
+        "key.reshare",
+        "export.request",
+        "export.approve",
+        "export.run",
+        "export.release",
+    ];
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let log = admin.audit(0, 1000).await.unwrap();
+        let actions: Vec<String> = log["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["event"]["action"].as_str().unwrap().to_string())
+            .collect();
+        let missing: Vec<&str> = wanted
+            .iter()
+            .copied()
+            .filter(|a| !actions.iter().any(|x| x == a))
+            .collect();
+        if missing.is_empty() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "audit log lacks {missing:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(admin.audit_verify().await.unwrap()["valid"], true);
+    c.shutdown().await;
+}
