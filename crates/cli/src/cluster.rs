@@ -5,17 +5,24 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
-use keyquorum_client::Client;
+use keyquorum_client::{Client, ExportKey};
 use keyquorum_node::config::NodeConfig;
 use keyquorum_node::dev::{DevOptions, LocalCluster};
 use keyquorum_node::Node;
 use keyquorum_store::vault::KdfParams;
 use keyquorum_store::Passphrase;
-use keyquorum_wire::api::{CreateKeyRequest, KeyInfo, SuiteName};
+use keyquorum_wire::api::{
+    AddNodeRequest, CreateKeyRequest, CreateTokenRequest, KeyInfo, SuiteName,
+};
+use keyquorum_wire::control::ExportRecord;
+use keyquorum_wire::Hex32;
 use rand_core::{OsRng, RngCore};
 use serde_json::json;
 
-use crate::{AuditCommand, Command, KeyCommand, Remote, SuiteArg};
+use crate::{
+    AuditCommand, ClusterCommand, Command, ExportCommand, KeyCommand, Remote, SuiteArg,
+    TokenCommand,
+};
 
 fn suite(s: SuiteArg) -> SuiteName {
     match s {
@@ -120,26 +127,35 @@ pub(crate) async fn run(command: Command, json: bool) -> Result<()> {
             print_identity,
         } => node(&config, init, print_identity, json).await,
         Command::Key { remote, command } => key(&remote, command, json).await,
+        Command::Token { remote, command } => token(&remote, command, json).await,
+        Command::Cluster { remote, command } => {
+            let c = client(&remote)?;
+            let s = match command {
+                ClusterCommand::Add {
+                    id,
+                    addr,
+                    identity,
+                    hpke,
+                    learner,
+                } => {
+                    c.add_node(&AddNodeRequest {
+                        id,
+                        addr,
+                        identity: hex32(&identity, "--identity")?,
+                        hpke: hex32(&hpke, "--hpke")?,
+                        voter: !learner,
+                    })
+                    .await?
+                }
+                ClusterCommand::Remove { id } => c.remove_node(id).await?,
+            };
+            print_status(&s, json)
+        }
         Command::Status { remote } => {
             let s = client(&remote)?.status().await?;
-            if json {
-                return print_json(&serde_json::to_value(&s)?);
-            }
-            println!(
-                "node {}  leader {:?}  term {}  applied {:?}",
-                s.node_id, s.leader, s.term, s.applied
-            );
-            for n in &s.nodes {
-                println!(
-                    "  node {} {} {}",
-                    n.id,
-                    n.addr,
-                    if n.voter { "voter" } else { "learner" }
-                );
-            }
-            println!("{} keys, {} audit entries", s.keys, s.audit_entries);
-            Ok(())
+            print_status(&s, json)
         }
+
         Command::Audit {
             remote,
             command,
@@ -389,6 +405,232 @@ async fn key(remote: &Remote, command: KeyCommand, json: bool) -> Result<()> {
                 bail!("signature does not verify");
             }
             Ok(())
+        }
+        KeyCommand::Refresh { name } => {
+            let pb = spinner(json, &format!("refreshing {name}"));
+            let k = c.refresh(&name).await;
+            if let Some(pb) = pb {
+                pb.finish_and_clear();
+            }
+            show_key(&k?, json)
+        }
+        KeyCommand::Reshare {
+            name,
+            threshold,
+            members,
+        } => {
+            let pb = spinner(
+                json,
+                &format!("resharing {name} to {threshold}-of-{members:?}"),
+            );
+            let k = c.reshare(&name, threshold, &members).await;
+            if let Some(pb) = pb {
+                pb.finish_and_clear();
+            }
+            show_key(&k?, json)
+        }
+        KeyCommand::Export(e) => export(&c, e, json).await,
+    }
+}
+
+fn show_key(k: &KeyInfo, json: bool) -> Result<()> {
+    if json {
+        print_json(&key_json(k))
+    } else {
+        println!("{}", key_human(k));
+        Ok(())
+    }
+}
+
+fn print_status(s: &keyquorum_wire::api::ClusterStatus, json: bool) -> Result<()> {
+    if json {
+        return print_json(&serde_json::to_value(s)?);
+    }
+    println!(
+        "node {}  leader {:?}  term {}  applied {:?}",
+        s.node_id, s.leader, s.term, s.applied
+    );
+    for n in &s.nodes {
+        println!(
+            "  node {} {} {}",
+            n.id,
+            n.addr,
+            if n.voter { "voter" } else { "learner" }
+        );
+    }
+    println!("{} keys, {} audit entries", s.keys, s.audit_entries);
+    Ok(())
+}
+
+fn hex32(s: &str, what: &str) -> Result<Hex32> {
+    let v = hex::decode(s.trim()).with_context(|| format!("{what} is not hex"))?;
+    let b: [u8; 32] = v
+        .try_into()
+        .map_err(|_| anyhow!("{what} must be 32 bytes (64 hex digits)"))?;
+    Ok(Hex32(b))
+}
+
+/// Create `path` with mode 0600 and write `data`; refuses to overwrite.
+fn write_secret_file(path: &Path, data: &[u8]) -> Result<()> {
+    use std::io::Write;
+    let mut o = std::fs::OpenOptions::new();
+    o.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        o.mode(0o600);
+    }
+    let mut f = o
+        .open(path)
+        .with_context(|| format!("creating {} (it must not exist)", path.display()))?;
+    f.write_all(data)?;
+    f.sync_all()?;
+    Ok(())
+}
+
+fn export_json(r: &ExportRecord) -> serde_json::Value {
+    json!({
+        "id": r.id,
+        "key": r.key,
+        "epoch": r.epoch,
+        "requested_by": r.requested_by,
+        "approvals": r.approvals,
+        "needed": r.needed,
+        "done": r.done,
+        "recipient": r.recipient.to_string(),
+        "created_ms": r.created_ms,
+    })
+}
+
+fn export_human(r: &ExportRecord) -> String {
+    format!(
+        "{}  key {} epoch {}  requested by {}  approvals {}/{} {:?}{}",
+        r.id,
+        r.key,
+        r.epoch,
+        r.requested_by,
+        r.approvals.len(),
+        r.needed,
+        r.approvals,
+        if r.done { "  done" } else { "" }
+    )
+}
+
+async fn export(c: &Client, command: ExportCommand, json: bool) -> Result<()> {
+    match command {
+        ExportCommand::Request { name, key_file } => {
+            if key_file.exists() {
+                bail!("{} exists; give a new file", key_file.display());
+            }
+            let k = ExportKey::generate();
+            let secret = zeroize::Zeroizing::new(hex::encode(k.secret_bytes().as_slice()));
+            write_secret_file(&key_file, secret.as_bytes())?;
+            let r = match c.request_export(&name, &k).await {
+                Ok(r) => r,
+                Err(e) => {
+                    let _ = std::fs::remove_file(&key_file);
+                    return Err(e.into());
+                }
+            };
+            if json {
+                print_json(&export_json(&r))
+            } else {
+                println!("{}", export_human(&r));
+                println!(
+                    "needs {} operator approvals: keyquorum key export approve {}",
+                    r.needed, r.id
+                );
+                Ok(())
+            }
+        }
+        ExportCommand::List => {
+            let l = c.exports().await?;
+            if json {
+                return print_json(
+                    &json!({ "exports": l.exports.iter().map(export_json).collect::<Vec<_>>() }),
+                );
+            }
+            for r in &l.exports {
+                println!("{}", export_human(r));
+            }
+            Ok(())
+        }
+        ExportCommand::Approve { id } => {
+            let r = c.approve_export(&id).await?;
+            if json {
+                print_json(&export_json(&r))
+            } else {
+                println!("{}", export_human(&r));
+                Ok(())
+            }
+        }
+        ExportCommand::Run { id, key_file, out } => {
+            if out.exists() {
+                bail!("{} exists; give a new file", out.display());
+            }
+            let text = zeroize::Zeroizing::new(
+                std::fs::read_to_string(&key_file)
+                    .with_context(|| format!("reading {}", key_file.display()))?,
+            );
+            let raw = zeroize::Zeroizing::new(
+                hex::decode(text.trim()).context("the key file is not hex")?,
+            );
+            let k = ExportKey::from_secret(&raw)?;
+            let pb = spinner(json, &format!("export {id}"));
+            let res = c.run_export(&id).await;
+            if let Some(pb) = pb {
+                pb.finish_and_clear();
+            }
+            let res = res?;
+            let secret = k.open(&res)?;
+            let hexed = zeroize::Zeroizing::new(hex::encode(secret.as_slice()));
+            write_secret_file(&out, hexed.as_bytes())?;
+            if json {
+                print_json(&json!({
+                    "id": res.id,
+                    "key": res.key,
+                    "suite": res.suite.as_str(),
+                    "epoch": res.epoch,
+                    "public_key": res.public_key.to_string(),
+                    "out": out,
+                }))
+            } else {
+                println!(
+                    "exported {} (epoch {}) to {}; public key {}",
+                    res.key,
+                    res.epoch,
+                    out.display(),
+                    res.public_key
+                );
+                Ok(())
+            }
+        }
+    }
+}
+
+async fn token(remote: &Remote, command: TokenCommand, json: bool) -> Result<()> {
+    let c = client(remote)?;
+    match command {
+        TokenCommand::Create {
+            name,
+            admin,
+            operator,
+            sign,
+        } => {
+            let t = c
+                .create_token(&CreateTokenRequest {
+                    name,
+                    admin,
+                    operator,
+                    sign_keys: sign,
+                })
+                .await?;
+            if json {
+                print_json(&json!({ "name": t.name, "token": t.token }))
+            } else {
+                println!("token for {} (shown once):\n{}", t.name, t.token);
+                Ok(())
+            }
         }
     }
 }

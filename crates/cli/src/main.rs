@@ -85,6 +85,20 @@ enum Command {
         #[command(subcommand)]
         command: KeyCommand,
     },
+    /// Issue bearer tokens (admin).
+    Token {
+        #[command(flatten)]
+        remote: Remote,
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
+    /// Add or remove cluster nodes (admin).
+    Cluster {
+        #[command(flatten)]
+        remote: Remote,
+        #[command(subcommand)]
+        command: ClusterCommand,
+    },
     /// Cluster status.
     Status {
         #[command(flatten)]
@@ -169,6 +183,104 @@ enum KeyCommand {
         /// The signature as hex.
         #[arg(long)]
         signature: String,
+    },
+    /// Replace every share with a fresh one (same public key, epoch + 1);
+    /// old shares are erased once the new generation commits.
+    Refresh {
+        /// Key name.
+        name: String,
+    },
+    /// Move a key to a new threshold and member set (same public key).
+    Reshare {
+        /// Key name.
+        name: String,
+        /// New threshold.
+        #[arg(long)]
+        threshold: u16,
+        /// New member node ids, comma-separated.
+        #[arg(long, value_delimiter = ',', required = true)]
+        members: Vec<u64>,
+    },
+    /// Temporary t-of-n reconstruction of a key, approved by t operators and
+    /// sealed to the requester's one-time key.
+    #[command(subcommand)]
+    Export(ExportCommand),
+}
+
+#[derive(Subcommand, Debug)]
+enum ExportCommand {
+    /// Ask for an export: makes a one-time X25519 key, keeps its secret in
+    /// KEY_FILE (mode 0600) and prints the request id.
+    Request {
+        /// Key name.
+        name: String,
+        /// Where to keep the one-time secret key (must not exist).
+        #[arg(long)]
+        key_file: PathBuf,
+    },
+    /// List export requests.
+    List,
+    /// Approve an export request (operator token; not the requester's).
+    Approve {
+        /// Request id.
+        id: String,
+    },
+    /// Carry out an approved export (the requester's token) and write the
+    /// secret scalar, hex, to OUT (mode 0600, must not exist).
+    Run {
+        /// Request id.
+        id: String,
+        /// The one-time secret key file from `export request`.
+        #[arg(long)]
+        key_file: PathBuf,
+        /// Where to write the secret scalar.
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum TokenCommand {
+    /// Issue a token; prints it once.
+    Create {
+        /// Who will hold it (shown in the audit log).
+        name: String,
+        /// May manage keys, tokens and membership.
+        #[arg(long)]
+        admin: bool,
+        /// May approve exports.
+        #[arg(long)]
+        operator: bool,
+        /// Keys it may sign with, comma-separated (`*`: every key).
+        #[arg(long, value_delimiter = ',')]
+        sign: Vec<String>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum ClusterCommand {
+    /// Add a node (its public identity from `keyquorum node --print-identity`).
+    Add {
+        /// Node id (unused, 1..=65535).
+        #[arg(long)]
+        id: u64,
+        /// Its API base URL.
+        #[arg(long)]
+        addr: String,
+        /// Its Ed25519 identity public key, hex.
+        #[arg(long)]
+        identity: String,
+        /// Its X25519 HPKE public key, hex.
+        #[arg(long)]
+        hpke: String,
+        /// Keep it a non-voting learner.
+        #[arg(long)]
+        learner: bool,
+    },
+    /// Remove a node that holds no shares (reshare its keys away first).
+    Remove {
+        /// Node id.
+        id: u64,
     },
 }
 

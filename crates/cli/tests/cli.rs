@@ -1,0 +1,305 @@
+//! The `keyquorum` binary end to end: `dev` in a child process, then every
+//! key, token, export and audit command against it, human and `--json`.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_keyquorum");
+
+/// A `keyquorum dev` child, killed on drop.
+struct Dev {
+    child: Child,
+    url: String,
+    token: String,
+}
+
+impl Drop for Dev {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn dev(dir: &Path) -> Dev {
+    let mut child = Command::new(BIN)
+        .args([
+            "dev",
+            "--nodes",
+            "3",
+            "--threshold",
+            "2",
+            "--json",
+            "--data-dir",
+        ])
+        .arg(dir)
+        .env("KEYQUORUM_PASSPHRASE", "cli test passphrase")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn keyquorum dev");
+    // `dev --json` prints one pretty JSON object once the cluster is up,
+    // then waits for Ctrl-C: read up to its closing brace.
+    let mut out = BufReader::new(child.stdout.take().expect("stdout"));
+    let mut text = String::new();
+    loop {
+        let mut line = String::new();
+        let n = out.read_line(&mut line).expect("read dev output");
+        assert!(n > 0, "dev exited before printing its URL: {text}");
+        text.push_str(&line);
+        if line.trim_end() == "}" {
+            break;
+        }
+    }
+    let v: Value = serde_json::from_str(&text).expect("dev --json output");
+    let env = std::fs::read_to_string(dir.join("client.env")).expect("client.env");
+    assert!(env.contains(v["url"].as_str().unwrap()));
+    Dev {
+        url: v["url"].as_str().unwrap().to_string(),
+        token: v["token"].as_str().unwrap().to_string(),
+        child,
+    }
+}
+
+fn run(dev: &Dev, token: &str, args: &[&str]) -> (bool, String, String) {
+    let o = Command::new(BIN)
+        .args(args)
+        .env("KEYQUORUM_URL", &dev.url)
+        .env("KEYQUORUM_TOKEN", token)
+        .output()
+        .expect("run keyquorum");
+    (
+        o.status.success(),
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+fn json(dev: &Dev, token: &str, args: &[&str]) -> Value {
+    let mut a = args.to_vec();
+    a.push("--json");
+    let (ok, out, err) = run(dev, token, &a);
+    assert!(ok, "keyquorum {args:?} failed: {err}");
+    serde_json::from_str(&out).unwrap_or_else(|e| panic!("{args:?}: {e}: {out}"))
+}
+
+#[test]
+fn cli_end_to_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dev(dir.path());
+    let admin = d.token.clone();
+
+    // key create --json prints exactly the documented fields.
+    let k = json(&d, &admin, &["key", "create", "alpha"]);
+    assert_eq!(k["name"], "alpha");
+    assert_eq!(k["suite"], "ed25519");
+    assert_eq!(k["threshold"], 2);
+    assert_eq!(k["members"], serde_json::json!([1, 2, 3]));
+    let pk_hex = k["public_key"].as_str().unwrap().to_string();
+    assert_eq!(pk_hex.len(), 64);
+    let tr = json(
+        &d,
+        &admin,
+        &[
+            "key",
+            "create",
+            "beta",
+            "--suite",
+            "secp256k1-tr",
+            "--threshold",
+            "3",
+        ],
+    );
+    assert_eq!(tr["threshold"], 3);
+    assert_eq!(tr["public_key"].as_str().unwrap().len(), 64);
+
+    // sign, and check with an ordinary verifier.
+    let s = json(
+        &d,
+        &admin,
+        &["key", "sign", "alpha", "--message-hex", "00ff"],
+    );
+    let sig_hex = s["signature"].as_str().unwrap().to_string();
+    let vk =
+        ed25519_dalek::VerifyingKey::from_bytes(&hex::decode(&pk_hex).unwrap().try_into().unwrap())
+            .unwrap();
+    let sig = ed25519_dalek::Signature::from_slice(&hex::decode(&sig_hex).unwrap()).unwrap();
+    vk.verify_strict(&[0x00, 0xff], &sig)
+        .expect("ed25519-dalek accepts it");
+    let (ok, out, _) = run(
+        &d,
+        &admin,
+        &[
+            "key",
+            "verify",
+            "alpha",
+            "--message-hex",
+            "00ff",
+            "--signature",
+            &sig_hex,
+        ],
+    );
+    assert!(ok);
+    assert_eq!(out.trim(), "valid");
+    let (ok, out, _) = run(
+        &d,
+        &admin,
+        &[
+            "key",
+            "verify",
+            "alpha",
+            "--message-hex",
+            "00fe",
+            "--signature",
+            &sig_hex,
+        ],
+    );
+    assert!(!ok, "a wrong message must fail the command");
+    assert_eq!(out.trim(), "INVALID");
+
+    // refresh and reshare keep the public key.
+    let r = json(&d, &admin, &["key", "refresh", "alpha"]);
+    let e0 = k["epoch"].as_u64().unwrap();
+    assert_eq!(r["epoch"].as_u64().unwrap(), e0 + 1);
+    assert_eq!(r["public_key"].as_str().unwrap(), pk_hex);
+    let r = json(
+        &d,
+        &admin,
+        &[
+            "key",
+            "reshare",
+            "alpha",
+            "--threshold",
+            "3",
+            "--members",
+            "1,2,3",
+        ],
+    );
+    assert_eq!(r["threshold"], 3);
+    assert_eq!(r["epoch"].as_u64().unwrap(), e0 + 2);
+    assert_eq!(r["public_key"].as_str().unwrap(), pk_hex);
+    let s = json(&d, &admin, &["key", "sign", "alpha", "--message", "after"]);
+    let sig = ed25519_dalek::Signature::from_slice(
+        &hex::decode(s["signature"].as_str().unwrap()).unwrap(),
+    )
+    .unwrap();
+    vk.verify_strict(b"after", &sig).unwrap();
+
+    // tokens: a signer limited to one key.
+    let t = json(&d, &admin, &["token", "create", "app", "--sign", "beta"]);
+    let app = t["token"].as_str().unwrap().to_string();
+    let (ok, _, err) = run(&d, &app, &["key", "sign", "alpha", "--message", "x"]);
+    assert!(!ok);
+    assert!(err.contains("403"), "{err}");
+    json(&d, &app, &["key", "sign", "beta", "--message", "x"]);
+
+    // export: request, 3 operator approvals (threshold is now 3), run.
+    let ops: Vec<String> = (0..3)
+        .map(|i| {
+            let t = json(
+                &d,
+                &admin,
+                &["token", "create", &format!("op{i}"), "--operator"],
+            );
+            t["token"].as_str().unwrap().to_string()
+        })
+        .collect();
+    let key_file = dir.path().join("export.key");
+    let out_file = dir.path().join("alpha.secret");
+    let req = json(
+        &d,
+        &admin,
+        &[
+            "key",
+            "export",
+            "request",
+            "alpha",
+            "--key-file",
+            key_file.to_str().unwrap(),
+        ],
+    );
+    let id = req["id"].as_str().unwrap().to_string();
+    assert_eq!(req["needed"], 3);
+    let run_args = [
+        "key",
+        "export",
+        "run",
+        &id,
+        "--key-file",
+        key_file.to_str().unwrap(),
+        "--out",
+        out_file.to_str().unwrap(),
+    ];
+    let (ok, _, err) = run(&d, &admin, &run_args);
+    assert!(!ok, "export ran without approvals");
+    assert!(err.contains("403"), "{err}");
+    assert!(!out_file.exists());
+    for (i, op) in ops.iter().enumerate() {
+        let r = json(&d, op, &["key", "export", "approve", &id]);
+        assert_eq!(r["approvals"].as_array().unwrap().len(), i + 1);
+    }
+    let l = json(&d, &admin, &["key", "export", "list"]);
+    assert_eq!(l["exports"].as_array().unwrap().len(), 1);
+    let res = json(&d, &admin, &run_args);
+    assert_eq!(res["public_key"].as_str().unwrap(), pk_hex);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&out_file).unwrap().permissions().mode();
+        assert_eq!(mode & 0o077, 0, "secret file readable by others");
+    }
+    let scalar: [u8; 32] = hex::decode(std::fs::read_to_string(&out_file).unwrap().trim())
+        .unwrap()
+        .try_into()
+        .unwrap();
+    let s = curve25519_dalek::Scalar::from_canonical_bytes(scalar).unwrap();
+    let point = curve25519_dalek::constants::ED25519_BASEPOINT_POINT * s;
+    assert_eq!(hex::encode(point.compress().as_bytes()), pk_hex);
+
+    // status and audit.
+    let st = json(&d, &admin, &["status"]);
+    assert_eq!(st["nodes"].as_array().unwrap().len(), 3);
+    let (ok, out, err) = run(&d, &admin, &["audit", "verify"]);
+    assert!(ok, "{err}");
+    assert!(out.starts_with("audit log verified"), "{out}");
+    let a = json(&d, &admin, &["audit", "--limit", "500"]);
+    let actions: Vec<String> = a["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["event"]["action"].as_str().map(str::to_string))
+        .collect();
+    assert!(actions.iter().any(|a| a.contains("export")), "{actions:?}");
+
+    // no token: a clear error, not a panic.
+    let (ok, _, err) = run(&d, "", &["key", "list"]);
+    assert!(!ok);
+    assert!(err.contains("no token"), "{err}");
+}
+
+/// The help texts are part of the interface: a change shows up here.
+#[test]
+fn help_lists_every_command() {
+    let o = Command::new(BIN).arg("--help").output().unwrap();
+    let text = String::from_utf8(o.stdout).unwrap();
+    for c in [
+        "dev", "node", "key", "token", "cluster", "status", "audit", "demo",
+    ] {
+        assert!(
+            text.lines().any(|l| l.trim_start().starts_with(c)),
+            "`{c}` missing from --help:\n{text}"
+        );
+    }
+    let o = Command::new(BIN).args(["key", "--help"]).output().unwrap();
+    let text = String::from_utf8(o.stdout).unwrap();
+    for c in [
+        "create", "list", "show", "sign", "verify", "refresh", "reshare", "export",
+    ] {
+        assert!(
+            text.lines().any(|l| l.trim_start().starts_with(c)),
+            "`key {c}` missing from key --help:\n{text}"
+        );
+    }
+}
