@@ -264,7 +264,9 @@ async fn get_key(
     Path(name): Path<String>,
 ) -> Response {
     audited(&node, &headers, "key.show", Some(&name), |_| async {
-        node.registry(|r| r.keys.get(&name).map(key_info))
+        node.key_record(&name)
+            .await
+            .map(|r| key_info(&r))
             .ok_or_else(|| NodeError::NotFound(format!("no key named {name}")))
     })
     .await
@@ -325,7 +327,8 @@ async fn verify(
     };
     audited(&node, &headers, "key.verify", Some(&name), |_| async {
         let record = node
-            .registry(|r| r.keys.get(&name).cloned())
+            .key_record(&name)
+            .await
             .ok_or_else(|| NodeError::NotFound(format!("no key named {name}")))?;
         let valid = match record.suite {
             SuiteName::Ed25519 => keyquorum_core::sign::verify::<keyquorum_core::Ed25519>(
@@ -432,7 +435,8 @@ async fn request_export(
             require_admin(&c)?;
             crate::peer::seal_to(&req.recipient, b"check", b"", b"")?;
             let record = n
-                .registry(|r| r.keys.get(&key).cloned())
+                .key_record(&key)
+                .await
                 .ok_or_else(|| NodeError::NotFound(format!("no key named {key}")))?;
             let mut id = [0u8; 16];
             rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut id);

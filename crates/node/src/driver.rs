@@ -27,7 +27,7 @@
 
 use std::any::Any;
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -96,10 +96,39 @@ struct DkgSession {
     phase: Box<dyn Any + Send>,
 }
 
+/// A run this node finished as a participant whose new share waits in the
+/// vault's pending table: kept so the run's coordinator can roll it back.
+struct Finished {
+    coordinator: NodeId,
+    slot: Vec<u8>,
+    at: Instant,
+}
+
+/// Deliberate misbehaviour, for tests of blame, recovery and crash safety.
+/// Everything is off unless a test turns it on through [`Driver::faults`];
+/// no API or config reaches it.
+#[derive(Debug, Default)]
+pub struct Faults {
+    /// Send DKG round-2 shares that are off this node's commitment.
+    pub bad_dkg_share: AtomicBool,
+    /// Send signature shares that do not verify.
+    pub bad_signature_share: AtomicBool,
+    /// Wait this many milliseconds before handling a DKG finish or a
+    /// reshare receive (a window to stop the node mid-run).
+    pub stall_finish_ms: AtomicU64,
+    /// How many stalls have ended (so a test can wait for the late handler).
+    pub stalls_ended: AtomicU64,
+}
+
 /// Per-node protocol state.
 #[derive(Default)]
 pub struct Driver {
     dkg: Mutex<HashMap<[u8; 32], DkgSession>>,
+    finished: Mutex<HashMap<[u8; 32], Finished>>,
+    /// Runs their coordinator gave up, with when: a late message of one of
+    /// them must not leave a pending share behind.
+    aborted: Mutex<HashMap<[u8; 32], (NodeId, Instant)>>,
+    faults: Faults,
     pools: Mutex<HashMap<(String, u64, NodeId), VecDeque<NonceCommitment>>>,
     refilling: Mutex<BTreeSet<(String, u64, NodeId)>>,
     rotation: AtomicUsize,
@@ -192,6 +221,37 @@ impl Driver {
         msg: PeerMessage,
     ) -> Result<PeerMessage, NodeError> {
         catch_up(node, &msg).await;
+        if matches!(
+            msg,
+            PeerMessage::DkgFinish { .. } | PeerMessage::ReshareReceive { .. }
+        ) {
+            let stall = self.faults.stall_finish_ms.load(Ordering::Relaxed);
+            if stall > 0 {
+                // Detached, so the late work goes on after the caller gives
+                // up (as on a slow node), instead of being cancelled with
+                // the request.
+                let node = node.clone();
+                let late = tokio::spawn(async move {
+                    tokio::time::sleep(Duration::from_millis(stall)).await;
+                    let driver = node.driver();
+                    let r = driver.dispatch(&node, from, msg).await;
+                    driver.faults.stalls_ended.fetch_add(1, Ordering::Relaxed);
+                    r
+                });
+                return late
+                    .await
+                    .map_err(|e| NodeError::Internal(format!("stalled handler: {e}")))?;
+            }
+        }
+        self.dispatch(node, from, msg).await
+    }
+
+    async fn dispatch(
+        &self,
+        node: &Node,
+        from: NodeId,
+        msg: PeerMessage,
+    ) -> Result<PeerMessage, NodeError> {
         match msg {
             PeerMessage::DkgStart {
                 session,
@@ -225,10 +285,7 @@ impl Driver {
                 self.dkg_finish(node, from, session, round2)
             }
             PeerMessage::Abort { session } => {
-                let mut d = lock(&self.dkg)?;
-                if d.get(&session.0).is_some_and(|s| s.coordinator == from) {
-                    d.remove(&session.0);
-                }
+                self.abort(node, from, &session)?;
                 Ok(PeerMessage::Abort { session })
             }
             PeerMessage::NonceBatch { key, epoch, count } => {
@@ -245,6 +302,88 @@ impl Driver {
                 message_name(&other)
             ))),
         }
+    }
+
+    /// Runs this node is part of that have not finished yet.
+    pub fn open_sessions(&self) -> usize {
+        self.dkg.lock().map(|d| d.len()).unwrap_or(0)
+    }
+
+    /// Keep a finished run's new share as pending (until its generation
+    /// commits), unless the run's coordinator has aborted it. Checked and
+    /// stored under one lock so an abort racing with the store either stops
+    /// it or finds it to roll back.
+    pub(crate) fn store_pending(
+        &self,
+        node: &Node,
+        session: &Hex32,
+        coordinator: NodeId,
+        slot: Vec<u8>,
+        share: &[u8],
+    ) -> Result<(), NodeError> {
+        let aborted = lock(&self.aborted)?;
+        if aborted
+            .get(&session.0)
+            .is_some_and(|(c, _)| *c == coordinator)
+        {
+            return Err(NodeError::Conflict("the run was aborted".into()));
+        }
+        node.vault().put(Table::Pending, &slot, share)?;
+        self.remember_pending(session, coordinator, slot);
+        drop(aborted);
+        Ok(())
+    }
+
+    /// The test hook for deliberate misbehaviour.
+    pub fn faults(&self) -> &Faults {
+        &self.faults
+    }
+
+    /// Note that this node finished run `session` (coordinated by
+    /// `coordinator`) with a pending share at `slot`.
+    fn remember_pending(&self, session: &Hex32, coordinator: NodeId, slot: Vec<u8>) {
+        if let Ok(mut f) = self.finished.lock() {
+            f.retain(|_, v| v.at.elapsed() < DKG_TTL);
+            f.insert(
+                session.0,
+                Finished {
+                    coordinator,
+                    slot,
+                    at: Instant::now(),
+                },
+            );
+        }
+    }
+
+    /// The coordinator gave run `session` up: drop its state and roll back
+    /// the pending share it left here, unless the registry committed it (a
+    /// coordinator cannot un-commit a generation by saying abort).
+    fn abort(&self, node: &Node, from: NodeId, session: &Hex32) -> Result<(), NodeError> {
+        {
+            let mut d = lock(&self.dkg)?;
+            if d.get(&session.0).is_some_and(|s| s.coordinator == from) {
+                d.remove(&session.0);
+            }
+        }
+        {
+            let mut a = lock(&self.aborted)?;
+            a.retain(|_, (_, at)| at.elapsed() < DKG_TTL);
+            a.insert(session.0, (from, Instant::now()));
+        }
+        let done = {
+            let mut f = lock(&self.finished)?;
+            match f.get(&session.0) {
+                Some(x) if x.coordinator == from => f.remove(&session.0),
+                _ => None,
+            }
+        };
+        if let Some(done) = done {
+            let committed = node.registry(|r| r.keys.values().any(|k| k.session == *session));
+            if !committed {
+                node.vault().delete(Table::Pending, &done.slot)?;
+            }
+        }
+        Ok(())
     }
 
     #[allow(
@@ -437,7 +576,16 @@ impl Driver {
                     state.receive(pid(*origin)?, m).map_err(core_err)?;
                 }
                 let (next, out) = state.advance().map_err(core_err)?;
-                let out = out.into_iter().map(|(to, m)| (to, m.to_bytes())).collect();
+                let bad = self.faults.bad_dkg_share.load(Ordering::Relaxed);
+                let out = out
+                    .into_iter()
+                    .map(|(to, mut m)| {
+                        if bad {
+                            m.tamper_share();
+                        }
+                        (to, m.to_bytes())
+                    })
+                    .collect();
                 (Box::new(next) as Box<dyn Any + Send>, out)
             }
             Kind::Refresh => {
@@ -548,11 +696,8 @@ impl Driver {
             (share.to_secret_bytes(), group.to_bytes())
         });
         // Pending until the registry commits the run's record.
-        node.vault().put(
-            Table::Pending,
-            &pending_slot(&target.0, target.1, &session),
-            &share,
-        )?;
+        let slot = pending_slot(&target.0, target.1, &session);
+        self.store_pending(node, &session, coordinator, slot, &share)?;
         Ok(PeerMessage::DkgDone {
             session,
             group_key: Hex(group_key),
@@ -728,7 +873,10 @@ impl Driver {
                 .ok_or_else(|| NodeError::Conflict("unknown or already used nonce".into()))?;
             let nonce = SigningNonce::<C>::from_secret_bytes(&secret)
                 .map_err(|e| NodeError::Internal(e.to_string()))?;
-            let s: SignatureShare<C> = nonce.sign(&share, &package).map_err(core_err)?;
+            let mut s: SignatureShare<C> = nonce.sign(&share, &package).map_err(core_err)?;
+            if self.faults.bad_signature_share.load(Ordering::Relaxed) {
+                s.tamper();
+            }
             s.to_bytes()
         });
         Ok(PeerMessage::SignatureShare { share: Hex(share) })
@@ -1023,7 +1171,8 @@ impl Driver {
         message: &[u8],
     ) -> Result<SignResponse, NodeError> {
         let record = node
-            .registry(|r| r.keys.get(name).cloned())
+            .key_record(name)
+            .await
             .ok_or_else(|| NodeError::NotFound(format!("no key named {name}")))?;
         let t = usize::from(record.threshold);
         // This node first (no network hop), then the others rotated per
@@ -1272,6 +1421,8 @@ pub fn message_name(m: &PeerMessage) -> &'static str {
         PeerMessage::VoteReply(_) => "vote_reply",
         PeerMessage::InstallSnapshot(_) => "install_snapshot",
         PeerMessage::InstallSnapshotReply(_) => "install_snapshot_reply",
+        PeerMessage::ReadIndex => "read_index",
+        PeerMessage::ReadIndexReply { .. } => "read_index_reply",
         PeerMessage::Forward { .. } => "forward",
         PeerMessage::ForwardReply { .. } => "forward_reply",
         PeerMessage::DkgStart { .. } => "dkg_start",

@@ -213,11 +213,8 @@ impl Driver {
                 out.transcript,
             )
         });
-        node.vault().put(
-            Table::Pending,
-            &pending_slot(&plan.key, plan.epoch + 1, &session),
-            &share,
-        )?;
+        let slot = pending_slot(&plan.key, plan.epoch + 1, &session);
+        self.store_pending(node, &session, from, slot, &share)?;
         Ok(PeerMessage::ReshareDone {
             session,
             group_key: Hex(group),
@@ -346,7 +343,8 @@ impl Driver {
     /// Refresh every member's share of `name` (same key, same members).
     pub async fn refresh_key(&self, node: &Node, name: &str) -> Result<KeyInfo, NodeError> {
         let record = node
-            .registry(|r| r.keys.get(name).cloned())
+            .key_record(name)
+            .await
             .ok_or_else(|| NodeError::NotFound(format!("no key named {name}")))?;
         let infos = Self::infos(node, &record.members)?;
         let session = random_session();
@@ -388,7 +386,8 @@ impl Driver {
         mut members: Vec<NodeId>,
     ) -> Result<KeyInfo, NodeError> {
         let record = node
-            .registry(|r| r.keys.get(name).cloned())
+            .key_record(name)
+            .await
             .ok_or_else(|| NodeError::NotFound(format!("no key named {name}")))?;
         members.sort_unstable();
         members.dedup();
@@ -479,7 +478,9 @@ impl Driver {
         }))
     }
 
-    /// One reshare attempt; on failure, the dealers to blame (if any).
+    /// One reshare attempt; on failure, the dealers to blame (if any). A
+    /// failed attempt is rolled back: the new members drop the pending
+    /// shares it left.
     async fn reshare_once(
         &self,
         node: &Node,
@@ -488,6 +489,24 @@ impl Driver {
         new_infos: &BTreeMap<NodeId, NodeInfo>,
     ) -> Result<(Vec<u8>, Hex32), (Vec<NodeId>, NodeError)> {
         let session = random_session();
+        let result = self
+            .reshare_attempt(node, record, plan, new_infos, session)
+            .await;
+        if result.is_err() {
+            let abort = PeerMessage::Abort { session };
+            let _ = join_all(new_infos.iter().map(|(m, i)| node.call(*m, i, &abort))).await;
+        }
+        result
+    }
+
+    async fn reshare_attempt(
+        &self,
+        node: &Node,
+        record: &KeyRecord,
+        plan: &ResharePlan,
+        new_infos: &BTreeMap<NodeId, NodeInfo>,
+        session: Hex32,
+    ) -> Result<(Vec<u8>, Hex32), (Vec<NodeId>, NodeError)> {
         let dealer_infos = Self::infos(node, &plan.dealers).map_err(|e| (vec![], e))?;
         let calls = dealer_infos.iter().map(|(d, i)| {
             let msg = PeerMessage::ReshareDeal {
@@ -584,7 +603,8 @@ impl Driver {
             .registry(|r| r.exports.get(id).cloned())
             .ok_or_else(|| NodeError::NotFound(format!("no export {id}")))?;
         let record = node
-            .registry(|r| r.keys.get(&export.key).cloned())
+            .key_record(&export.key)
+            .await
             .ok_or_else(|| NodeError::NotFound(format!("no key named {}", export.key)))?;
         if record.epoch != export.epoch {
             return Err(NodeError::Conflict(format!(

@@ -366,6 +366,9 @@ impl Node {
                 self.change_members_local(add, remove).await?;
                 Ok(PeerMessage::Ack)
             }
+            PeerMessage::ReadIndex => Ok(PeerMessage::ReadIndexReply {
+                index: self.leader_read_index().await?,
+            }),
             PeerMessage::Forward { command } => {
                 let (response, index) = self.write_local(command).await?;
                 Ok(PeerMessage::ForwardReply { response, index })
@@ -382,6 +385,55 @@ impl Node {
             }
             Err(e) => Err(NodeError::Unavailable(format!("raft write: {e}"))),
         }
+    }
+
+    /// As the leader: confirm leadership with a quorum and return the index
+    /// a linearizable read must have applied.
+    async fn leader_read_index(&self) -> Result<u64, NodeError> {
+        match self.0.raft.get_read_log_id().await {
+            Ok((read, _)) => Ok(read.map(|l| l.index).unwrap_or(0)),
+            Err(e) => Err(NodeError::Unavailable(format!("read index: {e}"))),
+        }
+    }
+
+    /// Wait until this node has applied everything committed before the
+    /// call: a read index from the leader (Raft thesis §6.4), then waiting
+    /// for the local state machine to reach it (bounded). Used before
+    /// answering "not found", so a client that wrote through one node and
+    /// reads through another sees its write.
+    pub async fn read_barrier(&self) -> Result<(), NodeError> {
+        let index = match self.leader() {
+            Some(l) if l == self.id() => self.leader_read_index().await?,
+            Some(l) => {
+                let info = self
+                    .node_info(l)
+                    .ok_or_else(|| NodeError::Unavailable(format!("no address for leader {l}")))?;
+                match self.call(l, &info, &PeerMessage::ReadIndex).await?.1 {
+                    PeerMessage::ReadIndexReply { index } => index,
+                    _ => {
+                        return Err(NodeError::Unavailable(
+                            "the leader answered ReadIndex wrongly".into(),
+                        ))
+                    }
+                }
+            }
+            None => return Err(NodeError::Unavailable("no Raft leader".into())),
+        };
+        self.wait_applied(index).await;
+        Ok(())
+    }
+
+    /// The registry record of key `name`; if this node does not know it,
+    /// after a [`read barrier`](Self::read_barrier) (it may have been
+    /// created through another node a moment ago).
+    pub async fn key_record(&self, name: &str) -> Option<keyquorum_wire::control::KeyRecord> {
+        if let Some(r) = self.registry(|r| r.keys.get(name).cloned()) {
+            return Some(r);
+        }
+        if let Err(e) = self.read_barrier().await {
+            tracing::debug!(error = %e, "read barrier failed");
+        }
+        self.registry(|r| r.keys.get(name).cloned())
     }
 
     /// Wait (briefly) until this node has applied log index `index`.

@@ -13,29 +13,12 @@
 
 mod common;
 
-use common::{check_bip340, check_ed25519, cluster};
-use keyquorum_client::{Client, ClientError, ExportKey};
+use common::{cluster, sign_and_check, status_of};
+use keyquorum_client::{Client, ExportKey};
 use keyquorum_node::dev::LocalCluster;
 use keyquorum_store::Table;
-use keyquorum_wire::api::{CreateKeyRequest, CreateTokenRequest, KeyInfo, SuiteName};
+use keyquorum_wire::api::{CreateKeyRequest, CreateTokenRequest, SuiteName};
 use keyquorum_wire::NodeId;
-
-fn status_of(e: &ClientError) -> u16 {
-    match e {
-        ClientError::Api { status, .. } => *status,
-        other => panic!("expected an API error, got {other}"),
-    }
-}
-
-async fn sign_and_check(via: &Client, key: &KeyInfo, msg: &[u8]) -> Vec<NodeId> {
-    let sig = via.sign(&key.name, msg).await.unwrap();
-    match key.suite {
-        SuiteName::Ed25519 => check_ed25519(&key.public_key.0, msg, &sig.signature.0),
-        SuiteName::Secp256k1Tr => check_bip340(&key.public_key.0, msg, &sig.signature.0),
-    }
-    assert_eq!(sig.epoch, key.epoch);
-    sig.signers
-}
 
 /// Generations of `key`'s share stored on node `id`.
 fn share_epochs(c: &LocalCluster, id: NodeId, key: &str) -> Vec<String> {

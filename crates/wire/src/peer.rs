@@ -85,6 +85,14 @@ pub enum PeerMessage {
     InstallSnapshot(openraft::raft::InstallSnapshotRequest<TypeConfig>),
     /// Raft InstallSnapshot reply.
     InstallSnapshotReply(openraft::raft::InstallSnapshotResponse<NodeId>),
+    /// A follower asks the leader for a read index (Raft thesis §6.4): the
+    /// leader confirms it still leads and answers its commit index.
+    ReadIndex,
+    /// The leader's read index.
+    ReadIndexReply {
+        /// Apply up to here before reading.
+        index: u64,
+    },
     /// A follower forwards a control-plane write to the leader.
     Forward {
         /// The command.

@@ -10,9 +10,12 @@
     reason = "integration test helpers: a failed unwrap is a failed test"
 )]
 
+use keyquorum_client::{Client, ClientError};
 use keyquorum_node::dev::{DevOptions, LocalCluster};
 use keyquorum_store::vault::KdfParams;
 use keyquorum_store::Passphrase;
+use keyquorum_wire::api::{KeyInfo, SuiteName};
+use keyquorum_wire::NodeId;
 
 pub async fn cluster(nodes: u16, threshold: u16, pool: usize) -> (tempfile::TempDir, LocalCluster) {
     let _ = tracing_subscriber::fmt()
@@ -45,4 +48,55 @@ pub fn check_bip340(pk: &[u8], msg: &[u8], sig: &[u8]) {
     let sig = k256::schnorr::Signature::try_from(sig).unwrap();
     vk.verify_raw(msg, &sig)
         .expect("k256 BIP-340 verifier accepts the threshold signature");
+}
+
+pub fn status_of(e: &ClientError) -> u16 {
+    match e {
+        ClientError::Api { status, .. } => *status,
+        other => panic!("expected an API error, got {other}"),
+    }
+}
+
+/// Sign through `via` and check the signature with an ordinary verifier;
+/// returns the signers.
+pub async fn sign_and_check(via: &Client, key: &KeyInfo, msg: &[u8]) -> Vec<NodeId> {
+    let sig = via.sign(&key.name, msg).await.unwrap();
+    check_sig(key, msg, &sig.signature.0);
+    assert_eq!(sig.epoch, key.epoch);
+    sig.signers
+}
+
+pub fn check_sig(key: &KeyInfo, msg: &[u8], sig: &[u8]) {
+    match key.suite {
+        SuiteName::Ed25519 => check_ed25519(&key.public_key.0, msg, sig),
+        SuiteName::Secp256k1Tr => check_bip340(&key.public_key.0, msg, sig),
+    }
+}
+
+/// Every audit entry (up to 1,000).
+pub async fn audit_entries(c: &Client) -> Vec<serde_json::Value> {
+    c.audit(0, 1000).await.unwrap()["entries"]
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+/// Poll the audit log until an entry matches `pred` (events are appended in
+/// batches); returns it.
+pub async fn wait_for_audit(
+    c: &Client,
+    what: &str,
+    pred: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        if let Some(e) = audit_entries(c).await.into_iter().find(|e| pred(e)) {
+            return e;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no audit entry for {what}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
 }

@@ -1,0 +1,549 @@
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    missing_docs,
+    unreachable_pub,
+    reason = "integration tests: a failed unwrap is a failed test"
+)]
+//! Faults on in-process clusters over loopback: a malicious DKG participant
+//! and signer, losing n−t nodes under signing load, losing the Raft leader,
+//! a node that stops answering in the middle of a DKG and of a reshare,
+//! restarting every node, and a nonce asked for twice across a restart.
+
+mod common;
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::{check_sig, cluster, sign_and_check, status_of, wait_for_audit};
+use keyquorum_client::Client;
+use keyquorum_core::codec::{Decode, Encode};
+use keyquorum_core::sign::{Coordinator, SignatureShare, SigningCommitment};
+use keyquorum_core::{Ed25519, GroupKey, SessionId};
+use keyquorum_node::dev::LocalCluster;
+use keyquorum_node::Node;
+use keyquorum_store::Table;
+use keyquorum_wire::api::{CreateKeyRequest, CreateTokenRequest, KeyInfo, SuiteName};
+use keyquorum_wire::peer::{NonceCommitment, PeerMessage};
+use keyquorum_wire::{Hex, NodeId};
+
+fn create(name: &str, suite: SuiteName, t: u16, members: Option<Vec<NodeId>>) -> CreateKeyRequest {
+    CreateKeyRequest {
+        name: name.into(),
+        suite,
+        threshold: Some(t),
+        members,
+    }
+}
+
+fn vault_count(c: &LocalCluster, id: NodeId, table: Table, key: &str) -> usize {
+    c.node(id)
+        .unwrap()
+        .vault()
+        .count(table, format!("{key}/").as_bytes())
+        .unwrap()
+}
+
+async fn poll<F, Fut>(what: &str, timeout: Duration, mut f: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + timeout;
+    while !f().await {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malicious_dkg_participant_and_signer_are_identified_and_left_out() {
+    let (_dir, c) = cluster(4, 3, 0).await;
+    let admin = Client::new(&c.url_of(1), &c.admin_token).unwrap();
+
+    // Node 4 deals shares off its own commitment.
+    c.node(4)
+        .unwrap()
+        .driver()
+        .faults()
+        .bad_dkg_share
+        .store(true, Ordering::Relaxed);
+    let key = admin
+        .create_key(&create("k", SuiteName::Ed25519, 3, None))
+        .await
+        .unwrap();
+    assert_eq!(key.members, vec![1, 2, 3], "the culprit is left out");
+    assert_eq!(key.threshold, 3);
+    sign_and_check(&admin, &key, b"without the culprit").await;
+    let blame = wait_for_audit(&admin, "dkg.blame", |e| e["event"]["action"] == "dkg.blame").await;
+    assert!(
+        blame["event"]["outcome"].as_str().unwrap().contains("[4]"),
+        "{blame}"
+    );
+    // The culprit keeps nothing of either run (the failed one was rolled back).
+    assert_eq!(vault_count(&c, 4, Table::Shares, "k"), 0);
+    poll(
+        "node 4's pending share rolled back",
+        Duration::from_secs(5),
+        || async { vault_count(&c, 4, Table::Pending, "k") == 0 },
+    )
+    .await;
+
+    // Node 2 sends signature shares that do not verify: every signature
+    // still comes out valid, made without it.
+    let k2 = admin
+        .create_key(&create(
+            "k2",
+            SuiteName::Secp256k1Tr,
+            2,
+            Some(vec![1, 2, 3]),
+        ))
+        .await
+        .unwrap();
+    c.node(2)
+        .unwrap()
+        .driver()
+        .faults()
+        .bad_signature_share
+        .store(true, Ordering::Relaxed);
+    for i in 0..6u8 {
+        let signers = sign_and_check(&admin, &k2, &[b's', i]).await;
+        assert!(
+            !signers.contains(&2),
+            "node 2's bad share was used: {signers:?}"
+        );
+    }
+    c.shutdown().await;
+}
+
+/// A message and its signature.
+type Signed = (Vec<u8>, Vec<u8>);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn losing_n_minus_t_nodes_under_signing_load() {
+    let (_dir, mut c) = cluster(5, 3, 16).await;
+    let admin = Client::new(&c.url_of(1), &c.admin_token).unwrap();
+    let key = admin
+        .create_key(&create("load", SuiteName::Ed25519, 3, None))
+        .await
+        .unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let done = Arc::new(AtomicUsize::new(0));
+    let sigs: Arc<Mutex<Vec<Signed>>> = Arc::default();
+    let survivor_errors: Arc<Mutex<Vec<String>>> = Arc::default();
+    let mut workers = Vec::new();
+    for w in 0..10u64 {
+        // Eight workers enter through the nodes that stay, two through the
+        // ones that go (their requests may fail, but must not hang).
+        let entry = if w < 8 { w % 3 + 1 } else { w - 4 };
+        let client = Client::new(&c.url_of(entry), &c.admin_token).unwrap();
+        let (stop, done, sigs, errs, name) = (
+            stop.clone(),
+            done.clone(),
+            sigs.clone(),
+            survivor_errors.clone(),
+            key.name.clone(),
+        );
+        workers.push(tokio::spawn(async move {
+            let mut i = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                i += 1;
+                let msg = format!("w{w} m{i}").into_bytes();
+                let r = tokio::time::timeout(Duration::from_secs(30), client.sign(&name, &msg))
+                    .await
+                    .unwrap_or_else(|_| panic!("a sign request through node {entry} hung"));
+                match r {
+                    Ok(s) => {
+                        sigs.lock().unwrap().push((msg, s.signature.0));
+                        done.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Err(e) if entry <= 3 => errs.lock().unwrap().push(e.to_string()),
+                    Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+                }
+            }
+        }));
+    }
+    let d = done.clone();
+    poll(
+        "signatures before the kill",
+        Duration::from_secs(60),
+        || {
+            let d = d.clone();
+            async move { d.load(Ordering::Relaxed) >= 40 }
+        },
+    )
+    .await;
+    c.stop_node(4).await;
+    c.stop_node(5).await;
+    let at_kill = done.load(Ordering::Relaxed);
+    let d = done.clone();
+    poll("signatures after the kill", Duration::from_secs(60), || {
+        let d = d.clone();
+        async move { d.load(Ordering::Relaxed) >= at_kill + 60 }
+    })
+    .await;
+    stop.store(true, Ordering::Relaxed);
+    for w in workers {
+        w.await.unwrap();
+    }
+    let errs = survivor_errors.lock().unwrap().clone();
+    assert!(
+        errs.is_empty(),
+        "requests through surviving nodes failed: {errs:?}"
+    );
+    let sigs = std::mem::take(&mut *sigs.lock().unwrap());
+    assert!(sigs.len() >= at_kill + 60);
+    for (msg, sig) in sigs.iter() {
+        check_sig(&key, msg, sig);
+    }
+    // With only t = 3 members left, every signer set is {1, 2, 3}.
+    let s = admin.sign(&key.name, b"after").await.unwrap();
+    assert_eq!(
+        s.signers
+            .iter()
+            .copied()
+            .collect::<std::collections::BTreeSet<_>>(),
+        [1, 2, 3].into()
+    );
+    c.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_resume_after_the_leader_is_lost() {
+    let (_dir, mut c) = cluster(3, 2, 0).await;
+    let leader = c.node(1).unwrap().leader().unwrap();
+    c.stop_node(leader).await;
+    let survivors: Vec<NodeId> = (1..=3).filter(|i| *i != leader).collect();
+    let via = Client::new(&c.url_of(survivors[0]), &c.admin_token).unwrap();
+    // Raft writes: a token, then a key among the survivors.
+    let app = via
+        .create_token(&CreateTokenRequest {
+            name: "after-election".into(),
+            admin: false,
+            operator: false,
+            sign_keys: vec!["*".into()],
+        })
+        .await
+        .unwrap();
+    let key = via
+        .create_key(&create(
+            "k",
+            SuiteName::Secp256k1Tr,
+            2,
+            Some(survivors.clone()),
+        ))
+        .await
+        .unwrap();
+    let new_leader = c.node(survivors[0]).unwrap().leader().unwrap();
+    assert_ne!(new_leader, leader);
+    let app_client = Client::new(&c.url_of(survivors[1]), &app.token).unwrap();
+    sign_and_check(&app_client, &key, b"after the election").await;
+
+    // The old leader comes back, catches up and serves the new token.
+    c.restart_node(leader).await.unwrap();
+    let old = Client::new(&c.url_of(leader), &app.token).unwrap();
+    let n = c.node(leader).unwrap();
+    poll(
+        "the old leader to catch up",
+        Duration::from_secs(20),
+        || async { n.registry(|r| r.keys.contains_key("k")) },
+    )
+    .await;
+    sign_and_check(&old, &key, b"through the old leader").await;
+    c.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restarting_every_node_keeps_keys_audit_and_membership() {
+    let (_dir, mut c) = cluster(3, 2, 8).await;
+    let admin = Client::new(&c.url_of(1), &c.admin_token).unwrap();
+    let a = admin
+        .create_key(&create("a", SuiteName::Ed25519, 2, None))
+        .await
+        .unwrap();
+    let b = admin
+        .create_key(&create("b", SuiteName::Secp256k1Tr, 3, None))
+        .await
+        .unwrap();
+    sign_and_check(&admin, &a, b"before").await;
+    sign_and_check(&admin, &b, b"before").await;
+    wait_for_audit(&admin, "the key creations", |e| {
+        e["event"]["action"] == "key.create" && e["event"]["target"] == "b"
+    })
+    .await;
+    let keys_before = admin.list_keys().await.unwrap().keys;
+    let entries_before = common::audit_entries(&admin).await;
+    let members_before: Vec<NodeId> = admin
+        .status()
+        .await
+        .unwrap()
+        .nodes
+        .iter()
+        .map(|n| n.id)
+        .collect();
+
+    for id in 1..=3 {
+        c.stop_node(id).await;
+    }
+    for id in 1..=3 {
+        c.restart_node(id).await.unwrap();
+    }
+    c.wait_ready(Duration::from_secs(30)).await.unwrap();
+
+    let admin = Client::new(&c.url_of(2), &c.admin_token).unwrap();
+    assert_eq!(admin.list_keys().await.unwrap().keys, keys_before);
+    let members: Vec<NodeId> = admin
+        .status()
+        .await
+        .unwrap()
+        .nodes
+        .iter()
+        .map(|n| n.id)
+        .collect();
+    assert_eq!(members, members_before);
+    sign_and_check(&admin, &a, b"after").await;
+    sign_and_check(&admin, &b, b"after").await;
+    let entries = common::audit_entries(&admin).await;
+    assert!(entries.len() >= entries_before.len());
+    assert_eq!(
+        entries[..entries_before.len()],
+        entries_before[..],
+        "the audit log before the restart is intact"
+    );
+    assert_eq!(admin.audit_verify().await.unwrap()["valid"], true);
+    c.shutdown().await;
+}
+
+async fn nonce(node: &Node, key: &str, epoch: u64) -> NonceCommitment {
+    let batch = PeerMessage::NonceBatch {
+        key: key.into(),
+        epoch,
+        count: 1,
+    };
+    match node.handle_peer(1, batch).await.unwrap() {
+        PeerMessage::Nonces { mut items } => items.pop().unwrap(),
+        other => panic!("unexpected reply {other:?}"),
+    }
+}
+
+fn package<'a>(
+    group: &'a GroupKey<Ed25519>,
+    msg: &[u8],
+    cs: &[&NonceCommitment],
+) -> Coordinator<'a, Ed25519> {
+    let cs: Vec<_> = cs
+        .iter()
+        .map(|c| SigningCommitment::<Ed25519>::from_bytes(&c.commitment.0).unwrap())
+        .collect();
+    Coordinator::new(group, SessionId([7; 32]), msg, cs).unwrap()
+}
+
+fn sign_share(
+    key: &str,
+    epoch: u64,
+    nonce: &NonceCommitment,
+    c: &Coordinator<Ed25519>,
+) -> PeerMessage {
+    PeerMessage::SignShare {
+        key: key.into(),
+        epoch,
+        nonce: nonce.id.clone(),
+        package: Hex(c.package().to_bytes()),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_nonce_is_never_used_twice_even_across_a_restart() {
+    let (_dir, mut c) = cluster(3, 2, 0).await;
+    let admin = Client::new(&c.url_of(1), &c.admin_token).unwrap();
+    let key: KeyInfo = admin
+        .create_key(&create("n", SuiteName::Ed25519, 2, None))
+        .await
+        .unwrap();
+    let record = c
+        .node(1)
+        .unwrap()
+        .registry(|r| r.keys.get("n").cloned())
+        .unwrap();
+    let group = GroupKey::<Ed25519>::from_bytes(&record.group_key.0).unwrap();
+    let (n2, n3) = (c.node(2).unwrap(), c.node(3).unwrap());
+    let c2 = nonce(&n2, "n", record.epoch).await;
+    let c3 = nonce(&n3, "n", record.epoch).await;
+    assert_eq!(vault_count(&c, 2, Table::Nonces, "n"), 1);
+
+    // One honest signing with the two nonces.
+    let mut coord = package(&group, b"first", &[&c2, &c3]);
+    for (id, node, nc) in [(2u8, &n2, &c2), (3, &n3, &c3)] {
+        let PeerMessage::SignatureShare { share } = node
+            .handle_peer(1, sign_share("n", record.epoch, nc, &coord))
+            .await
+            .unwrap()
+        else {
+            panic!("no signature share from node {id}");
+        };
+        let share = SignatureShare::<Ed25519>::from_bytes(&share.0).unwrap();
+        coord
+            .receive(
+                keyquorum_core::ParticipantId::new(u16::from(id)).unwrap(),
+                share,
+            )
+            .unwrap();
+    }
+    let sig = coord.finish().unwrap();
+    check_sig(&key, b"first", &sig.to_bytes());
+    // The nonce is gone from the vault the moment its share left.
+    assert_eq!(vault_count(&c, 2, Table::Nonces, "n"), 0);
+
+    // Asked again for another message with the same nonce: refused.
+    let other = package(&group, b"second", &[&c2, &c3]);
+    let err = n2
+        .handle_peer(1, sign_share("n", record.epoch, &c2, &other))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("already used"), "{err}");
+
+    // And after the node restarts (the vault reopened from disk).
+    drop(n2);
+    c.stop_node(2).await;
+    c.restart_node(2).await.unwrap();
+    c.wait_ready(Duration::from_secs(30)).await.unwrap();
+    let n2 = c.node(2).unwrap();
+    let err = n2
+        .handle_peer(1, sign_share("n", record.epoch, &c2, &other))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("already used"), "{err}");
+    assert_eq!(vault_count(&c, 2, Table::Nonces, "n"), 0);
+    // The key still signs (fresh nonces).
+    sign_and_check(
+        &Client::new(&c.url_of(2), &c.admin_token).unwrap(),
+        &key,
+        b"later",
+    )
+    .await;
+    c.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_lost_in_the_middle_of_dkg_leaves_nothing_half_done() {
+    let (_dir, mut c) = cluster(3, 2, 0).await;
+    let admin = Client::new(&c.url_of(1), &c.admin_token).unwrap();
+    // Node 3 stops answering at the last DKG step (past the peer timeout).
+    let n3 = c.node(3).unwrap();
+    n3.driver()
+        .faults()
+        .stall_finish_ms
+        .store(6_000, Ordering::Relaxed);
+    let err = admin
+        .create_key(&create("mid", SuiteName::Ed25519, 2, None))
+        .await
+        .unwrap_err();
+    assert_eq!(status_of(&err), 503, "{err}");
+    assert_eq!(status_of(&admin.key("mid").await.unwrap_err()), 404);
+    // Nodes 1 and 2 finished their part; the abort rolled it back.
+    for id in [1, 2] {
+        assert_eq!(vault_count(&c, id, Table::Pending, "mid"), 0, "node {id}");
+        assert_eq!(vault_count(&c, id, Table::Shares, "mid"), 0, "node {id}");
+        assert_eq!(c.node(id).unwrap().driver().open_sessions(), 0);
+    }
+    // Node 3 is stopped while its stalled handler sleeps; the handler wakes
+    // on the stopped node, after the abort, and keeps nothing.
+    c.stop_node(3).await;
+    poll(
+        "node 3's stalled handler",
+        Duration::from_secs(10),
+        || async { n3.driver().faults().stalls_ended.load(Ordering::Relaxed) >= 1 },
+    )
+    .await;
+    assert_eq!(n3.vault().count(Table::Pending, b"mid/").unwrap(), 0);
+    assert_eq!(n3.driver().open_sessions(), 0);
+    drop(n3);
+
+    // With node 3 down, a new DKG over all three aborts cleanly at once.
+    let err = admin
+        .create_key(&create("mid", SuiteName::Ed25519, 2, None))
+        .await
+        .unwrap_err();
+    assert_eq!(status_of(&err), 503, "{err}");
+    assert_eq!(status_of(&admin.key("mid").await.unwrap_err()), 404);
+
+    // Back up (faults off after a restart): the same key name works.
+    c.restart_node(3).await.unwrap();
+    c.wait_ready(Duration::from_secs(30)).await.unwrap();
+    assert_eq!(vault_count(&c, 3, Table::Pending, "mid"), 0);
+    let key = admin
+        .create_key(&create("mid", SuiteName::Ed25519, 2, None))
+        .await
+        .unwrap();
+    for id in 1..=3 {
+        sign_and_check(
+            &Client::new(&c.url_of(id), &c.admin_token).unwrap(),
+            &key,
+            b"ok",
+        )
+        .await;
+    }
+    c.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_lost_in_the_middle_of_reshare_leaves_the_key_usable() {
+    let (_dir, mut c) = cluster(3, 2, 0).await;
+    let admin = Client::new(&c.url_of(1), &c.admin_token).unwrap();
+    let key = admin
+        .create_key(&create("r", SuiteName::Ed25519, 2, None))
+        .await
+        .unwrap();
+    let add = c.spawn_node().await.unwrap();
+    let new_id = add.id;
+    admin.add_node(&add).await.unwrap();
+    let n4 = c.node(new_id).unwrap();
+    n4.driver()
+        .faults()
+        .stall_finish_ms
+        .store(6_000, Ordering::Relaxed);
+
+    let err = admin.reshare("r", 3, &[1, 2, 3, new_id]).await.unwrap_err();
+    assert_eq!(status_of(&err), 503, "{err}");
+    // The key is as it was and signs through every old holder.
+    let now = admin.key("r").await.unwrap();
+    assert_eq!(now, key);
+    for id in 1..=3 {
+        sign_and_check(
+            &Client::new(&c.url_of(id), &c.admin_token).unwrap(),
+            &key,
+            b"still",
+        )
+        .await;
+    }
+    // The late node wakes after the abort: it keeps nothing of the run.
+    poll(
+        "node 4's stalled handler",
+        Duration::from_secs(10),
+        || async { n4.driver().faults().stalls_ended.load(Ordering::Relaxed) >= 1 },
+    )
+    .await;
+    for id in [1, 2, 3, new_id] {
+        assert_eq!(vault_count(&c, id, Table::Pending, "r"), 0, "node {id}");
+    }
+    assert_eq!(vault_count(&c, new_id, Table::Shares, "r"), 0);
+
+    // Once it answers again the reshare goes through, same public key.
+    n4.driver()
+        .faults()
+        .stall_finish_ms
+        .store(0, Ordering::Relaxed);
+    let next = admin.reshare("r", 3, &[1, 2, 3, new_id]).await.unwrap();
+    assert_eq!(next.public_key, key.public_key);
+    assert_eq!(next.epoch, key.epoch + 1);
+    sign_and_check(
+        &Client::new(&c.url_of(new_id), &c.admin_token).unwrap(),
+        &next,
+        b"new",
+    )
+    .await;
+    c.shutdown().await;
+}
