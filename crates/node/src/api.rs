@@ -227,10 +227,13 @@ async fn create_key(
                     .map(|(id, _, _)| id)
                     .collect(),
             };
-            let threshold = req
-                .threshold
-                .unwrap_or(node.config().default_threshold)
-                .min(u16::try_from(members.len()).unwrap_or(u16::MAX));
+            // An explicit threshold is taken as asked (and refused if it
+            // does not fit); only the default adapts to a small member set.
+            let threshold = req.threshold.unwrap_or_else(|| {
+                node.config()
+                    .default_threshold
+                    .min(u16::try_from(members.len()).unwrap_or(u16::MAX))
+            });
             let info = node
                 .driver()
                 .create_key(&node, &req.name, req.suite, threshold, members)
@@ -722,6 +725,10 @@ pub struct AuditVerification {
     pub entries: u64,
     /// Signed heads checked.
     pub signed_heads: u64,
+    /// The last entry a signed head covers (entries after it are chained
+    /// but not yet signed).
+    #[serde(default)]
+    pub signed_through: Option<u64>,
     /// The first fault found.
     #[serde(default)]
     pub fault: Option<String>,
@@ -776,6 +783,7 @@ async fn audit_verify(State(node): State<Node>, headers: HeaderMap) -> Response 
             valid: fault.is_none(),
             entries: entries.len() as u64,
             signed_heads: heads.len() as u64,
+            signed_through: heads.iter().map(|h| h.seq).max(),
             fault: fault.map(|f| f.to_string()),
         })
     })

@@ -645,49 +645,71 @@ pub(crate) fn clone_request(msg: &PeerMessage) -> Result<PeerMessage, NodeError>
     serde_json::from_slice(&bytes).map_err(|e| NodeError::Internal(e.to_string()))
 }
 
-/// Batches audit events into `Audit` commands, and signs the head as leader
-/// at most once a second.
+/// Batches audit events into `Audit` commands; as leader, signs the head
+/// whenever it has moved, at most once a second (so every entry is covered
+/// by a signed head about a second after it is appended).
 async fn audit_writer(node: Node, mut rx: mpsc::UnboundedReceiver<AuditEvent>) {
-    let start = tokio::time::Instant::now();
-    let mut last_signed = start.checked_sub(Duration::from_secs(2)).unwrap_or(start);
-    while let Some(first) = rx.recv().await {
-        let mut events = vec![first];
-        while events.len() < 512 {
-            match rx.try_recv() {
-                Ok(e) => events.push(e),
-                Err(_) => break,
-            }
-        }
-        let mut delay = Duration::from_millis(50);
-        loop {
-            match node
-                .write(Command::Audit {
-                    events: events.clone(),
-                })
-                .await
-            {
-                Ok(_) => break,
-                Err(e) => {
-                    tracing::warn!(error = %e, pending = events.len(), "audit append failed; retrying");
-                    tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(Duration::from_secs(2));
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut signed: Option<u64> = None;
+    loop {
+        let first = tokio::select! {
+            e = rx.recv() => match e {
+                Some(e) => Some(e),
+                None => return,
+            },
+            _ = tick.tick() => None,
+        };
+        if let Some(first) = first {
+            let mut events = vec![first];
+            while events.len() < 512 {
+                match rx.try_recv() {
+                    Ok(e) => events.push(e),
+                    Err(_) => break,
                 }
             }
-        }
-        if node.leader() == Some(node.id()) && last_signed.elapsed() >= Duration::from_secs(1) {
-            last_signed = tokio::time::Instant::now();
-            let head = node.registry(|r| r.audit.last().map(|e| (e.seq, e.hash)));
-            if let Some((seq, hash)) = head {
-                let signature = node.keys().sign(&head_signing_bytes(seq, &hash));
-                let head = SignedHead {
-                    seq,
-                    hash,
-                    signer: node.id(),
-                    signature: Hex(signature.to_vec()),
-                };
-                if let Err(e) = node.write(Command::SignHead { head }).await {
-                    tracing::warn!(error = %e, "signing the audit head failed");
+            let mut delay = Duration::from_millis(50);
+            loop {
+                match node
+                    .write(Command::Audit {
+                        events: events.clone(),
+                    })
+                    .await
+                {
+                    Ok(_) => break,
+                    Err(e) => {
+                        tracing::warn!(error = %e, pending = events.len(), "audit append failed; retrying");
+                        tokio::time::sleep(delay).await;
+                        delay = (delay * 2).min(Duration::from_secs(2));
+                    }
                 }
+            }
+            continue;
+        }
+        if node.leader() != Some(node.id()) {
+            continue;
+        }
+        let head = node.registry(|r| {
+            let last_signed = r.heads.last().map(|h| h.seq);
+            r.audit
+                .last()
+                .filter(|e| Some(e.seq) > last_signed)
+                .map(|e| (e.seq, e.hash))
+        });
+        if let Some((seq, hash)) = head {
+            if signed == Some(seq) {
+                continue;
+            }
+            let signature = node.keys().sign(&head_signing_bytes(seq, &hash));
+            let head = SignedHead {
+                seq,
+                hash,
+                signer: node.id(),
+                signature: Hex(signature.to_vec()),
+            };
+            match node.write(Command::SignHead { head }).await {
+                Ok(_) => signed = Some(seq),
+                Err(e) => tracing::warn!(error = %e, "signing the audit head failed"),
             }
         }
     }

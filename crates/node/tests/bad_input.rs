@@ -1,0 +1,425 @@
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    missing_docs,
+    unreachable_pub,
+    reason = "integration tests: a failed unwrap is a failed test"
+)]
+//! Untrusted bytes: malformed and oversized client requests, wrong tokens,
+//! unknown keys, forged, foreign and replayed peer messages, and a tampered
+//! audit log. Each gets a clear 4xx (or is caught by verification) and leaves
+//! stored state unchanged.
+
+mod common;
+
+use common::{audit_entries, cluster, sign_and_check, wait_for_audit};
+use keyquorum_client::Client;
+use keyquorum_node::peer::{seal_envelope, PEER_PATH};
+use keyquorum_wire::api::{CreateKeyRequest, CreateTokenRequest, SuiteName};
+use keyquorum_wire::peer::{Envelope, PeerMessage};
+use keyquorum_wire::Hex;
+use serde_json::{json, Value};
+
+/// Everything a client can observe of the stored state.
+async fn snapshot(c: &Client) -> (Value, Value) {
+    let keys = serde_json::to_value(c.list_keys().await.unwrap()).unwrap();
+    let status = c.status().await.unwrap();
+    (keys, json!({ "nodes": status.nodes, "keys": status.keys }))
+}
+
+async fn expect(resp: reqwest::Response, status: u16, what: &str) -> Value {
+    let got = resp.status().as_u16();
+    let body = resp.text().await.unwrap();
+    assert_eq!(got, status, "{what}: {body}");
+    let v: Value = serde_json::from_str(&body)
+        .unwrap_or_else(|e| panic!("{what}: error body is not JSON ({e}): {body}"));
+    assert!(v["error"].is_string(), "{what}: no error code in {body}");
+    assert!(v["message"].is_string(), "{what}: no message in {body}");
+    v
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_client_requests_get_clear_errors_and_change_nothing() {
+    let (_dir, c) = cluster(3, 2, 0).await;
+    let url = c.url_of(1);
+    let admin = Client::new(&url, &c.admin_token).unwrap();
+    let key = admin
+        .create_key(&CreateKeyRequest {
+            name: "k".into(),
+            suite: SuiteName::Ed25519,
+            threshold: None,
+            members: None,
+        })
+        .await
+        .unwrap();
+    let app = admin
+        .create_token(&CreateTokenRequest {
+            name: "app".into(),
+            admin: false,
+            operator: false,
+            sign_keys: vec!["other".into()],
+        })
+        .await
+        .unwrap();
+    let before = snapshot(&admin).await;
+    let http = reqwest::Client::new();
+    let auth = format!("Bearer {}", c.admin_token);
+    let post = |path: &str| {
+        http.post(format!("{url}{path}"))
+            .header("authorization", &auth)
+            .header("content-type", "application/json")
+    };
+
+    // Malformed JSON, wrong types, missing fields, unknown enum values.
+    for (body, what) in [
+        ("{\"name\": \"x\", ", "truncated JSON"),
+        ("not json at all", "not JSON"),
+        (
+            "{\"name\": 5, \"suite\": \"ed25519\"}",
+            "name of the wrong type",
+        ),
+        ("{\"suite\": \"ed25519\"}", "missing name"),
+        ("{\"name\": \"x\", \"suite\": \"rsa\"}", "unknown suite"),
+        (
+            "{\"name\": \"x\", \"suite\": \"ed25519\", \"threshold\": -1}",
+            "negative threshold",
+        ),
+        (
+            "{\"name\": \"x\", \"suite\": \"ed25519\", \"threshold\": 70000}",
+            "threshold out of range",
+        ),
+        ("[]", "an array"),
+    ] {
+        expect(post("/v1/keys").body(body).send().await.unwrap(), 400, what).await;
+    }
+    // Semantically wrong: threshold above n, unknown member, bad name.
+    for (body, what) in [
+        (
+            json!({"name": "x", "suite": "ed25519", "threshold": 4}),
+            "t > n",
+        ),
+        (
+            json!({"name": "x", "suite": "ed25519", "threshold": 1}),
+            "t = 1",
+        ),
+        (
+            json!({"name": "x", "suite": "ed25519", "members": [1, 2, 99]}),
+            "unknown member",
+        ),
+        (
+            json!({"name": "../etc", "suite": "ed25519"}),
+            "bad key name",
+        ),
+        (json!({"name": "", "suite": "ed25519"}), "empty key name"),
+    ] {
+        expect(
+            post("/v1/keys").json(&body).send().await.unwrap(),
+            400,
+            what,
+        )
+        .await;
+    }
+    // Sign: a message that is not hex, an unknown key, a key the token may
+    // not use, a huge body.
+    expect(
+        post("/v1/keys/k/sign")
+            .body("{\"message\": \"zz\"}")
+            .send()
+            .await
+            .unwrap(),
+        400,
+        "message not hex",
+    )
+    .await;
+    expect(
+        post("/v1/keys/nope/sign")
+            .json(&json!({"message": "00"}))
+            .send()
+            .await
+            .unwrap(),
+        404,
+        "unknown key",
+    )
+    .await;
+    expect(
+        http.get(format!("{url}/v1/keys/nope"))
+            .header("authorization", &auth)
+            .send()
+            .await
+            .unwrap(),
+        404,
+        "unknown key",
+    )
+    .await;
+    let huge = format!("{{\"message\": \"{}\"}}", "00".repeat(1 << 20));
+    expect(
+        post("/v1/keys/k/sign").body(huge).send().await.unwrap(),
+        413,
+        "huge body",
+    )
+    .await;
+    expect(
+        http.post(format!("{url}/v1/keys/k/sign"))
+            .header("authorization", &auth)
+            .header("content-type", "text/plain")
+            .body("{\"message\": \"00\"}")
+            .send()
+            .await
+            .unwrap(),
+        415,
+        "wrong content type",
+    )
+    .await;
+
+    // Tokens: none, unknown, malformed header, not allowed.
+    for (header, what) in [
+        (None, "no token"),
+        (Some("Bearer not-a-token".to_string()), "unknown token"),
+        (Some(format!("Basic {}", c.admin_token)), "wrong scheme"),
+        (Some("Bearer ".to_string()), "empty token"),
+    ] {
+        let mut r = http.get(format!("{url}/v1/keys"));
+        if let Some(h) = header {
+            r = r.header("authorization", h);
+        }
+        expect(r.send().await.unwrap(), 401, what).await;
+    }
+    expect(
+        http.post(format!("{url}/v1/keys/k/sign"))
+            .header("authorization", format!("Bearer {}", app.token))
+            .json(&json!({"message": "00"}))
+            .send()
+            .await
+            .unwrap(),
+        403,
+        "token without permission for this key",
+    )
+    .await;
+    expect(
+        http.post(format!("{url}/v1/keys"))
+            .header("authorization", format!("Bearer {}", app.token))
+            .json(&json!({"name": "y", "suite": "ed25519"}))
+            .send()
+            .await
+            .unwrap(),
+        403,
+        "non-admin creating a key",
+    )
+    .await;
+    // Unknown routes are 404 with a JSON body too.
+    expect(
+        http.get(format!("{url}/v1/nothing-here"))
+            .header("authorization", &auth)
+            .send()
+            .await
+            .unwrap(),
+        404,
+        "unknown route",
+    )
+    .await;
+
+    // Nothing changed, the key still signs, and the rejections are audited.
+    assert_eq!(snapshot(&admin).await, before);
+    sign_and_check(&admin, &key, b"still fine").await;
+    wait_for_audit(&admin, "an audited rejection of an unknown token", |e| {
+        e["event"]["actor"] == "anonymous"
+            && e["event"]["outcome"]
+                .as_str()
+                .is_some_and(|o| o.starts_with("unauthorized"))
+    })
+    .await;
+    wait_for_audit(&admin, "an audited 403", |e| {
+        e["event"]["actor"] == "app"
+            && e["event"]["outcome"]
+                .as_str()
+                .is_some_and(|o| o.starts_with("forbidden"))
+    })
+    .await;
+    assert_eq!(admin.audit_verify().await.unwrap()["valid"], true);
+    c.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forged_foreign_and_replayed_peer_messages_are_rejected() {
+    let (_dir, c) = cluster(3, 2, 0).await;
+    let admin = Client::new(&c.url_of(1), &c.admin_token).unwrap();
+    let before = snapshot(&admin).await;
+    let n1 = c.node(1).unwrap();
+    let target = format!("{}{PEER_PATH}", c.url_of(2));
+    let http = reqwest::Client::new();
+    let send = |env: &Envelope| http.post(&target).json(env).send();
+    let msg = PeerMessage::NonceBatch {
+        key: "none".into(),
+        epoch: 1,
+        count: 1,
+    };
+    let rejects = || {
+        c.node(2)
+            .unwrap()
+            .metrics()
+            .peer_rejects
+            .load(std::sync::atomic::Ordering::Relaxed)
+    };
+    let rejects0 = rejects();
+
+    // A genuine envelope from node 1 is accepted (its answer is an error
+    // about the unknown key, sealed by node 2)...
+    let good = seal_envelope(n1.keys(), 1, 2, &msg).unwrap();
+    let r = send(&good).await.unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let reply: Envelope = r.json().await.unwrap();
+    assert_eq!(reply.from, 2);
+    // ...once: the same envelope again is a replay.
+    let v = expect(send(&good).await.unwrap(), 401, "replayed envelope").await;
+    assert!(v["message"].as_str().unwrap().contains("replay"), "{v}");
+
+    // A flipped payload byte breaks the signature.
+    let mut forged = seal_envelope(n1.keys(), 1, 2, &msg).unwrap();
+    let last = forged.payload.0.len() - 2;
+    forged.payload.0[last] ^= 0x01;
+    expect(send(&forged).await.unwrap(), 401, "bad signature").await;
+    // Signed by node 1 but claiming to be node 3.
+    let mut claimed = seal_envelope(n1.keys(), 1, 2, &msg).unwrap();
+    claimed.from = 3;
+    expect(send(&claimed).await.unwrap(), 401, "impersonation").await;
+    // From a node id that is not a member.
+    let stranger = seal_envelope(n1.keys(), 99, 2, &msg).unwrap();
+    let v = expect(send(&stranger).await.unwrap(), 401, "non-member").await;
+    assert!(
+        v["message"].as_str().unwrap().contains("not a member"),
+        "{v}"
+    );
+    // Addressed to another node.
+    let misrouted = seal_envelope(n1.keys(), 1, 3, &msg).unwrap();
+    expect(send(&misrouted).await.unwrap(), 401, "wrong recipient").await;
+    // A stale timestamp (re-signed, so only the clock check can catch it).
+    let mut old = seal_envelope(n1.keys(), 1, 2, &msg).unwrap();
+    old.time_ms -= 3_600_000;
+    expect(
+        send(&old).await.unwrap(),
+        401,
+        "stale (and now unsigned) envelope",
+    )
+    .await;
+    // Not an envelope at all.
+    expect(
+        http.post(&target)
+            .header("content-type", "application/json")
+            .body("{\"version\": 1}")
+            .send()
+            .await
+            .unwrap(),
+        400,
+        "malformed envelope",
+    )
+    .await;
+    // A signed envelope whose payload is not a peer message.
+    let mut junk = seal_envelope(n1.keys(), 1, 2, &msg).unwrap();
+    junk.payload = Hex(b"{\"NoSuchMessage\":{}}".to_vec());
+    expect(send(&junk).await.unwrap(), 401, "junk payload").await;
+
+    assert!(rejects() >= rejects0 + 7, "peer rejections are counted");
+    wait_for_audit(&admin, "audited peer rejections", |e| {
+        e["event"]["action"] == "peer.reject" && e["event"]["actor"] == "peer:99"
+    })
+    .await;
+    assert_eq!(snapshot(&admin).await, before);
+    assert_eq!(admin.audit_verify().await.unwrap()["valid"], true);
+    c.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tampered_audit_entry_is_detected() {
+    let (dir, mut c) = cluster(3, 2, 0).await;
+    let admin = Client::new(&c.url_of(1), &c.admin_token).unwrap();
+    for name in ["a", "b"] {
+        admin
+            .create_key(&CreateKeyRequest {
+                name: name.into(),
+                suite: SuiteName::Ed25519,
+                threshold: None,
+                members: None,
+            })
+            .await
+            .unwrap();
+    }
+    // Wait until a signed head covers the key creations.
+    let entry = wait_for_audit(&admin, "key.create of b", |e| {
+        e["event"]["action"] == "key.create" && e["event"]["target"] == "b"
+    })
+    .await;
+    let seq = entry["seq"].as_u64().unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let v = admin.audit_verify().await.unwrap();
+        assert_eq!(v["valid"], true);
+        if v["signed_through"].as_u64().is_some_and(|s| s >= seq) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no signed head covers entry {seq}: {v}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(audit_entries(&admin).await.len() > 2);
+
+    // Stop node 2 and rewrite, in its Raft log on disk, the audit event
+    // that recorded key b's creation: "b" becomes "B".
+    c.stop_node(2).await;
+    let db_path = dir.path().join("node-2").join("raft.redb");
+    let changed = {
+        // The stopped node's last handles let go of the file shortly.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let db = loop {
+            match redb::Database::open(&db_path) {
+                Ok(db) => break db,
+                Err(redb::DatabaseError::DatabaseAlreadyOpen)
+                    if std::time::Instant::now() < deadline =>
+                {
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                }
+                Err(e) => panic!("opening {}: {e}", db_path.display()),
+            }
+        };
+        let table: redb::TableDefinition<'static, u64, &'static [u8]> =
+            redb::TableDefinition::new("raft_log");
+        let w = db.begin_write().unwrap();
+        let mut changed = 0;
+        {
+            let mut t = w.open_table(table).unwrap();
+            let mut edits = Vec::new();
+            for row in redb::ReadableTable::iter(&t).unwrap() {
+                let (k, v) = row.unwrap();
+                let text = String::from_utf8(v.value().to_vec()).unwrap();
+                let needle = "\"action\":\"key.create\",\"target\":\"b\"";
+                if text.contains(needle) {
+                    edits.push((
+                        k.value(),
+                        text.replace(needle, "\"action\":\"key.create\",\"target\":\"B\""),
+                    ));
+                }
+            }
+            for (k, v) in &edits {
+                t.insert(*k, v.as_bytes()).unwrap();
+                changed += 1;
+            }
+        }
+        w.commit().unwrap();
+        changed
+    };
+    assert_eq!(changed, 1, "exactly one stored entry was altered");
+    c.restart_node(2).await.unwrap();
+    c.wait_ready(std::time::Duration::from_secs(30))
+        .await
+        .unwrap();
+    let n2 = Client::new(&c.url_of(2), &c.admin_token).unwrap();
+    let v = n2.audit_verify().await.unwrap();
+    assert_eq!(v["valid"], false, "tampering went unnoticed: {v}");
+    assert!(v["fault"].is_string(), "{v}");
+    // The untouched nodes still verify.
+    assert_eq!(admin.audit_verify().await.unwrap()["valid"], true);
+    c.shutdown().await;
+}
