@@ -57,3 +57,45 @@ async fn three_nodes_dkg_and_sign_both_suites() {
     assert_eq!(client.list_keys().await.unwrap().keys.len(), 3);
     c.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn seven_nodes_threshold_four() {
+    let (_dir, c) = cluster(7, 4, 4).await;
+    let admin = Client::new(&c.url_of(1), &c.admin_token).unwrap();
+    for (name, suite) in [("ed7", SuiteName::Ed25519), ("tr7", SuiteName::Secp256k1Tr)] {
+        let key = admin
+            .create_key(&CreateKeyRequest {
+                name: name.into(),
+                suite,
+                threshold: None,
+                members: None,
+            })
+            .await
+            .unwrap();
+        assert_eq!(key.threshold, 4);
+        assert_eq!(key.members, (1..=7).collect::<Vec<u64>>());
+        let check = |k: &keyquorum_wire::api::KeyInfo, msg: &[u8], sig: &[u8]| match k.suite {
+            SuiteName::Ed25519 => check_ed25519(&k.public_key.0, msg, sig),
+            SuiteName::Secp256k1Tr => check_bip340(&k.public_key.0, msg, sig),
+        };
+        for id in 1..=7u64 {
+            let via = Client::new(&c.url_of(id), &c.admin_token).unwrap();
+            let msg = [b'7', id as u8];
+            let s = via.sign(name, &msg).await.unwrap();
+            assert_eq!(s.signers.len(), 4);
+            check(&key, &msg, &s.signature.0);
+        }
+        // Refresh, then reshare 4-of-7 → 5-of-{3..7}: same public key.
+        let refreshed = admin.refresh(name).await.unwrap();
+        assert_eq!(refreshed.public_key, key.public_key);
+        let reshared = admin.reshare(name, 5, &[3, 4, 5, 6, 7]).await.unwrap();
+        assert_eq!(reshared.public_key, key.public_key);
+        assert_eq!(reshared.epoch, key.epoch + 2);
+        let via = Client::new(&c.url_of(2), &c.admin_token).unwrap();
+        let s = via.sign(name, b"five of five").await.unwrap();
+        assert_eq!(s.signers.len(), 5);
+        assert!(s.signers.iter().all(|m| *m >= 3));
+        check(&reshared, b"five of five", &s.signature.0);
+    }
+    c.shutdown().await;
+}
