@@ -128,6 +128,33 @@ pub(crate) async fn run(command: Command, json: bool) -> Result<()> {
         } => node(&config, init, print_identity, json).await,
         Command::Key { remote, command } => key(&remote, command, json).await,
         Command::Token { remote, command } => token(&remote, command, json).await,
+        Command::Bench(crate::BenchCommand::Sign {
+            nodes,
+            threshold,
+            pool,
+            concurrency,
+            seconds,
+            warmup,
+            suite: s,
+            url,
+            token,
+        }) => {
+            crate::bench::bench_sign(
+                crate::bench::BenchOpts {
+                    nodes,
+                    threshold,
+                    pool,
+                    concurrency,
+                    seconds,
+                    warmup,
+                    url,
+                    token,
+                    suite: suite(s),
+                },
+                json,
+            )
+            .await
+        }
         Command::Cluster { remote, command } => {
             let c = client(&remote)?;
             let s = match command {

@@ -7,6 +7,7 @@
 //!
 //! Human output by default, `--json` on every command.
 
+mod bench;
 mod cluster;
 mod demo;
 
@@ -117,6 +118,9 @@ enum Command {
         #[arg(long, default_value_t = 50)]
         limit: u64,
     },
+    /// Load tools.
+    #[command(subcommand)]
+    Bench(BenchCommand),
     /// Run DKG → sign → verify → refresh → reshare → sign → repair → export in
     /// one process, every participant a separate state machine, every message
     /// through its wire encoding.
@@ -236,6 +240,43 @@ enum ExportCommand {
         /// Where to write the secret scalar.
         #[arg(long)]
         out: PathBuf,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum BenchCommand {
+    /// Threshold signing over the HTTP API at several concurrencies
+    /// (throughput, p50/p99), beside raw frost-ed25519 in one process.
+    /// Without --url/--token it starts a local cluster in a temp dir.
+    Sign {
+        /// Nodes of the local cluster (and members of the key).
+        #[arg(long, default_value_t = 3)]
+        nodes: u16,
+        /// Signing threshold.
+        #[arg(long, default_value_t = 2)]
+        threshold: u16,
+        /// Precomputed nonces per signer (0: fetch a fresh commitment per
+        /// signature).
+        #[arg(long, default_value_t = 256)]
+        pool: usize,
+        /// Concurrent requests, comma-separated.
+        #[arg(long, value_delimiter = ',', default_value = "1,16,64")]
+        concurrency: Vec<usize>,
+        /// Seconds per concurrency level.
+        #[arg(long, default_value_t = 5.0)]
+        seconds: f64,
+        /// Warm-up seconds (fills the nonce pools).
+        #[arg(long, default_value_t = 1.0)]
+        warmup: f64,
+        /// Signature scheme.
+        #[arg(long, value_enum, default_value_t = SuiteArg::Ed25519)]
+        suite: SuiteArg,
+        /// Use a running cluster instead (with --token).
+        #[arg(long)]
+        url: Option<String>,
+        /// Token for --url.
+        #[arg(long)]
+        token: Option<String>,
     },
 }
 

@@ -312,3 +312,37 @@ fn help_lists_every_command() {
         );
     }
 }
+
+/// The load tool runs end to end on its own local cluster and reports rows
+/// with real signatures (figures are not checked: no timing in tests).
+#[test]
+fn bench_sign_smoke() {
+    let o = Command::new(BIN)
+        .args([
+            "bench",
+            "sign",
+            "--seconds",
+            "0.5",
+            "--warmup",
+            "0",
+            "--concurrency",
+            "1,4",
+            "--pool",
+            "8",
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let rows = v["rows"].as_array().unwrap();
+    assert_eq!(
+        rows.len(),
+        3,
+        "two concurrency levels and the raw FROST row"
+    );
+    for r in rows {
+        assert!(r["signatures"].as_u64().unwrap() > 0, "{r}");
+        assert_eq!(r["errors"], 0, "{r}");
+    }
+}

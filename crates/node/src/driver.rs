@@ -120,6 +120,9 @@ pub struct Faults {
     pub stalls_ended: AtomicU64,
 }
 
+/// Decoded group keys (a `GroupKey<C>` behind `Any`).
+type GroupCache = HashMap<(String, u64), (Vec<u8>, std::sync::Arc<dyn Any + Send + Sync>)>;
+
 /// Per-node protocol state.
 #[derive(Default)]
 pub struct Driver {
@@ -128,6 +131,9 @@ pub struct Driver {
     /// Runs their coordinator gave up, with when: a late message of one of
     /// them must not leave a pending share behind.
     aborted: Mutex<HashMap<[u8; 32], (NodeId, Instant)>>,
+    /// Decoded group keys by key and generation, with the bytes they came
+    /// from.
+    groups: Mutex<GroupCache>,
     faults: Faults,
     pools: Mutex<HashMap<(String, u64, NodeId), VecDeque<NonceCommitment>>>,
     refilling: Mutex<BTreeSet<(String, u64, NodeId)>>,
@@ -296,12 +302,40 @@ impl Driver {
                 epoch,
                 nonce,
                 package,
-            } => self.sign_share(node, from, &key, epoch, &nonce, &package),
+            } => {
+                self.sign_share(node, from, &key, epoch, &nonce, &package)
+                    .await
+            }
             other => Err(NodeError::BadRequest(format!(
                 "unexpected peer message {}",
                 message_name(&other)
             ))),
         }
+    }
+
+    /// The decoded group key of `record` (decoding checks it, which costs
+    /// an interpolation in the exponent: done once per key generation and
+    /// kept, since it is public).
+    fn group_key<C: keyquorum_core::Suite>(
+        &self,
+        record: &KeyRecord,
+    ) -> Result<std::sync::Arc<GroupKey<C>>, NodeError> {
+        let slot = (record.name.clone(), record.epoch);
+        if let Some(g) = lock(&self.groups)?.get(&slot) {
+            if g.0 == record.group_key.0 {
+                if let Ok(k) = g.1.clone().downcast::<GroupKey<C>>() {
+                    return Ok(k);
+                }
+            }
+        }
+        let k = std::sync::Arc::new(
+            GroupKey::<C>::from_bytes(&record.group_key.0)
+                .map_err(|e| NodeError::Internal(format!("stored group key: {e}")))?,
+        );
+        let mut groups = lock(&self.groups)?;
+        groups.retain(|(name, epoch), _| name != &record.name || *epoch >= record.epoch);
+        groups.insert(slot, (record.group_key.0.clone(), k.clone()));
+        Ok(k)
     }
 
     /// Runs this node is part of that have not finished yet.
@@ -841,7 +875,7 @@ impl Driver {
         Ok(PeerMessage::Nonces { items })
     }
 
-    fn sign_share(
+    async fn sign_share(
         &self,
         node: &Node,
         from: NodeId,
@@ -854,12 +888,12 @@ impl Driver {
         if nonce.0.len() != 16 {
             return Err(NodeError::BadRequest("nonce id must be 16 bytes".into()));
         }
-        let share_bytes = self.share_bytes(node, &record)?;
         let me = pid(node.id())?;
+        let share_bytes = self.share_bytes(node, &record)?;
+        let slot = nonce_slot(name, epoch, &nonce.0);
         let share = with_suite!(record.suite, |C| {
+            // Check the package names this node before spending a nonce.
             let package = decode::<SigningPackage<C>>(&package.0, "signing package", from)?;
-            let share = KeyShare::<C>::from_secret_bytes(&share_bytes)
-                .map_err(|e| NodeError::Internal(e.to_string()))?;
             if !package.signers().any(|s| s == me) {
                 return Err(NodeError::BadRequest(
                     "this node is not a signer in the package".into(),
@@ -867,10 +901,15 @@ impl Driver {
             }
             // Durably removed before anything is computed with it: a crash
             // after this line can never sign with the same nonce again.
+            // (Removals of concurrent requests share one commit; see `taker`.)
             let secret = node
-                .vault()
-                .take(Table::Nonces, &nonce_slot(name, epoch, &nonce.0))?
+                .inner()
+                .nonces
+                .take(slot.clone())
+                .await?
                 .ok_or_else(|| NodeError::Conflict("unknown or already used nonce".into()))?;
+            let share = KeyShare::<C>::from_secret_bytes(&share_bytes)
+                .map_err(|e| NodeError::Internal(e.to_string()))?;
             let nonce = SigningNonce::<C>::from_secret_bytes(&secret)
                 .map_err(|e| NodeError::Internal(e.to_string()))?;
             let mut s: SignatureShare<C> = nonce.sign(&share, &package).map_err(core_err)?;
@@ -1269,12 +1308,8 @@ impl Driver {
         let mut sid = [0u8; 32];
         OsRng.fill_bytes(&mut sid);
         with_suite!(record.suite, |C| {
-            let group = GroupKey::<C>::from_bytes(&record.group_key.0).map_err(|e| {
-                (
-                    vec![],
-                    NodeError::Internal(format!("stored group key: {e}")),
-                )
-            })?;
+            let group = self.group_key::<C>(record).map_err(|e| (vec![], e))?;
+            let group: &GroupKey<C> = &group;
             let mut cs = Vec::with_capacity(commitments.len());
             for (s, c) in &commitments {
                 let c = decode::<SigningCommitment<C>>(&c.0, "nonce commitment", *s)
@@ -1290,7 +1325,7 @@ impl Driver {
                 }
                 cs.push(c);
             }
-            let mut coordinator = sign::Coordinator::new(&group, SessionId(sid), message, cs)
+            let mut coordinator = sign::Coordinator::new(group, SessionId(sid), message, cs)
                 .map_err(|e| (vec![], core_err(e)))?;
             let package = Hex(coordinator.package().to_bytes());
             let calls = infos.iter().map(|(s, i)| {

@@ -30,6 +30,7 @@ pub mod machine;
 pub mod node;
 pub mod peer;
 pub mod raftnet;
+mod taker;
 
 pub use config::NodeConfig;
 pub use error::NodeError;

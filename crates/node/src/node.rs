@@ -51,7 +51,8 @@ pub(crate) struct Inner {
     config: NodeConfig,
     addr: String,
     keys: Arc<NodeKeys>,
-    vault: Vault,
+    vault: Arc<Vault>,
+    pub(crate) nonces: crate::taker::NonceTaker,
     raft: Raft<TypeConfig>,
     registry: MachineReader<TypeConfig, Registry>,
     peers: PeerClient,
@@ -147,7 +148,12 @@ impl Node {
             .map_err(|e| NodeError::Internal(format!("data dir: {e}")))?;
         let kdf = config.kdf.map(KdfParams::from).unwrap_or_default();
         // Argon2id runs once here, before the node serves anything.
-        let vault = Vault::open(&config.data_dir.join("vault.redb"), passphrase, kdf)?;
+        let vault = Arc::new(Vault::open(
+            &config.data_dir.join("vault.redb"),
+            passphrase,
+            kdf,
+        )?);
+        let nonces = crate::taker::NonceTaker::start(&vault)?;
         let keys = Arc::new(NodeKeys::load_or_create(&vault)?);
         let listener = match listener {
             Some(l) => l,
@@ -194,6 +200,7 @@ impl Node {
             addr,
             keys,
             vault,
+            nonces,
             raft,
             registry,
             peers,
@@ -215,6 +222,12 @@ impl Node {
         let (tx, rx) = oneshot::channel::<()>();
         let app = crate::api::router(node.clone());
         let server = tokio::spawn(async move {
+            // No Nagle delay on small request/response writes.
+            let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+                if let Err(e) = tcp.set_nodelay(true) {
+                    tracing::debug!(error = %e, "TCP_NODELAY");
+                }
+            });
             let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
                 let _ = rx.await;
             });
