@@ -1456,6 +1456,8 @@ pub fn message_name(m: &PeerMessage) -> &'static str {
         PeerMessage::VoteReply(_) => "vote_reply",
         PeerMessage::InstallSnapshot(_) => "install_snapshot",
         PeerMessage::InstallSnapshotReply(_) => "install_snapshot_reply",
+        PeerMessage::Ping => "ping",
+        PeerMessage::Pong => "pong",
         PeerMessage::ReadIndex => "read_index",
         PeerMessage::ReadIndexReply { .. } => "read_index_reply",
         PeerMessage::Forward { .. } => "forward",

@@ -379,6 +379,7 @@ impl Node {
                 self.change_members_local(add, remove).await?;
                 Ok(PeerMessage::Ack)
             }
+            PeerMessage::Ping => Ok(PeerMessage::Pong),
             PeerMessage::ReadIndex => Ok(PeerMessage::ReadIndexReply {
                 index: self.leader_read_index().await?,
             }),
@@ -540,6 +541,23 @@ impl Node {
             identity: req.identity,
             hpke: req.hpke,
         };
+        // The node must be reachable at `addr` and answer with a reply
+        // signed by `identity` before it can count towards a quorum.
+        match self.call(req.id, &info, &PeerMessage::Ping).await {
+            Ok((_, PeerMessage::Pong)) => {}
+            Ok(_) => {
+                return Err(NodeError::BadRequest(format!(
+                    "node {} at {} answered a ping wrongly",
+                    req.id, info.addr
+                )))
+            }
+            Err(e) => {
+                return Err(NodeError::BadRequest(format!(
+                    "node {} at {} did not answer as that identity: {e}",
+                    req.id, info.addr
+                )))
+            }
+        }
         self.change_members(Some((req.id, info, req.voter)), None)
             .await
     }
@@ -610,7 +628,15 @@ impl Node {
         remove: Option<NodeId>,
     ) -> Result<(), NodeError> {
         let raft = &self.0.raft;
-        let err = |e: String| NodeError::Unavailable(format!("membership change: {e}"));
+        // Another change still in flight is the caller's to retry (409);
+        // anything else means the cluster cannot change now (503).
+        let err = |e: String| {
+            if e.contains("undergoing a configuration change") {
+                NodeError::Conflict(format!("membership change: {e}"))
+            } else {
+                NodeError::Unavailable(format!("membership change: {e}"))
+            }
+        };
         if let Some((id, info, voter)) = add {
             raft.add_learner(id, info, true)
                 .await

@@ -198,7 +198,7 @@ pub fn seal_secret(
         &hpke_aad(session, from, to),
         &mut rand_core_09::UnwrapErr(rand_core_09::OsRng),
     )
-    .map_err(|e| NodeError::Internal(format!("hpke seal: {e}")))?;
+    .map_err(|e| NodeError::BadRequest(format!("cannot seal to that public key: {e}")))?;
     Ok(Sealed {
         to,
         enc: Hex(enc.to_bytes().to_vec()),
@@ -347,6 +347,6 @@ pub fn seal_to(
         aad,
         &mut rand_core_09::UnwrapErr(rand_core_09::OsRng),
     )
-    .map_err(|e| NodeError::Internal(format!("hpke seal: {e}")))?;
+    .map_err(|e| NodeError::BadRequest(format!("cannot seal to that public key: {e}")))?;
     Ok((enc.to_bytes().to_vec(), ct))
 }

@@ -85,6 +85,11 @@ pub enum PeerMessage {
     InstallSnapshot(openraft::raft::InstallSnapshotRequest<TypeConfig>),
     /// Raft InstallSnapshot reply.
     InstallSnapshotReply(openraft::raft::InstallSnapshotResponse<NodeId>),
+    /// Are you there, and are you who the membership request says? (The
+    /// reply is an envelope signed by the recipient's identity key.)
+    Ping,
+    /// The answer to [`PeerMessage::Ping`].
+    Pong,
     /// A follower asks the leader for a read index (Raft thesis §6.4): the
     /// leader confirms it still leads and answers its commit index.
     ReadIndex,
