@@ -456,6 +456,14 @@ async fn key(remote: &Remote, command: KeyCommand, json: bool) -> Result<()> {
             }
             show_key(&k?, json)
         }
+        KeyCommand::Repair { name, node } => {
+            let pb = spinner(json, &format!("repairing node {node}'s share of {name}"));
+            let k = c.repair(&name, node).await;
+            if let Some(pb) = pb {
+                pb.finish_and_clear();
+            }
+            show_key(&k?, json)
+        }
         KeyCommand::Export(e) => export(&c, e, json).await,
     }
 }

@@ -205,6 +205,14 @@ enum KeyCommand {
         #[arg(long, value_delimiter = ',', required = true)]
         members: Vec<u64>,
     },
+    /// Rebuild one member's lost share from t other holders (same key).
+    Repair {
+        /// Key name.
+        name: String,
+        /// The node whose share is rebuilt.
+        #[arg(long)]
+        node: u64,
+    },
     /// Temporary t-of-n reconstruction of a key, approved by t operators and
     /// sealed to the requester's one-time key.
     #[command(subcommand)]

@@ -203,6 +203,15 @@ impl Client {
         .await
     }
 
+    /// Rebuild node `node`'s lost share of a key from `t` other holders.
+    pub async fn repair(&self, name: &str, node: NodeId) -> Result<KeyInfo, ClientError> {
+        self.post(
+            &format!("/v1/keys/{name}/repair"),
+            &keyquorum_wire::api::RepairRequest { node },
+        )
+        .await
+    }
+
     /// Ask for an export of a key, sealed to `recipient`'s public key.
     pub async fn request_export(
         &self,

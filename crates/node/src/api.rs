@@ -16,8 +16,9 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use keyquorum_wire::api::{
     AddNodeRequest, ClusterStatus, CreateKeyRequest, CreateTokenRequest, ErrorBody, ExportList,
-    ExportRequest, ExportResult, Health, KeyInfo, KeyList, NodeStatus, ReshareRequest, SignRequest,
-    SignResponse, SuiteName, TokenCreated, VerifyRequest, VerifyResponse,
+    ExportRequest, ExportResult, Health, KeyInfo, KeyList, NodeStatus, RepairRequest,
+    ReshareRequest, SignRequest, SignResponse, SuiteName, TokenCreated, VerifyRequest,
+    VerifyResponse,
 };
 use keyquorum_wire::control::{
     AuditEntry, Command, CommandResponse, ExportRecord, KeyRecord, TokenGrant,
@@ -408,6 +409,35 @@ async fn reshare_key(
                 .await
         },
     )
+    .await
+}
+
+/// Rebuild one member's lost share of a key from `t` other holders (none of
+/// them learns it); the member checks it against its public share.
+#[utoipa::path(post, path = "/v1/keys/{name}/repair", params(("name" = String, Path, description = "key name")),
+    request_body = RepairRequest, security(("bearer" = [])),
+    responses((status = 200, body = KeyInfo), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+              (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody),
+              (status = 502, body = ErrorBody), (status = 503, body = ErrorBody)))]
+async fn repair_key(
+    State(node): State<Node>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    body: Result<ApiJson<RepairRequest>, Response>,
+) -> Response {
+    let ApiJson(req) = match body {
+        Ok(b) => b,
+        Err(r) => return reject(&node, &headers, "key.repair", r),
+    };
+    let (n, key) = (node.clone(), name.clone());
+    audited(&node, &headers, "key.repair", Some(&name), |c| async move {
+        require_admin(&c)?;
+        n.driver().repair_key(&n, &key, req.node).await?;
+        n.key_record(&key)
+            .await
+            .map(|r| key_info(&r))
+            .ok_or_else(|| NodeError::NotFound(format!("no key named {key}")))
+    })
     .await
 }
 
@@ -947,10 +977,10 @@ async fn not_found() -> Response {
 #[derive(OpenApi)]
 #[openapi(
     info(title = "keyquorum", description = "Threshold key management: distributed key generation and FROST signing by a cluster of nodes."),
-    paths(create_key, list_keys, get_key, sign, verify, refresh_key, reshare_key, request_export, list_exports,
+    paths(create_key, list_keys, get_key, sign, verify, refresh_key, reshare_key, repair_key, request_export, list_exports,
         approve_export, run_export, create_token, add_node, remove_node, audit_log, audit_verify, cluster, healthz, metrics),
     components(schemas(CreateKeyRequest, KeyInfo, KeyList, SignRequest, SignResponse, VerifyRequest, VerifyResponse,
-        ReshareRequest, ExportRequest, ExportRecord, ExportList, ExportResult, CreateTokenRequest, TokenCreated, AddNodeRequest,
+        ReshareRequest, RepairRequest, ExportRequest, ExportRecord, ExportList, ExportResult, CreateTokenRequest, TokenCreated, AddNodeRequest,
         ClusterStatus, NodeStatus, Health, ErrorBody, AuditPage, AuditVerification, AuditEntry, SuiteName)),
     modifiers(&Security)
 )]
@@ -978,6 +1008,7 @@ pub fn router(node: Node) -> Router {
         .route("/v1/keys/{name}/verify", post(verify))
         .route("/v1/keys/{name}/refresh", post(refresh_key))
         .route("/v1/keys/{name}/reshare", post(reshare_key))
+        .route("/v1/keys/{name}/repair", post(repair_key))
         .route("/v1/keys/{name}/exports", post(request_export))
         .route("/v1/exports", get(list_exports))
         .route("/v1/exports/{id}/approve", post(approve_export))

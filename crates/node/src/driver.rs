@@ -131,6 +131,8 @@ pub struct Driver {
     /// Runs their coordinator gave up, with when: a late message of one of
     /// them must not leave a pending share behind.
     aborted: Mutex<HashMap<[u8; 32], (NodeId, Instant)>>,
+    /// Repairs this node helps with, by run.
+    pub(crate) repairs: Mutex<HashMap<[u8; 32], crate::repair::HelperSession>>,
     /// Decoded group keys by key and generation, with the bytes they came
     /// from.
     groups: Mutex<GroupCache>,
@@ -284,6 +286,18 @@ impl Driver {
                 Ok(PeerMessage::Ack)
             }
             PeerMessage::ExportShare { id } => self.export_share(node, from, &id),
+            PeerMessage::RepairStart { session, plan } => {
+                self.repair_start(node, from, session, &plan)
+            }
+            PeerMessage::RepairSum { session, round1 } => {
+                self.repair_sum(node, from, session, &round1)
+            }
+            PeerMessage::RepairFinish {
+                session,
+                plan,
+                round1,
+                round2,
+            } => self.repair_finish(node, from, session, &plan, &round1, &round2),
             PeerMessage::DkgRound2 { session, round1 } => {
                 self.dkg_round2(node, from, session, round1)
             }
@@ -316,7 +330,7 @@ impl Driver {
     /// The decoded group key of `record` (decoding checks it, which costs
     /// an interpolation in the exponent: done once per key generation and
     /// kept, since it is public).
-    fn group_key<C: keyquorum_core::Suite>(
+    pub(crate) fn group_key<C: keyquorum_core::Suite>(
         &self,
         record: &KeyRecord,
     ) -> Result<std::sync::Arc<GroupKey<C>>, NodeError> {
@@ -1456,6 +1470,11 @@ pub fn message_name(m: &PeerMessage) -> &'static str {
         PeerMessage::VoteReply(_) => "vote_reply",
         PeerMessage::InstallSnapshot(_) => "install_snapshot",
         PeerMessage::InstallSnapshotReply(_) => "install_snapshot_reply",
+        PeerMessage::RepairStart { .. } => "repair_start",
+        PeerMessage::RepairImages { .. } => "repair_images",
+        PeerMessage::RepairSum { .. } => "repair_sum",
+        PeerMessage::RepairSigma { .. } => "repair_sigma",
+        PeerMessage::RepairFinish { .. } => "repair_finish",
         PeerMessage::Ping => "ping",
         PeerMessage::Pong => "pong",
         PeerMessage::ReadIndex => "read_index",

@@ -30,6 +30,7 @@ pub mod machine;
 pub mod node;
 pub mod peer;
 pub mod raftnet;
+mod repair;
 mod taker;
 
 pub use config::NodeConfig;

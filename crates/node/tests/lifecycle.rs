@@ -237,3 +237,53 @@ async fn refresh_reshare_to_new_nodes_and_export() {
     assert_eq!(admin.audit_verify().await.unwrap()["valid"], true);
     c.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_share_is_repaired_over_the_network() {
+    let (_dir, c) = cluster(3, 3, 0).await;
+    let admin = Client::new(&c.url_of(1), &c.admin_token).unwrap();
+    for (name, suite) in [
+        ("rep-ed", SuiteName::Ed25519),
+        ("rep-tr", SuiteName::Secp256k1Tr),
+    ] {
+        // 2-of-3, so two helpers can rebuild node 3's share; signing with
+        // node 3 as coordinator needs its own share.
+        let key = admin
+            .create_key(&CreateKeyRequest {
+                name: name.into(),
+                suite,
+                threshold: Some(2),
+                members: None,
+            })
+            .await
+            .unwrap();
+        let via3 = Client::new(&c.url_of(3), &c.admin_token).unwrap();
+        sign_and_check(&via3, &key, b"before").await;
+        // A repair of a member that still has its share is refused, and of
+        // a node that is not a member.
+        let e = admin.repair(name, 3).await.unwrap_err();
+        assert_eq!(status_of(&e), 409, "{e}");
+        assert_eq!(status_of(&admin.repair(name, 9).await.unwrap_err()), 400);
+        // Node 3 loses its share.
+        let n3 = c.node(3).unwrap();
+        let slot = format!("{name}/{:020}", key.epoch);
+        assert!(n3
+            .vault()
+            .get(Table::Shares, slot.as_bytes())
+            .unwrap()
+            .is_some());
+        n3.vault().delete(Table::Shares, slot.as_bytes()).unwrap();
+        assert!(share_epochs(&c, 3, name).is_empty());
+
+        let after = admin.repair(name, 3).await.unwrap();
+        assert_eq!(after, key, "same key, same generation");
+        assert_eq!(share_epochs(&c, 3, name).len(), 1);
+        // Node 3 signs again with its rebuilt share: force it to be a
+        // signer by signing through it (the coordinator signs first).
+        for i in 0..3u8 {
+            let signers = sign_and_check(&via3, &key, &[b'r', i]).await;
+            assert!(signers.contains(&3), "{signers:?}");
+        }
+    }
+    c.shutdown().await;
+}

@@ -168,6 +168,15 @@ pub struct ReshareRequest {
     pub members: Vec<NodeId>,
 }
 
+/// `POST /v1/keys/{name}/repair`: rebuild one member's lost share from `t`
+/// other holders; the key, its public key and its epoch stay the same.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RepairRequest {
+    /// The member whose share is rebuilt.
+    pub node: NodeId,
+}
+
 /// `POST /v1/keys/{name}/exports`: ask for a temporary reconstruction of the
 /// key. It runs only after `t` operators approve.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]

@@ -33,6 +33,19 @@ pub struct Envelope {
     pub signature: Hex,
 }
 
+/// What the helpers and the repaired member of a repair agree on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RepairPlan {
+    /// Key name.
+    pub key: String,
+    /// Its current generation.
+    pub epoch: u64,
+    /// The helpers (`t` holders, not `target`).
+    pub helpers: Vec<NodeId>,
+    /// The member whose share is rebuilt.
+    pub target: NodeId,
+}
+
 /// An HPKE-sealed secret for one recipient.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Sealed {
@@ -213,6 +226,52 @@ pub enum PeerMessage {
         group_key: Hex,
         /// Hash of every dealer commitment it saw.
         transcript: Hex32,
+    },
+    /// Repair, step 1 (to each helper): split your weighted share into
+    /// deltas for the other helpers. Reply `RepairImages`.
+    RepairStart {
+        /// Run id.
+        session: Hex32,
+        /// The plan.
+        plan: RepairPlan,
+    },
+    /// A helper's public delta images (core `repair::ImagesMessage`) and its
+    /// deltas, each HPKE-sealed to the helper it is for.
+    RepairImages {
+        /// Run id.
+        session: Hex32,
+        /// Core encoding of the images.
+        images: Hex,
+        /// Sealed core `repair::DeltaMessage`s.
+        deltas: Vec<Sealed>,
+    },
+    /// Repair, step 2 (to each helper): every other helper's signed
+    /// `RepairImages`. Reply `RepairSigma`.
+    RepairSum {
+        /// Run id.
+        session: Hex32,
+        /// The other helpers' `RepairImages` envelopes, as they signed them.
+        round1: Vec<Envelope>,
+    },
+    /// A helper's sum of deltas, sealed to the member being repaired.
+    RepairSigma {
+        /// Run id.
+        session: Hex32,
+        /// Sealed core `repair::SigmaMessage`.
+        sigma: Sealed,
+    },
+    /// Repair, step 3 (to the member being repaired): every helper's signed
+    /// `RepairImages` and `RepairSigma`. Reply `Ack` once the rebuilt share
+    /// checks against the member's public share and is stored.
+    RepairFinish {
+        /// Run id.
+        session: Hex32,
+        /// The plan.
+        plan: RepairPlan,
+        /// Every helper's `RepairImages` envelope.
+        round1: Vec<Envelope>,
+        /// Every helper's `RepairSigma` envelope.
+        round2: Vec<Envelope>,
     },
     /// A new generation of `key` is committed: holders promote their new
     /// share and erase older generations (shares and nonces). Reply `Ack`.
