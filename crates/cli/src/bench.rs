@@ -23,6 +23,15 @@ use keyquorum_wire::api::{CreateKeyRequest, SuiteName};
 use rand_core::{OsRng, RngCore};
 use serde_json::json;
 
+/// A scratch directory removed on drop.
+struct TempDir(std::path::PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 /// What to measure.
 #[derive(Debug, Clone)]
 pub(crate) struct BenchOpts {
@@ -209,14 +218,17 @@ pub(crate) async fn bench_sign(o: BenchOpts, json_out: bool) -> Result<()> {
     let (urls, token) = match (&o.url, &o.token) {
         (Some(u), Some(t)) => (vec![u.clone()], t.clone()),
         (None, None) => {
-            dir = tempfile::tempdir()?;
+            let mut tag = [0u8; 8];
+            OsRng.fill_bytes(&mut tag);
+            dir =
+                TempDir(std::env::temp_dir().join(format!("keyquorum-bench-{}", hex::encode(tag))));
             let mut pass = [0u8; 24];
             OsRng.fill_bytes(&mut pass);
             let c = LocalCluster::start(
                 DevOptions {
                     nodes: o.nodes,
                     threshold: o.threshold,
-                    data_dir: dir.path().to_path_buf(),
+                    data_dir: dir.0.clone(),
                     kdf: KdfParams::insecure_fast(),
                     nonce_pool: o.pool,
                 },
