@@ -122,7 +122,14 @@ async fn run_load(
                     Ok(s) => {
                         lat.push(t0.elapsed());
                         // Spot-check one signature in 64 with the verifier.
-                        if i % 64 == 1 && !verifies(suite, &pk, &msg, &s.signature.0) {
+                        if i % 64 == 1
+                            && !keyquorum_node::driver::verify_signature(
+                                suite,
+                                &pk,
+                                &msg,
+                                &s.signature.0,
+                            )
+                        {
                             return Err(anyhow::anyhow!("an invalid signature came back"));
                         }
                     }
@@ -144,17 +151,6 @@ async fn run_load(
     let elapsed = started.elapsed().as_secs_f64();
     all.sort_unstable();
     Ok((all, errors, elapsed))
-}
-
-fn verifies(suite: SuiteName, pk: &[u8], msg: &[u8], sig: &[u8]) -> bool {
-    match suite {
-        SuiteName::Ed25519 => {
-            keyquorum_core::sign::verify::<keyquorum_core::Ed25519>(pk, msg, sig).is_ok()
-        }
-        SuiteName::Secp256k1Tr => {
-            keyquorum_core::sign::verify::<keyquorum_core::Secp256k1Tr>(pk, msg, sig).is_ok()
-        }
-    }
 }
 
 /// `frost-ed25519` alone: commit, package, t shares, aggregate, in one

@@ -74,6 +74,16 @@ fn spinner(json: bool, msg: &str) -> Option<indicatif::ProgressBar> {
     Some(pb)
 }
 
+/// Await `work` behind a spinner (none with --json or off a terminal).
+async fn spinning<T>(json: bool, msg: &str, work: impl std::future::Future<Output = T>) -> T {
+    let pb = spinner(json, msg);
+    let out = work.await;
+    if let Some(pb) = pb {
+        pb.finish_and_clear();
+    }
+    out
+}
+
 fn key_json(k: &KeyInfo) -> serde_json::Value {
     json!({
         "name": k.name,
@@ -254,7 +264,6 @@ async fn dev(
     json: bool,
 ) -> Result<()> {
     let pass = passphrase(Some(data_dir))?;
-    let pb = spinner(json, &format!("starting {nodes} nodes"));
     let opts = DevOptions {
         nodes,
         threshold,
@@ -262,10 +271,8 @@ async fn dev(
         kdf: KdfParams::default(),
         nonce_pool: 32,
     };
-    let cluster = LocalCluster::start(opts, pass).await?;
-    if let Some(pb) = pb {
-        pb.finish_and_clear();
-    }
+    let msg = format!("starting {nodes} nodes");
+    let cluster = spinning(json, &msg, LocalCluster::start(opts, pass)).await?;
     let env_file = data_dir.join("client.env");
     if json {
         let nodes: BTreeMap<String, String> = cluster
@@ -357,25 +364,19 @@ async fn key(remote: &Remote, command: KeyCommand, json: bool) -> Result<()> {
             threshold,
             members,
         } => {
-            let pb = spinner(json, &format!("distributed key generation for {name}"));
-            let k = c
-                .create_key(&CreateKeyRequest {
+            let msg = format!("distributed key generation for {name}");
+            let k = spinning(
+                json,
+                &msg,
+                c.create_key(&CreateKeyRequest {
                     name,
                     suite: suite(s),
                     threshold,
                     members,
-                })
-                .await;
-            if let Some(pb) = pb {
-                pb.finish_and_clear();
-            }
-            let k = k?;
-            if json {
-                print_json(&key_json(&k))
-            } else {
-                println!("{}", key_human(&k));
-                Ok(())
-            }
+                }),
+            )
+            .await?;
+            show_key(&k, json)
         }
         KeyCommand::List => {
             let l = c.list_keys().await?;
@@ -389,15 +390,7 @@ async fn key(remote: &Remote, command: KeyCommand, json: bool) -> Result<()> {
             }
             Ok(())
         }
-        KeyCommand::Show { name } => {
-            let k = c.key(&name).await?;
-            if json {
-                print_json(&key_json(&k))
-            } else {
-                println!("{}", key_human(&k));
-                Ok(())
-            }
-        }
+        KeyCommand::Show { name } => show_key(&c.key(&name).await?, json),
         KeyCommand::Sign {
             name,
             message_hex,
@@ -434,35 +427,22 @@ async fn key(remote: &Remote, command: KeyCommand, json: bool) -> Result<()> {
             Ok(())
         }
         KeyCommand::Refresh { name } => {
-            let pb = spinner(json, &format!("refreshing {name}"));
-            let k = c.refresh(&name).await;
-            if let Some(pb) = pb {
-                pb.finish_and_clear();
-            }
-            show_key(&k?, json)
+            let k = spinning(json, &format!("refreshing {name}"), c.refresh(&name)).await?;
+            show_key(&k, json)
         }
         KeyCommand::Reshare {
             name,
             threshold,
             members,
         } => {
-            let pb = spinner(
-                json,
-                &format!("resharing {name} to {threshold}-of-{members:?}"),
-            );
-            let k = c.reshare(&name, threshold, &members).await;
-            if let Some(pb) = pb {
-                pb.finish_and_clear();
-            }
-            show_key(&k?, json)
+            let msg = format!("resharing {name} to {threshold}-of-{members:?}");
+            let k = spinning(json, &msg, c.reshare(&name, threshold, &members)).await?;
+            show_key(&k, json)
         }
         KeyCommand::Repair { name, node } => {
-            let pb = spinner(json, &format!("repairing node {node}'s share of {name}"));
-            let k = c.repair(&name, node).await;
-            if let Some(pb) = pb {
-                pb.finish_and_clear();
-            }
-            show_key(&k?, json)
+            let msg = format!("repairing node {node}'s share of {name}");
+            let k = spinning(json, &msg, c.repair(&name, node)).await?;
+            show_key(&k, json)
         }
         KeyCommand::Export(e) => export(&c, e, json).await,
     }
@@ -611,12 +591,7 @@ async fn export(c: &Client, command: ExportCommand, json: bool) -> Result<()> {
                 hex::decode(text.trim()).context("the key file is not hex")?,
             );
             let k = ExportKey::from_secret(&raw)?;
-            let pb = spinner(json, &format!("export {id}"));
-            let res = c.run_export(&id).await;
-            if let Some(pb) = pb {
-                pb.finish_and_clear();
-            }
-            let res = res?;
+            let res = spinning(json, &format!("export {id}"), c.run_export(&id)).await?;
             let secret = k.open(&res)?;
             let hexed = zeroize::Zeroizing::new(hex::encode(secret.as_slice()));
             write_secret_file(&out, hexed.as_bytes())?;

@@ -334,19 +334,12 @@ async fn verify(
             .key_record(&name)
             .await
             .ok_or_else(|| NodeError::NotFound(format!("no key named {name}")))?;
-        let valid = match record.suite {
-            SuiteName::Ed25519 => keyquorum_core::sign::verify::<keyquorum_core::Ed25519>(
-                &record.public_key.0,
-                &req.message.0,
-                &req.signature.0,
-            ),
-            SuiteName::Secp256k1Tr => keyquorum_core::sign::verify::<keyquorum_core::Secp256k1Tr>(
-                &record.public_key.0,
-                &req.message.0,
-                &req.signature.0,
-            ),
-        }
-        .is_ok();
+        let valid = crate::driver::verify_signature(
+            record.suite,
+            &record.public_key.0,
+            &req.message.0,
+            &req.signature.0,
+        );
         Ok(VerifyResponse { valid })
     })
     .await

@@ -1461,6 +1461,18 @@ pub(crate) async fn gather(
     Ok(out)
 }
 
+/// Whether `signature` on `message` verifies under `public_key` with the
+/// ordinary verifier of `suite` (RFC 8032 Ed25519, BIP-340).
+pub fn verify_signature(
+    suite: SuiteName,
+    public_key: &[u8],
+    message: &[u8],
+    signature: &[u8],
+) -> bool {
+    with_suite!(suite, |C| sign::verify::<C>(public_key, message, signature)
+        .is_ok())
+}
+
 /// A short name for a message, for errors and logs.
 pub fn message_name(m: &PeerMessage) -> &'static str {
     match m {

@@ -295,7 +295,10 @@ impl Driver {
 
     // ----- coordinator side -------------------------------------------------
 
-    fn infos(node: &Node, ids: &[NodeId]) -> Result<BTreeMap<NodeId, NodeInfo>, NodeError> {
+    pub(crate) fn infos(
+        node: &Node,
+        ids: &[NodeId],
+    ) -> Result<BTreeMap<NodeId, NodeInfo>, NodeError> {
         ids.iter()
             .map(|m| {
                 node.node_info(*m)

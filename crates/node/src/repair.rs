@@ -334,14 +334,7 @@ impl Driver {
             helpers: helpers.clone(),
             target,
         };
-        let helper_infos = helpers
-            .iter()
-            .map(|h| {
-                node.node_info(*h)
-                    .map(|i| (*h, i))
-                    .ok_or_else(|| NodeError::Unavailable(format!("no address for node {h}")))
-            })
-            .collect::<Result<BTreeMap<_, _>, _>>()?;
+        let helper_infos = Self::infos(node, &helpers)?;
         let round1 = gather(node, &helper_infos, |_| {
             Some(PeerMessage::RepairStart {
                 session,
