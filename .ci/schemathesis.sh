@@ -23,16 +23,18 @@ for _ in $(seq 1 300); do
 done
 url=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["url"])' "$work/dev.json")
 token=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["token"])' "$work/dev.json")
+# Every connection is TLS 1.3; the node certificates are the roots.
+ca=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["ca_cert"])' "$work/dev.json")
 # One key so that key-scoped operations have something real to hit.
-python3 - "$url" "$token" <<'PY'
-import json, sys, urllib.request
-url, token = sys.argv[1], sys.argv[2]
+python3 - "$url" "$token" "$ca" <<'PY'
+import json, ssl, sys, urllib.request
+url, token, ca = sys.argv[1], sys.argv[2], sys.argv[3]
 req = urllib.request.Request(
     url + "/v1/keys",
     data=json.dumps({"name": "k1", "suite": "ed25519"}).encode(),
     headers={"authorization": "Bearer " + token, "content-type": "application/json"},
 )
-urllib.request.urlopen(req, timeout=60).read()
+urllib.request.urlopen(req, timeout=60, context=ssl.create_default_context(cafile=ca)).read()
 PY
 
 "$venv/bin/schemathesis" run "$url/openapi.json" \
@@ -40,4 +42,5 @@ PY
     --checks not_a_server_error \
     --max-examples "$EXAMPLES" \
     --request-timeout 30 \
+    --tls-verify "$ca" \
     --seed 1

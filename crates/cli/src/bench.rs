@@ -43,6 +43,7 @@ pub(crate) struct BenchOpts {
     pub warmup: f64,
     pub url: Option<String>,
     pub token: Option<String>,
+    pub ca_cert: Option<std::path::PathBuf>,
     pub suite: SuiteName,
 }
 
@@ -211,8 +212,12 @@ pub(crate) async fn bench_sign(o: BenchOpts, json_out: bool) -> Result<()> {
     // The cluster: a running one, or an in-process one in a temp dir.
     let dir;
     let mut local = None;
-    let (urls, token) = match (&o.url, &o.token) {
-        (Some(u), Some(t)) => (vec![u.clone()], t.clone()),
+    let (urls, token, ca) = match (&o.url, &o.token) {
+        (Some(u), Some(t)) => {
+            let path = o.ca_cert.as_ref().context("--url needs --ca-cert")?;
+            let ca = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+            (vec![u.clone()], t.clone(), ca)
+        }
         (None, None) => {
             let mut tag = [0u8; 8];
             OsRng.fill_bytes(&mut tag);
@@ -233,15 +238,13 @@ pub(crate) async fn bench_sign(o: BenchOpts, json_out: bool) -> Result<()> {
             .await?;
             let urls = c.infos().keys().map(|id| c.url_of(*id)).collect();
             let token = c.admin_token.clone();
+            let ca = c.ca_pem().into_bytes();
             local = Some(c);
-            (urls, token)
+            (urls, token, ca)
         }
         _ => bail!("give both --url and --token, or neither (then a local cluster starts)"),
     };
-    let http = reqwest::Client::builder()
-        .pool_max_idle_per_host(256)
-        .tcp_nodelay(true)
-        .build()?;
+    let http = keyquorum_client::http_client(&ca)?;
     let clients: Vec<Client> = urls
         .iter()
         .map(|u| Client::with_http(http.clone(), u, &token))

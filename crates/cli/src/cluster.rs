@@ -120,7 +120,11 @@ fn client(r: &Remote) -> Result<Client> {
     if r.token.is_empty() {
         bail!("no token: set KEYQUORUM_TOKEN or pass --token (see <data-dir>/client.env)");
     }
-    Ok(Client::new(&r.url, &r.token)?)
+    let Some(path) = &r.ca_cert else {
+        bail!("no CA certificate: set KEYQUORUM_CA_CERT or pass --ca-cert (see <data-dir>/client.env)");
+    };
+    let ca = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    Ok(Client::new(&r.url, &r.token, &ca)?)
 }
 
 pub(crate) async fn run(command: Command, json: bool) -> Result<()> {
@@ -148,6 +152,7 @@ pub(crate) async fn run(command: Command, json: bool) -> Result<()> {
             suite: s,
             url,
             token,
+            ca_cert,
         }) => {
             crate::bench::bench_sign(
                 crate::bench::BenchOpts {
@@ -159,6 +164,7 @@ pub(crate) async fn run(command: Command, json: bool) -> Result<()> {
                     warmup,
                     url,
                     token,
+                    ca_cert,
                     suite: suite(s),
                 },
                 json,
@@ -283,6 +289,7 @@ async fn dev(
         print_json(&json!({
             "url": cluster.url(),
             "token": cluster.admin_token,
+            "ca_cert": cluster.ca_path(),
             "nodes": nodes,
             "client_env": env_file,
         }))?;
@@ -295,9 +302,10 @@ async fn dev(
             println!("  node {id}  {}", i.addr);
         }
         println!(
-            "\nKEYQUORUM_URL={}\nKEYQUORUM_TOKEN={}",
+            "\nKEYQUORUM_URL={}\nKEYQUORUM_TOKEN={}\nKEYQUORUM_CA_CERT={}",
             cluster.url(),
-            cluster.admin_token
+            cluster.admin_token,
+            cluster.ca_path().display()
         );
         println!(
             "\n(written to {}; `set -a; . {}` in another shell)",
@@ -333,10 +341,16 @@ async fn node(config: &Path, init: bool, print_identity: bool, json: bool) -> Re
         let addr = cfg
             .advertise
             .clone()
-            .unwrap_or_else(|| format!("http://{}", cfg.listen));
+            .unwrap_or_else(|| format!("https://{}", cfg.listen));
+        let cert = keyquorum_node::tls::NodeCert::new(
+            &keys,
+            cfg.id,
+            &keyquorum_node::tls::certificate_names(&addr, &cfg.tls_names),
+        )?;
         let info = keys.info(addr);
         return print_json(&json!({ "id": cfg.id, "info": {
-            "addr": info.addr, "identity": info.identity.to_string(), "hpke": info.hpke.to_string() } }));
+            "addr": info.addr, "identity": info.identity.to_string(), "hpke": info.hpke.to_string() },
+            "certificate": cert.pem() }));
     }
     let running = Node::start(cfg.clone(), &pass, None).await?;
     if init {

@@ -36,8 +36,12 @@ struct Cli {
 #[derive(clap::Args, Debug, Clone)]
 struct Remote {
     /// API base URL of any node.
-    #[arg(long, env = "KEYQUORUM_URL", default_value = "http://127.0.0.1:7001")]
+    #[arg(long, env = "KEYQUORUM_URL", default_value = "https://127.0.0.1:7001")]
     url: String,
+    /// PEM file of the node certificates to trust (for `keyquorum dev`,
+    /// DATA_DIR/ca.pem). Every connection is TLS 1.3.
+    #[arg(long, env = "KEYQUORUM_CA_CERT")]
+    ca_cert: Option<PathBuf>,
     /// Bearer token.
     #[arg(
         long,
@@ -285,6 +289,9 @@ enum BenchCommand {
         /// Token for --url.
         #[arg(long)]
         token: Option<String>,
+        /// Certificates to trust for --url (PEM).
+        #[arg(long)]
+        ca_cert: Option<PathBuf>,
     },
 }
 

@@ -22,6 +22,7 @@ const BIN: &str = env!("CARGO_BIN_EXE_keyquorum");
 struct Dev {
     child: Child,
     url: String,
+    ca: String,
     token: String,
 }
 
@@ -65,7 +66,11 @@ fn dev(dir: &Path) -> Dev {
     let v: Value = serde_json::from_str(&text).expect("dev --json output");
     let env = std::fs::read_to_string(dir.join("client.env")).expect("client.env");
     assert!(env.contains(v["url"].as_str().unwrap()));
+    let ca = v["ca_cert"].as_str().unwrap().to_string();
+    assert!(env.contains(&format!("KEYQUORUM_CA_CERT={ca}")), "{env}");
+    assert!(v["url"].as_str().unwrap().starts_with("https://"));
     Dev {
+        ca,
         url: v["url"].as_str().unwrap().to_string(),
         token: v["token"].as_str().unwrap().to_string(),
         child,
@@ -77,6 +82,7 @@ fn run(dev: &Dev, token: &str, args: &[&str]) -> (bool, String, String) {
         .args(args)
         .env("KEYQUORUM_URL", &dev.url)
         .env("KEYQUORUM_TOKEN", token)
+        .env("KEYQUORUM_CA_CERT", &dev.ca)
         .output()
         .expect("run keyquorum");
     (
@@ -286,6 +292,52 @@ fn cli_end_to_end() {
     let (ok, _, err) = run(&d, "", &["key", "list"]);
     assert!(!ok);
     assert!(err.contains("no token"), "{err}");
+
+    // TLS: the node certificates are the only roots. Without them the CLI
+    // says what to set; trusting some other certificate fails the handshake.
+    let without_ca = Command::new(BIN)
+        .args(["key", "list"])
+        .env("KEYQUORUM_URL", &d.url)
+        .env("KEYQUORUM_TOKEN", &admin)
+        .env_remove("KEYQUORUM_CA_CERT")
+        .output()
+        .unwrap();
+    assert!(!without_ca.status.success());
+    assert!(String::from_utf8_lossy(&without_ca.stderr).contains("KEYQUORUM_CA_CERT"));
+    let pem = std::fs::read_to_string(&d.ca).unwrap();
+    let first = pem
+        .split_inclusive("-----END CERTIFICATE-----\n")
+        .next()
+        .unwrap();
+    assert_eq!(pem.matches("BEGIN CERTIFICATE").count(), 3, "one per node");
+    let only_one = dir.path().join("one-node.pem");
+    std::fs::write(&only_one, first).unwrap();
+    // d.url is node 1 (its certificate is first): trusted alone, it works...
+    let o = Command::new(BIN)
+        .args(["key", "list"])
+        .env("KEYQUORUM_URL", &d.url)
+        .env("KEYQUORUM_TOKEN", &admin)
+        .env("KEYQUORUM_CA_CERT", &only_one)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    // ...while node 2's certificate alone does not vouch for node 1.
+    let second = pem
+        .split_inclusive("-----END CERTIFICATE-----\n")
+        .nth(1)
+        .unwrap();
+    let wrong = dir.path().join("wrong.pem");
+    std::fs::write(&wrong, second).unwrap();
+    let o = Command::new(BIN)
+        .args(["key", "list"])
+        .env("KEYQUORUM_URL", &d.url)
+        .env("KEYQUORUM_TOKEN", &admin)
+        .env("KEYQUORUM_CA_CERT", &wrong)
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.to_lowercase().contains("certificate"), "{err}");
 }
 
 /// The help texts are part of the interface: a change shows up here.

@@ -7,7 +7,8 @@
 //! # async fn demo() -> Result<(), keyquorum_client::ClientError> {
 //! use keyquorum_client::Client;
 //! use keyquorum_wire::api::{CreateKeyRequest, SuiteName};
-//! let c = Client::new("http://127.0.0.1:7001", "kq_...")?;
+//! let ca = std::fs::read("data/ca.pem").unwrap();
+//! let c = Client::new("https://127.0.0.1:7001", "kq_...", &ca)?;
 //! let key = c.create_key(&CreateKeyRequest { name: "k".into(), suite: SuiteName::Ed25519, threshold: None, members: None }).await?;
 //! let sig = c.sign("k", b"hello").await?;
 //! # Ok(()) }
@@ -47,6 +48,25 @@ pub enum ClientError {
     Config(String),
 }
 
+/// A `reqwest` client that trusts exactly the certificates in `ca_pem` and
+/// speaks TLS 1.3 only.
+pub fn http_client(ca_pem: &[u8]) -> Result<reqwest::Client, ClientError> {
+    let roots = reqwest::Certificate::from_pem_bundle(ca_pem)?;
+    if roots.is_empty() {
+        return Err(ClientError::Config(
+            "no certificate in the CA file (expected PEM)".into(),
+        ));
+    }
+    let mut b = reqwest::Client::builder()
+        .min_tls_version(reqwest::tls::Version::TLS_1_3)
+        .pool_max_idle_per_host(256)
+        .tcp_nodelay(true);
+    for r in roots {
+        b = b.add_root_certificate(r);
+    }
+    Ok(b.build()?)
+}
+
 /// A keyquorum API client.
 #[derive(Debug, Clone)]
 pub struct Client {
@@ -56,13 +76,12 @@ pub struct Client {
 }
 
 impl Client {
-    /// A client for the node at `base` (e.g. `http://127.0.0.1:7001`).
-    pub fn new(base: &str, token: &str) -> Result<Self, ClientError> {
-        let http = reqwest::Client::builder()
-            .pool_max_idle_per_host(256)
-            .tcp_nodelay(true)
-            .build()?;
-        Ok(Self::with_http(http, base, token))
+    /// A client for the node at `base` (e.g. `https://127.0.0.1:7001`)
+    /// trusting the certificates in `ca_pem` (PEM, one or more; for a dev
+    /// cluster `<data-dir>/ca.pem`, the nodes' own certificates). No other
+    /// roots are trusted.
+    pub fn new(base: &str, token: &str, ca_pem: &[u8]) -> Result<Self, ClientError> {
+        Ok(Self::with_http(http_client(ca_pem)?, base, token))
     }
 
     /// A client sharing an existing `reqwest::Client`.

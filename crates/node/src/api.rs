@@ -13,7 +13,7 @@ use axum::extract::{DefaultBodyLimit, FromRequest, Path, Query, Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use keyquorum_wire::api::{
     AddNodeRequest, ClusterStatus, CreateKeyRequest, CreateTokenRequest, ErrorBody, ExportList,
     ExportRequest, ExportResult, Health, KeyInfo, KeyList, NodeStatus, RepairRequest,
@@ -25,6 +25,7 @@ use keyquorum_wire::control::{
 };
 use keyquorum_wire::peer::{Envelope, PeerMessage};
 use serde::{Deserialize, Serialize};
+use subtle::ConstantTimeEq;
 use utoipa::{IntoParams, OpenApi, ToSchema};
 
 use crate::dev::token_hash;
@@ -32,6 +33,7 @@ use crate::error::NodeError;
 use crate::machine::verify_chain;
 use crate::node::Node;
 use crate::peer::{open_envelope, seal_envelope, PEER_PATH};
+use crate::tls::TlsPeer;
 
 /// Largest client request body.
 pub const CLIENT_BODY_LIMIT: usize = 256 * 1024;
@@ -904,7 +906,16 @@ async fn openapi() -> Response {
 }
 
 /// The peer endpoint: a signed envelope in, a signed envelope out.
-async fn peer(State(node): State<Node>, body: Result<Json<Envelope>, JsonRejection>) -> Response {
+///
+/// The TLS client certificate must carry the sender's identity: a member
+/// cannot relay a message on another connection than its own, and a
+/// message without a client certificate is refused before its signature is
+/// even checked.
+async fn peer(
+    State(node): State<Node>,
+    tls: Option<Extension<TlsPeer>>,
+    body: Result<Json<Envelope>, JsonRejection>,
+) -> Response {
     let env = match body {
         Ok(Json(e)) => e,
         Err(r) => {
@@ -917,6 +928,18 @@ async fn peer(State(node): State<Node>, body: Result<Json<Envelope>, JsonRejecti
         .node_info(from)
         .filter(|_| from != node.id())
         .ok_or_else(|| NodeError::PeerRejected(format!("node {from} is not a member")))
+        .and_then(|info| {
+            let proven = tls.as_ref().and_then(|Extension(TlsPeer(k))| *k);
+            match proven {
+                Some(k) if bool::from(k.ct_eq(&info.identity.0)) => Ok(info),
+                Some(_) => Err(NodeError::PeerRejected(format!(
+                    "TLS client certificate is not node {from}'s identity"
+                ))),
+                None => Err(NodeError::PeerRejected(
+                    "peer messages need a TLS client certificate".into(),
+                )),
+            }
+        })
         .and_then(|info| open_envelope(&env, node.id(), &info))
         .and_then(|msg| node.inner().replay.check(&env).map(|()| msg));
     let msg = match checked {

@@ -18,9 +18,14 @@ pub struct NodeConfig {
     pub data_dir: PathBuf,
     /// Address to listen on (port 0: the OS picks).
     pub listen: SocketAddr,
-    /// Base URL peers and clients use; default `http://<bound address>`.
+    /// Base URL peers and clients use; default `https://<bound address>`.
+    /// Every connection is TLS 1.3 (see [`crate::tls`]).
     #[serde(default)]
     pub advertise: Option<String>,
+    /// More names (DNS names or IP addresses) clients may dial this node
+    /// by; the advertised host is always in the certificate.
+    #[serde(default)]
+    pub tls_names: Vec<String>,
     /// Known peers and their public keys, trusted for Raft traffic until the
     /// membership in the log names them (bootstrap and joining).
     #[serde(default)]
@@ -90,6 +95,7 @@ impl NodeConfig {
             data_dir,
             listen,
             advertise: None,
+            tls_names: Vec::new(),
             peers: Vec::new(),
             nonce_pool: default_pool(),
             default_threshold: default_threshold(),

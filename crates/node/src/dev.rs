@@ -57,6 +57,7 @@ pub struct LocalCluster {
     passphrase: Passphrase,
     layout: Layout,
     infos: BTreeMap<NodeId, NodeInfo>,
+    certs: BTreeMap<NodeId, String>,
 }
 
 fn io(e: std::io::Error) -> NodeError {
@@ -153,7 +154,7 @@ impl LocalCluster {
                 &passphrase,
                 layout.kdf.into(),
             )?;
-            infos.insert(*id, keys.info(format!("http://127.0.0.1:{port}")));
+            infos.insert(*id, keys.info(format!("https://127.0.0.1:{port}")));
         }
         let mut cluster = Self {
             nodes: BTreeMap::new(),
@@ -162,11 +163,14 @@ impl LocalCluster {
             passphrase,
             layout,
             infos,
+            certs: BTreeMap::new(),
         };
         for (id, listener) in listeners {
             let running = cluster.start_node_with(id, Some(listener)).await?;
+            cluster.certs.insert(id, running.node.certificate_pem());
             cluster.nodes.insert(id, Some(running));
         }
+        cluster.write_ca()?;
         let token_file = opts.data_dir.join("admin-token");
         if fresh {
             let first = cluster.any_node()?;
@@ -193,9 +197,10 @@ impl LocalCluster {
         }
         cluster.wait_ready(Duration::from_secs(30)).await?;
         let env = format!(
-            "KEYQUORUM_URL={}\nKEYQUORUM_TOKEN={}\n",
+            "KEYQUORUM_URL={}\nKEYQUORUM_TOKEN={}\nKEYQUORUM_CA_CERT={}\n",
             cluster.url(),
-            cluster.admin_token
+            cluster.admin_token,
+            cluster.ca_path().display()
         );
         write_private(&opts.data_dir.join("client.env"), env.as_bytes())?;
         Ok(cluster)
@@ -216,6 +221,7 @@ impl LocalCluster {
                 info: info.clone(),
             })
             .collect();
+        c.tls_names = vec!["localhost".into()];
         c.kdf = Some(self.layout.kdf);
         c.default_threshold = self.layout.threshold;
         c.nonce_pool = self.layout.nonce_pool;
@@ -254,7 +260,7 @@ impl LocalCluster {
             .values()
             .flatten()
             .next()
-            .map(|r| format!("http://{}", r.addr))
+            .map(|r| format!("https://{}", r.addr))
             .unwrap_or_default()
     }
 
@@ -264,6 +270,23 @@ impl LocalCluster {
             .get(&id)
             .map(|i| i.addr.clone())
             .unwrap_or_default()
+    }
+
+    /// Every node's TLS certificate (PEM, concatenated): the roots a
+    /// client trusts to reach this cluster.
+    pub fn ca_pem(&self) -> String {
+        self.certs.values().map(String::as_str).collect()
+    }
+
+    /// Where [`Self::ca_pem`] is written (`<data-dir>/ca.pem`, absolute
+    /// when the working directory is known).
+    pub fn ca_path(&self) -> PathBuf {
+        let p = self.data_dir.join("ca.pem");
+        std::path::absolute(&p).unwrap_or(p)
+    }
+
+    fn write_ca(&self) -> Result<(), NodeError> {
+        std::fs::write(self.ca_path(), self.ca_pem()).map_err(io)
     }
 
     /// Every node's public description.
@@ -342,7 +365,7 @@ impl LocalCluster {
             &self.passphrase,
             self.layout.kdf.into(),
         )?;
-        let info = keys.info(format!("http://127.0.0.1:{port}"));
+        let info = keys.info(format!("https://127.0.0.1:{port}"));
         self.layout.ports.insert(id, port);
         self.infos.insert(id, info.clone());
         std::fs::write(
@@ -352,7 +375,9 @@ impl LocalCluster {
         )
         .map_err(io)?;
         let running = self.start_node_with(id, Some(listener)).await?;
+        self.certs.insert(id, running.node.certificate_pem());
         self.nodes.insert(id, Some(running));
+        self.write_ca()?;
         Ok(AddNodeRequest {
             id,
             addr: info.addr,

@@ -90,6 +90,17 @@ impl NodeKeys {
         self.signing.sign(message).to_bytes()
     }
 
+    /// The identity key as PKCS#8 (RFC 5958, RFC 8410 §7), for TLS: the
+    /// node's certificate is self-signed by, and carries, this key.
+    pub(crate) fn identity_pkcs8(&self) -> Result<Zeroizing<Vec<u8>>, NodeError> {
+        use ed25519_dalek::pkcs8::EncodePrivateKey;
+        let doc = self
+            .signing
+            .to_pkcs8_der()
+            .map_err(|e| NodeError::Internal(format!("pkcs8: {e}")))?;
+        Ok(Zeroizing::new(doc.as_bytes().to_vec()))
+    }
+
     pub(crate) fn hpke_secret(&self) -> &<X25519HkdfSha256 as Kem>::PrivateKey {
         &self.hpke_sk
     }

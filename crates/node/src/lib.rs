@@ -32,6 +32,7 @@ pub mod peer;
 pub mod raftnet;
 mod repair;
 mod taker;
+pub mod tls;
 
 pub use config::NodeConfig;
 pub use error::NodeError;

@@ -51,6 +51,7 @@ pub(crate) struct Inner {
     config: NodeConfig,
     addr: String,
     keys: Arc<NodeKeys>,
+    cert: Arc<crate::tls::NodeCert>,
     vault: Arc<Vault>,
     pub(crate) nonces: crate::taker::NonceTaker,
     raft: Raft<TypeConfig>,
@@ -167,7 +168,13 @@ impl Node {
         let addr = config
             .advertise
             .clone()
-            .unwrap_or_else(|| format!("http://{bound}"));
+            .unwrap_or_else(|| format!("https://{bound}"));
+        let cert = Arc::new(crate::tls::NodeCert::new(
+            &keys,
+            config.id,
+            &crate::tls::certificate_names(&addr, &config.tls_names),
+        )?);
+        let tls = crate::tls::server_config(&cert)?;
         let (log, sm) =
             keyquorum_store::raft::open::<TypeConfig, Registry>(&config.data_dir.join("raft.redb"))
                 .map_err(|e| NodeError::Internal(format!("raft storage: {e}")))?;
@@ -175,6 +182,7 @@ impl Node {
         let peers = PeerClient::new(
             config.id,
             keys.clone(),
+            cert.clone(),
             Duration::from_millis(config.peer_timeout_ms),
         )?;
         let raft = Raft::new(
@@ -199,6 +207,7 @@ impl Node {
             config,
             addr,
             keys,
+            cert,
             vault,
             nonces,
             raft,
@@ -221,20 +230,7 @@ impl Node {
         let audit = tokio::spawn(audit_writer(node.clone(), audit_rx));
         let (tx, rx) = oneshot::channel::<()>();
         let app = crate::api::router(node.clone());
-        let server = tokio::spawn(async move {
-            // No Nagle delay on small request/response writes.
-            let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-                if let Err(e) = tcp.set_nodelay(true) {
-                    tracing::debug!(error = %e, "TCP_NODELAY");
-                }
-            });
-            let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
-                let _ = rx.await;
-            });
-            if let Err(e) = serve.await {
-                tracing::error!(error = %e, "server stopped");
-            }
-        });
+        let server = tokio::spawn(crate::tls::serve(listener, tls, app, rx));
         tracing::info!(node = node.id(), %bound, "node started");
         Ok(RunningNode {
             node,
@@ -243,6 +239,12 @@ impl Node {
             server: Some(server),
             audit: Some(audit),
         })
+    }
+
+    /// This node's TLS certificate (PEM), self-signed by its identity key:
+    /// what clients add to their trusted roots.
+    pub fn certificate_pem(&self) -> String {
+        self.0.cert.pem()
     }
 
     /// This node's id.

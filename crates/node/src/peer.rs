@@ -22,6 +22,7 @@ use zeroize::Zeroizing;
 
 use crate::error::NodeError;
 use crate::identity::{self, NodeKeys};
+use crate::tls::NodeCert;
 
 const DOMAIN: &[u8] = b"keyquorum-peer-v1\x00";
 const HPKE_INFO: &[u8] = b"keyquorum peer secret v1";
@@ -235,10 +236,13 @@ pub fn open_secret(
     })
 }
 
-/// Carries envelopes to peers over HTTP(S) and checks their signed replies.
+/// Carries envelopes to peers over mutual TLS and checks their signed
+/// replies. One HTTP client (and connection pool) per peer identity, each
+/// pinned to that identity ([`crate::tls::PinnedIdentity`]).
 #[derive(Clone, Debug)]
 pub struct PeerClient {
-    http: reqwest::Client,
+    http: Arc<Mutex<HashMap<[u8; 32], reqwest::Client>>>,
+    cert: Arc<NodeCert>,
     me: NodeId,
     keys: Arc<NodeKeys>,
     timeout: Duration,
@@ -249,19 +253,40 @@ pub const PEER_PATH: &str = "/peer/v1/message";
 
 impl PeerClient {
     /// A client signing as `me`.
-    pub fn new(me: NodeId, keys: Arc<NodeKeys>, timeout: Duration) -> Result<Self, NodeError> {
-        let http = reqwest::Client::builder()
-            .timeout(timeout)
-            .pool_max_idle_per_host(64)
-            .tcp_nodelay(true)
-            .build()
-            .map_err(|e| NodeError::Internal(e.to_string()))?;
+    pub fn new(
+        me: NodeId,
+        keys: Arc<NodeKeys>,
+        cert: Arc<NodeCert>,
+        timeout: Duration,
+    ) -> Result<Self, NodeError> {
         Ok(Self {
-            http,
+            http: Arc::default(),
+            cert,
             me,
             keys,
             timeout,
         })
+    }
+
+    /// The HTTP client for the peer whose identity is `identity`.
+    fn http_for(&self, identity: &Hex32) -> Result<reqwest::Client, NodeError> {
+        let mut clients = self
+            .http
+            .lock()
+            .map_err(|_| NodeError::Internal("peer client lock".into()))?;
+        if let Some(c) = clients.get(&identity.0) {
+            return Ok(c.clone());
+        }
+        let tls = crate::tls::peer_client_config(&self.cert, identity.0)?;
+        let client = reqwest::Client::builder()
+            .use_preconfigured_tls(tls)
+            .timeout(self.timeout)
+            .pool_max_idle_per_host(64)
+            .tcp_nodelay(true)
+            .build()
+            .map_err(|e| NodeError::Internal(e.to_string()))?;
+        clients.insert(identity.0, client.clone());
+        Ok(client)
     }
 
     /// This node's id.
@@ -290,7 +315,7 @@ impl PeerClient {
         let env = seal_envelope(&self.keys, self.me, to, msg)?;
         let url = format!("{}{}", info.addr.trim_end_matches('/'), PEER_PATH);
         let resp = self
-            .http
+            .http_for(&info.identity)?
             .post(&url)
             .json(&env)
             .send()

@@ -16,10 +16,11 @@ mod common;
 
 use common::{audit_entries, cluster, sign_and_check, wait_for_audit};
 use keyquorum_client::Client;
+use keyquorum_node::dev::LocalCluster;
 use keyquorum_node::peer::{seal_envelope, PEER_PATH};
 use keyquorum_wire::api::{CreateKeyRequest, CreateTokenRequest, SuiteName};
 use keyquorum_wire::peer::{Envelope, PeerMessage};
-use keyquorum_wire::Hex;
+use keyquorum_wire::{Hex, NodeId};
 use serde_json::{json, Value};
 
 /// Everything a client can observe of the stored state.
@@ -44,7 +45,7 @@ async fn expect(resp: reqwest::Response, status: u16, what: &str) -> Value {
 async fn bad_client_requests_get_clear_errors_and_change_nothing() {
     let (_dir, c) = cluster(3, 2, 0).await;
     let url = c.url_of(1);
-    let admin = Client::new(&url, &c.admin_token).unwrap();
+    let admin = Client::new(&url, &c.admin_token, c.ca_pem().as_bytes()).unwrap();
     let key = admin
         .create_key(&CreateKeyRequest {
             name: "k".into(),
@@ -64,7 +65,7 @@ async fn bad_client_requests_get_clear_errors_and_change_nothing() {
         .await
         .unwrap();
     let before = snapshot(&admin).await;
-    let http = reqwest::Client::new();
+    let http = keyquorum_client::http_client(c.ca_pem().as_bytes()).unwrap();
     let auth = format!("Bearer {}", c.admin_token);
     let post = |path: &str| {
         http.post(format!("{url}{path}"))
@@ -241,14 +242,28 @@ async fn bad_client_requests_get_clear_errors_and_change_nothing() {
     c.shutdown().await;
 }
 
+/// An HTTP client speaking as node `me` (its certificate, mutual TLS) that
+/// accepts only node `to`'s identity.
+fn peer_http(c: &LocalCluster, me: NodeId, to: NodeId) -> reqwest::Client {
+    let node = c.node(me).unwrap();
+    let cert = keyquorum_node::tls::NodeCert::new(node.keys(), me, &[]).unwrap();
+    let pinned = c.infos()[&to].identity.0;
+    let tls = keyquorum_node::tls::peer_client_config(&cert, pinned).unwrap();
+    reqwest::Client::builder()
+        .use_preconfigured_tls(tls)
+        .build()
+        .unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forged_foreign_and_replayed_peer_messages_are_rejected() {
     let (_dir, c) = cluster(3, 2, 0).await;
-    let admin = Client::new(&c.url_of(1), &c.admin_token).unwrap();
+    let admin = Client::new(&c.url_of(1), &c.admin_token, c.ca_pem().as_bytes()).unwrap();
     let before = snapshot(&admin).await;
     let n1 = c.node(1).unwrap();
     let target = format!("{}{PEER_PATH}", c.url_of(2));
-    let http = reqwest::Client::new();
+    // Mutual TLS as node 1: its own certificate, node 2's identity pinned.
+    let http = peer_http(&c, 1, 2);
     let send = |env: &Envelope| http.post(&target).json(env).send();
     let msg = PeerMessage::NonceBatch {
         key: "none".into(),
@@ -274,6 +289,52 @@ async fn forged_foreign_and_replayed_peer_messages_are_rejected() {
     // ...once: the same envelope again is a replay.
     let v = expect(send(&good).await.unwrap(), 401, "replayed envelope").await;
     assert!(v["message"].as_str().unwrap().contains("replay"), "{v}");
+
+    // TLS binds the connection to the sender: node 1's genuine envelope is
+    // refused without a client certificate, and over node 3's connection.
+    let no_cert = keyquorum_client::http_client(c.ca_pem().as_bytes()).unwrap();
+    let fresh = seal_envelope(n1.keys(), 1, 2, &msg).unwrap();
+    let v = expect(
+        no_cert.post(&target).json(&fresh).send().await.unwrap(),
+        401,
+        "no client certificate",
+    )
+    .await;
+    assert!(
+        v["message"]
+            .as_str()
+            .unwrap()
+            .contains("client certificate"),
+        "{v}"
+    );
+    let as_3 = peer_http(&c, 3, 2);
+    let v = expect(
+        as_3.post(&target).json(&fresh).send().await.unwrap(),
+        401,
+        "relayed on another member's connection",
+    )
+    .await;
+    assert!(
+        v["message"]
+            .as_str()
+            .unwrap()
+            .contains("not node 1's identity"),
+        "{v}"
+    );
+    // Pinning: a client that expects node 3 does not finish a handshake
+    // with node 2 (its certificate carries another key).
+    let pinned_3 = peer_http(&c, 1, 3);
+    let err = pinned_3
+        .post(&target)
+        .json(&fresh)
+        .send()
+        .await
+        .unwrap_err();
+    assert!(err.is_connect() || err.is_request(), "{err:?}");
+    assert!(
+        format!("{err:?}").contains("pinned node identity"),
+        "{err:?}"
+    );
 
     // A flipped payload byte breaks the signature.
     let mut forged = seal_envelope(n1.keys(), 1, 2, &msg).unwrap();
@@ -320,7 +381,7 @@ async fn forged_foreign_and_replayed_peer_messages_are_rejected() {
     junk.payload = Hex(b"{\"NoSuchMessage\":{}}".to_vec());
     expect(send(&junk).await.unwrap(), 401, "junk payload").await;
 
-    assert!(rejects() >= rejects0 + 7, "peer rejections are counted");
+    assert!(rejects() >= rejects0 + 9, "peer rejections are counted");
     wait_for_audit(&admin, "audited peer rejections", |e| {
         e["event"]["action"] == "peer.reject" && e["event"]["actor"] == "peer:99"
     })
@@ -333,7 +394,7 @@ async fn forged_foreign_and_replayed_peer_messages_are_rejected() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tampered_audit_entry_is_detected() {
     let (dir, mut c) = cluster(3, 2, 0).await;
-    let admin = Client::new(&c.url_of(1), &c.admin_token).unwrap();
+    let admin = Client::new(&c.url_of(1), &c.admin_token, c.ca_pem().as_bytes()).unwrap();
     for name in ["a", "b"] {
         admin
             .create_key(&CreateKeyRequest {
@@ -415,7 +476,7 @@ async fn a_tampered_audit_entry_is_detected() {
     c.wait_ready(std::time::Duration::from_secs(30))
         .await
         .unwrap();
-    let n2 = Client::new(&c.url_of(2), &c.admin_token).unwrap();
+    let n2 = Client::new(&c.url_of(2), &c.admin_token, c.ca_pem().as_bytes()).unwrap();
     let v = n2.audit_verify().await.unwrap();
     assert_eq!(v["valid"], false, "tampering went unnoticed: {v}");
     assert!(v["fault"].is_string(), "{v}");

@@ -62,7 +62,7 @@ where
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malicious_dkg_participant_and_signer_are_identified_and_left_out() {
     let (_dir, c) = cluster(4, 3, 0).await;
-    let admin = Client::new(&c.url_of(1), &c.admin_token).unwrap();
+    let admin = Client::new(&c.url_of(1), &c.admin_token, c.ca_pem().as_bytes()).unwrap();
 
     // Node 4 deals shares off its own commitment.
     c.node(4)
@@ -125,7 +125,7 @@ type Signed = (Vec<u8>, Vec<u8>);
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn losing_n_minus_t_nodes_under_signing_load() {
     let (_dir, mut c) = cluster(5, 3, 16).await;
-    let admin = Client::new(&c.url_of(1), &c.admin_token).unwrap();
+    let admin = Client::new(&c.url_of(1), &c.admin_token, c.ca_pem().as_bytes()).unwrap();
     let key = admin
         .create_key(&create("load", SuiteName::Ed25519, 3, None))
         .await
@@ -139,7 +139,7 @@ async fn losing_n_minus_t_nodes_under_signing_load() {
         // Eight workers enter through the nodes that stay, two through the
         // ones that go (their requests may fail, but must not hang).
         let entry = if w < 8 { w % 3 + 1 } else { w - 4 };
-        let client = Client::new(&c.url_of(entry), &c.admin_token).unwrap();
+        let client = Client::new(&c.url_of(entry), &c.admin_token, c.ca_pem().as_bytes()).unwrap();
         let (stop, done, sigs, errs, name) = (
             stop.clone(),
             done.clone(),
@@ -217,7 +217,12 @@ async fn writes_resume_after_the_leader_is_lost() {
     let leader = c.node(1).unwrap().leader().unwrap();
     c.stop_node(leader).await;
     let survivors: Vec<NodeId> = (1..=3).filter(|i| *i != leader).collect();
-    let via = Client::new(&c.url_of(survivors[0]), &c.admin_token).unwrap();
+    let via = Client::new(
+        &c.url_of(survivors[0]),
+        &c.admin_token,
+        c.ca_pem().as_bytes(),
+    )
+    .unwrap();
     // Raft writes: a token, then a key among the survivors.
     let app = via
         .create_token(&CreateTokenRequest {
@@ -239,12 +244,13 @@ async fn writes_resume_after_the_leader_is_lost() {
         .unwrap();
     let new_leader = c.node(survivors[0]).unwrap().leader().unwrap();
     assert_ne!(new_leader, leader);
-    let app_client = Client::new(&c.url_of(survivors[1]), &app.token).unwrap();
+    let app_client =
+        Client::new(&c.url_of(survivors[1]), &app.token, c.ca_pem().as_bytes()).unwrap();
     sign_and_check(&app_client, &key, b"after the election").await;
 
     // The old leader comes back, catches up and serves the new token.
     c.restart_node(leader).await.unwrap();
-    let old = Client::new(&c.url_of(leader), &app.token).unwrap();
+    let old = Client::new(&c.url_of(leader), &app.token, c.ca_pem().as_bytes()).unwrap();
     let n = c.node(leader).unwrap();
     poll(
         "the old leader to catch up",
@@ -259,7 +265,7 @@ async fn writes_resume_after_the_leader_is_lost() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restarting_every_node_keeps_keys_audit_and_membership() {
     let (_dir, mut c) = cluster(3, 2, 8).await;
-    let admin = Client::new(&c.url_of(1), &c.admin_token).unwrap();
+    let admin = Client::new(&c.url_of(1), &c.admin_token, c.ca_pem().as_bytes()).unwrap();
     let a = admin
         .create_key(&create("a", SuiteName::Ed25519, 2, None))
         .await
@@ -293,7 +299,7 @@ async fn restarting_every_node_keeps_keys_audit_and_membership() {
     }
     c.wait_ready(Duration::from_secs(30)).await.unwrap();
 
-    let admin = Client::new(&c.url_of(2), &c.admin_token).unwrap();
+    let admin = Client::new(&c.url_of(2), &c.admin_token, c.ca_pem().as_bytes()).unwrap();
     assert_eq!(admin.list_keys().await.unwrap().keys, keys_before);
     let members: Vec<NodeId> = admin
         .status()
@@ -358,7 +364,7 @@ fn sign_share(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_nonce_is_never_used_twice_even_across_a_restart() {
     let (_dir, mut c) = cluster(3, 2, 0).await;
-    let admin = Client::new(&c.url_of(1), &c.admin_token).unwrap();
+    let admin = Client::new(&c.url_of(1), &c.admin_token, c.ca_pem().as_bytes()).unwrap();
     let key: KeyInfo = admin
         .create_key(&create("n", SuiteName::Ed25519, 2, None))
         .await
@@ -419,7 +425,7 @@ async fn a_nonce_is_never_used_twice_even_across_a_restart() {
     assert_eq!(vault_count(&c, 2, Table::Nonces, "n"), 0);
     // The key still signs (fresh nonces).
     sign_and_check(
-        &Client::new(&c.url_of(2), &c.admin_token).unwrap(),
+        &Client::new(&c.url_of(2), &c.admin_token, c.ca_pem().as_bytes()).unwrap(),
         &key,
         b"later",
     )
@@ -430,7 +436,7 @@ async fn a_nonce_is_never_used_twice_even_across_a_restart() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_lost_in_the_middle_of_dkg_leaves_nothing_half_done() {
     let (_dir, mut c) = cluster(3, 2, 0).await;
-    let admin = Client::new(&c.url_of(1), &c.admin_token).unwrap();
+    let admin = Client::new(&c.url_of(1), &c.admin_token, c.ca_pem().as_bytes()).unwrap();
     // Node 3 stops answering at the last DKG step (past the peer timeout).
     let n3 = c.node(3).unwrap();
     n3.driver()
@@ -480,7 +486,7 @@ async fn a_node_lost_in_the_middle_of_dkg_leaves_nothing_half_done() {
         .unwrap();
     for id in 1..=3 {
         sign_and_check(
-            &Client::new(&c.url_of(id), &c.admin_token).unwrap(),
+            &Client::new(&c.url_of(id), &c.admin_token, c.ca_pem().as_bytes()).unwrap(),
             &key,
             b"ok",
         )
@@ -492,7 +498,7 @@ async fn a_node_lost_in_the_middle_of_dkg_leaves_nothing_half_done() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_lost_in_the_middle_of_reshare_leaves_the_key_usable() {
     let (_dir, mut c) = cluster(3, 2, 0).await;
-    let admin = Client::new(&c.url_of(1), &c.admin_token).unwrap();
+    let admin = Client::new(&c.url_of(1), &c.admin_token, c.ca_pem().as_bytes()).unwrap();
     let key = admin
         .create_key(&create("r", SuiteName::Ed25519, 2, None))
         .await
@@ -513,7 +519,7 @@ async fn a_node_lost_in_the_middle_of_reshare_leaves_the_key_usable() {
     assert_eq!(now, key);
     for id in 1..=3 {
         sign_and_check(
-            &Client::new(&c.url_of(id), &c.admin_token).unwrap(),
+            &Client::new(&c.url_of(id), &c.admin_token, c.ca_pem().as_bytes()).unwrap(),
             &key,
             b"still",
         )
@@ -540,7 +546,7 @@ async fn a_node_lost_in_the_middle_of_reshare_leaves_the_key_usable() {
     assert_eq!(next.public_key, key.public_key);
     assert_eq!(next.epoch, key.epoch + 1);
     sign_and_check(
-        &Client::new(&c.url_of(new_id), &c.admin_token).unwrap(),
+        &Client::new(&c.url_of(new_id), &c.admin_token, c.ca_pem().as_bytes()).unwrap(),
         &next,
         b"new",
     )

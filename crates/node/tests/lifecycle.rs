@@ -34,7 +34,7 @@ fn share_epochs(c: &LocalCluster, id: NodeId, key: &str) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refresh_reshare_to_new_nodes_and_export() {
     let (_dir, mut c) = cluster(3, 2, 4).await;
-    let admin = Client::new(&c.url_of(1), &c.admin_token).unwrap();
+    let admin = Client::new(&c.url_of(1), &c.admin_token, c.ca_pem().as_bytes()).unwrap();
     let mut ed = admin
         .create_key(&CreateKeyRequest {
             name: "ed".into(),
@@ -58,14 +58,19 @@ async fn refresh_reshare_to_new_nodes_and_export() {
 
     // Refresh: same public key, next epoch, old shares erased everywhere.
     for key in [&mut ed, &mut tr] {
-        let via = Client::new(&c.url_of(2), &c.admin_token).unwrap();
+        let via = Client::new(&c.url_of(2), &c.admin_token, c.ca_pem().as_bytes()).unwrap();
         let next = via.refresh(&key.name).await.unwrap();
         assert_eq!(next.public_key, key.public_key);
         assert_eq!(next.epoch, key.epoch + 1);
         assert_eq!(next.members, key.members);
         *key = next;
         for i in 0..4u8 {
-            let via = Client::new(&c.url_of(u64::from(i % 3) + 1), &c.admin_token).unwrap();
+            let via = Client::new(
+                &c.url_of(u64::from(i % 3) + 1),
+                &c.admin_token,
+                c.ca_pem().as_bytes(),
+            )
+            .unwrap();
             sign_and_check(&via, key, &[b'r', i]).await;
         }
         for id in 1..=3 {
@@ -89,14 +94,19 @@ async fn refresh_reshare_to_new_nodes_and_export() {
     assert_eq!(admin.status().await.unwrap().nodes.len(), 5);
 
     // Reshare 2-of-3 → 3-of-5, coordinated by a new node.
-    let via4 = Client::new(&c.url_of(4), &c.admin_token).unwrap();
+    let via4 = Client::new(&c.url_of(4), &c.admin_token, c.ca_pem().as_bytes()).unwrap();
     let ed3of5 = via4.reshare("ed", 3, &[1, 2, 3, 4, 5]).await.unwrap();
     assert_eq!(ed3of5.public_key, ed.public_key);
     assert_eq!(ed3of5.threshold, 3);
     assert_eq!(ed3of5.members, vec![1, 2, 3, 4, 5]);
     assert_eq!(ed3of5.epoch, ed.epoch + 1);
     for i in 0..5u8 {
-        let via = Client::new(&c.url_of(u64::from(i % 5) + 1), &c.admin_token).unwrap();
+        let via = Client::new(
+            &c.url_of(u64::from(i % 5) + 1),
+            &c.admin_token,
+            c.ca_pem().as_bytes(),
+        )
+        .unwrap();
         let signers = sign_and_check(&via, &ed3of5, &[b's', i]).await;
         assert_eq!(signers.len(), 3);
     }
@@ -153,7 +163,7 @@ async fn refresh_reshare_to_new_nodes_and_export() {
             })
             .await
             .unwrap();
-        operators.push(Client::new(&c.url_of(i), &t.token).unwrap());
+        operators.push(Client::new(&c.url_of(i), &t.token, c.ca_pem().as_bytes()).unwrap());
     }
     let e = operators[0].sign("ed", b"x").await.unwrap_err();
     assert_eq!(status_of(&e), 403, "an operator token may not sign");
@@ -241,7 +251,7 @@ async fn refresh_reshare_to_new_nodes_and_export() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lost_share_is_repaired_over_the_network() {
     let (_dir, c) = cluster(3, 3, 0).await;
-    let admin = Client::new(&c.url_of(1), &c.admin_token).unwrap();
+    let admin = Client::new(&c.url_of(1), &c.admin_token, c.ca_pem().as_bytes()).unwrap();
     for (name, suite) in [
         ("rep-ed", SuiteName::Ed25519),
         ("rep-tr", SuiteName::Secp256k1Tr),
@@ -257,7 +267,7 @@ async fn a_lost_share_is_repaired_over_the_network() {
             })
             .await
             .unwrap();
-        let via3 = Client::new(&c.url_of(3), &c.admin_token).unwrap();
+        let via3 = Client::new(&c.url_of(3), &c.admin_token, c.ca_pem().as_bytes()).unwrap();
         sign_and_check(&via3, &key, b"before").await;
         // A repair of a member that still has its share is refused, and of
         // a node that is not a member.
