@@ -154,9 +154,11 @@ async fn run_load(
     Ok((all, errors, elapsed))
 }
 
-/// `frost-ed25519` alone: commit, package, t shares, aggregate, in one
-/// thread, no network, no storage, for `seconds`.
-fn raw_frost(n: u16, t: u16, seconds: f64) -> Result<Row> {
+/// `frost-ed25519` alone: commit, package, t shares, aggregate, no network,
+/// no storage, for `seconds`, in `threads` threads at once (1: the latency
+/// of the math; all cores: the most signatures per second this machine's
+/// CPUs can produce — the ceiling for a cluster whose nodes share them).
+fn raw_frost(n: u16, t: u16, seconds: f64, threads: usize) -> Result<Row> {
     use frost_ed25519 as frost;
     let (shares, pubkeys) =
         frost::keys::generate_with_dealer(n, t, frost::keys::IdentifierList::Default, OsRng)
@@ -166,35 +168,52 @@ fn raw_frost(n: u16, t: u16, seconds: f64) -> Result<Row> {
         .take(usize::from(t))
         .map(|(id, s)| Ok((id, frost::keys::KeyPackage::try_from(s)?)))
         .collect::<Result<_, frost::Error>>()?;
-    let mut lat = Vec::new();
     let started = Instant::now();
     let deadline = started + Duration::from_secs_f64(seconds);
-    while Instant::now() < deadline {
-        let t0 = Instant::now();
-        let mut msg = [0u8; 32];
-        OsRng.fill_bytes(&mut msg);
-        let mut nonces = BTreeMap::new();
-        let mut commitments = BTreeMap::new();
-        for (id, kp) in &keys {
-            let (nonce, c) = frost::round1::commit(kp.signing_share(), &mut OsRng);
-            nonces.insert(*id, nonce);
-            commitments.insert(*id, c);
+    let one =
+        |keys: &BTreeMap<frost::Identifier, frost::keys::KeyPackage>| -> Result<Vec<Duration>> {
+            let mut lat = Vec::new();
+            while Instant::now() < deadline {
+                let t0 = Instant::now();
+                let mut msg = [0u8; 32];
+                OsRng.fill_bytes(&mut msg);
+                let mut nonces = BTreeMap::new();
+                let mut commitments = BTreeMap::new();
+                for (id, kp) in keys {
+                    let (nonce, c) = frost::round1::commit(kp.signing_share(), &mut OsRng);
+                    nonces.insert(*id, nonce);
+                    commitments.insert(*id, c);
+                }
+                let package = frost::SigningPackage::new(commitments, &msg);
+                let mut sig_shares = BTreeMap::new();
+                for (id, kp) in keys {
+                    let nonce = nonces.get(id).context("nonce")?;
+                    sig_shares.insert(*id, frost::round2::sign(&package, nonce, kp)?);
+                }
+                let sig = frost::aggregate(&package, &sig_shares, &pubkeys)?;
+                std::hint::black_box(sig);
+                lat.push(t0.elapsed());
+            }
+            Ok(lat)
+        };
+    let mut lat = Vec::new();
+    std::thread::scope(|scope| -> Result<()> {
+        let workers: Vec<_> = (0..threads.max(1))
+            .map(|_| scope.spawn(|| one(&keys)))
+            .collect();
+        for w in workers {
+            lat.extend(
+                w.join()
+                    .map_err(|_| anyhow::anyhow!("bench thread panicked"))??,
+            );
         }
-        let package = frost::SigningPackage::new(commitments, &msg);
-        let mut sig_shares = BTreeMap::new();
-        for (id, kp) in &keys {
-            let nonce = nonces.get(id).context("nonce")?;
-            sig_shares.insert(*id, frost::round2::sign(&package, nonce, kp)?);
-        }
-        let sig = frost::aggregate(&package, &sig_shares, &pubkeys)?;
-        std::hint::black_box(sig);
-        lat.push(t0.elapsed());
-    }
+        Ok(())
+    })?;
     let elapsed = started.elapsed().as_secs_f64();
     lat.sort_unstable();
     Ok(Row {
-        what: format!("raw frost-ed25519 {t}-of-{n}, one process"),
-        concurrency: 1,
+        what: format!("raw frost-ed25519 {t}-of-{n}, {threads} thread(s)"),
+        concurrency: threads,
         signatures: lat.len(),
         errors: 0,
         seconds: elapsed,
@@ -296,11 +315,23 @@ pub(crate) async fn bench_sign(o: BenchOpts, json_out: bool) -> Result<()> {
         rows.push(row);
     }
     if o.suite == SuiteName::Ed25519 {
-        let raw = raw_frost(key.members.len() as u16, key.threshold, o.seconds.min(3.0))?;
-        if !json_out {
-            print_row(&raw);
+        let cores = std::thread::available_parallelism().map_or(1, usize::from);
+        let mut threads = vec![1];
+        if cores > 1 {
+            threads.push(cores);
         }
-        rows.push(raw);
+        for th in threads {
+            let raw = raw_frost(
+                key.members.len() as u16,
+                key.threshold,
+                o.seconds.min(3.0),
+                th,
+            )?;
+            if !json_out {
+                print_row(&raw);
+            }
+            rows.push(raw);
+        }
     }
     if let Some(c) = local {
         c.shutdown().await;
