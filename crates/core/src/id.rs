@@ -13,6 +13,9 @@ use crate::error::{DecodeError, Error};
 pub struct ParticipantId(NonZeroU16);
 
 impl ParticipantId {
+    /// Participant 1.
+    pub const ONE: ParticipantId = ParticipantId(NonZeroU16::MIN);
+
     /// A participant id from a non-zero integer.
     pub fn new(value: u16) -> Result<Self, DecodeError> {
         NonZeroU16::new(value)

@@ -14,6 +14,7 @@
 //! | [`repair`] | verifiable repair of one lost share from `t` helpers (frost-core `keys::repairable` + commitments) |
 //! | [`reshare`] | redistribution to a new threshold and member set under the same group key |
 //! | [`hazmat`] | temporary reconstruction (export) of a group secret |
+//! | [`msgkey`] | per-message key derivation (issue #4, in progress): identifiers, rendezvous coordinator choice, the base secret's split and verification in the exponent, HKDF session keys, payload AEAD |
 //! | [`local`] | an in-process message router that runs every participant's state machine (demos, tests, benches) |
 //!
 //! The same generic code serves every [`Suite`]: Ed25519, secp256k1 with
@@ -34,6 +35,7 @@ pub mod hazmat;
 pub mod id;
 pub mod keys;
 pub mod local;
+pub mod msgkey;
 pub mod refresh;
 pub mod repair;
 pub mod reshare;
