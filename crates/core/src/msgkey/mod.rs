@@ -16,7 +16,7 @@
 //!    rates", IEEE/ACM ToN 1998): every party recomputes the choice and a
 //!    message sent to another node is refused;
 //! 3. the sender draws a **base secret** `k` and Shamir-splits it with
-//!    Feldman commitments ([`split::BaseSecret`]) among itself, the receiver
+//!    Feldman commitments ([`split::deal`]) among itself, the receiver
 //!    and the coordinators, with a threshold that the coordinators alone
 //!    never reach (layout in [`split::Layout`]);
 //! 4. the **session key** is `HKDF-SHA256(ikm = k, salt = deployment salt,
@@ -34,12 +34,17 @@
 //!    payload. No single node other than the receiver (and the sender, who
 //!    chose `k`) can learn `k`.
 //!
+//! The roles' steps are [`protocol::send`], [`protocol::coordinate`] and
+//! [`protocol::receive`]; the node crate keeps the state they leave to their
+//! caller (seen identifiers, prekeys, the endpoint registry).
+//!
 //! The seed's literal flow ("the coordinator reconstructs `k` and broadcasts
 //! a hash of the session key") is kept as the explicit
 //! [`Mode::CoordinatorReconstructs`]: there the coordinator is trusted with
 //! the session key of every message it coordinates.
 
 pub mod kdf;
+pub mod protocol;
 pub mod route;
 pub mod split;
 
