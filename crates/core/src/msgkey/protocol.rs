@@ -712,7 +712,10 @@ pub fn receive(
     let k = split::reconstruct(&layout, &header.commitment, &shares)?;
     let key: SessionKey = session_key(&split::ikm(&k), &deployment.salt, &header.id);
     let mine = match header.mode {
-        Mode::VerifyInTheExponent => split::verification_value(&k.public(), &header.id)?,
+        // reconstruct() checked k·G == C_0 already.
+        Mode::VerifyInTheExponent => {
+            split::verification_value(&header.commitment.constant(), &header.id)?
+        }
         Mode::CoordinatorReconstructs => key.confirmation(&header.id),
     };
     if values.iter().any(|v| *v != mine) {
