@@ -126,6 +126,9 @@ async fn authenticate_fresh(node: &Node, headers: &HeaderMap) -> Result<Caller, 
     }
 }
 
+/// Actions whose result is released only after its audit entry commits.
+const RELEASES: [&str; 2] = ["key.sign", "export.run"];
+
 /// Run `f` as an authenticated, audited client request.
 async fn audited<T: Serialize, F, Fut>(
     node: &Node,
@@ -151,7 +154,27 @@ where
         Ok(_) => "ok".to_string(),
         Err(e) => format!("{}: {e}", e.status().1),
     };
-    node.audit_event(&actor, action, target, &outcome);
+    let result = match result {
+        // What cannot be taken back once it leaves (a signature, an export)
+        // leaves only after its audit entry is committed: a crash in
+        // between loses the answer, never the record of it.
+        Ok(v) if RELEASES.contains(&action) => {
+            let committed = node.audit_event_committed(&actor, action, target, &outcome);
+            // Bounded like a peer call: without a Raft quorum the audit
+            // log cannot commit and the request fails closed.
+            let wait = std::time::Duration::from_millis(node.config().peer_timeout_ms);
+            match tokio::time::timeout(wait, committed).await {
+                Ok(Ok(())) => Ok(v),
+                _ => Err(NodeError::Unavailable(
+                    "the audit log did not commit in time; the result was withheld".into(),
+                )),
+            }
+        }
+        other => {
+            node.audit_event(&actor, action, target, &outcome);
+            other
+        }
+    };
     match result {
         Ok(v) => {
             node.metrics().requests_ok.fetch_add(1, Ordering::Relaxed);

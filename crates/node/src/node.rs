@@ -60,7 +60,7 @@ pub(crate) struct Inner {
     pub(crate) replay: ReplayGuard,
     driver: Driver,
     pub(crate) metrics: Metrics,
-    audit_tx: mpsc::UnboundedSender<AuditEvent>,
+    audit_tx: mpsc::UnboundedSender<(AuditEvent, Option<oneshot::Sender<()>>)>,
     bootstrap: BTreeMap<NodeId, NodeInfo>,
 }
 
@@ -514,14 +514,41 @@ impl Node {
 
     /// Record an event in the audit log (asynchronously, batched).
     pub fn audit_event(&self, actor: &str, action: &str, target: Option<&str>, outcome: &str) {
-        let _ = self.0.audit_tx.send(AuditEvent {
+        self.queue_audit(actor, action, target, outcome, None);
+    }
+
+    /// Like [`Self::audit_event`], and the returned receiver fires once the
+    /// batch holding the event is committed in the Raft log. Used to hold a
+    /// signature or an export back until its audit entry is durable.
+    pub fn audit_event_committed(
+        &self,
+        actor: &str,
+        action: &str,
+        target: Option<&str>,
+        outcome: &str,
+    ) -> oneshot::Receiver<()> {
+        let (tx, rx) = oneshot::channel();
+        self.queue_audit(actor, action, target, outcome, Some(tx));
+        rx
+    }
+
+    fn queue_audit(
+        &self,
+        actor: &str,
+        action: &str,
+        target: Option<&str>,
+        outcome: &str,
+        done: Option<oneshot::Sender<()>>,
+    ) {
+        let event = AuditEvent {
             time_ms: now_ms(),
             node: self.0.id,
             actor: actor.to_string(),
             action: action.to_string(),
             target: target.map(str::to_string),
             outcome: outcome.to_string(),
-        });
+        };
+        let _ = self.0.audit_tx.send((event, done));
     }
 
     /// Add a node (learner, then voter unless `voter` is false). Runs on the
@@ -689,7 +716,10 @@ pub(crate) fn clone_request(msg: &PeerMessage) -> Result<PeerMessage, NodeError>
 /// Batches audit events into `Audit` commands; as leader, signs the head
 /// whenever it has moved, at most once a second (so every entry is covered
 /// by a signed head about a second after it is appended).
-async fn audit_writer(node: Node, mut rx: mpsc::UnboundedReceiver<AuditEvent>) {
+async fn audit_writer(
+    node: Node,
+    mut rx: mpsc::UnboundedReceiver<(AuditEvent, Option<oneshot::Sender<()>>)>,
+) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut signed: Option<u64> = None;
@@ -702,13 +732,14 @@ async fn audit_writer(node: Node, mut rx: mpsc::UnboundedReceiver<AuditEvent>) {
             _ = tick.tick() => None,
         };
         if let Some(first) = first {
-            let mut events = vec![first];
-            while events.len() < 512 {
+            let mut batch = vec![first];
+            while batch.len() < 512 {
                 match rx.try_recv() {
-                    Ok(e) => events.push(e),
+                    Ok(e) => batch.push(e),
                     Err(_) => break,
                 }
             }
+            let (events, waiters): (Vec<AuditEvent>, Vec<_>) = batch.into_iter().unzip();
             let mut delay = Duration::from_millis(50);
             loop {
                 match node
@@ -724,6 +755,9 @@ async fn audit_writer(node: Node, mut rx: mpsc::UnboundedReceiver<AuditEvent>) {
                         delay = (delay * 2).min(Duration::from_secs(2));
                     }
                 }
+            }
+            for w in waiters.into_iter().flatten() {
+                let _ = w.send(());
             }
             continue;
         }

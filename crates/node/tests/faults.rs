@@ -323,6 +323,49 @@ async fn restarting_every_node_keeps_keys_audit_and_membership() {
     c.shutdown().await;
 }
 
+/// A signature leaves the cluster only after its audit entry is committed:
+/// stopping every node the moment the last signature arrives loses none of
+/// their audit entries.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_released_signature_is_in_the_audit_log_even_after_an_abrupt_stop() {
+    let (_dir, mut c) = cluster(3, 2, 8).await;
+    let admin = Client::new(&c.url_of(1), &c.admin_token, c.ca_pem().as_bytes()).unwrap();
+    let key = admin
+        .create_key(&create("durable", SuiteName::Ed25519, 2, None))
+        .await
+        .unwrap();
+    let via = Client::new(&c.url_of(2), &c.admin_token, c.ca_pem().as_bytes()).unwrap();
+    let mut released = 0;
+    for i in 0..12u8 {
+        sign_and_check(&via, &key, &[i; 8]).await;
+        released += 1;
+    }
+    // No grace period: stop everything now (the audit writers are aborted).
+    for id in 1..=3 {
+        c.stop_node(id).await;
+    }
+    for id in 1..=3 {
+        c.restart_node(id).await.unwrap();
+    }
+    c.wait_ready(Duration::from_secs(30)).await.unwrap();
+    let admin = Client::new(&c.url_of(3), &c.admin_token, c.ca_pem().as_bytes()).unwrap();
+    let entries = common::audit_entries(&admin).await;
+    let signs = entries
+        .iter()
+        .filter(|e| {
+            e["event"]["action"] == "key.sign"
+                && e["event"]["target"] == "durable"
+                && e["event"]["outcome"] == "ok"
+        })
+        .count();
+    assert_eq!(
+        signs, released,
+        "one committed audit entry per released signature"
+    );
+    assert_eq!(admin.audit_verify().await.unwrap()["valid"], true);
+    c.shutdown().await;
+}
+
 async fn nonce(node: &Node, key: &str, epoch: u64) -> NonceCommitment {
     let batch = PeerMessage::NonceBatch {
         key: key.into(),

@@ -131,18 +131,28 @@ async fn refresh_reshare_to_new_nodes_and_export() {
     assert_eq!(status_of(&e), 404);
     assert_eq!(via4.key("tr").await.unwrap(), tr_new);
 
-    // Only the new holders are up: the reshared key still signs.
-    for id in 1..=3 {
+    // Old holders 1 and 2 down (3 of 5 voters still up: the control plane
+    // has its quorum): the reshared key signs with the new holders alone,
+    // and the 3-of-5 key with exactly three.
+    for id in 1..=2 {
         c.stop_node(id).await;
     }
     for i in 0..3u8 {
         let signers = sign_and_check(&via4, &tr_new, &[b'n', i]).await;
         assert_eq!(signers, vec![4, 5]);
     }
-    // The 3-of-5 key cannot: two holders are not enough, and the request
-    // fails rather than hangs.
+    let mut signers = sign_and_check(&via4, &ed3of5, b"three of five").await;
+    signers.sort_unstable();
+    assert_eq!(signers, vec![3, 4, 5]);
+    // Node 3 down as well: two holders are not enough for the 3-of-5 key,
+    // and with 2 of 5 voters the audit log cannot commit, so no signature
+    // is released at all (fail closed) — each request fails, none hangs.
+    c.stop_node(3).await;
     let e = via4.sign("ed", b"x").await.unwrap_err();
     assert_eq!(status_of(&e), 503);
+    let e = via4.sign("tr", b"x").await.unwrap_err();
+    assert_eq!(status_of(&e), 503);
+    assert!(e.to_string().contains("audit"), "{e}");
     for id in 1..=3 {
         c.restart_node(id).await.unwrap();
     }
