@@ -14,8 +14,8 @@ use ed25519_dalek::{Signer, SigningKey};
 use hpke::kem::X25519HkdfSha256;
 use hpke::{Kem, Serializable};
 use keyquorum_core::msgkey::protocol::{
-    coordinate, new_prekey, receive, seal_shares_for_node, send, AtCoordinator, Deployment, Header,
-    Node, Outgoing, PrekeySecret, Recipient, SignedConfirmation,
+    coordinate, new_prekey, receive, seal_shares_for_node, send, AtCoordinator, Confirmation,
+    Deployment, Header, Node, Outgoing, PrekeySecret, Recipient, Sealed, SignedConfirmation,
 };
 use keyquorum_core::msgkey::route::Member;
 use keyquorum_core::msgkey::split::{Grp, Layout};
@@ -97,6 +97,35 @@ fn endpoints(rng: &mut ChaCha20Rng) -> Endpoints {
     }
 }
 
+/// Node `node` coordinates Alice's message `out`, given `bundle`, at `now`.
+fn coordinate_at(
+    c: &Cluster,
+    e: &Endpoints,
+    node: u64,
+    out: &Outgoing,
+    bundle: &Sealed,
+    now: u64,
+    rng: &mut ChaCha20Rng,
+) -> Result<Confirmation, MsgError> {
+    let i = usize::try_from(node - 1).unwrap();
+    coordinate(
+        rng,
+        &deployment(),
+        node,
+        &c.hpke[i],
+        &c.nodes,
+        &e.alice.verifying_key().to_bytes(),
+        now,
+        AtCoordinator {
+            header: &out.header,
+            signature: &out.signature,
+            payload: &out.payload,
+            bundle,
+        },
+    )
+    .map(|(_, conf)| conf)
+}
+
 /// Run every coordinator the message names; sign each confirmation.
 fn coordinate_all(
     c: &Cluster,
@@ -107,21 +136,7 @@ fn coordinate_all(
     let mut confs = Vec::new();
     for (node_id, bundle) in &out.for_coordinators {
         let i = usize::try_from(*node_id - 1).unwrap();
-        let (_, conf) = coordinate(
-            rng,
-            &deployment(),
-            *node_id,
-            &c.hpke[i],
-            &c.nodes,
-            &e.alice.verifying_key().to_bytes(),
-            NOW + 5,
-            AtCoordinator {
-                header: &out.header,
-                signature: &out.signature,
-                payload: &out.payload,
-                bundle,
-            },
-        )?;
+        let conf = coordinate_at(c, e, *node_id, out, bundle, NOW + 5, rng)?;
         let signature = c.signing[i].sign(&conf.signing_bytes()).to_bytes();
         confs.push(SignedConfirmation {
             confirmation: conf,
@@ -241,21 +256,14 @@ fn each_tampering_is_refused_with_its_error() {
     // Routed to the wrong node: hand node X the bundle meant for Y.
     let header = Header::from_bytes(&out.header).unwrap();
     let outsider = (1..=5).find(|n| !header.coordinators.contains(n)).unwrap();
-    let i = usize::try_from(outsider - 1).unwrap();
-    let r = coordinate(
-        &mut rng,
-        &deployment(),
+    let r = coordinate_at(
+        &c,
+        &e,
         outsider,
-        &c.hpke[i],
-        &c.nodes,
-        &e.alice.verifying_key().to_bytes(),
+        &out,
+        &out.for_coordinators[0].1,
         NOW,
-        AtCoordinator {
-            header: &out.header,
-            signature: &out.signature,
-            payload: &out.payload,
-            bundle: &out.for_coordinators[0].1,
-        },
+        &mut rng,
     );
     assert_eq!(r.err(), Some(MsgError::WrongCoordinator));
     // A different membership view (a node missing) routes elsewhere for
@@ -318,21 +326,7 @@ fn a_share_off_the_commitments_names_its_index() {
     let i = usize::try_from(node - 1).unwrap();
     let bogus = SecretScalar::<Grp>::random(&mut rng);
     let bundle = seal_shares_for_node(&mut rng, &c.nodes[i], &header.id, &[(own, &bogus)]).unwrap();
-    let r = coordinate(
-        &mut rng,
-        &deployment(),
-        node,
-        &c.hpke[i],
-        &c.nodes,
-        &e.alice.verifying_key().to_bytes(),
-        NOW,
-        AtCoordinator {
-            header: &out.header,
-            signature: &out.signature,
-            payload: &out.payload,
-            bundle: &bundle,
-        },
-    );
+    let r = coordinate_at(&c, &e, node, &out, &bundle, NOW, &mut rng);
     assert_eq!(
         r.err(),
         Some(MsgError::ShareOffCommitments { holder: own.get() })
@@ -341,21 +335,7 @@ fn a_share_off_the_commitments_names_its_index() {
     let wrong = layout.coordinator(1).unwrap();
     let bundle =
         seal_shares_for_node(&mut rng, &c.nodes[i], &header.id, &[(wrong, &bogus)]).unwrap();
-    let r = coordinate(
-        &mut rng,
-        &deployment(),
-        node,
-        &c.hpke[i],
-        &c.nodes,
-        &e.alice.verifying_key().to_bytes(),
-        NOW,
-        AtCoordinator {
-            header: &out.header,
-            signature: &out.signature,
-            payload: &out.payload,
-            bundle: &bundle,
-        },
-    );
+    let r = coordinate_at(&c, &e, node, &out, &bundle, NOW, &mut rng);
     assert!(matches!(r, Err(MsgError::Invalid(_))), "{r:?}");
 }
 
@@ -378,14 +358,8 @@ proptest! {
         let shared = ha.coordinators.iter().enumerate()
             .find(|(r, n)| hb.coordinators.get(*r) == Some(n));
         if let Some((rank, node)) = shared {
-            let i = usize::try_from(*node - 1).unwrap();
-            let spliced = coordinate(
-                &mut rng, &deployment(), *node, &c.hpke[i], &c.nodes,
-                &e.alice.verifying_key().to_bytes(), NOW,
-                AtCoordinator {
-                    header: &a.header, signature: &a.signature, payload: &a.payload,
-                    bundle: &b.for_coordinators[rank].1,
-                },
+            let spliced = coordinate_at(
+                &c, &e, *node, &a, &b.for_coordinators[rank].1, NOW, &mut rng,
             );
             // Sealed to another identifier: HPKE refuses to open it.
             prop_assert_eq!(spliced.err(), Some(MsgError::Tampered));

@@ -320,6 +320,16 @@ fn aad(id: &[u8; 32], recipient: &str) -> Vec<u8> {
     [HPKE_INFO, id, recipient.as_bytes()].concat()
 }
 
+/// Associated data of a coordinator's bundle for message `id`.
+fn node_aad(id: &[u8; 32], node: u64) -> Vec<u8> {
+    aad(id, &format!("node {node}"))
+}
+
+/// Associated data of the share coordinator `node` forwards to the receiver.
+fn forwarded_aad(id: &[u8; 32], node: u64) -> Vec<u8> {
+    aad(id, &format!("forwarded by node {node}"))
+}
+
 /// rand_core 0.9 view of a rand_core 0.6 RNG, for the hpke crate.
 struct Rng09<'a, R>(&'a mut R);
 
@@ -428,7 +438,7 @@ pub fn seal_shares_for_node<R: RngCore + CryptoRng>(
     seal(
         rng,
         &node.hpke,
-        &aad(id, &format!("node {}", node.member.id)),
+        &node_aad(id, node.member.id),
         &encode_shares(shares),
     )
 }
@@ -484,24 +494,23 @@ pub fn send<R: RngCore + CryptoRng>(
     let payload = seal_payload(&key, &header_bytes, content)?;
     let payload_hash = Sha256::digest(&payload);
     let signature = sign_parts(sender, &header_sig_parts(&header_bytes, &payload_hash));
-    let pick = |ids: &[ParticipantId]| -> Result<Zeroizing<Vec<u8>>, MsgError> {
-        let v: Vec<_> = ids
-            .iter()
-            .map(|i| {
-                dealt
-                    .shares
-                    .get(i)
-                    .map(|s| (*i, s))
-                    .ok_or(MsgError::Invalid("share missing"))
-            })
-            .collect::<Result<_, _>>()?;
-        Ok(encode_shares(&v))
-    };
+    let pick =
+        |ids: &[ParticipantId]| -> Result<Vec<(ParticipantId, &SecretScalar<Grp>)>, MsgError> {
+            ids.iter()
+                .map(|i| {
+                    dealt
+                        .shares
+                        .get(i)
+                        .map(|s| (*i, s))
+                        .ok_or(MsgError::Invalid("share missing"))
+                })
+                .collect()
+        };
     let for_receiver = seal(
         rng,
         &to.prekey.public,
         &aad(&id, "receiver"),
-        &pick(&layout.receiver())?,
+        &encode_shares(&pick(&layout.receiver())?),
     )?;
     let mut for_coordinators = Vec::with_capacity(coordinators.len());
     for (rank, node_id) in coordinators.iter().enumerate() {
@@ -510,13 +519,8 @@ pub fn send<R: RngCore + CryptoRng>(
             .find(|n| n.member.id == *node_id)
             .ok_or(MsgError::Invalid("coordinator not in the membership"))?;
         let rank = u16::try_from(rank).map_err(|_| MsgError::Invalid("rank"))?;
-        let bundle = pick(&layout.coordinator_shares(rank)?)?;
-        let sealed = seal(
-            rng,
-            &node.hpke,
-            &aad(&id, &format!("node {}", node.member.id)),
-            &bundle,
-        )?;
+        let sealed =
+            seal_shares_for_node(rng, node, &id, &pick(&layout.coordinator_shares(rank)?)?)?;
         for_coordinators.push((*node_id, sealed));
     }
     let expected = match mode {
@@ -587,11 +591,7 @@ pub fn coordinate<R: RngCore + CryptoRng>(
         .ok_or(MsgError::WrongCoordinator)?;
     let rank = u16::try_from(rank).map_err(|_| MsgError::Invalid("rank"))?;
     let layout = header.layout()?;
-    let plain = open(
-        hpke_secret,
-        &aad(&header.id, &format!("node {me}")),
-        msg.bundle,
-    )?;
+    let plain = open(hpke_secret, &node_aad(&header.id, me), msg.bundle)?;
     let shares = decode_shares(&plain)?;
     let mut expected: Vec<ParticipantId> = layout.coordinator_shares(rank)?;
     expected.sort();
@@ -618,7 +618,7 @@ pub fn coordinate<R: RngCore + CryptoRng>(
     let forwarded = seal(
         rng,
         &header.prekey,
-        &aad(&header.id, &format!("forwarded by node {me}")),
+        &forwarded_aad(&header.id, me),
         &encode_shares(&[(own, share)]),
     )?;
     Ok((
@@ -695,7 +695,7 @@ pub fn receive(
         }
         let fwd = decode_shares(&open(
             &sk,
-            &aad(&header.id, &format!("forwarded by node {}", c.node)),
+            &forwarded_aad(&header.id, c.node),
             &c.forwarded,
         )?)?;
         let own =
