@@ -57,6 +57,7 @@ pub struct TlsPeer(pub Option<[u8; 32]>);
 /// A node's certificate and the private key behind it.
 pub struct NodeCert {
     cert: CertificateDer<'static>,
+    pem: String,
     key: PrivatePkcs8KeyDer<'static>,
 }
 
@@ -92,6 +93,7 @@ impl NodeCert {
         let cert = params.self_signed(&pair).map_err(err)?;
         Ok(Self {
             cert: cert.der().clone(),
+            pem: cert.pem(),
             key,
         })
     }
@@ -103,24 +105,12 @@ impl NodeCert {
 
     /// The certificate, PEM.
     pub fn pem(&self) -> String {
-        pem_of(&self.cert)
+        self.pem.clone()
     }
 
     fn key(&self) -> PrivateKeyDer<'static> {
         PrivateKeyDer::Pkcs8(self.key.clone_key())
     }
-}
-
-fn pem_of(cert: &CertificateDer<'_>) -> String {
-    use base64::Engine;
-    let b64 = base64::engine::general_purpose::STANDARD.encode(cert.as_ref());
-    let mut s = String::from("-----BEGIN CERTIFICATE-----\n");
-    for line in b64.as_bytes().chunks(64) {
-        s.push_str(&String::from_utf8_lossy(line));
-        s.push('\n');
-    }
-    s.push_str("-----END CERTIFICATE-----\n");
-    s
 }
 
 /// The names in the node's certificate: the advertised host and any
