@@ -57,6 +57,54 @@ impl<S: Send + Sync, T: serde::de::DeserializeOwned> FromRequest<S> for ApiJson<
     }
 }
 
+/// How much of a refused oversized body is read and thrown away before the
+/// 413 is sent, and for how long.
+const DRAIN_CAP: u64 = 16 * 1024 * 1024;
+const DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Refuses a client body whose declared length is over the limit — after
+/// reading it (up to [`DRAIN_CAP`] / [`DRAIN_TIME`]) and discarding it.
+///
+/// Answering before the body is read and then closing makes the kernel
+/// reset the connection over the unread bytes, and the client may see the
+/// reset (EPIPE, ECONNRESET) instead of the 413: the "lingering close"
+/// problem (RFC 9112 §9.6). Draining first lets the client read a clear
+/// answer and keeps the connection usable. Bodies without a length, or
+/// longer than the cap, still meet [`DefaultBodyLimit`] and a plain close.
+async fn refuse_oversized(req: Request, next: axum::middleware::Next) -> Response {
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let Some(len) = declared.filter(|&n| n > CLIENT_BODY_LIMIT as u64) else {
+        return next.run(req).await;
+    };
+    if len <= DRAIN_CAP {
+        use futures::StreamExt;
+        let mut body = req.into_body().into_data_stream();
+        let drain = async {
+            let mut seen = 0u64;
+            while let Some(Ok(chunk)) = body.next().await {
+                seen += chunk.len() as u64;
+                if seen > DRAIN_CAP {
+                    break;
+                }
+            }
+        };
+        let _ = tokio::time::timeout(DRAIN_TIME, drain).await;
+    }
+    (
+        StatusCode::PAYLOAD_TOO_LARGE,
+        Json(ErrorBody {
+            error: "payload_too_large".into(),
+            message: format!("request body is {len} bytes; the limit is {CLIENT_BODY_LIMIT}"),
+            culprits: Vec::new(),
+        }),
+    )
+        .into_response()
+}
+
 fn json_rejection(r: JsonRejection) -> Response {
     let status = r.status();
     let code = match status {
@@ -1061,7 +1109,8 @@ pub fn router(node: Node) -> Router {
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .route("/openapi.json", get(openapi))
-        .layer(DefaultBodyLimit::max(CLIENT_BODY_LIMIT));
+        .layer(DefaultBodyLimit::max(CLIENT_BODY_LIMIT))
+        .layer(axum::middleware::from_fn(refuse_oversized));
     let peer_routes = Router::new()
         .route(PEER_PATH, post(peer))
         .layer(DefaultBodyLimit::max(PEER_BODY_LIMIT));

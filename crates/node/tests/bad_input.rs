@@ -154,13 +154,21 @@ async fn bad_client_requests_get_clear_errors_and_change_nothing() {
         "unknown key",
     )
     .await;
+    // Refused bodies are read before the 413 goes out, so the client sees
+    // the answer rather than a reset, every time, on a reused connection.
     let huge = format!("{{\"message\": \"{}\"}}", "00".repeat(1 << 20));
-    expect(
-        post("/v1/keys/k/sign").body(huge).send().await.unwrap(),
-        413,
-        "huge body",
-    )
-    .await;
+    for _ in 0..12 {
+        expect(
+            post("/v1/keys/k/sign")
+                .body(huge.clone())
+                .send()
+                .await
+                .unwrap(),
+            413,
+            "huge body",
+        )
+        .await;
+    }
     expect(
         http.post(format!("{url}/v1/keys/k/sign"))
             .header("authorization", &auth)
