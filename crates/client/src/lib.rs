@@ -21,9 +21,14 @@ use keyquorum_wire::api::{
     SignResponse, TokenCreated, VerifyRequest, VerifyResponse,
 };
 use keyquorum_wire::control::ExportRecord;
-use keyquorum_wire::{Hex, NodeId};
+use keyquorum_wire::msg::{
+    AckRequest, AckResponse, ClaimRequest, ClaimedPrekey, CreateEndpointRequest, EndpointInfo,
+    Inbox, MsgDeployment, Prekey, PublishPrekeys, SendRequest, SendResponse,
+};
+use keyquorum_wire::{Hex, Hex32, NodeId};
 
 mod export;
+pub mod msg;
 pub use export::ExportKey;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -46,6 +51,12 @@ pub enum ClientError {
     /// Bad configuration.
     #[error("{0}")]
     Config(String),
+    /// A message or confirmation failed a protocol check on this side.
+    #[error("message refused: {0}")]
+    Msg(#[from] keyquorum_core::msgkey::MsgError),
+    /// The endpoint's local sealed file.
+    #[error("endpoint file: {0}")]
+    Store(#[from] keyquorum_store::VaultError),
 }
 
 /// A `reqwest` client that trusts exactly the certificates in `ca_pem` and
@@ -280,6 +291,74 @@ impl Client {
         self.send(
             self.http
                 .delete(format!("{}/v1/cluster/nodes/{id}", self.base)),
+        )
+        .await
+    }
+
+    /// The messaging deployment (salt, window, routing membership).
+    pub async fn msg_deployment(&self) -> Result<MsgDeployment, ClientError> {
+        self.get("/v1/msg/deployment").await
+    }
+
+    /// Register a messaging endpoint.
+    pub async fn create_endpoint(
+        &self,
+        req: &CreateEndpointRequest,
+    ) -> Result<EndpointInfo, ClientError> {
+        self.post("/v1/msg/endpoints", req).await
+    }
+
+    /// Describe an endpoint.
+    pub async fn endpoint(&self, name: &str) -> Result<EndpointInfo, ClientError> {
+        self.get(&format!("/v1/msg/endpoints/{name}")).await
+    }
+
+    /// Revoke an endpoint.
+    pub async fn revoke_endpoint(&self, name: &str) -> Result<EndpointInfo, ClientError> {
+        self.send(
+            self.http
+                .delete(format!("{}/v1/msg/endpoints/{name}", self.base)),
+        )
+        .await
+    }
+
+    /// Publish signed one-time prekeys.
+    pub async fn publish_prekeys(
+        &self,
+        name: &str,
+        prekeys: Vec<Prekey>,
+    ) -> Result<EndpointInfo, ClientError> {
+        self.post(
+            &format!("/v1/msg/endpoints/{name}/prekeys"),
+            &PublishPrekeys { prekeys },
+        )
+        .await
+    }
+
+    /// Reserve one of `name`'s prekeys for sending endpoint `by`.
+    pub async fn claim_prekey(&self, name: &str, by: &str) -> Result<ClaimedPrekey, ClientError> {
+        self.post(
+            &format!("/v1/msg/endpoints/{name}/claim"),
+            &ClaimRequest { by: by.to_string() },
+        )
+        .await
+    }
+
+    /// Hand a built message to the cluster.
+    pub async fn send_message(&self, req: &SendRequest) -> Result<SendResponse, ClientError> {
+        self.post("/v1/msg/messages", req).await
+    }
+
+    /// An endpoint's waiting messages.
+    pub async fn inbox(&self, name: &str) -> Result<Inbox, ClientError> {
+        self.get(&format!("/v1/msg/endpoints/{name}/inbox")).await
+    }
+
+    /// Remove opened messages.
+    pub async fn ack(&self, name: &str, ids: Vec<Hex32>) -> Result<AckResponse, ClientError> {
+        self.post(
+            &format!("/v1/msg/endpoints/{name}/inbox/ack"),
+            &AckRequest { ids },
         )
         .await
     }

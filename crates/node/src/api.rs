@@ -20,8 +20,11 @@ use keyquorum_wire::api::{
     ReshareRequest, SignRequest, SignResponse, SuiteName, TokenCreated, VerifyRequest,
     VerifyResponse,
 };
-use keyquorum_wire::control::{
-    AuditEntry, Command, CommandResponse, ExportRecord, KeyRecord, TokenGrant,
+use keyquorum_wire::control::{AuditEntry, Command, ExportRecord, KeyRecord, TokenGrant};
+use keyquorum_wire::msg::{
+    AckRequest, AckResponse, ClaimRequest, ClaimedPrekey, CoordinatorBundle, CreateEndpointRequest,
+    EndpointInfo, EndpointRecord, Inbox, MailItem, MsgConfirmation, MsgDeployment, MsgNode, Prekey,
+    PublishPrekeys, SealedBox, SendRequest, SendResponse,
 };
 use keyquorum_wire::peer::{Envelope, PeerMessage};
 use serde::{Deserialize, Serialize};
@@ -784,11 +787,8 @@ fn require_operator_or_admin(c: &Caller) -> Result<(), NodeError> {
     }
 }
 
-async fn commit(node: &Node, command: Command) -> Result<(), NodeError> {
-    match node.write(command).await? {
-        CommandResponse::Ok => Ok(()),
-        CommandResponse::Rejected { reason } => Err(NodeError::Conflict(reason)),
-    }
+pub(crate) async fn commit(node: &Node, command: Command) -> Result<(), NodeError> {
+    node.commit(command).await.map(drop)
 }
 
 /// Audit log page query.
@@ -1042,6 +1042,227 @@ async fn peer(
     }
 }
 
+// ---- per-message key derivation (crate::msg) ----
+
+/// The messaging deployment: public salt, acceptance window and the nodes
+/// coordinators are chosen from (with their identity and HPKE keys).
+#[utoipa::path(get, path = "/v1/msg/deployment", security(("bearer" = [])),
+    responses((status = 200, body = MsgDeployment), (status = 401, body = ErrorBody), (status = 503, body = ErrorBody)))]
+async fn msg_deployment(State(node): State<Node>, headers: HeaderMap) -> Response {
+    audited(&node, &headers, "msg.deployment", None, |_| {
+        crate::msg::deployment(&node)
+    })
+    .await
+}
+
+/// Register a messaging endpoint (an Ed25519 identity) with its first
+/// signed one-time prekeys. The calling token owns it.
+#[utoipa::path(post, path = "/v1/msg/endpoints", request_body = CreateEndpointRequest, security(("bearer" = [])),
+    responses((status = 200, body = EndpointInfo), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+              (status = 409, body = ErrorBody), (status = 503, body = ErrorBody)))]
+async fn create_endpoint(
+    State(node): State<Node>,
+    headers: HeaderMap,
+    body: Result<ApiJson<CreateEndpointRequest>, Response>,
+) -> Response {
+    let ApiJson(req) = match body {
+        Ok(b) => b,
+        Err(r) => return reject(&node, &headers, "msg.endpoint.create", r),
+    };
+    let target = req.name.clone();
+    let n = node.clone();
+    audited(
+        &node,
+        &headers,
+        "msg.endpoint.create",
+        Some(&target),
+        move |c| async move {
+            crate::msg::create_endpoint(&n, &c.grant, req.name, req.identity, req.prekeys).await
+        },
+    )
+    .await
+}
+
+/// Show an endpoint: identity, owner, revocation, prekeys left, mailbox size.
+#[utoipa::path(get, path = "/v1/msg/endpoints/{name}", params(("name" = String, Path, description = "endpoint name")),
+    security(("bearer" = [])),
+    responses((status = 200, body = EndpointInfo), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn get_endpoint(
+    State(node): State<Node>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+) -> Response {
+    audited(
+        &node,
+        &headers,
+        "msg.endpoint.show",
+        Some(&name),
+        |_| async {
+            node.read_barrier().await?;
+            crate::msg::endpoint(&node, &name)
+        },
+    )
+    .await
+}
+
+/// Revoke an endpoint (owner or admin): it neither sends nor receives
+/// again; its prekeys and mailbox are dropped.
+#[utoipa::path(delete, path = "/v1/msg/endpoints/{name}", params(("name" = String, Path, description = "endpoint name")),
+    security(("bearer" = [])),
+    responses((status = 200, body = EndpointInfo), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+              (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 503, body = ErrorBody)))]
+async fn revoke_endpoint(
+    State(node): State<Node>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+) -> Response {
+    let (n, nm) = (node.clone(), name.clone());
+    audited(
+        &node,
+        &headers,
+        "msg.endpoint.revoke",
+        Some(&name),
+        move |c| async move { crate::msg::revoke(&n, &c.grant, &nm).await },
+    )
+    .await
+}
+
+/// Publish more signed one-time prekeys (owner or admin).
+#[utoipa::path(post, path = "/v1/msg/endpoints/{name}/prekeys", params(("name" = String, Path, description = "endpoint name")),
+    request_body = PublishPrekeys, security(("bearer" = [])),
+    responses((status = 200, body = EndpointInfo), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+              (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody),
+              (status = 503, body = ErrorBody)))]
+async fn publish_prekeys(
+    State(node): State<Node>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    body: Result<ApiJson<PublishPrekeys>, Response>,
+) -> Response {
+    let ApiJson(req) = match body {
+        Ok(b) => b,
+        Err(r) => return reject(&node, &headers, "msg.prekeys", r),
+    };
+    let (n, nm) = (node.clone(), name.clone());
+    audited(
+        &node,
+        &headers,
+        "msg.prekeys",
+        Some(&name),
+        move |c| async move { crate::msg::add_prekeys(&n, &c.grant, &nm, req.prekeys).await },
+    )
+    .await
+}
+
+/// Reserve one of the receiver's prekeys for a sending endpoint the caller
+/// owns (through consensus: no prekey is handed out twice).
+#[utoipa::path(post, path = "/v1/msg/endpoints/{name}/claim", params(("name" = String, Path, description = "receiving endpoint")),
+    request_body = ClaimRequest, security(("bearer" = [])),
+    responses((status = 200, body = ClaimedPrekey), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+              (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody),
+              (status = 503, body = ErrorBody)))]
+async fn claim_prekey(
+    State(node): State<Node>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    body: Result<ApiJson<ClaimRequest>, Response>,
+) -> Response {
+    let ApiJson(req) = match body {
+        Ok(b) => b,
+        Err(r) => return reject(&node, &headers, "msg.claim", r),
+    };
+    let (n, nm) = (node.clone(), name.clone());
+    audited(
+        &node,
+        &headers,
+        "msg.claim",
+        Some(&name),
+        move |c| async move { crate::msg::claim(&n, &c.grant, &nm, &req.by).await },
+    )
+    .await
+}
+
+/// Hand a message built by the sending endpoint to its coordinators and,
+/// once at least one confirmed, to the receiver's mailbox. Refused: a
+/// tampered message, a share off the commitments, a replayed identifier, a
+/// timestamp outside the window, the wrong coordinators, an unknown or
+/// revoked endpoint, an unclaimed or used prekey.
+#[utoipa::path(post, path = "/v1/msg/messages", request_body = SendRequest, security(("bearer" = [])),
+    responses((status = 200, body = SendResponse), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+              (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody),
+              (status = 502, body = ErrorBody), (status = 503, body = ErrorBody)))]
+async fn send_message(
+    State(node): State<Node>,
+    headers: HeaderMap,
+    body: Result<ApiJson<SendRequest>, Response>,
+) -> Response {
+    let ApiJson(req) = match body {
+        Ok(b) => b,
+        Err(r) => return reject(&node, &headers, "msg.send", r),
+    };
+    let target = format!("{}->{}", req.from, req.to);
+    let n = node.clone();
+    audited(
+        &node,
+        &headers,
+        "msg.send",
+        Some(&target),
+        move |c| async move { crate::msg::send(&n, &c.grant, req).await },
+    )
+    .await
+}
+
+/// The endpoint's waiting messages, oldest first (owner or admin).
+#[utoipa::path(get, path = "/v1/msg/endpoints/{name}/inbox", params(("name" = String, Path, description = "endpoint name")),
+    security(("bearer" = [])),
+    responses((status = 200, body = Inbox), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+              (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 503, body = ErrorBody)))]
+async fn inbox(State(node): State<Node>, headers: HeaderMap, Path(name): Path<String>) -> Response {
+    let (n, nm) = (node.clone(), name.clone());
+    audited(
+        &node,
+        &headers,
+        "msg.inbox",
+        Some(&name),
+        move |c| async move {
+            n.read_barrier().await?;
+            crate::msg::inbox(&n, &c.grant, &nm).map(|messages| Inbox { messages })
+        },
+    )
+    .await
+}
+
+/// Remove opened messages from the mailbox (owner or admin).
+#[utoipa::path(post, path = "/v1/msg/endpoints/{name}/inbox/ack", params(("name" = String, Path, description = "endpoint name")),
+    request_body = AckRequest, security(("bearer" = [])),
+    responses((status = 200, body = AckResponse), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+              (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody),
+              (status = 503, body = ErrorBody)))]
+async fn ack_inbox(
+    State(node): State<Node>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    body: Result<ApiJson<AckRequest>, Response>,
+) -> Response {
+    let ApiJson(req) = match body {
+        Ok(b) => b,
+        Err(r) => return reject(&node, &headers, "msg.ack", r),
+    };
+    let (n, nm) = (node.clone(), name.clone());
+    audited(
+        &node,
+        &headers,
+        "msg.ack",
+        Some(&name),
+        move |c| async move {
+            crate::msg::ack(&n, &c.grant, &nm, req.ids)
+                .await
+                .map(|removed| AckResponse { removed })
+        },
+    )
+    .await
+}
+
 fn reject(node: &Node, headers: &HeaderMap, action: &str, r: Response) -> Response {
     let actor = authenticate(node, headers)
         .map(|c| c.grant.name)
@@ -1063,12 +1284,15 @@ async fn not_found() -> Response {
 /// The OpenAPI description of the client API.
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "keyquorum", description = "Threshold key management: distributed key generation and FROST signing by a cluster of nodes."),
+    info(title = "keyquorum", description = "Threshold key management: distributed key generation and FROST signing by a cluster of nodes; per-message key derivation for authenticated messages between endpoints."),
     paths(create_key, list_keys, get_key, sign, verify, refresh_key, reshare_key, repair_key, request_export, list_exports,
-        approve_export, run_export, create_token, add_node, remove_node, audit_log, audit_verify, cluster, healthz, metrics),
+        approve_export, run_export, create_token, add_node, remove_node, audit_log, audit_verify, cluster, healthz, metrics,
+        msg_deployment, create_endpoint, get_endpoint, revoke_endpoint, publish_prekeys, claim_prekey, send_message, inbox, ack_inbox),
     components(schemas(CreateKeyRequest, KeyInfo, KeyList, SignRequest, SignResponse, VerifyRequest, VerifyResponse,
         ReshareRequest, RepairRequest, ExportRequest, ExportRecord, ExportList, ExportResult, CreateTokenRequest, TokenCreated, AddNodeRequest,
-        ClusterStatus, NodeStatus, Health, ErrorBody, AuditPage, AuditVerification, AuditEntry, SuiteName)),
+        ClusterStatus, NodeStatus, Health, ErrorBody, AuditPage, AuditVerification, AuditEntry, SuiteName,
+        MsgDeployment, MsgNode, CreateEndpointRequest, EndpointInfo, EndpointRecord, Prekey, PublishPrekeys, ClaimRequest, ClaimedPrekey,
+        SendRequest, SendResponse, CoordinatorBundle, SealedBox, MsgConfirmation, MailItem, Inbox, AckRequest, AckResponse)),
     modifiers(&Security)
 )]
 pub struct ApiDoc;
@@ -1108,6 +1332,17 @@ pub fn router(node: Node) -> Router {
         .route("/v1/cluster", get(cluster))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
+        .route("/v1/msg/deployment", get(msg_deployment))
+        .route("/v1/msg/endpoints", post(create_endpoint))
+        .route(
+            "/v1/msg/endpoints/{name}",
+            get(get_endpoint).delete(revoke_endpoint),
+        )
+        .route("/v1/msg/endpoints/{name}/prekeys", post(publish_prekeys))
+        .route("/v1/msg/endpoints/{name}/claim", post(claim_prekey))
+        .route("/v1/msg/endpoints/{name}/inbox", get(inbox))
+        .route("/v1/msg/endpoints/{name}/inbox/ack", post(ack_inbox))
+        .route("/v1/msg/messages", post(send_message))
         .route("/openapi.json", get(openapi))
         .layer(DefaultBodyLimit::max(CLIENT_BODY_LIMIT))
         .layer(axum::middleware::from_fn(refuse_oversized));

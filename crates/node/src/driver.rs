@@ -38,7 +38,7 @@ use keyquorum_core::{dkg, refresh, sign, GroupKey, KeyShare, ParticipantId, Sess
 use keyquorum_store::vault::Op;
 use keyquorum_store::Table;
 use keyquorum_wire::api::{KeyInfo, SignResponse, SuiteName};
-use keyquorum_wire::control::{Command, CommandResponse, KeyRecord, NodeInfo};
+use keyquorum_wire::control::{Command, KeyRecord, NodeInfo};
 use keyquorum_wire::peer::{Envelope, NonceCommitment, PeerMessage, Sealed};
 use keyquorum_wire::{Hex, Hex32, NodeId};
 use rand_core::{OsRng, RngCore};
@@ -1053,16 +1053,11 @@ impl Driver {
             session,
             created_ms: now_ms(),
         };
-        match node
-            .write(Command::PutKey {
-                record,
-                expected_epoch: None,
-            })
-            .await?
-        {
-            CommandResponse::Ok => {}
-            CommandResponse::Rejected { reason } => return Err(NodeError::Conflict(reason)),
-        }
+        node.commit(Command::PutKey {
+            record,
+            expected_epoch: None,
+        })
+        .await?;
         Ok(KeyInfo {
             name: name.to_string(),
             suite,
@@ -1514,6 +1509,8 @@ pub fn message_name(m: &PeerMessage) -> &'static str {
         PeerMessage::ExportedShare { .. } => "exported_share",
         PeerMessage::Ack => "ack",
         PeerMessage::ChangeMembers { .. } => "change_members",
+        PeerMessage::MsgCoordinate { .. } => "msg_coordinate",
+        PeerMessage::MsgConfirmed { .. } => "msg_confirmed",
         PeerMessage::Error { .. } => "error",
     }
 }

@@ -8,6 +8,7 @@
 //! | [`identity`] | the node's Ed25519 identity and X25519 HPKE keys, kept in the vault |
 //! | [`peer`] | signed envelopes, HPKE sealing, replay window, the peer HTTP client |
 //! | [`machine`] | the control-plane state machine: key registry, tokens, hash-chained audit log, exports |
+//! | [`msg`] | per-message key derivation: endpoint registry, coordinator step, delivery to mailboxes |
 //! | [`raftnet`] | openraft's network over the peer API |
 //! | [`driver`] | runs DKG and signing across the members (coordinator and participant sides) |
 //! | [`api`] | the axum router: client API, peer endpoint, health, metrics, OpenAPI |
@@ -27,6 +28,7 @@ pub mod error;
 pub mod identity;
 mod lifecycle;
 pub mod machine;
+pub mod msg;
 pub mod node;
 pub mod peer;
 pub mod raftnet;

@@ -35,7 +35,7 @@ use keyquorum_core::codec::{Decode, Encode};
 use keyquorum_core::{hazmat, reshare, GroupKey, KeyShare, SessionId};
 use keyquorum_store::Table;
 use keyquorum_wire::api::{export_aad, ExportResult, KeyInfo, SuiteName, EXPORT_HPKE_INFO};
-use keyquorum_wire::control::{Command, CommandResponse, ExportRecord, KeyRecord, NodeInfo};
+use keyquorum_wire::control::{Command, ExportRecord, KeyRecord, NodeInfo};
 use keyquorum_wire::peer::{Envelope, PeerMessage, ResharePlan};
 use keyquorum_wire::{Hex, Hex32, NodeId};
 use rand_core::{OsRng, RngCore};
@@ -318,16 +318,11 @@ impl Driver {
         let name = record.name.clone();
         let epoch = record.epoch;
         let info = key_info(&record);
-        match node
-            .write(Command::PutKey {
-                record,
-                expected_epoch: Some(expected),
-            })
-            .await?
-        {
-            CommandResponse::Ok => {}
-            CommandResponse::Rejected { reason } => return Err(NodeError::Conflict(reason)),
-        }
+        node.commit(Command::PutKey {
+            record,
+            expected_epoch: Some(expected),
+        })
+        .await?;
         // Best effort: holders also promote on first use and tidy at start.
         let infos: BTreeMap<NodeId, NodeInfo> = notify
             .iter()
@@ -615,13 +610,8 @@ impl Driver {
                 record.name, record.epoch
             )));
         }
-        match node
-            .write(Command::CompleteExport { id: id.to_string() })
-            .await?
-        {
-            CommandResponse::Ok => {}
-            CommandResponse::Rejected { reason } => return Err(NodeError::Conflict(reason)),
-        }
+        node.commit(Command::CompleteExport { id: id.to_string() })
+            .await?;
         let me = node.id();
         let mut order: Vec<NodeId> = record
             .members

@@ -1,5 +1,6 @@
 //! The control-plane state machine every node applies the Raft log to: key
-//! registry, token grants, export requests, and the audit log.
+//! registry, token grants, export requests, the audit log, and the
+//! messaging endpoints, prekeys, mailboxes and seen-set ([`MsgState`]).
 //!
 //! The audit log is a hash chain: entry `i` stores
 //! `h_i = SHA-256("keyquorum-audit-v1" ‖ i ‖ h_{i-1} ‖ JSON(event_i))`
@@ -8,13 +9,14 @@
 //! every signed head against the signer's identity key, so altering,
 //! dropping or reordering any stored entry is detected.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use keyquorum_store::raft::Machine;
 use keyquorum_wire::control::{
     AuditEntry, AuditEvent, Command, CommandResponse, ExportRecord, KeyRecord, SignedHead,
     TokenGrant,
 };
+use keyquorum_wire::msg::{EndpointRecord, MailItem, Prekey};
 use keyquorum_wire::Hex32;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -32,6 +34,204 @@ pub struct Registry {
     pub audit: Vec<AuditEntry>,
     /// Signed heads, oldest first.
     pub heads: Vec<SignedHead>,
+    /// Per-message key derivation: endpoints, prekeys, mailboxes, seen-set.
+    #[serde(default)]
+    pub msg: MsgState,
+}
+
+/// Largest number of unclaimed prekeys an endpoint may have published.
+pub const MAX_PREKEYS: usize = 1_000;
+/// Most prekeys in one publish.
+pub const MAX_PREKEYS_PER_CALL: usize = 200;
+/// Most messages waiting in one mailbox.
+pub const MAX_MAILBOX: usize = 10_000;
+
+/// The replicated part of per-message key derivation (DESIGN.md §3.2).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct MsgState {
+    /// Public HKDF salt, set once.
+    pub salt: Option<Hex32>,
+    /// Acceptance window (ms).
+    pub window_ms: u64,
+    /// Endpoints by name.
+    pub endpoints: BTreeMap<String, EndpointRecord>,
+    /// Published, unclaimed prekeys by endpoint, oldest first.
+    pub prekeys: BTreeMap<String, VecDeque<Prekey>>,
+    /// Claimed, unused prekeys: public key → (receiver, sender).
+    pub claimed: BTreeMap<Hex32, (String, String)>,
+    /// Waiting messages by receiver, oldest first.
+    pub mail: BTreeMap<String, Vec<MailItem>>,
+    /// Identifiers accepted within the window: id → header time.
+    pub seen: BTreeMap<Hex32, u64>,
+    /// The same, ordered by time, for pruning.
+    pub seen_by_time: BTreeSet<(u64, Hex32)>,
+    /// Newest header time accepted.
+    pub newest_ms: u64,
+}
+
+impl MsgState {
+    /// The live (registered, not revoked) endpoint `name`.
+    pub fn live(&self, name: &str) -> Result<&EndpointRecord, String> {
+        match self.endpoints.get(name) {
+            None => Err(format!("unknown endpoint {name}")),
+            Some(r) if r.revoked => Err(format!("endpoint {name} is revoked")),
+            Some(r) => Ok(r),
+        }
+    }
+
+    /// Identifiers older than this are no longer remembered, and refused.
+    /// Coordinators refuse anything outside ±window of their clock, and the
+    /// newest accepted time is at most now + window, so nothing still
+    /// acceptable is ever pruned.
+    pub fn oldest_acceptable(&self) -> u64 {
+        self.newest_ms
+            .saturating_sub(self.window_ms.saturating_mul(2))
+    }
+
+    fn check_prekey(record: &EndpointRecord, p: &Prekey) -> Result<(), String> {
+        let signature: [u8; 64] = p
+            .signature
+            .0
+            .as_slice()
+            .try_into()
+            .map_err(|_| "prekey signature is not 64 bytes".to_string())?;
+        keyquorum_core::msgkey::protocol::SignedPrekey {
+            public: p.public.0,
+            signature,
+        }
+        .verify(&record.identity.0)
+        .map_err(|_| format!("prekey {} is not signed by {}", p.public, record.name))
+    }
+
+    fn apply(&mut self, command: &Command) -> CommandResponse {
+        match command {
+            Command::InitMsg { salt, window_ms } => {
+                if self.salt.is_none() {
+                    self.salt = Some(*salt);
+                    self.window_ms = *window_ms;
+                }
+                CommandResponse::Ok
+            }
+            Command::PutEndpoint { record } => {
+                if self.endpoints.contains_key(&record.name) {
+                    return rejected(format!("endpoint {} exists", record.name));
+                }
+                if record.revoked {
+                    return rejected("a new endpoint cannot be revoked");
+                }
+                self.endpoints.insert(record.name.clone(), record.clone());
+                CommandResponse::Ok
+            }
+            Command::RevokeEndpoint { name } => match self.endpoints.get_mut(name) {
+                None => rejected(format!("unknown endpoint {name}")),
+                Some(r) => {
+                    r.revoked = true;
+                    self.prekeys.remove(name);
+                    self.mail.remove(name);
+                    self.claimed.retain(|_, (to, by)| to != name && by != name);
+                    CommandResponse::Ok
+                }
+            },
+            Command::AddPrekeys { name, prekeys } => {
+                let record = match self.live(name) {
+                    Ok(r) => r,
+                    Err(e) => return rejected(e),
+                };
+                if prekeys.is_empty() || prekeys.len() > MAX_PREKEYS_PER_CALL {
+                    return rejected(format!(
+                        "publish 1 to {MAX_PREKEYS_PER_CALL} prekeys at a time"
+                    ));
+                }
+                let pool = self.prekeys.get(name).map_or(0, VecDeque::len);
+                if pool + prekeys.len() > MAX_PREKEYS {
+                    return rejected(format!(
+                        "{name} would have more than {MAX_PREKEYS} unclaimed prekeys"
+                    ));
+                }
+                let mut fresh = BTreeSet::new();
+                for p in prekeys {
+                    if let Err(e) = Self::check_prekey(record, p) {
+                        return rejected(e);
+                    }
+                    let known = self.claimed.contains_key(&p.public)
+                        || self
+                            .prekeys
+                            .get(name)
+                            .is_some_and(|q| q.iter().any(|x| x.public == p.public));
+                    if known || !fresh.insert(p.public) {
+                        return rejected(format!("prekey {} published twice", p.public));
+                    }
+                }
+                self.prekeys
+                    .entry(name.clone())
+                    .or_default()
+                    .extend(prekeys.iter().cloned());
+                CommandResponse::Ok
+            }
+            Command::ClaimPrekey { name, by } => {
+                if let Err(e) = self.live(name).and(self.live(by)) {
+                    return rejected(e);
+                }
+                match self.prekeys.get_mut(name).and_then(VecDeque::pop_front) {
+                    None => rejected(format!("{name} has no prekeys left")),
+                    Some(p) => {
+                        self.claimed.insert(p.public, (name.clone(), by.clone()));
+                        CommandResponse::Claimed { prekey: p }
+                    }
+                }
+            }
+            Command::Deliver { item, prekey } => {
+                if let Err(e) = self.live(&item.to).and(self.live(&item.from)) {
+                    return rejected(e);
+                }
+                if self.seen.contains_key(&item.id) {
+                    return rejected(format!("message {} was already accepted (replay)", item.id));
+                }
+                if item.time_ms < self.oldest_acceptable() {
+                    return rejected("message is older than the acceptance window");
+                }
+                match self.claimed.get(prekey) {
+                    Some((to, by)) if *to == item.to && *by == item.from => {}
+                    _ => {
+                        return rejected(format!(
+                            "prekey {prekey} is not claimed by {} for {}, or already used",
+                            item.from, item.to
+                        ))
+                    }
+                }
+                let mailbox = self.mail.entry(item.to.clone()).or_default();
+                if mailbox.len() >= MAX_MAILBOX {
+                    return rejected(format!("mailbox of {} is full", item.to));
+                }
+                mailbox.push(item.clone());
+                self.claimed.remove(prekey);
+                self.seen.insert(item.id, item.time_ms);
+                self.seen_by_time.insert((item.time_ms, item.id));
+                self.newest_ms = self.newest_ms.max(item.time_ms);
+                let oldest = self.oldest_acceptable();
+                while let Some(&(t, id)) = self.seen_by_time.first() {
+                    if t >= oldest {
+                        break;
+                    }
+                    self.seen_by_time.pop_first();
+                    self.seen.remove(&id);
+                }
+                CommandResponse::Ok
+            }
+            Command::Ack { name, ids } => {
+                let Some(mailbox) = self.mail.get_mut(name) else {
+                    return CommandResponse::Removed { count: 0 };
+                };
+                let ids: BTreeSet<&Hex32> = ids.iter().collect();
+                let before = mailbox.len();
+                mailbox.retain(|m| !ids.contains(&m.id));
+                CommandResponse::Removed {
+                    count: (before - mailbox.len()) as u64,
+                }
+            }
+            _ => rejected("not a messaging command"),
+        }
+    }
 }
 
 const AUDIT_DOMAIN: &[u8] = b"keyquorum-audit-v1";
@@ -218,6 +418,13 @@ impl Machine for Registry {
                     CommandResponse::Ok
                 }
             },
+            Command::InitMsg { .. }
+            | Command::PutEndpoint { .. }
+            | Command::RevokeEndpoint { .. }
+            | Command::AddPrekeys { .. }
+            | Command::ClaimPrekey { .. }
+            | Command::Deliver { .. }
+            | Command::Ack { .. } => self.msg.apply(command),
         }
     }
 }

@@ -389,6 +389,14 @@ impl Node {
                 let (response, index) = self.write_local(command).await?;
                 Ok(PeerMessage::ForwardReply { response, index })
             }
+            PeerMessage::MsgCoordinate {
+                from: sender,
+                header,
+                signature,
+                payload,
+                bundle,
+            } => crate::msg::coordinate(self, &sender, &header, &signature, &payload, &bundle)
+                .map(|confirmation| PeerMessage::MsgConfirmed { confirmation }),
             other => self.0.driver.handle(self, from, other).await,
         }
     }
@@ -509,6 +517,14 @@ impl Node {
             }
             tokio::time::sleep(delay).await;
             delay = (delay * 2).min(Duration::from_millis(500));
+        }
+    }
+
+    /// [`Self::write`], with a rejection as [`NodeError::Conflict`].
+    pub async fn commit(&self, command: Command) -> Result<CommandResponse, NodeError> {
+        match self.write(command).await? {
+            CommandResponse::Rejected { reason } => Err(NodeError::Conflict(reason)),
+            applied => Ok(applied),
         }
     }
 

@@ -147,6 +147,8 @@ pub enum Table {
     /// Protocol state that must survive a restart (pending shares of an
     /// operation not yet committed).
     Pending,
+    /// A messaging endpoint's one-time prekey secrets, by public key.
+    Prekeys,
 }
 
 impl Table {
@@ -156,6 +158,7 @@ impl Table {
             Table::Shares => "shares",
             Table::Nonces => "nonces",
             Table::Pending => "pending",
+            Table::Prekeys => "prekeys",
         }
     }
 
@@ -163,11 +166,12 @@ impl Table {
         TableDefinition::new(self.name())
     }
 
-    const ALL: [Table; 4] = [
+    const ALL: [Table; 5] = [
         Table::Identity,
         Table::Shares,
         Table::Nonces,
         Table::Pending,
+        Table::Prekeys,
     ];
 }
 

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::api::SuiteName;
+use crate::msg::{EndpointRecord, MailItem, Prekey};
 use crate::{Hex, Hex32, NodeId};
 
 /// A node as Raft membership records it: where to reach it and the keys that
@@ -180,6 +181,54 @@ pub enum Command {
         /// Request id.
         id: String,
     },
+    /// Set the message deployment's public salt and window (first one wins).
+    InitMsg {
+        /// HKDF salt.
+        salt: Hex32,
+        /// Acceptance window (ms).
+        window_ms: u64,
+    },
+    /// Register a messaging endpoint.
+    PutEndpoint {
+        /// The record.
+        record: EndpointRecord,
+    },
+    /// Revoke an endpoint: it no longer sends or receives; its prekeys and
+    /// mailbox are dropped.
+    RevokeEndpoint {
+        /// Endpoint name.
+        name: String,
+    },
+    /// Publish signed one-time prekeys for an endpoint.
+    AddPrekeys {
+        /// Endpoint name.
+        name: String,
+        /// Prekeys (each signature is checked again on apply).
+        prekeys: Vec<Prekey>,
+    },
+    /// A sender reserves the oldest unclaimed prekey of `name`.
+    ClaimPrekey {
+        /// Receiving endpoint.
+        name: String,
+        /// Sending endpoint (the only one that may use the prekey).
+        by: String,
+    },
+    /// Accept a confirmed message into its receiver's mailbox: refuses a
+    /// replayed identifier and a prekey not claimed by this sender (or
+    /// already used), and spends the prekey.
+    Deliver {
+        /// The message.
+        item: MailItem,
+        /// The prekey it is sealed to.
+        prekey: Hex32,
+    },
+    /// Remove opened messages from a mailbox.
+    Ack {
+        /// Endpoint name.
+        name: String,
+        /// Identifiers.
+        ids: Vec<Hex32>,
+    },
 }
 
 /// The result of applying a command.
@@ -193,6 +242,16 @@ pub enum CommandResponse {
     Rejected {
         /// Why.
         reason: String,
+    },
+    /// Applied; the prekey a [`Command::ClaimPrekey`] reserved.
+    Claimed {
+        /// The prekey.
+        prekey: Prekey,
+    },
+    /// Applied; how many items a [`Command::Ack`] removed.
+    Removed {
+        /// Count.
+        count: u64,
     },
 }
 

@@ -6,6 +6,7 @@
 //! |---|---|
 //! | [`api`] | client API requests and responses (JSON over HTTPS; OpenAPI schemas derive from these) |
 //! | [`peer`] | node-to-node messages: the signed envelope and every protocol step |
+//! | [`msg`] | per-message key derivation: endpoints, prekeys, messages, mailbox |
 //! | [`control`] | control-plane (Raft) commands, records and the openraft type configuration |
 //!
 //! Versioning: peer envelopes carry [`peer::PROTOCOL_VERSION`]; the client
@@ -14,6 +15,7 @@
 
 pub mod api;
 pub mod control;
+pub mod msg;
 pub mod peer;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::api::SuiteName;
 use crate::control::{Command, CommandResponse, TypeConfig};
+use crate::msg::{MsgConfirmation, SealedBox};
 use crate::{Hex, Hex32, NodeId};
 
 /// Peer protocol version carried in every envelope.
@@ -335,6 +336,26 @@ pub enum PeerMessage {
     SignatureShare {
         /// Core `SignatureShare` encoding.
         share: Hex,
+    },
+
+    /// Sender's entry node → coordinator: check this message and confirm
+    /// it; reply [`PeerMessage::MsgConfirmed`].
+    MsgCoordinate {
+        /// Sending endpoint.
+        from: String,
+        /// Canonical header bytes.
+        header: Hex,
+        /// Sender's signature.
+        signature: Hex,
+        /// Sealed payload (its hash is signed).
+        payload: Hex,
+        /// This coordinator's shares, sealed to its HPKE key.
+        bundle: SealedBox,
+    },
+    /// The coordinator's signed confirmation.
+    MsgConfirmed {
+        /// The confirmation.
+        confirmation: MsgConfirmation,
     },
 
     /// Any failure.

@@ -641,6 +641,21 @@ pub struct SignedConfirmation {
     pub signature: [u8; 64],
 }
 
+/// Check a coordinator's identity signature on its confirmation (the
+/// sender does, on the confirmations it is sent back; [`receive`] does).
+pub fn verify_confirmation(nodes: &[Node], sc: &SignedConfirmation) -> Result<(), MsgError> {
+    let node = nodes
+        .iter()
+        .find(|n| n.member.id == sc.confirmation.node)
+        .ok_or(MsgError::WrongCoordinator)?;
+    verify_sig(
+        &node.member.identity,
+        &[&sc.confirmation.signing_bytes()],
+        &sc.signature,
+    )
+    .map_err(|_| MsgError::Invalid("confirmation signature does not verify"))
+}
+
 /// The receiver's step: check everything, rebuild `k` from its shares and
 /// at least one coordinator's, compare every verification value, derive
 /// the session key and open the payload. `prekey` is the secret of the
@@ -684,12 +699,7 @@ pub fn receive(
         let Some(rank) = header.coordinators.iter().position(|n| *n == c.node) else {
             return Err(MsgError::WrongCoordinator);
         };
-        let node = nodes
-            .iter()
-            .find(|n| n.member.id == c.node)
-            .ok_or(MsgError::WrongCoordinator)?;
-        verify_sig(&node.member.identity, &[&c.signing_bytes()], &sc.signature)
-            .map_err(|_| MsgError::Invalid("confirmation signature does not verify"))?;
+        verify_confirmation(nodes, sc)?;
         if c.id != header.id {
             return Err(MsgError::Invalid("confirmation for another message"));
         }

@@ -1,0 +1,408 @@
+//! A messaging endpoint (DESIGN.md §3.2): its secrets, kept in a local
+//! sealed file, and the sender's and receiver's steps of
+//! `keyquorum_core::msgkey` around the API calls.
+//!
+//! The file has the node vault's format (`keyquorum_store::Vault`: redb,
+//! every value sealed with XChaCha20-Poly1305 under an Argon2id key from
+//! the passphrase). It holds the endpoint's Ed25519 identity seed and the
+//! secrets of its unused one-time prekeys; a prekey secret is deleted as
+//! soon as the message sealed to it is processed, which is what makes
+//! recorded traffic unreadable later even with the identity key.
+//!
+//! ```no_run
+//! # async fn demo(c: keyquorum_client::Client) -> Result<(), keyquorum_client::ClientError> {
+//! use keyquorum_client::msg::Endpoint;
+//! use keyquorum_core::msgkey::Mode;
+//! use keyquorum_store::{vault::KdfParams, Passphrase};
+//! let pw = Passphrase::new(b"correct horse".to_vec());
+//! let alice = Endpoint::create("alice.kqe".as_ref(), &pw, KdfParams::default(), "alice")?;
+//! alice.register(&c, 20).await?;
+//! let d = c.msg_deployment().await?;
+//! alice.send(&c, &d, "bob", b"hello", 1, Mode::VerifyInTheExponent).await?;
+//! # Ok(()) }
+//! ```
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use ed25519_dalek::SigningKey;
+use keyquorum_core::msgkey::protocol::{
+    self as mk, Confirmation, Header, Outgoing, PrekeySecret, Recipient, Sealed,
+    SignedConfirmation, SignedPrekey,
+};
+use keyquorum_core::msgkey::{Mode, MsgError};
+use keyquorum_store::vault::KdfParams;
+use keyquorum_store::{Passphrase, Table, Vault};
+use keyquorum_wire::msg::{
+    CoordinatorBundle, CreateEndpointRequest, EndpointInfo, MailItem, MsgConfirmation,
+    MsgDeployment, Prekey, SealedBox, SendRequest, SendResponse,
+};
+use keyquorum_wire::{Hex, Hex32};
+use rand_core::OsRng;
+use zeroize::Zeroizing;
+
+use crate::{Client, ClientError};
+
+const SEED_SLOT: &[u8] = b"endpoint/ed25519-seed";
+const NAME_SLOT: &[u8] = b"endpoint/name";
+
+/// Publish more prekeys when fewer than this many are left unclaimed.
+pub const PREKEY_LOW_WATER: u64 = 16;
+/// How many to publish then.
+pub const PREKEY_BATCH: usize = 64;
+
+/// A messaging endpoint with its local sealed file.
+pub struct Endpoint {
+    name: String,
+    signing: SigningKey,
+    vault: Vault,
+}
+
+impl core::fmt::Debug for Endpoint {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Endpoint")
+            .field("name", &self.name)
+            .field("identity", &Hex32(self.identity()))
+            .field("secrets", &"<redacted>")
+            .finish()
+    }
+}
+
+/// One message taken from the mailbox.
+#[derive(Debug)]
+pub struct Received {
+    /// Message identifier.
+    pub id: Hex32,
+    /// The sending endpoint.
+    pub from: String,
+    /// The content, or why it was refused (a refused message is removed
+    /// from the mailbox too: its prekey is spent).
+    pub content: Result<Zeroizing<Vec<u8>>, ClientError>,
+}
+
+fn sealed(b: &SealedBox) -> Sealed {
+    Sealed {
+        enc: b.enc.0.clone(),
+        ciphertext: b.ciphertext.0.clone(),
+    }
+}
+
+fn sealed_box(s: &Sealed) -> SealedBox {
+    SealedBox {
+        enc: Hex(s.enc.clone()),
+        ciphertext: Hex(s.ciphertext.clone()),
+    }
+}
+
+fn sig64(h: &Hex) -> Result<[u8; 64], MsgError> {
+    h.0.as_slice()
+        .try_into()
+        .map_err(|_| MsgError::Invalid("signature is not 64 bytes"))
+}
+
+fn confirmation(id: [u8; 32], c: &MsgConfirmation) -> Result<SignedConfirmation, MsgError> {
+    Ok(SignedConfirmation {
+        confirmation: Confirmation {
+            id,
+            node: c.node,
+            value: c.value.0,
+            forwarded: sealed(&c.forwarded),
+        },
+        signature: sig64(&c.signature)?,
+    })
+}
+
+/// The protocol's view of a deployment.
+pub fn protocol_parts(d: &MsgDeployment) -> (mk::Deployment, Vec<mk::Node>) {
+    (
+        mk::Deployment {
+            salt: d.salt.0.to_vec(),
+            window_ms: d.window_ms,
+        },
+        d.nodes
+            .iter()
+            .map(|n| mk::Node {
+                member: keyquorum_core::msgkey::route::Member {
+                    id: n.id,
+                    identity: n.identity.0,
+                },
+                hpke: n.hpke.0,
+            })
+            .collect(),
+    )
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+impl Endpoint {
+    /// Create the endpoint's sealed file at `path` with a fresh identity.
+    /// Refuses a file that already holds an endpoint.
+    pub fn create(
+        path: &Path,
+        passphrase: &Passphrase,
+        kdf: KdfParams,
+        name: &str,
+    ) -> Result<Self, ClientError> {
+        let vault = Vault::open(path, passphrase, kdf)?;
+        if vault.get(Table::Identity, SEED_SLOT)?.is_some() {
+            return Err(ClientError::Config(format!(
+                "{} already holds an endpoint",
+                path.display()
+            )));
+        }
+        let mut seed = Zeroizing::new([0u8; 32]);
+        rand_core::RngCore::fill_bytes(&mut OsRng, seed.as_mut());
+        let signing = SigningKey::from_bytes(&seed);
+        vault.put(Table::Identity, SEED_SLOT, signing.as_bytes())?;
+        vault.put(Table::Identity, NAME_SLOT, name.as_bytes())?;
+        Ok(Self {
+            name: name.to_string(),
+            signing,
+            vault,
+        })
+    }
+
+    /// Open an existing endpoint file.
+    pub fn open(path: &Path, passphrase: &Passphrase) -> Result<Self, ClientError> {
+        if !path.exists() {
+            return Err(ClientError::Config(format!(
+                "no endpoint file at {}",
+                path.display()
+            )));
+        }
+        let vault = Vault::open(path, passphrase, KdfParams::default())?;
+        let seed = vault
+            .get(Table::Identity, SEED_SLOT)?
+            .ok_or_else(|| ClientError::Config(format!("{} holds no endpoint", path.display())))?;
+        let seed: Zeroizing<[u8; 32]> = Zeroizing::new(
+            seed.as_slice()
+                .try_into()
+                .map_err(|_| ClientError::Config("endpoint seed is not 32 bytes".into()))?,
+        );
+        let name = vault
+            .get(Table::Identity, NAME_SLOT)?
+            .map(|n| String::from_utf8_lossy(&n).into_owned())
+            .unwrap_or_default();
+        Ok(Self {
+            name,
+            signing: SigningKey::from_bytes(&seed),
+            vault,
+        })
+    }
+
+    /// The endpoint's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The Ed25519 identity public key.
+    pub fn identity(&self) -> [u8; 32] {
+        self.signing.verifying_key().to_bytes()
+    }
+
+    /// Make `n` fresh prekeys: the secrets go into the file, the signed
+    /// public halves are returned for publishing.
+    pub fn new_prekeys(&self, n: usize) -> Result<Vec<Prekey>, ClientError> {
+        let mut out = Vec::with_capacity(n);
+        for _ in 0..n {
+            let (secret, signed) = mk::new_prekey(&mut OsRng, &self.signing);
+            self.vault
+                .put(Table::Prekeys, &signed.public, secret.expose())?;
+            out.push(Prekey {
+                public: Hex32(signed.public),
+                signature: Hex(signed.signature.to_vec()),
+            });
+        }
+        Ok(out)
+    }
+
+    /// How many prekey secrets the file holds (published and unused).
+    pub fn prekey_secrets(&self) -> Result<usize, ClientError> {
+        Ok(self.vault.count(Table::Prekeys, b"")?)
+    }
+
+    /// Register with the cluster, publishing `prekeys` prekeys.
+    pub async fn register(&self, c: &Client, prekeys: usize) -> Result<EndpointInfo, ClientError> {
+        c.create_endpoint(&CreateEndpointRequest {
+            name: self.name.clone(),
+            identity: Hex32(self.identity()),
+            prekeys: self.new_prekeys(prekeys)?,
+        })
+        .await
+    }
+
+    /// Publish another batch of prekeys if the cluster holds fewer than
+    /// [`PREKEY_LOW_WATER`] unclaimed ones.
+    pub async fn replenish(&self, c: &Client) -> Result<EndpointInfo, ClientError> {
+        let info = c.endpoint(&self.name).await?;
+        if info.prekeys_available >= PREKEY_LOW_WATER {
+            return Ok(info);
+        }
+        c.publish_prekeys(&self.name, self.new_prekeys(PREKEY_BATCH)?)
+            .await
+    }
+
+    /// Send `content` to endpoint `to` through `m` coordinators: claim one
+    /// of its prekeys, build the message (the sender's step), hand it to
+    /// the cluster, and check every coordinator's confirmation against the
+    /// value this side expects.
+    pub async fn send(
+        &self,
+        c: &Client,
+        deployment: &MsgDeployment,
+        to: &str,
+        content: &[u8],
+        m: u16,
+        mode: Mode,
+    ) -> Result<SendResponse, ClientError> {
+        let claimed = c.claim_prekey(to, &self.name).await?;
+        let recipient = Recipient {
+            identity: claimed.identity.0,
+            prekey: SignedPrekey {
+                public: claimed.prekey.public.0,
+                signature: sig64(&claimed.prekey.signature)?,
+            },
+        };
+        let (dep, nodes) = protocol_parts(deployment);
+        let (out, expected) = mk::send(
+            &mut OsRng,
+            &dep,
+            &self.signing,
+            &recipient,
+            &nodes,
+            m,
+            mode,
+            now_ms(),
+            content,
+        )?;
+        let id = Header::from_bytes(&out.header)?.id;
+        let req = SendRequest {
+            from: self.name.clone(),
+            to: to.to_string(),
+            header: Hex(out.header),
+            signature: Hex(out.signature.to_vec()),
+            payload: Hex(out.payload),
+            for_receiver: sealed_box(&out.for_receiver),
+            for_coordinators: out
+                .for_coordinators
+                .iter()
+                .map(|(node, s)| CoordinatorBundle {
+                    node: *node,
+                    sealed: sealed_box(s),
+                })
+                .collect(),
+        };
+        let resp = c.send_message(&req).await?;
+        if resp.id.0 != id || resp.confirmations.is_empty() {
+            return Err(MsgError::Invalid("the cluster answered for another message").into());
+        }
+        for conf in &resp.confirmations {
+            let sc = confirmation(id, conf)?;
+            mk::verify_confirmation(&nodes, &sc)?;
+            if conf.value.0 != expected {
+                return Err(MsgError::VerificationMismatch.into());
+            }
+        }
+        Ok(resp)
+    }
+
+    /// Open one mailbox item (the receiver's step). The prekey secret it
+    /// names is deleted afterwards whatever the outcome: the cluster spent
+    /// it when it accepted the message.
+    pub fn open_item(
+        &self,
+        deployment: &MsgDeployment,
+        sender_identity: &[u8; 32],
+        item: &MailItem,
+    ) -> Result<Zeroizing<Vec<u8>>, ClientError> {
+        let header = Header::from_bytes(&item.header.0)?;
+        let secret = self
+            .vault
+            .get(Table::Prekeys, &header.prekey)?
+            .ok_or(MsgError::Invalid(
+                "the prekey it names is unknown here or already used",
+            ))?;
+        let prekey = PrekeySecret::from_bytes(
+            secret
+                .as_slice()
+                .try_into()
+                .map_err(|_| ClientError::Config("stored prekey is not 32 bytes".into()))?,
+        );
+        let (dep, nodes) = protocol_parts(deployment);
+        let confirmations = item
+            .confirmations
+            .iter()
+            .map(|c| confirmation(header.id, c))
+            .collect::<Result<Vec<_>, _>>();
+        let result = confirmations.and_then(|confirmations| {
+            mk::receive(
+                &dep,
+                &self.identity(),
+                &prekey,
+                &nodes,
+                sender_identity,
+                &Outgoing {
+                    header: item.header.0.clone(),
+                    signature: sig64(&item.signature)?,
+                    payload: item.payload.0.clone(),
+                    for_receiver: sealed(&item.for_receiver),
+                    for_coordinators: Vec::new(),
+                },
+                &confirmations,
+            )
+        });
+        self.vault.delete(Table::Prekeys, &header.prekey)?;
+        Ok(Zeroizing::new(result?))
+    }
+
+    /// Take every waiting message: open each, remove all of them from the
+    /// mailbox, and top up the published prekeys.
+    pub async fn receive(
+        &self,
+        c: &Client,
+        deployment: &MsgDeployment,
+    ) -> Result<Vec<Received>, ClientError> {
+        let inbox = c.inbox(&self.name).await?;
+        let mut senders: BTreeMap<String, Result<[u8; 32], String>> = BTreeMap::new();
+        let mut out = Vec::with_capacity(inbox.messages.len());
+        let mut done = Vec::new();
+        for item in &inbox.messages {
+            if !senders.contains_key(&item.from) {
+                let who = c
+                    .endpoint(&item.from)
+                    .await
+                    .map(|e| e.record.identity.0)
+                    .map_err(|e| e.to_string());
+                senders.insert(item.from.clone(), who);
+            }
+            // A sender that cannot be looked up now (a network error) is
+            // left in the mailbox for the next call; everything opened or
+            // refused is removed.
+            let content = match &senders[&item.from] {
+                Ok(identity) => {
+                    done.push(item.id);
+                    self.open_item(deployment, identity, item)
+                }
+                Err(e) => Err(ClientError::Config(format!(
+                    "sender {} cannot be looked up: {e}",
+                    item.from
+                ))),
+            };
+            out.push(Received {
+                id: item.id,
+                from: item.from.clone(),
+                content,
+            });
+        }
+        if !done.is_empty() {
+            c.ack(&self.name, done).await?;
+        }
+        self.replenish(c).await?;
+        Ok(out)
+    }
+}

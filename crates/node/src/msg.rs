@@ -1,0 +1,478 @@
+//! The node side of per-message key derivation (DESIGN.md §3.2; the
+//! protocol steps are `keyquorum_core::msgkey`, pure functions).
+//!
+//! What the node adds is state and transport:
+//!
+//! - **Registry** (Raft, [`crate::machine::MsgState`]): endpoints and their
+//!   identities, published signed prekeys, prekey claims (a sender reserves
+//!   a receiver's prekey through consensus, so none is handed out twice),
+//!   the receivers' mailboxes and the seen-set of identifiers (kept for the
+//!   acceptance window; persisted with the log).
+//! - **Send** ([`send`]): the node a sender calls checks who is asking,
+//!   hands each coordinator its bundle ([`coordinate`], a peer message), and
+//!   once at least one coordinator confirmed, commits the message to the
+//!   receiver's mailbox ([`keyquorum_wire::control::Command::Deliver`] —
+//!   which refuses a replayed identifier and an unclaimed or used prekey).
+//!   With `m` coordinators the message survives `m − 1` unreachable ones.
+//! - **Coordinate**: the routed node runs `msgkey::protocol::coordinate`
+//!   with its HPKE key and clock, refuses identifiers already accepted, and
+//!   signs the confirmation with its identity key.
+//!
+//! The sender's and receiver's steps run in the endpoint's process (the
+//! client crate); the node never sees an endpoint secret.
+
+use futures::future::join_all;
+use keyquorum_core::msgkey::protocol::{self as mk, AtCoordinator, Header, Sealed};
+use keyquorum_core::msgkey::route::Member;
+use keyquorum_core::msgkey::MsgError;
+use keyquorum_wire::control::{Command, CommandResponse, TokenGrant};
+use keyquorum_wire::msg::{
+    ClaimedPrekey, CoordinatorBundle, EndpointInfo, EndpointRecord, MailItem, MsgConfirmation,
+    MsgDeployment, MsgNode, Prekey, SealedBox, SendRequest, SendResponse,
+};
+use keyquorum_wire::peer::PeerMessage;
+use keyquorum_wire::{Hex, Hex32, NodeId};
+
+use crate::driver::check_key_name;
+use crate::error::NodeError;
+use crate::node::Node;
+use crate::peer::now_ms;
+
+/// Default acceptance window: timestamps within ±5 minutes of a
+/// coordinator's clock.
+pub const DEFAULT_WINDOW_MS: u64 = 300_000;
+/// Largest sealed payload.
+pub const MAX_PAYLOAD: usize = 64 * 1024 + 16;
+/// Largest canonical header (8 coordinators' commitments and then some).
+const MAX_HEADER: usize = 4096;
+
+fn bad(e: MsgError) -> NodeError {
+    NodeError::BadRequest(e.to_string())
+}
+
+fn sealed(b: &SealedBox) -> Sealed {
+    Sealed {
+        enc: b.enc.0.clone(),
+        ciphertext: b.ciphertext.0.clone(),
+    }
+}
+
+fn sealed_box(s: &Sealed) -> SealedBox {
+    SealedBox {
+        enc: Hex(s.enc.clone()),
+        ciphertext: Hex(s.ciphertext.clone()),
+    }
+}
+
+fn sig64(h: &Hex, what: &str) -> Result<[u8; 64], NodeError> {
+    h.0.as_slice()
+        .try_into()
+        .map_err(|_| NodeError::BadRequest(format!("{what} is not 64 bytes")))
+}
+
+/// May `grant` act for endpoint `record`?
+fn owns(grant: &TokenGrant, record: &EndpointRecord) -> Result<(), NodeError> {
+    if grant.admin || grant.name == record.owner {
+        Ok(())
+    } else {
+        Err(NodeError::Forbidden(format!(
+            "token {} does not own endpoint {}",
+            grant.name, record.name
+        )))
+    }
+}
+
+fn live(node: &Node, name: &str) -> Result<EndpointRecord, NodeError> {
+    node.registry(|r| {
+        r.msg.endpoints.get(name).cloned().map(|e| {
+            if e.revoked {
+                Err(NodeError::Conflict(format!("endpoint {name} is revoked")))
+            } else {
+                Ok(e)
+            }
+        })
+    })
+    .unwrap_or_else(|| Err(NodeError::NotFound(format!("unknown endpoint {name}"))))
+}
+
+/// The deployment as this node's replica knows it (`None` before the salt
+/// is chosen).
+fn current(node: &Node) -> Option<MsgDeployment> {
+    let (salt, window_ms) = node.registry(|r| (r.msg.salt, r.msg.window_ms));
+    let nodes = node
+        .members()
+        .into_iter()
+        .filter(|(_, _, voter)| *voter)
+        .map(|(id, info, _)| MsgNode {
+            id,
+            identity: info.identity,
+            hpke: info.hpke,
+        })
+        .collect();
+    salt.map(|salt| MsgDeployment {
+        salt,
+        window_ms,
+        nodes,
+    })
+}
+
+/// The deployment parameters and routing membership; the salt is chosen
+/// (randomly, once, through consensus) on first use.
+pub async fn deployment(node: &Node) -> Result<MsgDeployment, NodeError> {
+    if let Some(d) = current(node) {
+        return Ok(d);
+    }
+    let mut salt = [0u8; 32];
+    rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut salt);
+    node.commit(Command::InitMsg {
+        salt: Hex32(salt),
+        window_ms: DEFAULT_WINDOW_MS,
+    })
+    .await?;
+    current(node).ok_or_else(|| NodeError::Unavailable("message salt not applied yet".into()))
+}
+
+/// The protocol's view of a deployment.
+pub fn protocol_parts(d: &MsgDeployment) -> (mk::Deployment, Vec<mk::Node>) {
+    (
+        mk::Deployment {
+            salt: d.salt.0.to_vec(),
+            window_ms: d.window_ms,
+        },
+        d.nodes
+            .iter()
+            .map(|n| mk::Node {
+                member: Member {
+                    id: n.id,
+                    identity: n.identity.0,
+                },
+                hpke: n.hpke.0,
+            })
+            .collect(),
+    )
+}
+
+fn check_prekeys(record: &EndpointRecord, prekeys: &[Prekey]) -> Result<(), NodeError> {
+    for p in prekeys {
+        mk::SignedPrekey {
+            public: p.public.0,
+            signature: sig64(&p.signature, "prekey signature")?,
+        }
+        .verify(&record.identity.0)
+        .map_err(|_| {
+            NodeError::BadRequest(format!(
+                "prekey {} is not signed by endpoint {}",
+                p.public, record.name
+            ))
+        })?;
+    }
+    Ok(())
+}
+
+fn info(node: &Node, record: EndpointRecord) -> EndpointInfo {
+    let (prekeys_available, mailbox) = node.registry(|r| {
+        (
+            r.msg
+                .prekeys
+                .get(&record.name)
+                .map_or(0, |q| q.len() as u64),
+            r.msg.mail.get(&record.name).map_or(0, |q| q.len() as u64),
+        )
+    });
+    EndpointInfo {
+        record,
+        prekeys_available,
+        mailbox,
+    }
+}
+
+/// Register an endpoint (owned by the calling token).
+pub async fn create_endpoint(
+    node: &Node,
+    grant: &TokenGrant,
+    name: String,
+    identity: Hex32,
+    prekeys: Vec<Prekey>,
+) -> Result<EndpointInfo, NodeError> {
+    check_key_name(&name).map_err(|_| {
+        NodeError::BadRequest("endpoint names are 1-64 characters from [A-Za-z0-9._-]".into())
+    })?;
+    ed25519_dalek::VerifyingKey::from_bytes(&identity.0)
+        .map_err(|_| NodeError::BadRequest("identity is not an Ed25519 public key".into()))?;
+    let record = EndpointRecord {
+        name: name.clone(),
+        identity,
+        owner: grant.name.clone(),
+        revoked: false,
+        created_ms: now_ms(),
+    };
+    check_prekeys(&record, &prekeys)?;
+    node.commit(Command::PutEndpoint {
+        record: record.clone(),
+    })
+    .await?;
+    if !prekeys.is_empty() {
+        node.commit(Command::AddPrekeys { name, prekeys }).await?;
+    }
+    Ok(info(node, record))
+}
+
+/// Describe an endpoint (any authenticated caller: it is public).
+pub fn endpoint(node: &Node, name: &str) -> Result<EndpointInfo, NodeError> {
+    let record = node
+        .registry(|r| r.msg.endpoints.get(name).cloned())
+        .ok_or_else(|| NodeError::NotFound(format!("unknown endpoint {name}")))?;
+    Ok(info(node, record))
+}
+
+/// Publish more prekeys (owner or admin).
+pub async fn add_prekeys(
+    node: &Node,
+    grant: &TokenGrant,
+    name: &str,
+    prekeys: Vec<Prekey>,
+) -> Result<EndpointInfo, NodeError> {
+    let record = live(node, name)?;
+    owns(grant, &record)?;
+    check_prekeys(&record, &prekeys)?;
+    node.commit(Command::AddPrekeys {
+        name: name.to_string(),
+        prekeys,
+    })
+    .await?;
+    Ok(info(node, record))
+}
+
+/// Revoke an endpoint (owner or admin).
+pub async fn revoke(
+    node: &Node,
+    grant: &TokenGrant,
+    name: &str,
+) -> Result<EndpointInfo, NodeError> {
+    let record = live(node, name)?;
+    owns(grant, &record)?;
+    node.commit(Command::RevokeEndpoint {
+        name: name.to_string(),
+    })
+    .await?;
+    endpoint(node, name)
+}
+
+/// A sender (`by`, owned by the caller) reserves one of `name`'s prekeys.
+pub async fn claim(
+    node: &Node,
+    grant: &TokenGrant,
+    name: &str,
+    by: &str,
+) -> Result<ClaimedPrekey, NodeError> {
+    let sender = live(node, by)?;
+    owns(grant, &sender)?;
+    let receiver = live(node, name)?;
+    match node
+        .commit(Command::ClaimPrekey {
+            name: name.to_string(),
+            by: by.to_string(),
+        })
+        .await?
+    {
+        CommandResponse::Claimed { prekey } => Ok(ClaimedPrekey {
+            endpoint: name.to_string(),
+            identity: receiver.identity,
+            prekey,
+        }),
+        other => Err(NodeError::Internal(format!("claim answered {other:?}"))),
+    }
+}
+
+/// The coordinator's step for one message (peer message from the entry
+/// node).
+pub fn coordinate(
+    node: &Node,
+    from: &str,
+    header: &Hex,
+    signature: &Hex,
+    payload: &Hex,
+    bundle: &SealedBox,
+) -> Result<MsgConfirmation, NodeError> {
+    let sender = live(node, from)?;
+    let deployment =
+        current(node).ok_or_else(|| NodeError::Unavailable("messaging not initialised".into()))?;
+    let id = Header::from_bytes(&header.0).map_err(bad)?.id;
+    if node.registry(|r| r.msg.seen.contains_key(&Hex32(id))) {
+        return Err(bad(MsgError::Replayed));
+    }
+    let (dep, nodes) = protocol_parts(&deployment);
+    let signature = sig64(signature, "signature")?;
+    let bundle = sealed(bundle);
+    let (_, confirmation) = mk::coordinate(
+        &mut rand_core::OsRng,
+        &dep,
+        node.id(),
+        node.keys().hpke_secret(),
+        &nodes,
+        &sender.identity.0,
+        now_ms(),
+        AtCoordinator {
+            header: &header.0,
+            signature: &signature,
+            payload: &payload.0,
+            bundle: &bundle,
+        },
+    )
+    .map_err(bad)?;
+    let signed = node.keys().sign(&confirmation.signing_bytes());
+    Ok(MsgConfirmation {
+        node: confirmation.node,
+        value: Hex32(confirmation.value),
+        forwarded: sealed_box(&confirmation.forwarded),
+        signature: Hex(signed.to_vec()),
+    })
+}
+
+/// The entry node's part of a send: authorize, fan out to the
+/// coordinators, commit to the mailbox.
+pub async fn send(
+    node: &Node,
+    grant: &TokenGrant,
+    req: SendRequest,
+) -> Result<SendResponse, NodeError> {
+    let sender = live(node, &req.from)?;
+    owns(grant, &sender)?;
+    let receiver = live(node, &req.to)?;
+    if req.header.0.len() > MAX_HEADER || req.payload.0.len() > MAX_PAYLOAD {
+        return Err(NodeError::BadRequest(format!(
+            "header is limited to {MAX_HEADER} bytes and payload to {MAX_PAYLOAD}"
+        )));
+    }
+    let header = Header::from_bytes(&req.header.0).map_err(bad)?;
+    if header.sender != sender.identity.0 {
+        return Err(NodeError::BadRequest(format!(
+            "header sender is not endpoint {}'s identity",
+            req.from
+        )));
+    }
+    if header.receiver != receiver.identity.0 {
+        return Err(NodeError::BadRequest(format!(
+            "header receiver is not endpoint {}'s identity",
+            req.to
+        )));
+    }
+    let mut routed: Vec<NodeId> = req.for_coordinators.iter().map(|b| b.node).collect();
+    routed.sort_unstable();
+    let mut named = header.coordinators.clone();
+    named.sort_unstable();
+    if routed != named {
+        return Err(NodeError::BadRequest(
+            "one bundle per coordinator named in the header is needed".into(),
+        ));
+    }
+    sig64(&req.signature, "signature")?;
+    let calls = req
+        .for_coordinators
+        .iter()
+        .map(|CoordinatorBundle { node: to, sealed }| {
+            let msg = PeerMessage::MsgCoordinate {
+                from: req.from.clone(),
+                header: req.header.clone(),
+                signature: req.signature.clone(),
+                payload: req.payload.clone(),
+                bundle: sealed.clone(),
+            };
+            let to = *to;
+            async move {
+                let Some(info) = node.node_info(to) else {
+                    return (
+                        to,
+                        Err(NodeError::Unavailable(format!("node {to} is not a member"))),
+                    );
+                };
+                let r = node
+                    .call(to, &info, &msg)
+                    .await
+                    .and_then(|(_, reply)| match reply {
+                        PeerMessage::MsgConfirmed { confirmation } if confirmation.node == to => {
+                            Ok(confirmation)
+                        }
+                        _ => Err(NodeError::Misbehaved {
+                            message: format!("node {to} answered a coordination wrongly"),
+                            culprits: vec![to],
+                        }),
+                    });
+                (to, r)
+            }
+        });
+    let mut confirmations = Vec::new();
+    let mut unreachable = Vec::new();
+    let mut refusal = None;
+    for (to, r) in join_all(calls).await {
+        match r {
+            Ok(c) => confirmations.push(c),
+            Err(NodeError::Unavailable(e)) => {
+                tracing::debug!(node = to, error = %e, "coordinator unreachable");
+                unreachable.push(to);
+            }
+            Err(e) => refusal = refusal.or(Some(e)),
+        }
+    }
+    // A coordinator that checked the message and refused it speaks for the
+    // message (tampered, replayed, off the commitments, outside the window):
+    // it is not delivered even if another coordinator confirmed.
+    if let Some(e) = refusal {
+        return Err(e);
+    }
+    if confirmations.is_empty() {
+        return Err(NodeError::Unavailable(format!(
+            "no coordinator reachable (tried {unreachable:?})"
+        )));
+    }
+    let id = Hex32(header.id);
+    let item = MailItem {
+        id,
+        from: req.from,
+        to: req.to,
+        header: req.header,
+        signature: req.signature,
+        payload: req.payload,
+        for_receiver: req.for_receiver,
+        confirmations: confirmations.clone(),
+        time_ms: header.time_ms,
+    };
+    node.commit(Command::Deliver {
+        item,
+        prekey: Hex32(header.prekey),
+    })
+    .await?;
+    Ok(SendResponse {
+        id,
+        confirmations,
+        unreachable,
+    })
+}
+
+/// Waiting messages (owner or admin).
+pub fn inbox(node: &Node, grant: &TokenGrant, name: &str) -> Result<Vec<MailItem>, NodeError> {
+    let record = live(node, name)?;
+    owns(grant, &record)?;
+    Ok(node.registry(|r| r.msg.mail.get(name).cloned().unwrap_or_default()))
+}
+
+/// Remove opened messages (owner or admin).
+pub async fn ack(
+    node: &Node,
+    grant: &TokenGrant,
+    name: &str,
+    ids: Vec<Hex32>,
+) -> Result<u64, NodeError> {
+    let record = live(node, name)?;
+    owns(grant, &record)?;
+    match node
+        .commit(Command::Ack {
+            name: name.to_string(),
+            ids,
+        })
+        .await?
+    {
+        CommandResponse::Removed { count } => Ok(count),
+        other => Err(NodeError::Internal(format!("ack answered {other:?}"))),
+    }
+}

@@ -1,0 +1,231 @@
+//! Per-message key derivation (DESIGN.md §3.2): endpoints, prekeys, the
+//! messages senders hand to the cluster, coordinator confirmations and the
+//! receiver's mailbox. The cryptography is in `keyquorum_core::msgkey`;
+//! these are its bytes on the wire (hex in JSON).
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::{Hex, Hex32, NodeId};
+
+/// A one-time X25519 prekey signed by its endpoint's Ed25519 identity.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Prekey {
+    /// X25519 public key.
+    pub public: Hex32,
+    /// Ed25519 signature by the endpoint identity (64 bytes).
+    pub signature: Hex,
+}
+
+/// An HPKE box (RFC 9180 base mode).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SealedBox {
+    /// Encapsulated key.
+    pub enc: Hex,
+    /// Ciphertext and tag.
+    pub ciphertext: Hex,
+}
+
+/// A registered endpoint as the control plane records it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct EndpointRecord {
+    /// Unique name, 1–64 characters from `[A-Za-z0-9._-]`.
+    pub name: String,
+    /// Ed25519 identity public key.
+    pub identity: Hex32,
+    /// The token name that registered it (it alone, or an admin, may read
+    /// its mailbox, add prekeys or revoke it).
+    pub owner: String,
+    /// Revoked endpoints neither send nor receive.
+    pub revoked: bool,
+    /// When it was registered (ms since the Unix epoch).
+    pub created_ms: u64,
+}
+
+/// `POST /v1/msg/endpoints`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateEndpointRequest {
+    /// Unique name, 1–64 characters from `[A-Za-z0-9._-]`.
+    pub name: String,
+    /// Ed25519 identity public key.
+    pub identity: Hex32,
+    /// First prekeys to publish (may be empty).
+    #[serde(default)]
+    pub prekeys: Vec<Prekey>,
+}
+
+/// `POST /v1/msg/endpoints/{name}/prekeys`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PublishPrekeys {
+    /// Prekeys signed by the endpoint identity.
+    pub prekeys: Vec<Prekey>,
+}
+
+/// An endpoint's public description.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct EndpointInfo {
+    /// The record.
+    #[serde(flatten)]
+    pub record: EndpointRecord,
+    /// Published prekeys not yet claimed by a sender.
+    pub prekeys_available: u64,
+    /// Messages waiting in its mailbox.
+    pub mailbox: u64,
+}
+
+/// `POST /v1/msg/endpoints/{name}/claim`: a sender reserves one of the
+/// receiver's prekeys through consensus (no prekey is handed out twice).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ClaimedPrekey {
+    /// The receiver.
+    pub endpoint: String,
+    /// Its identity (the prekey signature verifies under it).
+    pub identity: Hex32,
+    /// The prekey, now reserved for the claiming sender.
+    pub prekey: Prekey,
+}
+
+/// A cluster node as senders and receivers route to it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct MsgNode {
+    /// Node id.
+    pub id: NodeId,
+    /// Ed25519 identity (confirmations are signed with it).
+    pub identity: Hex32,
+    /// X25519 HPKE key (coordinator bundles are sealed to it).
+    pub hpke: Hex32,
+}
+
+/// `GET /v1/msg/deployment`: what a sender needs to build a message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct MsgDeployment {
+    /// The public HKDF salt.
+    pub salt: Hex32,
+    /// Timestamps more than this far from a coordinator's clock are refused (ms).
+    pub window_ms: u64,
+    /// The voting members coordinators are chosen from.
+    pub nodes: Vec<MsgNode>,
+}
+
+/// How the coordinator confirms a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum MsgMode {
+    /// Default: the coordinator checks shares and confirms H(k·G ‖ id)
+    /// without learning k.
+    VerifyInTheExponent,
+    /// The coordinator reconstructs k and confirms H(session key); it is
+    /// trusted with the key.
+    CoordinatorReconstructs,
+}
+
+/// One coordinator's bundle.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CoordinatorBundle {
+    /// The coordinator.
+    pub node: NodeId,
+    /// Its shares, sealed to its HPKE key.
+    pub sealed: SealedBox,
+}
+
+/// `POST /v1/msg/messages`: a message built by the sending endpoint.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SendRequest {
+    /// Sending endpoint.
+    pub from: String,
+    /// Receiving endpoint.
+    pub to: String,
+    /// Canonical header bytes.
+    pub header: Hex,
+    /// Sender's Ed25519 signature over header and payload hash.
+    pub signature: Hex,
+    /// ChaCha20-Poly1305 sealed payload.
+    pub payload: Hex,
+    /// Receiver's shares, sealed to its prekey.
+    pub for_receiver: SealedBox,
+    /// Each coordinator's bundle.
+    pub for_coordinators: Vec<CoordinatorBundle>,
+}
+
+/// A coordinator's signed confirmation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct MsgConfirmation {
+    /// The coordinator.
+    pub node: NodeId,
+    /// The verification value.
+    pub value: Hex32,
+    /// The coordinator's share, sealed to the receiver's prekey.
+    pub forwarded: SealedBox,
+    /// Node identity signature over the confirmation.
+    pub signature: Hex,
+}
+
+/// The answer to a send: the message is in the receiver's mailbox.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct SendResponse {
+    /// Message identifier.
+    pub id: Hex32,
+    /// Every coordinator that confirmed (the sender checks each value).
+    pub confirmations: Vec<MsgConfirmation>,
+    /// Coordinators that could not be reached.
+    pub unreachable: Vec<NodeId>,
+}
+
+/// A message waiting for its receiver.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct MailItem {
+    /// Message identifier.
+    pub id: Hex32,
+    /// Sending endpoint.
+    pub from: String,
+    /// Receiving endpoint.
+    pub to: String,
+    /// Canonical header bytes.
+    pub header: Hex,
+    /// Sender's signature.
+    pub signature: Hex,
+    /// Sealed payload.
+    pub payload: Hex,
+    /// Receiver's shares.
+    pub for_receiver: SealedBox,
+    /// Coordinator confirmations with forwarded shares.
+    pub confirmations: Vec<MsgConfirmation>,
+    /// The header's timestamp (ms).
+    pub time_ms: u64,
+}
+
+/// `GET /v1/msg/endpoints/{name}/inbox`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Inbox {
+    /// Waiting messages, oldest first.
+    pub messages: Vec<MailItem>,
+}
+
+/// `POST /v1/msg/endpoints/{name}/inbox/ack`: remove opened messages.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AckRequest {
+    /// Identifiers to remove.
+    pub ids: Vec<Hex32>,
+}
+
+/// The answer to an ack.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct AckResponse {
+    /// How many were removed.
+    pub removed: u64,
+}
+
+/// `POST /v1/msg/endpoints/{name}/claim`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ClaimRequest {
+    /// The sending endpoint (owned by the caller) the prekey is reserved for.
+    pub by: String,
+}
