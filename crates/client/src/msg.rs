@@ -34,8 +34,8 @@ use keyquorum_core::msgkey::{Mode, MsgError};
 use keyquorum_store::vault::KdfParams;
 use keyquorum_store::{Passphrase, Table, Vault};
 use keyquorum_wire::msg::{
-    CoordinatorBundle, CreateEndpointRequest, EndpointInfo, MailItem, MsgConfirmation,
-    MsgDeployment, Prekey, SealedBox, SendRequest, SendResponse,
+    ClaimedPrekey, CoordinatorBundle, CreateEndpointRequest, EndpointInfo, MailItem,
+    MsgConfirmation, MsgDeployment, Prekey, SealedBox, SendRequest, SendResponse,
 };
 use keyquorum_wire::{Hex, Hex32};
 use rand_core::OsRng;
@@ -66,6 +66,17 @@ impl core::fmt::Debug for Endpoint {
             .field("secrets", &"<redacted>")
             .finish()
     }
+}
+
+/// A built message not yet handed over ([`Endpoint::prepare`]).
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    /// Its identifier.
+    pub id: [u8; 32],
+    /// The verification value every coordinator must confirm.
+    pub expected: [u8; 32],
+    /// The request as it goes to the cluster.
+    pub request: SendRequest,
 }
 
 /// One message taken from the mailbox.
@@ -260,7 +271,43 @@ impl Endpoint {
         m: u16,
         mode: Mode,
     ) -> Result<SendResponse, ClientError> {
+        let prepared = self
+            .prepare(c, deployment, to, content, m, mode, now_ms())
+            .await?;
+        self.submit(c, deployment, &prepared).await
+    }
+
+    /// The first half of [`Self::send`]: claim a prekey of `to` and build
+    /// the message stamped `time_ms`, without handing it over.
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "the sender's step with its whole input"
+    )]
+    pub async fn prepare(
+        &self,
+        c: &Client,
+        deployment: &MsgDeployment,
+        to: &str,
+        content: &[u8],
+        m: u16,
+        mode: Mode,
+        time_ms: u64,
+    ) -> Result<Prepared, ClientError> {
         let claimed = c.claim_prekey(to, &self.name).await?;
+        self.build(deployment, &claimed, content, m, mode, time_ms)
+    }
+
+    /// Build a message to the holder of a claimed prekey (the sender's
+    /// step, no I/O).
+    pub fn build(
+        &self,
+        deployment: &MsgDeployment,
+        claimed: &ClaimedPrekey,
+        content: &[u8],
+        m: u16,
+        mode: Mode,
+        time_ms: u64,
+    ) -> Result<Prepared, ClientError> {
         let recipient = Recipient {
             identity: claimed.identity.0,
             prekey: SignedPrekey {
@@ -277,34 +324,49 @@ impl Endpoint {
             &nodes,
             m,
             mode,
-            now_ms(),
+            time_ms,
             content,
         )?;
         let id = Header::from_bytes(&out.header)?.id;
-        let req = SendRequest {
-            from: self.name.clone(),
-            to: to.to_string(),
-            header: Hex(out.header),
-            signature: Hex(out.signature.to_vec()),
-            payload: Hex(out.payload),
-            for_receiver: sealed_box(&out.for_receiver),
-            for_coordinators: out
-                .for_coordinators
-                .iter()
-                .map(|(node, s)| CoordinatorBundle {
-                    node: *node,
-                    sealed: sealed_box(s),
-                })
-                .collect(),
-        };
-        let resp = c.send_message(&req).await?;
-        if resp.id.0 != id || resp.confirmations.is_empty() {
+        Ok(Prepared {
+            id,
+            expected,
+            request: SendRequest {
+                from: self.name.clone(),
+                to: claimed.endpoint.clone(),
+                header: Hex(out.header),
+                signature: Hex(out.signature.to_vec()),
+                payload: Hex(out.payload),
+                for_receiver: sealed_box(&out.for_receiver),
+                for_coordinators: out
+                    .for_coordinators
+                    .iter()
+                    .map(|(node, s)| CoordinatorBundle {
+                        node: *node,
+                        sealed: sealed_box(s),
+                    })
+                    .collect(),
+            },
+        })
+    }
+
+    /// The second half of [`Self::send`]: hand the message over and check
+    /// every confirmation (node signature, and the value this side expects).
+    pub async fn submit(
+        &self,
+        c: &Client,
+        deployment: &MsgDeployment,
+        prepared: &Prepared,
+    ) -> Result<SendResponse, ClientError> {
+        let resp = c.send_message(&prepared.request).await?;
+        if resp.id.0 != prepared.id || resp.confirmations.is_empty() {
             return Err(MsgError::Invalid("the cluster answered for another message").into());
         }
+        let (_, nodes) = protocol_parts(deployment);
         for conf in &resp.confirmations {
-            let sc = confirmation(id, conf)?;
+            let sc = confirmation(prepared.id, conf)?;
             mk::verify_confirmation(&nodes, &sc)?;
-            if conf.value.0 != expected {
+            if conf.value.0 != prepared.expected {
                 return Err(MsgError::VerificationMismatch.into());
             }
         }
@@ -372,21 +434,22 @@ impl Endpoint {
         let mut out = Vec::with_capacity(inbox.messages.len());
         let mut done = Vec::new();
         for item in &inbox.messages {
-            if !senders.contains_key(&item.from) {
-                let who = c
-                    .endpoint(&item.from)
-                    .await
-                    .map(|e| e.record.identity.0)
-                    .map_err(|e| e.to_string());
-                senders.insert(item.from.clone(), who);
-            }
-            // A sender that cannot be looked up now (a network error) is
-            // left in the mailbox for the next call; everything opened or
-            // refused is removed.
-            let content = match &senders[&item.from] {
+            let known = match senders.get(&item.from) {
+                Some(k) => k.clone(),
+                None => {
+                    let who = c
+                        .endpoint(&item.from)
+                        .await
+                        .map(|e| e.record.identity.0)
+                        .map_err(|e| e.to_string());
+                    senders.insert(item.from.clone(), who.clone());
+                    who
+                }
+            };
+            let content = match known {
                 Ok(identity) => {
                     done.push(item.id);
-                    self.open_item(deployment, identity, item)
+                    self.open_item(deployment, &identity, item)
                 }
                 Err(e) => Err(ClientError::Config(format!(
                     "sender {} cannot be looked up: {e}",

@@ -299,7 +299,10 @@ pub fn coordinate(
         current(node).ok_or_else(|| NodeError::Unavailable("messaging not initialised".into()))?;
     let id = Header::from_bytes(&header.0).map_err(bad)?.id;
     if node.registry(|r| r.msg.seen.contains_key(&Hex32(id))) {
-        return Err(bad(MsgError::Replayed));
+        return Err(NodeError::Conflict(format!(
+            "message {} was already accepted (replay)",
+            Hex32(id)
+        )));
     }
     let (dep, nodes) = protocol_parts(&deployment);
     let signature = sig64(signature, "signature")?;

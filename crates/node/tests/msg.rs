@@ -1,0 +1,393 @@
+//! Per-message key derivation end to end on a local cluster (issue #4):
+//! endpoints with sealed local files, prekeys claimed through consensus,
+//! coordinators chosen per message, mailboxes, and every refusal the API
+//! names.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    missing_docs,
+    reason = "integration tests: a failed unwrap is a failed test"
+)]
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use common::{cluster, status_of};
+use futures::StreamExt;
+use keyquorum_client::msg::Endpoint;
+use keyquorum_client::{Client, ClientError};
+use keyquorum_core::msgkey::Mode;
+use keyquorum_store::vault::KdfParams;
+use keyquorum_store::Passphrase;
+use keyquorum_wire::Hex32;
+
+const NAMES: [&str; 4] = ["alice", "bob", "carol", "dave"];
+
+fn endpoint(dir: &std::path::Path, name: &str) -> Endpoint {
+    Endpoint::create(
+        &dir.join(format!("{name}.kqe")),
+        &Passphrase::new(format!("pw-{name}").into_bytes()),
+        KdfParams::insecure_fast(),
+        name,
+    )
+    .unwrap()
+}
+
+async fn endpoints(dir: &std::path::Path, c: &Client, prekeys: usize) -> Vec<Arc<Endpoint>> {
+    let mut out = Vec::new();
+    for name in NAMES {
+        let e = endpoint(dir, name);
+        let info = e.register(c, prekeys.min(200)).await.unwrap();
+        assert_eq!(info.record.identity, Hex32(e.identity()));
+        let mut left = prekeys.saturating_sub(200);
+        while left > 0 {
+            let n = left.min(200);
+            c.publish_prekeys(name, e.new_prekeys(n).unwrap())
+                .await
+                .unwrap();
+            left -= n;
+        }
+        out.push(Arc::new(e));
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_messages_in_both_modes_with_one_and_two_coordinators_open_at_their_receivers() {
+    let (dir, c) = cluster(3, 2, 0).await;
+    let admin = Client::new(&c.url(), &c.admin_token, c.ca_pem().as_bytes()).unwrap();
+    let eps = endpoints(dir.path(), &admin, 300).await;
+    let d = admin.msg_deployment().await.unwrap();
+    assert_eq!(d.nodes.len(), 3);
+
+    // 1,000 messages, 250 for each of (mode, m), every ordered pair of
+    // endpoints, sent 16 at a time through different nodes.
+    let clients: Vec<Client> = (1..=3)
+        .map(|i| Client::new(&c.url_of(i), &c.admin_token, c.ca_pem().as_bytes()).unwrap())
+        .collect();
+    let configs = [
+        (Mode::VerifyInTheExponent, 1u16),
+        (Mode::VerifyInTheExponent, 2),
+        (Mode::CoordinatorReconstructs, 1),
+        (Mode::CoordinatorReconstructs, 2),
+    ];
+    let jobs = (0..1000usize).map(|i| {
+        let (mode, m) = configs[i % 4];
+        let from = i % 4;
+        let to = (from + 1 + (i / 4) % 3) % 4;
+        let (sender, via, d) = (eps[from].clone(), clients[i % 3].clone(), d.clone());
+        async move {
+            let content = format!("message {i} from {} to {}", NAMES[from], NAMES[to]);
+            let r = sender
+                .send(&via, &d, NAMES[to], content.as_bytes(), m, mode)
+                .await
+                .unwrap_or_else(|e| panic!("message {i}: {e}"));
+            assert_eq!(r.confirmations.len(), usize::from(m), "message {i}");
+            assert!(r.unreachable.is_empty());
+            (r.id, (NAMES[to], content))
+        }
+    });
+    let sent: BTreeMap<Hex32, (&str, String)> = futures::stream::iter(jobs)
+        .buffer_unordered(16)
+        .collect()
+        .await;
+    assert_eq!(sent.len(), 1000, "identifiers are unique");
+
+    // Nobody but the receiver opens a message: the others have neither the
+    // prekey nor the identity it names.
+    let bob_inbox = admin.inbox("bob").await.unwrap().messages;
+    let bob_sender = admin.endpoint(&bob_inbox[0].from).await.unwrap();
+    for other in [&eps[0], &eps[2], &eps[3]] {
+        let e = other
+            .open_item(&d, &bob_sender.record.identity.0, &bob_inbox[0])
+            .unwrap_err();
+        assert!(matches!(e, ClientError::Msg(_)), "{e}");
+    }
+
+    let mut opened = 0;
+    for (i, e) in eps.iter().enumerate() {
+        let secrets_before = e.prekey_secrets().unwrap();
+        let got = e.receive(&admin, &d).await.unwrap();
+        for r in &got {
+            let content = r
+                .content
+                .as_ref()
+                .unwrap_or_else(|err| panic!("{} could not open {}: {err}", NAMES[i], r.id));
+            let (to, expected) = &sent[&r.id];
+            assert_eq!(*to, NAMES[i]);
+            assert_eq!(content.as_slice(), expected.as_bytes());
+        }
+        opened += got.len();
+        // Every prekey secret used is gone from the local file (replenish
+        // may have added a batch).
+        let after = e.prekey_secrets().unwrap();
+        assert!(
+            after + got.len() == secrets_before
+                || after + got.len() == secrets_before + keyquorum_client::msg::PREKEY_BATCH,
+            "{}: {secrets_before} secrets, {} opened, {after} left",
+            NAMES[i],
+            got.len()
+        );
+        assert_eq!(admin.endpoint(NAMES[i]).await.unwrap().mailbox, 0);
+    }
+    assert_eq!(opened, 1000);
+    c.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_two_coordinators_a_coordinator_killed_mid_flight_does_not_lose_a_message() {
+    let (dir, mut c) = cluster(3, 2, 0).await;
+    let via = Client::new(&c.url_of(1), &c.admin_token, c.ca_pem().as_bytes()).unwrap();
+    let eps = endpoints(dir.path(), &via, 100).await;
+    let d = via.msg_deployment().await.unwrap();
+    let (alice, bob) = (eps[0].clone(), eps[1].clone());
+
+    let sending = {
+        let (via, d) = (via.clone(), d.clone());
+        tokio::spawn(async move {
+            let jobs = (0..60).map(|i| {
+                let (via, d, alice) = (via.clone(), d.clone(), alice.clone());
+                async move {
+                    let r = alice
+                        .send(
+                            &via,
+                            &d,
+                            "bob",
+                            format!("m{i}").as_bytes(),
+                            2,
+                            Mode::VerifyInTheExponent,
+                        )
+                        .await
+                        .unwrap_or_else(|e| panic!("message {i}: {e}"));
+                    (i, r)
+                }
+            });
+            futures::stream::iter(jobs)
+                .buffer_unordered(4)
+                .collect::<Vec<_>>()
+                .await
+        })
+    };
+    // Kill node 3 once a few messages are through (polled, not slept).
+    loop {
+        if via.endpoint("bob").await.unwrap().mailbox >= 8 {
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
+    c.stop_node(3).await;
+    let results = sending.await.unwrap();
+    assert_eq!(results.len(), 60);
+    let degraded = results
+        .iter()
+        .filter(|(_, r)| r.unreachable == vec![3])
+        .count();
+    assert!(
+        degraded > 0,
+        "some messages routed to node 3 after it stopped"
+    );
+    for (_, r) in &results {
+        assert!(!r.confirmations.is_empty());
+        assert!(r.confirmations.iter().all(|k| k.node != 3) || r.unreachable.is_empty());
+    }
+    let got = bob.receive(&via, &d).await.unwrap();
+    assert_eq!(got.len(), 60);
+    let mut contents: Vec<String> = got
+        .iter()
+        .map(|r| String::from_utf8(r.content.as_ref().unwrap().to_vec()).unwrap())
+        .collect();
+    contents.sort();
+    let mut expected: Vec<String> = (0..60).map(|i| format!("m{i}")).collect();
+    expected.sort();
+    assert_eq!(contents, expected);
+    c.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_refusal_is_typed_and_changes_nothing() {
+    let (dir, c) = cluster(3, 2, 0).await;
+    let admin = Client::new(&c.url(), &c.admin_token, c.ca_pem().as_bytes()).unwrap();
+    let eps = endpoints(dir.path(), &admin, 40).await;
+    let d = admin.msg_deployment().await.unwrap();
+    let (alice, bob) = (&eps[0], &eps[1]);
+    let now = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64
+    };
+    let mailbox = |c: &Client| {
+        let c = c.clone();
+        async move { c.endpoint("bob").await.unwrap().mailbox }
+    };
+    let refused = |e: ClientError, status: u16, needle: &str| {
+        assert_eq!(status_of(&e), status, "{e}");
+        assert!(e.to_string().contains(needle), "{needle:?} not in {e}");
+    };
+
+    // A good message, then its replay.
+    let p = alice
+        .prepare(
+            &admin,
+            &d,
+            "bob",
+            b"hello",
+            1,
+            Mode::VerifyInTheExponent,
+            now(),
+        )
+        .await
+        .unwrap();
+    alice.submit(&admin, &d, &p).await.unwrap();
+    assert_eq!(mailbox(&admin).await, 1);
+    let e = alice.submit(&admin, &d, &p).await.unwrap_err();
+    refused(e, 409, "replay");
+    assert_eq!(mailbox(&admin).await, 1);
+
+    // Tampered payload and tampered header: the signature over both fails.
+    let mut t = alice
+        .prepare(&admin, &d, "bob", b"x", 1, Mode::VerifyInTheExponent, now())
+        .await
+        .unwrap();
+    t.request.payload.0[0] ^= 1;
+    refused(
+        alice.submit(&admin, &d, &t).await.unwrap_err(),
+        400,
+        "tampered",
+    );
+    let mut h = alice
+        .prepare(&admin, &d, "bob", b"x", 1, Mode::VerifyInTheExponent, now())
+        .await
+        .unwrap();
+    let last = h.request.header.0.len() - 1;
+    h.request.header.0[last] ^= 1;
+    let e = alice.submit(&admin, &d, &h).await.unwrap_err();
+    assert_eq!(status_of(&e), 400, "{e}");
+
+    // Outside the window (10 minutes old; the window is 5).
+    let old = alice
+        .prepare(
+            &admin,
+            &d,
+            "bob",
+            b"x",
+            1,
+            Mode::VerifyInTheExponent,
+            now() - 600_000,
+        )
+        .await
+        .unwrap();
+    refused(
+        alice.submit(&admin, &d, &old).await.unwrap_err(),
+        400,
+        "window",
+    );
+
+    // Bundles sent to nodes the identifier does not route to.
+    let mut w = alice
+        .prepare(&admin, &d, "bob", b"x", 1, Mode::VerifyInTheExponent, now())
+        .await
+        .unwrap();
+    let routed = w.request.for_coordinators[0].node;
+    let wrong = (1..=3).find(|n| *n != routed).unwrap();
+    w.request.for_coordinators[0].node = wrong;
+    refused(
+        alice.submit(&admin, &d, &w).await.unwrap_err(),
+        400,
+        "bundle per coordinator",
+    );
+
+    // Two messages sealed to one claimed prekey: the first spends it.
+    let claim = admin.claim_prekey("bob", "alice").await.unwrap();
+    let first = alice
+        .build(&d, &claim, b"first", 1, Mode::VerifyInTheExponent, now())
+        .unwrap();
+    let again = alice
+        .build(&d, &claim, b"again", 1, Mode::VerifyInTheExponent, now())
+        .unwrap();
+    alice.submit(&admin, &d, &first).await.unwrap();
+    refused(
+        alice.submit(&admin, &d, &again).await.unwrap_err(),
+        409,
+        "already used",
+    );
+    // A prekey claimed by another sender is not alice's to use.
+    let carols = admin.claim_prekey("bob", "carol").await.unwrap();
+    let taken = alice
+        .build(&d, &carols, b"taken", 1, Mode::VerifyInTheExponent, now())
+        .unwrap();
+    refused(
+        alice.submit(&admin, &d, &taken).await.unwrap_err(),
+        409,
+        "not claimed by alice",
+    );
+    assert_eq!(mailbox(&admin).await, 2);
+
+    // Unknown and revoked endpoints.
+    let e = alice
+        .send(&admin, &d, "nobody", b"x", 1, Mode::VerifyInTheExponent)
+        .await
+        .unwrap_err();
+    refused(e, 404, "unknown endpoint");
+    let pending = alice
+        .prepare(
+            &admin,
+            &d,
+            "dave",
+            b"x",
+            1,
+            Mode::VerifyInTheExponent,
+            now(),
+        )
+        .await
+        .unwrap();
+    admin.revoke_endpoint("dave").await.unwrap();
+    refused(
+        alice.submit(&admin, &d, &pending).await.unwrap_err(),
+        409,
+        "revoked",
+    );
+    refused(
+        alice
+            .send(&admin, &d, "dave", b"x", 1, Mode::VerifyInTheExponent)
+            .await
+            .unwrap_err(),
+        409,
+        "revoked",
+    );
+
+    // A token that does not own the sending endpoint.
+    let other = admin
+        .create_token(&keyquorum_wire::api::CreateTokenRequest {
+            name: "mallory".into(),
+            admin: false,
+            operator: false,
+            sign_keys: Vec::new(),
+        })
+        .await
+        .unwrap();
+    let mallory = Client::new(&c.url(), &other.token, c.ca_pem().as_bytes()).unwrap();
+    refused(
+        alice
+            .send(&mallory, &d, "bob", b"x", 1, Mode::VerifyInTheExponent)
+            .await
+            .unwrap_err(),
+        403,
+        "does not own",
+    );
+    refused(mallory.inbox("bob").await.unwrap_err(), 403, "does not own");
+
+    // Nothing refused reached the mailbox: hello, first.
+    let got = bob.receive(&admin, &d).await.unwrap();
+    let mut texts: Vec<String> = got
+        .iter()
+        .map(|r| String::from_utf8(r.content.as_ref().unwrap().to_vec()).unwrap())
+        .collect();
+    texts.sort();
+    assert_eq!(texts, ["first", "hello"]);
+    c.shutdown().await;
+}
