@@ -31,7 +31,7 @@ fn suite(s: SuiteArg) -> SuiteName {
     }
 }
 
-fn print_json(v: &serde_json::Value) -> Result<()> {
+pub(crate) fn print_json(v: &serde_json::Value) -> Result<()> {
     println!("{}", serde_json::to_string_pretty(v)?);
     Ok(())
 }
@@ -142,6 +142,11 @@ pub(crate) async fn run(command: Command, json: bool) -> Result<()> {
         } => node(&config, init, print_identity, json).await,
         Command::Key { remote, command } => key(&remote, command, json).await,
         Command::Token { remote, command } => token(&remote, command, json).await,
+        Command::Msg {
+            remote,
+            files,
+            command,
+        } => crate::msg::run(&client(&remote)?, &files, command, json).await,
         Command::Bench(crate::BenchCommand::Sign {
             nodes,
             threshold,

@@ -3,6 +3,7 @@
 //! - `dev`: a whole local cluster in one process (embedded storage).
 //! - `node`: one node of a real cluster, from a config file.
 //! - `key`, `status`, `audit`: API calls (`KEYQUORUM_URL`, `KEYQUORUM_TOKEN`).
+//! - `msg`: messaging endpoints (sealed local files) sending and receiving.
 //! - `demo`: the threshold-key core in one process, no network.
 //!
 //! Human output by default, `--json` on every command.
@@ -10,6 +11,7 @@
 mod bench;
 mod cluster;
 mod demo;
+mod msg;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -121,6 +123,16 @@ enum Command {
         /// How many entries.
         #[arg(long, default_value_t = 50)]
         limit: u64,
+    },
+    /// Authenticated, encrypted messages between endpoints, each under a
+    /// fresh key derived per message with the cluster's coordinators.
+    Msg {
+        #[command(flatten)]
+        remote: Remote,
+        #[command(flatten)]
+        files: msg::EndpointFiles,
+        #[command(subcommand)]
+        command: msg::MsgCommand,
     },
     /// Load tools.
     #[command(subcommand)]

@@ -346,7 +346,7 @@ fn help_lists_every_command() {
     let o = Command::new(BIN).arg("--help").output().unwrap();
     let text = String::from_utf8(o.stdout).unwrap();
     for c in [
-        "dev", "node", "key", "token", "cluster", "status", "audit", "demo",
+        "dev", "node", "key", "token", "cluster", "status", "audit", "msg", "demo",
     ] {
         assert!(
             text.lines().any(|l| l.trim_start().starts_with(c)),
@@ -402,4 +402,110 @@ fn bench_sign_smoke() {
         assert!(r["signatures"].as_u64().unwrap() > 0, "{r}");
         assert_eq!(r["errors"], 0, "{r}");
     }
+}
+
+/// `keyquorum msg`: endpoints with sealed local files, send and receive,
+/// human and `--json`, with the settings `dev` writes to client.env.
+#[test]
+fn msg_end_to_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dev(dir.path());
+    let env = std::fs::read_to_string(dir.path().join("client.env")).unwrap();
+    let setting = |k: &str| {
+        env.lines()
+            .find_map(|l| l.strip_prefix(&format!("{k}=")))
+            .unwrap_or_else(|| panic!("{k} missing from client.env: {env}"))
+            .to_string()
+    };
+    let (edir, epass) = (
+        setting("KEYQUORUM_ENDPOINT_DIR"),
+        setting("KEYQUORUM_ENDPOINT_PASSPHRASE"),
+    );
+    let msg = |pass: &str, args: &[&str]| {
+        let o = Command::new(BIN)
+            .arg("msg")
+            .args(args)
+            .env("KEYQUORUM_URL", &d.url)
+            .env("KEYQUORUM_TOKEN", &d.token)
+            .env("KEYQUORUM_CA_CERT", &d.ca)
+            .env("KEYQUORUM_ENDPOINT_DIR", &edir)
+            .env("KEYQUORUM_ENDPOINT_PASSPHRASE", pass)
+            .output()
+            .unwrap();
+        (
+            o.status.success(),
+            String::from_utf8_lossy(&o.stdout).into_owned(),
+            String::from_utf8_lossy(&o.stderr).into_owned(),
+        )
+    };
+    let msg_json = |args: &[&str]| -> Value {
+        let mut a = args.to_vec();
+        a.push("--json");
+        let (ok, out, err) = msg(&epass, &a);
+        assert!(ok, "msg {args:?} failed: {err}");
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("{args:?}: {e}: {out}"))
+    };
+
+    let alice = msg_json(&["endpoint", "create", "alice"]);
+    assert_eq!(alice["name"], "alice");
+    assert_eq!(alice["prekeys_available"], 64);
+    assert_eq!(alice["identity"].as_str().unwrap().len(), 64);
+    assert!(Path::new(&edir).join("alice.kqe").exists());
+    let (ok, out, _) = msg(&epass, &["endpoint", "create", "bob", "--prekeys", "5"]);
+    assert!(ok);
+    assert!(out.contains("prekeys available 5"), "{out}");
+    let (ok, _, err) = msg(&epass, &["endpoint", "create", "bob"]);
+    assert!(!ok && err.contains("exists"), "{err}");
+
+    let sent = msg_json(&["send", "--from", "alice", "--to", "bob", "--text", "hi bob"]);
+    assert_eq!(sent["confirmed_by"].as_array().unwrap().len(), 1);
+    assert_eq!(sent["id"].as_str().unwrap().len(), 64);
+    let file = dir.path().join("payload.bin");
+    std::fs::write(&file, [0u8, 159, 146, 150]).unwrap();
+    let sent2 = msg_json(&[
+        "send",
+        "--from",
+        "alice",
+        "--to",
+        "bob",
+        "--file",
+        file.to_str().unwrap(),
+        "--coordinators",
+        "2",
+        "--mode",
+        "reconstruct",
+    ]);
+    assert_eq!(sent2["confirmed_by"].as_array().unwrap().len(), 2);
+    let shown = msg_json(&["endpoint", "show", "bob"]);
+    assert_eq!(shown["mailbox"], 2);
+    assert_eq!(shown["prekeys_available"], 3);
+
+    // Wrong passphrase and a missing endpoint file fail clearly.
+    let (ok, _, err) = msg("not it", &["receive", "--as", "bob"]);
+    assert!(!ok && err.contains("passphrase"), "{err}");
+    let (ok, _, err) = msg(
+        &epass,
+        &["send", "--from", "carol", "--to", "bob", "--text", "x"],
+    );
+    assert!(!ok && err.contains("no endpoint file"), "{err}");
+    assert_eq!(msg_json(&["endpoint", "show", "bob"])["mailbox"], 2);
+
+    let got = msg_json(&["receive", "--as", "bob"]);
+    let rows = got["messages"].as_array().unwrap();
+    assert_eq!(rows.len(), 2, "{got}");
+    let by_id = |id: &Value| rows.iter().find(|r| r["id"] == *id).unwrap().clone();
+    assert_eq!(by_id(&sent["id"])["text"], "hi bob");
+    assert_eq!(by_id(&sent["id"])["from"], "alice");
+    assert_eq!(by_id(&sent2["id"])["content_hex"], "009f9296");
+    let (ok, out, _) = msg(&epass, &["receive", "--as", "bob"]);
+    assert!(ok);
+    assert!(out.contains("no messages for bob"), "{out}");
+
+    let revoked = msg_json(&["endpoint", "revoke", "bob"]);
+    assert_eq!(revoked["revoked"], true);
+    let (ok, _, err) = msg(
+        &epass,
+        &["send", "--from", "alice", "--to", "bob", "--text", "x"],
+    );
+    assert!(!ok && err.contains("revoked"), "{err}");
 }

@@ -196,11 +196,25 @@ impl LocalCluster {
                 .to_string();
         }
         cluster.wait_ready(Duration::from_secs(30)).await?;
+        // Messaging endpoints' sealed files (`keyquorum msg`) for this dev
+        // cluster: a directory beside it and one passphrase, kept.
+        let endpoint_pass = opts.data_dir.join("endpoint-passphrase");
+        let endpoint_pass = match std::fs::read_to_string(&endpoint_pass) {
+            Ok(p) => p.trim().to_string(),
+            Err(_) => {
+                let p = new_token();
+                write_private(&endpoint_pass, p.as_bytes())?;
+                p
+            }
+        };
         let env = format!(
-            "KEYQUORUM_URL={}\nKEYQUORUM_TOKEN={}\nKEYQUORUM_CA_CERT={}\n",
+            "KEYQUORUM_URL={}\nKEYQUORUM_TOKEN={}\nKEYQUORUM_CA_CERT={}\n\
+             KEYQUORUM_ENDPOINT_DIR={}\nKEYQUORUM_ENDPOINT_PASSPHRASE={}\n",
             cluster.url(),
             cluster.admin_token,
-            cluster.ca_path().display()
+            cluster.ca_path().display(),
+            opts.data_dir.join("endpoints").display(),
+            endpoint_pass,
         );
         write_private(&opts.data_dir.join("client.env"), env.as_bytes())?;
         Ok(cluster)
