@@ -24,7 +24,7 @@ use rand_core::{OsRng, RngCore};
 use serde_json::json;
 
 /// A scratch directory removed on drop.
-struct TempDir(std::path::PathBuf);
+pub(crate) struct TempDir(pub(crate) std::path::PathBuf);
 
 impl Drop for TempDir {
     fn drop(&mut self) {
@@ -63,7 +63,7 @@ struct Row {
     coordinator_ms: Option<f64>,
 }
 
-fn percentile(sorted: &[Duration], p: f64) -> f64 {
+pub(crate) fn percentile(sorted: &[Duration], p: f64) -> f64 {
     let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
     sorted
         .get(i.min(sorted.len().saturating_sub(1)))

@@ -176,6 +176,25 @@ pub(crate) async fn run(command: Command, json: bool) -> Result<()> {
             )
             .await
         }
+        Command::Bench(crate::BenchCommand::Msg {
+            nodes,
+            concurrency,
+            coordinators,
+            seconds,
+            size,
+        }) => {
+            crate::bench_msg::bench_msg(
+                crate::bench_msg::MsgBenchOpts {
+                    nodes,
+                    concurrency,
+                    coordinators,
+                    seconds,
+                    size,
+                },
+                json,
+            )
+            .await
+        }
         Command::Cluster { remote, command } => {
             let c = client(&remote)?;
             let s = match command {

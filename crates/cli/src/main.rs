@@ -9,6 +9,7 @@
 //! Human output by default, `--json` on every command.
 
 mod bench;
+mod bench_msg;
 mod cluster;
 mod demo;
 mod msg;
@@ -269,6 +270,26 @@ enum ExportCommand {
 
 #[derive(Subcommand, Debug)]
 enum BenchCommand {
+    /// Per-message key derivation end to end on a local cluster: messages/s
+    /// and p50/p99 for each mode, coordinator count and concurrency, then
+    /// the receivers draining their mailboxes.
+    Msg {
+        /// Nodes of the local cluster.
+        #[arg(long, default_value_t = 3)]
+        nodes: u16,
+        /// Concurrent senders, comma-separated.
+        #[arg(long, value_delimiter = ',', default_value = "1,64")]
+        concurrency: Vec<usize>,
+        /// Coordinators per message, comma-separated.
+        #[arg(long, value_delimiter = ',', default_value = "1,2")]
+        coordinators: Vec<u16>,
+        /// Seconds per row.
+        #[arg(long, default_value_t = 5.0)]
+        seconds: f64,
+        /// Payload bytes.
+        #[arg(long, default_value_t = 1024)]
+        size: usize,
+    },
     /// Threshold signing over the HTTP API at several concurrencies
     /// (throughput, p50/p99), beside raw frost-ed25519 in one process.
     /// Without --url/--token it starts a local cluster in a temp dir.

@@ -31,7 +31,7 @@ use keyquorum_core::msgkey::protocol::{
     SignedConfirmation, SignedPrekey,
 };
 use keyquorum_core::msgkey::{Mode, MsgError};
-use keyquorum_store::vault::KdfParams;
+use keyquorum_store::vault::{KdfParams, Op};
 use keyquorum_store::{Passphrase, Table, Vault};
 use keyquorum_wire::msg::{
     ClaimedPrekey, CoordinatorBundle, CreateEndpointRequest, EndpointInfo, MailItem,
@@ -219,17 +219,22 @@ impl Endpoint {
     /// Make `n` fresh prekeys: the secrets go into the file, the signed
     /// public halves are returned for publishing.
     pub fn new_prekeys(&self, n: usize) -> Result<Vec<Prekey>, ClientError> {
-        let mut out = Vec::with_capacity(n);
-        for _ in 0..n {
-            let (secret, signed) = mk::new_prekey(&mut OsRng, &self.signing);
-            self.vault
-                .put(Table::Prekeys, &signed.public, secret.expose())?;
-            out.push(Prekey {
+        let made: Vec<(PrekeySecret, SignedPrekey)> = (0..n)
+            .map(|_| mk::new_prekey(&mut OsRng, &self.signing))
+            .collect();
+        // One sealed write for the batch.
+        let ops: Vec<Op<'_>> = made
+            .iter()
+            .map(|(secret, signed)| Op::Put(Table::Prekeys, &signed.public, secret.expose()))
+            .collect();
+        self.vault.apply(&ops)?;
+        Ok(made
+            .iter()
+            .map(|(_, signed)| Prekey {
                 public: Hex32(signed.public),
                 signature: Hex(signed.signature.to_vec()),
-            });
-        }
-        Ok(out)
+            })
+            .collect())
     }
 
     /// How many prekey secrets the file holds (published and unused).

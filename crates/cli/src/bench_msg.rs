@@ -1,0 +1,246 @@
+//! `keyquorum bench msg`: per-message key derivation end to end.
+//!
+//! Starts an in-process local cluster (temporary directory, fast KDF
+//! parameters), registers sending and receiving endpoints (sealed files in
+//! the same directory) with enough prekeys, then for each (mode,
+//! coordinators, concurrency) sends messages for a fixed time through every
+//! node: claim a prekey, build, coordinators confirm, mailbox commit, the
+//! sender checks each confirmation. Reports messages/s and p50/p99 as the
+//! sender sees them; then drains every mailbox (open, verify, ack) and
+//! reports the receivers' rate. The bare cryptography of one message in one
+//! process is `cargo run --release -p keyquorum-core --example msgkey_cost`.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Result};
+use keyquorum_client::msg::Endpoint;
+use keyquorum_client::Client;
+use keyquorum_core::msgkey::Mode;
+use keyquorum_node::dev::{DevOptions, LocalCluster};
+use keyquorum_store::vault::KdfParams;
+use keyquorum_store::Passphrase;
+use rand_core::{OsRng, RngCore};
+use serde_json::json;
+
+use crate::bench::{percentile, TempDir};
+
+/// What to measure.
+#[derive(Debug, Clone)]
+pub(crate) struct MsgBenchOpts {
+    pub nodes: u16,
+    pub concurrency: Vec<usize>,
+    pub coordinators: Vec<u16>,
+    pub seconds: f64,
+    pub size: usize,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+struct Row {
+    what: String,
+    concurrency: usize,
+    messages: usize,
+    errors: usize,
+    seconds: f64,
+    per_second: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+}
+
+fn print_row(r: &Row) {
+    println!(
+        "{:<44} c={:<3} {:>7.0} msg/s  p50 {:>7.2} ms  p99 {:>7.2} ms  ({} msgs, {} errors, {:.1} s)",
+        r.what, r.concurrency, r.per_second, r.p50_ms, r.p99_ms, r.messages, r.errors, r.seconds
+    );
+}
+
+/// Receivers: one per 4 concurrent senders at least, each with up to 1,000
+/// prekeys (the per-endpoint cap).
+const PREKEYS_PER_RECEIVER: usize = 1_000;
+
+pub(crate) async fn bench_msg(o: MsgBenchOpts, json_out: bool) -> Result<()> {
+    if o.concurrency.is_empty() || o.concurrency.contains(&0) {
+        bail!("--concurrency needs positive values");
+    }
+    let mut tag = [0u8; 8];
+    OsRng.fill_bytes(&mut tag);
+    let dir =
+        TempDir(std::env::temp_dir().join(format!("keyquorum-bench-msg-{}", hex::encode(tag))));
+    let mut pass = [0u8; 24];
+    OsRng.fill_bytes(&mut pass);
+    let cluster = LocalCluster::start(
+        DevOptions {
+            nodes: o.nodes,
+            threshold: 2.min(o.nodes),
+            data_dir: dir.0.clone(),
+            kdf: KdfParams::insecure_fast(),
+            nonce_pool: 0,
+        },
+        Passphrase::new(hex::encode(pass).into_bytes()),
+    )
+    .await?;
+    let http = keyquorum_client::http_client(cluster.ca_pem().as_bytes())?;
+    let clients: Vec<Client> = cluster
+        .infos()
+        .keys()
+        .map(|id| Client::with_http(http.clone(), &cluster.url_of(*id), &cluster.admin_token))
+        .collect();
+    let admin = clients
+        .first()
+        .cloned()
+        .ok_or_else(|| anyhow::anyhow!("no node"))?;
+    let d = admin.msg_deployment().await?;
+    let content = vec![0x5au8; o.size];
+    let mut rows = Vec::new();
+    let mut round = 0usize;
+    for mode in [Mode::VerifyInTheExponent, Mode::CoordinatorReconstructs] {
+        for &m in &o.coordinators {
+            for &c in &o.concurrency {
+                round += 1;
+                // Fresh endpoints per row: enough prekeys for the row.
+                let receivers = c.div_ceil(4).max(2);
+                let pw = Passphrase::new(b"bench".to_vec());
+                let mut eps = Vec::new();
+                for i in 0..receivers {
+                    let name = format!("r{round}-{i}");
+                    let e = Endpoint::create(
+                        &dir.0.join(format!("{name}.kqe")),
+                        &pw,
+                        KdfParams::insecure_fast(),
+                        &name,
+                    )?;
+                    e.register(&admin, 200).await?;
+                    for _ in 0..(PREKEYS_PER_RECEIVER / 200 - 1) {
+                        admin.publish_prekeys(&name, e.new_prekeys(200)?).await?;
+                    }
+                    eps.push(Arc::new(e));
+                }
+                let stop = Arc::new(AtomicBool::new(false));
+                let budget = Arc::new(AtomicUsize::new(receivers * PREKEYS_PER_RECEIVER));
+                let started = Instant::now();
+                let mut tasks = Vec::new();
+                for k in 0..c {
+                    let sender = eps[k % receivers].clone();
+                    let to = eps[(k + 1) % receivers].name().to_string();
+                    let via = clients[k % clients.len()].clone();
+                    let (stop, budget, d, content) =
+                        (stop.clone(), budget.clone(), d.clone(), content.clone());
+                    tasks.push(tokio::spawn(async move {
+                        let mut lat = Vec::new();
+                        let mut errors = 0usize;
+                        while !stop.load(Ordering::Relaxed)
+                            && budget.fetch_sub(1, Ordering::Relaxed) > receivers_slack()
+                        {
+                            let t0 = Instant::now();
+                            match sender.send(&via, &d, &to, &content, m, mode).await {
+                                Ok(_) => lat.push(t0.elapsed()),
+                                Err(e) => {
+                                    errors += 1;
+                                    tracing::debug!(error = %e, "send");
+                                }
+                            }
+                        }
+                        (lat, errors)
+                    }));
+                }
+                tokio::time::sleep(Duration::from_secs_f64(o.seconds)).await;
+                stop.store(true, Ordering::Relaxed);
+                let mut lat = Vec::new();
+                let mut errors = 0;
+                for t in tasks {
+                    let (l, e) = t.await?;
+                    lat.extend(l);
+                    errors += e;
+                }
+                let secs = started.elapsed().as_secs_f64();
+                lat.sort_unstable();
+                let row = Row {
+                    what: format!("send {mode:?} m={m}, {} nodes", o.nodes),
+                    concurrency: c,
+                    messages: lat.len(),
+                    errors,
+                    seconds: secs,
+                    per_second: lat.len() as f64 / secs,
+                    p50_ms: percentile(&lat, 0.5),
+                    p99_ms: percentile(&lat, 0.99),
+                };
+                if !json_out {
+                    print_row(&row);
+                }
+                rows.push(row);
+                // Drain: every receiver at once.
+                let t0 = Instant::now();
+                let drains: Vec<_> = eps
+                    .iter()
+                    .map(|e| {
+                        let (e, admin, d) = (e.clone(), admin.clone(), d.clone());
+                        tokio::spawn(async move {
+                            let mut opened = 0usize;
+                            let mut failed = 0usize;
+                            loop {
+                                let got = e.receive(&admin, &d).await?;
+                                if got.is_empty() {
+                                    break;
+                                }
+                                for r in got {
+                                    match r.content {
+                                        Ok(_) => opened += 1,
+                                        Err(e) => {
+                                            if failed == 0 {
+                                                eprintln!("receive refused a message: {e}");
+                                            }
+                                            failed += 1;
+                                        }
+                                    }
+                                }
+                            }
+                            anyhow::Ok((opened, failed))
+                        })
+                    })
+                    .collect();
+                let mut opened = 0;
+                let mut failed = 0;
+                for h in drains {
+                    let (a, b) = h.await??;
+                    opened += a;
+                    failed += b;
+                }
+                let secs = t0.elapsed().as_secs_f64();
+                let row = Row {
+                    what: format!("receive {mode:?} m={m}"),
+                    concurrency: receivers,
+                    messages: opened,
+                    errors: failed,
+                    seconds: secs,
+                    per_second: opened as f64 / secs,
+                    p50_ms: f64::NAN,
+                    p99_ms: f64::NAN,
+                };
+                if opened != rows.last().map_or(0, |r: &Row| r.messages) {
+                    bail!(
+                        "sent {} but opened {opened}",
+                        rows.last().map_or(0, |r| r.messages)
+                    );
+                }
+                if !json_out {
+                    print_row(&row);
+                }
+                rows.push(row);
+            }
+        }
+    }
+    cluster.shutdown().await;
+    if json_out {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&json!({ "rows": rows }))?
+        );
+    }
+    Ok(())
+}
+
+/// Stop a little before the prekeys run out (claims in flight).
+fn receivers_slack() -> usize {
+    64
+}
