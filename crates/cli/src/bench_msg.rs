@@ -121,9 +121,13 @@ pub(crate) async fn bench_msg(o: MsgBenchOpts, json_out: bool) -> Result<()> {
                 let started = Instant::now();
                 let mut tasks = Vec::new();
                 for k in 0..c {
-                    let sender = eps[k % receivers].clone();
-                    let to = eps[(k + 1) % receivers].name().to_string();
-                    let via = clients[k % clients.len()].clone();
+                    let (Some(sender), Some(to), Some(via)) = (
+                        eps.get(k % receivers).cloned(),
+                        eps.get((k + 1) % receivers).map(|e| e.name().to_string()),
+                        clients.get(k % clients.len()).cloned(),
+                    ) else {
+                        bail!("no endpoints or nodes to use");
+                    };
                     let (stop, budget, d, content) =
                         (stop.clone(), budget.clone(), d.clone(), content.clone());
                     tasks.push(tokio::spawn(async move {
