@@ -427,48 +427,57 @@ impl Endpoint {
         Ok(Zeroizing::new(result?))
     }
 
-    /// Take every waiting message: open each, remove all of them from the
-    /// mailbox, and top up the published prekeys.
+    /// Take every waiting message: open each, remove them from the
+    /// mailbox (page by page), and top up the published prekeys.
     pub async fn receive(
         &self,
         c: &Client,
         deployment: &MsgDeployment,
     ) -> Result<Vec<Received>, ClientError> {
-        let inbox = c.inbox(&self.name).await?;
         let mut senders: BTreeMap<String, Result<[u8; 32], String>> = BTreeMap::new();
-        let mut out = Vec::with_capacity(inbox.messages.len());
-        let mut done = Vec::new();
-        for item in &inbox.messages {
-            let known = match senders.get(&item.from) {
-                Some(k) => k.clone(),
-                None => {
-                    let who = c
-                        .endpoint(&item.from)
-                        .await
-                        .map(|e| e.record.identity.0)
-                        .map_err(|e| e.to_string());
-                    senders.insert(item.from.clone(), who.clone());
-                    who
-                }
-            };
-            let content = match known {
-                Ok(identity) => {
-                    done.push(item.id);
-                    self.open_item(deployment, &identity, item)
-                }
-                Err(e) => Err(ClientError::Config(format!(
-                    "sender {} cannot be looked up: {e}",
-                    item.from
-                ))),
-            };
-            out.push(Received {
-                id: item.id,
-                from: item.from.clone(),
-                content,
-            });
-        }
-        if !done.is_empty() {
-            c.ack(&self.name, done).await?;
+        let mut out = Vec::new();
+        loop {
+            let inbox = c.inbox(&self.name).await?;
+            let mut done = Vec::new();
+            for item in &inbox.messages {
+                let known = match senders.get(&item.from) {
+                    Some(k) => k.clone(),
+                    None => {
+                        let who = c
+                            .endpoint(&item.from)
+                            .await
+                            .map(|e| e.record.identity.0)
+                            .map_err(|e| e.to_string());
+                        senders.insert(item.from.clone(), who.clone());
+                        who
+                    }
+                };
+                // A sender that cannot be looked up now (a network error)
+                // is left in the mailbox for the next call; everything
+                // opened or refused is removed.
+                let content = match known {
+                    Ok(identity) => {
+                        done.push(item.id);
+                        self.open_item(deployment, &identity, item)
+                    }
+                    Err(e) => Err(ClientError::Config(format!(
+                        "sender {} cannot be looked up: {e}",
+                        item.from
+                    ))),
+                };
+                out.push(Received {
+                    id: item.id,
+                    from: item.from.clone(),
+                    content,
+                });
+            }
+            let progressed = !done.is_empty();
+            if progressed {
+                c.ack(&self.name, done).await?;
+            }
+            if !inbox.more || !progressed {
+                break;
+            }
         }
         self.replenish(c).await?;
         Ok(out)

@@ -1211,7 +1211,8 @@ async fn send_message(
     .await
 }
 
-/// The endpoint's waiting messages, oldest first (owner or admin).
+/// The endpoint's waiting messages, oldest first, at most 256 per call;
+/// `more` says whether to ack and call again (owner or admin).
 #[utoipa::path(get, path = "/v1/msg/endpoints/{name}/inbox", params(("name" = String, Path, description = "endpoint name")),
     security(("bearer" = [])),
     responses((status = 200, body = Inbox), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
@@ -1225,7 +1226,7 @@ async fn inbox(State(node): State<Node>, headers: HeaderMap, Path(name): Path<St
         Some(&name),
         move |c| async move {
             n.read_barrier().await?;
-            crate::msg::inbox(&n, &c.grant, &nm).map(|messages| Inbox { messages })
+            crate::msg::inbox(&n, &c.grant, &nm).map(|(messages, more)| Inbox { messages, more })
         },
     )
     .await

@@ -452,11 +452,23 @@ pub async fn send(
     })
 }
 
-/// Waiting messages (owner or admin).
-pub fn inbox(node: &Node, grant: &TokenGrant, name: &str) -> Result<Vec<MailItem>, NodeError> {
+/// Most messages returned by one inbox call.
+pub const INBOX_PAGE: usize = 256;
+
+/// The oldest waiting messages, one page, and whether more wait (owner or
+/// admin).
+pub fn inbox(
+    node: &Node,
+    grant: &TokenGrant,
+    name: &str,
+) -> Result<(Vec<MailItem>, bool), NodeError> {
     let record = live(node, name)?;
     owns(grant, &record)?;
-    Ok(node.registry(|r| r.msg.mail.get(name).cloned().unwrap_or_default()))
+    Ok(node.registry(|r| {
+        let all = r.msg.mail.get(name).map_or(&[][..], Vec::as_slice);
+        let page = all.iter().take(INBOX_PAGE).cloned().collect();
+        (page, all.len() > INBOX_PAGE)
+    }))
 }
 
 /// Remove opened messages (owner or admin).

@@ -142,14 +142,14 @@ async fn a_thousand_messages_in_both_modes_with_one_and_two_coordinators_open_at
 async fn with_two_coordinators_a_coordinator_killed_mid_flight_does_not_lose_a_message() {
     let (dir, mut c) = cluster(3, 2, 0).await;
     let via = Client::new(&c.url_of(1), &c.admin_token, c.ca_pem().as_bytes()).unwrap();
-    let eps = endpoints(dir.path(), &via, 100).await;
+    let eps = endpoints(dir.path(), &via, 320).await;
     let d = via.msg_deployment().await.unwrap();
     let (alice, bob) = (eps[0].clone(), eps[1].clone());
 
     let sending = {
         let (via, d) = (via.clone(), d.clone());
         tokio::spawn(async move {
-            let jobs = (0..60).map(|i| {
+            let jobs = (0..300).map(|i| {
                 let (via, d, alice) = (via.clone(), d.clone(), alice.clone());
                 async move {
                     let r = alice
@@ -167,21 +167,21 @@ async fn with_two_coordinators_a_coordinator_killed_mid_flight_does_not_lose_a_m
                 }
             });
             futures::stream::iter(jobs)
-                .buffer_unordered(4)
+                .buffer_unordered(8)
                 .collect::<Vec<_>>()
                 .await
         })
     };
     // Kill node 3 once a few messages are through (polled, not slept).
     loop {
-        if via.endpoint("bob").await.unwrap().mailbox >= 8 {
+        if via.endpoint("bob").await.unwrap().mailbox >= 40 {
             break;
         }
         tokio::task::yield_now().await;
     }
     c.stop_node(3).await;
     let results = sending.await.unwrap();
-    assert_eq!(results.len(), 60);
+    assert_eq!(results.len(), 300);
     let degraded = results
         .iter()
         .filter(|(_, r)| r.unreachable == vec![3])
@@ -194,14 +194,19 @@ async fn with_two_coordinators_a_coordinator_killed_mid_flight_does_not_lose_a_m
         assert!(!r.confirmations.is_empty());
         assert!(r.confirmations.iter().all(|k| k.node != 3) || r.unreachable.is_empty());
     }
+    // 300 waiting: the inbox comes in pages, and receive takes them all.
+    let first = via.inbox("bob").await.unwrap();
+    assert_eq!(first.messages.len(), 256);
+    assert!(first.more);
     let got = bob.receive(&via, &d).await.unwrap();
-    assert_eq!(got.len(), 60);
+    assert_eq!(got.len(), 300);
+    assert_eq!(via.endpoint("bob").await.unwrap().mailbox, 0);
     let mut contents: Vec<String> = got
         .iter()
         .map(|r| String::from_utf8(r.content.as_ref().unwrap().to_vec()).unwrap())
         .collect();
     contents.sort();
-    let mut expected: Vec<String> = (0..60).map(|i| format!("m{i}")).collect();
+    let mut expected: Vec<String> = (0..300).map(|i| format!("m{i}")).collect();
     expected.sort();
     assert_eq!(contents, expected);
     c.shutdown().await;

@@ -203,8 +203,10 @@ pub struct MailItem {
 /// `GET /v1/msg/endpoints/{name}/inbox`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Inbox {
-    /// Waiting messages, oldest first.
+    /// Waiting messages, oldest first (at most one page).
     pub messages: Vec<MailItem>,
+    /// More are waiting after this page (ack these, then ask again).
+    pub more: bool,
 }
 
 /// `POST /v1/msg/endpoints/{name}/inbox/ack`: remove opened messages.
