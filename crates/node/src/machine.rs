@@ -57,8 +57,11 @@ pub struct MsgState {
     pub endpoints: BTreeMap<String, EndpointRecord>,
     /// Published, unclaimed prekeys by endpoint, oldest first.
     pub prekeys: BTreeMap<String, VecDeque<Prekey>>,
-    /// Claimed, unused prekeys: public key → (receiver, sender).
-    pub claimed: BTreeMap<Hex32, (String, String)>,
+    /// Claimed, unused prekeys by public key.
+    pub claimed: BTreeMap<Hex32, Claim>,
+    /// The same, ordered by claim time, for lapsing.
+    #[serde(default)]
+    pub claims_by_time: BTreeSet<(u64, Hex32)>,
     /// Waiting messages by receiver, oldest first.
     pub mail: BTreeMap<String, Vec<MailItem>>,
     /// Identifiers accepted within the window: id → header time.
@@ -67,6 +70,17 @@ pub struct MsgState {
     pub seen_by_time: BTreeSet<(u64, Hex32)>,
     /// Newest header time accepted.
     pub newest_ms: u64,
+}
+
+/// A sender's reservation of a receiver's prekey.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Claim {
+    /// Receiving endpoint.
+    pub to: String,
+    /// Sending endpoint.
+    pub by: String,
+    /// When it was claimed (ms).
+    pub at_ms: u64,
 }
 
 impl MsgState {
@@ -86,6 +100,29 @@ impl MsgState {
     pub fn oldest_acceptable(&self) -> u64 {
         self.newest_ms
             .saturating_sub(self.window_ms.saturating_mul(2))
+    }
+
+    /// Move the clock of the log forward to `time_ms` and forget what has
+    /// fallen out of the window: identifiers in the seen-set, and claims
+    /// never used (a message sealed to a lapsed claim is older than the
+    /// window and refused anyway).
+    fn advance(&mut self, time_ms: u64) {
+        self.newest_ms = self.newest_ms.max(time_ms);
+        let oldest = self.oldest_acceptable();
+        while let Some(&(t, id)) = self.seen_by_time.first() {
+            if t >= oldest {
+                break;
+            }
+            self.seen_by_time.pop_first();
+            self.seen.remove(&id);
+        }
+        while let Some(&(t, p)) = self.claims_by_time.first() {
+            if t >= oldest {
+                break;
+            }
+            self.claims_by_time.pop_first();
+            self.claimed.remove(&p);
+        }
     }
 
     fn check_prekey(record: &EndpointRecord, p: &Prekey) -> Result<(), String> {
@@ -128,7 +165,9 @@ impl MsgState {
                     r.revoked = true;
                     self.prekeys.remove(name);
                     self.mail.remove(name);
-                    self.claimed.retain(|_, (to, by)| to != name && by != name);
+                    self.claimed.retain(|_, c| c.to != *name && c.by != *name);
+                    let claimed = &self.claimed;
+                    self.claims_by_time.retain(|(_, p)| claimed.contains_key(p));
                     CommandResponse::Ok
                 }
             },
@@ -168,14 +207,23 @@ impl MsgState {
                     .extend(prekeys.iter().cloned());
                 CommandResponse::Ok
             }
-            Command::ClaimPrekey { name, by } => {
+            Command::ClaimPrekey { name, by, time_ms } => {
                 if let Err(e) = self.live(name).and(self.live(by)) {
                     return rejected(e);
                 }
                 match self.prekeys.get_mut(name).and_then(VecDeque::pop_front) {
                     None => rejected(format!("{name} has no prekeys left")),
                     Some(p) => {
-                        self.claimed.insert(p.public, (name.clone(), by.clone()));
+                        self.claimed.insert(
+                            p.public,
+                            Claim {
+                                to: name.clone(),
+                                by: by.clone(),
+                                at_ms: *time_ms,
+                            },
+                        );
+                        self.claims_by_time.insert((*time_ms, p.public));
+                        self.advance(*time_ms);
                         CommandResponse::Claimed { prekey: p }
                     }
                 }
@@ -191,7 +239,7 @@ impl MsgState {
                     return rejected("message is older than the acceptance window");
                 }
                 match self.claimed.get(prekey) {
-                    Some((to, by)) if *to == item.to && *by == item.from => {}
+                    Some(c) if c.to == item.to && c.by == item.from => {}
                     _ => {
                         return rejected(format!(
                             "prekey {prekey} is not claimed by {} for {}, or already used",
@@ -204,18 +252,12 @@ impl MsgState {
                     return rejected(format!("mailbox of {} is full", item.to));
                 }
                 mailbox.push(item.clone());
-                self.claimed.remove(prekey);
+                if let Some(c) = self.claimed.remove(prekey) {
+                    self.claims_by_time.remove(&(c.at_ms, *prekey));
+                }
                 self.seen.insert(item.id, item.time_ms);
                 self.seen_by_time.insert((item.time_ms, item.id));
-                self.newest_ms = self.newest_ms.max(item.time_ms);
-                let oldest = self.oldest_acceptable();
-                while let Some(&(t, id)) = self.seen_by_time.first() {
-                    if t >= oldest {
-                        break;
-                    }
-                    self.seen_by_time.pop_first();
-                    self.seen.remove(&id);
-                }
+                self.advance(item.time_ms);
                 CommandResponse::Ok
             }
             Command::Ack { name, ids } => {
@@ -534,5 +576,216 @@ mod tests {
             CommandResponse::Ok
         );
         assert_eq!(r.keys["k"].epoch, 2);
+    }
+
+    fn endpoint(name: &str, key: &ed25519_dalek::SigningKey) -> Command {
+        Command::PutEndpoint {
+            record: EndpointRecord {
+                name: name.into(),
+                identity: Hex32(key.verifying_key().to_bytes()),
+                owner: "t".into(),
+                revoked: false,
+                created_ms: 0,
+            },
+        }
+    }
+
+    fn prekeys(key: &ed25519_dalek::SigningKey, n: usize) -> Vec<Prekey> {
+        (0..n)
+            .map(|_| {
+                let (_, p) =
+                    keyquorum_core::msgkey::protocol::new_prekey(&mut rand_core::OsRng, key);
+                Prekey {
+                    public: Hex32(p.public),
+                    signature: keyquorum_wire::Hex(p.signature.to_vec()),
+                }
+            })
+            .collect()
+    }
+
+    fn item(id: u8, time_ms: u64) -> MailItem {
+        let b = keyquorum_wire::msg::SealedBox {
+            enc: Default::default(),
+            ciphertext: Default::default(),
+        };
+        MailItem {
+            id: Hex32([id; 32]),
+            from: "a".into(),
+            to: "b".into(),
+            header: Default::default(),
+            signature: Default::default(),
+            payload: Default::default(),
+            for_receiver: b,
+            confirmations: Vec::new(),
+            time_ms,
+        }
+    }
+
+    fn claim(r: &mut Registry, time_ms: u64) -> Hex32 {
+        match r.apply(
+            0,
+            &Command::ClaimPrekey {
+                name: "b".into(),
+                by: "a".into(),
+                time_ms,
+            },
+        ) {
+            CommandResponse::Claimed { prekey } => prekey.public,
+            other => panic!("claim: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn prekeys_are_claimed_once_spent_once_and_lapse_with_the_window() {
+        let ka = ed25519_dalek::SigningKey::from_bytes(&[1u8; 32]);
+        let kb = ed25519_dalek::SigningKey::from_bytes(&[2u8; 32]);
+        let mut r = Registry::default();
+        let w = 1_000;
+        let ok = CommandResponse::Ok;
+        assert_eq!(
+            r.apply(
+                0,
+                &Command::InitMsg {
+                    salt: Hex32([9; 32]),
+                    window_ms: w
+                }
+            ),
+            ok
+        );
+        assert_eq!(r.apply(0, &endpoint("a", &ka)), ok);
+        assert_eq!(r.apply(0, &endpoint("b", &kb)), ok);
+        let is_rejected = |c: CommandResponse| matches!(c, CommandResponse::Rejected { .. });
+        // A prekey signed by another identity is refused.
+        assert!(is_rejected(r.apply(
+            0,
+            &Command::AddPrekeys {
+                name: "b".into(),
+                prekeys: prekeys(&ka, 1)
+            }
+        )));
+        let published = prekeys(&kb, 3);
+        assert_eq!(
+            r.apply(
+                0,
+                &Command::AddPrekeys {
+                    name: "b".into(),
+                    prekeys: published.clone()
+                }
+            ),
+            ok
+        );
+        // Republishing one is refused.
+        assert!(is_rejected(r.apply(
+            0,
+            &Command::AddPrekeys {
+                name: "b".into(),
+                prekeys: published[..1].to_vec()
+            }
+        )));
+
+        // Claimed oldest first, each once.
+        let p1 = claim(&mut r, 10_000);
+        let p2 = claim(&mut r, 10_000);
+        assert_eq!((p1, p2), (published[0].public, published[1].public));
+        assert_eq!(
+            r.apply(
+                0,
+                &Command::Deliver {
+                    item: item(1, 10_000),
+                    prekey: p1
+                }
+            ),
+            ok
+        );
+        // Replay, and a used prekey, are refused and change nothing.
+        let before = r.msg.mail["b"].len();
+        assert!(is_rejected(r.apply(
+            0,
+            &Command::Deliver {
+                item: item(1, 10_000),
+                prekey: p2
+            }
+        )));
+        assert!(is_rejected(r.apply(
+            0,
+            &Command::Deliver {
+                item: item(2, 10_000),
+                prekey: p1
+            }
+        )));
+        assert_eq!(r.msg.mail["b"].len(), before);
+        assert!(r.msg.claimed.contains_key(&p2));
+
+        // Time moves past 2 windows: the unused claim p2 lapses, the seen
+        // identifier is forgotten, and an old message is refused as such.
+        let p3 = claim(&mut r, 10_000 + 2 * w + 1);
+        assert!(!r.msg.claimed.contains_key(&p2), "unused claim lapsed");
+        assert!(r.msg.claims_by_time.iter().all(|(_, p)| *p == p3));
+        assert!(!r.msg.seen.contains_key(&Hex32([1; 32])));
+        match r.apply(
+            0,
+            &Command::Deliver {
+                item: item(1, 10_000),
+                prekey: p3,
+            },
+        ) {
+            CommandResponse::Rejected { reason } => assert!(reason.contains("older"), "{reason}"),
+            other => panic!("{other:?}"),
+        }
+        assert!(is_rejected(r.apply(
+            0,
+            &Command::Deliver {
+                item: item(3, 12_001),
+                prekey: p2
+            }
+        )));
+        assert_eq!(
+            r.apply(
+                0,
+                &Command::Deliver {
+                    item: item(3, 12_001),
+                    prekey: p3
+                }
+            ),
+            ok
+        );
+
+        // Acks remove; revocation drops the mailbox and every claim.
+        assert_eq!(
+            r.apply(
+                0,
+                &Command::Ack {
+                    name: "b".into(),
+                    ids: vec![Hex32([1; 32])]
+                }
+            ),
+            CommandResponse::Removed { count: 1 }
+        );
+        assert_eq!(r.msg.mail["b"].len(), 1);
+        assert_eq!(
+            r.apply(
+                0,
+                &Command::AddPrekeys {
+                    name: "b".into(),
+                    prekeys: prekeys(&kb, 1)
+                }
+            ),
+            ok
+        );
+        claim(&mut r, 12_001);
+        assert_eq!(
+            r.apply(0, &Command::RevokeEndpoint { name: "b".into() }),
+            ok
+        );
+        assert!(r.msg.claimed.is_empty() && r.msg.claims_by_time.is_empty());
+        assert!(!r.msg.mail.contains_key("b"));
+        assert!(is_rejected(r.apply(
+            0,
+            &Command::ClaimPrekey {
+                name: "b".into(),
+                by: "a".into(),
+                time_ms: 12_001
+            }
+        )));
     }
 }

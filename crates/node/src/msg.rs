@@ -272,6 +272,7 @@ pub async fn claim(
         .commit(Command::ClaimPrekey {
             name: name.to_string(),
             by: by.to_string(),
+            time_ms: now_ms(),
         })
         .await?
     {

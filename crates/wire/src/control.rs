@@ -212,6 +212,10 @@ pub enum Command {
         name: String,
         /// Sending endpoint (the only one that may use the prekey).
         by: String,
+        /// When (the proposing node's clock, ms): an unused claim lapses
+        /// once it is older than the acceptance window allows.
+        #[serde(default)]
+        time_ms: u64,
     },
     /// Accept a confirmed message into its receiver's mailbox: refuses a
     /// replayed identifier and a prekey not claimed by this sender (or
