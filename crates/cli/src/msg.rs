@@ -92,7 +92,7 @@ pub(crate) enum MsgCommand {
         /// Receiving endpoint (its file must be here).
         #[arg(long = "as")]
         name: String,
-        /// Also write each message to DIR/<id> (mode 0600).
+        /// Also write each message to `DIR/ID` (ID: its identifier; mode 0600).
         #[arg(long)]
         out_dir: Option<PathBuf>,
     },
