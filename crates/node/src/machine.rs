@@ -72,6 +72,17 @@ pub struct MsgState {
     pub newest_ms: u64,
 }
 
+/// Why an endpoint cannot send or receive.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Unusable {
+    /// Never registered.
+    #[error("unknown endpoint {0}")]
+    Unknown(String),
+    /// Revoked.
+    #[error("endpoint {0} is revoked")]
+    Revoked(String),
+}
+
 /// A sender's reservation of a receiver's prekey.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Claim {
@@ -85,10 +96,10 @@ pub struct Claim {
 
 impl MsgState {
     /// The live (registered, not revoked) endpoint `name`.
-    pub fn live(&self, name: &str) -> Result<&EndpointRecord, String> {
+    pub fn live(&self, name: &str) -> Result<&EndpointRecord, Unusable> {
         match self.endpoints.get(name) {
-            None => Err(format!("unknown endpoint {name}")),
-            Some(r) if r.revoked => Err(format!("endpoint {name} is revoked")),
+            None => Err(Unusable::Unknown(name.to_string())),
+            Some(r) if r.revoked => Err(Unusable::Revoked(name.to_string())),
             Some(r) => Ok(r),
         }
     }
@@ -125,7 +136,9 @@ impl MsgState {
         }
     }
 
-    fn check_prekey(record: &EndpointRecord, p: &Prekey) -> Result<(), String> {
+    /// Is `p` a prekey signed by `record`'s identity? (Checked by the node
+    /// that takes the request, and again on apply.)
+    pub fn check_prekey(record: &EndpointRecord, p: &Prekey) -> Result<(), String> {
         let signature: [u8; 64] = p
             .signature
             .0
@@ -137,7 +150,12 @@ impl MsgState {
             signature,
         }
         .verify(&record.identity.0)
-        .map_err(|_| format!("prekey {} is not signed by {}", p.public, record.name))
+        .map_err(|_| {
+            format!(
+                "prekey {} is not signed by endpoint {}",
+                p.public, record.name
+            )
+        })
     }
 
     fn apply(&mut self, command: &Command) -> CommandResponse {
@@ -174,7 +192,7 @@ impl MsgState {
             Command::AddPrekeys { name, prekeys } => {
                 let record = match self.live(name) {
                     Ok(r) => r,
-                    Err(e) => return rejected(e),
+                    Err(e) => return rejected(e.to_string()),
                 };
                 if prekeys.is_empty() || prekeys.len() > MAX_PREKEYS_PER_CALL {
                     return rejected(format!(
@@ -209,7 +227,7 @@ impl MsgState {
             }
             Command::ClaimPrekey { name, by, time_ms } => {
                 if let Err(e) = self.live(name).and(self.live(by)) {
-                    return rejected(e);
+                    return rejected(e.to_string());
                 }
                 match self.prekeys.get_mut(name).and_then(VecDeque::pop_front) {
                     None => rejected(format!("{name} has no prekeys left")),
@@ -230,7 +248,7 @@ impl MsgState {
             }
             Command::Deliver { item, prekey } => {
                 if let Err(e) = self.live(&item.to).and(self.live(&item.from)) {
-                    return rejected(e);
+                    return rejected(e.to_string());
                 }
                 if self.seen.contains_key(&item.id) {
                     return rejected(format!("message {} was already accepted (replay)", item.id));

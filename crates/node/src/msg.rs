@@ -35,6 +35,7 @@ use keyquorum_wire::{Hex, Hex32, NodeId};
 
 use crate::driver::check_key_name;
 use crate::error::NodeError;
+use crate::machine::{MsgState, Unusable};
 use crate::node::Node;
 use crate::peer::now_ms;
 
@@ -83,16 +84,11 @@ fn owns(grant: &TokenGrant, record: &EndpointRecord) -> Result<(), NodeError> {
 }
 
 fn live(node: &Node, name: &str) -> Result<EndpointRecord, NodeError> {
-    node.registry(|r| {
-        r.msg.endpoints.get(name).cloned().map(|e| {
-            if e.revoked {
-                Err(NodeError::Conflict(format!("endpoint {name} is revoked")))
-            } else {
-                Ok(e)
-            }
+    node.registry(|r| r.msg.live(name).cloned())
+        .map_err(|e| match e {
+            Unusable::Unknown(_) => NodeError::NotFound(e.to_string()),
+            Unusable::Revoked(_) => NodeError::Conflict(e.to_string()),
         })
-    })
-    .unwrap_or_else(|| Err(NodeError::NotFound(format!("unknown endpoint {name}"))))
 }
 
 /// The deployment as this node's replica knows it (`None` before the salt
@@ -153,20 +149,9 @@ pub fn protocol_parts(d: &MsgDeployment) -> (mk::Deployment, Vec<mk::Node>) {
 }
 
 fn check_prekeys(record: &EndpointRecord, prekeys: &[Prekey]) -> Result<(), NodeError> {
-    for p in prekeys {
-        mk::SignedPrekey {
-            public: p.public.0,
-            signature: sig64(&p.signature, "prekey signature")?,
-        }
-        .verify(&record.identity.0)
-        .map_err(|_| {
-            NodeError::BadRequest(format!(
-                "prekey {} is not signed by endpoint {}",
-                p.public, record.name
-            ))
-        })?;
-    }
-    Ok(())
+    prekeys
+        .iter()
+        .try_for_each(|p| MsgState::check_prekey(record, p).map_err(NodeError::BadRequest))
 }
 
 fn info(node: &Node, record: EndpointRecord) -> EndpointInfo {
