@@ -94,6 +94,18 @@ pub struct Claim {
     pub at_ms: u64,
 }
 
+/// Remove from `map` (and its time index `by_time`) every entry older
+/// than `oldest`.
+fn lapse<V>(by_time: &mut BTreeSet<(u64, Hex32)>, map: &mut BTreeMap<Hex32, V>, oldest: u64) {
+    while let Some(&(t, key)) = by_time.first() {
+        if t >= oldest {
+            break;
+        }
+        by_time.pop_first();
+        map.remove(&key);
+    }
+}
+
 impl MsgState {
     /// The live (registered, not revoked) endpoint `name`.
     pub fn live(&self, name: &str) -> Result<&EndpointRecord, Unusable> {
@@ -120,20 +132,8 @@ impl MsgState {
     fn advance(&mut self, time_ms: u64) {
         self.newest_ms = self.newest_ms.max(time_ms);
         let oldest = self.oldest_acceptable();
-        while let Some(&(t, id)) = self.seen_by_time.first() {
-            if t >= oldest {
-                break;
-            }
-            self.seen_by_time.pop_first();
-            self.seen.remove(&id);
-        }
-        while let Some(&(t, p)) = self.claims_by_time.first() {
-            if t >= oldest {
-                break;
-            }
-            self.claims_by_time.pop_first();
-            self.claimed.remove(&p);
-        }
+        lapse(&mut self.seen_by_time, &mut self.seen, oldest);
+        lapse(&mut self.claims_by_time, &mut self.claimed, oldest);
     }
 
     /// Is `p` a prekey signed by `record`'s identity? (Checked by the node
