@@ -22,7 +22,7 @@
 //! # Ok(()) }
 //! ```
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use ed25519_dalek::SigningKey;
@@ -436,10 +436,16 @@ impl Endpoint {
     ) -> Result<Vec<Received>, ClientError> {
         let mut senders: BTreeMap<String, Result<[u8; 32], String>> = BTreeMap::new();
         let mut out = Vec::new();
+        // Items left in the mailbox (sender not found) come back at the
+        // head of the next page: reported once.
+        let mut left = BTreeSet::new();
         loop {
             let inbox = c.inbox(&self.name).await?;
             let mut done = Vec::new();
             for item in &inbox.messages {
+                if left.contains(&item.id) {
+                    continue;
+                }
                 let known = match senders.get(&item.from) {
                     Some(k) => k.clone(),
                     None => {
@@ -460,10 +466,13 @@ impl Endpoint {
                         done.push(item.id);
                         self.open_item(deployment, &identity, item)
                     }
-                    Err(e) => Err(ClientError::Config(format!(
-                        "sender {} cannot be looked up: {e}",
-                        item.from
-                    ))),
+                    Err(e) => {
+                        left.insert(item.id);
+                        Err(ClientError::Config(format!(
+                            "sender {} cannot be looked up: {e}",
+                            item.from
+                        )))
+                    }
                 };
                 out.push(Received {
                     id: item.id,
