@@ -524,7 +524,7 @@ fn hex32(s: &str, what: &str) -> Result<Hex32> {
 }
 
 /// Create `path` with mode 0600 and write `data`; refuses to overwrite.
-fn write_secret_file(path: &Path, data: &[u8]) -> Result<()> {
+pub(crate) fn write_secret_file(path: &Path, data: &[u8]) -> Result<()> {
     use std::io::Write;
     let mut o = std::fs::OpenOptions::new();
     o.write(true).create_new(true);

@@ -2,7 +2,7 @@
 //! identity, one-time prekey secrets) live in `DIR/NAME.kqe`, a file sealed
 //! like the node vault under `KEYQUORUM_ENDPOINT_PASSPHRASE`.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 use clap::{Subcommand, ValueEnum};
@@ -14,7 +14,7 @@ use keyquorum_store::Passphrase;
 use keyquorum_wire::msg::EndpointInfo;
 use serde_json::json;
 
-use crate::cluster::print_json;
+use crate::cluster::{print_json, write_secret_file};
 
 /// Where endpoint files are and how they are unlocked.
 #[derive(clap::Args, Debug, Clone)]
@@ -157,20 +157,6 @@ fn print_endpoint(e: &EndpointInfo, json: bool) -> Result<()> {
     Ok(())
 }
 
-fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
-    use std::io::Write;
-    let mut o = std::fs::OpenOptions::new();
-    o.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        o.mode(0o600);
-    }
-    o.open(path)
-        .and_then(|mut f| f.write_all(bytes))
-        .with_context(|| format!("writing {}", path.display()))
-}
-
 pub(crate) async fn run(
     c: &Client,
     files: &EndpointFiles,
@@ -262,7 +248,7 @@ pub(crate) async fn run(
                 match &r.content {
                     Ok(content) => {
                         if let Some(dir) = &out_dir {
-                            write_private(&dir.join(r.id.to_string()), content)?;
+                            write_secret_file(&dir.join(r.id.to_string()), content)?;
                         }
                         let text = std::str::from_utf8(content).ok();
                         if json {
