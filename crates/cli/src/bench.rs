@@ -32,6 +32,33 @@ impl Drop for TempDir {
     }
 }
 
+/// A throw-away local cluster in a fresh temporary directory `<prefix>-…`
+/// (fast KDF parameters: the data is deleted with the directory).
+pub(crate) async fn local_cluster(
+    prefix: &str,
+    nodes: u16,
+    threshold: u16,
+    pool: usize,
+) -> Result<(TempDir, LocalCluster)> {
+    let mut tag = [0u8; 8];
+    OsRng.fill_bytes(&mut tag);
+    let dir = TempDir(std::env::temp_dir().join(format!("{prefix}-{}", hex::encode(tag))));
+    let mut pass = [0u8; 24];
+    OsRng.fill_bytes(&mut pass);
+    let c = LocalCluster::start(
+        DevOptions {
+            nodes,
+            threshold,
+            data_dir: dir.0.clone(),
+            kdf: KdfParams::insecure_fast(),
+            nonce_pool: pool,
+        },
+        Passphrase::new(hex::encode(pass).into_bytes()),
+    )
+    .await?;
+    Ok((dir, c))
+}
+
 /// What to measure.
 #[derive(Debug, Clone)]
 pub(crate) struct BenchOpts {
@@ -229,7 +256,8 @@ pub(crate) async fn bench_sign(o: BenchOpts, json_out: bool) -> Result<()> {
         bail!("--concurrency needs positive values");
     }
     // The cluster: a running one, or an in-process one in a temp dir.
-    let dir;
+    // Kept until the end: the local cluster's directory goes with it.
+    let _dir;
     let mut local = None;
     let (urls, token, ca) = match (&o.url, &o.token) {
         (Some(u), Some(t)) => {
@@ -238,23 +266,8 @@ pub(crate) async fn bench_sign(o: BenchOpts, json_out: bool) -> Result<()> {
             (vec![u.clone()], t.clone(), ca)
         }
         (None, None) => {
-            let mut tag = [0u8; 8];
-            OsRng.fill_bytes(&mut tag);
-            dir =
-                TempDir(std::env::temp_dir().join(format!("keyquorum-bench-{}", hex::encode(tag))));
-            let mut pass = [0u8; 24];
-            OsRng.fill_bytes(&mut pass);
-            let c = LocalCluster::start(
-                DevOptions {
-                    nodes: o.nodes,
-                    threshold: o.threshold,
-                    data_dir: dir.0.clone(),
-                    kdf: KdfParams::insecure_fast(),
-                    nonce_pool: o.pool,
-                },
-                Passphrase::new(hex::encode(pass).into_bytes()),
-            )
-            .await?;
+            let (d, c) = local_cluster("keyquorum-bench", o.nodes, o.threshold, o.pool).await?;
+            _dir = d;
             let urls = c.infos().keys().map(|id| c.url_of(*id)).collect();
             let token = c.admin_token.clone();
             let ca = c.ca_pem().into_bytes();

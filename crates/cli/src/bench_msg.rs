@@ -18,13 +18,11 @@ use anyhow::{bail, Result};
 use keyquorum_client::msg::Endpoint;
 use keyquorum_client::Client;
 use keyquorum_core::msgkey::Mode;
-use keyquorum_node::dev::{DevOptions, LocalCluster};
 use keyquorum_store::vault::KdfParams;
 use keyquorum_store::Passphrase;
-use rand_core::{OsRng, RngCore};
 use serde_json::json;
 
-use crate::bench::{percentile, TempDir};
+use crate::bench::{local_cluster, percentile};
 
 /// What to measure.
 #[derive(Debug, Clone)]
@@ -58,28 +56,15 @@ fn print_row(r: &Row) {
 /// Receivers: one per 4 concurrent senders at least, each with up to 1,000
 /// prekeys (the per-endpoint cap).
 const PREKEYS_PER_RECEIVER: usize = 1_000;
+/// Senders stop this many messages before the prekeys run out (claims in
+/// flight).
+const PREKEY_SLACK: usize = 64;
 
 pub(crate) async fn bench_msg(o: MsgBenchOpts, json_out: bool) -> Result<()> {
     if o.concurrency.is_empty() || o.concurrency.contains(&0) {
         bail!("--concurrency needs positive values");
     }
-    let mut tag = [0u8; 8];
-    OsRng.fill_bytes(&mut tag);
-    let dir =
-        TempDir(std::env::temp_dir().join(format!("keyquorum-bench-msg-{}", hex::encode(tag))));
-    let mut pass = [0u8; 24];
-    OsRng.fill_bytes(&mut pass);
-    let cluster = LocalCluster::start(
-        DevOptions {
-            nodes: o.nodes,
-            threshold: 2.min(o.nodes),
-            data_dir: dir.0.clone(),
-            kdf: KdfParams::insecure_fast(),
-            nonce_pool: 0,
-        },
-        Passphrase::new(hex::encode(pass).into_bytes()),
-    )
-    .await?;
+    let (dir, cluster) = local_cluster("keyquorum-bench-msg", o.nodes, 2.min(o.nodes), 0).await?;
     let http = keyquorum_client::http_client(cluster.ca_pem().as_bytes())?;
     let clients: Vec<Client> = cluster
         .infos()
@@ -134,7 +119,7 @@ pub(crate) async fn bench_msg(o: MsgBenchOpts, json_out: bool) -> Result<()> {
                         let mut lat = Vec::new();
                         let mut errors = 0usize;
                         while !stop.load(Ordering::Relaxed)
-                            && budget.fetch_sub(1, Ordering::Relaxed) > receivers_slack()
+                            && budget.fetch_sub(1, Ordering::Relaxed) > PREKEY_SLACK
                         {
                             let t0 = Instant::now();
                             match sender.send(&via, &d, &to, &content, m, mode).await {
@@ -242,9 +227,4 @@ pub(crate) async fn bench_msg(o: MsgBenchOpts, json_out: bool) -> Result<()> {
         );
     }
     Ok(())
-}
-
-/// Stop a little before the prekeys run out (claims in flight).
-fn receivers_slack() -> usize {
-    64
 }
