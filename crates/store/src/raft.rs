@@ -1,14 +1,18 @@
 //! openraft storage (the v2 split interface) on one redb file.
 //!
 //! - [`LogStore`]: log entries keyed by index, the vote, the committed log
-//!   id and the last purged log id. Every write is a redb transaction with
-//!   immediate durability, so the `LogFlushed` callback is called only once
-//!   the entries are on disk (Raft's persistence requirement before acking an
-//!   append).
+//!   id and the last purged log id. Every write of the log and the vote is a
+//!   redb transaction with immediate durability, so the `LogFlushed`
+//!   callback is called only once the entries are on disk (Raft's
+//!   persistence requirement before acking an append); the commit runs on a
+//!   blocking thread. The committed log id is a hint written without its own
+//!   fsync (it reaches the disk with the next append).
 //! - [`StateMachineStore`]: the application [`Machine`] in memory; snapshots
 //!   are serialized into the same file. Because the committed log id is
 //!   persisted too, openraft re-applies the committed entries after the last
-//!   snapshot on restart, so the in-memory machine is rebuilt exactly.
+//!   snapshot on restart, so the in-memory machine is rebuilt exactly (up to
+//!   that id; entries committed after it are applied once the leader's
+//!   commit index arrives).
 //!
 //! Entries and snapshots are JSON: the control plane carries small public
 //! records, and JSON keeps the file readable with ordinary tools.
@@ -234,7 +238,19 @@ where
         &mut self,
         committed: Option<LogId<C::NodeId>>,
     ) -> Result<(), StorageError<C::NodeId>> {
-        put_meta(&self.db, "committed", &committed)
+        // A hint, not a safety record: it is written without its own fsync
+        // and reaches the disk with the next log append. Losing the newest
+        // value in a crash only means fewer entries are re-applied at
+        // startup; the leader's next commit index brings the rest.
+        let bytes = serde_json::to_vec(&committed).map_err(io_write::<C::NodeId>)?;
+        let mut tx = self.db.begin_write().map_err(io_write::<C::NodeId>)?;
+        tx.set_durability(redb::Durability::None);
+        tx.open_table(META)
+            .map_err(io_write::<C::NodeId>)?
+            .insert("committed", bytes.as_slice())
+            .map_err(io_write::<C::NodeId>)?;
+        tx.commit().map_err(io_write::<C::NodeId>)?;
+        Ok(())
     }
 
     async fn read_committed(
@@ -252,16 +268,29 @@ where
         I: IntoIterator<Item = C::Entry> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
-        let tx = self.db.begin_write().map_err(io_write::<C::NodeId>)?;
-        {
-            let mut t = tx.open_table(LOG).map_err(io_write::<C::NodeId>)?;
-            for entry in entries {
-                let bytes = serde_json::to_vec(&entry).map_err(io_write::<C::NodeId>)?;
-                t.insert(entry.log_id.index, bytes.as_slice())
-                    .map_err(io_write::<C::NodeId>)?;
-            }
+        let mut rows = Vec::new();
+        for entry in entries {
+            let bytes = serde_json::to_vec(&entry).map_err(io_write::<C::NodeId>)?;
+            rows.push((entry.log_id.index, bytes));
         }
-        let res = tx.commit();
+        // The commit waits for fsync: run it on a blocking thread so the
+        // async workers (the API, the peers, the other Raft tasks) keep
+        // running meanwhile. Awaiting it keeps the contract that appended
+        // entries are readable when `append` returns.
+        let db = self.db.clone();
+        let res = tokio::task::spawn_blocking(move || -> Result<(), redb::Error> {
+            let tx = db.begin_write()?;
+            {
+                let mut t = tx.open_table(LOG)?;
+                for (index, bytes) in &rows {
+                    t.insert(*index, bytes.as_slice())?;
+                }
+            }
+            tx.commit()?;
+            Ok(())
+        })
+        .await
+        .map_err(|e| io_write::<C::NodeId>(std::io::Error::other(e.to_string())))?;
         match res {
             Ok(()) => {
                 callback.log_io_completed(Ok(()));
