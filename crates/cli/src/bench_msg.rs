@@ -3,9 +3,10 @@
 //! Starts an in-process local cluster (temporary directory, fast KDF
 //! parameters), registers sending and receiving endpoints (sealed files in
 //! the same directory) with enough prekeys, then for each (mode,
-//! coordinators, concurrency) sends messages for a fixed time through every
-//! node: claim a prekey, build, coordinators confirm, mailbox commit, the
-//! sender checks each confirmation. Reports messages/s and p50/p99 as the
+//! coordinators, claim batch, concurrency) sends messages for a fixed time
+//! through every node: reserve a prekey (one consensus claim per
+//! `claim_batch` messages to a receiver), build, coordinators confirm,
+//! mailbox commit, the sender checks each confirmation. Reports messages/s and p50/p99 as the
 //! sender sees them; then drains every mailbox (open, verify, ack) and
 //! reports the receivers' rate. The bare cryptography of one message in one
 //! process is `cargo run --release -p keyquorum-core --example msgkey_cost`.
@@ -32,6 +33,7 @@ pub(crate) struct MsgBenchOpts {
     pub coordinators: Vec<u16>,
     pub seconds: f64,
     pub size: usize,
+    pub claim_batch: Vec<u16>,
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -48,7 +50,7 @@ struct Row {
 
 fn print_row(r: &Row) {
     println!(
-        "{:<44} c={:<3} {:>7.0} msg/s  p50 {:>7.2} ms  p99 {:>7.2} ms  ({} msgs, {} errors, {:.1} s)",
+        "{:<50} c={:<3} {:>7.0} msg/s  p50 {:>7.2} ms  p99 {:>7.2} ms  ({} msgs, {} errors, {:.1} s)",
         r.what, r.concurrency, r.per_second, r.p50_ms, r.p99_ms, r.messages, r.errors, r.seconds
     );
 }
@@ -57,12 +59,15 @@ fn print_row(r: &Row) {
 /// prekeys (the per-endpoint cap).
 const PREKEYS_PER_RECEIVER: usize = 1_000;
 /// Senders stop this many messages before the prekeys run out (claims in
-/// flight).
+/// flight), plus what each sending endpoint may hold reserved.
 const PREKEY_SLACK: usize = 64;
 
 pub(crate) async fn bench_msg(o: MsgBenchOpts, json_out: bool) -> Result<()> {
     if o.concurrency.is_empty() || o.concurrency.contains(&0) {
         bail!("--concurrency needs positive values");
+    }
+    if o.claim_batch.is_empty() || o.claim_batch.iter().any(|b| !(1..=64).contains(b)) {
+        bail!("--claim-batch needs values from 1 to 64");
     }
     let (dir, cluster) = local_cluster("keyquorum-bench-msg", o.nodes, 2.min(o.nodes), 0).await?;
     let http = keyquorum_client::http_client(cluster.ca_pem().as_bytes())?;
@@ -81,7 +86,11 @@ pub(crate) async fn bench_msg(o: MsgBenchOpts, json_out: bool) -> Result<()> {
     let mut round = 0usize;
     for mode in [Mode::VerifyInTheExponent, Mode::CoordinatorReconstructs] {
         for &m in &o.coordinators {
-            for &c in &o.concurrency {
+            for (&batch, &c) in o
+                .claim_batch
+                .iter()
+                .flat_map(|b| o.concurrency.iter().map(move |c| (b, c)))
+            {
                 round += 1;
                 // Fresh endpoints per row: enough prekeys for the row.
                 let receivers = c.div_ceil(4).max(2);
@@ -94,7 +103,8 @@ pub(crate) async fn bench_msg(o: MsgBenchOpts, json_out: bool) -> Result<()> {
                         &pw,
                         KdfParams::insecure_fast(),
                         &name,
-                    )?;
+                    )?
+                    .with_claim_batch(batch);
                     e.register(&admin, 200).await?;
                     for _ in 0..(PREKEYS_PER_RECEIVER / 200 - 1) {
                         admin.publish_prekeys(&name, e.new_prekeys(200)?).await?;
@@ -102,7 +112,10 @@ pub(crate) async fn bench_msg(o: MsgBenchOpts, json_out: bool) -> Result<()> {
                     eps.push(Arc::new(e));
                 }
                 let stop = Arc::new(AtomicBool::new(false));
-                let budget = Arc::new(AtomicUsize::new(receivers * PREKEYS_PER_RECEIVER));
+                let budget = Arc::new(AtomicUsize::new(
+                    (receivers * PREKEYS_PER_RECEIVER)
+                        .saturating_sub(receivers * usize::from(batch)),
+                ));
                 let started = Instant::now();
                 let mut tasks = Vec::new();
                 for k in 0..c {
@@ -145,7 +158,7 @@ pub(crate) async fn bench_msg(o: MsgBenchOpts, json_out: bool) -> Result<()> {
                 let secs = started.elapsed().as_secs_f64();
                 lat.sort_unstable();
                 let row = Row {
-                    what: format!("send {mode:?} m={m}, {} nodes", o.nodes),
+                    what: format!("send {mode:?} m={m}, claim batch {batch}"),
                     concurrency: c,
                     messages: lat.len(),
                     errors,

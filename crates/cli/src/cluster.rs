@@ -182,6 +182,7 @@ pub(crate) async fn run(command: Command, json: bool) -> Result<()> {
             coordinators,
             seconds,
             size,
+            claim_batch,
         }) => {
             crate::bench_msg::bench_msg(
                 crate::bench_msg::MsgBenchOpts {
@@ -190,6 +191,7 @@ pub(crate) async fn run(command: Command, json: bool) -> Result<()> {
                     coordinators,
                     seconds,
                     size,
+                    claim_batch,
                 },
                 json,
             )

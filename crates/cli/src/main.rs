@@ -289,6 +289,10 @@ enum BenchCommand {
         /// Payload bytes.
         #[arg(long, default_value_t = 1024)]
         size: usize,
+        /// Prekeys each sender reserves per claim, comma-separated (1 = a
+        /// consensus claim per message, as `msg send` does).
+        #[arg(long, value_delimiter = ',', default_value = "16")]
+        claim_batch: Vec<u16>,
     },
     /// Threshold signing over the HTTP API at several concurrencies
     /// (throughput, p50/p99), beside raw frost-ed25519 in one process.

@@ -22,7 +22,7 @@ use keyquorum_wire::api::{
 };
 use keyquorum_wire::control::ExportRecord;
 use keyquorum_wire::msg::{
-    AckRequest, AckResponse, ClaimRequest, ClaimedPrekey, CreateEndpointRequest, EndpointInfo,
+    AckRequest, AckResponse, ClaimRequest, ClaimedPrekeys, CreateEndpointRequest, EndpointInfo,
     Inbox, MsgDeployment, Prekey, PublishPrekeys, SendRequest, SendResponse,
 };
 use keyquorum_wire::{Hex, Hex32, NodeId};
@@ -335,11 +335,20 @@ impl Client {
         .await
     }
 
-    /// Reserve one of `name`'s prekeys for sending endpoint `by`.
-    pub async fn claim_prekey(&self, name: &str, by: &str) -> Result<ClaimedPrekey, ClientError> {
+    /// Reserve `count` (1 ..= 64) of `name`'s prekeys, oldest first, for
+    /// sending endpoint `by` (fewer come back when fewer are left).
+    pub async fn claim_prekeys(
+        &self,
+        name: &str,
+        by: &str,
+        count: u16,
+    ) -> Result<ClaimedPrekeys, ClientError> {
         self.post(
             &format!("/v1/msg/endpoints/{name}/claim"),
-            &ClaimRequest { by: by.to_string() },
+            &ClaimRequest {
+                by: by.to_string(),
+                count,
+            },
         )
         .await
     }

@@ -22,8 +22,9 @@
 //! # Ok(()) }
 //! ```
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::path::Path;
+use std::sync::Mutex;
 
 use ed25519_dalek::SigningKey;
 use keyquorum_core::msgkey::protocol::{
@@ -34,8 +35,8 @@ use keyquorum_core::msgkey::{Mode, MsgError};
 use keyquorum_store::vault::{KdfParams, Op};
 use keyquorum_store::{Passphrase, Table, Vault};
 use keyquorum_wire::msg::{
-    ClaimedPrekey, CoordinatorBundle, CreateEndpointRequest, EndpointInfo, MailItem,
-    MsgConfirmation, MsgDeployment, Prekey, SealedBox, SendRequest, SendResponse,
+    ClaimedPrekeys, CoordinatorBundle, CreateEndpointRequest, EndpointInfo, MailItem,
+    MsgConfirmation, MsgDeployment, Prekey, SealedBox, SendRequest, SendResponse, MAX_CLAIM,
 };
 use keyquorum_wire::{Hex, Hex32};
 use rand_core::OsRng;
@@ -56,6 +57,40 @@ pub struct Endpoint {
     name: String,
     signing: SigningKey,
     vault: Vault,
+    /// Prekeys to reserve per claim ([`Self::with_claim_batch`]).
+    claim_batch: u16,
+    /// Reserved, not yet spent prekeys, by receiver (public values only:
+    /// the secrets are the receiver's).
+    reserved: Mutex<HashMap<String, VecDeque<Reservation>>>,
+}
+
+/// A prekey of a receiver reserved for this sender through consensus.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reservation {
+    /// The receiver.
+    pub endpoint: String,
+    /// Its identity (the prekey signature verifies under it).
+    pub identity: Hex32,
+    /// The prekey.
+    pub prekey: Prekey,
+    /// When it was reserved (this side's clock, ms).
+    pub at_ms: u64,
+}
+
+impl Reservation {
+    /// Every prekey of one claim answer, stamped `at_ms`.
+    pub fn all(claimed: &ClaimedPrekeys, at_ms: u64) -> Vec<Self> {
+        claimed
+            .prekeys
+            .iter()
+            .map(|p| Self {
+                endpoint: claimed.endpoint.clone(),
+                identity: claimed.identity,
+                prekey: p.clone(),
+                at_ms,
+            })
+            .collect()
+    }
 }
 
 impl core::fmt::Debug for Endpoint {
@@ -175,6 +210,8 @@ impl Endpoint {
             name: name.to_string(),
             signing,
             vault,
+            claim_batch: 1,
+            reserved: Mutex::default(),
         })
     }
 
@@ -203,7 +240,71 @@ impl Endpoint {
             name,
             signing: SigningKey::from_bytes(&seed),
             vault,
+            claim_batch: 1,
+            reserved: Mutex::default(),
         })
+    }
+
+    /// Reserve `n` (1 ..= 64) of a receiver's prekeys per claim and spend
+    /// them over the next messages to it: one consensus write per `n`
+    /// messages instead of one per message. The default, 1, reserves
+    /// nothing beyond the message at hand. Reservations this process does
+    /// not spend (it exits, or one is older than the acceptance window and
+    /// is skipped here) lapse in the cluster after twice the window; the
+    /// receiver's replenishing covers them.
+    #[must_use]
+    pub fn with_claim_batch(mut self, n: u16) -> Self {
+        self.claim_batch = n.clamp(1, MAX_CLAIM);
+        self
+    }
+
+    /// Reserved prekeys not yet spent, over all receivers.
+    pub fn reserved(&self) -> usize {
+        self.reserved
+            .lock()
+            .map(|r| r.values().map(VecDeque::len).sum())
+            .unwrap_or(0)
+    }
+
+    /// One reserved prekey of `to`: a fresh enough one already held, or
+    /// the first of a new claim (the rest are kept).
+    pub async fn reserve(
+        &self,
+        c: &Client,
+        deployment: &MsgDeployment,
+        to: &str,
+    ) -> Result<Reservation, ClientError> {
+        let now_ms = now_ms();
+        // A reservation younger than the window has not lapsed: the cluster
+        // keeps unused claims for twice the window.
+        let fresh = |r: &Reservation| r.at_ms.saturating_add(deployment.window_ms) > now_ms;
+        {
+            let mut held = self
+                .reserved
+                .lock()
+                .map_err(|_| ClientError::Config("reservation lock poisoned".into()))?;
+            if let Some(q) = held.get_mut(to) {
+                while let Some(r) = q.pop_front() {
+                    if fresh(&r) {
+                        return Ok(r);
+                    }
+                }
+            }
+        }
+        let claimed = c.claim_prekeys(to, &self.name, self.claim_batch).await?;
+        let mut got = Reservation::all(&claimed, now_ms).into_iter();
+        let first = got
+            .next()
+            .ok_or(MsgError::Invalid("the cluster reserved no prekey"))?;
+        let rest: Vec<Reservation> = got.collect();
+        if !rest.is_empty() {
+            let mut held = self
+                .reserved
+                .lock()
+                .map_err(|_| ClientError::Config("reservation lock poisoned".into()))?;
+            held.entry(to.to_string()).or_default().extend(rest);
+        }
+        Ok(first)
     }
 
     /// The endpoint's name.
@@ -282,8 +383,9 @@ impl Endpoint {
         self.submit(c, deployment, &prepared).await
     }
 
-    /// The first half of [`Self::send`]: claim a prekey of `to` and build
-    /// the message stamped `time_ms`, without handing it over.
+    /// The first half of [`Self::send`]: reserve a prekey of `to`
+    /// ([`Self::reserve`]) and build the message stamped `time_ms`, without
+    /// handing it over.
     #[allow(
         clippy::too_many_arguments,
         reason = "the sender's step with its whole input"
@@ -298,16 +400,16 @@ impl Endpoint {
         mode: Mode,
         time_ms: u64,
     ) -> Result<Prepared, ClientError> {
-        let claimed = c.claim_prekey(to, &self.name).await?;
-        self.build(deployment, &claimed, content, m, mode, time_ms)
+        let reserved = self.reserve(c, deployment, to).await?;
+        self.build(deployment, &reserved, content, m, mode, time_ms)
     }
 
-    /// Build a message to the holder of a claimed prekey (the sender's
+    /// Build a message to the holder of a reserved prekey (the sender's
     /// step, no I/O).
     pub fn build(
         &self,
         deployment: &MsgDeployment,
-        claimed: &ClaimedPrekey,
+        claimed: &Reservation,
         content: &[u8],
         m: u16,
         mode: Mode,

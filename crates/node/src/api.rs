@@ -22,9 +22,9 @@ use keyquorum_wire::api::{
 };
 use keyquorum_wire::control::{AuditEntry, Command, ExportRecord, KeyRecord, TokenGrant};
 use keyquorum_wire::msg::{
-    AckRequest, AckResponse, ClaimRequest, ClaimedPrekey, CoordinatorBundle, CreateEndpointRequest,
-    EndpointInfo, EndpointRecord, Inbox, MailItem, MsgConfirmation, MsgDeployment, MsgNode, Prekey,
-    PublishPrekeys, SealedBox, SendRequest, SendResponse,
+    AckRequest, AckResponse, ClaimRequest, ClaimedPrekeys, CoordinatorBundle,
+    CreateEndpointRequest, EndpointInfo, EndpointRecord, Inbox, MailItem, MsgConfirmation,
+    MsgDeployment, MsgNode, Prekey, PublishPrekeys, SealedBox, SendRequest, SendResponse,
 };
 use keyquorum_wire::peer::{Envelope, PeerMessage};
 use serde::{Deserialize, Serialize};
@@ -1153,11 +1153,12 @@ async fn publish_prekeys(
     .await
 }
 
-/// Reserve one of the receiver's prekeys for a sending endpoint the caller
-/// owns (through consensus: no prekey is handed out twice).
+/// Reserve 1 to 64 of the receiver's prekeys, oldest first, for a sending
+/// endpoint the caller owns (through consensus: no prekey is handed out
+/// twice). Fewer come back when fewer are left; none left is 409.
 #[utoipa::path(post, path = "/v1/msg/endpoints/{name}/claim", params(("name" = String, Path, description = "receiving endpoint")),
     request_body = ClaimRequest, security(("bearer" = [])),
-    responses((status = 200, body = ClaimedPrekey), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+    responses((status = 200, body = ClaimedPrekeys), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
               (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody),
               (status = 503, body = ErrorBody)))]
 async fn claim_prekey(
@@ -1176,7 +1177,7 @@ async fn claim_prekey(
         &headers,
         "msg.claim",
         Some(&name),
-        move |c| async move { crate::msg::claim(&n, &c.grant, &nm, &req.by).await },
+        move |c| async move { crate::msg::claim(&n, &c.grant, &nm, &req.by, req.count).await },
     )
     .await
 }
@@ -1291,7 +1292,7 @@ async fn not_found() -> Response {
     components(schemas(CreateKeyRequest, KeyInfo, KeyList, SignRequest, SignResponse, VerifyRequest, VerifyResponse,
         ReshareRequest, RepairRequest, ExportRequest, ExportRecord, ExportList, ExportResult, CreateTokenRequest, TokenCreated, AddNodeRequest,
         ClusterStatus, NodeStatus, Health, ErrorBody, AuditPage, AuditVerification, AuditEntry, SuiteName,
-        MsgDeployment, MsgNode, CreateEndpointRequest, EndpointInfo, EndpointRecord, Prekey, PublishPrekeys, ClaimRequest, ClaimedPrekey,
+        MsgDeployment, MsgNode, CreateEndpointRequest, EndpointInfo, EndpointRecord, Prekey, PublishPrekeys, ClaimRequest, ClaimedPrekeys,
         SendRequest, SendResponse, CoordinatorBundle, SealedBox, MsgConfirmation, MailItem, Inbox, AckRequest, AckResponse)),
     modifiers(&Security)
 )]

@@ -16,7 +16,7 @@ use keyquorum_wire::control::{
     AuditEntry, AuditEvent, Command, CommandResponse, ExportRecord, KeyRecord, SignedHead,
     TokenGrant,
 };
-use keyquorum_wire::msg::{EndpointRecord, MailItem, Prekey};
+use keyquorum_wire::msg::{EndpointRecord, MailItem, Prekey, MAX_CLAIM};
 use keyquorum_wire::Hex32;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -225,26 +225,36 @@ impl MsgState {
                     .extend(prekeys.iter().cloned());
                 CommandResponse::Ok
             }
-            Command::ClaimPrekey { name, by, time_ms } => {
+            Command::ClaimPrekey {
+                name,
+                by,
+                count,
+                time_ms,
+            } => {
                 if let Err(e) = self.live(name).and(self.live(by)) {
                     return rejected(e.to_string());
                 }
-                match self.prekeys.get_mut(name).and_then(VecDeque::pop_front) {
-                    None => rejected(format!("{name} has no prekeys left")),
-                    Some(p) => {
-                        self.claimed.insert(
-                            p.public,
-                            Claim {
-                                to: name.clone(),
-                                by: by.clone(),
-                                at_ms: *time_ms,
-                            },
-                        );
-                        self.claims_by_time.insert((*time_ms, p.public));
-                        self.advance(*time_ms);
-                        CommandResponse::Claimed { prekey: p }
-                    }
+                if *count == 0 || *count > MAX_CLAIM {
+                    return rejected(format!("a claim reserves 1 to {MAX_CLAIM} prekeys"));
                 }
+                let Some(queue) = self.prekeys.get_mut(name).filter(|q| !q.is_empty()) else {
+                    return rejected(format!("{name} has no prekeys left"));
+                };
+                let take = queue.len().min(usize::from(*count));
+                let prekeys: Vec<Prekey> = queue.drain(..take).collect();
+                for p in &prekeys {
+                    self.claimed.insert(
+                        p.public,
+                        Claim {
+                            to: name.clone(),
+                            by: by.clone(),
+                            at_ms: *time_ms,
+                        },
+                    );
+                    self.claims_by_time.insert((*time_ms, p.public));
+                }
+                self.advance(*time_ms);
+                CommandResponse::Claimed { prekeys }
             }
             Command::Deliver { item, prekey } => {
                 if let Err(e) = self.live(&item.to).and(self.live(&item.from)) {
@@ -639,18 +649,25 @@ mod tests {
         }
     }
 
-    fn claim(r: &mut Registry, time_ms: u64) -> Hex32 {
+    fn claim_n(r: &mut Registry, count: u16, time_ms: u64) -> Vec<Hex32> {
         match r.apply(
             0,
             &Command::ClaimPrekey {
                 name: "b".into(),
                 by: "a".into(),
+                count,
                 time_ms,
             },
         ) {
-            CommandResponse::Claimed { prekey } => prekey.public,
+            CommandResponse::Claimed { prekeys } => prekeys.iter().map(|p| p.public).collect(),
             other => panic!("claim: {other:?}"),
         }
+    }
+
+    fn claim(r: &mut Registry, time_ms: u64) -> Hex32 {
+        let got = claim_n(r, 1, time_ms);
+        assert_eq!(got.len(), 1);
+        got[0]
     }
 
     #[test]
@@ -802,8 +819,88 @@ mod tests {
             &Command::ClaimPrekey {
                 name: "b".into(),
                 by: "a".into(),
+                count: 1,
                 time_ms: 12_001
             }
         )));
+    }
+
+    #[test]
+    fn a_batch_claim_reserves_the_oldest_up_to_what_is_left() {
+        let ka = ed25519_dalek::SigningKey::from_bytes(&[1u8; 32]);
+        let kb = ed25519_dalek::SigningKey::from_bytes(&[2u8; 32]);
+        let mut r = Registry::default();
+        let ok = CommandResponse::Ok;
+        r.apply(
+            0,
+            &Command::InitMsg {
+                salt: Hex32([9; 32]),
+                window_ms: 1_000,
+            },
+        );
+        assert_eq!(r.apply(0, &endpoint("a", &ka)), ok);
+        assert_eq!(r.apply(0, &endpoint("b", &kb)), ok);
+        let published = prekeys(&kb, 5);
+        assert_eq!(
+            r.apply(
+                0,
+                &Command::AddPrekeys {
+                    name: "b".into(),
+                    prekeys: published.clone()
+                }
+            ),
+            ok
+        );
+        let ask = |r: &mut Registry, count| {
+            r.apply(
+                0,
+                &Command::ClaimPrekey {
+                    name: "b".into(),
+                    by: "a".into(),
+                    count,
+                    time_ms: 10_000,
+                },
+            )
+        };
+        // Out-of-range counts are refused and take nothing.
+        for count in [0, MAX_CLAIM + 1] {
+            assert!(matches!(
+                ask(&mut r, count),
+                CommandResponse::Rejected { .. }
+            ));
+        }
+        assert_eq!(r.msg.prekeys["b"].len(), 5);
+        let first = claim_n(&mut r, 3, 10_000);
+        let rest = claim_n(&mut r, 4, 10_000);
+        let want: Vec<Hex32> = published.iter().map(|p| p.public).collect();
+        assert_eq!(first, want[..3].to_vec(), "oldest first");
+        assert_eq!(rest, want[3..].to_vec(), "fewer when fewer are left");
+        assert!(matches!(ask(&mut r, 1), CommandResponse::Rejected { .. }));
+        // Each reserved prekey carries exactly one message, once.
+        for (i, p) in want.iter().enumerate() {
+            let id = u8::try_from(i + 1).unwrap();
+            assert_eq!(
+                r.apply(
+                    0,
+                    &Command::Deliver {
+                        item: item(id, 10_000),
+                        prekey: *p
+                    }
+                ),
+                ok
+            );
+            assert!(matches!(
+                r.apply(
+                    0,
+                    &Command::Deliver {
+                        item: item(id + 100, 10_000),
+                        prekey: *p
+                    }
+                ),
+                CommandResponse::Rejected { .. }
+            ));
+        }
+        assert_eq!(r.msg.mail["b"].len(), 5);
+        assert!(r.msg.claimed.is_empty());
     }
 }

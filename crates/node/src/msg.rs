@@ -27,8 +27,8 @@ use keyquorum_core::msgkey::route::Member;
 use keyquorum_core::msgkey::MsgError;
 use keyquorum_wire::control::{Command, CommandResponse, TokenGrant};
 use keyquorum_wire::msg::{
-    ClaimedPrekey, CoordinatorBundle, EndpointInfo, EndpointRecord, MailItem, MsgConfirmation,
-    MsgDeployment, MsgNode, Prekey, SealedBox, SendRequest, SendResponse,
+    ClaimedPrekeys, CoordinatorBundle, EndpointInfo, EndpointRecord, MailItem, MsgConfirmation,
+    MsgDeployment, MsgNode, Prekey, SealedBox, SendRequest, SendResponse, MAX_CLAIM,
 };
 use keyquorum_wire::peer::PeerMessage;
 use keyquorum_wire::{Hex, Hex32, NodeId};
@@ -249,7 +249,13 @@ pub async fn claim(
     grant: &TokenGrant,
     name: &str,
     by: &str,
-) -> Result<ClaimedPrekey, NodeError> {
+    count: u16,
+) -> Result<ClaimedPrekeys, NodeError> {
+    if count == 0 || count > MAX_CLAIM {
+        return Err(NodeError::BadRequest(format!(
+            "count must be 1 to {MAX_CLAIM}"
+        )));
+    }
     let sender = live(node, by)?;
     owns(grant, &sender)?;
     let receiver = live(node, name)?;
@@ -257,14 +263,15 @@ pub async fn claim(
         .commit(Command::ClaimPrekey {
             name: name.to_string(),
             by: by.to_string(),
+            count,
             time_ms: now_ms(),
         })
         .await?
     {
-        CommandResponse::Claimed { prekey } => Ok(ClaimedPrekey {
+        CommandResponse::Claimed { prekeys } => Ok(ClaimedPrekeys {
             endpoint: name.to_string(),
             identity: receiver.identity,
-            prekey,
+            prekeys,
         }),
         other => Err(NodeError::Internal(format!("claim answered {other:?}"))),
     }

@@ -18,7 +18,7 @@ use std::sync::Arc;
 
 use common::{cluster, status_of};
 use futures::StreamExt;
-use keyquorum_client::msg::Endpoint;
+use keyquorum_client::msg::{Endpoint, Reservation};
 use keyquorum_client::{Client, ClientError};
 use keyquorum_core::msgkey::Mode;
 use keyquorum_store::vault::KdfParams;
@@ -37,10 +37,15 @@ fn endpoint(dir: &std::path::Path, name: &str) -> Endpoint {
     .unwrap()
 }
 
-async fn endpoints(dir: &std::path::Path, c: &Client, prekeys: usize) -> Vec<Arc<Endpoint>> {
+async fn endpoints(
+    dir: &std::path::Path,
+    c: &Client,
+    prekeys: usize,
+    claim_batch: u16,
+) -> Vec<Arc<Endpoint>> {
     let mut out = Vec::new();
     for name in NAMES {
-        let e = endpoint(dir, name);
+        let e = endpoint(dir, name).with_claim_batch(claim_batch);
         let info = e.register(c, prekeys.min(200)).await.unwrap();
         assert_eq!(info.record.identity, Hex32(e.identity()));
         let mut left = prekeys.saturating_sub(200);
@@ -60,7 +65,10 @@ async fn endpoints(dir: &std::path::Path, c: &Client, prekeys: usize) -> Vec<Arc
 async fn a_thousand_messages_in_both_modes_with_one_and_two_coordinators_open_at_their_receivers() {
     let (dir, c) = cluster(3, 2, 0).await;
     let admin = Client::new(&c.url(), &c.admin_token, c.ca_pem().as_bytes()).unwrap();
-    let eps = endpoints(dir.path(), &admin, 300).await;
+    // Senders reserve 8 prekeys per claim (one consensus write per 8
+    // messages to a receiver); 300 prekeys cover 250 messages plus what
+    // three senders leave reserved.
+    let eps = endpoints(dir.path(), &admin, 300, 8).await;
     let d = admin.msg_deployment().await.unwrap();
     assert_eq!(d.nodes.len(), 3);
 
@@ -96,6 +104,15 @@ async fn a_thousand_messages_in_both_modes_with_one_and_two_coordinators_open_at
         .collect()
         .await;
     assert_eq!(sent.len(), 1000, "identifiers are unique");
+    // Every published prekey is still available, carried a message, or is
+    // held reserved by a sender (at most 7 per sender and receiver).
+    let mut available = 0;
+    for name in NAMES {
+        available += admin.endpoint(name).await.unwrap().prekeys_available;
+    }
+    let reserved: usize = eps.iter().map(|e| e.reserved()).sum();
+    assert_eq!(available as usize + 1000 + reserved, 4 * 300);
+    assert!(reserved <= 4 * 3 * 7, "{reserved} reserved");
 
     // Nobody but the receiver opens a message: the others have neither the
     // prekey nor the identity it names.
@@ -142,7 +159,7 @@ async fn a_thousand_messages_in_both_modes_with_one_and_two_coordinators_open_at
 async fn with_two_coordinators_a_coordinator_killed_mid_flight_does_not_lose_a_message() {
     let (dir, mut c) = cluster(3, 2, 0).await;
     let via = Client::new(&c.url_of(1), &c.admin_token, c.ca_pem().as_bytes()).unwrap();
-    let eps = endpoints(dir.path(), &via, 320).await;
+    let eps = endpoints(dir.path(), &via, 320, 1).await;
     let d = via.msg_deployment().await.unwrap();
     let (alice, bob) = (eps[0].clone(), eps[1].clone());
 
@@ -216,7 +233,7 @@ async fn with_two_coordinators_a_coordinator_killed_mid_flight_does_not_lose_a_m
 async fn every_refusal_is_typed_and_changes_nothing() {
     let (dir, c) = cluster(3, 2, 0).await;
     let admin = Client::new(&c.url(), &c.admin_token, c.ca_pem().as_bytes()).unwrap();
-    let eps = endpoints(dir.path(), &admin, 40).await;
+    let eps = endpoints(dir.path(), &admin, 40, 1).await;
     let d = admin.msg_deployment().await.unwrap();
     let (alice, bob) = (&eps[0], &eps[1]);
     let now = || {
@@ -307,7 +324,7 @@ async fn every_refusal_is_typed_and_changes_nothing() {
     );
 
     // Two messages sealed to one claimed prekey: the first spends it.
-    let claim = admin.claim_prekey("bob", "alice").await.unwrap();
+    let claim = alice.reserve(&admin, &d, "bob").await.unwrap();
     let first = alice
         .build(&d, &claim, b"first", 1, Mode::VerifyInTheExponent, now())
         .unwrap();
@@ -321,7 +338,19 @@ async fn every_refusal_is_typed_and_changes_nothing() {
         "already used",
     );
     // A prekey claimed by another sender is not alice's to use.
-    let carols = admin.claim_prekey("bob", "carol").await.unwrap();
+    // A claim reserves 1 to 64 prekeys.
+    for count in [0, 65] {
+        refused(
+            admin
+                .claim_prekeys("bob", "alice", count)
+                .await
+                .unwrap_err(),
+            400,
+            "count must be 1 to 64",
+        );
+    }
+    let carols =
+        Reservation::all(&admin.claim_prekeys("bob", "carol", 1).await.unwrap(), 0).remove(0);
     let taken = alice
         .build(&d, &carols, b"taken", 1, Mode::VerifyInTheExponent, now())
         .unwrap();

@@ -206,12 +206,17 @@ pub enum Command {
         /// Prekeys (each signature is checked again on apply).
         prekeys: Vec<Prekey>,
     },
-    /// A sender reserves the oldest unclaimed prekey of `name`.
+    /// A sender reserves the `count` oldest unclaimed prekeys of `name`
+    /// (fewer if fewer are left; refused if none are).
     ClaimPrekey {
         /// Receiving endpoint.
         name: String,
-        /// Sending endpoint (the only one that may use the prekey).
+        /// Sending endpoint (the only one that may use the prekeys).
         by: String,
+        /// How many, 1 ..= [`crate::msg::MAX_CLAIM`] (entries written
+        /// before batching have none: one).
+        #[serde(default = "one")]
+        count: u16,
         /// When (the proposing node's clock, ms): an unused claim lapses
         /// once it is older than the acceptance window allows.
         #[serde(default)]
@@ -247,10 +252,11 @@ pub enum CommandResponse {
         /// Why.
         reason: String,
     },
-    /// Applied; the prekey a [`Command::ClaimPrekey`] reserved.
+    /// Applied; the prekeys a [`Command::ClaimPrekey`] reserved, oldest
+    /// first.
     Claimed {
-        /// The prekey.
-        prekey: Prekey,
+        /// The prekeys.
+        prekeys: Vec<Prekey>,
     },
     /// Applied; how many items a [`Command::Ack`] removed.
     Removed {
@@ -267,3 +273,7 @@ openraft::declare_raft_types!(
         NodeId = NodeId,
         Node = NodeInfo,
 );
+
+fn one() -> u16 {
+    1
+}

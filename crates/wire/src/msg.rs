@@ -77,17 +77,24 @@ pub struct EndpointInfo {
     pub mailbox: u64,
 }
 
-/// `POST /v1/msg/endpoints/{name}/claim`: a sender reserves one of the
-/// receiver's prekeys through consensus (no prekey is handed out twice).
+/// `POST /v1/msg/endpoints/{name}/claim`: a sender reserves some of the
+/// receiver's prekeys, oldest first, through consensus (no prekey is handed
+/// out twice). A long-lived sender reserves a few at once and spends them
+/// over its next messages: one consensus write instead of one per message.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-pub struct ClaimedPrekey {
+pub struct ClaimedPrekeys {
     /// The receiver.
     pub endpoint: String,
-    /// Its identity (the prekey signature verifies under it).
+    /// Its identity (the prekey signatures verify under it).
     pub identity: Hex32,
-    /// The prekey, now reserved for the claiming sender.
-    pub prekey: Prekey,
+    /// The prekeys, now reserved for the claiming sender: at least one, at
+    /// most the count asked for (fewer when fewer were left). An unused
+    /// reservation lapses after twice the acceptance window.
+    pub prekeys: Vec<Prekey>,
 }
+
+/// Most prekeys one claim reserves.
+pub const MAX_CLAIM: u16 = 64;
 
 /// A cluster node as senders and receivers route to it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -228,6 +235,15 @@ pub struct AckResponse {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ClaimRequest {
-    /// The sending endpoint (owned by the caller) the prekey is reserved for.
+    /// The sending endpoint (owned by the caller) the prekeys are reserved
+    /// for.
     pub by: String,
+    /// How many to reserve, 1 ..= 64 (default 1).
+    #[serde(default = "one")]
+    #[schema(minimum = 1, maximum = 64, default = 1)]
+    pub count: u16,
+}
+
+fn one() -> u16 {
+    1
 }
