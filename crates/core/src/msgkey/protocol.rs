@@ -674,7 +674,8 @@ pub fn receive(
     if &header.sender != sender_identity {
         return Err(MsgError::Invalid("header names another sender"));
     }
-    if &header.receiver != me || header.prekey != prekey.public() {
+    let (sk, pk) = prekey.keypair();
+    if &header.receiver != me || header.prekey[..] != pk.to_bytes()[..] {
         return Err(MsgError::Invalid(
             "message is for another receiver or prekey",
         ));
@@ -688,7 +689,6 @@ pub fn receive(
     .map_err(|_| MsgError::Tampered)?;
     header.check_route(nodes)?;
     let layout = header.layout()?;
-    let (sk, _) = prekey.keypair();
     let mut shares = decode_shares(&open(&sk, &aad(&header.id, "receiver"), &msg.for_receiver)?)?;
     if shares.keys().copied().collect::<Vec<_>>() != layout.receiver() {
         return Err(MsgError::Invalid("receiver bundle holds the wrong indices"));
