@@ -434,7 +434,7 @@ impl Endpoint {
             time_ms,
             content,
         )?;
-        let id = Header::from_bytes(&out.header)?.id;
+        let id = out.id;
         Ok(Prepared {
             id,
             expected,
@@ -516,6 +516,7 @@ impl Endpoint {
                 &nodes,
                 sender_identity,
                 &Outgoing {
+                    id: header.id,
                     header: item.header.0.clone(),
                     signature: sig64(&item.signature)?,
                     payload: item.payload.0.clone(),

@@ -22,7 +22,7 @@
 //! client crate); the node never sees an endpoint secret.
 
 use futures::future::join_all;
-use keyquorum_core::msgkey::protocol::{self as mk, AtCoordinator, Header, Sealed};
+use keyquorum_core::msgkey::protocol::{self as mk, AtCoordinator, Routing, Sealed};
 use keyquorum_core::msgkey::route::Member;
 use keyquorum_core::msgkey::MsgError;
 use keyquorum_wire::control::{Command, CommandResponse, TokenGrant};
@@ -290,7 +290,7 @@ pub fn coordinate(
     let sender = live(node, from)?;
     let deployment =
         current(node).ok_or_else(|| NodeError::Unavailable("messaging not initialised".into()))?;
-    let id = Header::from_bytes(&header.0).map_err(bad)?.id;
+    let id = Routing::from_header(&header.0).map_err(bad)?.id;
     if node.registry(|r| r.msg.seen.contains_key(&Hex32(id))) {
         return Err(NodeError::Conflict(format!(
             "message {} was already accepted (replay)",
@@ -340,7 +340,8 @@ pub async fn send(
             "header is limited to {MAX_HEADER} bytes and payload to {MAX_PAYLOAD}"
         )));
     }
-    let header = Header::from_bytes(&req.header.0).map_err(bad)?;
+    // The coordinators decode and check the whole header.
+    let header = Routing::from_header(&req.header.0).map_err(bad)?;
     if header.sender != sender.identity.0 {
         return Err(NodeError::BadRequest(format!(
             "header sender is not endpoint {}'s identity",
@@ -383,9 +384,9 @@ pub async fn send(
                     );
                 };
                 let r = node
-                    .call(to, &info, &msg)
+                    .ask(to, &info, msg)
                     .await
-                    .and_then(|(_, reply)| match reply {
+                    .and_then(|reply| match reply {
                         PeerMessage::MsgConfirmed { confirmation } if confirmation.node == to => {
                             Ok(confirmation)
                         }

@@ -124,9 +124,13 @@ impl Drop for RunningNode {
 fn raft_config() -> Result<Arc<Config>, NodeError> {
     let c = Config {
         cluster_name: "keyquorum".into(),
-        heartbeat_interval: 150,
-        election_timeout_min: 600,
-        election_timeout_max: 1200,
+        // openraft bounds each AppendEntries round trip by the heartbeat
+        // interval. At 150 ms a saturated node (a follower's fsync queued
+        // behind others) timed out and was sent the same entries again,
+        // several times per second under message load; 300 ms stops that.
+        heartbeat_interval: 300,
+        election_timeout_min: 1_000,
+        election_timeout_max: 2_000,
         snapshot_policy: SnapshotPolicy::LogsSinceLast(5_000),
         max_in_snapshot_log_to_keep: 1_000,
         ..Default::default()
@@ -346,6 +350,22 @@ impl Node {
             return Ok((env, reply));
         }
         self.0.peers.call(to, info, msg).await
+    }
+
+    /// Like [`Self::call`] for a caller that needs only the answer, not
+    /// the signed envelope it came in: to this node itself, the message is
+    /// handled directly (no encoding round trip, no envelope signed for
+    /// nobody).
+    pub async fn ask(
+        &self,
+        to: NodeId,
+        info: &NodeInfo,
+        msg: PeerMessage,
+    ) -> Result<PeerMessage, NodeError> {
+        if to == self.0.id {
+            return self.handle_peer(to, msg).await;
+        }
+        self.0.peers.call(to, info, &msg).await.map(|(_, m)| m)
     }
 
     /// Handle an authenticated peer message from `from`.

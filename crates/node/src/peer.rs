@@ -16,7 +16,7 @@ use hpke::kem::X25519HkdfSha256;
 use hpke::{Deserializable, Kem, OpModeR, OpModeS, Serializable};
 use keyquorum_wire::control::NodeInfo;
 use keyquorum_wire::peer::{Envelope, PeerMessage, Sealed, PROTOCOL_VERSION};
-use keyquorum_wire::{Hex, Hex32, NodeId};
+use keyquorum_wire::{Hex, Hex32, NodeId, RawJson};
 use rand_core::{OsRng, RngCore};
 use zeroize::Zeroizing;
 
@@ -65,7 +65,7 @@ pub fn seal_envelope(
     to: NodeId,
     msg: &PeerMessage,
 ) -> Result<Envelope, NodeError> {
-    let payload = serde_json::to_vec(msg).map_err(|e| NodeError::Internal(e.to_string()))?;
+    let payload = RawJson::of(msg).map_err(|e| NodeError::Internal(e.to_string()))?;
     let mut id = [0u8; 16];
     OsRng.fill_bytes(&mut id);
     let time_ms = now_ms();
@@ -75,7 +75,7 @@ pub fn seal_envelope(
         to,
         &id,
         time_ms,
-        &payload,
+        payload.as_bytes(),
     ));
     Ok(Envelope {
         version: PROTOCOL_VERSION,
@@ -83,7 +83,7 @@ pub fn seal_envelope(
         to,
         id: Hex(id.to_vec()),
         time_ms,
-        payload: Hex(payload),
+        payload,
         signature: Hex(sig.to_vec()),
     })
 }
@@ -119,7 +119,7 @@ pub fn open_envelope(
         env.to,
         &env.id.0,
         env.time_ms,
-        &env.payload.0,
+        env.payload.as_bytes(),
     );
     if !identity::verify(&sender.identity, &bytes, &env.signature.0) {
         return Err(NodeError::PeerRejected(format!(
@@ -127,7 +127,7 @@ pub fn open_envelope(
             env.from
         )));
     }
-    serde_json::from_slice(&env.payload.0).map_err(|e| {
+    serde_json::from_str(env.payload.as_str()).map_err(|e| {
         NodeError::PeerRejected(format!("malformed payload from node {}: {e}", env.from))
     })
 }

@@ -20,7 +20,7 @@ use keyquorum_node::dev::LocalCluster;
 use keyquorum_node::peer::{seal_envelope, PEER_PATH};
 use keyquorum_wire::api::{CreateKeyRequest, CreateTokenRequest, SuiteName};
 use keyquorum_wire::peer::{Envelope, PeerMessage};
-use keyquorum_wire::{Hex, NodeId};
+use keyquorum_wire::{NodeId, RawJson};
 use serde_json::{json, Value};
 
 /// Everything a client can observe of the stored state.
@@ -344,10 +344,15 @@ async fn forged_foreign_and_replayed_peer_messages_are_rejected() {
         "{err:?}"
     );
 
-    // A flipped payload byte breaks the signature.
+    // A changed payload breaks the signature (still valid JSON: count 1
+    // becomes 2).
     let mut forged = seal_envelope(n1.keys(), 1, 2, &msg).unwrap();
-    let last = forged.payload.0.len() - 2;
-    forged.payload.0[last] ^= 0x01;
+    let altered = forged
+        .payload
+        .as_str()
+        .replace("\"count\":1", "\"count\":2");
+    assert_ne!(altered, forged.payload.as_str());
+    forged.payload = RawJson::from_json(altered).unwrap();
     expect(send(&forged).await.unwrap(), 401, "bad signature").await;
     // Signed by node 1 but claiming to be node 3.
     let mut claimed = seal_envelope(n1.keys(), 1, 2, &msg).unwrap();
@@ -386,7 +391,7 @@ async fn forged_foreign_and_replayed_peer_messages_are_rejected() {
     .await;
     // A signed envelope whose payload is not a peer message.
     let mut junk = seal_envelope(n1.keys(), 1, 2, &msg).unwrap();
-    junk.payload = Hex(b"{\"NoSuchMessage\":{}}".to_vec());
+    junk.payload = RawJson::from_json("{\"NoSuchMessage\":{}}".into()).unwrap();
     expect(send(&junk).await.unwrap(), 401, "junk payload").await;
 
     assert!(rejects() >= rejects0 + 9, "peer rejections are counted");

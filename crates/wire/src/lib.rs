@@ -73,10 +73,22 @@ impl Serialize for Hex {
     }
 }
 
+/// The bytes of hex `text` (either case). `hex::decode` collects through
+/// an iterator of `Result`s; this decodes in place with
+/// `hex::decode_to_slice` (the same checks and errors).
+pub fn from_hex(text: &str) -> Result<Vec<u8>, hex::FromHexError> {
+    if !text.len().is_multiple_of(2) {
+        return Err(hex::FromHexError::OddLength);
+    }
+    let mut out = vec![0u8; text.len() / 2];
+    hex::decode_to_slice(text, &mut out)?;
+    Ok(out)
+}
+
 impl<'de> Deserialize<'de> for Hex {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
-        hex::decode(s.as_ref())
+        from_hex(s.as_ref())
             .map(Hex)
             .map_err(|e| serde::de::Error::custom(format!("invalid hex: {e}")))
     }
@@ -93,6 +105,50 @@ impl utoipa::PartialSchema for Hex {
 }
 
 impl utoipa::ToSchema for Hex {}
+
+/// A JSON value embedded verbatim in the JSON around it: its bytes stay
+/// exactly as the sender wrote them, so a signature over them survives the
+/// trip, and nothing is re-encoded (a peer envelope used to carry its
+/// payload as hex of the JSON, twice the bytes and two passes).
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct RawJson(Box<serde_json::value::RawValue>);
+
+impl RawJson {
+    /// The JSON of `value`.
+    pub fn of<T: Serialize>(value: &T) -> Result<Self, serde_json::Error> {
+        serde_json::value::to_raw_value(value).map(Self)
+    }
+
+    /// Checked JSON text.
+    pub fn from_json(text: String) -> Result<Self, serde_json::Error> {
+        serde_json::value::RawValue::from_string(text).map(Self)
+    }
+
+    /// The exact bytes.
+    pub fn as_bytes(&self) -> &[u8] {
+        self.0.get().as_bytes()
+    }
+
+    /// The exact text.
+    pub fn as_str(&self) -> &str {
+        self.0.get()
+    }
+}
+
+impl PartialEq for RawJson {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_bytes() == other.as_bytes()
+    }
+}
+
+impl Eq for RawJson {}
+
+impl core::fmt::Debug for RawJson {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 /// A 32-byte value as hex.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
@@ -157,6 +213,7 @@ mod tests {
             let back: Hex = serde_json::from_str(&json).unwrap();
             assert_eq!(back.0, bytes);
         }
+        assert_eq!(from_hex("00aBfF").unwrap(), vec![0x00, 0xab, 0xff]);
         assert!(serde_json::from_str::<Hex>("\"abc\"").is_err());
         assert!(serde_json::from_str::<Hex>("\"zz\"").is_err());
     }

@@ -8,10 +8,11 @@ use serde::{Deserialize, Serialize};
 use crate::api::SuiteName;
 use crate::control::{Command, CommandResponse, TypeConfig};
 use crate::msg::{MsgConfirmation, SealedBox};
-use crate::{Hex, Hex32, NodeId};
+use crate::{Hex, Hex32, NodeId, RawJson};
 
 /// Peer protocol version carried in every envelope.
-pub const PROTOCOL_VERSION: u16 = 1;
+/// Version 2: the payload is embedded JSON instead of hex of the JSON.
+pub const PROTOCOL_VERSION: u16 = 2;
 
 /// A signed peer message. The signature is Ed25519 by `from`'s identity key
 /// over the domain label and every other field (see the node crate's
@@ -28,8 +29,9 @@ pub struct Envelope {
     pub id: Hex,
     /// Sender's clock (ms since the Unix epoch); recipients accept a window.
     pub time_ms: u64,
-    /// JSON of a [`PeerMessage`].
-    pub payload: Hex,
+    /// JSON of a [`PeerMessage`], carried verbatim (not re-encoded): the
+    /// signature covers exactly these bytes.
+    pub payload: RawJson,
     /// Ed25519 signature.
     pub signature: Hex,
 }

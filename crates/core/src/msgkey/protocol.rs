@@ -192,6 +192,69 @@ impl Header {
 
     /// Decode untrusted bytes (exact, canonical).
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, MsgError> {
+        let (r, rest) = Routing::prefix(bytes)?;
+        let commitment = Commitment::<Grp>::from_bytes(rest)
+            .map_err(|_| MsgError::Invalid("malformed header"))?;
+        Ok(Self {
+            mode: r.mode,
+            time_ms: r.time_ms,
+            sender: r.sender,
+            receiver: r.receiver,
+            prekey: r.prekey,
+            nonce: r.nonce,
+            id: r.id,
+            coordinators: r.coordinators,
+            commitment,
+        })
+    }
+
+    fn layout(&self) -> Result<Layout, MsgError> {
+        let m = u16::try_from(self.coordinators.len())
+            .map_err(|_| MsgError::Invalid("too many coordinators"))?;
+        Layout::new(m, self.mode)
+    }
+
+    /// The check every party makes: the identifier routes to exactly these
+    /// coordinators over `nodes`.
+    pub fn check_route(&self, nodes: &[Node]) -> Result<(), MsgError> {
+        let chosen = route::coordinators(&self.id, &members(nodes), self.coordinators.len())?;
+        if chosen != self.coordinators {
+            return Err(MsgError::WrongCoordinator);
+        }
+        Ok(())
+    }
+}
+
+/// A header's fields but the commitment, read without decoding the
+/// commitment's points: what an entry node needs to route a message and file
+/// it (the coordinators decode and check the whole header).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Routing {
+    /// Coordinator mode.
+    pub mode: Mode,
+    /// Sender's send time, ms since the Unix epoch.
+    pub time_ms: u64,
+    /// Sender identity.
+    pub sender: [u8; 32],
+    /// Receiver identity.
+    pub receiver: [u8; 32],
+    /// The receiver prekey the receiver's shares are sealed to.
+    pub prekey: [u8; 32],
+    /// Random nonce in the identifier.
+    pub nonce: [u8; 16],
+    /// The message identifier.
+    pub id: [u8; 32],
+    /// The chosen coordinators, highest rendezvous weight first.
+    pub coordinators: Vec<u64>,
+}
+
+impl Routing {
+    /// Read the fields of an encoded header before its commitment.
+    pub fn from_header(bytes: &[u8]) -> Result<Self, MsgError> {
+        Self::prefix(bytes).map(|(r, _)| r)
+    }
+
+    fn prefix(bytes: &[u8]) -> Result<(Self, &[u8]), MsgError> {
         let bad = MsgError::Invalid("malformed header");
         let mut r = Cursor(bytes);
         if r.take::<1>().ok_or(bad.clone())? != [VERSION] {
@@ -213,34 +276,19 @@ impl Header {
         for _ in 0..m {
             coordinators.push(u64::from_be_bytes(r.take().ok_or(bad.clone())?));
         }
-        let commitment = Commitment::<Grp>::from_bytes(r.0).map_err(|_| bad)?;
-        Ok(Self {
-            mode,
-            time_ms,
-            sender,
-            receiver,
-            prekey,
-            nonce,
-            id,
-            coordinators,
-            commitment,
-        })
-    }
-
-    fn layout(&self) -> Result<Layout, MsgError> {
-        let m = u16::try_from(self.coordinators.len())
-            .map_err(|_| MsgError::Invalid("too many coordinators"))?;
-        Layout::new(m, self.mode)
-    }
-
-    /// The check every party makes: the identifier routes to exactly these
-    /// coordinators over `nodes`.
-    pub fn check_route(&self, nodes: &[Node]) -> Result<(), MsgError> {
-        let chosen = route::coordinators(&self.id, &members(nodes), self.coordinators.len())?;
-        if chosen != self.coordinators {
-            return Err(MsgError::WrongCoordinator);
-        }
-        Ok(())
+        Ok((
+            Self {
+                mode,
+                time_ms,
+                sender,
+                receiver,
+                prekey,
+                nonce,
+                id,
+                coordinators,
+            },
+            r.0,
+        ))
     }
 }
 
@@ -266,6 +314,8 @@ pub struct Sealed {
 /// What the sender emits for one message.
 #[derive(Debug, Clone)]
 pub struct Outgoing {
+    /// The message identifier (as in the header).
+    pub id: [u8; 32],
     /// The encoded header.
     pub header: Vec<u8>,
     /// Sender's signature over the header and the payload's hash.
@@ -529,6 +579,7 @@ pub fn send<R: RngCore + CryptoRng>(
     };
     Ok((
         Outgoing {
+            id,
             header: header_bytes,
             signature,
             payload,
