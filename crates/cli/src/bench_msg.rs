@@ -58,8 +58,8 @@ fn print_row(r: &Row) {
 /// Receivers: one per 4 concurrent senders at least, each with up to 1,000
 /// prekeys (the per-endpoint cap).
 const PREKEYS_PER_RECEIVER: usize = 1_000;
-/// Senders stop this many messages before the prekeys run out (claims in
-/// flight), plus what each sending endpoint may hold reserved.
+/// Senders stop this many messages before a receiver's prekeys run out,
+/// beyond what claims in flight may hold.
 const PREKEY_SLACK: usize = 64;
 
 pub(crate) async fn bench_msg(o: MsgBenchOpts, json_out: bool) -> Result<()> {
@@ -112,10 +112,18 @@ pub(crate) async fn bench_msg(o: MsgBenchOpts, json_out: bool) -> Result<()> {
                     eps.push(Arc::new(e));
                 }
                 let stop = Arc::new(AtomicBool::new(false));
-                let budget = Arc::new(AtomicUsize::new(
-                    (receivers * PREKEYS_PER_RECEIVER)
-                        .saturating_sub(receivers * usize::from(batch)),
-                ));
+                // Sender k uses endpoint k % receivers and writes to the
+                // next one, so each receiver has one sending endpoint and
+                // up to `per` tasks, each with a claim of `batch` in
+                // flight: stop before its prekeys run out.
+                let per = c.div_ceil(receivers);
+                let budgets: Vec<Arc<AtomicUsize>> = (0..receivers)
+                    .map(|_| {
+                        Arc::new(AtomicUsize::new(
+                            PREKEYS_PER_RECEIVER.saturating_sub(per * usize::from(batch)),
+                        ))
+                    })
+                    .collect();
                 let started = Instant::now();
                 let mut tasks = Vec::new();
                 for k in 0..c {
@@ -126,8 +134,10 @@ pub(crate) async fn bench_msg(o: MsgBenchOpts, json_out: bool) -> Result<()> {
                     ) else {
                         bail!("no endpoints or nodes to use");
                     };
-                    let (stop, budget, d, content) =
-                        (stop.clone(), budget.clone(), d.clone(), content.clone());
+                    let Some(budget) = budgets.get((k + 1) % receivers).cloned() else {
+                        bail!("no budget for receiver");
+                    };
+                    let (stop, d, content) = (stop.clone(), d.clone(), content.clone());
                     tasks.push(tokio::spawn(async move {
                         let mut lat = Vec::new();
                         let mut errors = 0usize;
@@ -143,19 +153,23 @@ pub(crate) async fn bench_msg(o: MsgBenchOpts, json_out: bool) -> Result<()> {
                                 }
                             }
                         }
-                        (lat, errors)
+                        (lat, errors, Instant::now())
                     }));
                 }
                 tokio::time::sleep(Duration::from_secs_f64(o.seconds)).await;
                 stop.store(true, Ordering::Relaxed);
                 let mut lat = Vec::new();
                 let mut errors = 0;
+                // Until the last sender finished: one that ran out of its
+                // receiver's prekeys stops before the time is up.
+                let mut ended = started;
                 for t in tasks {
-                    let (l, e) = t.await?;
+                    let (l, e, end) = t.await?;
                     lat.extend(l);
                     errors += e;
+                    ended = ended.max(end);
                 }
-                let secs = started.elapsed().as_secs_f64();
+                let secs = ended.duration_since(started).as_secs_f64();
                 lat.sort_unstable();
                 let row = Row {
                     what: format!("send {mode:?} m={m}, claim batch {batch}"),
