@@ -24,11 +24,13 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::Mutex as AsyncMutex;
 
 use ed25519_dalek::SigningKey;
 use keyquorum_core::msgkey::protocol::{
-    self as mk, Confirmation, Header, Outgoing, PrekeySecret, Recipient, Sealed,
+    self as mk, Confirmation, Outgoing, PrekeySecret, Recipient, Routing, Sealed,
     SignedConfirmation, SignedPrekey,
 };
 use keyquorum_core::msgkey::{Mode, MsgError};
@@ -60,8 +62,10 @@ pub struct Endpoint {
     /// Prekeys to reserve per claim ([`Self::with_claim_batch`]).
     claim_batch: u16,
     /// Reserved, not yet spent prekeys, by receiver (public values only:
-    /// the secrets are the receiver's).
-    reserved: Mutex<HashMap<String, VecDeque<Reservation>>>,
+    /// the secrets are the receiver's). One async lock per receiver: a
+    /// sender that finds the queue empty claims while holding it, and the
+    /// others wait for that claim instead of each claiming a batch.
+    reserved: Mutex<HashMap<String, Arc<AsyncMutex<VecDeque<Reservation>>>>>,
 }
 
 /// A prekey of a receiver reserved for this sender through consensus.
@@ -258,52 +262,66 @@ impl Endpoint {
         self
     }
 
-    /// Reserved prekeys not yet spent, over all receivers.
+    /// Reserved prekeys not yet spent, over all receivers (a queue being
+    /// refilled at this moment counts as empty).
     pub fn reserved(&self) -> usize {
         self.reserved
             .lock()
-            .map(|r| r.values().map(VecDeque::len).sum())
+            .map(|r| {
+                r.values()
+                    .map(|q| q.try_lock().map_or(0, |q| q.len()))
+                    .sum()
+            })
             .unwrap_or(0)
     }
 
     /// One reserved prekey of `to`: a fresh enough one already held, or
-    /// the first of a new claim (the rest are kept).
+    /// the first of a new claim (the rest are kept). With a claim batch of
+    /// 1 this is one claim per call.
     pub async fn reserve(
         &self,
         c: &Client,
         deployment: &MsgDeployment,
         to: &str,
     ) -> Result<Reservation, ClientError> {
-        let now_ms = now_ms();
+        let claim = || async {
+            let at = now_ms();
+            let claimed = c.claim_prekeys(to, &self.name, self.claim_batch).await?;
+            let got = Reservation::all(&claimed, at);
+            if got.is_empty() {
+                return Err(ClientError::from(MsgError::Invalid(
+                    "the cluster reserved no prekey",
+                )));
+            }
+            Ok(VecDeque::from(got))
+        };
+        if self.claim_batch == 1 {
+            let mut got = claim().await?;
+            return got
+                .pop_front()
+                .ok_or(MsgError::Invalid("the cluster reserved no prekey").into());
+        }
+        let queue = {
+            let mut held = self
+                .reserved
+                .lock()
+                .map_err(|_| ClientError::Config("reservation lock poisoned".into()))?;
+            held.entry(to.to_string()).or_default().clone()
+        };
+        let mut queue = queue.lock().await;
         // A reservation younger than the window has not lapsed: the cluster
         // keeps unused claims for twice the window.
-        let fresh = |r: &Reservation| r.at_ms.saturating_add(deployment.window_ms) > now_ms;
-        {
-            let mut held = self
-                .reserved
-                .lock()
-                .map_err(|_| ClientError::Config("reservation lock poisoned".into()))?;
-            if let Some(q) = held.get_mut(to) {
-                while let Some(r) = q.pop_front() {
-                    if fresh(&r) {
-                        return Ok(r);
-                    }
-                }
+        let now_ms = now_ms();
+        while let Some(r) = queue.pop_front() {
+            if r.at_ms.saturating_add(deployment.window_ms) > now_ms {
+                return Ok(r);
             }
         }
-        let claimed = c.claim_prekeys(to, &self.name, self.claim_batch).await?;
-        let mut got = Reservation::all(&claimed, now_ms).into_iter();
+        let mut got = claim().await?;
         let first = got
-            .next()
+            .pop_front()
             .ok_or(MsgError::Invalid("the cluster reserved no prekey"))?;
-        let rest: Vec<Reservation> = got.collect();
-        if !rest.is_empty() {
-            let mut held = self
-                .reserved
-                .lock()
-                .map_err(|_| ClientError::Config("reservation lock poisoned".into()))?;
-            held.entry(to.to_string()).or_default().extend(rest);
-        }
+        *queue = got;
         Ok(first)
     }
 
@@ -489,7 +507,8 @@ impl Endpoint {
         sender_identity: &[u8; 32],
         item: &MailItem,
     ) -> Result<Zeroizing<Vec<u8>>, ClientError> {
-        let header = Header::from_bytes(&item.header.0)?;
+        // The receiver's step decodes and checks the whole header.
+        let header = Routing::from_header(&item.header.0)?;
         let secret = self
             .vault
             .get(Table::Prekeys, &header.prekey)?

@@ -255,7 +255,9 @@ fn each_tampering_is_refused_with_its_error() {
     );
     // Routed to the wrong node: hand node X the bundle meant for Y.
     let header = Header::from_bytes(&out.header).unwrap();
-    let outsider = (1..=5).find(|n| !header.coordinators.contains(n)).unwrap();
+    let outsider = (1..=5)
+        .find(|n| !header.routing.coordinators.contains(n))
+        .unwrap();
     let r = coordinate_at(
         &c,
         &e,
@@ -269,7 +271,7 @@ fn each_tampering_is_refused_with_its_error() {
     // A different membership view (a node missing) routes elsewhere for
     // some identifiers; the receiver checks the route too.
     let mut shrunk = c.nodes.clone();
-    shrunk.retain(|n| n.member.id != header.coordinators[0]);
+    shrunk.retain(|n| n.member.id != header.routing.coordinators[0]);
     let r = receive(
         &deployment(),
         &e.bob.verifying_key().to_bytes(),
@@ -322,10 +324,11 @@ fn a_share_off_the_commitments_names_its_index() {
     let header = Header::from_bytes(&out.header).unwrap();
     let layout = Layout::new(2, Mode::VerifyInTheExponent).unwrap();
     let own = layout.coordinator(0).unwrap();
-    let node = header.coordinators[0];
+    let node = header.routing.coordinators[0];
     let i = usize::try_from(node - 1).unwrap();
     let bogus = SecretScalar::<Grp>::random(&mut rng);
-    let bundle = seal_shares_for_node(&mut rng, &c.nodes[i], &header.id, &[(own, &bogus)]).unwrap();
+    let bundle =
+        seal_shares_for_node(&mut rng, &c.nodes[i], &header.routing.id, &[(own, &bogus)]).unwrap();
     let r = coordinate_at(&c, &e, node, &out, &bundle, NOW, &mut rng);
     assert_eq!(
         r.err(),
@@ -333,8 +336,13 @@ fn a_share_off_the_commitments_names_its_index() {
     );
     // A bundle with another holder's index is refused too.
     let wrong = layout.coordinator(1).unwrap();
-    let bundle =
-        seal_shares_for_node(&mut rng, &c.nodes[i], &header.id, &[(wrong, &bogus)]).unwrap();
+    let bundle = seal_shares_for_node(
+        &mut rng,
+        &c.nodes[i],
+        &header.routing.id,
+        &[(wrong, &bogus)],
+    )
+    .unwrap();
     let r = coordinate_at(&c, &e, node, &out, &bundle, NOW, &mut rng);
     assert!(matches!(r, Err(MsgError::Invalid(_))), "{r:?}");
 }
@@ -355,8 +363,8 @@ proptest! {
         let ha = Header::from_bytes(&a.header).unwrap();
         let hb = Header::from_bytes(&b.header).unwrap();
         // Find a node that coordinates both at the same rank.
-        let shared = ha.coordinators.iter().enumerate()
-            .find(|(r, n)| hb.coordinators.get(*r) == Some(n));
+        let shared = ha.routing.coordinators.iter().enumerate()
+            .find(|(r, n)| hb.routing.coordinators.get(*r) == Some(n));
         if let Some((rank, node)) = shared {
             let spliced = coordinate_at(
                 &c, &e, *node, &a, &b.for_coordinators[rank].1, NOW, &mut rng,
@@ -391,13 +399,13 @@ fn forward_secrecy_after_the_prekey_is_deleted() {
         PrekeySecret::from_bytes(bob.to_scalar_bytes()),
     ];
     for stolen in &candidates {
-        assert_ne!(stolen.public(), header.prekey);
+        assert_ne!(stolen.public(), header.routing.prekey);
         let r = receive(
             &deployment(),
             &bob.verifying_key().to_bytes(),
             stolen,
             &c.nodes,
-            &header.sender,
+            &header.routing.sender,
             &out,
             &confs,
         );

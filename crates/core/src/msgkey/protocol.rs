@@ -146,22 +146,8 @@ fn verify_sig(identity: &[u8; 32], parts: &[&[u8]], sig: &[u8; 64]) -> Result<()
 /// to the payload as AEAD associated data and signed by the sender.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Header {
-    /// Coordinator mode.
-    pub mode: Mode,
-    /// Sender's send time, ms since the Unix epoch.
-    pub time_ms: u64,
-    /// Sender identity.
-    pub sender: [u8; 32],
-    /// Receiver identity.
-    pub receiver: [u8; 32],
-    /// The receiver prekey the receiver's shares are sealed to.
-    pub prekey: [u8; 32],
-    /// Random nonce in the identifier.
-    pub nonce: [u8; 16],
-    /// The message identifier.
-    pub id: [u8; 32],
-    /// The chosen coordinators, highest rendezvous weight first.
-    pub coordinators: Vec<u64>,
+    /// Everything but the commitment.
+    pub routing: Routing,
     /// Feldman commitment to the base secret's polynomial.
     pub commitment: Commitment<Grp>,
 }
@@ -170,20 +156,21 @@ impl Header {
     /// Canonical encoding.
     pub fn to_bytes(&self) -> Vec<u8> {
         let commitment = self.commitment.to_bytes();
-        let mut b = Vec::with_capacity(200 + 8 * self.coordinators.len() + commitment.len());
+        let mut b =
+            Vec::with_capacity(200 + 8 * self.routing.coordinators.len() + commitment.len());
         b.push(VERSION);
-        b.push(match self.mode {
+        b.push(match self.routing.mode {
             Mode::VerifyInTheExponent => 0,
             Mode::CoordinatorReconstructs => 1,
         });
-        b.extend_from_slice(&self.time_ms.to_be_bytes());
-        b.extend_from_slice(&self.sender);
-        b.extend_from_slice(&self.receiver);
-        b.extend_from_slice(&self.prekey);
-        b.extend_from_slice(&self.nonce);
-        b.extend_from_slice(&self.id);
-        b.push(self.coordinators.len() as u8);
-        for c in &self.coordinators {
+        b.extend_from_slice(&self.routing.time_ms.to_be_bytes());
+        b.extend_from_slice(&self.routing.sender);
+        b.extend_from_slice(&self.routing.receiver);
+        b.extend_from_slice(&self.routing.prekey);
+        b.extend_from_slice(&self.routing.nonce);
+        b.extend_from_slice(&self.routing.id);
+        b.push(self.routing.coordinators.len() as u8);
+        for c in &self.routing.coordinators {
             b.extend_from_slice(&c.to_be_bytes());
         }
         b.extend_from_slice(&commitment);
@@ -196,29 +183,26 @@ impl Header {
         let commitment = Commitment::<Grp>::from_bytes(rest)
             .map_err(|_| MsgError::Invalid("malformed header"))?;
         Ok(Self {
-            mode: r.mode,
-            time_ms: r.time_ms,
-            sender: r.sender,
-            receiver: r.receiver,
-            prekey: r.prekey,
-            nonce: r.nonce,
-            id: r.id,
-            coordinators: r.coordinators,
+            routing: r,
             commitment,
         })
     }
 
     fn layout(&self) -> Result<Layout, MsgError> {
-        let m = u16::try_from(self.coordinators.len())
+        let m = u16::try_from(self.routing.coordinators.len())
             .map_err(|_| MsgError::Invalid("too many coordinators"))?;
-        Layout::new(m, self.mode)
+        Layout::new(m, self.routing.mode)
     }
 
     /// The check every party makes: the identifier routes to exactly these
     /// coordinators over `nodes`.
     pub fn check_route(&self, nodes: &[Node]) -> Result<(), MsgError> {
-        let chosen = route::coordinators(&self.id, &members(nodes), self.coordinators.len())?;
-        if chosen != self.coordinators {
+        let chosen = route::coordinators(
+            &self.routing.id,
+            &members(nodes),
+            self.routing.coordinators.len(),
+        )?;
+        if chosen != self.routing.coordinators {
             return Err(MsgError::WrongCoordinator);
         }
         Ok(())
@@ -529,14 +513,16 @@ pub fn send<R: RngCore + CryptoRng>(
     let coordinators = route::coordinators(&id, &members(nodes), usize::from(m))?;
     let dealt = split::deal(&layout, rng);
     let header = Header {
-        mode,
-        time_ms,
-        sender: sender_id,
-        receiver: to.identity,
-        prekey: to.prekey.public,
-        nonce,
-        id,
-        coordinators: coordinators.clone(),
+        routing: Routing {
+            mode,
+            time_ms,
+            sender: sender_id,
+            receiver: to.identity,
+            prekey: to.prekey.public,
+            nonce,
+            id,
+            coordinators: coordinators.clone(),
+        },
         commitment: Commitment::from_elements(dealt.commitment.elements().to_vec()),
     };
     let header_bytes = header.to_bytes();
@@ -623,7 +609,7 @@ pub fn coordinate<R: RngCore + CryptoRng>(
     msg: AtCoordinator<'_>,
 ) -> Result<(Header, Confirmation), MsgError> {
     let header = Header::from_bytes(msg.header)?;
-    if &header.sender != sender_identity {
+    if &header.routing.sender != sender_identity {
         return Err(MsgError::Invalid("header names another sender"));
     }
     let payload_hash = Sha256::digest(msg.payload);
@@ -633,16 +619,17 @@ pub fn coordinate<R: RngCore + CryptoRng>(
         msg.signature,
     )
     .map_err(|_| MsgError::Tampered)?;
-    in_window(deployment, header.time_ms, now_ms)?;
+    in_window(deployment, header.routing.time_ms, now_ms)?;
     header.check_route(nodes)?;
     let rank = header
+        .routing
         .coordinators
         .iter()
         .position(|c| *c == me)
         .ok_or(MsgError::WrongCoordinator)?;
     let rank = u16::try_from(rank).map_err(|_| MsgError::Invalid("rank"))?;
     let layout = header.layout()?;
-    let plain = open(hpke_secret, &node_aad(&header.id, me), msg.bundle)?;
+    let plain = open(hpke_secret, &node_aad(&header.routing.id, me), msg.bundle)?;
     let shares = decode_shares(&plain)?;
     let mut expected: Vec<ParticipantId> = layout.coordinator_shares(rank)?;
     expected.sort();
@@ -652,14 +639,15 @@ pub fn coordinate<R: RngCore + CryptoRng>(
     for (i, s) in &shares {
         split::check_share(&layout, &header.commitment, *i, s)?;
     }
-    let value = match header.mode {
+    let value = match header.routing.mode {
         Mode::VerifyInTheExponent => {
             let kg = split::public_image(&layout, &header.commitment)?;
-            split::verification_value(&kg, &header.id)?
+            split::verification_value(&kg, &header.routing.id)?
         }
         Mode::CoordinatorReconstructs => {
             let k = split::reconstruct(&layout, &header.commitment, &shares)?;
-            session_key(&split::ikm(&k), &deployment.salt, &header.id).confirmation(&header.id)
+            session_key(&split::ikm(&k), &deployment.salt, &header.routing.id)
+                .confirmation(&header.routing.id)
         }
     };
     let own = layout.coordinator(rank)?;
@@ -668,14 +656,14 @@ pub fn coordinate<R: RngCore + CryptoRng>(
         .ok_or(MsgError::Invalid("own share missing"))?;
     let forwarded = seal(
         rng,
-        &header.prekey,
-        &forwarded_aad(&header.id, me),
+        &header.routing.prekey,
+        &forwarded_aad(&header.routing.id, me),
         &encode_shares(&[(own, share)]),
     )?;
     Ok((
         header.clone(),
         Confirmation {
-            id: header.id,
+            id: header.routing.id,
             node: me,
             value,
             forwarded,
@@ -722,11 +710,11 @@ pub fn receive(
     confirmations: &[SignedConfirmation],
 ) -> Result<Vec<u8>, MsgError> {
     let header = Header::from_bytes(&msg.header)?;
-    if &header.sender != sender_identity {
+    if &header.routing.sender != sender_identity {
         return Err(MsgError::Invalid("header names another sender"));
     }
     let (sk, pk) = prekey.keypair();
-    if &header.receiver != me || header.prekey[..] != pk.to_bytes()[..] {
+    if &header.routing.receiver != me || header.routing.prekey[..] != pk.to_bytes()[..] {
         return Err(MsgError::Invalid(
             "message is for another receiver or prekey",
         ));
@@ -740,23 +728,32 @@ pub fn receive(
     .map_err(|_| MsgError::Tampered)?;
     header.check_route(nodes)?;
     let layout = header.layout()?;
-    let mut shares = decode_shares(&open(&sk, &aad(&header.id, "receiver"), &msg.for_receiver)?)?;
+    let mut shares = decode_shares(&open(
+        &sk,
+        &aad(&header.routing.id, "receiver"),
+        &msg.for_receiver,
+    )?)?;
     if shares.keys().copied().collect::<Vec<_>>() != layout.receiver() {
         return Err(MsgError::Invalid("receiver bundle holds the wrong indices"));
     }
     let mut values = Vec::new();
     for sc in confirmations {
         let c = &sc.confirmation;
-        let Some(rank) = header.coordinators.iter().position(|n| *n == c.node) else {
+        let Some(rank) = header
+            .routing
+            .coordinators
+            .iter()
+            .position(|n| *n == c.node)
+        else {
             return Err(MsgError::WrongCoordinator);
         };
         verify_confirmation(nodes, sc)?;
-        if c.id != header.id {
+        if c.id != header.routing.id {
             return Err(MsgError::Invalid("confirmation for another message"));
         }
         let fwd = decode_shares(&open(
             &sk,
-            &forwarded_aad(&header.id, c.node),
+            &forwarded_aad(&header.routing.id, c.node),
             &c.forwarded,
         )?)?;
         let own =
@@ -771,13 +768,13 @@ pub fn receive(
         return Err(MsgError::Invalid("no coordinator confirmation"));
     }
     let k = split::reconstruct(&layout, &header.commitment, &shares)?;
-    let key: SessionKey = session_key(&split::ikm(&k), &deployment.salt, &header.id);
-    let mine = match header.mode {
+    let key: SessionKey = session_key(&split::ikm(&k), &deployment.salt, &header.routing.id);
+    let mine = match header.routing.mode {
         // reconstruct() checked k·G == C_0 already.
         Mode::VerifyInTheExponent => {
-            split::verification_value(&header.commitment.constant(), &header.id)?
+            split::verification_value(&header.commitment.constant(), &header.routing.id)?
         }
-        Mode::CoordinatorReconstructs => key.confirmation(&header.id),
+        Mode::CoordinatorReconstructs => key.confirmation(&header.routing.id),
     };
     if values.iter().any(|v| *v != mine) {
         return Err(MsgError::VerificationMismatch);
@@ -785,12 +782,12 @@ pub fn receive(
     let content = open_payload(&key, &msg.header, &msg.payload)?;
     let id = message_id(
         &content,
-        header.time_ms,
-        &header.sender,
-        &header.receiver,
-        &header.nonce,
+        header.routing.time_ms,
+        &header.routing.sender,
+        &header.routing.receiver,
+        &header.routing.nonce,
     );
-    if id != header.id {
+    if id != header.routing.id {
         return Err(MsgError::Tampered);
     }
     Ok(content)
