@@ -6,8 +6,8 @@
 //! coordinators, claim batch, concurrency) sends messages for a fixed time
 //! through every node: reserve a prekey (one consensus claim per
 //! `claim_batch` messages to a receiver), build, coordinators confirm,
-//! mailbox commit, the sender checks each confirmation. Reports messages/s and p50/p99 as the
-//! sender sees them; then drains every mailbox (open, verify, ack) and
+//! mailbox commit, the sender checks each confirmation. Reports messages/s
+//! and p50/p99 as the sender sees them; then drains every mailbox (open, verify, ack) and
 //! reports the receivers' rate. The bare cryptography of one message in one
 //! process is `cargo run --release -p keyquorum-core --example msgkey_cost`.
 
@@ -21,6 +21,7 @@ use keyquorum_client::Client;
 use keyquorum_core::msgkey::Mode;
 use keyquorum_store::vault::KdfParams;
 use keyquorum_store::Passphrase;
+use keyquorum_wire::msg::CLAIM_COUNTS;
 use serde_json::json;
 
 use crate::bench::{local_cluster, percentile};
@@ -66,7 +67,7 @@ pub(crate) async fn bench_msg(o: MsgBenchOpts, json_out: bool) -> Result<()> {
     if o.concurrency.is_empty() || o.concurrency.contains(&0) {
         bail!("--concurrency needs positive values");
     }
-    if o.claim_batch.is_empty() || o.claim_batch.iter().any(|b| !(1..=64).contains(b)) {
+    if o.claim_batch.is_empty() || o.claim_batch.iter().any(|b| !CLAIM_COUNTS.contains(b)) {
         bail!("--claim-batch needs values from 1 to 64");
     }
     let (dir, cluster) = local_cluster("keyquorum-bench-msg", o.nodes, 2.min(o.nodes), 0).await?;

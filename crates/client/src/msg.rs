@@ -284,22 +284,18 @@ impl Endpoint {
         deployment: &MsgDeployment,
         to: &str,
     ) -> Result<Reservation, ClientError> {
+        // One claim: its first reservation, and the rest.
         let claim = || async {
             let at = now_ms();
             let claimed = c.claim_prekeys(to, &self.name, self.claim_batch).await?;
-            let got = Reservation::all(&claimed, at);
-            if got.is_empty() {
-                return Err(ClientError::from(MsgError::Invalid(
-                    "the cluster reserved no prekey",
-                )));
-            }
-            Ok(VecDeque::from(got))
+            let mut got = VecDeque::from(Reservation::all(&claimed, at));
+            let first = got
+                .pop_front()
+                .ok_or(MsgError::Invalid("the cluster reserved no prekey"))?;
+            Ok::<_, ClientError>((first, got))
         };
         if self.claim_batch == 1 {
-            let mut got = claim().await?;
-            return got
-                .pop_front()
-                .ok_or(MsgError::Invalid("the cluster reserved no prekey").into());
+            return claim().await.map(|(first, _)| first);
         }
         let queue = {
             let mut held = self
@@ -317,11 +313,8 @@ impl Endpoint {
                 return Ok(r);
             }
         }
-        let mut got = claim().await?;
-        let first = got
-            .pop_front()
-            .ok_or(MsgError::Invalid("the cluster reserved no prekey"))?;
-        *queue = got;
+        let (first, rest) = claim().await?;
+        *queue = rest;
         Ok(first)
     }
 

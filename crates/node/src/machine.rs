@@ -16,7 +16,7 @@ use keyquorum_wire::control::{
     AuditEntry, AuditEvent, Command, CommandResponse, ExportRecord, KeyRecord, SignedHead,
     TokenGrant,
 };
-use keyquorum_wire::msg::{EndpointRecord, MailItem, Prekey, MAX_CLAIM};
+use keyquorum_wire::msg::{EndpointRecord, MailItem, Prekey, CLAIM_COUNTS, MAX_CLAIM};
 use keyquorum_wire::Hex32;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -234,7 +234,7 @@ impl MsgState {
                 if let Err(e) = self.live(name).and(self.live(by)) {
                     return rejected(e.to_string());
                 }
-                if *count == 0 || *count > MAX_CLAIM {
+                if !CLAIM_COUNTS.contains(count) {
                     return rejected(format!("a claim reserves 1 to {MAX_CLAIM} prekeys"));
                 }
                 let Some(queue) = self.prekeys.get_mut(name).filter(|q| !q.is_empty()) else {

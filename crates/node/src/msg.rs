@@ -28,7 +28,7 @@ use keyquorum_core::msgkey::MsgError;
 use keyquorum_wire::control::{Command, CommandResponse, TokenGrant};
 use keyquorum_wire::msg::{
     ClaimedPrekeys, CoordinatorBundle, EndpointInfo, EndpointRecord, MailItem, MsgConfirmation,
-    MsgDeployment, MsgNode, Prekey, SealedBox, SendRequest, SendResponse, MAX_CLAIM,
+    MsgDeployment, MsgNode, Prekey, SealedBox, SendRequest, SendResponse, CLAIM_COUNTS, MAX_CLAIM,
 };
 use keyquorum_wire::peer::PeerMessage;
 use keyquorum_wire::{Hex, Hex32, NodeId};
@@ -251,7 +251,7 @@ pub async fn claim(
     by: &str,
     count: u16,
 ) -> Result<ClaimedPrekeys, NodeError> {
-    if count == 0 || count > MAX_CLAIM {
+    if !CLAIM_COUNTS.contains(&count) {
         return Err(NodeError::BadRequest(format!(
             "count must be 1 to {MAX_CLAIM}"
         )));

@@ -34,7 +34,7 @@ use openraft::{
     RaftSnapshotBuilder, RaftTypeConfig, SnapshotMeta, StorageError, StorageIOError,
     StoredMembership, Vote,
 };
-use redb::{Database, ReadableTable, TableDefinition};
+use redb::{Database, Durability, ReadableTable, TableDefinition};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
@@ -112,8 +112,18 @@ fn put_meta<T: Serialize, NID: openraft::NodeId>(
     key: &str,
     value: &T,
 ) -> Result<(), StorageError<NID>> {
+    put_meta_with(db, key, value, Durability::Immediate)
+}
+
+fn put_meta_with<T: Serialize, NID: openraft::NodeId>(
+    db: &Database,
+    key: &str,
+    value: &T,
+    durability: Durability,
+) -> Result<(), StorageError<NID>> {
     let bytes = serde_json::to_vec(value).map_err(io_write::<NID>)?;
-    let tx = db.begin_write().map_err(io_write::<NID>)?;
+    let mut tx = db.begin_write().map_err(io_write::<NID>)?;
+    tx.set_durability(durability);
     tx.open_table(META)
         .map_err(io_write::<NID>)?
         .insert(key, bytes.as_slice())
@@ -242,15 +252,7 @@ where
         // and reaches the disk with the next log append. Losing the newest
         // value in a crash only means fewer entries are re-applied at
         // startup; the leader's next commit index brings the rest.
-        let bytes = serde_json::to_vec(&committed).map_err(io_write::<C::NodeId>)?;
-        let mut tx = self.db.begin_write().map_err(io_write::<C::NodeId>)?;
-        tx.set_durability(redb::Durability::None);
-        tx.open_table(META)
-            .map_err(io_write::<C::NodeId>)?
-            .insert("committed", bytes.as_slice())
-            .map_err(io_write::<C::NodeId>)?;
-        tx.commit().map_err(io_write::<C::NodeId>)?;
-        Ok(())
+        put_meta_with(&self.db, "committed", &committed, Durability::None)
     }
 
     async fn read_committed(

@@ -215,7 +215,7 @@ pub enum Command {
         by: String,
         /// How many, 1 ..= [`crate::msg::MAX_CLAIM`] (entries written
         /// before batching have none: one).
-        #[serde(default = "one")]
+        #[serde(default = "crate::msg::one")]
         count: u16,
         /// When (the proposing node's clock, ms): an unused claim lapses
         /// once it is older than the acceptance window allows.
@@ -273,7 +273,3 @@ openraft::declare_raft_types!(
         NodeId = NodeId,
         Node = NodeInfo,
 );
-
-fn one() -> u16 {
-    1
-}

@@ -96,6 +96,9 @@ pub struct ClaimedPrekeys {
 /// Most prekeys one claim reserves.
 pub const MAX_CLAIM: u16 = 64;
 
+/// The counts a claim may ask for.
+pub const CLAIM_COUNTS: core::ops::RangeInclusive<u16> = 1..=MAX_CLAIM;
+
 /// A cluster node as senders and receivers route to it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct MsgNode {
@@ -244,6 +247,7 @@ pub struct ClaimRequest {
     pub count: u16,
 }
 
-fn one() -> u16 {
+/// A claim's count when none is given.
+pub(crate) fn one() -> u16 {
     1
 }
