@@ -86,11 +86,14 @@ pub struct RunningNode {
     shutdown: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<()>>,
     audit: Option<JoinHandle<()>>,
+    raft_file: keyquorum_store::raft::FileHandle,
 }
 
 impl RunningNode {
-    /// Stop serving and shut Raft down; storage files are closed when the
-    /// last handle drops.
+    /// Stop serving and shut Raft down. `stop` returns once the Raft file is
+    /// closed (openraft's tasks drop their storage handles shortly after its
+    /// shutdown returns), so the node can be started again at once; the
+    /// vault closes when the last [`Node`] handle drops.
     pub async fn stop(mut self) {
         self.stop_inner().await;
     }
@@ -106,6 +109,10 @@ impl RunningNode {
         }
         if let Some(s) = self.server.take() {
             let _ = tokio::time::timeout(Duration::from_secs(5), s).await;
+        }
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while self.raft_file.is_open() && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(5)).await;
         }
     }
 }
@@ -183,6 +190,7 @@ impl Node {
             keyquorum_store::raft::open::<TypeConfig, Registry>(&config.data_dir.join("raft.redb"))
                 .map_err(|e| NodeError::Internal(format!("raft storage: {e}")))?;
         let registry = sm.reader();
+        let raft_file = log.file();
         let peers = PeerClient::new(
             config.id,
             keys.clone(),
@@ -242,6 +250,7 @@ impl Node {
             shutdown: Some(tx),
             server: Some(server),
             audit: Some(audit),
+            raft_file,
         })
     }
 

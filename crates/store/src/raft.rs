@@ -1,14 +1,19 @@
 //! openraft storage (the v2 split interface) on one redb file.
 //!
 //! - [`LogStore`]: log entries keyed by index, the vote, the committed log
-//!   id and the last purged log id. Every write of the log and the vote is a
-//!   redb transaction with immediate durability, so the `LogFlushed`
-//!   callback is called only once the entries are on disk (Raft's
-//!   persistence requirement before acking an append); the commit runs on a
-//!   blocking thread. The committed log id is a hint written without its own
-//!   fsync (it reaches the disk with the next append).
+//!   id and the last purged log id. One writer thread per file takes every
+//!   write waiting and commits them in one redb transaction with immediate
+//!   durability (group commit: one fsync for many appends). `append` returns
+//!   once the entries are in an in-memory cache of the log's tail, where
+//!   readers find them at once; openraft's `LogFlushed` callback is called
+//!   only after the fsync (Raft's persistence rule before acking an append).
+//!   The vote, a truncation and a purge are awaited until they are on disk.
+//!   The committed log id is a hint written without its own fsync (it
+//!   reaches the disk with the next durable write). Writes take effect in
+//!   the order openraft issues them, as it requires.
 //! - [`StateMachineStore`]: the application [`Machine`] in memory; snapshots
-//!   are serialized into the same file. Because the committed log id is
+//!   are serialized into the same file (their own table, the bytes as they
+//!   are), built and stored on a blocking thread. Because the committed log id is
 //!   persisted too, openraft re-applies the committed entries after the last
 //!   snapshot on restart, so the in-memory machine is rebuilt exactly (up to
 //!   that id; entries committed after it are applied once the leader's
@@ -42,8 +47,9 @@ use serde::{Deserialize, Serialize};
 /// replica applies the same entries in the same order and must reach the same
 /// state.
 pub trait Machine: Default + Clone + Serialize + DeserializeOwned + Send + Sync + 'static {
-    /// A log entry's command.
-    type Command;
+    /// A log entry's command (the log cache hands out copies and the log
+    /// writer thread encodes them).
+    type Command: Clone + Send + 'static;
     /// What applying a command returns to the proposer.
     type Response: Default;
     /// Apply one committed command at log index `index`.
@@ -53,6 +59,9 @@ pub trait Machine: Default + Clone + Serialize + DeserializeOwned + Send + Sync 
 const LOG: TableDefinition<'static, u64, &'static [u8]> = TableDefinition::new("raft_log");
 const META: TableDefinition<'static, &'static str, &'static [u8]> =
     TableDefinition::new("raft_meta");
+/// The current snapshot: `"meta"` (JSON) and `"data"` (the bytes as they are).
+const SNAPSHOT: TableDefinition<'static, &'static str, &'static [u8]> =
+    TableDefinition::new("raft_snapshot");
 
 /// The log store and state-machine store over one file.
 pub type Stores<C, M> = (LogStore<C>, StateMachineStore<C, M>);
@@ -67,7 +76,7 @@ where
         SnapshotData = Cursor<Vec<u8>>,
     >,
     M: Machine,
-    C::D: Serialize + DeserializeOwned,
+    C::D: Serialize + DeserializeOwned + Clone,
     C::Node: Serialize + DeserializeOwned,
     C::NodeId: Serialize + DeserializeOwned,
 {
@@ -75,12 +84,10 @@ where
     let tx = db.begin_write().map_err(io_write::<C::NodeId>)?;
     tx.open_table(LOG).map_err(io_write::<C::NodeId>)?;
     tx.open_table(META).map_err(io_write::<C::NodeId>)?;
+    tx.open_table(SNAPSHOT).map_err(io_write::<C::NodeId>)?;
     tx.commit().map_err(io_write::<C::NodeId>)?;
     let db = Arc::new(db);
-    let log = LogStore {
-        db: db.clone(),
-        _c: PhantomData,
-    };
+    let log = LogStore::start(db.clone())?;
     let sm = StateMachineStore::load(db)?;
     Ok((log, sm))
 }
@@ -107,42 +114,389 @@ fn get_meta<T: DeserializeOwned, NID: openraft::NodeId>(
     }
 }
 
-fn put_meta<T: Serialize, NID: openraft::NodeId>(
-    db: &Database,
-    key: &str,
-    value: &T,
-) -> Result<(), StorageError<NID>> {
-    put_meta_with(db, key, value, Durability::Immediate)
+/// Recent log entries kept in memory: at most this many flushed ones.
+const CACHE_ENTRIES: usize = 4_096;
+/// ... and at most this many bytes of them (as serialized).
+const CACHE_BYTES: usize = 32 << 20;
+
+/// The tail of the log in memory: a contiguous run of indices ending at the
+/// last appended entry (or empty). Entries enter when appended, before they
+/// are on disk, so readers see them at once; they leave from the front once
+/// flushed and over the bounds, or when truncated or purged. Everything
+/// before the run's first index is on disk.
+struct Cache<C: RaftTypeConfig> {
+    entries: std::collections::BTreeMap<u64, Cached<C>>,
+    /// Bounds on the flushed entries held: count and bytes.
+    max_entries: usize,
+    max_bytes: usize,
+    /// Serialized bytes of the flushed entries held.
+    bytes: usize,
+    /// Tags appends so a flush marks only the entries it wrote (an index
+    /// truncated and appended again carries a new tag).
+    next_seq: u64,
 }
 
-fn put_meta_with<T: Serialize, NID: openraft::NodeId>(
-    db: &Database,
-    key: &str,
-    value: &T,
-    durability: Durability,
-) -> Result<(), StorageError<NID>> {
-    let bytes = serde_json::to_vec(value).map_err(io_write::<NID>)?;
-    let mut tx = db.begin_write().map_err(io_write::<NID>)?;
-    tx.set_durability(durability);
-    tx.open_table(META)
-        .map_err(io_write::<NID>)?
-        .insert(key, bytes.as_slice())
-        .map_err(io_write::<NID>)?;
-    tx.commit().map_err(io_write::<NID>)?;
-    Ok(())
+struct Cached<C: RaftTypeConfig> {
+    entry: Entry<C>,
+    /// `Some(tag)` while not yet on disk; `None` once flushed.
+    pending: Option<u64>,
+    /// Serialized size, known once flushed.
+    size: usize,
+}
+
+impl<C: RaftTypeConfig> Cache<C>
+where
+    C::D: Clone,
+{
+    fn new() -> Self {
+        Self::with_bounds(CACHE_ENTRIES, CACHE_BYTES)
+    }
+
+    fn with_bounds(max_entries: usize, max_bytes: usize) -> Self {
+        Self {
+            entries: std::collections::BTreeMap::new(),
+            max_entries,
+            max_bytes,
+            bytes: 0,
+            next_seq: 0,
+        }
+    }
+
+    /// Drop flushed entries from the front while over either bound.
+    fn evict(&mut self) {
+        while self.entries.len() > self.max_entries || self.bytes > self.max_bytes {
+            match self.entries.first_entry() {
+                Some(e) if e.get().pending.is_none() => {
+                    self.bytes = self.bytes.saturating_sub(e.remove().size);
+                }
+                _ => break,
+            }
+        }
+    }
+
+    /// Record that the writer put `(index, tag, size)` on disk.
+    fn flushed(&mut self, written: &[(u64, u64, usize)]) {
+        for (index, tag, size) in written {
+            if let Some(c) = self.entries.get_mut(index) {
+                if c.pending == Some(*tag) {
+                    c.pending = None;
+                    c.size = *size;
+                    self.bytes += *size;
+                }
+            }
+        }
+        self.evict();
+    }
+
+    /// Take appended entries in (not yet on disk); returns their tag.
+    fn append(&mut self, entries: &[(u64, Entry<C>)]) -> u64 {
+        let tag = self.next_seq;
+        self.next_seq += 1;
+        for (index, entry) in entries {
+            self.entries.insert(
+                *index,
+                Cached {
+                    entry: entry.clone(),
+                    pending: Some(tag),
+                    size: 0,
+                },
+            );
+        }
+        self.evict();
+        tag
+    }
+
+    /// The entries of `start..end` (`None`: to the end) held here, and the
+    /// first index held: everything before it is on disk.
+    fn read(&self, start: u64, end: Option<u64>) -> (Option<u64>, Vec<Entry<C>>) {
+        let first = self.entries.keys().next().copied();
+        let from = first.map_or(start, |f| f.max(start));
+        let held = match end {
+            Some(e) => self.entries.range(from..e.max(from)),
+            None => self.entries.range(from..),
+        }
+        .map(|(_, v)| v.entry.clone())
+        .collect();
+        (first, held)
+    }
+
+    /// Remove `range`'s entries.
+    fn remove(&mut self, range: impl RangeBounds<u64>) {
+        let keys: Vec<u64> = self.entries.range(range).map(|(k, _)| *k).collect();
+        for k in keys {
+            if let Some(c) = self.entries.remove(&k) {
+                self.bytes = self.bytes.saturating_sub(c.size);
+            }
+        }
+    }
+}
+
+/// One write for the log writer thread, in the order openraft issued it
+/// (openraft requires log and vote writes to take effect in order).
+enum Op<C: RaftTypeConfig> {
+    /// Entries with their cache tags; `done` is openraft's flush callback.
+    Append {
+        entries: Vec<(u64, Entry<C>)>,
+        tag: u64,
+        done: LogFlushed<C>,
+    },
+    /// The serialized vote; answered once it is on disk.
+    Vote {
+        bytes: Vec<u8>,
+        done: tokio::sync::oneshot::Sender<Result<(), String>>,
+    },
+    /// The serialized committed log id: a hint, flushed with the next
+    /// durable write.
+    Committed { bytes: Vec<u8> },
+    /// Delete entries from this index on.
+    Truncate {
+        from: u64,
+        done: tokio::sync::oneshot::Sender<Result<(), String>>,
+    },
+    /// Delete entries up to this index, recording the purged log id.
+    Purge {
+        upto: u64,
+        bytes: Vec<u8>,
+        done: tokio::sync::oneshot::Sender<Result<(), String>>,
+    },
+}
+
+/// The log writer: takes every write waiting in the queue, puts them in one
+/// redb transaction and commits it with one fsync (group commit), then
+/// reports each write. Under load the Raft core never waits for the disk
+/// (append returns once the entries are in the cache) and many appends share
+/// one fsync.
+fn writer_loop<C>(
+    db: Arc<Database>,
+    cache: Arc<std::sync::Mutex<Cache<C>>>,
+    ops: std::sync::mpsc::Receiver<Op<C>>,
+) where
+    C: RaftTypeConfig<Entry = Entry<C>>,
+    C::D: Serialize + Clone,
+    C::Node: Serialize,
+    C::NodeId: Serialize,
+{
+    /// Writes taken into one transaction at most.
+    const BATCH: usize = 1_024;
+    while let Ok(first) = ops.recv() {
+        let mut batch = vec![first];
+        while batch.len() < BATCH {
+            match ops.try_recv() {
+                Ok(op) => batch.push(op),
+                Err(_) => break,
+            }
+        }
+        let result = write_batch(&db, &batch);
+        if let Ok(written) = &result {
+            lock(&cache).flushed(written);
+        }
+        let outcome = result.map(|_| ()).map_err(|e| e.to_string());
+        for op in batch {
+            match op {
+                Op::Append { done, .. } => done.log_io_completed(
+                    outcome
+                        .clone()
+                        .map_err(|e| std::io::Error::other(e.clone())),
+                ),
+                Op::Vote { done, .. } | Op::Truncate { done, .. } | Op::Purge { done, .. } => {
+                    // The caller may have gone (its task was dropped):
+                    // nothing is waiting for the answer then.
+                    let _ = done.send(outcome.clone());
+                }
+                Op::Committed { .. } => {}
+            }
+        }
+    }
+}
+
+/// Apply `batch` in one transaction; returns `(index, tag, size)` of every
+/// entry written.
+fn write_batch<C>(db: &Database, batch: &[Op<C>]) -> Result<Vec<(u64, u64, usize)>, WriteError>
+where
+    C: RaftTypeConfig<Entry = Entry<C>>,
+    C::D: Serialize,
+    C::Node: Serialize,
+    C::NodeId: Serialize,
+{
+    let mut written = Vec::new();
+    let mut durable = false;
+    let mut tx = db.begin_write()?;
+    {
+        let mut log = tx.open_table(LOG)?;
+        let mut meta = tx.open_table(META)?;
+        for op in batch {
+            match op {
+                Op::Append { entries, tag, .. } => {
+                    durable = true;
+                    for (index, entry) in entries {
+                        let bytes = serde_json::to_vec(entry)?;
+                        log.insert(*index, bytes.as_slice())?;
+                        written.push((*index, *tag, bytes.len()));
+                    }
+                }
+                Op::Vote { bytes, .. } => {
+                    durable = true;
+                    meta.insert("vote", bytes.as_slice())?;
+                }
+                Op::Committed { bytes } => {
+                    meta.insert("committed", bytes.as_slice())?;
+                }
+                Op::Truncate { from, .. } => {
+                    durable = true;
+                    log.retain_in(*from.., |_, _| false)?;
+                }
+                Op::Purge { upto, bytes, .. } => {
+                    durable = true;
+                    meta.insert("last_purged", bytes.as_slice())?;
+                    log.retain_in(..=*upto, |_, _| false)?;
+                }
+            }
+        }
+    }
+    // Only the committed-index hint may wait for a later fsync.
+    tx.set_durability(if durable {
+        Durability::Immediate
+    } else {
+        Durability::None
+    });
+    tx.commit()?;
+    Ok(written)
+}
+
+/// Why the log writer's transaction failed.
+#[derive(Debug, thiserror::Error)]
+enum WriteError {
+    #[error("redb: {0}")]
+    Db(#[from] redb::Error),
+    #[error("encoding a log entry: {0}")]
+    Encode(#[from] serde_json::Error),
+}
+
+macro_rules! into_write_error {
+    ($($t:ty),*) => {$(
+        impl From<$t> for WriteError {
+            fn from(e: $t) -> Self {
+                Self::Db(e.into())
+            }
+        }
+    )*};
+}
+into_write_error!(
+    redb::TransactionError,
+    redb::TableError,
+    redb::StorageError,
+    redb::CommitError
+);
+
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A panic while holding the lock leaves the cache as consistent as any
+    // single step leaves it; the node is stopping anyway (panics abort).
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// What every clone of a [`LogStore`] shares: the file, the cache, the
+/// writer thread's queue. Dropping the last clone closes the queue and waits
+/// for the writer to finish what it was given.
+struct LogShared<C: RaftTypeConfig> {
+    db: Arc<Database>,
+    cache: Arc<std::sync::Mutex<Cache<C>>>,
+    last_purged: std::sync::Mutex<Option<LogId<C::NodeId>>>,
+    ops: Option<std::sync::mpsc::Sender<Op<C>>>,
+    writer: Option<std::thread::JoinHandle<()>>,
+}
+
+impl<C: RaftTypeConfig> Drop for LogShared<C> {
+    fn drop(&mut self) {
+        drop(self.ops.take());
+        if let Some(w) = self.writer.take() {
+            let _ = w.join();
+        }
+    }
 }
 
 /// The Raft log, vote and committed index.
 pub struct LogStore<C: RaftTypeConfig> {
-    db: Arc<Database>,
-    _c: PhantomData<C>,
+    shared: Arc<LogShared<C>>,
+}
+
+impl<C> LogStore<C>
+where
+    C: RaftTypeConfig<Entry = Entry<C>>,
+    C::D: Serialize + DeserializeOwned + Clone,
+    C::Node: Serialize + DeserializeOwned,
+    C::NodeId: Serialize + DeserializeOwned,
+{
+    fn start(db: Arc<Database>) -> Result<Self, StorageError<C::NodeId>> {
+        let last_purged = get_meta(&db, "last_purged")?;
+        let cache = Arc::new(std::sync::Mutex::new(Cache::new()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let writer = {
+            let (db, cache) = (db.clone(), cache.clone());
+            std::thread::Builder::new()
+                .name("raft-log-writer".into())
+                .spawn(move || writer_loop::<C>(db, cache, rx))
+                .map_err(io_write::<C::NodeId>)?
+        };
+        Ok(Self {
+            shared: Arc::new(LogShared {
+                db,
+                cache,
+                last_purged: std::sync::Mutex::new(last_purged),
+                ops: Some(tx),
+                writer: Some(writer),
+            }),
+        })
+    }
+
+    fn submit(&self, op: Op<C>) -> Result<(), StorageError<C::NodeId>> {
+        self.shared
+            .ops
+            .as_ref()
+            .and_then(|q| q.send(op).ok())
+            .ok_or_else(|| io_write::<C::NodeId>(std::io::Error::other("the log writer stopped")))
+    }
+
+    /// Submit a write and wait until it is on disk.
+    async fn submit_and_wait(
+        &self,
+        make: impl FnOnce(tokio::sync::oneshot::Sender<Result<(), String>>) -> Op<C>,
+    ) -> Result<(), StorageError<C::NodeId>> {
+        let (done, wait) = tokio::sync::oneshot::channel();
+        self.submit(make(done))?;
+        match wait.await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(io_write::<C::NodeId>(std::io::Error::other(e))),
+            Err(_) => Err(io_write::<C::NodeId>(std::io::Error::other(
+                "the log writer stopped",
+            ))),
+        }
+    }
+}
+
+/// Tells whether a Raft file is still open: it is closed (its lock released,
+/// so it can be opened again) once every store and reader of it is dropped,
+/// which openraft does as its tasks wind down, shortly after shutdown.
+#[derive(Debug, Clone)]
+pub struct FileHandle(std::sync::Weak<Database>);
+
+impl FileHandle {
+    /// Whether anything still holds the file open.
+    pub fn is_open(&self) -> bool {
+        self.0.strong_count() > 0
+    }
+}
+
+impl<C: RaftTypeConfig> LogStore<C> {
+    /// A handle that tells when the file is closed.
+    pub fn file(&self) -> FileHandle {
+        FileHandle(Arc::downgrade(&self.shared.db))
+    }
 }
 
 impl<C: RaftTypeConfig> Clone for LogStore<C> {
     fn clone(&self) -> Self {
         Self {
-            db: self.db.clone(),
-            _c: PhantomData,
+            shared: self.shared.clone(),
         }
     }
 }
@@ -170,9 +524,9 @@ fn bounds(range: &impl RangeBounds<u64>) -> (u64, Option<u64>) {
 impl<C> RaftLogReader<C> for LogStore<C>
 where
     C: RaftTypeConfig<Entry = Entry<C>>,
-    C::D: DeserializeOwned,
-    C::Node: DeserializeOwned,
-    C::NodeId: DeserializeOwned,
+    C::D: Serialize + DeserializeOwned + Clone,
+    C::Node: Serialize + DeserializeOwned,
+    C::NodeId: Serialize + DeserializeOwned,
 {
     async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(
         &mut self,
@@ -182,20 +536,32 @@ where
         if end.is_some_and(|e| e <= start) {
             return Ok(Vec::new());
         }
-        let tx = self.db.begin_read().map_err(io_read::<C::NodeId>)?;
-        let t = tx.open_table(LOG).map_err(io_read::<C::NodeId>)?;
-        let iter = match end {
-            Some(e) => t.range(start..e),
-            None => t.range(start..),
-        }
-        .map_err(io_read::<C::NodeId>)?;
+        // The cache first: an entry that leaves it afterwards is on disk by
+        // then, so the disk read below cannot miss it.
+        let (first_cached, cached) = lock(&self.shared.cache).read(start, end);
+        // What lies before the cache's run is on disk.
+        let disk_end = match (first_cached, end) {
+            (Some(f), Some(e)) => Some(f.min(e)),
+            (Some(f), None) => Some(f),
+            (None, e) => e,
+        };
         let mut out = Vec::new();
-        for item in iter {
-            let (_, v) = item.map_err(io_read::<C::NodeId>)?;
-            let entry: Entry<C> =
-                serde_json::from_slice(v.value()).map_err(io_read::<C::NodeId>)?;
-            out.push(entry);
+        if disk_end.is_none_or(|d| d > start) {
+            let tx = self.shared.db.begin_read().map_err(io_read::<C::NodeId>)?;
+            let t = tx.open_table(LOG).map_err(io_read::<C::NodeId>)?;
+            let iter = match disk_end {
+                Some(e) => t.range(start..e),
+                None => t.range(start..),
+            }
+            .map_err(io_read::<C::NodeId>)?;
+            for item in iter {
+                let (_, v) = item.map_err(io_read::<C::NodeId>)?;
+                let entry: Entry<C> =
+                    serde_json::from_slice(v.value()).map_err(io_read::<C::NodeId>)?;
+                out.push(entry);
+            }
         }
+        out.extend(cached);
         Ok(out)
     }
 }
@@ -203,25 +569,32 @@ where
 impl<C> RaftLogStorage<C> for LogStore<C>
 where
     C: RaftTypeConfig<Entry = Entry<C>>,
-    C::D: Serialize + DeserializeOwned,
+    C::D: Serialize + DeserializeOwned + Clone,
     C::Node: Serialize + DeserializeOwned,
     C::NodeId: Serialize + DeserializeOwned,
 {
     type LogReader = Self;
 
     async fn get_log_state(&mut self) -> Result<LogState<C>, StorageError<C::NodeId>> {
-        let last_purged_log_id: Option<LogId<C::NodeId>> = get_meta(&self.db, "last_purged")?;
-        let last = {
-            let tx = self.db.begin_read().map_err(io_read::<C::NodeId>)?;
-            let t = tx.open_table(LOG).map_err(io_read::<C::NodeId>)?;
-            let last = t.last().map_err(io_read::<C::NodeId>)?;
-            match last {
-                None => None,
-                Some((_, v)) => {
-                    let e: Entry<C> =
-                        serde_json::from_slice(v.value()).map_err(io_read::<C::NodeId>)?;
-                    Some(e.log_id)
-                }
+        let last_purged_log_id = lock(&self.shared.last_purged).clone();
+        let cached = lock(&self.shared.cache)
+            .entries
+            .last_key_value()
+            .map(|(_, c)| c.entry.log_id.clone());
+        let last = match cached {
+            Some(l) => Some(l),
+            None => {
+                let tx = self.shared.db.begin_read().map_err(io_read::<C::NodeId>)?;
+                let t = tx.open_table(LOG).map_err(io_read::<C::NodeId>)?;
+                let last = match t.last().map_err(io_read::<C::NodeId>)? {
+                    None => None,
+                    Some((_, v)) => {
+                        let e: Entry<C> =
+                            serde_json::from_slice(v.value()).map_err(io_read::<C::NodeId>)?;
+                        Some(e.log_id)
+                    }
+                };
+                last
             }
         };
         Ok(LogState {
@@ -235,13 +608,20 @@ where
     }
 
     async fn save_vote(&mut self, vote: &Vote<C::NodeId>) -> Result<(), StorageError<C::NodeId>> {
-        put_meta::<_, C::NodeId>(&self.db, "vote", vote).map_err(|e| StorageError::IO {
-            source: StorageIOError::new(ErrorSubject::Vote, ErrorVerb::Write, AnyError::error(e)),
-        })
+        let bytes = serde_json::to_vec(vote).map_err(io_write::<C::NodeId>)?;
+        self.submit_and_wait(|done| Op::Vote { bytes, done })
+            .await
+            .map_err(|e| StorageError::IO {
+                source: StorageIOError::new(
+                    ErrorSubject::Vote,
+                    ErrorVerb::Write,
+                    AnyError::error(e),
+                ),
+            })
     }
 
     async fn read_vote(&mut self) -> Result<Option<Vote<C::NodeId>>, StorageError<C::NodeId>> {
-        get_meta(&self.db, "vote")
+        get_meta(&self.shared.db, "vote")
     }
 
     async fn save_committed(
@@ -249,16 +629,17 @@ where
         committed: Option<LogId<C::NodeId>>,
     ) -> Result<(), StorageError<C::NodeId>> {
         // A hint, not a safety record: it is written without its own fsync
-        // and reaches the disk with the next log append. Losing the newest
-        // value in a crash only means fewer entries are re-applied at
+        // and reaches the disk with the next durable write. Losing the
+        // newest value in a crash only means fewer entries are re-applied at
         // startup; the leader's next commit index brings the rest.
-        put_meta_with(&self.db, "committed", &committed, Durability::None)
+        let bytes = serde_json::to_vec(&committed).map_err(io_write::<C::NodeId>)?;
+        self.submit(Op::Committed { bytes })
     }
 
     async fn read_committed(
         &mut self,
     ) -> Result<Option<LogId<C::NodeId>>, StorageError<C::NodeId>> {
-        Ok(get_meta::<Option<LogId<C::NodeId>>, _>(&self.db, "committed")?.flatten())
+        Ok(get_meta::<Option<LogId<C::NodeId>>, _>(&self.shared.db, "committed")?.flatten())
     }
 
     async fn append<I>(
@@ -270,66 +651,34 @@ where
         I: IntoIterator<Item = C::Entry> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
-        let mut rows = Vec::new();
-        for entry in entries {
-            let bytes = serde_json::to_vec(&entry).map_err(io_write::<C::NodeId>)?;
-            rows.push((entry.log_id.index, bytes));
-        }
-        // The commit waits for fsync: run it on a blocking thread so the
-        // async workers (the API, the peers, the other Raft tasks) keep
-        // running meanwhile. Awaiting it keeps the contract that appended
-        // entries are readable when `append` returns.
-        let db = self.db.clone();
-        let res = tokio::task::spawn_blocking(move || -> Result<(), redb::Error> {
-            let tx = db.begin_write()?;
-            {
-                let mut t = tx.open_table(LOG)?;
-                for (index, bytes) in &rows {
-                    t.insert(*index, bytes.as_slice())?;
-                }
-            }
-            tx.commit()?;
-            Ok(())
+        // Readable from the cache when this returns; `callback` is called by
+        // the writer once the entries are on disk.
+        let entries: Vec<(u64, Entry<C>)> =
+            entries.into_iter().map(|e| (e.log_id.index, e)).collect();
+        let tag = lock(&self.shared.cache).append(&entries);
+        self.submit(Op::Append {
+            entries,
+            tag,
+            done: callback,
         })
-        .await
-        .map_err(|e| io_write::<C::NodeId>(std::io::Error::other(e.to_string())))?;
-        match res {
-            Ok(()) => {
-                callback.log_io_completed(Ok(()));
-                Ok(())
-            }
-            Err(e) => {
-                callback.log_io_completed(Err(std::io::Error::other(e.to_string())));
-                Err(io_write::<C::NodeId>(e))
-            }
-        }
     }
 
     async fn truncate(&mut self, log_id: LogId<C::NodeId>) -> Result<(), StorageError<C::NodeId>> {
-        let tx = self.db.begin_write().map_err(io_write::<C::NodeId>)?;
-        {
-            let mut t = tx.open_table(LOG).map_err(io_write::<C::NodeId>)?;
-            t.retain_in(log_id.index.., |_, _| false)
-                .map_err(io_write::<C::NodeId>)?;
-        }
-        tx.commit().map_err(io_write::<C::NodeId>)?;
-        Ok(())
+        lock(&self.shared.cache).remove(log_id.index..);
+        self.submit_and_wait(|done| Op::Truncate {
+            from: log_id.index,
+            done,
+        })
+        .await
     }
 
     async fn purge(&mut self, log_id: LogId<C::NodeId>) -> Result<(), StorageError<C::NodeId>> {
         let bytes = serde_json::to_vec(&Some(log_id.clone())).map_err(io_write::<C::NodeId>)?;
-        let tx = self.db.begin_write().map_err(io_write::<C::NodeId>)?;
-        {
-            tx.open_table(META)
-                .map_err(io_write::<C::NodeId>)?
-                .insert("last_purged", bytes.as_slice())
-                .map_err(io_write::<C::NodeId>)?;
-            let mut t = tx.open_table(LOG).map_err(io_write::<C::NodeId>)?;
-            t.retain_in(..=log_id.index, |_, _| false)
-                .map_err(io_write::<C::NodeId>)?;
-        }
-        tx.commit().map_err(io_write::<C::NodeId>)?;
-        Ok(())
+        let upto = log_id.index;
+        *lock(&self.shared.last_purged) = Some(log_id);
+        lock(&self.shared.cache).remove(..=upto);
+        self.submit_and_wait(|done| Op::Purge { upto, bytes, done })
+            .await
     }
 }
 
@@ -360,15 +709,89 @@ where
     }
 }
 
+/// How a snapshot was stored before it had its own table: metadata and data
+/// in one JSON value under the meta key `"snapshot"` (the data as an array
+/// of numbers). Still read, so a node upgraded in place keeps its snapshot;
+/// the next snapshot replaces it.
 #[derive(Serialize, Deserialize)]
 #[serde(bound = "")]
-struct StoredSnapshot<C: RaftTypeConfig>
+struct LegacySnapshot<C: RaftTypeConfig>
 where
     C::Node: Serialize + DeserializeOwned,
     C::NodeId: Serialize + DeserializeOwned,
 {
     meta: SnapshotMeta<C::NodeId, C::Node>,
     data: Vec<u8>,
+}
+
+type StoredSnapshot<C> = (
+    SnapshotMeta<<C as RaftTypeConfig>::NodeId, <C as RaftTypeConfig>::Node>,
+    Vec<u8>,
+);
+
+/// Store a snapshot (durably) in place of the previous one.
+fn store_snapshot<C: RaftTypeConfig>(
+    db: &Database,
+    meta: &SnapshotMeta<C::NodeId, C::Node>,
+    data: &[u8],
+) -> Result<(), StorageError<C::NodeId>>
+where
+    C::Node: Serialize + DeserializeOwned,
+    C::NodeId: Serialize + DeserializeOwned,
+{
+    let err = |e: &dyn std::error::Error| StorageError::IO {
+        source: StorageIOError::write_snapshot(Some(meta.signature()), AnyError::error(e)),
+    };
+    let meta_bytes = serde_json::to_vec(meta).map_err(|e| err(&e))?;
+    let tx = db.begin_write().map_err(|e| err(&e))?;
+    {
+        let mut t = tx.open_table(SNAPSHOT).map_err(|e| err(&e))?;
+        t.insert("meta", meta_bytes.as_slice())
+            .map_err(|e| err(&e))?;
+        t.insert("data", data).map_err(|e| err(&e))?;
+        tx.open_table(META)
+            .map_err(|e| err(&e))?
+            .remove("snapshot")
+            .map_err(|e| err(&e))?;
+    }
+    tx.commit().map_err(|e| err(&e))
+}
+
+/// The stored snapshot, if any (in either format).
+fn load_snapshot<C: RaftTypeConfig>(
+    db: &Database,
+) -> Result<Option<StoredSnapshot<C>>, StorageError<C::NodeId>>
+where
+    C::Node: Serialize + DeserializeOwned,
+    C::NodeId: Serialize + DeserializeOwned,
+{
+    let stored = {
+        let tx = db.begin_read().map_err(io_read::<C::NodeId>)?;
+        let t = tx.open_table(SNAPSHOT).map_err(io_read::<C::NodeId>)?;
+        let meta = t.get("meta").map_err(io_read::<C::NodeId>)?;
+        let data = t.get("data").map_err(io_read::<C::NodeId>)?;
+        match (meta, data) {
+            (Some(m), Some(d)) => Some((
+                serde_json::from_slice(m.value()).map_err(io_read::<C::NodeId>)?,
+                d.value().to_vec(),
+            )),
+            _ => None,
+        }
+    };
+    match stored {
+        Some(s) => Ok(Some(s)),
+        None => Ok(get_meta::<LegacySnapshot<C>, _>(db, "snapshot")?.map(|s| (s.meta, s.data))),
+    }
+}
+
+/// Run blocking storage work (a large encoding, a commit that waits for
+/// fsync) off the async workers.
+async fn blocking<T: Send + 'static, NID: openraft::NodeId>(
+    f: impl FnOnce() -> Result<T, StorageError<NID>> + Send + 'static,
+) -> Result<T, StorageError<NID>> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| io_write::<NID>(std::io::Error::other(e.to_string())))?
 }
 
 /// The state machine: the application [`Machine`] plus Raft's applied log id
@@ -436,9 +859,8 @@ where
     C::NodeId: Serialize + DeserializeOwned,
 {
     fn load(db: Arc<Database>) -> Result<Self, StorageError<C::NodeId>> {
-        let snap: Option<StoredSnapshot<C>> = get_meta(&db, "snapshot")?;
-        let applied = match snap {
-            Some(s) => serde_json::from_slice(&s.data).map_err(io_read::<C::NodeId>)?,
+        let applied = match load_snapshot::<C>(&db)? {
+            Some((_, data)) => serde_json::from_slice(&data).map_err(io_read::<C::NodeId>)?,
             None => Applied {
                 last_applied: None,
                 membership: StoredMembership::default(),
@@ -487,27 +909,30 @@ where
     C::NodeId: Serialize + DeserializeOwned,
 {
     async fn build_snapshot(&mut self) -> Result<Snapshot<C>, StorageError<C::NodeId>> {
-        let applied = match self.state.read() {
-            Ok(g) => g.clone(),
-            Err(p) => p.into_inner().clone(),
-        };
-        let data = serde_json::to_vec(&applied).map_err(|e| StorageError::IO {
-            source: StorageIOError::write_snapshot(None, &e),
-        })?;
-        let snapshot_id = match &applied.last_applied {
-            Some(l) => format!("{}-{}-{}", l.leader_id, l.index, data.len()),
-            None => format!("empty-{}", data.len()),
-        };
-        let meta = SnapshotMeta {
-            last_log_id: applied.last_applied.clone(),
-            last_membership: applied.membership.clone(),
-            snapshot_id,
-        };
-        let stored = StoredSnapshot::<C> {
-            meta: meta.clone(),
-            data: data.clone(),
-        };
-        put_meta(&self.db, "snapshot", &stored)?;
+        // Copying, encoding and storing a large machine takes long: all of
+        // it on a blocking thread, the read lock held only for the copy.
+        let (db, state) = (self.db.clone(), self.state.clone());
+        let (meta, data) = blocking(move || {
+            let applied = match state.read() {
+                Ok(g) => g.clone(),
+                Err(p) => p.into_inner().clone(),
+            };
+            let data = serde_json::to_vec(&applied).map_err(|e| StorageError::IO {
+                source: StorageIOError::write_snapshot(None, &e),
+            })?;
+            let snapshot_id = match &applied.last_applied {
+                Some(l) => format!("{}-{}-{}", l.leader_id, l.index, data.len()),
+                None => format!("empty-{}", data.len()),
+            };
+            let meta = SnapshotMeta {
+                last_log_id: applied.last_applied.clone(),
+                last_membership: applied.membership.clone(),
+                snapshot_id,
+            };
+            store_snapshot::<C>(&db, &meta, &data)?;
+            Ok((meta, data))
+        })
+        .await?;
         Ok(Snapshot {
             meta,
             snapshot: Box::new(Cursor::new(data)),
@@ -585,31 +1010,36 @@ where
         snapshot: Box<C::SnapshotData>,
     ) -> Result<(), StorageError<C::NodeId>> {
         let data = snapshot.into_inner();
-        let applied: Applied<C, M> =
-            serde_json::from_slice(&data).map_err(|e| StorageError::IO {
-                source: StorageIOError::read_snapshot(Some(meta.signature()), &e),
+        let (db, state, meta) = (self.db.clone(), self.state.clone(), meta.clone());
+        blocking(move || {
+            let applied: Applied<C, M> =
+                serde_json::from_slice(&data).map_err(|e| StorageError::IO {
+                    source: StorageIOError::read_snapshot(Some(meta.signature()), &e),
+                })?;
+            store_snapshot::<C>(&db, &meta, &data)?;
+            let mut g = state.write().map_err(|_| StorageError::IO {
+                source: StorageIOError::write_state_machine(AnyError::error(
+                    "state machine lock poisoned",
+                )),
             })?;
-        let stored = StoredSnapshot::<C> {
-            meta: meta.clone(),
-            data,
-        };
-        put_meta(&self.db, "snapshot", &stored)?;
-        let mut g = self.write_state()?;
-        *g = Applied {
-            last_applied: meta.last_log_id.clone(),
-            membership: meta.last_membership.clone(),
-            machine: applied.machine,
-        };
-        Ok(())
+            *g = Applied {
+                last_applied: meta.last_log_id.clone(),
+                membership: meta.last_membership.clone(),
+                machine: applied.machine,
+            };
+            Ok(())
+        })
+        .await
     }
 
     async fn get_current_snapshot(
         &mut self,
     ) -> Result<Option<Snapshot<C>>, StorageError<C::NodeId>> {
-        let snap: Option<StoredSnapshot<C>> = get_meta(&self.db, "snapshot")?;
-        Ok(snap.map(|s| Snapshot {
-            meta: s.meta,
-            snapshot: Box::new(Cursor::new(s.data)),
+        let db = self.db.clone();
+        let snap = blocking(move || load_snapshot::<C>(&db)).await?;
+        Ok(snap.map(|(meta, data)| Snapshot {
+            meta,
+            snapshot: Box::new(Cursor::new(data)),
         }))
     }
 }
@@ -687,5 +1117,154 @@ pub mod conformance {
         Suite::<C, LogStore<C>, StateMachineStore<C, M>, RedbBuilder<M>, Guard>::test_all(
             RedbBuilder::default(),
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use proptest::prelude::*;
+
+    use super::*;
+
+    openraft::declare_raft_types!(T: D = u64, R = ());
+
+    fn entry(index: u64, value: u64) -> Entry<T> {
+        Entry {
+            log_id: openraft::testing::log_id(1, 1, index),
+            payload: EntryPayload::Normal(value),
+        }
+    }
+
+    fn value(e: &Entry<T>) -> (u64, u64) {
+        match &e.payload {
+            EntryPayload::Normal(v) => (e.log_id.index, *v),
+            _ => (e.log_id.index, u64::MAX),
+        }
+    }
+
+    #[derive(Debug, Clone)]
+    enum Step {
+        Append(u64),
+        Flush,
+        Truncate(u64),
+        Purge(u64),
+    }
+
+    fn step() -> impl Strategy<Value = Step> {
+        prop_oneof![
+            4 => (1u64..40).prop_map(Step::Append),
+            4 => Just(Step::Flush),
+            1 => (0u64..30).prop_map(Step::Truncate),
+            1 => (0u64..30).prop_map(Step::Purge),
+        ]
+    }
+
+    /// Each entry "encodes" to this many bytes in the model writer.
+    const SIZE: usize = 100;
+
+    proptest! {
+        /// The cache against a model of the log and of the disk the writer
+        /// fills (in queue order, a truncation or purge after everything
+        /// queued before it, as `LogStore` awaits them): after every step
+        /// the cache is a contiguous run ending at the log's last entry,
+        /// holds every entry not yet on disk, stays within its bounds but
+        /// for those, and a read (cache first, the disk before its run)
+        /// returns exactly the log.
+        #[test]
+        fn the_cache_and_the_disk_always_hold_the_whole_log(
+            steps in proptest::collection::vec(step(), 1..80),
+            max_entries in 1usize..64,
+            max_bytes in 0usize..4_000,
+        ) {
+            let mut cache = Cache::<T>::with_bounds(max_entries, max_bytes);
+            let mut log: BTreeMap<u64, u64> = BTreeMap::new();
+            let mut disk: BTreeMap<u64, u64> = BTreeMap::new();
+            let mut queued: Vec<(u64, Vec<(u64, u64)>)> = Vec::new();
+            let mut purged: Option<u64> = None;
+            let mut next_value = 0u64;
+            let flush_all = |cache: &mut Cache<T>, disk: &mut BTreeMap<u64, u64>, queued: &mut Vec<(u64, Vec<(u64, u64)>)>| {
+                for (tag, rows) in queued.drain(..) {
+                    let mut written = Vec::new();
+                    for (i, v) in rows {
+                        disk.insert(i, v);
+                        written.push((i, tag, SIZE));
+                    }
+                    cache.flushed(&written);
+                }
+            };
+            for s in steps {
+                match s {
+                    Step::Append(n) => {
+                        let first = log.keys().next_back().map_or(purged.map_or(0, |p| p + 1), |l| l + 1);
+                        let rows: Vec<(u64, u64)> = (first..first + n).map(|i| { next_value += 1; (i, next_value) }).collect();
+                        let entries: Vec<(u64, Entry<T>)> = rows.iter().map(|(i, v)| (*i, entry(*i, *v))).collect();
+                        let tag = cache.append(&entries);
+                        log.extend(rows.iter().copied());
+                        queued.push((tag, rows));
+                    }
+                    Step::Flush => {
+                        if !queued.is_empty() {
+                            let (tag, rows) = queued.remove(0);
+                            let mut written = Vec::new();
+                            for (i, v) in rows {
+                                disk.insert(i, v);
+                                written.push((i, tag, SIZE));
+                            }
+                            cache.flushed(&written);
+                        }
+                    }
+                    Step::Truncate(back) => {
+                        let Some(last) = log.keys().next_back().copied() else { continue };
+                        let from = last.saturating_sub(back).max(purged.map_or(0, |p| p + 1));
+                        cache.remove(from..);
+                        flush_all(&mut cache, &mut disk, &mut queued);
+                        disk.retain(|i, _| *i < from);
+                        log.retain(|i, _| *i < from);
+                    }
+                    Step::Purge(fwd) => {
+                        let Some(first) = log.keys().next().copied() else { continue };
+                        let upto = (first + fwd).min(log.keys().next_back().copied().unwrap_or(first));
+                        cache.remove(..=upto);
+                        flush_all(&mut cache, &mut disk, &mut queued);
+                        disk.retain(|i, _| *i > upto);
+                        log.retain(|i, _| *i > upto);
+                        purged = Some(upto);
+                    }
+                }
+                let keys: Vec<u64> = cache.entries.keys().copied().collect();
+                prop_assert!(keys.windows(2).all(|w| w[1] == w[0] + 1), "not contiguous: {keys:?}");
+                if let Some(l) = keys.last() {
+                    prop_assert_eq!(Some(l), log.keys().next_back());
+                }
+                for (_, rows) in &queued {
+                    for (i, _) in rows {
+                        if log.contains_key(i) {
+                            prop_assert!(cache.entries.get(i).is_some_and(|c| c.pending.is_some()));
+                        }
+                    }
+                }
+                let flushed = cache.entries.values().filter(|c| c.pending.is_none()).count();
+                if cache.entries.len() > max_entries || flushed * SIZE > max_bytes {
+                    prop_assert!(cache.entries.values().next().is_some_and(|c| c.pending.is_some()));
+                }
+                prop_assert_eq!(cache.bytes, flushed * SIZE);
+                let Some(lo) = log.keys().next().copied() else { continue };
+                let hi = log.keys().next_back().copied().unwrap_or(lo) + 1;
+                for (start, end) in [(lo, Some(hi)), (lo, None), (lo + (hi - lo) / 2, Some(hi)), (lo, Some(lo + (hi - lo) / 2))] {
+                    let (first, held) = cache.read(start, end);
+                    let disk_end = match (first, end) {
+                        (Some(f), Some(e)) => f.min(e),
+                        (Some(f), None) => f,
+                        (None, e) => e.unwrap_or(u64::MAX),
+                    };
+                    let mut got: Vec<(u64, u64)> = disk.range(start..disk_end.max(start)).map(|(i, v)| (*i, *v)).collect();
+                    got.extend(held.iter().map(value));
+                    let want: Vec<(u64, u64)> = log.range(start..end.unwrap_or(u64::MAX)).map(|(i, v)| (*i, *v)).collect();
+                    prop_assert_eq!(got, want);
+                }
+            }
+        }
     }
 }
