@@ -36,7 +36,7 @@ use keyquorum_wire::{Hex, Hex32, NodeId};
 use crate::driver::check_key_name;
 use crate::error::NodeError;
 use crate::machine::{MsgState, Unusable};
-use crate::node::Node;
+use crate::node::{Node, ReadBack};
 use crate::peer::now_ms;
 
 /// Default acceptance window: timestamps within ±5 minutes of a
@@ -259,13 +259,17 @@ pub async fn claim(
     let sender = live(node, by)?;
     owns(grant, &sender)?;
     let receiver = live(node, name)?;
+    // The claimed prekeys come back in the answer; nothing is read back here.
     match node
-        .commit(Command::ClaimPrekey {
-            name: name.to_string(),
-            by: by.to_string(),
-            count,
-            time_ms: now_ms(),
-        })
+        .commit_with(
+            Command::ClaimPrekey {
+                name: name.to_string(),
+                by: by.to_string(),
+                count,
+                time_ms: now_ms(),
+            },
+            ReadBack::NotNeeded,
+        )
         .await?
     {
         CommandResponse::Claimed { prekeys } => Ok(ClaimedPrekeys {
@@ -434,10 +438,15 @@ pub async fn send(
         confirmations: confirmations.clone(),
         time_ms: header.time_ms,
     };
-    node.commit(Command::Deliver {
-        item,
-        prekey: Hex32(header.prekey),
-    })
+    // The receiver reads its mailbox through any node, whose replica may
+    // lag by a replication round anyway: this one need not wait to apply.
+    node.commit_with(
+        Command::Deliver {
+            item,
+            prekey: Hex32(header.prekey),
+        },
+        ReadBack::NotNeeded,
+    )
     .await?;
     Ok(SendResponse {
         id,

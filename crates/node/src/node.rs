@@ -489,52 +489,89 @@ impl Node {
         self.registry(|r| r.keys.get(name).cloned())
     }
 
-    /// Wait (briefly) until this node has applied log index `index`.
+    /// Wait (briefly) until this node has applied log index `index`:
+    /// woken by Raft's metrics when it has, not polled.
     async fn wait_applied(&self, index: u64) {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
-        while self.applied_index().unwrap_or(0) < index && tokio::time::Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(5)).await;
+        if self.applied_index().unwrap_or(0) >= index {
+            return;
         }
+        // A timeout only means the caller reads a slightly older state.
+        let _ = self
+            .0
+            .raft
+            .wait(Some(Duration::from_secs(2)))
+            .applied_index_at_least(Some(index), "write applied here")
+            .await;
     }
 
     /// Commit a command through Raft: directly on the leader, forwarded
-    /// otherwise. Retries while an election is under way (up to ~10 s).
+    /// otherwise, and return once this node has applied it too (so what
+    /// the caller reads here next includes it). Retries while an election
+    /// is under way (up to ~10 s).
     pub async fn write(&self, command: Command) -> Result<CommandResponse, NodeError> {
+        self.write_with(command, ReadBack::Here).await
+    }
+
+    /// Like [`Self::write`]; with [`ReadBack::NotNeeded`] it returns as soon
+    /// as the leader applied the command, for callers that read nothing
+    /// back through this node (a forwarding follower learns of the commit
+    /// with the leader's next message, about one replication round later).
+    pub async fn write_with(
+        &self,
+        command: Command,
+        read_back: ReadBack,
+    ) -> Result<CommandResponse, NodeError> {
         let mut delay = Duration::from_millis(20);
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
         loop {
-            let attempt = match self.0.raft.client_write(command.clone()).await {
-                Ok(r) => return Ok(r.data),
-                Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
-                    match (f.leader_id, f.leader_node) {
-                        (Some(id), Some(info)) if id != self.0.id => {
-                            match self
-                                .0
-                                .peers
-                                .call(
-                                    id,
-                                    &info,
-                                    &PeerMessage::Forward {
-                                        command: command.clone(),
-                                    },
-                                )
-                                .await
-                            {
-                                Ok((_, PeerMessage::ForwardReply { response, index })) => {
-                                    self.wait_applied(index).await;
-                                    return Ok(response);
-                                }
-                                Ok(_) => Err(NodeError::Misbehaved {
-                                    message: format!("leader {id} answered a forward wrongly"),
-                                    culprits: vec![id],
-                                }),
-                                Err(e) => Err(e),
-                            }
+            // A follower that knows the leader forwards at once instead of
+            // asking its Raft core first.
+            let known = self
+                .leader()
+                .filter(|l| *l != self.0.id)
+                .and_then(|l| self.node_info(l).map(|info| (l, info)));
+            let target = match known {
+                Some(t) => Ok(Some(t)),
+                None => match self.0.raft.client_write(command.clone()).await {
+                    Ok(r) => return Ok(r.data),
+                    Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
+                        match (f.leader_id, f.leader_node) {
+                            (Some(id), Some(info)) if id != self.0.id => Ok(Some((id, info))),
+                            _ => Err(NodeError::Unavailable("no Raft leader".into())),
                         }
-                        _ => Err(NodeError::Unavailable("no Raft leader".into())),
+                    }
+                    Err(e) => Err(NodeError::Unavailable(format!("raft write: {e}"))),
+                },
+            };
+            let attempt = match target {
+                Ok(Some((id, info))) => {
+                    match self
+                        .0
+                        .peers
+                        .call(
+                            id,
+                            &info,
+                            &PeerMessage::Forward {
+                                command: command.clone(),
+                            },
+                        )
+                        .await
+                    {
+                        Ok((_, PeerMessage::ForwardReply { response, index })) => {
+                            if read_back == ReadBack::Here {
+                                self.wait_applied(index).await;
+                            }
+                            return Ok(response);
+                        }
+                        Ok(_) => Err(NodeError::Misbehaved {
+                            message: format!("leader {id} answered a forward wrongly"),
+                            culprits: vec![id],
+                        }),
+                        Err(e) => Err(e),
                     }
                 }
-                Err(e) => Err(NodeError::Unavailable(format!("raft write: {e}"))),
+                Ok(None) => Err(NodeError::Unavailable("no Raft leader".into())),
+                Err(e) => Err(e),
             };
             let e = match attempt {
                 Err(e @ NodeError::Unavailable(_)) => e,
@@ -551,7 +588,16 @@ impl Node {
 
     /// [`Self::write`], with a rejection as [`NodeError::Conflict`].
     pub async fn commit(&self, command: Command) -> Result<CommandResponse, NodeError> {
-        match self.write(command).await? {
+        self.commit_with(command, ReadBack::Here).await
+    }
+
+    /// [`Self::write_with`], with a rejection as [`NodeError::Conflict`].
+    pub async fn commit_with(
+        &self,
+        command: Command,
+        read_back: ReadBack,
+    ) -> Result<CommandResponse, NodeError> {
+        match self.write_with(command, read_back).await? {
             CommandResponse::Rejected { reason } => Err(NodeError::Conflict(reason)),
             applied => Ok(applied),
         }
@@ -749,6 +795,16 @@ impl Node {
     pub fn leader(&self) -> Option<NodeId> {
         self.0.raft.metrics().borrow().current_leader
     }
+}
+
+/// Whether a write must be applied on the node that took it before it
+/// returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadBack {
+    /// Yes: the caller reads through this node next.
+    Here,
+    /// No: the leader's answer is all the caller needs.
+    NotNeeded,
 }
 
 /// Raft messages carry no secrets and are not Clone; the driver's requests
