@@ -45,14 +45,23 @@ struct Row {
     errors: usize,
     seconds: f64,
     per_second: f64,
-    p50_ms: f64,
-    p99_ms: f64,
+    /// Per-message latency, for rows that time each message (sends).
+    p50_ms: Option<f64>,
+    p99_ms: Option<f64>,
 }
 
 fn print_row(r: &Row) {
+    let ms = |v: Option<f64>| v.map_or_else(|| format!("{:>7}", "-"), |v| format!("{v:>7.2}"));
     println!(
-        "{:<50} c={:<3} {:>7.0} msg/s  p50 {:>7.2} ms  p99 {:>7.2} ms  ({} msgs, {} errors, {:.1} s)",
-        r.what, r.concurrency, r.per_second, r.p50_ms, r.p99_ms, r.messages, r.errors, r.seconds
+        "{:<50} c={:<3} {:>7.0} msg/s  p50 {} ms  p99 {} ms  ({} msgs, {} errors, {:.1} s)",
+        r.what,
+        r.concurrency,
+        r.per_second,
+        ms(r.p50_ms),
+        ms(r.p99_ms),
+        r.messages,
+        r.errors,
+        r.seconds
     );
 }
 
@@ -179,8 +188,8 @@ pub(crate) async fn bench_msg(o: MsgBenchOpts, json_out: bool) -> Result<()> {
                     errors,
                     seconds: secs,
                     per_second: lat.len() as f64 / secs,
-                    p50_ms: percentile(&lat, 0.5),
-                    p99_ms: percentile(&lat, 0.99),
+                    p50_ms: Some(percentile(&lat, 0.5)),
+                    p99_ms: Some(percentile(&lat, 0.99)),
                 };
                 if !json_out {
                     print_row(&row);
@@ -231,8 +240,8 @@ pub(crate) async fn bench_msg(o: MsgBenchOpts, json_out: bool) -> Result<()> {
                     errors: failed,
                     seconds: secs,
                     per_second: opened as f64 / secs,
-                    p50_ms: f64::NAN,
-                    p99_ms: f64::NAN,
+                    p50_ms: None,
+                    p99_ms: None,
                 };
                 if opened != rows.last().map_or(0, |r: &Row| r.messages) {
                     bail!(
