@@ -8,12 +8,19 @@
     reason = "integration tests: a failed unwrap is a failed test"
 )]
 //! openraft's storage suite against the redb backend, with a small
-//! key-value machine as the application.
+//! key-value machine as the application; and snapshots across a restart,
+//! in the current format (their own table, the bytes as they are) and in
+//! the earlier one (one JSON value in the meta table), which the next
+//! snapshot replaces.
 
 use std::collections::BTreeMap;
 use std::io::Cursor;
+use std::path::Path;
 
-use keyquorum_store::raft::{conformance, Machine};
+use keyquorum_store::raft::{conformance, open, Machine};
+use openraft::storage::{RaftSnapshotBuilder, RaftStateMachine};
+use openraft::{Entry, EntryPayload};
+use redb::{Database, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -37,4 +44,114 @@ openraft::declare_raft_types!(
 #[test]
 fn redb_backend_passes_openraft_storage_suite() {
     conformance::run::<TestConfig, Kv>().unwrap();
+}
+
+const META: TableDefinition<'static, &'static str, &'static [u8]> =
+    TableDefinition::new("raft_meta");
+const SNAPSHOT: TableDefinition<'static, &'static str, &'static [u8]> =
+    TableDefinition::new("raft_snapshot");
+
+fn put(index: u64, k: &str, v: &str) -> Entry<TestConfig> {
+    Entry {
+        log_id: openraft::testing::log_id(1, 1, index),
+        payload: EntryPayload::Normal(Put(k.into(), v.into())),
+    }
+}
+
+fn state(path: &Path) -> BTreeMap<String, String> {
+    let (_log, sm) = open::<TestConfig, Kv>(path).unwrap();
+    sm.reader().read(|m| m.0.clone())
+}
+
+#[tokio::test]
+async fn a_snapshot_is_read_back_after_a_restart_in_either_format() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("raft.redb");
+    // A value large enough that the old number-array format would show.
+    let big = "x".repeat(100_000);
+    let meta = {
+        let (_log, mut sm) = open::<TestConfig, Kv>(&path).unwrap();
+        sm.apply(vec![put(1, "a", "1"), put(2, "b", &big)])
+            .await
+            .unwrap();
+        let snap = sm
+            .get_snapshot_builder()
+            .await
+            .build_snapshot()
+            .await
+            .unwrap();
+        assert_eq!(snap.meta.last_log_id.as_ref().map(|l| l.index), Some(2));
+        let current = sm.get_current_snapshot().await.unwrap().unwrap();
+        assert_eq!(current.meta, snap.meta);
+        assert_eq!(current.snapshot.into_inner(), snap.snapshot.into_inner());
+        snap.meta
+    };
+    let want: BTreeMap<String, String> = [
+        ("a".to_string(), "1".to_string()),
+        ("b".to_string(), big.clone()),
+    ]
+    .into();
+    assert_eq!(state(&path), want, "the current format is read back");
+
+    // Its data are stored as they are: about the JSON's size, not four times.
+    let data = {
+        let db = Database::create(&path).unwrap();
+        let tx = db.begin_read().unwrap();
+        let t = tx.open_table(SNAPSHOT).unwrap();
+        let data = t.get("data").unwrap().unwrap().value().to_vec();
+        assert!(data.len() < 2 * big.len(), "{} bytes", data.len());
+        data
+    };
+
+    // Rewrite it in the earlier format and reopen.
+    {
+        let db = Database::create(&path).unwrap();
+        let tx = db.begin_write().unwrap();
+        {
+            let mut s = tx.open_table(SNAPSHOT).unwrap();
+            s.remove("meta").unwrap();
+            s.remove("data").unwrap();
+            let legacy =
+                serde_json::to_vec(&serde_json::json!({ "meta": meta, "data": data })).unwrap();
+            tx.open_table(META)
+                .unwrap()
+                .insert("snapshot", legacy.as_slice())
+                .unwrap();
+        }
+        tx.commit().unwrap();
+    }
+    assert_eq!(state(&path), want, "the earlier format is read back");
+    {
+        let (_log, mut sm) = open::<TestConfig, Kv>(&path).unwrap();
+        let current = sm.get_current_snapshot().await.unwrap().unwrap();
+        assert_eq!(current.meta, meta);
+        // The next snapshot replaces the earlier format.
+        sm.apply(vec![put(3, "c", "3")]).await.unwrap();
+        sm.get_snapshot_builder()
+            .await
+            .build_snapshot()
+            .await
+            .unwrap();
+    }
+    let db = Database::create(&path).unwrap();
+    let tx = db.begin_read().unwrap();
+    assert!(tx
+        .open_table(META)
+        .unwrap()
+        .get("snapshot")
+        .unwrap()
+        .is_none());
+    let keys: Vec<String> = tx
+        .open_table(SNAPSHOT)
+        .unwrap()
+        .iter()
+        .unwrap()
+        .map(|r| r.unwrap().0.value().to_string())
+        .collect();
+    assert_eq!(keys, ["data", "meta"]);
+    drop(tx);
+    drop(db);
+    let mut want = want;
+    want.insert("c".into(), "3".into());
+    assert_eq!(state(&path), want);
 }
