@@ -832,7 +832,8 @@ pub struct AuditVerification {
 
 /// Read the audit log.
 #[utoipa::path(get, path = "/v1/audit", params(AuditQuery), security(("bearer" = [])),
-    responses((status = 200, body = AuditPage), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+    responses((status = 200, body = AuditPage), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+              (status = 503, body = ErrorBody)))]
 async fn audit_log(
     State(node): State<Node>,
     headers: HeaderMap,
@@ -846,6 +847,8 @@ async fn audit_log(
     audited(&node, &headers, "audit.read", None, |c| async move {
         let node = n;
         require_admin(&c)?;
+        // Every committed event, not this replica's view of them.
+        node.read_barrier().await?;
         let offset = q.offset.unwrap_or(0);
         let limit = q.limit.unwrap_or(100).min(1000);
         Ok(node.registry(|r| AuditPage {
@@ -864,12 +867,14 @@ async fn audit_log(
 
 /// Verify the audit log's hash chain and signed heads on this node.
 #[utoipa::path(get, path = "/v1/audit/verify", security(("bearer" = [])),
-    responses((status = 200, body = AuditVerification), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+    responses((status = 200, body = AuditVerification), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+              (status = 503, body = ErrorBody)))]
 async fn audit_verify(State(node): State<Node>, headers: HeaderMap) -> Response {
     let n = node.clone();
     audited(&node, &headers, "audit.verify", None, |c| async move {
         let node = n;
         require_admin(&c)?;
+        node.read_barrier().await?;
         let (entries, heads) = node.registry(|r| (r.audit.clone(), r.heads.clone()));
         let fault = verify_chain(&entries, &heads, |id| {
             node.node_info(id).map(|i| i.identity)

@@ -110,7 +110,9 @@ impl RunningNode {
         if let Some(s) = self.server.take() {
             let _ = tokio::time::timeout(Duration::from_secs(5), s).await;
         }
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        // A replication stream may be inside a network call to a node
+        // that is gone: allow it its time-outs.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
         while self.raft_file.is_open() && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
