@@ -533,12 +533,12 @@ impl Node {
                 .filter(|l| *l != self.0.id)
                 .and_then(|l| self.node_info(l).map(|info| (l, info)));
             let target = match known {
-                Some(t) => Ok(Some(t)),
+                Some(t) => Ok(t),
                 None => match self.0.raft.client_write(command.clone()).await {
                     Ok(r) => return Ok(r.data),
                     Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
                         match (f.leader_id, f.leader_node) {
-                            (Some(id), Some(info)) if id != self.0.id => Ok(Some((id, info))),
+                            (Some(id), Some(info)) if id != self.0.id => Ok((id, info)),
                             _ => Err(NodeError::Unavailable("no Raft leader".into())),
                         }
                     }
@@ -546,7 +546,7 @@ impl Node {
                 },
             };
             let attempt = match target {
-                Ok(Some((id, info))) => {
+                Ok((id, info)) => {
                     match self
                         .0
                         .peers
@@ -572,7 +572,6 @@ impl Node {
                         Err(e) => Err(e),
                     }
                 }
-                Ok(None) => Err(NodeError::Unavailable("no Raft leader".into())),
                 Err(e) => Err(e),
             };
             let e = match attempt {
