@@ -86,7 +86,7 @@ where
     tx.open_table(META).map_err(io_write::<C::NodeId>)?;
     tx.open_table(SNAPSHOT).map_err(io_write::<C::NodeId>)?;
     tx.commit().map_err(io_write::<C::NodeId>)?;
-    let db = Arc::new(db);
+    let db = Arc::new(RaftFile::new(db));
     let log = LogStore::start(db.clone())?;
     let sm = StateMachineStore::load(db)?;
     Ok((log, sm))
@@ -267,7 +267,7 @@ enum Op<C: RaftTypeConfig> {
 /// (append returns once the entries are in the cache) and many appends share
 /// one fsync.
 fn writer_loop<C>(
-    db: Arc<Database>,
+    db: Arc<RaftFile>,
     cache: Arc<std::sync::Mutex<Cache<C>>>,
     ops: std::sync::mpsc::Receiver<Op<C>>,
 ) where
@@ -398,7 +398,7 @@ fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// writer thread's queue. Dropping the last clone closes the queue and waits
 /// for the writer to finish what it was given.
 struct LogShared<C: RaftTypeConfig> {
-    db: Arc<Database>,
+    db: Arc<RaftFile>,
     cache: Arc<std::sync::Mutex<Cache<C>>>,
     last_purged: std::sync::Mutex<Option<LogId<C::NodeId>>>,
     ops: Option<std::sync::mpsc::Sender<Op<C>>>,
@@ -426,7 +426,7 @@ where
     C::Node: Serialize + DeserializeOwned,
     C::NodeId: Serialize + DeserializeOwned,
 {
-    fn start(db: Arc<Database>) -> Result<Self, StorageError<C::NodeId>> {
+    fn start(db: Arc<RaftFile>) -> Result<Self, StorageError<C::NodeId>> {
         let last_purged = get_meta(&db, "last_purged")?;
         let cache = Arc::new(std::sync::Mutex::new(Cache::new()));
         let (tx, rx) = std::sync::mpsc::channel();
@@ -473,23 +473,60 @@ where
     }
 }
 
+/// The open Raft file, shared by the log store, the state machine, the log
+/// writer thread and snapshot builders. Its `closed` flag is set only after
+/// the redb database itself has been dropped (its file lock released), not
+/// when the last reference goes away: redb's drop does work of its own, and
+/// a restart that looked at the reference count alone could find the file
+/// still locked.
+pub(crate) struct RaftFile {
+    // Fields drop in declaration order: the database first, then the flag.
+    db: Database,
+    closed: ClosedOnDrop,
+}
+
+/// Sets its flag when dropped.
+struct ClosedOnDrop(Arc<std::sync::atomic::AtomicBool>);
+
+impl Drop for ClosedOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, std::sync::atomic::Ordering::Release);
+    }
+}
+
+impl RaftFile {
+    fn new(db: Database) -> Self {
+        Self {
+            db,
+            closed: ClosedOnDrop(Arc::new(std::sync::atomic::AtomicBool::new(false))),
+        }
+    }
+}
+
+impl std::ops::Deref for RaftFile {
+    type Target = Database;
+    fn deref(&self) -> &Database {
+        &self.db
+    }
+}
+
 /// Tells whether a Raft file is still open: it is closed (its lock released,
 /// so it can be opened again) once every store and reader of it is dropped,
 /// which openraft does as its tasks wind down, shortly after shutdown.
 #[derive(Debug, Clone)]
-pub struct FileHandle(std::sync::Weak<Database>);
+pub struct FileHandle(Arc<std::sync::atomic::AtomicBool>);
 
 impl FileHandle {
     /// Whether anything still holds the file open.
     pub fn is_open(&self) -> bool {
-        self.0.strong_count() > 0
+        !self.0.load(std::sync::atomic::Ordering::Acquire)
     }
 }
 
 impl<C: RaftTypeConfig> LogStore<C> {
     /// A handle that tells when the file is closed.
     pub fn file(&self) -> FileHandle {
-        FileHandle(Arc::downgrade(&self.shared.db))
+        FileHandle(self.shared.db.closed.0.clone())
     }
 }
 
@@ -801,7 +838,7 @@ where
     C::Node: Serialize + DeserializeOwned,
     C::NodeId: Serialize + DeserializeOwned,
 {
-    db: Arc<Database>,
+    db: Arc<RaftFile>,
     state: Arc<RwLock<Applied<C, M>>>,
 }
 
@@ -858,7 +895,7 @@ where
     C::Node: Serialize + DeserializeOwned,
     C::NodeId: Serialize + DeserializeOwned,
 {
-    fn load(db: Arc<Database>) -> Result<Self, StorageError<C::NodeId>> {
+    fn load(db: Arc<RaftFile>) -> Result<Self, StorageError<C::NodeId>> {
         let applied = match load_snapshot::<C>(&db)? {
             Some((_, data)) => serde_json::from_slice(&data).map_err(io_read::<C::NodeId>)?,
             None => Applied {
@@ -883,12 +920,23 @@ where
     fn write_state(
         &self,
     ) -> Result<std::sync::RwLockWriteGuard<'_, Applied<C, M>>, StorageError<C::NodeId>> {
-        self.state.write().map_err(|_| StorageError::IO {
-            source: StorageIOError::write_state_machine(AnyError::error(
-                "state machine lock poisoned",
-            )),
-        })
+        write_applied(&self.state)
     }
+}
+
+/// The applied state, locked for writing.
+fn write_applied<C, M>(
+    state: &RwLock<Applied<C, M>>,
+) -> Result<std::sync::RwLockWriteGuard<'_, Applied<C, M>>, StorageError<C::NodeId>>
+where
+    C: RaftTypeConfig,
+    M: Machine,
+    C::Node: Serialize + DeserializeOwned,
+    C::NodeId: Serialize + DeserializeOwned,
+{
+    state.write().map_err(|_| StorageError::IO {
+        source: StorageIOError::write_state_machine(AnyError::error("state machine lock poisoned")),
+    })
 }
 
 /// Builds snapshots from a copy of the applied state.
@@ -897,7 +945,7 @@ where
     C::Node: Serialize + DeserializeOwned,
     C::NodeId: Serialize + DeserializeOwned,
 {
-    db: Arc<Database>,
+    db: Arc<RaftFile>,
     state: Arc<RwLock<Applied<C, M>>>,
 }
 
@@ -1017,11 +1065,7 @@ where
                     source: StorageIOError::read_snapshot(Some(meta.signature()), &e),
                 })?;
             store_snapshot::<C>(&db, &meta, &data)?;
-            let mut g = state.write().map_err(|_| StorageError::IO {
-                source: StorageIOError::write_state_machine(AnyError::error(
-                    "state machine lock poisoned",
-                )),
-            })?;
+            let mut g = write_applied(&state)?;
             *g = Applied {
                 last_applied: meta.last_log_id.clone(),
                 membership: meta.last_membership.clone(),
