@@ -632,6 +632,9 @@ async fn run_export(
 ) -> Response {
     let (n, eid) = (node.clone(), id.clone());
     audited(&node, &headers, "export.run", Some(&id), |c| async move {
+        // The approvals may have been committed through other nodes a
+        // moment ago: see everything committed before deciding.
+        n.read_barrier().await?;
         let export = n
             .registry(|r| r.exports.get(&eid).cloned())
             .ok_or_else(|| NodeError::NotFound(format!("no export {eid}")))?;
