@@ -961,6 +961,8 @@ async fn metrics(State(node): State<Node>) -> Response {
          # TYPE keyquorum_sign_seconds_sum counter\nkeyquorum_sign_seconds_sum{{node=\"{id}\"}} {}\n\
          # TYPE keyquorum_keys_generated_total counter\nkeyquorum_keys_generated_total{{node=\"{id}\"}} {}\n\
          # TYPE keyquorum_peer_rejects_total counter\nkeyquorum_peer_rejects_total{{node=\"{id}\"}} {}\n\
+         # TYPE keyquorum_batched_writes_total counter\nkeyquorum_batched_writes_total{{node=\"{id}\"}} {}\n\
+         # TYPE keyquorum_write_batches_total counter\nkeyquorum_write_batches_total{{node=\"{id}\"}} {}\n\
          # TYPE keyquorum_raft_term gauge\nkeyquorum_raft_term{{node=\"{id}\"}} {}\n\
          # TYPE keyquorum_raft_is_leader gauge\nkeyquorum_raft_is_leader{{node=\"{id}\"}} {}\n\
          # TYPE keyquorum_raft_applied_index gauge\nkeyquorum_raft_applied_index{{node=\"{id}\"}} {}\n\
@@ -971,6 +973,8 @@ async fn metrics(State(node): State<Node>) -> Response {
         g(&m.sign_micros) as f64 / 1e6,
         g(&m.dkgs),
         g(&m.peer_rejects),
+        g(&m.batched_writes),
+        g(&m.write_batches),
         raft.current_term,
         u8::from(raft.current_leader == Some(id)),
         node.applied_index().unwrap_or(0),

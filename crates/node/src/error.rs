@@ -6,7 +6,7 @@ use keyquorum_wire::api::ErrorBody;
 use keyquorum_wire::NodeId;
 
 /// Everything a request can fail with, grouped by who is at fault.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum NodeError {
     /// The request is malformed or its values are out of range.

@@ -14,7 +14,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use keyquorum_store::raft::Machine;
 use keyquorum_wire::control::{
     AuditEntry, AuditEvent, Command, CommandResponse, ExportRecord, KeyRecord, SignedHead,
-    TokenGrant,
+    TokenGrant, MAX_BATCH,
 };
 use keyquorum_wire::msg::{EndpointRecord, MailItem, Prekey, CLAIM_COUNTS, MAX_CLAIM};
 use keyquorum_wire::Hex32;
@@ -495,6 +495,17 @@ impl Machine for Registry {
             | Command::ClaimPrekey { .. }
             | Command::Deliver { .. }
             | Command::Ack { .. } => self.msg.apply(command),
+            Command::Batch { commands } => {
+                if commands.is_empty() || commands.len() > MAX_BATCH {
+                    return rejected(format!("a batch holds 1 to {MAX_BATCH} commands"));
+                }
+                if commands.iter().any(|c| matches!(c, Command::Batch { .. })) {
+                    return rejected("a batch cannot hold a batch");
+                }
+                CommandResponse::Batch {
+                    responses: commands.iter().map(|c| self.apply(_index, c)).collect(),
+                }
+            }
         }
     }
 }
@@ -668,6 +679,53 @@ mod tests {
         let got = claim_n(r, 1, time_ms);
         assert_eq!(got.len(), 1);
         got[0]
+    }
+
+    #[test]
+    fn a_batch_applies_each_command_on_its_own_and_a_bad_batch_changes_nothing() {
+        let (ka, kb) = (
+            ed25519_dalek::SigningKey::from_bytes(&[1u8; 32]),
+            ed25519_dalek::SigningKey::from_bytes(&[2u8; 32]),
+        );
+        let commands = vec![endpoint("a", &ka), endpoint("a", &kb), endpoint("b", &kb)];
+        // Applied one by one, for comparison.
+        let mut one_by_one = Registry::default();
+        let singles: Vec<_> = commands.iter().map(|c| one_by_one.apply(1, c)).collect();
+        assert_eq!(singles[0], CommandResponse::Ok);
+        assert!(matches!(singles[1], CommandResponse::Rejected { .. }));
+        assert_eq!(singles[2], CommandResponse::Ok);
+
+        let mut r = Registry::default();
+        let got = r.apply(
+            1,
+            &Command::Batch {
+                commands: commands.clone(),
+            },
+        );
+        assert_eq!(got, CommandResponse::Batch { responses: singles });
+        let json = |r: &Registry| serde_json::to_string(r).unwrap();
+        assert_eq!(json(&r), json(&one_by_one));
+        assert_eq!(r.msg.endpoints.len(), 2);
+
+        // Refused whole, the state unchanged: empty, too long, nested.
+        let before = json(&r);
+        let kc = ed25519_dalek::SigningKey::from_bytes(&[3u8; 32]);
+        let long: Vec<_> = (0..=MAX_BATCH)
+            .map(|i| endpoint(&format!("e{i}"), &kc))
+            .collect();
+        let nested = vec![
+            endpoint("c", &kc),
+            Command::Batch {
+                commands: vec![endpoint("d", &kc)],
+            },
+        ];
+        for bad in [Vec::new(), long, nested] {
+            assert!(matches!(
+                r.apply(2, &Command::Batch { commands: bad }),
+                CommandResponse::Rejected { .. }
+            ));
+            assert_eq!(json(&r), before);
+        }
     }
 
     #[test]

@@ -12,7 +12,7 @@ use keyquorum_store::vault::KdfParams;
 use keyquorum_store::{Passphrase, Vault};
 use keyquorum_wire::api::AddNodeRequest;
 use keyquorum_wire::control::{
-    AuditEvent, Command, CommandResponse, NodeInfo, SignedHead, TypeConfig,
+    AuditEvent, Command, CommandResponse, NodeInfo, SignedHead, TypeConfig, MAX_BATCH,
 };
 use keyquorum_wire::peer::{Envelope, PeerMessage};
 use keyquorum_wire::{Hex, NodeId};
@@ -44,6 +44,10 @@ pub struct Metrics {
     pub dkgs: AtomicU64,
     /// Peer messages rejected (signature, membership, replay).
     pub peer_rejects: AtomicU64,
+    /// Writes that went through the batcher.
+    pub batched_writes: AtomicU64,
+    /// Commits (forwards or local Raft writes) that carried them.
+    pub write_batches: AtomicU64,
 }
 
 pub(crate) struct Inner {
@@ -61,6 +65,7 @@ pub(crate) struct Inner {
     driver: Driver,
     pub(crate) metrics: Metrics,
     audit_tx: mpsc::UnboundedSender<(AuditEvent, Option<oneshot::Sender<()>>)>,
+    batch_tx: mpsc::UnboundedSender<Pending>,
     bootstrap: BTreeMap<NodeId, NodeInfo>,
 }
 
@@ -86,6 +91,7 @@ pub struct RunningNode {
     shutdown: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<()>>,
     audit: Option<JoinHandle<()>>,
+    batcher: Option<JoinHandle<()>>,
     raft_file: keyquorum_store::raft::FileHandle,
 }
 
@@ -103,9 +109,12 @@ impl RunningNode {
             let _ = tx.send(());
         }
         let _ = self.node.0.raft.shutdown().await;
-        if let Some(a) = self.audit.take() {
-            a.abort();
-            let _ = a.await;
+        for t in [self.audit.take(), self.batcher.take()]
+            .into_iter()
+            .flatten()
+        {
+            t.abort();
+            let _ = t.await;
         }
         if let Some(s) = self.server.take() {
             let _ = tokio::time::timeout(Duration::from_secs(5), s).await;
@@ -124,8 +133,11 @@ impl Drop for RunningNode {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
-        if let Some(a) = self.audit.take() {
-            a.abort();
+        for t in [self.audit.take(), self.batcher.take()]
+            .into_iter()
+            .flatten()
+        {
+            t.abort();
         }
     }
 }
@@ -211,6 +223,7 @@ impl Node {
         .await
         .map_err(|e| NodeError::Internal(format!("raft: {e}")))?;
         let (audit_tx, audit_rx) = mpsc::unbounded_channel();
+        let (batch_tx, batch_rx) = mpsc::unbounded_channel();
         let bootstrap = config
             .peers
             .iter()
@@ -231,6 +244,7 @@ impl Node {
             driver: Driver::default(),
             metrics: Metrics::default(),
             audit_tx,
+            batch_tx,
             bootstrap,
         }));
         let erased = node.0.driver.tidy(&node)?;
@@ -242,6 +256,7 @@ impl Node {
             );
         }
         let audit = tokio::spawn(audit_writer(node.clone(), audit_rx));
+        let batcher = tokio::spawn(batch_writer(node.clone(), batch_rx));
         let (tx, rx) = oneshot::channel::<()>();
         let app = crate::api::router(node.clone());
         let server = tokio::spawn(crate::tls::serve(listener, tls, app, rx));
@@ -252,6 +267,7 @@ impl Node {
             shutdown: Some(tx),
             server: Some(server),
             audit: Some(audit),
+            batcher: Some(batcher),
             raft_file,
         })
     }
@@ -518,7 +534,28 @@ impl Node {
     /// as the leader applied the command, for callers that read nothing
     /// back through this node (a forwarding follower learns of the commit
     /// with the leader's next message, about one replication round later).
+    /// Such writes go through the [batcher](batch_writer): concurrent ones
+    /// share one forward and one log entry.
     pub async fn write_with(
+        &self,
+        command: Command,
+        read_back: ReadBack,
+    ) -> Result<CommandResponse, NodeError> {
+        if read_back == ReadBack::Here {
+            return self.write_now(command, ReadBack::Here).await;
+        }
+        let (tx, rx) = oneshot::channel();
+        let stopping = || NodeError::Unavailable("the node is stopping".into());
+        self.0
+            .batch_tx
+            .send((command, tx))
+            .map_err(|_| stopping())?;
+        rx.await.map_err(|_| stopping())?
+    }
+
+    /// Commit one command (perhaps a batch) now: the leader's Raft core or
+    /// a forward to the leader.
+    async fn write_now(
         &self,
         command: Command,
         read_back: ReadBack,
@@ -806,6 +843,77 @@ pub enum ReadBack {
     Here,
     /// No: the leader's answer is all the caller needs.
     NotNeeded,
+}
+
+/// A write waiting for the batcher, and where its result goes.
+type Pending = (Command, oneshot::Sender<Result<CommandResponse, NodeError>>);
+
+/// How many batches one node may have on their way to the leader at once.
+/// More in flight means smaller batches and less waiting for a turn; while
+/// all are out, new writes gather into the next.
+const BATCHES_IN_FLIGHT: usize = 4;
+
+/// Groups the writes that need no read-back ([`ReadBack::NotNeeded`]) into
+/// [`Command::Batch`]es: whatever has queued up by the time a batch may go
+/// leaves together (up to [`MAX_BATCH`]), so under load one forward (one
+/// signed envelope, one HTTPS request) and one Raft entry carry many writes,
+/// and when idle a write leaves alone at once.
+async fn batch_writer(node: Node, mut rx: mpsc::UnboundedReceiver<Pending>) {
+    let permits = Arc::new(tokio::sync::Semaphore::new(BATCHES_IN_FLIGHT));
+    while let Some(first) = rx.recv().await {
+        let Ok(permit) = permits.clone().acquire_owned().await else {
+            return;
+        };
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(p) => batch.push(p),
+                Err(_) => break,
+            }
+        }
+        let node = node.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            write_batch(&node, batch).await;
+        });
+    }
+}
+
+/// Commit `batch` and hand each waiter its own result.
+async fn write_batch(node: &Node, mut batch: Vec<Pending>) {
+    let m = node.metrics();
+    m.write_batches.fetch_add(1, Ordering::Relaxed);
+    m.batched_writes
+        .fetch_add(batch.len() as u64, Ordering::Relaxed);
+    if batch.len() == 1 {
+        if let Some((command, tx)) = batch.pop() {
+            let _ = tx.send(node.write_now(command, ReadBack::NotNeeded).await);
+        }
+        return;
+    }
+    let (commands, waiters): (Vec<Command>, Vec<_>) = batch.into_iter().unzip();
+    let n = commands.len();
+    match node
+        .write_now(Command::Batch { commands }, ReadBack::NotNeeded)
+        .await
+    {
+        Ok(CommandResponse::Batch { responses }) if responses.len() == n => {
+            for (tx, r) in waiters.into_iter().zip(responses) {
+                let _ = tx.send(Ok(r));
+            }
+        }
+        Ok(other) => {
+            let e = NodeError::Internal(format!("a batch of {n} was answered {other:?}"));
+            for tx in waiters {
+                let _ = tx.send(Err(e.clone()));
+            }
+        }
+        Err(e) => {
+            for tx in waiters {
+                let _ = tx.send(Err(e.clone()));
+            }
+        }
+    }
 }
 
 /// Raft messages carry no secrets and are not Clone; the driver's requests

@@ -104,3 +104,71 @@ async fn seven_nodes_threshold_four() {
     }
     c.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_writes_share_batches_and_each_gets_its_own_answer() {
+    use std::sync::atomic::Ordering;
+
+    use keyquorum_node::node::ReadBack;
+    use keyquorum_wire::control::{Command, CommandResponse};
+    use keyquorum_wire::msg::EndpointRecord;
+    use keyquorum_wire::Hex32;
+
+    let (_dir, c) = cluster(3, 2, 0).await;
+    let put = |name: String, tag: u8| Command::PutEndpoint {
+        record: EndpointRecord {
+            name,
+            identity: Hex32([tag; 32]),
+            owner: "t".into(),
+            revoked: false,
+            created_ms: 0,
+        },
+    };
+    // Through the leader (local Raft writes) and through a follower
+    // (forwards): 200 writes at once, and a repeat of the first.
+    let leader = c.node(1).unwrap().leader().unwrap();
+    let follower = (1..=3).find(|i| *i != leader).unwrap();
+    for id in [leader, follower] {
+        let node = c.node(id).unwrap();
+        let before = (
+            node.metrics().batched_writes.load(Ordering::Relaxed),
+            node.metrics().write_batches.load(Ordering::Relaxed),
+        );
+        let mut commands: Vec<Command> = (0..200u8).map(|i| put(format!("n{id}-{i}"), i)).collect();
+        commands.push(put(format!("n{id}-0"), 0));
+        let answers = futures::future::join_all(
+            commands
+                .into_iter()
+                .map(|cmd| node.write_with(cmd, ReadBack::NotNeeded)),
+        )
+        .await;
+        // Concurrent writes have no order among themselves: of the two
+        // with the same name exactly one lands, the other is refused.
+        let answers: Vec<CommandResponse> = answers.into_iter().map(Result::unwrap).collect();
+        for (i, a) in answers.iter().enumerate().take(200).skip(1) {
+            assert_eq!(*a, CommandResponse::Ok, "write {i} through node {id}");
+        }
+        let refused = |a: &CommandResponse| matches!(a, CommandResponse::Rejected { reason } if reason.contains("exists"));
+        let (first, repeat) = (&answers[0], &answers[200]);
+        assert!(
+            (*first == CommandResponse::Ok && refused(repeat))
+                || (refused(first) && *repeat == CommandResponse::Ok),
+            "the two writes of n{id}-0 through node {id}: {first:?}, {repeat:?}"
+        );
+        let writes = node.metrics().batched_writes.load(Ordering::Relaxed) - before.0;
+        let batches = node.metrics().write_batches.load(Ordering::Relaxed) - before.1;
+        assert_eq!(writes, 201);
+        // All queue before the first batch leaves: a handful of commits
+        // (at most one per batch in flight, then full batches), not 201.
+        assert!(
+            batches <= 10,
+            "{batches} commits for 201 writes via node {id}"
+        );
+    }
+    // Every node has every endpoint.
+    for id in 1..=3 {
+        let node = c.node(id).unwrap();
+        node.read_barrier().await.unwrap();
+        assert_eq!(node.registry(|r| r.msg.endpoints.len()), 400, "node {id}");
+    }
+}

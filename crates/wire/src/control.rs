@@ -238,7 +238,19 @@ pub enum Command {
         /// Identifiers.
         ids: Vec<Hex32>,
     },
+    /// Several commands in one log entry, applied in order, each on its own:
+    /// one's rejection neither stops nor undoes the others. A node groups
+    /// concurrent writes this way, so that one forward to the leader and one
+    /// log entry carry many of them. 1 ..= [`MAX_BATCH`] commands, none of
+    /// them a batch.
+    Batch {
+        /// The commands.
+        commands: Vec<Command>,
+    },
 }
+
+/// Most commands in one [`Command::Batch`].
+pub const MAX_BATCH: usize = 128;
 
 /// The result of applying a command.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -262,6 +274,11 @@ pub enum CommandResponse {
     Removed {
         /// Count.
         count: u64,
+    },
+    /// A [`Command::Batch`]'s commands' results, in order.
+    Batch {
+        /// One per command.
+        responses: Vec<CommandResponse>,
     },
 }
 
