@@ -472,8 +472,34 @@ impl Node {
     /// for the local state machine to reach it (bounded). Used before
     /// answering "not found", so a client that wrote through one node and
     /// reads through another sees its write.
+    /// A leader that cannot confirm itself with a quorum at once (a
+    /// follower's answer timed out under load, an election) is asked again
+    /// for up to about 5 s before this gives up.
     pub async fn read_barrier(&self) -> Result<(), NodeError> {
-        let index = match self.leader() {
+        let mut delay = Duration::from_millis(20);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            match self.read_index().await {
+                Ok(index) => {
+                    self.wait_applied(index).await;
+                    return Ok(());
+                }
+                Err(e @ NodeError::Unavailable(_)) => {
+                    if tokio::time::Instant::now() + delay > deadline {
+                        return Err(e);
+                    }
+                    tracing::debug!(error = %e, "read index not available yet; retrying");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_millis(500));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// The index a linearizable read must have applied, from the leader.
+    async fn read_index(&self) -> Result<u64, NodeError> {
+        Ok(match self.leader() {
             Some(l) if l == self.id() => self.leader_read_index().await?,
             Some(l) => {
                 let info = self
@@ -489,9 +515,7 @@ impl Node {
                 }
             }
             None => return Err(NodeError::Unavailable("no Raft leader".into())),
-        };
-        self.wait_applied(index).await;
-        Ok(())
+        })
     }
 
     /// The registry record of key `name`; if this node does not know it,
@@ -851,11 +875,41 @@ type Pending = (Command, oneshot::Sender<Result<CommandResponse, NodeError>>);
 /// How many batches one node may have on their way to the leader at once.
 /// More in flight means smaller batches and less waiting for a turn; while
 /// all are out, new writes gather into the next.
-const BATCHES_IN_FLIGHT: usize = 4;
+/// One measured best (group commit: while a batch is on its way the next
+/// gathers); see BENCHMARKS.md, session 10.
+const BATCHES_IN_FLIGHT: usize = 1;
+
+/// A batch stops growing past about this many bytes in the log, so that
+/// one entry (and the AppendEntries carrying it) stays small enough to
+/// replicate well within the heartbeat-bounded RPC time-out.
+const MAX_BATCH_BYTES: usize = 1 << 20;
+
+/// About how many bytes `command` takes in the log (its byte strings are
+/// hex there, twice their length).
+fn rough_size(command: &Command) -> usize {
+    const OVERHEAD: usize = 256;
+    match command {
+        Command::Deliver { item, .. } => {
+            let boxed = |b: &keyquorum_wire::msg::SealedBox| b.enc.0.len() + b.ciphertext.0.len();
+            let bytes = item.header.0.len()
+                + item.payload.0.len()
+                + item.signature.0.len()
+                + boxed(&item.for_receiver)
+                + item
+                    .confirmations
+                    .iter()
+                    .map(|c| boxed(&c.forwarded) + c.signature.0.len() + 32)
+                    .sum::<usize>();
+            2 * bytes + OVERHEAD
+        }
+        _ => OVERHEAD,
+    }
+}
 
 /// Groups the writes that need no read-back ([`ReadBack::NotNeeded`]) into
 /// [`Command::Batch`]es: whatever has queued up by the time a batch may go
-/// leaves together (up to [`MAX_BATCH`]), so under load one forward (one
+/// leaves together (up to [`MAX_BATCH`] commands or about
+/// [`MAX_BATCH_BYTES`]), so under load one forward (one
 /// signed envelope, one HTTPS request) and one Raft entry carry many writes,
 /// and when idle a write leaves alone at once.
 async fn batch_writer(node: Node, mut rx: mpsc::UnboundedReceiver<Pending>) {
@@ -864,19 +918,30 @@ async fn batch_writer(node: Node, mut rx: mpsc::UnboundedReceiver<Pending>) {
         let Ok(permit) = permits.clone().acquire_owned().await else {
             return;
         };
-        let mut batch = vec![first];
-        while batch.len() < MAX_BATCH {
-            match rx.try_recv() {
-                Ok(p) => batch.push(p),
-                Err(_) => break,
-            }
-        }
+        let batch = gather(first, &mut rx);
         let node = node.clone();
         tokio::spawn(async move {
             let _permit = permit;
             write_batch(&node, batch).await;
         });
     }
+}
+
+/// `first` and what is queued behind it, up to [`MAX_BATCH`] commands or
+/// about [`MAX_BATCH_BYTES`].
+fn gather(first: Pending, rx: &mut mpsc::UnboundedReceiver<Pending>) -> Vec<Pending> {
+    let mut bytes = rough_size(&first.0);
+    let mut batch = vec![first];
+    while batch.len() < MAX_BATCH && bytes < MAX_BATCH_BYTES {
+        match rx.try_recv() {
+            Ok(p) => {
+                bytes += rough_size(&p.0);
+                batch.push(p);
+            }
+            Err(_) => break,
+        }
+    }
+    batch
 }
 
 /// Commit `batch` and hand each waiter its own result.
@@ -1009,5 +1074,71 @@ impl Node {
 impl Inner {
     pub(crate) fn count_peer_reject(&self) {
         self.metrics.peer_rejects.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use keyquorum_wire::msg::{MailItem, SealedBox};
+    use keyquorum_wire::Hex32;
+
+    use super::*;
+
+    fn deliver(payload: usize) -> Command {
+        let b = SealedBox {
+            enc: Hex(vec![0; 32]),
+            ciphertext: Hex(vec![0; 80]),
+        };
+        Command::Deliver {
+            item: MailItem {
+                id: Hex32([0; 32]),
+                from: "a".into(),
+                to: "b".into(),
+                header: Hex(vec![0; 300]),
+                signature: Hex(vec![0; 64]),
+                payload: Hex(vec![0; payload]),
+                for_receiver: b,
+                confirmations: Vec::new(),
+                time_ms: 0,
+            },
+            prekey: Hex32([0; 32]),
+        }
+    }
+
+    /// Queue `n` copies of `command`, then gather one batch.
+    fn gathered(command: &Command, n: usize) -> (usize, usize) {
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        for _ in 0..n {
+            let (reply, _) = oneshot::channel();
+            tx.send((command.clone(), reply)).unwrap();
+        }
+        let first = rx.try_recv().unwrap();
+        let batch = gather(first, &mut rx);
+        let left = std::iter::from_fn(|| rx.try_recv().ok()).count();
+        (batch.len(), left)
+    }
+
+    #[test]
+    fn a_batch_is_bounded_by_count_and_by_bytes() {
+        // Small commands: MAX_BATCH of them, the rest wait.
+        let small = deliver(1024);
+        assert_eq!(gathered(&small, 300), (MAX_BATCH, 300 - MAX_BATCH));
+        assert_eq!(gathered(&small, 5), (5, 0));
+        // The largest payloads: the batch stops once about MAX_BATCH_BYTES
+        // are in it, and its log entry stays near that size.
+        let big = deliver(crate::msg::MAX_PAYLOAD);
+        let (n, left) = gathered(&big, 100);
+        assert_eq!(n + left, 100);
+        assert!(n > 1 && n < MAX_BATCH, "{n}");
+        let entry = serde_json::to_vec(&Command::Batch {
+            commands: vec![big; n],
+        })
+        .unwrap();
+        assert!(entry.len() >= MAX_BATCH_BYTES, "{}", entry.len());
+        assert!(
+            entry.len() < MAX_BATCH_BYTES + 2 * rough_size(&deliver(crate::msg::MAX_PAYLOAD)),
+            "{}",
+            entry.len()
+        );
     }
 }
