@@ -13,6 +13,8 @@
 //!   once at least one coordinator confirmed, commits the message to the
 //!   receiver's mailbox ([`keyquorum_wire::control::Command::Deliver`] —
 //!   which refuses a replayed identifier and an unclaimed or used prekey).
+//!   Concurrent deliveries through one node share one forward and one log
+//!   entry ([`Node::write_with`] with [`ReadBack::NotNeeded`] batches them).
 //!   With `m` coordinators the message survives `m − 1` unreachable ones.
 //! - **Coordinate**: the routed node runs `msgkey::protocol::coordinate`
 //!   with its HPKE key and clock, refuses identifiers already accepted, and

@@ -558,7 +558,7 @@ impl Node {
     /// as the leader applied the command, for callers that read nothing
     /// back through this node (a forwarding follower learns of the commit
     /// with the leader's next message, about one replication round later).
-    /// Such writes go through the [batcher](batch_writer): concurrent ones
+    /// Such writes go through the node's batcher: concurrent ones
     /// share one forward and one log entry.
     pub async fn write_with(
         &self,
