@@ -206,16 +206,17 @@ where
         tag
     }
 
-    /// The entries of `start..end` (`None`: to the end) held here, and the
-    /// first index held: everything before it is on disk.
-    fn read(&self, start: u64, end: Option<u64>) -> (Option<u64>, Vec<Entry<C>>) {
+    /// The entries of `start..end` (`None`: to the end) held here with
+    /// their serialized sizes (0 while not yet on disk), and the first index
+    /// held: everything before it is on disk.
+    fn read(&self, start: u64, end: Option<u64>) -> (Option<u64>, Vec<(Entry<C>, usize)>) {
         let first = self.entries.keys().next().copied();
         let from = first.map_or(start, |f| f.max(start));
         let held = match end {
             Some(e) => self.entries.range(from..e.max(from)),
             None => self.entries.range(from..),
         }
-        .map(|(_, v)| v.entry.clone())
+        .map(|(_, v)| (v.entry.clone(), v.size))
         .collect();
         (first, held)
     }
@@ -570,6 +571,42 @@ where
         range: RB,
     ) -> Result<Vec<C::Entry>, StorageError<C::NodeId>> {
         let (start, end) = bounds(&range);
+        self.entries(start, end, usize::MAX)
+    }
+
+    /// What one AppendEntries carries: openraft bounds it by entry count
+    /// (`max_payload_entries`); this also bounds it by size, so a follower
+    /// far behind catches up in RPCs that fit the heartbeat-bounded
+    /// time-out instead of timing out on the same huge one again and again.
+    async fn limited_get_log_entries(
+        &mut self,
+        start: u64,
+        end: u64,
+    ) -> Result<Vec<C::Entry>, StorageError<C::NodeId>> {
+        self.entries(start, Some(end), REPLICATION_BYTES)
+    }
+}
+
+/// About how many bytes of entries (as stored) one AppendEntries carries;
+/// at least one entry always goes.
+const REPLICATION_BYTES: usize = 2 << 20;
+
+impl<C> LogStore<C>
+where
+    C: RaftTypeConfig<Entry = Entry<C>>,
+    C::D: Serialize + DeserializeOwned + Clone,
+    C::Node: Serialize + DeserializeOwned,
+    C::NodeId: Serialize + DeserializeOwned,
+{
+    /// The entries of `start..end` (`None`: to the end), in order, stopping
+    /// before the one that would take them past `budget` bytes (entries not
+    /// yet on disk count as nothing; the first always comes).
+    fn entries(
+        &self,
+        start: u64,
+        end: Option<u64>,
+        budget: usize,
+    ) -> Result<Vec<Entry<C>>, StorageError<C::NodeId>> {
         if end.is_some_and(|e| e <= start) {
             return Ok(Vec::new());
         }
@@ -583,6 +620,14 @@ where
             (None, e) => e,
         };
         let mut out = Vec::new();
+        let mut used = 0usize;
+        let mut fits = |size: usize, taken: usize| {
+            let ok = taken == 0 || used.saturating_add(size) <= budget;
+            if ok {
+                used = used.saturating_add(size);
+            }
+            ok
+        };
         if disk_end.is_none_or(|d| d > start) {
             let tx = self.shared.db.begin_read().map_err(io_read::<C::NodeId>)?;
             let t = tx.open_table(LOG).map_err(io_read::<C::NodeId>)?;
@@ -593,12 +638,21 @@ where
             .map_err(io_read::<C::NodeId>)?;
             for item in iter {
                 let (_, v) = item.map_err(io_read::<C::NodeId>)?;
+                let bytes = v.value();
+                if !fits(bytes.len(), out.len()) {
+                    return Ok(out);
+                }
                 let entry: Entry<C> =
-                    serde_json::from_slice(v.value()).map_err(io_read::<C::NodeId>)?;
+                    serde_json::from_slice(bytes).map_err(io_read::<C::NodeId>)?;
                 out.push(entry);
             }
         }
-        out.extend(cached);
+        for (entry, size) in cached {
+            if !fits(size, out.len()) {
+                break;
+            }
+            out.push(entry);
+        }
         Ok(out)
     }
 }
@@ -1304,7 +1358,7 @@ mod tests {
                         (None, e) => e.unwrap_or(u64::MAX),
                     };
                     let mut got: Vec<(u64, u64)> = disk.range(start..disk_end.max(start)).map(|(i, v)| (*i, *v)).collect();
-                    got.extend(held.iter().map(value));
+                    got.extend(held.iter().map(|(e, _)| value(e)));
                     let want: Vec<(u64, u64)> = log.range(start..end.unwrap_or(u64::MAX)).map(|(i, v)| (*i, *v)).collect();
                     prop_assert_eq!(got, want);
                 }

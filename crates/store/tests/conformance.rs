@@ -155,3 +155,64 @@ async fn a_snapshot_is_read_back_after_a_restart_in_either_format() {
     want.insert("c".into(), "3".into());
     assert_eq!(state(&path), want);
 }
+
+#[tokio::test]
+async fn replication_reads_are_bounded_in_bytes_and_cover_the_log_in_order() {
+    use openraft::storage::RaftLogReader;
+
+    const LOG: TableDefinition<'static, u64, &'static [u8]> = TableDefinition::new("raft_log");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("raft.redb");
+    // 40 entries of 300 KB (12 MB) and one of 5 MB, written as stored.
+    let sizes: Vec<usize> = (1..=40)
+        .map(|_| 300_000)
+        .chain([5_000_000])
+        .chain((0..3).map(|_| 10))
+        .collect();
+    {
+        let db = Database::create(&path).unwrap();
+        let tx = db.begin_write().unwrap();
+        {
+            let mut t = tx.open_table(LOG).unwrap();
+            for (i, n) in sizes.iter().enumerate() {
+                let index = i as u64 + 1;
+                let e = put(index, &format!("k{index}"), &"v".repeat(*n));
+                t.insert(index, serde_json::to_vec(&e).unwrap().as_slice())
+                    .unwrap();
+            }
+        }
+        tx.commit().unwrap();
+    }
+    let (mut log, _sm) = open::<TestConfig, Kv>(&path).unwrap();
+    let last = sizes.len() as u64 + 1;
+    // Everything at once through the unlimited read.
+    let all = log.try_get_log_entries(1..last).await.unwrap();
+    assert_eq!(all.len(), sizes.len());
+    // The replication reads, one after another, as openraft issues them.
+    let mut next = 1;
+    let mut rounds = Vec::new();
+    while next < last {
+        let got = log.limited_get_log_entries(next, last).await.unwrap();
+        assert!(!got.is_empty(), "a non-empty range never reads nothing");
+        let bytes: usize = got
+            .iter()
+            .map(|e| serde_json::to_vec(e).unwrap().len())
+            .sum();
+        // At most 2 MiB, unless a single entry is larger by itself.
+        assert!(
+            bytes <= 2 << 20 || got.len() == 1,
+            "{} entries, {bytes} bytes",
+            got.len()
+        );
+        for (k, e) in got.iter().enumerate() {
+            assert_eq!(e.log_id.index, next + k as u64);
+        }
+        next += got.len() as u64;
+        rounds.push(got.len());
+    }
+    // 300 KB entries go 6 or so at a time, the 5 MB one alone, the small
+    // ones with nothing to stop them.
+    assert!(rounds.len() > 6, "{rounds:?}");
+    assert!(rounds.contains(&1), "{rounds:?}");
+    assert_eq!(rounds.iter().sum::<usize>(), sizes.len());
+}
