@@ -427,6 +427,64 @@ where
     C::Node: Serialize + DeserializeOwned,
     C::NodeId: Serialize + DeserializeOwned,
 {
+    /// The entries of `start..end` (`None`: to the end), in order, stopping
+    /// before the one that would take them past `budget` bytes (entries not
+    /// yet on disk count as nothing; the first always comes).
+    fn entries(
+        &self,
+        start: u64,
+        end: Option<u64>,
+        budget: usize,
+    ) -> Result<Vec<Entry<C>>, StorageError<C::NodeId>> {
+        if end.is_some_and(|e| e <= start) {
+            return Ok(Vec::new());
+        }
+        // The cache first: an entry that leaves it afterwards is on disk by
+        // then, so the disk read below cannot miss it.
+        let (first_cached, cached) = lock(&self.shared.cache).read(start, end);
+        // What lies before the cache's run is on disk.
+        let disk_end = match (first_cached, end) {
+            (Some(f), Some(e)) => Some(f.min(e)),
+            (Some(f), None) => Some(f),
+            (None, e) => e,
+        };
+        let mut out = Vec::new();
+        let mut used = 0usize;
+        let mut fits = |size: usize, taken: usize| {
+            let ok = taken == 0 || used.saturating_add(size) <= budget;
+            if ok {
+                used = used.saturating_add(size);
+            }
+            ok
+        };
+        if disk_end.is_none_or(|d| d > start) {
+            let tx = self.shared.db.begin_read().map_err(io_read::<C::NodeId>)?;
+            let t = tx.open_table(LOG).map_err(io_read::<C::NodeId>)?;
+            let iter = match disk_end {
+                Some(e) => t.range(start..e),
+                None => t.range(start..),
+            }
+            .map_err(io_read::<C::NodeId>)?;
+            for item in iter {
+                let (_, v) = item.map_err(io_read::<C::NodeId>)?;
+                let bytes = v.value();
+                if !fits(bytes.len(), out.len()) {
+                    return Ok(out);
+                }
+                let entry: Entry<C> =
+                    serde_json::from_slice(bytes).map_err(io_read::<C::NodeId>)?;
+                out.push(entry);
+            }
+        }
+        for (entry, size) in cached {
+            if !fits(size, out.len()) {
+                break;
+            }
+            out.push(entry);
+        }
+        Ok(out)
+    }
+
     fn start(db: Arc<RaftFile>) -> Result<Self, StorageError<C::NodeId>> {
         let last_purged = get_meta(&db, "last_purged")?;
         let cache = Arc::new(std::sync::Mutex::new(Cache::new()));
@@ -590,72 +648,6 @@ where
 /// About how many bytes of entries (as stored) one AppendEntries carries;
 /// at least one entry always goes.
 const REPLICATION_BYTES: usize = 2 << 20;
-
-impl<C> LogStore<C>
-where
-    C: RaftTypeConfig<Entry = Entry<C>>,
-    C::D: Serialize + DeserializeOwned + Clone,
-    C::Node: Serialize + DeserializeOwned,
-    C::NodeId: Serialize + DeserializeOwned,
-{
-    /// The entries of `start..end` (`None`: to the end), in order, stopping
-    /// before the one that would take them past `budget` bytes (entries not
-    /// yet on disk count as nothing; the first always comes).
-    fn entries(
-        &self,
-        start: u64,
-        end: Option<u64>,
-        budget: usize,
-    ) -> Result<Vec<Entry<C>>, StorageError<C::NodeId>> {
-        if end.is_some_and(|e| e <= start) {
-            return Ok(Vec::new());
-        }
-        // The cache first: an entry that leaves it afterwards is on disk by
-        // then, so the disk read below cannot miss it.
-        let (first_cached, cached) = lock(&self.shared.cache).read(start, end);
-        // What lies before the cache's run is on disk.
-        let disk_end = match (first_cached, end) {
-            (Some(f), Some(e)) => Some(f.min(e)),
-            (Some(f), None) => Some(f),
-            (None, e) => e,
-        };
-        let mut out = Vec::new();
-        let mut used = 0usize;
-        let mut fits = |size: usize, taken: usize| {
-            let ok = taken == 0 || used.saturating_add(size) <= budget;
-            if ok {
-                used = used.saturating_add(size);
-            }
-            ok
-        };
-        if disk_end.is_none_or(|d| d > start) {
-            let tx = self.shared.db.begin_read().map_err(io_read::<C::NodeId>)?;
-            let t = tx.open_table(LOG).map_err(io_read::<C::NodeId>)?;
-            let iter = match disk_end {
-                Some(e) => t.range(start..e),
-                None => t.range(start..),
-            }
-            .map_err(io_read::<C::NodeId>)?;
-            for item in iter {
-                let (_, v) = item.map_err(io_read::<C::NodeId>)?;
-                let bytes = v.value();
-                if !fits(bytes.len(), out.len()) {
-                    return Ok(out);
-                }
-                let entry: Entry<C> =
-                    serde_json::from_slice(bytes).map_err(io_read::<C::NodeId>)?;
-                out.push(entry);
-            }
-        }
-        for (entry, size) in cached {
-            if !fits(size, out.len()) {
-                break;
-            }
-            out.push(entry);
-        }
-        Ok(out)
-    }
-}
 
 impl<C> RaftLogStorage<C> for LogStore<C>
 where
