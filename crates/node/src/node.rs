@@ -472,29 +472,14 @@ impl Node {
     /// for the local state machine to reach it (bounded). Used before
     /// answering "not found", so a client that wrote through one node and
     /// reads through another sees its write.
+    ///
     /// A leader that cannot confirm itself with a quorum at once (a
     /// follower's answer timed out under load, an election) is asked again
     /// for up to about 5 s before this gives up.
     pub async fn read_barrier(&self) -> Result<(), NodeError> {
-        let mut delay = Duration::from_millis(20);
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-        loop {
-            match self.read_index().await {
-                Ok(index) => {
-                    self.wait_applied(index).await;
-                    return Ok(());
-                }
-                Err(e @ NodeError::Unavailable(_)) => {
-                    if tokio::time::Instant::now() + delay > deadline {
-                        return Err(e);
-                    }
-                    tracing::debug!(error = %e, "read index not available yet; retrying");
-                    tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(Duration::from_millis(500));
-                }
-                Err(e) => return Err(e),
-            }
-        }
+        let index = retry_while_unavailable(Duration::from_secs(5), || self.read_index()).await?;
+        self.wait_applied(index).await;
+        Ok(())
     }
 
     /// The index a linearizable read must have applied, from the leader.
@@ -584,67 +569,52 @@ impl Node {
         command: Command,
         read_back: ReadBack,
     ) -> Result<CommandResponse, NodeError> {
-        let mut delay = Duration::from_millis(20);
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-        loop {
-            // A follower that knows the leader forwards at once instead of
-            // asking its Raft core first.
-            let known = self
-                .leader()
-                .filter(|l| *l != self.0.id)
-                .and_then(|l| self.node_info(l).map(|info| (l, info)));
-            let target = match known {
-                Some(t) => Ok(t),
-                None => match self.0.raft.client_write(command.clone()).await {
-                    Ok(r) => return Ok(r.data),
-                    Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
-                        match (f.leader_id, f.leader_node) {
-                            (Some(id), Some(info)) if id != self.0.id => Ok((id, info)),
-                            _ => Err(NodeError::Unavailable("no Raft leader".into())),
-                        }
-                    }
-                    Err(e) => Err(NodeError::Unavailable(format!("raft write: {e}"))),
-                },
-            };
-            let attempt = match target {
-                Ok((id, info)) => {
-                    match self
-                        .0
-                        .peers
-                        .call(
-                            id,
-                            &info,
-                            &PeerMessage::Forward {
-                                command: command.clone(),
-                            },
-                        )
-                        .await
-                    {
-                        Ok((_, PeerMessage::ForwardReply { response, index })) => {
-                            if read_back == ReadBack::Here {
-                                self.wait_applied(index).await;
-                            }
-                            return Ok(response);
-                        }
-                        Ok(_) => Err(NodeError::Misbehaved {
-                            message: format!("leader {id} answered a forward wrongly"),
-                            culprits: vec![id],
-                        }),
-                        Err(e) => Err(e),
+        let command = &command;
+        retry_while_unavailable(Duration::from_secs(10), || {
+            self.write_once(command, read_back)
+        })
+        .await
+    }
+
+    /// One try of [`Self::write_now`].
+    async fn write_once(
+        &self,
+        command: &Command,
+        read_back: ReadBack,
+    ) -> Result<CommandResponse, NodeError> {
+        // A follower that knows the leader forwards at once instead of
+        // asking its Raft core first.
+        let known = self
+            .leader()
+            .filter(|l| *l != self.0.id)
+            .and_then(|l| self.node_info(l).map(|info| (l, info)));
+        let (id, info) = match known {
+            Some(t) => t,
+            None => match self.0.raft.client_write(command.clone()).await {
+                Ok(r) => return Ok(r.data),
+                Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
+                    match (f.leader_id, f.leader_node) {
+                        (Some(id), Some(info)) if id != self.0.id => (id, info),
+                        _ => return Err(NodeError::Unavailable("no Raft leader".into())),
                     }
                 }
-                Err(e) => Err(e),
-            };
-            let e = match attempt {
-                Err(e @ NodeError::Unavailable(_)) => e,
-                Err(e) => return Err(e),
-                Ok(()) => return Err(NodeError::Internal("unreachable".into())),
-            };
-            if tokio::time::Instant::now() + delay > deadline {
-                return Err(e);
+                Err(e) => return Err(NodeError::Unavailable(format!("raft write: {e}"))),
+            },
+        };
+        let forward = PeerMessage::Forward {
+            command: command.clone(),
+        };
+        match self.0.peers.call(id, &info, &forward).await? {
+            (_, PeerMessage::ForwardReply { response, index }) => {
+                if read_back == ReadBack::Here {
+                    self.wait_applied(index).await;
+                }
+                Ok(response)
             }
-            tokio::time::sleep(delay).await;
-            delay = (delay * 2).min(Duration::from_millis(500));
+            _ => Err(NodeError::Misbehaved {
+                message: format!("leader {id} answered a forward wrongly"),
+                culprits: vec![id],
+            }),
         }
     }
 
@@ -875,6 +845,7 @@ type Pending = (Command, oneshot::Sender<Result<CommandResponse, NodeError>>);
 /// How many batches one node may have on their way to the leader at once.
 /// More in flight means smaller batches and less waiting for a turn; while
 /// all are out, new writes gather into the next.
+///
 /// One measured best (group commit: while a batch is on its way the next
 /// gathers); see BENCHMARKS.md, session 10.
 const BATCHES_IN_FLIGHT: usize = 1;
@@ -958,7 +929,7 @@ async fn write_batch(node: &Node, mut batch: Vec<Pending>) {
     }
     let (commands, waiters): (Vec<Command>, Vec<_>) = batch.into_iter().unzip();
     let n = commands.len();
-    match node
+    let e = match node
         .write_now(Command::Batch { commands }, ReadBack::NotNeeded)
         .await
     {
@@ -966,17 +937,42 @@ async fn write_batch(node: &Node, mut batch: Vec<Pending>) {
             for (tx, r) in waiters.into_iter().zip(responses) {
                 let _ = tx.send(Ok(r));
             }
+            return;
         }
-        Ok(other) => {
-            let e = NodeError::Internal(format!("a batch of {n} was answered {other:?}"));
-            for tx in waiters {
-                let _ = tx.send(Err(e.clone()));
+        Ok(other) => NodeError::Internal(format!("a batch of {n} was answered {other:?}")),
+        Err(e) => e,
+    };
+    for tx in waiters {
+        let _ = tx.send(Err(e.clone()));
+    }
+}
+
+/// Run `attempt` until it succeeds, fails with anything but
+/// [`NodeError::Unavailable`], or `within` has passed. Unavailable is a
+/// moment without a usable leader (an election, a follower's answer timed
+/// out under load): waited out with a backoff from 20 ms, doubling to
+/// 500 ms.
+async fn retry_while_unavailable<T, F, Fut>(
+    within: Duration,
+    mut attempt: F,
+) -> Result<T, NodeError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, NodeError>>,
+{
+    let mut delay = Duration::from_millis(20);
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        match attempt().await {
+            Err(e @ NodeError::Unavailable(_)) => {
+                if tokio::time::Instant::now() + delay > deadline {
+                    return Err(e);
+                }
+                tracing::debug!(error = %e, "unavailable; retrying");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_millis(500));
             }
-        }
-        Err(e) => {
-            for tx in waiters {
-                let _ = tx.send(Err(e.clone()));
-            }
+            done => return done,
         }
     }
 }
