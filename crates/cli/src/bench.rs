@@ -151,7 +151,7 @@ async fn run_load(
                         lat.push(t0.elapsed());
                         // Spot-check one signature in 64 with the verifier.
                         if i % 64 == 1
-                            && !keyquorum_node::driver::verify_signature(
+                            && !keyquorum_node::keys::verify_signature(
                                 suite,
                                 &pk,
                                 &msg,

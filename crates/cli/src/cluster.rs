@@ -368,10 +368,10 @@ async fn node(config: &Path, init: bool, print_identity: bool, json: bool) -> Re
             .advertise
             .clone()
             .unwrap_or_else(|| format!("https://{}", cfg.listen));
-        let cert = keyquorum_node::tls::NodeCert::new(
+        let cert = keyquorum_node::cluster::tls::NodeCert::new(
             &keys,
             cfg.id,
-            &keyquorum_node::tls::certificate_names(&addr, &cfg.tls_names),
+            &keyquorum_node::cluster::tls::certificate_names(&addr, &cfg.tls_names),
         )?;
         let info = keys.info(addr);
         return print_json(&json!({ "id": cfg.id, "info": {

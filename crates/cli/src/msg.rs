@@ -38,7 +38,7 @@ pub(crate) struct EndpointFiles {
 
 impl EndpointFiles {
     fn path(&self, name: &str) -> Result<PathBuf> {
-        keyquorum_node::driver::check_key_name(name).map_err(|_| {
+        keyquorum_node::names::check_name(name).map_err(|_| {
             anyhow::anyhow!("endpoint names are 1-64 characters from [A-Za-z0-9._-]")
         })?;
         Ok(self.endpoint_dir.join(format!("{name}.kqe")))

@@ -28,6 +28,7 @@ use keyquorum_wire::msg::{
 use keyquorum_wire::{Hex, Hex32, NodeId};
 
 mod export;
+#[cfg(feature = "endpoint-file")]
 pub mod msg;
 pub use export::ExportKey;
 use serde::de::DeserializeOwned;
@@ -55,6 +56,7 @@ pub enum ClientError {
     #[error("message refused: {0}")]
     Msg(#[from] keyquorum_core::msgkey::MsgError),
     /// The endpoint's local sealed file.
+    #[cfg(feature = "endpoint-file")]
     #[error("endpoint file: {0}")]
     Store(#[from] keyquorum_store::VaultError),
 }

@@ -7,15 +7,16 @@
 //!
 //! | module | what |
 //! |---|---|
-//! | [`vss`] | Shamir sharing, Feldman commitments, Lagrange interpolation at any point |
-//! | [`dkg`] | Pedersen DKG with proofs of knowledge (frost-core `keys::dkg`), culprits named |
-//! | [`sign`] | FROST (RFC 9591) signing: one-shot nonces, signer, coordinator/aggregator |
-//! | [`refresh`] | proactive refresh: new shares, same `t`, `n` and group key (frost-core `keys::refresh`) |
-//! | [`repair`] | verifiable repair of one lost share from `t` helpers (frost-core `keys::repairable` + commitments) |
-//! | [`reshare`] | redistribution to a new threshold and member set under the same group key |
-//! | [`hazmat`] | temporary reconstruction (export) of a group secret |
-//! | [`msgkey`] | per-message key derivation (issue #4, in progress): identifiers, rendezvous coordinator choice, the base secret's split and verification in the exponent, HKDF session keys, payload AEAD |
+//! | [`keys`] | shared keys (DESIGN.md §3.1): [`dkg`], FROST [`sign`]ing, [`refresh`], verifiable [`repair`], [`reshare`] to a new `t` and member set, temporary reconstruction ([`hazmat`]); re-exported here under their short names |
+//! | [`msgkey`] | per-message key derivation (DESIGN.md §3.2): identifiers, rendezvous coordinator choice, the base secret's split and verification in the exponent, HKDF session keys, payload AEAD |
+//! | [`vss`] | Shamir sharing, Feldman commitments, Lagrange interpolation at any point (used by every capability) |
+//! | [`suite`] | the ciphersuites ([`Suite`]) every protocol is generic over |
+//! | [`codec`] | the canonical binary encoding of every protocol message |
+//! | [`secret`], [`id`], [`error`] | secret newtypes, participant and session identifiers, the crate's error |
 //! | [`local`] | an in-process message router that runs every participant's state machine (demos, tests, benches) |
+//!
+//! One folder per capability: [`keys`] and [`msgkey`] today; the next ones
+//! (`he/`, `oprf/`, `lms/`) go beside them.
 //!
 //! The same generic code serves every [`Suite`]: Ed25519, secp256k1 with
 //! BIP-340/Taproot output, plain secp256k1 (RFC 9591) and Ristretto255.
@@ -29,23 +30,18 @@
 )]
 
 pub mod codec;
-pub mod dkg;
 pub mod error;
-pub mod hazmat;
 pub mod id;
 pub mod keys;
 pub mod local;
 pub mod msgkey;
-pub mod refresh;
-pub mod repair;
-pub mod reshare;
 pub mod secret;
-pub mod sign;
 pub mod suite;
 pub mod vss;
 
 pub use error::{Blame, DecodeError, Error, Fault};
 pub use id::{ParticipantId, SessionId};
+pub use keys::{dkg, hazmat, refresh, repair, reshare, sign};
 pub use keys::{GroupKey, KeyShare};
 pub use suite::{Ed25519, Ristretto255, Secp256k1, Secp256k1Tr, Suite, SuiteId};
 

@@ -11,16 +11,17 @@ use std::time::Duration;
 use keyquorum_store::vault::KdfParams;
 use keyquorum_store::{Passphrase, Vault};
 use keyquorum_wire::api::AddNodeRequest;
-use keyquorum_wire::control::{Command, NodeInfo, TokenGrant};
-use keyquorum_wire::{Hex32, NodeId};
-use rand_core::{OsRng, RngCore};
+use keyquorum_wire::control::{ClusterCommand, NodeInfo, TokenGrant};
+use keyquorum_wire::NodeId;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
+use crate::api::auth::{new_token, token_hash};
+use crate::cluster::Node;
 use crate::config::{KdfConfig, NodeConfig, PeerEntry};
 use crate::error::NodeError;
 use crate::identity::NodeKeys;
-use crate::node::{Node, RunningNode};
+use crate::keys::Keys;
+use crate::server::RunningNode;
 
 /// Options for a local cluster.
 #[derive(Debug, Clone)]
@@ -73,18 +74,6 @@ pub fn prepare_identity(
     std::fs::create_dir_all(dir).map_err(io)?;
     let vault = Vault::open(&dir.join("vault.redb"), passphrase, kdf)?;
     NodeKeys::load_or_create(&vault)
-}
-
-/// The SHA-256 of a bearer token, as the registry stores it.
-pub fn token_hash(token: &str) -> Hex32 {
-    Hex32(Sha256::digest(token.as_bytes()).into())
-}
-
-/// A fresh random token.
-pub fn new_token() -> String {
-    let mut b = [0u8; 24];
-    OsRng.fill_bytes(&mut b);
-    format!("kq_{}", hex::encode(b))
 }
 
 impl LocalCluster {
@@ -177,15 +166,18 @@ impl LocalCluster {
             first.initialize(cluster.infos.clone()).await?;
             let token = new_token();
             first
-                .write(Command::PutToken {
-                    token_hash: token_hash(&token),
-                    grant: TokenGrant {
-                        name: "admin".into(),
-                        admin: true,
-                        operator: true,
-                        sign_keys: vec!["*".into()],
-                    },
-                })
+                .propose(
+                    ClusterCommand::PutToken {
+                        token_hash: token_hash(&token),
+                        grant: TokenGrant {
+                            name: "admin".into(),
+                            admin: true,
+                            operator: true,
+                            sign_keys: vec!["*".into()],
+                        },
+                    }
+                    .into(),
+                )
                 .await?;
             write_private(&token_file, token.as_bytes())?;
             cluster.admin_token = token;
@@ -266,6 +258,14 @@ impl LocalCluster {
             .get(&id)
             .and_then(|r| r.as_ref())
             .map(|r| r.node.clone())
+    }
+
+    /// The shared keys of a running node by id (test hooks included).
+    pub fn keys(&self, id: NodeId) -> Option<std::sync::Arc<Keys>> {
+        self.nodes
+            .get(&id)
+            .and_then(|r| r.as_ref())
+            .map(|r| r.keys.clone())
     }
 
     /// The API URL of the first running node.

@@ -1,7 +1,10 @@
 //! The node's error type and the one function mapping it to what an HTTP
 //! client or a peer is told.
 
+use axum::extract::rejection::JsonRejection;
 use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
 use keyquorum_wire::api::ErrorBody;
 use keyquorum_wire::NodeId;
 
@@ -107,9 +110,34 @@ impl From<keyquorum_store::VaultError> for NodeError {
     }
 }
 
-impl axum::response::IntoResponse for NodeError {
-    fn into_response(self) -> axum::response::Response {
+impl IntoResponse for NodeError {
+    fn into_response(self) -> Response {
         let (status, _) = self.status();
-        (status, axum::Json(self.body())).into_response()
+        (status, Json(self.body())).into_response()
     }
+}
+
+/// The answer to a JSON body that did not parse: a typed 4xx [`ErrorBody`].
+pub(crate) fn json_rejection(r: JsonRejection) -> Response {
+    let status = r.status();
+    let code = match status {
+        StatusCode::PAYLOAD_TOO_LARGE => "payload_too_large",
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
+        _ => "bad_request",
+    };
+    // JSON syntax and type errors are 400 (axum says 422 for type errors).
+    let status = if status == StatusCode::UNPROCESSABLE_ENTITY {
+        StatusCode::BAD_REQUEST
+    } else {
+        status
+    };
+    (
+        status,
+        Json(ErrorBody {
+            error: code.to_string(),
+            message: r.body_text(),
+            culprits: Vec::new(),
+        }),
+    )
+        .into_response()
 }

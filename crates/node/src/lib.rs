@@ -1,41 +1,40 @@
 //! # keyquorum-node
 //!
-//! A keyquorum node: the I/O around the core's state machines.
+//! A keyquorum node: the I/O around the core's state machines, one folder
+//! per capability beside the cluster plumbing they share.
 //!
 //! | module | what |
 //! |---|---|
-//! | [`config`] | node configuration |
-//! | [`identity`] | the node's Ed25519 identity and X25519 HPKE keys, kept in the vault |
-//! | [`peer`] | signed envelopes, HPKE sealing, replay window, the peer HTTP client |
-//! | [`machine`] | the control-plane state machine: key registry, tokens, hash-chained audit log, exports |
-//! | [`msg`] | per-message key derivation: endpoint registry, coordinator step, delivery to mailboxes |
-//! | [`raftnet`] | openraft's network over the peer API |
-//! | [`driver`] | runs DKG and signing across the members (coordinator and participant sides) |
-//! | [`api`] | the axum router: client API, peer endpoint, health, metrics, OpenAPI |
-//! | [`node`] | wiring and lifecycle |
+//! | [`cluster`] | the plumbing: this node's handle ([`Node`]), the Raft client and write batching, membership, peer transport and TLS, the replicated state machine's dispatcher, the audit log, metrics |
+//! | [`keys`] | shared keys (DESIGN.md §3.1): DKG, signing, refresh, reshare, repair, export — coordinator and participant halves, session tables, state-machine part, routes |
+//! | [`msg`] | per-message key derivation (DESIGN.md §3.2): endpoint registry, coordinator step, delivery to mailboxes, state-machine part, routes |
+//! | [`api`] | what every client route shares: typed JSON bodies, the audited request, tokens; the cluster's own routes |
+//! | [`server`] | wiring and lifecycle; the dispatchers for peer messages and routes, the OpenAPI document |
+//! | [`config`], [`identity`], [`error`], [`names`] | node configuration, its identity and HPKE keys, the error type, the name rule |
 //! | [`dev`] | a whole cluster in one process on loopback (`keyquorum dev`, tests) |
+//!
+//! A new capability is a folder here (its coordinator and participant
+//! halves, session table, state-machine part and routes) and one line in
+//! each dispatcher: [`server::Dispatch`] (peer messages),
+//! [`cluster::machine::Registry`] (commands), [`server::router`] (routes).
 //!
 //! No protocol math lives here: every cryptographic step is a call into
 //! `keyquorum-core`.
 #![forbid(unsafe_code)]
 
 pub mod api;
+pub mod cluster;
 pub mod config;
 pub mod dev;
-#[macro_use]
-pub mod driver;
 pub mod error;
 pub mod identity;
-mod lifecycle;
-pub mod machine;
+pub mod keys;
 pub mod msg;
-pub mod node;
-pub mod peer;
-pub mod raftnet;
-mod repair;
-mod taker;
-pub mod tls;
+pub mod names;
+pub mod server;
 
+pub use cluster::Node;
 pub use config::NodeConfig;
 pub use error::NodeError;
-pub use node::{Node, RunningNode};
+pub use keys::Keys;
+pub use server::RunningNode;

@@ -16,8 +16,8 @@ mod common;
 
 use common::{audit_entries, cluster, sign_and_check, wait_for_audit};
 use keyquorum_client::Client;
+use keyquorum_node::cluster::peer::{seal_envelope, PEER_PATH};
 use keyquorum_node::dev::LocalCluster;
-use keyquorum_node::peer::{seal_envelope, PEER_PATH};
 use keyquorum_wire::api::{CreateKeyRequest, CreateTokenRequest, SuiteName};
 use keyquorum_wire::peer::{Envelope, PeerMessage};
 use keyquorum_wire::{NodeId, RawJson};
@@ -254,9 +254,9 @@ async fn bad_client_requests_get_clear_errors_and_change_nothing() {
 /// accepts only node `to`'s identity.
 fn peer_http(c: &LocalCluster, me: NodeId, to: NodeId) -> reqwest::Client {
     let node = c.node(me).unwrap();
-    let cert = keyquorum_node::tls::NodeCert::new(node.keys(), me, &[]).unwrap();
+    let cert = keyquorum_node::cluster::tls::NodeCert::new(node.keys(), me, &[]).unwrap();
     let pinned = c.infos()[&to].identity.0;
-    let tls = keyquorum_node::tls::peer_client_config(&cert, pinned).unwrap();
+    let tls = keyquorum_node::cluster::tls::peer_client_config(&cert, pinned).unwrap();
     reqwest::Client::builder()
         .use_preconfigured_tls(tls)
         .build()

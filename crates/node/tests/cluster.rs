@@ -109,20 +109,22 @@ async fn seven_nodes_threshold_four() {
 async fn concurrent_writes_share_batches_and_each_gets_its_own_answer() {
     use std::sync::atomic::Ordering;
 
-    use keyquorum_node::node::ReadBack;
     use keyquorum_wire::control::{Command, CommandResponse};
-    use keyquorum_wire::msg::EndpointRecord;
+    use keyquorum_wire::msg::{EndpointRecord, MsgCommand};
     use keyquorum_wire::Hex32;
 
     let (_dir, c) = cluster(3, 2, 0).await;
-    let put = |name: String, tag: u8| Command::PutEndpoint {
-        record: EndpointRecord {
-            name,
-            identity: Hex32([tag; 32]),
-            owner: "t".into(),
-            revoked: false,
-            created_ms: 0,
-        },
+    let put = |name: String, tag: u8| -> Command {
+        MsgCommand::PutEndpoint {
+            record: EndpointRecord {
+                name,
+                identity: Hex32([tag; 32]),
+                owner: "t".into(),
+                revoked: false,
+                created_ms: 0,
+            },
+        }
+        .into()
     };
     // Through the leader (local Raft writes) and through a follower
     // (forwards): 200 writes at once, and a repeat of the first.
@@ -136,12 +138,9 @@ async fn concurrent_writes_share_batches_and_each_gets_its_own_answer() {
         );
         let mut commands: Vec<Command> = (0..200u8).map(|i| put(format!("n{id}-{i}"), i)).collect();
         commands.push(put(format!("n{id}-0"), 0));
-        let answers = futures::future::join_all(
-            commands
-                .into_iter()
-                .map(|cmd| node.write_with(cmd, ReadBack::NotNeeded)),
-        )
-        .await;
+        let answers =
+            futures::future::join_all(commands.into_iter().map(|cmd| node.propose_batched(cmd)))
+                .await;
         // Concurrent writes have no order among themselves: of the two
         // with the same name exactly one lands, the other is refused.
         let answers: Vec<CommandResponse> = answers.into_iter().map(Result::unwrap).collect();

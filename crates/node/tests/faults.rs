@@ -65,9 +65,8 @@ async fn malicious_dkg_participant_and_signer_are_identified_and_left_out() {
     let admin = Client::new(&c.url_of(1), &c.admin_token, c.ca_pem().as_bytes()).unwrap();
 
     // Node 4 deals shares off its own commitment.
-    c.node(4)
+    c.keys(4)
         .unwrap()
-        .driver()
         .faults()
         .bad_dkg_share
         .store(true, Ordering::Relaxed);
@@ -103,9 +102,8 @@ async fn malicious_dkg_participant_and_signer_are_identified_and_left_out() {
         ))
         .await
         .unwrap();
-    c.node(2)
+    c.keys(2)
         .unwrap()
-        .driver()
         .faults()
         .bad_signature_share
         .store(true, Ordering::Relaxed);
@@ -255,7 +253,7 @@ async fn writes_resume_after_the_leader_is_lost() {
     poll(
         "the old leader to catch up",
         Duration::from_secs(20),
-        || async { n.registry(|r| r.keys.contains_key("k")) },
+        || async { n.registry(|r| r.keys.records.contains_key("k")) },
     )
     .await;
     sign_and_check(&old, &key, b"through the old leader").await;
@@ -415,7 +413,7 @@ async fn a_nonce_is_never_used_twice_even_across_a_restart() {
     let record = c
         .node(1)
         .unwrap()
-        .registry(|r| r.keys.get("n").cloned())
+        .registry(|r| r.keys.records.get("n").cloned())
         .unwrap();
     let group = GroupKey::<Ed25519>::from_bytes(&record.group_key.0).unwrap();
     let (n2, n3) = (c.node(2).unwrap(), c.node(3).unwrap());
@@ -482,10 +480,8 @@ async fn a_node_lost_in_the_middle_of_dkg_leaves_nothing_half_done() {
     let admin = Client::new(&c.url_of(1), &c.admin_token, c.ca_pem().as_bytes()).unwrap();
     // Node 3 stops answering at the last DKG step (past the peer timeout).
     let n3 = c.node(3).unwrap();
-    n3.driver()
-        .faults()
-        .stall_finish_ms
-        .store(6_000, Ordering::Relaxed);
+    let k3 = c.keys(3).unwrap();
+    k3.faults().stall_finish_ms.store(6_000, Ordering::Relaxed);
     let err = admin
         .create_key(&create("mid", SuiteName::Ed25519, 2, None))
         .await
@@ -496,7 +492,7 @@ async fn a_node_lost_in_the_middle_of_dkg_leaves_nothing_half_done() {
     for id in [1, 2] {
         assert_eq!(vault_count(&c, id, Table::Pending, "mid"), 0, "node {id}");
         assert_eq!(vault_count(&c, id, Table::Shares, "mid"), 0, "node {id}");
-        assert_eq!(c.node(id).unwrap().driver().open_sessions(), 0);
+        assert_eq!(c.keys(id).unwrap().open_sessions(), 0);
     }
     // Node 3 is stopped while its stalled handler sleeps; the handler wakes
     // on the stopped node, after the abort, and keeps nothing.
@@ -504,12 +500,12 @@ async fn a_node_lost_in_the_middle_of_dkg_leaves_nothing_half_done() {
     poll(
         "node 3's stalled handler",
         Duration::from_secs(10),
-        || async { n3.driver().faults().stalls_ended.load(Ordering::Relaxed) >= 1 },
+        || async { k3.faults().stalls_ended.load(Ordering::Relaxed) >= 1 },
     )
     .await;
     assert_eq!(n3.vault().count(Table::Pending, b"mid/").unwrap(), 0);
-    assert_eq!(n3.driver().open_sessions(), 0);
-    drop(n3);
+    assert_eq!(k3.open_sessions(), 0);
+    drop((n3, k3));
 
     // With node 3 down, a new DKG over all three aborts cleanly at once.
     let err = admin
@@ -549,11 +545,8 @@ async fn a_node_lost_in_the_middle_of_reshare_leaves_the_key_usable() {
     let add = c.spawn_node().await.unwrap();
     let new_id = add.id;
     admin.add_node(&add).await.unwrap();
-    let n4 = c.node(new_id).unwrap();
-    n4.driver()
-        .faults()
-        .stall_finish_ms
-        .store(6_000, Ordering::Relaxed);
+    let n4 = c.keys(new_id).unwrap();
+    n4.faults().stall_finish_ms.store(6_000, Ordering::Relaxed);
 
     let err = admin.reshare("r", 3, &[1, 2, 3, new_id]).await.unwrap_err();
     assert_eq!(status_of(&err), 503, "{err}");
@@ -572,7 +565,7 @@ async fn a_node_lost_in_the_middle_of_reshare_leaves_the_key_usable() {
     poll(
         "node 4's stalled handler",
         Duration::from_secs(10),
-        || async { n4.driver().faults().stalls_ended.load(Ordering::Relaxed) >= 1 },
+        || async { n4.faults().stalls_ended.load(Ordering::Relaxed) >= 1 },
     )
     .await;
     for id in [1, 2, 3, new_id] {
@@ -581,10 +574,7 @@ async fn a_node_lost_in_the_middle_of_reshare_leaves_the_key_usable() {
     assert_eq!(vault_count(&c, new_id, Table::Shares, "r"), 0);
 
     // Once it answers again the reshare goes through, same public key.
-    n4.driver()
-        .faults()
-        .stall_finish_ms
-        .store(0, Ordering::Relaxed);
+    n4.faults().stall_finish_ms.store(0, Ordering::Relaxed);
     let next = admin.reshare("r", 3, &[1, 2, 3, new_id]).await.unwrap();
     assert_eq!(next.public_key, key.public_key);
     assert_eq!(next.epoch, key.epoch + 1);

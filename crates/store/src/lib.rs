@@ -1,6 +1,8 @@
 //! # keyquorum-store
 //!
-//! Storage for a keyquorum node, two separate redb files:
+//! Storage for a keyquorum node, two separate redb files (the Raft part
+//! behind the default feature `raft`; a client's sealed endpoint file needs
+//! only the vault):
 //!
 //! | module | file | holds |
 //! |---|---|---|
@@ -13,6 +15,7 @@
 //! pass the same suite.
 #![forbid(unsafe_code)]
 
+#[cfg(feature = "raft")]
 pub mod raft;
 pub mod vault;
 

@@ -1,12 +1,12 @@
 //! Client API (`/v1`): requests, responses and the error body.
 
 use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
 
 use crate::{Hex, NodeId};
 
 /// A signature scheme a key can be created for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum SuiteName {
     /// FROST(Ed25519, SHA-512): RFC 8032 signatures.
     #[serde(rename = "ed25519")]
@@ -27,7 +27,8 @@ impl SuiteName {
 }
 
 /// `POST /v1/keys`: generate a new shared key by DKG.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct CreateKeyRequest {
     /// Unique name, 1–64 characters from `[A-Za-z0-9._-]`.
@@ -43,7 +44,8 @@ pub struct CreateKeyRequest {
 }
 
 /// A shared key's public description.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct KeyInfo {
     /// Name.
     pub name: String,
@@ -61,14 +63,16 @@ pub struct KeyInfo {
 }
 
 /// `GET /v1/keys`.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct KeyList {
     /// Every key.
     pub keys: Vec<KeyInfo>,
 }
 
 /// `POST /v1/keys/{name}/sign`.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct SignRequest {
     /// The message to sign, hex (at most 64 KiB).
@@ -76,7 +80,8 @@ pub struct SignRequest {
 }
 
 /// A threshold signature.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SignResponse {
     /// The signature (64 bytes for both suites), hex.
     pub signature: Hex,
@@ -87,7 +92,8 @@ pub struct SignResponse {
 }
 
 /// `POST /v1/keys/{name}/verify`.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct VerifyRequest {
     /// The message, hex.
@@ -97,14 +103,16 @@ pub struct VerifyRequest {
 }
 
 /// Whether a signature verifies under the key.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct VerifyResponse {
     /// True if it does.
     pub valid: bool,
 }
 
 /// A node as the cluster status shows it.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct NodeStatus {
     /// Node id.
     pub id: NodeId,
@@ -115,7 +123,8 @@ pub struct NodeStatus {
 }
 
 /// `GET /v1/cluster`.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ClusterStatus {
     /// The node answering.
     pub node_id: NodeId,
@@ -134,7 +143,8 @@ pub struct ClusterStatus {
 }
 
 /// `GET /healthz`.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Health {
     /// "ok" when the node serves requests.
     pub status: String,
@@ -145,7 +155,8 @@ pub struct Health {
 }
 
 /// Every error response's body.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ErrorBody {
     /// A stable machine-readable code, e.g. `not_found`, `unauthorized`.
     pub error: String,
@@ -158,7 +169,8 @@ pub struct ErrorBody {
 
 /// `POST /v1/keys/{name}/reshare`: move the key to a new threshold and member
 /// set; the public key stays the same.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ReshareRequest {
     /// The new threshold t'.
@@ -170,7 +182,8 @@ pub struct ReshareRequest {
 
 /// `POST /v1/keys/{name}/repair`: rebuild one member's lost share from `t`
 /// other holders; the key, its public key and its epoch stay the same.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RepairRequest {
     /// The member whose share is rebuilt.
@@ -179,7 +192,8 @@ pub struct RepairRequest {
 
 /// `POST /v1/keys/{name}/exports`: ask for a temporary reconstruction of the
 /// key. It runs only after `t` operators approve.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ExportRequest {
     /// The X25519 public key (32 bytes, hex) the reconstructed secret is
@@ -190,7 +204,8 @@ pub struct ExportRequest {
 
 /// The sealed result of an export. Open it with the recipient's X25519
 /// secret key: info [`EXPORT_HPKE_INFO`], associated data [`export_aad`].
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ExportResult {
     /// Export id.
     pub id: String,
@@ -226,14 +241,16 @@ pub fn export_aad(id: &str, key: &str, epoch: u64) -> Vec<u8> {
 }
 
 /// `GET /v1/exports`.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ExportList {
     /// Every export request, oldest first.
     pub exports: Vec<crate::control::ExportRecord>,
 }
 
 /// `POST /v1/tokens`: issue a bearer token.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct CreateTokenRequest {
     /// Who will hold it (shown in the audit log); 1–64 characters from
@@ -251,7 +268,8 @@ pub struct CreateTokenRequest {
 }
 
 /// A new token; shown once, stored by the cluster as a SHA-256 hash only.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TokenCreated {
     /// Its name.
     pub name: String,
@@ -260,7 +278,8 @@ pub struct TokenCreated {
 }
 
 /// `POST /v1/cluster/nodes`: add a node (as a learner, then as a voter).
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct AddNodeRequest {
     /// Its id (1..=65535, unused).

@@ -2,13 +2,13 @@
 //! they create, and openraft's type configuration. Public data only: secrets
 //! never enter the log.
 
+#[cfg(feature = "raft")]
 use std::io::Cursor;
 
 use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
 
 use crate::api::SuiteName;
-use crate::msg::{EndpointRecord, MailItem, Prekey};
+use crate::msg::Prekey;
 use crate::{Hex, Hex32, NodeId};
 
 /// A node as Raft membership records it: where to reach it and the keys that
@@ -56,7 +56,8 @@ pub struct KeyRecord {
 }
 
 /// What a bearer token may do. Tokens are stored by SHA-256 hash only.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TokenGrant {
     /// Who holds it (shown in the audit log).
     pub name: String,
@@ -69,7 +70,8 @@ pub struct TokenGrant {
 }
 
 /// One audited event, as a node reports it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AuditEvent {
     /// When (ms since the Unix epoch, reporting node's clock).
     pub time_ms: u64,
@@ -87,7 +89,8 @@ pub struct AuditEvent {
 }
 
 /// An entry of the hash-chained audit log.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AuditEntry {
     /// Position, from 0.
     pub seq: u64,
@@ -100,7 +103,8 @@ pub struct AuditEntry {
 }
 
 /// A signed statement by a node that the log's head at `seq` has `hash`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SignedHead {
     /// Sequence number of the head entry.
     pub seq: u64,
@@ -113,7 +117,8 @@ pub struct SignedHead {
 }
 
 /// A pending or completed export (temporary reconstruction) request.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ExportRecord {
     /// Request id.
     pub id: String,
@@ -135,18 +140,44 @@ pub struct ExportRecord {
     pub created_ms: u64,
 }
 
-/// A command in the Raft log.
+/// A command in the Raft log: one enum per capability, each owning its
+/// commands, behind one dispatcher. On the wire each is an object tagged by
+/// `op` (`{"op": "put_key", ...}`): the capability enums are untagged here,
+/// so the format is that of one flat enum, and op names are unique across
+/// capabilities.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Command {
+    /// The cluster's own: audit log, tokens, batches.
+    Cluster(ClusterCommand),
+    /// Shared keys: key records and exports.
+    Keys(KeysCommand),
+    /// Per-message key derivation.
+    Msg(crate::msg::MsgCommand),
+}
+
+impl From<ClusterCommand> for Command {
+    fn from(c: ClusterCommand) -> Self {
+        Command::Cluster(c)
+    }
+}
+
+impl From<KeysCommand> for Command {
+    fn from(c: KeysCommand) -> Self {
+        Command::Keys(c)
+    }
+}
+
+impl From<crate::msg::MsgCommand> for Command {
+    fn from(c: crate::msg::MsgCommand) -> Self {
+        Command::Msg(c)
+    }
+}
+
+/// The cluster's own commands.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
-pub enum Command {
-    /// Register or advance a key. `expected_epoch: None` means the key must
-    /// not exist yet; `Some(e)` means its current epoch must be `e`.
-    PutKey {
-        /// The new record.
-        record: KeyRecord,
-        /// Compare-and-set guard.
-        expected_epoch: Option<u64>,
-    },
+pub enum ClusterCommand {
     /// Append events to the audit log.
     Audit {
         /// The events, in order.
@@ -163,6 +194,29 @@ pub enum Command {
         token_hash: Hex32,
         /// What it may do.
         grant: TokenGrant,
+    },
+    /// Several commands in one log entry, applied in order, each on its own:
+    /// one's rejection neither stops nor undoes the others. A node groups
+    /// concurrent writes this way, so that one forward to the leader and one
+    /// log entry carry many of them. 1 ..= [`MAX_BATCH`] commands, none of
+    /// them a batch.
+    Batch {
+        /// The commands.
+        commands: Vec<Command>,
+    },
+}
+
+/// Shared keys' commands.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum KeysCommand {
+    /// Register or advance a key. `expected_epoch: None` means the key must
+    /// not exist yet; `Some(e)` means its current epoch must be `e`.
+    PutKey {
+        /// The new record.
+        record: KeyRecord,
+        /// Compare-and-set guard.
+        expected_epoch: Option<u64>,
     },
     /// Open an export request.
     RequestExport {
@@ -181,75 +235,9 @@ pub enum Command {
         /// Request id.
         id: String,
     },
-    /// Set the message deployment's public salt and window (first one wins).
-    InitMsg {
-        /// HKDF salt.
-        salt: Hex32,
-        /// Acceptance window (ms).
-        window_ms: u64,
-    },
-    /// Register a messaging endpoint.
-    PutEndpoint {
-        /// The record.
-        record: EndpointRecord,
-    },
-    /// Revoke an endpoint: it no longer sends or receives; its prekeys and
-    /// mailbox are dropped.
-    RevokeEndpoint {
-        /// Endpoint name.
-        name: String,
-    },
-    /// Publish signed one-time prekeys for an endpoint.
-    AddPrekeys {
-        /// Endpoint name.
-        name: String,
-        /// Prekeys (each signature is checked again on apply).
-        prekeys: Vec<Prekey>,
-    },
-    /// A sender reserves the `count` oldest unclaimed prekeys of `name`
-    /// (fewer if fewer are left; refused if none are).
-    ClaimPrekey {
-        /// Receiving endpoint.
-        name: String,
-        /// Sending endpoint (the only one that may use the prekeys).
-        by: String,
-        /// How many, 1 ..= [`crate::msg::MAX_CLAIM`] (entries written
-        /// before batching have none: one).
-        #[serde(default = "crate::msg::one")]
-        count: u16,
-        /// When (the proposing node's clock, ms): an unused claim lapses
-        /// once it is older than the acceptance window allows.
-        #[serde(default)]
-        time_ms: u64,
-    },
-    /// Accept a confirmed message into its receiver's mailbox: refuses a
-    /// replayed identifier and a prekey not claimed by this sender (or
-    /// already used), and spends the prekey.
-    Deliver {
-        /// The message.
-        item: MailItem,
-        /// The prekey it is sealed to.
-        prekey: Hex32,
-    },
-    /// Remove opened messages from a mailbox.
-    Ack {
-        /// Endpoint name.
-        name: String,
-        /// Identifiers.
-        ids: Vec<Hex32>,
-    },
-    /// Several commands in one log entry, applied in order, each on its own:
-    /// one's rejection neither stops nor undoes the others. A node groups
-    /// concurrent writes this way, so that one forward to the leader and one
-    /// log entry carry many of them. 1 ..= [`MAX_BATCH`] commands, none of
-    /// them a batch.
-    Batch {
-        /// The commands.
-        commands: Vec<Command>,
-    },
 }
 
-/// Most commands in one [`Command::Batch`].
+/// Most commands in one [`ClusterCommand::Batch`].
 pub const MAX_BATCH: usize = 128;
 
 /// The result of applying a command.
@@ -264,24 +252,34 @@ pub enum CommandResponse {
         /// Why.
         reason: String,
     },
-    /// Applied; the prekeys a [`Command::ClaimPrekey`] reserved, oldest
+    /// Applied; the prekeys a [`crate::msg::MsgCommand::ClaimPrekey`] reserved, oldest
     /// first.
     Claimed {
         /// The prekeys.
         prekeys: Vec<Prekey>,
     },
-    /// Applied; how many items a [`Command::Ack`] removed.
+    /// Applied; how many items a [`crate::msg::MsgCommand::Ack`] removed.
     Removed {
         /// Count.
         count: u64,
     },
-    /// A [`Command::Batch`]'s commands' results, in order.
+    /// A [`ClusterCommand::Batch`]'s commands' results, in order.
     Batch {
         /// One per command.
         responses: Vec<CommandResponse>,
     },
 }
 
+impl CommandResponse {
+    /// A refusal: not applied, the state unchanged, for `reason`.
+    pub fn rejected(reason: impl Into<String>) -> Self {
+        CommandResponse::Rejected {
+            reason: reason.into(),
+        }
+    }
+}
+
+#[cfg(feature = "raft")]
 openraft::declare_raft_types!(
     /// openraft's type configuration for the keyquorum control plane.
     pub TypeConfig:
@@ -290,3 +288,61 @@ openraft::declare_raft_types!(
         NodeId = NodeId,
         Node = NodeInfo,
 );
+
+#[cfg(test)]
+#[allow(
+    clippy::unwrap_used,
+    reason = "tests: a failed unwrap is a failed test"
+)]
+mod tests {
+    use super::*;
+    use crate::msg::MsgCommand;
+
+    /// Log entries written before commands were split by capability: one
+    /// flat enum tagged by `op`.
+    #[test]
+    fn commands_keep_their_flat_op_tagged_form() {
+        let commands: Vec<Command> = vec![
+            KeysCommand::CompleteExport { id: "e1".into() }.into(),
+            ClusterCommand::Audit { events: vec![] }.into(),
+            MsgCommand::RevokeEndpoint { name: "a".into() }.into(),
+            ClusterCommand::Batch {
+                commands: vec![
+                    MsgCommand::Ack {
+                        name: "b".into(),
+                        ids: vec![],
+                    }
+                    .into(),
+                    KeysCommand::ApproveExport {
+                        id: "e1".into(),
+                        operator: "op".into(),
+                    }
+                    .into(),
+                ],
+            }
+            .into(),
+        ];
+        let want = [
+            r#"{"op":"complete_export","id":"e1"}"#,
+            r#"{"op":"audit","events":[]}"#,
+            r#"{"op":"revoke_endpoint","name":"a"}"#,
+            r#"{"op":"batch","commands":[{"op":"ack","name":"b","ids":[]},{"op":"approve_export","id":"e1","operator":"op"}]}"#,
+        ];
+        for (c, w) in commands.iter().zip(want) {
+            assert_eq!(serde_json::to_string(c).unwrap(), w);
+            assert_eq!(&serde_json::from_str::<Command>(w).unwrap(), c);
+        }
+        // A claim written before batching (no count, no time) still reads.
+        let old = r#"{"op":"claim_prekey","name":"b","by":"a"}"#;
+        assert_eq!(
+            serde_json::from_str::<Command>(old).unwrap(),
+            Command::Msg(MsgCommand::ClaimPrekey {
+                name: "b".into(),
+                by: "a".into(),
+                count: 1,
+                time_ms: 0,
+            })
+        );
+        assert!(serde_json::from_str::<Command>(r#"{"op":"no_such_op"}"#).is_err());
+    }
+}

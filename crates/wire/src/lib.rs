@@ -4,10 +4,10 @@
 //!
 //! | module | what |
 //! |---|---|
-//! | [`api`] | client API requests and responses (JSON over HTTPS; OpenAPI schemas derive from these) |
+//! | [`api`] | client API requests and responses (JSON over HTTPS; OpenAPI schemas derive from these with the feature `openapi`) |
 //! | [`peer`] | node-to-node messages: the signed envelope and every protocol step |
 //! | [`msg`] | per-message key derivation: endpoints, prekeys, messages, mailbox |
-//! | [`control`] | control-plane (Raft) commands, records and the openraft type configuration |
+//! | [`control`] | control-plane (Raft) commands, records and the openraft type configuration (feature `raft`, which only the node enables) |
 //!
 //! Versioning: peer envelopes carry [`peer::PROTOCOL_VERSION`]; the client
 //! API is under `/v1`. Bytes travel as lowercase hex strings ([`Hex`]).
@@ -94,6 +94,7 @@ impl<'de> Deserialize<'de> for Hex {
     }
 }
 
+#[cfg(feature = "openapi")]
 impl utoipa::PartialSchema for Hex {
     fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
         utoipa::openapi::ObjectBuilder::new()
@@ -104,6 +105,7 @@ impl utoipa::PartialSchema for Hex {
     }
 }
 
+#[cfg(feature = "openapi")]
 impl utoipa::ToSchema for Hex {}
 
 /// A JSON value embedded verbatim in the JSON around it: its bytes stay
@@ -182,6 +184,7 @@ impl<'de> Deserialize<'de> for Hex32 {
     }
 }
 
+#[cfg(feature = "openapi")]
 impl utoipa::PartialSchema for Hex32 {
     fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
         utoipa::openapi::ObjectBuilder::new()
@@ -192,6 +195,7 @@ impl utoipa::PartialSchema for Hex32 {
     }
 }
 
+#[cfg(feature = "openapi")]
 impl utoipa::ToSchema for Hex32 {}
 
 #[cfg(test)]

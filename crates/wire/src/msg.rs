@@ -4,12 +4,12 @@
 //! these are its bytes on the wire (hex in JSON).
 
 use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
 
 use crate::{Hex, Hex32, NodeId};
 
 /// A one-time X25519 prekey signed by its endpoint's Ed25519 identity.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Prekey {
     /// X25519 public key.
@@ -19,7 +19,8 @@ pub struct Prekey {
 }
 
 /// An HPKE box (RFC 9180 base mode).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct SealedBox {
     /// Encapsulated key.
@@ -29,7 +30,8 @@ pub struct SealedBox {
 }
 
 /// A registered endpoint as the control plane records it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct EndpointRecord {
     /// Unique name, 1–64 characters from `[A-Za-z0-9._-]`.
     pub name: String,
@@ -45,7 +47,8 @@ pub struct EndpointRecord {
 }
 
 /// `POST /v1/msg/endpoints`.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct CreateEndpointRequest {
     /// Unique name, 1–64 characters from `[A-Za-z0-9._-]`.
@@ -58,7 +61,8 @@ pub struct CreateEndpointRequest {
 }
 
 /// `POST /v1/msg/endpoints/{name}/prekeys`.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct PublishPrekeys {
     /// Prekeys signed by the endpoint identity.
@@ -66,7 +70,8 @@ pub struct PublishPrekeys {
 }
 
 /// An endpoint's public description.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct EndpointInfo {
     /// The record.
     #[serde(flatten)]
@@ -81,7 +86,8 @@ pub struct EndpointInfo {
 /// receiver's prekeys, oldest first, through consensus (no prekey is handed
 /// out twice). A long-lived sender reserves a few at once and spends them
 /// over its next messages: one consensus write instead of one per message.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ClaimedPrekeys {
     /// The receiver.
     pub endpoint: String,
@@ -100,7 +106,8 @@ pub const MAX_CLAIM: u16 = 64;
 pub const CLAIM_COUNTS: core::ops::RangeInclusive<u16> = 1..=MAX_CLAIM;
 
 /// A cluster node as senders and receivers route to it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct MsgNode {
     /// Node id.
     pub id: NodeId,
@@ -111,7 +118,8 @@ pub struct MsgNode {
 }
 
 /// `GET /v1/msg/deployment`: what a sender needs to build a message.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct MsgDeployment {
     /// The public HKDF salt.
     pub salt: Hex32,
@@ -122,7 +130,8 @@ pub struct MsgDeployment {
 }
 
 /// How the coordinator confirms a message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum MsgMode {
     /// Default: the coordinator checks shares and confirms H(k·G ‖ id)
@@ -134,7 +143,8 @@ pub enum MsgMode {
 }
 
 /// One coordinator's bundle.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct CoordinatorBundle {
     /// The coordinator.
@@ -144,7 +154,8 @@ pub struct CoordinatorBundle {
 }
 
 /// `POST /v1/msg/messages`: a message built by the sending endpoint.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct SendRequest {
     /// Sending endpoint.
@@ -164,7 +175,8 @@ pub struct SendRequest {
 }
 
 /// A coordinator's signed confirmation.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct MsgConfirmation {
     /// The coordinator.
     pub node: NodeId,
@@ -177,7 +189,8 @@ pub struct MsgConfirmation {
 }
 
 /// The answer to a send: the message is in the receiver's mailbox.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SendResponse {
     /// Message identifier.
     pub id: Hex32,
@@ -188,7 +201,8 @@ pub struct SendResponse {
 }
 
 /// A message waiting for its receiver.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct MailItem {
     /// Message identifier.
     pub id: Hex32,
@@ -211,7 +225,8 @@ pub struct MailItem {
 }
 
 /// `GET /v1/msg/endpoints/{name}/inbox`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Inbox {
     /// Waiting messages, oldest first (at most one page).
     pub messages: Vec<MailItem>,
@@ -220,7 +235,8 @@ pub struct Inbox {
 }
 
 /// `POST /v1/msg/endpoints/{name}/inbox/ack`: remove opened messages.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct AckRequest {
     /// Identifiers to remove.
@@ -228,14 +244,16 @@ pub struct AckRequest {
 }
 
 /// The answer to an ack.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AckResponse {
     /// How many were removed.
     pub removed: u64,
 }
 
 /// `POST /v1/msg/endpoints/{name}/claim`.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ClaimRequest {
     /// The sending endpoint (owned by the caller) the prekeys are reserved
@@ -243,11 +261,75 @@ pub struct ClaimRequest {
     pub by: String,
     /// How many to reserve, 1 ..= 64 (default 1).
     #[serde(default = "one")]
-    #[schema(minimum = 1, maximum = 64, default = 1)]
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 64, default = 1))]
     pub count: u16,
 }
 
 /// A claim's count when none is given.
 pub(crate) fn one() -> u16 {
     1
+}
+
+/// Per-message key derivation's commands in the Raft log (one of
+/// [`crate::control::Command`]'s capabilities).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum MsgCommand {
+    /// Set the message deployment's public salt and window (first one wins).
+    InitMsg {
+        /// HKDF salt.
+        salt: Hex32,
+        /// Acceptance window (ms).
+        window_ms: u64,
+    },
+    /// Register a messaging endpoint.
+    PutEndpoint {
+        /// The record.
+        record: EndpointRecord,
+    },
+    /// Revoke an endpoint: it no longer sends or receives; its prekeys and
+    /// mailbox are dropped.
+    RevokeEndpoint {
+        /// Endpoint name.
+        name: String,
+    },
+    /// Publish signed one-time prekeys for an endpoint.
+    AddPrekeys {
+        /// Endpoint name.
+        name: String,
+        /// Prekeys (each signature is checked again on apply).
+        prekeys: Vec<Prekey>,
+    },
+    /// A sender reserves the `count` oldest unclaimed prekeys of `name`
+    /// (fewer if fewer are left; refused if none are).
+    ClaimPrekey {
+        /// Receiving endpoint.
+        name: String,
+        /// Sending endpoint (the only one that may use the prekeys).
+        by: String,
+        /// How many, 1 ..= [`crate::msg::MAX_CLAIM`] (entries written
+        /// before batching have none: one).
+        #[serde(default = "crate::msg::one")]
+        count: u16,
+        /// When (the proposing node's clock, ms): an unused claim lapses
+        /// once it is older than the acceptance window allows.
+        #[serde(default)]
+        time_ms: u64,
+    },
+    /// Accept a confirmed message into its receiver's mailbox: refuses a
+    /// replayed identifier and a prekey not claimed by this sender (or
+    /// already used), and spends the prekey.
+    Deliver {
+        /// The message.
+        item: MailItem,
+        /// The prekey it is sealed to.
+        prekey: Hex32,
+    },
+    /// Remove opened messages from a mailbox.
+    Ack {
+        /// Endpoint name.
+        name: String,
+        /// Identifiers.
+        ids: Vec<Hex32>,
+    },
 }

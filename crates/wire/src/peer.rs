@@ -6,7 +6,9 @@
 use serde::{Deserialize, Serialize};
 
 use crate::api::SuiteName;
-use crate::control::{Command, CommandResponse, TypeConfig};
+#[cfg(feature = "raft")]
+use crate::control::TypeConfig;
+use crate::control::{Command, CommandResponse};
 use crate::msg::{MsgConfirmation, SealedBox};
 use crate::{Hex, Hex32, NodeId, RawJson};
 
@@ -90,16 +92,22 @@ pub struct ResharePlan {
 #[allow(clippy::large_enum_variant, reason = "serialized once per message")]
 pub enum PeerMessage {
     /// Raft AppendEntries.
+    #[cfg(feature = "raft")]
     AppendEntries(openraft::raft::AppendEntriesRequest<TypeConfig>),
     /// Raft AppendEntries reply.
+    #[cfg(feature = "raft")]
     AppendEntriesReply(openraft::raft::AppendEntriesResponse<NodeId>),
     /// Raft RequestVote.
+    #[cfg(feature = "raft")]
     Vote(openraft::raft::VoteRequest<NodeId>),
     /// Raft RequestVote reply.
+    #[cfg(feature = "raft")]
     VoteReply(openraft::raft::VoteResponse<NodeId>),
     /// Raft InstallSnapshot (one chunk).
+    #[cfg(feature = "raft")]
     InstallSnapshot(openraft::raft::InstallSnapshotRequest<TypeConfig>),
     /// Raft InstallSnapshot reply.
+    #[cfg(feature = "raft")]
     InstallSnapshotReply(openraft::raft::InstallSnapshotResponse<NodeId>),
     /// Are you there, and are you who the membership request says? (The
     /// reply is an envelope signed by the recipient's identity key.)

@@ -20,9 +20,9 @@ use keyquorum_wire::{Hex, Hex32, NodeId, RawJson};
 use rand_core::{OsRng, RngCore};
 use zeroize::Zeroizing;
 
+use crate::cluster::tls::NodeCert;
 use crate::error::NodeError;
 use crate::identity::{self, NodeKeys};
-use crate::tls::NodeCert;
 
 const DOMAIN: &[u8] = b"keyquorum-peer-v1\x00";
 const HPKE_INFO: &[u8] = b"keyquorum peer secret v1";
@@ -238,7 +238,7 @@ pub fn open_secret(
 
 /// Carries envelopes to peers over mutual TLS and checks their signed
 /// replies. One HTTP client (and connection pool) per peer identity, each
-/// pinned to that identity ([`crate::tls::PinnedIdentity`]).
+/// pinned to that identity ([`crate::cluster::tls::PinnedIdentity`]).
 #[derive(Clone, Debug)]
 pub struct PeerClient {
     http: Arc<Mutex<HashMap<[u8; 32], reqwest::Client>>>,
@@ -277,7 +277,7 @@ impl PeerClient {
         if let Some(c) = clients.get(&identity.0) {
             return Ok(c.clone());
         }
-        let tls = crate::tls::peer_client_config(&self.cert, identity.0)?;
+        let tls = crate::cluster::tls::peer_client_config(&self.cert, identity.0)?;
         let client = reqwest::Client::builder()
             .use_preconfigured_tls(tls)
             .timeout(self.timeout)

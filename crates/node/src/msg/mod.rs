@@ -3,7 +3,7 @@
 //!
 //! What the node adds is state and transport:
 //!
-//! - **Registry** (Raft, [`crate::machine::MsgState`]): endpoints and their
+//! - **Registry** (Raft, [`state::MsgState`]): endpoints and their
 //!   identities, published signed prekeys, prekey claims (a sender reserves
 //!   a receiver's prekey through consensus, so none is handed out twice),
 //!   the receivers' mailboxes and the seen-set of identifiers (kept for the
@@ -11,10 +11,10 @@
 //! - **Send** ([`send`]): the node a sender calls checks who is asking,
 //!   hands each coordinator its bundle ([`coordinate`], a peer message), and
 //!   once at least one coordinator confirmed, commits the message to the
-//!   receiver's mailbox ([`keyquorum_wire::control::Command::Deliver`] —
+//!   receiver's mailbox ([`MsgCommand::Deliver`] —
 //!   which refuses a replayed identifier and an unclaimed or used prekey).
 //!   Concurrent deliveries through one node share one forward and one log
-//!   entry ([`Node::write_with`] with [`ReadBack::NotNeeded`] batches them).
+//!   entry ([`Node::commit_batched`] batches them).
 //!   With `m` coordinators the message survives `m − 1` unreachable ones.
 //! - **Coordinate**: the routed node runs `msgkey::protocol::coordinate`
 //!   with its HPKE key and clock, refuses identifiers already accepted, and
@@ -27,19 +27,23 @@ use futures::future::join_all;
 use keyquorum_core::msgkey::protocol::{self as mk, AtCoordinator, Routing, Sealed};
 use keyquorum_core::msgkey::route::Member;
 use keyquorum_core::msgkey::MsgError;
-use keyquorum_wire::control::{Command, CommandResponse, TokenGrant};
+use keyquorum_wire::control::{CommandResponse, TokenGrant};
 use keyquorum_wire::msg::{
-    ClaimedPrekeys, CoordinatorBundle, EndpointInfo, EndpointRecord, MailItem, MsgConfirmation,
-    MsgDeployment, MsgNode, Prekey, SealedBox, SendRequest, SendResponse, CLAIM_COUNTS, MAX_CLAIM,
+    ClaimedPrekeys, CoordinatorBundle, EndpointInfo, EndpointRecord, MailItem, MsgCommand,
+    MsgConfirmation, MsgDeployment, MsgNode, Prekey, SealedBox, SendRequest, SendResponse,
+    CLAIM_COUNTS, MAX_CLAIM,
 };
 use keyquorum_wire::peer::PeerMessage;
 use keyquorum_wire::{Hex, Hex32, NodeId};
 
-use crate::driver::check_key_name;
+use crate::cluster::peer::now_ms;
+use crate::cluster::Node;
 use crate::error::NodeError;
-use crate::machine::{MsgState, Unusable};
-use crate::node::{Node, ReadBack};
-use crate::peer::now_ms;
+use crate::names::check_name;
+use state::{MsgState, Unusable};
+
+pub mod api;
+pub mod state;
 
 /// Default acceptance window: timestamps within ±5 minutes of a
 /// coordinator's clock.
@@ -122,10 +126,13 @@ pub async fn deployment(node: &Node) -> Result<MsgDeployment, NodeError> {
     }
     let mut salt = [0u8; 32];
     rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut salt);
-    node.commit(Command::InitMsg {
-        salt: Hex32(salt),
-        window_ms: DEFAULT_WINDOW_MS,
-    })
+    node.commit(
+        MsgCommand::InitMsg {
+            salt: Hex32(salt),
+            window_ms: DEFAULT_WINDOW_MS,
+        }
+        .into(),
+    )
     .await?;
     current(node).ok_or_else(|| NodeError::Unavailable("message salt not applied yet".into()))
 }
@@ -181,7 +188,7 @@ pub async fn create_endpoint(
     identity: Hex32,
     prekeys: Vec<Prekey>,
 ) -> Result<EndpointInfo, NodeError> {
-    check_key_name(&name).map_err(|_| {
+    check_name(&name).map_err(|_| {
         NodeError::BadRequest("endpoint names are 1-64 characters from [A-Za-z0-9._-]".into())
     })?;
     ed25519_dalek::VerifyingKey::from_bytes(&identity.0)
@@ -194,12 +201,16 @@ pub async fn create_endpoint(
         created_ms: now_ms(),
     };
     check_prekeys(&record, &prekeys)?;
-    node.commit(Command::PutEndpoint {
-        record: record.clone(),
-    })
+    node.commit(
+        MsgCommand::PutEndpoint {
+            record: record.clone(),
+        }
+        .into(),
+    )
     .await?;
     if !prekeys.is_empty() {
-        node.commit(Command::AddPrekeys { name, prekeys }).await?;
+        node.commit(MsgCommand::AddPrekeys { name, prekeys }.into())
+            .await?;
     }
     Ok(info(node, record))
 }
@@ -222,10 +233,13 @@ pub async fn add_prekeys(
     let record = live(node, name)?;
     owns(grant, &record)?;
     check_prekeys(&record, &prekeys)?;
-    node.commit(Command::AddPrekeys {
-        name: name.to_string(),
-        prekeys,
-    })
+    node.commit(
+        MsgCommand::AddPrekeys {
+            name: name.to_string(),
+            prekeys,
+        }
+        .into(),
+    )
     .await?;
     Ok(info(node, record))
 }
@@ -238,9 +252,12 @@ pub async fn revoke(
 ) -> Result<EndpointInfo, NodeError> {
     let record = live(node, name)?;
     owns(grant, &record)?;
-    node.commit(Command::RevokeEndpoint {
-        name: name.to_string(),
-    })
+    node.commit(
+        MsgCommand::RevokeEndpoint {
+            name: name.to_string(),
+        }
+        .into(),
+    )
     .await?;
     endpoint(node, name)
 }
@@ -263,14 +280,14 @@ pub async fn claim(
     let receiver = live(node, name)?;
     // The claimed prekeys come back in the answer; nothing is read back here.
     match node
-        .commit_with(
-            Command::ClaimPrekey {
+        .commit_batched(
+            MsgCommand::ClaimPrekey {
                 name: name.to_string(),
                 by: by.to_string(),
                 count,
                 time_ms: now_ms(),
-            },
-            ReadBack::NotNeeded,
+            }
+            .into(),
         )
         .await?
     {
@@ -280,6 +297,21 @@ pub async fn claim(
             prekeys,
         }),
         other => Err(NodeError::Internal(format!("claim answered {other:?}"))),
+    }
+}
+
+/// Handle a messaging peer message (the coordinator's step).
+pub(crate) fn handle(node: &Node, msg: PeerMessage) -> Result<PeerMessage, NodeError> {
+    match msg {
+        PeerMessage::MsgCoordinate {
+            from,
+            header,
+            signature,
+            payload,
+            bundle,
+        } => coordinate(node, &from, &header, &signature, &payload, &bundle)
+            .map(|confirmation| PeerMessage::MsgConfirmed { confirmation }),
+        _ => Err(NodeError::BadRequest("not a messaging message".into())),
     }
 }
 
@@ -390,7 +422,7 @@ pub async fn send(
                     );
                 };
                 let r = node
-                    .ask(to, &info, msg)
+                    .call(to, &info, msg)
                     .await
                     .and_then(|reply| match reply {
                         PeerMessage::MsgConfirmed { confirmation } if confirmation.node == to => {
@@ -442,12 +474,12 @@ pub async fn send(
     };
     // The receiver reads its mailbox through any node, whose replica may
     // lag by a replication round anyway: this one need not wait to apply.
-    node.commit_with(
-        Command::Deliver {
+    node.commit_batched(
+        MsgCommand::Deliver {
             item,
             prekey: Hex32(header.prekey),
-        },
-        ReadBack::NotNeeded,
+        }
+        .into(),
     )
     .await?;
     Ok(SendResponse {
@@ -486,10 +518,13 @@ pub async fn ack(
     let record = live(node, name)?;
     owns(grant, &record)?;
     match node
-        .commit(Command::Ack {
-            name: name.to_string(),
-            ids,
-        })
+        .commit(
+            MsgCommand::Ack {
+                name: name.to_string(),
+                ids,
+            }
+            .into(),
+        )
         .await?
     {
         CommandResponse::Removed { count } => Ok(count),

@@ -24,27 +24,33 @@ use keyquorum_core::codec::Encode;
 use keyquorum_core::repair::{self, RepairParams};
 use keyquorum_core::{KeyShare, ParticipantId, SessionId};
 use keyquorum_store::Table;
-use keyquorum_wire::api::SuiteName;
 use keyquorum_wire::control::KeyRecord;
 use keyquorum_wire::peer::{Envelope, PeerMessage, RepairPlan, Sealed};
 use keyquorum_wire::{Hex, Hex32, NodeId};
-use rand_core::{OsRng, RngCore};
+use rand_core::OsRng;
 
-use crate::driver::{core_err, decode, gather, lock, pid, seal_all, share_slot, Driver};
+use super::shares::share_slot;
+use super::suite::{with_suite, KeySuite, PerSuite, Suited};
+use super::{core_err, decode, gather, key_record, lock, pid, random_session, seal_all, Keys};
+use crate::cluster::peer::{open_secret, seal_secret};
+use crate::cluster::Node;
 use crate::error::NodeError;
-use crate::node::Node;
-use crate::peer::{open_secret, seal_secret};
 
 /// How long a helper keeps an unfinished repair.
 const REPAIR_TTL: Duration = Duration::from_secs(300);
 
 /// A helper's state between `RepairStart` and `RepairSum`.
-pub(crate) struct HelperSession {
+pub(super) struct HelperSession {
     coordinator: NodeId,
     plan: RepairPlan,
     started: Instant,
-    /// `repair::Helper<C>`.
-    phase: Box<dyn std::any::Any + Send>,
+    phase: Suited<Helpers>,
+}
+
+/// `repair::Helper<C>` as a family over suites.
+pub(super) struct Helpers;
+impl PerSuite for Helpers {
+    type Of<C: KeySuite> = repair::Helper<C>;
 }
 
 fn params(plan: &RepairPlan, session: &Hex32) -> Result<RepairParams, NodeError> {
@@ -66,7 +72,7 @@ fn params(plan: &RepairPlan, session: &Hex32) -> Result<RepairParams, NodeError>
 /// The current record of `plan.key`, checked against the plan.
 fn checked_record(node: &Node, plan: &RepairPlan) -> Result<KeyRecord, NodeError> {
     let record = node
-        .registry(|r| r.keys.get(&plan.key).cloned())
+        .registry(|r| r.keys.records.get(&plan.key).cloned())
         .ok_or_else(|| NodeError::NotFound(format!("no key named {}", plan.key)))?;
     if record.epoch != plan.epoch {
         return Err(NodeError::Conflict(format!(
@@ -89,9 +95,9 @@ fn checked_record(node: &Node, plan: &RepairPlan) -> Result<KeyRecord, NodeError
     Ok(record)
 }
 
-impl Driver {
+impl Keys {
     /// Helper, step 1.
-    pub(crate) fn repair_start(
+    pub(super) fn repair_start(
         &self,
         node: &Node,
         from: NodeId,
@@ -114,11 +120,7 @@ impl Driver {
                 .into_iter()
                 .map(|(to, d)| (to, d.to_bytes()))
                 .collect();
-            (
-                Box::new(helper) as Box<dyn std::any::Any + Send>,
-                images.to_bytes(),
-                out,
-            )
+            (C::wrap::<Helpers>(helper), images.to_bytes(), out)
         });
         let deltas = seal_all(node, &session, out)?;
         let mut r = lock(&self.repairs)?;
@@ -143,7 +145,7 @@ impl Driver {
     }
 
     /// Helper, step 2.
-    pub(crate) fn repair_sum(
+    pub(super) fn repair_sum(
         &self,
         node: &Node,
         from: NodeId,
@@ -195,10 +197,8 @@ impl Driver {
             ));
         }
         let (target, sigma) = with_suite!(record.suite, |C| {
-            let mut helper = s
-                .phase
-                .downcast::<repair::Helper<C>>()
-                .map_err(|_| NodeError::Conflict("repair session of another suite".into()))?;
+            let mut helper = C::unwrap(s.phase)
+                .ok_or_else(|| NodeError::Conflict("repair session of another suite".into()))?;
             for (origin, bytes) in &images {
                 let m = decode::<repair::ImagesMessage<C>>(bytes, "repair images", *origin)?;
                 helper.receive_images(pid(*origin)?, m).map_err(core_err)?;
@@ -223,7 +223,7 @@ impl Driver {
     }
 
     /// Target, step 3.
-    pub(crate) fn repair_finish(
+    pub(super) fn repair_finish(
         &self,
         node: &Node,
         from: NodeId,
@@ -309,8 +309,7 @@ impl Driver {
         name: &str,
         target: NodeId,
     ) -> Result<(), NodeError> {
-        let record = node
-            .key_record(name)
+        let record = key_record(node, name)
             .await
             .ok_or_else(|| NodeError::NotFound(format!("no key named {name}")))?;
         if !record.members.contains(&target) {
@@ -325,9 +324,7 @@ impl Driver {
             .filter(|m| *m != target)
             .take(usize::from(record.threshold))
             .collect();
-        let mut sid = [0u8; 32];
-        OsRng.fill_bytes(&mut sid);
-        let session = Hex32(sid);
+        let session = random_session();
         let plan = RepairPlan {
             key: name.to_string(),
             epoch: record.epoch,
@@ -362,7 +359,7 @@ impl Driver {
             round1: round1.values().map(|(e, _)| e.clone()).collect(),
             round2: round2.values().map(|(e, _)| e.clone()).collect(),
         };
-        match node.call(target, &info, &finish).await?.1 {
+        match node.call_signed(target, &info, &finish).await?.1 {
             PeerMessage::Ack => Ok(()),
             _ => Err(NodeError::Misbehaved {
                 message: format!("node {target} answered RepairFinish wrongly"),

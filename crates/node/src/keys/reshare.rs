@@ -1,13 +1,8 @@
-//! Key lifecycle over the peer API: refresh, reshare (to a new threshold and
-//! member set, new nodes included) and export, plus erasing old generations.
+//! Reshare to a new threshold and member set, new nodes included (core
+//! `reshare`, Desmedt–Jajodia redistribution with Feldman commitments),
+//! and what every generation change ends with: retiring the old shares.
 //!
-//! **Refresh** reuses the DKG's relayed rounds ([`Driver::dkg_rounds`]) with
-//! core `refresh` state machines behind a `RefreshStart`: every member must
-//! take part; the result is committed as generation `epoch + 1` with the same
-//! public key.
-//!
-//! **Reshare** (core `reshare`, Desmedt–Jajodia redistribution with Feldman
-//! commitments): the coordinator picks `t` reachable old holders as dealers
+//! The coordinator picks `t` reachable old holders as dealers
 //! and sends each a `ReshareDeal`; a dealer re-deals its share on a fresh
 //! polynomial of degree `t' − 1` and returns one sub-share per new member,
 //! HPKE-sealed to that member. The coordinator relays every dealer's signed
@@ -19,64 +14,28 @@
 //! (`EpochCommitted`) to promote their new share and erase older generations.
 //! Until that commit the old shares stay in place and keep signing, so an
 //! interrupted run leaves the key exactly as it was.
-//!
-//! **Export** (core `hazmat`): an export request names the requester's X25519
-//! key; `t` operators other than the requester approve it through Raft. The
-//! coordinator then marks it carried out (once), and each of `t` holders —
-//! each checking the committed approvals itself and releasing its share at
-//! most once per export — seals its share to the coordinator, which rebuilds
-//! the key, seals it to the requester's key and zeroizes it at once.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use futures::future::join_all;
 use keyquorum_core::codec::{Decode, Encode};
-use keyquorum_core::{hazmat, reshare, GroupKey, KeyShare, SessionId};
-use keyquorum_store::Table;
-use keyquorum_wire::api::{export_aad, ExportResult, KeyInfo, SuiteName, EXPORT_HPKE_INFO};
-use keyquorum_wire::control::{Command, ExportRecord, KeyRecord, NodeInfo};
+use keyquorum_core::{reshare, GroupKey, KeyShare, SessionId};
+use keyquorum_wire::api::{KeyInfo, SuiteName};
+use keyquorum_wire::control::{KeyRecord, KeysCommand, NodeInfo};
 use keyquorum_wire::peer::{Envelope, PeerMessage, ResharePlan};
 use keyquorum_wire::{Hex, Hex32, NodeId};
-use rand_core::{OsRng, RngCore};
-use sha2::{Digest, Sha256};
+use rand_core::OsRng;
 
-use crate::driver::{core_err, decode, gather, pending_slot, pid, seal_all, Driver};
+use super::shares::pending_slot;
+use super::suite::with_suite;
+use super::{core_err, decode, gather, key_info, key_record, pid, random_session, seal_all, Keys};
+use crate::cluster::peer::{now_ms, open_secret};
+use crate::cluster::Node;
 use crate::error::NodeError;
-use crate::node::Node;
-use crate::peer::{now_ms, open_secret, seal_secret, seal_to};
 
 /// Attempts of a reshare (dealers that fail are replaced).
 const RESHARE_ATTEMPTS: usize = 3;
-
-fn random_session() -> Hex32 {
-    let mut sid = [0u8; 32];
-    OsRng.fill_bytes(&mut sid);
-    Hex32(sid)
-}
-
-/// The HPKE session binding of an export's shares.
-fn export_session(id: &str) -> Hex32 {
-    let mut h = Sha256::new();
-    h.update(b"keyquorum/export-share/v1\x00");
-    h.update(id.as_bytes());
-    Hex32(h.finalize().into())
-}
-
-fn released_slot(id: &str) -> Vec<u8> {
-    format!("export-released/{id}").into_bytes()
-}
-
-fn key_info(r: &KeyRecord) -> KeyInfo {
-    KeyInfo {
-        name: r.name.clone(),
-        suite: r.suite,
-        threshold: r.threshold,
-        members: r.members.clone(),
-        public_key: r.public_key.clone(),
-        epoch: r.epoch,
-    }
-}
 
 fn public_key_of(suite: SuiteName, group: &[u8]) -> Result<Vec<u8>, NodeError> {
     Ok(with_suite!(suite, |C| {
@@ -110,11 +69,11 @@ fn plan_params(plan: &ResharePlan, session: Hex32) -> Result<reshare::ResharePar
     })
 }
 
-impl Driver {
+impl Keys {
     // ----- participant side -------------------------------------------------
 
     /// A dealer re-deals its share of `plan.key` at `plan.epoch`.
-    pub(crate) fn reshare_deal(
+    pub(super) fn reshare_deal(
         &self,
         node: &Node,
         _from: NodeId,
@@ -146,7 +105,7 @@ impl Driver {
 
     /// A new member takes the dealers' sub-shares and derives its new share
     /// (stored pending until the generation is committed).
-    pub(crate) fn reshare_receive(
+    pub(super) fn reshare_receive(
         &self,
         node: &Node,
         from: NodeId,
@@ -161,7 +120,7 @@ impl Driver {
             ));
         }
         let record = node
-            .registry(|r| r.keys.get(&plan.key).cloned())
+            .registry(|r| r.keys.records.get(&plan.key).cloned())
             .ok_or_else(|| NodeError::NotFound(format!("no key named {}", plan.key)))?;
         if record.epoch != plan.epoch {
             return Err(NodeError::Conflict(format!(
@@ -228,7 +187,7 @@ impl Driver {
     pub(crate) async fn retire(&self, node: &Node, key: &str, epoch: u64) -> Result<(), NodeError> {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
         let record = loop {
-            let r = node.registry(|r| r.keys.get(key).cloned());
+            let r = node.registry(|r| r.keys.records.get(key).cloned());
             match r {
                 Some(r) if r.epoch >= epoch => break r,
                 _ if tokio::time::Instant::now() >= deadline => {
@@ -246,69 +205,11 @@ impl Driver {
         Ok(())
     }
 
-    /// Release this node's share for an approved export, sealed to `from`.
-    pub(crate) fn export_share(
-        &self,
-        node: &Node,
-        from: NodeId,
-        id: &str,
-    ) -> Result<PeerMessage, NodeError> {
-        let export = node
-            .registry(|r| r.exports.get(id).cloned())
-            .ok_or_else(|| NodeError::NotFound(format!("no export {id}")))?;
-        // The node checks the committed policy itself rather than trusting
-        // the coordinator: approved by enough operators and marked carried out.
-        if !export.done || export.approvals.len() < usize::from(export.needed) {
-            return Err(NodeError::Forbidden(format!(
-                "export {id} is not approved and started"
-            )));
-        }
-        let record = Self::record(node, &export.key, export.epoch)?;
-        if node
-            .vault()
-            .get(Table::Identity, &released_slot(id))?
-            .is_some()
-        {
-            return Err(NodeError::Conflict(format!(
-                "this node already released its share for export {id}"
-            )));
-        }
-        let share = self.share_bytes(node, &record)?;
-        let info = node
-            .node_info(from)
-            .ok_or_else(|| NodeError::BadRequest(format!("unknown node {from}")))?;
-        let sealed = seal_secret(&export_session(id), node.id(), from, &info, &share)?;
-        // Durable before the share leaves.
-        node.vault()
-            .put(Table::Identity, &released_slot(id), b"1")?;
-        node.audit_event(
-            &format!("peer:{from}"),
-            "export.release",
-            Some(&export.key),
-            &format!("share released for export {id}"),
-        );
-        Ok(PeerMessage::ExportedShare {
-            id: id.to_string(),
-            share: sealed,
-        })
-    }
-
     // ----- coordinator side -------------------------------------------------
 
-    pub(crate) fn infos(
-        node: &Node,
-        ids: &[NodeId],
-    ) -> Result<BTreeMap<NodeId, NodeInfo>, NodeError> {
-        ids.iter()
-            .map(|m| {
-                node.node_info(*m)
-                    .map(|i| (*m, i))
-                    .ok_or_else(|| NodeError::BadRequest(format!("node {m} is not in the cluster")))
-            })
-            .collect()
-    }
-
-    async fn commit_generation(
+    /// Commit generation `record.epoch` (compare-and-set on `expected`) and
+    /// tell `notify` to retire the older ones.
+    pub(super) async fn commit_generation(
         &self,
         node: &Node,
         record: KeyRecord,
@@ -318,10 +219,13 @@ impl Driver {
         let name = record.name.clone();
         let epoch = record.epoch;
         let info = key_info(&record);
-        node.commit(Command::PutKey {
-            record,
-            expected_epoch: Some(expected),
-        })
+        node.commit(
+            KeysCommand::PutKey {
+                record,
+                expected_epoch: Some(expected),
+            }
+            .into(),
+        )
         .await?;
         // Best effort: holders also promote on first use and tidy at start.
         let infos: BTreeMap<NodeId, NodeInfo> = notify
@@ -329,50 +233,13 @@ impl Driver {
             .filter_map(|m| node.node_info(*m).map(|i| (*m, i)))
             .collect();
         let msg = PeerMessage::EpochCommitted { key: name, epoch };
-        let calls = infos.iter().map(|(m, i)| node.call(*m, i, &msg));
+        let calls = infos.iter().map(|(m, i)| node.call_signed(*m, i, &msg));
         for r in join_all(calls).await {
             if let Err(e) = r {
                 tracing::warn!(error = %e, "a holder did not confirm the new generation");
             }
         }
         Ok(info)
-    }
-
-    /// Refresh every member's share of `name` (same key, same members).
-    pub async fn refresh_key(&self, node: &Node, name: &str) -> Result<KeyInfo, NodeError> {
-        let record = node
-            .key_record(name)
-            .await
-            .ok_or_else(|| NodeError::NotFound(format!("no key named {name}")))?;
-        let infos = Self::infos(node, &record.members)?;
-        let session = random_session();
-        let start = PeerMessage::RefreshStart {
-            session,
-            key: name.to_string(),
-            epoch: record.epoch,
-        };
-        let result = self
-            .dkg_rounds(node, record.suite, &infos, session, &start)
-            .await;
-        if result.is_err() {
-            let abort = PeerMessage::Abort { session };
-            let _ = join_all(infos.iter().map(|(m, i)| node.call(*m, i, &abort))).await;
-        }
-        let (group_key, public_key) = result?;
-        if public_key != record.public_key.0 {
-            return Err(NodeError::Internal(
-                "refresh changed the public key; not committed".into(),
-            ));
-        }
-        let next = KeyRecord {
-            group_key: Hex(group_key),
-            epoch: record.epoch + 1,
-            session,
-            created_ms: now_ms(),
-            ..record.clone()
-        };
-        self.commit_generation(node, next, record.epoch, &record.members)
-            .await
     }
 
     /// Reshare `name` to `threshold`-of-`members` under the same public key.
@@ -383,8 +250,7 @@ impl Driver {
         threshold: u16,
         mut members: Vec<NodeId>,
     ) -> Result<KeyInfo, NodeError> {
-        let record = node
-            .key_record(name)
+        let record = key_record(node, name)
             .await
             .ok_or_else(|| NodeError::NotFound(format!("no key named {name}")))?;
         members.sort_unstable();
@@ -479,7 +345,7 @@ impl Driver {
     /// One reshare attempt; on failure, the dealers to blame (if any). A
     /// failed attempt is rolled back: the new members drop the pending
     /// shares it left.
-    async fn reshare_once(
+    pub(super) async fn reshare_once(
         &self,
         node: &Node,
         record: &KeyRecord,
@@ -492,12 +358,17 @@ impl Driver {
             .await;
         if result.is_err() {
             let abort = PeerMessage::Abort { session };
-            let _ = join_all(new_infos.iter().map(|(m, i)| node.call(*m, i, &abort))).await;
+            let _ = join_all(
+                new_infos
+                    .iter()
+                    .map(|(m, i)| node.call_signed(*m, i, &abort)),
+            )
+            .await;
         }
         result
     }
 
-    async fn reshare_attempt(
+    pub(super) async fn reshare_attempt(
         &self,
         node: &Node,
         record: &KeyRecord,
@@ -511,7 +382,7 @@ impl Driver {
                 session,
                 plan: plan.clone(),
             };
-            async move { (*d, node.call(*d, i, &msg).await) }
+            async move { (*d, node.call_signed(*d, i, &msg).await) }
         });
         let mut deals = Vec::new();
         let mut bad = Vec::new();
@@ -592,92 +463,5 @@ impl Driver {
             ));
         }
         Ok((group_key, session))
-    }
-
-    /// Carry out an approved export: gather `t` shares, rebuild the key,
-    /// seal it to the requester and zeroize it.
-    pub async fn run_export(&self, node: &Node, id: &str) -> Result<ExportResult, NodeError> {
-        let export: ExportRecord = node
-            .registry(|r| r.exports.get(id).cloned())
-            .ok_or_else(|| NodeError::NotFound(format!("no export {id}")))?;
-        let record = node
-            .key_record(&export.key)
-            .await
-            .ok_or_else(|| NodeError::NotFound(format!("no key named {}", export.key)))?;
-        if record.epoch != export.epoch {
-            return Err(NodeError::Conflict(format!(
-                "key {} moved to epoch {} after the export was requested",
-                record.name, record.epoch
-            )));
-        }
-        node.commit(Command::CompleteExport { id: id.to_string() })
-            .await?;
-        let me = node.id();
-        let mut order: Vec<NodeId> = record
-            .members
-            .iter()
-            .copied()
-            .filter(|m| *m != me)
-            .collect();
-        if record.members.contains(&me) {
-            order.insert(0, me);
-        }
-        let t = usize::from(record.threshold);
-        let session = export_session(id);
-        let mut opened = Vec::new();
-        for m in order {
-            if opened.len() == t {
-                break;
-            }
-            let Some(info) = node.node_info(m) else {
-                continue;
-            };
-            match node
-                .call(m, &info, &PeerMessage::ExportShare { id: id.to_string() })
-                .await
-            {
-                Ok((_, PeerMessage::ExportedShare { share, .. })) => {
-                    opened.push((m, open_secret(node.keys(), &session, m, me, &share)?));
-                }
-                Ok(_) => tracing::warn!(node = m, "wrong answer to ExportShare"),
-                Err(e) => tracing::warn!(node = m, error = %e, "share not released"),
-            }
-        }
-        if opened.len() < t {
-            return Err(NodeError::Unavailable(format!(
-                "only {} of the {t} shares needed were released",
-                opened.len()
-            )));
-        }
-        let aad = export_aad(id, &record.name, record.epoch);
-        let (enc, ciphertext) = with_suite!(record.suite, |C| {
-            let group = GroupKey::<C>::from_bytes(&record.group_key.0)
-                .map_err(|e| NodeError::Internal(format!("stored group key: {e}")))?;
-            let mut shares = Vec::with_capacity(opened.len());
-            for (m, bytes) in &opened {
-                shares.push(KeyShare::<C>::from_secret_bytes(bytes).map_err(|e| {
-                    NodeError::Misbehaved {
-                        message: format!("node {m} released a malformed share: {e}"),
-                        culprits: vec![*m],
-                    }
-                })?);
-            }
-            let refs: Vec<&KeyShare<C>> = shares.iter().collect();
-            hazmat::with_reconstructed_key(&group, &refs, |secret| {
-                let bytes = secret.to_bytes();
-                seal_to(&export.recipient, EXPORT_HPKE_INFO, &aad, &bytes)
-            })
-            .map_err(core_err)??
-        });
-        drop(opened);
-        Ok(ExportResult {
-            id: id.to_string(),
-            key: record.name.clone(),
-            suite: record.suite,
-            epoch: record.epoch,
-            public_key: record.public_key.clone(),
-            enc: Hex(enc),
-            ciphertext: Hex(ciphertext),
-        })
     }
 }

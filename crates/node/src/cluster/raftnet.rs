@@ -11,8 +11,8 @@ use openraft::raft::{
     VoteRequest, VoteResponse,
 };
 
+use crate::cluster::peer::PeerClient;
 use crate::error::NodeError;
-use crate::peer::PeerClient;
 
 /// Creates one [`Connection`] per target.
 #[derive(Debug, Clone)]

@@ -1,0 +1,320 @@
+//! The cluster's own client routes: tokens, membership, status, the audit
+//! log, health and metrics.
+
+use std::sync::atomic::Ordering;
+
+use axum::extract::{Path, Query, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use keyquorum_wire::api::{
+    AddNodeRequest, ClusterStatus, CreateTokenRequest, ErrorBody, Health, NodeStatus, TokenCreated,
+};
+use keyquorum_wire::control::{AuditEntry, ClusterCommand, TokenGrant};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use super::auth::{new_token, token_hash};
+use super::{ApiJson, Audited};
+use crate::cluster::audit::verify_chain;
+use crate::cluster::Node;
+use crate::error::NodeError;
+
+/// The cluster's routes.
+pub(crate) fn routes(node: Node) -> Router {
+    Router::new()
+        .route("/v1/tokens", post(create_token))
+        .route("/v1/cluster/nodes", post(add_node))
+        .route("/v1/cluster/nodes/{id}", axum::routing::delete(remove_node))
+        .route("/v1/audit", get(audit_log))
+        .route("/v1/audit/verify", get(audit_verify))
+        .route("/v1/cluster", get(cluster))
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .with_state(node)
+}
+
+/// Issue a bearer token (shown once; stored as a SHA-256 hash).
+#[utoipa::path(post, path = "/v1/tokens", request_body = CreateTokenRequest, security(("bearer" = [])),
+    responses((status = 200, body = TokenCreated), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+              (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub(crate) async fn create_token(
+    req: Audited,
+    State(node): State<Node>,
+    body: Result<ApiJson<CreateTokenRequest>, Response>,
+) -> Response {
+    req.run_json(
+        "token.create",
+        body,
+        |b| Some(b.name.clone()),
+        |c, req| async move {
+            c.require_admin()?;
+            crate::names::check_name(&req.name).map_err(|_| {
+                NodeError::BadRequest("token names are 1-64 characters from [A-Za-z0-9._-]".into())
+            })?;
+            if req.sign_keys.len() > 1024 || req.sign_keys.iter().any(|k| k.len() > 64) {
+                return Err(NodeError::BadRequest(
+                    "too many or too long sign_keys".into(),
+                ));
+            }
+            if node.registry(|r| r.tokens.values().any(|g| g.name == req.name)) {
+                return Err(NodeError::Conflict(format!(
+                    "a token named {} exists",
+                    req.name
+                )));
+            }
+            let token = new_token();
+            node.commit(
+                ClusterCommand::PutToken {
+                    token_hash: token_hash(&token),
+                    grant: TokenGrant {
+                        name: req.name.clone(),
+                        admin: req.admin,
+                        operator: req.operator,
+                        sign_keys: req.sign_keys,
+                    },
+                }
+                .into(),
+            )
+            .await?;
+            Ok(TokenCreated {
+                name: req.name,
+                token,
+            })
+        },
+    )
+    .await
+}
+
+/// Add a node to the cluster: as a learner, then (by default) as a voter
+/// through joint consensus. Start the node first, with the cluster's nodes
+/// as its bootstrap peers.
+#[utoipa::path(post, path = "/v1/cluster/nodes", request_body = AddNodeRequest, security(("bearer" = [])),
+    responses((status = 200, body = ClusterStatus), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+              (status = 403, body = ErrorBody), (status = 409, body = ErrorBody), (status = 503, body = ErrorBody)))]
+pub(crate) async fn add_node(
+    req: Audited,
+    State(node): State<Node>,
+    body: Result<ApiJson<AddNodeRequest>, Response>,
+) -> Response {
+    req.run_json(
+        "cluster.add_node",
+        body,
+        |b| Some(b.id.to_string()),
+        |c, req| async move {
+            c.require_admin()?;
+            node.add_node(req).await?;
+            Ok(status(&node))
+        },
+    )
+    .await
+}
+
+/// Remove a node from the cluster (it must hold no key shares: reshare its
+/// keys away first).
+#[utoipa::path(delete, path = "/v1/cluster/nodes/{id}", params(("id" = u64, Path, description = "node id")),
+    security(("bearer" = [])),
+    responses((status = 200, body = ClusterStatus), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+              (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody),
+              (status = 503, body = ErrorBody)))]
+pub(crate) async fn remove_node(
+    req: Audited,
+    State(node): State<Node>,
+    Path(id): Path<String>,
+) -> Response {
+    let target = id.clone();
+    req.run("cluster.remove_node", Some(&target), |c| async move {
+        c.require_admin()?;
+        let id: u64 = id
+            .parse()
+            .map_err(|_| NodeError::BadRequest("node id must be a number".into()))?;
+        node.remove_node(id).await?;
+        Ok(status(&node))
+    })
+    .await
+}
+
+/// Audit log page query.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct AuditQuery {
+    /// First entry (default 0).
+    #[serde(default)]
+    offset: Option<u64>,
+    /// How many (default 100, at most 1000).
+    #[serde(default)]
+    limit: Option<u64>,
+}
+
+/// A page of the audit log.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct AuditPage {
+    /// Total entries.
+    pub total: u64,
+    /// The entries.
+    pub entries: Vec<AuditEntry>,
+}
+
+/// The result of verifying the audit log.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct AuditVerification {
+    /// Whether every link and every signed head verified.
+    pub valid: bool,
+    /// Entries checked.
+    pub entries: u64,
+    /// Signed heads checked.
+    pub signed_heads: u64,
+    /// The last entry a signed head covers (entries after it are chained
+    /// but not yet signed).
+    #[serde(default)]
+    pub signed_through: Option<u64>,
+    /// The first fault found.
+    #[serde(default)]
+    pub fault: Option<String>,
+}
+
+/// Read the audit log.
+#[utoipa::path(get, path = "/v1/audit", params(AuditQuery), security(("bearer" = [])),
+    responses((status = 200, body = AuditPage), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+              (status = 503, body = ErrorBody)))]
+pub(crate) async fn audit_log(
+    req: Audited,
+    State(node): State<Node>,
+    q: Result<Query<AuditQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let q = match q {
+        Ok(Query(q)) => q,
+        Err(e) => return NodeError::BadRequest(e.body_text()).into_response(),
+    };
+    req.run("audit.read", None, |c| async move {
+        c.require_admin()?;
+        // Every committed event, not this replica's view of them.
+        node.read_barrier().await?;
+        let offset = q.offset.unwrap_or(0);
+        let limit = q.limit.unwrap_or(100).min(1000);
+        Ok(node.registry(|r| AuditPage {
+            total: r.audit.entries.len() as u64,
+            entries: r
+                .audit
+                .entries
+                .iter()
+                .skip(usize::try_from(offset).unwrap_or(usize::MAX))
+                .take(usize::try_from(limit).unwrap_or(0))
+                .cloned()
+                .collect(),
+        }))
+    })
+    .await
+}
+
+/// Verify the audit log's hash chain and signed heads on this node.
+#[utoipa::path(get, path = "/v1/audit/verify", security(("bearer" = [])),
+    responses((status = 200, body = AuditVerification), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+              (status = 503, body = ErrorBody)))]
+pub(crate) async fn audit_verify(req: Audited, State(node): State<Node>) -> Response {
+    req.run("audit.verify", None, |c| async move {
+        c.require_admin()?;
+        node.read_barrier().await?;
+        let (entries, heads) = node.registry(|r| (r.audit.entries.clone(), r.audit.heads.clone()));
+        let fault = verify_chain(&entries, &heads, |id| {
+            node.node_info(id).map(|i| i.identity)
+        })
+        .err();
+        Ok(AuditVerification {
+            valid: fault.is_none(),
+            entries: entries.len() as u64,
+            signed_heads: heads.len() as u64,
+            signed_through: heads.iter().map(|h| h.seq).max(),
+            fault: fault.map(|f| f.to_string()),
+        })
+    })
+    .await
+}
+
+/// Cluster status.
+#[utoipa::path(get, path = "/v1/cluster", security(("bearer" = [])),
+    responses((status = 200, body = ClusterStatus), (status = 401, body = ErrorBody)))]
+pub(crate) async fn cluster(req: Audited, State(node): State<Node>) -> Response {
+    req.run("cluster.status", None, |_| async { Ok(status(&node)) })
+        .await
+}
+
+fn status(node: &Node) -> ClusterStatus {
+    let metrics = node.raft().metrics().borrow().clone();
+    ClusterStatus {
+        node_id: node.id(),
+        leader: metrics.current_leader,
+        term: metrics.current_term,
+        applied: node.applied_index(),
+        nodes: node
+            .members()
+            .into_iter()
+            .map(|(id, info, voter)| NodeStatus {
+                id,
+                addr: info.addr,
+                voter,
+            })
+            .collect(),
+        keys: node.registry(|r| r.keys.records.len()),
+        audit_entries: node.registry(|r| r.audit.entries.len() as u64),
+    }
+}
+
+/// Liveness and readiness.
+#[utoipa::path(get, path = "/healthz", responses((status = 200, body = Health), (status = 503, body = Health)))]
+pub(crate) async fn healthz(State(node): State<Node>) -> Response {
+    let has_leader = node.leader().is_some();
+    let h = Health {
+        status: if has_leader {
+            "ok".into()
+        } else {
+            "no_leader".into()
+        },
+        node_id: node.id(),
+        has_leader,
+    };
+    let code = if has_leader {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (code, Json(h)).into_response()
+}
+
+/// Prometheus metrics (text exposition format).
+#[utoipa::path(get, path = "/metrics", responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
+pub(crate) async fn metrics(State(node): State<Node>) -> Response {
+    let m = node.metrics();
+    let raft = node.raft().metrics().borrow().clone();
+    let id = node.id();
+    let g = |v: &std::sync::atomic::AtomicU64| v.load(Ordering::Relaxed);
+    let text = format!(
+        "# TYPE keyquorum_requests_total counter\n\
+         keyquorum_requests_total{{node=\"{id}\",outcome=\"ok\"}} {}\n\
+         keyquorum_requests_total{{node=\"{id}\",outcome=\"error\"}} {}\n\
+         # TYPE keyquorum_signatures_total counter\nkeyquorum_signatures_total{{node=\"{id}\"}} {}\n\
+         # TYPE keyquorum_sign_seconds_sum counter\nkeyquorum_sign_seconds_sum{{node=\"{id}\"}} {}\n\
+         # TYPE keyquorum_keys_generated_total counter\nkeyquorum_keys_generated_total{{node=\"{id}\"}} {}\n\
+         # TYPE keyquorum_peer_rejects_total counter\nkeyquorum_peer_rejects_total{{node=\"{id}\"}} {}\n\
+         # TYPE keyquorum_batched_writes_total counter\nkeyquorum_batched_writes_total{{node=\"{id}\"}} {}\n\
+         # TYPE keyquorum_write_batches_total counter\nkeyquorum_write_batches_total{{node=\"{id}\"}} {}\n\
+         # TYPE keyquorum_raft_term gauge\nkeyquorum_raft_term{{node=\"{id}\"}} {}\n\
+         # TYPE keyquorum_raft_is_leader gauge\nkeyquorum_raft_is_leader{{node=\"{id}\"}} {}\n\
+         # TYPE keyquorum_raft_applied_index gauge\nkeyquorum_raft_applied_index{{node=\"{id}\"}} {}\n\
+         # TYPE keyquorum_keys gauge\nkeyquorum_keys{{node=\"{id}\"}} {}\n",
+        g(&m.requests_ok),
+        g(&m.requests_err),
+        g(&m.signatures),
+        g(&m.sign_micros) as f64 / 1e6,
+        g(&m.dkgs),
+        g(&m.peer_rejects),
+        g(&m.batched_writes),
+        g(&m.write_batches),
+        raft.current_term,
+        u8::from(raft.current_leader == Some(id)),
+        node.applied_index().unwrap_or(0),
+        node.registry(|r| r.keys.records.len()),
+    );
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
+}

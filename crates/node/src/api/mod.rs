@@ -1,0 +1,227 @@
+//! What every client route shares: bodies parsed into typed errors
+//! ([`ApiJson`]), oversized bodies refused cleanly, and the audited request
+//! ([`Audited`]): authenticate the caller, run the handler's domain logic,
+//! record the outcome in the audit log, answer. A handler is its domain
+//! logic only.
+//!
+//! The routes themselves live with their capability (`crate::keys::api`,
+//! `crate::msg::api`) or, for the cluster's own resources, in [`cluster`];
+//! `crate::server` puts them together with the peer endpoint.
+
+use std::future::Future;
+use std::sync::atomic::Ordering;
+
+use axum::extract::{FromRef, FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use keyquorum_wire::api::ErrorBody;
+use serde::Serialize;
+
+use crate::cluster::Node;
+use crate::error::{json_rejection, NodeError};
+
+pub mod auth;
+pub mod cluster;
+
+pub use auth::Caller;
+
+/// Largest client request body.
+pub const CLIENT_BODY_LIMIT: usize = 256 * 1024;
+
+/// A JSON body whose rejection is a typed [`ErrorBody`].
+#[derive(Debug)]
+pub struct ApiJson<T>(pub T);
+
+impl<S: Send + Sync, T: serde::de::DeserializeOwned> FromRequest<S> for ApiJson<T> {
+    type Rejection = Response;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match Json::<T>::from_request(req, state).await {
+            Ok(Json(v)) => Ok(ApiJson(v)),
+            Err(rejection) => Err(json_rejection(rejection)),
+        }
+    }
+}
+
+/// How much of a refused oversized body is read and thrown away before the
+/// 413 is sent, and for how long.
+const DRAIN_CAP: u64 = 16 * 1024 * 1024;
+const DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Refuses a client body whose declared length is over the limit — after
+/// reading it (up to [`DRAIN_CAP`] / [`DRAIN_TIME`]) and discarding it.
+///
+/// Answering before the body is read and then closing makes the kernel
+/// reset the connection over the unread bytes, and the client may see the
+/// reset (EPIPE, ECONNRESET) instead of the 413: the "lingering close"
+/// problem (RFC 9112 §9.6). Draining first lets the client read a clear
+/// answer and keeps the connection usable. Bodies without a length, or
+/// longer than the cap, still meet [`DefaultBodyLimit`] and a plain close.
+pub(crate) async fn refuse_oversized(req: Request, next: axum::middleware::Next) -> Response {
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let Some(len) = declared.filter(|&n| n > CLIENT_BODY_LIMIT as u64) else {
+        return next.run(req).await;
+    };
+    if len <= DRAIN_CAP {
+        use futures::StreamExt;
+        let mut body = req.into_body().into_data_stream();
+        let drain = async {
+            let mut seen = 0u64;
+            while let Some(Ok(chunk)) = body.next().await {
+                seen += chunk.len() as u64;
+                if seen > DRAIN_CAP {
+                    break;
+                }
+            }
+        };
+        let _ = tokio::time::timeout(DRAIN_TIME, drain).await;
+    }
+    (
+        StatusCode::PAYLOAD_TOO_LARGE,
+        Json(ErrorBody {
+            error: "payload_too_large".into(),
+            message: format!("request body is {len} bytes; the limit is {CLIENT_BODY_LIMIT}"),
+            culprits: Vec::new(),
+        }),
+    )
+        .into_response()
+}
+
+/// An audited client request: who is asking (from the `authorization`
+/// header) on which node. Handlers take it as an extractor and hand it
+/// their domain logic through [`Audited::run`] or [`Audited::run_json`].
+#[derive(Debug)]
+pub struct Audited {
+    node: Node,
+    headers: HeaderMap,
+}
+
+impl<S> FromRequestParts<S> for Audited
+where
+    Node: FromRef<S>,
+    S: Send + Sync,
+{
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        Ok(Audited {
+            node: Node::from_ref(state),
+            headers: parts.headers.clone(),
+        })
+    }
+}
+
+/// Actions whose result is released only after its audit entry commits.
+const RELEASES: [&str; 2] = ["key.sign", "export.run"];
+
+impl Audited {
+    /// Run `f` for the authenticated caller as action `action` on `target`,
+    /// audit the outcome and answer with `f`'s result as JSON.
+    pub async fn run<T: Serialize, F, Fut>(
+        self,
+        action: &str,
+        target: Option<&str>,
+        f: F,
+    ) -> Response
+    where
+        F: FnOnce(Caller) -> Fut,
+        Fut: Future<Output = Result<T, NodeError>>,
+    {
+        let (node, headers) = (&self.node, &self.headers);
+        let caller = auth::authenticate_fresh(node, headers).await;
+        let actor = caller
+            .as_ref()
+            .map(|c| c.grant.name.clone())
+            .unwrap_or_else(|_| "anonymous".into());
+        let result = match caller {
+            Ok(c) => f(c).await,
+            Err(e) => Err(e),
+        };
+        let outcome = match &result {
+            Ok(_) => "ok".to_string(),
+            Err(e) => format!("{}: {e}", e.status().1),
+        };
+        let result = match result {
+            // What cannot be taken back once it leaves (a signature, an export)
+            // leaves only after its audit entry is committed: a crash in
+            // between loses the answer, never the record of it.
+            Ok(v) if RELEASES.contains(&action) => {
+                let committed = node.audit_event_committed(&actor, action, target, &outcome);
+                // Bounded like a peer call: without a Raft quorum the audit
+                // log cannot commit and the request fails closed.
+                let wait = std::time::Duration::from_millis(node.config().peer_timeout_ms);
+                match tokio::time::timeout(wait, committed).await {
+                    Ok(Ok(())) => Ok(v),
+                    _ => Err(NodeError::Unavailable(
+                        "the audit log did not commit in time; the result was withheld".into(),
+                    )),
+                }
+            }
+            other => {
+                node.audit_event(&actor, action, target, &outcome);
+                other
+            }
+        };
+        match result {
+            Ok(v) => {
+                node.metrics().requests_ok.fetch_add(1, Ordering::Relaxed);
+                Json(v).into_response()
+            }
+            Err(e) => {
+                node.metrics().requests_err.fetch_add(1, Ordering::Relaxed);
+                e.into_response()
+            }
+        }
+    }
+
+    /// [`Self::run`] for a request with a JSON body: a body that does not
+    /// parse is refused (and audited) before anything else; `target` names
+    /// the object from the parsed body.
+    pub async fn run_json<B, T: Serialize, F, Fut>(
+        self,
+        action: &str,
+        body: Result<ApiJson<B>, Response>,
+        target: impl FnOnce(&B) -> Option<String>,
+        f: F,
+    ) -> Response
+    where
+        F: FnOnce(Caller, B) -> Fut,
+        Fut: Future<Output = Result<T, NodeError>>,
+    {
+        let ApiJson(body) = match body {
+            Ok(b) => b,
+            Err(r) => return self.reject(action, r),
+        };
+        let target = target(&body);
+        self.run(action, target.as_deref(), |c| f(c, body)).await
+    }
+
+    /// Audit and count a request refused before its handler ran.
+    fn reject(&self, action: &str, r: Response) -> Response {
+        let actor = auth::authenticate(&self.node, &self.headers)
+            .map(|c| c.grant.name)
+            .unwrap_or_else(|_| "anonymous".into());
+        self.node.audit_event(
+            &actor,
+            action,
+            None,
+            &format!("rejected: HTTP {}", r.status().as_u16()),
+        );
+        self.node
+            .metrics()
+            .requests_err
+            .fetch_add(1, Ordering::Relaxed);
+        r
+    }
+}
+
+/// The answer to a path no route has.
+pub(crate) async fn not_found() -> Response {
+    NodeError::NotFound("no such endpoint".into()).into_response()
+}

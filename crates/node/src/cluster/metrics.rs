@@ -1,0 +1,24 @@
+//! The node's counters, exported at `/metrics` (Prometheus text format).
+
+use std::sync::atomic::AtomicU64;
+
+/// Counters exported at `/metrics`.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    /// Client requests answered, by outcome.
+    pub requests_ok: AtomicU64,
+    /// Client requests refused or failed.
+    pub requests_err: AtomicU64,
+    /// Signatures produced.
+    pub signatures: AtomicU64,
+    /// Total signing latency, microseconds.
+    pub sign_micros: AtomicU64,
+    /// Keys generated.
+    pub dkgs: AtomicU64,
+    /// Peer messages rejected (signature, membership, replay).
+    pub peer_rejects: AtomicU64,
+    /// Writes that went through the batcher.
+    pub batched_writes: AtomicU64,
+    /// Commits (forwards or local Raft writes) that carried them.
+    pub write_batches: AtomicU64,
+}

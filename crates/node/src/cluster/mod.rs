@@ -1,0 +1,263 @@
+//! The cluster plumbing every capability stands on: this node's handle
+//! ([`Node`]) with its identity, vault, Raft control plane and peers.
+//!
+//! | module | what |
+//! |---|---|
+//! | [`raft`] | the Raft client: [`Node::propose`] / [`Node::commit`] (applied here before they return), [`Node::propose_batched`] / [`Node::commit_batched`] (the leader's answer, batched), read barriers |
+//! | [`batch`] | the write batcher behind the `*_batched` verbs |
+//! | [`membership`] | who is in the cluster: node lookup, add and remove nodes |
+//! | [`transport`] | peer calls ([`Node::call`], [`Node::call_signed`]), the peer HTTP endpoint, and the [`PeerHandler`] the capabilities' messages are dispatched through |
+//! | [`peer`] | signed envelopes, HPKE sealing, replay window, the peer HTTP client |
+//! | [`tls`] | TLS 1.3 with certificates bound to node identities |
+//! | [`raftnet`] | openraft's network over the peer API |
+//! | [`machine`] | the replicated state machine: [`machine::Registry`] and the command dispatcher in front of each capability's part |
+//! | [`audit`] | the hash-chained audit log: its part of the state machine, the writer, verification |
+//! | [`metrics`] | counters |
+//!
+//! Nothing here knows a capability's protocol; capabilities (`crate::keys`,
+//! `crate::msg`) call into this module, never the other way round, except
+//! that [`machine`] composes their replicated state parts.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, OnceLock, Weak};
+use std::time::Duration;
+
+use keyquorum_store::raft::{FileHandle, MachineReader};
+use keyquorum_store::vault::KdfParams;
+use keyquorum_store::{Passphrase, Vault};
+use keyquorum_wire::control::{AuditEvent, NodeInfo, TypeConfig};
+use keyquorum_wire::NodeId;
+use openraft::Raft;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::config::NodeConfig;
+use crate::error::NodeError;
+use crate::identity::NodeKeys;
+
+pub mod audit;
+pub(crate) mod batch;
+pub mod machine;
+pub mod membership;
+pub mod metrics;
+pub mod peer;
+pub mod raft;
+pub mod raftnet;
+pub mod tls;
+pub mod transport;
+
+pub use machine::Registry;
+pub use metrics::Metrics;
+pub use transport::PeerHandler;
+
+pub(crate) struct Inner {
+    id: NodeId,
+    config: NodeConfig,
+    addr: String,
+    keys: Arc<NodeKeys>,
+    cert: Arc<tls::NodeCert>,
+    vault: Arc<Vault>,
+    raft: Raft<TypeConfig>,
+    registry: MachineReader<TypeConfig, Registry>,
+    peers: peer::PeerClient,
+    replay: peer::ReplayGuard,
+    metrics: Metrics,
+    audit_tx: mpsc::UnboundedSender<(AuditEvent, Option<oneshot::Sender<()>>)>,
+    batch_tx: mpsc::UnboundedSender<batch::Pending>,
+    bootstrap: BTreeMap<NodeId, NodeInfo>,
+    /// Where capability messages go (set once at start; weak, so the
+    /// dispatcher, which holds a `Node`, does not keep this alive).
+    dispatch: OnceLock<Weak<dyn PeerHandler>>,
+}
+
+/// A handle on this node as a member of the cluster (cheap to clone).
+#[derive(Clone)]
+pub struct Node(Arc<Inner>);
+
+impl core::fmt::Debug for Node {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Node")
+            .field("id", &self.0.id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A node whose storage is open and whose Raft core runs, not serving yet:
+/// what [`Node::open`] gives the wiring (`crate::server`).
+pub(crate) struct Opened {
+    pub(crate) node: Node,
+    pub(crate) listener: tokio::net::TcpListener,
+    pub(crate) bound: SocketAddr,
+    pub(crate) tls: Arc<rustls::ServerConfig>,
+    pub(crate) raft_file: FileHandle,
+    pub(crate) audit_rx: mpsc::UnboundedReceiver<(AuditEvent, Option<oneshot::Sender<()>>)>,
+    pub(crate) batch_rx: mpsc::UnboundedReceiver<batch::Pending>,
+}
+
+impl Node {
+    /// Open storage and start Raft, bound to `config.listen` (or to
+    /// `listener` if given); serving is the caller's.
+    pub(crate) async fn open(
+        config: NodeConfig,
+        passphrase: &Passphrase,
+        listener: Option<tokio::net::TcpListener>,
+    ) -> Result<Opened, NodeError> {
+        crate::keys::pid(config.id)?;
+        std::fs::create_dir_all(&config.data_dir)
+            .map_err(|e| NodeError::Internal(format!("data dir: {e}")))?;
+        let kdf = config.kdf.map(KdfParams::from).unwrap_or_default();
+        // Argon2id runs once here, before the node serves anything.
+        let vault = Arc::new(Vault::open(
+            &config.data_dir.join("vault.redb"),
+            passphrase,
+            kdf,
+        )?);
+        let keys = Arc::new(NodeKeys::load_or_create(&vault)?);
+        let listener = match listener {
+            Some(l) => l,
+            None => tokio::net::TcpListener::bind(config.listen)
+                .await
+                .map_err(|e| NodeError::Internal(format!("bind {}: {e}", config.listen)))?,
+        };
+        let bound = listener
+            .local_addr()
+            .map_err(|e| NodeError::Internal(e.to_string()))?;
+        let addr = config
+            .advertise
+            .clone()
+            .unwrap_or_else(|| format!("https://{bound}"));
+        let cert = Arc::new(tls::NodeCert::new(
+            &keys,
+            config.id,
+            &tls::certificate_names(&addr, &config.tls_names),
+        )?);
+        let tls = tls::server_config(&cert)?;
+        let (log, sm) =
+            keyquorum_store::raft::open::<TypeConfig, Registry>(&config.data_dir.join("raft.redb"))
+                .map_err(|e| NodeError::Internal(format!("raft storage: {e}")))?;
+        let registry = sm.reader();
+        let raft_file = log.file();
+        let peers = peer::PeerClient::new(
+            config.id,
+            keys.clone(),
+            cert.clone(),
+            Duration::from_millis(config.peer_timeout_ms),
+        )?;
+        let raft = Raft::new(
+            config.id,
+            raft::raft_config()?,
+            raftnet::Network {
+                client: peers.clone(),
+            },
+            log,
+            sm,
+        )
+        .await
+        .map_err(|e| NodeError::Internal(format!("raft: {e}")))?;
+        let (audit_tx, audit_rx) = mpsc::unbounded_channel();
+        let (batch_tx, batch_rx) = mpsc::unbounded_channel();
+        let bootstrap = config
+            .peers
+            .iter()
+            .map(|p| (p.id, p.info.clone()))
+            .collect();
+        let node = Node(Arc::new(Inner {
+            id: config.id,
+            config,
+            addr,
+            keys,
+            cert,
+            vault,
+            raft,
+            registry,
+            peers,
+            replay: peer::ReplayGuard::default(),
+            metrics: Metrics::default(),
+            audit_tx,
+            batch_tx,
+            bootstrap,
+            dispatch: OnceLock::new(),
+        }));
+        Ok(Opened {
+            node,
+            listener,
+            bound,
+            tls,
+            raft_file,
+            audit_rx,
+            batch_rx,
+        })
+    }
+
+    /// Route capability messages (local and from peers) to `handler`.
+    /// Set once; later calls are ignored.
+    pub(crate) fn set_dispatch(&self, handler: Weak<dyn PeerHandler>) {
+        let _ = self.0.dispatch.set(handler);
+    }
+
+    /// The vault, shared (for services that keep their own handle).
+    pub(crate) fn vault_arc(&self) -> &Arc<Vault> {
+        &self.0.vault
+    }
+
+    /// This node's TLS certificate (PEM), self-signed by its identity key:
+    /// what clients add to their trusted roots.
+    pub fn certificate_pem(&self) -> String {
+        self.0.cert.pem()
+    }
+
+    /// This node's id.
+    pub fn id(&self) -> NodeId {
+        self.0.id
+    }
+
+    /// Its configuration.
+    pub fn config(&self) -> &NodeConfig {
+        &self.0.config
+    }
+
+    /// Its public description.
+    pub fn info(&self) -> NodeInfo {
+        self.0.keys.info(self.0.addr.clone())
+    }
+
+    /// Its keys.
+    pub fn keys(&self) -> &NodeKeys {
+        &self.0.keys
+    }
+
+    /// Its vault.
+    pub fn vault(&self) -> &Vault {
+        &self.0.vault
+    }
+
+    /// The Raft handle.
+    pub fn raft(&self) -> &Raft<TypeConfig> {
+        &self.0.raft
+    }
+
+    /// Metrics.
+    pub fn metrics(&self) -> &Metrics {
+        &self.0.metrics
+    }
+
+    /// Read the replicated registry.
+    pub fn registry<T>(&self, f: impl FnOnce(&Registry) -> T) -> T {
+        self.0.registry.read(f)
+    }
+
+    /// The last applied log index.
+    pub fn applied_index(&self) -> Option<u64> {
+        self.0.registry.applied_index()
+    }
+
+    /// The current leader, if known.
+    pub fn leader(&self) -> Option<NodeId> {
+        self.0.raft.metrics().borrow().current_leader
+    }
+
+    pub(crate) fn count_peer_reject(&self) {
+        self.0.metrics.peer_rejects.fetch_add(1, Ordering::Relaxed);
+    }
+}

@@ -1,0 +1,255 @@
+//! The Raft client: how a node proposes commands and reads what is
+//! committed.
+//!
+//! | verb | proposes | returns | rejection |
+//! |---|---|---|---|
+//! | [`Node::propose`] | now (leader's core, or a forward) | once applied on this node | in the answer |
+//! | [`Node::commit`] | the same | the same | as [`NodeError::Conflict`] |
+//! | [`Node::propose_batched`] | through the batcher ([`super::batch`]) | the leader's answer, not waiting for this node | in the answer |
+//! | [`Node::commit_batched`] | the same | the same | as [`NodeError::Conflict`] |
+//!
+//! Every verb retries while there is no usable leader (up to ~10 s).
+//! [`Node::read_barrier`] waits until this node has applied everything
+//! committed before the call (Raft thesis §6.4).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use keyquorum_wire::control::{Command, CommandResponse};
+use keyquorum_wire::peer::PeerMessage;
+use openraft::error::{ClientWriteError, RaftError};
+use openraft::{Config, SnapshotPolicy};
+use tokio::sync::oneshot;
+
+use super::Node;
+use crate::error::NodeError;
+
+pub(crate) fn raft_config() -> Result<Arc<Config>, NodeError> {
+    let c = Config {
+        cluster_name: "keyquorum".into(),
+        // openraft bounds each AppendEntries round trip by the heartbeat
+        // interval. At 150 ms a saturated node (a follower's fsync queued
+        // behind others) timed out and was sent the same entries again,
+        // several times per second under message load; 300 ms stops that.
+        heartbeat_interval: 300,
+        election_timeout_min: 1_000,
+        election_timeout_max: 2_000,
+        snapshot_policy: SnapshotPolicy::LogsSinceLast(5_000),
+        max_in_snapshot_log_to_keep: 1_000,
+        ..Default::default()
+    };
+    c.validate()
+        .map(Arc::new)
+        .map_err(|e| NodeError::Internal(e.to_string()))
+}
+
+/// Whether a write must be applied on the node that took it before it
+/// returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ReadBack {
+    /// Yes: the caller reads through this node next.
+    Here,
+    /// No: the leader's answer is all the caller needs.
+    NotNeeded,
+}
+
+impl Node {
+    /// Commit `command` through Raft and return once this node has applied
+    /// it too (so what the caller reads here next includes it): the state
+    /// machine's answer, a rejection included.
+    pub async fn propose(&self, command: Command) -> Result<CommandResponse, NodeError> {
+        self.propose_now(command, ReadBack::Here).await
+    }
+
+    /// [`Self::propose`], with a rejection as [`NodeError::Conflict`].
+    pub async fn commit(&self, command: Command) -> Result<CommandResponse, NodeError> {
+        rejection_as_conflict(self.propose(command).await?)
+    }
+
+    /// Commit `command` through the node's batcher: concurrent ones share
+    /// one forward and one log entry. Returns the leader's answer as soon as
+    /// the leader applied it, without waiting for this node (a forwarding
+    /// follower learns of the commit about one replication round later): for
+    /// callers that read nothing back through this node.
+    pub async fn propose_batched(&self, command: Command) -> Result<CommandResponse, NodeError> {
+        let (tx, rx) = oneshot::channel();
+        let stopping = || NodeError::Unavailable("the node is stopping".into());
+        self.0
+            .batch_tx
+            .send((command, tx))
+            .map_err(|_| stopping())?;
+        rx.await.map_err(|_| stopping())?
+    }
+
+    /// [`Self::propose_batched`], with a rejection as
+    /// [`NodeError::Conflict`].
+    pub async fn commit_batched(&self, command: Command) -> Result<CommandResponse, NodeError> {
+        rejection_as_conflict(self.propose_batched(command).await?)
+    }
+
+    pub(crate) async fn write_local(
+        &self,
+        command: Command,
+    ) -> Result<(CommandResponse, u64), NodeError> {
+        match self.0.raft.client_write(command).await {
+            Ok(r) => Ok((r.data, r.log_id.index)),
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => {
+                Err(NodeError::Unavailable("this node is not the leader".into()))
+            }
+            Err(e) => Err(NodeError::Unavailable(format!("raft write: {e}"))),
+        }
+    }
+
+    /// As the leader: confirm leadership with a quorum and return the index
+    /// a linearizable read must have applied.
+    pub(crate) async fn leader_read_index(&self) -> Result<u64, NodeError> {
+        match self.0.raft.get_read_log_id().await {
+            Ok((read, _)) => Ok(read.map(|l| l.index).unwrap_or(0)),
+            Err(e) => Err(NodeError::Unavailable(format!("read index: {e}"))),
+        }
+    }
+
+    /// Wait until this node has applied everything committed before the
+    /// call: a read index from the leader (Raft thesis §6.4), then waiting
+    /// for the local state machine to reach it (bounded). Used before
+    /// answering "not found", so a client that wrote through one node and
+    /// reads through another sees its write.
+    ///
+    /// A leader that cannot confirm itself with a quorum at once (a
+    /// follower's answer timed out under load, an election) is asked again
+    /// for up to about 5 s before this gives up.
+    pub async fn read_barrier(&self) -> Result<(), NodeError> {
+        let index = retry_while_unavailable(Duration::from_secs(5), || self.read_index()).await?;
+        self.wait_applied(index).await;
+        Ok(())
+    }
+
+    /// The index a linearizable read must have applied, from the leader.
+    pub(crate) async fn read_index(&self) -> Result<u64, NodeError> {
+        Ok(match self.leader() {
+            Some(l) if l == self.id() => self.leader_read_index().await?,
+            Some(l) => {
+                let info = self
+                    .node_info(l)
+                    .ok_or_else(|| NodeError::Unavailable(format!("no address for leader {l}")))?;
+                match self.call_signed(l, &info, &PeerMessage::ReadIndex).await?.1 {
+                    PeerMessage::ReadIndexReply { index } => index,
+                    _ => {
+                        return Err(NodeError::Unavailable(
+                            "the leader answered ReadIndex wrongly".into(),
+                        ))
+                    }
+                }
+            }
+            None => return Err(NodeError::Unavailable("no Raft leader".into())),
+        })
+    }
+
+    /// Wait (briefly) until this node has applied log index `index`:
+    /// woken by Raft's metrics when it has, not polled.
+    pub(crate) async fn wait_applied(&self, index: u64) {
+        if self.applied_index().unwrap_or(0) >= index {
+            return;
+        }
+        // A timeout only means the caller reads a slightly older state.
+        let _ = self
+            .0
+            .raft
+            .wait(Some(Duration::from_secs(2)))
+            .applied_index_at_least(Some(index), "write applied here")
+            .await;
+    }
+
+    /// Commit one command (perhaps a batch) now: the leader's Raft core or
+    /// a forward to the leader.
+    pub(crate) async fn propose_now(
+        &self,
+        command: Command,
+        read_back: ReadBack,
+    ) -> Result<CommandResponse, NodeError> {
+        let command = &command;
+        retry_while_unavailable(Duration::from_secs(10), || {
+            self.propose_once(command, read_back)
+        })
+        .await
+    }
+
+    /// One try of [`Self::propose_now`].
+    pub(crate) async fn propose_once(
+        &self,
+        command: &Command,
+        read_back: ReadBack,
+    ) -> Result<CommandResponse, NodeError> {
+        // A follower that knows the leader forwards at once instead of
+        // asking its Raft core first.
+        let known = self
+            .leader()
+            .filter(|l| *l != self.0.id)
+            .and_then(|l| self.node_info(l).map(|info| (l, info)));
+        let (id, info) = match known {
+            Some(t) => t,
+            None => match self.0.raft.client_write(command.clone()).await {
+                Ok(r) => return Ok(r.data),
+                Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
+                    match (f.leader_id, f.leader_node) {
+                        (Some(id), Some(info)) if id != self.0.id => (id, info),
+                        _ => return Err(NodeError::Unavailable("no Raft leader".into())),
+                    }
+                }
+                Err(e) => return Err(NodeError::Unavailable(format!("raft write: {e}"))),
+            },
+        };
+        let forward = PeerMessage::Forward {
+            command: command.clone(),
+        };
+        match self.0.peers.call(id, &info, &forward).await? {
+            (_, PeerMessage::ForwardReply { response, index }) => {
+                if read_back == ReadBack::Here {
+                    self.wait_applied(index).await;
+                }
+                Ok(response)
+            }
+            _ => Err(NodeError::Misbehaved {
+                message: format!("leader {id} answered a forward wrongly"),
+                culprits: vec![id],
+            }),
+        }
+    }
+}
+
+fn rejection_as_conflict(r: CommandResponse) -> Result<CommandResponse, NodeError> {
+    match r {
+        CommandResponse::Rejected { reason } => Err(NodeError::Conflict(reason)),
+        applied => Ok(applied),
+    }
+}
+
+/// Run `attempt` until it succeeds, fails with anything but
+/// [`NodeError::Unavailable`], or `within` has passed. Unavailable is a
+/// moment without a usable leader (an election, a follower's answer timed
+/// out under load): waited out with a backoff from 20 ms, doubling to
+/// 500 ms.
+async fn retry_while_unavailable<T, F, Fut>(
+    within: Duration,
+    mut attempt: F,
+) -> Result<T, NodeError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, NodeError>>,
+{
+    let mut delay = Duration::from_millis(20);
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        match attempt().await {
+            Err(e @ NodeError::Unavailable(_)) => {
+                if tokio::time::Instant::now() + delay > deadline {
+                    return Err(e);
+                }
+                tracing::debug!(error = %e, "unavailable; retrying");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_millis(500));
+            }
+            done => return done,
+        }
+    }
+}

@@ -1,0 +1,211 @@
+//! Talking to peers: [`Node::call`] and [`Node::call_signed`] (to this node
+//! itself without a network hop), the peer HTTP endpoint every node serves
+//! at [`PEER_PATH`], and the [`PeerHandler`] through which capability
+//! messages reach the capability that owns them.
+//!
+//! The cluster's own messages (Raft RPCs, ping, read index, forwarded
+//! writes, membership changes) are handled here; every other message goes
+//! to the registered [`PeerHandler`] (the wiring's dispatcher, which routes
+//! it to `crate::keys` or `crate::msg`).
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::{Extension, Json, Router};
+use futures::future::BoxFuture;
+use keyquorum_wire::control::NodeInfo;
+use keyquorum_wire::peer::{Envelope, PeerMessage};
+use keyquorum_wire::NodeId;
+use subtle::ConstantTimeEq;
+
+use super::peer::{open_envelope, seal_envelope, PEER_PATH};
+use super::tls::TlsPeer;
+use super::Node;
+use crate::error::{json_rejection, NodeError};
+
+/// Largest peer message (DKG relays for large n, snapshots).
+pub const PEER_BODY_LIMIT: usize = 64 * 1024 * 1024;
+
+/// Where the messages of capabilities go: implemented by the wiring's
+/// dispatcher, which hands each message to the capability that owns it.
+pub trait PeerHandler: Send + Sync {
+    /// Handle an authenticated message from `from` and return the reply.
+    fn handle(
+        &self,
+        from: NodeId,
+        msg: PeerMessage,
+    ) -> BoxFuture<'_, Result<PeerMessage, NodeError>>;
+}
+
+impl Node {
+    /// Send a message to `to` (locally when it is this node) and return the
+    /// reply with the envelope its sender signed: for a coordinator that
+    /// relays the reply to others, who check the signature themselves.
+    pub async fn call_signed(
+        &self,
+        to: NodeId,
+        info: &NodeInfo,
+        msg: &PeerMessage,
+    ) -> Result<(Envelope, PeerMessage), NodeError> {
+        if to == self.0.id {
+            let reply = match self.handle_peer(to, clone_request(msg)?).await {
+                Ok(m) => m,
+                Err(e) => return Err(e),
+            };
+            let env = seal_envelope(&self.0.keys, to, to, &reply)?;
+            return Ok((env, reply));
+        }
+        self.0.peers.call(to, info, msg).await
+    }
+
+    /// Send a message to `to` and return the reply, for a caller that needs
+    /// only the answer, not the signed envelope it came in: to this node
+    /// itself, the message is handled directly (no encoding round trip, no
+    /// envelope signed for nobody).
+    pub async fn call(
+        &self,
+        to: NodeId,
+        info: &NodeInfo,
+        msg: PeerMessage,
+    ) -> Result<PeerMessage, NodeError> {
+        if to == self.0.id {
+            return self.handle_peer(to, msg).await;
+        }
+        self.0.peers.call(to, info, &msg).await.map(|(_, m)| m)
+    }
+
+    /// Handle an authenticated peer message from `from`.
+    pub async fn handle_peer(
+        &self,
+        from: NodeId,
+        msg: PeerMessage,
+    ) -> Result<PeerMessage, NodeError> {
+        let raft_err = |e: String| NodeError::Unavailable(format!("raft: {e}"));
+        match msg {
+            PeerMessage::AppendEntries(rpc) => self
+                .0
+                .raft
+                .append_entries(rpc)
+                .await
+                .map(PeerMessage::AppendEntriesReply)
+                .map_err(|e| raft_err(e.to_string())),
+            PeerMessage::Vote(rpc) => self
+                .0
+                .raft
+                .vote(rpc)
+                .await
+                .map(PeerMessage::VoteReply)
+                .map_err(|e| raft_err(e.to_string())),
+            PeerMessage::InstallSnapshot(rpc) => self
+                .0
+                .raft
+                .install_snapshot(rpc)
+                .await
+                .map(PeerMessage::InstallSnapshotReply)
+                .map_err(|e| raft_err(e.to_string())),
+            PeerMessage::ChangeMembers { add, remove } => {
+                self.change_members_local(add, remove).await?;
+                Ok(PeerMessage::Ack)
+            }
+            PeerMessage::Ping => Ok(PeerMessage::Pong),
+            PeerMessage::ReadIndex => Ok(PeerMessage::ReadIndexReply {
+                index: self.leader_read_index().await?,
+            }),
+            PeerMessage::Forward { command } => {
+                let (response, index) = self.write_local(command).await?;
+                Ok(PeerMessage::ForwardReply { response, index })
+            }
+            other => {
+                let handler = self.0.dispatch.get().and_then(std::sync::Weak::upgrade);
+                match handler {
+                    Some(h) => h.handle(from, other).await,
+                    None => Err(NodeError::Unavailable(
+                        "the node is not serving capability messages".into(),
+                    )),
+                }
+            }
+        }
+    }
+}
+
+/// Raft messages carry no secrets and are not Clone; the capabilities' requests
+/// are cloned through their JSON form for local delivery.
+pub(crate) fn clone_request(msg: &PeerMessage) -> Result<PeerMessage, NodeError> {
+    let bytes = serde_json::to_vec(msg).map_err(|e| NodeError::Internal(e.to_string()))?;
+    serde_json::from_slice(&bytes).map_err(|e| NodeError::Internal(e.to_string()))
+}
+
+/// The peer endpoint's route.
+pub(crate) fn routes(node: Node) -> Router {
+    Router::new()
+        .route(PEER_PATH, post(peer_endpoint))
+        .layer(DefaultBodyLimit::max(PEER_BODY_LIMIT))
+        .with_state(node)
+}
+
+/// The peer endpoint: a signed envelope in, a signed envelope out.
+///
+/// The TLS client certificate must carry the sender's identity: a member
+/// cannot relay a message on another connection than its own, and a
+/// message without a client certificate is refused before its signature is
+/// even checked.
+async fn peer_endpoint(
+    State(node): State<Node>,
+    tls: Option<Extension<TlsPeer>>,
+    body: Result<Json<Envelope>, JsonRejection>,
+) -> Response {
+    let env = match body {
+        Ok(Json(e)) => e,
+        Err(r) => {
+            node.count_peer_reject();
+            return json_rejection(r);
+        }
+    };
+    let from = env.from;
+    let checked = node
+        .node_info(from)
+        .filter(|_| from != node.id())
+        .ok_or_else(|| NodeError::PeerRejected(format!("node {from} is not a member")))
+        .and_then(|info| {
+            let proven = tls.as_ref().and_then(|Extension(TlsPeer(k))| *k);
+            match proven {
+                Some(k) if bool::from(k.ct_eq(&info.identity.0)) => Ok(info),
+                Some(_) => Err(NodeError::PeerRejected(format!(
+                    "TLS client certificate is not node {from}'s identity"
+                ))),
+                None => Err(NodeError::PeerRejected(
+                    "peer messages need a TLS client certificate".into(),
+                )),
+            }
+        })
+        .and_then(|info| open_envelope(&env, node.id(), &info))
+        .and_then(|msg| node.0.replay.check(&env).map(|()| msg));
+    let msg = match checked {
+        Ok(m) => m,
+        Err(e) => {
+            node.count_peer_reject();
+            node.audit_event(&format!("peer:{from}"), "peer.reject", None, &e.to_string());
+            return e.into_response();
+        }
+    };
+    let reply = match node.handle_peer(from, msg).await {
+        Ok(m) => m,
+        Err(e) => {
+            let (_, code) = e.status();
+            let culprits = match &e {
+                NodeError::Misbehaved { culprits, .. } => culprits.clone(),
+                _ => Vec::new(),
+            };
+            PeerMessage::Error {
+                code: code.to_string(),
+                message: e.to_string(),
+                culprits,
+            }
+        }
+    };
+    match seal_envelope(node.keys(), node.id(), from, &reply) {
+        Ok(env) => Json(env).into_response(),
+        Err(e) => e.into_response(),
+    }
+}

@@ -1,0 +1,430 @@
+//! Shared keys' client routes: `/v1/keys` (create by DKG, list, show, sign,
+//! verify, refresh, reshare, repair) and `/v1/exports` (request, approve,
+//! run). Each handler is its domain logic; [`Audited`] authenticates,
+//! audits and answers.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::{FromRef, Path, State};
+use axum::response::Response;
+use axum::routing::{get, post};
+use axum::Router;
+use keyquorum_wire::api::{
+    CreateKeyRequest, ErrorBody, ExportList, ExportRequest, ExportResult, KeyInfo, KeyList,
+    RepairRequest, ReshareRequest, SignRequest, SignResponse, VerifyRequest, VerifyResponse,
+};
+use keyquorum_wire::control::{ExportRecord, KeysCommand};
+
+use super::{key_info, key_record, verify_signature, Keys};
+use crate::api::{ApiJson, Audited, Caller};
+use crate::cluster::Node;
+use crate::error::NodeError;
+
+/// Largest message to sign.
+pub const MAX_MESSAGE: usize = 64 * 1024;
+
+/// The routes' state: this node and its shared keys.
+#[derive(Clone)]
+pub(crate) struct KeysApi {
+    node: Node,
+    keys: Arc<Keys>,
+}
+
+impl FromRef<KeysApi> for Node {
+    fn from_ref(s: &KeysApi) -> Node {
+        s.node.clone()
+    }
+}
+
+/// Shared keys' routes.
+pub(crate) fn routes(node: Node, keys: Arc<Keys>) -> Router {
+    Router::new()
+        .route("/v1/keys", post(create_key).get(list_keys))
+        .route("/v1/keys/{name}", get(get_key))
+        .route("/v1/keys/{name}/sign", post(sign))
+        .route("/v1/keys/{name}/verify", post(verify))
+        .route("/v1/keys/{name}/refresh", post(refresh_key))
+        .route("/v1/keys/{name}/reshare", post(reshare_key))
+        .route("/v1/keys/{name}/repair", post(repair_key))
+        .route("/v1/keys/{name}/exports", post(request_export))
+        .route("/v1/exports", get(list_exports))
+        .route("/v1/exports/{id}/approve", post(approve_export))
+        .route("/v1/exports/{id}/run", post(run_export))
+        .with_state(KeysApi { node, keys })
+}
+
+/// Refused unless the token may sign with `key`.
+fn may_sign(c: &Caller, key: &str) -> Result<(), NodeError> {
+    if c.grant.admin || c.grant.sign_keys.iter().any(|k| k == "*" || k == key) {
+        Ok(())
+    } else {
+        Err(NodeError::Forbidden(format!(
+            "token {} may not sign with {key}",
+            c.grant.name
+        )))
+    }
+}
+
+async fn known(node: &Node, name: &str) -> Result<keyquorum_wire::control::KeyRecord, NodeError> {
+    key_record(node, name)
+        .await
+        .ok_or_else(|| NodeError::NotFound(format!("no key named {name}")))
+}
+
+/// Create a shared key by distributed key generation.
+#[utoipa::path(post, path = "/v1/keys", request_body = CreateKeyRequest, security(("bearer" = [])),
+    responses((status = 200, body = KeyInfo), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+              (status = 403, body = ErrorBody), (status = 409, body = ErrorBody), (status = 502, body = ErrorBody),
+              (status = 503, body = ErrorBody)))]
+pub(crate) async fn create_key(
+    req: Audited,
+    State(s): State<KeysApi>,
+    body: Result<ApiJson<CreateKeyRequest>, Response>,
+) -> Response {
+    req.run_json(
+        "key.create",
+        body,
+        |b| Some(b.name.clone()),
+        |c, req| async move {
+            c.require_admin()?;
+            let node = &s.node;
+            let members = match req.members {
+                Some(m) => m,
+                None => node
+                    .members()
+                    .into_iter()
+                    .filter(|(_, _, voter)| *voter)
+                    .map(|(id, _, _)| id)
+                    .collect(),
+            };
+            // An explicit threshold is taken as asked (and refused if it
+            // does not fit); only the default adapts to a small member set.
+            let threshold = req.threshold.unwrap_or_else(|| {
+                node.config()
+                    .default_threshold
+                    .min(u16::try_from(members.len()).unwrap_or(u16::MAX))
+            });
+            let info = s
+                .keys
+                .create_key(node, &req.name, req.suite, threshold, members)
+                .await?;
+            node.metrics().dkgs.fetch_add(1, Ordering::Relaxed);
+            Ok(info)
+        },
+    )
+    .await
+}
+
+/// List keys.
+#[utoipa::path(get, path = "/v1/keys", security(("bearer" = [])),
+    responses((status = 200, body = KeyList), (status = 401, body = ErrorBody)))]
+pub(crate) async fn list_keys(req: Audited, State(s): State<KeysApi>) -> Response {
+    req.run("key.list", None, |_| async move {
+        Ok(KeyList {
+            keys: s
+                .node
+                .registry(|r| r.keys.records.values().map(key_info).collect()),
+        })
+    })
+    .await
+}
+
+/// Show one key.
+#[utoipa::path(get, path = "/v1/keys/{name}", params(("name" = String, Path, description = "key name")),
+    security(("bearer" = [])),
+    responses((status = 200, body = KeyInfo), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub(crate) async fn get_key(
+    req: Audited,
+    State(s): State<KeysApi>,
+    Path(name): Path<String>,
+) -> Response {
+    req.run("key.show", Some(&name), |_| async {
+        known(&s.node, &name).await.map(|r| key_info(&r))
+    })
+    .await
+}
+
+/// Threshold-sign a message.
+#[utoipa::path(post, path = "/v1/keys/{name}/sign", params(("name" = String, Path, description = "key name")),
+    request_body = SignRequest, security(("bearer" = [])),
+    responses((status = 200, body = SignResponse), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+              (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 502, body = ErrorBody),
+              (status = 503, body = ErrorBody)))]
+pub(crate) async fn sign(
+    req: Audited,
+    State(s): State<KeysApi>,
+    Path(name): Path<String>,
+    body: Result<ApiJson<SignRequest>, Response>,
+) -> Response {
+    let target = name.clone();
+    req.run_json(
+        "key.sign",
+        body,
+        move |_| Some(target),
+        |c, req| async move {
+            may_sign(&c, &name)?;
+            if req.message.0.len() > MAX_MESSAGE {
+                return Err(NodeError::BadRequest(format!(
+                    "messages are at most {MAX_MESSAGE} bytes"
+                )));
+            }
+            let start = Instant::now();
+            let r = s.keys.sign(&s.node, &name, &req.message.0).await?;
+            let m = s.node.metrics();
+            m.signatures.fetch_add(1, Ordering::Relaxed);
+            m.sign_micros.fetch_add(
+                u64::try_from(start.elapsed().as_micros()).unwrap_or(u64::MAX),
+                Ordering::Relaxed,
+            );
+            Ok(r)
+        },
+    )
+    .await
+}
+
+/// Verify a signature under a key (an ordinary single-signer verification).
+#[utoipa::path(post, path = "/v1/keys/{name}/verify", params(("name" = String, Path, description = "key name")),
+    request_body = VerifyRequest, security(("bearer" = [])),
+    responses((status = 200, body = VerifyResponse), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+              (status = 404, body = ErrorBody)))]
+pub(crate) async fn verify(
+    req: Audited,
+    State(s): State<KeysApi>,
+    Path(name): Path<String>,
+    body: Result<ApiJson<VerifyRequest>, Response>,
+) -> Response {
+    let target = name.clone();
+    req.run_json(
+        "key.verify",
+        body,
+        move |_| Some(target),
+        |_, req| async move {
+            let record = known(&s.node, &name).await?;
+            let valid = verify_signature(
+                record.suite,
+                &record.public_key.0,
+                &req.message.0,
+                &req.signature.0,
+            );
+            Ok(VerifyResponse { valid })
+        },
+    )
+    .await
+}
+
+/// Refresh every holder's share of a key (same public key, threshold and
+/// members; the epoch advances).
+#[utoipa::path(post, path = "/v1/keys/{name}/refresh", params(("name" = String, Path, description = "key name")),
+    security(("bearer" = [])),
+    responses((status = 200, body = KeyInfo), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+              (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 502, body = ErrorBody),
+              (status = 503, body = ErrorBody)))]
+pub(crate) async fn refresh_key(
+    req: Audited,
+    State(s): State<KeysApi>,
+    Path(name): Path<String>,
+) -> Response {
+    let target = name.clone();
+    req.run("key.refresh", Some(&target), |c| async move {
+        c.require_admin()?;
+        s.keys.refresh_key(&s.node, &name).await
+    })
+    .await
+}
+
+/// Reshare a key to a new threshold and member set (new nodes included);
+/// the public key stays the same and the epoch advances. Old shares remain
+/// usable until the new generation is committed.
+#[utoipa::path(post, path = "/v1/keys/{name}/reshare", params(("name" = String, Path, description = "key name")),
+    request_body = ReshareRequest, security(("bearer" = [])),
+    responses((status = 200, body = KeyInfo), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+              (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody),
+              (status = 502, body = ErrorBody), (status = 503, body = ErrorBody)))]
+pub(crate) async fn reshare_key(
+    req: Audited,
+    State(s): State<KeysApi>,
+    Path(name): Path<String>,
+    body: Result<ApiJson<ReshareRequest>, Response>,
+) -> Response {
+    let target = name.clone();
+    req.run_json(
+        "key.reshare",
+        body,
+        move |_| Some(target),
+        |c, req| async move {
+            c.require_admin()?;
+            s.keys
+                .reshare_key(&s.node, &name, req.threshold, req.members)
+                .await
+        },
+    )
+    .await
+}
+
+/// Rebuild one member's lost share of a key from `t` other holders (none of
+/// them learns it); the member checks it against its public share.
+#[utoipa::path(post, path = "/v1/keys/{name}/repair", params(("name" = String, Path, description = "key name")),
+    request_body = RepairRequest, security(("bearer" = [])),
+    responses((status = 200, body = KeyInfo), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+              (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody),
+              (status = 502, body = ErrorBody), (status = 503, body = ErrorBody)))]
+pub(crate) async fn repair_key(
+    req: Audited,
+    State(s): State<KeysApi>,
+    Path(name): Path<String>,
+    body: Result<ApiJson<RepairRequest>, Response>,
+) -> Response {
+    let target = name.clone();
+    req.run_json(
+        "key.repair",
+        body,
+        move |_| Some(target),
+        |c, req| async move {
+            c.require_admin()?;
+            s.keys.repair_key(&s.node, &name, req.node).await?;
+            known(&s.node, &name).await.map(|r| key_info(&r))
+        },
+    )
+    .await
+}
+
+/// Ask for an export (temporary reconstruction) of a key. It runs only after
+/// as many operators as the key's threshold, other than the requester,
+/// approve it, and only once.
+#[utoipa::path(post, path = "/v1/keys/{name}/exports", params(("name" = String, Path, description = "key name")),
+    request_body = ExportRequest, security(("bearer" = [])),
+    responses((status = 200, body = ExportRecord), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+              (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 503, body = ErrorBody)))]
+pub(crate) async fn request_export(
+    req: Audited,
+    State(s): State<KeysApi>,
+    Path(name): Path<String>,
+    body: Result<ApiJson<ExportRequest>, Response>,
+) -> Response {
+    let target = name.clone();
+    req.run_json(
+        "export.request",
+        body,
+        move |_| Some(target),
+        |c, req| async move {
+            c.require_admin()?;
+            crate::cluster::peer::seal_to(&req.recipient, b"check", b"", b"")?;
+            let record = known(&s.node, &name).await?;
+            let mut id = [0u8; 16];
+            rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut id);
+            let export = ExportRecord {
+                id: hex::encode(id),
+                key: name.clone(),
+                epoch: record.epoch,
+                requested_by: c.grant.name.clone(),
+                approvals: Vec::new(),
+                needed: record.threshold,
+                done: false,
+                recipient: req.recipient,
+                created_ms: crate::cluster::peer::now_ms(),
+            };
+            s.node
+                .commit(
+                    KeysCommand::RequestExport {
+                        record: export.clone(),
+                    }
+                    .into(),
+                )
+                .await?;
+            Ok(export)
+        },
+    )
+    .await
+}
+
+/// List export requests.
+#[utoipa::path(get, path = "/v1/exports", security(("bearer" = [])),
+    responses((status = 200, body = ExportList), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+pub(crate) async fn list_exports(req: Audited, State(s): State<KeysApi>) -> Response {
+    req.run("export.list", None, |c| async move {
+        c.require_operator_or_admin()?;
+        let mut exports: Vec<ExportRecord> = s
+            .node
+            .registry(|r| r.keys.exports.values().cloned().collect());
+        exports.sort_by_key(|e| e.created_ms);
+        Ok(ExportList { exports })
+    })
+    .await
+}
+
+/// Approve an export request (operator tokens; not the requester's).
+#[utoipa::path(post, path = "/v1/exports/{id}/approve", params(("id" = String, Path, description = "export id")),
+    security(("bearer" = [])),
+    responses((status = 200, body = ExportRecord), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+              (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub(crate) async fn approve_export(
+    req: Audited,
+    State(s): State<KeysApi>,
+    Path(id): Path<String>,
+) -> Response {
+    let target = id.clone();
+    req.run("export.approve", Some(&target), |c| async move {
+        if !c.grant.operator {
+            return Err(NodeError::Forbidden(format!(
+                "token {} is not an operator token",
+                c.grant.name
+            )));
+        }
+        s.node
+            .commit(
+                KeysCommand::ApproveExport {
+                    id: id.clone(),
+                    operator: c.grant.name.clone(),
+                }
+                .into(),
+            )
+            .await?;
+        s.node
+            .registry(|r| r.keys.exports.get(&id).cloned())
+            .ok_or_else(|| NodeError::NotFound(format!("no export {id}")))
+    })
+    .await
+}
+
+/// Carry out an approved export (the requester's token): the key is rebuilt
+/// from threshold-many shares, sealed to the requester's X25519 key and
+/// zeroized. Runs once.
+#[utoipa::path(post, path = "/v1/exports/{id}/run", params(("id" = String, Path, description = "export id")),
+    security(("bearer" = [])),
+    responses((status = 200, body = ExportResult), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+              (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 503, body = ErrorBody)))]
+pub(crate) async fn run_export(
+    req: Audited,
+    State(s): State<KeysApi>,
+    Path(id): Path<String>,
+) -> Response {
+    let target = id.clone();
+    req.run("export.run", Some(&target), |c| async move {
+        let node = &s.node;
+        // The approvals may have been committed through other nodes a
+        // moment ago: see everything committed before deciding.
+        node.read_barrier().await?;
+        let export = node
+            .registry(|r| r.keys.exports.get(&id).cloned())
+            .ok_or_else(|| NodeError::NotFound(format!("no export {id}")))?;
+        if export.requested_by != c.grant.name {
+            return Err(NodeError::Forbidden(
+                "only the requester's token runs an export".into(),
+            ));
+        }
+        if export.done {
+            return Err(NodeError::Conflict("export already carried out".into()));
+        }
+        if export.approvals.len() < usize::from(export.needed) {
+            return Err(NodeError::Forbidden(format!(
+                "export has {} of {} approvals",
+                export.approvals.len(),
+                export.needed
+            )));
+        }
+        s.keys.run_export(node, &id).await
+    })
+    .await
+}

@@ -1,0 +1,61 @@
+//! Deliberate misbehaviour, for the tests of blame, recovery and crash
+//! safety (a member that deals bad shares, signs wrongly, or stalls). It
+//! exists only with the `fault-injection` feature, which the node's own
+//! tests enable and no release build does; without it every hook below is a
+//! constant "behave".
+
+#[cfg(feature = "fault-injection")]
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+/// What a test has asked this node to do wrong. Everything is off until a
+/// test turns it on through `Keys::faults`; no API or config reaches it.
+#[cfg(feature = "fault-injection")]
+#[derive(Debug, Default)]
+pub struct Faults {
+    /// Send DKG round-2 shares that are off this node's commitment.
+    pub bad_dkg_share: AtomicBool,
+    /// Send signature shares that do not verify.
+    pub bad_signature_share: AtomicBool,
+    /// Wait this many milliseconds before handling a DKG finish or a
+    /// reshare receive (a window to stop the node mid-run).
+    pub stall_finish_ms: AtomicU64,
+    /// How many stalls have ended (so a test can wait for the late handler).
+    pub stalls_ended: AtomicU64,
+}
+
+/// Without the feature: nothing to turn on.
+#[cfg(not(feature = "fault-injection"))]
+#[derive(Debug, Default)]
+pub(crate) struct Faults;
+
+impl Faults {
+    /// Whether to deal DKG shares off this node's commitment.
+    pub(crate) fn deal_bad_dkg_shares(&self) -> bool {
+        #[cfg(feature = "fault-injection")]
+        return self.bad_dkg_share.load(Ordering::Relaxed);
+        #[cfg(not(feature = "fault-injection"))]
+        false
+    }
+
+    /// Whether to send signature shares that do not verify.
+    pub(crate) fn send_bad_signature_shares(&self) -> bool {
+        #[cfg(feature = "fault-injection")]
+        return self.bad_signature_share.load(Ordering::Relaxed);
+        #[cfg(not(feature = "fault-injection"))]
+        false
+    }
+
+    /// How long to stall before a DKG finish or a reshare receive (0: not).
+    pub(crate) fn stall_ms(&self) -> u64 {
+        #[cfg(feature = "fault-injection")]
+        return self.stall_finish_ms.load(Ordering::Relaxed);
+        #[cfg(not(feature = "fault-injection"))]
+        0
+    }
+
+    /// Note that a stalled handler has finished.
+    pub(crate) fn stall_ended(&self) {
+        #[cfg(feature = "fault-injection")]
+        self.stalls_ended.fetch_add(1, Ordering::Relaxed);
+    }
+}

@@ -1,0 +1,233 @@
+//! This node's shares of shared keys in its vault, and the rules that keep
+//! them consistent with the committed registry:
+//!
+//! - a run's new share waits under [`pending_slot`] until the generation it
+//!   belongs to is committed; it is promoted (moved to [`share_slot`]) on
+//!   first use of the committed record, and rolled back when the run's
+//!   coordinator aborts it before that;
+//! - once a generation is committed, older generations' shares and nonces,
+//!   and pending shares of runs that can no longer commit, are erased. Only
+//!   committed state is consulted, so a lagging node erases nothing it may
+//!   still need.
+
+use std::time::Instant;
+
+use keyquorum_store::vault::Op;
+use keyquorum_store::Table;
+use keyquorum_wire::control::KeyRecord;
+use keyquorum_wire::{Hex32, NodeId};
+
+use super::{lock, Keys, DKG_TTL};
+use crate::cluster::Node;
+use crate::error::NodeError;
+
+/// A run this node finished as a participant whose new share waits in the
+/// vault's pending table: kept so the run's coordinator can roll it back.
+pub(super) struct Finished {
+    coordinator: NodeId,
+    slot: Vec<u8>,
+    at: Instant,
+}
+
+pub(crate) fn share_slot(name: &str, epoch: u64) -> Vec<u8> {
+    format!("{name}/{epoch:020}").into_bytes()
+}
+
+/// Where a run's new share waits until its generation is committed: under
+/// the key, the generation it would create and the run.
+pub(crate) fn pending_slot(name: &str, epoch: u64, session: &Hex32) -> Vec<u8> {
+    format!("{name}/{epoch:020}/{}", hex::encode(session.0)).into_bytes()
+}
+
+/// Parse a [`pending_slot`] key.
+fn parse_pending(k: &[u8]) -> Option<(String, u64, [u8; 32])> {
+    let s = std::str::from_utf8(k).ok()?;
+    let mut it = s.splitn(3, '/');
+    let (name, epoch, session) = (it.next()?, it.next()?, it.next()?);
+    let mut sid = [0u8; 32];
+    hex::decode_to_slice(session, &mut sid).ok()?;
+    Some((name.to_string(), epoch.parse().ok()?, sid))
+}
+
+pub(crate) fn nonce_slot(name: &str, epoch: u64, id: &[u8]) -> Vec<u8> {
+    let mut k = format!("{name}/{epoch:020}/").into_bytes();
+    k.extend_from_slice(hex::encode(id).as_bytes());
+    k
+}
+
+impl Keys {
+    /// Keep a finished run's new share as pending (until its generation
+    /// commits), unless the run's coordinator has aborted it. Checked and
+    /// stored under one lock so an abort racing with the store either stops
+    /// it or finds it to roll back.
+    pub(crate) fn store_pending(
+        &self,
+        node: &Node,
+        session: &Hex32,
+        coordinator: NodeId,
+        slot: Vec<u8>,
+        share: &[u8],
+    ) -> Result<(), NodeError> {
+        let aborted = lock(&self.aborted)?;
+        if aborted
+            .get(&session.0)
+            .is_some_and(|(c, _)| *c == coordinator)
+        {
+            return Err(NodeError::Conflict("the run was aborted".into()));
+        }
+        node.vault().put(Table::Pending, &slot, share)?;
+        self.remember_pending(session, coordinator, slot);
+        drop(aborted);
+        Ok(())
+    }
+
+    /// Note that this node finished run `session` (coordinated by
+    /// `coordinator`) with a pending share at `slot`.
+    pub(super) fn remember_pending(&self, session: &Hex32, coordinator: NodeId, slot: Vec<u8>) {
+        if let Ok(mut f) = self.finished.lock() {
+            f.retain(|_, v| v.at.elapsed() < DKG_TTL);
+            f.insert(
+                session.0,
+                Finished {
+                    coordinator,
+                    slot,
+                    at: Instant::now(),
+                },
+            );
+        }
+    }
+
+    /// The coordinator gave run `session` up: drop its state and roll back
+    /// the pending share it left here, unless the registry committed it (a
+    /// coordinator cannot un-commit a generation by saying abort).
+    pub(super) fn abort(
+        &self,
+        node: &Node,
+        from: NodeId,
+        session: &Hex32,
+    ) -> Result<(), NodeError> {
+        {
+            let mut d = lock(&self.dkg)?;
+            if d.get(&session.0).is_some_and(|s| s.coordinator == from) {
+                d.remove(&session.0);
+            }
+        }
+        {
+            let mut a = lock(&self.aborted)?;
+            a.retain(|_, (_, at)| at.elapsed() < DKG_TTL);
+            a.insert(session.0, (from, Instant::now()));
+        }
+        let done = {
+            let mut f = lock(&self.finished)?;
+            match f.get(&session.0) {
+                Some(x) if x.coordinator == from => f.remove(&session.0),
+                _ => None,
+            }
+        };
+        if let Some(done) = done {
+            let committed =
+                node.registry(|r| r.keys.records.values().any(|k| k.session == *session));
+            if !committed {
+                node.vault().delete(Table::Pending, &done.slot)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// This node's share of `record`, promoting the pending share of the run
+    /// that produced it on first use and erasing older generations (their
+    /// shares and nonces): they are useless once this one is committed.
+    pub(crate) fn share_bytes(
+        &self,
+        node: &Node,
+        record: &KeyRecord,
+    ) -> Result<zeroize::Zeroizing<Vec<u8>>, NodeError> {
+        let slot = share_slot(&record.name, record.epoch);
+        if let Some(s) = node.vault().get(Table::Shares, &slot)? {
+            return Ok(s);
+        }
+        let pending = pending_slot(&record.name, record.epoch, &record.session);
+        let Some(share) = node.vault().get(Table::Pending, &pending)? else {
+            return Err(NodeError::NotFound(format!(
+                "node {} holds no share of {} at epoch {}",
+                node.id(),
+                record.name,
+                record.epoch
+            )));
+        };
+        node.vault().apply(&[
+            Op::Put(Table::Shares, &slot, &share),
+            Op::Delete(Table::Pending, &pending),
+        ])?;
+        self.erase_older(node, record)?;
+        Ok(share)
+    }
+
+    /// Erase this node's shares and nonces of generations of `record`'s key
+    /// older than `record`'s, and pending shares of runs that can no longer
+    /// commit. Only committed state is consulted, so a lagging node erases
+    /// nothing it may still need.
+    pub(crate) fn erase_older(&self, node: &Node, record: &KeyRecord) -> Result<usize, NodeError> {
+        let prefix = format!("{}/", record.name);
+        let older = |k: &[u8]| -> bool {
+            std::str::from_utf8(k)
+                .ok()
+                .and_then(|s| s.strip_prefix(&prefix))
+                .and_then(|rest| rest.get(..20))
+                .and_then(|e| e.parse::<u64>().ok())
+                .is_some_and(|e| e < record.epoch)
+        };
+        let shares: Vec<Vec<u8>> = node
+            .vault()
+            .keys(Table::Shares, prefix.as_bytes())?
+            .into_iter()
+            .filter(|k| older(k))
+            .collect();
+        let nonces: Vec<Vec<u8>> = node
+            .vault()
+            .keys(Table::Nonces, prefix.as_bytes())?
+            .into_iter()
+            .filter(|k| older(k))
+            .collect();
+        let pending: Vec<Vec<u8>> = node
+            .vault()
+            .keys(Table::Pending, prefix.as_bytes())?
+            .into_iter()
+            .filter(|k| {
+                parse_pending(k).is_some_and(|(name, epoch, sid)| {
+                    name == record.name
+                        && (epoch < record.epoch
+                            || (epoch == record.epoch && sid != record.session.0))
+                })
+            })
+            .collect();
+        let mut ops: Vec<Op<'_>> = Vec::new();
+        ops.extend(shares.iter().map(|k| Op::Delete(Table::Shares, k)));
+        ops.extend(nonces.iter().map(|k| Op::Delete(Table::Nonces, k)));
+        ops.extend(pending.iter().map(|k| Op::Delete(Table::Pending, k)));
+        if !ops.is_empty() {
+            node.vault().apply(&ops)?;
+        }
+        self.pools.forget_older(record);
+        Ok(ops.len())
+    }
+
+    /// At start: for every key in the (locally applied) registry, erase
+    /// older generations and dead pending shares, and promote this node's
+    /// share of the current generation if it is still pending. A pending
+    /// share for a key the registry does not know yet is kept: the run may
+    /// have committed on a quorum this node has not heard from.
+    pub fn tidy(&self, node: &Node) -> Result<usize, NodeError> {
+        let records: Vec<KeyRecord> = node.registry(|r| r.keys.records.values().cloned().collect());
+        let mut erased = 0;
+        for record in &records {
+            if record.members.contains(&node.id()) {
+                // Promotes a pending share (and erases older ones) if needed;
+                // a member that lost its share is repaired separately.
+                let _ = self.share_bytes(node, record);
+            }
+            erased += self.erase_older(node, record)?;
+        }
+        Ok(erased)
+    }
+}

@@ -1,0 +1,420 @@
+//! FROST signing across the members (core `sign`, RFC 9591).
+//!
+//! The coordinator draws one commitment per signer from its pool of
+//! precomputed nonce commitments (or asks for a fresh one), builds the
+//! signing package, and asks each signer for its share. A signer removes the
+//! nonce from its vault durably before it signs (group-committed: see
+//! [`super::taker`]). Unreachable signers are replaced by other members
+//! while at least `t` remain; a signer whose share fails verification is
+//! named.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::sync::atomic::Ordering;
+use std::sync::Mutex;
+
+use futures::future::join_all;
+use keyquorum_core::codec::Encode;
+use keyquorum_core::sign::{SignatureShare, SigningCommitment, SigningNonce, SigningPackage};
+use keyquorum_core::{sign, GroupKey, KeyShare, SessionId};
+use keyquorum_store::vault::Op;
+use keyquorum_store::Table;
+use keyquorum_wire::api::{SignResponse, SuiteName};
+use keyquorum_wire::control::{KeyRecord, NodeInfo};
+use keyquorum_wire::peer::{NonceCommitment, PeerMessage};
+use keyquorum_wire::{Hex, NodeId};
+use rand_core::{OsRng, RngCore};
+
+use super::shares::nonce_slot;
+use super::suite::with_suite;
+use super::{core_err, decode, key_record, lock, pid, Keys};
+use crate::cluster::Node;
+use crate::error::NodeError;
+
+/// Most nonces one request may ask a signer to precompute.
+pub const MAX_NONCE_BATCH: u16 = 1024;
+
+/// A pool's key: key name, generation, signer.
+type PoolKey = (String, u64, NodeId);
+
+/// The signing coordinator's pools of signers' precomputed nonce
+/// commitments, and the refills under way.
+#[derive(Default)]
+pub(super) struct Pools {
+    pools: Mutex<HashMap<PoolKey, VecDeque<NonceCommitment>>>,
+    refilling: Mutex<BTreeSet<PoolKey>>,
+}
+
+impl Pools {
+    /// Forget every pool of generations of `record`'s key older than it.
+    pub(super) fn forget_older(&self, record: &KeyRecord) {
+        if let Ok(mut p) = self.pools.lock() {
+            p.retain(|(name, epoch, _), _| name != &record.name || *epoch >= record.epoch);
+        }
+    }
+}
+
+impl Keys {
+    // ----- participant side -------------------------------------------------
+
+    /// Precompute `count` signing nonces for this node's share of `name` at
+    /// `epoch`: the secrets go to the vault, the commitments to the caller.
+    pub(super) fn nonce_batch(
+        &self,
+        node: &Node,
+        name: &str,
+        epoch: u64,
+        count: u16,
+    ) -> Result<PeerMessage, NodeError> {
+        if count == 0 || count > MAX_NONCE_BATCH {
+            return Err(NodeError::BadRequest(format!(
+                "nonce batch size must be 1..={MAX_NONCE_BATCH}"
+            )));
+        }
+        let record = Self::record(node, name, epoch)?;
+        let share_bytes = self.share_bytes(node, &record)?;
+        let (items, secrets) = with_suite!(record.suite, |C| {
+            let share = KeyShare::<C>::from_secret_bytes(&share_bytes)
+                .map_err(|e| NodeError::Internal(e.to_string()))?;
+            let mut items = Vec::with_capacity(usize::from(count));
+            let mut secrets = Vec::with_capacity(usize::from(count));
+            for (nonce, commitment) in sign::precompute(&share, usize::from(count), &mut OsRng) {
+                let mut id = [0u8; 16];
+                OsRng.fill_bytes(&mut id);
+                secrets.push((nonce_slot(name, epoch, &id), nonce.to_secret_bytes()));
+                items.push(NonceCommitment {
+                    id: Hex(id.to_vec()),
+                    commitment: Hex(commitment.to_bytes()),
+                });
+            }
+            (items, secrets)
+        });
+        let ops: Vec<Op<'_>> = secrets
+            .iter()
+            .map(|(k, v)| Op::Put(Table::Nonces, k, v))
+            .collect();
+        node.vault().apply(&ops)?;
+        Ok(PeerMessage::Nonces { items })
+    }
+
+    /// Sign `package` with the nonce `nonce`, which is removed from the
+    /// vault durably first (it can never sign twice).
+    pub(super) async fn sign_share(
+        &self,
+        node: &Node,
+        from: NodeId,
+        name: &str,
+        epoch: u64,
+        nonce: &Hex,
+        package: &Hex,
+    ) -> Result<PeerMessage, NodeError> {
+        let record = Self::record(node, name, epoch)?;
+        if nonce.0.len() != 16 {
+            return Err(NodeError::BadRequest("nonce id must be 16 bytes".into()));
+        }
+        let me = pid(node.id())?;
+        let share_bytes = self.share_bytes(node, &record)?;
+        let slot = nonce_slot(name, epoch, &nonce.0);
+        let share = with_suite!(record.suite, |C| {
+            // Check the package names this node before spending a nonce.
+            let package = decode::<SigningPackage<C>>(&package.0, "signing package", from)?;
+            if !package.signers().any(|s| s == me) {
+                return Err(NodeError::BadRequest(
+                    "this node is not a signer in the package".into(),
+                ));
+            }
+            // Durably removed before anything is computed with it: a crash
+            // after this line can never sign with the same nonce again.
+            // (Removals of concurrent requests share one commit; see `taker`.)
+            let secret = self
+                .nonces
+                .take(slot.clone())
+                .await?
+                .ok_or_else(|| NodeError::Conflict("unknown or already used nonce".into()))?;
+            let share = KeyShare::<C>::from_secret_bytes(&share_bytes)
+                .map_err(|e| NodeError::Internal(e.to_string()))?;
+            let nonce = SigningNonce::<C>::from_secret_bytes(&secret)
+                .map_err(|e| NodeError::Internal(e.to_string()))?;
+            let mut s: SignatureShare<C> = nonce.sign(&share, &package).map_err(core_err)?;
+            if self.faults.send_bad_signature_shares() {
+                s.tamper();
+            }
+            s.to_bytes()
+        });
+        Ok(PeerMessage::SignatureShare { share: Hex(share) })
+    }
+
+    // ----- coordinator side -------------------------------------------------
+
+    /// Take a commitment for `signer` from the pool, or fetch fresh ones.
+    pub(super) async fn commitment(
+        &self,
+        node: &Node,
+        record: &KeyRecord,
+        signer: NodeId,
+        info: &NodeInfo,
+    ) -> Result<NonceCommitment, NodeError> {
+        let pool_key = (record.name.clone(), record.epoch, signer);
+        let target = node.config().nonce_pool;
+        let (got, low) = {
+            let mut pools = lock(&self.pools.pools)?;
+            let q = pools.entry(pool_key.clone()).or_default();
+            (q.pop_front(), q.len() < target / 2)
+        };
+        if target > 0 && low {
+            self.spawn_refill(node, record, signer, info.clone());
+        }
+        if let Some(c) = got {
+            return Ok(c);
+        }
+        let batch = PeerMessage::NonceBatch {
+            key: record.name.clone(),
+            epoch: record.epoch,
+            count: 1,
+        };
+        match node.call_signed(signer, info, &batch).await?.1 {
+            PeerMessage::Nonces { mut items } if items.len() == 1 => items
+                .pop()
+                .ok_or_else(|| NodeError::Internal("empty".into())),
+            _ => Err(NodeError::Misbehaved {
+                message: format!("node {signer} answered NonceBatch wrongly"),
+                culprits: vec![signer],
+            }),
+        }
+    }
+
+    pub(super) fn spawn_refill(
+        &self,
+        node: &Node,
+        record: &KeyRecord,
+        signer: NodeId,
+        info: NodeInfo,
+    ) {
+        let key = (record.name.clone(), record.epoch, signer);
+        match self.pools.refilling.lock() {
+            Ok(mut r) => {
+                if !r.insert(key.clone()) {
+                    return;
+                }
+            }
+            Err(_) => return,
+        }
+        let (node, pools) = (node.clone(), self.pools.clone());
+        let count = u16::try_from(
+            node.config()
+                .nonce_pool
+                .clamp(1, usize::from(MAX_NONCE_BATCH)),
+        )
+        .unwrap_or(1);
+        tokio::spawn(async move {
+            let batch = PeerMessage::NonceBatch {
+                key: key.0.clone(),
+                epoch: key.1,
+                count,
+            };
+            let got = node.call_signed(signer, &info, &batch).await;
+            if let Ok((_, PeerMessage::Nonces { items })) = got {
+                if let Ok(mut p) = pools.pools.lock() {
+                    p.entry(key.clone()).or_default().extend(items);
+                }
+            }
+            if let Ok(mut r) = pools.refilling.lock() {
+                r.remove(&key);
+            }
+        });
+    }
+
+    /// Forget pooled commitments of `signer` (it failed; its vault may have
+    /// lost them).
+    pub(super) fn drop_pool(&self, record: &KeyRecord, signer: NodeId) {
+        if let Ok(mut p) = self.pools.pools.lock() {
+            p.remove(&(record.name.clone(), record.epoch, signer));
+        }
+    }
+
+    /// Threshold-sign `message` with key `name`.
+    pub async fn sign(
+        &self,
+        node: &Node,
+        name: &str,
+        message: &[u8],
+    ) -> Result<SignResponse, NodeError> {
+        let record = key_record(node, name)
+            .await
+            .ok_or_else(|| NodeError::NotFound(format!("no key named {name}")))?;
+        let t = usize::from(record.threshold);
+        // This node first (no network hop), then the others rotated per
+        // request so load spreads.
+        let me = node.id();
+        let mut order: Vec<NodeId> = record
+            .members
+            .iter()
+            .copied()
+            .filter(|m| *m != me)
+            .collect();
+        if !order.is_empty() {
+            let r = self.rotation.fetch_add(1, Ordering::Relaxed) % order.len();
+            order.rotate_left(r);
+        }
+        if record.members.contains(&me) {
+            order.insert(0, me);
+        }
+        let mut failed: BTreeSet<NodeId> = BTreeSet::new();
+        let mut last_err = None;
+        loop {
+            let signers: Vec<NodeId> = order
+                .iter()
+                .copied()
+                .filter(|m| !failed.contains(m))
+                .take(t)
+                .collect();
+            if signers.len() < t {
+                return Err(last_err.unwrap_or_else(|| {
+                    NodeError::Unavailable(format!(
+                        "fewer than {t} members of {name} are reachable"
+                    ))
+                }));
+            }
+            match self.sign_once(node, &record, &signers, message).await {
+                Ok(r) => return Ok(r),
+                Err((bad, e)) => {
+                    if bad.is_empty() {
+                        return Err(e);
+                    }
+                    for b in &bad {
+                        self.drop_pool(&record, *b);
+                    }
+                    tracing::warn!(key = name, ?bad, error = %e, "signers failed; retrying with others");
+                    failed.extend(bad);
+                    last_err = Some(e);
+                }
+            }
+        }
+    }
+
+    pub(super) async fn sign_once(
+        &self,
+        node: &Node,
+        record: &KeyRecord,
+        signers: &[NodeId],
+        message: &[u8],
+    ) -> Result<SignResponse, (Vec<NodeId>, NodeError)> {
+        let mut infos = BTreeMap::new();
+        for s in signers {
+            let info = node.node_info(*s).ok_or_else(|| {
+                (
+                    vec![*s],
+                    NodeError::Unavailable(format!("no address for node {s}")),
+                )
+            })?;
+            infos.insert(*s, info);
+        }
+        let fetched = join_all(
+            infos
+                .iter()
+                .map(|(s, i)| async move { (*s, self.commitment(node, record, *s, i).await) }),
+        )
+        .await;
+        let mut nonce_ids = BTreeMap::new();
+        let mut commitments = Vec::new();
+        let mut bad = Vec::new();
+        let mut err = None;
+        for (s, r) in fetched {
+            match r {
+                Ok(c) => {
+                    commitments.push((s, c.commitment));
+                    nonce_ids.insert(s, c.id);
+                }
+                Err(e) => {
+                    bad.push(s);
+                    err = Some(e);
+                }
+            }
+        }
+        if let Some(e) = err {
+            return Err((bad, e));
+        }
+        let mut sid = [0u8; 32];
+        OsRng.fill_bytes(&mut sid);
+        with_suite!(record.suite, |C| {
+            let group = self.group_key::<C>(record).map_err(|e| (vec![], e))?;
+            let group: &GroupKey<C> = &group;
+            let mut cs = Vec::with_capacity(commitments.len());
+            for (s, c) in &commitments {
+                let c = decode::<SigningCommitment<C>>(&c.0, "nonce commitment", *s)
+                    .map_err(|e| (vec![*s], e))?;
+                if u64::from(c.signer().get()) != *s {
+                    return Err((
+                        vec![*s],
+                        NodeError::Misbehaved {
+                            message: format!("node {s} sent another signer's commitment"),
+                            culprits: vec![*s],
+                        },
+                    ));
+                }
+                cs.push(c);
+            }
+            let mut coordinator = sign::Coordinator::new(group, SessionId(sid), message, cs)
+                .map_err(|e| (vec![], core_err(e)))?;
+            let package = Hex(coordinator.package().to_bytes());
+            let calls = infos.iter().map(|(s, i)| {
+                let msg = PeerMessage::SignShare {
+                    key: record.name.clone(),
+                    epoch: record.epoch,
+                    nonce: nonce_ids.get(s).cloned().unwrap_or_default(),
+                    package: package.clone(),
+                };
+                async move { (*s, node.call_signed(*s, i, &msg).await) }
+            });
+            let replies = join_all(calls).await;
+            let mut bad = Vec::new();
+            let mut err = None;
+            for (s, r) in replies {
+                match r {
+                    Ok((_, PeerMessage::SignatureShare { share })) => {
+                        let share = decode::<SignatureShare<C>>(&share.0, "signature share", s)
+                            .map_err(|e| (vec![s], e))?;
+                        coordinator
+                            .receive(pid(s).map_err(|e| (vec![s], e))?, share)
+                            .map_err(|e| (vec![s], core_err(e)))?;
+                    }
+                    Ok(_) => {
+                        bad.push(s);
+                        err = Some(NodeError::Misbehaved {
+                            message: format!("node {s} answered SignShare wrongly"),
+                            culprits: vec![s],
+                        });
+                    }
+                    Err(e) => {
+                        bad.push(s);
+                        err = Some(e);
+                    }
+                }
+            }
+            if let Some(e) = err {
+                return Err((bad, e));
+            }
+            let sig = coordinator.finish().map_err(|e| {
+                let culprits: Vec<NodeId> =
+                    e.culprits().iter().map(|p| u64::from(p.get())).collect();
+                (culprits, core_err(e))
+            })?;
+            Ok(SignResponse {
+                signature: Hex(sig.to_bytes()),
+                signers: signers.to_vec(),
+                epoch: record.epoch,
+            })
+        })
+    }
+}
+
+/// Whether `signature` on `message` verifies under `public_key` with the
+/// ordinary verifier of `suite` (RFC 8032 Ed25519, BIP-340).
+pub fn verify_signature(
+    suite: SuiteName,
+    public_key: &[u8],
+    message: &[u8],
+    signature: &[u8],
+) -> bool {
+    with_suite!(suite, |C| sign::verify::<C>(public_key, message, signature)
+        .is_ok())
+}

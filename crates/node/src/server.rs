@@ -1,0 +1,260 @@
+//! Wiring: starts a node (storage, Raft, the capabilities, the HTTPS
+//! listener, the background writers) and stops it; and the thin
+//! dispatchers in front of the capabilities:
+//!
+//! - peer messages: [`Dispatch`] hands each capability message to the
+//!   capability that owns it (the cluster's own are handled in
+//!   `cluster::transport`);
+//! - routes: [`router`] merges each capability's routes, the cluster's and
+//!   the peer endpoint, and serves the OpenAPI document of them all;
+//! - commands: `cluster::machine::Registry` sends each to its part.
+//!
+//! A new capability adds one line to each.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use axum::extract::DefaultBodyLimit;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use futures::future::BoxFuture;
+use keyquorum_store::Passphrase;
+use keyquorum_wire::peer::PeerMessage;
+use keyquorum_wire::NodeId;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use utoipa::OpenApi;
+
+use crate::api::{refuse_oversized, CLIENT_BODY_LIMIT};
+use crate::cluster::{Node, PeerHandler};
+use crate::config::NodeConfig;
+use crate::error::NodeError;
+use crate::keys::Keys;
+
+/// Where capability messages go.
+pub(crate) struct Dispatch {
+    node: Node,
+    keys: Arc<Keys>,
+}
+
+impl PeerHandler for Dispatch {
+    fn handle(
+        &self,
+        from: NodeId,
+        msg: PeerMessage,
+    ) -> BoxFuture<'_, Result<PeerMessage, NodeError>> {
+        Box::pin(async move {
+            match msg {
+                PeerMessage::MsgCoordinate { .. } => crate::msg::handle(&self.node, msg),
+                _ => self.keys.handle(&self.node, from, msg).await,
+            }
+        })
+    }
+}
+
+/// A started node: its handle, bound address and server task.
+pub struct RunningNode {
+    /// The node.
+    pub node: Node,
+    /// Its shared keys.
+    pub keys: Arc<Keys>,
+    /// Holds the dispatcher the node reaches through a weak handle.
+    _dispatch: Arc<Dispatch>,
+    /// Where it listens.
+    pub addr: SocketAddr,
+    shutdown: Option<oneshot::Sender<()>>,
+    server: Option<JoinHandle<()>>,
+    audit: Option<JoinHandle<()>>,
+    batcher: Option<JoinHandle<()>>,
+    raft_file: keyquorum_store::raft::FileHandle,
+}
+
+impl core::fmt::Debug for RunningNode {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("RunningNode")
+            .field("node", &self.node)
+            .field("addr", &self.addr)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RunningNode {
+    /// Stop serving and shut Raft down. `stop` returns once the Raft file is
+    /// closed (openraft's tasks drop their storage handles shortly after its
+    /// shutdown returns), so the node can be started again at once; the
+    /// vault closes when the last [`Node`] handle drops.
+    pub async fn stop(mut self) {
+        self.stop_inner().await;
+    }
+
+    async fn stop_inner(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        let _ = self.node.raft().shutdown().await;
+        for t in [self.audit.take(), self.batcher.take()]
+            .into_iter()
+            .flatten()
+        {
+            t.abort();
+            let _ = t.await;
+        }
+        if let Some(s) = self.server.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(5), s).await;
+        }
+        // A replication stream may be inside a network call to a node
+        // that is gone: allow it its time-outs.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        while self.raft_file.is_open() && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+}
+
+impl Drop for RunningNode {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        for t in [self.audit.take(), self.batcher.take()]
+            .into_iter()
+            .flatten()
+        {
+            t.abort();
+        }
+    }
+}
+
+impl Node {
+    /// Open storage, start Raft and serve on `config.listen` (or on
+    /// `listener` if given).
+    pub async fn start(
+        config: NodeConfig,
+        passphrase: &Passphrase,
+        listener: Option<tokio::net::TcpListener>,
+    ) -> Result<RunningNode, NodeError> {
+        let opened = Node::open(config, passphrase, listener).await?;
+        let node = opened.node.clone();
+        let keys = Arc::new(Keys::new(&node)?);
+        let dispatch = Arc::new(Dispatch {
+            node: node.clone(),
+            keys: keys.clone(),
+        });
+        let weak: Weak<dyn PeerHandler> = Arc::downgrade(&dispatch) as Weak<dyn PeerHandler>;
+        node.set_dispatch(weak);
+        let erased = keys.tidy(&node)?;
+        if erased > 0 {
+            tracing::info!(
+                node = node.id(),
+                erased,
+                "erased old share generations, their nonces and pending shares of dead runs"
+            );
+        }
+        let audit = tokio::spawn(crate::cluster::audit::audit_writer(
+            node.clone(),
+            opened.audit_rx,
+        ));
+        let batcher = tokio::spawn(crate::cluster::batch::batch_writer(
+            node.clone(),
+            opened.batch_rx,
+        ));
+        let (tx, rx) = oneshot::channel::<()>();
+        let app = router(node.clone(), keys.clone());
+        let server = tokio::spawn(crate::cluster::tls::serve(
+            opened.listener,
+            opened.tls,
+            app,
+            rx,
+        ));
+        tracing::info!(node = node.id(), bound = %opened.bound, "node started");
+        Ok(RunningNode {
+            node,
+            keys,
+            _dispatch: dispatch,
+            addr: opened.bound,
+            shutdown: Some(tx),
+            server: Some(server),
+            audit: Some(audit),
+            batcher: Some(batcher),
+            raft_file: opened.raft_file,
+        })
+    }
+}
+
+/// The node's router: every capability's client routes, the cluster's,
+/// the OpenAPI document and the peer endpoint.
+pub fn router(node: Node, keys: Arc<Keys>) -> Router {
+    let client = Router::new()
+        .merge(crate::api::cluster::routes(node.clone()))
+        .merge(crate::keys::api::routes(node.clone(), keys))
+        .merge(crate::msg::api::routes(node.clone()))
+        .route("/openapi.json", get(openapi))
+        .layer(DefaultBodyLimit::max(CLIENT_BODY_LIMIT))
+        .layer(axum::middleware::from_fn(refuse_oversized));
+    client
+        .merge(crate::cluster::transport::routes(node))
+        .fallback(crate::api::not_found)
+}
+
+/// The OpenAPI document.
+async fn openapi() -> Response {
+    Json(doc::ApiDoc::openapi()).into_response()
+}
+
+/// The OpenAPI description of the client API (handlers named bare, as
+/// before the routes moved to their capabilities, so operations carry no
+/// module tags).
+pub mod doc {
+    #![allow(
+        clippy::wildcard_imports,
+        reason = "utoipa needs each handler's path struct in scope"
+    )]
+    use keyquorum_wire::api::{
+        AddNodeRequest, ClusterStatus, CreateKeyRequest, CreateTokenRequest, ErrorBody, ExportList,
+        ExportRequest, ExportResult, Health, KeyInfo, KeyList, NodeStatus, RepairRequest,
+        ReshareRequest, SignRequest, SignResponse, SuiteName, TokenCreated, VerifyRequest,
+        VerifyResponse,
+    };
+    use keyquorum_wire::control::{AuditEntry, ExportRecord};
+    use keyquorum_wire::msg::{
+        AckRequest, AckResponse, ClaimRequest, ClaimedPrekeys, CoordinatorBundle,
+        CreateEndpointRequest, EndpointInfo, EndpointRecord, Inbox, MailItem, MsgConfirmation,
+        MsgDeployment, MsgNode, Prekey, PublishPrekeys, SealedBox, SendRequest, SendResponse,
+    };
+    use utoipa::OpenApi;
+
+    use crate::api::cluster::*;
+    use crate::keys::api::*;
+    use crate::msg::api::*;
+
+    /// The OpenAPI description of the client API.
+    #[derive(OpenApi)]
+    #[openapi(
+        info(title = "keyquorum", description = "Threshold key management: distributed key generation and FROST signing by a cluster of nodes; per-message key derivation for authenticated messages between endpoints."),
+        paths(create_key, list_keys, get_key, sign, verify, refresh_key, reshare_key, repair_key, request_export, list_exports,
+            approve_export, run_export, create_token, add_node, remove_node, audit_log, audit_verify, cluster, healthz, metrics,
+            msg_deployment, create_endpoint, get_endpoint, revoke_endpoint, publish_prekeys, claim_prekey, send_message, inbox, ack_inbox),
+        components(schemas(CreateKeyRequest, KeyInfo, KeyList, SignRequest, SignResponse, VerifyRequest, VerifyResponse,
+            ReshareRequest, RepairRequest, ExportRequest, ExportRecord, ExportList, ExportResult, CreateTokenRequest, TokenCreated, AddNodeRequest,
+            ClusterStatus, NodeStatus, Health, ErrorBody, AuditPage, AuditVerification, AuditEntry, SuiteName,
+            MsgDeployment, MsgNode, CreateEndpointRequest, EndpointInfo, EndpointRecord, Prekey, PublishPrekeys, ClaimRequest, ClaimedPrekeys,
+            SendRequest, SendResponse, CoordinatorBundle, SealedBox, MsgConfirmation, MailItem, Inbox, AckRequest, AckResponse)),
+        modifiers(&Security)
+    )]
+    pub struct ApiDoc;
+
+    struct Security;
+
+    impl utoipa::Modify for Security {
+        fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+            use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+            let components = openapi.components.get_or_insert_with(Default::default);
+            components.add_security_scheme(
+                "bearer",
+                SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+            );
+        }
+    }
+}
