@@ -12,7 +12,7 @@
 //! A new capability adds one line to each.
 
 use std::net::SocketAddr;
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::DefaultBodyLimit;
@@ -33,22 +33,22 @@ use crate::config::NodeConfig;
 use crate::error::NodeError;
 use crate::keys::Keys;
 
-/// Where capability messages go.
+/// Where capability messages go: to the capability that owns them.
 pub(crate) struct Dispatch {
-    node: Node,
     keys: Arc<Keys>,
 }
 
 impl PeerHandler for Dispatch {
-    fn handle(
-        &self,
+    fn handle<'a>(
+        &'a self,
+        node: &'a Node,
         from: NodeId,
         msg: PeerMessage,
-    ) -> BoxFuture<'_, Result<PeerMessage, NodeError>> {
+    ) -> BoxFuture<'a, Result<PeerMessage, NodeError>> {
         Box::pin(async move {
             match msg {
-                PeerMessage::MsgCoordinate { .. } => crate::msg::handle(&self.node, msg),
-                _ => self.keys.handle(&self.node, from, msg).await,
+                PeerMessage::MsgCoordinate { .. } => crate::msg::handle(node, msg),
+                _ => self.keys.handle(node, from, msg).await,
             }
         })
     }
@@ -60,8 +60,6 @@ pub struct RunningNode {
     pub node: Node,
     /// Its shared keys.
     pub keys: Arc<Keys>,
-    /// Holds the dispatcher the node reaches through a weak handle.
-    _dispatch: Arc<Dispatch>,
     /// Where it listens.
     pub addr: SocketAddr,
     shutdown: Option<oneshot::Sender<()>>,
@@ -138,12 +136,7 @@ impl Node {
         let opened = Node::open(config, passphrase, listener).await?;
         let node = opened.node.clone();
         let keys = Arc::new(Keys::new(&node)?);
-        let dispatch = Arc::new(Dispatch {
-            node: node.clone(),
-            keys: keys.clone(),
-        });
-        let weak: Weak<dyn PeerHandler> = Arc::downgrade(&dispatch) as Weak<dyn PeerHandler>;
-        node.set_dispatch(weak);
+        node.set_dispatch(Arc::new(Dispatch { keys: keys.clone() }));
         let erased = keys.tidy(&node)?;
         if erased > 0 {
             tracing::info!(
@@ -172,7 +165,6 @@ impl Node {
         Ok(RunningNode {
             node,
             keys,
-            _dispatch: dispatch,
             addr: opened.bound,
             shutdown: Some(tx),
             server: Some(server),

@@ -17,18 +17,17 @@ use keyquorum_wire::control::{
     AuditEntry, AuditEvent, ClusterCommand, CommandResponse, SignedHead,
 };
 use keyquorum_wire::{Hex, Hex32};
-use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tokio::sync::{mpsc, oneshot};
 
 use super::peer::now_ms;
 use super::Node;
 
-/// The audit log's part of the replicated state.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+/// The audit log's part of the replicated state (serialized as part of
+/// [`super::Registry`]).
+#[derive(Debug, Clone, Default)]
 pub struct AuditLog {
     /// The entries, oldest first.
-    #[serde(rename = "audit")]
     pub entries: Vec<AuditEntry>,
     /// Signed heads, oldest first.
     pub heads: Vec<SignedHead>,

@@ -21,7 +21,7 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, OnceLock, Weak};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use keyquorum_store::raft::{FileHandle, MachineReader};
@@ -66,9 +66,9 @@ pub(crate) struct Inner {
     audit_tx: mpsc::UnboundedSender<(AuditEvent, Option<oneshot::Sender<()>>)>,
     batch_tx: mpsc::UnboundedSender<batch::Pending>,
     bootstrap: BTreeMap<NodeId, NodeInfo>,
-    /// Where capability messages go (set once at start; weak, so the
-    /// dispatcher, which holds a `Node`, does not keep this alive).
-    dispatch: OnceLock<Weak<dyn PeerHandler>>,
+    /// Where capability messages go (set once at start). The dispatcher
+    /// holds no `Node` (it is handed one per message), so this is no cycle.
+    dispatch: OnceLock<Arc<dyn PeerHandler>>,
 }
 
 /// A handle on this node as a member of the cluster (cheap to clone).
@@ -192,7 +192,7 @@ impl Node {
 
     /// Route capability messages (local and from peers) to `handler`.
     /// Set once; later calls are ignored.
-    pub(crate) fn set_dispatch(&self, handler: Weak<dyn PeerHandler>) {
+    pub(crate) fn set_dispatch(&self, handler: Arc<dyn PeerHandler>) {
         let _ = self.0.dispatch.set(handler);
     }
 

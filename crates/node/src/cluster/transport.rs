@@ -30,12 +30,14 @@ pub const PEER_BODY_LIMIT: usize = 64 * 1024 * 1024;
 /// Where the messages of capabilities go: implemented by the wiring's
 /// dispatcher, which hands each message to the capability that owns it.
 pub trait PeerHandler: Send + Sync {
-    /// Handle an authenticated message from `from` and return the reply.
-    fn handle(
-        &self,
+    /// Handle an authenticated message from `from` to `node` and return
+    /// the reply.
+    fn handle<'a>(
+        &'a self,
+        node: &'a Node,
         from: NodeId,
         msg: PeerMessage,
-    ) -> BoxFuture<'_, Result<PeerMessage, NodeError>>;
+    ) -> BoxFuture<'a, Result<PeerMessage, NodeError>>;
 }
 
 impl Node {
@@ -116,15 +118,12 @@ impl Node {
                 let (response, index) = self.write_local(command).await?;
                 Ok(PeerMessage::ForwardReply { response, index })
             }
-            other => {
-                let handler = self.0.dispatch.get().and_then(std::sync::Weak::upgrade);
-                match handler {
-                    Some(h) => h.handle(from, other).await,
-                    None => Err(NodeError::Unavailable(
-                        "the node is not serving capability messages".into(),
-                    )),
-                }
-            }
+            other => match self.0.dispatch.get() {
+                Some(h) => h.handle(self, from, other).await,
+                None => Err(NodeError::Unavailable(
+                    "the node is not serving capability messages".into(),
+                )),
+            },
         }
     }
 }

@@ -165,6 +165,7 @@ impl Keys {
                 started: Instant::now(),
                 phase,
             },
+            "DKG session already started",
         )?;
         Ok(PeerMessage::DkgRound1 {
             session,
@@ -172,12 +173,17 @@ impl Keys {
         })
     }
 
-    /// Start keeping run `session` (refused if it exists).
-    pub(super) fn open_session(&self, session: &Hex32, s: DkgSession) -> Result<(), NodeError> {
+    /// Start keeping run `session`; if it exists, refused with `exists`.
+    pub(super) fn open_session(
+        &self,
+        session: &Hex32,
+        s: DkgSession,
+        exists: &str,
+    ) -> Result<(), NodeError> {
         let mut d = lock(&self.dkg)?;
         d.retain(|_, s| s.started.elapsed() < DKG_TTL);
         if d.contains_key(&session.0) {
-            return Err(NodeError::Conflict("session already started".into()));
+            return Err(NodeError::Conflict(exists.into()));
         }
         d.insert(session.0, s);
         Ok(())

@@ -82,7 +82,6 @@ impl Keys {
         })
     }
 
-    /// seal it to the requester and zeroize it.
     /// Carry out an approved export: gather `t` shares, rebuild the key,
     /// seal it to the requester and zeroize it.
     pub async fn run_export(&self, node: &Node, id: &str) -> Result<ExportResult, NodeError> {

@@ -53,6 +53,7 @@ impl Keys {
                 started: Instant::now(),
                 phase,
             },
+            "session already started",
         )?;
         Ok(PeerMessage::DkgRound1 {
             session,

@@ -6,14 +6,12 @@
 use std::collections::BTreeMap;
 
 use keyquorum_wire::control::{CommandResponse, ExportRecord, KeyRecord, KeysCommand};
-use serde::{Deserialize, Serialize};
 
-
-/// Shared keys' replicated state.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+/// Shared keys' replicated state (serialized as part of
+/// [`crate::cluster::Registry`]).
+#[derive(Debug, Clone, Default)]
 pub struct KeysState {
     /// Keys by name.
-    #[serde(rename = "keys")]
     pub records: BTreeMap<String, KeyRecord>,
     /// Export requests by id.
     pub exports: BTreeMap<String, ExportRecord>,

@@ -9,7 +9,6 @@ use keyquorum_wire::msg::{EndpointRecord, MailItem, MsgCommand, Prekey, CLAIM_CO
 use keyquorum_wire::Hex32;
 use serde::{Deserialize, Serialize};
 
-
 /// Largest number of unclaimed prekeys an endpoint may have published.
 pub const MAX_PREKEYS: usize = 1_000;
 /// Most prekeys in one publish.
@@ -188,7 +187,10 @@ impl MsgState {
                             .get(name)
                             .is_some_and(|q| q.iter().any(|x| x.public == p.public));
                     if known || !fresh.insert(p.public) {
-                        return CommandResponse::rejected(format!("prekey {} published twice", p.public));
+                        return CommandResponse::rejected(format!(
+                            "prekey {} published twice",
+                            p.public
+                        ));
                     }
                 }
                 self.prekeys
@@ -207,7 +209,9 @@ impl MsgState {
                     return CommandResponse::rejected(e.to_string());
                 }
                 if !CLAIM_COUNTS.contains(count) {
-                    return CommandResponse::rejected(format!("a claim reserves 1 to {MAX_CLAIM} prekeys"));
+                    return CommandResponse::rejected(format!(
+                        "a claim reserves 1 to {MAX_CLAIM} prekeys"
+                    ));
                 }
                 let Some(queue) = self.prekeys.get_mut(name).filter(|q| !q.is_empty()) else {
                     return CommandResponse::rejected(format!("{name} has no prekeys left"));
@@ -233,10 +237,15 @@ impl MsgState {
                     return CommandResponse::rejected(e.to_string());
                 }
                 if self.seen.contains_key(&item.id) {
-                    return CommandResponse::rejected(format!("message {} was already accepted (replay)", item.id));
+                    return CommandResponse::rejected(format!(
+                        "message {} was already accepted (replay)",
+                        item.id
+                    ));
                 }
                 if item.time_ms < self.oldest_acceptable() {
-                    return CommandResponse::rejected("message is older than the acceptance window");
+                    return CommandResponse::rejected(
+                        "message is older than the acceptance window",
+                    );
                 }
                 match self.claimed.get(prekey) {
                     Some(c) if c.to == item.to && c.by == item.from => {}
