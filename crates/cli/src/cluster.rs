@@ -16,6 +16,7 @@ use keyquorum_wire::api::{
 };
 use keyquorum_wire::control::ExportRecord;
 use keyquorum_wire::Hex32;
+use keyquorum_wire::NodeId;
 use rand_core::{OsRng, RngCore};
 use serde_json::json;
 
@@ -380,7 +381,7 @@ async fn node(config: &Path, init: bool, print_identity: bool, json: bool) -> Re
     }
     let running = Node::start(cfg.clone(), &pass, None).await?;
     if init {
-        let mut members: BTreeMap<u64, _> =
+        let mut members: BTreeMap<NodeId, _> =
             cfg.peers.iter().map(|p| (p.id, p.info.clone())).collect();
         members.insert(cfg.id, running.node.info());
         running.node.initialize(members).await?;

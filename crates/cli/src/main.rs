@@ -20,6 +20,7 @@ use std::process::ExitCode;
 use anyhow::Result;
 use clap::{Parser, Subcommand, ValueEnum};
 use keyquorum_core::{Ed25519, Secp256k1Tr};
+use keyquorum_wire::NodeId;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -171,7 +172,7 @@ enum KeyCommand {
         threshold: Option<u16>,
         /// Member node ids, comma-separated (default: every voter).
         #[arg(long, value_delimiter = ',')]
-        members: Option<Vec<u64>>,
+        members: Option<Vec<NodeId>>,
     },
     /// List keys.
     List,
@@ -220,7 +221,7 @@ enum KeyCommand {
         threshold: u16,
         /// New member node ids, comma-separated.
         #[arg(long, value_delimiter = ',', required = true)]
-        members: Vec<u64>,
+        members: Vec<NodeId>,
     },
     /// Rebuild one member's lost share from t other holders (same key).
     Repair {
@@ -228,7 +229,7 @@ enum KeyCommand {
         name: String,
         /// The node whose share is rebuilt.
         #[arg(long)]
-        node: u64,
+        node: NodeId,
     },
     /// Temporary t-of-n reconstruction of a key, approved by t operators and
     /// sealed to the requester's one-time key.
@@ -356,7 +357,7 @@ enum ClusterCommand {
     Add {
         /// Node id (unused, 1..=65535).
         #[arg(long)]
-        id: u64,
+        id: NodeId,
         /// Its API base URL.
         #[arg(long)]
         addr: String,
@@ -373,7 +374,7 @@ enum ClusterCommand {
     /// Remove a node that holds no shares (reshare its keys away first).
     Remove {
         /// Node id.
-        id: u64,
+        id: NodeId,
     },
 }
 

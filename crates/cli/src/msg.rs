@@ -12,6 +12,7 @@ use keyquorum_core::msgkey::Mode;
 use keyquorum_store::vault::KdfParams;
 use keyquorum_store::Passphrase;
 use keyquorum_wire::msg::EndpointInfo;
+use keyquorum_wire::NodeId;
 use serde_json::json;
 
 use crate::cluster::{print_json, write_secret_file};
@@ -214,7 +215,7 @@ pub(crate) async fn run(
                 ModeArg::Reconstruct => Mode::CoordinatorReconstructs,
             };
             let r = e.send(c, &d, &to, &content, coordinators, mode).await?;
-            let confirmed: Vec<u64> = r.confirmations.iter().map(|k| k.node).collect();
+            let confirmed: Vec<NodeId> = r.confirmations.iter().map(|k| k.node).collect();
             if json {
                 print_json(&json!({
                     "id": r.id.to_string(),

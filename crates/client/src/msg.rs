@@ -40,7 +40,7 @@ use keyquorum_wire::msg::{
     ClaimedPrekeys, CoordinatorBundle, CreateEndpointRequest, EndpointInfo, MailItem,
     MsgConfirmation, MsgDeployment, Prekey, SealedBox, SendRequest, SendResponse, MAX_CLAIM,
 };
-use keyquorum_wire::{Hex, Hex32};
+use keyquorum_wire::{Hex, Hex32, NodeId};
 use rand_core::OsRng;
 use zeroize::Zeroizing;
 
@@ -154,7 +154,7 @@ fn confirmation(id: [u8; 32], c: &MsgConfirmation) -> Result<SignedConfirmation,
     Ok(SignedConfirmation {
         confirmation: Confirmation {
             id,
-            node: c.node,
+            node: u64::from(c.node),
             value: c.value.0,
             forwarded: sealed(&c.forwarded),
         },
@@ -173,7 +173,7 @@ pub fn protocol_parts(d: &MsgDeployment) -> (mk::Deployment, Vec<mk::Node>) {
             .iter()
             .map(|n| mk::Node {
                 member: keyquorum_core::msgkey::route::Member {
-                    id: n.id,
+                    id: u64::from(n.id),
                     identity: n.identity.0,
                 },
                 hpke: n.hpke.0,
@@ -459,11 +459,17 @@ impl Endpoint {
                 for_coordinators: out
                     .for_coordinators
                     .iter()
-                    .map(|(node, s)| CoordinatorBundle {
-                        node: *node,
-                        sealed: sealed_box(s),
+                    .map(|(node, s)| {
+                        // Coordinators are picked from the deployment's
+                        // nodes, whose ids are node ids.
+                        let node = NodeId::try_from(*node)
+                            .map_err(|_| MsgError::Invalid("coordinator id is not a node id"))?;
+                        Ok(CoordinatorBundle {
+                            node,
+                            sealed: sealed_box(s),
+                        })
                     })
-                    .collect(),
+                    .collect::<Result<_, MsgError>>()?,
             },
         })
     }

@@ -12,7 +12,18 @@ use crate::error::{DecodeError, Error};
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct ParticipantId(NonZeroU16);
 
+impl From<NonZeroU16> for ParticipantId {
+    fn from(v: NonZeroU16) -> Self {
+        ParticipantId(v)
+    }
+}
+
 impl ParticipantId {
+    /// The integer value, known not to be zero.
+    pub fn nonzero(self) -> NonZeroU16 {
+        self.0
+    }
+
     /// Participant 1.
     pub const ONE: ParticipantId = ParticipantId(NonZeroU16::MIN);
 

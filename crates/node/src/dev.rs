@@ -110,7 +110,7 @@ impl LocalCluster {
                     return Err(NodeError::BadRequest("need 2 <= threshold <= nodes".into()));
                 }
                 let mut ports = BTreeMap::new();
-                for id in 1..=u64::from(opts.nodes) {
+                for id in (1..=opts.nodes).filter_map(NodeId::new) {
                     let l = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
                         .await
                         .map_err(io)?;
@@ -369,7 +369,15 @@ impl LocalCluster {
     /// nodes as bootstrap peers) and return the request that adds it
     /// (`POST /v1/cluster/nodes`).
     pub async fn spawn_node(&mut self) -> Result<AddNodeRequest, NodeError> {
-        let id = self.layout.ports.keys().max().copied().unwrap_or(0) + 1;
+        let next = self
+            .layout
+            .ports
+            .keys()
+            .max()
+            .map_or(1, |m| m.get().saturating_add(1));
+        let id = NodeId::new(next)
+            .filter(|id| !self.layout.ports.contains_key(id))
+            .ok_or_else(|| NodeError::BadRequest("no node id left".into()))?;
         let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
             .await
             .map_err(io)?;

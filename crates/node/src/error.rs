@@ -92,7 +92,11 @@ impl NodeError {
     /// From a core protocol error: culprits are named when the core blames
     /// participants.
     pub fn from_core(e: keyquorum_core::Error) -> Self {
-        let culprits: Vec<NodeId> = e.culprits().iter().map(|p| u64::from(p.get())).collect();
+        let culprits: Vec<NodeId> = e
+            .culprits()
+            .iter()
+            .map(|p| NodeId::from(p.nonzero()))
+            .collect();
         if culprits.is_empty() {
             NodeError::BadRequest(e.to_string())
         } else {

@@ -140,7 +140,7 @@ impl Node {
         let erased = keys.tidy(&node)?;
         if erased > 0 {
             tracing::info!(
-                node = node.id(),
+                node = %node.id(),
                 erased,
                 "erased old share generations, their nonces and pending shares of dead runs"
             );
@@ -161,7 +161,7 @@ impl Node {
             app,
             rx,
         ));
-        tracing::info!(node = node.id(), bound = %opened.bound, "node started");
+        tracing::info!(node = %node.id(), bound = %opened.bound, "node started");
         Ok(RunningNode {
             node,
             keys,

@@ -14,7 +14,7 @@
 
 mod common;
 
-use common::{audit_entries, cluster, sign_and_check, wait_for_audit};
+use common::{audit_entries, cluster, n, sign_and_check, wait_for_audit};
 use keyquorum_client::Client;
 use keyquorum_node::cluster::peer::{seal_envelope, PEER_PATH};
 use keyquorum_node::dev::LocalCluster;
@@ -44,7 +44,7 @@ async fn expect(resp: reqwest::Response, status: u16, what: &str) -> Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_client_requests_get_clear_errors_and_change_nothing() {
     let (_dir, c) = cluster(3, 2, 0).await;
-    let url = c.url_of(1);
+    let url = c.url_of(n(1));
     let admin = Client::new(&url, &c.admin_token, c.ca_pem().as_bytes()).unwrap();
     let key = admin
         .create_key(&CreateKeyRequest {
@@ -266,12 +266,12 @@ fn peer_http(c: &LocalCluster, me: NodeId, to: NodeId) -> reqwest::Client {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forged_foreign_and_replayed_peer_messages_are_rejected() {
     let (_dir, c) = cluster(3, 2, 0).await;
-    let admin = Client::new(&c.url_of(1), &c.admin_token, c.ca_pem().as_bytes()).unwrap();
+    let admin = Client::new(&c.url_of(n(1)), &c.admin_token, c.ca_pem().as_bytes()).unwrap();
     let before = snapshot(&admin).await;
-    let n1 = c.node(1).unwrap();
-    let target = format!("{}{PEER_PATH}", c.url_of(2));
+    let n1 = c.node(n(1)).unwrap();
+    let target = format!("{}{PEER_PATH}", c.url_of(n(2)));
     // Mutual TLS as node 1: its own certificate, node 2's identity pinned.
-    let http = peer_http(&c, 1, 2);
+    let http = peer_http(&c, n(1), n(2));
     let send = |env: &Envelope| http.post(&target).json(env).send();
     let msg = PeerMessage::NonceBatch {
         key: "none".into(),
@@ -279,7 +279,7 @@ async fn forged_foreign_and_replayed_peer_messages_are_rejected() {
         count: 1,
     };
     let rejects = || {
-        c.node(2)
+        c.node(n(2))
             .unwrap()
             .metrics()
             .peer_rejects
@@ -289,11 +289,11 @@ async fn forged_foreign_and_replayed_peer_messages_are_rejected() {
 
     // A genuine envelope from node 1 is accepted (its answer is an error
     // about the unknown key, sealed by node 2)...
-    let good = seal_envelope(n1.keys(), 1, 2, &msg).unwrap();
+    let good = seal_envelope(n1.keys(), n(1), n(2), &msg).unwrap();
     let r = send(&good).await.unwrap();
     assert_eq!(r.status().as_u16(), 200);
     let reply: Envelope = r.json().await.unwrap();
-    assert_eq!(reply.from, 2);
+    assert_eq!(reply.from, n(2));
     // ...once: the same envelope again is a replay.
     let v = expect(send(&good).await.unwrap(), 401, "replayed envelope").await;
     assert!(v["message"].as_str().unwrap().contains("replay"), "{v}");
@@ -301,7 +301,7 @@ async fn forged_foreign_and_replayed_peer_messages_are_rejected() {
     // TLS binds the connection to the sender: node 1's genuine envelope is
     // refused without a client certificate, and over node 3's connection.
     let no_cert = keyquorum_client::http_client(c.ca_pem().as_bytes()).unwrap();
-    let fresh = seal_envelope(n1.keys(), 1, 2, &msg).unwrap();
+    let fresh = seal_envelope(n1.keys(), n(1), n(2), &msg).unwrap();
     let v = expect(
         no_cert.post(&target).json(&fresh).send().await.unwrap(),
         401,
@@ -315,7 +315,7 @@ async fn forged_foreign_and_replayed_peer_messages_are_rejected() {
             .contains("client certificate"),
         "{v}"
     );
-    let as_3 = peer_http(&c, 3, 2);
+    let as_3 = peer_http(&c, n(3), n(2));
     let v = expect(
         as_3.post(&target).json(&fresh).send().await.unwrap(),
         401,
@@ -331,7 +331,7 @@ async fn forged_foreign_and_replayed_peer_messages_are_rejected() {
     );
     // Pinning: a client that expects node 3 does not finish a handshake
     // with node 2 (its certificate carries another key).
-    let pinned_3 = peer_http(&c, 1, 3);
+    let pinned_3 = peer_http(&c, n(1), n(3));
     let err = pinned_3
         .post(&target)
         .json(&fresh)
@@ -346,7 +346,7 @@ async fn forged_foreign_and_replayed_peer_messages_are_rejected() {
 
     // A changed payload breaks the signature (still valid JSON: count 1
     // becomes 2).
-    let mut forged = seal_envelope(n1.keys(), 1, 2, &msg).unwrap();
+    let mut forged = seal_envelope(n1.keys(), n(1), n(2), &msg).unwrap();
     let altered = forged
         .payload
         .as_str()
@@ -355,21 +355,21 @@ async fn forged_foreign_and_replayed_peer_messages_are_rejected() {
     forged.payload = RawJson::from_json(altered).unwrap();
     expect(send(&forged).await.unwrap(), 401, "bad signature").await;
     // Signed by node 1 but claiming to be node 3.
-    let mut claimed = seal_envelope(n1.keys(), 1, 2, &msg).unwrap();
-    claimed.from = 3;
+    let mut claimed = seal_envelope(n1.keys(), n(1), n(2), &msg).unwrap();
+    claimed.from = n(3);
     expect(send(&claimed).await.unwrap(), 401, "impersonation").await;
     // From a node id that is not a member.
-    let stranger = seal_envelope(n1.keys(), 99, 2, &msg).unwrap();
+    let stranger = seal_envelope(n1.keys(), n(99), n(2), &msg).unwrap();
     let v = expect(send(&stranger).await.unwrap(), 401, "non-member").await;
     assert!(
         v["message"].as_str().unwrap().contains("not a member"),
         "{v}"
     );
     // Addressed to another node.
-    let misrouted = seal_envelope(n1.keys(), 1, 3, &msg).unwrap();
+    let misrouted = seal_envelope(n1.keys(), n(1), n(3), &msg).unwrap();
     expect(send(&misrouted).await.unwrap(), 401, "wrong recipient").await;
     // A stale timestamp (re-signed, so only the clock check can catch it).
-    let mut old = seal_envelope(n1.keys(), 1, 2, &msg).unwrap();
+    let mut old = seal_envelope(n1.keys(), n(1), n(2), &msg).unwrap();
     old.time_ms -= 3_600_000;
     expect(
         send(&old).await.unwrap(),
@@ -390,7 +390,7 @@ async fn forged_foreign_and_replayed_peer_messages_are_rejected() {
     )
     .await;
     // A signed envelope whose payload is not a peer message.
-    let mut junk = seal_envelope(n1.keys(), 1, 2, &msg).unwrap();
+    let mut junk = seal_envelope(n1.keys(), n(1), n(2), &msg).unwrap();
     junk.payload = RawJson::from_json("{\"NoSuchMessage\":{}}".into()).unwrap();
     expect(send(&junk).await.unwrap(), 401, "junk payload").await;
 
@@ -407,7 +407,7 @@ async fn forged_foreign_and_replayed_peer_messages_are_rejected() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tampered_audit_entry_is_detected() {
     let (dir, mut c) = cluster(3, 2, 0).await;
-    let admin = Client::new(&c.url_of(1), &c.admin_token, c.ca_pem().as_bytes()).unwrap();
+    let admin = Client::new(&c.url_of(n(1)), &c.admin_token, c.ca_pem().as_bytes()).unwrap();
     for name in ["a", "b"] {
         admin
             .create_key(&CreateKeyRequest {
@@ -442,7 +442,7 @@ async fn a_tampered_audit_entry_is_detected() {
 
     // Stop node 2 and rewrite, in its Raft log on disk, the audit event
     // that recorded key b's creation: "b" becomes "B".
-    c.stop_node(2).await;
+    c.stop_node(n(2)).await;
     let db_path = dir.path().join("node-2").join("raft.redb");
     let changed = {
         // The stopped node's last handles let go of the file shortly.
@@ -485,11 +485,11 @@ async fn a_tampered_audit_entry_is_detected() {
         changed
     };
     assert_eq!(changed, 1, "exactly one stored entry was altered");
-    c.restart_node(2).await.unwrap();
+    c.restart_node(n(2)).await.unwrap();
     c.wait_ready(std::time::Duration::from_secs(30))
         .await
         .unwrap();
-    let n2 = Client::new(&c.url_of(2), &c.admin_token, c.ca_pem().as_bytes()).unwrap();
+    let n2 = Client::new(&c.url_of(n(2)), &c.admin_token, c.ca_pem().as_bytes()).unwrap();
     let v = n2.audit_verify().await.unwrap();
     assert_eq!(v["valid"], false, "tampering went unnoticed: {v}");
     assert!(v["fault"].is_string(), "{v}");

@@ -12,16 +12,16 @@
 
 mod common;
 
-use common::{check_bip340, check_ed25519, cluster};
+use common::{check_bip340, check_ed25519, cluster, n, ns};
 use keyquorum_client::Client;
 use keyquorum_wire::api::{CreateKeyRequest, SuiteName};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_nodes_dkg_and_sign_both_suites() {
     let (_dir, c) = cluster(3, 2, 8).await;
-    for id in 1..=3u64 {
+    for id in (1..=3).map(n) {
         let client = Client::new(&c.url_of(id), &c.admin_token, c.ca_pem().as_bytes()).unwrap();
-        let suite = if id % 2 == 1 {
+        let suite = if id.get() % 2 == 1 {
             SuiteName::Ed25519
         } else {
             SuiteName::Secp256k1Tr
@@ -37,12 +37,12 @@ async fn three_nodes_dkg_and_sign_both_suites() {
             .await
             .unwrap();
         assert_eq!(key.threshold, 2);
-        assert_eq!(key.members, vec![1, 2, 3]);
+        assert_eq!(key.members, ns(&[1, 2, 3]));
         assert_eq!(key.public_key.0.len(), 32);
         for i in 0..5u8 {
             // Sign through every node in turn.
             let via = Client::new(
-                &c.url_of(u64::from(i % 3) + 1),
+                &c.url_of(n(u16::from(i % 3) + 1)),
                 &c.admin_token,
                 c.ca_pem().as_bytes(),
             )
@@ -66,7 +66,7 @@ async fn three_nodes_dkg_and_sign_both_suites() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn seven_nodes_threshold_four() {
     let (_dir, c) = cluster(7, 4, 4).await;
-    let admin = Client::new(&c.url_of(1), &c.admin_token, c.ca_pem().as_bytes()).unwrap();
+    let admin = Client::new(&c.url_of(n(1)), &c.admin_token, c.ca_pem().as_bytes()).unwrap();
     for (name, suite) in [("ed7", SuiteName::Ed25519), ("tr7", SuiteName::Secp256k1Tr)] {
         let key = admin
             .create_key(&CreateKeyRequest {
@@ -78,14 +78,14 @@ async fn seven_nodes_threshold_four() {
             .await
             .unwrap();
         assert_eq!(key.threshold, 4);
-        assert_eq!(key.members, (1..=7).collect::<Vec<u64>>());
+        assert_eq!(key.members, ns(&[1, 2, 3, 4, 5, 6, 7]));
         let check = |k: &keyquorum_wire::api::KeyInfo, msg: &[u8], sig: &[u8]| match k.suite {
             SuiteName::Ed25519 => check_ed25519(&k.public_key.0, msg, sig),
             SuiteName::Secp256k1Tr => check_bip340(&k.public_key.0, msg, sig),
         };
-        for id in 1..=7u64 {
+        for id in (1..=7).map(n) {
             let via = Client::new(&c.url_of(id), &c.admin_token, c.ca_pem().as_bytes()).unwrap();
-            let msg = [b'7', id as u8];
+            let msg = [b'7', u8::try_from(id.get()).unwrap()];
             let s = via.sign(name, &msg).await.unwrap();
             assert_eq!(s.signers.len(), 4);
             check(&key, &msg, &s.signature.0);
@@ -93,13 +93,13 @@ async fn seven_nodes_threshold_four() {
         // Refresh, then reshare 4-of-7 → 5-of-{3..7}: same public key.
         let refreshed = admin.refresh(name).await.unwrap();
         assert_eq!(refreshed.public_key, key.public_key);
-        let reshared = admin.reshare(name, 5, &[3, 4, 5, 6, 7]).await.unwrap();
+        let reshared = admin.reshare(name, 5, &ns(&[3, 4, 5, 6, 7])).await.unwrap();
         assert_eq!(reshared.public_key, key.public_key);
         assert_eq!(reshared.epoch, key.epoch + 2);
-        let via = Client::new(&c.url_of(2), &c.admin_token, c.ca_pem().as_bytes()).unwrap();
+        let via = Client::new(&c.url_of(n(2)), &c.admin_token, c.ca_pem().as_bytes()).unwrap();
         let s = via.sign(name, b"five of five").await.unwrap();
         assert_eq!(s.signers.len(), 5);
-        assert!(s.signers.iter().all(|m| *m >= 3));
+        assert!(s.signers.iter().all(|m| *m >= n(3)));
         check(&reshared, b"five of five", &s.signature.0);
     }
     c.shutdown().await;
@@ -128,8 +128,8 @@ async fn concurrent_writes_share_batches_and_each_gets_its_own_answer() {
     };
     // Through the leader (local Raft writes) and through a follower
     // (forwards): 200 writes at once, and a repeat of the first.
-    let leader = c.node(1).unwrap().leader().unwrap();
-    let follower = (1..=3).find(|i| *i != leader).unwrap();
+    let leader = c.node(n(1)).unwrap().leader().unwrap();
+    let follower = (1..=3).map(n).find(|i| *i != leader).unwrap();
     for id in [leader, follower] {
         let node = c.node(id).unwrap();
         let before = (
@@ -165,7 +165,7 @@ async fn concurrent_writes_share_batches_and_each_gets_its_own_answer() {
         );
     }
     // Every node has every endpoint.
-    for id in 1..=3 {
+    for id in (1..=3).map(n) {
         let node = c.node(id).unwrap();
         node.read_barrier().await.unwrap();
         assert_eq!(node.registry(|r| r.msg.endpoints.len()), 400, "node {id}");

@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{check_sig, cluster, sign_and_check, status_of, wait_for_audit};
+use common::{check_sig, cluster, n, ns, sign_and_check, status_of, wait_for_audit};
 use keyquorum_client::Client;
 use keyquorum_core::codec::{Decode, Encode};
 use keyquorum_core::sign::{Coordinator, SignatureShare, SigningCommitment};
@@ -62,10 +62,10 @@ where
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malicious_dkg_participant_and_signer_are_identified_and_left_out() {
     let (_dir, c) = cluster(4, 3, 0).await;
-    let admin = Client::new(&c.url_of(1), &c.admin_token, c.ca_pem().as_bytes()).unwrap();
+    let admin = Client::new(&c.url_of(n(1)), &c.admin_token, c.ca_pem().as_bytes()).unwrap();
 
     // Node 4 deals shares off its own commitment.
-    c.keys(4)
+    c.keys(n(4))
         .unwrap()
         .faults()
         .bad_dkg_share
@@ -74,7 +74,7 @@ async fn malicious_dkg_participant_and_signer_are_identified_and_left_out() {
         .create_key(&create("k", SuiteName::Ed25519, 3, None))
         .await
         .unwrap();
-    assert_eq!(key.members, vec![1, 2, 3], "the culprit is left out");
+    assert_eq!(key.members, ns(&[1, 2, 3]), "the culprit is left out");
     assert_eq!(key.threshold, 3);
     sign_and_check(&admin, &key, b"without the culprit").await;
     let blame = wait_for_audit(&admin, "dkg.blame", |e| e["event"]["action"] == "dkg.blame").await;
@@ -83,11 +83,11 @@ async fn malicious_dkg_participant_and_signer_are_identified_and_left_out() {
         "{blame}"
     );
     // The culprit keeps nothing of either run (the failed one was rolled back).
-    assert_eq!(vault_count(&c, 4, Table::Shares, "k"), 0);
+    assert_eq!(vault_count(&c, n(4), Table::Shares, "k"), 0);
     poll(
         "node 4's pending share rolled back",
         Duration::from_secs(5),
-        || async { vault_count(&c, 4, Table::Pending, "k") == 0 },
+        || async { vault_count(&c, n(4), Table::Pending, "k") == 0 },
     )
     .await;
 
@@ -98,11 +98,11 @@ async fn malicious_dkg_participant_and_signer_are_identified_and_left_out() {
             "k2",
             SuiteName::Secp256k1Tr,
             2,
-            Some(vec![1, 2, 3]),
+            Some(ns(&[1, 2, 3])),
         ))
         .await
         .unwrap();
-    c.keys(2)
+    c.keys(n(2))
         .unwrap()
         .faults()
         .bad_signature_share
@@ -110,7 +110,7 @@ async fn malicious_dkg_participant_and_signer_are_identified_and_left_out() {
     for i in 0..6u8 {
         let signers = sign_and_check(&admin, &k2, &[b's', i]).await;
         assert!(
-            !signers.contains(&2),
+            !signers.contains(&n(2)),
             "node 2's bad share was used: {signers:?}"
         );
     }
@@ -123,7 +123,7 @@ type Signed = (Vec<u8>, Vec<u8>);
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn losing_n_minus_t_nodes_under_signing_load() {
     let (_dir, mut c) = cluster(5, 3, 16).await;
-    let admin = Client::new(&c.url_of(1), &c.admin_token, c.ca_pem().as_bytes()).unwrap();
+    let admin = Client::new(&c.url_of(n(1)), &c.admin_token, c.ca_pem().as_bytes()).unwrap();
     let key = admin
         .create_key(&create("load", SuiteName::Ed25519, 3, None))
         .await
@@ -137,7 +137,12 @@ async fn losing_n_minus_t_nodes_under_signing_load() {
         // Eight workers enter through the nodes that stay, two through the
         // ones that go (their requests may fail, but must not hang).
         let entry = if w < 8 { w % 3 + 1 } else { w - 4 };
-        let client = Client::new(&c.url_of(entry), &c.admin_token, c.ca_pem().as_bytes()).unwrap();
+        let client = Client::new(
+            &c.url_of(n(u16::try_from(entry).unwrap())),
+            &c.admin_token,
+            c.ca_pem().as_bytes(),
+        )
+        .unwrap();
         let (stop, done, sigs, errs, name) = (
             stop.clone(),
             done.clone(),
@@ -174,8 +179,8 @@ async fn losing_n_minus_t_nodes_under_signing_load() {
         },
     )
     .await;
-    c.stop_node(4).await;
-    c.stop_node(5).await;
+    c.stop_node(n(4)).await;
+    c.stop_node(n(5)).await;
     let at_kill = done.load(Ordering::Relaxed);
     let d = done.clone();
     poll("signatures after the kill", Duration::from_secs(60), || {
@@ -204,7 +209,7 @@ async fn losing_n_minus_t_nodes_under_signing_load() {
             .iter()
             .copied()
             .collect::<std::collections::BTreeSet<_>>(),
-        [1, 2, 3].into()
+        ns(&[1, 2, 3]).into_iter().collect()
     );
     c.shutdown().await;
 }
@@ -212,9 +217,9 @@ async fn losing_n_minus_t_nodes_under_signing_load() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn writes_resume_after_the_leader_is_lost() {
     let (_dir, mut c) = cluster(3, 2, 0).await;
-    let leader = c.node(1).unwrap().leader().unwrap();
+    let leader = c.node(n(1)).unwrap().leader().unwrap();
     c.stop_node(leader).await;
-    let survivors: Vec<NodeId> = (1..=3).filter(|i| *i != leader).collect();
+    let survivors: Vec<NodeId> = (1..=3).map(n).filter(|i| *i != leader).collect();
     let via = Client::new(
         &c.url_of(survivors[0]),
         &c.admin_token,
@@ -263,7 +268,7 @@ async fn writes_resume_after_the_leader_is_lost() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restarting_every_node_keeps_keys_audit_and_membership() {
     let (_dir, mut c) = cluster(3, 2, 8).await;
-    let admin = Client::new(&c.url_of(1), &c.admin_token, c.ca_pem().as_bytes()).unwrap();
+    let admin = Client::new(&c.url_of(n(1)), &c.admin_token, c.ca_pem().as_bytes()).unwrap();
     let a = admin
         .create_key(&create("a", SuiteName::Ed25519, 2, None))
         .await
@@ -289,15 +294,15 @@ async fn restarting_every_node_keeps_keys_audit_and_membership() {
         .map(|n| n.id)
         .collect();
 
-    for id in 1..=3 {
+    for id in (1..=3).map(n) {
         c.stop_node(id).await;
     }
-    for id in 1..=3 {
+    for id in (1..=3).map(n) {
         c.restart_node(id).await.unwrap();
     }
     c.wait_ready(Duration::from_secs(30)).await.unwrap();
 
-    let admin = Client::new(&c.url_of(2), &c.admin_token, c.ca_pem().as_bytes()).unwrap();
+    let admin = Client::new(&c.url_of(n(2)), &c.admin_token, c.ca_pem().as_bytes()).unwrap();
     assert_eq!(admin.list_keys().await.unwrap().keys, keys_before);
     let members: Vec<NodeId> = admin
         .status()
@@ -327,26 +332,26 @@ async fn restarting_every_node_keeps_keys_audit_and_membership() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_released_signature_is_in_the_audit_log_even_after_an_abrupt_stop() {
     let (_dir, mut c) = cluster(3, 2, 8).await;
-    let admin = Client::new(&c.url_of(1), &c.admin_token, c.ca_pem().as_bytes()).unwrap();
+    let admin = Client::new(&c.url_of(n(1)), &c.admin_token, c.ca_pem().as_bytes()).unwrap();
     let key = admin
         .create_key(&create("durable", SuiteName::Ed25519, 2, None))
         .await
         .unwrap();
-    let via = Client::new(&c.url_of(2), &c.admin_token, c.ca_pem().as_bytes()).unwrap();
+    let via = Client::new(&c.url_of(n(2)), &c.admin_token, c.ca_pem().as_bytes()).unwrap();
     let mut released = 0;
     for i in 0..12u8 {
         sign_and_check(&via, &key, &[i; 8]).await;
         released += 1;
     }
     // No grace period: stop everything now (the audit writers are aborted).
-    for id in 1..=3 {
+    for id in (1..=3).map(n) {
         c.stop_node(id).await;
     }
-    for id in 1..=3 {
+    for id in (1..=3).map(n) {
         c.restart_node(id).await.unwrap();
     }
     c.wait_ready(Duration::from_secs(30)).await.unwrap();
-    let admin = Client::new(&c.url_of(3), &c.admin_token, c.ca_pem().as_bytes()).unwrap();
+    let admin = Client::new(&c.url_of(n(3)), &c.admin_token, c.ca_pem().as_bytes()).unwrap();
     let entries = common::audit_entries(&admin).await;
     let signs = entries
         .iter()
@@ -370,7 +375,7 @@ async fn nonce(node: &Node, key: &str, epoch: u64) -> NonceCommitment {
         epoch,
         count: 1,
     };
-    match node.handle_peer(1, batch).await.unwrap() {
+    match node.handle_peer(n(1), batch).await.unwrap() {
         PeerMessage::Nonces { mut items } => items.pop().unwrap(),
         other => panic!("unexpected reply {other:?}"),
     }
@@ -405,27 +410,27 @@ fn sign_share(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_nonce_is_never_used_twice_even_across_a_restart() {
     let (_dir, mut c) = cluster(3, 2, 0).await;
-    let admin = Client::new(&c.url_of(1), &c.admin_token, c.ca_pem().as_bytes()).unwrap();
+    let admin = Client::new(&c.url_of(n(1)), &c.admin_token, c.ca_pem().as_bytes()).unwrap();
     let key: KeyInfo = admin
         .create_key(&create("n", SuiteName::Ed25519, 2, None))
         .await
         .unwrap();
     let record = c
-        .node(1)
+        .node(n(1))
         .unwrap()
         .registry(|r| r.keys.records.get("n").cloned())
         .unwrap();
     let group = GroupKey::<Ed25519>::from_bytes(&record.group_key.0).unwrap();
-    let (n2, n3) = (c.node(2).unwrap(), c.node(3).unwrap());
+    let (n2, n3) = (c.node(n(2)).unwrap(), c.node(n(3)).unwrap());
     let c2 = nonce(&n2, "n", record.epoch).await;
     let c3 = nonce(&n3, "n", record.epoch).await;
-    assert_eq!(vault_count(&c, 2, Table::Nonces, "n"), 1);
+    assert_eq!(vault_count(&c, n(2), Table::Nonces, "n"), 1);
 
     // One honest signing with the two nonces.
     let mut coord = package(&group, b"first", &[&c2, &c3]);
     for (id, node, nc) in [(2u8, &n2, &c2), (3, &n3, &c3)] {
         let PeerMessage::SignatureShare { share } = node
-            .handle_peer(1, sign_share("n", record.epoch, nc, &coord))
+            .handle_peer(n(1), sign_share("n", record.epoch, nc, &coord))
             .await
             .unwrap()
         else {
@@ -442,31 +447,31 @@ async fn a_nonce_is_never_used_twice_even_across_a_restart() {
     let sig = coord.finish().unwrap();
     check_sig(&key, b"first", &sig.to_bytes());
     // The nonce is gone from the vault the moment its share left.
-    assert_eq!(vault_count(&c, 2, Table::Nonces, "n"), 0);
+    assert_eq!(vault_count(&c, n(2), Table::Nonces, "n"), 0);
 
     // Asked again for another message with the same nonce: refused.
     let other = package(&group, b"second", &[&c2, &c3]);
     let err = n2
-        .handle_peer(1, sign_share("n", record.epoch, &c2, &other))
+        .handle_peer(n(1), sign_share("n", record.epoch, &c2, &other))
         .await
         .unwrap_err();
     assert!(err.to_string().contains("already used"), "{err}");
 
     // And after the node restarts (the vault reopened from disk).
     drop(n2);
-    c.stop_node(2).await;
-    c.restart_node(2).await.unwrap();
+    c.stop_node(n(2)).await;
+    c.restart_node(n(2)).await.unwrap();
     c.wait_ready(Duration::from_secs(30)).await.unwrap();
-    let n2 = c.node(2).unwrap();
+    let n2 = c.node(n(2)).unwrap();
     let err = n2
-        .handle_peer(1, sign_share("n", record.epoch, &c2, &other))
+        .handle_peer(n(1), sign_share("n", record.epoch, &c2, &other))
         .await
         .unwrap_err();
     assert!(err.to_string().contains("already used"), "{err}");
-    assert_eq!(vault_count(&c, 2, Table::Nonces, "n"), 0);
+    assert_eq!(vault_count(&c, n(2), Table::Nonces, "n"), 0);
     // The key still signs (fresh nonces).
     sign_and_check(
-        &Client::new(&c.url_of(2), &c.admin_token, c.ca_pem().as_bytes()).unwrap(),
+        &Client::new(&c.url_of(n(2)), &c.admin_token, c.ca_pem().as_bytes()).unwrap(),
         &key,
         b"later",
     )
@@ -477,10 +482,10 @@ async fn a_nonce_is_never_used_twice_even_across_a_restart() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_lost_in_the_middle_of_dkg_leaves_nothing_half_done() {
     let (_dir, mut c) = cluster(3, 2, 0).await;
-    let admin = Client::new(&c.url_of(1), &c.admin_token, c.ca_pem().as_bytes()).unwrap();
+    let admin = Client::new(&c.url_of(n(1)), &c.admin_token, c.ca_pem().as_bytes()).unwrap();
     // Node 3 stops answering at the last DKG step (past the peer timeout).
-    let n3 = c.node(3).unwrap();
-    let k3 = c.keys(3).unwrap();
+    let n3 = c.node(n(3)).unwrap();
+    let k3 = c.keys(n(3)).unwrap();
     k3.faults().stall_finish_ms.store(6_000, Ordering::Relaxed);
     let err = admin
         .create_key(&create("mid", SuiteName::Ed25519, 2, None))
@@ -489,14 +494,14 @@ async fn a_node_lost_in_the_middle_of_dkg_leaves_nothing_half_done() {
     assert_eq!(status_of(&err), 503, "{err}");
     assert_eq!(status_of(&admin.key("mid").await.unwrap_err()), 404);
     // Nodes 1 and 2 finished their part; the abort rolled it back.
-    for id in [1, 2] {
+    for id in ns(&[1, 2]) {
         assert_eq!(vault_count(&c, id, Table::Pending, "mid"), 0, "node {id}");
         assert_eq!(vault_count(&c, id, Table::Shares, "mid"), 0, "node {id}");
         assert_eq!(c.keys(id).unwrap().open_sessions(), 0);
     }
     // Node 3 is stopped while its stalled handler sleeps; the handler wakes
     // on the stopped node, after the abort, and keeps nothing.
-    c.stop_node(3).await;
+    c.stop_node(n(3)).await;
     poll(
         "node 3's stalled handler",
         Duration::from_secs(10),
@@ -516,14 +521,14 @@ async fn a_node_lost_in_the_middle_of_dkg_leaves_nothing_half_done() {
     assert_eq!(status_of(&admin.key("mid").await.unwrap_err()), 404);
 
     // Back up (faults off after a restart): the same key name works.
-    c.restart_node(3).await.unwrap();
+    c.restart_node(n(3)).await.unwrap();
     c.wait_ready(Duration::from_secs(30)).await.unwrap();
-    assert_eq!(vault_count(&c, 3, Table::Pending, "mid"), 0);
+    assert_eq!(vault_count(&c, n(3), Table::Pending, "mid"), 0);
     let key = admin
         .create_key(&create("mid", SuiteName::Ed25519, 2, None))
         .await
         .unwrap();
-    for id in 1..=3 {
+    for id in (1..=3).map(n) {
         sign_and_check(
             &Client::new(&c.url_of(id), &c.admin_token, c.ca_pem().as_bytes()).unwrap(),
             &key,
@@ -537,7 +542,7 @@ async fn a_node_lost_in_the_middle_of_dkg_leaves_nothing_half_done() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_lost_in_the_middle_of_reshare_leaves_the_key_usable() {
     let (_dir, mut c) = cluster(3, 2, 0).await;
-    let admin = Client::new(&c.url_of(1), &c.admin_token, c.ca_pem().as_bytes()).unwrap();
+    let admin = Client::new(&c.url_of(n(1)), &c.admin_token, c.ca_pem().as_bytes()).unwrap();
     let key = admin
         .create_key(&create("r", SuiteName::Ed25519, 2, None))
         .await
@@ -548,12 +553,15 @@ async fn a_node_lost_in_the_middle_of_reshare_leaves_the_key_usable() {
     let n4 = c.keys(new_id).unwrap();
     n4.faults().stall_finish_ms.store(6_000, Ordering::Relaxed);
 
-    let err = admin.reshare("r", 3, &[1, 2, 3, new_id]).await.unwrap_err();
+    let err = admin
+        .reshare("r", 3, &[n(1), n(2), n(3), new_id])
+        .await
+        .unwrap_err();
     assert_eq!(status_of(&err), 503, "{err}");
     // The key is as it was and signs through every old holder.
     let now = admin.key("r").await.unwrap();
     assert_eq!(now, key);
-    for id in 1..=3 {
+    for id in (1..=3).map(n) {
         sign_and_check(
             &Client::new(&c.url_of(id), &c.admin_token, c.ca_pem().as_bytes()).unwrap(),
             &key,
@@ -568,14 +576,17 @@ async fn a_node_lost_in_the_middle_of_reshare_leaves_the_key_usable() {
         || async { n4.faults().stalls_ended.load(Ordering::Relaxed) >= 1 },
     )
     .await;
-    for id in [1, 2, 3, new_id] {
+    for id in [n(1), n(2), n(3), new_id] {
         assert_eq!(vault_count(&c, id, Table::Pending, "r"), 0, "node {id}");
     }
     assert_eq!(vault_count(&c, new_id, Table::Shares, "r"), 0);
 
     // Once it answers again the reshare goes through, same public key.
     n4.faults().stall_finish_ms.store(0, Ordering::Relaxed);
-    let next = admin.reshare("r", 3, &[1, 2, 3, new_id]).await.unwrap();
+    let next = admin
+        .reshare("r", 3, &[n(1), n(2), n(3), new_id])
+        .await
+        .unwrap();
     assert_eq!(next.public_key, key.public_key);
     assert_eq!(next.epoch, key.epoch + 1);
     sign_and_check(

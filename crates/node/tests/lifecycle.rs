@@ -13,7 +13,7 @@
 
 mod common;
 
-use common::{cluster, sign_and_check, status_of};
+use common::{cluster, n, ns, sign_and_check, status_of};
 use keyquorum_client::{Client, ExportKey};
 use keyquorum_node::dev::LocalCluster;
 use keyquorum_store::Table;
@@ -34,7 +34,7 @@ fn share_epochs(c: &LocalCluster, id: NodeId, key: &str) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refresh_reshare_to_new_nodes_and_export() {
     let (_dir, mut c) = cluster(3, 2, 4).await;
-    let admin = Client::new(&c.url_of(1), &c.admin_token, c.ca_pem().as_bytes()).unwrap();
+    let admin = Client::new(&c.url_of(n(1)), &c.admin_token, c.ca_pem().as_bytes()).unwrap();
     let mut ed = admin
         .create_key(&CreateKeyRequest {
             name: "ed".into(),
@@ -58,7 +58,7 @@ async fn refresh_reshare_to_new_nodes_and_export() {
 
     // Refresh: same public key, next epoch, old shares erased everywhere.
     for key in [&mut ed, &mut tr] {
-        let via = Client::new(&c.url_of(2), &c.admin_token, c.ca_pem().as_bytes()).unwrap();
+        let via = Client::new(&c.url_of(n(2)), &c.admin_token, c.ca_pem().as_bytes()).unwrap();
         let next = via.refresh(&key.name).await.unwrap();
         assert_eq!(next.public_key, key.public_key);
         assert_eq!(next.epoch, key.epoch + 1);
@@ -66,14 +66,14 @@ async fn refresh_reshare_to_new_nodes_and_export() {
         *key = next;
         for i in 0..4u8 {
             let via = Client::new(
-                &c.url_of(u64::from(i % 3) + 1),
+                &c.url_of(n(u16::from(i % 3) + 1)),
                 &c.admin_token,
                 c.ca_pem().as_bytes(),
             )
             .unwrap();
             sign_and_check(&via, key, &[b'r', i]).await;
         }
-        for id in 1..=3 {
+        for id in (1..=3).map(n) {
             assert_eq!(
                 share_epochs(&c, id, &key.name),
                 vec![format!("{}/{:020}", key.name, key.epoch)],
@@ -94,15 +94,15 @@ async fn refresh_reshare_to_new_nodes_and_export() {
     assert_eq!(admin.status().await.unwrap().nodes.len(), 5);
 
     // Reshare 2-of-3 → 3-of-5, coordinated by a new node.
-    let via4 = Client::new(&c.url_of(4), &c.admin_token, c.ca_pem().as_bytes()).unwrap();
-    let ed3of5 = via4.reshare("ed", 3, &[1, 2, 3, 4, 5]).await.unwrap();
+    let via4 = Client::new(&c.url_of(n(4)), &c.admin_token, c.ca_pem().as_bytes()).unwrap();
+    let ed3of5 = via4.reshare("ed", 3, &ns(&[1, 2, 3, 4, 5])).await.unwrap();
     assert_eq!(ed3of5.public_key, ed.public_key);
     assert_eq!(ed3of5.threshold, 3);
-    assert_eq!(ed3of5.members, vec![1, 2, 3, 4, 5]);
+    assert_eq!(ed3of5.members, ns(&[1, 2, 3, 4, 5]));
     assert_eq!(ed3of5.epoch, ed.epoch + 1);
     for i in 0..5u8 {
         let via = Client::new(
-            &c.url_of(u64::from(i % 5) + 1),
+            &c.url_of(n(u16::from(i % 5) + 1)),
             &c.admin_token,
             c.ca_pem().as_bytes(),
         )
@@ -113,47 +113,47 @@ async fn refresh_reshare_to_new_nodes_and_export() {
 
     // Reshare the BIP-340 key to the two new nodes only; the old holders
     // erase their shares once the new generation is committed.
-    let tr_new = via4.reshare("tr", 2, &[4, 5]).await.unwrap();
+    let tr_new = via4.reshare("tr", 2, &ns(&[4, 5])).await.unwrap();
     assert_eq!(tr_new.public_key, tr.public_key);
-    assert_eq!(tr_new.members, vec![4, 5]);
-    for id in 1..=3 {
+    assert_eq!(tr_new.members, ns(&[4, 5]));
+    for id in (1..=3).map(n) {
         assert!(
             share_epochs(&c, id, "tr").is_empty(),
             "old holder {id} erased its share"
         );
     }
     // Bad reshare requests are refused and change nothing.
-    let e = via4.reshare("tr", 3, &[4, 5]).await.unwrap_err();
+    let e = via4.reshare("tr", 3, &ns(&[4, 5])).await.unwrap_err();
     assert_eq!(status_of(&e), 400);
-    let e = via4.reshare("tr", 2, &[4, 99]).await.unwrap_err();
+    let e = via4.reshare("tr", 2, &ns(&[4, 99])).await.unwrap_err();
     assert_eq!(status_of(&e), 400);
-    let e = via4.reshare("nope", 2, &[4, 5]).await.unwrap_err();
+    let e = via4.reshare("nope", 2, &ns(&[4, 5])).await.unwrap_err();
     assert_eq!(status_of(&e), 404);
     assert_eq!(via4.key("tr").await.unwrap(), tr_new);
 
     // Old holders 1 and 2 down (3 of 5 voters still up: the control plane
     // has its quorum): the reshared key signs with the new holders alone,
     // and the 3-of-5 key with exactly three.
-    for id in 1..=2 {
+    for id in (1..=2).map(n) {
         c.stop_node(id).await;
     }
     for i in 0..3u8 {
         let signers = sign_and_check(&via4, &tr_new, &[b'n', i]).await;
-        assert_eq!(signers, vec![4, 5]);
+        assert_eq!(signers, ns(&[4, 5]));
     }
     let mut signers = sign_and_check(&via4, &ed3of5, b"three of five").await;
     signers.sort_unstable();
-    assert_eq!(signers, vec![3, 4, 5]);
+    assert_eq!(signers, ns(&[3, 4, 5]));
     // Node 3 down as well: two holders are not enough for the 3-of-5 key,
     // and with 2 of 5 voters the audit log cannot commit, so no signature
     // is released at all (fail closed) — each request fails, none hangs.
-    c.stop_node(3).await;
+    c.stop_node(n(3)).await;
     let e = via4.sign("ed", b"x").await.unwrap_err();
     assert_eq!(status_of(&e), 503);
     let e = via4.sign("tr", b"x").await.unwrap_err();
     assert_eq!(status_of(&e), 503);
     assert!(e.to_string().contains("audit"), "{e}");
-    for id in 1..=3 {
+    for id in (1..=3).map(n) {
         c.restart_node(id).await.unwrap();
     }
     c.wait_ready(std::time::Duration::from_secs(30))
@@ -173,7 +173,7 @@ async fn refresh_reshare_to_new_nodes_and_export() {
             })
             .await
             .unwrap();
-        operators.push(Client::new(&c.url_of(i), &t.token, c.ca_pem().as_bytes()).unwrap());
+        operators.push(Client::new(&c.url_of(n(i)), &t.token, c.ca_pem().as_bytes()).unwrap());
     }
     let e = operators[0].sign("ed", b"x").await.unwrap_err();
     assert_eq!(status_of(&e), 403, "an operator token may not sign");
@@ -261,7 +261,7 @@ async fn refresh_reshare_to_new_nodes_and_export() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lost_share_is_repaired_over_the_network() {
     let (_dir, c) = cluster(3, 3, 0).await;
-    let admin = Client::new(&c.url_of(1), &c.admin_token, c.ca_pem().as_bytes()).unwrap();
+    let admin = Client::new(&c.url_of(n(1)), &c.admin_token, c.ca_pem().as_bytes()).unwrap();
     for (name, suite) in [
         ("rep-ed", SuiteName::Ed25519),
         ("rep-tr", SuiteName::Secp256k1Tr),
@@ -277,15 +277,15 @@ async fn a_lost_share_is_repaired_over_the_network() {
             })
             .await
             .unwrap();
-        let via3 = Client::new(&c.url_of(3), &c.admin_token, c.ca_pem().as_bytes()).unwrap();
+        let via3 = Client::new(&c.url_of(n(3)), &c.admin_token, c.ca_pem().as_bytes()).unwrap();
         sign_and_check(&via3, &key, b"before").await;
         // A repair of a member that still has its share is refused, and of
         // a node that is not a member.
-        let e = admin.repair(name, 3).await.unwrap_err();
+        let e = admin.repair(name, n(3)).await.unwrap_err();
         assert_eq!(status_of(&e), 409, "{e}");
-        assert_eq!(status_of(&admin.repair(name, 9).await.unwrap_err()), 400);
+        assert_eq!(status_of(&admin.repair(name, n(9)).await.unwrap_err()), 400);
         // Node 3 loses its share.
-        let n3 = c.node(3).unwrap();
+        let n3 = c.node(n(3)).unwrap();
         let slot = format!("{name}/{:020}", key.epoch);
         assert!(n3
             .vault()
@@ -293,16 +293,16 @@ async fn a_lost_share_is_repaired_over_the_network() {
             .unwrap()
             .is_some());
         n3.vault().delete(Table::Shares, slot.as_bytes()).unwrap();
-        assert!(share_epochs(&c, 3, name).is_empty());
+        assert!(share_epochs(&c, n(3), name).is_empty());
 
-        let after = admin.repair(name, 3).await.unwrap();
+        let after = admin.repair(name, n(3)).await.unwrap();
         assert_eq!(after, key, "same key, same generation");
-        assert_eq!(share_epochs(&c, 3, name).len(), 1);
+        assert_eq!(share_epochs(&c, n(3), name).len(), 1);
         // Node 3 signs again with its rebuilt share: force it to be a
         // signer by signing through it (the coordinator signs first).
         for i in 0..3u8 {
             let signers = sign_and_check(&via3, &key, &[b'r', i]).await;
-            assert!(signers.contains(&3), "{signers:?}");
+            assert!(signers.contains(&n(3)), "{signers:?}");
         }
     }
     c.shutdown().await;

@@ -16,7 +16,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use common::{cluster, status_of};
+use common::{cluster, n, ns, status_of};
 use futures::StreamExt;
 use keyquorum_client::msg::{Endpoint, Reservation};
 use keyquorum_client::{Client, ClientError};
@@ -75,6 +75,7 @@ async fn a_thousand_messages_in_both_modes_with_one_and_two_coordinators_open_at
     // 1,000 messages, 250 for each of (mode, m), every ordered pair of
     // endpoints, sent 16 at a time through different nodes.
     let clients: Vec<Client> = (1..=3)
+        .map(n)
         .map(|i| Client::new(&c.url_of(i), &c.admin_token, c.ca_pem().as_bytes()).unwrap())
         .collect();
     let configs = [
@@ -158,7 +159,7 @@ async fn a_thousand_messages_in_both_modes_with_one_and_two_coordinators_open_at
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_two_coordinators_a_coordinator_killed_mid_flight_does_not_lose_a_message() {
     let (dir, mut c) = cluster(3, 2, 0).await;
-    let via = Client::new(&c.url_of(1), &c.admin_token, c.ca_pem().as_bytes()).unwrap();
+    let via = Client::new(&c.url_of(n(1)), &c.admin_token, c.ca_pem().as_bytes()).unwrap();
     let eps = endpoints(dir.path(), &via, 320, 1).await;
     let d = via.msg_deployment().await.unwrap();
     let (alice, bob) = (eps[0].clone(), eps[1].clone());
@@ -196,12 +197,12 @@ async fn with_two_coordinators_a_coordinator_killed_mid_flight_does_not_lose_a_m
         }
         tokio::task::yield_now().await;
     }
-    c.stop_node(3).await;
+    c.stop_node(n(3)).await;
     let results = sending.await.unwrap();
     assert_eq!(results.len(), 300);
     let degraded = results
         .iter()
-        .filter(|(_, r)| r.unreachable == vec![3])
+        .filter(|(_, r)| r.unreachable == ns(&[3]))
         .count();
     assert!(
         degraded > 0,
@@ -209,7 +210,7 @@ async fn with_two_coordinators_a_coordinator_killed_mid_flight_does_not_lose_a_m
     );
     for (_, r) in &results {
         assert!(!r.confirmations.is_empty());
-        assert!(r.confirmations.iter().all(|k| k.node != 3) || r.unreachable.is_empty());
+        assert!(r.confirmations.iter().all(|k| k.node != n(3)) || r.unreachable.is_empty());
     }
     // 300 waiting: the inbox comes in pages, and receive takes them all.
     let first = via.inbox("bob").await.unwrap();
@@ -315,7 +316,7 @@ async fn every_refusal_is_typed_and_changes_nothing() {
         .await
         .unwrap();
     let routed = w.request.for_coordinators[0].node;
-    let wrong = (1..=3).find(|n| *n != routed).unwrap();
+    let wrong = (1..=3).map(n).find(|n| *n != routed).unwrap();
     w.request.for_coordinators[0].node = wrong;
     refused(
         alice.submit(&admin, &d, &w).await.unwrap_err(),

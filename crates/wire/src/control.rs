@@ -285,7 +285,10 @@ openraft::declare_raft_types!(
     pub TypeConfig:
         D = Command,
         R = CommandResponse,
-        NodeId = NodeId,
+        // Raft's own node id: a node's [`NodeId`] as a `u64` (the form the
+        // log and snapshots have always stored; openraft also needs a
+        // `Default`, which no valid node id has).
+        NodeId = u64,
         Node = NodeInfo,
 );
 

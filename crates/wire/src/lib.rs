@@ -18,11 +18,115 @@ pub mod control;
 pub mod msg;
 pub mod peer;
 
+use core::num::NonZeroU16;
+
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-/// A node's identifier in the cluster and its participant index in every
-/// shared key (1..=65535).
-pub type NodeId = u64;
+/// A node's identifier in the cluster, which is also its participant index
+/// in every shared key: 1..=65535, so it can never name an invalid
+/// participant. On the wire a plain JSON number, as when it was a `u64`;
+/// decoding refuses 0 and anything above 65535.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct NodeId(NonZeroU16);
+
+/// A number that is not a node id (0, or above 65535).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("node id {0} is not in 1..=65535")]
+pub struct InvalidNodeId(pub u64);
+
+impl NodeId {
+    /// Node `id`, if it is in 1..=65535.
+    pub const fn new(id: u16) -> Option<Self> {
+        match NonZeroU16::new(id) {
+            Some(n) => Some(NodeId(n)),
+            None => None,
+        }
+    }
+
+    /// The number.
+    pub const fn get(self) -> u16 {
+        self.0.get()
+    }
+
+    /// The number, known not to be zero.
+    pub const fn nonzero(self) -> NonZeroU16 {
+        self.0
+    }
+}
+
+impl From<NonZeroU16> for NodeId {
+    fn from(n: NonZeroU16) -> Self {
+        NodeId(n)
+    }
+}
+
+impl From<NodeId> for u64 {
+    fn from(id: NodeId) -> u64 {
+        u64::from(id.get())
+    }
+}
+
+impl TryFrom<u64> for NodeId {
+    type Error = InvalidNodeId;
+
+    fn try_from(v: u64) -> Result<Self, InvalidNodeId> {
+        u16::try_from(v)
+            .ok()
+            .and_then(NodeId::new)
+            .ok_or(InvalidNodeId(v))
+    }
+}
+
+impl core::str::FromStr for NodeId {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let v: u64 = s
+            .parse()
+            .map_err(|_| format!("node id {s:?} is not a number"))?;
+        NodeId::try_from(v).map_err(|e| e.to_string())
+    }
+}
+
+impl core::fmt::Display for NodeId {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        core::fmt::Display::fmt(&self.0, f)
+    }
+}
+
+impl core::fmt::Debug for NodeId {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        core::fmt::Display::fmt(&self.0, f)
+    }
+}
+
+impl Serialize for NodeId {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u16(self.get())
+    }
+}
+
+impl<'de> Deserialize<'de> for NodeId {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let v = u64::deserialize(d)?;
+        NodeId::try_from(v).map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(feature = "openapi")]
+impl utoipa::PartialSchema for NodeId {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::Integer)
+            .minimum(Some(1))
+            .maximum(Some(65535))
+            .description(Some("a node id: 1..=65535"))
+            .into()
+    }
+}
+
+#[cfg(feature = "openapi")]
+impl utoipa::ToSchema for NodeId {}
 
 /// Bytes carried as a lowercase hex string in JSON.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
@@ -205,6 +309,25 @@ impl utoipa::ToSchema for Hex32 {}
 )]
 mod tests {
     use super::*;
+
+    #[test]
+    fn node_ids_keep_their_number_form_and_refuse_zero() {
+        let id: NodeId = serde_json::from_str("7").unwrap();
+        assert_eq!(id.get(), 7);
+        assert_eq!(serde_json::to_string(&id).unwrap(), "7");
+        assert_eq!(
+            serde_json::to_string(&vec![NodeId::new(1).unwrap(), NodeId::new(65535).unwrap()])
+                .unwrap(),
+            "[1,65535]"
+        );
+        for bad in ["0", "65536", "-1", "1.5", "\"3\"", "18446744073709551615"] {
+            assert!(serde_json::from_str::<NodeId>(bad).is_err(), "{bad}");
+        }
+        assert_eq!("12".parse::<NodeId>().unwrap().get(), 12);
+        assert!("0".parse::<NodeId>().is_err());
+        assert_eq!(NodeId::try_from(0u64), Err(InvalidNodeId(0)));
+        assert_eq!(u64::from(NodeId::try_from(9u64).unwrap()), 9);
+    }
 
     #[test]
     fn hex_round_trips_and_matches_the_hex_crate() {

@@ -96,19 +96,19 @@ pub enum PeerMessage {
     AppendEntries(openraft::raft::AppendEntriesRequest<TypeConfig>),
     /// Raft AppendEntries reply.
     #[cfg(feature = "raft")]
-    AppendEntriesReply(openraft::raft::AppendEntriesResponse<NodeId>),
+    AppendEntriesReply(openraft::raft::AppendEntriesResponse<u64>),
     /// Raft RequestVote.
     #[cfg(feature = "raft")]
-    Vote(openraft::raft::VoteRequest<NodeId>),
+    Vote(openraft::raft::VoteRequest<u64>),
     /// Raft RequestVote reply.
     #[cfg(feature = "raft")]
-    VoteReply(openraft::raft::VoteResponse<NodeId>),
+    VoteReply(openraft::raft::VoteResponse<u64>),
     /// Raft InstallSnapshot (one chunk).
     #[cfg(feature = "raft")]
     InstallSnapshot(openraft::raft::InstallSnapshotRequest<TypeConfig>),
     /// Raft InstallSnapshot reply.
     #[cfg(feature = "raft")]
-    InstallSnapshotReply(openraft::raft::InstallSnapshotResponse<NodeId>),
+    InstallSnapshotReply(openraft::raft::InstallSnapshotResponse<u64>),
     /// Are you there, and are you who the membership request says? (The
     /// reply is an envelope signed by the recipient's identity key.)
     Ping,

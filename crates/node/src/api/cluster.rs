@@ -20,6 +20,7 @@ use super::{ApiJson, Audited};
 use crate::cluster::audit::verify_chain;
 use crate::cluster::Node;
 use crate::error::NodeError;
+use keyquorum_wire::NodeId;
 
 /// The cluster's routes.
 pub(crate) fn routes(node: Node) -> Router {
@@ -126,9 +127,9 @@ pub(crate) async fn remove_node(
     let target = id.clone();
     req.run("cluster.remove_node", Some(&target), |c| async move {
         c.require_admin()?;
-        let id: u64 = id
+        let id: NodeId = id
             .parse()
-            .map_err(|_| NodeError::BadRequest("node id must be a number".into()))?;
+            .map_err(|_| NodeError::BadRequest("node id must be a number in 1..=65535".into()))?;
         node.remove_node(id).await?;
         Ok(status(&node))
     })
@@ -244,7 +245,9 @@ fn status(node: &Node) -> ClusterStatus {
     let metrics = node.raft().metrics().borrow().clone();
     ClusterStatus {
         node_id: node.id(),
-        leader: metrics.current_leader,
+        leader: metrics
+            .current_leader
+            .and_then(|l| NodeId::try_from(l).ok()),
         term: metrics.current_term,
         applied: node.applied_index(),
         nodes: node
@@ -312,7 +315,7 @@ pub(crate) async fn metrics(State(node): State<Node>) -> Response {
         g(&m.batched_writes),
         g(&m.write_batches),
         raft.current_term,
-        u8::from(raft.current_leader == Some(id)),
+        u8::from(raft.current_leader == Some(u64::from(id))),
         node.applied_index().unwrap_or(0),
         node.registry(|r| r.keys.records.len()),
     );

@@ -16,7 +16,7 @@ use std::time::Duration;
 use keyquorum_wire::control::{
     AuditEntry, AuditEvent, ClusterCommand, CommandResponse, SignedHead,
 };
-use keyquorum_wire::{Hex, Hex32};
+use keyquorum_wire::{Hex, Hex32, NodeId};
 use sha2::{Digest, Sha256};
 use tokio::sync::{mpsc, oneshot};
 
@@ -123,7 +123,7 @@ pub enum AuditFault {
 pub fn verify_chain(
     entries: &[AuditEntry],
     heads: &[SignedHead],
-    identity: impl Fn(u64) -> Option<Hex32>,
+    identity: impl Fn(NodeId) -> Option<Hex32>,
 ) -> Result<(), AuditFault> {
     let mut prev = Hex32([0u8; 32]);
     for (i, e) in entries.iter().enumerate() {
@@ -286,7 +286,7 @@ mod tests {
     fn event(i: u64) -> AuditEvent {
         AuditEvent {
             time_ms: i,
-            node: 1,
+            node: NodeId::new(1).unwrap(),
             actor: "admin".into(),
             action: "key.sign".into(),
             target: Some(format!("k{i}")),

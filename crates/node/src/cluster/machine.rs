@@ -237,7 +237,7 @@ mod tests {
             &ClusterCommand::Audit {
                 events: vec![keyquorum_wire::control::AuditEvent {
                     time_ms: 1,
-                    node: 1,
+                    node: keyquorum_wire::NodeId::new(1).unwrap(),
                     actor: "t".into(),
                     action: "x".into(),
                     target: None,

@@ -22,7 +22,7 @@ impl Node {
         }
         let m = self.0.raft.metrics().borrow().membership_config.clone();
         m.membership()
-            .get_node(&id)
+            .get_node(&u64::from(id))
             .cloned()
             .or_else(|| self.0.bootstrap.get(&id).cloned())
     }
@@ -30,15 +30,22 @@ impl Node {
     /// Every node in the current membership (voters and learners).
     pub fn members(&self) -> Vec<(NodeId, NodeInfo, bool)> {
         let m = self.0.raft.metrics().borrow().membership_config.clone();
-        let voters: BTreeSet<NodeId> = m.membership().voter_ids().collect();
+        let voters: BTreeSet<u64> = m.membership().voter_ids().collect();
         m.membership()
             .nodes()
-            .map(|(id, info)| (*id, info.clone(), voters.contains(id)))
+            .filter_map(|(id, info)| {
+                let node = NodeId::try_from(*id).ok()?;
+                Some((node, info.clone(), voters.contains(id)))
+            })
             .collect()
     }
 
     /// Initialize a new cluster with these voters (call on one node once).
     pub async fn initialize(&self, members: BTreeMap<NodeId, NodeInfo>) -> Result<(), NodeError> {
+        let members: BTreeMap<u64, NodeInfo> = members
+            .into_iter()
+            .map(|(id, i)| (u64::from(id), i))
+            .collect();
         match self.0.raft.initialize(members).await {
             Ok(()) => Ok(()),
             Err(RaftError::APIError(openraft::error::InitializeError::NotAllowed(_))) => Ok(()),
@@ -49,7 +56,6 @@ impl Node {
     /// Add a node (learner, then voter unless `voter` is false). Runs on the
     /// leader; forwarded there from other nodes.
     pub async fn add_node(&self, req: AddNodeRequest) -> Result<(), NodeError> {
-        crate::keys::pid(req.id)?;
         crate::identity::hpke_public(&req.hpke)?;
         if !(req.addr.starts_with("http://") || req.addr.starts_with("https://")) {
             return Err(NodeError::BadRequest("addr must be an http(s) URL".into()));
@@ -163,13 +169,13 @@ impl Node {
             }
         };
         if let Some((id, info, voter)) = add {
-            raft.add_learner(id, info, true)
+            raft.add_learner(u64::from(id), info, true)
                 .await
                 .map_err(|e| err(e.to_string()))?;
             if voter {
                 let m = raft.metrics().borrow().membership_config.clone();
-                let mut voters: BTreeSet<NodeId> = m.membership().voter_ids().collect();
-                voters.insert(id);
+                let mut voters: BTreeSet<u64> = m.membership().voter_ids().collect();
+                voters.insert(u64::from(id));
                 raft.change_membership(voters, false)
                     .await
                     .map_err(|e| err(e.to_string()))?;
@@ -177,7 +183,8 @@ impl Node {
         }
         if let Some(id) = remove {
             let m = raft.metrics().borrow().membership_config.clone();
-            let mut voters: BTreeSet<NodeId> = m.membership().voter_ids().collect();
+            let id = u64::from(id);
+            let mut voters: BTreeSet<u64> = m.membership().voter_ids().collect();
             if voters.remove(&id) {
                 if voters.is_empty() {
                     return Err(NodeError::BadRequest("cannot remove the last voter".into()));

@@ -103,7 +103,6 @@ impl Node {
         passphrase: &Passphrase,
         listener: Option<tokio::net::TcpListener>,
     ) -> Result<Opened, NodeError> {
-        crate::keys::pid(config.id)?;
         std::fs::create_dir_all(&config.data_dir)
             .map_err(|e| NodeError::Internal(format!("data dir: {e}")))?;
         let kdf = config.kdf.map(KdfParams::from).unwrap_or_default();
@@ -145,7 +144,7 @@ impl Node {
             Duration::from_millis(config.peer_timeout_ms),
         )?;
         let raft = Raft::new(
-            config.id,
+            u64::from(config.id),
             raft::raft_config()?,
             raftnet::Network {
                 client: peers.clone(),
@@ -254,7 +253,8 @@ impl Node {
 
     /// The current leader, if known.
     pub fn leader(&self) -> Option<NodeId> {
-        self.0.raft.metrics().borrow().current_leader
+        let leader = self.0.raft.metrics().borrow().current_leader;
+        leader.and_then(|l| NodeId::try_from(l).ok())
     }
 
     pub(crate) fn count_peer_reject(&self) {

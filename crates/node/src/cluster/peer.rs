@@ -49,8 +49,8 @@ pub fn signing_bytes(
     let mut m = Vec::with_capacity(DOMAIN.len() + 2 + 8 + 8 + 8 + id.len() + 8 + payload.len());
     m.extend_from_slice(DOMAIN);
     m.extend_from_slice(&version.to_be_bytes());
-    m.extend_from_slice(&from.to_be_bytes());
-    m.extend_from_slice(&to.to_be_bytes());
+    m.extend_from_slice(&u64::from(from).to_be_bytes());
+    m.extend_from_slice(&u64::from(to).to_be_bytes());
     m.extend_from_slice(&(id.len() as u64).to_be_bytes());
     m.extend_from_slice(id);
     m.extend_from_slice(&time_ms.to_be_bytes());
@@ -177,8 +177,8 @@ impl ReplayGuard {
 fn hpke_aad(session: &Hex32, from: NodeId, to: NodeId) -> Vec<u8> {
     let mut a = Vec::with_capacity(48);
     a.extend_from_slice(&session.0);
-    a.extend_from_slice(&from.to_be_bytes());
-    a.extend_from_slice(&to.to_be_bytes());
+    a.extend_from_slice(&u64::from(from).to_be_bytes());
+    a.extend_from_slice(&u64::from(to).to_be_bytes());
     a
 }
 

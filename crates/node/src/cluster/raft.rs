@@ -17,6 +17,7 @@ use std::time::Duration;
 
 use keyquorum_wire::control::{Command, CommandResponse};
 use keyquorum_wire::peer::PeerMessage;
+use keyquorum_wire::NodeId;
 use openraft::error::{ClientWriteError, RaftError};
 use openraft::{Config, SnapshotPolicy};
 use tokio::sync::oneshot;
@@ -192,7 +193,14 @@ impl Node {
                 Ok(r) => return Ok(r.data),
                 Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
                     match (f.leader_id, f.leader_node) {
-                        (Some(id), Some(info)) if id != self.0.id => (id, info),
+                        (Some(id), Some(info)) if id != u64::from(self.0.id) => {
+                            match NodeId::try_from(id) {
+                                Ok(id) => (id, info),
+                                Err(e) => {
+                                    return Err(NodeError::Unavailable(format!("leader: {e}")))
+                                }
+                            }
+                        }
                         _ => return Err(NodeError::Unavailable("no Raft leader".into())),
                     }
                 }

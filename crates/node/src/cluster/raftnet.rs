@@ -4,6 +4,9 @@
 use keyquorum_wire::control::{NodeInfo, TypeConfig};
 use keyquorum_wire::peer::PeerMessage;
 use keyquorum_wire::NodeId;
+
+/// Raft's own id for a node: its [`NodeId`] as a `u64`.
+type RaftId = u64;
 use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, Unreachable};
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{
@@ -25,37 +28,52 @@ pub struct Network {
 #[derive(Debug)]
 pub struct Connection {
     client: PeerClient,
-    target: NodeId,
+    /// The target, if Raft's id for it is a node id (the membership holds
+    /// only node ids; anything else is unreachable).
+    target: Option<NodeId>,
+    raft_id: RaftId,
     info: NodeInfo,
 }
 
 impl RaftNetworkFactory<TypeConfig> for Network {
     type Network = Connection;
 
-    async fn new_client(&mut self, target: NodeId, node: &NodeInfo) -> Connection {
+    async fn new_client(&mut self, target: RaftId, node: &NodeInfo) -> Connection {
         Connection {
             client: self.client.clone(),
-            target,
+            target: NodeId::try_from(target).ok(),
+            raft_id: target,
             info: node.clone(),
         }
     }
 }
 
-type RpcErr<E = openraft::error::Infallible> = RPCError<NodeId, NodeInfo, RaftError<NodeId, E>>;
+type RpcErr<E = openraft::error::Infallible> = RPCError<RaftId, NodeInfo, RaftError<RaftId, E>>;
 
-fn to_rpc<E: std::error::Error>(e: NodeError) -> RPCError<NodeId, NodeInfo, RaftError<NodeId, E>> {
+fn to_rpc<E: std::error::Error>(e: NodeError) -> RpcErr<E> {
     match e {
         NodeError::Unavailable(_) => RPCError::Unreachable(Unreachable::new(&e)),
         other => RPCError::Network(NetworkError::new(&other)),
     }
 }
 
-fn unexpected<E: std::error::Error>(
-    target: NodeId,
-) -> RPCError<NodeId, NodeInfo, RaftError<NodeId, E>> {
+fn unexpected<E: std::error::Error>(target: RaftId) -> RpcErr<E> {
     RPCError::Network(NetworkError::new(&NodeError::PeerRejected(format!(
         "node {target} answered a Raft RPC with the wrong message"
     ))))
+}
+
+impl Connection {
+    /// Send `msg` to the target and return its answer.
+    async fn send(&self, msg: &PeerMessage) -> Result<PeerMessage, NodeError> {
+        let target = self.target.ok_or_else(|| {
+            NodeError::Unavailable(format!("Raft id {} is not a node id", self.raft_id))
+        })?;
+        self.client
+            .call(target, &self.info, msg)
+            .await
+            .map(|(_, m)| m)
+    }
 }
 
 impl RaftNetwork<TypeConfig> for Connection {
@@ -63,14 +81,10 @@ impl RaftNetwork<TypeConfig> for Connection {
         &mut self,
         rpc: AppendEntriesRequest<TypeConfig>,
         _option: RPCOption,
-    ) -> Result<AppendEntriesResponse<NodeId>, RpcErr> {
-        match self
-            .client
-            .call(self.target, &self.info, &PeerMessage::AppendEntries(rpc))
-            .await
-        {
-            Ok((_, PeerMessage::AppendEntriesReply(r))) => Ok(r),
-            Ok(_) => Err(unexpected(self.target)),
+    ) -> Result<AppendEntriesResponse<RaftId>, RpcErr> {
+        match self.send(&PeerMessage::AppendEntries(rpc)).await {
+            Ok(PeerMessage::AppendEntriesReply(r)) => Ok(r),
+            Ok(_) => Err(unexpected(self.raft_id)),
             Err(e) => Err(to_rpc(e)),
         }
     }
@@ -79,30 +93,22 @@ impl RaftNetwork<TypeConfig> for Connection {
         &mut self,
         rpc: InstallSnapshotRequest<TypeConfig>,
         _option: RPCOption,
-    ) -> Result<InstallSnapshotResponse<NodeId>, RpcErr<InstallSnapshotError>> {
-        match self
-            .client
-            .call(self.target, &self.info, &PeerMessage::InstallSnapshot(rpc))
-            .await
-        {
-            Ok((_, PeerMessage::InstallSnapshotReply(r))) => Ok(r),
-            Ok(_) => Err(unexpected(self.target)),
+    ) -> Result<InstallSnapshotResponse<RaftId>, RpcErr<InstallSnapshotError>> {
+        match self.send(&PeerMessage::InstallSnapshot(rpc)).await {
+            Ok(PeerMessage::InstallSnapshotReply(r)) => Ok(r),
+            Ok(_) => Err(unexpected(self.raft_id)),
             Err(e) => Err(to_rpc(e)),
         }
     }
 
     async fn vote(
         &mut self,
-        rpc: VoteRequest<NodeId>,
+        rpc: VoteRequest<RaftId>,
         _option: RPCOption,
-    ) -> Result<VoteResponse<NodeId>, RpcErr> {
-        match self
-            .client
-            .call(self.target, &self.info, &PeerMessage::Vote(rpc))
-            .await
-        {
-            Ok((_, PeerMessage::VoteReply(r))) => Ok(r),
-            Ok(_) => Err(unexpected(self.target)),
+    ) -> Result<VoteResponse<RaftId>, RpcErr> {
+        match self.send(&PeerMessage::Vote(rpc)).await {
+            Ok(PeerMessage::VoteReply(r)) => Ok(r),
+            Ok(_) => Err(unexpected(self.raft_id)),
             Err(e) => Err(to_rpc(e)),
         }
     }

@@ -35,6 +35,8 @@ use rustls::{DigitallySignedStruct, DistinguishedName, SignatureScheme};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
+use keyquorum_wire::NodeId;
+
 use crate::error::NodeError;
 use crate::identity::NodeKeys;
 
@@ -73,7 +75,7 @@ impl core::fmt::Debug for NodeCert {
 impl NodeCert {
     /// The certificate for `keys`, valid for `names` (DNS names or IP
     /// addresses clients dial; peers ignore them and pin the key).
-    pub fn new(keys: &NodeKeys, id: u64, names: &[String]) -> Result<Self, NodeError> {
+    pub fn new(keys: &NodeKeys, id: NodeId, names: &[String]) -> Result<Self, NodeError> {
         let err = |e: rcgen::Error| NodeError::Internal(format!("certificate: {e}"));
         let pkcs8 = keys.identity_pkcs8()?;
         let key = PrivatePkcs8KeyDer::from(pkcs8.to_vec());
@@ -397,8 +399,8 @@ mod tests {
         .unwrap();
         let keys = NodeKeys::load_or_create(&vault).unwrap();
         let names = vec!["127.0.0.1".to_string(), "localhost".to_string()];
-        let a = NodeCert::new(&keys, 1, &names).unwrap();
-        let b = NodeCert::new(&keys, 1, &names).unwrap();
+        let a = NodeCert::new(&keys, NodeId::new(1).unwrap(), &names).unwrap();
+        let b = NodeCert::new(&keys, NodeId::new(1).unwrap(), &names).unwrap();
         assert_eq!(identity_of(a.der()), Some(keys.identity().0));
         assert_eq!(a.der(), b.der(), "deterministic across restarts");
         assert!(a.pem().starts_with("-----BEGIN CERTIFICATE-----\n"));

@@ -64,7 +64,7 @@ fn advance<C: KeySuite>(
         Phase::Dkg1(mut state) => {
             for (origin, bytes) in received {
                 let m = decode::<dkg::Round1Message<C>>(bytes, "round-1 message", *origin)?;
-                state.receive(pid(*origin)?, m).map_err(core_err)?;
+                state.receive(pid(*origin), m).map_err(core_err)?;
             }
             let (next, out) = state.advance().map_err(core_err)?;
             let out = out
@@ -81,7 +81,7 @@ fn advance<C: KeySuite>(
         Phase::Refresh1(mut state) => {
             for (origin, bytes) in received {
                 let m = decode::<refresh::Round1Message<C>>(bytes, "round-1 message", *origin)?;
-                state.receive(pid(*origin)?, m).map_err(core_err)?;
+                state.receive(pid(*origin), m).map_err(core_err)?;
             }
             let (next, out) = state.advance().map_err(core_err)?;
             let out = out.into_iter().map(|(to, m)| (to, m.to_bytes())).collect();
@@ -103,14 +103,14 @@ fn finish<C: KeySuite>(
         Phase::Dkg2(mut state) => {
             for (origin, plain) in received {
                 let m = decode::<dkg::Round2Message<C>>(plain, "round-2 share", *origin)?;
-                state.receive(pid(*origin)?, m).map_err(core_err)?;
+                state.receive(pid(*origin), m).map_err(core_err)?;
             }
             state.finish().map_err(core_err)?
         }
         Phase::Refresh2(mut state) => {
             for (origin, plain) in received {
                 let m = decode::<refresh::Round2Message<C>>(plain, "round-2 share", *origin)?;
-                state.receive(pid(*origin)?, m).map_err(core_err)?;
+                state.receive(pid(*origin), m).map_err(core_err)?;
             }
             state.finish().map_err(core_err)?
         }
@@ -149,11 +149,10 @@ impl Keys {
         let params = dkg::DkgParams {
             session: SessionId(session.0),
             threshold,
-            members: members.iter().map(|m| pid(*m)).collect::<Result<_, _>>()?,
+            members: members.iter().map(|m| pid(*m)).collect(),
         };
         let (phase, message) = with_suite!(suite, |C| {
-            let (state, msg) =
-                dkg::start::<C, _>(params, pid(me)?, &mut OsRng).map_err(core_err)?;
+            let (state, msg) = dkg::start::<C, _>(params, pid(me), &mut OsRng).map_err(core_err)?;
             (C::wrap::<Phases>(Phase::Dkg1(state)), msg.to_bytes())
         });
         self.open_session(
@@ -364,7 +363,6 @@ impl Keys {
         }
         let mut infos = BTreeMap::new();
         for m in &members {
-            pid(*m)?;
             let info = node
                 .node_info(*m)
                 .ok_or_else(|| NodeError::BadRequest(format!("node {m} is not in the cluster")))?;

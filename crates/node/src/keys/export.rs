@@ -126,8 +126,8 @@ impl Keys {
                 Ok((_, PeerMessage::ExportedShare { share, .. })) => {
                     opened.push((m, open_secret(node.keys(), &session, m, me, &share)?));
                 }
-                Ok(_) => tracing::warn!(node = m, "wrong answer to ExportShare"),
-                Err(e) => tracing::warn!(node = m, error = %e, "share not released"),
+                Ok(_) => tracing::warn!(node = %m, "wrong answer to ExportShare"),
+                Err(e) => tracing::warn!(node = %m, error = %e, "share not released"),
             }
         }
         if opened.len() < t {

@@ -383,16 +383,14 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> Result<std::sync::MutexGuard<'_, T>, Node
         .map_err(|_| NodeError::Internal("driver lock poisoned".into()))
 }
 
-/// A node id as a participant index.
-pub fn pid(n: NodeId) -> Result<ParticipantId, NodeError> {
-    u16::try_from(n)
-        .ok()
-        .and_then(|v| ParticipantId::new(v).ok())
-        .ok_or_else(|| {
-            NodeError::BadRequest(format!(
-                "node id {n} is not a valid participant index (1..=65535)"
-            ))
-        })
+/// A node's participant index in every shared key: its node id.
+pub fn pid(n: NodeId) -> ParticipantId {
+    ParticipantId::from(n.nonzero())
+}
+
+/// The node whose participant index is `p`.
+pub fn node_of(p: ParticipantId) -> NodeId {
+    NodeId::from(p.nonzero())
 }
 
 pub(crate) fn core_err(e: keyquorum_core::Error) -> NodeError {
@@ -451,7 +449,7 @@ pub(crate) fn seal_all(
     let me = node.id();
     let mut sealed = Vec::with_capacity(out.len());
     for (to, mut plain) in out {
-        let to = u64::from(to.get());
+        let to = NodeId::from(to.nonzero());
         let r = node
             .node_info(to)
             .ok_or_else(|| NodeError::Unavailable(format!("no address for node {to}")))

@@ -31,7 +31,9 @@ use rand_core::OsRng;
 
 use super::shares::share_slot;
 use super::suite::{with_suite, KeySuite, PerSuite, Suited};
-use super::{core_err, decode, gather, key_record, lock, pid, random_session, seal_all, Keys};
+use super::{
+    core_err, decode, gather, key_record, lock, node_of, pid, random_session, seal_all, Keys,
+};
 use crate::cluster::peer::{open_secret, seal_secret};
 use crate::cluster::Node;
 use crate::error::NodeError;
@@ -58,14 +60,14 @@ fn params(plan: &RepairPlan, session: &Hex32) -> Result<RepairParams, NodeError>
         .helpers
         .iter()
         .map(|h| pid(*h))
-        .collect::<Result<BTreeSet<ParticipantId>, _>>()?;
+        .collect::<BTreeSet<ParticipantId>>();
     if helpers.len() != plan.helpers.len() {
         return Err(NodeError::BadRequest("repeated helper".into()));
     }
     Ok(RepairParams {
         session: SessionId(session.0),
         helpers,
-        target: pid(plan.target)?,
+        target: pid(plan.target),
     })
 }
 
@@ -201,14 +203,14 @@ impl Keys {
                 .ok_or_else(|| NodeError::Conflict("repair session of another suite".into()))?;
             for (origin, bytes) in &images {
                 let m = decode::<repair::ImagesMessage<C>>(bytes, "repair images", *origin)?;
-                helper.receive_images(pid(*origin)?, m).map_err(core_err)?;
+                helper.receive_images(pid(*origin), m).map_err(core_err)?;
             }
             for (origin, plain) in &deltas {
                 let m = decode::<repair::DeltaMessage<C>>(plain, "repair delta", *origin)?;
-                helper.receive_delta(pid(*origin)?, m).map_err(core_err)?;
+                helper.receive_delta(pid(*origin), m).map_err(core_err)?;
             }
             let (target, sigma) = helper.finish().map_err(core_err)?;
-            (u64::from(target.get()), sigma.to_bytes())
+            (node_of(target), sigma.to_bytes())
         });
         let info = node
             .node_info(target)
@@ -283,11 +285,11 @@ impl Keys {
             let mut target = repair::Target::<C>::new(p, group).map_err(core_err)?;
             for (origin, bytes) in &images {
                 let m = decode::<repair::ImagesMessage<C>>(bytes, "repair images", *origin)?;
-                target.receive_images(pid(*origin)?, m).map_err(core_err)?;
+                target.receive_images(pid(*origin), m).map_err(core_err)?;
             }
             for (origin, plain) in &sigmas {
                 let m = decode::<repair::SigmaMessage<C>>(plain, "repair sigma", *origin)?;
-                target.receive_sigma(pid(*origin)?, m).map_err(core_err)?;
+                target.receive_sigma(pid(*origin), m).map_err(core_err)?;
             }
             // Checked against this member's public share before it is kept.
             target.finish().map_err(core_err)?.to_secret_bytes()

@@ -46,16 +46,8 @@ fn public_key_of(suite: SuiteName, group: &[u8]) -> Result<Vec<u8>, NodeError> {
 }
 
 fn plan_params(plan: &ResharePlan, session: Hex32) -> Result<reshare::ReshareParams, NodeError> {
-    let dealers: BTreeSet<_> = plan
-        .dealers
-        .iter()
-        .map(|d| pid(*d))
-        .collect::<Result<_, _>>()?;
-    let members: BTreeSet<_> = plan
-        .members
-        .iter()
-        .map(|m| pid(*m))
-        .collect::<Result<_, _>>()?;
+    let dealers: BTreeSet<_> = plan.dealers.iter().map(|d| pid(*d)).collect();
+    let members: BTreeSet<_> = plan.members.iter().map(|m| pid(*m)).collect();
     if dealers.len() != plan.dealers.len() || members.len() != plan.members.len() {
         return Err(NodeError::BadRequest(
             "dealers and members must be distinct".into(),
@@ -160,10 +152,10 @@ impl Keys {
         let (share, group, transcript) = with_suite!(record.suite, |C| {
             let old = GroupKey::<C>::from_bytes(&record.group_key.0)
                 .map_err(|e| NodeError::Internal(format!("stored group key: {e}")))?;
-            let mut r = reshare::Receiver::<C>::new(params, pid(me)?, old).map_err(core_err)?;
+            let mut r = reshare::Receiver::<C>::new(params, pid(me), old).map_err(core_err)?;
             for (origin, plain) in &received {
                 let m = decode::<reshare::DealMessage<C>>(plain, "reshare sub-share", *origin)?;
-                r.receive(pid(*origin)?, m).map_err(core_err)?;
+                r.receive(pid(*origin), m).map_err(core_err)?;
             }
             let out = r.finish().map_err(core_err)?;
             (
@@ -260,9 +252,6 @@ impl Keys {
                 "threshold must be between 2 and the number of members ({})",
                 members.len()
             )));
-        }
-        for m in &members {
-            pid(*m)?;
         }
         let new_infos = Self::infos(node, &members)?;
         // Dealers: this node first if it holds a share, then the others.

@@ -26,7 +26,7 @@ use rand_core::{OsRng, RngCore};
 
 use super::shares::nonce_slot;
 use super::suite::with_suite;
-use super::{core_err, decode, key_record, lock, pid, Keys};
+use super::{core_err, decode, key_record, lock, node_of, pid, Keys};
 use crate::cluster::Node;
 use crate::error::NodeError;
 
@@ -111,7 +111,7 @@ impl Keys {
         if nonce.0.len() != 16 {
             return Err(NodeError::BadRequest("nonce id must be 16 bytes".into()));
         }
-        let me = pid(node.id())?;
+        let me = pid(node.id());
         let share_bytes = self.share_bytes(node, &record)?;
         let slot = nonce_slot(name, epoch, &nonce.0);
         let share = with_suite!(record.suite, |C| {
@@ -342,7 +342,7 @@ impl Keys {
             for (s, c) in &commitments {
                 let c = decode::<SigningCommitment<C>>(&c.0, "nonce commitment", *s)
                     .map_err(|e| (vec![*s], e))?;
-                if u64::from(c.signer().get()) != *s {
+                if node_of(c.signer()) != *s {
                     return Err((
                         vec![*s],
                         NodeError::Misbehaved {
@@ -374,7 +374,7 @@ impl Keys {
                         let share = decode::<SignatureShare<C>>(&share.0, "signature share", s)
                             .map_err(|e| (vec![s], e))?;
                         coordinator
-                            .receive(pid(s).map_err(|e| (vec![s], e))?, share)
+                            .receive(pid(s), share)
                             .map_err(|e| (vec![s], core_err(e)))?;
                     }
                     Ok(_) => {
@@ -394,8 +394,7 @@ impl Keys {
                 return Err((bad, e));
             }
             let sig = coordinator.finish().map_err(|e| {
-                let culprits: Vec<NodeId> =
-                    e.culprits().iter().map(|p| u64::from(p.get())).collect();
+                let culprits: Vec<NodeId> = e.culprits().iter().copied().map(node_of).collect();
                 (culprits, core_err(e))
             })?;
             Ok(SignResponse {

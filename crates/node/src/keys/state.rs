@@ -92,7 +92,7 @@ mod tests {
             name: "k".into(),
             suite: keyquorum_wire::api::SuiteName::Ed25519,
             threshold: 2,
-            members: vec![1, 2, 3],
+            members: (1..=3).filter_map(keyquorum_wire::NodeId::new).collect(),
             public_key: Default::default(),
             group_key: Default::default(),
             epoch: 1,

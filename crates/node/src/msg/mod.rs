@@ -34,7 +34,7 @@ use keyquorum_wire::msg::{
     CLAIM_COUNTS, MAX_CLAIM,
 };
 use keyquorum_wire::peer::PeerMessage;
-use keyquorum_wire::{Hex, Hex32, NodeId};
+use keyquorum_wire::{Hex, Hex32};
 
 use crate::cluster::peer::now_ms;
 use crate::cluster::Node;
@@ -148,7 +148,7 @@ pub fn protocol_parts(d: &MsgDeployment) -> (mk::Deployment, Vec<mk::Node>) {
             .iter()
             .map(|n| mk::Node {
                 member: Member {
-                    id: n.id,
+                    id: u64::from(n.id),
                     identity: n.identity.0,
                 },
                 hpke: n.hpke.0,
@@ -341,7 +341,7 @@ pub fn coordinate(
     let (_, confirmation) = mk::coordinate(
         &mut rand_core::OsRng,
         &dep,
-        node.id(),
+        u64::from(node.id()),
         node.keys().hpke_secret(),
         &nodes,
         &sender.identity.0,
@@ -356,7 +356,7 @@ pub fn coordinate(
     .map_err(bad)?;
     let signed = node.keys().sign(&confirmation.signing_bytes());
     Ok(MsgConfirmation {
-        node: confirmation.node,
+        node: node.id(),
         value: Hex32(confirmation.value),
         forwarded: sealed_box(&confirmation.forwarded),
         signature: Hex(signed.to_vec()),
@@ -392,7 +392,11 @@ pub async fn send(
             req.to
         )));
     }
-    let mut routed: Vec<NodeId> = req.for_coordinators.iter().map(|b| b.node).collect();
+    let mut routed: Vec<u64> = req
+        .for_coordinators
+        .iter()
+        .map(|b| u64::from(b.node))
+        .collect();
     routed.sort_unstable();
     let mut named = header.coordinators.clone();
     named.sort_unstable();
@@ -443,7 +447,7 @@ pub async fn send(
         match r {
             Ok(c) => confirmations.push(c),
             Err(NodeError::Unavailable(e)) => {
-                tracing::debug!(node = to, error = %e, "coordinator unreachable");
+                tracing::debug!(node = %to, error = %e, "coordinator unreachable");
                 unreachable.push(to);
             }
             Err(e) => refusal = refusal.or(Some(e)),

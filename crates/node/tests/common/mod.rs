@@ -17,6 +17,16 @@ use keyquorum_store::Passphrase;
 use keyquorum_wire::api::{KeyInfo, SuiteName};
 use keyquorum_wire::NodeId;
 
+/// Node `i` (test shorthand for a literal id).
+pub fn n(i: u16) -> NodeId {
+    NodeId::new(i).expect("a node id is 1..=65535")
+}
+
+/// Nodes `ids`.
+pub fn ns(ids: &[u16]) -> Vec<NodeId> {
+    ids.iter().map(|i| n(*i)).collect()
+}
+
 pub async fn cluster(nodes: u16, threshold: u16, pool: usize) -> (tempfile::TempDir, LocalCluster) {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
