@@ -3,6 +3,11 @@
 //! A typed async client for the keyquorum API, over the `keyquorum-wire`
 //! types so client and server cannot drift.
 //!
+//! It compiles without openraft and the node's Raft store. The default
+//! feature `endpoint-file` adds messaging endpoints ([`msg`]), whose secrets
+//! live in a local file sealed like the node vault (redb + Argon2id); without
+//! it the client is the typed API alone.
+//!
 //! ```no_run
 //! # async fn demo() -> Result<(), keyquorum_client::ClientError> {
 //! use keyquorum_client::Client;

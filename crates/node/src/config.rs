@@ -19,7 +19,7 @@ pub struct NodeConfig {
     /// Address to listen on (port 0: the OS picks).
     pub listen: SocketAddr,
     /// Base URL peers and clients use; default `https://<bound address>`.
-    /// Every connection is TLS 1.3 (see [`crate::tls`]).
+    /// Every connection is TLS 1.3 (see [`crate::cluster::tls`]).
     #[serde(default)]
     pub advertise: Option<String>,
     /// More names (DNS names or IP addresses) clients may dial this node

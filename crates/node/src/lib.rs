@@ -15,7 +15,7 @@
 //!
 //! A new capability is a folder here (its coordinator and participant
 //! halves, session table, state-machine part and routes) and one line in
-//! each dispatcher: [`server::Dispatch`] (peer messages),
+//! each dispatcher: `server::Dispatch` (peer messages),
 //! [`cluster::machine::Registry`] (commands), [`server::router`] (routes).
 //!
 //! No protocol math lives here: every cryptographic step is a call into

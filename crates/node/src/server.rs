@@ -2,7 +2,7 @@
 //! listener, the background writers) and stops it; and the thin
 //! dispatchers in front of the capabilities:
 //!
-//! - peer messages: [`Dispatch`] hands each capability message to the
+//! - peer messages: `Dispatch` hands each capability message to the
 //!   capability that owns it (the cluster's own are handled in
 //!   `cluster::transport`);
 //! - routes: [`router`] merges each capability's routes, the cluster's and

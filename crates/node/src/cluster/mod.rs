@@ -4,7 +4,7 @@
 //! | module | what |
 //! |---|---|
 //! | [`raft`] | the Raft client: [`Node::propose`] / [`Node::commit`] (applied here before they return), [`Node::propose_batched`] / [`Node::commit_batched`] (the leader's answer, batched), read barriers |
-//! | [`batch`] | the write batcher behind the `*_batched` verbs |
+//! | `batch` | the write batcher behind the `*_batched` verbs |
 //! | [`membership`] | who is in the cluster: node lookup, add and remove nodes |
 //! | [`transport`] | peer calls ([`Node::call`], [`Node::call_signed`]), the peer HTTP endpoint, and the [`PeerHandler`] the capabilities' messages are dispatched through |
 //! | [`peer`] | signed envelopes, HPKE sealing, replay window, the peer HTTP client |

@@ -5,7 +5,7 @@
 //! |---|---|---|---|
 //! | [`Node::propose`] | now (leader's core, or a forward) | once applied on this node | in the answer |
 //! | [`Node::commit`] | the same | the same | as [`NodeError::Conflict`] |
-//! | [`Node::propose_batched`] | through the batcher ([`super::batch`]) | the leader's answer, not waiting for this node | in the answer |
+//! | [`Node::propose_batched`] | through the batcher (`batch`) | the leader's answer, not waiting for this node | in the answer |
 //! | [`Node::commit_batched`] | the same | the same | as [`NodeError::Conflict`] |
 //!
 //! Every verb retries while there is no usable leader (up to ~10 s).

@@ -30,17 +30,17 @@
 //!
 //! | module | what |
 //! |---|---|
-//! | [`dkg`] | DKG: participant rounds, coordinator, and the relayed two-round runs refresh shares |
-//! | [`sign`] | FROST signing: nonce batches, signature shares, the coordinator with its nonce-commitment pools |
-//! | [`refresh`] | proactive refresh (same key, new shares) |
-//! | [`reshare`] | reshare to a new threshold and member set; a committed generation retires the old shares |
-//! | [`repair`] | rebuild one member's lost share from `t` helpers |
-//! | [`export`] | the approved temporary reconstruction, sealed to the requester |
-//! | [`shares`] | this node's shares in its vault: pending, promoted, erased |
+//! | `dkg` | DKG: participant rounds, coordinator, and the relayed two-round runs refresh shares |
+//! | `sign` | FROST signing: nonce batches, signature shares, the coordinator with its nonce-commitment pools |
+//! | `refresh` | proactive refresh (same key, new shares) |
+//! | `reshare` | reshare to a new threshold and member set; a committed generation retires the old shares |
+//! | `repair` | rebuild one member's lost share from `t` helpers |
+//! | `export` | the approved temporary reconstruction, sealed to the requester |
+//! | `shares` | this node's shares in its vault: pending, promoted, erased |
 //! | [`state`] | key records and exports in the replicated state machine |
 //! | [`api`] | `/v1/keys` and `/v1/exports` |
-//! | [`suite`] | typed suites |
-//! | [`taker`] | group-committed nonce removal |
+//! | `suite` | typed suites |
+//! | `taker` | group-committed nonce removal |
 //! | [`faults`] | test hooks for misbehaviour (feature `fault-injection`) |
 
 use std::collections::{BTreeMap, HashMap};
