@@ -69,13 +69,21 @@ struct Flat {
 
 impl Serialize for Registry {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        // Destructured in full: a field added to any part fails to compile
+        // here until it is in the serialized form too.
+        let Registry {
+            keys: KeysState { records, exports },
+            tokens,
+            audit: AuditLog { entries, heads },
+            msg,
+        } = self;
         FlatRef {
-            keys: &self.keys.records,
-            tokens: &self.tokens,
-            exports: &self.keys.exports,
-            audit: &self.audit.entries,
-            heads: &self.audit.heads,
-            msg: &self.msg,
+            keys: records,
+            tokens,
+            exports,
+            audit: entries,
+            heads,
+            msg,
         }
         .serialize(s)
     }

@@ -33,9 +33,14 @@ impl Node {
         let voters: BTreeSet<u64> = m.membership().voter_ids().collect();
         m.membership()
             .nodes()
-            .filter_map(|(id, info)| {
-                let node = NodeId::try_from(*id).ok()?;
-                Some((node, info.clone(), voters.contains(id)))
+            .filter_map(|(id, info)| match NodeId::try_from(*id) {
+                Ok(node) => Some((node, info.clone(), voters.contains(id))),
+                Err(e) => {
+                    // Only a cluster set up before node ids were checked
+                    // could hold one; it cannot be addressed.
+                    tracing::warn!(error = %e, "membership holds an id that is not a node id");
+                    None
+                }
             })
             .collect()
     }
