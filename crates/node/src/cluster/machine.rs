@@ -152,21 +152,10 @@ impl Registry {
 
 #[cfg(test)]
 mod tests {
-    use keyquorum_wire::msg::{EndpointRecord, MsgCommand};
-
     use super::*;
 
     fn endpoint(name: &str, key: &ed25519_dalek::SigningKey) -> Command {
-        MsgCommand::PutEndpoint {
-            record: EndpointRecord {
-                name: name.into(),
-                identity: Hex32(key.verifying_key().to_bytes()),
-                owner: "t".into(),
-                revoked: false,
-                created_ms: 0,
-            },
-        }
-        .into()
+        crate::msg::state::tests::endpoint(name, key).into()
     }
 
     #[test]

@@ -67,12 +67,6 @@ fn may_sign(c: &Caller, key: &str) -> Result<(), NodeError> {
     }
 }
 
-async fn known(node: &Node, name: &str) -> Result<keyquorum_wire::control::KeyRecord, NodeError> {
-    key_record(node, name)
-        .await
-        .ok_or_else(|| NodeError::NotFound(format!("no key named {name}")))
-}
-
 /// Create a shared key by distributed key generation.
 #[utoipa::path(post, path = "/v1/keys", request_body = CreateKeyRequest, security(("bearer" = [])),
     responses((status = 200, body = KeyInfo), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
@@ -141,7 +135,7 @@ pub(crate) async fn get_key(
     Path(name): Path<String>,
 ) -> Response {
     req.run("key.show", Some(&name), |_| async {
-        known(&s.node, &name).await.map(|r| key_info(&r))
+        key_record(&s.node, &name).await.map(|r| key_info(&r))
     })
     .await
 }
@@ -201,7 +195,7 @@ pub(crate) async fn verify(
         body,
         move |_| Some(target),
         |_, req| async move {
-            let record = known(&s.node, &name).await?;
+            let record = key_record(&s.node, &name).await?;
             let valid = verify_signature(
                 record.suite,
                 &record.public_key.0,
@@ -284,7 +278,7 @@ pub(crate) async fn repair_key(
         |c, req| async move {
             c.require_admin()?;
             s.keys.repair_key(&s.node, &name, req.node).await?;
-            known(&s.node, &name).await.map(|r| key_info(&r))
+            key_record(&s.node, &name).await.map(|r| key_info(&r))
         },
     )
     .await
@@ -311,7 +305,7 @@ pub(crate) async fn request_export(
         |c, req| async move {
             c.require_admin()?;
             crate::cluster::peer::seal_to(&req.recipient, b"check", b"", b"")?;
-            let record = known(&s.node, &name).await?;
+            let record = key_record(&s.node, &name).await?;
             let mut id = [0u8; 16];
             rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut id);
             let export = ExportRecord {

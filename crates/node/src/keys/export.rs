@@ -88,9 +88,7 @@ impl Keys {
         let export: ExportRecord = node
             .registry(|r| r.keys.exports.get(id).cloned())
             .ok_or_else(|| NodeError::NotFound(format!("no export {id}")))?;
-        let record = key_record(node, &export.key)
-            .await
-            .ok_or_else(|| NodeError::NotFound(format!("no key named {}", export.key)))?;
+        let record = key_record(node, &export.key).await?;
         if record.epoch != export.epoch {
             return Err(NodeError::Conflict(format!(
                 "key {} moved to epoch {} after the export was requested",

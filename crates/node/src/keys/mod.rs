@@ -348,15 +348,16 @@ impl Keys {
 
 /// The registry record of key `name`; if this node does not know it,
 /// after a [`read barrier`](Node::read_barrier) (it may have been created
-/// through another node a moment ago).
-pub(crate) async fn key_record(node: &Node, name: &str) -> Option<KeyRecord> {
-    if let Some(r) = node.registry(|r| r.keys.records.get(name).cloned()) {
-        return Some(r);
+/// through another node a moment ago). Not found: [`NodeError::NotFound`].
+pub(crate) async fn key_record(node: &Node, name: &str) -> Result<KeyRecord, NodeError> {
+    let lookup = || node.registry(|r| r.keys.records.get(name).cloned());
+    if let Some(r) = lookup() {
+        return Ok(r);
     }
     if let Err(e) = node.read_barrier().await {
         tracing::debug!(error = %e, "read barrier failed");
     }
-    node.registry(|r| r.keys.records.get(name).cloned())
+    lookup().ok_or_else(|| NodeError::NotFound(format!("no key named {name}")))
 }
 
 /// A key's public description.

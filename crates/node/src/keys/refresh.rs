@@ -63,9 +63,7 @@ impl Keys {
 
     /// Refresh every member's share of `name` (same key, same members).
     pub async fn refresh_key(&self, node: &Node, name: &str) -> Result<KeyInfo, NodeError> {
-        let record = key_record(node, name)
-            .await
-            .ok_or_else(|| NodeError::NotFound(format!("no key named {name}")))?;
+        let record = key_record(node, name).await?;
         let infos = Self::infos(node, &record.members)?;
         let session = random_session();
         let start = PeerMessage::RefreshStart {

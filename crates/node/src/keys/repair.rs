@@ -311,9 +311,7 @@ impl Keys {
         name: &str,
         target: NodeId,
     ) -> Result<(), NodeError> {
-        let record = key_record(node, name)
-            .await
-            .ok_or_else(|| NodeError::NotFound(format!("no key named {name}")))?;
+        let record = key_record(node, name).await?;
         if !record.members.contains(&target) {
             return Err(NodeError::BadRequest(format!(
                 "node {target} holds no share of {name}"

@@ -242,9 +242,7 @@ impl Keys {
         threshold: u16,
         mut members: Vec<NodeId>,
     ) -> Result<KeyInfo, NodeError> {
-        let record = key_record(node, name)
-            .await
-            .ok_or_else(|| NodeError::NotFound(format!("no key named {name}")))?;
+        let record = key_record(node, name).await?;
         members.sort_unstable();
         members.dedup();
         if threshold < 2 || usize::from(threshold) > members.len() {

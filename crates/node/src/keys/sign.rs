@@ -238,9 +238,7 @@ impl Keys {
         name: &str,
         message: &[u8],
     ) -> Result<SignResponse, NodeError> {
-        let record = key_record(node, name)
-            .await
-            .ok_or_else(|| NodeError::NotFound(format!("no key named {name}")))?;
+        let record = key_record(node, name).await?;
         let t = usize::from(record.threshold);
         // This node first (no network hop), then the others rotated per
         // request so load spreads.

@@ -285,7 +285,7 @@ impl MsgState {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use keyquorum_wire::control::CommandResponse;
 
     use super::*;
@@ -304,7 +304,8 @@ mod tests {
         }
     }
 
-    fn endpoint(name: &str, key: &ed25519_dalek::SigningKey) -> MsgCommand {
+    /// A command registering endpoint `name` with identity `key`.
+    pub(crate) fn endpoint(name: &str, key: &ed25519_dalek::SigningKey) -> MsgCommand {
         MsgCommand::PutEndpoint {
             record: EndpointRecord {
                 name: name.into(),
