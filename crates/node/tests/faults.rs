@@ -597,3 +597,85 @@ async fn a_node_lost_in_the_middle_of_reshare_leaves_the_key_usable() {
     .await;
     c.shutdown().await;
 }
+
+/// A coordinator that commits another group key than the one the members
+/// computed (here: an existing key's, whose secret it might know) gets no
+/// share used under it: every member keeps its new share pending, refuses
+/// to sign with it and says why in the audit log. (A step of the trust
+/// model, issue #17: the comparison is local; the record is not yet signed
+/// by t members.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_key_the_members_did_not_compute_is_never_used() {
+    let (_dir, c) = cluster(3, 2, 0).await;
+    let admin = Client::new(&c.url_of(n(1)), &c.admin_token, c.ca_pem().as_bytes()).unwrap();
+    let a = admin
+        .create_key(&create("a", SuiteName::Ed25519, 2, None))
+        .await
+        .unwrap();
+    // Node 1 coordinates the next DKG and commits key a's group key for it.
+    *c.keys(n(1))
+        .unwrap()
+        .faults()
+        .commit_group_key_of
+        .lock()
+        .unwrap() = Some("a".into());
+    let b = admin
+        .create_key(&create("b", SuiteName::Ed25519, 2, None))
+        .await
+        .unwrap();
+    *c.keys(n(1))
+        .unwrap()
+        .faults()
+        .commit_group_key_of
+        .lock()
+        .unwrap() = None;
+    assert_eq!(b.public_key, a.public_key, "the forged record is committed");
+
+    for via in [1, 2, 3] {
+        let client = Client::new(&c.url_of(n(via)), &c.admin_token, c.ca_pem().as_bytes()).unwrap();
+        let err = client.sign("b", b"under a forged key").await.unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("not the one node"), "via {via}: {text}");
+        assert!(status_of(&err) >= 400, "via {via}: {text}");
+    }
+    for id in ns(&[1, 2, 3]) {
+        assert_eq!(vault_count(&c, id, Table::Shares, "b"), 0, "node {id}");
+        assert_eq!(vault_count(&c, id, Table::Pending, "b"), 1, "node {id}");
+        assert_eq!(
+            vault_count(&c, id, Table::PendingGroups, "b"),
+            1,
+            "node {id}"
+        );
+    }
+    let alert = wait_for_audit(&admin, "key.group_mismatch", |e| {
+        e["event"]["action"] == "key.group_mismatch" && e["event"]["target"] == "b"
+    })
+    .await;
+    assert!(alert["event"]["outcome"]
+        .as_str()
+        .unwrap()
+        .contains("not the one this node computed"));
+    // The key whose group key was borrowed is untouched and signs.
+    sign_and_check(&admin, &a, b"a still signs").await;
+    // An honest run afterwards promotes and erases as before.
+    let d = admin
+        .create_key(&create("d", SuiteName::Ed25519, 2, None))
+        .await
+        .unwrap();
+    let signers = sign_and_check(&admin, &d, b"d signs").await;
+    for id in ns(&[1, 2, 3]) {
+        // The digest leaves with the pending share it belongs to: at the
+        // first use (the signers) or later (the others).
+        let pending = vault_count(&c, id, Table::Pending, "d");
+        assert_eq!(
+            vault_count(&c, id, Table::PendingGroups, "d"),
+            pending,
+            "node {id}"
+        );
+        if signers.contains(&id) {
+            assert_eq!(pending, 0, "node {id}");
+            assert_eq!(vault_count(&c, id, Table::Shares, "d"), 1, "node {id}");
+        }
+    }
+    c.shutdown().await;
+}

@@ -149,6 +149,10 @@ pub enum Table {
     Pending,
     /// A messaging endpoint's one-time prekey secrets, by public key.
     Prekeys,
+    /// Beside a pending share (same key): the SHA-256 of the group key this
+    /// node computed with it, checked against the committed record before
+    /// the share is promoted.
+    PendingGroups,
 }
 
 impl Table {
@@ -159,6 +163,7 @@ impl Table {
             Table::Nonces => "nonces",
             Table::Pending => "pending",
             Table::Prekeys => "prekeys",
+            Table::PendingGroups => "pending-groups",
         }
     }
 
@@ -166,12 +171,13 @@ impl Table {
         TableDefinition::new(self.name())
     }
 
-    const ALL: [Table; 5] = [
+    const ALL: [Table; 6] = [
         Table::Identity,
         Table::Shares,
         Table::Nonces,
         Table::Pending,
         Table::Prekeys,
+        Table::PendingGroups,
     ];
 }
 

@@ -330,7 +330,7 @@ impl Keys {
         });
         // Pending until the registry commits the run's record.
         let slot = pending_slot(&target.0, target.1, &session);
-        self.store_pending(node, &session, coordinator, slot, &share)?;
+        self.store_pending(node, &session, coordinator, slot, &share, &group_key)?;
         Ok(PeerMessage::DkgDone {
             session,
             group_key: Hex(group_key),
@@ -422,6 +422,11 @@ impl Keys {
             let _ = join_all(calls).await;
         }
         let (group_bytes, public_key) = result?;
+        // A hostile coordinator (test hook) commits another key's group key.
+        let (group_bytes, public_key) = self
+            .faults
+            .substitute_group_key(node)
+            .unwrap_or((group_bytes, public_key));
         let record = KeyRecord {
             name: name.to_string(),
             suite,

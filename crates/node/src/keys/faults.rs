@@ -7,6 +7,8 @@
 #[cfg(feature = "fault-injection")]
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
+use crate::cluster::Node;
+
 /// What a test has asked this node to do wrong. Everything is off until a
 /// test turns it on through `Keys::faults`; no API or config reaches it.
 #[cfg(feature = "fault-injection")]
@@ -21,12 +23,17 @@ pub struct Faults {
     pub stall_finish_ms: AtomicU64,
     /// How many stalls have ended (so a test can wait for the late handler).
     pub stalls_ended: AtomicU64,
+    /// As a DKG's coordinator, commit the group key (and public key) of
+    /// this other key instead of the one the members computed.
+    pub commit_group_key_of: std::sync::Mutex<Option<String>>,
 }
 
 /// Without the feature: nothing to turn on.
 #[cfg(not(feature = "fault-injection"))]
 #[derive(Debug, Default)]
-pub(crate) struct Faults;
+pub(crate) struct Faults {
+    _nothing: (),
+}
 
 impl Faults {
     /// Whether to deal DKG shares off this node's commitment.
@@ -51,6 +58,22 @@ impl Faults {
         return self.stall_finish_ms.load(Ordering::Relaxed);
         #[cfg(not(feature = "fault-injection"))]
         0
+    }
+
+    /// The group key and public key a hostile coordinator commits instead
+    /// of the computed ones, if a test asked for it.
+    pub(crate) fn substitute_group_key(&self, node: &Node) -> Option<(Vec<u8>, Vec<u8>)> {
+        #[cfg(feature = "fault-injection")]
+        let other = self.commit_group_key_of.lock().ok().and_then(|g| g.clone());
+        #[cfg(not(feature = "fault-injection"))]
+        let other: Option<String> = None;
+        let other = other?;
+        node.registry(|r| {
+            r.keys
+                .records
+                .get(&other)
+                .map(|k| (k.group_key.0.clone(), k.public_key.0.clone()))
+        })
     }
 
     /// Note that a stalled handler has finished.

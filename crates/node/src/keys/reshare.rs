@@ -165,7 +165,7 @@ impl Keys {
             )
         });
         let slot = pending_slot(&plan.key, plan.epoch + 1, &session);
-        self.store_pending(node, &session, from, slot, &share)?;
+        self.store_pending(node, &session, from, slot, &share, &group)?;
         Ok(PeerMessage::ReshareDone {
             session,
             group_key: Hex(group),

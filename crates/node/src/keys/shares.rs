@@ -5,6 +5,10 @@
 //!   belongs to is committed; it is promoted (moved to [`share_slot`]) on
 //!   first use of the committed record, and rolled back when the run's
 //!   coordinator aborts it before that;
+//! - a pending share is promoted only if the committed record's group key
+//!   is the one this node computed with it (its SHA-256 kept beside it in
+//!   [`Table::PendingGroups`]): a coordinator that commits another group
+//!   key than the members computed gets no share used under it;
 //! - once a generation is committed, older generations' shares and nonces,
 //!   and pending shares of runs that can no longer commit, are erased. Only
 //!   committed state is consulted, so a lagging node erases nothing it may
@@ -16,6 +20,8 @@ use keyquorum_store::vault::Op;
 use keyquorum_store::Table;
 use keyquorum_wire::control::KeyRecord;
 use keyquorum_wire::{Hex32, NodeId};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
 
 use super::{lock, Keys, DKG_TTL};
 use crate::cluster::Node;
@@ -55,11 +61,21 @@ pub(crate) fn nonce_slot(name: &str, epoch: u64, id: &[u8]) -> Vec<u8> {
     k
 }
 
+/// The digest kept beside a pending share: SHA-256 of the group key's
+/// encoding, under a domain label.
+fn group_digest(group_key: &[u8]) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update(b"keyquorum/pending-group-key/v1\x00");
+    h.update(group_key);
+    h.finalize().into()
+}
+
 impl Keys {
     /// Keep a finished run's new share as pending (until its generation
-    /// commits), unless the run's coordinator has aborted it. Checked and
-    /// stored under one lock so an abort racing with the store either stops
-    /// it or finds it to roll back.
+    /// commits), with the digest of the group key this node computed,
+    /// unless the run's coordinator has aborted it. Checked and stored under
+    /// one lock so an abort racing with the store either stops it or finds
+    /// it to roll back.
     pub(crate) fn store_pending(
         &self,
         node: &Node,
@@ -67,6 +83,7 @@ impl Keys {
         coordinator: NodeId,
         slot: Vec<u8>,
         share: &[u8],
+        group_key: &[u8],
     ) -> Result<(), NodeError> {
         let aborted = lock(&self.aborted)?;
         if aborted
@@ -75,7 +92,11 @@ impl Keys {
         {
             return Err(NodeError::Conflict("the run was aborted".into()));
         }
-        node.vault().put(Table::Pending, &slot, share)?;
+        let computed = group_digest(group_key);
+        node.vault().apply(&[
+            Op::Put(Table::Pending, &slot, share),
+            Op::Put(Table::PendingGroups, &slot, &computed),
+        ])?;
         self.remember_pending(session, coordinator, slot);
         drop(aborted);
         Ok(())
@@ -128,7 +149,10 @@ impl Keys {
             let committed =
                 node.registry(|r| r.keys.records.values().any(|k| k.session == *session));
             if !committed {
-                node.vault().delete(Table::Pending, &done.slot)?;
+                node.vault().apply(&[
+                    Op::Delete(Table::Pending, &done.slot),
+                    Op::Delete(Table::PendingGroups, &done.slot),
+                ])?;
             }
         }
         Ok(())
@@ -155,9 +179,38 @@ impl Keys {
                 record.epoch
             )));
         };
+        // Shares stored before the digest was kept have none: they are
+        // promoted as before.
+        if let Some(computed) = node.vault().get(Table::PendingGroups, &pending)? {
+            let committed = group_digest(&record.group_key.0);
+            if !bool::from(computed.as_slice().ct_eq(committed.as_slice())) {
+                tracing::error!(
+                    key = record.name,
+                    epoch = record.epoch,
+                    "the committed group key is not the one this node computed; its share is not used"
+                );
+                node.audit_event(
+                    &format!("node:{}", node.id()),
+                    "key.group_mismatch",
+                    Some(&record.name),
+                    &format!(
+                        "epoch {}: the committed group key is not the one this node computed",
+                        record.epoch
+                    ),
+                );
+                return Err(NodeError::Conflict(format!(
+                    "the committed group key of {} at epoch {} is not the one node {} computed; \
+                     its share is not used",
+                    record.name,
+                    record.epoch,
+                    node.id()
+                )));
+            }
+        }
         node.vault().apply(&[
             Op::Put(Table::Shares, &slot, &share),
             Op::Delete(Table::Pending, &pending),
+            Op::Delete(Table::PendingGroups, &pending),
         ])?;
         self.erase_older(node, record)?;
         Ok(share)
@@ -205,6 +258,7 @@ impl Keys {
         ops.extend(shares.iter().map(|k| Op::Delete(Table::Shares, k)));
         ops.extend(nonces.iter().map(|k| Op::Delete(Table::Nonces, k)));
         ops.extend(pending.iter().map(|k| Op::Delete(Table::Pending, k)));
+        ops.extend(pending.iter().map(|k| Op::Delete(Table::PendingGroups, k)));
         if !ops.is_empty() {
             node.vault().apply(&ops)?;
         }
