@@ -613,22 +613,20 @@ async fn a_group_key_the_members_did_not_compute_is_never_used() {
         .await
         .unwrap();
     // Node 1 coordinates the next DKG and commits key a's group key for it.
-    *c.keys(n(1))
-        .unwrap()
-        .faults()
-        .commit_group_key_of
-        .lock()
-        .unwrap() = Some("a".into());
+    let commit_group_key_of = |key: Option<&str>| {
+        *c.keys(n(1))
+            .unwrap()
+            .faults()
+            .commit_group_key_of
+            .lock()
+            .unwrap() = key.map(str::to_string);
+    };
+    commit_group_key_of(Some("a"));
     let b = admin
         .create_key(&create("b", SuiteName::Ed25519, 2, None))
         .await
         .unwrap();
-    *c.keys(n(1))
-        .unwrap()
-        .faults()
-        .commit_group_key_of
-        .lock()
-        .unwrap() = None;
+    commit_group_key_of(None);
     assert_eq!(b.public_key, a.public_key, "the forged record is committed");
 
     for via in [1, 2, 3] {

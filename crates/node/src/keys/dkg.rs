@@ -18,13 +18,14 @@ use rand_core::OsRng;
 use super::shares::pending_slot;
 use super::suite::{with_suite, KeySuite, PerSuite};
 use super::{
-    check_key_name, core_err, decode, gather, lock, pid, random_session, seal_all, Keys, Outgoing,
+    core_err, decode, gather, lock, open_mine, pid, random_session, seal_all, Keys, Outgoing,
     DKG_TTL,
 };
-use crate::cluster::peer::{now_ms, open_secret};
+use crate::cluster::peer::now_ms;
 use crate::cluster::transport::clone_request;
 use crate::cluster::Node;
 use crate::error::NodeError;
+use crate::names::check_name;
 
 /// A DKG or refresh run's state between its rounds, for suite `C`.
 pub(super) enum Phase<C: Suite> {
@@ -138,7 +139,7 @@ impl Keys {
         threshold: u16,
         members: Vec<NodeId>,
     ) -> Result<PeerMessage, NodeError> {
-        check_key_name(&key)?;
+        check_name(&key)?;
         let me = node.id();
         let set: BTreeSet<NodeId> = members.iter().copied().collect();
         if set.len() != members.len() || !set.contains(&me) {
@@ -310,17 +311,9 @@ impl Keys {
                     "round-2 message from another session".into(),
                 ));
             }
-            let sealed =
-                shares
-                    .iter()
-                    .find(|x| x.to == me)
-                    .ok_or_else(|| NodeError::Misbehaved {
-                        message: format!("node {origin} sent no share for node {me}"),
-                        culprits: vec![origin],
-                    })?;
             received.push((
                 origin,
-                open_secret(node.keys(), &session, origin, me, sealed)?,
+                open_mine(node, &session, origin, &shares, "node", "share")?,
             ));
         }
         let (share, group_key) = with_suite!(phase.suite(), |C| {
@@ -349,7 +342,7 @@ impl Keys {
         threshold: u16,
         mut members: Vec<NodeId>,
     ) -> Result<KeyInfo, NodeError> {
-        check_key_name(name)?;
+        check_name(name)?;
         members.sort_unstable();
         members.dedup();
         if threshold < 2 || usize::from(threshold) > members.len() {
@@ -361,13 +354,7 @@ impl Keys {
         if node.registry(|r| r.keys.records.contains_key(name)) {
             return Err(NodeError::Conflict(format!("a key named {name} exists")));
         }
-        let mut infos = BTreeMap::new();
-        for m in &members {
-            let info = node
-                .node_info(*m)
-                .ok_or_else(|| NodeError::BadRequest(format!("node {m} is not in the cluster")))?;
-            infos.insert(*m, info);
-        }
+        let mut infos = Self::infos(node, &members)?;
         let mut attempt = 0;
         loop {
             attempt += 1;

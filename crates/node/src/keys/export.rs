@@ -17,7 +17,7 @@ use keyquorum_wire::{Hex, Hex32, NodeId};
 use sha2::{Digest, Sha256};
 
 use super::suite::with_suite;
-use super::{core_err, key_record, Keys};
+use super::{core_err, key_record, me_first, Keys};
 use crate::cluster::peer::{open_secret, seal_secret, seal_to};
 use crate::cluster::Node;
 use crate::error::NodeError;
@@ -98,15 +98,7 @@ impl Keys {
         node.commit(KeysCommand::CompleteExport { id: id.to_string() }.into())
             .await?;
         let me = node.id();
-        let mut order: Vec<NodeId> = record
-            .members
-            .iter()
-            .copied()
-            .filter(|m| *m != me)
-            .collect();
-        if record.members.contains(&me) {
-            order.insert(0, me);
-        }
+        let order = me_first(&record.members, me, 0);
         let t = usize::from(record.threshold);
         let session = export_session(id);
         let mut opened = Vec::new();

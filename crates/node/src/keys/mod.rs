@@ -58,10 +58,9 @@ use keyquorum_wire::{Hex32, NodeId};
 use rand_core::{OsRng, RngCore};
 use zeroize::Zeroize;
 
-use crate::cluster::peer::{open_envelope, seal_secret};
+use crate::cluster::peer::{open_envelope, open_secret, seal_secret};
 use crate::cluster::Node;
 use crate::error::NodeError;
-pub(crate) use crate::names::check_name as check_key_name;
 use suite::{KeySuite, PerSuite, Suited};
 
 pub mod api;
@@ -287,15 +286,7 @@ impl Keys {
     /// The registry record of `name`, checked to be at `epoch` and to list
     /// this node as a holder.
     pub(crate) fn record(node: &Node, name: &str, epoch: u64) -> Result<KeyRecord, NodeError> {
-        let record = node
-            .registry(|r| r.keys.records.get(name).cloned())
-            .ok_or_else(|| NodeError::NotFound(format!("no key named {name}")))?;
-        if record.epoch != epoch {
-            return Err(NodeError::Conflict(format!(
-                "key {name} is at epoch {}, not {epoch}",
-                record.epoch
-            )));
-        }
+        let record = record_at(node, name, epoch)?;
         if !record.members.contains(&node.id()) {
             return Err(NodeError::Forbidden(format!(
                 "node {} holds no share of {name}",
@@ -358,6 +349,58 @@ pub(crate) async fn key_record(node: &Node, name: &str) -> Result<KeyRecord, Nod
         tracing::debug!(error = %e, "read barrier failed");
     }
     lookup().ok_or_else(|| NodeError::NotFound(format!("no key named {name}")))
+}
+
+/// This replica's record of key `name`, which must be at `epoch` (a run's
+/// step refers to the generation it started from).
+pub(crate) fn record_at(node: &Node, name: &str, epoch: u64) -> Result<KeyRecord, NodeError> {
+    let record = node
+        .registry(|r| r.keys.records.get(name).cloned())
+        .ok_or_else(|| NodeError::NotFound(format!("no key named {name}")))?;
+    if record.epoch != epoch {
+        return Err(NodeError::Conflict(format!(
+            "key {name} is at epoch {}, not {epoch}",
+            record.epoch
+        )));
+    }
+    Ok(record)
+}
+
+/// `members` in the order a coordinator asks them: this node first (no
+/// network hop) if it is one, then the others rotated left by `rotate`
+/// (so load spreads when the caller varies it).
+pub(crate) fn me_first(members: &[NodeId], me: NodeId, rotate: usize) -> Vec<NodeId> {
+    let mut order: Vec<NodeId> = members.iter().copied().filter(|m| *m != me).collect();
+    if !order.is_empty() {
+        let r = rotate % order.len();
+        order.rotate_left(r);
+    }
+    if members.contains(&me) {
+        order.insert(0, me);
+    }
+    order
+}
+
+/// Open the secret `origin` sealed to this node among `shares` in a relayed
+/// message of run `session`; `origin` (a `who`) is named if it sent none
+/// (`what` names the missing secret in the error).
+pub(crate) fn open_mine(
+    node: &Node,
+    session: &Hex32,
+    origin: NodeId,
+    shares: &[Sealed],
+    who: &str,
+    what: &str,
+) -> Result<zeroize::Zeroizing<Vec<u8>>, NodeError> {
+    let me = node.id();
+    let sealed = shares
+        .iter()
+        .find(|x| x.to == me)
+        .ok_or_else(|| NodeError::Misbehaved {
+            message: format!("{who} {origin} sent no {what} for node {me}"),
+            culprits: vec![origin],
+        })?;
+    open_secret(node.keys(), session, origin, me, sealed)
 }
 
 /// A key's public description.

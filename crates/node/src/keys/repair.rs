@@ -32,7 +32,8 @@ use rand_core::OsRng;
 use super::shares::share_slot;
 use super::suite::{with_suite, KeySuite, PerSuite, Suited};
 use super::{
-    core_err, decode, gather, key_record, lock, node_of, pid, random_session, seal_all, Keys,
+    core_err, decode, gather, key_record, lock, node_of, open_mine, pid, random_session, record_at,
+    seal_all, Keys,
 };
 use crate::cluster::peer::{open_secret, seal_secret};
 use crate::cluster::Node;
@@ -73,15 +74,7 @@ fn params(plan: &RepairPlan, session: &Hex32) -> Result<RepairParams, NodeError>
 
 /// The current record of `plan.key`, checked against the plan.
 fn checked_record(node: &Node, plan: &RepairPlan) -> Result<KeyRecord, NodeError> {
-    let record = node
-        .registry(|r| r.keys.records.get(&plan.key).cloned())
-        .ok_or_else(|| NodeError::NotFound(format!("no key named {}", plan.key)))?;
-    if record.epoch != plan.epoch {
-        return Err(NodeError::Conflict(format!(
-            "key {} is at epoch {}, not {}",
-            plan.key, record.epoch, plan.epoch
-        )));
-    }
+    let record = record_at(node, &plan.key, plan.epoch)?;
     let members: BTreeSet<NodeId> = record.members.iter().copied().collect();
     if !members.contains(&plan.target)
         || plan
@@ -185,18 +178,9 @@ impl Keys {
             if sid != session {
                 return Err(NodeError::BadRequest("message from another session".into()));
             }
-            let sealed = ds
-                .iter()
-                .find(|d| d.to == me)
-                .ok_or_else(|| NodeError::Misbehaved {
-                    message: format!("helper {origin} sent no delta for node {me}"),
-                    culprits: vec![origin],
-                })?;
+            let delta = open_mine(node, &session, origin, &ds, "helper", "delta")?;
             images.push((origin, im.0));
-            deltas.push((
-                origin,
-                open_secret(node.keys(), &session, origin, me, sealed)?,
-            ));
+            deltas.push((origin, delta));
         }
         let (target, sigma) = with_suite!(record.suite, |C| {
             let mut helper = C::unwrap(s.phase)

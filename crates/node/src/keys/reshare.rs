@@ -29,8 +29,11 @@ use rand_core::OsRng;
 
 use super::shares::pending_slot;
 use super::suite::with_suite;
-use super::{core_err, decode, gather, key_info, key_record, pid, random_session, seal_all, Keys};
-use crate::cluster::peer::{now_ms, open_secret};
+use super::{
+    core_err, decode, gather, key_info, key_record, me_first, open_mine, pid, random_session,
+    record_at, seal_all, Keys,
+};
+use crate::cluster::peer::now_ms;
 use crate::cluster::Node;
 use crate::error::NodeError;
 
@@ -111,15 +114,7 @@ impl Keys {
                 "this node is not a new member of the run".into(),
             ));
         }
-        let record = node
-            .registry(|r| r.keys.records.get(&plan.key).cloned())
-            .ok_or_else(|| NodeError::NotFound(format!("no key named {}", plan.key)))?;
-        if record.epoch != plan.epoch {
-            return Err(NodeError::Conflict(format!(
-                "key {} is at epoch {}, not {}",
-                plan.key, record.epoch, plan.epoch
-            )));
-        }
+        let record = record_at(node, &plan.key, plan.epoch)?;
         let params = plan_params(plan, session)?;
         let mut received = Vec::with_capacity(deals.len());
         for env in deals {
@@ -136,17 +131,9 @@ impl Keys {
             if sid != session {
                 return Err(NodeError::BadRequest("deal from another session".into()));
             }
-            let sealed =
-                shares
-                    .iter()
-                    .find(|x| x.to == me)
-                    .ok_or_else(|| NodeError::Misbehaved {
-                        message: format!("dealer {origin} sent no sub-share for node {me}"),
-                        culprits: vec![origin],
-                    })?;
             received.push((
                 origin,
-                open_secret(node.keys(), &session, origin, me, sealed)?,
+                open_mine(node, &session, origin, &shares, "dealer", "sub-share")?,
             ));
         }
         let (share, group, transcript) = with_suite!(record.suite, |C| {
@@ -253,16 +240,7 @@ impl Keys {
         }
         let new_infos = Self::infos(node, &members)?;
         // Dealers: this node first if it holds a share, then the others.
-        let me = node.id();
-        let mut candidates: Vec<NodeId> = record
-            .members
-            .iter()
-            .copied()
-            .filter(|m| *m != me)
-            .collect();
-        if record.members.contains(&me) {
-            candidates.insert(0, me);
-        }
+        let candidates = me_first(&record.members, node.id(), 0);
         let t = usize::from(record.threshold);
         let mut failed: BTreeSet<NodeId> = BTreeSet::new();
         let mut last = None;

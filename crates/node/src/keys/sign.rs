@@ -26,7 +26,7 @@ use rand_core::{OsRng, RngCore};
 
 use super::shares::nonce_slot;
 use super::suite::with_suite;
-use super::{core_err, decode, key_record, lock, node_of, pid, Keys};
+use super::{core_err, decode, key_record, lock, me_first, node_of, pid, Keys};
 use crate::cluster::Node;
 use crate::error::NodeError;
 
@@ -242,20 +242,8 @@ impl Keys {
         let t = usize::from(record.threshold);
         // This node first (no network hop), then the others rotated per
         // request so load spreads.
-        let me = node.id();
-        let mut order: Vec<NodeId> = record
-            .members
-            .iter()
-            .copied()
-            .filter(|m| *m != me)
-            .collect();
-        if !order.is_empty() {
-            let r = self.rotation.fetch_add(1, Ordering::Relaxed) % order.len();
-            order.rotate_left(r);
-        }
-        if record.members.contains(&me) {
-            order.insert(0, me);
-        }
+        let rotate = self.rotation.fetch_add(1, Ordering::Relaxed);
+        let order = me_first(&record.members, node.id(), rotate);
         let mut failed: BTreeSet<NodeId> = BTreeSet::new();
         let mut last_err = None;
         loop {
