@@ -47,7 +47,7 @@ impl PeerHandler for Dispatch {
     ) -> BoxFuture<'a, Result<PeerMessage, NodeError>> {
         Box::pin(async move {
             match msg {
-                PeerMessage::MsgCoordinate { .. } => crate::msg::handle(node, msg),
+                PeerMessage::MsgCoordinate { .. } => crate::msg::handle(node, msg).await,
                 _ => self.keys.handle(node, from, msg).await,
             }
         })

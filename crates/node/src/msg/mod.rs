@@ -301,7 +301,7 @@ pub async fn claim(
 }
 
 /// Handle a messaging peer message (the coordinator's step).
-pub(crate) fn handle(node: &Node, msg: PeerMessage) -> Result<PeerMessage, NodeError> {
+pub(crate) async fn handle(node: &Node, msg: PeerMessage) -> Result<PeerMessage, NodeError> {
     match msg {
         PeerMessage::MsgCoordinate {
             from,
@@ -309,9 +309,25 @@ pub(crate) fn handle(node: &Node, msg: PeerMessage) -> Result<PeerMessage, NodeE
             signature,
             payload,
             bundle,
-        } => coordinate(node, &from, &header, &signature, &payload, &bundle)
-            .map(|confirmation| PeerMessage::MsgConfirmed { confirmation }),
+        } => {
+            catch_up(node, &from).await;
+            coordinate(node, &from, &header, &signature, &payload, &bundle)
+                .map(|confirmation| PeerMessage::MsgConfirmed { confirmation })
+        }
         _ => Err(NodeError::BadRequest("not a messaging message".into())),
+    }
+}
+
+/// A coordinator's replica may not yet have applied the deployment's salt or
+/// the sender's registration that the entry node saw committed: before
+/// answering "unknown", it reads through the leader once (a linearizable
+/// read barrier). A replica that knows both answers at once.
+async fn catch_up(node: &Node, from: &str) {
+    let known = node.registry(|r| r.msg.salt.is_some() && r.msg.live(from).is_ok());
+    if !known {
+        if let Err(e) = node.read_barrier().await {
+            tracing::debug!(error = %e, "coordinator could not catch up before checking");
+        }
     }
 }
 
