@@ -2,7 +2,7 @@
 //!
 //! Starts an in-process local cluster (temporary directory, fast KDF
 //! parameters since the data is thrown away) or uses a running one
-//! (`--url`/`--token`), creates a key, and drives threshold signing over the
+//! (`--url`/`--key-file`), creates a key, and drives threshold signing over the
 //! HTTP API at each requested concurrency for a fixed time. Reports
 //! throughput, p50 and p99 latency as the client sees them, the coordinator's
 //! own signing time from `/metrics` (so the HTTP and auth share shows), and
@@ -69,7 +69,8 @@ pub(crate) struct BenchOpts {
     pub seconds: f64,
     pub warmup: f64,
     pub url: Option<String>,
-    pub token: Option<String>,
+    pub key_file: Option<std::path::PathBuf>,
+    pub key_id: String,
     pub ca_cert: Option<std::path::PathBuf>,
     pub suite: SuiteName,
 }
@@ -259,27 +260,27 @@ pub(crate) async fn bench_sign(o: BenchOpts, json_out: bool) -> Result<()> {
     // Kept until the end: the local cluster's directory goes with it.
     let _dir;
     let mut local = None;
-    let (urls, token, ca) = match (&o.url, &o.token) {
-        (Some(u), Some(t)) => {
+    let (urls, me, ca) = match (&o.url, &o.key_file) {
+        (Some(u), Some(k)) => {
             let path = o.ca_cert.as_ref().context("--url needs --ca-cert")?;
             let ca = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-            (vec![u.clone()], t.clone(), ca)
+            (vec![u.clone()], crate::cluster::load_key(k, &o.key_id)?, ca)
         }
         (None, None) => {
             let (d, c) = local_cluster("keyquorum-bench", o.nodes, o.threshold, o.pool).await?;
             _dir = d;
             let urls = c.infos().keys().map(|id| c.url_of(*id)).collect();
-            let token = c.admin_token.clone();
+            let me = c.admin.clone();
             let ca = c.ca_pem().into_bytes();
             local = Some(c);
-            (urls, token, ca)
+            (urls, me, ca)
         }
-        _ => bail!("give both --url and --token, or neither (then a local cluster starts)"),
+        _ => bail!("give both --url and --key-file, or neither (then a local cluster starts)"),
     };
     let http = keyquorum_client::http_client(&ca)?;
     let clients: Vec<Client> = urls
         .iter()
-        .map(|u| Client::with_http(http.clone(), u, &token))
+        .map(|u| Client::with_http(http.clone(), u, &me))
         .collect();
     let mut name_bytes = [0u8; 4];
     OsRng.fill_bytes(&mut name_bytes);

@@ -84,7 +84,7 @@ pub(crate) async fn bench_msg(o: MsgBenchOpts, json_out: bool) -> Result<()> {
     let clients: Vec<Client> = cluster
         .infos()
         .keys()
-        .map(|id| Client::with_http(http.clone(), &cluster.url_of(*id), &cluster.admin_token))
+        .map(|id| Client::with_http(http.clone(), &cluster.url_of(*id), &cluster.admin))
         .collect();
     let admin = clients
         .first()

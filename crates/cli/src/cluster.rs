@@ -5,14 +5,14 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
-use keyquorum_client::{Client, ExportKey};
+use keyquorum_client::{Client, ClientKey, ExportKey};
 use keyquorum_node::config::NodeConfig;
 use keyquorum_node::dev::{DevOptions, LocalCluster};
 use keyquorum_node::Node;
 use keyquorum_store::vault::KdfParams;
 use keyquorum_store::Passphrase;
 use keyquorum_wire::api::{
-    AddNodeRequest, CreateKeyRequest, CreateTokenRequest, KeyInfo, SuiteName,
+    AddNodeRequest, CreateClientRequest, CreateKeyRequest, KeyInfo, SuiteName,
 };
 use keyquorum_wire::control::ExportRecord;
 use keyquorum_wire::Hex32;
@@ -21,8 +21,8 @@ use rand_core::{OsRng, RngCore};
 use serde_json::json;
 
 use crate::{
-    AuditCommand, ClusterCommand, Command, ExportCommand, KeyCommand, Remote, SuiteArg,
-    TokenCommand,
+    AuditCommand, ClientCommand, ClusterCommand, Command, ExportCommand, KeyCommand, Remote,
+    SuiteArg,
 };
 
 fn suite(s: SuiteArg) -> SuiteName {
@@ -117,15 +117,26 @@ fn message(hex_arg: Option<String>, text: Option<String>) -> Result<Vec<u8>> {
     }
 }
 
+/// Read a client's private key (PKCS#8 PEM).
+pub(crate) fn load_key(path: &Path, name: &str) -> Result<ClientKey> {
+    let pem = zeroize::Zeroizing::new(
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?,
+    );
+    ClientKey::from_pkcs8_pem(name, &pem).with_context(|| format!("{}", path.display()))
+}
+
 fn client(r: &Remote) -> Result<Client> {
-    if r.token.is_empty() {
-        bail!("no token: set KEYQUORUM_TOKEN or pass --token (see <data-dir>/client.env)");
-    }
+    let Some(key_file) = &r.key_file else {
+        bail!(
+            "no client key: set KEYQUORUM_KEY_FILE and KEYQUORUM_KEY_ID or pass --key-file and \
+             --key-id (see <data-dir>/client.env)"
+        );
+    };
     let Some(path) = &r.ca_cert else {
         bail!("no CA certificate: set KEYQUORUM_CA_CERT or pass --ca-cert (see <data-dir>/client.env)");
     };
     let ca = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-    Ok(Client::new(&r.url, &r.token, &ca)?)
+    Ok(Client::new(&r.url, &load_key(key_file, &r.key_id)?, &ca)?)
 }
 
 pub(crate) async fn run(command: Command, json: bool) -> Result<()> {
@@ -142,7 +153,7 @@ pub(crate) async fn run(command: Command, json: bool) -> Result<()> {
             print_identity,
         } => node(&config, init, print_identity, json).await,
         Command::Key { remote, command } => key(&remote, command, json).await,
-        Command::Token { remote, command } => token(&remote, command, json).await,
+        Command::Client { remote, command } => clients(&remote, command, json).await,
         Command::Msg {
             remote,
             files,
@@ -157,7 +168,8 @@ pub(crate) async fn run(command: Command, json: bool) -> Result<()> {
             warmup,
             suite: s,
             url,
-            token,
+            key_file,
+            key_id,
             ca_cert,
         }) => {
             crate::bench::bench_sign(
@@ -169,7 +181,8 @@ pub(crate) async fn run(command: Command, json: bool) -> Result<()> {
                     seconds,
                     warmup,
                     url,
-                    token,
+                    key_file,
+                    key_id,
                     ca_cert,
                     suite: suite(s),
                 },
@@ -315,7 +328,8 @@ async fn dev(
             .collect();
         print_json(&json!({
             "url": cluster.url(),
-            "token": cluster.admin_token,
+            "key_file": cluster.admin_key_path(),
+            "key_id": cluster.admin.name(),
             "ca_cert": cluster.ca_path(),
             "nodes": nodes,
             "client_env": env_file,
@@ -329,9 +343,10 @@ async fn dev(
             println!("  node {id}  {}", i.addr);
         }
         println!(
-            "\nKEYQUORUM_URL={}\nKEYQUORUM_TOKEN={}\nKEYQUORUM_CA_CERT={}",
+            "\nKEYQUORUM_URL={}\nKEYQUORUM_KEY_FILE={}\nKEYQUORUM_KEY_ID={}\nKEYQUORUM_CA_CERT={}",
             cluster.url(),
-            cluster.admin_token,
+            cluster.admin_key_path().display(),
+            cluster.admin.name(),
             cluster.ca_path().display()
         );
         println!(
@@ -659,29 +674,133 @@ async fn export(c: &Client, command: ExportCommand, json: bool) -> Result<()> {
     }
 }
 
-async fn token(remote: &Remote, command: TokenCommand, json: bool) -> Result<()> {
+async fn clients(remote: &Remote, command: ClientCommand, json: bool) -> Result<()> {
     let c = client(remote)?;
     match command {
-        TokenCommand::Create {
+        ClientCommand::Create {
             name,
             admin,
             operator,
             sign,
+            key_out,
+            expires,
         } => {
-            let t = c
-                .create_token(&CreateTokenRequest {
+            let expires_ms = expires
+                .map(|e| -> Result<u64> {
+                    let ms = parse_duration_ms(&e)?;
+                    let now = std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)?
+                        .as_millis();
+                    Ok(u64::try_from(now)?.saturating_add(ms))
+                })
+                .transpose()?;
+            // The key pair is made here; the private key is written before
+            // the public key is registered, so a registered key is never lost.
+            let key = ClientKey::generate(name.clone(), &mut OsRng);
+            write_new_private(&key_out, key.to_pkcs8_pem()?.as_bytes())?;
+            let created = c
+                .create_client(&CreateClientRequest {
                     name,
+                    public_key: Hex32(key.public_key()),
                     admin,
                     operator,
                     sign_keys: sign,
+                    expires_ms,
                 })
-                .await?;
+                .await;
+            let created = match created {
+                Ok(v) => v,
+                Err(e) => {
+                    let _ = std::fs::remove_file(&key_out);
+                    return Err(e.into());
+                }
+            };
             if json {
-                print_json(&json!({ "name": t.name, "token": t.token }))
+                print_json(&json!({
+                    "name": created.name,
+                    "key_id": created.key_id,
+                    "public_key": created.public_key,
+                    "key_file": key_out,
+                    "expires_ms": expires_ms,
+                }))
             } else {
-                println!("token for {} (shown once):\n{}", t.name, t.token);
+                println!(
+                    "client {} registered; its private key is in {}\n  key id     {}\n  public key {}",
+                    created.name,
+                    key_out.display(),
+                    created.key_id,
+                    created.public_key
+                );
+                Ok(())
+            }
+        }
+        ClientCommand::Revoke { name } => {
+            let r = c.revoke_client(&name).await?;
+            if json {
+                print_json(&serde_json::to_value(&r)?)
+            } else {
+                println!("client {} revoked", r.grant.name);
+                Ok(())
+            }
+        }
+        ClientCommand::List => {
+            let list = c.list_clients().await?;
+            if json {
+                print_json(&serde_json::to_value(&list)?)
+            } else {
+                for r in &list.clients {
+                    println!(
+                        "{}  {}{}{}  sign {:?}{}",
+                        r.grant.name,
+                        if r.grant.admin { "admin " } else { "" },
+                        if r.grant.operator { "operator " } else { "" },
+                        if r.revoked { "REVOKED " } else { "" },
+                        r.grant.sign_keys,
+                        r.expires_ms
+                            .map(|t| format!("  expires {t} ms"))
+                            .unwrap_or_default(),
+                    );
+                }
                 Ok(())
             }
         }
     }
+}
+
+/// `90d`, `12h`, `30m`, `600s` (or plain seconds) in milliseconds.
+fn parse_duration_ms(s: &str) -> Result<u64> {
+    let s = s.trim();
+    let (num, unit) = match s.find(|c: char| !c.is_ascii_digit()) {
+        Some(i) => s.split_at(i),
+        None => (s, "s"),
+    };
+    let n: u64 = num
+        .parse()
+        .with_context(|| format!("{s:?} is not a duration like 90d, 12h, 30m or 600s"))?;
+    let unit_ms: u64 = match unit {
+        "s" => 1_000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        "d" => 86_400_000,
+        _ => bail!("{s:?}: the unit is one of s, m, h, d"),
+    };
+    n.checked_mul(unit_ms).context("the duration is too long")
+}
+
+/// Create `path` (it must not exist) with mode 0600 and write `bytes`.
+fn write_new_private(path: &Path, bytes: &[u8]) -> Result<()> {
+    use std::io::Write as _;
+    let mut o = std::fs::OpenOptions::new();
+    o.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        o.mode(0o600);
+    }
+    let mut f = o
+        .open(path)
+        .with_context(|| format!("creating {} (it must not exist)", path.display()))?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    Ok(())
 }

@@ -46,21 +46,20 @@ struct Remote {
     /// DATA_DIR/ca.pem). Every connection is TLS 1.3.
     #[arg(long, env = "KEYQUORUM_CA_CERT")]
     ca_cert: Option<PathBuf>,
-    /// Bearer token.
-    #[arg(
-        long,
-        env = "KEYQUORUM_TOKEN",
-        hide_env_values = true,
-        default_value = ""
-    )]
-    token: String,
+    /// The client identity's private key (PKCS#8 PEM) that signs every
+    /// request (RFC 9421); for `keyquorum dev`, DATA_DIR/admin.key.
+    #[arg(long, env = "KEYQUORUM_KEY_FILE")]
+    key_file: Option<PathBuf>,
+    /// The client's name (its key id).
+    #[arg(long, env = "KEYQUORUM_KEY_ID", default_value = "admin")]
+    key_id: String,
 }
 
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Start a local cluster in one process (embedded storage, loopback);
-    /// prints the API URL and an admin token and writes them to
-    /// DATA_DIR/client.env. Runs until Ctrl-C.
+    /// prints the API URL and where the admin client's key is, and writes
+    /// both to DATA_DIR/client.env. Runs until Ctrl-C.
     Dev {
         /// Number of nodes.
         #[arg(long, default_value_t = 3)]
@@ -94,12 +93,12 @@ enum Command {
         #[command(subcommand)]
         command: KeyCommand,
     },
-    /// Issue bearer tokens (admin).
-    Token {
+    /// Client identities: Ed25519 key pairs that sign requests (admin).
+    Client {
         #[command(flatten)]
         remote: Remote,
         #[command(subcommand)]
-        command: TokenCommand,
+        command: ClientCommand,
     },
     /// Add or remove cluster nodes (admin).
     Cluster {
@@ -250,12 +249,12 @@ enum ExportCommand {
     },
     /// List export requests.
     List,
-    /// Approve an export request (operator token; not the requester's).
+    /// Approve an export request (an operator client; not the requester).
     Approve {
         /// Request id.
         id: String,
     },
-    /// Carry out an approved export (the requester's token) and write the
+    /// Carry out an approved export (the requester) and write the
     /// secret scalar, hex, to OUT (mode 0600, must not exist).
     Run {
         /// Request id.
@@ -297,7 +296,7 @@ enum BenchCommand {
     },
     /// Threshold signing over the HTTP API at several concurrencies
     /// (throughput, p50/p99), beside raw frost-ed25519 in one process.
-    /// Without --url/--token it starts a local cluster in a temp dir.
+    /// Without --url it starts a local cluster in a temp dir.
     Sign {
         /// Nodes of the local cluster (and members of the key).
         #[arg(long, default_value_t = 3)]
@@ -321,12 +320,15 @@ enum BenchCommand {
         /// Signature scheme.
         #[arg(long, value_enum, default_value_t = SuiteArg::Ed25519)]
         suite: SuiteArg,
-        /// Use a running cluster instead (with --token).
+        /// Use a running cluster instead (with --key-file and --ca-cert).
         #[arg(long)]
         url: Option<String>,
-        /// Token for --url.
+        /// The client key for --url (PKCS#8 PEM; its client must be an admin).
         #[arg(long)]
-        token: Option<String>,
+        key_file: Option<PathBuf>,
+        /// The client's name for --key-file.
+        #[arg(long, default_value = "admin")]
+        key_id: String,
         /// Certificates to trust for --url (PEM).
         #[arg(long)]
         ca_cert: Option<PathBuf>,
@@ -334,12 +336,13 @@ enum BenchCommand {
 }
 
 #[derive(Subcommand, Debug)]
-enum TokenCommand {
-    /// Issue a token; prints it once.
+enum ClientCommand {
+    /// Make a key pair here, write the private key to --key-out (PKCS#8
+    /// PEM, 0600, never overwritten) and register only the public key.
     Create {
-        /// Who will hold it (shown in the audit log).
+        /// Its name (the key id its signatures carry; shown in the audit log).
         name: String,
-        /// May manage keys, tokens and membership.
+        /// May manage keys, clients and membership.
         #[arg(long)]
         admin: bool,
         /// May approve exports.
@@ -348,7 +351,20 @@ enum TokenCommand {
         /// Keys it may sign with, comma-separated (`*`: every key).
         #[arg(long, value_delimiter = ',')]
         sign: Vec<String>,
+        /// Where to write the private key (must not exist).
+        #[arg(long)]
+        key_out: PathBuf,
+        /// Refuse its requests after this long: e.g. 90d, 12h, 30m, 600s.
+        #[arg(long)]
+        expires: Option<String>,
     },
+    /// Revoke a client: its requests are refused from now on.
+    Revoke {
+        /// Its name.
+        name: String,
+    },
+    /// List the registered clients.
+    List,
 }
 
 #[derive(Subcommand, Debug)]

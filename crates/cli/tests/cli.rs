@@ -8,7 +8,7 @@
     reason = "integration tests: a failed unwrap is a failed test"
 )]
 //! The `keyquorum` binary end to end: `dev` in a child process, then every
-//! key, token, export and audit command against it, human and `--json`.
+//! key, client, export and audit command against it, human and `--json`.
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -23,7 +23,14 @@ struct Dev {
     child: Child,
     url: String,
     ca: String,
-    token: String,
+    admin: Who,
+}
+
+/// A client identity: its private key file and name.
+#[derive(Clone)]
+struct Who {
+    file: String,
+    id: String,
 }
 
 impl Drop for Dev {
@@ -72,16 +79,20 @@ fn dev(dir: &Path) -> Dev {
     Dev {
         ca,
         url: v["url"].as_str().unwrap().to_string(),
-        token: v["token"].as_str().unwrap().to_string(),
+        admin: Who {
+            file: v["key_file"].as_str().unwrap().to_string(),
+            id: v["key_id"].as_str().unwrap().to_string(),
+        },
         child,
     }
 }
 
-fn run(dev: &Dev, token: &str, args: &[&str]) -> (bool, String, String) {
+fn run(dev: &Dev, who: &Who, args: &[&str]) -> (bool, String, String) {
     let o = Command::new(BIN)
         .args(args)
         .env("KEYQUORUM_URL", &dev.url)
-        .env("KEYQUORUM_TOKEN", token)
+        .env("KEYQUORUM_KEY_FILE", &who.file)
+        .env("KEYQUORUM_KEY_ID", &who.id)
         .env("KEYQUORUM_CA_CERT", &dev.ca)
         .output()
         .expect("run keyquorum");
@@ -92,10 +103,10 @@ fn run(dev: &Dev, token: &str, args: &[&str]) -> (bool, String, String) {
     )
 }
 
-fn json(dev: &Dev, token: &str, args: &[&str]) -> Value {
+fn json(dev: &Dev, who: &Who, args: &[&str]) -> Value {
     let mut a = args.to_vec();
     a.push("--json");
-    let (ok, out, err) = run(dev, token, &a);
+    let (ok, out, err) = run(dev, who, &a);
     assert!(ok, "keyquorum {args:?} failed: {err}");
     serde_json::from_str(&out).unwrap_or_else(|e| panic!("{args:?}: {e}: {out}"))
 }
@@ -104,7 +115,33 @@ fn json(dev: &Dev, token: &str, args: &[&str]) -> Value {
 fn cli_end_to_end() {
     let dir = tempfile::tempdir().unwrap();
     let d = dev(dir.path());
-    let admin = d.token.clone();
+    let admin = d.admin.clone();
+    // `client create` makes the key pair here and registers the public key.
+    let new_client = |name: &str, flags: &[&str]| -> Who {
+        let file = dir.path().join(format!("{name}.key"));
+        let mut args = vec![
+            "client",
+            "create",
+            name,
+            "--key-out",
+            file.to_str().unwrap(),
+        ];
+        args.extend_from_slice(flags);
+        let v = json(&d, &admin, &args);
+        assert_eq!(v["name"], name);
+        assert_eq!(v["key_id"], name);
+        assert_eq!(v["public_key"].as_str().unwrap().len(), 64);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&file).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600, "client key file mode");
+        }
+        Who {
+            file: file.to_str().unwrap().to_string(),
+            id: name.to_string(),
+        }
+    };
 
     // key create --json prints exactly the documented fields.
     let k = json(&d, &admin, &["key", "create", "alpha"]);
@@ -202,24 +239,39 @@ fn cli_end_to_end() {
     .unwrap();
     vk.verify_strict(b"after", &sig).unwrap();
 
-    // tokens: a signer limited to one key.
-    let t = json(&d, &admin, &["token", "create", "app", "--sign", "beta"]);
-    let app = t["token"].as_str().unwrap().to_string();
+    // clients: a signer limited to one key.
+    let app = new_client("app", &["--sign", "beta"]);
+    // The key file is never overwritten, and the name is not registered twice.
+    let (ok, _, err) = run(
+        &d,
+        &admin,
+        &["client", "create", "app2", "--key-out", &app.file],
+    );
+    assert!(!ok && err.contains("must not exist"), "{err}");
+    let (ok, _, err) = run(
+        &d,
+        &admin,
+        &[
+            "client",
+            "create",
+            "app",
+            "--key-out",
+            dir.path().join("x.key").to_str().unwrap(),
+        ],
+    );
+    assert!(!ok && err.contains("409"), "{err}");
+    assert!(
+        !dir.path().join("x.key").exists(),
+        "a refused key is not kept"
+    );
     let (ok, _, err) = run(&d, &app, &["key", "sign", "alpha", "--message", "x"]);
     assert!(!ok);
     assert!(err.contains("403"), "{err}");
     json(&d, &app, &["key", "sign", "beta", "--message", "x"]);
 
     // export: request, 3 operator approvals (threshold is now 3), run.
-    let ops: Vec<String> = (0..3)
-        .map(|i| {
-            let t = json(
-                &d,
-                &admin,
-                &["token", "create", &format!("op{i}"), "--operator"],
-            );
-            t["token"].as_str().unwrap().to_string()
-        })
+    let ops: Vec<Who> = (0..3)
+        .map(|i| new_client(&format!("op{i}"), &["--operator"]))
         .collect();
     let key_file = dir.path().join("export.key");
     let out_file = dir.path().join("alpha.secret");
@@ -288,17 +340,39 @@ fn cli_end_to_end() {
         .collect();
     assert!(actions.iter().any(|a| a.contains("export")), "{actions:?}");
 
-    // no token: a clear error, not a panic.
-    let (ok, _, err) = run(&d, "", &["key", "list"]);
-    assert!(!ok);
-    assert!(err.contains("no token"), "{err}");
+    // A revoked client is refused; one that expires is refused after.
+    json(&d, &admin, &["client", "revoke", "app"]);
+    let (ok, _, err) = run(&d, &app, &["key", "sign", "beta", "--message", "x"]);
+    assert!(
+        !ok && err.contains("401") && err.contains("revoked"),
+        "{err}"
+    );
+    let brief = new_client("brief", &["--sign", "beta", "--expires", "2s"]);
+    json(&d, &brief, &["key", "sign", "beta", "--message", "x"]);
+    std::thread::sleep(std::time::Duration::from_millis(2100));
+    let (ok, _, err) = run(&d, &brief, &["key", "sign", "beta", "--message", "x"]);
+    assert!(!ok && err.contains("expired"), "{err}");
+    let list = json(&d, &admin, &["client", "list"]);
+    assert_eq!(list["clients"].as_array().unwrap().len(), 6);
+
+    // no key: a clear error, not a panic.
+    let o = Command::new(BIN)
+        .args(["key", "list"])
+        .env("KEYQUORUM_URL", &d.url)
+        .env("KEYQUORUM_CA_CERT", &d.ca)
+        .env_remove("KEYQUORUM_KEY_FILE")
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("KEYQUORUM_KEY_FILE"));
 
     // TLS: the node certificates are the only roots. Without them the CLI
     // says what to set; trusting some other certificate fails the handshake.
     let without_ca = Command::new(BIN)
         .args(["key", "list"])
         .env("KEYQUORUM_URL", &d.url)
-        .env("KEYQUORUM_TOKEN", &admin)
+        .env("KEYQUORUM_KEY_FILE", &admin.file)
+        .env("KEYQUORUM_KEY_ID", &admin.id)
         .env_remove("KEYQUORUM_CA_CERT")
         .output()
         .unwrap();
@@ -316,7 +390,8 @@ fn cli_end_to_end() {
     let o = Command::new(BIN)
         .args(["key", "list"])
         .env("KEYQUORUM_URL", &d.url)
-        .env("KEYQUORUM_TOKEN", &admin)
+        .env("KEYQUORUM_KEY_FILE", &admin.file)
+        .env("KEYQUORUM_KEY_ID", &admin.id)
         .env("KEYQUORUM_CA_CERT", &only_one)
         .output()
         .unwrap();
@@ -331,7 +406,8 @@ fn cli_end_to_end() {
     let o = Command::new(BIN)
         .args(["key", "list"])
         .env("KEYQUORUM_URL", &d.url)
-        .env("KEYQUORUM_TOKEN", &admin)
+        .env("KEYQUORUM_KEY_FILE", &admin.file)
+        .env("KEYQUORUM_KEY_ID", &admin.id)
         .env("KEYQUORUM_CA_CERT", &wrong)
         .output()
         .unwrap();
@@ -346,7 +422,7 @@ fn help_lists_every_command() {
     let o = Command::new(BIN).arg("--help").output().unwrap();
     let text = String::from_utf8(o.stdout).unwrap();
     for c in [
-        "dev", "node", "key", "token", "cluster", "status", "audit", "msg", "demo",
+        "dev", "node", "key", "client", "cluster", "status", "audit", "msg", "demo",
     ] {
         assert!(
             text.lines().any(|l| l.trim_start().starts_with(c)),
@@ -426,7 +502,8 @@ fn msg_end_to_end() {
             .arg("msg")
             .args(args)
             .env("KEYQUORUM_URL", &d.url)
-            .env("KEYQUORUM_TOKEN", &d.token)
+            .env("KEYQUORUM_KEY_FILE", &d.admin.file)
+            .env("KEYQUORUM_KEY_ID", &d.admin.id)
             .env("KEYQUORUM_CA_CERT", &d.ca)
             .env("KEYQUORUM_ENDPOINT_DIR", &edir)
             .env("KEYQUORUM_ENDPOINT_PASSPHRASE", pass)

@@ -10,10 +10,12 @@
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), keyquorum_client::ClientError> {
-//! use keyquorum_client::Client;
+//! use keyquorum_client::{Client, ClientKey};
 //! use keyquorum_wire::api::{CreateKeyRequest, SuiteName};
 //! let ca = std::fs::read("data/ca.pem").unwrap();
-//! let c = Client::new("https://127.0.0.1:7001", "kq_...", &ca)?;
+//! let pem = std::fs::read_to_string("data/admin.key").unwrap();
+//! let me = ClientKey::from_pkcs8_pem("admin", &pem).unwrap();
+//! let c = Client::new("https://127.0.0.1:7001", &me, &ca)?;
 //! let key = c.create_key(&CreateKeyRequest { name: "k".into(), suite: SuiteName::Ed25519, threshold: None, members: None }).await?;
 //! let sig = c.sign("k", b"hello").await?;
 //! # Ok(()) }
@@ -21,11 +23,11 @@
 #![forbid(unsafe_code)]
 
 use keyquorum_wire::api::{
-    AddNodeRequest, ClusterStatus, CreateKeyRequest, CreateTokenRequest, ErrorBody, ExportList,
-    ExportRequest, ExportResult, Health, KeyInfo, KeyList, ReshareRequest, SignRequest,
-    SignResponse, TokenCreated, VerifyRequest, VerifyResponse,
+    AddNodeRequest, ClientCreated, ClientList, ClusterStatus, CreateClientRequest,
+    CreateKeyRequest, ErrorBody, ExportList, ExportRequest, ExportResult, Health, KeyInfo, KeyList,
+    ReshareRequest, SignRequest, SignResponse, VerifyRequest, VerifyResponse,
 };
-use keyquorum_wire::control::ExportRecord;
+use keyquorum_wire::control::{ClientRecord, ExportRecord};
 use keyquorum_wire::msg::{
     AckRequest, AckResponse, ClaimRequest, ClaimedPrekeys, CreateEndpointRequest, EndpointInfo,
     Inbox, MsgDeployment, Prekey, PublishPrekeys, SendRequest, SendResponse,
@@ -33,6 +35,7 @@ use keyquorum_wire::msg::{
 use keyquorum_wire::{Hex, Hex32, NodeId};
 
 mod export;
+pub use keyquorum_core::httpsig::ClientKey;
 #[cfg(feature = "endpoint-file")]
 pub mod msg;
 pub use export::ExportKey;
@@ -85,12 +88,55 @@ pub fn http_client(ca_pem: &[u8]) -> Result<reqwest::Client, ClientError> {
     Ok(b.build()?)
 }
 
+/// Sign `req` as `me` (HTTP Message Signatures, RFC 9421): covers
+/// `@method`, `@target-uri`, and with a body `content-digest` (added here)
+/// and `content-type`; `created` now, a fresh random nonce. For callers that
+/// build their own requests; [`Client`] signs every request it sends.
+pub fn sign_request(
+    me: &ClientKey,
+    mut req: reqwest::Request,
+) -> Result<reqwest::Request, ClientError> {
+    let mut view = keyquorum_core::httpsig::Request {
+        method: req.method().as_str().to_string(),
+        target_uri: req.url().as_str().to_string(),
+        headers: req
+            .headers()
+            .iter()
+            .filter_map(|(n, v)| Some((n.as_str().to_string(), v.to_str().ok()?.to_string())))
+            .collect(),
+        body: req
+            .body()
+            .and_then(reqwest::Body::as_bytes)
+            .map(<[u8]>::to_vec)
+            .unwrap_or_default(),
+    };
+    let created = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_err(|e| ClientError::Config(format!("the clock is before 1970: {e}")))?
+        .as_secs();
+    let mut nonce = [0u8; 16];
+    rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut nonce);
+    me.sign(&mut view, created, &Hex(nonce.to_vec()).to_string())
+        .map_err(|e| ClientError::Config(format!("cannot sign the request: {e}")))?;
+    for field in ["content-digest", "signature-input", "signature"] {
+        let value = view
+            .field(field)
+            .map(|v| reqwest::header::HeaderValue::from_str(&v))
+            .transpose()
+            .map_err(|e| ClientError::Config(format!("{field}: {e}")))?;
+        if let Some(v) = value {
+            req.headers_mut().insert(field, v);
+        }
+    }
+    Ok(req)
+}
+
 /// A keyquorum API client.
 #[derive(Debug, Clone)]
 pub struct Client {
     http: reqwest::Client,
     base: String,
-    token: String,
+    me: ClientKey,
 }
 
 impl Client {
@@ -98,24 +144,33 @@ impl Client {
     /// trusting the certificates in `ca_pem` (PEM, one or more; for a dev
     /// cluster `<data-dir>/ca.pem`, the nodes' own certificates). No other
     /// roots are trusted.
-    pub fn new(base: &str, token: &str, ca_pem: &[u8]) -> Result<Self, ClientError> {
-        Ok(Self::with_http(http_client(ca_pem)?, base, token))
+    /// Every request is signed by `me` (RFC 9421).
+    pub fn new(base: &str, me: &ClientKey, ca_pem: &[u8]) -> Result<Self, ClientError> {
+        Ok(Self::with_http(http_client(ca_pem)?, base, me))
     }
 
     /// A client sharing an existing `reqwest::Client`.
-    pub fn with_http(http: reqwest::Client, base: &str, token: &str) -> Self {
+    pub fn with_http(http: reqwest::Client, base: &str, me: &ClientKey) -> Self {
         Self {
             http,
             base: base.trim_end_matches('/').to_string(),
-            token: token.to_string(),
+            me: me.clone(),
         }
     }
 
+    /// The client identity that signs this client's requests.
+    pub fn identity(&self) -> &ClientKey {
+        &self.me
+    }
+
+    fn signed(&self, req: reqwest::RequestBuilder) -> Result<reqwest::Request, ClientError> {
+        sign_request(&self.me, req.build()?)
+    }
     async fn send<T: DeserializeOwned>(
         &self,
         req: reqwest::RequestBuilder,
     ) -> Result<T, ClientError> {
-        let resp = req.bearer_auth(&self.token).send().await?;
+        let resp = self.http.execute(self.signed(req)?).await?;
         let status = resp.status();
         if status.is_success() {
             Ok(resp.json().await?)
@@ -269,23 +324,34 @@ impl Client {
         self.get("/v1/exports").await
     }
 
-    /// Approve an export (operator token).
+    /// Approve an export (an operator client).
     pub async fn approve_export(&self, id: &str) -> Result<ExportRecord, ClientError> {
         self.post_empty(&format!("/v1/exports/{id}/approve")).await
     }
 
-    /// Carry out an approved export (the requester's token); open the result
+    /// Carry out an approved export (the requester); open the result
     /// with [`ExportKey::open`].
     pub async fn run_export(&self, id: &str) -> Result<ExportResult, ClientError> {
         self.post_empty(&format!("/v1/exports/{id}/run")).await
     }
 
-    /// Issue a token (admin).
-    pub async fn create_token(
+    /// Register a client identity (admin). The key pair is made by the
+    /// client itself ([`ClientKey::generate`]); send its public key.
+    pub async fn create_client(
         &self,
-        req: &CreateTokenRequest,
-    ) -> Result<TokenCreated, ClientError> {
-        self.post("/v1/tokens", req).await
+        req: &CreateClientRequest,
+    ) -> Result<ClientCreated, ClientError> {
+        self.post("/v1/clients", req).await
+    }
+
+    /// Revoke a client identity (admin).
+    pub async fn revoke_client(&self, name: &str) -> Result<ClientRecord, ClientError> {
+        self.post_empty(&format!("/v1/clients/{name}/revoke")).await
+    }
+
+    /// Every registered client (admin).
+    pub async fn list_clients(&self) -> Result<ClientList, ClientError> {
+        self.get("/v1/clients").await
     }
 
     /// Add a node to the cluster (admin).

@@ -554,6 +554,83 @@ pub fn sign(req: &mut Request, key: &SigningKey, p: SignParams<'_>) -> Result<()
     Ok(())
 }
 
+/// A client identity's signing key and name (its `keyid`). The key pair is
+/// made where the client runs; only [`ClientKey::public_key`] is registered
+/// with the cluster.
+#[derive(Clone)]
+pub struct ClientKey {
+    name: String,
+    key: SigningKey,
+}
+
+impl core::fmt::Debug for ClientKey {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("ClientKey")
+            .field("name", &self.name)
+            .field("key", &"<redacted>")
+            .finish()
+    }
+}
+
+impl ClientKey {
+    /// A named key.
+    pub fn new(name: impl Into<String>, key: SigningKey) -> Self {
+        ClientKey {
+            name: name.into(),
+            key,
+        }
+    }
+
+    /// A fresh key pair.
+    pub fn generate(
+        name: impl Into<String>,
+        rng: &mut (impl rand_core::RngCore + rand_core::CryptoRng),
+    ) -> Self {
+        Self::new(name, SigningKey::generate(rng))
+    }
+
+    /// Read a PKCS#8 PEM private key (`-----BEGIN PRIVATE KEY-----`, as
+    /// `keyquorum client create` and OpenSSL write them).
+    pub fn from_pkcs8_pem(name: impl Into<String>, pem: &str) -> Result<Self, SigError> {
+        use ed25519_dalek::pkcs8::DecodePrivateKey as _;
+        let key = SigningKey::from_pkcs8_pem(pem)
+            .map_err(|e| SigError::Malformed(format!("not an Ed25519 PKCS#8 PEM key: {e}")))?;
+        Ok(Self::new(name, key))
+    }
+
+    /// The private key as PKCS#8 PEM.
+    pub fn to_pkcs8_pem(&self) -> Result<zeroize::Zeroizing<String>, SigError> {
+        use ed25519_dalek::pkcs8::EncodePrivateKey as _;
+        self.key
+            .to_pkcs8_pem(ed25519_dalek::pkcs8::spki::der::pem::LineEnding::LF)
+            .map_err(|e| SigError::Malformed(e.to_string()))
+    }
+
+    /// Its name (the `keyid` its signatures carry).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Its Ed25519 public key.
+    pub fn public_key(&self) -> [u8; 32] {
+        self.key.verifying_key().to_bytes()
+    }
+
+    /// Sign `req` in place (see [`sign`]) as this client, label `sig1`.
+    pub fn sign(&self, req: &mut Request, created: u64, nonce: &str) -> Result<(), SigError> {
+        sign(
+            req,
+            &self.key,
+            SignParams {
+                label: "sig1",
+                keyid: &self.name,
+                created,
+                nonce,
+            },
+        )
+    }
+}
+
 /// Standard base64 (for keys shown to users).
 pub fn b64(bytes: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(bytes)

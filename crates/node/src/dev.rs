@@ -8,14 +8,15 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use keyquorum_core::httpsig::ClientKey;
 use keyquorum_store::vault::KdfParams;
 use keyquorum_store::{Passphrase, Vault};
 use keyquorum_wire::api::AddNodeRequest;
-use keyquorum_wire::control::{ClusterCommand, NodeInfo, TokenGrant};
+use keyquorum_wire::control::{ClientRecord, ClusterCommand, Grant, NodeInfo};
+use keyquorum_wire::Hex32;
 use keyquorum_wire::NodeId;
 use serde::{Deserialize, Serialize};
 
-use crate::api::auth::{new_token, token_hash};
 use crate::cluster::Node;
 use crate::config::{KdfConfig, NodeConfig, PeerEntry};
 use crate::error::NodeError;
@@ -52,13 +53,20 @@ struct Layout {
 pub struct LocalCluster {
     /// Running nodes by id (`None`: stopped).
     pub nodes: BTreeMap<NodeId, Option<RunningNode>>,
-    /// The admin token.
-    pub admin_token: String,
+    /// The first admin client's key (also in `DATA_DIR/admin.key`).
+    pub admin: ClientKey,
     data_dir: PathBuf,
     passphrase: Passphrase,
     layout: Layout,
     infos: BTreeMap<NodeId, NodeInfo>,
     certs: BTreeMap<NodeId, String>,
+}
+
+/// 24 random bytes, hex.
+fn random_hex() -> String {
+    let mut b = [0u8; 24];
+    rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut b);
+    hex::encode(b)
 }
 
 fn io(e: std::io::Error) -> NodeError {
@@ -147,7 +155,7 @@ impl LocalCluster {
         }
         let mut cluster = Self {
             nodes: BTreeMap::new(),
-            admin_token: String::new(),
+            admin: ClientKey::generate("admin", &mut rand_core::OsRng),
             data_dir: opts.data_dir.clone(),
             passphrase,
             layout,
@@ -160,32 +168,37 @@ impl LocalCluster {
             cluster.nodes.insert(id, Some(running));
         }
         cluster.write_ca()?;
-        let token_file = opts.data_dir.join("admin-token");
+        let key_file = cluster.admin_key_path();
         if fresh {
             let first = cluster.any_node()?;
             first.initialize(cluster.infos.clone()).await?;
-            let token = new_token();
             first
                 .propose(
-                    ClusterCommand::PutToken {
-                        token_hash: token_hash(&token),
-                        grant: TokenGrant {
-                            name: "admin".into(),
-                            admin: true,
-                            operator: true,
-                            sign_keys: vec!["*".into()],
+                    ClusterCommand::PutClient {
+                        record: ClientRecord {
+                            grant: Grant {
+                                name: "admin".into(),
+                                admin: true,
+                                operator: true,
+                                sign_keys: vec!["*".into()],
+                            },
+                            public_key: Hex32(cluster.admin.public_key()),
+                            expires_ms: None,
+                            revoked: false,
                         },
                     }
                     .into(),
                 )
                 .await?;
-            write_private(&token_file, token.as_bytes())?;
-            cluster.admin_token = token;
+            let pem = cluster
+                .admin
+                .to_pkcs8_pem()
+                .map_err(|e| NodeError::Internal(e.to_string()))?;
+            write_private(&key_file, pem.as_bytes())?;
         } else {
-            cluster.admin_token = std::fs::read_to_string(&token_file)
-                .map_err(io)?
-                .trim()
-                .to_string();
+            let pem = zeroize::Zeroizing::new(std::fs::read_to_string(&key_file).map_err(io)?);
+            cluster.admin = ClientKey::from_pkcs8_pem("admin", &pem)
+                .map_err(|e| NodeError::Internal(format!("{}: {e}", key_file.display())))?;
         }
         cluster.wait_ready(Duration::from_secs(30)).await?;
         // Messaging endpoints' sealed files (`keyquorum msg`) for this dev
@@ -194,16 +207,18 @@ impl LocalCluster {
         let endpoint_pass = match std::fs::read_to_string(&endpoint_pass) {
             Ok(p) => p.trim().to_string(),
             Err(_) => {
-                let p = new_token();
+                let p = random_hex();
                 write_private(&endpoint_pass, p.as_bytes())?;
                 p
             }
         };
         let env = format!(
-            "KEYQUORUM_URL={}\nKEYQUORUM_TOKEN={}\nKEYQUORUM_CA_CERT={}\n\
+            "KEYQUORUM_URL={}\nKEYQUORUM_KEY_FILE={}\nKEYQUORUM_KEY_ID={}\n\
+             KEYQUORUM_CA_CERT={}\n\
              KEYQUORUM_ENDPOINT_DIR={}\nKEYQUORUM_ENDPOINT_PASSPHRASE={}\n",
             cluster.url(),
-            cluster.admin_token,
+            key_file.display(),
+            cluster.admin.name(),
             cluster.ca_path().display(),
             opts.data_dir.join("endpoints").display(),
             endpoint_pass,
@@ -299,6 +314,11 @@ impl LocalCluster {
         std::path::absolute(&p).unwrap_or(p)
     }
 
+    /// Where the admin client's private key is (PKCS#8 PEM, 0600).
+    pub fn admin_key_path(&self) -> PathBuf {
+        self.data_dir.join("admin.key")
+    }
+
     fn write_ca(&self) -> Result<(), NodeError> {
         std::fs::write(self.ca_path(), self.ca_pem()).map_err(io)
     }
@@ -309,13 +329,18 @@ impl LocalCluster {
     }
 
     /// Wait until every running node knows a leader and has applied the
-    /// admin token (polled, not slept).
+    /// admin client (polled, not slept).
     pub async fn wait_ready(&self, timeout: Duration) -> Result<(), NodeError> {
-        let hash = token_hash(&self.admin_token);
+        let admin = self.admin.public_key();
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
             let ready = self.nodes.values().flatten().all(|r| {
-                r.node.leader().is_some() && r.node.registry(|g| g.tokens.contains_key(&hash))
+                r.node.leader().is_some()
+                    && r.node.registry(|g| {
+                        g.clients
+                            .get("admin")
+                            .is_some_and(|c| c.public_key.0 == admin)
+                    })
             });
             if ready {
                 return Ok(());

@@ -15,10 +15,12 @@ pub enum NodeError {
     /// The request is malformed or its values are out of range.
     #[error("{0}")]
     BadRequest(String),
-    /// No valid token.
-    #[error("missing or unknown bearer token")]
-    Unauthorized,
-    /// The token may not do this.
+    /// The request is not signed by a live client identity (the reason:
+    /// unsigned, stale, replayed, unknown key, bad signature, revoked,
+    /// expired).
+    #[error("{0}")]
+    Unauthorized(String),
+    /// The client may not do this.
     #[error("{0}")]
     Forbidden(String),
     /// No such object.
@@ -51,7 +53,7 @@ impl NodeError {
     pub fn status(&self) -> (StatusCode, &'static str) {
         match self {
             NodeError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
-            NodeError::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            NodeError::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized"),
             NodeError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
             NodeError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             NodeError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),

@@ -183,6 +183,10 @@ pub fn router(node: Node, keys: Arc<Keys>) -> Router {
         .merge(crate::keys::api::routes(node.clone(), keys))
         .merge(crate::msg::api::routes(node.clone()))
         .route("/openapi.json", get(openapi))
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::new(crate::api::auth::Authenticator::new(node.clone())),
+            crate::api::auth::signed_requests,
+        ))
         .layer(DefaultBodyLimit::max(CLIENT_BODY_LIMIT))
         .layer(axum::middleware::from_fn(refuse_oversized));
     client
@@ -204,12 +208,12 @@ pub mod doc {
         reason = "utoipa needs each handler's path struct in scope"
     )]
     use keyquorum_wire::api::{
-        AddNodeRequest, ClusterStatus, CreateKeyRequest, CreateTokenRequest, ErrorBody, ExportList,
-        ExportRequest, ExportResult, Health, KeyInfo, KeyList, NodeStatus, RepairRequest,
-        ReshareRequest, SignRequest, SignResponse, SuiteName, TokenCreated, VerifyRequest,
-        VerifyResponse,
+        AddNodeRequest, ClientCreated, ClientList, ClusterStatus, CreateClientRequest,
+        CreateKeyRequest, ErrorBody, ExportList, ExportRequest, ExportResult, Health, KeyInfo,
+        KeyList, NodeStatus, RepairRequest, ReshareRequest, SignRequest, SignResponse, SuiteName,
+        VerifyRequest, VerifyResponse,
     };
-    use keyquorum_wire::control::{AuditEntry, ExportRecord};
+    use keyquorum_wire::control::{AuditEntry, ClientRecord, ExportRecord, Grant};
     use keyquorum_wire::msg::{
         AckRequest, AckResponse, ClaimRequest, ClaimedPrekeys, CoordinatorBundle,
         CreateEndpointRequest, EndpointInfo, EndpointRecord, Inbox, MailItem, MsgConfirmation,
@@ -226,10 +230,10 @@ pub mod doc {
     #[openapi(
         info(title = "keyquorum", description = "Threshold key management: distributed key generation and FROST signing by a cluster of nodes; per-message key derivation for authenticated messages between endpoints."),
         paths(create_key, list_keys, get_key, sign, verify, refresh_key, reshare_key, repair_key, request_export, list_exports,
-            approve_export, run_export, create_token, add_node, remove_node, audit_log, audit_verify, cluster, healthz, metrics,
+            approve_export, run_export, create_client, list_clients, revoke_client, add_node, remove_node, audit_log, audit_verify, cluster, healthz, metrics,
             msg_deployment, create_endpoint, get_endpoint, revoke_endpoint, publish_prekeys, claim_prekey, send_message, inbox, ack_inbox),
         components(schemas(CreateKeyRequest, KeyInfo, KeyList, SignRequest, SignResponse, VerifyRequest, VerifyResponse,
-            ReshareRequest, RepairRequest, ExportRequest, ExportRecord, ExportList, ExportResult, CreateTokenRequest, TokenCreated, AddNodeRequest,
+            ReshareRequest, RepairRequest, ExportRequest, ExportRecord, ExportList, ExportResult, CreateClientRequest, ClientCreated, ClientList, ClientRecord, Grant, AddNodeRequest,
             ClusterStatus, NodeStatus, Health, ErrorBody, AuditPage, AuditVerification, AuditEntry, SuiteName,
             MsgDeployment, MsgNode, CreateEndpointRequest, EndpointInfo, EndpointRecord, Prekey, PublishPrekeys, ClaimRequest, ClaimedPrekeys,
             SendRequest, SendResponse, CoordinatorBundle, SealedBox, MsgConfirmation, MailItem, Inbox, AckRequest, AckResponse)),
@@ -241,11 +245,21 @@ pub mod doc {
 
     impl utoipa::Modify for Security {
         fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-            use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+            use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
             let components = openapi.components.get_or_insert_with(Default::default);
+            // OpenAPI has no scheme type for HTTP Message Signatures: the
+            // `Signature` field is described, with `Signature-Input` and
+            // `Content-Digest` beside it.
             components.add_security_scheme(
-                "bearer",
-                SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+                "httpsig",
+                SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
+                    "Signature",
+                    "HTTP Message Signatures (RFC 9421), alg ed25519: Signature and \
+                     Signature-Input fields covering at least @method, @target-uri and, \
+                     with a body, content-digest (RFC 9530, sha-256 or sha-512); \
+                     parameters created (within 300 s), nonce (never repeated) and \
+                     keyid (the client's name)",
+                ))),
             );
         }
     }

@@ -7,18 +7,19 @@
     unreachable_pub,
     reason = "integration tests: a failed unwrap is a failed test"
 )]
-//! Untrusted bytes: malformed and oversized client requests, wrong tokens,
+//! Untrusted bytes: malformed and oversized client requests, unsigned or wrongly signed ones,
 //! unknown keys, forged, foreign and replayed peer messages, and a tampered
 //! audit log. Each gets a clear 4xx (or is caught by verification) and leaves
 //! stored state unchanged.
 
 mod common;
 
+use common::SendAs as _;
 use common::{audit_entries, cluster, n, sign_and_check, wait_for_audit};
 use keyquorum_client::Client;
 use keyquorum_node::cluster::peer::{seal_envelope, PEER_PATH};
 use keyquorum_node::dev::LocalCluster;
-use keyquorum_wire::api::{CreateKeyRequest, CreateTokenRequest, SuiteName};
+use keyquorum_wire::api::{CreateKeyRequest, SuiteName};
 use keyquorum_wire::peer::{Envelope, PeerMessage};
 use keyquorum_wire::{NodeId, RawJson};
 use serde_json::{json, Value};
@@ -45,7 +46,7 @@ async fn expect(resp: reqwest::Response, status: u16, what: &str) -> Value {
 async fn bad_client_requests_get_clear_errors_and_change_nothing() {
     let (_dir, c) = cluster(3, 2, 0).await;
     let url = c.url_of(n(1));
-    let admin = Client::new(&url, &c.admin_token, c.ca_pem().as_bytes()).unwrap();
+    let admin = Client::new(&url, &c.admin, c.ca_pem().as_bytes()).unwrap();
     let key = admin
         .create_key(&CreateKeyRequest {
             name: "k".into(),
@@ -55,21 +56,11 @@ async fn bad_client_requests_get_clear_errors_and_change_nothing() {
         })
         .await
         .unwrap();
-    let app = admin
-        .create_token(&CreateTokenRequest {
-            name: "app".into(),
-            admin: false,
-            operator: false,
-            sign_keys: vec!["other".into()],
-        })
-        .await
-        .unwrap();
+    let app = common::new_client(&admin, "app", false, false, &["other"]).await;
     let before = snapshot(&admin).await;
     let http = keyquorum_client::http_client(c.ca_pem().as_bytes()).unwrap();
-    let auth = format!("Bearer {}", c.admin_token);
     let post = |path: &str| {
         http.post(format!("{url}{path}"))
-            .header("authorization", &auth)
             .header("content-type", "application/json")
     };
 
@@ -93,7 +84,12 @@ async fn bad_client_requests_get_clear_errors_and_change_nothing() {
         ),
         ("[]", "an array"),
     ] {
-        expect(post("/v1/keys").body(body).send().await.unwrap(), 400, what).await;
+        expect(
+            post("/v1/keys").body(body).send_as(&c.admin).await,
+            400,
+            what,
+        )
+        .await;
     }
     // Semantically wrong: threshold above n, unknown member, bad name.
     for (body, what) in [
@@ -116,20 +112,19 @@ async fn bad_client_requests_get_clear_errors_and_change_nothing() {
         (json!({"name": "", "suite": "ed25519"}), "empty key name"),
     ] {
         expect(
-            post("/v1/keys").json(&body).send().await.unwrap(),
+            post("/v1/keys").json(&body).send_as(&c.admin).await,
             400,
             what,
         )
         .await;
     }
-    // Sign: a message that is not hex, an unknown key, a key the token may
+    // Sign: a message that is not hex, an unknown key, a key the client may
     // not use, a huge body.
     expect(
         post("/v1/keys/k/sign")
             .body("{\"message\": \"zz\"}")
-            .send()
-            .await
-            .unwrap(),
+            .send_as(&c.admin)
+            .await,
         400,
         "message not hex",
     )
@@ -137,19 +132,16 @@ async fn bad_client_requests_get_clear_errors_and_change_nothing() {
     expect(
         post("/v1/keys/nope/sign")
             .json(&json!({"message": "00"}))
-            .send()
-            .await
-            .unwrap(),
+            .send_as(&c.admin)
+            .await,
         404,
         "unknown key",
     )
     .await;
     expect(
         http.get(format!("{url}/v1/keys/nope"))
-            .header("authorization", &auth)
-            .send()
-            .await
-            .unwrap(),
+            .send_as(&c.admin)
+            .await,
         404,
         "unknown key",
     )
@@ -161,9 +153,8 @@ async fn bad_client_requests_get_clear_errors_and_change_nothing() {
         expect(
             post("/v1/keys/k/sign")
                 .body(huge.clone())
-                .send()
-                .await
-                .unwrap(),
+                .send_as(&c.admin)
+                .await,
             413,
             "huge body",
         )
@@ -171,48 +162,63 @@ async fn bad_client_requests_get_clear_errors_and_change_nothing() {
     }
     expect(
         http.post(format!("{url}/v1/keys/k/sign"))
-            .header("authorization", &auth)
             .header("content-type", "text/plain")
             .body("{\"message\": \"00\"}")
-            .send()
-            .await
-            .unwrap(),
+            .send_as(&c.admin)
+            .await,
         415,
         "wrong content type",
     )
     .await;
 
-    // Tokens: none, unknown, malformed header, not allowed.
-    for (header, what) in [
-        (None, "no token"),
-        (Some("Bearer not-a-token".to_string()), "unknown token"),
-        (Some(format!("Basic {}", c.admin_token)), "wrong scheme"),
-        (Some("Bearer ".to_string()), "empty token"),
-    ] {
-        let mut r = http.get(format!("{url}/v1/keys"));
-        if let Some(h) = header {
-            r = r.header("authorization", h);
-        }
-        expect(r.send().await.unwrap(), 401, what).await;
-    }
+    // Signatures: none, a stranger's key, an old bearer token, a replay;
+    // then a client without the permission.
+    let stranger = keyquorum_client::ClientKey::generate("admin", &mut rand_core::OsRng);
     expect(
-        http.post(format!("{url}/v1/keys/k/sign"))
-            .header("authorization", format!("Bearer {}", app.token))
-            .json(&json!({"message": "00"}))
+        http.get(format!("{url}/v1/keys")).send().await.unwrap(),
+        401,
+        "unsigned",
+    )
+    .await;
+    expect(
+        http.get(format!("{url}/v1/keys"))
+            .header("authorization", "Bearer kq_0123")
             .send()
             .await
             .unwrap(),
+        401,
+        "a bearer token",
+    )
+    .await;
+    expect(
+        http.get(format!("{url}/v1/keys")).send_as(&stranger).await,
+        401,
+        "signed by a key that is not the client's",
+    )
+    .await;
+    let signed = keyquorum_client::sign_request(
+        &c.admin,
+        http.get(format!("{url}/v1/keys")).build().unwrap(),
+    )
+    .unwrap();
+    let again = signed.try_clone().unwrap();
+    assert_eq!(http.execute(signed).await.unwrap().status().as_u16(), 200);
+    let v = expect(http.execute(again).await.unwrap(), 401, "replayed").await;
+    assert!(v["message"].as_str().unwrap().contains("replayed"), "{v}");
+    expect(
+        http.post(format!("{url}/v1/keys/k/sign"))
+            .json(&json!({"message": "00"}))
+            .send_as(&app)
+            .await,
         403,
-        "token without permission for this key",
+        "client without permission for this key",
     )
     .await;
     expect(
         http.post(format!("{url}/v1/keys"))
-            .header("authorization", format!("Bearer {}", app.token))
             .json(&json!({"name": "y", "suite": "ed25519"}))
-            .send()
-            .await
-            .unwrap(),
+            .send_as(&app)
+            .await,
         403,
         "non-admin creating a key",
     )
@@ -220,10 +226,8 @@ async fn bad_client_requests_get_clear_errors_and_change_nothing() {
     // Unknown routes are 404 with a JSON body too.
     expect(
         http.get(format!("{url}/v1/nothing-here"))
-            .header("authorization", &auth)
-            .send()
-            .await
-            .unwrap(),
+            .send_as(&c.admin)
+            .await,
         404,
         "unknown route",
     )
@@ -232,7 +236,7 @@ async fn bad_client_requests_get_clear_errors_and_change_nothing() {
     // Nothing changed, the key still signs, and the rejections are audited.
     assert_eq!(snapshot(&admin).await, before);
     sign_and_check(&admin, &key, b"still fine").await;
-    wait_for_audit(&admin, "an audited rejection of an unknown token", |e| {
+    wait_for_audit(&admin, "an audited rejection of an unsigned request", |e| {
         e["event"]["actor"] == "anonymous"
             && e["event"]["outcome"]
                 .as_str()
@@ -266,7 +270,7 @@ fn peer_http(c: &LocalCluster, me: NodeId, to: NodeId) -> reqwest::Client {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forged_foreign_and_replayed_peer_messages_are_rejected() {
     let (_dir, c) = cluster(3, 2, 0).await;
-    let admin = Client::new(&c.url_of(n(1)), &c.admin_token, c.ca_pem().as_bytes()).unwrap();
+    let admin = Client::new(&c.url_of(n(1)), &c.admin, c.ca_pem().as_bytes()).unwrap();
     let before = snapshot(&admin).await;
     let n1 = c.node(n(1)).unwrap();
     let target = format!("{}{PEER_PATH}", c.url_of(n(2)));
@@ -407,7 +411,7 @@ async fn forged_foreign_and_replayed_peer_messages_are_rejected() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tampered_audit_entry_is_detected() {
     let (dir, mut c) = cluster(3, 2, 0).await;
-    let admin = Client::new(&c.url_of(n(1)), &c.admin_token, c.ca_pem().as_bytes()).unwrap();
+    let admin = Client::new(&c.url_of(n(1)), &c.admin, c.ca_pem().as_bytes()).unwrap();
     for name in ["a", "b"] {
         admin
             .create_key(&CreateKeyRequest {
@@ -489,7 +493,7 @@ async fn a_tampered_audit_entry_is_detected() {
     c.wait_ready(std::time::Duration::from_secs(30))
         .await
         .unwrap();
-    let n2 = Client::new(&c.url_of(n(2)), &c.admin_token, c.ca_pem().as_bytes()).unwrap();
+    let n2 = Client::new(&c.url_of(n(2)), &c.admin, c.ca_pem().as_bytes()).unwrap();
     let v = n2.audit_verify().await.unwrap();
     assert_eq!(v["valid"], false, "tampering went unnoticed: {v}");
     assert!(v["fault"].is_string(), "{v}");

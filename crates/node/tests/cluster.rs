@@ -20,7 +20,7 @@ use keyquorum_wire::api::{CreateKeyRequest, SuiteName};
 async fn three_nodes_dkg_and_sign_both_suites() {
     let (_dir, c) = cluster(3, 2, 8).await;
     for id in (1..=3).map(n) {
-        let client = Client::new(&c.url_of(id), &c.admin_token, c.ca_pem().as_bytes()).unwrap();
+        let client = Client::new(&c.url_of(id), &c.admin, c.ca_pem().as_bytes()).unwrap();
         let suite = if id.get() % 2 == 1 {
             SuiteName::Ed25519
         } else {
@@ -43,7 +43,7 @@ async fn three_nodes_dkg_and_sign_both_suites() {
             // Sign through every node in turn.
             let via = Client::new(
                 &c.url_of(n(u16::from(i % 3) + 1)),
-                &c.admin_token,
+                &c.admin,
                 c.ca_pem().as_bytes(),
             )
             .unwrap();
@@ -58,7 +58,7 @@ async fn three_nodes_dkg_and_sign_both_suites() {
             assert!(!via.verify(&name, b"other", &sig.signature.0).await.unwrap());
         }
     }
-    let client = Client::new(&c.url(), &c.admin_token, c.ca_pem().as_bytes()).unwrap();
+    let client = Client::new(&c.url(), &c.admin, c.ca_pem().as_bytes()).unwrap();
     assert_eq!(client.list_keys().await.unwrap().keys.len(), 3);
     c.shutdown().await;
 }
@@ -66,7 +66,7 @@ async fn three_nodes_dkg_and_sign_both_suites() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn seven_nodes_threshold_four() {
     let (_dir, c) = cluster(7, 4, 4).await;
-    let admin = Client::new(&c.url_of(n(1)), &c.admin_token, c.ca_pem().as_bytes()).unwrap();
+    let admin = Client::new(&c.url_of(n(1)), &c.admin, c.ca_pem().as_bytes()).unwrap();
     for (name, suite) in [("ed7", SuiteName::Ed25519), ("tr7", SuiteName::Secp256k1Tr)] {
         let key = admin
             .create_key(&CreateKeyRequest {
@@ -84,7 +84,7 @@ async fn seven_nodes_threshold_four() {
             SuiteName::Secp256k1Tr => check_bip340(&k.public_key.0, msg, sig),
         };
         for id in (1..=7).map(n) {
-            let via = Client::new(&c.url_of(id), &c.admin_token, c.ca_pem().as_bytes()).unwrap();
+            let via = Client::new(&c.url_of(id), &c.admin, c.ca_pem().as_bytes()).unwrap();
             let msg = [b'7', u8::try_from(id.get()).unwrap()];
             let s = via.sign(name, &msg).await.unwrap();
             assert_eq!(s.signers.len(), 4);
@@ -96,7 +96,7 @@ async fn seven_nodes_threshold_four() {
         let reshared = admin.reshare(name, 5, &ns(&[3, 4, 5, 6, 7])).await.unwrap();
         assert_eq!(reshared.public_key, key.public_key);
         assert_eq!(reshared.epoch, key.epoch + 2);
-        let via = Client::new(&c.url_of(n(2)), &c.admin_token, c.ca_pem().as_bytes()).unwrap();
+        let via = Client::new(&c.url_of(n(2)), &c.admin, c.ca_pem().as_bytes()).unwrap();
         let s = via.sign(name, b"five of five").await.unwrap();
         assert_eq!(s.signers.len(), 5);
         assert!(s.signers.iter().all(|m| *m >= n(3)));

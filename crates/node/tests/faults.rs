@@ -26,7 +26,7 @@ use keyquorum_core::{Ed25519, GroupKey, SessionId};
 use keyquorum_node::dev::LocalCluster;
 use keyquorum_node::Node;
 use keyquorum_store::Table;
-use keyquorum_wire::api::{CreateKeyRequest, CreateTokenRequest, KeyInfo, SuiteName};
+use keyquorum_wire::api::{CreateKeyRequest, KeyInfo, SuiteName};
 use keyquorum_wire::peer::{NonceCommitment, PeerMessage};
 use keyquorum_wire::{Hex, NodeId};
 
@@ -62,7 +62,7 @@ where
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malicious_dkg_participant_and_signer_are_identified_and_left_out() {
     let (_dir, c) = cluster(4, 3, 0).await;
-    let admin = Client::new(&c.url_of(n(1)), &c.admin_token, c.ca_pem().as_bytes()).unwrap();
+    let admin = Client::new(&c.url_of(n(1)), &c.admin, c.ca_pem().as_bytes()).unwrap();
 
     // Node 4 deals shares off its own commitment.
     c.keys(n(4))
@@ -123,7 +123,7 @@ type Signed = (Vec<u8>, Vec<u8>);
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn losing_n_minus_t_nodes_under_signing_load() {
     let (_dir, mut c) = cluster(5, 3, 16).await;
-    let admin = Client::new(&c.url_of(n(1)), &c.admin_token, c.ca_pem().as_bytes()).unwrap();
+    let admin = Client::new(&c.url_of(n(1)), &c.admin, c.ca_pem().as_bytes()).unwrap();
     let key = admin
         .create_key(&create("load", SuiteName::Ed25519, 3, None))
         .await
@@ -139,7 +139,7 @@ async fn losing_n_minus_t_nodes_under_signing_load() {
         let entry = if w < 8 { w % 3 + 1 } else { w - 4 };
         let client = Client::new(
             &c.url_of(n(u16::try_from(entry).unwrap())),
-            &c.admin_token,
+            &c.admin,
             c.ca_pem().as_bytes(),
         )
         .unwrap();
@@ -220,22 +220,9 @@ async fn writes_resume_after_the_leader_is_lost() {
     let leader = c.node(n(1)).unwrap().leader().unwrap();
     c.stop_node(leader).await;
     let survivors: Vec<NodeId> = (1..=3).map(n).filter(|i| *i != leader).collect();
-    let via = Client::new(
-        &c.url_of(survivors[0]),
-        &c.admin_token,
-        c.ca_pem().as_bytes(),
-    )
-    .unwrap();
-    // Raft writes: a token, then a key among the survivors.
-    let app = via
-        .create_token(&CreateTokenRequest {
-            name: "after-election".into(),
-            admin: false,
-            operator: false,
-            sign_keys: vec!["*".into()],
-        })
-        .await
-        .unwrap();
+    let via = Client::new(&c.url_of(survivors[0]), &c.admin, c.ca_pem().as_bytes()).unwrap();
+    // Raft writes: a client, then a key among the survivors.
+    let app = common::new_client(&via, "after-election", false, false, &["*"]).await;
     let key = via
         .create_key(&create(
             "k",
@@ -247,13 +234,12 @@ async fn writes_resume_after_the_leader_is_lost() {
         .unwrap();
     let new_leader = c.node(survivors[0]).unwrap().leader().unwrap();
     assert_ne!(new_leader, leader);
-    let app_client =
-        Client::new(&c.url_of(survivors[1]), &app.token, c.ca_pem().as_bytes()).unwrap();
+    let app_client = Client::new(&c.url_of(survivors[1]), &app, c.ca_pem().as_bytes()).unwrap();
     sign_and_check(&app_client, &key, b"after the election").await;
 
-    // The old leader comes back, catches up and serves the new token.
+    // The old leader comes back, catches up and serves the new client.
     c.restart_node(leader).await.unwrap();
-    let old = Client::new(&c.url_of(leader), &app.token, c.ca_pem().as_bytes()).unwrap();
+    let old = Client::new(&c.url_of(leader), &app, c.ca_pem().as_bytes()).unwrap();
     let n = c.node(leader).unwrap();
     poll(
         "the old leader to catch up",
@@ -268,7 +254,7 @@ async fn writes_resume_after_the_leader_is_lost() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restarting_every_node_keeps_keys_audit_and_membership() {
     let (_dir, mut c) = cluster(3, 2, 8).await;
-    let admin = Client::new(&c.url_of(n(1)), &c.admin_token, c.ca_pem().as_bytes()).unwrap();
+    let admin = Client::new(&c.url_of(n(1)), &c.admin, c.ca_pem().as_bytes()).unwrap();
     let a = admin
         .create_key(&create("a", SuiteName::Ed25519, 2, None))
         .await
@@ -302,7 +288,7 @@ async fn restarting_every_node_keeps_keys_audit_and_membership() {
     }
     c.wait_ready(Duration::from_secs(30)).await.unwrap();
 
-    let admin = Client::new(&c.url_of(n(2)), &c.admin_token, c.ca_pem().as_bytes()).unwrap();
+    let admin = Client::new(&c.url_of(n(2)), &c.admin, c.ca_pem().as_bytes()).unwrap();
     assert_eq!(admin.list_keys().await.unwrap().keys, keys_before);
     let members: Vec<NodeId> = admin
         .status()
@@ -332,12 +318,12 @@ async fn restarting_every_node_keeps_keys_audit_and_membership() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_released_signature_is_in_the_audit_log_even_after_an_abrupt_stop() {
     let (_dir, mut c) = cluster(3, 2, 8).await;
-    let admin = Client::new(&c.url_of(n(1)), &c.admin_token, c.ca_pem().as_bytes()).unwrap();
+    let admin = Client::new(&c.url_of(n(1)), &c.admin, c.ca_pem().as_bytes()).unwrap();
     let key = admin
         .create_key(&create("durable", SuiteName::Ed25519, 2, None))
         .await
         .unwrap();
-    let via = Client::new(&c.url_of(n(2)), &c.admin_token, c.ca_pem().as_bytes()).unwrap();
+    let via = Client::new(&c.url_of(n(2)), &c.admin, c.ca_pem().as_bytes()).unwrap();
     let mut released = 0;
     for i in 0..12u8 {
         sign_and_check(&via, &key, &[i; 8]).await;
@@ -351,7 +337,7 @@ async fn every_released_signature_is_in_the_audit_log_even_after_an_abrupt_stop(
         c.restart_node(id).await.unwrap();
     }
     c.wait_ready(Duration::from_secs(30)).await.unwrap();
-    let admin = Client::new(&c.url_of(n(3)), &c.admin_token, c.ca_pem().as_bytes()).unwrap();
+    let admin = Client::new(&c.url_of(n(3)), &c.admin, c.ca_pem().as_bytes()).unwrap();
     let entries = common::audit_entries(&admin).await;
     let signs = entries
         .iter()
@@ -410,7 +396,7 @@ fn sign_share(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_nonce_is_never_used_twice_even_across_a_restart() {
     let (_dir, mut c) = cluster(3, 2, 0).await;
-    let admin = Client::new(&c.url_of(n(1)), &c.admin_token, c.ca_pem().as_bytes()).unwrap();
+    let admin = Client::new(&c.url_of(n(1)), &c.admin, c.ca_pem().as_bytes()).unwrap();
     let key: KeyInfo = admin
         .create_key(&create("n", SuiteName::Ed25519, 2, None))
         .await
@@ -471,7 +457,7 @@ async fn a_nonce_is_never_used_twice_even_across_a_restart() {
     assert_eq!(vault_count(&c, n(2), Table::Nonces, "n"), 0);
     // The key still signs (fresh nonces).
     sign_and_check(
-        &Client::new(&c.url_of(n(2)), &c.admin_token, c.ca_pem().as_bytes()).unwrap(),
+        &Client::new(&c.url_of(n(2)), &c.admin, c.ca_pem().as_bytes()).unwrap(),
         &key,
         b"later",
     )
@@ -482,7 +468,7 @@ async fn a_nonce_is_never_used_twice_even_across_a_restart() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_lost_in_the_middle_of_dkg_leaves_nothing_half_done() {
     let (_dir, mut c) = cluster(3, 2, 0).await;
-    let admin = Client::new(&c.url_of(n(1)), &c.admin_token, c.ca_pem().as_bytes()).unwrap();
+    let admin = Client::new(&c.url_of(n(1)), &c.admin, c.ca_pem().as_bytes()).unwrap();
     // Node 3 stops answering at the last DKG step (past the peer timeout).
     let n3 = c.node(n(3)).unwrap();
     let k3 = c.keys(n(3)).unwrap();
@@ -530,7 +516,7 @@ async fn a_node_lost_in_the_middle_of_dkg_leaves_nothing_half_done() {
         .unwrap();
     for id in (1..=3).map(n) {
         sign_and_check(
-            &Client::new(&c.url_of(id), &c.admin_token, c.ca_pem().as_bytes()).unwrap(),
+            &Client::new(&c.url_of(id), &c.admin, c.ca_pem().as_bytes()).unwrap(),
             &key,
             b"ok",
         )
@@ -542,7 +528,7 @@ async fn a_node_lost_in_the_middle_of_dkg_leaves_nothing_half_done() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_lost_in_the_middle_of_reshare_leaves_the_key_usable() {
     let (_dir, mut c) = cluster(3, 2, 0).await;
-    let admin = Client::new(&c.url_of(n(1)), &c.admin_token, c.ca_pem().as_bytes()).unwrap();
+    let admin = Client::new(&c.url_of(n(1)), &c.admin, c.ca_pem().as_bytes()).unwrap();
     let key = admin
         .create_key(&create("r", SuiteName::Ed25519, 2, None))
         .await
@@ -563,7 +549,7 @@ async fn a_node_lost_in_the_middle_of_reshare_leaves_the_key_usable() {
     assert_eq!(now, key);
     for id in (1..=3).map(n) {
         sign_and_check(
-            &Client::new(&c.url_of(id), &c.admin_token, c.ca_pem().as_bytes()).unwrap(),
+            &Client::new(&c.url_of(id), &c.admin, c.ca_pem().as_bytes()).unwrap(),
             &key,
             b"still",
         )
@@ -590,7 +576,7 @@ async fn a_node_lost_in_the_middle_of_reshare_leaves_the_key_usable() {
     assert_eq!(next.public_key, key.public_key);
     assert_eq!(next.epoch, key.epoch + 1);
     sign_and_check(
-        &Client::new(&c.url_of(new_id), &c.admin_token, c.ca_pem().as_bytes()).unwrap(),
+        &Client::new(&c.url_of(new_id), &c.admin, c.ca_pem().as_bytes()).unwrap(),
         &next,
         b"new",
     )
@@ -607,7 +593,7 @@ async fn a_node_lost_in_the_middle_of_reshare_leaves_the_key_usable() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_group_key_the_members_did_not_compute_is_never_used() {
     let (_dir, c) = cluster(3, 2, 0).await;
-    let admin = Client::new(&c.url_of(n(1)), &c.admin_token, c.ca_pem().as_bytes()).unwrap();
+    let admin = Client::new(&c.url_of(n(1)), &c.admin, c.ca_pem().as_bytes()).unwrap();
     let a = admin
         .create_key(&create("a", SuiteName::Ed25519, 2, None))
         .await
@@ -630,7 +616,7 @@ async fn a_group_key_the_members_did_not_compute_is_never_used() {
     assert_eq!(b.public_key, a.public_key, "the forged record is committed");
 
     for via in [1, 2, 3] {
-        let client = Client::new(&c.url_of(n(via)), &c.admin_token, c.ca_pem().as_bytes()).unwrap();
+        let client = Client::new(&c.url_of(n(via)), &c.admin, c.ca_pem().as_bytes()).unwrap();
         let err = client.sign("b", b"under a forged key").await.unwrap_err();
         let text = err.to_string();
         assert!(text.contains("not the one node"), "via {via}: {text}");

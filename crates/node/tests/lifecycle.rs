@@ -17,7 +17,7 @@ use common::{cluster, n, ns, sign_and_check, status_of};
 use keyquorum_client::{Client, ExportKey};
 use keyquorum_node::dev::LocalCluster;
 use keyquorum_store::Table;
-use keyquorum_wire::api::{CreateKeyRequest, CreateTokenRequest, SuiteName};
+use keyquorum_wire::api::{CreateKeyRequest, SuiteName};
 use keyquorum_wire::NodeId;
 
 /// Generations of `key`'s share stored on node `id`.
@@ -34,7 +34,7 @@ fn share_epochs(c: &LocalCluster, id: NodeId, key: &str) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refresh_reshare_to_new_nodes_and_export() {
     let (_dir, mut c) = cluster(3, 2, 4).await;
-    let admin = Client::new(&c.url_of(n(1)), &c.admin_token, c.ca_pem().as_bytes()).unwrap();
+    let admin = Client::new(&c.url_of(n(1)), &c.admin, c.ca_pem().as_bytes()).unwrap();
     let mut ed = admin
         .create_key(&CreateKeyRequest {
             name: "ed".into(),
@@ -58,7 +58,7 @@ async fn refresh_reshare_to_new_nodes_and_export() {
 
     // Refresh: same public key, next epoch, old shares erased everywhere.
     for key in [&mut ed, &mut tr] {
-        let via = Client::new(&c.url_of(n(2)), &c.admin_token, c.ca_pem().as_bytes()).unwrap();
+        let via = Client::new(&c.url_of(n(2)), &c.admin, c.ca_pem().as_bytes()).unwrap();
         let next = via.refresh(&key.name).await.unwrap();
         assert_eq!(next.public_key, key.public_key);
         assert_eq!(next.epoch, key.epoch + 1);
@@ -67,7 +67,7 @@ async fn refresh_reshare_to_new_nodes_and_export() {
         for i in 0..4u8 {
             let via = Client::new(
                 &c.url_of(n(u16::from(i % 3) + 1)),
-                &c.admin_token,
+                &c.admin,
                 c.ca_pem().as_bytes(),
             )
             .unwrap();
@@ -94,7 +94,7 @@ async fn refresh_reshare_to_new_nodes_and_export() {
     assert_eq!(admin.status().await.unwrap().nodes.len(), 5);
 
     // Reshare 2-of-3 → 3-of-5, coordinated by a new node.
-    let via4 = Client::new(&c.url_of(n(4)), &c.admin_token, c.ca_pem().as_bytes()).unwrap();
+    let via4 = Client::new(&c.url_of(n(4)), &c.admin, c.ca_pem().as_bytes()).unwrap();
     let ed3of5 = via4.reshare("ed", 3, &ns(&[1, 2, 3, 4, 5])).await.unwrap();
     assert_eq!(ed3of5.public_key, ed.public_key);
     assert_eq!(ed3of5.threshold, 3);
@@ -103,7 +103,7 @@ async fn refresh_reshare_to_new_nodes_and_export() {
     for i in 0..5u8 {
         let via = Client::new(
             &c.url_of(n(u16::from(i % 5) + 1)),
-            &c.admin_token,
+            &c.admin,
             c.ca_pem().as_bytes(),
         )
         .unwrap();
@@ -164,19 +164,11 @@ async fn refresh_reshare_to_new_nodes_and_export() {
     // than the requester.
     let mut operators = Vec::new();
     for i in 1..=3 {
-        let t = admin
-            .create_token(&CreateTokenRequest {
-                name: format!("op{i}"),
-                admin: false,
-                operator: true,
-                sign_keys: vec![],
-            })
-            .await
-            .unwrap();
-        operators.push(Client::new(&c.url_of(n(i)), &t.token, c.ca_pem().as_bytes()).unwrap());
+        let t = common::new_client(&admin, &format!("op{i}"), false, true, &[]).await;
+        operators.push(Client::new(&c.url_of(n(i)), &t, c.ca_pem().as_bytes()).unwrap());
     }
     let e = operators[0].sign("ed", b"x").await.unwrap_err();
-    assert_eq!(status_of(&e), 403, "an operator token may not sign");
+    assert_eq!(status_of(&e), 403, "an operator client may not sign");
     let recipient = ExportKey::generate();
     let req = admin.request_export("ed", &recipient).await.unwrap();
     assert_eq!(req.needed, 3);
@@ -261,7 +253,7 @@ async fn refresh_reshare_to_new_nodes_and_export() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lost_share_is_repaired_over_the_network() {
     let (_dir, c) = cluster(3, 3, 0).await;
-    let admin = Client::new(&c.url_of(n(1)), &c.admin_token, c.ca_pem().as_bytes()).unwrap();
+    let admin = Client::new(&c.url_of(n(1)), &c.admin, c.ca_pem().as_bytes()).unwrap();
     for (name, suite) in [
         ("rep-ed", SuiteName::Ed25519),
         ("rep-tr", SuiteName::Secp256k1Tr),
@@ -277,7 +269,7 @@ async fn a_lost_share_is_repaired_over_the_network() {
             })
             .await
             .unwrap();
-        let via3 = Client::new(&c.url_of(n(3)), &c.admin_token, c.ca_pem().as_bytes()).unwrap();
+        let via3 = Client::new(&c.url_of(n(3)), &c.admin, c.ca_pem().as_bytes()).unwrap();
         sign_and_check(&via3, &key, b"before").await;
         // A repair of a member that still has its share is refused, and of
         // a node that is not a member.

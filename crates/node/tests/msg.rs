@@ -64,7 +64,7 @@ async fn endpoints(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thousand_messages_in_both_modes_with_one_and_two_coordinators_open_at_their_receivers() {
     let (dir, c) = cluster(3, 2, 0).await;
-    let admin = Client::new(&c.url(), &c.admin_token, c.ca_pem().as_bytes()).unwrap();
+    let admin = Client::new(&c.url(), &c.admin, c.ca_pem().as_bytes()).unwrap();
     // Senders reserve 8 prekeys per claim (one consensus write per 8
     // messages to a receiver); 300 prekeys cover 250 messages plus what
     // three senders leave reserved.
@@ -76,7 +76,7 @@ async fn a_thousand_messages_in_both_modes_with_one_and_two_coordinators_open_at
     // endpoints, sent 16 at a time through different nodes.
     let clients: Vec<Client> = (1..=3)
         .map(n)
-        .map(|i| Client::new(&c.url_of(i), &c.admin_token, c.ca_pem().as_bytes()).unwrap())
+        .map(|i| Client::new(&c.url_of(i), &c.admin, c.ca_pem().as_bytes()).unwrap())
         .collect();
     let configs = [
         (Mode::VerifyInTheExponent, 1u16),
@@ -159,7 +159,7 @@ async fn a_thousand_messages_in_both_modes_with_one_and_two_coordinators_open_at
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_two_coordinators_a_coordinator_killed_mid_flight_does_not_lose_a_message() {
     let (dir, mut c) = cluster(3, 2, 0).await;
-    let via = Client::new(&c.url_of(n(1)), &c.admin_token, c.ca_pem().as_bytes()).unwrap();
+    let via = Client::new(&c.url_of(n(1)), &c.admin, c.ca_pem().as_bytes()).unwrap();
     let eps = endpoints(dir.path(), &via, 320, 1).await;
     let d = via.msg_deployment().await.unwrap();
     let (alice, bob) = (eps[0].clone(), eps[1].clone());
@@ -233,7 +233,7 @@ async fn with_two_coordinators_a_coordinator_killed_mid_flight_does_not_lose_a_m
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_refusal_is_typed_and_changes_nothing() {
     let (dir, c) = cluster(3, 2, 0).await;
-    let admin = Client::new(&c.url(), &c.admin_token, c.ca_pem().as_bytes()).unwrap();
+    let admin = Client::new(&c.url(), &c.admin, c.ca_pem().as_bytes()).unwrap();
     let eps = endpoints(dir.path(), &admin, 40, 1).await;
     let d = admin.msg_deployment().await.unwrap();
     let (alice, bob) = (&eps[0], &eps[1]);
@@ -395,17 +395,9 @@ async fn every_refusal_is_typed_and_changes_nothing() {
         "revoked",
     );
 
-    // A token that does not own the sending endpoint.
-    let other = admin
-        .create_token(&keyquorum_wire::api::CreateTokenRequest {
-            name: "mallory".into(),
-            admin: false,
-            operator: false,
-            sign_keys: Vec::new(),
-        })
-        .await
-        .unwrap();
-    let mallory = Client::new(&c.url(), &other.token, c.ca_pem().as_bytes()).unwrap();
+    // A client that does not own the sending endpoint.
+    let other = common::new_client(&admin, "mallory", false, false, &[]).await;
+    let mallory = Client::new(&c.url(), &other, c.ca_pem().as_bytes()).unwrap();
     refused(
         alice
             .send(&mallory, &d, "bob", b"x", 1, Mode::VerifyInTheExponent)

@@ -248,15 +248,19 @@ pub struct ExportList {
     pub exports: Vec<crate::control::ExportRecord>,
 }
 
-/// `POST /v1/tokens`: issue a bearer token.
+/// `POST /v1/clients`: register a client identity. The key pair is made
+/// on the client's side (`keyquorum client create`); only the public key is
+/// sent.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
-pub struct CreateTokenRequest {
-    /// Who will hold it (shown in the audit log); 1–64 characters from
-    /// `[A-Za-z0-9._-]`, unique.
+pub struct CreateClientRequest {
+    /// Its name and RFC 9421 `keyid`: 1–64 characters from
+    /// `[A-Za-z0-9._-]`, unique, never reused.
     pub name: String,
-    /// May manage keys, tokens and membership.
+    /// Its Ed25519 public key, hex.
+    pub public_key: crate::Hex32,
+    /// May manage keys, clients and membership.
     #[serde(default)]
     pub admin: bool,
     /// May approve exports.
@@ -265,16 +269,29 @@ pub struct CreateTokenRequest {
     /// Keys it may sign with (`*`: every key).
     #[serde(default)]
     pub sign_keys: Vec<String>,
+    /// When its requests stop being accepted (ms since the Unix epoch).
+    #[serde(default)]
+    pub expires_ms: Option<u64>,
 }
 
-/// A new token; shown once, stored by the cluster as a SHA-256 hash only.
+/// A registered client.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-pub struct TokenCreated {
+pub struct ClientCreated {
     /// Its name.
     pub name: String,
-    /// The bearer token.
-    pub token: String,
+    /// The `keyid` its signatures carry (its name).
+    pub key_id: String,
+    /// Its Ed25519 public key, hex.
+    pub public_key: crate::Hex32,
+}
+
+/// `GET /v1/clients`: every registered client.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ClientList {
+    /// By name.
+    pub clients: Vec<crate::control::ClientRecord>,
 }
 
 /// `POST /v1/cluster/nodes`: add a node (as a learner, then as a voter).

@@ -55,18 +55,36 @@ pub struct KeyRecord {
     pub created_ms: u64,
 }
 
-/// What a bearer token may do. Tokens are stored by SHA-256 hash only.
+/// What a client may do.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-pub struct TokenGrant {
-    /// Who holds it (shown in the audit log).
+pub struct Grant {
+    /// The client's name (its RFC 9421 `keyid`; shown in the audit log).
     pub name: String,
-    /// May manage keys, tokens and membership.
+    /// May manage keys, clients and membership.
     pub admin: bool,
     /// May approve exports.
     pub operator: bool,
     /// Keys it may sign with (`*` for every key).
     pub sign_keys: Vec<String>,
+}
+
+/// A client identity: an Ed25519 public key whose holder signs requests
+/// (RFC 9421), and what it may do. The private key never reaches the
+/// cluster.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ClientRecord {
+    /// Its name and permissions.
+    pub grant: Grant,
+    /// Its Ed25519 public key.
+    pub public_key: Hex32,
+    /// After this time (ms since the Unix epoch) its requests are refused.
+    #[serde(default)]
+    pub expires_ms: Option<u64>,
+    /// Revoked: its requests are refused; the name stays taken.
+    #[serde(default)]
+    pub revoked: bool,
 }
 
 /// One audited event, as a node reports it.
@@ -188,12 +206,16 @@ pub enum ClusterCommand {
         /// The statement.
         head: SignedHead,
     },
-    /// Create or replace a token grant.
-    PutToken {
-        /// SHA-256 of the token.
-        token_hash: Hex32,
-        /// What it may do.
-        grant: TokenGrant,
+    /// Register a client; its name must be new (names are never reused,
+    /// even after revocation).
+    PutClient {
+        /// The client.
+        record: ClientRecord,
+    },
+    /// Revoke a client.
+    RevokeClient {
+        /// Its name.
+        name: String,
     },
     /// Several commands in one log entry, applied in order, each on its own:
     /// one's rejection neither stops nor undoes the others. A node groups

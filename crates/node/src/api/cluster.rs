@@ -1,4 +1,4 @@
-//! The cluster's own client routes: tokens, membership, status, the audit
+//! The cluster's own client routes: client identities, membership, status, the audit
 //! log, health and metrics.
 
 use std::sync::atomic::Ordering;
@@ -9,13 +9,13 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use keyquorum_wire::api::{
-    AddNodeRequest, ClusterStatus, CreateTokenRequest, ErrorBody, Health, NodeStatus, TokenCreated,
+    AddNodeRequest, ClientCreated, ClientList, ClusterStatus, CreateClientRequest, ErrorBody,
+    Health, NodeStatus,
 };
-use keyquorum_wire::control::{AuditEntry, ClusterCommand, TokenGrant};
+use keyquorum_wire::control::{AuditEntry, ClientRecord, ClusterCommand, Grant};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::auth::{new_token, token_hash};
 use super::{ApiJson, Audited};
 use crate::cluster::audit::verify_chain;
 use crate::cluster::Node;
@@ -25,7 +25,8 @@ use keyquorum_wire::NodeId;
 /// The cluster's routes.
 pub(crate) fn routes(node: Node) -> Router {
     Router::new()
-        .route("/v1/tokens", post(create_token))
+        .route("/v1/clients", post(create_client).get(list_clients))
+        .route("/v1/clients/{name}/revoke", post(revoke_client))
         .route("/v1/cluster/nodes", post(add_node))
         .route("/v1/cluster/nodes/{id}", axum::routing::delete(remove_node))
         .route("/v1/audit", get(audit_log))
@@ -36,62 +37,105 @@ pub(crate) fn routes(node: Node) -> Router {
         .with_state(node)
 }
 
-/// Issue a bearer token (shown once; stored as a SHA-256 hash).
-#[utoipa::path(post, path = "/v1/tokens", request_body = CreateTokenRequest, security(("bearer" = [])),
-    responses((status = 200, body = TokenCreated), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+/// Register a client identity: a name and an Ed25519 public key (the key
+/// pair is made on the client's side; the private key never comes here).
+#[utoipa::path(post, path = "/v1/clients", request_body = CreateClientRequest, security(("httpsig" = [])),
+    responses((status = 200, body = ClientCreated), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
               (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)))]
-pub(crate) async fn create_token(
+pub(crate) async fn create_client(
     req: Audited,
     State(node): State<Node>,
-    body: Result<ApiJson<CreateTokenRequest>, Response>,
+    body: Result<ApiJson<CreateClientRequest>, Response>,
 ) -> Response {
     req.run_json(
-        "token.create",
+        "client.create",
         body,
         |b| Some(b.name.clone()),
         |c, req| async move {
             c.require_admin()?;
             crate::names::check_name(&req.name).map_err(|_| {
-                NodeError::BadRequest("token names are 1-64 characters from [A-Za-z0-9._-]".into())
+                NodeError::BadRequest("client names are 1-64 characters from [A-Za-z0-9._-]".into())
             })?;
             if req.sign_keys.len() > 1024 || req.sign_keys.iter().any(|k| k.len() > 64) {
                 return Err(NodeError::BadRequest(
                     "too many or too long sign_keys".into(),
                 ));
             }
-            if node.registry(|r| r.tokens.values().any(|g| g.name == req.name)) {
+            if ed25519_dalek::VerifyingKey::from_bytes(&req.public_key.0).is_err() {
+                return Err(NodeError::BadRequest(
+                    "public_key is not an Ed25519 public key".into(),
+                ));
+            }
+            if node.registry(|r| r.clients.contains_key(&req.name)) {
                 return Err(NodeError::Conflict(format!(
-                    "a token named {} exists",
+                    "a client named {} exists",
                     req.name
                 )));
             }
-            let token = new_token();
-            node.commit(
-                ClusterCommand::PutToken {
-                    token_hash: token_hash(&token),
-                    grant: TokenGrant {
-                        name: req.name.clone(),
-                        admin: req.admin,
-                        operator: req.operator,
-                        sign_keys: req.sign_keys,
-                    },
-                }
-                .into(),
-            )
-            .await?;
-            Ok(TokenCreated {
+            let record = ClientRecord {
+                grant: Grant {
+                    name: req.name.clone(),
+                    admin: req.admin,
+                    operator: req.operator,
+                    sign_keys: req.sign_keys,
+                },
+                public_key: req.public_key,
+                expires_ms: req.expires_ms,
+                revoked: false,
+            };
+            node.commit(ClusterCommand::PutClient { record }.into())
+                .await?;
+            Ok(ClientCreated {
+                key_id: req.name.clone(),
                 name: req.name,
-                token,
+                public_key: req.public_key,
             })
         },
     )
     .await
 }
 
+/// Revoke a client: its requests are refused from now on; its name stays
+/// taken.
+#[utoipa::path(post, path = "/v1/clients/{name}/revoke", params(("name" = String, Path, description = "client name")),
+    security(("httpsig" = [])),
+    responses((status = 200, body = ClientRecord), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+              (status = 404, body = ErrorBody)))]
+pub(crate) async fn revoke_client(
+    req: Audited,
+    State(node): State<Node>,
+    Path(name): Path<String>,
+) -> Response {
+    req.run("client.revoke", Some(&name.clone()), |c| async move {
+        c.require_admin()?;
+        if !node.registry(|r| r.clients.contains_key(&name)) {
+            return Err(NodeError::NotFound(format!("no client named {name}")));
+        }
+        node.commit(ClusterCommand::RevokeClient { name: name.clone() }.into())
+            .await?;
+        node.registry(|r| r.clients.get(&name).cloned())
+            .ok_or_else(|| NodeError::NotFound(format!("no client named {name}")))
+    })
+    .await
+}
+
+/// Every registered client (public keys and grants; revoked ones too).
+#[utoipa::path(get, path = "/v1/clients", security(("httpsig" = [])),
+    responses((status = 200, body = ClientList), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+pub(crate) async fn list_clients(req: Audited, State(node): State<Node>) -> Response {
+    req.run("client.list", None, |c| async move {
+        c.require_admin()?;
+        Ok(ClientList {
+            clients: node.registry(|r| r.clients.values().cloned().collect()),
+        })
+    })
+    .await
+}
+
 /// Add a node to the cluster: as a learner, then (by default) as a voter
 /// through joint consensus. Start the node first, with the cluster's nodes
 /// as its bootstrap peers.
-#[utoipa::path(post, path = "/v1/cluster/nodes", request_body = AddNodeRequest, security(("bearer" = [])),
+#[utoipa::path(post, path = "/v1/cluster/nodes", request_body = AddNodeRequest, security(("httpsig" = [])),
     responses((status = 200, body = ClusterStatus), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
               (status = 403, body = ErrorBody), (status = 409, body = ErrorBody), (status = 503, body = ErrorBody)))]
 pub(crate) async fn add_node(
@@ -115,7 +159,7 @@ pub(crate) async fn add_node(
 /// Remove a node from the cluster (it must hold no key shares: reshare its
 /// keys away first).
 #[utoipa::path(delete, path = "/v1/cluster/nodes/{id}", params(("id" = u64, Path, description = "node id")),
-    security(("bearer" = [])),
+    security(("httpsig" = [])),
     responses((status = 200, body = ClusterStatus), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
               (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody),
               (status = 503, body = ErrorBody)))]
@@ -176,7 +220,7 @@ pub struct AuditVerification {
 }
 
 /// Read the audit log.
-#[utoipa::path(get, path = "/v1/audit", params(AuditQuery), security(("bearer" = [])),
+#[utoipa::path(get, path = "/v1/audit", params(AuditQuery), security(("httpsig" = [])),
     responses((status = 200, body = AuditPage), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
               (status = 503, body = ErrorBody)))]
 pub(crate) async fn audit_log(
@@ -210,7 +254,7 @@ pub(crate) async fn audit_log(
 }
 
 /// Verify the audit log's hash chain and signed heads on this node.
-#[utoipa::path(get, path = "/v1/audit/verify", security(("bearer" = [])),
+#[utoipa::path(get, path = "/v1/audit/verify", security(("httpsig" = [])),
     responses((status = 200, body = AuditVerification), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
               (status = 503, body = ErrorBody)))]
 pub(crate) async fn audit_verify(req: Audited, State(node): State<Node>) -> Response {
@@ -234,7 +278,7 @@ pub(crate) async fn audit_verify(req: Audited, State(node): State<Node>) -> Resp
 }
 
 /// Cluster status.
-#[utoipa::path(get, path = "/v1/cluster", security(("bearer" = [])),
+#[utoipa::path(get, path = "/v1/cluster", security(("httpsig" = [])),
     responses((status = 200, body = ClusterStatus), (status = 401, body = ErrorBody)))]
 pub(crate) async fn cluster(req: Audited, State(node): State<Node>) -> Response {
     req.run("cluster.status", None, |_| async { Ok(status(&node)) })

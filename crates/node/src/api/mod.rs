@@ -13,7 +13,7 @@ use std::sync::atomic::Ordering;
 
 use axum::extract::{FromRef, FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use keyquorum_wire::api::ErrorBody;
@@ -93,13 +93,13 @@ pub(crate) async fn refuse_oversized(req: Request, next: axum::middleware::Next)
         .into_response()
 }
 
-/// An audited client request: who is asking (from the `authorization`
-/// header) on which node. Handlers take it as an extractor and hand it
+/// An audited client request: who is asking (the client whose signature
+/// [`auth::signed_requests`] checked) on which node. Handlers take it as an extractor and hand it
 /// their domain logic through [`Audited::run`] or [`Audited::run_json`].
 #[derive(Debug)]
 pub struct Audited {
     node: Node,
-    headers: HeaderMap,
+    authn: Result<Caller, NodeError>,
 }
 
 impl<S> FromRequestParts<S> for Audited
@@ -110,9 +110,13 @@ where
     type Rejection = std::convert::Infallible;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let authn = parts.extensions.get::<auth::Authn>().map_or_else(
+            || Err(NodeError::Unauthorized("unsigned".into())),
+            |a| a.0.clone(),
+        );
         Ok(Audited {
             node: Node::from_ref(state),
-            headers: parts.headers.clone(),
+            authn,
         })
     }
 }
@@ -133,8 +137,8 @@ impl Audited {
         F: FnOnce(Caller) -> Fut,
         Fut: Future<Output = Result<T, NodeError>>,
     {
-        let (node, headers) = (&self.node, &self.headers);
-        let caller = auth::authenticate_fresh(node, headers).await;
+        let node = &self.node;
+        let caller = self.authn;
         let actor = caller
             .as_ref()
             .map(|c| c.grant.name.clone())
@@ -204,8 +208,10 @@ impl Audited {
 
     /// Audit and count a request refused before its handler ran.
     fn reject(&self, action: &str, r: Response) -> Response {
-        let actor = auth::authenticate(&self.node, &self.headers)
-            .map(|c| c.grant.name)
+        let actor = self
+            .authn
+            .as_ref()
+            .map(|c| c.grant.name.clone())
             .unwrap_or_else(|_| "anonymous".into());
         self.node.audit_event(
             &actor,

@@ -7,7 +7,7 @@
 //! | [`KeysState`]: key records, exports | `crate::keys::state` | [`KeysCommand`](keyquorum_wire::control::KeysCommand) |
 //! | [`MsgState`]: endpoints, prekeys, mailboxes, seen-set | `crate::msg::state` | [`MsgCommand`](keyquorum_wire::msg::MsgCommand) |
 //! | [`AuditLog`]: the hash-chained audit log | [`super::audit`] | [`ClusterCommand::Audit`], [`ClusterCommand::SignHead`] |
-//! | token grants | here | [`ClusterCommand::PutToken`] |
+//! | client identities | here | [`ClusterCommand::PutClient`], [`ClusterCommand::RevokeClient`] |
 //!
 //! [`ClusterCommand::Batch`] applies several commands in one log entry,
 //! each on its own. The serialized form (snapshots) is one flat object: the
@@ -19,10 +19,9 @@ use std::collections::BTreeMap;
 
 use keyquorum_store::raft::Machine;
 use keyquorum_wire::control::{
-    AuditEntry, ClusterCommand, Command, CommandResponse, ExportRecord, KeyRecord, SignedHead,
-    TokenGrant, MAX_BATCH,
+    AuditEntry, ClientRecord, ClusterCommand, Command, CommandResponse, ExportRecord, KeyRecord,
+    SignedHead, MAX_BATCH,
 };
-use keyquorum_wire::Hex32;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 pub use super::audit::AuditLog;
@@ -34,8 +33,9 @@ pub use crate::msg::state::MsgState;
 pub struct Registry {
     /// Shared keys: records by name, export requests.
     pub keys: KeysState,
-    /// Token grants by SHA-256 of the token.
-    pub tokens: BTreeMap<Hex32, TokenGrant>,
+    /// Client identities by name (revoked ones stay: names are never
+    /// reused).
+    pub clients: BTreeMap<String, ClientRecord>,
     /// The audit log and its signed heads.
     pub audit: AuditLog,
     /// Per-message key derivation: endpoints, prekeys, mailboxes, seen-set.
@@ -47,7 +47,7 @@ pub struct Registry {
 #[derive(Serialize)]
 struct FlatRef<'a> {
     keys: &'a BTreeMap<String, KeyRecord>,
-    tokens: &'a BTreeMap<Hex32, TokenGrant>,
+    clients: &'a BTreeMap<String, ClientRecord>,
     exports: &'a BTreeMap<String, ExportRecord>,
     audit: &'a Vec<AuditEntry>,
     heads: &'a Vec<SignedHead>,
@@ -59,7 +59,8 @@ struct FlatRef<'a> {
 #[derive(Deserialize)]
 struct Flat {
     keys: BTreeMap<String, KeyRecord>,
-    tokens: BTreeMap<Hex32, TokenGrant>,
+    #[serde(default)]
+    clients: BTreeMap<String, ClientRecord>,
     exports: BTreeMap<String, ExportRecord>,
     audit: Vec<AuditEntry>,
     heads: Vec<SignedHead>,
@@ -73,13 +74,13 @@ impl Serialize for Registry {
         // here until it is in the serialized form too.
         let Registry {
             keys: KeysState { records, exports },
-            tokens,
+            clients,
             audit: AuditLog { entries, heads },
             msg,
         } = self;
         FlatRef {
             keys: records,
-            tokens,
+            clients,
             exports,
             audit: entries,
             heads,
@@ -97,7 +98,7 @@ impl<'de> Deserialize<'de> for Registry {
                 records: f.keys,
                 exports: f.exports,
             },
-            tokens: f.tokens,
+            clients: f.clients,
             audit: AuditLog {
                 entries: f.audit,
                 heads: f.heads,
@@ -121,15 +122,37 @@ impl Machine for Registry {
 }
 
 impl Registry {
+    /// A new client: a valid name not taken before, a valid Ed25519 key.
+    fn put_client(&mut self, record: &ClientRecord) -> CommandResponse {
+        let name = &record.grant.name;
+        if crate::names::check_name(name).is_err() {
+            return CommandResponse::rejected(
+                "client names are 1-64 characters from [A-Za-z0-9._-]",
+            );
+        }
+        if self.clients.contains_key(name) {
+            return CommandResponse::rejected(format!("a client named {name} exists"));
+        }
+        if ed25519_dalek::VerifyingKey::from_bytes(&record.public_key.0).is_err() {
+            return CommandResponse::rejected("the public key is not an Ed25519 point");
+        }
+        self.clients.insert(name.clone(), record.clone());
+        CommandResponse::Ok
+    }
+
     fn apply_cluster(&mut self, index: u64, command: &ClusterCommand) -> CommandResponse {
         match command {
             ClusterCommand::Audit { .. } | ClusterCommand::SignHead { .. } => {
                 self.audit.apply(command)
             }
-            ClusterCommand::PutToken { token_hash, grant } => {
-                self.tokens.insert(*token_hash, grant.clone());
-                CommandResponse::Ok
-            }
+            ClusterCommand::PutClient { record } => self.put_client(record),
+            ClusterCommand::RevokeClient { name } => match self.clients.get_mut(name) {
+                Some(c) => {
+                    c.revoked = true;
+                    CommandResponse::Ok
+                }
+                None => CommandResponse::rejected(format!("no client named {name}")),
+            },
             ClusterCommand::Batch { commands } => {
                 if commands.is_empty() || commands.len() > MAX_BATCH {
                     return CommandResponse::rejected(format!(
@@ -216,11 +239,11 @@ mod tests {
         let json = serde_json::to_string(&r).unwrap();
         assert!(
             json.starts_with(
-                r#"{"keys":{},"tokens":{},"exports":{},"audit":[],"heads":[],"msg":{"#
+                r#"{"keys":{},"clients":{},"exports":{},"audit":[],"heads":[],"msg":{"#
             ),
             "{json}"
         );
-        let old = r#"{"keys":{},"tokens":{},"exports":{},"audit":[],"heads":[]}"#;
+        let old = r#"{"keys":{},"clients":{},"exports":{},"audit":[],"heads":[]}"#;
         let back: Registry = serde_json::from_str(old).unwrap();
         assert!(back.keys.records.is_empty() && back.audit.entries.is_empty());
         // A registry with content round-trips to the same bytes.

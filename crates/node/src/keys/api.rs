@@ -68,7 +68,7 @@ fn may_sign(c: &Caller, key: &str) -> Result<(), NodeError> {
 }
 
 /// Create a shared key by distributed key generation.
-#[utoipa::path(post, path = "/v1/keys", request_body = CreateKeyRequest, security(("bearer" = [])),
+#[utoipa::path(post, path = "/v1/keys", request_body = CreateKeyRequest, security(("httpsig" = [])),
     responses((status = 200, body = KeyInfo), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
               (status = 403, body = ErrorBody), (status = 409, body = ErrorBody), (status = 502, body = ErrorBody),
               (status = 503, body = ErrorBody)))]
@@ -112,7 +112,7 @@ pub(crate) async fn create_key(
 }
 
 /// List keys.
-#[utoipa::path(get, path = "/v1/keys", security(("bearer" = [])),
+#[utoipa::path(get, path = "/v1/keys", security(("httpsig" = [])),
     responses((status = 200, body = KeyList), (status = 401, body = ErrorBody)))]
 pub(crate) async fn list_keys(req: Audited, State(s): State<KeysApi>) -> Response {
     req.run("key.list", None, |_| async move {
@@ -127,7 +127,7 @@ pub(crate) async fn list_keys(req: Audited, State(s): State<KeysApi>) -> Respons
 
 /// Show one key.
 #[utoipa::path(get, path = "/v1/keys/{name}", params(("name" = String, Path, description = "key name")),
-    security(("bearer" = [])),
+    security(("httpsig" = [])),
     responses((status = 200, body = KeyInfo), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub(crate) async fn get_key(
     req: Audited,
@@ -142,7 +142,7 @@ pub(crate) async fn get_key(
 
 /// Threshold-sign a message.
 #[utoipa::path(post, path = "/v1/keys/{name}/sign", params(("name" = String, Path, description = "key name")),
-    request_body = SignRequest, security(("bearer" = [])),
+    request_body = SignRequest, security(("httpsig" = [])),
     responses((status = 200, body = SignResponse), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
               (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 502, body = ErrorBody),
               (status = 503, body = ErrorBody)))]
@@ -180,7 +180,7 @@ pub(crate) async fn sign(
 
 /// Verify a signature under a key (an ordinary single-signer verification).
 #[utoipa::path(post, path = "/v1/keys/{name}/verify", params(("name" = String, Path, description = "key name")),
-    request_body = VerifyRequest, security(("bearer" = [])),
+    request_body = VerifyRequest, security(("httpsig" = [])),
     responses((status = 200, body = VerifyResponse), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
               (status = 404, body = ErrorBody)))]
 pub(crate) async fn verify(
@@ -211,7 +211,7 @@ pub(crate) async fn verify(
 /// Refresh every holder's share of a key (same public key, threshold and
 /// members; the epoch advances).
 #[utoipa::path(post, path = "/v1/keys/{name}/refresh", params(("name" = String, Path, description = "key name")),
-    security(("bearer" = [])),
+    security(("httpsig" = [])),
     responses((status = 200, body = KeyInfo), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
               (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 502, body = ErrorBody),
               (status = 503, body = ErrorBody)))]
@@ -232,7 +232,7 @@ pub(crate) async fn refresh_key(
 /// the public key stays the same and the epoch advances. Old shares remain
 /// usable until the new generation is committed.
 #[utoipa::path(post, path = "/v1/keys/{name}/reshare", params(("name" = String, Path, description = "key name")),
-    request_body = ReshareRequest, security(("bearer" = [])),
+    request_body = ReshareRequest, security(("httpsig" = [])),
     responses((status = 200, body = KeyInfo), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
               (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody),
               (status = 502, body = ErrorBody), (status = 503, body = ErrorBody)))]
@@ -260,7 +260,7 @@ pub(crate) async fn reshare_key(
 /// Rebuild one member's lost share of a key from `t` other holders (none of
 /// them learns it); the member checks it against its public share.
 #[utoipa::path(post, path = "/v1/keys/{name}/repair", params(("name" = String, Path, description = "key name")),
-    request_body = RepairRequest, security(("bearer" = [])),
+    request_body = RepairRequest, security(("httpsig" = [])),
     responses((status = 200, body = KeyInfo), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
               (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody),
               (status = 502, body = ErrorBody), (status = 503, body = ErrorBody)))]
@@ -288,7 +288,7 @@ pub(crate) async fn repair_key(
 /// as many operators as the key's threshold, other than the requester,
 /// approve it, and only once.
 #[utoipa::path(post, path = "/v1/keys/{name}/exports", params(("name" = String, Path, description = "key name")),
-    request_body = ExportRequest, security(("bearer" = [])),
+    request_body = ExportRequest, security(("httpsig" = [])),
     responses((status = 200, body = ExportRecord), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
               (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 503, body = ErrorBody)))]
 pub(crate) async fn request_export(
@@ -334,7 +334,7 @@ pub(crate) async fn request_export(
 }
 
 /// List export requests.
-#[utoipa::path(get, path = "/v1/exports", security(("bearer" = [])),
+#[utoipa::path(get, path = "/v1/exports", security(("httpsig" = [])),
     responses((status = 200, body = ExportList), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
 pub(crate) async fn list_exports(req: Audited, State(s): State<KeysApi>) -> Response {
     req.run("export.list", None, |c| async move {
@@ -350,7 +350,7 @@ pub(crate) async fn list_exports(req: Audited, State(s): State<KeysApi>) -> Resp
 
 /// Approve an export request (operator tokens; not the requester's).
 #[utoipa::path(post, path = "/v1/exports/{id}/approve", params(("id" = String, Path, description = "export id")),
-    security(("bearer" = [])),
+    security(("httpsig" = [])),
     responses((status = 200, body = ExportRecord), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
               (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub(crate) async fn approve_export(
@@ -386,7 +386,7 @@ pub(crate) async fn approve_export(
 /// from threshold-many shares, sealed to the requester's X25519 key and
 /// zeroized. Runs once.
 #[utoipa::path(post, path = "/v1/exports/{id}/run", params(("id" = String, Path, description = "export id")),
-    security(("bearer" = [])),
+    security(("httpsig" = [])),
     responses((status = 200, body = ExportResult), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
               (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 503, body = ErrorBody)))]
 pub(crate) async fn run_export(

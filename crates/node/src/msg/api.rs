@@ -35,7 +35,7 @@ pub(crate) fn routes(node: Node) -> Router {
 
 /// The messaging deployment: public salt, acceptance window and the nodes
 /// coordinators are chosen from (with their identity and HPKE keys).
-#[utoipa::path(get, path = "/v1/msg/deployment", security(("bearer" = [])),
+#[utoipa::path(get, path = "/v1/msg/deployment", security(("httpsig" = [])),
     responses((status = 200, body = MsgDeployment), (status = 401, body = ErrorBody), (status = 503, body = ErrorBody)))]
 pub(crate) async fn msg_deployment(req: Audited, State(node): State<Node>) -> Response {
     req.run("msg.deployment", None, |_| super::deployment(&node))
@@ -44,7 +44,7 @@ pub(crate) async fn msg_deployment(req: Audited, State(node): State<Node>) -> Re
 
 /// Register a messaging endpoint (an Ed25519 identity) with its first
 /// signed one-time prekeys. The calling token owns it.
-#[utoipa::path(post, path = "/v1/msg/endpoints", request_body = CreateEndpointRequest, security(("bearer" = [])),
+#[utoipa::path(post, path = "/v1/msg/endpoints", request_body = CreateEndpointRequest, security(("httpsig" = [])),
     responses((status = 200, body = EndpointInfo), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
               (status = 409, body = ErrorBody), (status = 503, body = ErrorBody)))]
 pub(crate) async fn create_endpoint(
@@ -65,7 +65,7 @@ pub(crate) async fn create_endpoint(
 
 /// Show an endpoint: identity, owner, revocation, prekeys left, mailbox size.
 #[utoipa::path(get, path = "/v1/msg/endpoints/{name}", params(("name" = String, Path, description = "endpoint name")),
-    security(("bearer" = [])),
+    security(("httpsig" = [])),
     responses((status = 200, body = EndpointInfo), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub(crate) async fn get_endpoint(
     req: Audited,
@@ -85,7 +85,7 @@ pub(crate) async fn get_endpoint(
 /// Revoke an endpoint (owner or admin): it neither sends nor receives
 /// again; its prekeys and mailbox are dropped.
 #[utoipa::path(delete, path = "/v1/msg/endpoints/{name}", params(("name" = String, Path, description = "endpoint name")),
-    security(("bearer" = [])),
+    security(("httpsig" = [])),
     responses((status = 200, body = EndpointInfo), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
               (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 503, body = ErrorBody)))]
 pub(crate) async fn revoke_endpoint(
@@ -102,7 +102,7 @@ pub(crate) async fn revoke_endpoint(
 
 /// Publish more signed one-time prekeys (owner or admin).
 #[utoipa::path(post, path = "/v1/msg/endpoints/{name}/prekeys", params(("name" = String, Path, description = "endpoint name")),
-    request_body = PublishPrekeys, security(("bearer" = [])),
+    request_body = PublishPrekeys, security(("httpsig" = [])),
     responses((status = 200, body = EndpointInfo), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
               (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody),
               (status = 503, body = ErrorBody)))]
@@ -126,7 +126,7 @@ pub(crate) async fn publish_prekeys(
 /// endpoint the caller owns (through consensus: no prekey is handed out
 /// twice). Fewer come back when fewer are left; none left is 409.
 #[utoipa::path(post, path = "/v1/msg/endpoints/{name}/claim", params(("name" = String, Path, description = "receiving endpoint")),
-    request_body = ClaimRequest, security(("bearer" = [])),
+    request_body = ClaimRequest, security(("httpsig" = [])),
     responses((status = 200, body = ClaimedPrekeys), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
               (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody),
               (status = 503, body = ErrorBody)))]
@@ -151,7 +151,7 @@ pub(crate) async fn claim_prekey(
 /// tampered message, a share off the commitments, a replayed identifier, a
 /// timestamp outside the window, the wrong coordinators, an unknown or
 /// revoked endpoint, an unclaimed or used prekey.
-#[utoipa::path(post, path = "/v1/msg/messages", request_body = SendRequest, security(("bearer" = [])),
+#[utoipa::path(post, path = "/v1/msg/messages", request_body = SendRequest, security(("httpsig" = [])),
     responses((status = 200, body = SendResponse), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
               (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody),
               (status = 502, body = ErrorBody), (status = 503, body = ErrorBody)))]
@@ -172,7 +172,7 @@ pub(crate) async fn send_message(
 /// The endpoint's waiting messages, oldest first, at most 256 per call;
 /// `more` says whether to ack and call again (owner or admin).
 #[utoipa::path(get, path = "/v1/msg/endpoints/{name}/inbox", params(("name" = String, Path, description = "endpoint name")),
-    security(("bearer" = [])),
+    security(("httpsig" = [])),
     responses((status = 200, body = Inbox), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
               (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 503, body = ErrorBody)))]
 pub(crate) async fn inbox(
@@ -190,7 +190,7 @@ pub(crate) async fn inbox(
 
 /// Remove opened messages from the mailbox (owner or admin).
 #[utoipa::path(post, path = "/v1/msg/endpoints/{name}/inbox/ack", params(("name" = String, Path, description = "endpoint name")),
-    request_body = AckRequest, security(("bearer" = [])),
+    request_body = AckRequest, security(("httpsig" = [])),
     responses((status = 200, body = AckResponse), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
               (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody),
               (status = 503, body = ErrorBody)))]

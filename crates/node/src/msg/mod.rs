@@ -27,7 +27,7 @@ use futures::future::join_all;
 use keyquorum_core::msgkey::protocol::{self as mk, AtCoordinator, Routing, Sealed};
 use keyquorum_core::msgkey::route::Member;
 use keyquorum_core::msgkey::MsgError;
-use keyquorum_wire::control::{CommandResponse, TokenGrant};
+use keyquorum_wire::control::{CommandResponse, Grant};
 use keyquorum_wire::msg::{
     ClaimedPrekeys, CoordinatorBundle, EndpointInfo, EndpointRecord, MailItem, MsgCommand,
     MsgConfirmation, MsgDeployment, MsgNode, Prekey, SealedBox, SendRequest, SendResponse,
@@ -78,7 +78,7 @@ fn sig64(h: &Hex, what: &str) -> Result<[u8; 64], NodeError> {
 }
 
 /// May `grant` act for endpoint `record`?
-fn owns(grant: &TokenGrant, record: &EndpointRecord) -> Result<(), NodeError> {
+fn owns(grant: &Grant, record: &EndpointRecord) -> Result<(), NodeError> {
     if grant.admin || grant.name == record.owner {
         Ok(())
     } else {
@@ -183,7 +183,7 @@ fn info(node: &Node, record: EndpointRecord) -> EndpointInfo {
 /// Register an endpoint (owned by the calling token).
 pub async fn create_endpoint(
     node: &Node,
-    grant: &TokenGrant,
+    grant: &Grant,
     name: String,
     identity: Hex32,
     prekeys: Vec<Prekey>,
@@ -226,7 +226,7 @@ pub fn endpoint(node: &Node, name: &str) -> Result<EndpointInfo, NodeError> {
 /// Publish more prekeys (owner or admin).
 pub async fn add_prekeys(
     node: &Node,
-    grant: &TokenGrant,
+    grant: &Grant,
     name: &str,
     prekeys: Vec<Prekey>,
 ) -> Result<EndpointInfo, NodeError> {
@@ -245,11 +245,7 @@ pub async fn add_prekeys(
 }
 
 /// Revoke an endpoint (owner or admin).
-pub async fn revoke(
-    node: &Node,
-    grant: &TokenGrant,
-    name: &str,
-) -> Result<EndpointInfo, NodeError> {
+pub async fn revoke(node: &Node, grant: &Grant, name: &str) -> Result<EndpointInfo, NodeError> {
     let record = live(node, name)?;
     owns(grant, &record)?;
     node.commit(
@@ -265,7 +261,7 @@ pub async fn revoke(
 /// A sender (`by`, owned by the caller) reserves one of `name`'s prekeys.
 pub async fn claim(
     node: &Node,
-    grant: &TokenGrant,
+    grant: &Grant,
     name: &str,
     by: &str,
     count: u16,
@@ -381,11 +377,7 @@ pub fn coordinate(
 
 /// The entry node's part of a send: authorize, fan out to the
 /// coordinators, commit to the mailbox.
-pub async fn send(
-    node: &Node,
-    grant: &TokenGrant,
-    req: SendRequest,
-) -> Result<SendResponse, NodeError> {
+pub async fn send(node: &Node, grant: &Grant, req: SendRequest) -> Result<SendResponse, NodeError> {
     let sender = live(node, &req.from)?;
     owns(grant, &sender)?;
     let receiver = live(node, &req.to)?;
@@ -514,11 +506,7 @@ pub const INBOX_PAGE: usize = 256;
 
 /// The oldest waiting messages, one page, and whether more wait (owner or
 /// admin).
-pub fn inbox(
-    node: &Node,
-    grant: &TokenGrant,
-    name: &str,
-) -> Result<(Vec<MailItem>, bool), NodeError> {
+pub fn inbox(node: &Node, grant: &Grant, name: &str) -> Result<(Vec<MailItem>, bool), NodeError> {
     let record = live(node, name)?;
     owns(grant, &record)?;
     Ok(node.registry(|r| {
@@ -531,7 +519,7 @@ pub fn inbox(
 /// Remove opened messages (owner or admin).
 pub async fn ack(
     node: &Node,
-    grant: &TokenGrant,
+    grant: &Grant,
     name: &str,
     ids: Vec<Hex32>,
 ) -> Result<u64, NodeError> {

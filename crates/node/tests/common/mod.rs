@@ -110,3 +110,44 @@ pub async fn wait_for_audit(
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
 }
+
+/// Make a client identity here and register it through `admin`; returns its
+/// key (what `keyquorum client create` does).
+pub async fn new_client(
+    admin: &Client,
+    name: &str,
+    is_admin: bool,
+    operator: bool,
+    sign_keys: &[&str],
+) -> keyquorum_client::ClientKey {
+    let key = keyquorum_client::ClientKey::generate(name, &mut rand_core::OsRng);
+    admin
+        .create_client(&keyquorum_wire::api::CreateClientRequest {
+            name: name.into(),
+            public_key: keyquorum_wire::Hex32(key.public_key()),
+            admin: is_admin,
+            operator,
+            sign_keys: sign_keys.iter().map(|k| k.to_string()).collect(),
+            expires_ms: None,
+        })
+        .await
+        .unwrap();
+    key
+}
+
+/// Send a hand-built request signed as a client (RFC 9421).
+pub trait SendAs {
+    /// Sign as `me`, send, and return the response.
+    fn send_as(
+        self,
+        me: &keyquorum_client::ClientKey,
+    ) -> impl std::future::Future<Output = reqwest::Response>;
+}
+
+impl SendAs for reqwest::RequestBuilder {
+    async fn send_as(self, me: &keyquorum_client::ClientKey) -> reqwest::Response {
+        let (http, req) = self.build_split();
+        let req = keyquorum_client::sign_request(me, req.unwrap()).unwrap();
+        http.execute(req).await.unwrap()
+    }
+}
