@@ -675,8 +675,18 @@ async fn export(c: &Client, command: ExportCommand, json: bool) -> Result<()> {
 }
 
 async fn clients(remote: &Remote, command: ClientCommand, json: bool) -> Result<()> {
+    if let ClientCommand::Sign {
+        url,
+        method,
+        body_file,
+        content_type,
+    } = command
+    {
+        return sign_fields(remote, url, method, body_file, content_type, json);
+    }
     let c = client(remote)?;
     match command {
+        ClientCommand::Sign { .. } => Ok(()),
         ClientCommand::Create {
             name,
             admin,
@@ -764,6 +774,61 @@ async fn clients(remote: &Remote, command: ClientCommand, json: bool) -> Result<
                 Ok(())
             }
         }
+    }
+}
+
+/// `keyquorum client sign`: the signature fields for a request someone
+/// else sends.
+fn sign_fields(
+    remote: &Remote,
+    url: String,
+    method: String,
+    body_file: Option<std::path::PathBuf>,
+    content_type: Option<String>,
+    json: bool,
+) -> Result<()> {
+    let Some(key_file) = &remote.key_file else {
+        bail!("no client key: set KEYQUORUM_KEY_FILE and KEYQUORUM_KEY_ID or pass --key-file");
+    };
+    let me = load_key(key_file, &remote.key_id)?;
+    let body = match body_file {
+        None => Vec::new(),
+        Some(p) if p.as_os_str() == "-" => {
+            let mut b = Vec::new();
+            std::io::Read::read_to_end(&mut std::io::stdin(), &mut b)?;
+            b
+        }
+        Some(p) => std::fs::read(&p).with_context(|| format!("reading {}", p.display()))?,
+    };
+    let mut req = keyquorum_core::httpsig::Request {
+        method: method.to_ascii_uppercase(),
+        target_uri: url,
+        headers: content_type
+            .map(|t| vec![("content-type".to_string(), t)])
+            .unwrap_or_default(),
+        body,
+    };
+    let created = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_secs();
+    let mut nonce = [0u8; 16];
+    OsRng.fill_bytes(&mut nonce);
+    me.sign(&mut req, created, &hex::encode(nonce))?;
+    let fields: Vec<(&str, String)> = ["Content-Digest", "Signature-Input", "Signature"]
+        .into_iter()
+        .filter_map(|f| req.field(f).map(|v| (f, v)))
+        .collect();
+    if json {
+        let map: serde_json::Map<String, serde_json::Value> = fields
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), serde_json::Value::String(v)))
+            .collect();
+        print_json(&serde_json::Value::Object(map))
+    } else {
+        for (k, v) in fields {
+            println!("{k}: {v}");
+        }
+        Ok(())
     }
 }
 

@@ -365,6 +365,23 @@ enum ClientCommand {
     },
     /// List the registered clients.
     List,
+    /// Print the signature fields for one request, for curl and other HTTP
+    /// tools: `Content-Digest` (with a body), `Signature-Input`,
+    /// `Signature`. Sign just before sending: a signature is good for 300 s
+    /// and once.
+    Sign {
+        /// The exact URL the request goes to (scheme, host, port, path, query).
+        url: String,
+        /// The method.
+        #[arg(long, default_value = "GET")]
+        method: String,
+        /// The body, from a file (`-` for standard input).
+        #[arg(long)]
+        body_file: Option<PathBuf>,
+        /// The Content-Type the request will carry (covered when given).
+        #[arg(long)]
+        content_type: Option<String>,
+    },
 }
 
 #[derive(Subcommand, Debug)]

@@ -598,10 +598,16 @@ impl ClientKey {
         Ok(Self::new(name, key))
     }
 
-    /// The private key as PKCS#8 PEM.
+    /// The private key as PKCS#8 PEM, version 1 (RFC 8410 §7: the seed
+    /// alone, no public key), the form OpenSSL and Python's `cryptography`
+    /// read.
     pub fn to_pkcs8_pem(&self) -> Result<zeroize::Zeroizing<String>, SigError> {
         use ed25519_dalek::pkcs8::EncodePrivateKey as _;
-        self.key
+        let bytes = ed25519_dalek::pkcs8::KeypairBytes {
+            secret_key: self.key.to_bytes(),
+            public_key: None,
+        };
+        bytes
             .to_pkcs8_pem(ed25519_dalek::pkcs8::spki::der::pem::LineEnding::LF)
             .map_err(|e| SigError::Malformed(e.to_string()))
     }
@@ -670,6 +676,21 @@ mod tests {
             ],
             body: br#"{"hello": "world"}"#.to_vec(),
         }
+    }
+
+    /// RFC 9421 Appendix B.1.4's key as the RFC prints it (PKCS#8 v1 PEM).
+    const B14_PEM: &str = "-----BEGIN PRIVATE KEY-----\n\
+        MC4CAQAwBQYDK2VwBCIEIJ+DYvh6SEqVTm50DFtMDoQikTmiCqirVv9mWG9qfSnF\n\
+        -----END PRIVATE KEY-----\n";
+
+    #[test]
+    fn client_keys_read_and_write_pkcs8_v1_pem() {
+        let k = ClientKey::from_pkcs8_pem("test-key-ed25519", B14_PEM).unwrap();
+        assert_eq!(k.public_key().to_vec(), b64d(B14_PUBLIC_B64));
+        // Written back byte for byte as the RFC prints it.
+        assert_eq!(k.to_pkcs8_pem().unwrap().as_str(), B14_PEM);
+        assert!(format!("{k:?}").contains("<redacted>"));
+        assert!(ClientKey::from_pkcs8_pem("x", "not a key").is_err());
     }
 
     #[test]

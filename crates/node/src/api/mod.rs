@@ -184,8 +184,9 @@ impl Audited {
         }
     }
 
-    /// [`Self::run`] for a request with a JSON body: a body that does not
-    /// parse is refused (and audited) before anything else; `target` names
+    /// [`Self::run`] for a request with a JSON body: an unauthenticated
+    /// request is refused first, then a body that does not parse (both
+    /// audited); `target` names
     /// the object from the parsed body.
     pub async fn run_json<B, T: Serialize, F, Fut>(
         self,
@@ -198,6 +199,11 @@ impl Audited {
         F: FnOnce(Caller, B) -> Fut,
         Fut: Future<Output = Result<T, NodeError>>,
     {
+        // Who is asking comes first: an unauthenticated request is refused
+        // as such, whatever its body.
+        if self.authn.is_err() {
+            return self.run(action, None, |_| async { Ok(()) }).await;
+        }
         let ApiJson(body) = match body {
             Ok(b) => b,
             Err(r) => return self.reject(action, r),
