@@ -2,7 +2,7 @@
 //! Ed25519; `keyquorum_core::httpsig`) by a client identity in the registry,
 //! and what that client's grant lets it do.
 //!
-//! [`signed_requests`] runs in front of every client route: it reads the
+//! `signed_requests` runs in front of every client route: it reads the
 //! body (within the client body limit), rebuilds the request as the
 //! signature saw it (`https://` + `Host` + path and query, the header
 //! fields, the exact body), checks the signature, the client (known, not

@@ -94,7 +94,7 @@ pub(crate) async fn refuse_oversized(req: Request, next: axum::middleware::Next)
 }
 
 /// An audited client request: who is asking (the client whose signature
-/// [`auth::signed_requests`] checked) on which node. Handlers take it as an extractor and hand it
+/// `auth::signed_requests` checked) on which node. Handlers take it as an extractor and hand it
 /// their domain logic through [`Audited::run`] or [`Audited::run_json`].
 #[derive(Debug)]
 pub struct Audited {
