@@ -720,9 +720,23 @@ async fn clients(remote: &Remote, command: ClientCommand, json: bool) -> Result<
                 .await;
             let created = match created {
                 Ok(v) => v,
-                Err(e) => {
+                // Refused: nothing was registered, the key is useless.
+                Err(
+                    e @ keyquorum_client::ClientError::Api {
+                        status: 400..=499, ..
+                    },
+                ) => {
                     let _ = std::fs::remove_file(&key_out);
                     return Err(e.into());
+                }
+                // Unknown outcome (a time-out, a lost leader): the client
+                // may be registered, so its key stays.
+                Err(e) => {
+                    return Err(anyhow!(
+                        "{e}; the key is kept in {} in case the client was registered \
+                         (see `keyquorum client list`)",
+                        key_out.display()
+                    ))
                 }
             };
             if json {
@@ -865,7 +879,9 @@ fn write_new_private(path: &Path, bytes: &[u8]) -> Result<()> {
     let mut f = o
         .open(path)
         .with_context(|| format!("creating {} (it must not exist)", path.display()))?;
-    f.write_all(bytes)?;
-    f.sync_all()?;
+    if let Err(e) = f.write_all(bytes).and_then(|()| f.sync_all()) {
+        let _ = std::fs::remove_file(path);
+        return Err(e).with_context(|| format!("writing {}", path.display()));
+    }
     Ok(())
 }

@@ -40,6 +40,8 @@ pub const MAX_SIGNATURES: usize = 8;
 pub const MAX_COMPONENTS: usize = 32;
 /// The longest `nonce` accepted.
 pub const MAX_NONCE: usize = 128;
+/// The longest `keyid` accepted.
+pub const MAX_KEYID: usize = 128;
 
 /// A request as the signature sees it.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -178,8 +180,15 @@ pub fn verify(
         )));
     }
     let mut first = None;
+    let digest_checked = std::cell::OnceCell::new();
     for (label, input) in &inputs {
-        let r = verify_one(req, policy, &key_of, label.as_str(), input, sigs.get(label));
+        let r = verify_one(
+            req,
+            policy,
+            &key_of,
+            (label.as_str(), input, sigs.get(label)),
+            &digest_checked,
+        );
         match r {
             Ok(v) => return Ok(v),
             Err(e) => first = first.or(Some(e)),
@@ -192,9 +201,8 @@ fn verify_one(
     req: &Request,
     policy: &Policy,
     key_of: &impl Fn(&str) -> Option<VerifyingKey>,
-    label: &str,
-    input: &ListEntry,
-    sig: Option<&ListEntry>,
+    (label, input, sig): (&str, &ListEntry, Option<&ListEntry>),
+    digest_checked: &std::cell::OnceCell<Result<(), SigError>>,
 ) -> Result<Verified, SigError> {
     let ListEntry::InnerList(list) = input else {
         return Err(SigError::Malformed(format!(
@@ -275,13 +283,15 @@ fn verify_one(
             return Err(SigError::Expired(expires));
         }
     }
-    if has_digest {
-        check_digest(req)?;
-    }
-    let base = signature_base(req, &covered, &list_params_serialized(list)?)?;
+    // Cheap checks first; the body is hashed only for a signature that
+    // verified under a known key, and at most once per request.
     let key = key_of(&params.keyid).ok_or_else(|| SigError::UnknownKey(params.keyid.clone()))?;
+    let base = signature_base(req, &covered, &list_params_serialized(list)?)?;
     key.verify_strict(base.as_bytes(), &signature)
         .map_err(|_| SigError::BadSignature(params.keyid.clone()))?;
+    if has_digest {
+        digest_checked.get_or_init(|| check_digest(req)).clone()?;
+    }
     Ok(Verified {
         label: label.to_string(),
         keyid: params.keyid,
@@ -325,10 +335,16 @@ impl Params {
                 "nonce must be 1..={MAX_NONCE} characters"
             )));
         }
+        let keyid = string("keyid")?.ok_or_else(|| missing("keyid"))?;
+        if keyid.is_empty() || keyid.len() > MAX_KEYID {
+            return Err(SigError::Malformed(format!(
+                "keyid must be 1..={MAX_KEYID} characters"
+            )));
+        }
         Ok(Params {
             created: int("created")?.ok_or_else(|| missing("created"))?,
             expires: int("expires")?,
-            keyid: string("keyid")?.ok_or_else(|| missing("keyid"))?,
+            keyid,
             nonce,
             alg: string("alg")?,
         })

@@ -170,6 +170,13 @@ impl LocalCluster {
         cluster.write_ca()?;
         let key_file = cluster.admin_key_path();
         if fresh {
+            // The private key is on disk before its public key is
+            // registered: a registered admin is never without its key.
+            let pem = cluster
+                .admin
+                .to_pkcs8_pem()
+                .map_err(|e| NodeError::Internal(e.to_string()))?;
+            write_private(&key_file, pem.as_bytes())?;
             let first = cluster.any_node()?;
             first.initialize(cluster.infos.clone()).await?;
             first
@@ -190,11 +197,6 @@ impl LocalCluster {
                     .into(),
                 )
                 .await?;
-            let pem = cluster
-                .admin
-                .to_pkcs8_pem()
-                .map_err(|e| NodeError::Internal(e.to_string()))?;
-            write_private(&key_file, pem.as_bytes())?;
         } else {
             let pem = zeroize::Zeroizing::new(std::fs::read_to_string(&key_file).map_err(io)?);
             cluster.admin = ClientKey::from_pkcs8_pem("admin", &pem)
@@ -447,12 +449,22 @@ fn node_dir(data_dir: &Path, id: NodeId) -> PathBuf {
     data_dir.join(format!("node-{id}"))
 }
 
+/// Write a private file: created with mode 0600 from the start (never
+/// readable by others, not even for a moment), replacing an older file by
+/// rename, never following a symlink at `path`.
 fn write_private(path: &Path, bytes: &[u8]) -> Result<(), NodeError> {
-    std::fs::write(path, bytes).map_err(io)?;
+    use std::io::Write as _;
+    let tmp = path.with_extension("tmp-private");
+    let _ = std::fs::remove_file(&tmp);
+    let mut o = std::fs::OpenOptions::new();
+    o.write(true).create_new(true);
     #[cfg(unix)]
     {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(io)?;
+        use std::os::unix::fs::OpenOptionsExt as _;
+        o.mode(0o600);
     }
-    Ok(())
+    let mut f = o.open(&tmp).map_err(io)?;
+    f.write_all(bytes).map_err(io)?;
+    f.sync_all().map_err(io)?;
+    std::fs::rename(&tmp, path).map_err(io)
 }

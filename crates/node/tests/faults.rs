@@ -27,7 +27,7 @@ use keyquorum_node::dev::LocalCluster;
 use keyquorum_node::Node;
 use keyquorum_store::Table;
 use keyquorum_wire::api::{CreateKeyRequest, KeyInfo, SuiteName};
-use keyquorum_wire::peer::{NonceCommitment, PeerMessage};
+use keyquorum_wire::peer::{ClientRequest, NonceCommitment, PeerMessage};
 use keyquorum_wire::{Hex, NodeId};
 
 fn create(name: &str, suite: SuiteName, t: u16, members: Option<Vec<NodeId>>) -> CreateKeyRequest {
@@ -384,12 +384,14 @@ fn sign_share(
     epoch: u64,
     nonce: &NonceCommitment,
     c: &Coordinator<Ed25519>,
+    request: &ClientRequest,
 ) -> PeerMessage {
     PeerMessage::SignShare {
         key: key.into(),
         epoch,
         nonce: nonce.id.clone(),
         package: Hex(c.package().to_bytes()),
+        request: request.clone(),
     }
 }
 
@@ -413,10 +415,12 @@ async fn a_nonce_is_never_used_twice_even_across_a_restart() {
     assert_eq!(vault_count(&c, n(2), Table::Nonces, "n"), 1);
 
     // One honest signing with the two nonces.
+    let base = c.url_of(n(1));
+    let first = common::sign_request(&base, &c.admin, "n", b"first");
     let mut coord = package(&group, b"first", &[&c2, &c3]);
     for (id, node, nc) in [(2u8, &n2, &c2), (3, &n3, &c3)] {
         let PeerMessage::SignatureShare { share } = node
-            .handle_peer(n(1), sign_share("n", record.epoch, nc, &coord))
+            .handle_peer(n(1), sign_share("n", record.epoch, nc, &coord, &first))
             .await
             .unwrap()
         else {
@@ -435,10 +439,12 @@ async fn a_nonce_is_never_used_twice_even_across_a_restart() {
     // The nonce is gone from the vault the moment its share left.
     assert_eq!(vault_count(&c, n(2), Table::Nonces, "n"), 0);
 
-    // Asked again for another message with the same nonce: refused.
+    // Asked again for another message with the same nonce (and a client
+    // request for it): refused.
+    let second = common::sign_request(&base, &c.admin, "n", b"second");
     let other = package(&group, b"second", &[&c2, &c3]);
     let err = n2
-        .handle_peer(n(1), sign_share("n", record.epoch, &c2, &other))
+        .handle_peer(n(1), sign_share("n", record.epoch, &c2, &other, &second))
         .await
         .unwrap_err();
     assert!(err.to_string().contains("already used"), "{err}");
@@ -449,8 +455,9 @@ async fn a_nonce_is_never_used_twice_even_across_a_restart() {
     c.restart_node(n(2)).await.unwrap();
     c.wait_ready(Duration::from_secs(30)).await.unwrap();
     let n2 = c.node(n(2)).unwrap();
+    let second = common::sign_request(&base, &c.admin, "n", b"second");
     let err = n2
-        .handle_peer(n(1), sign_share("n", record.epoch, &c2, &other))
+        .handle_peer(n(1), sign_share("n", record.epoch, &c2, &other, &second))
         .await
         .unwrap_err();
     assert!(err.to_string().contains("already used"), "{err}");
@@ -662,4 +669,169 @@ async fn a_group_key_the_members_did_not_compute_is_never_used() {
         }
     }
     c.shutdown().await;
+}
+
+/// A hostile member (node 1, speaking as itself on the peer channel) asks an
+/// honest signer for signature shares no client asked for. Every attempt is
+/// refused before a nonce is spent; the one request a client did sign drives
+/// its operation's attempts and nothing more; the key still signs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_cannot_get_signature_shares_no_client_asked_for() {
+    let (_dir, c) = cluster(3, 2, 0).await;
+    let admin = Client::new(&c.url_of(n(1)), &c.admin, c.ca_pem().as_bytes()).unwrap();
+    let key: KeyInfo = admin
+        .create_key(&create("h", SuiteName::Ed25519, 2, None))
+        .await
+        .unwrap();
+    admin
+        .create_key(&create("other", SuiteName::Ed25519, 2, None))
+        .await
+        .unwrap();
+    let app = common::new_client(&admin, "app", false, false, &["other"]).await;
+    let gone = common::new_client(&admin, "gone", false, false, &["*"]).await;
+    admin.revoke_client("gone").await.unwrap();
+    let record = c
+        .node(n(1))
+        .unwrap()
+        .registry(|r| r.keys.records.get("h").cloned())
+        .unwrap();
+    let group = GroupKey::<Ed25519>::from_bytes(&record.group_key.0).unwrap();
+    let (n2, n3) = (c.node(n(2)).unwrap(), c.node(n(3)).unwrap());
+    let base = c.url_of(n(1));
+    let body = |m: &[u8]| Some(serde_json::json!({ "message": hex::encode(m) }));
+    let unsigned = ClientRequest {
+        method: "POST".into(),
+        target_uri: format!("{base}/v1/keys/h/sign"),
+        headers: vec![("content-type".into(), "application/json".into())],
+        body: Hex(serde_json::to_vec(&body(b"pay 1000").unwrap()).unwrap()),
+    };
+    let cases: Vec<(&str, ClientRequest, &str)> = vec![
+        ("no client request", unsigned, "not signed"),
+        (
+            "a request for another message",
+            common::sign_request(&base, &c.admin, "h", b"pay 1"),
+            "not the one the client asked for",
+        ),
+        (
+            "a request for another key",
+            common::sign_request(&base, &c.admin, "other", b"pay 1000"),
+            "not a signature with h",
+        ),
+        (
+            "a request for another operation",
+            common::client_request(
+                &base,
+                &c.admin,
+                "POST",
+                "/v1/keys/h/verify",
+                body(b"pay 1000"),
+                common::now_s(),
+            ),
+            "not a signature with h",
+        ),
+        (
+            "a client without permission for the key",
+            common::sign_request(&base, &app, "h", b"pay 1000"),
+            "may not sign with h",
+        ),
+        (
+            "a revoked client",
+            common::sign_request(&base, &gone, "h", b"pay 1000"),
+            "revoked",
+        ),
+        (
+            "a request signed for another cluster",
+            common::sign_request("https://kq.other.example:7001", &c.admin, "h", b"pay 1000"),
+            "not this cluster",
+        ),
+        (
+            "a stale request",
+            common::client_request(
+                &base,
+                &c.admin,
+                "POST",
+                "/v1/keys/h/sign",
+                body(b"pay 1000"),
+                common::now_s() - 600,
+            ),
+            "stale",
+        ),
+    ];
+    for (what, request, needle) in cases {
+        for (signer, node) in [(n(2), &n2), (n(3), &n3)] {
+            let before = vault_count(&c, signer, Table::Nonces, "h");
+            let nc = nonce(node, "h", record.epoch).await;
+            let other = if signer == n(2) { n(3) } else { n(2) };
+            let oc = nonce(&c.node(other).unwrap(), "h", record.epoch).await;
+            let pair = if signer == n(2) {
+                [&nc, &oc]
+            } else {
+                [&oc, &nc]
+            };
+            let coord = package(&group, b"pay 1000", &pair);
+            let err = node
+                .handle_peer(n(1), sign_share("h", record.epoch, &nc, &coord, &request))
+                .await
+                .unwrap_err();
+            assert!(
+                err.to_string().contains(needle),
+                "{what} at node {signer}: {err}"
+            );
+            // Refused before the nonce was spent.
+            assert_eq!(
+                vault_count(&c, signer, Table::Nonces, "h"),
+                before + 1,
+                "{what} at node {signer}"
+            );
+        }
+    }
+
+    // A request the client did sign drives its own operation: each signer
+    // set once, at most n - t + 1 = 2 attempts, and not a second time.
+    let paid = common::sign_request(&base, &c.admin, "h", b"pay 1000");
+    let ask = |node: Node, set: [NodeId; 2]| ask_share(&c, &group, record.epoch, node, set, &paid);
+    assert!(ask(n2.clone(), [n(2), n(3)]).await.is_ok(), "first attempt");
+    let err = ask(n2.clone(), [n(2), n(3)]).await.unwrap_err();
+    assert!(
+        err.to_string().contains("replayed"),
+        "same signer set again: {err}"
+    );
+    assert!(
+        ask(n2.clone(), [n(1), n(2)]).await.is_ok(),
+        "a fallback attempt"
+    );
+    let err = ask(n2.clone(), [n(1), n(2)]).await.unwrap_err();
+    assert!(
+        err.to_string().contains("replayed"),
+        "a third attempt: {err}"
+    );
+    // Node 3 keeps its own record: the request's first attempt there is fine.
+    assert!(ask(n3.clone(), [n(1), n(3)]).await.is_ok());
+
+    // Honest signing through the API is unaffected.
+    sign_and_check(&admin, &key, b"after the attempts").await;
+    c.shutdown().await;
+}
+
+/// Ask `node` for its share of `b"pay 1000"` with signer set `set`, as node 1.
+async fn ask_share(
+    c: &LocalCluster,
+    group: &GroupKey<Ed25519>,
+    epoch: u64,
+    node: Node,
+    set: [NodeId; 2],
+    request: &ClientRequest,
+) -> Result<PeerMessage, keyquorum_node::NodeError> {
+    let mut commitments = Vec::new();
+    for id in set {
+        commitments.push(nonce(&c.node(id).unwrap(), "h", epoch).await);
+    }
+    let coord = package(group, b"pay 1000", &[&commitments[0], &commitments[1]]);
+    let mine = if node.id() == set[0] {
+        &commitments[0]
+    } else {
+        &commitments[1]
+    };
+    node.handle_peer(n(1), sign_share("h", epoch, mine, &coord, request))
+        .await
 }

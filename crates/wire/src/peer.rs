@@ -16,6 +16,21 @@ use crate::{Hex, Hex32, NodeId, RawJson};
 /// Version 2: the payload is embedded JSON instead of hex of the JSON.
 pub const PROTOCOL_VERSION: u16 = 2;
 
+/// A client's signed HTTP request (RFC 9421) as the entry node received
+/// it, forwarded to the participants of the operation it asks for, so each
+/// checks the client's signature and permission for itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClientRequest {
+    /// The method.
+    pub method: String,
+    /// The absolute target URI (`https://` + `Host` + path and query).
+    pub target_uri: String,
+    /// The header fields, in order.
+    pub headers: Vec<(String, String)>,
+    /// The body.
+    pub body: Hex,
+}
+
 /// A signed peer message. The signature is Ed25519 by `from`'s identity key
 /// over the domain label and every other field (see the node crate's
 /// `peer::signing_bytes`). `payload` is the JSON of a [`PeerMessage`].
@@ -341,6 +356,9 @@ pub enum PeerMessage {
         nonce: Hex,
         /// Core `SigningPackage` encoding.
         package: Hex,
+        /// The client's signed request, byte for byte: the signer checks it
+        /// asks for this message with this key before it releases a share.
+        request: ClientRequest,
     },
     /// A signature share.
     SignatureShare {

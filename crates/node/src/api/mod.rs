@@ -149,7 +149,7 @@ impl Audited {
         };
         let outcome = match &result {
             Ok(_) => "ok".to_string(),
-            Err(e) => format!("{}: {e}", e.status().1),
+            Err(e) => clip(format!("{}: {e}", e.status().1)),
         };
         let result = match result {
             // What cannot be taken back once it leaves (a signature, an export)
@@ -231,6 +231,22 @@ impl Audited {
             .fetch_add(1, Ordering::Relaxed);
         r
     }
+}
+
+/// The longest outcome text the audit log keeps (a refusal's reason may
+/// quote what an unauthenticated caller sent).
+const MAX_OUTCOME: usize = 300;
+
+fn clip(mut s: String) -> String {
+    if s.len() > MAX_OUTCOME {
+        let mut end = MAX_OUTCOME;
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        s.truncate(end);
+        s.push('…');
+    }
+    s
 }
 
 /// The answer to a path no route has.

@@ -140,19 +140,35 @@ impl Registry {
         CommandResponse::Ok
     }
 
+    /// Revoke a client, unless it is the last admin that is not revoked
+    /// (the cluster would have no one left to manage it).
+    fn revoke_client(&mut self, name: &str) -> CommandResponse {
+        let Some(c) = self.clients.get(name) else {
+            return CommandResponse::rejected(format!("no client named {name}"));
+        };
+        let live_admins = self
+            .clients
+            .values()
+            .filter(|c| c.grant.admin && !c.revoked)
+            .count();
+        if c.grant.admin && !c.revoked && live_admins == 1 {
+            return CommandResponse::rejected(format!(
+                "{name} is the last admin; create another admin first"
+            ));
+        }
+        if let Some(c) = self.clients.get_mut(name) {
+            c.revoked = true;
+        }
+        CommandResponse::Ok
+    }
+
     fn apply_cluster(&mut self, index: u64, command: &ClusterCommand) -> CommandResponse {
         match command {
             ClusterCommand::Audit { .. } | ClusterCommand::SignHead { .. } => {
                 self.audit.apply(command)
             }
             ClusterCommand::PutClient { record } => self.put_client(record),
-            ClusterCommand::RevokeClient { name } => match self.clients.get_mut(name) {
-                Some(c) => {
-                    c.revoked = true;
-                    CommandResponse::Ok
-                }
-                None => CommandResponse::rejected(format!("no client named {name}")),
-            },
+            ClusterCommand::RevokeClient { name } => self.revoke_client(name),
             ClusterCommand::Batch { commands } => {
                 if commands.is_empty() || commands.len() > MAX_BATCH {
                     return CommandResponse::rejected(format!(

@@ -61,7 +61,7 @@ fn may_sign(c: &Caller, key: &str) -> Result<(), NodeError> {
         Ok(())
     } else {
         Err(NodeError::Forbidden(format!(
-            "token {} may not sign with {key}",
+            "client {} may not sign with {key}",
             c.grant.name
         )))
     }
@@ -165,7 +165,10 @@ pub(crate) async fn sign(
                 )));
             }
             let start = Instant::now();
-            let r = s.keys.sign(&s.node, &name, &req.message.0).await?;
+            let r = s
+                .keys
+                .sign(&s.node, &name, &req.message.0, &c.signed)
+                .await?;
             let m = s.node.metrics();
             m.signatures.fetch_add(1, Ordering::Relaxed);
             m.sign_micros.fetch_add(

@@ -117,6 +117,8 @@ pub struct Keys {
     rotation: AtomicUsize,
     /// Removes spent signing nonces from the vault, group-committed.
     nonces: taker::NonceTaker,
+    /// What each client authorization has driven on this node.
+    ledger: crate::api::auth::Ledger,
     faults: Faults,
 }
 
@@ -138,6 +140,7 @@ impl Keys {
             pools: Arc::default(),
             rotation: AtomicUsize::new(0),
             nonces: taker::NonceTaker::start(node.vault_arc())?,
+            ledger: crate::api::auth::Ledger::default(),
             faults: Faults::default(),
         })
     }
@@ -247,8 +250,9 @@ impl Keys {
                 epoch,
                 nonce,
                 package,
+                request,
             } => {
-                self.sign_share(node, from, &key, epoch, &nonce, &package)
+                self.sign_share(node, from, &key, epoch, &nonce, &package, &request)
                     .await
             }
             other => Err(NodeError::BadRequest(format!(

@@ -14,19 +14,22 @@ use std::sync::Mutex;
 
 use futures::future::join_all;
 use keyquorum_core::codec::Encode;
+use keyquorum_core::httpsig;
 use keyquorum_core::sign::{SignatureShare, SigningCommitment, SigningNonce, SigningPackage};
 use keyquorum_core::{sign, GroupKey, KeyShare, SessionId};
 use keyquorum_store::vault::Op;
 use keyquorum_store::Table;
-use keyquorum_wire::api::{SignResponse, SuiteName};
+use keyquorum_wire::api::{SignRequest, SignResponse, SuiteName};
 use keyquorum_wire::control::{KeyRecord, NodeInfo};
-use keyquorum_wire::peer::{NonceCommitment, PeerMessage};
+use keyquorum_wire::peer::{ClientRequest, NonceCommitment, PeerMessage};
 use keyquorum_wire::{Hex, NodeId};
 use rand_core::{OsRng, RngCore};
+use sha2::{Digest, Sha256};
 
 use super::shares::nonce_slot;
 use super::suite::with_suite;
 use super::{core_err, decode, key_record, lock, me_first, node_of, pid, Keys};
+use crate::api::auth::{check_forwarded, forwarded};
 use crate::cluster::Node;
 use crate::error::NodeError;
 
@@ -97,7 +100,12 @@ impl Keys {
     }
 
     /// Sign `package` with the nonce `nonce`, which is removed from the
-    /// vault durably first (it can never sign twice).
+    /// vault durably first (it can never sign twice) — only if `request` is
+    /// a client's request, checked here, to sign this message with this key.
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "one peer message's fields, unpacked"
+    )]
     pub(super) async fn sign_share(
         &self,
         node: &Node,
@@ -106,6 +114,7 @@ impl Keys {
         epoch: u64,
         nonce: &Hex,
         package: &Hex,
+        request: &ClientRequest,
     ) -> Result<PeerMessage, NodeError> {
         let record = Self::record(node, name, epoch)?;
         if nonce.0.len() != 16 {
@@ -122,6 +131,8 @@ impl Keys {
                     "this node is not a signer in the package".into(),
                 ));
             }
+            let signers: Vec<NodeId> = package.signers().map(node_of).collect();
+            self.authorize_sign(node, &record, package.message(), &signers, request)?;
             // Durably removed before anything is computed with it: a crash
             // after this line can never sign with the same nonce again.
             // (Removals of concurrent requests share one commit; see `taker`.)
@@ -231,13 +242,64 @@ impl Keys {
         }
     }
 
-    /// Threshold-sign `message` with key `name`.
+    /// A signer's own check of the client's request before it releases a
+    /// share (DESIGN.md §4 item 2): a live client of this node's registry
+    /// signed it, freshly, for this cluster; it is `POST
+    /// /v1/keys/{key}/sign` with this message in its body; the client may
+    /// sign with the key; and the request has not driven another operation,
+    /// this signer set, or more attempts than an operation can make
+    /// (n − t + 1: each retry drops a failed signer).
+    fn authorize_sign(
+        &self,
+        node: &Node,
+        record: &KeyRecord,
+        message: &[u8],
+        signers: &[NodeId],
+        request: &ClientRequest,
+    ) -> Result<(), NodeError> {
+        let a = check_forwarded(node, request)?;
+        let refuse = |why: String| NodeError::Forbidden(format!("signing refused: {why}"));
+        if a.method != "POST" || a.path != format!("/v1/keys/{}/sign", record.name) {
+            return Err(refuse(format!(
+                "the client's request is {} {}, not a signature with {}",
+                a.method, a.path, record.name
+            )));
+        }
+        let asked: SignRequest = serde_json::from_slice(&a.body)
+            .map_err(|e| refuse(format!("the client's request body does not parse: {e}")))?;
+        if asked.message.0 != message {
+            return Err(refuse(
+                "the message to sign is not the one the client asked for".into(),
+            ));
+        }
+        let g = &a.grant;
+        if !(g.admin || g.sign_keys.iter().any(|k| k == "*" || *k == record.name)) {
+            return Err(refuse(format!(
+                "client {} may not sign with {}",
+                g.name, record.name
+            )));
+        }
+        let digest = Sha256::digest(message);
+        let operation = format!("sign {} {}", record.name, hex::encode(digest));
+        let attempt = format!("{signers:?}");
+        let attempts = record
+            .members
+            .len()
+            .saturating_sub(usize::from(record.threshold))
+            + 1;
+        self.ledger.record(&a, &operation, &attempt, attempts)
+    }
+
+    /// Threshold-sign `message` with key `name`, as the client's signed
+    /// `request` asks (forwarded to every signer, which checks it).
     pub async fn sign(
         &self,
         node: &Node,
         name: &str,
         message: &[u8],
+        request: &httpsig::Request,
     ) -> Result<SignResponse, NodeError> {
+        let request = forwarded(request);
         let record = key_record(node, name).await?;
         let t = usize::from(record.threshold);
         // This node first (no network hop), then the others rotated per
@@ -260,7 +322,10 @@ impl Keys {
                     ))
                 }));
             }
-            match self.sign_once(node, &record, &signers, message).await {
+            match self
+                .sign_once(node, &record, &signers, message, &request)
+                .await
+            {
                 Ok(r) => return Ok(r),
                 Err((bad, e)) => {
                     if bad.is_empty() {
@@ -283,6 +348,7 @@ impl Keys {
         record: &KeyRecord,
         signers: &[NodeId],
         message: &[u8],
+        request: &ClientRequest,
     ) -> Result<SignResponse, (Vec<NodeId>, NodeError)> {
         let mut infos = BTreeMap::new();
         for s in signers {
@@ -348,6 +414,7 @@ impl Keys {
                     epoch: record.epoch,
                     nonce: nonce_ids.get(s).cloned().unwrap_or_default(),
                     package: package.clone(),
+                    request: request.clone(),
                 };
                 async move { (*s, node.call_signed(*s, i, &msg).await) }
             });

@@ -151,3 +151,61 @@ impl SendAs for reqwest::RequestBuilder {
         http.execute(req).await.unwrap()
     }
 }
+
+/// Seconds since the Unix epoch.
+pub fn now_s() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+/// A client's request signed by `me` as it reaches the node at `base`
+/// (`https://host:port`), in the form an entry node forwards to the
+/// participants; `created` in seconds.
+pub fn client_request(
+    base: &str,
+    me: &keyquorum_client::ClientKey,
+    method: &str,
+    path: &str,
+    body: Option<serde_json::Value>,
+    created: u64,
+) -> keyquorum_wire::peer::ClientRequest {
+    let mut req = keyquorum_core::httpsig::Request {
+        method: method.into(),
+        target_uri: format!("{base}{path}"),
+        headers: Vec::new(),
+        body: Vec::new(),
+    };
+    if let Some(b) = body {
+        req.headers
+            .push(("content-type".into(), "application/json".into()));
+        req.body = serde_json::to_vec(&b).unwrap();
+    }
+    let mut nonce = [0u8; 16];
+    rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut nonce);
+    me.sign(&mut req, created, &hex::encode(nonce)).unwrap();
+    keyquorum_wire::peer::ClientRequest {
+        method: req.method,
+        target_uri: req.target_uri,
+        headers: req.headers,
+        body: keyquorum_wire::Hex(req.body),
+    }
+}
+
+/// `client_request` for `POST /v1/keys/{key}/sign` of `message`, now.
+pub fn sign_request(
+    base: &str,
+    me: &keyquorum_client::ClientKey,
+    key: &str,
+    message: &[u8],
+) -> keyquorum_wire::peer::ClientRequest {
+    client_request(
+        base,
+        me,
+        "POST",
+        &format!("/v1/keys/{key}/sign"),
+        Some(serde_json::json!({ "message": hex::encode(message) })),
+        now_s(),
+    )
+}
