@@ -789,49 +789,75 @@ async fn a_member_cannot_get_signature_shares_no_client_asked_for() {
     // A request the client did sign drives its own operation: each signer
     // set once, at most n - t + 1 = 2 attempts, and not a second time.
     let paid = common::sign_request(&base, &c.admin, "h", b"pay 1000");
-    let ask = |node: Node, set: [NodeId; 2]| ask_share(&c, &group, record.epoch, node, set, &paid);
-    assert!(ask(n2.clone(), [n(2), n(3)]).await.is_ok(), "first attempt");
-    let err = ask(n2.clone(), [n(2), n(3)]).await.unwrap_err();
+    let ask = |node: Node, set: &'static [u16]| {
+        ask_share(&c, &group, record.epoch, node, n(1), set, &paid)
+    };
+    // A made-up nonce id, or the request handed on by another member, uses
+    // up nothing.
+    let mut bogus = nonce(&n2, "h", record.epoch).await;
+    let n3c = nonce(&n3, "h", record.epoch).await;
+    let coord = package(&group, b"pay 1000", &[&bogus, &n3c]);
+    bogus.id = Hex(vec![9; 16]);
+    let err = n2
+        .handle_peer(n(1), sign_share("h", record.epoch, &bogus, &coord, &paid))
+        .await
+        .unwrap_err();
     assert!(
-        err.to_string().contains("replayed"),
-        "same signer set again: {err}"
+        err.to_string().contains("unknown or already used nonce"),
+        "{err}"
     );
+    let err = ask_share(&c, &group, record.epoch, n2.clone(), n(3), &[2, 3], &paid)
+        .await
+        .unwrap_err();
     assert!(
-        ask(n2.clone(), [n(1), n(2)]).await.is_ok(),
-        "a fallback attempt"
+        err.to_string()
+            .contains("was sent to node 1, not to node 3"),
+        "{err}"
     );
-    let err = ask(n2.clone(), [n(1), n(2)]).await.unwrap_err();
+    // Each signer set once, at most n - t + 1 = 2 attempts.
+    assert!(ask(n2.clone(), &[2, 3]).await.is_ok(), "first attempt");
+    let err = ask(n2.clone(), &[2, 3]).await.unwrap_err();
     assert!(
-        err.to_string().contains("replayed"),
+        err.to_string().contains("already drove this step"),
+        "same set again: {err}"
+    );
+    assert!(ask(n2.clone(), &[1, 2]).await.is_ok(), "a fallback attempt");
+    let err = ask(n2.clone(), &[1, 2, 3]).await.unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("as many attempts as an operation has"),
         "a third attempt: {err}"
     );
     // Node 3 keeps its own record: the request's first attempt there is fine.
-    assert!(ask(n3.clone(), [n(1), n(3)]).await.is_ok());
+    assert!(ask(n3.clone(), &[1, 3]).await.is_ok());
 
     // Honest signing through the API is unaffected.
     sign_and_check(&admin, &key, b"after the attempts").await;
     c.shutdown().await;
 }
 
-/// Ask `node` for its share of `b"pay 1000"` with signer set `set`, as node 1.
+/// Ask `node` for its share of `b"pay 1000"` with signer set `set`, as
+/// node `from`.
 async fn ask_share(
     c: &LocalCluster,
     group: &GroupKey<Ed25519>,
     epoch: u64,
     node: Node,
-    set: [NodeId; 2],
+    from: NodeId,
+    set: &[u16],
     request: &ClientRequest,
 ) -> Result<PeerMessage, keyquorum_node::NodeError> {
     let mut commitments = Vec::new();
     for id in set {
-        commitments.push(nonce(&c.node(id).unwrap(), "h", epoch).await);
+        commitments.push(nonce(&c.node(n(*id)).unwrap(), "h", epoch).await);
     }
-    let coord = package(group, b"pay 1000", &[&commitments[0], &commitments[1]]);
-    let mine = if node.id() == set[0] {
-        &commitments[0]
-    } else {
-        &commitments[1]
-    };
-    node.handle_peer(n(1), sign_share("h", epoch, mine, &coord, request))
+    let refs: Vec<&NonceCommitment> = commitments.iter().collect();
+    let coord = package(group, b"pay 1000", &refs);
+    let mine = set
+        .iter()
+        .position(|id| n(*id) == node.id())
+        .map(|i| &commitments[i])
+        .unwrap();
+    node.handle_peer(from, sign_share("h", epoch, mine, &coord, request))
         .await
 }

@@ -21,7 +21,7 @@ use axum::response::{IntoResponse, Response};
 use keyquorum_core::httpsig::{self, Policy, SigError};
 use keyquorum_wire::control::{ClientRecord, Grant};
 use keyquorum_wire::peer::ClientRequest;
-use keyquorum_wire::Hex;
+use keyquorum_wire::{Hex, NodeId};
 use sha2::{Digest, Sha256};
 
 use super::CLIENT_BODY_LIMIT;
@@ -306,14 +306,23 @@ fn check_authority(node: &Node, target_uri: &str, scope: Scope) -> Result<(), No
         .iter()
         .any(|n| n.eq_ignore_ascii_case(host));
     let addr_of = |id| node.node_info(id).and_then(|i| authority_of(&i.addr));
-    let ours = named
-        || match scope {
-            Scope::ThisNode => addr_of(node.id()).as_deref() == Some(asked.as_str()),
-            Scope::Cluster => node
-                .members()
-                .iter()
-                .any(|(_, info, _)| authority_of(&info.addr).as_deref() == Some(asked.as_str())),
-        };
+    let ours = match scope {
+        // A shared name must also carry this node's port: on one host (or
+        // behind one name) a request for one node is not another's.
+        Scope::ThisNode => {
+            let own = addr_of(node.id());
+            let port = |a: &str| a.rsplit_once(':').map(|(_, p)| p.to_string());
+            own.as_deref() == Some(asked.as_str())
+                || (named && own.as_deref().and_then(port) == port(&asked))
+        }
+        Scope::Cluster => {
+            named
+                || node
+                    .members()
+                    .iter()
+                    .any(|(_, info, _)| authority_of(&info.addr).as_deref() == Some(asked.as_str()))
+        }
+    };
     if ours {
         Ok(())
     } else {
@@ -326,6 +335,15 @@ fn check_authority(node: &Node, target_uri: &str, scope: Scope) -> Result<(), No
             }
         )))
     }
+}
+
+/// The member whose API address a request's authority names, if any.
+pub(crate) fn addressee(node: &Node, target_uri: &str) -> Option<NodeId> {
+    let asked = authority_of(target_uri)?;
+    node.members()
+        .into_iter()
+        .find(|(_, info, _)| authority_of(&info.addr).as_deref() == Some(asked.as_str()))
+        .map(|(id, _, _)| id)
 }
 
 /// The forwarded form of a signed request (what participants receive).
@@ -395,6 +413,7 @@ pub(crate) fn check_forwarded(node: &Node, req: &ClientRequest) -> Result<Author
 #[derive(Debug, Default)]
 pub(crate) struct Ledger {
     uses: Mutex<HashMap<(String, String), Use>>,
+    sweep_at: std::sync::atomic::AtomicUsize,
 }
 
 #[derive(Debug)]
@@ -419,13 +438,22 @@ impl Ledger {
             .uses
             .lock()
             .map_err(|_| NodeError::Internal("authorization ledger poisoned".into()))?;
-        if uses.len() >= MAX_NONCES {
+        // Expired entries are dropped whenever the ledger has doubled since
+        // the last sweep (amortised constant time per record).
+        let mut sweep = self
+            .sweep_at
+            .load(std::sync::atomic::Ordering::Relaxed)
+            .max(4096);
+        if uses.len() >= sweep {
             uses.retain(|_, u| u.until >= now);
-            if uses.len() >= MAX_NONCES {
-                return Err(NodeError::Unavailable(
-                    "too many authorizations within the freshness window".into(),
-                ));
-            }
+            sweep = (uses.len() * 2).max(4096);
+            self.sweep_at
+                .store(sweep, std::sync::atomic::Ordering::Relaxed);
+        }
+        if uses.len() >= MAX_NONCES {
+            return Err(NodeError::Unavailable(
+                "too many authorizations within the freshness window".into(),
+            ));
         }
         let v = &a.verified;
         let slot = (v.keyid.clone(), v.nonce.clone());

@@ -29,7 +29,7 @@ use sha2::{Digest, Sha256};
 use super::shares::nonce_slot;
 use super::suite::with_suite;
 use super::{core_err, decode, key_record, lock, me_first, node_of, pid, Keys};
-use crate::api::auth::{check_forwarded, forwarded};
+use crate::api::auth::{addressee, check_forwarded, forwarded};
 use crate::cluster::Node;
 use crate::error::NodeError;
 
@@ -117,6 +117,15 @@ impl Keys {
         request: &ClientRequest,
     ) -> Result<PeerMessage, NodeError> {
         let record = Self::record(node, name, epoch)?;
+        // A client registered through another node a moment ago may not
+        // have reached this replica yet: read through the leader once.
+        if let Err(NodeError::Unauthorized(m)) = check_forwarded(node, request) {
+            if m.starts_with("unknown key id") {
+                if let Err(e) = node.read_barrier().await {
+                    tracing::debug!(error = %e, "signer could not catch up on clients");
+                }
+            }
+        }
         if nonce.0.len() != 16 {
             return Err(NodeError::BadRequest("nonce id must be 16 bytes".into()));
         }
@@ -132,7 +141,12 @@ impl Keys {
                 ));
             }
             let signers: Vec<NodeId> = package.signers().map(node_of).collect();
-            self.authorize_sign(node, &record, package.message(), &signers, request)?;
+            // An attempt is recorded only for a nonce this node holds: a
+            // made-up nonce id cannot use up the request's attempts.
+            if node.vault().get(Table::Nonces, &slot)?.is_none() {
+                return Err(NodeError::Conflict("unknown or already used nonce".into()));
+            }
+            self.authorize_sign(node, from, &record, package.message(), &signers, request)?;
             // Durably removed before anything is computed with it: a crash
             // after this line can never sign with the same nonce again.
             // (Removals of concurrent requests share one commit; see `taker`.)
@@ -252,12 +266,22 @@ impl Keys {
     fn authorize_sign(
         &self,
         node: &Node,
+        from: NodeId,
         record: &KeyRecord,
         message: &[u8],
         signers: &[NodeId],
         request: &ClientRequest,
     ) -> Result<(), NodeError> {
         let a = check_forwarded(node, request)?;
+        // Only the node the client sent the request to coordinates it: a
+        // member handed the request cannot use up its attempts elsewhere.
+        if let Some(to) = addressee(node, &request.target_uri) {
+            if to != from {
+                return Err(NodeError::Forbidden(format!(
+                    "signing refused: the client's request was sent to node {to}, not to node {from}"
+                )));
+            }
+        }
         let refuse = |why: String| NodeError::Forbidden(format!("signing refused: {why}"));
         if a.method != "POST" || a.path != format!("/v1/keys/{}/sign", record.name) {
             return Err(refuse(format!(
