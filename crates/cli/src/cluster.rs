@@ -11,19 +11,14 @@ use keyquorum_node::dev::{DevOptions, LocalCluster};
 use keyquorum_node::Node;
 use keyquorum_store::vault::KdfParams;
 use keyquorum_store::Passphrase;
-use keyquorum_wire::api::{
-    AddNodeRequest, CreateClientRequest, CreateKeyRequest, KeyInfo, SuiteName,
-};
+use keyquorum_wire::api::{AddNodeRequest, CreateKeyRequest, KeyInfo, SuiteName};
 use keyquorum_wire::control::ExportRecord;
 use keyquorum_wire::Hex32;
 use keyquorum_wire::NodeId;
 use rand_core::{OsRng, RngCore};
 use serde_json::json;
 
-use crate::{
-    AuditCommand, ClientCommand, ClusterCommand, Command, ExportCommand, KeyCommand, Remote,
-    SuiteArg,
-};
+use crate::{AuditCommand, ClusterCommand, Command, ExportCommand, KeyCommand, Remote, SuiteArg};
 
 fn suite(s: SuiteArg) -> SuiteName {
     match s {
@@ -125,7 +120,7 @@ pub(crate) fn load_key(path: &Path, name: &str) -> Result<ClientKey> {
     ClientKey::from_pkcs8_pem(name, &pem).with_context(|| format!("{}", path.display()))
 }
 
-fn client(r: &Remote) -> Result<Client> {
+pub(crate) fn client(r: &Remote) -> Result<Client> {
     let Some(key_file) = &r.key_file else {
         bail!(
             "no client key: set KEYQUORUM_KEY_FILE and KEYQUORUM_KEY_ID or pass --key-file and \
@@ -153,7 +148,7 @@ pub(crate) async fn run(command: Command, json: bool) -> Result<()> {
             print_identity,
         } => node(&config, init, print_identity, json).await,
         Command::Key { remote, command } => key(&remote, command, json).await,
-        Command::Client { remote, command } => clients(&remote, command, json).await,
+        Command::Client { remote, command } => crate::clients::run(&remote, command, json).await,
         Command::Msg {
             remote,
             files,
@@ -554,8 +549,11 @@ pub(crate) fn write_secret_file(path: &Path, data: &[u8]) -> Result<()> {
     let mut f = o
         .open(path)
         .with_context(|| format!("creating {} (it must not exist)", path.display()))?;
-    f.write_all(data)?;
-    f.sync_all()?;
+    // A file that could not be written whole is not left behind.
+    if let Err(e) = f.write_all(data).and_then(|()| f.sync_all()) {
+        let _ = std::fs::remove_file(path);
+        return Err(e).with_context(|| format!("writing {}", path.display()));
+    }
     Ok(())
 }
 
@@ -672,216 +670,4 @@ async fn export(c: &Client, command: ExportCommand, json: bool) -> Result<()> {
             }
         }
     }
-}
-
-async fn clients(remote: &Remote, command: ClientCommand, json: bool) -> Result<()> {
-    if let ClientCommand::Sign {
-        url,
-        method,
-        body_file,
-        content_type,
-    } = command
-    {
-        return sign_fields(remote, url, method, body_file, content_type, json);
-    }
-    let c = client(remote)?;
-    match command {
-        ClientCommand::Sign { .. } => Ok(()),
-        ClientCommand::Create {
-            name,
-            admin,
-            operator,
-            sign,
-            key_out,
-            expires,
-        } => {
-            let expires_ms = expires
-                .map(|e| -> Result<u64> {
-                    let ms = parse_duration_ms(&e)?;
-                    let now = std::time::SystemTime::now()
-                        .duration_since(std::time::UNIX_EPOCH)?
-                        .as_millis();
-                    Ok(u64::try_from(now)?.saturating_add(ms))
-                })
-                .transpose()?;
-            // The key pair is made here; the private key is written before
-            // the public key is registered, so a registered key is never lost.
-            let key = ClientKey::generate(name.clone(), &mut OsRng);
-            write_new_private(&key_out, key.to_pkcs8_pem()?.as_bytes())?;
-            let created = c
-                .create_client(&CreateClientRequest {
-                    name,
-                    public_key: Hex32(key.public_key()),
-                    admin,
-                    operator,
-                    sign_keys: sign,
-                    expires_ms,
-                })
-                .await;
-            let created = match created {
-                Ok(v) => v,
-                // Refused: nothing was registered, the key is useless.
-                Err(
-                    e @ keyquorum_client::ClientError::Api {
-                        status: 400..=499, ..
-                    },
-                ) => {
-                    let _ = std::fs::remove_file(&key_out);
-                    return Err(e.into());
-                }
-                // Unknown outcome (a time-out, a lost leader): the client
-                // may be registered, so its key stays.
-                Err(e) => {
-                    return Err(anyhow!(
-                        "{e}; the key is kept in {} in case the client was registered \
-                         (see `keyquorum client list`)",
-                        key_out.display()
-                    ))
-                }
-            };
-            if json {
-                print_json(&json!({
-                    "name": created.name,
-                    "key_id": created.key_id,
-                    "public_key": created.public_key,
-                    "key_file": key_out,
-                    "expires_ms": expires_ms,
-                }))
-            } else {
-                println!(
-                    "client {} registered; its private key is in {}\n  key id     {}\n  public key {}",
-                    created.name,
-                    key_out.display(),
-                    created.key_id,
-                    created.public_key
-                );
-                Ok(())
-            }
-        }
-        ClientCommand::Revoke { name } => {
-            let r = c.revoke_client(&name).await?;
-            if json {
-                print_json(&serde_json::to_value(&r)?)
-            } else {
-                println!("client {} revoked", r.grant.name);
-                Ok(())
-            }
-        }
-        ClientCommand::List => {
-            let list = c.list_clients().await?;
-            if json {
-                print_json(&serde_json::to_value(&list)?)
-            } else {
-                for r in &list.clients {
-                    println!(
-                        "{}  {}{}{}  sign {:?}{}",
-                        r.grant.name,
-                        if r.grant.admin { "admin " } else { "" },
-                        if r.grant.operator { "operator " } else { "" },
-                        if r.revoked { "REVOKED " } else { "" },
-                        r.grant.sign_keys,
-                        r.expires_ms
-                            .map(|t| format!("  expires {t} ms"))
-                            .unwrap_or_default(),
-                    );
-                }
-                Ok(())
-            }
-        }
-    }
-}
-
-/// `keyquorum client sign`: the signature fields for a request someone
-/// else sends.
-fn sign_fields(
-    remote: &Remote,
-    url: String,
-    method: String,
-    body_file: Option<std::path::PathBuf>,
-    content_type: Option<String>,
-    json: bool,
-) -> Result<()> {
-    let Some(key_file) = &remote.key_file else {
-        bail!("no client key: set KEYQUORUM_KEY_FILE and KEYQUORUM_KEY_ID or pass --key-file");
-    };
-    let me = load_key(key_file, &remote.key_id)?;
-    let body = match body_file {
-        None => Vec::new(),
-        Some(p) if p.as_os_str() == "-" => {
-            let mut b = Vec::new();
-            std::io::Read::read_to_end(&mut std::io::stdin(), &mut b)?;
-            b
-        }
-        Some(p) => std::fs::read(&p).with_context(|| format!("reading {}", p.display()))?,
-    };
-    let mut req = keyquorum_core::httpsig::Request {
-        method: method.to_ascii_uppercase(),
-        target_uri: url,
-        headers: content_type
-            .map(|t| vec![("content-type".to_string(), t)])
-            .unwrap_or_default(),
-        body,
-    };
-    let created = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)?
-        .as_secs();
-    let mut nonce = [0u8; 16];
-    OsRng.fill_bytes(&mut nonce);
-    me.sign(&mut req, created, &hex::encode(nonce))?;
-    let fields: Vec<(&str, String)> = ["Content-Digest", "Signature-Input", "Signature"]
-        .into_iter()
-        .filter_map(|f| req.field(f).map(|v| (f, v)))
-        .collect();
-    if json {
-        let map: serde_json::Map<String, serde_json::Value> = fields
-            .into_iter()
-            .map(|(k, v)| (k.to_string(), serde_json::Value::String(v)))
-            .collect();
-        print_json(&serde_json::Value::Object(map))
-    } else {
-        for (k, v) in fields {
-            println!("{k}: {v}");
-        }
-        Ok(())
-    }
-}
-
-/// `90d`, `12h`, `30m`, `600s` (or plain seconds) in milliseconds.
-fn parse_duration_ms(s: &str) -> Result<u64> {
-    let s = s.trim();
-    let (num, unit) = match s.find(|c: char| !c.is_ascii_digit()) {
-        Some(i) => s.split_at(i),
-        None => (s, "s"),
-    };
-    let n: u64 = num
-        .parse()
-        .with_context(|| format!("{s:?} is not a duration like 90d, 12h, 30m or 600s"))?;
-    let unit_ms: u64 = match unit {
-        "s" => 1_000,
-        "m" => 60_000,
-        "h" => 3_600_000,
-        "d" => 86_400_000,
-        _ => bail!("{s:?}: the unit is one of s, m, h, d"),
-    };
-    n.checked_mul(unit_ms).context("the duration is too long")
-}
-
-/// Create `path` (it must not exist) with mode 0600 and write `bytes`.
-fn write_new_private(path: &Path, bytes: &[u8]) -> Result<()> {
-    use std::io::Write as _;
-    let mut o = std::fs::OpenOptions::new();
-    o.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt as _;
-        o.mode(0o600);
-    }
-    let mut f = o
-        .open(path)
-        .with_context(|| format!("creating {} (it must not exist)", path.display()))?;
-    if let Err(e) = f.write_all(bytes).and_then(|()| f.sync_all()) {
-        let _ = std::fs::remove_file(path);
-        return Err(e).with_context(|| format!("writing {}", path.display()));
-    }
-    Ok(())
 }

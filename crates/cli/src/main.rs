@@ -10,6 +10,7 @@
 
 mod bench;
 mod bench_msg;
+mod clients;
 mod cluster;
 mod demo;
 mod msg;
