@@ -179,23 +179,22 @@ impl LocalCluster {
             write_private(&key_file, pem.as_bytes())?;
             let first = cluster.any_node()?;
             first.initialize(cluster.infos.clone()).await?;
+            // The first client: a node may state it only while the
+            // registry has none (`keyquorum init` will replace this).
             first
-                .propose(
-                    ClusterCommand::PutClient {
-                        record: ClientRecord {
-                            grant: Grant {
-                                name: "admin".into(),
-                                admin: true,
-                                operator: true,
-                                sign_keys: vec!["*".into()],
-                            },
-                            public_key: Hex32(cluster.admin.public_key()),
-                            expires_ms: None,
-                            revoked: false,
+                .commit(first.statement(ClusterCommand::PutClient {
+                    record: ClientRecord {
+                        grant: Grant {
+                            name: "admin".into(),
+                            admin: true,
+                            operator: true,
+                            sign_keys: vec!["*".into()],
                         },
-                    }
-                    .into(),
-                )
+                        public_key: Hex32(cluster.admin.public_key()),
+                        expires_ms: None,
+                        revoked: false,
+                    },
+                }))
                 .await?;
         } else {
             let pem = zeroize::Zeroizing::new(std::fs::read_to_string(&key_file).map_err(io)?);

@@ -109,22 +109,21 @@ async fn seven_nodes_threshold_four() {
 async fn concurrent_writes_share_batches_and_each_gets_its_own_answer() {
     use std::sync::atomic::Ordering;
 
-    use keyquorum_wire::control::{Command, CommandResponse};
-    use keyquorum_wire::msg::{EndpointRecord, MsgCommand};
-    use keyquorum_wire::Hex32;
+    use keyquorum_wire::control::{AuditEvent, Authorized, ClusterCommand, CommandResponse};
 
     let (_dir, c) = cluster(3, 2, 0).await;
-    let put = |name: String, tag: u8| -> Command {
-        MsgCommand::PutEndpoint {
-            record: EndpointRecord {
-                name,
-                identity: Hex32([tag; 32]),
-                owner: "t".into(),
-                revoked: false,
-                created_ms: 0,
-            },
-        }
-        .into()
+    // Each write: a node's signed statement of one audit event.
+    let put = |node: &keyquorum_node::Node, tag: String| -> Authorized {
+        node.statement(ClusterCommand::Audit {
+            events: vec![AuditEvent {
+                time_ms: 0,
+                node: node.id(),
+                actor: "t".into(),
+                action: tag,
+                target: None,
+                outcome: "ok".into(),
+            }],
+        })
     };
     // Through the leader (local Raft writes) and through a follower
     // (forwards): 200 writes at once, and a repeat of the first.
@@ -136,18 +135,21 @@ async fn concurrent_writes_share_batches_and_each_gets_its_own_answer() {
             node.metrics().batched_writes.load(Ordering::Relaxed),
             node.metrics().write_batches.load(Ordering::Relaxed),
         );
-        let mut commands: Vec<Command> = (0..200u8).map(|i| put(format!("n{id}-{i}"), i)).collect();
-        commands.push(put(format!("n{id}-0"), 0));
+        let mut commands: Vec<Authorized> = (0..200u8)
+            .map(|i| put(&node, format!("batch.n{id}-{i}")))
+            .collect();
+        commands.push(commands[0].clone());
         let answers =
             futures::future::join_all(commands.into_iter().map(|cmd| node.propose_batched(cmd)))
                 .await;
         // Concurrent writes have no order among themselves: of the two
-        // with the same name exactly one lands, the other is refused.
+        // copies of one signed statement exactly one lands, the other is
+        // refused as a replay.
         let answers: Vec<CommandResponse> = answers.into_iter().map(Result::unwrap).collect();
         for (i, a) in answers.iter().enumerate().take(200).skip(1) {
             assert_eq!(*a, CommandResponse::Ok, "write {i} through node {id}");
         }
-        let refused = |a: &CommandResponse| matches!(a, CommandResponse::Rejected { reason } if reason.contains("exists"));
+        let refused = |a: &CommandResponse| matches!(a, CommandResponse::Rejected { reason } if reason.contains("replayed"));
         let (first, repeat) = (&answers[0], &answers[200]);
         assert!(
             (*first == CommandResponse::Ok && refused(repeat))
@@ -164,10 +166,17 @@ async fn concurrent_writes_share_batches_and_each_gets_its_own_answer() {
             "{batches} commits for 201 writes via node {id}"
         );
     }
-    // Every node has every endpoint.
+    // Every node has every entry, once.
     for id in (1..=3).map(n) {
         let node = c.node(id).unwrap();
         node.read_barrier().await.unwrap();
-        assert_eq!(node.registry(|r| r.msg.endpoints.len()), 400, "node {id}");
+        let entries = node.registry(|r| {
+            r.audit
+                .entries
+                .iter()
+                .filter(|e| e.event.action.starts_with("batch."))
+                .count()
+        });
+        assert_eq!(entries, 400, "node {id}");
     }
 }

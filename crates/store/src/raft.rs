@@ -54,6 +54,15 @@ pub trait Machine: Default + Clone + Serialize + DeserializeOwned + Send + Sync 
     type Response: Default;
     /// Apply one committed command at log index `index`.
     fn apply(&mut self, index: u64, command: &Self::Command) -> Self::Response;
+
+    /// A membership entry at `index` took effect: `nodes` are all its
+    /// members (voters and learners) with their node data. Raft changes
+    /// membership on append, not on apply; a machine that checks commands
+    /// against the members sees here the membership each later entry was
+    /// appended under.
+    fn membership<I: Serialize, N: Serialize>(&mut self, index: u64, nodes: &[(I, N)]) {
+        let _ = (index, nodes);
+    }
 }
 
 const LOG: TableDefinition<'static, u64, &'static [u8]> = TableDefinition::new("raft_log");
@@ -1077,6 +1086,8 @@ where
                     out.push(r);
                 }
                 EntryPayload::Membership(m) => {
+                    let nodes: Vec<_> = m.nodes().map(|(id, n)| (id.clone(), n.clone())).collect();
+                    g.machine.membership(entry.log_id.index, &nodes);
                     g.membership = StoredMembership::new(Some(entry.log_id.clone()), m);
                     out.push(M::Response::default());
                 }

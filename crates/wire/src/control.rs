@@ -166,7 +166,7 @@ pub struct ExportRecord {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum Command {
-    /// The cluster's own: audit log, tokens, batches.
+    /// The cluster's own: audit log, clients.
     Cluster(ClusterCommand),
     /// Shared keys: key records and exports.
     Keys(KeysCommand),
@@ -217,15 +217,6 @@ pub enum ClusterCommand {
         /// Its name.
         name: String,
     },
-    /// Several commands in one log entry, applied in order, each on its own:
-    /// one's rejection neither stops nor undoes the others. A node groups
-    /// concurrent writes this way, so that one forward to the leader and one
-    /// log entry carry many of them. 1 ..= [`MAX_BATCH`] commands, none of
-    /// them a batch.
-    Batch {
-        /// The commands.
-        commands: Vec<Command>,
-    },
 }
 
 /// Shared keys' commands.
@@ -259,8 +250,79 @@ pub enum KeysCommand {
     },
 }
 
-/// Most commands in one [`ClusterCommand::Batch`].
+/// Most commands in one [`Proposal`].
 pub const MAX_BATCH: usize = 128;
+
+/// The apply rules this build implements ([`Proposal::rules`]). A replica
+/// refuses every command of a proposal stamped with rules it does not know,
+/// so replicas of different builds never apply the same entry differently.
+pub const APPLY_RULES: u16 = 1;
+
+/// One Raft log entry: the commands the leader appended together, stamped
+/// with its clock. Each command carries what authorizes it, and every
+/// replica checks that on apply (DESIGN.md §4 item 3); one command's
+/// refusal neither stops nor undoes the others.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Proposal {
+    /// The apply rules ([`APPLY_RULES`]).
+    pub rules: u16,
+    /// The appending leader's clock (ms since the Unix epoch). The log
+    /// clock is the largest stamp applied so far: freshness on apply is
+    /// judged against it, never against a replica's own clock.
+    pub time_ms: u64,
+    /// 1 ..= [`MAX_BATCH`] commands, applied in order, each on its own.
+    pub commands: Vec<Authorized>,
+}
+
+/// A command and what authorizes it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Authorized {
+    /// The command.
+    pub command: Command,
+    /// Who asked for it, in a form every replica can check.
+    pub by: Authority,
+}
+
+/// What authorizes a command, checked by every replica on apply.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Authority {
+    /// A client's signed request (RFC 9421), byte for byte as the entry
+    /// node received it: apply verifies the signature against the client's
+    /// key in the registry, its freshness against the log clock and its
+    /// nonce (once), and that the command is what the request asks for.
+    Client {
+        /// The request.
+        request: crate::peer::ClientRequest,
+    },
+    /// A statement a node makes about itself, signed by its identity key
+    /// over [`node_statement`]; fresh against the log clock and applied
+    /// once.
+    Node {
+        /// The node.
+        node: NodeId,
+        /// When it signed (its clock, ms).
+        time_ms: u64,
+        /// 16 random bytes.
+        nonce: Hex,
+        /// Ed25519 signature by the node's identity key.
+        signature: Hex,
+    },
+}
+
+/// The bytes a node signs for [`Authority::Node`]: a domain label, the
+/// node, the time, the nonce and the command's JSON (serde_json writes
+/// struct fields in declaration order and maps sorted: one encoding per
+/// value).
+pub fn node_statement(node: NodeId, time_ms: u64, nonce: &[u8], command: &Command) -> Vec<u8> {
+    let mut m = b"keyquorum-command-v1\x00".to_vec();
+    m.extend_from_slice(&u64::from(node).to_be_bytes());
+    m.extend_from_slice(&time_ms.to_be_bytes());
+    m.extend_from_slice(&(nonce.len() as u64).to_be_bytes());
+    m.extend_from_slice(nonce);
+    m.extend_from_slice(&serde_json::to_vec(command).unwrap_or_default());
+    m
+}
 
 /// The result of applying a command.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -285,7 +347,7 @@ pub enum CommandResponse {
         /// Count.
         count: u64,
     },
-    /// A [`ClusterCommand::Batch`]'s commands' results, in order.
+    /// A [`Proposal`]'s commands' results, in order.
     Batch {
         /// One per command.
         responses: Vec<CommandResponse>,
@@ -305,7 +367,7 @@ impl CommandResponse {
 openraft::declare_raft_types!(
     /// openraft's type configuration for the keyquorum control plane.
     pub TypeConfig:
-        D = Command,
+        D = Proposal,
         R = CommandResponse,
         // Raft's own node id: a node's [`NodeId`] as a `u64` (the form the
         // log and snapshots have always stored; openraft also needs a
@@ -331,19 +393,9 @@ mod tests {
             KeysCommand::CompleteExport { id: "e1".into() }.into(),
             ClusterCommand::Audit { events: vec![] }.into(),
             MsgCommand::RevokeEndpoint { name: "a".into() }.into(),
-            ClusterCommand::Batch {
-                commands: vec![
-                    MsgCommand::Ack {
-                        name: "b".into(),
-                        ids: vec![],
-                    }
-                    .into(),
-                    KeysCommand::ApproveExport {
-                        id: "e1".into(),
-                        operator: "op".into(),
-                    }
-                    .into(),
-                ],
+            KeysCommand::ApproveExport {
+                id: "e1".into(),
+                operator: "op".into(),
             }
             .into(),
         ];
@@ -351,7 +403,7 @@ mod tests {
             r#"{"op":"complete_export","id":"e1"}"#,
             r#"{"op":"audit","events":[]}"#,
             r#"{"op":"revoke_endpoint","name":"a"}"#,
-            r#"{"op":"batch","commands":[{"op":"ack","name":"b","ids":[]},{"op":"approve_export","id":"e1","operator":"op"}]}"#,
+            r#"{"op":"approve_export","id":"e1","operator":"op"}"#,
         ];
         for (c, w) in commands.iter().zip(want) {
             assert_eq!(serde_json::to_string(c).unwrap(), w);

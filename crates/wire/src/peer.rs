@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use crate::api::SuiteName;
 #[cfg(feature = "raft")]
 use crate::control::TypeConfig;
-use crate::control::{Command, CommandResponse};
+use crate::control::{Authorized, CommandResponse};
 use crate::msg::{MsgConfirmation, SealedBox};
 use crate::{Hex, Hex32, NodeId, RawJson};
 
@@ -137,10 +137,12 @@ pub enum PeerMessage {
         /// Apply up to here before reading.
         index: u64,
     },
-    /// A follower forwards a control-plane write to the leader.
+    /// A member forwards control-plane writes to the leader, which stamps
+    /// them into one [`crate::control::Proposal`]. The leader refuses the
+    /// whole forward if it carries a node statement of another node.
     Forward {
-        /// The command.
-        command: Command,
+        /// 1 ..= [`crate::control::MAX_BATCH`] commands.
+        commands: Vec<Authorized>,
     },
     /// The leader's answer to a forwarded write.
     ForwardReply {

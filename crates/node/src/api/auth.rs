@@ -19,7 +19,8 @@ use axum::http::request::Parts;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use keyquorum_core::httpsig::{self, Policy, SigError};
-use keyquorum_wire::control::{ClientRecord, Grant};
+use keyquorum_wire::control::Authorized as Proposed;
+use keyquorum_wire::control::{Authority, ClientRecord, Command, Grant};
 use keyquorum_wire::peer::ClientRequest;
 use keyquorum_wire::{Hex, NodeId};
 use sha2::{Digest, Sha256};
@@ -28,10 +29,8 @@ use super::CLIENT_BODY_LIMIT;
 use crate::cluster::Node;
 use crate::error::NodeError;
 
-/// How old a signature's `created` may be, in seconds.
-pub const WINDOW_S: u64 = 300;
-/// How far ahead of this node's clock `created` may be, in seconds.
-pub const SKEW_S: u64 = 30;
+use crate::cluster::machine::authority::{authority_of, path_of};
+pub use crate::cluster::machine::authority::{SKEW_S, WINDOW_S};
 /// Nonces remembered at once (each for the window); past this, signed
 /// requests are refused as unavailable until old ones expire.
 const MAX_NONCES: usize = 1 << 20;
@@ -57,6 +56,12 @@ impl Caller {
                 self.grant.name
             )))
         }
+    }
+
+    /// `command`, authorized by this caller's signed request: every replica
+    /// verifies the request again when it applies the command.
+    pub fn authorize(&self, command: impl Into<Command>) -> Proposed {
+        by_request(&self.signed, command)
     }
 
     /// Refused unless the client is an admin or an operator.
@@ -285,13 +290,6 @@ enum Scope {
     Cluster,
 }
 
-/// The authority of an absolute URI, lowercased.
-fn authority_of(uri: &str) -> Option<String> {
-    let rest = uri.split_once("://")?.1;
-    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    rest.get(..end).map(str::to_ascii_lowercase)
-}
-
 /// The request must be addressed to this node or cluster (see [`Scope`]).
 fn check_authority(node: &Node, target_uri: &str, scope: Scope) -> Result<(), NodeError> {
     let Some(asked) = authority_of(target_uri) else {
@@ -346,6 +344,16 @@ pub(crate) fn addressee(node: &Node, target_uri: &str) -> Option<NodeId> {
         .map(|(id, _, _)| id)
 }
 
+/// `command`, authorized by the client's signed `request`.
+pub(crate) fn by_request(request: &httpsig::Request, command: impl Into<Command>) -> Proposed {
+    Proposed {
+        command: command.into(),
+        by: Authority::Client {
+            request: forwarded(request),
+        },
+    }
+}
+
 /// The forwarded form of a signed request (what participants receive).
 pub(crate) fn forwarded(req: &httpsig::Request) -> ClientRequest {
     ClientRequest {
@@ -387,15 +395,7 @@ pub(crate) fn check_forwarded(node: &Node, req: &ClientRequest) -> Result<Author
     let verified = verify_signature(node, &request, now / 1000).map_err(unauthorized)?;
     check_authority(node, &request.target_uri, Scope::Cluster)?;
     let record = live_client(node, &verified.keyid, now)?;
-    let path = request
-        .target_uri
-        .split_once("://")
-        .and_then(|(_, rest)| rest.find('/').and_then(|i| rest.get(i..)))
-        .unwrap_or("/")
-        .split(['?', '#'])
-        .next()
-        .unwrap_or("/")
-        .to_string();
+    let path = path_of(&request.target_uri);
     Ok(Authorized {
         grant: record.grant,
         verified,

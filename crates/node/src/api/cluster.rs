@@ -83,7 +83,7 @@ pub(crate) async fn create_client(
                 expires_ms: req.expires_ms,
                 revoked: false,
             };
-            node.commit(ClusterCommand::PutClient { record }.into())
+            node.commit(c.authorize(ClusterCommand::PutClient { record }))
                 .await?;
             Ok(ClientCreated {
                 key_id: req.name.clone(),
@@ -111,7 +111,7 @@ pub(crate) async fn revoke_client(
         if !node.registry(|r| r.clients.contains_key(&name)) {
             return Err(NodeError::NotFound(format!("no client named {name}")));
         }
-        node.commit(ClusterCommand::RevokeClient { name: name.clone() }.into())
+        node.commit(c.authorize(ClusterCommand::RevokeClient { name: name.clone() }))
             .await?;
         node.registry(|r| r.clients.get(&name).cloned())
             .ok_or_else(|| NodeError::NotFound(format!("no client named {name}")))

@@ -60,18 +60,15 @@ impl AuditLog {
                 CommandResponse::Ok
             }
             ClusterCommand::SignHead { head } => {
-                // Kept even when it does not match this replica's chain: a
-                // mismatch means this replica's stored log was altered, and
-                // dropping the head would hide exactly that from
-                // `verify_chain`. (A head for an entry not yet present is
-                // refused: heads are signed over applied entries.)
-                if usize::try_from(head.seq)
-                    .ok()
-                    .and_then(|s| self.entries.get(s))
-                    .is_none()
-                {
-                    return CommandResponse::rejected("head beyond the end of the log");
-                }
+                // Kept even when it does not match this replica's chain, or
+                // lies beyond its end: a head is signed over entries the
+                // leader applied, and the log orders it after them, so on
+                // an untouched replica it matches. A mismatch or a missing
+                // entry means this replica's stored log was altered (an
+                // altered entry no longer verifies on apply and is left
+                // out), and dropping the head would hide exactly that from
+                // `verify_chain`. Who signed it was checked on apply: a
+                // member at that point, stating its own head.
                 self.heads.push(head.clone());
                 CommandResponse::Ok
             }
@@ -116,10 +113,13 @@ pub enum AuditFault {
     /// A signed head does not match the chain or its signature is invalid.
     #[error("signed head at {0} does not verify")]
     Head(u64),
+    /// A signed head covers an entry this log does not have.
+    #[error("node {1} signed a head at entry {0}, which this log does not have")]
+    Missing(u64, NodeId),
 }
 
-/// Recompute every link of `entries` (a prefix of the log starting at 0) and
-/// check `heads` that fall within it; `identity(node)` gives a signer's key.
+/// Recompute every link of `entries` (the whole log) and check every head
+/// against it; `identity(node)` gives a signer's key.
 pub fn verify_chain(
     entries: &[AuditEntry],
     heads: &[SignedHead],
@@ -141,10 +141,7 @@ pub fn verify_chain(
     }
     for h in heads {
         let Some(entry) = usize::try_from(h.seq).ok().and_then(|s| entries.get(s)) else {
-            if h.seq < entries.len() as u64 {
-                return Err(AuditFault::Head(h.seq));
-            }
-            continue;
+            return Err(AuditFault::Missing(h.seq, h.signer));
         };
         let ok = entry.hash == h.hash
             && identity(h.signer).is_some_and(|k| {
@@ -227,15 +224,10 @@ pub(crate) async fn audit_writer(
             let (events, waiters): (Vec<AuditEvent>, Vec<_>) = batch.into_iter().unzip();
             let mut delay = Duration::from_millis(50);
             loop {
-                match node
-                    .propose(
-                        ClusterCommand::Audit {
-                            events: events.clone(),
-                        }
-                        .into(),
-                    )
-                    .await
-                {
+                let command = ClusterCommand::Audit {
+                    events: events.clone(),
+                };
+                match node.propose(node.statement(command)).await {
                     Ok(_) => break,
                     Err(e) => {
                         tracing::warn!(error = %e, pending = events.len(), "audit append failed; retrying");
@@ -271,7 +263,10 @@ pub(crate) async fn audit_writer(
                 signer: node.id(),
                 signature: Hex(signature.to_vec()),
             };
-            match node.propose(ClusterCommand::SignHead { head }.into()).await {
+            match node
+                .propose(node.statement(ClusterCommand::SignHead { head }))
+                .await
+            {
                 Ok(_) => signed = Some(seq),
                 Err(e) => tracing::warn!(error = %e, "signing the audit head failed"),
             }
@@ -321,6 +316,32 @@ mod tests {
         assert_eq!(
             verify_chain(&relinked, &[], |_| None),
             Err(AuditFault::Link(3))
+        );
+
+        // A head over entry 4: it verifies on the whole chain, and on a
+        // chain that lost its last entries it is reported, not skipped.
+        let key = ed25519_dalek::SigningKey::from_bytes(&[3u8; 32]);
+        let public = Hex32(key.verifying_key().to_bytes());
+        let head = SignedHead {
+            seq: 4,
+            hash: r.entries[4].hash,
+            signer: NodeId::new(1).unwrap(),
+            signature: Hex(ed25519_dalek::Signer::sign(
+                &key,
+                &head_signing_bytes(4, &r.entries[4].hash),
+            )
+            .to_bytes()
+            .to_vec()),
+        };
+        let heads = [head];
+        assert_eq!(verify_chain(&r.entries, &heads, |_| Some(public)), Ok(()));
+        assert_eq!(
+            verify_chain(&r.entries[..3], &heads, |_| Some(public)),
+            Err(AuditFault::Missing(4, NodeId::new(1).unwrap()))
+        );
+        assert_eq!(
+            verify_chain(&r.entries, &heads, |_| None),
+            Err(AuditFault::Head(4))
         );
     }
 }

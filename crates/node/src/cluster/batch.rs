@@ -1,12 +1,13 @@
 //! The write batcher behind [`Node::propose_batched`]: writes that need no
-//! read-back through this node are grouped into [`Command::Batch`]es, so
+//! read-back through this node are grouped into one
+//! [`Proposal`](keyquorum_wire::control::Proposal) each, so
 //! under load one forward (one signed envelope, one HTTPS request) and one
 //! Raft entry carry many of them.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use keyquorum_wire::control::{ClusterCommand, Command, CommandResponse, MAX_BATCH};
+use keyquorum_wire::control::{Authorized, Command, CommandResponse, MAX_BATCH};
 use keyquorum_wire::msg::MsgCommand;
 use tokio::sync::{mpsc, oneshot};
 
@@ -15,7 +16,10 @@ use super::Node;
 use crate::error::NodeError;
 
 /// A write waiting for the batcher, and where its result goes.
-pub(crate) type Pending = (Command, oneshot::Sender<Result<CommandResponse, NodeError>>);
+pub(crate) type Pending = (
+    Authorized,
+    oneshot::Sender<Result<CommandResponse, NodeError>>,
+);
 
 /// How many batches one node may have on their way to the leader at once.
 /// More in flight means smaller batches and less waiting for a turn; while
@@ -32,28 +36,42 @@ const MAX_BATCH_BYTES: usize = 1 << 20;
 
 /// About how many bytes `command` takes in the log (its byte strings are
 /// hex there, twice their length).
-fn rough_size(command: &Command) -> usize {
+fn rough_size(a: &Authorized) -> usize {
     const OVERHEAD: usize = 256;
-    match command {
-        Command::Msg(MsgCommand::Deliver { item, .. }) => {
-            let boxed = |b: &keyquorum_wire::msg::SealedBox| b.enc.0.len() + b.ciphertext.0.len();
-            let bytes = item.header.0.len()
-                + item.payload.0.len()
-                + item.signature.0.len()
-                + boxed(&item.for_receiver)
-                + item
-                    .confirmations
+    let authority = match &a.by {
+        keyquorum_wire::control::Authority::Client { request } => {
+            2 * request.body.0.len()
+                + request.target_uri.len()
+                + request
+                    .headers
                     .iter()
-                    .map(|c| boxed(&c.forwarded) + c.signature.0.len() + 32)
-                    .sum::<usize>();
-            2 * bytes + OVERHEAD
+                    .map(|(n, v)| n.len() + v.len() + 8)
+                    .sum::<usize>()
         }
-        _ => OVERHEAD,
-    }
+        keyquorum_wire::control::Authority::Node { .. } => 300,
+    };
+    authority
+        + match &a.command {
+            Command::Msg(MsgCommand::Deliver { item, .. }) => {
+                let boxed =
+                    |b: &keyquorum_wire::msg::SealedBox| b.enc.0.len() + b.ciphertext.0.len();
+                let bytes = item.header.0.len()
+                    + item.payload.0.len()
+                    + item.signature.0.len()
+                    + boxed(&item.for_receiver)
+                    + item
+                        .confirmations
+                        .iter()
+                        .map(|c| boxed(&c.forwarded) + c.signature.0.len() + 32)
+                        .sum::<usize>();
+                2 * bytes + OVERHEAD
+            }
+            _ => OVERHEAD,
+        }
 }
 
 /// Groups the writes that need no read-back ([`Node::propose_batched`]) into
-/// [`Command::Batch`]es: whatever has queued up by the time a batch may go
+/// [`Proposal`](keyquorum_wire::control::Proposal)s: whatever has queued up by the time a batch may go
 /// leaves together (up to [`MAX_BATCH`] commands or about
 /// [`MAX_BATCH_BYTES`]), so under load one forward (one
 /// signed envelope, one HTTPS request) and one Raft entry carry many writes,
@@ -90,38 +108,24 @@ fn gather(first: Pending, rx: &mut mpsc::UnboundedReceiver<Pending>) -> Vec<Pend
     batch
 }
 
-/// Commit `batch` and hand each waiter its own result.
-async fn write_batch(node: &Node, mut batch: Vec<Pending>) {
+/// Commit `batch` in one log entry and hand each waiter its own result.
+async fn write_batch(node: &Node, batch: Vec<Pending>) {
     let m = node.metrics();
     m.write_batches.fetch_add(1, Ordering::Relaxed);
     m.batched_writes
         .fetch_add(batch.len() as u64, Ordering::Relaxed);
-    if batch.len() == 1 {
-        if let Some((command, tx)) = batch.pop() {
-            let _ = tx.send(node.propose_now(command, ReadBack::NotNeeded).await);
-        }
-        return;
-    }
-    let (commands, waiters): (Vec<Command>, Vec<_>) = batch.into_iter().unzip();
-    let n = commands.len();
-    let e = match node
-        .propose_now(
-            ClusterCommand::Batch { commands }.into(),
-            ReadBack::NotNeeded,
-        )
-        .await
-    {
-        Ok(CommandResponse::Batch { responses }) if responses.len() == n => {
+    let (commands, waiters): (Vec<Authorized>, Vec<_>) = batch.into_iter().unzip();
+    match node.propose_now(commands, ReadBack::NotNeeded).await {
+        Ok(responses) => {
             for (tx, r) in waiters.into_iter().zip(responses) {
                 let _ = tx.send(Ok(r));
             }
-            return;
         }
-        Ok(other) => NodeError::Internal(format!("a batch of {n} was answered {other:?}")),
-        Err(e) => e,
-    };
-    for tx in waiters {
-        let _ = tx.send(Err(e.clone()));
+        Err(e) => {
+            for tx in waiters {
+                let _ = tx.send(Err(e.clone()));
+            }
+        }
     }
 }
 
@@ -132,12 +136,12 @@ mod tests {
 
     use super::*;
 
-    fn deliver(payload: usize) -> Command {
+    fn deliver(payload: usize) -> Authorized {
         let b = SealedBox {
             enc: Hex(vec![0; 32]),
             ciphertext: Hex(vec![0; 80]),
         };
-        MsgCommand::Deliver {
+        let command = MsgCommand::Deliver {
             item: MailItem {
                 id: Hex32([0; 32]),
                 from: "a".into(),
@@ -150,12 +154,20 @@ mod tests {
                 time_ms: 0,
             },
             prekey: Hex32([0; 32]),
+        };
+        Authorized {
+            command: command.into(),
+            by: keyquorum_wire::control::Authority::Node {
+                node: keyquorum_wire::NodeId::new(1).unwrap(),
+                time_ms: 0,
+                nonce: keyquorum_wire::Hex(vec![0; 16]),
+                signature: keyquorum_wire::Hex(vec![0; 64]),
+            },
         }
-        .into()
     }
 
     /// Queue `n` copies of `command`, then gather one batch.
-    fn gathered(command: &Command, n: usize) -> (usize, usize) {
+    fn gathered(command: &Authorized, n: usize) -> (usize, usize) {
         let (tx, mut rx) = mpsc::unbounded_channel();
         for _ in 0..n {
             let (reply, _) = oneshot::channel();
@@ -179,9 +191,11 @@ mod tests {
         let (n, left) = gathered(&big, 100);
         assert_eq!(n + left, 100);
         assert!(n > 1 && n < MAX_BATCH, "{n}");
-        let entry = serde_json::to_vec(&Command::from(ClusterCommand::Batch {
+        let entry = serde_json::to_vec(&keyquorum_wire::control::Proposal {
+            rules: 1,
+            time_ms: 0,
             commands: vec![big; n],
-        }))
+        })
         .unwrap();
         assert!(entry.len() >= MAX_BATCH_BYTES, "{}", entry.len());
         assert!(

@@ -15,8 +15,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use keyquorum_wire::control::{Command, CommandResponse};
+use keyquorum_wire::control::{
+    node_statement, Authority, Authorized, Command, CommandResponse, Proposal, APPLY_RULES,
+};
 use keyquorum_wire::peer::PeerMessage;
+use keyquorum_wire::Hex;
 use keyquorum_wire::NodeId;
 use openraft::error::{ClientWriteError, RaftError};
 use openraft::{Config, SnapshotPolicy};
@@ -55,15 +58,36 @@ pub(crate) enum ReadBack {
 }
 
 impl Node {
+    /// `command` as a statement of this node about itself, signed by its
+    /// identity key (see [`super::machine::authority`] for what a node may state).
+    pub fn statement(&self, command: impl Into<Command>) -> Authorized {
+        let command = command.into();
+        let mut nonce = [0u8; 16];
+        rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut nonce);
+        let time_ms = super::peer::now_ms();
+        let signature = self
+            .keys()
+            .sign(&node_statement(self.id(), time_ms, &nonce, &command));
+        Authorized {
+            command,
+            by: Authority::Node {
+                node: self.id(),
+                time_ms,
+                nonce: Hex(nonce.to_vec()),
+                signature: Hex(signature.to_vec()),
+            },
+        }
+    }
+
     /// Commit `command` through Raft and return once this node has applied
     /// it too (so what the caller reads here next includes it): the state
     /// machine's answer, a rejection included.
-    pub async fn propose(&self, command: Command) -> Result<CommandResponse, NodeError> {
-        self.propose_now(command, ReadBack::Here).await
+    pub async fn propose(&self, command: Authorized) -> Result<CommandResponse, NodeError> {
+        one(self.propose_now(vec![command], ReadBack::Here).await?)
     }
 
     /// [`Self::propose`], with a rejection as [`NodeError::Conflict`].
-    pub async fn commit(&self, command: Command) -> Result<CommandResponse, NodeError> {
+    pub async fn commit(&self, command: Authorized) -> Result<CommandResponse, NodeError> {
         rejection_as_conflict(self.propose(command).await?)
     }
 
@@ -72,7 +96,7 @@ impl Node {
     /// the leader applied it, without waiting for this node (a forwarding
     /// follower learns of the commit about one replication round later): for
     /// callers that read nothing back through this node.
-    pub async fn propose_batched(&self, command: Command) -> Result<CommandResponse, NodeError> {
+    pub async fn propose_batched(&self, command: Authorized) -> Result<CommandResponse, NodeError> {
         let (tx, rx) = oneshot::channel();
         let stopping = || NodeError::Unavailable("the node is stopping".into());
         self.0
@@ -84,15 +108,17 @@ impl Node {
 
     /// [`Self::propose_batched`], with a rejection as
     /// [`NodeError::Conflict`].
-    pub async fn commit_batched(&self, command: Command) -> Result<CommandResponse, NodeError> {
+    pub async fn commit_batched(&self, command: Authorized) -> Result<CommandResponse, NodeError> {
         rejection_as_conflict(self.propose_batched(command).await?)
     }
 
+    /// As the leader: stamp `commands` with this node's clock into one
+    /// [`Proposal`] and append it.
     pub(crate) async fn write_local(
         &self,
-        command: Command,
+        commands: Vec<Authorized>,
     ) -> Result<(CommandResponse, u64), NodeError> {
-        match self.0.raft.client_write(command).await {
+        match self.0.raft.client_write(stamp(commands)).await {
             Ok(r) => Ok((r.data, r.log_id.index)),
             Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => {
                 Err(NodeError::Unavailable("this node is not the leader".into()))
@@ -161,24 +187,35 @@ impl Node {
             .await;
     }
 
-    /// Commit one command (perhaps a batch) now: the leader's Raft core or
-    /// a forward to the leader.
+    /// Commit commands in one log entry now (the leader's Raft core or a
+    /// forward to the leader): one answer per command, in order.
     pub(crate) async fn propose_now(
         &self,
-        command: Command,
+        commands: Vec<Authorized>,
         read_back: ReadBack,
-    ) -> Result<CommandResponse, NodeError> {
-        let command = &command;
-        retry_while_unavailable(Duration::from_secs(10), || {
-            self.propose_once(command, read_back)
+    ) -> Result<Vec<CommandResponse>, NodeError> {
+        let n = commands.len();
+        let commands = &commands;
+        let r = retry_while_unavailable(Duration::from_secs(10), || {
+            self.propose_once(commands, read_back)
         })
-        .await
+        .await?;
+        match r {
+            CommandResponse::Batch { responses } if responses.len() == n => Ok(responses),
+            // The whole proposal was refused (its size, its rules).
+            CommandResponse::Rejected { reason } => {
+                Ok(vec![CommandResponse::Rejected { reason }; n])
+            }
+            other => Err(NodeError::Internal(format!(
+                "a proposal of {n} was answered {other:?}"
+            ))),
+        }
     }
 
     /// One try of [`Self::propose_now`].
     pub(crate) async fn propose_once(
         &self,
-        command: &Command,
+        commands: &[Authorized],
         read_back: ReadBack,
     ) -> Result<CommandResponse, NodeError> {
         // A follower that knows the leader forwards at once instead of
@@ -189,7 +226,7 @@ impl Node {
             .and_then(|l| self.node_info(l).map(|info| (l, info)));
         let (id, info) = match known {
             Some(t) => t,
-            None => match self.0.raft.client_write(command.clone()).await {
+            None => match self.0.raft.client_write(stamp(commands.to_vec())).await {
                 Ok(r) => return Ok(r.data),
                 Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
                     match (f.leader_id, f.leader_node) {
@@ -208,7 +245,7 @@ impl Node {
             },
         };
         let forward = PeerMessage::Forward {
-            command: command.clone(),
+            commands: commands.to_vec(),
         };
         match self.0.peers.call(id, &info, &forward).await? {
             (_, PeerMessage::ForwardReply { response, index }) => {
@@ -222,6 +259,25 @@ impl Node {
                 culprits: vec![id],
             }),
         }
+    }
+}
+
+/// `commands` as one log entry stamped with this (the leader's) clock.
+fn stamp(commands: Vec<Authorized>) -> Proposal {
+    Proposal {
+        rules: APPLY_RULES,
+        time_ms: super::peer::now_ms(),
+        commands,
+    }
+}
+
+/// The one answer of a one-command proposal.
+fn one(mut r: Vec<CommandResponse>) -> Result<CommandResponse, NodeError> {
+    match (r.pop(), r.is_empty()) {
+        (Some(x), true) => Ok(x),
+        _ => Err(NodeError::Internal(
+            "one command got several answers".into(),
+        )),
     }
 }
 

@@ -14,7 +14,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Extension, Json, Router};
 use futures::future::BoxFuture;
-use keyquorum_wire::control::NodeInfo;
+use keyquorum_wire::control::{Authority, NodeInfo, MAX_BATCH};
 use keyquorum_wire::peer::{Envelope, PeerMessage};
 use keyquorum_wire::NodeId;
 use subtle::ConstantTimeEq;
@@ -114,8 +114,24 @@ impl Node {
             PeerMessage::ReadIndex => Ok(PeerMessage::ReadIndexReply {
                 index: self.leader_read_index().await?,
             }),
-            PeerMessage::Forward { command } => {
-                let (response, index) = self.write_local(command).await?;
+            PeerMessage::Forward { commands } => {
+                // A member forwards its own statements, and clients'
+                // requests; another node's statement it cannot have been
+                // asked to carry.
+                if commands.is_empty() || commands.len() > MAX_BATCH {
+                    return Err(NodeError::BadRequest(format!(
+                        "a forward holds 1 to {MAX_BATCH} commands"
+                    )));
+                }
+                if let Some(other) = commands.iter().find_map(|a| match &a.by {
+                    Authority::Node { node, .. } if *node != from => Some(*node),
+                    _ => None,
+                }) {
+                    return Err(NodeError::Forbidden(format!(
+                        "node {from} forwarded a statement of node {other}"
+                    )));
+                }
+                let (response, index) = self.write_local(commands).await?;
                 Ok(PeerMessage::ForwardReply { response, index })
             }
             other => match self.0.dispatch.get() {

@@ -102,7 +102,7 @@ pub(crate) async fn create_key(
             });
             let info = s
                 .keys
-                .create_key(node, &req.name, req.suite, threshold, members)
+                .create_key(node, &req.name, req.suite, threshold, members, &c.signed)
                 .await?;
             node.metrics().dkgs.fetch_add(1, Ordering::Relaxed);
             Ok(info)
@@ -226,7 +226,7 @@ pub(crate) async fn refresh_key(
     let target = name.clone();
     req.run("key.refresh", Some(&target), |c| async move {
         c.require_admin()?;
-        s.keys.refresh_key(&s.node, &name).await
+        s.keys.refresh_key(&s.node, &name, &c.signed).await
     })
     .await
 }
@@ -253,7 +253,7 @@ pub(crate) async fn reshare_key(
         |c, req| async move {
             c.require_admin()?;
             s.keys
-                .reshare_key(&s.node, &name, req.threshold, req.members)
+                .reshare_key(&s.node, &name, req.threshold, req.members, &c.signed)
                 .await
         },
     )
@@ -323,12 +323,9 @@ pub(crate) async fn request_export(
                 created_ms: crate::cluster::peer::now_ms(),
             };
             s.node
-                .commit(
-                    KeysCommand::RequestExport {
-                        record: export.clone(),
-                    }
-                    .into(),
-                )
+                .commit(c.authorize(KeysCommand::RequestExport {
+                    record: export.clone(),
+                }))
                 .await?;
             Ok(export)
         },
@@ -370,13 +367,10 @@ pub(crate) async fn approve_export(
             )));
         }
         s.node
-            .commit(
-                KeysCommand::ApproveExport {
-                    id: id.clone(),
-                    operator: c.grant.name.clone(),
-                }
-                .into(),
-            )
+            .commit(c.authorize(KeysCommand::ApproveExport {
+                id: id.clone(),
+                operator: c.grant.name.clone(),
+            }))
             .await?;
         s.node
             .registry(|r| r.keys.exports.get(&id).cloned())
@@ -421,7 +415,7 @@ pub(crate) async fn run_export(
                 export.needed
             )));
         }
-        s.keys.run_export(node, &id).await
+        s.keys.run_export(node, &id, &c.signed).await
     })
     .await
 }

@@ -8,6 +8,7 @@ use std::time::Instant;
 
 use futures::future::join_all;
 use keyquorum_core::codec::{Decode, Encode};
+use keyquorum_core::httpsig;
 use keyquorum_core::{dkg, refresh, GroupKey, KeyShare, SessionId, Suite};
 use keyquorum_wire::api::{KeyInfo, SuiteName};
 use keyquorum_wire::control::{KeyRecord, KeysCommand, NodeInfo};
@@ -21,6 +22,7 @@ use super::{
     core_err, decode, gather, lock, open_mine, pid, random_session, seal_all, Keys, Outgoing,
     DKG_TTL,
 };
+use crate::api::auth::by_request;
 use crate::cluster::peer::now_ms;
 use crate::cluster::transport::clone_request;
 use crate::cluster::Node;
@@ -341,6 +343,7 @@ impl Keys {
         suite: SuiteName,
         threshold: u16,
         mut members: Vec<NodeId>,
+        request: &httpsig::Request,
     ) -> Result<KeyInfo, NodeError> {
         check_name(name)?;
         members.sort_unstable();
@@ -358,7 +361,10 @@ impl Keys {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            match self.run_dkg(node, name, suite, threshold, &infos).await {
+            match self
+                .run_dkg(node, name, suite, threshold, &infos, request)
+                .await
+            {
                 Ok(info) => return Ok(info),
                 Err(NodeError::Misbehaved { message, culprits }) if attempt < 3 => {
                     node.audit_event(
@@ -391,6 +397,7 @@ impl Keys {
         suite: SuiteName,
         threshold: u16,
         infos: &BTreeMap<NodeId, NodeInfo>,
+        request: &httpsig::Request,
     ) -> Result<KeyInfo, NodeError> {
         let session = random_session();
         let members: Vec<NodeId> = infos.keys().copied().collect();
@@ -425,13 +432,13 @@ impl Keys {
             session,
             created_ms: now_ms(),
         };
-        node.commit(
+        node.commit(by_request(
+            request,
             KeysCommand::PutKey {
                 record,
                 expected_epoch: None,
-            }
-            .into(),
-        )
+            },
+        ))
         .await?;
         Ok(KeyInfo {
             name: name.to_string(),

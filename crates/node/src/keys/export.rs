@@ -8,6 +8,7 @@
 //! seals it to the requester's key and zeroizes it at once.
 
 use keyquorum_core::codec::Decode;
+use keyquorum_core::httpsig;
 use keyquorum_core::{hazmat, GroupKey, KeyShare};
 use keyquorum_store::Table;
 use keyquorum_wire::api::{export_aad, ExportResult, EXPORT_HPKE_INFO};
@@ -18,6 +19,7 @@ use sha2::{Digest, Sha256};
 
 use super::suite::with_suite;
 use super::{core_err, key_record, me_first, Keys};
+use crate::api::auth::by_request;
 use crate::cluster::peer::{open_secret, seal_secret, seal_to};
 use crate::cluster::Node;
 use crate::error::NodeError;
@@ -84,7 +86,12 @@ impl Keys {
 
     /// Carry out an approved export: gather `t` shares, rebuild the key,
     /// seal it to the requester and zeroize it.
-    pub async fn run_export(&self, node: &Node, id: &str) -> Result<ExportResult, NodeError> {
+    pub async fn run_export(
+        &self,
+        node: &Node,
+        id: &str,
+        request: &httpsig::Request,
+    ) -> Result<ExportResult, NodeError> {
         let export: ExportRecord = node
             .registry(|r| r.keys.exports.get(id).cloned())
             .ok_or_else(|| NodeError::NotFound(format!("no export {id}")))?;
@@ -95,8 +102,11 @@ impl Keys {
                 record.name, record.epoch
             )));
         }
-        node.commit(KeysCommand::CompleteExport { id: id.to_string() }.into())
-            .await?;
+        node.commit(by_request(
+            request,
+            KeysCommand::CompleteExport { id: id.to_string() },
+        ))
+        .await?;
         let me = node.id();
         let order = me_first(&record.members, me, 0);
         let t = usize::from(record.threshold);

@@ -8,6 +8,7 @@ use std::time::Instant;
 
 use futures::future::join_all;
 use keyquorum_core::codec::{Decode, Encode};
+use keyquorum_core::httpsig;
 use keyquorum_core::{refresh, GroupKey, KeyShare, SessionId};
 use keyquorum_wire::api::KeyInfo;
 use keyquorum_wire::control::KeyRecord;
@@ -62,7 +63,12 @@ impl Keys {
     }
 
     /// Refresh every member's share of `name` (same key, same members).
-    pub async fn refresh_key(&self, node: &Node, name: &str) -> Result<KeyInfo, NodeError> {
+    pub async fn refresh_key(
+        &self,
+        node: &Node,
+        name: &str,
+        request: &httpsig::Request,
+    ) -> Result<KeyInfo, NodeError> {
         let record = key_record(node, name).await?;
         let infos = Self::infos(node, &record.members)?;
         let session = random_session();
@@ -91,7 +97,7 @@ impl Keys {
             created_ms: now_ms(),
             ..record.clone()
         };
-        self.commit_generation(node, next, record.epoch, &record.members)
+        self.commit_generation(node, next, record.epoch, &record.members, request)
             .await
     }
 }

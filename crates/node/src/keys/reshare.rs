@@ -20,6 +20,7 @@ use std::time::Duration;
 
 use futures::future::join_all;
 use keyquorum_core::codec::{Decode, Encode};
+use keyquorum_core::httpsig;
 use keyquorum_core::{reshare, GroupKey, KeyShare, SessionId};
 use keyquorum_wire::api::{KeyInfo, SuiteName};
 use keyquorum_wire::control::{KeyRecord, KeysCommand, NodeInfo};
@@ -33,6 +34,7 @@ use super::{
     core_err, decode, gather, key_info, key_record, me_first, open_mine, pid, random_session,
     record_at, seal_all, Keys,
 };
+use crate::api::auth::by_request;
 use crate::cluster::peer::now_ms;
 use crate::cluster::Node;
 use crate::error::NodeError;
@@ -194,17 +196,18 @@ impl Keys {
         record: KeyRecord,
         expected: u64,
         notify: &[NodeId],
+        request: &httpsig::Request,
     ) -> Result<KeyInfo, NodeError> {
         let name = record.name.clone();
         let epoch = record.epoch;
         let info = key_info(&record);
-        node.commit(
+        node.commit(by_request(
+            request,
             KeysCommand::PutKey {
                 record,
                 expected_epoch: Some(expected),
-            }
-            .into(),
-        )
+            },
+        ))
         .await?;
         // Best effort: holders also promote on first use and tidy at start.
         let infos: BTreeMap<NodeId, NodeInfo> = notify
@@ -228,6 +231,7 @@ impl Keys {
         name: &str,
         threshold: u16,
         mut members: Vec<NodeId>,
+        request: &httpsig::Request,
     ) -> Result<KeyInfo, NodeError> {
         let record = key_record(node, name).await?;
         members.sort_unstable();
@@ -281,7 +285,7 @@ impl Keys {
                         .into_iter()
                         .collect();
                     return self
-                        .commit_generation(node, next, record.epoch, &notify)
+                        .commit_generation(node, next, record.epoch, &notify, request)
                         .await;
                 }
                 Err((bad, e)) => {

@@ -78,8 +78,6 @@ impl KeysState {
 
 #[cfg(test)]
 mod tests {
-    use keyquorum_store::raft::Machine;
-    use keyquorum_wire::control::Command;
     use keyquorum_wire::Hex32;
 
     use super::*;
@@ -87,6 +85,8 @@ mod tests {
 
     #[test]
     fn put_key_is_compare_and_set() {
+        // The state part alone (what authorizes a command is the
+        // registry's: `crate::cluster::machine::authority`).
         let mut r = Registry::default();
         let mut rec = KeyRecord {
             name: "k".into(),
@@ -100,45 +100,33 @@ mod tests {
             created_ms: 0,
         };
         assert_eq!(
-            r.apply(
-                1,
-                &Command::Keys(KeysCommand::PutKey {
-                    record: rec.clone(),
-                    expected_epoch: None
-                })
-            ),
+            r.keys.apply(&KeysCommand::PutKey {
+                record: rec.clone(),
+                expected_epoch: None
+            }),
             CommandResponse::Ok
         );
         assert!(matches!(
-            r.apply(
-                2,
-                &Command::Keys(KeysCommand::PutKey {
-                    record: rec.clone(),
-                    expected_epoch: None
-                })
-            ),
+            r.keys.apply(&KeysCommand::PutKey {
+                record: rec.clone(),
+                expected_epoch: None
+            }),
             CommandResponse::Rejected { .. }
         ));
         rec.epoch = 3;
         assert!(matches!(
-            r.apply(
-                3,
-                &Command::Keys(KeysCommand::PutKey {
-                    record: rec.clone(),
-                    expected_epoch: Some(1)
-                })
-            ),
+            r.keys.apply(&KeysCommand::PutKey {
+                record: rec.clone(),
+                expected_epoch: Some(1)
+            }),
             CommandResponse::Rejected { .. }
         ));
         rec.epoch = 2;
         assert_eq!(
-            r.apply(
-                4,
-                &Command::Keys(KeysCommand::PutKey {
-                    record: rec,
-                    expected_epoch: Some(1)
-                })
-            ),
+            r.keys.apply(&KeysCommand::PutKey {
+                record: rec,
+                expected_epoch: Some(1)
+            }),
             CommandResponse::Ok
         );
         assert_eq!(r.keys.records["k"].epoch, 2);

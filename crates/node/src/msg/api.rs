@@ -57,7 +57,7 @@ pub(crate) async fn create_endpoint(
         body,
         |b| Some(b.name.clone()),
         |c, req| async move {
-            super::create_endpoint(&node, &c.grant, req.name, req.identity, req.prekeys).await
+            super::create_endpoint(&node, &c, req.name, req.identity, req.prekeys).await
         },
     )
     .await
@@ -95,7 +95,7 @@ pub(crate) async fn revoke_endpoint(
 ) -> Response {
     let target = name.clone();
     req.run("msg.endpoint.revoke", Some(&target), |c| async move {
-        super::revoke(&node, &c.grant, &name).await
+        super::revoke(&node, &c, &name).await
     })
     .await
 }
@@ -117,7 +117,7 @@ pub(crate) async fn publish_prekeys(
         "msg.prekeys",
         body,
         move |_| Some(target),
-        |c, req| async move { super::add_prekeys(&node, &c.grant, &name, req.prekeys).await },
+        |c, req| async move { super::add_prekeys(&node, &c, &name, req.prekeys).await },
     )
     .await
 }
@@ -141,7 +141,7 @@ pub(crate) async fn claim_prekey(
         "msg.claim",
         body,
         move |_| Some(target),
-        |c, req| async move { super::claim(&node, &c.grant, &name, &req.by, req.count).await },
+        |c, req| async move { super::claim(&node, &c, &name, &req.by, req.count).await },
     )
     .await
 }
@@ -206,7 +206,7 @@ pub(crate) async fn ack_inbox(
         body,
         move |_| Some(target),
         |c, req| async move {
-            super::ack(&node, &c.grant, &name, req.ids)
+            super::ack(&node, &c, &name, req.ids)
                 .await
                 .map(|removed| AckResponse { removed })
         },

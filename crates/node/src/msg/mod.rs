@@ -36,6 +36,7 @@ use keyquorum_wire::msg::{
 use keyquorum_wire::peer::PeerMessage;
 use keyquorum_wire::{Hex, Hex32};
 
+use crate::api::Caller;
 use crate::cluster::peer::now_ms;
 use crate::cluster::Node;
 use crate::error::NodeError;
@@ -126,13 +127,10 @@ pub async fn deployment(node: &Node) -> Result<MsgDeployment, NodeError> {
     }
     let mut salt = [0u8; 32];
     rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut salt);
-    node.commit(
-        MsgCommand::InitMsg {
-            salt: Hex32(salt),
-            window_ms: DEFAULT_WINDOW_MS,
-        }
-        .into(),
-    )
+    node.commit(node.statement(MsgCommand::InitMsg {
+        salt: Hex32(salt),
+        window_ms: DEFAULT_WINDOW_MS,
+    }))
     .await?;
     current(node).ok_or_else(|| NodeError::Unavailable("message salt not applied yet".into()))
 }
@@ -183,7 +181,7 @@ fn info(node: &Node, record: EndpointRecord) -> EndpointInfo {
 /// Register an endpoint (owned by the calling token).
 pub async fn create_endpoint(
     node: &Node,
-    grant: &Grant,
+    c: &Caller,
     name: String,
     identity: Hex32,
     prekeys: Vec<Prekey>,
@@ -196,20 +194,17 @@ pub async fn create_endpoint(
     let record = EndpointRecord {
         name: name.clone(),
         identity,
-        owner: grant.name.clone(),
+        owner: c.grant.name.clone(),
         revoked: false,
         created_ms: now_ms(),
     };
     check_prekeys(&record, &prekeys)?;
-    node.commit(
-        MsgCommand::PutEndpoint {
-            record: record.clone(),
-        }
-        .into(),
-    )
+    node.commit(c.authorize(MsgCommand::PutEndpoint {
+        record: record.clone(),
+    }))
     .await?;
     if !prekeys.is_empty() {
-        node.commit(MsgCommand::AddPrekeys { name, prekeys }.into())
+        node.commit(c.authorize(MsgCommand::AddPrekeys { name, prekeys }))
             .await?;
     }
     Ok(info(node, record))
@@ -226,34 +221,28 @@ pub fn endpoint(node: &Node, name: &str) -> Result<EndpointInfo, NodeError> {
 /// Publish more prekeys (owner or admin).
 pub async fn add_prekeys(
     node: &Node,
-    grant: &Grant,
+    c: &Caller,
     name: &str,
     prekeys: Vec<Prekey>,
 ) -> Result<EndpointInfo, NodeError> {
     let record = live(node, name)?;
-    owns(grant, &record)?;
+    owns(&c.grant, &record)?;
     check_prekeys(&record, &prekeys)?;
-    node.commit(
-        MsgCommand::AddPrekeys {
-            name: name.to_string(),
-            prekeys,
-        }
-        .into(),
-    )
+    node.commit(c.authorize(MsgCommand::AddPrekeys {
+        name: name.to_string(),
+        prekeys,
+    }))
     .await?;
     Ok(info(node, record))
 }
 
 /// Revoke an endpoint (owner or admin).
-pub async fn revoke(node: &Node, grant: &Grant, name: &str) -> Result<EndpointInfo, NodeError> {
+pub async fn revoke(node: &Node, c: &Caller, name: &str) -> Result<EndpointInfo, NodeError> {
     let record = live(node, name)?;
-    owns(grant, &record)?;
-    node.commit(
-        MsgCommand::RevokeEndpoint {
-            name: name.to_string(),
-        }
-        .into(),
-    )
+    owns(&c.grant, &record)?;
+    node.commit(c.authorize(MsgCommand::RevokeEndpoint {
+        name: name.to_string(),
+    }))
     .await?;
     endpoint(node, name)
 }
@@ -261,7 +250,7 @@ pub async fn revoke(node: &Node, grant: &Grant, name: &str) -> Result<EndpointIn
 /// A sender (`by`, owned by the caller) reserves one of `name`'s prekeys.
 pub async fn claim(
     node: &Node,
-    grant: &Grant,
+    c: &Caller,
     name: &str,
     by: &str,
     count: u16,
@@ -272,19 +261,16 @@ pub async fn claim(
         )));
     }
     let sender = live(node, by)?;
-    owns(grant, &sender)?;
+    owns(&c.grant, &sender)?;
     let receiver = live(node, name)?;
     // The claimed prekeys come back in the answer; nothing is read back here.
     match node
-        .commit_batched(
-            MsgCommand::ClaimPrekey {
-                name: name.to_string(),
-                by: by.to_string(),
-                count,
-                time_ms: now_ms(),
-            }
-            .into(),
-        )
+        .commit_batched(c.authorize(MsgCommand::ClaimPrekey {
+            name: name.to_string(),
+            by: by.to_string(),
+            count,
+            time_ms: now_ms(),
+        }))
         .await?
     {
         CommandResponse::Claimed { prekeys } => Ok(ClaimedPrekeys {
@@ -486,13 +472,10 @@ pub async fn send(node: &Node, grant: &Grant, req: SendRequest) -> Result<SendRe
     };
     // The receiver reads its mailbox through any node, whose replica may
     // lag by a replication round anyway: this one need not wait to apply.
-    node.commit_batched(
-        MsgCommand::Deliver {
-            item,
-            prekey: Hex32(header.prekey),
-        }
-        .into(),
-    )
+    node.commit_batched(node.statement(MsgCommand::Deliver {
+        item,
+        prekey: Hex32(header.prekey),
+    }))
     .await?;
     Ok(SendResponse {
         id,
@@ -517,22 +500,14 @@ pub fn inbox(node: &Node, grant: &Grant, name: &str) -> Result<(Vec<MailItem>, b
 }
 
 /// Remove opened messages (owner or admin).
-pub async fn ack(
-    node: &Node,
-    grant: &Grant,
-    name: &str,
-    ids: Vec<Hex32>,
-) -> Result<u64, NodeError> {
+pub async fn ack(node: &Node, c: &Caller, name: &str, ids: Vec<Hex32>) -> Result<u64, NodeError> {
     let record = live(node, name)?;
-    owns(grant, &record)?;
+    owns(&c.grant, &record)?;
     match node
-        .commit(
-            MsgCommand::Ack {
-                name: name.to_string(),
-                ids,
-            }
-            .into(),
-        )
+        .commit(c.authorize(MsgCommand::Ack {
+            name: name.to_string(),
+            ids,
+        }))
         .await?
     {
         CommandResponse::Removed { count } => Ok(count),
