@@ -293,6 +293,7 @@ pub(crate) async fn bench_sign(o: BenchOpts, json_out: bool) -> Result<()> {
             suite: o.suite,
             threshold: Some(o.threshold),
             members: None,
+            min_members: None,
         })
         .await?;
     let label = format!(

@@ -414,6 +414,7 @@ async fn key(remote: &Remote, command: KeyCommand, json: bool) -> Result<()> {
             suite: s,
             threshold,
             members,
+            min_members,
         } => {
             let msg = format!("distributed key generation for {name}");
             let k = spinning(
@@ -424,6 +425,7 @@ async fn key(remote: &Remote, command: KeyCommand, json: bool) -> Result<()> {
                     suite: suite(s),
                     threshold,
                     members,
+                    min_members,
                 }),
             )
             .await?;

@@ -173,6 +173,11 @@ enum KeyCommand {
         /// Member node ids, comma-separated (default: every voter).
         #[arg(long, value_delimiter = ',')]
         members: Option<Vec<NodeId>>,
+        /// Consent to fewer members: members found misbehaving during key
+        /// generation may be left out, down to this many (default: the key
+        /// has exactly the members asked for or is not made).
+        #[arg(long)]
+        min_members: Option<u16>,
     },
     /// List keys.
     List,

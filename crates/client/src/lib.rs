@@ -16,7 +16,7 @@
 //! let pem = std::fs::read_to_string("data/admin.key").unwrap();
 //! let me = ClientKey::from_pkcs8_pem("admin", &pem).unwrap();
 //! let c = Client::new("https://127.0.0.1:7001", &me, &ca)?;
-//! let key = c.create_key(&CreateKeyRequest { name: "k".into(), suite: SuiteName::Ed25519, threshold: None, members: None }).await?;
+//! let key = c.create_key(&CreateKeyRequest { name: "k".into(), suite: SuiteName::Ed25519, threshold: None, members: None, min_members: None }).await?;
 //! let sig = c.sign("k", b"hello").await?;
 //! # Ok(()) }
 //! ```

@@ -179,22 +179,42 @@ impl LocalCluster {
             write_private(&key_file, pem.as_bytes())?;
             let first = cluster.any_node()?;
             first.initialize(cluster.infos.clone()).await?;
-            // The first client: a node may state it only while the
-            // registry has none (`keyquorum init` will replace this).
-            first
-                .commit(first.statement(ClusterCommand::PutClient {
-                    record: ClientRecord {
-                        grant: Grant {
-                            name: "admin".into(),
-                            admin: true,
-                            operator: true,
-                            sign_keys: vec!["*".into()],
-                        },
-                        public_key: Hex32(cluster.admin.public_key()),
-                        expires_ms: None,
-                        revoked: false,
+            // The first client: no client can authorize it, so every
+            // voting member states it together (apply accepts that only
+            // while the registry has no client; `keyquorum init` will do
+            // this with operator keys and the init secret).
+            let command: keyquorum_wire::control::Command = ClusterCommand::PutClient {
+                record: ClientRecord {
+                    grant: Grant {
+                        name: "admin".into(),
+                        admin: true,
+                        operator: true,
+                        sign_keys: vec!["*".into()],
                     },
-                }))
+                    public_key: Hex32(cluster.admin.public_key()),
+                    expires_ms: None,
+                    revoked: false,
+                },
+            }
+            .into();
+            let mut nonce = [0u8; 16];
+            rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut nonce);
+            let time_ms = crate::cluster::peer::now_ms();
+            let signatures = cluster
+                .nodes
+                .values()
+                .flatten()
+                .map(|r| r.node.members_signature(time_ms, &nonce, &command))
+                .collect();
+            first
+                .commit(keyquorum_wire::control::Authorized {
+                    command,
+                    by: keyquorum_wire::control::Authority::Members {
+                        time_ms,
+                        nonce: keyquorum_wire::Hex(nonce.to_vec()),
+                        signatures,
+                    },
+                })
                 .await?;
         } else {
             let pem = zeroize::Zeroizing::new(std::fs::read_to_string(&key_file).map_err(io)?);

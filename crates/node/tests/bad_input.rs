@@ -53,6 +53,7 @@ async fn bad_client_requests_get_clear_errors_and_change_nothing() {
             suite: SuiteName::Ed25519,
             threshold: None,
             members: None,
+            min_members: None,
         })
         .await
         .unwrap();
@@ -419,6 +420,7 @@ async fn a_tampered_audit_entry_is_detected() {
                 suite: SuiteName::Ed25519,
                 threshold: None,
                 members: None,
+                min_members: None,
             })
             .await
             .unwrap();

@@ -33,6 +33,7 @@ async fn three_nodes_dkg_and_sign_both_suites() {
                 suite,
                 threshold: None,
                 members: None,
+                min_members: None,
             })
             .await
             .unwrap();
@@ -74,6 +75,7 @@ async fn seven_nodes_threshold_four() {
                 suite,
                 threshold: None,
                 members: None,
+                min_members: None,
             })
             .await
             .unwrap();

@@ -36,6 +36,7 @@ fn create(name: &str, suite: SuiteName, t: u16, members: Option<Vec<NodeId>>) ->
         suite,
         threshold: Some(t),
         members,
+        min_members: None,
     }
 }
 
@@ -70,8 +71,21 @@ async fn malicious_dkg_participant_and_signer_are_identified_and_left_out() {
         .faults()
         .bad_dkg_share
         .store(true, Ordering::Relaxed);
-    let key = admin
+    // Without the caller's consent to fewer members, no key is made.
+    let err = admin
         .create_key(&create("k", SuiteName::Ed25519, 3, None))
+        .await
+        .unwrap_err();
+    assert!(status_of(&err) >= 500, "{err}");
+    assert!(
+        err.to_string().contains("participant(s) 4 misbehaved"),
+        "{err}"
+    );
+    let key = admin
+        .create_key(&CreateKeyRequest {
+            min_members: Some(3),
+            ..create("k", SuiteName::Ed25519, 3, None)
+        })
         .await
         .unwrap();
     assert_eq!(key.members, ns(&[1, 2, 3]), "the culprit is left out");
@@ -592,11 +606,12 @@ async fn a_node_lost_in_the_middle_of_reshare_leaves_the_key_usable() {
 }
 
 /// A coordinator that commits another group key than the one the members
-/// computed (here: an existing key's, whose secret it might know) gets no
-/// share used under it: every member keeps its new share pending, refuses
-/// to sign with it and says why in the audit log. (A step of the trust
-/// model, issue #17: the comparison is local; the record is not yet signed
-/// by t members.)
+/// computed (here: an existing key's, whose secret it might know) gets it
+/// refused on apply by every replica: the record is not endorsed by
+/// threshold-many members (issue #17). The members keep their new shares
+/// pending and never use them. (Were such a record committed, each member
+/// would still refuse to promote a share under a group key it did not
+/// compute: `keys::shares`.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_group_key_the_members_did_not_compute_is_never_used() {
     let (_dir, c) = cluster(3, 2, 0).await;
@@ -615,21 +630,28 @@ async fn a_group_key_the_members_did_not_compute_is_never_used() {
             .unwrap() = key.map(str::to_string);
     };
     commit_group_key_of(Some("a"));
-    let b = admin
+    let err = admin
         .create_key(&create("b", SuiteName::Ed25519, 2, None))
         .await
-        .unwrap();
+        .unwrap_err();
     commit_group_key_of(None);
-    assert_eq!(b.public_key, a.public_key, "the forged record is committed");
+    assert!(
+        err.to_string().contains("endorsed by 0 of its members"),
+        "{err}"
+    );
 
     for via in [1, 2, 3] {
         let client = Client::new(&c.url_of(n(via)), &c.admin, c.ca_pem().as_bytes()).unwrap();
         let err = client.sign("b", b"under a forged key").await.unwrap_err();
-        let text = err.to_string();
-        assert!(text.contains("not the one node"), "via {via}: {text}");
-        assert!(status_of(&err) >= 400, "via {via}: {text}");
+        assert_eq!(status_of(&err), 404, "via {via}: {err}");
     }
     for id in ns(&[1, 2, 3]) {
+        assert!(
+            c.node(id)
+                .unwrap()
+                .registry(|r| !r.keys.records.contains_key("b")),
+            "node {id}"
+        );
         assert_eq!(vault_count(&c, id, Table::Shares, "b"), 0, "node {id}");
         assert_eq!(vault_count(&c, id, Table::Pending, "b"), 1, "node {id}");
         assert_eq!(
@@ -638,14 +660,6 @@ async fn a_group_key_the_members_did_not_compute_is_never_used() {
             "node {id}"
         );
     }
-    let alert = wait_for_audit(&admin, "key.group_mismatch", |e| {
-        e["event"]["action"] == "key.group_mismatch" && e["event"]["target"] == "b"
-    })
-    .await;
-    assert!(alert["event"]["outcome"]
-        .as_str()
-        .unwrap()
-        .contains("not the one this node computed"));
     // The key whose group key was borrowed is untouched and signs.
     sign_and_check(&admin, &a, b"a still signs").await;
     // An honest run afterwards promotes and erases as before.
@@ -912,6 +926,7 @@ async fn a_member_or_the_leader_cannot_commit_what_no_one_authorized() {
     let overwrite = KeysCommand::PutKey {
         record: rogue,
         expected_epoch: Some(record.epoch),
+        endorsements: vec![],
     };
     let forged_event = |node: NodeId| ClusterCommand::Audit {
         events: vec![AuditEvent {

@@ -41,6 +41,7 @@ async fn refresh_reshare_to_new_nodes_and_export() {
             suite: SuiteName::Ed25519,
             threshold: Some(2),
             members: None,
+            min_members: None,
         })
         .await
         .unwrap();
@@ -50,6 +51,7 @@ async fn refresh_reshare_to_new_nodes_and_export() {
             suite: SuiteName::Secp256k1Tr,
             threshold: Some(2),
             members: None,
+            min_members: None,
         })
         .await
         .unwrap();
@@ -266,6 +268,7 @@ async fn a_lost_share_is_repaired_over_the_network() {
                 suite,
                 threshold: Some(2),
                 members: None,
+                min_members: None,
             })
             .await
             .unwrap();

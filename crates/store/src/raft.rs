@@ -56,12 +56,17 @@ pub trait Machine: Default + Clone + Serialize + DeserializeOwned + Send + Sync 
     fn apply(&mut self, index: u64, command: &Self::Command) -> Self::Response;
 
     /// A membership entry at `index` took effect: `nodes` are all its
-    /// members (voters and learners) with their node data. Raft changes
-    /// membership on append, not on apply; a machine that checks commands
-    /// against the members sees here the membership each later entry was
-    /// appended under.
-    fn membership<I: Serialize, N: Serialize>(&mut self, index: u64, nodes: &[(I, N)]) {
-        let _ = (index, nodes);
+    /// members (voters and learners) with their node data, `voters` the
+    /// voters among them. Raft changes membership on append, not on apply;
+    /// a machine that checks commands against the members sees here the
+    /// membership each later entry was appended under.
+    fn membership<I: Serialize, N: Serialize>(
+        &mut self,
+        index: u64,
+        nodes: &[(I, N)],
+        voters: &[I],
+    ) {
+        let _ = (index, nodes, voters);
     }
 }
 
@@ -1087,7 +1092,8 @@ where
                 }
                 EntryPayload::Membership(m) => {
                     let nodes: Vec<_> = m.nodes().map(|(id, n)| (id.clone(), n.clone())).collect();
-                    g.machine.membership(entry.log_id.index, &nodes);
+                    let voters: Vec<_> = m.voter_ids().collect();
+                    g.machine.membership(entry.log_id.index, &nodes, &voters);
                     g.membership = StoredMembership::new(Some(entry.log_id.clone()), m);
                     out.push(M::Response::default());
                 }

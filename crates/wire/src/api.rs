@@ -41,6 +41,12 @@ pub struct CreateKeyRequest {
     /// The nodes that hold shares (default: every voting member).
     #[serde(default)]
     pub members: Option<Vec<NodeId>>,
+    /// Consent to fewer members: if members are found misbehaving during
+    /// key generation, the key may be made without them, down to this many
+    /// members (at least the threshold). Without it, the key has exactly
+    /// the members asked for or is not made.
+    #[serde(default)]
+    pub min_members: Option<u16>,
 }
 
 /// A shared key's public description.

@@ -230,6 +230,11 @@ pub enum KeysCommand {
         record: KeyRecord,
         /// Compare-and-set guard.
         expected_epoch: Option<u64>,
+        /// The members' signatures over [`key_statement`] of the record:
+        /// apply needs at least the record's threshold of them, by distinct
+        /// members of the record.
+        #[serde(default)]
+        endorsements: Vec<Endorsement>,
     },
     /// Open an export request.
     RequestExport {
@@ -248,6 +253,39 @@ pub enum KeysCommand {
         /// Request id.
         id: String,
     },
+}
+
+/// A member's signature over [`key_statement`]: it computed this group key
+/// for this run and holds its share of it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Endorsement {
+    /// The member.
+    pub node: NodeId,
+    /// Ed25519 signature by its identity key.
+    pub signature: Hex,
+}
+
+/// The bytes each member signs for [`Authority::Members`].
+pub fn members_statement(time_ms: u64, nonce: &[u8], command: &Command) -> Vec<u8> {
+    let mut m = b"keyquorum-members-command-v1\x00".to_vec();
+    m.extend_from_slice(&time_ms.to_be_bytes());
+    m.extend_from_slice(&(nonce.len() as u64).to_be_bytes());
+    m.extend_from_slice(nonce);
+    m.extend_from_slice(&serde_json::to_vec(command).unwrap_or_default());
+    m
+}
+
+/// The bytes a member signs to endorse a key generation: the key's name,
+/// the generation, the run and the group key encoding (which states the
+/// threshold, the members and every public share).
+pub fn key_statement(name: &str, epoch: u64, session: &Hex32, group_key: &[u8]) -> Vec<u8> {
+    let mut m = b"keyquorum-key-generation-v1\x00".to_vec();
+    m.extend_from_slice(&(name.len() as u64).to_be_bytes());
+    m.extend_from_slice(name.as_bytes());
+    m.extend_from_slice(&epoch.to_be_bytes());
+    m.extend_from_slice(&session.0);
+    m.extend_from_slice(group_key);
+    m
 }
 
 /// Most commands in one [`Proposal`].
@@ -307,6 +345,16 @@ pub enum Authority {
         nonce: Hex,
         /// Ed25519 signature by the node's identity key.
         signature: Hex,
+    },
+    /// A statement every voting member signs over [`members_statement`]:
+    /// the first client of a new cluster, which no client can authorize.
+    Members {
+        /// When it was made (ms).
+        time_ms: u64,
+        /// 16 random bytes.
+        nonce: Hex,
+        /// One per voting member.
+        signatures: Vec<Endorsement>,
     },
 }
 

@@ -202,6 +202,10 @@ pub enum PeerMessage {
         session: Hex32,
         /// Core `GroupKey` encoding.
         group_key: Hex,
+        /// The member's signature over `control::key_statement` of the
+        /// generation it computed.
+        #[serde(default)]
+        endorsement: Hex,
     },
     /// Abandon a run; members drop its state.
     Abort {
@@ -254,6 +258,10 @@ pub enum PeerMessage {
         group_key: Hex,
         /// Hash of every dealer commitment it saw.
         transcript: Hex32,
+        /// The member's signature over `control::key_statement` of the
+        /// generation it computed.
+        #[serde(default)]
+        endorsement: Hex,
     },
     /// Repair, step 1 (to each helper): split your weighted share into
     /// deltas for the other helpers. Reply `RepairImages`.

@@ -49,6 +49,9 @@ fn rough_size(a: &Authorized) -> usize {
                     .sum::<usize>()
         }
         keyquorum_wire::control::Authority::Node { .. } => 300,
+        keyquorum_wire::control::Authority::Members { signatures, .. } => {
+            200 + 200 * signatures.len()
+        }
     };
     authority
         + match &a.command {

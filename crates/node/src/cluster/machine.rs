@@ -16,7 +16,7 @@
 //! before the split (`Flat`). A new capability adds its part here: one
 //! field, its fields in `Flat`, and one dispatch line.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use keyquorum_store::raft::Machine;
 use keyquorum_wire::control::{
@@ -49,6 +49,8 @@ pub struct Registry {
     /// The members (voters and learners) as the last membership entry
     /// named them: whose statements and addresses apply accepts.
     pub members: BTreeMap<NodeId, NodeInfo>,
+    /// The voters among them.
+    pub voters: BTreeSet<NodeId>,
     /// The log clock and the authorizations used within its window.
     pub clock: LogClock,
 }
@@ -64,6 +66,7 @@ struct FlatRef<'a> {
     heads: &'a Vec<SignedHead>,
     msg: &'a MsgState,
     members: &'a BTreeMap<NodeId, NodeInfo>,
+    voters: &'a BTreeSet<NodeId>,
     clock: &'a LogClock,
 }
 
@@ -82,6 +85,8 @@ struct Flat {
     #[serde(default)]
     members: BTreeMap<NodeId, NodeInfo>,
     #[serde(default)]
+    voters: BTreeSet<NodeId>,
+    #[serde(default)]
     clock: LogClock,
 }
 
@@ -95,6 +100,7 @@ impl Serialize for Registry {
             audit: AuditLog { entries, heads },
             msg,
             members,
+            voters,
             clock,
         } = self;
         FlatRef {
@@ -105,6 +111,7 @@ impl Serialize for Registry {
             heads,
             msg,
             members,
+            voters,
             clock,
         }
         .serialize(s)
@@ -126,6 +133,7 @@ impl<'de> Deserialize<'de> for Registry {
             },
             msg: f.msg,
             members: f.members,
+            voters: f.voters,
             clock: f.clock,
         })
     }
@@ -150,41 +158,50 @@ impl Machine for Registry {
                 "a proposal holds 1 to {MAX_BATCH} commands"
             ));
         }
-        self.clock.advance(p.time_ms);
         CommandResponse::Batch {
             responses: p
                 .commands
                 .iter()
-                .map(|a| self.apply_authorized(index, a))
+                .map(|a| self.apply_authorized(index, p.time_ms, a))
                 .collect(),
         }
     }
 
-    fn membership<I: Serialize, N: Serialize>(&mut self, _index: u64, nodes: &[(I, N)]) {
-        // The store's node types are ours (`TypeConfig`); a form that does
-        // not convert leaves the members as they were.
-        let members: Option<BTreeMap<NodeId, NodeInfo>> = nodes
+    fn membership<I: Serialize, N: Serialize>(
+        &mut self,
+        _index: u64,
+        nodes: &[(I, N)],
+        voters: &[I],
+    ) {
+        // The store's node types are ours (`TypeConfig`). A Raft id that is
+        // not a valid node id (0, or past 65535) names no member: it is
+        // left out, and the others are taken as they are.
+        fn id_of<I: Serialize>(id: &I) -> Option<NodeId> {
+            serde_json::to_value(id)
+                .ok()
+                .and_then(|v| serde_json::from_value::<NodeId>(v).ok())
+        }
+        self.members = nodes
             .iter()
-            .map(|(id, n)| {
-                let id = serde_json::to_value(id)
-                    .ok()
-                    .and_then(|v| serde_json::from_value::<NodeId>(v).ok())?;
+            .filter_map(|(id, n)| {
                 let n = serde_json::to_value(n)
                     .ok()
                     .and_then(|v| serde_json::from_value::<NodeInfo>(v).ok())?;
-                Some((id, n))
+                Some((id_of(id)?, n))
             })
             .collect();
-        if let Some(m) = members {
-            self.members = m;
-        }
+        self.voters = voters
+            .iter()
+            .filter_map(id_of)
+            .filter(|v| self.members.contains_key(v))
+            .collect();
     }
 }
 
 impl Registry {
     /// Apply one command if what authorizes it holds.
-    fn apply_authorized(&mut self, index: u64, a: &Authorized) -> CommandResponse {
-        match authority::admit(self, a) {
+    fn apply_authorized(&mut self, index: u64, stamp: u64, a: &Authorized) -> CommandResponse {
+        match authority::admit(self, stamp, a) {
             Ok(_) => self.apply_command(index, &a.command),
             Err(reason) => CommandResponse::rejected(format!("not authorized: {reason}")),
         }
@@ -287,17 +304,36 @@ mod tests {
                 )
             })
             .collect();
-        r.membership(1, &nodes);
+        r.membership(1, &nodes, &[1, 2]);
         assert_eq!(r.members.len(), 2);
+        assert_eq!(r.voters.len(), 2);
         let admin = ClientKey::new("admin", SigningKey::from_bytes(&[9; 32]));
         let user = ClientKey::new("user", SigningKey::from_bytes(&[8; 32]));
         let first = ClusterCommand::PutClient {
             record: record(&admin, true),
         };
+        // One member alone cannot state the first client; one of two
+        // members' signatures is not enough; both are.
+        assert!(refused(
+            &apply(&mut r, T0, vec![statement(1, T0, 1, first.clone())])[0]
+        ));
+        assert!(refused(
+            &apply(&mut r, T0, vec![members(&[1], 2, first.clone())])[0]
+        ));
         assert_eq!(
-            apply(&mut r, T0, vec![statement(1, T0, 1, first)]),
+            apply(&mut r, T0, vec![members(&[1, 2], 3, first.clone())]),
             vec![ok()]
         );
+        // Once there is a client, not even all members together add one.
+        let again = ClusterCommand::PutClient {
+            record: record(
+                &ClientKey::new("other", SigningKey::from_bytes(&[6; 32])),
+                true,
+            ),
+        };
+        assert!(refused(
+            &apply(&mut r, T0, vec![members(&[1, 2], 4, again)])[0]
+        ));
         let put_user = client(
             &admin,
             "POST",
@@ -355,6 +391,32 @@ mod tests {
                 time_ms,
                 nonce: Hex(nonce),
                 signature: Hex(sig.to_bytes().to_vec()),
+            },
+        }
+    }
+
+    /// A statement signed by each of `nodes`, made at `T0`.
+    fn members(nodes: &[u64], nonce: u8, command: impl Into<Command>) -> Authorized {
+        let command = command.into();
+        let nonce = vec![nonce; 16];
+        let signatures = nodes
+            .iter()
+            .map(|n| keyquorum_wire::control::Endorsement {
+                node: id(*n),
+                signature: Hex(node_key(*n)
+                    .sign(&keyquorum_wire::control::members_statement(
+                        T0, &nonce, &command,
+                    ))
+                    .to_bytes()
+                    .to_vec()),
+            })
+            .collect();
+        Authorized {
+            command,
+            by: Authority::Members {
+                time_ms: T0,
+                nonce: Hex(nonce),
+                signatures,
             },
         }
     }
@@ -607,11 +669,19 @@ mod tests {
             assert!(refused(&apply(&mut r, T0 + 9, vec![replay])[0]));
         }
         assert_eq!(r.audit.entries.len(), entries);
-        // Once the clock passes the window the authorization is forgotten,
-        // and the old statement is refused as stale instead.
+        // Once the clock passes the window (moved by a command made then)
+        // the authorization is forgotten, and the old statement is refused
+        // as stale instead.
         let later = T0 + 1_000_000;
-        assert!(refused(&apply(&mut r, later, vec![a])[0]));
-        assert!(r.clock.remembered() < 5, "{}", r.clock.remembered());
+        let now = statement(1, later, 41, audit(1, "later"));
+        assert_eq!(apply(&mut r, later, vec![now]), vec![ok()]);
+        assert_eq!(r.clock.now_ms(), later);
+        let got = apply(&mut r, later, vec![a]);
+        assert!(
+            matches!(&got[0], CommandResponse::Rejected { reason } if reason.contains("stale")),
+            "{got:?}"
+        );
+        assert_eq!(r.clock.remembered(), 1);
     }
 
     /// Replicas that apply the same entries reach the same state, and a
@@ -651,5 +721,295 @@ mod tests {
         let old = r#"{"keys":{},"clients":{},"exports":{},"audit":[],"heads":[]}"#;
         let back: Registry = serde_json::from_str(old).unwrap();
         assert!(back.keys.records.is_empty() && back.members.is_empty());
+    }
+
+    /// A leader's stamp moves the log clock at most the skew past the time
+    /// an authenticated author states.
+    #[test]
+    fn a_leader_cannot_move_the_log_clock_far_ahead() {
+        let (mut r, _, _) = registry();
+        let got = apply(
+            &mut r,
+            u64::MAX,
+            vec![statement(1, T0 + 10, 60, audit(1, "t"))],
+        );
+        assert_eq!(got, vec![ok()]);
+        assert_eq!(r.clock.now_ms(), T0 + 10 + authority::SKEW_S * 1000);
+        // An unauthenticated command moves nothing.
+        let mut forged = statement(1, T0 + 10_000_000, 61, audit(1, "u"));
+        if let Authority::Node { signature, .. } = &mut forged.by {
+            signature.0[0] ^= 1;
+        }
+        assert!(refused(&apply(&mut r, u64::MAX, vec![forged])[0]));
+        assert_eq!(r.clock.now_ms(), T0 + 10 + authority::SKEW_S * 1000);
+    }
+
+    /// Messaging statements within bounds only.
+    #[test]
+    fn messaging_statements_are_bounded() {
+        let (mut r, _, _) = registry();
+        let init = |window_ms, nonce| {
+            statement(
+                1,
+                T0,
+                nonce,
+                MsgCommand::InitMsg {
+                    salt: Hex32([1; 32]),
+                    window_ms,
+                },
+            )
+        };
+        for (bad, nonce) in [(0, 70), (u64::MAX, 71)] {
+            assert!(refused(&apply(&mut r, T0, vec![init(bad, nonce)])[0]));
+        }
+        assert_eq!(apply(&mut r, T0, vec![init(60_000, 72)]), vec![ok()]);
+    }
+
+    /// A key record must be what threshold-many of its members computed,
+    /// asked for by an admin's request, and a next generation keeps the
+    /// public key.
+    #[test]
+    fn a_key_record_needs_its_request_and_its_members_endorsements() {
+        use keyquorum_core::codec::Encode;
+        use keyquorum_wire::api::SuiteName;
+        use keyquorum_wire::control::{key_statement, Endorsement, KeyRecord, KeysCommand};
+
+        let (mut r, admin, user) = registry();
+        let pids = [1u16, 2]
+            .iter()
+            .map(|i| keyquorum_core::ParticipantId::from(std::num::NonZeroU16::new(*i).unwrap()))
+            .collect();
+        let gk = |seed: u8| {
+            let g = keyquorum_core::local::dkg::<keyquorum_core::Ed25519, _>(
+                keyquorum_core::SessionId([seed; 32]),
+                2,
+                &pids,
+                &mut rand_core::OsRng,
+            )
+            .unwrap()
+            .group;
+            (g.to_bytes(), g.public_key_bytes())
+        };
+        let (group, public) = gk(1);
+        let rec = |epoch: u64, group: &[u8], public: &[u8]| KeyRecord {
+            name: "k".into(),
+            suite: SuiteName::Ed25519,
+            threshold: 2,
+            members: vec![id(1), id(2)],
+            public_key: Hex(public.to_vec()),
+            group_key: Hex(group.to_vec()),
+            epoch,
+            session: Hex32([epoch as u8; 32]),
+            created_ms: T0,
+        };
+        let endorse = |rec: &KeyRecord, by: &[u64]| -> Vec<Endorsement> {
+            by.iter()
+                .map(|n| Endorsement {
+                    node: id(*n),
+                    signature: Hex(node_key(*n)
+                        .sign(&key_statement(
+                            &rec.name,
+                            rec.epoch,
+                            &rec.session,
+                            &rec.group_key.0,
+                        ))
+                        .to_bytes()
+                        .to_vec()),
+                })
+                .collect()
+        };
+        let create: &[u8] = br#"{"name":"k","suite":"ed25519"}"#;
+        let put = |who: &ClientKey,
+                   nonce: &str,
+                   rec: KeyRecord,
+                   by: &[u64],
+                   path: &str,
+                   body: &[u8],
+                   expected: Option<u64>| {
+            let endorsements = endorse(&rec, by);
+            client(
+                who,
+                "POST",
+                &format!("https://n1:7000{path}"),
+                body,
+                T0,
+                nonce,
+                KeysCommand::PutKey {
+                    record: rec,
+                    expected_epoch: expected,
+                    endorsements,
+                },
+            )
+        };
+        let first = rec(1, &group, &public);
+        let mut t1 = first.clone();
+        t1.threshold = 1;
+        let mut one_member = first.clone();
+        one_member.members = vec![id(1)];
+        let mut wrong_public = first.clone();
+        wrong_public.public_key = Hex(gk(2).1);
+        let other_name: &[u8] = br#"{"name":"j","suite":"ed25519"}"#;
+        let attempts = vec![
+            (
+                "endorsed by one of two",
+                put(&admin, "k1", first.clone(), &[1], "/v1/keys", create, None),
+            ),
+            (
+                "not an admin",
+                put(
+                    &user,
+                    "k2",
+                    first.clone(),
+                    &[1, 2],
+                    "/v1/keys",
+                    create,
+                    None,
+                ),
+            ),
+            (
+                "threshold 1",
+                put(&admin, "k3", t1, &[1, 2], "/v1/keys", create, None),
+            ),
+            (
+                "fewer members than asked",
+                put(&admin, "k4", one_member, &[1], "/v1/keys", create, None),
+            ),
+            (
+                "a public key not the group key's",
+                put(
+                    &admin,
+                    "k5",
+                    wrong_public,
+                    &[1, 2],
+                    "/v1/keys",
+                    create,
+                    None,
+                ),
+            ),
+            (
+                "another key's name",
+                put(
+                    &admin,
+                    "k6",
+                    first.clone(),
+                    &[1, 2],
+                    "/v1/keys",
+                    other_name,
+                    None,
+                ),
+            ),
+        ];
+        for (what, a) in attempts {
+            assert!(refused(&apply(&mut r, T0, vec![a])[0]), "{what}");
+        }
+        assert!(r.keys.records.is_empty());
+        let good = put(
+            &admin,
+            "k7",
+            first.clone(),
+            &[1, 2],
+            "/v1/keys",
+            create,
+            None,
+        );
+        assert_eq!(apply(&mut r, T0, vec![good]), vec![ok()]);
+
+        // A refresh: the same public key, the next epoch, endorsed.
+        let (other_group, other_public) = gk(3);
+        let swapped = rec(2, &other_group, &other_public);
+        let refresh = "/v1/keys/k/refresh";
+        let a = put(&admin, "k8", swapped, &[1, 2], refresh, b"", Some(1));
+        assert!(
+            refused(&apply(&mut r, T0, vec![a])[0]),
+            "a refresh that swaps the public key"
+        );
+        let a = put(
+            &admin,
+            "k9",
+            rec(2, &group, &public),
+            &[1, 2],
+            "/v1/keys/k/repair",
+            b"",
+            Some(1),
+        );
+        assert!(
+            refused(&apply(&mut r, T0, vec![a])[0]),
+            "repair commits no generation"
+        );
+        let a = put(
+            &admin,
+            "k10",
+            rec(2, &group, &public),
+            &[1, 2],
+            refresh,
+            b"",
+            Some(1),
+        );
+        assert_eq!(apply(&mut r, T0, vec![a]), vec![ok()]);
+        assert_eq!(r.keys.records["k"].epoch, 2);
+    }
+
+    #[test]
+    fn an_export_needs_a_well_formed_id_and_an_operator_to_approve() {
+        use keyquorum_wire::control::{ExportRecord, KeysCommand};
+        let (mut r, admin, _) = registry();
+        // A key to export, put straight into the state part (endorsements
+        // are another test's).
+        r.keys.apply(&KeysCommand::PutKey {
+            record: keyquorum_wire::control::KeyRecord {
+                name: "k".into(),
+                suite: keyquorum_wire::api::SuiteName::Ed25519,
+                threshold: 2,
+                members: vec![id(1), id(2)],
+                public_key: Hex(vec![]),
+                group_key: Hex(vec![]),
+                epoch: 1,
+                session: Hex32([1; 32]),
+                created_ms: T0,
+            },
+            expected_epoch: None,
+            endorsements: vec![],
+        });
+        let export = |id: &str| ExportRecord {
+            id: id.into(),
+            key: "k".into(),
+            epoch: 1,
+            requested_by: "admin".into(),
+            approvals: vec![],
+            needed: 2,
+            done: false,
+            recipient: Hex32([5; 32]),
+            created_ms: T0,
+        };
+        let body = format!(r#"{{"recipient":"{}"}}"#, hex::encode([5u8; 32]));
+        let ask = |id: &str, nonce: &str| {
+            client(
+                &admin,
+                "POST",
+                "https://n2:7000/v1/keys/k/exports",
+                body.as_bytes(),
+                T0,
+                nonce,
+                KeysCommand::RequestExport { record: export(id) },
+            )
+        };
+        assert!(refused(&apply(&mut r, T0, vec![ask("a/b", "e1")])[0]));
+        let id = "00112233445566778899aabbccddeeff";
+        assert_eq!(apply(&mut r, T0, vec![ask(id, "e2")]), vec![ok()]);
+        // Approving needs an operator (this admin is not one).
+        let approve = client(
+            &admin,
+            "POST",
+            &format!("https://n2:7000/v1/exports/{id}/approve"),
+            b"",
+            T0,
+            "e3",
+            KeysCommand::ApproveExport {
+                id: id.into(),
+                operator: "admin".into(),
+            },
+        );
+        assert!(refused(&apply(&mut r, T0, vec![approve])[0]));
+        assert!(r.keys.exports[id].approvals.is_empty());
     }
 }

@@ -16,7 +16,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use keyquorum_wire::control::{
-    node_statement, Authority, Authorized, Command, CommandResponse, Proposal, APPLY_RULES,
+    members_statement, node_statement, Authority, Authorized, Command, CommandResponse,
+    Endorsement, Proposal, APPLY_RULES,
 };
 use keyquorum_wire::peer::PeerMessage;
 use keyquorum_wire::Hex;
@@ -76,6 +77,19 @@ impl Node {
                 nonce: Hex(nonce.to_vec()),
                 signature: Hex(signature.to_vec()),
             },
+        }
+    }
+
+    /// This node's signature over [`members_statement`]: one of the
+    /// signatures an [`Authority::Members`] statement needs from every
+    /// voting member.
+    pub fn members_signature(&self, time_ms: u64, nonce: &[u8], command: &Command) -> Endorsement {
+        Endorsement {
+            node: self.id(),
+            signature: Hex(self
+                .keys()
+                .sign(&members_statement(time_ms, nonce, command))
+                .to_vec()),
         }
     }
 

@@ -102,7 +102,17 @@ pub(crate) async fn create_key(
             });
             let info = s
                 .keys
-                .create_key(node, &req.name, req.suite, threshold, members, &c.signed)
+                .create_key(
+                    node,
+                    super::dkg::NewKey {
+                        name: req.name,
+                        suite: req.suite,
+                        threshold,
+                        members,
+                        min_members: req.min_members,
+                    },
+                    &c.signed,
+                )
                 .await?;
             node.metrics().dkgs.fetch_add(1, Ordering::Relaxed);
             Ok(info)

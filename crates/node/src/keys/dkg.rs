@@ -11,7 +11,7 @@ use keyquorum_core::codec::{Decode, Encode};
 use keyquorum_core::httpsig;
 use keyquorum_core::{dkg, refresh, GroupKey, KeyShare, SessionId, Suite};
 use keyquorum_wire::api::{KeyInfo, SuiteName};
-use keyquorum_wire::control::{KeyRecord, KeysCommand, NodeInfo};
+use keyquorum_wire::control::{key_statement, Endorsement, KeyRecord, KeysCommand, NodeInfo};
 use keyquorum_wire::peer::{Envelope, PeerMessage};
 use keyquorum_wire::{Hex, Hex32, NodeId};
 use rand_core::OsRng;
@@ -122,6 +122,22 @@ fn finish<C: KeySuite>(
         }
     };
     Ok((share.to_secret_bytes(), group.to_bytes()))
+}
+
+/// A key to create, as the client asked for it (defaults filled in).
+#[derive(Debug, Clone)]
+pub struct NewKey {
+    /// Its name.
+    pub name: String,
+    /// Its signature scheme.
+    pub suite: SuiteName,
+    /// Its threshold.
+    pub threshold: u16,
+    /// Its members.
+    pub members: Vec<NodeId>,
+    /// The client's consent to fewer members (see
+    /// `CreateKeyRequest::min_members`).
+    pub min_members: Option<u16>,
 }
 
 impl Keys {
@@ -326,25 +342,36 @@ impl Keys {
         // Pending until the registry commits the run's record.
         let slot = pending_slot(&target.0, target.1, &session);
         self.store_pending(node, &session, coordinator, slot, &share, &group_key)?;
+        let endorsement = node
+            .keys()
+            .sign(&key_statement(&target.0, target.1, &session, &group_key));
         Ok(PeerMessage::DkgDone {
             session,
             group_key: Hex(group_key),
+            endorsement: Hex(endorsement.to_vec()),
         })
     }
 
     // ----- coordinator side -------------------------------------------------
 
-    /// Run a DKG among `members` and commit the key. Members named as
-    /// culprits are left out of a retry while at least `threshold` remain.
+    /// Run a DKG among the plan's members and commit the key. Members named
+    /// as culprits are left out of a retry only while at least the
+    /// threshold and the plan's `min_members` remain (without
+    /// `min_members`, never).
     pub async fn create_key(
         &self,
         node: &Node,
-        name: &str,
-        suite: SuiteName,
-        threshold: u16,
-        mut members: Vec<NodeId>,
+        plan: NewKey,
         request: &httpsig::Request,
     ) -> Result<KeyInfo, NodeError> {
+        let NewKey {
+            name,
+            suite,
+            threshold,
+            mut members,
+            min_members,
+        } = plan;
+        let name = name.as_str();
         check_name(name)?;
         members.sort_unstable();
         members.dedup();
@@ -376,7 +403,12 @@ impl Keys {
                     for c in &culprits {
                         infos.remove(c);
                     }
-                    if infos.len() < usize::from(threshold) || culprits.is_empty() {
+                    // Only with the caller's consent to fewer members.
+                    let floor = min_members.map_or(usize::MAX, usize::from);
+                    if infos.len() < usize::from(threshold)
+                        || infos.len() < floor
+                        || culprits.is_empty()
+                    {
                         return Err(NodeError::Misbehaved { message, culprits });
                     }
                     tracing::warn!(
@@ -415,7 +447,7 @@ impl Keys {
             let calls = infos.iter().map(|(m, i)| node.call_signed(*m, i, &abort));
             let _ = join_all(calls).await;
         }
-        let (group_bytes, public_key) = result?;
+        let (group_bytes, public_key, endorsements) = result?;
         // A hostile coordinator (test hook) commits another key's group key.
         let (group_bytes, public_key) = self
             .faults
@@ -437,6 +469,7 @@ impl Keys {
             KeysCommand::PutKey {
                 record,
                 expected_epoch: None,
+                endorsements,
             },
         ))
         .await?;
@@ -452,7 +485,7 @@ impl Keys {
 
     /// The three relayed rounds of a two-round protocol (DKG or refresh),
     /// opened by `start`; returns the group key every member agreed on and
-    /// its public key.
+    /// its public key, with each member's endorsement of it.
     pub(crate) async fn dkg_rounds(
         &self,
         node: &Node,
@@ -460,7 +493,7 @@ impl Keys {
         infos: &BTreeMap<NodeId, NodeInfo>,
         session: Hex32,
         start: &PeerMessage,
-    ) -> Result<(Vec<u8>, Vec<u8>), NodeError> {
+    ) -> Result<(Vec<u8>, Vec<u8>, Vec<Endorsement>), NodeError> {
         let round1 = gather(node, infos, |_| clone_request(start).ok()).await?;
         let round2 = gather(node, infos, |m| {
             Some(PeerMessage::DkgRound2 {
@@ -485,13 +518,23 @@ impl Keys {
         })
         .await?;
         let mut agreed: Option<Vec<u8>> = None;
+        let mut endorsements = Vec::with_capacity(done.len());
         for (m, (_, msg)) in &done {
-            let PeerMessage::DkgDone { group_key, .. } = msg else {
+            let PeerMessage::DkgDone {
+                group_key,
+                endorsement,
+                ..
+            } = msg
+            else {
                 return Err(NodeError::Misbehaved {
                     message: format!("node {m} answered DkgFinish with the wrong message"),
                     culprits: vec![*m],
                 });
             };
+            endorsements.push(Endorsement {
+                node: *m,
+                signature: endorsement.clone(),
+            });
             match &agreed {
                 None => agreed = Some(group_key.0.clone()),
                 Some(g) if *g == group_key.0 => {}
@@ -509,6 +552,6 @@ impl Keys {
                 .map_err(|e| NodeError::Internal(format!("group key: {e}")))?
                 .public_key_bytes()
         });
-        Ok((group_bytes, public_key))
+        Ok((group_bytes, public_key, endorsements))
     }
 }

@@ -73,7 +73,7 @@ mod reshare;
 mod shares;
 mod sign;
 pub mod state;
-mod suite;
+pub(crate) mod suite;
 mod taker;
 
 #[cfg(feature = "fault-injection")]

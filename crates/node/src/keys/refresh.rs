@@ -84,7 +84,7 @@ impl Keys {
             let abort = PeerMessage::Abort { session };
             let _ = join_all(infos.iter().map(|(m, i)| node.call_signed(*m, i, &abort))).await;
         }
-        let (group_key, public_key) = result?;
+        let (group_key, public_key, endorsements) = result?;
         if public_key != record.public_key.0 {
             return Err(NodeError::Internal(
                 "refresh changed the public key; not committed".into(),
@@ -97,7 +97,14 @@ impl Keys {
             created_ms: now_ms(),
             ..record.clone()
         };
-        self.commit_generation(node, next, record.epoch, &record.members, request)
-            .await
+        self.commit_generation(
+            node,
+            next,
+            record.epoch,
+            &record.members,
+            request,
+            endorsements,
+        )
+        .await
     }
 }

@@ -23,7 +23,7 @@ use keyquorum_core::codec::{Decode, Encode};
 use keyquorum_core::httpsig;
 use keyquorum_core::{reshare, GroupKey, KeyShare, SessionId};
 use keyquorum_wire::api::{KeyInfo, SuiteName};
-use keyquorum_wire::control::{KeyRecord, KeysCommand, NodeInfo};
+use keyquorum_wire::control::{key_statement, Endorsement, KeyRecord, KeysCommand, NodeInfo};
 use keyquorum_wire::peer::{Envelope, PeerMessage, ResharePlan};
 use keyquorum_wire::{Hex, Hex32, NodeId};
 use rand_core::OsRng;
@@ -155,10 +155,14 @@ impl Keys {
         });
         let slot = pending_slot(&plan.key, plan.epoch + 1, &session);
         self.store_pending(node, &session, from, slot, &share, &group)?;
+        let endorsement =
+            node.keys()
+                .sign(&key_statement(&plan.key, plan.epoch + 1, &session, &group));
         Ok(PeerMessage::ReshareDone {
             session,
             group_key: Hex(group),
             transcript: Hex32(transcript),
+            endorsement: Hex(endorsement.to_vec()),
         })
     }
 
@@ -197,6 +201,7 @@ impl Keys {
         expected: u64,
         notify: &[NodeId],
         request: &httpsig::Request,
+        endorsements: Vec<Endorsement>,
     ) -> Result<KeyInfo, NodeError> {
         let name = record.name.clone();
         let epoch = record.epoch;
@@ -206,6 +211,7 @@ impl Keys {
             KeysCommand::PutKey {
                 record,
                 expected_epoch: Some(expected),
+                endorsements,
             },
         ))
         .await?;
@@ -266,7 +272,7 @@ impl Keys {
                 members: members.clone(),
             };
             match self.reshare_once(node, &record, &plan, &new_infos).await {
-                Ok((group_key, session)) => {
+                Ok((group_key, session, endorsements)) => {
                     let next = KeyRecord {
                         threshold,
                         members: members.clone(),
@@ -285,7 +291,7 @@ impl Keys {
                         .into_iter()
                         .collect();
                     return self
-                        .commit_generation(node, next, record.epoch, &notify, request)
+                        .commit_generation(node, next, record.epoch, &notify, request, endorsements)
                         .await;
                 }
                 Err((bad, e)) => {
@@ -320,7 +326,7 @@ impl Keys {
         record: &KeyRecord,
         plan: &ResharePlan,
         new_infos: &BTreeMap<NodeId, NodeInfo>,
-    ) -> Result<(Vec<u8>, Hex32), (Vec<NodeId>, NodeError)> {
+    ) -> Result<Generation, (Vec<NodeId>, NodeError)> {
         let session = random_session();
         let result = self
             .reshare_attempt(node, record, plan, new_infos, session)
@@ -344,7 +350,7 @@ impl Keys {
         plan: &ResharePlan,
         new_infos: &BTreeMap<NodeId, NodeInfo>,
         session: Hex32,
-    ) -> Result<(Vec<u8>, Hex32), (Vec<NodeId>, NodeError)> {
+    ) -> Result<Generation, (Vec<NodeId>, NodeError)> {
         let dealer_infos = Self::infos(node, &plan.dealers).map_err(|e| (vec![], e))?;
         let calls = dealer_infos.iter().map(|(d, i)| {
             let msg = PeerMessage::ReshareDeal {
@@ -391,10 +397,12 @@ impl Keys {
             (culprits, e)
         })?;
         let mut agreed: Option<(Vec<u8>, Hex32)> = None;
+        let mut endorsements = Vec::with_capacity(done.len());
         for (m, (_, msg)) in &done {
             let PeerMessage::ReshareDone {
                 group_key,
                 transcript,
+                endorsement,
                 ..
             } = msg
             else {
@@ -406,6 +414,10 @@ impl Keys {
                     },
                 ));
             };
+            endorsements.push(Endorsement {
+                node: *m,
+                signature: endorsement.clone(),
+            });
             match &agreed {
                 None => agreed = Some((group_key.0.clone(), *transcript)),
                 Some((g, tr)) if *g == group_key.0 && tr == transcript => {}
@@ -431,6 +443,10 @@ impl Keys {
                 NodeError::Internal("reshare changed the public key; not committed".into()),
             ));
         }
-        Ok((group_key, session))
+        Ok((group_key, session, endorsements))
     }
 }
+
+/// A finished reshare: the new group key, the run, the new members'
+/// endorsements of it.
+type Generation = (Vec<u8>, Hex32, Vec<Endorsement>);

@@ -24,6 +24,7 @@ impl KeysState {
             KeysCommand::PutKey {
                 record,
                 expected_epoch,
+                ..
             } => {
                 let current = self.records.get(&record.name).map(|r| r.epoch);
                 if current != *expected_epoch {
@@ -102,14 +103,16 @@ mod tests {
         assert_eq!(
             r.keys.apply(&KeysCommand::PutKey {
                 record: rec.clone(),
-                expected_epoch: None
+                expected_epoch: None,
+                endorsements: vec![],
             }),
             CommandResponse::Ok
         );
         assert!(matches!(
             r.keys.apply(&KeysCommand::PutKey {
                 record: rec.clone(),
-                expected_epoch: None
+                expected_epoch: None,
+                endorsements: vec![],
             }),
             CommandResponse::Rejected { .. }
         ));
@@ -117,7 +120,8 @@ mod tests {
         assert!(matches!(
             r.keys.apply(&KeysCommand::PutKey {
                 record: rec.clone(),
-                expected_epoch: Some(1)
+                expected_epoch: Some(1),
+                endorsements: vec![],
             }),
             CommandResponse::Rejected { .. }
         ));
@@ -125,7 +129,8 @@ mod tests {
         assert_eq!(
             r.keys.apply(&KeysCommand::PutKey {
                 record: rec,
-                expected_epoch: Some(1)
+                expected_epoch: Some(1),
+                endorsements: vec![],
             }),
             CommandResponse::Ok
         );

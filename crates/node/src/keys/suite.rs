@@ -28,6 +28,23 @@ macro_rules! with_suite {
 }
 pub(crate) use with_suite;
 
+/// What a group key encoding of `suite` states: its threshold, its members
+/// (as node ids, ascending) and its public key.
+pub(crate) fn group_key_facts(
+    suite: SuiteName,
+    bytes: &[u8],
+) -> Result<(u16, Vec<u64>, Vec<u8>), String> {
+    with_suite!(suite, |C| {
+        let g = <keyquorum_core::GroupKey<C> as keyquorum_core::codec::Decode>::from_bytes(bytes)
+            .map_err(|e| format!("the group key does not decode: {e}"))?;
+        Ok((
+            g.threshold(),
+            g.members().iter().map(|p| u64::from(p.get())).collect(),
+            g.public_key_bytes(),
+        ))
+    })
+}
+
 /// A family of types indexed by suite: `Of<C>` is, say, `dkg::Round1<C>`.
 pub(crate) trait PerSuite {
     /// The family's type for suite `C`.

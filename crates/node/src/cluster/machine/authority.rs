@@ -6,36 +6,41 @@
 //! | command | authority | what apply checks besides the signature |
 //! |---|---|---|
 //! | `put_client` | client request `POST /v1/clients` | admin; the record is the body's |
-//! | `put_client` | node statement | only while the registry has no client (the first admin of `keyquorum dev`) |
+//! | `put_client` | every voting member's statement | only while the registry has no client (the first admin of `keyquorum dev`) |
 //! | `revoke_client` | client request `POST /v1/clients/{name}/revoke` | admin |
-//! | `put_key`, new | client request `POST /v1/keys` | admin; name, suite, threshold, members as asked |
-//! | `put_key`, next generation | client request `POST /v1/keys/{name}/refresh`, `/reshare`, `/repair` | admin; the same key; threshold and members as asked |
-//! | `request_export` | client request `POST /v1/keys/{key}/exports` | admin; key, requester, recipient, the key's epoch and threshold |
+//! | `put_key`, new | client request `POST /v1/keys` | admin; name, suite, threshold, members as asked (unstated members: every voter); endorsed by ≥ t members |
+//! | `put_key`, next generation | client request `POST /v1/keys/{name}/refresh`, `/reshare` | admin; the same key, public key and next epoch; threshold and members as asked; endorsed by ≥ t new members |
+//! | `request_export` | client request `POST /v1/keys/{key}/exports` | admin; key, requester, recipient, the key's epoch and threshold; a well-formed id |
 //! | `approve_export` | client request `POST /v1/exports/{id}/approve` | operator; the approver is the signer |
 //! | `complete_export` | client request `POST /v1/exports/{id}/run` | the requester |
 //! | `put_endpoint`, `add_prekeys` | client request `POST /v1/msg/endpoints` | the owner is the signer; name, identity, prekeys as asked |
 //! | `add_prekeys` | client request `POST /v1/msg/endpoints/{name}/prekeys` | owner or admin; the prekeys asked |
 //! | `revoke_endpoint` | client request `DELETE /v1/msg/endpoints/{name}` | owner or admin |
-//! | `claim_prekey` | client request `POST /v1/msg/endpoints/{name}/claim` | the claiming endpoint's owner; count as asked |
+//! | `claim_prekey` | client request `POST /v1/msg/endpoints/{name}/claim` | the claiming endpoint's owner or an admin; count as asked |
 //! | `ack` | client request `POST /v1/msg/endpoints/{name}/inbox/ack` | owner or admin; the ids asked |
 //! | `audit` | node statement | every event is the signing node's |
 //! | `sign_head` | node statement | the head is the signer's and its signature verifies |
-//! | `init_msg` | node statement | (first one wins) |
-//! | `deliver` | node statement | (see the README's threat model: not yet bound to the sender's request) |
+//! | `init_msg` | node statement | a window of 1 s to 1 day (first one wins) |
+//! | `deliver` | node statement | the message's time fresh by the log clock (see the README's threat model: not yet bound to the sender's request) |
 //!
 //! A client request is verified as RFC 9421 against the client's key in
 //! this replica's registry: live (not revoked, not expired) and fresh by the
 //! log clock, addressed to a member's address, and each request authorizes
 //! at most one command of each kind, once. A node statement is signed by a
 //! current member's identity key, fresh by the log clock, and applied once.
+//! A key generation is also endorsed by at least its threshold of its
+//! members (each signed `key_statement` over the group key it computed).
+//!
+//! The log clock is the leader's stamp, bounded: one command moves it at
+//! most the skew past the time its authenticated author states.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use keyquorum_core::httpsig::{self, Policy};
 use keyquorum_wire::api::{CreateClientRequest, CreateKeyRequest, ExportRequest, ReshareRequest};
 use keyquorum_wire::control::{
-    node_statement, Authority, Authorized, ClientRecord, ClusterCommand, Command, Grant,
-    KeysCommand,
+    key_statement, members_statement, node_statement, Authority, Authorized, ClientRecord,
+    ClusterCommand, Command, Endorsement, Grant, KeysCommand,
 };
 use keyquorum_wire::msg::{
     AckRequest, ClaimRequest, CreateEndpointRequest, MsgCommand, PublishPrekeys,
@@ -152,22 +157,33 @@ pub enum Actor {
     Client(Grant),
     /// A member node.
     Node(NodeId),
+    /// Every voting member together.
+    Members,
 }
 
-/// Check what authorizes `a` against `r` and, if it holds, use the
-/// authorization up (it cannot authorize the same command again).
-pub(crate) fn admit(r: &mut Registry, a: &Authorized) -> Result<Actor, String> {
-    let (actor, key, until) = check(r, a)?;
-    r.clock.once(key, until)?;
-    Ok(actor)
+/// Who a command's authority names, its signature verified.
+enum Signer {
+    Client(httpsig::Verified, ClientRequest),
+    Node(NodeId),
+    Members,
 }
 
-/// [`admit`] without using the authorization up: what a leader checks
-/// before it appends a forwarded command.
-pub(crate) fn check(r: &Registry, a: &Authorized) -> Result<(Actor, String, u64), String> {
-    match &a.by {
-        Authority::Client { request } => {
-            let (grant, v) = client_request(r, request)?;
+/// Check what authorizes `a`, applied in an entry the leader stamped
+/// `stamp`, and if it holds, use the authorization up (it cannot authorize
+/// the same command again).
+///
+/// The log clock moves to the stamp, but never more than the skew past
+/// the time the command's authenticated author states: a leader cannot
+/// move it to any time it likes (a far-future clock would make every
+/// later request stale).
+pub(crate) fn admit(r: &mut Registry, stamp: u64, a: &Authorized) -> Result<Actor, String> {
+    let (signer, made_ms, key) = authenticate(r, a)?;
+    r.clock
+        .advance(stamp.min(made_ms.saturating_add(SKEW_S * 1000)));
+    r.clock.fresh(made_ms)?;
+    let actor = match signer {
+        Signer::Client(v, request) => {
+            let grant = live(r, &v.keyid)?;
             let path = path_of(&request.target_uri);
             asks_for(
                 r,
@@ -177,10 +193,38 @@ pub(crate) fn check(r: &Registry, a: &Authorized) -> Result<(Actor, String, u64)
                 &request.body.0,
                 &a.command,
             )?;
+            Actor::Client(grant)
+        }
+        Signer::Node(node) => {
+            about_itself(r, node, &a.command)?;
+            Actor::Node(node)
+        }
+        Signer::Members => {
+            need(
+                matches!(
+                    a.command,
+                    Command::Cluster(ClusterCommand::PutClient { .. })
+                ) && r.clients.is_empty(),
+                "the members together state only the first client",
+            )?;
+            Actor::Members
+        }
+    };
+    let until = made_ms.saturating_add((WINDOW_S + SKEW_S) * 1000);
+    r.clock.once(key, until)?;
+    Ok(actor)
+}
+
+/// Verify the signature of what authorizes `a`; return who signed, the
+/// time they state (ms) and the key under which it is used once.
+fn authenticate(r: &Registry, a: &Authorized) -> Result<(Signer, u64, String), String> {
+    match &a.by {
+        Authority::Client { request } => {
+            let v = client_signature(r, request)?;
             let op = op_name(&a.command);
             let key = format!("client/{}/{}/{op}", v.keyid, v.nonce);
-            let until = (v.created + WINDOW_S + SKEW_S).saturating_mul(1000);
-            Ok((Actor::Client(grant), key, until))
+            let made = v.created.saturating_mul(1000);
+            Ok((Signer::Client(v, request.clone()), made, key))
         }
         Authority::Node {
             node,
@@ -198,45 +242,58 @@ pub(crate) fn check(r: &Registry, a: &Authorized) -> Result<(Actor, String, u64)
             {
                 return Err(format!("node {node}'s statement does not verify"));
             }
-            r.clock.fresh(*time_ms)?;
-            about_itself(r, *node, &a.command)?;
             let key = format!("node/{node}/{}", hex::encode(&nonce.0));
-            let until = time_ms.saturating_add((WINDOW_S + SKEW_S) * 1000);
-            Ok((Actor::Node(*node), key, until))
+            Ok((Signer::Node(*node), *time_ms, key))
+        }
+        Authority::Members {
+            time_ms,
+            nonce,
+            signatures,
+        } => {
+            let statement = members_statement(*time_ms, &nonce.0, &a.command);
+            let signed: BTreeSet<NodeId> = signatures
+                .iter()
+                .filter(|e| {
+                    r.members.get(&e.node).is_some_and(|m| {
+                        crate::identity::verify(&m.identity, &statement, &e.signature.0)
+                    })
+                })
+                .map(|e| e.node)
+                .collect();
+            if nonce.0.len() != 16 || r.voters.is_empty() || !r.voters.is_subset(&signed) {
+                return Err(format!(
+                    "a members' statement needs every voting member's signature ({} of {})",
+                    r.voters.intersection(&signed).count(),
+                    r.voters.len()
+                ));
+            }
+            let key = format!("members/{}", hex::encode(&nonce.0));
+            Ok((Signer::Members, *time_ms, key))
         }
     }
 }
 
-/// Verify a client's signed request against the registry and the log clock.
-fn client_request(r: &Registry, req: &ClientRequest) -> Result<(Grant, httpsig::Verified), String> {
+/// Verify a client's signed request against the client's key in the
+/// registry (its freshness is the caller's to judge, against the clock).
+fn client_signature(r: &Registry, req: &ClientRequest) -> Result<httpsig::Verified, String> {
     let request = httpsig::Request {
         method: req.method.clone(),
         target_uri: req.target_uri.clone(),
         headers: req.headers.clone(),
         body: req.body.0.clone(),
     };
-    let now = r.clock.now_ms();
-    let policy = Policy {
-        now: now / 1000,
-        window: WINDOW_S,
-        skew: SKEW_S,
+    // Any time passes here; `admit` checks it against the log clock.
+    let open = Policy {
+        now: 0,
+        window: u64::MAX,
+        skew: u64::MAX,
     };
-    let v = httpsig::verify(&request, &policy, |id| {
+    let v = httpsig::verify(&request, &open, |id| {
         r.clients
             .get(id)
             .and_then(|c| ed25519_dalek::VerifyingKey::from_bytes(&c.public_key.0).ok())
     })
     .map_err(|e| format!("client request: {e}"))?;
-    let record = r
-        .clients
-        .get(&v.keyid)
-        .ok_or_else(|| format!("no client {}", v.keyid))?;
-    if record.revoked {
-        return Err(format!("client {} is revoked", v.keyid));
-    }
-    if record.expires_ms.is_some_and(|t| t <= now) {
-        return Err(format!("client {} has expired", v.keyid));
-    }
     let asked = authority_of(&req.target_uri);
     if asked.is_none() || !r.members.values().any(|m| authority_of(&m.addr) == asked) {
         return Err(format!(
@@ -244,7 +301,22 @@ fn client_request(r: &Registry, req: &ClientRequest) -> Result<(Grant, httpsig::
             asked.unwrap_or_default()
         ));
     }
-    Ok((record.grant.clone(), v))
+    Ok(v)
+}
+
+/// The grant of client `name` if it is live by the log clock.
+fn live(r: &Registry, name: &str) -> Result<Grant, String> {
+    let record = r
+        .clients
+        .get(name)
+        .ok_or_else(|| format!("no client {name}"))?;
+    if record.revoked {
+        return Err(format!("client {name} is revoked"));
+    }
+    if record.expires_ms.is_some_and(|t| t <= r.clock.now_ms()) {
+        return Err(format!("client {name} has expired"));
+    }
+    Ok(record.grant.clone())
 }
 
 /// The authority of an absolute URI, lowercased.
@@ -339,25 +411,48 @@ fn asks_for(
         Command::Keys(KeysCommand::PutKey {
             record,
             expected_epoch,
+            endorsements,
         }) => {
             admin(grant)?;
+            endorsed(r, record, endorsements)?;
+            let mut members = record.members.clone();
+            members.sort_unstable();
+            members.dedup();
+            need(
+                members.len() == record.members.len()
+                    && record.threshold >= 2
+                    && usize::from(record.threshold) <= members.len()
+                    && members.iter().all(|m| r.members.contains_key(m)),
+                "2 <= threshold <= members, distinct member nodes",
+            )?;
             match (expected_epoch, seg.as_slice()) {
                 (None, ["v1", "keys"]) if post => {
                     let b: CreateKeyRequest = body(body_bytes)?;
-                    need(
-                        record.members.iter().all(|m| r.members.contains_key(m)),
-                        "every key member is a member node",
-                    )?;
+                    // Unstated members are every voter; an unstated
+                    // threshold is the entry node's default (not
+                    // replicated): any valid one passes.
+                    let asked: Vec<NodeId> = match &b.members {
+                        Some(m) => {
+                            let mut m = m.clone();
+                            m.sort_unstable();
+                            m.dedup();
+                            m
+                        }
+                        None => r.voters.iter().copied().collect(),
+                    };
+                    // Fewer members than asked only with the client's
+                    // consent (`min_members`).
+                    let members_ok = asked == members
+                        || b.min_members.is_some_and(|floor| {
+                            members.len() >= usize::from(floor)
+                                && members.iter().all(|m| asked.contains(m))
+                        });
                     need(
                         b.name == record.name
                             && b.suite == record.suite
+                            && record.epoch == 1
                             && b.threshold.is_none_or(|t| t == record.threshold)
-                            && b.members.as_ref().is_none_or(|m| {
-                                let (mut a, mut b) = (m.clone(), record.members.clone());
-                                a.sort();
-                                b.sort();
-                                a == b
-                            }),
+                            && members_ok,
                         "the key asked for",
                     )
                 }
@@ -367,29 +462,33 @@ fn asks_for(
                         .records
                         .get(&record.name)
                         .ok_or_else(|| format!("no key {}", record.name))?;
+                    need(
+                        record.public_key == current.public_key
+                            && record.suite == current.suite
+                            && Some(current.epoch) == *expected_epoch
+                            && record.epoch == current.epoch + 1,
+                        "a next generation keeps the key's public key and follows its epoch",
+                    )?;
                     match *step {
-                        "refresh" | "repair" => need(
+                        "refresh" => need(
                             record.threshold == current.threshold
-                                && record.members == current.members
-                                && record.suite == current.suite,
-                            "a refresh or repair keeps threshold and members",
+                                && record.members == current.members,
+                            "a refresh keeps threshold and members",
                         ),
                         "reshare" => {
                             let b: ReshareRequest = body(body_bytes)?;
-                            let (mut a, mut m) = (b.members.clone(), record.members.clone());
-                            a.sort();
-                            m.sort();
+                            let mut a = b.members.clone();
+                            a.sort_unstable();
+                            a.dedup();
                             need(
-                                b.threshold == record.threshold
-                                    && a == m
-                                    && record.suite == current.suite,
+                                b.threshold == record.threshold && a == members,
                                 "the threshold and members asked for",
                             )
                         }
-                        _ => need(false, "refresh, reshare or repair"),
+                        _ => need(false, "refresh or reshare"),
                     }
                 }
-                _ => need(false, "POST /v1/keys or a key's refresh, reshare or repair"),
+                _ => need(false, "POST /v1/keys or a key's refresh or reshare"),
             }
         }
         Command::Keys(KeysCommand::RequestExport { record }) => {
@@ -399,6 +498,14 @@ fn asks_for(
             )?;
             admin(grant)?;
             let b: ExportRequest = body(body_bytes)?;
+            need(
+                record.id.len() == 32
+                    && record
+                        .id
+                        .bytes()
+                        .all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c)),
+                "an export id is 16 random bytes in lowercase hex",
+            )?;
             let key = r
                 .keys
                 .records
@@ -440,6 +547,49 @@ fn asks_for(
         }
         Command::Msg(m) => msg_asks_for(r, grant, method, &seg, body_bytes, m),
     }
+}
+
+/// A key generation's record must be what its members computed: the group
+/// key encoding states the record's threshold, members and public key, and
+/// at least the threshold of distinct members of the record signed
+/// [`key_statement`] over it.
+fn endorsed(
+    r: &Registry,
+    record: &keyquorum_wire::control::KeyRecord,
+    endorsements: &[Endorsement],
+) -> Result<(), String> {
+    let (threshold, members, public_key) =
+        crate::keys::suite::group_key_facts(record.suite, &record.group_key.0)?;
+    let mut listed: Vec<u64> = record.members.iter().map(|m| u64::from(*m)).collect();
+    listed.sort_unstable();
+    need(
+        threshold == record.threshold && members == listed && public_key == record.public_key.0,
+        "the record's threshold, members and public key are its group key's",
+    )?;
+    let statement = key_statement(
+        &record.name,
+        record.epoch,
+        &record.session,
+        &record.group_key.0,
+    );
+    let signers: BTreeSet<NodeId> = endorsements
+        .iter()
+        .filter(|e| record.members.contains(&e.node))
+        .filter(|e| {
+            r.members
+                .get(&e.node)
+                .is_some_and(|m| crate::identity::verify(&m.identity, &statement, &e.signature.0))
+        })
+        .map(|e| e.node)
+        .collect();
+    if signers.len() < usize::from(record.threshold) {
+        return Err(format!(
+            "the key generation is endorsed by {} of its members, {} are needed",
+            signers.len(),
+            record.threshold
+        ));
+    }
+    Ok(())
 }
 
 /// [`asks_for`] for messaging commands.
@@ -556,8 +706,13 @@ fn about_itself(r: &Registry, node: NodeId, command: &Command) -> Result<(), Str
                 Err(format!("the head is not node {node}'s or does not verify"))
             }
         }
-        Command::Cluster(ClusterCommand::PutClient { .. }) if r.clients.is_empty() => Ok(()),
-        Command::Msg(MsgCommand::InitMsg { .. } | MsgCommand::Deliver { .. }) => Ok(()),
+        Command::Msg(MsgCommand::InitMsg { window_ms, .. }) => need(
+            (1_000..=86_400_000).contains(window_ms),
+            "the messaging window is 1 s to 1 day",
+        ),
+        // Its time moves the messaging state's clock: it must be fresh by
+        // the log clock.
+        Command::Msg(MsgCommand::Deliver { item, .. }) => r.clock.fresh(item.time_ms),
         other => Err(format!(
             "a node may not state {} on its own: it needs a client's request",
             op_name(other)
