@@ -217,6 +217,9 @@ pub enum ClusterCommand {
         /// Its name.
         name: String,
     },
+    /// Nothing but the stating node's time: it keeps the members' attested
+    /// log clock moving when a node has nothing else to say.
+    Tick {},
 }
 
 /// Shared keys' commands.
@@ -304,9 +307,10 @@ pub const APPLY_RULES: u16 = 1;
 pub struct Proposal {
     /// The apply rules ([`APPLY_RULES`]).
     pub rules: u16,
-    /// The appending leader's clock (ms since the Unix epoch). The log
-    /// clock is the largest stamp applied so far: freshness on apply is
-    /// judged against it, never against a replica's own clock.
+    /// The appending leader's clock (ms since the Unix epoch), for the
+    /// record. Freshness on apply is judged against the log clock the
+    /// members attest through their signed statements, never against the
+    /// leader's stamp or a replica's own clock.
     pub time_ms: u64,
     /// 1 ..= [`MAX_BATCH`] commands, applied in order, each on its own.
     pub commands: Vec<Authorized>,

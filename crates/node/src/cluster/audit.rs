@@ -195,9 +195,14 @@ impl Node {
     }
 }
 
+/// How long a node stays silent before it states a [`ClusterCommand::Tick`]:
+/// the members' statements are what moves the log clock.
+const TICK_EVERY: Duration = Duration::from_secs(5);
+
 /// Batches audit events into `Audit` commands; as leader, signs the head
 /// whenever it has moved, at most once a second (so every entry is covered
-/// by a signed head about a second after it is appended).
+/// by a signed head about a second after it is appended); states a tick
+/// when this node has said nothing for [`TICK_EVERY`].
 pub(crate) async fn audit_writer(
     node: Node,
     mut rx: mpsc::UnboundedReceiver<(AuditEvent, Option<oneshot::Sender<()>>)>,
@@ -205,6 +210,7 @@ pub(crate) async fn audit_writer(
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut signed: Option<u64> = None;
+    let mut last_said: Option<std::time::Instant> = None;
     loop {
         let first = tokio::select! {
             e = rx.recv() => match e {
@@ -239,7 +245,20 @@ pub(crate) async fn audit_writer(
             for w in waiters.into_iter().flatten() {
                 let _ = w.send(());
             }
+            last_said = Some(std::time::Instant::now());
             continue;
+        }
+        if last_said.is_none_or(|t| t.elapsed() >= TICK_EVERY) {
+            last_said = Some(std::time::Instant::now());
+            let node = node.clone();
+            tokio::spawn(async move {
+                if let Err(e) = node
+                    .propose_batched(node.statement(ClusterCommand::Tick {}))
+                    .await
+                {
+                    tracing::debug!(error = %e, "tick not committed");
+                }
+            });
         }
         if node.leader() != Some(node.id()) {
             continue;

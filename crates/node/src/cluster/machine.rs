@@ -162,7 +162,7 @@ impl Machine for Registry {
             responses: p
                 .commands
                 .iter()
-                .map(|a| self.apply_authorized(index, p.time_ms, a))
+                .map(|a| self.apply_authorized(index, a))
                 .collect(),
         }
     }
@@ -181,13 +181,24 @@ impl Machine for Registry {
                 .ok()
                 .and_then(|v| serde_json::from_value::<NodeId>(v).ok())
         }
+        // A member keeps the identity and HPKE keys it joined with: Raft
+        // applies membership entries on append, so a leader could otherwise
+        // swap a member's keys for its own and sign in its name. (Until the
+        // operator-approved membership record, a leader can still add a
+        // member of its own: see the README's threat model.)
+        let before = std::mem::take(&mut self.members);
         self.members = nodes
             .iter()
             .filter_map(|(id, n)| {
-                let n = serde_json::to_value(n)
+                let mut n = serde_json::to_value(n)
                     .ok()
                     .and_then(|v| serde_json::from_value::<NodeInfo>(v).ok())?;
-                Some((id_of(id)?, n))
+                let id = id_of(id)?;
+                if let Some(old) = before.get(&id) {
+                    n.identity = old.identity;
+                    n.hpke = old.hpke;
+                }
+                Some((id, n))
             })
             .collect();
         self.voters = voters
@@ -200,8 +211,8 @@ impl Machine for Registry {
 
 impl Registry {
     /// Apply one command if what authorizes it holds.
-    fn apply_authorized(&mut self, index: u64, stamp: u64, a: &Authorized) -> CommandResponse {
-        match authority::admit(self, stamp, a) {
+    fn apply_authorized(&mut self, index: u64, a: &Authorized) -> CommandResponse {
+        match authority::admit(self, a) {
             Ok(_) => self.apply_command(index, &a.command),
             Err(reason) => CommandResponse::rejected(format!("not authorized: {reason}")),
         }
@@ -263,6 +274,7 @@ impl Registry {
             }
             ClusterCommand::PutClient { record } => self.put_client(record),
             ClusterCommand::RevokeClient { name } => self.revoke_client(name),
+            ClusterCommand::Tick {} => CommandResponse::Ok,
         }
     }
 }
@@ -502,7 +514,7 @@ mod tests {
             .map(|e| e.event.action.clone())
             .collect();
         assert_eq!(actions, ["a", "c"]);
-        assert_eq!(r.clock.now_ms(), T0 + 1);
+        assert_eq!(r.clock.now_ms(), T0);
 
         // Refused whole, the state unchanged: empty, too long, other rules.
         let before = json(&r);
@@ -675,13 +687,17 @@ mod tests {
         let later = T0 + 1_000_000;
         let now = statement(1, later, 41, audit(1, "later"));
         assert_eq!(apply(&mut r, later, vec![now]), vec![ok()]);
+        // With two voters (f = 0) the highest attested time is the clock;
+        // `no_single_member_moves_the_log_clock` has three (f = 1).
+        let now = statement(2, later, 42, audit(2, "later"));
+        assert_eq!(apply(&mut r, later, vec![now]), vec![ok()]);
         assert_eq!(r.clock.now_ms(), later);
         let got = apply(&mut r, later, vec![a]);
         assert!(
             matches!(&got[0], CommandResponse::Rejected { reason } if reason.contains("stale")),
             "{got:?}"
         );
-        assert_eq!(r.clock.remembered(), 1);
+        assert_eq!(r.clock.remembered(), 2);
     }
 
     /// Replicas that apply the same entries reach the same state, and a
@@ -723,25 +739,64 @@ mod tests {
         assert!(back.keys.records.is_empty() && back.members.is_empty());
     }
 
-    /// A leader's stamp moves the log clock at most the skew past the time
-    /// an authenticated author states.
+    /// The log clock is what the members attest: with three voters, the
+    /// second-highest of their latest statements. A leader's stamp moves
+    /// nothing; one member (the leader included) signing far-future times
+    /// moves only its own entry.
     #[test]
-    fn a_leader_cannot_move_the_log_clock_far_ahead() {
-        let (mut r, _, _) = registry();
-        let got = apply(
-            &mut r,
-            u64::MAX,
-            vec![statement(1, T0 + 10, 60, audit(1, "t"))],
+    fn no_single_member_moves_the_log_clock() {
+        let mut r = Registry::default();
+        let nodes: Vec<(u64, NodeInfo)> = (1..=3)
+            .map(|n| {
+                (
+                    n,
+                    NodeInfo {
+                        addr: format!("https://n{n}:7000"),
+                        identity: Hex32(node_key(n).verifying_key().to_bytes()),
+                        hpke: Hex32([0; 32]),
+                    },
+                )
+            })
+            .collect();
+        r.membership(1, &nodes, &[1, 2, 3]);
+        // A later membership entry cannot swap a member's keys, and an id
+        // that is no node id is left out without losing the others.
+        let mut swapped = nodes.clone();
+        swapped[0].1.identity = Hex32([9; 32]);
+        swapped.push((0, swapped[1].1.clone()));
+        r.membership(2, &swapped, &[0, 1, 2, 3]);
+        assert_eq!(r.members.len(), 3);
+        assert_eq!(r.voters.len(), 3);
+        assert_eq!(r.members[&id(1)].identity, nodes[0].1.identity);
+        let far = u64::MAX / 4;
+        // The leader (node 1) stamps and signs a far-future time.
+        assert_eq!(
+            apply(&mut r, far, vec![statement(1, far, 60, audit(1, "t"))]),
+            vec![ok()]
         );
-        assert_eq!(got, vec![ok()]);
-        assert_eq!(r.clock.now_ms(), T0 + 10 + authority::SKEW_S * 1000);
-        // An unauthenticated command moves nothing.
-        let mut forged = statement(1, T0 + 10_000_000, 61, audit(1, "u"));
+        assert_eq!(r.clock.now_ms(), 0);
+        // Nodes 2 and 3 attest real times: the clock is the second highest.
+        assert_eq!(
+            apply(&mut r, far, vec![statement(2, T0, 61, audit(2, "t"))]),
+            vec![ok()]
+        );
+        assert_eq!(r.clock.now_ms(), T0);
+        assert_eq!(
+            apply(&mut r, far, vec![statement(3, T0 + 5, 62, audit(3, "t"))]),
+            vec![ok()]
+        );
+        assert_eq!(r.clock.now_ms(), T0 + 5);
+        // A refused statement (bad signature) attests nothing.
+        let mut forged = statement(2, far, 63, audit(2, "u"));
         if let Authority::Node { signature, .. } = &mut forged.by {
             signature.0[0] ^= 1;
         }
-        assert!(refused(&apply(&mut r, u64::MAX, vec![forged])[0]));
-        assert_eq!(r.clock.now_ms(), T0 + 10 + authority::SKEW_S * 1000);
+        assert!(refused(&apply(&mut r, far, vec![forged])[0]));
+        assert_eq!(r.clock.now_ms(), T0 + 5);
+        // A tick is a statement like any other.
+        let tick = statement(2, T0 + 9, 64, ClusterCommand::Tick {});
+        assert_eq!(apply(&mut r, far, vec![tick]), vec![ok()]);
+        assert_eq!(r.clock.now_ms(), T0 + 9);
     }
 
     /// Messaging statements within bounds only.

@@ -20,6 +20,7 @@
 //! | `ack` | client request `POST /v1/msg/endpoints/{name}/inbox/ack` | owner or admin; the ids asked |
 //! | `audit` | node statement | every event is the signing node's |
 //! | `sign_head` | node statement | the head is the signer's and its signature verifies |
+//! | `tick` | node statement | (its time attests the node's clock) |
 //! | `init_msg` | node statement | a window of 1 s to 1 day (first one wins) |
 //! | `deliver` | node statement | the message's time fresh by the log clock (see the README's threat model: not yet bound to the sender's request) |
 //!
@@ -31,8 +32,8 @@
 //! A key generation is also endorsed by at least its threshold of its
 //! members (each signed `key_statement` over the group key it computed).
 //!
-//! The log clock is the leader's stamp, bounded: one command moves it at
-//! most the skew past the time its authenticated author states.
+//! The log clock is attested by the members ([`LogClock`]), never set by
+//! the leader alone.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -58,13 +59,22 @@ pub const WINDOW_S: u64 = 300;
 /// How far ahead of the clock `created` may be, in seconds.
 pub const SKEW_S: u64 = 30;
 
-/// The log clock (the largest leader stamp applied) and the signed
-/// authorizations applied while they could still be fresh: each is kept
-/// until the clock passes its window, so a leader that re-appends an old
-/// command gets it refused as a replay or as stale.
+/// The log clock and the signed authorizations applied while they could
+/// still be fresh: each is kept until the clock passes its window, so a
+/// leader that re-appends an old command gets it refused as a replay or as
+/// stale.
+///
+/// The clock is attested by the members, not set by the leader: each
+/// applied node statement records its signer's time, and the clock is the
+/// (f+1)-th highest of the voters' latest times (f = ⌊(voters − 1)/2⌋), so
+/// at least one honest voter's clock has reached it. A member (the leader
+/// included) that signs far-future times moves only its own entry. Nodes
+/// state a tick when they have had nothing else to say for a while
+/// (`cluster::audit`), so the clock follows real time within seconds.
 #[derive(Debug, Clone, Default)]
 pub struct LogClock {
     now_ms: u64,
+    latest: BTreeMap<NodeId, u64>,
     seen: BTreeMap<String, u64>,
     by_expiry: BTreeSet<(u64, String)>,
 }
@@ -72,6 +82,8 @@ pub struct LogClock {
 #[derive(Serialize, Deserialize)]
 struct LogClockForm {
     now_ms: u64,
+    #[serde(default)]
+    latest: BTreeMap<NodeId, u64>,
     seen: BTreeMap<String, u64>,
 }
 
@@ -79,6 +91,7 @@ impl Serialize for LogClock {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         LogClockForm {
             now_ms: self.now_ms,
+            latest: self.latest.clone(),
             seen: self.seen.clone(),
         }
         .serialize(s)
@@ -91,6 +104,7 @@ impl<'de> Deserialize<'de> for LogClock {
         let by_expiry = f.seen.iter().map(|(k, t)| (*t, k.clone())).collect();
         Ok(LogClock {
             now_ms: f.now_ms,
+            latest: f.latest,
             seen: f.seen,
             by_expiry,
         })
@@ -108,10 +122,24 @@ impl LogClock {
         self.seen.len()
     }
 
-    /// Move the clock to `stamp` if that is later, and forget what can no
-    /// longer be fresh.
-    pub(crate) fn advance(&mut self, stamp: u64) {
-        self.now_ms = self.now_ms.max(stamp);
+    /// `node` stated that its clock read `time_ms`; the clock moves to the
+    /// (f+1)-th highest of the `voters`' latest statements if that is later.
+    fn attest(&mut self, node: NodeId, time_ms: u64, voters: &BTreeSet<NodeId>) {
+        let t = self.latest.entry(node).or_insert(0);
+        *t = (*t).max(time_ms);
+        self.latest.retain(|n, _| voters.contains(n));
+        let mut times: Vec<u64> = self.latest.values().copied().collect();
+        times.sort_unstable_by(|a, b| b.cmp(a));
+        let f = voters.len().saturating_sub(1) / 2;
+        if let Some(t) = times.get(f) {
+            self.advance(*t);
+        }
+    }
+
+    /// Move the clock to `time_ms` if that is later, and forget what can
+    /// no longer be fresh.
+    fn advance(&mut self, time_ms: u64) {
+        self.now_ms = self.now_ms.max(time_ms);
         while let Some((until, _)) = self.by_expiry.first() {
             if *until >= self.now_ms {
                 break;
@@ -122,14 +150,21 @@ impl LogClock {
         }
     }
 
-    /// Whether `time_ms` is fresh by the clock.
-    fn fresh(&self, time_ms: u64) -> Result<(), String> {
+    /// Whether `time_ms` is not older than the window by the clock.
+    fn not_stale(&self, time_ms: u64) -> Result<(), String> {
         if time_ms.saturating_add(WINDOW_S * 1000) < self.now_ms {
             return Err(format!(
                 "stale: made at {time_ms} ms, the log clock is at {} ms",
                 self.now_ms
             ));
         }
+        Ok(())
+    }
+
+    /// Whether `time_ms` is fresh by the clock: not stale, and not ahead
+    /// of it by more than the skew.
+    fn fresh(&self, time_ms: u64) -> Result<(), String> {
+        self.not_stale(time_ms)?;
         if time_ms > self.now_ms.saturating_add(SKEW_S * 1000) {
             return Err(format!(
                 "made at {time_ms} ms, ahead of the log clock ({} ms)",
@@ -168,19 +203,19 @@ enum Signer {
     Members,
 }
 
-/// Check what authorizes `a`, applied in an entry the leader stamped
-/// `stamp`, and if it holds, use the authorization up (it cannot authorize
-/// the same command again).
-///
-/// The log clock moves to the stamp, but never more than the skew past
-/// the time the command's authenticated author states: a leader cannot
-/// move it to any time it likes (a far-future clock would make every
-/// later request stale).
-pub(crate) fn admit(r: &mut Registry, stamp: u64, a: &Authorized) -> Result<Actor, String> {
+/// Check what authorizes `a` and, if it holds, use the authorization up
+/// (it cannot authorize the same command again); an admitted node
+/// statement attests its signer's clock ([`LogClock`]). A refused command
+/// changes nothing.
+pub(crate) fn admit(r: &mut Registry, a: &Authorized) -> Result<Actor, String> {
     let (signer, made_ms, key) = authenticate(r, a)?;
-    r.clock
-        .advance(stamp.min(made_ms.saturating_add(SKEW_S * 1000)));
-    r.clock.fresh(made_ms)?;
+    match signer {
+        // A client's time is judged, never trusted.
+        Signer::Client(..) => r.clock.fresh(made_ms)?,
+        // A member's time may run ahead of the attested clock (that is
+        // how the clock moves); it may not be old.
+        Signer::Node(_) | Signer::Members => r.clock.not_stale(made_ms)?,
+    }
     let actor = match signer {
         Signer::Client(v, request) => {
             let grant = live(r, &v.keyid)?;
@@ -212,6 +247,16 @@ pub(crate) fn admit(r: &mut Registry, stamp: u64, a: &Authorized) -> Result<Acto
     };
     let until = made_ms.saturating_add((WINDOW_S + SKEW_S) * 1000);
     r.clock.once(key, until)?;
+    let voters = r.voters.clone();
+    match &actor {
+        Actor::Node(node) => r.clock.attest(*node, made_ms, &voters),
+        Actor::Members => {
+            for v in &voters {
+                r.clock.attest(*v, made_ms, &voters);
+            }
+        }
+        Actor::Client(_) => {}
+    }
     Ok(actor)
 }
 
@@ -405,9 +450,11 @@ fn asks_for(
             )?;
             admin(grant)
         }
-        Command::Cluster(ClusterCommand::Audit { .. } | ClusterCommand::SignHead { .. }) => {
-            Err("only a node may state audit events and heads".into())
-        }
+        Command::Cluster(
+            ClusterCommand::Audit { .. }
+            | ClusterCommand::SignHead { .. }
+            | ClusterCommand::Tick {},
+        ) => Err("only a node may state audit events, heads and ticks".into()),
         Command::Keys(KeysCommand::PutKey {
             record,
             expected_epoch,
@@ -706,6 +753,7 @@ fn about_itself(r: &Registry, node: NodeId, command: &Command) -> Result<(), Str
                 Err(format!("the head is not node {node}'s or does not verify"))
             }
         }
+        Command::Cluster(ClusterCommand::Tick {}) => Ok(()),
         Command::Msg(MsgCommand::InitMsg { window_ms, .. }) => need(
             (1_000..=86_400_000).contains(window_ms),
             "the messaging window is 1 s to 1 day",
