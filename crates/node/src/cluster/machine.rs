@@ -904,6 +904,8 @@ mod tests {
         let mut wrong_public = first.clone();
         wrong_public.public_key = Hex(gk(2).1);
         let other_name: &[u8] = br#"{"name":"j","suite":"ed25519"}"#;
+        let only_node_1: &[u8] = br#"{"name":"k","suite":"ed25519","members":[1]}"#;
+        let one_voter: &[u8] = br#"{"name":"k","suite":"ed25519","members":[1],"min_members":1}"#;
         let attempts = vec![
             (
                 "endorsed by one of two",
@@ -921,6 +923,8 @@ mod tests {
                     None,
                 ),
             ),
+            // (These two are refused by the group key check; the member
+            // rules alone refuse the last two.)
             (
                 "threshold 1",
                 put(&admin, "k3", t1, &[1, 2], "/v1/keys", create, None),
@@ -950,6 +954,32 @@ mod tests {
                     &[1, 2],
                     "/v1/keys",
                     other_name,
+                    None,
+                ),
+            ),
+            // A valid, endorsed record over more members than asked, with
+            // and without consent to fewer.
+            (
+                "members not asked for",
+                put(
+                    &admin,
+                    "k11",
+                    first.clone(),
+                    &[1, 2],
+                    "/v1/keys",
+                    only_node_1,
+                    None,
+                ),
+            ),
+            (
+                "more members than asked, with consent to fewer",
+                put(
+                    &admin,
+                    "k12",
+                    first.clone(),
+                    &[1, 2],
+                    "/v1/keys",
+                    one_voter,
                     None,
                 ),
             ),
