@@ -247,12 +247,11 @@ pub(crate) fn admit(r: &mut Registry, a: &Authorized) -> Result<Actor, String> {
     };
     let until = made_ms.saturating_add((WINDOW_S + SKEW_S) * 1000);
     r.clock.once(key, until)?;
-    let voters = r.voters.clone();
     match &actor {
-        Actor::Node(node) => r.clock.attest(*node, made_ms, &voters),
+        Actor::Node(node) => r.clock.attest(*node, made_ms, &r.voters),
         Actor::Members => {
-            for v in &voters {
-                r.clock.attest(*v, made_ms, &voters);
+            for v in &r.voters {
+                r.clock.attest(*v, made_ms, &r.voters);
             }
         }
         Actor::Client(_) => {}
@@ -408,6 +407,26 @@ fn admin(grant: &Grant) -> Result<(), String> {
     need(grant.admin, "the client is not an admin")
 }
 
+/// The key record named `name`.
+fn key_record<'a>(
+    r: &'a Registry,
+    name: &str,
+) -> Result<&'a keyquorum_wire::control::KeyRecord, String> {
+    r.keys
+        .records
+        .get(name)
+        .ok_or_else(|| format!("no key {name}"))
+}
+
+/// `ids` sorted, each once.
+fn distinct(ids: &[NodeId]) -> Vec<NodeId> {
+    ids.iter()
+        .copied()
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect()
+}
+
 /// The path's segments after `/`.
 fn segments(path: &str) -> Vec<&str> {
     path.trim_start_matches('/').split('/').collect()
@@ -462,9 +481,7 @@ fn asks_for(
         }) => {
             admin(grant)?;
             endorsed(r, record, endorsements)?;
-            let mut members = record.members.clone();
-            members.sort_unstable();
-            members.dedup();
+            let members = distinct(&record.members);
             need(
                 members.len() == record.members.len()
                     && record.threshold >= 2
@@ -479,12 +496,7 @@ fn asks_for(
                     // threshold is the entry node's default (not
                     // replicated): any valid one passes.
                     let asked: Vec<NodeId> = match &b.members {
-                        Some(m) => {
-                            let mut m = m.clone();
-                            m.sort_unstable();
-                            m.dedup();
-                            m
-                        }
+                        Some(m) => distinct(m),
                         None => r.voters.iter().copied().collect(),
                     };
                     // Fewer members than asked only with the client's
@@ -504,11 +516,7 @@ fn asks_for(
                     )
                 }
                 (Some(_), ["v1", "keys", name, step]) if post && *name == record.name => {
-                    let current = r
-                        .keys
-                        .records
-                        .get(&record.name)
-                        .ok_or_else(|| format!("no key {}", record.name))?;
+                    let current = key_record(r, &record.name)?;
                     need(
                         record.public_key == current.public_key
                             && record.suite == current.suite
@@ -524,11 +532,8 @@ fn asks_for(
                         ),
                         "reshare" => {
                             let b: ReshareRequest = body(body_bytes)?;
-                            let mut a = b.members.clone();
-                            a.sort_unstable();
-                            a.dedup();
                             need(
-                                b.threshold == record.threshold && a == members,
+                                b.threshold == record.threshold && distinct(&b.members) == members,
                                 "the threshold and members asked for",
                             )
                         }
@@ -553,11 +558,7 @@ fn asks_for(
                         .all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c)),
                 "an export id is 16 random bytes in lowercase hex",
             )?;
-            let key = r
-                .keys
-                .records
-                .get(&record.key)
-                .ok_or_else(|| format!("no key {}", record.key))?;
+            let key = key_record(r, &record.key)?;
             need(
                 record.recipient == b.recipient
                     && record.requested_by == grant.name
