@@ -29,7 +29,7 @@ use super::CLIENT_BODY_LIMIT;
 use crate::cluster::Node;
 use crate::error::NodeError;
 
-use crate::cluster::machine::authority::{authority_of, path_of};
+use crate::cluster::machine::authority::{authority_of, path_of, signed_request};
 pub use crate::cluster::machine::authority::{SKEW_S, WINDOW_S};
 /// Nonces remembered at once (each for the window); past this, signed
 /// requests are refused as unavailable until old ones expire.
@@ -386,12 +386,7 @@ pub(crate) struct Authorized {
 /// compare with the step it is asked to take.
 pub(crate) fn check_forwarded(node: &Node, req: &ClientRequest) -> Result<Authorized, NodeError> {
     let now = now_ms();
-    let request = httpsig::Request {
-        method: req.method.clone(),
-        target_uri: req.target_uri.clone(),
-        headers: req.headers.clone(),
-        body: req.body.0.clone(),
-    };
+    let request = signed_request(req);
     let verified = verify_signature(node, &request, now / 1000).map_err(unauthorized)?;
     check_authority(node, &request.target_uri, Scope::Cluster)?;
     let record = live_client(node, &verified.keyid, now)?;

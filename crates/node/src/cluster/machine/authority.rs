@@ -320,12 +320,7 @@ fn authenticate(r: &Registry, a: &Authorized) -> Result<(Signer, u64, String), S
 /// Verify a client's signed request against the client's key in the
 /// registry (its freshness is the caller's to judge, against the clock).
 fn client_signature(r: &Registry, req: &ClientRequest) -> Result<httpsig::Verified, String> {
-    let request = httpsig::Request {
-        method: req.method.clone(),
-        target_uri: req.target_uri.clone(),
-        headers: req.headers.clone(),
-        body: req.body.0.clone(),
-    };
+    let request = signed_request(req);
     // Any time passes here; `admit` checks it against the log clock.
     let open = Policy {
         now: 0,
@@ -346,6 +341,16 @@ fn client_signature(r: &Registry, req: &ClientRequest) -> Result<httpsig::Verifi
         ));
     }
     Ok(v)
+}
+
+/// A forwarded request in the form `httpsig` verifies.
+pub(crate) fn signed_request(req: &ClientRequest) -> httpsig::Request {
+    httpsig::Request {
+        method: req.method.clone(),
+        target_uri: req.target_uri.clone(),
+        headers: req.headers.clone(),
+        body: req.body.0.clone(),
+    }
 }
 
 /// The grant of client `name` if it is live by the log clock.
