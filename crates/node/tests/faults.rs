@@ -16,49 +16,20 @@ mod common;
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{check_sig, cluster, n, ns, sign_and_check, status_of, wait_for_audit};
+use common::{
+    check_sig, cluster, create, n, nonce, ns, package, poll, sign_and_check, sign_share, status_of,
+    vault_count, wait_for_audit,
+};
 use keyquorum_client::Client;
-use keyquorum_core::codec::{Decode, Encode};
-use keyquorum_core::sign::{Coordinator, SignatureShare, SigningCommitment};
-use keyquorum_core::{Ed25519, GroupKey, SessionId};
-use keyquorum_node::dev::LocalCluster;
-use keyquorum_node::Node;
+use keyquorum_core::codec::Decode;
+use keyquorum_core::sign::SignatureShare;
+use keyquorum_core::{Ed25519, GroupKey};
 use keyquorum_store::Table;
 use keyquorum_wire::api::{CreateKeyRequest, KeyInfo, SuiteName};
-use keyquorum_wire::peer::{ClientRequest, NonceCommitment, PeerMessage};
-use keyquorum_wire::{Hex, NodeId};
-
-fn create(name: &str, suite: SuiteName, t: u16, members: Option<Vec<NodeId>>) -> CreateKeyRequest {
-    CreateKeyRequest {
-        name: name.into(),
-        suite,
-        threshold: Some(t),
-        members,
-        min_members: None,
-    }
-}
-
-fn vault_count(c: &LocalCluster, id: NodeId, table: Table, key: &str) -> usize {
-    c.node(id)
-        .unwrap()
-        .vault()
-        .count(table, format!("{key}/").as_bytes())
-        .unwrap()
-}
-
-async fn poll<F, Fut>(what: &str, timeout: Duration, mut f: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + timeout;
-    while !f().await {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
+use keyquorum_wire::peer::PeerMessage;
+use keyquorum_wire::NodeId;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malicious_dkg_participant_and_signer_are_identified_and_left_out() {
@@ -96,14 +67,11 @@ async fn malicious_dkg_participant_and_signer_are_identified_and_left_out() {
         blame["event"]["outcome"].as_str().unwrap().contains("[4]"),
         "{blame}"
     );
-    // The culprit keeps nothing of either run (the failed one was rolled back).
+    // The culprit holds no share of the key; whatever it kept of the failed
+    // run is superseded by the committed one and erased when it starts.
     assert_eq!(vault_count(&c, n(4), Table::Shares, "k"), 0);
-    poll(
-        "node 4's pending share rolled back",
-        Duration::from_secs(5),
-        || async { vault_count(&c, n(4), Table::Pending, "k") == 0 },
-    )
-    .await;
+    c.keys(n(4)).unwrap().tidy(&c.node(n(4)).unwrap()).unwrap();
+    assert_eq!(vault_count(&c, n(4), Table::Pending, "k"), 0);
 
     // Node 2 sends signature shares that do not verify: every signature
     // still comes out valid, made without it.
@@ -369,46 +337,6 @@ async fn every_released_signature_is_in_the_audit_log_even_after_an_abrupt_stop(
     c.shutdown().await;
 }
 
-async fn nonce(node: &Node, key: &str, epoch: u64) -> NonceCommitment {
-    let batch = PeerMessage::NonceBatch {
-        key: key.into(),
-        epoch,
-        count: 1,
-    };
-    match node.handle_peer(n(1), batch).await.unwrap() {
-        PeerMessage::Nonces { mut items } => items.pop().unwrap(),
-        other => panic!("unexpected reply {other:?}"),
-    }
-}
-
-fn package<'a>(
-    group: &'a GroupKey<Ed25519>,
-    msg: &[u8],
-    cs: &[&NonceCommitment],
-) -> Coordinator<'a, Ed25519> {
-    let cs: Vec<_> = cs
-        .iter()
-        .map(|c| SigningCommitment::<Ed25519>::from_bytes(&c.commitment.0).unwrap())
-        .collect();
-    Coordinator::new(group, SessionId([7; 32]), msg, cs).unwrap()
-}
-
-fn sign_share(
-    key: &str,
-    epoch: u64,
-    nonce: &NonceCommitment,
-    c: &Coordinator<Ed25519>,
-    request: &ClientRequest,
-) -> PeerMessage {
-    PeerMessage::SignShare {
-        key: key.into(),
-        epoch,
-        nonce: nonce.id.clone(),
-        package: Hex(c.package().to_bytes()),
-        request: request.clone(),
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_nonce_is_never_used_twice_even_across_a_restart() {
     let (_dir, mut c) = cluster(3, 2, 0).await;
@@ -500,9 +428,10 @@ async fn a_node_lost_in_the_middle_of_dkg_leaves_nothing_half_done() {
         .unwrap_err();
     assert_eq!(status_of(&err), 503, "{err}");
     assert_eq!(status_of(&admin.key("mid").await.unwrap_err()), 404);
-    // Nodes 1 and 2 finished their part; the abort rolled it back.
+    // Nodes 1 and 2 finished their part: their new shares stay pending
+    // (they endorsed them, so an abort cannot roll them back) and unused.
     for id in ns(&[1, 2]) {
-        assert_eq!(vault_count(&c, id, Table::Pending, "mid"), 0, "node {id}");
+        assert_eq!(vault_count(&c, id, Table::Pending, "mid"), 1, "node {id}");
         assert_eq!(vault_count(&c, id, Table::Shares, "mid"), 0, "node {id}");
         assert_eq!(c.keys(id).unwrap().open_sessions(), 0);
     }
@@ -543,6 +472,13 @@ async fn a_node_lost_in_the_middle_of_dkg_leaves_nothing_half_done() {
         )
         .await;
     }
+    // The aborted run's shares are superseded by the committed one: erased
+    // at the member's first use of it or, at the latest, when it starts.
+    for id in (1..=3).map(n) {
+        c.keys(id).unwrap().tidy(&c.node(id).unwrap()).unwrap();
+        assert_eq!(vault_count(&c, id, Table::Pending, "mid"), 0, "node {id}");
+        assert_eq!(vault_count(&c, id, Table::Shares, "mid"), 1, "node {id}");
+    }
     c.shutdown().await;
 }
 
@@ -577,15 +513,18 @@ async fn a_node_lost_in_the_middle_of_reshare_leaves_the_key_usable() {
         .await;
     }
     // The late node wakes after the abort: it keeps nothing of the run.
+    // The members that finished keep their endorsed new shares pending,
+    // unused (an abort cannot roll back what a member endorsed).
     poll(
         "node 4's stalled handler",
         Duration::from_secs(10),
         || async { n4.faults().stalls_ended.load(Ordering::Relaxed) >= 1 },
     )
     .await;
-    for id in [n(1), n(2), n(3), new_id] {
-        assert_eq!(vault_count(&c, id, Table::Pending, "r"), 0, "node {id}");
+    for id in [n(1), n(2), n(3)] {
+        assert_eq!(vault_count(&c, id, Table::Pending, "r"), 1, "node {id}");
     }
+    assert_eq!(vault_count(&c, new_id, Table::Pending, "r"), 0);
     assert_eq!(vault_count(&c, new_id, Table::Shares, "r"), 0);
 
     // Once it answers again the reshare goes through, same public key.
@@ -602,494 +541,15 @@ async fn a_node_lost_in_the_middle_of_reshare_leaves_the_key_usable() {
         b"new",
     )
     .await;
-    c.shutdown().await;
-}
-
-/// A coordinator that commits another group key than the one the members
-/// computed (here: an existing key's, whose secret it might know) gets it
-/// refused on apply by every replica: the record is not endorsed by
-/// threshold-many members (issue #17). The members keep their new shares
-/// pending and never use them. (Were such a record committed, each member
-/// would still refuse to promote a share under a group key it did not
-/// compute: `keys::shares`.)
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_group_key_the_members_did_not_compute_is_never_used() {
-    let (_dir, c) = cluster(3, 2, 0).await;
-    let admin = Client::new(&c.url_of(n(1)), &c.admin, c.ca_pem().as_bytes()).unwrap();
-    let a = admin
-        .create_key(&create("a", SuiteName::Ed25519, 2, None))
-        .await
-        .unwrap();
-    // Node 1 coordinates the next DKG and commits key a's group key for it.
-    let commit_group_key_of = |key: Option<&str>| {
-        *c.keys(n(1))
-            .unwrap()
-            .faults()
-            .commit_group_key_of
-            .lock()
-            .unwrap() = key.map(str::to_string);
-    };
-    commit_group_key_of(Some("a"));
-    let err = admin
-        .create_key(&create("b", SuiteName::Ed25519, 2, None))
-        .await
-        .unwrap_err();
-    commit_group_key_of(None);
-    assert!(
-        err.to_string().contains("endorsed by 0 of its members"),
-        "{err}"
-    );
-
-    for via in [1, 2, 3] {
-        let client = Client::new(&c.url_of(n(via)), &c.admin, c.ca_pem().as_bytes()).unwrap();
-        let err = client.sign("b", b"under a forged key").await.unwrap_err();
-        assert_eq!(status_of(&err), 404, "via {via}: {err}");
-    }
-    for id in ns(&[1, 2, 3]) {
-        assert!(
-            c.node(id)
-                .unwrap()
-                .registry(|r| !r.keys.records.contains_key("b")),
-            "node {id}"
-        );
-        assert_eq!(vault_count(&c, id, Table::Shares, "b"), 0, "node {id}");
-        assert_eq!(vault_count(&c, id, Table::Pending, "b"), 1, "node {id}");
-        assert_eq!(
-            vault_count(&c, id, Table::PendingGroups, "b"),
-            1,
-            "node {id}"
-        );
-    }
-    // The key whose group key was borrowed is untouched and signs.
-    sign_and_check(&admin, &a, b"a still signs").await;
-    // An honest run afterwards promotes and erases as before.
-    let d = admin
-        .create_key(&create("d", SuiteName::Ed25519, 2, None))
-        .await
-        .unwrap();
-    let signers = sign_and_check(&admin, &d, b"d signs").await;
-    for id in ns(&[1, 2, 3]) {
-        // The digest leaves with the pending share it belongs to: at the
-        // first use (the signers) or later (the others).
-        let pending = vault_count(&c, id, Table::Pending, "d");
-        assert_eq!(
-            vault_count(&c, id, Table::PendingGroups, "d"),
-            pending,
-            "node {id}"
-        );
-        if signers.contains(&id) {
-            assert_eq!(pending, 0, "node {id}");
-            assert_eq!(vault_count(&c, id, Table::Shares, "d"), 1, "node {id}");
-        }
-    }
-    c.shutdown().await;
-}
-
-/// A hostile member (node 1, speaking as itself on the peer channel) asks an
-/// honest signer for signature shares no client asked for. Every attempt is
-/// refused before a nonce is spent; the one request a client did sign drives
-/// its operation's attempts and nothing more; the key still signs.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_member_cannot_get_signature_shares_no_client_asked_for() {
-    let (_dir, c) = cluster(3, 2, 0).await;
-    let admin = Client::new(&c.url_of(n(1)), &c.admin, c.ca_pem().as_bytes()).unwrap();
-    let key: KeyInfo = admin
-        .create_key(&create("h", SuiteName::Ed25519, 2, None))
-        .await
-        .unwrap();
-    admin
-        .create_key(&create("other", SuiteName::Ed25519, 2, None))
-        .await
-        .unwrap();
-    let app = common::new_client(&admin, "app", false, false, &["other"]).await;
-    let gone = common::new_client(&admin, "gone", false, false, &["*"]).await;
-    admin.revoke_client("gone").await.unwrap();
-    let record = c
-        .node(n(1))
-        .unwrap()
-        .registry(|r| r.keys.records.get("h").cloned())
-        .unwrap();
-    let group = GroupKey::<Ed25519>::from_bytes(&record.group_key.0).unwrap();
-    let (n2, n3) = (c.node(n(2)).unwrap(), c.node(n(3)).unwrap());
-    let base = c.url_of(n(1));
-    let body = |m: &[u8]| Some(serde_json::json!({ "message": hex::encode(m) }));
-    let unsigned = ClientRequest {
-        method: "POST".into(),
-        target_uri: format!("{base}/v1/keys/h/sign"),
-        headers: vec![("content-type".into(), "application/json".into())],
-        body: Hex(serde_json::to_vec(&body(b"pay 1000").unwrap()).unwrap()),
-    };
-    let cases: Vec<(&str, ClientRequest, &str)> = vec![
-        ("no client request", unsigned, "not signed"),
-        (
-            "a request for another message",
-            common::sign_request(&base, &c.admin, "h", b"pay 1"),
-            "not the one the client asked for",
-        ),
-        (
-            "a request for another key",
-            common::sign_request(&base, &c.admin, "other", b"pay 1000"),
-            "not a signature with h",
-        ),
-        (
-            "a request for another operation",
-            common::client_request(
-                &base,
-                &c.admin,
-                "POST",
-                "/v1/keys/h/verify",
-                body(b"pay 1000"),
-                common::now_s(),
-            ),
-            "not a signature with h",
-        ),
-        (
-            "a client without permission for the key",
-            common::sign_request(&base, &app, "h", b"pay 1000"),
-            "may not sign with h",
-        ),
-        (
-            "a revoked client",
-            common::sign_request(&base, &gone, "h", b"pay 1000"),
-            "revoked",
-        ),
-        (
-            "a request signed for another cluster",
-            common::sign_request("https://kq.other.example:7001", &c.admin, "h", b"pay 1000"),
-            "not this cluster",
-        ),
-        (
-            "a stale request",
-            common::client_request(
-                &base,
-                &c.admin,
-                "POST",
-                "/v1/keys/h/sign",
-                body(b"pay 1000"),
-                common::now_s() - 600,
-            ),
-            "stale",
-        ),
-    ];
-    for (what, request, needle) in cases {
-        for (signer, node) in [(n(2), &n2), (n(3), &n3)] {
-            let before = vault_count(&c, signer, Table::Nonces, "h");
-            let nc = nonce(node, "h", record.epoch).await;
-            let other = if signer == n(2) { n(3) } else { n(2) };
-            let oc = nonce(&c.node(other).unwrap(), "h", record.epoch).await;
-            let pair = if signer == n(2) {
-                [&nc, &oc]
-            } else {
-                [&oc, &nc]
-            };
-            let coord = package(&group, b"pay 1000", &pair);
-            let err = node
-                .handle_peer(n(1), sign_share("h", record.epoch, &nc, &coord, &request))
-                .await
-                .unwrap_err();
-            assert!(
-                err.to_string().contains(needle),
-                "{what} at node {signer}: {err}"
-            );
-            // Refused before the nonce was spent.
-            assert_eq!(
-                vault_count(&c, signer, Table::Nonces, "h"),
-                before + 1,
-                "{what} at node {signer}"
-            );
-        }
-    }
-
-    // A request the client did sign drives its own operation: each signer
-    // set once, at most n - t + 1 = 2 attempts, and not a second time.
-    let paid = common::sign_request(&base, &c.admin, "h", b"pay 1000");
-    let ask = |node: Node, set: &'static [u16]| {
-        ask_share(&c, &group, record.epoch, node, n(1), set, &paid)
-    };
-    // A made-up nonce id, or the request handed on by another member, uses
-    // up nothing.
-    let mut bogus = nonce(&n2, "h", record.epoch).await;
-    let n3c = nonce(&n3, "h", record.epoch).await;
-    let coord = package(&group, b"pay 1000", &[&bogus, &n3c]);
-    bogus.id = Hex(vec![9; 16]);
-    let err = n2
-        .handle_peer(n(1), sign_share("h", record.epoch, &bogus, &coord, &paid))
-        .await
-        .unwrap_err();
-    assert!(
-        err.to_string().contains("unknown or already used nonce"),
-        "{err}"
-    );
-    let err = ask_share(&c, &group, record.epoch, n2.clone(), n(3), &[2, 3], &paid)
-        .await
-        .unwrap_err();
-    assert!(
-        err.to_string()
-            .contains("was sent to node 1, not to node 3"),
-        "{err}"
-    );
-    // Each signer set once, at most n - t + 1 = 2 attempts.
-    assert!(ask(n2.clone(), &[2, 3]).await.is_ok(), "first attempt");
-    let err = ask(n2.clone(), &[2, 3]).await.unwrap_err();
-    assert!(
-        err.to_string().contains("already drove this step"),
-        "same set again: {err}"
-    );
-    assert!(ask(n2.clone(), &[1, 2]).await.is_ok(), "a fallback attempt");
-    let err = ask(n2.clone(), &[1, 2, 3]).await.unwrap_err();
-    assert!(
-        err.to_string()
-            .contains("as many attempts as an operation has"),
-        "a third attempt: {err}"
-    );
-    // Node 3 keeps its own record: the request's first attempt there is fine.
-    assert!(ask(n3.clone(), &[1, 3]).await.is_ok());
-
-    // Honest signing through the API is unaffected.
-    sign_and_check(&admin, &key, b"after the attempts").await;
-    c.shutdown().await;
-}
-
-/// Ask `node` for its share of `b"pay 1000"` with signer set `set`, as
-/// node `from`.
-async fn ask_share(
-    c: &LocalCluster,
-    group: &GroupKey<Ed25519>,
-    epoch: u64,
-    node: Node,
-    from: NodeId,
-    set: &[u16],
-    request: &ClientRequest,
-) -> Result<PeerMessage, keyquorum_node::NodeError> {
-    let mut commitments = Vec::new();
-    for id in set {
-        commitments.push(nonce(&c.node(n(*id)).unwrap(), "h", epoch).await);
-    }
-    let refs: Vec<&NonceCommitment> = commitments.iter().collect();
-    let coord = package(group, b"pay 1000", &refs);
-    let mine = set
-        .iter()
-        .position(|id| n(*id) == node.id())
-        .map(|i| &commitments[i])
-        .unwrap();
-    node.handle_peer(from, sign_share("h", epoch, mine, &coord, request))
-        .await
-}
-
-/// DESIGN.md §4 item 3: a member, or the leader itself, proposes registry
-/// changes no client asked for, and re-appends a validly signed command:
-/// every honest replica refuses them on apply, and nothing changes.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_member_or_the_leader_cannot_commit_what_no_one_authorized() {
-    use keyquorum_wire::control::{
-        AuditEvent, Authorized, ClientRecord, ClusterCommand, CommandResponse, Grant, KeysCommand,
-        Proposal, APPLY_RULES,
-    };
-    use keyquorum_wire::Hex32;
-
-    let (_dir, c) = cluster(3, 2, 0).await;
-    let base = c.url_of(n(1));
-    let admin = Client::new(&base, &c.admin, c.ca_pem().as_bytes()).unwrap();
-    admin
-        .create_key(&create("k", SuiteName::Ed25519, 2, None))
-        .await
-        .unwrap();
-    let leader_id = c.node(n(1)).unwrap().leader().unwrap();
-    let leader = c.node(leader_id).unwrap();
-    let others: Vec<NodeId> = (1..=3).map(n).filter(|i| *i != leader_id).collect();
-    let (m, third) = (c.node(others[0]).unwrap(), c.node(others[1]).unwrap());
-    let record = leader.registry(|r| r.keys.records["k"].clone());
-    let before = |node: &Node| {
-        node.registry(|r| {
-            serde_json::to_string(&(&r.clients, &r.keys.records, &r.keys.exports)).unwrap()
-        })
-    };
-    let was = before(&leader);
-
-    let mallory = keyquorum_client::ClientKey::generate("mallory", &mut rand_core::OsRng);
-    let put_mallory = ClusterCommand::PutClient {
-        record: ClientRecord {
-            grant: Grant {
-                name: "mallory".into(),
-                admin: true,
-                operator: true,
-                sign_keys: vec!["*".into()],
-            },
-            public_key: Hex32(mallory.public_key()),
-            expires_ms: None,
-            revoked: false,
-        },
-    };
-    let mut rogue = record.clone();
-    rogue.epoch += 1;
-    rogue.members = vec![m.id(), leader_id];
-    let overwrite = KeysCommand::PutKey {
-        record: rogue,
-        expected_epoch: Some(record.epoch),
-        endorsements: vec![],
-    };
-    let forged_event = |node: NodeId| ClusterCommand::Audit {
-        events: vec![AuditEvent {
-            time_ms: 0,
-            node,
-            actor: "admin".into(),
-            action: "forged.event".into(),
-            target: None,
-            outcome: "ok".into(),
-        }],
-    };
-    let refused = |r: &CommandResponse| matches!(r, CommandResponse::Batch { responses } if responses.iter().all(|r| matches!(r, CommandResponse::Rejected { reason } if reason.contains("not authorized"))));
-    let forward = |commands: Vec<Authorized>| PeerMessage::Forward { commands };
-
-    // A follower forwards its own statements of what needs a client.
-    let commands: [(&str, keyquorum_wire::control::Command); 4] = [
-        ("mint an admin", put_mallory.clone().into()),
-        ("overwrite a key record", overwrite.clone().into()),
-        (
-            "approve an export",
-            KeysCommand::ApproveExport {
-                id: "x".into(),
-                operator: "admin".into(),
-            }
-            .into(),
-        ),
-        (
-            "report another node's event",
-            forged_event(third.id()).into(),
-        ),
-    ];
-    for (what, command) in commands {
-        let reply = leader
-            .handle_peer(m.id(), forward(vec![m.statement(command)]))
-            .await
-            .unwrap();
-        match reply {
-            PeerMessage::ForwardReply { response, .. } => {
-                assert!(refused(&response), "{what}: {response:?}")
-            }
-            other => panic!("{what}: {other:?}"),
-        }
-    }
-    // It forwards another node's statement: the leader refuses the forward.
-    let err = leader
-        .handle_peer(
-            m.id(),
-            forward(vec![third.statement(forged_event(third.id()))]),
+    // The committed run retires the aborted one's shares on every member.
+    for id in [n(1), n(2), n(3), new_id] {
+        poll(
+            "the aborted run's shares erased",
+            Duration::from_secs(10),
+            || async { vault_count(&c, id, Table::Pending, "r") == 0 },
         )
-        .await
-        .unwrap_err();
-    assert!(err.to_string().contains("statement of node"), "{err}");
-
-    // The leader appends such commands itself.
-    let append = |commands: Vec<Authorized>| {
-        let leader = leader.clone();
-        async move {
-            leader
-                .raft()
-                .client_write(Proposal {
-                    rules: APPLY_RULES,
-                    time_ms: std::time::SystemTime::now()
-                        .duration_since(std::time::UNIX_EPOCH)
-                        .unwrap()
-                        .as_millis() as u64,
-                    commands,
-                })
-                .await
-                .unwrap()
-                .data
-        }
-    };
-    let r = append(vec![
-        leader.statement(put_mallory.clone()),
-        leader.statement(overwrite.clone()),
-    ])
-    .await;
-    assert!(refused(&r), "{r:?}");
-
-    // A validly signed client request and a node statement, applied once,
-    // then appended again by the leader: refused as replays.
-    let bob = keyquorum_client::ClientKey::generate("bob", &mut rand_core::OsRng);
-    let body = serde_json::json!({ "name": "bob", "public_key": hex::encode(bob.public_key()) });
-    let request = common::client_request(
-        &base,
-        &c.admin,
-        "POST",
-        "/v1/clients",
-        Some(body),
-        common::now_s(),
-    );
-    let create_bob = Authorized {
-        command: ClusterCommand::PutClient {
-            record: ClientRecord {
-                grant: Grant {
-                    name: "bob".into(),
-                    admin: false,
-                    operator: false,
-                    sign_keys: vec![],
-                },
-                public_key: Hex32(bob.public_key()),
-                expires_ms: None,
-                revoked: false,
-            },
-        }
-        .into(),
-        by: keyquorum_wire::control::Authority::Client { request },
-    };
-    let event = leader.statement(ClusterCommand::Audit {
-        events: vec![AuditEvent {
-            time_ms: 0,
-            node: leader_id,
-            actor: "t".into(),
-            action: "once.only".into(),
-            target: None,
-            outcome: "ok".into(),
-        }],
-    });
-    let first = append(vec![create_bob.clone(), event.clone()]).await;
-    assert_eq!(
-        first,
-        CommandResponse::Batch {
-            responses: vec![CommandResponse::Ok, CommandResponse::Ok]
-        }
-    );
-    admin.revoke_client("bob").await.unwrap();
-    let again = append(vec![create_bob, event]).await;
-    match &again {
-        CommandResponse::Batch { responses } => assert!(
-            responses.iter().all(
-                |r| matches!(r, CommandResponse::Rejected { reason } if reason.contains("replayed"))
-            ),
-            "{again:?}"
-        ),
-        other => panic!("{other:?}"),
+        .await;
+        assert_eq!(vault_count(&c, id, Table::Shares, "r"), 1, "node {id}");
     }
-
-    // Every replica: no mallory, the key record unchanged, no forged
-    // event, the once-only event once, bob registered once and revoked.
-    for id in (1..=3).map(n) {
-        let node = c.node(id).unwrap();
-        node.read_barrier().await.unwrap();
-        node.registry(|r| {
-            assert!(!r.clients.contains_key("mallory"), "node {id}");
-            assert!(r.clients["bob"].revoked, "node {id}");
-            assert_eq!(r.keys.records["k"], record, "node {id}");
-            assert!(r.keys.exports.is_empty(), "node {id}");
-            let count = |a: &str| {
-                r.audit
-                    .entries
-                    .iter()
-                    .filter(|e| e.event.action == a)
-                    .count()
-            };
-            assert_eq!(count("forged.event"), 0, "node {id}");
-            assert_eq!(count("once.only"), 1, "node {id}");
-        });
-    }
-    // Apart from bob, the registry is as it was.
-    let mut now: serde_json::Value = serde_json::from_str(&before(&leader)).unwrap();
-    now[0].as_object_mut().unwrap().remove("bob");
-    assert_eq!(
-        now,
-        serde_json::from_str::<serde_json::Value>(&was).unwrap()
-    );
+    c.shutdown().await;
 }

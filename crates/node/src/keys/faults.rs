@@ -26,6 +26,9 @@ pub struct Faults {
     /// As a DKG's coordinator, commit the group key (and public key) of
     /// this other key instead of the one the members computed.
     pub commit_group_key_of: std::sync::Mutex<Option<String>>,
+    /// As a refresh's coordinator, tell every member to abort the run after
+    /// they endorsed it, then commit it anyway.
+    pub abort_then_commit: AtomicBool,
 }
 
 /// Without the feature: nothing to turn on.
@@ -48,6 +51,15 @@ impl Faults {
     pub(crate) fn send_bad_signature_shares(&self) -> bool {
         #[cfg(feature = "fault-injection")]
         return self.bad_signature_share.load(Ordering::Relaxed);
+        #[cfg(not(feature = "fault-injection"))]
+        false
+    }
+
+    /// Whether to say abort to a run's members after they endorsed it, and
+    /// then commit it.
+    pub(crate) fn abort_then_commit(&self) -> bool {
+        #[cfg(feature = "fault-injection")]
+        return self.abort_then_commit.load(Ordering::Relaxed);
         #[cfg(not(feature = "fault-injection"))]
         false
     }

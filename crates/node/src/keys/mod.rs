@@ -102,10 +102,6 @@ type GroupCache = HashMap<(String, u64), (Vec<u8>, Suited<Groups>)>;
 pub struct Keys {
     /// DKG and refresh runs this node takes part in, by session.
     dkg: Mutex<HashMap<[u8; 32], dkg::DkgSession>>,
-    /// Runs this node finished as a participant whose new share waits in
-    /// the vault's pending table, by session: kept so the run's coordinator
-    /// can roll it back.
-    finished: Mutex<HashMap<[u8; 32], shares::Finished>>,
     /// Runs their coordinator gave up, with when: a late message of one of
     /// them must not leave a pending share behind.
     aborted: Mutex<HashMap<[u8; 32], (NodeId, Instant)>>,
@@ -133,7 +129,6 @@ impl Keys {
     pub(crate) fn new(node: &Node) -> Result<Self, NodeError> {
         Ok(Keys {
             dkg: Mutex::default(),
-            finished: Mutex::default(),
             aborted: Mutex::default(),
             repairs: Mutex::default(),
             groups: Mutex::default(),
@@ -239,7 +234,7 @@ impl Keys {
                 self.dkg_finish(node, from, session, round2)
             }
             PeerMessage::Abort { session } => {
-                self.abort(node, from, &session)?;
+                self.abort(from, &session)?;
                 Ok(PeerMessage::Abort { session })
             }
             PeerMessage::NonceBatch { key, epoch, count } => {

@@ -318,8 +318,9 @@ impl Keys {
     }
 
     /// One reshare attempt; on failure, the dealers to blame (if any). A
-    /// failed attempt is rolled back: the new members drop the pending
-    /// shares it left.
+    /// failed attempt is aborted: members that have not stored their new
+    /// share yet never will; shares already stored (and endorsed) wait
+    /// until a later generation supersedes them.
     pub(super) async fn reshare_once(
         &self,
         node: &Node,

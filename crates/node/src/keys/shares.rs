@@ -3,8 +3,13 @@
 //!
 //! - a run's new share waits under [`pending_slot`] until the generation it
 //!   belongs to is committed; it is promoted (moved to [`share_slot`]) on
-//!   first use of the committed record, and rolled back when the run's
-//!   coordinator aborts it before that;
+//!   first use of the committed record. A coordinator's abort stops a run
+//!   this node has not finished, but never rolls back a share this node has
+//!   stored: storing it and endorsing the group key are one step, and an
+//!   endorsed generation can still be committed (with ≥ t endorsements) by
+//!   the coordinator that said abort. Were the share dropped on abort, that
+//!   commit would leave the key without shares and the older generation
+//!   would then be erased: a hostile coordinator could destroy a key;
 //! - a pending share is promoted only if the committed record's group key
 //!   is the one this node computed with it (its SHA-256 kept beside it in
 //!   [`Table::PendingGroups`]): a coordinator that commits another group
@@ -26,14 +31,6 @@ use subtle::ConstantTimeEq;
 use super::{lock, Keys, DKG_TTL};
 use crate::cluster::Node;
 use crate::error::NodeError;
-
-/// A run this node finished as a participant whose new share waits in the
-/// vault's pending table: kept so the run's coordinator can roll it back.
-pub(super) struct Finished {
-    coordinator: NodeId,
-    slot: Vec<u8>,
-    at: Instant,
-}
 
 pub(crate) fn share_slot(name: &str, epoch: u64) -> Vec<u8> {
     format!("{name}/{epoch:020}").into_bytes()
@@ -72,10 +69,11 @@ fn group_digest(group_key: &[u8]) -> [u8; 32] {
 
 impl Keys {
     /// Keep a finished run's new share as pending (until its generation
-    /// commits), with the digest of the group key this node computed,
-    /// unless the run's coordinator has aborted it. Checked and stored under
-    /// one lock so an abort racing with the store either stops it or finds
-    /// it to roll back.
+    /// commits or a later one supersedes it), with the digest of the group
+    /// key this node computed, unless the run's coordinator has aborted it.
+    /// Checked and stored under one lock so an abort racing with the store
+    /// either stops it (nothing stored, nothing endorsed) or comes after it
+    /// (the share stays: the caller endorses it next).
     pub(crate) fn store_pending(
         &self,
         node: &Node,
@@ -97,64 +95,24 @@ impl Keys {
             Op::Put(Table::Pending, &slot, share),
             Op::Put(Table::PendingGroups, &slot, &computed),
         ])?;
-        self.remember_pending(session, coordinator, slot);
         drop(aborted);
         Ok(())
     }
 
-    /// Note that this node finished run `session` (coordinated by
-    /// `coordinator`) with a pending share at `slot`.
-    pub(super) fn remember_pending(&self, session: &Hex32, coordinator: NodeId, slot: Vec<u8>) {
-        if let Ok(mut f) = self.finished.lock() {
-            f.retain(|_, v| v.at.elapsed() < DKG_TTL);
-            f.insert(
-                session.0,
-                Finished {
-                    coordinator,
-                    slot,
-                    at: Instant::now(),
-                },
-            );
-        }
-    }
-
-    /// The coordinator gave run `session` up: drop its state and roll back
-    /// the pending share it left here, unless the registry committed it (a
-    /// coordinator cannot un-commit a generation by saying abort).
-    pub(super) fn abort(
-        &self,
-        node: &Node,
-        from: NodeId,
-        session: &Hex32,
-    ) -> Result<(), NodeError> {
+    /// The coordinator gave run `session` up: drop its state and refuse to
+    /// store its share later. A share already stored stays (see the module
+    /// notes): it is erased once a later generation of the key, or another
+    /// run of the same generation, is committed.
+    pub(super) fn abort(&self, from: NodeId, session: &Hex32) -> Result<(), NodeError> {
         {
             let mut d = lock(&self.dkg)?;
             if d.get(&session.0).is_some_and(|s| s.coordinator == from) {
                 d.remove(&session.0);
             }
         }
-        {
-            let mut a = lock(&self.aborted)?;
-            a.retain(|_, (_, at)| at.elapsed() < DKG_TTL);
-            a.insert(session.0, (from, Instant::now()));
-        }
-        let done = {
-            let mut f = lock(&self.finished)?;
-            match f.get(&session.0) {
-                Some(x) if x.coordinator == from => f.remove(&session.0),
-                _ => None,
-            }
-        };
-        if let Some(done) = done {
-            let committed =
-                node.registry(|r| r.keys.records.values().any(|k| k.session == *session));
-            if !committed {
-                node.vault().apply(&[
-                    Op::Delete(Table::Pending, &done.slot),
-                    Op::Delete(Table::PendingGroups, &done.slot),
-                ])?;
-            }
-        }
+        let mut a = lock(&self.aborted)?;
+        a.retain(|_, (_, at)| at.elapsed() < DKG_TTL);
+        a.insert(session.0, (from, Instant::now()));
         Ok(())
     }
 

@@ -10,11 +10,21 @@
     reason = "integration test helpers: a failed unwrap is a failed test"
 )]
 
+use std::time::{Duration, Instant};
+
 use keyquorum_client::{Client, ClientError};
+use keyquorum_core::codec::{Decode, Encode};
+use keyquorum_core::sign::{Coordinator, SigningCommitment};
+use keyquorum_core::{Ed25519, GroupKey, SessionId};
 use keyquorum_node::dev::{DevOptions, LocalCluster};
+use keyquorum_node::Node;
 use keyquorum_store::vault::KdfParams;
 use keyquorum_store::Passphrase;
+use keyquorum_store::Table;
+use keyquorum_wire::api::CreateKeyRequest;
 use keyquorum_wire::api::{KeyInfo, SuiteName};
+use keyquorum_wire::peer::{ClientRequest, NonceCommitment, PeerMessage};
+use keyquorum_wire::Hex;
 use keyquorum_wire::NodeId;
 
 /// Node `i` (test shorthand for a literal id).
@@ -208,4 +218,85 @@ pub fn sign_request(
         Some(serde_json::json!({ "message": hex::encode(message) })),
         now_s(),
     )
+}
+
+/// One nonce commitment of `key` at `epoch` from `node`, asked as node 1.
+pub async fn nonce(node: &Node, key: &str, epoch: u64) -> NonceCommitment {
+    let batch = PeerMessage::NonceBatch {
+        key: key.into(),
+        epoch,
+        count: 1,
+    };
+    match node.handle_peer(n(1), batch).await.unwrap() {
+        PeerMessage::Nonces { mut items } => items.pop().unwrap(),
+        other => panic!("unexpected reply {other:?}"),
+    }
+}
+
+/// A signing package over `msg` with commitments `cs`.
+pub fn package<'a>(
+    group: &'a GroupKey<Ed25519>,
+    msg: &[u8],
+    cs: &[&NonceCommitment],
+) -> Coordinator<'a, Ed25519> {
+    let cs: Vec<_> = cs
+        .iter()
+        .map(|c| SigningCommitment::<Ed25519>::from_bytes(&c.commitment.0).unwrap())
+        .collect();
+    Coordinator::new(group, SessionId([7; 32]), msg, cs).unwrap()
+}
+
+/// A `SignShare` peer message for `nonce` of `key`, carrying `request`.
+pub fn sign_share(
+    key: &str,
+    epoch: u64,
+    nonce: &NonceCommitment,
+    c: &Coordinator<Ed25519>,
+    request: &ClientRequest,
+) -> PeerMessage {
+    PeerMessage::SignShare {
+        key: key.into(),
+        epoch,
+        nonce: nonce.id.clone(),
+        package: Hex(c.package().to_bytes()),
+        request: request.clone(),
+    }
+}
+
+/// A create-key request for `t`-of-(`members` or all voters).
+pub fn create(
+    name: &str,
+    suite: SuiteName,
+    t: u16,
+    members: Option<Vec<NodeId>>,
+) -> CreateKeyRequest {
+    CreateKeyRequest {
+        name: name.into(),
+        suite,
+        threshold: Some(t),
+        members,
+        min_members: None,
+    }
+}
+
+/// How many entries of `table` node `id`'s vault holds under `key/`.
+pub fn vault_count(c: &LocalCluster, id: NodeId, table: Table, key: &str) -> usize {
+    c.node(id)
+        .unwrap()
+        .vault()
+        .count(table, format!("{key}/").as_bytes())
+        .unwrap()
+}
+
+/// Poll `f` every 20 ms until it holds, failing after `timeout`.
+pub async fn poll<F, Fut>(what: &str, timeout: Duration, mut f: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + timeout;
+    while !f().await {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
