@@ -148,6 +148,31 @@ pub(crate) async fn run(command: Command, json: bool) -> Result<()> {
             print_identity,
         } => node(&config, init, print_identity, json).await,
         Command::Key { remote, command } => key(&remote, command, json).await,
+        Command::Init {
+            url,
+            ca_cert,
+            operators,
+            quorum,
+            admin_name,
+            admin_key_out,
+            init_secret_files,
+        } => {
+            crate::operators::init(
+                crate::operators::InitArgs {
+                    url,
+                    ca_cert,
+                    operators,
+                    quorum,
+                    admin_name,
+                    admin_key_out,
+                    init_secret_files,
+                },
+                json,
+            )
+            .await
+        }
+        Command::Operator(command) => crate::operators::run(command, json).await,
+        Command::Approve { remote, id } => crate::operators::approve(&remote, &id, json).await,
         Command::Client { remote, command } => crate::clients::run(&remote, command, json).await,
         Command::Msg {
             remote,
@@ -325,6 +350,8 @@ async fn dev(
             "url": cluster.url(),
             "key_file": cluster.admin_key_path(),
             "key_id": cluster.admin.name(),
+            "operator_key_file": cluster.operator_key_path(),
+            "operator_key_id": cluster.operator.name(),
             "ca_cert": cluster.ca_path(),
             "nodes": nodes,
             "client_env": env_file,
@@ -343,6 +370,13 @@ async fn dev(
             cluster.admin_key_path().display(),
             cluster.admin.name(),
             cluster.ca_path().display()
+        );
+        println!(
+            "KEYQUORUM_OPERATOR_KEY_FILE={}\nKEYQUORUM_OPERATOR_KEY_ID={}\n\
+             (one operator, quorum 1: exports and operator changes need its approval, \
+             `keyquorum approve ID`; the admin alone cannot export)",
+            cluster.operator_key_path().display(),
+            cluster.operator.name(),
         );
         println!(
             "\n(written to {}; `set -a; . {}` in another shell)",
@@ -608,7 +642,7 @@ async fn export(c: &Client, command: ExportCommand, json: bool) -> Result<()> {
             } else {
                 println!("{}", export_human(&r));
                 println!(
-                    "needs {} operator approvals: keyquorum key export approve {}",
+                    "needs {} operator approvals: keyquorum approve {}",
                     r.needed, r.id
                 );
                 Ok(())

@@ -14,6 +14,7 @@ mod clients;
 mod cluster;
 mod demo;
 mod msg;
+mod operators;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -56,6 +57,67 @@ struct Remote {
     key_id: String,
 }
 
+/// Where the API is, signing as an operator.
+#[derive(clap::Args, Debug, Clone)]
+struct OperatorRemote {
+    /// API base URL of any node.
+    #[arg(long, env = "KEYQUORUM_URL", default_value = "https://127.0.0.1:7001")]
+    url: String,
+    /// PEM file of the node certificates to trust.
+    #[arg(long, env = "KEYQUORUM_CA_CERT")]
+    ca_cert: Option<PathBuf>,
+    /// The operator's private key (PKCS#8 PEM, from `operator keygen`; for
+    /// `keyquorum dev`, DATA_DIR/operator.key).
+    #[arg(long, env = "KEYQUORUM_OPERATOR_KEY_FILE")]
+    key_file: Option<PathBuf>,
+    /// The operator's name (its key id).
+    #[arg(long, env = "KEYQUORUM_OPERATOR_KEY_ID", default_value = "operator")]
+    key_id: String,
+}
+
+#[derive(Subcommand, Debug)]
+enum OperatorCommand {
+    /// Make an operator key pair on this machine: the private key goes to
+    /// --out (PKCS#8 PEM, 0600, never overwritten), the public key is
+    /// printed for `keyquorum init --operator` or `operator add`.
+    Keygen {
+        /// Where to write the private key (must not exist).
+        #[arg(long)]
+        out: PathBuf,
+        /// The name it signs as (default: operator-<first 4 bytes of its
+        /// public key, hex>).
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// The operators, their quorum and the proposed changes.
+    List {
+        #[command(flatten)]
+        remote: OperatorRemote,
+    },
+    /// Propose enrolling an operator (takes effect with the quorum's
+    /// approvals).
+    Add {
+        #[command(flatten)]
+        remote: OperatorRemote,
+        /// NAME=PUBKEY (or PUBKEY) as `operator keygen` printed it.
+        operator: String,
+    },
+    /// Propose removing an operator.
+    Remove {
+        #[command(flatten)]
+        remote: OperatorRemote,
+        /// Its name.
+        name: String,
+    },
+    /// Propose a new operator quorum.
+    Quorum {
+        #[command(flatten)]
+        remote: OperatorRemote,
+        /// Distinct approvals needed (1 ..= operators).
+        quorum: u16,
+    },
+}
+
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Start a local cluster in one process (embedded storage, loopback);
@@ -86,6 +148,47 @@ enum Command {
         /// Print this node's public identity (id, address, keys) and exit.
         #[arg(long)]
         print_identity: bool,
+    },
+    /// Initialise a new cluster (started with `keyquorum node`): register
+    /// its operators, their quorum and a first admin client whose key pair
+    /// is made here. Needs every node's one-time init secret
+    /// (DATA_DIR/init-secret), so whoever reaches a new cluster first
+    /// cannot claim it.
+    Init {
+        /// API base URL of any node.
+        #[arg(long, env = "KEYQUORUM_URL", default_value = "https://127.0.0.1:7001")]
+        url: String,
+        /// PEM file of the node certificates to trust.
+        #[arg(long, env = "KEYQUORUM_CA_CERT")]
+        ca_cert: PathBuf,
+        /// An operator: NAME=PUBKEY (or PUBKEY) from `operator keygen`;
+        /// repeat for each.
+        #[arg(long = "operator", required = true)]
+        operators: Vec<String>,
+        /// Distinct operator approvals needed for exports and operator
+        /// changes.
+        #[arg(long)]
+        quorum: u16,
+        /// The first admin client's name.
+        #[arg(long, default_value = "admin")]
+        admin_name: String,
+        /// Where to write the admin's private key (must not exist).
+        #[arg(long)]
+        admin_key_out: PathBuf,
+        /// A node's init secret file (DATA_DIR/init-secret); repeat for
+        /// every voting node.
+        #[arg(long = "init-secret-file", required = true)]
+        init_secret_files: Vec<PathBuf>,
+    },
+    /// Operators: key pairs, enrolment, removal, quorum.
+    #[command(subcommand)]
+    Operator(OperatorCommand),
+    /// Approve an export request or an operator change (as an operator).
+    Approve {
+        #[command(flatten)]
+        remote: OperatorRemote,
+        /// The export's or change's id.
+        id: String,
     },
     /// Manage and use shared keys.
     Key {

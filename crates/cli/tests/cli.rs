@@ -24,6 +24,7 @@ struct Dev {
     url: String,
     ca: String,
     admin: Who,
+    operator: Who,
 }
 
 /// A client identity: its private key file and name.
@@ -83,6 +84,10 @@ fn dev(dir: &Path) -> Dev {
             file: v["key_file"].as_str().unwrap().to_string(),
             id: v["key_id"].as_str().unwrap().to_string(),
         },
+        operator: Who {
+            file: v["operator_key_file"].as_str().unwrap().to_string(),
+            id: v["operator_key_id"].as_str().unwrap().to_string(),
+        },
         child,
     }
 }
@@ -93,6 +98,8 @@ fn run(dev: &Dev, who: &Who, args: &[&str]) -> (bool, String, String) {
         .env("KEYQUORUM_URL", &dev.url)
         .env("KEYQUORUM_KEY_FILE", &who.file)
         .env("KEYQUORUM_KEY_ID", &who.id)
+        .env("KEYQUORUM_OPERATOR_KEY_FILE", &who.file)
+        .env("KEYQUORUM_OPERATOR_KEY_ID", &who.id)
         .env("KEYQUORUM_CA_CERT", &dev.ca)
         .output()
         .expect("run keyquorum");
@@ -269,10 +276,62 @@ fn cli_end_to_end() {
     assert!(err.contains("403"), "{err}");
     json(&d, &app, &["key", "sign", "beta", "--message", "x"]);
 
-    // export: request, 3 operator approvals (threshold is now 3), run.
-    let ops: Vec<Who> = (0..3)
-        .map(|i| new_client(&format!("op{i}"), &["--operator"]))
-        .collect();
+    // Operators: an admin cannot make one; two more are enrolled (made by
+    // `operator keygen`, proposed by the admin, approved by the dev
+    // cluster's operator at quorum 1), then the quorum is raised to 3.
+    let (ok, _, err) = run(
+        &d,
+        &admin,
+        &[
+            "client",
+            "create",
+            "rogue",
+            "--operator",
+            "--key-out",
+            dir.path().join("rogue.key").to_str().unwrap(),
+        ],
+    );
+    assert!(!ok && err.contains("403"), "{err}");
+    let mut ops = vec![d.operator.clone()];
+    for i in 1..3 {
+        let name = format!("op{i}");
+        let file = dir.path().join(format!("{name}.key"));
+        let k = json(
+            &d,
+            &admin,
+            &[
+                "operator",
+                "keygen",
+                "--name",
+                &name,
+                "--out",
+                file.to_str().unwrap(),
+            ],
+        );
+        let arg = k["init_arg"].as_str().unwrap().to_string();
+        assert_eq!(arg, format!("{name}={}", k["public_key"].as_str().unwrap()));
+        let change = json(&d, &admin, &["operator", "add", &arg]);
+        assert_eq!(change["needed"], 1);
+        assert_eq!(change["done"], false);
+        let approved = json(
+            &d,
+            &d.operator,
+            &["approve", change["id"].as_str().unwrap()],
+        );
+        assert_eq!(approved["kind"], "change");
+        assert_eq!(approved["done"], true);
+        ops.push(Who {
+            file: file.to_str().unwrap().to_string(),
+            id: name,
+        });
+    }
+    let q = json(&d, &admin, &["operator", "quorum", "3"]);
+    json(&d, &ops[1], &["approve", q["id"].as_str().unwrap()]);
+    let list = json(&d, &ops[2], &["operator", "list"]);
+    assert_eq!(list["quorum"], 3);
+    assert_eq!(list["operators"].as_array().unwrap().len(), 3);
+
+    // export: request, 3 operator approvals (the quorum), run.
     let key_file = dir.path().join("export.key");
     let out_file = dir.path().join("alpha.secret");
     let req = json(
@@ -303,9 +362,19 @@ fn cli_end_to_end() {
     assert!(!ok, "export ran without approvals");
     assert!(err.contains("403"), "{err}");
     assert!(!out_file.exists());
+    let (ok, _, err) = run(&d, &admin, &["approve", &id]);
+    assert!(
+        !ok && err.contains("403"),
+        "the admin is no operator: {err}"
+    );
     for (i, op) in ops.iter().enumerate() {
-        let r = json(&d, op, &["key", "export", "approve", &id]);
-        assert_eq!(r["approvals"].as_array().unwrap().len(), i + 1);
+        let r = if i == 0 {
+            json(&d, op, &["key", "export", "approve", &id])
+        } else {
+            json(&d, op, &["approve", &id])
+        };
+        let approvals = r["approvals"].as_array().unwrap().len();
+        assert_eq!(approvals, i + 1, "{r}");
     }
     let l = json(&d, &admin, &["key", "export", "list"]);
     assert_eq!(l["exports"].as_array().unwrap().len(), 1);

@@ -329,6 +329,39 @@ impl Client {
         self.post_empty(&format!("/v1/exports/{id}/approve")).await
     }
 
+    /// Initialise a new cluster (`POST /v1/init`): its operators, quorum
+    /// and first admin, with a proof of every voting member's init secret.
+    /// The route ignores this client's signature (no client exists yet);
+    /// build the client with the new admin's key.
+    pub async fn init(
+        &self,
+        req: &keyquorum_wire::api::InitRequest,
+    ) -> Result<keyquorum_wire::api::ChangeList, ClientError> {
+        self.post("/v1/init", req).await
+    }
+
+    /// Propose a change to the operators (an admin or an operator).
+    pub async fn propose_change(
+        &self,
+        change: keyquorum_wire::control::Change,
+    ) -> Result<keyquorum_wire::control::ChangeRecord, ClientError> {
+        self.post(
+            "/v1/changes",
+            &keyquorum_wire::api::ChangeRequest { change },
+        )
+        .await
+    }
+
+    /// The operators, their quorum and the proposed changes.
+    pub async fn changes(&self) -> Result<keyquorum_wire::api::ChangeList, ClientError> {
+        self.get("/v1/changes").await
+    }
+
+    /// Approve an export or a change by id (an operator).
+    pub async fn approve(&self, id: &str) -> Result<keyquorum_wire::api::Approved, ClientError> {
+        self.post_empty(&format!("/v1/approvals/{id}")).await
+    }
+
     /// Carry out an approved export (the requester); open the result
     /// with [`ExportKey::open`].
     pub async fn run_export(&self, id: &str) -> Result<ExportResult, ClientError> {

@@ -104,3 +104,20 @@ impl NodeConfig {
         }
     }
 }
+
+/// Create a private file at `path` holding `bytes`: mode 0600 from the
+/// start, never replacing an existing file or following a symlink there
+/// (`AlreadyExists` if anything is at `path`), synced before it returns.
+pub fn create_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let mut o = std::fs::OpenOptions::new();
+    o.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        o.mode(0o600);
+    }
+    let mut f = o.open(path)?;
+    f.write_all(bytes)?;
+    f.sync_all()
+}

@@ -12,7 +12,7 @@ use keyquorum_core::httpsig::ClientKey;
 use keyquorum_store::vault::KdfParams;
 use keyquorum_store::{Passphrase, Vault};
 use keyquorum_wire::api::AddNodeRequest;
-use keyquorum_wire::control::{ClientRecord, ClusterCommand, Grant, NodeInfo};
+use keyquorum_wire::control::NodeInfo;
 use keyquorum_wire::Hex32;
 use keyquorum_wire::NodeId;
 use serde::{Deserialize, Serialize};
@@ -55,6 +55,9 @@ pub struct LocalCluster {
     pub nodes: BTreeMap<NodeId, Option<RunningNode>>,
     /// The first admin client's key (also in `DATA_DIR/admin.key`).
     pub admin: ClientKey,
+    /// The one operator's key (also in `DATA_DIR/operator.key`): the dev
+    /// cluster's operator quorum is 1.
+    pub operator: ClientKey,
     data_dir: PathBuf,
     passphrase: Passphrase,
     layout: Layout,
@@ -156,6 +159,7 @@ impl LocalCluster {
         let mut cluster = Self {
             nodes: BTreeMap::new(),
             admin: ClientKey::generate("admin", &mut rand_core::OsRng),
+            operator: ClientKey::generate("operator", &mut rand_core::OsRng),
             data_dir: opts.data_dir.clone(),
             passphrase,
             layout,
@@ -169,34 +173,38 @@ impl LocalCluster {
         }
         cluster.write_ca()?;
         let key_file = cluster.admin_key_path();
+        let operator_file = cluster.operator_key_path();
         if fresh {
-            // The private key is on disk before its public key is
+            // The private keys are on disk before their public keys are
             // registered: a registered admin is never without its key.
-            let pem = cluster
-                .admin
-                .to_pkcs8_pem()
-                .map_err(|e| NodeError::Internal(e.to_string()))?;
-            write_private(&key_file, pem.as_bytes())?;
+            for (key, file) in [
+                (&cluster.admin, &key_file),
+                (&cluster.operator, &operator_file),
+            ] {
+                let pem = key
+                    .to_pkcs8_pem()
+                    .map_err(|e| NodeError::Internal(e.to_string()))?;
+                write_private(file, pem.as_bytes())?;
+            }
             let first = cluster.any_node()?;
             first.initialize(cluster.infos.clone()).await?;
-            // The first client: no client can authorize it, so every
-            // voting member states it together (apply accepts that only
-            // while the registry has no client; `keyquorum init` will do
-            // this with operator keys and the init secret).
-            let command: keyquorum_wire::control::Command = ClusterCommand::PutClient {
-                record: ClientRecord {
-                    grant: Grant {
-                        name: "admin".into(),
-                        admin: true,
-                        operator: true,
-                        sign_keys: vec!["*".into()],
-                    },
+            // `keyquorum init`, done here for the nodes of this process:
+            // one operator (quorum 1) and the first admin, stated by every
+            // voting member together (apply accepts that only while the
+            // registry has no client). A real cluster's members each sign
+            // only for a caller that proves it holds their init secret.
+            let body = keyquorum_wire::api::InitBody {
+                operators: vec![keyquorum_wire::api::NamedKey {
+                    name: cluster.operator.name().to_string(),
+                    public_key: Hex32(cluster.operator.public_key()),
+                }],
+                quorum: 1,
+                admin: keyquorum_wire::api::NamedKey {
+                    name: cluster.admin.name().to_string(),
                     public_key: Hex32(cluster.admin.public_key()),
-                    expires_ms: None,
-                    revoked: false,
                 },
-            }
-            .into();
+            };
+            let command = crate::cluster::init::init_command(&body)?;
             let mut nonce = [0u8; 16];
             rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut nonce);
             let time_ms = crate::cluster::peer::now_ms();
@@ -220,6 +228,12 @@ impl LocalCluster {
             let pem = zeroize::Zeroizing::new(std::fs::read_to_string(&key_file).map_err(io)?);
             cluster.admin = ClientKey::from_pkcs8_pem("admin", &pem)
                 .map_err(|e| NodeError::Internal(format!("{}: {e}", key_file.display())))?;
+            // Clusters made before operators existed have no operator key.
+            if let Ok(pem) = std::fs::read_to_string(&operator_file).map(zeroize::Zeroizing::new) {
+                cluster.operator = ClientKey::from_pkcs8_pem("operator", &pem).map_err(|e| {
+                    NodeError::Internal(format!("{}: {e}", operator_file.display()))
+                })?;
+            }
         }
         cluster.wait_ready(Duration::from_secs(30)).await?;
         // Messaging endpoints' sealed files (`keyquorum msg`) for this dev
@@ -235,11 +249,14 @@ impl LocalCluster {
         };
         let env = format!(
             "KEYQUORUM_URL={}\nKEYQUORUM_KEY_FILE={}\nKEYQUORUM_KEY_ID={}\n\
+             KEYQUORUM_OPERATOR_KEY_FILE={}\nKEYQUORUM_OPERATOR_KEY_ID={}\n\
              KEYQUORUM_CA_CERT={}\n\
              KEYQUORUM_ENDPOINT_DIR={}\nKEYQUORUM_ENDPOINT_PASSPHRASE={}\n",
             cluster.url(),
             key_file.display(),
             cluster.admin.name(),
+            operator_file.display(),
+            cluster.operator.name(),
             cluster.ca_path().display(),
             opts.data_dir.join("endpoints").display(),
             endpoint_pass,
@@ -338,6 +355,11 @@ impl LocalCluster {
     /// Where the admin client's private key is (PKCS#8 PEM, 0600).
     pub fn admin_key_path(&self) -> PathBuf {
         self.data_dir.join("admin.key")
+    }
+
+    /// Where the operator's private key is (PKCS#8 PEM, 0600).
+    pub fn operator_key_path(&self) -> PathBuf {
+        self.data_dir.join("operator.key")
     }
 
     fn write_ca(&self) -> Result<(), NodeError> {

@@ -137,6 +137,11 @@ impl Node {
         let node = opened.node.clone();
         let keys = Arc::new(Keys::new(&node)?);
         node.set_dispatch(Arc::new(Dispatch { keys: keys.clone() }));
+        // A node of a cluster not yet initialised keeps an init secret for
+        // `keyquorum init` (deleted once it is: `cluster::audit`).
+        if node.uninitialised() {
+            crate::cluster::init::tidy_init_secret(&node.config().data_dir, false)?;
+        }
         let erased = keys.tidy(&node)?;
         if erased > 0 {
             tracing::info!(
@@ -180,6 +185,7 @@ impl Node {
 pub fn router(node: Node, keys: Arc<Keys>) -> Router {
     let client = Router::new()
         .merge(crate::api::cluster::routes(node.clone()))
+        .merge(crate::api::operators::routes(node.clone()))
         .merge(crate::keys::api::routes(node.clone(), keys))
         .merge(crate::msg::api::routes(node.clone()))
         .route("/openapi.json", get(openapi))
@@ -208,12 +214,15 @@ pub mod doc {
         reason = "utoipa needs each handler's path struct in scope"
     )]
     use keyquorum_wire::api::{
-        AddNodeRequest, ClientCreated, ClientList, ClusterStatus, CreateClientRequest,
-        CreateKeyRequest, ErrorBody, ExportList, ExportRequest, ExportResult, Health, KeyInfo,
-        KeyList, NodeStatus, RepairRequest, ReshareRequest, SignRequest, SignResponse, SuiteName,
+        AddNodeRequest, Approved, ChangeList, ChangeRequest, ClientCreated, ClientList,
+        ClusterStatus, CreateClientRequest, CreateKeyRequest, ErrorBody, ExportList, ExportRequest,
+        ExportResult, Health, InitBody, InitProof, InitRequest, KeyInfo, KeyList, NamedKey,
+        NodeStatus, RepairRequest, ReshareRequest, SignRequest, SignResponse, SuiteName,
         VerifyRequest, VerifyResponse,
     };
-    use keyquorum_wire::control::{AuditEntry, ClientRecord, ExportRecord, Grant};
+    use keyquorum_wire::control::{
+        AuditEntry, Change, ChangeRecord, ClientRecord, ExportRecord, Grant,
+    };
     use keyquorum_wire::msg::{
         AckRequest, AckResponse, ClaimRequest, ClaimedPrekeys, CoordinatorBundle,
         CreateEndpointRequest, EndpointInfo, EndpointRecord, Inbox, MailItem, MsgConfirmation,
@@ -222,6 +231,7 @@ pub mod doc {
     use utoipa::OpenApi;
 
     use crate::api::cluster::*;
+    use crate::api::operators::*;
     use crate::keys::api::*;
     use crate::msg::api::*;
 
@@ -231,12 +241,14 @@ pub mod doc {
         info(title = "keyquorum", description = "Threshold key management: distributed key generation and FROST signing by a cluster of nodes; per-message key derivation for authenticated messages between endpoints."),
         paths(create_key, list_keys, get_key, sign, verify, refresh_key, reshare_key, repair_key, request_export, list_exports,
             approve_export, run_export, create_client, list_clients, revoke_client, add_node, remove_node, audit_log, audit_verify, cluster, healthz, metrics,
-            msg_deployment, create_endpoint, get_endpoint, revoke_endpoint, publish_prekeys, claim_prekey, send_message, inbox, ack_inbox),
+            msg_deployment, create_endpoint, get_endpoint, revoke_endpoint, publish_prekeys, claim_prekey, send_message, inbox, ack_inbox,
+            init, propose_change, list_changes, approve),
         components(schemas(CreateKeyRequest, KeyInfo, KeyList, SignRequest, SignResponse, VerifyRequest, VerifyResponse,
             ReshareRequest, RepairRequest, ExportRequest, ExportRecord, ExportList, ExportResult, CreateClientRequest, ClientCreated, ClientList, ClientRecord, Grant, AddNodeRequest,
             ClusterStatus, NodeStatus, Health, ErrorBody, AuditPage, AuditVerification, AuditEntry, SuiteName,
             MsgDeployment, MsgNode, CreateEndpointRequest, EndpointInfo, EndpointRecord, Prekey, PublishPrekeys, ClaimRequest, ClaimedPrekeys,
-            SendRequest, SendResponse, CoordinatorBundle, SealedBox, MsgConfirmation, MailItem, Inbox, AckRequest, AckResponse)),
+            SendRequest, SendResponse, CoordinatorBundle, SealedBox, MsgConfirmation, MailItem, Inbox, AckRequest, AckResponse,
+            InitRequest, InitBody, InitProof, NamedKey, ChangeRequest, ChangeList, Change, ChangeRecord, Approved)),
         modifiers(&Security)
     )]
     pub struct ApiDoc;

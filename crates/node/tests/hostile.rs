@@ -371,7 +371,8 @@ async fn a_member_or_the_leader_cannot_commit_what_no_one_authorized() {
     let record = leader.registry(|r| r.keys.records["k"].clone());
     let before = |node: &Node| {
         node.registry(|r| {
-            serde_json::to_string(&(&r.clients, &r.keys.records, &r.keys.exports)).unwrap()
+            serde_json::to_string(&(&r.clients, &r.keys.records, &r.keys.exports, &r.operators))
+                .unwrap()
         })
     };
     let was = before(&leader);
@@ -412,8 +413,57 @@ async fn a_member_or_the_leader_cannot_commit_what_no_one_authorized() {
     let forward = |commands: Vec<Authorized>| PeerMessage::Forward { commands };
 
     // A follower forwards its own statements of what needs a client.
-    let commands: [(&str, keyquorum_wire::control::Command); 4] = [
+    let enrol_mallory = ClusterCommand::Init {
+        operators: vec![ClientRecord {
+            grant: Grant {
+                name: "mallory-op".into(),
+                admin: false,
+                operator: true,
+                sign_keys: vec![],
+            },
+            public_key: Hex32(mallory.public_key()),
+            expires_ms: None,
+            revoked: false,
+        }],
+        quorum: 1,
+        admin: ClientRecord {
+            grant: Grant {
+                name: "mallory".into(),
+                admin: true,
+                operator: false,
+                sign_keys: vec!["*".into()],
+            },
+            public_key: Hex32(mallory.public_key()),
+            expires_ms: None,
+            revoked: false,
+        },
+    };
+    let commands: [(&str, keyquorum_wire::control::Command); 7] = [
         ("mint an admin", put_mallory.clone().into()),
+        ("initialise again", enrol_mallory.clone().into()),
+        (
+            "approve a change as an operator",
+            ClusterCommand::ApproveChange {
+                id: "x".into(),
+                operator: "operator".into(),
+            }
+            .into(),
+        ),
+        (
+            "propose a change",
+            ClusterCommand::ProposeChange {
+                record: keyquorum_wire::control::ChangeRecord {
+                    id: "00112233445566778899aabbccddeeff".into(),
+                    change: keyquorum_wire::control::Change::SetQuorum { quorum: 1 },
+                    requested_by: "admin".into(),
+                    approvals: vec![],
+                    needed: 1,
+                    done: false,
+                    created_ms: 0,
+                },
+            }
+            .into(),
+        ),
         ("overwrite a key record", overwrite.clone().into()),
         (
             "approve an export",
@@ -472,6 +522,7 @@ async fn a_member_or_the_leader_cannot_commit_what_no_one_authorized() {
     let r = append(vec![
         leader.statement(put_mallory.clone()),
         leader.statement(overwrite.clone()),
+        leader.statement(enrol_mallory.clone()),
     ])
     .await;
     assert!(refused(&r), "{r:?}");

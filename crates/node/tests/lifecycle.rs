@@ -17,7 +17,8 @@ use common::{cluster, n, ns, sign_and_check, status_of};
 use keyquorum_client::{Client, ExportKey};
 use keyquorum_node::dev::LocalCluster;
 use keyquorum_store::Table;
-use keyquorum_wire::api::{CreateKeyRequest, SuiteName};
+use keyquorum_wire::api::{Approved, CreateKeyRequest, SuiteName};
+use keyquorum_wire::control::Change;
 use keyquorum_wire::NodeId;
 
 /// Generations of `key`'s share stored on node `id`.
@@ -162,20 +163,47 @@ async fn refresh_reshare_to_new_nodes_and_export() {
         .await
         .unwrap();
 
-    // Export with approvals: needs 3 operators (the key's threshold) other
-    // than the requester.
-    let mut operators = Vec::new();
-    for i in 1..=3 {
-        let t = common::new_client(&admin, &format!("op{i}"), false, true, &[]).await;
-        operators.push(Client::new(&c.url_of(n(i)), &t, c.ca_pem().as_bytes()).unwrap());
+    // Export with approvals. An admin cannot make an operator; the dev
+    // cluster's one operator (quorum 1) approves enrolling two more and
+    // then a quorum of 3.
+    let e = common::try_new_client(&admin, "rogue", false, true, &[])
+        .await
+        .unwrap_err();
+    assert_eq!(status_of(&e), 403, "{e}");
+    let first = Client::new(&c.url_of(n(1)), &c.operator, c.ca_pem().as_bytes()).unwrap();
+    let mut operators = vec![first];
+    for i in 2..=3 {
+        let key = keyquorum_client::ClientKey::generate(format!("op{i}"), &mut rand_core::OsRng);
+        let change = admin
+            .propose_change(Change::AddOperator {
+                name: key.name().to_string(),
+                public_key: keyquorum_wire::Hex32(key.public_key()),
+            })
+            .await
+            .unwrap();
+        assert_eq!(change.needed, 1);
+        match operators[0].approve(&change.id).await.unwrap() {
+            Approved::Change(c) => assert!(c.done),
+            other => panic!("{other:?}"),
+        }
+        operators.push(Client::new(&c.url_of(n(i)), &key, c.ca_pem().as_bytes()).unwrap());
     }
+    let q = admin
+        .propose_change(Change::SetQuorum { quorum: 3 })
+        .await
+        .unwrap();
+    operators[1].approve(&q.id).await.unwrap();
+    assert_eq!(admin.changes().await.unwrap().quorum, 3);
     let e = operators[0].sign("ed", b"x").await.unwrap_err();
     assert_eq!(status_of(&e), 403, "an operator client may not sign");
     let recipient = ExportKey::generate();
     let req = admin.request_export("ed", &recipient).await.unwrap();
     assert_eq!(req.needed, 3);
+    // An admin alone cannot export: it is no operator, and cannot make one.
     let e = admin.approve_export(&req.id).await.unwrap_err();
-    assert_eq!(status_of(&e), 409, "the requester cannot approve");
+    assert_eq!(status_of(&e), 403, "the admin is not an operator");
+    let e = admin.approve(&req.id).await.unwrap_err();
+    assert_eq!(status_of(&e), 403, "the admin is not an operator");
     for op in &operators[..2] {
         op.approve_export(&req.id).await.unwrap();
     }
@@ -184,7 +212,7 @@ async fn refresh_reshare_to_new_nodes_and_export() {
     let e = operators[0].run_export(&req.id).await.unwrap_err();
     assert_eq!(status_of(&e), 403, "only the requester runs it");
     let approved = operators[2].approve_export(&req.id).await.unwrap();
-    assert_eq!(approved.approvals, vec!["op1", "op2", "op3"]);
+    assert_eq!(approved.approvals, vec!["operator", "op2", "op3"]);
     let result = admin.run_export(&req.id).await.unwrap();
     let secret = recipient.open(&result).unwrap();
     let scalar =
@@ -203,8 +231,8 @@ async fn refresh_reshare_to_new_nodes_and_export() {
     // BIP-340 key export: the scalar's point has the key's x coordinate.
     let recipient = ExportKey::generate();
     let req = admin.request_export("tr", &recipient).await.unwrap();
-    assert_eq!(req.needed, 2);
-    for op in &operators[..2] {
+    assert_eq!(req.needed, 3);
+    for op in &operators {
         op.approve_export(&req.id).await.unwrap();
     }
     let result = admin.run_export(&req.id).await.unwrap();

@@ -321,3 +321,92 @@ pub struct AddNodeRequest {
 fn yes() -> bool {
     true
 }
+
+/// A name and an Ed25519 public key made on its holder's machine.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct NamedKey {
+    /// Its name and RFC 9421 `keyid`: 1–64 characters from `[A-Za-z0-9._-]`.
+    pub name: String,
+    /// Its Ed25519 public key, hex.
+    pub public_key: crate::Hex32,
+}
+
+/// Proof of one node's one-time init secret: a signature by the Ed25519 key
+/// derived from it over [`init_statement`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct InitProof {
+    /// The init key's public key.
+    pub key: crate::Hex32,
+    /// Its Ed25519 signature over [`init_statement`].
+    pub signature: crate::Hex,
+}
+
+/// What `keyquorum init` asks for: a new cluster's operators, their quorum
+/// and its first admin client.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct InitBody {
+    /// The operators (at least one).
+    pub operators: Vec<NamedKey>,
+    /// Distinct operator approvals needed (1 ..= operators).
+    pub quorum: u16,
+    /// The first admin client.
+    pub admin: NamedKey,
+}
+
+/// `POST /v1/init`: [`InitBody`] with one proof per voting member's init
+/// secret (the file each node wrote to its data directory at first start).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct InitRequest {
+    /// What to initialise.
+    pub init: InitBody,
+    /// One per voting member.
+    pub proofs: Vec<InitProof>,
+}
+
+/// The bytes an init key signs: a domain label and the body's JSON (serde
+/// writes struct fields in declaration order: one encoding per value).
+pub fn init_statement(body: &InitBody) -> Vec<u8> {
+    let mut m = b"keyquorum-init-v1\x00".to_vec();
+    m.extend_from_slice(&serde_json::to_vec(body).unwrap_or_default());
+    m
+}
+
+/// `POST /v1/changes`: propose a change to the operators.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct ChangeRequest {
+    /// The change.
+    pub change: crate::control::Change,
+}
+
+/// `GET /v1/changes`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ChangeList {
+    /// The operator quorum now.
+    pub quorum: u16,
+    /// The operators (live ones).
+    pub operators: Vec<String>,
+    /// Proposed and carried-out changes, oldest first.
+    pub changes: Vec<crate::control::ChangeRecord>,
+}
+
+/// `POST /v1/approvals/{id}`: what was approved.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Approved {
+    /// An export request.
+    Export(crate::control::ExportRecord),
+    /// A change to the operators.
+    Change(crate::control::ChangeRecord),
+}

@@ -148,13 +148,62 @@ pub struct ExportRecord {
     pub requested_by: String,
     /// Operators (token names) that approved; distinct.
     pub approvals: Vec<String>,
-    /// Approvals needed (the key's threshold).
+    /// Approvals needed (the operator quorum when it was requested).
     pub needed: u16,
     /// Whether it has been carried out (an export runs once).
     pub done: bool,
     /// X25519 key the result is sealed to.
     pub recipient: Hex32,
     /// When it was requested (ms since the Unix epoch, requesting node's clock).
+    pub created_ms: u64,
+}
+
+/// A change to the cluster's operators that needs the operator quorum's
+/// approval (DESIGN.md §4 item 4).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Change {
+    /// Enrol an operator: a name (unique among clients and operators) and
+    /// the Ed25519 public key its holder made on its own machine.
+    AddOperator {
+        /// Its name and RFC 9421 `keyid`.
+        name: String,
+        /// Its Ed25519 public key.
+        public_key: Hex32,
+    },
+    /// Remove an operator (revoked; its name stays taken). Refused if fewer
+    /// operators than the quorum would remain.
+    RemoveOperator {
+        /// Its name.
+        name: String,
+    },
+    /// Set how many distinct operators must approve (1 ..= operators).
+    SetQuorum {
+        /// The new quorum.
+        quorum: u16,
+    },
+}
+
+/// A proposed [`Change`] and its approvals. It takes effect when the
+/// `needed`-th distinct operator approves it, once.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ChangeRecord {
+    /// Id: 16 random bytes, lowercase hex.
+    pub id: String,
+    /// The change.
+    pub change: Change,
+    /// The client or operator that proposed it.
+    pub requested_by: String,
+    /// Operators that approved; distinct.
+    pub approvals: Vec<String>,
+    /// Approvals needed: the operator quorum when it was proposed.
+    pub needed: u16,
+    /// Whether it took effect.
+    pub done: bool,
+    /// When it was proposed (ms since the Unix epoch, the proposing node's
+    /// clock; fresh by the log clock on apply).
     pub created_ms: u64,
 }
 
@@ -220,6 +269,31 @@ pub enum ClusterCommand {
     /// Nothing but the stating node's time: it keeps the members' attested
     /// log clock moving when a node has nothing else to say.
     Tick {},
+    /// Initialise a new cluster: its operators, their quorum and the first
+    /// admin client. Every voting member states it together, each only
+    /// after the caller proved it holds that member's one-time init secret;
+    /// applied once, while the registry has no client.
+    Init {
+        /// The operators (`grant.operator`, nothing else).
+        operators: Vec<ClientRecord>,
+        /// Distinct operator approvals needed (1 ..= operators).
+        quorum: u16,
+        /// The first admin client (`grant.admin`, not an operator).
+        admin: ClientRecord,
+    },
+    /// Propose a change to the operators.
+    ProposeChange {
+        /// The proposal (no approvals yet).
+        record: ChangeRecord,
+    },
+    /// An operator approves a proposed change; the last approval needed
+    /// carries it out.
+    ApproveChange {
+        /// The change's id.
+        id: String,
+        /// The approving operator (the request's signer).
+        operator: String,
+    },
 }
 
 /// Shared keys' commands.

@@ -207,6 +207,21 @@ pub enum PeerMessage {
         #[serde(default)]
         endorsement: Hex,
     },
+    /// Co-sign the init command `init` asks for (every voting member, each
+    /// only with a proof of its own init secret).
+    InitSign {
+        /// What `keyquorum init` asked for, with its proofs.
+        init: crate::api::InitRequest,
+        /// The statement's time (ms).
+        time_ms: u64,
+        /// Its 16 random bytes.
+        nonce: Hex,
+    },
+    /// A voting member's signature for [`PeerMessage::InitSign`].
+    InitSigned {
+        /// Over `members_statement` of the init command.
+        endorsement: crate::control::Endorsement,
+    },
     /// Abandon a run; members drop its state.
     Abort {
         /// Run id.

@@ -53,6 +53,13 @@ pub(crate) async fn create_client(
         |b| Some(b.name.clone()),
         |c, req| async move {
             c.require_admin()?;
+            if req.operator {
+                return Err(NodeError::Forbidden(
+                    "an admin cannot make an operator: operators are enrolled by `keyquorum init` \
+                     or by a change the operator quorum approves (`keyquorum operator add`)"
+                        .into(),
+                ));
+            }
             crate::names::check_name(&req.name).map_err(|_| {
                 NodeError::BadRequest("client names are 1-64 characters from [A-Za-z0-9._-]".into())
             })?;

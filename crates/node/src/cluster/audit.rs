@@ -211,6 +211,9 @@ pub(crate) async fn audit_writer(
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut signed: Option<u64> = None;
     let mut last_said: Option<std::time::Instant> = None;
+    // The init secret is deleted once the cluster is initialised (checked
+    // on the idle path until it is).
+    let mut secret_gone = false;
     loop {
         let first = tokio::select! {
             e = rx.recv() => match e {
@@ -247,6 +250,12 @@ pub(crate) async fn audit_writer(
             }
             last_said = Some(std::time::Instant::now());
             continue;
+        }
+        if !secret_gone && !node.uninitialised() {
+            match super::init::tidy_init_secret(&node.config().data_dir, true) {
+                Ok(()) => secret_gone = true,
+                Err(e) => tracing::warn!(error = %e, "could not delete the init secret"),
+            }
         }
         if last_said.is_none_or(|t| t.elapsed() >= TICK_EVERY) {
             last_said = Some(std::time::Instant::now());

@@ -8,6 +8,7 @@
 //! | [`MsgState`]: endpoints, prekeys, mailboxes, seen-set | `crate::msg::state` | [`MsgCommand`](keyquorum_wire::msg::MsgCommand) |
 //! | [`AuditLog`]: the hash-chained audit log | [`super::audit`] | [`ClusterCommand::Audit`], [`ClusterCommand::SignHead`] |
 //! | client identities | here | [`ClusterCommand::PutClient`], [`ClusterCommand::RevokeClient`] |
+//! | [`Operators`]: the operator quorum, proposed changes | [`operators`] | [`ClusterCommand::Init`], [`ClusterCommand::ProposeChange`], [`ClusterCommand::ApproveChange`] |
 //!
 //! A log entry is a [`Proposal`]: commands the leader stamped together,
 //! applied in order, each on its own, and each only if what authorizes it
@@ -27,8 +28,10 @@ use keyquorum_wire::NodeId;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 pub mod authority;
+pub mod operators;
 
 use authority::LogClock;
+pub use operators::Operators;
 
 pub use super::audit::AuditLog;
 pub use crate::keys::state::KeysState;
@@ -53,6 +56,9 @@ pub struct Registry {
     pub voters: BTreeSet<NodeId>,
     /// The log clock and the authorizations used within its window.
     pub clock: LogClock,
+    /// The operator quorum and the changes proposed to the operators (the
+    /// operators themselves are clients with the operator grant).
+    pub operators: Operators,
 }
 
 /// The serialized form of [`Registry`], borrowed (a snapshot is written
@@ -68,6 +74,7 @@ struct FlatRef<'a> {
     members: &'a BTreeMap<NodeId, NodeInfo>,
     voters: &'a BTreeSet<NodeId>,
     clock: &'a LogClock,
+    operators: &'a Operators,
 }
 
 /// The serialized form of [`Registry`], owned (read straight into the
@@ -88,6 +95,8 @@ struct Flat {
     voters: BTreeSet<NodeId>,
     #[serde(default)]
     clock: LogClock,
+    #[serde(default)]
+    operators: Operators,
 }
 
 impl Serialize for Registry {
@@ -102,6 +111,7 @@ impl Serialize for Registry {
             members,
             voters,
             clock,
+            operators,
         } = self;
         FlatRef {
             keys: records,
@@ -113,6 +123,7 @@ impl Serialize for Registry {
             members,
             voters,
             clock,
+            operators,
         }
         .serialize(s)
     }
@@ -135,6 +146,7 @@ impl<'de> Deserialize<'de> for Registry {
             members: f.members,
             voters: f.voters,
             clock: f.clock,
+            operators: f.operators,
         })
     }
 }
@@ -229,19 +241,11 @@ impl Registry {
 
     /// A new client: a valid name not taken before, a valid Ed25519 key.
     fn put_client(&mut self, record: &ClientRecord) -> CommandResponse {
-        let name = &record.grant.name;
-        if crate::names::check_name(name).is_err() {
-            return CommandResponse::rejected(
-                "client names are 1-64 characters from [A-Za-z0-9._-]",
-            );
+        if let Err(reason) = operators::check_client(&self.clients, record) {
+            return CommandResponse::rejected(reason);
         }
-        if self.clients.contains_key(name) {
-            return CommandResponse::rejected(format!("a client named {name} exists"));
-        }
-        if ed25519_dalek::VerifyingKey::from_bytes(&record.public_key.0).is_err() {
-            return CommandResponse::rejected("the public key is not an Ed25519 point");
-        }
-        self.clients.insert(name.clone(), record.clone());
+        self.clients
+            .insert(record.grant.name.clone(), record.clone());
         CommandResponse::Ok
     }
 
@@ -256,6 +260,11 @@ impl Registry {
             .values()
             .filter(|c| c.grant.admin && !c.revoked)
             .count();
+        if c.grant.operator {
+            return CommandResponse::rejected(format!(
+                "{name} is an operator: operators are removed by a change the operator quorum approves"
+            ));
+        }
         if c.grant.admin && !c.revoked && live_admins == 1 {
             return CommandResponse::rejected(format!(
                 "{name} is the last admin; create another admin first"
@@ -275,6 +284,13 @@ impl Registry {
             ClusterCommand::PutClient { record } => self.put_client(record),
             ClusterCommand::RevokeClient { name } => self.revoke_client(name),
             ClusterCommand::Tick {} => CommandResponse::Ok,
+            ClusterCommand::Init {
+                operators,
+                quorum,
+                admin,
+            } => self.init(operators, *quorum, admin),
+            ClusterCommand::ProposeChange { record } => self.propose_change(record),
+            ClusterCommand::ApproveChange { id, operator } => self.approve_change(id, operator),
         }
     }
 }

@@ -38,6 +38,7 @@ use crate::identity::NodeKeys;
 
 pub mod audit;
 pub(crate) mod batch;
+pub mod init;
 pub mod machine;
 pub mod membership;
 pub mod metrics;

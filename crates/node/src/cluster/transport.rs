@@ -111,6 +111,11 @@ impl Node {
                 Ok(PeerMessage::Ack)
             }
             PeerMessage::Ping => Ok(PeerMessage::Pong),
+            PeerMessage::InitSign {
+                init,
+                time_ms,
+                nonce,
+            } => self.init_sign(&init, time_ms, &nonce.0),
             PeerMessage::ReadIndex => Ok(PeerMessage::ReadIndexReply {
                 index: self.leader_read_index().await?,
             }),

@@ -298,8 +298,8 @@ pub(crate) async fn repair_key(
 }
 
 /// Ask for an export (temporary reconstruction) of a key. It runs only after
-/// as many operators as the key's threshold, other than the requester,
-/// approve it, and only once.
+/// the operator quorum (distinct operators, not the requester) approves it,
+/// and only once.
 #[utoipa::path(post, path = "/v1/keys/{name}/exports", params(("name" = String, Path, description = "key name")),
     request_body = ExportRequest, security(("httpsig" = [])),
     responses((status = 200, body = ExportRecord), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
@@ -319,6 +319,12 @@ pub(crate) async fn request_export(
             c.require_admin()?;
             crate::cluster::peer::seal_to(&req.recipient, b"check", b"", b"")?;
             let record = key_record(&s.node, &name).await?;
+            let quorum = s.node.registry(|r| r.operators.quorum);
+            if quorum == 0 {
+                return Err(NodeError::Conflict(
+                    "the cluster has no operators to approve an export (keyquorum init)".into(),
+                ));
+            }
             let mut id = [0u8; 16];
             rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut id);
             let export = ExportRecord {
@@ -327,7 +333,7 @@ pub(crate) async fn request_export(
                 epoch: record.epoch,
                 requested_by: c.grant.name.clone(),
                 approvals: Vec::new(),
-                needed: record.threshold,
+                needed: quorum,
                 done: false,
                 recipient: req.recipient,
                 created_ms: crate::cluster::peer::now_ms(),
@@ -418,10 +424,17 @@ pub(crate) async fn run_export(
         if export.done {
             return Err(NodeError::Conflict("export already carried out".into()));
         }
-        if export.approvals.len() < usize::from(export.needed) {
+        let approvals = node.registry(|r| {
+            let live = r.live_operators();
+            export
+                .approvals
+                .iter()
+                .filter(|a| live.contains(*a))
+                .count()
+        });
+        if approvals < usize::from(export.needed) {
             return Err(NodeError::Forbidden(format!(
-                "export has {} of {} approvals",
-                export.approvals.len(),
+                "export has {approvals} of {} approvals by live operators",
                 export.needed
             )));
         }

@@ -130,6 +130,19 @@ pub async fn new_client(
     operator: bool,
     sign_keys: &[&str],
 ) -> keyquorum_client::ClientKey {
+    try_new_client(admin, name, is_admin, operator, sign_keys)
+        .await
+        .unwrap()
+}
+
+/// [`new_client`], the refusal returned.
+pub async fn try_new_client(
+    admin: &Client,
+    name: &str,
+    is_admin: bool,
+    operator: bool,
+    sign_keys: &[&str],
+) -> Result<keyquorum_client::ClientKey, ClientError> {
     let key = keyquorum_client::ClientKey::generate(name, &mut rand_core::OsRng);
     admin
         .create_client(&keyquorum_wire::api::CreateClientRequest {
@@ -140,9 +153,8 @@ pub async fn new_client(
             sign_keys: sign_keys.iter().map(|k| k.to_string()).collect(),
             expires_ms: None,
         })
-        .await
-        .unwrap();
-    key
+        .await?;
+    Ok(key)
 }
 
 /// Send a hand-built request signed as a client (RFC 9421).

@@ -5,13 +5,15 @@
 //!
 //! | command | authority | what apply checks besides the signature |
 //! |---|---|---|
-//! | `put_client` | client request `POST /v1/clients` | admin; the record is the body's |
-//! | `put_client` | every voting member's statement | only while the registry has no client (the first admin of `keyquorum dev`) |
-//! | `revoke_client` | client request `POST /v1/clients/{name}/revoke` | admin |
+//! | `put_client` | client request `POST /v1/clients` | admin; the record is the body's; not an operator |
+//! | `revoke_client` | client request `POST /v1/clients/{name}/revoke` | admin (an operator is removed only by an approved change) |
+//! | `init` | every voting member's statement | only while the registry has no client (each member signs only for a caller holding its init secret: `cluster::init`) |
+//! | `propose_change` | client request `POST /v1/changes` | admin or operator; the change is the body's; needs the current operator quorum's approvals |
+//! | `approve_change` | client request `POST /v1/approvals/{id}` | operator; the approver is the signer |
 //! | `put_key`, new | client request `POST /v1/keys` | admin; name, suite, threshold, members as asked (unstated members: every voter); endorsed by ≥ t members |
 //! | `put_key`, next generation | client request `POST /v1/keys/{name}/refresh`, `/reshare` | admin; the same key, public key and next epoch; threshold and members as asked; endorsed by ≥ t new members |
-//! | `request_export` | client request `POST /v1/keys/{key}/exports` | admin; key, requester, recipient, the key's epoch and threshold; a well-formed id |
-//! | `approve_export` | client request `POST /v1/exports/{id}/approve` | operator; the approver is the signer |
+//! | `request_export` | client request `POST /v1/keys/{key}/exports` | admin; key, requester, recipient, the key's epoch; needs the operator quorum's approvals; a well-formed id |
+//! | `approve_export` | client request `POST /v1/exports/{id}/approve` or `POST /v1/approvals/{id}` | operator; the approver is the signer |
 //! | `complete_export` | client request `POST /v1/exports/{id}/run` | the requester |
 //! | `put_endpoint`, `add_prekeys` | client request `POST /v1/msg/endpoints` | the owner is the signer; name, identity, prekeys as asked |
 //! | `add_prekeys` | client request `POST /v1/msg/endpoints/{name}/prekeys` | owner or admin; the prekeys asked |
@@ -38,7 +40,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use keyquorum_core::httpsig::{self, Policy};
-use keyquorum_wire::api::{CreateClientRequest, CreateKeyRequest, ExportRequest, ReshareRequest};
+use keyquorum_wire::api::{
+    ChangeRequest, CreateClientRequest, CreateKeyRequest, ExportRequest, ReshareRequest,
+};
 use keyquorum_wire::control::{
     key_statement, members_statement, node_statement, Authority, Authorized, ClientRecord,
     ClusterCommand, Command, Endorsement, Grant, KeysCommand,
@@ -236,11 +240,9 @@ pub(crate) fn admit(r: &mut Registry, a: &Authorized) -> Result<Actor, String> {
         }
         Signer::Members => {
             need(
-                matches!(
-                    a.command,
-                    Command::Cluster(ClusterCommand::PutClient { .. })
-                ) && r.clients.is_empty(),
-                "the members together state only the first client",
+                matches!(a.command, Command::Cluster(ClusterCommand::Init { .. }))
+                    && r.clients.is_empty(),
+                "the members together only initialise a new cluster",
             )?;
             Actor::Members
         }
@@ -432,6 +434,14 @@ fn distinct(ids: &[NodeId]) -> Vec<NodeId> {
         .collect()
 }
 
+/// An id made of 16 random bytes: 32 lowercase hex digits.
+fn well_formed_id(id: &str) -> bool {
+    id.len() == 32
+        && id
+            .bytes()
+            .all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c))
+}
+
 /// The path's segments after `/`.
 fn segments(path: &str) -> Vec<&str> {
     path.trim_start_matches('/').split('/').collect()
@@ -465,7 +475,12 @@ fn asks_for(
                 expires_ms: b.expires_ms,
                 revoked: false,
             };
-            need(*record == want, "the client record")
+            need(*record == want, "the client record")?;
+            need(
+                !record.grant.operator,
+                "an admin cannot make an operator: operators are enrolled by `keyquorum init` \
+                 or by a change the operator quorum approves",
+            )
         }
         Command::Cluster(ClusterCommand::RevokeClient { name }) => {
             need(
@@ -479,6 +494,36 @@ fn asks_for(
             | ClusterCommand::SignHead { .. }
             | ClusterCommand::Tick {},
         ) => Err("only a node may state audit events, heads and ticks".into()),
+        Command::Cluster(ClusterCommand::Init { .. }) => {
+            Err("only the voting members together initialise a cluster".into())
+        }
+        Command::Cluster(ClusterCommand::ProposeChange { record }) => {
+            need(post && seg == ["v1", "changes"], "POST /v1/changes")?;
+            need(
+                grant.admin || grant.operator,
+                "the client is neither admin nor operator",
+            )?;
+            let b: ChangeRequest = body(body_bytes)?;
+            need(
+                well_formed_id(&record.id)
+                    && record.change == b.change
+                    && record.requested_by == grant.name
+                    && record.approvals.is_empty()
+                    && !record.done
+                    && record.needed >= 1
+                    && record.needed == r.operators.quorum,
+                "the change asked for, needing the operator quorum's approvals",
+            )?;
+            r.clock.fresh(record.created_ms)
+        }
+        Command::Cluster(ClusterCommand::ApproveChange { id, operator }) => {
+            need(
+                post && seg == ["v1", "approvals", id.as_str()],
+                "POST /v1/approvals/{id}",
+            )?;
+            need(grant.operator, "the client is not an operator")?;
+            need(*operator == grant.name, "the approver is the signer")
+        }
         Command::Keys(KeysCommand::PutKey {
             record,
             expected_epoch,
@@ -556,11 +601,7 @@ fn asks_for(
             admin(grant)?;
             let b: ExportRequest = body(body_bytes)?;
             need(
-                record.id.len() == 32
-                    && record
-                        .id
-                        .bytes()
-                        .all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c)),
+                well_formed_id(&record.id),
                 "an export id is 16 random bytes in lowercase hex",
             )?;
             let key = key_record(r, &record.key)?;
@@ -570,15 +611,17 @@ fn asks_for(
                     && record.approvals.is_empty()
                     && !record.done
                     && record.epoch == key.epoch
-                    && record.needed == key.threshold,
-                "the export asked for",
+                    && record.needed >= 1
+                    && record.needed == r.operators.quorum,
+                "the export asked for, needing the operator quorum's approvals",
             )?;
             r.clock.fresh(record.created_ms)
         }
         Command::Keys(KeysCommand::ApproveExport { id, operator }) => {
             need(
-                post && seg == ["v1", "exports", id.as_str(), "approve"],
-                "POST /v1/exports/{id}/approve",
+                post && (seg == ["v1", "exports", id.as_str(), "approve"]
+                    || seg == ["v1", "approvals", id.as_str()]),
+                "POST /v1/exports/{id}/approve or /v1/approvals/{id}",
             )?;
             need(grant.operator, "the client is not an operator")?;
             need(*operator == grant.name, "the approver is the signer")
@@ -596,6 +639,17 @@ fn asks_for(
             need(
                 export.requested_by == grant.name,
                 "only the requester runs an export",
+            )?;
+            // Approvals by operators removed since do not count.
+            let live = r.live_operators();
+            let approvals = export
+                .approvals
+                .iter()
+                .filter(|a| live.contains(*a))
+                .count();
+            need(
+                approvals >= usize::from(export.needed),
+                "the operator quorum approved the export",
             )
         }
         Command::Msg(m) => msg_asks_for(r, grant, method, &seg, body_bytes, m),

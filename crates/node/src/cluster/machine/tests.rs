@@ -46,10 +46,8 @@ fn registry() -> (Registry, ClientKey, ClientKey) {
     assert_eq!(r.voters.len(), 2);
     let admin = ClientKey::new("admin", SigningKey::from_bytes(&[9; 32]));
     let user = ClientKey::new("user", SigningKey::from_bytes(&[8; 32]));
-    let first = ClusterCommand::PutClient {
-        record: record(&admin, true),
-    };
-    // One member alone cannot state the first client; one of two
+    let first = init_command(&admin);
+    // One member alone cannot initialise the cluster; one of two
     // members' signatures is not enough; both are.
     assert!(refused(
         &apply(&mut r, T0, vec![statement(1, T0, 1, first.clone())])[0]
@@ -61,7 +59,10 @@ fn registry() -> (Registry, ClientKey, ClientKey) {
         apply(&mut r, T0, vec![members(&[1, 2], 3, first.clone())]),
         vec![ok()]
     );
-    // Once there is a client, not even all members together add one.
+    assert_eq!(r.operators.quorum, 2);
+    assert_eq!(r.live_operators().len(), 2);
+    // Once there is a client, not even all members together add one or
+    // initialise again.
     let again = ClusterCommand::PutClient {
         record: record(
             &ClientKey::new("other", SigningKey::from_bytes(&[6; 32])),
@@ -71,6 +72,11 @@ fn registry() -> (Registry, ClientKey, ClientKey) {
     assert!(refused(
         &apply(&mut r, T0, vec![members(&[1, 2], 4, again)])[0]
     ));
+    let other = init_command(&ClientKey::new("other", SigningKey::from_bytes(&[6; 32])));
+    assert!(refused(
+        &apply(&mut r, T0, vec![members(&[1, 2], 5, other)])[0]
+    ));
+    assert!(!r.clients.contains_key("other"));
     let put_user = client(
         &admin,
         "POST",
@@ -84,6 +90,23 @@ fn registry() -> (Registry, ClientKey, ClientKey) {
     );
     assert_eq!(apply(&mut r, T0, vec![put_user]), vec![ok()]);
     (r, admin, user)
+}
+
+/// Operator `n` (`op1`, `op2`, ...).
+fn operator(n: u8) -> ClientKey {
+    ClientKey::new(format!("op{n}"), SigningKey::from_bytes(&[100 + n; 32]))
+}
+
+/// Initialise with operators op1 and op2 (quorum 2) and `admin`.
+fn init_command(admin: &ClientKey) -> ClusterCommand {
+    ClusterCommand::Init {
+        operators: [operator(1), operator(2)]
+            .iter()
+            .map(|k| super::operators::operator_record(k.name().to_string(), Hex32(k.public_key())))
+            .collect(),
+        quorum: 2,
+        admin: record(admin, true),
+    }
 }
 
 fn ok() -> CommandResponse {
@@ -535,3 +558,4 @@ fn messaging_statements_are_bounded() {
 }
 
 mod keys;
+mod operators;

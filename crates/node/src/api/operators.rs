@@ -1,0 +1,179 @@
+//! Operators' routes: initialising a new cluster (`POST /v1/init`, the one
+//! write no client signs: it carries proofs of the nodes' init secrets,
+//! `cluster::init`), proposing changes to the operators and approving
+//! changes and exports (`POST /v1/approvals/{id}`).
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::{Json, Router};
+use keyquorum_wire::api::{Approved, ChangeList, ChangeRequest, ErrorBody, InitRequest};
+use keyquorum_wire::control::{Change, ChangeRecord, ClusterCommand, KeysCommand};
+
+use super::{ApiJson, Audited};
+use crate::cluster::Node;
+use crate::error::NodeError;
+
+/// The operators' routes.
+pub(crate) fn routes(node: Node) -> Router {
+    Router::new()
+        .route("/v1/init", post(init))
+        .route("/v1/changes", post(propose_change).get(list_changes))
+        .route("/v1/approvals/{id}", post(approve))
+        .with_state(node)
+}
+
+/// Initialise a new cluster: its operators, their quorum and the first
+/// admin client. Not signed by a client (none exists yet): accepted only
+/// with a proof of every voting member's one-time init secret, and only
+/// once.
+#[utoipa::path(post, path = "/v1/init", request_body = InitRequest,
+    responses((status = 200, body = ChangeList), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody),
+              (status = 409, body = ErrorBody), (status = 503, body = ErrorBody)))]
+pub(crate) async fn init(
+    State(node): State<Node>,
+    body: Result<ApiJson<InitRequest>, Response>,
+) -> Response {
+    let req = match body {
+        Ok(ApiJson(r)) => r,
+        Err(rejection) => return rejection,
+    };
+    let outcome = node.initialise(req).await;
+    node.audit_event(
+        "init",
+        "cluster.init",
+        None,
+        &match &outcome {
+            Ok(()) => "ok".to_string(),
+            Err(e) => e.to_string().chars().take(300).collect(),
+        },
+    );
+    match outcome {
+        Ok(()) => (StatusCode::OK, Json(change_list(&node))).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+fn change_list(node: &Node) -> ChangeList {
+    node.registry(|r| {
+        let mut changes: Vec<ChangeRecord> = r.operators.changes.values().cloned().collect();
+        changes.sort_by_key(|c| c.created_ms);
+        ChangeList {
+            quorum: r.operators.quorum,
+            operators: r.live_operators().into_iter().collect(),
+            changes,
+        }
+    })
+}
+
+/// Propose a change to the operators (an admin or an operator). It takes
+/// effect when the operator quorum has approved it.
+#[utoipa::path(post, path = "/v1/changes", request_body = ChangeRequest, security(("httpsig" = [])),
+    responses((status = 200, body = ChangeRecord), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+              (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub(crate) async fn propose_change(
+    req: Audited,
+    State(node): State<Node>,
+    body: Result<ApiJson<ChangeRequest>, Response>,
+) -> Response {
+    req.run_json(
+        "operator.change",
+        body,
+        |b| match &b.change {
+            Change::AddOperator { name, .. } | Change::RemoveOperator { name } => {
+                Some(name.clone())
+            }
+            Change::SetQuorum { quorum } => Some(format!("quorum {quorum}")),
+        },
+        |c, req| async move {
+            c.require_operator_or_admin()?;
+            let quorum = node.registry(|r| r.operators.quorum);
+            if quorum == 0 {
+                return Err(NodeError::Conflict(
+                    "the cluster has no operators (keyquorum init)".into(),
+                ));
+            }
+            let mut id = [0u8; 16];
+            rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut id);
+            let record = ChangeRecord {
+                id: hex::encode(id),
+                change: req.change,
+                requested_by: c.grant.name.clone(),
+                approvals: Vec::new(),
+                needed: quorum,
+                done: false,
+                created_ms: crate::cluster::peer::now_ms(),
+            };
+            node.commit(c.authorize(ClusterCommand::ProposeChange {
+                record: record.clone(),
+            }))
+            .await?;
+            Ok(record)
+        },
+    )
+    .await
+}
+
+/// The operators, their quorum and the proposed changes.
+#[utoipa::path(get, path = "/v1/changes", security(("httpsig" = [])),
+    responses((status = 200, body = ChangeList), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+pub(crate) async fn list_changes(req: Audited, State(node): State<Node>) -> Response {
+    req.run("operator.list", None, |c| async move {
+        c.require_operator_or_admin()?;
+        Ok(change_list(&node))
+    })
+    .await
+}
+
+/// Approve an export request or a change to the operators (an operator;
+/// an export not by its requester). Each operator counts once.
+#[utoipa::path(post, path = "/v1/approvals/{id}", params(("id" = String, Path, description = "export or change id")),
+    security(("httpsig" = [])),
+    responses((status = 200, body = Approved), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+              (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub(crate) async fn approve(
+    req: Audited,
+    State(node): State<Node>,
+    Path(id): Path<String>,
+) -> Response {
+    let target = id.clone();
+    req.run("approve", Some(&target), |c| async move {
+        if !c.grant.operator {
+            return Err(NodeError::Forbidden(format!(
+                "client {} is not an operator",
+                c.grant.name
+            )));
+        }
+        node.read_barrier().await?;
+        let (export, change) = node.registry(|r| {
+            (
+                r.keys.exports.contains_key(&id),
+                r.operators.changes.contains_key(&id),
+            )
+        });
+        let operator = c.grant.name.clone();
+        if export {
+            node.commit(c.authorize(KeysCommand::ApproveExport {
+                id: id.clone(),
+                operator,
+            }))
+            .await?;
+            node.registry(|r| r.keys.exports.get(&id).cloned())
+                .map(Approved::Export)
+                .ok_or_else(|| NodeError::NotFound(format!("no export {id}")))
+        } else if change {
+            node.commit(c.authorize(ClusterCommand::ApproveChange {
+                id: id.clone(),
+                operator,
+            }))
+            .await?;
+            node.registry(|r| r.operators.changes.get(&id).cloned())
+                .map(Approved::Change)
+                .ok_or_else(|| NodeError::NotFound(format!("no change {id}")))
+        } else {
+            Err(NodeError::NotFound(format!("no export or change {id}")))
+        }
+    })
+    .await
+}

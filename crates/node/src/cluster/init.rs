@@ -1,0 +1,257 @@
+//! Initialising a new cluster (`keyquorum init`, DESIGN.md §4 item 4): its
+//! operators, their quorum and the first admin client.
+//!
+//! No client exists yet to authorize this, and whoever reaches a new
+//! cluster's API first must not be able to claim it. So:
+//! - each node, while its registry has no client, keeps a one-time *init
+//!   secret* in its data directory ([`INIT_SECRET_FILE`], 32 random bytes
+//!   in hex, created 0600), readable only by whoever runs the node;
+//! - `keyquorum init` reads those files and, for each, signs the
+//!   [`InitBody`] with the Ed25519 key derived from the secret
+//!   ([`init_key`]); the secrets never leave the operator's machine;
+//! - every voting member, asked to co-sign the init command, signs only if
+//!   a proof under the init key of *its own* secret verifies over the very
+//!   body it builds the command from ([`Node::init_sign`]);
+//! - apply accepts the command only with every voter's signature, and only
+//!   while the registry has no client (`machine::authority`). So neither a
+//!   stranger nor a member (nor t − 1 of them) can initialise a cluster
+//!   alone: each honest voter waits for the proof of its own secret.
+//!
+//! Once the registry has a client, a node deletes its init secret
+//! ([`tidy_init_secret`]).
+
+use std::path::{Path, PathBuf};
+
+use ed25519_dalek::{Signer as _, SigningKey, Verifier as _};
+use keyquorum_wire::api::{init_statement, InitBody, InitProof, InitRequest};
+use keyquorum_wire::control::{
+    Authority, Authorized, ClientRecord, ClusterCommand, Command, Grant,
+};
+use keyquorum_wire::peer::PeerMessage;
+use keyquorum_wire::{Hex, Hex32};
+use sha2::{Digest, Sha256};
+use zeroize::Zeroizing;
+
+use super::machine::operators::operator_record;
+use super::Node;
+use crate::error::NodeError;
+
+/// The init secret's file in a node's data directory.
+pub const INIT_SECRET_FILE: &str = "init-secret";
+
+/// Most operators `keyquorum init` registers.
+pub const MAX_OPERATORS: usize = 64;
+
+/// A node's one-time init secret.
+pub struct InitSecret(Zeroizing<[u8; 32]>);
+
+impl core::fmt::Debug for InitSecret {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("InitSecret(<redacted>)")
+    }
+}
+
+impl InitSecret {
+    /// Read a secret file (64 hex digits, surrounding whitespace ignored).
+    pub fn read(path: &Path) -> Result<Self, NodeError> {
+        let text =
+            Zeroizing::new(std::fs::read_to_string(path).map_err(|e| {
+                NodeError::BadRequest(format!("init secret {}: {e}", path.display()))
+            })?);
+        let mut bytes = Zeroizing::new([0u8; 32]);
+        hex::decode_to_slice(text.trim(), bytes.as_mut_slice()).map_err(|_| {
+            NodeError::BadRequest(format!("init secret {}: not 64 hex digits", path.display()))
+        })?;
+        Ok(InitSecret(bytes))
+    }
+
+    /// The Ed25519 key derived from the secret: its seed is SHA-256 of a
+    /// domain label and the secret.
+    pub fn key(&self) -> SigningKey {
+        let mut h = Sha256::new();
+        h.update(b"keyquorum-init-key-v1\x00");
+        h.update(self.0.as_slice());
+        let seed = Zeroizing::new(<[u8; 32]>::from(h.finalize()));
+        SigningKey::from_bytes(&seed)
+    }
+
+    /// A proof of this secret over `body`.
+    pub fn prove(&self, body: &InitBody) -> InitProof {
+        let key = self.key();
+        InitProof {
+            key: Hex32(key.verifying_key().to_bytes()),
+            signature: Hex(key.sign(&init_statement(body)).to_bytes().to_vec()),
+        }
+    }
+}
+
+/// The Ed25519 key `keyquorum init` derives from a node's init secret
+/// file.
+pub fn init_key(path: &Path) -> Result<SigningKey, NodeError> {
+    Ok(InitSecret::read(path)?.key())
+}
+
+fn secret_path(data_dir: &Path) -> PathBuf {
+    data_dir.join(INIT_SECRET_FILE)
+}
+
+/// Keep the init secret as long as the registry has no client: create it
+/// (0600, never replacing a file) if it is missing, delete it once the
+/// cluster is initialised.
+pub fn tidy_init_secret(data_dir: &Path, initialised: bool) -> Result<(), NodeError> {
+    let path = secret_path(data_dir);
+    if initialised {
+        match std::fs::remove_file(&path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(NodeError::Internal(format!("{}: {e}", path.display()))),
+        }
+    } else {
+        let mut secret = Zeroizing::new([0u8; 32]);
+        rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, secret.as_mut_slice());
+        let text = Zeroizing::new(format!("{}\n", hex::encode(secret.as_slice())));
+        match crate::config::create_private(&path, text.as_bytes()) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+            Err(e) => Err(NodeError::Internal(format!("{}: {e}", path.display()))),
+        }
+    }
+}
+
+/// The command `body` asks for, or why it is not well formed.
+pub fn init_command(body: &InitBody) -> Result<Command, NodeError> {
+    let bad = |m: &str| Err(NodeError::BadRequest(m.into()));
+    if body.operators.is_empty() || body.operators.len() > MAX_OPERATORS {
+        return bad("1 to 64 operators");
+    }
+    if body.quorum == 0 || usize::from(body.quorum) > body.operators.len() {
+        return bad("1 <= quorum <= operators");
+    }
+    let names = || body.operators.iter().chain([&body.admin]);
+    if names().any(|k| crate::names::check_name(&k.name).is_err()) {
+        return bad("names are 1-64 characters from [A-Za-z0-9._-]");
+    }
+    if names().any(|k| ed25519_dalek::VerifyingKey::from_bytes(&k.public_key.0).is_err()) {
+        return bad("a public key is not an Ed25519 public key");
+    }
+    let distinct: std::collections::BTreeSet<&str> = names().map(|k| k.name.as_str()).collect();
+    if distinct.len() != body.operators.len() + 1 {
+        return bad("operator and admin names must be distinct");
+    }
+    Ok(ClusterCommand::Init {
+        operators: body
+            .operators
+            .iter()
+            .map(|k| operator_record(k.name.clone(), k.public_key))
+            .collect(),
+        quorum: body.quorum,
+        admin: ClientRecord {
+            grant: Grant {
+                name: body.admin.name.clone(),
+                admin: true,
+                operator: false,
+                sign_keys: vec!["*".into()],
+            },
+            public_key: body.admin.public_key,
+            expires_ms: None,
+            revoked: false,
+        },
+    }
+    .into())
+}
+
+impl Node {
+    /// Whether the registry has no client yet.
+    pub fn uninitialised(&self) -> bool {
+        self.registry(|r| r.clients.is_empty())
+    }
+
+    /// As a voting member: co-sign the init command `init` asks for, if it
+    /// carries a proof of this node's own init secret over its body.
+    pub(crate) fn init_sign(
+        &self,
+        init: &InitRequest,
+        time_ms: u64,
+        nonce: &[u8],
+    ) -> Result<PeerMessage, NodeError> {
+        if !self.uninitialised() {
+            return Err(NodeError::Conflict("the cluster is initialised".into()));
+        }
+        let command = init_command(&init.init)?;
+        let path = secret_path(&self.config().data_dir);
+        let mine = InitSecret::read(&path)
+            .map_err(|_| NodeError::Unavailable(format!("node {} has no init secret", self.id())))?
+            .key()
+            .verifying_key();
+        let statement = init_statement(&init.init);
+        let proven = init.proofs.iter().any(|p| {
+            p.key.0 == mine.to_bytes()
+                && ed25519_dalek::Signature::from_slice(&p.signature.0)
+                    .is_ok_and(|s| mine.verify(&statement, &s).is_ok())
+        });
+        if !proven {
+            return Err(NodeError::Forbidden(format!(
+                "no proof of node {}'s init secret (its data directory's {INIT_SECRET_FILE})",
+                self.id()
+            )));
+        }
+        Ok(PeerMessage::InitSigned {
+            endorsement: self.members_signature(time_ms, nonce, &command),
+        })
+    }
+
+    /// Initialise this cluster as `init` asks: every voting member co-signs
+    /// (each checking the proof of its own init secret), then the command
+    /// is committed.
+    pub async fn initialise(&self, init: InitRequest) -> Result<(), NodeError> {
+        if init.proofs.len() > 1024 {
+            return Err(NodeError::BadRequest("too many proofs".into()));
+        }
+        let command = init_command(&init.init)?;
+        if !self.uninitialised() {
+            return Err(NodeError::Conflict("the cluster is initialised".into()));
+        }
+        let mut nonce = [0u8; 16];
+        rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut nonce);
+        let time_ms = super::peer::now_ms();
+        let voters: Vec<_> = self
+            .members()
+            .into_iter()
+            .filter(|(_, _, voter)| *voter)
+            .collect();
+        let asks = voters.iter().map(|(id, info, _)| {
+            self.call(
+                *id,
+                info,
+                PeerMessage::InitSign {
+                    init: init.clone(),
+                    time_ms,
+                    nonce: Hex(nonce.to_vec()),
+                },
+            )
+        });
+        let mut signatures = Vec::with_capacity(voters.len());
+        for ((id, _, _), answer) in voters.iter().zip(futures::future::join_all(asks).await) {
+            match answer? {
+                PeerMessage::InitSigned { endorsement } if endorsement.node == *id => {
+                    signatures.push(endorsement)
+                }
+                other => {
+                    return Err(NodeError::Internal(format!(
+                        "node {id} answered an init request with {other:?}"
+                    )))
+                }
+            }
+        }
+        self.commit(Authorized {
+            command,
+            by: Authority::Members {
+                time_ms,
+                nonce: Hex(nonce.to_vec()),
+                signatures,
+            },
+        })
+        .await?;
+        tidy_init_secret(&self.config().data_dir, true)
+    }
+}

@@ -1,0 +1,223 @@
+//! The operators and their quorum (DESIGN.md §4 item 4): who approves the
+//! changes no admin may make alone (exporting a key; enrolling or removing
+//! an operator; changing the quorum), and those changes' proposals.
+//!
+//! Operators are client identities with the `operator` grant and nothing
+//! else. They enter the registry only through [`ClusterCommand::Init`]
+//! (every voting member, each after the caller proved it holds that
+//! member's init secret) or through an approved
+//! [`Change::AddOperator`]: an admin registering a client cannot make one
+//! (`authority`). Who may propose and approve is checked in `authority`;
+//! here, what a change does to the state.
+//!
+//! [`ClusterCommand::Init`]: keyquorum_wire::control::ClusterCommand::Init
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use keyquorum_wire::control::{Change, ChangeRecord, ClientRecord, CommandResponse, Grant};
+use serde::{Deserialize, Serialize};
+
+use super::Registry;
+
+/// Most proposals kept at once (carried-out ones included); past this,
+/// new proposals are refused until the registry is pruned.
+pub const MAX_CHANGES: usize = 4096;
+
+/// The operator quorum and the proposed changes.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Operators {
+    /// Distinct operator approvals an export or a change needs (0: the
+    /// cluster is not initialised; nothing that needs approvals can run).
+    pub quorum: u16,
+    /// Proposed changes by id.
+    pub changes: BTreeMap<String, ChangeRecord>,
+}
+
+impl Registry {
+    /// The live operators' names (operator grant, not revoked; operators do
+    /// not expire).
+    pub fn live_operators(&self) -> BTreeSet<String> {
+        self.clients
+            .values()
+            .filter(|c| c.grant.operator && !c.revoked)
+            .map(|c| c.grant.name.clone())
+            .collect()
+    }
+
+    /// A new cluster's operators, quorum and first admin. Every record is
+    /// checked here as `put_client` checks one; either all are registered
+    /// or none.
+    pub(super) fn init(
+        &mut self,
+        operators: &[ClientRecord],
+        quorum: u16,
+        admin: &ClientRecord,
+    ) -> CommandResponse {
+        if !self.clients.is_empty() {
+            return CommandResponse::rejected("the cluster is initialised already");
+        }
+        let names: BTreeSet<&str> = operators
+            .iter()
+            .chain([admin])
+            .map(|c| c.grant.name.as_str())
+            .collect();
+        if names.len() != operators.len() + 1 {
+            return CommandResponse::rejected("operator and admin names must be distinct");
+        }
+        if operators.is_empty() || quorum == 0 || usize::from(quorum) > operators.len() {
+            return CommandResponse::rejected("1 <= quorum <= operators");
+        }
+        let only_operator = |c: &ClientRecord| {
+            c.grant.operator
+                && !c.grant.admin
+                && c.grant.sign_keys.is_empty()
+                && c.expires_ms.is_none()
+                && !c.revoked
+        };
+        let only_admin = admin.grant.admin && !admin.grant.operator && !admin.revoked;
+        if !operators.iter().all(only_operator) || !only_admin {
+            return CommandResponse::rejected(
+                "operators only approve; the admin is not an operator",
+            );
+        }
+        let mut next = self.clients.clone();
+        for record in operators.iter().chain([admin]) {
+            if let Err(reason) = check_client(&next, record) {
+                return CommandResponse::rejected(reason);
+            }
+            next.insert(record.grant.name.clone(), record.clone());
+        }
+        self.clients = next;
+        self.operators.quorum = quorum;
+        CommandResponse::Ok
+    }
+
+    /// Record a proposed change (checked against the state now; checked
+    /// again when it takes effect).
+    pub(super) fn propose_change(&mut self, record: &ChangeRecord) -> CommandResponse {
+        if self.operators.changes.contains_key(&record.id) {
+            return CommandResponse::rejected("change id in use");
+        }
+        if self.operators.changes.len() >= MAX_CHANGES {
+            return CommandResponse::rejected("too many proposed changes");
+        }
+        if let Err(reason) = self.check_change(&record.change) {
+            return CommandResponse::rejected(reason);
+        }
+        self.operators
+            .changes
+            .insert(record.id.clone(), record.clone());
+        CommandResponse::Ok
+    }
+
+    /// An operator approves change `id`; at the `needed`-th distinct
+    /// approval the change takes effect (if it still can: otherwise the
+    /// approval is refused and nothing changes).
+    pub(super) fn approve_change(&mut self, id: &str, operator: &str) -> CommandResponse {
+        let Some(record) = self.operators.changes.get(id).cloned() else {
+            return CommandResponse::rejected(format!("no change {id}"));
+        };
+        if record.done {
+            return CommandResponse::rejected("the change was carried out already");
+        }
+        if record.approvals.iter().any(|a| a == operator) {
+            return CommandResponse::rejected(format!("{operator} approved it already"));
+        }
+        let mut record = record;
+        record.approvals.push(operator.to_string());
+        // Approvals by operators removed since do not count.
+        let live = self.live_operators();
+        let counted = record
+            .approvals
+            .iter()
+            .filter(|a| live.contains(*a))
+            .count();
+        if counted >= usize::from(record.needed) {
+            if let Err(reason) = self.check_change(&record.change) {
+                return CommandResponse::rejected(reason);
+            }
+            self.carry_out(&record.change);
+            record.done = true;
+        }
+        self.operators.changes.insert(id.to_string(), record);
+        CommandResponse::Ok
+    }
+
+    /// Whether `change` can take effect on the state now.
+    fn check_change(&self, change: &Change) -> Result<(), String> {
+        let live = self.live_operators();
+        match change {
+            Change::AddOperator { name, public_key } => {
+                check_client(&self.clients, &operator_record(name.clone(), *public_key))
+            }
+            Change::RemoveOperator { name } => {
+                if !live.contains(name) {
+                    return Err(format!("{name} is not a live operator"));
+                }
+                if live.len() - 1 < usize::from(self.operators.quorum) {
+                    return Err(format!(
+                        "removing {name} would leave {} operators for a quorum of {}",
+                        live.len() - 1,
+                        self.operators.quorum
+                    ));
+                }
+                Ok(())
+            }
+            Change::SetQuorum { quorum } => {
+                if *quorum == 0 || usize::from(*quorum) > live.len() {
+                    return Err(format!("1 <= quorum <= operators ({})", live.len()));
+                }
+                Ok(())
+            }
+        }
+    }
+
+    fn carry_out(&mut self, change: &Change) {
+        match change {
+            Change::AddOperator { name, public_key } => {
+                self.clients
+                    .insert(name.clone(), operator_record(name.clone(), *public_key));
+            }
+            Change::RemoveOperator { name } => {
+                if let Some(c) = self.clients.get_mut(name) {
+                    c.revoked = true;
+                }
+            }
+            Change::SetQuorum { quorum } => self.operators.quorum = *quorum,
+        }
+    }
+}
+
+/// The client record of operator `name`.
+pub(crate) fn operator_record(name: String, public_key: keyquorum_wire::Hex32) -> ClientRecord {
+    ClientRecord {
+        grant: Grant {
+            name,
+            admin: false,
+            operator: true,
+            sign_keys: Vec::new(),
+        },
+        public_key,
+        expires_ms: None,
+        revoked: false,
+    }
+}
+
+/// A client record that may join `clients`: a valid name not taken
+/// before, a valid Ed25519 key.
+pub(super) fn check_client(
+    clients: &BTreeMap<String, ClientRecord>,
+    record: &ClientRecord,
+) -> Result<(), String> {
+    let name = &record.grant.name;
+    if crate::names::check_name(name).is_err() {
+        return Err("client names are 1-64 characters from [A-Za-z0-9._-]".into());
+    }
+    if clients.contains_key(name) {
+        return Err(format!("a client named {name} exists"));
+    }
+    if ed25519_dalek::VerifyingKey::from_bytes(&record.public_key.0).is_err() {
+        return Err("the public key is not an Ed25519 point".into());
+    }
+    Ok(())
+}

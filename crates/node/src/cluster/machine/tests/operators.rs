@@ -1,0 +1,212 @@
+//! Operators and their quorum on apply: an admin cannot make, remove or
+//! stand in for an operator; a change takes effect at the quorum's
+//! distinct approvals, once; the quorum cannot be left unreachable.
+
+use keyquorum_wire::control::{Change, ChangeRecord, KeysCommand};
+
+use super::*;
+
+const ID: &str = "00112233445566778899aabbccddeeff";
+
+fn propose(by: &ClientKey, nonce: &str, change: Change, needed: u16) -> Authorized {
+    let body = serde_json::to_vec(&keyquorum_wire::api::ChangeRequest {
+        change: change.clone(),
+    })
+    .unwrap();
+    client(
+        by,
+        "POST",
+        "https://n1:7000/v1/changes",
+        &body,
+        T0,
+        nonce,
+        ClusterCommand::ProposeChange {
+            record: ChangeRecord {
+                id: ID.into(),
+                change,
+                requested_by: by.name().into(),
+                approvals: vec![],
+                needed,
+                done: false,
+                created_ms: T0,
+            },
+        },
+    )
+}
+
+fn approve(by: &ClientKey, nonce: &str, id: &str) -> Authorized {
+    client(
+        by,
+        "POST",
+        &format!("https://n2:7000/v1/approvals/{id}"),
+        b"",
+        T0,
+        nonce,
+        ClusterCommand::ApproveChange {
+            id: id.into(),
+            operator: by.name().into(),
+        },
+    )
+}
+
+#[test]
+fn an_admin_cannot_make_or_remove_an_operator() {
+    let (mut r, admin, _) = registry();
+    let mallory = ClientKey::new("mallory", SigningKey::from_bytes(&[77; 32]));
+    let body = serde_json::to_vec(&serde_json::json!({
+        "name": "mallory",
+        "public_key": hex::encode(mallory.public_key()),
+        "operator": true,
+    }))
+    .unwrap();
+    let mut rec = record(&mallory, false);
+    rec.grant.operator = true;
+    let put = client(
+        &admin,
+        "POST",
+        "https://n1:7000/v1/clients",
+        &body,
+        T0,
+        "m1",
+        ClusterCommand::PutClient { record: rec },
+    );
+    assert!(refused(&apply(&mut r, T0, vec![put])[0]));
+    assert!(!r.clients.contains_key("mallory"));
+    // Nor revoke one.
+    let revoke = client(
+        &admin,
+        "POST",
+        "https://n1:7000/v1/clients/op1/revoke",
+        b"",
+        T0,
+        "m2",
+        ClusterCommand::RevokeClient { name: "op1".into() },
+    );
+    assert!(refused(&apply(&mut r, T0, vec![revoke])[0]));
+    assert!(!r.clients["op1"].revoked);
+    // Nor approve a change (or an export) as if it were one.
+    let add = Change::AddOperator {
+        name: "mallory".into(),
+        public_key: Hex32(mallory.public_key()),
+    };
+    assert_eq!(
+        apply(&mut r, T0, vec![propose(&admin, "m3", add, 2)]),
+        vec![ok()]
+    );
+    let as_admin = client(
+        &admin,
+        "POST",
+        &format!("https://n2:7000/v1/approvals/{ID}"),
+        b"",
+        T0,
+        "m4",
+        ClusterCommand::ApproveChange {
+            id: ID.into(),
+            operator: "op1".into(),
+        },
+    );
+    assert!(refused(&apply(&mut r, T0, vec![as_admin])[0]));
+    let export_as_admin = client(
+        &admin,
+        "POST",
+        &format!("https://n2:7000/v1/approvals/{ID}"),
+        b"",
+        T0,
+        "m5",
+        KeysCommand::ApproveExport {
+            id: ID.into(),
+            operator: "admin".into(),
+        },
+    );
+    assert!(refused(&apply(&mut r, T0, vec![export_as_admin])[0]));
+    assert!(r.operators.changes[ID].approvals.is_empty());
+    assert!(!r.clients.contains_key("mallory"));
+}
+
+#[test]
+fn a_change_takes_effect_at_the_quorums_distinct_approvals() {
+    let (mut r, admin, _) = registry();
+    let carol = ClientKey::new("carol", SigningKey::from_bytes(&[55; 32]));
+    let add = Change::AddOperator {
+        name: "carol".into(),
+        public_key: Hex32(carol.public_key()),
+    };
+    // The proposal must need the current quorum (2), no fewer.
+    assert!(refused(
+        &apply(&mut r, T0, vec![propose(&admin, "p0", add.clone(), 1)])[0]
+    ));
+    assert_eq!(
+        apply(&mut r, T0, vec![propose(&admin, "p1", add, 2)]),
+        vec![ok()]
+    );
+    let (op1, op2) = (operator(1), operator(2));
+    assert_eq!(apply(&mut r, T0, vec![approve(&op1, "a1", ID)]), vec![ok()]);
+    assert!(!r.clients.contains_key("carol"), "one approval of two");
+    // The same operator again (a new request) does not count twice.
+    assert!(refused(
+        &apply(&mut r, T0, vec![approve(&op1, "a2", ID)])[0]
+    ));
+    // Another operator's approval signed by op1 is refused.
+    let forged = client(
+        &op1,
+        "POST",
+        &format!("https://n2:7000/v1/approvals/{ID}"),
+        b"",
+        T0,
+        "a3",
+        ClusterCommand::ApproveChange {
+            id: ID.into(),
+            operator: "op2".into(),
+        },
+    );
+    assert!(refused(&apply(&mut r, T0, vec![forged])[0]));
+    assert!(!r.clients.contains_key("carol"));
+    assert_eq!(apply(&mut r, T0, vec![approve(&op2, "a4", ID)]), vec![ok()]);
+    assert!(r.clients["carol"].grant.operator);
+    assert!(!r.clients["carol"].grant.admin);
+    assert!(r.operators.changes[ID].done);
+    assert_eq!(r.live_operators().len(), 3);
+    // Carried out once.
+    assert!(refused(
+        &apply(&mut r, T0, vec![approve(&carol, "a5", ID)])[0]
+    ));
+}
+
+#[test]
+fn the_quorum_cannot_be_left_unreachable() {
+    let (mut r, admin, _) = registry();
+    // Two operators, quorum 2: removing one would leave 1 for a quorum of 2.
+    let remove = Change::RemoveOperator { name: "op2".into() };
+    assert!(refused(
+        &apply(&mut r, T0, vec![propose(&admin, "q1", remove, 2)])[0]
+    ));
+    // A quorum above the operators is refused, too.
+    assert!(refused(
+        &apply(
+            &mut r,
+            T0,
+            vec![propose(&admin, "q2", Change::SetQuorum { quorum: 3 }, 2)]
+        )[0]
+    ));
+    // Lowering it takes both approvals; then it is 1.
+    assert_eq!(
+        apply(
+            &mut r,
+            T0,
+            vec![propose(&admin, "q3", Change::SetQuorum { quorum: 1 }, 2)]
+        ),
+        vec![ok()]
+    );
+    assert_eq!(
+        apply(
+            &mut r,
+            T0,
+            vec![
+                approve(&operator(1), "q4", ID),
+                approve(&operator(2), "q5", ID)
+            ]
+        ),
+        vec![ok(), ok()]
+    );
+    assert_eq!(r.operators.quorum, 1);
+}
