@@ -1,0 +1,297 @@
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    missing_docs,
+    unreachable_pub,
+    reason = "integration tests: a failed unwrap is a failed test"
+)]
+//! A production-style cluster from the README, driven through the binary:
+//! three `keyquorum node` processes (configs written by hand, identities
+//! from `--print-identity`), two operators' key pairs from `operator
+//! keygen`, `keyquorum init` with every node's init secret, then a key
+//! created and a signature checked by ed25519-dalek. `init` without every
+//! node's secret, or a second time, is refused.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_keyquorum");
+const PASS: &str = "three process test passphrase";
+
+/// Node processes, killed on drop.
+struct Nodes(Vec<Child>);
+
+impl Drop for Nodes {
+    fn drop(&mut self) {
+        for c in &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn kq(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut c = Command::new(BIN);
+    c.args(args).env("KEYQUORUM_PASSPHRASE", PASS);
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    c.output().expect("run keyquorum")
+}
+
+fn ok_json(o: &Output, what: &str) -> Value {
+    assert!(
+        o.status.success(),
+        "{what}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    serde_json::from_slice(&o.stdout)
+        .unwrap_or_else(|e| panic!("{what}: {e}: {}", String::from_utf8_lossy(&o.stdout)))
+}
+
+/// A port the OS picked for a moment (the node binds it right after).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn config(dir: &Path, id: u16, port: u16, peers: &[(u16, Value)]) -> PathBuf {
+    let mut text = format!(
+        "id = {id}\ndata_dir = {:?}\nlisten = \"127.0.0.1:{port}\"\n\
+         kdf = {{ m_kib = 1024, t = 1, p = 1 }}\n",
+        dir.join(format!("n{id}"))
+    );
+    for (peer, info) in peers {
+        text.push_str(&format!(
+            "[[peers]]\nid = {peer}\ninfo = {{ addr = {}, identity = {}, hpke = {} }}\n",
+            info["addr"], info["identity"], info["hpke"]
+        ));
+    }
+    let path = dir.join(format!("node{id}.toml"));
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+#[test]
+fn a_three_process_cluster_is_initialised_with_operator_keys_and_signs() {
+    let dir = tempfile::tempdir().unwrap();
+    let ids = [1u16, 2, 3];
+    let ports: Vec<u16> = ids.iter().map(|_| free_port()).collect();
+    // Each node's identity (this also makes its vault).
+    let mut infos = Vec::new();
+    let mut ca = String::new();
+    for (id, port) in ids.iter().zip(&ports) {
+        let cfg = config(dir.path(), *id, *port, &[]);
+        let v = ok_json(
+            &kq(
+                &[
+                    "node",
+                    "--config",
+                    cfg.to_str().unwrap(),
+                    "--print-identity",
+                ],
+                &[],
+            ),
+            "print-identity",
+        );
+        ca.push_str(v["certificate"].as_str().unwrap());
+        infos.push((*id, v["info"].clone()));
+    }
+    let ca_file = dir.path().join("ca.pem");
+    std::fs::write(&ca_file, &ca).unwrap();
+    // Configs that list the other nodes; node 1 forms the Raft group.
+    let mut nodes = Nodes(Vec::new());
+    let mut outputs = Vec::new();
+    for (id, port) in ids.iter().zip(&ports) {
+        let peers: Vec<(u16, Value)> = infos.iter().filter(|(p, _)| p != id).cloned().collect();
+        let cfg = config(dir.path(), *id, *port, &peers);
+        let mut args = vec!["node", "--config", cfg.to_str().unwrap(), "--json"];
+        if *id == 1 {
+            args.push("--init");
+        }
+        let mut child = Command::new(BIN)
+            .args(&args)
+            .env("KEYQUORUM_PASSPHRASE", PASS)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        // `node --json` prints one pretty JSON object once it listens;
+        // the pipe is kept open after it (the node may print more).
+        let mut out = BufReader::new(child.stdout.take().unwrap());
+        let mut text = String::new();
+        loop {
+            let mut line = String::new();
+            let n = out.read_line(&mut line).unwrap();
+            assert!(n > 0, "node {id} exited: {text}");
+            text.push_str(&line);
+            if line.trim_end() == "}" {
+                break;
+            }
+        }
+        assert!(text.contains("\"addr\""), "node {id} did not start: {text}");
+        nodes.0.push(child);
+        outputs.push(out);
+    }
+    let url = infos[0].1["addr"].as_str().unwrap().to_string();
+    let secret = |id: u16| dir.path().join(format!("n{id}")).join("init-secret");
+    for id in ids {
+        assert!(secret(id).exists(), "node {id} wrote no init secret");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(secret(id)).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600, "init secret mode");
+        }
+    }
+
+    // Two operators make their key pairs on their own machines.
+    let mut operators = Vec::new();
+    for name in ["alice", "bob"] {
+        let file = dir.path().join(format!("{name}.key"));
+        let v = ok_json(
+            &kq(
+                &[
+                    "operator",
+                    "keygen",
+                    "--name",
+                    name,
+                    "--out",
+                    file.to_str().unwrap(),
+                    "--json",
+                ],
+                &[],
+            ),
+            "operator keygen",
+        );
+        operators.push((file, v["init_arg"].as_str().unwrap().to_string()));
+    }
+    let admin_key = dir.path().join("admin.key");
+    let init = |secrets: &[u16]| {
+        let mut args: Vec<String> = [
+            "init",
+            "--url",
+            &url,
+            "--ca-cert",
+            ca_file.to_str().unwrap(),
+            "--quorum",
+            "2",
+            "--admin-key-out",
+            admin_key.to_str().unwrap(),
+            "--json",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        for (_, arg) in &operators {
+            args.extend(["--operator".into(), arg.clone()]);
+        }
+        for id in secrets {
+            args.extend([
+                "--init-secret-file".into(),
+                secret(*id).to_str().unwrap().to_string(),
+            ]);
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        kq(&args, &[])
+    };
+    // Until a leader is elected, init answers 503 (or cannot connect):
+    // polled. Without node 3's secret, it is refused by node 3 (and the
+    // admin's key file is not kept).
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let o = init(&[1, 2]);
+        let err = String::from_utf8_lossy(&o.stderr).to_string();
+        assert!(
+            !o.status.success(),
+            "init without node 3's secret succeeded"
+        );
+        if err.contains("403") {
+            assert!(err.contains("node 3"), "{err}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "init never got an answer: {err}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(!admin_key.exists(), "a refused init keeps no admin key");
+    // With every node's secret it succeeds.
+    let v = ok_json(&init(&[1, 2, 3]), "init");
+    assert_eq!(v["quorum"], 2);
+    assert_eq!(v["operators"], serde_json::json!(["alice", "bob"]));
+    // The secrets are spent: every node deletes its file.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while ids.iter().any(|id| secret(*id).exists()) {
+        assert!(Instant::now() < deadline, "init secrets not deleted");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    let env = [
+        ("KEYQUORUM_URL", url.as_str()),
+        ("KEYQUORUM_CA_CERT", ca_file.to_str().unwrap()),
+        ("KEYQUORUM_KEY_FILE", admin_key.to_str().unwrap()),
+        ("KEYQUORUM_KEY_ID", "admin"),
+    ];
+    let key = ok_json(
+        &kq(&["key", "create", "prod", "--json"], &env),
+        "key create",
+    );
+    assert_eq!(key["members"].as_array().unwrap().len(), 3);
+    let msg = b"first production signature";
+    let sig = ok_json(
+        &kq(
+            &[
+                "key",
+                "sign",
+                "prod",
+                "--message-hex",
+                &hex::encode(msg),
+                "--json",
+            ],
+            &env,
+        ),
+        "key sign",
+    );
+    let pk: [u8; 32] = hex::decode(key["public_key"].as_str().unwrap())
+        .unwrap()
+        .try_into()
+        .unwrap();
+    let sig: [u8; 64] = hex::decode(sig["signature"].as_str().unwrap())
+        .unwrap()
+        .try_into()
+        .unwrap();
+    ed25519_dalek::VerifyingKey::from_bytes(&pk)
+        .unwrap()
+        .verify_strict(msg, &ed25519_dalek::Signature::from_bytes(&sig))
+        .expect("an RFC 8032 verifier accepts the signature");
+
+    // The admin alone cannot export: it asks, only the operators approve.
+    let o = kq(
+        &["operator", "list", "--json"],
+        &[
+            ("KEYQUORUM_URL", url.as_str()),
+            ("KEYQUORUM_CA_CERT", ca_file.to_str().unwrap()),
+            (
+                "KEYQUORUM_OPERATOR_KEY_FILE",
+                operators[0].0.to_str().unwrap(),
+            ),
+            ("KEYQUORUM_OPERATOR_KEY_ID", "alice"),
+        ],
+    );
+    assert_eq!(ok_json(&o, "operator list")["quorum"], 2);
+
+    // The secrets are gone, so init cannot be asked again (and apply
+    // refuses a second init while there is a client: unit-tested).
+    let o = init(&[1, 2, 3]);
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("init secret"), "{err}");
+}
