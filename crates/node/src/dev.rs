@@ -371,14 +371,15 @@ impl LocalCluster {
         &self.infos
     }
 
-    /// Wait until every running node knows a leader and has applied the
-    /// admin client (polled, not slept).
+    /// Wait until every running node knows a leader, has applied the admin
+    /// client and has its start in the log (polled, not slept).
     pub async fn wait_ready(&self, timeout: Duration) -> Result<(), NodeError> {
         let admin = self.admin.public_key();
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
             let ready = self.nodes.values().flatten().all(|r| {
                 r.node.leader().is_some()
+                    && r.node.boot_confirmed()
                     && r.node.registry(|g| {
                         g.clients
                             .get("admin")

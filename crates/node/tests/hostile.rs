@@ -614,3 +614,94 @@ async fn a_member_or_the_leader_cannot_commit_what_no_one_authorized() {
         serde_json::from_str::<serde_json::Value>(&was).unwrap()
     );
 }
+
+/// A vault restored from a copy brings back nonces that were spent after the
+/// copy was taken; they are never used again. Here node 2 deals a nonce,
+/// its entry is kept (the "copy"), the nonce signs one message, the entry is
+/// put back (the file now holds what the copy held) and the node restarts:
+/// the nonce is refused, and so is the copy put back again into the new
+/// start's vault (nonces are bound to the start that dealt them, and a
+/// start to the log). The key then signs with fresh nonces only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_vault_restored_from_a_copy_does_not_reuse_a_nonce() {
+    let (_dir, mut c) = cluster(3, 2, 0).await;
+    let admin = Client::new(&c.url_of(n(1)), &c.admin, c.ca_pem().as_bytes()).unwrap();
+    let key: KeyInfo = admin
+        .create_key(&create("v", SuiteName::Ed25519, 2, None))
+        .await
+        .unwrap();
+    let record = c
+        .node(n(1))
+        .unwrap()
+        .registry(|r| r.keys.records.get("v").cloned())
+        .unwrap();
+    let group = GroupKey::<Ed25519>::from_bytes(&record.group_key.0).unwrap();
+    let (n2, n3) = (c.node(n(2)).unwrap(), c.node(n(3)).unwrap());
+    let boot_before = n2.boot();
+    let c2 = nonce(&n2, "v", record.epoch).await;
+    let c3 = nonce(&n3, "v", record.epoch).await;
+    let slot = n2
+        .vault()
+        .keys(Table::Nonces, b"v/")
+        .unwrap()
+        .pop()
+        .unwrap();
+    let copy = n2.vault().get(Table::Nonces, &slot).unwrap().unwrap();
+
+    // The nonce signs one message.
+    let base = c.url_of(n(1));
+    let first = common::sign_request(&base, &c.admin, "v", b"before the restore");
+    let coord = package(&group, b"before the restore", &[&c2, &c3]);
+    let reply = n2
+        .handle_peer(n(1), sign_share("v", record.epoch, &c2, &coord, &first))
+        .await
+        .unwrap();
+    assert!(matches!(reply, PeerMessage::SignatureShare { .. }));
+    assert_eq!(vault_count(&c, n(2), Table::Nonces, "v"), 0);
+
+    // The copy comes back, the node starts from it.
+    let restore = |node: &Node| {
+        node.vault()
+            .apply(&[keyquorum_store::vault::Op::Put(Table::Nonces, &slot, &copy)])
+            .unwrap()
+    };
+    restore(&n2);
+    drop(n2);
+    c.stop_node(n(2)).await;
+    c.restart_node(n(2)).await.unwrap();
+    c.wait_ready(std::time::Duration::from_secs(30))
+        .await
+        .unwrap();
+    let n2 = c.node(n(2)).unwrap();
+    assert_ne!(n2.boot(), boot_before, "a start has a new boot id");
+    assert!(n2.boot_confirmed());
+    let c3 = nonce(&n3, "v", record.epoch).await;
+    let second = common::sign_request(&base, &c.admin, "v", b"after the restore");
+    let other = package(&group, b"after the restore", &[&c2, &c3]);
+    let err = n2
+        .handle_peer(n(1), sign_share("v", record.epoch, &c2, &other, &second))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("already used"), "{err}");
+    // Put back into the running node's vault (this start): still refused.
+    restore(&n2);
+    let third = common::sign_request(&base, &c.admin, "v", b"after the restore");
+    let err = n2
+        .handle_peer(n(1), sign_share("v", record.epoch, &c2, &other, &third))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("another start"), "{err}");
+    assert_eq!(
+        vault_count(&c, n(2), Table::Nonces, "v"),
+        0,
+        "taken and dropped"
+    );
+
+    // Signing goes on with fresh nonces, through every node.
+    for via in [1u8, 2, 3] {
+        let client =
+            Client::new(&c.url_of(n(via.into())), &c.admin, c.ca_pem().as_bytes()).unwrap();
+        sign_and_check(&client, &key, &[b'v', via]).await;
+    }
+    c.shutdown().await;
+}

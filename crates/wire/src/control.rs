@@ -269,6 +269,13 @@ pub enum ClusterCommand {
     /// Nothing but the stating node's time: it keeps the members' attested
     /// log clock moving when a node has nothing else to say.
     Tick {},
+    /// The stating node started, with this random boot id: its signing
+    /// nonces are bound to its latest boot in the log, so nonces from an
+    /// earlier start (a restored vault, a clone) are never used.
+    Boot {
+        /// The boot id.
+        boot: Hex32,
+    },
     /// Initialise a new cluster: its operators, their quorum and the first
     /// admin client. Every voting member states it together, each only
     /// after the caller proved it holds that member's one-time init secret;

@@ -214,7 +214,22 @@ pub(crate) async fn audit_writer(
     // The init secret is deleted once the cluster is initialised (checked
     // on the idle path until it is).
     let mut secret_gone = false;
+    // This process's boot is stated in the log at start (and again each
+    // second until it is applied here): signing waits for it.
+    let mut boot_tried: Option<std::time::Instant> = None;
     loop {
+        if boot_tried.is_none_or(|t| t.elapsed() >= Duration::from_secs(1))
+            && !node.boot_confirmed()
+        {
+            boot_tried = Some(std::time::Instant::now());
+            let node = node.clone();
+            tokio::spawn(async move {
+                let boot = ClusterCommand::Boot { boot: node.boot() };
+                if let Err(e) = node.propose(node.statement(boot)).await {
+                    tracing::debug!(error = %e, "boot statement not committed yet");
+                }
+            });
+        }
         let first = tokio::select! {
             e = rx.recv() => match e {
                 Some(e) => Some(e),

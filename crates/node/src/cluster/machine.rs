@@ -59,6 +59,8 @@ pub struct Registry {
     /// The operator quorum and the changes proposed to the operators (the
     /// operators themselves are clients with the operator grant).
     pub operators: Operators,
+    /// Each node's latest boot id ([`ClusterCommand::Boot`]).
+    pub boots: BTreeMap<NodeId, keyquorum_wire::Hex32>,
 }
 
 /// The serialized form of [`Registry`], borrowed (a snapshot is written
@@ -75,6 +77,7 @@ struct FlatRef<'a> {
     voters: &'a BTreeSet<NodeId>,
     clock: &'a LogClock,
     operators: &'a Operators,
+    boots: &'a BTreeMap<NodeId, keyquorum_wire::Hex32>,
 }
 
 /// The serialized form of [`Registry`], owned (read straight into the
@@ -97,6 +100,8 @@ struct Flat {
     clock: LogClock,
     #[serde(default)]
     operators: Operators,
+    #[serde(default)]
+    boots: BTreeMap<NodeId, keyquorum_wire::Hex32>,
 }
 
 impl Serialize for Registry {
@@ -112,6 +117,7 @@ impl Serialize for Registry {
             voters,
             clock,
             operators,
+            boots,
         } = self;
         FlatRef {
             keys: records,
@@ -124,6 +130,7 @@ impl Serialize for Registry {
             voters,
             clock,
             operators,
+            boots,
         }
         .serialize(s)
     }
@@ -147,6 +154,7 @@ impl<'de> Deserialize<'de> for Registry {
             voters: f.voters,
             clock: f.clock,
             operators: f.operators,
+            boots: f.boots,
         })
     }
 }
@@ -225,15 +233,26 @@ impl Registry {
     /// Apply one command if what authorizes it holds.
     fn apply_authorized(&mut self, index: u64, a: &Authorized) -> CommandResponse {
         match authority::admit(self, a) {
-            Ok(_) => self.apply_command(index, &a.command),
+            Ok(actor) => {
+                let by = match actor {
+                    authority::Actor::Node(n) => Some(n),
+                    _ => None,
+                };
+                self.apply_command(index, &a.command, by)
+            }
             Err(reason) => CommandResponse::rejected(format!("not authorized: {reason}")),
         }
     }
 
     /// Apply one authorized command.
-    fn apply_command(&mut self, _index: u64, command: &Command) -> CommandResponse {
+    fn apply_command(
+        &mut self,
+        _index: u64,
+        command: &Command,
+        by: Option<NodeId>,
+    ) -> CommandResponse {
         match command {
-            Command::Cluster(c) => self.apply_cluster(c),
+            Command::Cluster(c) => self.apply_cluster(c, by),
             Command::Keys(c) => self.keys.apply(c),
             Command::Msg(c) => self.msg.apply(c),
         }
@@ -276,7 +295,9 @@ impl Registry {
         CommandResponse::Ok
     }
 
-    fn apply_cluster(&mut self, command: &ClusterCommand) -> CommandResponse {
+    /// Apply one of the cluster's own commands (`by`: the stating node, for
+    /// statements).
+    fn apply_cluster(&mut self, command: &ClusterCommand, by: Option<NodeId>) -> CommandResponse {
         match command {
             ClusterCommand::Audit { .. } | ClusterCommand::SignHead { .. } => {
                 self.audit.apply(command)
@@ -284,6 +305,13 @@ impl Registry {
             ClusterCommand::PutClient { record } => self.put_client(record),
             ClusterCommand::RevokeClient { name } => self.revoke_client(name),
             ClusterCommand::Tick {} => CommandResponse::Ok,
+            ClusterCommand::Boot { boot } => match by {
+                Some(node) => {
+                    self.boots.insert(node, *boot);
+                    CommandResponse::Ok
+                }
+                None => CommandResponse::rejected("only a node states its boot"),
+            },
             ClusterCommand::Init {
                 operators,
                 quorum,

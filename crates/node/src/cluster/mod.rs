@@ -67,6 +67,10 @@ pub(crate) struct Inner {
     audit_tx: mpsc::UnboundedSender<(AuditEvent, Option<oneshot::Sender<()>>)>,
     batch_tx: mpsc::UnboundedSender<batch::Pending>,
     bootstrap: BTreeMap<NodeId, NodeInfo>,
+    /// This process's boot: random, stated in the log at start
+    /// ([`keyquorum_wire::control::ClusterCommand::Boot`]). Signing nonces
+    /// are bound to it (`keys::sign`).
+    boot: keyquorum_wire::Hex32,
     /// Where capability messages go (set once at start). The dispatcher
     /// holds no `Node` (it is handed one per message), so this is no cycle.
     dispatch: OnceLock<Arc<dyn PeerHandler>>,
@@ -177,6 +181,11 @@ impl Node {
             audit_tx,
             batch_tx,
             bootstrap,
+            boot: {
+                let mut b = [0u8; 32];
+                rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut b);
+                keyquorum_wire::Hex32(b)
+            },
             dispatch: OnceLock::new(),
         }));
         Ok(Opened {
@@ -210,6 +219,19 @@ impl Node {
     /// This node's id.
     pub fn id(&self) -> NodeId {
         self.0.id
+    }
+
+    /// This process's boot id (random at every start).
+    pub fn boot(&self) -> keyquorum_wire::Hex32 {
+        self.0.boot
+    }
+
+    /// Whether the log's latest boot of this node is this process's: its
+    /// boot statement is applied here and no later start of this node (a
+    /// restore, a clone) has stated another since.
+    pub fn boot_confirmed(&self) -> bool {
+        let mine = self.0.boot;
+        self.registry(|r| r.boots.get(&self.0.id) == Some(&mine))
     }
 
     /// Its configuration.

@@ -224,14 +224,25 @@ impl Keys {
         Ok(ops.len())
     }
 
-    /// At start: for every key in the (locally applied) registry, erase
+    /// At start: erase every stored signing nonce (all are from an earlier
+    /// start); for every key in the (locally applied) registry, erase
     /// older generations and dead pending shares, and promote this node's
     /// share of the current generation if it is still pending. A pending
     /// share for a key the registry does not know yet is kept: the run may
     /// have committed on a quorum this node has not heard from.
     pub fn tidy(&self, node: &Node) -> Result<usize, NodeError> {
         let records: Vec<KeyRecord> = node.registry(|r| r.keys.records.values().cloned().collect());
-        let mut erased = 0;
+        // Every stored nonce is from an earlier start (they are bound to the
+        // start that dealt them and never used in another): erase them.
+        let nonces = node.vault().keys(Table::Nonces, b"")?;
+        let ops: Vec<Op<'_>> = nonces
+            .iter()
+            .map(|k| Op::Delete(Table::Nonces, k))
+            .collect();
+        if !ops.is_empty() {
+            node.vault().apply(&ops)?;
+        }
+        let mut erased = ops.len();
         for record in &records {
             if record.members.contains(&node.id()) {
                 // Promotes a pending share (and erases older ones) if needed;

@@ -74,6 +74,15 @@ impl Keys {
             )));
         }
         let record = Self::record(node, name, epoch)?;
+        // Nonces are bound to this process's boot, once the log has it
+        // (see `sign_share`).
+        if !node.boot_confirmed() {
+            return Err(NodeError::Unavailable(format!(
+                "node {}'s start is not in the log yet: it deals no nonces until it is",
+                node.id()
+            )));
+        }
+        let boot = node.boot();
         let share_bytes = self.share_bytes(node, &record)?;
         let (items, secrets) = with_suite!(record.suite, |C| {
             let share = KeyShare::<C>::from_secret_bytes(&share_bytes)
@@ -83,7 +92,9 @@ impl Keys {
             for (nonce, commitment) in sign::precompute(&share, usize::from(count), &mut OsRng) {
                 let mut id = [0u8; 16];
                 OsRng.fill_bytes(&mut id);
-                secrets.push((nonce_slot(name, epoch, &id), nonce.to_secret_bytes()));
+                let mut stored = zeroize::Zeroizing::new(boot.0.to_vec());
+                stored.extend_from_slice(&nonce.to_secret_bytes());
+                secrets.push((nonce_slot(name, epoch, &id), stored));
                 items.push(NonceCommitment {
                     id: Hex(id.to_vec()),
                     commitment: Hex(commitment.to_bytes()),
@@ -155,9 +166,21 @@ impl Keys {
                 .take(slot.clone())
                 .await?
                 .ok_or_else(|| NodeError::Conflict("unknown or already used nonce".into()))?;
+            // A nonce is used only in the start that dealt it, and only
+            // while the log's latest start of this node is this one: a
+            // vault restored from a copy, or a clone of this node started
+            // since, never brings a spent nonce back into use.
+            let secret = match secret.split_at_checked(32) {
+                Some((boot, secret)) if boot == node.boot().0 && node.boot_confirmed() => secret,
+                _ => {
+                    return Err(NodeError::Conflict(
+                        "a nonce from another start of this node: never used".into(),
+                    ))
+                }
+            };
             let share = KeyShare::<C>::from_secret_bytes(&share_bytes)
                 .map_err(|e| NodeError::Internal(e.to_string()))?;
-            let nonce = SigningNonce::<C>::from_secret_bytes(&secret)
+            let nonce = SigningNonce::<C>::from_secret_bytes(secret)
                 .map_err(|e| NodeError::Internal(e.to_string()))?;
             let mut s: SignatureShare<C> = nonce.sign(&share, &package).map_err(core_err)?;
             if self.faults.send_bad_signature_shares() {

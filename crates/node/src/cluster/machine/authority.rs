@@ -23,6 +23,7 @@
 //! | `audit` | node statement | every event is the signing node's |
 //! | `sign_head` | node statement | the head is the signer's and its signature verifies |
 //! | `tick` | node statement | (its time attests the node's clock) |
+//! | `boot` | node statement | (the node's latest boot id: its signing nonces are bound to it) |
 //! | `init_msg` | node statement | a window of 1 s to 1 day (first one wins) |
 //! | `deliver` | node statement | the message's time fresh by the log clock (see the README's threat model: not yet bound to the sender's request) |
 //!
@@ -492,8 +493,9 @@ fn asks_for(
         Command::Cluster(
             ClusterCommand::Audit { .. }
             | ClusterCommand::SignHead { .. }
-            | ClusterCommand::Tick {},
-        ) => Err("only a node may state audit events, heads and ticks".into()),
+            | ClusterCommand::Tick {}
+            | ClusterCommand::Boot { .. },
+        ) => Err("only a node may state audit events, heads, ticks and boots".into()),
         Command::Cluster(ClusterCommand::Init { .. }) => {
             Err("only the voting members together initialise a cluster".into())
         }
@@ -813,7 +815,7 @@ fn about_itself(r: &Registry, node: NodeId, command: &Command) -> Result<(), Str
                 Err(format!("the head is not node {node}'s or does not verify"))
             }
         }
-        Command::Cluster(ClusterCommand::Tick {}) => Ok(()),
+        Command::Cluster(ClusterCommand::Tick {} | ClusterCommand::Boot { .. }) => Ok(()),
         Command::Msg(MsgCommand::InitMsg { window_ms, .. }) => need(
             (1_000..=86_400_000).contains(window_ms),
             "the messaging window is 1 s to 1 day",
