@@ -202,16 +202,24 @@ pub(crate) async fn init(a: InitArgs, json: bool) -> Result<()> {
     let list = match c.init(&InitRequest { init: body, proofs }).await {
         Ok(l) => l,
         Err(e) => {
+            // Refused outright: nothing was registered, the key is useless.
+            // (A conflict may mean this very init was committed: the key
+            // is kept.)
             if matches!(
                 e,
                 keyquorum_client::ClientError::Api {
-                    status: 400..=499,
+                    status: 400 | 403,
                     ..
                 }
             ) {
                 let _ = std::fs::remove_file(&a.admin_key_out);
+                return Err(e.into());
             }
-            return Err(e.into());
+            return Err(anyhow::anyhow!(
+                "{e}; the admin key is kept in {} in case the init was committed \
+                 (remove it before trying again if it was not)",
+                a.admin_key_out.display()
+            ));
         }
     };
     if json {

@@ -39,6 +39,16 @@ pub(crate) async fn init(
         Ok(ApiJson(r)) => r,
         Err(rejection) => return rejection,
     };
+    // Once initialised, an init that is not this cluster's is refused here,
+    // unaudited (anyone may call this route).
+    if !node.uninitialised() {
+        return match crate::cluster::init::init_command(&req.init)
+            .and_then(|c| node.initialised_as(&c))
+        {
+            Ok(()) => (StatusCode::OK, Json(change_list(&node))).into_response(),
+            Err(e) => e.into_response(),
+        };
+    }
     let outcome = node.initialise(req).await;
     node.audit_event(
         "init",

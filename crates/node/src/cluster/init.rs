@@ -28,7 +28,7 @@ use keyquorum_wire::control::{
     Authority, Authorized, ClientRecord, ClusterCommand, Command, Grant,
 };
 use keyquorum_wire::peer::PeerMessage;
-use keyquorum_wire::{Hex, Hex32};
+use keyquorum_wire::{Hex, Hex32, NodeId};
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
@@ -135,8 +135,9 @@ pub fn init_command(body: &InitBody) -> Result<Command, NodeError> {
         return bad("a public key is not an Ed25519 public key");
     }
     let distinct: std::collections::BTreeSet<&str> = names().map(|k| k.name.as_str()).collect();
-    if distinct.len() != body.operators.len() + 1 {
-        return bad("operator and admin names must be distinct");
+    let keys: std::collections::BTreeSet<[u8; 32]> = names().map(|k| k.public_key.0).collect();
+    if distinct.len() != body.operators.len() + 1 || keys.len() != distinct.len() {
+        return bad("operator and admin names and keys must be distinct");
     }
     Ok(ClusterCommand::Init {
         operators: body
@@ -177,6 +178,16 @@ impl Node {
         if !self.uninitialised() {
             return Err(NodeError::Conflict("the cluster is initialised".into()));
         }
+        // The statement's time attests every voter's clock on apply: it
+        // must be this node's time, give or take the skew.
+        let now = super::peer::now_ms();
+        let skew = crate::api::auth::SKEW_S * 1000;
+        if time_ms.abs_diff(now) > skew {
+            return Err(NodeError::BadRequest(format!(
+                "the init statement's time {time_ms} ms is not node {}'s ({now} ms)",
+                self.id()
+            )));
+        }
         let command = init_command(&init.init)?;
         let path = secret_path(&self.config().data_dir);
         let mine = InitSecret::read(&path)
@@ -209,16 +220,26 @@ impl Node {
         }
         let command = init_command(&init.init)?;
         if !self.uninitialised() {
-            return Err(NodeError::Conflict("the cluster is initialised".into()));
+            return self.initialised_as(&command);
         }
         let mut nonce = [0u8; 16];
         rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut nonce);
         let time_ms = super::peer::now_ms();
-        let voters: Vec<_> = self
-            .members()
+        // Every voter and every founding voter (apply needs them all).
+        let ids: std::collections::BTreeSet<NodeId> =
+            self.registry(|r| r.voters.iter().chain(r.founders.keys()).copied().collect());
+        let voters = ids
             .into_iter()
-            .filter(|(_, _, voter)| *voter)
-            .collect();
+            .map(|id| {
+                self.node_info(id)
+                    .map(|info| (id, info, true))
+                    .ok_or_else(|| {
+                        NodeError::Unavailable(format!(
+                            "founding member {id} is no longer a member: init needs its signature"
+                        ))
+                    })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         let asks = voters.iter().map(|(id, info, _)| {
             self.call(
                 *id,
@@ -243,15 +264,50 @@ impl Node {
                 }
             }
         }
-        self.commit(Authorized {
-            command,
-            by: Authority::Members {
-                time_ms,
-                nonce: Hex(nonce.to_vec()),
-                signatures,
-            },
-        })
-        .await?;
+        let committed = self
+            .commit(Authorized {
+                command: command.clone(),
+                by: Authority::Members {
+                    time_ms,
+                    nonce: Hex(nonce.to_vec()),
+                    signatures,
+                },
+            })
+            .await;
+        if let Err(e) = committed {
+            // Another node may have committed this very init first (with
+            // the proofs it saw as a voter): that is success, not a loss.
+            if self.uninitialised() {
+                return Err(e);
+            }
+            self.initialised_as(&command)?;
+        }
         tidy_init_secret(&self.config().data_dir, true)
+    }
+
+    /// Ok if the registry holds exactly what init `command` registers (an
+    /// init committed already, e.g. the same request through another
+    /// node); a conflict otherwise.
+    pub(crate) fn initialised_as(&self, command: &Command) -> Result<(), NodeError> {
+        let Command::Cluster(ClusterCommand::Init {
+            operators,
+            quorum,
+            admin,
+        }) = command
+        else {
+            return Err(NodeError::Internal("not an init command".into()));
+        };
+        let same = self.registry(|r| {
+            r.operators.quorum == *quorum
+                && operators
+                    .iter()
+                    .chain([admin])
+                    .all(|c| r.clients.get(&c.grant.name) == Some(c))
+        });
+        if same {
+            Ok(())
+        } else {
+            Err(NodeError::Conflict("the cluster is initialised".into()))
+        }
     }
 }

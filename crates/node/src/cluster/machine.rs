@@ -61,6 +61,10 @@ pub struct Registry {
     pub operators: Operators,
     /// Each node's latest boot id ([`ClusterCommand::Boot`]).
     pub boots: BTreeMap<NodeId, keyquorum_wire::Hex32>,
+    /// Every voter (with its identity key) the cluster had while it had no
+    /// client: all of them must state [`ClusterCommand::Init`], so a leader
+    /// that removes voters before init cannot initialise alone.
+    pub founders: BTreeMap<NodeId, keyquorum_wire::Hex32>,
 }
 
 /// The serialized form of [`Registry`], borrowed (a snapshot is written
@@ -78,6 +82,7 @@ struct FlatRef<'a> {
     clock: &'a LogClock,
     operators: &'a Operators,
     boots: &'a BTreeMap<NodeId, keyquorum_wire::Hex32>,
+    founders: &'a BTreeMap<NodeId, keyquorum_wire::Hex32>,
 }
 
 /// The serialized form of [`Registry`], owned (read straight into the
@@ -102,6 +107,8 @@ struct Flat {
     operators: Operators,
     #[serde(default)]
     boots: BTreeMap<NodeId, keyquorum_wire::Hex32>,
+    #[serde(default)]
+    founders: BTreeMap<NodeId, keyquorum_wire::Hex32>,
 }
 
 impl Serialize for Registry {
@@ -118,6 +125,7 @@ impl Serialize for Registry {
             clock,
             operators,
             boots,
+            founders,
         } = self;
         FlatRef {
             keys: records,
@@ -131,6 +139,7 @@ impl Serialize for Registry {
             clock,
             operators,
             boots,
+            founders,
         }
         .serialize(s)
     }
@@ -155,6 +164,7 @@ impl<'de> Deserialize<'de> for Registry {
             clock: f.clock,
             operators: f.operators,
             boots: f.boots,
+            founders: f.founders,
         })
     }
 }
@@ -226,6 +236,14 @@ impl Machine for Registry {
             .filter_map(id_of)
             .filter(|v| self.members.contains_key(v))
             .collect();
+        // Before init, every voter ever seen is a founder (only added to).
+        if self.clients.is_empty() {
+            for v in &self.voters {
+                if let Some(m) = self.members.get(v) {
+                    self.founders.entry(*v).or_insert(m.identity);
+                }
+            }
+        }
     }
 }
 

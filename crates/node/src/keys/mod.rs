@@ -104,7 +104,7 @@ pub struct Keys {
     dkg: Mutex<HashMap<[u8; 32], dkg::DkgSession>>,
     /// Runs their coordinator gave up, with when: a late message of one of
     /// them must not leave a pending share behind.
-    aborted: Mutex<HashMap<[u8; 32], (NodeId, Instant)>>,
+    aborted: Mutex<HashMap<([u8; 32], NodeId), Instant>>,
     /// Repairs this node helps with, by run.
     repairs: Mutex<HashMap<[u8; 32], repair::HelperSession>>,
     groups: Mutex<GroupCache>,

@@ -84,10 +84,7 @@ impl Keys {
         group_key: &[u8],
     ) -> Result<(), NodeError> {
         let aborted = lock(&self.aborted)?;
-        if aborted
-            .get(&session.0)
-            .is_some_and(|(c, _)| *c == coordinator)
-        {
+        if aborted.contains_key(&(session.0, coordinator)) {
             return Err(NodeError::Conflict("the run was aborted".into()));
         }
         let computed = group_digest(group_key);
@@ -110,9 +107,11 @@ impl Keys {
                 d.remove(&session.0);
             }
         }
+        // By (run, sender): another member's abort of the same run id does
+        // not replace the coordinator's.
         let mut a = lock(&self.aborted)?;
-        a.retain(|_, (_, at)| at.elapsed() < DKG_TTL);
-        a.insert(session.0, (from, Instant::now()));
+        a.retain(|_, at| at.elapsed() < DKG_TTL);
+        a.insert((session.0, from), Instant::now());
         Ok(())
     }
 

@@ -268,7 +268,12 @@ fn authenticate(r: &Registry, a: &Authorized) -> Result<(Signer, u64, String), S
     match &a.by {
         Authority::Client { request } => {
             let v = client_signature(r, request)?;
-            let op = op_name(&a.command);
+            // One request approves one thing: an export's and a change's
+            // approvals share a once-key.
+            let op = match op_name(&a.command).as_str() {
+                "approve_export" | "approve_change" => "approve".to_string(),
+                other => other.to_string(),
+            };
             let key = format!("client/{}/{}/{op}", v.keyid, v.nonce);
             let made = v.created.saturating_mul(1000);
             Ok((Signer::Client(v, request.clone()), made, key))
@@ -297,21 +302,31 @@ fn authenticate(r: &Registry, a: &Authorized) -> Result<(Signer, u64, String), S
             nonce,
             signatures,
         } => {
+            // Every voter now and every voter the cluster had before it was
+            // initialised (a leader that removed voters cannot sign alone),
+            // each by the identity it had then.
             let statement = members_statement(*time_ms, &nonce.0, &a.command);
+            let identity = |n: &NodeId| {
+                r.founders
+                    .get(n)
+                    .or_else(|| r.members.get(n).map(|m| &m.identity))
+            };
             let signed: BTreeSet<NodeId> = signatures
                 .iter()
                 .filter(|e| {
-                    r.members.get(&e.node).is_some_and(|m| {
-                        crate::identity::verify(&m.identity, &statement, &e.signature.0)
-                    })
+                    identity(&e.node)
+                        .is_some_and(|k| crate::identity::verify(k, &statement, &e.signature.0))
                 })
                 .map(|e| e.node)
                 .collect();
-            if nonce.0.len() != 16 || r.voters.is_empty() || !r.voters.is_subset(&signed) {
+            let needed: BTreeSet<NodeId> =
+                r.voters.iter().chain(r.founders.keys()).copied().collect();
+            if nonce.0.len() != 16 || needed.is_empty() || !needed.is_subset(&signed) {
                 return Err(format!(
-                    "a members' statement needs every voting member's signature ({} of {})",
-                    r.voters.intersection(&signed).count(),
-                    r.voters.len()
+                    "a members' statement needs every voting and founding member's signature \
+                     ({} of {})",
+                    needed.intersection(&signed).count(),
+                    needed.len()
                 ));
             }
             let key = format!("members/{}", hex::encode(&nonce.0));
@@ -516,6 +531,10 @@ fn asks_for(
                     && record.needed == r.operators.quorum,
                 "the change asked for, needing the operator quorum's approvals",
             )?;
+            need(
+                !r.keys.exports.contains_key(&record.id),
+                "a change's id is not an export's",
+            )?;
             r.clock.fresh(record.created_ms)
         }
         Command::Cluster(ClusterCommand::ApproveChange { id, operator }) => {
@@ -617,6 +636,10 @@ fn asks_for(
                     && record.needed == r.operators.quorum,
                 "the export asked for, needing the operator quorum's approvals",
             )?;
+            need(
+                !r.operators.changes.contains_key(&record.id),
+                "an export's id is not a change's",
+            )?;
             r.clock.fresh(record.created_ms)
         }
         Command::Keys(KeysCommand::ApproveExport { id, operator }) => {
@@ -650,8 +673,8 @@ fn asks_for(
                 .filter(|a| live.contains(*a))
                 .count();
             need(
-                approvals >= usize::from(export.needed),
-                "the operator quorum approved the export",
+                approvals >= usize::from(export.needed.max(r.operators.quorum)),
+                "the operator quorum (as it is now, if it was raised) approved the export",
             )
         }
         Command::Msg(m) => msg_asks_for(r, grant, method, &seg, body_bytes, m),

@@ -19,9 +19,13 @@ use serde::{Deserialize, Serialize};
 
 use super::Registry;
 
-/// Most proposals kept at once (carried-out ones included); past this,
-/// new proposals are refused until the registry is pruned.
-pub const MAX_CHANGES: usize = 4096;
+/// Most changes kept: past this, the oldest carried-out ones are dropped
+/// (the audit log keeps them).
+pub const MAX_CHANGES: usize = 1024;
+
+/// Most changes one client may have pending (not carried out) at once, so
+/// no one proposer can fill the table for the others.
+pub const MAX_PENDING_PER_PROPOSER: usize = 16;
 
 /// The operator quorum and the proposed changes.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -98,8 +102,33 @@ impl Registry {
         if self.operators.changes.contains_key(&record.id) {
             return CommandResponse::rejected("change id in use");
         }
+        let pending = |by: &str| {
+            self.operators
+                .changes
+                .values()
+                .filter(|c| !c.done && c.requested_by == by)
+                .count()
+        };
+        if pending(&record.requested_by) >= MAX_PENDING_PER_PROPOSER {
+            return CommandResponse::rejected(format!(
+                "{} has {MAX_PENDING_PER_PROPOSER} changes pending",
+                record.requested_by
+            ));
+        }
         if self.operators.changes.len() >= MAX_CHANGES {
-            return CommandResponse::rejected("too many proposed changes");
+            let oldest_done = self
+                .operators
+                .changes
+                .values()
+                .filter(|c| c.done)
+                .min_by_key(|c| c.created_ms)
+                .map(|c| c.id.clone());
+            match oldest_done {
+                Some(id) => {
+                    self.operators.changes.remove(&id);
+                }
+                None => return CommandResponse::rejected("too many pending changes"),
+            }
         }
         if let Err(reason) = self.check_change(&record.change) {
             return CommandResponse::rejected(reason);
@@ -132,7 +161,8 @@ impl Registry {
             .iter()
             .filter(|a| live.contains(*a))
             .count();
-        if counted >= usize::from(record.needed) {
+        // The quorum as it is now, if it was raised since the proposal.
+        if counted >= usize::from(record.needed.max(self.operators.quorum)) {
             if let Err(reason) = self.check_change(&record.change) {
                 return CommandResponse::rejected(reason);
             }
@@ -148,6 +178,10 @@ impl Registry {
         let live = self.live_operators();
         match change {
             Change::AddOperator { name, public_key } => {
+                // One key, one operator: Q approvals are Q keys' holders.
+                if self.clients.values().any(|c| c.public_key == *public_key) {
+                    return Err("that public key is another client's".into());
+                }
                 check_client(&self.clients, &operator_record(name.clone(), *public_key))
             }
             Change::RemoveOperator { name } => {

@@ -210,3 +210,207 @@ fn the_quorum_cannot_be_left_unreachable() {
     );
     assert_eq!(r.operators.quorum, 1);
 }
+
+#[test]
+fn a_change_proposed_under_a_lower_quorum_needs_the_quorum_in_force() {
+    let (mut r, admin, _) = registry();
+    let (op1, op2) = (operator(1), operator(2));
+    // Quorum 2 → 1.
+    apply(
+        &mut r,
+        T0,
+        vec![propose(&admin, "l1", Change::SetQuorum { quorum: 1 }, 2)],
+    );
+    apply(
+        &mut r,
+        T0,
+        vec![approve(&op1, "l2", ID), approve(&op2, "l3", ID)],
+    );
+    assert_eq!(r.operators.quorum, 1);
+    // A change proposed at quorum 1 ...
+    let carol = ClientKey::new("carol", SigningKey::from_bytes(&[56; 32]));
+    let add = ClusterCommand::ProposeChange {
+        record: ChangeRecord {
+            id: "ffeeddccbbaa99887766554433221100".into(),
+            change: Change::AddOperator {
+                name: "carol".into(),
+                public_key: Hex32(carol.public_key()),
+            },
+            requested_by: "admin".into(),
+            approvals: vec![],
+            needed: 1,
+            done: false,
+            created_ms: T0,
+        },
+    };
+    let body = serde_json::to_vec(&keyquorum_wire::api::ChangeRequest {
+        change: Change::AddOperator {
+            name: "carol".into(),
+            public_key: Hex32(carol.public_key()),
+        },
+    })
+    .unwrap();
+    let add = client(
+        &admin,
+        "POST",
+        "https://n1:7000/v1/changes",
+        &body,
+        T0,
+        "l4",
+        add,
+    );
+    assert_eq!(apply(&mut r, T0, vec![add]), vec![ok()]);
+    // ... then the quorum goes back to 2 (one approval at quorum 1) ...
+    r.operators.changes.remove(ID);
+    apply(
+        &mut r,
+        T0,
+        vec![
+            propose(&admin, "l5", Change::SetQuorum { quorum: 2 }, 1),
+            approve(&op1, "l6", ID),
+        ],
+    );
+    assert_eq!(r.operators.quorum, 2);
+    // ... and one approval no longer carries the older change out.
+    let late = "ffeeddccbbaa99887766554433221100";
+    assert_eq!(
+        apply(&mut r, T0, vec![approve(&op2, "l7", late)]),
+        vec![ok()]
+    );
+    assert!(!r.clients.contains_key("carol"), "one approval at quorum 2");
+    assert_eq!(
+        apply(&mut r, T0, vec![approve(&op1, "l8", late)]),
+        vec![ok()]
+    );
+    assert!(r.clients.contains_key("carol"));
+}
+
+#[test]
+fn one_request_approves_one_thing_and_ids_do_not_cross() {
+    let (mut r, admin, _) = registry();
+    let op1 = operator(1);
+    let dave = ClientKey::new("dave", SigningKey::from_bytes(&[57; 32]));
+    let add = Change::AddOperator {
+        name: "dave".into(),
+        public_key: Hex32(dave.public_key()),
+    };
+    assert_eq!(
+        apply(&mut r, T0, vec![propose(&admin, "x1", add, 2)]),
+        vec![ok()]
+    );
+    // An export may not take the change's id.
+    r.keys.apply(&KeysCommand::PutKey {
+        record: keyquorum_wire::control::KeyRecord {
+            name: "k".into(),
+            suite: keyquorum_wire::api::SuiteName::Ed25519,
+            threshold: 2,
+            members: vec![id(1), id(2)],
+            public_key: Hex(vec![]),
+            group_key: Hex(vec![]),
+            epoch: 1,
+            session: Hex32([1; 32]),
+            created_ms: T0,
+        },
+        expected_epoch: None,
+        endorsements: vec![],
+    });
+    let body = format!(r#"{{"recipient":"{}"}}"#, hex::encode([5u8; 32]));
+    let export = client(
+        &admin,
+        "POST",
+        "https://n2:7000/v1/keys/k/exports",
+        body.as_bytes(),
+        T0,
+        "x2",
+        KeysCommand::RequestExport {
+            record: keyquorum_wire::control::ExportRecord {
+                id: ID.into(),
+                key: "k".into(),
+                epoch: 1,
+                requested_by: "admin".into(),
+                approvals: vec![],
+                needed: 2,
+                done: false,
+                recipient: Hex32([5; 32]),
+                created_ms: T0,
+            },
+        },
+    );
+    assert!(refused(&apply(&mut r, T0, vec![export])[0]));
+    assert!(r.keys.exports.is_empty());
+    // One signed approval request, wrapped as both kinds: the second is a
+    // replay.
+    let change = approve(&op1, "x3", ID);
+    let as_export = Authorized {
+        command: KeysCommand::ApproveExport {
+            id: ID.into(),
+            operator: "op1".into(),
+        }
+        .into(),
+        by: change.by.clone(),
+    };
+    assert_eq!(apply(&mut r, T0, vec![change]), vec![ok()]);
+    let again = apply(&mut r, T0, vec![as_export]);
+    assert!(
+        matches!(&again[0], CommandResponse::Rejected { reason } if reason.contains("replayed")),
+        "{again:?}"
+    );
+}
+
+#[test]
+fn one_proposer_cannot_fill_the_change_table() {
+    let (mut r, admin, _) = registry();
+    for i in 0..super::super::operators::MAX_PENDING_PER_PROPOSER + 1 {
+        let id = format!("{i:032x}");
+        let change = Change::SetQuorum { quorum: 1 };
+        let body = serde_json::to_vec(&keyquorum_wire::api::ChangeRequest {
+            change: change.clone(),
+        })
+        .unwrap();
+        let a = client(
+            &admin,
+            "POST",
+            "https://n1:7000/v1/changes",
+            &body,
+            T0,
+            &format!("f{i}"),
+            ClusterCommand::ProposeChange {
+                record: ChangeRecord {
+                    id,
+                    change,
+                    requested_by: "admin".into(),
+                    approvals: vec![],
+                    needed: 2,
+                    done: false,
+                    created_ms: T0,
+                },
+            },
+        );
+        let got = apply(&mut r, T0, vec![a]);
+        if i < super::super::operators::MAX_PENDING_PER_PROPOSER {
+            assert_eq!(got, vec![ok()], "{i}");
+        } else {
+            assert!(refused(&got[0]), "{got:?}");
+        }
+    }
+}
+
+#[test]
+fn a_leader_that_removed_voters_before_init_cannot_initialise_alone() {
+    let mut r = Registry::default();
+    r.membership(1, &nodes(3), &[1, 2, 3]);
+    // The leader (node 1) appends a membership with itself the only voter.
+    r.membership(2, &nodes(1), &[1]);
+    assert_eq!(r.voters.len(), 1);
+    let admin = ClientKey::new("admin", SigningKey::from_bytes(&[9; 32]));
+    let init = init_command(&admin);
+    assert!(refused(
+        &apply(&mut r, T0, vec![members(&[1], 1, init.clone())])[0]
+    ));
+    assert!(r.clients.is_empty());
+    // Every founder (by the identity it had) together still can.
+    assert_eq!(
+        apply(&mut r, T0, vec![members(&[1, 2, 3], 2, init)]),
+        vec![ok()]
+    );
+}
