@@ -11,7 +11,7 @@
 //!   ([`init_key`]); the secrets never leave the operator's machine;
 //! - every voting member, asked to co-sign the init command, signs only if
 //!   a proof under the init key of *its own* secret verifies over the very
-//!   body it builds the command from ([`Node::init_sign`]);
+//!   body it builds the command from (`Node::init_sign`);
 //! - apply accepts the command only with every voter's signature, and only
 //!   while the registry has no client (`machine::authority`). So neither a
 //!   stranger nor a member (nor t − 1 of them) can initialise a cluster

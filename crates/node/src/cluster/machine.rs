@@ -28,9 +28,10 @@ use keyquorum_wire::NodeId;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 pub mod authority;
+pub mod clock;
 pub mod operators;
 
-use authority::LogClock;
+use clock::LogClock;
 pub use operators::Operators;
 
 pub use super::audit::AuditLog;
