@@ -181,7 +181,7 @@ impl Node {
         // The statement's time attests every voter's clock on apply: it
         // must be this node's time, give or take the skew.
         let now = super::peer::now_ms();
-        let skew = crate::api::auth::SKEW_S * 1000;
+        let skew = super::machine::clock::SKEW_S * 1000;
         if time_ms.abs_diff(now) > skew {
             return Err(NodeError::BadRequest(format!(
                 "the init statement's time {time_ms} ms is not node {}'s ({now} ms)",

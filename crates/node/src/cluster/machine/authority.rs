@@ -57,11 +57,7 @@ use serde::de::DeserializeOwned;
 
 use super::Registry;
 
-/// How old a signature's `created` (or a node statement's time) may be, in
-/// seconds.
-pub const WINDOW_S: u64 = 300;
-/// How far ahead of the clock `created` may be, in seconds.
-pub const SKEW_S: u64 = 30;
+pub use super::clock::{SKEW_S, WINDOW_S};
 
 /// Who a checked command came from.
 #[derive(Debug, Clone, PartialEq, Eq)]

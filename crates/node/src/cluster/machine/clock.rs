@@ -7,7 +7,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use keyquorum_wire::NodeId;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use super::authority::{SKEW_S, WINDOW_S};
+/// How old a signature's `created` (or a node statement's time) may be, in
+/// seconds.
+pub const WINDOW_S: u64 = 300;
+/// How far ahead of the clock `created` may be, in seconds.
+pub const SKEW_S: u64 = 30;
 
 /// The log clock and the signed authorizations applied while they could
 /// still be fresh: each is kept until the clock passes its window, so a
