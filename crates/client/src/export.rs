@@ -1,12 +1,15 @@
-//! The requester's side of an export: an X25519 key pair the reconstructed
-//! secret is HPKE-sealed to (RFC 9180 base mode, DHKEM(X25519, HKDF-SHA256),
-//! HKDF-SHA256, ChaCha20-Poly1305), and opening the result.
+//! The requester's side of an export: an X25519 key pair each holder seals
+//! its share to (RFC 9180 base mode, DHKEM(X25519, HKDF-SHA256),
+//! HKDF-SHA256, ChaCha20-Poly1305), and opening the shares and rebuilding
+//! the key here, the only place it ever exists.
 
 use hpke::aead::ChaCha20Poly1305;
 use hpke::kdf::HkdfSha256;
 use hpke::kem::X25519HkdfSha256;
 use hpke::{Deserializable, Kem, OpModeR, Serializable};
-use keyquorum_wire::api::{export_aad, ExportResult, EXPORT_HPKE_INFO};
+use keyquorum_core::codec::Decode;
+use keyquorum_core::{hazmat, Ed25519, Error, GroupKey, KeyShare, Secp256k1Tr, Suite};
+use keyquorum_wire::api::{export_aad, ExportResult, SuiteName, EXPORT_HPKE_INFO};
 use keyquorum_wire::Hex32;
 use zeroize::Zeroizing;
 
@@ -56,20 +59,60 @@ impl ExportKey {
         Hex32(out)
     }
 
-    /// Open an export result: the 32-byte secret scalar (see
-    /// [`ExportResult::ciphertext`] for its encoding).
+    /// Open an export result: each holder's share (sealed to this key),
+    /// each checked against its holder's public share in the result's
+    /// group key, and the key rebuilt from threshold-many of them: the
+    /// 32-byte secret scalar (little-endian for Ed25519, big-endian for
+    /// secp256k1; see [`ExportResult::shares`]). Shares that do not open or
+    /// do not check are left out; too few good ones is an error.
     pub fn open(&self, result: &ExportResult) -> Result<Zeroizing<Vec<u8>>, ClientError> {
-        let enc = <KemT as Kem>::EncappedKey::from_bytes(&result.enc.0)
-            .map_err(|_| ClientError::Config("malformed export result".into()))?;
-        hpke::single_shot_open::<ChaCha20Poly1305, HkdfSha256, KemT>(
-            &OpModeR::Base,
-            &self.secret,
-            &enc,
-            EXPORT_HPKE_INFO,
-            &result.ciphertext.0,
-            &export_aad(&result.id, &result.key, result.epoch),
-        )
-        .map(Zeroizing::new)
-        .map_err(|_| ClientError::Config("export result does not open with this key".into()))
+        match result.suite {
+            SuiteName::Ed25519 => self.open_as::<Ed25519>(result),
+            SuiteName::Secp256k1Tr => self.open_as::<Secp256k1Tr>(result),
+        }
+    }
+
+    fn open_as<C: Suite>(&self, result: &ExportResult) -> Result<Zeroizing<Vec<u8>>, ClientError> {
+        let bad = |m: &str| ClientError::Config(format!("export result: {m}"));
+        let group = GroupKey::<C>::from_bytes(&result.group_key.0)
+            .map_err(|_| bad("malformed group key"))?;
+        let mut shares: Vec<KeyShare<C>> = Vec::new();
+        for s in &result.shares {
+            let Ok(enc) = <KemT as Kem>::EncappedKey::from_bytes(&s.enc.0) else {
+                continue;
+            };
+            let Ok(bytes) = hpke::single_shot_open::<ChaCha20Poly1305, HkdfSha256, KemT>(
+                &OpModeR::Base,
+                &self.secret,
+                &enc,
+                EXPORT_HPKE_INFO,
+                &s.ciphertext.0,
+                &export_aad(&result.id, &result.key, result.epoch, s.node),
+            ) else {
+                continue;
+            };
+            let bytes = Zeroizing::new(bytes);
+            if let Ok(share) = KeyShare::<C>::from_secret_bytes(&bytes) {
+                if u64::from(share.id().get()) == u64::from(s.node) {
+                    shares.push(share);
+                }
+            }
+        }
+        // A share that does not match its holder's public share is named
+        // by the rebuild: leave it out and try again with the others.
+        loop {
+            let refs: Vec<&KeyShare<C>> = shares.iter().collect();
+            match hazmat::with_reconstructed_key(&group, &refs, |secret| secret.to_bytes()) {
+                Ok(secret) => return Ok(secret),
+                Err(Error::Misbehaved { culprits, .. }) if !culprits.is_empty() => {
+                    shares.retain(|s| !culprits.contains(&s.id()));
+                }
+                Err(e) => {
+                    return Err(bad(&format!(
+                        "the shares that open with this key do not rebuild the key: {e}"
+                    )))
+                }
+            }
+        }
     }
 }

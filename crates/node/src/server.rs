@@ -217,8 +217,8 @@ pub mod doc {
         AddNodeRequest, Approved, ChangeList, ChangeRequest, ClientCreated, ClientList,
         ClusterStatus, CreateClientRequest, CreateKeyRequest, ErrorBody, ExportList, ExportRequest,
         ExportResult, Health, InitBody, InitProof, InitRequest, KeyInfo, KeyList, NamedKey,
-        NodeStatus, RepairRequest, ReshareRequest, SignRequest, SignResponse, SuiteName,
-        VerifyRequest, VerifyResponse,
+        NodeStatus, RepairRequest, ReshareRequest, SealedExportShare, SignRequest, SignResponse,
+        SuiteName, VerifyRequest, VerifyResponse,
     };
     use keyquorum_wire::control::{
         AuditEntry, Change, ChangeRecord, ClientRecord, ExportRecord, Grant,
@@ -244,7 +244,7 @@ pub mod doc {
             msg_deployment, create_endpoint, get_endpoint, revoke_endpoint, publish_prekeys, claim_prekey, send_message, inbox, ack_inbox,
             init, propose_change, list_changes, approve),
         components(schemas(CreateKeyRequest, KeyInfo, KeyList, SignRequest, SignResponse, VerifyRequest, VerifyResponse,
-            ReshareRequest, RepairRequest, ExportRequest, ExportRecord, ExportList, ExportResult, CreateClientRequest, ClientCreated, ClientList, ClientRecord, Grant, AddNodeRequest,
+            ReshareRequest, RepairRequest, ExportRequest, ExportRecord, ExportList, ExportResult, SealedExportShare, CreateClientRequest, ClientCreated, ClientList, ClientRecord, Grant, AddNodeRequest,
             ClusterStatus, NodeStatus, Health, ErrorBody, AuditPage, AuditVerification, AuditEntry, SuiteName,
             MsgDeployment, MsgNode, CreateEndpointRequest, EndpointInfo, EndpointRecord, Prekey, PublishPrekeys, ClaimRequest, ClaimedPrekeys,
             SendRequest, SendResponse, CoordinatorBundle, SealedBox, MsgConfirmation, MailItem, Inbox, AckRequest, AckResponse,

@@ -705,3 +705,87 @@ async fn a_vault_restored_from_a_copy_does_not_reuse_a_nonce() {
     }
     c.shutdown().await;
 }
+
+/// A member asking holders for export shares: refused without the
+/// requester's own signed request to run the export, and before the export
+/// is approved and carried out. When the requester runs it, every share is
+/// sealed to the requester's one-time key: the coordinator cannot open one
+/// (only the requester rebuilds the key), and a holder releases once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_cannot_get_export_shares_and_the_coordinator_never_holds_the_key() {
+    let (_dir, c) = cluster(3, 2, 0).await;
+    let admin = Client::new(&c.url_of(n(1)), &c.admin, c.ca_pem().as_bytes()).unwrap();
+    let operator = Client::new(&c.url_of(n(2)), &c.operator, c.ca_pem().as_bytes()).unwrap();
+    let key = admin
+        .create_key(&create("x", SuiteName::Ed25519, 2, None))
+        .await
+        .unwrap();
+    let app = common::new_client(&admin, "app", false, false, &["*"]).await;
+    let recipient = keyquorum_client::ExportKey::generate();
+    let export = admin.request_export("x", &recipient).await.unwrap();
+    let id = export.id.clone();
+    let base = c.url_of(n(1));
+    let run_by = |who: &keyquorum_client::ClientKey| {
+        common::client_request(
+            &base,
+            who,
+            "POST",
+            &format!("/v1/exports/{id}/run"),
+            None,
+            common::now_s(),
+        )
+    };
+    let n2 = c.node(n(2)).unwrap();
+    let ask = |request: ClientRequest| PeerMessage::ExportShare {
+        id: id.clone(),
+        request,
+    };
+    // Not approved yet: refused, even with the requester's request.
+    let err = n2
+        .handle_peer(n(1), ask(run_by(&c.admin)))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("not approved"), "{err}");
+    operator.approve(&id).await.unwrap();
+    // Approved but not carried out: still refused.
+    let err = n2
+        .handle_peer(n(1), ask(run_by(&c.admin)))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("not approved"), "{err}");
+    // Another client's request, or the requester's request for something
+    // else, is no request to run this export.
+    let err = n2.handle_peer(n(1), ask(run_by(&app))).await.unwrap_err();
+    assert!(err.to_string().contains("no request by admin"), "{err}");
+    let sign = common::sign_request(&base, &c.admin, "x", b"not an export");
+    let err = n2.handle_peer(n(1), ask(sign)).await.unwrap_err();
+    assert!(err.to_string().contains("no request by admin"), "{err}");
+    assert_eq!(
+        vault_count(&c, n(2), Table::Identity, "export-released"),
+        0,
+        "nothing released"
+    );
+
+    // The requester runs it: shares sealed to its key, the key rebuilt
+    // only by the requester.
+    let result = admin.run_export(&id).await.unwrap();
+    assert!(result.shares.len() >= 2);
+    let secret = recipient.open(&result).unwrap();
+    let scalar =
+        curve25519_dalek::Scalar::from_canonical_bytes(secret.as_slice().try_into().unwrap())
+            .into_option()
+            .unwrap();
+    let point = curve25519_dalek::EdwardsPoint::mul_base(&scalar).compress();
+    assert_eq!(point.as_bytes().as_slice(), key.public_key.0.as_slice());
+    // Any other X25519 key opens none (they are sealed to the requester).
+    assert!(keyquorum_client::ExportKey::generate()
+        .open(&result)
+        .is_err());
+    // A holder releases once per export.
+    let err = n2
+        .handle_peer(n(1), ask(run_by(&c.admin)))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("already released"), "{err}");
+    c.shutdown().await;
+}

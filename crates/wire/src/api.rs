@@ -223,26 +223,46 @@ pub struct ExportResult {
     pub epoch: u64,
     /// The key's public key (to check the opened secret against).
     pub public_key: Hex,
+    /// The core `GroupKey` encoding (threshold, members, public shares):
+    /// each opened share is checked against its holder's public share.
+    pub group_key: Hex,
+    /// The holders' shares, each sealed by its holder to the requester's
+    /// key (no node, the coordinator included, can open them): at least
+    /// the threshold of them. The requester opens them, checks each and
+    /// rebuilds the 32-byte secret scalar (little-endian for Ed25519,
+    /// big-endian for secp256k1; for secp256k1-tr the scalar whose point
+    /// has the x coordinate of the BIP-340 key).
+    pub shares: Vec<SealedExportShare>,
+}
+
+/// One holder's share of an exported key, HPKE-sealed (RFC 9180 base mode,
+/// DHKEM(X25519, HKDF-SHA256), HKDF-SHA256, ChaCha20-Poly1305) to the
+/// requester's X25519 key: info [`EXPORT_HPKE_INFO`], associated data
+/// [`export_aad`] with the holder.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct SealedExportShare {
+    /// The holder.
+    pub node: NodeId,
     /// HPKE encapsulated key.
     pub enc: Hex,
-    /// HPKE ciphertext of the 32-byte secret scalar (little-endian for
-    /// Ed25519, big-endian for secp256k1; for secp256k1-tr the scalar whose
-    /// point has the x coordinate of the BIP-340 key).
+    /// HPKE ciphertext of the holder's core `KeyShare` secret encoding.
     pub ciphertext: Hex,
 }
 
-/// HPKE `info` for export results.
-pub const EXPORT_HPKE_INFO: &[u8] = b"keyquorum/export/v1";
+/// HPKE `info` for export shares.
+pub const EXPORT_HPKE_INFO: &[u8] = b"keyquorum/export-share/v2";
 
-/// HPKE associated data for an export result: binds the ciphertext to the
-/// export and the key.
-pub fn export_aad(id: &str, key: &str, epoch: u64) -> Vec<u8> {
-    let mut aad = Vec::with_capacity(id.len() + key.len() + 16);
+/// HPKE associated data for one holder's export share: binds the
+/// ciphertext to the export, the key, its generation and the holder.
+pub fn export_aad(id: &str, key: &str, epoch: u64, holder: NodeId) -> Vec<u8> {
+    let mut aad = Vec::with_capacity(id.len() + key.len() + 24);
     aad.extend_from_slice(&(id.len() as u64).to_be_bytes());
     aad.extend_from_slice(id.as_bytes());
     aad.extend_from_slice(&(key.len() as u64).to_be_bytes());
     aad.extend_from_slice(key.as_bytes());
     aad.extend_from_slice(&epoch.to_be_bytes());
+    aad.extend_from_slice(&u64::from(holder).to_be_bytes());
     aad
 }
 

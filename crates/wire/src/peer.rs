@@ -333,18 +333,22 @@ pub enum PeerMessage {
         epoch: u64,
     },
     /// Release this member's share for an approved export, sealed to the
-    /// caller; reply [`PeerMessage::ExportedShare`]. Each member releases a
-    /// share at most once per export.
+    /// requester's key; reply [`PeerMessage::ExportedShare`]. Each member
+    /// releases a share at most once per export, and only for the
+    /// requester's own signed request to run it.
     ExportShare {
         /// Export id.
         id: String,
+        /// The requester's signed `POST /v1/exports/{id}/run`, byte for
+        /// byte: each holder checks it for itself.
+        request: ClientRequest,
     },
     /// A share released for an export.
     ExportedShare {
         /// Export id.
         id: String,
-        /// The share, sealed to the caller.
-        share: Sealed,
+        /// The share, sealed by the holder to the requester's key.
+        share: crate::api::SealedExportShare,
     },
     /// A follower forwards a membership change to the leader; reply `Ack`.
     ChangeMembers {

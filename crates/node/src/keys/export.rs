@@ -1,55 +1,77 @@
-//! Export (core `hazmat`): the approved temporary reconstruction of a key.
+//! Export (core `hazmat`): the approved temporary reconstruction of a key,
+//! by its requester only.
 //!
-//! An export request names the requester's X25519 key; `t` operators other
-//! than the requester approve it through Raft. The coordinator then marks
-//! it carried out (once), and each of `t` holders — each checking the
-//! committed approvals itself and releasing its share at most once per
-//! export — seals its share to the coordinator, which rebuilds the key,
-//! seals it to the requester's key and zeroizes it at once.
+//! An export request names the requester's one-time X25519 key; the
+//! operator quorum approves it through Raft. The requester runs it (once):
+//! the coordinator marks it carried out and forwards the requester's
+//! signed request to the holders. Each holder checks for itself that the
+//! request is the requester's, fresh and addressed to this cluster, that
+//! the export is committed as approved by the quorum of live operators and
+//! carried out, and that it has not released a share for it before; then
+//! it seals its share to the requester's key (HPKE) and nothing else. No
+//! node, the coordinator included, ever holds the key or a share it can
+//! open: the requester opens the shares, checks each against its holder's
+//! public share and rebuilds the key (`keyquorum_client::ExportKey`).
 
-use keyquorum_core::codec::Decode;
 use keyquorum_core::httpsig;
-use keyquorum_core::{hazmat, GroupKey, KeyShare};
 use keyquorum_store::Table;
-use keyquorum_wire::api::{export_aad, ExportResult, EXPORT_HPKE_INFO};
+use keyquorum_wire::api::{export_aad, ExportResult, SealedExportShare, EXPORT_HPKE_INFO};
 use keyquorum_wire::control::{ExportRecord, KeysCommand};
-use keyquorum_wire::peer::PeerMessage;
-use keyquorum_wire::{Hex, Hex32, NodeId};
-use sha2::{Digest, Sha256};
+use keyquorum_wire::peer::{ClientRequest, PeerMessage};
+use keyquorum_wire::{Hex, NodeId};
 
-use super::suite::with_suite;
-use super::{core_err, key_record, me_first, Keys};
-use crate::api::auth::by_request;
-use crate::cluster::peer::{open_secret, seal_secret, seal_to};
+use super::{key_record, me_first, Keys};
+use crate::api::auth::{by_request, check_forwarded, forwarded};
+use crate::cluster::peer::seal_to;
 use crate::cluster::Node;
 use crate::error::NodeError;
-
-/// The HPKE session binding of an export's shares.
-fn export_session(id: &str) -> Hex32 {
-    let mut h = Sha256::new();
-    h.update(b"keyquorum/export-share/v1\x00");
-    h.update(id.as_bytes());
-    Hex32(h.finalize().into())
-}
 
 fn released_slot(id: &str) -> Vec<u8> {
     format!("export-released/{id}").into_bytes()
 }
 
+/// Whether `export` is committed as approved by the operator quorum (live
+/// operators only, the quorum as it is now if it was raised) and carried
+/// out.
+fn approved(node: &Node, export: &ExportRecord) -> bool {
+    node.registry(|r| {
+        let live = r.live_operators();
+        let approvals = export
+            .approvals
+            .iter()
+            .filter(|a| live.contains(*a))
+            .count();
+        export.done && approvals >= usize::from(export.needed.max(r.operators.quorum))
+    })
+}
+
 impl Keys {
-    /// Release this node's share for an approved export, sealed to `from`.
+    /// Release this node's share for export `id`, sealed to the requester's
+    /// key, if `request` is the requester's own signed request to run it
+    /// and the registry says it is approved and carried out.
     pub(super) fn export_share(
         &self,
         node: &Node,
         from: NodeId,
         id: &str,
+        request: &ClientRequest,
     ) -> Result<PeerMessage, NodeError> {
         let export = node
             .registry(|r| r.keys.exports.get(id).cloned())
             .ok_or_else(|| NodeError::NotFound(format!("no export {id}")))?;
-        // The node checks the committed policy itself rather than trusting
-        // the coordinator: approved by enough operators and marked carried out.
-        if !export.done || export.approvals.len() < usize::from(export.needed) {
+        // The requester asked, in a request this node checks itself.
+        let asked = check_forwarded(node, request)?;
+        if !asked.method.eq_ignore_ascii_case("POST")
+            || asked.path != format!("/v1/exports/{id}/run")
+            || asked.grant.name != export.requested_by
+        {
+            return Err(NodeError::Forbidden(format!(
+                "no request by {} to run export {id}",
+                export.requested_by
+            )));
+        }
+        // The committed policy, not the coordinator's word.
+        if !approved(node, &export) {
             return Err(NodeError::Forbidden(format!(
                 "export {id} is not approved and started"
             )));
@@ -65,10 +87,8 @@ impl Keys {
             )));
         }
         let share = self.share_bytes(node, &record)?;
-        let info = node
-            .node_info(from)
-            .ok_or_else(|| NodeError::BadRequest(format!("unknown node {from}")))?;
-        let sealed = seal_secret(&export_session(id), node.id(), from, &info, &share)?;
+        let aad = export_aad(id, &export.key, export.epoch, node.id());
+        let (enc, ciphertext) = seal_to(&export.recipient, EXPORT_HPKE_INFO, &aad, &share)?;
         // Durable before the share leaves.
         node.vault()
             .put(Table::Identity, &released_slot(id), b"1")?;
@@ -76,16 +96,22 @@ impl Keys {
             &format!("peer:{from}"),
             "export.release",
             Some(&export.key),
-            &format!("share released for export {id}"),
+            &format!("share released for export {id}, sealed to the requester"),
         );
         Ok(PeerMessage::ExportedShare {
             id: id.to_string(),
-            share: sealed,
+            share: SealedExportShare {
+                node: node.id(),
+                enc: Hex(enc),
+                ciphertext: Hex(ciphertext),
+            },
         })
     }
 
-    /// Carry out an approved export: gather `t` shares, rebuild the key,
-    /// seal it to the requester and zeroize it.
+    /// Carry out an approved export for its requester: mark it carried
+    /// out, then ask every holder for its share (each sealed to the
+    /// requester's key; every holder is asked, so that a holder releasing
+    /// garbage does not spoil the export).
     pub async fn run_export(
         &self,
         node: &Node,
@@ -107,64 +133,42 @@ impl Keys {
             KeysCommand::CompleteExport { id: id.to_string() },
         ))
         .await?;
-        let me = node.id();
-        let order = me_first(&record.members, me, 0);
-        let t = usize::from(record.threshold);
-        let session = export_session(id);
-        let mut opened = Vec::new();
-        for m in order {
-            if opened.len() == t {
-                break;
-            }
-            let Some(info) = node.node_info(m) else {
-                continue;
-            };
-            match node
-                .call_signed(m, &info, &PeerMessage::ExportShare { id: id.to_string() })
-                .await
-            {
-                Ok((_, PeerMessage::ExportedShare { share, .. })) => {
-                    opened.push((m, open_secret(node.keys(), &session, m, me, &share)?));
+        let ask = PeerMessage::ExportShare {
+            id: id.to_string(),
+            request: forwarded(request),
+        };
+        let calls = me_first(&record.members, node.id(), 0)
+            .into_iter()
+            .filter_map(|m| node.node_info(m).map(|info| (m, info)))
+            .map(|(m, info)| {
+                let ask = &ask;
+                async move { (m, node.call_signed(m, &info, ask).await) }
+            });
+        let mut shares = Vec::new();
+        for (m, answer) in futures::future::join_all(calls).await {
+            match answer {
+                Ok((_, PeerMessage::ExportedShare { share, .. })) if share.node == m => {
+                    shares.push(share)
                 }
                 Ok(_) => tracing::warn!(node = %m, "wrong answer to ExportShare"),
                 Err(e) => tracing::warn!(node = %m, error = %e, "share not released"),
             }
         }
-        if opened.len() < t {
+        let t = usize::from(record.threshold);
+        if shares.len() < t {
             return Err(NodeError::Unavailable(format!(
                 "only {} of the {t} shares needed were released",
-                opened.len()
+                shares.len()
             )));
         }
-        let aad = export_aad(id, &record.name, record.epoch);
-        let (enc, ciphertext) = with_suite!(record.suite, |C| {
-            let group = GroupKey::<C>::from_bytes(&record.group_key.0)
-                .map_err(|e| NodeError::Internal(format!("stored group key: {e}")))?;
-            let mut shares = Vec::with_capacity(opened.len());
-            for (m, bytes) in &opened {
-                shares.push(KeyShare::<C>::from_secret_bytes(bytes).map_err(|e| {
-                    NodeError::Misbehaved {
-                        message: format!("node {m} released a malformed share: {e}"),
-                        culprits: vec![*m],
-                    }
-                })?);
-            }
-            let refs: Vec<&KeyShare<C>> = shares.iter().collect();
-            hazmat::with_reconstructed_key(&group, &refs, |secret| {
-                let bytes = secret.to_bytes();
-                seal_to(&export.recipient, EXPORT_HPKE_INFO, &aad, &bytes)
-            })
-            .map_err(core_err)??
-        });
-        drop(opened);
         Ok(ExportResult {
             id: id.to_string(),
             key: record.name.clone(),
             suite: record.suite,
             epoch: record.epoch,
             public_key: record.public_key.clone(),
-            enc: Hex(enc),
-            ciphertext: Hex(ciphertext),
+            group_key: record.group_key.clone(),
+            shares,
         })
     }
 }

@@ -214,7 +214,9 @@ impl Keys {
                 self.retire(node, &key, epoch).await?;
                 Ok(PeerMessage::Ack)
             }
-            PeerMessage::ExportShare { id } => self.export_share(node, from, &id),
+            PeerMessage::ExportShare { id, request } => {
+                self.export_share(node, from, &id, &request)
+            }
             PeerMessage::RepairStart { session, plan } => {
                 self.repair_start(node, from, session, &plan)
             }
@@ -467,12 +469,9 @@ async fn catch_up(node: &Node, msg: &PeerMessage) {
                         .is_some_and(|k| k.epoch >= plan.epoch)
                 })
             }
-            PeerMessage::ExportShare { id } => node.registry(|r| {
-                r.keys
-                    .exports
-                    .get(id)
-                    .is_some_and(|e| e.done && e.approvals.len() >= usize::from(e.needed))
-            }),
+            PeerMessage::ExportShare { id, .. } => {
+                node.registry(|r| r.keys.exports.get(id).is_some_and(|e| e.done))
+            }
             _ => true,
         }
     };
