@@ -789,3 +789,124 @@ async fn a_member_cannot_get_export_shares_and_the_coordinator_never_holds_the_k
     assert!(err.to_string().contains("already released"), "{err}");
     c.shutdown().await;
 }
+
+/// A member asks a dealer to re-deal its share of a key to a member set
+/// and threshold it picked (a rogue set it could then control): a dealer
+/// deals only for an admin's own signed request to reshare this key to
+/// exactly the plan's threshold and members, and for at most as many runs
+/// as one reshare has.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_cannot_get_a_key_re_dealt_to_a_set_no_admin_asked_for() {
+    let (_dir, c) = cluster(3, 2, 0).await;
+    let admin = Client::new(&c.url_of(n(1)), &c.admin, c.ca_pem().as_bytes()).unwrap();
+    let key = admin
+        .create_key(&create("r", SuiteName::Ed25519, 2, None))
+        .await
+        .unwrap();
+    let app = common::new_client(&admin, "app", false, false, &["*"]).await;
+    let base = c.url_of(n(1));
+    let asks = |who: &keyquorum_client::ClientKey, key: &str, t: u16, members: &[u16]| {
+        common::client_request(
+            &base,
+            who,
+            "POST",
+            &format!("/v1/keys/{key}/reshare"),
+            Some(serde_json::json!({ "threshold": t, "members": members })),
+            common::now_s(),
+        )
+    };
+    // The rogue plan: 2-of-{1, 2}, dealt by nodes 2 and 3.
+    let plan = keyquorum_wire::peer::ResharePlan {
+        key: "r".into(),
+        epoch: key.epoch,
+        dealers: vec![n(2), n(3)],
+        threshold: 2,
+        members: vec![n(1), n(2)],
+    };
+    let deal = |request: ClientRequest, session: u8| PeerMessage::ReshareDeal {
+        session: keyquorum_wire::Hex32([session; 32]),
+        plan: plan.clone(),
+        request,
+    };
+    let unsigned = ClientRequest {
+        method: "POST".into(),
+        target_uri: format!("{base}/v1/keys/r/reshare"),
+        headers: vec![("content-type".into(), "application/json".into())],
+        body: Hex(br#"{"threshold":2,"members":[1,2]}"#.to_vec()),
+    };
+    let n2 = c.node(n(2)).unwrap();
+    let cases: Vec<(&str, NodeId, ClientRequest, &str)> = vec![
+        ("no client request", n(1), unsigned, "not signed"),
+        (
+            "the admin asked for another set",
+            n(1),
+            asks(&c.admin, "r", 2, &[1, 2, 3]),
+            "not the ones the client asked for",
+        ),
+        (
+            "the admin asked for another threshold",
+            n(1),
+            asks(&c.admin, "r", 3, &[1, 2]),
+            "not the ones the client asked for",
+        ),
+        (
+            "the admin asked to reshare another key",
+            n(1),
+            asks(&c.admin, "s", 2, &[1, 2]),
+            "not a reshare of r",
+        ),
+        (
+            "a client that is not an admin",
+            n(1),
+            asks(&app, "r", 2, &[1, 2]),
+            "not an admin",
+        ),
+        (
+            "the admin's request handed on by another member",
+            n(3),
+            asks(&c.admin, "r", 2, &[1, 2]),
+            "was sent to node 1, not to node 3",
+        ),
+    ];
+    for (i, (what, from, request, needle)) in cases.into_iter().enumerate() {
+        let err = n2
+            .handle_peer(from, deal(request, i as u8))
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains(needle), "{what}: {err}");
+    }
+    // The admin's own request drives its own reshare: one session per run,
+    // at most three runs, never a second time the same run.
+    let asked = asks(&c.admin, "r", 2, &[1, 2]);
+    for session in 100..103 {
+        let dealt = n2
+            .handle_peer(n(1), deal(asked.clone(), session))
+            .await
+            .unwrap();
+        assert!(
+            matches!(dealt, PeerMessage::ReshareDealt { .. }),
+            "run {session}"
+        );
+    }
+    let err = n2
+        .handle_peer(n(1), deal(asked.clone(), 100))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("already drove this step"), "{err}");
+    let err = n2.handle_peer(n(1), deal(asked, 103)).await.unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("as many attempts as an operation has"),
+        "{err}"
+    );
+    // Nothing was committed: the key is where it was, and signs.
+    let now: KeyInfo = admin.key("r").await.unwrap();
+    assert_eq!(now.epoch, key.epoch);
+    assert_eq!(now.members, key.members);
+    sign_and_check(&admin, &key, b"after the rogue deals").await;
+    // And an honest reshare through the API is unaffected.
+    let done = admin.reshare("r", 2, &[n(1), n(2)]).await.unwrap();
+    assert_eq!(done.epoch, key.epoch + 1);
+    sign_and_check(&admin, &done, b"after the reshare").await;
+    c.shutdown().await;
+}

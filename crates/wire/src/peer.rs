@@ -246,6 +246,10 @@ pub enum PeerMessage {
         session: Hex32,
         /// The run's parameters.
         plan: ResharePlan,
+        /// The client's signed `POST /v1/keys/{key}/reshare`, byte for
+        /// byte: each dealer checks it asks for this plan's threshold and
+        /// members before it re-deals its share.
+        request: ClientRequest,
     },
     /// A dealer's sub-shares, each sealed to its new member.
     ReshareDealt {

@@ -202,9 +202,11 @@ impl Keys {
                 key,
                 epoch,
             } => self.refresh_start(node, from, session, &key, epoch),
-            PeerMessage::ReshareDeal { session, plan } => {
-                self.reshare_deal(node, from, session, &plan)
-            }
+            PeerMessage::ReshareDeal {
+                session,
+                plan,
+                request,
+            } => self.reshare_deal(node, from, session, &plan, &request),
             PeerMessage::ReshareReceive {
                 session,
                 plan,

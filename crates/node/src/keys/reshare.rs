@@ -22,9 +22,9 @@ use futures::future::join_all;
 use keyquorum_core::codec::{Decode, Encode};
 use keyquorum_core::httpsig;
 use keyquorum_core::{reshare, GroupKey, KeyShare, SessionId};
-use keyquorum_wire::api::{KeyInfo, SuiteName};
+use keyquorum_wire::api::{KeyInfo, ReshareRequest, SuiteName};
 use keyquorum_wire::control::{key_statement, Endorsement, KeyRecord, KeysCommand, NodeInfo};
-use keyquorum_wire::peer::{Envelope, PeerMessage, ResharePlan};
+use keyquorum_wire::peer::{ClientRequest, Envelope, PeerMessage, ResharePlan};
 use keyquorum_wire::{Hex, Hex32, NodeId};
 use rand_core::OsRng;
 
@@ -34,7 +34,7 @@ use super::{
     core_err, decode, gather, key_info, key_record, me_first, open_mine, pid, random_session,
     record_at, seal_all, Keys,
 };
-use crate::api::auth::by_request;
+use crate::api::auth::{addressee, by_request, check_forwarded, forwarded};
 use crate::cluster::peer::now_ms;
 use crate::cluster::Node;
 use crate::error::NodeError;
@@ -69,13 +69,17 @@ fn plan_params(plan: &ResharePlan, session: Hex32) -> Result<reshare::ResharePar
 impl Keys {
     // ----- participant side -------------------------------------------------
 
-    /// A dealer re-deals its share of `plan.key` at `plan.epoch`.
+    /// A dealer re-deals its share of `plan.key` at `plan.epoch`, only for
+    /// an admin's request to reshare this key to exactly the plan's
+    /// threshold and members (checked here), which drives one reshare:
+    /// its attempts (one session each), never another reshare.
     pub(super) fn reshare_deal(
         &self,
         node: &Node,
-        _from: NodeId,
+        from: NodeId,
         session: Hex32,
         plan: &ResharePlan,
+        request: &ClientRequest,
     ) -> Result<PeerMessage, NodeError> {
         let record = Self::record(node, &plan.key, plan.epoch)?;
         if !plan.dealers.contains(&node.id()) {
@@ -83,6 +87,7 @@ impl Keys {
                 "this node is not a dealer of the run".into(),
             ));
         }
+        self.authorize_reshare(node, from, plan, session, request)?;
         let params = plan_params(plan, session)?;
         let share_bytes = self.share_bytes(node, &record)?;
         let out = with_suite!(record.suite, |C| {
@@ -98,6 +103,54 @@ impl Keys {
         });
         let shares = seal_all(node, &session, out)?;
         Ok(PeerMessage::ReshareDealt { session, shares })
+    }
+
+    /// Whether `request` is an admin's request, sent to `from`, to reshare
+    /// `plan.key` to `plan`'s threshold and members; recorded as one
+    /// operation of at most [`RESHARE_ATTEMPTS`] runs.
+    fn authorize_reshare(
+        &self,
+        node: &Node,
+        from: NodeId,
+        plan: &ResharePlan,
+        session: Hex32,
+        request: &ClientRequest,
+    ) -> Result<(), NodeError> {
+        let a = check_forwarded(node, request)?;
+        let refuse = |why: String| NodeError::Forbidden(format!("reshare refused: {why}"));
+        if let Some(to) = addressee(node, &request.target_uri) {
+            if to != from {
+                return Err(refuse(format!(
+                    "the client's request was sent to node {to}, not to node {from}"
+                )));
+            }
+        }
+        if !a.grant.admin {
+            return Err(refuse(format!("client {} is not an admin", a.grant.name)));
+        }
+        if a.method != "POST" || a.path != format!("/v1/keys/{}/reshare", plan.key) {
+            return Err(refuse(format!(
+                "the client's request is {} {}, not a reshare of {}",
+                a.method, a.path, plan.key
+            )));
+        }
+        let asked: ReshareRequest = serde_json::from_slice(&a.body)
+            .map_err(|e| refuse(format!("the client's request body does not parse: {e}")))?;
+        let members = |m: &[NodeId]| m.iter().copied().collect::<BTreeSet<_>>();
+        if asked.threshold != plan.threshold || members(&asked.members) != members(&plan.members) {
+            return Err(refuse(
+                "the plan's threshold or members are not the ones the client asked for".into(),
+            ));
+        }
+        let operation = format!(
+            "reshare {} from epoch {} to {}-of-{:?}",
+            plan.key,
+            plan.epoch,
+            plan.threshold,
+            members(&plan.members)
+        );
+        self.ledger
+            .record(&a, &operation, &hex::encode(session.0), RESHARE_ATTEMPTS)
     }
 
     /// A new member takes the dealers' sub-shares and derives its new share
@@ -271,7 +324,10 @@ impl Keys {
                 threshold,
                 members: members.clone(),
             };
-            match self.reshare_once(node, &record, &plan, &new_infos).await {
+            match self
+                .reshare_once(node, &record, &plan, &new_infos, request)
+                .await
+            {
                 Ok((group_key, session, endorsements)) => {
                     let next = KeyRecord {
                         threshold,
@@ -327,10 +383,11 @@ impl Keys {
         record: &KeyRecord,
         plan: &ResharePlan,
         new_infos: &BTreeMap<NodeId, NodeInfo>,
+        request: &httpsig::Request,
     ) -> Result<Generation, (Vec<NodeId>, NodeError)> {
         let session = random_session();
         let result = self
-            .reshare_attempt(node, record, plan, new_infos, session)
+            .reshare_attempt(node, record, plan, new_infos, session, request)
             .await;
         if result.is_err() {
             let abort = PeerMessage::Abort { session };
@@ -351,12 +408,15 @@ impl Keys {
         plan: &ResharePlan,
         new_infos: &BTreeMap<NodeId, NodeInfo>,
         session: Hex32,
+        request: &httpsig::Request,
     ) -> Result<Generation, (Vec<NodeId>, NodeError)> {
         let dealer_infos = Self::infos(node, &plan.dealers).map_err(|e| (vec![], e))?;
+        let request = forwarded(request);
         let calls = dealer_infos.iter().map(|(d, i)| {
             let msg = PeerMessage::ReshareDeal {
                 session,
                 plan: plan.clone(),
+                request: request.clone(),
             };
             async move { (*d, node.call_signed(*d, i, &msg).await) }
         });
