@@ -307,6 +307,105 @@ fn dkg_with_tamper(t: u16, n: u16, culprit: u16, victim: u16, bad_proof: bool, s
     victim_error.expect("the victim must reject the tampered share")
 }
 
+/// A DKG with one complaint: `accuser` accuses `accused`, who dealt it a
+/// good share (`tampered` false: a false accusation) or a share off its
+/// commitment (`tampered` true). The accused reveals what it dealt; anyone
+/// checks the reveal against the accused's round-one commitment. Returns
+/// the check's verdict and, if the accusation is dismissed, every
+/// member's group key after the accuser took the revealed share.
+#[allow(clippy::type_complexity, reason = "test helper")]
+fn dkg_with_complaint(
+    t: u16,
+    n: u16,
+    accused: u16,
+    accuser: u16,
+    tampered: bool,
+    seed: u64,
+) -> (Result<(), Error>, Vec<Vec<u8>>) {
+    let mut rng = ChaCha20Rng::seed_from_u64(seed);
+    let members = ids(1..=n);
+    let params = DkgParams {
+        session: sid(&mut rng),
+        threshold: t,
+        members: members.clone(),
+    };
+    let accused = ParticipantId::new(accused).unwrap();
+    let accuser = ParticipantId::new(accuser).unwrap();
+    let mut r1 = BTreeMap::new();
+    let mut msgs = BTreeMap::new();
+    for me in &members {
+        let (s, m) = dkg::start::<Ed25519, _>(params.clone(), *me, &mut rng).unwrap();
+        // Every broadcast checks out on its own, as a coordinator checks it.
+        dkg::check_round1(&params, *me, &m).unwrap();
+        r1.insert(*me, s);
+        msgs.insert(*me, m);
+    }
+    for (from, m) in &msgs {
+        for (to, s) in r1.iter_mut() {
+            if to != from {
+                s.receive(*from, local::wire(m).unwrap()).unwrap();
+            }
+        }
+    }
+    let mut r2 = BTreeMap::new();
+    let mut dealt = None;
+    let mut direct = Vec::new();
+    for (me, s) in r1 {
+        let (s, out) = s.advance().unwrap();
+        r2.insert(me, s);
+        direct.extend(out.into_iter().map(|(to, m)| (me, to, m)));
+    }
+    for (from, to, m) in direct {
+        let mut m = local::wire(&m).unwrap();
+        if from == accused && to == accuser {
+            if tampered {
+                m.tamper_share();
+            }
+            // What the accused dealt, as it will reveal it.
+            dealt = Some(local::wire(&m).unwrap());
+        }
+        r2.get_mut(&to).unwrap().receive(from, m).unwrap();
+    }
+    let state = r2.get_mut(&accuser).unwrap();
+    if tampered {
+        // The accuser finds the bad share itself.
+        assert_eq!(state.accusations().unwrap(), vec![accused]);
+    } else {
+        // A false accusation: nothing is wrong with the share.
+        assert!(state.accusations().unwrap().is_empty());
+        state.dispute(accused).unwrap();
+        assert_eq!(state.accusations().unwrap(), vec![accused]);
+        assert!(state.missing().contains(&accused));
+    }
+    let revealed: dkg::Round2Message<Ed25519> = dealt.unwrap();
+    let verdict = dkg::check_revealed(accused, &msgs[&accused], accuser, &revealed);
+    if verdict.is_err() {
+        // The accuser refuses the bad share too.
+        assert!(r2
+            .get_mut(&accuser)
+            .unwrap()
+            .resolve(accused, revealed)
+            .is_err());
+        return (verdict, Vec::new());
+    }
+    // A share the accused dealt to someone else is no answer.
+    let other = members.iter().find(|m| **m != accuser && **m != accused);
+    if let Some(other) = other {
+        assert!(dkg::check_revealed(accused, &msgs[&accused], *other, &revealed).is_err());
+    }
+    let state = r2.get_mut(&accuser).unwrap();
+    state.resolve(accused, revealed).unwrap();
+    assert!(state.accusations().unwrap().is_empty());
+    let keys = r2
+        .into_values()
+        .map(|s| {
+            let (_, group) = s.finish().unwrap();
+            keyquorum_core::codec::Encode::to_bytes(&group)
+        })
+        .collect();
+    (verdict, keys)
+}
+
 fn two_distinct() -> impl Strategy<Value = (u16, u16, u16, u16)> {
     t_n(8)
         .prop_flat_map(|(t, n)| (Just(t), Just(n), 1..=n, 1..=n))
@@ -320,6 +419,20 @@ proptest! {
     fn dkg_bad_share_names_its_sender((t, n, c, v) in two_distinct(), seed in any::<u64>()) {
         let e = dkg_with_tamper(t, n, c, v, false, seed);
         prop_assert_eq!(e, Error::Misbehaved { culprits: vec![ParticipantId::new(c).unwrap()], fault: Fault::InvalidShare });
+    }
+
+    #[test]
+    fn dkg_false_accusation_is_dismissed_and_keeps_every_member((t, n, c, v) in two_distinct(), seed in any::<u64>()) {
+        let (verdict, keys) = dkg_with_complaint(t, n, c, v, false, seed);
+        prop_assert!(verdict.is_ok());
+        prop_assert_eq!(keys.len(), n as usize);
+        prop_assert!(keys.iter().all(|k| *k == keys[0]), "every member computes the same group key");
+    }
+
+    #[test]
+    fn dkg_true_accusation_convicts_the_dealer((t, n, c, v) in two_distinct(), seed in any::<u64>()) {
+        let (verdict, _) = dkg_with_complaint(t, n, c, v, true, seed);
+        prop_assert_eq!(verdict, Err(Error::Misbehaved { culprits: vec![ParticipantId::new(c).unwrap()], fault: Fault::InvalidShare }));
     }
 
     #[test]

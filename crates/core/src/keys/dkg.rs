@@ -16,6 +16,25 @@
 //! round-one broadcasts (each round-two message carries a hash of its sender's
 //! round-one transcript, so a broadcast that was equivocated is caught).
 //! The driver decides what to do with the culprit (exclude and restart).
+//!
+//! **Complaints** (Gennaro–Jarecki–Krawczyk–Rabin, "Secure Distributed Key
+//! Generation for Discrete-Log Based Cryptosystems", J. Cryptology 2007,
+//! Fig. 2, step 1(c)–(d)): a round-two share that does not check out is not
+//! a verdict by itself, since only its recipient can see it. The recipient
+//! [`Round2::dispute`]s it and lists its [`Round2::accusations`]; the
+//! accused answers by revealing the share it dealt (its round-two message,
+//! in the clear), which anyone checks against the accused's round-one
+//! commitment ([`check_revealed`]). A valid reveal dismisses the
+//! accusation and the accuser takes the revealed share
+//! ([`Round2::resolve`]), so the run keeps every member; an invalid or
+//! missing reveal convicts the accused. Revealing `f_j(i)` teaches nothing
+//! to an adversary when the accuser `i` is corrupt (it received that value)
+//! or the dealer `j` is; the driver must therefore let an accused reveal
+//! only against a complaint its accuser signed, and an honest recipient
+//! disputes only a share its dealer demonstrably sent (signed), never a
+//! share that did not arrive and never a transcript mismatch (which a
+//! member that equivocated in round one can cause between two honest
+//! members).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -175,6 +194,49 @@ pub(crate) fn our_commitment<C: Suite>(c: &VerifiableSecretSharingCommitment<C>)
     Commitment::from_elements(c.coefficients().iter().map(|e| e.value()).collect())
 }
 
+/// Check `from`'s round-one broadcast on its own, as anyone can (a
+/// coordinator before it relays it): the run, the sender, the commitment's
+/// degree and the proof of knowledge of its constant term (Komlo–Goldberg,
+/// Round 1, step 5). A bad broadcast names `from`.
+pub fn check_round1<C: Suite>(
+    params: &DkgParams,
+    from: ParticipantId,
+    msg: &Round1Message<C>,
+) -> Result<(), Error> {
+    if !params.members.contains(&from) {
+        return Err(Error::UnknownParticipant(from));
+    }
+    if msg.session != params.session {
+        return Err(Error::WrongSession);
+    }
+    if msg.package.commitment().coefficients().len() != params.threshold as usize {
+        return Err(Error::misbehaved(from, Fault::WrongDegree));
+    }
+    fdkg::verify_proof_of_knowledge(
+        from.to_frost(),
+        msg.package.commitment(),
+        msg.package.proof_of_knowledge(),
+    )
+    .map_err(|_| Error::misbehaved(from, Fault::InvalidProofOfKnowledge))
+}
+
+/// Check a share the dealer of `dealer_round1` revealed for `accuser` (its
+/// round-two message to it) against the dealer's commitment, as anyone
+/// can. A share off the commitment, or of another run, names `dealer`.
+pub fn check_revealed<C: Suite>(
+    dealer: ParticipantId,
+    dealer_round1: &Round1Message<C>,
+    accuser: ParticipantId,
+    revealed: &Round2Message<C>,
+) -> Result<(), Error> {
+    if revealed.session != dealer_round1.session {
+        return Err(Error::misbehaved(dealer, Fault::InvalidShare));
+    }
+    our_commitment(dealer_round1.package.commitment())
+        .verify(accuser, &revealed.share)
+        .map_err(|_| Error::misbehaved(dealer, Fault::InvalidShare))
+}
+
 /// What [`Round1::advance`] returns: the round-two state and one secret
 /// message per peer.
 pub type Advance<C> = (Round2<C>, Vec<(ParticipantId, Round2Message<C>)>);
@@ -235,16 +297,7 @@ impl<C: Suite> Round1<C> {
                 Err(Error::misbehaved(from, Fault::Equivocation))
             };
         }
-        if msg.package.commitment().coefficients().len() != self.params.threshold as usize {
-            return Err(Error::misbehaved(from, Fault::WrongDegree));
-        }
-        // Round 1, step 5 of Komlo–Goldberg: verify σ_ℓ.
-        fdkg::verify_proof_of_knowledge(
-            from.to_frost(),
-            msg.package.commitment(),
-            msg.package.proof_of_knowledge(),
-        )
-        .map_err(|_| Error::misbehaved(from, Fault::InvalidProofOfKnowledge))?;
+        check_round1(&self.params, from, &msg)?;
         self.received.insert(from, msg.package);
         Ok(())
     }
@@ -302,6 +355,7 @@ impl<C: Suite> Round1<C> {
                 round1: by_frost,
                 transcript,
                 received: BTreeMap::new(),
+                disputed: BTreeSet::new(),
             },
             out,
         ))
@@ -354,6 +408,8 @@ pub struct Round2<C: Suite> {
     round1: BTreeMap<Identifier<C>, round1::Package<C>>,
     transcript: [u8; 32],
     received: BTreeMap<ParticipantId, SecretScalar<C>>,
+    /// Dealers whose signed round-two message held no usable share for us.
+    disputed: BTreeSet<ParticipantId>,
 }
 
 impl<C: Suite> core::fmt::Debug for Round2<C> {
@@ -387,7 +443,7 @@ impl<C: Suite> Round2<C> {
         Ok(())
     }
 
-    /// Members whose share has not arrived.
+    /// Members whose share has not arrived (disputed ones included).
     pub fn missing(&self) -> Vec<ParticipantId> {
         missing(&self.params.members, self.me, self.received.keys())
     }
@@ -397,13 +453,80 @@ impl<C: Suite> Round2<C> {
         self.received.len() + 1 == self.params.members.len()
     }
 
+    /// Dispute `from`'s share: its signed round-two message held no share
+    /// this participant could open or decode. Only a dealer's own signed
+    /// message may be disputed (see the module documentation).
+    pub fn dispute(&mut self, from: ParticipantId) -> Result<(), Error> {
+        self.params.check_sender(self.me, from)?;
+        self.received.remove(&from);
+        self.disputed.insert(from);
+        Ok(())
+    }
+
+    /// The dealers to accuse: every disputed one and every one whose share
+    /// is off its commitment (each checked only if the shares do not check
+    /// out together, the common case costing one comparison). Empty once
+    /// every share has arrived and checks out.
+    pub fn accusations(&self) -> Result<Vec<ParticipantId>, Error> {
+        let mut accused = self.disputed.clone();
+        if accused.is_empty() && self.is_ready() && self.combined().is_ok() {
+            return Ok(Vec::new());
+        }
+        for (from, share) in &self.received {
+            let bad = self.round1.get(&from.to_frost()).is_none_or(|p| {
+                our_commitment(p.commitment())
+                    .verify(self.me, share)
+                    .is_err()
+            });
+            if bad {
+                accused.insert(*from);
+            }
+        }
+        Ok(accused.into_iter().collect())
+    }
+
+    /// Take the share `from` revealed (its round-two message to us, after
+    /// this participant accused it): a share on `from`'s commitment
+    /// replaces whatever arrived before and dismisses the accusation; any
+    /// other names `from`.
+    pub fn resolve(
+        &mut self,
+        from: ParticipantId,
+        revealed: Round2Message<C>,
+    ) -> Result<(), Error> {
+        self.params.check_sender(self.me, from)?;
+        let package = self
+            .round1
+            .get(&from.to_frost())
+            .ok_or(Error::UnknownParticipant(from))?;
+        let round1 = Round1Message {
+            session: self.params.session,
+            package: package.clone(),
+        };
+        check_revealed(from, &round1, self.me, &revealed)?;
+        self.disputed.remove(&from);
+        self.received.insert(from, revealed.share);
+        Ok(())
+    }
+
     /// The hash of the round-one broadcasts this participant saw.
     pub fn transcript(&self) -> [u8; 32] {
         self.transcript
     }
 
-    /// Finish: this participant's [`KeyShare`] and the [`GroupKey`].
-    pub fn finish(self) -> Result<(KeyShare<C>, GroupKey<C>), Error> {
+    /// This participant's share and the group's public key package, if
+    /// every share has arrived and they check out together.
+    #[allow(clippy::type_complexity, reason = "one private helper")]
+    fn combined(
+        &self,
+    ) -> Result<
+        (
+            SecretScalar<C>,
+            <C::Group as Group>::Element,
+            PublicKeyPackage<C>,
+        ),
+        Error,
+    > {
         if !self.is_ready() {
             return Err(Error::NotEnough {
                 have: self.received.len() + 1,
@@ -436,25 +559,31 @@ impl<C: Suite> Round2<C> {
             .ok_or(Error::UnknownParticipant(me))?
             .to_element();
         if share.public() != expected {
-            let culprits: Vec<_> = self
-                .received
-                .iter()
-                .filter(|(from, s)| {
-                    self.round1
-                        .get(&from.to_frost())
-                        .is_none_or(|p| our_commitment(p.commitment()).verify(me, s).is_err())
-                })
-                .map(|(from, _)| *from)
-                .collect();
-            return Err(if culprits.is_empty() {
-                Error::ShareMismatch
-            } else {
-                Error::Misbehaved {
-                    culprits,
-                    fault: Fault::InvalidShare,
-                }
-            });
+            return Err(Error::ShareMismatch);
         }
+        Ok((share, expected, public))
+    }
+
+    /// Finish: this participant's [`KeyShare`] and the [`GroupKey`]. A
+    /// share off its dealer's commitment names the dealer (drivers that
+    /// run complaints ask [`Round2::accusations`] first).
+    pub fn finish(self) -> Result<(KeyShare<C>, GroupKey<C>), Error> {
+        let me = self.me;
+        let (share, expected, public) = match self.combined() {
+            Ok(c) => c,
+            Err(Error::ShareMismatch) => {
+                let culprits = self.accusations()?;
+                return Err(if culprits.is_empty() {
+                    Error::ShareMismatch
+                } else {
+                    Error::Misbehaved {
+                        culprits,
+                        fault: Fault::InvalidShare,
+                    }
+                });
+            }
+            Err(e) => return Err(e),
+        };
         let key_package = KeyPackage::new(
             me.to_frost(),
             SigningShare::new(*share.expose()),
