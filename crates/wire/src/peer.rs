@@ -101,6 +101,15 @@ pub struct ResharePlan {
     pub members: Vec<NodeId>,
 }
 
+/// A round-2 share a dealer revealed on its recipient's complaint.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RevealedShare {
+    /// The accuser the share was dealt to.
+    pub to: NodeId,
+    /// Core `dkg::Round2Message` encoding, in the clear.
+    pub message: Hex,
+}
+
 /// Every peer request and reply.
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -206,6 +215,43 @@ pub enum PeerMessage {
         /// generation it computed.
         #[serde(default)]
         endorsement: Hex,
+    },
+    /// A member's answer to [`PeerMessage::DkgFinish`] when the signed
+    /// round-2 message of one or more dealers held no share for it that
+    /// opens, decodes and matches the dealer's commitment: it accuses them
+    /// (GJKR complaint) and waits for [`PeerMessage::DkgResolve`].
+    DkgComplaint {
+        /// Run id.
+        session: Hex32,
+        /// The dealers accused.
+        accused: Vec<NodeId>,
+    },
+    /// Coordinator → an accused dealer: the signed complaints naming it;
+    /// reply [`PeerMessage::DkgRevealed`]. A dealer reveals only against a
+    /// complaint its accuser signed for this run.
+    DkgReveal {
+        /// Run id.
+        session: Hex32,
+        /// The accusers' signed `DkgComplaint` envelopes.
+        complaints: Vec<Envelope>,
+    },
+    /// The accused dealer's round-2 message to each accuser, in the clear
+    /// (anyone checks it against the dealer's round-1 commitment).
+    DkgRevealed {
+        /// Run id.
+        session: Hex32,
+        /// One per accuser.
+        shares: Vec<RevealedShare>,
+    },
+    /// Coordinator → an accuser whose accusations were all answered with a
+    /// share on the dealer's commitment: the dealers' signed
+    /// `DkgRevealed` envelopes; the accuser takes the revealed shares and
+    /// finishes (reply [`PeerMessage::DkgDone`]).
+    DkgResolve {
+        /// Run id.
+        session: Hex32,
+        /// The accused dealers' signed `DkgRevealed` envelopes.
+        reveals: Vec<Envelope>,
     },
     /// Co-sign the init command `init` asks for (every voting member, each
     /// only with a proof of its own init secret).

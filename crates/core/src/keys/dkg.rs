@@ -443,6 +443,11 @@ impl<C: Suite> Round2<C> {
         Ok(())
     }
 
+    /// The run.
+    pub fn session(&self) -> SessionId {
+        self.params.session
+    }
+
     /// Members whose share has not arrived (disputed ones included).
     pub fn missing(&self) -> Vec<ParticipantId> {
         missing(&self.params.members, self.me, self.received.keys())

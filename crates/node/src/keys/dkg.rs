@@ -19,8 +19,7 @@ use rand_core::OsRng;
 use super::shares::pending_slot;
 use super::suite::{with_suite, KeySuite, PerSuite};
 use super::{
-    core_err, decode, gather, lock, open_mine, pid, random_session, seal_all, Keys, Outgoing,
-    DKG_TTL,
+    core_err, decode, lock, open_mine, pid, random_session, seal_all, Keys, Outgoing, DKG_TTL,
 };
 use crate::api::auth::by_request;
 use crate::cluster::peer::now_ms;
@@ -57,12 +56,14 @@ pub(super) struct DkgSession {
     pub(super) phase: super::Suited<Phases>,
 }
 
-/// Round 2: take the others' round-1 broadcasts, deal this node's shares.
+/// Round 2: take the others' round-1 broadcasts, deal this node's shares
+/// (and whether the run is a DKG, whose dealt shares are kept for
+/// complaints).
 fn advance<C: KeySuite>(
     phase: Phase<C>,
     received: &[(NodeId, Vec<u8>)],
     bad_shares: bool,
-) -> Result<(Phase<C>, Outgoing), NodeError> {
+) -> Result<(Phase<C>, Outgoing, bool), NodeError> {
     match phase {
         Phase::Dkg1(mut state) => {
             for (origin, bytes) in received {
@@ -79,7 +80,7 @@ fn advance<C: KeySuite>(
                     (to, m.to_bytes())
                 })
                 .collect();
-            Ok((Phase::Dkg2(next), out))
+            Ok((Phase::Dkg2(next), out, true))
         }
         Phase::Refresh1(mut state) => {
             for (origin, bytes) in received {
@@ -88,7 +89,7 @@ fn advance<C: KeySuite>(
             }
             let (next, out) = state.advance().map_err(core_err)?;
             let out = out.into_iter().map(|(to, m)| (to, m.to_bytes())).collect();
-            Ok((Phase::Refresh2(next), out))
+            Ok((Phase::Refresh2(next), out, false))
         }
         Phase::Dkg2(_) | Phase::Refresh2(_) => {
             Err(NodeError::Conflict("session is not in round 1".into()))
@@ -96,24 +97,77 @@ fn advance<C: KeySuite>(
     }
 }
 
-/// Finish: take the shares sealed to this node; this node's new share and
-/// the group key, encoded.
+/// A sealed share opened, or why it would not open.
+type Opened = Result<zeroize::Zeroizing<Vec<u8>>, NodeError>;
+
+/// What a member's last round comes to.
+pub(super) enum Finished {
+    /// Its new share and the group key, encoded.
+    Done(zeroize::Zeroizing<Vec<u8>>, Vec<u8>),
+    /// DKG only: the dealers it accuses, and its state until the complaints
+    /// are settled.
+    Complain(Box<super::Suited<Phases>>, Vec<NodeId>),
+}
+
+/// Finish: take the shares sealed to this node (each opened, or why it
+/// would not open); this node's new share and the group key, encoded. In a
+/// DKG a dealer whose own signed message held no usable share for this
+/// node is accused instead (`accuse`: a false accusation, test hook only).
 fn finish<C: KeySuite>(
     phase: Phase<C>,
-    received: &[(NodeId, zeroize::Zeroizing<Vec<u8>>)],
-) -> Result<(zeroize::Zeroizing<Vec<u8>>, Vec<u8>), NodeError> {
+    received: Vec<(NodeId, Opened)>,
+    accuse: Option<NodeId>,
+) -> Result<Finished, NodeError> {
     let (share, group): (KeyShare<C>, GroupKey<C>) = match phase {
         Phase::Dkg2(mut state) => {
             for (origin, plain) in received {
-                let m = decode::<dkg::Round2Message<C>>(plain, "round-2 share", *origin)?;
-                state.receive(pid(*origin), m).map_err(core_err)?;
+                let m = plain
+                    .and_then(|p| decode::<dkg::Round2Message<C>>(&p, "round-2 share", origin));
+                let m = match m {
+                    Ok(m) if m.session == state.session() => m,
+                    // The dealer's signed message holds nothing usable for
+                    // this node: its fault alone, so it may be accused.
+                    Ok(_) | Err(NodeError::Misbehaved { .. }) => {
+                        state.dispute(pid(origin)).map_err(core_err)?;
+                        continue;
+                    }
+                    Err(e) => return Err(e),
+                };
+                match state.receive(pid(origin), m) {
+                    Ok(()) => {}
+                    // Not the dealer's fault alone: a member that signed two
+                    // round-1 broadcasts can make two honest members'
+                    // transcripts differ, so no one is accused (and no share
+                    // revealed); the run fails.
+                    Err(keyquorum_core::Error::Misbehaved {
+                        fault: keyquorum_core::Fault::TranscriptMismatch,
+                        ..
+                    }) => {
+                        return Err(NodeError::Conflict(format!(
+                            "node {origin} saw other round-1 broadcasts than this node: a \
+                             member equivocated or the coordinator relayed different ones"
+                        )))
+                    }
+                    Err(e) => return Err(core_err(e)),
+                }
+            }
+            if let Some(a) = accuse {
+                state.dispute(pid(a)).map_err(core_err)?;
+            }
+            let accused = state.accusations().map_err(core_err)?;
+            if !accused.is_empty() {
+                let accused = accused.into_iter().map(super::node_of).collect();
+                return Ok(Finished::Complain(
+                    Box::new(C::wrap::<Phases>(Phase::Dkg2(state))),
+                    accused,
+                ));
             }
             state.finish().map_err(core_err)?
         }
         Phase::Refresh2(mut state) => {
             for (origin, plain) in received {
-                let m = decode::<refresh::Round2Message<C>>(plain, "round-2 share", *origin)?;
-                state.receive(pid(*origin), m).map_err(core_err)?;
+                let m = decode::<refresh::Round2Message<C>>(&plain?, "round-2 share", origin)?;
+                state.receive(pid(origin), m).map_err(core_err)?;
             }
             state.finish().map_err(core_err)?
         }
@@ -121,7 +175,7 @@ fn finish<C: KeySuite>(
             return Err(NodeError::Conflict("session is not in round 2".into()))
         }
     };
-    Ok((share.to_secret_bytes(), group.to_bytes()))
+    Ok(Finished::Done(share.to_secret_bytes(), group.to_bytes()))
 }
 
 /// A key to create, as the client asked for it (defaults filled in).
@@ -273,12 +327,29 @@ impl Keys {
             received.push((origin, message.0));
         }
         let bad = self.faults.deal_bad_dkg_shares();
-        let (phase, out) = with_suite!(phase.suite(), |C| {
+        let (phase, out, is_dkg) = with_suite!(phase.suite(), |C| {
             let phase = C::unwrap(phase)
                 .ok_or_else(|| NodeError::Internal("session of another suite".into()))?;
-            let (next, out) = advance::<C>(phase, &received, bad)?;
-            (C::wrap::<Phases>(next), out)
+            let (next, out, is_dkg) = advance::<C>(phase, &received, bad)?;
+            (C::wrap::<Phases>(next), out, is_dkg)
         });
+        if is_dkg {
+            // What this node dealt, as it dealt it: its answer to a complaint.
+            self.keep_dealt(
+                node,
+                &session,
+                super::complaints::Dealt {
+                    key: target.0.clone(),
+                    coordinator,
+                    members: members.clone(),
+                    started: Instant::now(),
+                    shares: out
+                        .iter()
+                        .map(|(to, m)| (super::node_of(*to), zeroize::Zeroizing::new(m.clone())))
+                        .collect(),
+                },
+            )?;
+        }
         let shares = seal_all(node, &session, out)?;
         self.keep_session(
             &session,
@@ -331,17 +402,57 @@ impl Keys {
             }
             received.push((
                 origin,
-                open_mine(node, &session, origin, &shares, "node", "share")?,
+                open_mine(node, &session, origin, &shares, "node", "share"),
             ));
         }
-        let (share, group_key) = with_suite!(phase.suite(), |C| {
+        let (accuse, accuse_by_error) = self.faults.false_accusation();
+        if let Some(j) = accuse_by_error.and_then(|j| NodeId::try_from(j).ok()) {
+            return Err(NodeError::Misbehaved {
+                message: format!("node {j} dealt a bad share (no evidence given)"),
+                culprits: vec![j],
+            });
+        }
+        let accuse = accuse
+            .and_then(|a| NodeId::try_from(a).ok())
+            .filter(|a| *a != me && members.contains(a));
+        let finished = with_suite!(phase.suite(), |C| {
             let phase = C::unwrap(phase)
                 .ok_or_else(|| NodeError::Internal("session of another suite".into()))?;
-            finish::<C>(phase, &received)?
+            finish::<C>(phase, received, accuse)?
         });
-        // Pending until the registry commits the run's record.
+        match finished {
+            Finished::Done(share, group_key) => {
+                self.finished(node, session, coordinator, &target, &share, group_key)
+            }
+            Finished::Complain(phase, accused) => {
+                self.keep_session(
+                    &session,
+                    DkgSession {
+                        target,
+                        coordinator,
+                        members,
+                        started: Instant::now(),
+                        phase: *phase,
+                    },
+                )?;
+                Ok(PeerMessage::DkgComplaint { session, accused })
+            }
+        }
+    }
+
+    /// A member's last step: store its new share, pending until the
+    /// registry commits the run's record, and endorse the group key.
+    pub(super) fn finished(
+        &self,
+        node: &Node,
+        session: Hex32,
+        coordinator: NodeId,
+        target: &(String, u64),
+        share: &[u8],
+        group_key: Vec<u8>,
+    ) -> Result<PeerMessage, NodeError> {
         let slot = pending_slot(&target.0, target.1, &session);
-        self.store_pending(node, &session, coordinator, slot, &share, &group_key)?;
+        self.store_pending(node, &session, coordinator, slot, share, &group_key)?;
         let endorsement = node
             .keys()
             .sign(&key_statement(&target.0, target.1, &session, &group_key));
@@ -494,8 +605,16 @@ impl Keys {
         session: Hex32,
         start: &PeerMessage,
     ) -> Result<(Vec<u8>, Vec<u8>, Vec<Endorsement>), NodeError> {
-        let round1 = gather(node, infos, |_| clone_request(start).ok()).await?;
-        let round2 = gather(node, infos, |m| {
+        let round1 = gather_checked(node, infos, |_| clone_request(start).ok()).await?;
+        if let PeerMessage::DkgStart {
+            threshold, members, ..
+        } = start
+        {
+            // Round-1 broadcasts are public and signed: the coordinator
+            // checks them itself, so no member need accuse anyone of one.
+            check_broadcasts(suite, session, *threshold, members, &round1)?;
+        }
+        let round2 = gather_checked(node, infos, |m| {
             Some(PeerMessage::DkgRound2 {
                 session,
                 round1: round1
@@ -506,7 +625,7 @@ impl Keys {
             })
         })
         .await?;
-        let done = gather(node, infos, |m| {
+        let mut done = gather_checked(node, infos, |m| {
             Some(PeerMessage::DkgFinish {
                 session,
                 round2: round2
@@ -517,6 +636,27 @@ impl Keys {
             })
         })
         .await?;
+        let complaints: BTreeMap<NodeId, (Envelope, Vec<NodeId>)> = done
+            .iter()
+            .filter_map(|(m, (env, msg))| match msg {
+                PeerMessage::DkgComplaint { accused, .. } => {
+                    Some((*m, (env.clone(), accused.clone())))
+                }
+                _ => None,
+            })
+            .collect();
+        if !complaints.is_empty() {
+            let PeerMessage::DkgStart { key, .. } = start else {
+                return Err(NodeError::Misbehaved {
+                    message: "a refresh member sent a DKG complaint".into(),
+                    culprits: complaints.keys().copied().collect(),
+                });
+            };
+            let resolved = self
+                .settle_complaints(node, key, suite, infos, session, &round1, complaints)
+                .await?;
+            done.extend(resolved);
+        }
         let mut agreed: Option<Vec<u8>> = None;
         let mut endorsements = Vec::with_capacity(done.len());
         for (m, (_, msg)) in &done {
@@ -553,5 +693,86 @@ impl Keys {
                 .public_key_bytes()
         });
         Ok((group_bytes, public_key, endorsements))
+    }
+}
+
+/// As [`gather`], but a member's word that *another* member misbehaved is
+/// not taken: the coordinator checks what it can itself (round-1
+/// broadcasts, revealed shares), and a member that refuses a step blaming
+/// someone else, without a complaint the protocol can settle, is named
+/// itself. Only the coordinator's own verdicts name others.
+pub(super) async fn gather_checked(
+    node: &Node,
+    infos: &BTreeMap<NodeId, NodeInfo>,
+    make: impl Fn(NodeId) -> Option<PeerMessage>,
+) -> Result<BTreeMap<NodeId, (Envelope, PeerMessage)>, NodeError> {
+    let calls = infos.iter().filter_map(|(m, i)| {
+        let msg = make(*m)?;
+        Some(async move { (*m, node.call_signed(*m, i, &msg).await) })
+    });
+    let mut out = BTreeMap::new();
+    for (m, r) in join_all(calls).await {
+        match r {
+            Ok(x) => {
+                out.insert(m, x);
+            }
+            Err(NodeError::Misbehaved { message, culprits })
+                if m != node.id() && culprits.iter().any(|c| *c != m) =>
+            {
+                return Err(NodeError::Misbehaved {
+                    message: format!(
+                        "node {m} refused, blaming {culprits:?} with no evidence: {message}"
+                    ),
+                    culprits: vec![m],
+                });
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(out)
+}
+
+/// Check every member's signed round-1 broadcast of DKG run `session`
+/// (run, degree, proof of knowledge); the members whose broadcast fails
+/// are named.
+fn check_broadcasts(
+    suite: SuiteName,
+    session: Hex32,
+    threshold: u16,
+    members: &[NodeId],
+    round1: &BTreeMap<NodeId, (Envelope, PeerMessage)>,
+) -> Result<(), NodeError> {
+    let params = dkg::DkgParams {
+        session: SessionId(session.0),
+        threshold,
+        members: members.iter().map(|m| pid(*m)).collect(),
+    };
+    let bad: Vec<NodeId> = with_suite!(suite, |C| {
+        round1
+            .iter()
+            .filter(|(m, (_, msg))| {
+                let ok = match msg {
+                    PeerMessage::DkgRound1 {
+                        session: sid,
+                        message,
+                    } => {
+                        *sid == session
+                            && dkg::Round1Message::<C>::from_bytes(&message.0)
+                                .is_ok_and(|r| dkg::check_round1(&params, pid(**m), &r).is_ok())
+                    }
+                    _ => false,
+                };
+                !ok
+            })
+            .map(|(m, _)| *m)
+            .collect()
+    });
+    if bad.is_empty() {
+        Ok(())
+    } else {
+        Err(NodeError::Misbehaved {
+            message: format!("the round-1 broadcasts of {bad:?} do not check out"),
+            culprits: bad,
+        })
     }
 }

@@ -29,6 +29,12 @@ pub struct Faults {
     /// As a refresh's coordinator, tell every member to abort the run after
     /// they endorsed it, then commit it anyway.
     pub abort_then_commit: AtomicBool,
+    /// As a DKG member, accuse this node (id; 0: none) of dealing a bad
+    /// share, whatever it dealt (a false complaint).
+    pub accuse: AtomicU64,
+    /// As a DKG member, refuse to finish, blaming this node (id; 0: none)
+    /// in an error instead of a complaint (an accusation with no evidence).
+    pub accuse_by_error: AtomicU64,
 }
 
 /// Without the feature: nothing to turn on.
@@ -62,6 +68,17 @@ impl Faults {
         return self.abort_then_commit.load(Ordering::Relaxed);
         #[cfg(not(feature = "fault-injection"))]
         false
+    }
+
+    /// The node this member falsely accuses in a DKG (complaint, or error).
+    pub(crate) fn false_accusation(&self) -> (Option<u64>, Option<u64>) {
+        #[cfg(feature = "fault-injection")]
+        {
+            let get = |a: &AtomicU64| Some(a.load(Ordering::Relaxed)).filter(|n| *n != 0);
+            (get(&self.accuse), get(&self.accuse_by_error))
+        }
+        #[cfg(not(feature = "fault-injection"))]
+        (None, None)
     }
 
     /// How long to stall before a DKG finish or a reshare receive (0: not).

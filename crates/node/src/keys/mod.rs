@@ -31,6 +31,7 @@
 //! | module | what |
 //! |---|---|
 //! | `dkg` | DKG: participant rounds, coordinator, and the relayed two-round runs refresh shares |
+//! | `complaints` | DKG complaints settled by reveals: a false accusation is dismissed, a true one names the dealer |
 //! | `sign` | FROST signing: nonce batches, signature shares, the coordinator with its nonce-commitment pools |
 //! | `refresh` | proactive refresh (same key, new shares) |
 //! | `reshare` | reshare to a new threshold and member set; a committed generation retires the old shares |
@@ -64,6 +65,7 @@ use crate::error::NodeError;
 use suite::{KeySuite, PerSuite, Suited};
 
 pub mod api;
+mod complaints;
 mod dkg;
 mod export;
 pub mod faults;
@@ -105,6 +107,8 @@ pub struct Keys {
     /// Runs their coordinator gave up, with when: a late message of one of
     /// them must not leave a pending share behind.
     aborted: Mutex<HashMap<([u8; 32], NodeId), Instant>>,
+    /// What this node dealt in DKG runs, by run: its answer to a complaint.
+    dealt: Mutex<HashMap<[u8; 32], complaints::Dealt>>,
     /// Repairs this node helps with, by run.
     repairs: Mutex<HashMap<[u8; 32], repair::HelperSession>>,
     groups: Mutex<GroupCache>,
@@ -130,6 +134,7 @@ impl Keys {
         Ok(Keys {
             dkg: Mutex::default(),
             aborted: Mutex::default(),
+            dealt: Mutex::default(),
             repairs: Mutex::default(),
             groups: Mutex::default(),
             pools: Arc::default(),
@@ -236,6 +241,13 @@ impl Keys {
             }
             PeerMessage::DkgFinish { session, round2 } => {
                 self.dkg_finish(node, from, session, round2)
+            }
+            PeerMessage::DkgReveal {
+                session,
+                complaints,
+            } => self.dkg_reveal(node, from, session, &complaints),
+            PeerMessage::DkgResolve { session, reveals } => {
+                self.dkg_resolve(node, from, session, &reveals)
             }
             PeerMessage::Abort { session } => {
                 self.abort(from, &session)?;

@@ -107,6 +107,7 @@ impl Keys {
                 d.remove(&session.0);
             }
         }
+        self.drop_dealt(from, session)?;
         // By (run, sender): another member's abort of the same run id does
         // not replace the coordinator's.
         let mut a = lock(&self.aborted)?;

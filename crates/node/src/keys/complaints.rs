@@ -1,0 +1,338 @@
+//! DKG complaints, settled (Gennaro–Jarecki–Krawczyk–Rabin, J. Cryptology
+//! 2007, Fig. 2, step 1(c)–(d); core `dkg`): one member's word never
+//! removes another.
+//!
+//! A member whose round-2 share from dealer `j` does not open, decode or
+//! match `j`'s commitment answers `DkgFinish` with a signed `DkgComplaint`
+//! instead of a share. The coordinator sends `j` the signed complaints
+//! naming it (`DkgReveal`); `j` reveals, in the clear, the round-2 message
+//! it dealt to each accuser — only against a complaint its accuser signed
+//! for this run — and the coordinator checks each against `j`'s round-1
+//! commitment:
+//! - every reveal checks out: the accusation is **dismissed** and the
+//!   accusers named in the audit log (`dkg.accusation_dismissed`); each
+//!   accuser takes the revealed shares (`DkgResolve`, checking them itself)
+//!   and finishes, so the key keeps all its members;
+//! - a reveal is missing or off the commitment: the accusation is
+//!   **upheld** and `j` is named; the caller's consent to fewer members
+//!   (`min_members`) decides whether the run is retried without it.
+//!
+//! Why a reveal leaks nothing: `f_j(i)` in the clear teaches an adversary
+//! something only if both `i` and `j` are honest; an honest `j`'s signed
+//! message always holds a good share for `i`, and an honest `i` accuses
+//! only a share in `j`'s own signed message (never a missing message, which
+//! a coordinator could withhold, nor a transcript mismatch, which a member
+//! that equivocated in round 1 could cause), so no honest pair ever reveals.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Instant;
+
+use futures::future::join_all;
+use keyquorum_core::codec::{Decode, Encode};
+use keyquorum_core::dkg;
+use keyquorum_wire::api::SuiteName;
+use keyquorum_wire::control::NodeInfo;
+use keyquorum_wire::peer::{Envelope, PeerMessage, RevealedShare};
+use keyquorum_wire::{Hex, Hex32, NodeId};
+use zeroize::Zeroizing;
+
+use super::dkg::{DkgSession, Phase};
+use super::suite::{with_suite, KeySuite};
+use super::{core_err, decode, lock, pid, Keys, DKG_TTL};
+use crate::cluster::Node;
+use crate::error::NodeError;
+
+/// What this node dealt in a DKG run: its answer to a complaint. Kept in
+/// memory only, until the run is aborted, its key committed, or
+/// [`DKG_TTL`] passes.
+pub(super) struct Dealt {
+    /// The run's key.
+    pub(super) key: String,
+    pub(super) coordinator: NodeId,
+    pub(super) members: Vec<NodeId>,
+    pub(super) started: Instant,
+    /// The round-2 message dealt to each member, encoded.
+    pub(super) shares: BTreeMap<NodeId, Zeroizing<Vec<u8>>>,
+}
+
+impl Keys {
+    /// Keep what this node dealt in run `session` (and forget runs that
+    /// are over: expired, or whose key is committed).
+    pub(super) fn keep_dealt(
+        &self,
+        node: &Node,
+        session: &Hex32,
+        dealt: Dealt,
+    ) -> Result<(), NodeError> {
+        let mut d = lock(&self.dealt)?;
+        d.retain(|sid, x| {
+            x.started.elapsed() < DKG_TTL
+                && !node.registry(|r| {
+                    r.keys
+                        .records
+                        .get(&x.key)
+                        .is_some_and(|k| k.session.0 == *sid)
+                })
+        });
+        d.insert(session.0, dealt);
+        Ok(())
+    }
+
+    /// The coordinator of `session` gave it up: forget what was dealt.
+    pub(super) fn drop_dealt(&self, from: NodeId, session: &Hex32) -> Result<(), NodeError> {
+        let mut d = lock(&self.dealt)?;
+        if d.get(&session.0).is_some_and(|x| x.coordinator == from) {
+            d.remove(&session.0);
+        }
+        Ok(())
+    }
+
+    /// An accused dealer answers the signed complaints naming it with the
+    /// round-2 message it dealt to each accuser.
+    pub(super) fn dkg_reveal(
+        &self,
+        node: &Node,
+        from: NodeId,
+        session: Hex32,
+        complaints: &[Envelope],
+    ) -> Result<PeerMessage, NodeError> {
+        let me = node.id();
+        let d = lock(&self.dealt)?;
+        let dealt = d
+            .get(&session.0)
+            .filter(|x| x.started.elapsed() < DKG_TTL)
+            .ok_or_else(|| {
+                NodeError::NotFound("this node dealt in no open DKG run with that id".into())
+            })?;
+        if dealt.coordinator != from {
+            return Err(NodeError::Forbidden(
+                "only the run's coordinator asks for a reveal".into(),
+            ));
+        }
+        if complaints.is_empty() || complaints.len() >= dealt.members.len() {
+            return Err(NodeError::BadRequest(
+                "a reveal answers 1 to n - 1 complaints".into(),
+            ));
+        }
+        let mut shares = Vec::with_capacity(complaints.len());
+        let mut seen = BTreeSet::new();
+        for env in complaints {
+            // Signed by its accuser, a member of the run, to the coordinator.
+            let (accuser, msg) = self.relayed(node, from, &dealt.members, env)?;
+            let PeerMessage::DkgComplaint {
+                session: sid,
+                accused,
+            } = msg
+            else {
+                return Err(NodeError::BadRequest("expected a DkgComplaint".into()));
+            };
+            if sid != session || accuser == me || !accused.contains(&me) {
+                return Err(NodeError::Forbidden(format!(
+                    "node {accuser}'s complaint does not accuse node {me} in this run"
+                )));
+            }
+            if !seen.insert(accuser) {
+                continue;
+            }
+            let message = dealt.shares.get(&accuser).ok_or_else(|| {
+                NodeError::Internal(format!("no share was dealt to node {accuser}"))
+            })?;
+            shares.push(RevealedShare {
+                to: accuser,
+                message: Hex(message.to_vec()),
+            });
+        }
+        tracing::info!(session = %hex::encode(session.0), accusers = ?seen, "revealed DKG shares on complaint");
+        Ok(PeerMessage::DkgRevealed { session, shares })
+    }
+
+    /// An accuser takes the shares its accused dealers revealed (each
+    /// checked against the dealer's commitment) and finishes the run.
+    pub(super) fn dkg_resolve(
+        &self,
+        node: &Node,
+        from: NodeId,
+        session: Hex32,
+        reveals: &[Envelope],
+    ) -> Result<PeerMessage, NodeError> {
+        let DkgSession {
+            target,
+            coordinator,
+            members,
+            phase,
+            ..
+        } = self.take_session(from, &session)?;
+        let me = node.id();
+        let mut revealed = Vec::with_capacity(reveals.len());
+        for env in reveals {
+            let (dealer, msg) = self.relayed(node, coordinator, &members, env)?;
+            let PeerMessage::DkgRevealed {
+                session: sid,
+                shares,
+            } = msg
+            else {
+                return Err(NodeError::BadRequest("expected a DkgRevealed".into()));
+            };
+            if sid != session {
+                return Err(NodeError::BadRequest("a reveal from another run".into()));
+            }
+            let share =
+                shares
+                    .into_iter()
+                    .find(|s| s.to == me)
+                    .ok_or_else(|| NodeError::Misbehaved {
+                        message: format!("node {dealer} revealed no share for node {me}"),
+                        culprits: vec![dealer],
+                    })?;
+            revealed.push((dealer, share.message.0));
+        }
+        let (share, group_key) = with_suite!(phase.suite(), |C| {
+            let phase = C::unwrap(phase)
+                .ok_or_else(|| NodeError::Internal("session of another suite".into()))?;
+            let Phase::Dkg2(mut state) = phase else {
+                return Err(NodeError::Conflict(
+                    "this node has no complaint to settle in that run".into(),
+                ));
+            };
+            for (dealer, bytes) in &revealed {
+                let m = decode::<dkg::Round2Message<C>>(bytes, "revealed share", *dealer)?;
+                state.resolve(pid(*dealer), m).map_err(core_err)?;
+            }
+            let open = state.accusations().map_err(core_err)?;
+            if !open.is_empty() {
+                return Err(NodeError::BadRequest(format!(
+                    "no reveal from {:?}",
+                    open.into_iter().map(super::node_of).collect::<Vec<_>>()
+                )));
+            }
+            let (share, group) = state.finish().map_err(core_err)?;
+            (share.to_secret_bytes(), group.to_bytes())
+        });
+        self.finished(node, session, coordinator, &target, &share, group_key)
+    }
+
+    /// Coordinator: settle the complaints of DKG run `session` (accuser →
+    /// its signed complaint and whom it accuses). Dismissed: the accusers'
+    /// `DkgDone` answers. Upheld: the accused dealers, named.
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "the run's parts the settlement reads"
+    )]
+    pub(super) async fn settle_complaints(
+        &self,
+        node: &Node,
+        key: &str,
+        suite: SuiteName,
+        infos: &BTreeMap<NodeId, NodeInfo>,
+        session: Hex32,
+        round1: &BTreeMap<NodeId, (Envelope, PeerMessage)>,
+        complaints: BTreeMap<NodeId, (Envelope, Vec<NodeId>)>,
+    ) -> Result<BTreeMap<NodeId, (Envelope, PeerMessage)>, NodeError> {
+        let mut by_accused: BTreeMap<NodeId, Vec<NodeId>> = BTreeMap::new();
+        for (accuser, (_, accused)) in &complaints {
+            if accused.is_empty()
+                || accused
+                    .iter()
+                    .any(|j| j == accuser || !infos.contains_key(j))
+            {
+                return Err(NodeError::Misbehaved {
+                    message: format!("node {accuser} sent a malformed complaint"),
+                    culprits: vec![*accuser],
+                });
+            }
+            for j in accused {
+                by_accused.entry(*j).or_default().push(*accuser);
+            }
+        }
+        let accusers: Vec<NodeId> = complaints.keys().copied().collect();
+        let calls = by_accused.iter().map(|(j, from)| {
+            let msg = PeerMessage::DkgReveal {
+                session,
+                complaints: from
+                    .iter()
+                    .filter_map(|i| complaints.get(i).map(|(env, _)| env.clone()))
+                    .collect(),
+            };
+            let info = &infos[j];
+            async move { (*j, node.call_signed(*j, info, &msg).await) }
+        });
+        let mut upheld = Vec::new();
+        let mut reveals: BTreeMap<NodeId, Envelope> = BTreeMap::new();
+        for (j, answer) in join_all(calls).await {
+            let answered = match &answer {
+                Ok((
+                    env,
+                    PeerMessage::DkgRevealed {
+                        session: sid,
+                        shares,
+                    },
+                )) if *sid == session => {
+                    let dealt = round1.get(&j).and_then(|(_, m)| match m {
+                        PeerMessage::DkgRound1 { message, .. } => Some(message.0.as_slice()),
+                        _ => None,
+                    });
+                    let good = dealt.is_some_and(|dealt| {
+                        with_suite!(suite, |C| {
+                            dkg::Round1Message::<C>::from_bytes(dealt).is_ok_and(|r1| {
+                                by_accused.get(&j).into_iter().flatten().all(|i| {
+                                    shares
+                                        .iter()
+                                        .find(|s| s.to == *i)
+                                        .and_then(|s| {
+                                            dkg::Round2Message::<C>::from_bytes(&s.message.0).ok()
+                                        })
+                                        .is_some_and(|m| {
+                                            dkg::check_revealed(pid(j), &r1, pid(*i), &m).is_ok()
+                                        })
+                                })
+                            })
+                        })
+                    });
+                    good.then(|| env.clone())
+                }
+                _ => None,
+            };
+            match answered {
+                Some(env) => {
+                    reveals.insert(j, env);
+                }
+                None => upheld.push(j),
+            }
+        }
+        if !upheld.is_empty() {
+            return Err(NodeError::Misbehaved {
+                message: format!(
+                    "accusations by {accusers:?} upheld: {upheld:?} revealed no share on \
+                     their commitment"
+                ),
+                culprits: upheld,
+            });
+        }
+        node.audit_event(
+            "peer",
+            "dkg.accusation_dismissed",
+            Some(key),
+            &format!(
+                "accusers {accusers:?} accused {:?}; every accused revealed shares on its \
+                 commitment",
+                by_accused.keys().collect::<Vec<_>>()
+            ),
+        );
+        tracing::warn!(key, ?accusers, "DKG accusations dismissed");
+        let resolve_infos: BTreeMap<NodeId, NodeInfo> =
+            accusers.iter().map(|i| (*i, infos[i].clone())).collect();
+        let done = super::dkg::gather_checked(node, &resolve_infos, |i| {
+            Some(PeerMessage::DkgResolve {
+                session,
+                reveals: complaints
+                    .get(&i)
+                    .into_iter()
+                    .flat_map(|(_, accused)| accused.iter())
+                    .filter_map(|j| reveals.get(j).cloned())
+                    .collect(),
+            })
+        })
+        .await?;
+        Ok(done)
+    }
+}
