@@ -181,6 +181,21 @@ async fn a_member_cannot_get_signature_shares_no_client_asked_for() {
         .unwrap();
     let group = GroupKey::<Ed25519>::from_bytes(&record.group_key.0).unwrap();
     let (n2, n3) = (c.node(n(2)).unwrap(), c.node(n(3)).unwrap());
+    // The signers judge by their own replicas: wait until they know the
+    // clients and the revocation.
+    for node in [&n2, &n3] {
+        common::poll(
+            "the signers to learn the clients",
+            std::time::Duration::from_secs(10),
+            || async {
+                node.registry(|r| {
+                    r.clients.contains_key("app")
+                        && r.clients.get("gone").is_some_and(|g| g.revoked)
+                })
+            },
+        )
+        .await;
+    }
     let base = c.url_of(n(1));
     let body = |m: &[u8]| Some(serde_json::json!({ "message": hex::encode(m) }));
     let unsigned = ClientRequest {
@@ -835,6 +850,13 @@ async fn a_member_cannot_get_a_key_re_dealt_to_a_set_no_admin_asked_for() {
         body: Hex(br#"{"threshold":2,"members":[1,2]}"#.to_vec()),
     };
     let n2 = c.node(n(2)).unwrap();
+    // Node 2 judges by its own replica: wait until it knows the client.
+    common::poll(
+        "node 2 to learn the client",
+        std::time::Duration::from_secs(10),
+        || async { n2.registry(|r| r.clients.contains_key("app")) },
+    )
+    .await;
     let cases: Vec<(&str, NodeId, ClientRequest, &str)> = vec![
         ("no client request", n(1), unsigned, "not signed"),
         (
