@@ -347,6 +347,7 @@ fn dkg_with_complaint(
             }
         }
     }
+    let everyone = dkg::round1_transcript(&params, &msgs).unwrap();
     let mut r2 = BTreeMap::new();
     let mut dealt = None;
     let mut direct = Vec::new();
@@ -365,6 +366,13 @@ fn dkg_with_complaint(
             dealt = Some(local::wire(&m).unwrap());
         }
         r2.get_mut(&to).unwrap().receive(from, m).unwrap();
+    }
+    for s in r2.values() {
+        assert_eq!(
+            s.transcript(),
+            everyone,
+            "anyone computes the members' transcript"
+        );
     }
     let state = r2.get_mut(&accuser).unwrap();
     if tampered {

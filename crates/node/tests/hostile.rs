@@ -1041,7 +1041,9 @@ async fn sign_with(c: &LocalCluster, key: &KeyInfo, set: &[u16]) -> bool {
 /// A member (here the coordinator of a run it drives by hand) tries to
 /// make an honest dealer reveal the share it dealt to another honest
 /// member: a dealer reveals only to the run's coordinator, only against a
-/// complaint its accuser signed for this run, and only the accuser's share.
+/// complaint its accuser signed for this run (its id and its digest), and
+/// only the accuser's share; a member complains only about a dealer's
+/// message signed for the run it is in itself; a run id is used once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dealer_reveals_a_share_only_on_its_accusers_signed_complaint() {
     use keyquorum_node::cluster::peer::seal_envelope;
@@ -1050,21 +1052,26 @@ async fn a_dealer_reveals_a_share_only_on_its_accusers_signed_complaint() {
     let node = |i: u16| c.node(n(i)).unwrap();
     let session = Hex32([7; 32]);
     let members = ns(&[1, 2, 3]);
-    // Nodes 2 and 3 are honest; node 1 coordinates (and is hostile).
+    let start = || PeerMessage::DkgStart {
+        session,
+        key: "by-hand".into(),
+        suite: SuiteName::Ed25519,
+        threshold: 2,
+        members: members.clone(),
+    };
+    // Nodes 2 and 3 are honest; node 1 coordinates (and is hostile). Each
+    // member's reply, as that member signs it to node 1.
     let sealed =
         |i: u16, msg: &PeerMessage| seal_envelope(node(i).keys(), n(i), n(1), msg).unwrap();
     let mut round1 = Vec::new();
     for i in 1..=3 {
-        let start = PeerMessage::DkgStart {
-            session,
-            key: "by-hand".into(),
-            suite: SuiteName::Ed25519,
-            threshold: 2,
-            members: members.clone(),
-        };
-        let r = node(i).handle_peer(n(1), start).await.unwrap();
+        let r = node(i).handle_peer(n(1), start()).await.unwrap();
         round1.push((i, sealed(i, &r)));
     }
+    // A run id is used once.
+    let err = node(2).handle_peer(n(1), start()).await.unwrap_err();
+    assert!(err.to_string().contains("already started"), "{err}");
+    let mut round2 = Vec::new();
     for i in 1..=3 {
         let others = round1
             .iter()
@@ -1081,19 +1088,47 @@ async fn a_dealer_reveals_a_share_only_on_its_accusers_signed_complaint() {
             )
             .await
             .unwrap();
-        assert!(matches!(r, PeerMessage::DkgShares { .. }));
+        round2.push((i, r));
     }
+    let PeerMessage::DkgShares { run, .. } = &round2[1].1 else {
+        panic!("expected node 2's shares");
+    };
+    let run = *run;
+    // The coordinator relays to node 3 a message of its own signed for
+    // another run (holding no share for node 3): node 3 does not complain
+    // (a complaint would make an honest dealer reveal), the run fails.
+    let PeerMessage::DkgShares { shares, .. } = &round2[0].1 else {
+        panic!("expected node 1's shares");
+    };
+    let other_run = PeerMessage::DkgShares {
+        session,
+        run: Hex32([9; 32]),
+        shares: shares.iter().filter(|x| x.to != n(3)).cloned().collect(),
+    };
+    let err = node(3)
+        .handle_peer(
+            n(1),
+            PeerMessage::DkgFinish {
+                session,
+                round2: vec![sealed(2, &round2[1].1), sealed(1, &other_run)],
+            },
+        )
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("for another run"), "{err}");
+
     let reveal = |complaints| PeerMessage::DkgReveal {
         session,
         complaints,
     };
-    let complaint = |accused: &[u16], sid: Hex32| PeerMessage::DkgComplaint {
+    let complaint = |accused: &[u16], sid: Hex32, run: Hex32| PeerMessage::DkgComplaint {
         session: sid,
+        run,
         accused: ns(accused),
     };
     // Node 3 never complained: a complaint "by node 3" signed by node 1
     // does not verify.
-    let mut forged = seal_envelope(node(1).keys(), n(1), n(1), &complaint(&[2], session)).unwrap();
+    let mut forged = sealed(1, &complaint(&[2], session, run));
     forged.from = n(3);
     let err = node(2)
         .handle_peer(n(1), reveal(vec![forged]))
@@ -1106,17 +1141,39 @@ async fn a_dealer_reveals_a_share_only_on_its_accusers_signed_complaint() {
         .await
         .unwrap_err();
     assert!(err.to_string().contains("expected a DkgComplaint"), "{err}");
-    // A complaint of another run, or one that accuses someone else.
-    for msg in [complaint(&[2], Hex32([8; 32])), complaint(&[3], session)] {
+    // A complaint of another run id, or of another run (digest), or one
+    // that accuses someone else.
+    for (msg, needle) in [
+        (complaint(&[2], Hex32([8; 32]), run), "no open run"),
+        (complaint(&[2], session, Hex32([9; 32])), "no open run"),
+        (complaint(&[3], session, run), "does not accuse node 2"),
+    ] {
         let err = node(2)
             .handle_peer(n(1), reveal(vec![sealed(1, &msg)]))
             .await
             .unwrap_err();
-        assert!(err.to_string().contains("does not accuse node 2"), "{err}");
+        assert!(err.to_string().contains(needle), "{err}");
     }
     // Only the run's coordinator asks.
     let err = node(2)
-        .handle_peer(n(3), reveal(vec![sealed(1, &complaint(&[2], session))]))
+        .handle_peer(
+            n(3),
+            reveal(vec![sealed(1, &complaint(&[2], session, run))]),
+        )
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("does not verify"), "{err}");
+    let err = node(2)
+        .handle_peer(
+            n(3),
+            reveal(vec![seal_envelope(
+                node(1).keys(),
+                n(1),
+                n(3),
+                &complaint(&[2], session, run),
+            )
+            .unwrap()]),
+        )
         .await
         .unwrap_err();
     assert!(
@@ -1126,7 +1183,10 @@ async fn a_dealer_reveals_a_share_only_on_its_accusers_signed_complaint() {
     // Node 1's own signed complaint gets node 1's share only (which node 1
     // was dealt anyway), never node 3's.
     let r = node(2)
-        .handle_peer(n(1), reveal(vec![sealed(1, &complaint(&[2], session))]))
+        .handle_peer(
+            n(1),
+            reveal(vec![sealed(1, &complaint(&[2], session, run))]),
+        )
         .await
         .unwrap();
     let PeerMessage::DkgRevealed { shares, .. } = r else {
@@ -1134,15 +1194,21 @@ async fn a_dealer_reveals_a_share_only_on_its_accusers_signed_complaint() {
     };
     assert_eq!(shares.len(), 1);
     assert_eq!(shares[0].to, n(1));
-    // Once the coordinator aborts, nothing is revealed any more.
+    // Once the coordinator aborts, nothing is revealed any more, and the
+    // run id cannot be used again.
     node(2)
         .handle_peer(n(1), PeerMessage::Abort { session })
         .await
         .unwrap();
     let err = node(2)
-        .handle_peer(n(1), reveal(vec![sealed(1, &complaint(&[2], session))]))
+        .handle_peer(
+            n(1),
+            reveal(vec![sealed(1, &complaint(&[2], session, run))]),
+        )
         .await
         .unwrap_err();
-    assert!(err.to_string().contains("no open DKG run"), "{err}");
+    assert!(err.to_string().contains("no open run"), "{err}");
+    let err = node(2).handle_peer(n(1), start()).await.unwrap_err();
+    assert!(err.to_string().contains("used before"), "{err}");
     c.shutdown().await;
 }

@@ -102,12 +102,21 @@ pub struct ResharePlan {
 }
 
 /// A round-2 share a dealer revealed on its recipient's complaint.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 pub struct RevealedShare {
     /// The accuser the share was dealt to.
     pub to: NodeId,
     /// Core `dkg::Round2Message` encoding, in the clear.
     pub message: Hex,
+}
+
+impl core::fmt::Debug for RevealedShare {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("RevealedShare")
+            .field("to", &self.to)
+            .field("message", &"<redacted>")
+            .finish()
+    }
 }
 
 /// Every peer request and reply.
@@ -195,6 +204,11 @@ pub enum PeerMessage {
     DkgShares {
         /// Run id.
         session: Hex32,
+        /// DKG: the run digest this member computed (its round-1
+        /// transcript, the key, suite and coordinator): a member accuses
+        /// only a dealer whose signed message names the run it is in itself.
+        /// Refresh: all zero (refresh has no complaints).
+        run: Hex32,
         /// One per other member.
         shares: Vec<Sealed>,
     },
@@ -223,6 +237,8 @@ pub enum PeerMessage {
     DkgComplaint {
         /// Run id.
         session: Hex32,
+        /// The run digest the accuser and the accused dealer both signed.
+        run: Hex32,
         /// The dealers accused.
         accused: Vec<NodeId>,
     },

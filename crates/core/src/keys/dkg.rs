@@ -55,6 +55,8 @@ use crate::secret::SecretScalar;
 use crate::suite::Suite;
 use crate::vss::{self, Commitment};
 
+const TRANSCRIPT_LABEL: &[u8] = b"keyquorum/dkg/round1-transcript/v1";
+
 mod kind {
     pub(super) const ROUND1: u8 = 0x20;
     pub(super) const ROUND2: u8 = 0x21;
@@ -220,6 +222,36 @@ pub fn check_round1<C: Suite>(
     .map_err(|_| Error::misbehaved(from, Fault::InvalidProofOfKnowledge))
 }
 
+/// The round-one transcript hash every member computes in
+/// [`Round1::advance`] (and carries in its round-two messages), computed by
+/// anyone from every member's broadcast: a coordinator uses it to know the
+/// run every honest member is in.
+pub fn round1_transcript<C: Suite>(
+    params: &DkgParams,
+    all: &BTreeMap<ParticipantId, Round1Message<C>>,
+) -> Result<[u8; 32], Error> {
+    let first = *params
+        .members
+        .first()
+        .ok_or(Error::InvalidParameters("no members"))?;
+    let own = &all
+        .get(&first)
+        .ok_or(Error::UnknownParticipant(first))?
+        .package;
+    let mut received = BTreeMap::new();
+    for m in params.members.iter().filter(|m| **m != first) {
+        let msg = all.get(m).ok_or(Error::UnknownParticipant(*m))?;
+        received.insert(*m, msg.package.clone());
+    }
+    Ok(transcript::<C>(
+        TRANSCRIPT_LABEL,
+        params,
+        first,
+        own,
+        &received,
+    ))
+}
+
 /// Check a share the dealer of `dealer_round1` revealed for `accuser` (its
 /// round-two message to it) against the dealer's commitment, as anyone
 /// can. A share off the commitment, or of another run, names `dealer`.
@@ -321,7 +353,7 @@ impl<C: Suite> Round1<C> {
             });
         }
         let transcript = transcript::<C>(
-            b"keyquorum/dkg/round1-transcript/v1",
+            TRANSCRIPT_LABEL,
             &self.params,
             self.me,
             &self.own,

@@ -39,6 +39,10 @@ use zeroize::Zeroizing;
 use super::dkg::{DkgSession, Phase};
 use super::suite::{with_suite, KeySuite};
 use super::{core_err, decode, lock, pid, Keys, DKG_TTL};
+
+/// At most this many complaints answered in one reveal (more than any run
+/// has members).
+const MAX_COMPLAINTS: usize = 1024;
 use crate::cluster::Node;
 use crate::error::NodeError;
 
@@ -48,6 +52,8 @@ use crate::error::NodeError;
 pub(super) struct Dealt {
     /// The run's key.
     pub(super) key: String,
+    /// The run's id.
+    pub(super) session: Hex32,
     pub(super) coordinator: NodeId,
     pub(super) members: Vec<NodeId>,
     pub(super) started: Instant,
@@ -56,34 +62,32 @@ pub(super) struct Dealt {
 }
 
 impl Keys {
-    /// Keep what this node dealt in run `session` (and forget runs that
-    /// are over: expired, or whose key is committed).
+    /// Keep what this node dealt in the run with digest `run` (never
+    /// replacing what it dealt in it before), and forget runs that are
+    /// over: expired, or whose key is committed.
     pub(super) fn keep_dealt(
         &self,
         node: &Node,
-        session: &Hex32,
+        run: &Hex32,
         dealt: Dealt,
     ) -> Result<(), NodeError> {
         let mut d = lock(&self.dealt)?;
-        d.retain(|sid, x| {
+        d.retain(|_, x| {
             x.started.elapsed() < DKG_TTL
                 && !node.registry(|r| {
                     r.keys
                         .records
                         .get(&x.key)
-                        .is_some_and(|k| k.session.0 == *sid)
+                        .is_some_and(|k| k.session == x.session)
                 })
         });
-        d.insert(session.0, dealt);
+        d.entry(run.0).or_insert(dealt);
         Ok(())
     }
 
     /// The coordinator of `session` gave it up: forget what was dealt.
     pub(super) fn drop_dealt(&self, from: NodeId, session: &Hex32) -> Result<(), NodeError> {
-        let mut d = lock(&self.dealt)?;
-        if d.get(&session.0).is_some_and(|x| x.coordinator == from) {
-            d.remove(&session.0);
-        }
+        lock(&self.dealt)?.retain(|_, x| x.session != *session || x.coordinator != from);
         Ok(())
     }
 
@@ -98,35 +102,55 @@ impl Keys {
     ) -> Result<PeerMessage, NodeError> {
         let me = node.id();
         let d = lock(&self.dealt)?;
-        let dealt = d
-            .get(&session.0)
-            .filter(|x| x.started.elapsed() < DKG_TTL)
-            .ok_or_else(|| {
-                NodeError::NotFound("this node dealt in no open DKG run with that id".into())
-            })?;
-        if dealt.coordinator != from {
-            return Err(NodeError::Forbidden(
-                "only the run's coordinator asks for a reveal".into(),
-            ));
-        }
-        if complaints.is_empty() || complaints.len() >= dealt.members.len() {
-            return Err(NodeError::BadRequest(
-                "a reveal answers 1 to n - 1 complaints".into(),
-            ));
-        }
+        let mut run_of: Option<Hex32> = None;
         let mut shares = Vec::with_capacity(complaints.len());
         let mut seen = BTreeSet::new();
+        if complaints.is_empty() || complaints.len() > MAX_COMPLAINTS {
+            return Err(NodeError::BadRequest(format!(
+                "a reveal answers 1 to {MAX_COMPLAINTS} complaints"
+            )));
+        }
         for env in complaints {
-            // Signed by its accuser, a member of the run, to the coordinator.
-            let (accuser, msg) = self.relayed(node, from, &dealt.members, env)?;
+            // Signed by its accuser, a member of the run (below), to the
+            // coordinator asking.
+            let origin = env.from;
+            let info = node
+                .node_info(origin)
+                .ok_or_else(|| NodeError::BadRequest(format!("unknown node {origin}")))?;
+            let msg = crate::cluster::peer::open_envelope(env, from, &info).map_err(|e| {
+                NodeError::Forbidden(format!(
+                    "a complaint from node {origin} does not verify: {e}"
+                ))
+            })?;
             let PeerMessage::DkgComplaint {
                 session: sid,
+                run,
                 accused,
             } = msg
             else {
                 return Err(NodeError::BadRequest("expected a DkgComplaint".into()));
             };
-            if sid != session || accuser == me || !accused.contains(&me) {
+            // The run this node dealt in with that digest, under this
+            // coordinator and id: the complaint's accuser signed for it.
+            let dealt = d
+                .get(&run.0)
+                .filter(|x| x.started.elapsed() < DKG_TTL)
+                .filter(|x| x.session == session && sid == session)
+                .ok_or_else(|| {
+                    NodeError::Forbidden(format!(
+                        "node {origin}'s complaint is for no open run this node dealt in"
+                    ))
+                })?;
+            if dealt.coordinator != from {
+                return Err(NodeError::Forbidden(
+                    "only the run's coordinator asks for a reveal".into(),
+                ));
+            }
+            if *run_of.get_or_insert(run) != run {
+                return Err(NodeError::BadRequest("complaints of different runs".into()));
+            }
+            let accuser = origin;
+            if !dealt.members.contains(&accuser) || accuser == me || !accused.contains(&me) {
                 return Err(NodeError::Forbidden(format!(
                     "node {accuser}'s complaint does not accuse node {me} in this run"
                 )));
@@ -141,6 +165,11 @@ impl Keys {
                 to: accuser,
                 message: Hex(message.to_vec()),
             });
+        }
+        if shares.is_empty() {
+            return Err(NodeError::BadRequest(
+                "a reveal answers at least one complaint".into(),
+            ));
         }
         tracing::info!(session = %hex::encode(session.0), accusers = ?seen, "revealed DKG shares on complaint");
         Ok(PeerMessage::DkgRevealed { session, shares })
@@ -184,7 +213,7 @@ impl Keys {
                         message: format!("node {dealer} revealed no share for node {me}"),
                         culprits: vec![dealer],
                     })?;
-            revealed.push((dealer, share.message.0));
+            revealed.push((dealer, Zeroizing::new(share.message.0)));
         }
         let (share, group_key) = with_suite!(phase.suite(), |C| {
             let phase = C::unwrap(phase)
@@ -225,21 +254,39 @@ impl Keys {
         suite: SuiteName,
         infos: &BTreeMap<NodeId, NodeInfo>,
         session: Hex32,
+        run: Hex32,
         round1: &BTreeMap<NodeId, (Envelope, PeerMessage)>,
-        complaints: BTreeMap<NodeId, (Envelope, Vec<NodeId>)>,
+        complaints: BTreeMap<NodeId, (Envelope, PeerMessage)>,
     ) -> Result<BTreeMap<NodeId, (Envelope, PeerMessage)>, NodeError> {
+        // A complaint the accused would rightly refuse is the accuser's
+        // fault, not the accused's.
         let mut by_accused: BTreeMap<NodeId, Vec<NodeId>> = BTreeMap::new();
-        for (accuser, (_, accused)) in &complaints {
+        let mut accusations: BTreeMap<NodeId, (Envelope, Vec<NodeId>)> = BTreeMap::new();
+        for (accuser, (env, msg)) in complaints {
+            let accused = match msg {
+                PeerMessage::DkgComplaint {
+                    session: sid,
+                    run: theirs,
+                    accused,
+                } if sid == session && theirs == run => accused,
+                _ => vec![],
+            };
+            let distinct: BTreeSet<NodeId> = accused.iter().copied().collect();
             if accused.is_empty()
+                || distinct.len() != accused.len()
                 || accused
                     .iter()
-                    .any(|j| j == accuser || !infos.contains_key(j))
+                    .any(|j| *j == accuser || !infos.contains_key(j))
             {
                 return Err(NodeError::Misbehaved {
                     message: format!("node {accuser} sent a malformed complaint"),
-                    culprits: vec![*accuser],
+                    culprits: vec![accuser],
                 });
             }
+            accusations.insert(accuser, (env, accused));
+        }
+        let complaints = accusations;
+        for (accuser, (_, accused)) in &complaints {
             for j in accused {
                 by_accused.entry(*j).or_default().push(*accuser);
             }
@@ -314,7 +361,8 @@ impl Keys {
             Some(key),
             &format!(
                 "accusers {accusers:?} accused {:?}; every accused revealed shares on its \
-                 commitment",
+                 commitment (the accusation was false, or the dealer sent a bad share and \
+                 revealed a good one; the run is correct either way)",
                 by_accused.keys().collect::<Vec<_>>()
             ),
         );

@@ -20,6 +20,7 @@ use super::shares::pending_slot;
 use super::suite::{with_suite, KeySuite, PerSuite};
 use super::{
     core_err, decode, lock, open_mine, pid, random_session, seal_all, Keys, Outgoing, DKG_TTL,
+    MAX_SEEN_SESSIONS,
 };
 use crate::api::auth::by_request;
 use crate::cluster::peer::now_ms;
@@ -54,16 +55,44 @@ pub(super) struct DkgSession {
     pub(super) members: Vec<NodeId>,
     pub(super) started: Instant,
     pub(super) phase: super::Suited<Phases>,
+    /// DKG, from round 2 on: the run digest ([`run_digest`]); else zero.
+    pub(super) run: Hex32,
 }
 
+/// What identifies one DKG run beyond its session id (which its
+/// coordinator picks, and could reuse): the round-1 transcript (session,
+/// threshold, members, every broadcast), the key, its suite and the
+/// coordinator. Every honest member of one run computes the same digest;
+/// no two runs share one.
+pub(super) fn run_digest(
+    transcript: &[u8; 32],
+    key: &str,
+    suite: SuiteName,
+    coordinator: NodeId,
+) -> Hex32 {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(b"keyquorum/dkg-run/v1");
+    h.update(transcript);
+    h.update((key.len() as u64).to_be_bytes());
+    h.update(key.as_bytes());
+    h.update([suite as u8]);
+    h.update(u64::from(coordinator).to_be_bytes());
+    Hex32(h.finalize().into())
+}
+
+/// What [`advance`] returns: the next phase, the plaintexts to seal, and a
+/// DKG's round-1 transcript.
+type Advanced<C> = (Phase<C>, Outgoing, Option<[u8; 32]>);
+
 /// Round 2: take the others' round-1 broadcasts, deal this node's shares
-/// (and whether the run is a DKG, whose dealt shares are kept for
-/// complaints).
+/// (and, for a DKG, whose dealt shares are kept for complaints, the
+/// round-1 transcript).
 fn advance<C: KeySuite>(
     phase: Phase<C>,
     received: &[(NodeId, Vec<u8>)],
     bad_shares: bool,
-) -> Result<(Phase<C>, Outgoing, bool), NodeError> {
+) -> Result<Advanced<C>, NodeError> {
     match phase {
         Phase::Dkg1(mut state) => {
             for (origin, bytes) in received {
@@ -80,7 +109,8 @@ fn advance<C: KeySuite>(
                     (to, m.to_bytes())
                 })
                 .collect();
-            Ok((Phase::Dkg2(next), out, true))
+            let transcript = next.transcript();
+            Ok((Phase::Dkg2(next), out, Some(transcript)))
         }
         Phase::Refresh1(mut state) => {
             for (origin, bytes) in received {
@@ -89,7 +119,7 @@ fn advance<C: KeySuite>(
             }
             let (next, out) = state.advance().map_err(core_err)?;
             let out = out.into_iter().map(|(to, m)| (to, m.to_bytes())).collect();
-            Ok((Phase::Refresh2(next), out, false))
+            Ok((Phase::Refresh2(next), out, None))
         }
         Phase::Dkg2(_) | Phase::Refresh2(_) => {
             Err(NodeError::Conflict("session is not in round 1".into()))
@@ -135,18 +165,11 @@ fn finish<C: KeySuite>(
                 };
                 match state.receive(pid(origin), m) {
                     Ok(()) => {}
-                    // Not the dealer's fault alone: a member that signed two
-                    // round-1 broadcasts can make two honest members'
-                    // transcripts differ, so no one is accused (and no share
-                    // revealed); the run fails.
-                    Err(keyquorum_core::Error::Misbehaved {
-                        fault: keyquorum_core::Fault::TranscriptMismatch,
-                        ..
-                    }) => {
-                        return Err(NodeError::Conflict(format!(
-                            "node {origin} saw other round-1 broadcasts than this node: a \
-                             member equivocated or the coordinator relayed different ones"
-                        )))
+                    // The dealer signed this run's digest (checked by the
+                    // caller) beside a share for another transcript, or two
+                    // different shares: its fault alone.
+                    Err(keyquorum_core::Error::Misbehaved { .. }) => {
+                        state.dispute(pid(origin)).map_err(core_err)?;
                     }
                     Err(e) => return Err(core_err(e)),
                 }
@@ -236,6 +259,7 @@ impl Keys {
                 members,
                 started: Instant::now(),
                 phase,
+                run: Hex32([0; 32]),
             },
             "DKG session already started",
         )?;
@@ -257,6 +281,19 @@ impl Keys {
         if d.contains_key(&session.0) {
             return Err(NodeError::Conflict(exists.into()));
         }
+        // A run id is used once: a coordinator that reuses one cannot
+        // pass one run's signed messages off as another's.
+        let mut seen = lock(&self.seen_sessions)?;
+        seen.retain(|_, at| at.elapsed() < 2 * DKG_TTL);
+        if seen.contains_key(&session.0) {
+            return Err(NodeError::Conflict("that run id was used before".into()));
+        }
+        if seen.len() >= MAX_SEEN_SESSIONS {
+            return Err(NodeError::Unavailable(
+                "too many key-generation runs at once".into(),
+            ));
+        }
+        seen.insert(session.0, Instant::now());
         d.insert(session.0, s);
         Ok(())
     }
@@ -301,6 +338,7 @@ impl Keys {
             members,
             started,
             phase,
+            ..
         } = self.take_session(from, &session)?;
         // The round-1 broadcasts, checked for origin and session; decoded per
         // protocol below.
@@ -327,19 +365,24 @@ impl Keys {
             received.push((origin, message.0));
         }
         let bad = self.faults.deal_bad_dkg_shares();
-        let (phase, out, is_dkg) = with_suite!(phase.suite(), |C| {
+        let suite = phase.suite();
+        let (phase, out, transcript) = with_suite!(suite, |C| {
             let phase = C::unwrap(phase)
                 .ok_or_else(|| NodeError::Internal("session of another suite".into()))?;
-            let (next, out, is_dkg) = advance::<C>(phase, &received, bad)?;
-            (C::wrap::<Phases>(next), out, is_dkg)
+            let (next, out, transcript) = advance::<C>(phase, &received, bad)?;
+            (C::wrap::<Phases>(next), out, transcript)
         });
-        if is_dkg {
+        let run = transcript.map_or(Hex32([0; 32]), |t| {
+            run_digest(&t, &target.0, suite, coordinator)
+        });
+        if transcript.is_some() {
             // What this node dealt, as it dealt it: its answer to a complaint.
             self.keep_dealt(
                 node,
-                &session,
+                &run,
                 super::complaints::Dealt {
                     key: target.0.clone(),
+                    session,
                     coordinator,
                     members: members.clone(),
                     started: Instant::now(),
@@ -359,9 +402,14 @@ impl Keys {
                 members,
                 started,
                 phase,
+                run,
             },
         )?;
-        Ok(PeerMessage::DkgShares { session, shares })
+        Ok(PeerMessage::DkgShares {
+            session,
+            run,
+            shares,
+        })
     }
 
     pub(super) fn dkg_finish(
@@ -376,9 +424,11 @@ impl Keys {
             coordinator,
             members,
             phase,
+            run,
             ..
         } = self.take_session(from, &session)?;
         let me = node.id();
+        let is_dkg = run != Hex32([0; 32]);
         // Open the share each member sealed to this node.
         let mut received = Vec::with_capacity(round2.len());
         for env in &round2 {
@@ -390,6 +440,7 @@ impl Keys {
             }
             let PeerMessage::DkgShares {
                 session: sid,
+                run: theirs,
                 shares,
             } = msg
             else {
@@ -399,6 +450,14 @@ impl Keys {
                 return Err(NodeError::BadRequest(
                     "round-2 message from another session".into(),
                 ));
+            }
+            if is_dkg && theirs != run {
+                // Not this dealer's fault alone (the coordinator relayed
+                // another run's message, or a member equivocated in round
+                // 1): no one is accused, nothing revealed; the run fails.
+                return Err(NodeError::Conflict(format!(
+                    "node {origin}'s round-2 message is for another run than this node's"
+                )));
             }
             received.push((
                 origin,
@@ -433,9 +492,14 @@ impl Keys {
                         members,
                         started: Instant::now(),
                         phase: *phase,
+                        run,
                     },
                 )?;
-                Ok(PeerMessage::DkgComplaint { session, accused })
+                Ok(PeerMessage::DkgComplaint {
+                    session,
+                    run,
+                    accused,
+                })
             }
         }
     }
@@ -605,16 +669,28 @@ impl Keys {
         session: Hex32,
         start: &PeerMessage,
     ) -> Result<(Vec<u8>, Vec<u8>, Vec<Endorsement>), NodeError> {
-        let round1 = gather_checked(node, infos, |_| clone_request(start).ok()).await?;
-        if let PeerMessage::DkgStart {
-            threshold, members, ..
-        } = start
-        {
-            // Round-1 broadcasts are public and signed: the coordinator
-            // checks them itself, so no member need accuse anyone of one.
-            check_broadcasts(suite, session, *threshold, members, &round1)?;
-        }
-        let round2 = gather_checked(node, infos, |m| {
+        // DKG: the coordinator checks what it can itself and settles
+        // complaints, so a member's word against another is not taken.
+        // Refresh (no complaints, no exclusions): members' errors as they are.
+        let checked = matches!(start, PeerMessage::DkgStart { .. });
+        let round1 = gather_run(node, infos, checked, |_| clone_request(start).ok()).await?;
+        let run = match start {
+            PeerMessage::DkgStart {
+                key,
+                threshold,
+                members,
+                ..
+            } => {
+                // Round-1 broadcasts are public and signed: the coordinator
+                // checks them itself, so no member need accuse anyone of
+                // one; and from them it knows the run every honest member
+                // is in.
+                let transcript = check_broadcasts(suite, session, *threshold, members, &round1)?;
+                Some(run_digest(&transcript, key, suite, node.id()))
+            }
+            _ => None,
+        };
+        let round2 = gather_run(node, infos, checked, |m| {
             Some(PeerMessage::DkgRound2 {
                 session,
                 round1: round1
@@ -625,7 +701,23 @@ impl Keys {
             })
         })
         .await?;
-        let mut done = gather_checked(node, infos, |m| {
+        if let Some(run) = run {
+            let wrong: Vec<NodeId> = round2
+                .iter()
+                .filter(|(_, (_, msg))| {
+                    !matches!(msg, PeerMessage::DkgShares { session: s, run: r, .. }
+                        if *s == session && *r == run)
+                })
+                .map(|(m, _)| *m)
+                .collect();
+            if !wrong.is_empty() {
+                return Err(NodeError::Misbehaved {
+                    message: format!("{wrong:?} signed round-2 messages for another run"),
+                    culprits: wrong,
+                });
+            }
+        }
+        let mut done = gather_run(node, infos, checked, |m| {
             Some(PeerMessage::DkgFinish {
                 session,
                 round2: round2
@@ -636,24 +728,20 @@ impl Keys {
             })
         })
         .await?;
-        let complaints: BTreeMap<NodeId, (Envelope, Vec<NodeId>)> = done
+        let complaints: BTreeMap<NodeId, (Envelope, PeerMessage)> = done
             .iter()
-            .filter_map(|(m, (env, msg))| match msg {
-                PeerMessage::DkgComplaint { accused, .. } => {
-                    Some((*m, (env.clone(), accused.clone())))
-                }
-                _ => None,
-            })
-            .collect();
+            .filter(|(_, (_, msg))| matches!(msg, PeerMessage::DkgComplaint { .. }))
+            .map(|(m, (env, msg))| Ok((*m, (env.clone(), clone_request(msg)?))))
+            .collect::<Result<_, NodeError>>()?;
         if !complaints.is_empty() {
-            let PeerMessage::DkgStart { key, .. } = start else {
+            let (PeerMessage::DkgStart { key, .. }, Some(run)) = (start, run) else {
                 return Err(NodeError::Misbehaved {
                     message: "a refresh member sent a DKG complaint".into(),
                     culprits: complaints.keys().copied().collect(),
                 });
             };
             let resolved = self
-                .settle_complaints(node, key, suite, infos, session, &round1, complaints)
+                .settle_complaints(node, key, suite, infos, session, run, &round1, complaints)
                 .await?;
             done.extend(resolved);
         }
@@ -696,11 +784,25 @@ impl Keys {
     }
 }
 
-/// As [`gather`], but a member's word that *another* member misbehaved is
-/// not taken: the coordinator checks what it can itself (round-1
-/// broadcasts, revealed shares), and a member that refuses a step blaming
-/// someone else, without a complaint the protocol can settle, is named
-/// itself. Only the coordinator's own verdicts name others.
+/// [`gather_checked`] if `checked`, else [`gather`].
+async fn gather_run(
+    node: &Node,
+    infos: &BTreeMap<NodeId, NodeInfo>,
+    checked: bool,
+    make: impl Fn(NodeId) -> Option<PeerMessage>,
+) -> Result<BTreeMap<NodeId, (Envelope, PeerMessage)>, NodeError> {
+    if checked {
+        gather_checked(node, infos, make).await
+    } else {
+        super::gather(node, infos, make).await
+    }
+}
+
+/// As [`gather`](super::gather), but a member's word that *another* member
+/// misbehaved is not taken: the coordinator checks what it can itself
+/// (round-1 broadcasts, revealed shares), and a member that refuses a step
+/// blaming someone else, without a complaint the protocol can settle, is
+/// named itself. Only the coordinator's own verdicts name others.
 pub(super) async fn gather_checked(
     node: &Node,
     infos: &BTreeMap<NodeId, NodeInfo>,
@@ -734,14 +836,14 @@ pub(super) async fn gather_checked(
 
 /// Check every member's signed round-1 broadcast of DKG run `session`
 /// (run, degree, proof of knowledge); the members whose broadcast fails
-/// are named.
+/// are named. All good: the round-1 transcript every member computes.
 fn check_broadcasts(
     suite: SuiteName,
     session: Hex32,
     threshold: u16,
     members: &[NodeId],
     round1: &BTreeMap<NodeId, (Envelope, PeerMessage)>,
-) -> Result<(), NodeError> {
+) -> Result<[u8; 32], NodeError> {
     let params = dkg::DkgParams {
         session: SessionId(session.0),
         threshold,
@@ -767,12 +869,21 @@ fn check_broadcasts(
             .map(|(m, _)| *m)
             .collect()
     });
-    if bad.is_empty() {
-        Ok(())
-    } else {
-        Err(NodeError::Misbehaved {
+    if !bad.is_empty() {
+        return Err(NodeError::Misbehaved {
             message: format!("the round-1 broadcasts of {bad:?} do not check out"),
             culprits: bad,
-        })
+        });
     }
+    with_suite!(suite, |C| {
+        let mut all = BTreeMap::new();
+        for (m, (_, msg)) in round1 {
+            if let PeerMessage::DkgRound1 { message, .. } = msg {
+                let r = dkg::Round1Message::<C>::from_bytes(&message.0)
+                    .map_err(|e| NodeError::Internal(format!("checked broadcast: {e}")))?;
+                all.insert(pid(*m), r);
+            }
+        }
+        dkg::round1_transcript(&params, &all).map_err(core_err)
+    })
 }

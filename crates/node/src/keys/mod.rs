@@ -87,6 +87,10 @@ pub use sign::{verify_signature, MAX_NONCE_BATCH};
 /// How long a participant keeps an unfinished DKG or refresh run.
 const DKG_TTL: Duration = Duration::from_secs(300);
 
+/// At most this many DKG and refresh run ids remembered (each for twice
+/// [`DKG_TTL`]): more runs at once are refused.
+const MAX_SEEN_SESSIONS: usize = 65_536;
+
 /// Secret messages to send: recipient and plaintext.
 type Outgoing = Vec<(ParticipantId, Vec<u8>)>;
 
@@ -107,7 +111,10 @@ pub struct Keys {
     /// Runs their coordinator gave up, with when: a late message of one of
     /// them must not leave a pending share behind.
     aborted: Mutex<HashMap<([u8; 32], NodeId), Instant>>,
-    /// What this node dealt in DKG runs, by run: its answer to a complaint.
+    /// DKG and refresh run ids this node took part in lately (each used once).
+    seen_sessions: Mutex<HashMap<[u8; 32], Instant>>,
+    /// What this node dealt in DKG runs, by run digest: its answer to a
+    /// complaint.
     dealt: Mutex<HashMap<[u8; 32], complaints::Dealt>>,
     /// Repairs this node helps with, by run.
     repairs: Mutex<HashMap<[u8; 32], repair::HelperSession>>,
@@ -134,6 +141,7 @@ impl Keys {
         Ok(Keys {
             dkg: Mutex::default(),
             aborted: Mutex::default(),
+            seen_sessions: Mutex::default(),
             dealt: Mutex::default(),
             repairs: Mutex::default(),
             groups: Mutex::default(),

@@ -53,6 +53,7 @@ impl Keys {
                 members: record.members.clone(),
                 started: Instant::now(),
                 phase,
+                run: Hex32([0; 32]),
             },
             "session already started",
         )?;

@@ -118,11 +118,19 @@ impl Keys {
     ) -> Result<(), NodeError> {
         let a = check_forwarded(node, request)?;
         let refuse = |why: String| NodeError::Forbidden(format!("reshare refused: {why}"));
-        if let Some(to) = addressee(node, &request.target_uri) {
-            if to != from {
+        match addressee(node, &request.target_uri) {
+            Some(to) if to == from => {}
+            Some(to) => {
                 return Err(refuse(format!(
                     "the client's request was sent to node {to}, not to node {from}"
-                )));
+                )))
+            }
+            None => {
+                return Err(refuse(
+                    "the client's request names no member's address (a name every node \
+                     serves cannot say which coordinator it asked)"
+                        .into(),
+                ))
             }
         }
         if !a.grant.admin {
@@ -143,7 +151,7 @@ impl Keys {
             ));
         }
         let operation = format!(
-            "reshare {} from epoch {} to {}-of-{:?}",
+            "reshare {} from epoch {} to {}-of-{:?} coordinated by node {from}",
             plan.key,
             plan.epoch,
             plan.threshold,
