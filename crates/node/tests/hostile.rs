@@ -1212,3 +1212,58 @@ async fn a_dealer_reveals_a_share_only_on_its_accusers_signed_complaint() {
     assert!(err.to_string().contains("used before"), "{err}");
     c.shutdown().await;
 }
+
+/// The leader appends a membership entry that gives member 2 keys of the
+/// leader's choosing (Raft applies membership on append, so no replica can
+/// refuse it): every node still seals to, and checks signatures of, the
+/// keys node 2 joined with, so a new key is dealt to node 2 itself and
+/// signs through it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_cannot_swap_a_members_keys() {
+    let (_dir, c) = cluster(3, 2, 0).await;
+    let admin = Client::new(&c.url_of(n(1)), &c.admin, c.ca_pem().as_bytes()).unwrap();
+    let leader = c.node(n(1)).unwrap().leader().unwrap();
+    let victim = if leader == n(2) { n(3) } else { n(2) };
+    let lead = c.node(leader).unwrap();
+    let honest = lead.node_info(victim).unwrap();
+    // The leader's own keys, in the victim's name.
+    let mut swapped = lead.node_info(leader).unwrap();
+    swapped.addr = honest.addr.clone();
+    lead.raft()
+        .change_membership(
+            openraft::ChangeMembers::SetNodes([(u64::from(victim), swapped.clone())].into()),
+            false,
+        )
+        .await
+        .unwrap();
+    // (The victim itself stops getting entries: the leader's replication
+    // to it pins the swapped identity. Stalling a member is a leader's to
+    // do; using keys in its name is not.)
+    for id in (1..=3u16).filter(|i| n(*i) != victim) {
+        let node = c.node(n(id)).unwrap();
+        common::poll(
+            "the swapped entry to reach every node",
+            std::time::Duration::from_secs(10),
+            || async {
+                let m = node.raft().metrics().borrow().membership_config.clone();
+                m.membership()
+                    .get_node(&u64::from(victim))
+                    .is_some_and(|i| i.identity == swapped.identity)
+            },
+        )
+        .await;
+        let seen = node.node_info(victim).unwrap();
+        assert_eq!(seen.identity, honest.identity, "node {id}");
+        assert_eq!(seen.hpke, honest.hpke, "node {id}");
+    }
+    // A key dealt after the swap: the victim opened its shares (sealed to
+    // its own HPKE key) and signed its endorsement with its own identity,
+    // or no key would be made (every member must finish).
+    let key = admin
+        .create_key(&create("after-swap", SuiteName::Ed25519, 2, None))
+        .await
+        .unwrap();
+    assert!(key.members.contains(&victim));
+    sign_and_check(&admin, &key, b"after the swap").await;
+    c.shutdown().await;
+}

@@ -14,11 +14,18 @@ use super::Node;
 use crate::error::NodeError;
 
 impl Node {
-    /// A node's address and keys: from the Raft membership, else from the
-    /// bootstrap peers in the config.
+    /// A node's address and keys: from the registry's members (which keep
+    /// the identity and HPKE keys a member joined with, whatever a later
+    /// membership entry says: a leader cannot make the others seal secrets
+    /// to, or accept messages signed by, keys of its own in a member's
+    /// name), else from the Raft membership (a node whose joining is not
+    /// applied yet), else from the bootstrap peers in the config.
     pub fn node_info(&self, id: NodeId) -> Option<NodeInfo> {
         if id == self.0.id {
             return Some(self.info());
+        }
+        if let Some(info) = self.registry(|r| r.members.get(&id).cloned()) {
+            return Some(info);
         }
         let m = self.0.raft.metrics().borrow().membership_config.clone();
         m.membership()

@@ -20,7 +20,7 @@ use super::shares::pending_slot;
 use super::suite::{with_suite, KeySuite, PerSuite};
 use super::{
     core_err, decode, lock, open_mine, pid, random_session, seal_all, Keys, Outgoing, DKG_TTL,
-    MAX_SEEN_SESSIONS,
+    MAX_RUNS_PER_COORDINATOR, MAX_SEEN_SESSIONS,
 };
 use crate::api::auth::by_request;
 use crate::cluster::peer::now_ms;
@@ -288,10 +288,25 @@ impl Keys {
         if seen.contains_key(&session.0) {
             return Err(NodeError::Conflict("that run id was used before".into()));
         }
+        // (The run digest binds a run whatever its id: this is a backstop,
+        // which must not fail closed for everyone.) Open runs are counted
+        // per coordinator, so a member starting runs in a loop locks out
+        // only its own.
+        let by_coordinator = d
+            .values()
+            .filter(|x| x.coordinator == s.coordinator)
+            .count();
+        if by_coordinator >= MAX_RUNS_PER_COORDINATOR {
+            return Err(NodeError::Unavailable(format!(
+                "node {} coordinates {MAX_RUNS_PER_COORDINATOR} open runs here already",
+                s.coordinator
+            )));
+        }
         if seen.len() >= MAX_SEEN_SESSIONS {
-            return Err(NodeError::Unavailable(
-                "too many key-generation runs at once".into(),
-            ));
+            // Oldest first: forgetting an id only weakens the backstop.
+            if let Some(oldest) = seen.iter().min_by_key(|(_, at)| **at).map(|(k, _)| *k) {
+                seen.remove(&oldest);
+            }
         }
         seen.insert(session.0, Instant::now());
         d.insert(session.0, s);
@@ -425,7 +440,7 @@ impl Keys {
             members,
             phase,
             run,
-            ..
+            started,
         } = self.take_session(from, &session)?;
         let me = node.id();
         let is_dkg = run != Hex32([0; 32]);
@@ -490,7 +505,9 @@ impl Keys {
                         target,
                         coordinator,
                         members,
-                        started: Instant::now(),
+                        // The run's own start: complaining keeps its
+                        // state no longer than the run may last.
+                        started,
                         phase: *phase,
                         run,
                     },

@@ -88,8 +88,11 @@ pub use sign::{verify_signature, MAX_NONCE_BATCH};
 const DKG_TTL: Duration = Duration::from_secs(300);
 
 /// At most this many DKG and refresh run ids remembered (each for twice
-/// [`DKG_TTL`]): more runs at once are refused.
+/// [`DKG_TTL`]; past it the oldest is forgotten).
 const MAX_SEEN_SESSIONS: usize = 65_536;
+
+/// At most this many open DKG and refresh runs per coordinator on a node.
+const MAX_RUNS_PER_COORDINATOR: usize = 256;
 
 /// Secret messages to send: recipient and plaintext.
 type Outgoing = Vec<(ParticipantId, Vec<u8>)>;
