@@ -48,6 +48,22 @@ impl PeerHandler for Dispatch {
         Box::pin(async move {
             match msg {
                 PeerMessage::MsgCoordinate { .. } => crate::msg::handle(node, msg).await,
+                PeerMessage::ChangeMembers {
+                    add,
+                    remove,
+                    request,
+                } => {
+                    crate::api::cluster::forwarded_change(
+                        node,
+                        self.keys.ledger(),
+                        from,
+                        add,
+                        remove,
+                        &request,
+                    )
+                    .await?;
+                    Ok(PeerMessage::Ack)
+                }
                 _ => self.keys.handle(node, from, msg).await,
             }
         })

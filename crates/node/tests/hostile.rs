@@ -1267,3 +1267,130 @@ async fn a_leader_cannot_swap_a_members_keys() {
     sign_and_check(&admin, &key, b"after the swap").await;
     c.shutdown().await;
 }
+
+/// A member forwards membership changes to the leader that no admin asked
+/// for (DESIGN.md §4: membership changes only as an admin asked): the
+/// leader checks the admin's own signed request, sent to that member, for
+/// exactly this change, and changes nothing otherwise. An admin's removal
+/// sent through a follower still works.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_cannot_change_the_membership_on_its_own() {
+    let (_dir, c) = cluster(3, 2, 0).await;
+    let leader = c.node(n(1)).unwrap().leader().unwrap();
+    let follower = (1..=3).map(n).find(|i| *i != leader).unwrap();
+    let other = (1..=3)
+        .map(n)
+        .find(|i| *i != leader && *i != follower)
+        .unwrap();
+    let lead = c.node(leader).unwrap();
+    let base = c.url_of(follower);
+    let admin = Client::new(&base, &c.admin, c.ca_pem().as_bytes()).unwrap();
+    let app = common::new_client(&admin, "app", false, false, &["*"]).await;
+    common::poll(
+        "the leader to learn the client",
+        std::time::Duration::from_secs(10),
+        || async { lead.registry(|r| r.clients.contains_key("app")) },
+    )
+    .await;
+    // A rogue node: the follower's own keys under a new id.
+    let rogue = lead.node_info(follower).unwrap();
+    let add_body = |id: u16| {
+        serde_json::json!({
+            "id": id, "addr": rogue.addr, "identity": rogue.identity, "hpke": rogue.hpke, "voter": true
+        })
+    };
+    let add = Some((n(9), rogue.clone(), true));
+    let remove_path = format!("/v1/cluster/nodes/{}", u64::from(other));
+    let signed = |who: &keyquorum_client::ClientKey, method: &str, path: &str, body| {
+        common::client_request(&base, who, method, path, body, common::now_s())
+    };
+    let unsigned = ClientRequest {
+        method: "POST".into(),
+        target_uri: format!("{base}/v1/cluster/nodes"),
+        headers: vec![("content-type".into(), "application/json".into())],
+        body: Hex(serde_json::to_vec(&add_body(9)).unwrap()),
+    };
+    #[allow(clippy::type_complexity, reason = "a table of cases")]
+    let cases: Vec<(
+        &str,
+        Option<(NodeId, _, bool)>,
+        Option<NodeId>,
+        ClientRequest,
+        &str,
+    )> = vec![
+        (
+            "no client request",
+            add.clone(),
+            None,
+            unsigned,
+            "not signed",
+        ),
+        (
+            "the admin asked to add another node",
+            add.clone(),
+            None,
+            signed(&c.admin, "POST", "/v1/cluster/nodes", Some(add_body(8))),
+            "not the one the client asked for",
+        ),
+        (
+            "a client that is not an admin",
+            add.clone(),
+            None,
+            signed(&app, "POST", "/v1/cluster/nodes", Some(add_body(9))),
+            "not an admin",
+        ),
+        (
+            "the admin asked to remove another node",
+            None,
+            Some(leader),
+            signed(&c.admin, "DELETE", &remove_path, None),
+            "not the one the client asked for",
+        ),
+        (
+            "the admin's request to add, used to remove",
+            None,
+            Some(other),
+            signed(&c.admin, "POST", "/v1/cluster/nodes", Some(add_body(9))),
+            "not the one the client asked for",
+        ),
+    ];
+    for (what, add, remove, request, needle) in cases {
+        let err = lead
+            .handle_peer(
+                follower,
+                PeerMessage::ChangeMembers {
+                    add,
+                    remove,
+                    request,
+                },
+            )
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains(needle), "{what}: {err}");
+    }
+    // A request handed on by a member it was not sent to.
+    let err = lead
+        .handle_peer(
+            other,
+            PeerMessage::ChangeMembers {
+                add: None,
+                remove: Some(other),
+                request: signed(&c.admin, "DELETE", &remove_path, None),
+            },
+        )
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("not to node"), "{err}");
+    let members: Vec<NodeId> = lead.members().into_iter().map(|(id, _, _)| id).collect();
+    assert_eq!(members, ns(&[1, 2, 3]), "nothing changed");
+
+    // The admin's own removal, sent to the follower, is forwarded and done.
+    admin.remove_node(other).await.unwrap();
+    common::poll(
+        "the removal",
+        std::time::Duration::from_secs(10),
+        || async { !lead.members().iter().any(|(id, _, _)| *id == other) },
+    )
+    .await;
+    c.shutdown().await;
+}

@@ -422,6 +422,9 @@ pub enum PeerMessage {
         add: Option<(NodeId, crate::control::NodeInfo, bool)>,
         /// A node to remove.
         remove: Option<NodeId>,
+        /// The admin's signed request for exactly this change, byte for
+        /// byte: the leader checks it before it changes anything.
+        request: ClientRequest,
     },
     /// Generic acknowledgement.
     Ack,

@@ -156,7 +156,8 @@ pub(crate) async fn add_node(
         |b| Some(b.id.to_string()),
         |c, req| async move {
             c.require_admin()?;
-            node.add_node(req).await?;
+            node.add_node(req, super::auth::forwarded(&c.signed))
+                .await?;
             Ok(status(&node))
         },
     )
@@ -181,10 +182,75 @@ pub(crate) async fn remove_node(
         let id: NodeId = id
             .parse()
             .map_err(|_| NodeError::BadRequest("node id must be a number in 1..=65535".into()))?;
-        node.remove_node(id).await?;
+        node.remove_node(id, super::auth::forwarded(&c.signed))
+            .await?;
         Ok(status(&node))
     })
     .await
+}
+
+/// The leader's side of a membership change another node forwards: done
+/// only for an admin's own signed request, sent to that node, for exactly
+/// this change (recorded: one request drives one change here), after the
+/// leader's own checks (the forwarding node's are not taken on its word).
+pub(crate) async fn forwarded_change(
+    node: &Node,
+    ledger: &super::auth::Ledger,
+    from: NodeId,
+    add: Option<(NodeId, keyquorum_wire::control::NodeInfo, bool)>,
+    remove: Option<NodeId>,
+    request: &keyquorum_wire::peer::ClientRequest,
+) -> Result<(), NodeError> {
+    let a = super::auth::check_forwarded(node, request)?;
+    let refuse = |why: String| NodeError::Forbidden(format!("membership change refused: {why}"));
+    match super::auth::addressee(node, &request.target_uri) {
+        Some(to) if to == from => {}
+        Some(to) => {
+            return Err(refuse(format!(
+                "the client's request was sent to node {to}, not to node {from}"
+            )))
+        }
+        None => {
+            return Err(refuse(
+                "the client's request names no member's address".into(),
+            ))
+        }
+    }
+    if !a.grant.admin {
+        return Err(refuse(format!("client {} is not an admin", a.grant.name)));
+    }
+    let operation = match (&add, remove) {
+        (Some((id, info, voter)), None) => {
+            let asked: AddNodeRequest = serde_json::from_slice(&a.body)
+                .map_err(|e| refuse(format!("the client's request body does not parse: {e}")))?;
+            if a.method != "POST"
+                || a.path != "/v1/cluster/nodes"
+                || asked.id != *id
+                || asked.addr != info.addr
+                || asked.identity != info.identity
+                || asked.hpke != info.hpke
+                || asked.voter != *voter
+            {
+                return Err(refuse(
+                    "the change is not the one the client asked for".into(),
+                ));
+            }
+            node.check_add(&asked)?;
+            format!("add node {id}")
+        }
+        (None, Some(id)) => {
+            if a.method != "DELETE" || a.path != format!("/v1/cluster/nodes/{id}") {
+                return Err(refuse(
+                    "the change is not the one the client asked for".into(),
+                ));
+            }
+            node.check_remove(id)?;
+            format!("remove node {id}")
+        }
+        _ => return Err(NodeError::BadRequest("one change at a time".into())),
+    };
+    ledger.record(&a, &operation, "leader", 1)?;
+    node.change_members_local(add, remove).await
 }
 
 /// Audit log page query.

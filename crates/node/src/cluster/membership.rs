@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use keyquorum_wire::api::AddNodeRequest;
 use keyquorum_wire::control::NodeInfo;
-use keyquorum_wire::peer::PeerMessage;
+use keyquorum_wire::peer::{ClientRequest, PeerMessage};
 use keyquorum_wire::NodeId;
 use openraft::error::RaftError;
 
@@ -65,9 +65,9 @@ impl Node {
         }
     }
 
-    /// Add a node (learner, then voter unless `voter` is false). Runs on the
-    /// leader; forwarded there from other nodes.
-    pub async fn add_node(&self, req: AddNodeRequest) -> Result<(), NodeError> {
+    /// Whether `req` may be added: well-formed and not a member yet
+    /// (checked where the request arrives and again by the leader).
+    pub(crate) fn check_add(&self, req: &AddNodeRequest) -> Result<NodeInfo, NodeError> {
         crate::identity::hpke_public(&req.hpke)?;
         if !(req.addr.starts_with("http://") || req.addr.starts_with("https://")) {
             return Err(NodeError::BadRequest("addr must be an http(s) URL".into()));
@@ -78,11 +78,22 @@ impl Node {
                 req.id
             )));
         }
-        let info = NodeInfo {
-            addr: req.addr,
+        Ok(NodeInfo {
+            addr: req.addr.clone(),
             identity: req.identity,
             hpke: req.hpke,
-        };
+        })
+    }
+
+    /// Add a node (learner, then voter unless `voter` is false), as the
+    /// admin's signed `request` asks. Runs on the leader; forwarded there
+    /// (with the request, which the leader checks) from other nodes.
+    pub async fn add_node(
+        &self,
+        req: AddNodeRequest,
+        request: ClientRequest,
+    ) -> Result<(), NodeError> {
+        let info = self.check_add(&req)?;
         // The node must be reachable at `addr` and answer with a reply
         // signed by `identity` before it can count towards a quorum.
         match self.call_signed(req.id, &info, &PeerMessage::Ping).await {
@@ -100,12 +111,20 @@ impl Node {
                 )))
             }
         }
-        self.change_members(Some((req.id, info, req.voter)), None)
+        self.change_members(Some((req.id, info, req.voter)), None, request)
             .await
     }
 
-    /// Remove a node that holds no key shares.
-    pub async fn remove_node(&self, id: NodeId) -> Result<(), NodeError> {
+    /// Remove a node that holds no key shares, as the admin's signed
+    /// `request` asks.
+    pub async fn remove_node(&self, id: NodeId, request: ClientRequest) -> Result<(), NodeError> {
+        self.check_remove(id)?;
+        self.change_members(None, Some(id), request).await
+    }
+
+    /// Whether `id` may be removed: a member holding no key shares
+    /// (checked where the request arrives and again by the leader).
+    pub(crate) fn check_remove(&self, id: NodeId) -> Result<(), NodeError> {
         if !self.members().iter().any(|(m, _, _)| *m == id) {
             return Err(NodeError::NotFound(format!("node {id} is not a member")));
         }
@@ -122,13 +141,14 @@ impl Node {
                 "node {id} holds shares of {holds:?}; reshare them away first"
             )));
         }
-        self.change_members(None, Some(id)).await
+        Ok(())
     }
 
     pub(crate) async fn change_members(
         &self,
         add: Option<(NodeId, NodeInfo, bool)>,
         remove: Option<NodeId>,
+        request: ClientRequest,
     ) -> Result<(), NodeError> {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
         loop {
@@ -147,6 +167,7 @@ impl Node {
                             &PeerMessage::ChangeMembers {
                                 add: add.clone(),
                                 remove,
+                                request: request.clone(),
                             },
                         )
                         .await

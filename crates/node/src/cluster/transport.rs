@@ -106,10 +106,6 @@ impl Node {
                 .await
                 .map(PeerMessage::InstallSnapshotReply)
                 .map_err(|e| raft_err(e.to_string())),
-            PeerMessage::ChangeMembers { add, remove } => {
-                self.change_members_local(add, remove).await?;
-                Ok(PeerMessage::Ack)
-            }
             PeerMessage::Ping => Ok(PeerMessage::Pong),
             PeerMessage::InitSign {
                 init,
