@@ -344,6 +344,24 @@ pub(crate) fn addressee(node: &Node, target_uri: &str) -> Option<NodeId> {
         .map(|(id, _, _)| id)
 }
 
+/// Whether a request handed on by `from` was sent to `from`: its covered
+/// target URI names that member's address (so a member handed a request
+/// cannot drive it elsewhere). A request addressed to a name every node
+/// serves names no one, and is refused.
+pub(crate) fn check_sent_to(node: &Node, target_uri: &str, from: NodeId) -> Result<(), String> {
+    match addressee(node, target_uri) {
+        Some(to) if to == from => Ok(()),
+        Some(to) => Err(format!(
+            "the client's request was sent to node {to}, not to node {from}"
+        )),
+        None => Err(
+            "the client's request names no member's address (a name every node \
+                     serves cannot say which node it asked)"
+                .into(),
+        ),
+    }
+}
+
 /// `command`, authorized by the client's signed `request`.
 pub(crate) fn by_request(request: &httpsig::Request, command: impl Into<Command>) -> Proposed {
     Proposed {

@@ -203,19 +203,7 @@ pub(crate) async fn forwarded_change(
 ) -> Result<(), NodeError> {
     let a = super::auth::check_forwarded(node, request)?;
     let refuse = |why: String| NodeError::Forbidden(format!("membership change refused: {why}"));
-    match super::auth::addressee(node, &request.target_uri) {
-        Some(to) if to == from => {}
-        Some(to) => {
-            return Err(refuse(format!(
-                "the client's request was sent to node {to}, not to node {from}"
-            )))
-        }
-        None => {
-            return Err(refuse(
-                "the client's request names no member's address".into(),
-            ))
-        }
-    }
+    super::auth::check_sent_to(node, &request.target_uri, from).map_err(refuse)?;
     if !a.grant.admin {
         return Err(refuse(format!("client {} is not an admin", a.grant.name)));
     }

@@ -25,7 +25,6 @@
 //! that equivocated in round 1 could cause), so no honest pair ever reveals.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::Instant;
 
 use futures::future::join_all;
 use keyquorum_core::codec::{Decode, Encode};
@@ -38,28 +37,13 @@ use zeroize::Zeroizing;
 
 use super::dkg::{DkgSession, Phase};
 use super::suite::{with_suite, KeySuite};
-use super::{core_err, decode, lock, pid, Keys, DKG_TTL};
+use super::{core_err, decode, lock, pid, Dealt, Keys, DKG_TTL};
 
 /// At most this many complaints answered in one reveal (more than any run
 /// has members).
 const MAX_COMPLAINTS: usize = 1024;
 use crate::cluster::Node;
 use crate::error::NodeError;
-
-/// What this node dealt in a DKG run: its answer to a complaint. Kept in
-/// memory only, until the run is aborted, its key committed, or
-/// [`DKG_TTL`] passes.
-pub(super) struct Dealt {
-    /// The run's key.
-    pub(super) key: String,
-    /// The run's id.
-    pub(super) session: Hex32,
-    pub(super) coordinator: NodeId,
-    pub(super) members: Vec<NodeId>,
-    pub(super) started: Instant,
-    /// The round-2 message dealt to each member, encoded.
-    pub(super) shares: BTreeMap<NodeId, Zeroizing<Vec<u8>>>,
-}
 
 impl Keys {
     /// Keep what this node dealt in the run with digest `run` (never

@@ -395,7 +395,7 @@ impl Keys {
             self.keep_dealt(
                 node,
                 &run,
-                super::complaints::Dealt {
+                super::Dealt {
                     key: target.0.clone(),
                     session,
                     coordinator,
@@ -825,30 +825,21 @@ pub(super) async fn gather_checked(
     infos: &BTreeMap<NodeId, NodeInfo>,
     make: impl Fn(NodeId) -> Option<PeerMessage>,
 ) -> Result<BTreeMap<NodeId, (Envelope, PeerMessage)>, NodeError> {
-    let calls = infos.iter().filter_map(|(m, i)| {
-        let msg = make(*m)?;
-        Some(async move { (*m, node.call_signed(*m, i, &msg).await) })
-    });
-    let mut out = BTreeMap::new();
-    for (m, r) in join_all(calls).await {
-        match r {
-            Ok(x) => {
-                out.insert(m, x);
+    let me = node.id();
+    super::gather_judged(node, infos, make, |m, e| match e {
+        NodeError::Misbehaved { message, culprits }
+            if m != me && culprits.iter().any(|c| *c != m) =>
+        {
+            NodeError::Misbehaved {
+                message: format!(
+                    "node {m} refused, blaming {culprits:?} with no evidence: {message}"
+                ),
+                culprits: vec![m],
             }
-            Err(NodeError::Misbehaved { message, culprits })
-                if m != node.id() && culprits.iter().any(|c| *c != m) =>
-            {
-                return Err(NodeError::Misbehaved {
-                    message: format!(
-                        "node {m} refused, blaming {culprits:?} with no evidence: {message}"
-                    ),
-                    culprits: vec![m],
-                });
-            }
-            Err(e) => return Err(e),
         }
-    }
-    Ok(out)
+        e => e,
+    })
+    .await
 }
 
 /// Check every member's signed round-1 broadcast of DKG run `session`

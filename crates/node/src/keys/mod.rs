@@ -106,6 +106,21 @@ impl PerSuite for Groups {
 /// Decoded group keys by key and generation, with the bytes they came from.
 type GroupCache = HashMap<(String, u64), (Vec<u8>, Suited<Groups>)>;
 
+/// What this node dealt in a DKG run: its answer to a complaint. Kept in
+/// memory only, until the run is aborted, its key committed, or
+/// [`DKG_TTL`] passes.
+pub(crate) struct Dealt {
+    /// The run's key.
+    pub(crate) key: String,
+    /// The run's id.
+    pub(crate) session: Hex32,
+    pub(crate) coordinator: NodeId,
+    pub(crate) members: Vec<NodeId>,
+    pub(crate) started: Instant,
+    /// The round-2 message dealt to each member, encoded.
+    pub(crate) shares: BTreeMap<NodeId, zeroize::Zeroizing<Vec<u8>>>,
+}
+
 /// Shared keys on this node: every protocol's session table, the signing
 /// coordinator's nonce pools, and the test hooks.
 pub struct Keys {
@@ -118,7 +133,7 @@ pub struct Keys {
     seen_sessions: Mutex<HashMap<[u8; 32], Instant>>,
     /// What this node dealt in DKG runs, by run digest: its answer to a
     /// complaint.
-    dealt: Mutex<HashMap<[u8; 32], complaints::Dealt>>,
+    dealt: Mutex<HashMap<[u8; 32], Dealt>>,
     /// Repairs this node helps with, by run.
     repairs: Mutex<HashMap<[u8; 32], repair::HelperSession>>,
     groups: Mutex<GroupCache>,
@@ -539,13 +554,24 @@ pub(crate) async fn gather(
     infos: &BTreeMap<NodeId, NodeInfo>,
     make: impl Fn(NodeId) -> Option<PeerMessage>,
 ) -> Result<BTreeMap<NodeId, (Envelope, PeerMessage)>, NodeError> {
+    gather_judged(node, infos, make, |_, e| e).await
+}
+
+/// [`gather`], with the first failing member's error passed through
+/// `judge` (given that member) before it is returned.
+pub(crate) async fn gather_judged(
+    node: &Node,
+    infos: &BTreeMap<NodeId, NodeInfo>,
+    make: impl Fn(NodeId) -> Option<PeerMessage>,
+    judge: impl Fn(NodeId, NodeError) -> NodeError,
+) -> Result<BTreeMap<NodeId, (Envelope, PeerMessage)>, NodeError> {
     let calls = infos.iter().filter_map(|(m, i)| {
         let msg = make(*m)?;
         Some(async move { (*m, node.call_signed(*m, i, &msg).await) })
     });
     let mut out = BTreeMap::new();
     for (m, r) in join_all(calls).await {
-        out.insert(m, r?);
+        out.insert(m, r.map_err(|e| judge(m, e))?);
     }
     Ok(out)
 }

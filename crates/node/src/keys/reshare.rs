@@ -34,7 +34,7 @@ use super::{
     core_err, decode, gather, key_info, key_record, me_first, open_mine, pid, random_session,
     record_at, seal_all, Keys,
 };
-use crate::api::auth::{addressee, by_request, check_forwarded, forwarded};
+use crate::api::auth::{by_request, check_forwarded, check_sent_to, forwarded};
 use crate::cluster::peer::now_ms;
 use crate::cluster::Node;
 use crate::error::NodeError;
@@ -118,21 +118,7 @@ impl Keys {
     ) -> Result<(), NodeError> {
         let a = check_forwarded(node, request)?;
         let refuse = |why: String| NodeError::Forbidden(format!("reshare refused: {why}"));
-        match addressee(node, &request.target_uri) {
-            Some(to) if to == from => {}
-            Some(to) => {
-                return Err(refuse(format!(
-                    "the client's request was sent to node {to}, not to node {from}"
-                )))
-            }
-            None => {
-                return Err(refuse(
-                    "the client's request names no member's address (a name every node \
-                     serves cannot say which coordinator it asked)"
-                        .into(),
-                ))
-            }
-        }
+        check_sent_to(node, &request.target_uri, from).map_err(refuse)?;
         if !a.grant.admin {
             return Err(refuse(format!("client {} is not an admin", a.grant.name)));
         }
