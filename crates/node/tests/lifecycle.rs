@@ -193,7 +193,13 @@ async fn refresh_reshare_to_new_nodes_and_export() {
         .await
         .unwrap();
     operators[1].approve(&q.id).await.unwrap();
-    assert_eq!(admin.changes().await.unwrap().quorum, 3);
+    // Approved through another node than the admin's: wait for its replica.
+    common::poll(
+        "the quorum change to reach the admin's node",
+        std::time::Duration::from_secs(10),
+        || async { admin.changes().await.unwrap().quorum == 3 },
+    )
+    .await;
     let e = operators[0].sign("ed", b"x").await.unwrap_err();
     assert_eq!(status_of(&e), 403, "an operator client may not sign");
     let recipient = ExportKey::generate();
