@@ -27,7 +27,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use futures::future::join_all;
-use keyquorum_core::codec::{Decode, Encode};
+use keyquorum_core::codec::Encode;
 use keyquorum_core::dkg;
 use keyquorum_wire::api::SuiteName;
 use keyquorum_wire::control::NodeInfo;
@@ -298,27 +298,9 @@ impl Keys {
                         shares,
                     },
                 )) if *sid == session => {
-                    let dealt = round1.get(&j).and_then(|(_, m)| match m {
-                        PeerMessage::DkgRound1 { message, .. } => Some(message.0.as_slice()),
-                        _ => None,
-                    });
-                    let good = dealt.is_some_and(|dealt| {
-                        with_suite!(suite, |C| {
-                            dkg::Round1Message::<C>::from_bytes(dealt).is_ok_and(|r1| {
-                                by_accused.get(&j).into_iter().flatten().all(|i| {
-                                    shares
-                                        .iter()
-                                        .find(|s| s.to == *i)
-                                        .and_then(|s| {
-                                            dkg::Round2Message::<C>::from_bytes(&s.message.0).ok()
-                                        })
-                                        .is_some_and(|m| {
-                                            dkg::check_revealed(pid(j), &r1, pid(*i), &m).is_ok()
-                                        })
-                                })
-                            })
-                        })
-                    });
+                    let accusers = by_accused.get(&j).map_or(&[][..], Vec::as_slice);
+                    let round1 = round1.get(&j).map(|(_, m)| m);
+                    let good = super::run::reveals_check_out(suite, j, round1, accusers, shares);
                     good.then(|| env.clone())
                 }
                 _ => None,
@@ -353,7 +335,7 @@ impl Keys {
         tracing::warn!(key, ?accusers, "DKG accusations dismissed");
         let resolve_infos: BTreeMap<NodeId, NodeInfo> =
             accusers.iter().map(|i| (*i, infos[i].clone())).collect();
-        let done = super::dkg::gather_checked(node, &resolve_infos, |i| {
+        let done = super::run::gather_checked(node, &resolve_infos, |i| {
             Some(PeerMessage::DkgResolve {
                 session,
                 reveals: complaints

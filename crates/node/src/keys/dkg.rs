@@ -16,6 +16,7 @@ use keyquorum_wire::peer::{Envelope, PeerMessage};
 use keyquorum_wire::{Hex, Hex32, NodeId};
 use rand_core::OsRng;
 
+use super::run::{check_broadcasts, gather_run, run_digest};
 use super::shares::pending_slot;
 use super::suite::{with_suite, KeySuite, PerSuite};
 use super::{
@@ -55,30 +56,8 @@ pub(super) struct DkgSession {
     pub(super) members: Vec<NodeId>,
     pub(super) started: Instant,
     pub(super) phase: super::Suited<Phases>,
-    /// DKG, from round 2 on: the run digest ([`run_digest`]); else zero.
-    pub(super) run: Hex32,
-}
-
-/// What identifies one DKG run beyond its session id (which its
-/// coordinator picks, and could reuse): the round-1 transcript (session,
-/// threshold, members, every broadcast), the key, its suite and the
-/// coordinator. Every honest member of one run computes the same digest;
-/// no two runs share one.
-pub(super) fn run_digest(
-    transcript: &[u8; 32],
-    key: &str,
-    suite: SuiteName,
-    coordinator: NodeId,
-) -> Hex32 {
-    use sha2::{Digest, Sha256};
-    let mut h = Sha256::new();
-    h.update(b"keyquorum/dkg-run/v1");
-    h.update(transcript);
-    h.update((key.len() as u64).to_be_bytes());
-    h.update(key.as_bytes());
-    h.update([suite as u8]);
-    h.update(u64::from(coordinator).to_be_bytes());
-    Hex32(h.finalize().into())
+    /// DKG, from round 2 on: the run digest ([`super::run::run_digest`]).
+    pub(super) run: Option<Hex32>,
 }
 
 /// What [`advance`] returns: the next phase, the plaintexts to seal, and a
@@ -259,7 +238,7 @@ impl Keys {
                 members,
                 started: Instant::now(),
                 phase,
-                run: Hex32([0; 32]),
+                run: None,
             },
             "DKG session already started",
         )?;
@@ -387,14 +366,12 @@ impl Keys {
             let (next, out, transcript) = advance::<C>(phase, &received, bad)?;
             (C::wrap::<Phases>(next), out, transcript)
         });
-        let run = transcript.map_or(Hex32([0; 32]), |t| {
-            run_digest(&t, &target.0, suite, coordinator)
-        });
-        if transcript.is_some() {
+        let run = transcript.map(|t| run_digest(&t, &target.0, suite, coordinator));
+        if let Some(run) = &run {
             // What this node dealt, as it dealt it: its answer to a complaint.
             self.keep_dealt(
                 node,
-                &run,
+                run,
                 super::Dealt {
                     key: target.0.clone(),
                     session,
@@ -422,7 +399,8 @@ impl Keys {
         )?;
         Ok(PeerMessage::DkgShares {
             session,
-            run,
+            // Refresh: all zero (no complaints to bind).
+            run: run.unwrap_or(Hex32([0; 32])),
             shares,
         })
     }
@@ -443,7 +421,6 @@ impl Keys {
             started,
         } = self.take_session(from, &session)?;
         let me = node.id();
-        let is_dkg = run != Hex32([0; 32]);
         // Open the share each member sealed to this node.
         let mut received = Vec::with_capacity(round2.len());
         for env in &round2 {
@@ -466,7 +443,7 @@ impl Keys {
                     "round-2 message from another session".into(),
                 ));
             }
-            if is_dkg && theirs != run {
+            if run.is_some_and(|run| theirs != run) {
                 // Not this dealer's fault alone (the coordinator relayed
                 // another run's message, or a member equivocated in round
                 // 1): no one is accused, nothing revealed; the run fails.
@@ -499,6 +476,9 @@ impl Keys {
                 self.finished(node, session, coordinator, &target, &share, group_key)
             }
             Finished::Complain(phase, accused) => {
+                let Some(digest) = run else {
+                    return Err(NodeError::Internal("a complaint outside a DKG".into()));
+                };
                 self.keep_session(
                     &session,
                     DkgSession {
@@ -514,7 +494,7 @@ impl Keys {
                 )?;
                 Ok(PeerMessage::DkgComplaint {
                     session,
-                    run,
+                    run: digest,
                     accused,
                 })
             }
@@ -799,99 +779,4 @@ impl Keys {
         });
         Ok((group_bytes, public_key, endorsements))
     }
-}
-
-/// [`gather_checked`] if `checked`, else [`gather`].
-async fn gather_run(
-    node: &Node,
-    infos: &BTreeMap<NodeId, NodeInfo>,
-    checked: bool,
-    make: impl Fn(NodeId) -> Option<PeerMessage>,
-) -> Result<BTreeMap<NodeId, (Envelope, PeerMessage)>, NodeError> {
-    if checked {
-        gather_checked(node, infos, make).await
-    } else {
-        super::gather(node, infos, make).await
-    }
-}
-
-/// As [`gather`](super::gather), but a member's word that *another* member
-/// misbehaved is not taken: the coordinator checks what it can itself
-/// (round-1 broadcasts, revealed shares), and a member that refuses a step
-/// blaming someone else, without a complaint the protocol can settle, is
-/// named itself. Only the coordinator's own verdicts name others.
-pub(super) async fn gather_checked(
-    node: &Node,
-    infos: &BTreeMap<NodeId, NodeInfo>,
-    make: impl Fn(NodeId) -> Option<PeerMessage>,
-) -> Result<BTreeMap<NodeId, (Envelope, PeerMessage)>, NodeError> {
-    let me = node.id();
-    super::gather_judged(node, infos, make, |m, e| match e {
-        NodeError::Misbehaved { message, culprits }
-            if m != me && culprits.iter().any(|c| *c != m) =>
-        {
-            NodeError::Misbehaved {
-                message: format!(
-                    "node {m} refused, blaming {culprits:?} with no evidence: {message}"
-                ),
-                culprits: vec![m],
-            }
-        }
-        e => e,
-    })
-    .await
-}
-
-/// Check every member's signed round-1 broadcast of DKG run `session`
-/// (run, degree, proof of knowledge); the members whose broadcast fails
-/// are named. All good: the round-1 transcript every member computes.
-fn check_broadcasts(
-    suite: SuiteName,
-    session: Hex32,
-    threshold: u16,
-    members: &[NodeId],
-    round1: &BTreeMap<NodeId, (Envelope, PeerMessage)>,
-) -> Result<[u8; 32], NodeError> {
-    let params = dkg::DkgParams {
-        session: SessionId(session.0),
-        threshold,
-        members: members.iter().map(|m| pid(*m)).collect(),
-    };
-    let bad: Vec<NodeId> = with_suite!(suite, |C| {
-        round1
-            .iter()
-            .filter(|(m, (_, msg))| {
-                let ok = match msg {
-                    PeerMessage::DkgRound1 {
-                        session: sid,
-                        message,
-                    } => {
-                        *sid == session
-                            && dkg::Round1Message::<C>::from_bytes(&message.0)
-                                .is_ok_and(|r| dkg::check_round1(&params, pid(**m), &r).is_ok())
-                    }
-                    _ => false,
-                };
-                !ok
-            })
-            .map(|(m, _)| *m)
-            .collect()
-    });
-    if !bad.is_empty() {
-        return Err(NodeError::Misbehaved {
-            message: format!("the round-1 broadcasts of {bad:?} do not check out"),
-            culprits: bad,
-        });
-    }
-    with_suite!(suite, |C| {
-        let mut all = BTreeMap::new();
-        for (m, (_, msg)) in round1 {
-            if let PeerMessage::DkgRound1 { message, .. } = msg {
-                let r = dkg::Round1Message::<C>::from_bytes(&message.0)
-                    .map_err(|e| NodeError::Internal(format!("checked broadcast: {e}")))?;
-                all.insert(pid(*m), r);
-            }
-        }
-        dkg::round1_transcript(&params, &all).map_err(core_err)
-    })
 }

@@ -32,6 +32,7 @@
 //! |---|---|
 //! | `dkg` | DKG: participant rounds, coordinator, and the relayed two-round runs refresh shares |
 //! | `complaints` | DKG complaints settled by reveals: a false accusation is dismissed, a true one names the dealer |
+//! | `run` | what binds a DKG run (its digest) and what its coordinator checks itself |
 //! | `sign` | FROST signing: nonce batches, signature shares, the coordinator with its nonce-commitment pools |
 //! | `refresh` | proactive refresh (same key, new shares) |
 //! | `reshare` | reshare to a new threshold and member set; a committed generation retires the old shares |
@@ -72,6 +73,7 @@ pub mod faults;
 mod refresh;
 mod repair;
 mod reshare;
+mod run;
 mod shares;
 mod sign;
 pub mod state;

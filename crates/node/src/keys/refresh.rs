@@ -53,7 +53,7 @@ impl Keys {
                 members: record.members.clone(),
                 started: Instant::now(),
                 phase,
-                run: Hex32([0; 32]),
+                run: None,
             },
             "session already started",
         )?;
