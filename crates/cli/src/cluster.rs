@@ -252,7 +252,16 @@ pub(crate) async fn run(command: Command, json: bool) -> Result<()> {
                 }
                 ClusterCommand::Remove { id } => c.remove_node(id).await?,
             };
-            print_status(&s, json)
+            if json {
+                return print_json(&serde_json::to_value(&s)?);
+            }
+            println!("{}", crate::operators::change_line(&s));
+            eprintln!(
+                "needs {} operator approvals: keyquorum approve {}; the leader then changes \
+                 the membership (keyquorum status shows it)",
+                s.needed, s.id
+            );
+            Ok(())
         }
         Command::Status { remote } => {
             let s = client(&remote)?.status().await?;

@@ -495,7 +495,8 @@ enum ClientCommand {
 
 #[derive(Subcommand, Debug)]
 enum ClusterCommand {
-    /// Add a node (its public identity from `keyquorum node --print-identity`).
+    /// Propose adding a node (its public identity from `keyquorum node
+    /// --print-identity`); it joins once the operator quorum approves.
     Add {
         /// Node id (unused, 1..=65535).
         #[arg(long)]
@@ -513,7 +514,8 @@ enum ClusterCommand {
         #[arg(long)]
         learner: bool,
     },
-    /// Remove a node that holds no shares (reshare its keys away first).
+    /// Propose removing a node that holds no shares (reshare its keys away
+    /// first); it leaves once the operator quorum approves.
     Remove {
         /// Node id.
         id: NodeId,

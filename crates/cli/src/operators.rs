@@ -54,11 +54,22 @@ fn named_key(arg: &str) -> Result<NamedKey> {
     })
 }
 
-fn change_line(c: &ChangeRecord) -> String {
+pub(crate) fn change_line(c: &ChangeRecord) -> String {
     let what = match &c.change {
         Change::AddOperator { name, public_key } => format!("add operator {name} ({public_key})"),
         Change::RemoveOperator { name } => format!("remove operator {name}"),
         Change::SetQuorum { quorum } => format!("set the quorum to {quorum}"),
+        Change::AddNode {
+            id,
+            addr,
+            identity,
+            voter,
+            ..
+        } => format!(
+            "add node {id} at {addr} ({identity}){}",
+            if *voter { "" } else { " as a learner" }
+        ),
+        Change::RemoveNode { id } => format!("remove node {id}"),
     };
     format!(
         "{}  {what}  by {}  {}/{} approvals{}",

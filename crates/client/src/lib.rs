@@ -27,7 +27,7 @@ use keyquorum_wire::api::{
     CreateKeyRequest, ErrorBody, ExportList, ExportRequest, ExportResult, Health, KeyInfo, KeyList,
     ReshareRequest, SignRequest, SignResponse, VerifyRequest, VerifyResponse,
 };
-use keyquorum_wire::control::{ClientRecord, ExportRecord};
+use keyquorum_wire::control::{ChangeRecord, ClientRecord, ExportRecord};
 use keyquorum_wire::msg::{
     AckRequest, AckResponse, ClaimRequest, ClaimedPrekeys, CreateEndpointRequest, EndpointInfo,
     Inbox, MsgDeployment, Prekey, PublishPrekeys, SendRequest, SendResponse,
@@ -387,18 +387,26 @@ impl Client {
         self.get("/v1/clients").await
     }
 
-    /// Add a node to the cluster (admin).
-    pub async fn add_node(&self, req: &AddNodeRequest) -> Result<ClusterStatus, ClientError> {
-        self.post("/v1/cluster/nodes", req).await
+    /// Propose adding a node to the cluster (an admin or an operator): it
+    /// joins once the operator quorum has approved the returned change
+    /// ([`Self::approve`]); the leader then makes it a learner and, if
+    /// `voter`, a voter.
+    pub async fn add_node(&self, req: &AddNodeRequest) -> Result<ChangeRecord, ClientError> {
+        self.propose_change(keyquorum_wire::control::Change::AddNode {
+            id: req.id,
+            addr: req.addr.clone(),
+            identity: req.identity,
+            hpke: req.hpke,
+            voter: req.voter,
+        })
+        .await
     }
 
-    /// Remove a node that holds no shares (admin).
-    pub async fn remove_node(&self, id: NodeId) -> Result<ClusterStatus, ClientError> {
-        self.send(
-            self.http
-                .delete(format!("{}/v1/cluster/nodes/{id}", self.base)),
-        )
-        .await
+    /// Propose removing a node that holds no shares (an admin or an
+    /// operator): it leaves once the operator quorum has approved.
+    pub async fn remove_node(&self, id: NodeId) -> Result<ChangeRecord, ClientError> {
+        self.propose_change(keyquorum_wire::control::Change::RemoveNode { id })
+            .await
     }
 
     /// The messaging deployment (salt, window, routing membership).

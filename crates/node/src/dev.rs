@@ -305,6 +305,14 @@ impl LocalCluster {
             .ok_or_else(|| NodeError::Unavailable("no node is running".into()))
     }
 
+    /// Every running node.
+    pub fn running(&self) -> Vec<Node> {
+        self.nodes
+            .values()
+            .filter_map(|r| r.as_ref().map(|r| r.node.clone()))
+            .collect()
+    }
+
     /// A running node by id.
     pub fn node(&self, id: NodeId) -> Option<Node> {
         self.nodes
@@ -435,8 +443,9 @@ impl LocalCluster {
     }
 
     /// Start a new node that is not yet a member (it trusts the current
-    /// nodes as bootstrap peers) and return the request that adds it
-    /// (`POST /v1/cluster/nodes`).
+    /// nodes as bootstrap peers) and return what adds it (a
+    /// [`Change::AddNode`](keyquorum_wire::control::Change::AddNode) the
+    /// operator quorum approves).
     pub async fn spawn_node(&mut self) -> Result<AddNodeRequest, NodeError> {
         let next = self
             .layout

@@ -48,22 +48,6 @@ impl PeerHandler for Dispatch {
         Box::pin(async move {
             match msg {
                 PeerMessage::MsgCoordinate { .. } => crate::msg::handle(node, msg).await,
-                PeerMessage::ChangeMembers {
-                    add,
-                    remove,
-                    request,
-                } => {
-                    crate::api::cluster::forwarded_change(
-                        node,
-                        self.keys.ledger(),
-                        from,
-                        add,
-                        remove,
-                        &request,
-                    )
-                    .await?;
-                    Ok(PeerMessage::Ack)
-                }
                 _ => self.keys.handle(node, from, msg).await,
             }
         })
@@ -82,6 +66,7 @@ pub struct RunningNode {
     server: Option<JoinHandle<()>>,
     audit: Option<JoinHandle<()>>,
     batcher: Option<JoinHandle<()>>,
+    roster: Option<JoinHandle<()>>,
     raft_file: keyquorum_store::raft::FileHandle,
 }
 
@@ -108,7 +93,7 @@ impl RunningNode {
             let _ = tx.send(());
         }
         let _ = self.node.raft().shutdown().await;
-        for t in [self.audit.take(), self.batcher.take()]
+        for t in [self.audit.take(), self.batcher.take(), self.roster.take()]
             .into_iter()
             .flatten()
         {
@@ -132,7 +117,7 @@ impl Drop for RunningNode {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
-        for t in [self.audit.take(), self.batcher.take()]
+        for t in [self.audit.take(), self.batcher.take(), self.roster.take()]
             .into_iter()
             .flatten()
         {
@@ -174,6 +159,7 @@ impl Node {
             node.clone(),
             opened.batch_rx,
         ));
+        let roster = tokio::spawn(crate::cluster::membership::follow_roster(node.clone()));
         let (tx, rx) = oneshot::channel::<()>();
         let app = router(node.clone(), keys.clone());
         let server = tokio::spawn(crate::cluster::tls::serve(
@@ -191,6 +177,7 @@ impl Node {
             server: Some(server),
             audit: Some(audit),
             batcher: Some(batcher),
+            roster: Some(roster),
             raft_file: opened.raft_file,
         })
     }
@@ -256,7 +243,7 @@ pub mod doc {
     #[openapi(
         info(title = "keyquorum", description = "Threshold key management: distributed key generation and FROST signing by a cluster of nodes; per-message key derivation for authenticated messages between endpoints."),
         paths(create_key, list_keys, get_key, sign, verify, refresh_key, reshare_key, repair_key, request_export, list_exports,
-            approve_export, run_export, create_client, list_clients, revoke_client, add_node, remove_node, audit_log, audit_verify, cluster, healthz, metrics,
+            approve_export, run_export, create_client, list_clients, revoke_client, audit_log, audit_verify, cluster, healthz, metrics,
             msg_deployment, create_endpoint, get_endpoint, revoke_endpoint, publish_prekeys, claim_prekey, send_message, inbox, ack_inbox,
             init, propose_change, list_changes, approve),
         components(schemas(CreateKeyRequest, KeyInfo, KeyList, SignRequest, SignResponse, VerifyRequest, VerifyResponse,

@@ -495,7 +495,7 @@ async fn a_node_lost_in_the_middle_of_reshare_leaves_the_key_usable() {
         .unwrap();
     let add = c.spawn_node().await.unwrap();
     let new_id = add.id;
-    admin.add_node(&add).await.unwrap();
+    common::join(&c, &admin, &add).await;
     let n4 = c.keys(new_id).unwrap();
     n4.faults().stall_finish_ms.store(6_000, Ordering::Relaxed);
 

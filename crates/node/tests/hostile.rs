@@ -28,7 +28,7 @@ use keyquorum_node::Node;
 use keyquorum_store::Table;
 use keyquorum_wire::api::{KeyInfo, SuiteName};
 use keyquorum_wire::peer::{ClientRequest, NonceCommitment, PeerMessage};
-use keyquorum_wire::{Hex, NodeId};
+use keyquorum_wire::{Hex, Hex32, NodeId};
 
 /// A refresh coordinator that says abort to the members after they stored
 /// and endorsed their new shares, and then commits the run anyway (with
@@ -1268,13 +1268,15 @@ async fn a_leader_cannot_swap_a_members_keys() {
     c.shutdown().await;
 }
 
-/// A member forwards membership changes to the leader that no admin asked
-/// for (DESIGN.md §4: membership changes only as an admin asked): the
-/// leader checks the admin's own signed request, sent to that member, for
-/// exactly this change, and changes nothing otherwise. An admin's removal
-/// sent through a follower still works.
+/// Membership is a record only the operator quorum changes (DESIGN.md §4
+/// item 3): a client that is neither admin nor operator cannot propose a
+/// node; an admin's proposal alone changes nothing; a leader that puts a
+/// node into Raft's membership on its own (openraft applies it on append,
+/// no replica can refuse it) gets it trusted by no one (no member looks it
+/// up, lists it or counts it), and an honest leader takes it out again;
+/// a removal takes effect only once an operator approves it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_member_cannot_change_the_membership_on_its_own() {
+async fn membership_changes_only_with_the_operator_quorum() {
     let (_dir, c) = cluster(3, 2, 0).await;
     let leader = c.node(n(1)).unwrap().leader().unwrap();
     let follower = (1..=3).map(n).find(|i| *i != leader).unwrap();
@@ -1283,113 +1285,107 @@ async fn a_member_cannot_change_the_membership_on_its_own() {
         .find(|i| *i != leader && *i != follower)
         .unwrap();
     let lead = c.node(leader).unwrap();
-    let base = c.url_of(follower);
-    let admin = Client::new(&base, &c.admin, c.ca_pem().as_bytes()).unwrap();
+    let admin = Client::new(&c.url_of(follower), &c.admin, c.ca_pem().as_bytes()).unwrap();
+    let operator = Client::new(&c.url_of(follower), &c.operator, c.ca_pem().as_bytes()).unwrap();
     let app = common::new_client(&admin, "app", false, false, &["*"]).await;
+    let app = Client::new(&c.url_of(follower), &app, c.ca_pem().as_bytes()).unwrap();
+    // A rogue node: fresh keys, an address no one serves.
+    let rogue_key = ed25519_dalek::SigningKey::generate(&mut rand_core::OsRng);
+    let rogue = keyquorum_wire::control::NodeInfo {
+        addr: "https://127.0.0.1:9".into(),
+        identity: Hex32(rogue_key.verifying_key().to_bytes()),
+        hpke: Hex32([9u8; 32]),
+    };
+    let req = keyquorum_wire::api::AddNodeRequest {
+        id: n(9),
+        addr: rogue.addr.clone(),
+        identity: rogue.identity,
+        hpke: rogue.hpke,
+        voter: true,
+    };
+    let every_node = |f: &dyn Fn(&Node) -> bool| (1..=3).map(n).all(|id| f(&c.node(id).unwrap()));
+    let trusted = |node: &Node, id: NodeId| {
+        node.node_info(id).is_some() || node.members().iter().any(|(m, _, _)| *m == id)
+    };
+
+    let e = app.add_node(&req).await.unwrap_err();
+    assert_eq!(status_of(&e), 403, "{e}");
+    let proposed = admin.add_node(&req).await.unwrap();
+    assert!(!proposed.done && proposed.approvals.is_empty());
     common::poll(
-        "the leader to learn the client",
+        "the proposal on every node",
         std::time::Duration::from_secs(10),
-        || async { lead.registry(|r| r.clients.contains_key("app")) },
+        || async {
+            every_node(&|node| node.registry(|r| r.operators.changes.contains_key(&proposed.id)))
+        },
     )
     .await;
-    // A rogue node: the follower's own keys under a new id.
-    let rogue = lead.node_info(follower).unwrap();
-    let add_body = |id: u16| {
-        serde_json::json!({
-            "id": id, "addr": rogue.addr, "identity": rogue.identity, "hpke": rogue.hpke, "voter": true
-        })
-    };
-    let add = Some((n(9), rogue.clone(), true));
-    let remove_path = format!("/v1/cluster/nodes/{}", u64::from(other));
-    let signed = |who: &keyquorum_client::ClientKey, method: &str, path: &str, body| {
-        common::client_request(&base, who, method, path, body, common::now_s())
-    };
-    let unsigned = ClientRequest {
-        method: "POST".into(),
-        target_uri: format!("{base}/v1/cluster/nodes"),
-        headers: vec![("content-type".into(), "application/json".into())],
-        body: Hex(serde_json::to_vec(&add_body(9)).unwrap()),
-    };
-    #[allow(clippy::type_complexity, reason = "a table of cases")]
-    let cases: Vec<(
-        &str,
-        Option<(NodeId, _, bool)>,
-        Option<NodeId>,
-        ClientRequest,
-        &str,
-    )> = vec![
-        (
-            "no client request",
-            add.clone(),
-            None,
-            unsigned,
-            "not signed",
-        ),
-        (
-            "the admin asked to add another node",
-            add.clone(),
-            None,
-            signed(&c.admin, "POST", "/v1/cluster/nodes", Some(add_body(8))),
-            "not the one the client asked for",
-        ),
-        (
-            "a client that is not an admin",
-            add.clone(),
-            None,
-            signed(&app, "POST", "/v1/cluster/nodes", Some(add_body(9))),
-            "not an admin",
-        ),
-        (
-            "the admin asked to remove another node",
-            None,
-            Some(leader),
-            signed(&c.admin, "DELETE", &remove_path, None),
-            "not the one the client asked for",
-        ),
-        (
-            "the admin's request to add, used to remove",
-            None,
-            Some(other),
-            signed(&c.admin, "POST", "/v1/cluster/nodes", Some(add_body(9))),
-            "not the one the client asked for",
-        ),
-    ];
-    for (what, add, remove, request, needle) in cases {
-        let err = lead
-            .handle_peer(
-                follower,
-                PeerMessage::ChangeMembers {
-                    add,
-                    remove,
-                    request,
-                },
-            )
-            .await
-            .unwrap_err();
-        assert!(err.to_string().contains(needle), "{what}: {err}");
-    }
-    // A request handed on by a member it was not sent to.
-    let err = lead
-        .handle_peer(
-            other,
-            PeerMessage::ChangeMembers {
-                add: None,
-                remove: Some(other),
-                request: signed(&c.admin, "DELETE", &remove_path, None),
-            },
-        )
-        .await
-        .unwrap_err();
-    assert!(err.to_string().contains("not to node"), "{err}");
-    let members: Vec<NodeId> = lead.members().into_iter().map(|(id, _, _)| id).collect();
-    assert_eq!(members, ns(&[1, 2, 3]), "nothing changed");
+    assert!(every_node(
+        &|node| !node.registry(|r| r.roster.nodes.contains_key(&n(9)))
+    ));
 
-    // The admin's own removal, sent to the follower, is forwarded and done.
-    admin.remove_node(other).await.unwrap();
+    // The leader adds node 9 to Raft's membership by itself, as a voter.
+    for id in (1..=3).map(n) {
+        c.node(id).unwrap().hold_membership(true);
+    }
+    lead.raft()
+        .add_learner(u64::from(n(9)), rogue.clone(), false)
+        .await
+        .unwrap();
     common::poll(
-        "the removal",
+        "the rogue entry to be applied everywhere",
         std::time::Duration::from_secs(10),
-        || async { !lead.members().iter().any(|(id, _, _)| *id == other) },
+        || async { every_node(&|node| node.registry(|r| r.roster.raft_nodes.contains_key(&n(9)))) },
+    )
+    .await;
+    assert!(
+        every_node(&|node| !trusted(node, n(9))),
+        "no one trusts node 9"
+    );
+    // Nor a swapped identity under a member's id, nor a stranger's
+    // statement: members are the record's.
+    assert!(every_node(
+        &|node| node.registry(|r| r.members.len() == 3 && r.voters.len() == 3)
+    ));
+    // An honest leader takes it out.
+    for id in (1..=3).map(n) {
+        c.node(id).unwrap().hold_membership(false);
+    }
+    common::poll(
+        "the honest leader to remove the stranger",
+        std::time::Duration::from_secs(20),
+        || async {
+            let leader = c.node(n(1)).unwrap().leader();
+            leader.is_some_and(|l| {
+                let m = c
+                    .node(l)
+                    .unwrap()
+                    .raft()
+                    .metrics()
+                    .borrow()
+                    .membership_config
+                    .clone();
+                m.membership().get_node(&u64::from(n(9))).is_none()
+            })
+        },
+    )
+    .await;
+
+    // A removal: proposed by the admin, nothing happens until approved.
+    let removal = admin.remove_node(other).await.unwrap();
+    assert!(!removal.done);
+    assert!(every_node(&|node| trusted(node, other)));
+    let e = app.remove_node(other).await.unwrap_err();
+    assert_eq!(status_of(&e), 403, "{e}");
+    operator.approve(&removal.id).await.unwrap();
+    common::wait_membership(&c, other, false, false).await;
+    common::poll(
+        "Raft's membership to follow the record",
+        std::time::Duration::from_secs(20),
+        || async {
+            let m = lead.raft().metrics().borrow().membership_config.clone();
+            m.membership().get_node(&u64::from(other)).is_none()
+        },
     )
     .await;
     c.shutdown().await;

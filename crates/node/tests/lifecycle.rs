@@ -88,8 +88,7 @@ async fn refresh_reshare_to_new_nodes_and_export() {
     // Two new nodes join through the API.
     for _ in 0..2 {
         let req = c.spawn_node().await.unwrap();
-        let status = admin.add_node(&req).await.unwrap();
-        assert!(status.nodes.iter().any(|n| n.id == req.id && n.voter));
+        common::join(&c, &admin, &req).await;
     }
     c.wait_ready(std::time::Duration::from_secs(30))
         .await

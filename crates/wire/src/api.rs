@@ -320,7 +320,8 @@ pub struct ClientList {
     pub clients: Vec<crate::control::ClientRecord>,
 }
 
-/// `POST /v1/cluster/nodes`: add a node (as a learner, then as a voter).
+/// A node to add (as a learner, then as a voter): what `keyquorum cluster add`
+/// proposes as a [`Change::AddNode`](crate::control::Change::AddNode).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]

@@ -183,6 +183,33 @@ pub enum Change {
         /// The new quorum.
         quorum: u16,
     },
+    /// Add a node to the membership record: every member trusts it (its
+    /// messages, statements and endorsements, under these keys) once the
+    /// leader has also made it a Raft learner (then a voter, if `voter`).
+    AddNode {
+        /// Its id (1..=65535, not a member's).
+        id: NodeId,
+        /// Its API base URL.
+        addr: String,
+        /// Its Ed25519 identity public key.
+        identity: Hex32,
+        /// Its X25519 HPKE public key.
+        hpke: Hex32,
+        /// A voter (default) or a learner.
+        #[serde(default = "yes")]
+        voter: bool,
+    },
+    /// Remove a node from the membership record: no member trusts it from
+    /// then on, and the leader takes it out of Raft's membership. Refused
+    /// while it holds key shares or if it is the last voter.
+    RemoveNode {
+        /// Its id.
+        id: NodeId,
+    },
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// A proposed [`Change`] and its approvals. It takes effect when the

@@ -416,16 +416,6 @@ pub enum PeerMessage {
         /// The share, sealed by the holder to the requester's key.
         share: crate::api::SealedExportShare,
     },
-    /// A follower forwards a membership change to the leader; reply `Ack`.
-    ChangeMembers {
-        /// A node to add (as a learner, then a voter if `voter`).
-        add: Option<(NodeId, crate::control::NodeInfo, bool)>,
-        /// A node to remove.
-        remove: Option<NodeId>,
-        /// The admin's signed request for exactly this change, byte for
-        /// byte: the leader checks it before it changes anything.
-        request: ClientRequest,
-    },
     /// Generic acknowledgement.
     Ack,
 

@@ -9,8 +9,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use keyquorum_wire::api::{
-    AddNodeRequest, ClientCreated, ClientList, ClusterStatus, CreateClientRequest, ErrorBody,
-    Health, NodeStatus,
+    ClientCreated, ClientList, ClusterStatus, CreateClientRequest, ErrorBody, Health, NodeStatus,
 };
 use keyquorum_wire::control::{AuditEntry, ClientRecord, ClusterCommand, Grant};
 use serde::{Deserialize, Serialize};
@@ -27,8 +26,6 @@ pub(crate) fn routes(node: Node) -> Router {
     Router::new()
         .route("/v1/clients", post(create_client).get(list_clients))
         .route("/v1/clients/{name}/revoke", post(revoke_client))
-        .route("/v1/cluster/nodes", post(add_node))
-        .route("/v1/cluster/nodes/{id}", axum::routing::delete(remove_node))
         .route("/v1/audit", get(audit_log))
         .route("/v1/audit/verify", get(audit_verify))
         .route("/v1/cluster", get(cluster))
@@ -139,108 +136,6 @@ pub(crate) async fn list_clients(req: Audited, State(node): State<Node>) -> Resp
     .await
 }
 
-/// Add a node to the cluster: as a learner, then (by default) as a voter
-/// through joint consensus. Start the node first, with the cluster's nodes
-/// as its bootstrap peers.
-#[utoipa::path(post, path = "/v1/cluster/nodes", request_body = AddNodeRequest, security(("httpsig" = [])),
-    responses((status = 200, body = ClusterStatus), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
-              (status = 403, body = ErrorBody), (status = 409, body = ErrorBody), (status = 503, body = ErrorBody)))]
-pub(crate) async fn add_node(
-    req: Audited,
-    State(node): State<Node>,
-    body: Result<ApiJson<AddNodeRequest>, Response>,
-) -> Response {
-    req.run_json(
-        "cluster.add_node",
-        body,
-        |b| Some(b.id.to_string()),
-        |c, req| async move {
-            c.require_admin()?;
-            node.add_node(req, super::auth::forwarded(&c.signed))
-                .await?;
-            Ok(status(&node))
-        },
-    )
-    .await
-}
-
-/// Remove a node from the cluster (it must hold no key shares: reshare its
-/// keys away first).
-#[utoipa::path(delete, path = "/v1/cluster/nodes/{id}", params(("id" = u64, Path, description = "node id")),
-    security(("httpsig" = [])),
-    responses((status = 200, body = ClusterStatus), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
-              (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody),
-              (status = 503, body = ErrorBody)))]
-pub(crate) async fn remove_node(
-    req: Audited,
-    State(node): State<Node>,
-    Path(id): Path<String>,
-) -> Response {
-    let target = id.clone();
-    req.run("cluster.remove_node", Some(&target), |c| async move {
-        c.require_admin()?;
-        let id: NodeId = id
-            .parse()
-            .map_err(|_| NodeError::BadRequest("node id must be a number in 1..=65535".into()))?;
-        node.remove_node(id, super::auth::forwarded(&c.signed))
-            .await?;
-        Ok(status(&node))
-    })
-    .await
-}
-
-/// The leader's side of a membership change another node forwards: done
-/// only for an admin's own signed request, sent to that node, for exactly
-/// this change (recorded: one request drives one change here), after the
-/// leader's own checks (the forwarding node's are not taken on its word).
-pub(crate) async fn forwarded_change(
-    node: &Node,
-    ledger: &super::auth::Ledger,
-    from: NodeId,
-    add: Option<(NodeId, keyquorum_wire::control::NodeInfo, bool)>,
-    remove: Option<NodeId>,
-    request: &keyquorum_wire::peer::ClientRequest,
-) -> Result<(), NodeError> {
-    let a = super::auth::check_forwarded(node, request)?;
-    let refuse = |why: String| NodeError::Forbidden(format!("membership change refused: {why}"));
-    super::auth::check_sent_to(node, &request.target_uri, from).map_err(refuse)?;
-    if !a.grant.admin {
-        return Err(refuse(format!("client {} is not an admin", a.grant.name)));
-    }
-    let operation = match (&add, remove) {
-        (Some((id, info, voter)), None) => {
-            let asked: AddNodeRequest = serde_json::from_slice(&a.body)
-                .map_err(|e| refuse(format!("the client's request body does not parse: {e}")))?;
-            if a.method != "POST"
-                || a.path != "/v1/cluster/nodes"
-                || asked.id != *id
-                || asked.addr != info.addr
-                || asked.identity != info.identity
-                || asked.hpke != info.hpke
-                || asked.voter != *voter
-            {
-                return Err(refuse(
-                    "the change is not the one the client asked for".into(),
-                ));
-            }
-            node.check_add(&asked)?;
-            format!("add node {id}")
-        }
-        (None, Some(id)) => {
-            if a.method != "DELETE" || a.path != format!("/v1/cluster/nodes/{id}") {
-                return Err(refuse(
-                    "the change is not the one the client asked for".into(),
-                ));
-            }
-            node.check_remove(id)?;
-            format!("remove node {id}")
-        }
-        _ => return Err(NodeError::BadRequest("one change at a time".into())),
-    };
-    ledger.record(&a, &operation, "leader", 1)?;
-    node.change_members_local(add, remove).await
-}
-
 /// Audit log page query.
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -322,9 +217,21 @@ pub(crate) async fn audit_verify(req: Audited, State(node): State<Node>) -> Resp
     req.run("audit.verify", None, |c| async move {
         c.require_admin()?;
         node.read_barrier().await?;
-        let (entries, heads) = node.registry(|r| (r.audit.entries.clone(), r.audit.heads.clone()));
-        let fault = verify_chain(&entries, &heads, |id| {
-            node.node_info(id).map(|i| i.identity)
+        let (entries, heads, roster, founders) = node.registry(|r| {
+            (
+                r.audit.entries.clone(),
+                r.audit.heads.clone(),
+                r.roster.clone(),
+                r.founders.clone(),
+            )
+        });
+        // Each head's signer as a member when it signed: from the
+        // membership record's history once it is in force, a founding
+        // voter before (a cluster made before the record: its members now).
+        let fault = verify_chain(&entries, &heads, |id, len| match roster.since() {
+            Some(since) if len >= since => roster.identity_at(id, len),
+            Some(_) => founders.get(&id).copied(),
+            None => node.node_info(id).map(|i| i.identity),
         })
         .err();
         Ok(AuditVerification {

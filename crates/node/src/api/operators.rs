@@ -77,8 +77,8 @@ fn change_list(node: &Node) -> ChangeList {
     })
 }
 
-/// Propose a change to the operators (an admin or an operator). It takes
-/// effect when the operator quorum has approved it.
+/// Propose a change to the operators or the membership (an admin or an
+/// operator). It takes effect when the operator quorum has approved it.
 #[utoipa::path(post, path = "/v1/changes", request_body = ChangeRequest, security(("httpsig" = [])),
     responses((status = 200, body = ChangeRecord), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
               (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)))]
@@ -95,6 +95,8 @@ pub(crate) async fn propose_change(
                 Some(name.clone())
             }
             Change::SetQuorum { quorum } => Some(format!("quorum {quorum}")),
+            Change::AddNode { id, .. } => Some(format!("add node {id}")),
+            Change::RemoveNode { id } => Some(format!("remove node {id}")),
         },
         |c, req| async move {
             c.require_operator_or_admin()?;

@@ -113,17 +113,23 @@ pub enum AuditFault {
     /// A signed head does not match the chain or its signature is invalid.
     #[error("signed head at {0} does not verify")]
     Head(u64),
+    /// A signed head's signer was not a member when the log had that many
+    /// entries.
+    #[error("node {1} signed the head at entry {0} but was not a member then")]
+    Signer(u64, NodeId),
     /// A signed head covers an entry this log does not have.
     #[error("node {1} signed a head at entry {0}, which this log does not have")]
     Missing(u64, NodeId),
 }
 
 /// Recompute every link of `entries` (the whole log) and check every head
-/// against it; `identity(node)` gives a signer's key.
+/// against it; `identity(node, len)` gives a signer's key when the log had
+/// `len` entries (a head at entry `s` is signed when the log has `s + 1`),
+/// `None` if it was no member then.
 pub fn verify_chain(
     entries: &[AuditEntry],
     heads: &[SignedHead],
-    identity: impl Fn(NodeId) -> Option<Hex32>,
+    identity: impl Fn(NodeId, u64) -> Option<Hex32>,
 ) -> Result<(), AuditFault> {
     let mut prev = Hex32([0u8; 32]);
     for (i, e) in entries.iter().enumerate() {
@@ -143,10 +149,11 @@ pub fn verify_chain(
         let Some(entry) = usize::try_from(h.seq).ok().and_then(|s| entries.get(s)) else {
             return Err(AuditFault::Missing(h.seq, h.signer));
         };
+        let Some(key) = identity(h.signer, h.seq.saturating_add(1)) else {
+            return Err(AuditFault::Signer(h.seq, h.signer));
+        };
         let ok = entry.hash == h.hash
-            && identity(h.signer).is_some_and(|k| {
-                crate::identity::verify(&k, &head_signing_bytes(h.seq, &h.hash), &h.signature.0)
-            });
+            && crate::identity::verify(&key, &head_signing_bytes(h.seq, &h.hash), &h.signature.0);
         if !ok {
             return Err(AuditFault::Head(h.seq));
         }
@@ -338,26 +345,26 @@ mod tests {
         r.apply(&ClusterCommand::Audit {
             events: (0..5).map(event).collect(),
         });
-        assert_eq!(verify_chain(&r.entries, &[], |_| None), Ok(()));
+        assert_eq!(verify_chain(&r.entries, &[], |_, _| None), Ok(()));
 
         let mut altered = r.entries.clone();
         altered[2].event.outcome = "denied".into();
         assert_eq!(
-            verify_chain(&altered, &[], |_| None),
+            verify_chain(&altered, &[], |_, _| None),
             Err(AuditFault::Hash(2))
         );
 
         let mut dropped = r.entries.clone();
         dropped.remove(1);
         assert_eq!(
-            verify_chain(&dropped, &[], |_| None),
+            verify_chain(&dropped, &[], |_, _| None),
             Err(AuditFault::Sequence(1, 2))
         );
 
         let mut relinked = r.entries.clone();
         relinked[3].prev = Hex32([7u8; 32]);
         assert_eq!(
-            verify_chain(&relinked, &[], |_| None),
+            verify_chain(&relinked, &[], |_, _| None),
             Err(AuditFault::Link(3))
         );
 
@@ -377,14 +384,32 @@ mod tests {
             .to_vec()),
         };
         let heads = [head];
-        assert_eq!(verify_chain(&r.entries, &heads, |_| Some(public)), Ok(()));
         assert_eq!(
-            verify_chain(&r.entries[..3], &heads, |_| Some(public)),
+            verify_chain(&r.entries, &heads, |_, _| Some(public)),
+            Ok(())
+        );
+        assert_eq!(
+            verify_chain(&r.entries[..3], &heads, |_, _| Some(public)),
             Err(AuditFault::Missing(4, NodeId::new(1).unwrap()))
         );
         assert_eq!(
-            verify_chain(&r.entries, &heads, |_| None),
+            verify_chain(&r.entries, &heads, |_, _| None),
+            Err(AuditFault::Signer(4, NodeId::new(1).unwrap()))
+        );
+        // Another key: the signature does not verify.
+        let other = Hex32(
+            ed25519_dalek::SigningKey::from_bytes(&[4u8; 32])
+                .verifying_key()
+                .to_bytes(),
+        );
+        assert_eq!(
+            verify_chain(&r.entries, &heads, |_, _| Some(other)),
             Err(AuditFault::Head(4))
+        );
+        // The signer is asked for as of the log's length when it signed.
+        assert_eq!(
+            verify_chain(&r.entries, &heads, |_, len| (len == 5).then_some(public)),
+            Ok(())
         );
     }
 }

@@ -30,9 +30,11 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 pub mod authority;
 pub mod clock;
 pub mod operators;
+pub mod roster;
 
 use clock::LogClock;
 pub use operators::Operators;
+pub use roster::Roster;
 
 pub use super::audit::AuditLog;
 pub use crate::keys::state::KeysState;
@@ -50,11 +52,15 @@ pub struct Registry {
     pub audit: AuditLog,
     /// Per-message key derivation: endpoints, prekeys, mailboxes, seen-set.
     pub msg: MsgState,
-    /// The members (voters and learners) as the last membership entry
-    /// named them: whose statements and addresses apply accepts.
+    /// The members (voters and learners): in Raft's membership and, once
+    /// the cluster is initialised, in the membership record ([`Roster`]),
+    /// with the keys the record gives them. Whose messages, statements and
+    /// addresses every member accepts.
     pub members: BTreeMap<NodeId, NodeInfo>,
     /// The voters among them.
     pub voters: BTreeSet<NodeId>,
+    /// The membership record the operators approve, and Raft's membership.
+    pub roster: Roster,
     /// The log clock and the authorizations used within its window.
     pub clock: LogClock,
     /// The operator quorum and the changes proposed to the operators (the
@@ -84,6 +90,7 @@ struct FlatRef<'a> {
     operators: &'a Operators,
     boots: &'a BTreeMap<NodeId, keyquorum_wire::Hex32>,
     founders: &'a BTreeMap<NodeId, keyquorum_wire::Hex32>,
+    roster: &'a Roster,
 }
 
 /// The serialized form of [`Registry`], owned (read straight into the
@@ -110,6 +117,8 @@ struct Flat {
     boots: BTreeMap<NodeId, keyquorum_wire::Hex32>,
     #[serde(default)]
     founders: BTreeMap<NodeId, keyquorum_wire::Hex32>,
+    #[serde(default)]
+    roster: Roster,
 }
 
 impl Serialize for Registry {
@@ -127,6 +136,7 @@ impl Serialize for Registry {
             operators,
             boots,
             founders,
+            roster,
         } = self;
         FlatRef {
             keys: records,
@@ -141,6 +151,7 @@ impl Serialize for Registry {
             operators,
             boots,
             founders,
+            roster,
         }
         .serialize(s)
     }
@@ -148,7 +159,13 @@ impl Serialize for Registry {
 
 impl<'de> Deserialize<'de> for Registry {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let f = Flat::deserialize(d)?;
+        let mut f = Flat::deserialize(d)?;
+        // A snapshot from before the record: Raft's membership was the
+        // members.
+        if f.roster.raft_nodes.is_empty() && !f.roster.in_force {
+            f.roster.raft_nodes = f.members.clone();
+            f.roster.raft_voters = f.voters.clone();
+        }
         Ok(Registry {
             keys: KeysState {
                 records: f.keys,
@@ -166,6 +183,7 @@ impl<'de> Deserialize<'de> for Registry {
             operators: f.operators,
             boots: f.boots,
             founders: f.founders,
+            roster: f.roster,
         })
     }
 }
@@ -212,13 +230,13 @@ impl Machine for Registry {
                 .ok()
                 .and_then(|v| serde_json::from_value::<NodeId>(v).ok())
         }
-        // A member keeps the identity and HPKE keys it joined with: Raft
-        // applies membership entries on append, so a leader could otherwise
-        // swap a member's keys for its own and sign in its name. (Until the
-        // operator-approved membership record, a leader can still add a
-        // member of its own: see the README's threat model.)
-        let before = std::mem::take(&mut self.members);
-        self.members = nodes
+        // Raft's membership, each node keeping the identity and HPKE keys
+        // it joined with: Raft applies membership entries on append, so a
+        // leader could otherwise swap a member's keys for its own and sign
+        // in its name. (Once the record is in force, its keys are the ones
+        // trusted: `roster`.)
+        let before = std::mem::take(&mut self.roster.raft_nodes);
+        self.roster.raft_nodes = nodes
             .iter()
             .filter_map(|(id, n)| {
                 let mut n = serde_json::to_value(n)
@@ -232,11 +250,8 @@ impl Machine for Registry {
                 Some((id, n))
             })
             .collect();
-        self.voters = voters
-            .iter()
-            .filter_map(id_of)
-            .filter(|v| self.members.contains_key(v))
-            .collect();
+        self.roster.raft_voters = voters.iter().filter_map(id_of).collect();
+        self.derive_members();
         // Before init, every voter ever seen is a founder (only added to).
         if self.clients.is_empty() {
             for v in &self.voters {

@@ -1,12 +1,12 @@
 //! Who is in the cluster: looking a node up, the member list, initialising
-//! a cluster, adding and removing nodes (openraft joint consensus).
+//! a cluster, and Raft's membership following the membership record the
+//! operators approve (`machine::roster`; openraft joint consensus).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use keyquorum_wire::api::AddNodeRequest;
 use keyquorum_wire::control::NodeInfo;
-use keyquorum_wire::peer::{ClientRequest, PeerMessage};
+use keyquorum_wire::peer::PeerMessage;
 use keyquorum_wire::NodeId;
 use openraft::error::RaftError;
 
@@ -14,18 +14,20 @@ use super::Node;
 use crate::error::NodeError;
 
 impl Node {
-    /// A node's address and keys: from the registry's members (which keep
-    /// the identity and HPKE keys a member joined with, whatever a later
-    /// membership entry says: a leader cannot make the others seal secrets
-    /// to, or accept messages signed by, keys of its own in a member's
-    /// name), else from the Raft membership (a node whose joining is not
-    /// applied yet), else from the bootstrap peers in the config.
+    /// A node's address and keys, if this node trusts it as a member: from
+    /// the registry's members (in the membership record the operators
+    /// approved and in Raft's membership, with the record's keys: a leader
+    /// can neither add a member of its own nor swap a member's keys). Before
+    /// the record is in force (a cluster not yet initialised, or one made
+    /// before the record), also from Raft's membership (a node whose
+    /// joining is not applied yet) and the bootstrap peers in the config.
     pub fn node_info(&self, id: NodeId) -> Option<NodeInfo> {
         if id == self.0.id {
             return Some(self.info());
         }
-        if let Some(info) = self.registry(|r| r.members.get(&id).cloned()) {
-            return Some(info);
+        let (info, in_force) = self.registry(|r| (r.members.get(&id).cloned(), r.roster.in_force));
+        if info.is_some() || in_force {
+            return info;
         }
         let m = self.0.raft.metrics().borrow().membership_config.clone();
         m.membership()
@@ -34,8 +36,19 @@ impl Node {
             .or_else(|| self.0.bootstrap.get(&id).cloned())
     }
 
-    /// Every node in the current membership (voters and learners).
+    /// Every member this node trusts (voters and learners; see
+    /// [`Self::node_info`]), and whether it votes.
     pub fn members(&self) -> Vec<(NodeId, NodeInfo, bool)> {
+        if let Some(members) = self.registry(|r| {
+            r.roster.in_force.then(|| {
+                r.members
+                    .iter()
+                    .map(|(id, info)| (*id, info.clone(), r.voters.contains(id)))
+                    .collect()
+            })
+        }) {
+            return members;
+        }
         let m = self.0.raft.metrics().borrow().membership_config.clone();
         let voters: BTreeSet<u64> = m.membership().voter_ids().collect();
         m.membership()
@@ -65,172 +78,117 @@ impl Node {
         }
     }
 
-    /// Whether `req` may be added: well-formed and not a member yet
-    /// (checked where the request arrives and again by the leader).
-    pub(crate) fn check_add(&self, req: &AddNodeRequest) -> Result<NodeInfo, NodeError> {
-        crate::identity::hpke_public(&req.hpke)?;
-        if !(req.addr.starts_with("http://") || req.addr.starts_with("https://")) {
-            return Err(NodeError::BadRequest("addr must be an http(s) URL".into()));
-        }
-        if self.members().iter().any(|(id, _, _)| *id == req.id) {
-            return Err(NodeError::Conflict(format!(
-                "node {} is already a member",
-                req.id
-            )));
-        }
-        Ok(NodeInfo {
-            addr: req.addr.clone(),
-            identity: req.identity,
-            hpke: req.hpke,
-        })
+    /// Test hook: stop (or resume) making Raft's membership follow the
+    /// membership record here, as a hostile leader would.
+    #[cfg(feature = "fault-injection")]
+    pub fn hold_membership(&self, hold: bool) {
+        self.0
+            .hold_membership
+            .store(hold, std::sync::atomic::Ordering::Relaxed);
     }
 
-    /// Add a node (learner, then voter unless `voter` is false), as the
-    /// admin's signed `request` asks. Runs on the leader; forwarded there
-    /// (with the request, which the leader checks) from other nodes.
-    pub async fn add_node(
-        &self,
-        req: AddNodeRequest,
-        request: ClientRequest,
-    ) -> Result<(), NodeError> {
-        let info = self.check_add(&req)?;
-        // The node must be reachable at `addr` and answer with a reply
-        // signed by `identity` before it can count towards a quorum.
-        match self.call_signed(req.id, &info, &PeerMessage::Ping).await {
-            Ok((_, PeerMessage::Pong)) => {}
-            Ok(_) => {
-                return Err(NodeError::BadRequest(format!(
-                    "node {} at {} answered a ping wrongly",
-                    req.id, info.addr
-                )))
-            }
-            Err(e) => {
-                return Err(NodeError::BadRequest(format!(
-                    "node {} at {} did not answer as that identity: {e}",
-                    req.id, info.addr
-                )))
-            }
+    /// As the leader, take one step to make Raft's membership what the
+    /// membership record says (DESIGN.md §4 item 3: the Raft voter set
+    /// follows the record): add an approved node as a learner (once it
+    /// answers as its identity) and promote it, demote or remove a node
+    /// the record does not list. Returns whether it changed anything.
+    pub(crate) async fn follow_roster(&self) -> Result<bool, NodeError> {
+        if self.leader() != Some(self.0.id)
+            || self
+                .0
+                .hold_membership
+                .load(std::sync::atomic::Ordering::Relaxed)
+        {
+            return Ok(false);
         }
-        self.change_members(Some((req.id, info, req.voter)), None, request)
-            .await
-    }
-
-    /// Remove a node that holds no key shares, as the admin's signed
-    /// `request` asks.
-    pub async fn remove_node(&self, id: NodeId, request: ClientRequest) -> Result<(), NodeError> {
-        self.check_remove(id)?;
-        self.change_members(None, Some(id), request).await
-    }
-
-    /// Whether `id` may be removed: a member holding no key shares
-    /// (checked where the request arrives and again by the leader).
-    pub(crate) fn check_remove(&self, id: NodeId) -> Result<(), NodeError> {
-        if !self.members().iter().any(|(m, _, _)| *m == id) {
-            return Err(NodeError::NotFound(format!("node {id} is not a member")));
-        }
-        let holds: Vec<String> = self.registry(|r| {
-            r.keys
-                .records
-                .values()
-                .filter(|k| k.members.contains(&id))
-                .map(|k| k.name.clone())
-                .collect()
-        });
-        if !holds.is_empty() {
-            return Err(NodeError::Conflict(format!(
-                "node {id} holds shares of {holds:?}; reshare them away first"
-            )));
-        }
-        Ok(())
-    }
-
-    pub(crate) async fn change_members(
-        &self,
-        add: Option<(NodeId, NodeInfo, bool)>,
-        remove: Option<NodeId>,
-        request: ClientRequest,
-    ) -> Result<(), NodeError> {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-        loop {
-            let leader = self.leader();
-            let r = match leader {
-                Some(l) if l == self.0.id => {
-                    return self.change_members_local(add, remove).await;
-                }
-                Some(l) => match self.node_info(l) {
-                    Some(info) => self
-                        .0
-                        .peers
-                        .call(
-                            l,
-                            &info,
-                            &PeerMessage::ChangeMembers {
-                                add: add.clone(),
-                                remove,
-                                request: request.clone(),
-                            },
-                        )
-                        .await
-                        .map(|_| ()),
-                    None => Err(NodeError::Unavailable("leader unknown".into())),
-                },
-                None => Err(NodeError::Unavailable("no Raft leader".into())),
-            };
-            match r {
-                Err(NodeError::Unavailable(m)) if tokio::time::Instant::now() < deadline => {
-                    tracing::debug!(error = m, "membership change: waiting for a leader");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-                other => return other,
-            }
-        }
-    }
-
-    pub(crate) async fn change_members_local(
-        &self,
-        add: Option<(NodeId, NodeInfo, bool)>,
-        remove: Option<NodeId>,
-    ) -> Result<(), NodeError> {
-        let raft = &self.0.raft;
-        // Another change still in flight is the caller's to retry (409);
-        // anything else means the cluster cannot change now (503).
-        let err = |e: String| {
-            if e.contains("undergoing a configuration change") {
-                NodeError::Conflict(format!("membership change: {e}"))
-            } else {
-                NodeError::Unavailable(format!("membership change: {e}"))
-            }
+        let Some(roster) = self.registry(|r| r.roster.in_force.then(|| r.roster.nodes.clone()))
+        else {
+            return Ok(false);
         };
-        if let Some((id, info, voter)) = add {
-            raft.add_learner(u64::from(id), info, true)
-                .await
-                .map_err(|e| err(e.to_string()))?;
-            if voter {
-                let m = raft.metrics().borrow().membership_config.clone();
-                let mut voters: BTreeSet<u64> = m.membership().voter_ids().collect();
-                voters.insert(u64::from(id));
-                raft.change_membership(voters, false)
-                    .await
-                    .map_err(|e| err(e.to_string()))?;
-            }
+        let raft = &self.0.raft;
+        let m = raft.metrics().borrow().membership_config.clone();
+        if m.membership().get_joint_config().len() > 1 {
+            return Ok(false); // a change is under way
         }
-        if let Some(id) = remove {
-            let m = raft.metrics().borrow().membership_config.clone();
-            let id = u64::from(id);
-            let mut voters: BTreeSet<u64> = m.membership().voter_ids().collect();
-            if voters.remove(&id) {
-                if voters.is_empty() {
-                    return Err(NodeError::BadRequest("cannot remove the last voter".into()));
+        let voters: BTreeSet<u64> = m.membership().voter_ids().collect();
+        let nodes: BTreeSet<u64> = m.membership().nodes().map(|(id, _)| *id).collect();
+        let err = |what: &str, e: String| NodeError::Unavailable(format!("{what}: {e}"));
+        // Additions first: a replacement joins before the node it replaces
+        // leaves.
+        if let Some((id, n)) = roster
+            .iter()
+            .find(|(id, _)| !nodes.contains(&u64::from(**id)))
+        {
+            // It must answer, signed by the approved identity, before it
+            // can count towards a quorum.
+            match self.call_signed(*id, &n.info, &PeerMessage::Ping).await {
+                Ok((_, PeerMessage::Pong)) => {}
+                Ok(_) => {
+                    return Err(NodeError::Unavailable(format!(
+                        "node {id} answered a ping wrongly"
+                    )))
                 }
-                raft.change_membership(voters, false)
-                    .await
-                    .map_err(|e| err(e.to_string()))?;
-            } else {
-                raft.change_membership(openraft::ChangeMembers::RemoveNodes([id].into()), false)
-                    .await
-                    .map_err(|e| err(e.to_string()))?;
+                Err(e) => {
+                    return Err(NodeError::Unavailable(format!(
+                        "node {id} at {} did not answer as its identity: {e}",
+                        n.info.addr
+                    )))
+                }
+            }
+            raft.add_learner(u64::from(*id), n.info.clone(), true)
+                .await
+                .map_err(|e| err("add learner", e.to_string()))?;
+            self.audit_event("leader", "cluster.member.add", Some(&id.to_string()), "ok");
+            return Ok(true);
+        }
+        let wanted: BTreeSet<u64> = roster
+            .iter()
+            .filter(|(_, n)| n.voter)
+            .map(|(id, _)| u64::from(*id))
+            .collect();
+        let next: BTreeSet<u64> = wanted.intersection(&nodes).copied().collect();
+        if next != voters && !next.is_empty() {
+            raft.change_membership(next, true)
+                .await
+                .map_err(|e| err("change voters", e.to_string()))?;
+            self.audit_event("leader", "cluster.member.voters", None, "ok");
+            return Ok(true);
+        }
+        let strangers: BTreeSet<u64> = nodes
+            .iter()
+            .filter(|id| NodeId::try_from(**id).map_or(true, |n| !roster.contains_key(&n)))
+            .filter(|id| !voters.contains(id))
+            .copied()
+            .collect();
+        if !strangers.is_empty() {
+            let list = format!("{strangers:?}");
+            raft.change_membership(openraft::ChangeMembers::RemoveNodes(strangers), false)
+                .await
+                .map_err(|e| err("remove nodes", e.to_string()))?;
+            self.audit_event("leader", "cluster.member.remove", Some(&list), "ok");
+            return Ok(true);
+        }
+        Ok(false)
+    }
+}
+
+/// On every node, while it runs: when it leads, make Raft's membership
+/// follow the membership record, one step at a time, each time something
+/// is applied (and at least every second).
+pub(crate) async fn follow_roster(node: Node) {
+    let mut metrics = node.raft().metrics();
+    loop {
+        match node.follow_roster().await {
+            Ok(true) => continue,
+            Ok(false) => {}
+            Err(e) => {
+                tracing::debug!(error = %e, "membership: Raft does not follow the record yet");
+                tokio::time::sleep(Duration::from_millis(200)).await;
             }
         }
-        Ok(())
+        // Err inside: Raft is shut down.
+        if let Ok(Err(_)) = tokio::time::timeout(Duration::from_secs(1), metrics.changed()).await {
+            return;
+        }
     }
 }

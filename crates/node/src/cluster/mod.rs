@@ -74,6 +74,9 @@ pub(crate) struct Inner {
     /// Where capability messages go (set once at start). The dispatcher
     /// holds no `Node` (it is handed one per message), so this is no cycle.
     dispatch: OnceLock<Arc<dyn PeerHandler>>,
+    /// Test hook: while set, the leader does not make Raft's membership
+    /// follow the membership record (set only with `fault-injection`).
+    hold_membership: std::sync::atomic::AtomicBool,
 }
 
 /// A handle on this node as a member of the cluster (cheap to clone).
@@ -187,6 +190,7 @@ impl Node {
                 keyquorum_wire::Hex32(b)
             },
             dispatch: OnceLock::new(),
+            hold_membership: std::sync::atomic::AtomicBool::new(false),
         }));
         Ok(Opened {
             node,

@@ -173,11 +173,6 @@ impl Keys {
         })
     }
 
-    /// What each client authorization has driven on this node.
-    pub(crate) fn ledger(&self) -> &crate::api::auth::Ledger {
-        &self.ledger
-    }
-
     /// The test hook for deliberate misbehaviour.
     #[cfg(feature = "fault-injection")]
     pub fn faults(&self) -> &Faults {

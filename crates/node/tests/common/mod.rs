@@ -312,3 +312,38 @@ where
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// Add the node `req` describes as the README says: an admin proposes it,
+/// the dev cluster's operator (quorum 1) approves, and the leader makes it
+/// a member; wait until every running node trusts it (and, for a voter,
+/// counts its vote).
+pub async fn join(c: &LocalCluster, admin: &Client, req: &keyquorum_wire::api::AddNodeRequest) {
+    let change = admin.add_node(req).await.unwrap();
+    assert!(!change.done, "an admin alone adds no node");
+    let operator = Client::new(&c.url_of(n(1)), &c.operator, c.ca_pem().as_bytes()).unwrap();
+    operator.approve(&change.id).await.unwrap();
+    wait_member(c, req.id, req.voter).await;
+}
+
+/// Wait until every running node trusts `id` as a member (a voter if
+/// `voter`), or, with `present` false, until none does.
+pub async fn wait_membership(c: &LocalCluster, id: NodeId, present: bool, voter: bool) {
+    poll(
+        &format!("every node to see node {id} as a member: {present}"),
+        Duration::from_secs(30),
+        || async {
+            c.running().into_iter().all(|node| {
+                node.members()
+                    .iter()
+                    .find(|(m, _, _)| *m == id)
+                    .map_or(!present, |(_, _, v)| present && *v == voter)
+            })
+        },
+    )
+    .await;
+}
+
+/// Wait until every running node trusts `id` as a member.
+pub async fn wait_member(c: &LocalCluster, id: NodeId, voter: bool) {
+    wait_membership(c, id, true, voter).await;
+}

@@ -8,7 +8,7 @@
 //! | `put_client` | client request `POST /v1/clients` | admin; the record is the body's; not an operator |
 //! | `revoke_client` | client request `POST /v1/clients/{name}/revoke` | admin (an operator is removed only by an approved change) |
 //! | `init` | every voting member's statement | only while the registry has no client (each member signs only for a caller holding its init secret: `cluster::init`) |
-//! | `propose_change` | client request `POST /v1/changes` | admin or operator; the change is the body's; needs the current operator quorum's approvals |
+//! | `propose_change` | client request `POST /v1/changes` | admin or operator; the change (to the operators or the membership record) is the body's; needs the current operator quorum's approvals |
 //! | `approve_change` | client request `POST /v1/approvals/{id}` | operator; the approver is the signer |
 //! | `put_key`, new | client request `POST /v1/keys` | admin; name, suite, threshold, members as asked (unstated members: every voter); endorsed by ≥ t members |
 //! | `put_key`, next generation | client request `POST /v1/keys/{name}/refresh`, `/reshare` | admin; the same key, public key and next epoch; threshold and members as asked; endorsed by ≥ t new members |

@@ -1,6 +1,7 @@
 //! The operators and their quorum (DESIGN.md §4 item 4): who approves the
 //! changes no admin may make alone (exporting a key; enrolling or removing
-//! an operator; changing the quorum), and those changes' proposals.
+//! an operator; changing the quorum; adding or removing a node: the
+//! membership record, `roster`), and those changes' proposals.
 //!
 //! Operators are client identities with the `operator` grant and nothing
 //! else. They enter the registry only through [`ClusterCommand::Init`]
@@ -93,6 +94,7 @@ impl Registry {
         }
         self.clients = next;
         self.operators.quorum = quorum;
+        self.roster_from_founders();
         CommandResponse::Ok
     }
 
@@ -203,6 +205,14 @@ impl Registry {
                 }
                 Ok(())
             }
+            Change::AddNode {
+                id,
+                addr,
+                identity,
+                hpke,
+                ..
+            } => self.check_add_node(*id, addr, identity, hpke),
+            Change::RemoveNode { id } => self.check_remove_node(*id),
         }
     }
 
@@ -218,6 +228,22 @@ impl Registry {
                 }
             }
             Change::SetQuorum { quorum } => self.operators.quorum = *quorum,
+            Change::AddNode {
+                id,
+                addr,
+                identity,
+                hpke,
+                voter,
+            } => self.add_node(
+                *id,
+                keyquorum_wire::control::NodeInfo {
+                    addr: addr.clone(),
+                    identity: *identity,
+                    hpke: *hpke,
+                },
+                *voter,
+            ),
+            Change::RemoveNode { id } => self.remove_node(*id),
         }
     }
 }

@@ -6,9 +6,19 @@ use keyquorum_wire::control::{Change, ChangeRecord, KeysCommand};
 
 use super::*;
 
-const ID: &str = "00112233445566778899aabbccddeeff";
+pub(super) const ID: &str = "00112233445566778899aabbccddeeff";
 
-fn propose(by: &ClientKey, nonce: &str, change: Change, needed: u16) -> Authorized {
+pub(super) fn propose(by: &ClientKey, nonce: &str, change: Change, needed: u16) -> Authorized {
+    propose_id(by, nonce, change, needed, ID)
+}
+
+pub(super) fn propose_id(
+    by: &ClientKey,
+    nonce: &str,
+    change: Change,
+    needed: u16,
+    id: &str,
+) -> Authorized {
     let body = serde_json::to_vec(&keyquorum_wire::api::ChangeRequest {
         change: change.clone(),
     })
@@ -22,7 +32,7 @@ fn propose(by: &ClientKey, nonce: &str, change: Change, needed: u16) -> Authoriz
         nonce,
         ClusterCommand::ProposeChange {
             record: ChangeRecord {
-                id: ID.into(),
+                id: id.into(),
                 change,
                 requested_by: by.name().into(),
                 approvals: vec![],
@@ -34,7 +44,7 @@ fn propose(by: &ClientKey, nonce: &str, change: Change, needed: u16) -> Authoriz
     )
 }
 
-fn approve(by: &ClientKey, nonce: &str, id: &str) -> Authorized {
+pub(super) fn approve(by: &ClientKey, nonce: &str, id: &str) -> Authorized {
     client(
         by,
         "POST",

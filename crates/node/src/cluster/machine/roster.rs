@@ -1,0 +1,225 @@
+//! The membership record (DESIGN.md §4 item 3): the nodes the operators
+//! approved, which is whom members trust.
+//!
+//! openraft applies a membership entry when it is appended, so a leader can
+//! put any node into Raft's membership and no replica can veto it. What a
+//! member trusts is therefore not Raft's membership but this record, in the
+//! application state: it is set when the cluster is initialised (the
+//! founding voters, each of whom stated the init) and changed only by a
+//! [`Change::AddNode`] or [`Change::RemoveNode`] the operator quorum
+//! approved. A node is a member (its peer messages, statements and
+//! endorsements are accepted, under the keys in the record) only while it
+//! is both in the record and in Raft's membership; the leader makes Raft's
+//! membership follow the record (`cluster::membership::follow_roster`).
+//! A node a leader adds on its own is in Raft's membership only: it may
+//! replicate the log, and no member listens to it.
+//!
+//! Before init (and on a cluster made before the record existed) the
+//! record is not in force and members follow Raft's membership, each
+//! keeping the keys it joined with.
+//!
+//! [`Change::AddNode`]: keyquorum_wire::control::Change::AddNode
+//! [`Change::RemoveNode`]: keyquorum_wire::control::Change::RemoveNode
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use keyquorum_wire::control::NodeInfo;
+use keyquorum_wire::{Hex32, NodeId};
+use serde::{Deserialize, Serialize};
+
+use super::Registry;
+
+/// An approved node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RosterNode {
+    /// Its address and keys.
+    pub info: NodeInfo,
+    /// A voter, or a learner.
+    pub voter: bool,
+}
+
+/// One change to the record, for `audit verify`: from the audit log's
+/// `at`-th entry on, `node` is a member with `identity`, or no member
+/// (`None`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RosterEvent {
+    /// The audit log's length when the change took effect.
+    pub at: u64,
+    /// The node.
+    pub node: NodeId,
+    /// Its identity key from then on; `None`: removed.
+    pub identity: Option<Hex32>,
+}
+
+/// Most events kept (each needs the operator quorum's approval; past this,
+/// `audit verify` no longer checks the oldest heads' signers).
+pub const MAX_EVENTS: usize = 4096;
+
+/// The membership record and Raft's membership as the log last named it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Roster {
+    /// Whether the record is in force (from init on).
+    pub in_force: bool,
+    /// The approved nodes.
+    pub nodes: BTreeMap<NodeId, RosterNode>,
+    /// Every change since init, oldest first.
+    pub history: Vec<RosterEvent>,
+    /// Raft's membership (voters and learners) as the last membership
+    /// entry applied named it, each keeping the keys it joined with.
+    pub raft_nodes: BTreeMap<NodeId, NodeInfo>,
+    /// Raft's voters among them.
+    pub raft_voters: BTreeSet<NodeId>,
+}
+
+impl Roster {
+    /// The identity `node` had as a member when the audit log had `len`
+    /// entries, if the record says (`None`: not a member then, or the
+    /// record does not reach back that far). A change made at exactly
+    /// `len` counts either way: the node was a member on one side of it.
+    pub fn identity_at(&self, node: NodeId, len: u64) -> Option<Hex32> {
+        let mine = || self.history.iter().filter(|e| e.node == node);
+        mine()
+            .filter(|e| e.at == len)
+            .find_map(|e| e.identity)
+            .or_else(|| mine().rfind(|e| e.at < len).and_then(|e| e.identity))
+    }
+
+    /// The audit log's length when the record came into force.
+    pub fn since(&self) -> Option<u64> {
+        self.history.first().map(|e| e.at)
+    }
+
+    fn record(&mut self, at: u64, node: NodeId, identity: Option<Hex32>) {
+        if self.history.len() >= MAX_EVENTS {
+            self.history.remove(0);
+        }
+        self.history.push(RosterEvent { at, node, identity });
+    }
+}
+
+impl Registry {
+    /// Recompute the members and voters from Raft's membership and the
+    /// record (see the module docs).
+    pub(super) fn derive_members(&mut self) {
+        let roster = &self.roster;
+        if roster.in_force {
+            self.members = roster
+                .raft_nodes
+                .keys()
+                .filter_map(|id| roster.nodes.get(id).map(|n| (*id, n.info.clone())))
+                .collect();
+            self.voters = roster
+                .raft_voters
+                .iter()
+                .filter(|id| roster.nodes.get(id).is_some_and(|n| n.voter))
+                .copied()
+                .collect();
+        } else {
+            self.members = roster.raft_nodes.clone();
+            self.voters = roster
+                .raft_voters
+                .iter()
+                .filter(|v| self.members.contains_key(v))
+                .copied()
+                .collect();
+        }
+    }
+
+    /// Put the record in force at init: the founding voters that are
+    /// members now (each stated the init).
+    pub(super) fn roster_from_founders(&mut self) {
+        let at = self.audit.entries.len() as u64;
+        let founders: Vec<(NodeId, NodeInfo)> = self
+            .members
+            .iter()
+            .filter(|(id, m)| {
+                self.voters.contains(id) && self.founders.get(id) == Some(&m.identity)
+            })
+            .map(|(id, m)| (*id, m.clone()))
+            .collect();
+        let roster = &mut self.roster;
+        roster.in_force = true;
+        for (id, info) in founders {
+            roster.record(at, id, Some(info.identity));
+            roster.nodes.insert(id, RosterNode { info, voter: true });
+        }
+        self.derive_members();
+    }
+
+    /// Whether node `id` may be added with these keys.
+    pub(super) fn check_add_node(
+        &self,
+        id: NodeId,
+        addr: &str,
+        identity: &Hex32,
+        hpke: &Hex32,
+    ) -> Result<(), String> {
+        if !self.roster.in_force {
+            return Err("the cluster is not initialised".into());
+        }
+        if self.roster.nodes.contains_key(&id) {
+            return Err(format!("node {id} is a member"));
+        }
+        if !(addr.starts_with("https://") || addr.starts_with("http://"))
+            || addr.len() > 256
+            || addr.chars().any(|c| c.is_whitespace() || c.is_control())
+        {
+            return Err("addr must be an http(s) URL of at most 256 characters".into());
+        }
+        if ed25519_dalek::VerifyingKey::from_bytes(&identity.0).is_err() {
+            return Err("identity is not an Ed25519 public key".into());
+        }
+        if crate::identity::hpke_public(hpke).is_err() {
+            return Err("hpke is not an X25519 public key".into());
+        }
+        if self
+            .roster
+            .nodes
+            .values()
+            .any(|n| n.info.identity == *identity || n.info.hpke == *hpke)
+        {
+            return Err("those keys are another member's".into());
+        }
+        Ok(())
+    }
+
+    /// Whether node `id` may be removed: a member holding no key shares,
+    /// not the last voter.
+    pub(super) fn check_remove_node(&self, id: NodeId) -> Result<(), String> {
+        let Some(n) = self.roster.nodes.get(&id) else {
+            return Err(format!("node {id} is not a member"));
+        };
+        let holds: Vec<&str> = self
+            .keys
+            .records
+            .values()
+            .filter(|k| k.members.contains(&id))
+            .map(|k| k.name.as_str())
+            .collect();
+        if !holds.is_empty() {
+            return Err(format!(
+                "node {id} holds shares of {holds:?}; reshare them away first"
+            ));
+        }
+        if n.voter && self.roster.nodes.values().filter(|n| n.voter).count() == 1 {
+            return Err("cannot remove the last voter".into());
+        }
+        Ok(())
+    }
+
+    /// Add an approved node to the record.
+    pub(super) fn add_node(&mut self, id: NodeId, info: NodeInfo, voter: bool) {
+        let at = self.audit.entries.len() as u64;
+        self.roster.record(at, id, Some(info.identity));
+        self.roster.nodes.insert(id, RosterNode { info, voter });
+        self.derive_members();
+    }
+
+    /// Take an approved removal out of the record.
+    pub(super) fn remove_node(&mut self, id: NodeId) {
+        let at = self.audit.entries.len() as u64;
+        self.roster.record(at, id, None);
+        self.roster.nodes.remove(&id);
+        self.derive_members();
+    }
+}
