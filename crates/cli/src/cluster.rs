@@ -156,6 +156,7 @@ pub(crate) async fn run(command: Command, json: bool) -> Result<()> {
             admin_name,
             admin_key_out,
             init_secret_files,
+            default_threshold,
         } => {
             crate::operators::init(
                 crate::operators::InitArgs {
@@ -166,6 +167,7 @@ pub(crate) async fn run(command: Command, json: bool) -> Result<()> {
                     admin_name,
                     admin_key_out,
                     init_secret_files,
+                    default_threshold,
                 },
                 json,
             )

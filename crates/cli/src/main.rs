@@ -179,6 +179,11 @@ enum Command {
         /// every voting node.
         #[arg(long = "init-secret-file", required = true)]
         init_secret_files: Vec<PathBuf>,
+        /// Threshold of a new key whose request states none (default: a
+        /// majority of the key's members). Replicated: no entry node can
+        /// pick a lower one.
+        #[arg(long)]
+        default_threshold: Option<u16>,
     },
     /// Operators: key pairs, enrolment, removal, quorum.
     #[command(subcommand)]

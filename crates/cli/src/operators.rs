@@ -175,6 +175,7 @@ pub(crate) struct InitArgs {
     pub admin_name: String,
     pub admin_key_out: PathBuf,
     pub init_secret_files: Vec<PathBuf>,
+    pub default_threshold: Option<u16>,
 }
 
 /// `keyquorum init`: register the operators, their quorum and a first
@@ -198,6 +199,7 @@ pub(crate) async fn init(a: InitArgs, json: bool) -> Result<()> {
             name: a.admin_name.clone(),
             public_key: Hex32(admin.public_key()),
         },
+        default_threshold: a.default_threshold,
     };
     let proofs = a
         .init_secret_files

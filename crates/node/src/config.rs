@@ -34,9 +34,6 @@ pub struct NodeConfig {
     /// (0: fetch a fresh commitment for every signature, two round trips).
     #[serde(default = "default_pool")]
     pub nonce_pool: usize,
-    /// Threshold for new keys when the request gives none.
-    #[serde(default = "default_threshold")]
-    pub default_threshold: u16,
     /// Argon2id cost for a new vault (memory KiB, passes, lanes).
     #[serde(default)]
     pub kdf: Option<KdfConfig>,
@@ -79,10 +76,6 @@ fn default_pool() -> usize {
     32
 }
 
-fn default_threshold() -> u16 {
-    2
-}
-
 fn default_peer_timeout() -> u64 {
     5_000
 }
@@ -98,7 +91,6 @@ impl NodeConfig {
             tls_names: Vec::new(),
             peers: Vec::new(),
             nonce_pool: default_pool(),
-            default_threshold: default_threshold(),
             kdf: None,
             peer_timeout_ms: default_peer_timeout(),
         }

@@ -203,6 +203,7 @@ impl LocalCluster {
                     name: cluster.admin.name().to_string(),
                     public_key: Hex32(cluster.admin.public_key()),
                 },
+                default_threshold: Some(cluster.layout.threshold),
             };
             let command = crate::cluster::init::init_command(&body)?;
             let mut nonce = [0u8; 16];
@@ -282,7 +283,6 @@ impl LocalCluster {
             .collect();
         c.tls_names = vec!["localhost".into()];
         c.kdf = Some(self.layout.kdf);
-        c.default_threshold = self.layout.threshold;
         c.nonce_pool = self.layout.nonce_pool;
         c
     }

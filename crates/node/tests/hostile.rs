@@ -452,6 +452,7 @@ async fn a_member_or_the_leader_cannot_commit_what_no_one_authorized() {
             expires_ms: None,
             revoked: false,
         },
+        default_threshold: None,
     };
     let commands: [(&str, keyquorum_wire::control::Command); 7] = [
         ("mint an admin", put_mallory.clone().into()),

@@ -378,6 +378,11 @@ pub struct InitBody {
     pub quorum: u16,
     /// The first admin client.
     pub admin: NamedKey,
+    /// Threshold of a new key whose request states none (2 ..= its
+    /// members; fewer members: all of them). Unset: a majority of the
+    /// key's members.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default_threshold: Option<u16>,
 }
 
 /// `POST /v1/init`: [`InitBody`] with one proof per voting member's init

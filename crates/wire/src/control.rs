@@ -314,6 +314,10 @@ pub enum ClusterCommand {
         quorum: u16,
         /// The first admin client (`grant.admin`, not an operator).
         admin: ClientRecord,
+        /// Threshold of a new key whose request states none (unset: a
+        /// majority of the key's members).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        default_threshold: Option<u16>,
     },
     /// Propose a change to the operators.
     ProposeChange {

@@ -127,6 +127,9 @@ pub fn init_command(body: &InitBody) -> Result<Command, NodeError> {
     if body.quorum == 0 || usize::from(body.quorum) > body.operators.len() {
         return bad("1 <= quorum <= operators");
     }
+    if body.default_threshold.is_some_and(|t| t < 2) {
+        return bad("a default threshold is at least 2");
+    }
     let names = || body.operators.iter().chain([&body.admin]);
     if names().any(|k| crate::names::check_name(&k.name).is_err()) {
         return bad("names are 1-64 characters from [A-Za-z0-9._-]");
@@ -157,6 +160,7 @@ pub fn init_command(body: &InitBody) -> Result<Command, NodeError> {
             expires_ms: None,
             revoked: false,
         },
+        default_threshold: body.default_threshold,
     }
     .into())
 }
@@ -293,12 +297,14 @@ impl Node {
             operators,
             quorum,
             admin,
+            default_threshold,
         }) = command
         else {
             return Err(NodeError::Internal("not an init command".into()));
         };
         let same = self.registry(|r| {
             r.operators.quorum == *quorum
+                && r.operators.default_threshold == *default_threshold
                 && operators
                     .iter()
                     .chain([admin])

@@ -350,7 +350,8 @@ impl Registry {
                 operators,
                 quorum,
                 admin,
-            } => self.init(operators, *quorum, admin),
+                default_threshold,
+            } => self.init(operators, *quorum, admin, *default_threshold),
             ClusterCommand::ProposeChange { record } => self.propose_change(record),
             ClusterCommand::ApproveChange { id, operator } => self.approve_change(id, operator),
         }

@@ -94,11 +94,18 @@ pub(crate) async fn create_key(
                     .collect(),
             };
             // An explicit threshold is taken as asked (and refused if it
-            // does not fit); only the default adapts to a small member set.
+            // does not fit); an unstated one is the cluster's default
+            // (replicated; every replica checks it), which adapts to a
+            // small member set.
             let threshold = req.threshold.unwrap_or_else(|| {
-                node.config()
-                    .default_threshold
-                    .min(u16::try_from(members.len()).unwrap_or(u16::MAX))
+                node.registry(|r| {
+                    r.default_threshold(
+                        members
+                            .iter()
+                            .collect::<std::collections::BTreeSet<_>>()
+                            .len(),
+                    )
+                })
             });
             let info = s
                 .keys

@@ -10,7 +10,7 @@
 //! | `init` | every voting member's statement | only while the registry has no client (each member signs only for a caller holding its init secret: `cluster::init`) |
 //! | `propose_change` | client request `POST /v1/changes` | admin or operator; the change (to the operators or the membership record) is the body's; needs the current operator quorum's approvals |
 //! | `approve_change` | client request `POST /v1/approvals/{id}` | operator; the approver is the signer |
-//! | `put_key`, new | client request `POST /v1/keys` | admin; name, suite, threshold, members as asked (unstated members: every voter); endorsed by ≥ t members |
+//! | `put_key`, new | client request `POST /v1/keys` | admin; name, suite, threshold, members as asked (unstated members: every voter; unstated threshold: the cluster's default, `Registry::default_threshold`); endorsed by ≥ t members |
 //! | `put_key`, next generation | client request `POST /v1/keys/{name}/refresh`, `/reshare` | admin; the same key, public key and next epoch; threshold and members as asked; endorsed by ≥ t new members |
 //! | `request_export` | client request `POST /v1/keys/{key}/exports` | admin; key, requester, recipient, the key's epoch; needs the operator quorum's approvals; a well-formed id |
 //! | `approve_export` | client request `POST /v1/exports/{id}/approve` or `POST /v1/approvals/{id}` | operator; the approver is the signer |
@@ -433,12 +433,15 @@ fn asks_for(
                 (None, ["v1", "keys"]) if post => {
                     let b: CreateKeyRequest = body(body_bytes)?;
                     // Unstated members are every voter; an unstated
-                    // threshold is the entry node's default (not
-                    // replicated): any valid one passes.
+                    // threshold is the cluster's default for that many
+                    // members (replicated: not the entry node's choice).
                     let asked: Vec<NodeId> = match &b.members {
                         Some(m) => distinct(m),
                         None => r.voters.iter().copied().collect(),
                     };
+                    let threshold = b
+                        .threshold
+                        .unwrap_or_else(|| r.default_threshold(asked.len()));
                     // Fewer members than asked only with the client's
                     // consent (`min_members`).
                     let members_ok = asked == members
@@ -450,7 +453,7 @@ fn asks_for(
                         b.name == record.name
                             && b.suite == record.suite
                             && record.epoch == 1
-                            && b.threshold.is_none_or(|t| t == record.threshold)
+                            && threshold == record.threshold
                             && members_ok,
                         "the key asked for",
                     )

@@ -36,9 +36,21 @@ pub struct Operators {
     pub quorum: u16,
     /// Proposed changes by id.
     pub changes: BTreeMap<String, ChangeRecord>,
+    /// Threshold of a new key whose request states none, as `init` set
+    /// it (unset: a majority of the key's members).
+    #[serde(default)]
+    pub default_threshold: Option<u16>,
 }
 
 impl Registry {
+    /// The threshold of a new key with `members` members whose request
+    /// states none: the cluster's default (replicated, so an entry node
+    /// cannot pick a lower one), or a majority; at most `members`.
+    pub fn default_threshold(&self, members: usize) -> u16 {
+        let n = u16::try_from(members).unwrap_or(u16::MAX);
+        self.operators.default_threshold.unwrap_or(n / 2 + 1).min(n)
+    }
+
     /// The live operators' names (operator grant, not revoked; operators do
     /// not expire).
     pub fn live_operators(&self) -> BTreeSet<String> {
@@ -57,6 +69,7 @@ impl Registry {
         operators: &[ClientRecord],
         quorum: u16,
         admin: &ClientRecord,
+        default_threshold: Option<u16>,
     ) -> CommandResponse {
         if !self.clients.is_empty() {
             return CommandResponse::rejected("the cluster is initialised already");
@@ -71,6 +84,9 @@ impl Registry {
         }
         if operators.is_empty() || quorum == 0 || usize::from(quorum) > operators.len() {
             return CommandResponse::rejected("1 <= quorum <= operators");
+        }
+        if default_threshold.is_some_and(|t| t < 2) {
+            return CommandResponse::rejected("a default threshold is at least 2");
         }
         let only_operator = |c: &ClientRecord| {
             c.grant.operator
@@ -94,6 +110,7 @@ impl Registry {
         }
         self.clients = next;
         self.operators.quorum = quorum;
+        self.operators.default_threshold = default_threshold;
         self.roster_from_founders();
         CommandResponse::Ok
     }

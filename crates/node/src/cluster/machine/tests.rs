@@ -106,6 +106,7 @@ fn init_command(admin: &ClientKey) -> ClusterCommand {
             .collect(),
         quorum: 2,
         admin: record(admin, true),
+        default_threshold: None,
     }
 }
 

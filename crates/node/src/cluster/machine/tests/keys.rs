@@ -171,6 +171,27 @@ fn a_key_record_needs_its_request_and_its_members_endorsements() {
         assert!(refused(&apply(&mut r, T0, vec![a])[0]), "{what}");
     }
     assert!(r.keys.records.is_empty());
+    // An unstated threshold is the cluster's default for the members
+    // asked (replicated): an entry node cannot pick a lower one.
+    let three_asked: &[u8] = br#"{"name":"k","suite":"ed25519","members":[1,2,3],"min_members":2}"#;
+    assert_eq!(r.default_threshold(3), 2, "a majority by default");
+    r.operators.default_threshold = Some(3);
+    assert_eq!(r.default_threshold(3), 3);
+    assert_eq!(r.default_threshold(2), 2, "at most the members");
+    let low = put(
+        &admin,
+        "k13",
+        first.clone(),
+        &[1, 2],
+        "/v1/keys",
+        three_asked,
+        None,
+    );
+    assert!(
+        refused(&apply(&mut r, T0, vec![low])[0]),
+        "a threshold below the cluster's default"
+    );
+    r.operators.default_threshold = None;
     let good = put(
         &admin,
         "k7",
