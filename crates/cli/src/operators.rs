@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use keyquorum_client::{Client, ClientKey};
 use keyquorum_node::cluster::init::InitSecret;
 use keyquorum_wire::api::{Approved, ChangeList, InitBody, InitRequest, NamedKey};
@@ -191,6 +191,26 @@ pub(crate) async fn init(a: InitArgs, json: bool) -> Result<()> {
         .iter()
         .map(|o| named_key(o))
         .collect::<Result<Vec<_>>>()?;
+    let secrets = a
+        .init_secret_files
+        .iter()
+        .map(|f| Ok(InitSecret::read(f)?))
+        .collect::<Result<Vec<_>>>()?;
+    // The nodes being initialised: the membership record starts as
+    // exactly these (each secret file names its node).
+    let nodes = secrets
+        .iter()
+        .zip(&a.init_secret_files)
+        .map(|(s, f)| {
+            s.node().ok_or_else(|| {
+                anyhow!(
+                    "{} names no node (a file from an older version): restart that node, which \
+                     adds its id, and try again",
+                    f.display()
+                )
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
     let admin = ClientKey::generate(a.admin_name.clone(), &mut OsRng);
     let body = InitBody {
         operators,
@@ -200,12 +220,9 @@ pub(crate) async fn init(a: InitArgs, json: bool) -> Result<()> {
             public_key: Hex32(admin.public_key()),
         },
         default_threshold: a.default_threshold,
+        nodes,
     };
-    let proofs = a
-        .init_secret_files
-        .iter()
-        .map(|f| Ok(InitSecret::read(f)?.prove(&body)))
-        .collect::<Result<Vec<_>>>()?;
+    let proofs = secrets.iter().map(|s| s.prove(&body)).collect();
     // The admin's private key is on disk before its public key is
     // registered.
     write_secret_file(&a.admin_key_out, admin.to_pkcs8_pem()?.as_bytes())?;

@@ -204,6 +204,7 @@ impl LocalCluster {
                     public_key: Hex32(cluster.admin.public_key()),
                 },
                 default_threshold: Some(cluster.layout.threshold),
+                nodes: cluster.infos.keys().copied().collect(),
             };
             let command = crate::cluster::init::init_command(&body)?;
             let mut nonce = [0u8; 16];

@@ -141,7 +141,7 @@ impl Node {
         // A node of a cluster not yet initialised keeps an init secret for
         // `keyquorum init` (deleted once it is: `cluster::audit`).
         if node.uninitialised() {
-            crate::cluster::init::tidy_init_secret(&node.config().data_dir, false)?;
+            crate::cluster::init::tidy_init_secret(&node.config().data_dir, node.id(), false)?;
         }
         let erased = keys.tidy(&node)?;
         if erased > 0 {

@@ -453,6 +453,7 @@ async fn a_member_or_the_leader_cannot_commit_what_no_one_authorized() {
             revoked: false,
         },
         default_threshold: None,
+        nodes: vec![],
     };
     let commands: [(&str, keyquorum_wire::control::Command); 7] = [
         ("mint an admin", put_mallory.clone().into()),

@@ -383,6 +383,12 @@ pub struct InitBody {
     /// key's members.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub default_threshold: Option<u16>,
+    /// The nodes being initialised, as the operator knows them (the ids in
+    /// the init secret files): the membership record starts as exactly
+    /// these, and each co-signs only if it is listed, so a node a leader
+    /// slipped into Raft's membership before init is in no record.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub nodes: Vec<crate::NodeId>,
 }
 
 /// `POST /v1/init`: [`InitBody`] with one proof per voting member's init

@@ -318,6 +318,12 @@ pub enum ClusterCommand {
         /// majority of the key's members).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         default_threshold: Option<u16>,
+        /// The founding members the membership record starts with, as the
+        /// initialising operator named them (each a voter before init).
+        /// Empty (a cluster initialised before this field): the founding
+        /// voters that were members at init.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        nodes: Vec<NodeId>,
     },
     /// Propose a change to the operators.
     ProposeChange {

@@ -274,7 +274,7 @@ pub(crate) async fn audit_writer(
             continue;
         }
         if !secret_gone && !node.uninitialised() {
-            match super::init::tidy_init_secret(&node.config().data_dir, true) {
+            match super::init::tidy_init_secret(&node.config().data_dir, node.id(), true) {
                 Ok(()) => secret_gone = true,
                 Err(e) => tracing::warn!(error = %e, "could not delete the init secret"),
             }

@@ -42,8 +42,8 @@ pub const INIT_SECRET_FILE: &str = "init-secret";
 /// Most operators `keyquorum init` registers.
 pub const MAX_OPERATORS: usize = 64;
 
-/// A node's one-time init secret.
-pub struct InitSecret(Zeroizing<[u8; 32]>);
+/// A node's one-time init secret, and the node it is for.
+pub struct InitSecret(Zeroizing<[u8; 32]>, Option<NodeId>);
 
 impl core::fmt::Debug for InitSecret {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
@@ -52,17 +52,33 @@ impl core::fmt::Debug for InitSecret {
 }
 
 impl InitSecret {
-    /// Read a secret file (64 hex digits, surrounding whitespace ignored).
+    /// Read a secret file: 64 hex digits on the first line, then
+    /// `node ID` (files from before the node line: the first line only).
     pub fn read(path: &Path) -> Result<Self, NodeError> {
         let text =
             Zeroizing::new(std::fs::read_to_string(path).map_err(|e| {
                 NodeError::BadRequest(format!("init secret {}: {e}", path.display()))
             })?);
+        let bad =
+            |what: &str| NodeError::BadRequest(format!("init secret {}: {what}", path.display()));
+        let mut lines = text.lines().map(str::trim).filter(|l| !l.is_empty());
         let mut bytes = Zeroizing::new([0u8; 32]);
-        hex::decode_to_slice(text.trim(), bytes.as_mut_slice()).map_err(|_| {
-            NodeError::BadRequest(format!("init secret {}: not 64 hex digits", path.display()))
-        })?;
-        Ok(InitSecret(bytes))
+        hex::decode_to_slice(lines.next().unwrap_or_default(), bytes.as_mut_slice())
+            .map_err(|_| bad("the first line is not 64 hex digits"))?;
+        let node = match lines.next() {
+            None => None,
+            Some(l) => Some(
+                l.strip_prefix("node ")
+                    .and_then(|n| n.trim().parse::<NodeId>().ok())
+                    .ok_or_else(|| bad("the second line is not `node ID`"))?,
+            ),
+        };
+        Ok(InitSecret(bytes, node))
+    }
+
+    /// The node the secret is for (files from before the node line: none).
+    pub fn node(&self) -> Option<NodeId> {
+        self.1
     }
 
     /// The Ed25519 key derived from the secret: its seed is SHA-256 of a
@@ -96,9 +112,10 @@ fn secret_path(data_dir: &Path) -> PathBuf {
 }
 
 /// Keep the init secret as long as the registry has no client: create it
-/// (0600, never replacing a file) if it is missing, delete it once the
-/// cluster is initialised.
-pub fn tidy_init_secret(data_dir: &Path, initialised: bool) -> Result<(), NodeError> {
+/// for node `node` (0600, never replacing a file; a file from before the
+/// node line gets it) if it is missing, delete it once the cluster is
+/// initialised.
+pub fn tidy_init_secret(data_dir: &Path, node: NodeId, initialised: bool) -> Result<(), NodeError> {
     let path = secret_path(data_dir);
     if initialised {
         match std::fs::remove_file(&path) {
@@ -109,10 +126,22 @@ pub fn tidy_init_secret(data_dir: &Path, initialised: bool) -> Result<(), NodeEr
     } else {
         let mut secret = Zeroizing::new([0u8; 32]);
         rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, secret.as_mut_slice());
-        let text = Zeroizing::new(format!("{}\n", hex::encode(secret.as_slice())));
+        let text = Zeroizing::new(format!("{}\nnode {node}\n", hex::encode(secret.as_slice())));
         match crate::config::create_private(&path, text.as_bytes()) {
             Ok(()) => Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                let io =
+                    |e: std::io::Error| NodeError::Internal(format!("{}: {e}", path.display()));
+                if InitSecret::read(&path)?.node().is_none() {
+                    use std::io::Write as _;
+                    let mut f = std::fs::OpenOptions::new()
+                        .append(true)
+                        .open(&path)
+                        .map_err(io)?;
+                    writeln!(f, "node {node}").map_err(io)?;
+                }
+                Ok(())
+            }
             Err(e) => Err(NodeError::Internal(format!("{}: {e}", path.display()))),
         }
     }
@@ -126,6 +155,10 @@ pub fn init_command(body: &InitBody) -> Result<Command, NodeError> {
     }
     if body.quorum == 0 || usize::from(body.quorum) > body.operators.len() {
         return bad("1 <= quorum <= operators");
+    }
+    let listed: std::collections::BTreeSet<NodeId> = body.nodes.iter().copied().collect();
+    if body.nodes.is_empty() || body.nodes.len() > 1024 || listed.len() != body.nodes.len() {
+        return bad("name each node being initialised once (1 to 1024)");
     }
     if body.default_threshold.is_some_and(|t| t < 2) {
         return bad("a default threshold is at least 2");
@@ -161,6 +194,7 @@ pub fn init_command(body: &InitBody) -> Result<Command, NodeError> {
             revoked: false,
         },
         default_threshold: body.default_threshold,
+        nodes: listed.into_iter().collect(),
     }
     .into())
 }
@@ -193,6 +227,13 @@ impl Node {
             )));
         }
         let command = init_command(&init.init)?;
+        if !init.init.nodes.contains(&self.id()) {
+            return Err(NodeError::Forbidden(format!(
+                "node {} is not among the nodes the init names ({:?})",
+                self.id(),
+                init.init.nodes
+            )));
+        }
         let path = secret_path(&self.config().data_dir);
         let mine = InitSecret::read(&path)
             .map_err(|_| NodeError::Unavailable(format!("node {} has no init secret", self.id())))?
@@ -286,7 +327,7 @@ impl Node {
             }
             self.initialised_as(&command)?;
         }
-        tidy_init_secret(&self.config().data_dir, true)
+        tidy_init_secret(&self.config().data_dir, self.id(), true)
     }
 
     /// Ok if the registry holds exactly what init `command` registers (an
@@ -298,6 +339,7 @@ impl Node {
             quorum,
             admin,
             default_threshold,
+            nodes,
         }) = command
         else {
             return Err(NodeError::Internal("not an init command".into()));
@@ -305,6 +347,8 @@ impl Node {
         let same = self.registry(|r| {
             r.operators.quorum == *quorum
                 && r.operators.default_threshold == *default_threshold
+                && (nodes.is_empty()
+                    || r.roster.nodes.keys().copied().collect::<Vec<_>>() == *nodes)
                 && operators
                     .iter()
                     .chain([admin])

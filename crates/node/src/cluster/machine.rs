@@ -351,7 +351,8 @@ impl Registry {
                 quorum,
                 admin,
                 default_threshold,
-            } => self.init(operators, *quorum, admin, *default_threshold),
+                nodes,
+            } => self.init(operators, *quorum, admin, *default_threshold, nodes),
             ClusterCommand::ProposeChange { record } => self.propose_change(record),
             ClusterCommand::ApproveChange { id, operator } => self.approve_change(id, operator),
         }

@@ -36,6 +36,13 @@ impl Node {
             .or_else(|| self.0.bootstrap.get(&id).cloned())
     }
 
+    /// A node's address and keys as Raft's membership names it (not
+    /// trusted as a member: for Raft's own messages only).
+    pub(crate) fn raft_node_info(&self, id: NodeId) -> Option<NodeInfo> {
+        let m = self.0.raft.metrics().borrow().membership_config.clone();
+        m.membership().get_node(&u64::from(id)).cloned()
+    }
+
     /// Every member this node trusts (voters and learners; see
     /// [`Self::node_info`]), and whether it votes.
     pub fn members(&self) -> Vec<(NodeId, NodeInfo, bool)> {
@@ -107,55 +114,78 @@ impl Node {
         };
         let raft = &self.0.raft;
         let m = raft.metrics().borrow().membership_config.clone();
-        if m.membership().get_joint_config().len() > 1 {
-            return Ok(false); // a change is under way
-        }
+        let joint = m.membership().get_joint_config().len() > 1;
         let voters: BTreeSet<u64> = m.membership().voter_ids().collect();
-        let nodes: BTreeSet<u64> = m.membership().nodes().map(|(id, _)| *id).collect();
+        let nodes: BTreeMap<u64, NodeInfo> = m
+            .membership()
+            .nodes()
+            .map(|(id, n)| (*id, n.clone()))
+            .collect();
         let err = |what: &str, e: String| NodeError::Unavailable(format!("{what}: {e}"));
-        // Additions first: a replacement joins before the node it replaces
-        // leaves.
-        if let Some((id, n)) = roster
-            .iter()
-            .find(|(id, _)| !nodes.contains(&u64::from(**id)))
-        {
-            // It must answer, signed by the approved identity, before it
-            // can count towards a quorum.
-            match self.call_signed(*id, &n.info, &PeerMessage::Ping).await {
-                Ok((_, PeerMessage::Pong)) => {}
-                Ok(_) => {
-                    return Err(NodeError::Unavailable(format!(
-                        "node {id} answered a ping wrongly"
-                    )))
-                }
-                Err(e) => {
-                    return Err(NodeError::Unavailable(format!(
+        let mut unreachable = Vec::new();
+        // Additions first (a replacement joins before the node it
+        // replaces leaves), each only once it answers, signed by the
+        // approved identity; one that does not is skipped for now.
+        if !joint {
+            for (id, n) in roster
+                .iter()
+                .filter(|(id, _)| !nodes.contains_key(&u64::from(**id)))
+            {
+                match self.call_signed(*id, &n.info, &PeerMessage::Ping).await {
+                    Ok((_, PeerMessage::Pong)) => {
+                        raft.add_learner(u64::from(*id), n.info.clone(), true)
+                            .await
+                            .map_err(|e| err("add learner", e.to_string()))?;
+                        self.audit_event(
+                            "leader",
+                            "cluster.member.add",
+                            Some(&id.to_string()),
+                            "ok",
+                        );
+                        return Ok(true);
+                    }
+                    Ok(_) => unreachable.push(format!("node {id} answered a ping wrongly")),
+                    Err(e) => unreachable.push(format!(
                         "node {id} at {} did not answer as its identity: {e}",
                         n.info.addr
-                    )))
+                    )),
                 }
             }
-            raft.add_learner(u64::from(*id), n.info.clone(), true)
-                .await
-                .map_err(|e| err("add learner", e.to_string()))?;
-            self.audit_event("leader", "cluster.member.add", Some(&id.to_string()), "ok");
-            return Ok(true);
+            // A record node Raft names with other keys or address: the
+            // record's.
+            let differs: BTreeMap<u64, NodeInfo> = roster
+                .iter()
+                .filter_map(|(id, n)| {
+                    let raft_id = u64::from(*id);
+                    (nodes.get(&raft_id).is_some_and(|i| *i != n.info))
+                        .then(|| (raft_id, n.info.clone()))
+                })
+                .collect();
+            if !differs.is_empty() {
+                raft.change_membership(openraft::ChangeMembers::SetNodes(differs), false)
+                    .await
+                    .map_err(|e| err("restore node keys", e.to_string()))?;
+                self.audit_event("leader", "cluster.member.keys", None, "ok");
+                return Ok(true);
+            }
         }
+        // The voters: the record's voters Raft has (also what finishes a
+        // joint configuration left behind).
         let wanted: BTreeSet<u64> = roster
             .iter()
             .filter(|(_, n)| n.voter)
             .map(|(id, _)| u64::from(*id))
+            .filter(|id| nodes.contains_key(id))
             .collect();
-        let next: BTreeSet<u64> = wanted.intersection(&nodes).copied().collect();
-        if next != voters && !next.is_empty() {
-            raft.change_membership(next, true)
+        if (joint || wanted != voters) && !wanted.is_empty() {
+            raft.change_membership(wanted, true)
                 .await
                 .map_err(|e| err("change voters", e.to_string()))?;
             self.audit_event("leader", "cluster.member.voters", None, "ok");
             return Ok(true);
         }
         let strangers: BTreeSet<u64> = nodes
-            .iter()
+            .keys()
             .filter(|id| NodeId::try_from(**id).map_or(true, |n| !roster.contains_key(&n)))
             .filter(|id| !voters.contains(id))
             .copied()
@@ -168,7 +198,10 @@ impl Node {
             self.audit_event("leader", "cluster.member.remove", Some(&list), "ok");
             return Ok(true);
         }
-        Ok(false)
+        match unreachable.is_empty() {
+            true => Ok(false),
+            false => Err(NodeError::Unavailable(unreachable.join("; "))),
+        }
     }
 }
 

@@ -156,6 +156,7 @@ impl Node {
             raft::raft_config()?,
             raftnet::Network {
                 client: peers.clone(),
+                registry: registry.clone(),
             },
             log,
             sm,

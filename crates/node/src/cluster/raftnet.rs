@@ -1,5 +1,8 @@
 //! openraft's network: each Raft RPC is a signed [`PeerMessage`] over the
-//! peer API, checked against the target's identity from the membership.
+//! peer API, checked against the target's identity: the membership
+//! record's for a member (a membership entry that swaps a member's keys
+//! does not make Raft count the swapped keys' holder as that member), Raft's
+//! membership's for any other node.
 
 use keyquorum_wire::control::{NodeInfo, TypeConfig};
 use keyquorum_wire::peer::PeerMessage;
@@ -14,20 +17,25 @@ use openraft::raft::{
     VoteRequest, VoteResponse,
 };
 
+use keyquorum_store::raft::MachineReader;
+
+use crate::cluster::machine::Registry;
 use crate::cluster::peer::PeerClient;
 use crate::error::NodeError;
 
 /// Creates one [`Connection`] per target.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Network {
     /// The signing client.
     pub client: PeerClient,
+    /// The replicated state: the members' keys.
+    pub registry: MachineReader<TypeConfig, Registry>,
 }
 
 /// A connection to one peer.
-#[derive(Debug)]
 pub struct Connection {
     client: PeerClient,
+    registry: MachineReader<TypeConfig, Registry>,
     /// The target, if Raft's id for it is a node id (the membership holds
     /// only node ids; anything else is unreachable).
     target: Option<NodeId>,
@@ -41,6 +49,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
     async fn new_client(&mut self, target: RaftId, node: &NodeInfo) -> Connection {
         Connection {
             client: self.client.clone(),
+            registry: self.registry.clone(),
             target: NodeId::try_from(target).ok(),
             raft_id: target,
             info: node.clone(),
@@ -69,10 +78,16 @@ impl Connection {
         let target = self.target.ok_or_else(|| {
             NodeError::Unavailable(format!("Raft id {} is not a node id", self.raft_id))
         })?;
-        self.client
-            .call(target, &self.info, msg)
-            .await
-            .map(|(_, m)| m)
+        let info = self
+            .registry
+            .read(|r| {
+                r.roster
+                    .in_force
+                    .then(|| r.members.get(&target).cloned())
+                    .flatten()
+            })
+            .unwrap_or_else(|| self.info.clone());
+        self.client.call(target, &info, msg).await.map(|(_, m)| m)
     }
 }
 

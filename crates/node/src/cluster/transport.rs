@@ -179,8 +179,14 @@ async fn peer_endpoint(
         }
     };
     let from = env.from;
-    let checked = node
-        .node_info(from)
+    // A member by the membership record; else a node only in Raft's
+    // membership (one the record has not reached this replica for yet, or
+    // one a leader added on its own), which may send Raft's own messages
+    // and nothing else.
+    let member = node.node_info(from);
+    let raft_only = member.is_none();
+    let checked = member
+        .or_else(|| node.raft_node_info(from))
         .filter(|_| from != node.id())
         .ok_or_else(|| NodeError::PeerRejected(format!("node {from} is not a member")))
         .and_then(|info| {
@@ -196,6 +202,15 @@ async fn peer_endpoint(
             }
         })
         .and_then(|info| open_envelope(&env, node.id(), &info))
+        .and_then(|msg| match msg {
+            PeerMessage::AppendEntries(_)
+            | PeerMessage::Vote(_)
+            | PeerMessage::InstallSnapshot(_) => Ok(msg),
+            _ if raft_only => Err(NodeError::PeerRejected(format!(
+                "node {from} is not a member (only Raft's messages are taken from it)"
+            ))),
+            _ => Ok(msg),
+        })
         .and_then(|msg| node.0.replay.check(&env).map(|()| msg));
     let msg = match checked {
         Ok(m) => m,

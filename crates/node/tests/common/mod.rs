@@ -323,6 +323,23 @@ pub async fn join(c: &LocalCluster, admin: &Client, req: &keyquorum_wire::api::A
     let operator = Client::new(&c.url_of(n(1)), &c.operator, c.ca_pem().as_bytes()).unwrap();
     operator.approve(&change.id).await.unwrap();
     wait_member(c, req.id, req.voter).await;
+    // The leader then makes it a Raft learner (caught up) and voter, and
+    // it learns the record itself.
+    let joined = c.node(req.id).unwrap();
+    poll(
+        &format!("node {} to join Raft and learn the record", req.id),
+        Duration::from_secs(30),
+        || async {
+            joined.registry(|r| r.roster.nodes.contains_key(&req.id))
+                && c.running().into_iter().all(|node| {
+                    let m = node.raft().metrics().borrow().membership_config.clone();
+                    let voters: Vec<u64> = m.membership().voter_ids().collect();
+                    m.membership().get_node(&u64::from(req.id)).is_some()
+                        && voters.contains(&u64::from(req.id)) == req.voter
+                })
+        },
+    )
+    .await;
 }
 
 /// Wait until every running node trusts `id` as a member (a voter if

@@ -18,6 +18,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use keyquorum_wire::control::{Change, ChangeRecord, ClientRecord, CommandResponse, Grant};
 use serde::{Deserialize, Serialize};
 
+use keyquorum_wire::NodeId;
+
 use super::Registry;
 
 /// Most changes kept: past this, the oldest carried-out ones are dropped
@@ -70,6 +72,7 @@ impl Registry {
         quorum: u16,
         admin: &ClientRecord,
         default_threshold: Option<u16>,
+        nodes: &[NodeId],
     ) -> CommandResponse {
         if !self.clients.is_empty() {
             return CommandResponse::rejected("the cluster is initialised already");
@@ -88,6 +91,11 @@ impl Registry {
         if default_threshold.is_some_and(|t| t < 2) {
             return CommandResponse::rejected("a default threshold is at least 2");
         }
+        let founding = match self.founding(nodes) {
+            Ok(f) if !f.is_empty() => f,
+            Ok(_) => return CommandResponse::rejected("an init names at least one node"),
+            Err(reason) => return CommandResponse::rejected(reason),
+        };
         let only_operator = |c: &ClientRecord| {
             c.grant.operator
                 && !c.grant.admin
@@ -111,7 +119,7 @@ impl Registry {
         self.clients = next;
         self.operators.quorum = quorum;
         self.operators.default_threshold = default_threshold;
-        self.roster_from_founders();
+        self.roster_from_founders(founding);
         CommandResponse::Ok
     }
 

@@ -7,12 +7,15 @@
 //! application state: it is set when the cluster is initialised (the
 //! founding voters, each of whom stated the init) and changed only by a
 //! [`Change::AddNode`] or [`Change::RemoveNode`] the operator quorum
-//! approved. A node is a member (its peer messages, statements and
-//! endorsements are accepted, under the keys in the record) only while it
-//! is both in the record and in Raft's membership; the leader makes Raft's
-//! membership follow the record (`cluster::membership::follow_roster`).
-//! A node a leader adds on its own is in Raft's membership only: it may
-//! replicate the log, and no member listens to it.
+//! approved. The members (whose peer messages, statements and
+//! endorsements are accepted, under the keys in the record) are the
+//! record's nodes, whatever Raft's membership says: a leader can neither
+//! add a member of its own nor take an honest member's trust away by a
+//! membership entry. The leader makes Raft's membership follow the record
+//! (`cluster::membership::follow_roster`); until it has, an approved node
+//! is a member that does not answer yet. A node a leader adds on its own
+//! is in Raft's membership only: it may take part in Raft (replicate the
+//! log, vote), and no member listens to it otherwise.
 //!
 //! Before init (and on a cluster made before the record existed) the
 //! record is not in force and members follow Raft's membership, each
@@ -51,10 +54,6 @@ pub struct RosterEvent {
     pub identity: Option<Hex32>,
 }
 
-/// Most events kept (each needs the operator quorum's approval; past this,
-/// `audit verify` no longer checks the oldest heads' signers).
-pub const MAX_EVENTS: usize = 4096;
-
 /// The membership record and Raft's membership as the log last named it.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Roster {
@@ -62,7 +61,8 @@ pub struct Roster {
     pub in_force: bool,
     /// The approved nodes.
     pub nodes: BTreeMap<NodeId, RosterNode>,
-    /// Every change since init, oldest first.
+    /// Every change since init, oldest first (each needs the operator
+    /// quorum's approval, so it grows only as fast as they approve).
     pub history: Vec<RosterEvent>,
     /// Raft's membership (voters and learners) as the last membership
     /// entry applied named it, each keeping the keys it joined with.
@@ -80,7 +80,8 @@ impl Roster {
         let mine = || self.history.iter().filter(|e| e.node == node);
         mine()
             .filter(|e| e.at == len)
-            .find_map(|e| e.identity)
+            .filter_map(|e| e.identity)
+            .next_back()
             .or_else(|| mine().rfind(|e| e.at < len).and_then(|e| e.identity))
     }
 
@@ -90,9 +91,6 @@ impl Roster {
     }
 
     fn record(&mut self, at: u64, node: NodeId, identity: Option<Hex32>) {
-        if self.history.len() >= MAX_EVENTS {
-            self.history.remove(0);
-        }
         self.history.push(RosterEvent { at, node, identity });
     }
 }
@@ -104,15 +102,15 @@ impl Registry {
         let roster = &self.roster;
         if roster.in_force {
             self.members = roster
-                .raft_nodes
-                .keys()
-                .filter_map(|id| roster.nodes.get(id).map(|n| (*id, n.info.clone())))
+                .nodes
+                .iter()
+                .map(|(id, n)| (*id, n.info.clone()))
                 .collect();
             self.voters = roster
-                .raft_voters
+                .nodes
                 .iter()
-                .filter(|id| roster.nodes.get(id).is_some_and(|n| n.voter))
-                .copied()
+                .filter(|(_, n)| n.voter)
+                .map(|(id, _)| *id)
                 .collect();
         } else {
             self.members = roster.raft_nodes.clone();
@@ -125,18 +123,40 @@ impl Registry {
         }
     }
 
-    /// Put the record in force at init: the founding voters that are
-    /// members now (each stated the init).
-    pub(super) fn roster_from_founders(&mut self) {
-        let at = self.audit.entries.len() as u64;
-        let founders: Vec<(NodeId, NodeInfo)> = self
-            .members
+    /// The founding members an init names, with the address and keys
+    /// they had as founders: each must be a voter from before init (it
+    /// states the init) and still in Raft's membership. None named (an
+    /// init from before the field): the founding voters that are members
+    /// now.
+    pub(super) fn founding(&self, nodes: &[NodeId]) -> Result<Vec<(NodeId, NodeInfo)>, String> {
+        if nodes.is_empty() {
+            return Ok(self
+                .members
+                .iter()
+                .filter(|(id, m)| {
+                    self.voters.contains(id) && self.founders.get(id) == Some(&m.identity)
+                })
+                .map(|(id, m)| (*id, m.clone()))
+                .collect());
+        }
+        nodes
             .iter()
-            .filter(|(id, m)| {
-                self.voters.contains(id) && self.founders.get(id) == Some(&m.identity)
-            })
-            .map(|(id, m)| (*id, m.clone()))
-            .collect();
+            .map(
+                |id| match (self.founders.get(id), self.roster.raft_nodes.get(id)) {
+                    (Some(identity), Some(info)) if info.identity == *identity => {
+                        Ok((*id, info.clone()))
+                    }
+                    _ => Err(format!(
+                    "node {id}, which the init names, is not a founding voter in Raft's membership"
+                )),
+                },
+            )
+            .collect()
+    }
+
+    /// Put the record in force at init with these founding members.
+    pub(super) fn roster_from_founders(&mut self, founders: Vec<(NodeId, NodeInfo)>) {
+        let at = self.audit.entries.len() as u64;
         let roster = &mut self.roster;
         roster.in_force = true;
         for (id, info) in founders {
@@ -179,6 +199,15 @@ impl Registry {
             .any(|n| n.info.identity == *identity || n.info.hpke == *hpke)
         {
             return Err("those keys are another member's".into());
+        }
+        let authority = super::authority::authority_of(addr);
+        if self
+            .roster
+            .nodes
+            .values()
+            .any(|n| super::authority::authority_of(&n.info.addr) == authority)
+        {
+            return Err("that address is another member's".into());
         }
         Ok(())
     }

@@ -107,6 +107,7 @@ fn init_command(admin: &ClientKey) -> ClusterCommand {
         quorum: 2,
         admin: record(admin, true),
         default_threshold: None,
+        nodes: vec![id(1), id(2)],
     }
 }
 

@@ -27,6 +27,11 @@ fn members_are_the_records_and_follow_raft_only_within_it() {
     assert_eq!(r.voters.len(), 2);
     assert_eq!(r.members[&id(2)].identity, nodes(2)[1].1.identity);
     assert!(r.roster.raft_nodes.contains_key(&id(3)));
+    // Nor does an entry that drops node 2 take its trust away.
+    r.membership(3, &nodes(1), &[1]);
+    assert_eq!(ids(&r), vec![1, 2]);
+    assert_eq!(r.voters.len(), 2);
+    r.membership(4, &three, &[1, 2, 3]);
     // A node statement by node 3 is refused on apply.
     assert!(refused(
         &apply(
@@ -149,4 +154,54 @@ fn the_record_in_a_snapshot() {
     let back: Registry = serde_json::from_value(old).unwrap();
     assert!(!back.roster.in_force);
     assert_eq!(back.roster.raft_nodes, r.members);
+}
+
+/// The record starts as the nodes the init names: a node a leader slipped
+/// into Raft's membership before init (and which signs anything) is left
+/// out; a founder the leader demoted is kept; a node that was never a
+/// founding voter cannot be named.
+#[test]
+fn init_names_the_founding_members() {
+    let admin = ClientKey::new("admin", SigningKey::from_bytes(&[9; 32]));
+    let mut r = Registry::default();
+    r.membership(1, &nodes(3), &[1, 2, 3]);
+    r.membership(2, &nodes(3), &[1, 3]);
+    let init = |named: Vec<NodeId>| {
+        let ClusterCommand::Init {
+            operators,
+            quorum,
+            admin,
+            default_threshold,
+            ..
+        } = init_command(&admin)
+        else {
+            unreachable!("an init command");
+        };
+        ClusterCommand::Init {
+            operators,
+            quorum,
+            admin,
+            default_threshold,
+            nodes: named,
+        }
+    };
+    assert!(refused(
+        &apply(
+            &mut r,
+            T0,
+            vec![members(&[1, 2, 3], 11, init(vec![id(1), id(4)]))]
+        )[0]
+    ));
+    assert!(r.clients.is_empty());
+    assert_eq!(
+        apply(
+            &mut r,
+            T0,
+            vec![members(&[1, 2, 3], 12, init(vec![id(1), id(2)]))]
+        ),
+        vec![ok()]
+    );
+    assert_eq!(ids(&r), vec![1, 2]);
+    assert!(r.voters.contains(&id(2)), "the demoted founder votes");
+    assert!(!r.roster.nodes.contains_key(&id(3)));
 }
