@@ -528,6 +528,28 @@ async fn key(remote: &Remote, command: KeyCommand, json: bool) -> Result<()> {
             let k = spinning(json, &format!("refreshing {name}"), c.refresh(&name)).await?;
             show_key(&k, json)
         }
+        KeyCommand::Policy {
+            name,
+            threshold,
+            members,
+        } => {
+            let record = c
+                .propose_change(keyquorum_wire::control::Change::SetKeyPolicy {
+                    key: name,
+                    threshold,
+                    members,
+                })
+                .await?;
+            if json {
+                return print_json(&serde_json::to_value(&record)?);
+            }
+            println!("{}", crate::operators::change_line(&record));
+            eprintln!(
+                "needs {} operator approvals: keyquorum approve {}; then keyquorum key reshare",
+                record.needed, record.id
+            );
+            Ok(())
+        }
         KeyCommand::Reshare {
             name,
             threshold,

@@ -325,7 +325,21 @@ enum KeyCommand {
         /// Key name.
         name: String,
     },
-    /// Move a key to a new threshold and member set (same public key).
+    /// Propose a new threshold and member set for a key (its signing
+    /// policy): `key reshare` may then move it there once the operator
+    /// quorum has approved.
+    Policy {
+        /// Key name.
+        name: String,
+        /// New threshold.
+        #[arg(long)]
+        threshold: u16,
+        /// New member node ids, comma-separated.
+        #[arg(long, value_delimiter = ',', required = true)]
+        members: Vec<NodeId>,
+    },
+    /// Move a key to a new threshold and member set (same public key; a
+    /// change of either needs an approved `key policy`).
     Reshare {
         /// Key name.
         name: String,

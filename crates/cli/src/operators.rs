@@ -70,6 +70,11 @@ pub(crate) fn change_line(c: &ChangeRecord) -> String {
             if *voter { "" } else { " as a learner" }
         ),
         Change::RemoveNode { id } => format!("remove node {id}"),
+        Change::SetKeyPolicy {
+            key,
+            threshold,
+            members,
+        } => format!("let {key} be reshared {threshold}-of-{members:?}"),
     };
     format!(
         "{}  {what}  by {}  {}/{} approvals{}",

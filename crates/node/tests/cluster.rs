@@ -95,6 +95,7 @@ async fn seven_nodes_threshold_four() {
         // Refresh, then reshare 4-of-7 → 5-of-{3..7}: same public key.
         let refreshed = admin.refresh(name).await.unwrap();
         assert_eq!(refreshed.public_key, key.public_key);
+        common::allow_reshare(&c, &admin, name, 5, &ns(&[3, 4, 5, 6, 7])).await;
         let reshared = admin.reshare(name, 5, &ns(&[3, 4, 5, 6, 7])).await.unwrap();
         assert_eq!(reshared.public_key, key.public_key);
         assert_eq!(reshared.epoch, key.epoch + 2);

@@ -498,6 +498,7 @@ async fn a_node_lost_in_the_middle_of_reshare_leaves_the_key_usable() {
     common::join(&c, &admin, &add).await;
     let n4 = c.keys(new_id).unwrap();
     n4.faults().stall_finish_ms.store(6_000, Ordering::Relaxed);
+    common::allow_reshare(&c, &admin, "r", 3, &[n(1), n(2), n(3), new_id]).await;
 
     let err = admin
         .reshare("r", 3, &[n(1), n(2), n(3), new_id])

@@ -899,6 +899,20 @@ async fn a_member_cannot_get_a_key_re_dealt_to_a_set_no_admin_asked_for() {
             .unwrap_err();
         assert!(err.to_string().contains(needle), "{what}: {err}");
     }
+    // The admin's own request, but the new member set (the key's signing
+    // policy) is not approved by the operator quorum: refused by the
+    // dealer and by the entry node.
+    let err = n2
+        .handle_peer(n(1), deal(asks(&c.admin, "r", 2, &[1, 2]), 50))
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("operator quorum's approval"),
+        "{err}"
+    );
+    let err = admin.reshare("r", 2, &[n(1), n(2)]).await.unwrap_err();
+    assert_eq!(status_of(&err), 403, "{err}");
+    common::allow_reshare(&c, &admin, "r", 2, &[n(1), n(2)]).await;
     // The admin's own request drives its own reshare: one session per run,
     // at most three runs, never a second time the same run.
     let asked = asks(&c.admin, "r", 2, &[1, 2]);
@@ -932,6 +946,21 @@ async fn a_member_cannot_get_a_key_re_dealt_to_a_set_no_admin_asked_for() {
     let done = admin.reshare("r", 2, &[n(1), n(2)]).await.unwrap();
     assert_eq!(done.epoch, key.epoch + 1);
     sign_and_check(&admin, &done, b"after the reshare").await;
+    // The approval is used up: back to three members needs another.
+    common::poll(
+        "every node to see the approval used",
+        std::time::Duration::from_secs(10),
+        || async {
+            (1..=3).all(|i| {
+                c.node(n(i))
+                    .unwrap()
+                    .registry(|r| !r.operators.key_policies.contains_key("r"))
+            })
+        },
+    )
+    .await;
+    let err = admin.reshare("r", 2, &ns(&[1, 2, 3])).await.unwrap_err();
+    assert_eq!(status_of(&err), 403, "{err}");
     c.shutdown().await;
 }
 

@@ -97,6 +97,7 @@ async fn refresh_reshare_to_new_nodes_and_export() {
 
     // Reshare 2-of-3 → 3-of-5, coordinated by a new node.
     let via4 = Client::new(&c.url_of(n(4)), &c.admin, c.ca_pem().as_bytes()).unwrap();
+    common::allow_reshare(&c, &admin, "ed", 3, &ns(&[1, 2, 3, 4, 5])).await;
     let ed3of5 = via4.reshare("ed", 3, &ns(&[1, 2, 3, 4, 5])).await.unwrap();
     assert_eq!(ed3of5.public_key, ed.public_key);
     assert_eq!(ed3of5.threshold, 3);
@@ -115,6 +116,7 @@ async fn refresh_reshare_to_new_nodes_and_export() {
 
     // Reshare the BIP-340 key to the two new nodes only; the old holders
     // erase their shares once the new generation is committed.
+    common::allow_reshare(&c, &admin, "tr", 2, &ns(&[4, 5])).await;
     let tr_new = via4.reshare("tr", 2, &ns(&[4, 5])).await.unwrap();
     assert_eq!(tr_new.public_key, tr.public_key);
     assert_eq!(tr_new.members, ns(&[4, 5]));

@@ -206,6 +206,17 @@ pub enum Change {
         /// Its id.
         id: NodeId,
     },
+    /// Change a key's signing policy: allow its next reshare to give it
+    /// this threshold and these members (once; a reshare that keeps both
+    /// needs no approval).
+    SetKeyPolicy {
+        /// The key's name.
+        key: String,
+        /// Its new threshold (2 ..= members).
+        threshold: u16,
+        /// Its new share holders (members of the cluster).
+        members: Vec<NodeId>,
+    },
 }
 
 fn yes() -> bool {

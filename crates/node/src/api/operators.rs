@@ -97,6 +97,7 @@ pub(crate) async fn propose_change(
             Change::SetQuorum { quorum } => Some(format!("quorum {quorum}")),
             Change::AddNode { id, .. } => Some(format!("add node {id}")),
             Change::RemoveNode { id } => Some(format!("remove node {id}")),
+            Change::SetKeyPolicy { key, .. } => Some(key.clone()),
         },
         |c, req| async move {
             c.require_operator_or_admin()?;

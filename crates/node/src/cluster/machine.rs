@@ -287,7 +287,32 @@ impl Registry {
     ) -> CommandResponse {
         match command {
             Command::Cluster(c) => self.apply_cluster(c, by),
-            Command::Keys(c) => self.keys.apply(c),
+            Command::Keys(c) => {
+                // A reshare that changed the key's policy uses its approval
+                // up.
+                let changed = match c {
+                    keyquorum_wire::control::KeysCommand::PutKey {
+                        record,
+                        expected_epoch: Some(_),
+                        ..
+                    } => self.keys.records.get(&record.name).is_some_and(|k| {
+                        let sorted = |m: &[NodeId]| m.iter().copied().collect::<BTreeSet<_>>();
+                        k.threshold != record.threshold
+                            || sorted(&k.members) != sorted(&record.members)
+                    }),
+                    _ => false,
+                };
+                let response = self.keys.apply(c);
+                if let (
+                    true,
+                    CommandResponse::Ok,
+                    Command::Keys(keyquorum_wire::control::KeysCommand::PutKey { record, .. }),
+                ) = (changed, &response, command)
+                {
+                    self.operators.key_policies.remove(&record.name);
+                }
+                response
+            }
             Command::Msg(c) => self.msg.apply(c),
         }
     }

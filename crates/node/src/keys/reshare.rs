@@ -136,6 +136,7 @@ impl Keys {
                 "the plan's threshold or members are not the ones the client asked for".into(),
             ));
         }
+        policy_allowed(node, &plan.key, plan.threshold, &plan.members).map_err(refuse)?;
         let operation = format!(
             "reshare {} from epoch {} to {}-of-{:?} coordinated by node {from}",
             plan.key,
@@ -296,6 +297,7 @@ impl Keys {
             )));
         }
         let new_infos = Self::infos(node, &members)?;
+        policy_allowed(node, name, threshold, &members).map_err(NodeError::Forbidden)?;
         // Dealers: this node first if it holds a share, then the others.
         let candidates = me_first(&record.members, node.id(), 0);
         let t = usize::from(record.threshold);
@@ -505,3 +507,28 @@ impl Keys {
 /// A finished reshare: the new group key, the run, the new members'
 /// endorsements of it.
 type Generation = (Vec<u8>, Hex32, Vec<Endorsement>);
+
+/// Whether this replica allows key `key` a reshare to `threshold` over
+/// `members`: its policy unchanged, or changed as the operator quorum
+/// approved (DESIGN.md §4 item 4).
+fn policy_allowed(
+    node: &Node,
+    key: &str,
+    threshold: u16,
+    members: &[NodeId],
+) -> Result<(), String> {
+    let members: Vec<NodeId> = members
+        .iter()
+        .copied()
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    if node.registry(|r| r.policy_allows(key, threshold, &members)) {
+        Ok(())
+    } else {
+        Err(format!(
+            "a new threshold or member set for {key} needs the operator quorum's approval \
+             (keyquorum key policy {key} --threshold {threshold} --members ..., then keyquorum approve ID)"
+        ))
+    }
+}

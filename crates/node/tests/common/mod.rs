@@ -364,3 +364,36 @@ pub async fn wait_membership(c: &LocalCluster, id: NodeId, present: bool, voter:
 pub async fn wait_member(c: &LocalCluster, id: NodeId, voter: bool) {
     wait_membership(c, id, true, voter).await;
 }
+
+/// Let key `key` be reshared to `threshold` over `members` as the README
+/// says: an admin proposes the policy, the dev cluster's operator (quorum
+/// 1) approves; wait until every running node has the approval.
+pub async fn allow_reshare(
+    c: &LocalCluster,
+    admin: &Client,
+    key: &str,
+    threshold: u16,
+    members: &[NodeId],
+) {
+    let change = admin
+        .propose_change(keyquorum_wire::control::Change::SetKeyPolicy {
+            key: key.into(),
+            threshold,
+            members: members.to_vec(),
+        })
+        .await
+        .unwrap();
+    assert!(!change.done, "an admin alone changes no policy");
+    let operator = Client::new(&c.url_of(n(1)), &c.operator, c.ca_pem().as_bytes()).unwrap();
+    operator.approve(&change.id).await.unwrap();
+    poll(
+        &format!("every node to know {key}'s new policy"),
+        Duration::from_secs(10),
+        || async {
+            c.running()
+                .into_iter()
+                .all(|node| node.registry(|r| r.operators.key_policies.contains_key(key)))
+        },
+    )
+    .await;
+}

@@ -11,7 +11,7 @@
 //! | `propose_change` | client request `POST /v1/changes` | admin or operator; the change (to the operators or the membership record) is the body's; needs the current operator quorum's approvals |
 //! | `approve_change` | client request `POST /v1/approvals/{id}` | operator; the approver is the signer |
 //! | `put_key`, new | client request `POST /v1/keys` | admin; name, suite, threshold, members as asked (unstated members: every voter; unstated threshold: the cluster's default, `Registry::default_threshold`); endorsed by ≥ t members |
-//! | `put_key`, next generation | client request `POST /v1/keys/{name}/refresh`, `/reshare` | admin; the same key, public key and next epoch; threshold and members as asked; endorsed by ≥ t new members |
+//! | `put_key`, next generation | client request `POST /v1/keys/{name}/refresh`, `/reshare` | admin; the same key, public key and next epoch; threshold and members as asked (changed: as the operator quorum approved, used up); endorsed by ≥ t new members |
 //! | `request_export` | client request `POST /v1/keys/{key}/exports` | admin; key, requester, recipient, the key's epoch; needs the operator quorum's approvals; a well-formed id |
 //! | `approve_export` | client request `POST /v1/exports/{id}/approve` or `POST /v1/approvals/{id}` | operator; the approver is the signer |
 //! | `complete_export` | client request `POST /v1/exports/{id}/run` | the requester |
@@ -478,6 +478,10 @@ fn asks_for(
                             need(
                                 b.threshold == record.threshold && distinct(&b.members) == members,
                                 "the threshold and members asked for",
+                            )?;
+                            need(
+                                r.policy_allows(&record.name, record.threshold, &members),
+                                "a new threshold or member set the operator quorum approved",
                             )
                         }
                         _ => need(false, "refresh or reshare"),

@@ -42,9 +42,40 @@ pub struct Operators {
     /// it (unset: a majority of the key's members).
     #[serde(default)]
     pub default_threshold: Option<u16>,
+    /// Signing policies the operator quorum approved, by key: the next
+    /// reshare of that key may give it this threshold and these members
+    /// (used up by it).
+    #[serde(default)]
+    pub key_policies: BTreeMap<String, KeyPolicy>,
+}
+
+/// A key's threshold and members, approved for its next reshare.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyPolicy {
+    /// The threshold.
+    pub threshold: u16,
+    /// The members, sorted, each once.
+    pub members: Vec<NodeId>,
 }
 
 impl Registry {
+    /// Whether key `key` may be reshared to `threshold` over `members`
+    /// (sorted, each once): its policy stays as it is, or the operator
+    /// quorum approved exactly this one.
+    pub fn policy_allows(&self, key: &str, threshold: u16, members: &[NodeId]) -> bool {
+        let Some(current) = self.keys.records.get(key) else {
+            return false;
+        };
+        let mut now = current.members.clone();
+        now.sort_unstable();
+        (current.threshold == threshold && now == members)
+            || self
+                .operators
+                .key_policies
+                .get(key)
+                .is_some_and(|p| p.threshold == threshold && p.members == members)
+    }
+
     /// The threshold of a new key with `members` members whose request
     /// states none: the cluster's default (replicated, so an entry node
     /// cannot pick a lower one), or a majority; at most `members`.
@@ -238,6 +269,31 @@ impl Registry {
                 ..
             } => self.check_add_node(*id, addr, identity, hpke),
             Change::RemoveNode { id } => self.check_remove_node(*id),
+            Change::SetKeyPolicy {
+                key,
+                threshold,
+                members,
+            } => {
+                let Some(current) = self.keys.records.get(key) else {
+                    return Err(format!("no key {key}"));
+                };
+                let set: BTreeSet<NodeId> = members.iter().copied().collect();
+                if set.len() != members.len() || members.len() > 1024 {
+                    return Err("name each member once (at most 1024)".into());
+                }
+                if *threshold < 2 || usize::from(*threshold) > members.len() {
+                    return Err("2 <= threshold <= members".into());
+                }
+                if let Some(m) = members.iter().find(|m| !self.members.contains_key(m)) {
+                    return Err(format!("node {m} is not a member"));
+                }
+                let mut now = current.members.clone();
+                now.sort_unstable();
+                if current.threshold == *threshold && now == set.into_iter().collect::<Vec<_>>() {
+                    return Err(format!("that is {key}'s policy already"));
+                }
+                Ok(())
+            }
         }
     }
 
@@ -269,6 +325,21 @@ impl Registry {
                 *voter,
             ),
             Change::RemoveNode { id } => self.remove_node(*id),
+            Change::SetKeyPolicy {
+                key,
+                threshold,
+                members,
+            } => {
+                let mut members = members.clone();
+                members.sort_unstable();
+                self.operators.key_policies.insert(
+                    key.clone(),
+                    KeyPolicy {
+                        threshold: *threshold,
+                        members,
+                    },
+                );
+            }
         }
     }
 }
