@@ -223,6 +223,39 @@ fn cli_end_to_end() {
     let e0 = k["epoch"].as_u64().unwrap();
     assert_eq!(r["epoch"].as_u64().unwrap(), e0 + 1);
     assert_eq!(r["public_key"].as_str().unwrap(), pk_hex);
+    // A new threshold is a policy change: without the operators' approval
+    // the reshare is refused; the admin proposes it, the operator approves.
+    let reshare = [
+        "key",
+        "reshare",
+        "alpha",
+        "--threshold",
+        "3",
+        "--members",
+        "1,2,3",
+    ];
+    let (ok, _, err) = run(&d, &admin, &reshare);
+    assert!(!ok && err.contains("403"), "{err}");
+    let policy = json(
+        &d,
+        &admin,
+        &[
+            "key",
+            "policy",
+            "alpha",
+            "--threshold",
+            "3",
+            "--members",
+            "1,2,3",
+        ],
+    );
+    assert_eq!(policy["done"], false);
+    let approved = json(
+        &d,
+        &d.operator,
+        &["approve", policy["id"].as_str().unwrap()],
+    );
+    assert_eq!(approved["done"], true);
     let r = json(
         &d,
         &admin,

@@ -206,7 +206,15 @@ impl LocalCluster {
                 default_threshold: Some(cluster.layout.threshold),
                 nodes: cluster.infos.keys().copied().collect(),
             };
-            let command = crate::cluster::init::init_command(&body)?;
+            let founders: Vec<keyquorum_wire::control::Founder> = cluster
+                .infos
+                .iter()
+                .map(|(id, info)| keyquorum_wire::control::Founder {
+                    id: *id,
+                    info: info.clone(),
+                })
+                .collect();
+            let command = crate::cluster::init::init_command(&body, &founders)?;
             let mut nonce = [0u8; 16];
             rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut nonce);
             let time_ms = crate::cluster::peer::now_ms();

@@ -11,6 +11,16 @@ use crate::api::SuiteName;
 use crate::msg::Prekey;
 use crate::{Hex, Hex32, NodeId};
 
+/// A founding member as the init names it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Founder {
+    /// Its id.
+    pub id: NodeId,
+    /// Its address and keys (each founder checks its own before it
+    /// co-signs).
+    pub info: NodeInfo,
+}
+
 /// A node as Raft membership records it: where to reach it and the keys that
 /// authenticate it.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -329,12 +339,13 @@ pub enum ClusterCommand {
         /// majority of the key's members).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         default_threshold: Option<u16>,
-        /// The founding members the membership record starts with, as the
-        /// initialising operator named them (each a voter before init).
-        /// Empty (a cluster initialised before this field): the founding
-        /// voters that were members at init.
+        /// The founding members the membership record starts with: the
+        /// nodes the initialising operator named (each a voter before
+        /// init), each with the address and keys it stated for itself
+        /// when it co-signed. Empty (a cluster initialised before this
+        /// field): the founding voters that were members at init.
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
-        nodes: Vec<NodeId>,
+        nodes: Vec<Founder>,
     },
     /// Propose a change to the operators.
     ProposeChange {

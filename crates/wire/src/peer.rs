@@ -278,6 +278,10 @@ pub enum PeerMessage {
         time_ms: u64,
         /// Its 16 random bytes.
         nonce: Hex,
+        /// The founding members the init names, with their addresses and
+        /// keys (each checks its own).
+        #[serde(default)]
+        nodes: Vec<crate::control::Founder>,
     },
     /// A voting member's signature for [`PeerMessage::InitSign`].
     InitSigned {

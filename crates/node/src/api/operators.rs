@@ -42,7 +42,9 @@ pub(crate) async fn init(
     // Once initialised, an init that is not this cluster's is refused here,
     // unaudited (anyone may call this route).
     if !node.uninitialised() {
-        return match crate::cluster::init::init_command(&req.init)
+        return match node
+            .founders(&req.init.nodes)
+            .and_then(|f| crate::cluster::init::init_command(&req.init, &f))
             .and_then(|c| node.initialised_as(&c))
         {
             Ok(()) => (StatusCode::OK, Json(change_list(&node))).into_response(),

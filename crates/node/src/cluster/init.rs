@@ -25,7 +25,7 @@ use std::path::{Path, PathBuf};
 use ed25519_dalek::{Signer as _, SigningKey, Verifier as _};
 use keyquorum_wire::api::{init_statement, InitBody, InitProof, InitRequest};
 use keyquorum_wire::control::{
-    Authority, Authorized, ClientRecord, ClusterCommand, Command, Grant,
+    Authority, Authorized, ClientRecord, ClusterCommand, Command, Founder, Grant,
 };
 use keyquorum_wire::peer::PeerMessage;
 use keyquorum_wire::{Hex, Hex32, NodeId};
@@ -148,7 +148,9 @@ pub fn tidy_init_secret(data_dir: &Path, node: NodeId, initialised: bool) -> Res
 }
 
 /// The command `body` asks for, or why it is not well formed.
-pub fn init_command(body: &InitBody) -> Result<Command, NodeError> {
+/// The init command `body` asks for, naming `founders` (the nodes the
+/// body names, each with its address and keys).
+pub fn init_command(body: &InitBody, founders: &[Founder]) -> Result<Command, NodeError> {
     let bad = |m: &str| Err(NodeError::BadRequest(m.into()));
     if body.operators.is_empty() || body.operators.len() > MAX_OPERATORS {
         return bad("1 to 64 operators");
@@ -194,12 +196,32 @@ pub fn init_command(body: &InitBody) -> Result<Command, NodeError> {
             revoked: false,
         },
         default_threshold: body.default_threshold,
-        nodes: listed.into_iter().collect(),
+        nodes: {
+            let mut f = founders.to_vec();
+            f.sort_by_key(|f| f.id);
+            if f.iter().map(|f| f.id).collect::<Vec<_>>() != listed.into_iter().collect::<Vec<_>>()
+            {
+                return bad("the founders are not the nodes the init names");
+            }
+            f
+        },
     }
     .into())
 }
 
 impl Node {
+    /// The nodes `ids` with their addresses and keys as this node knows
+    /// them (each founder checks its own before it co-signs).
+    pub(crate) fn founders(&self, ids: &[NodeId]) -> Result<Vec<Founder>, NodeError> {
+        ids.iter()
+            .map(|id| {
+                self.node_info(*id)
+                    .map(|info| Founder { id: *id, info })
+                    .ok_or_else(|| NodeError::BadRequest(format!("node {id} is unknown here")))
+            })
+            .collect()
+    }
+
     /// Whether the registry has no client yet.
     pub fn uninitialised(&self) -> bool {
         self.registry(|r| r.clients.is_empty())
@@ -212,6 +234,7 @@ impl Node {
         init: &InitRequest,
         time_ms: u64,
         nonce: &[u8],
+        founders: &[Founder],
     ) -> Result<PeerMessage, NodeError> {
         if !self.uninitialised() {
             return Err(NodeError::Conflict("the cluster is initialised".into()));
@@ -226,7 +249,18 @@ impl Node {
                 self.id()
             )));
         }
-        let command = init_command(&init.init)?;
+        let command = init_command(&init.init, founders)?;
+        // Named, and with this node's own address and keys: the record
+        // starts with what each founder stated for itself.
+        if !founders
+            .iter()
+            .any(|f| f.id == self.id() && f.info == self.info())
+        {
+            return Err(NodeError::Forbidden(format!(
+                "the init does not name node {} with its own address and keys",
+                self.id()
+            )));
+        }
         if !init.init.nodes.contains(&self.id()) {
             return Err(NodeError::Forbidden(format!(
                 "node {} is not among the nodes the init names ({:?})",
@@ -263,7 +297,8 @@ impl Node {
         if init.proofs.len() > 1024 {
             return Err(NodeError::BadRequest("too many proofs".into()));
         }
-        let command = init_command(&init.init)?;
+        let founders = self.founders(&init.init.nodes)?;
+        let command = init_command(&init.init, &founders)?;
         if !self.uninitialised() {
             return self.initialised_as(&command);
         }
@@ -293,6 +328,7 @@ impl Node {
                     init: init.clone(),
                     time_ms,
                     nonce: Hex(nonce.to_vec()),
+                    nodes: founders.clone(),
                 },
             )
         });
@@ -348,7 +384,8 @@ impl Node {
             r.operators.quorum == *quorum
                 && r.operators.default_threshold == *default_threshold
                 && (nodes.is_empty()
-                    || r.roster.nodes.keys().copied().collect::<Vec<_>>() == *nodes)
+                    || r.roster.nodes.keys().copied().collect::<Vec<_>>()
+                        == nodes.iter().map(|f| f.id).collect::<Vec<_>>())
                 && operators
                     .iter()
                     .chain([admin])

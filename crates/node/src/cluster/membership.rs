@@ -43,6 +43,18 @@ impl Node {
         m.membership().get_node(&u64::from(id)).cloned()
     }
 
+    /// Whether the membership record removed `id` (its last change).
+    pub(crate) fn was_removed(&self, id: NodeId) -> bool {
+        self.registry(|r| {
+            r.roster
+                .history
+                .iter()
+                .rev()
+                .find(|e| e.node == id)
+                .is_some_and(|e| e.identity.is_none())
+        })
+    }
+
     /// Every member this node trusts (voters and learners; see
     /// [`Self::node_info`]), and whether it votes.
     pub fn members(&self) -> Vec<(NodeId, NodeInfo, bool)> {

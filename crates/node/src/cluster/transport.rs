@@ -111,7 +111,8 @@ impl Node {
                 init,
                 time_ms,
                 nonce,
-            } => self.init_sign(&init, time_ms, &nonce.0),
+                nodes,
+            } => self.init_sign(&init, time_ms, &nonce.0, &nodes),
             PeerMessage::ReadIndex => Ok(PeerMessage::ReadIndexReply {
                 index: self.leader_read_index().await?,
             }),
@@ -202,14 +203,34 @@ async fn peer_endpoint(
             }
         })
         .and_then(|info| open_envelope(&env, node.id(), &info))
-        .and_then(|msg| match msg {
-            PeerMessage::AppendEntries(_)
-            | PeerMessage::Vote(_)
-            | PeerMessage::InstallSnapshot(_) => Ok(msg),
-            _ if raft_only => Err(NodeError::PeerRejected(format!(
-                "node {from} is not a member (only Raft's messages are taken from it)"
-            ))),
-            _ => Ok(msg),
+        .and_then(|msg| {
+            // A Raft message speaks for its sender only: the leader or
+            // candidate its vote names is the node that sent it.
+            let speaker = match &msg {
+                PeerMessage::AppendEntries(rpc) => Some(rpc.vote.leader_id().voted_for()),
+                PeerMessage::Vote(rpc) => Some(rpc.vote.leader_id().voted_for()),
+                PeerMessage::InstallSnapshot(rpc) => Some(rpc.vote.leader_id().voted_for()),
+                _ => None,
+            };
+            match speaker {
+                Some(s) if s != Some(u64::from(from)) => Err(NodeError::PeerRejected(format!(
+                    "node {from} sent a Raft message in another node's name"
+                ))),
+                // A snapshot replaces the whole state: only from a member.
+                Some(_) if raft_only && matches!(msg, PeerMessage::InstallSnapshot(_)) => {
+                    Err(NodeError::PeerRejected(format!(
+                        "node {from} is not a member: no snapshot is taken from it"
+                    )))
+                }
+                Some(_) if raft_only && node.was_removed(from) => Err(NodeError::PeerRejected(
+                    format!("node {from} was removed from the membership record"),
+                )),
+                Some(_) => Ok(msg),
+                None if raft_only => Err(NodeError::PeerRejected(format!(
+                    "node {from} is not a member (only Raft's messages are taken from it)"
+                ))),
+                None => Ok(msg),
+            }
         })
         .and_then(|msg| node.0.replay.check(&env).map(|()| msg));
     let msg = match checked {

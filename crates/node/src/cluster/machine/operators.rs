@@ -103,7 +103,7 @@ impl Registry {
         quorum: u16,
         admin: &ClientRecord,
         default_threshold: Option<u16>,
-        nodes: &[NodeId],
+        nodes: &[keyquorum_wire::control::Founder],
     ) -> CommandResponse {
         if !self.clients.is_empty() {
             return CommandResponse::rejected("the cluster is initialised already");

@@ -26,7 +26,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use keyquorum_wire::control::NodeInfo;
+use keyquorum_wire::control::{Founder, NodeInfo};
 use keyquorum_wire::{Hex32, NodeId};
 use serde::{Deserialize, Serialize};
 
@@ -123,12 +123,12 @@ impl Registry {
         }
     }
 
-    /// The founding members an init names, with the address and keys
-    /// they had as founders: each must be a voter from before init (it
-    /// states the init) and still in Raft's membership. None named (an
+    /// The founding members an init names, each with the address and
+    /// keys it stated for itself: each must be a voter from before init
+    /// (it states the init) with the identity it had then. None named (an
     /// init from before the field): the founding voters that are members
     /// now.
-    pub(super) fn founding(&self, nodes: &[NodeId]) -> Result<Vec<(NodeId, NodeInfo)>, String> {
+    pub(super) fn founding(&self, nodes: &[Founder]) -> Result<Vec<(NodeId, NodeInfo)>, String> {
         if nodes.is_empty() {
             return Ok(self
                 .members
@@ -139,18 +139,19 @@ impl Registry {
                 .map(|(id, m)| (*id, m.clone()))
                 .collect());
         }
+        let ids: BTreeSet<NodeId> = nodes.iter().map(|f| f.id).collect();
+        if ids.len() != nodes.len() {
+            return Err("an init names each node once".into());
+        }
         nodes
             .iter()
-            .map(
-                |id| match (self.founders.get(id), self.roster.raft_nodes.get(id)) {
-                    (Some(identity), Some(info)) if info.identity == *identity => {
-                        Ok((*id, info.clone()))
-                    }
-                    _ => Err(format!(
-                    "node {id}, which the init names, is not a founding voter in Raft's membership"
+            .map(|f| match self.founders.get(&f.id) {
+                Some(identity) if f.info.identity == *identity => Ok((f.id, f.info.clone())),
+                _ => Err(format!(
+                    "node {}, which the init names, is not a founding voter with that identity",
+                    f.id
                 )),
-                },
-            )
+            })
             .collect()
     }
 
@@ -249,6 +250,11 @@ impl Registry {
         let at = self.audit.entries.len() as u64;
         self.roster.record(at, id, None);
         self.roster.nodes.remove(&id);
+        // An approved key policy naming it is void (a node re-added under
+        // this id later is another node).
+        self.operators
+            .key_policies
+            .retain(|_, p| !p.members.contains(&id));
         self.derive_members();
     }
 }

@@ -107,8 +107,17 @@ fn init_command(admin: &ClientKey) -> ClusterCommand {
         quorum: 2,
         admin: record(admin, true),
         default_threshold: None,
-        nodes: vec![id(1), id(2)],
+        nodes: founders(&[1, 2]),
     }
+}
+
+/// Nodes `ids` of [`nodes`] as an init names them.
+fn founders(ids: &[u64]) -> Vec<keyquorum_wire::control::Founder> {
+    nodes(4)
+        .into_iter()
+        .filter(|(n, _)| ids.contains(n))
+        .map(|(n, info)| keyquorum_wire::control::Founder { id: id(n), info })
+        .collect()
 }
 
 fn ok() -> CommandResponse {

@@ -156,17 +156,24 @@ fn the_record_in_a_snapshot() {
     assert_eq!(back.roster.raft_nodes, r.members);
 }
 
-/// The record starts as the nodes the init names: a node a leader slipped
-/// into Raft's membership before init (and which signs anything) is left
-/// out; a founder the leader demoted is kept; a node that was never a
-/// founding voter cannot be named.
+/// The record starts as the nodes the init names, with the address and
+/// keys each stated for itself: a node a leader slipped into Raft's
+/// membership before init (and which signs anything) is left out; a
+/// founder the leader demoted is kept; a founder the leader re-added with
+/// an HPKE key of its own gets its own key in the record; a node that was
+/// never a founding voter, or named with another identity, cannot be named.
 #[test]
 fn init_names_the_founding_members() {
     let admin = ClientKey::new("admin", SigningKey::from_bytes(&[9; 32]));
     let mut r = Registry::default();
     r.membership(1, &nodes(3), &[1, 2, 3]);
-    r.membership(2, &nodes(3), &[1, 3]);
-    let init = |named: Vec<NodeId>| {
+    // Node 2 removed and re-added with the leader's HPKE key, as a learner.
+    r.membership(2, &nodes(1), &[1]);
+    let mut swapped = nodes(3);
+    swapped[1].1.hpke = Hex32([66; 32]);
+    r.membership(3, &swapped, &[1, 3]);
+    assert_eq!(r.members[&id(2)].hpke, Hex32([66; 32]));
+    let init = |named: Vec<keyquorum_wire::control::Founder>| {
         let ClusterCommand::Init {
             operators,
             quorum,
@@ -185,23 +192,31 @@ fn init_names_the_founding_members() {
             nodes: named,
         }
     };
-    assert!(refused(
-        &apply(
-            &mut r,
-            T0,
-            vec![members(&[1, 2, 3], 11, init(vec![id(1), id(4)]))]
-        )[0]
-    ));
+    let mut impostor = founders(&[1, 2]);
+    impostor[1].info.identity = nodes(3)[2].1.identity;
+    for (i, named) in [founders(&[1, 4]), impostor].into_iter().enumerate() {
+        assert!(
+            refused(
+                &apply(
+                    &mut r,
+                    T0,
+                    vec![members(&[1, 2, 3], 11 + i as u8, init(named))]
+                )[0]
+            ),
+            "case {i}"
+        );
+    }
     assert!(r.clients.is_empty());
     assert_eq!(
         apply(
             &mut r,
             T0,
-            vec![members(&[1, 2, 3], 12, init(vec![id(1), id(2)]))]
+            vec![members(&[1, 2, 3], 20, init(founders(&[1, 2])))]
         ),
         vec![ok()]
     );
     assert_eq!(ids(&r), vec![1, 2]);
     assert!(r.voters.contains(&id(2)), "the demoted founder votes");
+    assert_eq!(r.members[&id(2)].hpke, nodes(2)[1].1.hpke, "its own key");
     assert!(!r.roster.nodes.contains_key(&id(3)));
 }
