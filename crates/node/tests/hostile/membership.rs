@@ -1,0 +1,182 @@
+//! Membership: the record the operator quorum changes, not Raft's
+//! membership, is whom members trust.
+
+use super::*;
+
+/// The leader appends a membership entry that gives member 2 keys of the
+/// leader's choosing (Raft applies membership on append, so no replica can
+/// refuse it): every node still seals to, and checks signatures of, the
+/// keys node 2 joined with, so a new key is dealt to node 2 itself and
+/// signs through it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_cannot_swap_a_members_keys() {
+    let (_dir, c) = cluster(3, 2, 0).await;
+    let admin = Client::new(&c.url_of(n(1)), &c.admin, c.ca_pem().as_bytes()).unwrap();
+    let leader = c.node(n(1)).unwrap().leader().unwrap();
+    let victim = if leader == n(2) { n(3) } else { n(2) };
+    let lead = c.node(leader).unwrap();
+    let honest = lead.node_info(victim).unwrap();
+    // The leader's own keys, in the victim's name.
+    let mut swapped = lead.node_info(leader).unwrap();
+    swapped.addr = honest.addr.clone();
+    lead.raft()
+        .change_membership(
+            openraft::ChangeMembers::SetNodes([(u64::from(victim), swapped.clone())].into()),
+            false,
+        )
+        .await
+        .unwrap();
+    // (The victim itself stops getting entries: the leader's replication
+    // to it pins the swapped identity. Stalling a member is a leader's to
+    // do; using keys in its name is not.)
+    for id in (1..=3u16).filter(|i| n(*i) != victim) {
+        let node = c.node(n(id)).unwrap();
+        common::poll(
+            "the swapped entry to reach every node",
+            std::time::Duration::from_secs(10),
+            || async {
+                let m = node.raft().metrics().borrow().membership_config.clone();
+                m.membership()
+                    .get_node(&u64::from(victim))
+                    .is_some_and(|i| i.identity == swapped.identity)
+            },
+        )
+        .await;
+        let seen = node.node_info(victim).unwrap();
+        assert_eq!(seen.identity, honest.identity, "node {id}");
+        assert_eq!(seen.hpke, honest.hpke, "node {id}");
+    }
+    // A key dealt after the swap: the victim opened its shares (sealed to
+    // its own HPKE key) and signed its endorsement with its own identity,
+    // or no key would be made (every member must finish).
+    let key = admin
+        .create_key(&create("after-swap", SuiteName::Ed25519, 2, None))
+        .await
+        .unwrap();
+    assert!(key.members.contains(&victim));
+    sign_and_check(&admin, &key, b"after the swap").await;
+    c.shutdown().await;
+}
+
+/// Membership is a record only the operator quorum changes (DESIGN.md §4
+/// item 3): a client that is neither admin nor operator cannot propose a
+/// node; an admin's proposal alone changes nothing; a leader that puts a
+/// node into Raft's membership on its own (openraft applies it on append,
+/// no replica can refuse it) gets it trusted by no one (no member looks it
+/// up, lists it or counts it), and an honest leader takes it out again;
+/// a removal takes effect only once an operator approves it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn membership_changes_only_with_the_operator_quorum() {
+    let (_dir, c) = cluster(3, 2, 0).await;
+    let leader = c.node(n(1)).unwrap().leader().unwrap();
+    let follower = (1..=3).map(n).find(|i| *i != leader).unwrap();
+    let other = (1..=3)
+        .map(n)
+        .find(|i| *i != leader && *i != follower)
+        .unwrap();
+    let lead = c.node(leader).unwrap();
+    let admin = Client::new(&c.url_of(follower), &c.admin, c.ca_pem().as_bytes()).unwrap();
+    let operator = Client::new(&c.url_of(follower), &c.operator, c.ca_pem().as_bytes()).unwrap();
+    let app = common::new_client(&admin, "app", false, false, &["*"]).await;
+    let app = Client::new(&c.url_of(follower), &app, c.ca_pem().as_bytes()).unwrap();
+    // A rogue node: fresh keys, an address no one serves.
+    let rogue_key = ed25519_dalek::SigningKey::generate(&mut rand_core::OsRng);
+    let rogue = keyquorum_wire::control::NodeInfo {
+        addr: "https://127.0.0.1:9".into(),
+        identity: Hex32(rogue_key.verifying_key().to_bytes()),
+        hpke: Hex32([9u8; 32]),
+    };
+    let req = keyquorum_wire::api::AddNodeRequest {
+        id: n(9),
+        addr: rogue.addr.clone(),
+        identity: rogue.identity,
+        hpke: rogue.hpke,
+        voter: true,
+    };
+    let every_node = |f: &dyn Fn(&Node) -> bool| (1..=3).map(n).all(|id| f(&c.node(id).unwrap()));
+    let trusted = |node: &Node, id: NodeId| {
+        node.node_info(id).is_some() || node.members().iter().any(|(m, _, _)| *m == id)
+    };
+
+    let e = app.add_node(&req).await.unwrap_err();
+    assert_eq!(status_of(&e), 403, "{e}");
+    let proposed = admin.add_node(&req).await.unwrap();
+    assert!(!proposed.done && proposed.approvals.is_empty());
+    common::poll(
+        "the proposal on every node",
+        std::time::Duration::from_secs(10),
+        || async {
+            every_node(&|node| node.registry(|r| r.operators.changes.contains_key(&proposed.id)))
+        },
+    )
+    .await;
+    assert!(every_node(
+        &|node| !node.registry(|r| r.roster.nodes.contains_key(&n(9)))
+    ));
+
+    // The leader adds node 9 to Raft's membership by itself, as a voter.
+    for id in (1..=3).map(n) {
+        c.node(id).unwrap().hold_membership(true);
+    }
+    lead.raft()
+        .add_learner(u64::from(n(9)), rogue.clone(), false)
+        .await
+        .unwrap();
+    common::poll(
+        "the rogue entry to be applied everywhere",
+        std::time::Duration::from_secs(10),
+        || async { every_node(&|node| node.registry(|r| r.roster.raft_nodes.contains_key(&n(9)))) },
+    )
+    .await;
+    assert!(
+        every_node(&|node| !trusted(node, n(9))),
+        "no one trusts node 9"
+    );
+    // Nor a swapped identity under a member's id, nor a stranger's
+    // statement: members are the record's.
+    assert!(every_node(
+        &|node| node.registry(|r| r.members.len() == 3 && r.voters.len() == 3)
+    ));
+    // An honest leader takes it out.
+    for id in (1..=3).map(n) {
+        c.node(id).unwrap().hold_membership(false);
+    }
+    common::poll(
+        "the honest leader to remove the stranger",
+        std::time::Duration::from_secs(20),
+        || async {
+            let leader = c.node(n(1)).unwrap().leader();
+            leader.is_some_and(|l| {
+                let m = c
+                    .node(l)
+                    .unwrap()
+                    .raft()
+                    .metrics()
+                    .borrow()
+                    .membership_config
+                    .clone();
+                m.membership().get_node(&u64::from(n(9))).is_none()
+            })
+        },
+    )
+    .await;
+
+    // A removal: proposed by the admin, nothing happens until approved.
+    let removal = admin.remove_node(other).await.unwrap();
+    assert!(!removal.done);
+    assert!(every_node(&|node| trusted(node, other)));
+    let e = app.remove_node(other).await.unwrap_err();
+    assert_eq!(status_of(&e), 403, "{e}");
+    operator.approve(&removal.id).await.unwrap();
+    common::wait_membership(&c, other, false, false).await;
+    common::poll(
+        "Raft's membership to follow the record",
+        std::time::Duration::from_secs(20),
+        || async {
+            let m = lead.raft().metrics().borrow().membership_config.clone();
+            m.membership().get_node(&u64::from(other)).is_none()
+        },
+    )
+    .await;
+    c.shutdown().await;
+}
