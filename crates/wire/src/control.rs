@@ -434,10 +434,22 @@ pub fn key_statement(name: &str, epoch: u64, session: &Hex32, group_key: &[u8]) 
 /// Most commands in one [`Proposal`].
 pub const MAX_BATCH: usize = 128;
 
-/// The apply rules this build implements ([`Proposal::rules`]). A replica
+/// The apply rules this build stamps ([`Proposal::rules`]). A replica
 /// refuses every command of a proposal stamped with rules it does not know,
-/// so replicas of different builds never apply the same entry differently.
-pub const APPLY_RULES: u16 = 1;
+/// so replicas of different builds never apply the same entry differently;
+/// it applies each entry by the rules stamped on it (a log written by an
+/// earlier build replays to the same state), and never by older rules than
+/// an entry it applied before (a leader cannot stamp old rules to skip
+/// newer checks).
+///
+/// - 1: the first rules.
+/// - 2: the membership record (an init puts it in force), an unstated
+///   threshold is the replicated default, a changed key policy needs the
+///   operator quorum's approval.
+pub const APPLY_RULES: u16 = 2;
+
+/// The oldest apply rules this build still applies.
+pub const MIN_APPLY_RULES: u16 = 1;
 
 /// One Raft log entry: the commands the leader appended together, stamped
 /// with its clock. Each command carries what authorizes it, and every

@@ -22,7 +22,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use keyquorum_store::raft::Machine;
 use keyquorum_wire::control::{
     AuditEntry, Authorized, ClientRecord, ClusterCommand, Command, CommandResponse, ExportRecord,
-    KeyRecord, NodeInfo, Proposal, SignedHead, APPLY_RULES, MAX_BATCH,
+    KeyRecord, NodeInfo, Proposal, SignedHead, APPLY_RULES, MAX_BATCH, MIN_APPLY_RULES,
 };
 use keyquorum_wire::NodeId;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -61,6 +61,9 @@ pub struct Registry {
     pub voters: BTreeSet<NodeId>,
     /// The membership record the operators approve, and Raft's membership.
     pub roster: Roster,
+    /// The newest apply rules an applied entry was stamped with (entries
+    /// with older rules are refused from then on).
+    pub rules: u16,
     /// The log clock and the authorizations used within its window.
     pub clock: LogClock,
     /// The operator quorum and the changes proposed to the operators (the
@@ -91,6 +94,7 @@ struct FlatRef<'a> {
     boots: &'a BTreeMap<NodeId, keyquorum_wire::Hex32>,
     founders: &'a BTreeMap<NodeId, keyquorum_wire::Hex32>,
     roster: &'a Roster,
+    rules: u16,
 }
 
 /// The serialized form of [`Registry`], owned (read straight into the
@@ -119,6 +123,8 @@ struct Flat {
     founders: BTreeMap<NodeId, keyquorum_wire::Hex32>,
     #[serde(default)]
     roster: Roster,
+    #[serde(default)]
+    rules: u16,
 }
 
 impl Serialize for Registry {
@@ -137,6 +143,7 @@ impl Serialize for Registry {
             boots,
             founders,
             roster,
+            rules,
         } = self;
         FlatRef {
             keys: records,
@@ -152,6 +159,7 @@ impl Serialize for Registry {
             boots,
             founders,
             roster,
+            rules: *rules,
         }
         .serialize(s)
     }
@@ -184,6 +192,7 @@ impl<'de> Deserialize<'de> for Registry {
             boots: f.boots,
             founders: f.founders,
             roster: f.roster,
+            rules: f.rules,
         })
     }
 }
@@ -196,12 +205,20 @@ impl Machine for Registry {
     /// command on its own, if what authorizes it holds. Answers one
     /// response per command ([`CommandResponse::Batch`]).
     fn apply(&mut self, index: u64, p: &Proposal) -> CommandResponse {
-        if p.rules != APPLY_RULES {
+        if !(MIN_APPLY_RULES..=APPLY_RULES).contains(&p.rules) {
             return CommandResponse::rejected(format!(
-                "apply rules {} are not known to this node (it knows {APPLY_RULES})",
+                "apply rules {} are not known to this node (it knows {MIN_APPLY_RULES} to \
+                 {APPLY_RULES})",
                 p.rules
             ));
         }
+        if p.rules < self.rules {
+            return CommandResponse::rejected(format!(
+                "apply rules {} are older than rules {} the log used before",
+                p.rules, self.rules
+            ));
+        }
+        self.rules = p.rules;
         if p.commands.is_empty() || p.commands.len() > MAX_BATCH {
             return CommandResponse::rejected(format!(
                 "a proposal holds 1 to {MAX_BATCH} commands"

@@ -439,9 +439,14 @@ fn asks_for(
                         Some(m) => distinct(m),
                         None => r.voters.iter().copied().collect(),
                     };
-                    let threshold = b
-                        .threshold
-                        .unwrap_or_else(|| r.default_threshold(asked.len()));
+                    // (Rules 1: any valid threshold passed.)
+                    let threshold = b.threshold.unwrap_or_else(|| {
+                        if r.rules >= 2 {
+                            r.default_threshold(asked.len())
+                        } else {
+                            record.threshold
+                        }
+                    });
                     // Fewer members than asked only with the client's
                     // consent (`min_members`).
                     let members_ok = asked == members
@@ -479,8 +484,10 @@ fn asks_for(
                                 b.threshold == record.threshold && distinct(&b.members) == members,
                                 "the threshold and members asked for",
                             )?;
+                            // (Rules 1: none needed.)
                             need(
-                                r.policy_allows(&record.name, record.threshold, &members),
+                                r.rules < 2
+                                    || r.policy_allows(&record.name, record.threshold, &members),
                                 "a new threshold or member set the operator quorum approved",
                             )
                         }

@@ -122,7 +122,9 @@ impl Registry {
         if default_threshold.is_some_and(|t| t < 2) {
             return CommandResponse::rejected("a default threshold is at least 2");
         }
+        // Rules 1 had no membership record (nothing to name).
         let founding = match self.founding(nodes) {
+            _ if self.rules < 2 => Vec::new(),
             Ok(f) if !f.is_empty() => f,
             Ok(_) => return CommandResponse::rejected("an init names at least one node"),
             Err(reason) => return CommandResponse::rejected(reason),
@@ -150,7 +152,11 @@ impl Registry {
         self.clients = next;
         self.operators.quorum = quorum;
         self.operators.default_threshold = default_threshold;
-        self.roster_from_founders(founding);
+        // Rules 1 had no membership record: an init logged under them
+        // replays without one (a cluster made then is a legacy cluster).
+        if self.rules >= 2 {
+            self.roster_from_founders(founding);
+        }
         CommandResponse::Ok
     }
 

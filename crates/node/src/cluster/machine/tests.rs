@@ -284,6 +284,8 @@ fn a_proposal_applies_each_command_on_its_own_and_a_bad_proposal_changes_nothing
         (APPLY_RULES, Vec::new()),
         (APPLY_RULES, long),
         (APPLY_RULES + 1, vec![statement(1, T0, 20, audit(1, "z"))]),
+        // Older rules than the log used: a leader cannot skip newer checks.
+        (MIN_APPLY_RULES, vec![statement(1, T0, 21, audit(1, "y"))]),
     ] {
         let p = Proposal {
             rules,

@@ -220,3 +220,64 @@ fn init_names_the_founding_members() {
     assert_eq!(r.members[&id(2)].hpke, nodes(2)[1].1.hpke, "its own key");
     assert!(!r.roster.nodes.contains_key(&id(3)));
 }
+
+/// A log written under rules 1 (before the record) replays as it was
+/// applied then: its init puts no record in force, and members follow
+/// Raft's membership. Once an entry under rules 2 is applied, rules 1 are
+/// refused.
+#[test]
+fn a_log_of_rules_1_replays_without_the_record() {
+    let admin = ClientKey::new("admin", SigningKey::from_bytes(&[9; 32]));
+    let mut r = Registry::default();
+    r.membership(1, &nodes(2), &[1, 2]);
+    let under = |r: &mut Registry, rules: u16, commands: Vec<Authorized>| {
+        r.apply(
+            9,
+            &Proposal {
+                rules,
+                time_ms: T0,
+                commands,
+            },
+        )
+    };
+    let legacy_init = {
+        let ClusterCommand::Init {
+            operators,
+            quorum,
+            admin,
+            default_threshold,
+            ..
+        } = init_command(&admin)
+        else {
+            unreachable!("an init command");
+        };
+        ClusterCommand::Init {
+            operators,
+            quorum,
+            admin,
+            default_threshold,
+            nodes: Vec::new(),
+        }
+    };
+    let answer = under(&mut r, 1, vec![members(&[1, 2], 30, legacy_init)]);
+    assert_eq!(
+        answer,
+        CommandResponse::Batch {
+            responses: vec![ok()]
+        }
+    );
+    assert!(!r.clients.is_empty());
+    assert!(!r.roster.in_force, "rules 1 had no record");
+    r.membership(2, &nodes(3), &[1, 2, 3]);
+    assert_eq!(ids(&r), vec![1, 2, 3], "members follow Raft's membership");
+    // Rules 2 from here on; rules 1 no more.
+    let tick = |nonce| statement(1, T0, nonce, ClusterCommand::Tick {});
+    assert_eq!(
+        under(&mut r, 2, vec![tick(31)]),
+        CommandResponse::Batch {
+            responses: vec![ok()]
+        }
+    );
+    assert!(refused(&under(&mut r, 1, vec![tick(32)])));
+    assert_eq!(r.rules, 2);
+}
