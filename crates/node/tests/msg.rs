@@ -418,3 +418,77 @@ async fn every_refusal_is_typed_and_changes_nothing() {
     assert_eq!(texts, ["first", "hello"]);
     c.shutdown().await;
 }
+
+/// A member delivers a message its sender never signed (the payload
+/// changed after the sender signed it): the leader commits the member's
+/// statement, and every replica refuses it on apply (DESIGN.md §4 item 3:
+/// a delivery is bound to the sending endpoint's signature, not to the
+/// entry node's word). The untouched message, delivered again, is refused
+/// as a replay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_cannot_deliver_what_the_sender_did_not_sign() {
+    use keyquorum_wire::msg::MsgCommand;
+    use keyquorum_wire::peer::PeerMessage;
+
+    let (dir, c) = cluster(3, 2, 0).await;
+    let admin = Client::new(&c.url(), &c.admin, c.ca_pem().as_bytes()).unwrap();
+    let eps = endpoints(dir.path(), &admin, 4, 1).await;
+    let d = admin.msg_deployment().await.unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    let p = eps[0]
+        .prepare(
+            &admin,
+            &d,
+            "bob",
+            b"hello",
+            1,
+            Mode::VerifyInTheExponent,
+            now,
+        )
+        .await
+        .unwrap();
+    eps[0].submit(&admin, &d, &p).await.unwrap();
+    let item = admin.inbox("bob").await.unwrap().messages[0].clone();
+    let leader_id = c.node(n(1)).unwrap().leader().unwrap();
+    let member = (1..=3).map(n).find(|i| *i != leader_id).unwrap();
+    let (leader, m) = (c.node(leader_id).unwrap(), c.node(member).unwrap());
+    let deliver = |item: keyquorum_wire::msg::MailItem, prekey: Hex32| PeerMessage::Forward {
+        commands: vec![m.statement(MsgCommand::Deliver { item, prekey })],
+    };
+    let signed_prekey = Hex32(
+        keyquorum_core::msgkey::protocol::Routing::from_header(&item.header.0)
+            .unwrap()
+            .prekey,
+    );
+    let mut forged = item.clone();
+    forged.payload.0[0] ^= 1;
+    for (what, forged, prekey, needle) in [
+        (
+            "a changed payload",
+            forged,
+            signed_prekey,
+            "not its sender's",
+        ),
+        ("another prekey", item.clone(), Hex32([5; 32]), "prekey"),
+        ("the message again", item, signed_prekey, "replay"),
+    ] {
+        match leader
+            .handle_peer(member, deliver(forged, prekey))
+            .await
+            .unwrap()
+        {
+            PeerMessage::ForwardReply { response, .. } => {
+                assert!(
+                    format!("{response:?}").contains(needle),
+                    "{what}: {response:?}"
+                )
+            }
+            other => panic!("{what}: {other:?}"),
+        }
+    }
+    assert_eq!(admin.endpoint("bob").await.unwrap().mailbox, 1);
+    c.shutdown().await;
+}

@@ -445,7 +445,8 @@ pub const MAX_BATCH: usize = 128;
 /// - 1: the first rules.
 /// - 2: the membership record (an init puts it in force), an unstated
 ///   threshold is the replicated default, a changed key policy needs the
-///   operator quorum's approval.
+///   operator quorum's approval, a delivered message is checked against
+///   its sender's signature.
 pub const APPLY_RULES: u16 = 2;
 
 /// The oldest apply rules this build still applies.

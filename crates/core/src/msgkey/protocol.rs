@@ -671,6 +671,31 @@ pub fn coordinate<R: RngCore + CryptoRng>(
     ))
 }
 
+/// Check a message as it is delivered, against its sender's signature
+/// (every replica does, on apply, so no node can deliver what the sender
+/// did not sign): the header parses and names `sender_identity` as its
+/// sender, and the sender signed the header and this payload. Returns the
+/// header for the caller's checks of identifier, receiver, prekey and time.
+pub fn check_signed(
+    sender_identity: &[u8; 32],
+    header: &[u8],
+    payload: &[u8],
+    signature: &[u8; 64],
+) -> Result<Header, MsgError> {
+    let parsed = Header::from_bytes(header)?;
+    if &parsed.routing.sender != sender_identity {
+        return Err(MsgError::Invalid("header names another sender"));
+    }
+    let payload_hash = Sha256::digest(payload);
+    verify_sig(
+        sender_identity,
+        &header_sig_parts(header, &payload_hash),
+        signature,
+    )
+    .map_err(|_| MsgError::Tampered)?;
+    Ok(parsed)
+}
+
 /// A coordinator's signed confirmation as the receiver gets it.
 #[derive(Debug, Clone)]
 pub struct SignedConfirmation {

@@ -25,7 +25,7 @@
 //! | `tick` | node statement | (its time attests the node's clock) |
 //! | `boot` | node statement | (the node's latest boot id: its signing nonces are bound to it) |
 //! | `init_msg` | node statement | a window of 1 s to 1 day (first one wins) |
-//! | `deliver` | node statement | the message's time fresh by the log clock (see the README's threat model: not yet bound to the sender's request) |
+//! | `deliver` | node statement | the message's time fresh by the log clock; the sending endpoint signed its header and payload, for this receiver, identifier, prekey and time |
 //!
 //! A client request is verified as RFC 9421 against the client's key in
 //! this replica's registry: live (not revoked, not expired) and fresh by the
@@ -696,6 +696,44 @@ fn msg_asks_for(
     }
 }
 
+/// A delivered message is the one its sending endpoint signed, to the
+/// receiving endpoint, under this identifier, prekey and time.
+fn signed_by_sender(
+    r: &Registry,
+    item: &keyquorum_wire::msg::MailItem,
+    prekey: &keyquorum_wire::Hex32,
+) -> Result<(), String> {
+    let identity = |name: &str| {
+        r.msg
+            .endpoints
+            .get(name)
+            .map(|e| e.identity.0)
+            .ok_or_else(|| format!("no endpoint {name}"))
+    };
+    let (sender, receiver) = (identity(&item.from)?, identity(&item.to)?);
+    let signature: [u8; 64] = item
+        .signature
+        .0
+        .as_slice()
+        .try_into()
+        .map_err(|_| "the sender's signature is not 64 bytes".to_string())?;
+    let header = keyquorum_core::msgkey::protocol::check_signed(
+        &sender,
+        &item.header.0,
+        &item.payload.0,
+        &signature,
+    )
+    .map_err(|e| format!("the message is not its sender's: {e}"))?;
+    let routing = &header.routing;
+    need(
+        routing.receiver == receiver
+            && routing.id == item.id.0
+            && routing.prekey == prekey.0
+            && routing.time_ms == item.time_ms,
+        "the receiver, identifier, prekey and time the sender signed",
+    )
+}
+
 /// Whether a node may state `command` (see the table in the module docs).
 fn about_itself(r: &Registry, node: NodeId, command: &Command) -> Result<(), String> {
     match command {
@@ -727,8 +765,15 @@ fn about_itself(r: &Registry, node: NodeId, command: &Command) -> Result<(), Str
             "the messaging window is 1 s to 1 day",
         ),
         // Its time moves the messaging state's clock: it must be fresh by
-        // the log clock.
-        Command::Msg(MsgCommand::Deliver { item, .. }) => r.clock.fresh(item.time_ms),
+        // the log clock. (Rules 2: and it is the message its sender signed,
+        // for this receiver, identifier, prekey and time.)
+        Command::Msg(MsgCommand::Deliver { item, prekey }) => {
+            r.clock.fresh(item.time_ms)?;
+            if r.rules >= 2 {
+                signed_by_sender(r, item, prekey)?;
+            }
+            Ok(())
+        }
         other => Err(format!(
             "a node may not state {} on its own: it needs a client's request",
             op_name(other)
