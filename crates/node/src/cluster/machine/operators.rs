@@ -122,7 +122,15 @@ impl Registry {
         if default_threshold.is_some_and(|t| t < 2) {
             return CommandResponse::rejected("a default threshold is at least 2");
         }
-        // Rules 1 had no membership record (nothing to name).
+        // Rules 1 had no membership record and their inits named no nodes.
+        // An init that names nodes was made for rules 2: stamped with rules
+        // 1 (the founders' signatures do not cover the rules), a leader
+        // would initialise without a record; refused.
+        if self.rules < 2 && !nodes.is_empty() {
+            return CommandResponse::rejected(
+                "an init that names its nodes is applied under rules 2 or later",
+            );
+        }
         let founding = match self.founding(nodes) {
             _ if self.rules < 2 => Vec::new(),
             Ok(f) if !f.is_empty() => f,

@@ -259,6 +259,14 @@ fn a_log_of_rules_1_replays_without_the_record() {
             nodes: Vec::new(),
         }
     };
+    // An init made for rules 2 (it names its nodes), stamped with rules 1
+    // by a leader to leave the record off: refused.
+    let answer = under(&mut r, 1, vec![members(&[1, 2], 29, init_command(&admin))]);
+    assert!(
+        matches!(&answer, CommandResponse::Batch { responses } if refused(&responses[0])),
+        "{answer:?}"
+    );
+    assert!(r.clients.is_empty());
     let answer = under(&mut r, 1, vec![members(&[1, 2], 30, legacy_init)]);
     assert_eq!(
         answer,
