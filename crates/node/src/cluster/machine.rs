@@ -33,6 +33,7 @@ pub mod operators;
 pub mod roster;
 
 use clock::LogClock;
+use operators::KeyPolicy;
 pub use operators::Operators;
 pub use roster::Roster;
 
@@ -307,26 +308,22 @@ impl Registry {
             Command::Keys(c) => {
                 // A reshare that changed the key's policy uses its approval
                 // up.
-                let changed = match c {
+                let changes_policy = match c {
                     keyquorum_wire::control::KeysCommand::PutKey {
                         record,
                         expected_epoch: Some(_),
                         ..
-                    } => self.keys.records.get(&record.name).is_some_and(|k| {
-                        let sorted = |m: &[NodeId]| m.iter().copied().collect::<BTreeSet<_>>();
-                        k.threshold != record.threshold
-                            || sorted(&k.members) != sorted(&record.members)
-                    }),
-                    _ => false,
+                    } => self
+                        .keys
+                        .records
+                        .get(&record.name)
+                        .is_some_and(|k| KeyPolicy::of(k) != KeyPolicy::of(record))
+                        .then(|| record.name.clone()),
+                    _ => None,
                 };
                 let response = self.keys.apply(c);
-                if let (
-                    true,
-                    CommandResponse::Ok,
-                    Command::Keys(keyquorum_wire::control::KeysCommand::PutKey { record, .. }),
-                ) = (changed, &response, command)
-                {
-                    self.operators.key_policies.remove(&record.name);
+                if let (Some(name), CommandResponse::Ok) = (changes_policy, &response) {
+                    self.operators.key_policies.remove(&name);
                 }
                 response
             }

@@ -29,10 +29,7 @@ impl Node {
         if info.is_some() || in_force {
             return info;
         }
-        let m = self.0.raft.metrics().borrow().membership_config.clone();
-        m.membership()
-            .get_node(&u64::from(id))
-            .cloned()
+        self.raft_node_info(id)
             .or_else(|| self.0.bootstrap.get(&id).cloned())
     }
 
@@ -45,14 +42,7 @@ impl Node {
 
     /// Whether the membership record removed `id` (its last change).
     pub(crate) fn was_removed(&self, id: NodeId) -> bool {
-        self.registry(|r| {
-            r.roster
-                .history
-                .iter()
-                .rev()
-                .find(|e| e.node == id)
-                .is_some_and(|e| e.identity.is_none())
-        })
+        self.registry(|r| r.roster.removed(id))
     }
 
     /// Every member this node trusts (voters and learners; see

@@ -517,13 +517,7 @@ fn policy_allowed(
     threshold: u16,
     members: &[NodeId],
 ) -> Result<(), String> {
-    let members: Vec<NodeId> = members
-        .iter()
-        .copied()
-        .collect::<BTreeSet<_>>()
-        .into_iter()
-        .collect();
-    if node.registry(|r| r.policy_allows(key, threshold, &members)) {
+    if node.registry(|r| r.policy_allows(key, threshold, members)) {
         Ok(())
     } else {
         Err(format!(

@@ -58,22 +58,36 @@ pub struct KeyPolicy {
     pub members: Vec<NodeId>,
 }
 
+impl KeyPolicy {
+    /// `threshold` over `members` (in any order).
+    pub fn new(threshold: u16, members: &[NodeId]) -> Self {
+        KeyPolicy {
+            threshold,
+            members: members
+                .iter()
+                .copied()
+                .collect::<BTreeSet<_>>()
+                .into_iter()
+                .collect(),
+        }
+    }
+
+    /// The policy a key record has now.
+    pub fn of(record: &keyquorum_wire::control::KeyRecord) -> Self {
+        Self::new(record.threshold, &record.members)
+    }
+}
+
 impl Registry {
     /// Whether key `key` may be reshared to `threshold` over `members`
-    /// (sorted, each once): its policy stays as it is, or the operator
+    /// (in any order): its policy stays as it is, or the operator
     /// quorum approved exactly this one.
     pub fn policy_allows(&self, key: &str, threshold: u16, members: &[NodeId]) -> bool {
         let Some(current) = self.keys.records.get(key) else {
             return false;
         };
-        let mut now = current.members.clone();
-        now.sort_unstable();
-        (current.threshold == threshold && now == members)
-            || self
-                .operators
-                .key_policies
-                .get(key)
-                .is_some_and(|p| p.threshold == threshold && p.members == members)
+        let asked = KeyPolicy::new(threshold, members);
+        KeyPolicy::of(current) == asked || self.operators.key_policies.get(key) == Some(&asked)
     }
 
     /// The threshold of a new key with `members` members whose request
@@ -126,16 +140,19 @@ impl Registry {
         // An init that names nodes was made for rules 2: stamped with rules
         // 1 (the founders' signatures do not cover the rules), a leader
         // would initialise without a record; refused.
-        if self.rules < 2 && !nodes.is_empty() {
-            return CommandResponse::rejected(
-                "an init that names its nodes is applied under rules 2 or later",
-            );
-        }
-        let founding = match self.founding(nodes) {
-            _ if self.rules < 2 => Vec::new(),
-            Ok(f) if !f.is_empty() => f,
-            Ok(_) => return CommandResponse::rejected("an init names at least one node"),
-            Err(reason) => return CommandResponse::rejected(reason),
+        let founding = if self.rules < 2 {
+            if !nodes.is_empty() {
+                return CommandResponse::rejected(
+                    "an init that names its nodes is applied under rules 2 or later",
+                );
+            }
+            Vec::new()
+        } else {
+            match self.founding(nodes) {
+                Ok(f) if !f.is_empty() => f,
+                Ok(_) => return CommandResponse::rejected("an init names at least one node"),
+                Err(reason) => return CommandResponse::rejected(reason),
+            }
         };
         let only_operator = |c: &ClientRecord| {
             c.grant.operator
@@ -301,9 +318,7 @@ impl Registry {
                 if let Some(m) = members.iter().find(|m| !self.members.contains_key(m)) {
                     return Err(format!("node {m} is not a member"));
                 }
-                let mut now = current.members.clone();
-                now.sort_unstable();
-                if current.threshold == *threshold && now == set.into_iter().collect::<Vec<_>>() {
+                if KeyPolicy::of(current) == KeyPolicy::new(*threshold, members) {
                     return Err(format!("that is {key}'s policy already"));
                 }
                 Ok(())
@@ -344,15 +359,9 @@ impl Registry {
                 threshold,
                 members,
             } => {
-                let mut members = members.clone();
-                members.sort_unstable();
-                self.operators.key_policies.insert(
-                    key.clone(),
-                    KeyPolicy {
-                        threshold: *threshold,
-                        members,
-                    },
-                );
+                self.operators
+                    .key_policies
+                    .insert(key.clone(), KeyPolicy::new(*threshold, members));
             }
         }
     }

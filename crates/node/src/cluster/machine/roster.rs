@@ -85,6 +85,14 @@ impl Roster {
             .or_else(|| mine().rfind(|e| e.at < len).and_then(|e| e.identity))
     }
 
+    /// Whether the record's last change to `node` removed it.
+    pub fn removed(&self, node: NodeId) -> bool {
+        self.history
+            .iter()
+            .rfind(|e| e.node == node)
+            .is_some_and(|e| e.identity.is_none())
+    }
+
     /// The audit log's length when the record came into force.
     pub fn since(&self) -> Option<u64> {
         self.history.first().map(|e| e.at)

@@ -97,8 +97,14 @@ fn operator(n: u8) -> ClientKey {
     ClientKey::new(format!("op{n}"), SigningKey::from_bytes(&[100 + n; 32]))
 }
 
-/// Initialise with operators op1 and op2 (quorum 2) and `admin`.
+/// Initialise with operators op1 and op2 (quorum 2) and `admin`, naming
+/// nodes 1 and 2.
 fn init_command(admin: &ClientKey) -> ClusterCommand {
+    init_naming(admin, founders(&[1, 2]))
+}
+
+/// [`init_command`] naming `nodes` instead.
+fn init_naming(admin: &ClientKey, nodes: Vec<keyquorum_wire::control::Founder>) -> ClusterCommand {
     ClusterCommand::Init {
         operators: [operator(1), operator(2)]
             .iter()
@@ -107,7 +113,7 @@ fn init_command(admin: &ClientKey) -> ClusterCommand {
         quorum: 2,
         admin: record(admin, true),
         default_threshold: None,
-        nodes: founders(&[1, 2]),
+        nodes,
     }
 }
 

@@ -173,25 +173,7 @@ fn init_names_the_founding_members() {
     swapped[1].1.hpke = Hex32([66; 32]);
     r.membership(3, &swapped, &[1, 3]);
     assert_eq!(r.members[&id(2)].hpke, Hex32([66; 32]));
-    let init = |named: Vec<keyquorum_wire::control::Founder>| {
-        let ClusterCommand::Init {
-            operators,
-            quorum,
-            admin,
-            default_threshold,
-            ..
-        } = init_command(&admin)
-        else {
-            unreachable!("an init command");
-        };
-        ClusterCommand::Init {
-            operators,
-            quorum,
-            admin,
-            default_threshold,
-            nodes: named,
-        }
-    };
+    let init = |named| init_naming(&admin, named);
     let mut impostor = founders(&[1, 2]);
     impostor[1].info.identity = nodes(3)[2].1.identity;
     for (i, named) in [founders(&[1, 4]), impostor].into_iter().enumerate() {
@@ -240,25 +222,7 @@ fn a_log_of_rules_1_replays_without_the_record() {
             },
         )
     };
-    let legacy_init = {
-        let ClusterCommand::Init {
-            operators,
-            quorum,
-            admin,
-            default_threshold,
-            ..
-        } = init_command(&admin)
-        else {
-            unreachable!("an init command");
-        };
-        ClusterCommand::Init {
-            operators,
-            quorum,
-            admin,
-            default_threshold,
-            nodes: Vec::new(),
-        }
-    };
+    let legacy_init = init_naming(&admin, Vec::new());
     // An init made for rules 2 (it names its nodes), stamped with rules 1
     // by a leader to leave the record off: refused.
     let answer = under(&mut r, 1, vec![members(&[1, 2], 29, init_command(&admin))]);
