@@ -1,0 +1,375 @@
+//! The state-machine half: the applied [`Machine`], its snapshots.
+
+use super::*;
+
+/// What a snapshot holds: the machine and the Raft metadata at its point.
+#[derive(Serialize, Deserialize)]
+#[serde(bound = "")]
+struct Applied<C: RaftTypeConfig, M: Machine>
+where
+    C::Node: Serialize + DeserializeOwned,
+    C::NodeId: Serialize + DeserializeOwned,
+{
+    last_applied: Option<LogId<C::NodeId>>,
+    membership: StoredMembership<C::NodeId, C::Node>,
+    machine: M,
+}
+
+impl<C: RaftTypeConfig, M: Machine> Clone for Applied<C, M>
+where
+    C::Node: Serialize + DeserializeOwned,
+    C::NodeId: Serialize + DeserializeOwned,
+{
+    fn clone(&self) -> Self {
+        Self {
+            last_applied: self.last_applied.clone(),
+            membership: self.membership.clone(),
+            machine: self.machine.clone(),
+        }
+    }
+}
+
+/// How a snapshot was stored before it had its own table: metadata and data
+/// in one JSON value under the meta key `"snapshot"` (the data as an array
+/// of numbers). Still read, so a node upgraded in place keeps its snapshot;
+/// the next snapshot replaces it.
+#[derive(Serialize, Deserialize)]
+#[serde(bound = "")]
+struct LegacySnapshot<C: RaftTypeConfig>
+where
+    C::Node: Serialize + DeserializeOwned,
+    C::NodeId: Serialize + DeserializeOwned,
+{
+    meta: SnapshotMeta<C::NodeId, C::Node>,
+    data: Vec<u8>,
+}
+
+type StoredSnapshot<C> = (
+    SnapshotMeta<<C as RaftTypeConfig>::NodeId, <C as RaftTypeConfig>::Node>,
+    Vec<u8>,
+);
+
+/// Store a snapshot (durably) in place of the previous one.
+fn store_snapshot<C: RaftTypeConfig>(
+    db: &Database,
+    meta: &SnapshotMeta<C::NodeId, C::Node>,
+    data: &[u8],
+) -> Result<(), StorageError<C::NodeId>>
+where
+    C::Node: Serialize + DeserializeOwned,
+    C::NodeId: Serialize + DeserializeOwned,
+{
+    let err = |e: &dyn std::error::Error| StorageError::IO {
+        source: StorageIOError::write_snapshot(Some(meta.signature()), AnyError::error(e)),
+    };
+    let meta_bytes = serde_json::to_vec(meta).map_err(|e| err(&e))?;
+    let tx = db.begin_write().map_err(|e| err(&e))?;
+    {
+        let mut t = tx.open_table(SNAPSHOT).map_err(|e| err(&e))?;
+        t.insert("meta", meta_bytes.as_slice())
+            .map_err(|e| err(&e))?;
+        t.insert("data", data).map_err(|e| err(&e))?;
+        tx.open_table(META)
+            .map_err(|e| err(&e))?
+            .remove("snapshot")
+            .map_err(|e| err(&e))?;
+    }
+    tx.commit().map_err(|e| err(&e))
+}
+
+/// The stored snapshot, if any (in either format).
+fn load_snapshot<C: RaftTypeConfig>(
+    db: &Database,
+) -> Result<Option<StoredSnapshot<C>>, StorageError<C::NodeId>>
+where
+    C::Node: Serialize + DeserializeOwned,
+    C::NodeId: Serialize + DeserializeOwned,
+{
+    let stored = {
+        let tx = db.begin_read().map_err(io_read::<C::NodeId>)?;
+        let t = tx.open_table(SNAPSHOT).map_err(io_read::<C::NodeId>)?;
+        let meta = t.get("meta").map_err(io_read::<C::NodeId>)?;
+        let data = t.get("data").map_err(io_read::<C::NodeId>)?;
+        match (meta, data) {
+            (Some(m), Some(d)) => Some((
+                serde_json::from_slice(m.value()).map_err(io_read::<C::NodeId>)?,
+                d.value().to_vec(),
+            )),
+            _ => None,
+        }
+    };
+    match stored {
+        Some(s) => Ok(Some(s)),
+        None => Ok(get_meta::<LegacySnapshot<C>, _>(db, "snapshot")?.map(|s| (s.meta, s.data))),
+    }
+}
+
+/// Run blocking storage work (a large encoding, a commit that waits for
+/// fsync) off the async workers.
+async fn blocking<T: Send + 'static, NID: openraft::NodeId>(
+    f: impl FnOnce() -> Result<T, StorageError<NID>> + Send + 'static,
+) -> Result<T, StorageError<NID>> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| io_write::<NID>(std::io::Error::other(e.to_string())))?
+}
+
+/// The state machine: the application [`Machine`] plus Raft's applied log id
+/// and membership.
+pub struct StateMachineStore<C: RaftTypeConfig, M: Machine>
+where
+    C::Node: Serialize + DeserializeOwned,
+    C::NodeId: Serialize + DeserializeOwned,
+{
+    db: Arc<RaftFile>,
+    state: Arc<RwLock<Applied<C, M>>>,
+}
+
+/// A read handle on the applied machine, for the node to answer queries.
+pub struct MachineReader<C: RaftTypeConfig, M: Machine>
+where
+    C::Node: Serialize + DeserializeOwned,
+    C::NodeId: Serialize + DeserializeOwned,
+{
+    state: Arc<RwLock<Applied<C, M>>>,
+}
+
+impl<C: RaftTypeConfig, M: Machine> Clone for MachineReader<C, M>
+where
+    C::Node: Serialize + DeserializeOwned,
+    C::NodeId: Serialize + DeserializeOwned,
+{
+    fn clone(&self) -> Self {
+        Self {
+            state: self.state.clone(),
+        }
+    }
+}
+
+impl<C: RaftTypeConfig, M: Machine> MachineReader<C, M>
+where
+    C::Node: Serialize + DeserializeOwned,
+    C::NodeId: Serialize + DeserializeOwned,
+{
+    /// Read the machine under a lock held for the closure only.
+    pub fn read<T>(&self, f: impl FnOnce(&M) -> T) -> T {
+        let guard: RwLockReadGuard<'_, Applied<C, M>> = match self.state.read() {
+            Ok(g) => g,
+            // A writer panicked mid-apply; the process is stopping (panics
+            // abort the node), reading the last state is the best we can do.
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        f(&guard.machine)
+    }
+
+    /// The index of the last applied entry.
+    pub fn applied_index(&self) -> Option<u64> {
+        match self.state.read() {
+            Ok(g) => g.last_applied.as_ref().map(|l| l.index),
+            Err(p) => p.into_inner().last_applied.as_ref().map(|l| l.index),
+        }
+    }
+}
+
+impl<C, M> StateMachineStore<C, M>
+where
+    C: RaftTypeConfig,
+    M: Machine,
+    C::Node: Serialize + DeserializeOwned,
+    C::NodeId: Serialize + DeserializeOwned,
+{
+    pub(super) fn load(db: Arc<RaftFile>) -> Result<Self, StorageError<C::NodeId>> {
+        let applied = match load_snapshot::<C>(&db)? {
+            Some((_, data)) => serde_json::from_slice(&data).map_err(io_read::<C::NodeId>)?,
+            None => Applied {
+                last_applied: None,
+                membership: StoredMembership::default(),
+                machine: M::default(),
+            },
+        };
+        Ok(Self {
+            db,
+            state: Arc::new(RwLock::new(applied)),
+        })
+    }
+
+    /// A read handle on the machine.
+    pub fn reader(&self) -> MachineReader<C, M> {
+        MachineReader {
+            state: self.state.clone(),
+        }
+    }
+
+    fn write_state(
+        &self,
+    ) -> Result<std::sync::RwLockWriteGuard<'_, Applied<C, M>>, StorageError<C::NodeId>> {
+        write_applied(&self.state)
+    }
+}
+
+/// The applied state, locked for writing.
+fn write_applied<C, M>(
+    state: &RwLock<Applied<C, M>>,
+) -> Result<std::sync::RwLockWriteGuard<'_, Applied<C, M>>, StorageError<C::NodeId>>
+where
+    C: RaftTypeConfig,
+    M: Machine,
+    C::Node: Serialize + DeserializeOwned,
+    C::NodeId: Serialize + DeserializeOwned,
+{
+    state.write().map_err(|_| StorageError::IO {
+        source: StorageIOError::write_state_machine(AnyError::error("state machine lock poisoned")),
+    })
+}
+
+/// Builds snapshots from a copy of the applied state.
+pub struct SnapshotBuilder<C: RaftTypeConfig, M: Machine>
+where
+    C::Node: Serialize + DeserializeOwned,
+    C::NodeId: Serialize + DeserializeOwned,
+{
+    db: Arc<RaftFile>,
+    state: Arc<RwLock<Applied<C, M>>>,
+}
+
+impl<C, M> RaftSnapshotBuilder<C> for SnapshotBuilder<C, M>
+where
+    C: RaftTypeConfig<SnapshotData = Cursor<Vec<u8>>>,
+    M: Machine,
+    C::Node: Serialize + DeserializeOwned,
+    C::NodeId: Serialize + DeserializeOwned,
+{
+    async fn build_snapshot(&mut self) -> Result<Snapshot<C>, StorageError<C::NodeId>> {
+        // Copying, encoding and storing a large machine takes long: all of
+        // it on a blocking thread, the read lock held only for the copy.
+        let (db, state) = (self.db.clone(), self.state.clone());
+        let (meta, data) = blocking(move || {
+            let applied = match state.read() {
+                Ok(g) => g.clone(),
+                Err(p) => p.into_inner().clone(),
+            };
+            let data = serde_json::to_vec(&applied).map_err(|e| StorageError::IO {
+                source: StorageIOError::write_snapshot(None, &e),
+            })?;
+            let snapshot_id = match &applied.last_applied {
+                Some(l) => format!("{}-{}-{}", l.leader_id, l.index, data.len()),
+                None => format!("empty-{}", data.len()),
+            };
+            let meta = SnapshotMeta {
+                last_log_id: applied.last_applied.clone(),
+                last_membership: applied.membership.clone(),
+                snapshot_id,
+            };
+            store_snapshot::<C>(&db, &meta, &data)?;
+            Ok((meta, data))
+        })
+        .await?;
+        Ok(Snapshot {
+            meta,
+            snapshot: Box::new(Cursor::new(data)),
+        })
+    }
+}
+
+impl<C, M> RaftStateMachine<C> for StateMachineStore<C, M>
+where
+    C: RaftTypeConfig<
+        D = M::Command,
+        R = M::Response,
+        Entry = Entry<C>,
+        SnapshotData = Cursor<Vec<u8>>,
+    >,
+    M: Machine,
+    C::Node: Serialize + DeserializeOwned,
+    C::NodeId: Serialize + DeserializeOwned,
+{
+    type SnapshotBuilder = SnapshotBuilder<C, M>;
+
+    async fn applied_state(
+        &mut self,
+    ) -> Result<
+        (
+            Option<LogId<C::NodeId>>,
+            StoredMembership<C::NodeId, C::Node>,
+        ),
+        StorageError<C::NodeId>,
+    > {
+        let g = self.write_state()?;
+        Ok((g.last_applied.clone(), g.membership.clone()))
+    }
+
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<C::R>, StorageError<C::NodeId>>
+    where
+        I: IntoIterator<Item = C::Entry> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        let mut g = self.write_state()?;
+        let mut out = Vec::new();
+        for entry in entries {
+            g.last_applied = Some(entry.log_id.clone());
+            match entry.payload {
+                EntryPayload::Blank => out.push(M::Response::default()),
+                EntryPayload::Normal(cmd) => {
+                    let r = g.machine.apply(entry.log_id.index, &cmd);
+                    out.push(r);
+                }
+                EntryPayload::Membership(m) => {
+                    let nodes: Vec<_> = m.nodes().map(|(id, n)| (id.clone(), n.clone())).collect();
+                    let voters: Vec<_> = m.voter_ids().collect();
+                    g.machine.membership(entry.log_id.index, &nodes, &voters);
+                    g.membership = StoredMembership::new(Some(entry.log_id.clone()), m);
+                    out.push(M::Response::default());
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        SnapshotBuilder {
+            db: self.db.clone(),
+            state: self.state.clone(),
+        }
+    }
+
+    async fn begin_receiving_snapshot(
+        &mut self,
+    ) -> Result<Box<C::SnapshotData>, StorageError<C::NodeId>> {
+        Ok(Box::new(Cursor::new(Vec::new())))
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta<C::NodeId, C::Node>,
+        snapshot: Box<C::SnapshotData>,
+    ) -> Result<(), StorageError<C::NodeId>> {
+        let data = snapshot.into_inner();
+        let (db, state, meta) = (self.db.clone(), self.state.clone(), meta.clone());
+        blocking(move || {
+            let applied: Applied<C, M> =
+                serde_json::from_slice(&data).map_err(|e| StorageError::IO {
+                    source: StorageIOError::read_snapshot(Some(meta.signature()), &e),
+                })?;
+            store_snapshot::<C>(&db, &meta, &data)?;
+            let mut g = write_applied(&state)?;
+            *g = Applied {
+                last_applied: meta.last_log_id.clone(),
+                membership: meta.last_membership.clone(),
+                machine: applied.machine,
+            };
+            Ok(())
+        })
+        .await
+    }
+
+    async fn get_current_snapshot(
+        &mut self,
+    ) -> Result<Option<Snapshot<C>>, StorageError<C::NodeId>> {
+        let db = self.db.clone();
+        let snap = blocking(move || load_snapshot::<C>(&db)).await?;
+        Ok(snap.map(|(meta, data)| Snapshot {
+            meta,
+            snapshot: Box::new(Cursor::new(data)),
+        }))
+    }
+}
