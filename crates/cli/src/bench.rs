@@ -52,6 +52,7 @@ pub(crate) async fn local_cluster(
             data_dir: dir.0.clone(),
             kdf: KdfParams::insecure_fast(),
             nonce_pool: pool,
+            checkpoint_every: keyquorum_node::config::NodeConfig::DEFAULT_CHECKPOINT_EVERY,
         },
         Passphrase::new(hex::encode(pass).into_bytes()),
     )

@@ -347,6 +347,7 @@ async fn dev(
         data_dir: data_dir.to_path_buf(),
         kdf: KdfParams::default(),
         nonce_pool: 32,
+        checkpoint_every: keyquorum_node::config::NodeConfig::DEFAULT_CHECKPOINT_EVERY,
     };
     let msg = format!("starting {nodes} nodes");
     let cluster = spinning(json, &msg, LocalCluster::start(opts, pass)).await?;

@@ -40,6 +40,12 @@ pub struct NodeConfig {
     /// Timeout for one peer call, milliseconds.
     #[serde(default = "default_peer_timeout")]
     pub peer_timeout_ms: u64,
+    /// Take a snapshot of the control plane at every multiple of this log
+    /// index. **The same on every node**: a replica installs a snapshot a
+    /// leader sends only once other members vouch for it with their own
+    /// checkpoint at the same index (`cluster::checkpoint`).
+    #[serde(default = "default_checkpoint_every")]
+    pub checkpoint_every: u64,
 }
 
 /// A trusted peer.
@@ -80,7 +86,14 @@ fn default_peer_timeout() -> u64 {
     5_000
 }
 
+fn default_checkpoint_every() -> u64 {
+    NodeConfig::DEFAULT_CHECKPOINT_EVERY
+}
+
 impl NodeConfig {
+    /// The default of [`NodeConfig::checkpoint_every`].
+    pub const DEFAULT_CHECKPOINT_EVERY: u64 = 5_000;
+
     /// A config with defaults for everything but id, directory and address.
     pub fn new(id: NodeId, data_dir: PathBuf, listen: SocketAddr) -> Self {
         Self {
@@ -93,6 +106,7 @@ impl NodeConfig {
             nonce_pool: default_pool(),
             kdf: None,
             peer_timeout_ms: default_peer_timeout(),
+            checkpoint_every: default_checkpoint_every(),
         }
     }
 }

@@ -37,6 +37,8 @@ pub struct DevOptions {
     pub kdf: KdfParams,
     /// Nonces precomputed per signer and key.
     pub nonce_pool: usize,
+    /// Control-plane checkpoint interval (`NodeConfig::checkpoint_every`).
+    pub checkpoint_every: u64,
 }
 
 /// What `cluster.json` remembers.
@@ -46,6 +48,12 @@ struct Layout {
     threshold: u16,
     kdf: KdfConfig,
     nonce_pool: usize,
+    #[serde(default = "default_checkpoint_every")]
+    checkpoint_every: u64,
+}
+
+fn default_checkpoint_every() -> u64 {
+    NodeConfig::DEFAULT_CHECKPOINT_EVERY
 }
 
 /// A running local cluster.
@@ -137,6 +145,7 @@ impl LocalCluster {
                         p: opts.kdf.p,
                     },
                     nonce_pool: opts.nonce_pool,
+                    checkpoint_every: opts.checkpoint_every,
                 };
                 std::fs::write(
                     &layout_path,
@@ -293,6 +302,7 @@ impl LocalCluster {
         c.tls_names = vec!["localhost".into()];
         c.kdf = Some(self.layout.kdf);
         c.nonce_pool = self.layout.nonce_pool;
+        c.checkpoint_every = self.layout.checkpoint_every;
         c
     }
 

@@ -216,3 +216,98 @@ async fn replication_reads_are_bounded_in_bytes_and_cover_the_log_in_order() {
     assert!(rounds.contains(&1), "{rounds:?}");
     assert_eq!(rounds.iter().sum::<usize>(), sizes.len());
 }
+
+/// Checkpoints: two stores that apply the same entries, in different
+/// batches, take their snapshots at the same multiples of `every`, with
+/// equal digests whatever was applied after the multiple; the snapshot a
+/// store builds is its last checkpoint, not its current state; a store that
+/// installs another's checkpoint can vouch for it (and for nothing older it
+/// did not keep); and the newest digest comes back after a restart.
+#[tokio::test]
+async fn replicas_checkpoint_at_the_same_indices_with_the_same_digest() {
+    use keyquorum_store::raft::{checkpoint, open_with};
+    let dir = tempfile::tempdir().unwrap();
+    let entries: Vec<_> = (1..=25u64)
+        .map(|i| put(i, &format!("k{}", i % 7), &i.to_string()))
+        .collect();
+    let (_la, mut a) = open_with::<TestConfig, Kv>(&dir.path().join("a.redb"), Some(10)).unwrap();
+    let (_lb, mut b) = open_with::<TestConfig, Kv>(&dir.path().join("b.redb"), Some(10)).unwrap();
+    // a: one batch up to 23; b: small batches up to 25.
+    a.apply(entries[..23].to_vec()).await.unwrap();
+    for chunk in entries.chunks(3) {
+        b.apply(chunk.to_vec()).await.unwrap();
+    }
+    let sa = a
+        .get_snapshot_builder()
+        .await
+        .build_snapshot()
+        .await
+        .unwrap();
+    let sb = b
+        .get_snapshot_builder()
+        .await
+        .build_snapshot()
+        .await
+        .unwrap();
+    assert_eq!(
+        sa.meta.last_log_id.unwrap().index,
+        20,
+        "the last multiple, not 23"
+    );
+    assert_eq!(
+        sb.meta.last_log_id.unwrap().index,
+        20,
+        "the last multiple, not 25"
+    );
+    let (da, db) = (
+        a.checkpoints().digest_at(20).unwrap(),
+        b.checkpoints().digest_at(20).unwrap(),
+    );
+    assert_eq!(da, db);
+    assert_eq!(
+        checkpoint::digest(&sa.meta, sa.snapshot.get_ref()).unwrap(),
+        da,
+        "the digest is the snapshot's, metadata and data"
+    );
+    // Index 10 was superseded in a's single batch before a snapshot was
+    // asked for: a has no checkpoint there.
+    assert_eq!(a.checkpoints().digest_at(10), None);
+    // Asked again with nothing new to keep: the stored checkpoint.
+    let again = a
+        .get_snapshot_builder()
+        .await
+        .build_snapshot()
+        .await
+        .unwrap();
+    assert_eq!(again.meta, sa.meta);
+
+    // A third store installs a's checkpoint and can vouch for it.
+    let path_c = dir.path().join("c.redb");
+    {
+        let (_lc, mut c) = open_with::<TestConfig, Kv>(&path_c, Some(10)).unwrap();
+        c.apply(entries[..12].to_vec()).await.unwrap();
+        c.install_snapshot(
+            &sa.meta,
+            Box::new(Cursor::new(sa.snapshot.get_ref().clone())),
+        )
+        .await
+        .unwrap();
+        assert_eq!(c.checkpoints().digest_at(20), Some(da));
+        // The checkpoint at 10 it kept while applying is not stored over
+        // the installed one.
+        let built = c
+            .get_snapshot_builder()
+            .await
+            .build_snapshot()
+            .await
+            .unwrap();
+        assert_eq!(built.meta, sa.meta);
+    }
+    let (_lc, c) = open_with::<TestConfig, Kv>(&path_c, Some(10)).unwrap();
+    assert_eq!(c.checkpoints().digest_at(20), Some(da), "after a restart");
+    // A different state at the same index has another digest.
+    let mut other = sa.snapshot.get_ref().clone();
+    let pos = other.iter().position(|b| *b == b'2').unwrap();
+    other[pos] = b'3';
+    assert_ne!(checkpoint::digest(&sa.meta, &other).unwrap(), da);
+}

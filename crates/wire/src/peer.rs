@@ -147,6 +147,22 @@ pub enum PeerMessage {
     Ping,
     /// The answer to [`PeerMessage::Ping`].
     Pong,
+    /// A replica about to install a snapshot at log index `index` asks a
+    /// member for the digest of its own checkpoint there
+    /// (`keyquorum_store::raft::checkpoint`).
+    Attest {
+        /// The snapshot's last log index.
+        index: u64,
+    },
+    /// The answer to [`PeerMessage::Attest`] (in the envelope the member
+    /// signed).
+    Attestation {
+        /// The index asked about.
+        index: u64,
+        /// The digest of the member's checkpoint there; `None` if it has
+        /// none (not there yet, or past it and no longer keeping it).
+        digest: Option<crate::Hex32>,
+    },
     /// A follower asks the leader for a read index (Raft thesis §6.4): the
     /// leader confirms it still leads and answers its commit index.
     ReadIndex,

@@ -38,6 +38,7 @@ use crate::identity::NodeKeys;
 
 pub mod audit;
 pub(crate) mod batch;
+pub(crate) mod checkpoint;
 pub mod init;
 pub mod machine;
 pub mod membership;
@@ -61,6 +62,10 @@ pub(crate) struct Inner {
     vault: Arc<Vault>,
     raft: Raft<TypeConfig>,
     registry: MachineReader<TypeConfig, Registry>,
+    /// The digests of this node's recent checkpoints (it vouches with them).
+    checkpoints: keyquorum_store::raft::Checkpoints,
+    /// The snapshot being received ([`checkpoint`]).
+    receiving: checkpoint::Receiving,
     peers: peer::PeerClient,
     replay: peer::ReplayGuard,
     metrics: Metrics,
@@ -140,10 +145,13 @@ impl Node {
             &tls::certificate_names(&addr, &config.tls_names),
         )?);
         let tls = tls::server_config(&cert)?;
-        let (log, sm) =
-            keyquorum_store::raft::open::<TypeConfig, Registry>(&config.data_dir.join("raft.redb"))
-                .map_err(|e| NodeError::Internal(format!("raft storage: {e}")))?;
+        let (log, sm) = keyquorum_store::raft::open_with::<TypeConfig, Registry>(
+            &config.data_dir.join("raft.redb"),
+            Some(config.checkpoint_every),
+        )
+        .map_err(|e| NodeError::Internal(format!("raft storage: {e}")))?;
         let registry = sm.reader();
+        let checkpoints = sm.checkpoints();
         let raft_file = log.file();
         let peers = peer::PeerClient::new(
             config.id,
@@ -153,7 +161,7 @@ impl Node {
         )?;
         let raft = Raft::new(
             u64::from(config.id),
-            raft::raft_config()?,
+            raft::raft_config(config.checkpoint_every)?,
             raftnet::Network {
                 client: peers.clone(),
                 registry: registry.clone(),
@@ -179,6 +187,8 @@ impl Node {
             vault,
             raft,
             registry,
+            checkpoints,
+            receiving: checkpoint::Receiving::default(),
             peers,
             replay: peer::ReplayGuard::default(),
             metrics: Metrics::default(),

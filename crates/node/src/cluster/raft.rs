@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use keyquorum_wire::control::{
     members_statement, node_statement, Authority, Authorized, Command, CommandResponse,
-    Endorsement, Proposal, APPLY_RULES,
+    Endorsement, Proposal,
 };
 use keyquorum_wire::peer::PeerMessage;
 use keyquorum_wire::Hex;
@@ -29,7 +29,9 @@ use tokio::sync::oneshot;
 use super::Node;
 use crate::error::NodeError;
 
-pub(crate) fn raft_config() -> Result<Arc<Config>, NodeError> {
+/// openraft's configuration; a snapshot every `checkpoint_every` entries
+/// (the store takes it at the multiples, see `cluster::checkpoint`).
+pub(crate) fn raft_config(checkpoint_every: u64) -> Result<Arc<Config>, NodeError> {
     let c = Config {
         cluster_name: "keyquorum".into(),
         // openraft bounds each AppendEntries round trip by the heartbeat
@@ -39,8 +41,12 @@ pub(crate) fn raft_config() -> Result<Arc<Config>, NodeError> {
         heartbeat_interval: 300,
         election_timeout_min: 1_000,
         election_timeout_max: 2_000,
-        snapshot_policy: SnapshotPolicy::LogsSinceLast(5_000),
-        max_in_snapshot_log_to_keep: 1_000,
+        snapshot_policy: SnapshotPolicy::LogsSinceLast(checkpoint_every.max(1)),
+        max_in_snapshot_log_to_keep: checkpoint_every.min(1_000),
+        // The last chunk of a snapshot waits for the receiver to ask the
+        // members to vouch for it (one round trip to each) and to install
+        // it: openraft's 200 ms would cut off any sizeable one.
+        install_snapshot_timeout: 10_000,
         ..Default::default()
     };
     c.validate()
@@ -59,6 +65,16 @@ pub(crate) enum ReadBack {
 }
 
 impl Node {
+    /// `commands` as one log entry stamped with this (the leader's) clock
+    /// and the rules the log may take up (`machine::rules`).
+    fn stamp(&self, commands: Vec<Authorized>) -> Proposal {
+        Proposal {
+            rules: keyquorum_wire::control::APPLY_RULES,
+            time_ms: super::peer::now_ms(),
+            commands,
+        }
+    }
+
     /// `command` as a statement of this node about itself, signed by its
     /// identity key (see [`super::machine::authority`] for what a node may state).
     pub fn statement(&self, command: impl Into<Command>) -> Authorized {
@@ -132,7 +148,7 @@ impl Node {
         &self,
         commands: Vec<Authorized>,
     ) -> Result<(CommandResponse, u64), NodeError> {
-        match self.0.raft.client_write(stamp(commands)).await {
+        match self.0.raft.client_write(self.stamp(commands)).await {
             Ok(r) => Ok((r.data, r.log_id.index)),
             Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => {
                 Err(NodeError::Unavailable("this node is not the leader".into()))
@@ -240,7 +256,12 @@ impl Node {
             .and_then(|l| self.node_info(l).map(|info| (l, info)));
         let (id, info) = match known {
             Some(t) => t,
-            None => match self.0.raft.client_write(stamp(commands.to_vec())).await {
+            None => match self
+                .0
+                .raft
+                .client_write(self.stamp(commands.to_vec()))
+                .await
+            {
                 Ok(r) => return Ok(r.data),
                 Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
                     match (f.leader_id, f.leader_node) {
@@ -273,15 +294,6 @@ impl Node {
                 culprits: vec![id],
             }),
         }
-    }
-}
-
-/// `commands` as one log entry stamped with this (the leader's) clock.
-fn stamp(commands: Vec<Authorized>) -> Proposal {
-    Proposal {
-        rules: APPLY_RULES,
-        time_ms: super::peer::now_ms(),
-        commands,
     }
 }
 

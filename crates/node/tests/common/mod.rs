@@ -38,6 +38,23 @@ pub fn ns(ids: &[u16]) -> Vec<NodeId> {
 }
 
 pub async fn cluster(nodes: u16, threshold: u16, pool: usize) -> (tempfile::TempDir, LocalCluster) {
+    cluster_with(
+        nodes,
+        threshold,
+        pool,
+        keyquorum_node::config::NodeConfig::DEFAULT_CHECKPOINT_EVERY,
+    )
+    .await
+}
+
+/// [`cluster`], checkpointing the control plane every `checkpoint_every`
+/// entries.
+pub async fn cluster_with(
+    nodes: u16,
+    threshold: u16,
+    pool: usize,
+    checkpoint_every: u64,
+) -> (tempfile::TempDir, LocalCluster) {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .with_test_writer()
@@ -49,6 +66,7 @@ pub async fn cluster(nodes: u16, threshold: u16, pool: usize) -> (tempfile::Temp
         data_dir: dir.path().to_path_buf(),
         kdf: KdfParams::insecure_fast(),
         nonce_pool: pool,
+        checkpoint_every,
     };
     let c = LocalCluster::start(opts, Passphrase::new(b"test".to_vec()))
         .await

@@ -21,6 +21,7 @@ mod dkg;
 mod membership;
 mod release;
 mod signing;
+mod snapshot;
 
 use std::sync::atomic::Ordering;
 

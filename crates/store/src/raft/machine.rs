@@ -1,5 +1,6 @@
 //! The state-machine half: the applied [`Machine`], its snapshots.
 
+use super::checkpoint::{self, Checkpoints};
 use super::*;
 
 /// What a snapshot holds: the machine and the Raft metadata at its point.
@@ -123,7 +124,15 @@ where
 {
     db: Arc<RaftFile>,
     state: Arc<RwLock<Applied<C, M>>>,
+    /// Checkpoint at multiples of this index (`None`: a snapshot is the
+    /// state when openraft asks for one).
+    every: Option<u64>,
+    /// The state at the last multiple of `every` applied, not yet stored.
+    pending: Pending<C, M>,
+    checkpoints: Checkpoints,
 }
+
+type Pending<C, M> = Arc<std::sync::Mutex<Option<Applied<C, M>>>>;
 
 /// A read handle on the applied machine, for the node to answer queries.
 pub struct MachineReader<C: RaftTypeConfig, M: Machine>
@@ -178,9 +187,18 @@ where
     C::Node: Serialize + DeserializeOwned,
     C::NodeId: Serialize + DeserializeOwned,
 {
-    pub(super) fn load(db: Arc<RaftFile>) -> Result<Self, StorageError<C::NodeId>> {
+    pub(super) fn load(
+        db: Arc<RaftFile>,
+        every: Option<u64>,
+    ) -> Result<Self, StorageError<C::NodeId>> {
+        let checkpoints = Checkpoints::default();
         let applied = match load_snapshot::<C>(&db)? {
-            Some((_, data)) => serde_json::from_slice(&data).map_err(io_read::<C::NodeId>)?,
+            Some((meta, data)) => {
+                if let (Some(l), Ok(d)) = (&meta.last_log_id, checkpoint::digest(&meta, &data)) {
+                    checkpoints.record(l.index, d);
+                }
+                serde_json::from_slice(&data).map_err(io_read::<C::NodeId>)?
+            }
             None => Applied {
                 last_applied: None,
                 membership: StoredMembership::default(),
@@ -190,7 +208,15 @@ where
         Ok(Self {
             db,
             state: Arc::new(RwLock::new(applied)),
+            every: every.filter(|e| *e > 0),
+            pending: Arc::default(),
+            checkpoints,
         })
+    }
+
+    /// The digests of this store's recent checkpoints.
+    pub fn checkpoints(&self) -> Checkpoints {
+        self.checkpoints.clone()
     }
 
     /// A read handle on the machine.
@@ -230,6 +256,9 @@ where
 {
     db: Arc<RaftFile>,
     state: Arc<RwLock<Applied<C, M>>>,
+    checkpointing: bool,
+    pending: Pending<C, M>,
+    checkpoints: Checkpoints,
 }
 
 impl<C, M> RaftSnapshotBuilder<C> for SnapshotBuilder<C, M>
@@ -243,10 +272,29 @@ where
         // Copying, encoding and storing a large machine takes long: all of
         // it on a blocking thread, the read lock held only for the copy.
         let (db, state) = (self.db.clone(), self.state.clone());
+        let pending = match self.pending.lock() {
+            Ok(mut g) => g.take(),
+            Err(p) => p.into_inner().take(),
+        };
+        let checkpointing = self.checkpointing;
+        let checkpoints = self.checkpoints.clone();
         let (meta, data) = blocking(move || {
-            let applied = match state.read() {
-                Ok(g) => g.clone(),
-                Err(p) => p.into_inner().clone(),
+            let applied = match pending {
+                Some(a) => a,
+                None => {
+                    // openraft asks once the committed index passed the
+                    // next multiple, which was applied (and kept) first;
+                    // between two, the last checkpoint is the snapshot.
+                    if checkpointing {
+                        if let Some(stored) = load_snapshot::<C>(&db)? {
+                            return Ok(stored);
+                        }
+                    }
+                    match state.read() {
+                        Ok(g) => g.clone(),
+                        Err(p) => p.into_inner().clone(),
+                    }
+                }
             };
             let data = serde_json::to_vec(&applied).map_err(|e| StorageError::IO {
                 source: StorageIOError::write_snapshot(None, &e),
@@ -261,6 +309,9 @@ where
                 snapshot_id,
             };
             store_snapshot::<C>(&db, &meta, &data)?;
+            if let Some(l) = &meta.last_log_id {
+                checkpoints.record(l.index, checkpoint::digest(&meta, &data).map_err(io_write)?);
+            }
             Ok((meta, data))
         })
         .await?;
@@ -306,6 +357,7 @@ where
         let mut g = self.write_state()?;
         let mut out = Vec::new();
         for entry in entries {
+            let index = entry.log_id.index;
             g.last_applied = Some(entry.log_id.clone());
             match entry.payload {
                 EntryPayload::Blank => out.push(M::Response::default()),
@@ -321,6 +373,13 @@ where
                     out.push(M::Response::default());
                 }
             }
+            if self.every.is_some_and(|e| index % e == 0) {
+                let copy = g.clone();
+                match self.pending.lock() {
+                    Ok(mut p) => *p = Some(copy),
+                    Err(p) => *p.into_inner() = Some(copy),
+                }
+            }
         }
         Ok(out)
     }
@@ -329,6 +388,9 @@ where
         SnapshotBuilder {
             db: self.db.clone(),
             state: self.state.clone(),
+            checkpointing: self.every.is_some(),
+            pending: self.pending.clone(),
+            checkpoints: self.checkpoints.clone(),
         }
     }
 
@@ -345,12 +407,21 @@ where
     ) -> Result<(), StorageError<C::NodeId>> {
         let data = snapshot.into_inner();
         let (db, state, meta) = (self.db.clone(), self.state.clone(), meta.clone());
+        let (pending, checkpoints) = (self.pending.clone(), self.checkpoints.clone());
         blocking(move || {
             let applied: Applied<C, M> =
                 serde_json::from_slice(&data).map_err(|e| StorageError::IO {
                     source: StorageIOError::read_snapshot(Some(meta.signature()), &e),
                 })?;
             store_snapshot::<C>(&db, &meta, &data)?;
+            if let Some(l) = &meta.last_log_id {
+                checkpoints.record(l.index, checkpoint::digest(&meta, &data).map_err(io_write)?);
+            }
+            // A checkpoint taken before this point must not replace it.
+            match pending.lock() {
+                Ok(mut p) => *p = None,
+                Err(p) => *p.into_inner() = None,
+            }
             let mut g = write_applied(&state)?;
             *g = Applied {
                 last_applied: meta.last_log_id.clone(),

@@ -80,8 +80,31 @@ const SNAPSHOT: TableDefinition<'static, &'static str, &'static [u8]> =
 /// The log store and state-machine store over one file.
 pub type Stores<C, M> = (LogStore<C>, StateMachineStore<C, M>);
 
-/// Open (or create) the Raft file and return its log and state-machine stores.
+/// Open (or create) the Raft file and return its log and state-machine
+/// stores; a snapshot is the state when openraft asks for one.
 pub fn open<C, M>(path: &Path) -> Result<Stores<C, M>, StorageError<C::NodeId>>
+where
+    C: RaftTypeConfig<
+        D = M::Command,
+        R = M::Response,
+        Entry = Entry<C>,
+        SnapshotData = Cursor<Vec<u8>>,
+    >,
+    M: Machine,
+    C::D: Serialize + DeserializeOwned + Clone,
+    C::Node: Serialize + DeserializeOwned,
+    C::NodeId: Serialize + DeserializeOwned,
+{
+    open_with(path, None)
+}
+
+/// [`open`], with snapshots taken as [`checkpoint`]s: the state at every
+/// multiple of `every` applied is the next snapshot (set openraft's
+/// `SnapshotPolicy::LogsSinceLast(every)` with it).
+pub fn open_with<C, M>(
+    path: &Path,
+    every: Option<u64>,
+) -> Result<Stores<C, M>, StorageError<C::NodeId>>
 where
     C: RaftTypeConfig<
         D = M::Command,
@@ -102,7 +125,7 @@ where
     tx.commit().map_err(io_write::<C::NodeId>)?;
     let db = Arc::new(RaftFile::new(db));
     let log = LogStore::start(db.clone())?;
-    let sm = StateMachineStore::load(db)?;
+    let sm = StateMachineStore::load(db, every)?;
     Ok((log, sm))
 }
 
@@ -779,7 +802,9 @@ where
     }
 }
 
+pub mod checkpoint;
 mod machine;
+pub use checkpoint::Checkpoints;
 pub use machine::{MachineReader, SnapshotBuilder, StateMachineStore};
 pub mod conformance;
 
