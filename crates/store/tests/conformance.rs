@@ -311,3 +311,44 @@ async fn replicas_checkpoint_at_the_same_indices_with_the_same_digest() {
     other[pos] = b'3';
     assert_ne!(checkpoint::digest(&sa.meta, &other).unwrap(), da);
 }
+
+/// A machine that cannot apply values "newer" than it knows.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct Picky(BTreeMap<String, String>);
+
+impl Machine for Picky {
+    type Command = Put;
+    type Response = Option<String>;
+    fn apply(&mut self, _index: u64, c: &Put) -> Option<String> {
+        self.0.insert(c.0.clone(), c.1.clone())
+    }
+    fn check(&self, index: u64, c: &Put) -> Result<(), String> {
+        if c.1 == "newer" {
+            Err(format!("cannot apply index {index}"))
+        } else {
+            Ok(())
+        }
+    }
+}
+
+/// A command the machine's `check` refuses fails the apply at that entry,
+/// before anything of it is applied (openraft then stops); the entries
+/// before it in the batch are applied.
+#[tokio::test]
+async fn a_command_the_machine_cannot_apply_stops_the_apply() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_log, mut sm) = open::<TestConfig, Picky>(&dir.path().join("raft.redb")).unwrap();
+    sm.apply(vec![put(1, "a", "1")]).await.unwrap();
+    let err = sm
+        .apply(vec![put(2, "b", "2"), put(3, "c", "newer")])
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("cannot apply index 3"), "{err}");
+    let reader = sm.reader();
+    assert!(!reader.read(|m| m.0.contains_key("c")));
+    assert_eq!(
+        reader.applied_index(),
+        Some(2),
+        "applied up to the entry before"
+    );
+}

@@ -152,7 +152,8 @@ pub struct ClusterStatus {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Health {
-    /// "ok" when the node serves requests.
+    /// "ok" when the node serves requests; "no_leader" while it knows no
+    /// leader; "stopped" when its Raft stopped (see its log).
     pub status: String,
     /// Node id.
     pub node_id: NodeId,

@@ -323,6 +323,11 @@ pub enum ClusterCommand {
     Boot {
         /// The boot id.
         boot: Hex32,
+        /// The newest apply rules its build knows ([`APPLY_RULES`]): the
+        /// cluster moves to newer rules only once every member announced
+        /// them (absent: a build from before the announcement).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        rules: Option<u16>,
     },
     /// Initialise a new cluster: its operators, their quorum and the first
     /// admin client. Every voting member states it together, each only
@@ -434,20 +439,26 @@ pub fn key_statement(name: &str, epoch: u64, session: &Hex32, group_key: &[u8]) 
 /// Most commands in one [`Proposal`].
 pub const MAX_BATCH: usize = 128;
 
-/// The apply rules this build stamps ([`Proposal::rules`]). A replica
-/// refuses every command of a proposal stamped with rules it does not know,
-/// so replicas of different builds never apply the same entry differently;
-/// it applies each entry by the rules stamped on it (a log written by an
-/// earlier build replays to the same state), and never by older rules than
+/// The newest apply rules this build knows ([`Proposal::rules`]). A
+/// replica applies each entry by the rules stamped on it (a log written by
+/// an earlier build replays to the same state), never by older rules than
 /// an entry it applied before (a leader cannot stamp old rules to skip
-/// newer checks).
+/// newer checks), and takes up newer rules only once every member
+/// announced it knows them (a leader cannot stamp rules some replica
+/// would not apply); a replica that meets rules the cluster took up and
+/// it does not know stops, so replicas of different builds never apply
+/// the same entry differently.
 ///
 /// - 1: the first rules.
 /// - 2: the membership record (an init puts it in force), an unstated
 ///   threshold is the replicated default, a changed key policy needs the
 ///   operator quorum's approval, a delivered message is checked against
 ///   its sender's signature.
-pub const APPLY_RULES: u16 = 2;
+/// - 3: newer rules are adopted only once every member announced them
+///   (`ClusterCommand::Boot::rules`), and a replica whose build does not
+///   know rules the cluster adopted stops applying (instead of refusing
+///   the entries and falling out of step).
+pub const APPLY_RULES: u16 = 3;
 
 /// The oldest apply rules this build still applies.
 pub const MIN_APPLY_RULES: u16 = 1;

@@ -279,9 +279,14 @@ fn status(node: &Node) -> ClusterStatus {
 /// Liveness and readiness.
 #[utoipa::path(get, path = "/healthz", responses((status = 200, body = Health), (status = 503, body = Health)))]
 pub(crate) async fn healthz(State(node): State<Node>) -> Response {
-    let has_leader = node.leader().is_some();
+    // A replica whose Raft stopped (a storage fault, or rules the cluster
+    // took up that its build does not know) serves nothing current.
+    let running = node.raft().metrics().borrow().running_state.is_ok();
+    let has_leader = running && node.leader().is_some();
     let h = Health {
-        status: if has_leader {
+        status: if !running {
+            "stopped".into()
+        } else if has_leader {
             "ok".into()
         } else {
             "no_leader".into()

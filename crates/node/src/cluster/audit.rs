@@ -231,7 +231,10 @@ pub(crate) async fn audit_writer(
             boot_tried = Some(std::time::Instant::now());
             let node = node.clone();
             tokio::spawn(async move {
-                let boot = ClusterCommand::Boot { boot: node.boot() };
+                let boot = ClusterCommand::Boot {
+                    boot: node.boot(),
+                    rules: Some(keyquorum_wire::control::APPLY_RULES),
+                };
                 if let Err(e) = node.propose(node.statement(boot)).await {
                     tracing::debug!(error = %e, "boot statement not committed yet");
                 }

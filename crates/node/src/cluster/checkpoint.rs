@@ -6,35 +6,51 @@
 //! replica therefore takes its snapshots as checkpoints at the same log
 //! indices (multiples of `checkpoint_every`, `keyquorum_store::raft::checkpoint`):
 //! the state there, and its bytes, are the same on every replica that
-//! applied the same log. Before the last chunk of a snapshot reaches Raft,
-//! this node digests it as it arrives and asks the other voters of its own
-//! membership record for the digest of their checkpoint at the snapshot's
-//! index ([`PeerMessage::Attest`]); it goes on only if enough of them, the
-//! sender counted, answer with the same digest ([`needed`]). A refused
+//! applied the same log. This node takes a snapshot's chunks itself (Raft
+//! sees none of them), digests the whole, and asks the other voters of its
+//! own membership record for the digest of their checkpoint at the
+//! snapshot's index ([`PeerMessage::Attest`]); only if enough of them, the
+//! sender counted, answer with the same digest ([`needed`]) does it hand
+//! Raft exactly the bytes it digested (`install_full_snapshot`). A refused
 //! snapshot changes nothing: the leader tries again later (with a newer
 //! checkpoint, which the others have taken by then).
 //!
-//! A node whose record is not in force yet (one that has applied no
-//! `init`, such as a node joining) has no one to ask and takes the snapshot
-//! as sent: the joiner's trust anchor is issue #23's join code.
+//! Not covered:
+//! - A node whose record is not in force yet (one that has applied no
+//!   `init`, such as a node joining) has no one to ask and takes the
+//!   snapshot as sent: the joiner's trust anchor is issue #23's join code.
+//! - A node left behind across a membership change asks the voters of the
+//!   record it has, not the newer one (which only the snapshot, untrusted,
+//!   would tell it): the fix is a snapshot that carries the approved
+//!   changes of the record since, for the receiver to check.
 
+use std::io::Cursor;
 use std::sync::Mutex;
+use std::time::Duration;
 
-use futures::future::join_all;
+use futures::stream::{FuturesUnordered, StreamExt};
 use keyquorum_store::raft::checkpoint::DigestWriter;
-use keyquorum_wire::control::TypeConfig;
+use keyquorum_wire::control::{NodeInfo, TypeConfig};
 use keyquorum_wire::peer::PeerMessage;
 use keyquorum_wire::{Hex32, NodeId};
-use openraft::raft::InstallSnapshotRequest;
+use openraft::raft::{InstallSnapshotRequest, InstallSnapshotResponse};
+use openraft::storage::Snapshot;
+use openraft::SnapshotMeta;
 
 use super::Node;
 use crate::error::NodeError;
 
+/// Largest snapshot taken (the whole control plane's state).
+const MAX_SNAPSHOT_BYTES: usize = 1 << 30;
+
+/// How long a member has to answer [`PeerMessage::Attest`].
+const ATTEST_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// A snapshot arriving in chunks.
 pub(crate) struct Incoming {
     from: NodeId,
-    meta: openraft::SnapshotMeta<u64, keyquorum_wire::control::NodeInfo>,
-    next_offset: u64,
+    meta: SnapshotMeta<u64, NodeInfo>,
+    data: Vec<u8>,
     digest: DigestWriter,
 }
 
@@ -43,61 +59,95 @@ pub(crate) struct Incoming {
 pub(crate) struct Receiving(Mutex<Option<Incoming>>);
 
 /// How many voters must vouch for a snapshot: a majority of the record's
-/// voters and at least the largest threshold of any key (so t − 1
-/// compromised members, the sender among them, never suffice), but no more
-/// than the voters other than this node (so one node being behind does not
-/// stop it for good).
-pub(crate) fn needed(voters: usize, others: usize, largest_threshold: usize) -> usize {
-    (voters / 2 + 1).max(largest_threshold).min(others).max(1)
+/// voters and at least the largest threshold of any key, so that t − 1
+/// compromised members, the sender among them, never suffice. `None` when
+/// there are fewer other voters than that (an n-of-n key): then no
+/// snapshot is taken, and the node catches up from the log only.
+pub(crate) fn needed(voters: usize, others: usize, largest_threshold: usize) -> Option<usize> {
+    let need = (voters / 2 + 1).max(largest_threshold).max(1);
+    (need <= others).then_some(need)
 }
 
 impl Node {
-    /// Check one snapshot chunk from `from` before Raft sees it: chunks in
-    /// order, one snapshot at a time, and at the last one, the members'
-    /// word for the whole.
-    pub(crate) async fn check_snapshot_chunk(
+    /// Take one snapshot chunk from `from`: chunks in order, one snapshot
+    /// at a time; at the last one, install the whole if the members vouch
+    /// for it. Raft sees only a whole, vouched-for snapshot.
+    pub(crate) async fn receive_snapshot_chunk(
         &self,
         from: NodeId,
-        rpc: &InstallSnapshotRequest<TypeConfig>,
-    ) -> Result<(), NodeError> {
-        let finished = {
-            let mut slot = self
-                .0
-                .receiving
-                .0
-                .lock()
-                .map_err(|_| NodeError::Internal("snapshot receiver lock poisoned".into()))?;
-            if rpc.offset == 0 {
-                let digest = DigestWriter::new(&rpc.meta)
-                    .map_err(|e| NodeError::BadRequest(format!("snapshot metadata: {e}")))?;
-                *slot = Some(Incoming {
-                    from,
-                    meta: rpc.meta.clone(),
-                    next_offset: 0,
-                    digest,
-                });
-            }
-            let incoming = slot
-                .as_mut()
-                .filter(|i| i.from == from && i.meta == rpc.meta && i.next_offset == rpc.offset)
-                .ok_or_else(|| {
-                    NodeError::PeerRejected(format!(
-                        "snapshot chunk at offset {} from node {from} does not continue the snapshot being received",
-                        rpc.offset
-                    ))
-                })?;
-            incoming.digest.update(&rpc.data);
-            incoming.next_offset += rpc.data.len() as u64;
-            if rpc.done {
-                slot.take()
-            } else {
-                None
-            }
+        rpc: InstallSnapshotRequest<TypeConfig>,
+    ) -> Result<InstallSnapshotResponse<u64>, NodeError> {
+        let InstallSnapshotRequest {
+            vote,
+            meta,
+            offset,
+            data,
+            done,
+        } = rpc;
+        let finished =
+            {
+                let mut slot =
+                    self.0.receiving.0.lock().map_err(|_| {
+                        NodeError::Internal("snapshot receiver lock poisoned".into())
+                    })?;
+                if offset == 0 {
+                    let digest = DigestWriter::new(&meta)
+                        .map_err(|e| NodeError::BadRequest(format!("snapshot metadata: {e}")))?;
+                    *slot = Some(Incoming {
+                        from,
+                        meta: meta.clone(),
+                        data: Vec::new(),
+                        digest,
+                    });
+                }
+                let incoming = slot
+                    .as_mut()
+                    .filter(|i| i.from == from && i.meta == meta && i.data.len() as u64 == offset)
+                    .ok_or_else(|| {
+                        NodeError::PeerRejected(format!(
+                            "snapshot chunk at offset {offset} from node {from} does not continue \
+                         the snapshot being received"
+                        ))
+                    })?;
+                if incoming.data.len() + data.len() > MAX_SNAPSHOT_BYTES {
+                    *slot = None;
+                    return Err(NodeError::PeerRejected(format!(
+                        "a snapshot over {MAX_SNAPSHOT_BYTES} bytes"
+                    )));
+                }
+                incoming.digest.update(&data);
+                incoming.data.extend_from_slice(&data);
+                if done {
+                    slot.take()
+                } else {
+                    None
+                }
+            };
+        let Some(Incoming {
+            from,
+            meta,
+            data,
+            digest,
+        }) = finished
+        else {
+            let vote = self.0.raft.metrics().borrow().vote;
+            return Ok(InstallSnapshotResponse { vote });
         };
-        match finished {
-            Some(i) => self.vouched(i.from, &i.meta, i.digest.finish()).await,
-            None => Ok(()),
-        }
+        self.vouched(from, &meta, digest.finish()).await?;
+        check_rules(&data)?;
+        let reply = self
+            .0
+            .raft
+            .install_full_snapshot(
+                vote,
+                Snapshot {
+                    meta,
+                    snapshot: Box::new(Cursor::new(data)),
+                },
+            )
+            .await
+            .map_err(|e| NodeError::Unavailable(format!("raft: {e}")))?;
+        Ok(InstallSnapshotResponse { vote: reply.vote })
     }
 
     /// Whether enough voters of this node's record vouch for `digest` as
@@ -105,7 +155,7 @@ impl Node {
     async fn vouched(
         &self,
         from: NodeId,
-        meta: &openraft::SnapshotMeta<u64, keyquorum_wire::control::NodeInfo>,
+        meta: &SnapshotMeta<u64, NodeInfo>,
         digest: [u8; 32],
     ) -> Result<(), NodeError> {
         let Some(index) = meta.last_log_id.map(|l| l.index) else {
@@ -136,34 +186,47 @@ impl Node {
             return Ok(());
         };
         let others: Vec<_> = voters.iter().filter(|(id, _)| *id != self.id()).collect();
-        let need = needed(voters.len(), others.len(), largest);
-        let answers = join_all(others.iter().map(|(id, info)| async move {
-            (
-                *id,
-                self.call(*id, info, PeerMessage::Attest { index }).await,
-            )
-        }))
-        .await;
+        let Some(need) = needed(voters.len(), others.len(), largest) else {
+            return Err(NodeError::PeerRejected(format!(
+                "snapshot at index {index} from node {from}: a key's threshold ({largest}) is \
+                 more than the {} other voters, who could not outvote its compromised members; \
+                 this node catches up from the log only",
+                others.len()
+            )));
+        };
+        // Ask them all; stop at `need` matching answers.
+        let mut asking: FuturesUnordered<_> = others
+            .iter()
+            .map(|(id, info)| async move {
+                let answer = tokio::time::timeout(
+                    ATTEST_TIMEOUT,
+                    self.call(*id, info, PeerMessage::Attest { index }),
+                )
+                .await;
+                (*id, answer)
+            })
+            .collect();
         let mut vouching = Vec::new();
         let mut differing = Vec::new();
-        for (id, answer) in answers {
-            match answer {
-                Ok(PeerMessage::Attestation {
-                    index: i,
-                    digest: Some(Hex32(d)),
-                }) if i == index => {
-                    if d == digest {
-                        vouching.push(id);
-                    } else {
-                        differing.push(id);
-                    }
+        while let Some((id, answer)) = asking.next().await {
+            if let Ok(Ok(PeerMessage::Attestation {
+                index: i,
+                digest: Some(Hex32(d)),
+            })) = answer
+            {
+                if i != index {
+                    continue;
                 }
-                _ => {}
+                if d == digest {
+                    vouching.push(id);
+                    if vouching.len() >= need {
+                        tracing::info!(index, from = %from, vouching = ?vouching, "snapshot vouched for");
+                        return Ok(());
+                    }
+                } else {
+                    differing.push(id);
+                }
             }
-        }
-        if vouching.len() >= need {
-            tracing::info!(index, from = %from, vouching = ?vouching, "snapshot vouched for");
-            return Ok(());
         }
         let why = format!(
             "snapshot at index {index} from node {from}: {} of the {need} voters needed vouch for it{}",
@@ -191,24 +254,49 @@ impl Node {
     }
 }
 
+/// A snapshot of apply rules this build does not know is not taken (the
+/// state could hold what this build would drop; `machine::rules`).
+fn check_rules(data: &[u8]) -> Result<(), NodeError> {
+    #[derive(serde::Deserialize)]
+    struct Probe {
+        machine: Rules,
+    }
+    #[derive(serde::Deserialize)]
+    struct Rules {
+        #[serde(default)]
+        rules: u16,
+    }
+    let probe: Probe = serde_json::from_slice(data)
+        .map_err(|e| NodeError::PeerRejected(format!("a snapshot that does not decode: {e}")))?;
+    let known = keyquorum_wire::control::APPLY_RULES;
+    if probe.machine.rules > known {
+        return Err(NodeError::PeerRejected(format!(
+            "a snapshot at apply rules {}, which this build does not know (it knows up to \
+             {known}): upgrade this node",
+            probe.machine.rules
+        )));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::needed;
 
     #[test]
-    fn enough_to_outnumber_the_compromised_but_never_more_than_there_are() {
+    fn enough_to_outnumber_the_compromised_or_none() {
         // 3 voters, 2-of-3 keys: 2 of the 2 others.
-        assert_eq!(needed(3, 2, 2), 2);
+        assert_eq!(needed(3, 2, 2), Some(2));
         // 5 voters, 3-of-5: a majority, 3 of the 4 others.
-        assert_eq!(needed(5, 4, 3), 3);
+        assert_eq!(needed(5, 4, 3), Some(3));
         // 5 voters, a 4-of-5 key: 4.
-        assert_eq!(needed(5, 4, 4), 4);
-        // A 5-of-5 key: all 4 others (this node cannot vouch for itself).
-        assert_eq!(needed(5, 4, 5), 4);
+        assert_eq!(needed(5, 4, 4), Some(4));
+        // A 5-of-5 key: the 4 others could all be compromised; none.
+        assert_eq!(needed(5, 4, 5), None);
         // A learner (not a voter itself): all 3 of 3 for a 3-of-3 key.
-        assert_eq!(needed(3, 3, 3), 3);
+        assert_eq!(needed(3, 3, 3), Some(3));
         // No keys yet: a majority.
-        assert_eq!(needed(4, 3, 0), 3);
-        assert_eq!(needed(1, 0, 0), 1);
+        assert_eq!(needed(4, 3, 0), Some(3));
+        assert_eq!(needed(1, 0, 0), None);
     }
 }

@@ -31,6 +31,7 @@ pub mod authority;
 pub mod clock;
 pub mod operators;
 pub mod roster;
+mod rules;
 
 use clock::LogClock;
 use operators::KeyPolicy;
@@ -72,6 +73,9 @@ pub struct Registry {
     pub operators: Operators,
     /// Each node's latest boot id ([`ClusterCommand::Boot`]).
     pub boots: BTreeMap<NodeId, keyquorum_wire::Hex32>,
+    /// The newest apply rules each node's build knows, as it announced at
+    /// its latest boot ([`ClusterCommand::Boot`]).
+    pub announced: BTreeMap<NodeId, u16>,
     /// Every voter (with its identity key) the cluster had while it had no
     /// client: all of them must state [`ClusterCommand::Init`], so a leader
     /// that removes voters before init cannot initialise alone.
@@ -93,6 +97,7 @@ struct FlatRef<'a> {
     clock: &'a LogClock,
     operators: &'a Operators,
     boots: &'a BTreeMap<NodeId, keyquorum_wire::Hex32>,
+    announced: &'a BTreeMap<NodeId, u16>,
     founders: &'a BTreeMap<NodeId, keyquorum_wire::Hex32>,
     roster: &'a Roster,
     rules: u16,
@@ -121,6 +126,8 @@ struct Flat {
     #[serde(default)]
     boots: BTreeMap<NodeId, keyquorum_wire::Hex32>,
     #[serde(default)]
+    announced: BTreeMap<NodeId, u16>,
+    #[serde(default)]
     founders: BTreeMap<NodeId, keyquorum_wire::Hex32>,
     #[serde(default)]
     roster: Roster,
@@ -142,6 +149,7 @@ impl Serialize for Registry {
             clock,
             operators,
             boots,
+            announced,
             founders,
             roster,
             rules,
@@ -158,6 +166,7 @@ impl Serialize for Registry {
             clock,
             operators,
             boots,
+            announced,
             founders,
             roster,
             rules: *rules,
@@ -191,6 +200,7 @@ impl<'de> Deserialize<'de> for Registry {
             clock: f.clock,
             operators: f.operators,
             boots: f.boots,
+            announced: f.announced,
             founders: f.founders,
             roster: f.roster,
             rules: f.rules,
@@ -206,7 +216,7 @@ impl Machine for Registry {
     /// command on its own, if what authorizes it holds. Answers one
     /// response per command ([`CommandResponse::Batch`]).
     fn apply(&mut self, index: u64, p: &Proposal) -> CommandResponse {
-        if !(MIN_APPLY_RULES..=APPLY_RULES).contains(&p.rules) {
+        if p.rules < MIN_APPLY_RULES {
             return CommandResponse::rejected(format!(
                 "apply rules {} are not known to this node (it knows {MIN_APPLY_RULES} to \
                  {APPLY_RULES})",
@@ -217,6 +227,17 @@ impl Machine for Registry {
             return CommandResponse::rejected(format!(
                 "apply rules {} are older than rules {} the log used before",
                 p.rules, self.rules
+            ));
+        }
+        if let Err(why) = self.may_take_up(p.rules) {
+            return CommandResponse::rejected(why);
+        }
+        if p.rules > APPLY_RULES {
+            // Only without `check` (which stops the replica first).
+            return CommandResponse::rejected(format!(
+                "apply rules {} are not known to this node (it knows {MIN_APPLY_RULES} to \
+                 {APPLY_RULES})",
+                p.rules
             ));
         }
         self.rules = p.rules;
@@ -232,6 +253,19 @@ impl Machine for Registry {
                 .map(|a| self.apply_authorized(index, a))
                 .collect(),
         }
+    }
+
+    /// Rules the cluster took up and this build does not know: applying
+    /// on would leave this replica out of step, so it stops.
+    fn check(&self, index: u64, p: &Proposal) -> Result<(), String> {
+        if p.rules > APPLY_RULES && p.rules >= self.rules && self.may_take_up(p.rules).is_ok() {
+            return Err(format!(
+                "the entry at index {index} has apply rules {}, which every member announced \
+                 and this build does not know (it knows up to {APPLY_RULES}): upgrade this node",
+                p.rules
+            ));
+        }
+        Ok(())
     }
 
     fn membership<I: Serialize, N: Serialize>(
@@ -378,9 +412,13 @@ impl Registry {
             ClusterCommand::PutClient { record } => self.put_client(record),
             ClusterCommand::RevokeClient { name } => self.revoke_client(name),
             ClusterCommand::Tick {} => CommandResponse::Ok,
-            ClusterCommand::Boot { boot } => match by {
+            ClusterCommand::Boot { boot, rules } => match by {
                 Some(node) => {
                     self.boots.insert(node, *boot);
+                    match rules {
+                        Some(r) => self.announced.insert(node, *r),
+                        None => self.announced.remove(&node),
+                    };
                     CommandResponse::Ok
                 }
                 None => CommandResponse::rejected("only a node states its boot"),

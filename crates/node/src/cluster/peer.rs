@@ -236,6 +236,10 @@ pub fn open_secret(
     })
 }
 
+/// The longest a snapshot chunk's call may take (at least the per-call
+/// timeout); openraft's `install_snapshot_timeout` is set to it.
+pub(crate) const SNAPSHOT_CALL_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// Carries envelopes to peers over mutual TLS and checks their signed
 /// replies. One HTTP client (and connection pool) per peer identity, each
 /// pinned to that identity ([`crate::cluster::tls::PinnedIdentity`]).
@@ -314,10 +318,13 @@ impl PeerClient {
     ) -> Result<(Envelope, PeerMessage), NodeError> {
         let env = seal_envelope(&self.keys, self.me, to, msg)?;
         let url = format!("{}{}", info.addr.trim_end_matches('/'), PEER_PATH);
-        let resp = self
-            .http_for(&info.identity)?
-            .post(&url)
-            .json(&env)
+        let mut request = self.http_for(&info.identity)?.post(&url).json(&env);
+        if matches!(msg, PeerMessage::InstallSnapshot(_)) {
+            // A snapshot's last chunk waits for the receiver to ask the
+            // members to vouch for it and to install it.
+            request = request.timeout(self.timeout.max(SNAPSHOT_CALL_TIMEOUT));
+        }
+        let resp = request
             .send()
             .await
             .map_err(|e| NodeError::Unavailable(format!("node {to} unreachable: {e}")))?;

@@ -26,7 +26,7 @@ use openraft::error::{ClientWriteError, RaftError};
 use openraft::{Config, SnapshotPolicy};
 use tokio::sync::oneshot;
 
-use super::Node;
+use super::{Node, Registry};
 use crate::error::NodeError;
 
 /// openraft's configuration; a snapshot every `checkpoint_every` entries
@@ -46,7 +46,7 @@ pub(crate) fn raft_config(checkpoint_every: u64) -> Result<Arc<Config>, NodeErro
         // The last chunk of a snapshot waits for the receiver to ask the
         // members to vouch for it (one round trip to each) and to install
         // it: openraft's 200 ms would cut off any sizeable one.
-        install_snapshot_timeout: 10_000,
+        install_snapshot_timeout: super::peer::SNAPSHOT_CALL_TIMEOUT.as_millis() as u64,
         ..Default::default()
     };
     c.validate()
@@ -69,7 +69,7 @@ impl Node {
     /// and the rules the log may take up (`machine::rules`).
     fn stamp(&self, commands: Vec<Authorized>) -> Proposal {
         Proposal {
-            rules: keyquorum_wire::control::APPLY_RULES,
+            rules: self.registry(Registry::rules_to_stamp),
             time_ms: super::peer::now_ms(),
             commands,
         }

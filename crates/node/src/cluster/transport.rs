@@ -99,16 +99,11 @@ impl Node {
                 .await
                 .map(PeerMessage::VoteReply)
                 .map_err(|e| raft_err(e.to_string())),
-            PeerMessage::InstallSnapshot(rpc) => {
-                // The members vouch for a snapshot before Raft takes it.
-                self.check_snapshot_chunk(from, &rpc).await?;
-                self.0
-                    .raft
-                    .install_snapshot(rpc)
-                    .await
-                    .map(PeerMessage::InstallSnapshotReply)
-                    .map_err(|e| raft_err(e.to_string()))
-            }
+            // The members vouch for a snapshot before Raft takes it.
+            PeerMessage::InstallSnapshot(rpc) => self
+                .receive_snapshot_chunk(from, rpc)
+                .await
+                .map(PeerMessage::InstallSnapshotReply),
             PeerMessage::Attest { index } => Ok(self.attest(index)),
             PeerMessage::Ping => Ok(PeerMessage::Pong),
             PeerMessage::InitSign {

@@ -185,6 +185,23 @@ async fn a_member_or_the_leader_cannot_commit_what_no_one_authorized() {
     ])
     .await;
     assert!(refused(&r), "{r:?}");
+    // It stamps rules no member announced (to stop every replica at an
+    // entry none of them may apply): refused alike, and every replica
+    // goes on (the writes below are applied everywhere).
+    let newer = leader
+        .raft()
+        .client_write(Proposal {
+            rules: APPLY_RULES + 1,
+            time_ms: common::now_s() * 1000,
+            commands: vec![leader.statement(ClusterCommand::Tick {})],
+        })
+        .await
+        .unwrap()
+        .data;
+    assert!(
+        matches!(&newer, CommandResponse::Rejected { reason } if reason.contains("not taken up")),
+        "{newer:?}"
+    );
 
     // A validly signed client request and a node statement, applied once,
     // then appended again by the leader: refused as replays.

@@ -63,21 +63,46 @@ async fn a_member_installs_only_a_snapshot_the_members_vouch_for() {
 
     c.restart_node(behind).await.unwrap();
     let info = lead.node_info(behind).unwrap();
-    let rpc = openraft::raft::InstallSnapshotRequest {
-        vote: lead.raft().metrics().borrow().vote,
-        meta,
-        offset: 0,
-        data,
-        done: true,
+    let vote = lead.raft().metrics().borrow().vote;
+    let chunk = |offset: usize, end: usize, done: bool| {
+        PeerMessage::InstallSnapshot(openraft::raft::InstallSnapshotRequest {
+            vote,
+            meta: meta.clone(),
+            offset: offset as u64,
+            data: data[offset..end].to_vec(),
+            done,
+        })
     };
-    let refused = match lead
-        .call(behind, &info, PeerMessage::InstallSnapshot(rpc))
-        .await
-    {
-        Err(e) => e.to_string(),
-        Ok(PeerMessage::Error { message, .. }) => message,
-        Ok(other) => panic!("a forged snapshot was taken: {other:?}"),
+    let answer = |r: Result<PeerMessage, keyquorum_node::error::NodeError>| match r {
+        Err(e) => Err(e.to_string()),
+        Ok(PeerMessage::Error { message, .. }) => Err(message),
+        Ok(other) => Ok(other),
     };
+    let half = data.len() / 2;
+    // In two chunks: the first is held, not passed to Raft; a chunk that
+    // does not continue it is refused; the last one is refused for want
+    // of vouchers.
+    assert!(matches!(
+        answer(lead.call(behind, &info, chunk(0, half, false)).await),
+        Ok(PeerMessage::InstallSnapshotReply(_))
+    ));
+    let gap = answer(
+        lead.call(behind, &info, chunk(half + 1, data.len(), true))
+            .await,
+    );
+    assert!(
+        gap.as_ref().is_err_and(|e| e.contains("does not continue")),
+        "{gap:?}"
+    );
+    assert!(matches!(
+        answer(lead.call(behind, &info, chunk(0, half, false)).await),
+        Ok(PeerMessage::InstallSnapshotReply(_))
+    ));
+    let refused = answer(
+        lead.call(behind, &info, chunk(half, data.len(), true))
+            .await,
+    )
+    .expect_err("a forged snapshot was taken");
     assert!(refused.contains("vouch"), "{refused}");
     assert!(refused.contains("another state"), "{refused}");
 

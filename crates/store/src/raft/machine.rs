@@ -50,12 +50,14 @@ type StoredSnapshot<C> = (
     Vec<u8>,
 );
 
-/// Store a snapshot (durably) in place of the previous one.
+/// Store a snapshot (durably) in place of the previous one, unless that
+/// one is newer (a build that took its copy before a snapshot was
+/// installed finishes after it): then keep it, and answer `false`.
 fn store_snapshot<C: RaftTypeConfig>(
     db: &Database,
     meta: &SnapshotMeta<C::NodeId, C::Node>,
     data: &[u8],
-) -> Result<(), StorageError<C::NodeId>>
+) -> Result<bool, StorageError<C::NodeId>>
 where
     C::Node: Serialize + DeserializeOwned,
     C::NodeId: Serialize + DeserializeOwned,
@@ -64,9 +66,20 @@ where
         source: StorageIOError::write_snapshot(Some(meta.signature()), AnyError::error(e)),
     };
     let meta_bytes = serde_json::to_vec(meta).map_err(|e| err(&e))?;
+    // One write transaction at a time: the check and the write are one.
     let tx = db.begin_write().map_err(|e| err(&e))?;
     {
         let mut t = tx.open_table(SNAPSHOT).map_err(|e| err(&e))?;
+        let newer = match t.get("meta").map_err(|e| err(&e))? {
+            Some(stored) => {
+                serde_json::from_slice::<SnapshotMeta<C::NodeId, C::Node>>(stored.value())
+                    .is_ok_and(|m| m.last_log_id > meta.last_log_id)
+            }
+            None => false,
+        };
+        if newer {
+            return Ok(false);
+        }
         t.insert("meta", meta_bytes.as_slice())
             .map_err(|e| err(&e))?;
         t.insert("data", data).map_err(|e| err(&e))?;
@@ -75,7 +88,8 @@ where
             .remove("snapshot")
             .map_err(|e| err(&e))?;
     }
-    tx.commit().map_err(|e| err(&e))
+    tx.commit().map_err(|e| err(&e))?;
+    Ok(true)
 }
 
 /// The stored snapshot, if any (in either format).
@@ -308,7 +322,11 @@ where
                 last_membership: applied.membership.clone(),
                 snapshot_id,
             };
-            store_snapshot::<C>(&db, &meta, &data)?;
+            if !store_snapshot::<C>(&db, &meta, &data)? {
+                if let Some(stored) = load_snapshot::<C>(&db)? {
+                    return Ok(stored);
+                }
+            }
             if let Some(l) = &meta.last_log_id {
                 checkpoints.record(l.index, checkpoint::digest(&meta, &data).map_err(io_write)?);
             }
@@ -358,6 +376,14 @@ where
         let mut out = Vec::new();
         for entry in entries {
             let index = entry.log_id.index;
+            if let EntryPayload::Normal(cmd) = &entry.payload {
+                if let Err(why) = g.machine.check(index, cmd) {
+                    tracing::error!(index, "this replica stops applying: {why}");
+                    return Err(StorageError::IO {
+                        source: StorageIOError::apply(entry.log_id.clone(), AnyError::error(why)),
+                    });
+                }
+            }
             g.last_applied = Some(entry.log_id.clone());
             match entry.payload {
                 EntryPayload::Blank => out.push(M::Response::default()),
@@ -413,9 +439,11 @@ where
                 serde_json::from_slice(&data).map_err(|e| StorageError::IO {
                     source: StorageIOError::read_snapshot(Some(meta.signature()), &e),
                 })?;
-            store_snapshot::<C>(&db, &meta, &data)?;
-            if let Some(l) = &meta.last_log_id {
-                checkpoints.record(l.index, checkpoint::digest(&meta, &data).map_err(io_write)?);
+            if store_snapshot::<C>(&db, &meta, &data)? {
+                if let Some(l) = &meta.last_log_id {
+                    checkpoints
+                        .record(l.index, checkpoint::digest(&meta, &data).map_err(io_write)?);
+                }
             }
             // A checkpoint taken before this point must not replace it.
             match pending.lock() {

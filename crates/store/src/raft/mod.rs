@@ -55,6 +55,17 @@ pub trait Machine: Default + Clone + Serialize + DeserializeOwned + Send + Sync 
     /// Apply one committed command at log index `index`.
     fn apply(&mut self, index: u64, command: &Self::Command) -> Self::Response;
 
+    /// Whether this replica can apply `command` at `index` the way every
+    /// other replica does. An error stops the replica before it applies
+    /// anything (the store fails the apply and openraft shuts down): for a
+    /// command this build cannot apply as the rest of the cluster does,
+    /// where refusing it would leave this replica out of step. It stops
+    /// again at the same entry after a restart, until the build changes.
+    fn check(&self, index: u64, command: &Self::Command) -> Result<(), String> {
+        let _ = (index, command);
+        Ok(())
+    }
+
     /// A membership entry at `index` took effect: `nodes` are all its
     /// members (voters and learners) with their node data, `voters` the
     /// voters among them. Raft changes membership on append, not on apply;

@@ -579,3 +579,4 @@ fn messaging_statements_are_bounded() {
 mod keys;
 mod operators;
 mod roster;
+mod rules;

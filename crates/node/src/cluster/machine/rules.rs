@@ -1,0 +1,67 @@
+//! Which apply rules an entry may carry (`keyquorum_wire::control::APPLY_RULES`).
+//!
+//! Rules only go up. Up to rules 2 a leader moved the log to newer rules
+//! on its own (the logs of those builds replay as they were applied). From
+//! rules 3 on, the log takes up newer rules only once every member
+//! announced, in its signed boot statement, that its build knows them: a
+//! leader cannot stamp rules some replica would not apply (every replica
+//! refuses such an entry alike), and during a rolling upgrade the leader
+//! keeps stamping the old rules until the last member runs the new build.
+//! A replica that meets rules the cluster did take up and it does not
+//! know (a node downgraded, or started from an old build after the
+//! upgrade) stops applying ([`Registry::check`](keyquorum_store::raft::Machine::check)).
+
+use keyquorum_wire::control::{APPLY_RULES, MIN_APPLY_RULES};
+
+use super::Registry;
+
+/// The newest rules a leader could move the log to on its own.
+const UNANNOUNCED: u16 = 2;
+
+/// Rules a new log may start at, and the newest a cluster whose membership
+/// record is not in force may take up (its members are Raft's, which a
+/// leader picks): a constant, not this build's newest, so that every build
+/// decides alike and no leader can stop a forming cluster's replicas with
+/// rules none of them knows.
+const FIRST: u16 = 3;
+
+impl Registry {
+    /// Whether the log may be at rules `rules` after the entries applied
+    /// so far: the rules it is at or older (refused elsewhere), rules up to
+    /// [`UNANNOUNCED`], up to [`FIRST`] for the first entry, or rules every
+    /// member announced (past [`FIRST`], members of the record in force).
+    /// Err says why not.
+    pub(super) fn may_take_up(&self, rules: u16) -> Result<(), String> {
+        if rules <= self.rules || rules <= UNANNOUNCED || (self.rules == 0 && rules <= FIRST) {
+            return Ok(());
+        }
+        if rules > FIRST && !self.roster.in_force {
+            return Err(format!(
+                "apply rules {rules} are taken up only once the membership record is in force"
+            ));
+        }
+        let behind: Vec<_> = self
+            .members
+            .keys()
+            .filter(|m| self.announced.get(m).is_none_or(|a| *a < rules))
+            .collect();
+        if behind.is_empty() {
+            Ok(())
+        } else {
+            Err(format!(
+                "apply rules {rules} are not taken up: nodes {behind:?} have not announced \
+                 them (the log is at rules {})",
+                self.rules
+            ))
+        }
+    }
+
+    /// The rules a leader stamps on its next entry: the newest this build
+    /// knows that the log may take up.
+    pub fn rules_to_stamp(&self) -> u16 {
+        (self.rules.max(MIN_APPLY_RULES)..=APPLY_RULES)
+            .rev()
+            .find(|r| self.may_take_up(*r).is_ok())
+            .unwrap_or(self.rules.max(MIN_APPLY_RULES))
+    }
+}

@@ -1,0 +1,127 @@
+//! Apply rules: newer rules are taken up only once every member announced
+//! them; a replica meets rules the cluster took up and it does not know
+//! only by stopping (`Machine::check`), never by refusing and going on.
+
+use keyquorum_store::raft::Machine;
+
+use super::*;
+
+fn boot(node: u64, nonce: u8, rules: Option<u16>) -> Authorized {
+    statement(
+        node,
+        T0,
+        nonce,
+        ClusterCommand::Boot {
+            boot: Hex32([nonce; 32]),
+            rules,
+        },
+    )
+}
+
+fn proposal(rules: u16, commands: Vec<Authorized>) -> Proposal {
+    Proposal {
+        rules,
+        time_ms: T0,
+        commands,
+    }
+}
+
+fn applied(r: &CommandResponse) -> bool {
+    matches!(r, CommandResponse::Batch { responses } if responses.iter().all(|x| *x == ok()))
+}
+
+/// A log at rules 2 (an earlier build's) with nodes 1 and 2.
+fn at_rules_2() -> Registry {
+    let admin = ClientKey::new("admin", SigningKey::from_bytes(&[9; 32]));
+    let mut r = Registry::default();
+    r.membership(1, &nodes(2), &[1, 2]);
+    assert!(applied(&r.apply(
+        2,
+        &proposal(2, vec![members(&[1, 2], 3, init_command(&admin))])
+    )));
+    assert_eq!(r.rules, 2);
+    r
+}
+
+#[test]
+fn newer_rules_are_taken_up_once_every_member_announced_them() {
+    let mut r = at_rules_2();
+    // Nobody announced: a leader stamps rules 2, and an entry stamped 3 is
+    // refused by every replica alike (no replica stops over it).
+    assert_eq!(r.rules_to_stamp(), 2);
+    let tick = |nonce| statement(1, T0, nonce, ClusterCommand::Tick {});
+    assert!(r.check(4, &proposal(3, vec![tick(40)])).is_ok());
+    let before = json(&r);
+    assert!(refused(&r.apply(4, &proposal(3, vec![tick(40)]))));
+    assert_eq!(json(&r), before);
+    // Node 1 runs the new build (its boot, under rules 2, announces 3);
+    // node 2 does not yet: still rules 2.
+    assert!(applied(
+        &r.apply(5, &proposal(2, vec![boot(1, 41, Some(3))]))
+    ));
+    assert_eq!(r.announced.get(&id(1)), Some(&3));
+    assert_eq!(r.rules_to_stamp(), 2);
+    let answer = r.apply(6, &proposal(3, vec![tick(42)]));
+    assert!(
+        matches!(&answer, CommandResponse::Rejected { reason } if reason.contains("[2]")),
+        "{answer:?}"
+    );
+    // Node 2 announces too: rules 3 are taken up.
+    assert!(applied(
+        &r.apply(7, &proposal(2, vec![boot(2, 43, Some(3))]))
+    ));
+    assert_eq!(r.rules_to_stamp(), 3);
+    assert!(applied(&r.apply(8, &proposal(3, vec![tick(44)]))));
+    assert_eq!(r.rules, 3);
+    // And there is no going back to 2.
+    assert!(refused(&r.apply(9, &proposal(2, vec![tick(45)]))));
+    // A node that restarts on an old build (no announcement) does not
+    // take the rules back either: the log is at 3.
+    assert!(applied(&r.apply(10, &proposal(3, vec![boot(2, 46, None)]))));
+    assert_eq!(r.rules_to_stamp(), 3);
+}
+
+#[test]
+fn a_replica_stops_at_rules_the_cluster_took_up_and_it_does_not_know() {
+    let mut r = at_rules_2();
+    let newer = APPLY_RULES + 1;
+    let tick = proposal(newer, vec![statement(1, T0, 50, ClusterCommand::Tick {})]);
+    // A leader stamps rules no member announced: refused alike, no stop.
+    assert!(r.check(4, &tick).is_ok());
+    assert!(refused(&r.apply(4, &tick)));
+    // Every member announced them (builds newer than this one): this
+    // replica, which does not know them, stops rather than refuse the
+    // entry the others apply.
+    assert!(applied(&r.apply(
+        5,
+        &proposal(2, vec![boot(1, 51, Some(newer)), boot(2, 52, Some(newer))])
+    )));
+    let why = r.check(6, &tick).unwrap_err();
+    assert!(why.contains("upgrade this node"), "{why}");
+    // Rules it knows, it applies as before.
+    assert!(r
+        .check(
+            6,
+            &proposal(
+                APPLY_RULES,
+                vec![statement(1, T0, 53, ClusterCommand::Tick {})]
+            )
+        )
+        .is_ok());
+    // A new log's first entry may set rules up to 3 only: a leader of a
+    // forming cluster (whose members are Raft's, its to pick) cannot stop
+    // the replicas with rules none of them knows.
+    let mut fresh = Registry::default();
+    assert_eq!(fresh.rules_to_stamp(), 3);
+    assert!(fresh.check(1, &tick).is_ok());
+    assert!(refused(&fresh.apply(1, &tick)));
+    fresh.membership(1, &nodes(1), &[1]);
+    assert!(applied(
+        &fresh.apply(2, &proposal(3, vec![boot(1, 54, Some(newer))]))
+    ));
+    assert!(
+        fresh.check(3, &tick).is_ok(),
+        "not before the record is in force"
+    );
+    assert!(refused(&fresh.apply(3, &tick)));
+}
