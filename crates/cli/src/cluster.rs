@@ -43,7 +43,7 @@ fn passphrase(dev_dir: Option<&Path>) -> Result<Passphrase> {
     let Some(dir) = dev_dir else {
         bail!("set KEYQUORUM_PASSPHRASE (the vault passphrase)");
     };
-    std::fs::create_dir_all(dir)?;
+    keyquorum_node::config::create_private_dir(dir)?;
     let file = dir.join("dev-passphrase");
     if let Ok(p) = std::fs::read(&file) {
         return Ok(Passphrase::new(p));
@@ -51,12 +51,8 @@ fn passphrase(dev_dir: Option<&Path>) -> Result<Passphrase> {
     let mut b = [0u8; 24];
     OsRng.fill_bytes(&mut b);
     let p = hex::encode(b);
-    std::fs::write(&file, p.as_bytes())?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600))?;
-    }
+    // 0600 from the start, never over a file someone put there.
+    keyquorum_node::config::create_private(&file, p.as_bytes())?;
     Ok(Passphrase::new(p.into_bytes()))
 }
 

@@ -170,7 +170,7 @@ pub(crate) async fn run(
             if path.exists() {
                 bail!("{} exists already", path.display());
             }
-            std::fs::create_dir_all(&files.endpoint_dir)?;
+            keyquorum_node::config::create_private_dir(&files.endpoint_dir)?;
             let e = Endpoint::create(&path, &files.passphrase()?, KdfParams::default(), &name)?;
             let info = match e.register(c, prekeys.clamp(1, 200)).await {
                 Ok(i) => i,

@@ -74,6 +74,21 @@ fn dev(dir: &Path) -> Dev {
     let v: Value = serde_json::from_str(&text).expect("dev --json output");
     let env = std::fs::read_to_string(dir.join("client.env")).expect("client.env");
     assert!(env.contains(v["url"].as_str().unwrap()));
+    // Data directories are 0700 and secret files 0600 from the start.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        for d in [dir.to_path_buf(), dir.join("node-1"), dir.join("node-2")] {
+            assert_eq!(mode(&d), 0o700, "{}", d.display());
+        }
+        for f in ["client.env", "dev-passphrase"] {
+            let f = dir.join(f);
+            if f.exists() {
+                assert_eq!(mode(&f), 0o600, "{}", f.display());
+            }
+        }
+    }
     let ca = v["ca_cert"].as_str().unwrap().to_string();
     assert!(env.contains(&format!("KEYQUORUM_CA_CERT={ca}")), "{env}");
     assert!(v["url"].as_str().unwrap().starts_with("https://"));

@@ -111,6 +111,37 @@ impl NodeConfig {
     }
 }
 
+/// Create directory `path` (and its missing parents) private to this user:
+/// mode 0700 from the start. An existing directory that others may read
+/// or enter is made 0700 (with a warning).
+pub fn create_private_dir(path: &std::path::Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{DirBuilderExt as _, PermissionsExt as _};
+        let existed = path.is_dir();
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(path)?;
+        if existed {
+            let mode = std::fs::metadata(path)?.permissions().mode();
+            if mode & 0o077 != 0 {
+                tracing::warn!(
+                    dir = %path.display(),
+                    mode = format!("{:o}", mode & 0o777),
+                    "data directory was open to others: made 0700"
+                );
+                std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700))?;
+            }
+        }
+        Ok(())
+    }
+    #[cfg(not(unix))]
+    {
+        std::fs::create_dir_all(path)
+    }
+}
+
 /// Create a private file at `path` holding `bytes`: mode 0600 from the
 /// start, never replacing an existing file or following a symlink there
 /// (`AlreadyExists` if anything is at `path`), synced before it returns.
@@ -126,4 +157,36 @@ pub fn create_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<(
     let mut f = o.open(path)?;
     f.write_all(bytes)?;
     f.sync_all()
+}
+
+#[cfg(all(test, unix))]
+mod tests {
+    use std::os::unix::fs::PermissionsExt as _;
+
+    use super::*;
+
+    /// New directories (parents included) are 0700; an existing one open
+    /// to others is closed; secret files are 0600 and never replace what
+    /// is there.
+    #[test]
+    fn data_directories_and_secret_files_are_private() {
+        let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        let dir = tempfile::tempdir().unwrap();
+        let deep = dir.path().join("a/b/c");
+        create_private_dir(&deep).unwrap();
+        for d in ["a", "a/b", "a/b/c"] {
+            assert_eq!(mode(&dir.path().join(d)), 0o700, "{d}");
+        }
+        let open = dir.path().join("open");
+        std::fs::create_dir(&open).unwrap();
+        std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o755)).unwrap();
+        create_private_dir(&open).unwrap();
+        assert_eq!(mode(&open), 0o700);
+        let f = deep.join("secret");
+        create_private(&f, b"x").unwrap();
+        assert_eq!(mode(&f), 0o600);
+        let again = create_private(&f, b"y").unwrap_err();
+        assert_eq!(again.kind(), std::io::ErrorKind::AlreadyExists);
+        assert_eq!(std::fs::read(&f).unwrap(), b"x");
+    }
 }

@@ -90,7 +90,7 @@ pub fn prepare_identity(
     passphrase: &Passphrase,
     kdf: KdfParams,
 ) -> Result<NodeKeys, NodeError> {
-    std::fs::create_dir_all(dir).map_err(io)?;
+    crate::config::create_private_dir(dir).map_err(io)?;
     let vault = Vault::open(&dir.join("vault.redb"), passphrase, kdf)?;
     NodeKeys::load_or_create(&vault)
 }
@@ -98,7 +98,7 @@ pub fn prepare_identity(
 impl LocalCluster {
     /// Start (or restart) the cluster under `opts.data_dir`.
     pub async fn start(opts: DevOptions, passphrase: Passphrase) -> Result<Self, NodeError> {
-        std::fs::create_dir_all(&opts.data_dir).map_err(io)?;
+        crate::config::create_private_dir(&opts.data_dir).map_err(io)?;
         let layout_path = opts.data_dir.join("cluster.json");
         let existing: Option<Layout> = match std::fs::read(&layout_path) {
             Ok(b) => Some(

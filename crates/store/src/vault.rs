@@ -24,8 +24,10 @@ use zeroize::{Zeroize, Zeroizing};
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum VaultError {
-    /// The passphrase does not open this vault.
-    #[error("the passphrase does not open this vault")]
+    /// The passphrase does not open this vault (or its header was altered:
+    /// the key derives from the salt and the parameters too, so an altered
+    /// header no longer opens it either).
+    #[error("the passphrase does not open this vault (or its header was altered)")]
     WrongPassphrase,
     /// A stored value failed authentication: the file was altered or damaged.
     #[error("vault value in {table} failed authentication (file altered or damaged)")]
@@ -101,6 +103,34 @@ impl Default for KdfParams {
 }
 
 impl KdfParams {
+    /// The most memory a vault may ask Argon2 for: 1 GiB. The parameters
+    /// are read from the file before anything in it can be checked, so a
+    /// tampered header must not be able to ask for any amount.
+    pub const MAX_M_KIB: u32 = 1024 * 1024;
+    /// The most passes.
+    pub const MAX_T: u32 = 16;
+    /// The most lanes.
+    pub const MAX_P: u32 = 8;
+
+    /// Whether these are parameters a vault may have (within the caps,
+    /// and what Argon2id accepts).
+    pub fn check(self) -> Result<Self, VaultError> {
+        if self.m_kib > Self::MAX_M_KIB || self.t > Self::MAX_T || self.p > Self::MAX_P {
+            return Err(VaultError::Kdf(format!(
+                "Argon2id parameters m={} KiB, t={}, p={} are past the caps ({} KiB, {}, {})",
+                self.m_kib,
+                self.t,
+                self.p,
+                Self::MAX_M_KIB,
+                Self::MAX_T,
+                Self::MAX_P
+            )));
+        }
+        Params::new(self.m_kib, self.t, self.p, Some(32))
+            .map_err(|e| VaultError::Kdf(e.to_string()))?;
+        Ok(self)
+    }
+
     /// Cheap parameters for tests and throw-away dev clusters (1 MiB, 1
     /// pass). Never use them for a vault that protects real keys.
     pub fn insecure_fast() -> Self {
@@ -233,6 +263,7 @@ impl Vault {
             match (salt, kdf, verifier) {
                 (Some(s), Some(k), Some(v)) => Some((s, k, v)),
                 (None, None, None) => {
+                    let params = params.check()?;
                     let mut salt = [0u8; 16];
                     OsRng.fill_bytes(&mut salt);
                     let key = derive(passphrase, &salt, params)?;
@@ -249,7 +280,10 @@ impl Vault {
         };
         tx.abort()?;
         let (salt, kdf, verifier) = header.ok_or(VaultError::Header("missing"))?;
-        let params = KdfParams::from_bytes(&kdf).ok_or(VaultError::Header("bad kdf parameters"))?;
+        let params = KdfParams::from_bytes(&kdf)
+            .ok_or(VaultError::Header("bad kdf parameters"))?
+            .check()
+            .map_err(|_| VaultError::Header("kdf parameters past the caps (altered?)"))?;
         let key = derive(passphrase, &salt, params)?;
         match open(&key, b"\x00verifier", &verifier) {
             Ok(v) if v.as_slice() == VERIFIER => Ok(Self { db, key }),
@@ -469,6 +503,52 @@ mod tests {
         drop(Vault::open(&path, &pass("right"), KdfParams::insecure_fast()).unwrap());
         let err = Vault::open(&path, &pass("wrong"), KdfParams::insecure_fast()).unwrap_err();
         assert!(matches!(err, VaultError::WrongPassphrase), "{err}");
+    }
+
+    /// The header is read before anything can be checked: parameters past
+    /// the caps are refused before Argon2 runs (a tampered file cannot ask
+    /// for any amount of memory), parameters within them but altered, or
+    /// an altered salt, no longer open the vault; nor is a new vault made
+    /// with parameters past the caps.
+    #[test]
+    fn an_altered_header_is_refused_before_it_costs_anything() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("vault.redb");
+        drop(Vault::open(&path, &pass("p"), KdfParams::insecure_fast()).unwrap());
+        let set = |key: &str, value: &[u8]| {
+            let db = Database::create(&path).unwrap();
+            let tx = db.begin_write().unwrap();
+            tx.open_table(HEADER).unwrap().insert(key, value).unwrap();
+            tx.commit().unwrap();
+        };
+        let huge = KdfParams {
+            m_kib: u32::MAX,
+            t: u32::MAX,
+            p: 1,
+        };
+        set("kdf", &huge.to_bytes());
+        let err = Vault::open(&path, &pass("p"), KdfParams::insecure_fast()).unwrap_err();
+        assert!(
+            matches!(err, VaultError::Header(m) if m.contains("caps")),
+            "{err}"
+        );
+        let altered = KdfParams {
+            m_kib: 2048,
+            t: 1,
+            p: 1,
+        };
+        set("kdf", &altered.to_bytes());
+        let err = Vault::open(&path, &pass("p"), KdfParams::insecure_fast()).unwrap_err();
+        assert!(matches!(err, VaultError::WrongPassphrase), "{err}");
+        set("kdf", &KdfParams::insecure_fast().to_bytes());
+        drop(Vault::open(&path, &pass("p"), KdfParams::insecure_fast()).unwrap());
+        set("salt", &[0u8; 16]);
+        let err = Vault::open(&path, &pass("p"), KdfParams::insecure_fast()).unwrap_err();
+        assert!(matches!(err, VaultError::WrongPassphrase), "{err}");
+
+        let fresh = dir.path().join("fresh.redb");
+        let err = Vault::open(&fresh, &pass("p"), huge).unwrap_err();
+        assert!(matches!(err, VaultError::Kdf(_)), "{err}");
     }
 
     #[test]

@@ -116,7 +116,7 @@ impl Node {
         passphrase: &Passphrase,
         listener: Option<tokio::net::TcpListener>,
     ) -> Result<Opened, NodeError> {
-        std::fs::create_dir_all(&config.data_dir)
+        crate::config::create_private_dir(&config.data_dir)
             .map_err(|e| NodeError::Internal(format!("data dir: {e}")))?;
         let kdf = config.kdf.map(KdfParams::from).unwrap_or_default();
         // Argon2id runs once here, before the node serves anything.
