@@ -162,6 +162,19 @@ pub enum PeerMessage {
         /// The digest of the member's checkpoint there; `None` if it has
         /// none (not there yet, or past it and no longer keeping it).
         digest: Option<crate::Hex32>,
+        /// The form of the member's checkpoints (a build that serializes
+        /// the state differently has other digests for the same state;
+        /// its answer is no answer, not another state).
+        #[serde(default)]
+        format: u16,
+        /// The voters of the member's record now.
+        #[serde(default)]
+        voters: u16,
+        /// The largest threshold of any key in the member's state now: the
+        /// receiver asks for as many vouchers as the most demanding of its
+        /// own state and the answers require (its own may be stale).
+        #[serde(default)]
+        largest_threshold: u16,
     },
     /// A follower asks the leader for a read index (Raft thesis §6.4): the
     /// leader confirms it still leads and answers its commit index.

@@ -28,7 +28,7 @@ use std::io::Cursor;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use futures::stream::{FuturesUnordered, StreamExt};
+use futures::future::join_all;
 use keyquorum_store::raft::checkpoint::DigestWriter;
 use keyquorum_wire::control::{NodeInfo, TypeConfig};
 use keyquorum_wire::peer::PeerMessage;
@@ -45,6 +45,10 @@ const MAX_SNAPSHOT_BYTES: usize = 1 << 30;
 
 /// How long a member has to answer [`PeerMessage::Attest`].
 const ATTEST_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The form of this build's checkpoints: bump it whenever the serialized
+/// state changes shape (the same state then has another digest).
+pub(crate) const CHECKPOINT_FORMAT: u16 = 1;
 
 /// A snapshot arriving in chunks.
 pub(crate) struct Incoming {
@@ -90,7 +94,33 @@ impl Node {
                     self.0.receiving.0.lock().map_err(|_| {
                         NodeError::Internal("snapshot receiver lock poisoned".into())
                     })?;
+                if let Some(i) = slot.as_ref().filter(|i| {
+                    i.from == from
+                        && i.meta == meta
+                        && !done
+                        && offset as usize + data.len() == i.data.len()
+                        && i.data.get(offset as usize..) == Some(data.as_slice())
+                }) {
+                    // A chunk sent again (its answer was lost): taken already.
+                    let _ = i;
+                    let vote = self.0.raft.metrics().borrow().vote;
+                    return Ok(InstallSnapshotResponse { vote });
+                }
                 if offset == 0 {
+                    let local = self.0.raft.metrics().borrow().vote;
+                    if vote < local {
+                        return Err(NodeError::PeerRejected(format!(
+                            "a snapshot from node {from} under vote {vote}, older than {local}"
+                        )));
+                    }
+                    // Refused now, not after the whole has come, if no
+                    // vouching could let it in.
+                    if let Some((voters, largest)) = self.vouching_policy() {
+                        let others = voters.iter().filter(|(id, _)| *id != self.id()).count();
+                        if needed(voters.len(), others, largest).is_none() {
+                            return Err(NodeError::PeerRejected(no_snapshot(largest, others)));
+                        }
+                    }
                     let digest = DigestWriter::new(&meta)
                         .map_err(|e| NodeError::BadRequest(format!("snapshot metadata: {e}")))?;
                     *slot = Some(Incoming {
@@ -150,8 +180,27 @@ impl Node {
         Ok(InstallSnapshotResponse { vote: reply.vote })
     }
 
+    /// This node's record's voters and the largest threshold of any key,
+    /// if its record is in force.
+    fn vouching_policy(&self) -> Option<(Vec<(NodeId, NodeInfo)>, usize)> {
+        self.registry(|r| {
+            r.roster.in_force.then(|| {
+                let voters: Vec<_> = r
+                    .roster
+                    .nodes
+                    .iter()
+                    .filter(|(_, n)| n.voter)
+                    .map(|(id, n)| (*id, n.info.clone()))
+                    .collect();
+                (voters, largest_threshold(r))
+            })
+        })
+    }
+
     /// Whether enough voters of this node's record vouch for `digest` as
-    /// the state at the snapshot's index.
+    /// the state at the snapshot's index: as many as this node's state
+    /// requires, and as the most demanding answer reports (this node's
+    /// state may be stale: a key with a higher threshold, more voters).
     async fn vouched(
         &self,
         from: NodeId,
@@ -163,70 +212,57 @@ impl Node {
                 "a snapshot with no log position".into(),
             ));
         };
-        let Some((voters, largest)) = self.registry(|r| {
-            r.roster.in_force.then(|| {
-                let voters: Vec<_> = r
-                    .roster
-                    .nodes
-                    .iter()
-                    .filter(|(_, n)| n.voter)
-                    .map(|(id, n)| (*id, n.info.clone()))
-                    .collect();
-                let largest = r
-                    .keys
-                    .records
-                    .values()
-                    .map(|k| usize::from(k.threshold))
-                    .max()
-                    .unwrap_or(0);
-                (voters, largest)
-            })
-        }) else {
+        let Some((voters, largest)) = self.vouching_policy() else {
             // Nothing to check it against (see the module doc).
             return Ok(());
         };
         let others: Vec<_> = voters.iter().filter(|(id, _)| *id != self.id()).collect();
-        let Some(need) = needed(voters.len(), others.len(), largest) else {
-            return Err(NodeError::PeerRejected(format!(
-                "snapshot at index {index} from node {from}: a key's threshold ({largest}) is \
-                 more than the {} other voters, who could not outvote its compromised members; \
-                 this node catches up from the log only",
-                others.len()
-            )));
-        };
-        // Ask them all; stop at `need` matching answers.
-        let mut asking: FuturesUnordered<_> = others
-            .iter()
-            .map(|(id, info)| async move {
-                let answer = tokio::time::timeout(
-                    ATTEST_TIMEOUT,
-                    self.call(*id, info, PeerMessage::Attest { index }),
-                )
-                .await;
-                (*id, answer)
-            })
-            .collect();
+        let mut need = needed(voters.len(), others.len(), largest)
+            .ok_or_else(|| NodeError::PeerRejected(no_snapshot(largest, others.len())))?;
+        let answers = join_all(others.iter().map(|(id, info)| async move {
+            let answer = tokio::time::timeout(
+                ATTEST_TIMEOUT,
+                self.call(*id, info, PeerMessage::Attest { index }),
+            )
+            .await;
+            (*id, answer)
+        }))
+        .await;
         let mut vouching = Vec::new();
         let mut differing = Vec::new();
-        while let Some((id, answer)) = asking.next().await {
-            if let Ok(Ok(PeerMessage::Attestation {
+        for (id, answer) in answers {
+            let Ok(Ok(PeerMessage::Attestation {
                 index: i,
                 digest: Some(Hex32(d)),
+                format,
+                voters: v,
+                largest_threshold: t,
             })) = answer
-            {
-                if i != index {
-                    continue;
-                }
-                if d == digest {
-                    vouching.push(id);
-                    if vouching.len() >= need {
-                        tracing::info!(index, from = %from, vouching = ?vouching, "snapshot vouched for");
-                        return Ok(());
-                    }
-                } else {
-                    differing.push(id);
+            else {
+                continue;
+            };
+            // Another build's checkpoints, or another index: no answer.
+            if i != index || format != CHECKPOINT_FORMAT {
+                continue;
+            }
+            match needed(usize::from(v), others.len(), usize::from(t)) {
+                Some(n) => need = need.max(n),
+                None => {
+                    return Err(NodeError::PeerRejected(no_snapshot(
+                        usize::from(t),
+                        others.len(),
+                    )))
                 }
             }
+            if d == digest {
+                vouching.push(id);
+            } else {
+                differing.push(id);
+            }
+        }
+        if vouching.len() >= need {
+            tracing::info!(index, from = %from, vouching = ?vouching, "snapshot vouched for");
+            return Ok(());
         }
         let why = format!(
             "snapshot at index {index} from node {from}: {} of the {need} voters needed vouch for it{}",
@@ -247,11 +283,38 @@ impl Node {
 
     /// This node's answer to [`PeerMessage::Attest`].
     pub(crate) fn attest(&self, index: u64) -> PeerMessage {
+        let (voters, largest) = self.registry(|r| {
+            let voters = r.roster.nodes.values().filter(|n| n.voter).count();
+            (voters, largest_threshold(r))
+        });
         PeerMessage::Attestation {
             index,
             digest: self.0.checkpoints.digest_at(index).map(Hex32),
+            format: CHECKPOINT_FORMAT,
+            voters: u16::try_from(voters).unwrap_or(u16::MAX),
+            largest_threshold: u16::try_from(largest).unwrap_or(u16::MAX),
         }
     }
+}
+
+/// The largest threshold of any key in `r`.
+fn largest_threshold(r: &super::Registry) -> usize {
+    r.keys
+        .records
+        .values()
+        .map(|k| usize::from(k.threshold))
+        .max()
+        .unwrap_or(0)
+}
+
+/// Why no snapshot can be taken: too few other voters to outvote a key's
+/// compromised members.
+fn no_snapshot(largest: usize, others: usize) -> String {
+    format!(
+        "a key's threshold ({largest}) is more than the {others} other voters, who could not \
+         outvote its compromised members: this node takes no snapshot and catches up from the \
+         log only"
+    )
 }
 
 /// A snapshot of apply rules this build does not know is not taken (the

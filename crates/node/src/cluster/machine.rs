@@ -31,7 +31,7 @@ pub mod authority;
 pub mod clock;
 pub mod operators;
 pub mod roster;
-mod rules;
+pub mod rules;
 
 use clock::LogClock;
 use operators::KeyPolicy;
@@ -74,8 +74,8 @@ pub struct Registry {
     /// Each node's latest boot id ([`ClusterCommand::Boot`]).
     pub boots: BTreeMap<NodeId, keyquorum_wire::Hex32>,
     /// The newest apply rules each node's build knows, as it announced at
-    /// its latest boot ([`ClusterCommand::Boot`]).
-    pub announced: BTreeMap<NodeId, u16>,
+    /// its latest boot ([`ClusterCommand::Boot`]; `rules`).
+    pub announced: BTreeMap<NodeId, rules::Announced>,
     /// Every voter (with its identity key) the cluster had while it had no
     /// client: all of them must state [`ClusterCommand::Init`], so a leader
     /// that removes voters before init cannot initialise alone.
@@ -97,7 +97,7 @@ struct FlatRef<'a> {
     clock: &'a LogClock,
     operators: &'a Operators,
     boots: &'a BTreeMap<NodeId, keyquorum_wire::Hex32>,
-    announced: &'a BTreeMap<NodeId, u16>,
+    announced: &'a BTreeMap<NodeId, rules::Announced>,
     founders: &'a BTreeMap<NodeId, keyquorum_wire::Hex32>,
     roster: &'a Roster,
     rules: u16,
@@ -126,7 +126,7 @@ struct Flat {
     #[serde(default)]
     boots: BTreeMap<NodeId, keyquorum_wire::Hex32>,
     #[serde(default)]
-    announced: BTreeMap<NodeId, u16>,
+    announced: BTreeMap<NodeId, rules::Announced>,
     #[serde(default)]
     founders: BTreeMap<NodeId, keyquorum_wire::Hex32>,
     #[serde(default)]
@@ -324,7 +324,16 @@ impl Registry {
                     authority::Actor::Node(n) => Some(n),
                     _ => None,
                 };
-                self.apply_command(index, &a.command, by)
+                let response = self.apply_command(index, &a.command, by);
+                if let (
+                    Command::Cluster(ClusterCommand::Boot { rules, .. }),
+                    keyquorum_wire::control::Authority::Node { node, time_ms, .. },
+                    CommandResponse::Ok,
+                ) = (&a.command, &a.by, &response)
+                {
+                    self.announce(*node, *rules, *time_ms);
+                }
+                response
             }
             Err(reason) => CommandResponse::rejected(format!("not authorized: {reason}")),
         }
@@ -412,13 +421,10 @@ impl Registry {
             ClusterCommand::PutClient { record } => self.put_client(record),
             ClusterCommand::RevokeClient { name } => self.revoke_client(name),
             ClusterCommand::Tick {} => CommandResponse::Ok,
-            ClusterCommand::Boot { boot, rules } => match by {
+            // Its announced rules: `apply_authorized` (it needs the time).
+            ClusterCommand::Boot { boot, .. } => match by {
                 Some(node) => {
                     self.boots.insert(node, *boot);
-                    match rules {
-                        Some(r) => self.announced.insert(node, *r),
-                        None => self.announced.remove(&node),
-                    };
                     CommandResponse::Ok
                 }
                 None => CommandResponse::rejected("only a node states its boot"),

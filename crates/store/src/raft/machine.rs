@@ -439,11 +439,15 @@ where
                 serde_json::from_slice(&data).map_err(|e| StorageError::IO {
                     source: StorageIOError::read_snapshot(Some(meta.signature()), &e),
                 })?;
-            if store_snapshot::<C>(&db, &meta, &data)? {
-                if let Some(l) = &meta.last_log_id {
-                    checkpoints
-                        .record(l.index, checkpoint::digest(&meta, &data).map_err(io_write)?);
-                }
+            if !store_snapshot::<C>(&db, &meta, &data)? {
+                // openraft installs only past what is committed, so past
+                // any snapshot stored: never reached.
+                return Err(io_write(std::io::Error::other(
+                    "a snapshot older than the stored one was to be installed",
+                )));
+            }
+            if let Some(l) = &meta.last_log_id {
+                checkpoints.record(l.index, checkpoint::digest(&meta, &data).map_err(io_write)?);
             }
             // A checkpoint taken before this point must not replace it.
             match pending.lock() {

@@ -263,6 +263,8 @@ impl Registry {
         self.operators
             .key_policies
             .retain(|_, p| !p.members.contains(&id));
+        // So is what it announced (`rules`).
+        self.announced.remove(&id);
         self.derive_members();
     }
 }

@@ -12,8 +12,21 @@
 //! upgrade) stops applying ([`Registry::check`](keyquorum_store::raft::Machine::check)).
 
 use keyquorum_wire::control::{APPLY_RULES, MIN_APPLY_RULES};
+use keyquorum_wire::NodeId;
+use serde::{Deserialize, Serialize};
 
 use super::Registry;
+
+/// What a node announced at its latest boot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Announced {
+    /// The newest apply rules its build knows (`None`: a build from
+    /// before the announcement).
+    pub rules: Option<u16>,
+    /// When it stated it (its signed statement's time): an older boot
+    /// statement, appended late by a leader, does not replace it.
+    pub time_ms: u64,
+}
 
 /// The newest rules a leader could move the log to on its own.
 const UNANNOUNCED: u16 = 2;
@@ -32,7 +45,9 @@ impl Registry {
     /// member announced (past [`FIRST`], members of the record in force).
     /// Err says why not.
     pub(super) fn may_take_up(&self, rules: u16) -> Result<(), String> {
-        if rules <= self.rules || rules <= UNANNOUNCED || (self.rules == 0 && rules <= FIRST) {
+        // A forming cluster (no client yet): its first entry sets the rules.
+        let forming = self.rules == 0 && self.clients.is_empty();
+        if rules <= self.rules || rules <= UNANNOUNCED || (forming && rules <= FIRST) {
             return Ok(());
         }
         if rules > FIRST && !self.roster.in_force {
@@ -43,7 +58,12 @@ impl Registry {
         let behind: Vec<_> = self
             .members
             .keys()
-            .filter(|m| self.announced.get(m).is_none_or(|a| *a < rules))
+            .filter(|m| {
+                self.announced
+                    .get(m)
+                    .and_then(|a| a.rules)
+                    .is_none_or(|a| a < rules)
+            })
             .collect();
         if behind.is_empty() {
             Ok(())
@@ -54,6 +74,19 @@ impl Registry {
                 self.rules
             ))
         }
+    }
+
+    /// Node `node` booted, a build knowing `rules`, as it stated at
+    /// `time_ms`; an older statement than the one kept changes nothing.
+    pub(super) fn announce(&mut self, node: NodeId, rules: Option<u16>, time_ms: u64) {
+        if self
+            .announced
+            .get(&node)
+            .is_some_and(|a| a.time_ms > time_ms)
+        {
+            return;
+        }
+        self.announced.insert(node, Announced { rules, time_ms });
     }
 
     /// The rules a leader stamps on its next entry: the newest this build

@@ -18,6 +18,18 @@ fn boot(node: u64, nonce: u8, rules: Option<u16>) -> Authorized {
     )
 }
 
+fn boot_at(node: u64, time_ms: u64, nonce: u8, rules: Option<u16>) -> Authorized {
+    statement(
+        node,
+        time_ms,
+        nonce,
+        ClusterCommand::Boot {
+            boot: Hex32([nonce; 32]),
+            rules,
+        },
+    )
+}
+
 fn proposal(rules: u16, commands: Vec<Authorized>) -> Proposal {
     Proposal {
         rules,
@@ -59,7 +71,7 @@ fn newer_rules_are_taken_up_once_every_member_announced_them() {
     assert!(applied(
         &r.apply(5, &proposal(2, vec![boot(1, 41, Some(3))]))
     ));
-    assert_eq!(r.announced.get(&id(1)), Some(&3));
+    assert_eq!(r.announced.get(&id(1)).and_then(|a| a.rules), Some(3));
     assert_eq!(r.rules_to_stamp(), 2);
     let answer = r.apply(6, &proposal(3, vec![tick(42)]));
     assert!(
@@ -124,4 +136,28 @@ fn a_replica_stops_at_rules_the_cluster_took_up_and_it_does_not_know() {
         "not before the record is in force"
     );
     assert!(refused(&fresh.apply(3, &tick)));
+}
+
+/// A leader that appends a node's older boot statement after its newer one
+/// (both validly signed, both fresh) does not bring back what the older
+/// build announced; a state restored from before the rules were recorded
+/// (rules 0, with clients) is not a forming cluster.
+#[test]
+fn a_late_boot_statement_does_not_replace_a_newer_one() {
+    let mut r = at_rules_2();
+    assert!(applied(
+        &r.apply(5, &proposal(2, vec![boot_at(1, T0 + 2, 60, Some(3))]))
+    ));
+    assert!(applied(
+        &r.apply(6, &proposal(2, vec![boot_at(1, T0 + 1, 61, None)]))
+    ));
+    assert_eq!(r.announced[&id(1)].rules, Some(3));
+    assert!(applied(
+        &r.apply(7, &proposal(2, vec![boot_at(1, T0 + 3, 62, None)]))
+    ));
+    assert_eq!(r.announced[&id(1)].rules, None);
+
+    let mut restored = at_rules_2();
+    restored.rules = 0;
+    assert_eq!(restored.rules_to_stamp(), 2);
 }
