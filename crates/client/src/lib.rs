@@ -81,6 +81,9 @@ pub fn http_client(ca_pem: &[u8]) -> Result<reqwest::Client, ClientError> {
     let mut b = reqwest::Client::builder()
         .min_tls_version(reqwest::tls::Version::TLS_1_3)
         .pool_max_idle_per_host(256)
+        // Nodes close a connection idle for 30 s (their default): drop it
+        // first, rather than send on one the node is closing.
+        .pool_idle_timeout(std::time::Duration::from_secs(20))
         .tcp_nodelay(true);
     for r in roots {
         b = b.add_root_certificate(r);

@@ -46,6 +46,15 @@ pub struct NodeConfig {
     /// checkpoint at the same index (`cluster::checkpoint`).
     #[serde(default = "default_checkpoint_every")]
     pub checkpoint_every: u64,
+    /// A connection that has not sent a whole request head this long after
+    /// it opened (TLS handshake included) or after its last answer (an
+    /// idle keep-alive connection) is closed, milliseconds.
+    #[serde(default = "default_header_read_timeout")]
+    pub header_read_timeout_ms: u64,
+    /// Most connections served at once; past it, new ones wait in the
+    /// listen queue until one closes.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
 }
 
 /// A trusted peer.
@@ -90,6 +99,14 @@ fn default_checkpoint_every() -> u64 {
     NodeConfig::DEFAULT_CHECKPOINT_EVERY
 }
 
+fn default_header_read_timeout() -> u64 {
+    30_000
+}
+
+fn default_max_connections() -> usize {
+    4_096
+}
+
 impl NodeConfig {
     /// The default of [`NodeConfig::checkpoint_every`].
     pub const DEFAULT_CHECKPOINT_EVERY: u64 = 5_000;
@@ -107,6 +124,8 @@ impl NodeConfig {
             kdf: None,
             peer_timeout_ms: default_peer_timeout(),
             checkpoint_every: default_checkpoint_every(),
+            header_read_timeout_ms: default_header_read_timeout(),
+            max_connections: default_max_connections(),
         }
     }
 }

@@ -162,10 +162,15 @@ impl Node {
         let roster = tokio::spawn(crate::cluster::membership::follow_roster(node.clone()));
         let (tx, rx) = oneshot::channel::<()>();
         let app = router(node.clone(), keys.clone());
+        let limits = crate::cluster::tls::Limits {
+            header_read_timeout: Duration::from_millis(node.config().header_read_timeout_ms.max(1)),
+            max_connections: node.config().max_connections.max(1),
+        };
         let server = tokio::spawn(crate::cluster::tls::serve(
             opened.listener,
             opened.tls,
             app,
+            limits,
             rx,
         ));
         tracing::info!(node = %node.id(), bound = %opened.bound, "node started");

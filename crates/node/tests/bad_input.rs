@@ -234,16 +234,18 @@ async fn bad_client_requests_get_clear_errors_and_change_nothing() {
     )
     .await;
 
-    // Nothing changed, the key still signs, and the rejections are audited.
+    // Nothing changed, the key still signs; the rejections of signed
+    // requests are audited, those of unsigned ones only counted (issue #18
+    // item 1: an unauthenticated caller grows no replicated state).
     assert_eq!(snapshot(&admin).await, before);
     sign_and_check(&admin, &key, b"still fine").await;
-    wait_for_audit(&admin, "an audited rejection of an unsigned request", |e| {
-        e["event"]["actor"] == "anonymous"
-            && e["event"]["outcome"]
-                .as_str()
-                .is_some_and(|o| o.starts_with("unauthorized"))
-    })
-    .await;
+    let refused = c
+        .node(n(1))
+        .unwrap()
+        .metrics()
+        .refused_unauthenticated
+        .load(std::sync::atomic::Ordering::Relaxed);
+    assert!(refused > 0, "unsigned requests are counted");
     wait_for_audit(&admin, "an audited 403", |e| {
         e["event"]["actor"] == "app"
             && e["event"]["outcome"]
@@ -251,7 +253,65 @@ async fn bad_client_requests_get_clear_errors_and_change_nothing() {
                 .is_some_and(|o| o.starts_with("forbidden"))
     })
     .await;
+    // (Queued before the 403's entry, so committed by now, were they.)
+    let unsigned = common::audit_entries(&admin)
+        .await
+        .into_iter()
+        .filter(|e| e["event"]["actor"] == "anonymous")
+        .count();
+    assert_eq!(unsigned, 0, "unsigned requests' refusals are not audited");
     assert_eq!(admin.audit_verify().await.unwrap()["valid"], true);
+    c.shutdown().await;
+}
+
+/// A flood of unsigned requests leaves the audit log (replicated) as it
+/// was; a signed client's refusals are audited up to its burst, then
+/// counted (issue #18 item 1).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refusals_are_counted_not_logged() {
+    let (_dir, c) = cluster(3, 2, 0).await;
+    let url = c.url_of(n(1));
+    let admin = Client::new(&url, &c.admin, c.ca_pem().as_bytes()).unwrap();
+    let app = common::new_client(&admin, "app", false, false, &[]).await;
+    let app = Client::new(&url, &app, c.ca_pem().as_bytes()).unwrap();
+    let node = c.node(n(1)).unwrap();
+    let count = |m: &std::sync::atomic::AtomicU64| m.load(std::sync::atomic::Ordering::Relaxed);
+    let http = keyquorum_client::http_client(c.ca_pem().as_bytes()).unwrap();
+    let unauth0 = count(&node.metrics().refused_unauthenticated);
+    for _ in 0..200 {
+        let r = http.get(format!("{url}/v1/keys")).send().await.unwrap();
+        assert_eq!(r.status(), 401);
+    }
+    assert_eq!(
+        count(&node.metrics().refused_unauthenticated),
+        unauth0 + 200
+    );
+    // 100 refusals of a signed client (not an admin: 403).
+    for _ in 0..100 {
+        assert!(app.list_clients().await.is_err());
+    }
+    let unaudited = count(&node.metrics().refusals_unaudited);
+    assert!(
+        unaudited >= 100 - 20 - 2,
+        "past the burst: counted ({unaudited})"
+    );
+    let audited = wait_for_audit(&admin, "an audited refusal of app", |e| {
+        e["event"]["actor"] == "app"
+    })
+    .await;
+    assert!(audited["event"]["outcome"]
+        .as_str()
+        .unwrap()
+        .starts_with("forbidden"));
+    // The 200 unsigned requests added nothing; the signed client's
+    // refusals added at most its burst (plus what refilled meanwhile).
+    let after = common::audit_entries(&admin).await;
+    let from_app = after
+        .iter()
+        .filter(|e| e["event"]["actor"] == "app")
+        .count();
+    assert!((1..=22).contains(&from_app), "{from_app}");
+    assert!(!after.iter().any(|e| e["event"]["actor"] == "anonymous"));
     c.shutdown().await;
 }
 

@@ -317,6 +317,8 @@ pub(crate) async fn metrics(State(node): State<Node>) -> Response {
          # TYPE keyquorum_sign_seconds_sum counter\nkeyquorum_sign_seconds_sum{{node=\"{id}\"}} {}\n\
          # TYPE keyquorum_keys_generated_total counter\nkeyquorum_keys_generated_total{{node=\"{id}\"}} {}\n\
          # TYPE keyquorum_peer_rejects_total counter\nkeyquorum_peer_rejects_total{{node=\"{id}\"}} {}\n\
+         # TYPE keyquorum_refused_unauthenticated_total counter\nkeyquorum_refused_unauthenticated_total{{node=\"{id}\"}} {}\n\
+         # TYPE keyquorum_refusals_unaudited_total counter\nkeyquorum_refusals_unaudited_total{{node=\"{id}\"}} {}\n\
          # TYPE keyquorum_batched_writes_total counter\nkeyquorum_batched_writes_total{{node=\"{id}\"}} {}\n\
          # TYPE keyquorum_write_batches_total counter\nkeyquorum_write_batches_total{{node=\"{id}\"}} {}\n\
          # TYPE keyquorum_raft_term gauge\nkeyquorum_raft_term{{node=\"{id}\"}} {}\n\
@@ -329,6 +331,8 @@ pub(crate) async fn metrics(State(node): State<Node>) -> Response {
         g(&m.sign_micros) as f64 / 1e6,
         g(&m.dkgs),
         g(&m.peer_rejects),
+        g(&m.refused_unauthenticated),
+        g(&m.refusals_unaudited),
         g(&m.batched_writes),
         g(&m.write_batches),
         raft.current_term,

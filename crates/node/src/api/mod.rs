@@ -140,6 +140,7 @@ impl Audited {
     {
         let node = &self.node;
         let caller = self.authn;
+        let authenticated = caller.is_ok();
         let actor = caller
             .as_ref()
             .map(|c| c.grant.name.clone())
@@ -168,9 +169,18 @@ impl Audited {
                     )),
                 }
             }
-            other => {
+            Ok(v) => {
                 node.audit_event(&actor, action, target, &outcome);
-                other
+                Ok(v)
+            }
+            Err(e) => {
+                node.refusal(
+                    authenticated.then_some(actor.as_str()),
+                    action,
+                    target,
+                    &outcome,
+                );
+                Err(e)
             }
         };
         match result {
@@ -213,15 +223,12 @@ impl Audited {
         self.run(action, target.as_deref(), |c| f(c, body)).await
     }
 
-    /// Audit and count a request refused before its handler ran.
+    /// Audit (or count: `cluster::refusals`) a request refused before its
+    /// handler ran.
     fn reject(&self, action: &str, r: Response) -> Response {
-        let actor = self
-            .authn
-            .as_ref()
-            .map(|c| c.grant.name.clone())
-            .unwrap_or_else(|_| "anonymous".into());
-        self.node.audit_event(
-            &actor,
+        let who = self.authn.as_ref().ok().map(|c| c.grant.name.clone());
+        self.node.refusal(
+            who.as_deref(),
             action,
             None,
             &format!("rejected: HTTP {}", r.status().as_u16()),

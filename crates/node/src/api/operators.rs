@@ -52,15 +52,17 @@ pub(crate) async fn init(
         };
     }
     let outcome = node.initialise(req).await;
-    node.audit_event(
-        "init",
-        "cluster.init",
-        None,
-        &match &outcome {
-            Ok(()) => "ok".to_string(),
-            Err(e) => e.to_string().chars().take(300).collect(),
-        },
-    );
+    match &outcome {
+        Ok(()) => node.audit_event("init", "cluster.init", None, "ok"),
+        // Anyone may call this route: a failed init is counted, not
+        // audited (`cluster::refusals`).
+        Err(e) => node.refusal(
+            None,
+            "cluster.init",
+            None,
+            &e.to_string().chars().take(300).collect::<String>(),
+        ),
+    }
     match outcome {
         Ok(()) => (StatusCode::OK, Json(change_list(&node))).into_response(),
         Err(e) => e.into_response(),

@@ -167,6 +167,44 @@ impl Node {
         self.queue_audit(actor, action, target, outcome, None);
     }
 
+    /// A refused or failed request: audited if the caller authenticated
+    /// (`who`), at most a burst at once per caller; counted, and sampled
+    /// into this node's own log, if not (`super::refusals`).
+    pub(crate) fn refusal(
+        &self,
+        who: Option<&str>,
+        action: &str,
+        target: Option<&str>,
+        outcome: &str,
+    ) {
+        use std::sync::atomic::Ordering;
+        match who {
+            Some(who) if self.0.refusals.audit(who) => {
+                self.audit_event(who, action, target, outcome);
+            }
+            Some(_) => {
+                self.0
+                    .metrics
+                    .refusals_unaudited
+                    .fetch_add(1, Ordering::Relaxed);
+            }
+            None => {
+                self.0
+                    .metrics
+                    .refused_unauthenticated
+                    .fetch_add(1, Ordering::Relaxed);
+                if self.0.refusals.sample() {
+                    tracing::info!(
+                        action,
+                        target,
+                        outcome,
+                        "refused an unauthenticated request"
+                    );
+                }
+            }
+        }
+    }
+
     /// Like [`Self::audit_event`], and the returned receiver fires once the
     /// batch holding the event is committed in the Raft log. Used to hold a
     /// signature or an export back until its audit entry is durable.

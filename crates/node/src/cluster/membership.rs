@@ -33,6 +33,24 @@ impl Node {
             .or_else(|| self.0.bootstrap.get(&id).cloned())
     }
 
+    /// Whether `identity` is the identity key of a node this node might
+    /// take a peer message from (a member, a node in Raft's membership, a
+    /// bootstrap peer): the peer endpoint checks it before it reads a body.
+    pub(crate) fn is_known_identity(&self, identity: &[u8; 32]) -> bool {
+        let is = |i: &NodeInfo| i.identity.0 == *identity;
+        self.registry(|r| r.members.values().any(is))
+            || self
+                .0
+                .raft
+                .metrics()
+                .borrow()
+                .membership_config
+                .membership()
+                .nodes()
+                .any(|(_, i)| is(i))
+            || self.0.bootstrap.values().any(is)
+    }
+
     /// A node's address and keys as Raft's membership names it (not
     /// trusted as a member: for Raft's own messages only).
     pub(crate) fn raft_node_info(&self, id: NodeId) -> Option<NodeInfo> {

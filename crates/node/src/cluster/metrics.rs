@@ -17,6 +17,11 @@ pub struct Metrics {
     pub dkgs: AtomicU64,
     /// Peer messages rejected (signature, membership, replay).
     pub peer_rejects: AtomicU64,
+    /// Requests refused before their caller authenticated (counted, not
+    /// audited: `cluster::refusals`).
+    pub refused_unauthenticated: AtomicU64,
+    /// Refusals of authenticated callers past their audited burst.
+    pub refusals_unaudited: AtomicU64,
     /// Writes that went through the batcher.
     pub batched_writes: AtomicU64,
     /// Commits (forwards or local Raft writes) that carried them.

@@ -46,6 +46,7 @@ pub mod metrics;
 pub mod peer;
 pub mod raft;
 pub mod raftnet;
+pub(crate) mod refusals;
 pub mod tls;
 pub mod transport;
 
@@ -69,6 +70,8 @@ pub(crate) struct Inner {
     peers: peer::PeerClient,
     replay: peer::ReplayGuard,
     metrics: Metrics,
+    /// Which refusals are audited or logged ([`refusals`]).
+    refusals: refusals::Refusals,
     audit_tx: mpsc::UnboundedSender<(AuditEvent, Option<oneshot::Sender<()>>)>,
     batch_tx: mpsc::UnboundedSender<batch::Pending>,
     bootstrap: BTreeMap<NodeId, NodeInfo>,
@@ -192,6 +195,7 @@ impl Node {
             peers,
             replay: peer::ReplayGuard::default(),
             metrics: Metrics::default(),
+            refusals: refusals::Refusals::default(),
             audit_tx,
             batch_tx,
             bootstrap,

@@ -285,6 +285,9 @@ impl PeerClient {
         let client = reqwest::Client::builder()
             .use_preconfigured_tls(tls)
             .timeout(self.timeout)
+            // Peers close a connection idle past their head timeout (30 s
+            // by default): drop it before then.
+            .pool_idle_timeout(Duration::from_secs(20))
             .pool_max_idle_per_host(64)
             .tcp_nodelay(true)
             .build()

@@ -312,18 +312,39 @@ impl ClientCertVerifier for AnyIdentity {
     }
 }
 
+/// What one client may hold of the listener.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Limits {
+    /// From a connection's opening (TLS handshake included), or from its
+    /// last answer, until a whole request head has come.
+    pub(crate) header_read_timeout: Duration,
+    /// Connections served at once.
+    pub(crate) max_connections: usize,
+}
+
 /// Serve `app` over TLS on `listener` until `shutdown` fires, then let open
 /// requests finish (bounded).
 pub(crate) async fn serve(
     listener: TcpListener,
     config: Arc<rustls::ServerConfig>,
     app: axum::Router,
+    limits: Limits,
     shutdown: oneshot::Receiver<()>,
 ) {
     let acceptor = tokio_rustls::TlsAcceptor::from(config);
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
+        // At the cap, accept nothing until a connection closes (the kernel
+        // queues new ones meanwhile).
+        let slot = tokio::select! {
+            s = slots.clone().acquire_owned() => match s {
+                Ok(s) => s,
+                Err(_) => break,
+            },
+            _ = &mut shutdown => break,
+        };
         let (tcp, _remote) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(a) => a,
@@ -344,7 +365,10 @@ pub(crate) async fn serve(
         let app = app.clone();
         let watcher = graceful.watcher();
         tokio::spawn(async move {
-            let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+            let _slot = slot;
+            let opened = tokio::time::Instant::now();
+            let handshake = HANDSHAKE_TIMEOUT.min(limits.header_read_timeout);
+            let tls = match tokio::time::timeout(handshake, acceptor.accept(tcp)).await {
                 Ok(Ok(s)) => s,
                 Ok(Err(e)) => {
                     tracing::debug!(error = %e, "TLS handshake failed");
@@ -368,7 +392,16 @@ pub(crate) async fn serve(
                     tower_service::Service::call(&mut app.clone(), req)
                 },
             );
+            // The first head's time counts from the opening, the
+            // handshake's share included; later heads' from the last answer
+            // (hyper's timer runs while it waits for a head, idle or not).
+            let first = limits
+                .header_read_timeout
+                .saturating_sub(opened.elapsed())
+                .max(Duration::from_millis(1));
             let conn = hyper::server::conn::http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(first.min(limits.header_read_timeout))
                 .serve_connection(hyper_util::rt::TokioIo::new(tls), service);
             if let Err(e) = watcher.watch(conn).await {
                 tracing::debug!(error = %e, "connection");

@@ -156,8 +156,35 @@ pub(crate) fn clone_request(msg: &PeerMessage) -> Result<PeerMessage, NodeError>
 pub(crate) fn routes(node: Node) -> Router {
     Router::new()
         .route(PEER_PATH, post(peer_endpoint))
+        .route_layer(axum::middleware::from_fn_with_state(
+            node.clone(),
+            known_peer_only,
+        ))
         .layer(DefaultBodyLimit::max(PEER_BODY_LIMIT))
         .with_state(node)
+}
+
+/// Before a peer message's body is read: the TLS client certificate must
+/// be a known node's (a caller without one, or a stranger, is answered at
+/// once, its body never read or parsed).
+async fn known_peer_only(
+    State(node): State<Node>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let known = req
+        .extensions()
+        .get::<TlsPeer>()
+        .and_then(|TlsPeer(k)| k.as_ref())
+        .is_some_and(|k| node.is_known_identity(k));
+    if !known {
+        node.count_peer_reject();
+        return NodeError::PeerRejected(
+            "peer messages need the TLS client certificate of a known node".into(),
+        )
+        .into_response();
+    }
+    next.run(req).await
 }
 
 /// The peer endpoint: a signed envelope in, a signed envelope out.
@@ -236,7 +263,13 @@ async fn peer_endpoint(
         Ok(m) => m,
         Err(e) => {
             node.count_peer_reject();
-            node.audit_event(&format!("peer:{from}"), "peer.reject", None, &e.to_string());
+            // Past the TLS gate, so from a known node's certificate.
+            node.refusal(
+                Some(&format!("peer:{from}")),
+                "peer.reject",
+                None,
+                &e.to_string(),
+            );
             return e.into_response();
         }
     };

@@ -1,0 +1,198 @@
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    missing_docs,
+    unreachable_pub,
+    reason = "integration tests: a failed unwrap is a failed test"
+)]
+//! The listener's limits (issue #18 item 4), on one node over real TLS
+//! connections written by hand: a connection that does not send a whole
+//! request head in time is closed, whether it never sends one or sits idle
+//! after an answer; the peer endpoint answers a caller without a known
+//! node's certificate at once, without reading its body; past the
+//! connection cap, a new connection waits until one closes.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use keyquorum_node::config::{KdfConfig, NodeConfig};
+use keyquorum_node::server::RunningNode;
+use keyquorum_node::Node;
+use keyquorum_store::Passphrase;
+use keyquorum_wire::NodeId;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_rustls::client::TlsStream;
+
+/// A deadline for each wait in these tests (a hang is a failure, not a
+/// slow pass); the node's own limits are far below it.
+const WAIT: Duration = Duration::from_secs(20);
+
+async fn start(
+    dir: &tempfile::TempDir,
+    header_read_timeout_ms: u64,
+    max_connections: usize,
+) -> (RunningNode, Arc<rustls::ClientConfig>) {
+    let mut c = NodeConfig::new(
+        NodeId::new(1).unwrap(),
+        dir.path().join("n1"),
+        SocketAddr::from(([127, 0, 0, 1], 0)),
+    );
+    c.kdf = Some(KdfConfig {
+        m_kib: 1024,
+        t: 1,
+        p: 1,
+    });
+    c.header_read_timeout_ms = header_read_timeout_ms;
+    c.max_connections = max_connections;
+    let node = Node::start(c, &Passphrase::new(b"limits".to_vec()), None)
+        .await
+        .unwrap();
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(CertificateDer::from_pem_slice(node.node.certificate_pem().as_bytes()).unwrap())
+        .unwrap();
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_protocol_versions(&[&rustls::version::TLS13])
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    (node, Arc::new(config))
+}
+
+async fn connect(node: &RunningNode, tls: &Arc<rustls::ClientConfig>) -> TlsStream<TcpStream> {
+    let tcp = TcpStream::connect(node.addr).await.unwrap();
+    tokio_rustls::TlsConnector::from(tls.clone())
+        .connect(ServerName::IpAddress(node.addr.ip().into()), tcp)
+        .await
+        .unwrap()
+}
+
+/// Read until the node closes the connection (or fails it); what came.
+async fn until_closed(s: &mut TlsStream<TcpStream>) -> Vec<u8> {
+    let mut got = Vec::new();
+    tokio::time::timeout(WAIT, async {
+        let mut buf = [0u8; 4096];
+        loop {
+            match s.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await
+    .expect("the node closes the connection");
+    got
+}
+
+/// Read one answer's head (up to the blank line).
+async fn head(s: &mut TlsStream<TcpStream>) -> String {
+    let mut got = Vec::new();
+    tokio::time::timeout(WAIT, async {
+        let mut byte = [0u8; 1];
+        while !got.ends_with(b"\r\n\r\n") {
+            assert_eq!(s.read(&mut byte).await.unwrap(), 1, "closed mid-answer");
+            got.push(byte[0]);
+        }
+    })
+    .await
+    .expect("an answer");
+    String::from_utf8_lossy(&got).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_without_a_whole_head_in_time_is_closed() {
+    let dir = tempfile::tempdir().unwrap();
+    let (node, tls) = start(&dir, 300, 64).await;
+    // Half a head, then nothing: closed with no answer.
+    let mut half = connect(&node, &tls).await;
+    half.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    half.flush().await.unwrap();
+    assert!(until_closed(&mut half).await.is_empty());
+    // A whole request is answered; the connection, then idle, is closed.
+    let mut idle = connect(&node, &tls).await;
+    idle.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    idle.flush().await.unwrap();
+    let answer = head(&mut idle).await;
+    assert!(answer.starts_with("HTTP/1.1 "), "{answer}");
+    let _rest = until_closed(&mut idle).await;
+    // A connection that never even finishes its handshake is closed too.
+    let mut raw = TcpStream::connect(node.addr).await.unwrap();
+    let n = tokio::time::timeout(WAIT, raw.read(&mut [0u8; 64]))
+        .await
+        .expect("the node closes a silent connection");
+    assert!(matches!(n, Ok(0) | Err(_)), "{n:?}");
+    node.stop().await;
+}
+
+/// A caller with no client certificate posts a peer message with a large
+/// declared body and sends almost none of it: the refusal comes at once
+/// (were the node reading the body first, it would wait for bytes that
+/// never come, and the connection would be closed with no answer).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_peer_endpoint_refuses_a_stranger_before_reading_its_body() {
+    let dir = tempfile::tempdir().unwrap();
+    let (node, tls) = start(&dir, 10_000, 64).await;
+    let mut s = connect(&node, &tls).await;
+    s.write_all(
+        b"POST /peer/v1/message HTTP/1.1\r\nHost: x\r\ncontent-type: application/json\r\n\
+          content-length: 60000000\r\n\r\n{\"from\":",
+    )
+    .await
+    .unwrap();
+    s.flush().await.unwrap();
+    let answer = head(&mut s).await;
+    assert!(
+        answer.starts_with("HTTP/1.1 401") || answer.starts_with("HTTP/1.1 403"),
+        "{answer}"
+    );
+    node.stop().await;
+}
+
+/// With a cap of two connections, two held open keep a third from being
+/// served until one of them closes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn past_the_connection_cap_a_new_connection_waits() {
+    let dir = tempfile::tempdir().unwrap();
+    let (node, tls) = start(&dir, 60_000, 2).await;
+    let first = connect(&node, &tls).await;
+    let _second = connect(&node, &tls).await;
+    let third = tokio::spawn({
+        let tls = tls.clone();
+        let addr = node.addr;
+        async move {
+            let tcp = TcpStream::connect(addr).await.unwrap();
+            let mut s = tokio_rustls::TlsConnector::from(tls)
+                .connect(ServerName::IpAddress(addr.ip().into()), tcp)
+                .await
+                .unwrap();
+            s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+                .await
+                .unwrap();
+            s.flush().await.unwrap();
+            head(&mut s).await
+        }
+    });
+    // Held: no answer while both slots are taken (the handshake itself
+    // waits in the listen queue).
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(!third.is_finished(), "served past the cap");
+    drop(first);
+    let answer = tokio::time::timeout(WAIT, third)
+        .await
+        .expect("served once a slot is free")
+        .unwrap();
+    assert!(answer.starts_with("HTTP/1.1 "), "{answer}");
+    node.stop().await;
+}
