@@ -108,6 +108,28 @@ fn default_max_connections() -> usize {
 }
 
 impl NodeConfig {
+    /// Whether the settings are within their bounds (checked at start).
+    pub fn check(&self) -> Result<(), String> {
+        if !(100..=3_600_000).contains(&self.header_read_timeout_ms) {
+            return Err(format!(
+                "header_read_timeout_ms is {}; it must be 100 to 3,600,000 (clients and peers \
+                 drop idle connections after 20 s: below that, they may send on one the node is \
+                 closing)",
+                self.header_read_timeout_ms
+            ));
+        }
+        if !(1..=1_000_000).contains(&self.max_connections) {
+            return Err(format!(
+                "max_connections is {}; it must be 1 to 1,000,000",
+                self.max_connections
+            ));
+        }
+        if self.checkpoint_every == 0 {
+            return Err("checkpoint_every must be at least 1".into());
+        }
+        Ok(())
+    }
+
     /// The default of [`NodeConfig::checkpoint_every`].
     pub const DEFAULT_CHECKPOINT_EVERY: u64 = 5_000;
 

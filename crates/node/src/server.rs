@@ -163,8 +163,12 @@ impl Node {
         let (tx, rx) = oneshot::channel::<()>();
         let app = router(node.clone(), keys.clone());
         let limits = crate::cluster::tls::Limits {
-            header_read_timeout: Duration::from_millis(node.config().header_read_timeout_ms.max(1)),
-            max_connections: node.config().max_connections.max(1),
+            header_read_timeout: Duration::from_millis(node.config().header_read_timeout_ms),
+            max_connections: node.config().max_connections,
+            is_peer: {
+                let node = node.clone();
+                Arc::new(move |k: &[u8; 32]| node.is_known_identity(k))
+            },
         };
         let server = tokio::spawn(crate::cluster::tls::serve(
             opened.listener,

@@ -545,6 +545,9 @@ fn request_of(parts: &Parts, body: &[u8]) -> Result<httpsig::Request, NodeError>
 /// Middleware in front of the client routes: authenticate a signed request
 /// and leave the outcome ([`Authn`]) for the handler's audit. A request
 /// with no signature fields is not read here.
+/// The longest a request's body may take to arrive, client or peer.
+pub(crate) const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 pub(crate) async fn signed_requests(
     State(auth): State<Arc<Authenticator>>,
     req: Request,
@@ -553,21 +556,36 @@ pub(crate) async fn signed_requests(
     let (mut parts, body) = req.into_parts();
     let signed =
         parts.headers.contains_key("signature-input") || parts.headers.contains_key("signature");
-    let (authn, body) = if signed {
-        let Ok(bytes) = axum::body::to_bytes(body, CLIENT_BODY_LIMIT).await else {
-            return NodeError::BadRequest(format!(
-                "the body could not be read or is over {CLIENT_BODY_LIMIT} bytes"
-            ))
-            .into_response();
+    // Every body is read here, within a deadline (a caller that trickles
+    // one holds its connection no longer than this).
+    let bytes =
+        match tokio::time::timeout(BODY_TIMEOUT, axum::body::to_bytes(body, CLIENT_BODY_LIMIT))
+            .await
+        {
+            Ok(Ok(b)) => b,
+            Ok(Err(_)) => {
+                return NodeError::BadRequest(format!(
+                    "the body could not be read or is over {CLIENT_BODY_LIMIT} bytes"
+                ))
+                .into_response()
+            }
+            Err(_) => {
+                return NodeError::BadRequest(format!(
+                    "the body did not arrive within {} s",
+                    BODY_TIMEOUT.as_secs()
+                ))
+                .into_response()
+            }
         };
-        let authn = match request_of(&parts, &bytes) {
+    let authn = if signed {
+        match request_of(&parts, &bytes) {
             Ok(r) => auth.authenticate(r).await,
             Err(e) => Err(e),
-        };
-        (authn, Body::from(bytes))
+        }
     } else {
-        (Err(unauthorized(SigError::Unsigned)), body)
+        Err(unauthorized(SigError::Unsigned))
     };
+    let body = Body::from(bytes);
     parts.extensions.insert(Authn(authn));
     next.run(Request::from_parts(parts, body)).await
 }

@@ -173,13 +173,15 @@ impl Audited {
                 node.audit_event(&actor, action, target, &outcome);
                 Ok(v)
             }
+            // A refusal (4xx: nothing was done) is rate-limited per caller;
+            // any other failure is audited.
+            Err(e) if e.status().0.is_client_error() => {
+                let who = authenticated.then_some((actor.as_str(), actor.as_str()));
+                node.refusal(who, action, target, &outcome);
+                Err(e)
+            }
             Err(e) => {
-                node.refusal(
-                    authenticated.then_some(actor.as_str()),
-                    action,
-                    target,
-                    &outcome,
-                );
+                node.audit_event(&actor, action, target, &outcome);
                 Err(e)
             }
         };
@@ -228,7 +230,7 @@ impl Audited {
     fn reject(&self, action: &str, r: Response) -> Response {
         let who = self.authn.as_ref().ok().map(|c| c.grant.name.clone());
         self.node.refusal(
-            who.as_deref(),
+            who.as_deref().map(|w| (w, w)),
             action,
             None,
             &format!("rejected: HTTP {}", r.status().as_u16()),

@@ -167,26 +167,36 @@ impl Node {
         self.queue_audit(actor, action, target, outcome, None);
     }
 
-    /// A refused or failed request: audited if the caller authenticated
-    /// (`who`), at most a burst at once per caller; counted, and sampled
-    /// into this node's own log, if not (`super::refusals`).
+    /// A refused request: audited if the caller authenticated (`who`: the
+    /// key its limit is kept under, and the actor the audit entry names),
+    /// at most a burst at once per caller; counted, and sampled into this
+    /// node's own log, if not (`super::refusals`).
     pub(crate) fn refusal(
         &self,
-        who: Option<&str>,
+        who: Option<(&str, &str)>,
         action: &str,
         target: Option<&str>,
         outcome: &str,
     ) {
         use std::sync::atomic::Ordering;
         match who {
-            Some(who) if self.0.refusals.audit(who) => {
-                self.audit_event(who, action, target, outcome);
+            Some((key, actor)) if self.0.refusals.audit(key) => {
+                self.audit_event(actor, action, target, outcome);
             }
-            Some(_) => {
+            Some((_, actor)) => {
                 self.0
                     .metrics
                     .refusals_unaudited
                     .fetch_add(1, Ordering::Relaxed);
+                if self.0.refusals.sample() {
+                    tracing::info!(
+                        actor,
+                        action,
+                        target,
+                        outcome,
+                        "refusal past the caller's audited burst: counted, not audited"
+                    );
+                }
             }
             None => {
                 self.0

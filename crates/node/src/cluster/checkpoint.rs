@@ -275,7 +275,9 @@ impl Node {
         );
         if !differing.is_empty() {
             // Not a lagging peer: the state sent is not the members'.
-            self.audit_event(&format!("peer:{from}"), "snapshot.refused", None, &why);
+            // (Rate-limited: `from` sent it under its own certificate.)
+            let who = format!("peer:{from}");
+            self.refusal(Some((&who, &who)), "snapshot.refused", None, &why);
         }
         tracing::warn!("{why}");
         Err(NodeError::PeerRejected(why))

@@ -38,17 +38,27 @@ impl Node {
     /// bootstrap peer): the peer endpoint checks it before it reads a body.
     pub(crate) fn is_known_identity(&self, identity: &[u8; 32]) -> bool {
         let is = |i: &NodeInfo| i.identity.0 == *identity;
-        self.registry(|r| r.members.values().any(is))
-            || self
-                .0
-                .raft
-                .metrics()
-                .borrow()
-                .membership_config
-                .membership()
-                .nodes()
-                .any(|(_, i)| is(i))
-            || self.0.bootstrap.values().any(is)
+        let (member, in_force) = self.registry(|r| (r.members.values().any(is), r.roster.in_force));
+        if member {
+            return true;
+        }
+        // As `node_info` and the peer endpoint take them: Raft's membership
+        // (for Raft's own messages) but not a node the record removed;
+        // the config's bootstrap peers only before the record is in force.
+        let raft = self
+            .0
+            .raft
+            .metrics()
+            .borrow()
+            .membership_config
+            .membership()
+            .nodes()
+            .find(|(_, i)| is(i))
+            .map(|(id, _)| *id);
+        if let Some(id) = raft.and_then(|id| NodeId::try_from(id).ok()) {
+            return !self.was_removed(id);
+        }
+        !in_force && self.0.bootstrap.values().any(is)
     }
 
     /// A node's address and keys as Raft's membership names it (not

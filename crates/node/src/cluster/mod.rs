@@ -119,6 +119,9 @@ impl Node {
         passphrase: &Passphrase,
         listener: Option<tokio::net::TcpListener>,
     ) -> Result<Opened, NodeError> {
+        config
+            .check()
+            .map_err(|e| NodeError::BadRequest(format!("node config: {e}")))?;
         crate::config::create_private_dir(&config.data_dir)
             .map_err(|e| NodeError::Internal(format!("data dir: {e}")))?;
         let kdf = config.kdf.map(KdfParams::from).unwrap_or_default();

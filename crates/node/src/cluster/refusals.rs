@@ -23,8 +23,9 @@ pub(crate) const AUDIT_EVERY: Duration = Duration::from_secs(5);
 pub(crate) const SAMPLE_BURST: u32 = 10;
 /// Then one per this.
 pub(crate) const SAMPLE_EVERY: Duration = Duration::from_secs(1);
-/// Callers tracked; past it the table starts over (every caller gets its
-/// burst again: bounded memory over exactness).
+/// Callers tracked; past it a new caller's refusals are counted, not
+/// audited (the table is never cleared: that would give every caller its
+/// burst again).
 const MAX_CALLERS: usize = 10_000;
 
 /// A token bucket.
@@ -83,7 +84,7 @@ impl Refusals {
             return false;
         };
         if callers.len() >= MAX_CALLERS && !callers.contains_key(who) {
-            callers.clear();
+            return false;
         }
         callers
             .entry(who.to_string())

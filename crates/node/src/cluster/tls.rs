@@ -313,17 +313,30 @@ impl ClientCertVerifier for AnyIdentity {
 }
 
 /// What one client may hold of the listener.
-#[derive(Debug, Clone, Copy)]
+#[derive(Clone)]
 pub(crate) struct Limits {
-    /// From a connection's opening (TLS handshake included), or from its
-    /// last answer, until a whole request head has come.
+    /// From a connection's opening (TLS handshake included) until a whole
+    /// request head has come; then from each answer to the next head.
     pub(crate) header_read_timeout: Duration,
-    /// Connections served at once.
+    /// Connections of clients (and of strangers) served at once.
     pub(crate) max_connections: usize,
+    /// Whether a client certificate's identity is a known node's: those
+    /// connections have their own slots ([`PEER_CONNECTIONS`]), so clients
+    /// filling theirs never keep Raft and the protocols from the node.
+    pub(crate) is_peer: IsPeer,
 }
 
+/// Whether an identity key is a known node's.
+pub(crate) type IsPeer = Arc<dyn Fn(&[u8; 32]) -> bool + Send + Sync>;
+
+/// Connections of known nodes served at once.
+pub(crate) const PEER_CONNECTIONS: usize = 1024;
+
 /// Serve `app` over TLS on `listener` until `shutdown` fires, then let open
-/// requests finish (bounded).
+/// requests finish (bounded). Every connection is accepted; one that finds
+/// no free slot (clients' or, for a known node's certificate, peers') is
+/// closed at once, so a full listener never leaves peers in the listen
+/// queue.
 pub(crate) async fn serve(
     listener: TcpListener,
     config: Arc<rustls::ServerConfig>,
@@ -333,18 +346,10 @@ pub(crate) async fn serve(
 ) {
     let acceptor = tokio_rustls::TlsAcceptor::from(config);
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
+    let clients = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
+    let peers = Arc::new(tokio::sync::Semaphore::new(PEER_CONNECTIONS));
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
-        // At the cap, accept nothing until a connection closes (the kernel
-        // queues new ones meanwhile).
-        let slot = tokio::select! {
-            s = slots.clone().acquire_owned() => match s {
-                Ok(s) => s,
-                Err(_) => break,
-            },
-            _ = &mut shutdown => break,
-        };
         let (tcp, _remote) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(a) => a,
@@ -361,11 +366,15 @@ pub(crate) async fn serve(
         if let Err(e) = tcp.set_nodelay(true) {
             tracing::debug!(error = %e, "TCP_NODELAY");
         }
+        // A client slot if one is free (taken before the handshake);
+        // otherwise the handshake decides whether it is a peer's.
+        let client_slot = clients.clone().try_acquire_owned().ok();
+        let peers = peers.clone();
         let acceptor = acceptor.clone();
         let app = app.clone();
+        let limits = limits.clone();
         let watcher = graceful.watcher();
         tokio::spawn(async move {
-            let _slot = slot;
             let opened = tokio::time::Instant::now();
             let handshake = HANDSHAKE_TIMEOUT.min(limits.header_read_timeout);
             let tls = match tokio::time::timeout(handshake, acceptor.accept(tcp)).await {
@@ -386,6 +395,27 @@ pub(crate) async fn serve(
                     .and_then(|c| c.first())
                     .and_then(identity_of),
             );
+            let known_peer = peer.0.as_ref().is_some_and(|k| (limits.is_peer)(k));
+            let _slot = if known_peer {
+                // A peer's connection uses a peer slot (a client slot it
+                // took is given back).
+                drop(client_slot);
+                match peers.try_acquire_owned() {
+                    Ok(s) => s,
+                    Err(_) => {
+                        tracing::debug!("peer connections at the cap: closed");
+                        return;
+                    }
+                }
+            } else {
+                match client_slot {
+                    Some(s) => s,
+                    None => {
+                        tracing::debug!("connections at the cap: closed");
+                        return;
+                    }
+                }
+            };
             let service = hyper::service::service_fn(
                 move |mut req: hyper::Request<hyper::body::Incoming>| {
                     req.extensions_mut().insert(peer);
@@ -393,15 +423,15 @@ pub(crate) async fn serve(
                 },
             );
             // The first head's time counts from the opening, the
-            // handshake's share included; later heads' from the last answer
-            // (hyper's timer runs while it waits for a head, idle or not).
+            // handshake's share included (hyper's timer then runs again
+            // while it waits for each later head, idle or not).
             let first = limits
                 .header_read_timeout
                 .saturating_sub(opened.elapsed())
                 .max(Duration::from_millis(1));
             let conn = hyper::server::conn::http1::Builder::new()
                 .timer(hyper_util::rt::TokioTimer::new())
-                .header_read_timeout(first.min(limits.header_read_timeout))
+                .header_read_timeout(first)
                 .serve_connection(hyper_util::rt::TokioIo::new(tls), service);
             if let Err(e) = watcher.watch(conn).await {
                 tracing::debug!(error = %e, "connection");

@@ -184,7 +184,30 @@ async fn known_peer_only(
         )
         .into_response();
     }
-    next.run(req).await
+    // The body within a deadline (a node's too).
+    let (parts, body) = req.into_parts();
+    let bytes = match tokio::time::timeout(
+        crate::api::auth::BODY_TIMEOUT,
+        axum::body::to_bytes(body, PEER_BODY_LIMIT),
+    )
+    .await
+    {
+        Ok(Ok(b)) => b,
+        Ok(Err(_)) => {
+            return NodeError::BadRequest(format!(
+                "the body could not be read or is over {PEER_BODY_LIMIT} bytes"
+            ))
+            .into_response()
+        }
+        Err(_) => {
+            return NodeError::BadRequest("the body did not arrive in time".into()).into_response()
+        }
+    };
+    next.run(axum::extract::Request::from_parts(
+        parts,
+        axum::body::Body::from(bytes),
+    ))
+    .await
 }
 
 /// The peer endpoint: a signed envelope in, a signed envelope out.
@@ -263,9 +286,15 @@ async fn peer_endpoint(
         Ok(m) => m,
         Err(e) => {
             node.count_peer_reject();
-            // Past the TLS gate, so from a known node's certificate.
+            // Past the TLS gate, so from a known node's certificate: the
+            // limit is that certificate's (the claimed sender is only
+            // named), so no node can spread its refusals over made-up ids.
+            let proven = tls
+                .as_ref()
+                .and_then(|Extension(TlsPeer(k))| k.map(|k| hex::encode(&k[..8])))
+                .unwrap_or_default();
             node.refusal(
-                Some(&format!("peer:{from}")),
+                Some((&format!("cert:{proven}"), &format!("peer:{from}"))),
                 "peer.reject",
                 None,
                 &e.to_string(),
