@@ -548,6 +548,21 @@ fn request_of(parts: &Parts, body: &[u8]) -> Result<httpsig::Request, NodeError>
 /// The longest a request's body may take to arrive, client or peer.
 pub(crate) const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
+/// Read a whole body of at most `limit` bytes within [`BODY_TIMEOUT`] (a
+/// caller that trickles one holds its connection no longer than that).
+pub(crate) async fn read_body(body: Body, limit: usize) -> Result<axum::body::Bytes, NodeError> {
+    match tokio::time::timeout(BODY_TIMEOUT, axum::body::to_bytes(body, limit)).await {
+        Ok(Ok(b)) => Ok(b),
+        Ok(Err(_)) => Err(NodeError::BadRequest(format!(
+            "the body could not be read or is over {limit} bytes"
+        ))),
+        Err(_) => Err(NodeError::BadRequest(format!(
+            "the body did not arrive within {} s",
+            BODY_TIMEOUT.as_secs()
+        ))),
+    }
+}
+
 pub(crate) async fn signed_requests(
     State(auth): State<Arc<Authenticator>>,
     req: Request,
@@ -556,27 +571,11 @@ pub(crate) async fn signed_requests(
     let (mut parts, body) = req.into_parts();
     let signed =
         parts.headers.contains_key("signature-input") || parts.headers.contains_key("signature");
-    // Every body is read here, within a deadline (a caller that trickles
-    // one holds its connection no longer than this).
-    let bytes =
-        match tokio::time::timeout(BODY_TIMEOUT, axum::body::to_bytes(body, CLIENT_BODY_LIMIT))
-            .await
-        {
-            Ok(Ok(b)) => b,
-            Ok(Err(_)) => {
-                return NodeError::BadRequest(format!(
-                    "the body could not be read or is over {CLIENT_BODY_LIMIT} bytes"
-                ))
-                .into_response()
-            }
-            Err(_) => {
-                return NodeError::BadRequest(format!(
-                    "the body did not arrive within {} s",
-                    BODY_TIMEOUT.as_secs()
-                ))
-                .into_response()
-            }
-        };
+    // Every body is read here, within a deadline.
+    let bytes = match read_body(body, CLIENT_BODY_LIMIT).await {
+        Ok(b) => b,
+        Err(e) => return e.into_response(),
+    };
     let authn = if signed {
         match request_of(&parts, &bytes) {
             Ok(r) => auth.authenticate(r).await,

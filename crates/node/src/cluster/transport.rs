@@ -186,22 +186,9 @@ async fn known_peer_only(
     }
     // The body within a deadline (a node's too).
     let (parts, body) = req.into_parts();
-    let bytes = match tokio::time::timeout(
-        crate::api::auth::BODY_TIMEOUT,
-        axum::body::to_bytes(body, PEER_BODY_LIMIT),
-    )
-    .await
-    {
-        Ok(Ok(b)) => b,
-        Ok(Err(_)) => {
-            return NodeError::BadRequest(format!(
-                "the body could not be read or is over {PEER_BODY_LIMIT} bytes"
-            ))
-            .into_response()
-        }
-        Err(_) => {
-            return NodeError::BadRequest("the body did not arrive in time".into()).into_response()
-        }
+    let bytes = match crate::api::auth::read_body(body, PEER_BODY_LIMIT).await {
+        Ok(b) => b,
+        Err(e) => return e.into_response(),
     };
     next.run(axum::extract::Request::from_parts(
         parts,
