@@ -94,15 +94,15 @@ impl Node {
                     self.0.receiving.0.lock().map_err(|_| {
                         NodeError::Internal("snapshot receiver lock poisoned".into())
                     })?;
-                if let Some(i) = slot.as_ref().filter(|i| {
+                // A chunk sent again (its answer was lost): taken already.
+                let again = slot.as_ref().is_some_and(|i| {
                     i.from == from
                         && i.meta == meta
                         && !done
                         && offset as usize + data.len() == i.data.len()
                         && i.data.get(offset as usize..) == Some(data.as_slice())
-                }) {
-                    // A chunk sent again (its answer was lost): taken already.
-                    let _ = i;
+                });
+                if again {
                     let vote = self.0.raft.metrics().borrow().vote;
                     return Ok(InstallSnapshotResponse { vote });
                 }

@@ -79,7 +79,7 @@ type Recent = Vec<(u64, [u8; 32])>;
 impl Checkpoints {
     /// The digest of this store's checkpoint at `index`, if it has one.
     pub fn digest_at(&self, index: u64) -> Option<[u8; 32]> {
-        self.lock()
+        super::lock(&self.0)
             .iter()
             .rev()
             .find(|(i, _)| *i == index)
@@ -88,20 +88,12 @@ impl Checkpoints {
 
     /// Remember the checkpoint at `index` (replacing one at the same index).
     pub(super) fn record(&self, index: u64, digest: [u8; 32]) {
-        let mut v = self.lock();
+        let mut v = super::lock(&self.0);
         v.retain(|(i, _)| *i != index);
         v.push((index, digest));
         v.sort_unstable_by_key(|(i, _)| *i);
         let excess = v.len().saturating_sub(KEEP);
         v.drain(..excess);
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, Recent> {
-        match self.0.lock() {
-            Ok(g) => g,
-            // Only plain pushes happen under the lock: the data is whole.
-            Err(p) => p.into_inner(),
-        }
     }
 }
 

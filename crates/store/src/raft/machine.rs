@@ -286,10 +286,7 @@ where
         // Copying, encoding and storing a large machine takes long: all of
         // it on a blocking thread, the read lock held only for the copy.
         let (db, state) = (self.db.clone(), self.state.clone());
-        let pending = match self.pending.lock() {
-            Ok(mut g) => g.take(),
-            Err(p) => p.into_inner().take(),
-        };
+        let pending = lock(&self.pending).take();
         let checkpointing = self.checkpointing;
         let checkpoints = self.checkpoints.clone();
         let (meta, data) = blocking(move || {
@@ -401,10 +398,7 @@ where
             }
             if self.every.is_some_and(|e| index % e == 0) {
                 let copy = g.clone();
-                match self.pending.lock() {
-                    Ok(mut p) => *p = Some(copy),
-                    Err(p) => *p.into_inner() = Some(copy),
-                }
+                *lock(&self.pending) = Some(copy);
             }
         }
         Ok(out)
@@ -450,10 +444,7 @@ where
                 checkpoints.record(l.index, checkpoint::digest(&meta, &data).map_err(io_write)?);
             }
             // A checkpoint taken before this point must not replace it.
-            match pending.lock() {
-                Ok(mut p) => *p = None,
-                Err(p) => *p.into_inner() = None,
-            }
+            *lock(&pending) = None;
             let mut g = write_applied(&state)?;
             *g = Applied {
                 last_applied: meta.last_log_id.clone(),

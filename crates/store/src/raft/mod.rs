@@ -323,7 +323,8 @@ into_write_error!(
 );
 
 fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    // A panic while holding the lock leaves the cache as consistent as any
+    // A panic while holding a lock leaves what it guards (the cache, the
+    // pending checkpoint, the checkpoint digests) as consistent as any
     // single step leaves it; the node is stopping anyway (panics abort).
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
