@@ -53,6 +53,7 @@ pub(crate) async fn local_cluster(
             kdf: KdfParams::insecure_fast(),
             nonce_pool: pool,
             checkpoint_every: keyquorum_node::config::NodeConfig::DEFAULT_CHECKPOINT_EVERY,
+            audit_queue: keyquorum_node::config::NodeConfig::DEFAULT_AUDIT_QUEUE,
         },
         Passphrase::new(hex::encode(pass).into_bytes()),
     )

@@ -344,6 +344,7 @@ async fn dev(
         kdf: KdfParams::default(),
         nonce_pool: 32,
         checkpoint_every: keyquorum_node::config::NodeConfig::DEFAULT_CHECKPOINT_EVERY,
+        audit_queue: keyquorum_node::config::NodeConfig::DEFAULT_AUDIT_QUEUE,
     };
     let msg = format!("starting {nodes} nodes");
     let cluster = spinning(json, &msg, LocalCluster::start(opts, pass)).await?;

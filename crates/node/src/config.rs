@@ -55,6 +55,12 @@ pub struct NodeConfig {
     /// listen queue until one closes.
     #[serde(default = "default_max_connections")]
     pub max_connections: usize,
+    /// Audit events that may wait for the log, at most. A log that cannot
+    /// commit (no quorum) fills the queue; requests are then refused with
+    /// 503 before they run, while an eighth of it is kept for the node's
+    /// own events and the outcomes of requests already admitted.
+    #[serde(default = "default_audit_queue")]
+    pub audit_queue: usize,
 }
 
 /// A trusted peer.
@@ -107,6 +113,10 @@ fn default_max_connections() -> usize {
     4_096
 }
 
+fn default_audit_queue() -> usize {
+    NodeConfig::DEFAULT_AUDIT_QUEUE
+}
+
 impl NodeConfig {
     /// Whether the settings are within their bounds (checked at start).
     pub fn check(&self) -> Result<(), String> {
@@ -124,11 +134,20 @@ impl NodeConfig {
                 self.max_connections
             ));
         }
+        if !(1_024..=16_777_216).contains(&self.audit_queue) {
+            return Err(format!(
+                "audit_queue is {}; it must be 1,024 to 16,777,216",
+                self.audit_queue
+            ));
+        }
         if self.checkpoint_every == 0 {
             return Err("checkpoint_every must be at least 1".into());
         }
         Ok(())
     }
+
+    /// The default of [`NodeConfig::audit_queue`].
+    pub const DEFAULT_AUDIT_QUEUE: usize = 65_536;
 
     /// The default of [`NodeConfig::checkpoint_every`].
     pub const DEFAULT_CHECKPOINT_EVERY: u64 = 5_000;
@@ -148,6 +167,7 @@ impl NodeConfig {
             checkpoint_every: default_checkpoint_every(),
             header_read_timeout_ms: default_header_read_timeout(),
             max_connections: default_max_connections(),
+            audit_queue: default_audit_queue(),
         }
     }
 }

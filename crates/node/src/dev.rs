@@ -39,6 +39,8 @@ pub struct DevOptions {
     pub nonce_pool: usize,
     /// Control-plane checkpoint interval (`NodeConfig::checkpoint_every`).
     pub checkpoint_every: u64,
+    /// Audit queue bound (`NodeConfig::audit_queue`).
+    pub audit_queue: usize,
 }
 
 /// What `cluster.json` remembers.
@@ -50,6 +52,12 @@ struct Layout {
     nonce_pool: usize,
     #[serde(default = "default_checkpoint_every")]
     checkpoint_every: u64,
+    #[serde(default = "default_audit_queue")]
+    audit_queue: usize,
+}
+
+fn default_audit_queue() -> usize {
+    NodeConfig::DEFAULT_AUDIT_QUEUE
 }
 
 fn default_checkpoint_every() -> u64 {
@@ -146,6 +154,7 @@ impl LocalCluster {
                     },
                     nonce_pool: opts.nonce_pool,
                     checkpoint_every: opts.checkpoint_every,
+                    audit_queue: opts.audit_queue,
                 };
                 std::fs::write(
                     &layout_path,
@@ -303,6 +312,7 @@ impl LocalCluster {
         c.kdf = Some(self.layout.kdf);
         c.nonce_pool = self.layout.nonce_pool;
         c.checkpoint_every = self.layout.checkpoint_every;
+        c.audit_queue = self.layout.audit_queue;
         c
     }
 

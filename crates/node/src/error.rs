@@ -40,6 +40,10 @@ pub enum NodeError {
     /// Not enough live members, or no leader.
     #[error("{0}")]
     Unavailable(String),
+    /// A write was not committed within its deadline (a leader that lost
+    /// its quorum): it may still commit, so it is not retried.
+    #[error("{0}")]
+    TimedOut(String),
     /// A peer message failed authentication or replay checks.
     #[error("peer message rejected: {0}")]
     PeerRejected(String),
@@ -59,6 +63,7 @@ impl NodeError {
             NodeError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             NodeError::Misbehaved { .. } => (StatusCode::BAD_GATEWAY, "peer_misbehaved"),
             NodeError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            NodeError::TimedOut(_) => (StatusCode::SERVICE_UNAVAILABLE, "timed_out"),
             NodeError::PeerRejected(_) => (StatusCode::UNAUTHORIZED, "peer_rejected"),
             NodeError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
@@ -86,6 +91,7 @@ impl NodeError {
             "forbidden" => NodeError::Forbidden(message),
             "peer_misbehaved" => NodeError::Misbehaved { message, culprits },
             "unavailable" => NodeError::Unavailable(message),
+            "timed_out" => NodeError::TimedOut(message),
             "peer_rejected" => NodeError::PeerRejected(message),
             _ => NodeError::Internal(message),
         }

@@ -557,3 +557,159 @@ async fn a_node_lost_in_the_middle_of_reshare_leaves_the_key_usable() {
     }
     c.shutdown().await;
 }
+
+/// #18 item 4: a leader cut off from its quorum answers a write with 503
+/// instead of holding the request forever (openraft's leader waits for the
+/// commit without end; the node bounds each attempt by its write
+/// deadline). Once the others are back, the write that timed out is on
+/// every node or on none, and writes go through again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_cut_off_from_its_quorum_answers_503_and_the_write_is_all_or_nothing() {
+    let (_dir, mut c) = cluster(3, 2, 0).await;
+    let leader = c.node(n(1)).unwrap().leader().unwrap();
+    let others: Vec<NodeId> = (1..=3).map(n).filter(|i| *i != leader).collect();
+    for o in &others {
+        c.stop_node(*o).await;
+    }
+    let via = Client::new(&c.url_of(leader), &c.admin, c.ca_pem().as_bytes()).unwrap();
+    // A hang guard, far above the node's deadlines (5 s a try, 10 s of
+    // retries): a hang fails here instead of stalling the suite.
+    let answer = tokio::time::timeout(
+        Duration::from_secs(120),
+        common::try_new_client(&via, "cut-off", false, false, &["*"]),
+    )
+    .await
+    .expect("the leader held the request instead of answering");
+    let e = answer.expect_err("a write without a quorum cannot succeed");
+    assert_eq!(status_of(&e), 503, "{e}");
+    let keyquorum_client::ClientError::Api { body, .. } = &e else {
+        unreachable!()
+    };
+    assert!(
+        body.error == "timed_out" || body.error == "unavailable",
+        "{body:?}"
+    );
+
+    for o in &others {
+        c.restart_node(*o).await.unwrap();
+    }
+    // Writes go through again (through the old leader, whatever the new
+    // one is).
+    let mut after = None;
+    for _ in 0..60 {
+        match common::try_new_client(&via, "after-heal", false, false, &["*"]).await {
+            Ok(k) => {
+                after = Some(k);
+                break;
+            }
+            Err(e) => {
+                assert_eq!(status_of(&e), 503, "{e}");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        }
+    }
+    assert!(after.is_some(), "writes did not resume after the heal");
+    // Every node has applied the later write, so each has decided the
+    // earlier one alike.
+    for id in (1..=3).map(n) {
+        let node = c.node(id).unwrap();
+        poll("the heal to replicate", Duration::from_secs(20), || async {
+            node.registry(|r| r.clients.contains_key("after-heal"))
+        })
+        .await;
+    }
+    let present: Vec<bool> = (1..=3)
+        .map(|i| {
+            c.node(n(i))
+                .unwrap()
+                .registry(|r| r.clients.contains_key("cut-off"))
+        })
+        .collect();
+    assert!(
+        present.iter().all(|p| *p == present[0]),
+        "the timed-out write is on some nodes only: {present:?}"
+    );
+    c.shutdown().await;
+}
+
+/// #18 item 4: the audit queue is bounded. A leader cut off from its
+/// quorum cannot commit its audit log: the queue fills to its bound (here
+/// 1,024 events) and no further, and from seven eighths of it requests are
+/// refused with 503 before they run: nothing is done that the log could
+/// not record. After the heal the queue drains and requests are served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_audit_queue_refuses_requests_before_they_run() {
+    const QUEUE: usize = 1_024;
+    let (_dir, mut c) = common::cluster_opts(
+        3,
+        2,
+        0,
+        keyquorum_node::config::NodeConfig::DEFAULT_CHECKPOINT_EVERY,
+        QUEUE,
+    )
+    .await;
+    let leader = c.node(n(1)).unwrap().leader().unwrap();
+    let others: Vec<NodeId> = (1..=3).map(n).filter(|i| *i != leader).collect();
+    for o in &others {
+        c.stop_node(*o).await;
+    }
+    let via = Client::new(&c.url_of(leader), &c.admin, c.ca_pem().as_bytes()).unwrap();
+    let node = c.node(leader).unwrap();
+    // Every answered request is an audit event the log cannot take. The
+    // writer holds up to 512 in its batch, the queue up to 1,024: well
+    // within 4,000 requests the node must start refusing.
+    let mut served = 0usize;
+    let mut refusal = None;
+    for _ in 0..4_000 {
+        match via.list_keys().await {
+            Ok(_) => served += 1,
+            Err(e) => {
+                assert_eq!(status_of(&e), 503, "{e}");
+                refusal = Some(e.to_string());
+                break;
+            }
+        }
+        assert!(
+            node.audit_queued() <= QUEUE,
+            "the queue grew past its bound"
+        );
+    }
+    let refusal = refusal.expect("the node kept admitting requests it could not audit");
+    assert!(refusal.contains("audit log is not keeping up"), "{refusal}");
+    assert!(
+        served >= QUEUE * 7 / 8,
+        "refused after {served} requests, before the queue was full"
+    );
+    // Refused again while cut off, and the refusals are counted, not
+    // queued (they would eat the room kept for the node's own events).
+    let queued = node.audit_queued();
+    for _ in 0..100 {
+        let e = via.list_keys().await.unwrap_err();
+        assert_eq!(status_of(&e), 503, "{e}");
+    }
+    assert!(
+        node.audit_queued() < queued + 50,
+        "{} queued after 100 refusals, {queued} before",
+        node.audit_queued()
+    );
+
+    for o in &others {
+        c.restart_node(*o).await.unwrap();
+    }
+    poll(
+        "the audit queue to drain",
+        Duration::from_secs(60),
+        || async { node.audit_queued() < QUEUE / 8 },
+    )
+    .await;
+    let mut ok = false;
+    for _ in 0..60 {
+        if via.list_keys().await.is_ok() {
+            ok = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert!(ok, "requests are not served after the heal");
+    c.shutdown().await;
+}

@@ -319,6 +319,9 @@ pub(crate) async fn metrics(State(node): State<Node>) -> Response {
          # TYPE keyquorum_peer_rejects_total counter\nkeyquorum_peer_rejects_total{{node=\"{id}\"}} {}\n\
          # TYPE keyquorum_refused_unauthenticated_total counter\nkeyquorum_refused_unauthenticated_total{{node=\"{id}\"}} {}\n\
          # TYPE keyquorum_refusals_unaudited_total counter\nkeyquorum_refusals_unaudited_total{{node=\"{id}\"}} {}\n\
+         # TYPE keyquorum_audit_backlog_refusals_total counter\nkeyquorum_audit_backlog_refusals_total{{node=\"{id}\"}} {}\n\
+         # TYPE keyquorum_audit_dropped_total counter\nkeyquorum_audit_dropped_total{{node=\"{id}\"}} {}\n\
+         # TYPE keyquorum_audit_queue gauge\nkeyquorum_audit_queue{{node=\"{id}\"}} {}\n\
          # TYPE keyquorum_batched_writes_total counter\nkeyquorum_batched_writes_total{{node=\"{id}\"}} {}\n\
          # TYPE keyquorum_write_batches_total counter\nkeyquorum_write_batches_total{{node=\"{id}\"}} {}\n\
          # TYPE keyquorum_raft_term gauge\nkeyquorum_raft_term{{node=\"{id}\"}} {}\n\
@@ -333,6 +336,9 @@ pub(crate) async fn metrics(State(node): State<Node>) -> Response {
         g(&m.peer_rejects),
         g(&m.refused_unauthenticated),
         g(&m.refusals_unaudited),
+        g(&m.audit_backlog_refusals),
+        g(&m.audit_dropped),
+        node.audit_queued(),
         g(&m.batched_writes),
         g(&m.write_batches),
         raft.current_term,

@@ -145,6 +145,18 @@ impl Audited {
             .as_ref()
             .map(|c| c.grant.name.clone())
             .unwrap_or_else(|_| "anonymous".into());
+        // Nothing is done that the log could not record. The refusal
+        // itself is counted, not queued: it would take the room kept for
+        // the outcomes of requests already admitted.
+        if authenticated && !node.audit_has_room() {
+            let m = node.metrics();
+            m.audit_backlog_refusals.fetch_add(1, Ordering::Relaxed);
+            m.requests_err.fetch_add(1, Ordering::Relaxed);
+            return NodeError::Unavailable(
+                "the audit log is not keeping up (no quorum, or overload); nothing was done".into(),
+            )
+            .into_response();
+        }
         let result = match caller {
             Ok(c) => f(c).await,
             Err(e) => Err(e),

@@ -162,9 +162,41 @@ pub fn verify_chain(
 }
 
 impl Node {
-    /// Record an event in the audit log (asynchronously, batched).
+    /// Record an event in the audit log (asynchronously, batched). Only a
+    /// full queue loses it: counted (`keyquorum_audit_dropped_total`) and
+    /// logged. Requests are not admitted that close to full
+    /// ([`Self::audit_has_room`]), so this is the node's own work while the
+    /// log cannot commit.
     pub fn audit_event(&self, actor: &str, action: &str, target: Option<&str>, outcome: &str) {
-        self.queue_audit(actor, action, target, outcome, None);
+        if !self.queue_audit(actor, action, target, outcome, None) {
+            self.0
+                .metrics
+                .audit_dropped
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            tracing::error!(
+                actor,
+                action,
+                target,
+                outcome,
+                "the audit queue is full (the log cannot commit): event lost"
+            );
+        }
+    }
+
+    /// Whether a request may be admitted: more than an eighth of the audit
+    /// queue (`NodeConfig::audit_queue`) is free, the room kept for the
+    /// node's own events (a DKG's outcome, a membership step) and the
+    /// outcomes of requests already admitted. Past that the log is not keeping up (no quorum, a
+    /// flood) and a request it could not record is refused before it runs
+    /// (Vault's rule: what cannot be audited is not done).
+    pub(crate) fn audit_has_room(&self) -> bool {
+        self.0.audit_tx.capacity() > self.0.audit_tx.max_capacity() / 8
+    }
+
+    /// Events waiting for the audit writer.
+    pub fn audit_queued(&self) -> usize {
+        let tx = &self.0.audit_tx;
+        tx.max_capacity().saturating_sub(tx.capacity())
     }
 
     /// A refused request: audited if the caller authenticated (`who`: the
@@ -180,7 +212,7 @@ impl Node {
     ) {
         use std::sync::atomic::Ordering;
         match who {
-            Some((key, actor)) if self.0.refusals.audit(key) => {
+            Some((key, actor)) if self.audit_has_room() && self.0.refusals.audit(key) => {
                 self.audit_event(actor, action, target, outcome);
             }
             Some((_, actor)) => {
@@ -226,7 +258,7 @@ impl Node {
         outcome: &str,
     ) -> oneshot::Receiver<()> {
         let (tx, rx) = oneshot::channel();
-        self.queue_audit(actor, action, target, outcome, Some(tx));
+        let _ = self.queue_audit(actor, action, target, outcome, Some(tx));
         rx
     }
 
@@ -237,7 +269,7 @@ impl Node {
         target: Option<&str>,
         outcome: &str,
         done: Option<oneshot::Sender<()>>,
-    ) {
+    ) -> bool {
         let event = AuditEvent {
             time_ms: now_ms(),
             node: self.0.id,
@@ -246,7 +278,9 @@ impl Node {
             target: target.map(str::to_string),
             outcome: outcome.to_string(),
         };
-        let _ = self.0.audit_tx.send((event, done));
+        // A full queue drops `done` with the event: its waiter sees the
+        // event was never recorded.
+        self.0.audit_tx.try_send((event, done)).is_ok()
     }
 }
 
@@ -260,7 +294,7 @@ const TICK_EVERY: Duration = Duration::from_secs(5);
 /// when this node has said nothing for [`TICK_EVERY`].
 pub(crate) async fn audit_writer(
     node: Node,
-    mut rx: mpsc::UnboundedReceiver<(AuditEvent, Option<oneshot::Sender<()>>)>,
+    mut rx: mpsc::Receiver<(AuditEvent, Option<oneshot::Sender<()>>)>,
 ) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

@@ -22,6 +22,12 @@ pub struct Metrics {
     pub refused_unauthenticated: AtomicU64,
     /// Refusals of authenticated callers past their audited burst.
     pub refusals_unaudited: AtomicU64,
+    /// Requests refused because the audit queue was full (the log cannot
+    /// commit: no quorum, or a flood): refused before anything was done.
+    pub audit_backlog_refusals: AtomicU64,
+    /// Audit events of the node's own work (a DKG's outcome, a membership
+    /// step) that found the queue full and were lost.
+    pub audit_dropped: AtomicU64,
     /// Writes that went through the batcher.
     pub batched_writes: AtomicU64,
     /// Commits (forwards or local Raft writes) that carried them.

@@ -72,7 +72,7 @@ pub(crate) struct Inner {
     metrics: Metrics,
     /// Which refusals are audited or logged ([`refusals`]).
     refusals: refusals::Refusals,
-    audit_tx: mpsc::UnboundedSender<(AuditEvent, Option<oneshot::Sender<()>>)>,
+    audit_tx: mpsc::Sender<(AuditEvent, Option<oneshot::Sender<()>>)>,
     batch_tx: mpsc::UnboundedSender<batch::Pending>,
     bootstrap: BTreeMap<NodeId, NodeInfo>,
     /// This process's boot: random, stated in the log at start
@@ -107,7 +107,7 @@ pub(crate) struct Opened {
     pub(crate) bound: SocketAddr,
     pub(crate) tls: Arc<rustls::ServerConfig>,
     pub(crate) raft_file: FileHandle,
-    pub(crate) audit_rx: mpsc::UnboundedReceiver<(AuditEvent, Option<oneshot::Sender<()>>)>,
+    pub(crate) audit_rx: mpsc::Receiver<(AuditEvent, Option<oneshot::Sender<()>>)>,
     pub(crate) batch_rx: mpsc::UnboundedReceiver<batch::Pending>,
 }
 
@@ -177,7 +177,7 @@ impl Node {
         )
         .await
         .map_err(|e| NodeError::Internal(format!("raft: {e}")))?;
-        let (audit_tx, audit_rx) = mpsc::unbounded_channel();
+        let (audit_tx, audit_rx) = mpsc::channel(config.audit_queue);
         let (batch_tx, batch_rx) = mpsc::unbounded_channel();
         let bootstrap = config
             .peers

@@ -322,10 +322,18 @@ impl PeerClient {
         let env = seal_envelope(&self.keys, self.me, to, msg)?;
         let url = format!("{}{}", info.addr.trim_end_matches('/'), PEER_PATH);
         let mut request = self.http_for(&info.identity)?.post(&url).json(&env);
-        if matches!(msg, PeerMessage::InstallSnapshot(_)) {
+        match msg {
             // A snapshot's last chunk waits for the receiver to ask the
             // members to vouch for it and to install it.
-            request = request.timeout(self.timeout.max(SNAPSHOT_CALL_TIMEOUT));
+            PeerMessage::InstallSnapshot(_) => {
+                request = request.timeout(self.timeout.max(SNAPSHOT_CALL_TIMEOUT));
+            }
+            // The leader waits up to one timeout for the commit
+            // (`Node::write_deadline`) and then answers that it timed out:
+            // its answer must get back before this call gives up, or the
+            // forwarder would take a lost answer for a lost message.
+            PeerMessage::Forward { .. } => request = request.timeout(self.timeout * 2),
+            _ => {}
         }
         let resp = request
             .send()

@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use keyquorum_wire::control::{
     members_statement, node_statement, Authority, Authorized, Command, CommandResponse,
-    Endorsement, Proposal,
+    Endorsement, NodeInfo, Proposal, TypeConfig,
 };
 use keyquorum_wire::peer::PeerMessage;
 use keyquorum_wire::Hex;
@@ -148,7 +148,7 @@ impl Node {
         &self,
         commands: Vec<Authorized>,
     ) -> Result<(CommandResponse, u64), NodeError> {
-        match self.0.raft.client_write(self.stamp(commands)).await {
+        match self.client_write(commands).await? {
             Ok(r) => Ok((r.data, r.log_id.index)),
             Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => {
                 Err(NodeError::Unavailable("this node is not the leader".into()))
@@ -157,12 +157,50 @@ impl Node {
         }
     }
 
+    /// Append `commands` through this node's Raft core, bounded by the
+    /// write deadline (the per-call peer timeout): a leader that lost its
+    /// quorum waits for the commit forever, so past the deadline the caller
+    /// is told the outcome is unknown ([`NodeError::TimedOut`], not
+    /// retried: the entry may still commit).
+    async fn client_write(
+        &self,
+        commands: Vec<Authorized>,
+    ) -> Result<
+        Result<
+            openraft::raft::ClientWriteResponse<TypeConfig>,
+            RaftError<u64, ClientWriteError<u64, NodeInfo>>,
+        >,
+        NodeError,
+    > {
+        let deadline = self.write_deadline();
+        tokio::time::timeout(deadline, self.0.raft.client_write(self.stamp(commands)))
+            .await
+            .map_err(|_| {
+                NodeError::TimedOut(format!(
+                    "the write was not committed within {} ms (the leader may have lost its \
+                     quorum); it may still commit",
+                    deadline.as_millis()
+                ))
+            })
+    }
+
+    /// How long one Raft write attempt may wait for its commit.
+    pub(crate) fn write_deadline(&self) -> Duration {
+        self.0.peers.timeout()
+    }
+
     /// As the leader: confirm leadership with a quorum and return the index
     /// a linearizable read must have applied.
+    /// Bounded by the write deadline: a leader cut off from its quorum
+    /// answers Unavailable (safe to retry: a read changes nothing).
     pub(crate) async fn leader_read_index(&self) -> Result<u64, NodeError> {
-        match self.0.raft.get_read_log_id().await {
-            Ok((read, _)) => Ok(read.map(|l| l.index).unwrap_or(0)),
-            Err(e) => Err(NodeError::Unavailable(format!("read index: {e}"))),
+        let confirm = tokio::time::timeout(self.write_deadline(), self.0.raft.get_read_log_id());
+        match confirm.await {
+            Ok(Ok((read, _))) => Ok(read.map(|l| l.index).unwrap_or(0)),
+            Ok(Err(e)) => Err(NodeError::Unavailable(format!("read index: {e}"))),
+            Err(_) => Err(NodeError::Unavailable(
+                "the leader could not confirm itself with a quorum in time".into(),
+            )),
         }
     }
 
@@ -256,12 +294,7 @@ impl Node {
             .and_then(|l| self.node_info(l).map(|info| (l, info)));
         let (id, info) = match known {
             Some(t) => t,
-            None => match self
-                .0
-                .raft
-                .client_write(self.stamp(commands.to_vec()))
-                .await
-            {
+            None => match self.client_write(commands.to_vec()).await? {
                 Ok(r) => return Ok(r.data),
                 Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
                     match (f.leader_id, f.leader_node) {

@@ -55,6 +55,24 @@ pub async fn cluster_with(
     pool: usize,
     checkpoint_every: u64,
 ) -> (tempfile::TempDir, LocalCluster) {
+    cluster_opts(
+        nodes,
+        threshold,
+        pool,
+        checkpoint_every,
+        keyquorum_node::config::NodeConfig::DEFAULT_AUDIT_QUEUE,
+    )
+    .await
+}
+
+/// [`cluster_with`], with an audit queue of `audit_queue` events.
+pub async fn cluster_opts(
+    nodes: u16,
+    threshold: u16,
+    pool: usize,
+    checkpoint_every: u64,
+    audit_queue: usize,
+) -> (tempfile::TempDir, LocalCluster) {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .with_test_writer()
@@ -67,6 +85,7 @@ pub async fn cluster_with(
         kdf: KdfParams::insecure_fast(),
         nonce_pool: pool,
         checkpoint_every,
+        audit_queue,
     };
     let c = LocalCluster::start(opts, Passphrase::new(b"test".to_vec()))
         .await
