@@ -29,6 +29,9 @@ pub enum NodeError {
     /// The object exists or changed concurrently.
     #[error("{0}")]
     Conflict(String),
+    /// A per-client quota is used up (`crate::msg::quota`).
+    #[error("{0}")]
+    TooMany(String),
     /// Peers misbehaved; they are named.
     #[error("{message}")]
     Misbehaved {
@@ -61,6 +64,7 @@ impl NodeError {
             NodeError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
             NodeError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             NodeError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
+            NodeError::TooMany(_) => (StatusCode::TOO_MANY_REQUESTS, "quota"),
             NodeError::Misbehaved { .. } => (StatusCode::BAD_GATEWAY, "peer_misbehaved"),
             NodeError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             NodeError::TimedOut(_) => (StatusCode::SERVICE_UNAVAILABLE, "timed_out"),
@@ -88,6 +92,7 @@ impl NodeError {
             "bad_request" => NodeError::BadRequest(message),
             "not_found" => NodeError::NotFound(message),
             "conflict" => NodeError::Conflict(message),
+            "quota" => NodeError::TooMany(message),
             "forbidden" => NodeError::Forbidden(message),
             "peer_misbehaved" => NodeError::Misbehaved { message, culprits },
             "unavailable" => NodeError::Unavailable(message),

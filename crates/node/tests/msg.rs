@@ -492,3 +492,79 @@ async fn a_member_cannot_deliver_what_the_sender_did_not_sign() {
     assert_eq!(admin.endpoint("bob").await.unwrap().mailbox, 1);
     c.shutdown().await;
 }
+
+/// #18 item 3: a client has at most 1,000 live endpoints. The one past it
+/// is refused with 429 by the node that takes it (and by every replica on
+/// apply), changes nothing, and does not hold another client back;
+/// revoking one frees a place.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_past_its_endpoint_quota_gets_429_and_others_are_not_held() {
+    use keyquorum_node::msg::quota::{ENDPOINTS_PER_CLIENT, QUOTA_RULES};
+    use keyquorum_wire::msg::CreateEndpointRequest;
+    let (_dir, c) = cluster(3, 2, 0).await;
+    let admin = Client::new(&c.url(), &c.admin, c.ca_pem().as_bytes()).unwrap();
+    // Every member announced rules 4 at boot: the log takes them up.
+    for id in 1..=3 {
+        let node = c.node(n(id)).unwrap();
+        common::poll(
+            "the log to take up the quota rules",
+            std::time::Duration::from_secs(30),
+            || async { node.registry(|r| r.rules) >= QUOTA_RULES },
+        )
+        .await;
+    }
+    let app_key = common::new_client(&admin, "app", false, false, &[]).await;
+    let other_key = common::new_client(&admin, "other", false, false, &[]).await;
+    let app = Client::new(&c.url_of(n(2)), &app_key, c.ca_pem().as_bytes()).unwrap();
+    let other = Client::new(&c.url_of(n(3)), &other_key, c.ca_pem().as_bytes()).unwrap();
+    let request = |name: String| CreateEndpointRequest {
+        name,
+        identity: Hex32(
+            ed25519_dalek::SigningKey::generate(&mut rand_core::OsRng)
+                .verifying_key()
+                .to_bytes(),
+        ),
+        prekeys: Vec::new(),
+    };
+    let made: Vec<_> = futures::stream::iter(0..ENDPOINTS_PER_CLIENT)
+        .map(|i| {
+            let app = app.clone();
+            let req = request(format!("app-{i}"));
+            async move { app.create_endpoint(&req).await }
+        })
+        .buffer_unordered(32)
+        .collect()
+        .await;
+    assert!(
+        made.iter().all(Result::is_ok),
+        "{:?}",
+        made.iter().find(|r| r.is_err())
+    );
+
+    let e = app
+        .create_endpoint(&request("app-past".into()))
+        .await
+        .unwrap_err();
+    assert_eq!(status_of(&e), 429, "{e}");
+    assert!(e.to_string().contains("live endpoints"), "{e}");
+    assert_eq!(
+        status_of(&admin.endpoint("app-past").await.unwrap_err()),
+        404
+    );
+    // Another client is not held back by app's quota.
+    other
+        .create_endpoint(&request("other-0".into()))
+        .await
+        .unwrap();
+    // Revoking one frees a place.
+    app.revoke_endpoint("app-0").await.unwrap();
+    app.create_endpoint(&request("app-past".into()))
+        .await
+        .unwrap();
+    let e = app
+        .create_endpoint(&request("app-past-2".into()))
+        .await
+        .unwrap_err();
+    assert_eq!(status_of(&e), 429, "{e}");
+    c.shutdown().await;
+}

@@ -458,7 +458,9 @@ pub const MAX_BATCH: usize = 128;
 ///   (`ClusterCommand::Boot::rules`), and a replica whose build does not
 ///   know rules the cluster adopted stops applying (instead of refusing
 ///   the entries and falling out of step).
-pub const APPLY_RULES: u16 = 3;
+/// - 4: per-client quotas on messaging (endpoints, mailboxes, messages
+///   waiting: `keyquorum_node::msg::quota`).
+pub const APPLY_RULES: u16 = 4;
 
 /// The oldest apply rules this build still applies.
 pub const MIN_APPLY_RULES: u16 = 1;

@@ -194,7 +194,11 @@ impl<'de> Deserialize<'de> for Registry {
                 entries: f.audit,
                 heads: f.heads,
             },
-            msg: f.msg,
+            msg: {
+                let mut msg = f.msg;
+                msg.rebuild_usage();
+                msg
+            },
             members: f.members,
             voters: f.voters,
             clock: f.clock,
@@ -370,7 +374,9 @@ impl Registry {
                 }
                 response
             }
-            Command::Msg(c) => self.msg.apply(c),
+            Command::Msg(c) => self
+                .msg
+                .apply(c, self.rules >= crate::msg::quota::QUOTA_RULES),
         }
     }
 

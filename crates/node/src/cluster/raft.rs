@@ -340,8 +340,15 @@ fn one(mut r: Vec<CommandResponse>) -> Result<CommandResponse, NodeError> {
     }
 }
 
+/// A rejection as [`NodeError::Conflict`], or as [`NodeError::TooMany`]
+/// when a quota refused it (`crate::msg::quota`).
 fn rejection_as_conflict(r: CommandResponse) -> Result<CommandResponse, NodeError> {
     match r {
+        CommandResponse::Rejected { reason }
+            if reason.starts_with(crate::msg::quota::QUOTA_EXCEEDED) =>
+        {
+            Err(NodeError::TooMany(reason))
+        }
         CommandResponse::Rejected { reason } => Err(NodeError::Conflict(reason)),
         applied => Ok(applied),
     }

@@ -44,6 +44,7 @@ use crate::names::check_name;
 use state::{MsgState, Unusable};
 
 pub mod api;
+pub mod quota;
 pub mod state;
 
 /// Default acceptance window: timestamps within ±5 minutes of a
@@ -199,6 +200,13 @@ pub async fn create_endpoint(
         created_ms: now_ms(),
     };
     check_prekeys(&record, &prekeys)?;
+    // Every replica checks it on apply; checked here first so a refusal
+    // costs no Raft write.
+    node.registry(|r| match r.rules >= quota::QUOTA_RULES {
+        true => r.msg.endpoint_quota(&record.owner),
+        false => Ok(()),
+    })
+    .map_err(NodeError::TooMany)?;
     node.commit(c.authorize(MsgCommand::PutEndpoint {
         record: record.clone(),
     }))
@@ -400,6 +408,14 @@ pub async fn send(node: &Node, grant: &Grant, req: SendRequest) -> Result<SendRe
         ));
     }
     sig64(&req.signature, "signature")?;
+    // Before the coordinators are asked (every replica checks it again on
+    // apply).
+    let bytes = quota::message_bytes(req.header.0.len(), req.payload.0.len());
+    node.registry(|r| match r.rules >= quota::QUOTA_RULES {
+        true => r.msg.delivery_quota(&req.from, &req.to, bytes),
+        false => Ok(()),
+    })
+    .map_err(NodeError::TooMany)?;
     let calls = req
         .for_coordinators
         .iter()

@@ -13,7 +13,8 @@ use serde::{Deserialize, Serialize};
 pub const MAX_PREKEYS: usize = 1_000;
 /// Most prekeys in one publish.
 pub const MAX_PREKEYS_PER_CALL: usize = 200;
-/// Most messages waiting in one mailbox.
+/// Most messages waiting in one mailbox under apply rules older than
+/// [`super::quota::QUOTA_RULES`] (from those, [`super::quota::MAILBOX_MESSAGES`]).
 pub const MAX_MAILBOX: usize = 10_000;
 
 /// The replicated part of per-message key derivation (DESIGN.md §3.2).
@@ -40,6 +41,10 @@ pub struct MsgState {
     pub seen_by_time: BTreeSet<(u64, Hex32)>,
     /// Newest header time accepted.
     pub newest_ms: u64,
+    /// What each client uses, for the quotas (`super::quota`): derived,
+    /// never serialized.
+    #[serde(skip)]
+    pub(super) usage: super::quota::Usage,
 }
 
 /// Why an endpoint cannot send or receive.
@@ -128,8 +133,9 @@ impl MsgState {
         })
     }
 
-    /// Apply one of messaging's commands.
-    pub(crate) fn apply(&mut self, command: &MsgCommand) -> CommandResponse {
+    /// Apply one of messaging's commands; `quotas`: whether the entry's
+    /// apply rules put the quotas in force (`super::quota`).
+    pub(crate) fn apply(&mut self, command: &MsgCommand, quotas: bool) -> CommandResponse {
         match command {
             MsgCommand::InitMsg { salt, window_ms } => {
                 if self.salt.is_none() {
@@ -145,15 +151,27 @@ impl MsgState {
                 if record.revoked {
                     return CommandResponse::rejected("a new endpoint cannot be revoked");
                 }
+                if quotas {
+                    if let Err(e) = self.endpoint_quota(&record.owner) {
+                        return CommandResponse::rejected(e);
+                    }
+                }
                 self.endpoints.insert(record.name.clone(), record.clone());
+                self.count_endpoint(&record.owner);
                 CommandResponse::Ok
             }
             MsgCommand::RevokeEndpoint { name } => match self.endpoints.get_mut(name) {
                 None => CommandResponse::rejected(format!("unknown endpoint {name}")),
                 Some(r) => {
+                    let owner = (!r.revoked).then(|| r.owner.clone());
                     r.revoked = true;
+                    if let Some(owner) = owner {
+                        self.uncount_endpoint(&owner);
+                    }
                     self.prekeys.remove(name);
-                    self.mail.remove(name);
+                    for item in self.mail.remove(name).unwrap_or_default() {
+                        self.uncount_item(&item);
+                    }
                     self.claimed.retain(|_, c| c.to != *name && c.by != *name);
                     let claimed = &self.claimed;
                     self.claims_by_time.retain(|(_, p)| claimed.contains_key(p));
@@ -256,11 +274,19 @@ impl MsgState {
                         ))
                     }
                 }
+                if quotas {
+                    if let Err(e) =
+                        self.delivery_quota(&item.from, &item.to, super::quota::item_bytes(item))
+                    {
+                        return CommandResponse::rejected(e);
+                    }
+                }
                 let mailbox = self.mail.entry(item.to.clone()).or_default();
                 if mailbox.len() >= MAX_MAILBOX {
                     return CommandResponse::rejected(format!("mailbox of {} is full", item.to));
                 }
                 mailbox.push(item.clone());
+                self.count_item(item);
                 if let Some(c) = self.claimed.remove(prekey) {
                     self.claims_by_time.remove(&(c.at_ms, *prekey));
                 }
@@ -274,10 +300,15 @@ impl MsgState {
                     return CommandResponse::Removed { count: 0 };
                 };
                 let ids: BTreeSet<&Hex32> = ids.iter().collect();
-                let before = mailbox.len();
-                mailbox.retain(|m| !ids.contains(&m.id));
+                let (gone, kept): (Vec<MailItem>, Vec<MailItem>) = std::mem::take(mailbox)
+                    .into_iter()
+                    .partition(|m| ids.contains(&m.id));
+                *mailbox = kept;
+                for item in &gone {
+                    self.uncount_item(item);
+                }
                 CommandResponse::Removed {
-                    count: (before - mailbox.len()) as u64,
+                    count: gone.len() as u64,
                 }
             }
         }
@@ -300,7 +331,7 @@ pub(crate) mod tests {
         }
 
         fn apply(&mut self, _index: u64, command: MsgCommand) -> CommandResponse {
-            self.0.apply(&command)
+            self.0.apply(&command, true)
         }
     }
 

@@ -166,7 +166,9 @@ async fn a_member_or_the_leader_cannot_commit_what_no_one_authorized() {
             leader
                 .raft()
                 .client_write(Proposal {
-                    rules: APPLY_RULES,
+                    // The rules the leader would stamp (the log takes up
+                    // this build's newest once every member announced them).
+                    rules: leader.registry(|r| r.rules_to_stamp()),
                     time_ms: std::time::SystemTime::now()
                         .duration_since(std::time::UNIX_EPOCH)
                         .unwrap()

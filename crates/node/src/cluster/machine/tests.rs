@@ -228,8 +228,9 @@ fn client(
 }
 
 fn apply(r: &mut Registry, time_ms: u64, commands: Vec<Authorized>) -> Vec<CommandResponse> {
+    // The rules a leader of this log would stamp.
     let p = Proposal {
-        rules: APPLY_RULES,
+        rules: r.rules_to_stamp(),
         time_ms,
         commands,
     };

@@ -127,7 +127,7 @@ fn a_removal_and_its_history() {
     let CommandResponse::Batch { responses } = r.apply(
         8,
         &Proposal {
-            rules: APPLY_RULES,
+            rules: r.rules_to_stamp(),
             time_ms: T0,
             commands: vec![again],
         },
