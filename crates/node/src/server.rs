@@ -206,7 +206,10 @@ pub fn router(node: Node, keys: Arc<Keys>) -> Router {
             crate::api::auth::signed_requests,
         ))
         .layer(DefaultBodyLimit::max(CLIENT_BODY_LIMIT))
-        .layer(axum::middleware::from_fn(refuse_oversized));
+        .layer(axum::middleware::from_fn_with_state(
+            node.clone(),
+            refuse_oversized,
+        ));
     client
         .merge(crate::cluster::transport::routes(node))
         .fallback(crate::api::not_found)

@@ -571,10 +571,16 @@ pub(crate) async fn signed_requests(
     let (mut parts, body) = req.into_parts();
     let signed =
         parts.headers.contains_key("signature-input") || parts.headers.contains_key("signature");
-    // Every body is read here, within a deadline.
+    // Every body is read here, within a deadline. One too large or too
+    // slow is refused before anyone is authenticated: counted, like any
+    // unauthenticated refusal (`cluster::refusals`).
     let bytes = match read_body(body, CLIENT_BODY_LIMIT).await {
         Ok(b) => b,
-        Err(e) => return e.into_response(),
+        Err(e) => {
+            auth.node
+                .refusal(None, "request.body", None, &e.to_string());
+            return e.into_response();
+        }
     };
     let authn = if signed {
         match request_of(&parts, &bytes) {

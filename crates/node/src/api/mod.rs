@@ -11,7 +11,7 @@
 use std::future::Future;
 use std::sync::atomic::Ordering;
 
-use axum::extract::{FromRef, FromRequest, FromRequestParts, Request};
+use axum::extract::{FromRef, FromRequest, FromRequestParts, Request, State};
 use axum::http::request::Parts;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -60,7 +60,11 @@ const DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(2);
 /// problem (RFC 9112 §9.6). Draining first lets the client read a clear
 /// answer and keeps the connection usable. Bodies without a length, or
 /// longer than the cap, still meet [`DefaultBodyLimit`] and a plain close.
-pub(crate) async fn refuse_oversized(req: Request, next: axum::middleware::Next) -> Response {
+pub(crate) async fn refuse_oversized(
+    State(node): State<Node>,
+    req: Request,
+    next: axum::middleware::Next,
+) -> Response {
     let declared = req
         .headers()
         .get(header::CONTENT_LENGTH)
@@ -83,6 +87,8 @@ pub(crate) async fn refuse_oversized(req: Request, next: axum::middleware::Next)
         };
         let _ = tokio::time::timeout(DRAIN_TIME, drain).await;
     }
+    // Refused before anyone is authenticated: counted (`cluster::refusals`).
+    node.refusal(None, "request.body", None, "payload_too_large");
     (
         StatusCode::PAYLOAD_TOO_LARGE,
         Json(ErrorBody {
