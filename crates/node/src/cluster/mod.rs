@@ -43,6 +43,7 @@ pub mod init;
 pub mod machine;
 pub mod membership;
 pub mod metrics;
+pub mod netfaults;
 pub mod peer;
 pub mod raft;
 pub mod raftnet;
@@ -274,6 +275,12 @@ impl Node {
     /// Its vault.
     pub fn vault(&self) -> &Vault {
         &self.0.vault
+    }
+
+    /// The test hook for network faults (`netfaults`).
+    #[cfg(feature = "fault-injection")]
+    pub fn net_faults(&self) -> &netfaults::NetFaults {
+        self.0.peers.net()
     }
 
     /// The Raft handle.

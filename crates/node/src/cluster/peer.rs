@@ -250,6 +250,7 @@ pub struct PeerClient {
     me: NodeId,
     keys: Arc<NodeKeys>,
     timeout: Duration,
+    net: Arc<super::netfaults::NetFaults>,
 }
 
 /// The peer endpoint's path.
@@ -269,6 +270,7 @@ impl PeerClient {
             me,
             keys,
             timeout,
+            net: Arc::default(),
         })
     }
 
@@ -306,6 +308,11 @@ impl PeerClient {
         &self.keys
     }
 
+    /// This node's network faults (tests only: `netfaults`).
+    pub(crate) fn net(&self) -> &super::netfaults::NetFaults {
+        &self.net
+    }
+
     /// The per-call timeout.
     pub fn timeout(&self) -> Duration {
         self.timeout
@@ -319,6 +326,15 @@ impl PeerClient {
         info: &NodeInfo,
         msg: &PeerMessage,
     ) -> Result<(Envelope, PeerMessage), NodeError> {
+        self.net.wait_unpaused().await;
+        if !self.net.reaches(to) {
+            // A dropped message: the caller learns nothing until its
+            // timeout (a test's partition, `netfaults`).
+            tokio::time::sleep(self.timeout).await;
+            return Err(NodeError::Unavailable(format!(
+                "node {to} unreachable: timed out"
+            )));
+        }
         let env = seal_envelope(&self.keys, self.me, to, msg)?;
         let url = format!("{}{}", info.addr.trim_end_matches('/'), PEER_PATH);
         let mut request = self.http_for(&info.identity)?.post(&url).json(&env);

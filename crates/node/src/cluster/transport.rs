@@ -215,6 +215,8 @@ async fn peer_endpoint(
             return json_rejection(r);
         }
     };
+    // A paused node (tests only: `netfaults`) handles nothing meanwhile.
+    node.0.peers.net().wait_unpaused().await;
     let from = env.from;
     // A member by the membership record; else a node only in Raft's
     // membership (one the record has not reached this replica for yet, or

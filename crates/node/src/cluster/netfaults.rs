@@ -1,0 +1,81 @@
+//! Network faults for the nemesis test (`tests/nemesis.rs`): the peers this
+//! node's messages do not reach (a partition, symmetric when both sides
+//! cut, one-way when one does) and a pause (the node neither sends nor
+//! handles peer messages, as if its process were stopped; its Raft timers
+//! run on, unlike a real stop). Like `keys::faults`, it exists only with
+//! the `fault-injection` feature; without it every check below is a
+//! constant "deliver".
+
+#[cfg(feature = "fault-injection")]
+use std::collections::BTreeSet;
+#[cfg(feature = "fault-injection")]
+use std::sync::Mutex;
+#[cfg(feature = "fault-injection")]
+use std::time::{Duration, Instant};
+
+use keyquorum_wire::NodeId;
+
+/// What a test cut or paused on this node; nothing until it asks.
+#[derive(Debug, Default)]
+pub struct NetFaults {
+    #[cfg(feature = "fault-injection")]
+    cut: Mutex<BTreeSet<NodeId>>,
+    #[cfg(feature = "fault-injection")]
+    paused_until: Mutex<Option<Instant>>,
+}
+
+#[cfg(feature = "fault-injection")]
+impl NetFaults {
+    /// Messages from this node to `to` are lost from now on (the call
+    /// waits out its timeout, as over a link that drops packets).
+    pub fn cut(&self, to: impl IntoIterator<Item = NodeId>) {
+        if let Ok(mut c) = self.cut.lock() {
+            c.extend(to);
+        }
+    }
+
+    /// Every link of this node delivers again, and a pause ends.
+    pub fn heal(&self) {
+        if let Ok(mut c) = self.cut.lock() {
+            c.clear();
+        }
+        if let Ok(mut p) = self.paused_until.lock() {
+            *p = None;
+        }
+    }
+
+    /// Stop sending and handling peer messages for `d`: each waits until
+    /// the pause ends, then goes on.
+    pub fn pause_for(&self, d: Duration) {
+        if let Ok(mut p) = self.paused_until.lock() {
+            *p = Some(Instant::now() + d);
+        }
+    }
+}
+
+impl NetFaults {
+    /// Whether a message from this node reaches `to`.
+    pub(crate) fn reaches(&self, to: NodeId) -> bool {
+        #[cfg(feature = "fault-injection")]
+        return self.cut.lock().map(|c| !c.contains(&to)).unwrap_or(true);
+        #[cfg(not(feature = "fault-injection"))]
+        {
+            let _ = to;
+            true
+        }
+    }
+
+    /// Wait while this node is paused.
+    pub(crate) async fn wait_unpaused(&self) {
+        #[cfg(feature = "fault-injection")]
+        loop {
+            let until = self.paused_until.lock().ok().and_then(|p| *p);
+            match until {
+                Some(t) if t > Instant::now() => {
+                    tokio::time::sleep_until(t.into()).await;
+                }
+                _ => return,
+            }
+        }
+    }
+}
