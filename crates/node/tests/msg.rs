@@ -494,9 +494,9 @@ async fn a_member_cannot_deliver_what_the_sender_did_not_sign() {
 }
 
 /// #18 item 3: a client has at most 1,000 live endpoints. The one past it
-/// is refused with 429 by the node that takes it (and by every replica on
-/// apply), changes nothing, and does not hold another client back;
-/// revoking one frees a place.
+/// is refused with 429 by the node that takes it (every replica checks it
+/// again on apply: `msg/quota.rs`'s unit tests), changes nothing, and does
+/// not hold another client back; revoking one frees a place.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_past_its_endpoint_quota_gets_429_and_others_are_not_held() {
     use keyquorum_node::msg::quota::{ENDPOINTS_PER_CLIENT, QUOTA_RULES};

@@ -12,7 +12,8 @@
 //! refresh, client registration) while a nemesis driven by a seed kills
 //! and restarts nodes, partitions the network (symmetric and one-way,
 //! through the peer transport's `fault-injection` hook,
-//! `cluster::netfaults`) and pauses nodes. After healing it checks:
+//! `cluster::netfaults`), pauses nodes and skews their clocks by up to
+//! ±10 s. After healing it checks:
 //!
 //! - every acknowledged signature verifies under its key, and has its
 //!   audit entry;
@@ -24,8 +25,9 @@
 //! - no request was held past its deadlines (each is bounded by a 120 s
 //!   guard), and signing resumes through every node after the heal.
 //!
-//! Not yet in the nemesis: clock skew, membership changes, messaging load
-//! (RELIABILITY.md lists them).
+//! Not yet in the nemesis: membership changes, messaging load
+//! (RELIABILITY.md lists them). A restarted node's clock is the system's
+//! until skewed again.
 //!
 //! `KEYQUORUM_NEMESIS_SECS` sets how long faults are injected (default 45);
 //! `KEYQUORUM_NEMESIS_SEED` replays a run (the seed is printed first). The
@@ -226,7 +228,7 @@ async fn nemesis() {
     while Instant::now() < deadline {
         let pick = |rng: &mut ChaCha20Rng| n((rng.next_u64() % u64::from(NODES)) as u16 + 1);
         let hold = Duration::from_millis(1_000 + rng.next_u64() % 3_000);
-        match rng.next_u64() % 5 {
+        match rng.next_u64() % 6 {
             0 => match down.take() {
                 Some(id) => {
                     c.restart_node(id).await.unwrap();
@@ -272,6 +274,18 @@ async fn nemesis() {
                     *faults.entry("pause").or_default() += 1;
                 }
             }
+            4 => {
+                // A clock off by up to 10 s either way, until skewed again
+                // (two nodes at most 20 s apart: within the 30 s a client
+                // request's time may be off, and the 60 s of a peer
+                // message's).
+                let id = pick(&mut rng);
+                if let Some(node) = c.node(id) {
+                    let ms = (rng.next_u64() % 20_001) as i64 - 10_000;
+                    node.net_faults().skew(ms);
+                    *faults.entry("skew").or_default() += 1;
+                }
+            }
             _ => *faults.entry("quiet").or_default() += 1,
         }
         tokio::time::sleep(hold).await;
@@ -280,9 +294,10 @@ async fn nemesis() {
         }
     }
 
-    // Heal: every link, every node back.
+    // Heal: every link, every clock, every node back.
     for node in c.running() {
         node.net_faults().heal();
+        node.net_faults().skew(0);
     }
     if let Some(id) = down.take() {
         c.restart_node(id).await.unwrap();

@@ -200,7 +200,7 @@ impl Authenticator {
     /// again only when the name appears.
     pub(crate) async fn authenticate(&self, req: httpsig::Request) -> Result<Caller, NodeError> {
         check_authority(&self.node, &req.target_uri, Scope::ThisNode)?;
-        let now = now_ms();
+        let now = self.node.now_ms();
         match verify_signature(&self.node, &req, now / 1000) {
             Ok(v) => self.admit(&v, &req, now),
             Err(SigError::UnknownKey(name))
@@ -211,7 +211,7 @@ impl Authenticator {
                 while tokio::time::Instant::now() < deadline {
                     tokio::time::sleep(Duration::from_millis(25)).await;
                     if self.node.registry(|r| r.clients.contains_key(&name)) {
-                        let now = now_ms();
+                        let now = self.node.now_ms();
                         let v =
                             verify_signature(&self.node, &req, now / 1000).map_err(unauthorized)?;
                         return self.admit(&v, &req, now);
@@ -403,7 +403,7 @@ pub(crate) struct Authorized {
 /// addressed to this cluster. What the request asks for is the caller's to
 /// compare with the step it is asked to take.
 pub(crate) fn check_forwarded(node: &Node, req: &ClientRequest) -> Result<Authorized, NodeError> {
-    let now = now_ms();
+    let now = node.now_ms();
     let request = signed_request(req);
     let verified = verify_signature(node, &request, now / 1000).map_err(unauthorized)?;
     check_authority(node, &request.target_uri, Scope::Cluster)?;

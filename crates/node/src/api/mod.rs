@@ -151,18 +151,37 @@ impl Audited {
             .as_ref()
             .map(|c| c.grant.name.clone())
             .unwrap_or_else(|_| "anonymous".into());
-        // Nothing is done that the log could not record. The refusal
-        // itself is counted, not queued: it would take the room kept for
-        // the outcomes of requests already admitted.
-        if authenticated && !node.audit_has_room() {
-            let m = node.metrics();
-            m.audit_backlog_refusals.fetch_add(1, Ordering::Relaxed);
-            m.requests_err.fetch_add(1, Ordering::Relaxed);
-            return NodeError::Unavailable(
-                "the audit log is not keeping up (no quorum, or overload); nothing was done".into(),
-            )
-            .into_response();
-        }
+        // Nothing is done that the log could not record: an admitted
+        // request holds a place in the audit queue for its outcome. The
+        // refusal itself is counted, not queued: it would take the room
+        // kept for the node's own events.
+        let permit = match authenticated {
+            true => match node.audit_permit() {
+                Some(p) => Some(p),
+                None => {
+                    let m = node.metrics();
+                    m.audit_backlog_refusals.fetch_add(1, Ordering::Relaxed);
+                    m.requests_err.fetch_add(1, Ordering::Relaxed);
+                    return NodeError::Unavailable(
+                        "the audit log is not keeping up (no quorum, or overload); nothing was \
+                         done"
+                            .into(),
+                    )
+                    .into_response();
+                }
+            },
+            false => None,
+        };
+        // The outcome, in the place held for it (or, unauthenticated, as a
+        // counted refusal).
+        let record = |committed: bool, outcome: &str| match permit {
+            Some(p) => node.audit_outcome(p, &actor, action, target, outcome, committed),
+            None if committed => Some(node.audit_event_committed(&actor, action, target, outcome)),
+            None => {
+                node.audit_event(&actor, action, target, outcome);
+                None
+            }
+        };
         let result = match caller {
             Ok(c) => f(c).await,
             Err(e) => Err(e),
@@ -176,30 +195,34 @@ impl Audited {
             // leaves only after its audit entry is committed: a crash in
             // between loses the answer, never the record of it.
             Ok(v) if RELEASES.contains(&action) => {
-                let committed = node.audit_event_committed(&actor, action, target, &outcome);
                 // Bounded like a peer call: without a Raft quorum the audit
                 // log cannot commit and the request fails closed.
                 let wait = std::time::Duration::from_millis(node.config().peer_timeout_ms);
-                match tokio::time::timeout(wait, committed).await {
-                    Ok(Ok(())) => Ok(v),
-                    _ => Err(NodeError::Unavailable(
-                        "the audit log did not commit in time; the result was withheld".into(),
-                    )),
+                match record(true, &outcome) {
+                    Some(committed) => match tokio::time::timeout(wait, committed).await {
+                        Ok(Ok(())) => Ok(v),
+                        _ => Err(NodeError::Unavailable(
+                            "the audit log did not commit in time; the result was withheld".into(),
+                        )),
+                    },
+                    None => Err(NodeError::Internal("no audit receipt".into())),
                 }
             }
             Ok(v) => {
-                node.audit_event(&actor, action, target, &outcome);
+                record(false, &outcome);
                 Ok(v)
             }
-            // A refusal (4xx: nothing was done) is rate-limited per caller;
-            // any other failure is audited.
+            // A refusal (4xx: nothing was done) is rate-limited per caller
+            // (the place held for it is given back first); any other
+            // failure is audited.
             Err(e) if e.status().0.is_client_error() => {
+                drop(record);
                 let who = authenticated.then_some((actor.as_str(), actor.as_str()));
                 node.refusal(who, action, target, &outcome);
                 Err(e)
             }
             Err(e) => {
-                node.audit_event(&actor, action, target, &outcome);
+                record(false, &outcome);
                 Err(e)
             }
         };

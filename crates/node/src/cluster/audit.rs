@@ -20,7 +20,6 @@ use keyquorum_wire::{Hex, Hex32, NodeId};
 use sha2::{Digest, Sha256};
 use tokio::sync::{mpsc, oneshot};
 
-use super::peer::now_ms;
 use super::Node;
 
 /// The audit log's part of the replicated state (serialized as part of
@@ -168,7 +167,7 @@ impl Node {
     /// ([`Self::audit_has_room`]), so this is the node's own work while the
     /// log cannot commit.
     pub fn audit_event(&self, actor: &str, action: &str, target: Option<&str>, outcome: &str) {
-        if !self.queue_audit(actor, action, target, outcome, None) {
+        if !self.queue_audit(None, actor, action, target, outcome, None) {
             self.0
                 .metrics
                 .audit_dropped
@@ -181,6 +180,46 @@ impl Node {
                 "the audit queue is full (the log cannot commit): event lost"
             );
         }
+    }
+
+    /// A place in the audit queue for one request's outcome, taken when
+    /// the request is admitted: None (refuse it) unless more than the
+    /// reserve is free ([`Self::audit_has_room`]). Its outcome then always
+    /// finds room ([`Self::audit_outcome`]), however many requests are in
+    /// flight.
+    pub(crate) fn audit_permit(&self) -> Option<AuditPermit> {
+        if !self.audit_has_room() {
+            return None;
+        }
+        self.0
+            .audit_tx
+            .clone()
+            .try_reserve_owned()
+            .ok()
+            .map(AuditPermit)
+    }
+
+    /// Record an admitted request's outcome in the place `permit` holds;
+    /// with `committed`, the returned receiver fires once it is committed
+    /// (and applied here: `audit_writer`).
+    pub(crate) fn audit_outcome(
+        &self,
+        permit: AuditPermit,
+        actor: &str,
+        action: &str,
+        target: Option<&str>,
+        outcome: &str,
+        committed: bool,
+    ) -> Option<oneshot::Receiver<()>> {
+        let (tx, rx) = match committed {
+            true => {
+                let (tx, rx) = oneshot::channel();
+                (Some(tx), Some(rx))
+            }
+            false => (None, None),
+        };
+        self.queue_audit(Some(permit), actor, action, target, outcome, tx);
+        rx
     }
 
     /// Whether a request may be admitted: more than an eighth of the audit
@@ -258,12 +297,13 @@ impl Node {
         outcome: &str,
     ) -> oneshot::Receiver<()> {
         let (tx, rx) = oneshot::channel();
-        let _ = self.queue_audit(actor, action, target, outcome, Some(tx));
+        let _ = self.queue_audit(None, actor, action, target, outcome, Some(tx));
         rx
     }
 
     fn queue_audit(
         &self,
+        permit: Option<AuditPermit>,
         actor: &str,
         action: &str,
         target: Option<&str>,
@@ -271,18 +311,65 @@ impl Node {
         done: Option<oneshot::Sender<()>>,
     ) -> bool {
         let event = AuditEvent {
-            time_ms: now_ms(),
+            time_ms: self.now_ms(),
             node: self.0.id,
             actor: actor.to_string(),
             action: action.to_string(),
             target: target.map(str::to_string),
             outcome: outcome.to_string(),
         };
-        // A full queue drops `done` with the event: its waiter sees the
-        // event was never recorded.
-        self.0.audit_tx.try_send((event, done)).is_ok()
+        match permit {
+            Some(AuditPermit(p)) => {
+                p.send((event, done));
+                true
+            }
+            // A full queue drops `done` with the event: its waiter sees
+            // the event was never recorded.
+            None => self.0.audit_tx.try_send((event, done)).is_ok(),
+        }
     }
 }
+
+/// What the audit queue carries: an event, and who waits for its commit.
+pub(crate) type Queued = (AuditEvent, Option<oneshot::Sender<()>>);
+
+/// A place reserved in the audit queue ([`Node::audit_permit`]); dropped
+/// unused, it frees the place.
+#[derive(Debug)]
+pub(crate) struct AuditPermit(mpsc::OwnedPermit<Queued>);
+
+/// Whether this replica's audit log holds `events`, appended at or after
+/// entry `from` (waiting briefly for it to apply them: a follower learns of
+/// a commit about one replication round after the leader).
+async fn holds(node: &Node, from: usize, events: &[AuditEvent]) -> bool {
+    let (Some(first), Some(last)) = (events.first(), events.last()) else {
+        return true;
+    };
+    let found = || {
+        node.registry(|r| {
+            let tail = r.audit.entries.get(from..).unwrap_or_default();
+            tail.iter()
+                .position(|e| e.event == *first)
+                .is_some_and(|i| {
+                    tail.get(i + events.len() - 1)
+                        .is_some_and(|e| e.event == *last)
+                })
+        })
+    };
+    let deadline = tokio::time::Instant::now() + HOLD_WAIT;
+    loop {
+        if found() {
+            return true;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// How long [`holds`] waits for this replica to apply an audit batch.
+const HOLD_WAIT: Duration = Duration::from_secs(5);
 
 /// How long a node stays silent before it states a [`ClusterCommand::Tick`]:
 /// the members' statements are what moves the log clock.
@@ -339,12 +426,39 @@ pub(crate) async fn audit_writer(
             }
             let (events, waiters): (Vec<AuditEvent>, Vec<_>) = batch.into_iter().unzip();
             let mut delay = Duration::from_millis(50);
-            loop {
-                let command = ClusterCommand::Audit {
+            // One statement for every try: a try that timed out may still
+            // commit, and then the next is refused as its replay instead
+            // of appending the events twice. Signed again only once it is
+            // too old to be taken (no commit for the whole window).
+            let audit = || {
+                node.statement(ClusterCommand::Audit {
                     events: events.clone(),
-                };
-                match node.propose(node.statement(command)).await {
-                    Ok(_) => break,
+                })
+            };
+            let mut statement = audit();
+            // The events land after the entries this replica has now.
+            let from = node.registry(|r| r.audit.entries.len());
+            loop {
+                match node.propose(statement.clone()).await {
+                    Ok(CommandResponse::Rejected { reason }) if reason.contains("stale") => {
+                        tracing::warn!(reason, "audit statement too old; signing it again");
+                        statement = audit();
+                    }
+                    // Done once this replica applied the events itself: the
+                    // leader's answer (a forward's reply) is only its word,
+                    // and a signature waiting on this batch must not leave
+                    // on it.
+                    Ok(_) if holds(&node, from, &events).await => break,
+                    Ok(_) => {
+                        tracing::warn!(
+                            pending = events.len(),
+                            "the leader answered the audit append, and this replica does not \
+                             hold it: appending again"
+                        );
+                        statement = audit();
+                        tokio::time::sleep(delay).await;
+                        delay = (delay * 2).min(Duration::from_secs(2));
+                    }
                     Err(e) => {
                         tracing::warn!(error = %e, pending = events.len(), "audit append failed; retrying");
                         tokio::time::sleep(delay).await;

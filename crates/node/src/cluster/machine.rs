@@ -368,7 +368,9 @@ impl Registry {
                         .then(|| record.name.clone()),
                     _ => None,
                 };
-                let response = self.keys.apply(c);
+                let response = self
+                    .keys
+                    .apply(c, self.rules >= crate::msg::quota::QUOTA_RULES);
                 if let (Some(name), CommandResponse::Ok) = (changes_policy, &response) {
                     self.operators.key_policies.remove(&name);
                 }

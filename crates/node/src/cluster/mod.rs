@@ -283,6 +283,13 @@ impl Node {
         self.0.peers.net()
     }
 
+    /// This node's clock, ms since the Unix epoch: what it stamps its
+    /// statements, proposals and messages with and checks freshness by
+    /// (the system's; skewed only by a test, `netfaults`).
+    pub fn now_ms(&self) -> u64 {
+        self.0.peers.net().now_ms()
+    }
+
     /// The Raft handle.
     pub fn raft(&self) -> &Raft<TypeConfig> {
         &self.0.raft

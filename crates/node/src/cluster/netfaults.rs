@@ -1,13 +1,17 @@
-//! Network faults for the nemesis test (`tests/nemesis.rs`): the peers this
-//! node's messages do not reach (a partition, symmetric when both sides
-//! cut, one-way when one does) and a pause (the node neither sends nor
-//! handles peer messages, as if its process were stopped; its Raft timers
-//! run on, unlike a real stop). Like `keys::faults`, it exists only with
-//! the `fault-injection` feature; without it every check below is a
-//! constant "deliver".
+//! Network and clock faults for the nemesis test (`tests/nemesis.rs`): the
+//! peers this node's messages do not reach (a partition, symmetric when
+//! both sides cut, one-way when one does), a pause (the node neither sends
+//! nor handles peer messages, as if its process were stopped; its Raft
+//! timers run on, unlike a real stop), and a skewed clock (what the node
+//! stamps and checks times with: [`NetFaults::now_ms`]). Like
+//! `keys::faults`, it exists only with the `fault-injection` feature;
+//! without it every check below is a constant "deliver" and the clock is
+//! the system's.
 
 #[cfg(feature = "fault-injection")]
 use std::collections::BTreeSet;
+#[cfg(feature = "fault-injection")]
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 #[cfg(feature = "fault-injection")]
 use std::sync::Mutex;
 #[cfg(feature = "fault-injection")]
@@ -22,6 +26,12 @@ pub struct NetFaults {
     cut: Mutex<BTreeSet<NodeId>>,
     #[cfg(feature = "fault-injection")]
     paused_until: Mutex<Option<Instant>>,
+    #[cfg(feature = "fault-injection")]
+    skew_ms: AtomicI64,
+    /// As the leader, answer forwarded commands "applied" without
+    /// appending them (a hostile leader, for `tests/hostile`).
+    #[cfg(feature = "fault-injection")]
+    pub forge_forward_replies: AtomicBool,
 }
 
 #[cfg(feature = "fault-injection")]
@@ -44,6 +54,12 @@ impl NetFaults {
         }
     }
 
+    /// Run this node's clock `ms` ahead (behind, if negative) of the
+    /// system's, until set again.
+    pub fn skew(&self, ms: i64) {
+        self.skew_ms.store(ms, Ordering::Relaxed);
+    }
+
     /// Stop sending and handling peer messages for `d`: each waits until
     /// the pause ends, then goes on.
     pub fn pause_for(&self, d: Duration) {
@@ -54,6 +70,26 @@ impl NetFaults {
 }
 
 impl NetFaults {
+    /// This node's clock, ms since the Unix epoch: the system's, skewed
+    /// when a test asked for it.
+    pub(crate) fn now_ms(&self) -> u64 {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        #[cfg(feature = "fault-injection")]
+        return now.saturating_add_signed(self.skew_ms.load(Ordering::Relaxed));
+        #[cfg(not(feature = "fault-injection"))]
+        now
+    }
+
+    /// Whether to answer forwarded commands without appending them.
+    pub(crate) fn forges_forward_replies(&self) -> bool {
+        #[cfg(feature = "fault-injection")]
+        return self.forge_forward_replies.load(Ordering::Relaxed);
+        #[cfg(not(feature = "fault-injection"))]
+        false
+    }
+
     /// Whether a message from this node reaches `to`.
     pub(crate) fn reaches(&self, to: NodeId) -> bool {
         #[cfg(feature = "fault-injection")]

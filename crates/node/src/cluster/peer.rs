@@ -58,17 +58,27 @@ pub fn signing_bytes(
     m
 }
 
-/// Sign `msg` from `from` to `to`.
+/// Sign `msg` from `from` to `to`, stamped now.
 pub fn seal_envelope(
     keys: &NodeKeys,
     from: NodeId,
     to: NodeId,
     msg: &PeerMessage,
 ) -> Result<Envelope, NodeError> {
+    seal_envelope_at(keys, from, to, msg, now_ms())
+}
+
+/// [`seal_envelope`], stamped `time_ms` (the sender's clock).
+pub(crate) fn seal_envelope_at(
+    keys: &NodeKeys,
+    from: NodeId,
+    to: NodeId,
+    msg: &PeerMessage,
+    time_ms: u64,
+) -> Result<Envelope, NodeError> {
     let payload = RawJson::of(msg).map_err(|e| NodeError::Internal(e.to_string()))?;
     let mut id = [0u8; 16];
     OsRng.fill_bytes(&mut id);
-    let time_ms = now_ms();
     let sig = keys.sign(&signing_bytes(
         PROTOCOL_VERSION,
         from,
@@ -141,9 +151,8 @@ pub struct ReplayGuard {
 }
 
 impl ReplayGuard {
-    /// Accept `env` once.
-    pub fn check(&self, env: &Envelope) -> Result<(), NodeError> {
-        let now = now_ms();
+    /// Accept `env` once, `now` by the receiver's clock.
+    pub fn check(&self, env: &Envelope, now: u64) -> Result<(), NodeError> {
         let window = CLOCK_WINDOW.as_millis() as u64;
         if env.time_ms + window < now || env.time_ms > now + window {
             return Err(NodeError::PeerRejected(format!(
@@ -335,7 +344,7 @@ impl PeerClient {
                 "node {to} unreachable: timed out"
             )));
         }
-        let env = seal_envelope(&self.keys, self.me, to, msg)?;
+        let env = seal_envelope_at(&self.keys, self.me, to, msg, self.net.now_ms())?;
         let url = format!("{}{}", info.addr.trim_end_matches('/'), PEER_PATH);
         let mut request = self.http_for(&info.identity)?.post(&url).json(&env);
         match msg {

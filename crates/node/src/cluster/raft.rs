@@ -70,7 +70,7 @@ impl Node {
     fn stamp(&self, commands: Vec<Authorized>) -> Proposal {
         Proposal {
             rules: self.registry(Registry::rules_to_stamp),
-            time_ms: super::peer::now_ms(),
+            time_ms: self.now_ms(),
             commands,
         }
     }
@@ -81,7 +81,7 @@ impl Node {
         let command = command.into();
         let mut nonce = [0u8; 16];
         rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut nonce);
-        let time_ms = super::peer::now_ms();
+        let time_ms = self.now_ms();
         let signature = self
             .keys()
             .sign(&node_statement(self.id(), time_ms, &nonce, &command));

@@ -14,12 +14,12 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Extension, Json, Router};
 use futures::future::BoxFuture;
-use keyquorum_wire::control::{Authority, NodeInfo, MAX_BATCH};
+use keyquorum_wire::control::{Authority, CommandResponse, NodeInfo, MAX_BATCH};
 use keyquorum_wire::peer::{Envelope, PeerMessage};
 use keyquorum_wire::NodeId;
 use subtle::ConstantTimeEq;
 
-use super::peer::{open_envelope, seal_envelope, PEER_PATH};
+use super::peer::{open_envelope, seal_envelope_at, PEER_PATH};
 use super::tls::TlsPeer;
 use super::Node;
 use crate::error::{json_rejection, NodeError};
@@ -55,7 +55,7 @@ impl Node {
                 Ok(m) => m,
                 Err(e) => return Err(e),
             };
-            let env = seal_envelope(&self.0.keys, to, to, &reply)?;
+            let env = seal_envelope_at(&self.0.keys, to, to, &reply, self.now_ms())?;
             return Ok((env, reply));
         }
         self.0.peers.call(to, info, msg).await
@@ -131,6 +131,15 @@ impl Node {
                     return Err(NodeError::Forbidden(format!(
                         "node {from} forwarded a statement of node {other}"
                     )));
+                }
+                if self.0.peers.net().forges_forward_replies() {
+                    // A hostile leader's word (tests only: `netfaults`).
+                    return Ok(PeerMessage::ForwardReply {
+                        response: CommandResponse::Batch {
+                            responses: vec![CommandResponse::Ok; commands.len()],
+                        },
+                        index: self.applied_index().unwrap_or(0),
+                    });
                 }
                 let (response, index) = self.write_local(commands).await?;
                 Ok(PeerMessage::ForwardReply { response, index })
@@ -270,7 +279,7 @@ async fn peer_endpoint(
                 None => Ok(msg),
             }
         })
-        .and_then(|msg| node.0.replay.check(&env).map(|()| msg));
+        .and_then(|msg| node.0.replay.check(&env, node.now_ms()).map(|()| msg));
     let msg = match checked {
         Ok(m) => m,
         Err(e) => {
@@ -306,7 +315,7 @@ async fn peer_endpoint(
             }
         }
     };
-    match seal_envelope(node.keys(), node.id(), from, &reply) {
+    match seal_envelope_at(node.keys(), node.id(), from, &reply, node.now_ms()) {
         Ok(env) => Json(env).into_response(),
         Err(e) => e.into_response(),
     }

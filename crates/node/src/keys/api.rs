@@ -332,6 +332,13 @@ pub(crate) async fn request_export(
                     "the cluster has no operators to approve an export (keyquorum init)".into(),
                 ));
             }
+            // Every replica checks it again on apply.
+            s.node
+                .registry(|r| match r.rules >= crate::msg::quota::QUOTA_RULES {
+                    true => r.keys.export_quota(&c.grant.name),
+                    false => Ok(()),
+                })
+                .map_err(NodeError::TooMany)?;
             let mut id = [0u8; 16];
             rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut id);
             let export = ExportRecord {

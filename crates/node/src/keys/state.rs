@@ -7,6 +7,10 @@ use std::collections::BTreeMap;
 
 use keyquorum_wire::control::{CommandResponse, ExportRecord, KeyRecord, KeysCommand};
 
+/// Export requests one client may have waiting (not yet carried out),
+/// from apply rules `crate::msg::quota::QUOTA_RULES`.
+pub const PENDING_EXPORTS_PER_CLIENT: usize = 16;
+
 /// Shared keys' replicated state (serialized as part of
 /// [`crate::cluster::Registry`]).
 #[derive(Debug, Clone, Default)]
@@ -18,8 +22,28 @@ pub struct KeysState {
 }
 
 impl KeysState {
+    /// Whether `client` may request one more export: at most
+    /// [`PENDING_EXPORTS_PER_CLIENT`] not yet carried out. Err says why not.
+    pub fn export_quota(&self, client: &str) -> Result<(), String> {
+        let pending = self
+            .exports
+            .values()
+            .filter(|e| !e.done && e.requested_by == client)
+            .count();
+        if pending >= PENDING_EXPORTS_PER_CLIENT {
+            return Err(format!(
+                "{}: client {client} has {PENDING_EXPORTS_PER_CLIENT} export requests not yet \
+                 carried out",
+                crate::msg::quota::QUOTA_EXCEEDED
+            ));
+        }
+        Ok(())
+    }
+
     /// Apply one of shared keys' commands.
-    pub(crate) fn apply(&mut self, command: &KeysCommand) -> CommandResponse {
+    /// `quotas`: whether the entry's apply rules put the per-client
+    /// quotas in force (`crate::msg::quota::QUOTA_RULES`).
+    pub(crate) fn apply(&mut self, command: &KeysCommand, quotas: bool) -> CommandResponse {
         match command {
             KeysCommand::PutKey {
                 record,
@@ -45,6 +69,11 @@ impl KeysState {
                 }
                 if !self.records.contains_key(&record.key) {
                     return CommandResponse::rejected(format!("no key {}", record.key));
+                }
+                if quotas {
+                    if let Err(e) = self.export_quota(&record.requested_by) {
+                        return CommandResponse::rejected(e);
+                    }
                 }
                 self.exports.insert(record.id.clone(), record.clone());
                 CommandResponse::Ok
@@ -101,39 +130,111 @@ mod tests {
             created_ms: 0,
         };
         assert_eq!(
-            r.keys.apply(&KeysCommand::PutKey {
-                record: rec.clone(),
-                expected_epoch: None,
-                endorsements: vec![],
-            }),
+            r.keys.apply(
+                &KeysCommand::PutKey {
+                    record: rec.clone(),
+                    expected_epoch: None,
+                    endorsements: vec![],
+                },
+                true
+            ),
             CommandResponse::Ok
         );
         assert!(matches!(
-            r.keys.apply(&KeysCommand::PutKey {
-                record: rec.clone(),
-                expected_epoch: None,
-                endorsements: vec![],
-            }),
+            r.keys.apply(
+                &KeysCommand::PutKey {
+                    record: rec.clone(),
+                    expected_epoch: None,
+                    endorsements: vec![],
+                },
+                true
+            ),
             CommandResponse::Rejected { .. }
         ));
         rec.epoch = 3;
         assert!(matches!(
-            r.keys.apply(&KeysCommand::PutKey {
-                record: rec.clone(),
-                expected_epoch: Some(1),
-                endorsements: vec![],
-            }),
+            r.keys.apply(
+                &KeysCommand::PutKey {
+                    record: rec.clone(),
+                    expected_epoch: Some(1),
+                    endorsements: vec![],
+                },
+                true
+            ),
             CommandResponse::Rejected { .. }
         ));
         rec.epoch = 2;
         assert_eq!(
-            r.keys.apply(&KeysCommand::PutKey {
-                record: rec,
-                expected_epoch: Some(1),
-                endorsements: vec![],
-            }),
+            r.keys.apply(
+                &KeysCommand::PutKey {
+                    record: rec,
+                    expected_epoch: Some(1),
+                    endorsements: vec![],
+                },
+                true
+            ),
             CommandResponse::Ok
         );
         assert_eq!(r.keys.records["k"].epoch, 2);
+    }
+
+    #[test]
+    fn a_client_has_at_most_its_pending_exports() {
+        let mut k = KeysState::default();
+        let put = KeysCommand::PutKey {
+            record: KeyRecord {
+                name: "k".into(),
+                suite: keyquorum_wire::api::SuiteName::Ed25519,
+                threshold: 2,
+                members: (1..=3).filter_map(keyquorum_wire::NodeId::new).collect(),
+                public_key: Default::default(),
+                group_key: Default::default(),
+                epoch: 1,
+                session: Hex32([1u8; 32]),
+                created_ms: 0,
+            },
+            expected_epoch: None,
+            endorsements: vec![],
+        };
+        assert_eq!(k.apply(&put, true), CommandResponse::Ok);
+        let request = |i: usize, by: &str| KeysCommand::RequestExport {
+            record: ExportRecord {
+                id: format!("{i:032x}"),
+                key: "k".into(),
+                epoch: 1,
+                requested_by: by.into(),
+                approvals: vec![],
+                needed: 1,
+                done: false,
+                recipient: Hex32([2; 32]),
+                created_ms: 0,
+            },
+        };
+        for i in 0..PENDING_EXPORTS_PER_CLIENT {
+            assert_eq!(k.apply(&request(i, "a"), true), CommandResponse::Ok);
+        }
+        let past = request(100, "a");
+        match k.apply(&past, true) {
+            CommandResponse::Rejected { reason } => {
+                assert!(
+                    reason.starts_with(crate::msg::quota::QUOTA_EXCEEDED),
+                    "{reason}"
+                )
+            }
+            other => panic!("{other:?}"),
+        }
+        // Another client is not held; older rules had no limit.
+        assert_eq!(k.apply(&request(101, "b"), true), CommandResponse::Ok);
+        assert_eq!(k.apply(&request(102, "a"), false), CommandResponse::Ok);
+        // One carried out frees a place (17 pending with the old-rules one).
+        for e in k
+            .exports
+            .values_mut()
+            .filter(|e| e.requested_by == "a")
+            .take(2)
+        {
+            e.done = true;
+        }
+        assert_eq!(k.apply(&past, true), CommandResponse::Ok);
     }
 }

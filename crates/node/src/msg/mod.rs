@@ -37,7 +37,6 @@ use keyquorum_wire::peer::PeerMessage;
 use keyquorum_wire::{Hex, Hex32};
 
 use crate::api::Caller;
-use crate::cluster::peer::now_ms;
 use crate::cluster::Node;
 use crate::error::NodeError;
 use crate::names::check_name;
@@ -197,7 +196,7 @@ pub async fn create_endpoint(
         identity,
         owner: c.grant.name.clone(),
         revoked: false,
-        created_ms: now_ms(),
+        created_ms: node.now_ms(),
     };
     check_prekeys(&record, &prekeys)?;
     // Every replica checks it on apply; checked here first so a refusal
@@ -277,7 +276,7 @@ pub async fn claim(
             name: name.to_string(),
             by: by.to_string(),
             count,
-            time_ms: now_ms(),
+            time_ms: node.now_ms(),
         }))
         .await?
     {
@@ -351,7 +350,7 @@ pub fn coordinate(
         node.keys().hpke_secret(),
         &nodes,
         &sender.identity.0,
-        now_ms(),
+        node.now_ms(),
         AtCoordinator {
             header: &header.0,
             signature: &signature,
@@ -410,7 +409,13 @@ pub async fn send(node: &Node, grant: &Grant, req: SendRequest) -> Result<SendRe
     sig64(&req.signature, "signature")?;
     // Before the coordinators are asked (every replica checks it again on
     // apply).
-    let bytes = quota::message_bytes(req.header.0.len(), req.payload.0.len());
+    quota::check_shape(&req.for_receiver, &[]).map_err(NodeError::BadRequest)?;
+    let bytes = quota::message_bytes(
+        req.header.0.len(),
+        req.payload.0.len(),
+        req.signature.0.len() + req.for_receiver.enc.0.len() + req.for_receiver.ciphertext.0.len(),
+        quota::max_confirmation_bytes(req.for_coordinators.len()),
+    );
     node.registry(|r| match r.rules >= quota::QUOTA_RULES {
         true => r.msg.delivery_quota(&req.from, &req.to, bytes),
         false => Ok(()),

@@ -9,6 +9,8 @@ use keyquorum_wire::msg::{EndpointRecord, MailItem, MsgCommand, Prekey, CLAIM_CO
 use keyquorum_wire::Hex32;
 use serde::{Deserialize, Serialize};
 
+use super::quota::Usage;
+
 /// Largest number of unclaimed prekeys an endpoint may have published.
 pub const MAX_PREKEYS: usize = 1_000;
 /// Most prekeys in one publish.
@@ -44,7 +46,7 @@ pub struct MsgState {
     /// What each client uses, for the quotas (`super::quota`): derived,
     /// never serialized.
     #[serde(skip)]
-    pub(super) usage: super::quota::Usage,
+    usage: Usage,
 }
 
 /// Why an endpoint cannot send or receive.
@@ -82,6 +84,41 @@ fn lapse<V>(by_time: &mut BTreeSet<(u64, Hex32)>, map: &mut BTreeMap<Hex32, V>, 
 }
 
 impl MsgState {
+    fn owner_of(&self, endpoint: &str) -> Option<&str> {
+        self.endpoints.get(endpoint).map(|r| r.owner.as_str())
+    }
+
+    /// Recount the quotas' [`Usage`] from the state (after loading it).
+    pub fn rebuild_usage(&mut self) {
+        self.usage = Usage::rebuild(&self.endpoints, &self.mail);
+    }
+
+    /// The quotas' counts (for tests: they must equal a recount).
+    pub fn usage(&self) -> &Usage {
+        &self.usage
+    }
+
+    /// Whether `owner` may register one more endpoint (`super::quota`).
+    pub fn endpoint_quota(&self, owner: &str) -> Result<(), String> {
+        self.usage.endpoint_quota(owner)
+    }
+
+    /// Whether a message of `bytes` from endpoint `from` to endpoint `to`
+    /// fits its quotas (`super::quota`).
+    pub fn delivery_quota(&self, from: &str, to: &str, bytes: usize) -> Result<(), String> {
+        let waiting = self.mail.get(to).map_or(0, Vec::len);
+        self.usage
+            .delivery_quota(waiting, self.owner_of(from), to, self.owner_of(to), bytes)
+    }
+
+    /// Count `item` waiting, or gone from its mailbox.
+    fn count_item(&mut self, item: &MailItem, waiting: bool) {
+        let sender = self.owner_of(&item.from).map(str::to_string);
+        let receiver = self.owner_of(&item.to).map(str::to_string);
+        self.usage
+            .count_item(sender.as_deref(), item, receiver.as_deref(), waiting);
+    }
+
     /// The live (registered, not revoked) endpoint `name`.
     pub fn live(&self, name: &str) -> Result<&EndpointRecord, Unusable> {
         match self.endpoints.get(name) {
@@ -157,7 +194,7 @@ impl MsgState {
                     }
                 }
                 self.endpoints.insert(record.name.clone(), record.clone());
-                self.count_endpoint(&record.owner);
+                self.usage.count_endpoint(&record.owner, true);
                 CommandResponse::Ok
             }
             MsgCommand::RevokeEndpoint { name } => match self.endpoints.get_mut(name) {
@@ -166,11 +203,11 @@ impl MsgState {
                     let owner = (!r.revoked).then(|| r.owner.clone());
                     r.revoked = true;
                     if let Some(owner) = owner {
-                        self.uncount_endpoint(&owner);
+                        self.usage.count_endpoint(&owner, false);
                     }
                     self.prekeys.remove(name);
                     for item in self.mail.remove(name).unwrap_or_default() {
-                        self.uncount_item(&item);
+                        self.count_item(&item, false);
                     }
                     self.claimed.retain(|_, c| c.to != *name && c.by != *name);
                     let claimed = &self.claimed;
@@ -254,6 +291,13 @@ impl MsgState {
                 if let Err(e) = self.live(&item.to).and(self.live(&item.from)) {
                     return CommandResponse::rejected(e.to_string());
                 }
+                if quotas {
+                    if let Err(e) =
+                        super::quota::check_shape(&item.for_receiver, &item.confirmations)
+                    {
+                        return CommandResponse::rejected(e);
+                    }
+                }
                 if self.seen.contains_key(&item.id) {
                     return CommandResponse::rejected(format!(
                         "message {} was already accepted (replay)",
@@ -286,7 +330,7 @@ impl MsgState {
                     return CommandResponse::rejected(format!("mailbox of {} is full", item.to));
                 }
                 mailbox.push(item.clone());
-                self.count_item(item);
+                self.count_item(item, true);
                 if let Some(c) = self.claimed.remove(prekey) {
                     self.claims_by_time.remove(&(c.at_ms, *prekey));
                 }
@@ -305,7 +349,7 @@ impl MsgState {
                     .partition(|m| ids.contains(&m.id));
                 *mailbox = kept;
                 for item in &gone {
-                    self.uncount_item(item);
+                    self.count_item(item, false);
                 }
                 CommandResponse::Removed {
                     count: gone.len() as u64,

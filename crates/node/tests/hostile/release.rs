@@ -243,3 +243,56 @@ async fn a_member_cannot_get_a_key_re_dealt_to_a_set_no_admin_asked_for() {
     assert_eq!(status_of(&err), 403, "{err}");
     c.shutdown().await;
 }
+
+/// A leader that answers a follower's forwarded audit batch "applied"
+/// without appending it cannot get a signature released unaudited: the
+/// follower releases only once its own replica holds the entry. The
+/// signature is withheld (503); once the leader behaves, the follower's
+/// writer appends the entry again and it lands.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_that_fakes_the_audit_commit_gets_no_signature_released() {
+    let (_dir, c) = cluster(3, 2, 0).await;
+    let leader = c.node(n(1)).unwrap().leader().unwrap();
+    let follower = (1..=3).map(n).find(|i| *i != leader).unwrap();
+    let admin = Client::new(&c.url_of(follower), &c.admin, c.ca_pem().as_bytes()).unwrap();
+    let key = admin
+        .create_key(&create("k", SuiteName::Ed25519, 2, None))
+        .await
+        .unwrap();
+    common::sign_and_check(&admin, &key, b"honest").await;
+    let lying = c.node(leader).unwrap();
+    lying
+        .net_faults()
+        .forge_forward_replies
+        .store(true, std::sync::atomic::Ordering::Relaxed);
+    let e = admin.sign("k", b"under a lying leader").await.unwrap_err();
+    assert_eq!(common::status_of(&e), 503, "{e}");
+    assert!(e.to_string().contains("withheld"), "{e}");
+    // The leader behaves again: the withheld signature's entry is
+    // appended by the follower's writer (never released, always recorded).
+    lying
+        .net_faults()
+        .forge_forward_replies
+        .store(false, std::sync::atomic::Ordering::Relaxed);
+    let signs = || async {
+        common::audit_entries(&admin)
+            .await
+            .iter()
+            .filter(|e| e["event"]["action"] == "key.sign" && e["event"]["outcome"] == "ok")
+            .count()
+    };
+    common::poll(
+        "the withheld signature's entry",
+        std::time::Duration::from_secs(30),
+        || async { signs().await >= 2 },
+    )
+    .await;
+    // And once only, though the writer tried it several times.
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    assert_eq!(
+        signs().await,
+        2,
+        "the honest signature and the withheld one"
+    );
+    c.shutdown().await;
+}
