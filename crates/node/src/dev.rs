@@ -453,20 +453,32 @@ impl LocalCluster {
             .get(&id)
             .copied()
             .ok_or_else(|| NodeError::NotFound(format!("no node {id}")))?;
-        // The old socket may linger briefly after shutdown: retry the bind.
+        // The old socket may linger briefly after shutdown, and the old
+        // node's last tasks may hold its files a moment longer: retry.
         let mut tries = 0;
-        let listener = loop {
-            match tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], port))).await {
-                Ok(l) => break l,
-                Err(e) if tries < 100 => {
+        let running = loop {
+            let listener = loop {
+                match tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], port))).await
+                {
+                    Ok(l) => break l,
+                    Err(e) if tries < 100 => {
+                        tries += 1;
+                        tracing::debug!(error = %e, "port busy, retrying");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                    Err(e) => return Err(io(e)),
+                }
+            };
+            match self.start_node_with(id, Some(listener)).await {
+                Ok(r) => break r,
+                Err(e) if tries < 100 && e.to_string().contains("already open") => {
                     tries += 1;
-                    tracing::debug!(error = %e, "port busy, retrying");
+                    tracing::debug!(error = %e, "files still held, retrying");
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
-                Err(e) => return Err(io(e)),
+                Err(e) => return Err(e),
             }
         };
-        let running = self.start_node_with(id, Some(listener)).await?;
         self.nodes.insert(id, Some(running));
         Ok(())
     }

@@ -12,8 +12,9 @@
 //! refresh, client registration) while a nemesis driven by a seed kills
 //! and restarts nodes, partitions the network (symmetric and one-way,
 //! through the peer transport's `fault-injection` hook,
-//! `cluster::netfaults`), pauses nodes and skews their clocks by up to
-//! ±10 s. After healing it checks:
+//! `cluster::netfaults`), pauses nodes, skews their clocks by up to
+//! ±10 s, and adds and removes a member (a sixth node, joined and removed
+//! through the operator's approval). After healing it checks:
 //!
 //! - every acknowledged signature verifies under its key, and has its
 //!   audit entry;
@@ -25,8 +26,8 @@
 //! - no request was held past its deadlines (each is bounded by a 120 s
 //!   guard), and signing resumes through every node after the heal.
 //!
-//! Not yet in the nemesis: membership changes, messaging load
-//! (RELIABILITY.md lists them). A restarted node's clock is the system's
+//! Not yet in the nemesis: messaging load, a membership change while other
+//! faults are active (RELIABILITY.md lists them). A restarted node's clock is the system's
 //! until skewed again.
 //!
 //! `KEYQUORUM_NEMESIS_SECS` sets how long faults are injected (default 45);
@@ -110,6 +111,26 @@ fn client(urls: &[String], i: u64, key: &ClientKey, ca: &str) -> Client {
     Client::new(&urls[(i % urls.len() as u64) as usize], key, ca.as_bytes()).unwrap()
 }
 
+/// Retry `op` while the cluster settles (an election after a heal), up to
+/// a minute.
+async fn retry<T, F, Fut>(what: &str, mut op: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, ClientError>>,
+{
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        match op().await {
+            Ok(v) => return v,
+            Err(e) if Instant::now() < deadline => {
+                tracing::debug!(what, error = %e, "retrying");
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+            Err(e) => panic!("{what}: {e}"),
+        }
+    }
+}
+
 fn env_u64(name: &str) -> Option<u64> {
     std::env::var(name).ok().and_then(|v| v.parse().ok())
 }
@@ -181,7 +202,10 @@ async fn nemesis() {
                 i += 1;
                 let via = client(&urls, i, &admin_key, &ca);
                 let name = format!("d{i}");
-                let req = create(&name, SuiteName::Ed25519, THRESHOLD, None);
+                // On the five founders: the member the nemesis adds holds
+                // no shares, so it can be removed without a reshare.
+                let founders = (1..=NODES).map(n).collect();
+                let req = create(&name, SuiteName::Ed25519, THRESHOLD, Some(founders));
                 if record.run(via.create_key(&req)).await.is_some() {
                     record.keys.lock().unwrap().push(name);
                 }
@@ -225,10 +249,13 @@ async fn nemesis() {
     let deadline = Instant::now() + Duration::from_secs(secs);
     let mut faults: BTreeMap<&str, u64> = BTreeMap::new();
     let mut down: Option<NodeId> = None;
+    // A member added by the nemesis (node 6, 7, ...), until it removes it.
+    let mut extra: Option<NodeId> = None;
+    let operator = Client::new(&urls[0], &c.operator, ca.as_bytes()).unwrap();
     while Instant::now() < deadline {
         let pick = |rng: &mut ChaCha20Rng| n((rng.next_u64() % u64::from(NODES)) as u16 + 1);
         let hold = Duration::from_millis(1_000 + rng.next_u64() % 3_000);
-        match rng.next_u64() % 6 {
+        match rng.next_u64() % 7 {
             0 => match down.take() {
                 Some(id) => {
                     c.restart_node(id).await.unwrap();
@@ -236,6 +263,10 @@ async fn nemesis() {
                 }
                 None => {
                     let id = pick(&mut rng);
+                    // A stopped process is paused no more.
+                    if let Some(node) = c.node(id) {
+                        node.net_faults().heal();
+                    }
                     c.stop_node(id).await;
                     down = Some(id);
                     *faults.entry("kill").or_default() += 1;
@@ -284,6 +315,50 @@ async fn nemesis() {
                     let ms = (rng.next_u64() % 20_001) as i64 - 10_000;
                     node.net_faults().skew(ms);
                     *faults.entry("skew").or_default() += 1;
+                }
+            }
+            5 => {
+                // Membership: on a healed cluster (a change needs the
+                // operator quorum's approval and a settled membership), a
+                // sixth member joins, or the one that joined is removed.
+                for node in c.running() {
+                    node.net_faults().heal();
+                }
+                if let Some(id) = down.take() {
+                    c.restart_node(id).await.unwrap();
+                    *faults.entry("restart").or_default() += 1;
+                }
+                match extra.take() {
+                    None => {
+                        let req = c.spawn_node().await.unwrap();
+                        let change = retry("add_node", || admin.add_node(&req)).await;
+                        retry("approve", || operator.approve(&change.id)).await;
+                        let id = req.id;
+                        let nodes: Vec<_> = (1..=NODES).filter_map(|i| c.node(n(i))).collect();
+                        poll("the new member", Duration::from_secs(60), || async {
+                            nodes.iter().all(|node| {
+                                node.members()
+                                    .iter()
+                                    .any(|(m, _, voter)| *m == id && *voter)
+                            })
+                        })
+                        .await;
+                        extra = Some(id);
+                        *faults.entry("join").or_default() += 1;
+                    }
+                    Some(id) => {
+                        let change = retry("remove_node", || admin.remove_node(id)).await;
+                        retry("approve", || operator.approve(&change.id)).await;
+                        let nodes: Vec<_> = (1..=NODES).filter_map(|i| c.node(n(i))).collect();
+                        poll("the member's removal", Duration::from_secs(60), || async {
+                            nodes
+                                .iter()
+                                .all(|node| node.members().iter().all(|(m, _, _)| *m != id))
+                        })
+                        .await;
+                        c.stop_node(id).await;
+                        *faults.entry("remove").or_default() += 1;
+                    }
                 }
             }
             _ => *faults.entry("quiet").or_default() += 1,
