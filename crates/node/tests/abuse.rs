@@ -30,7 +30,7 @@ use futures::StreamExt;
 use keyquorum_client::Client;
 use keyquorum_node::cluster::peer::PEER_PATH;
 use keyquorum_node::Node;
-use keyquorum_wire::api::{CreateKeyRequest, SuiteName};
+use keyquorum_wire::api::SuiteName;
 use serde_json::Value;
 
 /// Everything replicated that a flood could change, as JSON: keys,
@@ -111,13 +111,7 @@ async fn a_flood_of_bad_requests_and_idle_connections_changes_nothing_and_the_ap
     let url = c.url_of(n(1));
     let admin = Client::new(&url, &c.admin, c.ca_pem().as_bytes()).unwrap();
     let key = admin
-        .create_key(&CreateKeyRequest {
-            name: "k".into(),
-            suite: SuiteName::Ed25519,
-            threshold: None,
-            members: None,
-            min_members: None,
-        })
+        .create_key(&common::create("k", SuiteName::Ed25519, 2, None))
         .await
         .unwrap();
     sign_and_check(&admin, &key, b"before").await;

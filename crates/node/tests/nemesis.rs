@@ -107,8 +107,27 @@ impl Record {
     }
 }
 
-fn client(urls: &[String], i: u64, key: &ClientKey, ca: &str) -> Client {
-    Client::new(&urls[(i % urls.len() as u64) as usize], key, ca.as_bytes()).unwrap()
+/// What each load task needs: the nodes' addresses, who it acts as, the
+/// CA, where it records, and when to stop.
+#[derive(Clone)]
+struct Load {
+    urls: Vec<String>,
+    key: ClientKey,
+    ca: String,
+    record: Arc<Record>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Load {
+    /// A client on the `i`-th node, round robin.
+    fn client(&self, i: u64) -> Client {
+        let url = &self.urls[(i % self.urls.len() as u64) as usize];
+        Client::new(url, &self.key, self.ca.as_bytes()).unwrap()
+    }
+
+    fn stopped(&self) -> bool {
+        self.stop.load(Ordering::Relaxed)
+    }
 }
 
 /// Retry `op` while the cluster settles (an election after a heal), up to
@@ -161,87 +180,70 @@ async fn nemesis() {
     let stop = Arc::new(AtomicBool::new(false));
 
     // The load: two signers per key, key generation, refresh, clients.
+    let as_app = Load {
+        urls: urls.clone(),
+        key: app_key.clone(),
+        ca: ca.clone(),
+        record: record.clone(),
+        stop: stop.clone(),
+    };
+    let as_admin = Load {
+        key: admin_key.clone(),
+        ..as_app.clone()
+    };
     let mut load = Vec::new();
     for (t, name) in ["ed", "ed", "tr", "tr"].into_iter().enumerate() {
-        let (urls, app_key, ca, record, stop) = (
-            urls.clone(),
-            app_key.clone(),
-            ca.clone(),
-            record.clone(),
-            stop.clone(),
-        );
+        let l = as_app.clone();
         load.push(tokio::spawn(async move {
             let mut i = t as u64;
-            while !stop.load(Ordering::Relaxed) {
+            while !l.stopped() {
                 i += 1;
-                let via = client(&urls, i, &app_key, &ca);
                 let msg = format!("nemesis {t} {i}").into_bytes();
-                if let Some(s) = record.run(via.sign(name, &msg)).await {
-                    record
-                        .signatures
-                        .lock()
-                        .unwrap()
-                        .push((name.to_string(), msg, s.signature.0));
+                if let Some(s) = l.record.run(l.client(i).sign(name, &msg)).await {
+                    l.record.signatures.lock().unwrap().push((
+                        name.to_string(),
+                        msg,
+                        s.signature.0,
+                    ));
                 } else {
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
             }
         }));
     }
-    {
-        let (urls, admin_key, ca, record, stop) = (
-            urls.clone(),
-            admin_key.clone(),
-            ca.clone(),
-            record.clone(),
-            stop.clone(),
-        );
-        load.push(tokio::spawn(async move {
-            let mut i = 0u64;
-            while !stop.load(Ordering::Relaxed) {
-                i += 1;
-                let via = client(&urls, i, &admin_key, &ca);
-                let name = format!("d{i}");
-                // On the five founders: the member the nemesis adds holds
-                // no shares, so it can be removed without a reshare.
-                let founders = (1..=NODES).map(n).collect();
-                let req = create(&name, SuiteName::Ed25519, THRESHOLD, Some(founders));
-                if record.run(via.create_key(&req)).await.is_some() {
-                    record.keys.lock().unwrap().push(name);
-                }
-                let via = client(&urls, i + 2, &admin_key, &ca);
-                if record.run(via.refresh("ed")).await.is_some() {
-                    record.refreshes.fetch_add(1, Ordering::Relaxed);
-                }
-                tokio::time::sleep(Duration::from_millis(500)).await;
+    let l = as_admin.clone();
+    load.push(tokio::spawn(async move {
+        let mut i = 0u64;
+        while !l.stopped() {
+            i += 1;
+            let name = format!("d{i}");
+            // On the five founders: the member the nemesis adds holds no
+            // shares, so it can be removed without a reshare.
+            let founders = (1..=NODES).map(n).collect();
+            let req = create(&name, SuiteName::Ed25519, THRESHOLD, Some(founders));
+            if l.record.run(l.client(i).create_key(&req)).await.is_some() {
+                l.record.keys.lock().unwrap().push(name);
             }
-        }));
-    }
-    {
-        let (urls, admin_key, ca, record, stop) = (
-            urls.clone(),
-            admin_key.clone(),
-            ca.clone(),
-            record.clone(),
-            stop.clone(),
-        );
-        load.push(tokio::spawn(async move {
-            let mut i = 0u64;
-            while !stop.load(Ordering::Relaxed) {
-                i += 1;
-                let via = client(&urls, i, &admin_key, &ca);
-                let name = format!("c{i}");
-                if record
-                    .run(common::try_new_client(&via, &name, false, false, &[]))
-                    .await
-                    .is_some()
-                {
-                    record.clients.lock().unwrap().push(name);
-                }
-                tokio::time::sleep(Duration::from_millis(300)).await;
+            if l.record.run(l.client(i + 2).refresh("ed")).await.is_some() {
+                l.record.refreshes.fetch_add(1, Ordering::Relaxed);
             }
-        }));
-    }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }));
+    let l = as_admin;
+    load.push(tokio::spawn(async move {
+        let mut i = 0u64;
+        while !l.stopped() {
+            i += 1;
+            let name = format!("c{i}");
+            let via = l.client(i);
+            let made = common::try_new_client(&via, &name, false, false, &[]);
+            if l.record.run(made).await.is_some() {
+                l.record.clients.lock().unwrap().push(name);
+            }
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    }));
 
     // The nemesis: one fault at a time, each held 1 to 4 s, then healed;
     // at most one node down and one node cut off or paused at once, so

@@ -217,6 +217,14 @@ impl Authenticator {
                         return self.admit(&v, &req, now);
                     }
                 }
+                // Still unknown: a node still applying its log may simply
+                // not have reached the client yet, and says so.
+                if self.node.catching_up() {
+                    return Err(NodeError::Unavailable(format!(
+                        "this node is still applying its log and does not know {name} yet; \
+                         try again or another node"
+                    )));
+                }
                 Err(unauthorized(SigError::UnknownKey(name)))
             }
             Err(e) => Err(unauthorized(e)),

@@ -310,6 +310,14 @@ impl Node {
         self.0.registry.applied_index()
     }
 
+    /// Whether this node holds log entries it has not applied yet (just
+    /// restarted and replaying, or behind under load): what it does not
+    /// know may be in them.
+    pub fn catching_up(&self) -> bool {
+        let last_log = self.0.raft.metrics().borrow().last_log_index;
+        last_log.unwrap_or(0) > self.applied_index().unwrap_or(0)
+    }
+
     /// The current leader, if known.
     pub fn leader(&self) -> Option<NodeId> {
         let leader = self.0.raft.metrics().borrow().current_leader;

@@ -143,11 +143,24 @@ pub fn open_envelope(
 }
 
 /// Rejects envelopes seen before (by sender and id) and envelopes whose
-/// timestamp is outside [`CLOCK_WINDOW`]. Ids are remembered for twice the
-/// window, so a replay is either remembered or too old.
+/// timestamp is outside [`CLOCK_WINDOW`]. Ids are remembered until their
+/// time is twice the window old, so a replay is either remembered or too
+/// old; they are forgotten in arrival order (amortised constant time per
+/// message, never a scan of the whole set).
+///
+/// In memory: a restarted node forgets them. Only the sender itself could
+/// replay one then (the TLS client certificate must be the sender's), and
+/// only within the window.
 #[derive(Debug, Default)]
 pub struct ReplayGuard {
-    seen: Mutex<HashMap<(NodeId, [u8; 16]), u64>>,
+    seen: Mutex<Seen>,
+}
+
+#[derive(Debug, Default)]
+struct Seen {
+    ids: std::collections::HashSet<(NodeId, [u8; 16])>,
+    /// (forget after, id), in arrival order.
+    order: std::collections::VecDeque<(u64, (NodeId, [u8; 16]))>,
 }
 
 impl ReplayGuard {
@@ -170,15 +183,22 @@ impl ReplayGuard {
             .seen
             .lock()
             .map_err(|_| NodeError::Internal("replay lock".into()))?;
-        if seen.len() > 100_000 {
-            seen.retain(|_, t| *t + 2 * window >= now);
+        let Seen { ids, order } = &mut *seen;
+        // Forget what is past its time, oldest arrivals first (one that
+        // arrived early and expires late only holds the later ones a while).
+        while order.front().is_some_and(|(until, _)| *until < now) {
+            if let Some((_, key)) = order.pop_front() {
+                ids.remove(&key);
+            }
         }
-        if seen.insert((env.from, id), env.time_ms).is_some() {
+        let key = (env.from, id);
+        if !ids.insert(key) {
             return Err(NodeError::PeerRejected(format!(
                 "replayed message from node {}",
                 env.from
             )));
         }
+        order.push_back((env.time_ms.saturating_add(2 * window), key));
         Ok(())
     }
 }
@@ -417,4 +437,45 @@ pub fn seal_to(
     )
     .map_err(|e| NodeError::BadRequest(format!("cannot seal to that public key: {e}")))?;
     Ok((enc.to_bytes().to_vec(), ct))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "tests")]
+    use super::*;
+
+    fn envelope(from: u16, id: u8, time_ms: u64) -> Envelope {
+        Envelope {
+            version: PROTOCOL_VERSION,
+            from: NodeId::new(from).unwrap(),
+            to: NodeId::new(9).unwrap(),
+            id: Hex(vec![id; 16]),
+            time_ms,
+            payload: RawJson::of(&PeerMessage::Ping).unwrap(),
+            signature: Hex(vec![0; 64]),
+        }
+    }
+
+    #[test]
+    fn an_envelope_is_taken_once_within_the_window_and_forgotten_after() {
+        let g = ReplayGuard::default();
+        let w = CLOCK_WINDOW.as_millis() as u64;
+        let t0 = 10 * w;
+        assert!(g.check(&envelope(1, 1, t0), t0).is_ok());
+        let again = g.check(&envelope(1, 1, t0), t0 + w).unwrap_err();
+        assert!(again.to_string().contains("replayed"), "{again}");
+        // Another sender's same id is another message.
+        assert!(g.check(&envelope(2, 1, t0), t0).is_ok());
+        // Outside the window either way.
+        assert!(g.check(&envelope(1, 2, t0), t0 + w + 1).is_err());
+        assert!(g.check(&envelope(1, 3, t0 + w + 1), t0).is_err());
+        // Past twice the window the id is forgotten, and the old envelope
+        // is refused by its time instead.
+        assert!(g
+            .check(&envelope(1, 4, t0 + 2 * w + 1), t0 + 2 * w + 1)
+            .is_ok());
+        let seen = g.seen.lock().unwrap();
+        assert_eq!(seen.ids.len(), 1, "the two at t0 were forgotten");
+        assert_eq!(seen.order.len(), 1);
+    }
 }

@@ -113,12 +113,9 @@ mod tests {
     use super::*;
     use crate::cluster::Registry;
 
-    #[test]
-    fn put_key_is_compare_and_set() {
-        // The state part alone (what authorizes a command is the
-        // registry's: `crate::cluster::machine::authority`).
-        let mut r = Registry::default();
-        let mut rec = KeyRecord {
+    /// Key "k", 2-of-3, epoch 1.
+    fn record() -> KeyRecord {
+        KeyRecord {
             name: "k".into(),
             suite: keyquorum_wire::api::SuiteName::Ed25519,
             threshold: 2,
@@ -128,7 +125,15 @@ mod tests {
             epoch: 1,
             session: Hex32([1u8; 32]),
             created_ms: 0,
-        };
+        }
+    }
+
+    #[test]
+    fn put_key_is_compare_and_set() {
+        // The state part alone (what authorizes a command is the
+        // registry's: `crate::cluster::machine::authority`).
+        let mut r = Registry::default();
+        let mut rec = record();
         assert_eq!(
             r.keys.apply(
                 &KeysCommand::PutKey {
@@ -182,17 +187,7 @@ mod tests {
     fn a_client_has_at_most_its_pending_exports() {
         let mut k = KeysState::default();
         let put = KeysCommand::PutKey {
-            record: KeyRecord {
-                name: "k".into(),
-                suite: keyquorum_wire::api::SuiteName::Ed25519,
-                threshold: 2,
-                members: (1..=3).filter_map(keyquorum_wire::NodeId::new).collect(),
-                public_key: Default::default(),
-                group_key: Default::default(),
-                epoch: 1,
-                session: Hex32([1u8; 32]),
-                created_ms: 0,
-            },
+            record: record(),
             expected_epoch: None,
             endorsements: vec![],
         };

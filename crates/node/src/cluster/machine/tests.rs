@@ -126,6 +126,27 @@ fn founders(ids: &[u64]) -> Vec<keyquorum_wire::control::Founder> {
         .collect()
 }
 
+/// Key "k" (2-of-2 on nodes 1 and 2), put straight into the state part
+/// (endorsements are another test's).
+fn put_test_key(r: &mut Registry) {
+    let put = keyquorum_wire::control::KeysCommand::PutKey {
+        record: keyquorum_wire::control::KeyRecord {
+            name: "k".into(),
+            suite: keyquorum_wire::api::SuiteName::Ed25519,
+            threshold: 2,
+            members: vec![id(1), id(2)],
+            public_key: Hex(vec![]),
+            group_key: Hex(vec![]),
+            epoch: 1,
+            session: Hex32([1; 32]),
+            created_ms: T0,
+        },
+        expected_epoch: None,
+        endorsements: vec![],
+    };
+    assert_eq!(r.keys.apply(&put, true), CommandResponse::Ok);
+}
+
 fn ok() -> CommandResponse {
     CommandResponse::Ok
 }

@@ -244,24 +244,7 @@ fn an_export_needs_a_well_formed_id_and_an_operator_to_approve() {
     let (mut r, admin, _) = registry();
     // A key to export, put straight into the state part (endorsements
     // are another test's).
-    r.keys.apply(
-        &KeysCommand::PutKey {
-            record: keyquorum_wire::control::KeyRecord {
-                name: "k".into(),
-                suite: keyquorum_wire::api::SuiteName::Ed25519,
-                threshold: 2,
-                members: vec![id(1), id(2)],
-                public_key: Hex(vec![]),
-                group_key: Hex(vec![]),
-                epoch: 1,
-                session: Hex32([1; 32]),
-                created_ms: T0,
-            },
-            expected_epoch: None,
-            endorsements: vec![],
-        },
-        true,
-    );
+    put_test_key(&mut r);
     let export = |id: &str| ExportRecord {
         id: id.into(),
         key: "k".into(),

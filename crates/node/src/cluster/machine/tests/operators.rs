@@ -309,24 +309,7 @@ fn one_request_approves_one_thing_and_ids_do_not_cross() {
         vec![ok()]
     );
     // An export may not take the change's id.
-    r.keys.apply(
-        &KeysCommand::PutKey {
-            record: keyquorum_wire::control::KeyRecord {
-                name: "k".into(),
-                suite: keyquorum_wire::api::SuiteName::Ed25519,
-                threshold: 2,
-                members: vec![id(1), id(2)],
-                public_key: Hex(vec![]),
-                group_key: Hex(vec![]),
-                epoch: 1,
-                session: Hex32([1; 32]),
-                created_ms: T0,
-            },
-            expected_epoch: None,
-            endorsements: vec![],
-        },
-        true,
-    );
+    put_test_key(&mut r);
     let body = format!(r#"{{"recipient":"{}"}}"#, hex::encode([5u8; 32]));
     let export = client(
         &admin,
