@@ -164,7 +164,7 @@ impl Node {
     /// Record an event in the audit log (asynchronously, batched). Only a
     /// full queue loses it: counted (`keyquorum_audit_dropped_total`) and
     /// logged. Requests are not admitted that close to full
-    /// ([`Self::audit_has_room`]), so this is the node's own work while the
+    /// (`Node::audit_has_room`), so this is the node's own work while the
     /// log cannot commit.
     pub fn audit_event(&self, actor: &str, action: &str, target: Option<&str>, outcome: &str) {
         if !self.queue_audit(None, actor, action, target, outcome, None) {

@@ -3,7 +3,7 @@
 //! both sides cut, one-way when one does), a pause (the node neither sends
 //! nor handles peer messages, as if its process were stopped; its Raft
 //! timers run on, unlike a real stop), and a skewed clock (what the node
-//! stamps and checks times with: [`NetFaults::now_ms`]). Like
+//! stamps and checks times with: `NetFaults::now_ms`). Like
 //! `keys::faults`, it exists only with the `fault-injection` feature;
 //! without it every check below is a constant "deliver" and the clock is
 //! the system's.
