@@ -215,7 +215,9 @@ impl Audited {
             // A refusal (4xx: nothing was done) is rate-limited per caller
             // (the place held for it is given back first); any other
             // failure is audited.
-            Err(e) if e.status().0.is_client_error() => {
+            // An unauthenticated caller's failure of any kind is counted,
+            // never audited (it would let a stranger write the log).
+            Err(e) if !authenticated || e.status().0.is_client_error() => {
                 drop(record);
                 let who = authenticated.then_some((actor.as_str(), actor.as_str()));
                 node.refusal(who, action, target, &outcome);

@@ -348,12 +348,14 @@ async fn holds(node: &Node, from: usize, events: &[AuditEvent]) -> bool {
     let found = || {
         node.registry(|r| {
             let tail = r.audit.entries.get(from..).unwrap_or_default();
-            tail.iter()
-                .position(|e| e.event == *first)
-                .is_some_and(|i| {
-                    tail.get(i + events.len() - 1)
-                        .is_some_and(|e| e.event == *last)
-                })
+            // The whole batch, in order (one `Audit` command appends its
+            // events together; another copy of its first event elsewhere
+            // is not taken for it).
+            tail.windows(events.len()).any(|w| {
+                w.first().is_some_and(|e| e.event == *first)
+                    && w.last().is_some_and(|e| e.event == *last)
+                    && w.iter().zip(events).all(|(e, ev)| e.event == *ev)
+            })
         })
     };
     let deadline = tokio::time::Instant::now() + HOLD_WAIT;
@@ -440,22 +442,24 @@ pub(crate) async fn audit_writer(
             let from = node.registry(|r| r.audit.entries.len());
             loop {
                 match node.propose(statement.clone()).await {
+                    // Done once this replica applied the events itself: the
+                    // leader's answer (a forward's reply) is only its word,
+                    // and a signature waiting on this batch must not leave
+                    // on it. Not held yet: the same statement again (a
+                    // commit this replica has not seen makes it a refused
+                    // replay, not a second copy).
+                    Ok(_) if holds(&node, from, &events).await => break,
+                    // Too old to be taken, and not held here: signed again.
                     Ok(CommandResponse::Rejected { reason }) if reason.contains("stale") => {
                         tracing::warn!(reason, "audit statement too old; signing it again");
                         statement = audit();
                     }
-                    // Done once this replica applied the events itself: the
-                    // leader's answer (a forward's reply) is only its word,
-                    // and a signature waiting on this batch must not leave
-                    // on it.
-                    Ok(_) if holds(&node, from, &events).await => break,
                     Ok(_) => {
                         tracing::warn!(
                             pending = events.len(),
                             "the leader answered the audit append, and this replica does not \
-                             hold it: appending again"
+                             hold it yet: sending it again"
                         );
-                        statement = audit();
                         tokio::time::sleep(delay).await;
                         delay = (delay * 2).min(Duration::from_secs(2));
                     }

@@ -167,7 +167,7 @@ impl ReplayGuard {
     /// Accept `env` once, `now` by the receiver's clock.
     pub fn check(&self, env: &Envelope, now: u64) -> Result<(), NodeError> {
         let window = CLOCK_WINDOW.as_millis() as u64;
-        if env.time_ms + window < now || env.time_ms > now + window {
+        if env.time_ms.saturating_add(window) < now || env.time_ms > now.saturating_add(window) {
             return Err(NodeError::PeerRejected(format!(
                 "timestamp outside the {}s window",
                 CLOCK_WINDOW.as_secs()
