@@ -155,11 +155,7 @@ impl Nonces {
     }
 }
 
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}
+use crate::cluster::peer::now_ms;
 
 fn unauthorized(e: SigError) -> NodeError {
     NodeError::Unauthorized(e.to_string())

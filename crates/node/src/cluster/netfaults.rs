@@ -19,6 +19,14 @@ use std::time::{Duration, Instant};
 
 use keyquorum_wire::NodeId;
 
+/// The system clock, milliseconds since the Unix epoch (the one place it
+/// is read: `peer::now_ms` is this).
+pub(crate) fn system_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
 /// What a test cut or paused on this node; nothing until it asks.
 #[derive(Debug, Default)]
 pub struct NetFaults {
@@ -73,9 +81,7 @@ impl NetFaults {
     /// This node's clock, ms since the Unix epoch: the system's, skewed
     /// when a test asked for it.
     pub(crate) fn now_ms(&self) -> u64 {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        let now = system_ms();
         #[cfg(feature = "fault-injection")]
         return now.saturating_add_signed(self.skew_ms.load(Ordering::Relaxed));
         #[cfg(not(feature = "fault-injection"))]

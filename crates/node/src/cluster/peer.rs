@@ -8,7 +8,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use hpke::aead::ChaCha20Poly1305;
 use hpke::kdf::HkdfSha256;
@@ -29,12 +29,10 @@ const HPKE_INFO: &[u8] = b"keyquorum peer secret v1";
 /// How far a sender's clock may be from ours.
 pub const CLOCK_WINDOW: Duration = Duration::from_secs(60);
 
-/// Milliseconds since the Unix epoch.
+/// Milliseconds since the Unix epoch (the system clock; a node's own,
+/// skewed in tests, is `Node::now_ms`).
 pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-        .unwrap_or(0)
+    super::netfaults::system_ms()
 }
 
 /// The bytes an envelope's signature covers.
