@@ -266,7 +266,11 @@ mod tests {
         for n in 1..=70u64 {
             theirs.push(data[n as usize - 1].clone());
             let root = root_at(n, &get).unwrap();
-            assert_eq!(root.as_slice(), theirs.root().as_bytes().as_slice(), "root at {n}");
+            assert_eq!(
+                root.as_slice(),
+                theirs.root().as_bytes().as_slice(),
+                "root at {n}"
+            );
             for m in 0..n {
                 let path = inclusion_path(m, n, &get).unwrap();
                 let proof = theirs.prove_inclusion(m as usize);

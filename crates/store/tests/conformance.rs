@@ -17,7 +17,7 @@ use std::collections::BTreeMap;
 use std::io::Cursor;
 use std::path::Path;
 
-use keyquorum_store::raft::{conformance, open, Machine};
+use keyquorum_store::raft::{conformance, open, Machine, SideWrite};
 use openraft::storage::{RaftSnapshotBuilder, RaftStateMachine};
 use openraft::{Entry, EntryPayload};
 use redb::{Database, ReadableTable, TableDefinition};
@@ -351,4 +351,92 @@ async fn a_command_the_machine_cannot_apply_stops_the_apply() {
         Some(2),
         "applied up to the entry before"
     );
+}
+
+/// A machine that keeps its values as side records and only their count in
+/// itself (and its snapshots).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct Logged {
+    count: u64,
+    #[serde(skip)]
+    pending: Vec<SideWrite>,
+}
+
+impl Machine for Logged {
+    type Command = Put;
+    type Response = Option<String>;
+    fn apply(&mut self, _index: u64, c: &Put) -> Option<String> {
+        self.pending.push(SideWrite {
+            space: 7,
+            key: self.count,
+            value: c.1.clone().into_bytes(),
+        });
+        self.count += 1;
+        None
+    }
+    fn take_side(&mut self) -> Vec<SideWrite> {
+        std::mem::take(&mut self.pending)
+    }
+}
+
+#[tokio::test]
+async fn side_records_are_written_with_their_entries_and_stay_out_of_snapshots() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("raft.redb");
+    let snap = {
+        let (_log, mut sm) = open::<TestConfig, Logged>(&path).unwrap();
+        let side = sm.side();
+        sm.apply(vec![put(1, "a", "first"), put(2, "b", "second")])
+            .await
+            .unwrap();
+        // Readable as soon as apply returns.
+        assert_eq!(side.get(7, 1).unwrap().unwrap(), b"second");
+        let snap = sm
+            .get_snapshot_builder()
+            .await
+            .build_snapshot()
+            .await
+            .unwrap();
+        let data = snap.snapshot.into_inner();
+        assert!(
+            !String::from_utf8_lossy(&data).contains("second"),
+            "the snapshot carries the count only"
+        );
+        (snap.meta, data)
+    };
+    // After a restart: the records and the count are back.
+    {
+        let (log, sm) = open::<TestConfig, Logged>(&path).unwrap();
+        assert_eq!(sm.reader().read(|m| m.count), 2);
+        let side = sm.side();
+        let all = side.range(7, 0, 10).unwrap();
+        assert_eq!(all, vec![(0, b"first".to_vec()), (1, b"second".to_vec())]);
+        assert_eq!(side.range(7, 1, 1).unwrap().len(), 1);
+        assert!(side.get(8, 0).unwrap().is_none());
+        drop((log, sm));
+        assert!(
+            side.get(7, 0).is_err(),
+            "a handle does not keep the file open"
+        );
+    }
+    // A snapshot installed elsewhere brings the count, not the records
+    // (the machine's owner fetches them).
+    let other = dir.path().join("other.redb");
+    let (_log, mut sm) = open::<TestConfig, Logged>(&other).unwrap();
+    sm.install_snapshot(&snap.0, Box::new(Cursor::new(snap.1)))
+        .await
+        .unwrap();
+    assert_eq!(sm.reader().read(|m| m.count), 2);
+    assert!(sm.side().range(7, 0, 10).unwrap().is_empty());
+    sm.side()
+        .put(
+            &[SideWrite {
+                space: 7,
+                key: 0,
+                value: b"fetched".to_vec(),
+            }],
+            true,
+        )
+        .unwrap();
+    assert_eq!(sm.side().get(7, 0).unwrap().unwrap(), b"fetched");
 }

@@ -211,7 +211,10 @@ where
                 if let (Some(l), Ok(d)) = (&meta.last_log_id, checkpoint::digest(&meta, &data)) {
                     checkpoints.record(l.index, d);
                 }
-                serde_json::from_slice(&data).map_err(io_read::<C::NodeId>)?
+                let mut applied: Applied<C, M> =
+                    serde_json::from_slice(&data).map_err(io_read::<C::NodeId>)?;
+                side::write(&db, &applied.machine.take_side(), true).map_err(io_write)?;
+                applied
             }
             None => Applied {
                 last_applied: None,
@@ -231,6 +234,11 @@ where
     /// The digests of this store's recent checkpoints.
     pub fn checkpoints(&self) -> Checkpoints {
         self.checkpoints.clone()
+    }
+
+    /// A handle on the side records ([`side`]).
+    pub fn side(&self) -> Side {
+        Side::new(&self.db)
     }
 
     /// A read handle on the machine.
@@ -337,6 +345,63 @@ where
     }
 }
 
+impl<C, M> StateMachineStore<C, M>
+where
+    C: RaftTypeConfig<
+        D = M::Command,
+        R = M::Response,
+        Entry = Entry<C>,
+        SnapshotData = Cursor<Vec<u8>>,
+    >,
+    M: Machine,
+    C::Node: Serialize + DeserializeOwned,
+    C::NodeId: Serialize + DeserializeOwned,
+{
+    /// Apply `entries` under the state's lock, answers into `out`; returns
+    /// the side records they produced.
+    fn apply_entries<I>(
+        &mut self,
+        entries: I,
+        out: &mut Vec<C::R>,
+    ) -> Result<Vec<SideWrite>, StorageError<C::NodeId>>
+    where
+        I: IntoIterator<Item = C::Entry>,
+    {
+        let mut g = write_applied(&self.state)?;
+        for entry in entries {
+            let index = entry.log_id.index;
+            if let EntryPayload::Normal(cmd) = &entry.payload {
+                if let Err(why) = g.machine.check(index, cmd) {
+                    tracing::error!(index, "this replica stops applying: {why}");
+                    return Err(StorageError::IO {
+                        source: StorageIOError::apply(entry.log_id.clone(), AnyError::error(why)),
+                    });
+                }
+            }
+            g.last_applied = Some(entry.log_id.clone());
+            match entry.payload {
+                EntryPayload::Blank => out.push(M::Response::default()),
+                EntryPayload::Normal(cmd) => {
+                    let r = g.machine.apply(entry.log_id.index, &cmd);
+                    out.push(r);
+                }
+                EntryPayload::Membership(m) => {
+                    let nodes: Vec<_> = m.nodes().map(|(id, n)| (id.clone(), n.clone())).collect();
+                    let voters: Vec<_> = m.voter_ids().collect();
+                    g.machine.membership(entry.log_id.index, &nodes, &voters);
+                    g.membership = StoredMembership::new(Some(entry.log_id.clone()), m);
+                    out.push(M::Response::default());
+                }
+            }
+            if self.every.is_some_and(|e| index % e == 0) {
+                let copy = g.clone();
+                *lock(&self.pending) = Some(copy);
+            }
+        }
+        Ok(g.machine.take_side())
+    }
+}
+
 impl<C, M> RaftStateMachine<C> for StateMachineStore<C, M>
 where
     C: RaftTypeConfig<
@@ -369,37 +434,14 @@ where
         I: IntoIterator<Item = C::Entry> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
-        let mut g = self.write_state()?;
         let mut out = Vec::new();
-        for entry in entries {
-            let index = entry.log_id.index;
-            if let EntryPayload::Normal(cmd) = &entry.payload {
-                if let Err(why) = g.machine.check(index, cmd) {
-                    tracing::error!(index, "this replica stops applying: {why}");
-                    return Err(StorageError::IO {
-                        source: StorageIOError::apply(entry.log_id.clone(), AnyError::error(why)),
-                    });
-                }
-            }
-            g.last_applied = Some(entry.log_id.clone());
-            match entry.payload {
-                EntryPayload::Blank => out.push(M::Response::default()),
-                EntryPayload::Normal(cmd) => {
-                    let r = g.machine.apply(entry.log_id.index, &cmd);
-                    out.push(r);
-                }
-                EntryPayload::Membership(m) => {
-                    let nodes: Vec<_> = m.nodes().map(|(id, n)| (id.clone(), n.clone())).collect();
-                    let voters: Vec<_> = m.voter_ids().collect();
-                    g.machine.membership(entry.log_id.index, &nodes, &voters);
-                    g.membership = StoredMembership::new(Some(entry.log_id.clone()), m);
-                    out.push(M::Response::default());
-                }
-            }
-            if self.every.is_some_and(|e| index % e == 0) {
-                let copy = g.clone();
-                *lock(&self.pending) = Some(copy);
-            }
+        let side = self.apply_entries(entries, &mut out)?;
+        if !side.is_empty() {
+            // Before answering: a reader that sees the entries applied
+            // finds their records (and a snapshot, built after this
+            // returns, is stored after them).
+            let db = self.db.clone();
+            blocking(move || side::write(&db, &side, false).map_err(io_write)).await?;
         }
         Ok(out)
     }
@@ -429,10 +471,11 @@ where
         let (db, state, meta) = (self.db.clone(), self.state.clone(), meta.clone());
         let (pending, checkpoints) = (self.pending.clone(), self.checkpoints.clone());
         blocking(move || {
-            let applied: Applied<C, M> =
+            let mut applied: Applied<C, M> =
                 serde_json::from_slice(&data).map_err(|e| StorageError::IO {
                     source: StorageIOError::read_snapshot(Some(meta.signature()), &e),
                 })?;
+            side::write(&db, &applied.machine.take_side(), true).map_err(io_write)?;
             if !store_snapshot::<C>(&db, &meta, &data)? {
                 // openraft installs only past what is committed, so past
                 // any snapshot stored: never reached.

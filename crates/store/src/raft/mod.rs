@@ -19,6 +19,10 @@
 //!   that id; entries committed after it are applied once the leader's
 //!   commit index arrives).
 //!
+//! - [`side`]: records a machine keeps outside itself and its snapshots
+//!   (the node's audit log), in their own table, written with the entries
+//!   that produce them.
+//!
 //! Entries and snapshots are JSON: the control plane carries small public
 //! records, and JSON keeps the file readable with ordinary tools.
 #![allow(
@@ -51,7 +55,7 @@ pub trait Machine: Default + Clone + Serialize + DeserializeOwned + Send + Sync 
     /// writer thread encodes them).
     type Command: Clone + Send + 'static;
     /// What applying a command returns to the proposer.
-    type Response: Default;
+    type Response: Default + Send;
     /// Apply one committed command at log index `index`.
     fn apply(&mut self, index: u64, command: &Self::Command) -> Self::Response;
 
@@ -64,6 +68,14 @@ pub trait Machine: Default + Clone + Serialize + DeserializeOwned + Send + Sync 
     fn check(&self, index: u64, command: &Self::Command) -> Result<(), String> {
         let _ = (index, command);
         Ok(())
+    }
+
+    /// Records applying produced that live outside the machine and its
+    /// snapshots ([`side`]): taken after every apply, after a snapshot is
+    /// loaded or installed, and written to the side table before the store
+    /// goes on. The default keeps none.
+    fn take_side(&mut self) -> Vec<SideWrite> {
+        Vec::new()
     }
 
     /// A membership entry at `index` took effect: `nodes` are all its
@@ -133,6 +145,7 @@ where
     tx.open_table(LOG).map_err(io_write::<C::NodeId>)?;
     tx.open_table(META).map_err(io_write::<C::NodeId>)?;
     tx.open_table(SNAPSHOT).map_err(io_write::<C::NodeId>)?;
+    tx.open_table(side::SIDE).map_err(io_write::<C::NodeId>)?;
     tx.commit().map_err(io_write::<C::NodeId>)?;
     let db = Arc::new(RaftFile::new(db));
     let log = LogStore::start(db.clone())?;
@@ -164,6 +177,8 @@ fn get_meta<T: DeserializeOwned, NID: openraft::NodeId>(
 
 mod cache;
 use cache::Cache;
+pub mod side;
+pub use side::{Side, SideError, SideWrite};
 
 /// One write for the log writer thread, in the order openraft issued it
 /// (openraft requires log and vote writes to take effect in order).
