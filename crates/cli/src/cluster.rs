@@ -272,8 +272,24 @@ pub(crate) async fn run(command: Command, json: bool) -> Result<()> {
             offset,
             limit,
         } => {
+            if let Some(AuditCommand::CheckProof { file, identity }) = &command {
+                let bytes =
+                    std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+                let proof: keyquorum_wire::control::AuditProof =
+                    serde_json::from_slice(&bytes).context("the proof file is not a proof")?;
+                return check_proof(&proof, &hex32(identity, "--identity")?.0, true, json);
+            }
             let c = client(&remote)?;
             match command {
+                Some(AuditCommand::CheckProof { .. }) => Ok(()),
+                Some(AuditCommand::Proof { entry, identity }) => {
+                    let proof = c.audit_proof(entry).await?;
+                    let (key, pinned) = match identity {
+                        Some(i) => (hex32(&i, "--identity")?.0, true),
+                        None => (proof.signer_identity.0, false),
+                    };
+                    check_proof(&proof, &key, pinned, json)
+                }
                 Some(AuditCommand::Verify) => {
                     let v = c.audit_verify().await?;
                     let valid = v.get("valid").and_then(|x| x.as_bool()).unwrap_or(false);
@@ -737,4 +753,50 @@ async fn export(c: &Client, command: ExportCommand, json: bool) -> Result<()> {
             }
         }
     }
+}
+
+/// Check an audit proof and print it (or the proof as JSON).
+fn check_proof(
+    proof: &keyquorum_wire::control::AuditProof,
+    identity: &[u8; 32],
+    pinned: bool,
+    json: bool,
+) -> Result<()> {
+    let checked = keyquorum_client::audit::verify_proof(proof, identity);
+    if json {
+        print_json(&serde_json::to_value(proof)?)?;
+    } else {
+        let e = &proof.entry;
+        println!(
+            "entry {}: {} node {} {} {} {} {}",
+            e.seq,
+            e.event.time_ms,
+            e.event.node,
+            e.event.actor,
+            e.event.action,
+            e.event.target.as_deref().unwrap_or("-"),
+            e.event.outcome
+        );
+        println!(
+            "in the log of {} entries with root {}, head signed by node {} (identity {})",
+            proof.head.seq.saturating_add(1),
+            proof
+                .head
+                .root
+                .map(|r| hex::encode(r.0))
+                .unwrap_or_else(|| "-".into()),
+            proof.head.signer,
+            hex::encode(identity)
+        );
+        match &checked {
+            Ok(()) if pinned => println!("proof verified"),
+            Ok(()) => println!(
+                "proof verified against the identity key the node named; pass --identity \
+                 with the key you know for node {} to rely on it",
+                proof.head.signer
+            ),
+            Err(e) => println!("PROOF DOES NOT VERIFY: {e}"),
+        }
+    }
+    checked.map_err(|e| anyhow!("audit proof: {e}"))
 }

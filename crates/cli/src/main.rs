@@ -543,8 +543,28 @@ enum ClusterCommand {
 
 #[derive(Subcommand, Debug)]
 enum AuditCommand {
-    /// Recompute the hash chain and check the signed heads.
+    /// Recompute the hash chain and the Merkle tree and check the signed
+    /// heads (on the node).
     Verify,
+    /// Print entry ENTRY with its Merkle inclusion proof against the latest
+    /// signed head, checked here (RFC 9162 §2.1.3); `--json` prints the
+    /// proof for anyone to check with `audit check-proof`.
+    Proof {
+        /// The entry's number.
+        entry: u64,
+        /// The head signer's identity key (hex) you trust; without it the
+        /// proof is checked against the key the node names, and says so.
+        #[arg(long)]
+        identity: Option<String>,
+    },
+    /// Check a proof saved by `audit proof --json`, offline.
+    CheckProof {
+        /// The proof file (JSON).
+        file: std::path::PathBuf,
+        /// The head signer's identity key (hex).
+        #[arg(long)]
+        identity: String,
+    },
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug)]

@@ -34,6 +34,7 @@ use keyquorum_wire::msg::{
 };
 use keyquorum_wire::{Hex, Hex32, NodeId};
 
+pub mod audit;
 mod export;
 pub use keyquorum_core::httpsig::ClientKey;
 #[cfg(feature = "endpoint-file")]
@@ -269,6 +270,15 @@ impl Client {
     pub async fn audit(&self, offset: u64, limit: u64) -> Result<serde_json::Value, ClientError> {
         self.get(&format!("/v1/audit?offset={offset}&limit={limit}"))
             .await
+    }
+
+    /// Entry `seq` with its inclusion proof against the latest signed head
+    /// (check it with [`audit::verify_proof`]).
+    pub async fn audit_proof(
+        &self,
+        seq: u64,
+    ) -> Result<keyquorum_wire::control::AuditProof, ClientError> {
+        self.get(&format!("/v1/audit/proof/{seq}")).await
     }
 
     /// Verify the audit log (raw JSON: `valid`, `entries`, `signed_heads`, `fault`).

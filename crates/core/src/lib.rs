@@ -10,6 +10,7 @@
 //! | [`keys`] | shared keys (DESIGN.md §3.1): [`dkg`], FROST [`sign`]ing, [`refresh`], verifiable [`repair`], [`reshare`] to a new `t` and member set, temporary reconstruction ([`hazmat`]); re-exported here under their short names |
 //! | [`msgkey`] | per-message key derivation (DESIGN.md §3.2): identifiers, rendezvous coordinator choice, the base secret's split and verification in the exponent, HKDF session keys, payload AEAD |
 //! | [`httpsig`] | HTTP Message Signatures (RFC 9421, Ed25519) and Content-Digest (RFC 9530): how a client signs a request and any participant checks it |
+//! | [`auditlog`] | the audit log's entry hash and signed-head formats (what a client checks a proof with) |
 //! | [`merkle`] | Merkle trees as in RFC 9162 §2.1: roots at any size and inclusion proofs from stored subtrees, and their verification (the audit log) |
 //! | [`vss`] | Shamir sharing, Feldman commitments, Lagrange interpolation at any point (used by every capability) |
 //! | [`suite`] | the ciphersuites ([`Suite`]) every protocol is generic over |
@@ -31,6 +32,7 @@
     )
 )]
 
+pub mod auditlog;
 pub mod codec;
 pub mod error;
 pub mod httpsig;

@@ -147,7 +147,7 @@ pub fn range_hash(
     if n == 0 {
         return Ok(empty_root());
     }
-    if n.is_power_of_two() && a % n == 0 {
+    if n.is_power_of_two() && a.is_multiple_of(n) {
         let level = n.trailing_zeros() as u8;
         let index = a >> level;
         return get(level, index).ok_or(TreeError::Missing { level, index });
@@ -240,8 +240,11 @@ mod tests {
 
     use super::*;
 
+    /// Stored subtrees by (level, index).
+    type Store = HashMap<(u8, u64), Hash>;
+
     /// A stored tree: every subtree [`Frontier::push`] finished.
-    fn build(leaves: u64) -> (Frontier, HashMap<(u8, u64), Hash>, Vec<Vec<u8>>) {
+    fn build(leaves: u64) -> (Frontier, Store, Vec<Vec<u8>>) {
         let mut f = Frontier::default();
         let mut store = HashMap::new();
         let mut data = Vec::new();
@@ -268,7 +271,7 @@ mod tests {
             let root = root_at(n, &get).unwrap();
             assert_eq!(
                 root.as_slice(),
-                theirs.root().as_bytes().as_slice(),
+                &theirs.root().as_bytes()[..],
                 "root at {n}"
             );
             for m in 0..n {

@@ -67,6 +67,7 @@ pub struct RunningNode {
     audit: Option<JoinHandle<()>>,
     batcher: Option<JoinHandle<()>>,
     roster: Option<JoinHandle<()>>,
+    keeper: Option<JoinHandle<()>>,
     raft_file: keyquorum_store::raft::FileHandle,
 }
 
@@ -93,9 +94,14 @@ impl RunningNode {
             let _ = tx.send(());
         }
         let _ = self.node.raft().shutdown().await;
-        for t in [self.audit.take(), self.batcher.take(), self.roster.take()]
-            .into_iter()
-            .flatten()
+        for t in [
+            self.audit.take(),
+            self.batcher.take(),
+            self.roster.take(),
+            self.keeper.take(),
+        ]
+        .into_iter()
+        .flatten()
         {
             t.abort();
             let _ = t.await;
@@ -117,9 +123,14 @@ impl Drop for RunningNode {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
-        for t in [self.audit.take(), self.batcher.take(), self.roster.take()]
-            .into_iter()
-            .flatten()
+        for t in [
+            self.audit.take(),
+            self.batcher.take(),
+            self.roster.take(),
+            self.keeper.take(),
+        ]
+        .into_iter()
+        .flatten()
         {
             t.abort();
         }
@@ -160,6 +171,7 @@ impl Node {
             opened.batch_rx,
         ));
         let roster = tokio::spawn(crate::cluster::membership::follow_roster(node.clone()));
+        let keeper = tokio::spawn(crate::cluster::audit::keeper::keeper(node.clone()));
         let (tx, rx) = oneshot::channel::<()>();
         let app = router(node.clone(), keys.clone());
         let limits = crate::cluster::tls::Limits {
@@ -187,6 +199,7 @@ impl Node {
             audit: Some(audit),
             batcher: Some(batcher),
             roster: Some(roster),
+            keeper: Some(keeper),
             raft_file: opened.raft_file,
         })
     }
@@ -236,7 +249,7 @@ pub mod doc {
         SuiteName, VerifyRequest, VerifyResponse,
     };
     use keyquorum_wire::control::{
-        AuditEntry, Change, ChangeRecord, ClientRecord, ExportRecord, Grant,
+        AuditEntry, AuditProof, Change, ChangeRecord, ClientRecord, ExportRecord, Grant, SignedHead,
     };
     use keyquorum_wire::msg::{
         AckRequest, AckResponse, ClaimRequest, ClaimedPrekeys, CoordinatorBundle,
@@ -255,12 +268,12 @@ pub mod doc {
     #[openapi(
         info(title = "keyquorum", description = "Threshold key management: distributed key generation and FROST signing by a cluster of nodes; per-message key derivation for authenticated messages between endpoints."),
         paths(create_key, list_keys, get_key, sign, verify, refresh_key, reshare_key, repair_key, request_export, list_exports,
-            approve_export, run_export, create_client, list_clients, revoke_client, audit_log, audit_verify, cluster, healthz, metrics,
+            approve_export, run_export, create_client, list_clients, revoke_client, audit_log, audit_verify, audit_proof, cluster, healthz, metrics,
             msg_deployment, create_endpoint, get_endpoint, revoke_endpoint, publish_prekeys, claim_prekey, send_message, inbox, ack_inbox,
             init, propose_change, list_changes, approve),
         components(schemas(CreateKeyRequest, KeyInfo, KeyList, SignRequest, SignResponse, VerifyRequest, VerifyResponse,
             ReshareRequest, RepairRequest, ExportRequest, ExportRecord, ExportList, ExportResult, SealedExportShare, CreateClientRequest, ClientCreated, ClientList, ClientRecord, Grant, AddNodeRequest,
-            ClusterStatus, NodeStatus, Health, ErrorBody, AuditPage, AuditVerification, AuditEntry, SuiteName,
+            ClusterStatus, NodeStatus, Health, ErrorBody, AuditPage, AuditVerification, AuditEntry, AuditProof, SignedHead, SuiteName,
             MsgDeployment, MsgNode, CreateEndpointRequest, EndpointInfo, EndpointRecord, Prekey, PublishPrekeys, ClaimRequest, ClaimedPrekeys,
             SendRequest, SendResponse, CoordinatorBundle, SealedBox, MsgConfirmation, MailItem, Inbox, AckRequest, AckResponse,
             InitRequest, InitBody, InitProof, NamedKey, ChangeRequest, ChangeList, Change, ChangeRecord, Approved)),

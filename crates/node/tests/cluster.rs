@@ -173,13 +173,119 @@ async fn concurrent_writes_share_batches_and_each_gets_its_own_answer() {
     for id in (1..=3).map(n) {
         let node = c.node(id).unwrap();
         node.read_barrier().await.unwrap();
-        let entries = node.registry(|r| {
-            r.audit
-                .entries
-                .iter()
-                .filter(|e| e.event.action.starts_with("batch."))
-                .count()
-        });
+        let entries = node
+            .audit_entries(0, usize::MAX)
+            .unwrap()
+            .iter()
+            .filter(|e| e.event.action.starts_with("batch."))
+            .count();
         assert_eq!(entries, 400, "node {id}");
     }
+}
+
+/// The audit log lives beside the replicated state, not in it: a member
+/// that the leader's compacted log left behind installs a snapshot that
+/// carries only the log's head, fetches the entries before it from the
+/// other members (checked against that head), and then holds, verifies and
+/// proves the whole log like the others. Proofs check with the client's
+/// verifier against the signer's identity key, and a proof altered in any
+/// part does not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_behind_a_snapshot_fetches_verifies_and_proves_the_whole_audit_log() {
+    use keyquorum_client::audit::{verify_proof, ProofError};
+    use std::time::Duration;
+    const EVERY: u64 = 20;
+    let (_dir, mut c) = common::cluster_with(3, 2, 0, EVERY).await;
+    let leader = c.node(n(1)).unwrap().leader().unwrap();
+    let behind = (1..=3).map(n).find(|i| *i != leader).unwrap();
+    let admin = Client::new(&c.url_of(leader), &c.admin, c.ca_pem().as_bytes()).unwrap();
+    c.stop_node(behind).await;
+    for i in 0..3 * EVERY {
+        common::new_client(&admin, &format!("c{i}"), false, false, &[]).await;
+    }
+    let lead = c.node(leader).unwrap();
+    common::poll(
+        "the leader to purge its log past a checkpoint",
+        Duration::from_secs(30),
+        || async {
+            let m = lead.raft().metrics().borrow().clone();
+            m.purged.is_some_and(|p| p.index > EVERY) && m.snapshot.is_some()
+        },
+    )
+    .await;
+    // The snapshot form of the state holds the log's head, no entry.
+    let state = lead.registry(|r| serde_json::to_string(r).unwrap());
+    assert!(state.contains("\"audit_log\""));
+    assert!(
+        !state.contains("client.create"),
+        "no audit entry in the state"
+    );
+
+    c.restart_node(behind).await.unwrap();
+    let member = c.node(behind).unwrap();
+    common::poll(
+        "the member to hold the whole audit log",
+        Duration::from_secs(60),
+        || async {
+            let len = lead.registry(|r| r.audit.len());
+            member.registry(|r| r.audit.len()) >= len
+                && member.audit_entries(0, usize::MAX).unwrap().len() as u64 >= len
+        },
+    )
+    .await;
+    let theirs = lead.audit_entries(0, usize::MAX).unwrap();
+    let ours = member.audit_entries(0, usize::MAX).unwrap();
+    let common_len = theirs.len().min(ours.len());
+    assert!(common_len > 20, "{} {}", theirs.len(), ours.len());
+    // It got there by a snapshot (its log begins after entry 0).
+    let snap = member.raft().metrics().borrow().snapshot;
+    assert!(snap.is_some_and(|s| s.index >= EVERY), "{snap:?}");
+    assert_eq!(ours[..common_len], theirs[..common_len]);
+
+    // It verifies the whole log, and proves an early entry.
+    let via_member = Client::new(&c.url_of(behind), &c.admin, c.ca_pem().as_bytes()).unwrap();
+    let v = via_member.audit_verify().await.unwrap();
+    assert_eq!(v["valid"], true, "{v}");
+    // A head covers the entry about a second after it is appended.
+    common::poll(
+        "a signed head over the fetched entries",
+        Duration::from_secs(20),
+        || async { via_member.audit_proof(3).await.is_ok() },
+    )
+    .await;
+    let proof = via_member.audit_proof(3).await.unwrap();
+    assert_eq!(proof.entry, theirs[3]);
+    assert!(!proof.path.is_empty());
+    let signer = lead.node_info(proof.head.signer).unwrap().identity.0;
+    assert_eq!(proof.signer_identity.0, signer);
+    verify_proof(&proof, &signer).unwrap();
+
+    let mut altered = proof.clone();
+    altered.entry.event.outcome = "denied".into();
+    assert_eq!(verify_proof(&altered, &signer), Err(ProofError::Entry));
+    let mut altered = proof.clone();
+    altered.path[0].0[0] ^= 1;
+    assert_eq!(verify_proof(&altered, &signer), Err(ProofError::Path));
+    let mut altered = proof.clone();
+    altered.entry = theirs[4].clone();
+    assert_eq!(verify_proof(&altered, &signer), Err(ProofError::Path));
+    let mut altered = proof.clone();
+    altered.head.root.as_mut().unwrap().0[0] ^= 1;
+    assert_eq!(verify_proof(&altered, &signer), Err(ProofError::Path));
+    let other = lead
+        .members()
+        .into_iter()
+        .find(|(id, _, _)| *id != proof.head.signer)
+        .unwrap()
+        .1
+        .identity
+        .0;
+    assert_eq!(
+        verify_proof(&proof, &other),
+        Err(ProofError::Signature(proof.head.signer))
+    );
+    // An entry past the latest head, and one past the log, are clear errors.
+    let err = via_member.audit_proof(u64::MAX / 2).await.unwrap_err();
+    assert_eq!(common::status_of(&err), 404, "{err}");
+    c.shutdown().await;
 }

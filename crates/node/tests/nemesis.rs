@@ -434,8 +434,21 @@ async fn nemesis() {
         }
     }
     // 3. The audit log: the same on every node, and it verifies there.
+    // A node that installed a snapshot fetches the entries before it.
+    common::poll(
+        "every node to hold its whole audit log",
+        Duration::from_secs(60),
+        || async {
+            (1..=NODES).all(|i| {
+                let node = c.node(n(i)).unwrap();
+                let len = node.registry(|r| r.audit.len());
+                node.audit_entries(0, usize::MAX).unwrap().len() as u64 >= len
+            })
+        },
+    )
+    .await;
     let logs: Vec<Vec<keyquorum_wire::control::AuditEntry>> = (1..=NODES)
-        .map(|i| c.node(n(i)).unwrap().registry(|r| r.audit.entries.clone()))
+        .map(|i| c.node(n(i)).unwrap().audit_entries(0, usize::MAX).unwrap())
         .collect();
     let shortest = logs.iter().map(Vec::len).min().unwrap();
     for (i, log) in logs.iter().enumerate() {

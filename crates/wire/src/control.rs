@@ -142,6 +142,34 @@ pub struct SignedHead {
     pub signer: NodeId,
     /// Ed25519 signature by the signer's identity key.
     pub signature: Hex,
+    /// The root of the Merkle tree (RFC 9162 §2.1) over the first
+    /// `seq + 1` entries' hashes, when the head states one (every head
+    /// signed since the log kept its tree; the signature then covers it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub root: Option<Hex32>,
+}
+
+/// An audit entry with what proves it is in the log: the Merkle inclusion
+/// path (RFC 9162 §2.1.3) of its hash, as leaf `entry.seq`, in the tree of
+/// `head.seq + 1` entries whose root `head` states and its signer signed.
+///
+/// To check one: recompute `entry.hash` from its content, take
+/// `SHA-256(0x00 ‖ entry.hash)` as the leaf, verify the path to
+/// `head.root` (RFC 9162 §2.1.3.2), and verify `head.signature` over
+/// `"keyquorum-audit-head-v2\0" ‖ u64 BE seq ‖ hash ‖ root` with the
+/// signer's identity key (which you know from the node, not from the
+/// proof: `signer_identity` only names the key the node used).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct AuditProof {
+    /// The entry.
+    pub entry: AuditEntry,
+    /// Sibling hashes from the leaf up.
+    pub path: Vec<Hex32>,
+    /// The signed head the path leads to (it has a root).
+    pub head: SignedHead,
+    /// The signer's identity key as the answering node knows it.
+    pub signer_identity: Hex32,
 }
 
 /// A pending or completed export (temporary reconstruction) request.

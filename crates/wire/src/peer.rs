@@ -176,6 +176,20 @@ pub enum PeerMessage {
         #[serde(default)]
         largest_threshold: u16,
     },
+    /// A member that installed a snapshot (which carries only the audit
+    /// log's head) asks another for the entries it lacks.
+    AuditFetch {
+        /// The first entry wanted.
+        from: u64,
+        /// At most this many (the answer may hold fewer).
+        limit: u32,
+    },
+    /// Entries from `from` on, in order, as far as the member holds them
+    /// (the asker checks them against the head it has).
+    AuditEntries {
+        /// The entries.
+        entries: Vec<crate::control::AuditEntry>,
+    },
     /// A follower asks the leader for a read index (Raft thesis §6.4): the
     /// leader confirms it still leads and answers its commit index.
     ReadIndex,

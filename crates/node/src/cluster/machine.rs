@@ -89,8 +89,7 @@ struct FlatRef<'a> {
     keys: &'a BTreeMap<String, KeyRecord>,
     clients: &'a BTreeMap<String, ClientRecord>,
     exports: &'a BTreeMap<String, ExportRecord>,
-    audit: &'a Vec<AuditEntry>,
-    heads: &'a Vec<SignedHead>,
+    audit_log: &'a AuditLog,
     msg: &'a MsgState,
     members: &'a BTreeMap<NodeId, NodeInfo>,
     voters: &'a BTreeSet<NodeId>,
@@ -111,7 +110,13 @@ struct Flat {
     #[serde(default)]
     clients: BTreeMap<String, ClientRecord>,
     exports: BTreeMap<String, ExportRecord>,
+    /// The audit log's head (the entries are side records).
+    #[serde(default)]
+    audit_log: Option<AuditLog>,
+    /// A snapshot from before that: the entries and heads themselves.
+    #[serde(default)]
     audit: Vec<AuditEntry>,
+    #[serde(default)]
     heads: Vec<SignedHead>,
     #[serde(default)]
     msg: MsgState,
@@ -142,7 +147,7 @@ impl Serialize for Registry {
         let Registry {
             keys: KeysState { records, exports },
             clients,
-            audit: AuditLog { entries, heads },
+            audit,
             msg,
             members,
             voters,
@@ -158,8 +163,7 @@ impl Serialize for Registry {
             keys: records,
             clients,
             exports,
-            audit: entries,
-            heads,
+            audit_log: audit,
             msg,
             members,
             voters,
@@ -190,9 +194,10 @@ impl<'de> Deserialize<'de> for Registry {
                 exports: f.exports,
             },
             clients: f.clients,
-            audit: AuditLog {
-                entries: f.audit,
-                heads: f.heads,
+            audit: match f.audit_log {
+                Some(log) => log,
+                // Its records go to the store when it is loaded.
+                None => AuditLog::from_legacy(&f.audit, &f.heads),
             },
             msg: {
                 let mut msg = f.msg;
@@ -270,6 +275,11 @@ impl Machine for Registry {
             ));
         }
         Ok(())
+    }
+
+    /// The audit log's entries, heads and subtrees ([`AuditLog`]).
+    fn take_side(&mut self) -> Vec<keyquorum_store::raft::SideWrite> {
+        self.audit.take_side()
     }
 
     fn membership<I: Serialize, N: Serialize>(

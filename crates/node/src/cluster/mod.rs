@@ -64,6 +64,9 @@ pub(crate) struct Inner {
     vault: Arc<Vault>,
     raft: Raft<TypeConfig>,
     registry: MachineReader<TypeConfig, Registry>,
+    /// The side records beside the replicated state (the audit log's
+    /// entries, heads and tree: [`audit`]).
+    side: keyquorum_store::raft::Side,
     /// The digests of this node's recent checkpoints (it vouches with them).
     checkpoints: keyquorum_store::raft::Checkpoints,
     /// The snapshot being received ([`checkpoint`]).
@@ -158,6 +161,7 @@ impl Node {
         )
         .map_err(|e| NodeError::Internal(format!("raft storage: {e}")))?;
         let registry = sm.reader();
+        let side = sm.side();
         let checkpoints = sm.checkpoints();
         let raft_file = log.file();
         let peers = peer::PeerClient::new(
@@ -194,6 +198,7 @@ impl Node {
             vault,
             raft,
             registry,
+            side,
             checkpoints,
             receiving: checkpoint::Receiving::default(),
             peers,

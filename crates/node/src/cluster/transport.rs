@@ -106,6 +106,16 @@ impl Node {
                 .map(PeerMessage::InstallSnapshotReply),
             PeerMessage::Attest { index } => Ok(self.attest(index)),
             PeerMessage::Ping => Ok(PeerMessage::Pong),
+            PeerMessage::AuditFetch { from, limit } => {
+                let node = self.clone();
+                let limit = usize::try_from(limit)
+                    .unwrap_or(usize::MAX)
+                    .min(super::audit::keeper::FETCH_MAX);
+                let entries = tokio::task::spawn_blocking(move || node.audit_entries(from, limit))
+                    .await
+                    .map_err(|e| NodeError::Internal(e.to_string()))??;
+                Ok(PeerMessage::AuditEntries { entries })
+            }
             PeerMessage::InitSign {
                 init,
                 time_ms,

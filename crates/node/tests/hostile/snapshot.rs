@@ -136,11 +136,8 @@ async fn a_member_installs_only_a_snapshot_the_members_vouch_for() {
         "the refusal to be audited",
         Duration::from_secs(10),
         || async {
-            lead.registry(|r| {
-                r.audit.entries.iter().any(|e| {
-                    e.event.action == "snapshot.refused"
-                        && e.event.actor == format!("peer:{leader}")
-                })
+            lead.audit_entries(0, usize::MAX).unwrap().iter().any(|e| {
+                e.event.action == "snapshot.refused" && e.event.actor == format!("peer:{leader}")
             })
         },
     )

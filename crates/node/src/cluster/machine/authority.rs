@@ -749,7 +749,11 @@ fn about_itself(r: &Registry, node: NodeId, command: &Command) -> Result<(), Str
                 && r.members.get(&node).is_some_and(|m| {
                     crate::identity::verify(
                         &m.identity,
-                        &crate::cluster::audit::head_signing_bytes(head.seq, &head.hash),
+                        &crate::cluster::audit::head_signing_bytes(
+                            head.seq,
+                            &head.hash,
+                            head.root.as_ref(),
+                        ),
                         &head.signature.0,
                     )
                 });

@@ -165,7 +165,7 @@ impl Registry {
 
     /// Put the record in force at init with these founding members.
     pub(super) fn roster_from_founders(&mut self, founders: Vec<(NodeId, NodeInfo)>) {
-        let at = self.audit.entries.len() as u64;
+        let at = self.audit.len();
         let roster = &mut self.roster;
         roster.in_force = true;
         for (id, info) in founders {
@@ -247,7 +247,7 @@ impl Registry {
 
     /// Add an approved node to the record.
     pub(super) fn add_node(&mut self, id: NodeId, info: NodeInfo, voter: bool) {
-        let at = self.audit.entries.len() as u64;
+        let at = self.audit.len();
         self.roster.record(at, id, Some(info.identity));
         self.roster.nodes.insert(id, RosterNode { info, voter });
         self.derive_members();
@@ -255,7 +255,7 @@ impl Registry {
 
     /// Take an approved removal out of the record.
     pub(super) fn remove_node(&mut self, id: NodeId) {
-        let at = self.audit.entries.len() as u64;
+        let at = self.audit.len();
         self.roster.record(at, id, None);
         self.roster.nodes.remove(&id);
         // An approved key policy naming it is void (a node re-added under

@@ -296,7 +296,7 @@ fn a_proposal_applies_each_command_on_its_own_and_a_bad_proposal_changes_nothing
     assert_eq!(got[2], ok());
     let actions: Vec<_> = r
         .audit
-        .entries
+        .pending_entries()
         .iter()
         .map(|e| e.event.action.clone())
         .collect();
@@ -465,11 +465,11 @@ fn commands_without_their_authority_are_refused_on_apply() {
     assert_eq!(apply(&mut r, T0 + 7, vec![revoke.clone()]), vec![ok()]);
     let a = statement(2, T0, 40, audit(2, "once"));
     assert_eq!(apply(&mut r, T0 + 8, vec![a.clone()]), vec![ok()]);
-    let entries = r.audit.entries.len();
+    let entries = r.audit.len();
     for replay in [good, revoke, a.clone()] {
         assert!(refused(&apply(&mut r, T0 + 9, vec![replay])[0]));
     }
-    assert_eq!(r.audit.entries.len(), entries);
+    assert_eq!(r.audit.len(), entries);
     // Once the clock passes the window (moved by a command made then)
     // the authorization is forgotten, and the old statement is refused
     // as stale instead.

@@ -63,7 +63,7 @@ fn members_are_the_records_and_follow_raft_only_within_it() {
         vec![ok()]
     );
     assert_eq!(ids(&r), vec![1, 2]);
-    let before = r.audit.entries.len() as u64;
+    let before = r.audit.len();
     assert_eq!(
         apply(&mut r, T0, vec![approve(&operator(2), "r3", ID)]),
         vec![ok()]

@@ -1,103 +1,38 @@
-//! The audit log: a hash chain in the replicated state ([`AuditLog`]),
-//! signed heads, the writer that batches events into it, and verification.
+//! The audit log: a hash chain and a Merkle tree over it (RFC 9162 §2.1),
+//! kept as side records beside the replicated state ([`log`]), signed
+//! heads, the writer that batches events into it, verification, inclusion
+//! proofs, and the keeper that fetches from other members the entries a
+//! snapshot install left out ([`keeper`]).
 //!
-//! Entry `i` stores
-//! `h_i = SHA-256("keyquorum-audit-v1" ‖ i ‖ h_{i-1} ‖ JSON(event_i))`
-//! with `h_{-1} = 0³²`. The leader signs the head periodically
-//! ([`ClusterCommand::SignHead`]); [`verify_chain`] recomputes every link and checks
-//! every signed head against the signer's identity key, so altering,
-//! dropping or reordering any stored entry is detected.
+//! The leader signs the head periodically ([`ClusterCommand::SignHead`]):
+//! the last entry's number and chain hash and the tree's root.
+//! [`Node::verify_audit`] recomputes every link and subtree and checks every
+//! signed head against the signer's identity key, so altering, dropping or
+//! reordering any stored entry is detected; [`Node::audit_proof`] proves
+//! one entry against a signed head to anyone who knows the signer's key.
 //!
 //! **Audit before release**: [`Node::audit_event_committed`] lets a caller
 //! hold a result back until its entry is committed.
 
 use std::time::Duration;
 
+use keyquorum_core::merkle::{self, Frontier};
 use keyquorum_wire::control::{
-    AuditEntry, AuditEvent, ClusterCommand, CommandResponse, SignedHead,
+    AuditEntry, AuditEvent, AuditProof, ClusterCommand, CommandResponse, SignedHead,
 };
 use keyquorum_wire::{Hex, Hex32, NodeId};
-use sha2::{Digest, Sha256};
 use tokio::sync::{mpsc, oneshot};
 
 use super::Node;
+use crate::error::NodeError;
 
-/// The audit log's part of the replicated state (serialized as part of
-/// [`super::Registry`]).
-#[derive(Debug, Clone, Default)]
-pub struct AuditLog {
-    /// The entries, oldest first.
-    pub entries: Vec<AuditEntry>,
-    /// Signed heads, oldest first.
-    pub heads: Vec<SignedHead>,
-}
+pub mod keeper;
+pub mod log;
 
-impl AuditLog {
-    fn append(&mut self, event: &AuditEvent) {
-        let seq = self.entries.len() as u64;
-        let prev = self
-            .entries
-            .last()
-            .map(|e| e.hash)
-            .unwrap_or(Hex32([0u8; 32]));
-        let hash = audit_hash(seq, &prev, event);
-        self.entries.push(AuditEntry {
-            seq,
-            event: event.clone(),
-            prev,
-            hash,
-        });
-    }
+pub use log::{audit_hash, head_signing_bytes, AuditLog};
+use log::{SPACE_ENTRY, SPACE_HEAD, SPACE_TREE};
 
-    /// Apply [`ClusterCommand::Audit`] and [`ClusterCommand::SignHead`].
-    pub(crate) fn apply(&mut self, command: &ClusterCommand) -> CommandResponse {
-        match command {
-            ClusterCommand::Audit { events } => {
-                for e in events {
-                    self.append(e);
-                }
-                CommandResponse::Ok
-            }
-            ClusterCommand::SignHead { head } => {
-                // Kept even when it does not match this replica's chain, or
-                // lies beyond its end: a head is signed over entries the
-                // leader applied, and the log orders it after them, so on
-                // an untouched replica it matches. A mismatch or a missing
-                // entry means this replica's stored log was altered (an
-                // altered entry no longer verifies on apply and is left
-                // out), and dropping the head would hide exactly that from
-                // `verify_chain`. Who signed it was checked on apply: a
-                // member at that point, stating its own head.
-                self.heads.push(head.clone());
-                CommandResponse::Ok
-            }
-            _ => CommandResponse::rejected("not an audit command"),
-        }
-    }
-}
-
-const AUDIT_DOMAIN: &[u8] = b"keyquorum-audit-v1";
-
-/// The hash of audit entry `seq` with predecessor `prev`.
-pub fn audit_hash(seq: u64, prev: &Hex32, event: &AuditEvent) -> Hex32 {
-    let mut h = Sha256::new();
-    h.update(AUDIT_DOMAIN);
-    h.update(seq.to_be_bytes());
-    h.update(prev.0);
-    // serde_json writes struct fields in declaration order: deterministic.
-    h.update(serde_json::to_vec(event).unwrap_or_default());
-    Hex32(h.finalize().into())
-}
-
-/// The bytes a signed head's signature covers.
-pub fn head_signing_bytes(seq: u64, hash: &Hex32) -> Vec<u8> {
-    let mut m = b"keyquorum-audit-head-v1\x00".to_vec();
-    m.extend_from_slice(&seq.to_be_bytes());
-    m.extend_from_slice(&hash.0);
-    m
-}
-
-/// What [`verify_chain`] found wrong.
+/// What the verification found wrong.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AuditFault {
     /// An entry's sequence number is not its position.
@@ -109,9 +44,19 @@ pub enum AuditFault {
     /// An entry's stored hash does not match its content.
     #[error("entry {0} was altered (hash mismatch)")]
     Hash(u64),
-    /// A signed head does not match the chain or its signature is invalid.
+    /// A stored subtree of the Merkle tree does not match the entries.
+    #[error("the stored subtree (level {0}, index {1}) does not match the entries")]
+    Tree(u8, u64),
+    /// An entry the log has is not stored on this node (yet: the keeper
+    /// fetches what a snapshot install left out).
+    #[error("entry {0} is not held on this node")]
+    Absent(u64),
+    /// The entries do not end where the replicated state says the log ends.
+    #[error("the stored entries do not end at the log's head")]
+    Head,
+    /// A signed head does not match the log or its signature is invalid.
     #[error("signed head at {0} does not verify")]
-    Head(u64),
+    Signature(u64),
     /// A signed head's signer was not a member when the log had that many
     /// entries.
     #[error("node {1} signed the head at entry {0} but was not a member then")]
@@ -121,43 +66,245 @@ pub enum AuditFault {
     Missing(u64, NodeId),
 }
 
-/// Recompute every link of `entries` (the whole log) and check every head
-/// against it; `identity(node, len)` gives a signer's key when the log had
-/// `len` entries (a head at entry `s` is signed when the log has `s + 1`),
-/// `None` if it was no member then.
-pub fn verify_chain(
-    entries: &[AuditEntry],
-    heads: &[SignedHead],
-    identity: impl Fn(NodeId, u64) -> Option<Hex32>,
-) -> Result<(), AuditFault> {
-    let mut prev = Hex32([0u8; 32]);
-    for (i, e) in entries.iter().enumerate() {
-        let i = i as u64;
+/// Checks entries in order: each one's number, its link to the one before
+/// and its hash; grows the Merkle tree over them.
+#[derive(Debug, Clone, Default)]
+pub struct ChainCheck {
+    prev: Hex32,
+    frontier: Frontier,
+}
+
+impl ChainCheck {
+    /// Start after the entries whose tree has frontier `frontier` and whose
+    /// last hash is `prev`.
+    pub fn resume(prev: Hex32, frontier: Frontier) -> Self {
+        Self { prev, frontier }
+    }
+
+    /// Entries checked (the next one's number).
+    pub fn next(&self) -> u64 {
+        self.frontier.size()
+    }
+
+    /// The last entry's hash.
+    pub fn prev(&self) -> Hex32 {
+        self.prev
+    }
+
+    /// The tree over the entries checked.
+    pub fn frontier(&self) -> &Frontier {
+        &self.frontier
+    }
+
+    /// Check the next entry; answers the subtrees it completes.
+    pub fn entry(&mut self, e: &AuditEntry) -> Result<Vec<(u8, u64, merkle::Hash)>, AuditFault> {
+        let i = self.next();
         if e.seq != i {
             return Err(AuditFault::Sequence(i, e.seq));
         }
-        if e.prev != prev {
+        if e.prev != self.prev {
             return Err(AuditFault::Link(i));
         }
         if audit_hash(e.seq, &e.prev, &e.event) != e.hash {
             return Err(AuditFault::Hash(i));
         }
-        prev = e.hash;
+        self.prev = e.hash;
+        Ok(self.frontier.push(merkle::leaf_hash(&e.hash.0)))
     }
-    for h in heads {
-        let Some(entry) = usize::try_from(h.seq).ok().and_then(|s| entries.get(s)) else {
-            return Err(AuditFault::Missing(h.seq, h.signer));
-        };
-        let Some(key) = identity(h.signer, h.seq.saturating_add(1)) else {
-            return Err(AuditFault::Signer(h.seq, h.signer));
-        };
-        let ok = entry.hash == h.hash
-            && crate::identity::verify(&key, &head_signing_bytes(h.seq, &h.hash), &h.signature.0);
-        if !ok {
-            return Err(AuditFault::Head(h.seq));
+}
+
+/// What [`Node::verify_audit`] reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verified {
+    /// Entries checked.
+    pub entries: u64,
+    /// Signed heads checked.
+    pub heads: u64,
+    /// The last entry a signed head covers.
+    pub signed_through: Option<u64>,
+}
+
+/// Entries read at once from the side table.
+const PAGE: usize = 1000;
+
+fn stored(e: impl std::fmt::Display) -> NodeError {
+    NodeError::Internal(format!("audit records: {e}"))
+}
+
+impl Node {
+    /// Entries `from` on (at most `limit`) as this node holds them, in
+    /// order: up to the first it lacks.
+    pub fn audit_entries(&self, from: u64, limit: usize) -> Result<Vec<AuditEntry>, NodeError> {
+        let rows = self
+            .0
+            .side
+            .range(SPACE_ENTRY, from, limit)
+            .map_err(stored)?;
+        let mut out: Vec<AuditEntry> = Vec::with_capacity(rows.len());
+        for (k, v) in rows {
+            if k != from.saturating_add(out.len() as u64) {
+                break;
+            }
+            out.push(serde_json::from_slice(&v).map_err(stored)?);
+        }
+        Ok(out)
+    }
+
+    /// Signed heads `from` on (in the order they were applied), at most
+    /// `limit`.
+    pub fn audit_heads(&self, from: u64, limit: usize) -> Result<Vec<SignedHead>, NodeError> {
+        self.0
+            .side
+            .range(SPACE_HEAD, from, limit)
+            .map_err(stored)?
+            .into_iter()
+            .map(|(_, v)| serde_json::from_slice(&v).map_err(stored))
+            .collect()
+    }
+
+    /// A stored complete subtree of the audit tree.
+    fn audit_subtree(&self, level: u8, index: u64) -> Option<merkle::Hash> {
+        let v = self
+            .0
+            .side
+            .get(SPACE_TREE + u32::from(level), index)
+            .ok()??;
+        v.try_into().ok()
+    }
+
+    /// The signer's identity key of a head at entry `seq`: a member when
+    /// the log had `seq + 1` entries (from the membership record's history
+    /// once it is in force, a founding voter before; a cluster made before
+    /// the record: its members now).
+    fn head_signer(&self, signer: NodeId, seq: u64) -> Option<Hex32> {
+        let len = seq.saturating_add(1);
+        let (since, at, founder) = self.registry(|r| {
+            (
+                r.roster.since(),
+                r.roster.identity_at(signer, len),
+                r.founders.get(&signer).copied(),
+            )
+        });
+        match since {
+            Some(since) if len >= since => at,
+            Some(_) => founder,
+            None => self.node_info(signer).map(|i| i.identity),
         }
     }
-    Ok(())
+
+    /// Check one signed head against this node's stored log.
+    fn check_head(&self, h: &SignedHead) -> Result<(), AuditFault> {
+        let Some(entry) = self.audit_entries(h.seq, 1).ok().and_then(|mut e| e.pop()) else {
+            return Err(AuditFault::Missing(h.seq, h.signer));
+        };
+        let Some(key) = self.head_signer(h.signer, h.seq) else {
+            return Err(AuditFault::Signer(h.seq, h.signer));
+        };
+        let root_ok = match &h.root {
+            Some(root) => {
+                merkle::root_at(h.seq.saturating_add(1), &|l, i| self.audit_subtree(l, i))
+                    .is_ok_and(|r| r == root.0)
+            }
+            None => true,
+        };
+        let bytes = head_signing_bytes(h.seq, &h.hash, h.root.as_ref());
+        if entry.hash != h.hash
+            || !root_ok
+            || !crate::identity::verify(&key, &bytes, &h.signature.0)
+        {
+            return Err(AuditFault::Signature(h.seq));
+        }
+        Ok(())
+    }
+
+    /// Verify the whole audit log as this node stores it: every entry's
+    /// number, link and hash; every stored subtree of the tree; that the
+    /// entries end at the head the replicated state holds; and every signed
+    /// head (its signer a member then, its hash and root this log's, its
+    /// signature). Blocking work: call it from a blocking thread.
+    pub fn verify_audit(&self) -> Result<Result<Verified, AuditFault>, NodeError> {
+        let (len, last, root) =
+            self.registry(|r| (r.audit.len(), r.audit.last_hash(), r.audit.root()));
+        let mut check = ChainCheck::default();
+        while check.next() < len {
+            let page = self.audit_entries(check.next(), PAGE)?;
+            if page.is_empty() {
+                return Ok(Err(AuditFault::Absent(check.next())));
+            }
+            for e in page.iter().take_while(|e| e.seq < len) {
+                let done = match check.entry(e) {
+                    Ok(d) => d,
+                    Err(f) => return Ok(Err(f)),
+                };
+                for (level, index, hash) in done {
+                    if self.audit_subtree(level, index) != Some(hash) {
+                        return Ok(Err(AuditFault::Tree(level, index)));
+                    }
+                }
+            }
+        }
+        if check.prev() != last || Hex32(check.frontier().root()) != root {
+            return Ok(Err(AuditFault::Head));
+        }
+        let (mut heads, mut signed_through) = (0u64, None);
+        loop {
+            let page = self.audit_heads(heads, PAGE)?;
+            if page.is_empty() {
+                break;
+            }
+            for h in &page {
+                if let Err(f) = self.check_head(h) {
+                    return Ok(Err(f));
+                }
+                signed_through = signed_through.max(Some(h.seq));
+            }
+            heads += page.len() as u64;
+        }
+        Ok(Ok(Verified {
+            entries: len,
+            heads,
+            signed_through,
+        }))
+    }
+
+    /// Entry `seq` with its inclusion proof against the latest signed head
+    /// (which covers it once the leader has signed past it: about a second
+    /// after it is appended).
+    pub fn audit_proof(&self, seq: u64) -> Result<AuditProof, NodeError> {
+        let (len, head) = self.registry(|r| (r.audit.len(), r.audit.last_head().cloned()));
+        if seq >= len {
+            return Err(NodeError::NotFound(format!(
+                "the audit log has {len} entries; there is no entry {seq}"
+            )));
+        }
+        let Some(head) = head.filter(|h| h.seq >= seq && h.root.is_some()) else {
+            return Err(NodeError::Unavailable(format!(
+                "entry {seq} is not yet under a signed head; try again in a second"
+            )));
+        };
+        let entry = self.audit_entries(seq, 1)?.pop().ok_or_else(|| {
+            NodeError::Unavailable(format!("entry {seq} is not held on this node yet"))
+        })?;
+        let get = |l, i| self.audit_subtree(l, i);
+        let size = head.seq.saturating_add(1);
+        let unavailable = |e: merkle::TreeError| NodeError::Unavailable(format!("audit tree: {e}"));
+        let path = merkle::inclusion_path(seq, size, &get).map_err(unavailable)?;
+        let root = merkle::root_at(size, &get).map_err(unavailable)?;
+        if Some(Hex32(root)) != head.root {
+            return Err(NodeError::Internal(format!(
+                "this node's audit tree at {size} entries does not match the signed head"
+            )));
+        }
+        let signer_identity = self
+            .head_signer(head.signer, head.seq)
+            .ok_or_else(|| NodeError::Internal("the head's signer is unknown".into()))?;
+        Ok(AuditProof {
+            entry,
+            path: path.into_iter().map(Hex32).collect(),
+            head,
+            signer_identity,
+        })
+    }
 }
 
 impl Node {
@@ -341,21 +488,23 @@ pub(crate) struct AuditPermit(mpsc::OwnedPermit<Queued>);
 /// Whether this replica's audit log holds `events`, appended at or after
 /// entry `from` (waiting briefly for it to apply them: a follower learns of
 /// a commit about one replication round after the leader).
-async fn holds(node: &Node, from: usize, events: &[AuditEvent]) -> bool {
+async fn holds(node: &Node, from: u64, events: &[AuditEvent]) -> bool {
     let (Some(first), Some(last)) = (events.first(), events.last()) else {
         return true;
     };
     let found = || {
-        node.registry(|r| {
-            let tail = r.audit.entries.get(from..).unwrap_or_default();
-            // The whole batch, in order (one `Audit` command appends its
-            // events together; another copy of its first event elsewhere
-            // is not taken for it).
-            tail.windows(events.len()).any(|w| {
-                w.first().is_some_and(|e| e.event == *first)
-                    && w.last().is_some_and(|e| e.event == *last)
-                    && w.iter().zip(events).all(|(e, ev)| e.event == *ev)
-            })
+        let upto = node.registry(|r| r.audit.len());
+        let wanted = usize::try_from(upto.saturating_sub(from)).unwrap_or(usize::MAX);
+        let tail = node
+            .audit_entries(from, wanted.min(HOLD_SCAN))
+            .unwrap_or_default();
+        // The whole batch, in order (one `Audit` command appends its
+        // events together; another copy of its first event elsewhere
+        // is not taken for it).
+        tail.windows(events.len()).any(|w| {
+            w.first().is_some_and(|e| e.event == *first)
+                && w.last().is_some_and(|e| e.event == *last)
+                && w.iter().zip(events).all(|(e, ev)| e.event == *ev)
         })
     };
     let deadline = tokio::time::Instant::now() + HOLD_WAIT;
@@ -369,6 +518,9 @@ async fn holds(node: &Node, from: usize, events: &[AuditEvent]) -> bool {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// How many entries after its start [`holds`] looks through for a batch.
+const HOLD_SCAN: usize = 20_000;
 
 /// How long [`holds`] waits for this replica to apply an audit batch.
 const HOLD_WAIT: Duration = Duration::from_secs(5);
@@ -439,7 +591,7 @@ pub(crate) async fn audit_writer(
             };
             let mut statement = audit();
             // The events land after the entries this replica has now.
-            let from = node.registry(|r| r.audit.entries.len());
+            let from = node.registry(|r| r.audit.len());
             loop {
                 match node.propose(statement.clone()).await {
                     // Done once this replica applied the events itself: the
@@ -498,23 +650,23 @@ pub(crate) async fn audit_writer(
             continue;
         }
         let head = node.registry(|r| {
-            let last_signed = r.audit.heads.last().map(|h| h.seq);
-            r.audit
-                .entries
-                .last()
-                .filter(|e| Some(e.seq) > last_signed)
-                .map(|e| (e.seq, e.hash))
+            let last_signed = r.audit.last_head().map(|h| h.seq);
+            let seq = r.audit.len().checked_sub(1)?;
+            (Some(seq) > last_signed).then(|| (seq, r.audit.last_hash(), r.audit.root()))
         });
-        if let Some((seq, hash)) = head {
+        if let Some((seq, hash, root)) = head {
             if signed == Some(seq) {
                 continue;
             }
-            let signature = node.keys().sign(&head_signing_bytes(seq, &hash));
+            let signature = node
+                .keys()
+                .sign(&head_signing_bytes(seq, &hash, Some(&root)));
             let head = SignedHead {
                 seq,
                 hash,
                 signer: node.id(),
                 signature: Hex(signature.to_vec()),
+                root: Some(root),
             };
             match node
                 .propose(node.statement(ClusterCommand::SignHead { head }))
@@ -531,88 +683,52 @@ pub(crate) async fn audit_writer(
 mod tests {
     use super::*;
 
-    fn event(i: u64) -> AuditEvent {
-        AuditEvent {
-            time_ms: i,
-            node: NodeId::new(1).unwrap(),
-            actor: "admin".into(),
-            action: "key.sign".into(),
-            target: Some(format!("k{i}")),
-            outcome: "ok".into(),
+    fn entries(n: u64) -> Vec<AuditEntry> {
+        let mut log = AuditLog::default();
+        log.apply(&ClusterCommand::Audit {
+            events: (0..n).map(log::tests::event).collect(),
+        });
+        log.take_side()
+            .iter()
+            .filter(|w| w.space == SPACE_ENTRY)
+            .map(|w| serde_json::from_slice(&w.value).unwrap())
+            .collect()
+    }
+
+    fn check(entries: &[AuditEntry]) -> Result<ChainCheck, AuditFault> {
+        let mut c = ChainCheck::default();
+        for e in entries {
+            c.entry(e)?;
         }
+        Ok(c)
     }
 
     #[test]
-    fn chain_verifies_and_every_tamper_is_found() {
-        let mut r = AuditLog::default();
-        r.apply(&ClusterCommand::Audit {
-            events: (0..5).map(event).collect(),
-        });
-        assert_eq!(verify_chain(&r.entries, &[], |_, _| None), Ok(()));
+    fn the_chain_check_finds_every_tamper() {
+        let log = entries(5);
+        let c = check(&log).unwrap();
+        assert_eq!(c.next(), 5);
+        assert_eq!(c.prev(), log[4].hash);
 
-        let mut altered = r.entries.clone();
+        let mut altered = log.clone();
         altered[2].event.outcome = "denied".into();
-        assert_eq!(
-            verify_chain(&altered, &[], |_, _| None),
-            Err(AuditFault::Hash(2))
-        );
+        assert_eq!(check(&altered).err(), Some(AuditFault::Hash(2)));
 
-        let mut dropped = r.entries.clone();
+        let mut dropped = log.clone();
         dropped.remove(1);
-        assert_eq!(
-            verify_chain(&dropped, &[], |_, _| None),
-            Err(AuditFault::Sequence(1, 2))
-        );
+        assert_eq!(check(&dropped).err(), Some(AuditFault::Sequence(1, 2)));
 
-        let mut relinked = r.entries.clone();
+        let mut relinked = log.clone();
         relinked[3].prev = Hex32([7u8; 32]);
-        assert_eq!(
-            verify_chain(&relinked, &[], |_, _| None),
-            Err(AuditFault::Link(3))
-        );
+        assert_eq!(check(&relinked).err(), Some(AuditFault::Link(3)));
 
-        // A head over entry 4: it verifies on the whole chain, and on a
-        // chain that lost its last entries it is reported, not skipped.
-        let key = ed25519_dalek::SigningKey::from_bytes(&[3u8; 32]);
-        let public = Hex32(key.verifying_key().to_bytes());
-        let head = SignedHead {
-            seq: 4,
-            hash: r.entries[4].hash,
-            signer: NodeId::new(1).unwrap(),
-            signature: Hex(ed25519_dalek::Signer::sign(
-                &key,
-                &head_signing_bytes(4, &r.entries[4].hash),
-            )
-            .to_bytes()
-            .to_vec()),
-        };
-        let heads = [head];
-        assert_eq!(
-            verify_chain(&r.entries, &heads, |_, _| Some(public)),
-            Ok(())
-        );
-        assert_eq!(
-            verify_chain(&r.entries[..3], &heads, |_, _| Some(public)),
-            Err(AuditFault::Missing(4, NodeId::new(1).unwrap()))
-        );
-        assert_eq!(
-            verify_chain(&r.entries, &heads, |_, _| None),
-            Err(AuditFault::Signer(4, NodeId::new(1).unwrap()))
-        );
-        // Another key: the signature does not verify.
-        let other = Hex32(
-            ed25519_dalek::SigningKey::from_bytes(&[4u8; 32])
-                .verifying_key()
-                .to_bytes(),
-        );
-        assert_eq!(
-            verify_chain(&r.entries, &heads, |_, _| Some(other)),
-            Err(AuditFault::Head(4))
-        );
-        // The signer is asked for as of the log's length when it signed.
-        assert_eq!(
-            verify_chain(&r.entries, &heads, |_, len| (len == 5).then_some(public)),
-            Ok(())
-        );
+        // Resumed from the middle, it reaches the same head.
+        let mut half = check(&log[..2]).unwrap();
+        let mut resumed = ChainCheck::resume(half.prev(), half.frontier().clone());
+        for e in &log[2..] {
+            resumed.entry(e).unwrap();
+            half.entry(e).unwrap();
+        }
+        assert_eq!(resumed.frontier().root(), c.frontier().root());
     }
 }

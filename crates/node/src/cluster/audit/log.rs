@@ -1,0 +1,283 @@
+//! The audit log's part of the replicated state: its head only. The
+//! entries, the signed heads and the Merkle tree's stored subtrees are side
+//! records (`keyquorum_store::raft::side`), written as the log applies
+//! them and never part of a snapshot.
+//!
+//! Entry `i` has the chain hash
+//! `h_i = SHA-256("keyquorum-audit-v1" ‖ i ‖ h_{i-1} ‖ JSON(event_i))`
+//! with `h_{-1} = 0³²`, and is leaf `i` of a Merkle tree (RFC 9162 §2.1)
+//! whose leaf data are the 32 bytes of `h_i`. The state keeps the number of
+//! entries, the last `h`, the tree's frontier (its complete subtrees' roots)
+//! and the latest signed head: enough to append, to compute the root, and
+//! to check entries fetched from another member.
+
+use keyquorum_core::merkle::{self, Frontier};
+use keyquorum_store::raft::SideWrite;
+use keyquorum_wire::control::{
+    AuditEntry, AuditEvent, ClusterCommand, CommandResponse, SignedHead,
+};
+use keyquorum_wire::Hex32;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// Side space of the entries (key: `seq`; value: the entry's JSON).
+pub const SPACE_ENTRY: u32 = 1;
+/// Side space of the signed heads (key: their order of application;
+/// value: the head's JSON).
+pub const SPACE_HEAD: u32 = 2;
+/// Side space of the tree's complete subtrees at level `l` is
+/// `SPACE_TREE + l` (key: the subtree's index in its level; value: its
+/// 32-byte hash).
+pub const SPACE_TREE: u32 = 16;
+
+/// The audit log's head in the replicated state (serialized as part of
+/// [`crate::cluster::Registry`]; see the module text).
+#[derive(Debug, Clone, Default)]
+pub struct AuditLog {
+    last: Hex32,
+    frontier: Frontier,
+    heads: u64,
+    last_head: Option<SignedHead>,
+    /// Records applying produced, not yet handed to the store.
+    pending: Vec<SideWrite>,
+}
+
+impl AuditLog {
+    /// Entries in the log.
+    pub fn len(&self) -> u64 {
+        self.frontier.size()
+    }
+
+    /// Whether it has none.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The last entry's chain hash (zeros when empty).
+    pub fn last_hash(&self) -> Hex32 {
+        self.last
+    }
+
+    /// The Merkle root over every entry.
+    pub fn root(&self) -> Hex32 {
+        Hex32(self.frontier.root())
+    }
+
+    /// The tree's frontier.
+    pub fn frontier(&self) -> &Frontier {
+        &self.frontier
+    }
+
+    /// Signed heads applied.
+    pub fn head_count(&self) -> u64 {
+        self.heads
+    }
+
+    /// The latest signed head applied.
+    pub fn last_head(&self) -> Option<&SignedHead> {
+        self.last_head.as_ref()
+    }
+
+    /// The entries among the records not yet taken (tests of the machine
+    /// alone, where no store takes them).
+    #[cfg(test)]
+    pub(crate) fn pending_entries(&self) -> Vec<AuditEntry> {
+        self.pending
+            .iter()
+            .filter(|w| w.space == SPACE_ENTRY)
+            .filter_map(|w| serde_json::from_slice(&w.value).ok())
+            .collect()
+    }
+
+    /// The records applying produced since the last call.
+    pub(crate) fn take_side(&mut self) -> Vec<SideWrite> {
+        std::mem::take(&mut self.pending)
+    }
+
+    fn push_entry(&mut self, entry: &AuditEntry) {
+        self.pending.push(SideWrite {
+            space: SPACE_ENTRY,
+            key: entry.seq,
+            value: serde_json::to_vec(entry).unwrap_or_default(),
+        });
+        for (level, index, hash) in self.frontier.push(merkle::leaf_hash(&entry.hash.0)) {
+            self.pending.push(SideWrite {
+                space: SPACE_TREE + u32::from(level),
+                key: index,
+                value: hash.to_vec(),
+            });
+        }
+        self.last = entry.hash;
+    }
+
+    fn append(&mut self, event: &AuditEvent) {
+        let seq = self.len();
+        let prev = self.last;
+        let hash = audit_hash(seq, &prev, event);
+        self.push_entry(&AuditEntry {
+            seq,
+            event: event.clone(),
+            prev,
+            hash,
+        });
+    }
+
+    fn push_head(&mut self, head: &SignedHead) {
+        self.pending.push(SideWrite {
+            space: SPACE_HEAD,
+            key: self.heads,
+            value: serde_json::to_vec(head).unwrap_or_default(),
+        });
+        self.heads += 1;
+        self.last_head = Some(head.clone());
+    }
+
+    /// Apply [`ClusterCommand::Audit`] and [`ClusterCommand::SignHead`].
+    pub(crate) fn apply(&mut self, command: &ClusterCommand) -> CommandResponse {
+        match command {
+            ClusterCommand::Audit { events } => {
+                for e in events {
+                    self.append(e);
+                }
+                CommandResponse::Ok
+            }
+            ClusterCommand::SignHead { head } => {
+                // Kept even when it does not match this replica's chain, or
+                // lies beyond its end: a head is signed over entries the
+                // leader applied, and the log orders it after them, so on
+                // an untouched replica it matches. A mismatch or a missing
+                // entry means this replica's stored log was altered, and
+                // dropping the head would hide exactly that from the
+                // verification. Who signed it was checked on apply: a
+                // member at that point, stating its own head.
+                self.push_head(head);
+                CommandResponse::Ok
+            }
+            _ => CommandResponse::rejected("not an audit command"),
+        }
+    }
+}
+
+/// The audit log's head as a snapshot carries it.
+#[derive(Serialize, Deserialize)]
+struct Stored {
+    len: u64,
+    last: Hex32,
+    frontier: Vec<Hex32>,
+    heads: u64,
+    #[serde(default)]
+    last_head: Option<SignedHead>,
+}
+
+impl Serialize for AuditLog {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        Stored {
+            len: self.len(),
+            last: self.last,
+            frontier: self.frontier.nodes().iter().map(|h| Hex32(*h)).collect(),
+            heads: self.heads,
+            last_head: self.last_head.clone(),
+        }
+        .serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for AuditLog {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = Stored::deserialize(d)?;
+        let frontier = Frontier::from_parts(s.len, s.frontier.iter().map(|h| h.0).collect())
+            .ok_or_else(|| {
+                serde::de::Error::custom("the audit frontier does not fit the entry count")
+            })?;
+        Ok(AuditLog {
+            last: s.last,
+            frontier,
+            heads: s.heads,
+            last_head: s.last_head,
+            pending: Vec::new(),
+        })
+    }
+}
+
+impl AuditLog {
+    /// The log of a snapshot from before the entries were side records:
+    /// its entries and heads as they were stored, all of them handed to the
+    /// store as records ([`Self::take_side`]).
+    pub(crate) fn from_legacy(entries: &[AuditEntry], heads: &[SignedHead]) -> Self {
+        let mut log = AuditLog::default();
+        for e in entries {
+            log.push_entry(e);
+        }
+        for h in heads {
+            log.push_head(h);
+        }
+        log
+    }
+}
+
+/// The hash of audit entry `seq` with predecessor `prev`
+/// ([`keyquorum_core::auditlog::entry_hash`]).
+pub fn audit_hash(seq: u64, prev: &Hex32, event: &AuditEvent) -> Hex32 {
+    // serde_json writes struct fields in declaration order: deterministic.
+    let json = serde_json::to_vec(event).unwrap_or_default();
+    Hex32(keyquorum_core::auditlog::entry_hash(seq, &prev.0, &json))
+}
+
+/// The bytes a signed head's signature covers
+/// ([`keyquorum_core::auditlog::head_signing_bytes`]).
+pub fn head_signing_bytes(seq: u64, hash: &Hex32, root: Option<&Hex32>) -> Vec<u8> {
+    keyquorum_core::auditlog::head_signing_bytes(seq, &hash.0, root.map(|r| &r.0))
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use keyquorum_wire::NodeId;
+
+    use super::*;
+
+    pub(crate) fn event(i: u64) -> AuditEvent {
+        AuditEvent {
+            time_ms: i,
+            node: NodeId::new(1).unwrap(),
+            actor: "admin".into(),
+            action: "key.sign".into(),
+            target: Some(format!("k{i}")),
+            outcome: "ok".into(),
+        }
+    }
+
+    /// Appending makes one entry record and the subtrees it completes; the
+    /// snapshot form holds the head only and reads back the same; a legacy
+    /// log converts to the same records.
+    #[test]
+    fn the_state_keeps_the_head_and_hands_out_the_records() {
+        let mut log = AuditLog::default();
+        log.apply(&ClusterCommand::Audit {
+            events: (0..5).map(event).collect(),
+        });
+        let records = log.take_side();
+        let entries: Vec<AuditEntry> = records
+            .iter()
+            .filter(|w| w.space == SPACE_ENTRY)
+            .map(|w| serde_json::from_slice(&w.value).unwrap())
+            .collect();
+        assert_eq!(entries.len(), 5);
+        assert_eq!(log.len(), 5);
+        assert_eq!(log.last_hash(), entries[4].hash);
+        // 5 leaves: 5 + 2 + 1 complete subtrees.
+        assert_eq!(records.iter().filter(|w| w.space >= SPACE_TREE).count(), 8);
+        assert!(log.take_side().is_empty());
+
+        let json = serde_json::to_string(&log).unwrap();
+        assert!(!json.contains("k4"), "no entry in the snapshot form");
+        let back: AuditLog = serde_json::from_str(&json).unwrap();
+        assert_eq!(back.len(), 5);
+        assert_eq!(back.root(), log.root());
+        // A frontier that does not fit its count is refused.
+        let bad = json.replace("\"len\":5", "\"len\":7");
+        assert!(serde_json::from_str::<AuditLog>(&bad).is_err());
+
+        let mut legacy = AuditLog::from_legacy(&entries, &[]);
+        assert_eq!(legacy.root(), log.root());
+        assert_eq!(legacy.take_side(), records);
+    }
+}
