@@ -111,9 +111,21 @@ impl Node {
                 let limit = usize::try_from(limit)
                     .unwrap_or(usize::MAX)
                     .min(super::audit::keeper::FETCH_MAX);
-                let entries = tokio::task::spawn_blocking(move || node.audit_entries(from, limit))
-                    .await
-                    .map_err(|e| NodeError::Internal(e.to_string()))??;
+                let mut entries =
+                    tokio::task::spawn_blocking(move || node.audit_entries(from, limit))
+                        .await
+                        .map_err(|e| NodeError::Internal(e.to_string()))??;
+                // A byte budget as well: the asker asks for fewer next.
+                let mut bytes = 0usize;
+                let keep = entries
+                    .iter()
+                    .take_while(|e| {
+                        bytes += serde_json::to_vec(e).map(|v| v.len()).unwrap_or(0);
+                        bytes <= super::audit::keeper::FETCH_BYTES
+                    })
+                    .count()
+                    .max(1);
+                entries.truncate(keep);
                 Ok(PeerMessage::AuditEntries { entries })
             }
             PeerMessage::InitSign {

@@ -358,16 +358,23 @@ where
     C::NodeId: Serialize + DeserializeOwned,
 {
     /// Apply `entries` under the state's lock, answers into `out`; returns
-    /// the side records they produced.
+    /// the side records they produced, and the state at a checkpoint index
+    /// among them (kept for the next snapshot once the records are
+    /// written).
+    #[allow(
+        clippy::type_complexity,
+        reason = "a pair of the records and the checkpoint, used once"
+    )]
     fn apply_entries<I>(
         &mut self,
         entries: I,
         out: &mut Vec<C::R>,
-    ) -> Result<Vec<SideWrite>, StorageError<C::NodeId>>
+    ) -> Result<(Vec<SideWrite>, Option<Applied<C, M>>), StorageError<C::NodeId>>
     where
         I: IntoIterator<Item = C::Entry>,
     {
         let mut g = write_applied(&self.state)?;
+        let mut checkpoint = None;
         for entry in entries {
             let index = entry.log_id.index;
             if let EntryPayload::Normal(cmd) = &entry.payload {
@@ -394,11 +401,10 @@ where
                 }
             }
             if self.every.is_some_and(|e| index % e == 0) {
-                let copy = g.clone();
-                *lock(&self.pending) = Some(copy);
+                checkpoint = Some(g.clone());
             }
         }
-        Ok(g.machine.take_side())
+        Ok((g.machine.take_side(), checkpoint))
     }
 }
 
@@ -435,13 +441,18 @@ where
         I::IntoIter: OptionalSend,
     {
         let mut out = Vec::new();
-        let side = self.apply_entries(entries, &mut out)?;
+        let (side, checkpoint) = self.apply_entries(entries, &mut out)?;
         if !side.is_empty() {
-            // Before answering: a reader that sees the entries applied
-            // finds their records (and a snapshot, built after this
-            // returns, is stored after them).
+            // Before answering, and before a checkpoint among these
+            // entries can be stored as a snapshot: a snapshot's records are
+            // written before it (its durable commit makes them durable).
+            // A reader may see the entries applied a moment before their
+            // records (the state's lock is not held across the write).
             let db = self.db.clone();
             blocking(move || side::write(&db, &side, false).map_err(io_write)).await?;
+        }
+        if let Some(copy) = checkpoint {
+            *lock(&self.pending) = Some(copy);
         }
         Ok(out)
     }

@@ -1,8 +1,8 @@
-//! Side records: what a [`Machine`] keeps outside itself and outside its
+//! Side records: what a [`Machine`](super::Machine) keeps outside itself and outside its
 //! snapshots (the audit log's entries and tree), in the Raft file's own
 //! `side` table, keyed by `(space, key)`.
 //!
-//! Applying an entry hands its records to the store ([`Machine::take_side`]),
+//! Applying an entry hands its records to the store ([`Machine::take_side`](super::Machine::take_side)),
 //! which writes them before `apply` returns, in a transaction without its
 //! own fsync: the next durable write to the file (an append, a snapshot)
 //! makes them durable with it. A snapshot is stored after the entries it

@@ -34,6 +34,10 @@ use crate::error::NodeError;
 /// The most entries one fetch asks for, and a member answers.
 pub const FETCH_MAX: usize = 1000;
 
+/// About the most bytes of entries a member answers at once (at least one
+/// entry goes).
+pub const FETCH_BYTES: usize = 4 << 20;
+
 /// How often the keeper looks for something missing.
 const ROUND: Duration = Duration::from_secs(1);
 
@@ -46,11 +50,17 @@ pub(crate) async fn keeper(node: Node) {
     // records written (apply writes them before it returns), so a gap
     // before it is a real one, not an apply in progress.
     let mut settled = 0u64;
+    let mut round = tokio::time::Instant::now();
     loop {
         let now = node.registry(|r| r.audit.len());
-        let len = std::mem::replace(&mut settled, now).min(now);
+        if round.elapsed() >= ROUND {
+            settled = now;
+            round = tokio::time::Instant::now();
+        }
+        let len = settled.min(now);
         if held >= len {
             tokio::time::sleep(ROUND).await;
+            settled = node.registry(|r| r.audit.len()).min(settled.max(now));
             continue;
         }
         let n = node.clone();
@@ -65,7 +75,13 @@ pub(crate) async fn keeper(node: Node) {
             Err(_) => return,
         };
         match step {
-            Step::Held(upto) => held = upto,
+            Step::Held(upto) if upto > held => held = upto,
+            // No progress: a stored record is not what it should be
+            // (`verify_audit` names it).
+            Step::Held(_) => {
+                tracing::warn!(held, "audit keeper: the stored log does not continue here");
+                tokio::time::sleep(ROUND).await;
+            }
             Step::Fetch { from, to, expect } => {
                 turn = turn.wrapping_add(1);
                 match fetch(&node, from, to, expect, turn).await {
@@ -184,9 +200,11 @@ async fn fetch(
     let n = peers.len();
     peers.rotate_left(turn % n);
     let mut end = to;
+    let mut page = FETCH_MAX as u64;
     while end > from {
-        let start = end.saturating_sub(FETCH_MAX as u64).max(from);
+        let start = end.saturating_sub(page).max(from);
         let mut got = None;
+        let mut shorter = None;
         for (id, info, _) in &peers {
             let ask = PeerMessage::AuditFetch {
                 from: start,
@@ -207,7 +225,14 @@ async fn fetch(
                 }
                 // Fewer than asked: it lacks them too (it may be filling
                 // its own gap). Anything else is a wrong entry.
-                Err(PageFault::Short) => continue,
+                Err(PageFault::Short) => {
+                    // Some: it answers less at once (a byte budget); ask
+                    // for that many.
+                    if !entries.is_empty() {
+                        shorter = Some(entries.len() as u64);
+                    }
+                    continue;
+                }
                 Err(PageFault::Wrong(seq)) => {
                     tracing::warn!(
                         peer = %id,
@@ -220,6 +245,10 @@ async fn fetch(
             }
         }
         let Some((entries, next)) = got else {
+            if let Some(k) = shorter.filter(|k| *k < page) {
+                page = k;
+                continue;
+            }
             return Err(NodeError::Unavailable(format!(
                 "no member had entries {start}..{end} that check"
             )));

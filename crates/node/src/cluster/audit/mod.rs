@@ -127,6 +127,9 @@ pub struct Verified {
 /// Entries read at once from the side table.
 const PAGE: usize = 1000;
 
+/// How many of the newest signed heads a proof may be made against.
+const PROOF_HEADS: u64 = 64;
+
 fn stored(e: impl std::fmt::Display) -> NodeError {
     NodeError::Internal(format!("audit records: {e}"))
 }
@@ -231,6 +234,7 @@ impl Node {
             if page.is_empty() {
                 return Ok(Err(AuditFault::Absent(check.next())));
             }
+            let before = check.next();
             for e in page.iter().take_while(|e| e.seq < len) {
                 let done = match check.entry(e) {
                     Ok(d) => d,
@@ -241,6 +245,11 @@ impl Node {
                         return Ok(Err(AuditFault::Tree(level, index)));
                     }
                 }
+            }
+            // A stored entry whose number is not its key.
+            if check.next() == before {
+                let seq = page.first().map(|e| e.seq).unwrap_or_default();
+                return Ok(Err(AuditFault::Sequence(before, seq)));
             }
         }
         if check.prev() != last || Hex32(check.frontier().root()) != root {
@@ -271,13 +280,24 @@ impl Node {
     /// (which covers it once the leader has signed past it: about a second
     /// after it is appended).
     pub fn audit_proof(&self, seq: u64) -> Result<AuditProof, NodeError> {
-        let (len, head) = self.registry(|r| (r.audit.len(), r.audit.last_head().cloned()));
+        let (len, heads) = self.registry(|r| (r.audit.len(), r.audit.head_count()));
         if seq >= len {
             return Err(NodeError::NotFound(format!(
                 "the audit log has {len} entries; there is no entry {seq}"
             )));
         }
-        let Some(head) = head.filter(|h| h.seq >= seq && h.root.is_some()) else {
+        let get = |l, i| self.audit_subtree(l, i);
+        // The newest of the recent heads that covers the entry and matches
+        // this node's tree (a member can state a head that does not).
+        let recent = self.audit_heads(heads.saturating_sub(PROOF_HEADS), PROOF_HEADS as usize)?;
+        let head = recent.into_iter().rev().find(|h| {
+            h.seq >= seq
+                && h.seq < len
+                && h.root.is_some_and(|root| {
+                    merkle::root_at(h.seq.saturating_add(1), &get).is_ok_and(|r| r == root.0)
+                })
+        });
+        let Some(head) = head else {
             return Err(NodeError::Unavailable(format!(
                 "entry {seq} is not yet under a signed head; try again in a second"
             )));
@@ -285,7 +305,6 @@ impl Node {
         let entry = self.audit_entries(seq, 1)?.pop().ok_or_else(|| {
             NodeError::Unavailable(format!("entry {seq} is not held on this node yet"))
         })?;
-        let get = |l, i| self.audit_subtree(l, i);
         let size = head.seq.saturating_add(1);
         let unavailable = |e: merkle::TreeError| NodeError::Unavailable(format!("audit tree: {e}"));
         let path = merkle::inclusion_path(seq, size, &get).map_err(unavailable)?;
@@ -489,27 +508,17 @@ pub(crate) struct AuditPermit(mpsc::OwnedPermit<Queued>);
 /// entry `from` (waiting briefly for it to apply them: a follower learns of
 /// a commit about one replication round after the leader).
 async fn holds(node: &Node, from: u64, events: &[AuditEvent]) -> bool {
-    let (Some(first), Some(last)) = (events.first(), events.last()) else {
+    if events.is_empty() {
         return true;
-    };
+    }
     let found = || {
-        let upto = node.registry(|r| r.audit.len());
-        let wanted = usize::try_from(upto.saturating_sub(from)).unwrap_or(usize::MAX);
-        let tail = node
-            .audit_entries(from, wanted.min(HOLD_SCAN))
-            .unwrap_or_default();
-        // The whole batch, in order (one `Audit` command appends its
-        // events together; another copy of its first event elsewhere
-        // is not taken for it).
-        tail.windows(events.len()).any(|w| {
-            w.first().is_some_and(|e| e.event == *first)
-                && w.last().is_some_and(|e| e.event == *last)
-                && w.iter().zip(events).all(|(e, ev)| e.event == *ev)
-        })
+        let node = node.clone();
+        let events = events.to_vec();
+        tokio::task::spawn_blocking(move || held_from(&node, from, &events))
     };
     let deadline = tokio::time::Instant::now() + HOLD_WAIT;
     loop {
-        if found() {
+        if found().await.unwrap_or(false) {
             return true;
         }
         if tokio::time::Instant::now() >= deadline {
@@ -519,8 +528,31 @@ async fn holds(node: &Node, from: u64, events: &[AuditEvent]) -> bool {
     }
 }
 
-/// How many entries after its start [`holds`] looks through for a batch.
-const HOLD_SCAN: usize = 20_000;
+/// Whether the entries from `from` on hold `events`, whole and in order
+/// (one `Audit` command appends its events together; another copy of its
+/// first event elsewhere is not taken for it). Reads page by page, each
+/// page overlapping the last by the batch's length.
+fn held_from(node: &Node, from: u64, events: &[AuditEvent]) -> bool {
+    let upto = node.registry(|r| r.audit.len());
+    let mut at = from;
+    let overlap = events.len().saturating_sub(1) as u64;
+    while at < upto {
+        let Ok(page) = node.audit_entries(at, PAGE + events.len()) else {
+            return false;
+        };
+        if page.len() < events.len() {
+            return false;
+        }
+        if page
+            .windows(events.len())
+            .any(|w| w.iter().zip(events).all(|(e, ev)| e.event == *ev))
+        {
+            return true;
+        }
+        at = at.saturating_add((page.len() as u64).saturating_sub(overlap).max(1));
+    }
+    false
+}
 
 /// How long [`holds`] waits for this replica to apply an audit batch.
 const HOLD_WAIT: Duration = Duration::from_secs(5);
