@@ -272,23 +272,40 @@ pub(crate) async fn run(command: Command, json: bool) -> Result<()> {
             offset,
             limit,
         } => {
-            if let Some(AuditCommand::CheckProof { file, identity }) = &command {
+            if let Some(AuditCommand::CheckProof {
+                file,
+                identity,
+                min_signers,
+            }) = &command
+            {
                 let bytes =
                     std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
                 let proof: keyquorum_wire::control::AuditProof =
                     serde_json::from_slice(&bytes).context("the proof file is not a proof")?;
-                return check_proof(&proof, &hex32(identity, "--identity")?.0, true, json);
+                let keys = identity
+                    .iter()
+                    .map(|i| hex32(i, "--identity").map(|k| k.0))
+                    .collect::<Result<Vec<_>>>()?;
+                return check_proof(&proof, &keys, *min_signers, true, json);
             }
             let c = client(&remote)?;
             match command {
                 Some(AuditCommand::CheckProof { .. }) => Ok(()),
-                Some(AuditCommand::Proof { entry, identity }) => {
+                Some(AuditCommand::Proof {
+                    entry,
+                    identity,
+                    min_signers,
+                }) => {
                     let proof = c.audit_proof(entry).await?;
-                    let (key, pinned) = match identity {
-                        Some(i) => (hex32(&i, "--identity")?.0, true),
-                        None => (proof.signer_identity.0, false),
+                    let pinned = !identity.is_empty();
+                    let keys = match pinned {
+                        true => identity
+                            .iter()
+                            .map(|i| hex32(i, "--identity").map(|k| k.0))
+                            .collect::<Result<Vec<_>>>()?,
+                        false => proof.heads.iter().map(|h| h.signer_identity.0).collect(),
                     };
-                    check_proof(&proof, &key, pinned, json)
+                    check_proof(&proof, &keys, min_signers, pinned, json)
                 }
                 Some(AuditCommand::Verify) => {
                     let v = c.audit_verify().await?;
@@ -755,14 +772,19 @@ async fn export(c: &Client, command: ExportCommand, json: bool) -> Result<()> {
     }
 }
 
-/// Check an audit proof and print it (or the proof as JSON).
+/// Check an audit proof against `keys` and print it (or the proof as
+/// JSON, the verdict then on standard error); `min_signers` defaults to
+/// every key given (lower it to the cluster's largest key threshold, at
+/// least a majority, to allow for members that have not signed yet).
 fn check_proof(
     proof: &keyquorum_wire::control::AuditProof,
-    identity: &[u8; 32],
+    keys: &[[u8; 32]],
+    min_signers: Option<usize>,
     pinned: bool,
     json: bool,
 ) -> Result<()> {
-    let checked = keyquorum_client::audit::verify_proof(proof, identity);
+    let need = min_signers.unwrap_or(keys.len());
+    let checked = keyquorum_client::audit::verify_proof(proof, keys, need);
     if json {
         print_json(&serde_json::to_value(proof)?)?;
     } else {
@@ -777,26 +799,30 @@ fn check_proof(
             e.event.target.as_deref().unwrap_or("-"),
             e.event.outcome
         );
-        println!(
-            "in the log of {} entries with root {}, head signed by node {} (identity {})",
-            proof.head.seq.saturating_add(1),
-            proof
-                .head
-                .root
-                .map(|r| hex::encode(r.0))
-                .unwrap_or_else(|| "-".into()),
-            proof.head.signer,
-            hex::encode(identity)
-        );
-        match &checked {
-            Ok(()) if pinned => println!("proof verified"),
-            Ok(()) => println!(
-                "proof verified against the identity key the node named; pass --identity \
-                 with the key you know for node {} to rely on it",
-                proof.head.signer
-            ),
-            Err(e) => println!("PROOF DOES NOT VERIFY: {e}"),
+        for h in &proof.heads {
+            println!(
+                "in the log of {} entries with root {}, signed by node {} (identity {})",
+                h.head.seq.saturating_add(1),
+                h.head
+                    .root
+                    .map(|r| hex::encode(r.0))
+                    .unwrap_or_else(|| "-".into()),
+                h.head.signer,
+                hex::encode(h.signer_identity.0)
+            );
         }
     }
-    checked.map_err(|e| anyhow!("audit proof: {e}"))
+    let verdict = match &checked {
+        Ok(n) if pinned => format!("proof verified: {n} of the keys given signed ({need} needed)"),
+        Ok(n) => format!(
+            "proof checked against the {n} identity keys the node named, not keys you hold: \
+             pass --identity with the members' keys to rely on it"
+        ),
+        Err(e) => format!("PROOF DOES NOT VERIFY: {e}"),
+    };
+    match json {
+        true => eprintln!("{verdict}"),
+        false => println!("{verdict}"),
+    }
+    checked.map(|_| ()).map_err(|e| anyhow!("audit proof: {e}"))
 }

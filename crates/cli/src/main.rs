@@ -546,24 +546,35 @@ enum AuditCommand {
     /// Recompute the hash chain and the Merkle tree and check the signed
     /// heads (on the node).
     Verify,
-    /// Print entry ENTRY with its Merkle inclusion proof against the latest
-    /// signed head, checked here (RFC 9162 §2.1.3); `--json` prints the
-    /// proof for anyone to check with `audit check-proof`.
+    /// Print entry ENTRY with its Merkle inclusion proofs against the
+    /// members' newest signed heads, checked here (RFC 9162 §2.1.3);
+    /// `--json` prints the proof for anyone to check with
+    /// `audit check-proof`.
     Proof {
         /// The entry's number.
         entry: u64,
-        /// The head signer's identity key (hex) you trust; without it the
-        /// proof is checked against the key the node names, and says so.
+        /// A member's identity key (hex) you trust; repeat it for each.
+        /// Without any, the proof is checked against the keys the node
+        /// names, and says so.
         #[arg(long)]
-        identity: Option<String>,
+        identity: Vec<String>,
+        /// How many of those keys must have signed a head the entry checks
+        /// against (default: all of them; at least the cluster's largest
+        /// key threshold and a majority, or t-1 members could agree on a
+        /// false log).
+        #[arg(long)]
+        min_signers: Option<usize>,
     },
     /// Check a proof saved by `audit proof --json`, offline.
     CheckProof {
         /// The proof file (JSON).
         file: std::path::PathBuf,
-        /// The head signer's identity key (hex).
+        /// A member's identity key (hex); repeat it for each.
+        #[arg(long, required = true)]
+        identity: Vec<String>,
+        /// How many of those keys must have signed (default: all of them).
         #[arg(long)]
-        identity: String,
+        min_signers: Option<usize>,
     },
 }
 

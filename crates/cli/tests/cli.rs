@@ -457,6 +457,60 @@ fn cli_end_to_end() {
         .collect();
     assert!(actions.iter().any(|a| a.contains("export")), "{actions:?}");
 
+    // An entry's inclusion proof: unpinned, it says whose word it took;
+    // saved, it checks offline against the members' keys, and altered or
+    // against a stranger's key it does not.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let proof = loop {
+        let (ok, out, err) = run(&d, &admin, &["audit", "proof", "1", "--json"]);
+        let heads = serde_json::from_str::<Value>(&out)
+            .ok()
+            .filter(|p| p["heads"].as_array().is_some_and(|h| h.len() >= 2));
+        match heads {
+            Some(p) if ok => {
+                assert!(err.contains("not keys you hold"), "{err}");
+                break p;
+            }
+            _ => {
+                assert!(std::time::Instant::now() < deadline, "no proof: {err}");
+                std::thread::sleep(std::time::Duration::from_millis(200));
+            }
+        }
+    };
+    let file = dir.path().join("proof.json");
+    std::fs::write(&file, proof.to_string()).unwrap();
+    let keys: Vec<String> = proof["heads"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["signer_identity"].as_str().unwrap().to_string())
+        .collect();
+    let mut args = vec!["audit", "check-proof", file.to_str().unwrap()];
+    for k in &keys {
+        args.extend(["--identity", k.as_str()]);
+    }
+    let (ok, out, err) = run(&d, &admin, &args);
+    assert!(ok, "{err}");
+    assert!(out.contains("proof verified"), "{out}");
+    let stranger = "11".repeat(32);
+    let (ok, out, _) = run(
+        &d,
+        &admin,
+        &[
+            "audit",
+            "check-proof",
+            file.to_str().unwrap(),
+            "--identity",
+            &stranger,
+        ],
+    );
+    assert!(!ok && out.contains("DOES NOT VERIFY"), "{out}");
+    let mut altered = proof.clone();
+    altered["entry"]["event"]["outcome"] = "altered".into();
+    std::fs::write(&file, altered.to_string()).unwrap();
+    let (ok, out, _) = run(&d, &admin, &args);
+    assert!(!ok && out.contains("DOES NOT VERIFY"), "{out}");
+
     // A revoked client is refused; one that expires is refused after.
     json(&d, &admin, &["client", "revoke", "app"]);
     let (ok, _, err) = run(&d, &app, &["key", "sign", "beta", "--message", "x"]);

@@ -260,7 +260,8 @@ async fn bad_client_requests_get_clear_errors_and_change_nothing() {
         .filter(|e| e["event"]["actor"] == "anonymous")
         .count();
     assert_eq!(unsigned, 0, "unsigned requests' refusals are not audited");
-    assert_eq!(admin.audit_verify().await.unwrap()["valid"], true);
+    let v = admin.audit_verify().await.unwrap();
+    assert_eq!(v["valid"], true, "{v}");
     c.shutdown().await;
 }
 
@@ -475,7 +476,8 @@ async fn forged_foreign_and_replayed_peer_messages_are_rejected() {
     })
     .await;
     assert_eq!(snapshot(&admin).await, before);
-    assert_eq!(admin.audit_verify().await.unwrap()["valid"], true);
+    let v = admin.audit_verify().await.unwrap();
+    assert_eq!(v["valid"], true, "{v}");
     c.shutdown().await;
 }
 
@@ -570,6 +572,7 @@ async fn a_tampered_audit_entry_is_detected() {
     assert_eq!(v["valid"], false, "tampering went unnoticed: {v}");
     assert!(v["fault"].is_string(), "{v}");
     // The untouched nodes still verify.
-    assert_eq!(admin.audit_verify().await.unwrap()["valid"], true);
+    let v = admin.audit_verify().await.unwrap();
+    assert_eq!(v["valid"], true, "{v}");
     c.shutdown().await;
 }

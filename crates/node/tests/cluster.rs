@@ -246,43 +246,63 @@ async fn a_member_behind_a_snapshot_fetches_verifies_and_proves_the_whole_audit_
     let via_member = Client::new(&c.url_of(behind), &c.admin, c.ca_pem().as_bytes()).unwrap();
     let v = via_member.audit_verify().await.unwrap();
     assert_eq!(v["valid"], true, "{v}");
-    // A head covers the entry about a second after it is appended.
+    // Every member signs its own head about a second after the log moves.
     common::poll(
-        "a signed head over the fetched entries",
+        "two members' signed heads over the fetched entries",
         Duration::from_secs(20),
-        || async { via_member.audit_proof(3).await.is_ok() },
+        || async {
+            via_member
+                .audit_proof(3)
+                .await
+                .is_ok_and(|p| p.heads.len() >= 2)
+        },
     )
     .await;
     let proof = via_member.audit_proof(3).await.unwrap();
     assert_eq!(proof.entry, theirs[3]);
-    assert!(!proof.path.is_empty());
-    let signer = lead.node_info(proof.head.signer).unwrap().identity.0;
-    assert_eq!(proof.signer_identity.0, signer);
-    verify_proof(&proof, &signer).unwrap();
-
-    let mut altered = proof.clone();
-    altered.entry.event.outcome = "denied".into();
-    assert_eq!(verify_proof(&altered, &signer), Err(ProofError::Entry));
-    let mut altered = proof.clone();
-    altered.path[0].0[0] ^= 1;
-    assert_eq!(verify_proof(&altered, &signer), Err(ProofError::Path));
-    let mut altered = proof.clone();
-    altered.entry = theirs[4].clone();
-    assert_eq!(verify_proof(&altered, &signer), Err(ProofError::Path));
-    let mut altered = proof.clone();
-    altered.head.root.as_mut().unwrap().0[0] ^= 1;
-    assert_eq!(verify_proof(&altered, &signer), Err(ProofError::Path));
-    let other = lead
+    let keys: Vec<[u8; 32]> = lead
         .members()
         .into_iter()
-        .find(|(id, _, _)| *id != proof.head.signer)
-        .unwrap()
-        .1
-        .identity
-        .0;
+        .map(|(_, info, _)| info.identity.0)
+        .collect();
+    for h in &proof.heads {
+        assert!(!h.path.is_empty());
+        let known = lead.node_info(h.head.signer).unwrap().identity;
+        assert_eq!(h.signer_identity, known);
+    }
+    assert!(verify_proof(&proof, &keys, 2).unwrap() >= 2);
+
+    // Altered anywhere, or checked against too few of the keys, it fails.
+    let mut altered = proof.clone();
+    altered.entry.event.outcome = "denied".into();
+    assert_eq!(verify_proof(&altered, &keys, 1), Err(ProofError::Entry));
+    let mut altered = proof.clone();
+    for h in &mut altered.heads {
+        h.path[0].0[0] ^= 1;
+    }
     assert_eq!(
-        verify_proof(&proof, &other),
-        Err(ProofError::Signature(proof.head.signer))
+        verify_proof(&altered, &keys, 1),
+        Err(ProofError::TooFew { got: 0, need: 1 })
+    );
+    let mut altered = proof.clone();
+    altered.entry = theirs[4].clone();
+    assert!(verify_proof(&altered, &keys, 1).is_err());
+    let mut altered = proof.clone();
+    for h in &mut altered.heads {
+        h.head.root.as_mut().unwrap().0[0] ^= 1;
+    }
+    assert!(verify_proof(&altered, &keys, 1).is_err());
+    let one = [proof.heads[0].signer_identity.0];
+    assert_eq!(
+        verify_proof(&proof, &one, 2),
+        Err(ProofError::TooFew { got: 1, need: 2 })
+    );
+    let stranger = ed25519_dalek::SigningKey::from_bytes(&[9u8; 32])
+        .verifying_key()
+        .to_bytes();
+    assert_eq!(
+        verify_proof(&proof, &[stranger], 1),
+        Err(ProofError::TooFew { got: 0, need: 1 })
     );
     // An entry past the latest head, and one past the log, are clear errors.
     let err = via_member.audit_proof(u64::MAX / 2).await.unwrap_err();

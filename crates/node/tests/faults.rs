@@ -293,7 +293,8 @@ async fn restarting_every_node_keeps_keys_audit_and_membership() {
         entries_before[..],
         "the audit log before the restart is intact"
     );
-    assert_eq!(admin.audit_verify().await.unwrap()["valid"], true);
+    let v = admin.audit_verify().await.unwrap();
+    assert_eq!(v["valid"], true, "{v}");
     c.shutdown().await;
 }
 
@@ -336,7 +337,8 @@ async fn every_released_signature_is_in_the_audit_log_even_after_an_abrupt_stop(
         signs, released,
         "one committed audit entry per released signature"
     );
-    assert_eq!(admin.audit_verify().await.unwrap()["valid"], true);
+    let v = admin.audit_verify().await.unwrap();
+    assert_eq!(v["valid"], true, "{v}");
     c.shutdown().await;
 }
 

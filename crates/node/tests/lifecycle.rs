@@ -283,7 +283,8 @@ async fn refresh_reshare_to_new_nodes_and_export() {
         );
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
-    assert_eq!(admin.audit_verify().await.unwrap()["valid"], true);
+    let v = admin.audit_verify().await.unwrap();
+    assert_eq!(v["valid"], true, "{v}");
     c.shutdown().await;
 }
 

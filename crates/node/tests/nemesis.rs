@@ -9,7 +9,7 @@
 )]
 //! The nemesis (issue #18 item 6): a 5-node cluster (keys 3-of-5) under a
 //! mixed load (signing with Ed25519 and BIP-340 keys, key generation,
-//! refresh, client registration) while a nemesis driven by a seed kills
+//! refresh, client registration, messages between two endpoints) while a nemesis driven by a seed kills
 //! and restarts nodes, partitions the network (symmetric and one-way,
 //! through the peer transport's `fault-injection` hook,
 //! `cluster::netfaults`), pauses nodes, skews their clocks by up to
@@ -23,11 +23,13 @@
 //! - the audit chain and its signed heads verify on every node, and every
 //!   node holds the same log;
 //! - every acknowledged key and client is on every node;
+//! - every acknowledged message reaches its receiver once and opens to
+//!   what was sent, and nothing in a mailbox fails to open;
 //! - no request was held past its deadlines (each is bounded by a 120 s
 //!   guard), and signing resumes through every node after the heal.
 //!
-//! Not yet in the nemesis: messaging load, a membership change while other
-//! faults are active (RELIABILITY.md lists them). A restarted node's clock is the system's
+//! Not yet in the nemesis: a membership change while other faults are
+//! active (RELIABILITY.md lists it). A restarted node's clock is the system's
 //! until skewed again.
 //!
 //! `KEYQUORUM_NEMESIS_SECS` sets how long faults are injected (default 45);
@@ -43,8 +45,13 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::{check_sig, cluster, create, n, poll};
+use keyquorum_client::msg::Endpoint;
 use keyquorum_client::{Client, ClientError, ClientKey};
+use keyquorum_core::msgkey::Mode;
+use keyquorum_store::vault::KdfParams;
+use keyquorum_store::Passphrase;
 use keyquorum_wire::api::{KeyInfo, SuiteName};
+use keyquorum_wire::Hex32;
 use keyquorum_wire::NodeId;
 use rand_chacha::ChaCha20Rng;
 use rand_core::{RngCore, SeedableRng};
@@ -64,6 +71,8 @@ struct Record {
     signatures: Mutex<Vec<Signed>>,
     keys: Mutex<Vec<String>>,
     clients: Mutex<Vec<String>>,
+    /// Acknowledged messages: identifier, receiver, content.
+    messages: Mutex<Vec<(Hex32, String, Vec<u8>)>>,
     refreshes: AtomicU64,
     /// Refusals by HTTP status (0: transport).
     failures: Mutex<BTreeMap<u16, u64>>,
@@ -244,6 +253,56 @@ async fn nemesis() {
             tokio::time::sleep(Duration::from_millis(300)).await;
         }
     }));
+
+    // Messages: alice and bob, each sending to the other through one
+    // coordinator, the receiver's prekeys topped up as they run low.
+    let msg_dir = tempfile::tempdir().unwrap();
+    let mut endpoints = Vec::new();
+    for name in ["alice", "bob"] {
+        let e = Endpoint::create(
+            &msg_dir.path().join(format!("{name}.kqe")),
+            &Passphrase::new(format!("pw-{name}").into_bytes()),
+            KdfParams::insecure_fast(),
+            name,
+        )
+        .unwrap()
+        .with_claim_batch(4);
+        // The sending client owns both endpoints.
+        e.register(&as_app.client(0), 200).await.unwrap();
+        endpoints.push(Arc::new(e));
+    }
+    for (from, to) in [(0usize, 1usize), (1, 0)] {
+        let (sender, receiver) = (endpoints[from].clone(), endpoints[to].clone());
+        let l = as_app.clone();
+        load.push(tokio::spawn(async move {
+            let to_name = receiver.name().to_string();
+            let mut i = from as u64;
+            while !l.stopped() {
+                i += 1;
+                let via = l.client(i);
+                if i.is_multiple_of(20) {
+                    let _ = l.record.run(receiver.replenish(&via)).await;
+                }
+                let Some(d) = l.record.run(via.msg_deployment()).await else {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    continue;
+                };
+                let content = format!("nemesis message {i} to {to_name}").into_bytes();
+                let sent = sender.send(&via, &d, &to_name, &content, 1, Mode::VerifyInTheExponent);
+                match l.record.run(sent).await {
+                    Some(r) => {
+                        l.record
+                            .messages
+                            .lock()
+                            .unwrap()
+                            .push((r.id, to_name.clone(), content));
+                    }
+                    None => tokio::time::sleep(Duration::from_millis(200)).await,
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }));
+    }
 
     // The nemesis: one fault at a time, each held 1 to 4 s, then healed;
     // at most one node down and one node cut off or paused at once, so
@@ -509,7 +568,52 @@ async fn nemesis() {
             ));
         }
     }
-    // 5. Nothing held past its deadline.
+    // 5. Every acknowledged message reaches its receiver once, as sent;
+    // nothing in a mailbox fails to open.
+    let acked_messages = record.messages.lock().unwrap().clone();
+    let owner = app_on(1);
+    let d = retry("msg_deployment", || owner.msg_deployment()).await;
+    let mut received: BTreeMap<Hex32, (String, Vec<u8>)> = BTreeMap::new();
+    let membership_changed = faults.contains_key("join");
+    let mut lost_to_membership = 0u64;
+    let mut unopened: BTreeSet<Hex32> = BTreeSet::new();
+    for e in &endpoints {
+        let got = retry("receive", || e.receive(&owner, &d)).await;
+        for r in got {
+            match r.content {
+                Ok(content) => {
+                    if received
+                        .insert(r.id, (e.name().to_string(), content.to_vec()))
+                        .is_some()
+                    {
+                        violations.push(format!("message {} was delivered twice", r.id));
+                    }
+                }
+                // Known (issue filed, RELIABILITY.md): a message sent
+                // before a membership change is checked against the
+                // membership after it, whose rendezvous choice differs.
+                Err(err) if membership_changed && err.to_string().contains("wrong coordinator") => {
+                    lost_to_membership += 1;
+                    unopened.insert(r.id);
+                }
+                Err(err) => violations.push(format!(
+                    "{} could not open message {} from {}: {err}",
+                    e.name(),
+                    r.id,
+                    r.from
+                )),
+            }
+        }
+    }
+    for (id, to, content) in &acked_messages {
+        match received.get(id) {
+            Some((who, got)) if who == to && got == content => {}
+            Some(_) => violations.push(format!("message {id} reached {to} altered")),
+            None if unopened.contains(id) => {}
+            None => violations.push(format!("acknowledged message {id} never reached {to}")),
+        }
+    }
+    // 6. Nothing held past its deadline.
     let held = record.held.load(Ordering::Relaxed);
     if held > 0 {
         violations.push(format!("{held} requests held past {HELD:?}"));
@@ -517,13 +621,16 @@ async fn nemesis() {
 
     println!(
         "nemesis: seed {seed}; faults {faults:?}; acknowledged {} signatures, {} keys, {} \
-         refreshes, {} clients; refused {:?}; resumed through every node {resumed:?} after the \
-         heal; violations {}",
+         refreshes, {} clients, {} messages; refused {:?}; resumed through every node \
+         {resumed:?} after the heal; messages unopenable after a membership change (known) {}; \
+         violations {}",
         signatures.len(),
         acked_keys.len(),
         record.refreshes.load(Ordering::Relaxed),
         acked_clients.len(),
+        acked_messages.len(),
         record.failures.lock().unwrap(),
+        lost_to_membership,
         violations.len(),
     );
     println!(
@@ -535,7 +642,10 @@ async fn nemesis() {
         "seed {seed} (replay with KEYQUORUM_NEMESIS_SEED={seed}): {violations:#?}"
     );
     assert!(
-        !signatures.is_empty() && !acked_keys.is_empty() && !acked_clients.is_empty(),
+        !signatures.is_empty()
+            && !acked_keys.is_empty()
+            && !acked_clients.is_empty()
+            && !acked_messages.is_empty(),
         "the load made no progress under the nemesis (seed {seed})"
     );
     c.shutdown().await;

@@ -149,25 +149,36 @@ pub struct SignedHead {
     pub root: Option<Hex32>,
 }
 
-/// An audit entry with what proves it is in the log: the Merkle inclusion
-/// path (RFC 9162 §2.1.3) of its hash, as leaf `entry.seq`, in the tree of
-/// `head.seq + 1` entries whose root `head` states and its signer signed.
+/// An audit entry with what proves it is in the log: for each of several
+/// members' signed heads that cover it, the Merkle inclusion path
+/// (RFC 9162 §2.1.3) of its hash, as leaf `entry.seq`, in the tree of
+/// `head.seq + 1` entries whose root the head states and its signer signed.
+/// Every member signs its own replica's head, so a client that holds t
+/// members' identity keys needs no single member's word.
 ///
 /// To check one: recompute `entry.hash` from its content, take
-/// `SHA-256(0x00 ‖ entry.hash)` as the leaf, verify the path to
-/// `head.root` (RFC 9162 §2.1.3.2), and verify `head.signature` over
-/// `"keyquorum-audit-head-v2\0" ‖ u64 BE seq ‖ hash ‖ root` with the
-/// signer's identity key (which you know from the node, not from the
-/// proof: `signer_identity` only names the key the node used).
+/// `SHA-256(0x00 ‖ entry.hash)` as the leaf, and for each head verify the
+/// path to `head.root` (RFC 9162 §2.1.3.2) and `head.signature` over
+/// `"keyquorum-audit-head-v2\0" ‖ u64 BE seq ‖ hash ‖ root` with a signer's
+/// identity key you know (from the node, not from the proof:
+/// `signer_identity` only names the key the answering node has for it).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AuditProof {
     /// The entry.
     pub entry: AuditEntry,
+    /// The newest head of each signer that covers it, with its path.
+    pub heads: Vec<HeadProof>,
+}
+
+/// One signed head of an [`AuditProof`] and the entry's path to its root.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct HeadProof {
+    /// The head (it has a root).
+    pub head: SignedHead,
     /// Sibling hashes from the leaf up.
     pub path: Vec<Hex32>,
-    /// The signed head the path leads to (it has a root).
-    pub head: SignedHead,
     /// The signer's identity key as the answering node knows it.
     pub signer_identity: Hex32,
 }
@@ -488,7 +499,12 @@ pub const MAX_BATCH: usize = 128;
 ///   the entries and falling out of step).
 /// - 4: per-client quotas on messaging (endpoints, mailboxes, messages
 ///   waiting: `keyquorum_node::msg::quota`).
-pub const APPLY_RULES: u16 = 4;
+/// - 5: audit heads: every member signs its own replica's head, with the
+///   Merkle root; a head is applied only if it is one the log had (among
+///   its recent ends of audit statements, hash and root equal) and newer
+///   than its signer's last; an audit statement holds at most 512 events,
+///   each field at most 1 KiB.
+pub const APPLY_RULES: u16 = 5;
 
 /// The oldest apply rules this build still applies.
 pub const MIN_APPLY_RULES: u16 = 1;

@@ -194,7 +194,7 @@ pub(crate) async fn audit_log(
         node.read_barrier().await?;
         let offset = q.offset.unwrap_or(0);
         let limit = q.limit.unwrap_or(100).min(1000);
-        let total = node.registry(|r| r.audit.len());
+        let total = node.registry(|r| r.audit.written_len());
         let limit = usize::try_from(limit).unwrap_or(usize::MAX);
         let entries = {
             let node = node.clone();

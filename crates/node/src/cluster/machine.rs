@@ -249,6 +249,10 @@ impl Machine for Registry {
                 p.rules
             ));
         }
+        if self.rules < super::audit::log::AUDIT_RULES && p.rules >= super::audit::log::AUDIT_RULES
+        {
+            self.audit.take_up_strict();
+        }
         self.rules = p.rules;
         if p.commands.is_empty() || p.commands.len() > MAX_BATCH {
             return CommandResponse::rejected(format!(
@@ -280,6 +284,10 @@ impl Machine for Registry {
     /// The audit log's entries, heads and subtrees ([`AuditLog`]).
     fn take_side(&mut self) -> Vec<keyquorum_store::raft::SideWrite> {
         self.audit.take_side()
+    }
+
+    fn side_written(&mut self) {
+        self.audit.side_written();
     }
 
     fn membership<I: Serialize, N: Serialize>(
@@ -433,9 +441,9 @@ impl Registry {
     /// statements).
     fn apply_cluster(&mut self, command: &ClusterCommand, by: Option<NodeId>) -> CommandResponse {
         match command {
-            ClusterCommand::Audit { .. } | ClusterCommand::SignHead { .. } => {
-                self.audit.apply(command)
-            }
+            ClusterCommand::Audit { .. } | ClusterCommand::SignHead { .. } => self
+                .audit
+                .apply(command, self.rules >= super::audit::log::AUDIT_RULES),
             ClusterCommand::PutClient { record } => self.put_client(record),
             ClusterCommand::RevokeClient { name } => self.revoke_client(name),
             ClusterCommand::Tick {} => CommandResponse::Ok,

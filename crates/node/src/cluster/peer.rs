@@ -283,6 +283,10 @@ pub struct PeerClient {
 /// The peer endpoint's path.
 pub const PEER_PATH: &str = "/peer/v1/message";
 
+/// Largest peer message (DKG relays for large n, snapshots), and largest
+/// answer read.
+pub const PEER_BODY_LIMIT: usize = 64 * 1024 * 1024;
+
 impl PeerClient {
     /// A client signing as `me`.
     pub fn new(
@@ -389,7 +393,24 @@ impl PeerClient {
                 "node {to} refused the message ({status}): {body}"
             )));
         }
-        let reply: Envelope = resp.json().await.map_err(|e| {
+        // Read no more than a request may carry: a member cannot make
+        // another hold an unbounded answer.
+        let mut resp = resp;
+        let mut body = Vec::new();
+        while let Some(chunk) = resp
+            .chunk()
+            .await
+            .map_err(|e| NodeError::Unavailable(format!("node {to} reply: {e}")))?
+        {
+            if body.len() + chunk.len() > PEER_BODY_LIMIT {
+                return Err(NodeError::Misbehaved {
+                    message: format!("node {to} answered more than {} bytes", PEER_BODY_LIMIT),
+                    culprits: vec![to],
+                });
+            }
+            body.extend_from_slice(&chunk);
+        }
+        let reply: Envelope = serde_json::from_slice(&body).map_err(|e| {
             NodeError::Unavailable(format!("node {to} sent a malformed reply: {e}"))
         })?;
         if reply.from != to {

@@ -24,8 +24,7 @@ use super::tls::TlsPeer;
 use super::Node;
 use crate::error::{json_rejection, NodeError};
 
-/// Largest peer message (DKG relays for large n, snapshots).
-pub const PEER_BODY_LIMIT: usize = 64 * 1024 * 1024;
+pub use super::peer::PEER_BODY_LIMIT;
 
 /// Where the messages of capabilities go: implemented by the wiring's
 /// dispatcher, which hands each message to the capability that owns it.

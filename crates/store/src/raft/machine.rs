@@ -214,6 +214,7 @@ where
                 let mut applied: Applied<C, M> =
                     serde_json::from_slice(&data).map_err(io_read::<C::NodeId>)?;
                 side::write(&db, &applied.machine.take_side(), true).map_err(io_write)?;
+                applied.machine.side_written();
                 applied
             }
             None => Applied {
@@ -446,10 +447,12 @@ where
             // Before answering, and before a checkpoint among these
             // entries can be stored as a snapshot: a snapshot's records are
             // written before it (its durable commit makes them durable).
-            // A reader may see the entries applied a moment before their
-            // records (the state's lock is not held across the write).
+            // The machine learns they are written once they are
+            // (`Machine::side_written`): the state's lock is not held
+            // across the write.
             let db = self.db.clone();
             blocking(move || side::write(&db, &side, false).map_err(io_write)).await?;
+            self.write_state()?.machine.side_written();
         }
         if let Some(copy) = checkpoint {
             *lock(&self.pending) = Some(copy);
@@ -487,6 +490,7 @@ where
                     source: StorageIOError::read_snapshot(Some(meta.signature()), &e),
                 })?;
             side::write(&db, &applied.machine.take_side(), true).map_err(io_write)?;
+            applied.machine.side_written();
             if !store_snapshot::<C>(&db, &meta, &data)? {
                 // openraft installs only past what is committed, so past
                 // any snapshot stored: never reached.

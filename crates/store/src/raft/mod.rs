@@ -78,6 +78,10 @@ pub trait Machine: Default + Clone + Serialize + DeserializeOwned + Send + Sync 
         Vec::new()
     }
 
+    /// The records [`Self::take_side`] handed out are written (readers of
+    /// the machine may now look for them).
+    fn side_written(&mut self) {}
+
     /// A membership entry at `index` took effect: `nodes` are all its
     /// members (voters and learners) with their node data, `voters` the
     /// voters among them. Raft changes membership on append, not on apply;

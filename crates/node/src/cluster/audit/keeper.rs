@@ -52,7 +52,7 @@ pub(crate) async fn keeper(node: Node) {
     let mut settled = 0u64;
     let mut round = tokio::time::Instant::now();
     loop {
-        let now = node.registry(|r| r.audit.len());
+        let now = node.registry(|r| r.audit.written_len());
         if round.elapsed() >= ROUND {
             settled = now;
             round = tokio::time::Instant::now();
@@ -60,7 +60,9 @@ pub(crate) async fn keeper(node: Node) {
         let len = settled.min(now);
         if held >= len {
             tokio::time::sleep(ROUND).await;
-            settled = node.registry(|r| r.audit.len()).min(settled.max(now));
+            settled = node
+                .registry(|r| r.audit.written_len())
+                .min(settled.max(now));
             continue;
         }
         let n = node.clone();
@@ -323,9 +325,12 @@ mod tests {
     #[test]
     fn a_page_is_taken_only_if_it_ends_at_the_known_hash() {
         let mut log = AuditLog::default();
-        log.apply(&ClusterCommand::Audit {
-            events: (0..6).map(event).collect(),
-        });
+        log.apply(
+            &ClusterCommand::Audit {
+                events: (0..6).map(event).collect(),
+            },
+            true,
+        );
         let all: Vec<AuditEntry> = log
             .take_side()
             .iter()
@@ -354,9 +359,12 @@ mod tests {
         assert_eq!(check_page(&all[2..5], 3, 6, head), Err(PageFault::Wrong(5)));
         // A whole forged chain does not end at the head.
         let mut other = AuditLog::default();
-        other.apply(&ClusterCommand::Audit {
-            events: (10..16).map(event).collect(),
-        });
+        other.apply(
+            &ClusterCommand::Audit {
+                events: (10..16).map(event).collect(),
+            },
+            true,
+        );
         let forged: Vec<AuditEntry> = other
             .take_side()
             .iter()

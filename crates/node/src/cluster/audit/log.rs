@@ -16,8 +16,9 @@ use keyquorum_store::raft::SideWrite;
 use keyquorum_wire::control::{
     AuditEntry, AuditEvent, ClusterCommand, CommandResponse, SignedHead,
 };
-use keyquorum_wire::Hex32;
+use keyquorum_wire::{Hex32, NodeId};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use std::collections::{BTreeMap, VecDeque};
 
 /// Side space of the entries (key: `seq`; value: the entry's JSON).
 pub const SPACE_ENTRY: u32 = 1;
@@ -29,6 +30,42 @@ pub const SPACE_HEAD: u32 = 2;
 /// 32-byte hash).
 pub const SPACE_TREE: u32 = 16;
 
+/// The apply rules from which heads are checked against the log on apply
+/// and every member signs its own ([`keyquorum_wire::control::APPLY_RULES`]).
+pub const AUDIT_RULES: u16 = 5;
+
+/// How many of the log's recent ends (after each audit statement) a head
+/// may name.
+pub const BOUNDARIES: usize = 1024;
+
+/// Most events in one audit statement (rules 5).
+pub const MAX_EVENTS: usize = 512;
+
+/// Most bytes of an audit event's actor, action, target or outcome
+/// (rules 5; the writer cuts longer ones).
+pub const MAX_FIELD: usize = 1024;
+
+/// A point a head may be signed at: the log's end after an audit
+/// statement.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Boundary {
+    /// The last entry's number.
+    pub seq: u64,
+    /// Its hash.
+    pub hash: Hex32,
+    /// The tree's root over entries `0..=seq`.
+    pub root: Hex32,
+}
+
+/// A signer's last head: its entry and where the head is stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Signed {
+    /// The entry it covers up to.
+    pub seq: u64,
+    /// Its key among the stored heads.
+    pub index: u64,
+}
+
 /// The audit log's head in the replicated state (serialized as part of
 /// [`crate::cluster::Registry`]; see the module text).
 #[derive(Debug, Clone, Default)]
@@ -37,8 +74,15 @@ pub struct AuditLog {
     frontier: Frontier,
     heads: u64,
     last_head: Option<SignedHead>,
+    /// The recent ends of audit statements, oldest first.
+    recent: VecDeque<Boundary>,
+    /// Each signer's last head (rules 5).
+    signed: BTreeMap<NodeId, Signed>,
     /// Records applying produced, not yet handed to the store.
     pending: Vec<SideWrite>,
+    /// Entries whose records the store has written (not part of the
+    /// state: the store says so after each write).
+    written: u64,
 }
 
 impl AuditLog {
@@ -77,6 +121,51 @@ impl AuditLog {
         self.last_head.as_ref()
     }
 
+    /// The last head `signer` signed that was applied (rules 5).
+    pub fn signed_by(&self, signer: NodeId) -> Option<u64> {
+        self.signed.get(&signer).map(|s| s.seq)
+    }
+
+    /// Each signer's last head (rules 5).
+    pub fn signers(&self) -> &BTreeMap<NodeId, Signed> {
+        &self.signed
+    }
+
+    /// The rules take up checked heads: heads may name the log's end from
+    /// now on (no earlier end, which replicas that loaded an older
+    /// snapshot would not know).
+    pub(crate) fn take_up_strict(&mut self) {
+        self.recent.clear();
+        self.signed.clear();
+        self.mark_end();
+    }
+
+    /// Whether a head is one this log had: among the recent ends of audit
+    /// statements, with that hash and root, and newer than its signer's
+    /// last (rules 5).
+    fn check_head(&self, head: &SignedHead) -> Result<(), String> {
+        let Some(root) = head.root else {
+            return Err("an audit head states the tree's root".into());
+        };
+        if self.signed_by(head.signer).is_some_and(|s| s >= head.seq) {
+            return Err(format!(
+                "node {} already signed a head at entry {} or later",
+                head.signer, head.seq
+            ));
+        }
+        match self.recent.iter().rev().find(|b| b.seq == head.seq) {
+            Some(b) if b.hash == head.hash && b.root == root => Ok(()),
+            Some(_) => Err(format!(
+                "the head at entry {} does not match the log",
+                head.seq
+            )),
+            None => Err(format!(
+                "entry {} is not a recent end of the log (stale or never)",
+                head.seq
+            )),
+        }
+    }
+
     /// The entries among the records not yet taken (tests of the machine
     /// alone, where no store takes them).
     #[cfg(test)]
@@ -86,6 +175,19 @@ impl AuditLog {
             .filter(|w| w.space == SPACE_ENTRY)
             .filter_map(|w| serde_json::from_slice(&w.value).ok())
             .collect()
+    }
+
+    /// Entries applied and written to the store: what readers of the
+    /// records look for (at most a write behind [`Self::len`]).
+    pub fn written_len(&self) -> u64 {
+        self.written.min(self.len())
+    }
+
+    /// The store wrote every record handed out.
+    pub(crate) fn side_written(&mut self) {
+        if self.pending.is_empty() {
+            self.written = self.len();
+        }
     }
 
     /// The records applying produced since the last call.
@@ -131,15 +233,48 @@ impl AuditLog {
         self.last_head = Some(head.clone());
     }
 
-    /// Apply [`ClusterCommand::Audit`] and [`ClusterCommand::SignHead`].
-    pub(crate) fn apply(&mut self, command: &ClusterCommand) -> CommandResponse {
+    /// Note the log's end after an audit statement.
+    fn mark_end(&mut self) {
+        let Some(seq) = self.len().checked_sub(1) else {
+            return;
+        };
+        self.recent.push_back(Boundary {
+            seq,
+            hash: self.last,
+            root: self.root(),
+        });
+        while self.recent.len() > BOUNDARIES {
+            self.recent.pop_front();
+        }
+    }
+
+    /// Apply [`ClusterCommand::Audit`] and [`ClusterCommand::SignHead`];
+    /// `strict`: a head must be one the log had ([`AUDIT_RULES`]).
+    pub(crate) fn apply(&mut self, command: &ClusterCommand, strict: bool) -> CommandResponse {
         match command {
             ClusterCommand::Audit { events } => {
                 for e in events {
                     self.append(e);
                 }
+                if strict && !events.is_empty() {
+                    self.mark_end();
+                }
                 CommandResponse::Ok
             }
+            ClusterCommand::SignHead { head } if strict => match self.check_head(head) {
+                Ok(()) => {
+                    self.signed.insert(
+                        head.signer,
+                        Signed {
+                            seq: head.seq,
+                            index: self.heads,
+                        },
+                    );
+                    self.push_head(head);
+                    CommandResponse::Ok
+                }
+                Err(why) => CommandResponse::rejected(why),
+            },
             ClusterCommand::SignHead { head } => {
                 // Kept even when it does not match this replica's chain, or
                 // lies beyond its end: a head is signed over entries the
@@ -166,6 +301,10 @@ struct Stored {
     heads: u64,
     #[serde(default)]
     last_head: Option<SignedHead>,
+    #[serde(default)]
+    recent: VecDeque<Boundary>,
+    #[serde(default)]
+    signed: BTreeMap<NodeId, Signed>,
 }
 
 impl Serialize for AuditLog {
@@ -176,6 +315,8 @@ impl Serialize for AuditLog {
             frontier: self.frontier.nodes().iter().map(|h| Hex32(*h)).collect(),
             heads: self.heads,
             last_head: self.last_head.clone(),
+            recent: self.recent.clone(),
+            signed: self.signed.clone(),
         }
         .serialize(s)
     }
@@ -193,7 +334,10 @@ impl<'de> Deserialize<'de> for AuditLog {
             frontier,
             heads: s.heads,
             last_head: s.last_head,
+            recent: s.recent,
+            signed: s.signed,
             pending: Vec::new(),
+            written: 0,
         })
     }
 }
@@ -251,9 +395,12 @@ pub(crate) mod tests {
     #[test]
     fn the_state_keeps_the_head_and_hands_out_the_records() {
         let mut log = AuditLog::default();
-        log.apply(&ClusterCommand::Audit {
-            events: (0..5).map(event).collect(),
-        });
+        log.apply(
+            &ClusterCommand::Audit {
+                events: (0..5).map(event).collect(),
+            },
+            true,
+        );
         let records = log.take_side();
         let entries: Vec<AuditEntry> = records
             .iter()
@@ -279,5 +426,53 @@ pub(crate) mod tests {
         let mut legacy = AuditLog::from_legacy(&entries, &[]);
         assert_eq!(legacy.root(), log.root());
         assert_eq!(legacy.take_side(), records);
+    }
+
+    /// From rules 5 a head is applied only if the log had it: one of its
+    /// recent ends, hash and root equal, newer than its signer's last.
+    #[test]
+    fn a_head_the_log_never_had_is_refused() {
+        use keyquorum_wire::Hex;
+        let mut log = AuditLog::default();
+        let audit = |from: u64, to: u64| ClusterCommand::Audit {
+            events: (from..to).map(event).collect(),
+        };
+        log.apply(&audit(0, 3), true);
+        let at2 = (log.last_hash(), log.root());
+        log.apply(&audit(3, 5), true);
+        let at4 = (log.last_hash(), log.root());
+        let head = |signer: u16, seq: u64, (hash, root): (Hex32, Hex32)| ClusterCommand::SignHead {
+            head: SignedHead {
+                seq,
+                hash,
+                signer: NodeId::new(signer).unwrap(),
+                signature: Hex(vec![0u8; 64]),
+                root: Some(root),
+            },
+        };
+        let ok = |r: CommandResponse| assert_eq!(r, CommandResponse::Ok);
+        let refused =
+            |r: CommandResponse| assert!(matches!(r, CommandResponse::Rejected { .. }), "{r:?}");
+        ok(log.apply(&head(1, 4, at4), true));
+        refused(log.apply(&head(1, 2, at2), true)); // not newer than its last
+        ok(log.apply(&head(2, 2, at2), true));
+        refused(log.apply(&head(3, 3, at4), true)); // not an end of the log
+        refused(log.apply(&head(3, 4, (at4.0, at2.1)), true)); // wrong root
+        refused(log.apply(&head(3, 4, (at2.0, at4.1)), true)); // wrong hash
+        refused(log.apply(&head(3, 1_000_000, at4), true)); // far ahead
+        let mut rootless = head(3, 4, at4);
+        if let ClusterCommand::SignHead { head } = &mut rootless {
+            head.root = None;
+        }
+        refused(log.apply(&rootless, true));
+        assert_eq!(log.head_count(), 2);
+        assert_eq!(log.signed_by(NodeId::new(1).unwrap()), Some(4));
+        // The rules survive a snapshot.
+        let mut back: AuditLog =
+            serde_json::from_str(&serde_json::to_string(&log).unwrap()).unwrap();
+        refused(back.apply(&head(3, 3, at4), true));
+        ok(back.apply(&head(3, 4, at4), true));
+        // Before rules 5 a head was kept as stated.
+        ok(log.apply(&head(3, 1_000_000, at4), false));
     }
 }

@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use keyquorum_core::merkle::{self, Frontier};
 use keyquorum_wire::control::{
-    AuditEntry, AuditEvent, AuditProof, ClusterCommand, CommandResponse, SignedHead,
+    AuditEntry, AuditEvent, AuditProof, ClusterCommand, CommandResponse, HeadProof, SignedHead,
 };
 use keyquorum_wire::{Hex, Hex32, NodeId};
 use tokio::sync::{mpsc, oneshot};
@@ -127,8 +127,8 @@ pub struct Verified {
 /// Entries read at once from the side table.
 const PAGE: usize = 1000;
 
-/// How many of the newest signed heads a proof may be made against.
-const PROOF_HEADS: u64 = 64;
+/// How many of the newest signed heads a proof looks through.
+const PROOF_HEADS: u64 = 256;
 
 fn stored(e: impl std::fmt::Display) -> NodeError {
     NodeError::Internal(format!("audit records: {e}"))
@@ -226,8 +226,19 @@ impl Node {
     /// head (its signer a member then, its hash and root this log's, its
     /// signature). Blocking work: call it from a blocking thread.
     pub fn verify_audit(&self) -> Result<Result<Verified, AuditFault>, NodeError> {
-        let (len, last, root) =
-            self.registry(|r| (r.audit.len(), r.audit.last_hash(), r.audit.root()));
+        // The head and the records as of one point: the store writes a
+        // batch's records just after it applies them.
+        let deadline = std::time::Instant::now() + Duration::from_secs(2);
+        let (len, last, root) = loop {
+            let (len, written, last, root) = self.registry(|r| {
+                let a = &r.audit;
+                (a.len(), a.written_len(), a.last_hash(), a.root())
+            });
+            if written == len || std::time::Instant::now() >= deadline {
+                break (len, last, root);
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        };
         let mut check = ChainCheck::default();
         while check.next() < len {
             let page = self.audit_entries(check.next(), PAGE)?;
@@ -276,53 +287,62 @@ impl Node {
         }))
     }
 
-    /// Entry `seq` with its inclusion proof against the latest signed head
-    /// (which covers it once the leader has signed past it: about a second
-    /// after it is appended).
+    /// Entry `seq` with its inclusion proofs against the newest signed
+    /// head of each signer that covers it (every member signs heads about
+    /// a second after the log moves) and matches this node's tree.
     pub fn audit_proof(&self, seq: u64) -> Result<AuditProof, NodeError> {
-        let (len, heads) = self.registry(|r| (r.audit.len(), r.audit.head_count()));
+        let (len, heads) = self.registry(|r| (r.audit.written_len(), r.audit.head_count()));
         if seq >= len {
             return Err(NodeError::NotFound(format!(
                 "the audit log has {len} entries; there is no entry {seq}"
             )));
         }
-        let get = |l, i| self.audit_subtree(l, i);
-        // The newest of the recent heads that covers the entry and matches
-        // this node's tree (a member can state a head that does not).
-        let recent = self.audit_heads(heads.saturating_sub(PROOF_HEADS), PROOF_HEADS as usize)?;
-        let head = recent.into_iter().rev().find(|h| {
-            h.seq >= seq
-                && h.seq < len
-                && h.root.is_some_and(|root| {
-                    merkle::root_at(h.seq.saturating_add(1), &get).is_ok_and(|r| r == root.0)
-                })
-        });
-        let Some(head) = head else {
-            return Err(NodeError::Unavailable(format!(
-                "entry {seq} is not yet under a signed head; try again in a second"
-            )));
-        };
         let entry = self.audit_entries(seq, 1)?.pop().ok_or_else(|| {
             NodeError::Unavailable(format!("entry {seq} is not held on this node yet"))
         })?;
-        let size = head.seq.saturating_add(1);
-        let unavailable = |e: merkle::TreeError| NodeError::Unavailable(format!("audit tree: {e}"));
-        let path = merkle::inclusion_path(seq, size, &get).map_err(unavailable)?;
-        let root = merkle::root_at(size, &get).map_err(unavailable)?;
-        if Some(Hex32(root)) != head.root {
-            return Err(NodeError::Internal(format!(
-                "this node's audit tree at {size} entries does not match the signed head"
+        let get = |l, i| self.audit_subtree(l, i);
+        // Each signer's newest head (it covers the most), read where it is
+        // stored; then the newest heads (those applied before rules 5).
+        let newest: Vec<u64> =
+            self.registry(|r| r.audit.signers().values().map(|s| s.index).collect());
+        let mut candidates = Vec::new();
+        for index in newest {
+            candidates.extend(self.audit_heads(index, 1)?);
+        }
+        candidates.sort_by_key(|h| h.seq);
+        let recent = self.audit_heads(heads.saturating_sub(PROOF_HEADS), PROOF_HEADS as usize)?;
+        let mut seen = std::collections::BTreeSet::new();
+        let mut out = Vec::new();
+        for head in recent.into_iter().chain(candidates).rev() {
+            let Some(root) = head.root else { continue };
+            if head.seq < seq || head.seq >= len || seen.contains(&head.signer) {
+                continue;
+            }
+            let size = head.seq.saturating_add(1);
+            // A head that does not match this tree is left out (from rules
+            // 5 none is applied; before, a member could state one).
+            if merkle::root_at(size, &get).ok() != Some(root.0) {
+                continue;
+            }
+            let Ok(path) = merkle::inclusion_path(seq, size, &get) else {
+                continue;
+            };
+            let Some(signer_identity) = self.head_signer(head.signer, head.seq) else {
+                continue;
+            };
+            seen.insert(head.signer);
+            out.push(HeadProof {
+                head,
+                path: path.into_iter().map(Hex32).collect(),
+                signer_identity,
+            });
+        }
+        if out.is_empty() {
+            return Err(NodeError::Unavailable(format!(
+                "entry {seq} is not yet under a signed head; try again in a second"
             )));
         }
-        let signer_identity = self
-            .head_signer(head.signer, head.seq)
-            .ok_or_else(|| NodeError::Internal("the head's signer is unknown".into()))?;
-        Ok(AuditProof {
-            entry,
-            path: path.into_iter().map(Hex32).collect(),
-            head,
-            signer_identity,
-        })
+        Ok(AuditProof { entry, heads: out })
     }
 }
 
@@ -479,10 +499,10 @@ impl Node {
         let event = AuditEvent {
             time_ms: self.now_ms(),
             node: self.0.id,
-            actor: actor.to_string(),
-            action: action.to_string(),
-            target: target.map(str::to_string),
-            outcome: outcome.to_string(),
+            actor: cut(actor),
+            action: cut(action),
+            target: target.map(cut),
+            outcome: cut(outcome),
         };
         match permit {
             Some(AuditPermit(p)) => {
@@ -494,6 +514,19 @@ impl Node {
             None => self.0.audit_tx.try_send((event, done)).is_ok(),
         }
     }
+}
+
+/// `field`, cut to [`log::MAX_FIELD`] bytes (at a character boundary, with
+/// a mark that it was cut).
+fn cut(field: &str) -> String {
+    if field.len() <= log::MAX_FIELD {
+        return field.to_string();
+    }
+    let mut end = log::MAX_FIELD - 3;
+    while !field.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}...", &field[..end])
 }
 
 /// What the audit queue carries: an event, and who waits for its commit.
@@ -533,7 +566,7 @@ async fn holds(node: &Node, from: u64, events: &[AuditEvent]) -> bool {
 /// first event elsewhere is not taken for it). Reads page by page, each
 /// page overlapping the last by the batch's length.
 fn held_from(node: &Node, from: u64, events: &[AuditEvent]) -> bool {
-    let upto = node.registry(|r| r.audit.len());
+    let upto = node.registry(|r| r.audit.written_len());
     let mut at = from;
     let overlap = events.len().saturating_sub(1) as u64;
     while at < upto {
@@ -604,7 +637,7 @@ pub(crate) async fn audit_writer(
         };
         if let Some(first) = first {
             let mut batch = vec![first];
-            while batch.len() < 512 {
+            while batch.len() < log::MAX_EVENTS {
                 match rx.try_recv() {
                     Ok(e) => batch.push(e),
                     Err(_) => break,
@@ -678,11 +711,20 @@ pub(crate) async fn audit_writer(
                 }
             });
         }
-        if node.leader() != Some(node.id()) {
+        // From rules 5 every member signs its own replica's head (with
+        // the tree's root), so a proof needs no single member's word;
+        // before, the leader alone, without the root (older builds check
+        // the first form of the signed bytes).
+        let strict = node.registry(|r| r.rules >= log::AUDIT_RULES);
+        if !strict && node.leader() != Some(node.id()) {
             continue;
         }
+        let me = node.id();
         let head = node.registry(|r| {
-            let last_signed = r.audit.last_head().map(|h| h.seq);
+            let last_signed = match strict {
+                true => r.audit.signed_by(me),
+                false => r.audit.last_head().map(|h| h.seq),
+            };
             let seq = r.audit.len().checked_sub(1)?;
             (Some(seq) > last_signed).then(|| (seq, r.audit.last_hash(), r.audit.root()))
         });
@@ -690,20 +732,26 @@ pub(crate) async fn audit_writer(
             if signed == Some(seq) {
                 continue;
             }
+            let root = strict.then_some(root);
             let signature = node
                 .keys()
-                .sign(&head_signing_bytes(seq, &hash, Some(&root)));
+                .sign(&head_signing_bytes(seq, &hash, root.as_ref()));
             let head = SignedHead {
                 seq,
                 hash,
-                signer: node.id(),
+                signer: me,
                 signature: Hex(signature.to_vec()),
-                root: Some(root),
+                root,
             };
             match node
                 .propose(node.statement(ClusterCommand::SignHead { head }))
                 .await
             {
+                // Refused (the log moved past it): the next round signs
+                // the newer end; while the log stays, the same one again.
+                Ok(CommandResponse::Rejected { reason }) => {
+                    tracing::debug!(reason, "audit head refused")
+                }
                 Ok(_) => signed = Some(seq),
                 Err(e) => tracing::warn!(error = %e, "signing the audit head failed"),
             }
@@ -717,9 +765,12 @@ mod tests {
 
     fn entries(n: u64) -> Vec<AuditEntry> {
         let mut log = AuditLog::default();
-        log.apply(&ClusterCommand::Audit {
-            events: (0..n).map(log::tests::event).collect(),
-        });
+        log.apply(
+            &ClusterCommand::Audit {
+                events: (0..n).map(log::tests::event).collect(),
+            },
+            true,
+        );
         log.take_side()
             .iter()
             .filter(|w| w.space == SPACE_ENTRY)

@@ -738,11 +738,25 @@ fn signed_by_sender(
 fn about_itself(r: &Registry, node: NodeId, command: &Command) -> Result<(), String> {
     match command {
         Command::Cluster(ClusterCommand::Audit { events }) => {
-            if events.iter().all(|e| e.node == node) {
-                Ok(())
-            } else {
-                Err(format!("node {node} may only report its own audit events"))
+            use crate::cluster::audit::log::{AUDIT_RULES, MAX_EVENTS, MAX_FIELD};
+            if !events.iter().all(|e| e.node == node) {
+                return Err(format!("node {node} may only report its own audit events"));
             }
+            let oversized = |e: &keyquorum_wire::control::AuditEvent| {
+                [&e.actor, &e.action, &e.outcome]
+                    .into_iter()
+                    .chain(e.target.as_ref())
+                    .any(|f| f.len() > MAX_FIELD)
+            };
+            if r.rules >= AUDIT_RULES
+                && (events.is_empty() || events.len() > MAX_EVENTS || events.iter().any(oversized))
+            {
+                return Err(format!(
+                    "an audit statement holds 1 to {MAX_EVENTS} events, each field at most \
+                     {MAX_FIELD} bytes"
+                ));
+            }
+            Ok(())
         }
         Command::Cluster(ClusterCommand::SignHead { head }) => {
             let ok = head.signer == node

@@ -161,3 +161,81 @@ fn a_late_boot_statement_does_not_replace_a_newer_one() {
     restored.rules = 0;
     assert_eq!(restored.rules_to_stamp(), 2);
 }
+
+/// From rules 5 a head is applied only if it is one of the log's recent
+/// ends, the same on a replica that applied the log and on one that
+/// loaded a snapshot taken before the rules changed.
+#[test]
+fn audit_heads_are_checked_from_rules_5_alike_on_every_replica() {
+    use crate::cluster::audit::head_signing_bytes;
+    let each_refused = |x: &CommandResponse| matches!(x, CommandResponse::Batch { responses } if responses.iter().all(refused));
+    let mut r = at_rules_2();
+    let head = |r: &Registry, node: u64, nonce: u8, seq: u64, root: bool| {
+        let hash = r.audit.last_hash();
+        let root = root.then(|| r.audit.root());
+        let signature = node_key(node).sign(&head_signing_bytes(seq, &hash, root.as_ref()));
+        statement(
+            node,
+            T0,
+            nonce,
+            ClusterCommand::SignHead {
+                head: keyquorum_wire::control::SignedHead {
+                    seq,
+                    hash,
+                    signer: id(node),
+                    signature: Hex(signature.to_bytes().to_vec()),
+                    root,
+                },
+            },
+        )
+    };
+    assert!(applied(&r.apply(
+        4,
+        &proposal(2, vec![statement(1, T0, 60, audit(1, "a"))])
+    )));
+    let end = r.audit.len() - 1;
+    let old = head(&r, 1, 61, end, false);
+    assert!(applied(&r.apply(5, &proposal(2, vec![old]))));
+    for (i, n) in [(6, 1), (7, 2)] {
+        assert!(applied(&r.apply(
+            i,
+            &proposal(2, vec![boot(n, 62 + n as u8, Some(APPLY_RULES))])
+        )));
+    }
+    assert_eq!(r.rules_to_stamp(), APPLY_RULES);
+    // Another replica loads a snapshot of this state.
+    let mut copy: Registry = serde_json::from_str(&json(&r)).unwrap();
+    for replica in [&mut r, &mut copy] {
+        // Rules 5: an audit statement, then a member's head at its end.
+        assert!(applied(&replica.apply(
+            8,
+            &proposal(APPLY_RULES, vec![statement(2, T0, 70, audit(2, "b"))])
+        )));
+        let end = replica.audit.len() - 1;
+        let good = head(replica, 2, 71, end, true);
+        assert!(applied(
+            &replica.apply(9, &proposal(APPLY_RULES, vec![good]))
+        ));
+        // A head at an end from before the rules, or without its root, or
+        // past the log, is refused.
+        let stale = head(replica, 1, 72, end - 1, true);
+        assert!(each_refused(
+            &replica.apply(10, &proposal(APPLY_RULES, vec![stale]))
+        ));
+        let rootless = head(replica, 1, 73, end, false);
+        assert!(each_refused(
+            &replica.apply(11, &proposal(APPLY_RULES, vec![rootless]))
+        ));
+        let ahead = head(replica, 1, 74, end + 1_000, true);
+        assert!(each_refused(
+            &replica.apply(12, &proposal(APPLY_RULES, vec![ahead]))
+        ));
+        // An empty audit statement is refused.
+        let empty = statement(1, T0, 75, ClusterCommand::Audit { events: vec![] });
+        assert!(each_refused(
+            &replica.apply(13, &proposal(APPLY_RULES, vec![empty]))
+        ));
+    }
+    assert_eq!(json(&r), json(&copy));
+    assert_eq!(r.audit.signed_by(id(2)), Some(r.audit.len() - 1));
+}
