@@ -169,17 +169,22 @@ pub fn protocol_parts(d: &MsgDeployment) -> (mk::Deployment, Vec<mk::Node>) {
             salt: d.salt.0.to_vec(),
             window_ms: d.window_ms,
         },
-        d.nodes
-            .iter()
-            .map(|n| mk::Node {
-                member: keyquorum_core::msgkey::route::Member {
-                    id: u64::from(n.id),
-                    identity: n.identity.0,
-                },
-                hpke: n.hpke.0,
-            })
-            .collect(),
+        route_nodes(&d.nodes),
     )
+}
+
+/// The protocol's view of a set of voting members.
+fn route_nodes(nodes: &[keyquorum_wire::msg::MsgNode]) -> Vec<mk::Node> {
+    nodes
+        .iter()
+        .map(|n| mk::Node {
+            member: keyquorum_core::msgkey::route::Member {
+                id: u64::from(n.id),
+                identity: n.identity.0,
+            },
+            hpke: n.hpke.0,
+        })
+        .collect()
 }
 
 fn now_ms() -> u64 {
@@ -526,24 +531,41 @@ impl Endpoint {
             .iter()
             .map(|c| confirmation(header.id, c))
             .collect::<Result<Vec<_>, _>>();
-        let result = confirmations.and_then(|confirmations| {
-            mk::receive(
-                &dep,
-                &self.identity(),
-                &prekey,
-                &nodes,
-                sender_identity,
-                &Outgoing {
-                    id: header.id,
-                    header: item.header.0.clone(),
-                    signature: sig64(&item.signature)?,
-                    payload: item.payload.0.clone(),
-                    for_receiver: sealed(&item.for_receiver),
-                    for_coordinators: Vec::new(),
-                },
-                &confirmations,
-            )
+        // The membership now, then the earlier ones in force around the
+        // message's time (it was routed under one of them).
+        let window = deployment.window_ms;
+        let earlier = deployment.earlier.iter().filter(|r| {
+            r.until_ms.saturating_add(window) >= item.time_ms
+                && r.from_ms <= item.time_ms.saturating_add(window)
         });
+        let candidates = std::iter::once(nodes).chain(earlier.map(|r| route_nodes(&r.nodes)));
+        let open = |nodes: &[mk::Node]| {
+            confirmations.clone().and_then(|confirmations| {
+                mk::receive(
+                    &dep,
+                    &self.identity(),
+                    &prekey,
+                    nodes,
+                    sender_identity,
+                    &Outgoing {
+                        id: header.id,
+                        header: item.header.0.clone(),
+                        signature: sig64(&item.signature)?,
+                        payload: item.payload.0.clone(),
+                        for_receiver: sealed(&item.for_receiver),
+                        for_coordinators: Vec::new(),
+                    },
+                    &confirmations,
+                )
+            })
+        };
+        let mut result = Err(MsgError::WrongCoordinator);
+        for nodes in candidates {
+            result = open(&nodes);
+            if !matches!(result, Err(MsgError::WrongCoordinator)) {
+                break;
+            }
+        }
         self.vault.delete(Table::Prekeys, &header.prekey)?;
         Ok(Zeroizing::new(result?))
     }

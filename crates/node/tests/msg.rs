@@ -568,3 +568,82 @@ async fn a_client_past_its_endpoint_quota_gets_429_and_others_are_not_held() {
     assert_eq!(status_of(&e), 429, "{e}");
     c.shutdown().await;
 }
+
+/// Found by the nemesis: a message accepted under one membership must
+/// still open after the membership changes (a voter joins, which moves
+/// the rendezvous choice of coordinators for some identifiers). The
+/// receiver checks each message against the membership it was routed
+/// under, which the deployment lists.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_routed_before_a_membership_change_open_after_it() {
+    let (dir, mut c) = cluster(3, 2, 0).await;
+    let admin = Client::new(&c.url(), &c.admin, c.ca_pem().as_bytes()).unwrap();
+    let eps = endpoints(dir.path(), &admin, 100, 4).await;
+    let before = admin.msg_deployment().await.unwrap();
+    assert_eq!(before.nodes.len(), 3);
+    let mut sent = BTreeMap::new();
+    for i in 0..40usize {
+        let content = format!("before the change {i}");
+        let r = eps[0]
+            .send(
+                &admin,
+                &before,
+                "bob",
+                content.as_bytes(),
+                1,
+                Mode::VerifyInTheExponent,
+            )
+            .await
+            .unwrap();
+        sent.insert(r.id, content);
+    }
+    let req = c.spawn_node().await.unwrap();
+    common::join(&c, &admin, &req).await;
+    let mut after = admin.msg_deployment().await.unwrap();
+    for _ in 0..100 {
+        if after.nodes.len() == 4 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        after = admin.msg_deployment().await.unwrap();
+    }
+    assert_eq!(after.nodes.len(), 4);
+    assert_eq!(
+        after.earlier.first().map(|r| r.nodes.len()),
+        Some(3),
+        "{after:?}"
+    );
+    // Some of the 40 identifiers now rank the new node first.
+    let (_, now) = keyquorum_client::msg::protocol_parts(&after);
+    let members: Vec<_> = now.iter().map(|n| n.member).collect();
+    let moved: Vec<Hex32> = sent
+        .keys()
+        .filter(|id| {
+            keyquorum_core::msgkey::route::coordinators(&id.0, &members, 1).unwrap()
+                == [u64::from(req.id)]
+        })
+        .copied()
+        .collect();
+    assert!(!moved.is_empty(), "no message moved coordinator");
+    // Checked against the membership now alone, a moved one is refused
+    // (this spends its prekey: it is refused again below).
+    let inbox = admin.inbox("bob").await.unwrap().messages;
+    let item = inbox.iter().find(|m| m.id == moved[0]).unwrap();
+    let mut bare = after.clone();
+    bare.earlier.clear();
+    let e = eps[1]
+        .open_item(&bare, &eps[0].identity(), item)
+        .unwrap_err();
+    assert!(e.to_string().contains("wrong coordinator"), "{e}");
+    // With the membership it was routed under, every other one opens.
+    let got = eps[1].receive(&admin, &after).await.unwrap();
+    assert_eq!(got.len(), 40);
+    for r in &got {
+        match &r.content {
+            Ok(content) => assert_eq!(content.as_slice(), sent[&r.id].as_bytes()),
+            Err(e) => assert_eq!(r.id, moved[0], "{}: {e}", r.id),
+        }
+    }
+    assert_eq!(got.iter().filter(|r| r.content.is_ok()).count(), 39);
+    c.shutdown().await;
+}

@@ -127,6 +127,23 @@ pub struct MsgDeployment {
     pub window_ms: u64,
     /// The voting members coordinators are chosen from.
     pub nodes: Vec<MsgNode>,
+    /// The voting members before, newest first (the last few changes): a
+    /// message accepted under an earlier membership is checked against
+    /// the membership it was routed under.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub earlier: Vec<MsgRoute>,
+}
+
+/// The voting members from one membership change to the next.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct MsgRoute {
+    /// In force from this log time (ms).
+    pub from_ms: u64,
+    /// Until this log time (ms), when the next took over.
+    pub until_ms: u64,
+    /// The voting members.
+    pub nodes: Vec<MsgNode>,
 }
 
 /// How the coordinator confirms a message.

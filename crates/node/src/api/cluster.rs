@@ -202,7 +202,7 @@ pub(crate) async fn audit_log(
                 .await
                 .map_err(|e| NodeError::Internal(e.to_string()))??
         };
-        if entries.is_empty() && offset < total {
+        if entries.is_empty() && offset < total && limit > 0 {
             // A snapshot install left them out; the keeper is fetching.
             return Err(NodeError::Unavailable(format!(
                 "this node is still fetching the audit log from entry {offset}"
@@ -253,7 +253,7 @@ pub(crate) async fn audit_verify(req: Audited, State(node): State<Node>) -> Resp
 #[utoipa::path(get, path = "/v1/audit/proof/{seq}", params(("seq" = u64, Path, description = "The entry")),
     security(("httpsig" = [])),
     responses((status = 200, body = AuditProof), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
-              (status = 404, body = ErrorBody), (status = 503, body = ErrorBody)))]
+              (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 503, body = ErrorBody)))]
 pub(crate) async fn audit_proof(
     req: Audited,
     State(node): State<Node>,

@@ -101,7 +101,8 @@ fn live(node: &Node, name: &str) -> Result<EndpointRecord, NodeError> {
 /// The deployment as this node's replica knows it (`None` before the salt
 /// is chosen).
 fn current(node: &Node) -> Option<MsgDeployment> {
-    let (salt, window_ms) = node.registry(|r| (r.msg.salt, r.msg.window_ms));
+    let (salt, window_ms, earlier) =
+        node.registry(|r| (r.msg.salt, r.msg.window_ms, r.msg.earlier_routes()));
     let nodes = node
         .members()
         .into_iter()
@@ -116,6 +117,7 @@ fn current(node: &Node) -> Option<MsgDeployment> {
         salt,
         window_ms,
         nodes,
+        earlier,
     })
 }
 

@@ -5,7 +5,9 @@
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use keyquorum_wire::control::CommandResponse;
-use keyquorum_wire::msg::{EndpointRecord, MailItem, MsgCommand, Prekey, CLAIM_COUNTS, MAX_CLAIM};
+use keyquorum_wire::msg::{
+    EndpointRecord, MailItem, MsgCommand, MsgNode, MsgRoute, Prekey, CLAIM_COUNTS, MAX_CLAIM,
+};
 use keyquorum_wire::Hex32;
 use serde::{Deserialize, Serialize};
 
@@ -43,6 +45,10 @@ pub struct MsgState {
     pub seen_by_time: BTreeSet<(u64, Hex32)>,
     /// Newest header time accepted.
     pub newest_ms: u64,
+    /// The voting members coordinators were chosen from, with the log time
+    /// each set took over, oldest first (the last [`ROUTES`]).
+    #[serde(default)]
+    pub routes: VecDeque<(u64, Vec<MsgNode>)>,
     /// What each client uses, for the quotas (`super::quota`): derived,
     /// never serialized.
     #[serde(skip)]
@@ -83,7 +89,38 @@ fn lapse<V>(by_time: &mut BTreeSet<(u64, Hex32)>, map: &mut BTreeMap<Hex32, V>, 
     }
 }
 
+/// How many membership changes the state remembers for routing.
+pub const ROUTES: usize = 16;
+
 impl MsgState {
+    /// The voting members are `nodes` from log time `now_ms` on (noted
+    /// only when they changed).
+    pub fn note_route(&mut self, now_ms: u64, nodes: Vec<MsgNode>) {
+        if self.routes.back().is_some_and(|(_, last)| *last == nodes) {
+            return;
+        }
+        self.routes.push_back((now_ms, nodes));
+        while self.routes.len() > ROUTES {
+            self.routes.pop_front();
+        }
+    }
+
+    /// The routes before the current one, newest first, each with the
+    /// time it ended.
+    pub fn earlier_routes(&self) -> Vec<MsgRoute> {
+        let ends: Vec<u64> = self.routes.iter().skip(1).map(|(t, _)| *t).collect();
+        self.routes
+            .iter()
+            .zip(ends)
+            .map(|((from_ms, nodes), until_ms)| MsgRoute {
+                from_ms: *from_ms,
+                until_ms,
+                nodes: nodes.clone(),
+            })
+            .rev()
+            .collect()
+    }
+
     fn owner_of(&self, endpoint: &str) -> Option<&str> {
         self.endpoints.get(endpoint).map(|r| r.owner.as_str())
     }

@@ -338,7 +338,9 @@ impl Node {
             });
         }
         if out.is_empty() {
-            return Err(NodeError::Unavailable(format!(
+            // Not a fault of the node: the members sign about a second
+            // after the log moves.
+            return Err(NodeError::Conflict(format!(
                 "entry {seq} is not yet under a signed head; try again in a second"
             )));
         }

@@ -129,6 +129,21 @@ impl Registry {
                 .copied()
                 .collect();
         }
+        // Messages are routed among the voters: their history lets a
+        // receiver check a message routed before a change.
+        let routing = self
+            .voters
+            .iter()
+            .filter_map(|id| {
+                self.members.get(id).map(|m| keyquorum_wire::msg::MsgNode {
+                    id: *id,
+                    identity: m.identity,
+                    hpke: m.hpke,
+                })
+            })
+            .collect();
+        let now = self.clock.now_ms();
+        self.msg.note_route(now, routing);
     }
 
     /// The founding members an init names, each with the address and
