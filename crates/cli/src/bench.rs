@@ -54,6 +54,7 @@ pub(crate) async fn local_cluster(
             nonce_pool: pool,
             checkpoint_every: keyquorum_node::config::NodeConfig::DEFAULT_CHECKPOINT_EVERY,
             audit_queue: keyquorum_node::config::NodeConfig::DEFAULT_AUDIT_QUEUE,
+            client_sessions: keyquorum_node::config::NodeConfig::DEFAULT_CLIENT_SESSIONS,
         },
         Passphrase::new(hex::encode(pass).into_bytes()),
     )

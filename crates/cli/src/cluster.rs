@@ -378,6 +378,7 @@ async fn dev(
         nonce_pool: 32,
         checkpoint_every: keyquorum_node::config::NodeConfig::DEFAULT_CHECKPOINT_EVERY,
         audit_queue: keyquorum_node::config::NodeConfig::DEFAULT_AUDIT_QUEUE,
+        client_sessions: keyquorum_node::config::NodeConfig::DEFAULT_CLIENT_SESSIONS,
     };
     let msg = format!("starting {nodes} nodes");
     let cluster = spinning(json, &msg, LocalCluster::start(opts, pass)).await?;

@@ -532,11 +532,11 @@ impl Endpoint {
             .map(|c| confirmation(header.id, c))
             .collect::<Result<Vec<_>, _>>();
         // The membership now, then the earlier ones in force around the
-        // message's time (it was routed under one of them).
+        // time the sender signed (it was routed under one of them).
         let window = deployment.window_ms;
         let earlier = deployment.earlier.iter().filter(|r| {
-            r.until_ms.saturating_add(window) >= item.time_ms
-                && r.from_ms <= item.time_ms.saturating_add(window)
+            r.until_ms.saturating_add(window) >= header.time_ms
+                && r.from_ms <= header.time_ms.saturating_add(window)
         });
         let candidates = std::iter::once(nodes).chain(earlier.map(|r| route_nodes(&r.nodes)));
         let open = |nodes: &[mk::Node]| {
@@ -559,13 +559,21 @@ impl Endpoint {
                 )
             })
         };
-        let mut result = Err(MsgError::WrongCoordinator);
+        // The first that opens it; else why the current one did not (the
+        // step is pure: trying several changes nothing).
+        let mut result = None;
         for nodes in candidates {
-            result = open(&nodes);
-            if !matches!(result, Err(MsgError::WrongCoordinator)) {
-                break;
+            match open(&nodes) {
+                Ok(v) => {
+                    result = Some(Ok(v));
+                    break;
+                }
+                Err(e) => {
+                    result.get_or_insert(Err(e));
+                }
             }
         }
+        let result = result.unwrap_or(Err(MsgError::WrongCoordinator));
         self.vault.delete(Table::Prekeys, &header.prekey)?;
         Ok(Zeroizing::new(result?))
     }

@@ -61,6 +61,10 @@ pub struct NodeConfig {
     /// own events and the outcomes of requests already admitted.
     #[serde(default = "default_audit_queue")]
     pub audit_queue: usize,
+    /// Requests one client may have in flight on this node at once (its
+    /// signing sessions, key generations, exports, reads); past it, 429.
+    #[serde(default = "default_client_sessions")]
+    pub client_sessions: usize,
 }
 
 /// A trusted peer.
@@ -117,6 +121,10 @@ fn default_audit_queue() -> usize {
     NodeConfig::DEFAULT_AUDIT_QUEUE
 }
 
+fn default_client_sessions() -> usize {
+    NodeConfig::DEFAULT_CLIENT_SESSIONS
+}
+
 impl NodeConfig {
     /// Whether the settings are within their bounds (checked at start).
     pub fn check(&self) -> Result<(), String> {
@@ -140,6 +148,12 @@ impl NodeConfig {
                 self.audit_queue
             ));
         }
+        if !(1..=1_000_000).contains(&self.client_sessions) {
+            return Err(format!(
+                "client_sessions is {}; it must be 1 to 1,000,000",
+                self.client_sessions
+            ));
+        }
         if self.checkpoint_every == 0 {
             return Err("checkpoint_every must be at least 1".into());
         }
@@ -148,6 +162,9 @@ impl NodeConfig {
 
     /// The default of [`NodeConfig::audit_queue`].
     pub const DEFAULT_AUDIT_QUEUE: usize = 65_536;
+
+    /// The default of [`NodeConfig::client_sessions`].
+    pub const DEFAULT_CLIENT_SESSIONS: usize = 256;
 
     /// The default of [`NodeConfig::checkpoint_every`].
     pub const DEFAULT_CHECKPOINT_EVERY: u64 = 5_000;
@@ -168,6 +185,7 @@ impl NodeConfig {
             header_read_timeout_ms: default_header_read_timeout(),
             max_connections: default_max_connections(),
             audit_queue: default_audit_queue(),
+            client_sessions: default_client_sessions(),
         }
     }
 }

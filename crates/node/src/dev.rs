@@ -41,6 +41,8 @@ pub struct DevOptions {
     pub checkpoint_every: u64,
     /// Audit queue bound (`NodeConfig::audit_queue`).
     pub audit_queue: usize,
+    /// Requests in flight per client (`NodeConfig::client_sessions`).
+    pub client_sessions: usize,
 }
 
 /// What `cluster.json` remembers.
@@ -54,6 +56,12 @@ struct Layout {
     checkpoint_every: u64,
     #[serde(default = "default_audit_queue")]
     audit_queue: usize,
+    #[serde(default = "default_client_sessions")]
+    client_sessions: usize,
+}
+
+fn default_client_sessions() -> usize {
+    NodeConfig::DEFAULT_CLIENT_SESSIONS
 }
 
 fn default_audit_queue() -> usize {
@@ -155,6 +163,7 @@ impl LocalCluster {
                     nonce_pool: opts.nonce_pool,
                     checkpoint_every: opts.checkpoint_every,
                     audit_queue: opts.audit_queue,
+                    client_sessions: opts.client_sessions,
                 };
                 std::fs::write(
                     &layout_path,
@@ -313,6 +322,7 @@ impl LocalCluster {
         c.nonce_pool = self.layout.nonce_pool;
         c.checkpoint_every = self.layout.checkpoint_every;
         c.audit_queue = self.layout.audit_queue;
+        c.client_sessions = self.layout.client_sessions;
         c
     }
 

@@ -717,3 +717,61 @@ async fn a_full_audit_queue_refuses_requests_before_they_run() {
     assert!(ok, "requests are not served after the heal");
     c.shutdown().await;
 }
+
+/// Issue #18 item 3, sessions: a client holds at most `client_sessions`
+/// requests in flight on a node (here 1); past that it is answered 429 at
+/// once, another client is not held by it, and the place comes back when
+/// the request ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_past_its_requests_in_flight_gets_429_and_others_are_not_held() {
+    use keyquorum_node::config::NodeConfig;
+    let (_dir, c) = common::cluster_full(
+        3,
+        2,
+        0,
+        NodeConfig::DEFAULT_CHECKPOINT_EVERY,
+        NodeConfig::DEFAULT_AUDIT_QUEUE,
+        1,
+    )
+    .await;
+    let ca = c.ca_pem();
+    let admin = Client::new(&c.url_of(n(1)), &c.admin, ca.as_bytes()).unwrap();
+    let key = admin
+        .create_key(&create("k", SuiteName::Ed25519, 2, None))
+        .await
+        .unwrap();
+    let app_key = common::new_client(&admin, "app", false, false, &["k"]).await;
+    let app = Client::new(&c.url_of(n(1)), &app_key, ca.as_bytes()).unwrap();
+    // Node 1 cut off from the others: a signature through it waits for
+    // them (up to its peer time-out), holding the client's one place.
+    let n1 = c.node(n(1)).unwrap();
+    n1.net_faults().cut([n(2), n(3)]);
+    let held = tokio::spawn({
+        let app = app.clone();
+        async move { app.sign("k", b"held").await }
+    });
+    common::poll(
+        "the signature to be in flight",
+        Duration::from_secs(10),
+        || async { n1.client_sessions_held("app") == 1 },
+    )
+    .await;
+    let e = app.sign("k", b"second").await.unwrap_err();
+    assert_eq!(common::status_of(&e), 429, "{e}");
+    assert!(e.to_string().contains("in flight"), "{e}");
+    // Another client is not held by it (its request may fail for the cut,
+    // not for the quota).
+    if let Err(e) = admin.list_keys().await {
+        assert_ne!(common::status_of(&e), 429, "{e}");
+    }
+    n1.net_faults().heal();
+    let _ = held.await.unwrap();
+    common::poll(
+        "the place to come back",
+        Duration::from_secs(10),
+        || async { n1.client_sessions_held("app") == 0 },
+    )
+    .await;
+    sign_and_check(&app, &key, b"after").await;
+    c.shutdown().await;
+}

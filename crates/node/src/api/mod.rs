@@ -182,8 +182,22 @@ impl Audited {
                 None
             }
         };
+        // The place this request holds among its client's (quota), until
+        // it is answered.
+        let mut session = None;
         let result = match caller {
-            Ok(c) => f(c).await,
+            Ok(c) => match node.client_session(&c.grant.name) {
+                Some(s) => {
+                    session = Some(s);
+                    f(c).await
+                }
+                None => Err(NodeError::TooMany(format!(
+                    "quota exceeded: client {} has {} requests in flight on this node; wait for \
+                     one to finish",
+                    c.grant.name,
+                    node.config().client_sessions
+                ))),
+            },
             Err(e) => Err(e),
         };
         let outcome = match &result {
@@ -228,6 +242,7 @@ impl Audited {
                 Err(e)
             }
         };
+        drop(session);
         match result {
             Ok(v) => {
                 node.metrics().requests_ok.fetch_add(1, Ordering::Relaxed);

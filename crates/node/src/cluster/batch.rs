@@ -86,6 +86,9 @@ pub(crate) async fn batch_writer(node: Node, mut rx: mpsc::UnboundedReceiver<Pen
             return;
         };
         let batch = gather(first, &mut rx);
+        if batch.is_empty() {
+            continue;
+        }
         let node = node.clone();
         tokio::spawn(async move {
             let _permit = permit;
@@ -95,18 +98,22 @@ pub(crate) async fn batch_writer(node: Node, mut rx: mpsc::UnboundedReceiver<Pen
 }
 
 /// `first` and what is queued behind it, up to [`MAX_BATCH`] commands or
-/// about [`MAX_BATCH_BYTES`].
+/// about [`MAX_BATCH_BYTES`]. A write whose requester is gone (a client
+/// that hung up: its request's place among its client's was given back)
+/// is dropped, not written: the queue holds only writes someone waits for.
 fn gather(first: Pending, rx: &mut mpsc::UnboundedReceiver<Pending>) -> Vec<Pending> {
-    let mut bytes = rough_size(&first.0);
-    let mut batch = vec![first];
-    while batch.len() < MAX_BATCH && bytes < MAX_BATCH_BYTES {
-        match rx.try_recv() {
-            Ok(p) => {
-                bytes += rough_size(&p.0);
-                batch.push(p);
-            }
-            Err(_) => break,
+    let mut bytes = 0;
+    let mut batch = Vec::new();
+    let mut next = Some(first);
+    while let Some(p) = next.take() {
+        if !p.1.is_closed() {
+            bytes += rough_size(&p.0);
+            batch.push(p);
         }
+        if batch.len() >= MAX_BATCH || bytes >= MAX_BATCH_BYTES {
+            break;
+        }
+        next = rx.try_recv().ok();
     }
     batch
 }
@@ -172,14 +179,34 @@ mod tests {
     /// Queue `n` copies of `command`, then gather one batch.
     fn gathered(command: &Authorized, n: usize) -> (usize, usize) {
         let (tx, mut rx) = mpsc::unbounded_channel();
+        let mut waiting = Vec::new();
         for _ in 0..n {
-            let (reply, _) = oneshot::channel();
+            let (reply, wait) = oneshot::channel();
+            waiting.push(wait);
             tx.send((command.clone(), reply)).unwrap();
         }
         let first = rx.try_recv().unwrap();
         let batch = gather(first, &mut rx);
         let left = std::iter::from_fn(|| rx.try_recv().ok()).count();
         (batch.len(), left)
+    }
+
+    /// A write nobody waits for any more (its client hung up) is dropped,
+    /// not written.
+    #[test]
+    fn a_write_whose_requester_is_gone_is_not_written() {
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let mut waiting = Vec::new();
+        for i in 0..6 {
+            let (reply, wait) = oneshot::channel();
+            if i % 2 == 0 {
+                waiting.push(wait);
+            }
+            tx.send((deliver(16), reply)).unwrap();
+        }
+        let first = rx.try_recv().unwrap();
+        assert_eq!(gather(first, &mut rx).len(), 3);
+        drop(waiting);
     }
 
     #[test]

@@ -249,11 +249,16 @@ impl Machine for Registry {
                 p.rules
             ));
         }
-        if self.rules < super::audit::log::AUDIT_RULES && p.rules >= super::audit::log::AUDIT_RULES
-        {
-            self.audit.take_up_strict();
-        }
+        let taking_up = self.rules < super::audit::log::AUDIT_RULES
+            && p.rules >= super::audit::log::AUDIT_RULES;
         self.rules = p.rules;
+        if taking_up {
+            // Rules 5 start the audit heads' checks and the messages'
+            // routing history from this entry, alike on every replica.
+            self.audit.take_up_strict();
+            self.msg.routes.clear();
+            self.note_route();
+        }
         if p.commands.is_empty() || p.commands.len() > MAX_BATCH {
             return CommandResponse::rejected(format!(
                 "a proposal holds 1 to {MAX_BATCH} commands"

@@ -48,6 +48,7 @@ pub mod peer;
 pub mod raft;
 pub mod raftnet;
 pub(crate) mod refusals;
+pub(crate) mod sessions;
 pub mod tls;
 pub mod transport;
 
@@ -76,6 +77,8 @@ pub(crate) struct Inner {
     metrics: Metrics,
     /// Which refusals are audited or logged ([`refusals`]).
     refusals: refusals::Refusals,
+    /// Requests in flight per client ([`sessions`]).
+    sessions: std::sync::Arc<sessions::Sessions>,
     audit_tx: mpsc::Sender<(AuditEvent, Option<oneshot::Sender<()>>)>,
     batch_tx: mpsc::UnboundedSender<batch::Pending>,
     bootstrap: BTreeMap<NodeId, NodeInfo>,
@@ -189,6 +192,7 @@ impl Node {
             .iter()
             .map(|p| (p.id, p.info.clone()))
             .collect();
+        let sessions = sessions::Sessions::new(config.client_sessions);
         let node = Node(Arc::new(Inner {
             id: config.id,
             config,
@@ -205,6 +209,7 @@ impl Node {
             replay: peer::ReplayGuard::default(),
             metrics: Metrics::default(),
             refusals: refusals::Refusals::default(),
+            sessions,
             audit_tx,
             batch_tx,
             bootstrap,

@@ -73,6 +73,27 @@ pub async fn cluster_opts(
     checkpoint_every: u64,
     audit_queue: usize,
 ) -> (tempfile::TempDir, LocalCluster) {
+    cluster_full(
+        nodes,
+        threshold,
+        pool,
+        checkpoint_every,
+        audit_queue,
+        keyquorum_node::config::NodeConfig::DEFAULT_CLIENT_SESSIONS,
+    )
+    .await
+}
+
+/// [`cluster_opts`], with at most `client_sessions` requests in flight per
+/// client on each node.
+pub async fn cluster_full(
+    nodes: u16,
+    threshold: u16,
+    pool: usize,
+    checkpoint_every: u64,
+    audit_queue: usize,
+    client_sessions: usize,
+) -> (tempfile::TempDir, LocalCluster) {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .with_test_writer()
@@ -86,6 +107,7 @@ pub async fn cluster_opts(
         nonce_pool: pool,
         checkpoint_every,
         audit_queue,
+        client_sessions,
     };
     let c = LocalCluster::start(opts, Passphrase::new(b"test".to_vec()))
         .await

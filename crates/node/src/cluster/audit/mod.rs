@@ -607,6 +607,10 @@ pub(crate) async fn audit_writer(
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut signed: Option<u64> = None;
+    // The head being stated (a follower forwards it to the leader, which
+    // can take a while): on its own task, so audit events never wait for
+    // it; one at a time.
+    let mut signing: Option<(u64, tokio::task::JoinHandle<bool>)> = None;
     let mut last_said: Option<std::time::Instant> = None;
     // The init secret is deleted once the cluster is initialised (checked
     // on the idle path until it is).
@@ -730,6 +734,15 @@ pub(crate) async fn audit_writer(
             let seq = r.audit.len().checked_sub(1)?;
             (Some(seq) > last_signed).then(|| (seq, r.audit.last_hash(), r.audit.root()))
         });
+        if let Some((at, task)) = signing.take() {
+            if !task.is_finished() {
+                signing = Some((at, task));
+                continue;
+            }
+            if task.await.unwrap_or(false) {
+                signed = Some(at);
+            }
+        }
         if let Some((seq, hash, root)) = head {
             if signed == Some(seq) {
                 continue;
@@ -745,18 +758,27 @@ pub(crate) async fn audit_writer(
                 signature: Hex(signature.to_vec()),
                 root,
             };
-            match node
-                .propose(node.statement(ClusterCommand::SignHead { head }))
-                .await
-            {
-                // Refused (the log moved past it): the next round signs
-                // the newer end; while the log stays, the same one again.
-                Ok(CommandResponse::Rejected { reason }) => {
-                    tracing::debug!(reason, "audit head refused")
+            let node = node.clone();
+            let task = tokio::spawn(async move {
+                match node
+                    .propose(node.statement(ClusterCommand::SignHead { head }))
+                    .await
+                {
+                    // Refused (the log moved past it): the next round signs
+                    // the newer end; while the log stays, the same one
+                    // again.
+                    Ok(CommandResponse::Rejected { reason }) => {
+                        tracing::debug!(reason, "audit head refused");
+                        false
+                    }
+                    Ok(_) => true,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "signing the audit head failed");
+                        false
+                    }
                 }
-                Ok(_) => signed = Some(seq),
-                Err(e) => tracing::warn!(error = %e, "signing the audit head failed"),
-            }
+            });
+            signing = Some((seq, task));
         }
     }
 }

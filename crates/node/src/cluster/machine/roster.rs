@@ -130,7 +130,15 @@ impl Registry {
                 .collect();
         }
         // Messages are routed among the voters: their history lets a
-        // receiver check a message routed before a change.
+        // receiver check a message routed before a change (from rules 5,
+        // which start it, so every replica keeps the same history).
+        if self.rules >= crate::cluster::audit::log::AUDIT_RULES {
+            self.note_route();
+        }
+    }
+
+    /// Note the voters as messages' routing membership from now on.
+    pub(super) fn note_route(&mut self) {
         let routing = self
             .voters
             .iter()
