@@ -64,10 +64,9 @@ pub struct RunningNode {
     pub addr: SocketAddr,
     shutdown: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<()>>,
-    audit: Option<JoinHandle<()>>,
-    batcher: Option<JoinHandle<()>>,
-    roster: Option<JoinHandle<()>>,
-    keeper: Option<JoinHandle<()>>,
+    /// The node's own tasks: the audit writer, the batcher, the roster
+    /// follower, the audit keeper.
+    tasks: Vec<JoinHandle<()>>,
     raft_file: keyquorum_store::raft::FileHandle,
 }
 
@@ -94,15 +93,7 @@ impl RunningNode {
             let _ = tx.send(());
         }
         let _ = self.node.raft().shutdown().await;
-        for t in [
-            self.audit.take(),
-            self.batcher.take(),
-            self.roster.take(),
-            self.keeper.take(),
-        ]
-        .into_iter()
-        .flatten()
-        {
+        for t in std::mem::take(&mut self.tasks) {
             t.abort();
             let _ = t.await;
         }
@@ -123,15 +114,7 @@ impl Drop for RunningNode {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
-        for t in [
-            self.audit.take(),
-            self.batcher.take(),
-            self.roster.take(),
-            self.keeper.take(),
-        ]
-        .into_iter()
-        .flatten()
-        {
+        for t in &self.tasks {
             t.abort();
         }
     }
@@ -196,10 +179,7 @@ impl Node {
             addr: opened.bound,
             shutdown: Some(tx),
             server: Some(server),
-            audit: Some(audit),
-            batcher: Some(batcher),
-            roster: Some(roster),
-            keeper: Some(keeper),
+            tasks: vec![audit, batcher, roster, keeper],
             raft_file: opened.raft_file,
         })
     }

@@ -196,23 +196,8 @@ async fn a_member_behind_a_snapshot_fetches_verifies_and_proves_the_whole_audit_
     use std::time::Duration;
     const EVERY: u64 = 20;
     let (_dir, mut c) = common::cluster_with(3, 2, 0, EVERY).await;
-    let leader = c.node(n(1)).unwrap().leader().unwrap();
-    let behind = (1..=3).map(n).find(|i| *i != leader).unwrap();
-    let admin = Client::new(&c.url_of(leader), &c.admin, c.ca_pem().as_bytes()).unwrap();
-    c.stop_node(behind).await;
-    for i in 0..3 * EVERY {
-        common::new_client(&admin, &format!("c{i}"), false, false, &[]).await;
-    }
+    let (leader, behind, _admin) = common::leave_member_behind(&mut c, EVERY).await;
     let lead = c.node(leader).unwrap();
-    common::poll(
-        "the leader to purge its log past a checkpoint",
-        Duration::from_secs(30),
-        || async {
-            let m = lead.raft().metrics().borrow().clone();
-            m.purged.is_some_and(|p| p.index > EVERY) && m.snapshot.is_some()
-        },
-    )
-    .await;
     // The snapshot form of the state holds the log's head, no entry.
     let state = lead.registry(|r| serde_json::to_string(r).unwrap());
     assert!(state.contains("\"audit_log\""));

@@ -456,3 +456,34 @@ pub async fn allow_reshare(
     )
     .await;
 }
+
+/// Leave a member behind the leader's compacted log: stop a member that is
+/// not the leader, register `3 * every` clients through the leader (a
+/// checkpoint every `every` entries), and wait until the leader purged its
+/// log past a checkpoint. Returns the leader, the stopped member and an
+/// admin client on the leader.
+pub async fn leave_member_behind(c: &mut LocalCluster, every: u64) -> (NodeId, NodeId, Client) {
+    let leader = c.node(n(1)).unwrap().leader().unwrap();
+    let behind = c
+        .running()
+        .iter()
+        .map(|node| node.id())
+        .find(|i| *i != leader)
+        .unwrap();
+    let admin = Client::new(&c.url_of(leader), &c.admin, c.ca_pem().as_bytes()).unwrap();
+    c.stop_node(behind).await;
+    for i in 0..3 * every {
+        new_client(&admin, &format!("c{i}"), false, false, &[]).await;
+    }
+    let lead = c.node(leader).unwrap();
+    poll(
+        "the leader to purge its log past a checkpoint",
+        Duration::from_secs(30),
+        || async {
+            let m = lead.raft().metrics().borrow().clone();
+            m.purged.is_some_and(|p| p.index > every) && m.snapshot.is_some()
+        },
+    )
+    .await;
+    (leader, behind, admin)
+}

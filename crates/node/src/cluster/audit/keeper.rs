@@ -316,27 +316,12 @@ fn check_page(
 
 #[cfg(test)]
 mod tests {
-    use keyquorum_wire::control::ClusterCommand;
-
-    use super::super::log::tests::event;
-    use super::super::AuditLog;
+    use super::super::log::tests::logged;
     use super::*;
 
     #[test]
     fn a_page_is_taken_only_if_it_ends_at_the_known_hash() {
-        let mut log = AuditLog::default();
-        log.apply(
-            &ClusterCommand::Audit {
-                events: (0..6).map(event).collect(),
-            },
-            true,
-        );
-        let all: Vec<AuditEntry> = log
-            .take_side()
-            .iter()
-            .filter(|w| w.space == SPACE_ENTRY)
-            .map(|w| serde_json::from_slice(&w.value).unwrap())
-            .collect();
+        let (log, all) = logged(0..6);
         let head = log.last_hash();
         // The last three, then the first three.
         let prev = check_page(&all[3..], 3, 6, head).unwrap();
@@ -358,19 +343,7 @@ mod tests {
         );
         assert_eq!(check_page(&all[2..5], 3, 6, head), Err(PageFault::Wrong(5)));
         // A whole forged chain does not end at the head.
-        let mut other = AuditLog::default();
-        other.apply(
-            &ClusterCommand::Audit {
-                events: (10..16).map(event).collect(),
-            },
-            true,
-        );
-        let forged: Vec<AuditEntry> = other
-            .take_side()
-            .iter()
-            .filter(|w| w.space == SPACE_ENTRY)
-            .map(|w| serde_json::from_slice(&w.value).unwrap())
-            .collect();
+        let (_, forged) = logged(10..16);
         assert_eq!(
             check_page(&forged[3..], 3, 6, head),
             Err(PageFault::Wrong(5))

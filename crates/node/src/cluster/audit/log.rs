@@ -389,6 +389,29 @@ pub(crate) mod tests {
         }
     }
 
+    /// A log of the events numbered `events`, and its entries (the
+    /// records taken).
+    pub(crate) fn logged(events: std::ops::Range<u64>) -> (AuditLog, Vec<AuditEntry>) {
+        let mut log = AuditLog::default();
+        log.apply(
+            &ClusterCommand::Audit {
+                events: events.map(event).collect(),
+            },
+            true,
+        );
+        let entries = entries_of(&log.take_side());
+        (log, entries)
+    }
+
+    /// The entries among `records`.
+    pub(crate) fn entries_of(records: &[SideWrite]) -> Vec<AuditEntry> {
+        records
+            .iter()
+            .filter(|w| w.space == SPACE_ENTRY)
+            .map(|w| serde_json::from_slice(&w.value).unwrap())
+            .collect()
+    }
+
     /// Appending makes one entry record and the subtrees it completes; the
     /// snapshot form holds the head only and reads back the same; a legacy
     /// log converts to the same records.
@@ -402,11 +425,7 @@ pub(crate) mod tests {
             true,
         );
         let records = log.take_side();
-        let entries: Vec<AuditEntry> = records
-            .iter()
-            .filter(|w| w.space == SPACE_ENTRY)
-            .map(|w| serde_json::from_slice(&w.value).unwrap())
-            .collect();
+        let entries = entries_of(&records);
         assert_eq!(entries.len(), 5);
         assert_eq!(log.len(), 5);
         assert_eq!(log.last_hash(), entries[4].hash);

@@ -788,18 +788,7 @@ mod tests {
     use super::*;
 
     fn entries(n: u64) -> Vec<AuditEntry> {
-        let mut log = AuditLog::default();
-        log.apply(
-            &ClusterCommand::Audit {
-                events: (0..n).map(log::tests::event).collect(),
-            },
-            true,
-        );
-        log.take_side()
-            .iter()
-            .filter(|w| w.space == SPACE_ENTRY)
-            .map(|w| serde_json::from_slice(&w.value).unwrap())
-            .collect()
+        log::tests::logged(0..n).1
     }
 
     fn check(entries: &[AuditEntry]) -> Result<ChainCheck, AuditFault> {
