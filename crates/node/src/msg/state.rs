@@ -100,7 +100,19 @@ impl MsgState {
             return;
         }
         self.routes.push_back((now_ms, nodes));
+        // Past the last ROUTES, a route goes once no waiting message can
+        // have been routed under it (mail is bounded by the quotas).
+        let oldest = self
+            .mail
+            .values()
+            .filter_map(|q| q.first())
+            .map(|m| m.time_ms)
+            .min();
         while self.routes.len() > ROUTES {
+            let ended = self.routes.get(1).map_or(u64::MAX, |(t, _)| *t);
+            if oldest.is_some_and(|o| ended.saturating_add(self.window_ms) >= o) {
+                break;
+            }
             self.routes.pop_front();
         }
     }

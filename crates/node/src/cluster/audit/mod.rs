@@ -180,19 +180,12 @@ impl Node {
     /// once it is in force, a founding voter before; a cluster made before
     /// the record: its members now).
     fn head_signer(&self, signer: NodeId, seq: u64) -> Option<Hex32> {
-        let len = seq.saturating_add(1);
-        let (since, at, founder) = self.registry(|r| {
-            (
-                r.roster.since(),
-                r.roster.identity_at(signer, len),
-                r.founders.get(&signer).copied(),
-            )
-        });
-        match since {
-            Some(since) if len >= since => at,
-            Some(_) => founder,
-            None => self.node_info(signer).map(|i| i.identity),
-        }
+        self.registry(|r| r.head_signer(signer, seq)).or_else(|| {
+            let recorded = self.registry(|r| r.roster.since().is_some());
+            (!recorded)
+                .then(|| self.node_info(signer).map(|i| i.identity))
+                .flatten()
+        })
     }
 
     /// Check one signed head against this node's stored log.
@@ -726,13 +719,17 @@ pub(crate) async fn audit_writer(
             continue;
         }
         let me = node.id();
+        let my_identity = node.keys().identity();
         let head = node.registry(|r| {
             let last_signed = match strict {
                 true => r.audit.signed_by(me),
                 false => r.audit.last_head().map(|h| h.seq),
             };
             let seq = r.audit.len().checked_sub(1)?;
-            (Some(seq) > last_signed).then(|| (seq, r.audit.last_hash(), r.audit.root()))
+            // A head at an entry where this node was no member yet (a
+            // joiner still catching up) would not verify: not signed.
+            let member = !strict || r.head_signer(me, seq) == Some(my_identity);
+            (Some(seq) > last_signed && member).then(|| (seq, r.audit.last_hash(), r.audit.root()))
         });
         if let Some((at, task)) = signing.take() {
             if !task.is_finished() {

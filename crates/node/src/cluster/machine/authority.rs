@@ -759,7 +759,12 @@ fn about_itself(r: &Registry, node: NodeId, command: &Command) -> Result<(), Str
             Ok(())
         }
         Command::Cluster(ClusterCommand::SignHead { head }) => {
-            let ok = head.signer == node
+            // Rules 5: a member at the head's entry, with the key it had
+            // then (what the verification asks of every head).
+            let then = r.rules < crate::cluster::audit::log::AUDIT_RULES
+                || r.members.get(&node).map(|m| m.identity) == r.head_signer(node, head.seq);
+            let ok = then
+                && head.signer == node
                 && r.members.get(&node).is_some_and(|m| {
                     crate::identity::verify(
                         &m.identity,

@@ -137,6 +137,19 @@ impl Registry {
         }
     }
 
+    /// The identity key of `signer` as a member when the audit log had
+    /// `seq + 1` entries (a head at entry `seq`): from the membership
+    /// record's history once it is in force, a founding voter before, and
+    /// for a cluster made before the record its members now.
+    pub fn head_signer(&self, signer: NodeId, seq: u64) -> Option<Hex32> {
+        let len = seq.saturating_add(1);
+        match self.roster.since() {
+            Some(since) if len >= since => self.roster.identity_at(signer, len),
+            Some(_) => self.founders.get(&signer).copied(),
+            None => self.members.get(&signer).map(|m| m.identity),
+        }
+    }
+
     /// Note the voters as messages' routing membership from now on.
     pub(super) fn note_route(&mut self) {
         let routing = self
