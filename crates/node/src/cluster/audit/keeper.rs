@@ -46,23 +46,12 @@ pub(crate) async fn keeper(node: Node) {
     // Leaves [0, held) and their subtrees and entries are stored.
     let mut held = 0u64;
     let mut turn = 0usize;
-    // The log's length a round ago: entries applied then have their
-    // records written (apply writes them before it returns), so a gap
-    // before it is a real one, not an apply in progress.
-    let mut settled = 0u64;
-    let mut round = tokio::time::Instant::now();
     loop {
-        let now = node.registry(|r| r.audit.written_len());
-        if round.elapsed() >= ROUND {
-            settled = now;
-            round = tokio::time::Instant::now();
-        }
-        let len = settled.min(now);
+        // Entries whose records the store has written: a gap before that
+        // is a real one, not an apply in progress.
+        let len = node.registry(|r| r.audit.written_len());
         if held >= len {
             tokio::time::sleep(ROUND).await;
-            settled = node
-                .registry(|r| r.audit.written_len())
-                .min(settled.max(now));
             continue;
         }
         let n = node.clone();
