@@ -518,11 +518,14 @@ async fn a_tampered_audit_entry_is_detected() {
     }
     assert!(audit_entries(&admin).await.len() > 2);
 
-    // Stop node 2 and rewrite, in its Raft log on disk, the audit event
-    // that recorded key b's creation: "b" becomes "B".
+    // Stop node 2 and rewrite, on its disk, the audit event that recorded
+    // key b's creation: "b" becomes "B". The entry is stored as a side
+    // record (what the node serves and verifies); its Raft log entry is
+    // rewritten too when the log still holds it, so a replay on restart
+    // rebuilds the same altered record instead of healing it.
     c.stop_node(n(2)).await;
     let db_path = dir.path().join("node-2").join("raft.redb");
-    let changed = {
+    let (in_side, in_log) = {
         // The stopped node's last handles let go of the file shortly.
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
         let db = loop {
@@ -536,33 +539,26 @@ async fn a_tampered_audit_entry_is_detected() {
                 Err(e) => panic!("opening {}: {e}", db_path.display()),
             }
         };
-        let table: redb::TableDefinition<'static, u64, &'static [u8]> =
-            redb::TableDefinition::new("raft_log");
+        let needle = "\"action\":\"key.create\",\"target\":\"b\"";
+        let altered = "\"action\":\"key.create\",\"target\":\"B\"";
         let w = db.begin_write().unwrap();
-        let mut changed = 0;
-        {
-            let mut t = w.open_table(table).unwrap();
-            let mut edits = Vec::new();
-            for row in redb::ReadableTable::iter(&t).unwrap() {
-                let (k, v) = row.unwrap();
-                let text = String::from_utf8(v.value().to_vec()).unwrap();
-                let needle = "\"action\":\"key.create\",\"target\":\"b\"";
-                if text.contains(needle) {
-                    edits.push((
-                        k.value(),
-                        text.replace(needle, "\"action\":\"key.create\",\"target\":\"B\""),
-                    ));
-                }
-            }
-            for (k, v) in &edits {
-                t.insert(*k, v.as_bytes()).unwrap();
-                changed += 1;
-            }
-        }
+        let in_side = rewrite_rows(
+            &w,
+            redb::TableDefinition::<(u32, u64), &[u8]>::new("side"),
+            needle,
+            altered,
+        );
+        let in_log = rewrite_rows(
+            &w,
+            redb::TableDefinition::<u64, &[u8]>::new("raft_log"),
+            needle,
+            altered,
+        );
         w.commit().unwrap();
-        changed
+        (in_side, in_log)
     };
-    assert_eq!(changed, 1, "exactly one stored entry was altered");
+    assert_eq!(in_side, 1, "exactly one stored audit entry was altered");
+    assert!(in_log <= 1, "one Raft log entry at most: {in_log}");
     c.restart_node(n(2)).await.unwrap();
     c.wait_ready(std::time::Duration::from_secs(30))
         .await
@@ -575,4 +571,31 @@ async fn a_tampered_audit_entry_is_detected() {
     let v = admin.audit_verify().await.unwrap();
     assert_eq!(v["valid"], true, "{v}");
     c.shutdown().await;
+}
+
+/// Rewrites `needle` to `altered` in every row of `table` whose value holds
+/// it; returns how many rows changed.
+fn rewrite_rows<K>(
+    w: &redb::WriteTransaction,
+    table: redb::TableDefinition<K, &[u8]>,
+    needle: &str,
+    altered: &str,
+) -> usize
+where
+    K: redb::Key + Clone + 'static,
+    for<'a> K: redb::Value<SelfType<'a> = K>,
+{
+    let mut t = w.open_table(table).unwrap();
+    let mut edits = Vec::new();
+    for row in redb::ReadableTable::iter(&t).unwrap() {
+        let (k, v) = row.unwrap();
+        let text = String::from_utf8_lossy(v.value()).into_owned();
+        if text.contains(needle) {
+            edits.push((k.value(), text.replace(needle, altered)));
+        }
+    }
+    for (k, v) in &edits {
+        t.insert(k.clone(), v.as_bytes()).unwrap();
+    }
+    edits.len()
 }
