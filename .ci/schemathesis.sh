@@ -10,13 +10,16 @@ set -euo pipefail
 BIN=${1:?usage: $0 path/to/keyquorum}
 SCHEMATHESIS_VERSION=4.32.5
 HTTPSIG_VERSION=3.0.0
+# libsodium's Ristretto255 for Python: encrypted-data inputs built without
+# our code (.ci/he_interop.py).
+RBCL_VERSION=1.1.2
 here=$(cd "$(dirname "$0")" && pwd)
 EXAMPLES=${SCHEMATHESIS_EXAMPLES:-30}
 work=$(mktemp -d)
 venv=${SCHEMATHESIS_VENV:-$work/venv}
 [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
 "$venv/bin/pip" install --quiet "schemathesis==$SCHEMATHESIS_VERSION" \
-    "http-message-signatures==$HTTPSIG_VERSION"
+    "http-message-signatures==$HTTPSIG_VERSION" "rbcl==$RBCL_VERSION"
 
 KEYQUORUM_PASSPHRASE=ci-schemathesis "$BIN" dev --data-dir "$work/dev" --json >"$work/dev.json" 2>"$work/dev.log" &
 dev=$!
@@ -34,6 +37,9 @@ ca=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["ca_cert"])
 # RFC 9421 both ways with the independent implementation; it also creates
 # a key, so that key-scoped operations have something real to hit.
 "$venv/bin/python" "$here/httpsig_interop.py" "$url" "$ca" "$key_file" "$key_id" "$BIN"
+# Encrypted-data inputs, knowledge and range proofs made by libsodium (rbcl)
+# from the documented encoding; the shares combined there too.
+"$venv/bin/python" "$here/he_interop.py" "$url" "$ca" "$key_file" "$key_id"
 
 KEYQUORUM_KEY_FILE="$key_file" KEYQUORUM_KEY_ID="$key_id" \
 SCHEMATHESIS_HOOKS="$here/schemathesis_hooks.py" \

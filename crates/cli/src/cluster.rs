@@ -177,6 +177,7 @@ pub(crate) async fn run(command: Command, json: bool) -> Result<()> {
             files,
             command,
         } => crate::msg::run(&client(&remote)?, &files, command, json).await,
+        Command::He { remote, command } => crate::he::run(&client(&remote)?, command, json).await,
         Command::Bench(crate::BenchCommand::Sign {
             nodes,
             threshold,

@@ -13,6 +13,7 @@ mod bench_msg;
 mod clients;
 mod cluster;
 mod demo;
+mod he;
 mod msg;
 mod operators;
 
@@ -243,6 +244,15 @@ enum Command {
         files: msg::EndpointFiles,
         #[command(subcommand)]
         command: msg::MsgCommand,
+    },
+    /// Computation on encrypted data: sessions whose inputs the cluster
+    /// adds up under a key no machine holds, decrypted only by a quorum,
+    /// with a proof per member anyone can re-check.
+    He {
+        #[command(flatten)]
+        remote: Remote,
+        #[command(subcommand)]
+        command: he::HeCommand,
     },
     /// Load tools.
     #[command(subcommand)]

@@ -62,13 +62,14 @@ impl ExportKey {
     /// Open an export result: each holder's share (sealed to this key),
     /// each checked against its holder's public share in the result's
     /// group key, and the key rebuilt from threshold-many of them: the
-    /// 32-byte secret scalar (little-endian for Ed25519, big-endian for
+    /// 32-byte secret scalar (little-endian for Ed25519 and ristretto255, big-endian for
     /// secp256k1; see [`ExportResult::shares`]). Shares that do not open or
     /// do not check are left out; too few good ones is an error.
     pub fn open(&self, result: &ExportResult) -> Result<Zeroizing<Vec<u8>>, ClientError> {
         match result.suite {
             SuiteName::Ed25519 => self.open_as::<Ed25519>(result),
             SuiteName::Secp256k1Tr => self.open_as::<Secp256k1Tr>(result),
+            SuiteName::Ristretto255 => self.open_as::<keyquorum_core::Ristretto255>(result),
         }
     }
 

@@ -36,6 +36,7 @@ use keyquorum_wire::{Hex, Hex32, NodeId};
 
 pub mod audit;
 mod export;
+pub mod he;
 pub use keyquorum_core::httpsig::ClientKey;
 #[cfg(feature = "endpoint-file")]
 pub mod msg;

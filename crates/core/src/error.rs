@@ -59,6 +59,15 @@ pub enum Error {
     /// An error from frost-core that is not attributable to a participant.
     #[error("frost: {0}")]
     Frost(String),
+    /// A proof attached to an input does not verify (or does not fit).
+    #[error("invalid proof: {0}")]
+    InvalidProof(&'static str),
+    /// A decrypted value is not below the bound decryption searches.
+    #[error("the result is beyond the session's bound of {bits} bits")]
+    BeyondBound {
+        /// The bound (bits).
+        bits: u8,
+    },
 }
 
 /// What a misbehaving participant did.
@@ -90,6 +99,10 @@ pub enum Fault {
     /// A FROST signature share does not verify against the signer's public share.
     #[error("invalid signature share")]
     InvalidSignatureShare,
+    /// A decryption share's proof does not verify against the member's
+    /// public share and the ciphertext.
+    #[error("invalid decryption share")]
+    InvalidDecryptionShare,
 }
 
 /// Who is at fault for an [`Error`], for mapping to a peer or HTTP response.
@@ -125,7 +138,9 @@ impl Error {
             | Error::UnexpectedMessage { .. }
             | Error::NotEnough { .. }
             | Error::InvalidSignature
-            | Error::ShareMismatch => Blame::Input,
+            | Error::ShareMismatch
+            | Error::InvalidProof(_)
+            | Error::BeyondBound { .. } => Blame::Input,
             Error::Misuse(_) => Blame::Misuse,
             Error::Frost(_) => Blame::Internal,
         }

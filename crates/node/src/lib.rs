@@ -7,6 +7,7 @@
 //! |---|---|
 //! | [`cluster`] | the plumbing: this node's handle ([`Node`]), the Raft client and write batching, membership, peer transport and TLS, the replicated state machine's dispatcher, the audit log, metrics |
 //! | [`keys`] | shared keys (DESIGN.md §3.1): DKG, signing, refresh, reshare, repair, export — coordinator and participant halves, session tables, state-machine part, routes |
+//! | [`he`] | computation on encrypted data (DESIGN.md §3.3): sessions, their keys by DKG, inputs checked on every replica, threshold decryption with a proof per share, transcripts |
 //! | [`msg`] | per-message key derivation (DESIGN.md §3.2): endpoint registry, coordinator step, delivery to mailboxes, state-machine part, routes |
 //! | [`api`] | what every client route shares: typed JSON bodies, the audited request, tokens; the cluster's own routes |
 //! | [`server`] | wiring and lifecycle; the dispatchers for peer messages and routes, the OpenAPI document |
@@ -27,6 +28,7 @@ pub mod cluster;
 pub mod config;
 pub mod dev;
 pub mod error;
+pub mod he;
 pub mod identity;
 pub mod keys;
 pub mod msg;

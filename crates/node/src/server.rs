@@ -31,11 +31,13 @@ use crate::api::{refuse_oversized, CLIENT_BODY_LIMIT};
 use crate::cluster::{Node, PeerHandler};
 use crate::config::NodeConfig;
 use crate::error::NodeError;
+use crate::he::He;
 use crate::keys::Keys;
 
 /// Where capability messages go: to the capability that owns them.
 pub(crate) struct Dispatch {
     keys: Arc<Keys>,
+    he: Arc<He>,
 }
 
 impl PeerHandler for Dispatch {
@@ -48,6 +50,7 @@ impl PeerHandler for Dispatch {
         Box::pin(async move {
             match msg {
                 PeerMessage::MsgCoordinate { .. } => crate::msg::handle(node, msg).await,
+                PeerMessage::HeDecrypt { .. } => self.he.handle(node, from, msg).await,
                 _ => self.keys.handle(node, from, msg).await,
             }
         })
@@ -60,6 +63,8 @@ pub struct RunningNode {
     pub node: Node,
     /// Its shared keys.
     pub keys: Arc<Keys>,
+    /// Its encrypted-data sessions.
+    pub he: Arc<He>,
     /// Where it listens.
     pub addr: SocketAddr,
     shutdown: Option<oneshot::Sender<()>>,
@@ -131,7 +136,11 @@ impl Node {
         let opened = Node::open(config, passphrase, listener).await?;
         let node = opened.node.clone();
         let keys = Arc::new(Keys::new(&node)?);
-        node.set_dispatch(Arc::new(Dispatch { keys: keys.clone() }));
+        let he = Arc::new(He::new(keys.clone()));
+        node.set_dispatch(Arc::new(Dispatch {
+            keys: keys.clone(),
+            he: he.clone(),
+        }));
         // A node of a cluster not yet initialised keeps an init secret for
         // `keyquorum init` (deleted once it is: `cluster::audit`).
         if node.uninitialised() {
@@ -156,7 +165,7 @@ impl Node {
         let roster = tokio::spawn(crate::cluster::membership::follow_roster(node.clone()));
         let keeper = tokio::spawn(crate::cluster::audit::keeper::keeper(node.clone()));
         let (tx, rx) = oneshot::channel::<()>();
-        let app = router(node.clone(), keys.clone());
+        let app = router(node.clone(), keys.clone(), he.clone());
         let limits = crate::cluster::tls::Limits {
             header_read_timeout: Duration::from_millis(node.config().header_read_timeout_ms),
             max_connections: node.config().max_connections,
@@ -176,6 +185,7 @@ impl Node {
         Ok(RunningNode {
             node,
             keys,
+            he,
             addr: opened.bound,
             shutdown: Some(tx),
             server: Some(server),
@@ -187,12 +197,13 @@ impl Node {
 
 /// The node's router: every capability's client routes, the cluster's,
 /// the OpenAPI document and the peer endpoint.
-pub fn router(node: Node, keys: Arc<Keys>) -> Router {
+pub fn router(node: Node, keys: Arc<Keys>, he: Arc<He>) -> Router {
     let client = Router::new()
         .merge(crate::api::cluster::routes(node.clone()))
         .merge(crate::api::operators::routes(node.clone()))
         .merge(crate::keys::api::routes(node.clone(), keys))
         .merge(crate::msg::api::routes(node.clone()))
+        .merge(crate::he::api::routes(node.clone(), he))
         .route("/openapi.json", get(openapi))
         .layer(axum::middleware::from_fn_with_state(
             Arc::new(crate::api::auth::Authenticator::new(node.clone())),
@@ -231,6 +242,11 @@ pub mod doc {
     use keyquorum_wire::control::{
         AuditEntry, AuditProof, Change, ChangeRecord, ClientRecord, ExportRecord, Grant, SignedHead,
     };
+    use keyquorum_wire::he::{
+        CreateHeSessionRequest, HeInput, HeInputsStatement, HeOp, HeProgress, HeResultRecord,
+        HeResultResponse, HeSessionInfo, HeSessionList, HeSessionRecord, HeStatus, HeTranscript,
+        SubmitInputRequest, SubmitInputResponse,
+    };
     use keyquorum_wire::msg::{
         AckRequest, AckResponse, ClaimRequest, ClaimedPrekeys, CoordinatorBundle,
         CreateEndpointRequest, EndpointInfo, EndpointRecord, Inbox, MailItem, MsgConfirmation,
@@ -240,23 +256,27 @@ pub mod doc {
 
     use crate::api::cluster::*;
     use crate::api::operators::*;
+    use crate::he::api::*;
     use crate::keys::api::*;
     use crate::msg::api::*;
 
     /// The OpenAPI description of the client API.
     #[derive(OpenApi)]
     #[openapi(
-        info(title = "keyquorum", description = "Threshold key management: distributed key generation and FROST signing by a cluster of nodes; per-message key derivation for authenticated messages between endpoints."),
+        info(title = "keyquorum", description = "Threshold key management: distributed key generation and FROST signing by a cluster of nodes; per-message key derivation for authenticated messages between endpoints; computation on encrypted data under a threshold key."),
         paths(create_key, list_keys, get_key, sign, verify, refresh_key, reshare_key, repair_key, request_export, list_exports,
             approve_export, run_export, create_client, list_clients, revoke_client, audit_log, audit_verify, audit_proof, cluster, healthz, metrics,
             msg_deployment, create_endpoint, get_endpoint, revoke_endpoint, publish_prekeys, claim_prekey, send_message, inbox, ack_inbox,
-            init, propose_change, list_changes, approve),
+            init, propose_change, list_changes, approve,
+            create_session, list_sessions, get_session, submit_input, close_session, session_result, session_transcript),
         components(schemas(CreateKeyRequest, KeyInfo, KeyList, SignRequest, SignResponse, VerifyRequest, VerifyResponse,
             ReshareRequest, RepairRequest, ExportRequest, ExportRecord, ExportList, ExportResult, SealedExportShare, CreateClientRequest, ClientCreated, ClientList, ClientRecord, Grant, AddNodeRequest,
             ClusterStatus, NodeStatus, Health, ErrorBody, AuditPage, AuditVerification, AuditEntry, AuditProof, SignedHead, SuiteName,
             MsgDeployment, MsgNode, CreateEndpointRequest, EndpointInfo, EndpointRecord, Prekey, PublishPrekeys, ClaimRequest, ClaimedPrekeys,
             SendRequest, SendResponse, CoordinatorBundle, SealedBox, MsgConfirmation, MailItem, Inbox, AckRequest, AckResponse,
-            InitRequest, InitBody, InitProof, NamedKey, ChangeRequest, ChangeList, Change, ChangeRecord, Approved)),
+            InitRequest, InitBody, InitProof, NamedKey, ChangeRequest, ChangeList, Change, ChangeRecord, Approved,
+            CreateHeSessionRequest, HeSessionInfo, HeSessionList, HeSessionRecord, HeProgress, HeResultRecord, HeStatus, HeOp,
+            SubmitInputRequest, SubmitInputResponse, HeInput, HeTranscript, HeResultResponse, HeInputsStatement)),
         modifiers(&Security)
     )]
     pub struct ApiDoc;

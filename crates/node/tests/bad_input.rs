@@ -481,9 +481,16 @@ async fn forged_foreign_and_replayed_peer_messages_are_rejected() {
     c.shutdown().await;
 }
 
+/// An audit entry altered where the node keeps it (its side record, which
+/// the node serves and verifies) is detected. The node's checkpoint is
+/// made to pass the entry first: a restart that replays the entry from the
+/// Raft log rewrites the record from the log (repaired, not detected),
+/// which is not what this test is about. (An altered *Raft log* entry is
+/// refused on replay, its node signature broken: see the README's threat
+/// model on what a replica with an altered log shows.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tampered_audit_entry_is_detected() {
-    let (dir, mut c) = cluster(3, 2, 0).await;
+    let (dir, mut c) = common::cluster_with(3, 2, 0, 4).await;
     let admin = Client::new(&c.url_of(n(1)), &c.admin, c.ca_pem().as_bytes()).unwrap();
     for name in ["a", "b"] {
         admin
@@ -517,15 +524,32 @@ async fn a_tampered_audit_entry_is_detected() {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
     assert!(audit_entries(&admin).await.len() > 2);
+    // Node 2's checkpoint past the entry: writes until its snapshot covers
+    // what it has applied now.
+    let n2node = c.node(n(2)).unwrap();
+    let applied = n2node
+        .raft()
+        .metrics()
+        .borrow()
+        .last_applied
+        .map_or(0, |l| l.index);
+    let mut i = 0;
+    loop {
+        let m = n2node.raft().metrics().borrow().clone();
+        if m.snapshot.is_some_and(|s| s.index >= applied) {
+            break;
+        }
+        assert!(i < 200, "node 2 made no checkpoint past index {applied}");
+        common::new_client(&admin, &format!("filler{i}"), false, false, &[]).await;
+        i += 1;
+    }
+    drop(n2node);
 
     // Stop node 2 and rewrite, on its disk, the audit event that recorded
-    // key b's creation: "b" becomes "B". The entry is stored as a side
-    // record (what the node serves and verifies); its Raft log entry is
-    // rewritten too when the log still holds it, so a replay on restart
-    // rebuilds the same altered record instead of healing it.
+    // key b's creation: "b" becomes "B" in its side record.
     c.stop_node(n(2)).await;
     let db_path = dir.path().join("node-2").join("raft.redb");
-    let (in_side, in_log) = {
+    let in_side = {
         // The stopped node's last handles let go of the file shortly.
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
         let db = loop {
@@ -548,17 +572,10 @@ async fn a_tampered_audit_entry_is_detected() {
             needle,
             altered,
         );
-        let in_log = rewrite_rows(
-            &w,
-            redb::TableDefinition::<u64, &[u8]>::new("raft_log"),
-            needle,
-            altered,
-        );
         w.commit().unwrap();
-        (in_side, in_log)
+        in_side
     };
     assert_eq!(in_side, 1, "exactly one stored audit entry was altered");
-    assert!(in_log <= 1, "one Raft log entry at most: {in_log}");
     c.restart_node(n(2)).await.unwrap();
     c.wait_ready(std::time::Duration::from_secs(30))
         .await
@@ -598,4 +615,102 @@ where
         t.insert(k.clone(), v.as_bytes()).unwrap();
     }
     edits.len()
+}
+
+/// An audit event altered in a stopped node's *Raft log* (its checkpoint
+/// before the entry, so a restart replays it): the altered statement's
+/// node signature no longer verifies, the replica refuses it and its log
+/// goes on without it, and the members' signed heads over the real log
+/// are then heads this log does not have: `audit verify` on that node
+/// reports them, naming their signers, and stays valid on the others.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_altered_raft_log_entry_leaves_a_replica_that_audit_verify_flags() {
+    let (dir, mut c) = cluster(3, 2, 0).await;
+    let admin = Client::new(&c.url_of(n(1)), &c.admin, c.ca_pem().as_bytes()).unwrap();
+    admin
+        .create_key(&CreateKeyRequest {
+            name: "b".into(),
+            suite: SuiteName::Ed25519,
+            threshold: None,
+            members: None,
+            min_members: None,
+        })
+        .await
+        .unwrap();
+    let entry = wait_for_audit(&admin, "key.create of b", |e| {
+        e["event"]["action"] == "key.create" && e["event"]["target"] == "b"
+    })
+    .await;
+    let seq = entry["seq"].as_u64().unwrap();
+    // Heads by every member past the entry.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let covered = c.running().iter().all(|node| {
+            node.registry(|r| {
+                [1u16, 2, 3]
+                    .iter()
+                    .all(|m| r.audit.signed_by(n(*m)).is_some_and(|s| s >= seq))
+            })
+        });
+        if covered {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no heads past entry {seq}"
+        );
+        // Something to audit, so members state heads.
+        admin.list_keys().await.unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    c.stop_node(n(2)).await;
+    let db_path = dir.path().join("node-2").join("raft.redb");
+    let in_log = {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let db = loop {
+            match redb::Database::open(&db_path) {
+                Ok(db) => break db,
+                Err(redb::DatabaseError::DatabaseAlreadyOpen)
+                    if std::time::Instant::now() < deadline =>
+                {
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                }
+                Err(e) => panic!("opening {}: {e}", db_path.display()),
+            }
+        };
+        let w = db.begin_write().unwrap();
+        let changed = rewrite_rows(
+            &w,
+            redb::TableDefinition::<u64, &[u8]>::new("raft_log"),
+            "\"action\":\"key.create\",\"target\":\"b\"",
+            "\"action\":\"key.create\",\"target\":\"B\"",
+        );
+        w.commit().unwrap();
+        changed
+    };
+    assert_eq!(in_log, 1, "the entry is in node 2's Raft log");
+    c.restart_node(n(2)).await.unwrap();
+    c.wait_ready(std::time::Duration::from_secs(30))
+        .await
+        .unwrap();
+    let n2 = Client::new(&c.url_of(n(2)), &c.admin, c.ca_pem().as_bytes()).unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let v = loop {
+        let v = n2.audit_verify().await.unwrap();
+        if v["valid"] == false || std::time::Instant::now() >= deadline {
+            break v;
+        }
+        admin.list_keys().await.unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    assert_eq!(v["valid"], false, "the altered replica went unnoticed: {v}");
+    let fault = v["fault"].as_str().unwrap();
+    eprintln!("altered replica: {fault}");
+    assert!(
+        fault.contains("does not have") || fault.contains("altered"),
+        "{fault}"
+    );
+    let v = admin.audit_verify().await.unwrap();
+    assert_eq!(v["valid"], true, "{v}");
+    c.shutdown().await;
 }

@@ -12,7 +12,7 @@
 
 mod common;
 
-use common::{check_bip340, check_ed25519, cluster, n, ns};
+use common::{check_sig, cluster, n, ns};
 use keyquorum_client::Client;
 use keyquorum_wire::api::{CreateKeyRequest, SuiteName};
 
@@ -51,10 +51,7 @@ async fn three_nodes_dkg_and_sign_both_suites() {
             let msg = [b'm', i];
             let sig = via.sign(&name, &msg).await.unwrap();
             assert_eq!(sig.signers.len(), 2);
-            match suite {
-                SuiteName::Ed25519 => check_ed25519(&key.public_key.0, &msg, &sig.signature.0),
-                SuiteName::Secp256k1Tr => check_bip340(&key.public_key.0, &msg, &sig.signature.0),
-            }
+            check_sig(&key, &msg, &sig.signature.0);
             assert!(via.verify(&name, &msg, &sig.signature.0).await.unwrap());
             assert!(!via.verify(&name, b"other", &sig.signature.0).await.unwrap());
         }
@@ -81,10 +78,7 @@ async fn seven_nodes_threshold_four() {
             .unwrap();
         assert_eq!(key.threshold, 4);
         assert_eq!(key.members, ns(&[1, 2, 3, 4, 5, 6, 7]));
-        let check = |k: &keyquorum_wire::api::KeyInfo, msg: &[u8], sig: &[u8]| match k.suite {
-            SuiteName::Ed25519 => check_ed25519(&k.public_key.0, msg, sig),
-            SuiteName::Secp256k1Tr => check_bip340(&k.public_key.0, msg, sig),
-        };
+        let check = check_sig;
         for id in (1..=7).map(n) {
             let via = Client::new(&c.url_of(id), &c.admin, c.ca_pem().as_bytes()).unwrap();
             let msg = [b'7', u8::try_from(id.get()).unwrap()];

@@ -14,6 +14,10 @@ pub enum SuiteName {
     /// FROST(secp256k1, SHA-256) with BIP-340 (Taproot) output.
     #[serde(rename = "secp256k1-tr")]
     Secp256k1Tr,
+    /// FROST(ristretto255, SHA-512): the keys of encrypted-data sessions
+    /// (`he.NAME`), which decrypt and never sign.
+    #[serde(rename = "ristretto255")]
+    Ristretto255,
 }
 
 impl SuiteName {
@@ -22,6 +26,7 @@ impl SuiteName {
         match self {
             SuiteName::Ed25519 => "ed25519",
             SuiteName::Secp256k1Tr => "secp256k1-tr",
+            SuiteName::Ristretto255 => "ristretto255",
         }
     }
 }

@@ -308,6 +308,14 @@ pub enum Command {
     Keys(KeysCommand),
     /// Per-message key derivation.
     Msg(crate::msg::MsgCommand),
+    /// Computation on encrypted data (apply rules 6 on).
+    He(crate::he::HeCommand),
+}
+
+impl From<crate::he::HeCommand> for Command {
+    fn from(c: crate::he::HeCommand) -> Self {
+        Command::He(c)
+    }
 }
 
 impl From<ClusterCommand> for Command {
@@ -504,7 +512,10 @@ pub const MAX_BATCH: usize = 128;
 ///   its recent ends of audit statements, hash and root equal) and newer
 ///   than its signer's last; an audit statement holds at most 512 events,
 ///   each field at most 1 KiB.
-pub const APPLY_RULES: u16 = 5;
+/// - 6: computation on encrypted data (`crate::he::HeCommand`; refused
+///   before); key names starting `he.` and the ristretto255 suite are only
+///   for its sessions.
+pub const APPLY_RULES: u16 = 6;
 
 /// The oldest apply rules this build still applies.
 pub const MIN_APPLY_RULES: u16 = 1;
@@ -608,6 +619,11 @@ pub enum CommandResponse {
     Removed {
         /// Count.
         count: u64,
+    },
+    /// Applied; the index it gave (an input to a session).
+    Appended {
+        /// The index.
+        index: u64,
     },
     /// A [`Proposal`]'s commands' results, in order.
     Batch {

@@ -501,6 +501,26 @@ pub enum PeerMessage {
         share: Hex,
     },
 
+    /// Coordinator → a member of session `session`'s key: your decryption
+    /// share of the session's committed aggregate, as the client's request
+    /// asks (the member checks it, and decrypts its own replica's
+    /// aggregate); reply [`PeerMessage::HeShare`].
+    HeDecrypt {
+        /// Session name.
+        session: String,
+        /// The key generation to decrypt with.
+        epoch: u64,
+        /// The coordinator's run id (one attempt of one operation).
+        run: Hex32,
+        /// The client's signed request, byte for byte.
+        request: ClientRequest,
+    },
+    /// A member's decryption share (core `he::DecryptionShare` encoding).
+    HeShare {
+        /// The share with its proof.
+        share: Hex,
+    },
+
     /// Sender's entry node → coordinator: check this message and confirm
     /// it; reply [`PeerMessage::MsgConfirmed`].
     MsgCoordinate {

@@ -6,6 +6,7 @@
 //! |---|---|---|
 //! | [`KeysState`]: key records, exports | `crate::keys::state` | [`KeysCommand`](keyquorum_wire::control::KeysCommand) |
 //! | [`MsgState`]: endpoints, prekeys, mailboxes, seen-set | `crate::msg::state` | [`MsgCommand`](keyquorum_wire::msg::MsgCommand) |
+//! | [`HeState`]: encrypted-data sessions, their aggregates and results | `crate::he::state` | [`HeCommand`](keyquorum_wire::he::HeCommand) |
 //! | [`AuditLog`]: the hash-chained audit log | [`super::audit`] | [`ClusterCommand::Audit`], [`ClusterCommand::SignHead`] |
 //! | client identities | here | [`ClusterCommand::PutClient`], [`ClusterCommand::RevokeClient`] |
 //! | [`Operators`]: the operator quorum, proposed changes | [`operators`] | [`ClusterCommand::Init`], [`ClusterCommand::ProposeChange`], [`ClusterCommand::ApproveChange`] |
@@ -30,6 +31,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 pub mod authority;
 pub mod clock;
 pub mod operators;
+pub mod request;
 pub mod roster;
 pub mod rules;
 
@@ -39,6 +41,7 @@ pub use operators::Operators;
 pub use roster::Roster;
 
 pub use super::audit::AuditLog;
+pub use crate::he::state::HeState;
 pub use crate::keys::state::KeysState;
 pub use crate::msg::state::MsgState;
 
@@ -54,6 +57,9 @@ pub struct Registry {
     pub audit: AuditLog,
     /// Per-message key derivation: endpoints, prekeys, mailboxes, seen-set.
     pub msg: MsgState,
+    /// Computation on encrypted data: sessions (their inputs are side
+    /// records).
+    pub he: HeState,
     /// The members (voters and learners): in Raft's membership and, once
     /// the cluster is initialised, in the membership record ([`Roster`]),
     /// with the keys the record gives them. Whose messages, statements and
@@ -91,6 +97,7 @@ struct FlatRef<'a> {
     exports: &'a BTreeMap<String, ExportRecord>,
     audit_log: &'a AuditLog,
     msg: &'a MsgState,
+    he: &'a HeState,
     members: &'a BTreeMap<NodeId, NodeInfo>,
     voters: &'a BTreeSet<NodeId>,
     clock: &'a LogClock,
@@ -121,6 +128,8 @@ struct Flat {
     #[serde(default)]
     msg: MsgState,
     #[serde(default)]
+    he: HeState,
+    #[serde(default)]
     members: BTreeMap<NodeId, NodeInfo>,
     #[serde(default)]
     voters: BTreeSet<NodeId>,
@@ -149,6 +158,7 @@ impl Serialize for Registry {
             clients,
             audit,
             msg,
+            he,
             members,
             voters,
             clock,
@@ -165,6 +175,7 @@ impl Serialize for Registry {
             exports,
             audit_log: audit,
             msg,
+            he,
             members,
             voters,
             clock,
@@ -204,6 +215,7 @@ impl<'de> Deserialize<'de> for Registry {
                 msg.rebuild_usage();
                 msg
             },
+            he: f.he,
             members: f.members,
             voters: f.voters,
             clock: f.clock,
@@ -286,9 +298,12 @@ impl Machine for Registry {
         Ok(())
     }
 
-    /// The audit log's entries, heads and subtrees ([`AuditLog`]).
+    /// The audit log's entries, heads and subtrees ([`AuditLog`]), and
+    /// sessions' inputs ([`HeState`]).
     fn take_side(&mut self) -> Vec<keyquorum_store::raft::SideWrite> {
-        self.audit.take_side()
+        let mut records = self.audit.take_side();
+        records.extend(self.he.take_side());
+        records
     }
 
     fn side_written(&mut self) {
@@ -351,7 +366,16 @@ impl Registry {
                     authority::Actor::Node(n) => Some(n),
                     _ => None,
                 };
-                let response = self.apply_command(index, &a.command, by);
+                let response = match (&a.command, &actor, &a.by) {
+                    // A session command acts for the client whose request
+                    // authorizes it (an input is that request's body).
+                    (
+                        Command::He(c),
+                        authority::Actor::Client(grant),
+                        keyquorum_wire::control::Authority::Client { request },
+                    ) => self.apply_he(c, &grant.name, &request.body.0),
+                    _ => self.apply_command(index, &a.command, by),
+                };
                 if let (
                     Command::Cluster(ClusterCommand::Boot { rules, .. }),
                     keyquorum_wire::control::Authority::Node { node, time_ms, .. },
@@ -402,6 +426,34 @@ impl Registry {
             Command::Msg(c) => self
                 .msg
                 .apply(c, self.rules >= crate::msg::quota::QUOTA_RULES),
+            Command::He(_) => CommandResponse::rejected("only a client's request drives a session"),
+        }
+    }
+
+    /// Apply a session command for client `client`, whose signed request
+    /// had `body`.
+    fn apply_he(
+        &mut self,
+        command: &keyquorum_wire::he::HeCommand,
+        client: &str,
+        body: &[u8],
+    ) -> CommandResponse {
+        use keyquorum_wire::he::HeCommand;
+        if self.rules < crate::he::state::HE_RULES {
+            return CommandResponse::rejected(format!(
+                "encrypted-data sessions need apply rules {}",
+                crate::he::state::HE_RULES
+            ));
+        }
+        match command {
+            HeCommand::HeCreate { session, key, .. } => {
+                self.he.create(session, key, &mut self.keys.records)
+            }
+            HeCommand::HeSubmit { session } => self.he.submit(session, client, body),
+            HeCommand::HeClose { session } => self.he.close(session, body),
+            HeCommand::HeResult { session, result } => {
+                self.he.result(session, result, body, &self.keys.records)
+            }
         }
     }
 

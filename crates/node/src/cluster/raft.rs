@@ -349,6 +349,9 @@ fn rejection_as_conflict(r: CommandResponse) -> Result<CommandResponse, NodeErro
         {
             Err(NodeError::TooMany(reason))
         }
+        CommandResponse::Rejected { reason } if reason.starts_with(crate::he::state::BAD_INPUT) => {
+            Err(NodeError::BadRequest(reason))
+        }
         CommandResponse::Rejected { reason } => Err(NodeError::Conflict(reason)),
         applied => Ok(applied),
     }

@@ -536,6 +536,33 @@ impl Keys {
         plan: NewKey,
         request: &httpsig::Request,
     ) -> Result<KeyInfo, NodeError> {
+        self.create_with(node, plan, |record, endorsements| async move {
+            node.commit(by_request(
+                request,
+                KeysCommand::PutKey {
+                    record,
+                    expected_epoch: None,
+                    endorsements,
+                },
+            ))
+            .await
+            .map(|_| ())
+        })
+        .await
+    }
+
+    /// [`Keys::create_key`], with the key's first generation committed by
+    /// `commit` (an encrypted-data session commits it with the session).
+    pub(crate) async fn create_with<F, Fut>(
+        &self,
+        node: &Node,
+        plan: NewKey,
+        commit: F,
+    ) -> Result<KeyInfo, NodeError>
+    where
+        F: Fn(KeyRecord, Vec<Endorsement>) -> Fut,
+        Fut: std::future::Future<Output = Result<(), NodeError>>,
+    {
         let NewKey {
             name,
             suite,
@@ -561,7 +588,7 @@ impl Keys {
         loop {
             attempt += 1;
             match self
-                .run_dkg(node, name, suite, threshold, &infos, request)
+                .run_dkg(node, name, suite, threshold, &infos, &commit)
                 .await
             {
                 Ok(info) => return Ok(info),
@@ -594,15 +621,19 @@ impl Keys {
         }
     }
 
-    pub(super) async fn run_dkg(
+    pub(super) async fn run_dkg<F, Fut>(
         &self,
         node: &Node,
         name: &str,
         suite: SuiteName,
         threshold: u16,
         infos: &BTreeMap<NodeId, NodeInfo>,
-        request: &httpsig::Request,
-    ) -> Result<KeyInfo, NodeError> {
+        commit: &F,
+    ) -> Result<KeyInfo, NodeError>
+    where
+        F: Fn(KeyRecord, Vec<Endorsement>) -> Fut,
+        Fut: std::future::Future<Output = Result<(), NodeError>>,
+    {
         let session = random_session();
         let members: Vec<NodeId> = infos.keys().copied().collect();
         let start = PeerMessage::DkgStart {
@@ -636,15 +667,7 @@ impl Keys {
             session,
             created_ms: now_ms(),
         };
-        node.commit(by_request(
-            request,
-            KeysCommand::PutKey {
-                record,
-                expected_epoch: None,
-                endorsements,
-            },
-        ))
-        .await?;
+        commit(record, endorsements).await?;
         Ok(KeyInfo {
             name: name.to_string(),
             suite,

@@ -18,6 +18,8 @@ pub struct Faults {
     pub bad_dkg_share: AtomicBool,
     /// Send signature shares that do not verify.
     pub bad_signature_share: AtomicBool,
+    /// Send decryption shares (encrypted-data sessions) that do not verify.
+    pub bad_decryption_share: AtomicBool,
     /// Wait this many milliseconds before handling a DKG finish or a
     /// reshare receive (a window to stop the node mid-run).
     pub stall_finish_ms: AtomicU64,
@@ -57,6 +59,14 @@ impl Faults {
     pub(crate) fn send_bad_signature_shares(&self) -> bool {
         #[cfg(feature = "fault-injection")]
         return self.bad_signature_share.load(Ordering::Relaxed);
+        #[cfg(not(feature = "fault-injection"))]
+        false
+    }
+
+    /// Whether to send decryption shares that do not verify.
+    pub(crate) fn send_bad_decryption_shares(&self) -> bool {
+        #[cfg(feature = "fault-injection")]
+        return self.bad_decryption_share.load(Ordering::Relaxed);
         #[cfg(not(feature = "fault-injection"))]
         false
     }

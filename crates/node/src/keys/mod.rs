@@ -80,6 +80,7 @@ pub mod state;
 pub(crate) mod suite;
 mod taker;
 
+pub(crate) use dkg::NewKey;
 #[cfg(feature = "fault-injection")]
 pub use faults::Faults;
 #[cfg(not(feature = "fault-injection"))]
@@ -171,6 +172,12 @@ impl Keys {
             ledger: crate::api::auth::Ledger::default(),
             faults: Faults::default(),
         })
+    }
+
+    /// The hooks for deliberate misbehaviour (constant "behave" without
+    /// the `fault-injection` feature).
+    pub(crate) fn hooks(&self) -> &Faults {
+        &self.faults
     }
 
     /// The test hook for deliberate misbehaviour.

@@ -295,6 +295,12 @@ impl Keys {
         signers: &[NodeId],
         request: &ClientRequest,
     ) -> Result<(), NodeError> {
+        if record.suite == SuiteName::Ristretto255 {
+            return Err(NodeError::Forbidden(format!(
+                "signing refused: {} is an encrypted-data session's key; it decrypts, never signs",
+                record.name
+            )));
+        }
         let a = check_forwarded(node, request)?;
         // Only the node the client sent the request to coordinates it: a
         // member handed the request cannot use up its attempts elsewhere.
@@ -348,6 +354,11 @@ impl Keys {
     ) -> Result<SignResponse, NodeError> {
         let request = forwarded(request);
         let record = key_record(node, name).await?;
+        if record.suite == SuiteName::Ristretto255 {
+            return Err(NodeError::Forbidden(format!(
+                "{name} is an encrypted-data session's key: it decrypts, never signs"
+            )));
+        }
         let t = usize::from(record.threshold);
         // This node first (no network hop), then the others rotated per
         // request so load spreads.

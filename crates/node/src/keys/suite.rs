@@ -8,7 +8,7 @@
 //! [`Suited<F>`]. Offering a new suite means a variant here, one in
 //! `SuiteName`, one arm in [`with_suite!`] and one `KeySuite` impl.
 
-use keyquorum_core::{Ed25519, Secp256k1Tr, Suite};
+use keyquorum_core::{Ed25519, Ristretto255, Secp256k1Tr, Suite};
 use keyquorum_wire::api::SuiteName;
 
 /// Run `$body` with `$C` an alias of the suite type `$suite` names.
@@ -21,6 +21,10 @@ macro_rules! with_suite {
             }
             keyquorum_wire::api::SuiteName::Secp256k1Tr => {
                 type $C = keyquorum_core::Secp256k1Tr;
+                $body
+            }
+            keyquorum_wire::api::SuiteName::Ristretto255 => {
+                type $C = keyquorum_core::Ristretto255;
                 $body
             }
         }
@@ -57,6 +61,8 @@ pub(crate) enum Suited<F: PerSuite> {
     Ed25519(F::Of<Ed25519>),
     /// secp256k1 with BIP-340/Taproot output.
     Secp256k1Tr(F::Of<Secp256k1Tr>),
+    /// Ristretto255 (the keys of encrypted-data sessions).
+    Ristretto255(F::Of<Ristretto255>),
 }
 
 impl<F: PerSuite> Suited<F> {
@@ -65,6 +71,7 @@ impl<F: PerSuite> Suited<F> {
         match self {
             Suited::Ed25519(_) => SuiteName::Ed25519,
             Suited::Secp256k1Tr(_) => SuiteName::Secp256k1Tr,
+            Suited::Ristretto255(_) => SuiteName::Ristretto255,
         }
     }
 }
@@ -87,14 +94,14 @@ impl KeySuite for Ed25519 {
     fn unwrap<F: PerSuite>(value: Suited<F>) -> Option<F::Of<Self>> {
         match value {
             Suited::Ed25519(v) => Some(v),
-            Suited::Secp256k1Tr(_) => None,
+            _ => None,
         }
     }
 
     fn get<F: PerSuite>(value: &Suited<F>) -> Option<&F::Of<Self>> {
         match value {
             Suited::Ed25519(v) => Some(v),
-            Suited::Secp256k1Tr(_) => None,
+            _ => None,
         }
     }
 }
@@ -107,14 +114,34 @@ impl KeySuite for Secp256k1Tr {
     fn unwrap<F: PerSuite>(value: Suited<F>) -> Option<F::Of<Self>> {
         match value {
             Suited::Secp256k1Tr(v) => Some(v),
-            Suited::Ed25519(_) => None,
+            _ => None,
         }
     }
 
     fn get<F: PerSuite>(value: &Suited<F>) -> Option<&F::Of<Self>> {
         match value {
             Suited::Secp256k1Tr(v) => Some(v),
-            Suited::Ed25519(_) => None,
+            _ => None,
+        }
+    }
+}
+
+impl KeySuite for Ristretto255 {
+    fn wrap<F: PerSuite>(value: F::Of<Self>) -> Suited<F> {
+        Suited::Ristretto255(value)
+    }
+
+    fn unwrap<F: PerSuite>(value: Suited<F>) -> Option<F::Of<Self>> {
+        match value {
+            Suited::Ristretto255(v) => Some(v),
+            _ => None,
+        }
+    }
+
+    fn get<F: PerSuite>(value: &Suited<F>) -> Option<&F::Of<Self>> {
+        match value {
+            Suited::Ristretto255(v) => Some(v),
+            _ => None,
         }
     }
 }

@@ -149,6 +149,7 @@ pub fn check_sig(key: &KeyInfo, msg: &[u8], sig: &[u8]) {
     match key.suite {
         SuiteName::Ed25519 => check_ed25519(&key.public_key.0, msg, sig),
         SuiteName::Secp256k1Tr => check_bip340(&key.public_key.0, msg, sig),
+        SuiteName::Ristretto255 => panic!("ristretto255 keys never sign"),
     }
 }
 

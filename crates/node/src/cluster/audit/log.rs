@@ -78,6 +78,12 @@ pub struct AuditLog {
     recent: VecDeque<Boundary>,
     /// Each signer's last head (rules 5).
     signed: BTreeMap<NodeId, Signed>,
+    /// Heads a member signed that this log does not have (rules 5): per
+    /// signer, its latest. On an untouched replica a member's head is
+    /// always one the log had (a head is ordered after its entries); one
+    /// that is not means this replica's stored log, or that member, is
+    /// wrong, and `audit verify` says so instead of dropping it.
+    conflicts: BTreeMap<NodeId, SignedHead>,
     /// Records applying produced, not yet handed to the store.
     pending: Vec<SideWrite>,
     /// Entries whose records the store has written (not part of the
@@ -143,27 +149,33 @@ impl AuditLog {
     /// Whether a head is one this log had: among the recent ends of audit
     /// statements, with that hash and root, and newer than its signer's
     /// last (rules 5).
-    fn check_head(&self, head: &SignedHead) -> Result<(), String> {
+    fn check_head(&self, head: &SignedHead) -> Result<(), HeadRefused> {
         let Some(root) = head.root else {
-            return Err("an audit head states the tree's root".into());
+            return Err(HeadRefused::Refused(
+                "an audit head states the tree's root".into(),
+            ));
         };
         if self.signed_by(head.signer).is_some_and(|s| s >= head.seq) {
-            return Err(format!(
+            return Err(HeadRefused::Refused(format!(
                 "node {} already signed a head at entry {} or later",
                 head.signer, head.seq
-            ));
+            )));
         }
         match self.recent.iter().rev().find(|b| b.seq == head.seq) {
             Some(b) if b.hash == head.hash && b.root == root => Ok(()),
-            Some(_) => Err(format!(
-                "the head at entry {} does not match the log",
-                head.seq
-            )),
-            None => Err(format!(
+            Some(_) => Err(HeadRefused::Conflict),
+            None if head.seq >= self.len() => Err(HeadRefused::Conflict),
+            None => Err(HeadRefused::Refused(format!(
                 "entry {} is not a recent end of the log (stale or never)",
                 head.seq
-            )),
+            ))),
         }
+    }
+
+    /// Heads members signed that this log does not have (see
+    /// `conflicts`), by signer.
+    pub fn conflicts(&self) -> &BTreeMap<NodeId, SignedHead> {
+        &self.conflicts
     }
 
     /// The entries among the records not yet taken (tests of the machine
@@ -273,7 +285,13 @@ impl AuditLog {
                     self.push_head(head);
                     CommandResponse::Ok
                 }
-                Err(why) => CommandResponse::rejected(why),
+                Err(HeadRefused::Conflict) => {
+                    // Kept as evidence (the state changes: it is applied
+                    // as that), not as a head of this log.
+                    self.conflicts.insert(head.signer, head.clone());
+                    CommandResponse::Ok
+                }
+                Err(HeadRefused::Refused(why)) => CommandResponse::rejected(why),
             },
             ClusterCommand::SignHead { head } => {
                 // Kept even when it does not match this replica's chain, or
@@ -292,6 +310,15 @@ impl AuditLog {
     }
 }
 
+/// Why a head is not applied as one of this log's (rules 5).
+enum HeadRefused {
+    /// At an entry this log had or has not reached, with another hash or
+    /// root: kept as evidence ([`AuditLog::conflicts`]).
+    Conflict,
+    /// Malformed, replayed, or too old to check.
+    Refused(String),
+}
+
 /// The audit log's head as a snapshot carries it.
 #[derive(Serialize, Deserialize)]
 struct Stored {
@@ -305,6 +332,8 @@ struct Stored {
     recent: VecDeque<Boundary>,
     #[serde(default)]
     signed: BTreeMap<NodeId, Signed>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    conflicts: BTreeMap<NodeId, SignedHead>,
 }
 
 impl Serialize for AuditLog {
@@ -317,6 +346,7 @@ impl Serialize for AuditLog {
             last_head: self.last_head.clone(),
             recent: self.recent.clone(),
             signed: self.signed.clone(),
+            conflicts: self.conflicts.clone(),
         }
         .serialize(s)
     }
@@ -336,6 +366,7 @@ impl<'de> Deserialize<'de> for AuditLog {
             last_head: s.last_head,
             recent: s.recent,
             signed: s.signed,
+            conflicts: s.conflicts,
             pending: Vec::new(),
             written: 0,
         })

@@ -64,6 +64,14 @@ pub enum AuditFault {
     /// A signed head covers an entry this log does not have.
     #[error("node {1} signed a head at entry {0}, which this log does not have")]
     Missing(u64, NodeId),
+    /// A member signed a head this log does not have (another hash or root
+    /// at that entry, or past its end): this replica's stored log, or that
+    /// member, is wrong.
+    #[error(
+        "node {1} signed a head at entry {0} that this log does not have (this replica's log, \
+         or that node, is wrong)"
+    )]
+    Conflict(u64, NodeId),
 }
 
 /// Checks entries in order: each one's number, its link to the one before
@@ -151,6 +159,17 @@ impl Node {
             out.push(serde_json::from_slice(&v).map_err(stored)?);
         }
         Ok(out)
+    }
+
+    /// Side records of `space` with keys `from` and above, at most `limit`
+    /// (a capability's records beside the replicated state).
+    pub(crate) fn side_records(
+        &self,
+        space: u32,
+        from: u64,
+        limit: usize,
+    ) -> Result<Vec<(u64, Vec<u8>)>, NodeError> {
+        self.0.side.range(space, from, limit).map_err(stored)
     }
 
     /// Signed heads `from` on (in the order they were applied), at most
@@ -258,6 +277,11 @@ impl Node {
         }
         if check.prev() != last || Hex32(check.frontier().root()) != root {
             return Ok(Err(AuditFault::Head));
+        }
+        if let Some((signer, h)) =
+            self.registry(|r| r.audit.conflicts().iter().next().map(|(s, h)| (*s, h.seq)))
+        {
+            return Ok(Err(AuditFault::Conflict(h, signer)));
         }
         let (mut heads, mut signed_through) = (0u64, None);
         loop {

@@ -45,16 +45,16 @@ use keyquorum_wire::api::{
     ChangeRequest, CreateClientRequest, CreateKeyRequest, ExportRequest, ReshareRequest,
 };
 use keyquorum_wire::control::{
-    key_statement, members_statement, node_statement, Authority, Authorized, ClientRecord,
-    ClusterCommand, Command, Endorsement, Grant, KeysCommand,
+    members_statement, node_statement, Authority, Authorized, ClientRecord, ClusterCommand,
+    Command, Grant, KeysCommand,
 };
 use keyquorum_wire::msg::{
     AckRequest, ClaimRequest, CreateEndpointRequest, MsgCommand, PublishPrekeys,
 };
 use keyquorum_wire::peer::ClientRequest;
 use keyquorum_wire::NodeId;
-use serde::de::DeserializeOwned;
 
+use super::request::{admin, body, distinct, endorsed, need, segments};
 use super::Registry;
 
 pub use super::clock::{SKEW_S, WINDOW_S};
@@ -281,24 +281,6 @@ fn op_name(c: &Command) -> String {
         .unwrap_or_default()
 }
 
-fn body<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
-    serde_json::from_slice(bytes).map_err(|e| format!("the request's body does not parse: {e}"))
-}
-
-fn need(ok: bool, what: &str) -> Result<(), String> {
-    if ok {
-        Ok(())
-    } else {
-        Err(format!(
-            "the command is not what the request asks for: {what}"
-        ))
-    }
-}
-
-fn admin(grant: &Grant) -> Result<(), String> {
-    need(grant.admin, "the client is not an admin")
-}
-
 /// The key record named `name`.
 fn key_record<'a>(
     r: &'a Registry,
@@ -310,26 +292,12 @@ fn key_record<'a>(
         .ok_or_else(|| format!("no key {name}"))
 }
 
-/// `ids` sorted, each once.
-fn distinct(ids: &[NodeId]) -> Vec<NodeId> {
-    ids.iter()
-        .copied()
-        .collect::<BTreeSet<_>>()
-        .into_iter()
-        .collect()
-}
-
 /// An id made of 16 random bytes: 32 lowercase hex digits.
 fn well_formed_id(id: &str) -> bool {
     id.len() == 32
         && id
             .bytes()
             .all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c))
-}
-
-/// The path's segments after `/`.
-fn segments(path: &str) -> Vec<&str> {
-    path.trim_start_matches('/').split('/').collect()
 }
 
 /// Whether `command` is what a request `method path` with `body` from a
@@ -461,6 +429,14 @@ fn asks_for(
                             && threshold == record.threshold
                             && members_ok,
                         "the key asked for",
+                    )?;
+                    // (Rules 6 on: the `he.` names and the ristretto255
+                    // suite are the sessions'.)
+                    need(
+                        r.rules < crate::he::state::HE_RULES
+                            || (!record.name.starts_with(keyquorum_wire::he::KEY_PREFIX)
+                                && record.suite != keyquorum_wire::api::SuiteName::Ristretto255),
+                        "a signing key (he.* names and ristretto255 are for encrypted-data sessions)",
                     )
                 }
                 (Some(_), ["v1", "keys", name, step]) if post && *name == record.name => {
@@ -509,6 +485,12 @@ fn asks_for(
                 "an export id is 16 random bytes in lowercase hex",
             )?;
             let key = key_record(r, &record.key)?;
+            // (Rules 6 on: a session's key would decrypt every input.)
+            need(
+                r.rules < crate::he::state::HE_RULES
+                    || key.suite != keyquorum_wire::api::SuiteName::Ristretto255,
+                "a signing key's export (an encrypted-data session's key is never exported)",
+            )?;
             need(
                 record.recipient == b.recipient
                     && record.requested_by == grant.name
@@ -561,50 +543,8 @@ fn asks_for(
             )
         }
         Command::Msg(m) => msg_asks_for(r, grant, method, &seg, body_bytes, m),
+        Command::He(h) => crate::he::authority::asks_for(r, grant, post, &seg, body_bytes, h),
     }
-}
-
-/// A key generation's record must be what its members computed: the group
-/// key encoding states the record's threshold, members and public key, and
-/// at least the threshold of distinct members of the record signed
-/// [`key_statement`] over it.
-fn endorsed(
-    r: &Registry,
-    record: &keyquorum_wire::control::KeyRecord,
-    endorsements: &[Endorsement],
-) -> Result<(), String> {
-    let (threshold, members, public_key) =
-        crate::keys::suite::group_key_facts(record.suite, &record.group_key.0)?;
-    let mut listed: Vec<u64> = record.members.iter().map(|m| u64::from(*m)).collect();
-    listed.sort_unstable();
-    need(
-        threshold == record.threshold && members == listed && public_key == record.public_key.0,
-        "the record's threshold, members and public key are its group key's",
-    )?;
-    let statement = key_statement(
-        &record.name,
-        record.epoch,
-        &record.session,
-        &record.group_key.0,
-    );
-    let signers: BTreeSet<NodeId> = endorsements
-        .iter()
-        .filter(|e| record.members.contains(&e.node))
-        .filter(|e| {
-            r.members
-                .get(&e.node)
-                .is_some_and(|m| crate::identity::verify(&m.identity, &statement, &e.signature.0))
-        })
-        .map(|e| e.node)
-        .collect();
-    if signers.len() < usize::from(record.threshold) {
-        return Err(format!(
-            "the key generation is endorsed by {} of its members, {} are needed",
-            signers.len(),
-            record.threshold
-        ));
-    }
-    Ok(())
 }
 
 /// [`asks_for`] for messaging commands.
