@@ -156,6 +156,15 @@ def range_input(sid, pk, submitter, values, bits):
     return ct, proof
 
 
+def link(previous, index, submitter, ct, proof):
+    name = submitter.encode()
+    h = hashlib.sha256(b"keyquorum-he-v1/input" + previous + index.to_bytes(8, "big")
+                       + len(name).to_bytes(2, "big") + name)
+    for part in (ct, proof):
+        h.update(len(part).to_bytes(4, "big") + part)
+    return h.digest()
+
+
 def lagrange_at_zero(ids):
     out = {}
     for i in ids:
@@ -174,12 +183,14 @@ def run(name, inputs, slots, make):
     info = r.json()
     sid, pk = bytes.fromhex(info["id"]), bytes.fromhex(info["public_key"])
     want = [0] * slots
+    chain = bytes(32)
     for i in range(3):
         values = [(7 * i + 3 * k + 1) % 16 for k in range(slots)]
         ct, proof = make(sid, pk, key_id, values)
         r = call("POST", f"/v1/he/sessions/{name}/inputs", {"ciphertext": ct.hex(), "proof": proof.hex()})
         check(f"{name}: input {i} made by rbcl/libsodium is accepted", r.status_code == 200, r.text)
         want = [a + b for a, b in zip(want, values)]
+        chain = link(chain, i, key_id, ct, proof)
     # Altered: a flipped proof byte, or the proof under another submitter.
     ct, proof = make(sid, pk, key_id, [1] * slots)
     bad = bytearray(proof)
@@ -189,9 +200,18 @@ def run(name, inputs, slots, make):
     ct, proof = make(sid, pk, "someone-else", [1] * slots)
     r = call("POST", f"/v1/he/sessions/{name}/inputs", {"ciphertext": ct.hex(), "proof": proof.hex()})
     check(f"{name}: a proof bound to another submitter is refused", r.status_code == 400, r.text)
-    r = call("POST", f"/v1/he/sessions/{name}/close")
+    # Close and decrypt exactly the inputs the session holds (count and
+    # hash chain, recomputed here from what was submitted).
+    now = call("GET", f"/v1/he/sessions/{name}").json()
+    check(f"{name}: the hash chain over the inputs is the documented one",
+          now["inputs_hash"] == chain.hex(), f"{now['inputs_hash']} != {chain.hex()}")
+    stated = {"count": now["count"], "inputs_hash": now["inputs_hash"]}
+    r = call("POST", f"/v1/he/sessions/{name}/close", {"count": now["count"] - 1,
+                                                       "inputs_hash": now["inputs_hash"]})
+    check(f"{name}: a close stating other inputs is refused", r.status_code == 409, r.text)
+    r = call("POST", f"/v1/he/sessions/{name}/close", stated)
     check(f"{name}: closed", r.status_code == 200, r.text)
-    r = call("POST", f"/v1/he/sessions/{name}/result")
+    r = call("POST", f"/v1/he/sessions/{name}/result", stated)
     check(f"{name}: decrypted", r.status_code == 200, r.text)
     out = r.json()
     check(f"{name}: the sum is the sum", out["values"] == want, f"{out['values']} != {want}")

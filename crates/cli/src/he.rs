@@ -378,9 +378,13 @@ pub(crate) async fn run(c: &Client, command: HeCommand, json: bool) -> Result<()
                                  checked against the transcript's own"
                             );
                         }
+                        let result = v
+                            .values
+                            .as_ref()
+                            .map_or_else(|| "not decrypted yet".to_string(), |x| format!("{x:?}"));
                         println!(
-                            "{}: valid: {} inputs, result {:?}",
-                            t.session.name, v.inputs, v.values
+                            "{}: valid: {} inputs, result {result}",
+                            t.session.name, v.inputs
                         );
                         Ok(())
                     }
