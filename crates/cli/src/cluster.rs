@@ -209,6 +209,23 @@ pub(crate) async fn run(command: Command, json: bool) -> Result<()> {
             )
             .await
         }
+        Command::Bench(crate::BenchCommand::He {
+            nodes,
+            concurrency,
+            seconds,
+            inputs,
+        }) => {
+            crate::bench_he::bench_he(
+                crate::bench_he::HeBenchOpts {
+                    nodes,
+                    concurrency,
+                    seconds,
+                    inputs,
+                },
+                json,
+            )
+            .await
+        }
         Command::Bench(crate::BenchCommand::Msg {
             nodes,
             concurrency,
@@ -620,10 +637,12 @@ fn print_status(s: &keyquorum_wire::api::ClusterStatus, json: bool) -> Result<()
     );
     for n in &s.nodes {
         println!(
-            "  node {} {} {}",
+            "  node {} {} {}  runs {}",
             n.id,
             n.addr,
-            if n.voter { "voter" } else { "learner" }
+            if n.voter { "voter" } else { "learner" },
+            n.measurement
+                .map_or_else(|| "(not stated)".to_string(), |m| m.binary.to_string())
         );
     }
     println!("{} keys, {} audit entries", s.keys, s.audit_entries);

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 use clap::{Subcommand, ValueEnum};
-use keyquorum_client::he::verify_transcript;
+use keyquorum_client::he::{statement, verify_transcript};
 use keyquorum_client::Client;
 use keyquorum_wire::he::{
     CreateHeSessionRequest, HeOp, HeSessionInfo, HeTranscript, SubmitInputRequest,
@@ -56,16 +56,33 @@ pub(crate) enum HeCommand {
         /// printed it): refused if the node names another.
         #[arg(long)]
         public_key: Option<String>,
+        /// With --ciphertext: the index the input takes (sessions weighted
+        /// per index require it).
+        #[arg(long, requires = "ciphertext")]
+        index: Option<u64>,
     },
-    /// Close a session: no more inputs.
+    /// Close a session: no more inputs. The request states the inputs the
+    /// node shows (count and hash chain); it applies only on exactly those.
     Close {
         /// Session name.
         name: String,
+        /// The number of inputs you expect it to hold (refused otherwise:
+        /// the node you ask could show you fewer).
+        #[arg(long)]
+        count: Option<u64>,
     },
-    /// Decrypt a closed session (the first call) or show its result.
+    /// Decrypt a closed session (the first call) or show its result; the
+    /// transcript is re-checked here before the values are printed.
     Result {
         /// Session name.
         name: String,
+        /// The number of inputs you expect it to hold.
+        #[arg(long)]
+        count: Option<u64>,
+        /// The session public key you expect (hex): the transcript is
+        /// checked against it.
+        #[arg(long)]
+        public_key: Option<String>,
     },
     /// Reshare a session's key to a new threshold and members, during the
     /// session (the public key and the inputs stay; a changed threshold or
@@ -143,6 +160,11 @@ pub(crate) enum SessionCommand {
         /// Fewest inputs it may be closed with.
         #[arg(long, default_value_t = 1)]
         min_inputs: u64,
+        /// A binary measurement (hex, as `keyquorum status --json` shows
+        /// each node's) the members must have stated; repeat for each
+        /// allowed build (default: any).
+        #[arg(long = "measurement")]
+        measurements: Vec<String>,
     },
     /// List sessions.
     List,
@@ -169,6 +191,7 @@ fn info_json(i: &HeSessionInfo) -> serde_json::Value {
         "count": i.count,
         "inputs_hash": i.inputs_hash.to_string(),
         "min_inputs": i.min_inputs,
+        "measurements": i.measurements,
     })
 }
 
@@ -181,6 +204,20 @@ fn print_info(i: &HeSessionInfo, json: bool) -> Result<()> {
         i.name, i.status, i.count, i.threshold, i.members, i.epoch, i.slots, i.inputs, i.bound,
         i.op, i.public_key
     );
+    Ok(())
+}
+
+/// Refused unless the session holds `count` inputs (when given).
+fn expect_count(info: &HeSessionInfo, count: Option<u64>) -> Result<()> {
+    if let Some(n) = count {
+        if info.count != n {
+            bail!(
+                "session {} holds {} inputs as this node shows it, not the {n} you expect",
+                info.name,
+                info.count
+            );
+        }
+    }
     Ok(())
 }
 
@@ -214,7 +251,17 @@ pub(crate) async fn run(c: &Client, command: HeCommand, json: bool) -> Result<()
             one_per_client,
             readers,
             min_inputs,
+            measurements,
         }) => {
+            let measurements = measurements
+                .iter()
+                .map(|m| {
+                    let b: [u8; 32] = hex_arg("--measurement", m)?
+                        .try_into()
+                        .map_err(|_| anyhow::anyhow!("a measurement is 32 bytes"))?;
+                    Ok(keyquorum_wire::Hex32(b))
+                })
+                .collect::<Result<Vec<_>>>()?;
             let by_submitter: BTreeMap<String, u64> = submitter_weights
                 .iter()
                 .map(|s| {
@@ -246,6 +293,7 @@ pub(crate) async fn run(c: &Client, command: HeCommand, json: bool) -> Result<()
                     one_per_client,
                     readers,
                     min_inputs: Some(min_inputs),
+                    measurements: (!measurements.is_empty()).then_some(measurements),
                 })
                 .await?;
             print_info(&info, json)
@@ -271,6 +319,7 @@ pub(crate) async fn run(c: &Client, command: HeCommand, json: bool) -> Result<()
             ciphertext,
             proof,
             public_key,
+            index,
         } => {
             let pin = pinned(public_key.as_deref())?;
             let r = match (value, ciphertext) {
@@ -285,6 +334,7 @@ pub(crate) async fn run(c: &Client, command: HeCommand, json: bool) -> Result<()
                 }
                 (None, Some(ct)) => {
                     let input = SubmitInputRequest {
+                        index,
                         ciphertext: Hex(hex_arg("--ciphertext", &ct)?),
                         proof: Hex(proof
                             .map(|p| hex_arg("--proof", &p))
@@ -302,9 +352,25 @@ pub(crate) async fn run(c: &Client, command: HeCommand, json: bool) -> Result<()
                 Ok(())
             }
         }
-        HeCommand::Close { name } => print_info(&c.he_close(&name).await?, json),
-        HeCommand::Result { name } => {
-            let r = c.he_result(&name).await?;
+        HeCommand::Close { name, count } => {
+            let info = c.he_session(&name).await?;
+            expect_count(&info, count)?;
+            print_info(&c.he_close_at(&name, &statement(&info)).await?, json)
+        }
+        HeCommand::Result {
+            name,
+            count,
+            public_key,
+        } => {
+            let info = c.he_session(&name).await?;
+            expect_count(&info, count)?;
+            let r = c.he_result_at(&name, &statement(&info)).await?;
+            let pin = pinned(public_key.as_deref())?;
+            let checked = verify_transcript(&r.transcript, pin.as_ref())
+                .with_context(|| format!("the result of {name} does not verify"))?;
+            if checked.values.as_ref() != Some(&r.values) {
+                bail!("the node's values are not its transcript's");
+            }
             if json {
                 print_json(&json!({
                     "values": r.values,

@@ -9,6 +9,7 @@
 //! Human output by default, `--json` on every command.
 
 mod bench;
+mod bench_he;
 mod bench_msg;
 mod clients;
 mod cluster;
@@ -431,6 +432,23 @@ enum BenchCommand {
         /// consensus claim per message, as `msg send` does).
         #[arg(long, value_delimiter = ',', default_value = "16")]
         claim_batch: Vec<u16>,
+    },
+    /// Encrypted-data submissions end to end on a local cluster
+    /// (submissions/s, p50/p99, CPU per submission against the bare proof
+    /// checks), then the decryption.
+    He {
+        /// Nodes of the local cluster.
+        #[arg(long, default_value_t = 3)]
+        nodes: u16,
+        /// Concurrent submitters, comma-separated.
+        #[arg(long, value_delimiter = ',', default_value = "1,16")]
+        concurrency: Vec<usize>,
+        /// Seconds per concurrency level.
+        #[arg(long, default_value_t = 5.0)]
+        seconds: f64,
+        /// Input proofs: none, knowledge or range:BITS.
+        #[arg(long, default_value = "knowledge")]
+        inputs: String,
     },
     /// Threshold signing over the HTTP API at several concurrencies
     /// (throughput, p50/p99), beside raw frost-ed25519 in one process.

@@ -593,7 +593,7 @@ fn help_lists_every_command() {
     let o = Command::new(BIN).arg("--help").output().unwrap();
     let text = String::from_utf8(o.stdout).unwrap();
     for c in [
-        "dev", "node", "key", "client", "cluster", "status", "audit", "msg", "demo",
+        "dev", "node", "key", "client", "cluster", "status", "audit", "msg", "he", "demo",
     ] {
         assert!(
             text.lines().any(|l| l.trim_start().starts_with(c)),
@@ -610,6 +610,102 @@ fn help_lists_every_command() {
             "`key {c}` missing from key --help:\n{text}"
         );
     }
+    let o = Command::new(BIN).args(["he", "--help"]).output().unwrap();
+    let text = String::from_utf8(o.stdout).unwrap();
+    for c in [
+        "session",
+        "submit",
+        "close",
+        "result",
+        "reshare",
+        "verify",
+        "transcript",
+    ] {
+        assert!(
+            text.lines().any(|l| l.trim_start().starts_with(c)),
+            "`he {c}` missing from he --help:\n{text}"
+        );
+    }
+}
+
+/// `keyquorum he` as the README shows it: create (the documented fields),
+/// submit pinned, close with the expected count, decrypt (the transcript
+/// re-checked), verify online and offline; a wrong pin or count refused.
+#[test]
+fn he_end_to_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dev(dir.path());
+    let admin = d.admin.clone();
+    let s = json(
+        &d,
+        &admin,
+        &["he", "session", "create", "poll", "--slots", "2"],
+    );
+    for f in ["name", "public_key", "threshold", "members", "slots"] {
+        assert!(!s[f].is_null(), "{f} missing: {s}");
+    }
+    assert_eq!(s["slots"], 2);
+    assert_eq!(s["threshold"], 2);
+    let pk = s["public_key"].as_str().unwrap().to_string();
+    assert_eq!(pk.len(), 64);
+    for (i, v) in ["3,4", "5,6"].iter().enumerate() {
+        let r = json(
+            &d,
+            &admin,
+            &["he", "submit", "poll", "--value", v, "--public-key", &pk],
+        );
+        assert_eq!(r["index"], i as u64);
+    }
+    let other = "11".repeat(32);
+    let (ok, _, err) = run(
+        &d,
+        &admin,
+        &[
+            "he",
+            "submit",
+            "poll",
+            "--value",
+            "1,1",
+            "--public-key",
+            &other,
+        ],
+    );
+    assert!(!ok && err.contains("pinned"), "{err}");
+    let (ok, _, err) = run(&d, &admin, &["he", "close", "poll", "--count", "3"]);
+    assert!(!ok && err.contains("not the 3"), "{err}");
+    json(&d, &admin, &["he", "close", "poll", "--count", "2"]);
+    let r = json(&d, &admin, &["he", "result", "poll", "--public-key", &pk]);
+    assert_eq!(r["values"], serde_json::json!([8, 10]));
+    let file = dir.path().join("result.json");
+    std::fs::write(&file, serde_json::to_vec(&r).unwrap()).unwrap();
+    let v = json(
+        &d,
+        &admin,
+        &[
+            "he",
+            "verify",
+            "--transcript",
+            file.to_str().unwrap(),
+            "--public-key",
+            &pk,
+        ],
+    );
+    assert_eq!(
+        (v["valid"].as_bool(), v["inputs"].as_u64()),
+        (Some(true), Some(2))
+    );
+    let v = json(&d, &admin, &["he", "verify", "poll", "--public-key", &pk]);
+    assert_eq!(v["values"], serde_json::json!([8, 10]));
+    // An altered transcript file: refused offline.
+    let mut t = r.clone();
+    t["transcript"]["progress"]["result"]["values"] = serde_json::json!([9, 10]);
+    std::fs::write(&file, serde_json::to_vec(&t).unwrap()).unwrap();
+    let (ok, _, err) = run(
+        &d,
+        &admin,
+        &["he", "verify", "--transcript", file.to_str().unwrap()],
+    );
+    assert!(!ok && err.contains("does not verify"), "{err}");
 }
 
 /// The load tool runs end to end on its own local cluster and reports rows

@@ -234,6 +234,10 @@ pub fn encrypt_input(
     Ok(SubmitInputRequest {
         ciphertext: Hex(ct.to_bytes()),
         proof: Hex(proof),
+        // Inputs weighted by index state theirs (the next one as `info`
+        // shows it; a race with another submitter is refused, and retried
+        // by `Client::he_submit`).
+        index: (info.op == HeOp::Weighted && info.weights.is_some()).then_some(info.count),
     })
 }
 
@@ -275,15 +279,28 @@ impl Client {
         values: &[u64],
         public_key: Option<&[u8; 32]>,
     ) -> Result<SubmitInputResponse, ClientError> {
-        let info = self.he_session(name).await?;
-        if public_key.is_some_and(|p| *p != info.public_key.0) {
-            return Err(ClientError::Config(format!(
-                "session {name}'s public key is {}, not the one you pinned",
-                info.public_key
-            )));
+        let mut tries = 0;
+        loop {
+            let info = self.he_session(name).await?;
+            if public_key.is_some_and(|p| *p != info.public_key.0) {
+                return Err(ClientError::Config(format!(
+                    "session {name}'s public key is {}, not the one you pinned",
+                    info.public_key
+                )));
+            }
+            let input = encrypt_input(&info, self.identity().name(), values)?;
+            match self.he_submit_raw(name, &input).await {
+                // Another input took the index this one stated: again.
+                Err(ClientError::Api { status: 409, body })
+                    if input.index.is_some()
+                        && body.message.contains("is at input")
+                        && tries < 8 =>
+                {
+                    tries += 1;
+                }
+                r => return r,
+            }
         }
-        let input = encrypt_input(&info, self.identity().name(), values)?;
-        self.he_submit_raw(name, &input).await
     }
 
     /// Submit an input made elsewhere.

@@ -38,6 +38,7 @@ fn session(name: &str) -> CreateHeSessionRequest {
         one_per_client: false,
         readers: Vec::new(),
         min_inputs: None,
+        measurements: None,
     }
 }
 
@@ -115,6 +116,36 @@ async fn three_nodes_sum_inputs_from_several_clients_and_the_transcript_checks()
     // No input after close.
     let late = dave.he_submit("survey", &[1, 1], None).await.unwrap_err();
     assert_eq!(status_of(&late), 409, "{late}");
+    // Software attestation: every node states what it runs at boot, and a
+    // session can require its members' build.
+    let mut status = admin.status().await.unwrap();
+    for _ in 0..100 {
+        if status.nodes.iter().all(|x| x.measurement.is_some()) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        status = admin.status().await.unwrap();
+    }
+    let m = status.nodes[0].measurement.unwrap();
+    assert!(status.nodes.iter().all(|x| x.measurement == Some(m)));
+    assert_ne!(m.binary.0, [0; 32]);
+    let attested = admin
+        .he_create(&CreateHeSessionRequest {
+            measurements: Some(vec![m.binary]),
+            ..session("attested")
+        })
+        .await
+        .unwrap();
+    assert_eq!(attested.measurements, Some(vec![m.binary]));
+    let err = admin
+        .he_create(&CreateHeSessionRequest {
+            measurements: Some(vec![keyquorum_wire::Hex32([7; 32])]),
+            ..session("another-build")
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(status_of(&err), 409, "{err}");
+    assert!(err.to_string().contains("measurement"), "{err}");
     // The session's key decrypts; it never signs.
     let err = admin.sign("he.survey", b"a signature").await.unwrap_err();
     assert_eq!(status_of(&err), 403, "{err}");
@@ -176,6 +207,7 @@ async fn bad_inputs_are_refused_and_change_nothing() {
     cases.push((
         "another input's proof",
         SubmitInputRequest {
+            index: None,
             ciphertext: good.ciphertext.clone(),
             proof: other.proof.clone(),
         },
@@ -185,6 +217,7 @@ async fn bad_inputs_are_refused_and_change_nothing() {
     cases.push((
         "a flipped proof bit",
         SubmitInputRequest {
+            index: None,
             ciphertext: good.ciphertext.clone(),
             proof: Hex(flipped),
         },
@@ -192,6 +225,7 @@ async fn bad_inputs_are_refused_and_change_nothing() {
     cases.push((
         "a short proof",
         SubmitInputRequest {
+            index: None,
             ciphertext: good.ciphertext.clone(),
             proof: Hex(good.proof.0[..100].to_vec()),
         },
@@ -201,6 +235,7 @@ async fn bad_inputs_are_refused_and_change_nothing() {
     cases.push((
         "a non-canonical point",
         SubmitInputRequest {
+            index: None,
             ciphertext: Hex(noncanonical),
             proof: good.proof.clone(),
         },
@@ -210,6 +245,7 @@ async fn bad_inputs_are_refused_and_change_nothing() {
     cases.push((
         "a tampered ciphertext",
         SubmitInputRequest {
+            index: None,
             ciphertext: Hex(tampered),
             proof: good.proof.clone(),
         },
@@ -217,6 +253,7 @@ async fn bad_inputs_are_refused_and_change_nothing() {
     cases.push((
         "a short ciphertext",
         SubmitInputRequest {
+            index: None,
             ciphertext: Hex(good.ciphertext.0[..63].to_vec()),
             proof: good.proof.clone(),
         },
@@ -361,6 +398,18 @@ async fn a_bad_decryption_share_is_named_and_the_result_still_decrypts() {
     assert_eq!(status_of(&err), 409, "{err}");
     assert!(err.to_string().contains("at least 3"), "{err}");
     admin.he_submit("w", &[7], None).await.unwrap();
+    // An input that does not state its index, or states another: refused
+    // (the leader's order cannot pick an input's weight).
+    let me = admin.identity().name().to_string();
+    let info = admin.he_session("w").await.unwrap();
+    let mut unindexed = encrypt_input(&info, &me, &[1]).unwrap();
+    unindexed.index = None;
+    let err = admin.he_submit_raw("w", &unindexed).await.unwrap_err();
+    assert_eq!(status_of(&err), 400, "{err}");
+    let mut elsewhere = encrypt_input(&info, &me, &[1]).unwrap();
+    elsewhere.index = Some(0);
+    let err = admin.he_submit_raw("w", &elsewhere).await.unwrap_err();
+    assert_eq!(status_of(&err), 409, "{err}");
     // Past the weights' list: refused.
     let err = admin.he_submit("w", &[1], None).await.unwrap_err();
     assert_eq!(status_of(&err), 409, "{err}");
@@ -529,6 +578,18 @@ async fn seven_nodes_threshold_four_with_three_down() {
     let mut inflated = counted.transcript.clone();
     inflated.progress.result.as_mut().unwrap().values = vec![2];
     assert!(verify_transcript(&inflated, None).is_err());
+    // The input dropped, and count, hash chain and aggregate made to fit:
+    // still refused, as the members' attestations bind the inputs they saw.
+    let mut dropped = counted.transcript.clone();
+    dropped.inputs.clear();
+    dropped.progress.count = 0;
+    dropped.progress.inputs_hash = keyquorum_wire::Hex32([0; 32]);
+    dropped.progress.aggregate = Hex(vec![0; 64]);
+    dropped.progress.result.as_mut().unwrap().values = vec![0];
+    assert!(matches!(
+        verify_transcript(&dropped, None),
+        Err(TranscriptError::Result(_))
+    ));
     c.shutdown().await;
 }
 
@@ -610,6 +671,17 @@ async fn a_member_cannot_get_decryption_shares_no_client_asked_for() {
     );
     let err = n3.handle_peer(n(2), ask(other)).await.unwrap_err();
     assert!(err.to_string().contains("not the 2"), "{err}");
+    // The same count with another hash chain (other inputs): refused too.
+    let forked = common::client_request(
+        &base,
+        &c.admin,
+        "POST",
+        "/v1/he/sessions/s/result",
+        Some(serde_json::json!({"count": 1, "inputs_hash": "11".repeat(32)})),
+        common::now_s(),
+    );
+    let err = n3.handle_peer(n(2), ask(forked)).await.unwrap_err();
+    assert!(err.to_string().contains("not the 1"), "{err}");
     // The real thing: a share of the committed aggregate, once per
     // attempt of one operation.
     let ok = req(&c.admin, "/v1/he/sessions/s/result");

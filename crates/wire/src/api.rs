@@ -131,6 +131,10 @@ pub struct NodeStatus {
     pub addr: String,
     /// Whether it votes (false: learner).
     pub voter: bool,
+    /// What it runs, as its latest boot statement says (software
+    /// attestation).
+    #[serde(default)]
+    pub measurement: Option<crate::control::Measurement>,
 }
 
 /// `GET /v1/cluster`.

@@ -272,6 +272,17 @@ fn yes() -> bool {
     true
 }
 
+/// A node's software measurement (DESIGN.md §3.3): stated by the node in
+/// its signed boot statement, not by a hardware platform.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Measurement {
+    /// SHA-256 of its executable.
+    pub binary: Hex32,
+    /// SHA-256 of its configuration's tunables.
+    pub config: Hex32,
+}
+
 /// A proposed [`Change`] and its approvals. It takes effect when the
 /// `needed`-th distinct operator approves it, once.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -375,6 +386,10 @@ pub enum ClusterCommand {
         /// them (absent: a build from before the announcement).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         rules: Option<u16>,
+        /// What it runs, as it measures itself (software attestation;
+        /// absent: a build from before it).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        measurement: Option<Measurement>,
     },
     /// Initialise a new cluster: its operators, their quorum and the first
     /// admin client. Every voting member states it together, each only

@@ -82,6 +82,11 @@ pub struct CreateHeSessionRequest {
     /// fewer would be too close to single inputs.
     #[serde(default)]
     pub min_inputs: Option<u64>,
+    /// Binary measurements (SHA-256 of the executable, hex) its members
+    /// must have stated at their latest boot (software attestation);
+    /// default: any.
+    #[serde(default)]
+    pub measurements: Option<Vec<Hex32>>,
 }
 
 /// A session's state.
@@ -134,6 +139,9 @@ pub struct HeSessionRecord {
     pub readers: Vec<String>,
     /// Fewest inputs it may be closed with.
     pub min_inputs: u64,
+    /// Binary measurements its members must have stated (`None`: any).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub measurements: Option<Vec<Hex32>>,
     /// Where its inputs are kept (side records of this space; set on
     /// apply, not part of the id).
     pub space: u32,
@@ -229,6 +237,9 @@ pub struct HeSessionInfo {
     pub submitters: Option<Vec<String>>,
     /// At most one input per client.
     pub one_per_client: bool,
+    /// Binary measurements its members must have stated (`None`: any).
+    #[serde(default)]
+    pub measurements: Option<Vec<Hex32>>,
 }
 
 /// `GET /v1/he/sessions`.
@@ -248,6 +259,11 @@ pub struct SubmitInputRequest {
     /// The proof the session's policy asks (empty for `none`).
     #[serde(default)]
     pub proof: Hex,
+    /// The index this input must take (required by sessions weighted per
+    /// input index: the log's order, which the leader picks, then cannot
+    /// choose an input's weight; refused if the session is at another).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub index: Option<u64>,
 }
 
 /// An accepted input.

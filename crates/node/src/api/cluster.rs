@@ -173,6 +173,11 @@ pub struct AuditVerification {
     /// The first fault found.
     #[serde(default)]
     pub fault: Option<String>,
+    /// Members (fewer than a majority of the voters) whose latest signed
+    /// head conflicts with this log, with that head's entry: they are
+    /// named; this replica's log stands.
+    #[serde(default)]
+    pub disputed_by: Vec<(NodeId, u64)>,
 }
 
 /// Read the audit log.
@@ -235,6 +240,7 @@ pub(crate) async fn audit_verify(req: Audited, State(node): State<Node>) -> Resp
                 signed_heads: v.heads,
                 signed_through: v.signed_through,
                 fault: None,
+                disputed_by: v.disputed_by,
             },
             Err(fault) => AuditVerification {
                 valid: false,
@@ -242,6 +248,7 @@ pub(crate) async fn audit_verify(req: Audited, State(node): State<Node>) -> Resp
                 signed_heads: heads,
                 signed_through: None,
                 fault: Some(fault.to_string()),
+                disputed_by: Vec::new(),
             },
         })
     })
@@ -294,6 +301,7 @@ fn status(node: &Node) -> ClusterStatus {
                 id,
                 addr: info.addr,
                 voter,
+                measurement: node.registry(|r| r.attested.get(&id).copied()),
             })
             .collect(),
         keys: node.registry(|r| r.keys.records.len()),

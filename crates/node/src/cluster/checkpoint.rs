@@ -48,7 +48,8 @@ const ATTEST_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// The form of this build's checkpoints: bump it whenever the serialized
 /// state changes shape (the same state then has another digest).
-pub(crate) const CHECKPOINT_FORMAT: u16 = 2;
+/// 3: encrypted-data sessions (`he`) and nodes' measurements (`attested`).
+pub(crate) const CHECKPOINT_FORMAT: u16 = 3;
 
 /// A snapshot arriving in chunks.
 pub(crate) struct Incoming {

@@ -79,6 +79,9 @@ pub struct Registry {
     pub operators: Operators,
     /// Each node's latest boot id ([`ClusterCommand::Boot`]).
     pub boots: BTreeMap<NodeId, keyquorum_wire::Hex32>,
+    /// Each node's software measurement, as its latest boot stated it
+    /// (`super::attest`).
+    pub attested: BTreeMap<NodeId, keyquorum_wire::control::Measurement>,
     /// The newest apply rules each node's build knows, as it announced at
     /// its latest boot ([`ClusterCommand::Boot`]; `rules`).
     pub announced: BTreeMap<NodeId, rules::Announced>,
@@ -103,6 +106,8 @@ struct FlatRef<'a> {
     clock: &'a LogClock,
     operators: &'a Operators,
     boots: &'a BTreeMap<NodeId, keyquorum_wire::Hex32>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    attested: &'a BTreeMap<NodeId, keyquorum_wire::control::Measurement>,
     announced: &'a BTreeMap<NodeId, rules::Announced>,
     founders: &'a BTreeMap<NodeId, keyquorum_wire::Hex32>,
     roster: &'a Roster,
@@ -140,6 +145,8 @@ struct Flat {
     #[serde(default)]
     boots: BTreeMap<NodeId, keyquorum_wire::Hex32>,
     #[serde(default)]
+    attested: BTreeMap<NodeId, keyquorum_wire::control::Measurement>,
+    #[serde(default)]
     announced: BTreeMap<NodeId, rules::Announced>,
     #[serde(default)]
     founders: BTreeMap<NodeId, keyquorum_wire::Hex32>,
@@ -164,6 +171,7 @@ impl Serialize for Registry {
             clock,
             operators,
             boots,
+            attested,
             announced,
             founders,
             roster,
@@ -181,6 +189,7 @@ impl Serialize for Registry {
             clock,
             operators,
             boots,
+            attested,
             announced,
             founders,
             roster,
@@ -221,6 +230,7 @@ impl<'de> Deserialize<'de> for Registry {
             clock: f.clock,
             operators: f.operators,
             boots: f.boots,
+            attested: f.attested,
             announced: f.announced,
             founders: f.founders,
             roster: f.roster,
@@ -452,7 +462,8 @@ impl Registry {
             HeCommand::HeSubmit { session } => self.he.submit(session, client, body),
             HeCommand::HeClose { session } => self.he.close(session, body),
             HeCommand::HeResult { session, result } => {
-                self.he.result(session, result, body, &self.keys.records)
+                self.he
+                    .result(session, result, body, &self.keys.records, &self.attested)
             }
         }
     }
@@ -498,16 +509,24 @@ impl Registry {
     /// statements).
     fn apply_cluster(&mut self, command: &ClusterCommand, by: Option<NodeId>) -> CommandResponse {
         match command {
-            ClusterCommand::Audit { .. } | ClusterCommand::SignHead { .. } => self
-                .audit
-                .apply(command, self.rules >= super::audit::log::AUDIT_RULES),
+            ClusterCommand::Audit { .. } | ClusterCommand::SignHead { .. } => self.audit.apply(
+                command,
+                self.rules >= super::audit::log::AUDIT_RULES,
+                self.rules >= super::audit::log::EVIDENCE_RULES,
+            ),
             ClusterCommand::PutClient { record } => self.put_client(record),
             ClusterCommand::RevokeClient { name } => self.revoke_client(name),
             ClusterCommand::Tick {} => CommandResponse::Ok,
             // Its announced rules: `apply_authorized` (it needs the time).
-            ClusterCommand::Boot { boot, .. } => match by {
+            ClusterCommand::Boot {
+                boot, measurement, ..
+            } => match by {
                 Some(node) => {
                     self.boots.insert(node, *boot);
+                    match measurement {
+                        Some(m) => self.attested.insert(node, *m),
+                        None => self.attested.remove(&node),
+                    };
                     CommandResponse::Ok
                 }
                 None => CommandResponse::rejected("only a node states its boot"),

@@ -36,6 +36,7 @@ use crate::config::NodeConfig;
 use crate::error::NodeError;
 use crate::identity::NodeKeys;
 
+pub mod attest;
 pub mod audit;
 pub(crate) mod batch;
 pub(crate) mod checkpoint;
@@ -257,6 +258,12 @@ impl Node {
     /// This process's boot id (random at every start).
     pub fn boot(&self) -> keyquorum_wire::Hex32 {
         self.0.boot
+    }
+
+    /// What this node runs (software attestation: `attest`).
+    pub fn measurement(&self) -> keyquorum_wire::control::Measurement {
+        use attest::Attestation as _;
+        attest::SoftwareAttestation.measure(self.config())
     }
 
     /// Whether the log's latest boot of this node is this process's: its

@@ -13,7 +13,7 @@ use keyquorum_wire::control::Grant;
 use keyquorum_wire::he::{key_name, CreateHeSessionRequest, HeCommand};
 use keyquorum_wire::NodeId;
 
-use super::state::{may_read, record_from_request, HE_RULES};
+use super::state::{may_read, record_from_request, unattested, HE_RULES};
 use crate::cluster::machine::request::{admin, body, distinct, endorsed, need};
 use crate::cluster::Registry;
 
@@ -75,6 +75,11 @@ pub(crate) fn asks_for(
                     && usize::from(key.threshold) <= members.len()
                     && members.iter().all(|m| r.members.contains_key(m)),
                 "the session's key: he.NAME, ristretto255, the threshold and members asked for",
+            )?;
+            let bad = unattested(session, &key.members, &r.attested);
+            need(
+                bad.is_empty(),
+                &format!("members whose measurement the session allows ({bad:?} do not)"),
             )
         }
         HeCommand::HeSubmit { session } => need(

@@ -159,6 +159,7 @@ fn info_of(e: &HeEntry, key: Option<&KeyRecord>) -> HeSessionInfo {
         submitter_weights: e.record.submitter_weights.clone(),
         submitters: e.record.submitters.clone(),
         one_per_client: e.record.one_per_client,
+        measurements: e.record.measurements.clone(),
     }
 }
 
@@ -231,6 +232,15 @@ impl He {
         let threshold = req.threshold.unwrap_or_else(|| {
             node.registry(|r| r.default_threshold(members.iter().collect::<BTreeSet<_>>().len()))
         });
+        let spec =
+            record_from_request(&req, Hex32([0; 32]), client).map_err(NodeError::BadRequest)?;
+        let bad = node.registry(|r| state::unattested(&spec, &members, &r.attested));
+        if !bad.is_empty() {
+            return Err(NodeError::Conflict(format!(
+                "nodes {bad:?} have not stated a measurement the session allows (their latest \
+                 boot statement: GET /v1/cluster)"
+            )));
+        }
         let plan = NewKey {
             name: key,
             suite: SuiteName::Ristretto255,
@@ -441,7 +451,13 @@ impl He {
         let t = usize::from(key.threshold);
         let run = random_session();
         let forwarded = forwarded(request);
-        let mut candidates = me_first(&key.members, node.id(), 0).into_iter();
+        // Members whose measurement the session allows (all, without a set).
+        let barred = node.registry(|r| state::unattested(&e.record, &key.members, &r.attested));
+        let mut candidates = me_first(&key.members, node.id(), 0)
+            .into_iter()
+            .filter(|m| !barred.contains(m))
+            .collect::<Vec<_>>()
+            .into_iter();
         let mut good: Vec<DecryptionShare> = Vec::with_capacity(t);
         let mut excluded: Vec<NodeId> = Vec::new();
         let mut failures: Vec<String> = Vec::new();

@@ -112,6 +112,15 @@ pub(crate) fn record_from_request(
                 .into(),
         );
     }
+    if req
+        .measurements
+        .as_ref()
+        .is_some_and(|m| m.is_empty() || m.len() > MAX_LIST)
+    {
+        return Err(format!(
+            "an allowed set of measurements holds 1 to {MAX_LIST} of them"
+        ));
+    }
     let min_inputs = req.min_inputs.unwrap_or(1);
     if min_inputs == 0 || min_inputs > MAX_INPUTS {
         return Err(format!("min_inputs must be 1 to {MAX_INPUTS}"));
@@ -158,6 +167,7 @@ pub(crate) fn record_from_request(
         created_by: created_by.to_string(),
         readers: req.readers.clone(),
         min_inputs,
+        measurements: req.measurements.clone(),
         space: 0,
     };
     record.id = derive_id(&record);
@@ -176,6 +186,23 @@ pub(crate) fn derive_id(record: &HeSessionRecord) -> Hex32 {
         &serde_json::to_vec(&policy).unwrap_or_default(),
         &record.public_key.0,
     ))
+}
+
+/// Members of `members` whose latest boot did not state a binary
+/// measurement in `record`'s allowed set (none if it has no set).
+pub(crate) fn unattested(
+    record: &HeSessionRecord,
+    members: &[keyquorum_wire::NodeId],
+    attested: &BTreeMap<keyquorum_wire::NodeId, keyquorum_wire::control::Measurement>,
+) -> Vec<keyquorum_wire::NodeId> {
+    let Some(allowed) = &record.measurements else {
+        return Vec::new();
+    };
+    members
+        .iter()
+        .copied()
+        .filter(|m| attested.get(m).is_none_or(|x| !allowed.contains(&x.binary)))
+        .collect()
 }
 
 /// Whether `client` may close the session and ask for its result.
@@ -305,6 +332,20 @@ impl HeState {
             ));
         }
         let index = progress.count;
+        let stated = serde_json::from_slice::<SubmitInputRequest>(body)
+            .ok()
+            .and_then(|i| i.index);
+        if record.op == HeOp::Weighted && record.weights.is_some() && stated.is_none() {
+            return bad(format!(
+                "session {name} weighs inputs by index: an input states the index it takes"
+            ));
+        }
+        if stated.is_some_and(|i| i != index) {
+            return CommandResponse::rejected(format!(
+                "session {name} is at input {index}, not the {} stated",
+                stated.unwrap_or_default()
+            ));
+        }
         let Some(weight) = weight_of(record, index, submitter) else {
             return CommandResponse::rejected(format!(
                 "the weighted session {name} has no weight for input {index} by {submitter}"
@@ -348,6 +389,8 @@ impl HeState {
             ciphertext: input.ciphertext,
             proof: input.proof,
         };
+        // (The stated index is in the client's signed request; the stored
+        // input is its position, the same.)
         progress.inputs_hash = chain(&progress.inputs_hash, &stored);
         progress.aggregate = Hex(aggregate.ciphertext().to_bytes());
         progress.count += 1;
@@ -395,6 +438,7 @@ impl HeState {
         result: &HeResultRecord,
         body: &[u8],
         keys: &BTreeMap<String, KeyRecord>,
+        attested: &BTreeMap<keyquorum_wire::NodeId, keyquorum_wire::control::Measurement>,
     ) -> CommandResponse {
         let Some(entry) = self.sessions.get_mut(name) else {
             return CommandResponse::rejected(format!("no session named {name}"));
@@ -413,6 +457,19 @@ impl HeState {
         }
         if let Err(e) = check_result(&entry.record, &entry.progress, result, keys) {
             return CommandResponse::rejected(format!("the result does not check out: {e}"));
+        }
+        // Every share from a member whose measurement the session allows.
+        let members: Vec<keyquorum_wire::NodeId> = result
+            .shares
+            .iter()
+            .filter_map(|s| s.0.first_chunk::<2>())
+            .filter_map(|b| keyquorum_wire::NodeId::new(u16::from_be_bytes(*b)))
+            .collect();
+        let bad = unattested(&entry.record, &members, attested);
+        if !bad.is_empty() {
+            return CommandResponse::rejected(format!(
+                "shares of {bad:?}, whose measurement session {name} does not allow"
+            ));
         }
         entry.progress.result = Some(result.clone());
         entry.progress.status = HeStatus::Decrypted;

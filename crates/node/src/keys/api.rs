@@ -83,6 +83,15 @@ pub(crate) async fn create_key(
         |b| Some(b.name.clone()),
         |c, req| async move {
             c.require_admin()?;
+            if req.suite == keyquorum_wire::api::SuiteName::Ristretto255
+                || req.name.starts_with(keyquorum_wire::he::KEY_PREFIX)
+            {
+                return Err(NodeError::BadRequest(
+                    "ristretto255 keys and he.* names are encrypted-data sessions' (POST \
+                     /v1/he/sessions)"
+                        .into(),
+                ));
+            }
             let node = &s.node;
             let members = match req.members {
                 Some(m) => m,

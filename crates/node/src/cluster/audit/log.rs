@@ -34,6 +34,10 @@ pub const SPACE_TREE: u32 = 16;
 /// and every member signs its own ([`keyquorum_wire::control::APPLY_RULES`]).
 pub const AUDIT_RULES: u16 = 5;
 
+/// Apply rules from which a member's head that conflicts with this log is
+/// kept as evidence (`audit verify` reports it) rather than refused.
+pub const EVIDENCE_RULES: u16 = 6;
+
 /// How many of the log's recent ends (after each audit statement) a head
 /// may name.
 pub const BOUNDARIES: usize = 1024;
@@ -78,8 +82,9 @@ pub struct AuditLog {
     recent: VecDeque<Boundary>,
     /// Each signer's last head (rules 5).
     signed: BTreeMap<NodeId, Signed>,
-    /// Heads a member signed that this log does not have (rules 5): per
-    /// signer, its latest. On an untouched replica a member's head is
+    /// Heads a member signed that this log does not have (rules 6): per
+    /// signer, its latest that did not match (cleared when a later one of
+    /// its heads matches). On an untouched replica a member's head is
     /// always one the log had (a head is ordered after its entries); one
     /// that is not means this replica's stored log, or that member, is
     /// wrong, and `audit verify` says so instead of dropping it.
@@ -261,8 +266,15 @@ impl AuditLog {
     }
 
     /// Apply [`ClusterCommand::Audit`] and [`ClusterCommand::SignHead`];
-    /// `strict`: a head must be one the log had ([`AUDIT_RULES`]).
-    pub(crate) fn apply(&mut self, command: &ClusterCommand, strict: bool) -> CommandResponse {
+    /// `strict`: a head must be one the log had ([`AUDIT_RULES`]);
+    /// `evidence`: one that conflicts with it is kept as evidence instead
+    /// of refused ([`EVIDENCE_RULES`]).
+    pub(crate) fn apply(
+        &mut self,
+        command: &ClusterCommand,
+        strict: bool,
+        evidence: bool,
+    ) -> CommandResponse {
         match command {
             ClusterCommand::Audit { events } => {
                 for e in events {
@@ -275,6 +287,7 @@ impl AuditLog {
             }
             ClusterCommand::SignHead { head } if strict => match self.check_head(head) {
                 Ok(()) => {
+                    self.conflicts.remove(&head.signer);
                     self.signed.insert(
                         head.signer,
                         Signed {
@@ -285,11 +298,14 @@ impl AuditLog {
                     self.push_head(head);
                     CommandResponse::Ok
                 }
-                Err(HeadRefused::Conflict) => {
+                Err(HeadRefused::Conflict) if evidence => {
                     // Kept as evidence (the state changes: it is applied
                     // as that), not as a head of this log.
                     self.conflicts.insert(head.signer, head.clone());
                     CommandResponse::Ok
+                }
+                Err(HeadRefused::Conflict) => {
+                    CommandResponse::rejected("the head does not match the log")
                 }
                 Err(HeadRefused::Refused(why)) => CommandResponse::rejected(why),
             },
@@ -429,6 +445,7 @@ pub(crate) mod tests {
                 events: events.map(event).collect(),
             },
             true,
+            true,
         );
         let entries = entries_of(&log.take_side());
         (log, entries)
@@ -453,6 +470,7 @@ pub(crate) mod tests {
             &ClusterCommand::Audit {
                 events: (0..5).map(event).collect(),
             },
+            true,
             true,
         );
         let records = log.take_side();
@@ -487,9 +505,9 @@ pub(crate) mod tests {
         let audit = |from: u64, to: u64| ClusterCommand::Audit {
             events: (from..to).map(event).collect(),
         };
-        log.apply(&audit(0, 3), true);
+        log.apply(&audit(0, 3), true, false);
         let at2 = (log.last_hash(), log.root());
-        log.apply(&audit(3, 5), true);
+        log.apply(&audit(3, 5), true, false);
         let at4 = (log.last_hash(), log.root());
         let head = |signer: u16, seq: u64, (hash, root): (Hex32, Hex32)| ClusterCommand::SignHead {
             head: SignedHead {
@@ -503,26 +521,44 @@ pub(crate) mod tests {
         let ok = |r: CommandResponse| assert_eq!(r, CommandResponse::Ok);
         let refused =
             |r: CommandResponse| assert!(matches!(r, CommandResponse::Rejected { .. }), "{r:?}");
-        ok(log.apply(&head(1, 4, at4), true));
-        refused(log.apply(&head(1, 2, at2), true)); // not newer than its last
-        ok(log.apply(&head(2, 2, at2), true));
-        refused(log.apply(&head(3, 3, at4), true)); // not an end of the log
-        refused(log.apply(&head(3, 4, (at4.0, at2.1)), true)); // wrong root
-        refused(log.apply(&head(3, 4, (at2.0, at4.1)), true)); // wrong hash
-        refused(log.apply(&head(3, 1_000_000, at4), true)); // far ahead
+        ok(log.apply(&head(1, 4, at4), true, false));
+        refused(log.apply(&head(1, 2, at2), true, false)); // not newer than its last
+        ok(log.apply(&head(2, 2, at2), true, false));
+        refused(log.apply(&head(3, 3, at4), true, false)); // not an end of the log
+        refused(log.apply(&head(3, 4, (at4.0, at2.1)), true, false)); // wrong root
+        refused(log.apply(&head(3, 4, (at2.0, at4.1)), true, false)); // wrong hash
+        refused(log.apply(&head(3, 1_000_000, at4), true, false)); // far ahead
         let mut rootless = head(3, 4, at4);
         if let ClusterCommand::SignHead { head } = &mut rootless {
             head.root = None;
         }
-        refused(log.apply(&rootless, true));
+        refused(log.apply(&rootless, true, false));
         assert_eq!(log.head_count(), 2);
         assert_eq!(log.signed_by(NodeId::new(1).unwrap()), Some(4));
         // The rules survive a snapshot.
         let mut back: AuditLog =
             serde_json::from_str(&serde_json::to_string(&log).unwrap()).unwrap();
-        refused(back.apply(&head(3, 3, at4), true));
-        ok(back.apply(&head(3, 4, at4), true));
+        refused(back.apply(&head(3, 3, at4), true, false));
+        ok(back.apply(&head(3, 4, at4), true, false));
         // Before rules 5 a head was kept as stated.
-        ok(log.apply(&head(3, 1_000_000, at4), false));
+        ok(log.apply(&head(3, 1_000_000, at4), false, false));
+        // From rules 6 a head that conflicts with the log is kept as
+        // evidence, the signer's latest; a later matching head of the
+        // signer clears it; stale or replayed heads are still refused.
+        let mut ev = back;
+        ok(ev.apply(&head(4, 4, (at4.0, at2.1)), true, true)); // wrong root
+        ok(ev.apply(&head(5, 1_000_000, at4), true, true)); // far ahead
+        refused(ev.apply(&head(6, 3, at4), true, true)); // not an end
+        let who = |i: u16| NodeId::new(i).unwrap();
+        assert_eq!(
+            ev.conflicts().keys().copied().collect::<Vec<_>>(),
+            vec![who(4), who(5)]
+        );
+        assert_eq!(ev.conflicts()[&who(5)].seq, 1_000_000);
+        let kept: AuditLog = serde_json::from_str(&serde_json::to_string(&ev).unwrap()).unwrap();
+        assert_eq!(kept.conflicts(), ev.conflicts());
+        ok(ev.apply(&head(4, 4, at4), true, true));
+        assert!(!ev.conflicts().contains_key(&who(4)));
+        assert_eq!(ev.head_count(), 4);
     }
 }

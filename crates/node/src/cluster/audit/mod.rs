@@ -64,12 +64,12 @@ pub enum AuditFault {
     /// A signed head covers an entry this log does not have.
     #[error("node {1} signed a head at entry {0}, which this log does not have")]
     Missing(u64, NodeId),
-    /// A member signed a head this log does not have (another hash or root
-    /// at that entry, or past its end): this replica's stored log, or that
-    /// member, is wrong.
+    /// A majority of the voters signed heads this log does not have
+    /// (another hash or root at that entry, or past its end): this
+    /// replica's stored log is wrong. (Named: the first of them.)
     #[error(
-        "node {1} signed a head at entry {0} that this log does not have (this replica's log, \
-         or that node, is wrong)"
+        "node {1} and a majority of the voters signed heads (node {1}'s at entry {0}) that \
+         this log does not have: this replica's log is wrong"
     )]
     Conflict(u64, NodeId),
 }
@@ -130,6 +130,10 @@ pub struct Verified {
     pub heads: u64,
     /// The last entry a signed head covers.
     pub signed_through: Option<u64>,
+    /// Members whose latest head conflicts with this log (each with that
+    /// head's entry), fewer than a majority of the voters: they are named,
+    /// this replica's log stands.
+    pub disputed_by: Vec<(NodeId, u64)>,
 }
 
 /// Entries read at once from the side table.
@@ -278,10 +282,23 @@ impl Node {
         if check.prev() != last || Hex32(check.frontier().root()) != root {
             return Ok(Err(AuditFault::Head));
         }
-        if let Some((signer, h)) =
-            self.registry(|r| r.audit.conflicts().iter().next().map(|(s, h)| (*s, h.seq)))
-        {
-            return Ok(Err(AuditFault::Conflict(h, signer)));
+        // Voters whose latest head conflicts with this log: a majority of
+        // them means this replica's log is the odd one out; fewer are named
+        // (one member signing false heads cannot fail everyone's check).
+        let (disputed_by, voters) = self.registry(|r| {
+            let d: Vec<(NodeId, u64)> = r
+                .audit
+                .conflicts()
+                .iter()
+                .filter(|(s, _)| r.voters.contains(s))
+                .map(|(s, h)| (*s, h.seq))
+                .collect();
+            (d, r.voters.len())
+        });
+        if disputed_by.len() * 2 > voters {
+            if let Some((signer, seq)) = disputed_by.first() {
+                return Ok(Err(AuditFault::Conflict(*seq, *signer)));
+            }
         }
         let (mut heads, mut signed_through) = (0u64, None);
         loop {
@@ -301,6 +318,7 @@ impl Node {
             entries: len,
             heads,
             signed_through,
+            disputed_by,
         }))
     }
 
@@ -645,6 +663,7 @@ pub(crate) async fn audit_writer(
                 let boot = ClusterCommand::Boot {
                     boot: node.boot(),
                     rules: Some(keyquorum_wire::control::APPLY_RULES),
+                    measurement: Some(node.measurement()),
                 };
                 if let Err(e) = node.propose(node.statement(boot)).await {
                     tracing::debug!(error = %e, "boot statement not committed yet");

@@ -432,10 +432,12 @@ fn asks_for(
                     )?;
                     // (Rules 6 on: the `he.` names and the ristretto255
                     // suite are the sessions'.)
+                    // (Ristretto255 at any rules: no build before rules 6
+                    // could decode it. The `he.` names from rules 6.)
                     need(
-                        r.rules < crate::he::state::HE_RULES
-                            || (!record.name.starts_with(keyquorum_wire::he::KEY_PREFIX)
-                                && record.suite != keyquorum_wire::api::SuiteName::Ristretto255),
+                        record.suite != keyquorum_wire::api::SuiteName::Ristretto255
+                            && (r.rules < crate::he::state::HE_RULES
+                                || !record.name.starts_with(keyquorum_wire::he::KEY_PREFIX)),
                         "a signing key (he.* names and ristretto255 are for encrypted-data sessions)",
                     )
                 }
@@ -465,6 +467,21 @@ fn asks_for(
                                 r.rules < 2
                                     || r.policy_allows(&record.name, record.threshold, &members),
                                 "a new threshold or member set the operator quorum approved",
+                            )?;
+                            // A session's key goes only to members whose
+                            // measurement the session allows.
+                            let session = record
+                                .name
+                                .strip_prefix(keyquorum_wire::he::KEY_PREFIX)
+                                .and_then(|s| r.he.sessions.get(s));
+                            let bad = session.map_or_else(Vec::new, |s| {
+                                crate::he::state::unattested(&s.record, &members, &r.attested)
+                            });
+                            need(
+                                bad.is_empty(),
+                                &format!(
+                                    "members whose measurement the session allows ({bad:?} do not)"
+                                ),
                             )
                         }
                         _ => need(false, "refresh or reshare"),

@@ -14,6 +14,7 @@ fn boot(node: u64, nonce: u8, rules: Option<u16>) -> Authorized {
         ClusterCommand::Boot {
             boot: Hex32([nonce; 32]),
             rules,
+            measurement: None,
         },
     )
 }
@@ -26,6 +27,7 @@ fn boot_at(node: u64, time_ms: u64, nonce: u8, rules: Option<u16>) -> Authorized
         ClusterCommand::Boot {
             boot: Hex32([nonce; 32]),
             rules,
+            measurement: None,
         },
     )
 }
@@ -209,32 +211,36 @@ fn audit_heads_are_checked_from_rules_5_alike_on_every_replica() {
         // Rules 5: an audit statement, then a member's head at its end.
         assert!(applied(&replica.apply(
             8,
-            &proposal(APPLY_RULES, vec![statement(2, T0, 70, audit(2, "b"))])
+            &proposal(5, vec![statement(2, T0, 70, audit(2, "b"))])
         )));
         let end = replica.audit.len() - 1;
         let good = head(replica, 2, 71, end, true);
-        assert!(applied(
-            &replica.apply(9, &proposal(APPLY_RULES, vec![good]))
-        ));
+        assert!(applied(&replica.apply(9, &proposal(5, vec![good]))));
         // A head at an end from before the rules, or without its root, or
         // past the log, is refused.
         let stale = head(replica, 1, 72, end - 1, true);
-        assert!(each_refused(
-            &replica.apply(10, &proposal(APPLY_RULES, vec![stale]))
-        ));
+        assert!(each_refused(&replica.apply(10, &proposal(5, vec![stale]))));
         let rootless = head(replica, 1, 73, end, false);
         assert!(each_refused(
-            &replica.apply(11, &proposal(APPLY_RULES, vec![rootless]))
+            &replica.apply(11, &proposal(5, vec![rootless]))
         ));
         let ahead = head(replica, 1, 74, end + 1_000, true);
-        assert!(each_refused(
-            &replica.apply(12, &proposal(APPLY_RULES, vec![ahead]))
-        ));
+        assert!(each_refused(&replica.apply(12, &proposal(5, vec![ahead]))));
         // An empty audit statement is refused.
         let empty = statement(1, T0, 75, ClusterCommand::Audit { events: vec![] });
-        assert!(each_refused(
-            &replica.apply(13, &proposal(APPLY_RULES, vec![empty]))
+        assert!(each_refused(&replica.apply(13, &proposal(5, vec![empty]))));
+        // From rules 6 a member's head that conflicts with the log (past
+        // it) is kept as evidence of the conflict, not as a head.
+        let heads = replica.audit.head_count();
+        let ahead = head(replica, 1, 76, end + 1_000, true);
+        assert!(applied(
+            &replica.apply(14, &proposal(APPLY_RULES, vec![ahead]))
         ));
+        assert_eq!(replica.audit.head_count(), heads);
+        assert_eq!(
+            replica.audit.conflicts().get(&id(1)).map(|h| h.seq),
+            Some(end + 1_000)
+        );
     }
     assert_eq!(json(&r), json(&copy));
     assert_eq!(r.audit.signed_by(id(2)), Some(r.audit.len() - 1));

@@ -1,0 +1,215 @@
+//! `keyquorum bench he`: encrypted-data submissions end to end.
+//!
+//! Starts an in-process local cluster, creates a session with `knowledge`
+//! proofs, encrypts and proves a pool of inputs up front (the client's
+//! work, outside the timed part), then submits them over the API at each
+//! concurrency for a fixed time through every node. Reports submissions/s
+//! and p50/p99, and the process's CPU per submission (nodes *and* the load
+//! generator's HTTP and request signing: an upper bound on the nodes'
+//! share) against the bare cost measured in the same run: checking one
+//! input's proof once per replica, plus once at the entry node. Then closes
+//! the session, decrypts it (latency) and checks the sum.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context as _, Result};
+use keyquorum_client::he::encrypt_input;
+use keyquorum_client::Client;
+use keyquorum_core::he::{Ciphertext, Context, InputPolicy};
+use keyquorum_wire::he::{CreateHeSessionRequest, SubmitInputRequest};
+use serde_json::json;
+
+use crate::bench::{local_cluster, percentile};
+
+/// What to measure.
+#[derive(Debug, Clone)]
+pub(crate) struct HeBenchOpts {
+    pub nodes: u16,
+    pub concurrency: Vec<usize>,
+    pub seconds: f64,
+    pub inputs: String,
+}
+
+/// CPU seconds this process has used (user + system), from
+/// `/proc/self/stat` (clock ticks of 1/100 s).
+fn cpu_seconds() -> Result<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").context("reading /proc/self/stat")?;
+    // Fields after the command name (which may hold spaces) in parentheses.
+    let rest = stat
+        .rsplit_once(')')
+        .map(|(_, r)| r)
+        .context("parsing /proc/self/stat")?;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let tick = |i: usize| -> Result<f64> {
+        Ok(f.get(i).context("short /proc/self/stat")?.parse::<f64>()? / 100.0)
+    };
+    // utime and stime are fields 14 and 15 (1-based): 11 and 12 here.
+    Ok(tick(11)? + tick(12)?)
+}
+
+pub(crate) async fn bench_he(o: HeBenchOpts, json_out: bool) -> Result<()> {
+    if o.concurrency.is_empty() || o.concurrency.contains(&0) {
+        bail!("--concurrency needs positive values");
+    }
+    let policy: InputPolicy = o.inputs.parse().map_err(|e| anyhow::anyhow!("{e}"))?;
+    let (_dir, c) = local_cluster("keyquorum-bench-he", o.nodes, o.nodes / 2 + 1, 0).await?;
+    let urls: Vec<String> = c.infos().keys().map(|id| c.url_of(*id)).collect();
+    let clients: Vec<Client> = urls
+        .iter()
+        .map(|u| Client::new(u, &c.admin, c.ca_pem().as_bytes()))
+        .collect::<Result<_, _>>()?;
+    let admin = clients.first().context("no node")?.clone();
+    let name = "bench";
+    let me = admin.identity().name().to_string();
+    let info = admin
+        .he_create(&CreateHeSessionRequest {
+            name: name.into(),
+            threshold: None,
+            members: None,
+            slots: Some(1),
+            inputs: Some(o.inputs.clone()),
+            bound: Some(32),
+            op: None,
+            weights: None,
+            submitter_weights: None,
+            // Inputs without proofs only from a list of submitters.
+            submitters: (policy == InputPolicy::None).then(|| vec![me.clone()]),
+            one_per_client: false,
+            readers: Vec::new(),
+            min_inputs: None,
+            measurements: None,
+        })
+        .await?;
+
+    // The bare cost: one proof check, on this machine, now.
+    let ctx = Context::new(info.id.0, &info.public_key.0, &me)?;
+    let sample: Vec<(Ciphertext, Vec<u8>)> = (0..64)
+        .map(|i| policy.encrypt(&ctx, &[i], &mut rand_core::OsRng))
+        .collect::<Result<_, _>>()?;
+    let checks = 2_000;
+    let t0 = cpu_seconds()?;
+    let w0 = Instant::now();
+    for (ct, proof) in sample.iter().cycle().take(checks) {
+        policy.verify(&ctx, ct, proof)?;
+    }
+    let check_wall = w0.elapsed().as_secs_f64() / checks as f64;
+    let check_cpu = ((cpu_seconds()? - t0) / checks as f64).max(check_wall);
+    let bare = check_cpu * f64::from(o.nodes + 1);
+
+    let mut rows = Vec::new();
+    let mut want: u64 = 0;
+    let mut total = 0usize;
+    for &conc in &o.concurrency {
+        // The client's work, up front: enough inputs for the row.
+        let pool: Arc<Vec<SubmitInputRequest>> = Arc::new(
+            (0..(conc * 400).max(2_000))
+                .map(|i| encrypt_input(&info, &me, &[(i % 1000) as u64]))
+                .collect::<Result<_, _>>()?,
+        );
+        let next = Arc::new(AtomicUsize::new(0));
+        let errors = Arc::new(AtomicUsize::new(0));
+        let deadline = Instant::now() + Duration::from_secs_f64(o.seconds);
+        let cpu0 = cpu_seconds()?;
+        let start = Instant::now();
+        let mut tasks = Vec::new();
+        for client in clients.iter().cycle().take(conc) {
+            let client = client.clone();
+            let (pool, next, errors) = (pool.clone(), next.clone(), errors.clone());
+            tasks.push(tokio::spawn(async move {
+                let mut lat = Vec::new();
+                let mut sum = 0u64;
+                while Instant::now() < deadline {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(input) = pool.get(i) else { break };
+                    let t = Instant::now();
+                    match client.he_submit_raw("bench", input).await {
+                        Ok(_) => {
+                            lat.push(t.elapsed());
+                            sum += (i % 1000) as u64;
+                        }
+                        Err(_) => {
+                            errors.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                }
+                (lat, sum)
+            }));
+        }
+        let mut lat = Vec::new();
+        for t in tasks {
+            let (l, s) = t.await?;
+            lat.extend(l);
+            want += s;
+        }
+        let secs = start.elapsed().as_secs_f64();
+        let cpu = cpu_seconds()? - cpu0;
+        lat.sort_unstable();
+        let n = lat.len();
+        total += n;
+        let per = cpu / n.max(1) as f64;
+        rows.push(json!({
+            "what": format!("submit ({}) into {} nodes", o.inputs, o.nodes),
+            "concurrency": conc,
+            "submissions": n,
+            "errors": errors.load(Ordering::Relaxed),
+            "per_second": n as f64 / secs,
+            "p50_ms": percentile(&lat, 0.5),
+            "p99_ms": percentile(&lat, 0.99),
+            "cpu_ms_per_submission": per * 1e3,
+            "bare_ms": bare * 1e3,
+            "ratio": per / bare,
+        }));
+    }
+    // Close and decrypt; the sum must be the sum.
+    admin.he_close(name).await?;
+    let t = Instant::now();
+    let r = admin.he_result(name).await?;
+    let decrypt_ms = t.elapsed().as_secs_f64() * 1e3;
+    if r.values != [want] || r.transcript.progress.count != total as u64 {
+        bail!(
+            "decrypted {:?} over {} inputs; submitted {want} over {total}",
+            r.values,
+            r.transcript.progress.count
+        );
+    }
+    if json_out {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&json!({
+                "proof_check_ms": check_cpu * 1e3,
+                "rows": rows,
+                "decrypt_ms": decrypt_ms,
+                "inputs": total,
+            }))?
+        );
+    } else {
+        println!(
+            "bare: one {} proof check {:.3} ms (CPU), × {} replicas + entry = {:.3} ms per submission",
+            o.inputs,
+            check_cpu * 1e3,
+            o.nodes,
+            bare * 1e3
+        );
+        for row in &rows {
+            println!(
+                "{:<40} c={:<3} {:>7.0}/s  p50 {:>6.2} ms  p99 {:>6.2} ms  CPU {:.3} ms/submission = {:.2}× bare  ({} ok, {} errors)",
+                row["what"].as_str().unwrap_or_default(),
+                row["concurrency"],
+                row["per_second"].as_f64().unwrap_or_default(),
+                row["p50_ms"].as_f64().unwrap_or_default(),
+                row["p99_ms"].as_f64().unwrap_or_default(),
+                row["cpu_ms_per_submission"].as_f64().unwrap_or_default(),
+                row["ratio"].as_f64().unwrap_or_default(),
+                row["submissions"],
+                row["errors"],
+            );
+        }
+        println!(
+            "decrypt {total} inputs (32-bit bound, table built on first use): {decrypt_ms:.1} ms; the sum checks"
+        );
+    }
+    c.shutdown().await;
+    Ok(())
+}
