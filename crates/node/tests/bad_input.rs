@@ -550,19 +550,7 @@ async fn a_tampered_audit_entry_is_detected() {
     c.stop_node(n(2)).await;
     let db_path = dir.path().join("node-2").join("raft.redb");
     let in_side = {
-        // The stopped node's last handles let go of the file shortly.
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        let db = loop {
-            match redb::Database::open(&db_path) {
-                Ok(db) => break db,
-                Err(redb::DatabaseError::DatabaseAlreadyOpen)
-                    if std::time::Instant::now() < deadline =>
-                {
-                    std::thread::sleep(std::time::Duration::from_millis(50));
-                }
-                Err(e) => panic!("opening {}: {e}", db_path.display()),
-            }
-        };
+        let db = open_stopped(&db_path);
         let needle = "\"action\":\"key.create\",\"target\":\"b\"";
         let altered = "\"action\":\"key.create\",\"target\":\"B\"";
         let w = db.begin_write().unwrap();
@@ -588,6 +576,22 @@ async fn a_tampered_audit_entry_is_detected() {
     let v = admin.audit_verify().await.unwrap();
     assert_eq!(v["valid"], true, "{v}");
     c.shutdown().await;
+}
+
+/// A stopped node's Raft file (its last handles let go of it shortly).
+fn open_stopped(db_path: &std::path::Path) -> redb::Database {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        match redb::Database::open(db_path) {
+            Ok(db) => return db,
+            Err(redb::DatabaseError::DatabaseAlreadyOpen)
+                if std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            Err(e) => panic!("opening {}: {e}", db_path.display()),
+        }
+    }
 }
 
 /// Rewrites `needle` to `altered` in every row of `table` whose value holds
@@ -666,18 +670,7 @@ async fn an_altered_raft_log_entry_leaves_a_replica_that_audit_verify_flags() {
     c.stop_node(n(2)).await;
     let db_path = dir.path().join("node-2").join("raft.redb");
     let in_log = {
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        let db = loop {
-            match redb::Database::open(&db_path) {
-                Ok(db) => break db,
-                Err(redb::DatabaseError::DatabaseAlreadyOpen)
-                    if std::time::Instant::now() < deadline =>
-                {
-                    std::thread::sleep(std::time::Duration::from_millis(50));
-                }
-                Err(e) => panic!("opening {}: {e}", db_path.display()),
-            }
-        };
+        let db = open_stopped(&db_path);
         let w = db.begin_write().unwrap();
         let changed = rewrite_rows(
             &w,

@@ -322,6 +322,19 @@ impl Node {
         self.0.registry.read(f)
     }
 
+    /// `f` of this replica; if it finds nothing, `f` again after a read
+    /// barrier (what another node committed a moment ago may not have
+    /// reached this one).
+    pub async fn registry_fresh<T>(&self, f: impl Fn(&Registry) -> Option<T>) -> Option<T> {
+        if let Some(v) = self.registry(&f) {
+            return Some(v);
+        }
+        if let Err(e) = self.read_barrier().await {
+            tracing::debug!(error = %e, "read barrier failed");
+        }
+        self.registry(&f)
+    }
+
     /// The last applied log index.
     pub fn applied_index(&self) -> Option<u64> {
         self.0.registry.applied_index()

@@ -100,14 +100,28 @@ fn ready(node: &Node) -> Result<(), NodeError> {
 /// read barrier (it may have been created through another node a moment
 /// ago).
 async fn entry(node: &Node, name: &str) -> Result<HeEntry, NodeError> {
-    let lookup = || node.registry(|r| r.he.sessions.get(name).cloned());
-    if let Some(e) = lookup() {
-        return Ok(e);
+    node.registry_fresh(|r| r.he.sessions.get(name).cloned())
+        .await
+        .ok_or_else(|| NodeError::NotFound(format!("no session named {name}")))
+}
+
+/// Session `name`, if the cluster runs sessions and `client` (an admin
+/// or not) may close it and read its result (`what` it asked, for the
+/// refusal).
+async fn readable(
+    node: &Node,
+    name: &str,
+    (client, admin): (&str, bool),
+    what: &str,
+) -> Result<HeEntry, NodeError> {
+    ready(node)?;
+    let e = entry(node, name).await?;
+    if !may_read(&e.record, client, admin) {
+        return Err(NodeError::Forbidden(format!(
+            "client {client} may not {what} {name}"
+        )));
     }
-    if let Err(e) = node.read_barrier().await {
-        tracing::debug!(error = %e, "read barrier failed");
-    }
-    lookup().ok_or_else(|| NodeError::NotFound(format!("no session named {name}")))
+    Ok(e)
 }
 
 /// `e`, or if it holds fewer inputs than `stated`, the session after a
@@ -339,13 +353,7 @@ impl He {
         (client, admin): (&str, bool),
         request: &httpsig::Request,
     ) -> Result<HeSessionInfo, NodeError> {
-        ready(node)?;
-        let e = entry(node, name).await?;
-        if !may_read(&e.record, client, admin) {
-            return Err(NodeError::Forbidden(format!(
-                "client {client} may not close {name}"
-            )));
-        }
+        let e = readable(node, name, (client, admin), "close").await?;
         let e = if e.progress.status == HeStatus::Open {
             caught_up(node, e, stated).await?
         } else {
@@ -374,13 +382,7 @@ impl He {
         (client, admin): (&str, bool),
         request: &httpsig::Request,
     ) -> Result<HeResultResponse, NodeError> {
-        ready(node)?;
-        let e = entry(node, name).await?;
-        if !may_read(&e.record, client, admin) {
-            return Err(NodeError::Forbidden(format!(
-                "client {client} may not read the result of {name}"
-            )));
-        }
+        let e = readable(node, name, (client, admin), "read the result of").await?;
         match e.progress.status {
             HeStatus::Open => {
                 return Err(NodeError::Conflict(format!(

@@ -391,14 +391,9 @@ impl Keys {
 /// after a [`read barrier`](Node::read_barrier) (it may have been created
 /// through another node a moment ago). Not found: [`NodeError::NotFound`].
 pub(crate) async fn key_record(node: &Node, name: &str) -> Result<KeyRecord, NodeError> {
-    let lookup = || node.registry(|r| r.keys.records.get(name).cloned());
-    if let Some(r) = lookup() {
-        return Ok(r);
-    }
-    if let Err(e) = node.read_barrier().await {
-        tracing::debug!(error = %e, "read barrier failed");
-    }
-    lookup().ok_or_else(|| NodeError::NotFound(format!("no key named {name}")))
+    node.registry_fresh(|r| r.keys.records.get(name).cloned())
+        .await
+        .ok_or_else(|| NodeError::NotFound(format!("no key named {name}")))
 }
 
 /// This replica's record of key `name`, which must be at `epoch` (a run's
