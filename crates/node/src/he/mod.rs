@@ -32,7 +32,7 @@
 //!   every input; with the result's shares, anyone re-checks everything
 //!   (`keyquorum he verify`, `keyquorum_client::he::verify_transcript`).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use futures::future::join_all;
@@ -54,7 +54,9 @@ use rand_core::OsRng;
 use crate::api::auth::{by_request, check_forwarded, check_sent_to, forwarded, Ledger};
 use crate::cluster::Node;
 use crate::error::NodeError;
-use crate::keys::{key_record, me_first, pid, random_session, record_at, Keys, NewKey};
+use crate::keys::{
+    key_record, me_first, new_key_shape, pid, random_session, record_at, Keys, NewKey,
+};
 use state::{may_read, record_from_request, HeEntry, HE_RULES};
 
 pub mod api;
@@ -225,7 +227,9 @@ impl He {
                 "session names are 1-61 characters from [A-Za-z0-9._-] (the key is he.NAME)".into(),
             )
         })?;
-        record_from_request(&req, Hex32([0; 32]), client).map_err(NodeError::BadRequest)?;
+        // The policy checked once, before any DKG (the id comes with the key).
+        let spec =
+            record_from_request(&req, Hex32([0; 32]), client).map_err(NodeError::BadRequest)?;
         if node.registry(|r| {
             r.he.sessions.contains_key(&req.name) || r.keys.records.contains_key(&key)
         }) {
@@ -234,20 +238,7 @@ impl He {
                 req.name
             )));
         }
-        let members = match &req.members {
-            Some(m) => m.clone(),
-            None => node
-                .members()
-                .into_iter()
-                .filter(|(_, _, voter)| *voter)
-                .map(|(id, _, _)| id)
-                .collect(),
-        };
-        let threshold = req.threshold.unwrap_or_else(|| {
-            node.registry(|r| r.default_threshold(members.iter().collect::<BTreeSet<_>>().len()))
-        });
-        let spec =
-            record_from_request(&req, Hex32([0; 32]), client).map_err(NodeError::BadRequest)?;
+        let (members, threshold) = new_key_shape(node, req.members.clone(), req.threshold);
         let bad = node.registry(|r| state::unattested(&spec, &members, &r.attested));
         if !bad.is_empty() {
             return Err(NodeError::Conflict(format!(

@@ -93,29 +93,7 @@ pub(crate) async fn create_key(
                 ));
             }
             let node = &s.node;
-            let members = match req.members {
-                Some(m) => m,
-                None => node
-                    .members()
-                    .into_iter()
-                    .filter(|(_, _, voter)| *voter)
-                    .map(|(id, _, _)| id)
-                    .collect(),
-            };
-            // An explicit threshold is taken as asked (and refused if it
-            // does not fit); an unstated one is the cluster's default
-            // (replicated; every replica checks it), which adapts to a
-            // small member set.
-            let threshold = req.threshold.unwrap_or_else(|| {
-                node.registry(|r| {
-                    r.default_threshold(
-                        members
-                            .iter()
-                            .collect::<std::collections::BTreeSet<_>>()
-                            .len(),
-                    )
-                })
-            });
+            let (members, threshold) = super::new_key_shape(node, req.members, req.threshold);
             let info = s
                 .keys
                 .create_key(

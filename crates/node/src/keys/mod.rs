@@ -396,6 +396,36 @@ pub(crate) async fn key_record(node: &Node, name: &str) -> Result<KeyRecord, Nod
         .ok_or_else(|| NodeError::NotFound(format!("no key named {name}")))
 }
 
+/// The members and threshold of a new key as asked: unstated members are
+/// every voter; an explicit threshold is taken as asked (and refused later
+/// if it does not fit), an unstated one is the cluster's default
+/// (replicated: every replica checks it), which adapts to a small member
+/// set.
+pub(crate) fn new_key_shape(
+    node: &Node,
+    members: Option<Vec<NodeId>>,
+    threshold: Option<u16>,
+) -> (Vec<NodeId>, u16) {
+    let members = members.unwrap_or_else(|| {
+        node.members()
+            .into_iter()
+            .filter(|(_, _, voter)| *voter)
+            .map(|(id, _, _)| id)
+            .collect()
+    });
+    let threshold = threshold.unwrap_or_else(|| {
+        node.registry(|r| {
+            r.default_threshold(
+                members
+                    .iter()
+                    .collect::<std::collections::BTreeSet<_>>()
+                    .len(),
+            )
+        })
+    });
+    (members, threshold)
+}
+
 /// This replica's record of key `name`, which must be at `epoch` (a run's
 /// step refers to the generation it started from).
 pub(crate) fn record_at(node: &Node, name: &str, epoch: u64) -> Result<KeyRecord, NodeError> {
