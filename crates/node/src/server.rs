@@ -50,7 +50,9 @@ impl PeerHandler for Dispatch {
         Box::pin(async move {
             match msg {
                 PeerMessage::MsgCoordinate { .. } => crate::msg::handle(node, msg).await,
-                PeerMessage::HeDecrypt { .. } => self.he.handle(node, from, msg).await,
+                PeerMessage::HeDecrypt { .. } | PeerMessage::HeFetch { .. } => {
+                    self.he.handle(node, from, msg).await
+                }
                 _ => self.keys.handle(node, from, msg).await,
             }
         })
@@ -70,7 +72,7 @@ pub struct RunningNode {
     shutdown: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<()>>,
     /// The node's own tasks: the audit writer, the batcher, the roster
-    /// follower, the audit keeper.
+    /// follower, the audit keeper, the sessions' inputs keeper.
     tasks: Vec<JoinHandle<()>>,
     raft_file: keyquorum_store::raft::FileHandle,
 }
@@ -164,6 +166,7 @@ impl Node {
         ));
         let roster = tokio::spawn(crate::cluster::membership::follow_roster(node.clone()));
         let keeper = tokio::spawn(crate::cluster::audit::keeper::keeper(node.clone()));
+        let inputs = tokio::spawn(crate::he::keeper::keeper(node.clone()));
         let (tx, rx) = oneshot::channel::<()>();
         let app = router(node.clone(), keys.clone(), he.clone());
         let limits = crate::cluster::tls::Limits {
@@ -189,7 +192,7 @@ impl Node {
             addr: opened.bound,
             shutdown: Some(tx),
             server: Some(server),
-            tasks: vec![audit, batcher, roster, keeper],
+            tasks: vec![audit, batcher, roster, keeper, inputs],
             raft_file: opened.raft_file,
         })
     }

@@ -42,6 +42,59 @@ fn session(name: &str) -> CreateHeSessionRequest {
     }
 }
 
+/// A member the leader's compacted log left behind installs a snapshot,
+/// which carries each session's count and the end of its inputs' hash
+/// chain but not its inputs: it fetches the inputs from the other members
+/// (each checked against the chain before it is stored) and then serves
+/// the same transcript as they do.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_behind_a_snapshot_fetches_the_inputs_and_serves_the_transcript() {
+    use std::time::Duration;
+    const EVERY: u64 = 20;
+    let (_dir, mut c) = common::cluster_with(3, 2, 0, EVERY).await;
+    let first = Client::new(&c.url_of(n(1)), &c.admin, c.ca_pem().as_bytes()).unwrap();
+    let info = first.he_create(&session("late")).await.unwrap();
+    // Inputs every member applies, then inputs the stopped one misses.
+    for v in [3u64, 4] {
+        first
+            .he_submit("late", &[v], Some(&info.public_key.0))
+            .await
+            .unwrap();
+    }
+    let (leader, behind, admin) = common::stop_a_follower(&mut c).await;
+    for v in 0..25u64 {
+        admin
+            .he_submit("late", &[v], Some(&info.public_key.0))
+            .await
+            .unwrap();
+    }
+    common::compact_past(&c, leader, &admin, EVERY).await;
+    let want = admin.he_transcript("late").await.unwrap();
+    assert_eq!(want.inputs.len(), 27);
+
+    c.restart_node(behind).await.unwrap();
+    let member = c.node(behind).unwrap();
+    let via_member = Client::new(&c.url_of(behind), &c.admin, c.ca_pem().as_bytes()).unwrap();
+    common::poll(
+        "the member to serve the whole transcript",
+        Duration::from_secs(60),
+        || async {
+            via_member
+                .he_transcript("late")
+                .await
+                .is_ok_and(|t| t.inputs.len() == 27)
+        },
+    )
+    .await;
+    // It got there by a snapshot, not by applying the inputs.
+    let snap = member.raft().metrics().borrow().snapshot;
+    assert!(snap.is_some_and(|s| s.index >= EVERY), "{snap:?}");
+    let got = via_member.he_transcript("late").await.unwrap();
+    assert_eq!(got, want);
+    verify_transcript(&got, Some(&info.public_key.0)).unwrap();
+    c.shutdown().await;
+}
+
 /// 3 nodes, t = 2: clients submit through different nodes, every replica
 /// has the same aggregate, the result is the sum, later calls give the same
 /// result, and the transcript re-checks from public data; the session's

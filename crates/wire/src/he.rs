@@ -288,6 +288,21 @@ pub struct HeInput {
     pub proof: Hex,
 }
 
+/// An input as members store it: the input and the inputs' hash chain
+/// before it. A member that lacks a run of inputs (it installed a snapshot,
+/// which carries only the chain's end) checks a fetched run newest first:
+/// each input with its `prev` must hash to the link after it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HeStoredInput {
+    /// The input.
+    #[serde(flatten)]
+    pub input: HeInput,
+    /// The chain before it (`None` in records written before this field:
+    /// those cannot be served to a member that lacks them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prev: Option<Hex32>,
+}
+
 /// The public record of a session: enough to re-check its result from
 /// public data alone (`keyquorum he verify`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

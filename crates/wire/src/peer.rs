@@ -521,6 +521,23 @@ pub enum PeerMessage {
         share: Hex,
     },
 
+    /// A member that lacks a run of a session's inputs (it installed a
+    /// snapshot) asks another for them; reply [`PeerMessage::HeInputs`].
+    HeFetch {
+        /// Session name.
+        session: String,
+        /// The first input wanted.
+        from: u64,
+        /// At most this many (the answer may hold fewer).
+        limit: u32,
+    },
+    /// Inputs from `from` on, in order, as far as the member holds them
+    /// (the asker checks them against the chain it has).
+    HeInputs {
+        /// The inputs.
+        inputs: Vec<crate::he::HeStoredInput>,
+    },
+
     /// Sender's entry node → coordinator: check this message and confirm
     /// it; reply [`PeerMessage::MsgConfirmed`].
     MsgCoordinate {

@@ -317,6 +317,32 @@ impl Node {
         &self.0.metrics
     }
 
+    /// Side records of `space` with keys `from` and above, at most `limit`
+    /// (a capability's records beside the replicated state).
+    pub(crate) fn side_records(
+        &self,
+        space: u32,
+        from: u64,
+        limit: usize,
+    ) -> Result<Vec<(u64, Vec<u8>)>, NodeError> {
+        self.0
+            .side
+            .range(space, from, limit)
+            .map_err(|e| NodeError::Internal(format!("side records: {e}")))
+    }
+
+    /// Store side records a capability fetched and checked (durably: they
+    /// are not in the log to be applied again).
+    pub(crate) fn put_side_records(
+        &self,
+        writes: &[keyquorum_store::raft::SideWrite],
+    ) -> Result<(), NodeError> {
+        self.0
+            .side
+            .put(writes, true)
+            .map_err(|e| NodeError::Internal(format!("side records: {e}")))
+    }
+
     /// Read the replicated registry.
     pub fn registry<T>(&self, f: impl FnOnce(&Registry) -> T) -> T {
         self.0.registry.read(f)

@@ -61,6 +61,7 @@ use state::{may_read, record_from_request, HeEntry, HE_RULES};
 
 pub mod api;
 pub(crate) mod authority;
+pub(crate) mod keeper;
 pub mod state;
 
 /// Inputs read from the side table at once for a transcript.
@@ -593,7 +594,8 @@ impl He {
             if inputs.len() == before {
                 return Err(NodeError::Unavailable(format!(
                     "this node holds inputs 0..{} of {name}'s {} (it installed a snapshot \
-                     after them): ask another node",
+                     after them and is fetching them from the other members): try again \
+                     shortly or ask another node",
                     inputs.len(),
                     e.progress.count
                 )));
@@ -625,6 +627,16 @@ impl He {
             } => {
                 self.decrypt_share(node, from, &session, epoch, run, &request)
                     .await
+            }
+            PeerMessage::HeFetch {
+                session,
+                from,
+                limit,
+            } => {
+                let node = node.clone();
+                tokio::task::spawn_blocking(move || keeper::serve(&node, &session, from, limit))
+                    .await
+                    .map_err(|e| NodeError::Internal(e.to_string()))?
             }
             _ => Err(NodeError::BadRequest("not a session message".into())),
         }

@@ -5,8 +5,10 @@
 //! allows.
 //!
 //! Inputs are side records (space [`SPACE_BASE`] + the session's number,
-//! key = the input's index): the snapshot carries each session's count,
-//! aggregate and hash chain, never its inputs.
+//! key = the input's index, value = the input with the chain's link before
+//! it, `HeStoredInput`): the snapshot carries each session's count,
+//! aggregate and hash chain, never its inputs; a node that installed one
+//! fetches them ([`super::keeper`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -20,7 +22,7 @@ use keyquorum_wire::api::SuiteName;
 use keyquorum_wire::control::{CommandResponse, KeyRecord};
 use keyquorum_wire::he::{
     key_name, CreateHeSessionRequest, HeInput, HeInputsStatement, HeOp, HeProgress, HeResultRecord,
-    HeSessionRecord, HeStatus, SubmitInputRequest,
+    HeSessionRecord, HeStatus, HeStoredInput, SubmitInputRequest,
 };
 use keyquorum_wire::{Hex, Hex32};
 use serde::{Deserialize, Serialize};
@@ -391,12 +393,17 @@ impl HeState {
         };
         // (The stated index is in the client's signed request; the stored
         // input is its position, the same.)
-        progress.inputs_hash = chain(&progress.inputs_hash, &stored);
+        let prev = progress.inputs_hash;
+        progress.inputs_hash = chain(&prev, &stored);
         progress.aggregate = Hex(aggregate.ciphertext().to_bytes());
         progress.count += 1;
         if record.one_per_client {
             entry.submitted.insert(submitter.to_string());
         }
+        let stored = HeStoredInput {
+            input: stored,
+            prev: Some(prev),
+        };
         self.pending.push(SideWrite {
             space: record.space,
             key: index,

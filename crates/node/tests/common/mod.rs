@@ -464,6 +464,14 @@ pub async fn allow_reshare(
 /// log past a checkpoint. Returns the leader, the stopped member and an
 /// admin client on the leader.
 pub async fn leave_member_behind(c: &mut LocalCluster, every: u64) -> (NodeId, NodeId, Client) {
+    let (leader, behind, admin) = stop_a_follower(c).await;
+    compact_past(c, leader, &admin, every).await;
+    (leader, behind, admin)
+}
+
+/// Stop a member that is not the leader. Returns the leader, the stopped
+/// member and an admin client on the leader.
+pub async fn stop_a_follower(c: &mut LocalCluster) -> (NodeId, NodeId, Client) {
     let leader = c.node(n(1)).unwrap().leader().unwrap();
     let behind = c
         .running()
@@ -473,8 +481,15 @@ pub async fn leave_member_behind(c: &mut LocalCluster, every: u64) -> (NodeId, N
         .unwrap();
     let admin = Client::new(&c.url_of(leader), &c.admin, c.ca_pem().as_bytes()).unwrap();
     c.stop_node(behind).await;
+    (leader, behind, admin)
+}
+
+/// Register `3 * every` clients through `admin` (a checkpoint every
+/// `every` entries) and wait until the leader purged its log past a
+/// checkpoint.
+pub async fn compact_past(c: &LocalCluster, leader: NodeId, admin: &Client, every: u64) {
     for i in 0..3 * every {
-        new_client(&admin, &format!("c{i}"), false, false, &[]).await;
+        new_client(admin, &format!("c{i}"), false, false, &[]).await;
     }
     let lead = c.node(leader).unwrap();
     poll(
@@ -486,5 +501,4 @@ pub async fn leave_member_behind(c: &mut LocalCluster, every: u64) -> (NodeId, N
         },
     )
     .await;
-    (leader, behind, admin)
 }

@@ -165,17 +165,6 @@ impl Node {
         Ok(out)
     }
 
-    /// Side records of `space` with keys `from` and above, at most `limit`
-    /// (a capability's records beside the replicated state).
-    pub(crate) fn side_records(
-        &self,
-        space: u32,
-        from: u64,
-        limit: usize,
-    ) -> Result<Vec<(u64, Vec<u8>)>, NodeError> {
-        self.0.side.range(space, from, limit).map_err(stored)
-    }
-
     /// Signed heads `from` on (in the order they were applied), at most
     /// `limit`.
     pub fn audit_heads(&self, from: u64, limit: usize) -> Result<Vec<SignedHead>, NodeError> {
