@@ -8,7 +8,7 @@
 //! key = the input's index, value = the input with the chain's link before
 //! it, `HeStoredInput`): the snapshot carries each session's count,
 //! aggregate and hash chain, never its inputs; a node that installed one
-//! fetches them ([`super::keeper`]).
+//! fetches them (the inputs keeper, `he/keeper.rs`).
 
 use std::collections::{BTreeMap, BTreeSet};
 
