@@ -44,9 +44,11 @@ fn session(name: &str) -> CreateHeSessionRequest {
 
 /// A member the leader's compacted log left behind installs a snapshot,
 /// which carries each session's count and the end of its inputs' hash
-/// chain but not its inputs: it fetches the inputs from the other members
-/// (each checked against the chain before it is stored) and then serves
-/// the same transcript as they do.
+/// chain but not its inputs. It applies the inputs after the snapshot from
+/// the log, and fetches the run between from the other members, each input
+/// checked against the chain before it is stored: while both other members
+/// serve altered inputs nothing is taken, and once one serves the real ones
+/// the member serves the same transcript as they do.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_member_behind_a_snapshot_fetches_the_inputs_and_serves_the_transcript() {
     use std::time::Duration;
@@ -54,27 +56,71 @@ async fn a_member_behind_a_snapshot_fetches_the_inputs_and_serves_the_transcript
     let (_dir, mut c) = common::cluster_with(3, 2, 0, EVERY).await;
     let first = Client::new(&c.url_of(n(1)), &c.admin, c.ca_pem().as_bytes()).unwrap();
     let info = first.he_create(&session("late")).await.unwrap();
+    let pin = Some(&info.public_key.0);
     // Inputs every member applies, then inputs the stopped one misses.
     for v in [3u64, 4] {
-        first
-            .he_submit("late", &[v], Some(&info.public_key.0))
-            .await
-            .unwrap();
+        first.he_submit("late", &[v], pin).await.unwrap();
     }
     let (leader, behind, admin) = common::stop_a_follower(&mut c).await;
     for v in 0..25u64 {
-        admin
-            .he_submit("late", &[v], Some(&info.public_key.0))
-            .await
-            .unwrap();
+        admin.he_submit("late", &[v], pin).await.unwrap();
     }
+    let lead = c.node(leader).unwrap();
+    let missed = lead.raft().metrics().borrow().last_applied.unwrap().index;
     common::compact_past(&c, leader, &admin, EVERY).await;
+    common::poll(
+        "the leader to purge its log past the missed inputs",
+        Duration::from_secs(30),
+        || async {
+            let m = lead.raft().metrics().borrow().clone();
+            m.purged.is_some_and(|p| p.index > missed)
+        },
+    )
+    .await;
+    // Inputs after the snapshot: the member applies these from the log.
+    for v in [7u64, 8, 9] {
+        admin.he_submit("late", &[v], pin).await.unwrap();
+    }
     let want = admin.he_transcript("late").await.unwrap();
-    assert_eq!(want.inputs.len(), 27);
+    assert_eq!(want.inputs.len(), 30);
 
+    // Both other members serve altered inputs.
+    let others: Vec<_> = (1..=3)
+        .map(n)
+        .filter(|i| *i != behind)
+        .map(|i| c.node(i).unwrap())
+        .collect();
+    let forge = |on: bool| {
+        for o in &others {
+            o.net_faults().forge_he_inputs.store(on, Ordering::Relaxed);
+        }
+    };
+    forge(true);
     c.restart_node(behind).await.unwrap();
     let member = c.node(behind).unwrap();
     let via_member = Client::new(&c.url_of(behind), &c.admin, c.ca_pem().as_bytes()).unwrap();
+    common::poll(
+        "the member to apply every input",
+        Duration::from_secs(30),
+        || async {
+            member.registry(|r| {
+                r.he.sessions
+                    .get("late")
+                    .is_some_and(|e| e.progress.count == 30)
+            })
+        },
+    )
+    .await;
+    // It installed a snapshot taken after the inputs it missed.
+    let snap = member.raft().metrics().borrow().snapshot;
+    assert!(snap.is_some_and(|s| s.index >= missed), "{snap:?} {missed}");
+    // A few keeper rounds: every fetched run is refused, nothing stored.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let err = via_member.he_transcript("late").await.unwrap_err();
+    assert_eq!(status_of(&err), 503, "{err}");
+    assert!(err.to_string().contains("holds inputs 0..2 "), "{err}");
+
+    forge(false);
     common::poll(
         "the member to serve the whole transcript",
         Duration::from_secs(60),
@@ -82,16 +128,13 @@ async fn a_member_behind_a_snapshot_fetches_the_inputs_and_serves_the_transcript
             via_member
                 .he_transcript("late")
                 .await
-                .is_ok_and(|t| t.inputs.len() == 27)
+                .is_ok_and(|t| t.inputs.len() == 30)
         },
     )
     .await;
-    // It got there by a snapshot, not by applying the inputs.
-    let snap = member.raft().metrics().borrow().snapshot;
-    assert!(snap.is_some_and(|s| s.index >= EVERY), "{snap:?}");
     let got = via_member.he_transcript("late").await.unwrap();
     assert_eq!(got, want);
-    verify_transcript(&got, Some(&info.public_key.0)).unwrap();
+    verify_transcript(&got, pin).unwrap();
     c.shutdown().await;
 }
 

@@ -412,6 +412,14 @@ async fn side_records_are_written_with_their_entries_and_stay_out_of_snapshots()
         let all = side.range(7, 0, 10).unwrap();
         assert_eq!(all, vec![(0, b"first".to_vec()), (1, b"second".to_vec())]);
         assert_eq!(side.range(7, 1, 1).unwrap().len(), 1);
+        // Keys without their values; a read bounded by bytes stops after
+        // the record that passes the budget, and reads one at least.
+        assert_eq!(side.keys(7, 0, 10).unwrap(), vec![0, 1]);
+        assert_eq!(side.keys(7, 1, 10).unwrap(), vec![1]);
+        assert_eq!(side.range_within(7, 0, 10, 3).unwrap(), all[..1]);
+        assert_eq!(side.range_within(7, 0, 10, 0).unwrap(), all[..1]);
+        assert_eq!(side.range_within(7, 0, 10, 5).unwrap(), all);
+        assert_eq!(side.range_within(7, 0, 1, 100).unwrap(), all[..1]);
         assert!(side.get(8, 0).unwrap().is_none());
         drop((log, sm));
         assert!(

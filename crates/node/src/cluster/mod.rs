@@ -331,6 +331,34 @@ impl Node {
             .map_err(|e| NodeError::Internal(format!("side records: {e}")))
     }
 
+    /// As [`Node::side_records`], at most about `max_bytes` of values (at
+    /// least one record).
+    pub(crate) fn side_records_within(
+        &self,
+        space: u32,
+        from: u64,
+        limit: usize,
+        max_bytes: usize,
+    ) -> Result<Vec<(u64, Vec<u8>)>, NodeError> {
+        self.0
+            .side
+            .range_within(space, from, limit, max_bytes)
+            .map_err(|e| NodeError::Internal(format!("side records: {e}")))
+    }
+
+    /// The keys of side records of `space` from `from` on, at most `limit`.
+    pub(crate) fn side_keys(
+        &self,
+        space: u32,
+        from: u64,
+        limit: usize,
+    ) -> Result<Vec<u64>, NodeError> {
+        self.0
+            .side
+            .keys(space, from, limit)
+            .map_err(|e| NodeError::Internal(format!("side records: {e}")))
+    }
+
     /// Store side records a capability fetched and checked (durably: they
     /// are not in the log to be applied again).
     pub(crate) fn put_side_records(

@@ -40,6 +40,10 @@ pub struct NetFaults {
     /// appending them (a hostile leader, for `tests/hostile`).
     #[cfg(feature = "fault-injection")]
     pub forge_forward_replies: AtomicBool,
+    /// Serve sessions' inputs to a member that lacks them with each
+    /// ciphertext altered (a hostile member, for `tests/he.rs`).
+    #[cfg(feature = "fault-injection")]
+    pub forge_he_inputs: AtomicBool,
 }
 
 #[cfg(feature = "fault-injection")]
@@ -92,6 +96,14 @@ impl NetFaults {
     pub(crate) fn forges_forward_replies(&self) -> bool {
         #[cfg(feature = "fault-injection")]
         return self.forge_forward_replies.load(Ordering::Relaxed);
+        #[cfg(not(feature = "fault-injection"))]
+        false
+    }
+
+    /// Whether to alter the inputs this node serves to another member.
+    pub(crate) fn forges_he_inputs(&self) -> bool {
+        #[cfg(feature = "fault-injection")]
+        return self.forge_he_inputs.load(Ordering::Relaxed);
         #[cfg(not(feature = "fault-injection"))]
         false
     }

@@ -44,9 +44,13 @@ const SCAN: usize = 4096;
 pub(crate) async fn keeper(node: Node) {
     // Per session (by its side-record space): inputs [0, held) are stored.
     let mut held: BTreeMap<u32, u64> = BTreeMap::new();
-    // Each session's count a round ago: the store wrote those inputs' records
-    // when it applied them, so a gap below it is a real one.
+    // Each session's count a round ago: the store wrote those inputs'
+    // records when it applied them, so a gap below it is a real one, not an
+    // apply in progress (a gap taken for one costs a fetch, never a wrong
+    // record: what is fetched is checked).
     let mut settled: BTreeMap<u32, u64> = BTreeMap::new();
+    // Sessions with a gap no fetch can fill (see [`Step::Unlinked`]).
+    let mut stuck: BTreeMap<u32, u64> = BTreeMap::new();
     let mut turn = 0usize;
     loop {
         tokio::time::sleep(ROUND).await;
@@ -59,7 +63,7 @@ pub(crate) async fn keeper(node: Node) {
         for (name, space, count) in &now {
             let target = settled.get(space).copied().unwrap_or(0).min(*count);
             let from = held.get(space).copied().unwrap_or(0);
-            if from >= target {
+            if from >= target || stuck.contains_key(space) {
                 continue;
             }
             let n = node.clone();
@@ -72,17 +76,32 @@ pub(crate) async fn keeper(node: Node) {
                     tracing::warn!(session = %name, error = %e, "inputs keeper: reading stored inputs failed");
                     continue;
                 }
-                Err(_) => return,
+                Err(e) => {
+                    tracing::error!(error = %e, "inputs keeper: stopped");
+                    return;
+                }
             };
             match step {
                 Step::Held(upto) => {
                     held.insert(*space, upto);
                 }
                 Step::Fetch { from, to, expect } => {
+                    held.insert(*space, from);
                     turn = turn.wrapping_add(1);
                     if let Err(e) = fetch(&node, name, *space, from, to, expect, turn).await {
                         tracing::warn!(session = %name, error = %e, from, to, "inputs keeper: could not fetch inputs yet");
                     }
+                }
+                Step::Unlinked { from, to } => {
+                    tracing::warn!(
+                        session = %name,
+                        from,
+                        to,
+                        "inputs keeper: the input after this gap was stored by an earlier \
+                         build without its chain link, so no fetched run can be checked: \
+                         this node cannot serve the session's transcript"
+                    );
+                    stuck.insert(*space, from);
                 }
             }
         }
@@ -101,6 +120,9 @@ enum Step {
     /// Inputs `from..to` are missing; the chain's link after input `to - 1`
     /// is `expect`.
     Fetch { from: u64, to: u64, expect: Hex32 },
+    /// Inputs `from..to` are missing and input `to`, held, was stored by a
+    /// build whose records carry no link: nothing says which run joins it.
+    Unlinked { from: u64, to: u64 },
 }
 
 /// From input `held` on, find the first input of session `name` missing
@@ -115,9 +137,9 @@ fn local_step(node: &Node, name: &str, held: u64, target: u64) -> Result<Step, N
     };
     let mut a = held;
     loop {
-        let rows = node.side_records(space, a, SCAN)?;
+        let keys = node.side_keys(space, a, SCAN)?;
         let before = a;
-        for (k, _) in &rows {
+        for k in &keys {
             if *k != a || a >= target {
                 break;
             }
@@ -126,16 +148,11 @@ fn local_step(node: &Node, name: &str, held: u64, target: u64) -> Result<Step, N
         if a >= target {
             return Ok(Step::Held(a));
         }
-        if a == before || rows.len() < SCAN {
+        if a == before || keys.len() < SCAN {
             break;
         }
     }
     // Input `a` is missing: fetch up to the next one held, or to the end.
-    let to_end = Step::Fetch {
-        from: a,
-        to: count,
-        expect: last,
-    };
     let next = node.side_records(space, a, 1)?;
     Ok(match next.first() {
         Some((b, v)) if *b < count => match stored(*b, v)?.prev {
@@ -144,11 +161,13 @@ fn local_step(node: &Node, name: &str, held: u64, target: u64) -> Result<Step, N
                 to: *b,
                 expect: prev,
             },
-            // Written before records carried their link: take the run
-            // through the end (what is fetched replaces it, checked).
-            None => to_end,
+            None => Step::Unlinked { from: a, to: *b },
         },
-        _ => to_end,
+        _ => Step::Fetch {
+            from: a,
+            to: count,
+            expect: last,
+        },
     })
 }
 
@@ -247,7 +266,10 @@ async fn fetch(
         expect = next;
         end = start;
     }
-    // The fetched run must join the input held before it.
+    // The fetched run must join the input held before it. (What was
+    // fetched is right whatever this finds: it was checked from the top
+    // link down. A run that does not join means the records before it
+    // here were altered.)
     let joined = match from.checked_sub(1) {
         None => expect == Hex32([0u8; 32]),
         Some(p) => match node.side_records(space, p, 1)?.first() {
@@ -299,7 +321,8 @@ fn check_run(
 }
 
 /// Inputs `from` on of session `name` as this node holds them, for a
-/// member that lacks them (at most [`FETCH_MAX`], about [`FETCH_BYTES`]).
+/// member that lacks them (at most [`FETCH_MAX`], about [`FETCH_BYTES`]:
+/// what is read is bounded by bytes too).
 pub(crate) fn serve(
     node: &Node,
     name: &str,
@@ -316,18 +339,25 @@ pub(crate) fn serve(
     let limit = usize::try_from(limit).unwrap_or(usize::MAX).min(FETCH_MAX);
     let end = count.min(from.saturating_add(limit as u64));
     let mut inputs = Vec::new();
-    let mut bytes = 0usize;
     if from < end {
         let wanted = usize::try_from(end - from).unwrap_or(FETCH_MAX);
-        for (k, v) in node.side_records(space, from, wanted)? {
+        let mut bytes = 0usize;
+        for (k, v) in node.side_records_within(space, from, wanted, FETCH_BYTES)? {
             if k != from + inputs.len() as u64 || k >= end {
                 break;
             }
-            bytes += v.len();
+            bytes = bytes.saturating_add(v.len());
             if bytes > FETCH_BYTES && !inputs.is_empty() {
                 break;
             }
             inputs.push(stored(k, &v)?);
+        }
+    }
+    if node.net_faults().forges_he_inputs() {
+        for s in &mut inputs {
+            if let Some(b) = s.input.ciphertext.0.first_mut() {
+                *b ^= 1;
+            }
         }
     }
     Ok(PeerMessage::HeInputs { inputs })

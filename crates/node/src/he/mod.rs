@@ -73,7 +73,13 @@ pub struct He {
     keys: Arc<Keys>,
     ledger: Ledger,
     tables: Mutex<BTreeMap<u8, Arc<DlogTable>>>,
+    /// Inputs served to other members at once (each reads up to about
+    /// `keeper::FETCH_BYTES`); past it a member is told to ask later.
+    serving: Arc<tokio::sync::Semaphore>,
 }
+
+/// Most fetches of inputs this node serves at once.
+const SERVING: usize = 2;
 
 impl core::fmt::Debug for He {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
@@ -187,6 +193,7 @@ impl He {
             keys,
             ledger: Ledger::default(),
             tables: Mutex::new(BTreeMap::new()),
+            serving: Arc::new(tokio::sync::Semaphore::new(SERVING)),
         }
     }
 
@@ -601,6 +608,16 @@ impl He {
                 )));
             }
         }
+        // What is served is what the replicated state's chain says.
+        let end = inputs
+            .iter()
+            .fold(Hex32([0u8; 32]), |link, i| state::chain(&link, i));
+        if end != e.progress.inputs_hash {
+            return Err(NodeError::Internal(format!(
+                "the inputs of {name} stored here do not end at the session's chain: this \
+                 node's store was altered"
+            )));
+        }
         Ok(HeTranscript {
             version: 1,
             session: e.record,
@@ -633,10 +650,16 @@ impl He {
                 from,
                 limit,
             } => {
+                let permit = self.serving.clone().try_acquire_owned().map_err(|_| {
+                    NodeError::Unavailable("serving other members' fetches: ask later".into())
+                })?;
                 let node = node.clone();
-                tokio::task::spawn_blocking(move || keeper::serve(&node, &session, from, limit))
-                    .await
-                    .map_err(|e| NodeError::Internal(e.to_string()))?
+                tokio::task::spawn_blocking(move || {
+                    let _permit = permit;
+                    keeper::serve(&node, &session, from, limit)
+                })
+                .await
+                .map_err(|e| NodeError::Internal(e.to_string()))?
             }
             _ => Err(NodeError::BadRequest("not a session message".into())),
         }

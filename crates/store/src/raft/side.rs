@@ -86,6 +86,39 @@ impl Side {
         from: u64,
         limit: usize,
     ) -> Result<Vec<(u64, Vec<u8>)>, SideError> {
+        self.range_within(space, from, limit, usize::MAX)
+    }
+
+    /// As [`Side::range`], but stop after the record that takes the values
+    /// read past `max_bytes` (at least one record is read): what a reader
+    /// holds in memory is bounded by bytes, not only by records.
+    pub fn range_within(
+        &self,
+        space: u32,
+        from: u64,
+        limit: usize,
+        max_bytes: usize,
+    ) -> Result<Vec<(u64, Vec<u8>)>, SideError> {
+        let db = self.file()?;
+        let tx = db.begin_read().map_err(err)?;
+        let t = tx.open_table(SIDE).map_err(err)?;
+        let mut out = Vec::new();
+        let mut bytes = 0usize;
+        for item in t.range((space, from)..=(space, u64::MAX)).map_err(err)? {
+            if out.len() >= limit || bytes > max_bytes {
+                break;
+            }
+            let (k, v) = item.map_err(err)?;
+            let v = v.value().to_vec();
+            bytes = bytes.saturating_add(v.len());
+            out.push((k.value().1, v));
+        }
+        Ok(out)
+    }
+
+    /// The keys of up to `limit` records of `space` from `from` on, in
+    /// order (their values are not read).
+    pub fn keys(&self, space: u32, from: u64, limit: usize) -> Result<Vec<u64>, SideError> {
         let db = self.file()?;
         let tx = db.begin_read().map_err(err)?;
         let t = tx.open_table(SIDE).map_err(err)?;
@@ -94,8 +127,7 @@ impl Side {
             if out.len() >= limit {
                 break;
             }
-            let (k, v) = item.map_err(err)?;
-            out.push((k.value().1, v.value().to_vec()));
+            out.push(item.map_err(err)?.0.value().1);
         }
         Ok(out)
     }
