@@ -51,10 +51,15 @@ pub struct NodeConfig {
     /// idle keep-alive connection) is closed, milliseconds.
     #[serde(default = "default_header_read_timeout")]
     pub header_read_timeout_ms: u64,
-    /// Most connections served at once; past it, new ones wait in the
-    /// listen queue until one closes.
+    /// Most clients' connections served at once; past it, a new one is
+    /// closed at once (known nodes' connections have slots of their own).
     #[serde(default = "default_max_connections")]
     pub max_connections: usize,
+    /// Most clients' connections served at once from one source (an IPv4
+    /// address, or an IPv6 /64: one host's usual share), so one source
+    /// cannot take every slot; past it, a new one is closed at once.
+    #[serde(default = "default_max_connections_per_source")]
+    pub max_connections_per_source: usize,
     /// Audit events that may wait for the log, at most. A log that cannot
     /// commit (no quorum) fills the queue; requests are then refused with
     /// 503 before they run, while an eighth of it is kept for the node's
@@ -117,6 +122,10 @@ fn default_max_connections() -> usize {
     4_096
 }
 
+fn default_max_connections_per_source() -> usize {
+    1_024
+}
+
 fn default_audit_queue() -> usize {
     NodeConfig::DEFAULT_AUDIT_QUEUE
 }
@@ -140,6 +149,12 @@ impl NodeConfig {
             return Err(format!(
                 "max_connections is {}; it must be 1 to 1,000,000",
                 self.max_connections
+            ));
+        }
+        if !(1..=self.max_connections).contains(&self.max_connections_per_source) {
+            return Err(format!(
+                "max_connections_per_source is {}; it must be 1 to max_connections ({})",
+                self.max_connections_per_source, self.max_connections
             ));
         }
         if !(1_024..=16_777_216).contains(&self.audit_queue) {
@@ -184,6 +199,7 @@ impl NodeConfig {
             checkpoint_every: default_checkpoint_every(),
             header_read_timeout_ms: default_header_read_timeout(),
             max_connections: default_max_connections(),
+            max_connections_per_source: default_max_connections_per_source(),
             audit_queue: default_audit_queue(),
             client_sessions: default_client_sessions(),
         }

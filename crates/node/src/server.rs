@@ -172,6 +172,10 @@ impl Node {
         let limits = crate::cluster::tls::Limits {
             header_read_timeout: Duration::from_millis(node.config().header_read_timeout_ms),
             max_connections: node.config().max_connections,
+            max_per_source: node
+                .config()
+                .max_connections_per_source
+                .min(node.config().max_connections),
             is_peer: {
                 let node = node.clone();
                 Arc::new(move |k: &[u8; 32]| node.is_known_identity(k))

@@ -55,6 +55,25 @@ async fn start(
     max_connections: usize,
     peer: Option<&NodeKeys>,
 ) -> (RunningNode, Arc<rustls::ClientConfig>) {
+    start_with(
+        dir,
+        header_read_timeout_ms,
+        max_connections,
+        max_connections,
+        peer,
+    )
+    .await
+}
+
+/// As [`start`], with at most `max_per_source` clients' connections from
+/// one source.
+async fn start_with(
+    dir: &tempfile::TempDir,
+    header_read_timeout_ms: u64,
+    max_connections: usize,
+    max_per_source: usize,
+    peer: Option<&NodeKeys>,
+) -> (RunningNode, Arc<rustls::ClientConfig>) {
     let mut c = NodeConfig::new(
         NodeId::new(1).unwrap(),
         dir.path().join("n1"),
@@ -67,6 +86,7 @@ async fn start(
     });
     c.header_read_timeout_ms = header_read_timeout_ms;
     c.max_connections = max_connections;
+    c.max_connections_per_source = max_per_source;
     if let Some(k) = peer {
         c.peers = vec![PeerEntry {
             id: NodeId::new(2).unwrap(),
@@ -180,6 +200,83 @@ async fn the_peer_endpoint_refuses_a_stranger_before_reading_its_body() {
         answer.starts_with("HTTP/1.1 401") || answer.starts_with("HTTP/1.1 403"),
         "{answer}"
     );
+    node.stop().await;
+}
+
+/// With room for 64 clients' connections but two per source, both held
+/// from loopback: a third from the same source is closed at once, a known
+/// node's connection from it is still served, and once one of the two
+/// closes, a new one is served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_source_holds_at_most_its_share_of_the_connections() {
+    let dir = tempfile::tempdir().unwrap();
+    let (other, other_cert) = other_node(&dir);
+    let (node, tls) = start_with(&dir, 60_000, 64, 2, Some(&other)).await;
+    let first = connect(&node, &tls).await;
+    let mut second = connect(&node, &tls).await;
+    let served = |mut s: TlsStream<TcpStream>| async move {
+        s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        s.flush().await.unwrap();
+        let answer = head(&mut s).await;
+        assert!(answer.starts_with("HTTP/1.1 "), "{answer}");
+        s
+    };
+    second = served(second).await;
+    let refused = || async {
+        let tcp = TcpStream::connect(node.addr).await.unwrap();
+        if let Ok(mut third) = tokio_rustls::TlsConnector::from(tls.clone())
+            .connect(ServerName::IpAddress(node.addr.ip().into()), tcp)
+            .await
+        {
+            let _ = third
+                .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+                .await;
+            let _ = third.flush().await;
+            assert!(
+                until_closed(&mut third).await.is_empty(),
+                "served past the source's share"
+            );
+        }
+    };
+    refused().await;
+    let pinned = node.node.info().identity.0;
+    let peer_tls = Arc::new(peer_client_config(&other_cert, pinned).unwrap());
+    let _peer = served(connect(&node, &peer_tls).await).await;
+    // Still two held: still refused. One closes: a new one is served.
+    refused().await;
+    drop(first);
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let try_one = || async {
+        let tcp = TcpStream::connect(node.addr).await.unwrap();
+        let Ok(mut s) = tokio_rustls::TlsConnector::from(tls.clone())
+            .connect(ServerName::IpAddress(node.addr.ip().into()), tcp)
+            .await
+        else {
+            return false;
+        };
+        if s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .is_err()
+            || s.flush().await.is_err()
+        {
+            return false;
+        }
+        let mut buf = [0u8; 12];
+        tokio::time::timeout(WAIT, s.read_exact(&mut buf))
+            .await
+            .is_ok_and(|r| r.is_ok() && buf.starts_with(b"HTTP/1.1 "))
+    };
+    // (The node sees the close a moment after the drop: polled.)
+    while !try_one().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no new connection was served after one of the two closed"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    drop(second);
     node.stop().await;
 }
 

@@ -300,6 +300,11 @@ impl Node {
         self.0.peers.net()
     }
 
+    /// Whether a test made this node serve altered sessions' inputs.
+    pub(crate) fn forges_he_inputs(&self) -> bool {
+        self.0.peers.net().forges_he_inputs()
+    }
+
     /// This node's clock, ms since the Unix epoch: what it stamps its
     /// statements, proposals and messages with and checks freshness by
     /// (the system's; skewed only by a test, `netfaults`).

@@ -320,6 +320,8 @@ pub(crate) struct Limits {
     pub(crate) header_read_timeout: Duration,
     /// Connections of clients (and of strangers) served at once.
     pub(crate) max_connections: usize,
+    /// Of those, at most this many from one source ([`Source`]).
+    pub(crate) max_per_source: usize,
     /// Whether a client certificate's identity is a known node's: those
     /// connections have their own slots ([`PEER_CONNECTIONS`]), so clients
     /// filling theirs never keep Raft and the protocols from the node.
@@ -332,11 +334,74 @@ pub(crate) type IsPeer = Arc<dyn Fn(&[u8; 32]) -> bool + Send + Sync>;
 /// Connections of known nodes served at once.
 pub(crate) const PEER_CONNECTIONS: usize = 1024;
 
+/// Where a connection comes from, as far as one party controls it: an IPv4
+/// address, or an IPv6 /64 (a host is usually given a whole /64, so a cap
+/// per IPv6 address would be no cap). IPv4-mapped IPv6 addresses count as
+/// IPv4.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum Source {
+    V4([u8; 4]),
+    V6([u8; 8]),
+}
+
+impl Source {
+    pub(crate) fn of(ip: std::net::IpAddr) -> Self {
+        match ip.to_canonical() {
+            std::net::IpAddr::V4(a) => Source::V4(a.octets()),
+            std::net::IpAddr::V6(a) => {
+                let mut prefix = [0u8; 8];
+                prefix.copy_from_slice(&a.octets()[..8]);
+                Source::V6(prefix)
+            }
+        }
+    }
+}
+
+/// Clients' connections held per source.
+#[derive(Default)]
+struct Sources(std::sync::Mutex<std::collections::HashMap<Source, usize>>);
+
+/// One connection's place in its source's count, given back when dropped.
+struct SourceSlot {
+    sources: Arc<Sources>,
+    source: Source,
+}
+
+impl Sources {
+    /// A slot for one more connection from `source`, if it holds fewer than
+    /// `max`.
+    fn take(self: &Arc<Self>, source: Source, max: usize) -> Option<SourceSlot> {
+        let mut held = self.0.lock().ok()?;
+        let n = held.entry(source).or_insert(0);
+        if *n >= max {
+            return None;
+        }
+        *n += 1;
+        Some(SourceSlot {
+            sources: self.clone(),
+            source,
+        })
+    }
+}
+
+impl Drop for SourceSlot {
+    fn drop(&mut self) {
+        if let Ok(mut held) = self.sources.0.lock() {
+            if let Some(n) = held.get_mut(&self.source) {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    held.remove(&self.source);
+                }
+            }
+        }
+    }
+}
+
 /// Serve `app` over TLS on `listener` until `shutdown` fires, then let open
 /// requests finish (bounded). Every connection is accepted; one that finds
-/// no free slot (clients' or, for a known node's certificate, peers') is
-/// closed at once, so a full listener never leaves peers in the listen
-/// queue.
+/// no free slot (clients', or its source's share of them, or, for a known
+/// node's certificate, peers') is closed at once, so a full listener never
+/// leaves peers in the listen queue.
 pub(crate) async fn serve(
     listener: TcpListener,
     config: Arc<rustls::ServerConfig>,
@@ -348,9 +413,10 @@ pub(crate) async fn serve(
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let clients = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
     let peers = Arc::new(tokio::sync::Semaphore::new(PEER_CONNECTIONS));
+    let sources = Arc::new(Sources::default());
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
-        let (tcp, _remote) = tokio::select! {
+        let (tcp, remote) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(a) => a,
                 Err(e) => {
@@ -368,7 +434,11 @@ pub(crate) async fn serve(
         }
         // A client slot if one is free (taken before the handshake);
         // otherwise the handshake decides whether it is a peer's.
-        let client_slot = clients.clone().try_acquire_owned().ok();
+        let client_slot = clients.clone().try_acquire_owned().ok().and_then(|slot| {
+            sources
+                .take(Source::of(remote.ip()), limits.max_per_source)
+                .map(|source| (slot, source))
+        });
         let peers = peers.clone();
         let acceptor = acceptor.clone();
         let app = app.clone();
@@ -398,10 +468,10 @@ pub(crate) async fn serve(
             let known_peer = peer.0.as_ref().is_some_and(|k| (limits.is_peer)(k));
             let _slot = if known_peer {
                 // A peer's connection uses a peer slot (a client slot it
-                // took is given back).
+                // took, and its source's count, are given back).
                 drop(client_slot);
                 match peers.try_acquire_owned() {
-                    Ok(s) => s,
+                    Ok(s) => (s, None),
                     Err(_) => {
                         tracing::debug!("peer connections at the cap: closed");
                         return;
@@ -409,9 +479,9 @@ pub(crate) async fn serve(
                 }
             } else {
                 match client_slot {
-                    Some(s) => s,
+                    Some((s, source)) => (s, Some(source)),
                     None => {
-                        tracing::debug!("connections at the cap: closed");
+                        tracing::debug!("connections at the cap (all, or its source's): closed");
                         return;
                     }
                 }
@@ -450,6 +520,37 @@ pub(crate) async fn serve(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_source_is_an_ipv4_address_or_an_ipv6_slash_64() {
+        use std::net::IpAddr;
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert_eq!(Source::of(ip("10.0.0.1")), Source::V4([10, 0, 0, 1]));
+        assert_ne!(Source::of(ip("10.0.0.1")), Source::of(ip("10.0.0.2")));
+        assert_eq!(
+            Source::of(ip("::ffff:10.0.0.1")),
+            Source::of(ip("10.0.0.1"))
+        );
+        assert_eq!(
+            Source::of(ip("2001:db8:1:2::1")),
+            Source::of(ip("2001:db8:1:2:ffff::9"))
+        );
+        assert_ne!(
+            Source::of(ip("2001:db8:1:2::1")),
+            Source::of(ip("2001:db8:1:3::1"))
+        );
+        // Slots are counted and given back.
+        let sources = Arc::new(Sources::default());
+        let s = Source::of(ip("10.0.0.1"));
+        let a = sources.take(s, 2).unwrap();
+        let b = sources.take(s, 2).unwrap();
+        assert!(sources.take(s, 2).is_none());
+        assert!(sources.take(Source::of(ip("10.0.0.2")), 2).is_some());
+        drop(a);
+        let _c = sources.take(s, 2).unwrap();
+        drop(b);
+        assert_eq!(sources.0.lock().unwrap().get(&s), Some(&1));
+    }
 
     #[test]
     fn certificate_carries_the_identity_and_is_stable() {
