@@ -218,4 +218,12 @@ pub enum DecodeError {
     /// An embedded frost-core value failed to decode.
     #[error("invalid {0}")]
     InvalidFrostValue(&'static str),
+    /// A typecode (RFC 8554 parameter set) we do not read.
+    #[error("unknown {what} typecode {code}")]
+    UnknownTypecode {
+        /// What the typecode names.
+        what: &'static str,
+        /// The code found.
+        code: u32,
+    },
 }

@@ -1,0 +1,165 @@
+//! Leighton–Micali hash-based signatures (RFC 8554), the core of the
+//! federated signing tree (DESIGN.md §3.5): LM-OTS one-time signatures
+//! ([`ots`], RFC 8554 §4), LMS Merkle trees of them ([`tree`], §5) and the
+//! HSS hierarchy's encoding and verification ([`hss`], §6), for the
+//! SHA-256/32 parameter sets (n = m = 32: LM-OTS W 1, 2, 4, 8; LMS heights
+//! 5, 10, 15, 20, 25), with one-time private keys derived from a seed as in
+//! RFC 8554 Appendix A.
+//!
+//! What the federation needs beyond a plain implementation is here too:
+//! - every node of the tree is named by its RFC 8554 node number `r`
+//!   (root 1, leaves `2^h + q`), so a builder that owns an aligned subtree
+//!   computes exactly the nodes a single machine would ([`tree::subtree`]);
+//! - a leaf's one-time key derives from `(I, q, SEED)` alone
+//!   ([`ots::OtsPrivateKey::derive`]), so each leaf may have its own seed
+//!   (Shamir-shared and released leaf by leaf) and still be the key the
+//!   standard derivation gives;
+//! - signing is split from the tree: an authentication path is public data
+//!   ([`tree::AuthPath`]), a one-time signature needs only its leaf's key.
+//!
+//! Sans-I/O and deterministic: randomness (the signature's `C`) is passed
+//! in. Hashing goes through SHA-256's compression function directly where
+//! an input fits one block (the Winternitz chains: 55 bytes), which is most
+//! of the work.
+//!
+//! Byte layouts are RFC 8554's (§3.3 `u32str`, §4.5, §5.3, §5.4, §6.1,
+//! §6.2), so the public keys and signatures are read by any RFC 8554
+//! implementation (`tests/rfc8554.rs` checks ours with one we did not
+//! write, and the RFC's Appendix F vectors with ours).
+
+pub mod hss;
+pub mod ots;
+pub mod tree;
+
+use sha2::{Digest, Sha256};
+
+pub use ots::{LmotsType, OtsPrivateKey};
+pub use tree::{AuthPath, LmsPublicKey, LmsSignature, LmsType};
+
+/// The hash output length of every parameter set here (SHA-256/32).
+pub const N: usize = 32;
+
+/// A tree's identifier `I` (RFC 8554 §5.1: 16 bytes, the same for every
+/// node and leaf of one tree).
+pub type Identifier = [u8; 16];
+
+/// One hash value.
+pub type Hash = [u8; N];
+
+/// Domain separators (RFC 8554 §3.3 / §4, §5).
+pub(crate) const D_PBLC: u16 = 0x8080;
+pub(crate) const D_MESG: u16 = 0x8181;
+pub(crate) const D_LEAF: u16 = 0x8282;
+pub(crate) const D_INTR: u16 = 0x8383;
+
+/// SHA-256's initial state (FIPS 180-4 §5.3.3).
+const IV: [u32; 8] = [
+    0x6a09_e667,
+    0xbb67_ae85,
+    0x3c6e_f372,
+    0xa54f_f53a,
+    0x510e_527f,
+    0x9b05_688c,
+    0x1f83_d9ab,
+    0x5be0_cd19,
+];
+
+/// `H(I ‖ u32str(q) ‖ u16str(i) ‖ u8str(j) ‖ tmp)`: one step of a
+/// Winternitz chain (RFC 8554 §4.4, §4.5, §4.6) and, with `j = 0xff`, the
+/// Appendix A derivation of a one-time private key element. The 55 input
+/// bytes and SHA-256's padding fill exactly one block, so this is one call
+/// of the compression function.
+#[allow(
+    deprecated,
+    reason = "sha2 0.10's compression function takes generic-array 0.14 blocks"
+)]
+pub(crate) fn chain_step(id: &Identifier, q: u32, i: u16, j: u8, tmp: &Hash) -> Hash {
+    use sha2::digest::generic_array::GenericArray;
+    let mut block = [0u8; 64];
+    let parts: [&[u8]; 5] = [id, &q.to_be_bytes(), &i.to_be_bytes(), &[j], tmp];
+    let mut at = block.iter_mut();
+    for part in parts {
+        // (The part first: zip asks its first iterator first, so the
+        // block's next byte is not taken when the part has run out.)
+        for (src, dst) in part.iter().zip(at.by_ref()) {
+            *dst = *src;
+        }
+    }
+    // Padding: 0x80 after the 55 bytes, the bit length (440) at the end.
+    let tail = [0x80u8, 0, 0, 0, 0, 0, 0, 0x01, 0xb8];
+    for (dst, src) in at.zip(tail) {
+        *dst = src;
+    }
+    let mut state = IV;
+    sha2::compress256(&mut state, &[GenericArray::from(block)]);
+    let mut out = [0u8; N];
+    for (chunk, word) in out.chunks_exact_mut(4).zip(state) {
+        chunk.copy_from_slice(&word.to_be_bytes());
+    }
+    out
+}
+
+/// `H(I ‖ u32str(r) ‖ u16str(d) ‖ parts…)` for the hashes that do not fit
+/// one block (leaves, interior nodes, message and public-key hashes).
+pub(crate) fn hash_with(id: &Identifier, r: u32, d: u16, parts: &[&[u8]]) -> Hash {
+    let mut h = Sha256::new();
+    h.update(id);
+    h.update(r.to_be_bytes());
+    h.update(d.to_be_bytes());
+    for p in parts {
+        h.update(p);
+    }
+    h.finalize().into()
+}
+
+/// Read a big-endian u32 at the front of `bytes`; the rest.
+pub(crate) fn take_u32(bytes: &[u8]) -> Option<(u32, &[u8])> {
+    let (head, rest) = bytes.split_first_chunk::<4>()?;
+    Some((u32::from_be_bytes(*head), rest))
+}
+
+/// Read `n` bytes at the front of `bytes`; the rest.
+pub(crate) fn take(bytes: &[u8], n: usize) -> Option<(&[u8], &[u8])> {
+    (bytes.len() >= n).then(|| bytes.split_at(n))
+}
+
+/// `bytes` is exactly `len` long (a clear decoding error otherwise).
+pub(crate) fn exact_len(bytes: &[u8], len: usize) -> Result<(), crate::Error> {
+    use crate::{DecodeError, Error};
+    match bytes.len() {
+        n if n < len => Err(Error::Decode(DecodeError::Truncated)),
+        n if n > len => Err(Error::Decode(DecodeError::TrailingBytes(n - len))),
+        _ => Ok(()),
+    }
+}
+
+/// Read a hash at the front of `bytes`; the rest.
+pub(crate) fn take_hash(bytes: &[u8]) -> Option<(Hash, &[u8])> {
+    let (head, rest) = bytes.split_first_chunk::<N>()?;
+    Some((*head, rest))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_one_block_chain_step_is_sha256_of_its_55_bytes() {
+        let id = [7u8; 16];
+        let tmp = [0xa5u8; 32];
+        for (q, i, j) in [
+            (0u32, 0u16, 0u8),
+            (31, 264, 254),
+            (u32::MAX, u16::MAX, 0xff),
+        ] {
+            let mut h = Sha256::new();
+            h.update(id);
+            h.update(q.to_be_bytes());
+            h.update(i.to_be_bytes());
+            h.update([j]);
+            h.update(tmp);
+            let want: Hash = h.finalize().into();
+            assert_eq!(chain_step(&id, q, i, j, &tmp), want);
+        }
+    }
+}
