@@ -9,7 +9,7 @@
 //! What the federation needs beyond a plain implementation is here too:
 //! - every node of the tree is named by its RFC 8554 node number `r`
 //!   (root 1, leaves `2^h + q`), so a builder that owns an aligned subtree
-//!   computes exactly the nodes a single machine would ([`tree::subtree`]);
+//!   computes exactly the nodes a single machine would ([`tree::Subtree`]);
 //! - a leaf's one-time key derives from `(I, q, SEED)` alone
 //!   ([`ots::OtsPrivateKey::derive`]), so each leaf may have its own seed
 //!   (Shamir-shared and released leaf by leaf) and still be the key the
