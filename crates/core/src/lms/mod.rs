@@ -67,35 +67,95 @@ const IV: [u32; 8] = [
 /// `H(I ‖ u32str(q) ‖ u16str(i) ‖ u8str(j) ‖ tmp)`: one step of a
 /// Winternitz chain (RFC 8554 §4.4, §4.5, §4.6) and, with `j = 0xff`, the
 /// Appendix A derivation of a one-time private key element. The 55 input
-/// bytes and SHA-256's padding fill exactly one block, so this is one call
-/// of the compression function.
-#[allow(
-    deprecated,
-    reason = "sha2 0.10's compression function takes generic-array 0.14 blocks"
-)]
-pub(crate) fn chain_step(id: &Identifier, q: u32, i: u16, j: u8, tmp: &Hash) -> Hash {
-    use sha2::digest::generic_array::GenericArray;
-    let mut block = [0u8; 64];
-    let parts: [&[u8]; 5] = [id, &q.to_be_bytes(), &i.to_be_bytes(), &[j], tmp];
-    let mut at = block.iter_mut();
-    for part in parts {
-        // (The part first: zip asks its first iterator first, so the
-        // block's next byte is not taken when the part has run out.)
-        for (src, dst) in part.iter().zip(at.by_ref()) {
-            *dst = *src;
+/// bytes and SHA-256's padding fill exactly one block, so a step is one
+/// call of the compression function; the block is laid out once per chain
+/// and each step writes only `j` and `tmp` into it.
+pub(crate) struct ChainHasher {
+    block: [u8; 64],
+}
+
+impl ChainHasher {
+    /// The chain of element `i` of leaf `q` of tree `id`.
+    pub(crate) fn new(id: &Identifier, q: u32, i: u16) -> Self {
+        let mut block = [0u8; 64];
+        // I ‖ u32str(q) ‖ u16str(i), then (j and tmp per step) the padding:
+        // 0x80 after the 55 bytes and the bit length (440) at the end.
+        let fixed: [(core::ops::Range<usize>, &[u8]); 4] = [
+            (0..16, id),
+            (16..20, &q.to_be_bytes()),
+            (20..22, &i.to_be_bytes()),
+            (55..64, &[0x80, 0, 0, 0, 0, 0, 0, 0x01, 0xb8]),
+        ];
+        for (range, bytes) in fixed {
+            if let Some(dst) = block.get_mut(range) {
+                dst.copy_from_slice(bytes);
+            }
+        }
+        Self { block }
+    }
+
+    /// Set the chain's current value.
+    pub(crate) fn load(&mut self, tmp: &Hash) {
+        if let Some(dst) = self.block.get_mut(23..55) {
+            dst.copy_from_slice(tmp);
         }
     }
-    // Padding: 0x80 after the 55 bytes, the bit length (440) at the end.
-    let tail = [0x80u8, 0, 0, 0, 0, 0, 0, 0x01, 0xb8];
-    for (dst, src) in at.zip(tail) {
-        *dst = src;
+
+    /// The chain's current value.
+    pub(crate) fn value(&self) -> Hash {
+        let mut out = [0u8; N];
+        if let Some(src) = self.block.get(23..55) {
+            out.copy_from_slice(src);
+        }
+        out
     }
-    let mut state = IV;
-    sha2::compress256(&mut state, &[GenericArray::from(block)]);
-    let mut out = [0u8; N];
-    for (chunk, word) in out.chunks_exact_mut(4).zip(state) {
-        chunk.copy_from_slice(&word.to_be_bytes());
+
+    /// One step: the current value `tmp` becomes
+    /// `H(I ‖ u32str(q) ‖ u16str(i) ‖ u8str(j) ‖ tmp)`, written straight
+    /// into the block the next step hashes.
+    #[allow(
+        deprecated,
+        reason = "sha2 0.10's compression function takes generic-array 0.14 blocks"
+    )]
+    pub(crate) fn step(&mut self, j: u8) {
+        use sha2::digest::generic_array::GenericArray;
+        if let Some(b) = self.block.get_mut(22) {
+            *b = j;
+        }
+        let mut state = IV;
+        sha2::compress256(
+            &mut state,
+            core::slice::from_ref(GenericArray::from_slice(&self.block)),
+        );
+        let mut out = [0u8; N];
+        for (chunk, word) in out.chunks_exact_mut(4).zip(state) {
+            chunk.copy_from_slice(&word.to_be_bytes());
+        }
+        self.load(&out);
     }
+
+    /// `tmp ← H(I ‖ u32str(q) ‖ u16str(i) ‖ u8str(j) ‖ tmp)` for each `j`
+    /// of `js` in turn.
+    pub(crate) fn run(&mut self, js: impl IntoIterator<Item = u8>, tmp: &mut Hash) {
+        self.load(tmp);
+        for j in js {
+            self.step(j);
+        }
+        *tmp = self.value();
+    }
+}
+
+impl Drop for ChainHasher {
+    fn drop(&mut self) {
+        // The block may hold a private key element.
+        zeroize::Zeroize::zeroize(&mut self.block);
+    }
+}
+
+/// One chain step (see [`ChainHasher`]).
+pub(crate) fn chain_step(id: &Identifier, q: u32, i: u16, j: u8, tmp: &Hash) -> Hash {
+    let mut out = *tmp;
+    ChainHasher::new(id, q, i).run([j], &mut out);
     out
 }
 

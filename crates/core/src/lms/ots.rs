@@ -7,7 +7,8 @@ use subtle::ConstantTimeEq;
 use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
 use super::{
-    chain_step, exact_len, hash_with, take_hash, take_u32, Hash, Identifier, D_MESG, D_PBLC, N,
+    chain_step, exact_len, hash_with, take_hash, take_u32, ChainHasher, Hash, Identifier, D_MESG,
+    D_PBLC, N,
 };
 use crate::{DecodeError, Error};
 
@@ -249,12 +250,31 @@ impl OtsPrivateKey {
     }
 }
 
+/// `K` of leaf `q`'s one-time key derived from `seed` (as
+/// [`OtsPrivateKey::derive`] then [`OtsPrivateKey::public_key_hash`], in one
+/// pass: each private element is derived, run up its chain and dropped, so
+/// key generation holds no private key).
+pub fn leaf_public_key_hash(typ: LmotsType, id: &Identifier, q: u32, seed: &LeafSeed) -> Hash {
+    let ys: Zeroizing<Vec<Hash>> = Zeroizing::new(
+        (0..typ.p())
+            .map(|i| {
+                let mut h = ChainHasher::new(id, q, i as u16);
+                h.load(&seed.0);
+                h.step(0xff);
+                for j in 0..typ.max_digit() {
+                    h.step(j);
+                }
+                h.value()
+            })
+            .collect(),
+    );
+    public_hash(id, q, &ys)
+}
+
 /// Apply chain steps `from..to` to `start` (digit positions `j`).
 fn chain(id: &Identifier, q: u32, i: u16, start: &Hash, from: u8, to: u8) -> Hash {
     let mut tmp = *start;
-    for j in from..to {
-        tmp = chain_step(id, q, i, j, &tmp);
-    }
+    ChainHasher::new(id, q, i).run(from..to, &mut tmp);
     tmp
 }
 
@@ -323,6 +343,7 @@ mod tests {
         let seed = LeafSeed::from_bytes([9u8; 32]);
         for typ in LmotsType::ALL {
             let k = OtsPrivateKey::derive(typ, &id, 5, &seed).public_key_hash();
+            assert_eq!(leaf_public_key_hash(typ, &id, 5, &seed), k);
             let sig = OtsPrivateKey::derive(typ, &id, 5, &seed).sign(b"msg", &[1u8; 32]);
             assert_eq!(sig.len(), typ.signature_len());
             assert_eq!(candidate_public_key(typ, &id, 5, b"msg", &sig).unwrap(), k);
