@@ -15,7 +15,10 @@
 //!   (Shamir-shared and released leaf by leaf) and still be the key the
 //!   standard derivation gives;
 //! - signing is split from the tree: an authentication path is public data
-//!   ([`tree::AuthPath`]), a one-time signature needs only its leaf's key.
+//!   ([`tree::AuthPath`]), a one-time signature needs only its leaf's key;
+//! - [`federation`]: the identifier by commit-then-reveal, the layout of
+//!   subtrees and their builders, leaf secrets Shamir-shared among the
+//!   members and one leaf signed from a threshold of shares.
 //!
 //! Sans-I/O and deterministic: randomness (the signature's `C`) is passed
 //! in. Hashing goes through SHA-256's compression function directly where
@@ -27,6 +30,7 @@
 //! implementation (`tests/rfc8554.rs` checks ours with one we did not
 //! write, and the RFC's Appendix F vectors with ours).
 
+pub mod federation;
 pub mod hss;
 pub mod ots;
 pub mod tree;
