@@ -707,6 +707,57 @@ pub fn handle_repair(data: &[u8]) {
     by_suite!(data, go);
 }
 
+/// The RFC 8554 Appendix F test case 1 key, message and signature (hex).
+pub(crate) fn lms_vector(name: &str) -> Vec<u8> {
+    let text = include_str!("../../crates/core/tests/vectors/rfc8554_appendix_f.txt");
+    let hex = text
+        .lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(" = "))
+        .unwrap_or("");
+    (0..hex.len() / 2)
+        .filter_map(|i| u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok())
+        .collect()
+}
+
+/// Hash-based signatures (RFC 8554) from untrusted bytes: an HSS public key
+/// read and re-encoded unchanged; a signature checked against the RFC's key
+/// and message (only the RFC's own signature verifies); an LMS signature
+/// read and its length agreed.
+pub fn verify_lms(data: &[u8]) {
+    use keyquorum_core::lms::hss::HssPublicKey;
+    use keyquorum_core::lms::tree::LmsSignature;
+    let Some((&sel, rest)) = data.split_first() else {
+        return;
+    };
+    match kind(sel, 3) {
+        0 => {
+            if let Ok(pk) = HssPublicKey::from_bytes(rest) {
+                assert_eq!(pk.to_bytes(), rest, "an HSS key re-encoded differently");
+            }
+        }
+        1 => {
+            static KEY: OnceLock<HssPublicKey> = OnceLock::new();
+            let key = KEY.get_or_init(|| {
+                HssPublicKey::from_bytes(&lms_vector("tc1.public_key"))
+                    .unwrap_or_else(|e| panic!("the RFC key: {e}"))
+            });
+            if key.verify(&lms_vector("tc1.message"), rest).is_ok() {
+                assert_eq!(
+                    rest,
+                    lms_vector("tc1.signature"),
+                    "a forged signature verified"
+                );
+            }
+        }
+        _ => {
+            if let Ok(sig) = LmsSignature::parse(rest) {
+                assert_eq!(LmsSignature::len_at(rest).ok(), Some(rest.len()));
+                assert_eq!(sig.path.len(), usize::from(sig.lms.height()));
+            }
+        }
+    }
+}
+
 /// A harness: one fuzz input in, panics only on a finding.
 pub type Harness = fn(&[u8]);
 
@@ -723,6 +774,7 @@ pub const TARGETS: &[(&str, Harness)] = &[
     ("handle_refresh", handle_refresh),
     ("handle_reshare", handle_reshare),
     ("handle_repair", handle_repair),
+    ("verify_lms", verify_lms),
 ];
 
 pub mod seeds;

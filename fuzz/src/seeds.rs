@@ -119,6 +119,14 @@ pub fn seeds(target: &str) -> Vec<Vec<u8>> {
         "decode_reshare" | "handle_reshare" => each_suite!(out, resharing),
         "decode_repair" => each_suite!(out, repairing, false),
         "handle_repair" => each_suite!(out, repairing, true),
+        "verify_lms" => {
+            let key = crate::lms_vector("tc1.public_key");
+            let sig = crate::lms_vector("tc1.signature");
+            out.push([&[0u8][..], &key].concat());
+            out.push([&[1u8][..], &sig].concat());
+            // Test case 1's signature holds one LMS signature after Nspk.
+            out.push([&[2u8][..], sig.get(4..1296).unwrap_or_default()].concat());
+        }
         _ => {}
     }
     out

@@ -7,7 +7,8 @@
 //!   `sha2::compress256` calls;
 //! - **ours**: `keyquorum_core::lms` building the whole tree (one thread),
 //!   and the same as `--subtrees` aligned subtrees built one after another
-//!   plus the tree above them (what the federation's builders do);
+//!   plus the tree above them (the federation's builders' work; they give
+//!   each leaf a seed of its own, which costs one hash per leaf more);
 //! - **hbs-lms**: `hbs_lms::keygen` for the same parameter set (one level).
 //!
 //! `cargo run --release -p keyquorum-core --example lms_keygen -- --height 15 --w 4 [--subtrees 8] [--skip-hbs]`
@@ -41,6 +42,10 @@ fn main() {
         LmsType::from_height(arg("--height", 15) as u8).expect("--height 5, 10, 15, 20 or 25");
     let ots = LmotsType::from_w(arg("--w", 4) as u8).expect("--w 1, 2, 4 or 8");
     let subtrees = arg("--subtrees", 8);
+    assert!(
+        subtrees.is_power_of_two() && subtrees <= lms.leaves(),
+        "--subtrees must be a power of two no larger than the leaves"
+    );
     let skip_hbs = args.iter().any(|a| a == "--skip-hbs");
     let id = [0x5au8; 16];
     let seed = LeafSeed::from_bytes([0xa5; 32]);

@@ -98,7 +98,7 @@ fn the_test_case_2_top_tree_regenerates_from_its_seed_and_signs_as_the_rfc_shows
         .unwrap()
         .join(upper.path(subs[(q / 128) as usize].root_node()).unwrap());
     let key = OtsPrivateKey::derive(LmotsType::W4, &id, q, &seed);
-    let ours = tree::sign(LmsType::H10, key, q, &path, child, &c).unwrap();
+    let ours = tree::sign(&pk.top, key, &path, child, &c).unwrap();
     assert_eq!(ours, sig0);
 }
 
@@ -156,7 +156,7 @@ impl Key {
     fn sign(&self, q: u32, message: &[u8], c: [u8; 32]) -> Vec<u8> {
         let key = OtsPrivateKey::derive(self.ots, &self.id, q, &self.seeds[q as usize]);
         let path = self.whole.path(self.lms.leaves() + q).unwrap();
-        single_signature(&tree::sign(self.lms, key, q, &path, message, &c).unwrap())
+        single_signature(&tree::sign(&self.public.top, key, &path, message, &c).unwrap())
     }
 }
 
@@ -185,6 +185,98 @@ fn our_signatures_verify_with_an_implementation_we_did_not_write() {
             assert!(key.public.verify(msg, &bad).is_err());
         }
     }
+}
+
+/// The root a leaf's key and path imply, computed here from RFC 8554 §5.3
+/// and §5.4.2 with SHA-256 directly (not with the code under test).
+fn root_of(id: &Identifier, lms: LmsType, q: u32, k: &[u8; 32], path: &[[u8; 32]]) -> [u8; 32] {
+    use sha2::{Digest, Sha256};
+    let mut node = (1u32 << lms.height()) + q;
+    let mut tmp: [u8; 32] = Sha256::new()
+        .chain_update(id)
+        .chain_update(node.to_be_bytes())
+        .chain_update([0x82, 0x82])
+        .chain_update(k)
+        .finalize()
+        .into();
+    for p in path {
+        let (left, right) = if node % 2 == 1 { (p, &tmp) } else { (&tmp, p) };
+        tmp = Sha256::new()
+            .chain_update(id)
+            .chain_update((node / 2).to_be_bytes())
+            .chain_update([0x83, 0x83])
+            .chain_update(left)
+            .chain_update(right)
+            .finalize()
+            .into();
+        node /= 2;
+    }
+    tmp
+}
+
+/// Tall trees without building them: a leaf's signature with an arbitrary
+/// path, under the root that path implies, for every height up to H25 and
+/// leaves at both ends (node numbers up to 2^26 − 1): both implementations
+/// accept it; the same signature claiming the leaf one past the tree, or
+/// under the wrong parameter sets, is refused.
+#[test]
+fn tall_trees_and_their_last_leaves_verify_with_both_implementations() {
+    let id = [0x3cu8; 16];
+    for lms in LmsType::ALL {
+        for q in [0, lms.leaves() - 1] {
+            let ots = LmotsType::W8;
+            let seed = LeafSeed::from_bytes([lms.height(); 32]);
+            let k = OtsPrivateKey::derive(ots, &id, q, &seed).public_key_hash();
+            let path: Vec<[u8; 32]> = (0..lms.height()).map(|i| [i ^ 0x5a; 32]).collect();
+            let top = LmsPublicKey {
+                lms,
+                ots,
+                id,
+                root: root_of(&id, lms, q, &k, &path),
+            };
+            let key = OtsPrivateKey::derive(ots, &id, q, &seed);
+            let sig = tree::sign(&top, key, &tree::AuthPath(path), b"tall", &[1u8; 32]).unwrap();
+            let hss = HssPublicKey::single(top);
+            let full = single_signature(&sig);
+            hss.verify(b"tall", &full).unwrap();
+            assert!(
+                hbs_lms::verify::<hbs_lms::Sha256_256>(b"tall", &full, &hss.to_bytes()).is_ok(),
+                "{lms:?} leaf {q}"
+            );
+            // The leaf one past the tree, at the right length: refused.
+            let mut past = full.clone();
+            past[4..8].copy_from_slice(&lms.leaves().to_be_bytes());
+            assert!(hss.verify(b"tall", &past).is_err());
+            // The same bytes under a W4 key: the type check refuses it.
+            let w4 = HssPublicKey::single(LmsPublicKey {
+                ots: LmotsType::W4,
+                ..top
+            });
+            assert!(w4.verify(b"tall", &full).is_err());
+        }
+    }
+}
+
+#[test]
+fn hss_levels_and_their_counts_must_agree() {
+    let v = vectors();
+    let pk = HssPublicKey::from_bytes(&v["tc1.public_key"]).unwrap();
+    let msg = &v["tc1.message"];
+    let sig = &v["tc1.signature"];
+    // Nspk 1 under an L = 1 key, Nspk 0xffffffff, L = 0 and 9 keys.
+    let one = HssPublicKey { levels: 1, ..pk };
+    assert!(one.verify(msg, sig).is_err());
+    let mut huge = sig.clone();
+    huge[..4].copy_from_slice(&u32::MAX.to_be_bytes());
+    assert!(pk.verify(msg, &huge).is_err());
+    for l in [0u32, 9] {
+        let mut bytes = pk.to_bytes();
+        bytes[..4].copy_from_slice(&l.to_be_bytes());
+        assert!(HssPublicKey::from_bytes(&bytes).is_err());
+    }
+    // The signature cut inside the second level's public key.
+    let len = LmsSignature::len_at(&sig[4..]).unwrap();
+    assert!(pk.verify(msg, &sig[..4 + len + 20]).is_err());
 }
 
 proptest! {

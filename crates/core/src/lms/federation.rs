@@ -43,7 +43,7 @@ use sha2::{Digest, Sha256};
 use super::hss::{single_signature, HssPublicKey};
 use super::ots::{LeafSeed, LmotsType, OtsPrivateKey};
 use super::tree::{self, leaf_hash, AuthPath, LmsType};
-use super::{Hash, Identifier, N};
+use super::{Hash, Identifier};
 use crate::id::ParticipantId;
 use crate::secret::SecretScalar;
 use crate::suite::Ristretto255;
@@ -306,9 +306,11 @@ pub fn build<R: rand_core::RngCore + rand_core::CryptoRng>(
 /// Sign `message` with leaf `q` of the tree whose public key is `public`,
 /// from `shares` of the leaf's secret, the leaf's node value `leaf` (node
 /// `2^h + q` of the published tree) and its authentication path (public
-/// data); `c` is the one-time signature's randomizer (fresh random bytes).
-/// The key is checked against the leaf and the signature against the
-/// public key before it is returned (RFC 8554 HSS, one level).
+/// data). The one-time signature's randomizer derives from the leaf's seed
+/// and the message ([`LeafSeed::randomizer`]), so a retry of the same
+/// request makes the same signature. The key is checked against the leaf
+/// and the signature against the public key before it is returned
+/// (RFC 8554 HSS, one level).
 pub fn sign_leaf(
     public: &HssPublicKey,
     q: u32,
@@ -316,7 +318,6 @@ pub fn sign_leaf(
     leaf: &Hash,
     path: &AuthPath,
     message: &[u8],
-    c: &[u8; N],
 ) -> Result<Vec<u8>, Error> {
     let top = &public.top;
     if public.levels != 1 || q >= top.lms.leaves() {
@@ -327,10 +328,11 @@ pub fn sign_leaf(
     let secret = LeafSecret::recover(shares)?;
     let seed = secret.seed(&top.id, q);
     let key = OtsPrivateKey::derive(top.ots, &top.id, q, &seed);
-    if leaf_hash(&top.id, top.lms, q, &key.public_key_hash()) != *leaf {
+    if leaf_hash(&top.id, top.lms, q, &key.public_key_hash()).as_ref() != Some(leaf) {
         return Err(Error::ShareMismatch);
     }
-    let signature = single_signature(&tree::sign(top.lms, key, q, path, message, c)?);
+    let c = seed.randomizer(q, message);
+    let signature = single_signature(&tree::sign(top, key, path, message, &c)?);
     public.verify(message, &signature)?;
     Ok(signature)
 }
@@ -449,13 +451,18 @@ mod tests {
                     (p, shares[q as usize][&p].clone())
                 })
                 .collect();
-            let sig =
-                sign_leaf(&public, q, &some, &leaf, &path, b"fw 2.1", &[q as u8; 32]).unwrap();
+            let sig = sign_leaf(&public, q, &some, &leaf, &path, b"fw 2.1").unwrap();
             public.verify(b"fw 2.1", &sig).unwrap();
+            // The same request again: the same signature (C derives from
+            // the seed and the message), never a second one by the leaf.
+            assert_eq!(
+                sign_leaf(&public, q, &some, &leaf, &path, b"fw 2.1").unwrap(),
+                sig
+            );
             // Two shares: another scalar, caught against the leaf.
             let two: BTreeMap<_, _> = some.iter().take(2).map(|(a, b)| (*a, b.clone())).collect();
             assert_eq!(
-                sign_leaf(&public, q, &two, &leaf, &path, b"fw 2.1", &[0u8; 32]),
+                sign_leaf(&public, q, &two, &leaf, &path, b"fw 2.1"),
                 Err(Error::ShareMismatch)
             );
             // One wrong share: caught; another leaf's shares: caught.
@@ -463,7 +470,7 @@ mod tests {
             let first = *wrong.keys().next().unwrap();
             wrong.insert(first, shares[(q as usize + 1) % 32][&first].clone());
             assert_eq!(
-                sign_leaf(&public, q, &wrong, &leaf, &path, b"fw 2.1", &[0u8; 32]),
+                sign_leaf(&public, q, &wrong, &leaf, &path, b"fw 2.1"),
                 Err(Error::ShareMismatch)
             );
         }

@@ -40,10 +40,7 @@ impl HssPublicKey {
         exact_len(bytes, Self::LEN)?;
         let (levels, rest) = take_u32(bytes).ok_or(Error::Decode(DecodeError::Truncated))?;
         if !(1..=MAX_LEVELS).contains(&levels) {
-            return Err(Error::Decode(DecodeError::TooLong {
-                len: levels as usize,
-                max: MAX_LEVELS as usize,
-            }));
+            return Err(Error::InvalidParameters("an HSS key has 1 to 8 levels"));
         }
         Ok(Self {
             levels,

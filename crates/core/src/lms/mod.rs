@@ -11,9 +11,10 @@
 //!   (root 1, leaves `2^h + q`), so a builder that owns an aligned subtree
 //!   computes exactly the nodes a single machine would ([`tree::Subtree`]);
 //! - a leaf's one-time key derives from `(I, q, SEED)` alone
-//!   ([`ots::OtsPrivateKey::derive`]), so each leaf may have its own seed
-//!   (Shamir-shared and released leaf by leaf) and still be the key the
-//!   standard derivation gives;
+//!   ([`ots::OtsPrivateKey::derive`], Appendix A's derivation), so each
+//!   leaf can have a seed of its own (the federation gives every leaf one,
+//!   Shamir-shared and released leaf by leaf: releasing one leaf's seed
+//!   then reveals no other leaf's key);
 //! - signing is split from the tree: an authentication path is public data
 //!   ([`tree::AuthPath`]), a one-time signature needs only its leaf's key;
 //! - [`federation`]: the identifier by commit-then-reveal, the layout of

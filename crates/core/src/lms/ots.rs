@@ -146,7 +146,7 @@ fn message_hash(id: &Identifier, q: u32, c: &Hash, message: &[u8]) -> Hash {
 /// A leaf's seed: the secret its one-time key derives from (RFC 8554
 /// Appendix A `SEED`). Zeroized on drop, compared in constant time, never
 /// printed.
-#[derive(Clone, Zeroize, ZeroizeOnDrop)]
+#[derive(Zeroize, ZeroizeOnDrop)]
 pub struct LeafSeed([u8; N]);
 
 impl LeafSeed {
@@ -157,9 +157,25 @@ impl LeafSeed {
 
     /// A fresh seed.
     pub fn random<R: rand_core::RngCore + rand_core::CryptoRng>(rng: &mut R) -> Self {
-        let mut b = [0u8; N];
-        rng.fill_bytes(&mut b);
-        Self(b)
+        let mut seed = Self([0u8; N]);
+        rng.fill_bytes(&mut seed.0);
+        seed
+    }
+
+    /// The randomizer `C` of the one-time signature of `message` by leaf
+    /// `q` with this seed: `SHA-256("keyquorum-lms-v1/C" ‖ SEED ‖ u32 q ‖
+    /// message)`. RFC 8554 §4.5 asks for `C` unpredictable to whoever
+    /// chooses the message: derived from the secret seed it is (as XMSS
+    /// derives its randomizer), and a retried signature of the same message
+    /// is the same signature, never a second one by the same leaf.
+    pub fn randomizer(&self, q: u32, message: &[u8]) -> Hash {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        h.update(b"keyquorum-lms-v1/C");
+        h.update(self.0);
+        h.update(q.to_be_bytes());
+        h.update(message);
+        h.finalize().into()
     }
 
     /// The bytes (to share or seal them).
@@ -208,6 +224,21 @@ impl fmt::Debug for OtsPrivateKey {
 }
 
 impl OtsPrivateKey {
+    /// The leaf this key belongs to.
+    pub fn leaf(&self) -> u32 {
+        self.q
+    }
+
+    /// The tree this key belongs to.
+    pub fn tree(&self) -> &Identifier {
+        &self.id
+    }
+
+    /// The key's parameter set.
+    pub fn typ(&self) -> LmotsType {
+        self.typ
+    }
+
     /// Derive leaf `q`'s key from `seed`.
     pub fn derive(typ: LmotsType, id: &Identifier, q: u32, seed: &LeafSeed) -> Self {
         let x = (0..typ.p())
@@ -224,13 +255,13 @@ impl OtsPrivateKey {
     /// `K`, the hash of the one-time public key (RFC 8554 §4.3), which the
     /// LMS leaf commits to.
     pub fn public_key_hash(&self) -> Hash {
-        let ys: Zeroizing<Vec<Hash>> = Zeroizing::new(
-            self.x
-                .iter()
-                .enumerate()
-                .map(|(i, x)| chain(&self.id, self.q, i as u16, x, 0, self.typ.max_digit()))
-                .collect(),
-        );
+        // (The public key: nothing to erase.)
+        let ys: Vec<Hash> = self
+            .x
+            .iter()
+            .enumerate()
+            .map(|(i, x)| chain(&self.id, self.q, i as u16, x, 0, self.typ.max_digit()))
+            .collect();
         public_hash(&self.id, self.q, &ys)
     }
 
@@ -255,19 +286,17 @@ impl OtsPrivateKey {
 /// pass: each private element is derived, run up its chain and dropped, so
 /// key generation holds no private key).
 pub fn leaf_public_key_hash(typ: LmotsType, id: &Identifier, q: u32, seed: &LeafSeed) -> Hash {
-    let ys: Zeroizing<Vec<Hash>> = Zeroizing::new(
-        (0..typ.p())
-            .map(|i| {
-                let mut h = ChainHasher::new(id, q, i as u16);
-                h.load(&seed.0);
-                h.step(0xff);
-                for j in 0..typ.max_digit() {
-                    h.step(j);
-                }
-                h.value()
-            })
-            .collect(),
-    );
+    let ys: Vec<Hash> = (0..typ.p())
+        .map(|i| {
+            let mut h = ChainHasher::new(id, q, i as u16);
+            h.load(&seed.0);
+            h.step(0xff);
+            for j in 0..typ.max_digit() {
+                h.step(j);
+            }
+            h.value()
+        })
+        .collect();
     public_hash(id, q, &ys)
 }
 
@@ -335,6 +364,27 @@ mod tests {
         let w4: Vec<u8> = (0..4).map(|i| coef(&s, i, 4)).collect();
         assert_eq!(w4, [1, 2, 3, 4]);
         assert_eq!([coef(&s, 0, 8), coef(&s, 1, 8)], [0x12, 0x34]);
+    }
+
+    #[test]
+    fn the_checksum_takes_its_extremes_as_rfc_8554_section_4_4_computes() {
+        // All digits 0: the largest checksum, (n·8/w)·(2^w − 1) << ls.
+        for (typ, want) in [
+            (LmotsType::W1, 256u32 << 7),
+            (LmotsType::W2, (128 * 3) << 6),
+            (LmotsType::W4, (64 * 15) << 4),
+            (LmotsType::W8, 32 * 255),
+        ] {
+            let d = digits(typ, &[0u8; N]);
+            assert_eq!(
+                u32::from(u16::from_be_bytes([d[N], d[N + 1]])),
+                want,
+                "{typ:?}"
+            );
+            // All digits at the maximum: checksum 0.
+            let d = digits(typ, &[0xffu8; N]);
+            assert_eq!([d[N], d[N + 1]], [0, 0], "{typ:?}");
+        }
     }
 
     #[test]

@@ -77,15 +77,19 @@ fn truncated() -> Error {
 }
 
 /// `T[r]` of leaf `q` in a tree of height `h`:
-/// `H(I ‖ u32str(2^h + q) ‖ u16str(D_LEAF) ‖ K)`.
-pub fn leaf_hash(id: &Identifier, lms: LmsType, q: u32, k: &Hash) -> Hash {
-    hash_with(id, lms.leaves() + q, D_LEAF, &[k])
+/// `H(I ‖ u32str(2^h + q) ‖ u16str(D_LEAF) ‖ K)`; `None` past the tree.
+pub fn leaf_hash(id: &Identifier, lms: LmsType, q: u32, k: &Hash) -> Option<Hash> {
+    (q < lms.leaves()).then(|| hash_with(id, lms.leaves() + q, D_LEAF, &[k]))
 }
 
 /// `T[r]` of interior node `r`: `H(I ‖ u32str(r) ‖ u16str(D_INTR) ‖ T[2r] ‖ T[2r+1])`.
 pub fn interior_hash(id: &Identifier, r: u32, left: &Hash, right: &Hash) -> Hash {
     hash_with(id, r, D_INTR, &[left, right])
 }
+
+/// One past the largest node number of any tree here (H25: leaves up to
+/// `2^26 − 1`).
+const MAX_NODE: u32 = 1 << 26;
 
 /// An LMS public key (RFC 8554 §5.3):
 /// `u32str(lms type) ‖ u32str(ots type) ‖ I ‖ T[1]` (56 bytes).
@@ -232,17 +236,26 @@ impl<'a> LmsSignature<'a> {
     }
 }
 
-/// Sign `message` with leaf `key` of a tree of type `lms`, whose
-/// authentication path (public data) is `path`; `c` is the one-time
-/// signature's randomizer. Consumes the key.
+/// Sign `message` with `key`, a leaf of the tree whose public key is
+/// `public`, whose authentication path (public data) is `path`; `c` is the
+/// one-time signature's randomizer. Consumes the key. The leaf is the key's
+/// own, and the signature is checked against `public` before it is
+/// returned: a key of another tree or type, or a wrong path, is an error
+/// (the leaf is spent all the same: whoever keeps the one-time state must
+/// count it used before calling this).
 pub fn sign(
-    lms: LmsType,
+    public: &LmsPublicKey,
     key: OtsPrivateKey,
-    q: u32,
     path: &AuthPath,
     message: &[u8],
     c: &Hash,
 ) -> Result<Vec<u8>, Error> {
+    let (lms, q) = (public.lms, key.leaf());
+    if *key.tree() != public.id || key.typ() != public.ots {
+        return Err(Error::InvalidParameters(
+            "the one-time key is not of this tree or of its type",
+        ));
+    }
     if path.0.len() != usize::from(lms.height()) || q >= lms.leaves() {
         return Err(Error::InvalidParameters(
             "the authentication path is not the tree's height, or the leaf is past it",
@@ -256,6 +269,7 @@ pub fn sign(
     for h in &path.0 {
         out.extend_from_slice(h);
     }
+    public.verify(message, &out)?;
     Ok(out)
 }
 
@@ -303,7 +317,7 @@ impl Subtree {
         let leaves = ks
             .iter()
             .zip(first_leaf..)
-            .map(|(k, q)| leaf_hash(id, lms, q, k))
+            .map(|(k, q)| leaf_hash(id, lms, q, k).unwrap_or([0u8; N]))
             .collect();
         Self::from_nodes(id, lms.leaves() + first_leaf, leaves)
     }
@@ -313,9 +327,13 @@ impl Subtree {
     /// part of a tree above its subtrees, their roots.
     pub fn from_nodes(id: &Identifier, first: u32, nodes: Vec<Hash>) -> Result<Self, Error> {
         let len = u32::try_from(nodes.len()).unwrap_or(0);
-        if !len.is_power_of_two() || first < len || !first.is_multiple_of(len) {
+        if !len.is_power_of_two()
+            || first < len
+            || !first.is_multiple_of(len)
+            || first.checked_add(len).is_none_or(|end| end > MAX_NODE)
+        {
             return Err(Error::InvalidParameters(
-                "a subtree's bottom level is a power of two of aligned nodes",
+                "a subtree's bottom level is a power of two of aligned nodes of a tree",
             ));
         }
         let mut levels = vec![nodes];
@@ -378,6 +396,15 @@ impl Subtree {
                 .and_then(|i| level.get(i as usize))
                 .copied()
         })
+    }
+
+    /// The authentication path of leaf `q` of a tree of type `lms` (this
+    /// subtree's bottom being leaves) up to this subtree's top.
+    pub fn leaf_path(&self, lms: LmsType, q: u32) -> Result<AuthPath, Error> {
+        if q >= lms.leaves() {
+            return Err(Error::InvalidParameters("the leaf is past the tree"));
+        }
+        self.path(lms.leaves() + q)
     }
 
     /// The authentication path of bottom node `r` up to (not including)
@@ -457,6 +484,10 @@ mod tests {
         assert!(Subtree::from_leaves(&id, LmsType::H5, 0, &ks[..6]).is_err());
         assert!(Subtree::from_leaves(&id, LmsType::H5, 24, &ks[..16]).is_err());
         assert!(Subtree::from_nodes(&id, 2, vec![[0u8; 32]; 4]).is_err());
+        assert!(Subtree::from_nodes(&id, u32::MAX, vec![[0u8; 32]]).is_err());
+        assert!(Subtree::from_nodes(&id, 1 << 26, vec![[0u8; 32]]).is_err());
+        assert_eq!(leaf_hash(&id, LmsType::H5, 32, &[0u8; 32]), None);
+        assert_eq!(leaf_hash(&id, LmsType::H25, u32::MAX, &[0u8; 32]), None);
     }
 
     #[test]
@@ -474,15 +505,9 @@ mod tests {
             assert_eq!(LmsPublicKey::from_bytes(&pk.to_bytes()).unwrap(), pk);
             let q = 13;
             let key = OtsPrivateKey::derive(ots, &id, q, &LeafSeed::from_bytes([q as u8; 32]));
-            let sig = sign(
-                LmsType::H5,
-                key,
-                q,
-                &tree.path(32 + q).unwrap(),
-                b"fw",
-                &[5u8; 32],
-            )
-            .unwrap();
+            let path = tree.leaf_path(LmsType::H5, q).unwrap();
+            assert_eq!(path, tree.path(32 + q).unwrap());
+            let sig = sign(&pk, key, &path, b"fw", &[5u8; 32]).unwrap();
             assert_eq!(sig.len(), LmsType::H5.signature_len(ots));
             assert_eq!(LmsSignature::len_at(&sig).unwrap(), sig.len());
             pk.verify(b"fw", &sig).unwrap();
@@ -502,17 +527,25 @@ mod tests {
             let mut longer = sig.clone();
             longer.push(0);
             assert!(pk.verify(b"fw", &longer).is_err());
-            // A path of the wrong length is refused at signing.
-            let key = OtsPrivateKey::derive(ots, &id, q, &LeafSeed::from_bytes([q as u8; 32]));
-            assert!(sign(
-                LmsType::H10,
-                key,
-                q,
-                &tree.path(32 + q).unwrap(),
-                b"fw",
-                &[5u8; 32]
-            )
-            .is_err());
+            // A path of the wrong length, another leaf's path, a key of
+            // another tree or type: refused at signing.
+            let key =
+                |q: u32| OtsPrivateKey::derive(ots, &id, q, &LeafSeed::from_bytes([q as u8; 32]));
+            let path = tree.leaf_path(LmsType::H5, q).unwrap();
+            let mut short = path.clone();
+            short.0.pop();
+            assert!(sign(&pk, key(q), &short, b"fw", &[5u8; 32]).is_err());
+            assert_eq!(
+                sign(&pk, key(q + 1), &path, b"fw", &[5u8; 32]),
+                Err(Error::InvalidSignature)
+            );
+            let other_tree =
+                OtsPrivateKey::derive(ots, &[9u8; 16], q, &LeafSeed::from_bytes([q as u8; 32]));
+            assert!(sign(&pk, other_tree, &path, b"fw", &[5u8; 32]).is_err());
+            let other_type = LmotsType::ALL.into_iter().find(|t| *t != ots).unwrap();
+            let other_type =
+                OtsPrivateKey::derive(other_type, &id, q, &LeafSeed::from_bytes([q as u8; 32]));
+            assert!(sign(&pk, other_type, &path, b"fw", &[5u8; 32]).is_err());
         }
     }
 }
