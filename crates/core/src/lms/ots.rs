@@ -51,6 +51,14 @@ impl LmotsType {
         })
     }
 
+    /// The parameter set of a typecode read from untrusted bytes.
+    pub fn decode(code: u32) -> Result<Self, Error> {
+        Self::from_code(code).ok_or(Error::Decode(DecodeError::UnknownTypecode {
+            what: "LM-OTS",
+            code,
+        }))
+    }
+
     /// The parameter set of Winternitz width `w`.
     pub fn from_w(w: u8) -> Option<Self> {
         Some(match w {
@@ -325,15 +333,8 @@ pub fn candidate_public_key(
     signature: &[u8],
 ) -> Result<Hash, Error> {
     let (code, rest) = take_u32(signature).ok_or(Error::Decode(DecodeError::Truncated))?;
-    match LmotsType::from_code(code) {
-        None => {
-            return Err(Error::Decode(DecodeError::UnknownTypecode {
-                what: "LM-OTS",
-                code,
-            }))
-        }
-        Some(t) if t != expected => return Err(Error::InvalidSignature),
-        Some(_) => {}
+    if LmotsType::decode(code)? != expected {
+        return Err(Error::InvalidSignature);
     }
     exact_len(signature, expected.signature_len())?;
     let (c, mut rest) = take_hash(rest).ok_or(Error::Decode(DecodeError::Truncated))?;

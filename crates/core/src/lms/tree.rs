@@ -45,6 +45,14 @@ impl LmsType {
         Self::ALL.into_iter().find(|t| t.code() == code)
     }
 
+    /// The parameter set of a typecode read from untrusted bytes.
+    pub fn decode(code: u32) -> Result<Self, Error> {
+        Self::from_code(code).ok_or(Error::Decode(DecodeError::UnknownTypecode {
+            what: "LMS",
+            code,
+        }))
+    }
+
     /// The parameter set of height `h`.
     pub fn from_height(h: u8) -> Option<Self> {
         Self::ALL.into_iter().find(|t| t.height() == h)
@@ -127,14 +135,8 @@ impl LmsPublicKey {
         let (id, rest) = rest.split_first_chunk::<16>().ok_or_else(truncated)?;
         let (root, _) = take_hash(rest).ok_or_else(truncated)?;
         Ok(Self {
-            lms: LmsType::from_code(lms).ok_or(Error::Decode(DecodeError::UnknownTypecode {
-                what: "LMS",
-                code: lms,
-            }))?,
-            ots: LmotsType::from_code(ots).ok_or(Error::Decode(DecodeError::UnknownTypecode {
-                what: "LM-OTS",
-                code: ots,
-            }))?,
+            lms: LmsType::decode(lms)?,
+            ots: LmotsType::decode(ots)?,
             id: *id,
             root,
         })
@@ -188,38 +190,27 @@ impl<'a> LmsSignature<'a> {
     /// The length of the LMS signature at the front of `bytes` (read from
     /// its typecodes), for reading one out of an HSS signature.
     pub fn len_at(bytes: &[u8]) -> Result<usize, Error> {
-        let (_, rest) = take_u32(bytes).ok_or_else(truncated)?;
-        let (code, _) = take_u32(rest).ok_or_else(truncated)?;
-        let ots =
-            LmotsType::from_code(code).ok_or(Error::Decode(DecodeError::UnknownTypecode {
-                what: "LM-OTS",
-                code,
-            }))?;
+        let (ots, _) = Self::ots_at(bytes)?;
         let (_, rest) = take(bytes, 4 + ots.signature_len()).ok_or_else(truncated)?;
         let (code, _) = take_u32(rest).ok_or_else(truncated)?;
-        let lms = LmsType::from_code(code).ok_or(Error::Decode(DecodeError::UnknownTypecode {
-            what: "LMS",
-            code,
-        }))?;
-        Ok(lms.signature_len(ots))
+        Ok(LmsType::decode(code)?.signature_len(ots))
+    }
+
+    /// The one-time signature's type, after `q`; the bytes from the type on.
+    fn ots_at(bytes: &[u8]) -> Result<(LmotsType, &[u8]), Error> {
+        let (_, rest) = take_u32(bytes).ok_or_else(truncated)?;
+        let (code, _) = take_u32(rest).ok_or_else(truncated)?;
+        Ok((LmotsType::decode(code)?, rest))
     }
 
     /// Read an encoded signature (exactly its length).
     pub fn parse(bytes: &'a [u8]) -> Result<Self, Error> {
         exact_len(bytes, Self::len_at(bytes)?)?;
-        let (q, rest) = take_u32(bytes).ok_or_else(truncated)?;
-        let (code, _) = take_u32(rest).ok_or_else(truncated)?;
-        let ots =
-            LmotsType::from_code(code).ok_or(Error::Decode(DecodeError::UnknownTypecode {
-                what: "LM-OTS",
-                code,
-            }))?;
+        let (q, _) = take_u32(bytes).ok_or_else(truncated)?;
+        let (ots, rest) = Self::ots_at(bytes)?;
         let (ots_signature, rest) = take(rest, ots.signature_len()).ok_or_else(truncated)?;
         let (code, mut rest) = take_u32(rest).ok_or_else(truncated)?;
-        let lms = LmsType::from_code(code).ok_or(Error::Decode(DecodeError::UnknownTypecode {
-            what: "LMS",
-            code,
-        }))?;
+        let lms = LmsType::decode(code)?;
         let mut path = Vec::with_capacity(usize::from(lms.height()));
         for _ in 0..lms.height() {
             let (h, tail) = take_hash(rest).ok_or_else(truncated)?;

@@ -40,6 +40,7 @@ pub mod attest;
 pub mod audit;
 pub(crate) mod batch;
 pub(crate) mod checkpoint;
+pub(crate) mod fetch;
 pub mod init;
 pub mod machine;
 pub mod membership;

@@ -24,6 +24,7 @@ use keyquorum_wire::peer::PeerMessage;
 use keyquorum_wire::Hex32;
 
 use super::state::chain;
+use crate::cluster::fetch::{self, Fetch, PageFault, Run};
 use crate::cluster::Node;
 use crate::error::NodeError;
 
@@ -176,6 +177,51 @@ fn stored(index: u64, v: &[u8]) -> Result<HeStoredInput, NodeError> {
     serde_json::from_slice(v).map_err(|e| NodeError::Internal(format!("stored input {index}: {e}")))
 }
 
+/// How sessions' inputs are fetched, checked and stored.
+struct Inputs<'a> {
+    name: &'a str,
+    space: u32,
+}
+
+impl Fetch for Inputs<'_> {
+    type Item = HeStoredInput;
+
+    fn ask(&self, from: u64, limit: u32) -> PeerMessage {
+        PeerMessage::HeFetch {
+            session: self.name.to_string(),
+            from,
+            limit,
+        }
+    }
+
+    fn take(&self, answer: PeerMessage) -> Option<Vec<HeStoredInput>> {
+        match answer {
+            PeerMessage::HeInputs { inputs } => Some(inputs),
+            _ => None,
+        }
+    }
+
+    fn check(
+        &self,
+        page: &[HeStoredInput],
+        start: u64,
+        end: u64,
+        expect: Hex32,
+    ) -> Result<Hex32, PageFault> {
+        check_run(page, start, end, expect)
+    }
+
+    fn writes(&self, page: &[HeStoredInput]) -> Vec<SideWrite> {
+        page.iter()
+            .map(|s| SideWrite {
+                space: self.space,
+                key: s.input.index,
+                value: serde_json::to_vec(s).unwrap_or_default(),
+            })
+            .collect()
+    }
+}
+
 /// Fetch inputs `from..to` of session `name` from other members, newest
 /// first, storing each page once it is checked (see the module text).
 async fn fetch(
@@ -184,88 +230,19 @@ async fn fetch(
     space: u32,
     from: u64,
     to: u64,
-    mut expect: Hex32,
+    expect: Hex32,
     turn: usize,
 ) -> Result<(), NodeError> {
-    let mut peers: Vec<_> = node
-        .members()
-        .into_iter()
-        .filter(|(id, _, _)| *id != node.id())
-        .collect();
-    if peers.is_empty() {
-        return Err(NodeError::Unavailable(
-            "no other member to fetch from".into(),
-        ));
-    }
-    let n = peers.len();
-    peers.rotate_left(turn % n);
-    let mut end = to;
-    let mut page = FETCH_MAX as u64;
-    while end > from {
-        let start = end.saturating_sub(page).max(from);
-        let mut got = None;
-        let mut shorter = None;
-        for (id, info, _) in &peers {
-            let ask = PeerMessage::HeFetch {
-                session: name.to_string(),
-                from: start,
-                limit: u32::try_from(end - start).unwrap_or(u32::MAX),
-            };
-            let inputs = match node.call(*id, info, ask).await {
-                Ok(PeerMessage::HeInputs { inputs }) => inputs,
-                Ok(_) => continue,
-                Err(e) => {
-                    tracing::debug!(peer = %id, error = %e, "inputs fetch failed");
-                    continue;
-                }
-            };
-            match check_run(&inputs, start, end, expect) {
-                Ok(next) => {
-                    got = Some((inputs, next));
-                    break;
-                }
-                // Fewer than asked: it answers less at once (a byte
-                // budget), or it lacks them too.
-                Err(RunFault::Short) => {
-                    if !inputs.is_empty() {
-                        shorter = Some(inputs.len() as u64);
-                    }
-                }
-                Err(RunFault::Wrong(index)) => {
-                    tracing::warn!(
-                        peer = %id,
-                        session = %name,
-                        index,
-                        "a member answered an input that does not continue the session's \
-                         chain: refused"
-                    );
-                }
-            }
-        }
-        let Some((inputs, next)) = got else {
-            if let Some(k) = shorter.filter(|k| *k < page) {
-                page = k;
-                continue;
-            }
-            return Err(NodeError::Unavailable(format!(
-                "no member had inputs {start}..{end} of {name} that check"
-            )));
-        };
-        let writes: Vec<SideWrite> = inputs
-            .iter()
-            .map(|s| SideWrite {
-                space,
-                key: s.input.index,
-                value: serde_json::to_vec(s).unwrap_or_default(),
-            })
-            .collect();
-        let n = node.clone();
-        tokio::task::spawn_blocking(move || n.put_side_records(&writes))
-            .await
-            .map_err(|e| NodeError::Internal(e.to_string()))??;
-        expect = next;
-        end = start;
-    }
+    let what = format!("inputs of {name}");
+    let run = Run {
+        from,
+        to,
+        expect,
+        turn,
+        page: FETCH_MAX as u64,
+        what: &what,
+    };
+    let expect = fetch::newest_first(node, run, &Inputs { name, space }).await?;
     // The fetched run must join the input held before it. (What was
     // fetched is right whatever this finds: it was checked from the top
     // link down. A run that does not join means the records before it
@@ -291,12 +268,6 @@ async fn fetch(
     Ok(())
 }
 
-#[derive(Debug, PartialEq, Eq)]
-enum RunFault {
-    Short,
-    Wrong(u64),
-}
-
 /// Check a run `start..end` newest first against the link after its last
 /// input; answers the link the input before `start` must end with.
 fn check_run(
@@ -304,16 +275,16 @@ fn check_run(
     start: u64,
     end: u64,
     mut expect: Hex32,
-) -> Result<Hex32, RunFault> {
+) -> Result<Hex32, PageFault> {
     if inputs.len() as u64 != end - start {
-        return Err(RunFault::Short);
+        return Err(PageFault::Short);
     }
     for (s, index) in inputs.iter().rev().zip((start..end).rev()) {
         let Some(prev) = s.prev else {
-            return Err(RunFault::Wrong(index));
+            return Err(PageFault::Wrong(index));
         };
         if s.input.index != index || chain(&prev, &s.input) != expect {
-            return Err(RunFault::Wrong(index));
+            return Err(PageFault::Wrong(index));
         }
         expect = prev;
     }
@@ -398,13 +369,19 @@ mod tests {
         assert_eq!(Some(prev), all[3].prev);
         assert_eq!(check_run(&all[..3], 0, 3, prev), Ok(Hex32([0u8; 32])));
         // Short, altered, re-linked, shifted or unlinked runs are refused.
-        assert_eq!(check_run(&all[4..], 3, 6, end), Err(RunFault::Short));
+        assert_eq!(check_run(&all[4..], 3, 6, end), Err(PageFault::Short));
         let mut altered = all.clone();
         altered[4].input.ciphertext.0[0] ^= 1;
-        assert_eq!(check_run(&altered[3..], 3, 6, end), Err(RunFault::Wrong(4)));
+        assert_eq!(
+            check_run(&altered[3..], 3, 6, end),
+            Err(PageFault::Wrong(4))
+        );
         let mut renamed = all.clone();
         renamed[5].input.submitter = "mallory".into();
-        assert_eq!(check_run(&renamed[3..], 3, 6, end), Err(RunFault::Wrong(5)));
+        assert_eq!(
+            check_run(&renamed[3..], 3, 6, end),
+            Err(PageFault::Wrong(5))
+        );
         // A forged input whose link is recomputed breaks the link above it.
         let mut relinked = all.clone();
         relinked[4].input.proof.0[0] ^= 1;
@@ -414,18 +391,18 @@ mod tests {
         ));
         assert_eq!(
             check_run(&relinked[3..], 3, 6, end),
-            Err(RunFault::Wrong(5))
+            Err(PageFault::Wrong(5))
         );
-        assert_eq!(check_run(&all[2..5], 3, 6, end), Err(RunFault::Wrong(5)));
+        assert_eq!(check_run(&all[2..5], 3, 6, end), Err(PageFault::Wrong(5)));
         let mut unlinked = all.clone();
         unlinked[5].prev = None;
         assert_eq!(
             check_run(&unlinked[3..], 3, 6, end),
-            Err(RunFault::Wrong(5))
+            Err(PageFault::Wrong(5))
         );
         // A whole other chain does not end at the known link.
         let (other, _) = inputs(6, 2);
-        assert_eq!(check_run(&other[3..], 3, 6, end), Err(RunFault::Wrong(5)));
+        assert_eq!(check_run(&other[3..], 3, 6, end), Err(PageFault::Wrong(5)));
     }
 
     #[test]

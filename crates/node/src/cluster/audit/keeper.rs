@@ -29,6 +29,7 @@ use keyquorum_wire::Hex32;
 
 use super::log::{audit_hash, SPACE_ENTRY, SPACE_TREE};
 use super::{stored, Node, PAGE};
+use crate::cluster::fetch::{self, Fetch, PageFault, Run};
 use crate::error::NodeError;
 
 /// The most entries one fetch asks for, and a member answers.
@@ -169,97 +170,62 @@ fn frontier_at(node: &Node, size: u64) -> Result<Frontier, NodeError> {
         .ok_or_else(|| NodeError::Internal("audit frontier does not fit".into()))
 }
 
+/// How audit entries are fetched, checked and stored.
+struct Entries;
+
+impl Fetch for Entries {
+    type Item = AuditEntry;
+
+    fn ask(&self, from: u64, limit: u32) -> PeerMessage {
+        PeerMessage::AuditFetch { from, limit }
+    }
+
+    fn take(&self, answer: PeerMessage) -> Option<Vec<AuditEntry>> {
+        match answer {
+            PeerMessage::AuditEntries { entries } => Some(entries),
+            _ => None,
+        }
+    }
+
+    fn check(
+        &self,
+        page: &[AuditEntry],
+        start: u64,
+        end: u64,
+        expect: Hex32,
+    ) -> Result<Hex32, PageFault> {
+        check_page(page, start, end, expect)
+    }
+
+    fn writes(&self, page: &[AuditEntry]) -> Vec<SideWrite> {
+        page.iter()
+            .map(|e| SideWrite {
+                space: SPACE_ENTRY,
+                key: e.seq,
+                value: serde_json::to_vec(e).unwrap_or_default(),
+            })
+            .collect()
+    }
+}
+
 /// Fetch entries `from..to` from other members, newest first, storing each
 /// page once it is checked (see the module text).
 async fn fetch(
     node: &Node,
     from: u64,
     to: u64,
-    mut expect: Hex32,
+    expect: Hex32,
     turn: usize,
 ) -> Result<(), NodeError> {
-    let mut peers: Vec<_> = node
-        .members()
-        .into_iter()
-        .filter(|(id, _, _)| *id != node.id())
-        .collect();
-    if peers.is_empty() {
-        return Err(NodeError::Unavailable(
-            "no other member to fetch from".into(),
-        ));
-    }
-    let n = peers.len();
-    peers.rotate_left(turn % n);
-    let mut end = to;
-    let mut page = FETCH_MAX as u64;
-    while end > from {
-        let start = end.saturating_sub(page).max(from);
-        let mut got = None;
-        let mut shorter = None;
-        for (id, info, _) in &peers {
-            let ask = PeerMessage::AuditFetch {
-                from: start,
-                limit: u32::try_from(end - start).unwrap_or(u32::MAX),
-            };
-            let entries = match node.call(*id, info, ask).await {
-                Ok(PeerMessage::AuditEntries { entries }) => entries,
-                Ok(_) => continue,
-                Err(e) => {
-                    tracing::debug!(peer = %id, error = %e, "audit fetch failed");
-                    continue;
-                }
-            };
-            match check_page(&entries, start, end, expect) {
-                Ok(next) => {
-                    got = Some((entries, next));
-                    break;
-                }
-                // Fewer than asked: it lacks them too (it may be filling
-                // its own gap). Anything else is a wrong entry.
-                Err(PageFault::Short) => {
-                    // Some: it answers less at once (a byte budget); ask
-                    // for that many.
-                    if !entries.is_empty() {
-                        shorter = Some(entries.len() as u64);
-                    }
-                    continue;
-                }
-                Err(PageFault::Wrong(seq)) => {
-                    tracing::warn!(
-                        peer = %id,
-                        seq,
-                        "a member answered an audit entry that does not match the log's \
-                         head: refused"
-                    );
-                    continue;
-                }
-            }
-        }
-        let Some((entries, next)) = got else {
-            if let Some(k) = shorter.filter(|k| *k < page) {
-                page = k;
-                continue;
-            }
-            return Err(NodeError::Unavailable(format!(
-                "no member had entries {start}..{end} that check"
-            )));
-        };
-        let writes: Vec<SideWrite> = entries
-            .iter()
-            .map(|e| SideWrite {
-                space: SPACE_ENTRY,
-                key: e.seq,
-                value: serde_json::to_vec(e).unwrap_or_default(),
-            })
-            .collect();
-        let side = node.0.side.clone();
-        tokio::task::spawn_blocking(move || side.put(&writes, true))
-            .await
-            .map_err(|e| NodeError::Internal(e.to_string()))?
-            .map_err(stored)?;
-        expect = next;
-        end = start;
-    }
+    let run = Run {
+        from,
+        to,
+        expect,
+        turn,
+        page: FETCH_MAX as u64,
+        what: "audit entries",
+    };
+    let expect = fetch::newest_first(node, run, &Entries).await?;
     // The fetched chain must join the entry held before the gap.
     let joined = match from.checked_sub(1) {
         None => expect == Hex32([0u8; 32]),
@@ -275,12 +241,6 @@ async fn fetch(
         )));
     }
     Ok(())
-}
-
-#[derive(Debug, PartialEq, Eq)]
-enum PageFault {
-    Short,
-    Wrong(u64),
 }
 
 /// Check a page `start..end` newest first against the hash its last entry
