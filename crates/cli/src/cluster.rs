@@ -178,6 +178,9 @@ pub(crate) async fn run(command: Command, json: bool) -> Result<()> {
             command,
         } => crate::msg::run(&client(&remote)?, &files, command, json).await,
         Command::He { remote, command } => crate::he::run(&client(&remote)?, command, json).await,
+        Command::Seedtree { remote, command } => {
+            crate::seedtree::run(&client(&remote)?, command, json).await
+        }
         Command::Bench(crate::BenchCommand::Sign {
             nodes,
             threshold,

@@ -17,6 +17,7 @@ mod demo;
 mod he;
 mod msg;
 mod operators;
+mod seedtree;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -254,6 +255,15 @@ enum Command {
         remote: Remote,
         #[command(subcommand)]
         command: he::HeCommand,
+    },
+    /// Federated hash-based signing: one RFC 8554 LMS/HSS key built in
+    /// subtrees by the members, each one-time key Shamir-shared and
+    /// released leaf by leaf to the client that signs.
+    Seedtree {
+        #[command(flatten)]
+        remote: Remote,
+        #[command(subcommand)]
+        command: seedtree::SeedtreeCommand,
     },
     /// Load tools.
     #[command(subcommand)]

@@ -40,6 +40,7 @@ pub mod he;
 pub use keyquorum_core::httpsig::ClientKey;
 #[cfg(feature = "endpoint-file")]
 pub mod msg;
+pub mod seedtree;
 pub use export::ExportKey;
 use serde::de::DeserializeOwned;
 use serde::Serialize;

@@ -33,11 +33,13 @@ use crate::config::NodeConfig;
 use crate::error::NodeError;
 use crate::he::He;
 use crate::keys::Keys;
+use crate::seedtree::Seedtrees;
 
 /// Where capability messages go: to the capability that owns them.
 pub(crate) struct Dispatch {
     keys: Arc<Keys>,
     he: Arc<He>,
+    trees: Arc<Seedtrees>,
 }
 
 impl PeerHandler for Dispatch {
@@ -53,6 +55,14 @@ impl PeerHandler for Dispatch {
                 PeerMessage::HeDecrypt { .. } | PeerMessage::HeFetch { .. } => {
                     self.he.handle(node, from, msg).await
                 }
+                PeerMessage::StCommit { .. }
+                | PeerMessage::StReveal { .. }
+                | PeerMessage::StBuild { .. }
+                | PeerMessage::StDeal { .. }
+                | PeerMessage::StProgress { .. }
+                | PeerMessage::StEndorse { .. }
+                | PeerMessage::StLock { .. }
+                | PeerMessage::StRelease { .. } => self.trees.handle(node, from, msg).await,
                 _ => self.keys.handle(node, from, msg).await,
             }
         })
@@ -67,6 +77,8 @@ pub struct RunningNode {
     pub keys: Arc<Keys>,
     /// Its encrypted-data sessions.
     pub he: Arc<He>,
+    /// Its signing trees.
+    pub trees: Arc<Seedtrees>,
     /// Where it listens.
     pub addr: SocketAddr,
     shutdown: Option<oneshot::Sender<()>>,
@@ -139,9 +151,11 @@ impl Node {
         let node = opened.node.clone();
         let keys = Arc::new(Keys::new(&node)?);
         let he = Arc::new(He::new(keys.clone()));
+        let trees = Arc::new(Seedtrees::new());
         node.set_dispatch(Arc::new(Dispatch {
             keys: keys.clone(),
             he: he.clone(),
+            trees: trees.clone(),
         }));
         // A node of a cluster not yet initialised keeps an init secret for
         // `keyquorum init` (deleted once it is: `cluster::audit`).
@@ -168,7 +182,7 @@ impl Node {
         let keeper = tokio::spawn(crate::cluster::audit::keeper::keeper(node.clone()));
         let inputs = tokio::spawn(crate::he::keeper::keeper(node.clone()));
         let (tx, rx) = oneshot::channel::<()>();
-        let app = router(node.clone(), keys.clone(), he.clone());
+        let app = router(node.clone(), keys.clone(), he.clone(), trees.clone());
         let limits = crate::cluster::tls::Limits {
             header_read_timeout: Duration::from_millis(node.config().header_read_timeout_ms),
             max_connections: node.config().max_connections,
@@ -193,6 +207,7 @@ impl Node {
             node,
             keys,
             he,
+            trees,
             addr: opened.bound,
             shutdown: Some(tx),
             server: Some(server),
@@ -204,13 +219,14 @@ impl Node {
 
 /// The node's router: every capability's client routes, the cluster's,
 /// the OpenAPI document and the peer endpoint.
-pub fn router(node: Node, keys: Arc<Keys>, he: Arc<He>) -> Router {
+pub fn router(node: Node, keys: Arc<Keys>, he: Arc<He>, trees: Arc<Seedtrees>) -> Router {
     let client = Router::new()
         .merge(crate::api::cluster::routes(node.clone()))
         .merge(crate::api::operators::routes(node.clone()))
         .merge(crate::keys::api::routes(node.clone(), keys))
         .merge(crate::msg::api::routes(node.clone()))
         .merge(crate::he::api::routes(node.clone(), he))
+        .merge(crate::seedtree::api::routes(node.clone(), trees))
         .route("/openapi.json", get(openapi))
         .layer(axum::middleware::from_fn_with_state(
             Arc::new(crate::api::auth::Authenticator::new(node.clone())),
@@ -259,6 +275,10 @@ pub mod doc {
         CreateEndpointRequest, EndpointInfo, EndpointRecord, Inbox, MailItem, MsgConfirmation,
         MsgDeployment, MsgNode, Prekey, PublishPrekeys, SealedBox, SendRequest, SendResponse,
     };
+    use keyquorum_wire::seedtree::{
+        CreateSeedtreeRequest, SealedLeafShare, SeedtreeInfo, SeedtreeLeaf, SeedtreeList,
+        SeedtreeRecord, SignSeedtreeRequest,
+    };
     use utoipa::OpenApi;
 
     use crate::api::cluster::*;
@@ -266,16 +286,18 @@ pub mod doc {
     use crate::he::api::*;
     use crate::keys::api::*;
     use crate::msg::api::*;
+    use crate::seedtree::api::*;
 
     /// The OpenAPI description of the client API.
     #[derive(OpenApi)]
     #[openapi(
-        info(title = "keyquorum", description = "Threshold key management: distributed key generation and FROST signing by a cluster of nodes; per-message key derivation for authenticated messages between endpoints; computation on encrypted data under a threshold key."),
+        info(title = "keyquorum", description = "Threshold key management: distributed key generation and FROST signing by a cluster of nodes; per-message key derivation for authenticated messages between endpoints; computation on encrypted data under a threshold key; a federated RFC 8554 hash-based signing tree."),
         paths(create_key, list_keys, get_key, sign, verify, refresh_key, reshare_key, repair_key, request_export, list_exports,
             approve_export, run_export, create_client, list_clients, revoke_client, audit_log, audit_verify, audit_proof, cluster, healthz, metrics,
             msg_deployment, create_endpoint, get_endpoint, revoke_endpoint, publish_prekeys, claim_prekey, send_message, inbox, ack_inbox,
             init, propose_change, list_changes, approve,
-            create_session, list_sessions, get_session, submit_input, close_session, session_result, session_transcript),
+            create_session, list_sessions, get_session, submit_input, close_session, session_result, session_transcript,
+            create_tree, list_trees, get_tree, sign_leaf),
         components(schemas(CreateKeyRequest, KeyInfo, KeyList, SignRequest, SignResponse, VerifyRequest, VerifyResponse,
             ReshareRequest, RepairRequest, ExportRequest, ExportRecord, ExportList, ExportResult, SealedExportShare, CreateClientRequest, ClientCreated, ClientList, ClientRecord, Grant, AddNodeRequest,
             ClusterStatus, NodeStatus, Health, ErrorBody, AuditPage, AuditVerification, AuditEntry, AuditProof, SignedHead, SuiteName,
@@ -283,7 +305,8 @@ pub mod doc {
             SendRequest, SendResponse, CoordinatorBundle, SealedBox, MsgConfirmation, MailItem, Inbox, AckRequest, AckResponse,
             InitRequest, InitBody, InitProof, NamedKey, ChangeRequest, ChangeList, Change, ChangeRecord, Approved,
             CreateHeSessionRequest, HeSessionInfo, HeSessionList, HeSessionRecord, HeProgress, HeResultRecord, HeStatus, HeOp,
-            SubmitInputRequest, SubmitInputResponse, HeInput, HeTranscript, HeResultResponse, HeInputsStatement)),
+            SubmitInputRequest, SubmitInputResponse, HeInput, HeTranscript, HeResultResponse, HeInputsStatement,
+            CreateSeedtreeRequest, SeedtreeInfo, SeedtreeList, SeedtreeRecord, SignSeedtreeRequest, SeedtreeLeaf, SealedLeafShare)),
         modifiers(&Security)
     )]
     pub struct ApiDoc;

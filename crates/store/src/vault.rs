@@ -183,6 +183,14 @@ pub enum Table {
     /// node computed with it, checked against the committed record before
     /// the share is promoted.
     PendingGroups,
+    /// A signing tree's leaf-secret shares, by (key generation run, leaf).
+    LeafShares,
+    /// A signing tree's public nodes this member checked at key
+    /// generation, by (run, node number).
+    TreeNodes,
+    /// Which request each of a signing tree's leaves is locked to, by
+    /// (run, leaf): a leaf is locked once, for good.
+    LeafLocks,
 }
 
 impl Table {
@@ -194,6 +202,9 @@ impl Table {
             Table::Pending => "pending",
             Table::Prekeys => "prekeys",
             Table::PendingGroups => "pending-groups",
+            Table::LeafShares => "leaf-shares",
+            Table::TreeNodes => "tree-nodes",
+            Table::LeafLocks => "leaf-locks",
         }
     }
 
@@ -201,13 +212,16 @@ impl Table {
         TableDefinition::new(self.name())
     }
 
-    const ALL: [Table; 6] = [
+    const ALL: [Table; 9] = [
         Table::Identity,
         Table::Shares,
         Table::Nonces,
         Table::Pending,
         Table::Prekeys,
         Table::PendingGroups,
+        Table::LeafShares,
+        Table::TreeNodes,
+        Table::LeafLocks,
     ];
 }
 

@@ -321,6 +321,14 @@ pub enum Command {
     Msg(crate::msg::MsgCommand),
     /// Computation on encrypted data (apply rules 6 on).
     He(crate::he::HeCommand),
+    /// The federated hash-based signing tree (apply rules 7 on).
+    Seedtree(crate::seedtree::SeedtreeCommand),
+}
+
+impl From<crate::seedtree::SeedtreeCommand> for Command {
+    fn from(c: crate::seedtree::SeedtreeCommand) -> Self {
+        Command::Seedtree(c)
+    }
 }
 
 impl From<crate::he::HeCommand> for Command {
@@ -530,7 +538,9 @@ pub const MAX_BATCH: usize = 128;
 /// - 6: computation on encrypted data (`crate::he::HeCommand`; refused
 ///   before); key names starting `he.` and the ristretto255 suite are only
 ///   for its sessions.
-pub const APPLY_RULES: u16 = 6;
+/// - 7: the federated hash-based signing tree
+///   (`crate::seedtree::SeedtreeCommand`; refused before).
+pub const APPLY_RULES: u16 = 7;
 
 /// The oldest apply rules this build still applies.
 pub const MIN_APPLY_RULES: u16 = 1;

@@ -19,6 +19,7 @@ pub mod control;
 pub mod he;
 pub mod msg;
 pub mod peer;
+pub mod seedtree;
 
 use core::num::NonZeroU16;
 

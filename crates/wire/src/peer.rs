@@ -538,6 +538,128 @@ pub enum PeerMessage {
         inputs: Vec<crate::he::HeStoredInput>,
     },
 
+    /// Coordinator → each member of a new signing tree: commit to your
+    /// contribution to its identifier, as the client's request asks; reply
+    /// [`PeerMessage::StCommitted`].
+    StCommit {
+        /// Tree name.
+        tree: String,
+        /// The key generation run.
+        run: Hex32,
+        /// The members, in order.
+        members: Vec<NodeId>,
+        /// The threshold.
+        threshold: u16,
+        /// Subtrees.
+        subtrees: u32,
+        /// The admin's signed request, byte for byte.
+        request: ClientRequest,
+    },
+    /// A member's commitment.
+    StCommitted {
+        /// `keyquorum_core::lms::federation::commitment`.
+        commitment: Hex32,
+    },
+    /// Coordinator → each member: every member's commitment (member order)
+    /// is fixed; reveal yours. Reply [`PeerMessage::StRevealed`].
+    StReveal {
+        /// The run.
+        run: Hex32,
+        /// Commitments, in member order.
+        commitments: Vec<Hex32>,
+    },
+    /// A member's contribution.
+    StRevealed {
+        /// 32 bytes.
+        contribution: Hex32,
+    },
+    /// Coordinator → each member: every contribution (member order); build
+    /// your subtrees and deal their shares. Reply `Ack` (the build runs on;
+    /// [`PeerMessage::StProgress`] reports it).
+    StBuild {
+        /// The run.
+        run: Hex32,
+        /// Contributions, in member order.
+        contributions: Vec<Hex32>,
+    },
+    /// Builder → each member: its shares of leaves `first ..` of subtree
+    /// `subtree` and those leaves' one-time public key hashes. Reply `Ack`.
+    StDeal {
+        /// The run.
+        run: Hex32,
+        /// The subtree.
+        subtree: u32,
+        /// The first leaf (global index).
+        first: u32,
+        /// The leaves' `K`, 32 bytes each, in order.
+        keys: Hex,
+        /// The member's shares, 32 bytes each, sealed to its HPKE key.
+        shares: Sealed,
+    },
+    /// Coordinator → a member: how far is the run? Reply
+    /// [`PeerMessage::StProgressed`].
+    StProgress {
+        /// The run.
+        run: Hex32,
+    },
+    /// A member's progress in a run.
+    StProgressed {
+        /// Roots of the subtrees it built and dealt in full, by subtree.
+        built: Vec<(u32, Hex32)>,
+        /// Subtrees whose every leaf's share and key it holds and checked.
+        held: u32,
+        /// Why the run failed here, if it did.
+        failed: Option<String>,
+    },
+    /// Coordinator → each member: endorse this tree. Reply
+    /// [`PeerMessage::StEndorsed`].
+    StEndorse {
+        /// The tree as it will be committed.
+        record: Box<crate::seedtree::SeedtreeRecord>,
+    },
+    /// A member's signature over `seedtree::endorse_statement`.
+    StEndorsed {
+        /// Ed25519 signature by its identity key.
+        signature: Hex,
+    },
+    /// Coordinator → a member: lock leaf `leaf` of `tree` to the client's
+    /// request (never to another); reply [`PeerMessage::StLocked`].
+    StLock {
+        /// Tree name.
+        tree: String,
+        /// The leaf.
+        leaf: u32,
+        /// The client's signed sign request, byte for byte.
+        request: ClientRequest,
+    },
+    /// A member's signature over `seedtree::lock_statement`.
+    StLocked {
+        /// Ed25519 signature by its identity key.
+        signature: Hex,
+    },
+    /// Coordinator → a member: release your share of leaf `leaf`, sealed
+    /// to the client's reply key, given a lock quorum's signatures; reply
+    /// [`PeerMessage::StReleased`].
+    StRelease {
+        /// Tree name.
+        tree: String,
+        /// The leaf.
+        leaf: u32,
+        /// The client's signed sign request, byte for byte.
+        request: ClientRequest,
+        /// At least a lock quorum of members' lock signatures.
+        locks: Vec<crate::control::Endorsement>,
+    },
+    /// A member's sealed share with the leaf's public data.
+    StReleased {
+        /// The share, sealed to the client.
+        share: crate::seedtree::SealedLeafShare,
+        /// Node `2^h + q`.
+        leaf_node: Hex32,
+        /// The leaf's authentication path.
+        path: Vec<Hex32>,
+    },
+
     /// Sender's entry node → coordinator: check this message and confirm
     /// it; reply [`PeerMessage::MsgConfirmed`].
     MsgCoordinate {

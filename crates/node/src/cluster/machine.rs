@@ -44,6 +44,7 @@ pub use super::audit::AuditLog;
 pub use crate::he::state::HeState;
 pub use crate::keys::state::KeysState;
 pub use crate::msg::state::MsgState;
+pub use crate::seedtree::state::SeedtreeState;
 
 /// The replicated state.
 #[derive(Debug, Clone, Default)]
@@ -60,6 +61,9 @@ pub struct Registry {
     /// Computation on encrypted data: sessions (their inputs are side
     /// records).
     pub he: HeState,
+    /// Federated hash-based signing trees (their shares and nodes are in
+    /// the members' vaults).
+    pub seedtree: SeedtreeState,
     /// The members (voters and learners): in Raft's membership and, once
     /// the cluster is initialised, in the membership record ([`Roster`]),
     /// with the keys the record gives them. Whose messages, statements and
@@ -101,6 +105,8 @@ struct FlatRef<'a> {
     audit_log: &'a AuditLog,
     msg: &'a MsgState,
     he: &'a HeState,
+    #[serde(skip_serializing_if = "SeedtreeState::is_empty")]
+    seedtree: &'a SeedtreeState,
     members: &'a BTreeMap<NodeId, NodeInfo>,
     voters: &'a BTreeSet<NodeId>,
     clock: &'a LogClock,
@@ -135,6 +141,8 @@ struct Flat {
     #[serde(default)]
     he: HeState,
     #[serde(default)]
+    seedtree: SeedtreeState,
+    #[serde(default)]
     members: BTreeMap<NodeId, NodeInfo>,
     #[serde(default)]
     voters: BTreeSet<NodeId>,
@@ -166,6 +174,7 @@ impl Serialize for Registry {
             audit,
             msg,
             he,
+            seedtree,
             members,
             voters,
             clock,
@@ -184,6 +193,7 @@ impl Serialize for Registry {
             audit_log: audit,
             msg,
             he,
+            seedtree,
             members,
             voters,
             clock,
@@ -225,6 +235,7 @@ impl<'de> Deserialize<'de> for Registry {
                 msg
             },
             he: f.he,
+            seedtree: f.seedtree,
             members: f.members,
             voters: f.voters,
             clock: f.clock,
@@ -384,6 +395,7 @@ impl Registry {
                         authority::Actor::Client(grant),
                         keyquorum_wire::control::Authority::Client { request },
                     ) => self.apply_he(c, &grant.name, &request.body.0),
+                    (Command::Seedtree(c), _, _) => self.apply_seedtree(c, by),
                     _ => self.apply_command(index, &a.command, by),
                 };
                 if let (
@@ -437,6 +449,32 @@ impl Registry {
                 .msg
                 .apply(c, self.rules >= crate::msg::quota::QUOTA_RULES),
             Command::He(_) => CommandResponse::rejected("only a client's request drives a session"),
+            Command::Seedtree(c) => self.apply_seedtree(c, by),
+        }
+    }
+
+    /// Apply a signing tree's command (`by`: the stating node, for a
+    /// reservation).
+    fn apply_seedtree(
+        &mut self,
+        command: &keyquorum_wire::seedtree::SeedtreeCommand,
+        by: Option<NodeId>,
+    ) -> CommandResponse {
+        use keyquorum_wire::seedtree::SeedtreeCommand;
+        if self.rules < crate::seedtree::state::ST_RULES {
+            return CommandResponse::rejected(format!(
+                "signing trees need apply rules {}",
+                crate::seedtree::state::ST_RULES
+            ));
+        }
+        match (command, by) {
+            (SeedtreeCommand::StCreate { record, .. }, None) => self.seedtree.create(record),
+            (SeedtreeCommand::StReserve { tree, count }, Some(node)) => {
+                self.seedtree.reserve(tree, *count, node)
+            }
+            _ => CommandResponse::rejected(
+                "a tree is created by an admin's request, its leaves reserved by a node's statement",
+            ),
         }
     }
 

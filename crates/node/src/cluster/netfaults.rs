@@ -44,10 +44,21 @@ pub struct NetFaults {
     /// ciphertext altered (a hostile member, for `tests/he.rs`).
     #[cfg(feature = "fault-injection")]
     pub forge_he_inputs: AtomicBool,
+    /// As a signing tree's coordinator, use leaf `value − 1` for every
+    /// signature (0: the leaves the log hands out; a hostile coordinator
+    /// or leader handing one leaf out twice, for `tests/seedtree.rs`).
+    #[cfg(feature = "fault-injection")]
+    pub seedtree_leaf: std::sync::atomic::AtomicU64,
 }
 
 #[cfg(feature = "fault-injection")]
 impl NetFaults {
+    /// The leaf a test makes this coordinator use for every signature.
+    pub(crate) fn seedtree_leaf(&self) -> Option<u32> {
+        let v = self.seedtree_leaf.load(Ordering::Relaxed);
+        u32::try_from(v.checked_sub(1)?).ok()
+    }
+
     /// Messages from this node to `to` are lost from now on (the call
     /// waits out its timeout, as over a link that drops packets).
     pub fn cut(&self, to: impl IntoIterator<Item = NodeId>) {

@@ -26,6 +26,8 @@
 //! | `boot` | node statement | (the node's latest boot id: its signing nonces are bound to it) |
 //! | `init_msg` | node statement | a window of 1 s to 1 day (first one wins) |
 //! | `deliver` | node statement | the message's time fresh by the log clock; the sending endpoint signed its header and payload, for this receiver, identifier, prekey and time |
+//! | `st_create` | client request `POST /v1/seedtrees` | admin; see `crate::seedtree::authority` |
+//! | `st_reserve` | node statement | 1 to 1024 leaves, for the stating node |
 //!
 //! A client request is verified as RFC 9421 against the client's key in
 //! this replica's registry: live (not revoked, not expired) and fresh by the
@@ -561,6 +563,9 @@ fn asks_for(
         }
         Command::Msg(m) => msg_asks_for(r, grant, method, &seg, body_bytes, m),
         Command::He(h) => crate::he::authority::asks_for(r, grant, post, &seg, body_bytes, h),
+        Command::Seedtree(c) => {
+            crate::seedtree::authority::asks_for(r, grant, post, &seg, body_bytes, c)
+        }
     }
 }
 
@@ -740,6 +745,13 @@ fn about_itself(r: &Registry, node: NodeId, command: &Command) -> Result<(), Str
             }
         }
         Command::Cluster(ClusterCommand::Tick {} | ClusterCommand::Boot { .. }) => Ok(()),
+        // Leaves for the stating node itself to sign with.
+        Command::Seedtree(keyquorum_wire::seedtree::SeedtreeCommand::StReserve {
+            count, ..
+        }) => need(
+            (1..=crate::seedtree::state::MAX_RESERVE).contains(count),
+            "a reservation is 1 to 1024 leaves",
+        ),
         Command::Msg(MsgCommand::InitMsg { window_ms, .. }) => need(
             (1_000..=86_400_000).contains(window_ms),
             "the messaging window is 1 s to 1 day",

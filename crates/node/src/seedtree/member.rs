@@ -1,0 +1,312 @@
+//! A member's half of signing with a tree: lock a leaf to one request,
+//! then release its share of the leaf's secret, sealed to the client.
+//!
+//! Why two steps. Each member releases a leaf for one request only (its
+//! own durable record, `LeafLocks`), but that alone does not stop a second
+//! signature: with `t − 1` lying members (the coordinator among them), two
+//! honest members each releasing leaf `q` once, to two requests, would
+//! hand each request `t` shares. So a member releases its share only for a
+//! request that a **lock quorum** of `⌈(n + t) / 2⌉` members signed a lock
+//! for. Any two lock quorums share at least `t` members, so an honest one,
+//! which locks a leaf once: at most one request ever gets a leaf's shares,
+//! whatever the log, the leader or a restored control plane says.
+//!
+//! Each step checks the client's signed request itself: signature,
+//! freshness, sent to the coordinator, `POST /v1/seedtrees/{name}/sign`,
+//! the client's right to sign with the tree; one request drives one
+//! signing (a bounded number of leaves tried).
+//!
+//! The share is sealed to the one-time key in the client's signed request:
+//! no node, the coordinator included, ever holds a leaf's key after key
+//! generation. The client rebuilds the leaf's key, signs and verifies.
+
+use std::sync::Mutex;
+
+use keyquorum_core::lms::federation::Layout;
+use keyquorum_core::lms::tree::Subtree;
+use keyquorum_core::lms::Hash;
+use keyquorum_store::vault::Table;
+use keyquorum_wire::control::Endorsement;
+use keyquorum_wire::peer::{ClientRequest, PeerMessage};
+use keyquorum_wire::seedtree::{
+    grant_name, lock_quorum, lock_statement, share_aad, SealedLeafShare, SeedtreeRecord,
+    SignSeedtreeRequest, SHARE_HPKE_INFO,
+};
+use keyquorum_wire::{Hex, Hex32, NodeId};
+use sha2::{Digest, Sha256};
+
+use super::keygen::leaf_key;
+use super::state::{identifier_of, layout_of, TreeEntry};
+use crate::api::auth::{check_forwarded, check_sent_to, Authorized, Ledger};
+use crate::cluster::Node;
+use crate::error::NodeError;
+
+/// Leaves one request may try (each lock and release is an attempt).
+pub(crate) const LEAVES_PER_REQUEST: usize = 8;
+/// The start of a refusal because the leaf is locked to another request.
+pub(crate) const LOCKED: &str = "leaf locked";
+/// Longest message a client signs (64 KiB).
+pub(crate) const MAX_MESSAGE: usize = 64 * 1024;
+
+/// A member's signing half: its authorization ledger and the lock that
+/// makes a leaf's check-and-record one step.
+#[derive(Debug, Default)]
+pub(crate) struct Member {
+    ledger: Ledger,
+    locks: Mutex<()>,
+}
+
+fn refuse(why: impl std::fmt::Display) -> NodeError {
+    NodeError::Forbidden(format!("leaf refused: {why}"))
+}
+
+/// What a lock binds: the client's request, byte for byte.
+pub(crate) fn request_hash(request: &ClientRequest) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update(b"keyquorum-seedtree-request-v1");
+    h.update(serde_json::to_vec(request).unwrap_or_default());
+    h.finalize().into()
+}
+
+/// Whether a client with this grant signs with tree `name`.
+pub(crate) fn may_sign(grant: &keyquorum_wire::control::Grant, name: &str) -> bool {
+    let want = grant_name(name);
+    grant.admin || grant.sign_keys.iter().any(|k| k == "*" || *k == want)
+}
+
+impl Member {
+    /// The client's request checked for signing with `tree` (handed on by
+    /// `from`), and the tree with this member among its members.
+    async fn authorize(
+        &self,
+        node: &Node,
+        from: NodeId,
+        tree: &str,
+        leaf: u32,
+        request: &ClientRequest,
+        step: &str,
+    ) -> Result<(Authorized, TreeEntry, SignSeedtreeRequest), NodeError> {
+        let behind = check_forwarded(node, request).is_err()
+            || node.registry(|r| !r.seedtree.trees.contains_key(tree));
+        if behind {
+            let _ = node.read_barrier().await;
+        }
+        let a = check_forwarded(node, request)?;
+        check_sent_to(node, &request.target_uri, from).map_err(refuse)?;
+        if a.method != "POST" || a.path != format!("/v1/seedtrees/{tree}/sign") {
+            return Err(refuse(format!(
+                "the client's request is {} {}, not a signature with {tree}",
+                a.method, a.path
+            )));
+        }
+        if !may_sign(&a.grant, tree) {
+            return Err(refuse(format!(
+                "client {} may not sign with {tree}",
+                a.grant.name
+            )));
+        }
+        let body: SignSeedtreeRequest = serde_json::from_slice(&a.body)
+            .map_err(|e| refuse(format!("the request's body: {e}")))?;
+        let e = node
+            .registry(|r| r.seedtree.trees.get(tree).cloned())
+            .ok_or_else(|| NodeError::NotFound(format!("no tree named {tree}")))?;
+        if !e.record.members.contains(&node.id()) {
+            return Err(refuse(format!(
+                "node {} holds no share of {tree}",
+                node.id()
+            )));
+        }
+        if u64::from(leaf) >= 1u64 << e.record.height {
+            return Err(NodeError::BadRequest(format!("{tree} has no leaf {leaf}")));
+        }
+        self.ledger.record(
+            &a,
+            &format!("seedtree.sign {tree}"),
+            &format!("{step} {leaf}"),
+            2 * LEAVES_PER_REQUEST,
+        )?;
+        Ok((a, e, body))
+    }
+
+    /// Lock `leaf` of tree `record` to the request hashed `h`: `Ok` if it
+    /// is locked to it now (it was, or it was free), a refusal naming
+    /// [`LOCKED`] if another request holds it. Durable before it returns.
+    fn lock_to(
+        &self,
+        node: &Node,
+        record: &SeedtreeRecord,
+        leaf: u32,
+        h: &[u8; 32],
+    ) -> Result<(), NodeError> {
+        let key = leaf_key(&record.run, leaf);
+        let _guard = self
+            .locks
+            .lock()
+            .map_err(|_| NodeError::Internal("leaf locks poisoned".into()))?;
+        let vault = node.vault();
+        match vault
+            .get(Table::LeafLocks, &key)
+            .map_err(|e| NodeError::Internal(format!("vault: {e}")))?
+        {
+            Some(held) if held.as_slice() == h => Ok(()),
+            Some(_) => Err(NodeError::Conflict(format!(
+                "{LOCKED}: leaf {leaf} of {} is locked to another request on node {}",
+                record.name,
+                node.id()
+            ))),
+            None => vault
+                .put(Table::LeafLocks, &key, h)
+                .map_err(|e| NodeError::Internal(format!("vault: {e}"))),
+        }
+    }
+
+    /// Step 1: lock `leaf` to the client's request and sign the lock.
+    pub(crate) async fn lock(
+        &self,
+        node: &Node,
+        from: NodeId,
+        tree: &str,
+        leaf: u32,
+        request: &ClientRequest,
+    ) -> Result<PeerMessage, NodeError> {
+        let (_, e, _) = self
+            .authorize(node, from, tree, leaf, request, "lock")
+            .await?;
+        let h = request_hash(request);
+        self.lock_to(node, &e.record, leaf, &h)?;
+        let signature = node.keys().sign(&lock_statement(&e.record.run, leaf, &h));
+        Ok(PeerMessage::StLocked {
+            signature: Hex(signature.to_vec()),
+        })
+    }
+
+    /// Step 2: given a lock quorum's locks on `leaf` for this request,
+    /// release this member's share sealed to the client's reply key, with
+    /// the leaf's node and authentication path.
+    pub(crate) async fn release(
+        &self,
+        node: &Node,
+        from: NodeId,
+        tree: &str,
+        leaf: u32,
+        request: &ClientRequest,
+        locks: &[Endorsement],
+    ) -> Result<PeerMessage, NodeError> {
+        let (a, e, body) = self
+            .authorize(node, from, tree, leaf, request, "release")
+            .await?;
+        let record = &e.record;
+        let h = request_hash(request);
+        let statement = lock_statement(&record.run, leaf, &h);
+        let need = lock_quorum(record.members.len(), record.threshold);
+        let locked: std::collections::BTreeSet<NodeId> = node.registry(|r| {
+            locks
+                .iter()
+                .filter(|l| record.members.contains(&l.node))
+                .filter(|l| {
+                    r.members.get(&l.node).is_some_and(|m| {
+                        crate::identity::verify(&m.identity, &statement, &l.signature.0)
+                    })
+                })
+                .map(|l| l.node)
+                .collect()
+        });
+        if locked.len() < need {
+            return Err(refuse(format!(
+                "{} of the {need} members' locks on leaf {leaf} for this request",
+                locked.len()
+            )));
+        }
+        // This member's own record agrees (or takes the lock now).
+        self.lock_to(node, record, leaf, &h)?;
+        let share = node
+            .vault()
+            .get(Table::LeafShares, &leaf_key(&record.run, leaf))
+            .map_err(|e| NodeError::Internal(format!("vault: {e}")))?
+            .ok_or_else(|| {
+                NodeError::NotFound(format!("node {} holds no share of leaf {leaf}", node.id()))
+            })?;
+        let layout = layout_of(record).map_err(NodeError::Internal)?;
+        let (leaf_node, path) = path(node, record, &layout, leaf)?;
+        let sealed = seal_to_client(&body.reply_key, record, leaf, node.id(), &share)?;
+        node.audit_event(
+            &a.grant.name,
+            "seedtree.release",
+            Some(tree),
+            &format!("leaf {leaf} for node {from}'s request"),
+        );
+        Ok(PeerMessage::StReleased {
+            share: sealed,
+            leaf_node: Hex32(leaf_node),
+            path: path.into_iter().map(Hex32).collect(),
+        })
+    }
+}
+
+/// Seal `share` to the client's reply key.
+fn seal_to_client(
+    reply_key: &Hex32,
+    record: &SeedtreeRecord,
+    leaf: u32,
+    me: NodeId,
+    share: &[u8],
+) -> Result<SealedLeafShare, NodeError> {
+    use hpke::aead::ChaCha20Poly1305;
+    use hpke::kdf::HkdfSha256;
+    use hpke::kem::X25519HkdfSha256;
+    use hpke::{OpModeS, Serializable};
+    let pk = crate::identity::hpke_public(reply_key)?;
+    let (enc, ct) = hpke::single_shot_seal::<ChaCha20Poly1305, HkdfSha256, X25519HkdfSha256, _>(
+        &OpModeS::Base,
+        &pk,
+        SHARE_HPKE_INFO,
+        share,
+        &share_aad(&record.run, leaf, me),
+        &mut rand_core_09::UnwrapErr(rand_core_09::OsRng),
+    )
+    .map_err(|e| NodeError::BadRequest(format!("cannot seal to the reply key: {e}")))?;
+    Ok(SealedLeafShare {
+        node: me,
+        enc: Hex(enc.to_bytes().to_vec()),
+        ciphertext: Hex(ct),
+    })
+}
+
+/// Leaf `leaf`'s node and authentication path: the siblings inside its
+/// subtree from the nodes this member checked at key generation, then the
+/// path above the subtrees from the roots in the record.
+pub(crate) fn path(
+    node: &Node,
+    record: &SeedtreeRecord,
+    layout: &Layout,
+    leaf: u32,
+) -> Result<(Hash, Vec<Hash>), NodeError> {
+    let read = |r: u32| -> Result<Hash, NodeError> {
+        let v = node
+            .vault()
+            .get(Table::TreeNodes, &leaf_key(&record.run, r))
+            .map_err(|e| NodeError::Internal(format!("vault: {e}")))?
+            .ok_or_else(|| {
+                NodeError::Internal(format!("node {r} of {} is not stored here", record.name))
+            })?;
+        v.as_slice()
+            .try_into()
+            .map_err(|_| NodeError::Internal("a stored tree node is not 32 bytes".into()))
+    };
+    let mut r = layout.lms.leaves() + leaf;
+    let leaf_node = read(r)?;
+    let mut out = Vec::with_capacity(usize::from(layout.lms.height()));
+    while r > layout.subtrees * 2 - 1 {
+        out.push(read(r ^ 1)?);
+        r /= 2;
+    }
+    let id = identifier_of(record).map_err(NodeError::Internal)?;
+    let top = Subtree::from_nodes(
+        &id,
+        layout.subtrees,
+        record.roots.iter().map(|h| h.0).collect(),
+    )
+    .map_err(NodeError::from_core)?;
+    out.extend(top.path(r).map_err(NodeError::from_core)?.0);
+    Ok((leaf_node, out))
+}

@@ -1,0 +1,672 @@
+//! The federated hash-based signing tree on the node (DESIGN.md §3.5; the
+//! math is `keyquorum_core::lms`).
+//!
+//! - **Create** (`POST /v1/seedtrees`, an admin): the entry node
+//!   coordinates the members' key generation (`keygen`): commit, reveal,
+//!   build in parallel and deal, endorse. It commits the tree with every
+//!   member's endorsement ([`SeedtreeCommand::StCreate`]); every replica
+//!   re-derives the identifier, the builders and the public key.
+//! - **Sign** (`POST /v1/seedtrees/{name}/sign`, a client that may sign
+//!   with `lms.NAME`): the entry node takes the next leaf of the interval
+//!   the log handed it ([`SeedtreeCommand::StReserve`], one log entry per
+//!   [`RESERVE`] signatures), gathers a lock quorum's locks on the leaf for
+//!   the client's request, then the members' shares sealed to the
+//!   client's one-time key (`member`). The client rebuilds the leaf's key,
+//!   signs, checks the signature against the public key and erases the key
+//!   (`keyquorum_client::seedtree`). A leaf some member locked to another
+//!   request is skipped.
+//!
+//! The trust assumptions, as the README states them: a builder sees its
+//! subtree's leaf secrets while it builds (like a dealer); after key
+//! generation no node holds a leaf key; the client that asked for a
+//! signature holds that one leaf's key, once.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::future::join_all;
+use keyquorum_core::httpsig;
+use keyquorum_core::lms::federation::{self, commitment};
+use keyquorum_wire::control::{CommandResponse, Endorsement};
+use keyquorum_wire::peer::PeerMessage;
+use keyquorum_wire::seedtree::{
+    lock_quorum, lock_statement, CreateSeedtreeRequest, SeedtreeCommand, SeedtreeInfo,
+    SeedtreeLeaf, SeedtreeList, SeedtreeRecord, SignSeedtreeRequest,
+};
+use keyquorum_wire::{Hex, Hex32, NodeId};
+
+use crate::api::auth::{by_request, forwarded};
+use crate::cluster::Node;
+use crate::error::NodeError;
+use crate::keys::{me_first, random_session};
+use state::{info_of, numbers, shape, ST_RULES};
+
+pub mod api;
+pub(crate) mod authority;
+pub(crate) mod keygen;
+pub(crate) mod member;
+pub mod state;
+
+/// Leaves a signing node reserves at once.
+pub const RESERVE: u32 = 64;
+/// How often the coordinator asks the members how the build goes.
+const POLL: Duration = Duration::from_millis(100);
+
+/// Signing trees on this node: the members' key generation runs, the
+/// signing half of a member, and the leaves this node was handed.
+pub struct Seedtrees {
+    runs: Arc<keygen::Runs>,
+    member: member::Member,
+    /// Per tree, the leaves this node was handed and has not used: next, end.
+    leaves: tokio::sync::Mutex<BTreeMap<String, (u64, u64)>>,
+}
+
+impl core::fmt::Debug for Seedtrees {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Seedtrees").finish_non_exhaustive()
+    }
+}
+
+impl Default for Seedtrees {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Trees need the cluster to have taken up apply rules 7.
+fn ready(node: &Node) -> Result<(), NodeError> {
+    let rules = node.registry(|r| r.rules_to_stamp());
+    if rules < ST_RULES {
+        return Err(NodeError::Conflict(format!(
+            "signing trees need apply rules {ST_RULES}; the cluster is at {rules} until every \
+             member runs a build that knows them"
+        )));
+    }
+    Ok(())
+}
+
+/// One call to each of `to`, concurrently, each answer with its member.
+async fn ask_each(
+    node: &Node,
+    to: &[NodeId],
+    msg: impl Fn(NodeId) -> PeerMessage,
+) -> Vec<(NodeId, Result<PeerMessage, NodeError>)> {
+    let calls = to.iter().map(|m| {
+        let msg = msg(*m);
+        async move {
+            let info = node
+                .node_info(*m)
+                .ok_or_else(|| NodeError::Unavailable(format!("no address for node {m}")))?;
+            node.call_signed(*m, &info, &msg).await.map(|(_, r)| r)
+        }
+    });
+    to.iter().copied().zip(join_all(calls).await).collect()
+}
+
+/// Every answer, or the first failure naming its member.
+fn all_ok(
+    answers: Vec<(NodeId, Result<PeerMessage, NodeError>)>,
+    step: &str,
+) -> Result<Vec<(NodeId, PeerMessage)>, NodeError> {
+    answers
+        .into_iter()
+        .map(|(m, r)| match r {
+            Ok(PeerMessage::Error { message, .. }) => Err(NodeError::Unavailable(format!(
+                "node {m} refused to {step}: {message}"
+            ))),
+            Ok(reply) => Ok((m, reply)),
+            Err(NodeError::Misbehaved { message, culprits }) => {
+                Err(NodeError::Misbehaved { message, culprits })
+            }
+            Err(e) => Err(NodeError::Unavailable(format!(
+                "node {m} did not {step}: {e}"
+            ))),
+        })
+        .collect()
+}
+
+impl Seedtrees {
+    /// No trees yet.
+    pub fn new() -> Self {
+        Self {
+            runs: Arc::new(keygen::Runs::default()),
+            member: member::Member::default(),
+            leaves: tokio::sync::Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    /// Tree `name`'s public description.
+    pub fn info(node: &Node, name: &str) -> Result<SeedtreeInfo, NodeError> {
+        node.registry(|r| r.seedtree.trees.get(name).map(info_of))
+            .ok_or_else(|| NodeError::NotFound(format!("no tree named {name}")))
+    }
+
+    /// Every tree.
+    pub fn list(node: &Node) -> SeedtreeList {
+        node.registry(|r| SeedtreeList {
+            trees: r.seedtree.trees.values().map(info_of).collect(),
+        })
+    }
+
+    /// Create tree `req.name` (the caller is an admin named `client`).
+    pub async fn create(
+        &self,
+        node: &Node,
+        req: CreateSeedtreeRequest,
+        client: &str,
+        request: &httpsig::Request,
+    ) -> Result<SeedtreeInfo, NodeError> {
+        ready(node)?;
+        let shape = node
+            .registry(|r| {
+                let voters: Vec<NodeId> = r.voters.iter().copied().collect();
+                shape(&req, &voters, |n| r.default_threshold(n))
+            })
+            .map_err(NodeError::BadRequest)?;
+        if node.registry(|r| r.seedtree.trees.contains_key(&req.name)) {
+            return Err(NodeError::Conflict(format!(
+                "a tree named {} exists",
+                req.name
+            )));
+        }
+        if let Some(m) = shape.members.iter().find(|m| node.node_info(**m).is_none()) {
+            return Err(NodeError::BadRequest(format!("node {m} is not a member")));
+        }
+        let run = random_session();
+        let members = shape.members.clone();
+        let name = req.name.clone();
+        let fwd = forwarded(request);
+        // 1. Commitments.
+        let committed = all_ok(
+            ask_each(node, &members, |_| PeerMessage::StCommit {
+                tree: name.clone(),
+                run,
+                members: members.clone(),
+                threshold: shape.threshold,
+                subtrees: shape.layout.subtrees,
+                request: fwd.clone(),
+            })
+            .await,
+            "commit",
+        )?;
+        let commitments: Vec<Hex32> = committed
+            .into_iter()
+            .map(|(m, r)| match r {
+                PeerMessage::StCommitted { commitment } => Ok(commitment),
+                other => Err(NodeError::Internal(format!(
+                    "node {m} answered a commit with {other:?}"
+                ))),
+            })
+            .collect::<Result<_, _>>()?;
+        // 2. Reveals, each checked against its commitment.
+        let revealed = all_ok(
+            ask_each(node, &members, |_| PeerMessage::StReveal {
+                run,
+                commitments: commitments.clone(),
+            })
+            .await,
+            "reveal",
+        )?;
+        let mut contributions = Vec::with_capacity(members.len());
+        let mut liars = Vec::new();
+        for ((m, r), c) in revealed.into_iter().zip(&commitments) {
+            match r {
+                PeerMessage::StRevealed { contribution }
+                    if commitment(&name, u64::from(m), &contribution.0) == c.0 =>
+                {
+                    contributions.push(contribution);
+                }
+                _ => liars.push(m),
+            }
+        }
+        if !liars.is_empty() {
+            node.audit_event(
+                "peer",
+                "seedtree.blame",
+                Some(&name),
+                &format!("nodes {liars:?} revealed what they did not commit to"),
+            );
+            return Err(NodeError::Misbehaved {
+                message: format!("nodes {liars:?} revealed what they did not commit to"),
+                culprits: liars,
+            });
+        }
+        // 3. Build and deal, in parallel on every builder.
+        all_ok(
+            ask_each(node, &members, |_| PeerMessage::StBuild {
+                run,
+                contributions: contributions.clone(),
+            })
+            .await,
+            "build",
+        )?;
+        let roots = self
+            .await_builds(node, &members, run, &shape.layout)
+            .await?;
+        let commit_map: BTreeMap<u64, [u8; 32]> = members
+            .iter()
+            .zip(&commitments)
+            .map(|(m, c)| (u64::from(*m), c.0))
+            .collect();
+        let reveal_map: BTreeMap<u64, [u8; 32]> = members
+            .iter()
+            .zip(&contributions)
+            .map(|(m, c)| (u64::from(*m), c.0))
+            .collect();
+        let id = federation::identifier(&name, &commit_map, &reveal_map)
+            .map_err(|e| NodeError::Internal(e.to_string()))?;
+        let builders: Vec<NodeId> =
+            federation::builders(&name, &id, &shape.layout, &numbers(&members))
+                .into_iter()
+                .filter_map(|b| NodeId::new(u16::try_from(b).unwrap_or(0)))
+                .collect();
+        let public = state::public_key(&shape.layout, &id, &roots).map_err(NodeError::Internal)?;
+        let record = SeedtreeRecord {
+            name: name.clone(),
+            run,
+            height: req.height,
+            winternitz: req.winternitz,
+            subtrees: shape.layout.subtrees,
+            threshold: shape.threshold,
+            members: members.clone(),
+            commitments,
+            contributions,
+            builders,
+            roots,
+            public_key: Hex(public.to_bytes()),
+            created_by: client.to_string(),
+        };
+        // 4. Every member endorses what it holds.
+        let endorsed = all_ok(
+            ask_each(node, &members, |_| PeerMessage::StEndorse {
+                record: Box::new(record.clone()),
+            })
+            .await,
+            "endorse",
+        )?;
+        let endorsements: Vec<Endorsement> = endorsed
+            .into_iter()
+            .filter_map(|(m, r)| keygen::endorsement(m, r))
+            .collect();
+        node.commit(by_request(
+            request,
+            SeedtreeCommand::StCreate {
+                record: Box::new(record),
+                endorsements,
+            },
+        ))
+        .await?;
+        self.runs.forget(&run);
+        Self::info(node, &name)
+    }
+
+    /// Wait until every builder built and dealt its subtrees and every
+    /// member holds all of them; the roots, by subtree.
+    async fn await_builds(
+        &self,
+        node: &Node,
+        members: &[NodeId],
+        run: Hex32,
+        layout: &federation::Layout,
+    ) -> Result<Vec<Hex32>, NodeError> {
+        // A generous deadline: about 4 µs per hash of key generation on one
+        // core, 16× over, spread over the builders.
+        let hashes = layout.ots.keygen_hashes() * u64::from(layout.lms.leaves());
+        let per_builder = hashes / members.len().max(1) as u64;
+        let deadline = Instant::now() + Duration::from_secs(60 + per_builder * 64 / 1_000_000);
+        loop {
+            let answers = all_ok(
+                ask_each(node, members, |_| PeerMessage::StProgress { run }).await,
+                "report its progress",
+            )?;
+            let mut roots: BTreeMap<u32, Hex32> = BTreeMap::new();
+            let mut held_everywhere = true;
+            for (m, a) in answers {
+                match a {
+                    PeerMessage::StProgressed {
+                        built,
+                        held,
+                        failed,
+                    } => {
+                        if let Some(why) = failed {
+                            return Err(NodeError::Unavailable(format!(
+                                "node {m} could not build: {why}"
+                            )));
+                        }
+                        roots.extend(built);
+                        held_everywhere &= held == layout.subtrees;
+                    }
+                    other => {
+                        return Err(NodeError::Internal(format!(
+                            "node {m} answered a progress request with {other:?}"
+                        )))
+                    }
+                }
+            }
+            if held_everywhere && roots.len() == layout.subtrees as usize {
+                return Ok(roots.into_values().collect());
+            }
+            if Instant::now() > deadline {
+                return Err(NodeError::TimedOut(format!(
+                    "the subtrees were not built in time ({} of {} roots)",
+                    roots.len(),
+                    layout.subtrees
+                )));
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
+    /// The next leaf this node may try for `tree` (reserving more through
+    /// the log when its interval is used up).
+    ///
+    /// An interval is at most [`RESERVE`] leaves and at most 1/16 of what
+    /// is left per member, so near the end of a tree each node takes one
+    /// leaf at a time and few leaves are stranded in other nodes'
+    /// intervals when the log runs out.
+    async fn next_leaf(&self, node: &Node, record: &SeedtreeRecord) -> Result<u32, NodeError> {
+        let tree = &record.name;
+        let capacity = 1u64 << record.height;
+        let mut leaves = self.leaves.lock().await;
+        let slot = leaves.entry(tree.to_string()).or_insert((0, 0));
+        if slot.0 >= slot.1 {
+            let left = node.registry(|r| {
+                r.seedtree
+                    .trees
+                    .get(tree)
+                    .map_or(0, |e| capacity.saturating_sub(e.next))
+            });
+            let count = (left / (16 * record.members.len().max(1) as u64))
+                .clamp(1, u64::from(RESERVE)) as u32;
+            let first = match node
+                .commit(node.statement(SeedtreeCommand::StReserve {
+                    tree: tree.to_string(),
+                    count,
+                }))
+                .await?
+            {
+                CommandResponse::Appended { index } => index,
+                other => {
+                    return Err(NodeError::Internal(format!(
+                        "a reservation was answered {other:?}"
+                    )))
+                }
+            };
+            *slot = (first, (first + u64::from(count)).min(capacity));
+        }
+        let q = slot.0;
+        slot.0 += 1;
+        u32::try_from(q).map_err(|_| NodeError::Internal("a leaf past 2^32".into()))
+    }
+
+    /// Sign request `req` by client `client` with tree `name`: gather a
+    /// lock quorum's locks on a fresh leaf and at least `t` sealed shares.
+    pub async fn sign(
+        &self,
+        node: &Node,
+        name: &str,
+        req: SignSeedtreeRequest,
+        (client, grant): (&str, &keyquorum_wire::control::Grant),
+        request: &httpsig::Request,
+    ) -> Result<SeedtreeLeaf, NodeError> {
+        ready(node)?;
+        if !member::may_sign(grant, name) {
+            return Err(NodeError::Forbidden(format!(
+                "client {client} may not sign with {name}"
+            )));
+        }
+        if req.message.0.len() > member::MAX_MESSAGE {
+            return Err(NodeError::BadRequest(format!(
+                "a message is at most {} bytes",
+                member::MAX_MESSAGE
+            )));
+        }
+        let e = node
+            .registry_fresh(|r| r.seedtree.trees.get(name).cloned())
+            .await
+            .ok_or_else(|| NodeError::NotFound(format!("no tree named {name}")))?;
+        let record = e.record;
+        let quorum = lock_quorum(record.members.len(), record.threshold);
+        let fwd = forwarded(request);
+        let hash = member::request_hash(&fwd);
+        let mut failures: Vec<String> = Vec::new();
+        let mut tried = std::collections::BTreeSet::new();
+        for _ in 0..member::LEAVES_PER_REQUEST {
+            let leaf = self.next_leaf(node, &record).await?;
+            #[cfg(feature = "fault-injection")]
+            let leaf = node.net_faults().seedtree_leaf().unwrap_or(leaf);
+            if !tried.insert(leaf) {
+                break;
+            }
+            match self
+                .try_leaf(node, &record, leaf, quorum, &hash, &fwd)
+                .await
+            {
+                Ok(Some(out)) => {
+                    node.audit_event(client, "seedtree.sign", Some(name), &format!("leaf {leaf}"));
+                    return Ok(out);
+                }
+                Ok(None) => {
+                    tracing::info!(tree = %name, leaf, "leaf locked to another request: skipped");
+                    failures.push(format!("leaf {leaf} is locked to another request"));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(NodeError::Conflict(format!(
+            "no leaf of {name} could be locked to this request: {}",
+            failures.join("; ")
+        )))
+    }
+
+    /// Leaf `leaf` for this request: `None` if a member locked it to
+    /// another request (the leaf is spent).
+    async fn try_leaf(
+        &self,
+        node: &Node,
+        record: &SeedtreeRecord,
+        leaf: u32,
+        quorum: usize,
+        hash: &[u8; 32],
+        fwd: &keyquorum_wire::peer::ClientRequest,
+    ) -> Result<Option<SeedtreeLeaf>, NodeError> {
+        let statement = lock_statement(&record.run, leaf, hash);
+        let mut candidates = me_first(&record.members, node.id(), leaf as usize).into_iter();
+        let mut locks: Vec<Endorsement> = Vec::new();
+        let mut failures: Vec<String> = Vec::new();
+        while locks.len() < quorum {
+            let ask: Vec<NodeId> = candidates.by_ref().take(quorum - locks.len()).collect();
+            if ask.is_empty() {
+                return Err(NodeError::Unavailable(format!(
+                    "{} of the {quorum} locks signing with {} needs: {}",
+                    locks.len(),
+                    record.name,
+                    failures.join("; ")
+                )));
+            }
+            for (m, r) in ask_each(node, &ask, |_| PeerMessage::StLock {
+                tree: record.name.clone(),
+                leaf,
+                request: fwd.clone(),
+            })
+            .await
+            {
+                match r {
+                    Ok(PeerMessage::StLocked { signature })
+                        if node.registry(|r| {
+                            r.members.get(&m).is_some_and(|i| {
+                                crate::identity::verify(&i.identity, &statement, &signature.0)
+                            })
+                        }) =>
+                    {
+                        locks.push(Endorsement { node: m, signature });
+                    }
+                    Err(NodeError::Conflict(why)) | Err(NodeError::Unavailable(why))
+                        if why.contains(member::LOCKED) =>
+                    {
+                        return Ok(None);
+                    }
+                    Ok(PeerMessage::Error { message, .. }) if message.contains(member::LOCKED) => {
+                        return Ok(None);
+                    }
+                    Ok(other) => failures.push(format!("node {m}: answered {}", kind(&other))),
+                    Err(e) => failures.push(format!("node {m}: {e}")),
+                }
+            }
+        }
+        let lockers: Vec<NodeId> = locks.iter().map(|l| l.node).collect();
+        let released = ask_each(node, &lockers, |_| PeerMessage::StRelease {
+            tree: record.name.clone(),
+            leaf,
+            request: fwd.clone(),
+            locks: locks.clone(),
+        })
+        .await;
+        let top = state::identifier_of(record).map_err(NodeError::Internal)?;
+        let layout = state::layout_of(record).map_err(NodeError::Internal)?;
+        let public = keyquorum_core::lms::hss::HssPublicKey::from_bytes(&record.public_key.0)
+            .map_err(NodeError::from_core)?;
+        let mut shares = Vec::new();
+        let mut public_data: Option<(Hex32, Vec<Hex32>)> = None;
+        let mut culprits = Vec::new();
+        for (m, r) in released {
+            match r {
+                Ok(PeerMessage::StReleased {
+                    share,
+                    leaf_node,
+                    path,
+                }) if share.node == m => {
+                    // The leaf's node and path must lead to the public root.
+                    if root_of(&top, layout.lms.leaves() + leaf, &leaf_node, &path)
+                        != Some(public.top.root)
+                    {
+                        culprits.push(m);
+                        continue;
+                    }
+                    public_data.get_or_insert((leaf_node, path));
+                    shares.push(share);
+                }
+                Ok(_) => culprits.push(m),
+                Err(e) => failures.push(format!("node {m}: {e}")),
+            }
+        }
+        if !culprits.is_empty() {
+            node.audit_event(
+                "peer",
+                "seedtree.blame",
+                Some(&record.name),
+                &format!("nodes {culprits:?} answered a release with a path off the tree"),
+            );
+        }
+        let Some((leaf_node, path)) =
+            public_data.filter(|_| shares.len() >= usize::from(record.threshold))
+        else {
+            return Err(if culprits.is_empty() {
+                NodeError::Unavailable(format!(
+                    "{} of the {} shares of leaf {leaf} were released: {}",
+                    shares.len(),
+                    record.threshold,
+                    failures.join("; ")
+                ))
+            } else {
+                NodeError::Misbehaved {
+                    message: format!("nodes {culprits:?} answered a release with a wrong leaf"),
+                    culprits,
+                }
+            });
+        };
+        Ok(Some(SeedtreeLeaf {
+            name: record.name.clone(),
+            run: record.run,
+            threshold: record.threshold,
+            leaf,
+            public_key: record.public_key.clone(),
+            leaf_node,
+            path,
+            shares,
+        }))
+    }
+
+    /// A tree message from `from`.
+    pub(crate) async fn handle(
+        &self,
+        node: &Node,
+        from: NodeId,
+        msg: PeerMessage,
+    ) -> Result<PeerMessage, NodeError> {
+        match msg {
+            PeerMessage::StCommit {
+                tree,
+                run,
+                members,
+                threshold,
+                subtrees,
+                request,
+            } => {
+                self.runs
+                    .commit(
+                        node, from, &tree, run, &members, threshold, subtrees, &request,
+                    )
+                    .await
+            }
+            PeerMessage::StReveal { run, commitments } => {
+                self.runs.reveal(node, from, &run, &commitments)
+            }
+            PeerMessage::StBuild { run, contributions } => {
+                self.runs.build(node, from, run, &contributions)
+            }
+            PeerMessage::StDeal {
+                run,
+                subtree,
+                first,
+                keys,
+                shares,
+            } => {
+                self.runs
+                    .deal(node, from, run, subtree, first, &keys.0, &shares)
+                    .await
+            }
+            PeerMessage::StProgress { run } => self.runs.progress(from, &run),
+            PeerMessage::StEndorse { record } => self.runs.endorse(node, from, &record),
+            PeerMessage::StLock {
+                tree,
+                leaf,
+                request,
+            } => self.member.lock(node, from, &tree, leaf, &request).await,
+            PeerMessage::StRelease {
+                tree,
+                leaf,
+                request,
+                locks,
+            } => {
+                self.member
+                    .release(node, from, &tree, leaf, &request, &locks)
+                    .await
+            }
+            _ => Err(NodeError::BadRequest("not a signing tree message".into())),
+        }
+    }
+}
+
+/// The root that node `r` with value `value` and `path` lead to (None if
+/// the path is the wrong length).
+fn root_of(id: &[u8; 16], mut r: u32, value: &Hex32, path: &[Hex32]) -> Option<[u8; 32]> {
+    let mut h = value.0;
+    for sib in path {
+        h = if r.is_multiple_of(2) {
+            keyquorum_core::lms::tree::interior_hash(id, r / 2, &h, &sib.0)
+        } else {
+            keyquorum_core::lms::tree::interior_hash(id, r / 2, &sib.0, &h)
+        };
+        r /= 2;
+    }
+    (r == 1).then_some(h)
+}
+
+fn kind(m: &PeerMessage) -> String {
+    serde_json::to_value(m)
+        .ok()
+        .and_then(|v| v.as_object().and_then(|o| o.keys().next().cloned()))
+        .unwrap_or_default()
+}

@@ -1,0 +1,306 @@
+//! The federated hash-based signing tree on real clusters on loopback:
+//! key generation in subtrees across the members, signatures an RFC 8554
+//! implementation we did not write accepts, exhaustion, a dead builder,
+//! every node restarted mid-use, and hostile members and coordinators that
+//! try to have one leaf used twice.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    missing_docs,
+    reason = "integration tests: a failed unwrap is a failed test"
+)]
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::sync::atomic::Ordering;
+
+use common::{client_request, cluster, n, new_client, now_s, status_of};
+use keyquorum_client::seedtree::{sign_with_leaf, verify, ReplyKey};
+use keyquorum_client::Client;
+use keyquorum_wire::control::Endorsement;
+use keyquorum_wire::peer::PeerMessage;
+use keyquorum_wire::seedtree::{lock_quorum, CreateSeedtreeRequest, SeedtreeInfo};
+
+fn tree(name: &str, height: u8, winternitz: u8) -> CreateSeedtreeRequest {
+    CreateSeedtreeRequest {
+        name: name.into(),
+        height,
+        winternitz,
+        subtrees: None,
+        threshold: Some(2),
+        members: None,
+    }
+}
+
+/// Checked by hbs-lms (an RFC 8554 implementation we did not write) and
+/// by ours.
+fn check(info: &SeedtreeInfo, msg: &[u8], sig: &[u8]) {
+    assert!(
+        hbs_lms::verify::<hbs_lms::Sha256_256>(msg, sig, &info.public_key.0).is_ok(),
+        "hbs-lms refused a signature of {}",
+        info.name
+    );
+    assert!(verify(&info.public_key.0, msg, sig));
+    assert!(!verify(&info.public_key.0, b"another message", sig));
+}
+
+fn client(c: &keyquorum_node::dev::LocalCluster, id: u16) -> Client {
+    Client::new(&c.url_of(n(id)), &c.admin, c.ca_pem().as_bytes()).unwrap()
+}
+
+/// A 2-of-4 tree of height 5 (W4) is built in four subtrees by the
+/// members; every one of its 32 leaves signs once, through every node,
+/// each signature accepted by hbs-lms; the 33rd request is a clear
+/// "exhausted". A tree of height 10 (W2, two subtrees) signs too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tree_signs_each_leaf_once_until_it_is_exhausted() {
+    let (_dir, c) = cluster(4, 2, 0).await;
+    let admin = client(&c, 1);
+    let info = admin.seedtree_create(&tree("fw", 5, 4)).await.unwrap();
+    assert_eq!(info.capacity, 32);
+    assert_eq!(info.subtrees, 4);
+    assert_eq!(info.builders.len(), 4);
+    assert_eq!(info.lock_quorum, 3);
+    assert_eq!(info.public_key.0.len(), 60);
+    assert_eq!(
+        &info.public_key.0[..4],
+        &1u32.to_be_bytes(),
+        "HSS with L = 1"
+    );
+    let mut leaves = BTreeSet::new();
+    for i in 0..32u32 {
+        let via = client(&c, 1 + (i % 4) as u16);
+        let msg = format!("firmware {i}");
+        let s = via
+            .seedtree_sign("fw", msg.as_bytes(), Some(&info.public_key.0))
+            .await
+            .unwrap();
+        check(&info, msg.as_bytes(), &s.signature.0);
+        assert!(leaves.insert(s.leaf), "leaf {} used twice", s.leaf);
+        // The signature names its leaf (RFC 8554: q after Nspk = 0).
+        assert_eq!(&s.signature.0[4..8], &s.leaf.to_be_bytes());
+    }
+    assert_eq!(leaves.len(), 32);
+    let err = client(&c, 2)
+        .seedtree_sign("fw", b"one too many", None)
+        .await
+        .unwrap_err();
+    assert_eq!(status_of(&err), 409, "{err}");
+    assert!(err.to_string().contains("exhausted"), "{err}");
+    let status = admin.seedtree("fw").await.unwrap();
+    assert_eq!((status.reserved, status.remaining), (32, 0));
+
+    let tall = admin
+        .seedtree_create(&CreateSeedtreeRequest {
+            subtrees: Some(2),
+            ..tree("tall", 10, 2)
+        })
+        .await
+        .unwrap();
+    assert_eq!((tall.capacity, tall.subtrees), (1024, 2));
+    for i in 0..3 {
+        let msg = [i as u8; 100];
+        let s = client(&c, 3)
+            .seedtree_sign("tall", &msg, Some(&tall.public_key.0))
+            .await
+            .unwrap();
+        check(&tall, &msg, &s.signature.0);
+    }
+    c.shutdown().await;
+}
+
+/// A builder stopped for good after key generation costs nothing: the
+/// other three members (a lock quorum of a 2-of-4 tree) still sign every
+/// leaf, including the dead builder's subtree's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_builder_costs_nothing_after_key_generation() {
+    let (_dir, mut c) = cluster(4, 2, 0).await;
+    let info = client(&c, 1)
+        .seedtree_create(&CreateSeedtreeRequest {
+            subtrees: Some(4),
+            ..tree("orphan", 5, 8)
+        })
+        .await
+        .unwrap();
+    let dead = *info.builders.iter().find(|b| **b != n(1)).unwrap();
+    c.stop_node(dead).await;
+    let via = client(&c, 1);
+    let mut leaves = BTreeSet::new();
+    for i in 0..20u32 {
+        let msg = i.to_be_bytes();
+        let s = via.seedtree_sign("orphan", &msg, None).await.unwrap();
+        check(&info, &msg, &s.signature.0);
+        leaves.insert(s.leaf);
+    }
+    assert_eq!(leaves.len(), 20);
+    c.shutdown().await;
+}
+
+/// Every node stopped and restarted between signatures: the log and the
+/// members' lock records come back, and no leaf signs twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_leaf_is_reused_across_every_node_restarting() {
+    let (_dir, mut c) = cluster(4, 2, 0).await;
+    let info = client(&c, 1)
+        .seedtree_create(&tree("again", 10, 4))
+        .await
+        .unwrap();
+    let mut leaves = BTreeSet::new();
+    for round in 0..3u16 {
+        for i in 0..6u32 {
+            let msg = format!("{round}/{i}");
+            let s = client(&c, 1 + (i % 4) as u16)
+                .seedtree_sign("again", msg.as_bytes(), None)
+                .await
+                .unwrap();
+            check(&info, msg.as_bytes(), &s.signature.0);
+            assert!(leaves.insert(s.leaf), "leaf {} used twice", s.leaf);
+        }
+        for id in 1..=4 {
+            c.restart_node(n(id)).await.unwrap();
+        }
+        c.wait_ready(std::time::Duration::from_secs(30))
+            .await
+            .unwrap();
+    }
+    assert_eq!(leaves.len(), 18);
+    c.shutdown().await;
+}
+
+/// A hostile coordinator (node 1, as a test hook) uses leaf 5 for every
+/// request. The first request gets it; for the second, the members that
+/// locked leaf 5 to the first refuse, so it is never released twice. Then
+/// node 1, acting alone, locks a leaf for a request and asks another
+/// member to release it with fewer locks than the lock quorum: refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leaf_is_released_for_one_request_only() {
+    let (_dir, c) = cluster(4, 2, 0).await;
+    let admin = client(&c, 1);
+    let info = admin.seedtree_create(&tree("once", 5, 4)).await.unwrap();
+    let signer = new_client(&admin, "signer", false, false, &["lms.once"]).await;
+    let nosy = new_client(&admin, "nosy", false, false, &["lms.other"]).await;
+    let hostile = c.node(n(1)).unwrap();
+    hostile
+        .net_faults()
+        .seedtree_leaf
+        .store(5 + 1, Ordering::Relaxed);
+    let via = Client::new(&c.url_of(n(1)), &signer, c.ca_pem().as_bytes()).unwrap();
+    let first = via.seedtree_sign("once", b"first", None).await.unwrap();
+    assert_eq!(first.leaf, 5);
+    check(&info, b"first", &first.signature.0);
+    let err = via
+        .seedtree_sign("once", b"second", None)
+        .await
+        .unwrap_err();
+    assert_eq!(status_of(&err), 409, "{err}");
+    assert!(
+        err.to_string().contains("locked to another request"),
+        "{err}"
+    );
+    hostile
+        .net_faults()
+        .seedtree_leaf
+        .store(0, Ordering::Relaxed);
+    // A client without the tree's permission gets nothing.
+    let err = Client::new(&c.url_of(n(2)), &nosy, c.ca_pem().as_bytes())
+        .unwrap()
+        .seedtree_sign("once", b"nosy", None)
+        .await
+        .unwrap_err();
+    assert_eq!(status_of(&err), 403, "{err}");
+
+    // Node 1 alone: its own lock on leaf 9, then a release asked of node 2.
+    let key = ReplyKey::generate();
+    let request = client_request(
+        &c.url_of(n(1)),
+        &signer,
+        "POST",
+        "/v1/seedtrees/once/sign",
+        Some(serde_json::json!({
+            "message": hex::encode(b"forged"),
+            "reply_key": key.public().to_string(),
+        })),
+        now_s(),
+    );
+    let me = hostile.node_info(n(1)).unwrap();
+    let (_, own) = hostile
+        .call_signed(
+            n(1),
+            &me,
+            &PeerMessage::StLock {
+                tree: "once".into(),
+                leaf: 9,
+                request: request.clone(),
+            },
+        )
+        .await
+        .unwrap();
+    let PeerMessage::StLocked { signature } = own else {
+        panic!("no lock: {own:?}")
+    };
+    let two = hostile.node_info(n(2)).unwrap();
+    let refused = hostile
+        .call_signed(
+            n(2),
+            &two,
+            &PeerMessage::StRelease {
+                tree: "once".into(),
+                leaf: 9,
+                request: request.clone(),
+                locks: vec![
+                    Endorsement {
+                        node: n(1),
+                        signature: signature.clone(),
+                    };
+                    3
+                ],
+            },
+        )
+        .await;
+    let err = refused.unwrap_err().to_string();
+    assert!(err.contains("1 of the 3 members' locks"), "{err}");
+    assert_eq!(lock_quorum(4, 2), 3);
+    // A lock taken for leaf 5 by the first request: node 2 refuses to lock
+    // it to this one.
+    let locked = hostile
+        .call_signed(
+            n(2),
+            &two,
+            &PeerMessage::StLock {
+                tree: "once".into(),
+                leaf: 5,
+                request: request.clone(),
+            },
+        )
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(locked.contains("leaf locked"), "{locked}");
+    c.shutdown().await;
+}
+
+/// The shares a member releases are sealed to the client's one-time key:
+/// the coordinator that relays them cannot open them, and the client can.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_relayed_shares_open_only_with_the_clients_key() {
+    let (_dir, c) = cluster(4, 2, 0).await;
+    let admin = client(&c, 2);
+    let info = admin.seedtree_create(&tree("sealed", 5, 2)).await.unwrap();
+    let key = ReplyKey::generate();
+    let leaf = admin
+        .seedtree_leaf("sealed", b"payload", &key)
+        .await
+        .unwrap();
+    assert!(leaf.shares.len() >= 2);
+    assert_eq!(leaf.run, info.run);
+    let other = ReplyKey::generate();
+    assert!(sign_with_leaf(&leaf, &other, b"payload", None).is_err());
+    let s = sign_with_leaf(&leaf, &key, b"payload", Some(&info.public_key.0)).unwrap();
+    check(&info, b"payload", &s.signature.0);
+    // A node answering for another public key is refused by a pinned client.
+    assert!(sign_with_leaf(&leaf, &key, b"payload", Some(&[0u8; 60])).is_err());
+    c.shutdown().await;
+}
