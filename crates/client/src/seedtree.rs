@@ -100,7 +100,7 @@ pub fn sign_with_leaf(
         }
     }
     let t = usize::from(leaf.threshold);
-    if t == 0 || opened.len() < t {
+    if t == 0 || t > 64 || opened.len() < t {
         return Err(bad(format!(
             "{} shares opened; {t} are needed",
             opened.len()
@@ -128,13 +128,26 @@ pub fn sign_with_leaf(
     )))
 }
 
-/// Every `k`-subset of `0..n`, in order (n is a tree's member count).
+/// `k`-subsets of `0..n` to try, at most 256: first the first `k`, then
+/// the first `k` without each one in turn (one bad share is passed over at
+/// once, however many there are), then the others in order.
 fn subsets(n: usize, k: usize) -> Vec<Vec<usize>> {
-    let mut out = Vec::new();
+    let mut out: Vec<Vec<usize>> = Vec::new();
+    if k <= n {
+        out.push((0..k).collect());
+        for skip in 0..n {
+            let set: Vec<usize> = (0..n).filter(|i| *i != skip).take(k).collect();
+            if set.len() == k && !out.contains(&set) {
+                out.push(set);
+            }
+        }
+    }
     let mut cur = Vec::with_capacity(k);
     fn walk(start: usize, n: usize, k: usize, cur: &mut Vec<usize>, out: &mut Vec<Vec<usize>>) {
         if cur.len() == k {
-            out.push(cur.clone());
+            if !out.contains(cur) {
+                out.push(cur.clone());
+            }
             return;
         }
         for i in start..n {

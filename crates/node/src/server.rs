@@ -181,6 +181,7 @@ impl Node {
         let roster = tokio::spawn(crate::cluster::membership::follow_roster(node.clone()));
         let keeper = tokio::spawn(crate::cluster::audit::keeper::keeper(node.clone()));
         let inputs = tokio::spawn(crate::he::keeper::keeper(node.clone()));
+        let settle = tokio::spawn(trees.clone().settle(node.clone()));
         let (tx, rx) = oneshot::channel::<()>();
         let app = router(node.clone(), keys.clone(), he.clone(), trees.clone());
         let limits = crate::cluster::tls::Limits {
@@ -211,7 +212,7 @@ impl Node {
             addr: opened.bound,
             shutdown: Some(tx),
             server: Some(server),
-            tasks: vec![audit, batcher, roster, keeper, inputs],
+            tasks: vec![audit, batcher, roster, keeper, inputs, settle],
             raft_file: opened.raft_file,
         })
     }

@@ -179,7 +179,9 @@ async fn no_leaf_is_reused_across_every_node_restarting() {
 async fn a_leaf_is_released_for_one_request_only() {
     let (_dir, c) = cluster(4, 2, 0).await;
     let admin = client(&c, 1);
-    let info = admin.seedtree_create(&tree("once", 5, 4)).await.unwrap();
+    // Height 10: the first signature hands node 1 16 leaves (5 and 9
+    // among them); members lock only leaves the log handed out.
+    let info = admin.seedtree_create(&tree("once", 10, 4)).await.unwrap();
     let signer = new_client(&admin, "signer", false, false, &["lms.once"]).await;
     let nosy = new_client(&admin, "nosy", false, false, &["lms.other"]).await;
     let hostile = c.node(n(1)).unwrap();
@@ -212,7 +214,8 @@ async fn a_leaf_is_released_for_one_request_only() {
         .unwrap_err();
     assert_eq!(status_of(&err), 403, "{err}");
 
-    // Node 1 alone: its own lock on leaf 9, then a release asked of node 2.
+    // Node 1 alone: its own lock on leaf 9, then a release asked of node 2;
+    // and a leaf the log never handed out, refused.
     let key = ReplyKey::generate();
     let request = client_request(
         &c.url_of(n(1)),
@@ -242,6 +245,20 @@ async fn a_leaf_is_released_for_one_request_only() {
         panic!("no lock: {own:?}")
     };
     let two = hostile.node_info(n(2)).unwrap();
+    let ahead = hostile
+        .call_signed(
+            n(2),
+            &two,
+            &PeerMessage::StLock {
+                tree: "once".into(),
+                leaf: 1000,
+                request: request.clone(),
+            },
+        )
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(ahead.contains("was not handed out"), "{ahead}");
     let refused = hostile
         .call_signed(
             n(2),
@@ -302,5 +319,280 @@ async fn the_relayed_shares_open_only_with_the_clients_key() {
     check(&info, b"payload", &s.signature.0);
     // A node answering for another public key is refused by a pinned client.
     assert!(sign_with_leaf(&leaf, &key, b"payload", Some(&[0u8; 60])).is_err());
+    c.shutdown().await;
+}
+
+/// The culprits an API error names.
+fn culprits(e: &keyquorum_client::ClientError) -> Vec<keyquorum_wire::NodeId> {
+    match e {
+        keyquorum_client::ClientError::Api { body, .. } => body.culprits.clone(),
+        _ => Vec::new(),
+    }
+}
+
+/// A member that reveals another contribution than it committed to is
+/// named, and a builder that publishes a wrong subtree root is named by
+/// the members, which refuse to endorse: no tree is created either time,
+/// and with both hooks off the same tree is created.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lying_member_or_builder_is_named_and_no_tree_is_made() {
+    let (_dir, c) = cluster(4, 2, 0).await;
+    let admin = client(&c, 1);
+    let liar = c.node(n(3)).unwrap();
+    liar.net_faults()
+        .seedtree_lie_reveal
+        .store(true, Ordering::Relaxed);
+    let err = admin.seedtree_create(&tree("lie", 5, 4)).await.unwrap_err();
+    assert_eq!(status_of(&err), 502, "{err}");
+    assert_eq!(culprits(&err), vec![n(3)], "{err}");
+    liar.net_faults()
+        .seedtree_lie_reveal
+        .store(false, Ordering::Relaxed);
+    // Every builder reports wrong roots: the members, which computed the
+    // subtrees from the leaves they were dealt, name the builders.
+    for id in 1..=4 {
+        c.node(n(id))
+            .unwrap()
+            .net_faults()
+            .seedtree_bad_root
+            .store(true, Ordering::Relaxed);
+    }
+    let req = CreateSeedtreeRequest {
+        subtrees: Some(4),
+        ..tree("lie", 5, 4)
+    };
+    let err = admin.seedtree_create(&req).await.unwrap_err();
+    assert_eq!(status_of(&err), 502, "{err}");
+    assert!(!culprits(&err).is_empty(), "{err}");
+    assert!(err.to_string().contains("roots"), "{err}");
+    assert!(admin.seedtrees().await.unwrap().trees.is_empty());
+    for id in 1..=4 {
+        c.node(n(id))
+            .unwrap()
+            .net_faults()
+            .seedtree_bad_root
+            .store(false, Ordering::Relaxed);
+    }
+    let made = admin.seedtree_create(&req).await.unwrap();
+    let s = admin.seedtree_sign("lie", b"now", None).await.unwrap();
+    check(&made, b"now", &s.signature.0);
+    c.shutdown().await;
+}
+
+/// Signing load through every node while each node in turn is stopped
+/// abruptly and started again: every signature the clients got verifies,
+/// and no leaf appears twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_leaf_is_reused_when_nodes_die_under_signing_load() {
+    use std::sync::atomic::AtomicUsize;
+    use std::sync::Arc;
+    let (_dir, mut c) = cluster(4, 2, 0).await;
+    let info = client(&c, 1)
+        .seedtree_create(&tree("load", 10, 4))
+        .await
+        .unwrap();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let acked = Arc::new(AtomicUsize::new(0));
+    let mut tasks = Vec::new();
+    for w in 0..4u16 {
+        let via = client(&c, 1 + w);
+        let (stop, acked) = (stop.clone(), acked.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut got = Vec::new();
+            let mut i = 0u32;
+            while !stop.load(Ordering::Relaxed) {
+                i += 1;
+                let msg = format!("{w}/{i}");
+                if let Ok(s) = via.seedtree_sign("load", msg.as_bytes(), None).await {
+                    got.push((msg, s));
+                    acked.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            got
+        }));
+    }
+    for id in 1..=4u16 {
+        let before = acked.load(Ordering::Relaxed);
+        common::poll(
+            "signatures between restarts",
+            std::time::Duration::from_secs(60),
+            || {
+                let acked = acked.clone();
+                async move { acked.load(Ordering::Relaxed) >= before + 5 }
+            },
+        )
+        .await;
+        c.restart_node(n(id)).await.unwrap();
+    }
+    let before = acked.load(Ordering::Relaxed);
+    common::poll(
+        "signatures after the last restart",
+        std::time::Duration::from_secs(60),
+        || {
+            let acked = acked.clone();
+            async move { acked.load(Ordering::Relaxed) >= before + 5 }
+        },
+    )
+    .await;
+    stop.store(true, Ordering::Relaxed);
+    let mut leaves = BTreeSet::new();
+    for t in tasks {
+        for (msg, s) in t.await.unwrap() {
+            check(&info, msg.as_bytes(), &s.signature.0);
+            assert!(leaves.insert(s.leaf), "leaf {} signed twice", s.leaf);
+        }
+    }
+    assert!(leaves.len() >= 25, "{} signatures", leaves.len());
+    c.shutdown().await;
+}
+
+/// 10,000 signatures from one tree (`KEYQUORUM_SEEDTREE_SIGNATURES` for
+/// another count) with no leaf repeated, from 8 concurrent clients
+/// through all four nodes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn thousands_of_signatures_never_repeat_a_leaf() {
+    let total: u32 = std::env::var("KEYQUORUM_SEEDTREE_SIGNATURES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10_000);
+    let (_dir, c) = cluster(4, 2, 0).await;
+    let info = client(&c, 1)
+        .seedtree_create(&tree("many", 15, 4))
+        .await
+        .unwrap();
+    let mut tasks = Vec::new();
+    for w in 0..8u32 {
+        let via = client(&c, 1 + (w % 4) as u16);
+        let pk = info.public_key.0.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut leaves = Vec::new();
+            for i in (w..total).step_by(8) {
+                let s = via
+                    .seedtree_sign("many", &i.to_be_bytes(), Some(&pk))
+                    .await
+                    .unwrap();
+                leaves.push(s.leaf);
+            }
+            leaves
+        }));
+    }
+    let mut leaves = BTreeSet::new();
+    for t in tasks {
+        for leaf in t.await.unwrap() {
+            assert!(leaves.insert(leaf), "leaf {leaf} signed twice");
+        }
+    }
+    assert_eq!(leaves.len(), total as usize);
+    let status = client(&c, 2).seedtree("many").await.unwrap();
+    assert!(status.reserved >= u64::from(total));
+    assert_eq!(status.remaining, status.capacity - status.reserved);
+    c.shutdown().await;
+}
+
+/// A member whose vault is restored from a backup taken before it locked
+/// a leaf has lost that lock record. It still refuses the leaf: it was
+/// handed out before the member started, and a member locks only leaves
+/// handed out since (its records may be older than the log).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_restored_from_a_backup_locks_no_leaf_handed_out_before_it_started() {
+    let (dir, mut c) = cluster(4, 2, 0).await;
+    let admin = client(&c, 1);
+    // Height 10: the first signature hands node 1 16 leaves, 7 among them.
+    let info = admin
+        .seedtree_create(&tree("restore", 10, 4))
+        .await
+        .unwrap();
+    let vault = |id: u16| dir.path().join(format!("node-{id}")).join("vault.redb");
+    let backup = |id: u16| dir.path().join(format!("node-{id}-vault.backup"));
+    for id in 2..=4 {
+        c.stop_node(n(id)).await;
+        std::fs::copy(vault(id), backup(id)).unwrap();
+        c.restart_node(n(id)).await.unwrap();
+    }
+    c.wait_ready(std::time::Duration::from_secs(30))
+        .await
+        .unwrap();
+    let hostile = c.node(n(1)).unwrap();
+    hostile
+        .net_faults()
+        .seedtree_leaf
+        .store(7 + 1, Ordering::Relaxed);
+    let first = common::poll_value(
+        "a signature once the members caught up",
+        std::time::Duration::from_secs(30),
+        || async { admin.seedtree_sign("restore", b"first", None).await.ok() },
+    )
+    .await;
+    assert_eq!(first.leaf, 7);
+    check(&info, b"first", &first.signature.0);
+    let mut lock_key = info.run.0.to_vec();
+    lock_key.extend_from_slice(&7u32.to_be_bytes());
+    let table = keyquorum_store::vault::Table::LeafLocks;
+    let locked = |c: &keyquorum_node::dev::LocalCluster, id: u16| {
+        c.node(n(id))
+            .unwrap()
+            .vault()
+            .get(table, &lock_key)
+            .unwrap()
+            .is_some()
+    };
+    // A member other than the coordinator that locked leaf 7: its disk
+    // goes back to before the lock.
+    let id = (2..=4).find(|id| locked(&c, *id)).unwrap();
+    c.stop_node(n(id)).await;
+    std::fs::copy(backup(id), vault(id)).unwrap();
+    c.restart_node(n(id)).await.unwrap();
+    c.wait_ready(std::time::Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert!(!locked(&c, id));
+    let signer = &c.admin;
+    let to = hostile.node_info(n(id)).unwrap();
+    let refusal = common::poll_value(
+        "the restored member to judge leaf 7 once it caught up",
+        std::time::Duration::from_secs(30),
+        || async {
+            let request = client_request(
+                &c.url_of(n(1)),
+                signer,
+                "POST",
+                "/v1/seedtrees/restore/sign",
+                Some(serde_json::json!({
+                    "message": hex::encode(b"second"),
+                    "reply_key": ReplyKey::generate().public().to_string(),
+                })),
+                now_s(),
+            );
+            let msg = PeerMessage::StLock {
+                tree: "restore".into(),
+                leaf: 7,
+                request,
+            };
+            match hostile.call_signed(n(id), &to, &msg).await {
+                Ok(reply) => panic!("node {id} locked leaf 7 again: {:?}", reply.1),
+                Err(e) if e.to_string().contains("caught up") => None,
+                Err(e) => Some(e.to_string()),
+            }
+        },
+    )
+    .await;
+    assert!(refusal.contains("before this member started"), "{refusal}");
+    // Through the API, the hostile coordinator's second use of leaf 7 is
+    // refused; the leaves the log hands out next sign.
+    let err = admin
+        .seedtree_sign("restore", b"second", None)
+        .await
+        .unwrap_err();
+    assert_eq!(status_of(&err), 409, "{err}");
+    hostile
+        .net_faults()
+        .seedtree_leaf
+        .store(0, Ordering::Relaxed);
+    let fresh = admin
+        .seedtree_sign("restore", b"third", None)
+        .await
+        .unwrap();
+    assert_ne!(fresh.leaf, 7);
+    check(&info, b"third", &fresh.signature.0);
     c.shutdown().await;
 }

@@ -49,6 +49,14 @@ pub struct NetFaults {
     /// or leader handing one leaf out twice, for `tests/seedtree.rs`).
     #[cfg(feature = "fault-injection")]
     pub seedtree_leaf: std::sync::atomic::AtomicU64,
+    /// In a tree's key generation, reveal another contribution than the
+    /// one committed to (a lying member).
+    #[cfg(feature = "fault-injection")]
+    pub seedtree_lie_reveal: AtomicBool,
+    /// As a tree's builder, report altered subtree roots (a builder
+    /// publishing a wrong root).
+    #[cfg(feature = "fault-injection")]
+    pub seedtree_bad_root: AtomicBool,
 }
 
 #[cfg(feature = "fault-injection")]

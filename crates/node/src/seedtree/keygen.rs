@@ -42,7 +42,7 @@ use rand_core::{OsRng, RngCore};
 use sha2::{Digest, Sha256};
 
 use super::state::{self, numbers};
-use crate::api::auth::{check_forwarded, check_sent_to, Ledger};
+use crate::api::auth::{check_forwarded, check_sent_to, Authorized, Ledger};
 use crate::cluster::peer::{open_secret, seal_secret};
 use crate::cluster::Node;
 use crate::error::NodeError;
@@ -74,6 +74,8 @@ struct Run {
     /// Subtrees this member built and dealt to everyone: their roots.
     built: BTreeMap<u32, Hash>,
     failed: Option<String>,
+    /// Endorsed: no more deals.
+    endorsed: bool,
     started: Instant,
 }
 
@@ -95,6 +97,17 @@ pub(crate) fn leaf_key(run: &Hex32, q: u32) -> [u8; 36] {
     k[..32].copy_from_slice(&run.0);
     k[32..].copy_from_slice(&q.to_be_bytes());
     k
+}
+
+/// The run of the key generation the admin's request `request` asks
+/// for: derived from what its signature covers, so no coordinator can
+/// pick it (and reuse another tree's, whose shares and locks are stored
+/// under it).
+pub(crate) fn run_of(a: &Authorized, request: &ClientRequest) -> Hex32 {
+    let mut h = Sha256::new();
+    h.update(b"keyquorum-seedtree-run-v1");
+    h.update(super::member::request_hash(a, request));
+    Hex32(h.finalize().into())
 }
 
 /// The HPKE session of one deal: the run, the subtree and the first leaf.
@@ -164,6 +177,12 @@ impl Runs {
         {
             return Err(refuse("the run is not the tree the client asked for"));
         }
+        if run != run_of(&a, request) {
+            return Err(refuse("the run is not the one the client's request makes"));
+        }
+        if node.registry(|r| r.seedtree.trees.values().any(|e| e.record.run == run)) {
+            return Err(refuse(format!("run {run} made a tree already")));
+        }
         if !members.contains(&node.id()) {
             return Err(refuse(format!(
                 "node {} is not one of its members",
@@ -179,7 +198,17 @@ impl Runs {
         OsRng.fill_bytes(&mut contribution);
         let c = commitment(tree, u64::from(node.id()), &contribution);
         let mut runs = lock(&self.runs)?;
-        runs.retain(|_, r| lock(r).is_ok_and(|r| r.started.elapsed() < RUN_LIFETIME));
+        // Runs whose tree is committed, endorsed a minute ago or older than
+        // a run lives are over.
+        let made: BTreeSet<Hex32> =
+            node.registry(|r| r.seedtree.trees.values().map(|e| e.record.run).collect());
+        runs.retain(|id, r| {
+            !made.contains(id)
+                && lock(r).is_ok_and(|r| {
+                    let age = r.started.elapsed();
+                    age < RUN_LIFETIME && !(r.endorsed && age > Duration::from_secs(60))
+                })
+        });
         if runs.len() >= MAX_RUNS {
             return Err(NodeError::Unavailable(format!(
                 "this member takes part in {MAX_RUNS} tree key generations already"
@@ -204,6 +233,7 @@ impl Runs {
                 held: BTreeMap::new(),
                 built: BTreeMap::new(),
                 failed: None,
+                endorsed: false,
                 started: Instant::now(),
             })),
         );
@@ -236,8 +266,18 @@ impl Runs {
             return Err(refuse("the commitments changed after this member saw them"));
         }
         r.commitments = Some(list);
+        #[allow(unused_mut, reason = "altered by a test hook only")]
+        let mut contribution = r.contribution;
+        #[cfg(feature = "fault-injection")]
+        if node
+            .net_faults()
+            .seedtree_lie_reveal
+            .load(std::sync::atomic::Ordering::Relaxed)
+        {
+            contribution[0] ^= 1;
+        }
         Ok(PeerMessage::StRevealed {
-            contribution: Hex32(r.contribution),
+            contribution: Hex32(contribution),
         })
     }
 
@@ -322,6 +362,14 @@ impl Runs {
                     "node {from} does not build subtree {subtree}"
                 )));
             }
+            if r.endorsed
+                || r.held.contains_key(&subtree)
+                || r.chunks.get(&subtree).is_some_and(|c| c.contains(&first))
+            {
+                return Err(refuse(format!(
+                    "leaves {first}.. of subtree {subtree} were dealt already"
+                )));
+            }
             (r.layout, id, r.name.clone())
         };
         let range = layout.leaves_of(subtree);
@@ -367,6 +415,7 @@ impl Runs {
         let complete = {
             let mut r = lock(&cell)?;
             if !r.chunks.entry(subtree).or_default().insert(first) {
+                // A concurrent copy of the same deal (the same builder).
                 return Ok(PeerMessage::Ack);
             }
             let per = layout.per_subtree() as usize;
@@ -399,11 +448,35 @@ impl Runs {
     }
 
     /// How far run `run` is on this member.
-    pub(crate) fn progress(&self, from: NodeId, run: &Hex32) -> Result<PeerMessage, NodeError> {
+    pub(crate) fn progress(
+        &self,
+        node: &Node,
+        from: NodeId,
+        run: &Hex32,
+    ) -> Result<PeerMessage, NodeError> {
         let cell = self.run(run, Some(from))?;
         let r = lock(&cell)?;
+        #[cfg(feature = "fault-injection")]
+        let flip = u8::from(
+            node.net_faults()
+                .seedtree_bad_root
+                .load(std::sync::atomic::Ordering::Relaxed),
+        );
+        #[cfg(not(feature = "fault-injection"))]
+        let flip = {
+            let _ = node;
+            0u8
+        };
         Ok(PeerMessage::StProgressed {
-            built: r.built.iter().map(|(s, h)| (*s, Hex32(*h))).collect(),
+            built: r
+                .built
+                .iter()
+                .map(|(s, h)| {
+                    let mut h = *h;
+                    h[0] ^= flip;
+                    (*s, Hex32(h))
+                })
+                .collect(),
             held: r.held.len() as u32,
             failed: r.failed.clone(),
         })
@@ -452,6 +525,8 @@ impl Runs {
                 culprits,
             });
         }
+        drop(r);
+        lock(&cell)?.endorsed = true;
         let signature = node.keys().sign(&endorse_statement(record));
         Ok(PeerMessage::StEndorsed {
             signature: Hex(signature.to_vec()),

@@ -20,6 +20,7 @@
 //! no node, the coordinator included, ever holds a leaf's key after key
 //! generation. The client rebuilds the leaf's key, signs and verifies.
 
+use std::collections::BTreeMap;
 use std::sync::Mutex;
 
 use keyquorum_core::lms::federation::Layout;
@@ -54,19 +55,40 @@ pub(crate) const MAX_MESSAGE: usize = 64 * 1024;
 pub(crate) struct Member {
     ledger: Ledger,
     locks: Mutex<()>,
+    /// Per tree, the leaves the log had handed out when this member
+    /// started (read once, after catching up): it locks none below. Its
+    /// lock records may be older than the log (a vault restored from a
+    /// backup): a leaf handed out before it started may have been locked
+    /// by a record it no longer has.
+    floor: tokio::sync::OnceCell<BTreeMap<String, u64>>,
 }
 
 fn refuse(why: impl std::fmt::Display) -> NodeError {
     NodeError::Forbidden(format!("leaf refused: {why}"))
 }
 
-/// What a lock binds: the client's request, byte for byte.
-pub(crate) fn request_hash(request: &ClientRequest) -> [u8; 32] {
+/// What a lock binds: what the client's signature covers and makes unique
+/// (its key, nonce and time, the method, target URI and body), never the
+/// bytes around it a relaying node could vary.
+pub(crate) fn request_hash(a: &Authorized, request: &ClientRequest) -> [u8; 32] {
     let mut h = Sha256::new();
-    h.update(b"keyquorum-seedtree-request-v1");
-    h.update(serde_json::to_vec(request).unwrap_or_default());
+    h.update(b"keyquorum-seedtree-request-v2");
+    for part in [
+        a.verified.keyid.as_bytes(),
+        a.verified.nonce.as_bytes(),
+        a.method.as_bytes(),
+        request.target_uri.as_bytes(),
+    ] {
+        h.update((part.len() as u64).to_be_bytes());
+        h.update(part);
+    }
+    h.update(a.verified.created.to_be_bytes());
+    h.update(Sha256::digest(&a.body));
     h.finalize().into()
 }
+
+/// The refusal of a leaf handed out before this member started.
+pub(crate) const STALE: &str = "leaf handed out before this member started";
 
 /// Whether a client with this grant signs with tree `name`.
 pub(crate) fn may_sign(grant: &keyquorum_wire::control::Grant, name: &str) -> bool {
@@ -87,7 +109,12 @@ impl Member {
         step: &str,
     ) -> Result<(Authorized, TreeEntry, SignSeedtreeRequest), NodeError> {
         let behind = check_forwarded(node, request).is_err()
-            || node.registry(|r| !r.seedtree.trees.contains_key(tree));
+            || node.registry(|r| {
+                r.seedtree
+                    .trees
+                    .get(tree)
+                    .is_none_or(|e| u64::from(leaf) >= e.next)
+            });
         if behind {
             let _ = node.read_barrier().await;
         }
@@ -119,6 +146,14 @@ impl Member {
         if u64::from(leaf) >= 1u64 << e.record.height {
             return Err(NodeError::BadRequest(format!("{tree} has no leaf {leaf}")));
         }
+        // Only a leaf the log handed out: one this member locked before it
+        // last started was handed out before then, below its floor.
+        if u64::from(leaf) >= e.next {
+            return Err(refuse(format!(
+                "leaf {leaf} of {tree} was not handed out (the log is at {})",
+                e.next
+            )));
+        }
         self.ledger.record(
             &a,
             &format!("seedtree.sign {tree}"),
@@ -128,15 +163,54 @@ impl Member {
         Ok((a, e, body))
     }
 
+    /// Read, once this node caught up with the log after it started, how
+    /// far each tree's leaves were handed out (a task started with the
+    /// node; until it is done this member locks nothing).
+    pub(crate) async fn settle(&self, node: &Node) {
+        let mut wait = std::time::Duration::from_millis(50);
+        loop {
+            match node.read_barrier().await {
+                Ok(()) => {
+                    let floors = node.registry(|r| {
+                        r.seedtree
+                            .trees
+                            .iter()
+                            .map(|(name, e)| (name.clone(), e.next))
+                            .collect()
+                    });
+                    let _ = self.floor.set(floors);
+                    return;
+                }
+                Err(e) => tracing::debug!(error = %e, "waiting to catch up before locking leaves"),
+            }
+            tokio::time::sleep(wait).await;
+            wait = (wait * 2).min(std::time::Duration::from_secs(2));
+        }
+    }
+
+    /// The leaves of `tree` handed out before this member started.
+    fn floor(&self, tree: &str) -> Result<u64, NodeError> {
+        let floors = self.floor.get().ok_or_else(|| {
+            NodeError::Unavailable(
+                "this member has not caught up with the log since it started: it locks no \
+                 leaf yet"
+                    .into(),
+            )
+        })?;
+        Ok(floors.get(tree).copied().unwrap_or(0))
+    }
+
     /// Lock `leaf` of tree `record` to the request hashed `h`: `Ok` if it
-    /// is locked to it now (it was, or it was free), a refusal naming
-    /// [`LOCKED`] if another request holds it. Durable before it returns.
+    /// is locked to it now (it was, or it was free and handed out since
+    /// this member started), a refusal naming [`LOCKED`] if another
+    /// request holds it, or [`STALE`]. Durable before it returns.
     fn lock_to(
         &self,
         node: &Node,
         record: &SeedtreeRecord,
         leaf: u32,
         h: &[u8; 32],
+        floor: u64,
     ) -> Result<(), NodeError> {
         let key = leaf_key(&record.run, leaf);
         let _guard = self
@@ -151,6 +225,11 @@ impl Member {
             Some(held) if held.as_slice() == h => Ok(()),
             Some(_) => Err(NodeError::Conflict(format!(
                 "{LOCKED}: leaf {leaf} of {} is locked to another request on node {}",
+                record.name,
+                node.id()
+            ))),
+            None if u64::from(leaf) < floor => Err(NodeError::Conflict(format!(
+                "{STALE}: leaf {leaf} of {} (node {} locks leaves from {floor} on)",
                 record.name,
                 node.id()
             ))),
@@ -169,11 +248,12 @@ impl Member {
         leaf: u32,
         request: &ClientRequest,
     ) -> Result<PeerMessage, NodeError> {
-        let (_, e, _) = self
+        let (a, e, _) = self
             .authorize(node, from, tree, leaf, request, "lock")
             .await?;
-        let h = request_hash(request);
-        self.lock_to(node, &e.record, leaf, &h)?;
+        let h = request_hash(&a, request);
+        let floor = self.floor(tree)?;
+        self.lock_to(node, &e.record, leaf, &h, floor)?;
         let signature = node.keys().sign(&lock_statement(&e.record.run, leaf, &h));
         Ok(PeerMessage::StLocked {
             signature: Hex(signature.to_vec()),
@@ -196,21 +276,33 @@ impl Member {
             .authorize(node, from, tree, leaf, request, "release")
             .await?;
         let record = &e.record;
-        let h = request_hash(request);
+        let h = request_hash(&a, request);
         let statement = lock_statement(&record.run, leaf, &h);
         let need = lock_quorum(record.members.len(), record.threshold);
-        let locked: std::collections::BTreeSet<NodeId> = node.registry(|r| {
-            locks
+        if locks.len() > record.members.len() {
+            return Err(NodeError::BadRequest(format!(
+                "at most one lock per member ({})",
+                record.members.len()
+            )));
+        }
+        // The members' keys copied out, checked outside the registry's lock.
+        let keys: BTreeMap<NodeId, Hex32> = node.registry(|r| {
+            record
+                .members
                 .iter()
-                .filter(|l| record.members.contains(&l.node))
-                .filter(|l| {
-                    r.members.get(&l.node).is_some_and(|m| {
-                        crate::identity::verify(&m.identity, &statement, &l.signature.0)
-                    })
-                })
-                .map(|l| l.node)
+                .filter_map(|m| r.members.get(m).map(|i| (*m, i.identity)))
                 .collect()
         });
+        let mut locked = std::collections::BTreeSet::new();
+        for l in locks {
+            if !locked.contains(&l.node)
+                && keys
+                    .get(&l.node)
+                    .is_some_and(|k| crate::identity::verify(k, &statement, &l.signature.0))
+            {
+                locked.insert(l.node);
+            }
+        }
         if locked.len() < need {
             return Err(refuse(format!(
                 "{} of the {need} members' locks on leaf {leaf} for this request",
@@ -218,7 +310,8 @@ impl Member {
             )));
         }
         // This member's own record agrees (or takes the lock now).
-        self.lock_to(node, record, leaf, &h)?;
+        let floor = self.floor(tree)?;
+        self.lock_to(node, record, leaf, &h, floor)?;
         let share = node
             .vault()
             .get(Table::LeafShares, &leaf_key(&record.run, leaf))

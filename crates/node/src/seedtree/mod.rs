@@ -36,10 +36,10 @@ use keyquorum_wire::seedtree::{
 };
 use keyquorum_wire::{Hex, Hex32, NodeId};
 
-use crate::api::auth::{by_request, forwarded};
+use crate::api::auth::{by_request, check_forwarded, forwarded};
 use crate::cluster::Node;
 use crate::error::NodeError;
-use crate::keys::{me_first, random_session};
+use crate::keys::me_first;
 use state::{info_of, numbers, shape, ST_RULES};
 
 pub mod api;
@@ -136,6 +136,12 @@ impl Seedtrees {
         }
     }
 
+    /// This member's start: once it caught up with the log, it knows which
+    /// leaves were handed out before it started (a task the node runs).
+    pub async fn settle(self: Arc<Self>, node: Node) {
+        self.member.settle(&node).await;
+    }
+
     /// Tree `name`'s public description.
     pub fn info(node: &Node, name: &str) -> Result<SeedtreeInfo, NodeError> {
         node.registry(|r| r.seedtree.trees.get(name).map(info_of))
@@ -173,10 +179,10 @@ impl Seedtrees {
         if let Some(m) = shape.members.iter().find(|m| node.node_info(**m).is_none()) {
             return Err(NodeError::BadRequest(format!("node {m} is not a member")));
         }
-        let run = random_session();
+        let fwd = forwarded(request);
+        let run = keygen::run_of(&check_forwarded(node, &fwd)?, &fwd);
         let members = shape.members.clone();
         let name = req.name.clone();
-        let fwd = forwarded(request);
         // 1. Commitments.
         let committed = all_ok(
             ask_each(node, &members, |_| PeerMessage::StCommit {
@@ -241,9 +247,6 @@ impl Seedtrees {
             .await,
             "build",
         )?;
-        let roots = self
-            .await_builds(node, &members, run, &shape.layout)
-            .await?;
         let commit_map: BTreeMap<u64, [u8; 32]> = members
             .iter()
             .zip(&commitments)
@@ -261,6 +264,9 @@ impl Seedtrees {
                 .into_iter()
                 .filter_map(|b| NodeId::new(u16::try_from(b).unwrap_or(0)))
                 .collect();
+        let roots = self
+            .await_builds(node, &members, &builders, run, &shape.layout)
+            .await?;
         let public = state::public_key(&shape.layout, &id, &roots).map_err(NodeError::Internal)?;
         let record = SeedtreeRecord {
             name: name.clone(),
@@ -307,6 +313,7 @@ impl Seedtrees {
         &self,
         node: &Node,
         members: &[NodeId],
+        builders: &[NodeId],
         run: Hex32,
         layout: &federation::Layout,
     ) -> Result<Vec<Hex32>, NodeError> {
@@ -334,7 +341,12 @@ impl Seedtrees {
                                 "node {m} could not build: {why}"
                             )));
                         }
-                        roots.extend(built);
+                        // A root counts from its subtree's builder only.
+                        roots.extend(
+                            built
+                                .into_iter()
+                                .filter(|(s, _)| builders.get(*s as usize) == Some(&m)),
+                        );
                         held_everywhere &= held == layout.subtrees;
                     }
                     other => {
@@ -427,9 +439,16 @@ impl Seedtrees {
             .await
             .ok_or_else(|| NodeError::NotFound(format!("no tree named {name}")))?;
         let record = e.record;
+        if !record.members.contains(&node.id()) {
+            return Err(NodeError::Conflict(format!(
+                "node {} is not a member of tree {name}: ask one of its members {:?}",
+                node.id(),
+                record.members
+            )));
+        }
         let quorum = lock_quorum(record.members.len(), record.threshold);
         let fwd = forwarded(request);
-        let hash = member::request_hash(&fwd);
+        let hash = member::request_hash(&check_forwarded(node, &fwd)?, &fwd);
         let mut failures: Vec<String> = Vec::new();
         let mut tried = std::collections::BTreeSet::new();
         for _ in 0..member::LEAVES_PER_REQUEST {
@@ -441,17 +460,26 @@ impl Seedtrees {
             }
             match self
                 .try_leaf(node, &record, leaf, quorum, &hash, &fwd)
-                .await
+                .await?
             {
-                Ok(Some(out)) => {
+                Tried::Released(out) => {
                     node.audit_event(client, "seedtree.sign", Some(name), &format!("leaf {leaf}"));
                     return Ok(out);
                 }
-                Ok(None) => {
+                Tried::Locked => {
                     tracing::info!(tree = %name, leaf, "leaf locked to another request: skipped");
                     failures.push(format!("leaf {leaf} is locked to another request"));
                 }
-                Err(e) => return Err(e),
+                Tried::Stale => {
+                    // A member started after this node's interval was
+                    // handed out: take a fresh one.
+                    if let Some(slot) = self.leaves.lock().await.get_mut(name) {
+                        slot.0 = slot.1;
+                    }
+                    failures.push(format!(
+                        "leaf {leaf} was handed out before a member started"
+                    ));
+                }
             }
         }
         Err(NodeError::Conflict(format!(
@@ -460,8 +488,8 @@ impl Seedtrees {
         )))
     }
 
-    /// Leaf `leaf` for this request: `None` if a member locked it to
-    /// another request (the leaf is spent).
+    /// Leaf `leaf` for this request, unless a member locked it to another
+    /// request (the leaf is spent) or started after it was handed out.
     async fn try_leaf(
         &self,
         node: &Node,
@@ -470,7 +498,7 @@ impl Seedtrees {
         quorum: usize,
         hash: &[u8; 32],
         fwd: &keyquorum_wire::peer::ClientRequest,
-    ) -> Result<Option<SeedtreeLeaf>, NodeError> {
+    ) -> Result<Tried, NodeError> {
         let statement = lock_statement(&record.run, leaf, hash);
         let mut candidates = me_first(&record.members, node.id(), leaf as usize).into_iter();
         let mut locks: Vec<Endorsement> = Vec::new();
@@ -505,10 +533,12 @@ impl Seedtrees {
                     Err(NodeError::Conflict(why)) | Err(NodeError::Unavailable(why))
                         if why.contains(member::LOCKED) =>
                     {
-                        return Ok(None);
+                        return Ok(Tried::Locked);
                     }
-                    Ok(PeerMessage::Error { message, .. }) if message.contains(member::LOCKED) => {
-                        return Ok(None);
+                    Err(NodeError::Conflict(why)) | Err(NodeError::Unavailable(why))
+                        if why.contains(member::STALE) =>
+                    {
+                        return Ok(Tried::Stale);
                     }
                     Ok(other) => failures.push(format!("node {m}: answered {}", kind(&other))),
                     Err(e) => failures.push(format!("node {m}: {e}")),
@@ -576,7 +606,7 @@ impl Seedtrees {
                 }
             });
         };
-        Ok(Some(SeedtreeLeaf {
+        Ok(Tried::Released(SeedtreeLeaf {
             name: record.name.clone(),
             run: record.run,
             threshold: record.threshold,
@@ -627,7 +657,7 @@ impl Seedtrees {
                     .deal(node, from, run, subtree, first, &keys.0, &shares)
                     .await
             }
-            PeerMessage::StProgress { run } => self.runs.progress(from, &run),
+            PeerMessage::StProgress { run } => self.runs.progress(node, from, &run),
             PeerMessage::StEndorse { record } => self.runs.endorse(node, from, &record),
             PeerMessage::StLock {
                 tree,
@@ -647,6 +677,16 @@ impl Seedtrees {
             _ => Err(NodeError::BadRequest("not a signing tree message".into())),
         }
     }
+}
+
+/// What trying one leaf came to.
+enum Tried {
+    /// A lock quorum locked it to this request; the shares.
+    Released(SeedtreeLeaf),
+    /// A member locked it to another request.
+    Locked,
+    /// A member started after it was handed out.
+    Stale,
 }
 
 /// The root that node `r` with value `value` and `path` lead to (None if

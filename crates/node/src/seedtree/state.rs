@@ -209,6 +209,12 @@ impl SeedtreeState {
         if self.trees.contains_key(&record.name) {
             return CommandResponse::rejected(format!("a tree named {} exists", record.name));
         }
+        if self.trees.values().any(|e| e.record.run == record.run) {
+            return CommandResponse::rejected(format!(
+                "run {} made another tree (its shares are stored under it)",
+                record.run
+            ));
+        }
         if self.trees.len() >= MAX_TREES {
             return CommandResponse::rejected(format!(
                 "{}: the cluster holds {MAX_TREES} trees",
@@ -232,6 +238,11 @@ impl SeedtreeState {
         let Some(e) = self.trees.get_mut(tree) else {
             return CommandResponse::rejected(format!("no tree named {tree}"));
         };
+        if !e.record.members.contains(&node) {
+            return CommandResponse::rejected(format!(
+                "node {node} is not a member of tree {tree}: its members sign with it"
+            ));
+        }
         let capacity = 1u64 << e.record.height;
         if e.next >= capacity {
             return CommandResponse::rejected(format!(

@@ -373,6 +373,23 @@ where
     }
 }
 
+/// Poll `f` every 20 ms until it gives a value, failing after `timeout`.
+#[allow(dead_code, reason = "not every test binary polls for a value")]
+pub async fn poll_value<T, F, Fut>(what: &str, timeout: Duration, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// Add the node `req` describes as the README says: an admin proposes it,
 /// the dev cluster's operator (quorum 1) approves, and the leader makes it
 /// a member; wait until every running node trusts it (and, for a voter,

@@ -602,3 +602,4 @@ mod keys;
 mod operators;
 mod roster;
 mod rules;
+mod seedtree;
