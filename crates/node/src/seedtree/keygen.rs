@@ -41,6 +41,7 @@ use keyquorum_wire::{Hex, Hex32, NodeId};
 use rand_core::{OsRng, RngCore};
 use sha2::{Digest, Sha256};
 
+use super::records::leaf_key;
 use super::state::{self, numbers};
 use crate::api::auth::{check_forwarded, check_sent_to, Authorized, Ledger};
 use crate::cluster::peer::{open_secret, seal_secret};
@@ -91,14 +92,6 @@ fn lock<T>(m: &Mutex<T>) -> Result<std::sync::MutexGuard<'_, T>, NodeError> {
         .map_err(|_| NodeError::Internal("seedtree lock poisoned".into()))
 }
 
-/// Vault key of leaf `q`'s share or lock in run `run`.
-pub(crate) fn leaf_key(run: &Hex32, q: u32) -> [u8; 36] {
-    let mut k = [0u8; 36];
-    k[..32].copy_from_slice(&run.0);
-    k[32..].copy_from_slice(&q.to_be_bytes());
-    k
-}
-
 /// The run of the key generation the admin's request `request` asks
 /// for: derived from what its signature covers, so no coordinator can
 /// pick it (and reuse another tree's, whose shares and locks are stored
@@ -106,7 +99,7 @@ pub(crate) fn leaf_key(run: &Hex32, q: u32) -> [u8; 36] {
 pub(crate) fn run_of(a: &Authorized, request: &ClientRequest) -> Hex32 {
     let mut h = Sha256::new();
     h.update(b"keyquorum-seedtree-run-v1");
-    h.update(super::member::request_hash(a, request));
+    h.update(super::records::request_hash(a, request));
     Hex32(h.finalize().into())
 }
 

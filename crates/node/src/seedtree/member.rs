@@ -34,9 +34,8 @@ use keyquorum_wire::seedtree::{
     SignSeedtreeRequest, SHARE_HPKE_INFO,
 };
 use keyquorum_wire::{Hex, Hex32, NodeId};
-use sha2::{Digest, Sha256};
 
-use super::keygen::leaf_key;
+use super::records::{leaf_key, request_hash};
 use super::state::{identifier_of, layout_of, TreeEntry};
 use crate::api::auth::{check_forwarded, check_sent_to, Authorized, Ledger};
 use crate::cluster::Node;
@@ -65,26 +64,6 @@ pub(crate) struct Member {
 
 fn refuse(why: impl std::fmt::Display) -> NodeError {
     NodeError::Forbidden(format!("leaf refused: {why}"))
-}
-
-/// What a lock binds: what the client's signature covers and makes unique
-/// (its key, nonce and time, the method, target URI and body), never the
-/// bytes around it a relaying node could vary.
-pub(crate) fn request_hash(a: &Authorized, request: &ClientRequest) -> [u8; 32] {
-    let mut h = Sha256::new();
-    h.update(b"keyquorum-seedtree-request-v2");
-    for part in [
-        a.verified.keyid.as_bytes(),
-        a.verified.nonce.as_bytes(),
-        a.method.as_bytes(),
-        request.target_uri.as_bytes(),
-    ] {
-        h.update((part.len() as u64).to_be_bytes());
-        h.update(part);
-    }
-    h.update(a.verified.created.to_be_bytes());
-    h.update(Sha256::digest(&a.body));
-    h.finalize().into()
 }
 
 /// The refusal of a leaf handed out before this member started.

@@ -46,6 +46,7 @@ pub mod api;
 pub(crate) mod authority;
 pub(crate) mod keygen;
 pub(crate) mod member;
+pub(crate) mod records;
 pub mod state;
 
 /// Leaves a signing node reserves at once.
@@ -448,7 +449,7 @@ impl Seedtrees {
         }
         let quorum = lock_quorum(record.members.len(), record.threshold);
         let fwd = forwarded(request);
-        let hash = member::request_hash(&check_forwarded(node, &fwd)?, &fwd);
+        let hash = records::request_hash(&check_forwarded(node, &fwd)?, &fwd);
         let mut failures: Vec<String> = Vec::new();
         let mut tried = std::collections::BTreeSet::new();
         for _ in 0..member::LEAVES_PER_REQUEST {
