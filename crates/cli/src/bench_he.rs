@@ -34,7 +34,7 @@ pub(crate) struct HeBenchOpts {
 
 /// CPU seconds this process has used (user + system), from
 /// `/proc/self/stat` (clock ticks of 1/100 s).
-fn cpu_seconds() -> Result<f64> {
+pub(crate) fn cpu_seconds() -> Result<f64> {
     let stat = std::fs::read_to_string("/proc/self/stat").context("reading /proc/self/stat")?;
     // Fields after the command name (which may hold spaces) in parentheses.
     let rest = stat

@@ -212,6 +212,29 @@ pub(crate) async fn run(command: Command, json: bool) -> Result<()> {
             )
             .await
         }
+        Command::Bench(crate::BenchCommand::Seedtree {
+            nodes,
+            threshold,
+            height,
+            winternitz,
+            subtrees,
+            concurrency,
+            seconds,
+        }) => {
+            crate::bench_seedtree::bench_seedtree(
+                crate::bench_seedtree::SeedtreeBenchOpts {
+                    nodes,
+                    threshold,
+                    height,
+                    winternitz,
+                    subtrees,
+                    concurrency,
+                    seconds,
+                },
+                json,
+            )
+            .await
+        }
         Command::Bench(crate::BenchCommand::He {
             nodes,
             concurrency,

@@ -11,6 +11,7 @@
 mod bench;
 mod bench_he;
 mod bench_msg;
+mod bench_seedtree;
 mod clients;
 mod cluster;
 mod demo;
@@ -446,6 +447,32 @@ enum BenchCommand {
     /// Encrypted-data submissions end to end on a local cluster
     /// (submissions/s, p50/p99, CPU per submission against the bare proof
     /// checks), then the decryption.
+    /// A federated hash-based signing tree: key generation against the
+    /// SHA-256 compression limit, then signatures at several concurrencies
+    /// against the bare cost of one.
+    Seedtree {
+        /// Nodes of the local cluster.
+        #[arg(long, default_value_t = 4)]
+        nodes: u16,
+        /// Shares needed per leaf.
+        #[arg(long, default_value_t = 2)]
+        threshold: u16,
+        /// LMS height.
+        #[arg(long, default_value_t = 15)]
+        height: u8,
+        /// Winternitz parameter.
+        #[arg(long, default_value_t = 4)]
+        winternitz: u8,
+        /// Subtrees (default: the smallest power of two at least the nodes).
+        #[arg(long)]
+        subtrees: Option<u32>,
+        /// Concurrent signers, comma-separated.
+        #[arg(long, value_delimiter = ',', default_value = "1,16")]
+        concurrency: Vec<usize>,
+        /// Seconds per concurrency level.
+        #[arg(long, default_value_t = 5.0)]
+        seconds: f64,
+    },
     He {
         /// Nodes of the local cluster.
         #[arg(long, default_value_t = 3)]

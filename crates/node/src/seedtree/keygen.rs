@@ -30,7 +30,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures::future::join_all;
-use keyquorum_core::lms::federation::{self, commitment, identifier, Layout, LeafShare};
+use keyquorum_core::lms::federation::{
+    self, commitment, identifier, Layout, LeafSecret, LeafShare,
+};
 use keyquorum_core::lms::tree::Subtree;
 use keyquorum_core::lms::{Hash, Identifier};
 use keyquorum_store::vault::{Op, Table};
@@ -51,6 +53,8 @@ use crate::keys::pid;
 
 /// Leaves per deal message.
 pub(crate) const CHUNK: u32 = 4096;
+/// Times a builder sends one deal before it gives up.
+const DEAL_TRIES: u32 = 8;
 /// Most key generation runs a member takes part in at once.
 const MAX_RUNS: usize = 4;
 /// A run not endorsed within this is dropped.
@@ -347,21 +351,24 @@ impl Runs {
         let cell = self.run(&run, None)?;
         let (layout, id, name) = {
             let r = lock(&cell)?;
-            let id =
-                r.id.ok_or_else(|| refuse("the identifier is not fixed yet"))?;
+            let id = r.id.ok_or_else(|| {
+                // The coordinator's build message to this member may
+                // come after a builder's first deal: asked again.
+                NodeError::Unavailable("the identifier is not fixed here yet".into())
+            })?;
             let builders = federation::builders(&r.name, &id, &r.layout, &numbers(&r.members));
             if builders.get(subtree as usize) != Some(&u64::from(from)) {
                 return Err(refuse(format!(
                     "node {from} does not build subtree {subtree}"
                 )));
             }
-            if r.endorsed
-                || r.held.contains_key(&subtree)
-                || r.chunks.get(&subtree).is_some_and(|c| c.contains(&first))
-            {
-                return Err(refuse(format!(
-                    "leaves {first}.. of subtree {subtree} were dealt already"
-                )));
+            // A deal sent again (its answer was lost): taken already,
+            // nothing is written twice.
+            if r.chunks.get(&subtree).is_some_and(|c| c.contains(&first)) {
+                return Ok(PeerMessage::Ack);
+            }
+            if r.endorsed || r.held.contains_key(&subtree) {
+                return Err(refuse(format!("subtree {subtree} is held in full already")));
             }
             (r.layout, id, r.name.clone())
         };
@@ -379,32 +386,41 @@ impl Runs {
                 "a deal is a whole chunk of its subtree's leaves".into(),
             ));
         }
+        // Opening, checking and storing 4,096 shares is blocking work.
         let session = deal_session(&run, subtree, first);
-        let opened = open_secret(node.keys(), &session, from, node.id(), shares)?;
-        if opened.len() != keys.len() {
-            return Err(NodeError::Misbehaved {
-                message: format!(
-                    "node {from} dealt {} bytes of shares for {len} leaves",
-                    opened.len()
-                ),
-                culprits: vec![from],
-            });
-        }
-        let mut rows: Vec<([u8; 36], &[u8])> = Vec::with_capacity(len as usize);
-        for (i, share) in opened.chunks_exact(32).enumerate() {
-            LeafShare::from_bytes(share).map_err(|_| NodeError::Misbehaved {
-                message: format!("node {from} dealt a share that is not a scalar"),
-                culprits: vec![from],
-            })?;
-            rows.push((leaf_key(&run, first + i as u32), share));
-        }
-        let ops: Vec<Op<'_>> = rows
-            .iter()
-            .map(|(k, v)| Op::Put(Table::LeafShares, k.as_slice(), v))
-            .collect();
-        node.vault()
-            .apply(&ops)
-            .map_err(|e| NodeError::Internal(format!("vault: {e}")))?;
+        let sealed = shares.clone();
+        let node2 = node.clone();
+        let want = keys.len();
+        tokio::task::spawn_blocking(move || -> Result<(), NodeError> {
+            let opened = open_secret(node2.keys(), &session, from, node2.id(), &sealed)?;
+            if opened.len() != want {
+                return Err(NodeError::Misbehaved {
+                    message: format!(
+                        "node {from} dealt {} bytes of shares for {len} leaves",
+                        opened.len()
+                    ),
+                    culprits: vec![from],
+                });
+            }
+            let mut rows: Vec<([u8; 36], &[u8])> = Vec::with_capacity(len as usize);
+            for (i, share) in opened.chunks_exact(32).enumerate() {
+                LeafShare::from_bytes(share).map_err(|_| NodeError::Misbehaved {
+                    message: format!("node {from} dealt a share that is not a scalar"),
+                    culprits: vec![from],
+                })?;
+                rows.push((leaf_key(&run, first + i as u32), share));
+            }
+            let ops: Vec<Op<'_>> = rows
+                .iter()
+                .map(|(k, v)| Op::Put(Table::LeafShares, k.as_slice(), v))
+                .collect();
+            node2
+                .vault()
+                .apply(&ops)
+                .map_err(|e| NodeError::Internal(format!("vault: {e}")))
+        })
+        .await
+        .map_err(|e| NodeError::Internal(format!("deal task: {e}")))??;
         let complete = {
             let mut r = lock(&cell)?;
             if !r.chunks.entry(subtree).or_default().insert(first) {
@@ -599,29 +615,37 @@ async fn build_and_deal(
         .chunks(CHUNK as usize)
         .zip(built.secrets.chunks(CHUNK as usize))
     {
-        // Each member's shares of this chunk, in order.
-        let mut per: BTreeMap<NodeId, zeroize::Zeroizing<Vec<u8>>> = members
-            .iter()
-            .map(|m| {
-                (
-                    *m,
-                    zeroize::Zeroizing::new(Vec::with_capacity(secrets.len() * 32)),
-                )
-            })
-            .collect();
-        for secret in secrets {
-            let shares = secret
-                .share(threshold, &holders, &mut OsRng)
-                .map_err(NodeError::from_core)?;
-            for m in &members {
-                let share = shares
-                    .get(&pid(*m))
-                    .ok_or_else(|| NodeError::Internal("a member got no share".into()))?;
-                if let Some(out) = per.get_mut(m) {
-                    out.extend_from_slice(&share.to_bytes());
+        // Each member's shares of this chunk, in order (blocking work).
+        let chunk: Vec<LeafSecret> = secrets.to_vec();
+        let (who, holders2) = (members.clone(), holders.clone());
+        let per: BTreeMap<NodeId, zeroize::Zeroizing<Vec<u8>>> =
+            tokio::task::spawn_blocking(move || -> Result<_, NodeError> {
+                let mut per: BTreeMap<NodeId, zeroize::Zeroizing<Vec<u8>>> = who
+                    .iter()
+                    .map(|m| {
+                        (
+                            *m,
+                            zeroize::Zeroizing::new(Vec::with_capacity(chunk.len() * 32)),
+                        )
+                    })
+                    .collect();
+                for secret in &chunk {
+                    let shares = secret
+                        .share(threshold, &holders2, &mut OsRng)
+                        .map_err(NodeError::from_core)?;
+                    for m in &who {
+                        let share = shares
+                            .get(&pid(*m))
+                            .ok_or_else(|| NodeError::Internal("a member got no share".into()))?;
+                        if let Some(out) = per.get_mut(m) {
+                            out.extend_from_slice(&share.to_bytes());
+                        }
+                    }
                 }
-            }
-        }
+                Ok(per)
+            })
+            .await
+            .map_err(|e| NodeError::Internal(format!("share task: {e}")))??;
         let key_bytes: Vec<u8> = keys.iter().flatten().copied().collect();
         let session = deal_session(&run, s, first);
         let calls = members.iter().map(|m| {
@@ -639,11 +663,28 @@ async fn build_and_deal(
                     keys: Hex(key_bytes),
                     shares: sealed,
                 };
-                match node.call_signed(*m, &info, &msg).await?.1 {
-                    PeerMessage::Ack => Ok(()),
-                    other => Err(NodeError::Internal(format!(
-                        "node {m} answered a deal with {other:?}"
-                    ))),
+                // A busy member (every member builds at once) may answer
+                // late: the deal is sent again, and taken once.
+                let mut wait = Duration::from_millis(200);
+                let mut tries = 0;
+                loop {
+                    tries += 1;
+                    match node.call_signed(*m, &info, &msg).await {
+                        Ok((_, PeerMessage::Ack)) => return Ok(()),
+                        Ok((_, other)) => {
+                            return Err(NodeError::Internal(format!(
+                                "node {m} answered a deal with {other:?}"
+                            )))
+                        }
+                        Err(NodeError::Unavailable(e) | NodeError::TimedOut(e))
+                            if tries < DEAL_TRIES =>
+                        {
+                            tracing::debug!(node = %m, error = %e, "deal not answered; again");
+                            tokio::time::sleep(wait).await;
+                            wait = (wait * 2).min(Duration::from_secs(5));
+                        }
+                        Err(e) => return Err(e),
+                    }
                 }
             }
         });

@@ -324,12 +324,22 @@ impl Seedtrees {
         let per_builder = hashes / members.len().max(1) as u64;
         let deadline = Instant::now() + Duration::from_secs(60 + per_builder * 64 / 1_000_000);
         loop {
-            let answers = all_ok(
-                ask_each(node, members, |_| PeerMessage::StProgress { run }).await,
-                "report its progress",
-            )?;
+            // A member busy building may answer late: not fatal, asked
+            // again (a member that failed says so).
+            let answers: Vec<(NodeId, PeerMessage)> =
+                ask_each(node, members, |_| PeerMessage::StProgress { run })
+                    .await
+                    .into_iter()
+                    .filter_map(|(m, r)| match r {
+                        Ok(reply) => Some((m, reply)),
+                        Err(e) => {
+                            tracing::debug!(node = %m, error = %e, "no progress report yet");
+                            None
+                        }
+                    })
+                    .collect();
+            let mut held_everywhere = answers.len() == members.len();
             let mut roots: BTreeMap<u32, Hex32> = BTreeMap::new();
-            let mut held_everywhere = true;
             for (m, a) in answers {
                 match a {
                     PeerMessage::StProgressed {

@@ -1,0 +1,248 @@
+//! `keyquorum bench seedtree`: a federated hash-based signing tree end to
+//! end, in an in-process local cluster.
+//!
+//! - **Key generation**: the wall-clock time and the process's CPU for
+//!   `seedtree create`, against the physical limit measured in the same
+//!   run: the SHA-256 compressions the tree needs (every leaf's one-time
+//!   key, the leaf and interior nodes) at this CPU's bare compression rate
+//!   on one core (`sha2::compress256` in a loop, before and after).
+//! - **Signing**: signatures/s, p50/p99 at each concurrency, and the
+//!   process's CPU per signature (the nodes *and* the load generator,
+//!   including the client's own signing) against the bare cost measured in
+//!   the same run: rebuilding one leaf's key from `t` shares, signing and
+//!   verifying it (`lms::federation::sign_leaf`; the HPKE opening of the
+//!   shares is not in the bare cost, so the ratio overstates the rest).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Result};
+use keyquorum_client::Client;
+use keyquorum_core::lms::federation::{self, sign_leaf, Layout, LeafSecret};
+use keyquorum_core::lms::hss::HssPublicKey;
+use keyquorum_core::lms::tree::{LmsPublicKey, Subtree};
+use keyquorum_core::lms::{LmotsType, LmsType};
+use keyquorum_core::ParticipantId;
+use keyquorum_wire::seedtree::CreateSeedtreeRequest;
+use rand_core::OsRng;
+use serde_json::json;
+
+use crate::bench::{local_cluster, percentile};
+use crate::bench_he::cpu_seconds;
+
+/// What to measure.
+#[derive(Debug, Clone)]
+pub(crate) struct SeedtreeBenchOpts {
+    pub nodes: u16,
+    pub threshold: u16,
+    pub height: u8,
+    pub winternitz: u8,
+    pub subtrees: Option<u32>,
+    pub concurrency: Vec<usize>,
+    pub seconds: f64,
+}
+
+/// SHA-256 compressions per second on one core.
+#[allow(
+    deprecated,
+    reason = "sha2 0.10's compression function takes generic-array 0.14 blocks"
+)]
+fn compression_rate() -> f64 {
+    let block = sha2::digest::generic_array::GenericArray::from([7u8; 64]);
+    let mut state = [0u32; 8];
+    let n = 2_000_000u64;
+    let t = Instant::now();
+    for _ in 0..n {
+        sha2::compress256(&mut state, std::slice::from_ref(&block));
+    }
+    std::hint::black_box(state);
+    n as f64 / t.elapsed().as_secs_f64()
+}
+
+/// CPU seconds of one bare signature: `t` shares to a leaf's key, sign,
+/// verify (a height-5 tree built here).
+fn bare_signature(ots: LmotsType, threshold: u16, members: u16) -> Result<f64> {
+    let layout = Layout::new(LmsType::H5, ots, 1)?;
+    let id = [0x5a; 16];
+    let built = federation::build(&layout, &id, 0, &mut OsRng)?;
+    let sub = Subtree::from_leaves(&id, LmsType::H5, 0, &built.keys)?;
+    let public = HssPublicKey::single(LmsPublicKey {
+        lms: LmsType::H5,
+        ots,
+        id,
+        root: sub.root(),
+    });
+    let holders: BTreeSet<ParticipantId> = (1..=members)
+        .map(ParticipantId::new)
+        .collect::<Result<_, _>>()?;
+    let shares: Vec<BTreeMap<ParticipantId, federation::LeafShare>> = built
+        .secrets
+        .iter()
+        .map(|s: &LeafSecret| {
+            s.share(threshold, &holders, &mut OsRng)
+                .map(|m| m.into_iter().take(usize::from(threshold)).collect())
+        })
+        .collect::<Result<_, _>>()?;
+    let rounds = 8u32;
+    let t0 = cpu_seconds()?;
+    let w0 = Instant::now();
+    for round in 0..rounds {
+        for (q, set) in shares.iter().enumerate() {
+            let q = q as u32;
+            let path = sub.leaf_path(LmsType::H5, q)?;
+            let node = sub.node(32 + q).unwrap_or_default();
+            let sig = sign_leaf(&public, q, set, &node, &path, &round.to_be_bytes())?;
+            std::hint::black_box(sig);
+        }
+    }
+    let n = f64::from(rounds) * shares.len() as f64;
+    Ok(((cpu_seconds()? - t0) / n).max(w0.elapsed().as_secs_f64() / n))
+}
+
+pub(crate) async fn bench_seedtree(o: SeedtreeBenchOpts, json_out: bool) -> Result<()> {
+    if o.concurrency.is_empty() || o.concurrency.contains(&0) {
+        bail!("--concurrency needs positive values");
+    }
+    let lms = LmsType::from_height(o.height)
+        .ok_or_else(|| anyhow::anyhow!("--height 5, 10, 15 or 20"))?;
+    let ots = LmotsType::from_w(o.winternitz)
+        .ok_or_else(|| anyhow::anyhow!("--winternitz 1, 2, 4 or 8"))?;
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+    let (_dir, c) = local_cluster("keyquorum-bench-seedtree", o.nodes, o.threshold, 0).await?;
+    let urls: Vec<String> = c.infos().keys().map(|id| c.url_of(*id)).collect();
+    let clients: Vec<Client> = urls
+        .iter()
+        .map(|u| Client::new(u, &c.admin, c.ca_pem().as_bytes()))
+        .collect::<Result<_, _>>()?;
+    let Some(first) = clients.first() else {
+        bail!("no node");
+    };
+
+    let rate_before = compression_rate();
+    let leaves = u64::from(lms.leaves());
+    let compressions = leaves * (ots.keygen_hashes() + 1) + (leaves - 1) * 2;
+    let cpu0 = cpu_seconds()?;
+    let w0 = Instant::now();
+    let info = first
+        .seedtree_create(&CreateSeedtreeRequest {
+            name: "bench".into(),
+            height: o.height,
+            winternitz: o.winternitz,
+            subtrees: o.subtrees,
+            threshold: Some(o.threshold),
+            members: None,
+        })
+        .await?;
+    let keygen_wall = w0.elapsed().as_secs_f64();
+    let keygen_cpu = cpu_seconds()? - cpu0;
+    let rate = (rate_before + compression_rate()) / 2.0;
+    let limit = compressions as f64 / rate;
+    let keygen = json!({
+        "height": o.height,
+        "winternitz": o.winternitz,
+        "subtrees": info.subtrees,
+        "members": info.members.len(),
+        "leaves": leaves,
+        "compressions": compressions,
+        "compressions_per_s_one_core": rate,
+        "limit_one_core_s": limit,
+        "wall_s": keygen_wall,
+        "cpu_s": keygen_cpu,
+        "cpu_over_limit": keygen_cpu / limit,
+        "wall_over_limit_on_all_cores": keygen_wall / (limit / cores),
+        "cores": cores,
+    });
+
+    let bare = bare_signature(ots, o.threshold, o.nodes)?;
+    let pk = info.public_key.0.clone();
+    let mut rows = Vec::new();
+    for &conc in &o.concurrency {
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let done = Arc::new(AtomicUsize::new(0));
+        let cpu0 = cpu_seconds()?;
+        let t0 = Instant::now();
+        let mut tasks = Vec::new();
+        for w in 0..conc {
+            let via = clients[w % clients.len()].clone();
+            let (stop, done, pk) = (stop.clone(), done.clone(), pk.clone());
+            tasks.push(tokio::spawn(async move {
+                let mut lat = Vec::new();
+                let mut i = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    i += 1;
+                    let msg = format!("{w}/{i}");
+                    let s = Instant::now();
+                    if via
+                        .seedtree_sign("bench", msg.as_bytes(), Some(&pk))
+                        .await
+                        .is_ok()
+                    {
+                        lat.push(s.elapsed());
+                        done.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                lat
+            }));
+        }
+        tokio::time::sleep(Duration::from_secs_f64(o.seconds)).await;
+        stop.store(true, Ordering::Relaxed);
+        let mut lat = Vec::new();
+        for t in tasks {
+            lat.extend(t.await?);
+        }
+        let elapsed = t0.elapsed().as_secs_f64();
+        let cpu = cpu_seconds()? - cpu0;
+        lat.sort();
+        let n = lat.len().max(1) as f64;
+        rows.push(json!({
+            "concurrency": conc,
+            "signatures": lat.len(),
+            "per_s": lat.len() as f64 / elapsed,
+            "p50_ms": percentile(&lat, 0.5),
+            "p99_ms": percentile(&lat, 0.99),
+            "cpu_ms_per_signature": cpu / n * 1e3,
+            "bare_ms": bare * 1e3,
+            "cpu_over_bare": cpu / n / bare,
+        }));
+    }
+    let out = json!({ "keygen": keygen, "sign": rows });
+    if json_out {
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    } else {
+        println!(
+            "keygen H{}/W{} on {} members ({} subtrees): {:.2} s wall, {:.2} s CPU; limit {:.2} s on one core \
+             ({:.2} M compressions at {:.2} M/s): CPU {:.2}× the limit, wall {:.2}× the limit spread on {} cores",
+            o.height,
+            o.winternitz,
+            info.members.len(),
+            info.subtrees,
+            keygen_wall,
+            keygen_cpu,
+            limit,
+            compressions as f64 / 1e6,
+            rate / 1e6,
+            keygen_cpu / limit,
+            keygen_wall / (limit / cores),
+            cores
+        );
+        println!(
+            "bare signature (t shares → key, sign, verify): {:.3} ms",
+            bare * 1e3
+        );
+        for r in &rows {
+            println!(
+                "concurrency {:>3}: {:>7.1} sig/s  p50 {:>7.2} ms  p99 {:>7.2} ms  CPU {:.2} ms/sig = {:.2}× bare",
+                r["concurrency"],
+                r["per_s"].as_f64().unwrap_or(0.0),
+                r["p50_ms"].as_f64().unwrap_or(0.0),
+                r["p99_ms"].as_f64().unwrap_or(0.0),
+                r["cpu_ms_per_signature"].as_f64().unwrap_or(0.0),
+                r["cpu_over_bare"].as_f64().unwrap_or(0.0),
+            );
+        }
+    }
+    c.shutdown().await;
+    Ok(())
+}
