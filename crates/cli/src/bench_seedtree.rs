@@ -165,7 +165,9 @@ pub(crate) async fn bench_seedtree(o: SeedtreeBenchOpts, json_out: bool) -> Resu
         let t0 = Instant::now();
         let mut tasks = Vec::new();
         for w in 0..conc {
-            let via = clients[w % clients.len()].clone();
+            let Some(via) = clients.get(w % clients.len()).cloned() else {
+                bail!("no node");
+            };
             let (stop, done, pk) = (stop.clone(), done.clone(), pk.clone());
             tasks.push(tokio::spawn(async move {
                 let mut lat = Vec::new();
