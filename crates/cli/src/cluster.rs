@@ -67,7 +67,11 @@ fn spinner(json: bool, msg: &str) -> Option<indicatif::ProgressBar> {
 }
 
 /// Await `work` behind a spinner (none with --json or off a terminal).
-async fn spinning<T>(json: bool, msg: &str, work: impl std::future::Future<Output = T>) -> T {
+pub(crate) async fn spinning<T>(
+    json: bool,
+    msg: &str,
+    work: impl std::future::Future<Output = T>,
+) -> T {
     let pb = spinner(json, msg);
     let out = work.await;
     if let Some(pb) = pb {

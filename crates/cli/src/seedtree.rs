@@ -123,25 +123,10 @@ pub(crate) async fn run(c: &Client, command: SeedtreeCommand, json_out: bool) ->
                 threshold,
                 members,
             };
-            // The build runs on the members; show it is alive.
-            let ticker = (!json_out).then(|| {
-                tokio::spawn(async move {
-                    let start = std::time::Instant::now();
-                    let mut every = tokio::time::interval(std::time::Duration::from_secs(1));
-                    loop {
-                        every.tick().await;
-                        eprint!(
-                            "\rbuilding 2^{height} leaves across the members: {} s",
-                            start.elapsed().as_secs()
-                        );
-                    }
-                })
-            });
-            let info = c.seedtree_create(&req).await;
-            if let Some(t) = ticker {
-                t.abort();
-                eprintln!();
-            }
+            // The members build in parallel; a spinner meanwhile (none
+            // with --json or off a terminal).
+            let what = format!("building 2^{height} one-time keys across the members");
+            let info = crate::cluster::spinning(json_out, &what, c.seedtree_create(&req)).await;
             let info = info?;
             if json_out {
                 print_json(&info_json(&info))

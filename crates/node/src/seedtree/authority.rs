@@ -57,6 +57,10 @@ pub(crate) fn asks_for(
                 "members of this cluster",
             )?;
             check_record(record, &want.layout)?;
+            need(
+                endorsements.len() <= record.members.len(),
+                "at most one endorsement per member",
+            )?;
             // Every member holds a share of every leaf and checked every
             // subtree: each endorses the record.
             let statement = endorse_statement(record);

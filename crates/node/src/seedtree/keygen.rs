@@ -72,8 +72,10 @@ struct Run {
     id: Option<Identifier>,
     /// The `K` of each leaf received, by subtree.
     keys: BTreeMap<u32, Vec<Hash>>,
-    /// The chunks received, by subtree (their first leaves).
+    /// The chunks taken, by subtree (their first leaves).
     chunks: BTreeMap<u32, BTreeSet<u32>>,
+    /// The chunks stored (shares in the vault, `K`s in `keys`), by subtree.
+    stored: BTreeMap<u32, BTreeSet<u32>>,
     /// Subtrees held in full: the root computed here from their `K`s.
     held: BTreeMap<u32, Hash>,
     /// Subtrees this member built and dealt to everyone: their roots.
@@ -227,6 +229,7 @@ impl Runs {
                 id: None,
                 keys: BTreeMap::new(),
                 chunks: BTreeMap::new(),
+                stored: BTreeMap::new(),
                 held: BTreeMap::new(),
                 built: BTreeMap::new(),
                 failed: None,
@@ -339,7 +342,7 @@ impl Runs {
     /// Step 4: a chunk of a subtree's leaves from its builder.
     #[allow(clippy::too_many_arguments, reason = "one peer message's fields")]
     pub(crate) async fn deal(
-        &self,
+        self: &Arc<Self>,
         node: &Node,
         from: NodeId,
         run: Hex32,
@@ -372,9 +375,91 @@ impl Runs {
             }
             (r.layout, id, r.name.clone())
         };
+        if !self.take_chunk(node, &cell, run, subtree, first, keys.len())? {
+            return Ok(PeerMessage::Ack);
+        }
+        // The rest runs as its own task: a builder that gave up waiting
+        // (and sends the deal again, answered at once) does not cancel it.
+        let (node, keys, shares) = (node.clone(), keys.to_vec(), shares.clone());
+        let task = tokio::spawn(async move {
+            let stored = store_deal(
+                &node,
+                from,
+                run,
+                first,
+                &keys,
+                &shares,
+                deal_session(&run, subtree, first),
+            )
+            .await;
+            if let Err(e) = stored {
+                if let Some(c) = lock(&cell)?.chunks.get_mut(&subtree) {
+                    c.remove(&first);
+                }
+                return Err(e);
+            }
+            let range = layout.leaves_of(subtree);
+            let complete = {
+                let mut r = lock(&cell)?;
+                let per = layout.per_subtree() as usize;
+                let ks = r
+                    .keys
+                    .entry(subtree)
+                    .or_insert_with(|| vec![[0u8; 32]; per]);
+                let at = (first - range.start) as usize;
+                for (slot, k) in ks.iter_mut().skip(at).zip(keys.chunks_exact(32)) {
+                    slot.copy_from_slice(k);
+                }
+                let done = r.stored.entry(subtree).or_default();
+                done.insert(first);
+                let all = done.len() as u32;
+                (all * CHUNK >= layout.per_subtree()).then(|| r.keys.remove(&subtree))
+            };
+            if let Some(Some(ks)) = complete {
+                let node2 = node.clone();
+                let root = tokio::task::spawn_blocking(move || -> Result<Hash, NodeError> {
+                    let sub = Subtree::from_leaves(&id, layout.lms, range.start, &ks)
+                        .map_err(NodeError::from_core)?;
+                    store_nodes(&node2, &run, &sub, layout.lms.leaves() + range.start)?;
+                    Ok(sub.root())
+                })
+                .await
+                .map_err(|e| NodeError::Internal(format!("subtree task: {e}")))?;
+                match root {
+                    Ok(root) => {
+                        lock(&cell)?.held.insert(subtree, root);
+                        tracing::debug!(tree = %name, subtree, "holds a subtree's shares and nodes");
+                    }
+                    Err(e) => {
+                        lock(&cell)?.failed = Some(format!("subtree {subtree}'s nodes: {e}"));
+                        return Err(e);
+                    }
+                }
+            }
+            Ok::<(), NodeError>(())
+        });
+        task.await
+            .map_err(|e| NodeError::Internal(format!("deal task: {e}")))??;
+        Ok(PeerMessage::Ack)
+    }
+
+    /// Take chunk `first` of `subtree` for this deal (`false`: a copy of it
+    /// is taken already), once its shape is checked and no rows of it are
+    /// in the vault (a create request replayed after a restart makes a live
+    /// tree's run again: its shares are never overwritten).
+    fn take_chunk(
+        &self,
+        node: &Node,
+        cell: &Arc<Mutex<Run>>,
+        run: Hex32,
+        subtree: u32,
+        first: u32,
+        key_bytes: usize,
+    ) -> Result<bool, NodeError> {
+        let layout = lock(cell)?.layout;
         let range = layout.leaves_of(subtree);
-        let len = (keys.len() / 32) as u32;
-        if !keys.len().is_multiple_of(32)
+        let len = (key_bytes / 32) as u32;
+        if !key_bytes.is_multiple_of(32)
             || len == 0
             || len > CHUNK
             || !range.contains(&first)
@@ -386,74 +471,24 @@ impl Runs {
                 "a deal is a whole chunk of its subtree's leaves".into(),
             ));
         }
-        // Opening, checking and storing 4,096 shares is blocking work.
-        let session = deal_session(&run, subtree, first);
-        let sealed = shares.clone();
-        let node2 = node.clone();
-        let want = keys.len();
-        tokio::task::spawn_blocking(move || -> Result<(), NodeError> {
-            let opened = open_secret(node2.keys(), &session, from, node2.id(), &sealed)?;
-            if opened.len() != want {
-                return Err(NodeError::Misbehaved {
-                    message: format!(
-                        "node {from} dealt {} bytes of shares for {len} leaves",
-                        opened.len()
-                    ),
-                    culprits: vec![from],
-                });
-            }
-            let mut rows: Vec<([u8; 36], &[u8])> = Vec::with_capacity(len as usize);
-            for (i, share) in opened.chunks_exact(32).enumerate() {
-                LeafShare::from_bytes(share).map_err(|_| NodeError::Misbehaved {
-                    message: format!("node {from} dealt a share that is not a scalar"),
-                    culprits: vec![from],
-                })?;
-                rows.push((leaf_key(&run, first + i as u32), share));
-            }
-            let ops: Vec<Op<'_>> = rows
-                .iter()
-                .map(|(k, v)| Op::Put(Table::LeafShares, k.as_slice(), v))
-                .collect();
-            node2
-                .vault()
-                .apply(&ops)
-                .map_err(|e| NodeError::Internal(format!("vault: {e}")))
-        })
-        .await
-        .map_err(|e| NodeError::Internal(format!("deal task: {e}")))??;
-        let complete = {
-            let mut r = lock(&cell)?;
-            if !r.chunks.entry(subtree).or_default().insert(first) {
-                // A concurrent copy of the same deal (the same builder).
-                return Ok(PeerMessage::Ack);
-            }
-            let per = layout.per_subtree() as usize;
-            let ks = r
-                .keys
-                .entry(subtree)
-                .or_insert_with(|| vec![[0u8; 32]; per]);
-            let at = (first - range.start) as usize;
-            for (slot, k) in ks.iter_mut().skip(at).zip(keys.chunks_exact(32)) {
-                slot.copy_from_slice(k);
-            }
-            let all = r.chunks.get(&subtree).map_or(0, BTreeSet::len) as u32;
-            (all * CHUNK >= layout.per_subtree()).then(|| r.keys.remove(&subtree))
-        };
-        if let Some(Some(ks)) = complete {
-            let run_key = run;
-            let node2 = node.clone();
-            let root = tokio::task::spawn_blocking(move || -> Result<Hash, NodeError> {
-                let sub = Subtree::from_leaves(&id, layout.lms, range.start, &ks)
-                    .map_err(NodeError::from_core)?;
-                store_nodes(&node2, &run_key, &sub, layout.lms.leaves() + range.start)?;
-                Ok(sub.root())
-            })
-            .await
-            .map_err(|e| NodeError::Internal(format!("subtree task: {e}")))??;
-            lock(&cell)?.held.insert(subtree, root);
-            tracing::debug!(tree = %name, subtree, "holds a subtree's shares and nodes");
+        let exists = node
+            .vault()
+            .get(Table::LeafShares, &leaf_key(&run, first))
+            .map_err(|e| NodeError::Internal(format!("vault: {e}")))?
+            .is_some();
+        let mut r = lock(cell)?;
+        if !r.chunks.entry(subtree).or_default().insert(first) {
+            return Ok(false);
         }
-        Ok(PeerMessage::Ack)
+        if exists {
+            if let Some(c) = r.chunks.get_mut(&subtree) {
+                c.remove(&first);
+            }
+            return Err(refuse(format!(
+                "leaves {first}.. of run {run} are stored here already"
+            )));
+        }
+        Ok(true)
     }
 
     /// How far run `run` is on this member.
@@ -548,6 +583,55 @@ impl Runs {
             runs.remove(run);
         }
     }
+}
+
+/// Open a deal's shares (sealed under `session`), check each, and store
+/// them (blocking work, off the async threads).
+async fn store_deal(
+    node: &Node,
+    from: NodeId,
+    run: Hex32,
+    first: u32,
+    keys: &[u8],
+    shares: &Sealed,
+    session: Hex32,
+) -> Result<(), NodeError> {
+    let len = (keys.len() / 32) as u32;
+    // Opening, checking and storing 4,096 shares is blocking work.
+    let sealed = shares.clone();
+    let node2 = node.clone();
+    let want = keys.len();
+    tokio::task::spawn_blocking(move || -> Result<(), NodeError> {
+        let opened = open_secret(node2.keys(), &session, from, node2.id(), &sealed)?;
+        if opened.len() != want {
+            return Err(NodeError::Misbehaved {
+                message: format!(
+                    "node {from} dealt {} bytes of shares for {len} leaves",
+                    opened.len()
+                ),
+                culprits: vec![from],
+            });
+        }
+        let mut rows: Vec<([u8; 36], &[u8])> = Vec::with_capacity(len as usize);
+        for (i, share) in opened.chunks_exact(32).enumerate() {
+            LeafShare::from_bytes(share).map_err(|_| NodeError::Misbehaved {
+                message: format!("node {from} dealt a share that is not a scalar"),
+                culprits: vec![from],
+            })?;
+            rows.push((leaf_key(&run, first + i as u32), share));
+        }
+        let ops: Vec<Op<'_>> = rows
+            .iter()
+            .map(|(k, v)| Op::Put(Table::LeafShares, k.as_slice(), v))
+            .collect();
+        node2
+            .vault()
+            .apply(&ops)
+            .map_err(|e| NodeError::Internal(format!("vault: {e}")))
+    })
+    .await
+    .map_err(|e| NodeError::Internal(format!("deal task: {e}")))??;
+    Ok(())
 }
 
 /// This member's endorsement, for the coordinator.

@@ -148,8 +148,15 @@ impl Member {
     pub(crate) async fn settle(&self, node: &Node) {
         let mut wait = std::time::Duration::from_millis(50);
         loop {
-            match node.read_barrier().await {
-                Ok(()) => {
+            match node.read_index().await {
+                // Caught up means applied through the leader's index (a
+                // read barrier gives up waiting after a while).
+                Ok(index)
+                    if {
+                        node.wait_applied(index).await;
+                        node.applied_index().unwrap_or(0) >= index
+                    } =>
+                {
                     let floors = node.registry(|r| {
                         r.seedtree
                             .trees
@@ -160,6 +167,7 @@ impl Member {
                     let _ = self.floor.set(floors);
                     return;
                 }
+                Ok(_) => {}
                 Err(e) => tracing::debug!(error = %e, "waiting to catch up before locking leaves"),
             }
             tokio::time::sleep(wait).await;
