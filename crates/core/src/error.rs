@@ -103,6 +103,10 @@ pub enum Fault {
     /// public share and the ciphertext.
     #[error("invalid decryption share")]
     InvalidDecryptionShare,
+    /// A threshold-OPRF answer does not verify against the member's public
+    /// share and its own round-one commitments.
+    #[error("invalid evaluation share")]
+    InvalidEvaluationShare,
 }
 
 /// Who is at fault for an [`Error`], for mapping to a peer or HTTP response.

@@ -10,6 +10,7 @@
 //! | [`keys`] | shared keys (DESIGN.md §3.1): [`dkg`], FROST [`sign`]ing, [`refresh`], verifiable [`repair`], [`reshare`] to a new `t` and member set, temporary reconstruction ([`hazmat`]); re-exported here under their short names |
 //! | [`msgkey`] | per-message key derivation (DESIGN.md §3.2): identifiers, rendezvous coordinator choice, the base secret's split and verification in the exponent, HKDF session keys, payload AEAD |
 //! | [`he`] | computation on encrypted data (DESIGN.md §3.3): exponential ElGamal over Ristretto255, input proofs (knowledge, range), decryption shares with Chaum–Pedersen proofs, their combination, plaintext recovery |
+//! | [`oprf`] | oblivious pseudorandom functions (DESIGN.md §3.4): RFC 9497 VOPRF (ristretto255-SHA512) proofs, and its threshold form, `t` key holders answering with one proof under the group key |
 //! | [`lms`] | hash-based signatures (DESIGN.md §3.5): LM-OTS, LMS trees built whole or as aligned subtrees, HSS encodings and verification (RFC 8554, SHA-256/32 parameter sets) |
 //! | [`httpsig`] | HTTP Message Signatures (RFC 9421, Ed25519) and Content-Digest (RFC 9530): how a client signs a request and any participant checks it |
 //! | [`auditlog`] | the audit log's entry hash and signed-head formats (what a client checks a proof with) |
@@ -20,8 +21,8 @@
 //! | [`secret`], [`id`], [`error`] | secret newtypes, participant and session identifiers, the crate's error |
 //! | [`local`] | an in-process message router that runs every participant's state machine (demos, tests, benches) |
 //!
-//! One folder per capability: [`keys`], [`msgkey`], [`he`] and [`lms`]
-//! today; the next one (`oprf/`) goes beside them.
+//! One folder per capability: [`keys`], [`msgkey`], [`he`], [`oprf`] and
+//! [`lms`].
 //!
 //! The same generic code serves every [`Suite`]: Ed25519, secp256k1 with
 //! BIP-340/Taproot output, plain secp256k1 (RFC 9591) and Ristretto255.
@@ -45,6 +46,7 @@ pub mod lms;
 pub mod local;
 pub mod merkle;
 pub mod msgkey;
+pub mod oprf;
 pub mod secret;
 pub mod suite;
 pub mod vss;
