@@ -185,6 +185,9 @@ pub(crate) async fn run(command: Command, json: bool) -> Result<()> {
         Command::Seedtree { remote, command } => {
             crate::seedtree::run(&client(&remote)?, command, json).await
         }
+        Command::Oprf { remote, command } => {
+            crate::oprf::run(&client(&remote)?, command, json).await
+        }
         Command::Bench(crate::BenchCommand::Sign {
             nodes,
             threshold,

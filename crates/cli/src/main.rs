@@ -18,6 +18,7 @@ mod demo;
 mod he;
 mod msg;
 mod operators;
+mod oprf;
 mod seedtree;
 
 use std::path::PathBuf;
@@ -265,6 +266,14 @@ enum Command {
         remote: Remote,
         #[command(subcommand)]
         command: seedtree::SeedtreeCommand,
+    },
+    /// A threshold RFC 9497 VOPRF: a key no machine holds; `t` members
+    /// answer each blinded input with one proof under its public key.
+    Oprf {
+        #[command(flatten)]
+        remote: Remote,
+        #[command(subcommand)]
+        command: oprf::OprfCommand,
     },
     /// Load tools.
     #[command(subcommand)]

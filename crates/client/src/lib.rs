@@ -40,6 +40,7 @@ pub mod he;
 pub use keyquorum_core::httpsig::ClientKey;
 #[cfg(feature = "endpoint-file")]
 pub mod msg;
+pub mod oprf;
 pub mod seedtree;
 pub use export::ExportKey;
 use serde::de::DeserializeOwned;
@@ -63,6 +64,9 @@ pub enum ClientError {
     /// Bad configuration.
     #[error("{0}")]
     Config(String),
+    /// An answer failed a check on this side (a proof, a signature).
+    #[error("{0}")]
+    Verification(String),
     /// A message or confirmation failed a protocol check on this side.
     #[error("message refused: {0}")]
     Msg(#[from] keyquorum_core::msgkey::MsgError),

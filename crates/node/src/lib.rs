@@ -34,6 +34,7 @@ pub mod identity;
 pub mod keys;
 pub mod msg;
 pub mod names;
+pub mod recovery;
 pub mod seedtree;
 pub mod server;
 

@@ -33,6 +33,7 @@ use crate::config::NodeConfig;
 use crate::error::NodeError;
 use crate::he::He;
 use crate::keys::Keys;
+use crate::recovery::Oprf;
 use crate::seedtree::Seedtrees;
 
 /// Where capability messages go: to the capability that owns them.
@@ -40,6 +41,7 @@ pub(crate) struct Dispatch {
     keys: Arc<Keys>,
     he: Arc<He>,
     trees: Arc<Seedtrees>,
+    oprf: Arc<Oprf>,
 }
 
 impl PeerHandler for Dispatch {
@@ -63,6 +65,9 @@ impl PeerHandler for Dispatch {
                 | PeerMessage::StEndorse { .. }
                 | PeerMessage::StLock { .. }
                 | PeerMessage::StRelease { .. } => self.trees.handle(node, from, msg).await,
+                PeerMessage::OprfCommit { .. } | PeerMessage::OprfRespond { .. } => {
+                    self.oprf.handle(node, from, msg).await
+                }
                 _ => self.keys.handle(node, from, msg).await,
             }
         })
@@ -79,6 +84,8 @@ pub struct RunningNode {
     pub he: Arc<He>,
     /// Its signing trees.
     pub trees: Arc<Seedtrees>,
+    /// Its OPRF service.
+    pub oprf: Arc<Oprf>,
     /// Where it listens.
     pub addr: SocketAddr,
     shutdown: Option<oneshot::Sender<()>>,
@@ -152,10 +159,12 @@ impl Node {
         let keys = Arc::new(Keys::new(&node)?);
         let he = Arc::new(He::new(keys.clone()));
         let trees = Arc::new(Seedtrees::new());
+        let oprf = Arc::new(Oprf::new(keys.clone()));
         node.set_dispatch(Arc::new(Dispatch {
             keys: keys.clone(),
             he: he.clone(),
             trees: trees.clone(),
+            oprf: oprf.clone(),
         }));
         // A node of a cluster not yet initialised keeps an init secret for
         // `keyquorum init` (deleted once it is: `cluster::audit`).
@@ -183,7 +192,13 @@ impl Node {
         let inputs = tokio::spawn(crate::he::keeper::keeper(node.clone()));
         let settle = tokio::spawn(trees.clone().settle(node.clone()));
         let (tx, rx) = oneshot::channel::<()>();
-        let app = router(node.clone(), keys.clone(), he.clone(), trees.clone());
+        let app = router(
+            node.clone(),
+            keys.clone(),
+            he.clone(),
+            trees.clone(),
+            oprf.clone(),
+        );
         let limits = crate::cluster::tls::Limits {
             header_read_timeout: Duration::from_millis(node.config().header_read_timeout_ms),
             max_connections: node.config().max_connections,
@@ -209,6 +224,7 @@ impl Node {
             keys,
             he,
             trees,
+            oprf,
             addr: opened.bound,
             shutdown: Some(tx),
             server: Some(server),
@@ -220,7 +236,13 @@ impl Node {
 
 /// The node's router: every capability's client routes, the cluster's,
 /// the OpenAPI document and the peer endpoint.
-pub fn router(node: Node, keys: Arc<Keys>, he: Arc<He>, trees: Arc<Seedtrees>) -> Router {
+pub fn router(
+    node: Node,
+    keys: Arc<Keys>,
+    he: Arc<He>,
+    trees: Arc<Seedtrees>,
+    oprf: Arc<Oprf>,
+) -> Router {
     let client = Router::new()
         .merge(crate::api::cluster::routes(node.clone()))
         .merge(crate::api::operators::routes(node.clone()))
@@ -228,6 +250,7 @@ pub fn router(node: Node, keys: Arc<Keys>, he: Arc<He>, trees: Arc<Seedtrees>) -
         .merge(crate::msg::api::routes(node.clone()))
         .merge(crate::he::api::routes(node.clone(), he))
         .merge(crate::seedtree::api::routes(node.clone(), trees))
+        .merge(crate::recovery::api::routes(node.clone(), oprf))
         .route("/openapi.json", get(openapi))
         .layer(axum::middleware::from_fn_with_state(
             Arc::new(crate::api::auth::Authenticator::new(node.clone())),
@@ -276,6 +299,7 @@ pub mod doc {
         CreateEndpointRequest, EndpointInfo, EndpointRecord, Inbox, MailItem, MsgConfirmation,
         MsgDeployment, MsgNode, Prekey, PublishPrekeys, SealedBox, SendRequest, SendResponse,
     };
+    use keyquorum_wire::oprf::{CreateOprfKeyRequest, EvaluateRequest, EvaluateResponse};
     use keyquorum_wire::seedtree::{
         CreateSeedtreeRequest, SealedLeafShare, SeedtreeInfo, SeedtreeLeaf, SeedtreeList,
         SeedtreeRecord, SignSeedtreeRequest,
@@ -287,18 +311,20 @@ pub mod doc {
     use crate::he::api::*;
     use crate::keys::api::*;
     use crate::msg::api::*;
+    use crate::recovery::api::*;
     use crate::seedtree::api::*;
 
     /// The OpenAPI description of the client API.
     #[derive(OpenApi)]
     #[openapi(
-        info(title = "keyquorum", description = "Threshold key management: distributed key generation and FROST signing by a cluster of nodes; per-message key derivation for authenticated messages between endpoints; computation on encrypted data under a threshold key; a federated RFC 8554 hash-based signing tree."),
+        info(title = "keyquorum", description = "Threshold key management: distributed key generation and FROST signing by a cluster of nodes; per-message key derivation for authenticated messages between endpoints; computation on encrypted data under a threshold key; a federated RFC 8554 hash-based signing tree; a threshold RFC 9497 VOPRF."),
         paths(create_key, list_keys, get_key, sign, verify, refresh_key, reshare_key, repair_key, request_export, list_exports,
             approve_export, run_export, create_client, list_clients, revoke_client, audit_log, audit_verify, audit_proof, cluster, healthz, metrics,
             msg_deployment, create_endpoint, get_endpoint, revoke_endpoint, publish_prekeys, claim_prekey, send_message, inbox, ack_inbox,
             init, propose_change, list_changes, approve,
             create_session, list_sessions, get_session, submit_input, close_session, session_result, session_transcript,
-            create_tree, list_trees, get_tree, sign_leaf),
+            create_tree, list_trees, get_tree, sign_leaf,
+            create_oprf_key, list_oprf_keys, get_oprf_key, evaluate_oprf),
         components(schemas(CreateKeyRequest, KeyInfo, KeyList, SignRequest, SignResponse, VerifyRequest, VerifyResponse,
             ReshareRequest, RepairRequest, ExportRequest, ExportRecord, ExportList, ExportResult, SealedExportShare, CreateClientRequest, ClientCreated, ClientList, ClientRecord, Grant, AddNodeRequest,
             ClusterStatus, NodeStatus, Health, ErrorBody, AuditPage, AuditVerification, AuditEntry, AuditProof, SignedHead, SuiteName,
@@ -307,7 +333,8 @@ pub mod doc {
             InitRequest, InitBody, InitProof, NamedKey, ChangeRequest, ChangeList, Change, ChangeRecord, Approved,
             CreateHeSessionRequest, HeSessionInfo, HeSessionList, HeSessionRecord, HeProgress, HeResultRecord, HeStatus, HeOp,
             SubmitInputRequest, SubmitInputResponse, HeInput, HeTranscript, HeResultResponse, HeInputsStatement,
-            CreateSeedtreeRequest, SeedtreeInfo, SeedtreeList, SeedtreeRecord, SignSeedtreeRequest, SeedtreeLeaf, SealedLeafShare)),
+            CreateSeedtreeRequest, SeedtreeInfo, SeedtreeList, SeedtreeRecord, SignSeedtreeRequest, SeedtreeLeaf, SealedLeafShare,
+            CreateOprfKeyRequest, EvaluateRequest, EvaluateResponse)),
         modifiers(&Security)
     )]
     pub struct ApiDoc;

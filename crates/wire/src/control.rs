@@ -540,7 +540,9 @@ pub const MAX_BATCH: usize = 128;
 ///   for its sessions.
 /// - 7: the federated hash-based signing tree
 ///   (`crate::seedtree::SeedtreeCommand`; refused before).
-pub const APPLY_RULES: u16 = 7;
+/// - 8: OPRF keys: `POST /v1/oprf/keys` creates a ristretto255 key named
+///   `oprf.NAME` (refused before); `POST /v1/keys` refuses `oprf.` names.
+pub const APPLY_RULES: u16 = 8;
 
 /// The oldest apply rules this build still applies.
 pub const MIN_APPLY_RULES: u16 = 1;

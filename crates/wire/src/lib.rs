@@ -7,6 +7,7 @@
 //! | [`api`] | client API requests and responses (JSON over HTTPS; OpenAPI schemas derive from these with the feature `openapi`) |
 //! | [`peer`] | node-to-node messages: the signed envelope and every protocol step |
 //! | [`he`] | computation on encrypted data: sessions, inputs, results, transcripts |
+//! | [`oprf`] | the threshold VOPRF service: keys and evaluations |
 //! | [`msg`] | per-message key derivation: endpoints, prekeys, messages, mailbox |
 //! | [`control`] | control-plane (Raft) commands, records and the openraft type configuration (feature `raft`, which only the node enables) |
 //!
@@ -18,6 +19,7 @@ pub mod api;
 pub mod control;
 pub mod he;
 pub mod msg;
+pub mod oprf;
 pub mod peer;
 pub mod seedtree;
 

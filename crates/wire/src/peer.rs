@@ -660,6 +660,41 @@ pub enum PeerMessage {
         path: Vec<Hex32>,
     },
 
+    /// Coordinator → a member of OPRF key `key` (generation `epoch`):
+    /// round one of a joint evaluation of the blinded element in the
+    /// client's request (the member checks it); reply
+    /// [`PeerMessage::OprfCommitted`].
+    OprfCommit {
+        /// The key's registry name (`oprf.NAME`).
+        key: String,
+        /// The key generation.
+        epoch: u64,
+        /// The coordinator's run (one attempt of one evaluation).
+        run: Hex32,
+        /// The client's signed evaluate request, byte for byte.
+        request: ClientRequest,
+    },
+    /// A member's evaluation share and nonce commitments (core
+    /// `oprf::Commitment` encoding).
+    OprfCommitted {
+        /// The commitment.
+        commitment: Hex,
+    },
+    /// Coordinator → the same member: round two, the signer set's
+    /// commitments (core `oprf::Package` encoding); reply
+    /// [`PeerMessage::OprfResponded`].
+    OprfRespond {
+        /// The run of round one.
+        run: Hex32,
+        /// The package.
+        package: Hex,
+    },
+    /// A member's answer (core `oprf::Response` encoding).
+    OprfResponded {
+        /// The response.
+        response: Hex,
+    },
+
     /// Sender's entry node → coordinator: check this message and confirm
     /// it; reply [`PeerMessage::MsgConfirmed`].
     MsgCoordinate {

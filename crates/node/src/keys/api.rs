@@ -85,10 +85,11 @@ pub(crate) async fn create_key(
             c.require_admin()?;
             if req.suite == keyquorum_wire::api::SuiteName::Ristretto255
                 || req.name.starts_with(keyquorum_wire::he::KEY_PREFIX)
+                || req.name.starts_with(keyquorum_wire::oprf::KEY_PREFIX)
             {
                 return Err(NodeError::BadRequest(
-                    "ristretto255 keys and he.* names are encrypted-data sessions' (POST \
-                     /v1/he/sessions)"
+                    "ristretto255 keys, he.* and oprf.* names are encrypted-data sessions' \
+                     (POST /v1/he/sessions) and OPRF keys' (POST /v1/oprf/keys)"
                         .into(),
                 ));
             }

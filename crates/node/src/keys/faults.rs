@@ -20,6 +20,8 @@ pub struct Faults {
     pub bad_signature_share: AtomicBool,
     /// Send decryption shares (encrypted-data sessions) that do not verify.
     pub bad_decryption_share: AtomicBool,
+    /// Send OPRF evaluation answers that do not verify.
+    pub bad_evaluation_share: AtomicBool,
     /// Wait this many milliseconds before handling a DKG finish or a
     /// reshare receive (a window to stop the node mid-run).
     pub stall_finish_ms: AtomicU64,
@@ -67,6 +69,14 @@ impl Faults {
     pub(crate) fn send_bad_decryption_shares(&self) -> bool {
         #[cfg(feature = "fault-injection")]
         return self.bad_decryption_share.load(Ordering::Relaxed);
+        #[cfg(not(feature = "fault-injection"))]
+        false
+    }
+
+    /// Whether to send OPRF answers that do not verify.
+    pub(crate) fn send_bad_evaluation_shares(&self) -> bool {
+        #[cfg(feature = "fault-injection")]
+        return self.bad_evaluation_share.load(Ordering::Relaxed);
         #[cfg(not(feature = "fault-injection"))]
         false
     }

@@ -294,6 +294,38 @@ fn key_record<'a>(
         .ok_or_else(|| format!("no key {name}"))
 }
 
+/// Whether a new key's first generation `record` has the members and
+/// threshold a client asked for: unstated members are every voter; an
+/// unstated threshold is the cluster's default for that many members
+/// (replicated: not the entry node's choice); fewer members than asked
+/// only with the client's consent (`min_members`).
+fn shape_asked(
+    r: &Registry,
+    record: &keyquorum_wire::control::KeyRecord,
+    members: Option<&[NodeId]>,
+    threshold: Option<u16>,
+    min_members: Option<u16>,
+) -> bool {
+    let got = distinct(&record.members);
+    let asked: Vec<NodeId> = match members {
+        Some(m) => distinct(m),
+        None => r.voters.iter().copied().collect(),
+    };
+    // (Rules 1: any valid threshold passed.)
+    let threshold = threshold.unwrap_or_else(|| {
+        if r.rules >= 2 {
+            r.default_threshold(asked.len())
+        } else {
+            record.threshold
+        }
+    });
+    let members_ok = asked == got
+        || min_members.is_some_and(|floor| {
+            got.len() >= usize::from(floor) && got.iter().all(|m| asked.contains(m))
+        });
+    record.epoch == 1 && threshold == record.threshold && members_ok
+}
+
 /// An id made of 16 random bytes: 32 lowercase hex digits.
 fn well_formed_id(id: &str) -> bool {
     id.len() == 32
@@ -402,45 +434,44 @@ fn asks_for(
             match (expected_epoch, seg.as_slice()) {
                 (None, ["v1", "keys"]) if post => {
                     let b: CreateKeyRequest = body(body_bytes)?;
-                    // Unstated members are every voter; an unstated
-                    // threshold is the cluster's default for that many
-                    // members (replicated: not the entry node's choice).
-                    let asked: Vec<NodeId> = match &b.members {
-                        Some(m) => distinct(m),
-                        None => r.voters.iter().copied().collect(),
-                    };
-                    // (Rules 1: any valid threshold passed.)
-                    let threshold = b.threshold.unwrap_or_else(|| {
-                        if r.rules >= 2 {
-                            r.default_threshold(asked.len())
-                        } else {
-                            record.threshold
-                        }
-                    });
-                    // Fewer members than asked only with the client's
-                    // consent (`min_members`).
-                    let members_ok = asked == members
-                        || b.min_members.is_some_and(|floor| {
-                            members.len() >= usize::from(floor)
-                                && members.iter().all(|m| asked.contains(m))
-                        });
                     need(
                         b.name == record.name
                             && b.suite == record.suite
-                            && record.epoch == 1
-                            && threshold == record.threshold
-                            && members_ok,
+                            && shape_asked(
+                                r,
+                                record,
+                                b.members.as_deref(),
+                                b.threshold,
+                                b.min_members,
+                            ),
                         "the key asked for",
                     )?;
                     // (Rules 6 on: the `he.` names and the ristretto255
                     // suite are the sessions'.)
                     // (Ristretto255 at any rules: no build before rules 6
-                    // could decode it. The `he.` names from rules 6.)
+                    // could decode it. The `he.` names from rules 6, the
+                    // `oprf.` names from rules 8.)
                     need(
                         record.suite != keyquorum_wire::api::SuiteName::Ristretto255
                             && (r.rules < crate::he::state::HE_RULES
-                                || !record.name.starts_with(keyquorum_wire::he::KEY_PREFIX)),
-                        "a signing key (he.* names and ristretto255 are for encrypted-data sessions)",
+                                || !record.name.starts_with(keyquorum_wire::he::KEY_PREFIX))
+                            && (r.rules < crate::recovery::state::OPRF_RULES
+                                || !record.name.starts_with(keyquorum_wire::oprf::KEY_PREFIX)),
+                        "a signing key (he.* names and ristretto255 are for encrypted-data \
+                         sessions, oprf.* names for OPRF keys)",
+                    )
+                }
+                (None, ["v1", "oprf", "keys"]) if post => {
+                    need(
+                        r.rules >= crate::recovery::state::OPRF_RULES,
+                        "OPRF keys (apply rules 8)",
+                    )?;
+                    let b: keyquorum_wire::oprf::CreateOprfKeyRequest = body(body_bytes)?;
+                    need(
+                        keyquorum_wire::oprf::key_name(&b.name) == record.name
+                            && record.suite == keyquorum_wire::api::SuiteName::Ristretto255
+                            && shape_asked(r, record, b.members.as_deref(), b.threshold, None),
+                        "the OPRF key asked for",
                     )
                 }
                 (Some(_), ["v1", "keys", name, step]) if post && *name == record.name => {

@@ -600,6 +600,7 @@ fn messaging_statements_are_bounded() {
 
 mod keys;
 mod operators;
+mod oprf;
 mod roster;
 mod rules;
 mod seedtree;

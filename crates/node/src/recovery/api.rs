@@ -1,0 +1,128 @@
+//! The threshold VOPRF service's client routes: `POST /v1/oprf/keys`
+//! (create), `GET /v1/oprf/keys` (list), `GET /v1/oprf/{key}` (show) and
+//! `POST /v1/oprf/{key}/evaluate`. Each handler is its domain logic;
+//! [`Audited`] authenticates, audits and answers.
+
+use std::sync::Arc;
+
+use axum::extract::{FromRef, Path, State};
+use axum::response::Response;
+use axum::routing::{get, post};
+use axum::Router;
+use keyquorum_wire::api::{ErrorBody, KeyInfo, KeyList};
+use keyquorum_wire::oprf::{CreateOprfKeyRequest, EvaluateRequest, EvaluateResponse};
+
+use super::Oprf;
+use crate::api::{ApiJson, Audited};
+use crate::cluster::Node;
+
+/// The routes' state: this node and its OPRF service.
+#[derive(Clone)]
+pub(crate) struct OprfApi {
+    node: Node,
+    oprf: Arc<Oprf>,
+}
+
+impl FromRef<OprfApi> for Node {
+    fn from_ref(s: &OprfApi) -> Node {
+        s.node.clone()
+    }
+}
+
+/// The OPRF routes.
+pub(crate) fn routes(node: Node, oprf: Arc<Oprf>) -> Router {
+    Router::new()
+        .route("/v1/oprf/keys", post(create_oprf_key).get(list_oprf_keys))
+        .route("/v1/oprf/{key}", get(get_oprf_key))
+        .route("/v1/oprf/{key}/evaluate", post(evaluate_oprf))
+        .with_state(OprfApi { node, oprf })
+}
+
+/// Create an OPRF key by distributed key generation (an admin). The key
+/// is `oprf.NAME` in the key registry (reshare, refresh and repair it
+/// there).
+#[utoipa::path(post, path = "/v1/oprf/keys", request_body = CreateOprfKeyRequest, security(("httpsig" = [])),
+    responses((status = 200, body = KeyInfo), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+              (status = 403, body = ErrorBody), (status = 409, body = ErrorBody), (status = 502, body = ErrorBody),
+              (status = 503, body = ErrorBody)))]
+pub(crate) async fn create_oprf_key(
+    req: Audited,
+    State(s): State<OprfApi>,
+    body: Result<ApiJson<CreateOprfKeyRequest>, Response>,
+) -> Response {
+    req.run_json(
+        "oprf.create",
+        body,
+        |b| Some(b.name.clone()),
+        |c, req| async move {
+            c.require_admin()?;
+            s.oprf.create(&s.node, req, &c.signed).await
+        },
+    )
+    .await
+}
+
+/// List OPRF keys.
+#[utoipa::path(get, path = "/v1/oprf/keys", security(("httpsig" = [])),
+    responses((status = 200, body = KeyList), (status = 401, body = ErrorBody)))]
+pub(crate) async fn list_oprf_keys(req: Audited, State(s): State<OprfApi>) -> Response {
+    req.run("oprf.list", None, |_| async move {
+        Ok(KeyList {
+            keys: Oprf::list(&s.node),
+        })
+    })
+    .await
+}
+
+/// Show an OPRF key: its public key (what a VOPRF client verifies
+/// against), threshold, members and generation.
+#[utoipa::path(get, path = "/v1/oprf/{key}", params(("key" = String, Path, description = "OPRF key name")),
+    security(("httpsig" = [])),
+    responses((status = 200, body = KeyInfo), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub(crate) async fn get_oprf_key(
+    req: Audited,
+    State(s): State<OprfApi>,
+    Path(key): Path<String>,
+) -> Response {
+    let target = key.clone();
+    req.run("oprf.show", Some(&target), |_| async move {
+        Oprf::info(&s.node, &key).await
+    })
+    .await
+}
+
+/// RFC 9497 VOPRF `BlindEvaluate` by `t` members together: the evaluated
+/// element and one proof under the key's public key (a client whose
+/// grant names `oprf.KEY`, or an admin; every member checks it).
+#[utoipa::path(post, path = "/v1/oprf/{key}/evaluate", params(("key" = String, Path, description = "OPRF key name")),
+    request_body = EvaluateRequest, security(("httpsig" = [])),
+    responses((status = 200, body = EvaluateResponse), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+              (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody),
+              (status = 502, body = ErrorBody), (status = 503, body = ErrorBody)))]
+pub(crate) async fn evaluate_oprf(
+    req: Audited,
+    State(s): State<OprfApi>,
+    Path(key): Path<String>,
+    body: Result<ApiJson<EvaluateRequest>, Response>,
+) -> Response {
+    let target = key.clone();
+    req.run_json(
+        "oprf.evaluate",
+        body,
+        move |_| Some(target),
+        |c, req| async move {
+            let k = keyquorum_wire::oprf::key_name(&key);
+            let g = &c.grant;
+            if !(g.admin || g.sign_keys.iter().any(|x| x == "*" || *x == k)) {
+                return Err(crate::error::NodeError::Forbidden(format!(
+                    "client {} may not evaluate with {k}",
+                    g.name
+                )));
+            }
+            s.oprf
+                .evaluate(&s.node, &key, &req.blinded_element.0, &c.signed)
+                .await
+        },
+    )
+    .await
+}
