@@ -26,10 +26,11 @@ pub(crate) enum OprfCommand {
         /// The input, hex (1 to 65535 bytes).
         #[arg(long)]
         input_hex: String,
-        /// The public key you expect (hex, as `oprf key create` printed
-        /// it; default: the key's, as a node states it).
+        /// The key's public key (hex, as `oprf key create` printed it):
+        /// the answer's proof is checked against it, so a node cannot
+        /// answer with a key of its own.
         #[arg(long)]
-        public_key: Option<String>,
+        public_key: String,
     },
 }
 
@@ -131,10 +132,8 @@ pub(crate) async fn run(c: &Client, command: OprfCommand, json_out: bool) -> Res
             public_key,
         } => {
             let input = hex::decode(input_hex.trim()).context("--input-hex is not hex")?;
-            let pinned = public_key
-                .map(|k| hex::decode(k.trim()).context("--public-key is not hex"))
-                .transpose()?;
-            let e = c.oprf_evaluate(&name, &input, pinned.as_deref()).await?;
+            let pinned = hex::decode(public_key.trim()).context("--public-key is not hex")?;
+            let e = c.oprf_evaluate(&name, &input, &pinned).await?;
             if json_out {
                 print_json(&json!({
                     "output": hex::encode(&*e.output),

@@ -83,22 +83,21 @@ impl Client {
     }
 
     /// The PRF output of `input` under key `name`: blinded here, evaluated
-    /// by the cluster, its proof checked against `public_key` (pin it; if
-    /// `None`, the key's public key as the cluster states it), unblinded.
+    /// by the cluster, its proof checked against `public_key` (the key's
+    /// public key as `oprf_create` returned it: pinned, never taken from
+    /// the node that answers, which could answer with a key of its own),
+    /// unblinded.
     pub async fn oprf_evaluate(
         &self,
         name: &str,
         input: &[u8],
-        public_key: Option<&[u8]>,
+        public_key: &[u8],
     ) -> Result<Evaluation, ClientError> {
-        let pk = match public_key {
-            Some(p) => p.to_vec(),
-            None => self.oprf_key(name).await?.public_key.0,
-        };
+        let pk = public_key;
         let blind = VoprfClient::<Suite>::blind(input, &mut OsRng)
             .map_err(|e| ClientError::Config(format!("the input cannot be blinded: {e}")))?;
         let answer = self.oprf_blind_evaluate(name, &blind.message).await?;
-        let output = finalize(&blind.state, input, &answer, &pk)?;
+        let output = finalize(&blind.state, input, &answer, pk)?;
         Ok(Evaluation {
             output,
             members: answer.members,

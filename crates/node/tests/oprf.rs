@@ -49,6 +49,7 @@ async fn evaluations_verify_and_agree_across_nodes_signer_sets_and_a_reshare() {
     let pk = k.public_key.0.clone();
     let app_key = new_client(&admin, "app", false, false, &["oprf.pw"]).await;
     let other_key = new_client(&admin, "other", false, false, &["some-signing-key"]).await;
+    let every_key = new_client(&admin, "every", false, false, &["*"]).await;
     let via = |i: u16, who: &keyquorum_client::ClientKey| {
         Client::new(&c.url_of(n(i)), who, c.ca_pem().as_bytes()).unwrap()
     };
@@ -56,7 +57,7 @@ async fn evaluations_verify_and_agree_across_nodes_signer_sets_and_a_reshare() {
     let mut sets = std::collections::BTreeSet::new();
     for i in [1u16, 2, 3, 1, 2, 3] {
         let e = via(i, &app_key)
-            .oprf_evaluate("pw", b"correct horse", Some(&pk))
+            .oprf_evaluate("pw", b"correct horse", &pk)
             .await
             .unwrap();
         assert_eq!(e.output.len(), 64);
@@ -67,7 +68,7 @@ async fn evaluations_verify_and_agree_across_nodes_signer_sets_and_a_reshare() {
     assert!(outputs.iter().all(|o| *o == outputs[0]), "one PRF");
     assert!(sets.len() >= 2, "several signer sets answered: {sets:?}");
     let other = via(1, &app_key)
-        .oprf_evaluate("pw", b"battery staple", Some(&pk))
+        .oprf_evaluate("pw", b"battery staple", &pk)
         .await
         .unwrap();
     assert_ne!(other.output.to_vec(), outputs[0]);
@@ -76,16 +77,18 @@ async fn evaluations_verify_and_agree_across_nodes_signer_sets_and_a_reshare() {
     let stranger = admin.oprf_create(&key("other")).await.unwrap();
     wrong.copy_from_slice(&stranger.public_key.0);
     let err = via(1, &app_key)
-        .oprf_evaluate("pw", b"correct horse", Some(&wrong))
+        .oprf_evaluate("pw", b"correct horse", &wrong)
         .await
         .unwrap_err();
     assert!(err.to_string().contains("does not verify"), "{err}");
-    // No grant naming the key: refused.
-    let err = via(2, &other_key)
-        .oprf_evaluate("pw", b"correct horse", Some(&pk))
-        .await
-        .unwrap_err();
-    assert_eq!(status_of(&err), 403, "{err}");
+    // No grant naming the key, or only `*` (every signing key): refused.
+    for who in [&other_key, &every_key] {
+        let err = via(2, who)
+            .oprf_evaluate("pw", b"correct horse", &pk)
+            .await
+            .unwrap_err();
+        assert_eq!(status_of(&err), 403, "{err}");
+    }
     // Not a canonical element, or the identity: refused with a clear error.
     let http = keyquorum_client::http_client(c.ca_pem().as_bytes()).unwrap();
     let mut bad = voprf_blind(b"x");
@@ -129,7 +132,7 @@ async fn evaluations_verify_and_agree_across_nodes_signer_sets_and_a_reshare() {
     assert_eq!((r.threshold, r.epoch), (3, 2));
     assert_eq!(r.public_key.0, pk);
     let after = via(3, &app_key)
-        .oprf_evaluate("pw", b"correct horse", Some(&pk))
+        .oprf_evaluate("pw", b"correct horse", &pk)
         .await
         .unwrap();
     assert_eq!((after.epoch, after.members.len()), (2, 3));
@@ -150,7 +153,7 @@ async fn a_member_answering_wrongly_is_named_and_the_others_answer() {
     let admin = Client::new(&c.url_of(n(1)), &c.admin, c.ca_pem().as_bytes()).unwrap();
     let k = admin.oprf_create(&key("pw")).await.unwrap();
     let good = admin
-        .oprf_evaluate("pw", b"pin 1234", Some(&k.public_key.0))
+        .oprf_evaluate("pw", b"pin 1234", &k.public_key.0)
         .await
         .unwrap();
     c.keys(n(2))
@@ -160,7 +163,7 @@ async fn a_member_answering_wrongly_is_named_and_the_others_answer() {
         .store(true, Ordering::Relaxed);
     for _ in 0..3 {
         let e = admin
-            .oprf_evaluate("pw", b"pin 1234", Some(&k.public_key.0))
+            .oprf_evaluate("pw", b"pin 1234", &k.public_key.0)
             .await
             .unwrap();
         assert!(!e.members.contains(&n(2)), "{:?}", e.members);
@@ -268,7 +271,7 @@ async fn members_release_nothing_no_client_asked_for_and_a_nonce_answers_once() 
         package: Hex(pkg.to_bytes()),
     };
     let e = refused(n2.handle_peer(n(3), respond(&package)).await);
-    assert!(e.contains("not node 3's"), "{e}");
+    assert!(e.contains("no round one of run"), "{e}");
     // A package of fewer than t members is refused, and the nonces are
     // gone with the refusal: a second package finds nothing.
     let e = refused(n2.handle_peer(n(1), respond(&package)).await);

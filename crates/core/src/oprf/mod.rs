@@ -234,9 +234,14 @@ pub fn verify_proof(pk: &Element, m: &Element, z: &Element, proof: &Proof) -> Re
 }
 
 /// RFC 9497 §3.3.2 `Finalize` (VOPRF, proof already checked): the PRF
-/// output of `input` from the evaluated element `z` and the client's
-/// `blind`.
-pub fn finalize(input: &[u8], blind: &Scalar, z: &Element) -> [u8; 64] {
+/// output of `input` (at most 65535 bytes) from the evaluated element `z`
+/// and the client's `blind`.
+pub fn finalize(input: &[u8], blind: &Scalar, z: &Element) -> Result<[u8; 64], Error> {
+    if input.len() > usize::from(u16::MAX) {
+        return Err(Error::InvalidParameters(
+            "an OPRF input is at most 65535 bytes",
+        ));
+    }
     let unblinded = (blind.invert() * z.0).compress().to_bytes();
     let mut h = Sha512::new();
     h.update(len2(input));
@@ -244,7 +249,7 @@ pub fn finalize(input: &[u8], blind: &Scalar, z: &Element) -> [u8; 64] {
     h.update(len2(&unblinded));
     h.update(unblinded);
     h.update(b"Finalize");
-    h.finalize().into()
+    Ok(h.finalize().into())
 }
 
 /// The blinded element of `input` under `blind` (RFC 9497 §3.3.1 `Blind`).
@@ -320,8 +325,8 @@ mod tests {
             assert_eq!(proof.to_bytes().to_vec(), h(v.proof), "proof");
             assert!(verify_proof(&pk, &m, &z, &proof).is_ok());
             assert_eq!(
-                finalize(&input, &sc(BLIND), &z).to_vec(),
-                h(v.output),
+                finalize(&input, &sc(BLIND), &z).map(|o| o.to_vec()).ok(),
+                Some(h(v.output)),
                 "output"
             );
             // Any other evaluated element fails the proof.
@@ -338,5 +343,8 @@ mod tests {
         assert!(Element::from_bytes(&[1u8; 31]).is_err());
         assert!(Proof::from_bytes(&[0xffu8; 64]).is_err());
         assert!(Proof::from_bytes(&[0u8; 63]).is_err());
+        let z = Element(RISTRETTO_BASEPOINT_TABLE.basepoint());
+        assert!(finalize(&vec![0u8; 65536], &Scalar::ONE, &z).is_err());
+        assert!(finalize(&vec![0u8; 65535], &Scalar::ONE, &z).is_ok());
     }
 }

@@ -113,7 +113,7 @@ pub(crate) async fn evaluate_oprf(
         |c, req| async move {
             let k = keyquorum_wire::oprf::key_name(&key);
             let g = &c.grant;
-            if !(g.admin || g.sign_keys.iter().any(|x| x == "*" || *x == k)) {
+            if !(g.admin || g.sign_keys.contains(&k)) {
                 return Err(crate::error::NodeError::Forbidden(format!(
                     "client {} may not evaluate with {k}",
                     g.name

@@ -13,7 +13,7 @@
 //!   `t` members of the key's current generation. In round one each member
 //!   checks the client's signed request itself (signature, freshness, sent
 //!   to the node that asks, the path naming this key, a grant naming
-//!   `oprf.KEY`, the blinded element in its body, at most `n − t + 1`
+//!   `oprf.KEY` explicitly (`*` does not reach OPRF keys), the blinded element in its body, at most `n − t + 1`
 //!   attempts), then answers with its evaluation share and nonce
 //!   commitments. Its nonces stay in memory only, keyed by the run and
 //!   bound to the coordinator, and are used by the first round-two
@@ -64,17 +64,25 @@ const PENDING_FOR: Duration = Duration::from_secs(30);
 /// Round-one state a member keeps for one run.
 struct Pending {
     nonces: Nonces,
-    coordinator: NodeId,
     key: String,
     epoch: u64,
     at: Instant,
+}
+
+/// Round-one state by (coordinator, run): a run id another coordinator
+/// saw cannot be claimed here first by someone else.
+struct Table {
+    runs: HashMap<(NodeId, Hex32), Pending>,
+    /// When expired nonces were last dropped (they go within about
+    /// `PENDING_FOR` of expiring, not only when the table is full).
+    swept: Instant,
 }
 
 /// The threshold VOPRF service on this node: both halves.
 pub struct Oprf {
     keys: Arc<Keys>,
     ledger: Ledger,
-    pending: Mutex<HashMap<Hex32, Pending>>,
+    pending: Mutex<Table>,
     rotation: AtomicUsize,
 }
 
@@ -134,7 +142,10 @@ impl Oprf {
         Self {
             keys,
             ledger: Ledger::default(),
-            pending: Mutex::new(HashMap::new()),
+            pending: Mutex::new(Table {
+                runs: HashMap::new(),
+                swept: Instant::now(),
+            }),
             rotation: AtomicUsize::new(0),
         }
     }
@@ -418,7 +429,9 @@ impl Oprf {
             )));
         }
         let g = &a.grant;
-        if !(g.admin || g.sign_keys.iter().any(|k| k == "*" || k == key)) {
+        // An explicit grant: `*` (every signing key) does not reach OPRF
+        // keys, each evaluation being a guess at whatever the key hardens.
+        if !(g.admin || g.sign_keys.iter().any(|k| k == key)) {
             return Err(refuse(format!(
                 "client {} may not evaluate with {key}",
                 g.name
@@ -452,24 +465,26 @@ impl Oprf {
         )?;
         let share = self.share(node, &record)?;
         let (nonces, commitment) = oprf::commit(&share, &m, &mut OsRng);
-        let mut pending = self.lock()?;
-        if pending.len() >= MAX_PENDING {
-            let now = Instant::now();
-            pending.retain(|_, p| now.duration_since(p.at) < PENDING_FOR);
-            if pending.len() >= MAX_PENDING {
-                return Err(NodeError::Unavailable(
-                    "too many OPRF evaluations in flight here: try later".into(),
-                ));
-            }
+        let mut table = self.lock()?;
+        let now = Instant::now();
+        if table.runs.len() >= MAX_PENDING || now.duration_since(table.swept) >= PENDING_FOR {
+            table
+                .runs
+                .retain(|_, p| now.duration_since(p.at) < PENDING_FOR);
+            table.swept = now;
         }
-        if pending.contains_key(&run) {
+        if table.runs.len() >= MAX_PENDING {
+            return Err(NodeError::Unavailable(
+                "too many OPRF evaluations in flight here: try later".into(),
+            ));
+        }
+        if table.runs.contains_key(&(from, run)) {
             return Err(refuse("this run has a round one here already".into()));
         }
-        pending.insert(
-            run,
+        table.runs.insert(
+            (from, run),
             Pending {
                 nonces,
-                coordinator: from,
                 key: key.to_string(),
                 epoch,
                 at: Instant::now(),
@@ -490,29 +505,14 @@ impl Oprf {
         package: &[u8],
     ) -> Result<PeerMessage, NodeError> {
         let refuse = |why: String| NodeError::Forbidden(format!("OPRF answer refused: {why}"));
-        let p = {
-            let mut pending = self.lock()?;
-            match pending.get(&run) {
-                None => {
-                    return Err(NodeError::Conflict(format!(
-                        "no round one of run {} here (answered, expired or never made)",
-                        hex::encode(run.0)
-                    )))
-                }
-                // Only the coordinator of round one may use its nonces.
-                Some(p) if p.coordinator != from => {
-                    return Err(refuse(format!(
-                        "run {} is node {}'s, not node {from}'s",
-                        hex::encode(run.0),
-                        p.coordinator
-                    )))
-                }
-                Some(_) => {}
-            }
-            pending
-                .remove(&run)
-                .ok_or_else(|| NodeError::Internal("pending run vanished".into()))?
-        };
+        // Only the coordinator of round one finds its nonces; they go
+        // away now, whatever comes of the package.
+        let p = self.lock()?.runs.remove(&(from, run)).ok_or_else(|| {
+            NodeError::Conflict(format!(
+                "no round one of run {} by node {from} here (answered, expired or never made)",
+                hex::encode(run.0)
+            ))
+        })?;
         if p.at.elapsed() >= PENDING_FOR {
             return Err(NodeError::Conflict(format!(
                 "round one of run {} expired",
@@ -540,7 +540,7 @@ impl Oprf {
             .map_err(|e| NodeError::Internal(format!("stored share of {}: {e}", record.name)))
     }
 
-    fn lock(&self) -> Result<std::sync::MutexGuard<'_, HashMap<Hex32, Pending>>, NodeError> {
+    fn lock(&self) -> Result<std::sync::MutexGuard<'_, Table>, NodeError> {
         self.pending
             .lock()
             .map_err(|_| NodeError::Internal("OPRF nonces lock poisoned".into()))

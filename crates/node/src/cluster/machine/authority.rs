@@ -469,6 +469,7 @@ fn asks_for(
                     let b: keyquorum_wire::oprf::CreateOprfKeyRequest = body(body_bytes)?;
                     need(
                         keyquorum_wire::oprf::key_name(&b.name) == record.name
+                            && b.name != "keys"
                             && record.suite == keyquorum_wire::api::SuiteName::Ristretto255
                             && shape_asked(r, record, b.members.as_deref(), b.threshold, None),
                         "the OPRF key asked for",
