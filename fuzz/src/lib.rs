@@ -758,6 +758,94 @@ pub fn verify_lms(data: &[u8]) {
     }
 }
 
+/// The threshold OPRF's messages from untrusted bytes: a package, a
+/// commitment and a response decoded and re-encoded unchanged; and a
+/// member (holder 1 of a 2-of-3 Ristretto255 key) handed a fuzzed
+/// package for its round-one nonces answers only a package that holds
+/// its commitment unchanged, for its blinded element, and otherwise
+/// refuses (never a panic).
+pub fn decode_oprf(data: &[u8]) {
+    use keyquorum_core::oprf::{self, Commitment, Element, Package, Proof, Response};
+    let Some((&sel, rest)) = data.split_first() else {
+        return;
+    };
+    match kind(sel, 5) {
+        0 => {
+            if let Ok(p) = Package::from_bytes(rest) {
+                assert_eq!(p.to_bytes(), rest, "a package re-encoded differently");
+            }
+        }
+        1 => {
+            if let Ok(c) = Commitment::from_bytes(rest) {
+                assert_eq!(
+                    c.to_bytes().as_slice(),
+                    rest,
+                    "a commitment re-encoded differently"
+                );
+            }
+        }
+        2 => {
+            if let Ok(r) = Response::from_bytes(rest) {
+                assert_eq!(
+                    r.to_bytes().as_slice(),
+                    rest,
+                    "a response re-encoded differently"
+                );
+            }
+        }
+        3 => {
+            if let Ok(e) = Element::from_bytes(rest) {
+                assert_eq!(e.to_bytes().as_slice(), rest);
+            }
+            if let Ok(p) = Proof::from_bytes(rest) {
+                assert_eq!(p.to_bytes().as_slice(), rest);
+            }
+        }
+        _ => {
+            let h = oprf_holders();
+            let me = pid(1);
+            let Some(share) = h.shares.get(&me) else {
+                return;
+            };
+            let m = oprf_element();
+            let mut rng = ChaCha20Rng::seed_from_u64(5);
+            let (nonces, own) = oprf::commit(share, &m, &mut rng);
+            let Ok(package) = Package::from_bytes(rest) else {
+                return;
+            };
+            let holds = package.to_bytes().len() >= 34
+                && package.element() == &m
+                && package
+                    .to_bytes()
+                    .get(34..)
+                    .is_some_and(|cs| cs.chunks(own.to_bytes().len()).any(|c| c == own.to_bytes()));
+            if oprf::respond(share, &h.group, nonces, &package).is_ok() {
+                assert!(
+                    holds,
+                    "answered a package without its commitment or for another element"
+                );
+            }
+        }
+    }
+}
+
+/// The 2-of-3 Ristretto255 holders [`decode_oprf`] uses.
+pub(crate) fn oprf_holders() -> &'static Holders<Ristretto255> {
+    static H: OnceLock<Holders<Ristretto255>> = OnceLock::new();
+    H.get_or_init(|| {
+        let mut rng = ChaCha20Rng::seed_from_u64(4);
+        let members: BTreeSet<ParticipantId> = ParticipantId::range(3).collect();
+        local::dkg::<Ristretto255, _>(SessionId([4; 32]), 2, &members, &mut rng)
+            .unwrap_or_else(|e| panic!("dkg: {e}"))
+    })
+}
+
+/// The blinded element [`decode_oprf`]'s member committed for.
+pub(crate) fn oprf_element() -> keyquorum_core::oprf::Element {
+    keyquorum_core::oprf::blind(b"fuzz", &curve25519_dalek::Scalar::from(7u64))
+        .unwrap_or_else(|e| panic!("blind: {e}"))
+}
+
 /// A harness: one fuzz input in, panics only on a finding.
 pub type Harness = fn(&[u8]);
 
@@ -775,6 +863,27 @@ pub const TARGETS: &[(&str, Harness)] = &[
     ("handle_reshare", handle_reshare),
     ("handle_repair", handle_repair),
     ("verify_lms", verify_lms),
+    ("decode_oprf", decode_oprf),
 ];
 
 pub mod seeds;
+
+#[cfg(test)]
+mod tests {
+    /// The `decode_oprf` seed package is one the member answers, so the
+    /// fuzzer starts from the answering path, not only from refusals.
+    #[test]
+    fn the_oprf_seed_package_is_answered() {
+        use keyquorum_core::oprf::{self, Package};
+        use rand_chacha::ChaCha20Rng;
+        use rand_core::SeedableRng;
+        let seeds = crate::seeds::seeds("decode_oprf");
+        let seed = seeds.first().map(|s| s[1..].to_vec()).unwrap_or_default();
+        let package = Package::from_bytes(&seed).unwrap_or_else(|e| panic!("{e}"));
+        let h = crate::oprf_holders();
+        let share = &h.shares[&crate::pid(1)];
+        let mut rng = ChaCha20Rng::seed_from_u64(5);
+        let (nonces, _) = oprf::commit(share, &crate::oprf_element(), &mut rng);
+        assert!(oprf::respond(share, &h.group, nonces, &package).is_ok());
+    }
+}

@@ -127,6 +127,34 @@ pub fn seeds(target: &str) -> Vec<Vec<u8>> {
             // Test case 1's signature holds one LMS signature after Nspk.
             out.push([&[2u8][..], sig.get(4..1296).unwrap_or_default()].concat());
         }
+        "decode_oprf" => {
+            use keyquorum_core::oprf::{self, Package};
+            let h = crate::oprf_holders();
+            let m = crate::oprf_element();
+            // The member's commitment as `decode_oprf` draws it, with
+            // holder 2's: a package the member answers.
+            let mut rng = ChaCha20Rng::seed_from_u64(5);
+            let mut commits = Vec::new();
+            for (i, id) in [crate::pid(1), crate::pid(2)].iter().enumerate() {
+                if let Some(share) = h.shares.get(id) {
+                    let (nonces, c) = oprf::commit(share, &m, &mut rng);
+                    if i == 0 {
+                        rng = ChaCha20Rng::seed_from_u64(6);
+                    }
+                    drop(nonces);
+                    commits.push(c);
+                }
+            }
+            if let Ok(p) = Package::new(m, commits.clone()) {
+                out.push([&[4u8][..], &p.to_bytes()].concat());
+                out.push([&[0u8][..], &p.to_bytes()].concat());
+            }
+            if let Some(c) = commits.first() {
+                out.push([&[1u8][..], &c.to_bytes()[..]].concat());
+            }
+            out.push([&[2u8][..], &[0u8, 1][..], &[3u8; 32][..]].concat());
+            out.push([&[3u8][..], &m.to_bytes()[..]].concat());
+        }
         _ => {}
     }
     out

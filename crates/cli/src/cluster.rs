@@ -242,6 +242,23 @@ pub(crate) async fn run(command: Command, json: bool) -> Result<()> {
             )
             .await
         }
+        Command::Bench(crate::BenchCommand::Oprf {
+            nodes,
+            threshold,
+            concurrency,
+            seconds,
+        }) => {
+            crate::bench_oprf::bench_oprf(
+                crate::bench_oprf::OprfBenchOpts {
+                    nodes,
+                    threshold,
+                    concurrency,
+                    seconds,
+                },
+                json,
+            )
+            .await
+        }
         Command::Bench(crate::BenchCommand::He {
             nodes,
             concurrency,

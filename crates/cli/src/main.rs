@@ -11,6 +11,7 @@
 mod bench;
 mod bench_he;
 mod bench_msg;
+mod bench_oprf;
 mod bench_seedtree;
 mod clients;
 mod cluster;
@@ -476,6 +477,23 @@ enum BenchCommand {
         #[arg(long)]
         subtrees: Option<u32>,
         /// Concurrent signers, comma-separated.
+        #[arg(long, value_delimiter = ',', default_value = "1,16")]
+        concurrency: Vec<usize>,
+        /// Seconds per concurrency level.
+        #[arg(long, default_value_t = 5.0)]
+        seconds: f64,
+    },
+    /// Threshold VOPRF evaluations end to end (evaluations/s, p50/p99,
+    /// CPU per evaluation against one server's bare evaluation and the
+    /// threshold protocol's math, both measured in the same run).
+    Oprf {
+        /// Nodes of the local cluster.
+        #[arg(long, default_value_t = 3)]
+        nodes: u16,
+        /// Members that answer together.
+        #[arg(long, default_value_t = 2)]
+        threshold: u16,
+        /// Concurrent clients, comma-separated.
         #[arg(long, value_delimiter = ',', default_value = "1,16")]
         concurrency: Vec<usize>,
         /// Seconds per concurrency level.

@@ -312,16 +312,26 @@ fn transcript(pk: &[u8; 32], package: &Package) -> Result<Transcript, Error> {
             (c.member, Scalar::from_bytes_mod_order_wide(&wide))
         })
         .collect();
-    let mut t2 = RistrettoPoint::identity();
-    let mut t3 = RistrettoPoint::identity();
+    // Everything here is public (commitments, M, Z, pk): variable-time
+    // multiscalar multiplication, one per point the challenge hashes.
+    let d0 = composite_weight(pk, &mb, &zb);
+    let n = package.commitments.len();
+    let mut s2 = Vec::with_capacity(2 * n);
+    let mut p2 = Vec::with_capacity(2 * n);
+    let mut s3 = Vec::with_capacity(2 * n);
+    let mut p3 = Vec::with_capacity(2 * n);
     for c in &package.commitments {
         let r = rho.get(&c.member).copied().unwrap_or(Scalar::ZERO);
-        t2 += c.d + r * c.e;
-        t3 += c.dm + r * c.em;
+        s2.extend([Scalar::ONE, r]);
+        p2.extend([c.d, c.e]);
+        s3.extend([d0, d0 * r]);
+        p3.extend([c.dm, c.em]);
     }
-    let d0 = composite_weight(pk, &mb, &zb);
-    let t3 = d0 * t3;
-    let c = challenge(pk, &(d0 * package.m.point()), &(d0 * z.point()), &t2, &t3);
+    let t2 = RistrettoPoint::vartime_multiscalar_mul(s2, p2);
+    let t3 = RistrettoPoint::vartime_multiscalar_mul(s3, p3);
+    let m2 = RistrettoPoint::vartime_multiscalar_mul([d0], [package.m.point()]);
+    let z2 = RistrettoPoint::vartime_multiscalar_mul([d0], [z.point()]);
+    let c = challenge(pk, &m2, &z2, &t2, &t3);
     Ok(Transcript { z, lambda, rho, c })
 }
 

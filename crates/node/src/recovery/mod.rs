@@ -118,9 +118,10 @@ fn info_of(name: &str, k: &KeyRecord) -> KeyInfo {
 /// The key `oprf.NAME`, refused unless it is a ristretto255 key.
 fn oprf_key(name: &str, k: KeyRecord) -> Result<KeyRecord, NodeError> {
     if k.suite != SuiteName::Ristretto255 {
-        return Err(NodeError::Internal(format!(
-            "{} is not a ristretto255 key",
-            key_name(name)
+        return Err(NodeError::NotFound(format!(
+            "no OPRF key named {name} ({} is a {:?} signing key)",
+            key_name(name),
+            k.suite
         )));
     }
     Ok(k)
