@@ -94,6 +94,65 @@ struct Row {
     coordinator_ms: Option<f64>,
 }
 
+/// What a load of `concurrency` workers did for some seconds.
+pub(crate) struct Load {
+    /// Each successful operation's latency, sorted.
+    pub lat: Vec<Duration>,
+    /// Operations that failed.
+    pub failed: usize,
+    /// Wall seconds the load ran.
+    pub elapsed: f64,
+    /// This process's CPU seconds meanwhile.
+    pub cpu: f64,
+}
+
+/// Run `op(worker, i)` in `concurrency` workers, each calling it again as
+/// soon as it returns, for `seconds`; `op` says whether it succeeded.
+pub(crate) async fn drive<F, Fut>(concurrency: usize, seconds: f64, op: F) -> Result<Load>
+where
+    F: Fn(usize, u64) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = bool> + Send + 'static,
+{
+    let op = Arc::new(op);
+    let stop = Arc::new(AtomicBool::new(false));
+    let failed = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let cpu0 = crate::bench_he::cpu_seconds()?;
+    let t0 = Instant::now();
+    let mut tasks = Vec::new();
+    for w in 0..concurrency {
+        let (op, stop, failed) = (op.clone(), stop.clone(), failed.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::new();
+            let mut i = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                i += 1;
+                let s = Instant::now();
+                if op(w, i).await {
+                    lat.push(s.elapsed());
+                } else {
+                    failed.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            lat
+        }));
+    }
+    tokio::time::sleep(Duration::from_secs_f64(seconds)).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut lat = Vec::new();
+    for t in tasks {
+        lat.extend(t.await?);
+    }
+    let elapsed = t0.elapsed().as_secs_f64();
+    let cpu = crate::bench_he::cpu_seconds()? - cpu0;
+    lat.sort();
+    Ok(Load {
+        lat,
+        failed: failed.load(Ordering::Relaxed),
+        elapsed,
+        cpu,
+    })
+}
+
 pub(crate) fn percentile(sorted: &[Duration], p: f64) -> f64 {
     let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
     sorted

@@ -12,8 +12,6 @@
 //!   the group operations the threshold protocol cannot avoid.
 
 use std::collections::BTreeSet;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Result};
@@ -26,7 +24,7 @@ use keyquorum_wire::oprf::CreateOprfKeyRequest;
 use rand_core::OsRng;
 use serde_json::json;
 
-use crate::bench::{local_cluster, percentile};
+use crate::bench::{drive, local_cluster, percentile};
 use crate::bench_he::cpu_seconds;
 
 /// What to measure.
@@ -121,50 +119,29 @@ pub(crate) async fn bench_oprf(o: OprfBenchOpts, json_out: bool) -> Result<()> {
     let pk = key.public_key.0.clone();
     let mut rows = Vec::new();
     for &conc in &o.concurrency {
-        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let failed = Arc::new(AtomicUsize::new(0));
-        let cpu0 = cpu_seconds()?;
-        let t0 = Instant::now();
-        let mut tasks = Vec::new();
-        for w in 0..conc {
-            let Some(via) = clients.get(w % clients.len()).cloned() else {
-                bail!("no node");
-            };
-            let (stop, failed, pk) = (stop.clone(), failed.clone(), pk.clone());
-            tasks.push(tokio::spawn(async move {
-                let mut lat = Vec::new();
-                let mut i = 0u64;
-                while !stop.load(Ordering::Relaxed) {
-                    i += 1;
-                    let input = format!("{w}/{i}");
-                    let s = Instant::now();
-                    match via.oprf_evaluate("bench", input.as_bytes(), &pk).await {
-                        Ok(_) => lat.push(s.elapsed()),
-                        Err(_) => {
-                            failed.fetch_add(1, Ordering::Relaxed);
-                        }
-                    }
-                }
-                lat
-            }));
-        }
-        tokio::time::sleep(Duration::from_secs_f64(o.seconds)).await;
-        stop.store(true, Ordering::Relaxed);
-        let mut lat = Vec::new();
-        for t in tasks {
-            lat.extend(t.await?);
-        }
-        let elapsed = t0.elapsed().as_secs_f64();
-        let cpu = cpu_seconds()? - cpu0;
-        lat.sort();
+        let clients = clients.clone();
+        let pk = pk.clone();
+        let load = drive(conc, o.seconds, move |w, i| {
+            let via = clients.get(w % clients.len().max(1)).cloned();
+            let pk = pk.clone();
+            async move {
+                let Some(via) = via else { return false };
+                let input = format!("{w}/{i}");
+                via.oprf_evaluate("bench", input.as_bytes(), &pk)
+                    .await
+                    .is_ok()
+            }
+        })
+        .await?;
+        let (lat, cpu, elapsed) = (&load.lat, load.cpu, load.elapsed);
         let n = lat.len().max(1) as f64;
         rows.push(json!({
             "concurrency": conc,
             "evaluations": lat.len(),
-            "failed": failed.load(Ordering::Relaxed),
+            "failed": load.failed,
             "per_s": lat.len() as f64 / elapsed,
-            "p50_ms": percentile(&lat, 0.5),
-            "p99_ms": percentile(&lat, 0.99),
+            "p50_ms": percentile(lat, 0.5),
+            "p99_ms": percentile(lat, 0.99),
             "cpu_ms_per_evaluation": cpu / n * 1e3,
             "cpu_over_bare": cpu / n / bare_s,
             "cpu_over_math": cpu / n / math_s,

@@ -14,9 +14,7 @@
 //!   shares is not in the bare cost, so the ratio overstates the rest).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::{bail, Result};
 use keyquorum_client::Client;
@@ -29,7 +27,7 @@ use keyquorum_wire::seedtree::CreateSeedtreeRequest;
 use rand_core::OsRng;
 use serde_json::json;
 
-use crate::bench::{local_cluster, percentile};
+use crate::bench::{drive, local_cluster, percentile};
 use crate::bench_he::cpu_seconds;
 
 /// What to measure.
@@ -159,51 +157,28 @@ pub(crate) async fn bench_seedtree(o: SeedtreeBenchOpts, json_out: bool) -> Resu
     let pk = info.public_key.0.clone();
     let mut rows = Vec::new();
     for &conc in &o.concurrency {
-        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let done = Arc::new(AtomicUsize::new(0));
-        let cpu0 = cpu_seconds()?;
-        let t0 = Instant::now();
-        let mut tasks = Vec::new();
-        for w in 0..conc {
-            let Some(via) = clients.get(w % clients.len()).cloned() else {
-                bail!("no node");
-            };
-            let (stop, done, pk) = (stop.clone(), done.clone(), pk.clone());
-            tasks.push(tokio::spawn(async move {
-                let mut lat = Vec::new();
-                let mut i = 0u64;
-                while !stop.load(Ordering::Relaxed) {
-                    i += 1;
-                    let msg = format!("{w}/{i}");
-                    let s = Instant::now();
-                    if via
-                        .seedtree_sign("bench", msg.as_bytes(), Some(&pk))
-                        .await
-                        .is_ok()
-                    {
-                        lat.push(s.elapsed());
-                        done.fetch_add(1, Ordering::Relaxed);
-                    }
-                }
-                lat
-            }));
-        }
-        tokio::time::sleep(Duration::from_secs_f64(o.seconds)).await;
-        stop.store(true, Ordering::Relaxed);
-        let mut lat = Vec::new();
-        for t in tasks {
-            lat.extend(t.await?);
-        }
-        let elapsed = t0.elapsed().as_secs_f64();
-        let cpu = cpu_seconds()? - cpu0;
-        lat.sort();
+        let clients = clients.clone();
+        let pk = pk.clone();
+        let load = drive(conc, o.seconds, move |w, i| {
+            let via = clients.get(w % clients.len().max(1)).cloned();
+            let pk = pk.clone();
+            async move {
+                let Some(via) = via else { return false };
+                let msg = format!("{w}/{i}");
+                via.seedtree_sign("bench", msg.as_bytes(), Some(&pk))
+                    .await
+                    .is_ok()
+            }
+        })
+        .await?;
+        let (lat, cpu) = (&load.lat, load.cpu);
         let n = lat.len().max(1) as f64;
         rows.push(json!({
             "concurrency": conc,
             "signatures": lat.len(),
-            "per_s": lat.len() as f64 / elapsed,
-            "p50_ms": percentile(&lat, 0.5),
-            "p99_ms": percentile(&lat, 0.99),
+            "per_s": lat.len() as f64 / load.elapsed,
+            "p50_ms": percentile(lat, 0.5),
+            "p99_ms": percentile(lat, 0.99),
             "cpu_ms_per_signature": cpu / n * 1e3,
             "bare_ms": bare * 1e3,
             "cpu_over_bare": cpu / n / bare,

@@ -45,7 +45,7 @@ pub(crate) enum OprfKeyCommand {
         threshold: Option<u16>,
         /// Members (default: every voter), comma-separated.
         #[arg(long, value_delimiter = ',')]
-        members: Option<Vec<u16>>,
+        members: Option<Vec<NodeId>>,
     },
     /// A key's public key, threshold and members.
     Show {
@@ -85,13 +85,6 @@ pub(crate) async fn run(c: &Client, command: OprfCommand, json_out: bool) -> Res
             threshold,
             members,
         }) => {
-            let members = members
-                .map(|m| {
-                    m.into_iter()
-                        .map(|n| NodeId::new(n).context("node ids start at 1"))
-                        .collect::<Result<Vec<_>>>()
-                })
-                .transpose()?;
             let k = c
                 .oprf_create(&CreateOprfKeyRequest {
                     name,

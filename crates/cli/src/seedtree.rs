@@ -35,7 +35,7 @@ pub(crate) enum SeedtreeCommand {
         threshold: Option<u16>,
         /// Members (default: every voter), comma-separated.
         #[arg(long, value_delimiter = ',')]
-        members: Option<Vec<u16>>,
+        members: Option<Vec<NodeId>>,
     },
     /// Sign a message with a fresh leaf (the leaf's key is rebuilt here,
     /// used once and erased; the signature is checked before it is shown).
@@ -108,13 +108,6 @@ pub(crate) async fn run(c: &Client, command: SeedtreeCommand, json_out: bool) ->
             threshold,
             members,
         } => {
-            let members = members
-                .map(|m| {
-                    m.into_iter()
-                        .map(|n| NodeId::new(n).context("node ids start at 1"))
-                        .collect::<Result<Vec<_>>>()
-                })
-                .transpose()?;
             let req = CreateSeedtreeRequest {
                 name,
                 height,

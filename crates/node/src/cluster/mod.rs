@@ -382,6 +382,19 @@ impl Node {
         self.0.registry.read(f)
     }
 
+    /// Refused (409) unless the cluster has taken up apply rules `min`,
+    /// which `what` (a capability, in the plural) needs.
+    pub fn require_rules(&self, min: u16, what: &str) -> Result<(), NodeError> {
+        let rules = self.registry(|r| r.rules_to_stamp());
+        if rules < min {
+            return Err(NodeError::Conflict(format!(
+                "{what} need apply rules {min}; the cluster is at {rules} until every member \
+                 runs a build that knows them"
+            )));
+        }
+        Ok(())
+    }
+
     /// `f` of this replica; if it finds nothing, `f` again after a read
     /// barrier (what another node committed a moment ago may not have
     /// reached this one).

@@ -92,19 +92,6 @@ fn lock<T>(m: &Mutex<T>) -> Result<std::sync::MutexGuard<'_, T>, NodeError> {
         .map_err(|_| NodeError::Internal("he lock poisoned".into()))
 }
 
-/// Sessions need the cluster to have taken up apply rules 6 (every member
-/// runs a build that knows them).
-fn ready(node: &Node) -> Result<(), NodeError> {
-    let rules = node.registry(|r| r.rules_to_stamp());
-    if rules < HE_RULES {
-        return Err(NodeError::Conflict(format!(
-            "encrypted-data sessions need apply rules {HE_RULES}; the cluster is at {rules} until \
-             every member runs a build that knows them"
-        )));
-    }
-    Ok(())
-}
-
 /// The session `name` as this replica has it; if it does not, after a
 /// read barrier (it may have been created through another node a moment
 /// ago).
@@ -123,7 +110,7 @@ async fn readable(
     (client, admin): (&str, bool),
     what: &str,
 ) -> Result<HeEntry, NodeError> {
-    ready(node)?;
+    node.require_rules(HE_RULES, "encrypted-data sessions")?;
     let e = entry(node, name).await?;
     if !may_read(&e.record, client, admin) {
         return Err(NodeError::Forbidden(format!(
@@ -228,7 +215,7 @@ impl He {
         client: &str,
         request: &httpsig::Request,
     ) -> Result<HeSessionInfo, NodeError> {
-        ready(node)?;
+        node.require_rules(HE_RULES, "encrypted-data sessions")?;
         let key = key_name(&req.name);
         crate::names::check_name(&key).map_err(|_| {
             NodeError::BadRequest(
@@ -295,7 +282,7 @@ impl He {
         client: &str,
         request: &httpsig::Request,
     ) -> Result<SubmitInputResponse, NodeError> {
-        ready(node)?;
+        node.require_rules(HE_RULES, "encrypted-data sessions")?;
         let e = entry(node, name).await?;
         if e.progress.status != HeStatus::Open {
             return Err(NodeError::Conflict(format!("session {name} is closed")));

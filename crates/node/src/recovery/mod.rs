@@ -92,18 +92,6 @@ impl core::fmt::Debug for Oprf {
     }
 }
 
-/// OPRF keys need the cluster to have taken up apply rules 8.
-fn ready(node: &Node) -> Result<(), NodeError> {
-    let rules = node.registry(|r| r.rules_to_stamp());
-    if rules < OPRF_RULES {
-        return Err(NodeError::Conflict(format!(
-            "OPRF keys need apply rules {OPRF_RULES}; the cluster is at {rules} until every \
-             member runs a build that knows them"
-        )));
-    }
-    Ok(())
-}
-
 fn info_of(name: &str, k: &KeyRecord) -> KeyInfo {
     KeyInfo {
         name: name.to_string(),
@@ -158,7 +146,7 @@ impl Oprf {
         req: CreateOprfKeyRequest,
         request: &httpsig::Request,
     ) -> Result<KeyInfo, NodeError> {
-        ready(node)?;
+        node.require_rules(OPRF_RULES, "OPRF keys")?;
         let key = key_name(&req.name);
         if crate::names::check_name(&key).is_err() || req.name == "keys" {
             return Err(NodeError::BadRequest(
@@ -218,7 +206,7 @@ impl Oprf {
         blinded: &[u8],
         request: &httpsig::Request,
     ) -> Result<EvaluateResponse, NodeError> {
-        ready(node)?;
+        node.require_rules(OPRF_RULES, "OPRF keys")?;
         let m = Element::from_bytes(blinded).map_err(|e| {
             NodeError::BadRequest(format!(
                 "blinded_element is not a canonical Ristretto255 element other than the \

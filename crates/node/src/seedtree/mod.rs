@@ -75,18 +75,6 @@ impl Default for Seedtrees {
     }
 }
 
-/// Trees need the cluster to have taken up apply rules 7.
-fn ready(node: &Node) -> Result<(), NodeError> {
-    let rules = node.registry(|r| r.rules_to_stamp());
-    if rules < ST_RULES {
-        return Err(NodeError::Conflict(format!(
-            "signing trees need apply rules {ST_RULES}; the cluster is at {rules} until every \
-             member runs a build that knows them"
-        )));
-    }
-    Ok(())
-}
-
 /// One call to each of `to`, concurrently, each answer with its member.
 async fn ask_each(
     node: &Node,
@@ -164,7 +152,7 @@ impl Seedtrees {
         client: &str,
         request: &httpsig::Request,
     ) -> Result<SeedtreeInfo, NodeError> {
-        ready(node)?;
+        node.require_rules(ST_RULES, "signing trees")?;
         let shape = node
             .registry(|r| {
                 let voters: Vec<NodeId> = r.voters.iter().copied().collect();
@@ -433,7 +421,7 @@ impl Seedtrees {
         (client, grant): (&str, &keyquorum_wire::control::Grant),
         request: &httpsig::Request,
     ) -> Result<SeedtreeLeaf, NodeError> {
-        ready(node)?;
+        node.require_rules(ST_RULES, "signing trees")?;
         if !member::may_sign(grant, name) {
             return Err(NodeError::Forbidden(format!(
                 "client {client} may not sign with {name}"
