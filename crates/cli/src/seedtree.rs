@@ -98,6 +98,53 @@ fn info_json(i: &SeedtreeInfo) -> serde_json::Value {
     })
 }
 
+/// Await `create` behind a progress bar of the key generation of `name`:
+/// the chunks of leaf shares the members stored out of all they store.
+async fn with_progress<T>(
+    c: &Client,
+    name: &str,
+    json_out: bool,
+    create: impl std::future::Future<Output = T>,
+) -> T {
+    if json_out || !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        return create.await;
+    }
+    let pb = indicatif::ProgressBar::new(1);
+    pb.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{spinner} {msg} [{bar:40}] {percent}% ({elapsed}, about {eta} left)",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+        .progress_chars("=> "),
+    );
+    pb.set_message("committing to the identifier");
+    pb.enable_steady_tick(std::time::Duration::from_millis(100));
+    tokio::pin!(create);
+    let mut tick = tokio::time::interval(std::time::Duration::from_millis(500));
+    let out = loop {
+        tokio::select! {
+            out = &mut create => break out,
+            _ = tick.tick() => {
+                if let Ok(p) = c.seedtree_progress(name).await {
+                    pb.set_length(p.chunks_total.max(1));
+                    pb.set_position(p.chunks.min(p.chunks_total));
+                    pb.set_message(match p.phase.as_str() {
+                        "identifier" => "committing to the identifier".to_string(),
+                        "building" => format!(
+                            "building and dealing ({} of {} subtree roots)",
+                            p.roots, p.subtrees
+                        ),
+                        "endorsing" => "the members check and endorse".to_string(),
+                        other => other.to_string(),
+                    });
+                }
+            }
+        }
+    };
+    pb.finish_and_clear();
+    out
+}
+
 pub(crate) async fn run(c: &Client, command: SeedtreeCommand, json_out: bool) -> Result<()> {
     match command {
         SeedtreeCommand::Create {
@@ -116,11 +163,11 @@ pub(crate) async fn run(c: &Client, command: SeedtreeCommand, json_out: bool) ->
                 threshold,
                 members,
             };
-            // The members build in parallel; a spinner meanwhile (none
-            // with --json or off a terminal).
-            let what = format!("building 2^{height} one-time keys across the members");
-            let info = crate::cluster::spinning(json_out, &what, c.seedtree_create(&req)).await;
-            let info = info?;
+            // The members build in parallel; a progress bar meanwhile
+            // (none with --json or off a terminal), fed by the node the
+            // request went to.
+            let info =
+                with_progress(c, &req.name.clone(), json_out, c.seedtree_create(&req)).await?;
             if json_out {
                 print_json(&info_json(&info))
             } else {

@@ -16,8 +16,8 @@ use keyquorum_core::lms::hss::HssPublicKey;
 use keyquorum_core::lms::tree::AuthPath;
 use keyquorum_core::ParticipantId;
 use keyquorum_wire::seedtree::{
-    share_aad, CreateSeedtreeRequest, SeedtreeInfo, SeedtreeLeaf, SeedtreeList, SeedtreeSignature,
-    SignSeedtreeRequest, SHARE_HPKE_INFO,
+    share_aad, CreateSeedtreeRequest, SeedtreeInfo, SeedtreeLeaf, SeedtreeList, SeedtreeProgress,
+    SeedtreeSignature, SignSeedtreeRequest, SHARE_HPKE_INFO,
 };
 use keyquorum_wire::{Hex, Hex32};
 use zeroize::Zeroizing;
@@ -185,6 +185,12 @@ impl Client {
     /// One tree.
     pub async fn seedtree(&self, name: &str) -> Result<SeedtreeInfo, ClientError> {
         self.get(&format!("/v1/seedtrees/{name}")).await
+    }
+
+    /// How far the key generation of `name` has come (ask the node the
+    /// create request went to).
+    pub async fn seedtree_progress(&self, name: &str) -> Result<SeedtreeProgress, ClientError> {
+        self.get(&format!("/v1/seedtrees/{name}/progress")).await
     }
 
     /// Ask for a leaf of `name` to sign `message` with, its shares sealed

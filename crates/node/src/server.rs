@@ -302,7 +302,7 @@ pub mod doc {
     use keyquorum_wire::oprf::{CreateOprfKeyRequest, EvaluateRequest, EvaluateResponse};
     use keyquorum_wire::seedtree::{
         CreateSeedtreeRequest, SealedLeafShare, SeedtreeInfo, SeedtreeLeaf, SeedtreeList,
-        SeedtreeRecord, SignSeedtreeRequest,
+        SeedtreeProgress, SeedtreeRecord, SignSeedtreeRequest,
     };
     use utoipa::OpenApi;
 
@@ -323,7 +323,7 @@ pub mod doc {
             msg_deployment, create_endpoint, get_endpoint, revoke_endpoint, publish_prekeys, claim_prekey, send_message, inbox, ack_inbox,
             init, propose_change, list_changes, approve,
             create_session, list_sessions, get_session, submit_input, close_session, session_result, session_transcript,
-            create_tree, list_trees, get_tree, sign_leaf,
+            create_tree, list_trees, get_tree, tree_progress, sign_leaf,
             create_oprf_key, list_oprf_keys, get_oprf_key, evaluate_oprf),
         components(schemas(CreateKeyRequest, KeyInfo, KeyList, SignRequest, SignResponse, VerifyRequest, VerifyResponse,
             ReshareRequest, RepairRequest, ExportRequest, ExportRecord, ExportList, ExportResult, SealedExportShare, CreateClientRequest, ClientCreated, ClientList, ClientRecord, Grant, AddNodeRequest,
@@ -333,7 +333,7 @@ pub mod doc {
             InitRequest, InitBody, InitProof, NamedKey, ChangeRequest, ChangeList, Change, ChangeRecord, Approved,
             CreateHeSessionRequest, HeSessionInfo, HeSessionList, HeSessionRecord, HeProgress, HeResultRecord, HeStatus, HeOp,
             SubmitInputRequest, SubmitInputResponse, HeInput, HeTranscript, HeResultResponse, HeInputsStatement,
-            CreateSeedtreeRequest, SeedtreeInfo, SeedtreeList, SeedtreeRecord, SignSeedtreeRequest, SeedtreeLeaf, SealedLeafShare,
+            CreateSeedtreeRequest, SeedtreeInfo, SeedtreeList, SeedtreeRecord, SignSeedtreeRequest, SeedtreeLeaf, SealedLeafShare, SeedtreeProgress,
             CreateOprfKeyRequest, EvaluateRequest, EvaluateResponse)),
         modifiers(&Security)
     )]

@@ -139,6 +139,53 @@ async fn a_dead_builder_costs_nothing_after_key_generation() {
     c.shutdown().await;
 }
 
+/// The node a create request went to reports how far the key generation
+/// has come while it runs (the chunks the members stored never go back),
+/// and `done` with every chunk once the tree exists; an unknown tree is
+/// 404.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn key_generation_reports_its_progress() {
+    let (_dir, c) = cluster(4, 2, 0).await;
+    let via = client(&c, 1);
+    let err = via.seedtree_progress("nothing").await.unwrap_err();
+    assert_eq!(status_of(&err), 404, "{err}");
+    let creator = client(&c, 1);
+    let create = tokio::spawn(async move {
+        creator
+            .seedtree_create(&CreateSeedtreeRequest {
+                subtrees: Some(4),
+                ..tree("watched", 15, 8)
+            })
+            .await
+    });
+    let mut seen = Vec::new();
+    let mut last = 0u64;
+    while !create.is_finished() {
+        if let Ok(p) = via.seedtree_progress("watched").await {
+            assert!(p.chunks >= last, "progress went back: {p:?}");
+            assert!(p.chunks <= p.chunks_total, "{p:?}");
+            last = p.chunks;
+            if seen.last() != Some(&p.phase) {
+                seen.push(p.phase.clone());
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let info = create.await.unwrap().unwrap();
+    assert!(
+        seen.iter().any(|p| p == "building"),
+        "the build was watched: {seen:?}"
+    );
+    for i in [1u16, 2] {
+        let p = client(&c, i).seedtree_progress("watched").await.unwrap();
+        assert_eq!(p.phase, "done");
+        assert_eq!((p.roots, p.subtrees), (info.subtrees, info.subtrees));
+        // 2^15 leaves: 4 subtrees of 2 chunks of 4,096, at 4 members.
+        assert_eq!((p.chunks, p.chunks_total), (4 * 2 * 4, 4 * 2 * 4));
+    }
+    c.shutdown().await;
+}
+
 /// Every node stopped and restarted between signatures: the log and the
 /// members' lock records come back, and no leaf signs twice.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -608,6 +608,10 @@ pub enum PeerMessage {
         built: Vec<(u32, Hex32)>,
         /// Subtrees whose every leaf's share and key it holds and checked.
         held: u32,
+        /// Chunks of leaves it stored so far, over every subtree (a
+        /// progress report; absent from older members).
+        #[serde(default)]
+        chunks: u32,
         /// Why the run failed here, if it did.
         failed: Option<String>,
     },

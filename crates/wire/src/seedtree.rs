@@ -110,6 +110,26 @@ pub struct SeedtreeInfo {
     pub run: Hex32,
 }
 
+/// `GET /v1/seedtrees/{name}/progress`: how far a key generation this
+/// node coordinates has come (or a finished tree).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct SeedtreeProgress {
+    /// Tree name.
+    pub name: String,
+    /// `identifier` (commit and reveal), `building` (subtrees built and
+    /// dealt), `endorsing`, or `done`.
+    pub phase: String,
+    /// Subtrees.
+    pub subtrees: u32,
+    /// Subtree roots their builders reported.
+    pub roots: u32,
+    /// Chunks of leaf shares the members stored, all members together.
+    pub chunks: u64,
+    /// Chunks the members store in all.
+    pub chunks_total: u64,
+}
+
 /// `GET /v1/seedtrees`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

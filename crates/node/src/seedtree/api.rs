@@ -10,7 +10,8 @@ use axum::routing::{get, post};
 use axum::Router;
 use keyquorum_wire::api::ErrorBody;
 use keyquorum_wire::seedtree::{
-    CreateSeedtreeRequest, SeedtreeInfo, SeedtreeLeaf, SeedtreeList, SignSeedtreeRequest,
+    CreateSeedtreeRequest, SeedtreeInfo, SeedtreeLeaf, SeedtreeList, SeedtreeProgress,
+    SignSeedtreeRequest,
 };
 
 use super::Seedtrees;
@@ -35,6 +36,7 @@ pub(crate) fn routes(node: Node, trees: Arc<Seedtrees>) -> Router {
     Router::new()
         .route("/v1/seedtrees", post(create_tree).get(list_trees))
         .route("/v1/seedtrees/{name}", get(get_tree))
+        .route("/v1/seedtrees/{name}/progress", get(tree_progress))
         .route("/v1/seedtrees/{name}/sign", post(sign_leaf))
         .with_state(SeedtreeApi { node, trees })
 }
@@ -85,6 +87,23 @@ pub(crate) async fn get_tree(
     req.run("seedtree.show", Some(&target), |_| async move {
         s.node.read_barrier().await?;
         Seedtrees::info(&s.node, &name)
+    })
+    .await
+}
+
+/// How far a key generation this node coordinates has come (ask the node
+/// the create request went to); a finished tree's is `done`.
+#[utoipa::path(get, path = "/v1/seedtrees/{name}/progress", params(("name" = String, Path, description = "tree name")),
+    security(("httpsig" = [])),
+    responses((status = 200, body = SeedtreeProgress), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub(crate) async fn tree_progress(
+    req: Audited,
+    State(s): State<SeedtreeApi>,
+    Path(name): Path<String>,
+) -> Response {
+    let target = name.clone();
+    req.run("seedtree.progress", Some(&target), |_| async move {
+        s.trees.progress(&s.node, &name)
     })
     .await
 }

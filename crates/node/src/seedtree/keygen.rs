@@ -522,6 +522,7 @@ impl Runs {
                 })
                 .collect(),
             held: r.held.len() as u32,
+            chunks: r.stored.values().map(|c| c.len() as u32).sum(),
             failed: r.failed.clone(),
         })
     }

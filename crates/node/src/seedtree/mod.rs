@@ -32,7 +32,7 @@ use keyquorum_wire::control::{CommandResponse, Endorsement};
 use keyquorum_wire::peer::PeerMessage;
 use keyquorum_wire::seedtree::{
     lock_quorum, lock_statement, CreateSeedtreeRequest, SeedtreeCommand, SeedtreeInfo,
-    SeedtreeLeaf, SeedtreeList, SeedtreeRecord, SignSeedtreeRequest,
+    SeedtreeLeaf, SeedtreeList, SeedtreeProgress, SeedtreeRecord, SignSeedtreeRequest,
 };
 use keyquorum_wire::{Hex, Hex32, NodeId};
 
@@ -58,6 +58,8 @@ const POLL: Duration = Duration::from_millis(100);
 /// signing half of a member, and the leaves this node was handed.
 pub struct Seedtrees {
     runs: Arc<keygen::Runs>,
+    /// Key generations this node coordinates, by tree: how far they came.
+    progress: Arc<std::sync::Mutex<BTreeMap<String, SeedtreeProgress>>>,
     member: member::Member,
     /// Per tree, the leaves this node was handed and has not used: next, end.
     leaves: tokio::sync::Mutex<BTreeMap<String, (u64, u64)>>,
@@ -72,6 +74,51 @@ impl core::fmt::Debug for Seedtrees {
 impl Default for Seedtrees {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+/// A key generation's entry in [`Seedtrees`]' progress table, removed
+/// when the run ends (done or failed).
+struct Report {
+    table: Arc<std::sync::Mutex<BTreeMap<String, SeedtreeProgress>>>,
+    name: String,
+}
+
+impl Report {
+    fn start(
+        table: &Arc<std::sync::Mutex<BTreeMap<String, SeedtreeProgress>>>,
+        first: SeedtreeProgress,
+    ) -> Result<Self, NodeError> {
+        let name = first.name.clone();
+        let mut t = table
+            .lock()
+            .map_err(|_| NodeError::Internal("progress table poisoned".into()))?;
+        if t.contains_key(&name) {
+            return Err(NodeError::Conflict(format!(
+                "a key generation of {name} runs here already"
+            )));
+        }
+        t.insert(name.clone(), first);
+        Ok(Self {
+            table: table.clone(),
+            name,
+        })
+    }
+
+    fn update(&self, f: impl FnOnce(&mut SeedtreeProgress)) {
+        if let Ok(mut t) = self.table.lock() {
+            if let Some(p) = t.get_mut(&self.name) {
+                f(p);
+            }
+        }
+    }
+}
+
+impl Drop for Report {
+    fn drop(&mut self) {
+        if let Ok(mut t) = self.table.lock() {
+            t.remove(&self.name);
+        }
     }
 }
 
@@ -119,6 +166,7 @@ impl Seedtrees {
     /// No trees yet.
     pub fn new() -> Self {
         Self {
+            progress: Arc::default(),
             runs: Arc::new(keygen::Runs::default()),
             member: member::Member::default(),
             leaves: tokio::sync::Mutex::new(BTreeMap::new()),
@@ -141,6 +189,36 @@ impl Seedtrees {
     pub fn list(node: &Node) -> SeedtreeList {
         node.registry(|r| SeedtreeList {
             trees: r.seedtree.trees.values().map(info_of).collect(),
+        })
+    }
+
+    /// How far the key generation of `name` this node coordinates has
+    /// come; a finished tree's is `done`.
+    pub fn progress(&self, node: &Node, name: &str) -> Result<SeedtreeProgress, NodeError> {
+        if let Some(p) = self
+            .progress
+            .lock()
+            .map_err(|_| NodeError::Internal("progress table poisoned".into()))?
+            .get(name)
+        {
+            return Ok(p.clone());
+        }
+        let info = Self::info(node, name).map_err(|_| {
+            NodeError::NotFound(format!(
+                "no tree named {name}, and no key generation of it coordinated by this node"
+            ))
+        })?;
+        let per_member = info
+            .capacity
+            .div_ceil(u64::from(keygen::CHUNK))
+            .max(u64::from(info.subtrees));
+        Ok(SeedtreeProgress {
+            name: info.name,
+            phase: "done".into(),
+            subtrees: info.subtrees,
+            roots: info.subtrees,
+            chunks: per_member * info.members.len() as u64,
+            chunks_total: per_member * info.members.len() as u64,
         })
     }
 
@@ -172,6 +250,19 @@ impl Seedtrees {
         let run = keygen::run_of(&check_forwarded(node, &fwd)?, &fwd);
         let members = shape.members.clone();
         let name = req.name.clone();
+        let per_member = u64::from(shape.layout.subtrees)
+            * u64::from(shape.layout.per_subtree().div_ceil(keygen::CHUNK));
+        let report = Report::start(
+            &self.progress,
+            SeedtreeProgress {
+                name: name.clone(),
+                phase: "identifier".into(),
+                subtrees: shape.layout.subtrees,
+                roots: 0,
+                chunks: 0,
+                chunks_total: per_member * members.len() as u64,
+            },
+        )?;
         // 1. Commitments.
         let committed = all_ok(
             ask_each(node, &members, |_| PeerMessage::StCommit {
@@ -253,9 +344,11 @@ impl Seedtrees {
                 .into_iter()
                 .filter_map(|b| NodeId::new(u16::try_from(b).unwrap_or(0)))
                 .collect();
+        report.update(|p| p.phase = "building".into());
         let roots = self
-            .await_builds(node, &members, &builders, run, &shape.layout)
+            .await_builds(node, &members, &builders, run, &shape.layout, &report)
             .await?;
+        report.update(|p| p.phase = "endorsing".into());
         let public = state::public_key(&shape.layout, &id, &roots).map_err(NodeError::Internal)?;
         let record = SeedtreeRecord {
             name: name.clone(),
@@ -305,6 +398,7 @@ impl Seedtrees {
         builders: &[NodeId],
         run: Hex32,
         layout: &federation::Layout,
+        report: &Report,
     ) -> Result<Vec<Hex32>, NodeError> {
         // A generous deadline: a key generation hash takes about 40 ns on
         // one core; allow 1 µs each (25× over), spread over the builders.
@@ -328,13 +422,16 @@ impl Seedtrees {
                     .collect();
             let mut held_everywhere = answers.len() == members.len();
             let mut roots: BTreeMap<u32, Hex32> = BTreeMap::new();
+            let mut chunks_stored = 0u64;
             for (m, a) in answers {
                 match a {
                     PeerMessage::StProgressed {
                         built,
                         held,
+                        chunks,
                         failed,
                     } => {
+                        chunks_stored += u64::from(chunks);
                         if let Some(why) = failed {
                             return Err(NodeError::Unavailable(format!(
                                 "node {m} could not build: {why}"
@@ -355,6 +452,11 @@ impl Seedtrees {
                     }
                 }
             }
+            report.update(|p| {
+                p.roots = roots.len() as u32;
+                // Never backwards (a member that did not answer this time).
+                p.chunks = p.chunks.max(chunks_stored);
+            });
             if held_everywhere && roots.len() == layout.subtrees as usize {
                 return Ok(roots.into_values().collect());
             }
