@@ -171,12 +171,18 @@ impl Member {
                 Err(e) => tracing::debug!(error = %e, "waiting to catch up before locking leaves"),
             }
             tokio::time::sleep(wait).await;
-            wait = (wait * 2).min(std::time::Duration::from_secs(2));
+            wait = (wait * 2).min(std::time::Duration::from_millis(250));
         }
     }
 
-    /// The leaves of `tree` handed out before this member started.
-    fn floor(&self, tree: &str) -> Result<u64, NodeError> {
+    /// The leaves of `tree` handed out before this member started; while
+    /// it is still catching up after a start (a leader being elected),
+    /// waited for up to 2 s (well within a peer call) before refusing.
+    async fn floor(&self, tree: &str) -> Result<u64, NodeError> {
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(2);
+        while self.floor.get().is_none() && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
         let floors = self.floor.get().ok_or_else(|| {
             NodeError::Unavailable(
                 "this member has not caught up with the log since it started: it locks no \
@@ -239,7 +245,7 @@ impl Member {
             .authorize(node, from, tree, leaf, request, "lock")
             .await?;
         let h = request_hash(&a, request);
-        let floor = self.floor(tree)?;
+        let floor = self.floor(tree).await?;
         self.lock_to(node, &e.record, leaf, &h, floor)?;
         let signature = node.keys().sign(&lock_statement(&e.record.run, leaf, &h));
         Ok(PeerMessage::StLocked {
@@ -297,7 +303,7 @@ impl Member {
             )));
         }
         // This member's own record agrees (or takes the lock now).
-        let floor = self.floor(tree)?;
+        let floor = self.floor(tree).await?;
         self.lock_to(node, record, leaf, &h, floor)?;
         let share = node
             .vault()
