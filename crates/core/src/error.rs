@@ -222,6 +222,9 @@ pub enum DecodeError {
     /// An embedded frost-core value failed to decode.
     #[error("invalid {0}")]
     InvalidFrostValue(&'static str),
+    /// A text or byte layout is not what it must be (what, in words).
+    #[error("{0}")]
+    Invalid(&'static str),
     /// A typecode (RFC 8554 parameter set) we do not read.
     #[error("unknown {what} typecode {code}")]
     UnknownTypecode {

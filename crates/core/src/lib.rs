@@ -59,3 +59,20 @@ pub use suite::{Ed25519, Ristretto255, Secp256k1, Secp256k1Tr, Suite, SuiteId};
 
 /// Re-export of the frost-core version this crate is built on.
 pub use frost_core;
+
+/// rand_core 0.9 view of a rand_core 0.6 RNG, for the hpke crate.
+pub(crate) struct Rng09<'a, R>(pub(crate) &'a mut R);
+
+impl<R: rand_core::RngCore> rand_core_09::RngCore for Rng09<'_, R> {
+    fn next_u32(&mut self) -> u32 {
+        self.0.next_u32()
+    }
+    fn next_u64(&mut self) -> u64 {
+        self.0.next_u64()
+    }
+    fn fill_bytes(&mut self, dst: &mut [u8]) {
+        self.0.fill_bytes(dst);
+    }
+}
+
+impl<R: rand_core::RngCore + rand_core::CryptoRng> rand_core_09::CryptoRng for Rng09<'_, R> {}

@@ -15,6 +15,7 @@
 
 use std::collections::BTreeMap;
 
+use crate::Rng09;
 use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 use hpke::aead::ChaCha20Poly1305;
 use hpke::kdf::HkdfSha256;
@@ -222,23 +223,6 @@ fn node_aad(id: &[u8; 32], node: u64) -> Vec<u8> {
 fn forwarded_aad(id: &[u8; 32], node: u64) -> Vec<u8> {
     aad(id, &format!("forwarded by node {node}"))
 }
-
-/// rand_core 0.9 view of a rand_core 0.6 RNG, for the hpke crate.
-struct Rng09<'a, R>(&'a mut R);
-
-impl<R: RngCore> rand_core_09::RngCore for Rng09<'_, R> {
-    fn next_u32(&mut self) -> u32 {
-        self.0.next_u32()
-    }
-    fn next_u64(&mut self) -> u64 {
-        self.0.next_u64()
-    }
-    fn fill_bytes(&mut self, dst: &mut [u8]) {
-        self.0.fill_bytes(dst);
-    }
-}
-
-impl<R: RngCore + CryptoRng> rand_core_09::CryptoRng for Rng09<'_, R> {}
 
 fn encode_shares(shares: &[(ParticipantId, &SecretScalar<Grp>)]) -> Zeroizing<Vec<u8>> {
     let mut b = Zeroizing::new(Vec::with_capacity(shares.len() * 34));
