@@ -124,12 +124,19 @@ pub fn channel_of(guardians: &[u64], channels: usize, node: u64) -> Option<usize
     sorted.iter().position(|g| *g == node).map(|i| i % channels)
 }
 
+/// Guardian `g`'s channel.
+fn label<'c>(guardians: &[u64], channels: &'c [String], g: u64) -> Option<&'c str> {
+    channel_of(guardians, channels.len(), g)
+        .and_then(|i| channels.get(i))
+        .map(String::as_str)
+}
+
 /// How many distinct channels a signer set of `t` must cover: every
 /// distinct channel the guardians have, at most `t`.
 fn channels_needed(guardians: &[u64], channels: &[String], t: usize) -> usize {
     let mut seen: Vec<&str> = guardians
         .iter()
-        .filter_map(|g| channel_of(guardians, channels.len(), *g).map(|i| channels[i].as_str()))
+        .filter_map(|g| label(guardians, channels, *g))
         .collect();
     seen.sort_unstable();
     seen.dedup();
@@ -139,7 +146,7 @@ fn channels_needed(guardians: &[u64], channels: &[String], t: usize) -> usize {
 fn covered(guardians: &[u64], channels: &[String], signers: &[u64]) -> usize {
     let mut seen: Vec<&str> = signers
         .iter()
-        .filter_map(|g| channel_of(guardians, channels.len(), *g).map(|i| channels[i].as_str()))
+        .filter_map(|g| label(guardians, channels, *g))
         .collect();
     seen.sort_unstable();
     seen.dedup();
@@ -164,13 +171,12 @@ pub fn choose_signers(
         .filter(|g| guardians.contains(g) && !excluded.contains(g))
         .collect();
     let mut chosen: Vec<u64> = Vec::with_capacity(t);
-    let mut seen: Vec<usize> = Vec::new();
+    let mut seen: Vec<&str> = Vec::new();
     // One per channel first, in the caller's order, then the rest.
     for g in &usable {
-        let c = channel_of(guardians, channels.len(), *g)?;
-        let label = channels.get(c)?;
-        if chosen.len() < t && !seen.iter().any(|s| channels[*s] == *label) {
-            seen.push(c);
+        let l = label(guardians, channels, *g)?;
+        if chosen.len() < t && !seen.contains(&l) {
+            seen.push(l);
             chosen.push(*g);
         }
     }
@@ -244,26 +250,26 @@ impl ResetMessage {
         let rest = bytes
             .strip_prefix(RESET_LABEL)
             .ok_or(DecodeError::Invalid("not a keyquorum-reset-v1 message"))?;
-        let (len, rest) = rest.split_at_checked(2).ok_or(DecodeError::Truncated)?;
-        let len = usize::from(u16::from_be_bytes([len[0], len[1]]));
+        let (len, rest) = rest
+            .split_first_chunk::<2>()
+            .ok_or(DecodeError::Truncated)?;
+        let len = usize::from(u16::from_be_bytes(*len));
         let (account, rest) = rest.split_at_checked(len).ok_or(DecodeError::Truncated)?;
         let account = std::str::from_utf8(account)
             .map_err(|_| DecodeError::Invalid("account is not UTF-8"))?
             .to_string();
         check_account(&account).map_err(|_| DecodeError::Invalid("account name"))?;
-        if rest.len() != 16 + 8 + 32 {
-            return Err(if rest.len() < 56 {
-                DecodeError::Truncated
-            } else {
-                DecodeError::TrailingBytes(rest.len() - 56)
-            });
+        if rest.len() > 16 + 8 + 32 {
+            return Err(DecodeError::TrailingBytes(rest.len() - 56));
         }
-        let mut request_id = [0u8; 16];
-        request_id.copy_from_slice(&rest[..16]);
-        let mut expiry = [0u8; 8];
-        expiry.copy_from_slice(&rest[16..24]);
-        let mut credential_hash = [0u8; 32];
-        credential_hash.copy_from_slice(&rest[24..]);
+        let (request_id, rest) = rest
+            .split_first_chunk::<16>()
+            .ok_or(DecodeError::Truncated)?;
+        let (expiry, rest) = rest
+            .split_first_chunk::<8>()
+            .ok_or(DecodeError::Truncated)?;
+        let credential_hash: [u8; 32] = rest.try_into().map_err(|_| DecodeError::Truncated)?;
+        let (request_id, expiry) = (*request_id, *expiry);
         Ok(Self {
             account,
             request_id,
@@ -400,8 +406,8 @@ impl Fragment {
         let mut s = String::with_capacity(FRAGMENT_PREFIX.len() + 2 * b.len());
         s.push_str(FRAGMENT_PREFIX);
         for x in b {
-            s.push(char::from(b"0123456789abcdef"[usize::from(x >> 4)]));
-            s.push(char::from(b"0123456789abcdef"[usize::from(x & 15)]));
+            use core::fmt::Write as _;
+            let _ = write!(s, "{x:02x}");
         }
         s
     }
@@ -427,22 +433,29 @@ impl Fragment {
         let bytes = body
             .as_bytes()
             .chunks_exact(2)
-            .map(|p| Ok((nibble(p[0])? << 4) | nibble(p[1])?))
+            .map(|p| match *p {
+                [hi, lo] => Ok((nibble(hi)? << 4) | nibble(lo)?),
+                _ => Err(DecodeError::Truncated),
+            })
             .collect::<Result<Vec<u8>, DecodeError>>()?;
-        // Request id, signer, enc, and at least the AEAD tag.
-        if bytes.len() < 16 + 2 + 32 + 16 {
+        let (request_id, rest) = bytes
+            .split_first_chunk::<16>()
+            .ok_or(DecodeError::Truncated)?;
+        let (signer, rest) = rest
+            .split_first_chunk::<2>()
+            .ok_or(DecodeError::Truncated)?;
+        let (enc, sealed) = rest
+            .split_first_chunk::<32>()
+            .ok_or(DecodeError::Truncated)?;
+        // At least the AEAD tag.
+        if sealed.len() < 16 {
             return Err(DecodeError::Truncated);
         }
-        let mut request_id = [0u8; 16];
-        request_id.copy_from_slice(&bytes[..16]);
-        let signer = u16::from_be_bytes([bytes[16], bytes[17]]);
-        let mut enc = [0u8; 32];
-        enc.copy_from_slice(&bytes[18..50]);
         Ok(Self {
-            request_id,
-            signer,
-            enc,
-            sealed: bytes[50..].to_vec(),
+            request_id: *request_id,
+            signer: u16::from_be_bytes(*signer),
+            enc: *enc,
+            sealed: sealed.to_vec(),
         })
     }
 }
