@@ -31,6 +31,7 @@ pub(crate) async fn run(remote: &Remote, command: ClientCommand, json: bool) -> 
             admin,
             operator,
             sign,
+            recovery,
             key_out,
             expires,
         } => {
@@ -54,6 +55,7 @@ pub(crate) async fn run(remote: &Remote, command: ClientCommand, json: bool) -> 
                     admin,
                     operator,
                     sign_keys: sign,
+                    recovery,
                     expires_ms,
                 })
                 .await;

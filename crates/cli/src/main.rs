@@ -571,6 +571,9 @@ enum ClientCommand {
         /// Keys it may sign with, comma-separated (`*`: every key).
         #[arg(long, value_delimiter = ',')]
         sign: Vec<String>,
+        /// May enrol accounts with the credential guardians.
+        #[arg(long)]
+        recovery: bool,
         /// Where to write the private key (must not exist).
         #[arg(long)]
         key_out: PathBuf,

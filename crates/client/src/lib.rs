@@ -41,6 +41,7 @@ pub use keyquorum_core::httpsig::ClientKey;
 #[cfg(feature = "endpoint-file")]
 pub mod msg;
 pub mod oprf;
+pub mod recovery;
 pub mod seedtree;
 pub use export::ExportKey;
 use serde::de::DeserializeOwned;

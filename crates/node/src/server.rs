@@ -300,6 +300,7 @@ pub mod doc {
         MsgDeployment, MsgNode, Prekey, PublishPrekeys, SealedBox, SendRequest, SendResponse,
     };
     use keyquorum_wire::oprf::{CreateOprfKeyRequest, EvaluateRequest, EvaluateResponse};
+    use keyquorum_wire::recovery::{AccountInfo, AccountList, CreateAccountRequest, GuardianInfo};
     use keyquorum_wire::seedtree::{
         CreateSeedtreeRequest, SealedLeafShare, SeedtreeInfo, SeedtreeLeaf, SeedtreeList,
         SeedtreeProgress, SeedtreeRecord, SignSeedtreeRequest,
@@ -317,14 +318,15 @@ pub mod doc {
     /// The OpenAPI description of the client API.
     #[derive(OpenApi)]
     #[openapi(
-        info(title = "keyquorum", description = "Threshold key management: distributed key generation and FROST signing by a cluster of nodes; per-message key derivation for authenticated messages between endpoints; computation on encrypted data under a threshold key; a federated RFC 8554 hash-based signing tree; a threshold RFC 9497 VOPRF."),
+        info(title = "keyquorum", description = "Threshold key management: distributed key generation and FROST signing by a cluster of nodes; per-message key derivation for authenticated messages between endpoints; computation on encrypted data under a threshold key; a federated RFC 8554 hash-based signing tree; a threshold RFC 9497 VOPRF; credential guardians' accounts."),
         paths(create_key, list_keys, get_key, sign, verify, refresh_key, reshare_key, repair_key, request_export, list_exports,
             approve_export, run_export, create_client, list_clients, revoke_client, audit_log, audit_verify, audit_proof, cluster, healthz, metrics,
             msg_deployment, create_endpoint, get_endpoint, revoke_endpoint, publish_prekeys, claim_prekey, send_message, inbox, ack_inbox,
             init, propose_change, list_changes, approve,
             create_session, list_sessions, get_session, submit_input, close_session, session_result, session_transcript,
             create_tree, list_trees, get_tree, tree_progress, sign_leaf,
-            create_oprf_key, list_oprf_keys, get_oprf_key, evaluate_oprf),
+            create_oprf_key, list_oprf_keys, get_oprf_key, evaluate_oprf,
+            create_account, list_accounts, get_account),
         components(schemas(CreateKeyRequest, KeyInfo, KeyList, SignRequest, SignResponse, VerifyRequest, VerifyResponse,
             ReshareRequest, RepairRequest, ExportRequest, ExportRecord, ExportList, ExportResult, SealedExportShare, CreateClientRequest, ClientCreated, ClientList, ClientRecord, Grant, AddNodeRequest,
             ClusterStatus, NodeStatus, Health, ErrorBody, AuditPage, AuditVerification, AuditEntry, AuditProof, SignedHead, SuiteName,
@@ -334,7 +336,8 @@ pub mod doc {
             CreateHeSessionRequest, HeSessionInfo, HeSessionList, HeSessionRecord, HeProgress, HeResultRecord, HeStatus, HeOp,
             SubmitInputRequest, SubmitInputResponse, HeInput, HeTranscript, HeResultResponse, HeInputsStatement,
             CreateSeedtreeRequest, SeedtreeInfo, SeedtreeList, SeedtreeRecord, SignSeedtreeRequest, SeedtreeLeaf, SealedLeafShare, SeedtreeProgress,
-            CreateOprfKeyRequest, EvaluateRequest, EvaluateResponse)),
+            CreateOprfKeyRequest, EvaluateRequest, EvaluateResponse,
+            CreateAccountRequest, AccountInfo, AccountList, GuardianInfo)),
         modifiers(&Security)
     )]
     pub struct ApiDoc;

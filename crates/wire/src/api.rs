@@ -305,6 +305,9 @@ pub struct CreateClientRequest {
     /// Keys it may sign with (`*`: every key).
     #[serde(default)]
     pub sign_keys: Vec<String>,
+    /// May enrol accounts with the credential guardians.
+    #[serde(default)]
+    pub recovery: bool,
     /// When its requests stop being accepted (ms since the Unix epoch).
     #[serde(default)]
     pub expires_ms: Option<u64>,

@@ -77,6 +77,10 @@ pub struct Grant {
     pub operator: bool,
     /// Keys it may sign with (`*` for every key).
     pub sign_keys: Vec<String>,
+    /// May enrol accounts with the credential guardians (apply rules 9;
+    /// absent when false, so older records read and hash the same).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub recovery: bool,
 }
 
 /// A client identity: an Ed25519 public key whose holder signs requests
@@ -323,6 +327,14 @@ pub enum Command {
     He(crate::he::HeCommand),
     /// The federated hash-based signing tree (apply rules 7 on).
     Seedtree(crate::seedtree::SeedtreeCommand),
+    /// Credential guardians' accounts (apply rules 9 on).
+    Recovery(crate::recovery::RecoveryCommand),
+}
+
+impl From<crate::recovery::RecoveryCommand> for Command {
+    fn from(c: crate::recovery::RecoveryCommand) -> Self {
+        Command::Recovery(c)
+    }
 }
 
 impl From<crate::seedtree::SeedtreeCommand> for Command {
@@ -542,7 +554,10 @@ pub const MAX_BATCH: usize = 128;
 ///   (`crate::seedtree::SeedtreeCommand`; refused before).
 /// - 8: OPRF keys: `POST /v1/oprf/keys` creates a ristretto255 key named
 ///   `oprf.NAME` (refused before); `POST /v1/keys` refuses `oprf.` names.
-pub const APPLY_RULES: u16 = 8;
+/// - 9: credential guardians' accounts (`crate::recovery::RecoveryCommand`;
+///   refused before) and the clients' `recovery` permission (a client
+///   record granting it is refused before).
+pub const APPLY_RULES: u16 = 9;
 
 /// The oldest apply rules this build still applies.
 pub const MIN_APPLY_RULES: u16 = 1;

@@ -21,6 +21,7 @@ pub mod he;
 pub mod msg;
 pub mod oprf;
 pub mod peer;
+pub mod recovery;
 pub mod seedtree;
 
 use core::num::NonZeroU16;

@@ -51,25 +51,27 @@ pub const FRAGMENT_PREFIX: &str = "KQF1";
 const GUARDIAN_LABEL: &[u8] = b"keyquorum-guardians-v1";
 const FRAGMENT_INFO: &[u8] = b"keyquorum-kqf1";
 
-/// The longest account name, in bytes.
-pub const MAX_ACCOUNT_LEN: usize = 64;
+/// The longest account name, in bytes (its reset key is `reset.ACCOUNT`,
+/// a key name of at most 64).
+pub const MAX_ACCOUNT_LEN: usize = 58;
 
 /// The longest sealed share a fragment may carry (a share is about 40
 /// bytes; this bounds what a pasted line may make us decode).
 const MAX_SEALED: usize = 256;
 
-/// An account name: 1 to [`MAX_ACCOUNT_LEN`] bytes of `[A-Za-z0-9._@+-]`.
+/// An account name: 1 to [`MAX_ACCOUNT_LEN`] bytes of `[A-Za-z0-9._-]`
+/// (an account id, not an address: the channels carry addresses).
 pub fn check_account(account: &str) -> Result<(), Error> {
     let ok = !account.is_empty()
         && account.len() <= MAX_ACCOUNT_LEN
         && account
             .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"._@+-".contains(&b));
+            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
     if ok {
         Ok(())
     } else {
         Err(Error::InvalidParameters(
-            "an account is 1-64 characters from [A-Za-z0-9._@+-]",
+            "an account is 1-58 characters from [A-Za-z0-9._-]",
         ))
     }
 }

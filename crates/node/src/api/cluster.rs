@@ -82,6 +82,7 @@ pub(crate) async fn create_client(
                     admin: req.admin,
                     operator: req.operator,
                     sign_keys: req.sign_keys,
+                    recovery: req.recovery,
                 },
                 public_key: req.public_key,
                 expires_ms: req.expires_ms,

@@ -190,6 +190,7 @@ pub fn init_command(body: &InitBody, founders: &[Founder]) -> Result<Command, No
                 admin: true,
                 operator: false,
                 sign_keys: vec!["*".into()],
+                recovery: false,
             },
             public_key: body.admin.public_key,
             expires_ms: None,

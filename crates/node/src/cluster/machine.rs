@@ -44,6 +44,7 @@ pub use super::audit::AuditLog;
 pub use crate::he::state::HeState;
 pub use crate::keys::state::KeysState;
 pub use crate::msg::state::MsgState;
+pub use crate::recovery::state::RecoveryState;
 pub use crate::seedtree::state::SeedtreeState;
 
 /// The replicated state.
@@ -64,6 +65,8 @@ pub struct Registry {
     /// Federated hash-based signing trees (their shares and nodes are in
     /// the members' vaults).
     pub seedtree: SeedtreeState,
+    /// Credential guardians' accounts.
+    pub recovery: RecoveryState,
     /// The members (voters and learners): in Raft's membership and, once
     /// the cluster is initialised, in the membership record ([`Roster`]),
     /// with the keys the record gives them. Whose messages, statements and
@@ -107,6 +110,8 @@ struct FlatRef<'a> {
     he: &'a HeState,
     #[serde(skip_serializing_if = "SeedtreeState::is_empty")]
     seedtree: &'a SeedtreeState,
+    #[serde(skip_serializing_if = "RecoveryState::is_empty")]
+    recovery: &'a RecoveryState,
     members: &'a BTreeMap<NodeId, NodeInfo>,
     voters: &'a BTreeSet<NodeId>,
     clock: &'a LogClock,
@@ -143,6 +148,8 @@ struct Flat {
     #[serde(default)]
     seedtree: SeedtreeState,
     #[serde(default)]
+    recovery: RecoveryState,
+    #[serde(default)]
     members: BTreeMap<NodeId, NodeInfo>,
     #[serde(default)]
     voters: BTreeSet<NodeId>,
@@ -175,6 +182,7 @@ impl Serialize for Registry {
             msg,
             he,
             seedtree,
+            recovery,
             members,
             voters,
             clock,
@@ -194,6 +202,7 @@ impl Serialize for Registry {
             msg,
             he,
             seedtree,
+            recovery,
             members,
             voters,
             clock,
@@ -236,6 +245,7 @@ impl<'de> Deserialize<'de> for Registry {
             },
             he: f.he,
             seedtree: f.seedtree,
+            recovery: f.recovery,
             members: f.members,
             voters: f.voters,
             clock: f.clock,
@@ -396,6 +406,7 @@ impl Registry {
                         keyquorum_wire::control::Authority::Client { request },
                     ) => self.apply_he(c, &grant.name, &request.body.0),
                     (Command::Seedtree(c), _, _) => self.apply_seedtree(c, by),
+                    (Command::Recovery(c), _, _) => self.apply_recovery(c),
                     _ => self.apply_command(index, &a.command, by),
                 };
                 if let (
@@ -450,6 +461,26 @@ impl Registry {
                 .apply(c, self.rules >= crate::msg::quota::QUOTA_RULES),
             Command::He(_) => CommandResponse::rejected("only a client's request drives a session"),
             Command::Seedtree(c) => self.apply_seedtree(c, by),
+            Command::Recovery(c) => self.apply_recovery(c),
+        }
+    }
+
+    /// Apply an account command (authorized by a client's request).
+    fn apply_recovery(
+        &mut self,
+        command: &keyquorum_wire::recovery::RecoveryCommand,
+    ) -> CommandResponse {
+        use keyquorum_wire::recovery::RecoveryCommand;
+        if self.rules < crate::recovery::state::ACCOUNT_RULES {
+            return CommandResponse::rejected(format!(
+                "accounts need apply rules {}",
+                crate::recovery::state::ACCOUNT_RULES
+            ));
+        }
+        match command {
+            RecoveryCommand::AccountCreate { account, key, .. } => {
+                self.recovery.create(account, key, &mut self.keys.records)
+            }
         }
     }
 

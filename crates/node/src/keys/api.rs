@@ -86,10 +86,12 @@ pub(crate) async fn create_key(
             if req.suite == keyquorum_wire::api::SuiteName::Ristretto255
                 || req.name.starts_with(keyquorum_wire::he::KEY_PREFIX)
                 || req.name.starts_with(keyquorum_wire::oprf::KEY_PREFIX)
+                || req.name.starts_with(keyquorum_wire::recovery::KEY_PREFIX)
             {
                 return Err(NodeError::BadRequest(
-                    "ristretto255 keys, he.* and oprf.* names are encrypted-data sessions' \
-                     (POST /v1/he/sessions) and OPRF keys' (POST /v1/oprf/keys)"
+                    "ristretto255 keys, he.*, oprf.* and reset.* names are encrypted-data \
+                     sessions' (POST /v1/he/sessions), OPRF keys' (POST /v1/oprf/keys) and \
+                     accounts' (POST /v1/recovery/accounts)"
                         .into(),
                 ));
             }

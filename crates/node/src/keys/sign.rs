@@ -301,6 +301,17 @@ impl Keys {
                 record.name
             )));
         }
+        // An account's reset key signs reset tokens only, sealed to the
+        // account's device over its channels (`crate::recovery`).
+        if record
+            .name
+            .starts_with(keyquorum_wire::recovery::KEY_PREFIX)
+        {
+            return Err(NodeError::Forbidden(format!(
+                "signing refused: {} is an account's reset key; it signs reset tokens only",
+                record.name
+            )));
+        }
         let a = check_forwarded(node, request)?;
         // Only the node the client sent the request to coordinates it: a
         // member handed the request cannot use up its attempts elsewhere.

@@ -11,6 +11,7 @@ use axum::routing::{get, post};
 use axum::Router;
 use keyquorum_wire::api::{ErrorBody, KeyInfo, KeyList};
 use keyquorum_wire::oprf::{CreateOprfKeyRequest, EvaluateRequest, EvaluateResponse};
+use keyquorum_wire::recovery::{AccountInfo, AccountList, CreateAccountRequest};
 
 use super::Oprf;
 use crate::api::{ApiJson, Audited};
@@ -35,6 +36,11 @@ pub(crate) fn routes(node: Node, oprf: Arc<Oprf>) -> Router {
         .route("/v1/oprf/keys", post(create_oprf_key).get(list_oprf_keys))
         .route("/v1/oprf/{key}", get(get_oprf_key))
         .route("/v1/oprf/{key}/evaluate", post(evaluate_oprf))
+        .route(
+            "/v1/recovery/accounts",
+            post(create_account).get(list_accounts),
+        )
+        .route("/v1/recovery/accounts/{account}", get(get_account))
         .with_state(OprfApi { node, oprf })
 }
 
@@ -124,5 +130,62 @@ pub(crate) async fn evaluate_oprf(
                 .await
         },
     )
+    .await
+}
+
+/// Enrol an account with the credential guardians (a client with the
+/// `recovery` permission, or an admin): its guardians by rendezvous
+/// hashing, its Ed25519 reset key by DKG among them, its channels and
+/// device key.
+#[utoipa::path(post, path = "/v1/recovery/accounts", request_body = CreateAccountRequest, security(("httpsig" = [])),
+    responses((status = 200, body = AccountInfo), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+              (status = 403, body = ErrorBody), (status = 409, body = ErrorBody), (status = 502, body = ErrorBody),
+              (status = 503, body = ErrorBody)))]
+pub(crate) async fn create_account(
+    req: Audited,
+    State(s): State<OprfApi>,
+    body: Result<ApiJson<CreateAccountRequest>, Response>,
+) -> Response {
+    req.run_json(
+        "recovery.account.create",
+        body,
+        |b| Some(b.account.clone()),
+        |c, req| async move {
+            if !(c.grant.recovery || c.grant.admin) {
+                return Err(crate::error::NodeError::Forbidden(format!(
+                    "client {} has neither the recovery permission nor admin",
+                    c.grant.name
+                )));
+            }
+            super::account::create(s.oprf.keys(), &s.node, req, &c.grant.name, &c.signed).await
+        },
+    )
+    .await
+}
+
+/// List the enrolled accounts and the shard map's version.
+#[utoipa::path(get, path = "/v1/recovery/accounts", security(("httpsig" = [])),
+    responses((status = 200, body = AccountList), (status = 401, body = ErrorBody)))]
+pub(crate) async fn list_accounts(req: Audited, State(s): State<OprfApi>) -> Response {
+    req.run("recovery.account.list", None, |_| async move {
+        Ok(super::account::list(&s.node))
+    })
+    .await
+}
+
+/// Show an account: its guardians and their channels, its reset public
+/// key (tokens verify under it), its device key.
+#[utoipa::path(get, path = "/v1/recovery/accounts/{account}", params(("account" = String, Path, description = "account")),
+    security(("httpsig" = [])),
+    responses((status = 200, body = AccountInfo), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub(crate) async fn get_account(
+    req: Audited,
+    State(s): State<OprfApi>,
+    Path(account): Path<String>,
+) -> Response {
+    let target = account.clone();
+    req.run("recovery.account.show", Some(&target), |_| async move {
+        super::account::info(&s.node, &account)
+    })
     .await
 }

@@ -24,7 +24,9 @@
 //!   The client gets `Z` and one RFC 9497 proof under the key's public
 //!   key: any RFC 9497 VOPRF client checks it.
 
+pub mod account;
 pub mod api;
+pub mod authority;
 pub mod state;
 
 use std::collections::{BTreeSet, HashMap};
@@ -137,6 +139,11 @@ impl Oprf {
             }),
             rotation: AtomicUsize::new(0),
         }
+    }
+
+    /// This node's shared keys (accounts' reset keys are among them).
+    pub(crate) fn keys(&self) -> &Keys {
+        &self.keys
     }
 
     /// Create OPRF key `req.name` by DKG (the caller is an admin).

@@ -211,6 +211,7 @@ pub async fn try_new_client(
             admin: is_admin,
             operator,
             sign_keys: sign_keys.iter().map(|k| k.to_string()).collect(),
+            recovery: false,
             expires_ms: None,
         })
         .await?;

@@ -28,6 +28,7 @@
 //! | `deliver` | node statement | the message's time fresh by the log clock; the sending endpoint signed its header and payload, for this receiver, identifier, prekey and time |
 //! | `st_create` | client request `POST /v1/seedtrees` | admin; see `crate::seedtree::authority` |
 //! | `st_reserve` | node statement | 1 to 1024 leaves, for the stating node |
+//! | `account_create` | client request `POST /v1/recovery/accounts` | the `recovery` permission or admin; see `crate::recovery::authority` |
 //!
 //! A client request is verified as RFC 9421 against the client's key in
 //! this replica's registry: live (not revoked, not expired) and fresh by the
@@ -357,12 +358,17 @@ fn asks_for(
                     admin: b.admin,
                     operator: b.operator,
                     sign_keys: b.sign_keys,
+                    recovery: b.recovery,
                 },
                 public_key: b.public_key,
                 expires_ms: b.expires_ms,
                 revoked: false,
             };
             need(*record == want, "the client record")?;
+            need(
+                !record.grant.recovery || r.rules >= crate::recovery::state::ACCOUNT_RULES,
+                "the recovery permission (apply rules 9)",
+            )?;
             need(
                 !record.grant.operator,
                 "an admin cannot make an operator: operators are enrolled by `keyquorum init` \
@@ -456,9 +462,13 @@ fn asks_for(
                             && (r.rules < crate::he::state::HE_RULES
                                 || !record.name.starts_with(keyquorum_wire::he::KEY_PREFIX))
                             && (r.rules < crate::recovery::state::OPRF_RULES
-                                || !record.name.starts_with(keyquorum_wire::oprf::KEY_PREFIX)),
+                                || !record.name.starts_with(keyquorum_wire::oprf::KEY_PREFIX))
+                            && (r.rules < crate::recovery::state::ACCOUNT_RULES
+                                || !record
+                                    .name
+                                    .starts_with(keyquorum_wire::recovery::KEY_PREFIX)),
                         "a signing key (he.* names and ristretto255 are for encrypted-data \
-                         sessions, oprf.* names for OPRF keys)",
+                         sessions, oprf.* names for OPRF keys, reset.* names for accounts)",
                     )
                 }
                 (None, ["v1", "oprf", "keys"]) if post => {
@@ -491,6 +501,15 @@ fn asks_for(
                             "a refresh keeps threshold and members",
                         ),
                         "reshare" => {
+                            // (Rules 9 on: an account's guardians move
+                            // with the account, not under it.)
+                            need(
+                                r.rules < crate::recovery::state::ACCOUNT_RULES
+                                    || !record
+                                        .name
+                                        .starts_with(keyquorum_wire::recovery::KEY_PREFIX),
+                                "a reshare of a key that is not an account's reset key",
+                            )?;
                             let b: ReshareRequest = body(body_bytes)?;
                             need(
                                 b.threshold == record.threshold && distinct(&b.members) == members,
@@ -597,6 +616,9 @@ fn asks_for(
         Command::He(h) => crate::he::authority::asks_for(r, grant, post, &seg, body_bytes, h),
         Command::Seedtree(c) => {
             crate::seedtree::authority::asks_for(r, grant, post, &seg, body_bytes, c)
+        }
+        Command::Recovery(c) => {
+            crate::recovery::authority::asks_for(r, grant, post, &seg, body_bytes, c)
         }
     }
 }

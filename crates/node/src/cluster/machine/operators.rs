@@ -375,6 +375,7 @@ pub(crate) fn operator_record(name: String, public_key: keyquorum_wire::Hex32) -
             admin: false,
             operator: true,
             sign_keys: Vec::new(),
+            recovery: false,
         },
         public_key,
         expires_ms: None,

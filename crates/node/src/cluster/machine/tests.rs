@@ -162,6 +162,7 @@ fn record(k: &ClientKey, admin: bool) -> ClientRecord {
             admin,
             operator: false,
             sign_keys: vec![],
+            recovery: false,
         },
         public_key: Hex32(k.public_key()),
         expires_ms: None,
@@ -601,6 +602,7 @@ fn messaging_statements_are_bounded() {
 mod keys;
 mod operators;
 mod oprf;
+mod recovery;
 mod roster;
 mod rules;
 mod seedtree;

@@ -1,0 +1,143 @@
+//! Accounts (issue #20 item 1): `POST /v1/recovery/accounts` picks the
+//! account's guardians by rendezvous hashing over the voters (every
+//! replica recomputes the choice: `super::authority::shape`), runs a DKG
+//! among them for the account's Ed25519 reset key `reset.ACCOUNT`, and
+//! commits the account (guardians, threshold, channels, device key) with
+//! the key's first generation in one command. The reset key signs only
+//! reset tokens: `POST /v1/keys/reset.*/sign` is refused by every member,
+//! and the key is not reshared through `/v1/keys` (its guardians move with
+//! the account).
+
+use keyquorum_core::httpsig;
+use keyquorum_wire::api::SuiteName;
+use keyquorum_wire::recovery::{
+    key_name, AccountInfo, AccountList, AccountRecord, CreateAccountRequest, GuardianInfo,
+    RecoveryCommand,
+};
+
+use super::authority::shape;
+use super::state::ACCOUNT_RULES;
+use crate::api::auth::by_request;
+use crate::cluster::Node;
+use crate::error::NodeError;
+use crate::keys::{Keys, NewKey};
+
+/// The account's public description, from the replicated records.
+fn info_of(a: &AccountRecord, k: &keyquorum_wire::control::KeyRecord) -> AccountInfo {
+    let ids: Vec<u64> = a.guardians.iter().map(|g| u64::from(*g)).collect();
+    AccountInfo {
+        account: a.account.clone(),
+        guardians: a
+            .guardians
+            .iter()
+            .map(|g| GuardianInfo {
+                node: *g,
+                channel: keyquorum_core::oprf::reset::channel_of(
+                    &ids,
+                    a.channels.len(),
+                    u64::from(*g),
+                )
+                .and_then(|i| a.channels.get(i).cloned())
+                .unwrap_or_default(),
+            })
+            .collect(),
+        threshold: k.threshold,
+        reset_public_key: k.public_key.clone(),
+        device_key: a.device_key,
+        version: a.version,
+        epoch: k.epoch,
+    }
+}
+
+/// Enrol the account `req` asks for (the caller is checked on apply: the
+/// `recovery` permission or an admin).
+pub async fn create(
+    keys: &Keys,
+    node: &Node,
+    req: CreateAccountRequest,
+    client: &str,
+    request: &httpsig::Request,
+) -> Result<AccountInfo, NodeError> {
+    node.require_rules(ACCOUNT_RULES, "accounts")?;
+    let (guardians, threshold) = node
+        .registry(|r| shape(r, &req))
+        .map_err(NodeError::BadRequest)?;
+    let key = key_name(&req.account);
+    if node.registry(|r| {
+        r.recovery.accounts.contains_key(&req.account) || r.keys.records.contains_key(&key)
+    }) {
+        return Err(NodeError::Conflict(format!(
+            "account {} exists",
+            req.account
+        )));
+    }
+    let plan = NewKey {
+        name: key,
+        suite: SuiteName::Ed25519,
+        threshold,
+        members: guardians.clone(),
+        min_members: None,
+    };
+    let record = AccountRecord {
+        account: req.account.clone(),
+        guardians,
+        threshold,
+        channels: req.channels.clone(),
+        device_key: req.device_key,
+        created_by: client.to_string(),
+        version: 0,
+    };
+    let record = &record;
+    keys.create_with(node, plan, |key, endorsements| async move {
+        node.commit(by_request(
+            request,
+            RecoveryCommand::AccountCreate {
+                account: Box::new(record.clone()),
+                key: Box::new(key),
+                endorsements,
+            },
+        ))
+        .await
+        .map(|_| ())
+    })
+    .await?;
+    node.audit_event(
+        "client",
+        "recovery.enrol",
+        Some(&req.account),
+        &format!(
+            "guardians {:?}, threshold {threshold}, {} channel(s)",
+            record.guardians,
+            record.channels.len()
+        ),
+    );
+    info(node, &req.account)
+}
+
+/// Account `account`'s public description.
+pub fn info(node: &Node, account: &str) -> Result<AccountInfo, NodeError> {
+    node.registry(|r| {
+        let a = r.recovery.accounts.get(account)?;
+        let k = r.keys.records.get(&key_name(account))?;
+        Some(info_of(a, k))
+    })
+    .ok_or_else(|| NodeError::NotFound(format!("no account {account}")))
+}
+
+/// Every account, and the shard map's version.
+pub fn list(node: &Node) -> AccountList {
+    node.registry(|r| AccountList {
+        accounts: r
+            .recovery
+            .accounts
+            .values()
+            .filter_map(|a| {
+                r.keys
+                    .records
+                    .get(&key_name(&a.account))
+                    .map(|k| info_of(a, k))
+            })
+            .collect(),
+        version: r.recovery.version,
+    })
+}
