@@ -305,8 +305,9 @@ pub struct CreateClientRequest {
     /// Keys it may sign with (`*`: every key).
     #[serde(default)]
     pub sign_keys: Vec<String>,
-    /// May enrol accounts with the credential guardians.
-    #[serde(default)]
+    /// May enrol accounts with the credential guardians (apply rules 9;
+    /// left out of the body when false, which older members read).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub recovery: bool,
     /// When its requests stop being accepted (ms since the Unix epoch).
     #[serde(default)]

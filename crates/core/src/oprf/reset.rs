@@ -59,10 +59,11 @@ pub const MAX_ACCOUNT_LEN: usize = 58;
 /// bytes; this bounds what a pasted line may make us decode).
 const MAX_SEALED: usize = 256;
 
-/// An account name: 1 to [`MAX_ACCOUNT_LEN`] bytes of `[A-Za-z0-9._-]`
-/// (an account id, not an address: the channels carry addresses).
+/// An account name: 1 to [`MAX_ACCOUNT_LEN`] bytes of `[A-Za-z0-9._-]`,
+/// at least one a letter or digit (an account id, not an address: the
+/// channels carry addresses).
 pub fn check_account(account: &str) -> Result<(), Error> {
-    let ok = !account.is_empty()
+    let ok = account.bytes().any(|b| b.is_ascii_alphanumeric())
         && account.len() <= MAX_ACCOUNT_LEN
         && account
             .bytes()
@@ -597,6 +598,10 @@ mod tests {
         assert!(guardians("alice", &nodes, 8).is_err());
         assert!(guardians("alice", &[1, 1, 2], 2).is_err());
         assert!(guardians("bad name", &nodes, 2).is_err());
+        // Dot segments are no names (a URL library would resolve them).
+        for dots in ["", ".", "..", "-", "._-"] {
+            assert!(check_account(dots).is_err(), "{dots}");
+        }
     }
 
     #[test]

@@ -59,6 +59,13 @@ impl Keys {
         let export = node
             .registry(|r| r.keys.exports.get(id).cloned())
             .ok_or_else(|| NodeError::NotFound(format!("no export {id}")))?;
+        // An account's reset key is never released whole.
+        if export.key.starts_with(keyquorum_wire::recovery::KEY_PREFIX) {
+            return Err(NodeError::Forbidden(format!(
+                "{} is an account's reset key: it is never exported",
+                export.key
+            )));
+        }
         // The requester asked, in a request this node checks itself.
         let asked = check_forwarded(node, request)?;
         if !asked.method.eq_ignore_ascii_case("POST")

@@ -116,8 +116,12 @@ impl Keys {
         session: Hex32,
         request: &ClientRequest,
     ) -> Result<(), NodeError> {
-        let a = check_forwarded(node, request)?;
         let refuse = |why: String| NodeError::Forbidden(format!("reshare refused: {why}"));
+        // An account's guardians move with the account, never under it.
+        if plan.key.starts_with(keyquorum_wire::recovery::KEY_PREFIX) {
+            return Err(refuse(format!("{} is an account's reset key", plan.key)));
+        }
+        let a = check_forwarded(node, request)?;
         check_sent_to(node, &request.target_uri, from).map_err(refuse)?;
         if !a.grant.admin {
             return Err(refuse(format!("client {} is not an admin", a.grant.name)));

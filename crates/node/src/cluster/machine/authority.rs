@@ -365,9 +365,15 @@ fn asks_for(
                 revoked: false,
             };
             need(*record == want, "the client record")?;
+            // Before rules 9 a body naming `recovery` at all is refused,
+            // as older members (whose request type has no such field and
+            // denies unknown ones) refuse it: every replica alike.
             need(
-                !record.grant.recovery || r.rules >= crate::recovery::state::ACCOUNT_RULES,
-                "the recovery permission (apply rules 9)",
+                r.rules >= crate::recovery::state::ACCOUNT_RULES
+                    || serde_json::from_slice::<serde_json::Value>(body_bytes)
+                        .ok()
+                        .is_some_and(|v| v.get("recovery").is_none()),
+                "no recovery permission before apply rules 9",
             )?;
             need(
                 !record.grant.operator,
@@ -555,6 +561,12 @@ fn asks_for(
                 "an export id is 16 random bytes in lowercase hex",
             )?;
             let key = key_record(r, &record.key)?;
+            // (Rules 9 on: an account's reset key would sign any token.)
+            need(
+                r.rules < crate::recovery::state::ACCOUNT_RULES
+                    || !record.key.starts_with(keyquorum_wire::recovery::KEY_PREFIX),
+                "an export of a key that is not an account's reset key",
+            )?;
             // (Rules 6 on: a session's key would decrypt every input.)
             need(
                 r.rules < crate::he::state::HE_RULES

@@ -99,6 +99,38 @@ fn an_account_is_what_its_enroller_asked_for_from_rules_9() {
             },
         )
     };
+    // A client with the recovery permission: not before rules 9, where
+    // a body naming `recovery` at all is refused (older members refuse
+    // the field), even `false`.
+    let enroller = ClientKey::generate("enroller", &mut rand_core::OsRng);
+    let put_client = |nonce: &str, recovery: bool, named: bool| {
+        let mut rec = record(&enroller, false);
+        rec.grant.recovery = recovery;
+        let mut body = serde_json::json!({
+            "name": "enroller",
+            "public_key": hex::encode(enroller.public_key()),
+        });
+        if named {
+            body["recovery"] = serde_json::json!(recovery);
+        }
+        client(
+            &admin,
+            "POST",
+            "https://n1:7000/v1/clients",
+            &serde_json::to_vec(&body).unwrap(),
+            T0,
+            nonce,
+            ClusterCommand::PutClient { record: rec },
+        )
+    };
+    for (nonce, recovery) in [("c1", true), ("c2", false)] {
+        let early = put_client(nonce, recovery, true);
+        assert!(
+            refused(&apply(&mut r, T0, vec![early])[0]),
+            "recovery: {recovery}"
+        );
+    }
+    assert!(!r.clients.contains_key("enroller"));
     let chans = ["email:a@example.com", "app"];
     let good_key = || key("reset.alice", SuiteName::Ed25519, vec![id(1), id(2)]);
     // Before every member announced rules 9: refused.
@@ -109,6 +141,11 @@ fn an_account_is_what_its_enroller_asked_for_from_rules_9() {
     );
     boot(&mut r, 100);
     assert!(r.rules_to_stamp() >= crate::recovery::state::ACCOUNT_RULES);
+    assert_eq!(
+        apply(&mut r, T0, vec![put_client("c3", true, true)]),
+        vec![ok()]
+    );
+    assert!(r.clients["enroller"].grant.recovery);
     let mut one_guardian = account(7, &chans, "admin");
     one_guardian.guardians = vec![id(1)];
     let mut versioned = account(7, &chans, "admin");
