@@ -19,6 +19,13 @@ pub fn key_name(account: &str) -> String {
     format!("{KEY_PREFIX}{account}")
 }
 
+/// Whether registry key `name` is an account's reset key (it signs reset
+/// tokens only: never through `/v1/keys`, never exported or reshared
+/// there).
+pub fn is_reset_key(name: &str) -> bool {
+    name.starts_with(KEY_PREFIX)
+}
+
 /// Most channels an account lists.
 pub const MAX_CHANNELS: usize = 16;
 

@@ -127,8 +127,8 @@ pub fn channel_of(guardians: &[u64], channels: usize, node: u64) -> Option<usize
     sorted.iter().position(|g| *g == node).map(|i| i % channels)
 }
 
-/// Guardian `g`'s channel.
-fn label<'c>(guardians: &[u64], channels: &'c [String], g: u64) -> Option<&'c str> {
+/// Guardian `g`'s channel among the account's `channels` ([`channel_of`]).
+pub fn channel<'c>(guardians: &[u64], channels: &'c [String], g: u64) -> Option<&'c str> {
     channel_of(guardians, channels.len(), g)
         .and_then(|i| channels.get(i))
         .map(String::as_str)
@@ -139,7 +139,7 @@ fn label<'c>(guardians: &[u64], channels: &'c [String], g: u64) -> Option<&'c st
 fn channels_needed(guardians: &[u64], channels: &[String], t: usize) -> usize {
     let mut seen: Vec<&str> = guardians
         .iter()
-        .filter_map(|g| label(guardians, channels, *g))
+        .filter_map(|g| channel(guardians, channels, *g))
         .collect();
     seen.sort_unstable();
     seen.dedup();
@@ -149,7 +149,7 @@ fn channels_needed(guardians: &[u64], channels: &[String], t: usize) -> usize {
 fn covered(guardians: &[u64], channels: &[String], signers: &[u64]) -> usize {
     let mut seen: Vec<&str> = signers
         .iter()
-        .filter_map(|g| label(guardians, channels, *g))
+        .filter_map(|g| channel(guardians, channels, *g))
         .collect();
     seen.sort_unstable();
     seen.dedup();
@@ -177,7 +177,7 @@ pub fn choose_signers(
     let mut seen: Vec<&str> = Vec::new();
     // One per channel first, in the caller's order, then the rest.
     for g in &usable {
-        let l = label(guardians, channels, *g)?;
+        let l = channel(guardians, channels, *g)?;
         if chosen.len() < t && !seen.contains(&l) {
             seen.push(l);
             chosen.push(*g);

@@ -86,7 +86,7 @@ pub(crate) async fn create_key(
             if req.suite == keyquorum_wire::api::SuiteName::Ristretto255
                 || req.name.starts_with(keyquorum_wire::he::KEY_PREFIX)
                 || req.name.starts_with(keyquorum_wire::oprf::KEY_PREFIX)
-                || req.name.starts_with(keyquorum_wire::recovery::KEY_PREFIX)
+                || keyquorum_wire::recovery::is_reset_key(&req.name)
             {
                 return Err(NodeError::BadRequest(
                     "ristretto255 keys, he.*, oprf.* and reset.* names are encrypted-data \

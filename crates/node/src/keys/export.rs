@@ -60,7 +60,7 @@ impl Keys {
             .registry(|r| r.keys.exports.get(id).cloned())
             .ok_or_else(|| NodeError::NotFound(format!("no export {id}")))?;
         // An account's reset key is never released whole.
-        if export.key.starts_with(keyquorum_wire::recovery::KEY_PREFIX) {
+        if keyquorum_wire::recovery::is_reset_key(&export.key) {
             return Err(NodeError::Forbidden(format!(
                 "{} is an account's reset key: it is never exported",
                 export.key

@@ -118,7 +118,7 @@ impl Keys {
     ) -> Result<(), NodeError> {
         let refuse = |why: String| NodeError::Forbidden(format!("reshare refused: {why}"));
         // An account's guardians move with the account, never under it.
-        if plan.key.starts_with(keyquorum_wire::recovery::KEY_PREFIX) {
+        if keyquorum_wire::recovery::is_reset_key(&plan.key) {
             return Err(refuse(format!("{} is an account's reset key", plan.key)));
         }
         let a = check_forwarded(node, request)?;

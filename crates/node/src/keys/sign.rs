@@ -303,10 +303,7 @@ impl Keys {
         }
         // An account's reset key signs reset tokens only, sealed to the
         // account's device over its channels (`crate::recovery`).
-        if record
-            .name
-            .starts_with(keyquorum_wire::recovery::KEY_PREFIX)
-        {
+        if keyquorum_wire::recovery::is_reset_key(&record.name) {
             return Err(NodeError::Forbidden(format!(
                 "signing refused: {} is an account's reset key; it signs reset tokens only",
                 record.name

@@ -32,13 +32,9 @@ fn info_of(a: &AccountRecord, k: &keyquorum_wire::control::KeyRecord) -> Account
             .iter()
             .map(|g| GuardianInfo {
                 node: *g,
-                channel: keyquorum_core::oprf::reset::channel_of(
-                    &ids,
-                    a.channels.len(),
-                    u64::from(*g),
-                )
-                .and_then(|i| a.channels.get(i).cloned())
-                .unwrap_or_default(),
+                channel: keyquorum_core::oprf::reset::channel(&ids, &a.channels, u64::from(*g))
+                    .unwrap_or_default()
+                    .to_string(),
             })
             .collect(),
         threshold: k.threshold,

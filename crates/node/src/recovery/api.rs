@@ -151,7 +151,7 @@ pub(crate) async fn create_account(
         body,
         |b| Some(b.account.clone()),
         |c, req| async move {
-            if !(c.grant.recovery || c.grant.admin) {
+            if !super::authority::may_enrol(&c.grant) {
                 return Err(crate::error::NodeError::Forbidden(format!(
                     "client {} has neither the recovery permission nor admin",
                     c.grant.name

@@ -17,6 +17,18 @@ use super::state::ACCOUNT_RULES;
 use crate::cluster::machine::request::{body, distinct, endorsed, need};
 use crate::cluster::Registry;
 
+/// Whether key `name` is an account's reset key under the log's apply
+/// rules (from rules 9), which the generic key paths do not touch.
+pub(crate) fn reset_key(r: &Registry, name: &str) -> bool {
+    r.rules >= ACCOUNT_RULES && keyquorum_wire::recovery::is_reset_key(name)
+}
+
+/// Whether a client may enrol accounts: the `recovery` permission or an
+/// admin.
+pub(crate) fn may_enrol(grant: &Grant) -> bool {
+    grant.recovery || grant.admin
+}
+
 /// Default number of guardians: every voter, at most this many.
 pub const DEFAULT_GUARDIANS: usize = 5;
 
@@ -80,7 +92,7 @@ pub(crate) fn asks_for(
                 "POST /v1/recovery/accounts",
             )?;
             need(
-                grant.recovery || grant.admin,
+                may_enrol(grant),
                 "the client has neither the recovery permission nor admin",
             )?;
             let b: CreateAccountRequest = body(body_bytes)?;

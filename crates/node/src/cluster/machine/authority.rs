@@ -469,10 +469,7 @@ fn asks_for(
                                 || !record.name.starts_with(keyquorum_wire::he::KEY_PREFIX))
                             && (r.rules < crate::recovery::state::OPRF_RULES
                                 || !record.name.starts_with(keyquorum_wire::oprf::KEY_PREFIX))
-                            && (r.rules < crate::recovery::state::ACCOUNT_RULES
-                                || !record
-                                    .name
-                                    .starts_with(keyquorum_wire::recovery::KEY_PREFIX)),
+                            && !crate::recovery::authority::reset_key(r, &record.name),
                         "a signing key (he.* names and ristretto255 are for encrypted-data \
                          sessions, oprf.* names for OPRF keys, reset.* names for accounts)",
                     )
@@ -510,10 +507,7 @@ fn asks_for(
                             // (Rules 9 on: an account's guardians move
                             // with the account, not under it.)
                             need(
-                                r.rules < crate::recovery::state::ACCOUNT_RULES
-                                    || !record
-                                        .name
-                                        .starts_with(keyquorum_wire::recovery::KEY_PREFIX),
+                                !crate::recovery::authority::reset_key(r, &record.name),
                                 "a reshare of a key that is not an account's reset key",
                             )?;
                             let b: ReshareRequest = body(body_bytes)?;
@@ -563,8 +557,7 @@ fn asks_for(
             let key = key_record(r, &record.key)?;
             // (Rules 9 on: an account's reset key would sign any token.)
             need(
-                r.rules < crate::recovery::state::ACCOUNT_RULES
-                    || !record.key.starts_with(keyquorum_wire::recovery::KEY_PREFIX),
+                !crate::recovery::authority::reset_key(r, &record.key),
                 "an export of a key that is not an account's reset key",
             )?;
             // (Rules 6 on: a session's key would decrypt every input.)

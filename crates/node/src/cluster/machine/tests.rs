@@ -179,6 +179,28 @@ fn create_body(k: &ClientKey, admin: bool) -> Vec<u8> {
     .unwrap()
 }
 
+/// Both members state a boot announcing this build's rules (statement
+/// nonces from `nonce + 1`), so the log takes them up.
+fn announce_rules(r: &mut Registry, nonce: u8) {
+    let boots = [1u64, 2]
+        .iter()
+        .map(|n| {
+            statement(
+                *n,
+                T0,
+                nonce + *n as u8,
+                ClusterCommand::Boot {
+                    boot: Hex32([*n as u8 + nonce; 32]),
+                    rules: Some(keyquorum_wire::control::APPLY_RULES),
+                    measurement: None,
+                },
+            )
+        })
+        .collect();
+    assert_eq!(apply(r, T0, boots), vec![ok(), ok()]);
+    assert_eq!(r.rules_to_stamp(), keyquorum_wire::control::APPLY_RULES);
+}
+
 fn statement(node: u64, time_ms: u64, nonce: u8, command: impl Into<Command>) -> Authorized {
     let command = command.into();
     let nonce = vec![nonce; 16];

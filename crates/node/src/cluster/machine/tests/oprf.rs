@@ -8,25 +8,6 @@ use keyquorum_wire::control::{key_statement, Endorsement, KeyRecord, KeysCommand
 
 use super::*;
 
-fn boot(r: &mut Registry, nonce: u8) {
-    let boots = [1u64, 2]
-        .iter()
-        .map(|n| {
-            statement(
-                *n,
-                T0,
-                nonce + *n as u8,
-                ClusterCommand::Boot {
-                    boot: Hex32([*n as u8 + nonce; 32]),
-                    rules: Some(keyquorum_wire::control::APPLY_RULES),
-                    measurement: None,
-                },
-            )
-        })
-        .collect();
-    assert_eq!(apply(r, T0, boots), vec![ok(), ok()]);
-}
-
 #[test]
 fn an_oprf_key_is_the_ristretto255_key_an_admin_asked_for_from_rules_8() {
     let (mut r, admin, user) = registry();
@@ -106,7 +87,7 @@ fn an_oprf_key_is_the_ristretto255_key_an_admin_asked_for_from_rules_8() {
         refused(&apply(&mut r, T0, vec![early])[0]),
         "before rules 8"
     );
-    boot(&mut r, 100);
+    announce_rules(&mut r, 100);
     assert!(r.rules_to_stamp() >= crate::recovery::state::OPRF_RULES);
     let ed_named = rec(
         "oprf.pw",

@@ -11,25 +11,6 @@ use keyquorum_wire::recovery::{AccountRecord, RecoveryCommand};
 
 use super::*;
 
-fn boot(r: &mut Registry, nonce: u8) {
-    let boots = [1u64, 2]
-        .iter()
-        .map(|n| {
-            statement(
-                *n,
-                T0,
-                nonce + *n as u8,
-                ClusterCommand::Boot {
-                    boot: Hex32([*n as u8 + nonce; 32]),
-                    rules: Some(keyquorum_wire::control::APPLY_RULES),
-                    measurement: None,
-                },
-            )
-        })
-        .collect();
-    assert_eq!(apply(r, T0, boots), vec![ok(), ok()]);
-}
-
 #[test]
 fn an_account_is_what_its_enroller_asked_for_from_rules_9() {
     let (mut r, admin, user) = registry();
@@ -139,7 +120,7 @@ fn an_account_is_what_its_enroller_asked_for_from_rules_9() {
         refused(&apply(&mut r, T0, vec![early])[0]),
         "before rules 9"
     );
-    boot(&mut r, 100);
+    announce_rules(&mut r, 100);
     assert!(r.rules_to_stamp() >= crate::recovery::state::ACCOUNT_RULES);
     assert_eq!(
         apply(&mut r, T0, vec![put_client("c3", true, true)]),

@@ -15,27 +15,6 @@ use keyquorum_wire::seedtree::{
 
 use super::*;
 
-/// Both members announce this build's rules, so the log takes them up.
-fn with_rules(r: &mut Registry) {
-    let boots = [1u64, 2]
-        .iter()
-        .map(|n| {
-            statement(
-                *n,
-                T0,
-                200 + *n as u8,
-                ClusterCommand::Boot {
-                    boot: Hex32([*n as u8; 32]),
-                    rules: Some(keyquorum_wire::control::APPLY_RULES),
-                    measurement: None,
-                },
-            )
-        })
-        .collect();
-    assert_eq!(apply(r, T0, boots), vec![ok(), ok()]);
-    assert_eq!(r.rules_to_stamp(), keyquorum_wire::control::APPLY_RULES);
-}
-
 fn body() -> Vec<u8> {
     serde_json::to_vec(&CreateSeedtreeRequest {
         name: "fw".into(),
@@ -135,7 +114,7 @@ fn a_tree_needs_its_request_its_derivations_and_every_members_endorsement() {
     // Before the cluster takes up rules 7: refused.
     let early = create(&admin, "st-0", good.clone(), endorsed(&good, &[1, 2]));
     assert!(refused(&apply(&mut r, T0, vec![early])[0]));
-    with_rules(&mut r);
+    announce_rules(&mut r, 200);
     // One member's endorsement of two.
     let half = create(&admin, "st-1", good.clone(), endorsed(&good, &[1]));
     refused_for(&apply(&mut r, T0, vec![half]), "every member's endorsement");
@@ -203,7 +182,7 @@ fn a_tree_needs_its_request_its_derivations_and_every_members_endorsement() {
 #[test]
 fn leaves_are_handed_out_once_until_none_are_left() {
     let (mut r, admin, _) = registry();
-    with_rules(&mut r);
+    announce_rules(&mut r, 200);
     let good = record();
     let both = endorsed(&good, &[1, 2]);
     assert_eq!(
