@@ -43,6 +43,7 @@ use crate::names::check_name;
 use state::{MsgState, Unusable};
 
 pub mod api;
+pub mod authority;
 pub mod quota;
 pub mod state;
 

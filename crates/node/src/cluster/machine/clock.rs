@@ -117,7 +117,7 @@ impl LogClock {
 
     /// Whether `time_ms` is fresh by the clock: not stale, and not ahead
     /// of it by more than the skew.
-    pub(super) fn fresh(&self, time_ms: u64) -> Result<(), String> {
+    pub(crate) fn fresh(&self, time_ms: u64) -> Result<(), String> {
         self.not_stale(time_ms)?;
         if time_ms > self.now_ms.saturating_add(SKEW_S * 1000) {
             return Err(format!(
