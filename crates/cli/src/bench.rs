@@ -55,6 +55,7 @@ pub(crate) async fn local_cluster(
             checkpoint_every: keyquorum_node::config::NodeConfig::DEFAULT_CHECKPOINT_EVERY,
             audit_queue: keyquorum_node::config::NodeConfig::DEFAULT_AUDIT_QUEUE,
             client_sessions: keyquorum_node::config::NodeConfig::DEFAULT_CLIENT_SESSIONS,
+            smtp: None,
         },
         Passphrase::new(hex::encode(pass).into_bytes()),
     )

@@ -447,6 +447,7 @@ async fn dev(
         checkpoint_every: keyquorum_node::config::NodeConfig::DEFAULT_CHECKPOINT_EVERY,
         audit_queue: keyquorum_node::config::NodeConfig::DEFAULT_AUDIT_QUEUE,
         client_sessions: keyquorum_node::config::NodeConfig::DEFAULT_CLIENT_SESSIONS,
+        smtp: None,
     };
     let msg = format!("starting {nodes} nodes");
     let cluster = spinning(json, &msg, LocalCluster::start(opts, pass)).await?;

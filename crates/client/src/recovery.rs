@@ -1,10 +1,25 @@
 //! Credential guardians' accounts (issue #20): enrol an account, read its
-//! guardians, channels and reset public key. The device key pair is made
-//! and kept by the caller (`keyquorum_core::oprf::reset::DeviceSecret`).
+//! guardians, channels and reset public key; open a reset request, read
+//! its package and the `app` inbox, and assemble the token from the
+//! fragments. The device key pair is made and kept by the caller
+//! (`keyquorum_core::oprf::reset::DeviceSecret`).
 
-use keyquorum_wire::recovery::{AccountInfo, AccountList, CreateAccountRequest};
+use keyquorum_core::codec::Decode;
+use keyquorum_core::oprf::reset::{self, DeviceSecret, Fragment, ResetMessage};
+use keyquorum_core::sign::SigningCommitment;
+use keyquorum_core::{Ed25519, GroupKey};
+use keyquorum_wire::recovery::{
+    AccountInbox, AccountInfo, AccountList, CreateAccountRequest, ResetPackage, ResetRequest,
+    ResetResponse,
+};
 
 use crate::{Client, ClientError};
+
+fn checked(account: &str) -> Result<&str, ClientError> {
+    reset::check_account(account)
+        .map(|()| account)
+        .map_err(|e| ClientError::Config(e.to_string()))
+}
 
 impl Client {
     /// Enrol an account (a client with the `recovery` permission, or an
@@ -18,7 +33,7 @@ impl Client {
 
     /// Account `account`'s guardians, channels and reset public key.
     pub async fn recovery_account(&self, account: &str) -> Result<AccountInfo, ClientError> {
-        // Account names are [A-Za-z0-9._-]: safe in a path segment.
+        let account = checked(account)?;
         self.get(&format!("/v1/recovery/accounts/{account}")).await
     }
 
@@ -26,4 +41,118 @@ impl Client {
     pub async fn recovery_accounts(&self) -> Result<AccountList, ClientError> {
         self.get("/v1/recovery/accounts").await
     }
+
+    /// Open a reset request for `account` (any client; rate-limited).
+    pub async fn recovery_reset(
+        &self,
+        account: &str,
+        req: &ResetRequest,
+    ) -> Result<ResetResponse, ClientError> {
+        let account = checked(account)?;
+        self.post(&format!("/v1/recovery/accounts/{account}/resets"), req)
+            .await
+    }
+
+    /// The package of live reset request `request_id` (hex).
+    pub async fn recovery_reset_package(
+        &self,
+        account: &str,
+        request_id: &str,
+    ) -> Result<ResetPackage, ClientError> {
+        let account = checked(account)?;
+        if request_id.len() != 32 || !request_id.bytes().all(|c| c.is_ascii_hexdigit()) {
+            return Err(ClientError::Config(
+                "a reset request id is 16 bytes of hex".into(),
+            ));
+        }
+        self.get(&format!(
+            "/v1/recovery/accounts/{account}/resets/{request_id}"
+        ))
+        .await
+    }
+
+    /// The account's `app` inbox.
+    pub async fn recovery_inbox(&self, account: &str) -> Result<AccountInbox, ClientError> {
+        let account = checked(account)?;
+        self.get(&format!("/v1/recovery/accounts/{account}/inbox"))
+            .await
+    }
+}
+
+/// An assembled reset token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResetToken {
+    /// The Ed25519 signature (64 bytes): the token.
+    pub token: Vec<u8>,
+    /// The signed bytes (`keyquorum-reset-v1` layout).
+    pub message: Vec<u8>,
+    /// The reset public key it verifies under.
+    pub reset_public_key: Vec<u8>,
+}
+
+/// Assemble reset request `package`'s token from its fragments with the
+/// device's secret key, against the account's pinned reset public key
+/// (`pinned`, 32 bytes: from enrolment, never from the package alone).
+/// Checks the package's key against `pinned`, its message against its own
+/// account and request id, each share against its signer's verifying
+/// share (a bad one names its guardian), and the token with an ordinary
+/// Ed25519 verification. Fewer than `t` fragments, a fragment of another
+/// request or a repeated one is an error.
+pub fn assemble_reset(
+    package: &ResetPackage,
+    pinned: &[u8],
+    fragments: &[String],
+    device: &DeviceSecret,
+) -> Result<ResetToken, ClientError> {
+    let fail = |m: String| ClientError::Verification(m);
+    let group = GroupKey::<Ed25519>::from_bytes(&package.group_key.0)
+        .map_err(|e| fail(format!("the package's group key: {e}")))?;
+    if group.public_key_bytes() != pinned || package.reset_public_key.0 != pinned {
+        return Err(fail(
+            "the package's reset key is not the account's pinned reset public key".into(),
+        ));
+    }
+    let message = ResetMessage::from_bytes(&package.message.0)
+        .map_err(|e| fail(format!("the package's message: {e}")))?;
+    if message.account != package.account || message.request_id.as_slice() != package.request_id.0 {
+        return Err(fail(
+            "the package's message is of another account or request".into(),
+        ));
+    }
+    let commitments = package
+        .commitments
+        .iter()
+        .map(|c| {
+            let s = SigningCommitment::<Ed25519>::from_bytes(&c.commitment.0)
+                .map_err(|e| fail(format!("guardian {}'s commitment: {e}", c.node)))?;
+            if u64::from(s.signer().get()) != u64::from(c.node) {
+                return Err(fail(format!(
+                    "guardian {}'s commitment is another's",
+                    c.node
+                )));
+            }
+            Ok(s)
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let fragments = fragments
+        .iter()
+        .map(|f| Fragment::from_text(f).map_err(|e| fail(format!("fragment: {e}"))))
+        .collect::<Result<Vec<_>, _>>()?;
+    let sig = reset::assemble(
+        &group,
+        reset::session(&message.request_id),
+        &message,
+        commitments,
+        &fragments,
+        device,
+    )
+    .map_err(|e| fail(format!("assembling the token: {e}")))?;
+    let token = sig.to_bytes();
+    keyquorum_core::sign::verify::<Ed25519>(pinned, &package.message.0, &token)
+        .map_err(|e| fail(format!("the token does not verify: {e}")))?;
+    Ok(ResetToken {
+        token,
+        message: package.message.0.clone(),
+        reset_public_key: pinned.to_vec(),
+    })
 }

@@ -70,6 +70,29 @@ pub struct NodeConfig {
     /// signing sessions, key generations, exports, reads); past it, 429.
     #[serde(default = "default_client_sessions")]
     pub client_sessions: usize,
+    /// Where this node sends the reset fragments of the accounts it guards
+    /// whose channel is `email:ADDR` (`[smtp]`); without it those
+    /// deliveries fail with a clear error.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub smtp: Option<SmtpConfig>,
+}
+
+/// The `[smtp]` section: an SMTP server for reset fragments.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SmtpConfig {
+    /// `HOST:PORT`. The session is upgraded with STARTTLS (the server's
+    /// certificate checked against the Web PKI roots) unless HOST is a
+    /// loopback address or `localhost`.
+    pub server: String,
+    /// The `From:` address.
+    pub from: String,
+    /// SMTP AUTH user name, if the server wants one.
+    #[serde(default)]
+    pub username: Option<String>,
+    /// A file (0600) holding the SMTP AUTH password.
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
 }
 
 /// A trusted peer.
@@ -202,6 +225,7 @@ impl NodeConfig {
             max_connections_per_source: default_max_connections_per_source(),
             audit_queue: default_audit_queue(),
             client_sessions: default_client_sessions(),
+            smtp: None,
         }
     }
 }

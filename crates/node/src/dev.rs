@@ -43,6 +43,9 @@ pub struct DevOptions {
     pub audit_queue: usize,
     /// Requests in flight per client (`NodeConfig::client_sessions`).
     pub client_sessions: usize,
+    /// An SMTP server (`HOST:PORT`) every node sends email fragments to
+    /// (`NodeConfig::smtp`, from `keyquorum-node-ID@localhost`).
+    pub smtp: Option<String>,
 }
 
 /// What `cluster.json` remembers.
@@ -87,6 +90,7 @@ pub struct LocalCluster {
     layout: Layout,
     infos: BTreeMap<NodeId, NodeInfo>,
     certs: BTreeMap<NodeId, String>,
+    smtp: Option<String>,
 }
 
 /// 24 random bytes, hex.
@@ -192,6 +196,7 @@ impl LocalCluster {
             layout,
             infos,
             certs: BTreeMap::new(),
+            smtp: opts.smtp.clone(),
         };
         for (id, listener) in listeners {
             let running = cluster.start_node_with(id, Some(listener)).await?;
@@ -323,6 +328,12 @@ impl LocalCluster {
         c.checkpoint_every = self.layout.checkpoint_every;
         c.audit_queue = self.layout.audit_queue;
         c.client_sessions = self.layout.client_sessions;
+        c.smtp = self.smtp.as_ref().map(|server| crate::config::SmtpConfig {
+            server: server.clone(),
+            from: format!("keyquorum-node-{id}@localhost"),
+            username: None,
+            password_file: None,
+        });
         c
     }
 

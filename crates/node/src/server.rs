@@ -68,6 +68,10 @@ impl PeerHandler for Dispatch {
                 PeerMessage::OprfCommit { .. } | PeerMessage::OprfRespond { .. } => {
                     self.oprf.handle(node, from, msg).await
                 }
+                PeerMessage::ResetSign {
+                    account,
+                    request_id,
+                } => crate::recovery::reset::sign(&self.keys, node, &account, &request_id).await,
                 _ => self.keys.handle(node, from, msg).await,
             }
         })
@@ -300,7 +304,10 @@ pub mod doc {
         MsgDeployment, MsgNode, Prekey, PublishPrekeys, SealedBox, SendRequest, SendResponse,
     };
     use keyquorum_wire::oprf::{CreateOprfKeyRequest, EvaluateRequest, EvaluateResponse};
-    use keyquorum_wire::recovery::{AccountInfo, AccountList, CreateAccountRequest, GuardianInfo};
+    use keyquorum_wire::recovery::{
+        AccountInbox, AccountInfo, AccountList, CreateAccountRequest, FragmentDelivery,
+        GuardianInfo, InboxItem, ResetCommitment, ResetPackage, ResetRequest, ResetResponse,
+    };
     use keyquorum_wire::seedtree::{
         CreateSeedtreeRequest, SealedLeafShare, SeedtreeInfo, SeedtreeLeaf, SeedtreeList,
         SeedtreeProgress, SeedtreeRecord, SignSeedtreeRequest,
@@ -326,7 +333,7 @@ pub mod doc {
             create_session, list_sessions, get_session, submit_input, close_session, session_result, session_transcript,
             create_tree, list_trees, get_tree, tree_progress, sign_leaf,
             create_oprf_key, list_oprf_keys, get_oprf_key, evaluate_oprf,
-            create_account, list_accounts, get_account),
+            create_account, list_accounts, get_account, open_reset, get_reset, get_inbox),
         components(schemas(CreateKeyRequest, KeyInfo, KeyList, SignRequest, SignResponse, VerifyRequest, VerifyResponse,
             ReshareRequest, RepairRequest, ExportRequest, ExportRecord, ExportList, ExportResult, SealedExportShare, CreateClientRequest, ClientCreated, ClientList, ClientRecord, Grant, AddNodeRequest,
             ClusterStatus, NodeStatus, Health, ErrorBody, AuditPage, AuditVerification, AuditEntry, AuditProof, SignedHead, SuiteName,
@@ -337,7 +344,8 @@ pub mod doc {
             SubmitInputRequest, SubmitInputResponse, HeInput, HeTranscript, HeResultResponse, HeInputsStatement,
             CreateSeedtreeRequest, SeedtreeInfo, SeedtreeList, SeedtreeRecord, SignSeedtreeRequest, SeedtreeLeaf, SealedLeafShare, SeedtreeProgress,
             CreateOprfKeyRequest, EvaluateRequest, EvaluateResponse,
-            CreateAccountRequest, AccountInfo, AccountList, GuardianInfo)),
+            CreateAccountRequest, AccountInfo, AccountList, GuardianInfo,
+            ResetRequest, ResetResponse, FragmentDelivery, ResetPackage, ResetCommitment, AccountInbox, InboxItem)),
         modifiers(&Security)
     )]
     pub struct ApiDoc;

@@ -698,6 +698,20 @@ pub enum PeerMessage {
         /// The response.
         response: Hex,
     },
+    /// Coordinator → a signer of a committed reset request: sign it from
+    /// the log, seal the share to the account's device and deliver it over
+    /// this signer's channel; reply [`PeerMessage::ResetDelivered`].
+    ResetSign {
+        /// The account.
+        account: String,
+        /// The request id (16 bytes).
+        request_id: Hex,
+    },
+    /// The signer delivered its fragment over `channel`.
+    ResetDelivered {
+        /// The channel.
+        channel: String,
+    },
 
     /// Sender's entry node → coordinator: check this message and confirm
     /// it; reply [`PeerMessage::MsgConfirmed`].

@@ -151,6 +151,139 @@ pub struct AccountList {
     pub version: u64,
 }
 
+/// Default lifetime of a reset request and its token (seconds).
+pub const DEFAULT_RESET_TTL_S: u32 = 900;
+
+/// Longest lifetime a reset request may ask for (seconds).
+pub const MAX_RESET_TTL_S: u32 = 3600;
+
+/// `POST /v1/recovery/accounts/{account}/resets`: open a reset request
+/// (any live client; rate-limited per account and per client).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct ResetRequest {
+    /// The hash of the new credential (what the token authorizes).
+    pub credential_hash: Hex32,
+    /// Lifetime in seconds from the request's signature time (default
+    /// 900, at most 3600): the token's expiry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttl_s: Option<u32>,
+}
+
+/// One signer's round-one commitment in a reset request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ResetCommitment {
+    /// The signer.
+    pub node: NodeId,
+    /// The id of the signer's stored nonce (16 bytes).
+    pub nonce: Hex,
+    /// The core `SigningCommitment` encoding (Ed25519).
+    pub commitment: Hex,
+}
+
+/// A fragment a signer left in the account's app inbox.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct InboxItem {
+    /// The reset request (16 bytes, hex).
+    pub request_id: Hex,
+    /// The signer.
+    pub guardian: NodeId,
+    /// The fragment (`KQF1...`).
+    pub fragment: String,
+}
+
+/// A reset request as committed: the message its signers sign is fixed by
+/// it (`keyquorum_core::oprf::reset::ResetMessage`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ResetRecord {
+    /// The account.
+    pub account: String,
+    /// The request id (16 bytes): the first 16 bytes of SHA-256 over the
+    /// client's signed request's key id and nonce.
+    pub request_id: Hex,
+    /// The new credential's hash.
+    pub credential_hash: Hex32,
+    /// Expiry (Unix seconds).
+    pub expires: u64,
+    /// The reset key's generation the signers sign with.
+    pub epoch: u64,
+    /// The FROST signer set, ascending, with each one's commitment.
+    pub commitments: Vec<ResetCommitment>,
+    /// The client that asked.
+    pub requested_by: String,
+    /// When it was asked (the request's signature time, ms).
+    pub created_ms: u64,
+    /// Fragments of signers whose channel is `app` (the account's inbox).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub inbox: Vec<InboxItem>,
+}
+
+/// Where one signer's fragment went.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct FragmentDelivery {
+    /// The signer.
+    pub guardian: NodeId,
+    /// Its channel (`email:...`, `webhook:...` or `app`).
+    pub channel: String,
+    /// Whether the signer reported it delivered.
+    pub delivered: bool,
+    /// Why not, if not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// The answer to a reset request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ResetResponse {
+    /// The account.
+    pub account: String,
+    /// The request id (16 bytes, hex).
+    pub request_id: Hex,
+    /// Expiry (Unix seconds).
+    pub expires: u64,
+    /// One per signer.
+    pub fragments: Vec<FragmentDelivery>,
+}
+
+/// `GET /v1/recovery/accounts/{account}/resets/{id}`: what the client
+/// needs to assemble the token from its fragments.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ResetPackage {
+    /// The account.
+    pub account: String,
+    /// The request id (16 bytes).
+    pub request_id: Hex,
+    /// The signed bytes.
+    pub message: Hex,
+    /// Expiry (Unix seconds).
+    pub expires: u64,
+    /// The signers' commitments.
+    pub commitments: Vec<ResetCommitment>,
+    /// The signers and their channels.
+    pub signers: Vec<GuardianInfo>,
+    /// The reset key's core `GroupKey` encoding (public key and every
+    /// guardian's verifying share) at the request's generation.
+    pub group_key: Hex,
+    /// The reset public key (32 bytes): pin it, and check the token
+    /// against it.
+    pub reset_public_key: Hex,
+}
+
+/// `GET /v1/recovery/accounts/{account}/inbox`: the `app` channel.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct AccountInbox {
+    /// Fragments of live requests, oldest request first.
+    pub fragments: Vec<InboxItem>,
+}
+
 /// The guardians' commands in the Raft log (apply rules 9 on).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
@@ -164,6 +297,19 @@ pub enum RecoveryCommand {
         key: Box<crate::control::KeyRecord>,
         /// The guardians' endorsements of the key.
         endorsements: Vec<crate::control::Endorsement>,
+    },
+    /// Open a reset request (a client's request; apply checks the signer
+    /// set, the commitments, the expiry and the rate limits).
+    ResetOpen {
+        /// The request.
+        reset: Box<ResetRecord>,
+    },
+    /// A signer's statement: its fragment for the account's app inbox.
+    ResetInbox {
+        /// The account.
+        account: String,
+        /// The item (its `guardian` is the stating node).
+        item: InboxItem,
     },
 }
 

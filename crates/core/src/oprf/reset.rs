@@ -282,6 +282,35 @@ impl ResetMessage {
     }
 }
 
+/// A reset request's id: the first 16 bytes of
+/// `SHA-256("keyquorum-reset-id-v1" ‖ u16 len ‖ client key id ‖ u16 len ‖
+/// signature nonce)` of the client's signed request (RFC 9421 `keyid` and
+/// `nonce`), so every replica derives it alike and one signed request
+/// names one reset.
+pub fn request_id(keyid: &str, nonce: &str) -> [u8; 16] {
+    let mut h = Sha256::new();
+    h.update(b"keyquorum-reset-id-v1");
+    for part in [keyid.as_bytes(), nonce.as_bytes()] {
+        h.update(u16::try_from(part.len()).unwrap_or(u16::MAX).to_be_bytes());
+        h.update(part);
+    }
+    let mut id = [0u8; 16];
+    for (o, b) in id.iter_mut().zip(h.finalize()) {
+        *o = b;
+    }
+    id
+}
+
+/// The FROST signing session of reset request `request_id` (the label a
+/// signature share carries; the signers and the assembling client derive
+/// it alike).
+pub fn session(request_id: &[u8; 16]) -> SessionId {
+    let mut h = Sha256::new();
+    h.update(b"keyquorum-reset-session-v1");
+    h.update(request_id);
+    SessionId(h.finalize().into())
+}
+
 /// A device's X25519 secret key (it opens the fragments). Zeroized on
 /// drop; `Debug` prints `<redacted>`.
 pub struct DeviceSecret(<X25519HkdfSha256 as Kem>::PrivateKey);

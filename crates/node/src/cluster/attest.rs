@@ -78,6 +78,7 @@ fn config_hash(config: &NodeConfig) -> Hex32 {
         advertise: None,
         tls_names: Vec::new(),
         peers: Vec::new(),
+        smtp: None,
         ..config.clone()
     };
     let mut h = Sha256::new();

@@ -465,7 +465,8 @@ impl Registry {
         }
     }
 
-    /// Apply an account command (authorized by a client's request).
+    /// Apply an account command (authorized by a client's request, or a
+    /// signer's statement of its inbox fragment).
     fn apply_recovery(
         &mut self,
         command: &keyquorum_wire::recovery::RecoveryCommand,
@@ -480,6 +481,12 @@ impl Registry {
         match command {
             RecoveryCommand::AccountCreate { account, key, .. } => {
                 self.recovery.create(account, key, &mut self.keys.records)
+            }
+            RecoveryCommand::ResetOpen { reset } => {
+                self.recovery.open_reset(reset, self.clock.now_ms())
+            }
+            RecoveryCommand::ResetInbox { account, item } => {
+                self.recovery.add_to_inbox(account, item)
             }
         }
     }

@@ -158,29 +158,10 @@ impl Keys {
                 return Err(NodeError::Conflict("unknown or already used nonce".into()));
             }
             self.authorize_sign(node, from, &record, package.message(), &signers, request)?;
-            // Durably removed before anything is computed with it: a crash
-            // after this line can never sign with the same nonce again.
-            // (Removals of concurrent requests share one commit; see `taker`.)
-            let secret = self
-                .nonces
-                .take(slot.clone())
-                .await?
-                .ok_or_else(|| NodeError::Conflict("unknown or already used nonce".into()))?;
-            // A nonce is used only in the start that dealt it, and only
-            // while the log's latest start of this node is this one: a
-            // vault restored from a copy, or a clone of this node started
-            // since, never brings a spent nonce back into use.
-            let secret = match secret.split_at_checked(32) {
-                Some((boot, secret)) if boot == node.boot().0 && node.boot_confirmed() => secret,
-                _ => {
-                    return Err(NodeError::Conflict(
-                        "a nonce from another start of this node: never used".into(),
-                    ))
-                }
-            };
+            let stored = self.take_nonce(slot).await?;
             let share = KeyShare::<C>::from_secret_bytes(&share_bytes)
                 .map_err(|e| NodeError::Internal(e.to_string()))?;
-            let nonce = SigningNonce::<C>::from_secret_bytes(secret)
+            let nonce = SigningNonce::<C>::from_secret_bytes(this_start(node, &stored)?)
                 .map_err(|e| NodeError::Internal(e.to_string()))?;
             let mut s: SignatureShare<C> = nonce.sign(&share, &package).map_err(core_err)?;
             if self.faults.send_bad_signature_shares() {
@@ -191,10 +172,61 @@ impl Keys {
         Ok(PeerMessage::SignatureShare { share: Hex(share) })
     }
 
+    /// Remove the nonce in `slot` from the vault durably and return what
+    /// was stored (this start's boot id, then the nonce): a crash after
+    /// this can never sign with it again. (Removals of concurrent
+    /// requests share one commit; see `taker`.)
+    async fn take_nonce(&self, slot: Vec<u8>) -> Result<zeroize::Zeroizing<Vec<u8>>, NodeError> {
+        self.nonces
+            .take(slot)
+            .await?
+            .ok_or_else(|| NodeError::Conflict("unknown or already used nonce".into()))
+    }
+
+    /// This node's Ed25519 signature share of reset package `package` with
+    /// its share of the account's reset key `record` and its nonce
+    /// `nonce_id`, spent durably first. Only `crate::recovery::reset`
+    /// calls it, after checking the reset request in its own replica of
+    /// the log (the package is rebuilt from that record, never taken from
+    /// a peer).
+    pub(crate) async fn reset_share(
+        &self,
+        node: &Node,
+        record: &KeyRecord,
+        nonce_id: &[u8],
+        package: &SigningPackage<keyquorum_core::Ed25519>,
+    ) -> Result<SignatureShare<keyquorum_core::Ed25519>, NodeError> {
+        use keyquorum_core::Ed25519;
+        if record.suite != SuiteName::Ed25519
+            || !keyquorum_wire::recovery::is_reset_key(&record.name)
+        {
+            return Err(NodeError::Forbidden(format!(
+                "{} is not an account's reset key",
+                record.name
+            )));
+        }
+        if nonce_id.len() != 16 {
+            return Err(NodeError::BadRequest("nonce id must be 16 bytes".into()));
+        }
+        let share_bytes = self.share_bytes(node, record)?;
+        let stored = self
+            .take_nonce(nonce_slot(&record.name, record.epoch, nonce_id))
+            .await?;
+        let share = KeyShare::<Ed25519>::from_secret_bytes(&share_bytes)
+            .map_err(|e| NodeError::Internal(e.to_string()))?;
+        let nonce = SigningNonce::<Ed25519>::from_secret_bytes(this_start(node, &stored)?)
+            .map_err(|e| NodeError::Internal(e.to_string()))?;
+        let mut s = nonce.sign(&share, package).map_err(core_err)?;
+        if self.faults.send_bad_signature_shares() {
+            s.tamper();
+        }
+        Ok(s)
+    }
+
     // ----- coordinator side -------------------------------------------------
 
     /// Take a commitment for `signer` from the pool, or fetch fresh ones.
-    pub(super) async fn commitment(
+    pub(crate) async fn commitment(
         &self,
         node: &Node,
         record: &KeyRecord,
@@ -273,7 +305,7 @@ impl Keys {
 
     /// Forget pooled commitments of `signer` (it failed; its vault may have
     /// lost them).
-    pub(super) fn drop_pool(&self, record: &KeyRecord, signer: NodeId) {
+    pub(crate) fn drop_pool(&self, record: &KeyRecord, signer: NodeId) {
         if let Ok(mut p) = self.pools.pools.lock() {
             p.remove(&(record.name.clone(), record.epoch, signer));
         }
@@ -522,6 +554,20 @@ impl Keys {
                 epoch: record.epoch,
             })
         })
+    }
+}
+
+/// The nonce in what [`Keys::take_nonce`] returned, if this start of the
+/// node dealt it. A nonce is used only in the start that dealt it, and only
+/// while the log's latest start of this node is this one: a vault restored
+/// from a copy, or a clone of this node started since, never brings a
+/// spent nonce back into use.
+fn this_start<'s>(node: &Node, stored: &'s [u8]) -> Result<&'s [u8], NodeError> {
+    match stored.split_at_checked(32) {
+        Some((boot, secret)) if boot == node.boot().0 && node.boot_confirmed() => Ok(secret),
+        _ => Err(NodeError::Conflict(
+            "a nonce from another start of this node: never used".into(),
+        )),
     }
 }
 

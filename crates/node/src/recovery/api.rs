@@ -11,7 +11,10 @@ use axum::routing::{get, post};
 use axum::Router;
 use keyquorum_wire::api::{ErrorBody, KeyInfo, KeyList};
 use keyquorum_wire::oprf::{CreateOprfKeyRequest, EvaluateRequest, EvaluateResponse};
-use keyquorum_wire::recovery::{AccountInfo, AccountList, CreateAccountRequest};
+use keyquorum_wire::recovery::{
+    AccountInbox, AccountInfo, AccountList, CreateAccountRequest, ResetPackage, ResetRequest,
+    ResetResponse,
+};
 
 use super::Oprf;
 use crate::api::{ApiJson, Audited};
@@ -41,6 +44,12 @@ pub(crate) fn routes(node: Node, oprf: Arc<Oprf>) -> Router {
             post(create_account).get(list_accounts),
         )
         .route("/v1/recovery/accounts/{account}", get(get_account))
+        .route("/v1/recovery/accounts/{account}/resets", post(open_reset))
+        .route(
+            "/v1/recovery/accounts/{account}/resets/{id}",
+            get(get_reset),
+        )
+        .route("/v1/recovery/accounts/{account}/inbox", get(get_inbox))
         .with_state(OprfApi { node, oprf })
 }
 
@@ -186,6 +195,71 @@ pub(crate) async fn get_account(
     let target = account.clone();
     req.run("recovery.account.show", Some(&target), |_| async move {
         super::account::info(&s.node, &account)
+    })
+    .await
+}
+
+/// Open a reset request (any live client: the user has lost the
+/// credential; rate-limited per account and per client). `t` guardians
+/// sign the reset message and each sends its fragment, sealed to the
+/// account's device, over its own channel; the answer says which went
+/// where.
+#[utoipa::path(post, path = "/v1/recovery/accounts/{account}/resets", params(("account" = String, Path, description = "account")),
+    request_body = ResetRequest, security(("httpsig" = [])),
+    responses((status = 200, body = ResetResponse), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+              (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 502, body = ErrorBody),
+              (status = 503, body = ErrorBody)))]
+pub(crate) async fn open_reset(
+    req: Audited,
+    State(s): State<OprfApi>,
+    Path(account): Path<String>,
+    body: Result<ApiJson<ResetRequest>, Response>,
+) -> Response {
+    let target = account.clone();
+    req.run_json(
+        "recovery.reset.open",
+        body,
+        move |_| Some(target),
+        |c, req| async move {
+            super::reset::open(s.oprf.keys(), &s.node, &account, req, &c.signed).await
+        },
+    )
+    .await
+}
+
+/// A live reset request's signing package: the message, the signers and
+/// their commitments, the reset key's verifying shares (what assembling
+/// the token from its fragments needs).
+#[utoipa::path(get, path = "/v1/recovery/accounts/{account}/resets/{id}",
+    params(("account" = String, Path, description = "account"), ("id" = String, Path, description = "request id, hex")),
+    security(("httpsig" = [])),
+    responses((status = 200, body = ResetPackage), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+              (status = 404, body = ErrorBody)))]
+pub(crate) async fn get_reset(
+    req: Audited,
+    State(s): State<OprfApi>,
+    Path((account, id)): Path<(String, String)>,
+) -> Response {
+    let target = account.clone();
+    req.run("recovery.reset.show", Some(&target), |_| async move {
+        super::reset::package(&s.node, &account, &id)
+    })
+    .await
+}
+
+/// The account's `app` channel: fragments of its live reset requests,
+/// each sealed to the device.
+#[utoipa::path(get, path = "/v1/recovery/accounts/{account}/inbox", params(("account" = String, Path, description = "account")),
+    security(("httpsig" = [])),
+    responses((status = 200, body = AccountInbox), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub(crate) async fn get_inbox(
+    req: Audited,
+    State(s): State<OprfApi>,
+    Path(account): Path<String>,
+) -> Response {
+    let target = account.clone();
+    req.run("recovery.inbox", Some(&target), |_| async move {
+        super::reset::inbox(&s.node, &account)
     })
     .await
 }

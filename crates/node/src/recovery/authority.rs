@@ -4,12 +4,22 @@
 //! | command | request | who |
 //! |---|---|---|
 //! | `account_create` | `POST /v1/recovery/accounts`: the account, its guardians (rendezvous over the voters), threshold, channels and device key as asked; its reset key `reset.ACCOUNT`, Ed25519, epoch 1, on exactly those guardians, endorsed by ≥ t of them | a client with the `recovery` permission, or an admin |
+//! | `reset_open` | `POST /v1/recovery/accounts/{account}/resets`: that account, the credential hash asked, expiry = the request's signature time + its TTL (1-3600 s, default 900), the request id derived from the request's key id and nonce, the reset key's current generation, a signer set that passes `check_signers` (t guardians covering the account's distinct channels up to t), one well-formed commitment per signer; the rate limits are apply's ([`super::state`]) | any live client (a reset is open: the user has lost the credential) |
+//!
+//! A node may state `reset_inbox` on its own (`may_state`): its fragment
+//! for a live reset it signs in, when its channel for the account is
+//! `app`, once.
 
+use keyquorum_core::codec::Decode;
+use keyquorum_core::httpsig;
 use keyquorum_core::oprf::reset;
+use keyquorum_core::sign::SigningCommitment;
+use keyquorum_core::Ed25519;
 use keyquorum_wire::api::SuiteName;
 use keyquorum_wire::control::Grant;
 use keyquorum_wire::recovery::{
-    check_channel, key_name, CreateAccountRequest, RecoveryCommand, MAX_CHANNELS,
+    check_channel, key_name, CreateAccountRequest, InboxItem, RecoveryCommand, ResetRecord,
+    ResetRequest, DEFAULT_RESET_TTL_S, MAX_CHANNELS, MAX_RESET_TTL_S,
 };
 use keyquorum_wire::NodeId;
 
@@ -70,6 +80,7 @@ pub(crate) fn shape(r: &Registry, b: &CreateAccountRequest) -> Result<(Vec<NodeI
 pub(crate) fn asks_for(
     r: &Registry,
     grant: &Grant,
+    v: &httpsig::Verified,
     post: bool,
     seg: &[&str],
     body_bytes: &[u8],
@@ -118,5 +129,136 @@ pub(crate) fn asks_for(
                 "the account's reset key: reset.ACCOUNT, Ed25519, epoch 1, on its guardians",
             )
         }
+        RecoveryCommand::ResetOpen { reset } => {
+            need(
+                post && seg
+                    == [
+                        "v1",
+                        "recovery",
+                        "accounts",
+                        reset.account.as_str(),
+                        "resets",
+                    ],
+                "POST /v1/recovery/accounts/{account}/resets for this account",
+            )?;
+            let b: ResetRequest = body(body_bytes)?;
+            let ttl = b.ttl_s.unwrap_or(DEFAULT_RESET_TTL_S);
+            need(
+                (1..=MAX_RESET_TTL_S).contains(&ttl),
+                "a reset lives 1 to 3600 seconds",
+            )?;
+            need(
+                reset.credential_hash == b.credential_hash
+                    && reset.expires == v.created.saturating_add(u64::from(ttl))
+                    && reset.created_ms == v.created.saturating_mul(1000)
+                    && reset.requested_by == grant.name
+                    && reset.request_id.0 == reset::request_id(&v.keyid, &v.nonce)
+                    && reset.inbox.is_empty(),
+                "the reset asked for: its credential hash, expiry, client and request id",
+            )?;
+            check_reset(r, reset)
+        }
+        RecoveryCommand::ResetInbox { .. } => Err("a signer states its inbox fragment".into()),
     }
+}
+
+/// A reset's signer set and commitments against the replicated account:
+/// the reset key's current generation, `t` guardians covering the
+/// account's distinct channels (up to `t`), ascending, each with a 16-byte
+/// nonce id and a well-formed commitment of its own.
+pub(crate) fn check_reset(r: &Registry, reset: &ResetRecord) -> Result<(), String> {
+    let account = r
+        .recovery
+        .accounts
+        .get(&reset.account)
+        .ok_or_else(|| format!("no account {}", reset.account))?;
+    let key = r
+        .keys
+        .records
+        .get(&key_name(&reset.account))
+        .ok_or_else(|| format!("account {} has no reset key", reset.account))?;
+    need(
+        key.epoch == reset.epoch,
+        "the reset key's current generation",
+    )?;
+    let guardians: Vec<u64> = key.members.iter().map(|m| u64::from(*m)).collect();
+    let signers: Vec<u64> = reset
+        .commitments
+        .iter()
+        .map(|c| u64::from(c.node))
+        .collect();
+    need(
+        signers.windows(2).all(|w| matches!(w, [a, b] if a < b)),
+        "signers in ascending order",
+    )?;
+    reset::check_signers(
+        &guardians,
+        &account.channels,
+        usize::from(key.threshold),
+        &signers,
+    )
+    .map_err(|e| e.to_string())?;
+    for c in &reset.commitments {
+        let ok = c.nonce.0.len() == 16
+            && SigningCommitment::<Ed25519>::from_bytes(&c.commitment.0)
+                .is_ok_and(|s| s.signer() == keyquorum_core::ParticipantId::from(c.node.nonzero()));
+        need(ok, "each signer's own well-formed commitment and nonce id")?;
+    }
+    Ok(())
+}
+
+/// Whether `node` may state `command` on its own: its `app` fragment for
+/// a live reset it signs in, once.
+pub(crate) fn may_state(
+    r: &Registry,
+    node: NodeId,
+    command: &RecoveryCommand,
+) -> Result<(), String> {
+    if r.rules < ACCOUNT_RULES {
+        return Err(format!("accounts need apply rules {ACCOUNT_RULES}"));
+    }
+    let RecoveryCommand::ResetInbox { account, item } = command else {
+        return Err("a node states only its own inbox fragment".into());
+    };
+    inbox_item(r, node, account, item)
+}
+
+/// Whether `item` is `node`'s fragment for the live reset it names, on
+/// the `app` channel, not yet in the inbox.
+fn inbox_item(r: &Registry, node: NodeId, account: &str, item: &InboxItem) -> Result<(), String> {
+    let reset = r
+        .recovery
+        .resets
+        .get(&hex::encode(&item.request_id.0))
+        .filter(|x| x.account == account)
+        .ok_or("no such reset request of the account")?;
+    need(
+        r.clock.now_ms() / 1000 < reset.expires,
+        "the reset request has expired",
+    )?;
+    need(
+        item.guardian == node && reset.commitments.iter().any(|c| c.node == node),
+        "the stating node's own fragment, as a signer of the request",
+    )?;
+    let a = r.recovery.accounts.get(account).ok_or("no such account")?;
+    let guardians: Vec<u64> = r
+        .keys
+        .records
+        .get(&key_name(account))
+        .map(|k| k.members.iter().map(|m| u64::from(*m)).collect())
+        .unwrap_or_default();
+    need(
+        reset::channel(&guardians, &a.channels, u64::from(node)) == Some("app"),
+        "the signer's channel is app",
+    )?;
+    let f = reset::Fragment::from_text(&item.fragment).map_err(|e| e.to_string())?;
+    need(
+        f.request_id.as_slice() == item.request_id.0.as_slice()
+            && u64::from(f.signer) == u64::from(node),
+        "the fragment is of this request and signer",
+    )?;
+    need(
+        !reset.inbox.iter().any(|i| i.guardian == node),
+        "one fragment per signer",
+    )
 }

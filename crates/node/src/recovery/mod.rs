@@ -27,6 +27,8 @@
 pub mod account;
 pub mod api;
 pub mod authority;
+pub(crate) mod channels;
+pub mod reset;
 pub mod state;
 
 use std::collections::{BTreeSet, HashMap};

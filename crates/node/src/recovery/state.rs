@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 
 use keyquorum_wire::control::{CommandResponse, KeyRecord};
-use keyquorum_wire::recovery::AccountRecord;
+use keyquorum_wire::recovery::{AccountRecord, InboxItem, ResetRecord};
 use serde::{Deserialize, Serialize};
 
 /// Apply rules from which OPRF keys exist
@@ -18,21 +18,88 @@ pub const OPRF_RULES: u16 = 8;
 /// Apply rules from which accounts and the `recovery` permission exist.
 pub const ACCOUNT_RULES: u16 = 9;
 
+/// The window the reset rate limits count over (ms).
+pub const RESET_WINDOW_MS: u64 = 3_600_000;
+
+/// Reset requests one account may have opened within the window.
+pub const RESETS_PER_ACCOUNT: usize = 3;
+
+/// Reset requests one client may have opened within the window.
+pub const RESETS_PER_CLIENT: usize = 30;
+
 /// Accounts by name, and the shard map's version (every enrolment and
-/// rotation counts one).
+/// rotation counts one); reset requests live or within the rate limits'
+/// window.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RecoveryState {
     /// Accounts by name.
     pub accounts: BTreeMap<String, AccountRecord>,
     /// The shard map's version.
     pub version: u64,
+    /// Reset requests by request id (hex), kept until they have expired
+    /// and left the rate limits' window.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub resets: BTreeMap<String, ResetRecord>,
 }
 
 impl RecoveryState {
     /// Nothing enrolled (left out of snapshots, which then read as
     /// before).
     pub fn is_empty(&self) -> bool {
-        self.accounts.is_empty() && self.version == 0
+        self.accounts.is_empty() && self.version == 0 && self.resets.is_empty()
+    }
+
+    /// Open reset request `reset` (its shape already checked by
+    /// `super::authority`) at log time `now_ms`: refused for a request id
+    /// seen before, an account that opened [`RESETS_PER_ACCOUNT`] or a
+    /// client that opened [`RESETS_PER_CLIENT`] within the last
+    /// [`RESET_WINDOW_MS`]. Requests that have expired and left the window
+    /// are dropped first.
+    pub fn open_reset(&mut self, reset: &ResetRecord, now_ms: u64) -> CommandResponse {
+        let since = now_ms.saturating_sub(RESET_WINDOW_MS);
+        self.resets
+            .retain(|_, r| r.created_ms >= since || r.expires.saturating_mul(1000) > now_ms);
+        let id = hex::encode(&reset.request_id.0);
+        if self.resets.contains_key(&id) {
+            return CommandResponse::rejected(format!("reset request {id} exists"));
+        }
+        let recent = |f: &dyn Fn(&ResetRecord) -> bool| {
+            self.resets
+                .values()
+                .filter(|r| r.created_ms >= since && f(r))
+                .count()
+        };
+        if recent(&|r| r.account == reset.account) >= RESETS_PER_ACCOUNT {
+            return CommandResponse::rejected(format!(
+                "rate limit: account {} opened {RESETS_PER_ACCOUNT} reset requests in the last hour",
+                reset.account
+            ));
+        }
+        if recent(&|r| r.requested_by == reset.requested_by) >= RESETS_PER_CLIENT {
+            return CommandResponse::rejected(format!(
+                "rate limit: client {} opened {RESETS_PER_CLIENT} reset requests in the last hour",
+                reset.requested_by
+            ));
+        }
+        self.resets.insert(id, reset.clone());
+        CommandResponse::Ok
+    }
+
+    /// Put a signer's fragment in the account's inbox (checked by
+    /// `super::authority::may_state`).
+    pub fn add_to_inbox(&mut self, account: &str, item: &InboxItem) -> CommandResponse {
+        match self
+            .resets
+            .get_mut(&hex::encode(&item.request_id.0))
+            .filter(|r| r.account == account)
+        {
+            Some(r) if !r.inbox.iter().any(|i| i.guardian == item.guardian) => {
+                r.inbox.push(item.clone());
+                CommandResponse::Ok
+            }
+            Some(_) => CommandResponse::rejected("one fragment per signer"),
+            None => CommandResponse::rejected("no such reset request"),
+        }
     }
 
     /// Enrol `account` with its reset key's first generation (already

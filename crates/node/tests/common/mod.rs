@@ -94,6 +94,28 @@ pub async fn cluster_full(
     audit_queue: usize,
     client_sessions: usize,
 ) -> (tempfile::TempDir, LocalCluster) {
+    cluster_smtp(
+        nodes,
+        threshold,
+        pool,
+        checkpoint_every,
+        audit_queue,
+        client_sessions,
+        None,
+    )
+    .await
+}
+
+/// [`cluster_full`], with every node sending email through `smtp`.
+pub async fn cluster_smtp(
+    nodes: u16,
+    threshold: u16,
+    pool: usize,
+    checkpoint_every: u64,
+    audit_queue: usize,
+    client_sessions: usize,
+    smtp: Option<String>,
+) -> (tempfile::TempDir, LocalCluster) {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .with_test_writer()
@@ -108,6 +130,7 @@ pub async fn cluster_full(
         checkpoint_every,
         audit_queue,
         client_sessions,
+        smtp,
     };
     let c = LocalCluster::start(opts, Passphrase::new(b"test".to_vec()))
         .await

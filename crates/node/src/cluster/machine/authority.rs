@@ -98,6 +98,7 @@ pub(crate) fn admit(r: &mut Registry, a: &Authorized) -> Result<Actor, String> {
             asks_for(
                 r,
                 &grant,
+                &v,
                 &request.method,
                 &path,
                 &request.body.0,
@@ -338,6 +339,7 @@ fn well_formed_id(id: &str) -> bool {
 fn asks_for(
     r: &Registry,
     grant: &Grant,
+    v: &httpsig::Verified,
     method: &str,
     path: &str,
     body_bytes: &[u8],
@@ -621,7 +623,7 @@ fn asks_for(
             crate::seedtree::authority::asks_for(r, grant, post, &seg, body_bytes, c)
         }
         Command::Recovery(c) => {
-            crate::recovery::authority::asks_for(r, grant, post, &seg, body_bytes, c)
+            crate::recovery::authority::asks_for(r, grant, v, post, &seg, body_bytes, c)
         }
     }
 }
@@ -696,6 +698,7 @@ fn about_itself(r: &Registry, node: NodeId, command: &Command) -> Result<(), Str
             }
             Ok(())
         }
+        Command::Recovery(c) => crate::recovery::authority::may_state(r, node, c),
         other => Err(format!(
             "a node may not state {} on its own: it needs a client's request",
             op_name(other)
