@@ -18,14 +18,14 @@ fn an_account_is_what_its_enroller_asked_for_from_rules_9() {
         .iter()
         .map(|i| keyquorum_core::ParticipantId::from(std::num::NonZeroU16::new(*i).unwrap()))
         .collect();
-    let ed = keyquorum_core::local::dkg::<keyquorum_core::Ed25519, _>(
+    let holders = keyquorum_core::local::dkg::<keyquorum_core::Ed25519, _>(
         keyquorum_core::SessionId([4; 32]),
         2,
         &pids,
         &mut rand_core::OsRng,
     )
-    .unwrap()
-    .group;
+    .unwrap();
+    let ed = &holders.group;
     let key = |name: &str, suite: SuiteName, members: Vec<NodeId>| KeyRecord {
         name: name.into(),
         suite,
@@ -196,4 +196,232 @@ fn an_account_is_what_its_enroller_asked_for_from_rules_9() {
     // The registry round-trips through a snapshot with the account.
     let back: Registry = serde_json::from_slice(&serde_json::to_vec(&r).unwrap()).unwrap();
     assert_eq!(back.recovery, r.recovery);
+    reset_requests(&mut r, &user, &holders);
+}
+
+/// Reset requests on apply: exactly what the client's signed request asks,
+/// with a signer set and commitments a hostile coordinator cannot bend;
+/// once per signed request; the account's rate limit; inbox statements
+/// only by an `app` signer, once.
+fn reset_requests(
+    r: &mut Registry,
+    user: &ClientKey,
+    holders: &keyquorum_core::local::Holders<keyquorum_core::Ed25519>,
+) {
+    use keyquorum_core::oprf::reset::{request_id, Fragment};
+    use keyquorum_wire::recovery::{InboxItem, ResetCommitment, ResetRecord};
+    let commitment = |i: u16| {
+        let p = keyquorum_core::ParticipantId::from(std::num::NonZeroU16::new(i).unwrap());
+        let (_, c) = keyquorum_core::sign::commit(&holders.shares[&p], &mut rand_core::OsRng);
+        Hex(c.to_bytes())
+    };
+    let (c1, c2) = (commitment(1), commitment(2));
+    let rc = |node: u64, c: &Hex| ResetCommitment {
+        node: id(node),
+        nonce: Hex(vec![u8::try_from(node).unwrap(); 16]),
+        commitment: c.clone(),
+    };
+    let good = |nonce: &str| ResetRecord {
+        account: "alice".into(),
+        request_id: Hex(request_id("user", nonce).to_vec()),
+        credential_hash: Hex32([5; 32]),
+        expires: T0 / 1000 + 900,
+        epoch: 1,
+        commitments: vec![rc(1, &c1), rc(2, &c2)],
+        requested_by: "user".into(),
+        created_ms: T0,
+        inbox: Vec::new(),
+    };
+    let body = format!(r#"{{"credential_hash":"{}"}}"#, "05".repeat(32));
+    let open = |nonce: &str, uri: &str, reset: ResetRecord| {
+        client(
+            user,
+            "POST",
+            uri,
+            body.as_bytes(),
+            T0,
+            nonce,
+            RecoveryCommand::ResetOpen {
+                reset: Box::new(reset),
+            },
+        )
+    };
+    let uri = "https://n1:7000/v1/recovery/accounts/alice/resets";
+    let with = |nonce: &str, f: &dyn Fn(&mut ResetRecord)| {
+        let mut x = good(nonce);
+        f(&mut x);
+        open(nonce, uri, x)
+    };
+    let cases: Vec<(&str, Authorized)> = vec![
+        (
+            "another credential hash",
+            with("r1", &|x| x.credential_hash = Hex32([6; 32])),
+        ),
+        ("another expiry", with("r2", &|x| x.expires += 1)),
+        (
+            "another request id",
+            with("r3", &|x| x.request_id = Hex(vec![0; 16])),
+        ),
+        (
+            "another client",
+            with("r4", &|x| x.requested_by = "admin".into()),
+        ),
+        ("one signer", with("r5", &|x| x.commitments.truncate(1))),
+        (
+            "a signer who is no guardian",
+            with("r6", &|x| x.commitments[1].node = id(3)),
+        ),
+        (
+            "a commitment of another signer",
+            with("r7", &|x| x.commitments[1].commitment = c1.clone()),
+        ),
+        (
+            "signers out of order",
+            with("r8", &|x| x.commitments.reverse()),
+        ),
+        (
+            "a short nonce id",
+            with("r9", &|x| x.commitments[0].nonce = Hex(vec![1; 15])),
+        ),
+        ("another generation", with("r10", &|x| x.epoch = 2)),
+        (
+            "a filled inbox",
+            with("r11", &|x| {
+                x.inbox.push(InboxItem {
+                    request_id: x.request_id.clone(),
+                    guardian: id(2),
+                    fragment: "KQF1".into(),
+                })
+            }),
+        ),
+        (
+            "another account's path",
+            open(
+                "r12",
+                "https://n1:7000/v1/recovery/accounts/bob/resets",
+                good("r12"),
+            ),
+        ),
+    ];
+    for (what, a) in cases {
+        assert!(refused(&apply(r, T0, vec![a])[0]), "{what}");
+    }
+    assert!(r.recovery.resets.is_empty());
+    let first = open("g1", uri, good("g1"));
+    assert_eq!(apply(r, T0, vec![first.clone()]), vec![ok()]);
+    // One signed request opens one reset: a replay is refused.
+    assert!(refused(&apply(r, T0, vec![first])[0]), "a replay");
+    assert_eq!(r.recovery.resets.len(), 1);
+
+    // The inbox: node 2's channel is app (guardians by id take email,
+    // app); node 1's is email.
+    let rid: [u8; 16] = request_id("user", "g1");
+    let item = |signer: u16| InboxItem {
+        request_id: Hex(rid.to_vec()),
+        guardian: id(u64::from(signer)),
+        fragment: Fragment::seal(&[7; 32], "alice", rid, signer, b"share")
+            .unwrap()
+            .to_text(),
+    };
+    let inbox = |node: u64, nonce: u8, item: InboxItem| {
+        statement(
+            node,
+            T0,
+            nonce,
+            RecoveryCommand::ResetInbox {
+                account: "alice".into(),
+                item,
+            },
+        )
+    };
+    let mut theirs = item(2);
+    theirs.guardian = id(1);
+    let mut unknown = item(2);
+    unknown.request_id = Hex(vec![3; 16]);
+    for (what, a) in [
+        ("an email signer", inbox(1, 200, item(1))),
+        ("another signer's item", inbox(2, 201, theirs)),
+        (
+            "another signer's fragment",
+            inbox(
+                2,
+                202,
+                InboxItem {
+                    guardian: id(2),
+                    ..item(1)
+                },
+            ),
+        ),
+        ("an unknown request", inbox(2, 203, unknown)),
+    ] {
+        assert!(refused(&apply(r, T0, vec![a])[0]), "{what}");
+    }
+    assert_eq!(apply(r, T0, vec![inbox(2, 204, item(2))]), vec![ok()]);
+    assert!(
+        refused(&apply(r, T0, vec![inbox(2, 205, item(2))])[0]),
+        "twice"
+    );
+    assert_eq!(r.recovery.resets[&hex::encode(rid)].inbox.len(), 1);
+    // A client cannot put anything in the inbox.
+    let by_client = client(
+        user,
+        "POST",
+        uri,
+        body.as_bytes(),
+        T0,
+        "i1",
+        RecoveryCommand::ResetInbox {
+            account: "alice".into(),
+            item: item(2),
+        },
+    );
+    assert!(refused(&apply(r, T0, vec![by_client])[0]));
+
+    // The account's rate limit: three within the hour.
+    for nonce in ["g2", "g3"] {
+        assert_eq!(
+            apply(r, T0, vec![open(nonce, uri, good(nonce))]),
+            vec![ok()]
+        );
+    }
+    assert!(refused(&apply(r, T0, vec![open("g4", uri, good("g4"))])[0]));
+    // The registry round-trips through a snapshot with its resets.
+    let back: Registry = serde_json::from_slice(&serde_json::to_vec(&*r).unwrap()).unwrap();
+    assert_eq!(back.recovery, r.recovery);
+}
+
+/// The rate limits and pruning on their own: per client across
+/// accounts, and a request leaves the count once it has expired and
+/// left the window.
+#[test]
+fn reset_rate_limits_count_per_account_and_per_client_within_the_window() {
+    use crate::recovery::state::{RecoveryState, RESETS_PER_CLIENT, RESET_WINDOW_MS};
+    use keyquorum_wire::recovery::ResetRecord;
+    let reset = |i: usize, account: &str, client: &str, at: u64| ResetRecord {
+        account: account.into(),
+        request_id: Hex((i as u128).to_be_bytes().to_vec()),
+        credential_hash: Hex32([0; 32]),
+        expires: at / 1000 + 60,
+        epoch: 1,
+        commitments: Vec::new(),
+        requested_by: client.into(),
+        created_ms: at,
+        inbox: Vec::new(),
+    };
+    let mut s = RecoveryState::default();
+    for i in 0..RESETS_PER_CLIENT {
+        let r = reset(i, &format!("a{i}"), "c", T0);
+        assert_eq!(s.open_reset(&r, T0), ok());
+    }
+    let over = reset(1000, "fresh", "c", T0);
+    assert!(refused(&s.open_reset(&over, T0)));
+    assert_eq!(s.open_reset(&reset(1001, "fresh", "d", T0), T0), ok());
+    // An hour on, the old ones are gone and the client may ask again.
+    let later = T0 + RESET_WINDOW_MS + 1;
+    assert_eq!(s.open_reset(&reset(1002, "fresh", "c", later), later), ok());
+    assert_eq!(s.resets.len(), 1);
+    // A request id is never taken twice while it is kept.
+    assert!(refused(
+        &s.open_reset(&reset(1002, "other", "e", later), later)
+    ));
 }
