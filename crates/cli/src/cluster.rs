@@ -141,7 +141,8 @@ pub(crate) async fn run(command: Command, json: bool) -> Result<()> {
             threshold,
             data_dir,
             exit_after_start,
-        } => dev(nodes, threshold, &data_dir, exit_after_start, json).await,
+            smtp,
+        } => dev(nodes, threshold, &data_dir, exit_after_start, smtp, json).await,
         Command::Node {
             config,
             init,
@@ -187,6 +188,9 @@ pub(crate) async fn run(command: Command, json: bool) -> Result<()> {
         }
         Command::Oprf { remote, command } => {
             crate::oprf::run(&client(&remote)?, command, json).await
+        }
+        Command::Recovery { remote, command } => {
+            crate::recovery::run(&client(&remote)?, command, json).await
         }
         Command::Bench(crate::BenchCommand::Sign {
             nodes,
@@ -435,6 +439,7 @@ async fn dev(
     threshold: u16,
     data_dir: &Path,
     exit_after_start: bool,
+    smtp: Option<String>,
     json: bool,
 ) -> Result<()> {
     let pass = passphrase(Some(data_dir))?;
@@ -447,7 +452,7 @@ async fn dev(
         checkpoint_every: keyquorum_node::config::NodeConfig::DEFAULT_CHECKPOINT_EVERY,
         audit_queue: keyquorum_node::config::NodeConfig::DEFAULT_AUDIT_QUEUE,
         client_sessions: keyquorum_node::config::NodeConfig::DEFAULT_CLIENT_SESSIONS,
-        smtp: None,
+        smtp,
     };
     let msg = format!("starting {nodes} nodes");
     let cluster = spinning(json, &msg, LocalCluster::start(opts, pass)).await?;

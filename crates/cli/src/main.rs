@@ -20,6 +20,7 @@ mod he;
 mod msg;
 mod operators;
 mod oprf;
+mod recovery;
 mod seedtree;
 
 use std::path::PathBuf;
@@ -142,6 +143,10 @@ enum Command {
         /// Start, print, and stop at once (for scripts and tests).
         #[arg(long)]
         exit_after_start: bool,
+        /// An SMTP server (HOST:PORT) the nodes send email fragments to
+        /// (STARTTLS unless it is on loopback).
+        #[arg(long)]
+        smtp: Option<String>,
     },
     /// Run one node from a config file (TOML; see README).
     Node {
@@ -275,6 +280,14 @@ enum Command {
         remote: Remote,
         #[command(subcommand)]
         command: oprf::OprfCommand,
+    },
+    /// Credential guardians: accounts whose reset tokens no guardian
+    /// holds, delivered as fragments over separate channels.
+    Recovery {
+        #[command(flatten)]
+        remote: Remote,
+        #[command(subcommand)]
+        command: recovery::RecoveryCommand,
     },
     /// Load tools.
     #[command(subcommand)]

@@ -793,6 +793,139 @@ fn oprf_end_to_end() {
     assert_eq!(show["public_key"].as_str(), Some(pk.as_str()));
 }
 
+/// `keyquorum recovery` as the README shows it: enrol (the device key
+/// written 0600), open a reset, read the app inbox, assemble the token
+/// (checked by ed25519-dalek); a wrong pinned key and too few fragments
+/// refused.
+#[test]
+fn recovery_end_to_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dev(dir.path());
+    let admin = d.admin.clone();
+    let device = dir.path().join("alice.device");
+    let a = json(
+        &d,
+        &admin,
+        &[
+            "recovery",
+            "account",
+            "create",
+            "alice",
+            "--channel",
+            "app",
+            "--device-key-out",
+            device.to_str().unwrap(),
+        ],
+    );
+    for f in ["account", "guardians", "threshold", "reset_public_key"] {
+        assert!(!a[f].is_null(), "{f} missing: {a}");
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(&device).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    let pk = a["reset_public_key"].as_str().unwrap().to_string();
+    let hash = "ab".repeat(32);
+    let r = json(
+        &d,
+        &admin,
+        &[
+            "recovery",
+            "reset",
+            "request",
+            "alice",
+            "--credential-hash",
+            &hash,
+        ],
+    );
+    let id = r["request_id"].as_str().unwrap().to_string();
+    assert!(r["expires"].as_u64().unwrap() > 0);
+    let sent = r["fragments"].as_array().unwrap();
+    assert_eq!(sent.len(), 2, "{r}");
+    assert!(
+        sent.iter()
+            .all(|f| f["channel"] == "app" && f["delivered"] == true),
+        "{r}"
+    );
+    let inbox = json(
+        &d,
+        &admin,
+        &[
+            "recovery",
+            "inbox",
+            "alice",
+            "--device-key",
+            device.to_str().unwrap(),
+        ],
+    );
+    let frags: Vec<String> = inbox["fragments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["request_id"] == id.as_str())
+        .inspect(|f| assert_eq!(f["opens"], true))
+        .map(|f| f["fragment"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(frags.len(), 2, "{inbox}");
+    let assemble = |pk: &str, frags: &[String]| {
+        let mut args = vec![
+            "recovery".to_string(),
+            "reset".into(),
+            "assemble".into(),
+            "alice".into(),
+            "--request".into(),
+            id.clone(),
+            "--device-key".into(),
+            device.to_str().unwrap().into(),
+            "--reset-public-key".into(),
+            pk.into(),
+        ];
+        for f in frags {
+            args.push("--fragment".into());
+            args.push(f.clone());
+        }
+        args
+    };
+    let args = assemble(&pk, &frags);
+    let t = json(
+        &d,
+        &admin,
+        &args.iter().map(String::as_str).collect::<Vec<_>>(),
+    );
+    let token = hex::decode(t["token"].as_str().unwrap()).unwrap();
+    let message = hex::decode(t["message"].as_str().unwrap()).unwrap();
+    assert_eq!(t["reset_public_key"].as_str(), Some(pk.as_str()));
+    let vk =
+        ed25519_dalek::VerifyingKey::from_bytes(&hex::decode(&pk).unwrap().try_into().unwrap())
+            .unwrap();
+    vk.verify_strict(
+        &message,
+        &ed25519_dalek::Signature::from_slice(&token).unwrap(),
+    )
+    .expect("ed25519-dalek accepts the reset token");
+    assert!(message.ends_with(&hex::decode(&hash).unwrap()));
+    let (ok, _, err) = run(
+        &d,
+        &admin,
+        &assemble(&"11".repeat(32), &frags)
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
+    );
+    assert!(!ok && err.contains("pinned"), "{err}");
+    let (ok, _, err) = run(
+        &d,
+        &admin,
+        &assemble(&pk, &frags[..1])
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
+    );
+    assert!(!ok, "{err}");
+}
+
 /// `keyquorum he` as the README shows it: create (the documented fields),
 /// submit pinned, close with the expected count, decrypt (the transcript
 /// re-checked), verify online and offline; a wrong pin or count refused.

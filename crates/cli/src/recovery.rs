@@ -1,0 +1,298 @@
+//! `keyquorum recovery`: credential guardians (issue #20). Enrol an
+//! account (its device key pair is made here and the secret written to a
+//! 0600 file), open a reset request, read the `app` inbox, and assemble
+//! the reset token from the fragments with the device key, checked
+//! against the pinned reset public key.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use clap::Subcommand;
+use keyquorum_client::recovery::assemble_reset;
+use keyquorum_client::Client;
+use keyquorum_core::oprf::reset::{DeviceSecret, Fragment};
+use keyquorum_wire::recovery::{AccountInfo, CreateAccountRequest, ResetRequest};
+use keyquorum_wire::Hex32;
+use serde_json::json;
+
+use crate::cluster::{print_json, write_secret_file};
+
+#[derive(Subcommand, Debug)]
+pub(crate) enum RecoveryCommand {
+    /// Accounts.
+    #[command(subcommand)]
+    Account(AccountCommand),
+    /// Reset tokens.
+    #[command(subcommand)]
+    Reset(ResetCommand),
+    /// The account's `app` channel: fragments of its live reset requests
+    /// (each marked whether it opens with the device key).
+    Inbox {
+        /// The account.
+        account: String,
+        /// The device's secret key file (from `account create`).
+        #[arg(long)]
+        device_key: PathBuf,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub(crate) enum AccountCommand {
+    /// Enrol an account (a client with the recovery permission, or an
+    /// admin): its guardians by rendezvous hashing, its Ed25519 reset key
+    /// by DKG among them, its channels, and a device key pair made here.
+    Create {
+        /// The account (1-58 characters of [A-Za-z0-9._-]).
+        account: String,
+        /// Number of guardians (default: every voter, at most 5).
+        #[arg(long)]
+        guardians: Option<u16>,
+        /// Guardians that sign a token together (default: the cluster's).
+        #[arg(long)]
+        threshold: Option<u16>,
+        /// A channel: `email:ADDR`, `webhook:URL` or `app`; repeat. Guardians,
+        /// by id, take them in order, cycling.
+        #[arg(long = "channel", required = true)]
+        channels: Vec<String>,
+        /// Where to write the device's secret key (hex, a new 0600 file).
+        #[arg(long)]
+        device_key_out: PathBuf,
+    },
+    /// An account's guardians, channels and reset public key.
+    Show {
+        /// The account.
+        account: String,
+    },
+    /// Every account.
+    List,
+}
+
+#[derive(Subcommand, Debug)]
+pub(crate) enum ResetCommand {
+    /// Open a reset request: t guardians each send a fragment over their
+    /// channel.
+    Request {
+        /// The account.
+        account: String,
+        /// The new credential's hash (32 bytes, hex).
+        #[arg(long)]
+        credential_hash: String,
+        /// Lifetime in seconds (1-3600; default 900).
+        #[arg(long)]
+        ttl_s: Option<u32>,
+    },
+    /// Assemble the token from the request's fragments with the device key.
+    Assemble {
+        /// The account.
+        account: String,
+        /// The request id (hex).
+        #[arg(long)]
+        request: String,
+        /// The device's secret key file.
+        #[arg(long)]
+        device_key: PathBuf,
+        /// The account's reset public key (hex, as `account create`
+        /// printed it): the token is checked against it, so a node cannot
+        /// substitute a key of its own.
+        #[arg(long)]
+        reset_public_key: String,
+        /// A fragment (`KQF1...`); repeat, one per guardian.
+        #[arg(long = "fragment", required = true)]
+        fragments: Vec<String>,
+    },
+}
+
+fn read_device(path: &Path) -> Result<DeviceSecret> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("{}", path.display()))?;
+    let bytes = zeroize::Zeroizing::new(
+        hex::decode(text.trim()).context("the device key file holds 32 bytes of hex")?,
+    );
+    Ok(DeviceSecret::from_secret_bytes(&bytes)?)
+}
+
+fn hex32(s: &str, what: &str) -> Result<[u8; 32]> {
+    let b = hex::decode(s.trim()).with_context(|| format!("{what}: not hex"))?;
+    b.try_into()
+        .map_err(|_| anyhow::anyhow!("{what}: 32 bytes of hex"))
+}
+
+fn account_json(a: &AccountInfo) -> serde_json::Value {
+    json!({
+        "account": a.account,
+        "guardians": a.guardians.iter().map(|g| json!({"node": u64::from(g.node), "channel": g.channel})).collect::<Vec<_>>(),
+        "threshold": a.threshold,
+        "reset_public_key": hex::encode(&a.reset_public_key.0),
+        "device_key": hex::encode(a.device_key.0),
+        "version": a.version,
+        "epoch": a.epoch,
+    })
+}
+
+fn print_account(a: &AccountInfo, json_out: bool) -> Result<()> {
+    if json_out {
+        return print_json(&account_json(a));
+    }
+    println!(
+        "account {}: {}-of-{} guardians, reset public key {}",
+        a.account,
+        a.threshold,
+        a.guardians.len(),
+        hex::encode(&a.reset_public_key.0)
+    );
+    for g in &a.guardians {
+        println!("  guardian {} over {}", g.node, g.channel);
+    }
+    Ok(())
+}
+
+pub(crate) async fn run(c: &Client, command: RecoveryCommand, json_out: bool) -> Result<()> {
+    match command {
+        RecoveryCommand::Account(AccountCommand::Create {
+            account,
+            guardians,
+            threshold,
+            channels,
+            device_key_out,
+        }) => {
+            if device_key_out.exists() {
+                bail!("{} exists: not overwritten", device_key_out.display());
+            }
+            let device = DeviceSecret::generate();
+            let a = c
+                .recovery_account_create(&CreateAccountRequest {
+                    account,
+                    guardians,
+                    threshold,
+                    channels,
+                    device_key: Hex32(device.public_key()),
+                })
+                .await?;
+            let secret = zeroize::Zeroizing::new(hex::encode(device.to_secret_bytes().as_slice()));
+            write_secret_file(&device_key_out, secret.as_bytes())?;
+            print_account(&a, json_out)
+        }
+        RecoveryCommand::Account(AccountCommand::Show { account }) => {
+            print_account(&c.recovery_account(&account).await?, json_out)
+        }
+        RecoveryCommand::Account(AccountCommand::List) => {
+            let list = c.recovery_accounts().await?;
+            if json_out {
+                return print_json(&json!({
+                    "accounts": list.accounts.iter().map(account_json).collect::<Vec<_>>(),
+                    "version": list.version,
+                }));
+            }
+            for a in &list.accounts {
+                print_account(a, false)?;
+            }
+            Ok(())
+        }
+        RecoveryCommand::Reset(ResetCommand::Request {
+            account,
+            credential_hash,
+            ttl_s,
+        }) => {
+            let r = c
+                .recovery_reset(
+                    &account,
+                    &ResetRequest {
+                        credential_hash: Hex32(hex32(&credential_hash, "--credential-hash")?),
+                        ttl_s,
+                    },
+                )
+                .await?;
+            let failed = r.fragments.iter().filter(|f| !f.delivered).count();
+            if json_out {
+                print_json(&json!({
+                    "request_id": hex::encode(&r.request_id.0),
+                    "expires": r.expires,
+                    "fragments": r.fragments.iter().map(|f| json!({
+                        "guardian": u64::from(f.guardian),
+                        "channel": f.channel,
+                        "delivered": f.delivered,
+                        "error": f.error,
+                    })).collect::<Vec<_>>(),
+                }))?;
+            } else {
+                println!(
+                    "reset request {} for {account}, expires at {} (Unix time)",
+                    hex::encode(&r.request_id.0),
+                    r.expires
+                );
+                for f in &r.fragments {
+                    match &f.error {
+                        None => println!(
+                            "  guardian {} sent its fragment over {}",
+                            f.guardian, f.channel
+                        ),
+                        Some(e) => println!(
+                            "  guardian {} over {}: NOT delivered: {e}",
+                            f.guardian, f.channel
+                        ),
+                    }
+                }
+            }
+            if failed > 0 {
+                bail!("{failed} fragment(s) were not delivered: this request cannot complete; open another");
+            }
+            Ok(())
+        }
+        RecoveryCommand::Reset(ResetCommand::Assemble {
+            account,
+            request,
+            device_key,
+            reset_public_key,
+            fragments,
+        }) => {
+            let device = read_device(&device_key)?;
+            let pinned = hex32(&reset_public_key, "--reset-public-key")?;
+            let package = c.recovery_reset_package(&account, &request).await?;
+            let t = assemble_reset(&package, &pinned, &fragments, &device)?;
+            if json_out {
+                print_json(&json!({
+                    "token": hex::encode(&t.token),
+                    "message": hex::encode(&t.message),
+                    "reset_public_key": hex::encode(&t.reset_public_key),
+                }))
+            } else {
+                println!("token {}", hex::encode(&t.token));
+                println!("message {}", hex::encode(&t.message));
+                println!("reset public key {}", hex::encode(&t.reset_public_key));
+                Ok(())
+            }
+        }
+        RecoveryCommand::Inbox {
+            account,
+            device_key,
+        } => {
+            let device = read_device(&device_key)?;
+            let inbox = c.recovery_inbox(&account).await?;
+            let opens =
+                |f: &str| Fragment::from_text(f).is_ok_and(|x| x.open(&device, &account).is_ok());
+            if json_out {
+                return print_json(&json!({
+                    "fragments": inbox.fragments.iter().map(|f| json!({
+                        "request_id": hex::encode(&f.request_id.0),
+                        "guardian": u64::from(f.guardian),
+                        "fragment": f.fragment,
+                        "opens": opens(&f.fragment),
+                    })).collect::<Vec<_>>(),
+                }));
+            }
+            for f in &inbox.fragments {
+                let mark = if opens(&f.fragment) {
+                    ""
+                } else {
+                    " (does not open with this device key)"
+                };
+                println!(
+                    "request {} guardian {}{mark}\n{}",
+                    hex::encode(&f.request_id.0),
+                    f.guardian,
+                    f.fragment
+                );
+            }
+            Ok(())
+        }
+    }
+}
