@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use clap::Subcommand;
-use keyquorum_client::recovery::assemble_reset;
+use keyquorum_client::recovery::{assemble_reset, ResetClaim};
 use keyquorum_client::Client;
 use keyquorum_core::oprf::reset::{DeviceSecret, Fragment};
 use keyquorum_wire::recovery::{AccountInfo, CreateAccountRequest, ResetRequest};
@@ -85,9 +85,13 @@ pub(crate) enum ResetCommand {
     Assemble {
         /// The account.
         account: String,
-        /// The request id (hex).
+        /// The request id (hex, as `reset request` printed it).
         #[arg(long)]
         request: String,
+        /// The new credential's hash asked for (hex): the token is refused
+        /// unless it signs exactly this.
+        #[arg(long)]
+        credential_hash: String,
         /// The device's secret key file.
         #[arg(long)]
         device_key: PathBuf,
@@ -240,14 +244,24 @@ pub(crate) async fn run(c: &Client, command: RecoveryCommand, json_out: bool) ->
         RecoveryCommand::Reset(ResetCommand::Assemble {
             account,
             request,
+            credential_hash,
             device_key,
             reset_public_key,
             fragments,
         }) => {
             let device = read_device(&device_key)?;
             let pinned = hex32(&reset_public_key, "--reset-public-key")?;
+            let request_id: [u8; 16] = hex::decode(request.trim())
+                .ok()
+                .and_then(|b| b.try_into().ok())
+                .context("--request: 16 bytes of hex")?;
+            let claim = ResetClaim {
+                account: account.clone(),
+                request_id,
+                credential_hash: hex32(&credential_hash, "--credential-hash")?,
+            };
             let package = c.recovery_reset_package(&account, &request).await?;
-            let t = assemble_reset(&package, &pinned, &fragments, &device)?;
+            let t = assemble_reset(&package, &claim, &pinned, &fragments, &device)?;
             if json_out {
                 print_json(&json!({
                     "token": hex::encode(&t.token),

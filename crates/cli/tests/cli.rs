@@ -877,6 +877,8 @@ fn recovery_end_to_end() {
             "alice".into(),
             "--request".into(),
             id.clone(),
+            "--credential-hash".into(),
+            hash.clone(),
             "--device-key".into(),
             device.to_str().unwrap().into(),
             "--reset-public-key".into(),

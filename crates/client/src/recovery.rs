@@ -90,16 +90,32 @@ pub struct ResetToken {
     pub reset_public_key: Vec<u8>,
 }
 
+/// What the user asked a reset for: assembling checks the package's
+/// message against it, so a node cannot hand over the package of another
+/// request (say, one an attacker opened for the same account with its own
+/// credential hash) for the user's fragments to complete.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResetClaim {
+    /// The account.
+    pub account: String,
+    /// The request id the user's request opened.
+    pub request_id: [u8; 16],
+    /// The hash of the credential the user asked to set.
+    pub credential_hash: [u8; 32],
+}
+
 /// Assemble reset request `package`'s token from its fragments with the
-/// device's secret key, against the account's pinned reset public key
-/// (`pinned`, 32 bytes: from enrolment, never from the package alone).
-/// Checks the package's key against `pinned`, its message against its own
-/// account and request id, each share against its signer's verifying
-/// share (a bad one names its guardian), and the token with an ordinary
-/// Ed25519 verification. Fewer than `t` fragments, a fragment of another
-/// request or a repeated one is an error.
+/// device's secret key, against what the user asked for (`claim`) and the
+/// account's pinned reset public key (`pinned`, 32 bytes: from enrolment,
+/// never from the package alone). Checks the package's key against
+/// `pinned`, its message against `claim` and against its own account and
+/// request id, each share against its signer's verifying share (a bad one
+/// names its guardian), and the token with an ordinary Ed25519
+/// verification. Fewer than `t` fragments, a fragment of another request
+/// or a repeated one is an error.
 pub fn assemble_reset(
     package: &ResetPackage,
+    claim: &ResetClaim,
     pinned: &[u8],
     fragments: &[String],
     device: &DeviceSecret,
@@ -117,6 +133,16 @@ pub fn assemble_reset(
     if message.account != package.account || message.request_id.as_slice() != package.request_id.0 {
         return Err(fail(
             "the package's message is of another account or request".into(),
+        ));
+    }
+    if message.account != claim.account
+        || message.request_id != claim.request_id
+        || message.credential_hash != claim.credential_hash
+    {
+        return Err(fail(
+            "the package is not of the reset asked for (another account, request or credential \
+             hash)"
+                .into(),
         ));
     }
     let commitments = package

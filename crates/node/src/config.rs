@@ -75,6 +75,12 @@ pub struct NodeConfig {
     /// deliveries fail with a clear error.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub smtp: Option<SmtpConfig>,
+    /// Deliver reset fragments to `webhook:http://` URLs and to loopback,
+    /// private and link-local addresses (a dev cluster and tests). Off,
+    /// a webhook is `https://` to a public address only, the address
+    /// resolved once and pinned for the request.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub allow_private_webhooks: bool,
 }
 
 /// The `[smtp]` section: an SMTP server for reset fragments.
@@ -226,6 +232,7 @@ impl NodeConfig {
             audit_queue: default_audit_queue(),
             client_sessions: default_client_sessions(),
             smtp: None,
+            allow_private_webhooks: false,
         }
     }
 }

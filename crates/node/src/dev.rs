@@ -328,6 +328,8 @@ impl LocalCluster {
         c.checkpoint_every = self.layout.checkpoint_every;
         c.audit_queue = self.layout.audit_queue;
         c.client_sessions = self.layout.client_sessions;
+        // Webhooks of a local cluster are local too.
+        c.allow_private_webhooks = true;
         c.smtp = self.smtp.as_ref().map(|server| crate::config::SmtpConfig {
             server: server.clone(),
             from: format!("keyquorum-node-{id}@localhost"),

@@ -293,7 +293,7 @@ async fn webhook() -> (u16, Arc<Mutex<Vec<serde_json::Value>>>) {
 /// names.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reset_token_assembles_from_fragments_over_email_webhook_and_app() {
-    use keyquorum_client::recovery::assemble_reset;
+    use keyquorum_client::recovery::{assemble_reset, ResetClaim};
     let smtp = smtpd().await;
     let (hook_port, hooks) = webhook().await;
     let (_dir, c) = common::cluster_smtp(
@@ -310,6 +310,8 @@ async fn a_reset_token_assembles_from_fragments_over_email_webhook_and_app() {
     // The user's side: any client, no permission.
     let user = new_client(&admin, "user", false, false, &[]).await;
     let via = |i: u16| Client::new(&c.url_of(n(i)), &user, c.ca_pem().as_bytes()).unwrap();
+    let user2 = new_client(&admin, "user2", false, false, &[]).await;
+    let via2 = |i: u16| Client::new(&c.url_of(n(i)), &user2, c.ca_pem().as_bytes()).unwrap();
     let device = DeviceSecret::generate();
     let email = if smtp.is_some() {
         "email:alice@example.com"
@@ -330,21 +332,23 @@ async fn a_reset_token_assembles_from_fragments_over_email_webhook_and_app() {
             .clone()
     };
 
-    let open = |i: u16, hash: u8, ttl: Option<u32>| {
-        let client = via(i);
-        async move {
-            client
-                .recovery_reset(
-                    "alice",
-                    &ResetRequest {
-                        credential_hash: Hex32([hash; 32]),
-                        ttl_s: ttl,
-                    },
-                )
-                .await
-        }
+    let claim = |r: &keyquorum_wire::recovery::ResetResponse, hash: u8| ResetClaim {
+        account: "alice".into(),
+        request_id: r.request_id.0.clone().try_into().unwrap(),
+        credential_hash: [hash; 32],
     };
-    let r1 = open(2, 7, None).await.unwrap();
+    let open = |client: Client, hash: u8, ttl: Option<u32>| async move {
+        client
+            .recovery_reset(
+                "alice",
+                &ResetRequest {
+                    credential_hash: Hex32([hash; 32]),
+                    ttl_s: ttl,
+                },
+            )
+            .await
+    };
+    let r1 = open(via(2), 7, None).await.unwrap();
     assert_eq!(r1.fragments.len(), 3);
     assert!(r1.fragments.iter().all(|f| f.delivered), "{r1:?}");
     for f in &r1.fragments {
@@ -376,7 +380,8 @@ async fn a_reset_token_assembles_from_fragments_over_email_webhook_and_app() {
     // The package from any node; the token verifies as plain Ed25519.
     let package = via(1).recovery_reset_package("alice", &id).await.unwrap();
     assert_eq!(package.signers.len(), 3);
-    let token = assemble_reset(&package, &pinned, &fragments, &device).unwrap();
+    let c1 = claim(&r1, 7);
+    let token = assemble_reset(&package, &c1, &pinned, &fragments, &device).unwrap();
     common::check_ed25519(&pinned, &token.message, &token.token);
     let m = keyquorum_core::oprf::reset::ResetMessage::from_bytes(&token.message).unwrap();
     assert_eq!(
@@ -385,20 +390,35 @@ async fn a_reset_token_assembles_from_fragments_over_email_webhook_and_app() {
     );
     assert_eq!(hex::encode(m.request_id), id);
     // Below t; another device; a pinned key that is not the account's.
-    let e = assemble_reset(&package, &pinned, &fragments[..2], &device).unwrap_err();
+    let e = assemble_reset(&package, &c1, &pinned, &fragments[..2], &device).unwrap_err();
     assert!(
         e.to_string().contains("2 of 3")
             || e.to_string().contains("not enough")
             || e.to_string().to_lowercase().contains("need"),
         "{e}"
     );
-    let e = assemble_reset(&package, &pinned, &fragments, &DeviceSecret::generate()).unwrap_err();
+    let e = assemble_reset(
+        &package,
+        &c1,
+        &pinned,
+        &fragments,
+        &DeviceSecret::generate(),
+    )
+    .unwrap_err();
     assert!(e.to_string().contains("does not open"), "{e}");
-    let e = assemble_reset(&package, &[9; 32], &fragments, &device).unwrap_err();
+    let e = assemble_reset(&package, &c1, &[9; 32], &fragments, &device).unwrap_err();
     assert!(e.to_string().contains("pinned"), "{e}");
+    // Another request's package (say, one an attacker opened with its own
+    // credential hash) does not complete the user's claim.
+    let e = assemble_reset(&package, &claim(&r1, 6), &pinned, &fragments, &device).unwrap_err();
+    assert!(e.to_string().contains("not of the reset asked for"), "{e}");
 
     // A second request: its fragments do not mix with the first's.
-    let r2 = open(3, 8, Some(1)).await.unwrap();
+    let r2 = open(via(3), 8, Some(60)).await.unwrap();
+    assert!(
+        r2.expires < r1.expires,
+        "a 60 s request ends before a 900 s one"
+    );
     assert!(r2.fragments.iter().all(|f| f.delivered), "{r2:?}");
     let inbox = via(1).recovery_inbox("alice").await.unwrap();
     let other = inbox
@@ -410,31 +430,8 @@ async fn a_reset_token_assembles_from_fragments_over_email_webhook_and_app() {
         .clone();
     let mut mixed = fragments.clone();
     mixed[0] = other;
-    let e = assemble_reset(&package, &pinned, &mixed, &device).unwrap_err();
+    let e = assemble_reset(&package, &c1, &pinned, &mixed, &device).unwrap_err();
     assert!(e.to_string().contains("another reset request"), "{e}");
-    // r2 lives one second: then its package and inbox items are gone.
-    let id2 = hex::encode(&r2.request_id.0);
-    poll_value(
-        "the second request to expire",
-        Duration::from_secs(30),
-        || {
-            let client = via(2);
-            let id2 = id2.clone();
-            async move {
-                match client.recovery_reset_package("alice", &id2).await {
-                    Err(e) if status_of(&e) == 404 => Some(()),
-                    _ => None,
-                }
-            }
-        },
-    )
-    .await;
-    let inbox = via(2).recovery_inbox("alice").await.unwrap();
-    assert!(inbox
-        .fragments
-        .iter()
-        .all(|f| f.request_id != r2.request_id));
-
     // A guardian sending a bad share is named.
     let bad = r1.fragments[0].guardian;
     c.keys(bad)
@@ -442,7 +439,7 @@ async fn a_reset_token_assembles_from_fragments_over_email_webhook_and_app() {
         .faults()
         .bad_signature_share
         .store(true, std::sync::atomic::Ordering::Relaxed);
-    let r3 = open(1, 9, None).await.unwrap();
+    let r3 = open(via2(1), 9, None).await.unwrap();
     c.keys(bad)
         .unwrap()
         .faults()
@@ -480,12 +477,13 @@ async fn a_reset_token_assembles_from_fragments_over_email_webhook_and_app() {
     }
     assert_eq!(frags3.len(), 3, "{frags3:?}");
     let p3 = via(2).recovery_reset_package("alice", &id3).await.unwrap();
-    let e = assemble_reset(&p3, &pinned, &frags3, &device).unwrap_err();
+    let e = assemble_reset(&p3, &claim(&r3, 9), &pinned, &frags3, &device).unwrap_err();
     assert!(e.to_string().contains(&format!("{bad}")), "{e}");
     assert!(e.to_string().to_lowercase().contains("share"), "{e}");
 
-    // Three requests this hour: the account's fourth is refused.
-    let e = open(2, 10, None).await.unwrap_err();
+    // Two requests of the account by one client this hour: its third is
+    // refused (before any nonce is drawn, and on apply).
+    let e = open(via(2), 10, None).await.unwrap_err();
     assert_eq!(status_of(&e), 409, "{e}");
     assert!(e.to_string().contains("rate limit"), "{e}");
     c.shutdown().await;

@@ -191,6 +191,9 @@ pub enum Table {
     /// Which request each of a signing tree's leaves is locked to, by
     /// (run, leaf): a leaf is locked once, for good.
     LeafLocks,
+    /// The reset requests this node has signed, by request id: each once,
+    /// for good (whatever a log rewritten by a lying leader says later).
+    ResetsSigned,
 }
 
 impl Table {
@@ -205,6 +208,7 @@ impl Table {
             Table::LeafShares => "leaf-shares",
             Table::TreeNodes => "tree-nodes",
             Table::LeafLocks => "leaf-locks",
+            Table::ResetsSigned => "resets-signed",
         }
     }
 
@@ -212,7 +216,7 @@ impl Table {
         TableDefinition::new(self.name())
     }
 
-    const ALL: [Table; 9] = [
+    const ALL: [Table; 10] = [
         Table::Identity,
         Table::Shares,
         Table::Nonces,
@@ -222,6 +226,7 @@ impl Table {
         Table::LeafShares,
         Table::TreeNodes,
         Table::LeafLocks,
+        Table::ResetsSigned,
     ];
 }
 

@@ -557,7 +557,9 @@ pub const MAX_BATCH: usize = 128;
 /// - 9: credential guardians' accounts (`crate::recovery::RecoveryCommand`;
 ///   refused before) and the clients' `recovery` permission (a client
 ///   record granting it is refused before).
-pub const APPLY_RULES: u16 = 9;
+/// - 10: reset requests (`reset_open`, and signers' `reset_inbox`
+///   statements; refused before).
+pub const APPLY_RULES: u16 = 10;
 
 /// The oldest apply rules this build still applies.
 pub const MIN_APPLY_RULES: u16 = 1;

@@ -154,6 +154,9 @@ pub struct AccountList {
 /// Default lifetime of a reset request and its token (seconds).
 pub const DEFAULT_RESET_TTL_S: u32 = 900;
 
+/// Shortest lifetime a reset request may ask for (seconds).
+pub const MIN_RESET_TTL_S: u32 = 60;
+
 /// Longest lifetime a reset request may ask for (seconds).
 pub const MAX_RESET_TTL_S: u32 = 3600;
 
@@ -165,8 +168,8 @@ pub const MAX_RESET_TTL_S: u32 = 3600;
 pub struct ResetRequest {
     /// The hash of the new credential (what the token authorizes).
     pub credential_hash: Hex32,
-    /// Lifetime in seconds from the request's signature time (default
-    /// 900, at most 3600): the token's expiry.
+    /// Lifetime in seconds from the request's signature time (60 to 3600,
+    /// default 900): the token's expiry.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ttl_s: Option<u32>,
 }
@@ -217,6 +220,10 @@ pub struct ResetRecord {
     pub requested_by: String,
     /// When it was asked (the request's signature time, ms).
     pub created_ms: u64,
+    /// When it was committed (the log clock, ms; set on apply, 0 in the
+    /// command): the rate limits count from it.
+    #[serde(default)]
+    pub opened_ms: u64,
     /// Fragments of signers whose channel is `app` (the account's inbox).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub inbox: Vec<InboxItem>,

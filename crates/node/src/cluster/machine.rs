@@ -483,9 +483,15 @@ impl Registry {
                 self.recovery.create(account, key, &mut self.keys.records)
             }
             RecoveryCommand::ResetOpen { reset } => {
+                if self.rules < crate::recovery::state::RESET_RULES {
+                    return CommandResponse::rejected("reset requests need apply rules 10");
+                }
                 self.recovery.open_reset(reset, self.clock.now_ms())
             }
             RecoveryCommand::ResetInbox { account, item } => {
+                if self.rules < crate::recovery::state::RESET_RULES {
+                    return CommandResponse::rejected("reset requests need apply rules 10");
+                }
                 self.recovery.add_to_inbox(account, item)
             }
         }

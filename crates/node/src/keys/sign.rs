@@ -183,17 +183,28 @@ impl Keys {
             .ok_or_else(|| NodeError::Conflict("unknown or already used nonce".into()))
     }
 
-    /// This node's Ed25519 signature share of reset package `package` with
-    /// its share of the account's reset key `record` and its nonce
-    /// `nonce_id`, spent durably first. Only `crate::recovery::reset`
-    /// calls it, after checking the reset request in its own replica of
-    /// the log (the package is rebuilt from that record, never taken from
-    /// a peer).
+    /// This node's Ed25519 signature share of reset request `request_id`'s
+    /// package `package` with its share of the account's reset key
+    /// `record` and its nonce `nonce_id`, whose commitment must be
+    /// `commitment`. Only `crate::recovery::reset` calls it, after checking
+    /// the reset request in its own replica of the log (the package is
+    /// rebuilt from that record, never taken from a peer). In order: the
+    /// stored nonce's commitment is checked (a record naming another
+    /// nonce spends nothing); the request is recorded as signed in the
+    /// vault, durably, once for good (a log rewritten later with another
+    /// record for the same id gets no second share); the nonce is spent
+    /// durably; then the share is computed.
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "the reset record's fields a signer checks, unpacked"
+    )]
     pub(crate) async fn reset_share(
         &self,
         node: &Node,
         record: &KeyRecord,
+        request_id: &[u8; 16],
         nonce_id: &[u8],
+        commitment: &[u8],
         package: &SigningPackage<keyquorum_core::Ed25519>,
     ) -> Result<SignatureShare<keyquorum_core::Ed25519>, NodeError> {
         use keyquorum_core::Ed25519;
@@ -209,9 +220,31 @@ impl Keys {
             return Err(NodeError::BadRequest("nonce id must be 16 bytes".into()));
         }
         let share_bytes = self.share_bytes(node, record)?;
-        let stored = self
-            .take_nonce(nonce_slot(&record.name, record.epoch, nonce_id))
-            .await?;
+        let slot = nonce_slot(&record.name, record.epoch, nonce_id);
+        let peek = node
+            .vault()
+            .get(Table::Nonces, &slot)?
+            .ok_or_else(|| NodeError::Conflict("unknown or already used nonce".into()))?;
+        let mine = SigningNonce::<Ed25519>::from_secret_bytes(this_start(node, &peek)?)
+            .map_err(|e| NodeError::Internal(e.to_string()))?;
+        if mine.commitment().to_bytes() != commitment {
+            return Err(NodeError::Conflict(
+                "the reset names another commitment for this node's nonce".into(),
+            ));
+        }
+        {
+            static MARKING: Mutex<()> = Mutex::new(());
+            let _one = lock(&MARKING)?;
+            if node.vault().get(Table::ResetsSigned, request_id)?.is_some() {
+                return Err(NodeError::Conflict(format!(
+                    "this node has signed reset request {} already",
+                    hex::encode(request_id)
+                )));
+            }
+            node.vault()
+                .put(Table::ResetsSigned, request_id, nonce_id)?;
+        }
+        let stored = self.take_nonce(slot).await?;
         let share = KeyShare::<Ed25519>::from_secret_bytes(&share_bytes)
             .map_err(|e| NodeError::Internal(e.to_string()))?;
         let nonce = SigningNonce::<Ed25519>::from_secret_bytes(this_start(node, &stored)?)

@@ -19,11 +19,14 @@ use keyquorum_wire::api::SuiteName;
 use keyquorum_wire::control::Grant;
 use keyquorum_wire::recovery::{
     check_channel, key_name, CreateAccountRequest, InboxItem, RecoveryCommand, ResetRecord,
-    ResetRequest, DEFAULT_RESET_TTL_S, MAX_CHANNELS, MAX_RESET_TTL_S,
+    ResetRequest, DEFAULT_RESET_TTL_S, MAX_CHANNELS, MAX_RESET_TTL_S, MIN_RESET_TTL_S,
 };
+
+/// How long a reset must still live, by the log clock, when it opens.
+const MIN_LIVE_MS: u64 = 30_000;
 use keyquorum_wire::NodeId;
 
-use super::state::ACCOUNT_RULES;
+use super::state::{ACCOUNT_RULES, RESET_RULES};
 use crate::cluster::machine::request::{body, distinct, endorsed, need};
 use crate::cluster::Registry;
 
@@ -70,6 +73,15 @@ pub(crate) fn shape(r: &Registry, b: &CreateAccountRequest) -> Result<(Vec<NodeI
     need(
         threshold >= 2 && usize::from(threshold) <= guardians.len(),
         "2 <= threshold <= guardians",
+    )?;
+    // Every reset's t signers cover every distinct channel: more distinct
+    // channels than t would let a reset skip some of them.
+    let mut distinct: Vec<&String> = b.channels.iter().collect();
+    distinct.sort_unstable();
+    distinct.dedup();
+    need(
+        distinct.len() == b.channels.len() && distinct.len() <= usize::from(threshold),
+        "distinct channels, at most the threshold (every reset needs every channel)",
     )?;
     Ok((guardians, threshold))
 }
@@ -130,6 +142,7 @@ pub(crate) fn asks_for(
             )
         }
         RecoveryCommand::ResetOpen { reset } => {
+            need(r.rules >= RESET_RULES, "reset requests need apply rules 10")?;
             need(
                 post && seg
                     == [
@@ -144,8 +157,15 @@ pub(crate) fn asks_for(
             let b: ResetRequest = body(body_bytes)?;
             let ttl = b.ttl_s.unwrap_or(DEFAULT_RESET_TTL_S);
             need(
-                (1..=MAX_RESET_TTL_S).contains(&ttl),
-                "a reset lives 1 to 3600 seconds",
+                (MIN_RESET_TTL_S..=MAX_RESET_TTL_S).contains(&ttl),
+                "a reset lives 60 to 3600 seconds",
+            )?;
+            // Not already (nearly) expired by the log clock: a backdated
+            // request would use up the account's resets and deliver
+            // nothing.
+            need(
+                reset.expires.saturating_mul(1000) >= r.clock.now_ms().saturating_add(MIN_LIVE_MS),
+                "a reset that expires within 30 s by the log clock",
             )?;
             need(
                 reset.credential_hash == b.credential_hash
@@ -153,7 +173,8 @@ pub(crate) fn asks_for(
                     && reset.created_ms == v.created.saturating_mul(1000)
                     && reset.requested_by == grant.name
                     && reset.request_id.0 == reset::request_id(&v.keyid, &v.nonce)
-                    && reset.inbox.is_empty(),
+                    && reset.inbox.is_empty()
+                    && reset.opened_ms == 0,
                 "the reset asked for: its credential hash, expiry, client and request id",
             )?;
             check_reset(r, reset)
@@ -214,8 +235,8 @@ pub(crate) fn may_state(
     node: NodeId,
     command: &RecoveryCommand,
 ) -> Result<(), String> {
-    if r.rules < ACCOUNT_RULES {
-        return Err(format!("accounts need apply rules {ACCOUNT_RULES}"));
+    if r.rules < RESET_RULES {
+        return Err(format!("reset requests need apply rules {RESET_RULES}"));
     }
     let RecoveryCommand::ResetInbox { account, item } = command else {
         return Err("a node states only its own inbox fragment".into());

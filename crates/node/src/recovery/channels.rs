@@ -2,10 +2,12 @@
 //! which is the log): a webhook (HTTP POST of JSON, e.g. to an SMS
 //! gateway) and email through the node's `[smtp]` server (`lettre`).
 //! Both verify TLS against the Web PKI roots (`webpki-roots`); a webhook
-//! is not redirected; SMTP upgrades with STARTTLS, required, unless the
-//! server is on loopback.
+//! is `https://` to a public address (unless the node's
+//! `allow_private_webhooks` is set), resolved once and pinned, and not
+//! redirected; SMTP upgrades with STARTTLS, required, unless the server is
+//! on loopback.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -18,11 +20,11 @@ use serde::Serialize;
 use crate::config::SmtpConfig;
 use crate::error::NodeError;
 
-/// One client for every webhook: Web PKI roots, no redirects.
-fn webhook_client(timeout: Duration) -> Result<&'static reqwest::Client, NodeError> {
-    static CLIENT: OnceLock<reqwest::Client> = OnceLock::new();
-    if let Some(c) = CLIENT.get() {
-        return Ok(c);
+/// TLS for webhooks: the Web PKI roots.
+fn webhook_tls() -> Result<rustls::ClientConfig, NodeError> {
+    static TLS: OnceLock<rustls::ClientConfig> = OnceLock::new();
+    if let Some(c) = TLS.get() {
+        return Ok(c.clone());
     }
     let roots = rustls::RootCertStore {
         roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
@@ -34,23 +36,87 @@ fn webhook_client(timeout: Duration) -> Result<&'static reqwest::Client, NodeErr
     .map_err(|e| NodeError::Internal(format!("webhook tls: {e}")))?
     .with_root_certificates(roots)
     .with_no_client_auth();
-    let client = reqwest::Client::builder()
-        .use_preconfigured_tls(tls)
-        .redirect(reqwest::redirect::Policy::none())
-        .timeout(timeout)
-        .build()
-        .map_err(|e| NodeError::Internal(format!("webhook client: {e}")))?;
-    Ok(CLIENT.get_or_init(|| client))
+    Ok(TLS.get_or_init(|| tls).clone())
 }
 
-/// POST `body` as JSON to `url`; a 2xx answer is a delivery.
+/// Whether `ip` is an address a webhook may reach without
+/// `allow_private_webhooks`: not loopback, private (RFC 1918, RFC 4193),
+/// shared (RFC 6598), link-local, unspecified, broadcast, multicast or
+/// documentation space, IPv4-mapped ones judged as IPv4.
+fn public(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v) => {
+            let [a, b, ..] = v.octets();
+            !(v.is_loopback()
+                || v.is_private()
+                || v.is_link_local()
+                || v.is_unspecified()
+                || v.is_broadcast()
+                || v.is_multicast()
+                || v.is_documentation()
+                || a == 0
+                || (a == 100 && (64..128).contains(&b)))
+        }
+        IpAddr::V6(v) => match v.to_ipv4_mapped() {
+            Some(v4) => public(IpAddr::V4(v4)),
+            None => {
+                !(v.is_loopback()
+                    || v.is_unspecified()
+                    || v.is_multicast()
+                    || v.is_unique_local()
+                    || v.is_unicast_link_local())
+            }
+        },
+    }
+}
+
+/// POST `body` as JSON to `url`; a 2xx answer is a delivery. Unless
+/// `private` (the node's `allow_private_webhooks`), only `https://` to a
+/// public address, which is resolved here once and pinned.
 pub(crate) async fn webhook<T: Serialize>(
     url: &str,
     body: &T,
+    private: bool,
     timeout: Duration,
 ) -> Result<(), NodeError> {
-    let r = webhook_client(timeout)?
-        .post(url)
+    let parsed =
+        reqwest::Url::parse(url).map_err(|e| NodeError::BadRequest(format!("webhook URL: {e}")))?;
+    if parsed.scheme() != "https" && !private {
+        return Err(NodeError::Forbidden(
+            "webhooks are https:// (this node does not allow plain http)".into(),
+        ));
+    }
+    let host = parsed
+        .host_str()
+        .ok_or_else(|| NodeError::BadRequest("webhook URL has no host".into()))?
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_string();
+    let port = parsed.port_or_known_default().unwrap_or(443);
+    let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), port))
+        .await
+        .map_err(|e| NodeError::Unavailable(format!("webhook host: {e}")))?
+        .collect();
+    let addr = addrs
+        .iter()
+        .copied()
+        .find(|a| private || public(a.ip()))
+        .ok_or_else(|| {
+            NodeError::Forbidden(
+                "the webhook's host resolves to no public address (this node does not allow \
+                 private ones)"
+                    .into(),
+            )
+        })?;
+    let client = reqwest::Client::builder()
+        .use_preconfigured_tls(webhook_tls()?)
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(timeout)
+        .resolve(&host, addr)
+        .build()
+        .map_err(|e| NodeError::Internal(format!("webhook client: {e}")))?;
+    let r = client
+        .post(parsed)
         .json(body)
         .send()
         .await
@@ -130,6 +196,48 @@ pub(crate) async fn email(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn webhooks_reach_public_addresses_only() {
+        for private in [
+            "127.0.0.1",
+            "10.1.2.3",
+            "172.16.0.1",
+            "192.168.1.1",
+            "169.254.169.254",
+            "0.0.0.0",
+            "100.64.0.1",
+            "255.255.255.255",
+            "224.0.0.1",
+            "192.0.2.1",
+            "::1",
+            "::",
+            "fd00::1",
+            "fe80::1",
+            "::ffff:127.0.0.1",
+            "::ffff:10.0.0.1",
+            "ff02::1",
+        ] {
+            assert!(!public(private.parse().unwrap()), "{private}");
+        }
+        for ok in ["8.8.8.8", "1.1.1.1", "2606:4700::1111", "::ffff:8.8.8.8"] {
+            assert!(public(ok.parse().unwrap()), "{ok}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_webhook_over_http_or_to_a_private_address_is_refused() {
+        let body = serde_json::json!({});
+        let t = Duration::from_secs(1);
+        let e = webhook("http://example.com/x", &body, false, t)
+            .await
+            .unwrap_err();
+        assert!(e.to_string().contains("https"), "{e}");
+        let e = webhook("https://127.0.0.1:9/x", &body, false, t)
+            .await
+            .unwrap_err();
+        assert!(e.to_string().contains("no public address"), "{e}");
+    }
 
     #[test]
     fn smtp_servers_parse_and_loopback_is_recognised() {

@@ -49,12 +49,12 @@ use keyquorum_wire::peer::PeerMessage;
 use keyquorum_wire::recovery::{
     key_name, AccountInbox, AccountRecord, FragmentDelivery, GuardianInfo, InboxItem,
     RecoveryCommand, ResetCommitment, ResetPackage, ResetRecord, ResetRequest, ResetResponse,
-    DEFAULT_RESET_TTL_S, MAX_RESET_TTL_S,
+    DEFAULT_RESET_TTL_S, MAX_RESET_TTL_S, MIN_RESET_TTL_S,
 };
 use keyquorum_wire::{Hex, NodeId};
 use serde::Serialize;
 
-use super::state::ACCOUNT_RULES;
+use super::state::RESET_RULES;
 use crate::api::auth::{by_request, check_forwarded, forwarded};
 use crate::cluster::Node;
 use crate::error::NodeError;
@@ -132,13 +132,20 @@ pub async fn open(
     req: ResetRequest,
     request: &httpsig::Request,
 ) -> Result<ResetResponse, NodeError> {
-    node.require_rules(ACCOUNT_RULES, "reset requests")?;
+    node.require_rules(RESET_RULES, "reset requests")?;
     let ttl = req.ttl_s.unwrap_or(DEFAULT_RESET_TTL_S);
-    if !(1..=MAX_RESET_TTL_S).contains(&ttl) {
-        return Err(NodeError::BadRequest("ttl_s is 1 to 3600 seconds".into()));
+    if !(MIN_RESET_TTL_S..=MAX_RESET_TTL_S).contains(&ttl) {
+        return Err(NodeError::BadRequest("ttl_s is 60 to 3600 seconds".into()));
     }
     let a = check_forwarded(node, &forwarded(request))?;
     let (acct, key) = account_of(node, account)?;
+    // The rate limits as this replica sees them, before any nonce is drawn
+    // (apply decides).
+    node.registry(|r| {
+        r.recovery
+            .reset_limits(account, &a.grant.name, r.clock.now_ms())
+    })
+    .map_err(NodeError::Conflict)?;
     let guardians = ids(&key.members);
     let t = usize::from(key.threshold);
     let rotate = usize::try_from(a.verified.created).unwrap_or(0);
@@ -196,6 +203,7 @@ pub async fn open(
         commitments,
         requested_by: a.grant.name.clone(),
         created_ms: a.verified.created.saturating_mul(1000),
+        opened_ms: 0,
         inbox: Vec::new(),
     };
     node.commit(by_request(
@@ -320,7 +328,7 @@ pub(crate) async fn sign(
     account: &str,
     request_id: &Hex,
 ) -> Result<PeerMessage, NodeError> {
-    node.require_rules(ACCOUNT_RULES, "reset requests")?;
+    node.require_rules(RESET_RULES, "reset requests")?;
     let rid = <[u8; 16]>::try_from(request_id.0.as_slice())
         .map_err(|_| NodeError::BadRequest("a reset request id is 16 bytes".into()))?;
     let find = || node.registry(|r| r.recovery.resets.get(&hex::encode(rid)).cloned());
@@ -357,7 +365,14 @@ pub(crate) async fn sign(
     let key = Keys::record(node, &key_name(account), reset.epoch)?;
     let package = package_of(keys, &key, &reset)?;
     let share = keys
-        .reset_share(node, &key, &mine.nonce.0, &package)
+        .reset_share(
+            node,
+            &key,
+            &rid,
+            &mine.nonce.0,
+            &mine.commitment.0,
+            &package,
+        )
         .await?;
     let signer = u16::try_from(u64::from(me))
         .map_err(|_| NodeError::Internal("node id above 65535".into()))?;
@@ -366,7 +381,17 @@ pub(crate) async fn sign(
     let channel = reset::channel(&ids(&key.members), &acct.channels, u64::from(me))
         .ok_or_else(|| NodeError::Internal("a signer without a channel".into()))?
         .to_string();
-    deliver(node, &channel, &reset, me, fragment.to_text()).await?;
+    deliver(node, &channel, &reset, me, fragment.to_text())
+        .await
+        .map_err(|e| {
+            // The detail (an SMTP reply, a webhook's status) stays here: the
+            // opener learns only that this channel failed.
+            tracing::warn!(account, channel = kind_of(&channel), error = %e, "reset fragment not delivered");
+            NodeError::Unavailable(format!(
+                "guardian {me} could not deliver over its {} channel",
+                kind_of(&channel)
+            ))
+        })?;
     node.audit_event(
         "node",
         "recovery.reset.deliver",
@@ -387,6 +412,7 @@ fn kind_of(channel: &str) -> &str {
 struct WebhookBody<'a> {
     account: &'a str,
     request_id: String,
+    credential_hash: String,
     guardian: NodeId,
     expires: u64,
     fragment: &'a str,
@@ -418,11 +444,18 @@ async fn deliver(
         let body = WebhookBody {
             account: &reset.account,
             request_id: hex::encode(&reset.request_id.0),
+            credential_hash: hex::encode(reset.credential_hash.0),
             guardian: me,
             expires: reset.expires,
             fragment: &fragment,
         };
-        return super::channels::webhook(url, &body, DELIVERY_TIMEOUT).await;
+        return super::channels::webhook(
+            url,
+            &body,
+            node.config().allow_private_webhooks,
+            DELIVERY_TIMEOUT,
+        )
+        .await;
     }
     if let Some(to) = channel.strip_prefix("email:") {
         let smtp = node.config().smtp.clone().ok_or_else(|| {
@@ -430,12 +463,20 @@ async fn deliver(
                 "node {me} has no [smtp] server for email fragments"
             ))
         })?;
-        let subject = format!("Reset code for {} (1 of several)", reset.account);
+        let id = hex::encode(&reset.request_id.0);
+        let subject = format!(
+            "Reset code for {} (request {})",
+            reset.account,
+            id.get(..8).unwrap_or_default()
+        );
         let text = format!(
-            "A reset of account {} was requested. This is one fragment of the reset token, \
-             from guardian {me}; paste it into your device together with the others. It \
-             expires at {} (Unix time).\n\n{fragment}\n",
-            reset.account, reset.expires
+            "A reset of account {} was requested: request {id}, for the new credential whose \
+             hash starts {}. If you did not ask for it, ignore this message. This is one \
+             fragment of the reset token, from guardian {me}; paste it into your device \
+             together with the others. It expires at {} (Unix time).\n\n{fragment}\n",
+            reset.account,
+            hex::encode(reset.credential_hash.0.get(..8).unwrap_or_default()),
+            reset.expires
         );
         return super::channels::email(&smtp, to, &subject, text, DELIVERY_TIMEOUT).await;
     }

@@ -18,11 +18,19 @@ pub const OPRF_RULES: u16 = 8;
 /// Apply rules from which accounts and the `recovery` permission exist.
 pub const ACCOUNT_RULES: u16 = 9;
 
+/// Apply rules from which reset requests exist.
+pub const RESET_RULES: u16 = 10;
+
 /// The window the reset rate limits count over (ms).
 pub const RESET_WINDOW_MS: u64 = 3_600_000;
 
-/// Reset requests one account may have opened within the window.
-pub const RESETS_PER_ACCOUNT: usize = 3;
+/// Reset requests one account may have opened within the window (any
+/// client may open one: this bounds the deliveries to its channels).
+pub const RESETS_PER_ACCOUNT: usize = 5;
+
+/// Reset requests one client may have opened for one account within the
+/// window (so one client cannot use up an account's resets alone).
+pub const RESETS_PER_CLIENT_ACCOUNT: usize = 2;
 
 /// Reset requests one client may have opened within the window.
 pub const RESETS_PER_CLIENT: usize = 30;
@@ -49,39 +57,58 @@ impl RecoveryState {
         self.accounts.is_empty() && self.version == 0 && self.resets.is_empty()
     }
 
+    /// Whether `client` may open a reset of `account` at log time
+    /// `now_ms`: within [`RESET_WINDOW_MS`], fewer than
+    /// [`RESETS_PER_ACCOUNT`] for the account, [`RESETS_PER_CLIENT_ACCOUNT`]
+    /// by the client for it and [`RESETS_PER_CLIENT`] by the client (counted
+    /// from when each was committed, by the log clock).
+    pub fn reset_limits(&self, account: &str, client: &str, now_ms: u64) -> Result<(), String> {
+        let since = now_ms.saturating_sub(RESET_WINDOW_MS);
+        let recent = |f: &dyn Fn(&ResetRecord) -> bool| {
+            self.resets
+                .values()
+                .filter(|r| r.opened_ms >= since && f(r))
+                .count()
+        };
+        if recent(&|r| r.account == account) >= RESETS_PER_ACCOUNT {
+            return Err(format!(
+                "rate limit: account {account} had {RESETS_PER_ACCOUNT} reset requests in the last hour"
+            ));
+        }
+        if recent(&|r| r.account == account && r.requested_by == client)
+            >= RESETS_PER_CLIENT_ACCOUNT
+        {
+            return Err(format!(
+                "rate limit: client {client} opened {RESETS_PER_CLIENT_ACCOUNT} reset requests \
+                 of {account} in the last hour"
+            ));
+        }
+        if recent(&|r| r.requested_by == client) >= RESETS_PER_CLIENT {
+            return Err(format!(
+                "rate limit: client {client} opened {RESETS_PER_CLIENT} reset requests in the last hour"
+            ));
+        }
+        Ok(())
+    }
+
     /// Open reset request `reset` (its shape already checked by
     /// `super::authority`) at log time `now_ms`: refused for a request id
-    /// seen before, an account that opened [`RESETS_PER_ACCOUNT`] or a
-    /// client that opened [`RESETS_PER_CLIENT`] within the last
-    /// [`RESET_WINDOW_MS`]. Requests that have expired and left the window
-    /// are dropped first.
+    /// seen before or past [`Self::reset_limits`]. Requests that have
+    /// expired and left the window are dropped first.
     pub fn open_reset(&mut self, reset: &ResetRecord, now_ms: u64) -> CommandResponse {
         let since = now_ms.saturating_sub(RESET_WINDOW_MS);
         self.resets
-            .retain(|_, r| r.created_ms >= since || r.expires.saturating_mul(1000) > now_ms);
+            .retain(|_, r| r.opened_ms >= since || r.expires.saturating_mul(1000) > now_ms);
         let id = hex::encode(&reset.request_id.0);
         if self.resets.contains_key(&id) {
             return CommandResponse::rejected(format!("reset request {id} exists"));
         }
-        let recent = |f: &dyn Fn(&ResetRecord) -> bool| {
-            self.resets
-                .values()
-                .filter(|r| r.created_ms >= since && f(r))
-                .count()
-        };
-        if recent(&|r| r.account == reset.account) >= RESETS_PER_ACCOUNT {
-            return CommandResponse::rejected(format!(
-                "rate limit: account {} opened {RESETS_PER_ACCOUNT} reset requests in the last hour",
-                reset.account
-            ));
+        if let Err(e) = self.reset_limits(&reset.account, &reset.requested_by, now_ms) {
+            return CommandResponse::rejected(e);
         }
-        if recent(&|r| r.requested_by == reset.requested_by) >= RESETS_PER_CLIENT {
-            return CommandResponse::rejected(format!(
-                "rate limit: client {} opened {RESETS_PER_CLIENT} reset requests in the last hour",
-                reset.requested_by
-            ));
-        }
-        self.resets.insert(id, reset.clone());
+        let mut entry = reset.clone();
+        entry.opened_ms = now_ms;
+        self.resets.insert(id, entry);
         CommandResponse::Ok
     }
 
