@@ -11,7 +11,9 @@ use clap::Subcommand;
 use keyquorum_client::recovery::{assemble_reset, ResetClaim};
 use keyquorum_client::Client;
 use keyquorum_core::oprf::reset::{DeviceSecret, Fragment};
-use keyquorum_wire::recovery::{AccountInfo, CreateAccountRequest, ResetRequest};
+use keyquorum_wire::recovery::{
+    AccountInfo, CreateAccountRequest, ResetRequest, RotateAccountRequest,
+};
 use keyquorum_wire::Hex32;
 use serde_json::json;
 
@@ -57,6 +59,18 @@ pub(crate) enum AccountCommand {
         /// Where to write the device's secret key (hex, a new 0600 file).
         #[arg(long)]
         device_key_out: PathBuf,
+    },
+    /// Move an account to the guardians rendezvous hashing picks over the
+    /// voters now, by resharing its reset key (the reset public key stays).
+    Rotate {
+        /// The account.
+        account: String,
+        /// Number of guardians (default: as many as now).
+        #[arg(long)]
+        guardians: Option<u16>,
+        /// Guardians that sign a token together (default: as now).
+        #[arg(long)]
+        threshold: Option<u16>,
     },
     /// An account's guardians, channels and reset public key.
     Show {
@@ -175,6 +189,21 @@ pub(crate) async fn run(c: &Client, command: RecoveryCommand, json_out: bool) ->
             write_secret_file(&device_key_out, secret.as_bytes())?;
             print_account(&a, json_out)
         }
+        RecoveryCommand::Account(AccountCommand::Rotate {
+            account,
+            guardians,
+            threshold,
+        }) => print_account(
+            &c.recovery_account_rotate(
+                &account,
+                &RotateAccountRequest {
+                    guardians,
+                    threshold,
+                },
+            )
+            .await?,
+            json_out,
+        ),
         RecoveryCommand::Account(AccountCommand::Show { account }) => {
             print_account(&c.recovery_account(&account).await?, json_out)
         }

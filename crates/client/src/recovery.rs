@@ -10,7 +10,7 @@ use keyquorum_core::sign::SigningCommitment;
 use keyquorum_core::{Ed25519, GroupKey};
 use keyquorum_wire::recovery::{
     AccountInbox, AccountInfo, AccountList, CreateAccountRequest, ResetPackage, ResetRequest,
-    ResetResponse,
+    ResetResponse, RotateAccountRequest,
 };
 
 use crate::{Client, ClientError};
@@ -35,6 +35,18 @@ impl Client {
     pub async fn recovery_account(&self, account: &str) -> Result<AccountInfo, ClientError> {
         let account = checked(account)?;
         self.get(&format!("/v1/recovery/accounts/{account}")).await
+    }
+
+    /// Move an account to the guardians rendezvous hashing picks now (the
+    /// reset public key stays).
+    pub async fn recovery_account_rotate(
+        &self,
+        account: &str,
+        req: &RotateAccountRequest,
+    ) -> Result<AccountInfo, ClientError> {
+        let account = checked(account)?;
+        self.post(&format!("/v1/recovery/accounts/{account}/rotate"), req)
+            .await
     }
 
     /// Every account and the shard map's version.

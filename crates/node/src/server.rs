@@ -68,6 +68,16 @@ impl PeerHandler for Dispatch {
                 PeerMessage::OprfCommit { .. } | PeerMessage::OprfRespond { .. } => {
                     self.oprf.handle(node, from, msg).await
                 }
+                // A reset key is reshared only by its account's rotation.
+                PeerMessage::ReshareDeal {
+                    session,
+                    plan,
+                    request,
+                } if keyquorum_wire::recovery::is_reset_key(&plan.key) => {
+                    crate::recovery::account::deal_rotation(
+                        &self.keys, node, from, session, &plan, &request,
+                    )
+                }
                 PeerMessage::ResetSign {
                     account,
                     request_id,
@@ -307,6 +317,7 @@ pub mod doc {
     use keyquorum_wire::recovery::{
         AccountInbox, AccountInfo, AccountList, CreateAccountRequest, FragmentDelivery,
         GuardianInfo, InboxItem, ResetCommitment, ResetPackage, ResetRequest, ResetResponse,
+        RotateAccountRequest,
     };
     use keyquorum_wire::seedtree::{
         CreateSeedtreeRequest, SealedLeafShare, SeedtreeInfo, SeedtreeLeaf, SeedtreeList,
@@ -333,7 +344,7 @@ pub mod doc {
             create_session, list_sessions, get_session, submit_input, close_session, session_result, session_transcript,
             create_tree, list_trees, get_tree, tree_progress, sign_leaf,
             create_oprf_key, list_oprf_keys, get_oprf_key, evaluate_oprf,
-            create_account, list_accounts, get_account, open_reset, get_reset, get_inbox),
+            create_account, list_accounts, get_account, rotate_account, open_reset, get_reset, get_inbox),
         components(schemas(CreateKeyRequest, KeyInfo, KeyList, SignRequest, SignResponse, VerifyRequest, VerifyResponse,
             ReshareRequest, RepairRequest, ExportRequest, ExportRecord, ExportList, ExportResult, SealedExportShare, CreateClientRequest, ClientCreated, ClientList, ClientRecord, Grant, AddNodeRequest,
             ClusterStatus, NodeStatus, Health, ErrorBody, AuditPage, AuditVerification, AuditEntry, AuditProof, SignedHead, SuiteName,
@@ -345,7 +356,7 @@ pub mod doc {
             CreateSeedtreeRequest, SeedtreeInfo, SeedtreeList, SeedtreeRecord, SignSeedtreeRequest, SeedtreeLeaf, SealedLeafShare, SeedtreeProgress,
             CreateOprfKeyRequest, EvaluateRequest, EvaluateResponse,
             CreateAccountRequest, AccountInfo, AccountList, GuardianInfo,
-            ResetRequest, ResetResponse, FragmentDelivery, ResetPackage, ResetCommitment, AccountInbox, InboxItem)),
+            RotateAccountRequest, ResetRequest, ResetResponse, FragmentDelivery, ResetPackage, ResetCommitment, AccountInbox, InboxItem)),
         modifiers(&Security)
     )]
     pub struct ApiDoc;

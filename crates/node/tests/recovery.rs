@@ -488,3 +488,110 @@ async fn a_reset_token_assembles_from_fragments_over_email_webhook_and_app() {
     assert!(e.to_string().contains("rate limit"), "{e}");
     c.shutdown().await;
 }
+
+/// Rotation 2-of-3 → 3-of-5 keeps the reset public key; a request opened
+/// before it cannot complete (its fragments stop counting); one opened
+/// after assembles from the new guardians' fragments; only a client with
+/// the recovery permission (or an admin) rotates, and the dealers refuse a
+/// reshare of the reset key through `/v1/keys`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rotation_keeps_the_reset_key_and_retires_the_old_guardians() {
+    use keyquorum_client::recovery::{assemble_reset, ResetClaim};
+    use keyquorum_wire::recovery::RotateAccountRequest;
+    let (_dir, c) = cluster(5, 2, 0).await;
+    let admin = Client::new(&c.url_of(n(1)), &c.admin, c.ca_pem().as_bytes()).unwrap();
+    let user = new_client(&admin, "user", false, false, &[]).await;
+    let via = |i: u16| Client::new(&c.url_of(n(i)), &user, c.ca_pem().as_bytes()).unwrap();
+    let device = DeviceSecret::generate();
+    let mut req = account("carol", &device, &["app"]);
+    req.guardians = Some(3);
+    let a = admin.recovery_account_create(&req).await.unwrap();
+    assert_eq!((a.guardians.len(), a.threshold, a.epoch), (3, 2, 1));
+    let old: Vec<u64> = a.guardians.iter().map(|g| u64::from(g.node)).collect();
+    assert_eq!(old, guardians("carol", &[1, 2, 3, 4, 5], 3).unwrap());
+    let open = |client: Client, hash: u8| async move {
+        client
+            .recovery_reset(
+                "carol",
+                &ResetRequest {
+                    credential_hash: Hex32([hash; 32]),
+                    ttl_s: None,
+                },
+            )
+            .await
+            .unwrap()
+    };
+    let fragments_of = |r: keyquorum_wire::recovery::ResetResponse| async move {
+        via(3)
+            .recovery_inbox("carol")
+            .await
+            .unwrap()
+            .fragments
+            .into_iter()
+            .filter(|f| f.request_id == r.request_id)
+            .map(|f| f.fragment)
+            .collect::<Vec<_>>()
+    };
+    let before = open(via(1), 1).await;
+    let before_frags = fragments_of(before.clone()).await;
+    assert_eq!(before_frags.len(), 2);
+    // Only the recovery permission or an admin rotates.
+    let err = via(2)
+        .recovery_account_rotate("carol", &RotateAccountRequest::default())
+        .await
+        .unwrap_err();
+    assert_eq!(status_of(&err), 403, "{err}");
+    let r = admin
+        .recovery_account_rotate(
+            "carol",
+            &RotateAccountRequest {
+                guardians: Some(5),
+                threshold: Some(3),
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!((r.guardians.len(), r.threshold, r.epoch), (5, 3, 2));
+    assert_eq!(r.reset_public_key, a.reset_public_key);
+    assert_eq!(r.version, a.version + 1);
+    let k = admin.key("reset.carol").await.unwrap();
+    assert_eq!((k.threshold, k.members.len(), k.epoch), (3, 5, 2));
+    // The request opened before cannot complete: its generation is gone.
+    let id = hex::encode(&before.request_id.0);
+    let err = via(4)
+        .recovery_reset_package("carol", &id)
+        .await
+        .unwrap_err();
+    assert!(matches!(status_of(&err), 404 | 409 | 410), "{err}");
+    // A request opened now: three new guardians' fragments make the token,
+    // under the same public key.
+    let after = open(via(2), 2).await;
+    assert_eq!(after.fragments.len(), 3);
+    let frags = fragments_of(after.clone()).await;
+    assert_eq!(frags.len(), 3);
+    let package = via(5)
+        .recovery_reset_package("carol", &hex::encode(&after.request_id.0))
+        .await
+        .unwrap();
+    let claim = ResetClaim {
+        account: "carol".into(),
+        request_id: after.request_id.0.clone().try_into().unwrap(),
+        credential_hash: [2; 32],
+    };
+    let pinned = a.reset_public_key.0.clone();
+    let token = assemble_reset(&package, &claim, &pinned, &frags, &device).unwrap();
+    common::check_ed25519(&pinned, &token.message, &token.token);
+    // The old request's fragments do not count towards the new one.
+    let mut mixed = frags.clone();
+    mixed[0] = before_frags[0].clone();
+    assert!(assemble_reset(&package, &claim, &pinned, &mixed, &device).is_err());
+    // The reset key is still not reshared through /v1/keys.
+    allow_reshare(&c, &admin, "reset.carol", 2, &ns(&[1, 2, 3])).await;
+    let err = admin
+        .reshare("reset.carol", 2, &ns(&[1, 2, 3]))
+        .await
+        .unwrap_err();
+    assert_eq!(status_of(&err), 403, "{err}");
+    assert_eq!(admin.key("reset.carol").await.unwrap().epoch, 2);
+    c.shutdown().await;
+}

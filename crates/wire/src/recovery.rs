@@ -151,6 +151,21 @@ pub struct AccountList {
     pub version: u64,
 }
 
+/// `POST /v1/recovery/accounts/{account}/rotate`: move the account to the
+/// guardians rendezvous hashing picks over the voters now, by resharing
+/// its reset key (the reset public key does not change).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct RotateAccountRequest {
+    /// Number of guardians (default: as many as now).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub guardians: Option<u16>,
+    /// Guardians that sign a token together (default: as now).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub threshold: Option<u16>,
+}
+
 /// Default lifetime of a reset request and its token (seconds).
 pub const DEFAULT_RESET_TTL_S: u32 = 900;
 
@@ -303,6 +318,17 @@ pub enum RecoveryCommand {
         /// Its reset key (`reset.ACCOUNT`, Ed25519, epoch 1).
         key: Box<crate::control::KeyRecord>,
         /// The guardians' endorsements of the key.
+        endorsements: Vec<crate::control::Endorsement>,
+    },
+    /// Move an account to new guardians with its reset key's next
+    /// generation (same public key), endorsed by the new guardians (apply
+    /// rules 10).
+    AccountRotate {
+        /// The account as it will be (version set on apply).
+        account: Box<AccountRecord>,
+        /// The reset key's next generation.
+        key: Box<crate::control::KeyRecord>,
+        /// The new guardians' endorsements of it.
         endorsements: Vec<crate::control::Endorsement>,
     },
     /// Open a reset request (a client's request; apply checks the signer

@@ -482,6 +482,12 @@ impl Registry {
             RecoveryCommand::AccountCreate { account, key, .. } => {
                 self.recovery.create(account, key, &mut self.keys.records)
             }
+            RecoveryCommand::AccountRotate { account, key, .. } => {
+                if self.rules < crate::recovery::state::RESET_RULES {
+                    return CommandResponse::rejected("rotation needs apply rules 10");
+                }
+                self.recovery.rotate(account, key, &mut self.keys.records)
+            }
             RecoveryCommand::ResetOpen { reset } => {
                 if self.rules < crate::recovery::state::RESET_RULES {
                     return CommandResponse::rejected("reset requests need apply rules 10");

@@ -81,13 +81,81 @@ impl Keys {
         plan: &ResharePlan,
         request: &ClientRequest,
     ) -> Result<PeerMessage, NodeError> {
+        self.authorize_reshare(node, from, plan, session, request)?;
+        self.deal_authorized(node, session, plan)
+    }
+
+    /// A dealer re-deals its share of account `account`'s reset key for the
+    /// account's rotation, only for a client's request (the `recovery`
+    /// permission or an admin), sent to `from`, `POST
+    /// /v1/recovery/accounts/{account}/rotate`, whose guardians and
+    /// threshold as this replica computes them (`asked`, from
+    /// `crate::recovery::authority::rotate_shape`) are the plan's; one
+    /// rotation per request, its attempts only.
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "one peer message's fields and the shape the caller computed"
+    )]
+    pub(crate) fn reshare_deal_for_rotation(
+        &self,
+        node: &Node,
+        from: NodeId,
+        session: Hex32,
+        plan: &ResharePlan,
+        request: &ClientRequest,
+        account: &str,
+        asked: (Vec<NodeId>, u16),
+    ) -> Result<PeerMessage, NodeError> {
+        let refuse = |why: String| NodeError::Forbidden(format!("rotation refused: {why}"));
+        if plan.key != keyquorum_wire::recovery::key_name(account) {
+            return Err(refuse(format!("{} is not {account}'s reset key", plan.key)));
+        }
+        let a = check_forwarded(node, request)?;
+        check_sent_to(node, &request.target_uri, from).map_err(refuse)?;
+        if !(a.grant.recovery || a.grant.admin) {
+            return Err(refuse(format!(
+                "client {} has neither the recovery permission nor admin",
+                a.grant.name
+            )));
+        }
+        if a.method != "POST" || a.path != format!("/v1/recovery/accounts/{account}/rotate") {
+            return Err(refuse(format!(
+                "the client's request is {} {}, not a rotation of {account}",
+                a.method, a.path
+            )));
+        }
+        let members = |m: &[NodeId]| m.iter().copied().collect::<BTreeSet<_>>();
+        if asked.1 != plan.threshold || members(&asked.0) != members(&plan.members) {
+            return Err(refuse(
+                "the plan's guardians or threshold are not the ones the account's rotation asks for"
+                    .into(),
+            ));
+        }
+        let operation = format!(
+            "rotate {} from epoch {} to {}-of-{:?} coordinated by node {from}",
+            plan.key,
+            plan.epoch,
+            plan.threshold,
+            members(&plan.members)
+        );
+        self.ledger
+            .record(&a, &operation, &hex::encode(session.0), RESHARE_ATTEMPTS)?;
+        self.deal_authorized(node, session, plan)
+    }
+
+    /// The deal itself, once the caller authorized it.
+    fn deal_authorized(
+        &self,
+        node: &Node,
+        session: Hex32,
+        plan: &ResharePlan,
+    ) -> Result<PeerMessage, NodeError> {
         let record = Self::record(node, &plan.key, plan.epoch)?;
         if !plan.dealers.contains(&node.id()) {
             return Err(NodeError::BadRequest(
                 "this node is not a dealer of the run".into(),
             ));
         }
-        self.authorize_reshare(node, from, plan, session, request)?;
         let params = plan_params(plan, session)?;
         let share_bytes = self.share_bytes(node, &record)?;
         let out = with_suite!(record.suite, |C| {
@@ -267,7 +335,21 @@ impl Keys {
             },
         ))
         .await?;
-        // Best effort: holders also promote on first use and tidy at start.
+        self.notify_generation(node, &name, epoch, notify).await;
+        Ok(info)
+    }
+
+    /// Tell `notify` that generation `epoch` of `name` is committed, so they
+    /// retire the older ones (best effort: holders also promote on first
+    /// use and tidy at start).
+    pub(super) async fn notify_generation(
+        &self,
+        node: &Node,
+        name: &str,
+        epoch: u64,
+        notify: &[NodeId],
+    ) {
+        let name = name.to_string();
         let infos: BTreeMap<NodeId, NodeInfo> = notify
             .iter()
             .filter_map(|m| node.node_info(*m).map(|i| (*m, i)))
@@ -279,7 +361,6 @@ impl Keys {
                 tracing::warn!(error = %e, "a holder did not confirm the new generation");
             }
         }
-        Ok(info)
     }
 
     /// Reshare `name` to `threshold`-of-`members` under the same public key.
@@ -288,9 +369,49 @@ impl Keys {
         node: &Node,
         name: &str,
         threshold: u16,
-        mut members: Vec<NodeId>,
+        members: Vec<NodeId>,
         request: &httpsig::Request,
     ) -> Result<KeyInfo, NodeError> {
+        policy_allowed(node, name, threshold, &members).map_err(NodeError::Forbidden)?;
+        self.reshare_with(
+            node,
+            name,
+            threshold,
+            members,
+            request,
+            |record, expected, endorsements| async move {
+                node.commit(by_request(
+                    request,
+                    KeysCommand::PutKey {
+                        record,
+                        expected_epoch: Some(expected),
+                        endorsements,
+                    },
+                ))
+                .await
+                .map(|_| ())
+            },
+        )
+        .await
+    }
+
+    /// Reshare `name` to `threshold`-of-`members` under the same public key
+    /// and commit the new generation with `commit(record, expected epoch,
+    /// endorsements)` (a key's `PutKey`, or an account's rotation). Each
+    /// dealer checks the client's request for itself (`authorize_reshare`).
+    pub(crate) async fn reshare_with<F, Fut>(
+        &self,
+        node: &Node,
+        name: &str,
+        threshold: u16,
+        mut members: Vec<NodeId>,
+        request: &httpsig::Request,
+        commit: F,
+    ) -> Result<KeyInfo, NodeError>
+    where
+        F: Fn(KeyRecord, u64, Vec<Endorsement>) -> Fut,
+        Fut: std::future::Future<Output = Result<(), NodeError>>,
+    {
         let record = key_record(node, name).await?;
         members.sort_unstable();
         members.dedup();
@@ -301,7 +422,6 @@ impl Keys {
             )));
         }
         let new_infos = Self::infos(node, &members)?;
-        policy_allowed(node, name, threshold, &members).map_err(NodeError::Forbidden)?;
         // Dealers: this node first if it holds a share, then the others.
         let candidates = me_first(&record.members, node.id(), 0);
         let t = usize::from(record.threshold);
@@ -346,9 +466,11 @@ impl Keys {
                         .collect::<BTreeSet<_>>()
                         .into_iter()
                         .collect();
-                    return self
-                        .commit_generation(node, next, record.epoch, &notify, request, endorsements)
+                    let info = key_info(&next);
+                    commit(next, record.epoch, endorsements).await?;
+                    self.notify_generation(node, name, record.epoch + 1, &notify)
                         .await;
+                    return Ok(info);
                 }
                 Err((bad, e)) => {
                     let bad: Vec<NodeId> =

@@ -7,16 +7,32 @@
 //! reset tokens: `POST /v1/keys/reset.*/sign` is refused by every member,
 //! and the key is not reshared through `/v1/keys` (its guardians move with
 //! the account).
+//!
+//! **Rotation** (`POST /v1/recovery/accounts/{account}/rotate`): the
+//! guardians rendezvous hashing picks over the voters now (as many as
+//! asked, by default as many as before) get the reset key's next
+//! generation by resharing (the reset public key does not change); each
+//! old guardian that deals checks the client's request and recomputes the
+//! new guardians and threshold itself; the account and the key's new
+//! generation are committed in one command, endorsed by the new
+//! guardians. Old guardians then erase their shares, and requests opened
+//! before the rotation cannot complete (their package names the old
+//! generation). As in every resharing scheme, an old guardian that kept
+//! its share against the protocol could still sign with `t − 1` others of
+//! the old set under the unchanged key (honest erasure is assumed).
 
 use keyquorum_core::httpsig;
 use keyquorum_wire::api::SuiteName;
+
+use keyquorum_wire::peer::{ClientRequest, PeerMessage, ResharePlan};
 use keyquorum_wire::recovery::{
     key_name, AccountInfo, AccountList, AccountRecord, CreateAccountRequest, GuardianInfo,
-    RecoveryCommand,
+    RecoveryCommand, RotateAccountRequest, KEY_PREFIX,
 };
+use keyquorum_wire::{Hex32, NodeId};
 
-use super::authority::shape;
-use super::state::ACCOUNT_RULES;
+use super::authority::{rotate_shape, shape};
+use super::state::{ACCOUNT_RULES, RESET_RULES};
 use crate::api::auth::by_request;
 use crate::cluster::Node;
 use crate::error::NodeError;
@@ -108,6 +124,99 @@ pub async fn create(
         ),
     );
     info(node, &req.account)
+}
+
+/// Move account `account` to the guardians its rotation asks for (the
+/// caller is checked by each dealer and on apply).
+pub async fn rotate(
+    keys: &Keys,
+    node: &Node,
+    account: &str,
+    req: RotateAccountRequest,
+    request: &httpsig::Request,
+) -> Result<AccountInfo, NodeError> {
+    node.require_rules(RESET_RULES, "account rotation")?;
+    let (guardians, threshold) =
+        node.registry(|r| rotate_shape(r, account, &req))
+            .map_err(|e| {
+                if e.starts_with("no account") {
+                    NodeError::NotFound(e)
+                } else {
+                    NodeError::BadRequest(e)
+                }
+            })?;
+    let before = node
+        .registry(|r| r.recovery.accounts.get(account).cloned())
+        .ok_or_else(|| NodeError::NotFound(format!("no account {account}")))?;
+    let next = AccountRecord {
+        guardians: guardians.clone(),
+        threshold,
+        ..before.clone()
+    };
+    let next = &next;
+    keys.reshare_with(
+        node,
+        &key_name(account),
+        threshold,
+        guardians.clone(),
+        request,
+        |key, _expected, endorsements| async move {
+            node.commit(by_request(
+                request,
+                RecoveryCommand::AccountRotate {
+                    account: Box::new(next.clone()),
+                    key: Box::new(key),
+                    endorsements,
+                },
+            ))
+            .await
+            .map(|_| ())
+        },
+    )
+    .await?;
+    node.audit_event(
+        "client",
+        "recovery.rotate",
+        Some(account),
+        &format!(
+            "guardians {:?} -> {guardians:?}, threshold {} -> {threshold}",
+            before.guardians, before.threshold
+        ),
+    );
+    info(node, account)
+}
+
+/// An old guardian's part of a rotation: the dealer's re-deal, once this
+/// replica's own view of the rotation (guardians and threshold) matches
+/// the plan and the client's request asks for it.
+pub(crate) fn deal_rotation(
+    keys: &Keys,
+    node: &Node,
+    from: NodeId,
+    session: Hex32,
+    plan: &ResharePlan,
+    request: &ClientRequest,
+) -> Result<PeerMessage, NodeError> {
+    node.require_rules(RESET_RULES, "account rotation")?;
+    let account = plan
+        .key
+        .strip_prefix(KEY_PREFIX)
+        .ok_or_else(|| NodeError::BadRequest("not an account's reset key".into()))?;
+    let path = crate::cluster::machine::authority::path_of(&request.target_uri);
+    if path != format!("/v1/recovery/accounts/{account}/rotate") {
+        return Err(NodeError::Forbidden(format!(
+            "reshare refused: {} is an account's reset key; only the account's rotation \
+             (POST /v1/recovery/accounts/{account}/rotate) moves it",
+            plan.key
+        )));
+    }
+    let asked: RotateAccountRequest = serde_json::from_slice(&request.body.0).map_err(|e| {
+        NodeError::Forbidden(format!("rotation refused: the body does not parse: {e}"))
+    })?;
+    let shape = node
+        .registry(|r| rotate_shape(r, account, &asked))
+        .map_err(|e| NodeError::Forbidden(format!("rotation refused: {e}")))?;
+    keys.reshare_deal_for_rotation(node, from, session, plan, request, account, shape)
 }
 
 /// Account `account`'s public description.

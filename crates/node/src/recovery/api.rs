@@ -13,7 +13,7 @@ use keyquorum_wire::api::{ErrorBody, KeyInfo, KeyList};
 use keyquorum_wire::oprf::{CreateOprfKeyRequest, EvaluateRequest, EvaluateResponse};
 use keyquorum_wire::recovery::{
     AccountInbox, AccountInfo, AccountList, CreateAccountRequest, ResetPackage, ResetRequest,
-    ResetResponse,
+    ResetResponse, RotateAccountRequest,
 };
 
 use super::Oprf;
@@ -44,6 +44,10 @@ pub(crate) fn routes(node: Node, oprf: Arc<Oprf>) -> Router {
             post(create_account).get(list_accounts),
         )
         .route("/v1/recovery/accounts/{account}", get(get_account))
+        .route(
+            "/v1/recovery/accounts/{account}/rotate",
+            post(rotate_account),
+        )
         .route("/v1/recovery/accounts/{account}/resets", post(open_reset))
         .route(
             "/v1/recovery/accounts/{account}/resets/{id}",
@@ -261,5 +265,37 @@ pub(crate) async fn get_inbox(
     req.run("recovery.inbox", Some(&target), |_| async move {
         super::reset::inbox(&s.node, &account)
     })
+    .await
+}
+
+/// Move an account to the guardians rendezvous hashing picks over the
+/// voters now (a client with the `recovery` permission, or an admin), by
+/// resharing its reset key: the reset public key does not change.
+#[utoipa::path(post, path = "/v1/recovery/accounts/{account}/rotate", params(("account" = String, Path, description = "account")),
+    request_body = RotateAccountRequest, security(("httpsig" = [])),
+    responses((status = 200, body = AccountInfo), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+              (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody),
+              (status = 502, body = ErrorBody), (status = 503, body = ErrorBody)))]
+pub(crate) async fn rotate_account(
+    req: Audited,
+    State(s): State<OprfApi>,
+    Path(account): Path<String>,
+    body: Result<ApiJson<RotateAccountRequest>, Response>,
+) -> Response {
+    let target = account.clone();
+    req.run_json(
+        "recovery.account.rotate",
+        body,
+        move |_| Some(target),
+        |c, req| async move {
+            if !super::authority::may_enrol(&c.grant) {
+                return Err(crate::error::NodeError::Forbidden(format!(
+                    "client {} has neither the recovery permission nor admin",
+                    c.grant.name
+                )));
+            }
+            super::account::rotate(s.oprf.keys(), &s.node, &account, req, &c.signed).await
+        },
+    )
     .await
 }

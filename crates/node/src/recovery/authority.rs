@@ -4,6 +4,7 @@
 //! | command | request | who |
 //! |---|---|---|
 //! | `account_create` | `POST /v1/recovery/accounts`: the account, its guardians (rendezvous over the voters), threshold, channels and device key as asked; its reset key `reset.ACCOUNT`, Ed25519, epoch 1, on exactly those guardians, endorsed by ≥ t of them | a client with the `recovery` permission, or an admin |
+//! | `account_rotate` | `POST /v1/recovery/accounts/{account}/rotate`: the account unchanged but for its guardians (rendezvous over the voters now) and threshold as asked (default: as now); its reset key's next generation, same public key, on exactly those guardians, endorsed by ≥ t of them | a client with the `recovery` permission, or an admin |
 //! | `reset_open` | `POST /v1/recovery/accounts/{account}/resets`: that account, the credential hash asked, expiry = the request's signature time + its TTL (1-3600 s, default 900), the request id derived from the request's key id and nonce, the reset key's current generation, a signer set that passes `check_signers` (t guardians covering the account's distinct channels up to t), one well-formed commitment per signer; the rate limits are apply's ([`super::state`]) | any live client (a reset is open: the user has lost the credential) |
 //!
 //! A node may state `reset_inbox` on its own (`may_state`): its fragment
@@ -19,7 +20,8 @@ use keyquorum_wire::api::SuiteName;
 use keyquorum_wire::control::Grant;
 use keyquorum_wire::recovery::{
     check_channel, key_name, CreateAccountRequest, InboxItem, RecoveryCommand, ResetRecord,
-    ResetRequest, DEFAULT_RESET_TTL_S, MAX_CHANNELS, MAX_RESET_TTL_S, MIN_RESET_TTL_S,
+    ResetRequest, RotateAccountRequest, DEFAULT_RESET_TTL_S, MAX_CHANNELS, MAX_RESET_TTL_S,
+    MIN_RESET_TTL_S,
 };
 
 /// How long a reset must still live, by the log clock, when it opens.
@@ -86,6 +88,32 @@ pub(crate) fn shape(r: &Registry, b: &CreateAccountRequest) -> Result<(Vec<NodeI
     Ok((guardians, threshold))
 }
 
+/// The guardians and threshold a rotation of `account` asks for: as
+/// enrolment computes them over the voters now, with the account's
+/// channels, and by default as many guardians and the threshold it has.
+pub(crate) fn rotate_shape(
+    r: &Registry,
+    account: &str,
+    b: &RotateAccountRequest,
+) -> Result<(Vec<NodeId>, u16), String> {
+    let a = r
+        .recovery
+        .accounts
+        .get(account)
+        .ok_or_else(|| format!("no account {account}"))?;
+    let n = u16::try_from(a.guardians.len()).unwrap_or(u16::MAX);
+    shape(
+        r,
+        &CreateAccountRequest {
+            account: account.to_string(),
+            guardians: Some(b.guardians.unwrap_or(n)),
+            threshold: Some(b.threshold.unwrap_or(a.threshold)),
+            channels: a.channels.clone(),
+            device_key: a.device_key,
+        },
+    )
+}
+
 /// Whether account command `command` is what a `POST` (`post`) to the path
 /// with segments `seg` and body `body_bytes` by a client with `grant` asks
 /// for.
@@ -139,6 +167,60 @@ pub(crate) fn asks_for(
                     && distinct(&key.members) == guardians
                     && key.members.len() == guardians.len(),
                 "the account's reset key: reset.ACCOUNT, Ed25519, epoch 1, on its guardians",
+            )
+        }
+        RecoveryCommand::AccountRotate {
+            account,
+            key,
+            endorsements,
+        } => {
+            need(r.rules >= RESET_RULES, "rotation needs apply rules 10")?;
+            need(
+                post && seg
+                    == [
+                        "v1",
+                        "recovery",
+                        "accounts",
+                        account.account.as_str(),
+                        "rotate",
+                    ],
+                "POST /v1/recovery/accounts/{account}/rotate for this account",
+            )?;
+            need(
+                may_enrol(grant),
+                "the client has neither the recovery permission nor admin",
+            )?;
+            let b: RotateAccountRequest = body(body_bytes)?;
+            let (guardians, threshold) = rotate_shape(r, &account.account, &b)?;
+            let now = r
+                .recovery
+                .accounts
+                .get(&account.account)
+                .ok_or("no such account")?;
+            let old = r
+                .keys
+                .records
+                .get(&key_name(&account.account))
+                .ok_or("the account has no reset key")?;
+            need(
+                account.guardians == guardians
+                    && account.threshold == threshold
+                    && account.channels == now.channels
+                    && account.device_key == now.device_key
+                    && account.created_by == now.created_by
+                    && account.version == now.version,
+                "the account as it is, with the guardians and threshold asked for",
+            )?;
+            endorsed(r, key, endorsements)?;
+            need(
+                key.name == old.name
+                    && key.suite == SuiteName::Ed25519
+                    && key.epoch == old.epoch + 1
+                    && key.public_key == old.public_key
+                    && key.threshold == threshold
+                    && distinct(&key.members) == guardians
+                    && key.members.len() == guardians.len(),
+                "the reset key's next generation, same public key, on the new guardians",
             )
         }
         RecoveryCommand::ResetOpen { reset } => {

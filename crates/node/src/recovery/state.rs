@@ -57,6 +57,33 @@ impl RecoveryState {
         self.accounts.is_empty() && self.version == 0 && self.resets.is_empty()
     }
 
+    /// Move `account` to its new guardians with its reset key's next
+    /// generation (checked against the request by `super::authority`):
+    /// refused unless the key is still at the generation before.
+    pub fn rotate(
+        &mut self,
+        account: &AccountRecord,
+        key: &KeyRecord,
+        keys: &mut BTreeMap<String, KeyRecord>,
+    ) -> CommandResponse {
+        let Some(entry) = self.accounts.get_mut(&account.account) else {
+            return CommandResponse::rejected(format!("no account {}", account.account));
+        };
+        if keys.get(&key.name).map(|k| k.epoch + 1) != Some(key.epoch) {
+            return CommandResponse::rejected(format!(
+                "{} is no longer at generation {}",
+                key.name,
+                key.epoch.saturating_sub(1)
+            ));
+        }
+        self.version += 1;
+        entry.guardians = account.guardians.clone();
+        entry.threshold = account.threshold;
+        entry.version = self.version;
+        keys.insert(key.name.clone(), key.clone());
+        CommandResponse::Ok
+    }
+
     /// Whether `client` may open a reset of `account` at log time
     /// `now_ms`: within [`RESET_WINDOW_MS`], fewer than
     /// [`RESETS_PER_ACCOUNT`] for the account, [`RESETS_PER_CLIENT_ACCOUNT`]

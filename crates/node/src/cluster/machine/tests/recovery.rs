@@ -197,6 +197,177 @@ fn an_account_is_what_its_enroller_asked_for_from_rules_9() {
     let back: Registry = serde_json::from_slice(&serde_json::to_vec(&r).unwrap()).unwrap();
     assert_eq!(back.recovery, r.recovery);
     reset_requests(&mut r, &user, &holders);
+    rotation(&mut r, &admin, &user, &holders);
+}
+
+/// Rotation on apply: the account unchanged but for the guardians and
+/// threshold every replica computes, the reset key's next generation under
+/// the same public key, endorsed by the new guardians; a client with the
+/// permission; a coordinator cannot bend any of it.
+fn rotation(
+    r: &mut Registry,
+    admin: &ClientKey,
+    user: &ClientKey,
+    holders: &keyquorum_core::local::Holders<keyquorum_core::Ed25519>,
+) {
+    use keyquorum_core::ParticipantId;
+    let p = |i: u16| ParticipantId::from(std::num::NonZeroU16::new(i).unwrap());
+    let both: std::collections::BTreeSet<ParticipantId> = [p(1), p(2)].into_iter().collect();
+    let next = keyquorum_core::local::reshare(
+        holders,
+        keyquorum_core::SessionId([5; 32]),
+        &both,
+        2,
+        &both,
+        &mut rand_core::OsRng,
+    )
+    .unwrap()
+    .group;
+    let other = keyquorum_core::local::dkg::<keyquorum_core::Ed25519, _>(
+        keyquorum_core::SessionId([6; 32]),
+        2,
+        &both,
+        &mut rand_core::OsRng,
+    )
+    .unwrap()
+    .group;
+    let now = r.recovery.accounts["alice"].clone();
+    let key = |g: &keyquorum_core::GroupKey<keyquorum_core::Ed25519>, epoch: u64| KeyRecord {
+        name: "reset.alice".into(),
+        suite: SuiteName::Ed25519,
+        threshold: 2,
+        members: vec![id(1), id(2)],
+        public_key: Hex(g.public_key_bytes()),
+        group_key: Hex(g.to_bytes()),
+        epoch,
+        session: Hex32([5; 32]),
+        created_ms: T0,
+    };
+    let body = br#"{"threshold":2}"#;
+    let uri = "https://n1:7000/v1/recovery/accounts/alice/rotate";
+    let rotate =
+        |who: &ClientKey, nonce: &str, uri: &str, body: &[u8], a: AccountRecord, k: KeyRecord| {
+            let endorsements = [1u64, 2]
+                .iter()
+                .map(|n| Endorsement {
+                    node: id(*n),
+                    signature: Hex(node_key(*n)
+                        .sign(&key_statement(&k.name, k.epoch, &k.session, &k.group_key.0))
+                        .to_bytes()
+                        .to_vec()),
+                })
+                .collect();
+            client(
+                who,
+                "POST",
+                uri,
+                body,
+                T0,
+                nonce,
+                RecoveryCommand::AccountRotate {
+                    account: Box::new(a),
+                    key: Box::new(k),
+                    endorsements,
+                },
+            )
+        };
+    let with = |f: &dyn Fn(&mut AccountRecord)| {
+        let mut a = now.clone();
+        f(&mut a);
+        a
+    };
+    for (what, cmd) in [
+        (
+            "no permission",
+            rotate(user, "o1", uri, body, now.clone(), key(&next, 2)),
+        ),
+        (
+            "another public key",
+            rotate(admin, "o2", uri, body, now.clone(), key(&other, 2)),
+        ),
+        (
+            "a generation skipped",
+            rotate(admin, "o3", uri, body, now.clone(), key(&next, 3)),
+        ),
+        (
+            "other channels",
+            rotate(
+                admin,
+                "o4",
+                uri,
+                body,
+                with(&|a| a.channels = vec!["app".into()]),
+                key(&next, 2),
+            ),
+        ),
+        (
+            "another device",
+            rotate(
+                admin,
+                "o5",
+                uri,
+                body,
+                with(&|a| a.device_key = Hex32([1; 32])),
+                key(&next, 2),
+            ),
+        ),
+        (
+            "a chosen version",
+            rotate(
+                admin,
+                "o6",
+                uri,
+                body,
+                with(&|a| a.version = 9),
+                key(&next, 2),
+            ),
+        ),
+        (
+            "one guardian",
+            rotate(
+                admin,
+                "o7",
+                uri,
+                body,
+                with(&|a| a.guardians = vec![id(1)]),
+                key(&next, 2),
+            ),
+        ),
+        (
+            "more guardians than voters",
+            rotate(
+                admin,
+                "o8",
+                uri,
+                br#"{"guardians":3}"#,
+                now.clone(),
+                key(&next, 2),
+            ),
+        ),
+        (
+            "another account's path",
+            rotate(
+                admin,
+                "o9",
+                "https://n1:7000/v1/recovery/accounts/bob/rotate",
+                body,
+                now.clone(),
+                key(&next, 2),
+            ),
+        ),
+    ] {
+        assert!(refused(&apply(r, T0, vec![cmd])[0]), "{what}");
+    }
+    assert_eq!(r.keys.records["reset.alice"].epoch, 1);
+    let version = r.recovery.version;
+    let good = rotate(admin, "o10", uri, body, now.clone(), key(&next, 2));
+    assert_eq!(apply(r, T0, vec![good]), vec![ok()]);
+    assert_eq!(r.keys.records["reset.alice"].epoch, 2);
+    assert_eq!(r.recovery.version, version + 1);
+    assert_eq!(r.recovery.accounts["alice"].version, version + 1);
+    // Once: the same generation again is refused.
+    let again = rotate(admin, "o11", uri, body, now.clone(), key(&next, 2));
+    assert!(refused(&apply(r, T0, vec![again])[0]));
 }
 
 /// Reset requests on apply: exactly what the client's signed request asks,
