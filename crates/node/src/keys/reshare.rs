@@ -372,13 +372,13 @@ impl Keys {
         members: Vec<NodeId>,
         request: &httpsig::Request,
     ) -> Result<KeyInfo, NodeError> {
-        policy_allowed(node, name, threshold, &members).map_err(NodeError::Forbidden)?;
         self.reshare_with(
             node,
             name,
             threshold,
             members,
             request,
+            true,
             |record, expected, endorsements| async move {
                 node.commit(by_request(
                     request,
@@ -397,8 +397,14 @@ impl Keys {
 
     /// Reshare `name` to `threshold`-of-`members` under the same public key
     /// and commit the new generation with `commit(record, expected epoch,
-    /// endorsements)` (a key's `PutKey`, or an account's rotation). Each
-    /// dealer checks the client's request for itself (`authorize_reshare`).
+    /// endorsements)` (a key's `PutKey`, or an account's rotation). With
+    /// `policy`, the change needs the key's operator-approved policy (an
+    /// account's guardians follow its rotation rule instead). Each dealer
+    /// checks the client's request for itself.
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "the reshare's target, its request, and how to commit it"
+    )]
     pub(crate) async fn reshare_with<F, Fut>(
         &self,
         node: &Node,
@@ -406,6 +412,7 @@ impl Keys {
         threshold: u16,
         mut members: Vec<NodeId>,
         request: &httpsig::Request,
+        policy: bool,
         commit: F,
     ) -> Result<KeyInfo, NodeError>
     where
@@ -422,6 +429,9 @@ impl Keys {
             )));
         }
         let new_infos = Self::infos(node, &members)?;
+        if policy {
+            policy_allowed(node, name, threshold, &members).map_err(NodeError::Forbidden)?;
+        }
         // Dealers: this node first if it holds a share, then the others.
         let candidates = me_first(&record.members, node.id(), 0);
         let t = usize::from(record.threshold);

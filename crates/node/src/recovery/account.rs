@@ -160,6 +160,7 @@ pub async fn rotate(
         threshold,
         guardians.clone(),
         request,
+        false,
         |key, _expected, endorsements| async move {
             node.commit(by_request(
                 request,
