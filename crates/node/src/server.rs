@@ -205,6 +205,7 @@ impl Node {
         let keeper = tokio::spawn(crate::cluster::audit::keeper::keeper(node.clone()));
         let inputs = tokio::spawn(crate::he::keeper::keeper(node.clone()));
         let settle = tokio::spawn(trees.clone().settle(node.clone()));
+        let retirer = tokio::spawn(keys.clone().retire_superseded(node.clone()));
         let (tx, rx) = oneshot::channel::<()>();
         let app = router(
             node.clone(),
@@ -242,7 +243,7 @@ impl Node {
             addr: opened.bound,
             shutdown: Some(tx),
             server: Some(server),
-            tasks: vec![audit, batcher, roster, keeper, inputs, settle],
+            tasks: vec![audit, batcher, roster, keeper, inputs, settle, retirer],
             raft_file: opened.raft_file,
         })
     }

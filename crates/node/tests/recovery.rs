@@ -556,6 +556,57 @@ async fn rotation_keeps_the_reset_key_and_retires_the_old_guardians() {
     assert_eq!(r.version, a.version + 1);
     let k = admin.key("reset.carol").await.unwrap();
     assert_eq!((k.threshold, k.members.len(), k.epoch), (3, 5, 2));
+    // Never a lower threshold or fewer guardians, even for an admin; a
+    // recovery client that did not enrol the account may not rotate it.
+    for (g, t) in [(Some(5), Some(2)), (Some(4), Some(3))] {
+        let err = admin
+            .recovery_account_rotate(
+                "carol",
+                &RotateAccountRequest {
+                    guardians: g,
+                    threshold: t,
+                },
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(status_of(&err), 400, "{err}");
+        assert!(err.to_string().contains("at least"), "{err}");
+    }
+    let enroller = keyquorum_client::ClientKey::generate("other-enroller", &mut rand_core::OsRng);
+    admin
+        .create_client(&CreateClientRequest {
+            name: "other-enroller".into(),
+            public_key: Hex32(enroller.public_key()),
+            admin: false,
+            operator: false,
+            sign_keys: Vec::new(),
+            recovery: true,
+            expires_ms: None,
+        })
+        .await
+        .unwrap();
+    let err = Client::new(&c.url_of(n(1)), &enroller, c.ca_pem().as_bytes())
+        .unwrap()
+        .recovery_account_rotate("carol", &RotateAccountRequest::default())
+        .await
+        .unwrap_err();
+    assert_eq!(status_of(&err), 403, "{err}");
+    // Every guardian ends with one share of the key: the new generation's.
+    common::poll(
+        "old generations erased",
+        Duration::from_secs(20),
+        || async {
+            (1..=5).all(|i| {
+                common::vault_count(
+                    &c,
+                    n(i),
+                    keyquorum_store::vault::Table::Shares,
+                    "reset.carol",
+                ) == 1
+            })
+        },
+    )
+    .await;
     // The request opened before cannot complete: its generation is gone.
     let id = hex::encode(&before.request_id.0);
     let err = via(4)

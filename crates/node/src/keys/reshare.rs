@@ -86,8 +86,9 @@ impl Keys {
     }
 
     /// A dealer re-deals its share of account `account`'s reset key for the
-    /// account's rotation, only for a client's request (the `recovery`
-    /// permission or an admin), sent to `from`, `POST
+    /// account's rotation, only for a client's request (an admin, or the
+    /// client with the `recovery` permission that enrolled the account,
+    /// `created_by`), sent to `from`, `POST
     /// /v1/recovery/accounts/{account}/rotate`, whose guardians and
     /// threshold as this replica computes them (`asked`, from
     /// `crate::recovery::authority::rotate_shape`) are the plan's; one
@@ -104,6 +105,7 @@ impl Keys {
         plan: &ResharePlan,
         request: &ClientRequest,
         account: &str,
+        created_by: &str,
         asked: (Vec<NodeId>, u16),
     ) -> Result<PeerMessage, NodeError> {
         let refuse = |why: String| NodeError::Forbidden(format!("rotation refused: {why}"));
@@ -112,9 +114,9 @@ impl Keys {
         }
         let a = check_forwarded(node, request)?;
         check_sent_to(node, &request.target_uri, from).map_err(refuse)?;
-        if !(a.grant.recovery || a.grant.admin) {
+        if !(a.grant.admin || (a.grant.recovery && a.grant.name == created_by)) {
             return Err(refuse(format!(
-                "client {} has neither the recovery permission nor admin",
+                "client {} is neither an admin nor the client that enrolled {account}",
                 a.grant.name
             )));
         }

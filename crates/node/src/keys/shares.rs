@@ -224,6 +224,44 @@ impl Keys {
         Ok(ops.len())
     }
 
+    /// While the node runs: whenever this node's own replica of the log
+    /// moves a key to a new generation, erase its shares (and nonces, and
+    /// pending shares of dead runs) of the older ones, and promote its
+    /// share of the new one, within about a second. The coordinator's
+    /// `EpochCommitted` only hastens this: a coordinator that never sends
+    /// it cannot leave superseded shares behind (a reshare that moved a key
+    /// off this node, an account's rotation).
+    pub async fn retire_superseded(self: std::sync::Arc<Self>, node: Node) {
+        let mut seen: std::collections::HashMap<String, u64> = std::collections::HashMap::new();
+        loop {
+            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            let moved: Vec<KeyRecord> = node.registry(|r| {
+                r.keys
+                    .records
+                    .values()
+                    .filter(|k| seen.get(&k.name) != Some(&k.epoch))
+                    .cloned()
+                    .collect()
+            });
+            for record in moved {
+                if record.members.contains(&node.id()) {
+                    let _ = self.share_bytes(&node, &record);
+                }
+                match self.erase_older(&node, &record) {
+                    Ok(n) => {
+                        if n > 0 {
+                            tracing::info!(key = %record.name, epoch = record.epoch, erased = n, "erased superseded shares");
+                        }
+                        seen.insert(record.name.clone(), record.epoch);
+                    }
+                    Err(e) => {
+                        tracing::warn!(key = %record.name, error = %e, "could not erase superseded shares");
+                    }
+                }
+            }
+        }
+    }
+
     /// At start: erase every stored signing nonce (all are from an earlier
     /// start); for every key in the (locally applied) registry, erase
     /// older generations and dead pending shares, and promote this node's

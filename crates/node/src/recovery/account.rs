@@ -131,6 +131,7 @@ pub async fn create(
 pub async fn rotate(
     keys: &Keys,
     node: &Node,
+    grant: &keyquorum_wire::control::Grant,
     account: &str,
     req: RotateAccountRequest,
     request: &httpsig::Request,
@@ -148,6 +149,12 @@ pub async fn rotate(
     let before = node
         .registry(|r| r.recovery.accounts.get(account).cloned())
         .ok_or_else(|| NodeError::NotFound(format!("no account {account}")))?;
+    if !super::authority::may_rotate(grant, &before) {
+        return Err(NodeError::Forbidden(format!(
+            "client {} may not rotate {account}: an admin, or the client that enrolled it",
+            grant.name
+        )));
+    }
     let next = AccountRecord {
         guardians: guardians.clone(),
         threshold,
@@ -217,7 +224,15 @@ pub(crate) fn deal_rotation(
     let shape = node
         .registry(|r| rotate_shape(r, account, &asked))
         .map_err(|e| NodeError::Forbidden(format!("rotation refused: {e}")))?;
-    keys.reshare_deal_for_rotation(node, from, session, plan, request, account, shape)
+    let creator = node
+        .registry(|r| {
+            r.recovery
+                .accounts
+                .get(account)
+                .map(|a| a.created_by.clone())
+        })
+        .ok_or_else(|| NodeError::NotFound(format!("no account {account}")))?;
+    keys.reshare_deal_for_rotation(node, from, session, plan, request, account, &creator, shape)
 }
 
 /// Account `account`'s public description.

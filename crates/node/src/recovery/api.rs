@@ -294,7 +294,7 @@ pub(crate) async fn rotate_account(
                     c.grant.name
                 )));
             }
-            super::account::rotate(s.oprf.keys(), &s.node, &account, req, &c.signed).await
+            super::account::rotate(s.oprf.keys(), &s.node, &c.grant, &account, req, &c.signed).await
         },
     )
     .await

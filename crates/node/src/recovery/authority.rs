@@ -4,7 +4,7 @@
 //! | command | request | who |
 //! |---|---|---|
 //! | `account_create` | `POST /v1/recovery/accounts`: the account, its guardians (rendezvous over the voters), threshold, channels and device key as asked; its reset key `reset.ACCOUNT`, Ed25519, epoch 1, on exactly those guardians, endorsed by ≥ t of them | a client with the `recovery` permission, or an admin |
-//! | `account_rotate` | `POST /v1/recovery/accounts/{account}/rotate`: the account unchanged but for its guardians (rendezvous over the voters now) and threshold as asked (default: as now); its reset key's next generation, same public key, on exactly those guardians, endorsed by ≥ t of them | a client with the `recovery` permission, or an admin |
+//! | `account_rotate` | `POST /v1/recovery/accounts/{account}/rotate`: the account unchanged but for its guardians (rendezvous over the voters now) and threshold as asked (default: as now; never fewer guardians or a lower threshold); its reset key's next generation, same public key, on exactly those guardians, endorsed by ≥ t of them | an admin, or the client with the `recovery` permission that enrolled the account |
 //! | `reset_open` | `POST /v1/recovery/accounts/{account}/resets`: that account, the credential hash asked, expiry = the request's signature time + its TTL (1-3600 s, default 900), the request id derived from the request's key id and nonce, the reset key's current generation, a signer set that passes `check_signers` (t guardians covering the account's distinct channels up to t), one well-formed commitment per signer; the rate limits are apply's ([`super::state`]) | any live client (a reset is open: the user has lost the credential) |
 //!
 //! A node may state `reset_inbox` on its own (`may_state`): its fragment
@@ -88,9 +88,17 @@ pub(crate) fn shape(r: &Registry, b: &CreateAccountRequest) -> Result<(Vec<NodeI
     Ok((guardians, threshold))
 }
 
+/// Whether a client may rotate account `a`: an admin, or the client with
+/// the `recovery` permission that enrolled it.
+pub(crate) fn may_rotate(grant: &Grant, a: &keyquorum_wire::recovery::AccountRecord) -> bool {
+    grant.admin || (grant.recovery && grant.name == a.created_by)
+}
+
 /// The guardians and threshold a rotation of `account` asks for: as
 /// enrolment computes them over the voters now, with the account's
 /// channels, and by default as many guardians and the threshold it has.
+/// A rotation never lowers the threshold or the number of guardians (that
+/// would let fewer nodes, some perhaps the requester's, make tokens).
 pub(crate) fn rotate_shape(
     r: &Registry,
     account: &str,
@@ -102,7 +110,7 @@ pub(crate) fn rotate_shape(
         .get(account)
         .ok_or_else(|| format!("no account {account}"))?;
     let n = u16::try_from(a.guardians.len()).unwrap_or(u16::MAX);
-    shape(
+    let (guardians, threshold) = shape(
         r,
         &CreateAccountRequest {
             account: account.to_string(),
@@ -111,7 +119,12 @@ pub(crate) fn rotate_shape(
             channels: a.channels.clone(),
             device_key: a.device_key,
         },
-    )
+    )?;
+    need(
+        threshold >= a.threshold && guardians.len() >= a.guardians.len(),
+        "a rotation keeps at least the account's threshold and number of guardians",
+    )?;
+    Ok((guardians, threshold))
 }
 
 /// Whether account command `command` is what a `POST` (`post`) to the path
@@ -186,9 +199,14 @@ pub(crate) fn asks_for(
                     ],
                 "POST /v1/recovery/accounts/{account}/rotate for this account",
             )?;
+            let owner = r
+                .recovery
+                .accounts
+                .get(&account.account)
+                .ok_or("no such account")?;
             need(
-                may_enrol(grant),
-                "the client has neither the recovery permission nor admin",
+                may_rotate(grant, owner),
+                "an admin, or the client with the recovery permission that enrolled the account",
             )?;
             let b: RotateAccountRequest = body(body_bytes)?;
             let (guardians, threshold) = rotate_shape(r, &account.account, &b)?;

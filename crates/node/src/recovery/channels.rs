@@ -41,12 +41,16 @@ fn webhook_tls() -> Result<rustls::ClientConfig, NodeError> {
 
 /// Whether `ip` is an address a webhook may reach without
 /// `allow_private_webhooks`: not loopback, private (RFC 1918, RFC 4193),
-/// shared (RFC 6598), link-local, unspecified, broadcast, multicast or
-/// documentation space, IPv4-mapped ones judged as IPv4.
+/// shared (RFC 6598), link-local, unspecified, broadcast, multicast,
+/// documentation, benchmarking (RFC 2544), IETF protocol (192.0.0.0/24) or
+/// reserved (240.0.0.0/4) space, nor site-local IPv6; IPv6 forms that carry
+/// an IPv4 address (mapped, compatible, NAT64 64:ff9b::/96; 6to4
+/// 2002::/16) are judged by that IPv4 address, and local-use NAT64
+/// (64:ff9b:1::/48) is refused.
 fn public(ip: IpAddr) -> bool {
     match ip {
         IpAddr::V4(v) => {
-            let [a, b, ..] = v.octets();
+            let [a, b, c, _] = v.octets();
             !(v.is_loopback()
                 || v.is_private()
                 || v.is_link_local()
@@ -55,18 +59,40 @@ fn public(ip: IpAddr) -> bool {
                 || v.is_multicast()
                 || v.is_documentation()
                 || a == 0
-                || (a == 100 && (64..128).contains(&b)))
+                || a >= 240
+                || (a == 100 && (64..128).contains(&b))
+                || (a == 192 && b == 0 && c == 0)
+                || (a == 198 && (18..20).contains(&b)))
         }
-        IpAddr::V6(v) => match v.to_ipv4_mapped() {
-            Some(v4) => public(IpAddr::V4(v4)),
-            None => {
-                !(v.is_loopback()
-                    || v.is_unspecified()
-                    || v.is_multicast()
-                    || v.is_unique_local()
-                    || v.is_unicast_link_local())
+        IpAddr::V6(v) => {
+            if let Some(m) = v.to_ipv4_mapped() {
+                return public(IpAddr::V4(m));
             }
-        },
+            let o = v.octets();
+            let v4 = |i: usize| {
+                let b = |k: usize| o.get(i + k).copied().unwrap_or(0);
+                IpAddr::V4(std::net::Ipv4Addr::new(b(0), b(1), b(2), b(3)))
+            };
+            match v.segments() {
+                // IPv4-compatible (deprecated) ::a.b.c.d (:: and ::1 are
+                // unspecified and loopback either way).
+                [0, 0, 0, 0, 0, 0, _, _] => !v.is_loopback() && public(v4(12)),
+                // NAT64: well-known 64:ff9b::/96; local-use 64:ff9b:1::/48.
+                [0x64, 0xff9b, 0, 0, 0, 0, _, _] => public(v4(12)),
+                [0x64, 0xff9b, 1, ..] => false,
+                // 6to4: 2002:a.b.c.d::/48.
+                [0x2002, ..] => public(v4(2)),
+                // Site-local fec0::/10.
+                [s0, ..] if (s0 & 0xffc0) == 0xfec0 => false,
+                _ => {
+                    !(v.is_loopback()
+                        || v.is_unspecified()
+                        || v.is_multicast()
+                        || v.is_unique_local()
+                        || v.is_unicast_link_local())
+                }
+            }
+        }
     }
 }
 
@@ -93,10 +119,12 @@ pub(crate) async fn webhook<T: Serialize>(
         .trim_end_matches(']')
         .to_string();
     let port = parsed.port_or_known_default().unwrap_or(443);
-    let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), port))
-        .await
-        .map_err(|e| NodeError::Unavailable(format!("webhook host: {e}")))?
-        .collect();
+    let addrs: Vec<SocketAddr> =
+        tokio::time::timeout(timeout, tokio::net::lookup_host((host.as_str(), port)))
+            .await
+            .map_err(|_| NodeError::Unavailable("webhook host: lookup timed out".into()))?
+            .map_err(|e| NodeError::Unavailable(format!("webhook host: {e}")))?
+            .collect();
     let addr = addrs
         .iter()
         .copied()
@@ -111,6 +139,8 @@ pub(crate) async fn webhook<T: Serialize>(
     let client = reqwest::Client::builder()
         .use_preconfigured_tls(webhook_tls()?)
         .redirect(reqwest::redirect::Policy::none())
+        // No proxy from the environment: it would resolve the host itself.
+        .no_proxy()
         .timeout(timeout)
         .resolve(&host, addr)
         .build()
@@ -217,10 +247,26 @@ mod tests {
             "::ffff:127.0.0.1",
             "::ffff:10.0.0.1",
             "ff02::1",
+            "64:ff9b::a9fe:a9fe",
+            "64:ff9b:1::1",
+            "2002:7f00:1::",
+            "::127.0.0.1",
+            "::10.0.0.1",
+            "fec0::1",
+            "192.0.0.8",
+            "198.18.0.1",
+            "240.0.0.1",
         ] {
             assert!(!public(private.parse().unwrap()), "{private}");
         }
-        for ok in ["8.8.8.8", "1.1.1.1", "2606:4700::1111", "::ffff:8.8.8.8"] {
+        for ok in [
+            "8.8.8.8",
+            "1.1.1.1",
+            "2606:4700::1111",
+            "::ffff:8.8.8.8",
+            "64:ff9b::808:808",
+            "2002:808:808::1",
+        ] {
             assert!(public(ok.parse().unwrap()), "{ok}");
         }
     }

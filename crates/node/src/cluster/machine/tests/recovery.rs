@@ -562,6 +562,41 @@ fn reset_requests(
         "twice"
     );
     assert_eq!(r.recovery.resets[&hex::encode(rid)].inbox.len(), 1);
+    // Past its expiry by the log clock, a signer's inbox statement for a
+    // request is refused (on a copy of the log's state: the rest of this
+    // test stays at T0).
+    let mut expired = r.clone();
+    let past = T0 + 901_000;
+    let ticks = [1u64, 2]
+        .iter()
+        .map(|n| statement(*n, past, 170 + *n as u8, ClusterCommand::Tick {}))
+        .collect();
+    apply(&mut expired, past, ticks);
+    assert!(expired.clock.now_ms() >= past);
+    let mut fresh_item = item(2);
+    fresh_item.fragment = Fragment::seal(&[7; 32], "alice", rid, 2, b"again")
+        .unwrap()
+        .to_text();
+    expired
+        .recovery
+        .resets
+        .get_mut(&hex::encode(rid))
+        .unwrap()
+        .inbox
+        .clear();
+    let late = statement(
+        2,
+        past,
+        206,
+        RecoveryCommand::ResetInbox {
+            account: "alice".into(),
+            item: fresh_item,
+        },
+    );
+    match &apply(&mut expired, past, vec![late])[0] {
+        CommandResponse::Rejected { reason } => assert!(reason.contains("expired"), "{reason}"),
+        other => panic!("an expired request's inbox: {other:?}"),
+    }
     // A client cannot put anything in the inbox.
     let by_client = client(
         user,
