@@ -68,15 +68,23 @@ impl PeerHandler for Dispatch {
                 PeerMessage::OprfCommit { .. } | PeerMessage::OprfRespond { .. } => {
                     self.oprf.handle(node, from, msg).await
                 }
-                // A reset key is reshared only by its account's rotation.
-                PeerMessage::ReshareDeal {
-                    session,
-                    plan,
-                    request,
-                } if keyquorum_wire::recovery::is_reset_key(&plan.key) => {
-                    crate::recovery::account::deal_rotation(
-                        &self.keys, node, from, session, &plan, &request,
-                    )
+                // A reset key is reshared only by its account's rotation
+                // (after the same wait for this replica to catch up as any
+                // reshare's dealer).
+                PeerMessage::ReshareDeal { ref plan, .. }
+                    if keyquorum_wire::recovery::is_reset_key(&plan.key) =>
+                {
+                    crate::keys::catch_up(node, &msg).await;
+                    match msg {
+                        PeerMessage::ReshareDeal {
+                            session,
+                            plan,
+                            request,
+                        } => crate::recovery::account::deal_rotation(
+                            &self.keys, node, from, session, &plan, &request,
+                        ),
+                        _ => Err(NodeError::Internal("not a reshare deal".into())),
+                    }
                 }
                 PeerMessage::ResetSign {
                     account,

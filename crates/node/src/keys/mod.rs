@@ -527,7 +527,7 @@ pub(crate) fn decode<T: Decode>(bytes: &[u8], what: &str, from: NodeId) -> Resul
 /// approvals) that the coordinator has seen committed; if this node has not
 /// applied it yet, give replication a moment (bounded; the handler then
 /// judges on what it has).
-async fn catch_up(node: &Node, msg: &PeerMessage) {
+pub(crate) async fn catch_up(node: &Node, msg: &PeerMessage) {
     let ready = |node: &Node| -> bool {
         match msg {
             PeerMessage::RefreshStart { key, epoch, .. }

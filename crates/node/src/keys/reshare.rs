@@ -90,9 +90,9 @@ impl Keys {
     /// client with the `recovery` permission that enrolled the account,
     /// `created_by`), sent to `from`, `POST
     /// /v1/recovery/accounts/{account}/rotate`, whose guardians and
-    /// threshold as this replica computes them (`asked`, from
-    /// `crate::recovery::authority::rotate_shape`) are the plan's; one
-    /// rotation per request, its attempts only.
+    /// threshold as this replica computes them from the verified body
+    /// (`asked`, by `crate::recovery::authority::rotate_shape`) are the
+    /// plan's; one rotation per request, its attempts only.
     #[allow(
         clippy::too_many_arguments,
         reason = "one peer message's fields and the shape the caller computed"
@@ -106,7 +106,7 @@ impl Keys {
         request: &ClientRequest,
         account: &str,
         created_by: &str,
-        asked: (Vec<NodeId>, u16),
+        asked: impl FnOnce(&[u8]) -> Result<(Vec<NodeId>, u16), String>,
     ) -> Result<PeerMessage, NodeError> {
         let refuse = |why: String| NodeError::Forbidden(format!("rotation refused: {why}"));
         if plan.key != keyquorum_wire::recovery::key_name(account) {
@@ -126,6 +126,8 @@ impl Keys {
                 a.method, a.path
             )));
         }
+        // The shape this replica computes from the verified body.
+        let asked = asked(&a.body).map_err(refuse)?;
         let members = |m: &[NodeId]| m.iter().copied().collect::<BTreeSet<_>>();
         if asked.1 != plan.threshold || members(&asked.0) != members(&plan.members) {
             return Err(refuse(

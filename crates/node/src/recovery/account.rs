@@ -218,12 +218,11 @@ pub(crate) fn deal_rotation(
             plan.key
         )));
     }
-    let asked: RotateAccountRequest = serde_json::from_slice(&request.body.0).map_err(|e| {
-        NodeError::Forbidden(format!("rotation refused: the body does not parse: {e}"))
-    })?;
-    let shape = node
-        .registry(|r| rotate_shape(r, account, &asked))
-        .map_err(|e| NodeError::Forbidden(format!("rotation refused: {e}")))?;
+    let shape = |body: &[u8]| {
+        let asked: RotateAccountRequest =
+            serde_json::from_slice(body).map_err(|e| format!("the body does not parse: {e}"))?;
+        node.registry(|r| rotate_shape(r, account, &asked))
+    };
     let creator = node
         .registry(|r| {
             r.recovery

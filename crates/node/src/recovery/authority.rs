@@ -199,27 +199,13 @@ pub(crate) fn asks_for(
                     ],
                 "POST /v1/recovery/accounts/{account}/rotate for this account",
             )?;
-            let owner = r
-                .recovery
-                .accounts
-                .get(&account.account)
-                .ok_or("no such account")?;
+            let (now, old) = account_and_key(r, &account.account)?;
             need(
-                may_rotate(grant, owner),
+                may_rotate(grant, now),
                 "an admin, or the client with the recovery permission that enrolled the account",
             )?;
             let b: RotateAccountRequest = body(body_bytes)?;
             let (guardians, threshold) = rotate_shape(r, &account.account, &b)?;
-            let now = r
-                .recovery
-                .accounts
-                .get(&account.account)
-                .ok_or("no such account")?;
-            let old = r
-                .keys
-                .records
-                .get(&key_name(&account.account))
-                .ok_or("the account has no reset key")?;
             need(
                 account.guardians == guardians
                     && account.threshold == threshold
@@ -283,21 +269,37 @@ pub(crate) fn asks_for(
     }
 }
 
+/// Account `name` and its reset key's current generation, from the
+/// replicated state.
+fn account_and_key<'r>(
+    r: &'r Registry,
+    name: &str,
+) -> Result<
+    (
+        &'r keyquorum_wire::recovery::AccountRecord,
+        &'r keyquorum_wire::control::KeyRecord,
+    ),
+    String,
+> {
+    let account = r
+        .recovery
+        .accounts
+        .get(name)
+        .ok_or_else(|| format!("no account {name}"))?;
+    let key = r
+        .keys
+        .records
+        .get(&key_name(name))
+        .ok_or_else(|| format!("account {name} has no reset key"))?;
+    Ok((account, key))
+}
+
 /// A reset's signer set and commitments against the replicated account:
 /// the reset key's current generation, `t` guardians covering the
 /// account's distinct channels (up to `t`), ascending, each with a 16-byte
 /// nonce id and a well-formed commitment of its own.
 pub(crate) fn check_reset(r: &Registry, reset: &ResetRecord) -> Result<(), String> {
-    let account = r
-        .recovery
-        .accounts
-        .get(&reset.account)
-        .ok_or_else(|| format!("no account {}", reset.account))?;
-    let key = r
-        .keys
-        .records
-        .get(&key_name(&reset.account))
-        .ok_or_else(|| format!("account {} has no reset key", reset.account))?;
+    let (account, key) = account_and_key(r, &reset.account)?;
     need(
         key.epoch == reset.epoch,
         "the reset key's current generation",
