@@ -363,13 +363,8 @@ fn inbox_item(r: &Registry, node: NodeId, account: &str, item: &InboxItem) -> Re
         item.guardian == node && reset.commitments.iter().any(|c| c.node == node),
         "the stating node's own fragment, as a signer of the request",
     )?;
-    let a = r.recovery.accounts.get(account).ok_or("no such account")?;
-    let guardians: Vec<u64> = r
-        .keys
-        .records
-        .get(&key_name(account))
-        .map(|k| k.members.iter().map(|m| u64::from(*m)).collect())
-        .unwrap_or_default();
+    let (a, key) = account_and_key(r, account)?;
+    let guardians: Vec<u64> = key.members.iter().map(|m| u64::from(*m)).collect();
     need(
         reset::channel(&guardians, &a.channels, u64::from(node)) == Some("app"),
         "the signer's channel is app",

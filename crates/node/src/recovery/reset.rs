@@ -265,9 +265,14 @@ pub async fn open(
 
 /// The live reset request `id` of `account`, from this replica.
 fn live_reset(node: &Node, account: &str, id: &[u8; 16]) -> Option<ResetRecord> {
-    let now_s = node.registry(|r| r.clock.now_ms()) / 1000;
-    node.registry(|r| r.recovery.resets.get(&hex::encode(id)).cloned())
-        .filter(|x| x.account == account && x.expires > now_s)
+    node.registry(|r| {
+        let now_s = r.clock.now_ms() / 1000;
+        r.recovery
+            .resets
+            .get(&hex::encode(id))
+            .filter(|x| x.account == account && x.expires > now_s)
+            .cloned()
+    })
 }
 
 /// What a client needs to assemble reset request `id`'s token.
@@ -303,8 +308,8 @@ pub fn package(node: &Node, account: &str, id: &str) -> Result<ResetPackage, Nod
 /// The account's `app` inbox: fragments of its live requests.
 pub fn inbox(node: &Node, account: &str) -> Result<AccountInbox, NodeError> {
     account_of(node, account)?;
-    let now_s = node.registry(|r| r.clock.now_ms()) / 1000;
     let mut live: Vec<ResetRecord> = node.registry(|r| {
+        let now_s = r.clock.now_ms() / 1000;
         r.recovery
             .resets
             .values()

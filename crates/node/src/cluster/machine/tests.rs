@@ -201,6 +201,28 @@ fn announce_rules(r: &mut Registry, nonce: u8) {
     assert_eq!(r.rules_to_stamp(), keyquorum_wire::control::APPLY_RULES);
 }
 
+/// Nodes `by`'s endorsements of key record `rec` (what apply checks a new
+/// key generation against).
+fn endorse(
+    rec: &keyquorum_wire::control::KeyRecord,
+    by: &[u64],
+) -> Vec<keyquorum_wire::control::Endorsement> {
+    by.iter()
+        .map(|n| keyquorum_wire::control::Endorsement {
+            node: id(*n),
+            signature: Hex(node_key(*n)
+                .sign(&keyquorum_wire::control::key_statement(
+                    &rec.name,
+                    rec.epoch,
+                    &rec.session,
+                    &rec.group_key.0,
+                ))
+                .to_bytes()
+                .to_vec()),
+        })
+        .collect()
+}
+
 fn statement(node: u64, time_ms: u64, nonce: u8, command: impl Into<Command>) -> Authorized {
     let command = command.into();
     let nonce = vec![nonce; 16];

@@ -10,7 +10,7 @@ use super::*;
 fn a_key_record_needs_its_request_and_its_members_endorsements() {
     use keyquorum_core::codec::Encode;
     use keyquorum_wire::api::SuiteName;
-    use keyquorum_wire::control::{key_statement, Endorsement, KeyRecord, KeysCommand};
+    use keyquorum_wire::control::{KeyRecord, KeysCommand};
 
     let (mut r, admin, user) = registry();
     let pids = [1u16, 2]
@@ -39,22 +39,6 @@ fn a_key_record_needs_its_request_and_its_members_endorsements() {
         epoch,
         session: Hex32([epoch as u8; 32]),
         created_ms: T0,
-    };
-    let endorse = |rec: &KeyRecord, by: &[u64]| -> Vec<Endorsement> {
-        by.iter()
-            .map(|n| Endorsement {
-                node: id(*n),
-                signature: Hex(node_key(*n)
-                    .sign(&key_statement(
-                        &rec.name,
-                        rec.epoch,
-                        &rec.session,
-                        &rec.group_key.0,
-                    ))
-                    .to_bytes()
-                    .to_vec()),
-            })
-            .collect()
     };
     let create: &[u8] = br#"{"name":"k","suite":"ed25519"}"#;
     let put = |who: &ClientKey,

@@ -4,7 +4,7 @@
 
 use keyquorum_core::codec::Encode;
 use keyquorum_wire::api::SuiteName;
-use keyquorum_wire::control::{key_statement, Endorsement, KeyRecord, KeysCommand};
+use keyquorum_wire::control::{KeyRecord, KeysCommand};
 
 use super::*;
 
@@ -51,21 +51,7 @@ fn an_oprf_key_is_the_ristretto255_key_an_admin_asked_for_from_rules_8() {
         )
     };
     let put = |who: &ClientKey, nonce: &str, rec: KeyRecord, path: &str, body: &[u8]| {
-        let endorsements = [1u64, 2]
-            .iter()
-            .map(|n| Endorsement {
-                node: id(*n),
-                signature: Hex(node_key(*n)
-                    .sign(&key_statement(
-                        &rec.name,
-                        rec.epoch,
-                        &rec.session,
-                        &rec.group_key.0,
-                    ))
-                    .to_bytes()
-                    .to_vec()),
-            })
-            .collect();
+        let endorsements = endorse(&rec, &[1, 2]);
         client(
             who,
             "POST",

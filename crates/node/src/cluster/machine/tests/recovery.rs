@@ -6,7 +6,7 @@
 
 use keyquorum_core::codec::Encode;
 use keyquorum_wire::api::SuiteName;
-use keyquorum_wire::control::{key_statement, Endorsement, KeyRecord};
+use keyquorum_wire::control::KeyRecord;
 use keyquorum_wire::recovery::{AccountRecord, RecoveryCommand};
 
 use super::*;
@@ -51,21 +51,7 @@ fn an_account_is_what_its_enroller_asked_for_from_rules_9() {
         "07".repeat(32)
     );
     let put = |who: &ClientKey, nonce: &str, account: AccountRecord, key: KeyRecord| {
-        let endorsements = [1u64, 2]
-            .iter()
-            .map(|n| Endorsement {
-                node: id(*n),
-                signature: Hex(node_key(*n)
-                    .sign(&key_statement(
-                        &key.name,
-                        key.epoch,
-                        &key.session,
-                        &key.group_key.0,
-                    ))
-                    .to_bytes()
-                    .to_vec()),
-            })
-            .collect();
+        let endorsements = endorse(&key, &[1, 2]);
         client(
             who,
             "POST",
@@ -247,16 +233,7 @@ fn rotation(
     let uri = "https://n1:7000/v1/recovery/accounts/alice/rotate";
     let rotate =
         |who: &ClientKey, nonce: &str, uri: &str, body: &[u8], a: AccountRecord, k: KeyRecord| {
-            let endorsements = [1u64, 2]
-                .iter()
-                .map(|n| Endorsement {
-                    node: id(*n),
-                    signature: Hex(node_key(*n)
-                        .sign(&key_statement(&k.name, k.epoch, &k.session, &k.group_key.0))
-                        .to_bytes()
-                        .to_vec()),
-                })
-                .collect();
+            let endorsements = endorse(&k, &[1, 2]);
             client(
                 who,
                 "POST",
