@@ -246,6 +246,7 @@ pub(crate) async fn get_reset(
 ) -> Response {
     let target = account.clone();
     req.run("recovery.reset.show", Some(&target), |_| async move {
+        s.node.read_barrier().await?;
         super::reset::package(&s.node, &account, &id)
     })
     .await
@@ -263,6 +264,9 @@ pub(crate) async fn get_inbox(
 ) -> Response {
     let target = account.clone();
     req.run("recovery.inbox", Some(&target), |_| async move {
+        // A request's POST answers once its `app` fragments are committed:
+        // read everything committed before this call, on any node.
+        s.node.read_barrier().await?;
         super::reset::inbox(&s.node, &account)
     })
     .await
