@@ -22,6 +22,7 @@
 //! refused (RFC 9497 §2.1 `DeserializeElement`). Scalars are 32-byte
 //! little-endian and below ℓ.
 
+pub mod pin;
 pub mod reset;
 pub mod threshold;
 

@@ -342,6 +342,11 @@ impl DeviceSecret {
             .map_err(|_| DecodeError::Invalid("device secret key"))
     }
 
+    /// The HPKE private key (to open what is sealed to it).
+    pub fn hpke(&self) -> &<X25519HkdfSha256 as Kem>::PrivateKey {
+        &self.0
+    }
+
     /// The public key the account is enrolled with (32 bytes).
     pub fn public_key(&self) -> [u8; 32] {
         let pk = X25519HkdfSha256::sk_to_pk(&self.0);
