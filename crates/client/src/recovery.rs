@@ -194,3 +194,295 @@ pub fn assemble_reset(
         reset_public_key: pinned.to_vec(),
     })
 }
+
+/// What a PIN recovery gave.
+#[derive(Debug)]
+pub enum Recovered {
+    /// The secret.
+    Secret(zeroize::Zeroizing<Vec<u8>>),
+    /// The PIN is wrong; this many guesses are left before the secret is
+    /// destroyed.
+    WrongPin {
+        /// Guesses left.
+        remaining: u16,
+    },
+}
+
+fn pin_err(e: impl core::fmt::Display) -> ClientError {
+    ClientError::Verification(format!("PIN recovery: {e}"))
+}
+
+fn wire_stretch(s: &keyquorum_core::oprf::pin::Stretch) -> keyquorum_wire::recovery::StretchParams {
+    keyquorum_wire::recovery::StretchParams {
+        m_kib: s.m_kib,
+        t_cost: s.t_cost,
+        p_cost: s.p_cost,
+    }
+}
+
+/// Blind `stretched` and the evaluation's answer checked against
+/// `public_key`: the 64-byte OPRF output.
+fn output_of(
+    state: &voprf::VoprfClient<voprf::Ristretto255>,
+    stretched: &[u8],
+    evaluated: &keyquorum_wire::Hex,
+    proof: &keyquorum_wire::Hex,
+    public_key: &[u8],
+) -> Result<[u8; 64], ClientError> {
+    let answer = keyquorum_wire::oprf::EvaluateResponse {
+        evaluated_element: evaluated.clone(),
+        proof: proof.clone(),
+        members: Vec::new(),
+        epoch: 0,
+    };
+    let out = crate::oprf::finalize(state, stretched, &answer, public_key)?;
+    out.as_slice()
+        .try_into()
+        .map_err(|_| pin_err("the OPRF output is not 64 bytes"))
+}
+
+impl Client {
+    /// Register `secret` (at most 128 bytes) for `account` under `pin`
+    /// (an admin, or the client that enrolled the account): the PIN is
+    /// stretched with Argon2id here, the guardians evaluate the account's
+    /// PIN key on it blinded, and only tag commitments, sealed shares and
+    /// the encrypted secret leave this process. Keep the answer's
+    /// `public_key`: recovery pins it.
+    pub async fn recovery_secret_register(
+        &self,
+        account: &str,
+        pin: &[u8],
+        secret: &[u8],
+        guesses: u16,
+        cost: &keyquorum_core::oprf::pin::Stretch,
+    ) -> Result<keyquorum_wire::recovery::SecretInfo, ClientError> {
+        use keyquorum_core::oprf::pin::{stretch, PinKeys, Registration};
+        use keyquorum_wire::recovery::{
+            PinTag, RegisterSecretRequest, SealedShare, SecretBeginRequest, SecretBeginResponse,
+        };
+        use rand_core::RngCore;
+        let account = checked(account)?;
+        if secret.len() > keyquorum_core::oprf::pin::MAX_SECRET {
+            return Err(ClientError::Config("a secret is at most 128 bytes".into()));
+        }
+        let mut salt = [0u8; 16];
+        let mut version = [0u8; 16];
+        rand_core::OsRng.fill_bytes(&mut salt);
+        rand_core::OsRng.fill_bytes(&mut version);
+        let stretched = stretch(pin, account, &salt, cost).map_err(pin_err)?;
+        let blind = voprf::VoprfClient::<voprf::Ristretto255>::blind(
+            stretched.as_ref(),
+            &mut rand_core::OsRng,
+        )
+        .map_err(|e| pin_err(format!("cannot blind: {e}")))?;
+        let begun: SecretBeginResponse = self
+            .post(
+                &format!("/v1/recovery/accounts/{account}/secret/begin"),
+                &SecretBeginRequest {
+                    blinded_element: keyquorum_wire::Hex(blind.message.serialize().to_vec()),
+                },
+            )
+            .await?;
+        let output = output_of(
+            &blind.state,
+            stretched.as_ref(),
+            &begun.evaluated_element,
+            &begun.proof,
+            &begun.public_key.0,
+        )?;
+        let keys = PinKeys::derive(&output, account, &version);
+        let guardians: Vec<(u16, [u8; 32])> = begun
+            .guardians
+            .iter()
+            .map(|g| (g.node.nonzero().get(), g.hpke.0))
+            .collect();
+        let reg = Registration::new(
+            &keys,
+            secret,
+            account,
+            &version,
+            &guardians,
+            begun.threshold,
+            &mut rand_core::OsRng,
+        )
+        .map_err(pin_err)?;
+        let node_of = |g: u16| {
+            begun
+                .guardians
+                .iter()
+                .find(|x| x.node.nonzero().get() == g)
+                .map(|x| x.node)
+                .ok_or_else(|| pin_err("a guardian the cluster did not name"))
+        };
+        let req = RegisterSecretRequest {
+            version: keyquorum_wire::Hex(version.to_vec()),
+            epoch: begun.epoch,
+            guesses,
+            stretch: wire_stretch(cost),
+            salt: keyquorum_wire::Hex(salt.to_vec()),
+            commitments: reg
+                .commitments
+                .iter()
+                .map(|(g, c)| {
+                    Ok(PinTag {
+                        node: node_of(*g)?,
+                        value: keyquorum_wire::Hex32(*c),
+                    })
+                })
+                .collect::<Result<_, ClientError>>()?,
+            ciphertext: keyquorum_wire::Hex(reg.ciphertext.clone()),
+            shares: reg
+                .shares
+                .iter()
+                .map(|(g, s)| {
+                    Ok(SealedShare {
+                        node: node_of(*g)?,
+                        enc: keyquorum_wire::Hex32(s.enc),
+                        sealed: keyquorum_wire::Hex(s.ct.clone()),
+                    })
+                })
+                .collect::<Result<_, ClientError>>()?,
+        };
+        self.post(&format!("/v1/recovery/accounts/{account}/secret"), &req)
+            .await
+    }
+
+    /// The account's secret record (salt, cost, guesses left).
+    pub async fn recovery_secret(
+        &self,
+        account: &str,
+    ) -> Result<keyquorum_wire::recovery::SecretInfo, ClientError> {
+        let account = checked(account)?;
+        self.get(&format!("/v1/recovery/accounts/{account}/secret"))
+            .await
+    }
+
+    /// Recover `account`'s secret with `pin`: one counted guess. The
+    /// evaluation is checked against `pinned_key` (the PIN key's public key
+    /// from registration, never the one a node answers with: a node that
+    /// could substitute its own key could test PINs offline).
+    pub async fn recovery_secret_recover(
+        &self,
+        account: &str,
+        pin: &[u8],
+        pinned_key: &[u8],
+    ) -> Result<Recovered, ClientError> {
+        use keyquorum_core::oprf::pin::{check_tag, open, stretch, PinKeys, Sealed, Stretch};
+        use keyquorum_core::oprf::reset::DeviceSecret;
+        use keyquorum_wire::recovery::{
+            GuessRequest, GuessResponse, PinTag, UnlockRequest, UnlockResponse,
+        };
+        let account = checked(account)?;
+        let info = self.recovery_secret(account).await?;
+        if info.destroyed {
+            return Err(pin_err(format!(
+                "the secret of {account} was destroyed after {} wrong guesses",
+                info.guesses
+            )));
+        }
+        if info.public_key.0 != pinned_key {
+            return Err(pin_err("the PIN key is not the pinned one"));
+        }
+        let salt: [u8; 16] = info
+            .salt
+            .0
+            .as_slice()
+            .try_into()
+            .map_err(|_| pin_err("salt"))?;
+        let version: [u8; 16] = info
+            .version
+            .0
+            .as_slice()
+            .try_into()
+            .map_err(|_| pin_err("version"))?;
+        let cost = Stretch {
+            m_kib: info.stretch.m_kib,
+            t_cost: info.stretch.t_cost,
+            p_cost: info.stretch.p_cost,
+        };
+        let stretched = stretch(pin, account, &salt, &cost).map_err(pin_err)?;
+        let blind = voprf::VoprfClient::<voprf::Ristretto255>::blind(
+            stretched.as_ref(),
+            &mut rand_core::OsRng,
+        )
+        .map_err(|e| pin_err(format!("cannot blind: {e}")))?;
+        let guessed: GuessResponse = self
+            .post(
+                &format!("/v1/recovery/accounts/{account}/secret/guess"),
+                &GuessRequest {
+                    version: info.version.clone(),
+                    blinded_element: keyquorum_wire::Hex(blind.message.serialize().to_vec()),
+                },
+            )
+            .await?;
+        let output = output_of(
+            &blind.state,
+            stretched.as_ref(),
+            &guessed.evaluated_element,
+            &guessed.proof,
+            pinned_key,
+        )?;
+        let keys = PinKeys::derive(&output, account, &version);
+        let tags: Vec<PinTag> = info
+            .commitments
+            .iter()
+            .map(|c| PinTag {
+                node: c.node,
+                value: keyquorum_wire::Hex32(keys.tag(account, &version, c.node.nonzero().get())),
+            })
+            .collect();
+        let right = tags
+            .iter()
+            .zip(&info.commitments)
+            .filter(|(t, c)| check_tag(&t.value.0, &c.value.0))
+            .count();
+        if right < usize::from(info.threshold) {
+            return Ok(Recovered::WrongPin {
+                remaining: guessed.remaining,
+            });
+        }
+        let recipient = DeviceSecret::generate();
+        let unlocked: UnlockResponse = self
+            .post(
+                &format!("/v1/recovery/accounts/{account}/secret/unlock"),
+                &UnlockRequest {
+                    version: info.version.clone(),
+                    guess_id: guessed.guess_id.clone(),
+                    tags,
+                    recipient: keyquorum_wire::Hex32(recipient.public_key()),
+                },
+            )
+            .await?;
+        let guess_id: [u8; 16] = guessed
+            .guess_id
+            .0
+            .as_slice()
+            .try_into()
+            .map_err(|_| pin_err("guess id"))?;
+        let released: Vec<(u16, Sealed)> = unlocked
+            .shares
+            .iter()
+            .map(|s| {
+                (
+                    s.node.nonzero().get(),
+                    Sealed {
+                        enc: s.enc.0,
+                        ct: s.sealed.0.clone(),
+                    },
+                )
+            })
+            .collect();
+        let secret = open(
+            &keys,
+            &recipient,
+            &released,
+            info.threshold,
+            &info.ciphertext.0,
+            account,
+            &version,
+            &guess_id,
+        )
+        .map_err(pin_err)?;
+        Ok(Recovered::Secret(secret))
+    }
+}

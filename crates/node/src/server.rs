@@ -90,6 +90,9 @@ impl PeerHandler for Dispatch {
                     account,
                     request_id,
                 } => crate::recovery::reset::sign(&self.keys, node, &account, &request_id).await,
+                PeerMessage::PinUnlock { request } => {
+                    crate::recovery::pin::release(&self.keys, node, from, &request).await
+                }
                 _ => self.keys.handle(node, from, msg).await,
             }
         })
@@ -214,6 +217,10 @@ impl Node {
         let inputs = tokio::spawn(crate::he::keeper::keeper(node.clone()));
         let settle = tokio::spawn(trees.clone().settle(node.clone()));
         let retirer = tokio::spawn(keys.clone().retire_superseded(node.clone()));
+        let pins = tokio::spawn(crate::recovery::pin::erase_destroyed(
+            keys.clone(),
+            node.clone(),
+        ));
         let (tx, rx) = oneshot::channel::<()>();
         let app = router(
             node.clone(),
@@ -251,7 +258,9 @@ impl Node {
             addr: opened.bound,
             shutdown: Some(tx),
             server: Some(server),
-            tasks: vec![audit, batcher, roster, keeper, inputs, settle, retirer],
+            tasks: vec![
+                audit, batcher, roster, keeper, inputs, settle, retirer, pins,
+            ],
             raft_file: opened.raft_file,
         })
     }
@@ -325,8 +334,10 @@ pub mod doc {
     use keyquorum_wire::oprf::{CreateOprfKeyRequest, EvaluateRequest, EvaluateResponse};
     use keyquorum_wire::recovery::{
         AccountInbox, AccountInfo, AccountList, CreateAccountRequest, FragmentDelivery,
-        GuardianInfo, InboxItem, ResetCommitment, ResetPackage, ResetRequest, ResetResponse,
-        RotateAccountRequest,
+        GuardianInfo, GuessRequest, GuessResponse, InboxItem, PinGuardian, PinTag,
+        RegisterSecretRequest, ResetCommitment, ResetPackage, ResetRequest, ResetResponse,
+        RotateAccountRequest, SealedShare, SecretBeginRequest, SecretBeginResponse, SecretInfo,
+        StretchParams, UnlockRequest, UnlockResponse,
     };
     use keyquorum_wire::seedtree::{
         CreateSeedtreeRequest, SealedLeafShare, SeedtreeInfo, SeedtreeLeaf, SeedtreeList,
@@ -353,7 +364,7 @@ pub mod doc {
             create_session, list_sessions, get_session, submit_input, close_session, session_result, session_transcript,
             create_tree, list_trees, get_tree, tree_progress, sign_leaf,
             create_oprf_key, list_oprf_keys, get_oprf_key, evaluate_oprf,
-            create_account, list_accounts, get_account, rotate_account, open_reset, get_reset, get_inbox),
+            create_account, list_accounts, get_account, rotate_account, open_reset, get_reset, get_inbox, begin_secret, register_secret, get_secret, guess_secret, unlock_secret),
         components(schemas(CreateKeyRequest, KeyInfo, KeyList, SignRequest, SignResponse, VerifyRequest, VerifyResponse,
             ReshareRequest, RepairRequest, ExportRequest, ExportRecord, ExportList, ExportResult, SealedExportShare, CreateClientRequest, ClientCreated, ClientList, ClientRecord, Grant, AddNodeRequest,
             ClusterStatus, NodeStatus, Health, ErrorBody, AuditPage, AuditVerification, AuditEntry, AuditProof, SignedHead, SuiteName,
@@ -365,7 +376,9 @@ pub mod doc {
             CreateSeedtreeRequest, SeedtreeInfo, SeedtreeList, SeedtreeRecord, SignSeedtreeRequest, SeedtreeLeaf, SealedLeafShare, SeedtreeProgress,
             CreateOprfKeyRequest, EvaluateRequest, EvaluateResponse,
             CreateAccountRequest, AccountInfo, AccountList, GuardianInfo,
-            RotateAccountRequest, ResetRequest, ResetResponse, FragmentDelivery, ResetPackage, ResetCommitment, AccountInbox, InboxItem)),
+            RotateAccountRequest, ResetRequest, ResetResponse, FragmentDelivery, ResetPackage, ResetCommitment, AccountInbox, InboxItem,
+            SecretBeginRequest, SecretBeginResponse, PinGuardian, PinTag, SealedShare, RegisterSecretRequest, SecretInfo,
+            StretchParams, GuessRequest, GuessResponse, UnlockRequest, UnlockResponse)),
         modifiers(&Security)
     )]
     pub struct ApiDoc;

@@ -646,3 +646,172 @@ async fn rotation_keeps_the_reset_key_and_retires_the_old_guardians() {
     assert_eq!(admin.key("reset.carol").await.unwrap().epoch, 2);
     c.shutdown().await;
 }
+
+/// PIN-protected recovery end to end on three guardians (2-of-3): the
+/// right PIN gives the secret back, a wrong one counts down (the count
+/// survives a guardian's restart and a success starts it again), and past
+/// the limit the secret is destroyed and every guardian erases its PIN
+/// key share. Only the enroller or an admin registers, once; a threshold
+/// of half the guardians or less is refused; the PIN key is no signing,
+/// OPRF, export or reshare key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pin_protects_a_secret_with_counted_guesses_and_destruction_at_the_limit() {
+    use keyquorum_client::recovery::Recovered;
+    use keyquorum_core::oprf::pin::Stretch;
+    let (_dir, mut c) = cluster(3, 2, 0).await;
+    let admin = Client::new(&c.url_of(n(1)), &c.admin, c.ca_pem().as_bytes()).unwrap();
+    let enroller = new_client(&admin, "enroller", false, false, &[]).await;
+    let user = new_client(&admin, "pin-user", false, false, &[]).await;
+    let urls: Vec<String> = (1..=3).map(|i| c.url_of(n(i))).collect();
+    let ca = c.ca_pem();
+    let via = |k: &keyquorum_client::ClientKey, i: u16| {
+        Client::new(&urls[usize::from(i) - 1], k, ca.as_bytes()).unwrap()
+    };
+    // The enroller needs the recovery permission to enrol.
+    let enroller_key = keyquorum_client::ClientKey::generate("pin-enroller", &mut rand_core::OsRng);
+    admin
+        .create_client(&CreateClientRequest {
+            name: "pin-enroller".into(),
+            public_key: Hex32(enroller_key.public_key()),
+            admin: false,
+            operator: false,
+            sign_keys: Vec::new(),
+            recovery: true,
+            expires_ms: None,
+        })
+        .await
+        .unwrap();
+    let _ = enroller;
+    let device = DeviceSecret::generate();
+    via(&enroller_key, 1)
+        .recovery_account_create(&account("dora", &device, &["app"]))
+        .await
+        .unwrap();
+    let cost = Stretch::default();
+    let secret = b"correct horse battery staple".to_vec();
+    // Another client may not register it.
+    let err = via(&user, 2)
+        .recovery_secret_register("dora", b"2468", &secret, 3, &cost)
+        .await
+        .unwrap_err();
+    assert_eq!(status_of(&err), 403, "{err}");
+    let info = via(&enroller_key, 2)
+        .recovery_secret_register("dora", b"2468", &secret, 3, &cost)
+        .await
+        .unwrap();
+    assert_eq!((info.guesses, info.remaining, info.threshold), (3, 3, 2));
+    assert_eq!(info.guardians, ns(&[1, 2, 3]));
+    let pinned = info.public_key.0.clone();
+    // Registered once; the record holds neither the PIN nor the secret.
+    let err = via(&enroller_key, 3)
+        .recovery_secret_register("dora", b"1111", b"other", 3, &cost)
+        .await
+        .unwrap_err();
+    assert_eq!(status_of(&err), 409, "{err}");
+    let stored =
+        serde_json::to_string(&via(&user, 1).recovery_secret("dora").await.unwrap()).unwrap();
+    assert!(!stored.contains(&hex::encode(&secret)) && !stored.contains(&hex::encode(b"2468")));
+    // The right PIN, from any client through any node.
+    let got = via(&user, 3)
+        .recovery_secret_recover("dora", b"2468", &pinned)
+        .await
+        .unwrap();
+    assert!(
+        matches!(&got, Recovered::Secret(s) if s.as_slice() == secret.as_slice()),
+        "{got:?}"
+    );
+    // A pinned key that is not the PIN key is refused before any guess.
+    assert!(via(&user, 1)
+        .recovery_secret_recover("dora", b"2468", &[7; 32])
+        .await
+        .is_err());
+    // Wrong PINs count down; the count survives a guardian's restart.
+    let wrong = |i: u16| {
+        let cl = via(&user, i);
+        let pinned = pinned.clone();
+        async move { cl.recovery_secret_recover("dora", b"0000", &pinned).await }
+    };
+    assert!(matches!(
+        wrong(1).await.unwrap(),
+        Recovered::WrongPin { remaining: 2 }
+    ));
+    c.stop_node(n(2)).await;
+    c.restart_node(n(2)).await.unwrap();
+    let count = c
+        .node(n(2))
+        .unwrap()
+        .vault()
+        .get(keyquorum_store::vault::Table::PinCounts, b"dora")
+        .unwrap()
+        .map(|b| keyquorum_core::oprf::pin::Counter::from_bytes(&b).unwrap());
+    assert!(
+        count.is_some_and(|k| k.used <= 1),
+        "the guardian's own count is in its vault"
+    );
+    assert!(matches!(
+        wrong(2).await.unwrap(),
+        Recovered::WrongPin { remaining: 1 }
+    ));
+    // A success starts the count again (once t guardians said so).
+    let got = via(&user, 1)
+        .recovery_secret_recover("dora", b"2468", &pinned)
+        .await
+        .unwrap();
+    assert!(matches!(got, Recovered::Secret(_)));
+    common::poll(
+        "the count starts again",
+        Duration::from_secs(10),
+        || async {
+            via(&user, 1)
+                .recovery_secret("dora")
+                .await
+                .unwrap()
+                .remaining
+                == 3
+        },
+    )
+    .await;
+    for left in [2, 1, 0] {
+        match wrong(3).await.unwrap() {
+            Recovered::WrongPin { remaining } => assert_eq!(remaining, left),
+            other => panic!("{other:?}"),
+        }
+    }
+    // Past the limit: destroyed, even for the right PIN.
+    let err = via(&user, 1)
+        .recovery_secret_recover("dora", b"2468", &pinned)
+        .await
+        .unwrap_err();
+    assert_eq!(status_of(&err), 409, "{err}");
+    assert!(err.to_string().contains("destroyed"), "{err}");
+    let info = via(&user, 2).recovery_secret("dora").await.unwrap();
+    assert!(info.destroyed && info.ciphertext.0.is_empty() && info.commitments.is_empty());
+    common::poll("PIN key shares erased", Duration::from_secs(20), || async {
+        (1..=3).all(|i| {
+            common::vault_count(&c, n(i), keyquorum_store::vault::Table::Shares, "pin.dora") == 0
+        })
+    })
+    .await;
+    // The PIN key is nobody's signing, export or reshare key.
+    let err = admin
+        .reshare("pin.dora", 2, &ns(&[1, 2, 3]))
+        .await
+        .unwrap_err();
+    assert_eq!(status_of(&err), 403, "{err}");
+    assert!(admin.key("pin.dora").await.is_ok_and(|k| k.epoch == 1));
+    // t ≤ n/2 is refused: two of four guardians could count a guess twice.
+    let (_d4, c4) = cluster(4, 2, 0).await;
+    let admin4 = Client::new(&c4.url_of(n(1)), &c4.admin, c4.ca_pem().as_bytes()).unwrap();
+    let mut req = account("erin", &device, &["app"]);
+    req.threshold = Some(2);
+    req.guardians = Some(4);
+    admin4.recovery_account_create(&req).await.unwrap();
+    let err = admin4
+        .recovery_secret_register("erin", b"1", b"s", 3, &cost)
+        .await
+        .unwrap_err();
+    assert_eq!(status_of(&err), 400, "{err}");
+    assert!(err.to_string().contains("above half"), "{err}");
+    c4.shutdown().await;
+    c.shutdown().await;
+}

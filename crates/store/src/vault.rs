@@ -194,6 +194,9 @@ pub enum Table {
     /// The reset requests this node has signed, by request id: each once,
     /// for good (whatever a log rewritten by a lying leader says later).
     ResetsSigned,
+    /// This guardian's own guess count per PIN-protected secret, by
+    /// account (`keyquorum_core::oprf::pin::Counter`).
+    PinCounts,
 }
 
 impl Table {
@@ -209,6 +212,7 @@ impl Table {
             Table::TreeNodes => "tree-nodes",
             Table::LeafLocks => "leaf-locks",
             Table::ResetsSigned => "resets-signed",
+            Table::PinCounts => "pin-counts",
         }
     }
 
@@ -216,7 +220,7 @@ impl Table {
         TableDefinition::new(self.name())
     }
 
-    const ALL: [Table; 10] = [
+    const ALL: [Table; 11] = [
         Table::Identity,
         Table::Shares,
         Table::Nonces,
@@ -227,6 +231,7 @@ impl Table {
         Table::TreeNodes,
         Table::LeafLocks,
         Table::ResetsSigned,
+        Table::PinCounts,
     ];
 }
 

@@ -559,7 +559,10 @@ pub const MAX_BATCH: usize = 128;
 ///   record granting it is refused before).
 /// - 10: reset requests (`reset_open`, and signers' `reset_inbox`
 ///   statements; refused before).
-pub const APPLY_RULES: u16 = 10;
+/// - 11: PIN-protected secrets (`pin_key`, `secret_register`, `pin_guess`,
+///   and guardians' `pin_unlocked` statements; refused before), and the
+///   `pin.` key names kept for them.
+pub const APPLY_RULES: u16 = 11;
 
 /// The oldest apply rules this build still applies.
 pub const MIN_APPLY_RULES: u16 = 1;

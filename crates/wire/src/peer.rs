@@ -712,6 +712,18 @@ pub enum PeerMessage {
         /// The channel.
         channel: String,
     },
+    /// Coordinator → a guardian of a PIN-protected secret: release your
+    /// share for the client's signed unlock request (the guardian checks
+    /// it and its tag); reply [`PeerMessage::PinShare`].
+    PinUnlock {
+        /// The client's signed unlock request, byte for byte.
+        request: ClientRequest,
+    },
+    /// The guardian's share, sealed to the request's recipient key.
+    PinShare {
+        /// The sealed share.
+        share: crate::recovery::SealedShare,
+    },
 
     /// Sender's entry node → coordinator: check this message and confirm
     /// it; reply [`PeerMessage::MsgConfirmed`].

@@ -26,6 +26,22 @@ pub fn is_reset_key(name: &str) -> bool {
     name.starts_with(KEY_PREFIX)
 }
 
+/// Prefix of an account's PIN key in the key registry: account `a`'s
+/// threshold OPRF key for PIN-protected recovery is the ristretto255 key
+/// `pin.a`; it evaluates only counted guesses (and one registration).
+pub const PIN_PREFIX: &str = "pin.";
+
+/// The registry name of `account`'s PIN key.
+pub fn pin_key_name(account: &str) -> String {
+    format!("{PIN_PREFIX}{account}")
+}
+
+/// Whether registry key `name` is an account's PIN key (never through
+/// `/v1/keys` or `/v1/oprf`, never exported or reshared there).
+pub fn is_pin_key(name: &str) -> bool {
+    name.starts_with(PIN_PREFIX)
+}
+
 /// Most channels an account lists.
 pub const MAX_CHANNELS: usize = 16;
 
@@ -306,6 +322,238 @@ pub struct AccountInbox {
     pub fragments: Vec<InboxItem>,
 }
 
+/// Argon2id's cost for a PIN (RFC 9106): memory in KiB, passes, lanes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct StretchParams {
+    /// Memory, KiB.
+    pub m_kib: u32,
+    /// Passes.
+    pub t_cost: u32,
+    /// Lanes.
+    pub p_cost: u32,
+}
+
+/// `POST /v1/recovery/accounts/{account}/secret/begin`: make the
+/// account's PIN key (if it has none) and evaluate it once on the blinded,
+/// stretched PIN (the account's enroller or an admin; only while no
+/// secret is registered).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct SecretBeginRequest {
+    /// The blinded element (RFC 9497 `Blind`), 32 bytes.
+    pub blinded_element: Hex,
+}
+
+/// A guardian of a PIN key and the HPKE key its share is sealed to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct PinGuardian {
+    /// The node.
+    pub node: NodeId,
+    /// Its X25519 HPKE public key.
+    pub hpke: Hex32,
+}
+
+/// The answer to a begin: the evaluation and what registering needs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct SecretBeginResponse {
+    /// `k·M`, 32 bytes.
+    pub evaluated_element: Hex,
+    /// The RFC 9497 proof under `public_key`, 64 bytes.
+    pub proof: Hex,
+    /// The PIN key's public key (32 bytes).
+    pub public_key: Hex,
+    /// The PIN key's generation.
+    pub epoch: u64,
+    /// Guardians that answer a guess together.
+    pub threshold: u16,
+    /// The PIN key's guardians, by id.
+    pub guardians: Vec<PinGuardian>,
+}
+
+/// A value per guardian (a tag or a tag commitment), 32 bytes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct PinTag {
+    /// The guardian.
+    pub node: NodeId,
+    /// The value.
+    pub value: Hex32,
+}
+
+/// A share sealed by HPKE (RFC 9180 base mode) for one guardian or to the
+/// client.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct SealedShare {
+    /// The guardian.
+    pub node: NodeId,
+    /// The encapsulated key.
+    pub enc: Hex32,
+    /// The ciphertext.
+    pub sealed: Hex,
+}
+
+/// `POST /v1/recovery/accounts/{account}/secret`: register the secret
+/// (the client that began, after the begin's evaluation).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct RegisterSecretRequest {
+    /// A fresh registration id, 16 bytes.
+    pub version: Hex,
+    /// The PIN key's generation it was evaluated under.
+    pub epoch: u64,
+    /// Guesses allowed between successes (1-255).
+    pub guesses: u16,
+    /// Argon2id's cost.
+    pub stretch: StretchParams,
+    /// Argon2id's salt input, 16 bytes.
+    pub salt: Hex,
+    /// Each guardian's tag commitment.
+    pub commitments: Vec<PinTag>,
+    /// The secret, encrypted (at most 128 bytes + 16).
+    pub ciphertext: Hex,
+    /// Each guardian's share, sealed to its node key.
+    pub shares: Vec<SealedShare>,
+}
+
+/// The last guess of a registered secret.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct GuessRecord {
+    /// The guess id: the client request's id (16 bytes).
+    pub id: Hex,
+    /// The client that guessed.
+    pub client: String,
+    /// SHA-256 of the blinded element evaluated for it.
+    pub blinded: Hex32,
+}
+
+/// A PIN-protected secret in the Raft log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct SecretRecord {
+    /// The account.
+    pub account: String,
+    /// The registration id (16 bytes).
+    pub version: Hex,
+    /// The PIN key's generation.
+    pub epoch: u64,
+    /// Guesses allowed between successes.
+    pub guesses: u16,
+    /// Guesses committed since the last success.
+    pub used: u16,
+    /// Argon2id's cost.
+    pub stretch: StretchParams,
+    /// Argon2id's salt input.
+    pub salt: Hex,
+    /// Each guardian's tag commitment.
+    pub commitments: Vec<PinTag>,
+    /// The encrypted secret.
+    pub ciphertext: Hex,
+    /// Each guardian's sealed share.
+    pub shares: Vec<SealedShare>,
+    /// The client that registered it.
+    pub registered_by: String,
+    /// The last guess.
+    pub last_guess: Option<GuessRecord>,
+    /// Guardians that released their share for the last guess.
+    pub unlocked_by: Vec<NodeId>,
+    /// Destroyed after its guesses ran out (its shares and commitments are
+    /// gone).
+    pub destroyed: bool,
+}
+
+/// `GET /v1/recovery/accounts/{account}/secret`: what recovering needs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct SecretInfo {
+    /// The account.
+    pub account: String,
+    /// The registration id.
+    pub version: Hex,
+    /// The PIN key's public key.
+    pub public_key: Hex,
+    /// The PIN key's generation.
+    pub epoch: u64,
+    /// Guardians that answer a guess together.
+    pub threshold: u16,
+    /// The guardians.
+    pub guardians: Vec<NodeId>,
+    /// Guesses allowed between successes.
+    pub guesses: u16,
+    /// Guesses left.
+    pub remaining: u16,
+    /// Argon2id's cost.
+    pub stretch: StretchParams,
+    /// Argon2id's salt input.
+    pub salt: Hex,
+    /// Each guardian's tag commitment.
+    pub commitments: Vec<PinTag>,
+    /// The encrypted secret.
+    pub ciphertext: Hex,
+    /// Destroyed after its guesses ran out.
+    pub destroyed: bool,
+}
+
+/// `POST /v1/recovery/accounts/{account}/secret/guess` (any live client):
+/// counted in the log before any guardian answers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct GuessRequest {
+    /// The registration id.
+    pub version: Hex,
+    /// The blinded element, 32 bytes.
+    pub blinded_element: Hex,
+}
+
+/// The answer to a guess.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct GuessResponse {
+    /// The guess id (16 bytes).
+    pub guess_id: Hex,
+    /// `k·M`.
+    pub evaluated_element: Hex,
+    /// The RFC 9497 proof under the PIN key's public key.
+    pub proof: Hex,
+    /// Guesses left after this one (if it is wrong).
+    pub remaining: u16,
+}
+
+/// `POST /v1/recovery/accounts/{account}/secret/unlock` (the client that
+/// made the guess): each guardian's tag; shares come back sealed to
+/// `recipient`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct UnlockRequest {
+    /// The registration id.
+    pub version: Hex,
+    /// The guess id.
+    pub guess_id: Hex,
+    /// Each guardian's tag.
+    pub tags: Vec<PinTag>,
+    /// A one-time X25519 public key.
+    pub recipient: Hex32,
+}
+
+/// The released shares.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct UnlockResponse {
+    /// `t` shares, sealed to the recipient key.
+    pub shares: Vec<SealedShare>,
+}
+
 /// The guardians' commands in the Raft log (apply rules 9 on).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
@@ -343,6 +591,36 @@ pub enum RecoveryCommand {
         account: String,
         /// The item (its `guardian` is the stating node).
         item: InboxItem,
+    },
+    /// Make an account's PIN key (a begin; apply rules 11).
+    PinKey {
+        /// The account.
+        account: String,
+        /// The key (`pin.ACCOUNT`, ristretto255, epoch 1).
+        key: Box<crate::control::KeyRecord>,
+        /// The guardians' endorsements of it.
+        endorsements: Vec<crate::control::Endorsement>,
+    },
+    /// Register a PIN-protected secret (apply rules 11).
+    SecretRegister {
+        /// The record (`used`, `last_guess`, `unlocked_by` empty).
+        record: Box<SecretRecord>,
+    },
+    /// Count a guess (apply rules 11); past the limit the record is
+    /// destroyed instead.
+    PinGuess {
+        /// The account.
+        account: String,
+        /// The guess.
+        guess: GuessRecord,
+    },
+    /// A guardian's statement: it released its share for the last guess
+    /// (the right tag); once `t` have, the count starts again.
+    PinUnlocked {
+        /// The account.
+        account: String,
+        /// The guess id.
+        guess_id: Hex,
     },
 }
 

@@ -406,7 +406,7 @@ impl Registry {
                         keyquorum_wire::control::Authority::Client { request },
                     ) => self.apply_he(c, &grant.name, &request.body.0),
                     (Command::Seedtree(c), _, _) => self.apply_seedtree(c, by),
-                    (Command::Recovery(c), _, _) => self.apply_recovery(c),
+                    (Command::Recovery(c), _, _) => self.apply_recovery(c, by),
                     _ => self.apply_command(index, &a.command, by),
                 };
                 if let (
@@ -461,7 +461,7 @@ impl Registry {
                 .apply(c, self.rules >= crate::msg::quota::QUOTA_RULES),
             Command::He(_) => CommandResponse::rejected("only a client's request drives a session"),
             Command::Seedtree(c) => self.apply_seedtree(c, by),
-            Command::Recovery(c) => self.apply_recovery(c),
+            Command::Recovery(c) => self.apply_recovery(c, by),
         }
     }
 
@@ -470,6 +470,7 @@ impl Registry {
     fn apply_recovery(
         &mut self,
         command: &keyquorum_wire::recovery::RecoveryCommand,
+        by: Option<NodeId>,
     ) -> CommandResponse {
         use keyquorum_wire::recovery::RecoveryCommand;
         if self.rules < crate::recovery::state::ACCOUNT_RULES {
@@ -499,6 +500,25 @@ impl Registry {
                     return CommandResponse::rejected("reset requests need apply rules 10");
                 }
                 self.recovery.add_to_inbox(account, item)
+            }
+            _ if self.rules < crate::recovery::state::PIN_RULES => {
+                CommandResponse::rejected("PIN-protected secrets need apply rules 11")
+            }
+            RecoveryCommand::PinKey { account, key, .. } => {
+                self.recovery.pin_key(account, key, &mut self.keys.records)
+            }
+            RecoveryCommand::SecretRegister { record } => self.recovery.register_secret(record),
+            RecoveryCommand::PinGuess { account, guess } => self.recovery.guess(account, guess),
+            RecoveryCommand::PinUnlocked { account, guess_id } => {
+                let t = self
+                    .keys
+                    .records
+                    .get(&keyquorum_wire::recovery::pin_key_name(account))
+                    .map_or(u16::MAX, |k| k.threshold);
+                match by {
+                    Some(node) => self.recovery.unlocked(account, guess_id, node, t),
+                    None => CommandResponse::rejected("a guardian states its unlock"),
+                }
             }
         }
     }

@@ -87,9 +87,10 @@ pub(crate) async fn create_key(
                 || req.name.starts_with(keyquorum_wire::he::KEY_PREFIX)
                 || req.name.starts_with(keyquorum_wire::oprf::KEY_PREFIX)
                 || keyquorum_wire::recovery::is_reset_key(&req.name)
+                || keyquorum_wire::recovery::is_pin_key(&req.name)
             {
                 return Err(NodeError::BadRequest(
-                    "ristretto255 keys, he.*, oprf.* and reset.* names are encrypted-data \
+                    "ristretto255 keys, he.*, oprf.*, reset.* and pin.* names are encrypted-data \
                      sessions' (POST /v1/he/sessions), OPRF keys' (POST /v1/oprf/keys) and \
                      accounts' (POST /v1/recovery/accounts)"
                         .into(),

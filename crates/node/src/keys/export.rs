@@ -60,9 +60,11 @@ impl Keys {
             .registry(|r| r.keys.exports.get(id).cloned())
             .ok_or_else(|| NodeError::NotFound(format!("no export {id}")))?;
         // An account's reset key is never released whole.
-        if keyquorum_wire::recovery::is_reset_key(&export.key) {
+        if keyquorum_wire::recovery::is_reset_key(&export.key)
+            || keyquorum_wire::recovery::is_pin_key(&export.key)
+        {
             return Err(NodeError::Forbidden(format!(
-                "{} is an account's reset key: it is never exported",
+                "{} is an account's reset or PIN key: it is never exported",
                 export.key
             )));
         }

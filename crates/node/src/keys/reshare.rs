@@ -190,8 +190,13 @@ impl Keys {
     ) -> Result<(), NodeError> {
         let refuse = |why: String| NodeError::Forbidden(format!("reshare refused: {why}"));
         // An account's guardians move with the account, never under it.
-        if keyquorum_wire::recovery::is_reset_key(&plan.key) {
-            return Err(refuse(format!("{} is an account's reset key", plan.key)));
+        if keyquorum_wire::recovery::is_reset_key(&plan.key)
+            || keyquorum_wire::recovery::is_pin_key(&plan.key)
+        {
+            return Err(refuse(format!(
+                "{} is an account's reset or PIN key",
+                plan.key
+            )));
         }
         let a = check_forwarded(node, request)?;
         check_sent_to(node, &request.target_uri, from).map_err(refuse)?;

@@ -178,6 +178,17 @@ impl Keys {
     /// older than `record`'s, and pending shares of runs that can no longer
     /// commit. Only committed state is consulted, so a lagging node erases
     /// nothing it may still need.
+    /// Erase every generation of `record`'s key from this node's vault (a
+    /// destroyed secret's PIN key): what [`Self::erase_older`] does for a
+    /// generation past every other.
+    pub(crate) fn erase_all(&self, node: &Node, record: &KeyRecord) -> Result<usize, NodeError> {
+        let past = KeyRecord {
+            epoch: u64::MAX,
+            ..record.clone()
+        };
+        self.erase_older(node, &past)
+    }
+
     pub(crate) fn erase_older(&self, node: &Node, record: &KeyRecord) -> Result<usize, NodeError> {
         let prefix = format!("{}/", record.name);
         let older = |k: &[u8]| -> bool {

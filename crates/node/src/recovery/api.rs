@@ -12,8 +12,9 @@ use axum::Router;
 use keyquorum_wire::api::{ErrorBody, KeyInfo, KeyList};
 use keyquorum_wire::oprf::{CreateOprfKeyRequest, EvaluateRequest, EvaluateResponse};
 use keyquorum_wire::recovery::{
-    AccountInbox, AccountInfo, AccountList, CreateAccountRequest, ResetPackage, ResetRequest,
-    ResetResponse, RotateAccountRequest,
+    AccountInbox, AccountInfo, AccountList, CreateAccountRequest, GuessRequest, GuessResponse,
+    RegisterSecretRequest, ResetPackage, ResetRequest, ResetResponse, RotateAccountRequest,
+    SecretBeginRequest, SecretBeginResponse, SecretInfo, UnlockRequest, UnlockResponse,
 };
 
 use super::Oprf;
@@ -54,6 +55,22 @@ pub(crate) fn routes(node: Node, oprf: Arc<Oprf>) -> Router {
             get(get_reset),
         )
         .route("/v1/recovery/accounts/{account}/inbox", get(get_inbox))
+        .route(
+            "/v1/recovery/accounts/{account}/secret",
+            post(register_secret).get(get_secret),
+        )
+        .route(
+            "/v1/recovery/accounts/{account}/secret/begin",
+            post(begin_secret),
+        )
+        .route(
+            "/v1/recovery/accounts/{account}/secret/guess",
+            post(guess_secret),
+        )
+        .route(
+            "/v1/recovery/accounts/{account}/secret/unlock",
+            post(unlock_secret),
+        )
         .with_state(OprfApi { node, oprf })
 }
 
@@ -300,6 +317,120 @@ pub(crate) async fn rotate_account(
             }
             super::account::rotate(s.oprf.keys(), &s.node, &c.grant, &account, req, &c.signed).await
         },
+    )
+    .await
+}
+
+/// Begin registering a PIN-protected secret (an admin, or the client with
+/// the `recovery` permission that enrolled the account; only while it has
+/// no secret): the account's PIN key, made by DKG among its guardians if
+/// it has none (`t > n/2` needed), evaluated once on the blinded,
+/// Argon2id-stretched PIN.
+#[utoipa::path(post, path = "/v1/recovery/accounts/{account}/secret/begin", params(("account" = String, Path, description = "account")),
+    request_body = SecretBeginRequest, security(("httpsig" = [])),
+    responses((status = 200, body = SecretBeginResponse), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+              (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody),
+              (status = 502, body = ErrorBody), (status = 503, body = ErrorBody)))]
+pub(crate) async fn begin_secret(
+    req: Audited,
+    State(s): State<OprfApi>,
+    Path(account): Path<String>,
+    body: Result<ApiJson<SecretBeginRequest>, Response>,
+) -> Response {
+    let target = account.clone();
+    req.run_json(
+        "recovery.secret.begin",
+        body,
+        move |_| Some(target),
+        |c, req| async move { super::pin::begin(&s.oprf, &s.node, &account, req, &c.signed).await },
+    )
+    .await
+}
+
+/// Register the secret (the client that began: tag commitments, sealed
+/// shares, the encrypted secret; every replica checks the shape).
+#[utoipa::path(post, path = "/v1/recovery/accounts/{account}/secret", params(("account" = String, Path, description = "account")),
+    request_body = RegisterSecretRequest, security(("httpsig" = [])),
+    responses((status = 200, body = SecretInfo), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+              (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody),
+              (status = 503, body = ErrorBody)))]
+pub(crate) async fn register_secret(
+    req: Audited,
+    State(s): State<OprfApi>,
+    Path(account): Path<String>,
+    body: Result<ApiJson<RegisterSecretRequest>, Response>,
+) -> Response {
+    let target = account.clone();
+    req.run_json(
+        "recovery.secret.register",
+        body,
+        move |_| Some(target),
+        |c, req| async move { super::pin::register(&s.node, &account, req, &c.signed).await },
+    )
+    .await
+}
+
+/// The account's secret record: what recovering needs (salt, cost, tag
+/// commitments, the encrypted secret) and the guesses left.
+#[utoipa::path(get, path = "/v1/recovery/accounts/{account}/secret", params(("account" = String, Path, description = "account")),
+    security(("httpsig" = [])),
+    responses((status = 200, body = SecretInfo), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub(crate) async fn get_secret(
+    req: Audited,
+    State(s): State<OprfApi>,
+    Path(account): Path<String>,
+) -> Response {
+    let target = account.clone();
+    req.run("recovery.secret.show", Some(&target), |_| async move {
+        s.node.read_barrier().await?;
+        super::pin::info(&s.node, &account)
+    })
+    .await
+}
+
+/// Guess (any live client): counted in the log before any guardian
+/// answers, then evaluated by `t` guardians that each count it too. Past
+/// the limit the secret is destroyed.
+#[utoipa::path(post, path = "/v1/recovery/accounts/{account}/secret/guess", params(("account" = String, Path, description = "account")),
+    request_body = GuessRequest, security(("httpsig" = [])),
+    responses((status = 200, body = GuessResponse), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+              (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody),
+              (status = 502, body = ErrorBody), (status = 503, body = ErrorBody)))]
+pub(crate) async fn guess_secret(
+    req: Audited,
+    State(s): State<OprfApi>,
+    Path(account): Path<String>,
+    body: Result<ApiJson<GuessRequest>, Response>,
+) -> Response {
+    let target = account.clone();
+    req.run_json(
+        "recovery.secret.guess",
+        body,
+        move |_| Some(target),
+        |c, req| async move { super::pin::guess(&s.oprf, &s.node, &account, req, &c.signed).await },
+    )
+    .await
+}
+
+/// Unlock (the client that made the last guess): each guardian checks its
+/// tag and releases its share sealed to the one-time recipient key.
+#[utoipa::path(post, path = "/v1/recovery/accounts/{account}/secret/unlock", params(("account" = String, Path, description = "account")),
+    request_body = UnlockRequest, security(("httpsig" = [])),
+    responses((status = 200, body = UnlockResponse), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+              (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody),
+              (status = 503, body = ErrorBody)))]
+pub(crate) async fn unlock_secret(
+    req: Audited,
+    State(s): State<OprfApi>,
+    Path(account): Path<String>,
+    body: Result<ApiJson<UnlockRequest>, Response>,
+) -> Response {
+    let target = account.clone();
+    req.run_json(
+        "recovery.secret.unlock",
+        body,
+        move |_| Some(target),
+        |c, req| async move { super::pin::unlock(&s.node, &account, req, &c.signed).await },
     )
     .await
 }

@@ -23,19 +23,22 @@ use keyquorum_wire::recovery::{
     ResetRequest, RotateAccountRequest, DEFAULT_RESET_TTL_S, MAX_CHANNELS, MAX_RESET_TTL_S,
     MIN_RESET_TTL_S,
 };
+use sha2::Digest as _;
 
 /// How long a reset must still live, by the log clock, when it opens.
 const MIN_LIVE_MS: u64 = 30_000;
 use keyquorum_wire::NodeId;
 
-use super::state::{ACCOUNT_RULES, RESET_RULES};
+use super::state::{ACCOUNT_RULES, PIN_RULES, RESET_RULES};
 use crate::cluster::machine::request::{body, distinct, endorsed, need};
 use crate::cluster::Registry;
 
 /// Whether key `name` is an account's reset key under the log's apply
 /// rules (from rules 9), which the generic key paths do not touch.
+/// From rules 11 the same holds for accounts' PIN keys (`pin.ACCOUNT`).
 pub(crate) fn reset_key(r: &Registry, name: &str) -> bool {
-    r.rules >= ACCOUNT_RULES && keyquorum_wire::recovery::is_reset_key(name)
+    (r.rules >= ACCOUNT_RULES && keyquorum_wire::recovery::is_reset_key(name))
+        || (r.rules >= PIN_RULES && keyquorum_wire::recovery::is_pin_key(name))
 }
 
 /// Whether a client may enrol accounts: the `recovery` permission or an
@@ -266,7 +269,176 @@ pub(crate) fn asks_for(
             check_reset(r, reset)
         }
         RecoveryCommand::ResetInbox { .. } => Err("a signer states its inbox fragment".into()),
+        RecoveryCommand::PinUnlocked { .. } => Err("a guardian states its unlock".into()),
+        RecoveryCommand::PinKey {
+            account,
+            key,
+            endorsements,
+        } => {
+            need(
+                r.rules >= PIN_RULES,
+                "PIN-protected secrets need apply rules 11",
+            )?;
+            need(
+                post && seg
+                    == [
+                        "v1",
+                        "recovery",
+                        "accounts",
+                        account.as_str(),
+                        "secret",
+                        "begin",
+                    ],
+                "POST /v1/recovery/accounts/{account}/secret/begin for this account",
+            )?;
+            let a = r
+                .recovery
+                .accounts
+                .get(account)
+                .ok_or_else(|| format!("no account {account}"))?;
+            need(
+                may_rotate(grant, a),
+                "an admin, or the client with the recovery permission that enrolled the account",
+            )?;
+            let _: keyquorum_wire::recovery::SecretBeginRequest = body(body_bytes)?;
+            need(
+                !r.recovery.secrets.contains_key(account),
+                "an account without a secret",
+            )?;
+            endorsed(r, key, endorsements)?;
+            need(
+                key.name == keyquorum_wire::recovery::pin_key_name(account)
+                    && key.suite == SuiteName::Ristretto255
+                    && key.epoch == 1
+                    && key.threshold == a.threshold
+                    && distinct(&key.members) == a.guardians
+                    && key.members.len() == a.guardians.len()
+                    && keyquorum_core::oprf::pin::check_majority(key.threshold, key.members.len())
+                        .is_ok(),
+                "the PIN key pin.ACCOUNT, ristretto255, epoch 1, on the account's guardians \
+                 and threshold, t > n/2",
+            )
+        }
+        RecoveryCommand::SecretRegister { record } => {
+            need(
+                r.rules >= PIN_RULES,
+                "PIN-protected secrets need apply rules 11",
+            )?;
+            need(
+                post && seg
+                    == [
+                        "v1",
+                        "recovery",
+                        "accounts",
+                        record.account.as_str(),
+                        "secret",
+                    ],
+                "POST /v1/recovery/accounts/{account}/secret for this account",
+            )?;
+            let a = r
+                .recovery
+                .accounts
+                .get(&record.account)
+                .ok_or_else(|| format!("no account {}", record.account))?;
+            need(
+                may_rotate(grant, a),
+                "an admin, or the client with the recovery permission that enrolled the account",
+            )?;
+            let b: keyquorum_wire::recovery::RegisterSecretRequest = body(body_bytes)?;
+            let key = r
+                .keys
+                .records
+                .get(&keyquorum_wire::recovery::pin_key_name(&record.account))
+                .ok_or("the account has no PIN key: begin first")?;
+            need(
+                record.version == b.version
+                    && record.epoch == b.epoch
+                    && record.guesses == b.guesses
+                    && record.stretch == b.stretch
+                    && record.salt == b.salt
+                    && record.commitments == b.commitments
+                    && record.ciphertext == b.ciphertext
+                    && record.shares == b.shares
+                    && record.registered_by == grant.name
+                    && record.used == 0
+                    && record.last_guess.is_none()
+                    && record.unlocked_by.is_empty()
+                    && !record.destroyed,
+                "the secret asked for, by this client, with no guesses",
+            )?;
+            check_secret(key, record)
+        }
+        RecoveryCommand::PinGuess { account, guess } => {
+            need(
+                r.rules >= PIN_RULES,
+                "PIN-protected secrets need apply rules 11",
+            )?;
+            need(
+                post && seg
+                    == [
+                        "v1",
+                        "recovery",
+                        "accounts",
+                        account.as_str(),
+                        "secret",
+                        "guess",
+                    ],
+                "POST /v1/recovery/accounts/{account}/secret/guess for this account",
+            )?;
+            let b: keyquorum_wire::recovery::GuessRequest = body(body_bytes)?;
+            let s = r
+                .recovery
+                .secrets
+                .get(account)
+                .ok_or_else(|| format!("{account} has no secret"))?;
+            let digest: [u8; 32] = sha2::Sha256::digest(&b.blinded_element.0).into();
+            need(
+                s.version == b.version
+                    && guess.id.0 == reset::request_id(&v.keyid, &v.nonce)
+                    && guess.client == grant.name
+                    && guess.blinded.0 == digest,
+                "the guess asked for: its registration, id, client and blinded element",
+            )
+        }
     }
+}
+
+/// A secret's record against its PIN key: the key's generation, one tag
+/// commitment and one sealed share per guardian (ascending), 1-255
+/// guesses, Argon2id's floor, a 16-byte version and salt, a ciphertext of
+/// at most 128 + 16 bytes.
+fn check_secret(
+    key: &keyquorum_wire::control::KeyRecord,
+    s: &keyquorum_wire::recovery::SecretRecord,
+) -> Result<(), String> {
+    use keyquorum_core::oprf::pin::{Stretch, MAX_GUESSES, MAX_SECRET};
+    need(key.epoch == s.epoch, "the PIN key's current generation")?;
+    need((1..=MAX_GUESSES).contains(&s.guesses), "1 to 255 guesses")?;
+    Stretch {
+        m_kib: s.stretch.m_kib,
+        t_cost: s.stretch.t_cost,
+        p_cost: s.stretch.p_cost,
+    }
+    .check()
+    .map_err(|e| e.to_string())?;
+    need(
+        s.version.0.len() == 16 && s.salt.0.len() == 16,
+        "a 16-byte version and salt",
+    )?;
+    need(
+        (16..=MAX_SECRET + 16).contains(&s.ciphertext.0.len()),
+        "a ciphertext of a secret of at most 128 bytes",
+    )?;
+    let cs: Vec<NodeId> = s.commitments.iter().map(|c| c.node).collect();
+    let ss: Vec<NodeId> = s.shares.iter().map(|c| c.node).collect();
+    need(
+        cs == key.members && ss == key.members,
+        "one tag commitment and one share per guardian, by id",
+    )?;
+    need(
+        s.shares.iter().all(|x| x.sealed.0.len() == 32 + 16),
+        "each share a sealed 32-byte scalar",
+    )
 }
 
 /// Account `name` and its reset key's current generation, from the
@@ -340,10 +512,31 @@ pub(crate) fn may_state(
     if r.rules < RESET_RULES {
         return Err(format!("reset requests need apply rules {RESET_RULES}"));
     }
-    let RecoveryCommand::ResetInbox { account, item } = command else {
-        return Err("a node states only its own inbox fragment".into());
-    };
-    inbox_item(r, node, account, item)
+    match command {
+        RecoveryCommand::ResetInbox { account, item } => inbox_item(r, node, account, item),
+        RecoveryCommand::PinUnlocked { account, guess_id } => {
+            need(
+                r.rules >= PIN_RULES,
+                "PIN-protected secrets need apply rules 11",
+            )?;
+            let s = r
+                .recovery
+                .secrets
+                .get(account)
+                .ok_or("no secret of the account")?;
+            let key = r
+                .keys
+                .records
+                .get(&keyquorum_wire::recovery::pin_key_name(account))
+                .ok_or("no PIN key")?;
+            need(
+                key.members.contains(&node)
+                    && s.last_guess.as_ref().map(|g| &g.id) == Some(guess_id),
+                "a guardian's unlock of the last guess",
+            )
+        }
+        _ => Err("a node states only its own inbox fragment or unlock".into()),
+    }
 }
 
 /// Whether `item` is `node`'s fragment for the live reset it names, on

@@ -28,6 +28,7 @@ pub mod account;
 pub mod api;
 pub mod authority;
 pub(crate) mod channels;
+pub mod pin;
 pub mod reset;
 pub mod state;
 
@@ -49,7 +50,7 @@ use keyquorum_wire::{Hex, Hex32, NodeId};
 use rand_core::OsRng;
 use sha2::{Digest, Sha256};
 
-use crate::api::auth::{check_forwarded, check_sent_to, forwarded, Ledger};
+use crate::api::auth::{check_forwarded, check_sent_to, forwarded, Authorized, Ledger};
 use crate::cluster::Node;
 use crate::error::NodeError;
 use crate::keys::{
@@ -223,7 +224,19 @@ impl Oprf {
             ))
         })?;
         let key = oprf_key(name, key_record(node, &key_name(name)).await?)?;
-        let group = group_of(&key)?;
+        self.evaluate_record(node, &key, &m, request).await
+    }
+
+    /// Evaluate `m` with key generation `key` for the client's `request`
+    /// (each member checks the request for itself).
+    pub(crate) async fn evaluate_record(
+        &self,
+        node: &Node,
+        key: &KeyRecord,
+        m: &Element,
+        request: &httpsig::Request,
+    ) -> Result<EvaluateResponse, NodeError> {
+        let group = group_of(key)?;
         let t = usize::from(key.threshold);
         let forwarded = forwarded(request);
         let rotate = self.rotation.fetch_add(1, Ordering::Relaxed);
@@ -261,7 +274,7 @@ impl Oprf {
                 });
             }
             match self
-                .evaluate_once(node, &key, &group, &signers, &m, &forwarded)
+                .evaluate_once(node, key, &group, &signers, m, &forwarded)
                 .await
             {
                 Ok((z, proof)) => {
@@ -417,28 +430,11 @@ impl Oprf {
         }
         let a = check_forwarded(node, request)?;
         check_sent_to(node, &request.target_uri, from).map_err(refuse)?;
-        let Some(name) = key.strip_prefix(keyquorum_wire::oprf::KEY_PREFIX) else {
-            return Err(refuse(format!("{key} is not an OPRF key")));
+        let (m, label) = if keyquorum_wire::recovery::is_pin_key(key) {
+            pin::authorize(node, key, &a)?
+        } else {
+            Self::authorize(key, &a)?
         };
-        if a.method != "POST" || a.path != format!("/v1/oprf/{name}/evaluate") {
-            return Err(refuse(format!(
-                "the client's request is {} {}, not an evaluation with {name}",
-                a.method, a.path
-            )));
-        }
-        let g = &a.grant;
-        // An explicit grant: `*` (every signing key) does not reach OPRF
-        // keys, each evaluation being a guess at whatever the key hardens.
-        if !(g.admin || g.sign_keys.iter().any(|k| k == key)) {
-            return Err(refuse(format!(
-                "client {} may not evaluate with {key}",
-                g.name
-            )));
-        }
-        let asked: EvaluateRequest = serde_json::from_slice(&a.body)
-            .map_err(|e| refuse(format!("the client's request body does not parse: {e}")))?;
-        let m = Element::from_bytes(&asked.blinded_element.0)
-            .map_err(|e| refuse(format!("the blinded element: {e}")))?;
         let record = record_at(node, key, epoch)?;
         if record.suite != SuiteName::Ristretto255 {
             return Err(refuse(format!("{key} is not a ristretto255 key")));
@@ -457,7 +453,7 @@ impl Oprf {
         let digest = Sha256::digest(m.to_bytes());
         self.ledger.record(
             &a,
-            &format!("oprf.evaluate {key} {}", hex::encode(digest)),
+            &format!("{label} {key} {}", hex::encode(digest)),
             &hex::encode(run.0),
             attempts,
         )?;
@@ -530,6 +526,35 @@ impl Oprf {
         Ok(PeerMessage::OprfResponded {
             response: Hex(response.to_bytes().to_vec()),
         })
+    }
+
+    /// The OPRF service's own check of a client's evaluate request: the
+    /// path names this key, the grant names it explicitly (`*` does not
+    /// reach OPRF keys, each evaluation being a guess at whatever the key
+    /// hardens), the blinded element is in the body.
+    fn authorize(key: &str, a: &Authorized) -> Result<(Element, String), NodeError> {
+        let refuse = |why: String| NodeError::Forbidden(format!("OPRF evaluation refused: {why}"));
+        let Some(name) = key.strip_prefix(keyquorum_wire::oprf::KEY_PREFIX) else {
+            return Err(refuse(format!("{key} is not an OPRF key")));
+        };
+        if a.method != "POST" || a.path != format!("/v1/oprf/{name}/evaluate") {
+            return Err(refuse(format!(
+                "the client's request is {} {}, not an evaluation with {name}",
+                a.method, a.path
+            )));
+        }
+        let g = &a.grant;
+        if !(g.admin || g.sign_keys.iter().any(|k| k == key)) {
+            return Err(refuse(format!(
+                "client {} may not evaluate with {key}",
+                g.name
+            )));
+        }
+        let asked: EvaluateRequest = serde_json::from_slice(&a.body)
+            .map_err(|e| refuse(format!("the client's request body does not parse: {e}")))?;
+        let m = Element::from_bytes(&asked.blinded_element.0)
+            .map_err(|e| refuse(format!("the blinded element: {e}")))?;
+        Ok((m, "oprf.evaluate".into()))
     }
 
     fn share(&self, node: &Node, record: &KeyRecord) -> Result<KeyShare<Ristretto255>, NodeError> {

@@ -8,7 +8,8 @@
 use std::collections::BTreeMap;
 
 use keyquorum_wire::control::{CommandResponse, KeyRecord};
-use keyquorum_wire::recovery::{AccountRecord, InboxItem, ResetRecord};
+use keyquorum_wire::recovery::{AccountRecord, GuessRecord, InboxItem, ResetRecord, SecretRecord};
+use keyquorum_wire::NodeId;
 use serde::{Deserialize, Serialize};
 
 /// Apply rules from which OPRF keys exist
@@ -20,6 +21,9 @@ pub const ACCOUNT_RULES: u16 = 9;
 
 /// Apply rules from which reset requests exist.
 pub const RESET_RULES: u16 = 10;
+
+/// Apply rules from which PIN-protected secrets exist.
+pub const PIN_RULES: u16 = 11;
 
 /// The window the reset rate limits count over (ms).
 pub const RESET_WINDOW_MS: u64 = 3_600_000;
@@ -48,13 +52,19 @@ pub struct RecoveryState {
     /// and left the rate limits' window.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub resets: BTreeMap<String, ResetRecord>,
+    /// PIN-protected secrets by account (apply rules 11).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub secrets: BTreeMap<String, SecretRecord>,
 }
 
 impl RecoveryState {
     /// Nothing enrolled (left out of snapshots, which then read as
     /// before).
     pub fn is_empty(&self) -> bool {
-        self.accounts.is_empty() && self.version == 0 && self.resets.is_empty()
+        self.accounts.is_empty()
+            && self.version == 0
+            && self.resets.is_empty()
+            && self.secrets.is_empty()
     }
 
     /// Move `account` to its new guardians with its reset key's next
@@ -175,6 +185,81 @@ impl RecoveryState {
         let mut entry = account.clone();
         entry.version = self.version;
         self.accounts.insert(entry.account.clone(), entry);
+        CommandResponse::Ok
+    }
+
+    /// Add `account`'s PIN key (checked by `super::authority`).
+    pub fn pin_key(
+        &mut self,
+        account: &str,
+        key: &KeyRecord,
+        keys: &mut BTreeMap<String, KeyRecord>,
+    ) -> CommandResponse {
+        if !self.accounts.contains_key(account) {
+            return CommandResponse::rejected(format!("no account {account}"));
+        }
+        if keys.contains_key(&key.name) || self.secrets.contains_key(account) {
+            return CommandResponse::rejected(format!("{account} has a PIN key"));
+        }
+        keys.insert(key.name.clone(), key.clone());
+        CommandResponse::Ok
+    }
+
+    /// Register a secret (checked by `super::authority`): one per account.
+    pub fn register_secret(&mut self, record: &SecretRecord) -> CommandResponse {
+        if self.secrets.contains_key(&record.account) {
+            return CommandResponse::rejected(format!("{} has a secret", record.account));
+        }
+        self.secrets.insert(record.account.clone(), record.clone());
+        CommandResponse::Ok
+    }
+
+    /// Count a guess; with none left, destroy the record instead (its
+    /// shares and commitments go; guardians erase their PIN key shares).
+    pub fn guess(&mut self, account: &str, guess: &GuessRecord) -> CommandResponse {
+        let Some(s) = self.secrets.get_mut(account).filter(|s| !s.destroyed) else {
+            return CommandResponse::rejected(format!("{account} has no live secret"));
+        };
+        if s.last_guess.as_ref().is_some_and(|g| g.id == guess.id) {
+            return CommandResponse::rejected("this guess was counted");
+        }
+        if s.used >= s.guesses {
+            s.destroyed = true;
+            s.shares.clear();
+            s.commitments.clear();
+            s.ciphertext = keyquorum_wire::Hex(Vec::new());
+            s.last_guess = None;
+            s.unlocked_by.clear();
+            return CommandResponse::Ok;
+        }
+        s.used += 1;
+        s.last_guess = Some(guess.clone());
+        s.unlocked_by.clear();
+        CommandResponse::Ok
+    }
+
+    /// Guardian `node` released its share for guess `guess_id` (checked by
+    /// `super::authority::may_state`); once `threshold` have, the count
+    /// starts again.
+    pub fn unlocked(
+        &mut self,
+        account: &str,
+        guess_id: &keyquorum_wire::Hex,
+        node: NodeId,
+        threshold: u16,
+    ) -> CommandResponse {
+        let Some(s) = self.secrets.get_mut(account).filter(|s| !s.destroyed) else {
+            return CommandResponse::rejected(format!("{account} has no live secret"));
+        };
+        if s.last_guess.as_ref().map(|g| &g.id) != Some(guess_id) {
+            return CommandResponse::rejected("not the last guess");
+        }
+        if !s.unlocked_by.contains(&node) {
+            s.unlocked_by.push(node);
+        }
+        if s.unlocked_by.len() >= usize::from(threshold) {
+            s.used = 0;
+        }
         CommandResponse::Ok
     }
 }

@@ -1,0 +1,581 @@
+//! PIN-protected secrets (issue #20 item 3; the cryptography is
+//! `keyquorum_core::oprf::pin`). Four client calls, as in Juicebox:
+//!
+//! 1. **Begin** (`POST .../secret/begin`, the account's enroller or an
+//!    admin, only while the account has no secret): the entry node makes
+//!    the account's PIN key `pin.ACCOUNT` by DKG among its guardians if it
+//!    has none (`pin_key`, refused unless `t > n/2`) and has them evaluate
+//!    it once on the client's blinded, stretched PIN. Each guardian checks
+//!    the client's signed request itself (round one of the evaluation).
+//! 2. **Register** (`POST .../secret`, the same client rules): the record
+//!    (tag commitments, sealed shares, the encrypted secret) is committed
+//!    (`secret_register`); every replica checks its shape.
+//! 3. **Guess** (`POST .../secret/guess`, any live client): the guess is
+//!    committed first (`pin_guess`: counted; past the limit the record is
+//!    destroyed instead), then `t` guardians evaluate. Each checks that
+//!    the guess in the client's signed request is the record's last guess
+//!    in its own replica and counts it in its own vault before answering
+//!    (`oprf::pin::Counter`): even a log that lies gets at most `⌊n·L/t⌋`.
+//! 4. **Unlock** (`POST .../secret/unlock`, the client that guessed): each
+//!    guardian checks its tag against its commitment in constant time,
+//!    starts its own count again, states `pin_unlocked` and releases its
+//!    share sealed to the client's one-time key. A wrong tag at the limit
+//!    makes the guardian erase its PIN key share.
+//!
+//! Once the log destroys a record every guardian erases its share of the
+//! PIN key ([`erase_destroyed`]): nothing can evaluate it again.
+
+use std::time::Duration;
+
+use futures::future::join_all;
+use keyquorum_core::httpsig;
+use keyquorum_core::oprf::pin::{self as core_pin, check_majority, Counter, Sealed};
+use keyquorum_core::oprf::reset::request_id;
+use keyquorum_core::oprf::Element;
+use keyquorum_store::vault::Table;
+use keyquorum_wire::api::SuiteName;
+use keyquorum_wire::control::KeyRecord;
+use keyquorum_wire::peer::{ClientRequest, PeerMessage};
+use keyquorum_wire::recovery::{
+    pin_key_name, AccountRecord, GuessRecord, GuessRequest, GuessResponse, PinGuardian,
+    RecoveryCommand, RegisterSecretRequest, SealedShare, SecretBeginRequest, SecretBeginResponse,
+    SecretInfo, SecretRecord, UnlockRequest, UnlockResponse,
+};
+use keyquorum_wire::{Hex, Hex32, NodeId};
+use sha2::{Digest, Sha256};
+
+use super::state::PIN_RULES;
+use super::Oprf;
+use crate::api::auth::{by_request, check_forwarded, check_sent_to, forwarded, Authorized};
+use crate::cluster::Node;
+use crate::error::NodeError;
+use crate::keys::{me_first, record_at, Keys, NewKey};
+
+/// Whether `grant` may register a secret for `a`: an admin, or the client
+/// with the `recovery` permission that enrolled it.
+pub(crate) fn may_register(grant: &keyquorum_wire::control::Grant, a: &AccountRecord) -> bool {
+    super::authority::may_rotate(grant, a)
+}
+
+fn account(node: &Node, account: &str) -> Result<AccountRecord, NodeError> {
+    node.registry(|r| r.recovery.accounts.get(account).cloned())
+        .ok_or_else(|| NodeError::NotFound(format!("no account {account}")))
+}
+
+fn live_secret(node: &Node, account: &str) -> Result<(SecretRecord, KeyRecord), NodeError> {
+    let (s, k) = node
+        .registry(|r| {
+            let s = r.recovery.secrets.get(account)?.clone();
+            let k = r.keys.records.get(&pin_key_name(account))?.clone();
+            Some((s, k))
+        })
+        .ok_or_else(|| NodeError::NotFound(format!("account {account} has no secret")))?;
+    if s.destroyed {
+        return Err(NodeError::Conflict(format!(
+            "the secret of {account} was destroyed after {} wrong guesses",
+            s.guesses
+        )));
+    }
+    Ok((s, k))
+}
+
+fn element(b: &[u8]) -> Result<Element, NodeError> {
+    Element::from_bytes(b).map_err(|e| {
+        NodeError::BadRequest(format!(
+            "blinded_element is not a canonical Ristretto255 element other than the identity: {e}"
+        ))
+    })
+}
+
+fn id16(b: &[u8], what: &str) -> Result<[u8; 16], NodeError> {
+    b.try_into()
+        .map_err(|_| NodeError::BadRequest(format!("{what} is 16 bytes")))
+}
+
+// ----- coordinator -----------------------------------------------------------
+
+/// Begin: the PIN key (made if the account has none) evaluated once on
+/// the client's blinded element.
+pub async fn begin(
+    oprf: &Oprf,
+    node: &Node,
+    name: &str,
+    req: SecretBeginRequest,
+    request: &httpsig::Request,
+) -> Result<SecretBeginResponse, NodeError> {
+    node.require_rules(PIN_RULES, "PIN-protected secrets")?;
+    let m = element(&req.blinded_element.0)?;
+    let a = check_forwarded(node, &forwarded(request))?;
+    let acct = account(node, name)?;
+    if !may_register(&a.grant, &acct) {
+        return Err(NodeError::Forbidden(
+            "an admin, or the client with the recovery permission that enrolled the account, \
+             registers its secret"
+                .into(),
+        ));
+    }
+    if node.registry(|r| r.recovery.secrets.contains_key(name)) {
+        return Err(NodeError::Conflict(format!(
+            "account {name} has a secret registered (or destroyed): registering again is not \
+             supported yet"
+        )));
+    }
+    check_majority(acct.threshold, acct.guardians.len()).map_err(|_| {
+        NodeError::BadRequest(format!(
+            "PIN recovery needs a threshold above half the guardians ({} of {}): rotate the \
+             account to a higher threshold first",
+            acct.threshold,
+            acct.guardians.len()
+        ))
+    })?;
+    let key = pin_key_name(name);
+    let existing = node.registry(|r| r.keys.records.get(&key).cloned());
+    let record = match existing {
+        Some(k) => k,
+        None => {
+            oprf.keys()
+                .create_with(
+                    node,
+                    NewKey {
+                        name: key.clone(),
+                        suite: SuiteName::Ristretto255,
+                        threshold: acct.threshold,
+                        members: acct.guardians.clone(),
+                        min_members: None,
+                    },
+                    |record, endorsements| async move {
+                        node.commit(by_request(
+                            request,
+                            RecoveryCommand::PinKey {
+                                account: name.to_string(),
+                                key: Box::new(record),
+                                endorsements,
+                            },
+                        ))
+                        .await
+                        .map(|_| ())
+                    },
+                )
+                .await?;
+            node.registry(|r| r.keys.records.get(&key).cloned())
+                .ok_or_else(|| NodeError::Internal(format!("{key} not applied after commit")))?
+        }
+    };
+    let answer = oprf.evaluate_record(node, &record, &m, request).await?;
+    let guardians = record
+        .members
+        .iter()
+        .map(|g| {
+            node.node_info(*g)
+                .map(|i| PinGuardian {
+                    node: *g,
+                    hpke: i.hpke,
+                })
+                .ok_or_else(|| NodeError::Unavailable(format!("no record of node {g}")))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(SecretBeginResponse {
+        evaluated_element: answer.evaluated_element,
+        proof: answer.proof,
+        public_key: record.public_key.clone(),
+        epoch: record.epoch,
+        threshold: record.threshold,
+        guardians,
+    })
+}
+
+/// Register: commit the record the client made (apply checks it).
+pub async fn register(
+    node: &Node,
+    name: &str,
+    req: RegisterSecretRequest,
+    request: &httpsig::Request,
+) -> Result<SecretInfo, NodeError> {
+    node.require_rules(PIN_RULES, "PIN-protected secrets")?;
+    let a = check_forwarded(node, &forwarded(request))?;
+    let record = SecretRecord {
+        account: name.to_string(),
+        version: req.version,
+        epoch: req.epoch,
+        guesses: req.guesses,
+        used: 0,
+        stretch: req.stretch,
+        salt: req.salt,
+        commitments: req.commitments,
+        ciphertext: req.ciphertext,
+        shares: req.shares,
+        registered_by: a.grant.name.clone(),
+        last_guess: None,
+        unlocked_by: Vec::new(),
+        destroyed: false,
+    };
+    node.commit(by_request(
+        request,
+        RecoveryCommand::SecretRegister {
+            record: Box::new(record),
+        },
+    ))
+    .await?;
+    info(node, name)
+}
+
+/// The public record (what recovering needs).
+pub fn info(node: &Node, name: &str) -> Result<SecretInfo, NodeError> {
+    let (s, k) = node
+        .registry(|r| {
+            let s = r.recovery.secrets.get(name)?.clone();
+            let k = r.keys.records.get(&pin_key_name(name))?.clone();
+            Some((s, k))
+        })
+        .ok_or_else(|| NodeError::NotFound(format!("account {name} has no secret")))?;
+    Ok(SecretInfo {
+        account: s.account,
+        version: s.version,
+        public_key: k.public_key,
+        epoch: s.epoch,
+        threshold: k.threshold,
+        guardians: k.members,
+        guesses: s.guesses,
+        remaining: s.guesses.saturating_sub(s.used),
+        stretch: s.stretch,
+        salt: s.salt,
+        commitments: s.commitments,
+        ciphertext: s.ciphertext,
+        destroyed: s.destroyed,
+    })
+}
+
+/// Guess: counted in the log first, then evaluated by `t` guardians that
+/// each count it themselves.
+pub async fn guess(
+    oprf: &Oprf,
+    node: &Node,
+    name: &str,
+    req: GuessRequest,
+    request: &httpsig::Request,
+) -> Result<GuessResponse, NodeError> {
+    node.require_rules(PIN_RULES, "PIN-protected secrets")?;
+    let m = element(&req.blinded_element.0)?;
+    let a = check_forwarded(node, &forwarded(request))?;
+    let (s, _) = live_secret(node, name)?;
+    if s.version != req.version {
+        return Err(NodeError::Conflict(format!(
+            "the secret of {name} is registration {}, not {}",
+            hex::encode(&s.version.0),
+            hex::encode(&req.version.0)
+        )));
+    }
+    let id = request_id(&a.verified.keyid, &a.verified.nonce);
+    node.commit(by_request(
+        request,
+        RecoveryCommand::PinGuess {
+            account: name.to_string(),
+            guess: GuessRecord {
+                id: Hex(id.to_vec()),
+                client: a.grant.name.clone(),
+                blinded: Hex32(Sha256::digest(m.to_bytes()).into()),
+            },
+        },
+    ))
+    .await?;
+    // Applied here (the commit waits for this node's apply).
+    let (s, key) = live_secret(node, name)?;
+    if s.last_guess.as_ref().map(|g| g.id.0.as_slice()) != Some(id.as_slice()) {
+        return Err(NodeError::Conflict(
+            "another guess was counted after this one: guess again".into(),
+        ));
+    }
+    let key = record_at(node, &key.name, s.epoch)?;
+    let answer = oprf.evaluate_record(node, &key, &m, request).await?;
+    Ok(GuessResponse {
+        guess_id: Hex(id.to_vec()),
+        evaluated_element: answer.evaluated_element,
+        proof: answer.proof,
+        remaining: s.guesses.saturating_sub(s.used),
+    })
+}
+
+/// Unlock: each guardian in turn checks its tag and releases its share,
+/// until `t` have.
+pub async fn unlock(
+    node: &Node,
+    name: &str,
+    req: UnlockRequest,
+    request: &httpsig::Request,
+) -> Result<UnlockResponse, NodeError> {
+    node.require_rules(PIN_RULES, "PIN-protected secrets")?;
+    id16(&req.guess_id.0, "guess_id")?;
+    let (_, key) = live_secret(node, name)?;
+    let t = usize::from(key.threshold);
+    let order = me_first(&key.members, node.id(), 0);
+    let fwd = forwarded(request);
+    let asked = join_all(order.iter().map(|g| {
+        let msg = PeerMessage::PinUnlock {
+            request: fwd.clone(),
+        };
+        async move {
+            let info = node
+                .node_info(*g)
+                .ok_or_else(|| NodeError::Unavailable(format!("no address for node {g}")))?;
+            match node.call_signed(*g, &info, &msg).await?.1 {
+                PeerMessage::PinShare { share } if share.node == *g => Ok(share),
+                _ => Err(NodeError::Unavailable(format!(
+                    "node {g} answered PinUnlock wrongly"
+                ))),
+            }
+        }
+    }))
+    .await;
+    let mut shares = Vec::with_capacity(t);
+    let mut why = Vec::new();
+    for (g, r) in order.iter().zip(asked) {
+        match r {
+            Ok(s) => shares.push(s),
+            Err(e) => why.push(format!("node {g}: {e}")),
+        }
+    }
+    if shares.len() < t {
+        return Err(NodeError::Forbidden(format!(
+            "fewer than {t} guardians released their share: {}",
+            why.join("; ")
+        )));
+    }
+    shares.truncate(t);
+    Ok(UnlockResponse { shares })
+}
+
+// ----- guardian --------------------------------------------------------------
+
+/// Round one of an evaluation of PIN key `key` (the OPRF member's check):
+/// the client's request is a begin by a client that may register, while
+/// the account has no secret, or the record's last guess, counted here
+/// before answering. The blinded element to evaluate.
+pub(crate) fn authorize(
+    node: &Node,
+    key: &str,
+    a: &Authorized,
+) -> Result<(Element, String), NodeError> {
+    let refuse = |why: String| NodeError::Forbidden(format!("PIN evaluation refused: {why}"));
+    node.require_rules(PIN_RULES, "PIN keys")?;
+    let name = key
+        .strip_prefix(keyquorum_wire::recovery::PIN_PREFIX)
+        .ok_or_else(|| refuse(format!("{key} is not a PIN key")))?;
+    let seg: Vec<&str> = a.path.trim_start_matches('/').split('/').collect();
+    let post = a.method == "POST";
+    match seg.as_slice() {
+        ["v1", "recovery", "accounts", acct, "secret", "begin"] if post && *acct == name => {
+            let b: SecretBeginRequest = serde_json::from_slice(&a.body)
+                .map_err(|e| refuse(format!("the client's request body: {e}")))?;
+            let acct = account(node, name)?;
+            if !may_register(&a.grant, &acct) {
+                return Err(refuse(format!(
+                    "client {} may not register a secret for {name}",
+                    a.grant.name
+                )));
+            }
+            if node.registry(|r| r.recovery.secrets.contains_key(name)) {
+                return Err(refuse(format!(
+                    "{name} has a secret: its key evaluates counted guesses only"
+                )));
+            }
+            let m = Element::from_bytes(&b.blinded_element.0)
+                .map_err(|e| refuse(format!("the blinded element: {e}")))?;
+            Ok((m, format!("pin.begin {name}")))
+        }
+        ["v1", "recovery", "accounts", acct, "secret", "guess"] if post && *acct == name => {
+            let b: GuessRequest = serde_json::from_slice(&a.body)
+                .map_err(|e| refuse(format!("the client's request body: {e}")))?;
+            let m = Element::from_bytes(&b.blinded_element.0)
+                .map_err(|e| refuse(format!("the blinded element: {e}")))?;
+            let (s, _) = live_secret(node, name)?;
+            let id = request_id(&a.verified.keyid, &a.verified.nonce);
+            let last = s
+                .last_guess
+                .as_ref()
+                .ok_or_else(|| refuse("no guess is counted in the log".into()))?;
+            let digest: [u8; 32] = Sha256::digest(m.to_bytes()).into();
+            if last.id.0 != id
+                || last.blinded.0 != digest
+                || last.client != a.grant.name
+                || s.version != b.version
+            {
+                return Err(refuse(
+                    "this guess is not the last one counted in the log".into(),
+                ));
+            }
+            let version = id16(&s.version.0, "version")?;
+            count(node, name, &version, &id, s.guesses)?;
+            Ok((m, format!("pin.guess {name}")))
+        }
+        _ => Err(refuse(format!(
+            "the client's request is {} {}, not a begin or guess of {name}",
+            a.method, a.path
+        ))),
+    }
+}
+
+fn counter_of(node: &Node, name: &str) -> Result<Counter, NodeError> {
+    match node.vault().get(Table::PinCounts, name.as_bytes())? {
+        Some(b) => Counter::from_bytes(&b).map_err(NodeError::from_core),
+        None => Ok(Counter::default()),
+    }
+}
+
+/// Count guess `id` of registration `version` in this guardian's vault
+/// (durably, before it answers).
+fn count(
+    node: &Node,
+    name: &str,
+    version: &[u8; 16],
+    id: &[u8; 16],
+    limit: u16,
+) -> Result<(), NodeError> {
+    let mut c = counter_of(node, name)?;
+    c.answer(version, id, limit)
+        .map_err(|e| NodeError::Forbidden(format!("PIN evaluation refused: {e} ({limit})")))?;
+    node.vault()
+        .put(Table::PinCounts, name.as_bytes(), &c.to_bytes())?;
+    Ok(())
+}
+
+/// `PinUnlock`: release this guardian's share for the client's signed
+/// unlock request if its tag opens this guardian's commitment.
+pub(crate) async fn release(
+    keys: &Keys,
+    node: &Node,
+    from: NodeId,
+    request: &ClientRequest,
+) -> Result<PeerMessage, NodeError> {
+    let refuse = |why: String| NodeError::Forbidden(format!("PIN unlock refused: {why}"));
+    if check_forwarded(node, request).is_err() {
+        let _ = node.read_barrier().await;
+    }
+    let a = check_forwarded(node, request)?;
+    check_sent_to(node, &request.target_uri, from).map_err(refuse)?;
+    let seg: Vec<&str> = a.path.trim_start_matches('/').split('/').collect();
+    let ["v1", "recovery", "accounts", name, "secret", "unlock"] = seg.as_slice() else {
+        return Err(refuse(format!("{} {} is not an unlock", a.method, a.path)));
+    };
+    if a.method != "POST" {
+        return Err(refuse("an unlock is a POST".into()));
+    }
+    let b: UnlockRequest = serde_json::from_slice(&a.body)
+        .map_err(|e| refuse(format!("the client's request body: {e}")))?;
+    let (mut s, key) = live_secret(node, name)?;
+    if s.last_guess.as_ref().map(|g| g.id.0.as_slice()) != Some(b.guess_id.0.as_slice()) {
+        let _ = node.read_barrier().await;
+        s = live_secret(node, name)?.0;
+    }
+    let me = node.id();
+    let last = s
+        .last_guess
+        .as_ref()
+        .filter(|g| g.id == b.guess_id && g.client == a.grant.name && s.version == b.version)
+        .ok_or_else(|| refuse("not the last guess counted, or not this client's".into()))?;
+    if !key.members.contains(&me) {
+        return Err(refuse(format!("node {me} is not a guardian of {name}")));
+    }
+    let mine = s
+        .commitments
+        .iter()
+        .find(|c| c.node == me)
+        .ok_or_else(|| refuse("no commitment of this guardian".into()))?;
+    let tag = b
+        .tags
+        .iter()
+        .find(|t| t.node == me)
+        .ok_or_else(|| refuse(format!("no tag for node {me}")))?;
+    let version = id16(&s.version.0, "version")?;
+    if !core_pin::check_tag(&tag.value.0, &mine.value.0) {
+        let c = counter_of(node, name)?;
+        if c.version == version && c.used >= s.guesses {
+            erase_share(keys, node, &key)?;
+        }
+        return Err(refuse("the tag does not match (wrong PIN)".into()));
+    }
+    let guess_id = id16(&last.id.0, "guess id")?;
+    let share = s
+        .shares
+        .iter()
+        .find(|x| x.node == me)
+        .ok_or_else(|| refuse("no share of this guardian".into()))?;
+    let sealed = core_pin::release(
+        node.keys().hpke_secret(),
+        &Sealed {
+            enc: share.enc.0,
+            ct: share.sealed.0.clone(),
+        },
+        &b.recipient.0,
+        name,
+        &version,
+        &guess_id,
+        u16::from(me.nonzero()),
+    )
+    .map_err(NodeError::from_core)?;
+    // The right PIN: this guardian's count starts again, and the log's
+    // once `t` guardians have said so.
+    let mut c = counter_of(node, name)?;
+    c.unlocked();
+    node.vault()
+        .put(Table::PinCounts, name.as_bytes(), &c.to_bytes())?;
+    if let Err(e) = node
+        .commit(node.statement(RecoveryCommand::PinUnlocked {
+            account: name.to_string(),
+            guess_id: last.id.clone(),
+        }))
+        .await
+    {
+        tracing::warn!(account = %name, error = %e, "could not state the unlock");
+    }
+    node.audit_event(
+        "peer",
+        "pin.release",
+        Some(name),
+        "released a share for the right tag",
+    );
+    Ok(PeerMessage::PinShare {
+        share: SealedShare {
+            node: me,
+            enc: Hex32(sealed.enc),
+            sealed: Hex(sealed.ct),
+        },
+    })
+}
+
+fn erase_share(keys: &Keys, node: &Node, key: &KeyRecord) -> Result<(), NodeError> {
+    let n = keys.erase_all(node, key)?;
+    if n > 0 {
+        tracing::info!(key = %key.name, erased = n, "erased a destroyed secret's PIN key share");
+    }
+    Ok(())
+}
+
+/// Node task: erase this node's shares of PIN keys whose secret the log
+/// destroyed (within about a second of applying it).
+pub async fn erase_destroyed(keys: std::sync::Arc<Keys>, node: Node) {
+    let mut done = std::collections::BTreeSet::new();
+    loop {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let gone: Vec<KeyRecord> = node.registry(|r| {
+            r.recovery
+                .secrets
+                .values()
+                .filter(|s| s.destroyed && !done.contains(&s.account))
+                .filter_map(|s| r.keys.records.get(&pin_key_name(&s.account)).cloned())
+                .collect()
+        });
+        for k in gone {
+            match erase_share(&keys, &node, &k) {
+                Ok(()) => {
+                    done.insert(
+                        k.name
+                            .strip_prefix(keyquorum_wire::recovery::PIN_PREFIX)
+                            .unwrap_or_default()
+                            .to_string(),
+                    );
+                }
+                Err(e) => tracing::warn!(key = %k.name, error = %e, "could not erase"),
+            }
+        }
+    }
+}
