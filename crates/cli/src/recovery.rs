@@ -36,6 +36,139 @@ pub(crate) enum RecoveryCommand {
         #[arg(long)]
         device_key: PathBuf,
     },
+    /// PIN-protected secrets.
+    #[command(subcommand)]
+    Secret(SecretCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub(crate) enum SecretCommand {
+    /// Register a secret (at most 128 bytes) under a PIN (an admin, or the
+    /// client that enrolled the account). Prints the PIN key's public key:
+    /// keep it, `recover` pins it.
+    Register {
+        /// The account.
+        account: String,
+        /// A file holding the PIN (one line; the newline is dropped).
+        #[arg(long)]
+        pin_file: PathBuf,
+        /// A file holding the secret.
+        #[arg(long)]
+        secret_file: PathBuf,
+        /// Wrong guesses allowed before the secret is destroyed (1-255).
+        #[arg(long, default_value_t = keyquorum_core::oprf::pin::DEFAULT_GUESSES)]
+        guesses: u16,
+        /// A member's identity key (hex, `keyquorum node identity`);
+        /// repeat: the PIN key is used only once `t` of its guardians
+        /// among them endorse it (without any, the node asked is trusted
+        /// for the key).
+        #[arg(long = "identity")]
+        identities: Vec<String>,
+    },
+    /// Recover the secret with the PIN (one counted guess). A wrong PIN
+    /// prints the guesses left and exits non-zero.
+    Recover {
+        /// The account.
+        account: String,
+        /// A file holding the PIN (one line; the newline is dropped).
+        #[arg(long)]
+        pin_file: PathBuf,
+        /// Where to write the secret (created 0600; must not exist).
+        #[arg(long)]
+        out: PathBuf,
+        /// The PIN key's public key (hex, as `register` printed it): the
+        /// evaluation is checked against it, so a node cannot substitute a
+        /// key of its own and test PINs offline.
+        #[arg(long)]
+        pin_key: String,
+    },
+}
+
+fn read_pin(path: &Path) -> Result<zeroize::Zeroizing<Vec<u8>>> {
+    let mut b = zeroize::Zeroizing::new(
+        std::fs::read(path).with_context(|| format!("{}", path.display()))?,
+    );
+    while b.last().is_some_and(|c| *c == b'\n' || *c == b'\r') {
+        b.pop();
+    }
+    if b.is_empty() {
+        bail!("{}: the PIN is empty", path.display());
+    }
+    Ok(b)
+}
+
+async fn run_secret(c: &Client, command: SecretCommand, json_out: bool) -> Result<()> {
+    use keyquorum_client::recovery::Recovered;
+    match command {
+        SecretCommand::Register {
+            account,
+            pin_file,
+            secret_file,
+            guesses,
+            identities,
+        } => {
+            let identities = identities
+                .iter()
+                .map(|i| hex32(i, "--identity"))
+                .collect::<Result<Vec<_>>>()?;
+            let pin = read_pin(&pin_file)?;
+            let secret = zeroize::Zeroizing::new(
+                std::fs::read(&secret_file)
+                    .with_context(|| format!("{}", secret_file.display()))?,
+            );
+            let cost = keyquorum_core::oprf::pin::Stretch::default();
+            let info = c
+                .recovery_secret_register(&account, &pin, &secret, guesses, &cost, &identities)
+                .await?;
+            if json_out {
+                print_json(&json!({
+                    "account": info.account,
+                    "version": hex::encode(&info.version.0),
+                    "pin_key": hex::encode(&info.public_key.0),
+                    "guardians": info.guardians.iter().map(|g| u64::from(*g)).collect::<Vec<_>>(),
+                    "threshold": info.threshold,
+                    "guesses": info.guesses,
+                }))
+            } else {
+                println!(
+                    "secret of {} registered: {} guesses, {} of {} guardians; PIN key {} (keep it: \
+                     recover --pin-key)",
+                    info.account,
+                    info.guesses,
+                    info.threshold,
+                    info.guardians.len(),
+                    hex::encode(&info.public_key.0)
+                );
+                Ok(())
+            }
+        }
+        SecretCommand::Recover {
+            account,
+            pin_file,
+            out,
+            pin_key,
+        } => {
+            let pin = read_pin(&pin_file)?;
+            let pinned = hex32(&pin_key, "--pin-key")?;
+            match c.recovery_secret_recover(&account, &pin, &pinned).await? {
+                Recovered::Secret(s) => {
+                    write_secret_file(&out, &s)?;
+                    if json_out {
+                        print_json(&json!({"recovered": true, "out": out.display().to_string()}))
+                    } else {
+                        println!("secret of {account} written to {}", out.display());
+                        Ok(())
+                    }
+                }
+                Recovered::WrongPin { remaining } => {
+                    if json_out {
+                        print_json(&json!({"recovered": false, "guesses_remaining": remaining}))?;
+                    }
+                    bail!("wrong PIN: {remaining} guesses remaining before the secret is destroyed")
+                }
+            }
+        }
+    }
 }
 
 #[derive(Subcommand, Debug)]
@@ -165,6 +298,7 @@ fn print_account(a: &AccountInfo, json_out: bool) -> Result<()> {
 
 pub(crate) async fn run(c: &Client, command: RecoveryCommand, json_out: bool) -> Result<()> {
     match command {
+        RecoveryCommand::Secret(s) => run_secret(c, s, json_out).await,
         RecoveryCommand::Account(AccountCommand::Create {
             account,
             guardians,

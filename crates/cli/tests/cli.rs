@@ -926,6 +926,72 @@ fn recovery_end_to_end() {
             .collect::<Vec<_>>(),
     );
     assert!(!ok, "{err}");
+    // A PIN-protected secret: register, recover, a wrong PIN counted.
+    let pin = dir.path().join("pin");
+    let bad_pin = dir.path().join("bad-pin");
+    let secret = dir.path().join("secret");
+    std::fs::write(&pin, "482913\n").unwrap();
+    std::fs::write(&bad_pin, "000000\n").unwrap();
+    std::fs::write(&secret, b"wallet seed words").unwrap();
+    let reg = json(
+        &d,
+        &admin,
+        &[
+            "recovery",
+            "secret",
+            "register",
+            "alice",
+            "--pin-file",
+            pin.to_str().unwrap(),
+            "--secret-file",
+            secret.to_str().unwrap(),
+            "--guesses",
+            "2",
+        ],
+    );
+    assert_eq!(reg["guesses"], 2, "{reg}");
+    let pin_key = reg["pin_key"].as_str().unwrap().to_string();
+    let out = dir.path().join("recovered");
+    let got = json(
+        &d,
+        &admin,
+        &[
+            "recovery",
+            "secret",
+            "recover",
+            "alice",
+            "--pin-file",
+            pin.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--pin-key",
+            &pin_key,
+        ],
+    );
+    assert_eq!(got["recovered"], true, "{got}");
+    assert_eq!(std::fs::read(&out).unwrap(), b"wallet seed words");
+    let out2 = dir.path().join("recovered-2");
+    let (ok, stdout, err) = run(
+        &d,
+        &admin,
+        &[
+            "recovery",
+            "secret",
+            "recover",
+            "alice",
+            "--pin-file",
+            bad_pin.to_str().unwrap(),
+            "--out",
+            out2.to_str().unwrap(),
+            "--pin-key",
+            &pin_key,
+            "--json",
+        ],
+    );
+    assert!(!ok && err.contains("wrong PIN"), "{err}");
+    let v: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(v["guesses_remaining"], 1, "{v}");
+    assert!(!out2.exists());
 }
 
 /// `keyquorum he` as the README shows it: create (the documented fields),

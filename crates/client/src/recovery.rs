@@ -220,6 +220,48 @@ fn wire_stretch(s: &keyquorum_core::oprf::pin::Stretch) -> keyquorum_wire::recov
     }
 }
 
+/// Whether `t` of the PIN key's guardians, by the identity keys given,
+/// endorsed the key `begun` names, and its public key is the group key's.
+fn check_endorsed(
+    account: &str,
+    begun: &keyquorum_wire::recovery::SecretBeginResponse,
+    identities: &[[u8; 32]],
+) -> Result<(), ClientError> {
+    let name = keyquorum_wire::recovery::pin_key_name(account);
+    let group = GroupKey::<keyquorum_core::Ristretto255>::from_bytes(&begun.group_key.0)
+        .map_err(|e| pin_err(format!("the PIN key's group key: {e}")))?;
+    if group.public_key_bytes() != begun.public_key.0 || group.threshold() != begun.threshold {
+        return Err(pin_err("the PIN key is not its group key's"));
+    }
+    let statement = keyquorum_wire::control::key_statement(
+        &name,
+        begun.epoch,
+        &begun.session,
+        &begun.group_key.0,
+    );
+    let mut signers = std::collections::BTreeSet::new();
+    for e in &begun.endorsements {
+        let sig = ed25519_dalek::Signature::from_slice(&e.signature.0);
+        for id in identities {
+            let ok = ed25519_dalek::VerifyingKey::from_bytes(id)
+                .ok()
+                .zip(sig.as_ref().ok())
+                .is_some_and(|(vk, sig)| vk.verify_strict(&statement, sig).is_ok());
+            if ok {
+                signers.insert(*id);
+            }
+        }
+    }
+    if signers.len() < usize::from(begun.threshold) {
+        return Err(pin_err(format!(
+            "{} of the identity keys given endorsed the PIN key; {} needed",
+            signers.len(),
+            begun.threshold
+        )));
+    }
+    Ok(())
+}
+
 /// Blind `stretched` and the evaluation's answer checked against
 /// `public_key`: the 64-byte OPRF output.
 fn output_of(
@@ -248,6 +290,13 @@ impl Client {
     /// PIN key on it blinded, and only tag commitments, sealed shares and
     /// the encrypted secret leave this process. Keep the answer's
     /// `public_key`: recovery pins it.
+    ///
+    /// `identities` are the members' Ed25519 identity keys you hold
+    /// (`keyquorum node identity` on each): with them, the PIN key is
+    /// trusted only once `t` of its guardians have endorsed it, so the node
+    /// this client talks to cannot substitute a key of its own (and then
+    /// test PINs offline against the record). Without them (empty) the
+    /// node answering is trusted for the key, as with any key's creation.
     pub async fn recovery_secret_register(
         &self,
         account: &str,
@@ -255,6 +304,7 @@ impl Client {
         secret: &[u8],
         guesses: u16,
         cost: &keyquorum_core::oprf::pin::Stretch,
+        identities: &[[u8; 32]],
     ) -> Result<keyquorum_wire::recovery::SecretInfo, ClientError> {
         use keyquorum_core::oprf::pin::{stretch, PinKeys, Registration};
         use keyquorum_wire::recovery::{
@@ -283,6 +333,9 @@ impl Client {
                 },
             )
             .await?;
+        if !identities.is_empty() {
+            check_endorsed(account, &begun, identities)?;
+        }
         let output = output_of(
             &blind.state,
             stretched.as_ref(),
@@ -367,10 +420,10 @@ impl Client {
         pin: &[u8],
         pinned_key: &[u8],
     ) -> Result<Recovered, ClientError> {
-        use keyquorum_core::oprf::pin::{check_tag, open, stretch, PinKeys, Sealed, Stretch};
+        use keyquorum_core::oprf::pin::{open, stretch, PinKeys, Sealed, Stretch};
         use keyquorum_core::oprf::reset::DeviceSecret;
         use keyquorum_wire::recovery::{
-            GuessRequest, GuessResponse, PinTag, UnlockRequest, UnlockResponse,
+            GuessRequest, GuessResponse, PinProof, UnlockRequest, UnlockResponse,
         };
         let account = checked(account)?;
         let info = self.recovery_secret(account).await?;
@@ -423,42 +476,46 @@ impl Client {
             pinned_key,
         )?;
         let keys = PinKeys::derive(&output, account, &version);
-        let tags: Vec<PinTag> = info
+        let right = info
             .commitments
             .iter()
-            .map(|c| PinTag {
-                node: c.node,
-                value: keyquorum_wire::Hex32(keys.tag(account, &version, c.node.nonzero().get())),
-            })
-            .collect();
-        let right = tags
-            .iter()
-            .zip(&info.commitments)
-            .filter(|(t, c)| check_tag(&t.value.0, &c.value.0))
+            .filter(|c| keys.commitment(account, &version, c.node.nonzero().get()) == c.value.0)
             .count();
         if right < usize::from(info.threshold) {
             return Ok(Recovered::WrongPin {
                 remaining: guessed.remaining,
             });
         }
+        let guess: [u8; 16] = guessed
+            .guess_id
+            .0
+            .as_slice()
+            .try_into()
+            .map_err(|_| pin_err("guess id"))?;
         let recipient = DeviceSecret::generate();
+        let r = recipient.public_key();
+        let proofs: Vec<PinProof> = info
+            .commitments
+            .iter()
+            .map(|c| PinProof {
+                node: c.node,
+                signature: keyquorum_wire::Hex(
+                    keys.prove(account, &version, c.node.nonzero().get(), &guess, &r)
+                        .to_vec(),
+                ),
+            })
+            .collect();
         let unlocked: UnlockResponse = self
             .post(
                 &format!("/v1/recovery/accounts/{account}/secret/unlock"),
                 &UnlockRequest {
                     version: info.version.clone(),
                     guess_id: guessed.guess_id.clone(),
-                    tags,
-                    recipient: keyquorum_wire::Hex32(recipient.public_key()),
+                    proofs,
+                    recipient: keyquorum_wire::Hex32(r),
                 },
             )
             .await?;
-        let guess_id: [u8; 16] = guessed
-            .guess_id
-            .0
-            .as_slice()
-            .try_into()
-            .map_err(|_| pin_err("guess id"))?;
         let released: Vec<(u16, Sealed)> = unlocked
             .shares
             .iter()
@@ -480,7 +537,7 @@ impl Client {
             &info.ciphertext.0,
             account,
             &version,
-            &guess_id,
+            &guess,
         )
         .map_err(pin_err)?;
         Ok(Recovered::Secret(secret))

@@ -91,7 +91,7 @@ impl PeerHandler for Dispatch {
                     request_id,
                 } => crate::recovery::reset::sign(&self.keys, node, &account, &request_id).await,
                 PeerMessage::PinUnlock { request } => {
-                    crate::recovery::pin::release(&self.keys, node, from, &request).await
+                    crate::recovery::pin::release(node, from, &request).await
                 }
                 _ => self.keys.handle(node, from, msg).await,
             }
@@ -334,7 +334,7 @@ pub mod doc {
     use keyquorum_wire::oprf::{CreateOprfKeyRequest, EvaluateRequest, EvaluateResponse};
     use keyquorum_wire::recovery::{
         AccountInbox, AccountInfo, AccountList, CreateAccountRequest, FragmentDelivery,
-        GuardianInfo, GuessRequest, GuessResponse, InboxItem, PinGuardian, PinTag,
+        GuardianInfo, GuessRequest, GuessResponse, InboxItem, PinGuardian, PinProof, PinTag,
         RegisterSecretRequest, ResetCommitment, ResetPackage, ResetRequest, ResetResponse,
         RotateAccountRequest, SealedShare, SecretBeginRequest, SecretBeginResponse, SecretInfo,
         StretchParams, UnlockRequest, UnlockResponse,
@@ -378,7 +378,7 @@ pub mod doc {
             CreateAccountRequest, AccountInfo, AccountList, GuardianInfo,
             RotateAccountRequest, ResetRequest, ResetResponse, FragmentDelivery, ResetPackage, ResetCommitment, AccountInbox, InboxItem,
             SecretBeginRequest, SecretBeginResponse, PinGuardian, PinTag, SealedShare, RegisterSecretRequest, SecretInfo,
-            StretchParams, GuessRequest, GuessResponse, UnlockRequest, UnlockResponse)),
+            StretchParams, GuessRequest, GuessResponse, UnlockRequest, UnlockResponse, PinProof, keyquorum_wire::control::Endorsement)),
         modifiers(&Security)
     )]
     pub struct ApiDoc;

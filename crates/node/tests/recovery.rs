@@ -660,8 +660,24 @@ async fn a_pin_protects_a_secret_with_counted_guesses_and_destruction_at_the_lim
     use keyquorum_core::oprf::pin::Stretch;
     let (_dir, mut c) = cluster(3, 2, 0).await;
     let admin = Client::new(&c.url_of(n(1)), &c.admin, c.ca_pem().as_bytes()).unwrap();
-    let enroller = new_client(&admin, "enroller", false, false, &[]).await;
-    let user = new_client(&admin, "pin-user", false, false, &[]).await;
+    let plain = new_client(&admin, "plain", false, false, &[]).await;
+    // The service that runs recoveries holds the recovery permission.
+    let user = keyquorum_client::ClientKey::generate("pin-user", &mut rand_core::OsRng);
+    admin
+        .create_client(&CreateClientRequest {
+            name: "pin-user".into(),
+            public_key: Hex32(user.public_key()),
+            admin: false,
+            operator: false,
+            sign_keys: Vec::new(),
+            recovery: true,
+            expires_ms: None,
+        })
+        .await
+        .unwrap();
+    let identities: Vec<[u8; 32]> = (1..=3)
+        .map(|i| c.node(n(i)).unwrap().keys().identity().0)
+        .collect();
     let urls: Vec<String> = (1..=3).map(|i| c.url_of(n(i))).collect();
     let ca = c.ca_pem();
     let via = |k: &keyquorum_client::ClientKey, i: u16| {
@@ -681,7 +697,6 @@ async fn a_pin_protects_a_secret_with_counted_guesses_and_destruction_at_the_lim
         })
         .await
         .unwrap();
-    let _ = enroller;
     let device = DeviceSecret::generate();
     via(&enroller_key, 1)
         .recovery_account_create(&account("dora", &device, &["app"]))
@@ -691,12 +706,24 @@ async fn a_pin_protects_a_secret_with_counted_guesses_and_destruction_at_the_lim
     let secret = b"correct horse battery staple".to_vec();
     // Another client may not register it.
     let err = via(&user, 2)
-        .recovery_secret_register("dora", b"2468", &secret, 3, &cost)
+        .recovery_secret_register("dora", b"2468", &secret, 3, &cost, &identities)
         .await
         .unwrap_err();
     assert_eq!(status_of(&err), 403, "{err}");
+    // Identity keys that are not the guardians': the PIN key is not
+    // trusted and nothing is registered.
+    let strangers = [[9u8; 32], [8u8; 32]];
+    let err = via(&enroller_key, 2)
+        .recovery_secret_register("dora", b"2468", &secret, 3, &cost, &strangers)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("endorsed"), "{err}");
+    assert_eq!(
+        status_of(&via(&user, 1).recovery_secret("dora").await.unwrap_err()),
+        404
+    );
     let info = via(&enroller_key, 2)
-        .recovery_secret_register("dora", b"2468", &secret, 3, &cost)
+        .recovery_secret_register("dora", b"2468", &secret, 3, &cost, &identities)
         .await
         .unwrap();
     assert_eq!((info.guesses, info.remaining, info.threshold), (3, 3, 2));
@@ -704,7 +731,7 @@ async fn a_pin_protects_a_secret_with_counted_guesses_and_destruction_at_the_lim
     let pinned = info.public_key.0.clone();
     // Registered once; the record holds neither the PIN nor the secret.
     let err = via(&enroller_key, 3)
-        .recovery_secret_register("dora", b"1111", b"other", 3, &cost)
+        .recovery_secret_register("dora", b"1111", b"other", 3, &cost, &[])
         .await
         .unwrap_err();
     assert_eq!(status_of(&err), 409, "{err}");
@@ -720,6 +747,12 @@ async fn a_pin_protects_a_secret_with_counted_guesses_and_destruction_at_the_lim
         matches!(&got, Recovered::Secret(s) if s.as_slice() == secret.as_slice()),
         "{got:?}"
     );
+    // A client without the recovery permission may not guess.
+    let err = via(&plain, 2)
+        .recovery_secret_recover("dora", b"2468", &pinned)
+        .await
+        .unwrap_err();
+    assert_eq!(status_of(&err), 403, "{err}");
     // A pinned key that is not the PIN key is refused before any guess.
     assert!(via(&user, 1)
         .recovery_secret_recover("dora", b"2468", &[7; 32])
@@ -807,7 +840,7 @@ async fn a_pin_protects_a_secret_with_counted_guesses_and_destruction_at_the_lim
     req.guardians = Some(4);
     admin4.recovery_account_create(&req).await.unwrap();
     let err = admin4
-        .recovery_secret_register("erin", b"1", b"s", 3, &cost)
+        .recovery_secret_register("erin", b"1", b"s", 3, &cost, &[])
         .await
         .unwrap_err();
     assert_eq!(status_of(&err), 400, "{err}");

@@ -488,6 +488,7 @@ pub enum KeysCommand {
 /// A member's signature over [`key_statement`]: it computed this group key
 /// for this run and holds its share of it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Endorsement {
     /// The member.
     pub node: NodeId,

@@ -373,9 +373,30 @@ pub struct SecretBeginResponse {
     pub threshold: u16,
     /// The PIN key's guardians, by id.
     pub guardians: Vec<PinGuardian>,
+    /// The key generation's run (for [`crate::control::key_statement`]).
+    pub session: Hex32,
+    /// The group key encoding (threshold, members, public shares).
+    pub group_key: Hex,
+    /// The guardians' endorsements of the key: Ed25519 signatures by their
+    /// identity keys over its `key_statement`. A client that holds the
+    /// members' identity keys checks `t` of them before it trusts
+    /// `public_key`.
+    pub endorsements: Vec<crate::control::Endorsement>,
 }
 
-/// A value per guardian (a tag or a tag commitment), 32 bytes.
+/// A guardian's unlock proof: an Ed25519 signature by the unlock key the
+/// PIN gives for it, over this guess and recipient.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct PinProof {
+    /// The guardian.
+    pub node: NodeId,
+    /// The signature, 64 bytes.
+    pub signature: Hex,
+}
+
+/// A value per guardian (its unlock public key, the commitment), 32 bytes.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
@@ -416,7 +437,7 @@ pub struct RegisterSecretRequest {
     pub stretch: StretchParams,
     /// Argon2id's salt input, 16 bytes.
     pub salt: Hex,
-    /// Each guardian's tag commitment.
+    /// Each guardian's unlock public key.
     pub commitments: Vec<PinTag>,
     /// The secret, encrypted (at most 128 bytes + 16).
     pub ciphertext: Hex,
@@ -454,7 +475,7 @@ pub struct SecretRecord {
     pub stretch: StretchParams,
     /// Argon2id's salt input.
     pub salt: Hex,
-    /// Each guardian's tag commitment.
+    /// Each guardian's unlock public key.
     pub commitments: Vec<PinTag>,
     /// The encrypted secret.
     pub ciphertext: Hex,
@@ -495,7 +516,7 @@ pub struct SecretInfo {
     pub stretch: StretchParams,
     /// Argon2id's salt input.
     pub salt: Hex,
-    /// Each guardian's tag commitment.
+    /// Each guardian's unlock public key.
     pub commitments: Vec<PinTag>,
     /// The encrypted secret.
     pub ciphertext: Hex,
@@ -503,8 +524,9 @@ pub struct SecretInfo {
     pub destroyed: bool,
 }
 
-/// `POST /v1/recovery/accounts/{account}/secret/guess` (any live client):
-/// counted in the log before any guardian answers.
+/// `POST /v1/recovery/accounts/{account}/secret/guess` (a client with the
+/// `recovery` permission, or an admin): counted in the log before any
+/// guardian answers.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
@@ -530,8 +552,8 @@ pub struct GuessResponse {
 }
 
 /// `POST /v1/recovery/accounts/{account}/secret/unlock` (the client that
-/// made the guess): each guardian's tag; shares come back sealed to
-/// `recipient`.
+/// made the guess): each guardian's unlock proof; shares come back sealed
+/// to `recipient`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
@@ -540,8 +562,8 @@ pub struct UnlockRequest {
     pub version: Hex,
     /// The guess id.
     pub guess_id: Hex,
-    /// Each guardian's tag.
-    pub tags: Vec<PinTag>,
+    /// Each guardian's unlock proof for this guess and recipient.
+    pub proofs: Vec<PinProof>,
     /// A one-time X25519 public key.
     pub recipient: Hex32,
 }
@@ -550,7 +572,8 @@ pub struct UnlockRequest {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct UnlockResponse {
-    /// `t` shares, sealed to the recipient key.
+    /// The shares of every guardian that released one (at least `t`),
+    /// each sealed to the recipient key.
     pub shares: Vec<SealedShare>,
 }
 

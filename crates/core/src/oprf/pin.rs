@@ -20,26 +20,34 @@
 //!    field) is Shamir-split t-of-n over the guardians' ids; the secret is
 //!    encrypted with ChaCha20-Poly1305 (RFC 8439) under
 //!    `HKDF(seal ‖ s, info "keyquorum-pin-v1/secret" ‖ u16 len ‖ account ‖
-//!    version)`, nonce zero (the key is used once), AAD the same label;
-//!    each guardian `i` gets `tag_i = HKDF-Expand(unlock, "keyquorum-pin-v1/tag" ‖
-//!    u16 len ‖ account ‖ version ‖ u16 BE i)` (32 bytes), whose
-//!    commitment `SHA-256("keyquorum-pin-v1/commit" ‖ tag_i)` goes into
-//!    the record, and its share `s_i` sealed to its node's HPKE key
-//!    (RFC 9180 base mode, X25519/HKDF-SHA256/ChaCha20Poly1305,
-//!    `info = "keyquorum-pin-v1/share" ‖ u16 len ‖ account ‖ version ‖ u16 i`).
+//!    version)`, nonce zero (the key is used once: `s` is fresh), AAD the
+//!    same label. Guardian `i` gets an Ed25519 **unlock key** whose seed
+//!    is `HKDF-Expand(unlock, "keyquorum-pin-v1/proof" ‖ u16 len ‖ account
+//!    ‖ version ‖ u16 BE i)`; its public key is the guardian's commitment
+//!    in the record. Its share `s_i` is masked, `s_i + HashToScalar(seal,
+//!    i)` (SHA-512 of `"keyquorum-pin-v1/mask" ‖ seal ‖ u16 i`, mod ℓ), and
+//!    sealed to its node's HPKE key (RFC 9180 base mode,
+//!    X25519/HKDF-SHA256/ChaCha20Poly1305, `info = "keyquorum-pin-v1/share"
+//!    ‖ u16 len ‖ account ‖ version ‖ u16 i`): whoever opens it without
+//!    the PIN's OPRF output holds a uniformly random scalar.
 //!
 //! ## Recovery
 //! The client stretches the PIN with the record's salt, has the guardians
 //! evaluate (each guess counted first: below), derives the keys, and
-//! checks its `tag_i` against the record's commitments: a wrong PIN shows
-//! here. With the right one it presents `tag_i` to guardian `i`, which
-//! compares in constant time ([`check_tag`]), resets its own count and
-//! releases `s_i` sealed to the client's one-time X25519 key
-//! ([`release`]; `info = "keyquorum-pin-v1/release" ‖ u16 len ‖ account ‖
-//! version ‖ guess id ‖ u16 i`). `t` shares give `s`, and [`open`] the
-//! secret. A guardian learns neither the PIN (it sees a blinded element
-//! and a tag) nor the secret (it holds one share of `s`, and `seal` comes
-//! from the OPRF output only the client has).
+//! checks its unlock public keys against the record's commitments: a
+//! wrong PIN shows here. With the right one it sends guardian `i` an
+//! Ed25519 signature by its unlock key over `"keyquorum-pin-v1/unlock" ‖
+//! u16 len ‖ account ‖ version ‖ guess id ‖ recipient key ‖ u16 i`
+//! ([`PinKeys::prove`], checked by [`check_proof`]): a proof of knowledge
+//! of the PIN-derived key that is good for this guess and this recipient
+//! only, so neither a guardian nor the entry node that sees it can use it
+//! again. The guardian then starts its own count again and releases its
+//! masked share sealed to the client's one-time X25519 key ([`release`];
+//! `info = "keyquorum-pin-v1/release" ‖ u16 len ‖ account ‖ version ‖
+//! guess id ‖ u16 i`). `t` shares give `s`, and [`open`] the secret. A
+//! guardian learns neither the PIN (it sees a blinded element and a
+//! signature) nor the secret (one masked share of `s`; `seal` comes from
+//! the OPRF output only the client has).
 //!
 //! ## Guess limits (two bounds; documented in the README)
 //! - **The log**: each guess is committed through the control plane before
@@ -63,7 +71,6 @@ use hpke::kem::X25519HkdfSha256;
 use hpke::{Deserializable, Kem, OpModeR, OpModeS, Serializable};
 use rand_core::{CryptoRng, RngCore};
 use sha2::{Digest, Sha256};
-use subtle::ConstantTimeEq;
 use zeroize::{Zeroize, Zeroizing};
 
 use super::reset::DeviceSecret;
@@ -182,36 +189,93 @@ impl PinKeys {
         Self { unlock, seal }
     }
 
-    /// Guardian `node`'s unlock tag.
-    pub fn tag(&self, account: &str, version: &[u8; 16], node: u16) -> [u8; 32] {
-        let hk = Hkdf::<Sha256>::from_prk(self.unlock.as_ref());
-        let mut info = with_account("keyquorum-pin-v1/tag", account);
+    fn unlock_key(
+        &self,
+        account: &str,
+        version: &[u8; 16],
+        node: u16,
+    ) -> ed25519_dalek::SigningKey {
+        let mut info = with_account("keyquorum-pin-v1/proof", account);
         info.extend_from_slice(version);
         info.extend_from_slice(&node.to_be_bytes());
-        let mut out = [0u8; 32];
+        let mut seed = Zeroizing::new([0u8; 32]);
         // A 32-byte PRK is HKDF-SHA256's hash length; 32 bytes of output
         // are within its limit.
-        if let Ok(hk) = hk {
-            let _ = hk.expand(&info, &mut out);
+        if let Ok(hk) = Hkdf::<Sha256>::from_prk(self.unlock.as_ref()) {
+            let _ = hk.expand(&info, seed.as_mut());
         }
-        out
+        ed25519_dalek::SigningKey::from_bytes(&seed)
+    }
+
+    /// Guardian `node`'s commitment: its unlock key's public key.
+    pub fn commitment(&self, account: &str, version: &[u8; 16], node: u16) -> [u8; 32] {
+        self.unlock_key(account, version, node)
+            .verifying_key()
+            .to_bytes()
+    }
+
+    /// The proof for guardian `node` that this client knows the PIN's
+    /// keys, for guess `guess_id` and one-time key `recipient` only.
+    pub fn prove(
+        &self,
+        account: &str,
+        version: &[u8; 16],
+        node: u16,
+        guess_id: &[u8; 16],
+        recipient: &[u8; 32],
+    ) -> [u8; 64] {
+        use ed25519_dalek::Signer as _;
+        self.unlock_key(account, version, node)
+            .sign(&unlock_message(account, version, node, guess_id, recipient))
+            .to_bytes()
+    }
+
+    fn mask(&self, node: u16) -> Scalar {
+        let mut h = sha2::Sha512::new();
+        h.update(b"keyquorum-pin-v1/mask");
+        h.update(self.seal.as_ref());
+        h.update(node.to_be_bytes());
+        Scalar::from_bytes_mod_order_wide(&h.finalize().into())
     }
 }
 
-/// The commitment to a tag the record keeps.
-pub fn tag_commitment(tag: &[u8; 32]) -> [u8; 32] {
-    let mut h = Sha256::new();
-    h.update(b"keyquorum-pin-v1/commit");
-    h.update(tag);
-    h.finalize().into()
+fn unlock_message(
+    account: &str,
+    version: &[u8; 16],
+    node: u16,
+    guess_id: &[u8; 16],
+    recipient: &[u8; 32],
+) -> Vec<u8> {
+    info(
+        "keyquorum-pin-v1/unlock",
+        account,
+        version,
+        &[guess_id, recipient, &node.to_be_bytes()],
+    )
 }
 
-/// Whether `tag` opens `commitment` (constant time).
-pub fn check_tag(tag: &[u8], commitment: &[u8; 32]) -> bool {
-    let Ok(tag) = <[u8; 32]>::try_from(tag) else {
+/// Whether `proof` is guardian `node`'s unlock proof under `commitment`
+/// for this guess and recipient (Ed25519, strict verification).
+pub fn check_proof(
+    commitment: &[u8; 32],
+    proof: &[u8],
+    account: &str,
+    version: &[u8; 16],
+    node: u16,
+    guess_id: &[u8; 16],
+    recipient: &[u8; 32],
+) -> bool {
+    let Ok(vk) = ed25519_dalek::VerifyingKey::from_bytes(commitment) else {
         return false;
     };
-    bool::from(tag_commitment(&tag).ct_eq(commitment))
+    let Ok(sig) = ed25519_dalek::Signature::from_slice(proof) else {
+        return false;
+    };
+    vk.verify_strict(
+        &unlock_message(account, version, node, guess_id, recipient),
+        &sig,
+    )
+    .is_ok()
 }
 
 fn secret_key(seal: &[u8; 32], s: &[u8], account: &str, version: &[u8; 16]) -> Zeroizing<[u8; 32]> {
@@ -286,11 +350,11 @@ fn hpke_open(
     .map_err(|_| Error::InvalidParameters("a sealed share does not open"))
 }
 
-/// What registration stores: per guardian, a tag commitment and a sealed
-/// share; the encrypted secret.
+/// What registration stores: per guardian, a commitment (its unlock
+/// public key) and a sealed masked share; the encrypted secret.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Registration {
-    /// `(guardian, tag commitment)`, by guardian.
+    /// `(guardian, unlock public key)`, by guardian.
     pub commitments: Vec<(u16, [u8; 32])>,
     /// `(guardian, share sealed to its node key)`, by guardian.
     pub shares: Vec<(u16, Sealed)>,
@@ -348,7 +412,8 @@ impl Registration {
                 .get(&pid)
                 .ok_or(Error::InvalidParameters("a guardian without a share"))?;
             out.commitments
-                .push((g, tag_commitment(&keys.tag(account, version, g))));
+                .push((g, keys.commitment(account, version, g)));
+            let masked = Zeroizing::new((share.expose() + keys.mask(g)).to_bytes());
             let sealed = hpke_seal(
                 &pk,
                 &info(
@@ -357,7 +422,7 @@ impl Registration {
                     version,
                     &[&g.to_be_bytes()],
                 ),
-                &share.to_bytes(),
+                masked.as_ref(),
             )?;
             out.shares.push((g, sealed));
         }
@@ -423,9 +488,10 @@ pub fn open(
     version: &[u8; 16],
     guess_id: &[u8; 16],
 ) -> Result<Zeroizing<Vec<u8>>, Error> {
-    let mut shares = std::collections::BTreeMap::new();
+    let mut shares: Vec<(ParticipantId, SecretScalar<Ristretto255>)> = Vec::new();
     for (g, sealed) in released {
-        let pt = hpke_open(
+        // A share that does not open is a guardian's fault: left out.
+        let Ok(pt) = hpke_open(
             recipient.hpke(),
             &info(
                 "keyquorum-pin-v1/release",
@@ -434,32 +500,74 @@ pub fn open(
                 &[guess_id, &g.to_be_bytes()],
             ),
             sealed,
-        )?;
-        let share = SecretScalar::<Ristretto255>::from_bytes(&pt).map_err(Error::Decode)?;
-        shares.insert(ParticipantId::new(*g).map_err(Error::Decode)?, share);
+        ) else {
+            continue;
+        };
+        let Ok(masked) = SecretScalar::<Ristretto255>::from_bytes(&pt) else {
+            continue;
+        };
+        let id = ParticipantId::new(*g).map_err(Error::Decode)?;
+        if shares.iter().all(|(i, _)| *i != id) {
+            let share = SecretScalar::<Ristretto255>::new(masked.expose() - keys.mask(*g));
+            shares.push((id, share));
+        }
     }
-    if shares.len() < usize::from(t) {
+    let t = usize::from(t);
+    if shares.len() < t {
         return Err(Error::NotEnough {
             have: shares.len(),
-            need: usize::from(t),
+            need: t,
         });
     }
-    let s = crate::vss::interpolate::<Ristretto255>(&shares, &Scalar::ZERO)?;
-    let key = secret_key(&keys.seal, &s.to_bytes(), account, version);
-    Aead20::new(key.as_ref().into())
-        .decrypt(
+    // Every t-subset in turn (a wrong share from one guardian spoils only
+    // the subsets it is in; the AEAD tells a right one).
+    let mut pick: Vec<usize> = (0..t).collect();
+    for _ in 0..MAX_SUBSETS {
+        let subset: std::collections::BTreeMap<_, _> = pick
+            .iter()
+            .filter_map(|i| shares.get(*i).cloned())
+            .collect();
+        let s = crate::vss::interpolate::<Ristretto255>(&subset, &Scalar::ZERO)?;
+        let key = secret_key(&keys.seal, &s.to_bytes(), account, version);
+        let opened = Aead20::new(key.as_ref().into()).decrypt(
             &[0u8; 12].into(),
             Payload {
                 msg: ciphertext,
                 aad: &aad(account, version),
             },
-        )
-        .map(Zeroizing::new)
-        .map_err(|_| {
-            Error::InvalidParameters(
-                "the secret does not decrypt: a guardian released a wrong share",
-            )
-        })
+        );
+        if let Ok(secret) = opened {
+            return Ok(Zeroizing::new(secret));
+        }
+        if !next_subset(&mut pick, shares.len()) {
+            break;
+        }
+    }
+    Err(Error::InvalidParameters(
+        "the secret does not decrypt from any t of the released shares: guardians released \
+         wrong shares",
+    ))
+}
+
+/// How many t-subsets of the released shares [`open`] tries.
+const MAX_SUBSETS: usize = 4096;
+
+/// The next `pick.len()`-subset of `0..n` in lexicographic order.
+fn next_subset(pick: &mut [usize], n: usize) -> bool {
+    let k = pick.len();
+    let mut i = k;
+    while i > 0 {
+        i -= 1;
+        let room = n - (k - i);
+        if pick.get(i).is_some_and(|v| *v < room) {
+            let start = pick.get(i).copied().unwrap_or(0) + 1;
+            for (j, v) in pick.iter_mut().enumerate().skip(i) {
+                *v = start + (j - i);
+            }
+            return true;
+        }
+    }
+    false
 }
 
 /// A guardian's own durable guess count for one registration (module
@@ -470,7 +578,9 @@ pub struct Counter {
     pub version: [u8; 16],
     /// Guesses answered since the last success.
     pub used: u16,
-    /// The last guess answered (a retry of it is not counted again).
+    /// The last guess answered, `SHA-256(guess id ‖ blinded element
+    /// digest)` truncated to 16 bytes (a retry of exactly it is not counted
+    /// again; the same id with another element is a new guess).
     pub last: [u8; 16],
 }
 
@@ -478,9 +588,22 @@ impl Counter {
     /// Bytes of [`Counter::to_bytes`].
     pub const LEN: usize = 34;
 
-    /// Count guess `guess` of registration `version` before answering it:
-    /// refused once `limit` guesses were answered (a new registration
-    /// starts from zero; the same guess again is not counted twice).
+    /// The `last` of guess `id` on the element whose SHA-256 is `blinded`.
+    pub fn guess_of(id: &[u8; 16], blinded: &[u8; 32]) -> [u8; 16] {
+        let mut h = Sha256::new();
+        h.update(b"keyquorum-pin-v1/guess");
+        h.update(id);
+        h.update(blinded);
+        let d: [u8; 32] = h.finalize().into();
+        let mut out = [0u8; 16];
+        out.copy_from_slice(d.get(..16).unwrap_or(&[0; 16]));
+        out
+    }
+
+    /// Count guess `guess` ([`Counter::guess_of`]) of registration
+    /// `version` before answering it: refused once `limit` guesses were
+    /// answered (a new registration starts from zero; the same guess
+    /// again is not counted twice).
     pub fn answer(
         &mut self,
         version: &[u8; 16],
@@ -506,7 +629,7 @@ impl Counter {
         Ok(())
     }
 
-    /// A success (the right tag): the count starts again.
+    /// A success (a right unlock proof): the count starts again.
     pub fn unlocked(&mut self) {
         self.used = 0;
         self.last = [0; 16];
@@ -590,16 +713,32 @@ mod tests {
         let reg = Registration::new(&keys, b"the secret", "alice", &version, &pks, 3, &mut OsRng)
             .unwrap();
         assert_eq!(reg.commitments.len(), 5);
-        // The right PIN's tags open every commitment; a wrong PIN's none.
+        // The right PIN's keys make every commitment; a wrong PIN's none.
         let wrong = PinKeys::derive(&output_of(b"1235", &salt), "alice", &version);
-        for (g, c) in &reg.commitments {
-            assert!(check_tag(&keys.tag("alice", &version, *g), c));
-            assert!(!check_tag(&wrong.tag("alice", &version, *g), c));
-            // A tag is per guardian.
-            assert!(!check_tag(&keys.tag("alice", &version, *g % 5 + 1), c));
-        }
         let client = DeviceSecret::generate();
         let guess = [9u8; 16];
+        let r = client.public_key();
+        for (g, c) in &reg.commitments {
+            assert_eq!(keys.commitment("alice", &version, *g), *c);
+            assert_ne!(wrong.commitment("alice", &version, *g), *c);
+            let p = keys.prove("alice", &version, *g, &guess, &r);
+            assert!(check_proof(c, &p, "alice", &version, *g, &guess, &r));
+            // A proof is for one guardian, one guess and one recipient.
+            assert!(!check_proof(
+                c,
+                &p,
+                "alice",
+                &version,
+                *g % 5 + 1,
+                &guess,
+                &r
+            ));
+            assert!(!check_proof(c, &p, "alice", &version, *g, &[8; 16], &r));
+            assert!(!check_proof(c, &p, "alice", &version, *g, &guess, &[1; 32]));
+            let w = wrong.prove("alice", &version, *g, &guess, &r);
+            assert!(!check_proof(c, &w, "alice", &version, *g, &guess, &r));
+            assert!(!check_proof(c, &p[..63], "alice", &version, *g, &guess, &r));
+        }
         let released: Vec<(u16, Sealed)> = reg
             .shares
             .iter()
@@ -625,6 +764,52 @@ mod tests {
             &keys,
             &client,
             &released,
+            3,
+            &reg.ciphertext,
+            "alice",
+            &version,
+            &guess,
+        )
+        .unwrap();
+        assert_eq!(secret.as_slice(), b"the secret");
+        // One guardian releasing garbage among more than t: still opens.
+        let mut more: Vec<(u16, Sealed)> = reg
+            .shares
+            .iter()
+            .map(|(g, s)| {
+                let node = &nodes[usize::from(*g) - 1].1;
+                (
+                    *g,
+                    release(
+                        node.hpke(),
+                        s,
+                        &client.public_key(),
+                        "alice",
+                        &version,
+                        &guess,
+                        *g,
+                    )
+                    .unwrap(),
+                )
+            })
+            .collect();
+        more[0].1.ct[0] ^= 1;
+        let bad = hpke_seal(
+            &client.public_key(),
+            &info(
+                "keyquorum-pin-v1/release",
+                "alice",
+                &version,
+                &[&guess, &2u16.to_be_bytes()],
+            ),
+            Scalar::ONE.as_bytes(),
+        )
+        .unwrap();
+        more[1].1 = bad;
+        let secret = open(
+            &keys,
+            &client,
+            &more,
             3,
             &reg.ciphertext,
             "alice",
@@ -690,6 +875,23 @@ mod tests {
             *g
         )
         .is_err());
+        // A guardian's share, opened with its node key, is masked: not the
+        // Shamir share of s.
+        let (g1, s1) = &reg.shares[0];
+        let opened = hpke_open(
+            nodes[usize::from(*g1) - 1].1.hpke(),
+            &info(
+                "keyquorum-pin-v1/share",
+                "alice",
+                &version,
+                &[&g1.to_be_bytes()],
+            ),
+            s1,
+        )
+        .unwrap();
+        let unmasked = Scalar::from_canonical_bytes(opened.as_slice().try_into().unwrap()).unwrap()
+            - keys.mask(*g1);
+        assert_ne!(opened.as_slice(), unmasked.as_bytes());
         // The stored record holds neither the PIN nor the secret.
         let mut stored = reg.ciphertext.clone();
         for (_, s) in &reg.shares {
@@ -697,6 +899,16 @@ mod tests {
         }
         assert!(!stored.windows(10).any(|w| w == b"the secret"));
         assert!(!stored.windows(4).any(|w| w == b"1234"));
+    }
+
+    #[test]
+    fn subsets_are_enumerated_once_each() {
+        let mut pick = vec![0, 1];
+        let mut seen = vec![pick.clone()];
+        while next_subset(&mut pick, 4) {
+            seen.push(pick.clone());
+        }
+        assert_eq!(seen, [[0, 1], [0, 2], [0, 3], [1, 2], [1, 3], [2, 3]]);
     }
 
     #[test]
@@ -727,9 +939,12 @@ mod tests {
         let v = [1u8; 16];
         let mut c = Counter::default();
         for g in 1..=3u8 {
-            c.answer(&v, &[g; 16], 3).unwrap();
-            // A retry of the same guess is not counted again.
-            c.answer(&v, &[g; 16], 3).unwrap();
+            let id = Counter::guess_of(&[g; 16], &[0; 32]);
+            c.answer(&v, &id, 3).unwrap();
+            // A retry of the same guess is not counted again; the same id
+            // on another element is another guess.
+            c.answer(&v, &id, 3).unwrap();
+            assert_ne!(id, Counter::guess_of(&[g; 16], &[1; 32]));
         }
         assert_eq!(c.used, 3);
         assert!(c.answer(&v, &[4; 16], 3).is_err());

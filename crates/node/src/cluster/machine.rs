@@ -504,9 +504,13 @@ impl Registry {
             _ if self.rules < crate::recovery::state::PIN_RULES => {
                 CommandResponse::rejected("PIN-protected secrets need apply rules 11")
             }
-            RecoveryCommand::PinKey { account, key, .. } => {
-                self.recovery.pin_key(account, key, &mut self.keys.records)
-            }
+            RecoveryCommand::PinKey {
+                account,
+                key,
+                endorsements,
+            } => self
+                .recovery
+                .pin_key(account, key, endorsements, &mut self.keys.records),
             RecoveryCommand::SecretRegister { record } => self.recovery.register_secret(record),
             RecoveryCommand::PinGuess { account, guess } => self.recovery.guess(account, guess),
             RecoveryCommand::PinUnlocked { account, guess_id } => {

@@ -385,6 +385,10 @@ pub(crate) fn asks_for(
                     ],
                 "POST /v1/recovery/accounts/{account}/secret/guess for this account",
             )?;
+            need(
+                may_enrol(grant),
+                "a client with the recovery permission, or an admin",
+            )?;
             let b: keyquorum_wire::recovery::GuessRequest = body(body_bytes)?;
             let s = r
                 .recovery

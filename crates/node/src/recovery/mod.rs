@@ -431,7 +431,7 @@ impl Oprf {
         let a = check_forwarded(node, request)?;
         check_sent_to(node, &request.target_uri, from).map_err(refuse)?;
         let (m, label) = if keyquorum_wire::recovery::is_pin_key(key) {
-            pin::authorize(node, key, &a)?
+            pin::authorize(node, key, &a).await?
         } else {
             Self::authorize(key, &a)?
         };

@@ -49,7 +49,7 @@ use super::Oprf;
 use crate::api::auth::{by_request, check_forwarded, check_sent_to, forwarded, Authorized};
 use crate::cluster::Node;
 use crate::error::NodeError;
-use crate::keys::{me_first, record_at, Keys, NewKey};
+use crate::keys::{me_first, Keys, NewKey};
 
 /// Whether `grant` may register a secret for `a`: an admin, or the client
 /// with the `recovery` permission that enrolled it.
@@ -129,10 +129,20 @@ pub async fn begin(
         ))
     })?;
     let key = pin_key_name(name);
-    let existing = node.registry(|r| r.keys.records.get(&key).cloned());
+    let existing = node.registry(|r| {
+        (
+            r.keys.records.get(&key).cloned(),
+            r.recovery.pin_keys.contains_key(name),
+        )
+    });
     let record = match existing {
-        Some(k) => k,
-        None => {
+        (Some(k), true) => k,
+        (Some(_), false) => {
+            return Err(NodeError::Conflict(format!(
+                "{key} is a key that is not {name}'s PIN key"
+            )))
+        }
+        (None, _) => {
             oprf.keys()
                 .create_with(
                     node,
@@ -174,6 +184,9 @@ pub async fn begin(
                 .ok_or_else(|| NodeError::Unavailable(format!("no record of node {g}")))
         })
         .collect::<Result<Vec<_>, _>>()?;
+    let endorsements = node
+        .registry(|r| r.recovery.pin_keys.get(name).cloned())
+        .unwrap_or_default();
     Ok(SecretBeginResponse {
         evaluated_element: answer.evaluated_element,
         proof: answer.proof,
@@ -181,6 +194,9 @@ pub async fn begin(
         epoch: record.epoch,
         threshold: record.threshold,
         guardians,
+        session: record.session,
+        group_key: record.group_key,
+        endorsements,
     })
 }
 
@@ -257,6 +273,11 @@ pub async fn guess(
     node.require_rules(PIN_RULES, "PIN-protected secrets")?;
     let m = element(&req.blinded_element.0)?;
     let a = check_forwarded(node, &forwarded(request))?;
+    if !super::authority::may_enrol(&a.grant) {
+        return Err(NodeError::Forbidden(
+            "a guess needs a client with the recovery permission, or an admin".into(),
+        ));
+    }
     let (s, _) = live_secret(node, name)?;
     if s.version != req.version {
         return Err(NodeError::Conflict(format!(
@@ -285,7 +306,8 @@ pub async fn guess(
             "another guess was counted after this one: guess again".into(),
         ));
     }
-    let key = record_at(node, &key.name, s.epoch)?;
+    // The key's current generation: a refresh or repair keeps the key,
+    // and so the PRF.
     let answer = oprf.evaluate_record(node, &key, &m, request).await?;
     Ok(GuessResponse {
         guess_id: Hex(id.to_vec()),
@@ -340,7 +362,8 @@ pub async fn unlock(
             why.join("; ")
         )));
     }
-    shares.truncate(t);
+    // All of them: the client tries t-subsets, so one guardian's wrong
+    // share does not spoil the recovery.
     Ok(UnlockResponse { shares })
 }
 
@@ -350,7 +373,7 @@ pub async fn unlock(
 /// the client's request is a begin by a client that may register, while
 /// the account has no secret, or the record's last guess, counted here
 /// before answering. The blinded element to evaluate.
-pub(crate) fn authorize(
+pub(crate) async fn authorize(
     node: &Node,
     key: &str,
     a: &Authorized,
@@ -366,6 +389,10 @@ pub(crate) fn authorize(
         ["v1", "recovery", "accounts", acct, "secret", "begin"] if post && *acct == name => {
             let b: SecretBeginRequest = serde_json::from_slice(&a.body)
                 .map_err(|e| refuse(format!("the client's request body: {e}")))?;
+            // Everything committed before: a guardian kept behind must not
+            // miss a registration (an evaluation of a registered key is a
+            // guess).
+            node.read_barrier().await?;
             let acct = account(node, name)?;
             if !may_register(&a.grant, &acct) {
                 return Err(refuse(format!(
@@ -383,12 +410,23 @@ pub(crate) fn authorize(
             Ok((m, format!("pin.begin {name}")))
         }
         ["v1", "recovery", "accounts", acct, "secret", "guess"] if post && *acct == name => {
+            if !super::authority::may_enrol(&a.grant) {
+                return Err(refuse(format!(
+                    "client {} has neither the recovery permission nor admin",
+                    a.grant.name
+                )));
+            }
             let b: GuessRequest = serde_json::from_slice(&a.body)
                 .map_err(|e| refuse(format!("the client's request body: {e}")))?;
             let m = Element::from_bytes(&b.blinded_element.0)
                 .map_err(|e| refuse(format!("the blinded element: {e}")))?;
-            let (s, _) = live_secret(node, name)?;
             let id = request_id(&a.verified.keyid, &a.verified.nonce);
+            let is_last = |s: &SecretRecord| s.last_guess.as_ref().is_some_and(|g| g.id.0 == id);
+            let (mut s, _) = live_secret(node, name)?;
+            if !is_last(&s) {
+                let _ = node.read_barrier().await;
+                s = live_secret(node, name)?.0;
+            }
             let last = s
                 .last_guess
                 .as_ref()
@@ -404,7 +442,13 @@ pub(crate) fn authorize(
                 ));
             }
             let version = id16(&s.version.0, "version")?;
-            count(node, name, &version, &id, s.guesses)?;
+            count(
+                node,
+                name,
+                &version,
+                &Counter::guess_of(&id, &digest),
+                s.guesses,
+            )?;
             Ok((m, format!("pin.guess {name}")))
         }
         _ => Err(refuse(format!(
@@ -441,7 +485,6 @@ fn count(
 /// `PinUnlock`: release this guardian's share for the client's signed
 /// unlock request if its tag opens this guardian's commitment.
 pub(crate) async fn release(
-    keys: &Keys,
     node: &Node,
     from: NodeId,
     request: &ClientRequest,
@@ -480,20 +523,28 @@ pub(crate) async fn release(
         .iter()
         .find(|c| c.node == me)
         .ok_or_else(|| refuse("no commitment of this guardian".into()))?;
-    let tag = b
-        .tags
+    let proof = b
+        .proofs
         .iter()
         .find(|t| t.node == me)
-        .ok_or_else(|| refuse(format!("no tag for node {me}")))?;
+        .ok_or_else(|| refuse(format!("no unlock proof for node {me}")))?;
     let version = id16(&s.version.0, "version")?;
-    if !core_pin::check_tag(&tag.value.0, &mine.value.0) {
-        let c = counter_of(node, name)?;
-        if c.version == version && c.used >= s.guesses {
-            erase_share(keys, node, &key)?;
-        }
-        return Err(refuse("the tag does not match (wrong PIN)".into()));
+    let guess = id16(&last.id.0, "guess id")?;
+    if !core_pin::check_proof(
+        &mine.value.0,
+        &proof.signature.0,
+        name,
+        &version,
+        u16::from(me.nonzero()),
+        &guess,
+        &b.recipient.0,
+    ) {
+        return Err(refuse(
+            "the unlock proof does not verify (wrong PIN, or not for this guess and recipient)"
+                .into(),
+        ));
     }
-    let guess_id = id16(&last.id.0, "guess id")?;
+    let guess_id = guess;
     let share = s
         .shares
         .iter()

@@ -55,6 +55,10 @@ pub struct RecoveryState {
     /// PIN-protected secrets by account (apply rules 11).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub secrets: BTreeMap<String, SecretRecord>,
+    /// Accounts' PIN keys (made by `pin_key`), with the guardians'
+    /// endorsements a client may check.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub pin_keys: BTreeMap<String, Vec<keyquorum_wire::control::Endorsement>>,
 }
 
 impl RecoveryState {
@@ -65,6 +69,7 @@ impl RecoveryState {
             && self.version == 0
             && self.resets.is_empty()
             && self.secrets.is_empty()
+            && self.pin_keys.is_empty()
     }
 
     /// Move `account` to its new guardians with its reset key's next
@@ -193,6 +198,7 @@ impl RecoveryState {
         &mut self,
         account: &str,
         key: &KeyRecord,
+        endorsements: &[keyquorum_wire::control::Endorsement],
         keys: &mut BTreeMap<String, KeyRecord>,
     ) -> CommandResponse {
         if !self.accounts.contains_key(account) {
@@ -202,11 +208,16 @@ impl RecoveryState {
             return CommandResponse::rejected(format!("{account} has a PIN key"));
         }
         keys.insert(key.name.clone(), key.clone());
+        self.pin_keys
+            .insert(account.to_string(), endorsements.to_vec());
         CommandResponse::Ok
     }
 
     /// Register a secret (checked by `super::authority`): one per account.
     pub fn register_secret(&mut self, record: &SecretRecord) -> CommandResponse {
+        if !self.pin_keys.contains_key(&record.account) {
+            return CommandResponse::rejected(format!("{} has no PIN key", record.account));
+        }
         if self.secrets.contains_key(&record.account) {
             return CommandResponse::rejected(format!("{} has a secret", record.account));
         }
