@@ -706,7 +706,7 @@ async fn a_pin_protects_a_secret_with_counted_guesses_and_destruction_at_the_lim
     let secret = b"correct horse battery staple".to_vec();
     // Another client may not register it.
     let err = via(&user, 2)
-        .recovery_secret_register("dora", b"2468", &secret, 3, &cost, &identities)
+        .recovery_secret_register("dora", b"246813579", &secret, 3, &cost, &identities)
         .await
         .unwrap_err();
     assert_eq!(status_of(&err), 403, "{err}");
@@ -714,7 +714,7 @@ async fn a_pin_protects_a_secret_with_counted_guesses_and_destruction_at_the_lim
     // trusted and nothing is registered.
     let strangers = [[9u8; 32], [8u8; 32]];
     let err = via(&enroller_key, 2)
-        .recovery_secret_register("dora", b"2468", &secret, 3, &cost, &strangers)
+        .recovery_secret_register("dora", b"246813579", &secret, 3, &cost, &strangers)
         .await
         .unwrap_err();
     assert!(err.to_string().contains("endorsed"), "{err}");
@@ -723,7 +723,7 @@ async fn a_pin_protects_a_secret_with_counted_guesses_and_destruction_at_the_lim
         404
     );
     let info = via(&enroller_key, 2)
-        .recovery_secret_register("dora", b"2468", &secret, 3, &cost, &identities)
+        .recovery_secret_register("dora", b"246813579", &secret, 3, &cost, &identities)
         .await
         .unwrap();
     assert_eq!((info.guesses, info.remaining, info.threshold), (3, 3, 2));
@@ -737,25 +737,101 @@ async fn a_pin_protects_a_secret_with_counted_guesses_and_destruction_at_the_lim
     assert_eq!(status_of(&err), 409, "{err}");
     let stored =
         serde_json::to_string(&via(&user, 1).recovery_secret("dora").await.unwrap()).unwrap();
-    assert!(!stored.contains(&hex::encode(&secret)) && !stored.contains(&hex::encode(b"2468")));
+    assert!(
+        !stored.contains(&hex::encode(&secret)) && !stored.contains(&hex::encode(b"246813579"))
+    );
     // The right PIN, from any client through any node.
     let got = via(&user, 3)
-        .recovery_secret_recover("dora", b"2468", &pinned)
+        .recovery_secret_recover("dora", b"246813579", &pinned)
         .await
         .unwrap();
     assert!(
         matches!(&got, Recovered::Secret(s) if s.as_slice() == secret.as_slice()),
         "{got:?}"
     );
+    // A lying coordinator (node 1) asking guardian 2 directly gets
+    // nothing the log did not count or the PIN did not prove.
+    {
+        use keyquorum_wire::peer::PeerMessage;
+        let n2 = c.node(n(2)).unwrap();
+        let base = urls[0].clone();
+        let m = voprf::VoprfClient::<voprf::Ristretto255>::blind(b"x", &mut rand_core::OsRng)
+            .unwrap()
+            .message
+            .serialize()
+            .to_vec();
+        let version = hex::encode(&info.version.0);
+        let ask = |who: &keyquorum_client::ClientKey, path: &str, body: serde_json::Value| {
+            common::client_request(&base, who, "POST", path, Some(body), common::now_s())
+        };
+        let round_one = |request| PeerMessage::OprfCommit {
+            key: "pin.dora".into(),
+            epoch: 1,
+            run: Hex32([1; 32]),
+            request,
+        };
+        let uncounted = ask(
+            &user,
+            "/v1/recovery/accounts/dora/secret/guess",
+            serde_json::json!({"version": version, "blinded_element": hex::encode(&m)}),
+        );
+        let e = n2
+            .handle_peer(n(1), round_one(uncounted))
+            .await
+            .unwrap_err();
+        assert!(e.to_string().contains("not the last one counted"), "{e}");
+        let begin = ask(
+            &enroller_key,
+            "/v1/recovery/accounts/dora/secret/begin",
+            serde_json::json!({"blinded_element": hex::encode(&m)}),
+        );
+        let e = n2.handle_peer(n(1), round_one(begin)).await.unwrap_err();
+        assert!(e.to_string().contains("has a secret"), "{e}");
+        // The last guess is the user's right one: an unlock proof that is
+        // not the PIN's, or an unlock by another client, releases nothing.
+        let last = n2.registry(|r| r.recovery.secrets["dora"].last_guess.clone().unwrap());
+        let unlock = |who: &keyquorum_client::ClientKey| {
+            ask(
+                who,
+                "/v1/recovery/accounts/dora/secret/unlock",
+                serde_json::json!({
+                    "version": version,
+                    "guess_id": hex::encode(&last.id.0),
+                    "proofs": [{"node": 2, "signature": "00".repeat(64)}],
+                    "recipient": "09".repeat(32),
+                }),
+            )
+        };
+        let e = n2
+            .handle_peer(
+                n(1),
+                PeerMessage::PinUnlock {
+                    request: unlock(&user),
+                },
+            )
+            .await
+            .unwrap_err();
+        assert!(e.to_string().contains("does not verify"), "{e}");
+        let e = n2
+            .handle_peer(
+                n(1),
+                PeerMessage::PinUnlock {
+                    request: unlock(&plain),
+                },
+            )
+            .await
+            .unwrap_err();
+        assert!(e.to_string().contains("not this client's"), "{e}");
+    }
     // A client without the recovery permission may not guess.
     let err = via(&plain, 2)
-        .recovery_secret_recover("dora", b"2468", &pinned)
+        .recovery_secret_recover("dora", b"246813579", &pinned)
         .await
         .unwrap_err();
     assert_eq!(status_of(&err), 403, "{err}");
     // A pinned key that is not the PIN key is refused before any guess.
     assert!(via(&user, 1)
-        .recovery_secret_recover("dora", b"2468", &[7; 32])
+        .recovery_secret_recover("dora", b"246813579", &[7; 32])
         .await
         .is_err());
     // Wrong PINs count down; the count survives a guardian's restart.
@@ -787,7 +863,7 @@ async fn a_pin_protects_a_secret_with_counted_guesses_and_destruction_at_the_lim
     ));
     // A success starts the count again (once t guardians said so).
     let got = via(&user, 1)
-        .recovery_secret_recover("dora", b"2468", &pinned)
+        .recovery_secret_recover("dora", b"246813579", &pinned)
         .await
         .unwrap();
     assert!(matches!(got, Recovered::Secret(_)));
@@ -812,7 +888,7 @@ async fn a_pin_protects_a_secret_with_counted_guesses_and_destruction_at_the_lim
     }
     // Past the limit: destroyed, even for the right PIN.
     let err = via(&user, 1)
-        .recovery_secret_recover("dora", b"2468", &pinned)
+        .recovery_secret_recover("dora", b"246813579", &pinned)
         .await
         .unwrap_err();
     assert_eq!(status_of(&err), 409, "{err}");
@@ -825,6 +901,22 @@ async fn a_pin_protects_a_secret_with_counted_guesses_and_destruction_at_the_lim
         })
     })
     .await;
+    // No node's files (vault, Raft log, audit log) hold the secret or the
+    // PIN in the clear.
+    let mut files = vec![_dir.path().to_path_buf()];
+    while let Some(p) = files.pop() {
+        if p.is_dir() {
+            files.extend(std::fs::read_dir(&p).unwrap().map(|e| e.unwrap().path()));
+        } else if let Ok(bytes) = std::fs::read(&p) {
+            for needle in [secret.as_slice(), b"246813579".as_slice()] {
+                assert!(
+                    !bytes.windows(needle.len()).any(|w| w == needle),
+                    "{} holds a secret in the clear",
+                    p.display()
+                );
+            }
+        }
+    }
     // The PIN key is nobody's signing, export or reshare key.
     let err = admin
         .reshare("pin.dora", 2, &ns(&[1, 2, 3]))
