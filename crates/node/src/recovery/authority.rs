@@ -6,10 +6,14 @@
 //! | `account_create` | `POST /v1/recovery/accounts`: the account, its guardians (rendezvous over the voters), threshold, channels and device key as asked; its reset key `reset.ACCOUNT`, Ed25519, epoch 1, on exactly those guardians, endorsed by ≥ t of them | a client with the `recovery` permission, or an admin |
 //! | `account_rotate` | `POST /v1/recovery/accounts/{account}/rotate`: the account unchanged but for its guardians (rendezvous over the voters now) and threshold as asked (default: as now; never fewer guardians or a lower threshold); its reset key's next generation, same public key, on exactly those guardians, endorsed by ≥ t of them | an admin, or the client with the `recovery` permission that enrolled the account |
 //! | `reset_open` | `POST /v1/recovery/accounts/{account}/resets`: that account, the credential hash asked, expiry = the request's signature time + its TTL (1-3600 s, default 900), the request id derived from the request's key id and nonce, the reset key's current generation, a signer set that passes `check_signers` (t guardians covering the account's distinct channels up to t), one well-formed commitment per signer; the rate limits are apply's ([`super::state`]) | any live client (a reset is open: the user has lost the credential) |
+//! | `pin_key` | `POST /v1/recovery/accounts/{account}/secret/begin`: the account's PIN key `pin.ACCOUNT`, ristretto255, epoch 1, on exactly its guardians and threshold (`t > n/2`), endorsed by ≥ t of them; the account has no secret (apply rules 11) | an admin, or the client with the `recovery` permission that enrolled the account |
+//! | `secret_register` | `POST /v1/recovery/accounts/{account}/secret`: the record exactly as the body (version, generation, guesses 1-255, Argon2id cost above the floor, salt, one commitment and one 48-byte sealed share per guardian in id order, a ciphertext of at most 144 bytes), by this client, no guesses | as `pin_key` |
+//! | `pin_guess` | `POST /v1/recovery/accounts/{account}/secret/guess`: the registration asked for, the guess id derived from the request's key id and nonce, this client, the SHA-256 of the blinded element in the body | a client with the `recovery` permission, or an admin |
 //!
 //! A node may state `reset_inbox` on its own (`may_state`): its fragment
 //! for a live reset it signs in, when its channel for the account is
-//! `app`, once.
+//! `app`, once; and `pin_unlocked`: as a guardian of the account's PIN key,
+//! for the record's last guess.
 
 use keyquorum_core::codec::Decode;
 use keyquorum_core::httpsig;

@@ -1,6 +1,8 @@
-//! Credential guardians on the node (DESIGN.md §3.4; issue #20). Today:
-//! the threshold VOPRF service (item 4); accounts, reset tokens and
-//! PIN-protected recovery come next, on the same keys.
+//! Credential guardians on the node (DESIGN.md §3.4; issue #20): the
+//! threshold VOPRF service (item 4, here), accounts and rotation
+//! ([`account`]), reset tokens ([`reset`]) and PIN-protected secrets
+//! ([`pin`], whose guesses are evaluated by this service's rounds with
+//! the guardian's own checks, `pin::authorize`).
 //!
 //! - **Keys** (`POST /v1/oprf/keys`, an admin): a DKG (the shared keys'
 //!   DKG, suite ristretto255) among the members for the key `oprf.NAME`,
