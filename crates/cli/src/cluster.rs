@@ -263,6 +263,25 @@ pub(crate) async fn run(command: Command, json: bool) -> Result<()> {
             )
             .await
         }
+        Command::Bench(crate::BenchCommand::Recovery {
+            nodes,
+            threshold,
+            concurrency,
+            resets,
+            pins,
+        }) => {
+            crate::bench_recovery::bench_recovery(
+                crate::bench_recovery::RecoveryBenchOpts {
+                    nodes,
+                    threshold,
+                    concurrency,
+                    resets,
+                    pins,
+                },
+                json,
+            )
+            .await
+        }
         Command::Bench(crate::BenchCommand::He {
             nodes,
             concurrency,

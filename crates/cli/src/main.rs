@@ -12,6 +12,7 @@ mod bench;
 mod bench_he;
 mod bench_msg;
 mod bench_oprf;
+mod bench_recovery;
 mod bench_seedtree;
 mod clients;
 mod cluster;
@@ -512,6 +513,27 @@ enum BenchCommand {
         /// Seconds per concurrency level.
         #[arg(long, default_value_t = 5.0)]
         seconds: f64,
+    },
+    /// Credential guardians end to end: reset request to assembled token,
+    /// and PIN recovery (p50/p99 at each concurrency, the steps' shares,
+    /// against a bare reset, Argon2id alone and a node round trip, all
+    /// measured in the same run).
+    Recovery {
+        /// Nodes of the local cluster.
+        #[arg(long, default_value_t = 3)]
+        nodes: u16,
+        /// Guardians that act together.
+        #[arg(long, default_value_t = 2)]
+        threshold: u16,
+        /// Concurrent clients, comma-separated.
+        #[arg(long, value_delimiter = ',', default_value = "1,16")]
+        concurrency: Vec<usize>,
+        /// Reset requests per concurrency level.
+        #[arg(long, default_value_t = 64)]
+        resets: usize,
+        /// PIN recoveries per concurrency level.
+        #[arg(long, default_value_t = 64)]
+        pins: usize,
     },
     He {
         /// Nodes of the local cluster.

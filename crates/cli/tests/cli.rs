@@ -1113,6 +1113,39 @@ fn bench_sign_smoke() {
     }
 }
 
+/// `keyquorum bench recovery` runs resets and PIN recoveries end to end
+/// and reports every one done, none failed (figures are not checked).
+#[test]
+fn bench_recovery_smoke() {
+    let o = Command::new(BIN)
+        .args([
+            "bench",
+            "recovery",
+            "--concurrency",
+            "1,2",
+            "--resets",
+            "3",
+            "--pins",
+            "3",
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    for (rows, what) in [("reset", "resets"), ("pin", "recoveries")] {
+        let rows = v[rows].as_array().unwrap();
+        assert_eq!(rows.len(), 2, "{v}");
+        for r in rows {
+            assert_eq!(
+                (r[what].as_u64(), r["failed"].as_u64()),
+                (Some(3), Some(0)),
+                "{r}"
+            );
+        }
+    }
+}
+
 /// `keyquorum msg`: endpoints with sealed local files, send and receive,
 /// human and `--json`, with the settings `dev` writes to client.env.
 #[test]
