@@ -148,6 +148,7 @@ pub(crate) async fn bench_recovery(o: RecoveryBenchOpts, json_out: bool) -> Resu
         threshold: None,
         channels: vec!["app".into()],
         device_key: Hex32(device.public_key()),
+        measurements: None,
     };
 
     // ----- resets: each (client, account) pair opens two, each account
@@ -293,7 +294,7 @@ pub(crate) async fn bench_recovery(o: RecoveryBenchOpts, json_out: bool) -> Resu
             .recovery_account_create(&account(name.clone()))
             .await?;
         let info = admin
-            .recovery_secret_register(&name, b"482913", b"a secret of the bench", 10, &cost, &[])
+            .recovery_secret_register(&name, b"482913", b"a secret of the bench", 10, &cost, None)
             .await
             .with_context(|| format!("registering {name}"))?;
         pin_keys.push(info.public_key.0);

@@ -58,12 +58,16 @@ pub(crate) enum SecretCommand {
         /// Wrong guesses allowed before the secret is destroyed (1-255).
         #[arg(long, default_value_t = keyquorum_core::oprf::pin::DEFAULT_GUESSES)]
         guesses: u16,
-        /// A member's identity key (hex, `keyquorum node identity`);
-        /// repeat: the PIN key is used only once `t` of its guardians
-        /// among them endorse it (without any, the node asked is trusted
+        /// A guardian and its identity key, `NODE=HEX` (`keyquorum node
+        /// identity` on it); repeat for every guardian of the account,
+        /// with `--threshold`: the PIN key is used only on exactly them and
+        /// once that many endorse it (without, the node asked is trusted
         /// for the key).
-        #[arg(long = "identity")]
+        #[arg(long = "identity", requires = "threshold")]
         identities: Vec<String>,
+        /// The account's threshold (as `account create` printed it).
+        #[arg(long)]
+        threshold: Option<u16>,
     },
     /// Recover the secret with the PIN (one counted guess). A wrong PIN
     /// prints the guesses left and exits non-zero.
@@ -106,11 +110,23 @@ async fn run_secret(c: &Client, command: SecretCommand, json_out: bool) -> Resul
             secret_file,
             guesses,
             identities,
+            threshold,
         } => {
-            let identities = identities
+            let guardians = identities
                 .iter()
-                .map(|i| hex32(i, "--identity"))
+                .map(|i| {
+                    let (node, key) = i.split_once('=').context("--identity is NODE=HEX")?;
+                    Ok((
+                        node.parse()
+                            .map_err(|e| anyhow::anyhow!("--identity: a node id: {e}"))?,
+                        hex32(key, "--identity")?,
+                    ))
+                })
                 .collect::<Result<Vec<_>>>()?;
+            let expect = threshold.map(|threshold| keyquorum_client::recovery::ExpectedGuardians {
+                guardians,
+                threshold,
+            });
             let pin = read_pin(&pin_file)?;
             let secret = zeroize::Zeroizing::new(
                 std::fs::read(&secret_file)
@@ -118,7 +134,7 @@ async fn run_secret(c: &Client, command: SecretCommand, json_out: bool) -> Resul
             );
             let cost = keyquorum_core::oprf::pin::Stretch::default();
             let info = c
-                .recovery_secret_register(&account, &pin, &secret, guesses, &cost, &identities)
+                .recovery_secret_register(&account, &pin, &secret, guesses, &cost, expect.as_ref())
                 .await?;
             if json_out {
                 print_json(&json!({
@@ -192,6 +208,11 @@ pub(crate) enum AccountCommand {
         /// Where to write the device's secret key (hex, a new 0600 file).
         #[arg(long)]
         device_key_out: PathBuf,
+        /// An executable's SHA-256 the guardians must run (software
+        /// attestation; `keyquorum status --json` shows each node's);
+        /// repeat for several builds. Without it, any build.
+        #[arg(long = "measurement")]
+        measurements: Vec<String>,
     },
     /// Move an account to the guardians rendezvous hashing picks over the
     /// voters now, by resharing its reset key (the reset public key stays).
@@ -274,6 +295,7 @@ fn account_json(a: &AccountInfo) -> serde_json::Value {
         "threshold": a.threshold,
         "reset_public_key": hex::encode(&a.reset_public_key.0),
         "device_key": hex::encode(a.device_key.0),
+        "measurements": a.measurements.as_ref().map(|m| m.iter().map(|x| hex::encode(x.0)).collect::<Vec<_>>()),
         "version": a.version,
         "epoch": a.epoch,
     })
@@ -305,6 +327,7 @@ pub(crate) async fn run(c: &Client, command: RecoveryCommand, json_out: bool) ->
             threshold,
             channels,
             device_key_out,
+            measurements,
         }) => {
             if device_key_out.exists() {
                 bail!("{} exists: not overwritten", device_key_out.display());
@@ -317,6 +340,14 @@ pub(crate) async fn run(c: &Client, command: RecoveryCommand, json_out: bool) ->
                     threshold,
                     channels,
                     device_key: Hex32(device.public_key()),
+                    measurements: (!measurements.is_empty())
+                        .then(|| {
+                            measurements
+                                .iter()
+                                .map(|m| hex32(m, "--measurement").map(Hex32))
+                                .collect::<Result<Vec<_>>>()
+                        })
+                        .transpose()?,
                 })
                 .await?;
             let secret = zeroize::Zeroizing::new(hex::encode(device.to_secret_bytes().as_slice()));

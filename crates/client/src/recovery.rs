@@ -220,18 +220,48 @@ fn wire_stretch(s: &keyquorum_core::oprf::pin::Stretch) -> keyquorum_wire::recov
     }
 }
 
-/// Whether `t` of the PIN key's guardians, by the identity keys given,
-/// endorsed the key `begun` names, and its public key is the group key's.
+/// The guardians a client expects an account's PIN key on: each node with
+/// the identity key you hold for it (`keyquorum node identity` on each),
+/// and the threshold the account was enrolled with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExpectedGuardians {
+    /// `(node, identity key)`, one per guardian.
+    pub guardians: Vec<(keyquorum_wire::NodeId, [u8; 32])>,
+    /// Guardians that act together.
+    pub threshold: u16,
+}
+
+/// Whether the PIN key `begun` names is on exactly the expected guardians
+/// with the expected threshold, endorsed by at least that many of them
+/// (each by its own identity key), and its public key is the group key's.
+/// The node answering chooses nothing here: a key that t − 1 guardians
+/// made up among themselves cannot pass.
 fn check_endorsed(
     account: &str,
     begun: &keyquorum_wire::recovery::SecretBeginResponse,
-    identities: &[[u8; 32]],
+    expect: &ExpectedGuardians,
 ) -> Result<(), ClientError> {
+    use std::collections::BTreeSet;
     let name = keyquorum_wire::recovery::pin_key_name(account);
     let group = GroupKey::<keyquorum_core::Ristretto255>::from_bytes(&begun.group_key.0)
         .map_err(|e| pin_err(format!("the PIN key's group key: {e}")))?;
-    if group.public_key_bytes() != begun.public_key.0 || group.threshold() != begun.threshold {
-        return Err(pin_err("the PIN key is not its group key's"));
+    let ids: BTreeSet<keyquorum_wire::NodeId> = expect.guardians.iter().map(|(n, _)| *n).collect();
+    let members: BTreeSet<keyquorum_wire::NodeId> = group
+        .members()
+        .iter()
+        .map(|p| keyquorum_wire::NodeId::from(p.nonzero()))
+        .collect();
+    let named: BTreeSet<keyquorum_wire::NodeId> = begun.guardians.iter().map(|g| g.node).collect();
+    if ids.len() != expect.guardians.len()
+        || members != ids
+        || named != ids
+        || group.threshold() != expect.threshold
+        || begun.threshold != expect.threshold
+        || group.public_key_bytes() != begun.public_key.0
+    {
+        return Err(pin_err(
+            "the PIN key is not on the expected guardians with the expected threshold",
+        ));
     }
     let statement = keyquorum_wire::control::key_statement(
         &name,
@@ -239,24 +269,25 @@ fn check_endorsed(
         &begun.session,
         &begun.group_key.0,
     );
-    let mut signers = std::collections::BTreeSet::new();
-    for e in &begun.endorsements {
-        let sig = ed25519_dalek::Signature::from_slice(&e.signature.0);
-        for id in identities {
-            let ok = ed25519_dalek::VerifyingKey::from_bytes(id)
-                .ok()
-                .zip(sig.as_ref().ok())
-                .is_some_and(|(vk, sig)| vk.verify_strict(&statement, sig).is_ok());
-            if ok {
-                signers.insert(*id);
+    let signers: BTreeSet<keyquorum_wire::NodeId> = begun
+        .endorsements
+        .iter()
+        .filter(|e| {
+            let key = expect.guardians.iter().find(|(n, _)| *n == e.node);
+            let sig = ed25519_dalek::Signature::from_slice(&e.signature.0);
+            match (key, sig) {
+                (Some((_, k)), Ok(sig)) => ed25519_dalek::VerifyingKey::from_bytes(k)
+                    .is_ok_and(|vk| vk.verify_strict(&statement, &sig).is_ok()),
+                _ => false,
             }
-        }
-    }
-    if signers.len() < usize::from(begun.threshold) {
+        })
+        .map(|e| e.node)
+        .collect();
+    if signers.len() < usize::from(expect.threshold) {
         return Err(pin_err(format!(
-            "{} of the identity keys given endorsed the PIN key; {} needed",
+            "{} of the expected guardians endorsed the PIN key; {} needed",
             signers.len(),
-            begun.threshold
+            expect.threshold
         )));
     }
     Ok(())
@@ -291,12 +322,12 @@ impl Client {
     /// the encrypted secret leave this process. Keep the answer's
     /// `public_key`: recovery pins it.
     ///
-    /// `identities` are the members' Ed25519 identity keys you hold
-    /// (`keyquorum node identity` on each): with them, the PIN key is
-    /// trusted only once `t` of its guardians have endorsed it, so the node
-    /// this client talks to cannot substitute a key of its own (and then
-    /// test PINs offline against the record). Without them (empty) the
-    /// node answering is trusted for the key, as with any key's creation.
+    /// With `expect` (the account's guardians, each with the identity key
+    /// you hold for it, and its threshold) the PIN key is trusted only on
+    /// exactly those guardians and once `t` of them have endorsed it, so
+    /// the node this client talks to cannot substitute a key of its own
+    /// (and then test PINs offline against the record). Without it the
+    /// node answering is trusted for the key, as at any key's creation.
     pub async fn recovery_secret_register(
         &self,
         account: &str,
@@ -304,7 +335,7 @@ impl Client {
         secret: &[u8],
         guesses: u16,
         cost: &keyquorum_core::oprf::pin::Stretch,
-        identities: &[[u8; 32]],
+        expect: Option<&ExpectedGuardians>,
     ) -> Result<keyquorum_wire::recovery::SecretInfo, ClientError> {
         use keyquorum_core::oprf::pin::{stretch, PinKeys, Registration};
         use keyquorum_wire::recovery::{
@@ -333,8 +364,8 @@ impl Client {
                 },
             )
             .await?;
-        if !identities.is_empty() {
-            check_endorsed(account, &begun, identities)?;
+        if let Some(expect) = expect {
+            check_endorsed(account, &begun, expect)?;
         }
         let output = output_of(
             &blind.state,
@@ -516,9 +547,21 @@ impl Client {
                 },
             )
             .await?;
+        // Only the record's guardians, and only ids that came once (a
+        // share is not signed: a node could add shares of its own).
+        let ids: Vec<u16> = unlocked
+            .shares
+            .iter()
+            .map(|s| s.node.nonzero().get())
+            .collect();
         let released: Vec<(u16, Sealed)> = unlocked
             .shares
             .iter()
+            .filter(|s| {
+                let id = s.node.nonzero().get();
+                ids.iter().filter(|x| **x == id).count() == 1
+                    && info.commitments.iter().any(|c| c.node == s.node)
+            })
             .map(|s| {
                 (
                     s.node.nonzero().get(),
@@ -541,5 +584,94 @@ impl Client {
         )
         .map_err(pin_err)?;
         Ok(Recovered::Secret(secret))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! `check_endorsed` against a node that answers a begin with a PIN key
+    //! of its own making.
+    use super::*;
+    use ed25519_dalek::Signer as _;
+    use keyquorum_core::codec::Encode as _;
+    use keyquorum_core::{local, ParticipantId, Ristretto255, SessionId};
+    use keyquorum_wire::control::{key_statement, Endorsement};
+    use keyquorum_wire::recovery::{PinGuardian, SecretBeginResponse};
+    use keyquorum_wire::{Hex, Hex32, NodeId};
+
+    fn node(i: u16) -> NodeId {
+        NodeId::try_from(u64::from(i)).unwrap()
+    }
+
+    fn identity(i: u16) -> ed25519_dalek::SigningKey {
+        ed25519_dalek::SigningKey::from_bytes(&[u8::try_from(i).unwrap(); 32])
+    }
+
+    /// A begin answer for a key on `members` with threshold `t`, endorsed
+    /// by `signers` (`(claimed node, whose key signs)`).
+    fn answer(members: &[u16], t: u16, signers: &[(u16, u16)]) -> SecretBeginResponse {
+        let ids = members
+            .iter()
+            .map(|i| ParticipantId::new(*i).unwrap())
+            .collect();
+        let h = local::dkg::<Ristretto255, _>(SessionId([1; 32]), t, &ids, &mut rand_core::OsRng)
+            .unwrap();
+        let group_key = h.group.to_bytes();
+        let session = Hex32([2; 32]);
+        let statement = key_statement("pin.alice", 1, &session, &group_key);
+        SecretBeginResponse {
+            evaluated_element: Hex(Vec::new()),
+            proof: Hex(Vec::new()),
+            public_key: Hex(h.group.public_key_bytes()),
+            epoch: 1,
+            threshold: t,
+            guardians: members
+                .iter()
+                .map(|i| PinGuardian {
+                    node: node(*i),
+                    hpke: Hex32([0; 32]),
+                })
+                .collect(),
+            session,
+            group_key: Hex(group_key),
+            endorsements: signers
+                .iter()
+                .map(|(claimed, by)| Endorsement {
+                    node: node(*claimed),
+                    signature: Hex(identity(*by).sign(&statement).to_bytes().to_vec()),
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn only_the_expected_guardians_endorsing_at_the_threshold_pass() {
+        let expect = ExpectedGuardians {
+            guardians: (1..=5)
+                .map(|i| (node(i), identity(i).verifying_key().to_bytes()))
+                .collect(),
+            threshold: 3,
+        };
+        let all = [1, 2, 3, 4, 5];
+        let good = answer(&all, 3, &[(1, 1), (2, 2), (4, 4)]);
+        assert!(check_endorsed("alice", &good, &expect).is_ok());
+        // Two guardians' own 2-of-2 key, both endorsing it.
+        let theirs = answer(&[1, 2], 2, &[(1, 1), (2, 2)]);
+        assert!(check_endorsed("alice", &theirs, &expect).is_err());
+        // A 2-of-5 key on the right members, endorsed by two.
+        let low = answer(&all, 2, &[(1, 1), (2, 2)]);
+        assert!(check_endorsed("alice", &low, &expect).is_err());
+        // The right shape, two endorsements, one of them counted twice or
+        // claimed for another node.
+        let two = answer(&all, 3, &[(1, 1), (2, 2), (2, 2)]);
+        assert!(check_endorsed("alice", &two, &expect).is_err());
+        let claimed = answer(&all, 3, &[(1, 1), (2, 2), (3, 1)]);
+        assert!(check_endorsed("alice", &claimed, &expect).is_err());
+        // The answer's public key is not the group key's.
+        let mut other = good.clone();
+        other.public_key = Hex(vec![7; 32]);
+        assert!(check_endorsed("alice", &other, &expect).is_err());
+        // Another account's key name.
+        assert!(check_endorsed("bob", &good, &expect).is_err());
     }
 }

@@ -36,6 +36,7 @@ fn account(name: &str, device: &DeviceSecret, channels: &[&str]) -> CreateAccoun
         threshold: None,
         channels: channels.iter().map(|c| c.to_string()).collect(),
         device_key: Hex32(device.public_key()),
+        measurements: None,
     }
 }
 
@@ -187,6 +188,35 @@ async fn accounts_enrol_with_rendezvous_guardians_and_a_reset_key_that_signs_not
     assert_eq!(status_of(&err), 403, "{err}");
     assert!(err.to_string().contains("an account's reset key"), "{err}");
     assert_eq!(admin.key("reset.bob").await.unwrap().epoch, 1);
+    // Software attestation: an account can require its guardians' build
+    // (each node states its executable's SHA-256 at boot).
+    let m = common::poll_value("every node's measurement", Duration::from_secs(10), || {
+        let admin = admin.clone();
+        async move {
+            let s = admin.status().await.ok()?;
+            let ms: Vec<_> = s.nodes.iter().filter_map(|x| x.measurement).collect();
+            (ms.len() == s.nodes.len()).then(|| ms[0])
+        }
+    })
+    .await;
+    let device = DeviceSecret::generate();
+    let a = admin
+        .recovery_account_create(&CreateAccountRequest {
+            measurements: Some(vec![m.binary]),
+            ..account("attested", &device, &["app"])
+        })
+        .await
+        .unwrap();
+    assert_eq!(a.measurements, Some(vec![m.binary]));
+    let err = admin
+        .recovery_account_create(&CreateAccountRequest {
+            measurements: Some(vec![Hex32([7; 32])]),
+            ..account("other-build", &device, &["app"])
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(status_of(&err), 400, "{err}");
+    assert!(err.to_string().contains("measurement"), "{err}");
     c.shutdown().await;
 }
 
@@ -675,9 +705,12 @@ async fn a_pin_protects_a_secret_with_counted_guesses_and_destruction_at_the_lim
         })
         .await
         .unwrap();
-    let identities: Vec<[u8; 32]> = (1..=3)
-        .map(|i| c.node(n(i)).unwrap().keys().identity().0)
-        .collect();
+    let expect = keyquorum_client::recovery::ExpectedGuardians {
+        guardians: (1..=3)
+            .map(|i| (n(i), c.node(n(i)).unwrap().keys().identity().0))
+            .collect(),
+        threshold: 2,
+    };
     let urls: Vec<String> = (1..=3).map(|i| c.url_of(n(i))).collect();
     let ca = c.ca_pem();
     let via = |k: &keyquorum_client::ClientKey, i: u16| {
@@ -706,15 +739,20 @@ async fn a_pin_protects_a_secret_with_counted_guesses_and_destruction_at_the_lim
     let secret = b"correct horse battery staple".to_vec();
     // Another client may not register it.
     let err = via(&user, 2)
-        .recovery_secret_register("dora", b"246813579", &secret, 3, &cost, &identities)
+        .recovery_secret_register("dora", b"246813579", &secret, 3, &cost, Some(&expect))
         .await
         .unwrap_err();
     assert_eq!(status_of(&err), 403, "{err}");
     // Identity keys that are not the guardians': the PIN key is not
     // trusted and nothing is registered.
-    let strangers = [[9u8; 32], [8u8; 32]];
+    let strangers = keyquorum_client::recovery::ExpectedGuardians {
+        guardians: (1..=3)
+            .map(|i| (n(i), [u8::try_from(i).unwrap(); 32]))
+            .collect(),
+        threshold: 2,
+    };
     let err = via(&enroller_key, 2)
-        .recovery_secret_register("dora", b"246813579", &secret, 3, &cost, &strangers)
+        .recovery_secret_register("dora", b"246813579", &secret, 3, &cost, Some(&strangers))
         .await
         .unwrap_err();
     assert!(err.to_string().contains("endorsed"), "{err}");
@@ -723,7 +761,7 @@ async fn a_pin_protects_a_secret_with_counted_guesses_and_destruction_at_the_lim
         404
     );
     let info = via(&enroller_key, 2)
-        .recovery_secret_register("dora", b"246813579", &secret, 3, &cost, &identities)
+        .recovery_secret_register("dora", b"246813579", &secret, 3, &cost, Some(&expect))
         .await
         .unwrap();
     assert_eq!((info.guesses, info.remaining, info.threshold), (3, 3, 2));
@@ -731,7 +769,7 @@ async fn a_pin_protects_a_secret_with_counted_guesses_and_destruction_at_the_lim
     let pinned = info.public_key.0.clone();
     // Registered once; the record holds neither the PIN nor the secret.
     let err = via(&enroller_key, 3)
-        .recovery_secret_register("dora", b"1111", b"other", 3, &cost, &[])
+        .recovery_secret_register("dora", b"1111", b"other", 3, &cost, None)
         .await
         .unwrap_err();
     assert_eq!(status_of(&err), 409, "{err}");
@@ -932,7 +970,7 @@ async fn a_pin_protects_a_secret_with_counted_guesses_and_destruction_at_the_lim
     req.guardians = Some(4);
     admin4.recovery_account_create(&req).await.unwrap();
     let err = admin4
-        .recovery_secret_register("erin", b"1", b"s", 3, &cost, &[])
+        .recovery_secret_register("erin", b"1", b"s", 3, &cost, None)
         .await
         .unwrap_err();
     assert_eq!(status_of(&err), 400, "{err}");

@@ -103,6 +103,13 @@ pub struct CreateAccountRequest {
     /// The enrolled device's X25519 public key (fragments are sealed to
     /// it).
     pub device_key: Hex32,
+    /// Software attestation (apply rules 11): the executables' SHA-256
+    /// measurements the account's guardians must have stated at their
+    /// latest boot (`keyquorum status --json`), at enrolment, rotation,
+    /// each reset's signers and the PIN key; a guardian on another build
+    /// also refuses to sign or evaluate for the account. None: any build.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub measurements: Option<Vec<Hex32>>,
 }
 
 /// An account in the Raft log.
@@ -121,6 +128,9 @@ pub struct AccountRecord {
     pub device_key: Hex32,
     /// The client that enrolled it.
     pub created_by: String,
+    /// The builds its guardians must run (software attestation), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub measurements: Option<Vec<Hex32>>,
     /// The shard map's version when this entry was last written (the map
     /// counts every enrolment and rotation; set on apply, 0 in a command).
     pub version: u64,
@@ -143,6 +153,9 @@ pub struct AccountInfo {
     pub device_key: Hex32,
     /// The shard map's version of this entry.
     pub version: u64,
+    /// The builds its guardians must run (software attestation), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub measurements: Option<Vec<Hex32>>,
     /// The reset key's generation.
     pub epoch: u64,
 }

@@ -490,7 +490,9 @@ pub fn open(
 ) -> Result<Zeroizing<Vec<u8>>, Error> {
     let mut shares: Vec<(ParticipantId, SecretScalar<Ristretto255>)> = Vec::new();
     for (g, sealed) in released {
-        // A share that does not open is a guardian's fault: left out.
+        // A share that does not open is left out (HPKE base mode does not
+        // say who sealed it: the caller keeps only the record's guardians,
+        // once each).
         let Ok(pt) = hpke_open(
             recipient.hpke(),
             &info(
@@ -506,7 +508,9 @@ pub fn open(
         let Ok(masked) = SecretScalar::<Ristretto255>::from_bytes(&pt) else {
             continue;
         };
-        let id = ParticipantId::new(*g).map_err(Error::Decode)?;
+        let Ok(id) = ParticipantId::new(*g) else {
+            continue;
+        };
         if shares.iter().all(|(i, _)| *i != id) {
             let share = SecretScalar::<Ristretto255>::new(masked.expose() - keys.mask(*g));
             shares.push((id, share));
@@ -527,7 +531,12 @@ pub fn open(
             .iter()
             .filter_map(|i| shares.get(*i).cloned())
             .collect();
-        let s = crate::vss::interpolate::<Ristretto255>(&subset, &Scalar::ZERO)?;
+        let Ok(s) = crate::vss::interpolate::<Ristretto255>(&subset, &Scalar::ZERO) else {
+            if !next_subset(&mut pick, shares.len()) {
+                break;
+            }
+            continue;
+        };
         let key = secret_key(&keys.seal, &s.to_bytes(), account, version);
         let opened = Aead20::new(key.as_ref().into()).decrypt(
             &[0u8; 12].into(),
@@ -588,7 +597,9 @@ impl Counter {
     /// Bytes of [`Counter::to_bytes`].
     pub const LEN: usize = 34;
 
-    /// The `last` of guess `id` on the element whose SHA-256 is `blinded`.
+    /// The `last` of guess `id` on the element whose SHA-256 is `blinded`:
+    /// the first 16 bytes of `SHA-256("keyquorum-pin-v1/guess" ‖ id ‖
+    /// blinded)`.
     pub fn guess_of(id: &[u8; 16], blinded: &[u8; 32]) -> [u8; 16] {
         let mut h = Sha256::new();
         h.update(b"keyquorum-pin-v1/guess");

@@ -56,6 +56,7 @@ fn info_of(a: &AccountRecord, k: &keyquorum_wire::control::KeyRecord) -> Account
         threshold: k.threshold,
         reset_public_key: k.public_key.clone(),
         device_key: a.device_key,
+        measurements: a.measurements.clone(),
         version: a.version,
         epoch: k.epoch,
     }
@@ -97,6 +98,7 @@ pub async fn create(
         channels: req.channels.clone(),
         device_key: req.device_key,
         created_by: client.to_string(),
+        measurements: req.measurements.clone(),
         version: 0,
     };
     let record = &record;

@@ -3,7 +3,7 @@
 //!
 //! | command | request | who |
 //! |---|---|---|
-//! | `account_create` | `POST /v1/recovery/accounts`: the account, its guardians (rendezvous over the voters), threshold, channels and device key as asked; its reset key `reset.ACCOUNT`, Ed25519, epoch 1, on exactly those guardians, endorsed by ≥ t of them | a client with the `recovery` permission, or an admin |
+//! | `account_create` | `POST /v1/recovery/accounts`: the account, its guardians (rendezvous over the voters), threshold, channels, device key and allowed measurements as asked (measurements from rules 11, every guardian having stated one at its latest boot); its reset key `reset.ACCOUNT`, Ed25519, epoch 1, on exactly those guardians, endorsed by ≥ t of them | a client with the `recovery` permission, or an admin |
 //! | `account_rotate` | `POST /v1/recovery/accounts/{account}/rotate`: the account unchanged but for its guardians (rendezvous over the voters now) and threshold as asked (default: as now; never fewer guardians or a lower threshold); its reset key's next generation, same public key, on exactly those guardians, endorsed by ≥ t of them | an admin, or the client with the `recovery` permission that enrolled the account |
 //! | `reset_open` | `POST /v1/recovery/accounts/{account}/resets`: that account, the credential hash asked, expiry = the request's signature time + its TTL (1-3600 s, default 900), the request id derived from the request's key id and nonce, the reset key's current generation, a signer set that passes `check_signers` (t guardians covering the account's distinct channels up to t), one well-formed commitment per signer; the rate limits are apply's ([`super::state`]) | any live client (a reset is open: the user has lost the credential) |
 //! | `pin_key` | `POST /v1/recovery/accounts/{account}/secret/begin`: the account's PIN key `pin.ACCOUNT`, ristretto255, epoch 1, on exactly its guardians and threshold (`t > n/2`), endorsed by ≥ t of them; the account has no secret (apply rules 11) | an admin, or the client with the `recovery` permission that enrolled the account |
@@ -85,6 +85,17 @@ pub(crate) fn shape(r: &Registry, b: &CreateAccountRequest) -> Result<(Vec<NodeI
     )?;
     // Every reset's t signers cover every distinct channel: more distinct
     // channels than t would let a reset skip some of them.
+    if let Some(allowed) = &b.measurements {
+        need(
+            r.rules >= PIN_RULES,
+            "guardians' measurements need apply rules 11",
+        )?;
+        need(
+            !allowed.is_empty() && allowed.len() <= MAX_MEASUREMENTS,
+            "1 to 16 allowed measurements",
+        )?;
+        attested(r, allowed, &guardians)?;
+    }
     let mut distinct: Vec<&String> = b.channels.iter().collect();
     distinct.sort_unstable();
     distinct.dedup();
@@ -93,6 +104,47 @@ pub(crate) fn shape(r: &Registry, b: &CreateAccountRequest) -> Result<(Vec<NodeI
         "distinct channels, at most the threshold (every reset needs every channel)",
     )?;
     Ok((guardians, threshold))
+}
+
+/// Most measurements an account allows.
+pub const MAX_MEASUREMENTS: usize = 16;
+
+/// `Ok` if each of `nodes` stated, at its latest boot, a binary measurement
+/// in `allowed` (software attestation, DESIGN.md §3.3).
+pub(crate) fn attested(
+    r: &Registry,
+    allowed: &[keyquorum_wire::Hex32],
+    nodes: &[NodeId],
+) -> Result<(), String> {
+    let bad: Vec<NodeId> = nodes
+        .iter()
+        .copied()
+        .filter(|m| {
+            r.attested
+                .get(m)
+                .is_none_or(|x| !allowed.contains(&x.binary))
+        })
+        .collect();
+    if bad.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "nodes {bad:?} have not stated a measurement the account allows (their latest boot \
+             statement: GET /v1/cluster)"
+        ))
+    }
+}
+
+/// `Ok` if account `a` allows any build, or `nodes` all run one it allows.
+pub(crate) fn attested_for(
+    r: &Registry,
+    a: &keyquorum_wire::recovery::AccountRecord,
+    nodes: &[NodeId],
+) -> Result<(), String> {
+    match &a.measurements {
+        Some(allowed) => attested(r, allowed, nodes),
+        None => Ok(()),
+    }
 }
 
 /// Whether a client may rotate account `a`: an admin, or the client with
@@ -125,6 +177,7 @@ pub(crate) fn rotate_shape(
             threshold: Some(b.threshold.unwrap_or(a.threshold)),
             channels: a.channels.clone(),
             device_key: a.device_key,
+            measurements: a.measurements.clone(),
         },
     )?;
     need(
@@ -175,6 +228,7 @@ pub(crate) fn asks_for(
                     && account.channels == b.channels
                     && account.device_key == b.device_key
                     && account.created_by == grant.name
+                    && account.measurements == b.measurements
                     && account.version == 0,
                 "the account asked for",
             )?;
@@ -219,6 +273,7 @@ pub(crate) fn asks_for(
                     && account.channels == now.channels
                     && account.device_key == now.device_key
                     && account.created_by == now.created_by
+                    && account.measurements == now.measurements
                     && account.version == now.version,
                 "the account as it is, with the guardians and threshold asked for",
             )?;
@@ -305,6 +360,7 @@ pub(crate) fn asks_for(
                 "an admin, or the client with the recovery permission that enrolled the account",
             )?;
             let _: keyquorum_wire::recovery::SecretBeginRequest = body(body_bytes)?;
+            attested_for(r, a, &key.members)?;
             need(
                 !r.recovery.secrets.contains_key(account),
                 "an account without a secret",
@@ -501,6 +557,8 @@ pub(crate) fn check_reset(r: &Registry, reset: &ResetRecord) -> Result<(), Strin
         &signers,
     )
     .map_err(|e| e.to_string())?;
+    let signer_ids: Vec<NodeId> = reset.commitments.iter().map(|c| c.node).collect();
+    attested_for(r, account, &signer_ids)?;
     for c in &reset.commitments {
         let ok = c.nonce.0.len() == 16
             && SigningCommitment::<Ed25519>::from_bytes(&c.commitment.0)

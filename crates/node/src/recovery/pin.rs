@@ -5,22 +5,25 @@
 //!    admin, only while the account has no secret): the entry node makes
 //!    the account's PIN key `pin.ACCOUNT` by DKG among its guardians if it
 //!    has none (`pin_key`, refused unless `t > n/2`) and has them evaluate
-//!    it once on the client's blinded, stretched PIN. Each guardian checks
-//!    the client's signed request itself (round one of the evaluation).
+//!    it on the client's blinded, stretched PIN. Each guardian checks the
+//!    client's signed request itself (round one of the evaluation), after
+//!    a strict read barrier that no secret is registered, and answers at
+//!    most [`MAX_BEGINS`] begins per account, counted in its vault.
 //! 2. **Register** (`POST .../secret`, the same client rules): the record
-//!    (tag commitments, sealed shares, the encrypted secret) is committed
-//!    (`secret_register`); every replica checks its shape.
-//! 3. **Guess** (`POST .../secret/guess`, any live client): the guess is
-//!    committed first (`pin_guess`: counted; past the limit the record is
-//!    destroyed instead), then `t` guardians evaluate. Each checks that
-//!    the guess in the client's signed request is the record's last guess
-//!    in its own replica and counts it in its own vault before answering
-//!    (`oprf::pin::Counter`): even a log that lies gets at most `⌊n·L/t⌋`.
+//!    (unlock public keys, sealed masked shares, the encrypted secret) is
+//!    committed (`secret_register`); every replica checks its shape.
+//! 3. **Guess** (`POST .../secret/guess`, a client with the `recovery`
+//!    permission or an admin): the guess is committed first (`pin_guess`:
+//!    counted; past the limit the record is destroyed instead), then `t`
+//!    guardians evaluate. Each checks that the guess in the client's
+//!    signed request is the record's last guess in its own replica and
+//!    counts it in its own vault before answering (`oprf::pin::Counter`):
+//!    even a log that lies gets at most `⌊n·L/t⌋`.
 //! 4. **Unlock** (`POST .../secret/unlock`, the client that guessed): each
-//!    guardian checks its tag against its commitment in constant time,
+//!    guardian checks the client's Ed25519 unlock proof for it (the key
+//!    the PIN gives it, over this guess and the one-time recipient key),
 //!    starts its own count again, states `pin_unlocked` and releases its
-//!    share sealed to the client's one-time key. A wrong tag at the limit
-//!    makes the guardian erase its PIN key share.
+//!    masked share sealed to the recipient key.
 //!
 //! Once the log destroys a record every guardian erases its share of the
 //! PIN key ([`erase_destroyed`]): nothing can evaluate it again.
@@ -385,16 +388,21 @@ pub(crate) async fn authorize(
         .ok_or_else(|| refuse(format!("{key} is not a PIN key")))?;
     let seg: Vec<&str> = a.path.trim_start_matches('/').split('/').collect();
     let post = a.method == "POST";
+    // A guardian on a build the account does not allow evaluates nothing.
+    let record = account(node, name)?;
+    node.registry(|r| super::authority::attested_for(r, &record, &[node.id()]))
+        .map_err(refuse)?;
     match seg.as_slice() {
         ["v1", "recovery", "accounts", acct, "secret", "begin"] if post && *acct == name => {
             let b: SecretBeginRequest = serde_json::from_slice(&a.body)
                 .map_err(|e| refuse(format!("the client's request body: {e}")))?;
-            // Everything committed before: a guardian kept behind must not
-            // miss a registration (an evaluation of a registered key is a
-            // guess).
-            node.read_barrier().await?;
-            let acct = account(node, name)?;
-            if !may_register(&a.grant, &acct) {
+            // Everything committed before, or no answer: a guardian kept
+            // behind must not miss a registration (an evaluation of a
+            // registered key is a guess). A leader that lies about the
+            // read index still gets at most `MAX_BEGINS` evaluations per
+            // guardian (its own count, below).
+            strict_barrier(node).await?;
+            if !may_register(&a.grant, &record) {
                 return Err(refuse(format!(
                     "client {} may not register a secret for {name}",
                     a.grant.name
@@ -407,6 +415,7 @@ pub(crate) async fn authorize(
             }
             let m = Element::from_bytes(&b.blinded_element.0)
                 .map_err(|e| refuse(format!("the blinded element: {e}")))?;
+            count_begin(node, name)?;
             Ok((m, format!("pin.begin {name}")))
         }
         ["v1", "recovery", "accounts", acct, "secret", "guess"] if post && *acct == name => {
@@ -458,6 +467,52 @@ pub(crate) async fn authorize(
     }
 }
 
+/// Begin evaluations one guardian answers for one account's PIN key, ever
+/// (a registration needs one; retries after a failed register use more).
+pub const MAX_BEGINS: u16 = 4;
+
+/// Serializes this node's read-modify-write of its guess counts (round
+/// ones run concurrently; two must not both count from the same value).
+static COUNTS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn counts_lock() -> Result<std::sync::MutexGuard<'static, ()>, NodeError> {
+    COUNTS
+        .lock()
+        .map_err(|_| NodeError::Internal("the guess counts' lock is poisoned".into()))
+}
+
+/// A read barrier that fails instead of reading an older state.
+async fn strict_barrier(node: &Node) -> Result<(), NodeError> {
+    let index = node.read_index().await?;
+    node.wait_applied(index).await;
+    if node.applied_index().unwrap_or(0) < index {
+        return Err(NodeError::Unavailable(
+            "this guardian has not caught up with the log: try again".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Count a begin evaluation of `name`'s PIN key in this guardian's vault,
+/// refused past [`MAX_BEGINS`].
+fn count_begin(node: &Node, name: &str) -> Result<(), NodeError> {
+    let _held = counts_lock()?;
+    let key = format!("begin/{name}");
+    let done = match node.vault().get(Table::PinCounts, key.as_bytes())? {
+        Some(b) => <[u8; 2]>::try_from(b.as_slice()).map_or(u16::MAX, u16::from_be_bytes),
+        None => 0,
+    };
+    if done >= MAX_BEGINS {
+        return Err(NodeError::Forbidden(format!(
+            "PIN evaluation refused: this guardian has answered {MAX_BEGINS} registrations of \
+             {name} already"
+        )));
+    }
+    node.vault()
+        .put(Table::PinCounts, key.as_bytes(), &(done + 1).to_be_bytes())?;
+    Ok(())
+}
+
 fn counter_of(node: &Node, name: &str) -> Result<Counter, NodeError> {
     match node.vault().get(Table::PinCounts, name.as_bytes())? {
         Some(b) => Counter::from_bytes(&b).map_err(NodeError::from_core),
@@ -474,6 +529,7 @@ fn count(
     id: &[u8; 16],
     limit: u16,
 ) -> Result<(), NodeError> {
+    let _held = counts_lock()?;
     let mut c = counter_of(node, name)?;
     c.answer(version, id, limit)
         .map_err(|e| NodeError::Forbidden(format!("PIN evaluation refused: {e} ({limit})")))?;
@@ -565,10 +621,17 @@ pub(crate) async fn release(
     .map_err(NodeError::from_core)?;
     // The right PIN: this guardian's count starts again, and the log's
     // once `t` guardians have said so.
-    let mut c = counter_of(node, name)?;
-    c.unlocked();
-    node.vault()
-        .put(Table::PinCounts, name.as_bytes(), &c.to_bytes())?;
+    {
+        let _held = counts_lock()?;
+        let mut c = counter_of(node, name)?;
+        // Only this registration's count (a retry of an old unlock does
+        // not touch a newer one's).
+        if c.version == version {
+            c.unlocked();
+            node.vault()
+                .put(Table::PinCounts, name.as_bytes(), &c.to_bytes())?;
+        }
+    }
     if let Err(e) = node
         .commit(node.statement(RecoveryCommand::PinUnlocked {
             account: name.to_string(),

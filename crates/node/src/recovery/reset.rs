@@ -367,6 +367,9 @@ pub(crate) async fn sign(
         .find(|c| c.node == me)
         .ok_or_else(|| NodeError::Forbidden("this node is not a signer of the request".into()))?;
     let (acct, _) = account_of(node, account)?;
+    // A guardian on a build the account does not allow signs nothing.
+    node.registry(|r| super::authority::attested_for(r, &acct, &[me]))
+        .map_err(NodeError::Forbidden)?;
     let key = Keys::record(node, &key_name(account), reset.epoch)?;
     let package = package_of(keys, &key, &reset)?;
     let share = keys

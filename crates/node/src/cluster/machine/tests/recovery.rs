@@ -44,6 +44,7 @@ fn an_account_is_what_its_enroller_asked_for_from_rules_9() {
         channels: channels.iter().map(|c| c.to_string()).collect(),
         device_key: Hex32([device; 32]),
         created_by: by.into(),
+        measurements: None,
         version: 0,
     };
     let body = format!(
@@ -170,6 +171,33 @@ fn an_account_is_what_its_enroller_asked_for_from_rules_9() {
         assert!(refused(&apply(&mut r, T0, vec![a])[0]), "{what}");
     }
     assert!(r.recovery.accounts.is_empty() && r.keys.records.is_empty());
+    // A build requirement no guardian stated at boot: refused.
+    let attested_body = format!(
+        r#"{{"account":"alice","channels":["email:a@example.com","app"],"device_key":"{}","measurements":["{}"]}}"#,
+        "07".repeat(32),
+        "0a".repeat(32)
+    );
+    let mut wants = account(7, &chans, "admin");
+    wants.measurements = Some(vec![Hex32([10; 32])]);
+    let k = good_key();
+    let endorsements = endorse(&k, &[1, 2]);
+    let a = client(
+        &admin,
+        "POST",
+        "https://n1:7000/v1/recovery/accounts",
+        attested_body.as_bytes(),
+        T0,
+        "a13",
+        RecoveryCommand::AccountCreate {
+            account: Box::new(wants),
+            key: Box::new(k),
+            endorsements,
+        },
+    );
+    assert!(
+        refused(&apply(&mut r, T0, vec![a])[0]),
+        "unattested guardians"
+    );
     let good = put(&admin, "a11", account(7, &chans, "admin"), good_key());
     assert_eq!(apply(&mut r, T0, vec![good]), vec![ok()]);
     assert_eq!(r.recovery.version, 1);
