@@ -29,6 +29,24 @@ use keyquorum_wire::api::{CreateClientRequest, SuiteName};
 use keyquorum_wire::recovery::{CreateAccountRequest, ResetRequest};
 use keyquorum_wire::Hex32;
 
+/// A client with the `recovery` permission, registered through `admin`.
+async fn recovery_client(admin: &Client, name: &str) -> keyquorum_client::ClientKey {
+    let key = keyquorum_client::ClientKey::generate(name, &mut rand_core::OsRng);
+    admin
+        .create_client(&CreateClientRequest {
+            name: name.into(),
+            public_key: Hex32(key.public_key()),
+            admin: false,
+            operator: false,
+            sign_keys: Vec::new(),
+            recovery: true,
+            expires_ms: None,
+        })
+        .await
+        .unwrap();
+    key
+}
+
 fn account(name: &str, device: &DeviceSecret, channels: &[&str]) -> CreateAccountRequest {
     CreateAccountRequest {
         account: name.into(),
@@ -48,19 +66,7 @@ fn account(name: &str, device: &DeviceSecret, channels: &[&str]) -> CreateAccoun
 async fn accounts_enrol_with_rendezvous_guardians_and_a_reset_key_that_signs_nothing_else() {
     let (_dir, c) = cluster(4, 2, 0).await;
     let admin = Client::new(&c.url_of(n(1)), &c.admin, c.ca_pem().as_bytes()).unwrap();
-    let enroller = keyquorum_client::ClientKey::generate("enroller", &mut rand_core::OsRng);
-    admin
-        .create_client(&CreateClientRequest {
-            name: "enroller".into(),
-            public_key: Hex32(enroller.public_key()),
-            admin: false,
-            operator: false,
-            sign_keys: Vec::new(),
-            recovery: true,
-            expires_ms: None,
-        })
-        .await
-        .unwrap();
+    let enroller = recovery_client(&admin, "enroller").await;
     let plain = new_client(&admin, "plain", false, false, &["*"]).await;
     let via = |i: u16, who: &keyquorum_client::ClientKey| {
         Client::new(&c.url_of(n(i)), who, c.ca_pem().as_bytes()).unwrap()
@@ -602,19 +608,7 @@ async fn rotation_keeps_the_reset_key_and_retires_the_old_guardians() {
         assert_eq!(status_of(&err), 400, "{err}");
         assert!(err.to_string().contains("at least"), "{err}");
     }
-    let enroller = keyquorum_client::ClientKey::generate("other-enroller", &mut rand_core::OsRng);
-    admin
-        .create_client(&CreateClientRequest {
-            name: "other-enroller".into(),
-            public_key: Hex32(enroller.public_key()),
-            admin: false,
-            operator: false,
-            sign_keys: Vec::new(),
-            recovery: true,
-            expires_ms: None,
-        })
-        .await
-        .unwrap();
+    let enroller = recovery_client(&admin, "other-enroller").await;
     let err = Client::new(&c.url_of(n(1)), &enroller, c.ca_pem().as_bytes())
         .unwrap()
         .recovery_account_rotate("carol", &RotateAccountRequest::default())
@@ -692,19 +686,7 @@ async fn a_pin_protects_a_secret_with_counted_guesses_and_destruction_at_the_lim
     let admin = Client::new(&c.url_of(n(1)), &c.admin, c.ca_pem().as_bytes()).unwrap();
     let plain = new_client(&admin, "plain", false, false, &[]).await;
     // The service that runs recoveries holds the recovery permission.
-    let user = keyquorum_client::ClientKey::generate("pin-user", &mut rand_core::OsRng);
-    admin
-        .create_client(&CreateClientRequest {
-            name: "pin-user".into(),
-            public_key: Hex32(user.public_key()),
-            admin: false,
-            operator: false,
-            sign_keys: Vec::new(),
-            recovery: true,
-            expires_ms: None,
-        })
-        .await
-        .unwrap();
+    let user = recovery_client(&admin, "pin-user").await;
     let expect = keyquorum_client::recovery::ExpectedGuardians {
         guardians: (1..=3)
             .map(|i| (n(i), c.node(n(i)).unwrap().keys().identity().0))
@@ -717,19 +699,7 @@ async fn a_pin_protects_a_secret_with_counted_guesses_and_destruction_at_the_lim
         Client::new(&urls[usize::from(i) - 1], k, ca.as_bytes()).unwrap()
     };
     // The enroller needs the recovery permission to enrol.
-    let enroller_key = keyquorum_client::ClientKey::generate("pin-enroller", &mut rand_core::OsRng);
-    admin
-        .create_client(&CreateClientRequest {
-            name: "pin-enroller".into(),
-            public_key: Hex32(enroller_key.public_key()),
-            admin: false,
-            operator: false,
-            sign_keys: Vec::new(),
-            recovery: true,
-            expires_ms: None,
-        })
-        .await
-        .unwrap();
+    let enroller_key = recovery_client(&admin, "pin-enroller").await;
     let device = DeviceSecret::generate();
     via(&enroller_key, 1)
         .recovery_account_create(&account("dora", &device, &["app"]))

@@ -334,22 +334,7 @@ pub(crate) fn asks_for(
             key,
             endorsements,
         } => {
-            need(
-                r.rules >= PIN_RULES,
-                "PIN-protected secrets need apply rules 11",
-            )?;
-            need(
-                post && seg
-                    == [
-                        "v1",
-                        "recovery",
-                        "accounts",
-                        account.as_str(),
-                        "secret",
-                        "begin",
-                    ],
-                "POST /v1/recovery/accounts/{account}/secret/begin for this account",
-            )?;
+            secret_request(r, post, seg, account, Some("begin"))?;
             let a = r
                 .recovery
                 .accounts
@@ -380,21 +365,7 @@ pub(crate) fn asks_for(
             )
         }
         RecoveryCommand::SecretRegister { record } => {
-            need(
-                r.rules >= PIN_RULES,
-                "PIN-protected secrets need apply rules 11",
-            )?;
-            need(
-                post && seg
-                    == [
-                        "v1",
-                        "recovery",
-                        "accounts",
-                        record.account.as_str(),
-                        "secret",
-                    ],
-                "POST /v1/recovery/accounts/{account}/secret for this account",
-            )?;
+            secret_request(r, post, seg, &record.account, None)?;
             let a = r
                 .recovery
                 .accounts
@@ -429,22 +400,7 @@ pub(crate) fn asks_for(
             check_secret(key, record)
         }
         RecoveryCommand::PinGuess { account, guess } => {
-            need(
-                r.rules >= PIN_RULES,
-                "PIN-protected secrets need apply rules 11",
-            )?;
-            need(
-                post && seg
-                    == [
-                        "v1",
-                        "recovery",
-                        "accounts",
-                        account.as_str(),
-                        "secret",
-                        "guess",
-                    ],
-                "POST /v1/recovery/accounts/{account}/secret/guess for this account",
-            )?;
+            secret_request(r, post, seg, account, Some("guess"))?;
             need(
                 may_enrol(grant),
                 "a client with the recovery permission, or an admin",
@@ -465,6 +421,27 @@ pub(crate) fn asks_for(
             )
         }
     }
+}
+
+/// The rules gate and the path every PIN command's request starts with:
+/// `POST /v1/recovery/accounts/{account}/secret[/{step}]`.
+fn secret_request(
+    r: &Registry,
+    post: bool,
+    seg: &[&str],
+    account: &str,
+    step: Option<&str>,
+) -> Result<(), String> {
+    need(
+        r.rules >= PIN_RULES,
+        "PIN-protected secrets need apply rules 11",
+    )?;
+    let mut want = vec!["v1", "recovery", "accounts", account, "secret"];
+    want.extend(step);
+    need(
+        post && seg == want.as_slice(),
+        "POST /v1/recovery/accounts/{account}/secret[/begin|/guess] for this account",
+    )
 }
 
 /// A secret's record against its PIN key: the key's generation, one tag
