@@ -144,10 +144,21 @@ pub(crate) async fn run(command: Command, json: bool) -> Result<()> {
             smtp,
         } => dev(nodes, threshold, &data_dir, exit_after_start, smtp, json).await,
         Command::Node {
+            action: Some(crate::NodeAction::Identity { config }),
+            ..
+        } => node_identity(&config, json),
+        Command::Node {
+            action: None,
             config,
             init,
             print_identity,
-        } => node(&config, init, print_identity, json).await,
+            join,
+            join_code,
+        } => {
+            let config = config.context("--config FILE is required")?;
+            let join = join.zip(join_code);
+            node(&config, init, print_identity, join, json).await
+        }
         Command::Key { remote, command } => key(&remote, command, json).await,
         Command::Init {
             url,
@@ -340,6 +351,60 @@ pub(crate) async fn run(command: Command, json: bool) -> Result<()> {
                     .await?
                 }
                 ClusterCommand::Remove { id } => c.remove_node(id).await?,
+                ClusterCommand::JoinCode => {
+                    let info = c.join_info().await?;
+                    let fp = keyquorum_node::cluster::join::fingerprint(&info.members);
+                    let code = keyquorum_node::cluster::join::join_code(&fp);
+                    if json {
+                        return print_json(&json!({ "code": code,
+                            "members": info.members.iter().map(|m| m.id).collect::<Vec<_>>() }));
+                    }
+                    println!("{code}");
+                    return Ok(());
+                }
+                ClusterCommand::Joins => {
+                    let list = c.joins().await?;
+                    let now = keyquorum_node::cluster::peer::now_ms();
+                    let rows: Vec<_> = list
+                        .requests
+                        .iter()
+                        .map(|r| {
+                            let check = keyquorum_node::cluster::join::check_request(r, now);
+                            json!({ "id": r.id, "addr": r.info.addr,
+                                "identity": r.info.identity.to_string(),
+                                "hpke": r.info.hpke.to_string(), "created_ms": r.created_ms,
+                                "valid": check.is_ok() })
+                        })
+                        .collect();
+                    if json {
+                        return print_json(&json!({ "requests": rows }));
+                    }
+                    for r in &rows {
+                        println!(
+                            "node {} at {} identity {}{}",
+                            r["id"],
+                            r["addr"].as_str().unwrap_or_default(),
+                            r["identity"].as_str().unwrap_or_default(),
+                            if r["valid"] == true { "" } else { " (INVALID)" }
+                        );
+                    }
+                    return Ok(());
+                }
+                ClusterCommand::Join {
+                    id,
+                    identity,
+                    learner,
+                } => {
+                    let req = chosen_join(&c.joins().await?, id, identity.as_deref())?;
+                    c.add_node(&AddNodeRequest {
+                        id,
+                        addr: req.info.addr.clone(),
+                        identity: req.info.identity,
+                        hpke: req.info.hpke,
+                        voter: !learner,
+                    })
+                    .await?
+                }
             };
             if json {
                 return print_json(&serde_json::to_value(&s)?);
@@ -536,7 +601,106 @@ async fn dev(
     Ok(())
 }
 
-async fn node(config: &Path, init: bool, print_identity: bool, json: bool) -> Result<()> {
+/// The one join request for node `id` (whose identity starts with
+/// `identity`, if given), its signature checked here.
+fn chosen_join(
+    list: &keyquorum_wire::api::JoinList,
+    id: NodeId,
+    identity: Option<&str>,
+) -> Result<keyquorum_wire::api::JoinRequest> {
+    if let Some(p) = identity {
+        if p.len() < 8 || !p.bytes().all(|b| b.is_ascii_hexdigit()) {
+            bail!("--identity: at least 8 hex digits of the key the new node printed");
+        }
+    }
+    let now = keyquorum_node::cluster::peer::now_ms();
+    let candidates: Vec<_> = list
+        .requests
+        .iter()
+        .filter(|r| r.id == id)
+        .filter(|r| {
+            identity.is_none_or(|p| {
+                r.info
+                    .identity
+                    .to_string()
+                    .starts_with(&p.to_ascii_lowercase())
+            })
+        })
+        .filter(|r| keyquorum_node::cluster::join::check_request(r, now).is_ok())
+        .collect();
+    match candidates.as_slice() {
+        [] => bail!(
+            "no valid request to join as node {id}{} (start the node with --join; `keyquorum \
+             cluster joins` lists the requests)",
+            identity
+                .map(|p| format!(" with identity {p}"))
+                .unwrap_or_default()
+        ),
+        [one] => Ok((*one).clone()),
+        _ => bail!(
+            "more than one node asks to join as node {id}: pass --identity with the key the \
+             new node printed"
+        ),
+    }
+}
+
+/// `keyquorum node identity`: the public identity the node wrote at its
+/// last start (no passphrase; the node may be running).
+fn node_identity(config: &Path, json: bool) -> Result<()> {
+    let text =
+        std::fs::read_to_string(config).with_context(|| format!("reading {}", config.display()))?;
+    let cfg: NodeConfig =
+        toml::from_str(&text).with_context(|| format!("parsing {}", config.display()))?;
+    let p = keyquorum_node::identity::PublicIdentity::read(&cfg.data_dir)?;
+    if p.id != cfg.id {
+        bail!(
+            "{} holds node {}'s identity, not node {}'s",
+            cfg.data_dir.display(),
+            p.id,
+            cfg.id
+        );
+    }
+    if json {
+        return print_json(&json!({ "id": p.id, "info": {
+            "addr": p.info.addr, "identity": p.info.identity.to_string(), "hpke": p.info.hpke.to_string() },
+            "certificate": p.certificate }));
+    }
+    println!(
+        "node {} at {}\nidentity {}\nhpke {}\n{}",
+        p.id, p.info.addr, p.info.identity, p.info.hpke, p.certificate
+    );
+    Ok(())
+}
+
+/// The joining side's first step: the members through `url`, kept only if
+/// they are the join code's (or those a join left in the data directory).
+async fn joining(
+    cfg: &NodeConfig,
+    join: Option<(String, String)>,
+) -> Result<Option<keyquorum_wire::api::JoinInfo>> {
+    use keyquorum_node::cluster::join;
+    let kept = join::read_join_file(&cfg.data_dir)?;
+    let Some((url, code)) = join else {
+        return Ok(kept);
+    };
+    let fp = join::parse_join_code(&code)?;
+    let info = match kept {
+        Some(i) if i.fingerprint.0 == fp => i,
+        _ => join::fetch_members(&url, &fp)
+            .await
+            .with_context(|| format!("joining through {url}"))?,
+    };
+    join::write_join_file(&cfg.data_dir, &info)?;
+    Ok(Some(info))
+}
+
+async fn node(
+    config: &Path,
+    init: bool,
+    print_identity: bool,
+    join: Option<(String, String)>,
+    json: bool,
+) -> Result<()> {
     let text =
         std::fs::read_to_string(config).with_context(|| format!("reading {}", config.display()))?;
     let cfg: NodeConfig =
@@ -559,6 +723,7 @@ async fn node(config: &Path, init: bool, print_identity: bool, json: bool) -> Re
             "addr": info.addr, "identity": info.identity.to_string(), "hpke": info.hpke.to_string() },
             "certificate": cert.pem() }));
     }
+    let joined = joining(&cfg, join).await?;
     let running = Node::start(cfg.clone(), &pass, None).await?;
     if init {
         let mut members: BTreeMap<NodeId, _> =
@@ -566,12 +731,33 @@ async fn node(config: &Path, init: bool, print_identity: bool, json: bool) -> Re
         members.insert(cfg.id, running.node.info());
         running.node.initialize(members).await?;
     }
+    let identity = running.node.info().identity;
     if json {
-        print_json(&json!({ "id": cfg.id, "addr": running.addr.to_string() }))?;
+        print_json(&json!({ "id": cfg.id, "addr": running.addr.to_string(),
+            "identity": identity.to_string() }))?;
     } else {
         println!("node {} listening on {}", cfg.id, running.addr);
     }
+    let mut asking = None;
+    if let Some(info) = joined.filter(|_| !running.node.is_member()) {
+        eprintln!(
+            "node {id} asks to join; identity {identity}. An operator checks that identity and \
+             proposes it: `keyquorum cluster join {id} --identity {identity}`, then the operator \
+             quorum approves (`keyquorum approve CHANGE`)",
+            id = cfg.id
+        );
+        asking = Some(tokio::spawn(
+            keyquorum_node::cluster::join::ask_until_member(
+                running.node.clone(),
+                info.members,
+                std::time::Duration::from_secs(5),
+            ),
+        ));
+    }
     tokio::signal::ctrl_c().await?;
+    if let Some(a) = asking {
+        a.abort();
+    }
     running.stop().await;
     Ok(())
 }

@@ -150,17 +150,29 @@ enum Command {
         smtp: Option<String>,
     },
     /// Run one node from a config file (TOML; see README).
+    #[command(args_conflicts_with_subcommands = true)]
     Node {
+        /// `identity`: print the node's public identity while it runs.
+        #[command(subcommand)]
+        action: Option<NodeAction>,
         /// Config file.
         #[arg(long)]
-        config: PathBuf,
+        config: Option<PathBuf>,
         /// Initialize a new cluster with this node and its configured peers as voters.
         #[arg(long)]
         init: bool,
         /// Print this node's public identity (id, address, keys) and exit.
         #[arg(long)]
         print_identity: bool,
+        /// Join a running cluster through this member's API URL (with
+        /// --join-code); the operator quorum approves the join.
+        #[arg(long, requires = "join_code", conflicts_with = "init")]
+        join: Option<String>,
+        /// The join code an operator made (`keyquorum cluster join-code`).
+        #[arg(long, requires = "join")]
+        join_code: Option<String>,
     },
+
     /// Initialise a new cluster (started with `keyquorum node`): register
     /// its operators, their quorum and a first admin client whose key pair
     /// is made here. Needs every node's one-time init secret
@@ -643,6 +655,18 @@ enum ClientCommand {
 }
 
 #[derive(Subcommand, Debug)]
+enum NodeAction {
+    /// Print a node's public identity (id, address, keys, certificate)
+    /// from its data directory, without its passphrase: works while the
+    /// node runs (the node writes it at each start).
+    Identity {
+        /// The node's config file.
+        #[arg(long)]
+        config: PathBuf,
+    },
+}
+
+#[derive(Subcommand, Debug)]
 enum ClusterCommand {
     /// Propose adding a node (its public identity from `keyquorum node
     /// --print-identity`); it joins once the operator quorum approves.
@@ -668,6 +692,26 @@ enum ClusterCommand {
     Remove {
         /// Node id.
         id: NodeId,
+    },
+    /// Print a join code for a new node (`keyquorum node --join URL
+    /// --join-code CODE`): the fingerprint of the members as this
+    /// connection shows them. It goes stale when the members change.
+    JoinCode,
+    /// The requests to join the node holds (each signature checked here).
+    Joins,
+    /// Propose adding a node that asked to join, with exactly the keys of
+    /// its signed request; it joins once the operator quorum approves.
+    Join {
+        /// Its id.
+        id: NodeId,
+        /// Its identity key (hex, or a prefix of at least 8 digits) as the
+        /// new node printed it: needed when more than one request names
+        /// the id, and a check always.
+        #[arg(long)]
+        identity: Option<String>,
+        /// Keep it a non-voting learner.
+        #[arg(long)]
+        learner: bool,
     },
 }
 

@@ -14,72 +14,11 @@
 //! created and a signature checked by ed25519-dalek. `init` without every
 //! node's secret, or a second time, is refused.
 
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+mod common;
+use common::{config, free_port, kq, ok_json, operators, Nodes};
 use serde_json::Value;
-
-const BIN: &str = env!("CARGO_BIN_EXE_keyquorum");
-const PASS: &str = "three process test passphrase";
-
-/// Node processes, killed on drop.
-struct Nodes(Vec<Child>);
-
-impl Drop for Nodes {
-    fn drop(&mut self) {
-        for c in &mut self.0 {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-fn kq(args: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut c = Command::new(BIN);
-    c.args(args).env("KEYQUORUM_PASSPHRASE", PASS);
-    for (k, v) in env {
-        c.env(k, v);
-    }
-    c.output().expect("run keyquorum")
-}
-
-fn ok_json(o: &Output, what: &str) -> Value {
-    assert!(
-        o.status.success(),
-        "{what}: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    serde_json::from_slice(&o.stdout)
-        .unwrap_or_else(|e| panic!("{what}: {e}: {}", String::from_utf8_lossy(&o.stdout)))
-}
-
-/// A port the OS picked for a moment (the node binds it right after).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn config(dir: &Path, id: u16, port: u16, peers: &[(u16, Value)]) -> PathBuf {
-    let mut text = format!(
-        "id = {id}\ndata_dir = {:?}\nlisten = \"127.0.0.1:{port}\"\n\
-         kdf = {{ m_kib = 1024, t = 1, p = 1 }}\n",
-        dir.join(format!("n{id}"))
-    );
-    for (peer, info) in peers {
-        text.push_str(&format!(
-            "[[peers]]\nid = {peer}\ninfo = {{ addr = {}, identity = {}, hpke = {} }}\n",
-            info["addr"], info["identity"], info["hpke"]
-        ));
-    }
-    let path = dir.join(format!("node{id}.toml"));
-    std::fs::write(&path, text).unwrap();
-    path
-}
 
 #[test]
 fn a_three_process_cluster_is_initialised_with_operator_keys_and_signs() {
@@ -109,38 +48,16 @@ fn a_three_process_cluster_is_initialised_with_operator_keys_and_signs() {
     let ca_file = dir.path().join("ca.pem");
     std::fs::write(&ca_file, &ca).unwrap();
     // Configs that list the other nodes; node 1 forms the Raft group.
-    let mut nodes = Nodes(Vec::new());
-    let mut outputs = Vec::new();
+    let mut nodes = Nodes::default();
     for (id, port) in ids.iter().zip(&ports) {
         let peers: Vec<(u16, Value)> = infos.iter().filter(|(p, _)| p != id).cloned().collect();
         let cfg = config(dir.path(), *id, *port, &peers);
-        let mut args = vec!["node", "--config", cfg.to_str().unwrap(), "--json"];
+        let mut args = vec!["node", "--config", cfg.to_str().unwrap()];
         if *id == 1 {
             args.push("--init");
         }
-        let mut child = Command::new(BIN)
-            .args(&args)
-            .env("KEYQUORUM_PASSPHRASE", PASS)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        // `node --json` prints one pretty JSON object once it listens;
-        // the pipe is kept open after it (the node may print more).
-        let mut out = BufReader::new(child.stdout.take().unwrap());
-        let mut text = String::new();
-        loop {
-            let mut line = String::new();
-            let n = out.read_line(&mut line).unwrap();
-            assert!(n > 0, "node {id} exited: {text}");
-            text.push_str(&line);
-            if line.trim_end() == "}" {
-                break;
-            }
-        }
-        assert!(text.contains("\"addr\""), "node {id} did not start: {text}");
-        nodes.0.push(child);
-        outputs.push(out);
+        let v = nodes.start(&args);
+        assert!(v["addr"].is_string(), "node {id} did not start: {v}");
     }
     let url = infos[0].1["addr"].as_str().unwrap().to_string();
     let secret = |id: u16| dir.path().join(format!("n{id}")).join("init-secret");
@@ -155,26 +72,7 @@ fn a_three_process_cluster_is_initialised_with_operator_keys_and_signs() {
     }
 
     // Two operators make their key pairs on their own machines.
-    let mut operators = Vec::new();
-    for name in ["alice", "bob"] {
-        let file = dir.path().join(format!("{name}.key"));
-        let v = ok_json(
-            &kq(
-                &[
-                    "operator",
-                    "keygen",
-                    "--name",
-                    name,
-                    "--out",
-                    file.to_str().unwrap(),
-                    "--json",
-                ],
-                &[],
-            ),
-            "operator keygen",
-        );
-        operators.push((file, v["init_arg"].as_str().unwrap().to_string()));
-    }
+    let operators = operators(dir.path(), &["alice", "bob"]);
     let admin_key = dir.path().join("admin.key");
     let init = |secrets: &[u16]| {
         let mut args: Vec<String> = [

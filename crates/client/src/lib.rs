@@ -412,6 +412,22 @@ impl Client {
     /// ([`Self::approve`]); the leader then makes it a learner and, if
     /// `voter`, a voter.
     pub async fn add_node(&self, req: &AddNodeRequest) -> Result<ChangeRecord, ClientError> {
+        self.add_node_change(req).await
+    }
+
+    /// The members as a joining node checks them, and their fingerprint
+    /// (`keyquorum cluster join-code` makes the join code of it).
+    pub async fn join_info(&self) -> Result<keyquorum_wire::api::JoinInfo, ClientError> {
+        self.get("/v1/join").await
+    }
+
+    /// The join requests the node holds (an operator or admin); check
+    /// each one's signature before proposing it.
+    pub async fn joins(&self) -> Result<keyquorum_wire::api::JoinList, ClientError> {
+        self.get("/v1/joins").await
+    }
+
+    async fn add_node_change(&self, req: &AddNodeRequest) -> Result<ChangeRecord, ClientError> {
         self.propose_change(keyquorum_wire::control::Change::AddNode {
             id: req.id,
             addr: req.addr.clone(),

@@ -122,3 +122,47 @@ pub fn hpke_public(key: &Hex32) -> Result<<X25519HkdfSha256 as Kem>::PublicKey, 
     <X25519HkdfSha256 as Kem>::PublicKey::from_bytes(&key.0)
         .map_err(|_| NodeError::BadRequest("invalid HPKE public key".into()))
 }
+
+/// The file in a node's data directory holding its public identity,
+/// written at every start, so `keyquorum node identity` reads it without
+/// the passphrase while the node runs.
+pub const PUBLIC_IDENTITY_FILE: &str = "identity.json";
+
+/// A node's public identity: what peers' configs, `AddNode` changes and
+/// clients' trusted certificates need. Nothing in it is secret.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PublicIdentity {
+    /// Its id.
+    pub id: keyquorum_wire::NodeId,
+    /// Its address and keys.
+    pub info: NodeInfo,
+    /// Its TLS certificate (PEM), self-signed by its identity key.
+    pub certificate: String,
+}
+
+impl PublicIdentity {
+    /// Write it to `data_dir` (replacing the last start's).
+    pub fn write(&self, data_dir: &std::path::Path) -> Result<(), NodeError> {
+        let path = data_dir.join(PUBLIC_IDENTITY_FILE);
+        let tmp = data_dir.join(format!("{PUBLIC_IDENTITY_FILE}.tmp"));
+        let bytes = serde_json::to_vec_pretty(self)
+            .map_err(|e| NodeError::Internal(format!("public identity: {e}")))?;
+        std::fs::write(&tmp, bytes)
+            .and_then(|()| std::fs::rename(&tmp, &path))
+            .map_err(|e| NodeError::Internal(format!("{}: {e}", path.display())))
+    }
+
+    /// Read the one the node in `data_dir` wrote at its last start.
+    pub fn read(data_dir: &std::path::Path) -> Result<Self, NodeError> {
+        let path = data_dir.join(PUBLIC_IDENTITY_FILE);
+        let bytes = std::fs::read(&path).map_err(|e| {
+            NodeError::NotFound(format!(
+                "{}: {e} (written when the node starts; before that, `keyquorum node --config \
+                 FILE --print-identity`)",
+                path.display()
+            ))
+        })?;
+        serde_json::from_slice(&bytes)
+            .map_err(|e| NodeError::Internal(format!("{}: {e}", path.display())))
+    }
+}

@@ -456,3 +456,99 @@ pub enum Approved {
     /// A change to the operators.
     Change(crate::control::ChangeRecord),
 }
+
+/// A member as `GET /v1/join` lists it: what a joining node trusts for
+/// the cluster's traffic once the list matches its join code.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct JoinMember {
+    /// Its id.
+    pub id: NodeId,
+    /// Its address and keys.
+    pub info: crate::control::NodeInfo,
+    /// Whether it votes.
+    pub voter: bool,
+}
+
+/// `GET /v1/join` (public): the members a joining node checks against its
+/// join code, and their fingerprint.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct JoinInfo {
+    /// The members, by id.
+    pub members: Vec<JoinMember>,
+    /// SHA-256 over the members (the node crate's `cluster::join::fingerprint`):
+    /// what a join code carries.
+    pub fingerprint: crate::Hex32,
+}
+
+/// `POST /v1/join` (public): a node asks to join. It proves it holds the
+/// identity key it names (the signature); joining takes the operator
+/// quorum's approval of an `AddNode` change with exactly these keys.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct JoinRequest {
+    /// The id it asks for (its config's `id`).
+    pub id: NodeId,
+    /// Its address and keys.
+    pub info: crate::control::NodeInfo,
+    /// The fingerprint of the members it checked (its join code's).
+    pub fingerprint: crate::Hex32,
+    /// When it asked (ms since the Unix epoch).
+    pub created_ms: u64,
+    /// Ed25519 signature by `info.identity` over [`join_statement`].
+    pub signature: Hex,
+}
+
+/// The bytes a joining node signs: a domain label, then each field with
+/// its length where it varies.
+pub fn join_statement(
+    id: NodeId,
+    info: &crate::control::NodeInfo,
+    fingerprint: &crate::Hex32,
+    created_ms: u64,
+) -> Vec<u8> {
+    let mut m = b"keyquorum-join-v1\x00".to_vec();
+    m.extend_from_slice(&id.get().to_be_bytes());
+    m.extend_from_slice(&(info.addr.len() as u64).to_be_bytes());
+    m.extend_from_slice(info.addr.as_bytes());
+    m.extend_from_slice(&info.identity.0);
+    m.extend_from_slice(&info.hpke.0);
+    m.extend_from_slice(&fingerprint.0);
+    m.extend_from_slice(&created_ms.to_be_bytes());
+    m
+}
+
+/// `POST /v1/join`'s answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct JoinStatus {
+    /// `pending` (waiting for the operators' approval) or `member` (the
+    /// membership record lists the node with these keys).
+    pub status: String,
+}
+
+/// `GET /v1/joins` (an operator or admin): join requests this node holds
+/// (in memory, newest per id), for `keyquorum operator join`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct JoinList {
+    /// The requests, by id.
+    pub requests: Vec<JoinRequest>,
+}
+
+/// `GET /readyz`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Readiness {
+    /// `ready`, or why not: `stopped`, `no_leader`, `not_member`,
+    /// `catching_up`.
+    pub status: String,
+    /// Node id.
+    pub node_id: NodeId,
+    /// The log index this node has applied.
+    pub applied: u64,
+    /// The leader's commit index it must reach (when known).
+    pub leader_index: Option<u64>,
+}

@@ -24,6 +24,7 @@ pub struct Founder {
 /// A node as Raft membership records it: where to reach it and the keys that
 /// authenticate it.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct NodeInfo {
     /// Base URL of its API, e.g. `https://127.0.0.1:7001`.
     pub addr: String,

@@ -10,6 +10,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use keyquorum_wire::api::{
     ClientCreated, ClientList, ClusterStatus, CreateClientRequest, ErrorBody, Health, NodeStatus,
+    Readiness,
 };
 use keyquorum_wire::control::{AuditEntry, AuditProof, ClientRecord, ClusterCommand, Grant};
 use serde::{Deserialize, Serialize};
@@ -30,6 +31,7 @@ pub(crate) fn routes(node: Node) -> Router {
         .route("/v1/audit/proof/{seq}", get(audit_proof))
         .route("/v1/cluster", get(cluster))
         .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .with_state(node)
 }
@@ -334,6 +336,47 @@ pub(crate) async fn healthz(State(node): State<Node>) -> Response {
         StatusCode::SERVICE_UNAVAILABLE
     };
     (code, Json(h)).into_response()
+}
+
+/// Readiness: the node's Raft runs, it knows a leader, the membership
+/// lists it, and it has applied the log through the leader's commit index
+/// (asked of the leader, within 2 s). Its vault is open whenever it serves.
+#[utoipa::path(get, path = "/readyz", responses((status = 200, body = Readiness), (status = 503, body = Readiness)))]
+pub(crate) async fn readyz(State(node): State<Node>) -> Response {
+    let running = node.raft().metrics().borrow().running_state.is_ok();
+    let applied = node.applied_index().unwrap_or(0);
+    let mut leader_index = None;
+    let status = if !running {
+        "stopped"
+    } else if node.leader().is_none() {
+        "no_leader"
+    } else if !node.members().iter().any(|(id, _, _)| *id == node.id()) {
+        "not_member"
+    } else {
+        match tokio::time::timeout(std::time::Duration::from_secs(2), node.read_index()).await {
+            Ok(Ok(index)) => {
+                leader_index = Some(index);
+                if applied >= index {
+                    "ready"
+                } else {
+                    "catching_up"
+                }
+            }
+            _ => "no_leader",
+        }
+    };
+    let code = if status == "ready" {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    let r = Readiness {
+        status: status.into(),
+        node_id: node.id(),
+        applied,
+        leader_index,
+    };
+    (code, Json(r)).into_response()
 }
 
 /// Prometheus metrics (text exposition format).

@@ -24,6 +24,7 @@ use crate::error::{json_rejection, NodeError};
 
 pub mod auth;
 pub mod cluster;
+pub mod join;
 pub mod operators;
 
 pub use auth::Caller;

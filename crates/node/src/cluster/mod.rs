@@ -42,6 +42,7 @@ pub(crate) mod batch;
 pub(crate) mod checkpoint;
 pub(crate) mod fetch;
 pub mod init;
+pub mod join;
 pub mod machine;
 pub mod membership;
 pub mod metrics;
@@ -94,6 +95,8 @@ pub(crate) struct Inner {
     /// Test hook: while set, the leader does not make Raft's membership
     /// follow the membership record (set only with `fault-injection`).
     hold_membership: std::sync::atomic::AtomicBool,
+    /// Nodes' requests to join, for the operators ([`join`]).
+    joins: join::Pending,
 }
 
 /// A handle on this node as a member of the cluster (cheap to clone).
@@ -189,10 +192,14 @@ impl Node {
         .map_err(|e| NodeError::Internal(format!("raft: {e}")))?;
         let (audit_tx, audit_rx) = mpsc::channel(config.audit_queue);
         let (batch_tx, batch_rx) = mpsc::unbounded_channel();
+        // The config's peers, and the members a join verified (`join`).
         let bootstrap = config
             .peers
             .iter()
-            .map(|p| (p.id, p.info.clone()))
+            .cloned()
+            .chain(join::joined_peers(&config.data_dir)?)
+            .filter(|p| p.id != config.id)
+            .map(|p| (p.id, p.info))
             .collect();
         let sessions = sessions::Sessions::new(config.client_sessions);
         let node = Node(Arc::new(Inner {
@@ -222,6 +229,7 @@ impl Node {
             },
             dispatch: OnceLock::new(),
             hold_membership: std::sync::atomic::AtomicBool::new(false),
+            joins: join::Pending::default(),
         }));
         Ok(Opened {
             node,

@@ -180,3 +180,123 @@ async fn membership_changes_only_with_the_operator_quorum() {
     .await;
     c.shutdown().await;
 }
+
+/// Join requests (`POST /v1/join`, public) only inform the operators: a
+/// forged signature, a stale or future time, another cluster's members, a
+/// member's id or a member's identity is refused with a clear 4xx; a
+/// stranger asking under the same new id as a real node cannot push the
+/// real request out (both are listed, by identity); and no request, valid
+/// or not, changes the membership or proposes anything.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn join_requests_change_nothing_and_cannot_displace_each_other() {
+    use ed25519_dalek::Signer as _;
+    use keyquorum_node::cluster::join::{fingerprint, join_code, parse_join_code};
+    use keyquorum_wire::api::{join_statement, JoinInfo, JoinRequest};
+    use keyquorum_wire::control::NodeInfo;
+
+    let (_dir, c) = cluster(3, 2, 0).await;
+    let url = c.url_of(n(2));
+    let admin = Client::new(&url, &c.admin, c.ca_pem().as_bytes()).unwrap();
+    let http = keyquorum_client::http_client(c.ca_pem().as_bytes()).unwrap();
+    let info: JoinInfo = http
+        .get(format!("{url}/v1/join"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(info.members.len(), 3);
+    assert_eq!(info.fingerprint.0, fingerprint(&info.members));
+    assert_eq!(
+        parse_join_code(&join_code(&info.fingerprint.0)).unwrap(),
+        info.fingerprint.0
+    );
+    let before = admin.changes().await.unwrap().changes.len();
+
+    let key = |seed: u8| ed25519_dalek::SigningKey::from_bytes(&[seed; 32]);
+    let now = keyquorum_node::cluster::peer::now_ms();
+    let request = |k: &ed25519_dalek::SigningKey, id: u16, fp: [u8; 32], at: u64| {
+        let info = NodeInfo {
+            addr: format!("https://10.9.9.{id}:7001"),
+            identity: Hex32(k.verifying_key().to_bytes()),
+            hpke: Hex32([7; 32]),
+        };
+        let fp = Hex32(fp);
+        let sig = k.sign(&join_statement(n(id), &info, &fp, at));
+        JoinRequest {
+            id: n(id),
+            info,
+            fingerprint: fp,
+            created_ms: at,
+            signature: Hex(sig.to_bytes().to_vec()),
+        }
+    };
+    let post = |r: JoinRequest| {
+        let http = http.clone();
+        let url = url.clone();
+        async move {
+            let resp = http
+                .post(format!("{url}/v1/join"))
+                .json(&r)
+                .send()
+                .await
+                .unwrap();
+            let code = resp.status().as_u16();
+            (code, resp.text().await.unwrap())
+        }
+    };
+    let fp = info.fingerprint.0;
+    let real = key(1);
+    let stranger = key(2);
+
+    // Refused, each with its reason.
+    let mut forged = request(&stranger, 9, fp, now);
+    forged.info.identity = Hex32(real.verifying_key().to_bytes());
+    let (code, body) = post(forged).await;
+    assert_eq!(code, 400, "{body}");
+    assert!(body.contains("signature"), "{body}");
+    let (code, body) = post(request(&real, 9, fp, now - 3_600_000)).await;
+    assert_eq!(code, 400, "stale: {body}");
+    let (code, body) = post(request(&real, 9, fp, now + 3_600_000)).await;
+    assert_eq!(code, 400, "future: {body}");
+    let (code, body) = post(request(&real, 9, [0x5a; 32], now)).await;
+    assert_eq!(code, 409, "another cluster's members: {body}");
+    let (code, body) = post(request(&stranger, 2, fp, now)).await;
+    assert_eq!(code, 409, "a member's id: {body}");
+    let mut http_addr = request(&real, 9, fp, now);
+    http_addr.info.addr = "http://10.9.9.9:7001".into();
+    let (code, body) = post(http_addr).await;
+    assert_eq!(code, 400, "not https: {body}");
+    let (code, body) = post(JoinRequest {
+        signature: Hex(vec![1; 10]),
+        ..request(&real, 9, fp, now)
+    })
+    .await;
+    assert_eq!(code, 400, "short signature: {body}");
+
+    // The real node's request and a stranger's under the same id: both
+    // kept, told apart by identity.
+    let (code, body) = post(request(&real, 9, fp, now)).await;
+    assert_eq!(code, 200, "{body}");
+    for i in 0..80u64 {
+        // Many of the stranger's (newer each time) replace its own only.
+        let (code, _) = post(request(&stranger, 9, fp, now + i)).await;
+        assert_eq!(code, 200);
+    }
+    let joins = admin.joins().await.unwrap().requests;
+    let ids: Vec<_> = joins.iter().map(|r| (r.id, r.info.identity)).collect();
+    assert_eq!(joins.len(), 2, "{ids:?}");
+    assert!(joins
+        .iter()
+        .any(|r| r.info.identity.0 == real.verifying_key().to_bytes()));
+
+    // Nothing reached the registry.
+    assert_eq!(admin.changes().await.unwrap().changes.len(), before);
+    assert_eq!(admin.status().await.unwrap().nodes.len(), 3);
+    // Only an operator or admin reads the requests.
+    let app = common::new_client(&admin, "app", false, false, &["*"]).await;
+    let app = Client::new(&url, &app, c.ca_pem().as_bytes()).unwrap();
+    assert_eq!(status_of(&app.joins().await.unwrap_err()), 403);
+    c.shutdown().await;
+}

@@ -1,0 +1,455 @@
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    missing_docs,
+    unreachable_pub,
+    reason = "integration tests: a failed unwrap is a failed test"
+)]
+//! Joining without hand-copied keys, driven through the binary: node 1
+//! starts from a bare config and forms the cluster, `keyquorum init`
+//! registers two operators (quorum 2); nodes 2 and 3 start from bare
+//! configs with `--join URL --join-code CODE`, the operators propose and
+//! approve each, and the three sign with a new key. No config lists
+//! another node's keys. A node given a code for other members refuses to
+//! start; a join no quorum approved changes nothing.
+
+use std::time::{Duration, Instant};
+
+mod common;
+use common::{config, free_port, kq, ok_json, operators, Nodes};
+
+/// Poll `f` every 200 ms until it returns `Some`, at most `secs`.
+fn until<T>(secs: u64, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out: {what}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn nodes_join_a_running_cluster_with_a_join_code_and_the_operators_approval() {
+    let dir = tempfile::tempdir().unwrap();
+    let ports: Vec<u16> = (0..4).map(|_| free_port()).collect();
+    let cfg: Vec<_> = (1..=4u16)
+        .map(|id| config(dir.path(), id, ports[usize::from(id) - 1], &[]))
+        .collect();
+    let path = |i: usize| cfg[i].to_str().unwrap().to_string();
+    let mut nodes = Nodes::default();
+
+    // Node 1 forms a cluster of one.
+    let v1 = nodes.start(&["node", "--config", &path(0), "--init"]);
+    // Its public identity, read while it runs and without the passphrase.
+    let identity = |i: usize| {
+        let o = std::process::Command::new(common::BIN)
+            .args(["node", "identity", "--config", &path(i), "--json"])
+            .env_remove("KEYQUORUM_PASSPHRASE")
+            .output()
+            .unwrap();
+        ok_json(&o, "node identity")
+    };
+    let id1 = identity(0);
+    assert_eq!(id1["id"], 1);
+    assert_eq!(id1["info"]["identity"], v1["identity"]);
+    let url = id1["info"]["addr"].as_str().unwrap().to_string();
+    let ca_file = dir.path().join("ca.pem");
+    std::fs::write(&ca_file, id1["certificate"].as_str().unwrap()).unwrap();
+
+    let ops = operators(dir.path(), &["alice", "bob"]);
+    let admin_key = dir.path().join("admin.key");
+    let secret = dir.path().join("n1").join("init-secret");
+    let init = until(60, "init", || {
+        let _ = std::fs::remove_file(&admin_key);
+        let o = kq(
+            &[
+                "init",
+                "--url",
+                &url,
+                "--ca-cert",
+                ca_file.to_str().unwrap(),
+                "--quorum",
+                "2",
+                "--operator",
+                &ops[0].1,
+                "--operator",
+                &ops[1].1,
+                "--admin-key-out",
+                admin_key.to_str().unwrap(),
+                "--init-secret-file",
+                secret.to_str().unwrap(),
+                "--json",
+            ],
+            &[],
+        );
+        o.status.success().then(|| ok_json(&o, "init"))
+    });
+    assert_eq!(init["quorum"], 2);
+    let ca = ca_file.to_str().unwrap().to_string();
+    let admin_file = admin_key.to_str().unwrap().to_string();
+    let admin = [
+        ("KEYQUORUM_URL", url.as_str()),
+        ("KEYQUORUM_CA_CERT", ca.as_str()),
+        ("KEYQUORUM_KEY_FILE", admin_file.as_str()),
+        ("KEYQUORUM_KEY_ID", "admin"),
+    ];
+    let operator = |i: usize| {
+        [
+            ("KEYQUORUM_URL", url.clone()),
+            ("KEYQUORUM_CA_CERT", ca.clone()),
+            (
+                "KEYQUORUM_OPERATOR_KEY_FILE",
+                ops[i].0.to_str().unwrap().to_string(),
+            ),
+            ("KEYQUORUM_OPERATOR_KEY_ID", ["alice", "bob"][i].to_string()),
+        ]
+    };
+    let approve = |i: usize, change: &str| {
+        let env = operator(i);
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        ok_json(&kq(&["approve", change, "--json"], &env), "approve")
+    };
+
+    let code = ok_json(
+        &kq(&["cluster", "join-code", "--json"], &admin),
+        "join-code",
+    );
+    let code = code["code"].as_str().unwrap().to_string();
+    assert!(code.starts_with("kqjoin1-"), "{code}");
+
+    // A code for other members (another cluster's, or a stale one): the
+    // node trusts nothing and does not start.
+    let mut wrong = code.clone();
+    let last = wrong.pop().unwrap();
+    wrong.push(if last == '0' { '1' } else { '0' });
+    let o = kq(
+        &[
+            "node",
+            "--config",
+            &path(3),
+            "--join",
+            &url,
+            "--join-code",
+            &wrong,
+            "--json",
+        ],
+        &[],
+    );
+    assert!(!o.status.success(), "a node joined under a wrong code");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("join code"), "{err}");
+    assert!(!dir.path().join("n4").join("join.json").exists());
+
+    // Nodes 2 and 3 ask to join; their configs list no peer.
+    let mut asked = Vec::new();
+    for i in [1usize, 2] {
+        let v = nodes.start(&[
+            "node",
+            "--config",
+            &path(i),
+            "--join",
+            &url,
+            "--join-code",
+            &code,
+        ]);
+        asked.push(v["identity"].as_str().unwrap().to_string());
+    }
+    let joins = until(30, "both requests listed", || {
+        let v = ok_json(&kq(&["cluster", "joins", "--json"], &admin), "joins");
+        (v["requests"].as_array().unwrap().len() == 2).then_some(v)
+    });
+    for r in joins["requests"].as_array().unwrap() {
+        assert_eq!(r["valid"], true, "{r}");
+    }
+    // Unapproved, they are not members.
+    let status = ok_json(&kq(&["status", "--json"], &admin), "status");
+    assert_eq!(status["nodes"].as_array().unwrap().len(), 1);
+
+    // A wrong identity prefix matches no request.
+    let o = kq(
+        &["cluster", "join", "2", "--identity", "00000000", "--json"],
+        &admin,
+    );
+    assert!(!o.status.success());
+
+    for (i, identity) in asked.iter().enumerate() {
+        let id = (i + 2).to_string();
+        let change = ok_json(
+            &kq(
+                &[
+                    "cluster",
+                    "join",
+                    &id,
+                    "--identity",
+                    &identity[..16],
+                    "--json",
+                ],
+                &admin,
+            ),
+            "cluster join",
+        );
+        assert_eq!(change["change"]["identity"], identity.as_str());
+        let change = change["id"].as_str().unwrap().to_string();
+        // One approval of two: not done.
+        assert_eq!(approve(0, &change)["done"], false);
+        assert_eq!(approve(1, &change)["done"], true);
+    }
+    // The leader makes them learners, then voters.
+    until(60, "three voters", || {
+        let v = ok_json(&kq(&["status", "--json"], &admin), "status");
+        let voters = v["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|n| n["voter"] == true)
+            .count();
+        (voters == 3).then_some(())
+    });
+
+    // Clients trust the new nodes' certificates, read from each running
+    // node; a key on all three signs through node 3.
+    let mut pem = String::new();
+    for i in 0..3 {
+        let v = identity(i);
+        assert_eq!(
+            v["info"]["identity"].as_str().unwrap(),
+            if i == 0 {
+                v1["identity"].as_str().unwrap()
+            } else {
+                asked[i - 1].as_str()
+            }
+        );
+        pem.push_str(v["certificate"].as_str().unwrap());
+    }
+    std::fs::write(&ca_file, pem).unwrap();
+    let key = ok_json(
+        &kq(&["key", "create", "prod", "--json"], &admin),
+        "key create",
+    );
+    assert_eq!(key["members"].as_array().unwrap().len(), 3);
+    let url3 = identity(2)["info"]["addr"].as_str().unwrap().to_string();
+    let mut via3 = admin;
+    via3[0] = ("KEYQUORUM_URL", url3.as_str());
+    let msg = b"signed by a cluster that was joined, not configured";
+    let sig = until(30, "node 3 signs", || {
+        let o = kq(
+            &[
+                "key",
+                "sign",
+                "prod",
+                "--message-hex",
+                &hex::encode(msg),
+                "--json",
+            ],
+            &via3,
+        );
+        o.status.success().then(|| ok_json(&o, "sign"))
+    });
+    let pk: [u8; 32] = hex::decode(key["public_key"].as_str().unwrap())
+        .unwrap()
+        .try_into()
+        .unwrap();
+    let sig: [u8; 64] = hex::decode(sig["signature"].as_str().unwrap())
+        .unwrap()
+        .try_into()
+        .unwrap();
+    let verifier = ed25519_dalek::VerifyingKey::from_bytes(&pk).unwrap();
+    verifier
+        .verify_strict(msg, &ed25519_dalek::Signature::from_bytes(&sig))
+        .expect("an RFC 8032 verifier accepts the signature");
+
+    // Node 3 killed (SIGKILL) under a signing load through node 1: every
+    // acknowledged signature verifies, and signing goes on with two.
+    let signed = std::sync::Mutex::new(Vec::<(Vec<u8>, [u8; 64])>::new());
+    std::thread::scope(|s| {
+        let load = s.spawn(|| {
+            for i in 0..40u32 {
+                let m = format!("under load {i}").into_bytes();
+                let o = kq(
+                    &[
+                        "key",
+                        "sign",
+                        "prod",
+                        "--message-hex",
+                        &hex::encode(&m),
+                        "--json",
+                    ],
+                    &admin,
+                );
+                if o.status.success() {
+                    let v = ok_json(&o, "sign");
+                    let sig: [u8; 64] = hex::decode(v["signature"].as_str().unwrap())
+                        .unwrap()
+                        .try_into()
+                        .unwrap();
+                    signed.lock().unwrap().push((m, sig));
+                }
+            }
+        });
+        until(60, "signatures before the kill", || {
+            (signed.lock().unwrap().len() >= 5).then_some(())
+        });
+        nodes.0[2].0.kill().unwrap();
+        nodes.0[2].0.wait().unwrap();
+        let before = signed.lock().unwrap().len();
+        load.join().unwrap();
+        assert!(
+            signed.lock().unwrap().len() > before + 10,
+            "signing did not go on without node 3"
+        );
+    });
+    for (m, sig) in signed.lock().unwrap().iter() {
+        verifier
+            .verify_strict(m, &ed25519_dalek::Signature::from_bytes(sig))
+            .expect("an acknowledged signature verifies");
+    }
+    // Restarted from its config alone (the join left its member list), it
+    // catches up and signs again.
+    let again = nodes.start(&["node", "--config", &path(2)]);
+    assert_eq!(again["identity"].as_str().unwrap(), asked[1]);
+    until(60, "node 3 signs after its restart", || {
+        let o = kq(
+            &["key", "sign", "prod", "--message-hex", "00", "--json"],
+            &via3,
+        );
+        o.status.success().then_some(())
+    });
+
+    // A fourth node joins under a new code (the old one is stale: the
+    // members changed), the key is reshared onto nodes 2-4 with the
+    // operators' approval, and node 1 is removed.
+    let o = kq(
+        &[
+            "node",
+            "--config",
+            &path(3),
+            "--join",
+            &url,
+            "--join-code",
+            &code,
+            "--json",
+        ],
+        &[],
+    );
+    assert!(!o.status.success(), "a stale join code was taken");
+    let code = ok_json(
+        &kq(&["cluster", "join-code", "--json"], &admin),
+        "join-code",
+    );
+    let code = code["code"].as_str().unwrap().to_string();
+    let v4 = nodes.start(&[
+        "node",
+        "--config",
+        &path(3),
+        "--join",
+        &url,
+        "--join-code",
+        &code,
+    ]);
+    let identity4 = v4["identity"].as_str().unwrap().to_string();
+    let change = until(30, "node 4's request", || {
+        let o = kq(
+            &["cluster", "join", "4", "--identity", &identity4, "--json"],
+            &admin,
+        );
+        o.status.success().then(|| ok_json(&o, "cluster join"))
+    });
+    let change = change["id"].as_str().unwrap().to_string();
+    approve(0, &change);
+    approve(1, &change);
+    let mut pem = std::fs::read_to_string(&ca_file).unwrap();
+    pem.push_str(identity(3)["certificate"].as_str().unwrap());
+    std::fs::write(&ca_file, pem).unwrap();
+    until(60, "four voters", || {
+        let v = ok_json(&kq(&["status", "--json"], &admin), "status");
+        let voters = v["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|n| n["voter"] == true)
+            .count();
+        (voters == 4).then_some(())
+    });
+    let policy = ok_json(
+        &kq(
+            &[
+                "key",
+                "policy",
+                "prod",
+                "--threshold",
+                "2",
+                "--members",
+                "2,3,4",
+                "--json",
+            ],
+            &admin,
+        ),
+        "key policy",
+    );
+    let policy = policy["id"].as_str().unwrap().to_string();
+    approve(0, &policy);
+    approve(1, &policy);
+    let reshared = ok_json(
+        &kq(
+            &[
+                "key",
+                "reshare",
+                "prod",
+                "--threshold",
+                "2",
+                "--members",
+                "2,3,4",
+                "--json",
+            ],
+            &admin,
+        ),
+        "key reshare",
+    );
+    assert_eq!(reshared["public_key"], key["public_key"]);
+    assert_eq!(reshared["members"], serde_json::json!([2, 3, 4]));
+    let remove = ok_json(&kq(&["cluster", "remove", "1", "--json"], &admin), "remove");
+    let remove = remove["id"].as_str().unwrap().to_string();
+    approve(0, &remove);
+    approve(1, &remove);
+    // Through node 3 now: the cluster is nodes 2-4 and still signs.
+    until(60, "node 1 removed", || {
+        let o = kq(&["status", "--json"], &via3);
+        if !o.status.success() {
+            return None;
+        }
+        let v = ok_json(&o, "status");
+        let ids: Vec<u64> = v["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| n["id"].as_u64().unwrap())
+            .collect();
+        (ids == [2, 3, 4]).then_some(())
+    });
+    let last = b"after node 1 left";
+    let sig = until(30, "signing without node 1", || {
+        let o = kq(
+            &[
+                "key",
+                "sign",
+                "prod",
+                "--message-hex",
+                &hex::encode(last),
+                "--json",
+            ],
+            &via3,
+        );
+        o.status.success().then(|| ok_json(&o, "sign"))
+    });
+    let sig: [u8; 64] = hex::decode(sig["signature"].as_str().unwrap())
+        .unwrap()
+        .try_into()
+        .unwrap();
+    verifier
+        .verify_strict(last, &ed25519_dalek::Signature::from_bytes(&sig))
+        .expect("the same key signs after the reshare");
+}
