@@ -40,8 +40,21 @@ fn passphrase(dev_dir: Option<&Path>) -> Result<Passphrase> {
             return Ok(Passphrase::new(p.into_bytes()));
         }
     }
+    // A file (a container secret, a systemd credential): its bytes up to
+    // a final line break.
+    if let Some(path) = std::env::var_os("KEYQUORUM_PASSPHRASE_FILE") {
+        let mut p = std::fs::read(&path)
+            .with_context(|| format!("KEYQUORUM_PASSPHRASE_FILE {}", Path::new(&path).display()))?;
+        while p.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
+            p.pop();
+        }
+        if p.is_empty() {
+            bail!("KEYQUORUM_PASSPHRASE_FILE is empty");
+        }
+        return Ok(Passphrase::new(p));
+    }
     let Some(dir) = dev_dir else {
-        bail!("set KEYQUORUM_PASSPHRASE (the vault passphrase)");
+        bail!("set KEYQUORUM_PASSPHRASE or KEYQUORUM_PASSPHRASE_FILE (the vault passphrase)");
     };
     keyquorum_node::config::create_private_dir(dir)?;
     let file = dir.join("dev-passphrase");
@@ -352,8 +365,8 @@ pub(crate) async fn run(command: Command, json: bool) -> Result<()> {
                 }
                 ClusterCommand::Remove { id } => c.remove_node(id).await?,
                 ClusterCommand::JoinCode => {
-                    let info = c.join_info().await?;
-                    let fp = keyquorum_node::cluster::join::fingerprint(&info.members);
+                    let info = agreed_join_info(&remote, &c).await?;
+                    let fp = keyquorum_node::cluster::join::fingerprint(&info);
                     let code = keyquorum_node::cluster::join::join_code(&fp);
                     if json {
                         return print_json(&json!({ "code": code,
@@ -395,7 +408,7 @@ pub(crate) async fn run(command: Command, json: bool) -> Result<()> {
                     identity,
                     learner,
                 } => {
-                    let req = chosen_join(&c.joins().await?, id, identity.as_deref())?;
+                    let req = chosen_join(&c.joins().await?, id, &identity)?;
                     c.add_node(&AddNodeRequest {
                         id,
                         addr: req.info.addr.clone(),
@@ -601,47 +614,86 @@ async fn dev(
     Ok(())
 }
 
-/// The one join request for node `id` (whose identity starts with
-/// `identity`, if given), its signature checked here.
+/// The members as the node `c` talks to lists them, if every other member
+/// this machine reaches (pinned by the CA file) lists the same: a code
+/// does not rest on one node's word where others can be asked. Members it
+/// cannot reach are named on stderr.
+async fn agreed_join_info(
+    remote: &Remote,
+    c: &keyquorum_client::Client,
+) -> Result<keyquorum_wire::api::JoinInfo> {
+    let info = c.join_info().await?;
+    let ca = match &remote.ca_cert {
+        Some(p) => std::fs::read(p).with_context(|| format!("reading {}", p.display()))?,
+        None => Vec::new(),
+    };
+    let key = match &remote.key_file {
+        Some(f) => load_key(f, &remote.key_id)?,
+        None => bail!("no client key: --key-file or KEYQUORUM_KEY_FILE"),
+    };
+    let mut agreed = 0usize;
+    let mut unreached = Vec::new();
+    for m in &info.members {
+        let answer = match keyquorum_client::Client::new(&m.info.addr, &key, &ca) {
+            Ok(other) => other.join_info().await.map_err(anyhow::Error::from),
+            Err(e) => Err(e.into()),
+        };
+        match answer {
+            Ok(other) if other.fingerprint == info.fingerprint => agreed += 1,
+            Ok(_) => bail!(
+                "node {} at {} lists other members than {}: do not use a join code until \
+                 they agree (a node may be lying, or a change is under way)",
+                m.id,
+                m.info.addr,
+                remote.url
+            ),
+            Err(e) => unreached.push(format!("node {} at {} ({e})", m.id, m.info.addr)),
+        }
+    }
+    if !unreached.is_empty() {
+        eprintln!(
+            "warning: {agreed} of {} members confirmed these members; not reached from here: {}",
+            info.members.len(),
+            unreached.join("; ")
+        );
+    }
+    Ok(info)
+}
+
+/// The join request for node `id` whose identity is `identity` (all 64
+/// hex digits, as the new node printed it), its signature checked here.
 fn chosen_join(
     list: &keyquorum_wire::api::JoinList,
     id: NodeId,
-    identity: Option<&str>,
+    identity: &str,
 ) -> Result<keyquorum_wire::api::JoinRequest> {
-    if let Some(p) = identity {
-        if p.len() < 8 || !p.bytes().all(|b| b.is_ascii_hexdigit()) {
-            bail!("--identity: at least 8 hex digits of the key the new node printed");
-        }
-    }
+    let identity = hex32(
+        identity,
+        "--identity (all 64 hex digits the new node printed)",
+    )?;
     let now = keyquorum_node::cluster::peer::now_ms();
-    let candidates: Vec<_> = list
+    let others = list
         .requests
         .iter()
-        .filter(|r| r.id == id)
-        .filter(|r| {
-            identity.is_none_or(|p| {
-                r.info
-                    .identity
-                    .to_string()
-                    .starts_with(&p.to_ascii_lowercase())
-            })
-        })
-        .filter(|r| keyquorum_node::cluster::join::check_request(r, now).is_ok())
-        .collect();
-    match candidates.as_slice() {
-        [] => bail!(
-            "no valid request to join as node {id}{} (start the node with --join; `keyquorum \
-             cluster joins` lists the requests)",
-            identity
-                .map(|p| format!(" with identity {p}"))
-                .unwrap_or_default()
-        ),
-        [one] => Ok((*one).clone()),
-        _ => bail!(
-            "more than one node asks to join as node {id}: pass --identity with the key the \
-             new node printed"
-        ),
+        .filter(|r| r.id == id && r.info.identity != identity)
+        .count();
+    if others > 0 {
+        eprintln!("warning: {others} other request(s) ask to join as node {id} under other keys");
     }
+    list.requests
+        .iter()
+        .find(|r| {
+            r.id == id
+                && r.info.identity == identity
+                && keyquorum_node::cluster::join::check_request(r, now).is_ok()
+        })
+        .cloned()
+        .ok_or_else(|| {
+            anyhow!(
+                "no valid request to join as node {id} with identity {identity} (start the node \
+                 with --join; `keyquorum cluster joins` lists the requests)"
+            )
+        })
 }
 
 /// `keyquorum node identity`: the public identity the node wrote at its
@@ -738,28 +790,26 @@ async fn node(
     } else {
         println!("node {} listening on {}", cfg.id, running.addr);
     }
-    let mut asking = None;
-    if let Some(info) = joined.filter(|_| !running.node.is_member()) {
+    if joined.is_some() && !running.node.is_member() {
         eprintln!(
             "node {id} asks to join; identity {identity}. An operator checks that identity and \
              proposes it: `keyquorum cluster join {id} --identity {identity}`, then the operator \
              quorum approves (`keyquorum approve CHANGE`)",
             id = cfg.id
         );
-        asking = Some(tokio::spawn(
-            keyquorum_node::cluster::join::ask_until_member(
-                running.node.clone(),
-                info.members,
-                std::time::Duration::from_secs(5),
-            ),
-        ));
     }
-    tokio::signal::ctrl_c().await?;
-    if let Some(a) = asking {
-        a.abort();
-    }
+    // A node that joined with a code checks the history it is sent until
+    // it is a member, and stops if it is not the code's cluster.
+    let asking = keyquorum_node::cluster::join::ask_until_member(
+        running.node.clone(),
+        std::time::Duration::from_secs(5),
+    );
+    let outcome = tokio::select! {
+        r = tokio::signal::ctrl_c() => r.map_err(anyhow::Error::from),
+        r = async { asking.await?; std::future::pending::<Result<()>>().await } => r,
+    };
     running.stop().await;
-    Ok(())
+    outcome
 }
 
 async fn key(remote: &Remote, command: KeyCommand, json: bool) -> Result<()> {

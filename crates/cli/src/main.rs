@@ -704,11 +704,11 @@ enum ClusterCommand {
     Join {
         /// Its id.
         id: NodeId,
-        /// Its identity key (hex, or a prefix of at least 8 digits) as the
-        /// new node printed it: needed when more than one request names
-        /// the id, and a check always.
+        /// Its identity key, all 64 hex digits, as the new node printed it
+        /// (`keyquorum node identity` on its machine): what the operators
+        /// vouch for.
         #[arg(long)]
-        identity: Option<String>,
+        identity: String,
         /// Keep it a non-voting learner.
         #[arg(long)]
         learner: bool,

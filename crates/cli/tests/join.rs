@@ -169,25 +169,21 @@ fn nodes_join_a_running_cluster_with_a_join_code_and_the_operators_approval() {
     let status = ok_json(&kq(&["status", "--json"], &admin), "status");
     assert_eq!(status["nodes"].as_array().unwrap().len(), 1);
 
-    // A wrong identity prefix matches no request.
-    let o = kq(
-        &["cluster", "join", "2", "--identity", "00000000", "--json"],
-        &admin,
-    );
-    assert!(!o.status.success());
+    // Only the whole identity the new node printed names its request: a
+    // prefix, or node 3's key for node 2, is refused.
+    for wrong in [&asked[0][..16], asked[1].as_str()] {
+        let o = kq(
+            &["cluster", "join", "2", "--identity", wrong, "--json"],
+            &admin,
+        );
+        assert!(!o.status.success(), "{wrong}");
+    }
 
     for (i, identity) in asked.iter().enumerate() {
         let id = (i + 2).to_string();
         let change = ok_json(
             &kq(
-                &[
-                    "cluster",
-                    "join",
-                    &id,
-                    "--identity",
-                    &identity[..16],
-                    "--json",
-                ],
+                &["cluster", "join", &id, "--identity", identity, "--json"],
                 &admin,
             ),
             "cluster join",
@@ -452,4 +448,23 @@ fn nodes_join_a_running_cluster_with_a_join_code_and_the_operators_approval() {
     verifier
         .verify_strict(last, &ed25519_dalek::Signature::from_bytes(&sig))
         .expect("the same key signs after the reshare");
+}
+
+/// The compose cluster's node configs (deploy/compose/) are node configs
+/// a node accepts, one per id, listing no peer (nodes 2 and 3 join).
+#[test]
+fn the_compose_configs_are_valid_and_list_no_peer() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/compose");
+    for id in 1..=3u16 {
+        let path = dir.join(format!("node{id}.toml"));
+        let text = std::fs::read_to_string(&path).unwrap();
+        let cfg: keyquorum_node::config::NodeConfig = toml::from_str(&text).unwrap();
+        cfg.check().unwrap();
+        assert_eq!(cfg.id.get(), id);
+        assert!(cfg.peers.is_empty(), "{}", path.display());
+        assert_eq!(
+            cfg.advertise.as_deref(),
+            Some(format!("https://kq{id}:7001").as_str())
+        );
+    }
 }

@@ -296,3 +296,134 @@ async fn a_member_behind_a_snapshot_fetches_verifies_and_proves_the_whole_audit_
     assert_eq!(common::status_of(&err), 404, "{err}");
     c.shutdown().await;
 }
+
+/// What operators watch (issue #23 item 6): `/readyz` is 200 on members
+/// that caught up and 503 `not_member` on a node not yet joined; `/metrics`
+/// reports Raft (leader changes, the commit-latency histogram, voters),
+/// readiness, errors by kind and protocol failures by action.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readiness_and_metrics_report_raft_errors_and_failures() {
+    let (_dir, mut c) = cluster(3, 2, 0).await;
+    let admin = Client::new(&c.url_of(n(1)), &c.admin, c.ca_pem().as_bytes()).unwrap();
+    let http = keyquorum_client::http_client(c.ca_pem().as_bytes()).unwrap();
+    admin
+        .create_key(&CreateKeyRequest {
+            name: "k".into(),
+            suite: SuiteName::Ed25519,
+            threshold: None,
+            members: None,
+            min_members: None,
+        })
+        .await
+        .unwrap();
+    assert!(admin.key("missing").await.is_err());
+    for id in 1..=3u16 {
+        let url = c.url_of(n(id));
+        common::poll(
+            "every member ready",
+            std::time::Duration::from_secs(10),
+            || async {
+                let r = http.get(format!("{url}/readyz")).send().await.unwrap();
+                r.status() == 200
+            },
+        )
+        .await;
+        let v: serde_json::Value = http
+            .get(format!("{url}/readyz"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(v["status"], "ready");
+        assert!(v["leader_index"].as_u64().unwrap() <= v["applied"].as_u64().unwrap());
+    }
+    let leader = c.node(n(1)).unwrap().leader().unwrap();
+    let text = http
+        .get(format!("{}/metrics", c.url_of(leader)))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let value = |line: &str| -> f64 {
+        text.lines()
+            .find(|l| l.starts_with(line))
+            .unwrap_or_else(|| panic!("no {line} in\n{text}"))
+            .rsplit(' ')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    let node = format!("{{node=\"{leader}\"");
+    assert!(value(&format!("keyquorum_raft_leader_changes_total{node}")) >= 1.0);
+    assert!(value(&format!("keyquorum_raft_commit_seconds_count{node}")) >= 1.0);
+    assert!(
+        value(&format!(
+            "keyquorum_raft_commit_seconds_bucket{node},le=\"+Inf\"}}"
+        )) >= 1.0
+    );
+    assert_eq!(value(&format!("keyquorum_raft_voters{node}")), 3.0);
+    assert!(value(&format!("keyquorum_raft_millis_since_quorum_ack{node}")) >= 0.0);
+    assert_eq!(value(&format!("keyquorum_ready{node}")), 1.0);
+    // The failed read, on the node that answered it.
+    let text1 = http
+        .get(format!("{}/metrics", c.url_of(n(1))))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        text1.contains("keyquorum_request_errors_total{node=\"1\",kind=\"not_found\"} 1"),
+        "{text1}"
+    );
+    assert!(text1.contains("# TYPE keyquorum_protocol_failures_total counter"));
+    // Every series the Grafana dashboard (deploy/grafana) queries is one
+    // the node exports.
+    let dashboard: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../../deploy/grafana/keyquorum.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let mut queried = 0;
+    for panel in dashboard["panels"].as_array().unwrap() {
+        for target in panel["targets"].as_array().unwrap() {
+            let expr = target["expr"].as_str().unwrap();
+            for (i, _) in expr.match_indices("keyquorum_") {
+                let name: String = expr[i..]
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                    .collect();
+                // A series, or a counter declared with none yet.
+                assert!(
+                    text.contains(&format!("\n{name}{{"))
+                        || text.contains(&format!("# TYPE {name} counter\n")),
+                    "the dashboard queries {name}, which /metrics does not export"
+                );
+                queried += 1;
+            }
+        }
+    }
+    assert!(queried >= 20, "{queried}");
+
+    // A node started but not joined is live and not ready.
+    let req = c.spawn_node().await.unwrap();
+    let url = c.url_of(req.id);
+    let http = keyquorum_client::http_client(c.ca_pem().as_bytes()).unwrap();
+    let r = http.get(format!("{url}/readyz")).send().await.unwrap();
+    assert_eq!(r.status(), 503);
+    let v: serde_json::Value = r.json().await.unwrap();
+    assert!(
+        ["not_member", "no_leader"].contains(&v["status"].as_str().unwrap()),
+        "{v}"
+    );
+    c.shutdown().await;
+}

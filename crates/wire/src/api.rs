@@ -477,8 +477,15 @@ pub struct JoinMember {
 pub struct JoinInfo {
     /// The members, by id.
     pub members: Vec<JoinMember>,
-    /// SHA-256 over the members (the node crate's `cluster::join::fingerprint`):
-    /// what a join code carries.
+    /// SHA-256 over the founders (the voters that initialised the cluster,
+    /// with their identity keys): the cluster's identity, which no other
+    /// history can have (its init needs every founder's signature).
+    pub genesis: crate::Hex32,
+    /// The largest threshold of the cluster's keys (0 with none): how many
+    /// of these voters a joining node needs to vouch for a snapshot.
+    pub threshold: u16,
+    /// SHA-256 over all of the above (the node crate's
+    /// `cluster::join::fingerprint`): what a join code carries.
     pub fingerprint: crate::Hex32,
 }
 

@@ -341,8 +341,30 @@ pub(crate) async fn healthz(State(node): State<Node>) -> Response {
 /// Readiness: the node's Raft runs, it knows a leader, the membership
 /// lists it, and it has applied the log through the leader's commit index
 /// (asked of the leader, within 2 s). Its vault is open whenever it serves.
+/// Found at most once a second, one request at a time: callers in between
+/// get the last answer (anyone may call this route).
 #[utoipa::path(get, path = "/readyz", responses((status = 200, body = Readiness), (status = 503, body = Readiness)))]
 pub(crate) async fn readyz(State(node): State<Node>) -> Response {
+    let mut last = node.readiness().lock().await;
+    let r = match last.as_ref() {
+        Some((at, r)) if at.elapsed() < std::time::Duration::from_secs(1) => r.clone(),
+        _ => {
+            let r = readiness(&node).await;
+            *last = Some((std::time::Instant::now(), r.clone()));
+            r
+        }
+    };
+    drop(last);
+    let code = if r.status == "ready" {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (code, Json(r)).into_response()
+}
+
+/// What `/readyz` reports, found now.
+async fn readiness(node: &Node) -> Readiness {
     let running = node.raft().metrics().borrow().running_state.is_ok();
     let applied = node.applied_index().unwrap_or(0);
     let mut leader_index = None;
@@ -365,18 +387,12 @@ pub(crate) async fn readyz(State(node): State<Node>) -> Response {
             _ => "no_leader",
         }
     };
-    let code = if status == "ready" {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    };
-    let r = Readiness {
+    Readiness {
         status: status.into(),
         node_id: node.id(),
         applied,
         leader_index,
-    };
-    (code, Json(r)).into_response()
+    }
 }
 
 /// Prometheus metrics (text exposition format).
@@ -385,6 +401,12 @@ pub(crate) async fn metrics(State(node): State<Node>) -> Response {
     let m = node.metrics();
     let raft = node.raft().metrics().borrow().clone();
     let id = node.id();
+    let ready = node
+        .readiness()
+        .lock()
+        .await
+        .as_ref()
+        .is_some_and(|(_, r)| r.status == "ready");
     let g = |v: &std::sync::atomic::AtomicU64| v.load(Ordering::Relaxed);
     let text = format!(
         "# TYPE keyquorum_requests_total counter\n\
@@ -404,7 +426,12 @@ pub(crate) async fn metrics(State(node): State<Node>) -> Response {
          # TYPE keyquorum_raft_term gauge\nkeyquorum_raft_term{{node=\"{id}\"}} {}\n\
          # TYPE keyquorum_raft_is_leader gauge\nkeyquorum_raft_is_leader{{node=\"{id}\"}} {}\n\
          # TYPE keyquorum_raft_applied_index gauge\nkeyquorum_raft_applied_index{{node=\"{id}\"}} {}\n\
-         # TYPE keyquorum_keys gauge\nkeyquorum_keys{{node=\"{id}\"}} {}\n",
+         # TYPE keyquorum_keys gauge\nkeyquorum_keys{{node=\"{id}\"}} {}\n\
+         # TYPE keyquorum_raft_leader_changes_total counter\nkeyquorum_raft_leader_changes_total{{node=\"{id}\"}} {}\n\
+         # TYPE keyquorum_raft_millis_since_quorum_ack gauge\nkeyquorum_raft_millis_since_quorum_ack{{node=\"{id}\"}} {}\n\
+         # TYPE keyquorum_raft_last_log_index gauge\nkeyquorum_raft_last_log_index{{node=\"{id}\"}} {}\n\
+         # TYPE keyquorum_raft_voters gauge\nkeyquorum_raft_voters{{node=\"{id}\"}} {}\n\
+         # TYPE keyquorum_ready gauge\nkeyquorum_ready{{node=\"{id}\"}} {}\n",
         g(&m.requests_ok),
         g(&m.requests_err),
         g(&m.signatures),
@@ -422,6 +449,29 @@ pub(crate) async fn metrics(State(node): State<Node>) -> Response {
         u8::from(raft.current_leader == Some(u64::from(id))),
         node.applied_index().unwrap_or(0),
         node.registry(|r| r.keys.records.len()),
+        g(&m.leader_changes),
+        // The leader's; -1 on a follower.
+        raft.millis_since_quorum_ack.map_or(-1, |m| i64::try_from(m).unwrap_or(i64::MAX)),
+        raft.last_log_index.unwrap_or(0),
+        raft.membership_config.membership().voter_ids().count(),
+        u8::from(ready),
     );
+    let mut text = text;
+    text.push_str(
+        &m.commit
+            .render("keyquorum_raft_commit_seconds", &id.to_string()),
+    );
+    text.push_str("# TYPE keyquorum_request_errors_total counter\n");
+    for (kind, n) in m.errors.counts() {
+        text.push_str(&format!(
+            "keyquorum_request_errors_total{{node=\"{id}\",kind=\"{kind}\"}} {n}\n"
+        ));
+    }
+    text.push_str("# TYPE keyquorum_protocol_failures_total counter\n");
+    for (action, n) in m.failures.counts() {
+        text.push_str(&format!(
+            "keyquorum_protocol_failures_total{{node=\"{id}\",action=\"{action}\"}} {n}\n"
+        ));
+    }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }

@@ -23,9 +23,12 @@ pub(crate) fn routes(node: Node) -> Router {
 
 /// The members (ids, addresses, identity and HPKE keys, voters) and their
 /// fingerprint: what a joining node checks against its join code. Public.
-#[utoipa::path(get, path = "/v1/join", responses((status = 200, body = JoinInfo)))]
+#[utoipa::path(get, path = "/v1/join", responses((status = 200, body = JoinInfo), (status = 409, body = ErrorBody)))]
 pub(crate) async fn join_info(State(node): State<Node>) -> Response {
-    (StatusCode::OK, Json(node.join_info())).into_response()
+    match node.join_info() {
+        Ok(info) => (StatusCode::OK, Json(info)).into_response(),
+        Err(e) => e.into_response(),
+    }
 }
 
 /// A node asks to join: kept (in this node's memory) for the operators if

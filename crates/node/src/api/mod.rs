@@ -163,6 +163,7 @@ impl Audited {
                     let m = node.metrics();
                     m.audit_backlog_refusals.fetch_add(1, Ordering::Relaxed);
                     m.requests_err.fetch_add(1, Ordering::Relaxed);
+                    m.errors.add("unavailable");
                     return NodeError::Unavailable(
                         "the audit log is not keeping up (no quorum, or overload); nothing was \
                          done"
@@ -251,6 +252,7 @@ impl Audited {
             }
             Err(e) => {
                 node.metrics().requests_err.fetch_add(1, Ordering::Relaxed);
+                node.metrics().errors.add(e.status().1);
                 e.into_response()
             }
         }
@@ -298,6 +300,7 @@ impl Audited {
             .metrics()
             .requests_err
             .fetch_add(1, Ordering::Relaxed);
+        self.node.metrics().errors.add("rejected");
         r
     }
 }

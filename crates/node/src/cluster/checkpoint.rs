@@ -17,8 +17,9 @@
 //!
 //! Not covered:
 //! - A node whose record is not in force yet (one that has applied no
-//!   `init`, such as a node joining) has no one to ask and takes the
-//!   snapshot as sent: the joiner's trust anchor is issue #23's join code.
+//!   `init`) asks the voters its join code fingerprinted (`join`); one that
+//!   did not join with a code (a founder before init) has no one to ask and
+//!   takes the snapshot as sent.
 //! - A node left behind across a membership change asks the voters of the
 //!   record it has, not the newer one (which only the snapshot, untrusted,
 //!   would tell it): the fix is a snapshot that carries the approved
@@ -184,6 +185,20 @@ impl Node {
     /// This node's record's voters and the largest threshold of any key,
     /// if its record is in force.
     fn vouching_policy(&self) -> Option<(Vec<(NodeId, NodeInfo)>, usize)> {
+        let in_force = self.registry(|r| r.roster.in_force);
+        if !in_force {
+            // A node that joined with a code: the voters and the largest
+            // threshold the code fingerprinted (`join`).
+            return self.joined().map(|j| {
+                let voters = j
+                    .members
+                    .iter()
+                    .filter(|m| m.voter)
+                    .map(|m| (m.id, m.info.clone()))
+                    .collect();
+                (voters, usize::from(j.threshold))
+            });
+        }
         self.registry(|r| {
             r.roster.in_force.then(|| {
                 let voters: Vec<_> = r

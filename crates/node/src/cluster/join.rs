@@ -24,6 +24,21 @@
 //!
 //! A request is only a proposal's input: a member that forges or drops one
 //! changes nothing the operators did not approve.
+//!
+//! What the code anchors, on the joining side:
+//! - the cluster's *genesis* (its founders' identity keys, fixed at init,
+//!   whose init needs every founder's signature): once the node's log puts
+//!   its membership record in force, a history whose founders are not the
+//!   code's stops the node ([`Node::check_joined`]), so one member feeding it
+//!   a made-up cluster gets nowhere;
+//! - the voters and the largest key threshold: until its record is in
+//!   force, a snapshot is installed only if as many of those voters vouch
+//!   for it as a member would ask of its own (`checkpoint`).
+//!
+//! Not covered: before its record is in force, the node takes Raft traffic
+//! from the listed members as from any leader, and a lying one can feed it
+//! entries the cluster never committed (each still passes every apply
+//! check, as with a hostile leader) or keep it behind.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -53,14 +68,29 @@ const FRESH_MS: u64 = 10 * 60 * 1000;
 /// Longest address a request may name.
 const MAX_ADDR: usize = 256;
 
-/// The fingerprint of a member list: SHA-256 over a domain label and,
-/// by id, each member's id, whether it votes, its address (with its
-/// length) and its identity and HPKE keys.
-pub fn fingerprint(members: &[JoinMember]) -> [u8; 32] {
-    let mut sorted: Vec<&JoinMember> = members.iter().collect();
+/// The cluster's genesis: SHA-256 over a domain label and, by id, each
+/// founder's id and identity key.
+pub fn genesis(founders: &BTreeMap<NodeId, Hex32>) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update(b"keyquorum-genesis-v1\x00");
+    h.update((founders.len() as u64).to_be_bytes());
+    for (id, identity) in founders {
+        h.update(id.get().to_be_bytes());
+        h.update(identity.0);
+    }
+    h.finalize().into()
+}
+
+/// The fingerprint a join code carries: SHA-256 over a domain label, the
+/// genesis, the largest threshold and, by id, each member's id, whether it
+/// votes, its address (with its length) and its identity and HPKE keys.
+pub fn fingerprint(info: &JoinInfo) -> [u8; 32] {
+    let mut sorted: Vec<&JoinMember> = info.members.iter().collect();
     sorted.sort_by_key(|m| m.id);
     let mut h = Sha256::new();
     h.update(b"keyquorum-members-v1\x00");
+    h.update(info.genesis.0);
+    h.update(info.threshold.to_be_bytes());
     h.update((sorted.len() as u64).to_be_bytes());
     for m in sorted {
         h.update(m.id.get().to_be_bytes());
@@ -95,7 +125,7 @@ pub fn parse_join_code(code: &str) -> Result<[u8; 32], NodeError> {
 /// `code`'s (and the list is well formed: distinct ids and identities, at
 /// least one voter).
 pub fn verify_members(info: &JoinInfo, code: &[u8; 32]) -> Result<Vec<PeerEntry>, NodeError> {
-    if fingerprint(&info.members) != *code {
+    if fingerprint(info) != *code {
         return Err(NodeError::Conflict(
             "the members this node lists are not the ones the join code was made for (another \
              cluster, or its members changed since): make a new join code"
@@ -137,27 +167,63 @@ pub fn read_join_file(data_dir: &Path) -> Result<Option<JoinInfo>, NodeError> {
 }
 
 /// Keep a verified member list in `data_dir` (the node trusts it as
-/// bootstrap peers at every start until its membership record is in force).
+/// bootstrap peers at every start until its membership record is in
+/// force), written whole and synced before it replaces the last one.
 pub fn write_join_file(data_dir: &Path, info: &JoinInfo) -> Result<(), NodeError> {
+    use std::io::Write as _;
     crate::config::create_private_dir(data_dir)
         .map_err(|e| NodeError::Internal(format!("data dir: {e}")))?;
     let bytes = serde_json::to_vec_pretty(info)
         .map_err(|e| NodeError::Internal(format!("join file: {e}")))?;
     let path = data_dir.join(JOIN_FILE);
     let tmp = data_dir.join(format!("{JOIN_FILE}.tmp"));
-    std::fs::write(&tmp, bytes)
+    std::fs::File::create(&tmp)
+        .and_then(|mut f| {
+            f.write_all(&bytes)?;
+            f.sync_all()
+        })
         .and_then(|()| std::fs::rename(&tmp, &path))
         .map_err(|e| NodeError::Internal(format!("{}: {e}", path.display())))
 }
 
-/// The bootstrap peers a join left in `data_dir` (none if it holds no
-/// join file; a file that does not verify against its own fingerprint is
+/// The member list a join left in `data_dir`, checked against its own
+/// fingerprint (none if it holds no join file; one that does not check is
 /// an error, not trusted).
-pub(crate) fn joined_peers(data_dir: &Path) -> Result<Vec<PeerEntry>, NodeError> {
+pub(crate) fn joined(data_dir: &Path) -> Result<Option<JoinInfo>, NodeError> {
     match read_join_file(data_dir)? {
-        Some(info) => verify_members(&info, &info.fingerprint.0),
-        None => Ok(Vec::new()),
+        Some(info) => {
+            verify_members(&info, &info.fingerprint.0).map_err(|e| {
+                NodeError::Internal(format!(
+                    "{}: {e} (remove it to start without it)",
+                    data_dir.join(JOIN_FILE).display()
+                ))
+            })?;
+            Ok(Some(info))
+        }
+        None => Ok(None),
     }
+}
+
+/// Most bytes read of a member list or an error answer.
+const MAX_BODY: usize = 1 << 20;
+
+/// Read at most [`MAX_BODY`] bytes of `resp`.
+async fn capped(mut resp: reqwest::Response) -> Result<Vec<u8>, NodeError> {
+    if resp.content_length().is_some_and(|n| n > MAX_BODY as u64) {
+        return Err(NodeError::BadRequest("the answer is too long".into()));
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = resp
+        .chunk()
+        .await
+        .map_err(|e| NodeError::Unavailable(e.to_string()))?
+    {
+        if body.len() + chunk.len() > MAX_BODY {
+            return Err(NodeError::BadRequest("the answer is too long".into()));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
 }
 
 /// A client for the joining side's calls to members whose keys it does not
@@ -186,15 +252,7 @@ pub async fn fetch_members(url: &str, code: &[u8; 32]) -> Result<JoinInfo, NodeE
             resp.status()
         )));
     }
-    let bytes = resp
-        .bytes()
-        .await
-        .map_err(|e| NodeError::Unavailable(format!("{url}: {e}")))?;
-    if bytes.len() > 1 << 20 {
-        return Err(NodeError::BadRequest(format!(
-            "{url}: the member list is too long"
-        )));
-    }
+    let bytes = capped(resp).await?;
     let info: JoinInfo = serde_json::from_slice(&bytes)
         .map_err(|e| NodeError::BadRequest(format!("{url}: not a member list: {e}")))?;
     verify_members(&info, code)?;
@@ -204,22 +262,38 @@ pub async fn fetch_members(url: &str, code: &[u8; 32]) -> Result<JoinInfo, NodeE
     })
 }
 
-/// Check a join request on its own: the signature by the identity it
-/// names, its time within [`FRESH_MS`] of `now_ms`, an `https://` address.
-pub fn check_request(req: &JoinRequest, now_ms: u64) -> Result<(), NodeError> {
+/// How far ahead of the member's clock a request's time may be.
+const AHEAD_MS: u64 = 30_000;
+
+/// Check a join request's shape: its time no more than [`FRESH_MS`] behind
+/// `now_ms` or [`AHEAD_MS`] ahead, an `https://` address of printable
+/// ASCII (it is shown to operators).
+fn check_shape(req: &JoinRequest, now_ms: u64) -> Result<(), NodeError> {
     let bad = |what: &str| NodeError::BadRequest(format!("join request: {what}"));
     if req.info.addr.len() > MAX_ADDR {
         return Err(bad("the address is too long"));
+    }
+    if !req.info.addr.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(bad("the address holds spaces or control characters"));
     }
     let url = reqwest::Url::parse(&req.info.addr).map_err(|_| bad("the address is not a URL"))?;
     if url.scheme() != "https" || url.host_str().is_none() {
         return Err(bad("the address is not https://HOST[:PORT]"));
     }
-    if now_ms.abs_diff(req.created_ms) > FRESH_MS {
-        return Err(bad(
-            "its time is more than 10 minutes from this node's clock",
-        ));
+    if req.created_ms > now_ms.saturating_add(AHEAD_MS) {
+        return Err(bad("its time is ahead of this node's clock"));
     }
+    if now_ms.saturating_sub(req.created_ms) > FRESH_MS {
+        return Err(bad("it is more than 10 minutes old"));
+    }
+    Ok(())
+}
+
+/// Check a join request on its own: its shape ([`check_shape`]) and the
+/// signature by the identity it names.
+pub fn check_request(req: &JoinRequest, now_ms: u64) -> Result<(), NodeError> {
+    check_shape(req, now_ms)?;
+    let bad = |what: &str| NodeError::BadRequest(format!("join request: {what}"));
     let key = VerifyingKey::from_bytes(&req.info.identity.0)
         .map_err(|_| bad("the identity is not an Ed25519 public key"))?;
     let sig: [u8; 64] = req
@@ -235,24 +309,82 @@ pub fn check_request(req: &JoinRequest, now_ms: u64) -> Result<(), NodeError> {
     .map_err(|_| bad("the signature is not the identity's"))
 }
 
-/// Join requests a member holds, keyed by (id, identity): a stranger
-/// asking under a taken id cannot push out the real node's request.
+/// Join requests a member holds, keyed by (id, identity) so a stranger
+/// asking under the same id cannot replace the real node's request; past
+/// [`MAX_PENDING`], the one that arrived first goes (a request's own time
+/// does not count, so none can claim to be newest).
 #[derive(Default)]
-pub(crate) struct Pending(std::sync::Mutex<BTreeMap<(NodeId, Hex32), JoinRequest>>);
+pub(crate) struct Pending(std::sync::Mutex<PendingInner>);
+
+/// [`Pending`]'s contents: each request with its arrival number.
+#[derive(Default)]
+pub(crate) struct PendingInner {
+    requests: BTreeMap<(NodeId, Hex32), (u64, JoinRequest)>,
+    arrivals: u64,
+}
 
 impl Node {
-    /// The members as a joining node checks them, and their fingerprint.
-    pub fn join_info(&self) -> JoinInfo {
+    /// The members as a joining node checks them, the cluster's genesis
+    /// and largest threshold, and their fingerprint; refused before the
+    /// cluster is initialised (it has no genesis yet).
+    pub fn join_info(&self) -> Result<JoinInfo, NodeError> {
+        let (in_force, founders, threshold) = self.registry(|r| {
+            (
+                r.roster.in_force && !r.clients.is_empty(),
+                r.founders.clone(),
+                r.keys
+                    .records
+                    .values()
+                    .map(|k| k.threshold)
+                    .max()
+                    .unwrap_or(0),
+            )
+        });
+        if !in_force || founders.is_empty() {
+            return Err(NodeError::Conflict(
+                "the cluster is not initialised yet (keyquorum init)".into(),
+            ));
+        }
         let members: Vec<JoinMember> = self
             .members()
             .into_iter()
             .map(|(id, info, voter)| JoinMember { id, info, voter })
             .collect();
-        let fingerprint = Hex32(fingerprint(&members));
-        JoinInfo {
+        let mut info = JoinInfo {
             members,
-            fingerprint,
+            genesis: Hex32(genesis(&founders)),
+            threshold,
+            fingerprint: Hex32::default(),
+        };
+        info.fingerprint = Hex32(fingerprint(&info));
+        Ok(info)
+    }
+
+    /// The member list this node joined under (`JOIN_FILE`), if any.
+    pub(crate) fn joined(&self) -> Option<&JoinInfo> {
+        self.0.joined.as_ref()
+    }
+
+    /// For a node that joined under a code: once its membership record is
+    /// in force, refused unless the cluster's founders are the code's (a
+    /// member that fed it a history of another cluster is found out here).
+    pub fn check_joined(&self) -> Result<(), NodeError> {
+        let Some(joined) = self.joined() else {
+            return Ok(());
+        };
+        let Some(founders) = self
+            .registry(|r| (r.roster.in_force && !r.clients.is_empty()).then(|| r.founders.clone()))
+        else {
+            return Ok(());
+        };
+        if genesis(&founders) != joined.genesis.0 {
+            return Err(NodeError::Conflict(format!(
+                "the log this node was sent is not the cluster its join code names (other \
+                 founders): a member lied to it. Stop it, remove {JOIN_FILE} and its data, and \
+                 join again"
+            )));
         }
+        Ok(())
     }
 
     /// This node's request to join the members fingerprinted `fingerprint`,
@@ -281,7 +413,8 @@ impl Node {
     /// operators if it checks, is for these members, and names an id and
     /// an identity no member has.
     pub(crate) fn accept_join(&self, req: JoinRequest) -> Result<JoinStatus, NodeError> {
-        check_request(&req, super::peer::now_ms())?;
+        // The cheap checks first; the signature last.
+        check_shape(&req, super::peer::now_ms())?;
         let (taken, identity_taken) = self.registry(|r| {
             (
                 r.members.get(&req.id).cloned(),
@@ -309,11 +442,12 @@ impl Node {
                 "another member has this identity key".into(),
             ));
         }
-        if req.fingerprint.0 != fingerprint(&self.join_info().members) {
+        if req.fingerprint != self.join_info()?.fingerprint {
             return Err(NodeError::Conflict(
                 "the members changed since the join code was made: make a new one".into(),
             ));
         }
+        check_request(&req, super::peer::now_ms())?;
         let mut pending = self
             .0
             .joins
@@ -321,22 +455,21 @@ impl Node {
             .lock()
             .map_err(|_| NodeError::Internal("join requests: lock poisoned".into()))?;
         let key = (req.id, req.info.identity);
-        if pending
-            .get(&key)
-            .is_some_and(|old| old.created_ms > req.created_ms)
-        {
-            return Ok(JoinStatus {
-                status: "pending".into(),
-            });
-        }
-        pending.insert(key, req);
-        while pending.len() > MAX_PENDING {
-            let oldest = pending
+        pending.arrivals += 1;
+        let arrival = match pending.requests.get(&key) {
+            // Asked again: it keeps its place.
+            Some((at, _)) => *at,
+            None => pending.arrivals,
+        };
+        pending.requests.insert(key, (arrival, req));
+        while pending.requests.len() > MAX_PENDING {
+            let first = pending
+                .requests
                 .iter()
-                .min_by_key(|(_, r)| r.created_ms)
+                .min_by_key(|(_, (at, _))| *at)
                 .map(|(k, _)| *k);
-            match oldest {
-                Some(k) => pending.remove(&k),
+            match first {
+                Some(k) => pending.requests.remove(&k),
                 None => break,
             };
         }
@@ -352,38 +485,46 @@ impl Node {
         let Ok(mut pending) = self.0.joins.0.lock() else {
             return Vec::new();
         };
-        pending.retain(|(id, _), _| !members.contains(id));
-        pending.values().cloned().collect()
+        pending.requests.retain(|(id, _), _| !members.contains(id));
+        pending.requests.values().map(|(_, r)| r.clone()).collect()
     }
 }
 
-/// The joining side, while the node runs: ask every member in `members`
-/// to let this node join, again every `every` (members keep requests in
-/// memory only), until the membership record lists it. Returns once it
-/// does.
-pub async fn ask_until_member(node: Node, members: Vec<JoinMember>, every: Duration) {
-    let Ok(client) = unpinned_client() else {
-        return;
+/// The joining side, while the node runs: ask every member it joined
+/// under to let it join, again every `every` (members keep requests in
+/// memory only), until the membership record lists it; meanwhile check
+/// the history it is sent ([`Node::check_joined`]) every 100 ms. Returns
+/// once it is a member, or the refusal that must stop it.
+pub async fn ask_until_member(node: Node, every: Duration) -> Result<(), NodeError> {
+    let Some(joined) = node.joined().cloned() else {
+        return Ok(());
     };
-    let fp = fingerprint(&members);
+    let client = unpinned_client()?;
+    let mut next = tokio::time::Instant::now();
     loop {
+        node.check_joined()?;
         if node.is_member() {
-            return;
+            return Ok(());
         }
-        let req = node.join_request(&fp);
-        for m in &members {
-            let url = format!("{}/v1/join", m.info.addr.trim_end_matches('/'));
-            match client.post(&url).json(&req).send().await {
-                Ok(r) if r.status().is_success() => {}
-                Ok(r) => {
-                    let status = r.status();
-                    let body = r.text().await.unwrap_or_default();
-                    tracing::warn!(member = %m.id, %status, %body, "join request refused");
+        if tokio::time::Instant::now() >= next {
+            next += every;
+            let req = node.join_request(&joined.fingerprint.0);
+            for m in &joined.members {
+                let url = format!("{}/v1/join", m.info.addr.trim_end_matches('/'));
+                match client.post(&url).json(&req).send().await {
+                    Ok(r) if r.status().is_success() => {}
+                    Ok(r) => {
+                        let status = r.status();
+                        let body = capped(r).await.unwrap_or_default();
+                        let body: String =
+                            String::from_utf8_lossy(&body).chars().take(300).collect();
+                        tracing::warn!(member = %m.id, %status, body = ?body, "join request refused");
+                    }
+                    Err(e) => tracing::debug!(member = %m.id, error = %e, "join request not sent"),
                 }
-                Err(e) => tracing::debug!(member = %m.id, error = %e, "join request not sent"),
             }
         }
-        tokio::time::sleep(every).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
@@ -405,12 +546,24 @@ mod tests {
         }
     }
 
+    fn info(members: Vec<JoinMember>) -> JoinInfo {
+        let mut i = JoinInfo {
+            members,
+            genesis: Hex32([9; 32]),
+            threshold: 2,
+            fingerprint: Hex32::default(),
+        };
+        i.fingerprint = Hex32(fingerprint(&i));
+        i
+    }
+
     #[test]
     fn the_fingerprint_covers_every_field_and_not_the_order() {
         let ms = vec![member(1, true), member(2, true), member(3, false)];
-        let fp = fingerprint(&ms);
-        let mut reversed = ms.clone();
-        reversed.reverse();
+        let base = info(ms.clone());
+        let fp = fingerprint(&base);
+        let mut reversed = base.clone();
+        reversed.members.reverse();
         assert_eq!(fingerprint(&reversed), fp);
         let changes: [fn(&mut JoinMember); 5] = [
             |m| m.voter = !m.voter,
@@ -420,40 +573,49 @@ mod tests {
             |m| m.id = NodeId::new(9).unwrap(),
         ];
         for change in changes {
-            let mut other = ms.clone();
-            change(&mut other[1]);
+            let mut other = base.clone();
+            change(&mut other.members[1]);
             assert_ne!(fingerprint(&other), fp);
         }
-        assert_ne!(fingerprint(&ms[..2]), fp);
+        let mut fewer = base.clone();
+        fewer.members.pop();
+        assert_ne!(fingerprint(&fewer), fp);
+        let mut other = base.clone();
+        other.genesis.0[0] ^= 1;
+        assert_ne!(fingerprint(&other), fp);
+        let mut other = base.clone();
+        other.threshold = 3;
+        assert_ne!(fingerprint(&other), fp);
+        // The genesis covers each founder's id and key.
+        let founders: BTreeMap<NodeId, Hex32> = [(NodeId::new(1).unwrap(), Hex32([1; 32]))].into();
+        let g = genesis(&founders);
+        assert_ne!(
+            genesis(&[(NodeId::new(2).unwrap(), Hex32([1; 32]))].into()),
+            g
+        );
+        assert_ne!(
+            genesis(&[(NodeId::new(1).unwrap(), Hex32([2; 32]))].into()),
+            g
+        );
+        assert_ne!(genesis(&BTreeMap::new()), g);
     }
 
     #[test]
     fn members_are_trusted_only_under_their_code_and_well_formed() {
-        let ms = vec![member(1, true), member(2, false)];
-        let info = JoinInfo {
-            fingerprint: Hex32(fingerprint(&ms)),
-            members: ms.clone(),
-        };
-        let code = parse_join_code(&join_code(&info.fingerprint.0)).unwrap();
-        assert_eq!(verify_members(&info, &code).unwrap().len(), 2);
+        let good = info(vec![member(1, true), member(2, false)]);
+        let code = parse_join_code(&join_code(&good.fingerprint.0)).unwrap();
+        assert_eq!(verify_members(&good, &code).unwrap().len(), 2);
         assert!(matches!(
-            verify_members(&info, &[0; 32]),
+            verify_members(&good, &[0; 32]),
             Err(NodeError::Conflict(_))
         ));
         // A list with a repeated identity or no voter: refused even when
         // the code is its own.
-        let mut twice = ms.clone();
+        let mut twice = good.members.clone();
         twice[1].info.identity = twice[0].info.identity;
-        let twice = JoinInfo {
-            fingerprint: Hex32(fingerprint(&twice)),
-            members: twice,
-        };
+        let twice = info(twice);
         assert!(verify_members(&twice, &twice.fingerprint.0).is_err());
-        let learners = vec![member(1, false)];
-        let learners = JoinInfo {
-            fingerprint: Hex32(fingerprint(&learners)),
-            members: learners,
-        };
+        let learners = info(vec![member(1, false)]);
         assert!(verify_members(&learners, &learners.fingerprint.0).is_err());
         for bad in ["", "kqjoin1-", "kqjoin1-zz", "kqjoin2-00", &"0".repeat(64)] {
             assert!(parse_join_code(bad).is_err(), "{bad}");

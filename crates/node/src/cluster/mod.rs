@@ -97,6 +97,12 @@ pub(crate) struct Inner {
     hold_membership: std::sync::atomic::AtomicBool,
     /// Nodes' requests to join, for the operators ([`join`]).
     joins: join::Pending,
+    /// The members this node joined under, if it joined with a code
+    /// ([`join::JOIN_FILE`]).
+    joined: Option<keyquorum_wire::api::JoinInfo>,
+    /// The last readiness answer and when it was found (`/readyz` asks the
+    /// leader at most once a second, one request at a time).
+    readiness: tokio::sync::Mutex<Option<(std::time::Instant, keyquorum_wire::api::Readiness)>>,
 }
 
 /// A handle on this node as a member of the cluster (cheap to clone).
@@ -193,13 +199,17 @@ impl Node {
         let (audit_tx, audit_rx) = mpsc::channel(config.audit_queue);
         let (batch_tx, batch_rx) = mpsc::unbounded_channel();
         // The config's peers, and the members a join verified (`join`).
+        let joined = join::joined(&config.data_dir)?;
         let bootstrap = config
             .peers
             .iter()
-            .cloned()
-            .chain(join::joined_peers(&config.data_dir)?)
-            .filter(|p| p.id != config.id)
-            .map(|p| (p.id, p.info))
+            .map(|p| (p.id, p.info.clone()))
+            .chain(
+                joined
+                    .iter()
+                    .flat_map(|j| j.members.iter().map(|m| (m.id, m.info.clone()))),
+            )
+            .filter(|(id, _)| *id != config.id)
             .collect();
         let sessions = sessions::Sessions::new(config.client_sessions);
         let node = Node(Arc::new(Inner {
@@ -230,6 +240,8 @@ impl Node {
             dispatch: OnceLock::new(),
             hold_membership: std::sync::atomic::AtomicBool::new(false),
             joins: join::Pending::default(),
+            joined,
+            readiness: tokio::sync::Mutex::new(None),
         }));
         Ok(Opened {
             node,
@@ -257,6 +269,13 @@ impl Node {
     /// what clients add to their trusted roots.
     pub fn certificate_pem(&self) -> String {
         self.0.cert.pem()
+    }
+
+    /// The last `/readyz` answer and when it was found.
+    pub(crate) fn readiness(
+        &self,
+    ) -> &tokio::sync::Mutex<Option<(std::time::Instant, keyquorum_wire::api::Readiness)>> {
+        &self.0.readiness
     }
 
     /// This node's id.

@@ -264,10 +264,12 @@ impl Node {
     ) -> Result<Vec<CommandResponse>, NodeError> {
         let n = commands.len();
         let commands = &commands;
+        let started = std::time::Instant::now();
         let r = retry_while_unavailable(Duration::from_secs(10), || {
             self.propose_once(commands, read_back)
         })
         .await?;
+        self.0.metrics.commit.observe(started.elapsed());
         match r {
             CommandResponse::Batch { responses } if responses.len() == n => Ok(responses),
             // The whole proposal was refused (its size, its rules).

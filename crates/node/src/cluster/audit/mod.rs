@@ -93,6 +93,9 @@ impl Node {
     /// (`Node::audit_has_room`), so this is the node's own work while the
     /// log cannot commit.
     pub fn audit_event(&self, actor: &str, action: &str, target: Option<&str>, outcome: &str) {
+        if outcome != "ok" {
+            self.0.metrics.failures.add(action);
+        }
         if !self.queue_audit(None, actor, action, target, outcome, None) {
             self.0
                 .metrics
@@ -222,6 +225,9 @@ impl Node {
         target: Option<&str>,
         outcome: &str,
     ) -> oneshot::Receiver<()> {
+        if outcome != "ok" {
+            self.0.metrics.failures.add(action);
+        }
         let (tx, rx) = oneshot::channel();
         let _ = self.queue_audit(None, actor, action, target, outcome, Some(tx));
         rx
