@@ -371,7 +371,7 @@ pub(crate) async fn audit_writer(
             tokio::spawn(async move {
                 let boot = ClusterCommand::Boot {
                     boot: node.boot(),
-                    rules: Some(keyquorum_wire::control::APPLY_RULES),
+                    rules: Some(crate::cluster::machine::rules::announced_by(node.id())),
                     measurement: Some(node.measurement()),
                 };
                 if let Err(e) = node.propose(node.statement(boot)).await {

@@ -98,3 +98,33 @@ impl Registry {
             .unwrap_or(self.rules.max(MIN_APPLY_RULES))
     }
 }
+
+/// Test hook (`fault-injection` only): the rules the nodes named here
+/// announce at boot instead of this build's, as an older build would
+/// (rolling-upgrade tests run every node in one process).
+#[cfg(feature = "fault-injection")]
+static ANNOUNCE_AS: std::sync::Mutex<std::collections::BTreeMap<NodeId, u16>> =
+    std::sync::Mutex::new(std::collections::BTreeMap::new());
+
+/// Test hook: make node `node`'s next boots announce `rules` (`None`: this
+/// build's own), as if it ran an older build.
+#[cfg(feature = "fault-injection")]
+pub fn announce_as(node: NodeId, rules: Option<u16>) {
+    if let Ok(mut m) = ANNOUNCE_AS.lock() {
+        match rules {
+            Some(r) => m.insert(node, r),
+            None => m.remove(&node),
+        };
+    }
+}
+
+/// The newest apply rules node `node` announces at boot: this build's
+/// ([`APPLY_RULES`]), unless a test hook says otherwise.
+pub fn announced_by(node: NodeId) -> u16 {
+    #[cfg(feature = "fault-injection")]
+    if let Some(r) = ANNOUNCE_AS.lock().ok().and_then(|m| m.get(&node).copied()) {
+        return r;
+    }
+    let _ = node;
+    APPLY_RULES
+}

@@ -1,0 +1,133 @@
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    missing_docs,
+    unreachable_pub,
+    reason = "integration tests: a failed unwrap is a failed test"
+)]
+//! A rolling upgrade (issue #23 item 5), in its own test binary: the hook
+//! that makes a node announce an older build's apply rules is process-wide.
+//!
+//! Three nodes run "the old build" (they announce apply rules 8: OPRF keys,
+//! no accounts yet) and a key signs. A node of "the new build" (rules 11)
+//! joins the old cluster and takes part at the old rules. Then each old
+//! node in turn is stopped and started as the new build, and the cluster
+//! keeps signing through the whole upgrade; the log stays at the old rules
+//! until the last member announces the new ones, and only then do the new
+//! build's features (accounts, rules 9) work.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{cluster, n, sign_and_check};
+use keyquorum_client::Client;
+use keyquorum_core::oprf::reset::DeviceSecret;
+use keyquorum_node::cluster::machine::rules::announce_as;
+use keyquorum_node::dev::LocalCluster;
+use keyquorum_wire::api::{CreateKeyRequest, SuiteName};
+use keyquorum_wire::recovery::CreateAccountRequest;
+use keyquorum_wire::Hex32;
+
+const OLD: u16 = 8;
+
+/// Wait until every running node's log is at `rules`.
+async fn rules_reach(c: &LocalCluster, rules: u16) {
+    common::poll(
+        &format!("every node at apply rules {rules}"),
+        Duration::from_secs(30),
+        || async {
+            c.running()
+                .iter()
+                .all(|node| node.registry(|r| r.rules) == rules)
+        },
+    )
+    .await;
+}
+
+fn account(name: &str) -> CreateAccountRequest {
+    CreateAccountRequest {
+        account: name.into(),
+        guardians: None,
+        threshold: None,
+        channels: vec!["app".into()],
+        device_key: Hex32(DeviceSecret::generate().public_key()),
+        measurements: None,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rolling_upgrade_keeps_signing_and_takes_up_new_rules_after_the_last_member() {
+    for id in 1..=3 {
+        announce_as(n(id), Some(OLD));
+    }
+    let (_dir, mut c) = cluster(3, 2, 0).await;
+    let admin = |c: &LocalCluster, i: u16| {
+        Client::new(&c.url_of(n(i)), &c.admin, c.ca_pem().as_bytes()).unwrap()
+    };
+    rules_reach(&c, OLD).await;
+    let key = admin(&c, 1)
+        .create_key(&CreateKeyRequest {
+            name: "k".into(),
+            suite: SuiteName::Ed25519,
+            threshold: None,
+            members: None,
+            min_members: None,
+        })
+        .await
+        .unwrap();
+    sign_and_check(&admin(&c, 1), &key, b"on the old build").await;
+    // The old cluster does not take the new build's requests.
+    let e = admin(&c, 2)
+        .recovery_account_create(&account("early.example"))
+        .await
+        .unwrap_err();
+    assert_eq!(common::status_of(&e), 409, "{e}");
+    assert!(e.to_string().contains("apply rules 9"), "{e}");
+
+    // A node of the new build joins the old cluster and works at its rules.
+    let req = c.spawn_node().await.unwrap();
+    common::join(&c, &admin(&c, 1), &req).await;
+    assert_eq!(c.node(req.id).unwrap().registry(|r| r.rules), OLD);
+    rules_reach(&c, OLD).await;
+
+    // Rolling: one old node at a time is stopped and started as the new
+    // build; the others sign meanwhile, through a node that is up.
+    for id in 1..=3u16 {
+        announce_as(n(id), None);
+        c.stop_node(n(id)).await;
+        let up = if id == 3 { 1 } else { id + 1 };
+        sign_and_check(
+            &admin(&c, up),
+            &key,
+            format!("while node {id} is down").as_bytes(),
+        )
+        .await;
+        c.restart_node(n(id)).await.unwrap();
+        sign_and_check(
+            &admin(&c, id),
+            &key,
+            format!("after node {id} upgraded").as_bytes(),
+        )
+        .await;
+        if id < 3 {
+            // Some member still runs the old build: the log stays old.
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            for node in c.running() {
+                assert_eq!(node.registry(|r| r.rules), OLD, "node {}", node.id());
+            }
+        }
+    }
+    // The last member announced the new rules: the log takes them up, and
+    // the new build's requests work on the same key and cluster.
+    rules_reach(&c, keyquorum_wire::control::APPLY_RULES).await;
+    sign_and_check(&admin(&c, 4), &key, b"on the new build").await;
+    let a = admin(&c, 2)
+        .recovery_account_create(&account("after.example"))
+        .await
+        .unwrap();
+    assert_eq!(a.account, "after.example");
+    c.shutdown().await;
+}
