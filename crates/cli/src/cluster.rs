@@ -1,24 +1,16 @@
 //! The commands that run nodes or talk to the API.
 
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
 use keyquorum_client::{Client, ClientKey, ExportKey};
-use keyquorum_node::config::NodeConfig;
-use keyquorum_node::dev::{DevOptions, LocalCluster};
-use keyquorum_node::Node;
-use keyquorum_store::vault::KdfParams;
-use keyquorum_store::Passphrase;
-use keyquorum_wire::api::{AddNodeRequest, CreateKeyRequest, KeyInfo, SuiteName};
+use keyquorum_wire::api::{CreateKeyRequest, KeyInfo, SuiteName};
 use keyquorum_wire::control::ExportRecord;
 use keyquorum_wire::Hex32;
-use keyquorum_wire::NodeId;
-use rand_core::{OsRng, RngCore};
 use serde_json::json;
 
-use crate::{AuditCommand, ClusterCommand, Command, ExportCommand, KeyCommand, Remote, SuiteArg};
+use crate::{AuditCommand, Command, ExportCommand, KeyCommand, Remote, SuiteArg};
 
 fn suite(s: SuiteArg) -> SuiteName {
     match s {
@@ -30,43 +22,6 @@ fn suite(s: SuiteArg) -> SuiteName {
 pub(crate) fn print_json(v: &serde_json::Value) -> Result<()> {
     println!("{}", serde_json::to_string_pretty(v)?);
     Ok(())
-}
-
-/// The vault passphrase: `KEYQUORUM_PASSPHRASE`, else (dev only) a random
-/// one kept in `<data-dir>/dev-passphrase`.
-fn passphrase(dev_dir: Option<&Path>) -> Result<Passphrase> {
-    if let Ok(p) = std::env::var("KEYQUORUM_PASSPHRASE") {
-        if !p.is_empty() {
-            return Ok(Passphrase::new(p.into_bytes()));
-        }
-    }
-    // A file (a container secret, a systemd credential): its bytes up to
-    // a final line break.
-    if let Some(path) = std::env::var_os("KEYQUORUM_PASSPHRASE_FILE") {
-        let mut p = std::fs::read(&path)
-            .with_context(|| format!("KEYQUORUM_PASSPHRASE_FILE {}", Path::new(&path).display()))?;
-        while p.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
-            p.pop();
-        }
-        if p.is_empty() {
-            bail!("KEYQUORUM_PASSPHRASE_FILE is empty");
-        }
-        return Ok(Passphrase::new(p));
-    }
-    let Some(dir) = dev_dir else {
-        bail!("set KEYQUORUM_PASSPHRASE or KEYQUORUM_PASSPHRASE_FILE (the vault passphrase)");
-    };
-    keyquorum_node::config::create_private_dir(dir)?;
-    let file = dir.join("dev-passphrase");
-    if let Ok(p) = std::fs::read(&file) {
-        return Ok(Passphrase::new(p));
-    }
-    let mut b = [0u8; 24];
-    OsRng.fill_bytes(&mut b);
-    let p = hex::encode(b);
-    // 0600 from the start, never over a file someone put there.
-    keyquorum_node::config::create_private(&file, p.as_bytes())?;
-    Ok(Passphrase::new(p.into_bytes()))
 }
 
 fn spinner(json: bool, msg: &str) -> Option<indicatif::ProgressBar> {
@@ -155,11 +110,11 @@ pub(crate) async fn run(command: Command, json: bool) -> Result<()> {
             data_dir,
             exit_after_start,
             smtp,
-        } => dev(nodes, threshold, &data_dir, exit_after_start, smtp, json).await,
+        } => crate::nodes::dev(nodes, threshold, &data_dir, exit_after_start, smtp, json).await,
         Command::Node {
             action: Some(crate::NodeAction::Identity { config }),
             ..
-        } => node_identity(&config, json),
+        } => crate::nodes::node_identity(&config, json),
         Command::Node {
             action: None,
             config,
@@ -170,7 +125,7 @@ pub(crate) async fn run(command: Command, json: bool) -> Result<()> {
         } => {
             let config = config.context("--config FILE is required")?;
             let join = join.zip(join_code);
-            node(&config, init, print_identity, join, json).await
+            crate::nodes::node(&config, init, print_identity, join, json).await
         }
         Command::Key { remote, command } => key(&remote, command, json).await,
         Command::Init {
@@ -344,92 +299,7 @@ pub(crate) async fn run(command: Command, json: bool) -> Result<()> {
             )
             .await
         }
-        Command::Cluster { remote, command } => {
-            let c = client(&remote)?;
-            let s = match command {
-                ClusterCommand::Add {
-                    id,
-                    addr,
-                    identity,
-                    hpke,
-                    learner,
-                } => {
-                    c.add_node(&AddNodeRequest {
-                        id,
-                        addr,
-                        identity: hex32(&identity, "--identity")?,
-                        hpke: hex32(&hpke, "--hpke")?,
-                        voter: !learner,
-                    })
-                    .await?
-                }
-                ClusterCommand::Remove { id } => c.remove_node(id).await?,
-                ClusterCommand::JoinCode => {
-                    let info = agreed_join_info(&remote, &c).await?;
-                    let fp = keyquorum_node::cluster::join::fingerprint(&info);
-                    let code = keyquorum_node::cluster::join::join_code(&fp);
-                    if json {
-                        return print_json(&json!({ "code": code,
-                            "members": info.members.iter().map(|m| m.id).collect::<Vec<_>>() }));
-                    }
-                    println!("{code}");
-                    return Ok(());
-                }
-                ClusterCommand::Joins => {
-                    let list = c.joins().await?;
-                    let now = keyquorum_node::cluster::peer::now_ms();
-                    let rows: Vec<_> = list
-                        .requests
-                        .iter()
-                        .map(|r| {
-                            let check = keyquorum_node::cluster::join::check_request(r, now);
-                            json!({ "id": r.id, "addr": r.info.addr,
-                                "identity": r.info.identity.to_string(),
-                                "hpke": r.info.hpke.to_string(), "created_ms": r.created_ms,
-                                "valid": check.is_ok() })
-                        })
-                        .collect();
-                    if json {
-                        return print_json(&json!({ "requests": rows }));
-                    }
-                    for r in &rows {
-                        println!(
-                            "node {} at {} identity {}{}",
-                            r["id"],
-                            r["addr"].as_str().unwrap_or_default(),
-                            r["identity"].as_str().unwrap_or_default(),
-                            if r["valid"] == true { "" } else { " (INVALID)" }
-                        );
-                    }
-                    return Ok(());
-                }
-                ClusterCommand::Join {
-                    id,
-                    identity,
-                    learner,
-                } => {
-                    let req = chosen_join(&c.joins().await?, id, &identity)?;
-                    c.add_node(&AddNodeRequest {
-                        id,
-                        addr: req.info.addr.clone(),
-                        identity: req.info.identity,
-                        hpke: req.info.hpke,
-                        voter: !learner,
-                    })
-                    .await?
-                }
-            };
-            if json {
-                return print_json(&serde_json::to_value(&s)?);
-            }
-            println!("{}", crate::operators::change_line(&s));
-            eprintln!(
-                "needs {} operator approvals: keyquorum approve {}; the leader then changes \
-                 the membership (keyquorum status shows it)",
-                s.needed, s.id
-            );
-            Ok(())
-        }
+        Command::Cluster { remote, command } => crate::nodes::cluster(&remote, command, json).await,
         Command::Status { remote } => {
             let s = client(&remote)?.status().await?;
             print_status(&s, json)
@@ -529,287 +399,6 @@ pub(crate) async fn run(command: Command, json: bool) -> Result<()> {
         }
         Command::Demo { .. } => Err(anyhow!("demo runs without a runtime")),
     }
-}
-
-async fn dev(
-    nodes: u16,
-    threshold: u16,
-    data_dir: &Path,
-    exit_after_start: bool,
-    smtp: Option<String>,
-    json: bool,
-) -> Result<()> {
-    let pass = passphrase(Some(data_dir))?;
-    let opts = DevOptions {
-        nodes,
-        threshold,
-        data_dir: data_dir.to_path_buf(),
-        kdf: KdfParams::default(),
-        nonce_pool: 32,
-        checkpoint_every: keyquorum_node::config::NodeConfig::DEFAULT_CHECKPOINT_EVERY,
-        audit_queue: keyquorum_node::config::NodeConfig::DEFAULT_AUDIT_QUEUE,
-        client_sessions: keyquorum_node::config::NodeConfig::DEFAULT_CLIENT_SESSIONS,
-        smtp,
-    };
-    let msg = format!("starting {nodes} nodes");
-    let cluster = spinning(json, &msg, LocalCluster::start(opts, pass)).await?;
-    let env_file = data_dir.join("client.env");
-    if json {
-        let nodes: BTreeMap<String, String> = cluster
-            .infos()
-            .iter()
-            .map(|(id, i)| (id.to_string(), i.addr.clone()))
-            .collect();
-        print_json(&json!({
-            "url": cluster.url(),
-            "key_file": cluster.admin_key_path(),
-            "key_id": cluster.admin.name(),
-            "operator_key_file": cluster.operator_key_path(),
-            "operator_key_id": cluster.operator.name(),
-            "ca_cert": cluster.ca_path(),
-            "nodes": nodes,
-            "client_env": env_file,
-        }))?;
-    } else {
-        println!(
-            "keyquorum dev cluster: {} nodes, default threshold {threshold}",
-            cluster.infos().len()
-        );
-        for (id, i) in cluster.infos() {
-            println!("  node {id}  {}", i.addr);
-        }
-        println!(
-            "\nKEYQUORUM_URL={}\nKEYQUORUM_KEY_FILE={}\nKEYQUORUM_KEY_ID={}\nKEYQUORUM_CA_CERT={}",
-            cluster.url(),
-            cluster.admin_key_path().display(),
-            cluster.admin.name(),
-            cluster.ca_path().display()
-        );
-        println!(
-            "KEYQUORUM_OPERATOR_KEY_FILE={}\nKEYQUORUM_OPERATOR_KEY_ID={}\n\
-             (one operator, quorum 1: exports and operator changes need its approval, \
-             `keyquorum approve ID`; the admin alone cannot export)",
-            cluster.operator_key_path().display(),
-            cluster.operator.name(),
-        );
-        println!(
-            "\n(written to {}; `set -a; . {}` in another shell)",
-            env_file.display(),
-            env_file.display()
-        );
-        if !exit_after_start {
-            println!(
-                "Ctrl-C stops the cluster; its data stays in {}.",
-                data_dir.display()
-            );
-        }
-    }
-    if !exit_after_start {
-        tokio::signal::ctrl_c().await?;
-        if !json {
-            eprintln!("stopping");
-        }
-    }
-    cluster.shutdown().await;
-    Ok(())
-}
-
-/// The members as the node `c` talks to lists them, if every other member
-/// this machine reaches (pinned by the CA file) lists the same: a code
-/// does not rest on one node's word where others can be asked. Members it
-/// cannot reach are named on stderr.
-async fn agreed_join_info(
-    remote: &Remote,
-    c: &keyquorum_client::Client,
-) -> Result<keyquorum_wire::api::JoinInfo> {
-    let info = c.join_info().await?;
-    let ca = match &remote.ca_cert {
-        Some(p) => std::fs::read(p).with_context(|| format!("reading {}", p.display()))?,
-        None => Vec::new(),
-    };
-    let key = match &remote.key_file {
-        Some(f) => load_key(f, &remote.key_id)?,
-        None => bail!("no client key: --key-file or KEYQUORUM_KEY_FILE"),
-    };
-    let mut agreed = 0usize;
-    let mut unreached = Vec::new();
-    for m in &info.members {
-        let answer = match keyquorum_client::Client::new(&m.info.addr, &key, &ca) {
-            Ok(other) => other.join_info().await.map_err(anyhow::Error::from),
-            Err(e) => Err(e.into()),
-        };
-        match answer {
-            Ok(other) if other.fingerprint == info.fingerprint => agreed += 1,
-            Ok(_) => bail!(
-                "node {} at {} lists other members than {}: do not use a join code until \
-                 they agree (a node may be lying, or a change is under way)",
-                m.id,
-                m.info.addr,
-                remote.url
-            ),
-            Err(e) => unreached.push(format!("node {} at {} ({e})", m.id, m.info.addr)),
-        }
-    }
-    if !unreached.is_empty() {
-        eprintln!(
-            "warning: {agreed} of {} members confirmed these members; not reached from here: {}",
-            info.members.len(),
-            unreached.join("; ")
-        );
-    }
-    Ok(info)
-}
-
-/// The join request for node `id` whose identity is `identity` (all 64
-/// hex digits, as the new node printed it), its signature checked here.
-fn chosen_join(
-    list: &keyquorum_wire::api::JoinList,
-    id: NodeId,
-    identity: &str,
-) -> Result<keyquorum_wire::api::JoinRequest> {
-    let identity = hex32(
-        identity,
-        "--identity (all 64 hex digits the new node printed)",
-    )?;
-    let now = keyquorum_node::cluster::peer::now_ms();
-    let others = list
-        .requests
-        .iter()
-        .filter(|r| r.id == id && r.info.identity != identity)
-        .count();
-    if others > 0 {
-        eprintln!("warning: {others} other request(s) ask to join as node {id} under other keys");
-    }
-    list.requests
-        .iter()
-        .find(|r| {
-            r.id == id
-                && r.info.identity == identity
-                && keyquorum_node::cluster::join::check_request(r, now).is_ok()
-        })
-        .cloned()
-        .ok_or_else(|| {
-            anyhow!(
-                "no valid request to join as node {id} with identity {identity} (start the node \
-                 with --join; `keyquorum cluster joins` lists the requests)"
-            )
-        })
-}
-
-/// `keyquorum node identity`: the public identity the node wrote at its
-/// last start (no passphrase; the node may be running).
-fn node_identity(config: &Path, json: bool) -> Result<()> {
-    let text =
-        std::fs::read_to_string(config).with_context(|| format!("reading {}", config.display()))?;
-    let cfg: NodeConfig =
-        toml::from_str(&text).with_context(|| format!("parsing {}", config.display()))?;
-    let p = keyquorum_node::identity::PublicIdentity::read(&cfg.data_dir)?;
-    if p.id != cfg.id {
-        bail!(
-            "{} holds node {}'s identity, not node {}'s",
-            cfg.data_dir.display(),
-            p.id,
-            cfg.id
-        );
-    }
-    if json {
-        return print_json(&json!({ "id": p.id, "info": {
-            "addr": p.info.addr, "identity": p.info.identity.to_string(), "hpke": p.info.hpke.to_string() },
-            "certificate": p.certificate }));
-    }
-    println!(
-        "node {} at {}\nidentity {}\nhpke {}\n{}",
-        p.id, p.info.addr, p.info.identity, p.info.hpke, p.certificate
-    );
-    Ok(())
-}
-
-/// The joining side's first step: the members through `url`, kept only if
-/// they are the join code's (or those a join left in the data directory).
-async fn joining(
-    cfg: &NodeConfig,
-    join: Option<(String, String)>,
-) -> Result<Option<keyquorum_wire::api::JoinInfo>> {
-    use keyquorum_node::cluster::join;
-    let kept = join::read_join_file(&cfg.data_dir)?;
-    let Some((url, code)) = join else {
-        return Ok(kept);
-    };
-    let fp = join::parse_join_code(&code)?;
-    let info = match kept {
-        Some(i) if i.fingerprint.0 == fp => i,
-        _ => join::fetch_members(&url, &fp)
-            .await
-            .with_context(|| format!("joining through {url}"))?,
-    };
-    join::write_join_file(&cfg.data_dir, &info)?;
-    Ok(Some(info))
-}
-
-async fn node(
-    config: &Path,
-    init: bool,
-    print_identity: bool,
-    join: Option<(String, String)>,
-    json: bool,
-) -> Result<()> {
-    let text =
-        std::fs::read_to_string(config).with_context(|| format!("reading {}", config.display()))?;
-    let cfg: NodeConfig =
-        toml::from_str(&text).with_context(|| format!("parsing {}", config.display()))?;
-    let pass = passphrase(None)?;
-    if print_identity {
-        let kdf = cfg.kdf.map(KdfParams::from).unwrap_or_default();
-        let keys = keyquorum_node::dev::prepare_identity(&cfg.data_dir, &pass, kdf)?;
-        let addr = cfg
-            .advertise
-            .clone()
-            .unwrap_or_else(|| format!("https://{}", cfg.listen));
-        let cert = keyquorum_node::cluster::tls::NodeCert::new(
-            &keys,
-            cfg.id,
-            &keyquorum_node::cluster::tls::certificate_names(&addr, &cfg.tls_names),
-        )?;
-        let info = keys.info(addr);
-        return print_json(&json!({ "id": cfg.id, "info": {
-            "addr": info.addr, "identity": info.identity.to_string(), "hpke": info.hpke.to_string() },
-            "certificate": cert.pem() }));
-    }
-    let joined = joining(&cfg, join).await?;
-    let running = Node::start(cfg.clone(), &pass, None).await?;
-    if init {
-        let mut members: BTreeMap<NodeId, _> =
-            cfg.peers.iter().map(|p| (p.id, p.info.clone())).collect();
-        members.insert(cfg.id, running.node.info());
-        running.node.initialize(members).await?;
-    }
-    let identity = running.node.info().identity;
-    if json {
-        print_json(&json!({ "id": cfg.id, "addr": running.addr.to_string(),
-            "identity": identity.to_string() }))?;
-    } else {
-        println!("node {} listening on {}", cfg.id, running.addr);
-    }
-    if joined.is_some() && !running.node.is_member() {
-        eprintln!(
-            "node {id} asks to join; identity {identity}. An operator checks that identity and \
-             proposes it: `keyquorum cluster join {id} --identity {identity}`, then the operator \
-             quorum approves (`keyquorum approve CHANGE`)",
-            id = cfg.id
-        );
-    }
-    // A node that joined with a code checks the history it is sent until
-    // it is a member, and stops if it is not the code's cluster.
-    let asking = keyquorum_node::cluster::join::ask_until_member(
-        running.node.clone(),
-        std::time::Duration::from_secs(5),
-    );
-    let outcome = tokio::select! {
-        r = tokio::signal::ctrl_c() => r.map_err(anyhow::Error::from),
-        r = async { asking.await?; std::future::pending::<Result<()>>().await } => r,
-    };
-    running.stop().await;
-    outcome
 }
 
 async fn key(remote: &Remote, command: KeyCommand, json: bool) -> Result<()> {
@@ -960,7 +549,7 @@ fn print_status(s: &keyquorum_wire::api::ClusterStatus, json: bool) -> Result<()
     Ok(())
 }
 
-fn hex32(s: &str, what: &str) -> Result<Hex32> {
+pub(crate) fn hex32(s: &str, what: &str) -> Result<Hex32> {
     let v = hex::decode(s.trim()).with_context(|| format!("{what} is not hex"))?;
     let b: [u8; 32] = v
         .try_into()

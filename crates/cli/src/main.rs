@@ -19,6 +19,7 @@ mod cluster;
 mod demo;
 mod he;
 mod msg;
+mod nodes;
 mod operators;
 mod oprf;
 mod recovery;
@@ -694,9 +695,16 @@ enum ClusterCommand {
         id: NodeId,
     },
     /// Print a join code for a new node (`keyquorum node --join URL
-    /// --join-code CODE`): the fingerprint of the members as this
-    /// connection shows them. It goes stale when the members change.
-    JoinCode,
+    /// --join-code CODE`): the fingerprint of the members, the cluster's
+    /// genesis and largest threshold, once a majority of the voters list
+    /// the same (each asked at its address, trusted by the CA file). It
+    /// goes stale when the members change.
+    JoinCode {
+        /// Rest on the one node's word when the others cannot be reached
+        /// from here (a warning names them).
+        #[arg(long)]
+        trust_one: bool,
+    },
     /// The requests to join the node holds (each signature checked here).
     Joins,
     /// Propose adding a node that asked to join, with exactly the keys of
@@ -712,6 +720,10 @@ enum ClusterCommand {
         /// Keep it a non-voting learner.
         #[arg(long)]
         learner: bool,
+        /// As for `join-code`: the members its request was made for are
+        /// checked with one node's word only.
+        #[arg(long)]
+        trust_one: bool,
     },
 }
 

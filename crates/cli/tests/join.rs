@@ -32,6 +32,43 @@ fn until<T>(secs: u64, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
     }
 }
 
+/// `key sign prod` of `msg` through `env`: the signature, once it succeeds
+/// (polled: the node may still be catching up).
+fn signed(env: &[(&str, &str)], msg: &[u8], what: &str) -> [u8; 64] {
+    let v = until(30, what, || {
+        let o = kq(
+            &[
+                "key",
+                "sign",
+                "prod",
+                "--message-hex",
+                &hex::encode(msg),
+                "--json",
+            ],
+            env,
+        );
+        o.status.success().then(|| ok_json(&o, "sign"))
+    });
+    hex::decode(v["signature"].as_str().unwrap())
+        .unwrap()
+        .try_into()
+        .unwrap()
+}
+
+/// Wait until `keyquorum status` through `env` counts `n` voters.
+fn wait_voters(env: &[(&str, &str)], n: usize) {
+    until(60, &format!("{n} voters"), || {
+        let v = ok_json(&kq(&["status", "--json"], env), "status");
+        let voters = v["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|n| n["voter"] == true)
+            .count();
+        (voters == n).then_some(())
+    });
+}
+
 #[test]
 fn nodes_join_a_running_cluster_with_a_join_code_and_the_operators_approval() {
     let dir = tempfile::tempdir().unwrap();
@@ -179,32 +216,65 @@ fn nodes_join_a_running_cluster_with_a_join_code_and_the_operators_approval() {
         assert!(!o.status.success(), "{wrong}");
     }
 
-    for (i, identity) in asked.iter().enumerate() {
-        let id = (i + 2).to_string();
+    let join_as = |id: &str, identity: &str| {
         let change = ok_json(
             &kq(
-                &["cluster", "join", &id, "--identity", identity, "--json"],
+                &["cluster", "join", id, "--identity", identity, "--json"],
                 &admin,
             ),
             "cluster join",
         );
-        assert_eq!(change["change"]["identity"], identity.as_str());
+        assert_eq!(change["change"]["identity"], identity);
         let change = change["id"].as_str().unwrap().to_string();
         // One approval of two: not done.
         assert_eq!(approve(0, &change)["done"], false);
         assert_eq!(approve(1, &change)["done"], true);
-    }
-    // The leader makes them learners, then voters.
-    until(60, "three voters", || {
-        let v = ok_json(&kq(&["status", "--json"], &admin), "status");
-        let voters = v["nodes"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|n| n["voter"] == true)
-            .count();
-        (voters == 3).then_some(())
+    };
+    join_as("2", &asked[0]);
+    wait_voters(&admin, 2);
+    let mut pem = std::fs::read_to_string(&ca_file).unwrap();
+    pem.push_str(identity(1)["certificate"].as_str().unwrap());
+    std::fs::write(&ca_file, pem).unwrap();
+    // Node 3 asked for the members before node 2 joined: its request is
+    // stale, and the operators cannot take it.
+    let o = kq(
+        &["cluster", "join", "3", "--identity", &asked[1], "--json"],
+        &admin,
+    );
+    assert!(!o.status.success(), "a request for old members was taken");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("members now"), "{err}");
+    // Restarted with a new code (both voters confirm it), it asks again.
+    let code = ok_json(
+        &kq(&["cluster", "join-code", "--json"], &admin),
+        "join-code",
+    );
+    let code = code["code"].as_str().unwrap().to_string();
+    nodes.0[2].0.kill().unwrap();
+    nodes.0[2].0.wait().unwrap();
+    let again = nodes.start(&[
+        "node",
+        "--config",
+        &path(2),
+        "--join",
+        &url,
+        "--join-code",
+        &code,
+    ]);
+    assert_eq!(again["identity"].as_str().unwrap(), asked[1]);
+    let node3 = nodes.0.len() - 1;
+    let change = until(30, "node 3's new request", || {
+        let o = kq(
+            &["cluster", "join", "3", "--identity", &asked[1], "--json"],
+            &admin,
+        );
+        o.status.success().then(|| ok_json(&o, "cluster join"))
     });
+    let change = change["id"].as_str().unwrap().to_string();
+    approve(0, &change);
+    approve(1, &change);
+    // The leader makes it a learner, then a voter.
+    wait_voters(&admin, 3);
 
     // Clients trust the new nodes' certificates, read from each running
     // node; a key on all three signs through node 3.
@@ -231,25 +301,8 @@ fn nodes_join_a_running_cluster_with_a_join_code_and_the_operators_approval() {
     let mut via3 = admin;
     via3[0] = ("KEYQUORUM_URL", url3.as_str());
     let msg = b"signed by a cluster that was joined, not configured";
-    let sig = until(30, "node 3 signs", || {
-        let o = kq(
-            &[
-                "key",
-                "sign",
-                "prod",
-                "--message-hex",
-                &hex::encode(msg),
-                "--json",
-            ],
-            &via3,
-        );
-        o.status.success().then(|| ok_json(&o, "sign"))
-    });
+    let sig = signed(&via3, msg, "node 3 signs");
     let pk: [u8; 32] = hex::decode(key["public_key"].as_str().unwrap())
-        .unwrap()
-        .try_into()
-        .unwrap();
-    let sig: [u8; 64] = hex::decode(sig["signature"].as_str().unwrap())
         .unwrap()
         .try_into()
         .unwrap();
@@ -260,7 +313,7 @@ fn nodes_join_a_running_cluster_with_a_join_code_and_the_operators_approval() {
 
     // Node 3 killed (SIGKILL) under a signing load through node 1: every
     // acknowledged signature verifies, and signing goes on with two.
-    let signed = std::sync::Mutex::new(Vec::<(Vec<u8>, [u8; 64])>::new());
+    let acked = std::sync::Mutex::new(Vec::<(Vec<u8>, [u8; 64])>::new());
     std::thread::scope(|s| {
         let load = s.spawn(|| {
             for i in 0..40u32 {
@@ -282,23 +335,23 @@ fn nodes_join_a_running_cluster_with_a_join_code_and_the_operators_approval() {
                         .unwrap()
                         .try_into()
                         .unwrap();
-                    signed.lock().unwrap().push((m, sig));
+                    acked.lock().unwrap().push((m, sig));
                 }
             }
         });
         until(60, "signatures before the kill", || {
-            (signed.lock().unwrap().len() >= 5).then_some(())
+            (acked.lock().unwrap().len() >= 5).then_some(())
         });
-        nodes.0[2].0.kill().unwrap();
-        nodes.0[2].0.wait().unwrap();
-        let before = signed.lock().unwrap().len();
+        nodes.0[node3].0.kill().unwrap();
+        nodes.0[node3].0.wait().unwrap();
+        let before = acked.lock().unwrap().len();
         load.join().unwrap();
         assert!(
-            signed.lock().unwrap().len() > before + 10,
+            acked.lock().unwrap().len() > before + 10,
             "signing did not go on without node 3"
         );
     });
-    for (m, sig) in signed.lock().unwrap().iter() {
+    for (m, sig) in acked.lock().unwrap().iter() {
         verifier
             .verify_strict(m, &ed25519_dalek::Signature::from_bytes(sig))
             .expect("an acknowledged signature verifies");
@@ -307,13 +360,11 @@ fn nodes_join_a_running_cluster_with_a_join_code_and_the_operators_approval() {
     // catches up and signs again.
     let again = nodes.start(&["node", "--config", &path(2)]);
     assert_eq!(again["identity"].as_str().unwrap(), asked[1]);
-    until(60, "node 3 signs after its restart", || {
-        let o = kq(
-            &["key", "sign", "prod", "--message-hex", "00", "--json"],
-            &via3,
-        );
-        o.status.success().then_some(())
-    });
+    let back = b"after the restart";
+    let sig = signed(&via3, back, "node 3 signs after its restart");
+    verifier
+        .verify_strict(back, &ed25519_dalek::Signature::from_bytes(&sig))
+        .expect("node 3 signs after its restart");
 
     // A fourth node joins under a new code (the old one is stale: the
     // members changed), the key is reshared onto nodes 2-4 with the
@@ -360,16 +411,7 @@ fn nodes_join_a_running_cluster_with_a_join_code_and_the_operators_approval() {
     let mut pem = std::fs::read_to_string(&ca_file).unwrap();
     pem.push_str(identity(3)["certificate"].as_str().unwrap());
     std::fs::write(&ca_file, pem).unwrap();
-    until(60, "four voters", || {
-        let v = ok_json(&kq(&["status", "--json"], &admin), "status");
-        let voters = v["nodes"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|n| n["voter"] == true)
-            .count();
-        (voters == 4).then_some(())
-    });
+    wait_voters(&admin, 4);
     let policy = ok_json(
         &kq(
             &[
@@ -427,24 +469,7 @@ fn nodes_join_a_running_cluster_with_a_join_code_and_the_operators_approval() {
         (ids == [2, 3, 4]).then_some(())
     });
     let last = b"after node 1 left";
-    let sig = until(30, "signing without node 1", || {
-        let o = kq(
-            &[
-                "key",
-                "sign",
-                "prod",
-                "--message-hex",
-                &hex::encode(last),
-                "--json",
-            ],
-            &via3,
-        );
-        o.status.success().then(|| ok_json(&o, "sign"))
-    });
-    let sig: [u8; 64] = hex::decode(sig["signature"].as_str().unwrap())
-        .unwrap()
-        .try_into()
-        .unwrap();
+    let sig = signed(&via3, last, "signing without node 1");
     verifier
         .verify_strict(last, &ed25519_dalek::Signature::from_bytes(&sig))
         .expect("the same key signs after the reshare");

@@ -220,6 +220,7 @@ impl Node {
         ));
         let roster = tokio::spawn(crate::cluster::membership::follow_roster(node.clone()));
         let leaders = tokio::spawn(crate::cluster::metrics::watch_leader(node.clone()));
+        let joined = tokio::spawn(crate::cluster::join::guard(node.clone()));
         let keeper = tokio::spawn(crate::cluster::audit::keeper::keeper(node.clone()));
         let inputs = tokio::spawn(crate::he::keeper::keeper(node.clone()));
         let settle = tokio::spawn(trees.clone().settle(node.clone()));
@@ -266,7 +267,7 @@ impl Node {
             shutdown: Some(tx),
             server: Some(server),
             tasks: vec![
-                audit, batcher, roster, leaders, keeper, inputs, settle, retirer, pins,
+                audit, batcher, roster, leaders, joined, keeper, inputs, settle, retirer, pins,
             ],
             raft_file: opened.raft_file,
         })

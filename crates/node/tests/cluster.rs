@@ -307,13 +307,7 @@ async fn readiness_and_metrics_report_raft_errors_and_failures() {
     let admin = Client::new(&c.url_of(n(1)), &c.admin, c.ca_pem().as_bytes()).unwrap();
     let http = keyquorum_client::http_client(c.ca_pem().as_bytes()).unwrap();
     admin
-        .create_key(&CreateKeyRequest {
-            name: "k".into(),
-            suite: SuiteName::Ed25519,
-            threshold: None,
-            members: None,
-            min_members: None,
-        })
+        .create_key(&common::create("k", SuiteName::Ed25519, 2, None))
         .await
         .unwrap();
     assert!(admin.key("missing").await.is_err());

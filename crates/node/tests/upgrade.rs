@@ -27,7 +27,7 @@ use keyquorum_client::Client;
 use keyquorum_core::oprf::reset::DeviceSecret;
 use keyquorum_node::cluster::machine::rules::announce_as;
 use keyquorum_node::dev::LocalCluster;
-use keyquorum_wire::api::{CreateKeyRequest, SuiteName};
+use keyquorum_wire::api::SuiteName;
 use keyquorum_wire::recovery::CreateAccountRequest;
 use keyquorum_wire::Hex32;
 
@@ -69,13 +69,7 @@ async fn a_rolling_upgrade_keeps_signing_and_takes_up_new_rules_after_the_last_m
     };
     rules_reach(&c, OLD).await;
     let key = admin(&c, 1)
-        .create_key(&CreateKeyRequest {
-            name: "k".into(),
-            suite: SuiteName::Ed25519,
-            threshold: None,
-            members: None,
-            min_members: None,
-        })
+        .create_key(&common::create("k", SuiteName::Ed25519, 2, None))
         .await
         .unwrap();
     sign_and_check(&admin(&c, 1), &key, b"on the old build").await;

@@ -401,12 +401,13 @@ pub(crate) async fn metrics(State(node): State<Node>) -> Response {
     let m = node.metrics();
     let raft = node.raft().metrics().borrow().clone();
     let id = node.id();
-    let ready = node
-        .readiness()
-        .lock()
-        .await
-        .as_ref()
-        .is_some_and(|(_, r)| r.status == "ready");
+    // The last `/readyz` answer if it is recent (never waiting for one
+    // under way): 0 when nothing asked for a while.
+    let ready = node.readiness().try_lock().is_ok_and(|last| {
+        last.as_ref().is_some_and(|(at, r)| {
+            at.elapsed() < std::time::Duration::from_secs(30) && r.status == "ready"
+        })
+    });
     let g = |v: &std::sync::atomic::AtomicU64| v.load(Ordering::Relaxed);
     let text = format!(
         "# TYPE keyquorum_requests_total counter\n\

@@ -14,7 +14,7 @@
 //!    is in force.
 //! 3. It asks every member to let it join (`POST /v1/join`), signing the
 //!    request with its identity key ([`Node::join_request`]). A member keeps
-//!    valid requests in memory ([`Node::accept_join`]); nothing reaches the
+//!    valid requests in memory (`Node::accept_join`); nothing reaches the
 //!    log.
 //! 4. Joining is the operator quorum's decision (DESIGN.md §4 item 4): an
 //!    operator reads the request (`keyquorum operator join ID`), checks the
@@ -289,7 +289,7 @@ fn check_shape(req: &JoinRequest, now_ms: u64) -> Result<(), NodeError> {
     Ok(())
 }
 
-/// Check a join request on its own: its shape ([`check_shape`]) and the
+/// Check a join request on its own: its shape (`check_shape`) and the
 /// signature by the identity it names.
 pub fn check_request(req: &JoinRequest, now_ms: u64) -> Result<(), NodeError> {
     check_shape(req, now_ms)?;
@@ -365,26 +365,42 @@ impl Node {
         self.0.joined.as_ref()
     }
 
-    /// For a node that joined under a code: once its membership record is
-    /// in force, refused unless the cluster's founders are the code's (a
-    /// member that fed it a history of another cluster is found out here).
-    pub fn check_joined(&self) -> Result<(), NodeError> {
+    /// For a node that joined under a code, in one read of its registry:
+    /// whether the membership record lists it (it has joined), refused if
+    /// the history it was sent is not the code's cluster: one with clients
+    /// but no membership record in force (an init under rules that make
+    /// none), or whose founders are not the code's (a member that fed it a
+    /// history of another cluster is found out here). Nodes that did not
+    /// join with a code: whether they are members.
+    pub fn check_joined(&self) -> Result<bool, NodeError> {
+        let me = self.info();
+        let (clients, in_force, founders, member) = self.registry(|r| {
+            (
+                !r.clients.is_empty(),
+                r.roster.in_force,
+                r.founders.clone(),
+                r.roster.in_force && r.members.get(&self.0.id) == Some(&me),
+            )
+        });
         let Some(joined) = self.joined() else {
-            return Ok(());
+            return Ok(member);
         };
-        let Some(founders) = self
-            .registry(|r| (r.roster.in_force && !r.clients.is_empty()).then(|| r.founders.clone()))
-        else {
-            return Ok(());
+        let lied = |what: &str| {
+            NodeError::Conflict(format!(
+                "the log this node was sent is not the cluster its join code names ({what}): a \
+                 member lied to it. Stop it, remove {JOIN_FILE} and its data, and join again"
+            ))
         };
-        if genesis(&founders) != joined.genesis.0 {
-            return Err(NodeError::Conflict(format!(
-                "the log this node was sent is not the cluster its join code names (other \
-                 founders): a member lied to it. Stop it, remove {JOIN_FILE} and its data, and \
-                 join again"
-            )));
+        if !clients {
+            return Ok(false);
         }
-        Ok(())
+        if !in_force {
+            return Err(lied("clients but no membership record"));
+        }
+        if genesis(&founders) != joined.genesis.0 {
+            return Err(lied("other founders"));
+        }
+        Ok(member)
     }
 
     /// This node's request to join the members fingerprinted `fingerprint`,
@@ -490,6 +506,28 @@ impl Node {
     }
 }
 
+/// Started with a node that joined with a code: check the history it is
+/// sent ([`Node::check_joined`]) every 100 ms until it is a member (and
+/// once more then); if it is not the code's cluster, stop its Raft (it
+/// takes part in nothing more, and `/healthz` says stopped) and say why.
+pub(crate) async fn guard(node: Node) {
+    if node.joined().is_none() {
+        return;
+    }
+    loop {
+        match node.check_joined() {
+            Ok(true) => return,
+            Ok(false) => {}
+            Err(e) => {
+                tracing::error!(error = %e, "stopping: the history this node was sent is not its join code's");
+                let _ = node.raft().shutdown().await;
+                return;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// The joining side, while the node runs: ask every member it joined
 /// under to let it join, again every `every` (members keep requests in
 /// memory only), until the membership record lists it; meanwhile check
@@ -502,8 +540,7 @@ pub async fn ask_until_member(node: Node, every: Duration) -> Result<(), NodeErr
     let client = unpinned_client()?;
     let mut next = tokio::time::Instant::now();
     loop {
-        node.check_joined()?;
-        if node.is_member() {
+        if node.check_joined()? {
             return Ok(());
         }
         if tokio::time::Instant::now() >= next {

@@ -35,8 +35,9 @@ pub struct Metrics {
     /// Client requests refused or failed, by error kind (the error body's
     /// `error`).
     pub errors: Labelled,
-    /// The node's own audited events whose outcome was not `ok`, by
-    /// action (a DKG that failed, a member blamed, a membership step).
+    /// Protocol failures the node found, by action: members blamed for a
+    /// bad DKG, reshare, decryption, evaluation or tree message, DKG
+    /// accusations ([`crate::cluster::Node::audit_failure`]).
     pub failures: Labelled,
     /// Changes of the leader this node knows.
     pub leader_changes: AtomicU64,

@@ -488,7 +488,7 @@ impl He {
                     Some(s) => good.push(s),
                     None => {
                         tracing::warn!(session = %name, node = %m, "a decryption share failed its proof");
-                        node.audit_event(
+                        node.audit_failure(
                             "peer",
                             "he.blame",
                             Some(name),

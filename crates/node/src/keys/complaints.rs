@@ -321,7 +321,7 @@ impl Keys {
                 culprits: upheld,
             });
         }
-        node.audit_event(
+        node.audit_failure(
             "peer",
             "dkg.accusation_dismissed",
             Some(key),

@@ -593,7 +593,7 @@ impl Keys {
             {
                 Ok(info) => return Ok(info),
                 Err(NodeError::Misbehaved { message, culprits }) if attempt < 3 => {
-                    node.audit_event(
+                    node.audit_failure(
                         "peer",
                         "dkg.blame",
                         Some(name),

@@ -497,7 +497,7 @@ impl Keys {
                     if bad.is_empty() {
                         return Err(e);
                     }
-                    node.audit_event(
+                    node.audit_failure(
                         "peer",
                         "reshare.blame",
                         Some(name),

@@ -294,7 +294,7 @@ impl Oprf {
                 Err(Failed::Lied(who)) => {
                     for w in &who {
                         tracing::warn!(key = %key.name, node = %w, "an OPRF answer failed its check");
-                        node.audit_event(
+                        node.audit_failure(
                             "peer",
                             "oprf.blame",
                             Some(&key.name),

@@ -307,7 +307,7 @@ impl Seedtrees {
             }
         }
         if !liars.is_empty() {
-            node.audit_event(
+            node.audit_failure(
                 "peer",
                 "seedtree.blame",
                 Some(&name),
@@ -693,7 +693,7 @@ impl Seedtrees {
             }
         }
         if !culprits.is_empty() {
-            node.audit_event(
+            node.audit_failure(
                 "peer",
                 "seedtree.blame",
                 Some(&record.name),

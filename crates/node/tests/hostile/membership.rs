@@ -316,8 +316,10 @@ async fn join_requests_change_nothing_and_cannot_displace_each_other() {
 
 /// A node that joined with a code is sent a history whose founders are
 /// not the code's (a lying member serving another cluster's log): once
-/// that history puts its record in force, the node finds out and its
-/// joining side stops it. The same node under the true code joins.
+/// that history has clients, the node finds out, its guard stops its Raft
+/// and its joining side returns the refusal. A node under the true code
+/// joins (first: the leader's wait for the stopped one to catch up would
+/// hold up later joins).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_joiner_sent_another_clusters_history_stops() {
     use keyquorum_node::cluster::join::{ask_until_member, fingerprint, write_join_file};
@@ -328,27 +330,49 @@ async fn a_joiner_sent_another_clusters_history_stops() {
     let mut other = truth.clone();
     other.genesis.0[0] ^= 1;
     other.fingerprint = Hex32(fingerprint(&other));
-    for (id, info) in [(4u16, &other), (5, &truth)] {
+    for (id, info) in [(4u16, &truth), (5, &other)] {
         write_join_file(&dir.path().join(format!("node-{id}")), info).unwrap();
         let req = c.spawn_node().await.unwrap();
         assert_eq!(req.id, n(id));
         let joiner = c.node(n(id)).unwrap();
-        // Nothing to check before its record is in force.
-        joiner.check_joined().unwrap();
-        common::join(&c, &admin, &req).await;
-        let outcome = tokio::time::timeout(
-            std::time::Duration::from_secs(10),
-            ask_until_member(joiner.clone(), std::time::Duration::from_secs(5)),
-        )
-        .await
-        .unwrap();
-        if id == 4 {
+        // Nothing to check before it has a history.
+        assert!(!joiner.check_joined().unwrap());
+        let outcome = if id == 5 {
+            // Approved, it is sent the cluster's log, which is not its
+            // code's: it stops before it takes part.
+            let change = admin.add_node(&req).await.unwrap();
+            let operator =
+                Client::new(&c.url_of(n(1)), &c.operator, c.ca_pem().as_bytes()).unwrap();
+            operator.approve(&change.id).await.unwrap();
+            let outcome = tokio::time::timeout(
+                std::time::Duration::from_secs(20),
+                ask_until_member(joiner.clone(), std::time::Duration::from_secs(5)),
+            )
+            .await
+            .unwrap();
+            common::poll(
+                "the guard to stop node 5's Raft",
+                std::time::Duration::from_secs(10),
+                || async { joiner.raft().metrics().borrow().running_state.is_err() },
+            )
+            .await;
+            outcome
+        } else {
+            common::join(&c, &admin, &req).await;
+            tokio::time::timeout(
+                std::time::Duration::from_secs(10),
+                ask_until_member(joiner.clone(), std::time::Duration::from_secs(5)),
+            )
+            .await
+            .unwrap()
+        };
+        if id == 5 {
             let e = outcome.unwrap_err().to_string();
             assert!(e.contains("join code"), "{e}");
             assert!(joiner.check_joined().is_err());
         } else {
             outcome.unwrap();
-            joiner.check_joined().unwrap();
+            assert!(joiner.check_joined().unwrap());
         }
     }
     c.shutdown().await;

@@ -87,15 +87,20 @@ impl Node {
 }
 
 impl Node {
+    /// Record a protocol failure the node found (members blamed, an
+    /// accusation): audited as [`Self::audit_event`] and counted by action
+    /// at `/metrics` (`keyquorum_protocol_failures_total`).
+    pub fn audit_failure(&self, actor: &str, action: &str, target: Option<&str>, outcome: &str) {
+        self.0.metrics.failures.add(action);
+        self.audit_event(actor, action, target, outcome);
+    }
+
     /// Record an event in the audit log (asynchronously, batched). Only a
     /// full queue loses it: counted (`keyquorum_audit_dropped_total`) and
     /// logged. Requests are not admitted that close to full
     /// (`Node::audit_has_room`), so this is the node's own work while the
     /// log cannot commit.
     pub fn audit_event(&self, actor: &str, action: &str, target: Option<&str>, outcome: &str) {
-        if outcome != "ok" {
-            self.0.metrics.failures.add(action);
-        }
         if !self.queue_audit(None, actor, action, target, outcome, None) {
             self.0
                 .metrics
@@ -225,9 +230,6 @@ impl Node {
         target: Option<&str>,
         outcome: &str,
     ) -> oneshot::Receiver<()> {
-        if outcome != "ok" {
-            self.0.metrics.failures.add(action);
-        }
         let (tx, rx) = oneshot::channel();
         let _ = self.queue_audit(None, actor, action, target, outcome, Some(tx));
         rx
