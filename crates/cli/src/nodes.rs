@@ -16,7 +16,7 @@ use keyquorum_wire::NodeId;
 use rand_core::{OsRng, RngCore};
 use serde_json::json;
 
-use crate::cluster::{client, hex32, load_key, print_json, spinning};
+use crate::cluster::{client, hex32, print_json, spinning};
 use crate::{ClusterCommand, Remote};
 
 /// The vault passphrase: `KEYQUORUM_PASSPHRASE`, else the file
@@ -141,18 +141,21 @@ pub(crate) async fn dev(
     Ok(())
 }
 
-/// The members as the node `c` talks to lists them, checked against
-/// its own fingerprint, if a majority of the listed voters (each reached
-/// at its listed address, trusted by the CA file) list the same members,
-/// genesis and threshold, and none lists others; `trust_one` settles for
-/// the one node's word where the others cannot be reached from here (a
-/// warning names them).
+/// The members as the node `c` talks to lists them, checked against its
+/// own fingerprint, once a majority of the listed voters list the same
+/// members, genesis and threshold: each voter counts only if its identity
+/// is one this machine trusts (a certificate in the CA file) and it
+/// answers over TLS pinned to that identity, so a node that lists voters
+/// of its own making gets no code. None may list others. `trust_one`
+/// settles for the one node's word where the voters cannot be reached
+/// from here (a warning names them).
 async fn agreed_join_info(
     remote: &Remote,
     c: &keyquorum_client::Client,
     trust_one: bool,
 ) -> Result<keyquorum_wire::api::JoinInfo> {
     use keyquorum_node::cluster::join::{fingerprint, verify_members};
+    use keyquorum_node::cluster::tls::{identities_in_pem, pinned_client_config};
     let info = c.join_info().await?;
     let fp = fingerprint(&info);
     verify_members(&info, &fp)?;
@@ -160,18 +163,28 @@ async fn agreed_join_info(
         Some(p) => std::fs::read(p).with_context(|| format!("reading {}", p.display()))?,
         None => Vec::new(),
     };
-    let key = match &remote.key_file {
-        Some(f) => load_key(f, &remote.key_id)?,
-        None => bail!("no client key: --key-file or KEYQUORUM_KEY_FILE"),
-    };
+    let trusted = identities_in_pem(&ca);
     let voters: Vec<_> = info.members.iter().filter(|m| m.voter).collect();
     let mut agreed = 0usize;
     let mut unreached = Vec::new();
     for m in &voters {
-        let answer = match keyquorum_client::Client::new(&m.info.addr, &key, &ca) {
-            Ok(other) => other.join_info().await.map_err(anyhow::Error::from),
-            Err(e) => Err(e.into()),
-        };
+        if !trusted.contains(&m.info.identity.0) {
+            unreached.push(format!(
+                "node {} (its identity is in no certificate of the CA file)",
+                m.id
+            ));
+            continue;
+        }
+        let answer = async {
+            let http = reqwest::Client::builder()
+                .use_preconfigured_tls(pinned_client_config(m.info.identity.0)?)
+                .timeout(std::time::Duration::from_secs(5))
+                .build()?;
+            let url = format!("{}/v1/join", m.info.addr.trim_end_matches('/'));
+            let resp = http.get(&url).send().await?.error_for_status()?;
+            anyhow::Ok(resp.json::<keyquorum_wire::api::JoinInfo>().await?)
+        }
+        .await;
         match answer {
             // What it lists, fingerprinted here (not the field it states).
             Ok(other) if fingerprint(&other) == fp => agreed += 1,
@@ -182,19 +195,23 @@ async fn agreed_join_info(
                 m.info.addr,
                 remote.url
             ),
-            Err(e) => unreached.push(format!("node {} at {} ({e})", m.id, m.info.addr)),
+            Err(e) => unreached.push(format!("node {} at {} ({e:#})", m.id, m.info.addr)),
         }
     }
     let majority = voters.len() / 2 + 1;
     if agreed < majority {
         let why = format!(
-            "{agreed} of {} voters confirmed these members ({majority} needed); not reached \
-             from here: {}",
+            "{agreed} of {} voters confirmed these members ({majority} needed); not confirmed: \
+             {}",
             voters.len(),
             unreached.join("; ")
         );
         if !trust_one {
-            bail!("{why}. Run this where the members' addresses are reachable and ca.pem holds their certificates, or pass --trust-one to rest on {}'s word", remote.url);
+            bail!(
+                "{why}. Run this where the voters' addresses are reachable and the CA file \
+                 holds their certificates, or pass --trust-one to rest on {}'s word",
+                remote.url
+            );
         }
         eprintln!(
             "warning: {why}; resting on {}'s word (--trust-one)",

@@ -236,6 +236,16 @@ fn nodes_join_a_running_cluster_with_a_join_code_and_the_operators_approval() {
     };
     join_as("2", &asked[0]);
     wait_voters(&admin, 2);
+    // While this machine trusts only node 1's certificate, node 2 cannot
+    // confirm the members: no code, unless on node 1's word alone.
+    let o = kq(&["cluster", "join-code", "--json"], &admin);
+    assert!(!o.status.success(), "a code confirmed by 1 of 2 voters");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("1 of 2 voters confirmed"), "{err}");
+    ok_json(
+        &kq(&["cluster", "join-code", "--trust-one", "--json"], &admin),
+        "join-code --trust-one",
+    );
     let mut pem = std::fs::read_to_string(&ca_file).unwrap();
     pem.push_str(identity(1)["certificate"].as_str().unwrap());
     std::fs::write(&ca_file, pem).unwrap();

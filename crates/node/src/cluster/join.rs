@@ -391,11 +391,11 @@ impl Node {
                  member lied to it. Stop it, remove {JOIN_FILE} and its data, and join again"
             ))
         };
-        if !clients {
-            return Ok(false);
-        }
         if !in_force {
-            return Err(lied("clients but no membership record"));
+            return match clients {
+                true => Err(lied("clients but no membership record")),
+                false => Ok(false),
+            };
         }
         if genesis(&founders) != joined.genesis.0 {
             return Err(lied("other founders"));

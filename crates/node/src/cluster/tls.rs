@@ -194,6 +194,33 @@ pub fn peer_client_config(
     Ok(config)
 }
 
+/// The client side for a client (no certificate of its own) that must
+/// reach exactly the node whose identity is `pinned` (`keyquorum cluster
+/// join-code` asking each voter).
+pub fn pinned_client_config(pinned: [u8; 32]) -> Result<rustls::ClientConfig, NodeError> {
+    let mut config = rustls::ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(tls_err)?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(PinnedIdentity {
+            identity: pinned,
+            algs: algorithms(),
+        }))
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(config)
+}
+
+/// The Ed25519 identities of the node certificates in a PEM bundle (a
+/// client's `ca.pem`); anything else in it is skipped.
+pub fn identities_in_pem(pem: &[u8]) -> Vec<[u8; 32]> {
+    use rustls::pki_types::pem::PemObject as _;
+    CertificateDer::pem_slice_iter(pem)
+        .filter_map(Result::ok)
+        .filter_map(|c| identity_of(&c))
+        .collect()
+}
+
 /// Accepts exactly one server: the one whose certificate carries the
 /// pinned Ed25519 identity and who proves it in the handshake. Names,
 /// issuers and validity dates are not consulted — the membership in the
