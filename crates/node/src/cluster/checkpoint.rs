@@ -316,7 +316,7 @@ impl Node {
 }
 
 /// The largest threshold of any key in `r`.
-fn largest_threshold(r: &super::Registry) -> usize {
+pub(crate) fn largest_threshold(r: &super::Registry) -> usize {
     r.keys
         .records
         .values()

@@ -332,12 +332,7 @@ impl Node {
             (
                 r.roster.in_force && !r.clients.is_empty(),
                 r.founders.clone(),
-                r.keys
-                    .records
-                    .values()
-                    .map(|k| k.threshold)
-                    .max()
-                    .unwrap_or(0),
+                u16::try_from(super::checkpoint::largest_threshold(r)).unwrap_or(u16::MAX),
             )
         });
         if !in_force || founders.is_empty() {
