@@ -300,6 +300,7 @@ pub(crate) async fn run(command: Command, json: bool) -> Result<()> {
             .await
         }
         Command::Cluster { remote, command } => crate::nodes::cluster(&remote, command, json).await,
+        Command::Snapshot { command } => crate::snapshot::run(command, json).await,
         Command::Status { remote } => {
             let s = client(&remote)?.status().await?;
             print_status(&s, json)

@@ -24,6 +24,7 @@ mod operators;
 mod oprf;
 mod recovery;
 mod seedtree;
+mod snapshot;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -245,6 +246,11 @@ enum Command {
     Status {
         #[command(flatten)]
         remote: Remote,
+    },
+    /// Save, check or restore the control plane (README "Backups").
+    Snapshot {
+        #[command(subcommand)]
+        command: snapshot::SnapshotCommand,
     },
     /// Read or verify the audit log.
     Audit {

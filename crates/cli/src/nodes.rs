@@ -155,7 +155,7 @@ async fn agreed_join_info(
     trust_one: bool,
 ) -> Result<keyquorum_wire::api::JoinInfo> {
     use keyquorum_node::cluster::join::{fingerprint, verify_members};
-    use keyquorum_node::cluster::tls::{identities_in_pem, pinned_client_config};
+    use keyquorum_node::cluster::tls::identities_in_pem;
     let info = c.join_info().await?;
     let fp = fingerprint(&info);
     verify_members(&info, &fp)?;
@@ -175,16 +175,7 @@ async fn agreed_join_info(
             ));
             continue;
         }
-        let answer = async {
-            let http = reqwest::Client::builder()
-                .use_preconfigured_tls(pinned_client_config(m.info.identity.0)?)
-                .timeout(std::time::Duration::from_secs(5))
-                .build()?;
-            let url = format!("{}/v1/join", m.info.addr.trim_end_matches('/'));
-            let resp = http.get(&url).send().await?.error_for_status()?;
-            anyhow::Ok(resp.json::<keyquorum_wire::api::JoinInfo>().await?)
-        }
-        .await;
+        let answer = pinned_get::<keyquorum_wire::api::JoinInfo>(&m.info, "/v1/join").await;
         match answer {
             // What it lists, fingerprinted here (not the field it states).
             Ok(other) if fingerprint(&other) == fp => agreed += 1,
@@ -219,6 +210,23 @@ async fn agreed_join_info(
         );
     }
     Ok(info)
+}
+
+/// `GET path` (public) from the member `info` describes, over TLS pinned to
+/// its identity key (5 s).
+pub(crate) async fn pinned_get<T: serde::de::DeserializeOwned>(
+    info: &keyquorum_wire::control::NodeInfo,
+    path: &str,
+) -> Result<T> {
+    let http = reqwest::Client::builder()
+        .use_preconfigured_tls(keyquorum_node::cluster::tls::pinned_client_config(
+            info.identity.0,
+        )?)
+        .timeout(std::time::Duration::from_secs(5))
+        .build()?;
+    let url = format!("{}{path}", info.addr.trim_end_matches('/'));
+    let resp = http.get(&url).send().await?.error_for_status()?;
+    Ok(resp.json::<T>().await?)
 }
 
 /// The join request for node `id` whose identity is `identity` (all 64
@@ -261,9 +269,11 @@ fn chosen_join(
         })
 }
 
-/// `keyquorum node identity`: the public identity the node wrote at its
-/// last start (no passphrase; the node may be running).
-pub(crate) fn node_identity(config: &Path, json: bool) -> Result<()> {
+/// A node's config and the public identity it wrote at its last start
+/// (no passphrase needed).
+pub(crate) fn public_identity(
+    config: &Path,
+) -> Result<(NodeConfig, keyquorum_node::identity::PublicIdentity)> {
     let text =
         std::fs::read_to_string(config).with_context(|| format!("reading {}", config.display()))?;
     let cfg: NodeConfig =
@@ -277,6 +287,13 @@ pub(crate) fn node_identity(config: &Path, json: bool) -> Result<()> {
             cfg.id
         );
     }
+    Ok((cfg, p))
+}
+
+/// `keyquorum node identity`: the public identity the node wrote at its
+/// last start (no passphrase; the node may be running).
+pub(crate) fn node_identity(config: &Path, json: bool) -> Result<()> {
+    let (_, p) = public_identity(config)?;
     if json {
         return print_json(&json!({ "id": p.id, "info": {
             "addr": p.info.addr, "identity": p.info.identity.to_string(), "hpke": p.info.hpke.to_string() },

@@ -421,6 +421,14 @@ impl Client {
         self.get("/v1/join").await
     }
 
+    /// The newest checkpoint the node holds, its attestation of it and the
+    /// audit log's signed heads (an admin; `keyquorum snapshot save`).
+    pub async fn snapshot_download(
+        &self,
+    ) -> Result<keyquorum_wire::api::SnapshotDownload, ClientError> {
+        self.get("/v1/snapshot").await
+    }
+
     /// The join requests the node holds (an operator or admin); check
     /// each one's signature before proposing it.
     pub async fn joins(&self) -> Result<keyquorum_wire::api::JoinList, ClientError> {

@@ -285,6 +285,28 @@ pub fn create_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<(
     f.sync_all()
 }
 
+/// Replace the file at `path` with `bytes`, whole: written to
+/// `path.tmp` (mode 0600, synced), renamed over `path`, the directory
+/// synced where it can be. A crash leaves the old file or the new one.
+pub fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = std::path::PathBuf::from(tmp);
+    match std::fs::remove_file(&tmp) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
+    create_private(&tmp, bytes)?;
+    std::fs::rename(&tmp, path)?;
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        if let Ok(d) = std::fs::File::open(dir) {
+            // Best effort: not every platform syncs a directory.
+            let _ = d.sync_all();
+        }
+    }
+    Ok(())
+}
+
 #[cfg(all(test, unix))]
 mod tests {
     use std::os::unix::fs::PermissionsExt as _;
@@ -314,5 +336,10 @@ mod tests {
         let again = create_private(&f, b"y").unwrap_err();
         assert_eq!(again.kind(), std::io::ErrorKind::AlreadyExists);
         assert_eq!(std::fs::read(&f).unwrap(), b"x");
+        // Replacing one whole keeps it private.
+        write_private(&f, b"z").unwrap();
+        assert_eq!(std::fs::read(&f).unwrap(), b"z");
+        assert_eq!(mode(&f), 0o600);
+        assert!(!deep.join("secret.tmp").exists());
     }
 }

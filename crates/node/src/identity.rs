@@ -144,11 +144,9 @@ impl PublicIdentity {
     /// Write it to `data_dir` (replacing the last start's).
     pub fn write(&self, data_dir: &std::path::Path) -> Result<(), NodeError> {
         let path = data_dir.join(PUBLIC_IDENTITY_FILE);
-        let tmp = data_dir.join(format!("{PUBLIC_IDENTITY_FILE}.tmp"));
         let bytes = serde_json::to_vec_pretty(self)
             .map_err(|e| NodeError::Internal(format!("public identity: {e}")))?;
-        std::fs::write(&tmp, bytes)
-            .and_then(|()| std::fs::rename(&tmp, &path))
+        crate::config::write_private(&path, &bytes)
             .map_err(|e| NodeError::Internal(format!("{}: {e}", path.display())))
     }
 

@@ -287,6 +287,7 @@ pub fn router(
         .merge(crate::api::cluster::routes(node.clone()))
         .merge(crate::api::operators::routes(node.clone()))
         .merge(crate::api::join::routes(node.clone()))
+        .merge(crate::api::backup::routes(node.clone()))
         .merge(crate::keys::api::routes(node.clone(), keys))
         .merge(crate::msg::api::routes(node.clone()))
         .merge(crate::he::api::routes(node.clone(), he))
@@ -321,12 +322,12 @@ pub mod doc {
         reason = "utoipa needs each handler's path struct in scope"
     )]
     use keyquorum_wire::api::{
-        AddNodeRequest, Approved, ChangeList, ChangeRequest, ClientCreated, ClientList,
-        ClusterStatus, CreateClientRequest, CreateKeyRequest, ErrorBody, ExportList, ExportRequest,
-        ExportResult, Health, InitBody, InitProof, InitRequest, JoinInfo, JoinList, JoinMember,
-        JoinRequest, JoinStatus, KeyInfo, KeyList, NamedKey, NodeStatus, Readiness, RepairRequest,
-        ReshareRequest, SealedExportShare, SignRequest, SignResponse, SuiteName, VerifyRequest,
-        VerifyResponse,
+        AddNodeRequest, Approved, ChangeList, ChangeRequest, CheckpointAttestation, ClientCreated,
+        ClientList, ClusterStatus, CreateClientRequest, CreateKeyRequest, ErrorBody, ExportList,
+        ExportRequest, ExportResult, Health, InitBody, InitProof, InitRequest, JoinInfo, JoinList,
+        JoinMember, JoinRequest, JoinStatus, KeyInfo, KeyList, NamedKey, NodeStatus, Readiness,
+        RepairRequest, ReshareRequest, SealedExportShare, SignRequest, SignResponse,
+        SnapshotDownload, SuiteName, VerifyRequest, VerifyResponse,
     };
     use keyquorum_wire::control::{
         AuditEntry, AuditProof, Change, ChangeRecord, ClientRecord, ExportRecord, Grant, SignedHead,
@@ -355,6 +356,7 @@ pub mod doc {
     };
     use utoipa::OpenApi;
 
+    use crate::api::backup::*;
     use crate::api::cluster::*;
     use crate::api::join::*;
     use crate::api::operators::*;
@@ -369,7 +371,7 @@ pub mod doc {
     #[openapi(
         info(title = "keyquorum", description = "Threshold key management: distributed key generation and FROST signing by a cluster of nodes; per-message key derivation for authenticated messages between endpoints; computation on encrypted data under a threshold key; a federated RFC 8554 hash-based signing tree; a threshold RFC 9497 VOPRF; credential guardians' accounts."),
         paths(create_key, list_keys, get_key, sign, verify, refresh_key, reshare_key, repair_key, request_export, list_exports,
-            approve_export, run_export, create_client, list_clients, revoke_client, audit_log, audit_verify, audit_proof, cluster, healthz, readyz, metrics, join_info, join, list_joins,
+            approve_export, run_export, create_client, list_clients, revoke_client, audit_log, audit_verify, audit_proof, cluster, healthz, readyz, metrics, join_info, join, list_joins, snapshot, checkpoint,
             msg_deployment, create_endpoint, get_endpoint, revoke_endpoint, publish_prekeys, claim_prekey, send_message, inbox, ack_inbox,
             init, propose_change, list_changes, approve,
             create_session, list_sessions, get_session, submit_input, close_session, session_result, session_transcript,
@@ -378,7 +380,7 @@ pub mod doc {
             create_account, list_accounts, get_account, rotate_account, open_reset, get_reset, get_inbox, begin_secret, register_secret, get_secret, guess_secret, unlock_secret),
         components(schemas(CreateKeyRequest, KeyInfo, KeyList, SignRequest, SignResponse, VerifyRequest, VerifyResponse,
             ReshareRequest, RepairRequest, ExportRequest, ExportRecord, ExportList, ExportResult, SealedExportShare, CreateClientRequest, ClientCreated, ClientList, ClientRecord, Grant, AddNodeRequest,
-            ClusterStatus, NodeStatus, Health, Readiness, JoinInfo, JoinMember, JoinRequest, JoinStatus, JoinList, keyquorum_wire::control::NodeInfo, ErrorBody, AuditPage, AuditVerification, AuditEntry, AuditProof, SignedHead, SuiteName,
+            ClusterStatus, NodeStatus, Health, Readiness, JoinInfo, JoinMember, JoinRequest, JoinStatus, JoinList, CheckpointAttestation, SnapshotDownload, keyquorum_wire::control::NodeInfo, ErrorBody, AuditPage, AuditVerification, AuditEntry, AuditProof, SignedHead, SuiteName,
             MsgDeployment, MsgNode, CreateEndpointRequest, EndpointInfo, EndpointRecord, Prekey, PublishPrekeys, ClaimRequest, ClaimedPrekeys,
             SendRequest, SendResponse, CoordinatorBundle, SealedBox, MsgConfirmation, MailItem, Inbox, AckRequest, AckResponse,
             InitRequest, InitBody, InitProof, NamedKey, ChangeRequest, ChangeList, Change, ChangeRecord, Approved,

@@ -559,3 +559,64 @@ pub struct Readiness {
     /// The leader's commit index it must reach (when known).
     pub leader_index: Option<u64>,
 }
+
+/// A member's signed statement that its control-plane checkpoint at
+/// `index` has `digest` (`GET /v1/checkpoints/{index}`, public): what a
+/// saved snapshot carries so that anyone holding the members' identity
+/// keys can check it offline.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct CheckpointAttestation {
+    /// The member.
+    pub node: NodeId,
+    /// Its identity key (the signature verifies under it).
+    pub identity: crate::Hex32,
+    /// The cluster's genesis ([`JoinInfo::genesis`]).
+    pub genesis: crate::Hex32,
+    /// The checkpoint's log index.
+    pub index: u64,
+    /// The form of the checkpoint's bytes (the node crate's
+    /// `CHECKPOINT_FORMAT`).
+    pub format: u16,
+    /// SHA-256 over the checkpoint (the store's `checkpoint::digest`).
+    pub digest: crate::Hex32,
+    /// Ed25519 signature by `identity` over [`checkpoint_statement`].
+    pub signature: Hex,
+}
+
+/// The bytes a member signs to attest a checkpoint.
+pub fn checkpoint_statement(
+    node: NodeId,
+    genesis: &crate::Hex32,
+    index: u64,
+    format: u16,
+    digest: &crate::Hex32,
+) -> Vec<u8> {
+    let mut m = b"keyquorum-checkpoint-v1\x00".to_vec();
+    m.extend_from_slice(&node.get().to_be_bytes());
+    m.extend_from_slice(&genesis.0);
+    m.extend_from_slice(&index.to_be_bytes());
+    m.extend_from_slice(&format.to_be_bytes());
+    m.extend_from_slice(&digest.0);
+    m
+}
+
+/// `GET /v1/snapshot` (an admin): the newest checkpoint this node holds,
+/// its own attestation of it and the audit log's signed heads.
+/// `keyquorum snapshot save` adds the other members' attestations and the
+/// audit entries (`GET /v1/audit`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct SnapshotDownload {
+    /// The checkpoint's Raft metadata (openraft's `SnapshotMeta`).
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+    pub meta: serde_json::Value,
+    /// The checkpoint's bytes as they are digested (JSON text).
+    pub data: String,
+    /// This node's attestation of it.
+    pub attestation: CheckpointAttestation,
+    /// Every signed head of the audit log this node holds, in the order
+    /// they were applied.
+    pub heads: Vec<crate::control::SignedHead>,
+}

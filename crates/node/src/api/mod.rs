@@ -23,6 +23,7 @@ use crate::cluster::Node;
 use crate::error::{json_rejection, NodeError};
 
 pub mod auth;
+pub mod backup;
 pub mod cluster;
 pub mod join;
 pub mod operators;

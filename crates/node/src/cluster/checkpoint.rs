@@ -337,7 +337,7 @@ fn no_snapshot(largest: usize, others: usize) -> String {
 
 /// A snapshot of apply rules this build does not know is not taken (the
 /// state could hold what this build would drop; `machine::rules`).
-fn check_rules(data: &[u8]) -> Result<(), NodeError> {
+pub(crate) fn check_rules(data: &[u8]) -> Result<(), NodeError> {
     #[derive(serde::Deserialize)]
     struct Probe {
         machine: Rules,

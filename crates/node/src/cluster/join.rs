@@ -170,19 +170,12 @@ pub fn read_join_file(data_dir: &Path) -> Result<Option<JoinInfo>, NodeError> {
 /// bootstrap peers at every start until its membership record is in
 /// force), written whole and synced before it replaces the last one.
 pub fn write_join_file(data_dir: &Path, info: &JoinInfo) -> Result<(), NodeError> {
-    use std::io::Write as _;
     crate::config::create_private_dir(data_dir)
         .map_err(|e| NodeError::Internal(format!("data dir: {e}")))?;
     let bytes = serde_json::to_vec_pretty(info)
         .map_err(|e| NodeError::Internal(format!("join file: {e}")))?;
     let path = data_dir.join(JOIN_FILE);
-    let tmp = data_dir.join(format!("{JOIN_FILE}.tmp"));
-    std::fs::File::create(&tmp)
-        .and_then(|mut f| {
-            f.write_all(&bytes)?;
-            f.sync_all()
-        })
-        .and_then(|()| std::fs::rename(&tmp, &path))
+    crate::config::write_private(&path, &bytes)
         .map_err(|e| NodeError::Internal(format!("{}: {e}", path.display())))
 }
 

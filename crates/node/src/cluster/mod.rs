@@ -38,6 +38,7 @@ use crate::identity::NodeKeys;
 
 pub mod attest;
 pub mod audit;
+pub mod backup;
 pub(crate) mod batch;
 pub(crate) mod checkpoint;
 pub(crate) mod fetch;

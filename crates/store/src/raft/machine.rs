@@ -93,7 +93,7 @@ where
 }
 
 /// The stored snapshot, if any (in either format).
-fn load_snapshot<C: RaftTypeConfig>(
+pub(super) fn load_snapshot<C: RaftTypeConfig>(
     db: &Database,
 ) -> Result<Option<StoredSnapshot<C>>, StorageError<C::NodeId>>
 where

@@ -717,6 +717,7 @@ where
 
 pub mod checkpoint;
 mod machine;
+pub mod restore;
 pub use checkpoint::Checkpoints;
 pub use machine::{MachineReader, SnapshotBuilder, StateMachineStore};
 pub mod conformance;

@@ -132,6 +132,23 @@ impl Side {
         Ok(out)
     }
 
+    /// The snapshot the store holds now (its newest checkpoint): metadata
+    /// and bytes.
+    #[allow(
+        clippy::type_complexity,
+        reason = "openraft's metadata type, spelled out"
+    )]
+    pub fn stored_snapshot<C: openraft::RaftTypeConfig>(
+        &self,
+    ) -> Result<Option<(openraft::SnapshotMeta<C::NodeId, C::Node>, Vec<u8>)>, SideError>
+    where
+        C::Node: serde::Serialize + serde::de::DeserializeOwned,
+        C::NodeId: serde::Serialize + serde::de::DeserializeOwned,
+    {
+        let db = self.file()?;
+        super::machine::load_snapshot::<C>(&db).map_err(err)
+    }
+
     /// Store records (replacing any at the same keys); `durable`: on disk
     /// when this returns.
     pub fn put(&self, writes: &[SideWrite], durable: bool) -> Result<(), SideError> {

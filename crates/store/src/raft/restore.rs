@@ -1,0 +1,115 @@
+//! A Raft file made from a saved snapshot: the control plane restored.
+//!
+//! [`restore`] writes a new file holding one snapshot as the stored one,
+//! the log empty and purged up to the snapshot's last entry (as a
+//! compaction would leave it), the committed id at that entry, and the
+//! side records the snapshot's owner saved with it. Opened, the store
+//! loads the snapshot as its state and openraft takes the log up after
+//! it. The file is written under a temporary name and renamed into place
+//! once it is whole and on disk, so a crash leaves either no file or the
+//! whole one. What makes a snapshot worth restoring (the members vouch
+//! for it) is the caller's to check.
+
+use std::path::Path;
+
+use openraft::{RaftTypeConfig, SnapshotMeta, Vote};
+use redb::{Database, Durability};
+use serde::Serialize;
+
+use super::side::{SideWrite, SIDE};
+use super::{LOG, META, SNAPSHOT};
+
+/// Why a restore failed.
+#[derive(Debug, thiserror::Error)]
+#[error("restoring the Raft file: {0}")]
+pub struct RestoreError(String);
+
+fn err(e: impl std::fmt::Display) -> RestoreError {
+    RestoreError(e.to_string())
+}
+
+/// Write a new Raft file at `path` (which must not exist) whose state is
+/// the snapshot `meta`/`data`, with `vote` as the stored vote and `side`
+/// as its side records.
+pub fn restore<C: RaftTypeConfig>(
+    path: &Path,
+    meta: &SnapshotMeta<C::NodeId, C::Node>,
+    data: &[u8],
+    vote: &Vote<C::NodeId>,
+    side: &[SideWrite],
+) -> Result<(), RestoreError>
+where
+    C::Node: Serialize,
+    C::NodeId: Serialize,
+{
+    if path.exists() {
+        return Err(err(format!(
+            "{} exists: move it aside first",
+            path.display()
+        )));
+    }
+    let Some(last) = meta.last_log_id.clone() else {
+        return Err(err("the snapshot has no log position"));
+    };
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".restoring");
+    let tmp = std::path::PathBuf::from(tmp);
+    // A file left by an earlier attempt that crashed is not a store.
+    if tmp.exists() {
+        std::fs::remove_file(&tmp).map_err(err)?;
+    }
+    {
+        let db = Database::create(&tmp).map_err(err)?;
+        let mut tx = db.begin_write().map_err(err)?;
+        tx.set_durability(Durability::Immediate);
+        {
+            tx.open_table(LOG).map_err(err)?;
+            let mut m = tx.open_table(META).map_err(err)?;
+            let purged = serde_json::to_vec(&Some(last.clone())).map_err(err)?;
+            m.insert("last_purged", purged.as_slice()).map_err(err)?;
+            let committed = serde_json::to_vec(&Some(last)).map_err(err)?;
+            m.insert("committed", committed.as_slice()).map_err(err)?;
+            let vote = serde_json::to_vec(vote).map_err(err)?;
+            m.insert("vote", vote.as_slice()).map_err(err)?;
+            let mut s = tx.open_table(SNAPSHOT).map_err(err)?;
+            let meta = serde_json::to_vec(meta).map_err(err)?;
+            s.insert("meta", meta.as_slice()).map_err(err)?;
+            s.insert("data", data).map_err(err)?;
+            let mut t = tx.open_table(SIDE).map_err(err)?;
+            for w in side {
+                t.insert((w.space, w.key), w.value.as_slice())
+                    .map_err(err)?;
+            }
+        }
+        tx.commit().map_err(err)?;
+    }
+    std::fs::rename(&tmp, path).map_err(err)?;
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        // The rename on disk too (best effort where directories cannot be
+        // opened for syncing).
+        if let Ok(d) = std::fs::File::open(dir) {
+            let _ = d.sync_all();
+        }
+    }
+    Ok(())
+}
+
+/// Whether the Raft file at `path` is free to replace: no process has it
+/// open (redb holds an exclusive lock on an open file), and it is a redb
+/// file. Nothing at `path` is fine too.
+pub fn check_closed(path: &Path) -> Result<(), RestoreError> {
+    if !path.exists() {
+        return Ok(());
+    }
+    match Database::open(path) {
+        Ok(db) => {
+            drop(db);
+            Ok(())
+        }
+        Err(redb::DatabaseError::DatabaseAlreadyOpen) => Err(err(format!(
+            "{} is open: stop the node first",
+            path.display()
+        ))),
+        Err(e) => Err(err(format!("{}: {e}", path.display()))),
+    }
+}
