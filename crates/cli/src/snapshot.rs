@@ -52,6 +52,11 @@ pub(crate) enum SnapshotCommand {
         /// attested the checkpoint itself).
         #[arg(long)]
         ca_cert: Option<PathBuf>,
+        /// Restore even though the node's current state has keys made,
+        /// refreshed or reshared, or signing trees made, after the
+        /// checkpoint: they are lost.
+        #[arg(long)]
+        lose_newer: bool,
     },
 }
 
@@ -82,6 +87,7 @@ pub(crate) async fn run(command: SnapshotCommand, json: bool) -> Result<()> {
             file,
             config,
             ca_cert,
+            lose_newer,
         } => {
             let (cfg, me) = crate::nodes::public_identity(&config)?;
             let f = backup::read_file(&file)?;
@@ -93,6 +99,7 @@ pub(crate) async fn run(command: SnapshotCommand, json: bool) -> Result<()> {
                 &f,
                 &trusted(ca_cert.as_deref())?,
                 now,
+                lose_newer,
             )?;
             if json {
                 return print_json(&serde_json::to_value(&r)?);
@@ -102,6 +109,9 @@ pub(crate) async fn run(command: SnapshotCommand, json: bool) -> Result<()> {
                  are not in the restored log. Restore every node from this file, then start them.",
                 cfg.id, r.checked.index, r.checked.audit_entries, r.checked.audit_after
             );
+            for what in &r.lost {
+                eprintln!("lost: {what}");
+            }
             if let Some(p) = &r.previous {
                 println!("the previous Raft file is at {}", p.display());
             }

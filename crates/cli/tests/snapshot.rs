@@ -12,9 +12,9 @@
 //! save` (attested by the voters), more signatures after it, `snapshot
 //! verify` (and what it refuses: a changed checkpoint, too few attestations,
 //! a changed audit entry), every node stopped and restored from the file,
-//! restarted: the key signs again (fresh nonces), the tree signs with leaves
-//! never used before (not the ones handed out after the save) and the audit
-//! log verifies.
+//! restarted, with node 2's vault from a copy older than the save: the key
+//! signs again (fresh nonces), the tree signs with leaves never used before
+//! (not the ones handed out after the save) and the audit log verifies.
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -216,6 +216,17 @@ fn the_control_plane_is_saved_verified_and_restored_without_reusing_a_nonce_or_a
     leaves.push(sign_tree(&env, &tree_pk, b"before the save 0"));
     sign_key(&env, &pk, b"before the save");
 
+    // Node 2's vault copied, node 2 stopped for it (the procedure in the
+    // README): it is put back with the control plane below, so both are
+    // older than what was used after the save.
+    let (mut n2, _) = nodes.0.remove(1);
+    n2.kill().unwrap();
+    n2.wait().unwrap();
+    let vault2 = dir.path().join("n2").join("vault.redb");
+    let vault2_copy = dir.path().join("vault2.copy");
+    std::fs::copy(&vault2, &vault2_copy).unwrap();
+    nodes.start(&["node", "--config", &cfgs[1]]);
+
     // Save once a checkpoint holds the key and the tree (the log moves on
     // with each signature; a checkpoint every 20 entries).
     let file = dir.path().join("control-plane.json");
@@ -332,8 +343,10 @@ fn the_control_plane_is_saved_verified_and_restored_without_reusing_a_nonce_or_a
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("stop the node"), "{err}");
 
-    // Every node stopped, then restored from the file.
+    // Every node stopped, node 2's vault put back, every control plane
+    // restored from the file.
     drop(nodes);
+    std::fs::copy(&vault2_copy, &vault2).unwrap();
     let o = restore(0, &changed);
     assert!(!o.status.success(), "a changed checkpoint was restored");
     for i in 0..3 {

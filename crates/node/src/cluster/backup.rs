@@ -105,6 +105,15 @@ pub enum BackupError {
     /// Reading or writing files.
     #[error("{0}")]
     Io(String),
+    /// The node's current state has keys or trees newer than the
+    /// checkpoint, which the restore would lose.
+    #[error(
+        "restoring would lose what was made or changed after the checkpoint: {}. Save again \
+         if the cluster still runs; otherwise pass --lose-newer (their shares on this node \
+         become unusable)",
+        .0.join(", ")
+    )]
+    Newer(Vec<String>),
 }
 
 /// What [`check`] found.
@@ -217,6 +226,15 @@ fn unvouched(c: &Checked) -> BackupError {
     ))
 }
 
+/// A majority of `n` trusted identities (none of none).
+fn majority(n: usize) -> usize {
+    if n == 0 {
+        0
+    } else {
+        n / 2 + 1
+    }
+}
+
 fn examine(file: &SnapshotFile, trusted: &[[u8; 32]]) -> Result<Examined, BackupError> {
     if file.format != FILE_FORMAT {
         return Err(BackupError::Malformed(format!(
@@ -250,7 +268,12 @@ fn examine(file: &SnapshotFile, trusted: &[[u8; 32]]) -> Result<Examined, Backup
         .map(|(id, n)| (*id, n.info.identity))
         .collect();
     let largest = largest_threshold(&registry);
-    let need = needed(voters.len(), voters.len(), largest).unwrap_or(usize::MAX);
+    // The checkpoint states its own voters and thresholds, so it cannot
+    // be the only judge of how many must vouch for it (a forged one would
+    // name one voter): at least a majority of the identities trusted too.
+    let need = needed(voters.len(), voters.len(), largest)
+        .unwrap_or(usize::MAX)
+        .max(majority(trusted.len()));
     let mut attested_by = BTreeSet::new();
     let mut trusted_by = BTreeSet::new();
     for a in &file.attestations {
@@ -321,6 +344,15 @@ fn check_audit(
             r.audit.head_count()
         )));
     }
+    // The heads the checkpoint counts are the first ones applied: each
+    // within its entries, the last its latest head.
+    let counted = usize::try_from(r.audit.head_count()).unwrap_or(usize::MAX);
+    let first = heads.get(..counted).unwrap_or(heads);
+    if first.iter().any(|h| h.seq >= len) || first.last() != r.audit.last_head() {
+        return Err(bad(
+            "the file's first signed heads are not the checkpoint's".into(),
+        ));
+    }
     let mut by_seq: BTreeMap<u64, Vec<&SignedHead>> = BTreeMap::new();
     for h in heads {
         by_seq.entry(h.seq).or_default().push(h);
@@ -381,6 +413,9 @@ pub struct Restored {
     /// Where the node's previous Raft file was moved (none if it had
     /// none).
     pub previous: Option<PathBuf>,
+    /// Keys and trees of that file newer than the checkpoint (lost; only
+    /// with `lose_newer`).
+    pub lost: Vec<String>,
 }
 
 /// Restore the control plane of node `id`, whose public identity key is
@@ -389,6 +424,10 @@ pub struct Restored {
 /// voters whose keys are in `trusted` as [`check`] asks. The node's Raft
 /// file is moved to `raft.redb.before-restore-MS`; its vault is not
 /// touched.
+#[allow(
+    clippy::too_many_arguments,
+    reason = "the node, the file, whom it trusts, and two choices"
+)]
 pub fn restore(
     data_dir: &Path,
     id: NodeId,
@@ -396,6 +435,7 @@ pub fn restore(
     file: &SnapshotFile,
     trusted: &[[u8; 32]],
     now_ms: u64,
+    lose_newer: bool,
 ) -> Result<Restored, BackupError> {
     let e = examine(file, trusted)?;
     let listed = e.registry.roster.nodes.get(&id).map(|n| n.info.identity);
@@ -405,9 +445,33 @@ pub fn restore(
              not this node's cluster, or the node joined after it was saved (join it again)"
         )));
     }
-    let own = e.checked.attested_by.contains(&id);
-    if !own && e.checked.trusted_by.len() < e.checked.needed {
-        return Err(unvouched(&e.checked));
+    let path = data_dir.join(RAFT_FILE);
+    let before = keyquorum_store::raft::restore::previous::<TypeConfig>(&path)
+        .map_err(|err| BackupError::Io(err.to_string()))?;
+    let mut checked = e.checked;
+    let mut lost = Vec::new();
+    // The state this node holds now, if its file still reads: as many
+    // must vouch for the checkpoint as they would for a snapshot sent to
+    // it (its voters and thresholds, not only the checkpoint's own); and
+    // what it holds that the checkpoint does not.
+    if let Some(Ok(Data { machine: now })) = before
+        .as_ref()
+        .and_then(|b| b.snapshot.as_ref())
+        .map(|(_, data)| serde_json::from_slice::<Data>(data))
+    {
+        if now.roster.in_force {
+            let v = now.roster.nodes.values().filter(|n| n.voter).count();
+            let need = needed(v, v, largest_threshold(&now)).unwrap_or(usize::MAX);
+            checked.needed = checked.needed.max(need);
+        }
+        lost = newer(&now, &e.registry);
+    }
+    let own = checked.attested_by.contains(&id);
+    if !own && checked.trusted_by.len() < checked.needed {
+        return Err(unvouched(&checked));
+    }
+    if !lost.is_empty() && !lose_newer {
+        return Err(BackupError::Newer(lost));
     }
     // The audit records up to the checkpoint: entries and signed heads
     // (the keeper computes the tree's subtrees from the entries).
@@ -424,6 +488,8 @@ pub fn restore(
         });
     }
     for (i, h) in file.heads.iter().enumerate() {
+        // `check_audit` saw the first `head_count` all end within the
+        // checkpoint's entries.
         if i as u64 >= e.registry.audit.head_count() {
             break;
         }
@@ -433,9 +499,6 @@ pub fn restore(
             value: serde_json::to_vec(h).map_err(malformed)?,
         });
     }
-    let path = data_dir.join(RAFT_FILE);
-    keyquorum_store::raft::restore::check_closed(&path)
-        .map_err(|err| BackupError::Io(err.to_string()))?;
     let previous = if path.exists() {
         let aside = data_dir.join(format!("{RAFT_FILE}.before-restore-{now_ms}"));
         std::fs::rename(&path, &aside)
@@ -444,9 +507,20 @@ pub fn restore(
     } else {
         None
     };
-    // A vote in the checkpoint's term: elections after the restore start
-    // past every term its log holds.
-    let term = e.meta.last_log_id.map_or(0, |l| l.leader_id.term);
+    // A vote for itself in a term past both the checkpoint's and the one
+    // this node last voted in: it never votes twice in a term, and
+    // elections after the restore start past every term its log holds.
+    let term = e
+        .meta
+        .last_log_id
+        .map_or(0, |l| l.leader_id.term)
+        .max(
+            before
+                .as_ref()
+                .and_then(|b| b.vote)
+                .map_or(0, |v| v.leader_id().get_term()),
+        )
+        .saturating_add(1);
     let vote = openraft::Vote::new(term, u64::from(id.get()));
     keyquorum_store::raft::restore::restore::<TypeConfig>(
         &path,
@@ -457,10 +531,37 @@ pub fn restore(
     )
     .map_err(|err| BackupError::Io(err.to_string()))?;
     Ok(Restored {
-        checked: e.checked,
+        checked,
         own,
         previous,
+        lost,
     })
+}
+
+/// Keys (made, refreshed or reshared) and signing trees in `now` that
+/// `then` does not have as they are: a restore to `then` loses them (the
+/// members erased the older shares, or hold shares the state no longer
+/// names).
+fn newer(now: &Registry, then: &Registry) -> Vec<String> {
+    let keys = now
+        .keys
+        .records
+        .iter()
+        .filter_map(|(name, k)| match then.keys.records.get(name) {
+            Some(old) if old.epoch >= k.epoch => None,
+            Some(old) => Some(format!(
+                "key {name} (epoch {} after {})",
+                k.epoch, old.epoch
+            )),
+            None => Some(format!("key {name}")),
+        });
+    let trees = now
+        .seedtree
+        .trees
+        .keys()
+        .filter(|name| !then.seedtree.trees.contains_key(*name))
+        .map(|name| format!("signing tree {name}"));
+    keys.chain(trees).collect()
 }
 
 impl Node {
@@ -523,3 +624,6 @@ impl Node {
         })
     }
 }
+
+#[cfg(test)]
+mod tests;

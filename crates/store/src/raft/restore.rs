@@ -94,22 +94,45 @@ where
     Ok(())
 }
 
-/// Whether the Raft file at `path` is free to replace: no process has it
-/// open (redb holds an exclusive lock on an open file), and it is a redb
-/// file. Nothing at `path` is fine too.
-pub fn check_closed(path: &Path) -> Result<(), RestoreError> {
+/// A stored snapshot: its metadata and bytes.
+pub type StoredSnapshot<C> = (
+    SnapshotMeta<<C as RaftTypeConfig>::NodeId, <C as RaftTypeConfig>::Node>,
+    Vec<u8>,
+);
+
+/// What a Raft file about to be replaced still tells: its vote and its
+/// stored snapshot, where it can be read.
+pub struct Previous<C: RaftTypeConfig> {
+    /// The vote it holds.
+    pub vote: Option<Vote<C::NodeId>>,
+    /// Its stored snapshot: metadata and bytes.
+    pub snapshot: Option<StoredSnapshot<C>>,
+}
+
+/// Read the Raft file at `path` before it is replaced: an error if a
+/// process has it open (redb locks an open file: stop the node first);
+/// nothing if there is no file or it does not open (a corrupted one).
+pub fn previous<C: RaftTypeConfig>(path: &Path) -> Result<Option<Previous<C>>, RestoreError>
+where
+    C::Node: Serialize + serde::de::DeserializeOwned,
+    C::NodeId: Serialize + serde::de::DeserializeOwned,
+{
     if !path.exists() {
-        return Ok(());
+        return Ok(None);
     }
-    match Database::open(path) {
-        Ok(db) => {
-            drop(db);
-            Ok(())
+    let db = match Database::open(path) {
+        Ok(db) => db,
+        Err(redb::DatabaseError::DatabaseAlreadyOpen) => {
+            return Err(err(format!(
+                "{} is open: stop the node first",
+                path.display()
+            )))
         }
-        Err(redb::DatabaseError::DatabaseAlreadyOpen) => Err(err(format!(
-            "{} is open: stop the node first",
-            path.display()
-        ))),
-        Err(e) => Err(err(format!("{}: {e}", path.display()))),
-    }
+        Err(_) => return Ok(None),
+    };
+    let vote = super::get_meta::<Vote<C::NodeId>, C::NodeId>(&db, "vote")
+        .ok()
+        .flatten();
+    let snapshot = super::machine::load_snapshot::<C>(&db).ok().flatten();
+    Ok(Some(Previous { vote, snapshot }))
 }

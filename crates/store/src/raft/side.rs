@@ -134,13 +134,9 @@ impl Side {
 
     /// The snapshot the store holds now (its newest checkpoint): metadata
     /// and bytes.
-    #[allow(
-        clippy::type_complexity,
-        reason = "openraft's metadata type, spelled out"
-    )]
     pub fn stored_snapshot<C: openraft::RaftTypeConfig>(
         &self,
-    ) -> Result<Option<(openraft::SnapshotMeta<C::NodeId, C::Node>, Vec<u8>)>, SideError>
+    ) -> Result<Option<super::restore::StoredSnapshot<C>>, SideError>
     where
         C::Node: serde::Serialize + serde::de::DeserializeOwned,
         C::NodeId: serde::Serialize + serde::de::DeserializeOwned,
