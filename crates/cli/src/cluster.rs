@@ -112,7 +112,7 @@ pub(crate) async fn run(command: Command, json: bool) -> Result<()> {
             smtp,
         } => crate::nodes::dev(nodes, threshold, &data_dir, exit_after_start, smtp, json).await,
         Command::Node {
-            action: Some(crate::NodeAction::Identity { config }),
+            action: Some(crate::nodes::NodeAction::Identity { config }),
             ..
         } => crate::nodes::node_identity(&config, json),
         Command::Node {

@@ -156,7 +156,7 @@ enum Command {
     Node {
         /// `identity`: print the node's public identity while it runs.
         #[command(subcommand)]
-        action: Option<NodeAction>,
+        action: Option<nodes::NodeAction>,
         /// Config file.
         #[arg(long)]
         config: Option<PathBuf>,
@@ -240,7 +240,7 @@ enum Command {
         #[command(flatten)]
         remote: Remote,
         #[command(subcommand)]
-        command: ClusterCommand,
+        command: nodes::ClusterCommand,
     },
     /// Cluster status.
     Status {
@@ -658,78 +658,6 @@ enum ClientCommand {
         /// The Content-Type the request will carry (covered when given).
         #[arg(long)]
         content_type: Option<String>,
-    },
-}
-
-#[derive(Subcommand, Debug)]
-enum NodeAction {
-    /// Print a node's public identity (id, address, keys, certificate)
-    /// from its data directory, without its passphrase: works while the
-    /// node runs (the node writes it at each start).
-    Identity {
-        /// The node's config file.
-        #[arg(long)]
-        config: PathBuf,
-    },
-}
-
-#[derive(Subcommand, Debug)]
-enum ClusterCommand {
-    /// Propose adding a node (its public identity from `keyquorum node
-    /// --print-identity`); it joins once the operator quorum approves.
-    Add {
-        /// Node id (unused, 1..=65535).
-        #[arg(long)]
-        id: NodeId,
-        /// Its API base URL.
-        #[arg(long)]
-        addr: String,
-        /// Its Ed25519 identity public key, hex.
-        #[arg(long)]
-        identity: String,
-        /// Its X25519 HPKE public key, hex.
-        #[arg(long)]
-        hpke: String,
-        /// Keep it a non-voting learner.
-        #[arg(long)]
-        learner: bool,
-    },
-    /// Propose removing a node that holds no shares (reshare its keys away
-    /// first); it leaves once the operator quorum approves.
-    Remove {
-        /// Node id.
-        id: NodeId,
-    },
-    /// Print a join code for a new node (`keyquorum node --join URL
-    /// --join-code CODE`): the fingerprint of the members, the cluster's
-    /// genesis and largest threshold, once a majority of the voters list
-    /// the same (each asked at its address, trusted by the CA file). It
-    /// goes stale when the members change.
-    JoinCode {
-        /// Rest on the one node's word when the others cannot be reached
-        /// from here (a warning names them).
-        #[arg(long)]
-        trust_one: bool,
-    },
-    /// The requests to join the node holds (each signature checked here).
-    Joins,
-    /// Propose adding a node that asked to join, with exactly the keys of
-    /// its signed request; it joins once the operator quorum approves.
-    Join {
-        /// Its id.
-        id: NodeId,
-        /// Its identity key, all 64 hex digits, as the new node printed it
-        /// (`keyquorum node identity` on its machine): what the operators
-        /// vouch for.
-        #[arg(long)]
-        identity: String,
-        /// Keep it a non-voting learner.
-        #[arg(long)]
-        learner: bool,
-        /// As for `join-code`: the members its request was made for are
-        /// checked with one node's word only.
-        #[arg(long)]
-        trust_one: bool,
     },
 }
 

@@ -3,9 +3,10 @@
 //! cluster` (adding, removing and joining nodes).
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, Context, Result};
+use clap::Subcommand;
 use keyquorum_node::config::NodeConfig;
 use keyquorum_node::dev::{DevOptions, LocalCluster};
 use keyquorum_node::Node;
@@ -17,7 +18,7 @@ use rand_core::{OsRng, RngCore};
 use serde_json::json;
 
 use crate::cluster::{client, hex32, print_json, spinning};
-use crate::{ClusterCommand, Remote};
+use crate::Remote;
 
 /// The vault passphrase: `KEYQUORUM_PASSPHRASE`, else the file
 /// `KEYQUORUM_PASSPHRASE_FILE` names, else (dev only) a random one kept in
@@ -374,7 +375,7 @@ pub(crate) async fn node(
     } else {
         println!("node {} listening on {}", cfg.id, running.addr);
     }
-    if joined.is_some() && !running.node.is_member() {
+    if joined.is_some() && !running.node.check_joined().unwrap_or(false) {
         eprintln!(
             "node {id} asks to join; identity {identity}. An operator checks that identity and \
              proposes it: `keyquorum cluster join {id} --identity {identity}`, then the operator \
@@ -500,4 +501,76 @@ async fn stop_signal() -> Result<()> {
     {
         tokio::signal::ctrl_c().await.map_err(anyhow::Error::from)
     }
+}
+
+#[derive(Subcommand, Debug)]
+pub(crate) enum NodeAction {
+    /// Print a node's public identity (id, address, keys, certificate)
+    /// from its data directory, without its passphrase: works while the
+    /// node runs (the node writes it at each start).
+    Identity {
+        /// The node's config file.
+        #[arg(long)]
+        config: PathBuf,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub(crate) enum ClusterCommand {
+    /// Propose adding a node (its public identity from `keyquorum node
+    /// --print-identity`); it joins once the operator quorum approves.
+    Add {
+        /// Node id (unused, 1..=65535).
+        #[arg(long)]
+        id: NodeId,
+        /// Its API base URL.
+        #[arg(long)]
+        addr: String,
+        /// Its Ed25519 identity public key, hex.
+        #[arg(long)]
+        identity: String,
+        /// Its X25519 HPKE public key, hex.
+        #[arg(long)]
+        hpke: String,
+        /// Keep it a non-voting learner.
+        #[arg(long)]
+        learner: bool,
+    },
+    /// Propose removing a node that holds no shares (reshare its keys away
+    /// first); it leaves once the operator quorum approves.
+    Remove {
+        /// Node id.
+        id: NodeId,
+    },
+    /// Print a join code for a new node (`keyquorum node --join URL
+    /// --join-code CODE`): the fingerprint of the members, the cluster's
+    /// genesis and largest threshold, once a majority of the voters list
+    /// the same (each asked at its address, trusted by the CA file). It
+    /// goes stale when the members change.
+    JoinCode {
+        /// Rest on the one node's word when the others cannot be reached
+        /// from here (a warning names them).
+        #[arg(long)]
+        trust_one: bool,
+    },
+    /// The requests to join the node holds (each signature checked here).
+    Joins,
+    /// Propose adding a node that asked to join, with exactly the keys of
+    /// its signed request; it joins once the operator quorum approves.
+    Join {
+        /// Its id.
+        id: NodeId,
+        /// Its identity key, all 64 hex digits, as the new node printed it
+        /// (`keyquorum node identity` on its machine): what the operators
+        /// vouch for.
+        #[arg(long)]
+        identity: String,
+        /// Keep it a non-voting learner.
+        #[arg(long)]
+        learner: bool,
+        /// As for `join-code`: the members its request was made for are
+        /// checked with one node's word only.
+        #[arg(long)]
+        trust_one: bool,
+    },
 }

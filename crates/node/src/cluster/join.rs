@@ -407,12 +407,6 @@ impl Node {
         }
     }
 
-    /// Whether the membership record lists this node (it has joined).
-    pub fn is_member(&self) -> bool {
-        let me = self.info();
-        self.registry(|r| r.roster.in_force && r.members.get(&self.0.id) == Some(&me))
-    }
-
     /// Take a join request (`POST /v1/join`): kept in memory for the
     /// operators if it checks, is for these members, and names an id and
     /// an identity no member has.
