@@ -45,7 +45,7 @@ pub(crate) async fn checkpoint(
 /// from (an admin).
 #[utoipa::path(get, path = "/v1/snapshot", security(("httpsig" = [])),
     responses((status = 200, body = SnapshotDownload), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
-              (status = 409, body = ErrorBody), (status = 503, body = ErrorBody)))]
+              (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 503, body = ErrorBody)))]
 pub(crate) async fn snapshot(req: Audited, State(node): State<Node>) -> Response {
     req.run("snapshot.save", None, |c| async move {
         c.require_admin()?;

@@ -604,7 +604,7 @@ impl Node {
             .stored_snapshot::<TypeConfig>()
             .map_err(|e| NodeError::Internal(e.to_string()))?;
         let Some((meta, data)) = stored else {
-            return Err(NodeError::Unavailable(
+            return Err(NodeError::Conflict(
                 "this node holds no checkpoint yet: try again once the log has passed its first \
                  (checkpoint_every entries)"
                     .into(),
