@@ -27,6 +27,10 @@ pub(crate) enum SnapshotCommand {
         remote: Remote,
         /// Where to write it (replaced whole).
         file: PathBuf,
+        /// Attestations asked for at least (give the largest key
+        /// threshold where it is above a majority of the members).
+        #[arg(long, default_value_t = 0)]
+        min_attestations: usize,
     },
     /// Check FILE offline: its checkpoint attested by enough voters whose
     /// certificates are in the CA file, and its audit log.
@@ -36,6 +40,10 @@ pub(crate) enum SnapshotCommand {
         /// PEM file of the members' certificates (the identities trusted).
         #[arg(long, env = "KEYQUORUM_CA_CERT")]
         ca_cert: PathBuf,
+        /// Attestations asked for at least (give the largest key
+        /// threshold where it is above a majority of the members).
+        #[arg(long, default_value_t = 0)]
+        min_attestations: usize,
     },
     /// Restore a stopped node's control plane from FILE. Accepted if the
     /// node attested the checkpoint itself, or enough voters in --ca-cert
@@ -48,13 +56,18 @@ pub(crate) enum SnapshotCommand {
         /// The node's config file.
         #[arg(long)]
         config: PathBuf,
-        /// PEM file of the members' certificates (needed unless the node
-        /// attested the checkpoint itself).
+        /// PEM file of the members' certificates: counted only when the
+        /// node's own Raft file no longer reads and it did not attest the
+        /// checkpoint itself.
         #[arg(long)]
         ca_cert: Option<PathBuf>,
-        /// Restore even though the node's current state has keys made,
-        /// refreshed or reshared, or signing trees made, after the
-        /// checkpoint: they are lost.
+        /// Attestations asked for at least (give the largest key
+        /// threshold where it is above a majority of the members).
+        #[arg(long, default_value_t = 0)]
+        min_attestations: usize,
+        /// Restore even though the checkpoint rolls back keys, trees,
+        /// members or clients of the node's current state (they are
+        /// lost), or its state cannot be read to tell.
         #[arg(long)]
         lose_newer: bool,
     },
@@ -62,10 +75,18 @@ pub(crate) enum SnapshotCommand {
 
 pub(crate) async fn run(command: SnapshotCommand, json: bool) -> Result<()> {
     match command {
-        SnapshotCommand::Save { remote, file } => save(&remote, &file, json).await,
-        SnapshotCommand::Verify { file, ca_cert } => {
+        SnapshotCommand::Save {
+            remote,
+            file,
+            min_attestations,
+        } => save(&remote, &file, min_attestations, json).await,
+        SnapshotCommand::Verify {
+            file,
+            ca_cert,
+            min_attestations,
+        } => {
             let f = backup::read_file(&file)?;
-            let c = backup::check(&f, &trusted(Some(&ca_cert))?)?;
+            let c = backup::check(&f, &trusted(Some(&ca_cert))?, min_attestations)?;
             if json {
                 return print_json(&serde_json::to_value(&c)?);
             }
@@ -87,20 +108,18 @@ pub(crate) async fn run(command: SnapshotCommand, json: bool) -> Result<()> {
             file,
             config,
             ca_cert,
+            min_attestations,
             lose_newer,
         } => {
             let (cfg, me) = crate::nodes::public_identity(&config)?;
             let f = backup::read_file(&file)?;
-            let now = keyquorum_node::cluster::peer::now_ms();
-            let r = backup::restore(
-                &cfg.data_dir,
-                cfg.id,
-                me.info.identity,
-                &f,
-                &trusted(ca_cert.as_deref())?,
-                now,
+            let opts = backup::RestoreOptions {
+                trusted: trusted(ca_cert.as_deref())?,
+                min: min_attestations,
                 lose_newer,
-            )?;
+                now_ms: keyquorum_node::cluster::peer::now_ms(),
+            };
+            let r = backup::restore(&cfg.data_dir, cfg.id, me.info.identity, &f, &opts)?;
             if json {
                 return print_json(&serde_json::to_value(&r)?);
             }
@@ -126,7 +145,9 @@ fn trusted(ca: Option<&Path>) -> Result<Vec<[u8; 32]>> {
         return Ok(Vec::new());
     };
     let pem = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-    let ids = keyquorum_node::cluster::tls::identities_in_pem(&pem);
+    let mut ids = keyquorum_node::cluster::tls::identities_in_pem(&pem);
+    ids.sort_unstable();
+    ids.dedup();
     if ids.is_empty() {
         bail!("{} holds no node certificate", path.display());
     }
@@ -136,7 +157,7 @@ fn trusted(ca: Option<&Path>) -> Result<Vec<[u8; 32]>> {
 /// Save: the node's newest checkpoint, every voter's attestation of it,
 /// the audit log; retried while too few voters still hold that checkpoint
 /// (each keeps its newest few).
-async fn save(remote: &Remote, file: &Path, json: bool) -> Result<()> {
+async fn save(remote: &Remote, file: &Path, min: usize, json: bool) -> Result<()> {
     const TRIES: usize = 10;
     let c = client(remote)?;
     let trusted = trusted(remote.ca_cert.as_deref())?;
@@ -166,7 +187,7 @@ async fn save(remote: &Remote, file: &Path, json: bool) -> Result<()> {
             heads: dl.heads,
             entries,
         };
-        match backup::check(&saved, &trusted) {
+        match backup::check(&saved, &trusted, min) {
             Ok(checked) => {
                 backup::write_file(file, &saved)?;
                 if json {

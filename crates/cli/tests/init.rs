@@ -17,7 +17,7 @@
 use std::time::{Duration, Instant};
 
 mod common;
-use common::{config, free_port, kq, ok_json, operators, Nodes};
+use common::{config, free_port, identities, kq, ok_json, operators, Nodes};
 use serde_json::Value;
 
 #[test]
@@ -26,27 +26,7 @@ fn a_three_process_cluster_is_initialised_with_operator_keys_and_signs() {
     let ids = [1u16, 2, 3];
     let ports: Vec<u16> = ids.iter().map(|_| free_port()).collect();
     // Each node's identity (this also makes its vault).
-    let mut infos = Vec::new();
-    let mut ca = String::new();
-    for (id, port) in ids.iter().zip(&ports) {
-        let cfg = config(dir.path(), *id, *port, &[]);
-        let v = ok_json(
-            &kq(
-                &[
-                    "node",
-                    "--config",
-                    cfg.to_str().unwrap(),
-                    "--print-identity",
-                ],
-                &[],
-            ),
-            "print-identity",
-        );
-        ca.push_str(v["certificate"].as_str().unwrap());
-        infos.push((*id, v["info"].clone()));
-    }
-    let ca_file = dir.path().join("ca.pem");
-    std::fs::write(&ca_file, &ca).unwrap();
+    let (infos, ca_file) = identities(dir.path(), &ids, &ports);
     // Configs that list the other nodes; node 1 forms the Raft group.
     let mut nodes = Nodes::default();
     for (id, port) in ids.iter().zip(&ports) {
@@ -75,32 +55,8 @@ fn a_three_process_cluster_is_initialised_with_operator_keys_and_signs() {
     let operators = operators(dir.path(), &["alice", "bob"]);
     let admin_key = dir.path().join("admin.key");
     let init = |secrets: &[u16]| {
-        let mut args: Vec<String> = [
-            "init",
-            "--url",
-            &url,
-            "--ca-cert",
-            ca_file.to_str().unwrap(),
-            "--quorum",
-            "2",
-            "--admin-key-out",
-            admin_key.to_str().unwrap(),
-            "--json",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-        for (_, arg) in &operators {
-            args.extend(["--operator".into(), arg.clone()]);
-        }
-        for id in secrets {
-            args.extend([
-                "--init-secret-file".into(),
-                secret(*id).to_str().unwrap().to_string(),
-            ]);
-        }
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        kq(&args, &[])
+        let files: Vec<_> = secrets.iter().map(|id| secret(*id)).collect();
+        common::init(&url, &ca_file, &admin_key, &operators, &files)
     };
     // Until a leader is elected, init answers 503 (or cannot connect):
     // polled. Without node 3's secret, it is refused by node 3 (and the

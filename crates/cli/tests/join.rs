@@ -15,45 +15,8 @@
 //! another node's keys. A node given a code for other members refuses to
 //! start; a join no quorum approved changes nothing.
 
-use std::time::{Duration, Instant};
-
 mod common;
-use common::{config, free_port, kq, ok_json, operators, Nodes};
-
-/// Poll `f` every 200 ms until it returns `Some`, at most `secs`.
-fn until<T>(secs: u64, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out: {what}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
-
-/// `key sign prod` of `msg` through `env`: the signature, once it succeeds
-/// (polled: the node may still be catching up).
-fn signed(env: &[(&str, &str)], msg: &[u8], what: &str) -> [u8; 64] {
-    let v = until(30, what, || {
-        let o = kq(
-            &[
-                "key",
-                "sign",
-                "prod",
-                "--message-hex",
-                &hex::encode(msg),
-                "--json",
-            ],
-            env,
-        );
-        o.status.success().then(|| ok_json(&o, "sign"))
-    });
-    hex::decode(v["signature"].as_str().unwrap())
-        .unwrap()
-        .try_into()
-        .unwrap()
-}
+use common::{config, free_port, kq, ok_json, operators, signed, until, Nodes};
 
 /// Wait until `keyquorum status` through `env` counts `n` voters.
 fn wait_voters(env: &[(&str, &str)], n: usize) {
@@ -102,26 +65,12 @@ fn nodes_join_a_running_cluster_with_a_join_code_and_the_operators_approval() {
     let secret = dir.path().join("n1").join("init-secret");
     let init = until(60, "init", || {
         let _ = std::fs::remove_file(&admin_key);
-        let o = kq(
-            &[
-                "init",
-                "--url",
-                &url,
-                "--ca-cert",
-                ca_file.to_str().unwrap(),
-                "--quorum",
-                "2",
-                "--operator",
-                &ops[0].1,
-                "--operator",
-                &ops[1].1,
-                "--admin-key-out",
-                admin_key.to_str().unwrap(),
-                "--init-secret-file",
-                secret.to_str().unwrap(),
-                "--json",
-            ],
-            &[],
+        let o = common::init(
+            &url,
+            &ca_file,
+            &admin_key,
+            &ops,
+            std::slice::from_ref(&secret),
         );
         o.status.success().then(|| ok_json(&o, "init"))
     });

@@ -18,44 +18,17 @@
 
 use std::collections::BTreeSet;
 use std::path::Path;
-use std::time::{Duration, Instant};
 
 mod common;
-use common::{config, free_port, kq, ok_json, operators, Nodes};
+use common::{
+    config, free_port, identities, init, kq, ok_json, operators, print_identity, signed, until,
+    Nodes,
+};
 use serde_json::Value;
-
-/// Poll `f` every 200 ms until it returns `Some`, at most `secs`.
-fn until<T>(secs: u64, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out: {what}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
 
 /// `key sign prod` of `msg`, checked by ed25519-dalek under `pk`.
 fn sign_key(env: &[(&str, &str)], pk: &[u8; 32], msg: &[u8]) {
-    let v = until(60, "key sign", || {
-        let o = kq(
-            &[
-                "key",
-                "sign",
-                "prod",
-                "--message-hex",
-                &hex::encode(msg),
-                "--json",
-            ],
-            env,
-        );
-        o.status.success().then(|| ok_json(&o, "key sign"))
-    });
-    let sig: [u8; 64] = hex::decode(v["signature"].as_str().unwrap())
-        .unwrap()
-        .try_into()
-        .unwrap();
+    let sig = signed(env, msg, "key sign");
     ed25519_dalek::VerifyingKey::from_bytes(pk)
         .unwrap()
         .verify_strict(msg, &ed25519_dalek::Signature::from_bytes(&sig))
@@ -109,27 +82,7 @@ fn the_control_plane_is_saved_verified_and_restored_without_reusing_a_nonce_or_a
     let dir = tempfile::tempdir().unwrap();
     let ids = [1u16, 2, 3];
     let ports: Vec<u16> = ids.iter().map(|_| free_port()).collect();
-    let mut infos = Vec::new();
-    let mut ca = String::new();
-    for (id, port) in ids.iter().zip(&ports) {
-        let cfg = config(dir.path(), *id, *port, &[]);
-        let v = ok_json(
-            &kq(
-                &[
-                    "node",
-                    "--config",
-                    cfg.to_str().unwrap(),
-                    "--print-identity",
-                ],
-                &[],
-            ),
-            "print-identity",
-        );
-        ca.push_str(v["certificate"].as_str().unwrap());
-        infos.push((*id, v["info"].clone()));
-    }
-    let ca_file = dir.path().join("ca.pem");
-    std::fs::write(&ca_file, &ca).unwrap();
+    let (infos, ca_file) = identities(dir.path(), &ids, &ports);
     // Configs listing the others; checkpoints every 20 entries.
     let cfgs: Vec<String> = ids
         .iter()
@@ -156,32 +109,13 @@ fn the_control_plane_is_saved_verified_and_restored_without_reusing_a_nonce_or_a
     let url = infos[0].1["addr"].as_str().unwrap().to_string();
     let ops = operators(dir.path(), &["alice", "bob"]);
     let admin_key = dir.path().join("admin.key");
+    let secrets: Vec<_> = ids
+        .iter()
+        .map(|id| dir.path().join(format!("n{id}")).join("init-secret"))
+        .collect();
     until(60, "init", || {
         let _ = std::fs::remove_file(&admin_key);
-        let mut args: Vec<String> = [
-            "init",
-            "--url",
-            &url,
-            "--ca-cert",
-            ca_file.to_str().unwrap(),
-            "--quorum",
-            "2",
-            "--admin-key-out",
-            admin_key.to_str().unwrap(),
-            "--json",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-        for (_, arg) in &ops {
-            args.extend(["--operator".into(), arg.clone()]);
-        }
-        for id in ids {
-            let secret = dir.path().join(format!("n{id}")).join("init-secret");
-            args.extend(["--init-secret-file".into(), secret.to_str().unwrap().into()]);
-        }
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let o = kq(&args, &[]);
+        let o = init(&url, &ca_file, &admin_key, &ops, &secrets);
         o.status.success().then_some(())
     });
     let ca = ca_file.to_str().unwrap().to_string();
@@ -261,6 +195,21 @@ fn the_control_plane_is_saved_verified_and_restored_without_reusing_a_nonce_or_a
     assert_eq!(checked["index"], saved["index"]);
     assert_eq!(checked["audit_entries"], saved["audit_entries"]);
 
+    // An operator's floor above what the file has: refused.
+    let o = kq(
+        &[
+            "snapshot",
+            "verify",
+            file.to_str().unwrap(),
+            "--ca-cert",
+            ca_file.to_str().unwrap(),
+            "--min-attestations",
+            "4",
+        ],
+        &[],
+    );
+    assert!(!o.status.success(), "4 attestations asked of 3 voters");
+
     // What verify refuses.
     let text = std::fs::read_to_string(&file).unwrap();
     let original: Value = serde_json::from_str(&text).unwrap();
@@ -296,19 +245,7 @@ fn the_control_plane_is_saved_verified_and_restored_without_reusing_a_nonce_or_a
     });
     assert!(err.contains("audit"), "{err}");
     // A CA file holding none of the members: nothing is trusted.
-    let cfg = config(dir.path(), 9, free_port(), &[]);
-    let v = ok_json(
-        &kq(
-            &[
-                "node",
-                "--config",
-                cfg.to_str().unwrap(),
-                "--print-identity",
-            ],
-            &[],
-        ),
-        "print-identity",
-    );
+    let v = print_identity(&config(dir.path(), 9, free_port(), &[]));
     let other_ca = dir.path().join("other-ca.pem");
     std::fs::write(&other_ca, v["certificate"].as_str().unwrap()).unwrap();
     let err = verify(&file, &other_ca).unwrap_err();
@@ -353,6 +290,10 @@ fn the_control_plane_is_saved_verified_and_restored_without_reusing_a_nonce_or_a
         let r = ok_json(&restore(i, &file), "snapshot restore");
         assert_eq!(r["index"], saved["index"]);
         assert_eq!(r["own"], true, "node {} attested its own checkpoint", i + 1);
+        // Its own state read (its snapshot and log replayed): nothing of
+        // it is newer than the checkpoint but leaves and signatures.
+        assert_eq!(r["previous_state"], "read", "{r}");
+        assert_eq!(r["lost"], serde_json::json!([]), "{r}");
         let previous = r["previous"].as_str().unwrap();
         assert!(Path::new(previous).exists(), "{previous}");
     }

@@ -126,3 +126,105 @@ pub fn operators(dir: &Path, names: &[&str]) -> Vec<(PathBuf, String)> {
         })
         .collect()
 }
+
+/// Poll `f` every 200 ms until it returns `Some`, at most `secs`.
+pub fn until<T>(secs: u64, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(std::time::Instant::now() < deadline, "timed out: {what}");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+}
+
+/// `keyquorum node --config CFG --print-identity` (this also makes the
+/// node's vault): its JSON.
+pub fn print_identity(cfg: &Path) -> Value {
+    ok_json(
+        &kq(
+            &[
+                "node",
+                "--config",
+                cfg.to_str().unwrap(),
+                "--print-identity",
+            ],
+            &[],
+        ),
+        "print-identity",
+    )
+}
+
+/// Each node's identity (`id`, `info`) from a bare config under `dir`, and
+/// `dir/ca.pem` holding their certificates.
+pub fn identities(dir: &Path, ids: &[u16], ports: &[u16]) -> (Vec<(u16, Value)>, PathBuf) {
+    let mut infos = Vec::new();
+    let mut ca = String::new();
+    for (id, port) in ids.iter().zip(ports) {
+        let v = print_identity(&config(dir, *id, *port, &[]));
+        ca.push_str(v["certificate"].as_str().unwrap());
+        infos.push((*id, v["info"].clone()));
+    }
+    let ca_file = dir.join("ca.pem");
+    std::fs::write(&ca_file, &ca).unwrap();
+    (infos, ca_file)
+}
+
+/// `keyquorum init` at `url` with quorum 2, the operators `ops` (from
+/// [`operators`]), the admin's key written to `admin_key` and the init
+/// secret files `secrets`.
+pub fn init(
+    url: &str,
+    ca_file: &Path,
+    admin_key: &Path,
+    ops: &[(PathBuf, String)],
+    secrets: &[PathBuf],
+) -> Output {
+    let mut args: Vec<String> = [
+        "init",
+        "--url",
+        url,
+        "--ca-cert",
+        ca_file.to_str().unwrap(),
+        "--quorum",
+        "2",
+        "--admin-key-out",
+        admin_key.to_str().unwrap(),
+        "--json",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    for (_, arg) in ops {
+        args.extend(["--operator".into(), arg.clone()]);
+    }
+    for s in secrets {
+        args.extend(["--init-secret-file".into(), s.to_str().unwrap().into()]);
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    kq(&args, &[])
+}
+
+/// `key sign prod` of `msg` through `env`: the signature, once it succeeds
+/// (polled: the node may still be catching up).
+pub fn signed(env: &[(&str, &str)], msg: &[u8], what: &str) -> [u8; 64] {
+    let v = until(60, what, || {
+        let o = kq(
+            &[
+                "key",
+                "sign",
+                "prod",
+                "--message-hex",
+                &hex::encode(msg),
+                "--json",
+            ],
+            env,
+        );
+        o.status.success().then(|| ok_json(&o, "sign"))
+    });
+    hex::decode(v["signature"].as_str().unwrap())
+        .unwrap()
+        .try_into()
+        .unwrap()
+}

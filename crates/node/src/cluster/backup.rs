@@ -15,16 +15,21 @@
 //! if that key is one the checker trusts (the operator's CA file, as for
 //! join codes): as many trusted voters as a snapshot install needs
 //! (`checkpoint::needed`: a majority of the voters, and at least the
-//! largest key threshold) must attest. The audit entries must chain, end
+//! largest key threshold), at least a majority of the keys trusted (the
+//! checkpoint states its own voters and thresholds, so it cannot be the
+//! only judge), and at least the operator's floor must attest. The audit entries must chain, end
 //! at the checkpoint's head where the checkpoint's log ends, and every
 //! signed head must match them and verify under its signer's key.
 //!
 //! **Restoring** ([`restore`], node stopped) replaces the node's Raft file
 //! with one holding the checkpoint as its snapshot and the audit records
 //! up to it; the old file is kept beside it. A node restores a checkpoint
-//! only if it attested it itself (the state its own log reached) or enough
-//! voters it trusts did, and only if the checkpoint lists it as a member
-//! with its own identity key.
+//! only if it attested it itself (the state its own log reached), or if
+//! the voters of its own current state vouch for it as they would for a
+//! snapshot sent to it (when that state no longer reads: enough voters
+//! the operator trusts); only if the checkpoint lists it as a member with
+//! its own identity key; and, unless told, only if the checkpoint rolls
+//! back none of its keys, trees, members or clients.
 //!
 //! **Why a restore reuses nothing** (DESIGN.md §4 item 5): a restored
 //! control plane is an older state, so what was used after the checkpoint
@@ -156,6 +161,8 @@ struct Examined {
     checked: Checked,
     meta: SnapshotMeta<u64, NodeInfo>,
     registry: Registry,
+    /// How many attestations the checkpoint's own record asks for.
+    stated_need: usize,
 }
 
 /// The checkpoint's bytes as the store writes them: the machine is all
@@ -204,10 +211,16 @@ pub fn write_file(path: &Path, file: &SnapshotFile) -> Result<(), BackupError> {
 }
 
 /// Check `file` offline: its checkpoint attested by as many voters whose
-/// identity keys are among `trusted` as a snapshot install needs, and its
-/// audit log (see the module text).
-pub fn check(file: &SnapshotFile, trusted: &[[u8; 32]]) -> Result<Checked, BackupError> {
-    let e = examine(file, trusted)?;
+/// identity keys are among `trusted` as a snapshot install needs, a
+/// majority of `trusted` and `min` (the operator's floor: a key's
+/// threshold above a majority, which a forged checkpoint would not state),
+/// and its audit log (see the module text).
+pub fn check(
+    file: &SnapshotFile,
+    trusted: &[[u8; 32]],
+    min: usize,
+) -> Result<Checked, BackupError> {
+    let e = examine(file, trusted, min)?;
     if e.checked.trusted_by.len() < e.checked.needed {
         return Err(unvouched(&e.checked));
     }
@@ -235,7 +248,7 @@ fn majority(n: usize) -> usize {
     }
 }
 
-fn examine(file: &SnapshotFile, trusted: &[[u8; 32]]) -> Result<Examined, BackupError> {
+fn examine(file: &SnapshotFile, trusted: &[[u8; 32]], min: usize) -> Result<Examined, BackupError> {
     if file.format != FILE_FORMAT {
         return Err(BackupError::Malformed(format!(
             "format {:?}, not {FILE_FORMAT:?}",
@@ -259,6 +272,17 @@ fn examine(file: &SnapshotFile, trusted: &[[u8; 32]]) -> Result<Examined, Backup
             "the checkpoint is from before the cluster was initialised",
         ));
     }
+    // One identity, one vote: a record listing a key twice is not one a
+    // cluster makes (an AddNode of a known identity is refused).
+    let mut keys_seen = BTreeSet::new();
+    if !registry
+        .roster
+        .nodes
+        .values()
+        .all(|n| keys_seen.insert(n.info.identity))
+    {
+        return Err(malformed("the checkpoint lists an identity key twice"));
+    }
     let gen = Hex32(genesis(&registry.founders));
     let voters: BTreeMap<NodeId, Hex32> = registry
         .roster
@@ -271,9 +295,9 @@ fn examine(file: &SnapshotFile, trusted: &[[u8; 32]]) -> Result<Examined, Backup
     // The checkpoint states its own voters and thresholds, so it cannot
     // be the only judge of how many must vouch for it (a forged one would
     // name one voter): at least a majority of the identities trusted too.
-    let need = needed(voters.len(), voters.len(), largest)
-        .unwrap_or(usize::MAX)
-        .max(majority(trusted.len()));
+    let distinct: BTreeSet<[u8; 32]> = trusted.iter().copied().collect();
+    let stated_need = needed(voters.len(), voters.len(), largest).unwrap_or(usize::MAX);
+    let need = stated_need.max(majority(distinct.len())).max(min);
     let mut attested_by = BTreeSet::new();
     let mut trusted_by = BTreeSet::new();
     for a in &file.attestations {
@@ -316,6 +340,7 @@ fn examine(file: &SnapshotFile, trusted: &[[u8; 32]]) -> Result<Examined, Backup
         checked,
         meta,
         registry,
+        stated_need,
     })
 }
 
@@ -413,31 +438,49 @@ pub struct Restored {
     /// Where the node's previous Raft file was moved (none if it had
     /// none).
     pub previous: Option<PathBuf>,
-    /// Keys and trees of that file newer than the checkpoint (lost; only
-    /// with `lose_newer`).
+    /// What of that file's state the checkpoint rolls back (only with
+    /// `lose_newer`).
     pub lost: Vec<String>,
+    /// Whether that file's state was read (`read`), or why not.
+    pub previous_state: String,
+}
+
+/// How a node restores ([`restore`]).
+#[derive(Debug, Clone, Default)]
+pub struct RestoreOptions {
+    /// Identity keys the operator trusts (the CA file's), counted only
+    /// when the node's current state cannot be read.
+    pub trusted: Vec<[u8; 32]>,
+    /// The least number of trusted attestations asked for then (a key's
+    /// threshold above a majority: a forged checkpoint would not state it).
+    pub min: usize,
+    /// Restore even if what the checkpoint lacks cannot be told, or would
+    /// be lost.
+    pub lose_newer: bool,
+    /// Now (ms since the Unix epoch), to name the old file.
+    pub now_ms: u64,
 }
 
 /// Restore the control plane of node `id`, whose public identity key is
 /// `identity` and data directory `data_dir` (the node stopped), from
-/// `file`: accepted if the node attested the checkpoint itself, or as many
-/// voters whose keys are in `trusted` as [`check`] asks. The node's Raft
-/// file is moved to `raft.redb.before-restore-MS`; its vault is not
-/// touched.
-#[allow(
-    clippy::too_many_arguments,
-    reason = "the node, the file, whom it trusts, and two choices"
-)]
+/// `file`. Accepted if the node attested the checkpoint itself; otherwise,
+/// if the node's Raft file still reads, if as many of the voters of the
+/// state it committed, under the keys that state gives them, attested it
+/// as they would vouch for a snapshot sent to it (the CA file plays no
+/// part); if it does not read, if as many trusted voters did as [`check`]
+/// asks with `opts.min`. Refused if the node's state has keys, trees,
+/// members or clients the checkpoint would roll back, or if that cannot be
+/// told, unless `opts.lose_newer`. The node's Raft file is moved to
+/// `raft.redb.before-restore-MS`; its vault is not touched.
 pub fn restore(
     data_dir: &Path,
     id: NodeId,
     identity: Hex32,
     file: &SnapshotFile,
-    trusted: &[[u8; 32]],
-    now_ms: u64,
-    lose_newer: bool,
+    opts: &RestoreOptions,
 ) -> Result<Restored, BackupError> {
-    let e = examine(file, trusted)?;
+    use keyquorum_store::raft::restore::{previous, Previous};
+    let e = examine(file, &opts.trusted, opts.min)?;
     let listed = e.registry.roster.nodes.get(&id).map(|n| n.info.identity);
     if listed != Some(identity) {
         return Err(BackupError::NotMember(format!(
@@ -446,31 +489,57 @@ pub fn restore(
         )));
     }
     let path = data_dir.join(RAFT_FILE);
-    let before = keyquorum_store::raft::restore::previous::<TypeConfig>(&path)
-        .map_err(|err| BackupError::Io(err.to_string()))?;
+    let before =
+        previous::<TypeConfig, Registry>(&path).map_err(|err| BackupError::Io(err.to_string()))?;
+    let (old_vote, now, unread) = match before {
+        Previous::Absent => (
+            None,
+            None,
+            Some(format!("{} does not exist", path.display())),
+        ),
+        Previous::Unreadable(why) => (None, None, Some(format!("{}: {why}", path.display()))),
+        Previous::Read { vote, state } => (vote, state.filter(|r| r.roster.in_force), None),
+    };
     let mut checked = e.checked;
-    let mut lost = Vec::new();
-    // The state this node holds now, if its file still reads: as many
-    // must vouch for the checkpoint as they would for a snapshot sent to
-    // it (its voters and thresholds, not only the checkpoint's own); and
-    // what it holds that the checkpoint does not.
-    if let Some(Ok(Data { machine: now })) = before
-        .as_ref()
-        .and_then(|b| b.snapshot.as_ref())
-        .map(|(_, data)| serde_json::from_slice::<Data>(data))
-    {
-        if now.roster.in_force {
-            let v = now.roster.nodes.values().filter(|n| n.voter).count();
-            let need = needed(v, v, largest_threshold(&now)).unwrap_or(usize::MAX);
-            checked.needed = checked.needed.max(need);
+    let lost = match &now {
+        Some(now) => {
+            // Counted as a snapshot sent to this node would be: the voters
+            // of its own state, under the keys it gives them.
+            let voters: BTreeMap<NodeId, Hex32> = now
+                .roster
+                .nodes
+                .iter()
+                .filter(|(_, n)| n.voter)
+                .map(|(id, n)| (*id, n.info.identity))
+                .collect();
+            let listed_then: BTreeMap<NodeId, Hex32> = e
+                .registry
+                .roster
+                .nodes
+                .iter()
+                .map(|(id, n)| (*id, n.info.identity))
+                .collect();
+            checked.trusted_by = checked
+                .attested_by
+                .iter()
+                .filter(|n| voters.contains_key(n) && voters.get(n) == listed_then.get(n))
+                .copied()
+                .collect();
+            let need =
+                needed(voters.len(), voters.len(), largest_threshold(now)).unwrap_or(usize::MAX);
+            checked.needed = need.max(e.stated_need).max(opts.min);
+            newer(now, &e.registry)
         }
-        lost = newer(&now, &e.registry);
-    }
+        None => vec![format!(
+            "what the checkpoint lacks cannot be told ({})",
+            unread.clone().unwrap_or_default()
+        )],
+    };
     let own = checked.attested_by.contains(&id);
     if !own && checked.trusted_by.len() < checked.needed {
         return Err(unvouched(&checked));
     }
-    if !lost.is_empty() && !lose_newer {
+    if !lost.is_empty() && !opts.lose_newer {
         return Err(BackupError::Newer(lost));
     }
     // The audit records up to the checkpoint: entries and signed heads
@@ -499,49 +568,54 @@ pub fn restore(
             value: serde_json::to_vec(h).map_err(malformed)?,
         });
     }
-    let previous = if path.exists() {
-        let aside = data_dir.join(format!("{RAFT_FILE}.before-restore-{now_ms}"));
-        std::fs::rename(&path, &aside)
-            .map_err(|err| BackupError::Io(format!("moving {} aside: {err}", path.display())))?;
-        Some(aside)
-    } else {
-        None
-    };
     // A vote for itself in a term past both the checkpoint's and the one
-    // this node last voted in: it never votes twice in a term, and
-    // elections after the restore start past every term its log holds.
+    // this node last voted in (votes only go up), so elections after the
+    // restore start past every term its log holds.
     let term = e
         .meta
         .last_log_id
         .map_or(0, |l| l.leader_id.term)
-        .max(
-            before
-                .as_ref()
-                .and_then(|b| b.vote)
-                .map_or(0, |v| v.leader_id().get_term()),
-        )
+        .max(old_vote.map_or(0, |v| v.leader_id().get_term()))
         .saturating_add(1);
     let vote = openraft::Vote::new(term, u64::from(id.get()));
+    // The new file is written whole beside the old one, then the old one
+    // is moved aside and the new one into place.
+    let fresh = data_dir.join(format!("{RAFT_FILE}.restored"));
+    if fresh.exists() {
+        std::fs::remove_file(&fresh)
+            .map_err(|err| BackupError::Io(format!("{}: {err}", fresh.display())))?;
+    }
     keyquorum_store::raft::restore::restore::<TypeConfig>(
-        &path,
+        &fresh,
         &e.meta,
         file.data.as_bytes(),
         &vote,
         &side,
     )
     .map_err(|err| BackupError::Io(err.to_string()))?;
+    let previous = if path.exists() {
+        let aside = data_dir.join(format!("{RAFT_FILE}.before-restore-{}", opts.now_ms));
+        std::fs::rename(&path, &aside)
+            .map_err(|err| BackupError::Io(format!("moving {} aside: {err}", path.display())))?;
+        Some(aside)
+    } else {
+        None
+    };
+    std::fs::rename(&fresh, &path)
+        .map_err(|err| BackupError::Io(format!("{}: {err}", path.display())))?;
     Ok(Restored {
         checked,
         own,
         previous,
         lost,
+        previous_state: unread.map_or_else(|| "read".into(), |u| format!("not read: {u}")),
     })
 }
 
-/// Keys (made, refreshed or reshared) and signing trees in `now` that
-/// `then` does not have as they are: a restore to `then` loses them (the
-/// members erased the older shares, or hold shares the state no longer
-/// names).
+/// What in `now` a restore to `then` rolls back: keys made, refreshed or
+/// reshared (the members erased the older shares, or hold shares the
+/// state no longer names), signing trees made, members added, changed or
+/// removed, clients added, revoked or given another grant.
 fn newer(now: &Registry, then: &Registry) -> Vec<String> {
     let keys = now
         .keys
@@ -561,7 +635,29 @@ fn newer(now: &Registry, then: &Registry) -> Vec<String> {
         .keys()
         .filter(|name| !then.seedtree.trees.contains_key(*name))
         .map(|name| format!("signing tree {name}"));
-    keys.chain(trees).collect()
+    let members = now
+        .roster
+        .nodes
+        .iter()
+        .filter(|(id, n)| then.roster.nodes.get(*id) != Some(*n))
+        .map(|(id, _)| format!("member {id} (added or changed)"))
+        .chain(
+            then.roster
+                .nodes
+                .keys()
+                .filter(|id| !now.roster.nodes.contains_key(*id))
+                .map(|id| format!("member {id} (removed)")),
+        );
+    let clients = now
+        .clients
+        .iter()
+        .filter_map(|(name, c)| match then.clients.get(name) {
+            None => Some(format!("client {name}")),
+            Some(old) if c.revoked && !old.revoked => Some(format!("client {name} (revoked)")),
+            Some(old) if old.grant != c.grant => Some(format!("client {name} (grant changed)")),
+            Some(_) => None,
+        });
+    keys.chain(trees).chain(members).chain(clients).collect()
 }
 
 impl Node {

@@ -100,25 +100,42 @@ pub type StoredSnapshot<C> = (
     Vec<u8>,
 );
 
-/// What a Raft file about to be replaced still tells: its vote and its
-/// stored snapshot, where it can be read.
-pub struct Previous<C: RaftTypeConfig> {
-    /// The vote it holds.
-    pub vote: Option<Vote<C::NodeId>>,
-    /// Its stored snapshot: metadata and bytes.
-    pub snapshot: Option<StoredSnapshot<C>>,
+/// What the Raft file about to be replaced still tells.
+pub enum Previous<C: RaftTypeConfig, M> {
+    /// There is no file.
+    Absent,
+    /// There is one, but it does not read (why).
+    Unreadable(String),
+    /// Its vote and its state: its stored snapshot with every entry of
+    /// its log after it applied, committed or not.
+    Read {
+        /// The vote it holds.
+        vote: Option<Vote<C::NodeId>>,
+        /// The state, if it has any (none before its first snapshot or
+        /// entry).
+        state: Option<M>,
+    },
+}
+
+/// The snapshot's bytes as the store writes them.
+#[derive(serde::Deserialize)]
+#[serde(bound = "")]
+struct Stored<M: super::Machine> {
+    machine: M,
 }
 
 /// Read the Raft file at `path` before it is replaced: an error if a
-/// process has it open (redb locks an open file: stop the node first);
-/// nothing if there is no file or it does not open (a corrupted one).
-pub fn previous<C: RaftTypeConfig>(path: &Path) -> Result<Option<Previous<C>>, RestoreError>
+/// process has it open (redb locks an open file: stop the node first).
+pub fn previous<C, M>(path: &Path) -> Result<Previous<C, M>, RestoreError>
 where
+    C: RaftTypeConfig<D = M::Command, Entry = openraft::Entry<C>>,
+    M: super::Machine,
+    C::D: serde::de::DeserializeOwned,
     C::Node: Serialize + serde::de::DeserializeOwned,
     C::NodeId: Serialize + serde::de::DeserializeOwned,
 {
     if !path.exists() {
-        return Ok(None);
+        return Ok(Previous::Absent);
     }
     let db = match Database::open(path) {
         Ok(db) => db,
@@ -128,11 +145,56 @@ where
                 path.display()
             )))
         }
-        Err(_) => return Ok(None),
+        Err(e) => return Ok(Previous::Unreadable(e.to_string())),
     };
-    let vote = super::get_meta::<Vote<C::NodeId>, C::NodeId>(&db, "vote")
-        .ok()
-        .flatten();
-    let snapshot = super::machine::load_snapshot::<C>(&db).ok().flatten();
-    Ok(Some(Previous { vote, snapshot }))
+    match replay::<C, M>(&db) {
+        Ok((vote, state)) => Ok(Previous::Read { vote, state }),
+        Err(e) => Ok(Previous::Unreadable(e.0)),
+    }
+}
+
+/// The vote and the state of an opened Raft file.
+#[allow(
+    clippy::type_complexity,
+    reason = "the vote and the state, read together"
+)]
+fn replay<C, M>(db: &Database) -> Result<(Option<Vote<C::NodeId>>, Option<M>), RestoreError>
+where
+    C: RaftTypeConfig<D = M::Command, Entry = openraft::Entry<C>>,
+    M: super::Machine,
+    C::D: serde::de::DeserializeOwned,
+    C::Node: Serialize + serde::de::DeserializeOwned,
+    C::NodeId: Serialize + serde::de::DeserializeOwned,
+{
+    use openraft::EntryPayload;
+    let vote = super::get_meta::<Vote<C::NodeId>, C::NodeId>(db, "vote").map_err(err)?;
+    let (mut machine, from) = match super::machine::load_snapshot::<C>(db).map_err(err)? {
+        Some((meta, data)) => {
+            let s: Stored<M> = serde_json::from_slice(&data).map_err(err)?;
+            (Some(s.machine), meta.last_log_id.map_or(0, |l| l.index + 1))
+        }
+        None => (None, 0),
+    };
+    // Every entry the log holds after the snapshot, committed or not: the
+    // committed id is a hint that may lag, and what the state might hold
+    // is what matters here (apply still refuses what is not authorized).
+    let tx = db.begin_read().map_err(err)?;
+    let log = tx.open_table(LOG).map_err(err)?;
+    for item in log.range(from..).map_err(err)? {
+        let (_, v) = item.map_err(err)?;
+        let entry: openraft::Entry<C> = serde_json::from_slice(v.value()).map_err(err)?;
+        let m = machine.get_or_insert_with(M::default);
+        match &entry.payload {
+            EntryPayload::Blank => {}
+            EntryPayload::Normal(cmd) => {
+                let _ = m.apply(entry.log_id.index, cmd);
+            }
+            EntryPayload::Membership(ms) => {
+                let nodes: Vec<_> = ms.nodes().map(|(id, n)| (id.clone(), n.clone())).collect();
+                let voters: Vec<_> = ms.voter_ids().collect();
+                m.membership(entry.log_id.index, &nodes, &voters);
+            }
+        }
+    }
+    Ok((vote, machine))
 }

@@ -91,6 +91,15 @@ fn attest(
     }
 }
 
+fn opts(trusted: &[[u8; 32]], lose_newer: bool) -> RestoreOptions {
+    RestoreOptions {
+        trusted: trusted.to_vec(),
+        min: 0,
+        lose_newer,
+        now_ms: 5,
+    }
+}
+
 fn anchors(keys: &[&SigningKey]) -> Vec<[u8; 32]> {
     keys.iter().map(|k| k.verifying_key().to_bytes()).collect()
 }
@@ -101,16 +110,19 @@ fn an_honest_file_checks_with_a_majority_of_trusted_voters_and_no_fewer() {
     let r = registry(&ks);
     let all = anchors(&[&ks[0], &ks[1], &ks[2]]);
     let f = file(&r, &[(1, &ks[0]), (2, &ks[1]), (3, &ks[2])]);
-    let c = check(&f, &all).unwrap();
+    let c = check(&f, &all, 0).unwrap();
     assert_eq!((c.index, c.needed), (INDEX, 2));
     assert_eq!(c.trusted_by, vec![id(1), id(2), id(3)]);
     // Two trusted voters are enough; one is not.
-    assert!(check(&f, &anchors(&[&ks[0], &ks[2]])).is_ok());
-    let one = check(&f, &anchors(&[&ks[1]])).unwrap_err();
+    assert!(check(&f, &anchors(&[&ks[0], &ks[2]]), 0).is_ok());
+    let one = check(&f, &anchors(&[&ks[1]]), 0).unwrap_err();
     assert!(matches!(one, BackupError::Unvouched(_)), "{one}");
     // Nor is one attestation, whoever trusts it.
     let f1 = file(&r, &[(1, &ks[0])]);
-    assert!(matches!(check(&f1, &all), Err(BackupError::Unvouched(_))));
+    assert!(matches!(
+        check(&f1, &all, 0),
+        Err(BackupError::Unvouched(_))
+    ));
 }
 
 #[test]
@@ -125,12 +137,12 @@ fn a_forged_roster_or_a_replayed_attestation_is_not_vouched_for() {
     let mut forged = file(&forged_r, &[(2, &m2), (3, &ks[2])]);
     // Node 1's genuine attestation of the honest checkpoint, replayed.
     forged.attestations.push(honest.attestations[0].clone());
-    let c = examine(&forged, &all).unwrap().checked;
+    let c = examine(&forged, &all, 0).unwrap().checked;
     assert_eq!(
         (c.attested_by, c.trusted_by),
         (vec![id(2), id(3)], vec![id(3)])
     );
-    let e = check(&forged, &all).unwrap_err();
+    let e = check(&forged, &all, 0).unwrap_err();
     assert!(matches!(e, BackupError::Unvouched(_)), "{e}");
     // Nor by making itself the only voter (the others listed as learners,
     // no keys): the checkpoint alone would ask for one attestation, the
@@ -141,17 +153,31 @@ fn a_forged_roster_or_a_replayed_attestation_is_not_vouched_for() {
     }
     let alone = file(&alone_r, &[(3, &ks[2])]);
     assert!(
-        check(&alone, &anchors(&[&ks[2]])).is_ok(),
+        check(&alone, &anchors(&[&ks[2]]), 0).is_ok(),
         "one trusted, one needed"
     );
-    let e = check(&alone, &all).unwrap_err();
+    let e = check(&alone, &all, 0).unwrap_err();
     assert!(matches!(e, BackupError::Unvouched(_)), "{e}");
     let dir = tempfile::tempdir().unwrap();
-    let e = restore(dir.path(), id(1), public(&ks[0]), &alone, &all, 1, false).unwrap_err();
+    let e = restore(
+        dir.path(),
+        id(1),
+        public(&ks[0]),
+        &alone,
+        &opts(&all, false),
+    )
+    .unwrap_err();
     assert!(matches!(e, BackupError::Unvouched(_)), "{e}");
     // Node 1 restores it neither on its own word (it attested another
     // digest) nor on the trusted voters'.
-    let e = restore(dir.path(), id(1), public(&ks[0]), &forged, &all, 1, false).unwrap_err();
+    let e = restore(
+        dir.path(),
+        id(1),
+        public(&ks[0]),
+        &forged,
+        &opts(&all, false),
+    )
+    .unwrap_err();
     assert!(matches!(e, BackupError::Unvouched(_)), "{e}");
     assert!(!dir.path().join(RAFT_FILE).exists());
     // An attestation of the same bytes at another index, or another
@@ -164,13 +190,13 @@ fn a_forged_roster_or_a_replayed_attestation_is_not_vouched_for() {
         attest(2, &ks[1], Hex32([7; 32]), INDEX, digest),
         moved.attestations[2].clone(),
     ];
-    let c = examine(&moved, &all).unwrap().checked;
+    let c = examine(&moved, &all, 0).unwrap().checked;
     assert_eq!(c.attested_by, vec![id(3)]);
     // A changed byte of the state: no attestation matches it.
     let mut changed = honest.clone();
     changed.data = changed.data.replace("7002", "7009");
     assert!(matches!(
-        check(&changed, &all),
+        check(&changed, &all, 0),
         Err(BackupError::Unvouched(_))
     ));
 }
@@ -183,17 +209,21 @@ fn a_node_restores_what_it_attested_itself_and_the_store_opens_on_it() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join(RAFT_FILE), b"an older file").unwrap();
     // Node 3 did not attest it and trusts no one: refused.
-    let e = restore(dir.path(), id(3), public(&ks[2]), &f, &[], 5, false).unwrap_err();
+    let e = restore(dir.path(), id(3), public(&ks[2]), &f, &opts(&[], false)).unwrap_err();
     assert!(matches!(e, BackupError::Unvouched(_)), "{e}");
     // A node the record does not list with its key: refused.
-    let e = restore(dir.path(), id(2), public(&key(9)), &f, &[], 5, false).unwrap_err();
+    let e = restore(dir.path(), id(2), public(&key(9)), &f, &opts(&[], false)).unwrap_err();
     assert!(matches!(e, BackupError::NotMember(_)), "{e}");
     assert_eq!(
         std::fs::read(dir.path().join(RAFT_FILE)).unwrap(),
         b"an older file"
     );
-    // Node 1 attested it: restored, the old file kept beside.
-    let done = restore(dir.path(), id(1), public(&ks[0]), &f, &[], 5, false).unwrap();
+    // Node 1 attested it, but its old file does not read: what the
+    // checkpoint rolls back cannot be told, so it must be told to go on.
+    let e = restore(dir.path(), id(1), public(&ks[0]), &f, &opts(&[], false)).unwrap_err();
+    assert!(matches!(e, BackupError::Newer(_)), "{e}");
+    // Told: restored, the old file kept beside.
+    let done = restore(dir.path(), id(1), public(&ks[0]), &f, &opts(&[], true)).unwrap();
     assert!(done.own);
     let aside = done.previous.unwrap();
     assert_eq!(std::fs::read(&aside).unwrap(), b"an older file");
@@ -205,7 +235,7 @@ fn a_node_restores_what_it_attested_itself_and_the_store_opens_on_it() {
     assert_eq!(sm.reader().applied_index(), Some(INDEX));
     assert_eq!(sm.reader().read(|m| m.roster.nodes.len()), 3);
     // The store can attest the checkpoint it was restored to.
-    let c = check(&f, &anchors(&[&ks[0], &ks[1]])).unwrap();
+    let c = check(&f, &anchors(&[&ks[0], &ks[1]]), 0).unwrap();
     assert_eq!(sm.checkpoints().digest_at(INDEX), Some(c.digest.0));
 }
 
@@ -217,19 +247,19 @@ fn malformed_files_are_refused_with_an_error() {
     let mut other = f.clone();
     other.format = "keyquorum-snapshot-v9".into();
     assert!(matches!(
-        check(&other, &all),
+        check(&other, &all, 0),
         Err(BackupError::Malformed(_))
     ));
     let mut other = f.clone();
     other.data = "{".into();
     assert!(matches!(
-        check(&other, &all),
+        check(&other, &all, 0),
         Err(BackupError::Malformed(_))
     ));
     let mut other = f.clone();
     other.meta = serde_json::json!({"last_log_id": null});
     assert!(matches!(
-        check(&other, &all),
+        check(&other, &all, 0),
         Err(BackupError::Malformed(_))
     ));
     // A state from before init (no record in force).
@@ -237,7 +267,7 @@ fn malformed_files_are_refused_with_an_error() {
     r.roster.in_force = false;
     let other = file(&r, &[(1, &ks[0]), (2, &ks[1])]);
     assert!(matches!(
-        check(&other, &all),
+        check(&other, &all, 0),
         Err(BackupError::Malformed(_))
     ));
 }
@@ -264,14 +294,52 @@ fn a_restore_that_would_lose_a_newer_key_needs_to_be_told() {
     let dir = tempfile::tempdir().unwrap();
     // The node's state now: the key refreshed (epoch 1).
     let now = file(&newer_r, &[(1, &ks[0]), (2, &ks[1])]);
-    restore(dir.path(), id(1), public(&ks[0]), &now, &[], 5, false).unwrap();
+    restore(dir.path(), id(1), public(&ks[0]), &now, &opts(&[], true)).unwrap();
     // Back to epoch 0: refused unless told, then the loss is named.
     let then = file(&older_r, &[(1, &ks[0]), (2, &ks[1])]);
-    let e = restore(dir.path(), id(1), public(&ks[0]), &then, &[], 6, false).unwrap_err();
+    let e = restore(dir.path(), id(1), public(&ks[0]), &then, &opts(&[], false)).unwrap_err();
     assert!(
         matches!(&e, BackupError::Newer(l) if l == &["key prod (epoch 1 after 0)"]),
         "{e}"
     );
-    let done = restore(dir.path(), id(1), public(&ks[0]), &then, &[], 7, true).unwrap();
+    let done = restore(dir.path(), id(1), public(&ks[0]), &then, &opts(&[], true)).unwrap();
     assert_eq!(done.lost, ["key prod (epoch 1 after 0)"]);
+}
+
+#[test]
+fn with_its_state_readable_a_node_counts_that_state_s_voters_not_the_ca_file() {
+    let ks = [key(1), key(2), key(3)];
+    let r = registry(&ks);
+    let dir = tempfile::tempdir().unwrap();
+    let first = file(&r, &[(1, &ks[0]), (2, &ks[1])]);
+    restore(dir.path(), id(1), public(&ks[0]), &first, &opts(&[], true)).unwrap();
+    // A file node 1 did not attest, attested by nodes 2 and 3: its own
+    // state's voters vouch, with no CA file.
+    let mut later = file(&r, &[(2, &ks[1]), (3, &ks[2])]);
+    let done = restore(dir.path(), id(1), public(&ks[0]), &later, &opts(&[], false)).unwrap();
+    assert!(!done.own);
+    assert_eq!(done.checked.trusted_by, vec![id(2), id(3)]);
+    assert_eq!(done.previous_state, "read");
+    // One of them is not enough, whatever the CA file says.
+    later.attestations.truncate(1);
+    let all = anchors(&[&ks[0], &ks[1], &ks[2]]);
+    let e = restore(
+        dir.path(),
+        id(1),
+        public(&ks[0]),
+        &later,
+        &opts(&all, false),
+    )
+    .unwrap_err();
+    assert!(matches!(e, BackupError::Unvouched(_)), "{e}");
+}
+
+#[test]
+fn a_record_listing_one_key_twice_is_refused() {
+    // A compromised node 3 gives node 2 its own key, to sign for two.
+    let ks = [key(1), key(3), key(3)];
+    let f = file(&registry(&ks), &[(2, &ks[1]), (3, &ks[2])]);
+    let all = anchors(&[&key(1), &key(2), &key(3)]);
+    let e = check(&f, &all, 0).unwrap_err();
+    assert!(matches!(e, BackupError::Malformed(_)), "{e}");
 }
