@@ -46,8 +46,9 @@ pub(crate) enum SnapshotCommand {
         min_attestations: usize,
     },
     /// Restore a stopped node's control plane from FILE. Accepted if the
-    /// node attested the checkpoint itself, or enough voters in --ca-cert
-    /// did. The node's Raft file is kept beside as
+    /// node attested the checkpoint itself, or (with --ca-cert) if as many
+    /// voters did as `verify` asks and as the node's own state would ask
+    /// of a snapshot. The node's Raft file is kept as
     /// raft.redb.before-restore-MS; its vault is not touched. Restore
     /// every node from the same file, then start them.
     Restore {
@@ -56,9 +57,8 @@ pub(crate) enum SnapshotCommand {
         /// The node's config file.
         #[arg(long)]
         config: PathBuf,
-        /// PEM file of the members' certificates: counted only when the
-        /// node's own Raft file no longer reads and it did not attest the
-        /// checkpoint itself.
+        /// PEM file of the members' certificates: needed unless the node
+        /// attested the checkpoint itself.
         #[arg(long)]
         ca_cert: Option<PathBuf>,
         /// Attestations asked for at least (give the largest key

@@ -161,8 +161,6 @@ struct Examined {
     checked: Checked,
     meta: SnapshotMeta<u64, NodeInfo>,
     registry: Registry,
-    /// How many attestations the checkpoint's own record asks for.
-    stated_need: usize,
 }
 
 /// The checkpoint's bytes as the store writes them: the machine is all
@@ -340,7 +338,6 @@ fn examine(file: &SnapshotFile, trusted: &[[u8; 32]], min: usize) -> Result<Exam
         checked,
         meta,
         registry,
-        stated_need,
     })
 }
 
@@ -448,8 +445,8 @@ pub struct Restored {
 /// How a node restores ([`restore`]).
 #[derive(Debug, Clone, Default)]
 pub struct RestoreOptions {
-    /// Identity keys the operator trusts (the CA file's), counted only
-    /// when the node's current state cannot be read.
+    /// Identity keys the operator trusts (the CA file's): needed unless
+    /// the node attested the checkpoint itself.
     pub trusted: Vec<[u8; 32]>,
     /// The least number of trusted attestations asked for then (a key's
     /// threshold above a majority: a forged checkpoint would not state it).
@@ -463,12 +460,11 @@ pub struct RestoreOptions {
 
 /// Restore the control plane of node `id`, whose public identity key is
 /// `identity` and data directory `data_dir` (the node stopped), from
-/// `file`. Accepted if the node attested the checkpoint itself; otherwise,
-/// if the node's Raft file still reads, if as many of the voters of the
-/// state it committed, under the keys that state gives them, attested it
-/// as they would vouch for a snapshot sent to it (the CA file plays no
-/// part); if it does not read, if as many trusted voters did as [`check`]
-/// asks with `opts.min`. Refused if the node's state has keys, trees,
+/// `file`. Accepted if the node attested the checkpoint itself; otherwise
+/// (the CA file then required) if as many voters attested it as [`check`]
+/// asks with `opts.min`, and, where the node's Raft file still reads, as
+/// many as its own state's voters would to vouch for a snapshot sent to it
+/// (its voters count too, under the keys it gives them). Refused if the node's state has keys, trees,
 /// members or clients the checkpoint would roll back, or if that cannot be
 /// told, unless `opts.lose_newer`. The node's Raft file is moved to
 /// `raft.redb.before-restore-MS`; its vault is not touched.
@@ -497,14 +493,35 @@ pub fn restore(
             None,
             Some(format!("{} does not exist", path.display())),
         ),
-        Previous::Unreadable(why) => (None, None, Some(format!("{}: {why}", path.display()))),
-        Previous::Read { vote, state } => (vote, state.filter(|r| r.roster.in_force), None),
+        Previous::Unreadable { why, vote } => {
+            (vote, None, Some(format!("{}: {why}", path.display())))
+        }
+        Previous::Read { vote, state } => match state.filter(|r| r.roster.in_force) {
+            Some(state) => (vote, Some(state), None),
+            None => (
+                vote,
+                None,
+                Some(format!("{} holds no initialised state", path.display())),
+            ),
+        },
     };
+    let own = e.checked.attested_by.contains(&id);
+    if !own && opts.trusted.is_empty() {
+        return Err(BackupError::Unvouched(
+            "this node did not attest the checkpoint itself: give the CA file of the members' \
+             certificates (--ca-cert)"
+                .into(),
+        ));
+    }
     let mut checked = e.checked;
     let lost = match &now {
         Some(now) => {
-            // Counted as a snapshot sent to this node would be: the voters
-            // of its own state, under the keys it gives them.
+            // Counted as `check` counts (the CA file's voters, its
+            // majority, the operator's floor) and as a snapshot sent to
+            // this node would be: the voters of its own state, under the
+            // keys it gives them, as many as it would ask. A state that
+            // missed changes (the node was down while members were
+            // added) asks too few; the CA file's majority does not.
             let voters: BTreeMap<NodeId, Hex32> = now
                 .roster
                 .nodes
@@ -519,15 +536,17 @@ pub fn restore(
                 .iter()
                 .map(|(id, n)| (*id, n.info.identity))
                 .collect();
-            checked.trusted_by = checked
-                .attested_by
-                .iter()
-                .filter(|n| voters.contains_key(n) && voters.get(n) == listed_then.get(n))
-                .copied()
-                .collect();
+            let mut trusted_by: BTreeSet<NodeId> = checked.trusted_by.iter().copied().collect();
+            trusted_by.extend(
+                checked
+                    .attested_by
+                    .iter()
+                    .filter(|n| voters.contains_key(n) && voters.get(n) == listed_then.get(n)),
+            );
+            checked.trusted_by = trusted_by.into_iter().collect();
             let need =
                 needed(voters.len(), voters.len(), largest_threshold(now)).unwrap_or(usize::MAX);
-            checked.needed = need.max(e.stated_need).max(opts.min);
+            checked.needed = checked.needed.max(need);
             newer(now, &e.registry)
         }
         None => vec![format!(
@@ -535,7 +554,6 @@ pub fn restore(
             unread.clone().unwrap_or_default()
         )],
     };
-    let own = checked.attested_by.contains(&id);
     if !own && checked.trusted_by.len() < checked.needed {
         return Err(unvouched(&checked));
     }
@@ -593,16 +611,25 @@ pub fn restore(
         &side,
     )
     .map_err(|err| BackupError::Io(err.to_string()))?;
+    // The old file is kept under a second name (a hard link, or a copy
+    // where there are none), then the new one replaces it in one rename:
+    // a crash leaves the old file or the new one at `raft.redb`, never
+    // neither.
     let previous = if path.exists() {
         let aside = data_dir.join(format!("{RAFT_FILE}.before-restore-{}", opts.now_ms));
-        std::fs::rename(&path, &aside)
-            .map_err(|err| BackupError::Io(format!("moving {} aside: {err}", path.display())))?;
+        std::fs::hard_link(&path, &aside)
+            .or_else(|_| std::fs::copy(&path, &aside).map(|_| ()))
+            .map_err(|err| BackupError::Io(format!("keeping {}: {err}", path.display())))?;
         Some(aside)
     } else {
         None
     };
     std::fs::rename(&fresh, &path)
         .map_err(|err| BackupError::Io(format!("{}: {err}", path.display())))?;
+    if let Ok(dir) = std::fs::File::open(data_dir) {
+        // Best effort: not every platform syncs a directory.
+        let _ = dir.sync_all();
+    }
     Ok(Restored {
         checked,
         own,
@@ -615,7 +642,8 @@ pub fn restore(
 /// What in `now` a restore to `then` rolls back: keys made, refreshed or
 /// reshared (the members erased the older shares, or hold shares the
 /// state no longer names), signing trees made, members added, changed or
-/// removed, clients added, revoked or given another grant.
+/// removed, clients added, revoked or given another grant, the operator
+/// quorum changed, exports carried out.
 fn newer(now: &Registry, then: &Registry) -> Vec<String> {
     let keys = now
         .keys
@@ -657,7 +685,22 @@ fn newer(now: &Registry, then: &Registry) -> Vec<String> {
             Some(old) if old.grant != c.grant => Some(format!("client {name} (grant changed)")),
             Some(_) => None,
         });
-    keys.chain(trees).chain(members).chain(clients).collect()
+    let quorum = (now.operators.quorum != then.operators.quorum).then(|| {
+        format!(
+            "the operator quorum ({} now, {} in the checkpoint)",
+            now.operators.quorum, then.operators.quorum
+        )
+    });
+    let exports = now.keys.exports.iter().filter_map(|(id, x)| {
+        let done_then = then.keys.exports.get(id).is_some_and(|o| o.done);
+        (x.done && !done_then).then(|| format!("export {id} (carried out)"))
+    });
+    keys.chain(trees)
+        .chain(members)
+        .chain(clients)
+        .chain(quorum)
+        .chain(exports)
+        .collect()
 }
 
 impl Node {

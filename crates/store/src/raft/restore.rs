@@ -104,8 +104,13 @@ pub type StoredSnapshot<C> = (
 pub enum Previous<C: RaftTypeConfig, M> {
     /// There is no file.
     Absent,
-    /// There is one, but it does not read (why).
-    Unreadable(String),
+    /// There is one, but its state does not read.
+    Unreadable {
+        /// Why.
+        why: String,
+        /// Its vote, if that much reads.
+        vote: Option<Vote<C::NodeId>>,
+    },
     /// Its vote and its state: its stored snapshot with every entry of
     /// its log after it applied, committed or not.
     Read {
@@ -145,20 +150,27 @@ where
                 path.display()
             )))
         }
-        Err(e) => return Ok(Previous::Unreadable(e.to_string())),
+        Err(e) => {
+            return Ok(Previous::Unreadable {
+                why: e.to_string(),
+                vote: None,
+            })
+        }
     };
+    // The vote first: it bounds the restored one even if the state does
+    // not read.
+    let vote = super::get_meta::<Vote<C::NodeId>, C::NodeId>(&db, "vote")
+        .ok()
+        .flatten();
     match replay::<C, M>(&db) {
-        Ok((vote, state)) => Ok(Previous::Read { vote, state }),
-        Err(e) => Ok(Previous::Unreadable(e.0)),
+        Ok(state) => Ok(Previous::Read { vote, state }),
+        Err(e) => Ok(Previous::Unreadable { why: e.0, vote }),
     }
 }
 
-/// The vote and the state of an opened Raft file.
-#[allow(
-    clippy::type_complexity,
-    reason = "the vote and the state, read together"
-)]
-fn replay<C, M>(db: &Database) -> Result<(Option<Vote<C::NodeId>>, Option<M>), RestoreError>
+/// The state of an opened Raft file: its snapshot with the entries after
+/// it applied, which must follow it without a gap.
+fn replay<C, M>(db: &Database) -> Result<Option<M>, RestoreError>
 where
     C: RaftTypeConfig<D = M::Command, Entry = openraft::Entry<C>>,
     M: super::Machine,
@@ -167,7 +179,6 @@ where
     C::NodeId: Serialize + serde::de::DeserializeOwned,
 {
     use openraft::EntryPayload;
-    let vote = super::get_meta::<Vote<C::NodeId>, C::NodeId>(db, "vote").map_err(err)?;
     let (mut machine, from) = match super::machine::load_snapshot::<C>(db).map_err(err)? {
         Some((meta, data)) => {
             let s: Stored<M> = serde_json::from_slice(&data).map_err(err)?;
@@ -180,9 +191,15 @@ where
     // is what matters here (apply still refuses what is not authorized).
     let tx = db.begin_read().map_err(err)?;
     let log = tx.open_table(LOG).map_err(err)?;
-    for item in log.range(from..).map_err(err)? {
+    for (next, item) in (from..).zip(log.range(from..).map_err(err)?) {
         let (_, v) = item.map_err(err)?;
         let entry: openraft::Entry<C> = serde_json::from_slice(v.value()).map_err(err)?;
+        if entry.log_id.index != next {
+            return Err(err(format!(
+                "the log skips from entry {next} to {}",
+                entry.log_id.index
+            )));
+        }
         let m = machine.get_or_insert_with(M::default);
         match &entry.payload {
             EntryPayload::Blank => {}
@@ -196,5 +213,5 @@ where
             }
         }
     }
-    Ok((vote, machine))
+    Ok(machine)
 }

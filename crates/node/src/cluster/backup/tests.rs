@@ -307,28 +307,60 @@ fn a_restore_that_would_lose_a_newer_key_needs_to_be_told() {
 }
 
 #[test]
-fn with_its_state_readable_a_node_counts_that_state_s_voters_not_the_ca_file() {
+fn a_node_that_did_not_attest_needs_the_ca_file_and_as_many_as_its_own_state_asks() {
     let ks = [key(1), key(2), key(3)];
     let r = registry(&ks);
     let dir = tempfile::tempdir().unwrap();
     let first = file(&r, &[(1, &ks[0]), (2, &ks[1])]);
     restore(dir.path(), id(1), public(&ks[0]), &first, &opts(&[], true)).unwrap();
-    // A file node 1 did not attest, attested by nodes 2 and 3: its own
-    // state's voters vouch, with no CA file.
+    // A file node 1 did not attest, attested by nodes 2 and 3: not
+    // without the CA file.
     let mut later = file(&r, &[(2, &ks[1]), (3, &ks[2])]);
-    let done = restore(dir.path(), id(1), public(&ks[0]), &later, &opts(&[], false)).unwrap();
+    let e = restore(dir.path(), id(1), public(&ks[0]), &later, &opts(&[], false)).unwrap_err();
+    assert!(matches!(e, BackupError::Unvouched(_)), "{e}");
+    // With it, its own state's voters (the same) vouch.
+    let all = anchors(&[&ks[0], &ks[1], &ks[2]]);
+    let done = restore(
+        dir.path(),
+        id(1),
+        public(&ks[0]),
+        &later,
+        &opts(&all, false),
+    )
+    .unwrap();
     assert!(!done.own);
     assert_eq!(done.checked.trusted_by, vec![id(2), id(3)]);
     assert_eq!(done.previous_state, "read");
-    // One of them is not enough, whatever the CA file says.
+    // One of them is not enough.
     later.attestations.truncate(1);
-    let all = anchors(&[&ks[0], &ks[1], &ks[2]]);
     let e = restore(
         dir.path(),
         id(1),
         public(&ks[0]),
         &later,
         &opts(&all, false),
+    )
+    .unwrap_err();
+    assert!(matches!(e, BackupError::Unvouched(_)), "{e}");
+}
+
+#[test]
+fn a_node_whose_state_missed_new_members_still_asks_the_ca_file_s_majority() {
+    // Node 1's state: voters 1-3. The cluster has since grown to 1-5
+    // (the CA file), and 2 and 3 are compromised: their two attestations
+    // satisfy node 1's stale state, not a majority of five.
+    let ks = [key(1), key(2), key(3)];
+    let dir = tempfile::tempdir().unwrap();
+    let mine = file(&registry(&ks), &[(1, &ks[0]), (2, &ks[1])]);
+    restore(dir.path(), id(1), public(&ks[0]), &mine, &opts(&[], true)).unwrap();
+    let forged = file(&registry(&ks), &[(2, &ks[1]), (3, &ks[2])]);
+    let five = anchors(&[&ks[0], &ks[1], &ks[2], &key(4), &key(5)]);
+    let e = restore(
+        dir.path(),
+        id(1),
+        public(&ks[0]),
+        &forged,
+        &opts(&five, false),
     )
     .unwrap_err();
     assert!(matches!(e, BackupError::Unvouched(_)), "{e}");
