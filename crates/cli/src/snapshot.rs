@@ -145,9 +145,9 @@ fn trusted(ca: Option<&Path>) -> Result<Vec<[u8; 32]>> {
         return Ok(Vec::new());
     };
     let pem = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-    let mut ids = keyquorum_node::cluster::tls::identities_in_pem(&pem);
-    ids.sort_unstable();
-    ids.dedup();
+    // Repeated certificates count once (`backup::check` counts distinct
+    // identities).
+    let ids = keyquorum_node::cluster::tls::identities_in_pem(&pem);
     if ids.is_empty() {
         bail!("{} holds no node certificate", path.display());
     }
