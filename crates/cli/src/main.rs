@@ -17,6 +17,7 @@ mod bench_seedtree;
 mod clients;
 mod cluster;
 mod demo;
+mod drain;
 mod he;
 mod msg;
 mod nodes;

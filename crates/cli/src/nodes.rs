@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
 use clap::Subcommand;
@@ -418,6 +419,14 @@ pub(crate) async fn cluster(remote: &Remote, command: ClusterCommand, json: bool
             .await?
         }
         ClusterCommand::Remove { id } => c.remove_node(id).await?,
+        ClusterCommand::Drain {
+            id,
+            onto,
+            wait,
+            remove,
+        } => {
+            return crate::drain::drain(&c, id, onto, Duration::from_secs(wait), remove, json).await
+        }
         ClusterCommand::JoinCode { trust_one } => {
             let info = agreed_join_info(remote, &c, trust_one).await?;
             let fp = keyquorum_node::cluster::join::fingerprint(&info);
@@ -541,6 +550,25 @@ pub(crate) enum ClusterCommand {
     Remove {
         /// Node id.
         id: NodeId,
+    },
+    /// Move everything a node holds a share of off it, on one approval by
+    /// the operator quorum (proposed here if no one did): reshare its keys
+    /// (shared, HE sessions', OPRF) keeping their thresholds, rotate the
+    /// accounts it guards, and name what cannot be moved (PIN keys,
+    /// signing trees). Run it again after the approval, or after a failure.
+    Drain {
+        /// The node to drain.
+        id: NodeId,
+        /// A member that takes its place in every key (default: none, the
+        /// others keep the key at its threshold).
+        #[arg(long)]
+        onto: Option<NodeId>,
+        /// Seconds to wait for the operators' approval of the drain.
+        #[arg(long, default_value_t = 0)]
+        wait: u64,
+        /// Once nothing is left on it, propose its removal.
+        #[arg(long)]
+        remove: bool,
     },
     /// Print a join code for a new node (`keyquorum node --join URL
     /// --join-code CODE`): the fingerprint of the members, the cluster's

@@ -70,6 +70,8 @@ pub(crate) fn change_line(c: &ChangeRecord) -> String {
             if *voter { "" } else { " as a learner" }
         ),
         Change::RemoveNode { id } => format!("remove node {id}"),
+        Change::DrainNode { id, onto: None } => format!("drain node {id}"),
+        Change::DrainNode { id, onto: Some(o) } => format!("drain node {id} onto node {o}"),
         Change::SetKeyPolicy {
             key,
             threshold,

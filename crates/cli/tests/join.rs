@@ -330,8 +330,8 @@ fn nodes_join_a_running_cluster_with_a_join_code_and_the_operators_approval() {
         .expect("node 3 signs after its restart");
 
     // A fourth node joins under a new code (the old one is stale: the
-    // members changed), the key is reshared onto nodes 2-4 with the
-    // operators' approval, and node 1 is removed.
+    // members changed), node 1 is drained onto it with the operators'
+    // approval (its key shares reshared onto nodes 2-4), and removed.
     refused(&code);
     let code = ok_json(
         &kq(&["cluster", "join-code", "--json"], &admin),
@@ -362,45 +362,69 @@ fn nodes_join_a_running_cluster_with_a_join_code_and_the_operators_approval() {
     pem.push_str(identity(3)["certificate"].as_str().unwrap());
     std::fs::write(&ca_file, pem).unwrap();
     wait_voters(&admin, 4);
-    let policy = ok_json(
+    // An OPRF key on nodes 1-3 too: the drain moves both keys.
+    let oprf = ok_json(
         &kq(
             &[
+                "oprf",
                 "key",
-                "policy",
-                "prod",
+                "create",
+                "ids",
                 "--threshold",
                 "2",
                 "--members",
-                "2,3,4",
+                "1,2,3",
                 "--json",
             ],
             &admin,
         ),
-        "key policy",
+        "oprf key create",
     );
-    let policy = policy["id"].as_str().unwrap().to_string();
-    approve(0, &policy);
-    approve(1, &policy);
-    let reshared = ok_json(
-        &kq(
-            &[
-                "key",
-                "reshare",
-                "prod",
-                "--threshold",
-                "2",
-                "--members",
-                "2,3,4",
-                "--json",
-            ],
-            &admin,
-        ),
-        "key reshare",
+    // Node 1 is drained onto node 4. Nothing moves before the operators
+    // approve: the drain is proposed and the reshare onto 2-4 refused.
+    let drain = ["cluster", "drain", "1", "--onto", "4", "--json"];
+    let asked = ok_json(&kq(&drain, &admin), "cluster drain (proposed)");
+    assert_eq!(asked["approved"], false, "{asked}");
+    let early = kq(
+        &[
+            "key",
+            "reshare",
+            "prod",
+            "--threshold",
+            "2",
+            "--members",
+            "2,3,4",
+        ],
+        &admin,
     );
-    assert_eq!(reshared["public_key"], key["public_key"]);
-    assert_eq!(reshared["members"], serde_json::json!([2, 3, 4]));
-    let remove = ok_json(&kq(&["cluster", "remove", "1", "--json"], &admin), "remove");
-    let remove = remove["id"].as_str().unwrap().to_string();
+    assert!(
+        !early.status.success(),
+        "a reshare onto 2-4 before the approval"
+    );
+    // Running it again proposes nothing new.
+    let again = ok_json(&kq(&drain, &admin), "cluster drain (again)");
+    assert_eq!(again["change"], asked["change"]);
+    let change = asked["change"].as_str().unwrap().to_string();
+    approve(0, &change);
+    approve(1, &change);
+    let drain_remove = ["cluster", "drain", "1", "--onto", "4", "--remove", "--json"];
+    let drained = ok_json(&kq(&drain_remove, &admin), "cluster drain");
+    let moved: Vec<&str> = drained["moved"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(moved, ["oprf.ids", "prod"], "{drained}");
+    assert_eq!(drained["blocked"], serde_json::json!([]));
+    let keys = ok_json(&kq(&["key", "list", "--json"], &admin), "key list");
+    for k in keys["keys"].as_array().unwrap() {
+        assert_eq!(k["members"], serde_json::json!([2, 3, 4]), "{k}");
+        assert_eq!(k["threshold"], 2, "{k}");
+        let before = if k["name"] == "prod" { &key } else { &oprf };
+        assert_eq!(k["public_key"], before["public_key"], "{k}");
+    }
+    let remove = drained["removal"].as_str().unwrap().to_string();
     approve(0, &remove);
     approve(1, &remove);
     // Through node 3 now: the cluster is nodes 2-4 and still signs.

@@ -11,7 +11,7 @@
 //! that makes a node announce an older build's apply rules is process-wide.
 //!
 //! Three nodes run "the old build" (they announce apply rules 8: OPRF keys,
-//! no accounts yet) and a key signs. A node of "the new build" (rules 11)
+//! no accounts yet) and a key signs. A node of "the new build" (this build's rules)
 //! joins the old cluster and takes part at the old rules. Then each old
 //! node in turn is stopped and started as the new build, and the cluster
 //! keeps signing through the whole upgrade; the log stays at the old rules

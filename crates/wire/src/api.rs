@@ -135,6 +135,14 @@ pub struct NodeStatus {
     /// attestation).
     #[serde(default)]
     pub measurement: Option<crate::control::Measurement>,
+    /// Whether the operator quorum approved a drain of it
+    /// ([`Change::DrainNode`](crate::control::Change::DrainNode)): its
+    /// shares may be moved off it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub draining: bool,
+    /// The member that takes its place in that drain, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drain_onto: Option<NodeId>,
 }
 
 /// `GET /v1/cluster`.

@@ -260,6 +260,20 @@ pub enum Change {
         /// Its id.
         id: NodeId,
     },
+    /// Drain a node before its removal (apply rules 12 on): from then on
+    /// any key that has a share on it (shared keys, HE sessions', OPRF and
+    /// PIN keys) may be reshared, keeping its threshold, to its members
+    /// with `id` replaced by `onto` (or left out, if `onto` is none or
+    /// already a member), and an account's rotation leaves `id` out of
+    /// its guardians; one approval for every such step, each participant
+    /// checking it in its own replica. Void once either node is removed.
+    DrainNode {
+        /// The node to drain.
+        id: NodeId,
+        /// The member that takes its place, if any.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        onto: Option<NodeId>,
+    },
     /// Change a key's signing policy: allow its next reshare to give it
     /// this threshold and these members (once; a reshare that keeps both
     /// needs no approval).
@@ -275,6 +289,32 @@ pub enum Change {
 
 fn yes() -> bool {
     true
+}
+
+/// `members` with every drain in `drains` (node → the member taking its
+/// place) applied: each drained node replaced by its replacement, or left
+/// out if it has none, that one is already there or is drained too;
+/// sorted, each once. `None` if no drained node is among them.
+pub fn drained(
+    drains: &std::collections::BTreeMap<NodeId, Option<NodeId>>,
+    members: &[NodeId],
+) -> Option<Vec<NodeId>> {
+    if !members.iter().any(|m| drains.contains_key(m)) {
+        return None;
+    }
+    let mut out: std::collections::BTreeSet<NodeId> = members
+        .iter()
+        .filter(|m| !drains.contains_key(m))
+        .copied()
+        .collect();
+    for m in members {
+        if let Some(Some(onto)) = drains.get(m) {
+            if !drains.contains_key(onto) {
+                out.insert(*onto);
+            }
+        }
+    }
+    Some(out.into_iter().collect())
 }
 
 /// A node's software measurement (DESIGN.md §3.3): stated by the node in
@@ -564,7 +604,10 @@ pub const MAX_BATCH: usize = 128;
 /// - 11: PIN-protected secrets (`pin_key`, `secret_register`, `pin_guess`,
 ///   and guardians' `pin_unlocked` statements; refused before), and the
 ///   `pin.` key names kept for them.
-pub const APPLY_RULES: u16 = 11;
+/// - 12: drains (`Change::DrainNode`; refused before), and a node that is
+///   a member of a signing tree is not removed (its lock quorums would
+///   be lost).
+pub const APPLY_RULES: u16 = 12;
 
 /// The oldest apply rules this build still applies.
 pub const MIN_APPLY_RULES: u16 = 1;

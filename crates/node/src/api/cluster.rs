@@ -305,6 +305,8 @@ fn status(node: &Node) -> ClusterStatus {
                 addr: info.addr,
                 voter,
                 measurement: node.registry(|r| r.attested.get(&id).copied()),
+                draining: node.registry(|r| r.operators.drains.contains_key(&id)),
+                drain_onto: node.registry(|r| r.operators.drains.get(&id).copied().flatten()),
             })
             .collect(),
         keys: node.registry(|r| r.keys.records.len()),

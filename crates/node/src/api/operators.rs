@@ -101,6 +101,10 @@ pub(crate) async fn propose_change(
             Change::SetQuorum { quorum } => Some(format!("quorum {quorum}")),
             Change::AddNode { id, .. } => Some(format!("add node {id}")),
             Change::RemoveNode { id } => Some(format!("remove node {id}")),
+            Change::DrainNode { id, onto } => Some(match onto {
+                Some(o) => format!("drain node {id} onto {o}"),
+                None => format!("drain node {id}"),
+            }),
             Change::SetKeyPolicy { key, .. } => Some(key.clone()),
         },
         |c, req| async move {

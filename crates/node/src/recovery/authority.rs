@@ -55,7 +55,7 @@ pub(crate) fn may_enrol(grant: &Grant) -> bool {
 pub const DEFAULT_GUARDIANS: usize = 5;
 
 /// The guardians and threshold a request asks for, from the replicated
-/// voters (never the entry node's choice).
+/// voters not being drained (never the entry node's choice).
 pub(crate) fn shape(r: &Registry, b: &CreateAccountRequest) -> Result<(Vec<NodeId>, u16), String> {
     reset::check_account(&b.account).map_err(|e| e.to_string())?;
     need(
@@ -65,13 +65,19 @@ pub(crate) fn shape(r: &Registry, b: &CreateAccountRequest) -> Result<(Vec<NodeI
     for c in &b.channels {
         check_channel(c)?;
     }
-    let voters: Vec<u64> = r.voters.iter().map(|v| u64::from(*v)).collect();
+    // A node the operators drain guards no account from then on.
+    let candidates: Vec<NodeId> = r
+        .voters
+        .iter()
+        .filter(|v| !r.operators.drains.contains_key(v))
+        .copied()
+        .collect();
+    let voters: Vec<u64> = candidates.iter().map(|v| u64::from(*v)).collect();
     let n = b
         .guardians
         .map_or(voters.len().min(DEFAULT_GUARDIANS), usize::from);
     let chosen = reset::guardians(&b.account, &voters, n).map_err(|e| e.to_string())?;
-    let guardians: Vec<NodeId> = r
-        .voters
+    let guardians: Vec<NodeId> = candidates
         .iter()
         .copied()
         .filter(|v| chosen.contains(&u64::from(*v)))

@@ -47,7 +47,18 @@ pub struct Operators {
     /// (used up by it).
     #[serde(default)]
     pub key_policies: BTreeMap<String, KeyPolicy>,
+    /// Drains the operator quorum approved (apply rules 12 on): node →
+    /// the member that takes its place, if any. A key with a share on a
+    /// drained node may be reshared to [`Registry::drained`] of its
+    /// members, keeping its threshold.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub drains: BTreeMap<NodeId, Option<NodeId>>,
 }
+
+/// Apply rules from which drains are approved
+/// ([`Change::DrainNode`]) and
+/// a signing tree's member is not removed.
+pub const DRAIN_RULES: u16 = 12;
 
 /// A key's threshold and members, approved for its next reshare.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -81,13 +92,27 @@ impl KeyPolicy {
 impl Registry {
     /// Whether key `key` may be reshared to `threshold` over `members`
     /// (in any order): its policy stays as it is, or the operator
-    /// quorum approved exactly this one.
+    /// quorum approved exactly this one, or it approved a drain of one of
+    /// its members and these are the members drained (an account's keys
+    /// excepted: its reset key moves by rotation, its PIN key not at all).
     pub fn policy_allows(&self, key: &str, threshold: u16, members: &[NodeId]) -> bool {
         let Some(current) = self.keys.records.get(key) else {
             return false;
         };
         let asked = KeyPolicy::new(threshold, members);
-        KeyPolicy::of(current) == asked || self.operators.key_policies.get(key) == Some(&asked)
+        KeyPolicy::of(current) == asked
+            || self.operators.key_policies.get(key) == Some(&asked)
+            || !crate::recovery::authority::reset_key(self, key)
+                && self
+                    .drained(&current.members)
+                    .is_some_and(|m| KeyPolicy::new(current.threshold, &m) == asked)
+    }
+
+    /// `members` with every approved drain applied
+    /// ([`keyquorum_wire::control::drained`]); `None` if no drained node
+    /// is among them.
+    pub fn drained(&self, members: &[NodeId]) -> Option<Vec<NodeId>> {
+        keyquorum_wire::control::drained(&self.operators.drains, members)
     }
 
     /// The threshold of a new key with `members` members whose request
@@ -300,6 +325,7 @@ impl Registry {
                 ..
             } => self.check_add_node(*id, addr, identity, hpke),
             Change::RemoveNode { id } => self.check_remove_node(*id),
+            Change::DrainNode { id, onto } => self.check_drain(*id, *onto),
             Change::SetKeyPolicy {
                 key,
                 threshold,
@@ -354,6 +380,9 @@ impl Registry {
                 *voter,
             ),
             Change::RemoveNode { id } => self.remove_node(*id),
+            Change::DrainNode { id, onto } => {
+                self.operators.drains.insert(*id, *onto);
+            }
             Change::SetKeyPolicy {
                 key,
                 threshold,

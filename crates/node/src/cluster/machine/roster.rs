@@ -30,6 +30,7 @@ use keyquorum_wire::control::{Founder, NodeInfo};
 use keyquorum_wire::{Hex32, NodeId};
 use serde::{Deserialize, Serialize};
 
+use super::operators::DRAIN_RULES;
 use super::Registry;
 
 /// An approved node.
@@ -272,11 +273,56 @@ impl Registry {
             .collect();
         if !holds.is_empty() {
             return Err(format!(
-                "node {id} holds shares of {holds:?}; reshare them away first"
+                "node {id} holds shares of {holds:?}; reshare them away first \
+                 (keyquorum cluster drain {id})"
             ));
+        }
+        if self.rules >= DRAIN_RULES {
+            let trees: Vec<&str> = self
+                .seedtree
+                .trees
+                .values()
+                .filter(|t| t.record.members.contains(&id))
+                .map(|t| t.record.name.as_str())
+                .collect();
+            if !trees.is_empty() {
+                return Err(format!(
+                    "node {id} is a member of the signing trees {trees:?}, whose lock \
+                     quorums need it; their leaf shares cannot be moved yet"
+                ));
+            }
         }
         if n.voter && self.roster.nodes.values().filter(|n| n.voter).count() == 1 {
             return Err("cannot remove the last voter".into());
+        }
+        Ok(())
+    }
+
+    /// Whether node `id` may be drained onto `onto`: both members (and
+    /// distinct), neither drained already, and rules 12 in force.
+    pub(super) fn check_drain(&self, id: NodeId, onto: Option<NodeId>) -> Result<(), String> {
+        if self.rules < DRAIN_RULES {
+            return Err(format!(
+                "drains need apply rules {DRAIN_RULES} (the log is at {})",
+                self.rules
+            ));
+        }
+        if !self.roster.nodes.contains_key(&id) {
+            return Err(format!("node {id} is not a member"));
+        }
+        if self.operators.drains.contains_key(&id) {
+            return Err(format!("node {id} is being drained already"));
+        }
+        if let Some(o) = onto {
+            if o == id {
+                return Err("a node cannot take its own place".into());
+            }
+            if !self.roster.nodes.contains_key(&o) {
+                return Err(format!("node {o} is not a member"));
+            }
+            if self.operators.drains.contains_key(&o) {
+                return Err(format!("node {o} is being drained"));
+            }
         }
         Ok(())
     }
@@ -299,6 +345,10 @@ impl Registry {
         self.operators
             .key_policies
             .retain(|_, p| !p.members.contains(&id));
+        // So is a drain of it, or onto it.
+        self.operators
+            .drains
+            .retain(|d, onto| *d != id && *onto != Some(id));
         // So is what it announced (`rules`).
         self.announced.remove(&id);
         self.derive_members();

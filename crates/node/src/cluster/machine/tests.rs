@@ -643,6 +643,7 @@ fn messaging_statements_are_bounded() {
     assert_eq!(apply(&mut r, T0, vec![init(60_000, 72)]), vec![ok()]);
 }
 
+mod drain;
 mod keys;
 mod operators;
 mod oprf;

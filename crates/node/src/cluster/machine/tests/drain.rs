@@ -1,0 +1,255 @@
+//! Drains on apply (rules 12): the operator quorum approves one, after
+//! which a key with a share on the drained node may be reshared, keeping
+//! its threshold, to exactly its drained members (an account's keys
+//! excepted); a signing tree's member is not removed; a removal voids the
+//! drains of and onto the node.
+
+use keyquorum_wire::api::SuiteName;
+use keyquorum_wire::control::{Change, KeyRecord};
+use keyquorum_wire::seedtree::SeedtreeRecord;
+
+use super::operators::{approve, propose_id};
+use super::*;
+use crate::seedtree::state::TreeEntry;
+
+fn key(name: &str, threshold: u16, members: &[u64]) -> KeyRecord {
+    KeyRecord {
+        name: name.into(),
+        suite: SuiteName::Ed25519,
+        threshold,
+        members: members.iter().map(|m| id(*m)).collect(),
+        public_key: Hex(vec![1; 32]),
+        group_key: Hex(vec![2; 8]),
+        epoch: 1,
+        session: Hex32([9; 32]),
+        created_ms: T0,
+    }
+}
+
+fn ids(v: &[u64]) -> Vec<NodeId> {
+    v.iter().map(|m| id(*m)).collect()
+}
+
+/// Proposes `change` as `admin` with id `cid` and has both operators
+/// approve it: the three answers.
+fn approved(
+    r: &mut Registry,
+    admin: &ClientKey,
+    n: &str,
+    cid: &str,
+    change: Change,
+) -> Vec<CommandResponse> {
+    apply(
+        r,
+        T0,
+        vec![
+            propose_id(admin, &format!("{n}-p"), change, 2, cid),
+            approve(&operator(1), &format!("{n}-a1"), cid),
+            approve(&operator(2), &format!("{n}-a2"), cid),
+        ],
+    )
+}
+
+fn rejected_for(out: &CommandResponse, why: &str) {
+    assert!(
+        matches!(out, CommandResponse::Rejected { reason } if reason.contains(why)),
+        "expected a refusal for {why:?}: {out:?}"
+    );
+}
+
+#[test]
+fn a_drain_needs_rules_12_and_the_quorum_and_names_members() {
+    let (mut r, admin, _) = registry();
+    let drain = |id_: u64, onto: Option<u64>| Change::DrainNode {
+        id: id(id_),
+        onto: onto.map(id),
+    };
+    // Before the cluster takes up rules 12 the proposal is refused.
+    let early = approved(
+        &mut r,
+        &admin,
+        "e",
+        "00000000000000000000000000000001",
+        drain(2, None),
+    );
+    rejected_for(&early[0], "apply rules 12");
+    assert!(r.operators.drains.is_empty());
+    announce_rules(&mut r, 210);
+    for (n, (d, onto, why)) in [
+        (2, Some(2), "own place"),
+        (2, Some(9), "node 9 is not a member"),
+        (9, None, "node 9 is not a member"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let out = approved(
+            &mut r,
+            &admin,
+            &format!("bad{n}"),
+            &format!("0000000000000000000000000000001{n}"),
+            drain(d, onto),
+        );
+        rejected_for(&out[0], why);
+    }
+    assert!(r.operators.drains.is_empty());
+    // Proposed: nothing changes until the second approval.
+    let cid = "00000000000000000000000000000020";
+    let out = apply(
+        &mut r,
+        T0,
+        vec![
+            propose_id(&admin, "g-p", drain(2, Some(1)), 2, cid),
+            approve(&operator(1), "g-a1", cid),
+        ],
+    );
+    assert_eq!(out, vec![ok(), ok()]);
+    assert!(r.operators.drains.is_empty());
+    assert_eq!(
+        apply(&mut r, T0, vec![approve(&operator(2), "g-a2", cid)]),
+        vec![ok()]
+    );
+    assert_eq!(r.operators.drains.get(&id(2)), Some(&Some(id(1))));
+    // Twice, or onto a node being drained: refused.
+    let again = approved(
+        &mut r,
+        &admin,
+        "a",
+        "00000000000000000000000000000021",
+        drain(2, None),
+    );
+    rejected_for(&again[0], "drained already");
+    let onto = approved(
+        &mut r,
+        &admin,
+        "o",
+        "00000000000000000000000000000022",
+        drain(1, Some(2)),
+    );
+    rejected_for(&onto[0], "node 2 is being drained");
+    // Removing node 2 voids its drain (an id re-added later is another node).
+    let out = approved(
+        &mut r,
+        &admin,
+        "rm",
+        "00000000000000000000000000000023",
+        Change::RemoveNode { id: id(2) },
+    );
+    assert_eq!(out, vec![ok(), ok(), ok()]);
+    assert!(r.operators.drains.is_empty());
+}
+
+#[test]
+fn a_drain_allows_exactly_the_drained_members_at_the_same_threshold() {
+    let (mut r, _, _) = registry();
+    for k in [
+        key("k", 2, &[1, 2, 3]),
+        key("reset.alice", 2, &[1, 2, 3]),
+        key("pin.alice", 2, &[1, 2, 3]),
+        key("other", 2, &[1, 3, 4]),
+    ] {
+        r.keys.records.insert(k.name.clone(), k);
+    }
+    r.rules = 12;
+    // No drain: only the policy the key has.
+    assert!(r.policy_allows("k", 2, &ids(&[3, 2, 1])));
+    assert!(!r.policy_allows("k", 2, &ids(&[1, 3, 4])));
+    assert_eq!(r.drained(&ids(&[1, 2, 3])), None);
+
+    // Node 2 drained onto node 4.
+    r.operators.drains.insert(id(2), Some(id(4)));
+    assert_eq!(r.drained(&ids(&[1, 2, 3])), Some(ids(&[1, 3, 4])));
+    assert!(r.policy_allows("k", 2, &ids(&[4, 3, 1])));
+    for (t, m) in [
+        (3, vec![1, 3, 4]),
+        (2, vec![1, 3]),
+        (2, vec![1, 2, 3, 4]),
+        (2, vec![1, 3, 5]),
+    ] {
+        assert!(!r.policy_allows("k", t, &ids(&m)), "{t} of {m:?}");
+    }
+    // An account's keys do not move by a drain; a key without a share on
+    // node 2 gets nothing from it; an unknown key nothing at all.
+    assert!(!r.policy_allows("reset.alice", 2, &ids(&[1, 3, 4])));
+    assert!(!r.policy_allows("pin.alice", 2, &ids(&[1, 3, 4])));
+    assert_eq!(r.drained(&ids(&[1, 3, 4])), None);
+    assert!(!r.policy_allows("other", 2, &ids(&[1, 3])));
+    assert!(!r.policy_allows("none", 2, &ids(&[1, 3, 4])));
+
+    // Without a replacement, or onto a member already there: left out.
+    r.operators.drains.insert(id(2), None);
+    assert_eq!(r.drained(&ids(&[1, 2, 3])), Some(ids(&[1, 3])));
+    assert!(r.policy_allows("k", 2, &ids(&[1, 3])));
+    r.operators.drains.insert(id(2), Some(id(3)));
+    assert_eq!(r.drained(&ids(&[1, 2, 3])), Some(ids(&[1, 3])));
+    // A replacement drained in turn takes nothing.
+    r.operators.drains.insert(id(2), Some(id(4)));
+    r.operators.drains.insert(id(4), None);
+    assert_eq!(r.drained(&ids(&[1, 2, 3])), Some(ids(&[1, 3])));
+}
+
+#[test]
+fn a_signing_trees_member_is_not_removed() {
+    let (mut r, admin, _) = registry();
+    announce_rules(&mut r, 220);
+    let record = SeedtreeRecord {
+        name: "fw".into(),
+        run: Hex32([5; 32]),
+        height: 5,
+        winternitz: 4,
+        subtrees: 2,
+        threshold: 2,
+        members: ids(&[1, 2]),
+        commitments: Vec::new(),
+        contributions: Vec::new(),
+        builders: Vec::new(),
+        roots: Vec::new(),
+        public_key: Hex(Vec::new()),
+        created_by: "admin".into(),
+    };
+    r.seedtree.trees.insert(
+        "fw".into(),
+        TreeEntry {
+            record,
+            next: 0,
+            reserved_by: Default::default(),
+        },
+    );
+    let out = approved(
+        &mut r,
+        &admin,
+        "rm",
+        "00000000000000000000000000000030",
+        Change::RemoveNode { id: id(2) },
+    );
+    rejected_for(&out[0], "signing trees [\"fw\"]");
+    assert!(r.members.contains_key(&id(2)));
+}
+
+#[test]
+fn a_drained_node_is_no_accounts_guardian() {
+    use keyquorum_wire::recovery::CreateAccountRequest;
+    let (mut r, _, _) = registry();
+    r.voters.insert(id(3));
+    let ask = CreateAccountRequest {
+        account: "alice".into(),
+        guardians: Some(2),
+        threshold: Some(2),
+        channels: vec!["email:a@example.com".into(), "app".into()],
+        device_key: Hex32([7; 32]),
+        measurements: None,
+    };
+    let shape = |r: &Registry| crate::recovery::authority::shape(r, &ask);
+    let (before, t) = shape(&r).unwrap();
+    assert_eq!((before.len(), t), (2, 2));
+    // Drain one of the two it picked: the other and the third voter now.
+    let gone = before[0];
+    r.operators.drains.insert(gone, None);
+    let (after, _) = shape(&r).unwrap();
+    assert!(!after.contains(&gone), "{after:?}");
+    assert_eq!(after.len(), 2);
+    // Too few voters left that are not drained: refused, not a drained
+    // guardian.
+    r.operators.drains.insert(after[0], None);
+    assert!(shape(&r).is_err());
+}
