@@ -338,3 +338,150 @@ async fn a_lost_share_is_repaired_over_the_network() {
     }
     c.shutdown().await;
 }
+
+/// A drain (issue #23 item 2) on four in-process nodes: nothing moves
+/// before the operator quorum approves it; once it did, a shared key and
+/// an HE session's key are reshared off the drained node onto node 4
+/// (exactly that target: any other is refused), the accounts it guards
+/// rotate away from it, and its removal is still refused while a signing
+/// tree needs it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drain_moves_keys_sessions_and_accounts_off_a_node() {
+    use keyquorum_core::oprf::reset::DeviceSecret;
+    use keyquorum_wire::he::CreateHeSessionRequest;
+    use keyquorum_wire::recovery::{CreateAccountRequest, RotateAccountRequest};
+    use keyquorum_wire::seedtree::CreateSeedtreeRequest;
+
+    let (_dir, c) = cluster(4, 2, 0).await;
+    let admin = Client::new(&c.url_of(n(1)), &c.admin, c.ca_pem().as_bytes()).unwrap();
+    let operator = Client::new(&c.url_of(n(1)), &c.operator, c.ca_pem().as_bytes()).unwrap();
+    let key = admin
+        .create_key(&CreateKeyRequest {
+            name: "k".into(),
+            suite: SuiteName::Ed25519,
+            threshold: Some(2),
+            members: Some(ns(&[1, 2, 3])),
+
+            min_members: None,
+        })
+        .await
+        .unwrap();
+    let device = DeviceSecret::generate();
+    let account = admin
+        .recovery_account_create(&CreateAccountRequest {
+            account: "carol".into(),
+            guardians: Some(3),
+            threshold: Some(2),
+            channels: vec!["app".into()],
+            device_key: keyquorum_wire::Hex32(device.public_key()),
+            measurements: None,
+        })
+        .await
+        .unwrap();
+    // The node to drain: one of nodes 2 and 3 that guards the account.
+    let gone = account
+        .guardians
+        .iter()
+        .map(|g| g.node)
+        .find(|g| [n(2), n(3)].contains(g))
+        .unwrap();
+    let others: Vec<NodeId> = ns(&[1, 2, 3]).into_iter().filter(|m| *m != gone).collect();
+    let mut target = others.clone();
+    target.push(n(4));
+    let session = admin
+        .he_create(&CreateHeSessionRequest {
+            name: "s".into(),
+            threshold: Some(2),
+            members: Some(ns(&[1, 2, 3])),
+            slots: None,
+            inputs: None,
+            bound: None,
+            op: None,
+            weights: None,
+            submitter_weights: None,
+            submitters: None,
+            one_per_client: false,
+            readers: Vec::new(),
+            min_inputs: None,
+            measurements: None,
+        })
+        .await
+        .unwrap();
+
+    // Before the approval: the reshare onto the drained members is refused.
+    let err = admin.reshare("k", 2, &target).await.unwrap_err();
+    assert_eq!(status_of(&err), 403, "{err}");
+    let change = admin
+        .propose_change(Change::DrainNode {
+            id: gone,
+            onto: Some(n(4)),
+        })
+        .await
+        .unwrap();
+    assert!(!change.done, "an admin alone drains nothing");
+    operator.approve(&change.id).await.unwrap();
+    common::poll(
+        "every node to know the drain",
+        std::time::Duration::from_secs(10),
+        || async {
+            c.running()
+                .into_iter()
+                .all(|node| node.registry(|r| r.operators.drains.contains_key(&gone)))
+        },
+    )
+    .await;
+
+    // Only the drained members at the same threshold: not without node 4,
+    // not at another threshold.
+    let err = admin.reshare("k", 2, &others).await.unwrap_err();
+    assert_eq!(status_of(&err), 403, "{err}");
+    let err = admin.reshare("k", 3, &target).await.unwrap_err();
+    assert_eq!(status_of(&err), 403, "{err}");
+    let moved = admin.reshare("k", 2, &target).await.unwrap();
+    assert_eq!(
+        (moved.members.clone(), moved.threshold),
+        (ns_sorted(&target), 2)
+    );
+    assert_eq!(moved.public_key, key.public_key);
+    let s = admin.he_reshare("s", 2, &target).await.unwrap();
+    assert_eq!(s.members, ns_sorted(&target));
+    assert_eq!(
+        admin.he_session("s").await.unwrap().public_key,
+        session.public_key
+    );
+    let rotated = admin
+        .recovery_account_rotate("carol", &RotateAccountRequest::default())
+        .await
+        .unwrap();
+    assert!(
+        rotated.guardians.iter().all(|g| g.node != gone),
+        "{rotated:?}"
+    );
+    assert_eq!(rotated.reset_public_key, account.reset_public_key);
+    // The key signs without the drained node.
+    let via = Client::new(&c.url_of(n(4)), &c.admin, c.ca_pem().as_bytes()).unwrap();
+    let signers = sign_and_check(&via, &moved, b"after the drain").await;
+    assert!(!signers.contains(&gone), "{signers:?}");
+
+    // A signing tree the drained node is a member of keeps it.
+    admin
+        .seedtree_create(&CreateSeedtreeRequest {
+            name: "fw".into(),
+            height: 5,
+            winternitz: 4,
+            subtrees: None,
+            threshold: Some(2),
+            members: Some(ns(&[1, 2, 3])),
+        })
+        .await
+        .unwrap();
+    let err = admin.remove_node(gone).await.unwrap_err();
+    assert!(err.to_string().contains("signing trees"), "{err}");
+    c.shutdown().await;
+}
+
+fn ns_sorted(v: &[NodeId]) -> Vec<NodeId> {
+    let mut v = v.to_vec();
+    v.sort_unstable();
+    v
+}
