@@ -14,8 +14,10 @@
 //!    longer picks a drained node).
 //! 4. What cannot be moved is named and stops the removal: a PIN key (its
 //!    record binds each guardian's masked share and unlock key to the
-//!    guardian; only the client, who knows the PIN, could make new ones)
-//!    and a signing tree's leaf shares (not built yet).
+//!    guardian; only the client, who knows the PIN, could make new ones),
+//!    a key the drain would leave `t`-of-`t`, and a signing tree whose
+//!    other members are fewer than its lock quorum (leaf shares cannot be
+//!    moved yet; `cluster remove --abandon-trees` accepts its end).
 //! 5. With `--remove`, once nothing is left: the removal is proposed.
 
 use std::collections::BTreeMap;
@@ -154,7 +156,9 @@ pub(crate) async fn drain(
         let Some(target) = drained(&drains, &k.members) else {
             continue;
         };
-        if usize::from(k.threshold) > target.len() {
+        // A drain shrinks a key only while a member more than its
+        // threshold stays (the rule every replica applies).
+        if target.len() < k.members.len() && target.len() <= usize::from(k.threshold) {
             Report::note(
                 &mut report.blocked,
                 json,
@@ -162,7 +166,7 @@ pub(crate) async fn drain(
                 &k.name,
                 format!(
                     "{} members would be left for a threshold of {}: drain onto a new member \
-                     (--onto)",
+                     (--onto), or change its policy (keyquorum key policy)",
                     target.len(),
                     k.threshold
                 ),
@@ -213,15 +217,28 @@ pub(crate) async fn drain(
     }
 
     for t in c.seedtrees().await?.trees {
-        if t.members.contains(&id) {
+        if !t.members.contains(&id) {
+            continue;
+        }
+        let left = t.members.len() - 1;
+        if left < usize::from(t.lock_quorum) {
             Report::note(
                 &mut report.blocked,
                 json,
                 "seedtree",
                 &t.name,
-                "its leaf-seed shares cannot be moved yet (issue #23); the node stays a member \
-                 while the tree needs it"
-                    .into(),
+                format!(
+                    "its leaf-seed shares cannot be moved yet, and its {left} other members are \
+                     fewer than its lock quorum ({}): without this node it stops signing \
+                     (keyquorum cluster remove {id} --abandon-trees accepts that)",
+                    t.lock_quorum
+                ),
+            );
+        } else if !json {
+            eprintln!(
+                "seedtree {}: keeps signing without node {id} ({left} members for a lock quorum \
+                 of {}), one fault fewer to spare",
+                t.name, t.lock_quorum
             );
         }
     }

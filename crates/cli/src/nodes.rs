@@ -418,7 +418,13 @@ pub(crate) async fn cluster(remote: &Remote, command: ClusterCommand, json: bool
             })
             .await?
         }
-        ClusterCommand::Remove { id } => c.remove_node(id).await?,
+        ClusterCommand::Remove { id, abandon_trees } => {
+            if abandon_trees {
+                c.remove_node_abandoning_trees(id).await?
+            } else {
+                c.remove_node(id).await?
+            }
+        }
         ClusterCommand::Drain {
             id,
             onto,
@@ -550,6 +556,10 @@ pub(crate) enum ClusterCommand {
     Remove {
         /// Node id.
         id: NodeId,
+        /// Remove it even though signing trees it is a member of cannot
+        /// gather a lock quorum without it: they stop signing for good.
+        #[arg(long)]
+        abandon_trees: bool,
     },
     /// Move everything a node holds a share of off it, on one approval by
     /// the operator quorum (proposed here if no one did): reshare its keys

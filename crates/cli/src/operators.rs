@@ -69,7 +69,14 @@ pub(crate) fn change_line(c: &ChangeRecord) -> String {
             "add node {id} at {addr} ({identity}){}",
             if *voter { "" } else { " as a learner" }
         ),
-        Change::RemoveNode { id } => format!("remove node {id}"),
+        Change::RemoveNode { id, abandon_trees } => format!(
+            "remove node {id}{}",
+            if *abandon_trees {
+                ", abandoning the signing trees that need it"
+            } else {
+                ""
+            }
+        ),
         Change::DrainNode { id, onto: None } => format!("drain node {id}"),
         Change::DrainNode { id, onto: Some(o) } => format!("drain node {id} onto node {o}"),
         Change::SetKeyPolicy {

@@ -449,8 +449,24 @@ impl Client {
     /// Propose removing a node that holds no shares (an admin or an
     /// operator): it leaves once the operator quorum has approved.
     pub async fn remove_node(&self, id: NodeId) -> Result<ChangeRecord, ClientError> {
-        self.propose_change(keyquorum_wire::control::Change::RemoveNode { id })
-            .await
+        self.propose_change(keyquorum_wire::control::Change::RemoveNode {
+            id,
+            abandon_trees: false,
+        })
+        .await
+    }
+
+    /// [`Client::remove_node`], abandoning the signing trees that cannot
+    /// gather a lock quorum without it (they stop signing for good).
+    pub async fn remove_node_abandoning_trees(
+        &self,
+        id: NodeId,
+    ) -> Result<ChangeRecord, ClientError> {
+        self.propose_change(keyquorum_wire::control::Change::RemoveNode {
+            id,
+            abandon_trees: true,
+        })
+        .await
     }
 
     /// The messaging deployment (salt, window, routing membership).

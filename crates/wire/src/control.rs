@@ -255,10 +255,17 @@ pub enum Change {
     },
     /// Remove a node from the membership record: no member trusts it from
     /// then on, and the leader takes it out of Raft's membership. Refused
-    /// while it holds key shares or if it is the last voter.
+    /// while it holds key shares or if it is the last voter, and (apply
+    /// rules 12 on) while a signing tree's signing needs it, unless
+    /// `abandon_trees`.
     RemoveNode {
         /// Its id.
         id: NodeId,
+        /// Remove it even though signing trees it is a member of can no
+        /// longer gather a lock quorum without it (they stop signing for
+        /// good; apply rules 12 on).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        abandon_trees: bool,
     },
     /// Drain a node before its removal (apply rules 12 on): from then on
     /// any key that has a share on it (shared keys, HE sessions', OPRF and

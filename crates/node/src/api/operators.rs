@@ -100,7 +100,7 @@ pub(crate) async fn propose_change(
             }
             Change::SetQuorum { quorum } => Some(format!("quorum {quorum}")),
             Change::AddNode { id, .. } => Some(format!("add node {id}")),
-            Change::RemoveNode { id } => Some(format!("remove node {id}")),
+            Change::RemoveNode { id, .. } => Some(format!("remove node {id}")),
             Change::DrainNode { id, onto } => Some(match onto {
                 Some(o) => format!("drain node {id} onto {o}"),
                 None => format!("drain node {id}"),
@@ -109,6 +109,21 @@ pub(crate) async fn propose_change(
         },
         |c, req| async move {
             c.require_operator_or_admin()?;
+            // A build before rules 12 cannot read these: not in the log
+            // until every member runs one that can.
+            if matches!(
+                req.change,
+                Change::DrainNode { .. }
+                    | Change::RemoveNode {
+                        abandon_trees: true,
+                        ..
+                    }
+            ) {
+                node.require_rules(
+                    crate::cluster::machine::operators::DRAIN_RULES,
+                    "drains and removals abandoning trees",
+                )?;
+            }
             let quorum = node.registry(|r| r.operators.quorum);
             if quorum == 0 {
                 return Err(NodeError::Conflict(

@@ -397,7 +397,7 @@ pub(crate) async fn key_record(node: &Node, name: &str) -> Result<KeyRecord, Nod
 }
 
 /// The members and threshold of a new key as asked: unstated members are
-/// every voter; an explicit threshold is taken as asked (and refused later
+/// every voter not being drained; an explicit threshold is taken as asked (and refused later
 /// if it does not fit), an unstated one is the cluster's default
 /// (replicated: every replica checks it), which adapts to a small member
 /// set.
@@ -406,13 +406,8 @@ pub(crate) fn new_key_shape(
     members: Option<Vec<NodeId>>,
     threshold: Option<u16>,
 ) -> (Vec<NodeId>, u16) {
-    let members = members.unwrap_or_else(|| {
-        node.members()
-            .into_iter()
-            .filter(|(_, _, voter)| *voter)
-            .map(|(id, _, _)| id)
-            .collect()
-    });
+    // Every voter the operators do not drain.
+    let members = members.unwrap_or_else(|| node.registry(|r| r.candidates()));
     let threshold = threshold.unwrap_or_else(|| {
         node.registry(|r| {
             r.default_threshold(

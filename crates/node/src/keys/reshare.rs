@@ -662,6 +662,20 @@ fn policy_allowed(
     threshold: u16,
     members: &[NodeId],
 ) -> Result<(), String> {
+    // A session's key goes only to members whose measurement the session
+    // allows (apply checks it too; here no share is dealt to one first).
+    let unattested = node.registry(|r| {
+        key.strip_prefix(keyquorum_wire::he::KEY_PREFIX)
+            .and_then(|s| r.he.sessions.get(s))
+            .map_or_else(Vec::new, |s| {
+                crate::he::state::unattested(&s.record, members, &r.attested)
+            })
+    });
+    if !unattested.is_empty() {
+        return Err(format!(
+            "nodes {unattested:?} have not stated a measurement session {key} allows"
+        ));
+    }
     if node.registry(|r| r.policy_allows(key, threshold, members)) {
         Ok(())
     } else {

@@ -66,12 +66,7 @@ pub(crate) fn shape(r: &Registry, b: &CreateAccountRequest) -> Result<(Vec<NodeI
         check_channel(c)?;
     }
     // A node the operators drain guards no account from then on.
-    let candidates: Vec<NodeId> = r
-        .voters
-        .iter()
-        .filter(|v| !r.operators.drains.contains_key(v))
-        .copied()
-        .collect();
+    let candidates = r.candidates();
     let voters: Vec<u64> = candidates.iter().map(|v| u64::from(*v)).collect();
     let n = b
         .guardians

@@ -39,7 +39,7 @@ pub(crate) fn asks_for(
             need(post && seg == ["v1", "seedtrees"], "POST /v1/seedtrees")?;
             admin(grant)?;
             let b: CreateSeedtreeRequest = body(body_bytes)?;
-            let voters: Vec<NodeId> = r.voters.iter().copied().collect();
+            let voters = r.candidates();
             let want = shape(&b, &voters, |n| r.default_threshold(n))?;
             need(
                 record.name == b.name

@@ -165,7 +165,7 @@ impl Runs {
             .map_err(|e| refuse(format!("the request's body: {e}")))?;
         let shape = node
             .registry(|r| {
-                let voters: Vec<NodeId> = r.voters.iter().copied().collect();
+                let voters = r.candidates();
                 state::shape(&b, &voters, |n| r.default_threshold(n))
             })
             .map_err(refuse)?;

@@ -233,7 +233,7 @@ impl Seedtrees {
         node.require_rules(ST_RULES, "signing trees")?;
         let shape = node
             .registry(|r| {
-                let voters: Vec<NodeId> = r.voters.iter().copied().collect();
+                let voters = r.candidates();
                 shape(&req, &voters, |n| r.default_threshold(n))
             })
             .map_err(NodeError::BadRequest)?;

@@ -93,8 +93,9 @@ impl Registry {
     /// Whether key `key` may be reshared to `threshold` over `members`
     /// (in any order): its policy stays as it is, or the operator
     /// quorum approved exactly this one, or it approved a drain of one of
-    /// its members and these are the members drained (an account's keys
-    /// excepted: its reset key moves by rotation, its PIN key not at all).
+    /// its members and these are the members drained, no fewer than now
+    /// or more than the threshold (an account's keys excepted: its reset
+    /// key moves by rotation, its PIN key not at all).
     pub fn policy_allows(&self, key: &str, threshold: u16, members: &[NodeId]) -> bool {
         let Some(current) = self.keys.records.get(key) else {
             return false;
@@ -103,9 +104,13 @@ impl Registry {
         KeyPolicy::of(current) == asked
             || self.operators.key_policies.get(key) == Some(&asked)
             || !crate::recovery::authority::reset_key(self, key)
-                && self
-                    .drained(&current.members)
-                    .is_some_and(|m| KeyPolicy::new(current.threshold, &m) == asked)
+                && self.drained(&current.members).is_some_and(|m| {
+                    // A drain replaces; it shrinks a key only while a
+                    // member more than the threshold stays (never t-of-t,
+                    // where one member could veto signing and reshares).
+                    (m.len() >= current.members.len() || m.len() > usize::from(current.threshold))
+                        && KeyPolicy::new(current.threshold, &m) == asked
+                })
     }
 
     /// `members` with every approved drain applied
@@ -113,6 +118,16 @@ impl Registry {
     /// is among them.
     pub fn drained(&self, members: &[NodeId]) -> Option<Vec<NodeId>> {
         keyquorum_wire::control::drained(&self.operators.drains, members)
+    }
+
+    /// The voters new keys, trees and accounts go to by default: those
+    /// not being drained.
+    pub fn candidates(&self) -> Vec<NodeId> {
+        self.voters
+            .iter()
+            .filter(|v| !self.operators.drains.contains_key(v))
+            .copied()
+            .collect()
     }
 
     /// The threshold of a new key with `members` members whose request
@@ -324,7 +339,7 @@ impl Registry {
                 hpke,
                 ..
             } => self.check_add_node(*id, addr, identity, hpke),
-            Change::RemoveNode { id } => self.check_remove_node(*id),
+            Change::RemoveNode { id, abandon_trees } => self.check_remove_node(*id, *abandon_trees),
             Change::DrainNode { id, onto } => self.check_drain(*id, *onto),
             Change::SetKeyPolicy {
                 key,
@@ -379,7 +394,7 @@ impl Registry {
                 },
                 *voter,
             ),
-            Change::RemoveNode { id } => self.remove_node(*id),
+            Change::RemoveNode { id, .. } => self.remove_node(*id),
             Change::DrainNode { id, onto } => {
                 self.operators.drains.insert(*id, *onto);
             }

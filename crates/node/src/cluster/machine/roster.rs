@@ -226,6 +226,22 @@ impl Registry {
         if self.roster.nodes.contains_key(&id) {
             return Err(format!("node {id} is a member"));
         }
+        // A tree's record names its members by id: a new node under a
+        // removed member's id would count in its lock quorums without the
+        // old one's lock records or shares.
+        if self.rules >= DRAIN_RULES {
+            if let Some(t) = self
+                .seedtree
+                .trees
+                .values()
+                .find(|t| t.record.members.contains(&id))
+            {
+                return Err(format!(
+                    "node id {id} is a member of the signing tree {}; use another id",
+                    t.record.name
+                ));
+            }
+        }
         if !(addr.starts_with("https://") || addr.starts_with("http://"))
             || addr.len() > 256
             || addr.chars().any(|c| c.is_whitespace() || c.is_control())
@@ -260,7 +276,7 @@ impl Registry {
 
     /// Whether node `id` may be removed: a member holding no key shares,
     /// not the last voter.
-    pub(super) fn check_remove_node(&self, id: NodeId) -> Result<(), String> {
+    pub(super) fn check_remove_node(&self, id: NodeId, abandon_trees: bool) -> Result<(), String> {
         let Some(n) = self.roster.nodes.get(&id) else {
             return Err(format!("node {id} is not a member"));
         };
@@ -277,18 +293,27 @@ impl Registry {
                  (keyquorum cluster drain {id})"
             ));
         }
-        if self.rules >= DRAIN_RULES {
+        // A tree keeps its members (its lock quorum counts them all): one
+        // whose other members are fewer than a lock quorum stops signing
+        // for good without this node, which the operators must say they
+        // accept.
+        if self.rules >= DRAIN_RULES && !abandon_trees {
             let trees: Vec<&str> = self
                 .seedtree
                 .trees
                 .values()
-                .filter(|t| t.record.members.contains(&id))
+                .filter(|t| {
+                    let n = t.record.members.len();
+                    t.record.members.contains(&id)
+                        && n - 1 < keyquorum_wire::seedtree::lock_quorum(n, t.record.threshold)
+                })
                 .map(|t| t.record.name.as_str())
                 .collect();
             if !trees.is_empty() {
                 return Err(format!(
-                    "node {id} is a member of the signing trees {trees:?}, whose lock \
-                     quorums need it; their leaf shares cannot be moved yet"
+                    "the signing trees {trees:?} cannot gather a lock quorum without node {id} \
+                     (their leaf shares cannot be moved yet); removing it with abandon_trees \
+                     stops them for good"
                 ));
             }
         }
@@ -312,6 +337,16 @@ impl Registry {
         }
         if self.operators.drains.contains_key(&id) {
             return Err(format!("node {id} is being drained already"));
+        }
+        // No chains: a node taking another's place is not drained in turn
+        // (the first drain's keys would lose their replacement).
+        if let Some((d, _)) = self
+            .operators
+            .drains
+            .iter()
+            .find(|(_, onto)| **onto == Some(id))
+        {
+            return Err(format!("node {id} is taking node {d}'s place"));
         }
         if let Some(o) = onto {
             if o == id {
@@ -349,8 +384,29 @@ impl Registry {
         self.operators
             .drains
             .retain(|d, onto| *d != id && *onto != Some(id));
+        // And (rules 12 on) a pending change that names it: approvals given
+        // for this node do not carry over to another under its id.
+        if self.rules >= DRAIN_RULES {
+            self.operators
+                .changes
+                .retain(|_, c| c.done || !names(&c.change, id));
+        }
         // So is what it announced (`rules`).
         self.announced.remove(&id);
         self.derive_members();
+    }
+}
+
+/// Whether `change` names node `id` (as the node it adds, removes, drains
+/// or drains onto, or as a key's member).
+fn names(change: &keyquorum_wire::control::Change, id: NodeId) -> bool {
+    use keyquorum_wire::control::Change;
+    match change {
+        Change::AddNode { id: n, .. } | Change::RemoveNode { id: n, .. } => *n == id,
+        Change::DrainNode { id: n, onto } => *n == id || *onto == Some(id),
+        Change::SetKeyPolicy { members, .. } => members.contains(&id),
+        Change::AddOperator { .. } | Change::RemoveOperator { .. } | Change::SetQuorum { .. } => {
+            false
+        }
     }
 }

@@ -126,14 +126,18 @@ fn a_drain_needs_rules_12_and_the_quorum_and_names_members() {
         "00000000000000000000000000000022",
         drain(1, Some(2)),
     );
-    rejected_for(&onto[0], "node 2 is being drained");
+    // No chains: node 1, taking node 2's place, is not drained in turn.
+    rejected_for(&onto[0], "node 1 is taking node 2's place");
     // Removing node 2 voids its drain (an id re-added later is another node).
     let out = approved(
         &mut r,
         &admin,
         "rm",
         "00000000000000000000000000000023",
-        Change::RemoveNode { id: id(2) },
+        Change::RemoveNode {
+            id: id(2),
+            abandon_trees: false,
+        },
     );
     assert_eq!(out, vec![ok(), ok(), ok()]);
     assert!(r.operators.drains.is_empty());
@@ -176,23 +180,26 @@ fn a_drain_allows_exactly_the_drained_members_at_the_same_threshold() {
     assert!(!r.policy_allows("other", 2, &ids(&[1, 3])));
     assert!(!r.policy_allows("none", 2, &ids(&[1, 3, 4])));
 
-    // Without a replacement, or onto a member already there: left out.
+    // Without a replacement, or onto a member already there: left out,
+    // but never down to t-of-t (one member would veto the key).
     r.operators.drains.insert(id(2), None);
     assert_eq!(r.drained(&ids(&[1, 2, 3])), Some(ids(&[1, 3])));
-    assert!(r.policy_allows("k", 2, &ids(&[1, 3])));
+    assert!(!r.policy_allows("k", 2, &ids(&[1, 3])));
+    r.keys
+        .records
+        .insert("wide".into(), key("wide", 2, &[1, 2, 3, 4]));
+    assert!(r.policy_allows("wide", 2, &ids(&[1, 3, 4])));
     r.operators.drains.insert(id(2), Some(id(3)));
     assert_eq!(r.drained(&ids(&[1, 2, 3])), Some(ids(&[1, 3])));
+    assert!(!r.policy_allows("k", 2, &ids(&[1, 3])));
     // A replacement drained in turn takes nothing.
     r.operators.drains.insert(id(2), Some(id(4)));
     r.operators.drains.insert(id(4), None);
     assert_eq!(r.drained(&ids(&[1, 2, 3])), Some(ids(&[1, 3])));
 }
 
-#[test]
-fn a_signing_trees_member_is_not_removed() {
-    let (mut r, admin, _) = registry();
-    announce_rules(&mut r, 220);
-    let record = SeedtreeRecord {
+fn tree_record() -> SeedtreeRecord {
+    SeedtreeRecord {
         name: "fw".into(),
         run: Hex32([5; 32]),
         height: 5,
@@ -206,7 +213,14 @@ fn a_signing_trees_member_is_not_removed() {
         roots: Vec::new(),
         public_key: Hex(Vec::new()),
         created_by: "admin".into(),
-    };
+    }
+}
+
+#[test]
+fn a_signing_trees_member_is_not_removed_unless_the_operators_abandon_it() {
+    let (mut r, admin, _) = registry();
+    announce_rules(&mut r, 220);
+    let record = tree_record();
     r.seedtree.trees.insert(
         "fw".into(),
         TreeEntry {
@@ -220,10 +234,96 @@ fn a_signing_trees_member_is_not_removed() {
         &admin,
         "rm",
         "00000000000000000000000000000030",
-        Change::RemoveNode { id: id(2) },
+        Change::RemoveNode {
+            id: id(2),
+            abandon_trees: false,
+        },
     );
     rejected_for(&out[0], "signing trees [\"fw\"]");
     assert!(r.members.contains_key(&id(2)));
+    // A pending change naming node 2 (one approval of two) ...
+    let pending = "00000000000000000000000000000031";
+    assert_eq!(
+        apply(
+            &mut r,
+            T0,
+            vec![
+                propose_id(
+                    &admin,
+                    "pd-p",
+                    Change::DrainNode {
+                        id: id(1),
+                        onto: Some(id(2)),
+                    },
+                    2,
+                    pending,
+                ),
+                approve(&operator(1), "pd-a1", pending),
+            ]
+        ),
+        vec![ok(), ok()]
+    );
+    // The operators accept the tree's end: node 2 goes.
+    let out = approved(
+        &mut r,
+        &admin,
+        "rm2",
+        "00000000000000000000000000000032",
+        Change::RemoveNode {
+            id: id(2),
+            abandon_trees: true,
+        },
+    );
+    assert_eq!(out, vec![ok(), ok(), ok()]);
+    assert!(!r.members.contains_key(&id(2)));
+    // ... is gone with it: its approval does not carry over to a node
+    // added later under that id.
+    assert!(!r.operators.changes.contains_key(pending));
+    // And no node joins under the id the tree names.
+    let add = Change::AddNode {
+        id: id(2),
+        addr: "https://n2b:7000".into(),
+        identity: Hex32(node_key(7).verifying_key().to_bytes()),
+        hpke: Hex32([3; 32]),
+        voter: true,
+    };
+    let out = approved(
+        &mut r,
+        &admin,
+        "add2",
+        "00000000000000000000000000000033",
+        add,
+    );
+    rejected_for(&out[0], "member of the signing tree fw");
+}
+
+#[test]
+fn a_tree_that_keeps_a_lock_quorum_does_not_hold_its_member() {
+    let (mut r, admin, _) = registry();
+    announce_rules(&mut r, 230);
+    // Members 1, 2 and two others, 2-of-4: a lock quorum of 3, which the
+    // other three still make.
+    let mut record = tree_record();
+    record.members = ids(&[1, 2, 3, 4]);
+    r.seedtree.trees.insert(
+        "fw".into(),
+        TreeEntry {
+            record,
+            next: 0,
+            reserved_by: Default::default(),
+        },
+    );
+    let out = approved(
+        &mut r,
+        &admin,
+        "rm",
+        "00000000000000000000000000000040",
+        Change::RemoveNode {
+            id: id(2),
+            abandon_trees: false,
+        },
+    );
+    assert_eq!(out, vec![ok(), ok(), ok()]);
 }
 
 #[test]

@@ -98,7 +98,15 @@ fn a_removal_and_its_history() {
             &mut r,
             T0,
             vec![
-                propose(&admin, "d1", Change::RemoveNode { id: id(2) }, 2),
+                propose(
+                    &admin,
+                    "d1",
+                    Change::RemoveNode {
+                        id: id(2),
+                        abandon_trees: false,
+                    },
+                    2
+                ),
                 approve(&operator(1), "d2", ID),
                 approve(&operator(2), "d3", ID),
             ]
@@ -120,7 +128,10 @@ fn a_removal_and_its_history() {
     let again = propose_id(
         &admin,
         "d4",
-        Change::RemoveNode { id: id(1) },
+        Change::RemoveNode {
+            id: id(1),
+            abandon_trees: false,
+        },
         2,
         "ffeeddccbbaa99887766554433221100",
     );
