@@ -15,9 +15,9 @@
 //! 4. What cannot be moved is named and stops the removal: a PIN key (its
 //!    record binds each guardian's masked share and unlock key to the
 //!    guardian; only the client, who knows the PIN, could make new ones),
-//!    a key the drain would leave `t`-of-`t`, and a signing tree whose
-//!    other members are fewer than its lock quorum (leaf shares cannot be
-//!    moved yet; `cluster remove --abandon-trees` accepts its end).
+//!    a key the drain would leave `t`-of-`t`, and a signing tree's leaf
+//!    shares (not movable yet; `cluster remove --despite-trees` removes the
+//!    node anyway, leaving it its shares of the unused leaves).
 //! 5. With `--remove`, once nothing is left: the removal is proposed.
 
 use std::collections::BTreeMap;
@@ -221,26 +221,29 @@ pub(crate) async fn drain(
             continue;
         }
         let left = t.members.len() - 1;
-        if left < usize::from(t.lock_quorum) {
-            Report::note(
-                &mut report.blocked,
-                json,
-                "seedtree",
-                &t.name,
-                format!(
-                    "its leaf-seed shares cannot be moved yet, and its {left} other members are \
-                     fewer than its lock quorum ({}): without this node it stops signing \
-                     (keyquorum cluster remove {id} --abandon-trees accepts that)",
-                    t.lock_quorum
-                ),
-            );
-        } else if !json {
-            eprintln!(
-                "seedtree {}: keeps signing without node {id} ({left} members for a lock quorum \
-                 of {}), one fault fewer to spare",
-                t.name, t.lock_quorum
-            );
-        }
+        let fate = if left < usize::from(t.lock_quorum) {
+            format!(
+                "its {left} other members are fewer than its lock quorum ({}): it stops signing",
+                t.lock_quorum
+            )
+        } else {
+            format!(
+                "it keeps signing with its {left} other members (lock quorum {}), one fault fewer \
+                 to spare",
+                t.lock_quorum
+            )
+        };
+        Report::note(
+            &mut report.blocked,
+            json,
+            "seedtree",
+            &t.name,
+            format!(
+                "its leaf-seed shares cannot be moved yet. Removed anyway (keyquorum cluster \
+                 remove {id} --despite-trees), node {id} keeps its shares of the unused leaves \
+                 and {fate}"
+            ),
+        );
     }
 
     let clear = report.failed.is_empty() && report.blocked.is_empty();

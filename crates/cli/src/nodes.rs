@@ -418,9 +418,9 @@ pub(crate) async fn cluster(remote: &Remote, command: ClusterCommand, json: bool
             })
             .await?
         }
-        ClusterCommand::Remove { id, abandon_trees } => {
-            if abandon_trees {
-                c.remove_node_abandoning_trees(id).await?
+        ClusterCommand::Remove { id, despite_trees } => {
+            if despite_trees {
+                c.remove_node_despite_trees(id).await?
             } else {
                 c.remove_node(id).await?
             }
@@ -556,10 +556,12 @@ pub(crate) enum ClusterCommand {
     Remove {
         /// Node id.
         id: NodeId,
-        /// Remove it even though signing trees it is a member of cannot
-        /// gather a lock quorum without it: they stop signing for good.
+        /// Remove it although it is a member of signing trees: it keeps
+        /// its shares of their unused leaves (they cannot be moved yet),
+        /// and a tree that cannot gather a lock quorum without it stops
+        /// signing for good.
         #[arg(long)]
-        abandon_trees: bool,
+        despite_trees: bool,
     },
     /// Move everything a node holds a share of off it, on one approval by
     /// the operator quorum (proposed here if no one did): reshare its keys

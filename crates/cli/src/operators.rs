@@ -69,10 +69,10 @@ pub(crate) fn change_line(c: &ChangeRecord) -> String {
             "add node {id} at {addr} ({identity}){}",
             if *voter { "" } else { " as a learner" }
         ),
-        Change::RemoveNode { id, abandon_trees } => format!(
+        Change::RemoveNode { id, despite_trees } => format!(
             "remove node {id}{}",
-            if *abandon_trees {
-                ", abandoning the signing trees that need it"
+            if *despite_trees {
+                ", despite the signing trees it is a member of"
             } else {
                 ""
             }

@@ -451,20 +451,18 @@ impl Client {
     pub async fn remove_node(&self, id: NodeId) -> Result<ChangeRecord, ClientError> {
         self.propose_change(keyquorum_wire::control::Change::RemoveNode {
             id,
-            abandon_trees: false,
+            despite_trees: false,
         })
         .await
     }
 
-    /// [`Client::remove_node`], abandoning the signing trees that cannot
-    /// gather a lock quorum without it (they stop signing for good).
-    pub async fn remove_node_abandoning_trees(
-        &self,
-        id: NodeId,
-    ) -> Result<ChangeRecord, ClientError> {
+    /// [`Client::remove_node`] although it is a member of signing trees:
+    /// it keeps its shares of their unused leaves, and a tree that cannot
+    /// gather a lock quorum without it stops signing for good.
+    pub async fn remove_node_despite_trees(&self, id: NodeId) -> Result<ChangeRecord, ClientError> {
         self.propose_change(keyquorum_wire::control::Change::RemoveNode {
             id,
-            abandon_trees: true,
+            despite_trees: true,
         })
         .await
     }

@@ -256,16 +256,17 @@ pub enum Change {
     /// Remove a node from the membership record: no member trusts it from
     /// then on, and the leader takes it out of Raft's membership. Refused
     /// while it holds key shares or if it is the last voter, and (apply
-    /// rules 12 on) while a signing tree's signing needs it, unless
-    /// `abandon_trees`.
+    /// rules 12 on) while it is a member of a signing tree, unless
+    /// `despite_trees`.
     RemoveNode {
         /// Its id.
         id: NodeId,
-        /// Remove it even though signing trees it is a member of can no
-        /// longer gather a lock quorum without it (they stop signing for
-        /// good; apply rules 12 on).
+        /// Remove it although it is a member of signing trees (apply rules
+        /// 12 on): it keeps its shares of their unused leaves (they cannot
+        /// be moved yet), and a tree whose other members are fewer than
+        /// its lock quorum stops signing for good.
         #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-        abandon_trees: bool,
+        despite_trees: bool,
     },
     /// Drain a node before its removal (apply rules 12 on): from then on
     /// any key that has a share on it (shared keys, HE sessions', OPRF and

@@ -100,7 +100,11 @@ pub(crate) async fn propose_change(
             }
             Change::SetQuorum { quorum } => Some(format!("quorum {quorum}")),
             Change::AddNode { id, .. } => Some(format!("add node {id}")),
-            Change::RemoveNode { id, .. } => Some(format!("remove node {id}")),
+            Change::RemoveNode { id, despite_trees } => Some(if *despite_trees {
+                format!("remove node {id} despite its trees")
+            } else {
+                format!("remove node {id}")
+            }),
             Change::DrainNode { id, onto } => Some(match onto {
                 Some(o) => format!("drain node {id} onto {o}"),
                 None => format!("drain node {id}"),
@@ -115,13 +119,13 @@ pub(crate) async fn propose_change(
                 req.change,
                 Change::DrainNode { .. }
                     | Change::RemoveNode {
-                        abandon_trees: true,
+                        despite_trees: true,
                         ..
                     }
             ) {
                 node.require_rules(
                     crate::cluster::machine::operators::DRAIN_RULES,
-                    "drains and removals abandoning trees",
+                    "drains and removals despite trees",
                 )?;
             }
             let quorum = node.registry(|r| r.operators.quorum);

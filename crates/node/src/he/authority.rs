@@ -59,7 +59,7 @@ pub(crate) fn asks_for(
             let members = distinct(&key.members);
             let asked: Vec<NodeId> = match &b.members {
                 Some(m) => distinct(m),
-                None => r.voters.iter().copied().collect(),
+                None => r.candidates(),
             };
             let threshold = b
                 .threshold

@@ -309,7 +309,7 @@ fn shape_asked(
     let got = distinct(&record.members);
     let asked: Vec<NodeId> = match members {
         Some(m) => distinct(m),
-        None => r.voters.iter().copied().collect(),
+        None => r.candidates(),
     };
     // (Rules 1: any valid threshold passed.)
     let threshold = threshold.unwrap_or_else(|| {

@@ -339,7 +339,7 @@ impl Registry {
                 hpke,
                 ..
             } => self.check_add_node(*id, addr, identity, hpke),
-            Change::RemoveNode { id, abandon_trees } => self.check_remove_node(*id, *abandon_trees),
+            Change::RemoveNode { id, despite_trees } => self.check_remove_node(*id, *despite_trees),
             Change::DrainNode { id, onto } => self.check_drain(*id, *onto),
             Change::SetKeyPolicy {
                 key,

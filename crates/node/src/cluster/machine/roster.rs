@@ -276,7 +276,7 @@ impl Registry {
 
     /// Whether node `id` may be removed: a member holding no key shares,
     /// not the last voter.
-    pub(super) fn check_remove_node(&self, id: NodeId, abandon_trees: bool) -> Result<(), String> {
+    pub(super) fn check_remove_node(&self, id: NodeId, despite_trees: bool) -> Result<(), String> {
         let Some(n) = self.roster.nodes.get(&id) else {
             return Err(format!("node {id} is not a member"));
         };
@@ -293,27 +293,27 @@ impl Registry {
                  (keyquorum cluster drain {id})"
             ));
         }
-        // A tree keeps its members (its lock quorum counts them all): one
-        // whose other members are fewer than a lock quorum stops signing
-        // for good without this node, which the operators must say they
-        // accept.
-        if self.rules >= DRAIN_RULES && !abandon_trees {
+        // A tree member leaves only if the operators say so: it keeps its
+        // shares of the tree's unused leaves (they cannot be moved yet), and
+        // the tree's lock quorum still counts it (with too few others the
+        // tree stops signing for good).
+        if despite_trees && self.rules < DRAIN_RULES {
+            return Err(format!("despite_trees needs apply rules {DRAIN_RULES}"));
+        }
+        if self.rules >= DRAIN_RULES && !despite_trees {
             let trees: Vec<&str> = self
                 .seedtree
                 .trees
                 .values()
-                .filter(|t| {
-                    let n = t.record.members.len();
-                    t.record.members.contains(&id)
-                        && n - 1 < keyquorum_wire::seedtree::lock_quorum(n, t.record.threshold)
-                })
+                .filter(|t| t.record.members.contains(&id))
                 .map(|t| t.record.name.as_str())
                 .collect();
             if !trees.is_empty() {
                 return Err(format!(
-                    "the signing trees {trees:?} cannot gather a lock quorum without node {id} \
-                     (their leaf shares cannot be moved yet); removing it with abandon_trees \
-                     stops them for good"
+                    "node {id} is a member of the signing trees {trees:?}: their leaf shares \
+                     cannot be moved yet; removing it with despite_trees leaves it its shares \
+                     of their unused leaves and stops a tree that cannot gather a lock quorum \
+                     without it"
                 ));
             }
         }

@@ -136,7 +136,7 @@ fn a_drain_needs_rules_12_and_the_quorum_and_names_members() {
         "00000000000000000000000000000023",
         Change::RemoveNode {
             id: id(2),
-            abandon_trees: false,
+            despite_trees: false,
         },
     );
     assert_eq!(out, vec![ok(), ok(), ok()]);
@@ -236,7 +236,7 @@ fn a_signing_trees_member_is_not_removed_unless_the_operators_abandon_it() {
         "00000000000000000000000000000030",
         Change::RemoveNode {
             id: id(2),
-            abandon_trees: false,
+            despite_trees: false,
         },
     );
     rejected_for(&out[0], "signing trees [\"fw\"]");
@@ -271,7 +271,7 @@ fn a_signing_trees_member_is_not_removed_unless_the_operators_abandon_it() {
         "00000000000000000000000000000032",
         Change::RemoveNode {
             id: id(2),
-            abandon_trees: true,
+            despite_trees: true,
         },
     );
     assert_eq!(out, vec![ok(), ok(), ok()]);
@@ -298,11 +298,24 @@ fn a_signing_trees_member_is_not_removed_unless_the_operators_abandon_it() {
 }
 
 #[test]
-fn a_tree_that_keeps_a_lock_quorum_does_not_hold_its_member() {
+fn a_tree_member_stays_even_when_the_others_make_a_lock_quorum() {
     let (mut r, admin, _) = registry();
+    // despite_trees before rules 12: refused.
+    let early = approved(
+        &mut r,
+        &admin,
+        "e",
+        "00000000000000000000000000000041",
+        Change::RemoveNode {
+            id: id(2),
+            despite_trees: true,
+        },
+    );
+    rejected_for(&early[0], "despite_trees needs apply rules 12");
     announce_rules(&mut r, 230);
-    // Members 1, 2 and two others, 2-of-4: a lock quorum of 3, which the
-    // other three still make.
+    // 2-of-4, a lock quorum of 3, which the other three still make: the
+    // node still keeps its shares of the unused leaves, so the operators
+    // must say they accept that.
     let mut record = tree_record();
     record.members = ids(&[1, 2, 3, 4]);
     r.seedtree.trees.insert(
@@ -320,10 +333,11 @@ fn a_tree_that_keeps_a_lock_quorum_does_not_hold_its_member() {
         "00000000000000000000000000000040",
         Change::RemoveNode {
             id: id(2),
-            abandon_trees: false,
+            despite_trees: false,
         },
     );
-    assert_eq!(out, vec![ok(), ok(), ok()]);
+    rejected_for(&out[0], "member of the signing trees");
+    assert!(r.members.contains_key(&id(2)));
 }
 
 #[test]

@@ -103,7 +103,7 @@ fn a_removal_and_its_history() {
                     "d1",
                     Change::RemoveNode {
                         id: id(2),
-                        abandon_trees: false,
+                        despite_trees: false,
                     },
                     2
                 ),
@@ -130,7 +130,7 @@ fn a_removal_and_its_history() {
         "d4",
         Change::RemoveNode {
             id: id(1),
-            abandon_trees: false,
+            despite_trees: false,
         },
         2,
         "ffeeddccbbaa99887766554433221100",
