@@ -23,24 +23,7 @@ use keyquorum_wire::he::{CreateHeSessionRequest, HeOp, HeStatus, SubmitInputRequ
 use keyquorum_wire::peer::PeerMessage;
 use keyquorum_wire::Hex;
 
-fn session(name: &str) -> CreateHeSessionRequest {
-    CreateHeSessionRequest {
-        name: name.into(),
-        threshold: None,
-        members: None,
-        slots: None,
-        inputs: None,
-        bound: None,
-        op: None,
-        weights: None,
-        submitter_weights: None,
-        submitters: None,
-        one_per_client: false,
-        readers: Vec::new(),
-        min_inputs: None,
-        measurements: None,
-    }
-}
+use common::he_session as session;
 
 /// A member the leader's compacted log left behind installs a snapshot,
 /// which carries each session's count and the end of its inputs' hash

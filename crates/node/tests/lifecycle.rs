@@ -390,20 +390,9 @@ async fn a_drain_moves_keys_sessions_and_accounts_off_a_node() {
     target.push(n(4));
     let session = admin
         .he_create(&CreateHeSessionRequest {
-            name: "s".into(),
             threshold: Some(2),
             members: Some(ns(&[1, 2, 3])),
-            slots: None,
-            inputs: None,
-            bound: None,
-            op: None,
-            weights: None,
-            submitter_weights: None,
-            submitters: None,
-            one_per_client: false,
-            readers: Vec::new(),
-            min_inputs: None,
-            measurements: None,
+            ..common::he_session("s")
         })
         .await
         .unwrap();

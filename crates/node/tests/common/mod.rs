@@ -543,3 +543,24 @@ pub async fn compact_past(c: &LocalCluster, leader: NodeId, admin: &Client, ever
     )
     .await;
 }
+
+/// A session request with every option at its default.
+#[allow(dead_code, reason = "not every test binary makes sessions")]
+pub fn he_session(name: &str) -> keyquorum_wire::he::CreateHeSessionRequest {
+    keyquorum_wire::he::CreateHeSessionRequest {
+        name: name.into(),
+        threshold: None,
+        members: None,
+        slots: None,
+        inputs: None,
+        bound: None,
+        op: None,
+        weights: None,
+        submitter_weights: None,
+        submitters: None,
+        one_per_client: false,
+        readers: Vec::new(),
+        min_inputs: None,
+        measurements: None,
+    }
+}

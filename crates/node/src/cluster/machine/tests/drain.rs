@@ -198,37 +198,36 @@ fn a_drain_allows_exactly_the_drained_members_at_the_same_threshold() {
     assert_eq!(r.drained(&ids(&[1, 2, 3])), Some(ids(&[1, 3])));
 }
 
-fn tree_record() -> SeedtreeRecord {
-    SeedtreeRecord {
+/// Puts a tree "fw" on `members` (2-of-them) into the state.
+fn put_tree(r: &mut Registry, members: &[u64]) {
+    let record = SeedtreeRecord {
         name: "fw".into(),
         run: Hex32([5; 32]),
         height: 5,
         winternitz: 4,
         subtrees: 2,
         threshold: 2,
-        members: ids(&[1, 2]),
+        members: ids(members),
         commitments: Vec::new(),
         contributions: Vec::new(),
         builders: Vec::new(),
         roots: Vec::new(),
         public_key: Hex(Vec::new()),
         created_by: "admin".into(),
-    }
+    };
+    let entry = TreeEntry {
+        record,
+        next: 0,
+        reserved_by: Default::default(),
+    };
+    r.seedtree.trees.insert("fw".into(), entry);
 }
 
 #[test]
-fn a_signing_trees_member_is_not_removed_unless_the_operators_abandon_it() {
+fn a_signing_trees_member_is_removed_only_despite_its_trees() {
     let (mut r, admin, _) = registry();
     announce_rules(&mut r, 220);
-    let record = tree_record();
-    r.seedtree.trees.insert(
-        "fw".into(),
-        TreeEntry {
-            record,
-            next: 0,
-            reserved_by: Default::default(),
-        },
-    );
+    put_tree(&mut r, &[1, 2]);
     let out = approved(
         &mut r,
         &admin,
@@ -316,16 +315,7 @@ fn a_tree_member_stays_even_when_the_others_make_a_lock_quorum() {
     // 2-of-4, a lock quorum of 3, which the other three still make: the
     // node still keeps its shares of the unused leaves, so the operators
     // must say they accept that.
-    let mut record = tree_record();
-    record.members = ids(&[1, 2, 3, 4]);
-    r.seedtree.trees.insert(
-        "fw".into(),
-        TreeEntry {
-            record,
-            next: 0,
-            reserved_by: Default::default(),
-        },
-    );
+    put_tree(&mut r, &[1, 2, 3, 4]);
     let out = approved(
         &mut r,
         &admin,
