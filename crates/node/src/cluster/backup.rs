@@ -175,10 +175,8 @@ struct Data {
 pub fn voters_of(data: &str) -> Result<Vec<(NodeId, NodeInfo)>, BackupError> {
     let Data { machine: r } = serde_json::from_str(data).map_err(malformed)?;
     Ok(r.roster
-        .nodes
-        .into_iter()
-        .filter(|(_, n)| n.voter)
-        .map(|(id, n)| (id, n.info))
+        .voters()
+        .map(|(id, info)| (id, info.clone()))
         .collect())
 }
 
@@ -284,10 +282,8 @@ fn examine(file: &SnapshotFile, trusted: &[[u8; 32]], min: usize) -> Result<Exam
     let gen = Hex32(genesis(&registry.founders));
     let voters: BTreeMap<NodeId, Hex32> = registry
         .roster
-        .nodes
-        .iter()
-        .filter(|(_, n)| n.voter)
-        .map(|(id, n)| (*id, n.info.identity))
+        .voters()
+        .map(|(id, info)| (id, info.identity))
         .collect();
     let largest = largest_threshold(&registry);
     // The checkpoint states its own voters and thresholds, so it cannot
@@ -524,10 +520,8 @@ pub fn restore(
             // added) asks too few; the CA file's majority does not.
             let voters: BTreeMap<NodeId, Hex32> = now
                 .roster
-                .nodes
-                .iter()
-                .filter(|(_, n)| n.voter)
-                .map(|(id, n)| (*id, n.info.identity))
+                .voters()
+                .map(|(id, info)| (id, info.identity))
                 .collect();
             let listed_then: BTreeMap<NodeId, Hex32> = e
                 .registry

@@ -203,10 +203,8 @@ impl Node {
             r.roster.in_force.then(|| {
                 let voters: Vec<_> = r
                     .roster
-                    .nodes
-                    .iter()
-                    .filter(|(_, n)| n.voter)
-                    .map(|(id, n)| (*id, n.info.clone()))
+                    .voters()
+                    .map(|(id, info)| (id, info.clone()))
                     .collect();
                 (voters, largest_threshold(r))
             })

@@ -73,6 +73,14 @@ pub struct Roster {
 }
 
 impl Roster {
+    /// The record's voters, with their addresses and keys.
+    pub fn voters(&self) -> impl Iterator<Item = (NodeId, &NodeInfo)> {
+        self.nodes
+            .iter()
+            .filter(|(_, n)| n.voter)
+            .map(|(id, n)| (*id, &n.info))
+    }
+
     /// The identity `node` had as a member when the audit log had `len`
     /// entries, if the record says (`None`: not a member then, or the
     /// record does not reach back that far). A change made at exactly
@@ -115,12 +123,7 @@ impl Registry {
                 .iter()
                 .map(|(id, n)| (*id, n.info.clone()))
                 .collect();
-            self.voters = roster
-                .nodes
-                .iter()
-                .filter(|(_, n)| n.voter)
-                .map(|(id, _)| *id)
-                .collect();
+            self.voters = roster.voters().map(|(id, _)| id).collect();
         } else {
             self.members = roster.raft_nodes.clone();
             self.voters = roster
