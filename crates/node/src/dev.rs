@@ -476,16 +476,16 @@ impl LocalCluster {
             .get(&id)
             .copied()
             .ok_or_else(|| NodeError::NotFound(format!("no node {id}")))?;
-        // The old socket may linger briefly after shutdown, and the old
-        // node's last tasks may hold its files a moment longer: retry.
-        let mut tries = 0;
+        // The old socket may linger briefly after shutdown, and a task of
+        // the old node that outlived `stop`'s wait may hold its files a
+        // moment longer: retry until a deadline.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
         let running = loop {
             let listener = loop {
                 match tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], port))).await
                 {
                     Ok(l) => break l,
-                    Err(e) if tries < 100 => {
-                        tries += 1;
+                    Err(e) if tokio::time::Instant::now() < deadline => {
                         tracing::debug!(error = %e, "port busy, retrying");
                         tokio::time::sleep(Duration::from_millis(50)).await;
                     }
@@ -494,8 +494,10 @@ impl LocalCluster {
             };
             match self.start_node_with(id, Some(listener)).await {
                 Ok(r) => break r,
-                Err(e) if tries < 100 && e.to_string().contains("already open") => {
-                    tries += 1;
+                Err(e)
+                    if tokio::time::Instant::now() < deadline
+                        && e.to_string().contains("already open") =>
+                {
                     tracing::debug!(error = %e, "files still held, retrying");
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }

@@ -118,7 +118,8 @@ pub struct RunningNode {
     /// The node's own tasks: the audit writer, the batcher, the roster
     /// follower, the audit keeper, the sessions' inputs keeper.
     tasks: Vec<JoinHandle<()>>,
-    raft_file: keyquorum_store::raft::FileHandle,
+    raft_file: keyquorum_store::FileHandle,
+    vault_file: keyquorum_store::FileHandle,
 }
 
 impl core::fmt::Debug for RunningNode {
@@ -133,10 +134,18 @@ impl core::fmt::Debug for RunningNode {
 impl RunningNode {
     /// Stop serving and shut Raft down. `stop` returns once the Raft file is
     /// closed (openraft's tasks drop their storage handles shortly after its
-    /// shutdown returns), so the node can be started again at once; the
-    /// vault closes when the last [`Node`] handle drops.
+    /// shutdown returns) and the vault too (it closes when the last [`Node`]
+    /// handle drops: a request's task inside a network call to a node that
+    /// is gone holds one until its time-out), so the node can be started
+    /// again at once. Each wait is capped at 20 s.
     pub async fn stop(mut self) {
         self.stop_inner().await;
+        let vault = self.vault_file.clone();
+        drop(self);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        while vault.is_open() && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
     }
 
     async fn stop_inner(&mut self) {
@@ -270,6 +279,7 @@ impl Node {
                 audit, batcher, roster, leaders, joined, keeper, inputs, settle, retirer, pins,
             ],
             raft_file: opened.raft_file,
+            vault_file: opened.vault_file,
         })
     }
 }

@@ -15,8 +15,10 @@
 //! pass the same suite.
 #![forbid(unsafe_code)]
 
+mod closed;
 #[cfg(feature = "raft")]
 pub mod raft;
 pub mod vault;
 
+pub use closed::FileHandle;
 pub use vault::{Passphrase, Table, Vault, VaultError};

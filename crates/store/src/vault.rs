@@ -20,6 +20,8 @@ use rand_core::{OsRng, RngCore};
 use redb::{Database, ReadableTable, TableDefinition};
 use zeroize::{Zeroize, Zeroizing};
 
+use crate::closed::{ClosedOnDrop, FileHandle};
+
 /// Errors from the vault.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -256,8 +258,10 @@ pub enum Op<'a> {
 
 /// A node's sealed secret store.
 pub struct Vault {
+    // Fields drop in declaration order: the database, then the flag.
     db: Database,
     key: SealKey,
+    closed: ClosedOnDrop,
 }
 
 impl core::fmt::Debug for Vault {
@@ -297,7 +301,11 @@ impl Vault {
                     h.insert("verifier", verifier.as_slice())?;
                     drop(h);
                     tx.commit()?;
-                    return Ok(Self { db, key });
+                    return Ok(Self {
+                        db,
+                        key,
+                        closed: ClosedOnDrop::new(),
+                    });
                 }
                 _ => return Err(VaultError::Header("incomplete header")),
             }
@@ -310,9 +318,19 @@ impl Vault {
             .map_err(|_| VaultError::Header("kdf parameters past the caps (altered?)"))?;
         let key = derive(passphrase, &salt, params)?;
         match open(&key, b"\x00verifier", &verifier) {
-            Ok(v) if v.as_slice() == VERIFIER => Ok(Self { db, key }),
+            Ok(v) if v.as_slice() == VERIFIER => Ok(Self {
+                db,
+                key,
+                closed: ClosedOnDrop::new(),
+            }),
             _ => Err(VaultError::WrongPassphrase),
         }
+    }
+
+    /// A handle that tells when the vault file is closed (every holder of
+    /// this vault dropped), so it can be opened again.
+    pub fn file(&self) -> FileHandle {
+        self.closed.handle()
     }
 
     /// Read and open one value.

@@ -126,6 +126,7 @@ pub(crate) struct Opened {
     pub(crate) bound: SocketAddr,
     pub(crate) tls: Arc<rustls::ServerConfig>,
     pub(crate) raft_file: FileHandle,
+    pub(crate) vault_file: FileHandle,
     pub(crate) audit_rx: mpsc::Receiver<(AuditEvent, Option<oneshot::Sender<()>>)>,
     pub(crate) batch_rx: mpsc::UnboundedReceiver<batch::Pending>,
 }
@@ -150,6 +151,7 @@ impl Node {
             passphrase,
             kdf,
         )?);
+        let vault_file = vault.file();
         let keys = Arc::new(NodeKeys::load_or_create(&vault)?);
         let listener = match listener {
             Some(l) => l,
@@ -250,6 +252,7 @@ impl Node {
             bound,
             tls,
             raft_file,
+            vault_file,
             audit_rx,
             batch_rx,
         })

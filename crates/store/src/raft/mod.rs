@@ -497,20 +497,11 @@ pub(crate) struct RaftFile {
     closed: ClosedOnDrop,
 }
 
-/// Sets its flag when dropped.
-struct ClosedOnDrop(Arc<std::sync::atomic::AtomicBool>);
-
-impl Drop for ClosedOnDrop {
-    fn drop(&mut self) {
-        self.0.store(true, std::sync::atomic::Ordering::Release);
-    }
-}
-
 impl RaftFile {
     fn new(db: Database) -> Self {
         Self {
             db,
-            closed: ClosedOnDrop(Arc::new(std::sync::atomic::AtomicBool::new(false))),
+            closed: ClosedOnDrop::new(),
         }
     }
 }
@@ -522,23 +513,13 @@ impl std::ops::Deref for RaftFile {
     }
 }
 
-/// Tells whether a Raft file is still open: it is closed (its lock released,
-/// so it can be opened again) once every store and reader of it is dropped,
-/// which openraft does as its tasks wind down, shortly after shutdown.
-#[derive(Debug, Clone)]
-pub struct FileHandle(Arc<std::sync::atomic::AtomicBool>);
-
-impl FileHandle {
-    /// Whether anything still holds the file open.
-    pub fn is_open(&self) -> bool {
-        !self.0.load(std::sync::atomic::Ordering::Acquire)
-    }
-}
+use crate::closed::ClosedOnDrop;
+pub use crate::closed::FileHandle;
 
 impl<C: RaftTypeConfig> LogStore<C> {
     /// A handle that tells when the file is closed.
     pub fn file(&self) -> FileHandle {
-        FileHandle(self.shared.db.closed.0.clone())
+        self.shared.db.closed.handle()
     }
 }
 
