@@ -146,19 +146,23 @@ impl RunningNode {
         while vault.is_open() && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
+        if vault.is_open() {
+            tracing::warn!("the vault is still held 20 s after the node stopped");
+        }
     }
 
     async fn stop_inner(&mut self) {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
+        self.node.stop_tasks();
         let _ = self.node.raft().shutdown().await;
         for t in std::mem::take(&mut self.tasks) {
             t.abort();
             let _ = t.await;
         }
         if let Some(s) = self.server.take() {
-            let _ = tokio::time::timeout(Duration::from_secs(5), s).await;
+            let _ = tokio::time::timeout(Duration::from_secs(10), s).await;
         }
         // A replication stream may be inside a network call to a node
         // that is gone: allow it its time-outs.
@@ -177,6 +181,7 @@ impl Drop for RunningNode {
         for t in &self.tasks {
             t.abort();
         }
+        self.node.stop_tasks();
     }
 }
 

@@ -89,8 +89,9 @@ pub(crate) async fn batch_writer(node: Node, mut rx: mpsc::UnboundedReceiver<Pen
         if batch.is_empty() {
             continue;
         }
-        let node = node.clone();
-        tokio::spawn(async move {
+        let task_node = node.clone();
+        node.spawn(async move {
+            let node = task_node;
             let _permit = permit;
             write_batch(&node, batch).await;
         });

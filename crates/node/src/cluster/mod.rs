@@ -104,6 +104,8 @@ pub(crate) struct Inner {
     /// The last readiness answer and when it was found (`/readyz` asks the
     /// leader at most once a second, one request at a time).
     readiness: tokio::sync::Mutex<Option<(std::time::Instant, keyquorum_wire::api::Readiness)>>,
+    /// Set when the node stops: the tasks of [`Node::spawn`] end with it.
+    stopping: tokio::sync::watch::Sender<bool>,
 }
 
 /// A handle on this node as a member of the cluster (cheap to clone).
@@ -245,6 +247,7 @@ impl Node {
             joins: join::Pending::default(),
             joined,
             readiness: tokio::sync::Mutex::new(None),
+            stopping: tokio::sync::watch::Sender::new(false),
         }));
         Ok(Opened {
             node,
@@ -262,6 +265,30 @@ impl Node {
     /// Set once; later calls are ignored.
     pub(crate) fn set_dispatch(&self, handler: Arc<dyn PeerHandler>) {
         let _ = self.0.dispatch.set(handler);
+    }
+
+    /// Run `task` on its own until it ends (its output) or the node stops
+    /// (`None`), whichever is first. A detached task holding the node (a
+    /// statement proposed in the background, a subtree being built) would
+    /// otherwise outlive the node inside a call to a peer that is gone, and
+    /// hold its files open.
+    pub(crate) fn spawn<F>(&self, task: F) -> tokio::task::JoinHandle<Option<F::Output>>
+    where
+        F: std::future::Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        let mut stopping = self.0.stopping.subscribe();
+        tokio::spawn(async move {
+            tokio::select! {
+                out = task => Some(out),
+                _ = stopping.wait_for(|s| *s) => None,
+            }
+        })
+    }
+
+    /// End every task of [`Self::spawn`] (the node is stopping).
+    pub(crate) fn stop_tasks(&self) {
+        self.0.stopping.send_replace(true);
     }
 
     /// The vault, shared (for services that keep their own handle).

@@ -425,7 +425,8 @@ impl Drop for SourceSlot {
 }
 
 /// Serve `app` over TLS on `listener` until `shutdown` fires, then let open
-/// requests finish (bounded). Every connection is accepted; one that finds
+/// requests finish (for 5 s; then their tasks are dropped, so no connection
+/// outlives the server). Every connection is accepted; one that finds
 /// no free slot (clients', or its source's share of them, or, for a known
 /// node's certificate, peers') is closed at once, so a full listener never
 /// leaves peers in the listen queue.
@@ -442,7 +443,11 @@ pub(crate) async fn serve(
     let peers = Arc::new(tokio::sync::Semaphore::new(PEER_CONNECTIONS));
     let sources = Arc::new(Sources::default());
     let mut shutdown = std::pin::pin!(shutdown);
+    // Every connection's task, so that none outlives the server (each holds
+    // the app, and through it the node's files).
+    let mut connections = tokio::task::JoinSet::new();
     loop {
+        while connections.try_join_next().is_some() {}
         let (tcp, remote) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(a) => a,
@@ -471,7 +476,7 @@ pub(crate) async fn serve(
         let app = app.clone();
         let limits = limits.clone();
         let watcher = graceful.watcher();
-        tokio::spawn(async move {
+        connections.spawn(async move {
             let opened = tokio::time::Instant::now();
             let handshake = HANDSHAKE_TIMEOUT.min(limits.header_read_timeout);
             let tls = match tokio::time::timeout(handshake, acceptor.accept(tcp)).await {
@@ -542,6 +547,10 @@ pub(crate) async fn serve(
     {
         tracing::debug!("connections still open after 5 s; closing");
     }
+    // What is left (a handshake under way, a request still inside a call to
+    // a node that is gone) is dropped.
+    connections.abort_all();
+    while connections.join_next().await.is_some() {}
 }
 
 #[cfg(test)]

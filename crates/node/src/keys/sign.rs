@@ -311,14 +311,15 @@ impl Keys {
             }
             Err(_) => return,
         }
-        let (node, pools) = (node.clone(), self.pools.clone());
+        let (task_node, pools) = (node.clone(), self.pools.clone());
         let count = u16::try_from(
             node.config()
                 .nonce_pool
                 .clamp(1, usize::from(MAX_NONCE_BATCH)),
         )
         .unwrap_or(1);
-        tokio::spawn(async move {
+        node.spawn(async move {
+            let node = task_node;
             let batch = PeerMessage::NonceBatch {
                 key: key.0.clone(),
                 epoch: key.1,

@@ -324,8 +324,9 @@ impl Runs {
                 .collect();
             (id, mine)
         };
-        let node = node.clone();
-        tokio::spawn(async move {
+        let task_node = node.clone();
+        node.spawn(async move {
+            let node = task_node;
             for s in mine {
                 if let Err(e) = build_and_deal(&node, &cell, run, &id, s).await {
                     tracing::warn!(run = %run, subtree = s, error = %e, "building a subtree failed");
@@ -380,8 +381,9 @@ impl Runs {
         }
         // The rest runs as its own task: a builder that gave up waiting
         // (and sends the deal again, answered at once) does not cancel it.
-        let (node, keys, shares) = (node.clone(), keys.to_vec(), shares.clone());
-        let task = tokio::spawn(async move {
+        let (task_node, keys, shares) = (node.clone(), keys.to_vec(), shares.clone());
+        let task = node.spawn(async move {
+            let node = task_node;
             let stored = store_deal(
                 &node,
                 from,
@@ -439,7 +441,8 @@ impl Runs {
             Ok::<(), NodeError>(())
         });
         task.await
-            .map_err(|e| NodeError::Internal(format!("deal task: {e}")))??;
+            .map_err(|e| NodeError::Internal(format!("deal task: {e}")))?
+            .ok_or_else(|| NodeError::Unavailable("the node is stopping".into()))??;
         Ok(PeerMessage::Ack)
     }
 

@@ -356,7 +356,7 @@ pub(crate) async fn audit_writer(
     // The head being stated (a follower forwards it to the leader, which
     // can take a while): on its own task, so audit events never wait for
     // it; one at a time.
-    let mut signing: Option<(u64, tokio::task::JoinHandle<bool>)> = None;
+    let mut signing: Option<(u64, tokio::task::JoinHandle<Option<bool>>)> = None;
     let mut last_said: Option<std::time::Instant> = None;
     // The init secret is deleted once the cluster is initialised (checked
     // on the idle path until it is).
@@ -369,8 +369,9 @@ pub(crate) async fn audit_writer(
             && !node.boot_confirmed()
         {
             boot_tried = Some(std::time::Instant::now());
-            let node = node.clone();
-            tokio::spawn(async move {
+            let task_node = node.clone();
+            node.spawn(async move {
+                let node = task_node;
                 let boot = ClusterCommand::Boot {
                     boot: node.boot(),
                     rules: Some(crate::cluster::machine::rules::announced_by(node.id())),
@@ -454,8 +455,9 @@ pub(crate) async fn audit_writer(
         }
         if last_said.is_none_or(|t| t.elapsed() >= TICK_EVERY) {
             last_said = Some(std::time::Instant::now());
-            let node = node.clone();
-            tokio::spawn(async move {
+            let task_node = node.clone();
+            node.spawn(async move {
+                let node = task_node;
                 if let Err(e) = node
                     .propose_batched(node.statement(ClusterCommand::Tick {}))
                     .await
@@ -490,7 +492,7 @@ pub(crate) async fn audit_writer(
                 signing = Some((at, task));
                 continue;
             }
-            if task.await.unwrap_or(false) {
+            if task.await.ok().flatten().unwrap_or(false) {
                 signed = Some(at);
             }
         }
@@ -509,8 +511,9 @@ pub(crate) async fn audit_writer(
                 signature: Hex(signature.to_vec()),
                 root,
             };
-            let node = node.clone();
-            let task = tokio::spawn(async move {
+            let task_node = node.clone();
+            let task = node.spawn(async move {
+                let node = task_node;
                 match node
                     .propose(node.statement(ClusterCommand::SignHead { head }))
                     .await
