@@ -19,6 +19,9 @@
 //!    shares (not movable yet; `cluster remove --despite-trees` removes the
 //!    node anyway, leaving it its shares of the unused leaves).
 //! 5. With `--remove`, once nothing is left: the removal is proposed.
+//!
+//! `--cancel` proposes [`Change::CancelDrain`] instead: what moved stays
+//! moved, and the node takes new keys again.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -116,6 +119,50 @@ async fn approved(
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
+}
+
+/// `keyquorum cluster drain ID --cancel`: proposes the cancellation (or
+/// finds it pending) and waits up to `wait` for the approval.
+pub(crate) async fn cancel(c: &Client, id: NodeId, wait: Duration, json: bool) -> Result<()> {
+    if !drains(c).await?.contains_key(&id) {
+        bail!("node {id} is not being drained");
+    }
+    let wanted = Change::CancelDrain { id };
+    let pending = c
+        .changes()
+        .await?
+        .changes
+        .into_iter()
+        .find(|ch| !ch.done && ch.change == wanted);
+    let change = match pending {
+        Some(ch) => ch,
+        None => c.propose_change(wanted).await?,
+    };
+    if !json {
+        println!("{}", crate::operators::change_line(&change));
+    }
+    let until = Instant::now() + wait;
+    let cancelled = loop {
+        if !drains(c).await?.contains_key(&id) {
+            break true;
+        }
+        if Instant::now() >= until {
+            break false;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    if json {
+        return print_json(&json!({ "node": id, "cancelled": cancelled, "change": change.id }));
+    }
+    if cancelled {
+        eprintln!("node {id} is no longer being drained");
+    } else {
+        eprintln!(
+            "the cancellation needs {} operator approvals: keyquorum approve {}",
+            change.needed, change.id
+        );
+    }
+    Ok(())
 }
 
 /// `keyquorum cluster drain`.

@@ -430,8 +430,13 @@ pub(crate) async fn cluster(remote: &Remote, command: ClusterCommand, json: bool
             onto,
             wait,
             remove,
+            cancel,
         } => {
-            return crate::drain::drain(&c, id, onto, Duration::from_secs(wait), remove, json).await
+            let wait = Duration::from_secs(wait);
+            if cancel {
+                return crate::drain::cancel(&c, id, wait, json).await;
+            }
+            return crate::drain::drain(&c, id, onto, wait, remove, json).await;
         }
         ClusterCommand::JoinCode { trust_one } => {
             let info = agreed_join_info(remote, &c, trust_one).await?;
@@ -579,8 +584,12 @@ pub(crate) enum ClusterCommand {
         #[arg(long, default_value_t = 0)]
         wait: u64,
         /// Once nothing is left on it, propose its removal.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "cancel")]
         remove: bool,
+        /// Stop draining it instead (what moved stays moved); needs the
+        /// operators' approval like the drain.
+        #[arg(long, conflicts_with = "onto")]
+        cancel: bool,
     },
     /// Print a join code for a new node (`keyquorum node --join URL
     /// --join-code CODE`): the fingerprint of the members, the cluster's

@@ -79,6 +79,7 @@ pub(crate) fn change_line(c: &ChangeRecord) -> String {
         ),
         Change::DrainNode { id, onto: None } => format!("drain node {id}"),
         Change::DrainNode { id, onto: Some(o) } => format!("drain node {id} onto node {o}"),
+        Change::CancelDrain { id } => format!("cancel node {id}'s drain"),
         Change::SetKeyPolicy {
             key,
             threshold,

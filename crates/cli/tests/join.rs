@@ -380,6 +380,40 @@ fn nodes_join_a_running_cluster_with_a_join_code_and_the_operators_approval() {
         ),
         "oprf key create",
     );
+    // A drain the operators change their minds about: node 3's drain is
+    // approved, then cancelled on a second approval; nothing moved.
+    let draining = |id: u64| {
+        let v = ok_json(&kq(&["status", "--json"], &admin), "status");
+        v["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|n| n["id"] == id && n["draining"] == true)
+    };
+    let d3 = ok_json(
+        &kq(&["cluster", "drain", "3", "--json"], &admin),
+        "cluster drain 3",
+    );
+    let d3 = d3["change"].as_str().unwrap().to_string();
+    approve(0, &d3);
+    approve(1, &d3);
+    until(30, "node 3 draining", || draining(3).then_some(()));
+    let cancel = ok_json(
+        &kq(&["cluster", "drain", "3", "--cancel", "--json"], &admin),
+        "cluster drain 3 --cancel",
+    );
+    assert_eq!(cancel["cancelled"], false, "{cancel}");
+    let c3 = cancel["change"].as_str().unwrap().to_string();
+    approve(0, &c3);
+    approve(1, &c3);
+    until(30, "node 3's drain cancelled", || {
+        (!draining(3)).then_some(())
+    });
+    let keys = ok_json(&kq(&["key", "list", "--json"], &admin), "key list");
+    for k in keys["keys"].as_array().unwrap() {
+        assert_eq!(k["members"], serde_json::json!([1, 2, 3]), "{k}");
+    }
+
     // Node 1 is drained onto node 4. Nothing moves before the operators
     // approve: the drain is proposed and the reshare onto 2-4 refused.
     let drain = ["cluster", "drain", "1", "--onto", "4", "--json"];

@@ -483,7 +483,8 @@ pub const MAX_BATCH: usize = 128;
 /// - 12: drains (`Change::DrainNode`; refused before), and a node that is
 ///   a member of a signing tree is not removed (its lock quorums would
 ///   be lost).
-pub const APPLY_RULES: u16 = 12;
+/// - 13: a drain can be cancelled (`Change::CancelDrain`; refused before).
+pub const APPLY_RULES: u16 = 13;
 
 /// The oldest apply rules this build still applies.
 pub const MIN_APPLY_RULES: u16 = 1;

@@ -109,6 +109,7 @@ pub(crate) async fn propose_change(
                 Some(o) => format!("drain node {id} onto {o}"),
                 None => format!("drain node {id}"),
             }),
+            Change::CancelDrain { id } => Some(format!("cancel node {id}'s drain")),
             Change::SetKeyPolicy { key, .. } => Some(key.clone()),
         },
         |c, req| async move {
@@ -126,6 +127,12 @@ pub(crate) async fn propose_change(
                 node.require_rules(
                     crate::cluster::machine::operators::DRAIN_RULES,
                     "drains and removals despite trees",
+                )?;
+            }
+            if matches!(req.change, Change::CancelDrain { .. }) {
+                node.require_rules(
+                    crate::cluster::machine::operators::CANCEL_DRAIN_RULES,
+                    "cancelling a drain",
                 )?;
             }
             let quorum = node.registry(|r| r.operators.quorum);

@@ -246,7 +246,10 @@ impl Keys {
                 session,
                 plan,
                 request,
-            } => self.reshare_deal(node, from, session, &plan, &request),
+            } => {
+                self.reshare_deal(node, from, session, &plan, &request)
+                    .await
+            }
             PeerMessage::ReshareReceive {
                 session,
                 plan,

@@ -73,7 +73,7 @@ impl Keys {
     /// an admin's request to reshare this key to exactly the plan's
     /// threshold and members (checked here), which drives one reshare:
     /// its attempts (one session each), never another reshare.
-    pub(super) fn reshare_deal(
+    pub(super) async fn reshare_deal(
         &self,
         node: &Node,
         from: NodeId,
@@ -81,6 +81,12 @@ impl Keys {
         plan: &ResharePlan,
         request: &ClientRequest,
     ) -> Result<PeerMessage, NodeError> {
+        // The approval that allows this plan (a policy, a drain) may be
+        // committed but not yet applied here: before refusing, catch up
+        // with the leader once. The decision is still this replica's.
+        if policy_allowed(node, &plan.key, plan.threshold, &plan.members).is_err() {
+            let _ = node.read_barrier().await;
+        }
         self.authorize_reshare(node, from, plan, session, request)?;
         self.deal_authorized(node, session, plan)
     }

@@ -18,6 +18,7 @@ mod common;
 
 mod control;
 mod dkg;
+mod drain;
 mod membership;
 mod release;
 mod signing;

@@ -76,6 +76,14 @@ pub enum Change {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         onto: Option<NodeId>,
     },
+    /// Stop draining a node (apply rules 13 on): what was moved stays
+    /// moved; from then on its keys may no longer be reshared off it on
+    /// the drain's approval, and new keys, sessions, trees and guardians
+    /// may be put on it again.
+    CancelDrain {
+        /// The node being drained.
+        id: NodeId,
+    },
     /// Change a key's signing policy: allow its next reshare to give it
     /// this threshold and these members (once; a reshare that keeps both
     /// needs no approval).

@@ -59,6 +59,9 @@ pub struct Operators {
 /// ([`Change::DrainNode`]) and
 /// a signing tree's member is not removed.
 pub const DRAIN_RULES: u16 = 12;
+/// The apply rules from which a drain can be cancelled
+/// ([`Change::CancelDrain`]).
+pub const CANCEL_DRAIN_RULES: u16 = 13;
 
 /// A key's threshold and members, approved for its next reshare.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -341,6 +344,19 @@ impl Registry {
             } => self.check_add_node(*id, addr, identity, hpke),
             Change::RemoveNode { id, despite_trees } => self.check_remove_node(*id, *despite_trees),
             Change::DrainNode { id, onto } => self.check_drain(*id, *onto),
+            Change::CancelDrain { id } => {
+                if self.rules < CANCEL_DRAIN_RULES {
+                    return Err(format!(
+                        "cancelling a drain needs apply rules {CANCEL_DRAIN_RULES} (the log is \
+                         at {})",
+                        self.rules
+                    ));
+                }
+                if !self.operators.drains.contains_key(id) {
+                    return Err(format!("node {id} is not being drained"));
+                }
+                Ok(())
+            }
             Change::SetKeyPolicy {
                 key,
                 threshold,
@@ -397,6 +413,9 @@ impl Registry {
             Change::RemoveNode { id, .. } => self.remove_node(*id),
             Change::DrainNode { id, onto } => {
                 self.operators.drains.insert(*id, *onto);
+            }
+            Change::CancelDrain { id } => {
+                self.operators.drains.remove(id);
             }
             Change::SetKeyPolicy {
                 key,

@@ -405,7 +405,9 @@ impl Registry {
 fn names(change: &keyquorum_wire::control::Change, id: NodeId) -> bool {
     use keyquorum_wire::control::Change;
     match change {
-        Change::AddNode { id: n, .. } | Change::RemoveNode { id: n, .. } => *n == id,
+        Change::AddNode { id: n, .. }
+        | Change::RemoveNode { id: n, .. }
+        | Change::CancelDrain { id: n } => *n == id,
         Change::DrainNode { id: n, onto } => *n == id || *onto == Some(id),
         Change::SetKeyPolicy { members, .. } => members.contains(&id),
         Change::AddOperator { .. } | Change::RemoveOperator { .. } | Change::SetQuorum { .. } => {

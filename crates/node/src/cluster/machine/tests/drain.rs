@@ -2,7 +2,7 @@
 //! which a key with a share on the drained node may be reshared, keeping
 //! its threshold, to exactly its drained members (an account's keys
 //! excepted); a signing tree's member is not removed; a removal voids the
-//! drains of and onto the node.
+//! drains of and onto the node; the quorum can cancel a drain (rules 13).
 
 use keyquorum_wire::api::SuiteName;
 use keyquorum_wire::control::{Change, KeyRecord};
@@ -356,4 +356,78 @@ fn a_drained_node_is_no_accounts_guardian() {
     // guardian.
     r.operators.drains.insert(after[0], None);
     assert!(shape(&r).is_err());
+}
+
+#[test]
+fn a_drain_is_cancelled_by_the_quorum_from_rules_13() {
+    let (mut r, admin, _) = registry();
+    r.keys
+        .records
+        .insert("k".into(), key("k", 2, &[1, 2, 3, 4]));
+    let cancel = Change::CancelDrain { id: id(2) };
+    // Before the cluster takes up rules 13: refused.
+    let early = approved(
+        &mut r,
+        &admin,
+        "e",
+        "00000000000000000000000000000031",
+        cancel.clone(),
+    );
+    rejected_for(&early[0], "apply rules 13");
+    announce_rules(&mut r, 220);
+    // Nothing to cancel yet.
+    let none = approved(
+        &mut r,
+        &admin,
+        "n",
+        "00000000000000000000000000000032",
+        cancel.clone(),
+    );
+    rejected_for(&none[0], "node 2 is not being drained");
+    let out = approved(
+        &mut r,
+        &admin,
+        "d",
+        "00000000000000000000000000000033",
+        Change::DrainNode {
+            id: id(2),
+            onto: None,
+        },
+    );
+    assert_eq!(out, vec![ok(), ok(), ok()]);
+    assert!(r.policy_allows("k", 2, &ids(&[1, 3, 4])));
+    assert!(!r.candidates().contains(&id(2)));
+    // Proposed and approved once: the drain stands until the quorum.
+    let cid = "00000000000000000000000000000034";
+    let out = apply(
+        &mut r,
+        T0,
+        vec![
+            propose_id(&admin, "c-p", cancel.clone(), 2, cid),
+            approve(&operator(1), "c-a1", cid),
+        ],
+    );
+    assert_eq!(out, vec![ok(), ok()]);
+    assert!(r.operators.drains.contains_key(&id(2)));
+    assert_eq!(
+        apply(&mut r, T0, vec![approve(&operator(2), "c-a2", cid)]),
+        vec![ok()]
+    );
+    // Cancelled: the drained set is no longer allowed, node 2 takes new
+    // keys again, and it can be drained anew.
+    assert!(r.operators.drains.is_empty());
+    assert!(!r.policy_allows("k", 2, &ids(&[1, 3, 4])));
+    assert!(r.candidates().contains(&id(2)));
+    let again = approved(
+        &mut r,
+        &admin,
+        "d2",
+        "00000000000000000000000000000035",
+        Change::DrainNode {
+            id: id(2),
+            onto: Some(id(1)),
+        },
+    );
+    assert_eq!(again, vec![ok(), ok(), ok()]);
+    assert_eq!(r.operators.drains.get(&id(2)), Some(&Some(id(1))));
 }
