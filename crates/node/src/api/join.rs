@@ -40,6 +40,7 @@ pub(crate) async fn join_info(State(node): State<Node>) -> Response {
     responses((status = 200, body = JoinStatus), (status = 400, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub(crate) async fn join(
     State(node): State<Node>,
+    source: Option<axum::Extension<crate::cluster::tls::Source>>,
     body: Result<ApiJson<JoinRequest>, Response>,
 ) -> Response {
     let req = match body {
@@ -47,7 +48,7 @@ pub(crate) async fn join(
         Err(rejection) => return rejection,
     };
     let id = req.id.to_string();
-    match node.accept_join(req) {
+    match node.accept_join(req, source.map(|axum::Extension(s)| s)) {
         Ok(status) => {
             if status.status == "pending" {
                 tracing::info!(node = %id, "a node asks to join: `keyquorum operator join`");

@@ -49,6 +49,7 @@ use keyquorum_wire::api::{join_statement, JoinInfo, JoinMember, JoinRequest, Joi
 use keyquorum_wire::{Hex, Hex32, NodeId};
 use sha2::{Digest, Sha256};
 
+use super::tls::Source;
 use super::Node;
 use crate::config::PeerEntry;
 use crate::error::NodeError;
@@ -303,17 +304,82 @@ pub fn check_request(req: &JoinRequest, now_ms: u64) -> Result<(), NodeError> {
 }
 
 /// Join requests a member holds, keyed by (id, identity) so a stranger
-/// asking under the same id cannot replace the real node's request; past
-/// [`MAX_PENDING`], the one that arrived first goes (a request's own time
-/// does not count, so none can claim to be newest).
+/// asking under the same id cannot replace the real node's request. The
+/// endpoint answers anyone, so the room is shared fairly between the
+/// addresses asking (an IPv4 address or an IPv6 /64, as for connections):
+/// one holds at most [`MAX_PER_SOURCE`] (its own oldest goes), and past
+/// [`MAX_PENDING`] the oldest of the address holding the most goes. A
+/// flood from a few addresses never pushes out a node asking from its own
+/// (a request's own time does not count, so none can claim to be newest).
 #[derive(Default)]
 pub(crate) struct Pending(std::sync::Mutex<PendingInner>);
 
-/// [`Pending`]'s contents: each request with its arrival number.
+/// Join requests one address may have pending at once.
+const MAX_PER_SOURCE: usize = 4;
+
+/// [`Pending`]'s contents: each request with its arrival number and the
+/// address it came from (`None`: not over the network).
 #[derive(Default)]
 pub(crate) struct PendingInner {
-    requests: BTreeMap<(NodeId, Hex32), (u64, JoinRequest)>,
+    requests: BTreeMap<(NodeId, Hex32), Held>,
     arrivals: u64,
+}
+
+/// A pending request, when and where from it arrived.
+struct Held {
+    arrival: u64,
+    source: Option<Source>,
+    request: JoinRequest,
+}
+
+impl PendingInner {
+    /// Hold `request` from `source`, making room as [`Pending`] says.
+    fn insert(&mut self, request: JoinRequest, source: Option<Source>) {
+        let key = (request.id, request.info.identity);
+        self.arrivals += 1;
+        let arrival = match self.requests.get(&key) {
+            // Asked again: it keeps its place.
+            Some(h) => h.arrival,
+            None => self.arrivals,
+        };
+        self.requests.insert(
+            key,
+            Held {
+                arrival,
+                source,
+                request,
+            },
+        );
+        // The oldest of `from`'s requests (of the busiest address's if
+        // `None`), never the one just held unless it is `from`'s only.
+        let oldest_of = |requests: &BTreeMap<(NodeId, Hex32), Held>,
+                         from: Option<Option<Source>>| {
+            let mut count: BTreeMap<Option<Source>, usize> = BTreeMap::new();
+            for h in requests.values() {
+                *count.entry(h.source).or_default() += 1;
+            }
+            let busiest =
+                from.or_else(|| count.iter().max_by_key(|(_, n)| **n).map(|(s, _)| *s))?;
+            let over = count.get(&busiest).copied().unwrap_or(0);
+            requests
+                .iter()
+                .filter(|(_, h)| h.source == busiest)
+                .min_by_key(|(_, h)| h.arrival)
+                .map(|(k, _)| (*k, over))
+        };
+        while let Some((k, n)) = oldest_of(&self.requests, Some(source)) {
+            if n <= MAX_PER_SOURCE {
+                break;
+            }
+            self.requests.remove(&k);
+        }
+        while self.requests.len() > MAX_PENDING {
+            match oldest_of(&self.requests, None) {
+                Some((k, _)) => self.requests.remove(&k),
+                None => break,
+            };
+        }
+    }
 }
 
 impl Node {
@@ -410,7 +476,11 @@ impl Node {
     /// Take a join request (`POST /v1/join`): kept in memory for the
     /// operators if it checks, is for these members, and names an id and
     /// an identity no member has.
-    pub(crate) fn accept_join(&self, req: JoinRequest) -> Result<JoinStatus, NodeError> {
+    pub(crate) fn accept_join(
+        &self,
+        req: JoinRequest,
+        source: Option<Source>,
+    ) -> Result<JoinStatus, NodeError> {
         // The cheap checks first; the signature last.
         check_shape(&req, super::peer::now_ms())?;
         let (taken, identity_taken) = self.registry(|r| {
@@ -452,25 +522,7 @@ impl Node {
             .0
             .lock()
             .map_err(|_| NodeError::Internal("join requests: lock poisoned".into()))?;
-        let key = (req.id, req.info.identity);
-        pending.arrivals += 1;
-        let arrival = match pending.requests.get(&key) {
-            // Asked again: it keeps its place.
-            Some((at, _)) => *at,
-            None => pending.arrivals,
-        };
-        pending.requests.insert(key, (arrival, req));
-        while pending.requests.len() > MAX_PENDING {
-            let first = pending
-                .requests
-                .iter()
-                .min_by_key(|(_, (at, _))| *at)
-                .map(|(k, _)| *k);
-            match first {
-                Some(k) => pending.requests.remove(&k),
-                None => break,
-            };
-        }
+        pending.insert(req, source);
         Ok(JoinStatus {
             status: "pending".into(),
         })
@@ -484,7 +536,11 @@ impl Node {
             return Vec::new();
         };
         pending.requests.retain(|(id, _), _| !members.contains(id));
-        pending.requests.values().map(|(_, r)| r.clone()).collect()
+        pending
+            .requests
+            .values()
+            .map(|h| h.request.clone())
+            .collect()
     }
 }
 
@@ -639,5 +695,61 @@ mod tests {
         for bad in ["", "kqjoin1-", "kqjoin1-zz", "kqjoin2-00", &"0".repeat(64)] {
             assert!(parse_join_code(bad).is_err(), "{bad}");
         }
+    }
+
+    fn request(id: u16, key: u8) -> JoinRequest {
+        JoinRequest {
+            id: NodeId::new(id).unwrap(),
+            info: NodeInfo {
+                addr: format!("https://10.1.0.{key}:7001"),
+                identity: Hex32([key; 32]),
+                hpke: Hex32([key; 32]),
+            },
+            fingerprint: Hex32::default(),
+            created_ms: 0,
+            signature: Hex(Vec::new()),
+        }
+    }
+
+    fn held_from(p: &PendingInner, source: Source) -> usize {
+        p.requests
+            .values()
+            .filter(|h| h.source == Some(source))
+            .count()
+    }
+
+    #[test]
+    fn a_flood_of_join_requests_never_pushes_out_another_addresss() {
+        let honest = Source::V4([10, 0, 0, 4]);
+        let mut p = PendingInner::default();
+        p.insert(request(4, 4), Some(honest));
+        // One address asking under many ids holds at most its share; its
+        // own oldest go.
+        let flood = Source::V4([192, 0, 2, 1]);
+        for k in 0..200u16 {
+            p.insert(request(100 + k, (k % 250) as u8 + 5), Some(flood));
+        }
+        assert_eq!(held_from(&p, flood), MAX_PER_SOURCE);
+        assert_eq!(held_from(&p, honest), 1);
+        assert!(p
+            .requests
+            .contains_key(&(NodeId::new(4).unwrap(), Hex32([4; 32]))));
+        // Many addresses, each at its share: past the room, the busiest
+        // address's oldest go, never the one asking once.
+        for a in 0..40u8 {
+            for k in 0..MAX_PER_SOURCE as u8 {
+                let id = 1000 + u16::from(a) * 10 + u16::from(k);
+                p.insert(
+                    request(id, a.wrapping_mul(7).wrapping_add(k)),
+                    Some(Source::V4([198, 51, a, 1])),
+                );
+            }
+        }
+        assert_eq!(p.requests.len(), MAX_PENDING);
+        assert_eq!(held_from(&p, honest), 1, "the node asking once stays");
+        // Asked again, it keeps its request (and its place).
+        p.insert(request(4, 4), Some(honest));
+        assert_eq!(held_from(&p, honest), 1);
+        assert_eq!(p.requests.len(), MAX_PENDING);
     }
 }

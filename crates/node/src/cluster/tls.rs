@@ -365,7 +365,7 @@ pub(crate) const PEER_CONNECTIONS: usize = 1024;
 /// address, or an IPv6 /64 (a host is usually given a whole /64, so a cap
 /// per IPv6 address would be no cap). IPv4-mapped IPv6 addresses count as
 /// IPv4.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub(crate) enum Source {
     V4([u8; 4]),
     V6([u8; 8]),
@@ -521,6 +521,7 @@ pub(crate) async fn serve(
             let service = hyper::service::service_fn(
                 move |mut req: hyper::Request<hyper::body::Incoming>| {
                     req.extensions_mut().insert(peer);
+                    req.extensions_mut().insert(Source::of(remote.ip()));
                     tower_service::Service::call(&mut app.clone(), req)
                 },
             );

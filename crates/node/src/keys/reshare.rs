@@ -81,13 +81,8 @@ impl Keys {
         plan: &ResharePlan,
         request: &ClientRequest,
     ) -> Result<PeerMessage, NodeError> {
-        // The approval that allows this plan (a policy, a drain) may be
-        // committed but not yet applied here: before refusing, catch up
-        // with the leader once. The decision is still this replica's.
-        if policy_allowed(node, &plan.key, plan.threshold, &plan.members).is_err() {
-            let _ = node.read_barrier().await;
-        }
-        self.authorize_reshare(node, from, plan, session, request)?;
+        self.authorize_reshare(node, from, plan, session, request)
+            .await?;
         self.deal_authorized(node, session, plan)
     }
 
@@ -186,7 +181,7 @@ impl Keys {
     /// Whether `request` is an admin's request, sent to `from`, to reshare
     /// `plan.key` to `plan`'s threshold and members; recorded as one
     /// operation of at most [`RESHARE_ATTEMPTS`] runs.
-    fn authorize_reshare(
+    async fn authorize_reshare(
         &self,
         node: &Node,
         from: NodeId,
@@ -222,6 +217,13 @@ impl Keys {
             return Err(refuse(
                 "the plan's threshold or members are not the ones the client asked for".into(),
             ));
+        }
+        // The approval that allows this plan (a policy, a drain) may be
+        // committed but not yet applied here: for the admin's own request,
+        // catch up with the leader once before refusing. The decision is
+        // still this replica's.
+        if policy_allowed(node, &plan.key, plan.threshold, &plan.members).is_err() {
+            let _ = node.read_barrier().await;
         }
         policy_allowed(node, &plan.key, plan.threshold, &plan.members).map_err(refuse)?;
         let operation = format!(

@@ -271,6 +271,24 @@ impl Registry {
         CommandResponse::Ok
     }
 
+    /// From rules 13, once node `id`'s drain starts or ends: the other
+    /// pending drains and cancellations of its drain are void. They were
+    /// approved (in part) for the state before, and one more approval must
+    /// not carry one out in the state after (a cancellation ending a later
+    /// drain, or an old drain onto another node coming back).
+    pub(super) fn void_pending_drain_changes(&mut self, id: NodeId) {
+        if self.rules < CANCEL_DRAIN_RULES {
+            return;
+        }
+        self.operators.changes.retain(|_, c| {
+            c.done
+                || !matches!(
+                    &c.change,
+                    Change::DrainNode { id: d, .. } | Change::CancelDrain { id: d } if *d == id
+                )
+        });
+    }
+
     /// An operator approves change `id`; at the `needed`-th distinct
     /// approval the change takes effect (if it still can: otherwise the
     /// approval is refused and nothing changes).
@@ -413,9 +431,11 @@ impl Registry {
             Change::RemoveNode { id, .. } => self.remove_node(*id),
             Change::DrainNode { id, onto } => {
                 self.operators.drains.insert(*id, *onto);
+                self.void_pending_drain_changes(*id);
             }
             Change::CancelDrain { id } => {
                 self.operators.drains.remove(id);
+                self.void_pending_drain_changes(*id);
             }
             Change::SetKeyPolicy {
                 key,

@@ -383,10 +383,21 @@ impl Registry {
         self.operators
             .key_policies
             .retain(|_, p| !p.members.contains(&id));
-        // So is a drain of it, or onto it.
+        // So is a drain of it, or onto it (and, rules 13 on, the pending
+        // drains and cancellations of the drains that end).
+        let ended: Vec<NodeId> = self
+            .operators
+            .drains
+            .iter()
+            .filter(|(d, onto)| **d == id || **onto == Some(id))
+            .map(|(d, _)| *d)
+            .collect();
         self.operators
             .drains
             .retain(|d, onto| *d != id && *onto != Some(id));
+        for d in ended {
+            self.void_pending_drain_changes(d);
+        }
         // And (rules 12 on) a pending change that names it: approvals given
         // for this node do not carry over to another under its id.
         if self.rules >= DRAIN_RULES {

@@ -431,3 +431,69 @@ fn a_drain_is_cancelled_by_the_quorum_from_rules_13() {
     assert_eq!(again, vec![ok(), ok(), ok()]);
     assert_eq!(r.operators.drains.get(&id(2)), Some(&Some(id(1))));
 }
+
+/// Approvals given while a drain was in one state do not carry over to
+/// the next: once node 2's drain starts or ends (or its replacement is
+/// removed), the other pending drains and cancellations of it are void.
+#[test]
+fn a_pending_drain_or_cancellation_dies_when_the_drain_changes() {
+    let (mut r, admin, _) = registry();
+    announce_rules(&mut r, 230);
+    let drain2 = |onto: Option<u64>| Change::DrainNode {
+        id: id(2),
+        onto: onto.map(id),
+    };
+    let cancel2 = Change::CancelDrain { id: id(2) };
+    let half = |r: &mut Registry, n: &str, cid: &str, change: Change| {
+        let out = apply(
+            r,
+            T0,
+            vec![
+                propose_id(&admin, &format!("{n}-p"), change, 2, cid),
+                approve(&operator(1), &format!("{n}-a1"), cid),
+            ],
+        );
+        assert_eq!(out, vec![ok(), ok()], "{n}");
+    };
+    // A drain onto node 1, half approved; then the operators approve a
+    // drain without a replacement: the first is void.
+    let stale_drain = "00000000000000000000000000000041";
+    half(&mut r, "sd", stale_drain, drain2(Some(1)));
+    let out = approved(
+        &mut r,
+        &admin,
+        "d",
+        "00000000000000000000000000000042",
+        drain2(None),
+    );
+    assert_eq!(out, vec![ok(), ok(), ok()]);
+    assert!(!r.operators.changes.contains_key(stale_drain));
+    // A cancellation half approved; another one carried out: the first
+    // is void, so it cannot end the next drain.
+    let stale_cancel = "00000000000000000000000000000043";
+    half(&mut r, "sc", stale_cancel, cancel2.clone());
+    let out = approved(
+        &mut r,
+        &admin,
+        "c",
+        "00000000000000000000000000000044",
+        cancel2.clone(),
+    );
+    assert_eq!(out, vec![ok(), ok(), ok()]);
+    assert!(r.operators.drains.is_empty());
+    let out = approved(
+        &mut r,
+        &admin,
+        "d2",
+        "00000000000000000000000000000045",
+        drain2(None),
+    );
+    assert_eq!(out, vec![ok(), ok(), ok()]);
+    let late = apply(
+        &mut r,
+        T0,
+        vec![approve(&operator(2), "sc-a2", stale_cancel)],
+    );
+    rejected_for(&late[0], "no change");
+    assert_eq!(r.operators.drains.get(&id(2)), Some(&None));
+}
