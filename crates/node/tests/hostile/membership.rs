@@ -185,8 +185,9 @@ async fn membership_changes_only_with_the_operator_quorum() {
 /// forged signature, a stale or future time, another cluster's members, a
 /// member's id or a member's identity is refused with a clear 4xx; a
 /// stranger asking under the same new id as a real node cannot push the
-/// real request out (both are listed, by identity); and no request, valid
-/// or not, changes the membership or proposes anything.
+/// real request out (both are listed, by identity), nor can a flood from
+/// other addresses; and no request, valid or not, changes the membership
+/// or proposes anything.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn join_requests_change_nothing_and_cannot_displace_each_other() {
     use ed25519_dalek::Signer as _;
@@ -275,34 +276,79 @@ async fn join_requests_change_nothing_and_cannot_displace_each_other() {
     .await;
     assert_eq!(code, 400, "short signature: {body}");
 
-    // The real node's request and a stranger's under the same id: both
-    // kept, told apart by identity.
+    // Requests from other addresses (loopback has the whole 127/8): the
+    // endpoint shares its room between the addresses asking.
+    let from = |last: u8| {
+        let mut b = reqwest::Client::builder()
+            .min_tls_version(reqwest::tls::Version::TLS_1_3)
+            .local_address(std::net::IpAddr::from([127, 0, 0, last]));
+        for r in reqwest::Certificate::from_pem_bundle(c.ca_pem().as_bytes()).unwrap() {
+            b = b.add_root_certificate(r);
+        }
+        b.build().unwrap()
+    };
+    let post_from = |client: &reqwest::Client, r: JoinRequest| {
+        let client = client.clone();
+        let url = url.clone();
+        async move {
+            client
+                .post(format!("{url}/v1/join"))
+                .json(&r)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+    let held = |joins: &[JoinRequest], k: &ed25519_dalek::SigningKey, id: u16| {
+        joins
+            .iter()
+            .any(|r| r.id == n(id) && r.info.identity.0 == k.verifying_key().to_bytes())
+    };
+
+    // The real node's request and a stranger's under the same id (from
+    // another address): both kept, told apart by identity.
     let (code, body) = post(request(&real, 9, fp, now)).await;
     assert_eq!(code, 200, "{body}");
+    let flood = from(2);
     for i in 0..80u64 {
         // Many of the stranger's (newer each time) replace its own only.
-        let (code, _) = post(request(&stranger, 9, fp, now + i)).await;
-        assert_eq!(code, 200);
+        assert_eq!(
+            post_from(&flood, request(&stranger, 9, fp, now + i)).await,
+            200
+        );
     }
-    // Strangers under 80 other ids overflow the table: the requests that
-    // arrived first go, the real one with them (a flood can push it out:
-    // denial of service only); asked again, as a joining node does every
-    // 5 s, it is back and outlasts the older ones.
+    let joins = admin.joins().await.unwrap().requests;
+    assert!(
+        held(&joins, &real, 9) && held(&joins, &stranger, 9),
+        "{joins:?}"
+    );
+    // The stranger's address asking under 80 other ids holds 4 requests
+    // at most (its own oldest go); the real one stays.
     for i in 0..80u16 {
-        let (code, _) = post(request(&key(3 + (i % 200) as u8), 100 + i, fp, now)).await;
-        assert_eq!(code, 200);
+        let k = key(3 + (i % 200) as u8);
+        assert_eq!(post_from(&flood, request(&k, 100 + i, fp, now)).await, 200);
     }
-    let (code, _) = post(request(&real, 9, fp, now)).await;
-    assert_eq!(code, 200);
-    for i in 0..63u16 {
-        let (code, _) = post(request(&key(3 + (i % 200) as u8), 300 + i, fp, now)).await;
-        assert_eq!(code, 200);
+    let joins = admin.joins().await.unwrap().requests;
+    assert_eq!(joins.len(), 5, "{joins:?}");
+    assert!(held(&joins, &real, 9));
+    // Twenty more addresses, four requests each, overflow the room (64):
+    // the busiest addresses' oldest go, never the real node's one.
+    for a in 0..20u8 {
+        let client = from(10 + a);
+        for j in 0..4u16 {
+            let id = 300 + u16::from(a) * 4 + j;
+            let k = key(100 + a.wrapping_mul(4).wrapping_add(j as u8) % 150);
+            assert_eq!(post_from(&client, request(&k, id, fp, now)).await, 200);
+        }
     }
     let joins = admin.joins().await.unwrap().requests;
     assert_eq!(joins.len(), 64);
-    assert!(joins
-        .iter()
-        .any(|r| r.id == n(9) && r.info.identity.0 == real.verifying_key().to_bytes()));
+    assert!(
+        held(&joins, &real, 9),
+        "the node asking from its own address stays"
+    );
 
     // Nothing reached the registry.
     assert_eq!(admin.changes().await.unwrap().changes.len(), before);
