@@ -219,12 +219,11 @@ impl Keys {
             ));
         }
         // The approval that allows this plan (a policy, a drain) may be
-        // committed but not yet applied here: for the admin's own request,
-        // catch up with the leader once before refusing. The decision is
-        // still this replica's.
-        if policy_allowed(node, &plan.key, plan.threshold, &plan.members).is_err() {
-            let _ = node.read_barrier().await;
-        }
+        // committed but not applied here yet, or voided since (a drain
+        // cancelled, a node removed): for the admin's own request, catch
+        // up with the leader before deciding (a reshare is rare: one read
+        // barrier per deal). The decision is still this replica's.
+        node.read_barrier().await?;
         policy_allowed(node, &plan.key, plan.threshold, &plan.members).map_err(refuse)?;
         let operation = format!(
             "reshare {} from epoch {} to {}-of-{:?} coordinated by node {from}",
