@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Result};
 use keyquorum_client::Client;
-use keyquorum_wire::control::{drained, Change};
+use keyquorum_wire::control::{drained, Change, ChangeRecord};
 use keyquorum_wire::recovery::{RotateAccountRequest, KEY_PREFIX as RESET_PREFIX, PIN_PREFIX};
 use keyquorum_wire::NodeId;
 use serde_json::json;
@@ -63,6 +63,21 @@ async fn drains(c: &Client) -> Result<BTreeMap<NodeId, Option<NodeId>>> {
         .collect())
 }
 
+/// The pending proposal of `wanted` (approvals given to it count), or a
+/// new one.
+async fn pending_or_proposed(c: &Client, wanted: Change) -> Result<ChangeRecord> {
+    let pending = c
+        .changes()
+        .await?
+        .changes
+        .into_iter()
+        .find(|ch| !ch.done && ch.change == wanted);
+    Ok(match pending {
+        Some(ch) => ch,
+        None => c.propose_change(wanted).await?,
+    })
+}
+
 /// Makes sure the operators approved draining `id` onto `onto`: proposes
 /// it if no one did, then waits up to `wait`. `Ok(false)`: not approved
 /// yet (the change's id was printed).
@@ -87,16 +102,7 @@ async fn approved(
         return Ok(true);
     }
     let wanted = Change::DrainNode { id, onto };
-    let pending = c
-        .changes()
-        .await?
-        .changes
-        .into_iter()
-        .find(|ch| !ch.done && ch.change == wanted);
-    let change = match pending {
-        Some(ch) => ch,
-        None => c.propose_change(wanted).await?,
-    };
+    let change = pending_or_proposed(c, wanted).await?;
     if !json {
         println!("{}", crate::operators::change_line(&change));
         eprintln!(
@@ -128,16 +134,7 @@ pub(crate) async fn cancel(c: &Client, id: NodeId, wait: Duration, json: bool) -
         bail!("node {id} is not being drained");
     }
     let wanted = Change::CancelDrain { id };
-    let pending = c
-        .changes()
-        .await?
-        .changes
-        .into_iter()
-        .find(|ch| !ch.done && ch.change == wanted);
-    let change = match pending {
-        Some(ch) => ch,
-        None => c.propose_change(wanted).await?,
-    };
+    let change = pending_or_proposed(c, wanted).await?;
     if !json {
         println!("{}", crate::operators::change_line(&change));
     }
