@@ -142,11 +142,7 @@ impl RunningNode {
         self.stop_inner().await;
         let vault = self.vault_file.clone();
         drop(self);
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-        while vault.is_open() && tokio::time::Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-        if vault.is_open() {
+        if !closed_within(&vault, Duration::from_secs(20)).await {
             tracing::warn!("the vault is still held 20 s after the node stopped");
         }
     }
@@ -166,11 +162,17 @@ impl RunningNode {
         }
         // A replication stream may be inside a network call to a node
         // that is gone: allow it its time-outs.
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-        while self.raft_file.is_open() && tokio::time::Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
+        closed_within(&self.raft_file, Duration::from_secs(20)).await;
     }
+}
+
+/// Wait up to `within` for `file` to close; whether it did.
+async fn closed_within(file: &keyquorum_store::FileHandle, within: Duration) -> bool {
+    let deadline = tokio::time::Instant::now() + within;
+    while file.is_open() && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    !file.is_open()
 }
 
 impl Drop for RunningNode {
