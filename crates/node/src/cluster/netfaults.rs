@@ -1,4 +1,4 @@
-//! Network and clock faults for the nemesis test (`tests/node/nemesis.rs`): the
+//! Network and clock faults for the nemesis test (`tests/nemesis.rs`): the
 //! peers this node's messages do not reach (a partition, symmetric when
 //! both sides cut, one-way when one does), a pause (the node neither sends
 //! nor handles peer messages, as if its process were stopped; its Raft
@@ -37,16 +37,16 @@ pub struct NetFaults {
     #[cfg(feature = "fault-injection")]
     skew_ms: AtomicI64,
     /// As the leader, answer forwarded commands "applied" without
-    /// appending them (a hostile leader, for `tests/node/hostile`).
+    /// appending them (a hostile leader, for `tests/hostile`).
     #[cfg(feature = "fault-injection")]
     pub forge_forward_replies: AtomicBool,
     /// Serve sessions' inputs to a member that lacks them with each
-    /// ciphertext altered (a hostile member, for `tests/node/he.rs`).
+    /// ciphertext altered (a hostile member, for `tests/he.rs`).
     #[cfg(feature = "fault-injection")]
     pub forge_he_inputs: AtomicBool,
     /// As a signing tree's coordinator, use leaf `value − 1` for every
     /// signature (0: the leaves the log hands out; a hostile coordinator
-    /// or leader handing one leaf out twice, for `tests/node/seedtree.rs`).
+    /// or leader handing one leaf out twice, for `tests/seedtree.rs`).
     #[cfg(feature = "fault-injection")]
     pub seedtree_leaf: std::sync::atomic::AtomicU64,
     /// In a tree's key generation, reveal another contribution than the

@@ -13,7 +13,8 @@
 //! or destroy what no client asked for. Every attempt is refused by the
 //! honest nodes and changes none of their keys, shares or registry.
 
-use crate::common;
+#[path = "../common/mod.rs"]
+mod common;
 
 mod control;
 mod dkg;

@@ -19,7 +19,7 @@
 //! `KEYQUORUM_ABUSE_REQUESTS` sets the flood's size (default 5,000
 //! requests, and a tenth as many idle connections).
 
-use crate::common;
+mod common;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;

@@ -37,7 +37,7 @@
 //! load's own timing is not seeded (it races the faults), so a replay
 //! repeats the faults, not every interleaving.
 
-use crate::common;
+mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

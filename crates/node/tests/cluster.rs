@@ -10,7 +10,7 @@
 //! End to end on in-process clusters over loopback (OS-chosen ports,
 //! readiness polled).
 
-use crate::common;
+mod common;
 
 use common::{check_sig, cluster, n, ns};
 use keyquorum_client::Client;

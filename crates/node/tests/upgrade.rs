@@ -18,7 +18,7 @@
 //! until the last member announces the new ones, and only then do the new
 //! build's features (accounts, rules 9) work.
 
-use crate::common;
+mod common;
 
 use std::time::Duration;
 

@@ -12,7 +12,7 @@
     reason = "integration tests: a failed unwrap is a failed test"
 )]
 
-use crate::common;
+mod common;
 
 use std::sync::atomic::Ordering;
 
