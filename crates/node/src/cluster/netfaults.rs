@@ -37,11 +37,11 @@ pub struct NetFaults {
     #[cfg(feature = "fault-injection")]
     skew_ms: AtomicI64,
     /// As the leader, answer forwarded commands "applied" without
-    /// appending them (a hostile leader, for `tests/hostile`).
+    /// appending them (a hostile leader, for `tests/node/hostile`).
     #[cfg(feature = "fault-injection")]
     pub forge_forward_replies: AtomicBool,
     /// Serve sessions' inputs to a member that lacks them with each
-    /// ciphertext altered (a hostile member, for `tests/he.rs`).
+    /// ciphertext altered (a hostile member, for `tests/node/he.rs`).
     #[cfg(feature = "fault-injection")]
     pub forge_he_inputs: AtomicBool,
     /// As a signing tree's coordinator, use leaf `value − 1` for every

@@ -19,7 +19,7 @@
 use std::collections::BTreeSet;
 use std::path::Path;
 
-mod common;
+use crate::common;
 use common::{
     config, free_port, identities, init, kq, ok_json, operators, print_identity, signed, until,
     Nodes,

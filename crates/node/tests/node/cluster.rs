@@ -10,7 +10,7 @@
 //! End to end on in-process clusters over loopback (OS-chosen ports,
 //! readiness polled).
 
-mod common;
+use crate::common;
 
 use common::{check_sig, cluster, n, ns};
 use keyquorum_client::Client;

@@ -11,7 +11,7 @@
 //! membership change, reshare 2-of-3 → 3-of-5 with two new nodes, signing
 //! with only new holders, export with operator approvals.
 
-mod common;
+use crate::common;
 
 use common::{cluster, n, ns, sign_and_check, status_of};
 use keyquorum_client::{Client, ExportKey};

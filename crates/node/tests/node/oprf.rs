@@ -12,7 +12,7 @@
     reason = "integration tests: a failed unwrap is a failed test"
 )]
 
-mod common;
+use crate::common;
 
 use std::sync::atomic::Ordering;
 

@@ -12,7 +12,7 @@
 //! audit log. Each gets a clear 4xx (or is caught by verification) and leaves
 //! stored state unchanged.
 
-mod common;
+use crate::common;
 
 use common::SendAs as _;
 use common::{audit_entries, cluster, n, sign_and_check, wait_for_audit};

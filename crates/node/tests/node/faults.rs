@@ -12,7 +12,7 @@
 //! a node that stops answering in the middle of a DKG and of a reshare,
 //! restarting every node, and a nonce asked for twice across a restart.
 
-mod common;
+use crate::common;
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};

@@ -24,7 +24,7 @@ use proptest::prelude::*;
 
 /// The vectors file: `name = hex` lines.
 fn vectors() -> BTreeMap<String, Vec<u8>> {
-    let text = include_str!("vectors/rfc8554_appendix_f.txt");
+    let text = include_str!("../vectors/rfc8554_appendix_f.txt");
     text.lines()
         .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
         .map(|l| {

@@ -13,8 +13,7 @@
 //! or destroy what no client asked for. Every attempt is refused by the
 //! honest nodes and changes none of their keys, shares or registry.
 
-#[path = "../common/mod.rs"]
-mod common;
+use crate::common;
 
 mod control;
 mod dkg;

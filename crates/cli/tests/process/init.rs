@@ -16,7 +16,7 @@
 
 use std::time::{Duration, Instant};
 
-mod common;
+use crate::common;
 use common::{config, free_port, identities, kq, ok_json, operators, Nodes};
 use serde_json::Value;
 

@@ -15,7 +15,7 @@
 //! another node's keys. A node given a code for other members refuses to
 //! start; a join no quorum approved changes nothing.
 
-mod common;
+use crate::common;
 use common::{config, free_port, kq, ok_json, operators, signed, until, Nodes};
 
 /// Wait until `keyquorum status` through `env` counts `n` voters.

@@ -11,7 +11,7 @@
     reason = "integration tests: a failed unwrap is a failed test"
 )]
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

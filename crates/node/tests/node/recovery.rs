@@ -17,7 +17,7 @@
     reason = "integration tests: a failed unwrap is a failed test"
 )]
 
-mod common;
+use crate::common;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
