@@ -154,7 +154,12 @@ pub(crate) async fn run(command: Command, json: bool) -> Result<()> {
             .await
         }
         Command::Operator(command) => crate::operators::run(command, json).await,
-        Command::Approve { remote, id } => crate::operators::approve(&remote, &id, json).await,
+        Command::Approve {
+            remote,
+            id,
+            expect,
+            yes,
+        } => crate::operators::approve(&remote, &id, expect.as_deref(), yes, json).await,
         Command::Client { remote, command } => crate::clients::run(&remote, command, json).await,
         Command::Msg {
             remote,
@@ -496,8 +501,12 @@ async fn key(remote: &Remote, command: KeyCommand, json: bool) -> Result<()> {
             }
             println!("{}", crate::operators::change_line(&record));
             eprintln!(
-                "needs {} operator approvals: keyquorum approve {}; then keyquorum key reshare",
-                record.needed, record.id
+                "needs {} operator approvals: {}; then keyquorum key reshare",
+                record.needed,
+                crate::operators::approve_hint(
+                    &record.id,
+                    &keyquorum_wire::api::ApprovalRequest::of_change(&record)
+                )?
             );
             Ok(())
         }
@@ -547,6 +556,23 @@ fn print_status(s: &keyquorum_wire::api::ClusterStatus, json: bool) -> Result<()
         );
     }
     println!("{} keys, {} audit entries", s.keys, s.audit_entries);
+    if s.approvals_bound && s.rules < 14 {
+        eprintln!(
+            "warning: every member announced apply rules 14 but the log is still at {}: the \
+             leader is not stamping them; start no older build on any node (a joining one \
+             included) until it does",
+            s.rules
+        );
+    }
+    println!(
+        "apply rules {}; approvals {}",
+        s.rules,
+        if s.approvals_bound {
+            "name what they approve"
+        } else {
+            "are bound to the id only (a member has not announced rules 14)"
+        }
+    );
     Ok(())
 }
 
@@ -628,8 +654,12 @@ async fn export(c: &Client, command: ExportCommand, json: bool) -> Result<()> {
             } else {
                 println!("{}", export_human(&r));
                 println!(
-                    "needs {} operator approvals: keyquorum approve {}",
-                    r.needed, r.id
+                    "needs {} operator approvals: {}",
+                    r.needed,
+                    crate::operators::approve_hint(
+                        &r.id,
+                        &keyquorum_wire::api::ApprovalRequest::of_export(&r)
+                    )?
                 );
                 Ok(())
             }
@@ -646,8 +676,22 @@ async fn export(c: &Client, command: ExportCommand, json: bool) -> Result<()> {
             }
             Ok(())
         }
-        ExportCommand::Approve { id } => {
-            let r = c.approve_export(&id).await?;
+        ExportCommand::Approve { id, expect } => {
+            let Some(record) = c.exports().await?.exports.into_iter().find(|r| r.id == id) else {
+                bail!("no export {id} on this node");
+            };
+            let what = keyquorum_wire::api::ApprovalRequest::of_export(&record);
+            eprintln!(
+                "approving export {id} of key {} (generation {}), asked by {}, sealed to {}; \
+                 fingerprint {}",
+                record.key,
+                record.epoch,
+                record.requested_by,
+                record.recipient,
+                crate::operators::fingerprint(&what)?
+            );
+            crate::operators::check_expected(&id, &what, expect.as_deref())?;
+            let r = c.approve_export(&record).await?;
             if json {
                 print_json(&export_json(&r))
             } else {

@@ -106,8 +106,12 @@ async fn approved(
     if !json {
         println!("{}", crate::operators::change_line(&change));
         eprintln!(
-            "the drain needs {} operator approvals: keyquorum approve {}",
-            change.needed, change.id
+            "the drain needs {} operator approvals: {}",
+            change.needed,
+            crate::operators::approve_hint(
+                &change.id,
+                &keyquorum_wire::api::ApprovalRequest::of_change(&change)
+            )?
         );
     }
     let until = Instant::now() + wait;
@@ -155,8 +159,12 @@ pub(crate) async fn cancel(c: &Client, id: NodeId, wait: Duration, json: bool) -
         eprintln!("node {id} is no longer being drained");
     } else {
         eprintln!(
-            "the cancellation needs {} operator approvals: keyquorum approve {}",
-            change.needed, change.id
+            "the cancellation needs {} operator approvals: {}",
+            change.needed,
+            crate::operators::approve_hint(
+                &change.id,
+                &keyquorum_wire::api::ApprovalRequest::of_change(&change)
+            )?
         );
     }
     Ok(())
@@ -308,9 +316,12 @@ pub(crate) async fn drain(
     } else if let Some(r) = &removal {
         println!("{}", crate::operators::change_line(r));
         eprintln!(
-            "node {id} holds nothing now; its removal needs {} operator approvals: keyquorum \
-             approve {}",
-            r.needed, r.id
+            "node {id} holds nothing now; its removal needs {} operator approvals: {}",
+            r.needed,
+            crate::operators::approve_hint(
+                &r.id,
+                &keyquorum_wire::api::ApprovalRequest::of_change(r)
+            )?
         );
     } else if clear {
         eprintln!("node {id} holds nothing now: keyquorum cluster remove {id}");

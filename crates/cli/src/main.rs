@@ -216,11 +216,21 @@ enum Command {
     #[command(subcommand)]
     Operator(OperatorCommand),
     /// Approve an export request or an operator change (as an operator).
+    /// Shows all of what is approved and its fingerprint first, and asks
+    /// on a terminal; the nodes refuse the approval if what they hold under
+    /// the id is anything else.
     Approve {
         #[command(flatten)]
         remote: OperatorRemote,
         /// The export's or change's id.
         id: String,
+        /// The fingerprint the proposer's command printed: refuse unless
+        /// the request under the id has it (then no question is asked).
+        #[arg(long)]
+        expect: Option<String>,
+        /// Approve without asking (what is approved is still printed).
+        #[arg(long)]
+        yes: bool,
     },
     /// Manage and use shared keys.
     Key {
@@ -444,9 +454,15 @@ enum ExportCommand {
     /// List export requests.
     List,
     /// Approve an export request (an operator client; not the requester).
+    /// What is approved is printed with its fingerprint first; the nodes
+    /// refuse the approval if what they hold under the id is anything else.
     Approve {
         /// Request id.
         id: String,
+        /// The fingerprint the requester's command printed: refuse unless
+        /// the request under the id has it.
+        #[arg(long)]
+        expect: Option<String>,
     },
     /// Carry out an approved export (the requester) and write the
     /// secret scalar, hex, to OUT (mode 0600, must not exist).

@@ -500,9 +500,13 @@ pub(crate) async fn cluster(remote: &Remote, command: ClusterCommand, json: bool
     }
     println!("{}", crate::operators::change_line(&s));
     eprintln!(
-        "needs {} operator approvals: keyquorum approve {}; the leader then changes \
-         the membership (keyquorum status shows it)",
-        s.needed, s.id
+        "needs {} operator approvals: {}; the leader then changes the membership \
+         (keyquorum status shows it)",
+        s.needed,
+        crate::operators::approve_hint(
+            &s.id,
+            &keyquorum_wire::api::ApprovalRequest::of_change(&s)
+        )?
     );
     Ok(())
 }

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use anyhow::{anyhow, bail, Context, Result};
 use keyquorum_client::{Client, ClientKey};
 use keyquorum_node::cluster::init::InitSecret;
-use keyquorum_wire::api::{Approved, ChangeList, InitBody, InitRequest, NamedKey};
+use keyquorum_wire::api::{ApprovalRequest, Approved, ChangeList, InitBody, InitRequest, NamedKey};
 use keyquorum_wire::control::{Change, ChangeRecord};
 use keyquorum_wire::Hex32;
 use rand_core::OsRng;
@@ -156,15 +156,94 @@ pub(crate) async fn run(command: OperatorCommand, json: bool) -> Result<()> {
     }
     println!("{}", change_line(&record));
     eprintln!(
-        "needs {} operator approvals: keyquorum approve {}",
-        record.needed, record.id
+        "needs {} operator approvals: {}",
+        record.needed,
+        approve_hint(&record.id, &ApprovalRequest::of_change(&record))?
     );
     Ok(())
 }
 
-/// `keyquorum approve ID`.
-pub(crate) async fn approve(remote: &OperatorRemote, id: &str, json: bool) -> Result<()> {
-    let approved = operator_client(remote)?.approve(id).await?;
+/// A short fingerprint of what an approval approves: the first 8 bytes of
+/// SHA-256 over its JSON, hex. The proposer's CLI prints it and the
+/// approver's checks it (`--expect`), so both can compare what they read
+/// over a channel of their own, whatever node each asked.
+pub(crate) fn fingerprint(what: &ApprovalRequest) -> Result<String> {
+    let bytes = serde_json::to_vec(what)?;
+    let digest = <sha2::Sha256 as sha2::Digest>::digest(&bytes);
+    Ok(hex::encode(
+        digest.iter().take(8).copied().collect::<Vec<u8>>(),
+    ))
+}
+
+/// Refused unless `what` has the fingerprint `expect` (when given).
+pub(crate) fn check_expected(id: &str, what: &ApprovalRequest, expect: Option<&str>) -> Result<()> {
+    let Some(expected) = expect else {
+        return Ok(());
+    };
+    let fp = fingerprint(what)?;
+    // (Public values: no constant-time comparison needed.)
+    if expected.trim().to_ascii_lowercase() != fp {
+        bail!(
+            "the request under {id} has fingerprint {fp}, not {expected}: it is not what was \
+             proposed to you; nothing was approved"
+        );
+    }
+    Ok(())
+}
+
+/// What the proposer tells the approvers: the command, with the
+/// fingerprint of what they are to approve.
+pub(crate) fn approve_hint(id: &str, what: &ApprovalRequest) -> Result<String> {
+    Ok(format!(
+        "keyquorum approve {id} --expect {}",
+        fingerprint(what)?
+    ))
+}
+
+/// `keyquorum approve ID`: read the change or export under ID, show all of
+/// it with its fingerprint, and approve exactly that (the nodes refuse the
+/// approval if what they hold under ID is anything else). Asks first on a
+/// terminal unless `--yes`; refuses if `--expect` names another
+/// fingerprint.
+pub(crate) async fn approve(
+    remote: &OperatorRemote,
+    id: &str,
+    expect: Option<&str>,
+    yes: bool,
+    json: bool,
+) -> Result<()> {
+    let c = operator_client(remote)?;
+    let (what, shown) = match c.changes().await?.changes.into_iter().find(|r| r.id == id) {
+        Some(r) => (ApprovalRequest::of_change(&r), change_line(&r)),
+        None => match c.exports().await?.exports.into_iter().find(|r| r.id == id) {
+            Some(r) => (
+                ApprovalRequest::of_export(&r),
+                format!("export of key {} (generation {})", r.key, r.epoch),
+            ),
+            None => bail!("no change or export {id} on this node"),
+        },
+    };
+    // Until every member announced rules 14, replicas approve the id alone.
+    if !c.status().await.is_ok_and(|s| s.approvals_bound) {
+        eprintln!(
+            "warning: this cluster does not yet bind approvals to what they name (a member \
+             has not announced apply rules 14): the nodes approve the id"
+        );
+    }
+    eprintln!("approving {id}: {shown}");
+    eprintln!("{}", serde_json::to_string_pretty(&what)?);
+    eprintln!("fingerprint {}", fingerprint(&what)?);
+    if expect.is_some() {
+        check_expected(id, &what, expect)?;
+    } else if !yes && std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+        eprint!("approve this? [y/N] ");
+        let mut answer = String::new();
+        std::io::stdin().read_line(&mut answer)?;
+        if !matches!(answer.trim(), "y" | "Y" | "yes") {
+            bail!("not approved");
+        }
+    }
+    let approved = c.approve(id, &what).await?;
     if json {
         return print_json(&serde_json::to_value(&approved)?);
     }

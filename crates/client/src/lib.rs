@@ -330,13 +330,29 @@ impl Client {
         name: &str,
         recipient: &ExportKey,
     ) -> Result<ExportRecord, ClientError> {
-        self.post(
-            &format!("/v1/keys/{name}/exports"),
-            &ExportRequest {
-                recipient: recipient.public(),
-            },
-        )
-        .await
+        let record: ExportRecord = self
+            .post(
+                &format!("/v1/keys/{name}/exports"),
+                &ExportRequest {
+                    recipient: recipient.public(),
+                },
+            )
+            .await?;
+        // The record the operators will be asked to approve (by its id and
+        // fingerprint) must be this request, not another one pending.
+        if record.key != name
+            || record.recipient != recipient.public()
+            || record.requested_by != self.me.name()
+        {
+            return Err(ClientError::Verification(format!(
+                "asked to export {name} to {}, the node answered with export {} of {} to {}",
+                recipient.public(),
+                record.id,
+                record.key,
+                record.recipient
+            )));
+        }
+        Ok(record)
     }
 
     /// Every export request.
@@ -344,9 +360,15 @@ impl Client {
         self.get("/v1/exports").await
     }
 
-    /// Approve an export (an operator client).
-    pub async fn approve_export(&self, id: &str) -> Result<ExportRecord, ClientError> {
-        self.post_empty(&format!("/v1/exports/{id}/approve")).await
+    /// Approve an export (an operator client): `record` as the operator
+    /// read it (from [`Self::exports`]). The nodes approve it only if it is
+    /// what they hold under its id.
+    pub async fn approve_export(&self, record: &ExportRecord) -> Result<ExportRecord, ClientError> {
+        self.post(
+            &format!("/v1/exports/{}/approve", record.id),
+            &keyquorum_wire::api::ApprovalRequest::of_export(record),
+        )
+        .await
     }
 
     /// Initialise a new cluster (`POST /v1/init`): its operators, quorum
@@ -365,11 +387,23 @@ impl Client {
         &self,
         change: keyquorum_wire::control::Change,
     ) -> Result<keyquorum_wire::control::ChangeRecord, ClientError> {
-        self.post(
-            "/v1/changes",
-            &keyquorum_wire::api::ChangeRequest { change },
-        )
-        .await
+        let record: keyquorum_wire::control::ChangeRecord = self
+            .post(
+                "/v1/changes",
+                &keyquorum_wire::api::ChangeRequest {
+                    change: change.clone(),
+                },
+            )
+            .await?;
+        // The record the operators will be asked to approve (by its id and
+        // fingerprint) must be this change, not another one pending.
+        if record.change != change || record.requested_by != self.me.name() {
+            return Err(ClientError::Verification(format!(
+                "proposed {change:?}, the node answered with change {}: {:?}",
+                record.id, record.change
+            )));
+        }
+        Ok(record)
     }
 
     /// The operators, their quorum and the proposed changes.
@@ -377,9 +411,31 @@ impl Client {
         self.get("/v1/changes").await
     }
 
-    /// Approve an export or a change by id (an operator).
-    pub async fn approve(&self, id: &str) -> Result<keyquorum_wire::api::Approved, ClientError> {
-        self.post_empty(&format!("/v1/approvals/{id}")).await
+    /// Approve the change or export `what` under `id` (an operator): what
+    /// the operator read, from [`Self::changes`] or [`Self::exports`]. The
+    /// nodes approve it only if it is what they hold under that id.
+    pub async fn approve(
+        &self,
+        id: &str,
+        what: &keyquorum_wire::api::ApprovalRequest,
+    ) -> Result<keyquorum_wire::api::Approved, ClientError> {
+        self.post(&format!("/v1/approvals/{id}"), what).await
+    }
+
+    /// Approve a proposed change (an operator): `record` as the operator
+    /// read it. Answers the change as it stands after this approval.
+    pub async fn approve_change(
+        &self,
+        record: &keyquorum_wire::control::ChangeRecord,
+    ) -> Result<keyquorum_wire::control::ChangeRecord, ClientError> {
+        let what = keyquorum_wire::api::ApprovalRequest::of_change(record);
+        match self.approve(&record.id, &what).await? {
+            keyquorum_wire::api::Approved::Change(c) if c.id == record.id => Ok(c),
+            other => Err(ClientError::Verification(format!(
+                "approved change {} but the answer is about something else: {other:?}",
+                record.id
+            ))),
+        }
     }
 
     /// Carry out an approved export (the requester); open the result

@@ -339,12 +339,12 @@ pub mod doc {
         reason = "utoipa needs each handler's path struct in scope"
     )]
     use keyquorum_wire::api::{
-        AddNodeRequest, Approved, ChangeList, ChangeRequest, CheckpointAttestation, ClientCreated,
-        ClientList, ClusterStatus, CreateClientRequest, CreateKeyRequest, ErrorBody, ExportList,
-        ExportRequest, ExportResult, Health, InitBody, InitProof, InitRequest, JoinInfo, JoinList,
-        JoinMember, JoinRequest, JoinStatus, KeyInfo, KeyList, NamedKey, NodeStatus, Readiness,
-        RepairRequest, ReshareRequest, SealedExportShare, SignRequest, SignResponse,
-        SnapshotDownload, SuiteName, VerifyRequest, VerifyResponse,
+        AddNodeRequest, ApprovalRequest, Approved, ChangeList, ChangeRequest,
+        CheckpointAttestation, ClientCreated, ClientList, ClusterStatus, CreateClientRequest,
+        CreateKeyRequest, ErrorBody, ExportList, ExportRequest, ExportResult, Health, InitBody,
+        InitProof, InitRequest, JoinInfo, JoinList, JoinMember, JoinRequest, JoinStatus, KeyInfo,
+        KeyList, NamedKey, NodeStatus, Readiness, RepairRequest, ReshareRequest, SealedExportShare,
+        SignRequest, SignResponse, SnapshotDownload, SuiteName, VerifyRequest, VerifyResponse,
     };
     use keyquorum_wire::control::{
         AuditEntry, AuditProof, Change, ChangeRecord, ClientRecord, ExportRecord, Grant, SignedHead,
@@ -400,7 +400,7 @@ pub mod doc {
             ClusterStatus, NodeStatus, Health, Readiness, JoinInfo, JoinMember, JoinRequest, JoinStatus, JoinList, CheckpointAttestation, SnapshotDownload, keyquorum_wire::control::NodeInfo, ErrorBody, AuditPage, AuditVerification, AuditEntry, AuditProof, SignedHead, SuiteName,
             MsgDeployment, MsgNode, CreateEndpointRequest, EndpointInfo, EndpointRecord, Prekey, PublishPrekeys, ClaimRequest, ClaimedPrekeys,
             SendRequest, SendResponse, CoordinatorBundle, SealedBox, MsgConfirmation, MailItem, Inbox, AckRequest, AckResponse,
-            InitRequest, InitBody, InitProof, NamedKey, ChangeRequest, ChangeList, Change, ChangeRecord, Approved,
+            InitRequest, InitBody, InitProof, NamedKey, ChangeRequest, ChangeList, Change, ChangeRecord, ApprovalRequest, Approved,
             CreateHeSessionRequest, HeSessionInfo, HeSessionList, HeSessionRecord, HeProgress, HeResultRecord, HeStatus, HeOp,
             SubmitInputRequest, SubmitInputResponse, HeInput, HeTranscript, HeResultResponse, HeInputsStatement,
             CreateSeedtreeRequest, SeedtreeInfo, SeedtreeList, SeedtreeRecord, SignSeedtreeRequest, SeedtreeLeaf, SealedLeafShare, SeedtreeProgress,

@@ -393,7 +393,7 @@ async fn nemesis() {
                     None => {
                         let req = c.spawn_node().await.unwrap();
                         let change = retry("add_node", || admin.add_node(&req)).await;
-                        retry("approve", || operator.approve(&change.id)).await;
+                        retry("approve", || operator.approve_change(&change)).await;
                         let id = req.id;
                         let nodes: Vec<_> = (1..=NODES).filter_map(|i| c.node(n(i))).collect();
                         poll("the new member", Duration::from_secs(60), || async {
@@ -409,7 +409,7 @@ async fn nemesis() {
                     }
                     Some(id) => {
                         let change = retry("remove_node", || admin.remove_node(id)).await;
-                        retry("approve", || operator.approve(&change.id)).await;
+                        retry("approve", || operator.approve_change(&change)).await;
                         let nodes: Vec<_> = (1..=NODES).filter_map(|i| c.node(n(i))).collect();
                         poll("the member's removal", Duration::from_secs(60), || async {
                             nodes

@@ -163,6 +163,14 @@ pub struct ClusterStatus {
     pub keys: usize,
     /// Number of audit entries.
     pub audit_entries: u64,
+    /// The apply rules the log is at (`crate::control::APPLY_RULES`);
+    /// 0 from a node that does not say.
+    #[serde(default)]
+    pub rules: u16,
+    /// Whether approvals must name what they approve (rules 14, or every
+    /// member announced them).
+    #[serde(default)]
+    pub approvals_bound: bool,
 }
 
 /// `GET /healthz`.
@@ -463,6 +471,55 @@ pub enum Approved {
     Export(crate::control::ExportRecord),
     /// A change to the operators.
     Change(crate::control::ChangeRecord),
+}
+
+/// `POST /v1/approvals/{id}` and `POST /v1/exports/{id}/approve`: what the
+/// operator approves, as they read it (apply rules 14 on). Every replica
+/// compares it with the record it holds under that id and refuses the
+/// approval if they differ, so a node that showed an operator one request
+/// under another's id gets a refusal, not an approval of the other.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ApprovalRequest {
+    /// A proposed change.
+    Change {
+        /// The change.
+        change: crate::control::Change,
+        /// Who proposed it.
+        requested_by: String,
+    },
+    /// An export request.
+    Export {
+        /// The key to export.
+        key: String,
+        /// Its generation.
+        epoch: u64,
+        /// Who asked.
+        requested_by: String,
+        /// The X25519 key the result is sealed to.
+        recipient: crate::Hex32,
+    },
+}
+
+impl ApprovalRequest {
+    /// What approving `record` approves.
+    pub fn of_change(record: &crate::control::ChangeRecord) -> Self {
+        Self::Change {
+            change: record.change.clone(),
+            requested_by: record.requested_by.clone(),
+        }
+    }
+
+    /// What approving `record` approves.
+    pub fn of_export(record: &crate::control::ExportRecord) -> Self {
+        Self::Export {
+            key: record.key.clone(),
+            epoch: record.epoch,
+            requested_by: record.requested_by.clone(),
+            recipient: record.recipient,
+        }
+    }
 }
 
 /// A member as `GET /v1/join` lists it: what a joining node trusts for

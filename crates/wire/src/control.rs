@@ -484,7 +484,11 @@ pub const MAX_BATCH: usize = 128;
 ///   a member of a signing tree is not removed (its lock quorums would
 ///   be lost).
 /// - 13: a drain can be cancelled (`Change::CancelDrain`; refused before).
-pub const APPLY_RULES: u16 = 13;
+/// - 14: an approval names what it approves
+///   (`crate::api::ApprovalRequest` as the request's body, compared with
+///   the change or export under its id; an approval by id alone is
+///   refused).
+pub const APPLY_RULES: u16 = 14;
 
 /// The oldest apply rules this build still applies.
 pub const MIN_APPLY_RULES: u16 = 1;

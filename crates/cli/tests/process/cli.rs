@@ -373,8 +373,32 @@ fn cli_end_to_end() {
             id: name,
         });
     }
-    let q = json(&d, &admin, &["operator", "quorum", "3"]);
-    json(&d, &ops[1], &["approve", q["id"].as_str().unwrap()]);
+    // The proposer is told the command to approve with the fingerprint of
+    // what it proposed; an approver expecting another fingerprint (what a
+    // lying node would show differs) approves nothing.
+    let (ok, _, hint) = run(&d, &admin, &["operator", "quorum", "3"]);
+    assert!(ok, "{hint}");
+    let hint = hint
+        .split("keyquorum approve ")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no approve hint in {hint}"));
+    let mut words = hint.split_whitespace();
+    let (qid, flag, fp) = (
+        words.next().unwrap(),
+        words.next().unwrap(),
+        words.next().unwrap(),
+    );
+    assert_eq!(flag, "--expect");
+    assert_eq!(fp.len(), 16, "{fp}");
+    let (ok, _, err) = run(
+        &d,
+        &ops[1],
+        &["approve", qid, "--expect", "00112233aabbccdd"],
+    );
+    assert!(!ok && err.contains("not what was proposed"), "{err}");
+    assert_eq!(json(&d, &ops[2], &["operator", "list"])["quorum"], 1);
+    let approved = json(&d, &ops[1], &["approve", qid, "--expect", fp]);
+    assert_eq!(approved["done"], true, "{approved}");
     let list = json(&d, &ops[2], &["operator", "list"]);
     assert_eq!(list["quorum"], 3);
     assert_eq!(list["operators"].as_array().unwrap().len(), 3);

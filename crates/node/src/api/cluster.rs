@@ -311,6 +311,8 @@ fn status(node: &Node) -> ClusterStatus {
             .collect(),
         keys: node.registry(|r| r.keys.records.len()),
         audit_entries: node.registry(|r| r.audit.len()),
+        rules: node.registry(|r| r.rules),
+        approvals_bound: node.registry(|r| r.approvals_bound()),
     }
 }
 

@@ -8,9 +8,12 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
-use keyquorum_wire::api::{Approved, ChangeList, ChangeRequest, ErrorBody, InitRequest};
+use keyquorum_wire::api::{
+    ApprovalRequest, Approved, ChangeList, ChangeRequest, ErrorBody, InitRequest,
+};
 use keyquorum_wire::control::{Change, ChangeRecord, ClusterCommand, KeysCommand};
 
+use super::auth::Caller;
 use super::{ApiJson, Audited};
 use crate::cluster::Node;
 use crate::error::NodeError;
@@ -174,9 +177,11 @@ pub(crate) async fn list_changes(req: Audited, State(node): State<Node>) -> Resp
 }
 
 /// Approve an export request or a change to the operators (an operator;
-/// an export not by its requester). Each operator counts once.
+/// an export not by its requester). Each operator counts once. The body
+/// names what is approved, as the operator read it (required from apply
+/// rules 14); every replica compares it with the request under the id.
 #[utoipa::path(post, path = "/v1/approvals/{id}", params(("id" = String, Path, description = "export or change id")),
-    security(("httpsig" = [])),
+    request_body = ApprovalRequest, security(("httpsig" = [])),
     responses((status = 200, body = Approved), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
               (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub(crate) async fn approve(
@@ -195,12 +200,13 @@ pub(crate) async fn approve(
         node.read_barrier().await?;
         let (export, change) = node.registry(|r| {
             (
-                r.keys.exports.contains_key(&id),
-                r.operators.changes.contains_key(&id),
+                r.keys.exports.get(&id).map(ApprovalRequest::of_export),
+                r.operators.changes.get(&id).map(ApprovalRequest::of_change),
             )
         });
         let operator = c.grant.name.clone();
-        if export {
+        if let Some(held) = export {
+            check_approval(&node, &c, &id, held)?;
             node.commit(c.authorize(KeysCommand::ApproveExport {
                 id: id.clone(),
                 operator,
@@ -209,7 +215,8 @@ pub(crate) async fn approve(
             node.registry(|r| r.keys.exports.get(&id).cloned())
                 .map(Approved::Export)
                 .ok_or_else(|| NodeError::NotFound(format!("no export {id}")))
-        } else if change {
+        } else if let Some(held) = change {
+            check_approval(&node, &c, &id, held)?;
             node.commit(c.authorize(ClusterCommand::ApproveChange {
                 id: id.clone(),
                 operator,
@@ -223,4 +230,36 @@ pub(crate) async fn approve(
         }
     })
     .await
+}
+
+/// What an approval's body names, checked here against this node's record
+/// under `id` (`held`) before the approval is proposed, for a clear answer;
+/// every replica checks it again on apply (`machine::authority`). An empty
+/// body (a client before apply rules 14) only while the cluster is older.
+pub(crate) fn check_approval(
+    node: &Node,
+    c: &Caller,
+    id: &str,
+    held: ApprovalRequest,
+) -> Result<(), NodeError> {
+    if c.signed.body.is_empty() {
+        if node.registry(|r| r.approvals_bound()) {
+            return Err(NodeError::BadRequest(format!(
+                "an approval names what it approves: the body is {{\"kind\": \"change\", \
+                 \"change\": ..., \"requested_by\": ...}} or {{\"kind\": \"export\", \"key\": \
+                 ..., \"epoch\": ..., \"requested_by\": ..., \"recipient\": ...}} as read from \
+                 the request {id} (`keyquorum approve {id}` shows it and sends it)"
+            )));
+        }
+        return Ok(());
+    }
+    let asked: ApprovalRequest = serde_json::from_slice(&c.signed.body)
+        .map_err(|e| NodeError::BadRequest(format!("the approval does not parse: {e}")))?;
+    if asked != held {
+        return Err(NodeError::Conflict(format!(
+            "the approval names another request than the one held under {id}; read it again \
+             (`keyquorum approve {id}` shows it)"
+        )));
+    }
+    Ok(())
 }

@@ -12,8 +12,9 @@ use axum::response::Response;
 use axum::routing::{get, post};
 use axum::Router;
 use keyquorum_wire::api::{
-    CreateKeyRequest, ErrorBody, ExportList, ExportRequest, ExportResult, KeyInfo, KeyList,
-    RepairRequest, ReshareRequest, SignRequest, SignResponse, VerifyRequest, VerifyResponse,
+    ApprovalRequest, CreateKeyRequest, ErrorBody, ExportList, ExportRequest, ExportResult, KeyInfo,
+    KeyList, RepairRequest, ReshareRequest, SignRequest, SignResponse, VerifyRequest,
+    VerifyResponse,
 };
 use keyquorum_wire::control::{ExportRecord, KeysCommand};
 
@@ -102,7 +103,7 @@ pub(crate) async fn create_key(
                 .keys
                 .create_key(
                     node,
-                    super::dkg::NewKey {
+                    super::create::NewKey {
                         name: req.name,
                         suite: req.suite,
                         threshold,
@@ -369,9 +370,11 @@ pub(crate) async fn list_exports(req: Audited, State(s): State<KeysApi>) -> Resp
     .await
 }
 
-/// Approve an export request (operator tokens; not the requester's).
+/// Approve an export request (operator tokens; not the requester's). The
+/// body names the export as the operator read it (required from apply
+/// rules 14).
 #[utoipa::path(post, path = "/v1/exports/{id}/approve", params(("id" = String, Path, description = "export id")),
-    security(("httpsig" = [])),
+    request_body = keyquorum_wire::api::ApprovalRequest, security(("httpsig" = [])),
     responses((status = 200, body = ExportRecord), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
               (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub(crate) async fn approve_export(
@@ -387,6 +390,12 @@ pub(crate) async fn approve_export(
                 c.grant.name
             )));
         }
+        s.node.read_barrier().await?;
+        let held = s
+            .node
+            .registry(|r| r.keys.exports.get(&id).map(ApprovalRequest::of_export))
+            .ok_or_else(|| NodeError::NotFound(format!("no export {id}")))?;
+        crate::api::operators::check_approval(&s.node, &c, &id, held)?;
         s.node
             .commit(c.authorize(KeysCommand::ApproveExport {
                 id: id.clone(),

@@ -67,6 +67,7 @@ use suite::{KeySuite, PerSuite, Suited};
 
 pub mod api;
 mod complaints;
+mod create;
 mod dkg;
 mod export;
 pub mod faults;
@@ -80,7 +81,7 @@ pub mod state;
 pub(crate) mod suite;
 mod taker;
 
-pub(crate) use dkg::NewKey;
+pub(crate) use create::NewKey;
 #[cfg(feature = "fault-injection")]
 pub use faults::Faults;
 #[cfg(not(feature = "fault-injection"))]

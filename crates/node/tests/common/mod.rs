@@ -422,7 +422,7 @@ pub async fn join(c: &LocalCluster, admin: &Client, req: &keyquorum_wire::api::A
     let change = admin.add_node(req).await.unwrap();
     assert!(!change.done, "an admin alone adds no node");
     let operator = Client::new(&c.url_of(n(1)), &c.operator, c.ca_pem().as_bytes()).unwrap();
-    operator.approve(&change.id).await.unwrap();
+    operator.approve_change(&change).await.unwrap();
     wait_member(c, req.id, req.voter).await;
     // The leader then makes it a Raft learner (caught up) and voter, and
     // it learns the record itself.
@@ -486,7 +486,7 @@ pub async fn allow_reshare(
         .unwrap();
     assert!(!change.done, "an admin alone changes no policy");
     let operator = Client::new(&c.url_of(n(1)), &c.operator, c.ca_pem().as_bytes()).unwrap();
-    operator.approve(&change.id).await.unwrap();
+    operator.approve_change(&change).await.unwrap();
     poll(
         &format!("every node to know {key}'s new policy"),
         Duration::from_secs(10),

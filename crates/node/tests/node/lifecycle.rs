@@ -17,7 +17,7 @@ use common::{cluster, n, ns, sign_and_check, status_of};
 use keyquorum_client::{Client, ExportKey};
 use keyquorum_node::dev::LocalCluster;
 use keyquorum_store::Table;
-use keyquorum_wire::api::{Approved, CreateKeyRequest, SuiteName};
+use keyquorum_wire::api::{ApprovalRequest, Approved, CreateKeyRequest, SuiteName};
 use keyquorum_wire::control::Change;
 use keyquorum_wire::NodeId;
 
@@ -183,7 +183,11 @@ async fn refresh_reshare_to_new_nodes_and_export() {
             .await
             .unwrap();
         assert_eq!(change.needed, 1);
-        match operators[0].approve(&change.id).await.unwrap() {
+        match operators[0]
+            .approve(&change.id, &ApprovalRequest::of_change(&change))
+            .await
+            .unwrap()
+        {
             Approved::Change(c) => assert!(c.done),
             other => panic!("{other:?}"),
         }
@@ -193,7 +197,7 @@ async fn refresh_reshare_to_new_nodes_and_export() {
         .propose_change(Change::SetQuorum { quorum: 3 })
         .await
         .unwrap();
-    operators[1].approve(&q.id).await.unwrap();
+    operators[1].approve_change(&q).await.unwrap();
     // Approved through another node than the admin's: wait for its replica.
     common::poll(
         "the quorum change to reach the admin's node",
@@ -207,18 +211,21 @@ async fn refresh_reshare_to_new_nodes_and_export() {
     let req = admin.request_export("ed", &recipient).await.unwrap();
     assert_eq!(req.needed, 3);
     // An admin alone cannot export: it is no operator, and cannot make one.
-    let e = admin.approve_export(&req.id).await.unwrap_err();
+    let e = admin.approve_export(&req).await.unwrap_err();
     assert_eq!(status_of(&e), 403, "the admin is not an operator");
-    let e = admin.approve(&req.id).await.unwrap_err();
+    let e = admin
+        .approve(&req.id, &ApprovalRequest::of_export(&req))
+        .await
+        .unwrap_err();
     assert_eq!(status_of(&e), 403, "the admin is not an operator");
     for op in &operators[..2] {
-        op.approve_export(&req.id).await.unwrap();
+        op.approve_export(&req).await.unwrap();
     }
     let e = admin.run_export(&req.id).await.unwrap_err();
     assert_eq!(status_of(&e), 403, "two approvals of three");
     let e = operators[0].run_export(&req.id).await.unwrap_err();
     assert_eq!(status_of(&e), 403, "only the requester runs it");
-    let approved = operators[2].approve_export(&req.id).await.unwrap();
+    let approved = operators[2].approve_export(&req).await.unwrap();
     assert_eq!(approved.approvals, vec!["operator", "op2", "op3"]);
     let result = admin.run_export(&req.id).await.unwrap();
     let secret = recipient.open(&result).unwrap();
@@ -240,7 +247,7 @@ async fn refresh_reshare_to_new_nodes_and_export() {
     let req = admin.request_export("tr", &recipient).await.unwrap();
     assert_eq!(req.needed, 3);
     for op in &operators {
-        op.approve_export(&req.id).await.unwrap();
+        op.approve_export(&req).await.unwrap();
     }
     let result = admin.run_export(&req.id).await.unwrap();
     let secret = recipient.open(&result).unwrap();
@@ -408,7 +415,7 @@ async fn a_drain_moves_keys_sessions_and_accounts_off_a_node() {
         .await
         .unwrap();
     assert!(!change.done, "an admin alone drains nothing");
-    operator.approve(&change.id).await.unwrap();
+    operator.approve_change(&change).await.unwrap();
     common::poll(
         "every node to know the drain",
         std::time::Duration::from_secs(10),
@@ -482,7 +489,7 @@ async fn a_drain_moves_keys_sessions_and_accounts_off_a_node() {
     assert!(err.to_string().contains("signing trees"), "{err}");
     // The operators may remove it anyway, saying so.
     let change = admin.remove_node_despite_trees(gone).await.unwrap();
-    operator.approve(&change.id).await.unwrap();
+    operator.approve_change(&change).await.unwrap();
     common::wait_membership(&c, gone, false, true).await;
     c.shutdown().await;
 }

@@ -9,11 +9,11 @@
 //! | `revoke_client` | client request `POST /v1/clients/{name}/revoke` | admin (an operator is removed only by an approved change) |
 //! | `init` | every voting member's statement | only while the registry has no client (each member signs only for a caller holding its init secret: `cluster::init`) |
 //! | `propose_change` | client request `POST /v1/changes` | admin or operator; the change (to the operators or the membership record) is the body's; needs the current operator quorum's approvals |
-//! | `approve_change` | client request `POST /v1/approvals/{id}` | operator; the approver is the signer |
+//! | `approve_change` | client request `POST /v1/approvals/{id}` | operator; the approver is the signer; from rules 14 the body names the change and its proposer, as under that id |
 //! | `put_key`, new | client request `POST /v1/keys` | admin; name, suite, threshold, members as asked (unstated members: every voter; unstated threshold: the cluster's default, `Registry::default_threshold`); endorsed by ≥ t members |
 //! | `put_key`, next generation | client request `POST /v1/keys/{name}/refresh`, `/reshare` | admin; the same key, public key and next epoch; threshold and members as asked (changed: as the operator quorum approved, used up); endorsed by ≥ t new members |
 //! | `request_export` | client request `POST /v1/keys/{key}/exports` | admin; key, requester, recipient, the key's epoch; needs the operator quorum's approvals; a well-formed id |
-//! | `approve_export` | client request `POST /v1/exports/{id}/approve` or `POST /v1/approvals/{id}` | operator; the approver is the signer |
+//! | `approve_export` | client request `POST /v1/exports/{id}/approve` or `POST /v1/approvals/{id}` | operator; the approver is the signer; from rules 14 the body names the key, epoch, requester and recipient, as under that id |
 //! | `complete_export` | client request `POST /v1/exports/{id}/run` | the requester |
 //! | `put_endpoint`, `add_prekeys` | client request `POST /v1/msg/endpoints` | the owner is the signer; name, identity, prekeys as asked |
 //! | `add_prekeys` | client request `POST /v1/msg/endpoints/{name}/prekeys` | owner or admin; the prekeys asked |
@@ -45,7 +45,8 @@ use std::collections::BTreeSet;
 
 use keyquorum_core::httpsig::{self, Policy};
 use keyquorum_wire::api::{
-    ChangeRequest, CreateClientRequest, CreateKeyRequest, ExportRequest, ReshareRequest,
+    ApprovalRequest, ChangeRequest, CreateClientRequest, CreateKeyRequest, ExportRequest,
+    ReshareRequest,
 };
 use keyquorum_wire::control::{
     members_statement, node_statement, Authority, Authorized, ClientRecord, ClusterCommand,
@@ -334,6 +335,32 @@ fn well_formed_id(id: &str) -> bool {
             .all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c))
 }
 
+/// From apply rules 14, an approval's body names what the operator read
+/// and approves; it must be what this replica holds under the id
+/// (`held`). Before, the id alone was approved (a node could show an
+/// operator another request's content under that id).
+///
+/// Checked as soon as the log may take up rules 14
+/// ([`Registry::approvals_bound`]: replicated state, so every replica
+/// decides alike), not only once an entry is stamped 14.
+fn approves(
+    r: &Registry,
+    body_bytes: &[u8],
+    held: impl FnOnce() -> Option<ApprovalRequest>,
+) -> Result<(), String> {
+    if !r.approvals_bound() {
+        return Ok(());
+    }
+    let asked: ApprovalRequest = body(body_bytes)?;
+    // (Nothing under the id: the approval approves nothing, and apply says
+    // so.)
+    need(
+        held().is_none_or(|h| h == asked),
+        "the approval names what is held under its id (the same change and proposer, or the \
+         same key, epoch, requester and recipient)",
+    )
+}
+
 /// Whether `command` is what a request `method path` with `body` from a
 /// client with `grant` asks for.
 fn asks_for(
@@ -426,7 +453,10 @@ fn asks_for(
                 "POST /v1/approvals/{id}",
             )?;
             need(grant.operator, "the client is not an operator")?;
-            need(*operator == grant.name, "the approver is the signer")
+            need(*operator == grant.name, "the approver is the signer")?;
+            approves(r, body_bytes, || {
+                r.operators.changes.get(id).map(ApprovalRequest::of_change)
+            })
         }
         Command::Keys(KeysCommand::PutKey {
             record,
@@ -589,7 +619,10 @@ fn asks_for(
                 "POST /v1/exports/{id}/approve or /v1/approvals/{id}",
             )?;
             need(grant.operator, "the client is not an operator")?;
-            need(*operator == grant.name, "the approver is the signer")
+            need(*operator == grant.name, "the approver is the signer")?;
+            approves(r, body_bytes, || {
+                r.keys.exports.get(id).map(ApprovalRequest::of_export)
+            })
         }
         Command::Keys(KeysCommand::CompleteExport { id }) => {
             need(

@@ -62,6 +62,9 @@ pub const DRAIN_RULES: u16 = 12;
 /// The apply rules from which a drain can be cancelled
 /// ([`Change::CancelDrain`]).
 pub const CANCEL_DRAIN_RULES: u16 = 13;
+/// The apply rules from which an approval names what it approves
+/// ([`keyquorum_wire::api::ApprovalRequest`], compared on apply).
+pub const APPROVAL_RULES: u16 = 14;
 
 /// A key's threshold and members, approved for its next reshare.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -93,6 +96,14 @@ impl KeyPolicy {
 }
 
 impl Registry {
+    /// Whether an approval must name what it approves
+    /// ([`APPROVAL_RULES`]): once the log is at those rules, or may take
+    /// them up (every member announced a build that knows them; a leader
+    /// that keeps stamping older rules does not turn the check off).
+    pub fn approvals_bound(&self) -> bool {
+        self.rules >= APPROVAL_RULES || self.may_take_up(APPROVAL_RULES).is_ok()
+    }
+
     /// Whether key `key` may be reshared to `threshold` over `members`
     /// (in any order): its policy stays as it is, or the operator
     /// quorum approved exactly this one, or it approved a drain of one of

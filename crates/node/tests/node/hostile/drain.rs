@@ -80,7 +80,7 @@ async fn a_drain_lets_a_dealer_deal_only_to_the_drained_members() {
         err.to_string().contains("operator quorum's approval"),
         "{err}"
     );
-    operator.approve(&change.id).await.unwrap();
+    operator.approve_change(&change).await.unwrap();
     // No wait for node 2 to apply the approval: a dealer that has not
     // applied it yet catches up with the leader before refusing.
 

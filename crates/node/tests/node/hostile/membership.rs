@@ -167,7 +167,7 @@ async fn membership_changes_only_with_the_operator_quorum() {
     assert!(every_node(&|node| trusted(node, other)));
     let e = app.remove_node(other).await.unwrap_err();
     assert_eq!(status_of(&e), 403, "{e}");
-    operator.approve(&removal.id).await.unwrap();
+    operator.approve_change(&removal).await.unwrap();
     common::wait_membership(&c, other, false, false).await;
     common::poll(
         "Raft's membership to follow the record",
@@ -389,7 +389,7 @@ async fn a_joiner_sent_another_clusters_history_stops() {
             let change = admin.add_node(&req).await.unwrap();
             let operator =
                 Client::new(&c.url_of(n(1)), &c.operator, c.ca_pem().as_bytes()).unwrap();
-            operator.approve(&change.id).await.unwrap();
+            operator.approve_change(&change).await.unwrap();
             let outcome = tokio::time::timeout(
                 std::time::Duration::from_secs(20),
                 ask_until_member(joiner.clone(), std::time::Duration::from_secs(5)),

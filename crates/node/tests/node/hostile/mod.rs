@@ -15,6 +15,7 @@
 
 use crate::common;
 
+mod approvals;
 mod control;
 mod dkg;
 mod drain;

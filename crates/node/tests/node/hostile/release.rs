@@ -43,7 +43,7 @@ async fn a_member_cannot_get_export_shares_and_the_coordinator_never_holds_the_k
         .await
         .unwrap_err();
     assert!(err.to_string().contains("not approved"), "{err}");
-    operator.approve(&id).await.unwrap();
+    operator.approve_export(&export).await.unwrap();
     // Approved but not carried out: still refused.
     let err = n2
         .handle_peer(n(1), ask(run_by(&c.admin)))

@@ -2,6 +2,7 @@
 //! stand in for an operator; a change takes effect at the quorum's
 //! distinct approvals, once; the quorum cannot be left unreachable.
 
+use keyquorum_wire::api::ApprovalRequest;
 use keyquorum_wire::control::{Change, ChangeRecord, KeysCommand};
 
 use super::*;
@@ -12,6 +13,13 @@ pub(super) fn propose(by: &ClientKey, nonce: &str, change: Change, needed: u16) 
     propose_id(by, nonce, change, needed, ID)
 }
 
+std::thread_local! {
+    /// What each change proposed on this test's thread is (by id): what
+    /// [`approve`] names in its body, as an operator's client does.
+    static PROPOSED: std::cell::RefCell<std::collections::BTreeMap<String, ApprovalRequest>> =
+        const { std::cell::RefCell::new(std::collections::BTreeMap::new()) };
+}
+
 pub(super) fn propose_id(
     by: &ClientKey,
     nonce: &str,
@@ -19,6 +27,15 @@ pub(super) fn propose_id(
     needed: u16,
     id: &str,
 ) -> Authorized {
+    PROPOSED.with(|p| {
+        p.borrow_mut().insert(
+            id.to_string(),
+            ApprovalRequest::Change {
+                change: change.clone(),
+                requested_by: by.name().into(),
+            },
+        )
+    });
     let body = serde_json::to_vec(&keyquorum_wire::api::ChangeRequest {
         change: change.clone(),
     })
@@ -44,12 +61,26 @@ pub(super) fn propose_id(
     )
 }
 
+/// `by` approves the change proposed under `id` on this thread, naming
+/// it as proposed.
 pub(super) fn approve(by: &ClientKey, nonce: &str, id: &str) -> Authorized {
+    let what = PROPOSED.with(|p| p.borrow().get(id).cloned());
+    approve_as(by, nonce, id, what.as_ref())
+}
+
+/// `by` approves `id`, naming `what` in its body (`None`: an empty body).
+pub(super) fn approve_as(
+    by: &ClientKey,
+    nonce: &str,
+    id: &str,
+    what: Option<&ApprovalRequest>,
+) -> Authorized {
+    let body = what.map_or_else(Vec::new, |w| serde_json::to_vec(w).unwrap());
     client(
         by,
         "POST",
         &format!("https://n2:7000/v1/approvals/{id}"),
-        b"",
+        &body,
         T0,
         nonce,
         ClusterCommand::ApproveChange {
@@ -180,6 +211,91 @@ fn a_change_takes_effect_at_the_quorums_distinct_approvals() {
     assert!(refused(
         &apply(&mut r, T0, vec![approve(&carol, "a5", ID)])[0]
     ));
+}
+
+/// From apply rules 14 an approval names what it approves: one naming
+/// another change than the one under its id (what a lying node showed the
+/// operator), or nothing, is refused; the one naming it counts. Before,
+/// an approval by id alone counted (an older log keeps its meaning).
+#[test]
+fn an_approval_counts_only_for_what_it_names() {
+    let (mut r, admin, _) = registry();
+    let carol = ClientKey::new("carol", SigningKey::from_bytes(&[55; 32]));
+    let add = Change::AddOperator {
+        name: "carol".into(),
+        public_key: Hex32(carol.public_key()),
+    };
+    const OTHER: &str = "ffeeddccbbaa99887766554433221100";
+    // Before rules 14: the id alone is approved.
+    assert_eq!(
+        apply(&mut r, T0, vec![propose(&admin, "n1", add.clone(), 2)]),
+        vec![ok()]
+    );
+    assert!(r.rules < crate::cluster::machine::operators::APPROVAL_RULES);
+    assert_eq!(
+        apply(&mut r, T0, vec![approve_as(&operator(1), "n2", ID, None)]),
+        vec![ok()]
+    );
+    assert_eq!(r.operators.changes[ID].approvals, vec!["op1".to_string()]);
+
+    announce_rules(&mut r, 100);
+    assert!(r.approvals_bound());
+    // Every member announced rules 14: an approval by id alone is refused
+    // even in an entry a leader still stamps with the older rules.
+    let old = r.rules;
+    assert!(old < crate::cluster::machine::operators::APPROVAL_RULES);
+    let stale = Proposal {
+        rules: old,
+        time_ms: T0,
+        commands: vec![approve_as(&operator(2), "n2b", ID, None)],
+    };
+    let refusal = match r.apply(8, &stale) {
+        CommandResponse::Batch { responses } => responses[0].clone(),
+        other => other,
+    };
+    assert!(refused(&refusal), "{refusal:?}");
+    let harmless = Change::SetQuorum { quorum: 1 };
+    assert_eq!(
+        apply(
+            &mut r,
+            T0,
+            vec![propose_id(&admin, "n3", harmless.clone(), 2, OTHER)]
+        ),
+        vec![ok()]
+    );
+    let shown = ApprovalRequest::Change {
+        change: harmless,
+        requested_by: "admin".into(),
+    };
+    let other_proposer = ApprovalRequest::Change {
+        change: add,
+        requested_by: "op1".into(),
+    };
+    for (nonce, what) in [
+        ("n4", None),
+        ("n5", Some(&shown)),
+        ("n6", Some(&other_proposer)),
+    ] {
+        let refusal = &apply(&mut r, T0, vec![approve_as(&operator(2), nonce, ID, what)])[0];
+        assert!(refused(refusal), "{what:?}: {refusal:?}");
+    }
+    assert_eq!(r.operators.changes[ID].approvals, vec!["op1".to_string()]);
+    assert!(!r.clients.contains_key("carol"));
+    // Naming what is there: the second approval carries it out.
+    assert_eq!(
+        apply(&mut r, T0, vec![approve(&operator(2), "n7", ID)]),
+        vec![ok()]
+    );
+    assert!(r.clients["carol"].grant.operator);
+    // The harmless change, named as it is, still only by its own id.
+    assert_eq!(
+        apply(
+            &mut r,
+            T0,
+            vec![approve_as(&operator(1), "n8", OTHER, Some(&shown))]
+        ),
+        vec![ok()]
+    );
 }
 
 #[test]
