@@ -503,10 +503,7 @@ async fn key(remote: &Remote, command: KeyCommand, json: bool) -> Result<()> {
             eprintln!(
                 "needs {} operator approvals: {}; then keyquorum key reshare",
                 record.needed,
-                crate::operators::approve_hint(
-                    &record.id,
-                    &keyquorum_wire::api::ApprovalRequest::of_change(&record)
-                )?
+                crate::operators::change_hint(&record)?
             );
             Ok(())
         }
@@ -556,7 +553,7 @@ fn print_status(s: &keyquorum_wire::api::ClusterStatus, json: bool) -> Result<()
         );
     }
     println!("{} keys, {} audit entries", s.keys, s.audit_entries);
-    if s.approvals_bound && s.rules < 14 {
+    if s.approvals_bound && s.rules < keyquorum_node::cluster::machine::operators::APPROVAL_RULES {
         eprintln!(
             "warning: every member announced apply rules 14 but the log is still at {}: the \
              leader is not stamping them; start no older build on any node (a joining one \

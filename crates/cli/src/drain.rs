@@ -108,10 +108,7 @@ async fn approved(
         eprintln!(
             "the drain needs {} operator approvals: {}",
             change.needed,
-            crate::operators::approve_hint(
-                &change.id,
-                &keyquorum_wire::api::ApprovalRequest::of_change(&change)
-            )?
+            crate::operators::change_hint(&change)?
         );
     }
     let until = Instant::now() + wait;
@@ -161,10 +158,7 @@ pub(crate) async fn cancel(c: &Client, id: NodeId, wait: Duration, json: bool) -
         eprintln!(
             "the cancellation needs {} operator approvals: {}",
             change.needed,
-            crate::operators::approve_hint(
-                &change.id,
-                &keyquorum_wire::api::ApprovalRequest::of_change(&change)
-            )?
+            crate::operators::change_hint(&change)?
         );
     }
     Ok(())
@@ -318,10 +312,7 @@ pub(crate) async fn drain(
         eprintln!(
             "node {id} holds nothing now; its removal needs {} operator approvals: {}",
             r.needed,
-            crate::operators::approve_hint(
-                &r.id,
-                &keyquorum_wire::api::ApprovalRequest::of_change(r)
-            )?
+            crate::operators::change_hint(r)?
         );
     } else if clear {
         eprintln!("node {id} holds nothing now: keyquorum cluster remove {id}");

@@ -503,10 +503,7 @@ pub(crate) async fn cluster(remote: &Remote, command: ClusterCommand, json: bool
         "needs {} operator approvals: {}; the leader then changes the membership \
          (keyquorum status shows it)",
         s.needed,
-        crate::operators::approve_hint(
-            &s.id,
-            &keyquorum_wire::api::ApprovalRequest::of_change(&s)
-        )?
+        crate::operators::change_hint(&s)?
     );
     Ok(())
 }

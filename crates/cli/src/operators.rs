@@ -158,7 +158,7 @@ pub(crate) async fn run(command: OperatorCommand, json: bool) -> Result<()> {
     eprintln!(
         "needs {} operator approvals: {}",
         record.needed,
-        approve_hint(&record.id, &ApprovalRequest::of_change(&record))?
+        change_hint(&record)?
     );
     Ok(())
 }
@@ -170,9 +170,7 @@ pub(crate) async fn run(command: OperatorCommand, json: bool) -> Result<()> {
 pub(crate) fn fingerprint(what: &ApprovalRequest) -> Result<String> {
     let bytes = serde_json::to_vec(what)?;
     let digest = <sha2::Sha256 as sha2::Digest>::digest(&bytes);
-    Ok(hex::encode(
-        digest.iter().take(8).copied().collect::<Vec<u8>>(),
-    ))
+    Ok(hex::encode(digest.get(..8).unwrap_or_default()))
 }
 
 /// Refused unless `what` has the fingerprint `expect` (when given).
@@ -198,6 +196,11 @@ pub(crate) fn approve_hint(id: &str, what: &ApprovalRequest) -> Result<String> {
         "keyquorum approve {id} --expect {}",
         fingerprint(what)?
     ))
+}
+
+/// [`approve_hint`] for a proposed change.
+pub(crate) fn change_hint(record: &ChangeRecord) -> Result<String> {
+    approve_hint(&record.id, &ApprovalRequest::of_change(record))
 }
 
 /// `keyquorum approve ID`: read the change or export under ID, show all of

@@ -290,6 +290,7 @@ pub(crate) async fn cluster(req: Audited, State(node): State<Node>) -> Response 
 
 fn status(node: &Node) -> ClusterStatus {
     let metrics = node.raft().metrics().borrow().clone();
+    let (rules, approvals_bound) = node.registry(|r| (r.rules, r.approvals_bound()));
     ClusterStatus {
         node_id: node.id(),
         leader: metrics
@@ -311,8 +312,8 @@ fn status(node: &Node) -> ClusterStatus {
             .collect(),
         keys: node.registry(|r| r.keys.records.len()),
         audit_entries: node.registry(|r| r.audit.len()),
-        rules: node.registry(|r| r.rules),
-        approvals_bound: node.registry(|r| r.approvals_bound()),
+        rules,
+        approvals_bound,
     }
 }
 
