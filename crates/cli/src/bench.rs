@@ -1,13 +1,18 @@
-//! `keyquorum bench sign`: the end-to-end load tool.
+//! `keyquorum bench sign`: the end-to-end load tool (issue #22's measure).
 //!
-//! Starts an in-process local cluster (temporary directory, fast KDF
-//! parameters since the data is thrown away) or uses a running one
-//! (`--url`/`--key-file`), creates a key, and drives threshold signing over the
-//! HTTP API at each requested concurrency for a fixed time. Reports
-//! throughput, p50 and p99 latency as the client sees them, the coordinator's
-//! own signing time from `/metrics` (so the HTTP and auth share shows), and
-//! the same signing done by `frost-ed25519` in one process with no network,
-//! so the service's overhead is a ratio.
+//! Starts a local cluster in a child process (`keyquorum bench nodes`, in a
+//! temporary directory, fast KDF parameters since the data is thrown away),
+//! or in this process (`--in-process`), or uses a running one
+//! (`--url`/`--key-file`, with `--node-pids` to count its CPU), creates a
+//! key, and drives threshold signing over the HTTP API at each requested
+//! concurrency for a fixed time. Per row: throughput, p50 and p99 latency as
+//! the client sees them, the coordinator's own signing time from
+//! `/metrics`, the node processes' CPU per signature, and the ratios to raw
+//! FROST of the same suite and t-of-n measured in the same run (on one
+//! thread before and after the cluster rows; its CPU per signature is the
+//! bare cost): R_cpu (CPU per signature ÷ raw FROST's) and R_thr
+//! (signatures/s ÷ what raw FROST signs per second on the CPU the nodes had,
+//! all cores minus the load generator's).
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -77,6 +82,11 @@ pub(crate) struct BenchOpts {
     pub key_id: String,
     pub ca_cert: Option<std::path::PathBuf>,
     pub suite: SuiteName,
+    /// Run the nodes in this process (the old way: their CPU cannot be
+    /// told apart from the load generator's).
+    pub in_process: bool,
+    /// The processes of a running cluster (`--url`) whose CPU to count.
+    pub node_pids: Vec<u32>,
 }
 
 /// One measured row.
@@ -93,6 +103,18 @@ struct Row {
     /// Mean coordinator-side signing time (ms) over the run, from
     /// `/metrics`; absent for raw FROST.
     coordinator_ms: Option<f64>,
+    /// CPU milliseconds per signature: of the node processes for a
+    /// cluster row (absent when they are not known), of the signing
+    /// threads for a raw row.
+    cpu_ms_per_sig: Option<f64>,
+    /// The load generator's CPU, in cores, during a cluster row.
+    loadgen_cores: Option<f64>,
+    /// `cpu_ms_per_sig` ÷ raw FROST's CPU per signature (same t-of-n,
+    /// same run): issue #22's R_cpu.
+    r_cpu: Option<f64>,
+    /// Signatures/s ÷ what raw FROST signs per second on the CPU the
+    /// nodes had (all cores minus the load generator's): R_thr.
+    r_thr: Option<f64>,
 }
 
 /// What a load of `concurrency` workers did for some seconds.
@@ -245,91 +267,265 @@ async fn run_load(
     Ok((all, errors, elapsed))
 }
 
-/// `frost-ed25519` alone: commit, package, t shares, aggregate, no network,
-/// no storage, for `seconds`, in `threads` threads at once (1: the latency
-/// of the math; all cores: the most signatures per second this machine's
-/// CPUs can produce — the ceiling for a cluster whose nodes share them).
-fn raw_frost(n: u16, t: u16, seconds: f64, threads: usize) -> Result<Row> {
-    use frost_ed25519 as frost;
-    let (shares, pubkeys) =
-        frost::keys::generate_with_dealer(n, t, frost::keys::IdentifierList::Default, OsRng)
-            .context("frost keygen")?;
+/// This thread's CPU seconds (Linux `/proc/thread-self/stat`, 10 ms ticks).
+fn thread_cpu_seconds() -> Result<f64> {
+    proc_cpu_seconds("/proc/thread-self/stat")
+}
+
+/// CPU seconds (user + system, all threads) of process `pid`.
+fn process_cpu_seconds(pid: u32) -> Result<f64> {
+    proc_cpu_seconds(&format!("/proc/{pid}/stat"))
+}
+
+/// CPU seconds (user + system) in a `/proc/.../stat` file.
+pub(crate) fn proc_cpu_seconds(path: &str) -> Result<f64> {
+    let stat = std::fs::read_to_string(path).with_context(|| format!("reading {path}"))?;
+    // Fields after the command name (which may hold spaces) in parentheses;
+    // utime and stime are fields 14 and 15 (1-based): 11 and 12 here.
+    let rest = stat
+        .rsplit_once(')')
+        .map(|(_, r)| r)
+        .with_context(|| format!("parsing {path}"))?;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let tick = |i: usize| -> Result<f64> {
+        Ok(f.get(i)
+            .with_context(|| format!("short {path}"))?
+            .parse::<f64>()?
+            / 100.0)
+    };
+    Ok(tick(11)? + tick(12)?)
+}
+
+/// What raw FROST measured: its row and its CPU seconds per signature.
+struct Raw {
+    row: Row,
+    cpu_per_sig: f64,
+}
+
+/// FROST alone (`frost-core` with the suite's ciphersuite): commit,
+/// package, t shares, aggregate (which verifies the signature), no
+/// network, no storage, for `seconds`, in `threads` threads at once
+/// (1: the latency and CPU of the math; all cores: the most signatures per
+/// second this machine's CPUs can produce). CPU is each signing thread's
+/// own, so the idle nodes and the load generator do not count.
+fn raw_frost<C: frost_core::Ciphersuite>(
+    name: &str,
+    n: u16,
+    t: u16,
+    seconds: f64,
+    threads: usize,
+) -> Result<Raw> {
+    use frost_core as frost;
+    let (shares, pubkeys) = frost::keys::generate_with_dealer::<C, _>(
+        n,
+        t,
+        frost::keys::IdentifierList::Default,
+        &mut OsRng,
+    )
+    .context("frost keygen")?;
     let keys: BTreeMap<_, _> = shares
         .into_iter()
         .take(usize::from(t))
         .map(|(id, s)| Ok((id, frost::keys::KeyPackage::try_from(s)?)))
-        .collect::<Result<_, frost::Error>>()?;
+        .collect::<Result<_, frost::Error<C>>>()?;
     let started = Instant::now();
     let deadline = started + Duration::from_secs_f64(seconds);
-    let one =
-        |keys: &BTreeMap<frost::Identifier, frost::keys::KeyPackage>| -> Result<Vec<Duration>> {
-            let mut lat = Vec::new();
-            while Instant::now() < deadline {
-                let t0 = Instant::now();
-                let mut msg = [0u8; 32];
-                OsRng.fill_bytes(&mut msg);
-                let mut nonces = BTreeMap::new();
-                let mut commitments = BTreeMap::new();
-                for (id, kp) in keys {
-                    let (nonce, c) = frost::round1::commit(kp.signing_share(), &mut OsRng);
-                    nonces.insert(*id, nonce);
-                    commitments.insert(*id, c);
-                }
-                let package = frost::SigningPackage::new(commitments, &msg);
-                let mut sig_shares = BTreeMap::new();
-                for (id, kp) in keys {
-                    let nonce = nonces.get(id).context("nonce")?;
-                    sig_shares.insert(*id, frost::round2::sign(&package, nonce, kp)?);
-                }
-                let sig = frost::aggregate(&package, &sig_shares, &pubkeys)?;
-                std::hint::black_box(sig);
-                lat.push(t0.elapsed());
+    type Keys<C> = BTreeMap<frost::Identifier<C>, frost::keys::KeyPackage<C>>;
+    let one = |keys: &Keys<C>| -> Result<(Vec<Duration>, f64)> {
+        let cpu0 = thread_cpu_seconds()?;
+        let mut lat = Vec::new();
+        while Instant::now() < deadline {
+            let t0 = Instant::now();
+            let mut msg = [0u8; 32];
+            OsRng.fill_bytes(&mut msg);
+            let mut nonces = BTreeMap::new();
+            let mut commitments = BTreeMap::new();
+            for (id, kp) in keys {
+                let (nonce, c) = frost::round1::commit(kp.signing_share(), &mut OsRng);
+                nonces.insert(*id, nonce);
+                commitments.insert(*id, c);
             }
-            Ok(lat)
-        };
+            let package = frost::SigningPackage::new(commitments, &msg);
+            let mut sig_shares = BTreeMap::new();
+            for (id, kp) in keys {
+                let nonce = nonces.get(id).context("nonce")?;
+                sig_shares.insert(*id, frost::round2::sign(&package, nonce, kp)?);
+            }
+            let sig = frost::aggregate(&package, &sig_shares, &pubkeys)?;
+            std::hint::black_box(sig);
+            lat.push(t0.elapsed());
+        }
+        Ok((lat, thread_cpu_seconds()? - cpu0))
+    };
     let mut lat = Vec::new();
+    let mut cpu = 0.0;
     std::thread::scope(|scope| -> Result<()> {
         let workers: Vec<_> = (0..threads.max(1))
             .map(|_| scope.spawn(|| one(&keys)))
             .collect();
         for w in workers {
-            lat.extend(
-                w.join()
-                    .map_err(|_| anyhow::anyhow!("bench thread panicked"))??,
-            );
+            let (l, c) = w
+                .join()
+                .map_err(|_| anyhow::anyhow!("bench thread panicked"))??;
+            lat.extend(l);
+            cpu += c;
         }
         Ok(())
     })?;
     let elapsed = started.elapsed().as_secs_f64();
     lat.sort_unstable();
-    Ok(Row {
-        what: format!("raw frost-ed25519 {t}-of-{n}, {threads} thread(s)"),
-        concurrency: threads,
-        signatures: lat.len(),
-        errors: 0,
-        seconds: elapsed,
-        per_second: lat.len() as f64 / elapsed,
-        p50_ms: percentile(&lat, 0.5),
-        p99_ms: percentile(&lat, 0.99),
-        coordinator_ms: None,
+    if lat.is_empty() {
+        bail!("raw FROST signed nothing in {seconds} s");
+    }
+    let cpu_per_sig = cpu / lat.len() as f64;
+    Ok(Raw {
+        row: Row {
+            what: format!("raw {name} {t}-of-{n}, {threads} thread(s)"),
+            concurrency: threads,
+            signatures: lat.len(),
+            errors: 0,
+            seconds: elapsed,
+            per_second: lat.len() as f64 / elapsed,
+            p50_ms: percentile(&lat, 0.5),
+            p99_ms: percentile(&lat, 0.99),
+            coordinator_ms: None,
+            cpu_ms_per_sig: Some(cpu_per_sig * 1e3),
+            loadgen_cores: None,
+            r_cpu: None,
+            r_thr: None,
+        },
+        cpu_per_sig,
     })
+}
+
+/// [`raw_frost`] with `suite`'s ciphersuite.
+fn raw_for(suite: SuiteName, n: u16, t: u16, seconds: f64, threads: usize) -> Result<Raw> {
+    match suite {
+        SuiteName::Ed25519 => {
+            raw_frost::<frost_ed25519::Ed25519Sha512>("frost-ed25519", n, t, seconds, threads)
+        }
+        SuiteName::Secp256k1Tr => raw_frost::<frost_secp256k1_tr::Secp256K1Sha256TR>(
+            "frost-secp256k1-tr",
+            n,
+            t,
+            seconds,
+            threads,
+        ),
+        SuiteName::Ristretto255 => bail!("ristretto255 keys decrypt; they do not sign"),
+    }
+}
+
+/// Where the nodes' child process says they listen (`keyquorum bench
+/// nodes` prints it as one JSON line).
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+pub(crate) struct NodesInfo {
+    pub urls: Vec<String>,
+    pub key_file: std::path::PathBuf,
+    pub key_id: String,
+    pub ca_cert: std::path::PathBuf,
+}
+
+/// `keyquorum bench nodes` (hidden): a throw-away local cluster in this
+/// process, announced on stdout, until stdin closes (the bench that
+/// started it went away) or Ctrl-C.
+pub(crate) async fn serve_nodes(nodes: u16, threshold: u16, pool: usize) -> Result<()> {
+    let (dir, c) = local_cluster("keyquorum-bench", nodes, threshold, pool).await?;
+    let info = NodesInfo {
+        urls: c.infos().keys().map(|id| c.url_of(*id)).collect(),
+        key_file: c.admin_key_path(),
+        key_id: c.admin.name().to_string(),
+        ca_cert: c.ca_path(),
+    };
+    println!("{}", serde_json::to_string(&info)?);
+    let closed = tokio::task::spawn_blocking(|| {
+        use std::io::Read;
+        let mut buf = [0u8; 64];
+        let mut stdin = std::io::stdin();
+        while matches!(stdin.read(&mut buf), Ok(n) if n > 0) {}
+    });
+    tokio::select! {
+        _ = closed => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+    c.shutdown().await;
+    drop(dir);
+    Ok(())
+}
+
+/// The nodes' child process; stopped (stdin closed, then killed if it
+/// lingers) on drop.
+struct NodesChild {
+    child: std::process::Child,
+}
+
+impl NodesChild {
+    fn start(nodes: u16, threshold: u16, pool: usize) -> Result<(Self, NodesInfo)> {
+        use std::io::BufRead;
+        let exe = std::env::current_exe().context("locating the keyquorum binary")?;
+        let mut child = std::process::Command::new(exe)
+            .args([
+                "bench",
+                "nodes",
+                "--nodes",
+                &nodes.to_string(),
+                "--threshold",
+                &threshold.to_string(),
+                "--pool",
+                &pool.to_string(),
+            ])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .context("starting the nodes' process")?;
+        let out = child.stdout.take().context("the nodes' stdout")?;
+        let mut line = String::new();
+        std::io::BufReader::new(out)
+            .read_line(&mut line)
+            .context("reading the nodes' address")?;
+        let me = Self { child };
+        let info: NodesInfo = serde_json::from_str(line.trim())
+            .with_context(|| format!("the nodes' process said {line:?}"))?;
+        Ok((me, info))
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for NodesChild {
+    fn drop(&mut self) {
+        drop(self.child.stdin.take());
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 pub(crate) async fn bench_sign(o: BenchOpts, json_out: bool) -> Result<()> {
     if o.concurrency.is_empty() || o.concurrency.contains(&0) {
         bail!("--concurrency needs positive values");
     }
-    // The cluster: a running one, or an in-process one in a temp dir.
-    // Kept until the end: the local cluster's directory goes with it.
+    // The cluster: a running one, the nodes in a child process (default),
+    // or in this process. Kept until the end: a local cluster's directory
+    // goes with it.
     let _dir;
     let mut local = None;
+    let mut child = None;
+    let mut pids = o.node_pids.clone();
     let (urls, me, ca) = match (&o.url, &o.key_file) {
         (Some(u), Some(k)) => {
             let path = o.ca_cert.as_ref().context("--url needs --ca-cert")?;
             let ca = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
             (vec![u.clone()], crate::cluster::load_key(k, &o.key_id)?, ca)
         }
-        (None, None) => {
+        (None, None) if o.in_process => {
             let (d, c) = local_cluster("keyquorum-bench", o.nodes, o.threshold, o.pool).await?;
             _dir = d;
             let urls = c.infos().keys().map(|id| c.url_of(*id)).collect();
@@ -338,7 +534,32 @@ pub(crate) async fn bench_sign(o: BenchOpts, json_out: bool) -> Result<()> {
             local = Some(c);
             (urls, me, ca)
         }
+        (None, None) => {
+            let (c, info) = NodesChild::start(o.nodes, o.threshold, o.pool)?;
+            pids = vec![c.pid()];
+            if !json_out {
+                println!("nodes: process {} ({} nodes)", c.pid(), info.urls.len());
+            }
+            child = Some(c);
+            let ca = std::fs::read(&info.ca_cert)
+                .with_context(|| format!("reading {}", info.ca_cert.display()))?;
+            (
+                info.urls,
+                crate::cluster::load_key(&info.key_file, &info.key_id)?,
+                ca,
+            )
+        }
         _ => bail!("give both --url and --key-file, or neither (then a local cluster starts)"),
+    };
+    let node_cpu = || -> Result<Option<f64>> {
+        if pids.is_empty() {
+            return Ok(None);
+        }
+        let mut sum = 0.0;
+        for p in &pids {
+            sum += process_cpu_seconds(*p)?;
+        }
+        Ok(Some(sum))
     };
     let http = keyquorum_client::http_client(&ca)?;
     let clients: Vec<Client> = urls
@@ -359,81 +580,105 @@ pub(crate) async fn bench_sign(o: BenchOpts, json_out: bool) -> Result<()> {
             min_members: None,
         })
         .await?;
+    let (n, t) = (key.members.len() as u16, key.threshold);
     let label = format!(
-        "keyquorum {} {}-of-{}, nonce pool {}",
+        "keyquorum {} {t}-of-{n}, nonce pool {}",
         o.suite.as_str(),
-        key.threshold,
-        key.members.len(),
         if o.pool > 0 { "on" } else { "off" }
     );
     if o.warmup > 0.0 {
         run_load(&clients, &name, &key.public_key.0, o.suite, 4, o.warmup).await?;
     }
+    let raw_seconds = o.seconds.clamp(0.5, 3.0);
+    // Raw FROST on one thread before and after the cluster rows: its CPU
+    // per signature is the bare cost the ratios divide by (the mean of
+    // the two, so drift during the run shows up in neither side alone).
+    let raw_before = raw_for(o.suite, n, t, raw_seconds, 1)?;
     let mut rows = Vec::new();
     for &c in &o.concurrency {
         let (m0, n0) = sign_metrics(&http, &urls).await;
+        let (cpu0, gen0) = (node_cpu()?, crate::bench_he::cpu_seconds()?);
         let (lat, errors, secs) =
             run_load(&clients, &name, &key.public_key.0, o.suite, c, o.seconds).await?;
+        let (cpu1, gen1) = (node_cpu()?, crate::bench_he::cpu_seconds()?);
         let (m1, n1) = sign_metrics(&http, &urls).await;
         let coordinator_ms = (n1 > n0).then(|| (m1 - m0) / (n1 - n0) * 1e3);
+        let sigs = lat.len();
+        let loadgen = (child.is_some() || !o.node_pids.is_empty()).then(|| (gen1 - gen0) / secs);
         let row = Row {
             what: label.clone(),
             concurrency: c,
-            signatures: lat.len(),
+            signatures: sigs,
             errors,
             seconds: secs,
-            per_second: lat.len() as f64 / secs,
+            per_second: sigs as f64 / secs,
             p50_ms: percentile(&lat, 0.5),
             p99_ms: percentile(&lat, 0.99),
             coordinator_ms,
+            cpu_ms_per_sig: match (cpu0, cpu1) {
+                (Some(a), Some(b)) if sigs > 0 => Some((b - a) / sigs as f64 * 1e3),
+                _ => None,
+            },
+            loadgen_cores: loadgen,
+            r_cpu: None,
+            r_thr: None,
         };
-        if !json_out {
-            print_row(&row);
-        }
         rows.push(row);
     }
-    if o.suite == SuiteName::Ed25519 {
-        let cores = std::thread::available_parallelism().map_or(1, usize::from);
-        let mut threads = vec![1];
-        if cores > 1 {
-            threads.push(cores);
-        }
-        for th in threads {
-            let raw = raw_frost(
-                key.members.len() as u16,
-                key.threshold,
-                o.seconds.min(3.0),
-                th,
-            )?;
-            if !json_out {
-                print_row(&raw);
-            }
-            rows.push(raw);
-        }
+    let raw_after = raw_for(o.suite, n, t, raw_seconds, 1)?;
+    let bare = (raw_before.cpu_per_sig + raw_after.cpu_per_sig) / 2.0;
+    let cores = std::thread::available_parallelism().map_or(1, usize::from) as f64;
+    for r in &mut rows {
+        r.r_cpu = r.cpu_ms_per_sig.map(|c| c / 1e3 / bare);
+        // What raw FROST would sign per second on the CPU the nodes had.
+        r.r_thr = r
+            .loadgen_cores
+            .map(|g| r.per_second / ((cores - g).max(0.01) / bare));
+    }
+    let mut raws = vec![raw_before.row, raw_after.row];
+    if cores > 1.0 {
+        raws.push(raw_for(o.suite, n, t, raw_seconds, cores as usize)?.row);
     }
     if let Some(c) = local {
         c.shutdown().await;
     }
+    drop(child);
+    rows.extend(raws);
     if json_out {
         println!(
             "{}",
-            serde_json::to_string_pretty(&json!({ "rows": rows }))?
+            serde_json::to_string_pretty(&json!({
+                "bare_cpu_ms_per_sig": bare * 1e3,
+                "cores": cores,
+                "rows": rows,
+            }))?
+        );
+    } else {
+        for r in &rows {
+            print_row(r);
+        }
+        println!(
+            "bare: raw FROST {t}-of-{n}, {:.3} ms CPU per signature (one thread, mean of before and after)",
+            bare * 1e3
         );
     }
     Ok(())
 }
 
 fn print_row(r: &Row) {
+    let opt = |v: Option<f64>, p: usize| v.map_or_else(|| "-".into(), |v| format!("{v:.p$}"));
     println!(
-        "{:<48} c={:<3} {:>8.0} sig/s  p50 {:>7.2} ms  p99 {:>7.2} ms  coordinator {:>6} ms  ({} sigs, {} errors, {:.1} s)",
+        "{:<44} c={:<3} {:>7.0} sig/s  p50 {:>7.2} ms  p99 {:>7.2} ms  cpu/sig {:>6} ms  R_cpu {:>5}  R_thr {:>5}  loadgen {:>4} cores  coord {:>6} ms  ({} sigs, {} errors, {:.1} s)",
         r.what,
         r.concurrency,
         r.per_second,
         r.p50_ms,
         r.p99_ms,
-        r.coordinator_ms
-            .map(|m| format!("{m:.2}"))
-            .unwrap_or_else(|| "-".into()),
+        opt(r.cpu_ms_per_sig, 3),
+        opt(r.r_cpu, 2),
+        opt(r.r_thr, 2),
+        opt(r.loadgen_cores, 2),
+        opt(r.coordinator_ms, 2),
         r.signatures,
         r.errors,
         r.seconds

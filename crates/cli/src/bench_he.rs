@@ -35,18 +35,7 @@ pub(crate) struct HeBenchOpts {
 /// CPU seconds this process has used (user + system), from
 /// `/proc/self/stat` (clock ticks of 1/100 s).
 pub(crate) fn cpu_seconds() -> Result<f64> {
-    let stat = std::fs::read_to_string("/proc/self/stat").context("reading /proc/self/stat")?;
-    // Fields after the command name (which may hold spaces) in parentheses.
-    let rest = stat
-        .rsplit_once(')')
-        .map(|(_, r)| r)
-        .context("parsing /proc/self/stat")?;
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let tick = |i: usize| -> Result<f64> {
-        Ok(f.get(i).context("short /proc/self/stat")?.parse::<f64>()? / 100.0)
-    };
-    // utime and stime are fields 14 and 15 (1-based): 11 and 12 here.
-    Ok(tick(11)? + tick(12)?)
+    crate::bench::proc_cpu_seconds("/proc/self/stat")
 }
 
 pub(crate) async fn bench_he(o: HeBenchOpts, json_out: bool) -> Result<()> {

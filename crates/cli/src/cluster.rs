@@ -188,6 +188,8 @@ pub(crate) async fn run(command: Command, json: bool) -> Result<()> {
             key_file,
             key_id,
             ca_cert,
+            node_pids,
+            in_process,
         }) => {
             crate::bench::bench_sign(
                 crate::bench::BenchOpts {
@@ -202,11 +204,18 @@ pub(crate) async fn run(command: Command, json: bool) -> Result<()> {
                     key_id,
                     ca_cert,
                     suite: suite(s),
+                    in_process,
+                    node_pids,
                 },
                 json,
             )
             .await
         }
+        Command::Bench(crate::BenchCommand::Nodes {
+            nodes,
+            threshold,
+            pool,
+        }) => crate::bench::serve_nodes(nodes, threshold, pool).await,
         Command::Bench(crate::BenchCommand::Seedtree {
             nodes,
             threshold,

@@ -586,8 +586,10 @@ enum BenchCommand {
         inputs: String,
     },
     /// Threshold signing over the HTTP API at several concurrencies
-    /// (throughput, p50/p99), beside raw frost-ed25519 in one process.
-    /// Without --url it starts a local cluster in a temp dir.
+    /// (throughput, p50/p99, the nodes' CPU per signature), beside raw
+    /// FROST of the same suite and t-of-n measured in the same run, as the
+    /// ratios R_cpu and R_thr. Without --url it starts a local cluster in a
+    /// child process (temp dir).
     Sign {
         /// Nodes of the local cluster (and members of the key).
         #[arg(long, default_value_t = 3)]
@@ -623,6 +625,25 @@ enum BenchCommand {
         /// Certificates to trust for --url (PEM).
         #[arg(long)]
         ca_cert: Option<PathBuf>,
+        /// With --url: the node processes whose CPU to count (comma-separated
+        /// pids on this machine).
+        #[arg(long, value_delimiter = ',', requires = "url")]
+        node_pids: Vec<u32>,
+        /// Run the nodes in this process instead of a child process (their
+        /// CPU then cannot be told apart from the load generator's).
+        #[arg(long, conflicts_with = "url")]
+        in_process: bool,
+    },
+    /// A throw-away local cluster for `bench sign`'s child process: prints
+    /// where it listens as one JSON line, runs until stdin closes.
+    #[command(hide = true)]
+    Nodes {
+        #[arg(long, default_value_t = 3)]
+        nodes: u16,
+        #[arg(long, default_value_t = 2)]
+        threshold: u16,
+        #[arg(long, default_value_t = 256)]
+        pool: usize,
     },
 }
 

@@ -42,6 +42,13 @@ pub(crate) fn scalar_from_bytes<C: Ciphersuite>(bytes: &[u8]) -> Result<Scalar<C
 }
 
 pub(crate) fn element_from_bytes<C: Suite>(bytes: &[u8]) -> Result<Element<C>, DecodeError> {
+    // An encoding this participant produced or checked before (see
+    // `crate::known`) takes only the cheap part of the check.
+    if C::SKIPS_KNOWN && crate::known::is_known(C::SUITE, bytes) {
+        if let Some(e) = C::decode_known(bytes) {
+            return Ok(e);
+        }
+    }
     let ser: <C::Group as Group>::Serialization =
         bytes.try_into().map_err(|_| DecodeError::InvalidElement)?;
     let e = <C::Group>::deserialize(&ser).map_err(|_| DecodeError::InvalidElement)?;
@@ -51,6 +58,9 @@ pub(crate) fn element_from_bytes<C: Suite>(bytes: &[u8]) -> Result<Element<C>, D
     // value has exactly one wire form and transcript hashes cannot be split.
     if !C::CANONICAL_ELEMENT_DECODER && element_to_bytes::<C>(&e).as_deref() != Some(bytes) {
         return Err(DecodeError::InvalidElement);
+    }
+    if C::SKIPS_KNOWN {
+        crate::known::remember(C::SUITE, bytes);
     }
     Ok(e)
 }
@@ -67,10 +77,8 @@ fn scalar_len<C: Ciphersuite>() -> usize {
         .len()
 }
 
-fn element_len<C: Ciphersuite>() -> usize {
-    <C::Group>::serialize(&<C::Group>::generator())
-        .map(|s| s.as_ref().len())
-        .unwrap_or(0)
+fn element_len<C: Suite>() -> usize {
+    C::ELEMENT_LEN
 }
 
 /// Builds an encoding.
@@ -125,9 +133,16 @@ impl Writer {
     /// encoder: every element we encode is a commitment to a random non-zero
     /// value or a validated decoded element. If one did, the zero-filled field
     /// makes the decoder reject the message rather than misread it.
-    pub(crate) fn element<C: Ciphersuite>(&mut self, e: &Element<C>) -> &mut Self {
+    pub(crate) fn element<C: Suite>(&mut self, e: &Element<C>) -> &mut Self {
         match element_to_bytes::<C>(e) {
-            Some(b) => self.raw(&b),
+            Some(b) => {
+                // Every element in memory was checked on decode or computed
+                // in the group: its encoding is valid.
+                if C::SKIPS_KNOWN {
+                    crate::known::remember(C::SUITE, &b);
+                }
+                self.raw(&b)
+            }
             None => {
                 let len = element_len::<C>();
                 self.0.extend(core::iter::repeat_n(0u8, len));

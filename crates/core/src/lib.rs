@@ -42,6 +42,7 @@ pub mod he;
 pub mod httpsig;
 pub mod id;
 pub mod keys;
+pub mod known;
 pub mod lms;
 pub mod local;
 pub mod merkle;

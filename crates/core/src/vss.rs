@@ -201,7 +201,7 @@ impl<C: Suite> Decode for Commitment<C> {
     }
 }
 
-pub(crate) fn write_commitment<C: Ciphersuite>(w: &mut Writer, c: &Commitment<C>) {
+pub(crate) fn write_commitment<C: crate::suite::Suite>(w: &mut Writer, c: &Commitment<C>) {
     w.u16(c.coefficients.len() as u16);
     for e in &c.coefficients {
         w.element::<C>(e);

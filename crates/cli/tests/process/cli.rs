@@ -1098,42 +1098,64 @@ fn he_end_to_end() {
     assert!(!ok && err.contains("does not verify"), "{err}");
 }
 
-/// The load tool runs end to end on its own local cluster and reports rows
-/// with real signatures (figures are not checked: no timing in tests).
+/// The load tool runs end to end on its own local cluster, in a child
+/// process, and reports rows with real signatures, the nodes' CPU per
+/// signature and the ratios to raw FROST of the same suite measured in the
+/// same run (figures are not checked: no timing in tests).
 #[test]
 fn bench_sign_smoke() {
-    let o = Command::new(BIN)
-        .args([
-            "bench",
-            "sign",
-            "--seconds",
-            "0.5",
-            "--warmup",
-            "0",
-            "--concurrency",
-            "1,4",
-            "--pool",
-            "8",
-            "--json",
-        ])
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
-    let rows = v["rows"].as_array().unwrap();
-    // Two concurrency levels, raw FROST on one thread, and on every core
-    // when there is more than one.
-    let cores = std::thread::available_parallelism().map_or(1, usize::from);
-    let raw_rows = if cores > 1 { 2 } else { 1 };
-    assert_eq!(rows.len(), 2 + raw_rows, "{rows:?}");
-    let raw: Vec<_> = rows
-        .iter()
-        .filter(|r| r["what"].as_str().unwrap().starts_with("raw frost"))
-        .collect();
-    assert_eq!(raw.len(), raw_rows, "{rows:?}");
-    for r in rows {
-        assert!(r["signatures"].as_u64().unwrap() > 0, "{r}");
-        assert_eq!(r["errors"], 0, "{r}");
+    for suite in ["ed25519", "secp256k1-tr"] {
+        let o = Command::new(BIN)
+            .args([
+                "bench",
+                "sign",
+                "--suite",
+                suite,
+                "--seconds",
+                "0.5",
+                "--warmup",
+                "0",
+                "--concurrency",
+                "1,4",
+                "--pool",
+                "8",
+                "--json",
+            ])
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+        let rows = v["rows"].as_array().unwrap();
+        // Two concurrency levels; raw FROST on one thread before and after
+        // them, and on every core when there is more than one.
+        let cores = std::thread::available_parallelism().map_or(1, usize::from);
+        let raw_rows = if cores > 1 { 3 } else { 2 };
+        assert_eq!(rows.len(), 2 + raw_rows, "{rows:?}");
+        let (raw, cluster): (Vec<_>, Vec<_>) = rows
+            .iter()
+            .partition(|r| r["what"].as_str().unwrap().starts_with("raw frost"));
+        assert_eq!(raw.len(), raw_rows, "{rows:?}");
+        assert!(
+            raw.iter()
+                .all(|r| r["what"].as_str().unwrap().contains(suite)),
+            "{rows:?}"
+        );
+        for r in rows {
+            assert!(r["signatures"].as_u64().unwrap() > 0, "{r}");
+            assert_eq!(r["errors"], 0, "{r}");
+            assert!(r["cpu_ms_per_sig"].as_f64().unwrap() > 0.0, "{r}");
+        }
+        // The nodes ran in their own process: their CPU is counted apart
+        // from the load generator's, and the ratios are reported.
+        let bare = v["bare_cpu_ms_per_sig"].as_f64().unwrap();
+        assert!(bare > 0.0, "{v}");
+        for r in cluster {
+            let r_cpu = r["r_cpu"].as_f64().unwrap();
+            let expect = r["cpu_ms_per_sig"].as_f64().unwrap() / bare;
+            assert!((r_cpu - expect).abs() < 1e-9 * expect.max(1.0), "{r}");
+            assert!(r["r_thr"].as_f64().unwrap() > 0.0, "{r}");
+            assert!(r["loadgen_cores"].as_f64().is_some(), "{r}");
+        }
     }
 }
 

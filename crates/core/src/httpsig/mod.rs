@@ -33,6 +33,9 @@ use ed25519_dalek::{Signature, Signer as _, SigningKey, VerifyingKey};
 use sfv::{BareItem, Dictionary, Item, ListEntry, Parser};
 use sha2::{Digest, Sha256, Sha512};
 
+mod memo;
+pub use memo::Verifications;
+
 /// The most signatures one request may carry (each is parsed and may be
 /// checked).
 pub const MAX_SIGNATURES: usize = 8;
@@ -162,6 +165,27 @@ pub fn verify(
     policy: &Policy,
     key_of: impl Fn(&str) -> Option<VerifyingKey>,
 ) -> Result<Verified, SigError> {
+    verify_inner(req, policy, key_of, None)
+}
+
+/// [`verify`], answering the Ed25519 equation from `memo` when these exact
+/// bytes verified before (every other check runs every time; see
+/// [`Verifications`]).
+pub fn verify_memo(
+    req: &Request,
+    policy: &Policy,
+    key_of: impl Fn(&str) -> Option<VerifyingKey>,
+    memo: &Verifications,
+) -> Result<Verified, SigError> {
+    verify_inner(req, policy, key_of, Some(memo))
+}
+
+fn verify_inner(
+    req: &Request,
+    policy: &Policy,
+    key_of: impl Fn(&str) -> Option<VerifyingKey>,
+    memo: Option<&Verifications>,
+) -> Result<Verified, SigError> {
     let (Some(inputs), Some(sigs)) = (req.field("signature-input"), req.field("signature")) else {
         return Err(SigError::Unsigned);
     };
@@ -188,6 +212,7 @@ pub fn verify(
             &key_of,
             (label.as_str(), input, sigs.get(label)),
             &digest_checked,
+            memo,
         );
         match r {
             Ok(v) => return Ok(v),
@@ -203,6 +228,7 @@ fn verify_one(
     key_of: &impl Fn(&str) -> Option<VerifyingKey>,
     (label, input, sig): (&str, &ListEntry, Option<&ListEntry>),
     digest_checked: &std::cell::OnceCell<Result<(), SigError>>,
+    memo: Option<&Verifications>,
 ) -> Result<Verified, SigError> {
     let ListEntry::InnerList(list) = input else {
         return Err(SigError::Malformed(format!(
@@ -287,8 +313,13 @@ fn verify_one(
     // verified under a known key, and at most once per request.
     let key = key_of(&params.keyid).ok_or_else(|| SigError::UnknownKey(params.keyid.clone()))?;
     let base = signature_base(req, &covered, &list_params_serialized(list)?)?;
-    key.verify_strict(base.as_bytes(), &signature)
-        .map_err(|_| SigError::BadSignature(params.keyid.clone()))?;
+    let valid = match memo {
+        Some(m) => m.verify_strict(&key, base.as_bytes(), &signature),
+        None => key.verify_strict(base.as_bytes(), &signature).is_ok(),
+    };
+    if !valid {
+        return Err(SigError::BadSignature(params.keyid.clone()));
+    }
     if has_digest {
         digest_checked.get_or_init(|| check_digest(req)).clone()?;
     }

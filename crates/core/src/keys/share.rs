@@ -282,7 +282,9 @@ impl<C: Suite> KeyShare<C> {
         let package = KeyPackage::new(
             id.to_frost::<C>(),
             SigningShare::new(*share.expose()),
-            VerifyingShare::new(share.public()),
+            // The suite's basepoint table where it has one (this runs on
+            // every decode of a stored share, so on every signature).
+            VerifyingShare::new(C::mul_base(share.expose())),
             VerifyingKey::new(verifying_key),
             threshold,
         );

@@ -120,6 +120,29 @@ impl<C: Suite> SigningNonce<C> {
         share: &KeyShare<C>,
         package: &SigningPackage<C>,
     ) -> Result<SignatureShare<C>, Error> {
+        self.share_of(share, package)
+    }
+
+    /// [`SigningNonce::sign`] for a nonce kept on the heap: it is used where
+    /// it is and zeroized there when the box drops (moving it out of the box
+    /// first would leave a copy behind in the freed allocation).
+    #[allow(
+        clippy::boxed_local,
+        reason = "the nonce must stay where it lies until the box drops and zeroizes it there"
+    )]
+    pub fn sign_boxed(
+        self: Box<Self>,
+        share: &KeyShare<C>,
+        package: &SigningPackage<C>,
+    ) -> Result<SignatureShare<C>, Error> {
+        self.share_of(share, package)
+    }
+
+    fn share_of(
+        &self,
+        share: &KeyShare<C>,
+        package: &SigningPackage<C>,
+    ) -> Result<SignatureShare<C>, Error> {
         if share.id() != self.id {
             return Err(Error::Misuse("nonce belongs to another participant"));
         }

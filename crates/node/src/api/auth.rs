@@ -260,10 +260,15 @@ fn verify_signature(
         window: WINDOW_S,
         skew: SKEW_S,
     };
-    httpsig::verify(req, &policy, |id| {
-        node.registry(|r| r.clients.get(id).map(|c| c.public_key))
-            .and_then(|k| ed25519_dalek::VerifyingKey::from_bytes(&k.0).ok())
-    })
+    httpsig::verify_memo(
+        req,
+        &policy,
+        |id| {
+            node.registry(|r| r.clients.get(id).map(|c| c.public_key))
+                .and_then(|k| ed25519_dalek::VerifyingKey::from_bytes(&k.0).ok())
+        },
+        node.verifications(),
+    )
 }
 
 /// The client named `name` in this node's registry, if it is neither

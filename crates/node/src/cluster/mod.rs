@@ -78,6 +78,9 @@ pub(crate) struct Inner {
     receiving: checkpoint::Receiving,
     peers: peer::PeerClient,
     replay: peer::ReplayGuard,
+    /// Client signatures this node verified (an Ed25519 check is not
+    /// repeated for the same bytes: `httpsig::Verifications`).
+    verifications: keyquorum_core::httpsig::Verifications,
     metrics: Metrics,
     /// Which refusals are audited or logged ([`refusals`]).
     refusals: refusals::Refusals,
@@ -231,6 +234,7 @@ impl Node {
             receiving: checkpoint::Receiving::default(),
             peers,
             replay: peer::ReplayGuard::default(),
+            verifications: keyquorum_core::httpsig::Verifications::default(),
             metrics: Metrics::default(),
             refusals: refusals::Refusals::default(),
             sessions,
@@ -379,6 +383,11 @@ impl Node {
     /// Metrics.
     pub fn metrics(&self) -> &Metrics {
         &self.0.metrics
+    }
+
+    /// The client signatures this node verified.
+    pub(crate) fn verifications(&self) -> &keyquorum_core::httpsig::Verifications {
+        &self.0.verifications
     }
 
     /// Side records of `space` with keys `from` and above, at most `limit`

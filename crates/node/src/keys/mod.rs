@@ -110,6 +110,13 @@ impl PerSuite for Groups {
 /// Decoded group keys by key and generation, with the bytes they came from.
 type GroupCache = HashMap<(String, u64), (Vec<u8>, Suited<Groups>)>;
 
+/// A precomputed signing nonce, decoded, on the heap (so that it is
+/// zeroized where it lies: see `sign::NonceCache`).
+struct Nonces;
+impl PerSuite for Nonces {
+    type Of<C: KeySuite> = Box<keyquorum_core::sign::SigningNonce<C>>;
+}
+
 /// What this node dealt in a DKG run: its answer to a complaint. Kept in
 /// memory only, until the run is aborted, its key committed, or
 /// [`DKG_TTL`] passes.
@@ -148,6 +155,12 @@ pub struct Keys {
     nonces: taker::NonceTaker,
     /// What each client authorization has driven on this node.
     ledger: crate::api::auth::Ledger,
+    /// Element encodings this node produced or checked before: decoding
+    /// them again skips the prime-order check (`keyquorum_core::known`).
+    known: keyquorum_core::known::KnownElements,
+    /// The nonces this start of the node precomputed, decoded, by vault
+    /// slot (see `sign::NonceCache`).
+    decoded_nonces: Mutex<sign::NonceCache>,
     faults: Faults,
 }
 
@@ -168,6 +181,8 @@ impl Keys {
             repairs: Mutex::default(),
             groups: Mutex::default(),
             pools: Arc::default(),
+            known: keyquorum_core::known::KnownElements::default(),
+            decoded_nonces: Mutex::default(),
             rotation: AtomicUsize::new(0),
             nonces: taker::NonceTaker::start(node.vault_arc())?,
             ledger: crate::api::auth::Ledger::default(),

@@ -232,6 +232,9 @@ impl Keys {
             node.vault().apply(&ops)?;
         }
         self.pools.forget_older(record);
+        if let Ok(mut cached) = self.decoded_nonces.lock() {
+            cached.forget_older(&record.name, record.epoch);
+        }
         Ok(ops.len())
     }
 

@@ -25,9 +25,10 @@ use keyquorum_wire::peer::{ClientRequest, NonceCommitment, PeerMessage};
 use keyquorum_wire::{Hex, NodeId};
 use rand_core::{OsRng, RngCore};
 use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
 
 use super::shares::nonce_slot;
-use super::suite::with_suite;
+use super::suite::{with_suite, KeySuite};
 use super::{core_err, decode, key_record, lock, me_first, node_of, pid, Keys};
 use crate::api::auth::{addressee, check_forwarded, forwarded};
 use crate::cluster::Node;
@@ -45,6 +46,75 @@ type PoolKey = (String, u64, NodeId);
 pub(super) struct Pools {
     pools: Mutex<HashMap<PoolKey, VecDeque<NonceCommitment>>>,
     refilling: Mutex<BTreeSet<PoolKey>>,
+}
+
+/// Most decoded nonces a node keeps in memory.
+const NONCE_CACHE: usize = 16 * 1024;
+
+/// The nonces this start of the node precomputed, decoded (their
+/// commitments computed), by vault slot, oldest first out.
+///
+/// The vault stays the authority: a signer first removes the nonce from the
+/// vault durably ([`Keys::take_nonce`]) and only then looks here, and uses
+/// what it finds only if it is the very nonce it removed (compared in
+/// constant time); otherwise it decodes the removed bytes as before. So
+/// the memory copy never lets a nonce sign twice or outlive its vault row,
+/// and a miss (evicted, another start) costs only the decoding: rebuilding a
+/// nonce recomputes its two commitments, two scalar multiplications, which
+/// the copy made at precomputation saves on every signature. The nonces are
+/// secrets: `SigningNonce` zeroizes them on drop, and they are in this
+/// process's memory only while they wait to be used, as the key share is.
+/// Each nonce is boxed: the table and its growth move pointers, never the
+/// secret, and the nonce is zeroized where it lies when its box drops.
+#[derive(Default)]
+pub(super) struct NonceCache {
+    /// Slot → (key, generation, nonce).
+    by_slot: HashMap<Vec<u8>, (String, u64, super::suite::Suited<super::Nonces>)>,
+    order: VecDeque<Vec<u8>>,
+}
+
+impl NonceCache {
+    fn insert(
+        &mut self,
+        slot: Vec<u8>,
+        key: (&str, u64),
+        nonce: super::suite::Suited<super::Nonces>,
+    ) {
+        while self.by_slot.len() >= NONCE_CACHE {
+            match self.order.pop_front() {
+                Some(old) => {
+                    self.by_slot.remove(&old);
+                }
+                None => break,
+            }
+        }
+        let entry = (key.0.to_string(), key.1, nonce);
+        if self.by_slot.insert(slot.clone(), entry).is_none() {
+            self.order.push_back(slot);
+        }
+    }
+
+    /// Take the nonce of `slot` out, if it is here (its place in the
+    /// eviction order is dropped lazily).
+    fn take(&mut self, slot: &[u8]) -> Option<super::suite::Suited<super::Nonces>> {
+        let n = self.by_slot.remove(slot).map(|(_, _, n)| n);
+        self.compact();
+        n
+    }
+
+    /// Drop the nonces of `key`'s generations before `epoch` (their vault
+    /// rows are being erased).
+    pub(super) fn forget_older(&mut self, key: &str, epoch: u64) {
+        self.by_slot.retain(|_, (k, e, _)| k != key || *e >= epoch);
+        self.compact();
+    }
+
+    fn compact(&mut self) {
+        if self.order.len() > 2 * self.by_slot.len() + 64 {
+            let by_slot = &self.by_slot;
+            self.order.retain(|s| by_slot.contains_key(s));
+        }
+    }
 }
 
 impl Pools {
@@ -84,29 +154,45 @@ impl Keys {
         }
         let boot = node.boot();
         let share_bytes = self.share_bytes(node, &record)?;
-        let (items, secrets) = with_suite!(record.suite, |C| {
-            let share = KeyShare::<C>::from_secret_bytes(&share_bytes)
-                .map_err(|e| NodeError::Internal(e.to_string()))?;
-            let mut items = Vec::with_capacity(usize::from(count));
-            let mut secrets = Vec::with_capacity(usize::from(count));
-            for (nonce, commitment) in sign::precompute(&share, usize::from(count), &mut OsRng) {
-                let mut id = [0u8; 16];
-                OsRng.fill_bytes(&mut id);
-                let mut stored = zeroize::Zeroizing::new(boot.0.to_vec());
-                stored.extend_from_slice(&nonce.to_secret_bytes());
-                secrets.push((nonce_slot(name, epoch, &id), stored));
-                items.push(NonceCommitment {
-                    id: Hex(id.to_vec()),
-                    commitment: Hex(commitment.to_bytes()),
-                });
-            }
-            (items, secrets)
-        });
+        // In the scope of this node's known elements: the commitments'
+        // encodings are remembered, so the package that brings them back
+        // decodes them without the prime-order check.
+        let mut decoded = Vec::with_capacity(usize::from(count));
+        let (items, secrets) = self.known.scope(|| -> Result<_, NodeError> {
+            Ok(with_suite!(record.suite, |C| {
+                let share = KeyShare::<C>::from_secret_bytes(&share_bytes)
+                    .map_err(|e| NodeError::Internal(e.to_string()))?;
+                let mut items = Vec::with_capacity(usize::from(count));
+                let mut secrets = Vec::with_capacity(usize::from(count));
+                for (nonce, commitment) in sign::precompute(&share, usize::from(count), &mut OsRng)
+                {
+                    let mut id = [0u8; 16];
+                    OsRng.fill_bytes(&mut id);
+                    let mut stored = zeroize::Zeroizing::new(boot.0.to_vec());
+                    stored.extend_from_slice(&nonce.to_secret_bytes());
+                    let slot = nonce_slot(name, epoch, &id);
+                    decoded.push((slot.clone(), C::wrap::<super::Nonces>(Box::new(nonce))));
+                    secrets.push((slot, stored));
+                    items.push(NonceCommitment {
+                        id: Hex(id.to_vec()),
+                        commitment: Hex(commitment.to_bytes()),
+                    });
+                }
+                (items, secrets)
+            }))
+        })?;
         let ops: Vec<Op<'_>> = secrets
             .iter()
             .map(|(k, v)| Op::Put(Table::Nonces, k, v))
             .collect();
         node.vault().apply(&ops)?;
+        // Kept decoded only once they are durable (the copy is optional: a
+        // poisoned lock only costs the decoding at signing time).
+        if let Ok(mut cache) = self.decoded_nonces.lock() {
+            for (slot, nonce) in decoded {
+                cache.insert(slot, (name, epoch), nonce);
+            }
+        }
         Ok(PeerMessage::Nonces { items })
     }
 
@@ -145,7 +231,9 @@ impl Keys {
         let slot = nonce_slot(name, epoch, &nonce.0);
         let share = with_suite!(record.suite, |C| {
             // Check the package names this node before spending a nonce.
-            let package = decode::<SigningPackage<C>>(&package.0, "signing package", from)?;
+            let package = self
+                .known
+                .scope(|| decode::<SigningPackage<C>>(&package.0, "signing package", from))?;
             if !package.signers().any(|s| s == me) {
                 return Err(NodeError::BadRequest(
                     "this node is not a signer in the package".into(),
@@ -158,18 +246,43 @@ impl Keys {
                 return Err(NodeError::Conflict("unknown or already used nonce".into()));
             }
             self.authorize_sign(node, from, &record, package.message(), &signers, request)?;
-            let stored = self.take_nonce(slot).await?;
-            let share = KeyShare::<C>::from_secret_bytes(&share_bytes)
+            let stored = self.take_nonce(slot.clone()).await?;
+            let share = self
+                .known
+                .scope(|| KeyShare::<C>::from_secret_bytes(&share_bytes))
                 .map_err(|e| NodeError::Internal(e.to_string()))?;
-            let nonce = SigningNonce::<C>::from_secret_bytes(this_start(node, &stored)?)
-                .map_err(|e| NodeError::Internal(e.to_string()))?;
-            let mut s: SignatureShare<C> = nonce.sign(&share, &package).map_err(core_err)?;
+            let nonce = self.removed_nonce::<C>(&slot, this_start(node, &stored)?)?;
+            let mut s: SignatureShare<C> = nonce.sign_boxed(&share, &package).map_err(core_err)?;
             if self.faults.send_bad_signature_shares() {
                 s.tamper();
             }
             s.to_bytes()
         });
         Ok(PeerMessage::SignatureShare { share: Hex(share) })
+    }
+
+    /// The nonce whose encoding `secret` is, just removed from the vault
+    /// slot `slot`: the decoded copy kept at precomputation if it is this
+    /// very nonce (compared in constant time), else decoded from `secret`.
+    fn removed_nonce<C: KeySuite>(
+        &self,
+        slot: &[u8],
+        secret: &[u8],
+    ) -> Result<Box<SigningNonce<C>>, NodeError> {
+        let kept = self
+            .decoded_nonces
+            .lock()
+            .ok()
+            .and_then(|mut c| c.take(slot))
+            .and_then(C::unwrap::<super::Nonces>);
+        if let Some(n) = kept {
+            if bool::from(n.to_secret_bytes().as_slice().ct_eq(secret)) {
+                return Ok(n);
+            }
+        }
+        SigningNonce::<C>::from_secret_bytes(secret)
+            .map(Box::new)
+            .map_err(|e| NodeError::Internal(e.to_string()))
     }
 
     /// Remove the nonce in `slot` from the vault durably and return what
@@ -244,12 +357,13 @@ impl Keys {
             node.vault()
                 .put(Table::ResetsSigned, request_id, nonce_id)?;
         }
-        let stored = self.take_nonce(slot).await?;
-        let share = KeyShare::<Ed25519>::from_secret_bytes(&share_bytes)
+        let stored = self.take_nonce(slot.clone()).await?;
+        let share = self
+            .known
+            .scope(|| KeyShare::<Ed25519>::from_secret_bytes(&share_bytes))
             .map_err(|e| NodeError::Internal(e.to_string()))?;
-        let nonce = SigningNonce::<Ed25519>::from_secret_bytes(this_start(node, &stored)?)
-            .map_err(|e| NodeError::Internal(e.to_string()))?;
-        let mut s = nonce.sign(&share, package).map_err(core_err)?;
+        let nonce = self.removed_nonce::<Ed25519>(&slot, this_start(node, &stored)?)?;
+        let mut s = nonce.sign_boxed(&share, package).map_err(core_err)?;
         if self.faults.send_bad_signature_shares() {
             s.tamper();
         }
@@ -284,7 +398,7 @@ impl Keys {
             epoch: record.epoch,
             count: 1,
         };
-        match node.call_signed(signer, info, &batch).await?.1 {
+        match node.call(signer, info, batch).await? {
             PeerMessage::Nonces { mut items } if items.len() == 1 => items
                 .pop()
                 .ok_or_else(|| NodeError::Internal("empty".into())),
@@ -325,8 +439,8 @@ impl Keys {
                 epoch: key.1,
                 count,
             };
-            let got = node.call_signed(signer, &info, &batch).await;
-            if let Ok((_, PeerMessage::Nonces { items })) = got {
+            let got = node.call(signer, &info, batch).await;
+            if let Ok(PeerMessage::Nonces { items }) = got {
                 if let Ok(mut p) = pools.pools.lock() {
                     p.entry(key.clone()).or_default().extend(items);
                 }
@@ -524,7 +638,9 @@ impl Keys {
             let group: &GroupKey<C> = &group;
             let mut cs = Vec::with_capacity(commitments.len());
             for (s, c) in &commitments {
-                let c = decode::<SigningCommitment<C>>(&c.0, "nonce commitment", *s)
+                let c = self
+                    .known
+                    .scope(|| decode::<SigningCommitment<C>>(&c.0, "nonce commitment", *s))
                     .map_err(|e| (vec![*s], e))?;
                 if node_of(c.signer()) != *s {
                     return Err((
@@ -539,7 +655,7 @@ impl Keys {
             }
             let mut coordinator = sign::Coordinator::new(group, SessionId(sid), message, cs)
                 .map_err(|e| (vec![], core_err(e)))?;
-            let package = Hex(coordinator.package().to_bytes());
+            let package = Hex(self.known.scope(|| coordinator.package().to_bytes()));
             let calls = infos.iter().map(|(s, i)| {
                 let msg = PeerMessage::SignShare {
                     key: record.name.clone(),
@@ -548,14 +664,14 @@ impl Keys {
                     package: package.clone(),
                     request: request.clone(),
                 };
-                async move { (*s, node.call_signed(*s, i, &msg).await) }
+                async move { (*s, node.call(*s, i, msg).await) }
             });
             let replies = join_all(calls).await;
             let mut bad = Vec::new();
             let mut err = None;
             for (s, r) in replies {
                 match r {
-                    Ok((_, PeerMessage::SignatureShare { share })) => {
+                    Ok(PeerMessage::SignatureShare { share }) => {
                         let share = decode::<SignatureShare<C>>(&share.0, "signature share", s)
                             .map_err(|e| (vec![s], e))?;
                         coordinator
