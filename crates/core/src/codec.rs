@@ -136,10 +136,10 @@ impl Writer {
     pub(crate) fn element<C: Suite>(&mut self, e: &Element<C>) -> &mut Self {
         match element_to_bytes::<C>(e) {
             Some(b) => {
-                // Every element in memory was checked on decode or computed
-                // in the group: its encoding is valid.
+                // In a producing scope (elements computed in the group
+                // only) the encoding is known valid.
                 if C::SKIPS_KNOWN {
-                    crate::known::remember(C::SUITE, &b);
+                    crate::known::remember_encoded(C::SUITE, &b);
                 }
                 self.raw(&b)
             }

@@ -12,15 +12,17 @@
 //! elements it holds, or decoded and checked by it before.
 //!
 //! [`KnownElements`] is a participant's bounded set of such encodings.
-//! Inside [`KnownElements::scope`], every element [`crate::codec`] encodes,
-//! and every element it decodes and checks in full, is added; an encoding in
-//! the set decodes with the cheap part only (for Ed25519, the
+//! Inside [`KnownElements::scope`], every element [`crate::codec`] decodes
+//! and checks in full is added; inside [`KnownElements::producing`] also
+//! every element it encodes, for code that encodes only elements it
+//! computed in the group itself (a signer's fresh nonce commitments). An
+//! encoding in the set decodes with the cheap part only (for Ed25519, the
 //! decompression). The set is a pure memo of a deterministic check of the
-//! exact bytes: an encoding enters it only after it passed the full check or
-//! was produced from an element (every element in memory passed it or was
-//! computed in the group), and a miss (never seen, or evicted) takes the full
-//! check. Only suites where the skipped part costs more than a lookup use
-//! it ([`crate::suite::Suite::decode_known`]).
+//! exact bytes: an encoding enters it only after it passed the full check,
+//! or as the encoding of an element computed as a multiple of the
+//! generator; a miss (never seen, or evicted) takes the full check. Only
+//! suites where the skipped part costs more than a lookup use it
+//! ([`crate::suite::Suite::decode_known`]).
 //!
 //! The set is per participant (each node owns one), never process-wide: in
 //! a test or a benchmark that runs several nodes in one process, one node's
@@ -48,16 +50,37 @@ impl std::fmt::Debug for KnownElements {
     }
 }
 
+/// Longest encoding kept (a SEC1 compressed point is 33 bytes).
+const MAX_ENCODING: usize = 33;
+
+/// An entry: the suite's tag, the encoding's length, the encoding, zero
+/// padded (no allocation per lookup).
+type Key = [u8; 2 + MAX_ENCODING];
+
+/// The entry for `bytes`; `None` (never known) past [`MAX_ENCODING`].
+fn key(suite: SuiteId, bytes: &[u8]) -> Option<Key> {
+    let len = u8::try_from(bytes.len()).ok()?;
+    let mut k: Key = [0u8; 2 + MAX_ENCODING];
+    k.get_mut(2..2 + bytes.len())?.copy_from_slice(bytes);
+    let [tag, length, ..] = &mut k;
+    *tag = suite as u8;
+    *length = len;
+    Some(k)
+}
+
 struct Known {
-    set: HashSet<(SuiteId, Box<[u8]>)>,
+    set: HashSet<Key>,
     /// Insertion order, oldest first, for eviction.
-    order: VecDeque<(SuiteId, Box<[u8]>)>,
+    order: VecDeque<Key>,
     capacity: usize,
 }
 
+/// The scope running on this thread: its set, and whether encodings count.
+type Current = Option<(KnownElements, bool)>;
+
 thread_local! {
     /// The set of the scope running on this thread, if any.
-    static CURRENT: RefCell<Option<KnownElements>> = const { RefCell::new(None) };
+    static CURRENT: RefCell<Current> = const { RefCell::new(None) };
 }
 
 impl Default for KnownElements {
@@ -67,7 +90,7 @@ impl Default for KnownElements {
 }
 
 /// Restores the previous scope's set when a scope ends (also on unwind).
-struct Restore(Option<KnownElements>);
+struct Restore(Current);
 
 impl Drop for Restore {
     fn drop(&mut self) {
@@ -87,11 +110,25 @@ impl KnownElements {
         })))
     }
 
-    /// Run `f` with this set consulted and fed by every element encoding
-    /// and decoding [`crate::codec`] does on this thread. `f` is synchronous:
-    /// the scope ends when it returns, on the thread it started on.
+    /// Run `f` with this set consulted by every element decoding
+    /// [`crate::codec`] does on this thread, and fed by every one that
+    /// passes the full check. `f` is synchronous: the scope ends when it
+    /// returns, on the thread it started on.
     pub fn scope<R>(&self, f: impl FnOnce() -> R) -> R {
-        let prev = CURRENT.with(|c| c.replace(Some(self.clone())));
+        self.enter(false, f)
+    }
+
+    /// [`KnownElements::scope`], and every element [`crate::codec`] encodes
+    /// in `f` is added too. Only for code that encodes nothing but elements
+    /// it computed in the group itself (multiples of the generator: a
+    /// signer's fresh nonce commitments), never an element built from bytes
+    /// without the full check.
+    pub fn producing<R>(&self, f: impl FnOnce() -> R) -> R {
+        self.enter(true, f)
+    }
+
+    fn enter<R>(&self, encodes: bool, f: impl FnOnce() -> R) -> R {
+        let prev = CURRENT.with(|c| c.replace(Some((self.clone(), encodes))));
         let _restore = Restore(prev);
         f()
     }
@@ -107,13 +144,15 @@ impl KnownElements {
     }
 
     fn contains(&self, suite: SuiteId, bytes: &[u8]) -> bool {
-        let key = (suite, Box::<[u8]>::from(bytes));
+        let Some(key) = key(suite, bytes) else {
+            return false;
+        };
         self.0.lock().is_ok_and(|k| k.set.contains(&key))
     }
 
     fn insert(&self, suite: SuiteId, bytes: &[u8]) {
+        let Some(key) = key(suite, bytes) else { return };
         let Ok(mut k) = self.0.lock() else { return };
-        let key = (suite, Box::<[u8]>::from(bytes));
         if k.set.contains(&key) {
             return;
         }
@@ -125,7 +164,7 @@ impl KnownElements {
                 None => break,
             }
         }
-        k.order.push_back(key.clone());
+        k.order.push_back(key);
         k.set.insert(key);
     }
 }
@@ -136,15 +175,26 @@ pub(crate) fn is_known(suite: SuiteId, bytes: &[u8]) -> bool {
         .try_with(|c| {
             c.borrow()
                 .as_ref()
-                .is_some_and(|k| k.contains(suite, bytes))
+                .is_some_and(|(k, _)| k.contains(suite, bytes))
         })
         .unwrap_or(false)
 }
 
-/// Add `bytes` for `suite` to the current scope's set, if there is one.
+/// Add `bytes`, which passed the full check for `suite`, to the current
+/// scope's set, if there is one.
 pub(crate) fn remember(suite: SuiteId, bytes: &[u8]) {
     let _ = CURRENT.try_with(|c| {
-        if let Some(k) = c.borrow().as_ref() {
+        if let Some((k, _)) = c.borrow().as_ref() {
+            k.insert(suite, bytes);
+        }
+    });
+}
+
+/// Add `bytes`, the encoding of an element being written, to the current
+/// scope's set if it is a [`KnownElements::producing`] scope.
+pub(crate) fn remember_encoded(suite: SuiteId, bytes: &[u8]) {
+    let _ = CURRENT.try_with(|c| {
+        if let Some((k, true)) = c.borrow().as_ref() {
             k.insert(suite, bytes);
         }
     });
@@ -182,14 +232,18 @@ mod tests {
         use curve25519_dalek::Scalar;
         let k = KnownElements::default();
         let p = ED25519_BASEPOINT_POINT * Scalar::from(12345u64);
-        // Encoding an element remembers it; decoding it again gives it back.
-        let bytes = k.scope(|| {
+        let write = |p| {
             let mut w = Writer::new::<Ed25519>(0);
-            w.element::<Ed25519>(&p);
+            w.element::<Ed25519>(p);
             w.finish()
-        });
+        };
         let enc = p.compress().to_bytes();
-        assert!(bytes.ends_with(&enc));
+        // Encoding in a plain scope remembers nothing.
+        assert!(k.scope(|| write(&p)).ends_with(&enc));
+        assert!(!k.scope(|| is_known(SuiteId::Ed25519, &enc)));
+        // Encoding in a producing scope remembers it; decoding it again
+        // gives it back.
+        assert!(k.producing(|| write(&p)).ends_with(&enc));
         assert!(k.scope(|| is_known(SuiteId::Ed25519, &enc)));
         assert_eq!(k.scope(|| element_from_bytes::<Ed25519>(&enc)), Ok(p));
         // A point with a torsion component is refused, inside a scope as
@@ -222,6 +276,11 @@ mod tests {
             assert!(is_known(SuiteId::Ed25519, b"b"));
             assert!(is_known(SuiteId::Ed25519, b"c"));
         });
+        assert_eq!(k.len(), 2);
+        // Encodings longer than any point's are never known, never kept.
+        let long = [7u8; MAX_ENCODING + 1];
+        k.scope(|| remember(SuiteId::Ed25519, &long));
+        assert!(!k.scope(|| is_known(SuiteId::Ed25519, &long)));
         assert_eq!(k.len(), 2);
     }
 }

@@ -232,9 +232,10 @@ impl Keys {
             node.vault().apply(&ops)?;
         }
         self.pools.forget_older(record);
-        if let Ok(mut cached) = self.decoded_nonces.lock() {
-            cached.forget_older(&record.name, record.epoch);
-        }
+        self.decoded_nonces
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .forget_older(&record.name, record.epoch);
         Ok(ops.len())
     }
 

@@ -154,11 +154,12 @@ impl Keys {
         }
         let boot = node.boot();
         let share_bytes = self.share_bytes(node, &record)?;
-        // In the scope of this node's known elements: the commitments'
-        // encodings are remembered, so the package that brings them back
-        // decodes them without the prime-order check.
+        // Producing into this node's known elements: the fresh commitments
+        // (multiples of the generator computed here) are remembered, so the
+        // package that brings them back decodes them without the
+        // prime-order check. Nothing else is encoded in this scope.
         let mut decoded = Vec::with_capacity(usize::from(count));
-        let (items, secrets) = self.known.scope(|| -> Result<_, NodeError> {
+        let (items, secrets) = self.known.producing(|| -> Result<_, NodeError> {
             Ok(with_suite!(record.suite, |C| {
                 let share = KeyShare::<C>::from_secret_bytes(&share_bytes)
                     .map_err(|e| NodeError::Internal(e.to_string()))?;
@@ -188,11 +189,14 @@ impl Keys {
         node.vault().apply(&ops)?;
         // Kept decoded only once they are durable (the copy is optional: a
         // poisoned lock only costs the decoding at signing time).
-        if let Ok(mut cache) = self.decoded_nonces.lock() {
-            for (slot, nonce) in decoded {
-                cache.insert(slot, (name, epoch), nonce);
-            }
+        let mut cache = self
+            .decoded_nonces
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for (slot, nonce) in decoded {
+            cache.insert(slot, (name, epoch), nonce);
         }
+        drop(cache);
         Ok(PeerMessage::Nonces { items })
     }
 
@@ -247,11 +251,13 @@ impl Keys {
             }
             self.authorize_sign(node, from, &record, package.message(), &signers, request)?;
             let stored = self.take_nonce(slot.clone()).await?;
+            // Out of the memory cache at once, whatever fails next.
+            let kept = self.kept_nonce::<C>(&slot);
+            let nonce = removed_nonce::<C>(kept, this_start(node, &stored)?)?;
             let share = self
                 .known
                 .scope(|| KeyShare::<C>::from_secret_bytes(&share_bytes))
                 .map_err(|e| NodeError::Internal(e.to_string()))?;
-            let nonce = self.removed_nonce::<C>(&slot, this_start(node, &stored)?)?;
             let mut s: SignatureShare<C> = nonce.sign_boxed(&share, &package).map_err(core_err)?;
             if self.faults.send_bad_signature_shares() {
                 s.tamper();
@@ -261,28 +267,14 @@ impl Keys {
         Ok(PeerMessage::SignatureShare { share: Hex(share) })
     }
 
-    /// The nonce whose encoding `secret` is, just removed from the vault
-    /// slot `slot`: the decoded copy kept at precomputation if it is this
-    /// very nonce (compared in constant time), else decoded from `secret`.
-    fn removed_nonce<C: KeySuite>(
-        &self,
-        slot: &[u8],
-        secret: &[u8],
-    ) -> Result<Box<SigningNonce<C>>, NodeError> {
-        let kept = self
-            .decoded_nonces
+    /// Take the decoded copy of the nonce in `slot` out of the memory
+    /// cache, if it is there (called right after the vault removed it).
+    fn kept_nonce<C: KeySuite>(&self, slot: &[u8]) -> Option<Box<SigningNonce<C>>> {
+        self.decoded_nonces
             .lock()
-            .ok()
-            .and_then(|mut c| c.take(slot))
-            .and_then(C::unwrap::<super::Nonces>);
-        if let Some(n) = kept {
-            if bool::from(n.to_secret_bytes().as_slice().ct_eq(secret)) {
-                return Ok(n);
-            }
-        }
-        SigningNonce::<C>::from_secret_bytes(secret)
-            .map(Box::new)
-            .map_err(|e| NodeError::Internal(e.to_string()))
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take(slot)
+            .and_then(C::unwrap::<super::Nonces>)
     }
 
     /// Remove the nonce in `slot` from the vault durably and return what
@@ -358,11 +350,12 @@ impl Keys {
                 .put(Table::ResetsSigned, request_id, nonce_id)?;
         }
         let stored = self.take_nonce(slot.clone()).await?;
+        let kept = self.kept_nonce::<Ed25519>(&slot);
+        let nonce = removed_nonce::<Ed25519>(kept, this_start(node, &stored)?)?;
         let share = self
             .known
             .scope(|| KeyShare::<Ed25519>::from_secret_bytes(&share_bytes))
             .map_err(|e| NodeError::Internal(e.to_string()))?;
-        let nonce = self.removed_nonce::<Ed25519>(&slot, this_start(node, &stored)?)?;
         let mut s = nonce.sign_boxed(&share, package).map_err(core_err)?;
         if self.faults.send_bad_signature_shares() {
             s.tamper();
@@ -655,7 +648,7 @@ impl Keys {
             }
             let mut coordinator = sign::Coordinator::new(group, SessionId(sid), message, cs)
                 .map_err(|e| (vec![], core_err(e)))?;
-            let package = Hex(self.known.scope(|| coordinator.package().to_bytes()));
+            let package = Hex(coordinator.package().to_bytes());
             let calls = infos.iter().map(|(s, i)| {
                 let msg = PeerMessage::SignShare {
                     key: record.name.clone(),
@@ -705,6 +698,24 @@ impl Keys {
             })
         })
     }
+}
+
+/// The nonce whose encoding `secret` is, just removed from the vault: the
+/// decoded copy `kept` at precomputation if it is this very nonce (compared
+/// in constant time), else decoded from `secret` (the copy, if any, is
+/// dropped and zeroized).
+fn removed_nonce<C: KeySuite>(
+    kept: Option<Box<SigningNonce<C>>>,
+    secret: &[u8],
+) -> Result<Box<SigningNonce<C>>, NodeError> {
+    if let Some(n) = kept {
+        if bool::from(n.to_secret_bytes().as_slice().ct_eq(secret)) {
+            return Ok(n);
+        }
+    }
+    SigningNonce::<C>::from_secret_bytes(secret)
+        .map(Box::new)
+        .map_err(|e| NodeError::Internal(e.to_string()))
 }
 
 /// The nonce in what [`Keys::take_nonce`] returned, if this start of the
