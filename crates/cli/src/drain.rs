@@ -12,13 +12,13 @@
 //!    dealer and every replica allows once the drain is approved.
 //! 3. Accounts it guards: rotated (rendezvous hashing over the voters no
 //!    longer picks a drained node).
-//! 4. What cannot be moved is named and stops the removal: a PIN key (its
+//! 4. Signing trees it holds leaf shares of: their leaves not handed out
+//!    yet re-dealt to the same target (`POST /v1/seedtrees/{name}/reshare`).
+//! 5. What cannot be moved is named and stops the removal: a PIN key (its
 //!    record binds each guardian's masked share and unlock key to the
 //!    guardian; only the client, who knows the PIN, could make new ones),
-//!    a key the drain would leave `t`-of-`t`, and a signing tree's leaf
-//!    shares (not movable yet; `cluster remove --despite-trees` removes the
-//!    node anyway, leaving it its shares of the unused leaves).
-//! 5. With `--remove`, once nothing is left: the removal is proposed.
+//!    and a key or tree the drain would leave `t`-of-`t`.
+//! 6. With `--remove`, once nothing is left: the removal is proposed.
 //!
 //! `--cancel` proposes [`Change::CancelDrain`] instead: what moved stays
 //! moved, and the node takes new keys again.
@@ -266,30 +266,38 @@ pub(crate) async fn drain(
         if !t.members.contains(&id) {
             continue;
         }
-        let left = t.members.len() - 1;
-        let fate = if left < usize::from(t.lock_quorum) {
-            format!(
-                "its {left} other members are fewer than its lock quorum ({}): it stops signing",
-                t.lock_quorum
-            )
-        } else {
-            format!(
-                "it keeps signing with its {left} other members (lock quorum {}), one fault fewer \
-                 to spare",
-                t.lock_quorum
-            )
+        let Some(target) = drained(&drains, &t.members) else {
+            continue;
         };
-        Report::note(
-            &mut report.blocked,
-            json,
-            "seedtree",
-            &t.name,
-            format!(
-                "its leaf-seed shares cannot be moved yet. Removed anyway (keyquorum cluster \
-                 remove {id} --despite-trees), node {id} keeps its shares of the unused leaves \
-                 and {fate}"
+        if target.len() < t.members.len() && target.len() <= usize::from(t.threshold) {
+            Report::note(
+                &mut report.blocked,
+                json,
+                "seedtree",
+                &t.name,
+                format!(
+                    "{} holders would be left for a threshold of {}: drain onto a new member \
+                     (--onto)",
+                    target.len(),
+                    t.threshold
+                ),
+            );
+            continue;
+        }
+        let work = c.seedtree_reshare(&t.name, t.threshold, &target);
+        match crate::cluster::spinning(json, &format!("moving {}'s leaves", t.name), work).await {
+            Ok(info) => Report::note(
+                &mut report.moved,
+                json,
+                "seedtree",
+                &t.name,
+                format!(
+                    "leaves {}.. moved to {}-of-{:?}, sharing {}",
+                    info.first, info.threshold, info.members, info.epoch
+                ),
             ),
-        );
+            Err(e) => Report::note(&mut report.failed, json, "seedtree", &t.name, e.to_string()),
+        }
     }
 
     let clear = report.failed.is_empty() && report.blocked.is_empty();

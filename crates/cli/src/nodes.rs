@@ -562,18 +562,19 @@ pub(crate) enum ClusterCommand {
     Remove {
         /// Node id.
         id: NodeId,
-        /// Remove it although it is a member of signing trees: it keeps
-        /// its shares of their unused leaves (they cannot be moved yet),
-        /// and a tree that cannot gather a lock quorum without it stops
-        /// signing for good.
+        /// Remove it although it is a member of signing trees (a drain
+        /// moves their leaves first, from apply rules 15): it keeps its
+        /// shares of their unused leaves, and a tree that cannot gather a
+        /// lock quorum without it stops signing for good.
         #[arg(long)]
         despite_trees: bool,
     },
     /// Move everything a node holds a share of off it, on one approval by
     /// the operator quorum (proposed here if no one did): reshare its keys
-    /// (shared, HE sessions', OPRF) keeping their thresholds, rotate the
-    /// accounts it guards, and name what cannot be moved (PIN keys,
-    /// signing trees). Run it again after the approval, or after a failure.
+    /// (shared, HE sessions', OPRF) keeping their thresholds, move the
+    /// unused leaves of the signing trees it holds shares of, rotate the
+    /// accounts it guards, and name what cannot be moved (PIN keys). Run
+    /// it again after the approval, or after a failure.
     Drain {
         /// The node to drain.
         id: NodeId,

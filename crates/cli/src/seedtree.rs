@@ -95,6 +95,8 @@ fn info_json(i: &SeedtreeInfo) -> serde_json::Value {
         "members": i.members.iter().map(|m| u64::from(*m)).collect::<Vec<_>>(),
         "lock_quorum": i.lock_quorum,
         "builders": builders,
+        "epoch": i.epoch,
+        "first": i.first,
     })
 }
 

@@ -16,10 +16,10 @@ use keyquorum_core::lms::hss::HssPublicKey;
 use keyquorum_core::lms::tree::AuthPath;
 use keyquorum_core::ParticipantId;
 use keyquorum_wire::seedtree::{
-    share_aad, CreateSeedtreeRequest, SeedtreeInfo, SeedtreeLeaf, SeedtreeList, SeedtreeProgress,
-    SeedtreeSignature, SignSeedtreeRequest, SHARE_HPKE_INFO,
+    share_aad, CreateSeedtreeRequest, ReshareSeedtreeRequest, SeedtreeInfo, SeedtreeLeaf,
+    SeedtreeList, SeedtreeProgress, SeedtreeSignature, SignSeedtreeRequest, SHARE_HPKE_INFO,
 };
-use keyquorum_wire::{Hex, Hex32};
+use keyquorum_wire::{Hex, Hex32, NodeId};
 use zeroize::Zeroizing;
 
 use crate::{Client, ClientError};
@@ -175,6 +175,36 @@ impl Client {
         req: &CreateSeedtreeRequest,
     ) -> Result<SeedtreeInfo, ClientError> {
         self.post("/v1/seedtrees", req).await
+    }
+
+    /// Move tree `name`'s unused leaves to `members` (an admin; allowed
+    /// for the target of an approved drain, keeping the tree's
+    /// `threshold`). The node's answer is checked: the holders asked for.
+    pub async fn seedtree_reshare(
+        &self,
+        name: &str,
+        threshold: u16,
+        members: &[NodeId],
+    ) -> Result<SeedtreeInfo, ClientError> {
+        let mut want = members.to_vec();
+        want.sort_unstable();
+        want.dedup();
+        let req = ReshareSeedtreeRequest {
+            members: want.clone(),
+            threshold,
+        };
+        let info: SeedtreeInfo = self
+            .post(&format!("/v1/seedtrees/{name}/reshare"), &req)
+            .await?;
+        let mut got = info.members.clone();
+        got.sort_unstable();
+        if info.name != name || got != want || info.threshold != threshold {
+            return Err(ClientError::Verification(format!(
+                "the node answered a reshare of {name} with tree {} held {}-of-{:?}",
+                info.name, info.threshold, info.members
+            )));
+        }
+        Ok(info)
     }
 
     /// Every tree.

@@ -64,7 +64,12 @@ impl PeerHandler for Dispatch {
                 | PeerMessage::StProgress { .. }
                 | PeerMessage::StEndorse { .. }
                 | PeerMessage::StLock { .. }
-                | PeerMessage::StRelease { .. } => self.trees.handle(node, from, msg).await,
+                | PeerMessage::StRelease { .. }
+                | PeerMessage::StRedealOpen { .. }
+                | PeerMessage::StRedeal { .. }
+                | PeerMessage::StRedealPart { .. }
+                | PeerMessage::StRedealEndorse { .. }
+                | PeerMessage::StRedealDone { .. } => self.trees.handle(node, from, msg).await,
                 PeerMessage::OprfCommit { .. } | PeerMessage::OprfRespond { .. } => {
                     self.oprf.handle(node, from, msg).await
                 }
@@ -368,8 +373,8 @@ pub mod doc {
         StretchParams, UnlockRequest, UnlockResponse,
     };
     use keyquorum_wire::seedtree::{
-        CreateSeedtreeRequest, SealedLeafShare, SeedtreeInfo, SeedtreeLeaf, SeedtreeList,
-        SeedtreeProgress, SeedtreeRecord, SignSeedtreeRequest,
+        CreateSeedtreeRequest, ReshareSeedtreeRequest, SealedLeafShare, SeedtreeInfo, SeedtreeLeaf,
+        SeedtreeList, SeedtreeProgress, SeedtreeRecord, SignSeedtreeRequest,
     };
     use utoipa::OpenApi;
 
@@ -392,7 +397,7 @@ pub mod doc {
             msg_deployment, create_endpoint, get_endpoint, revoke_endpoint, publish_prekeys, claim_prekey, send_message, inbox, ack_inbox,
             init, propose_change, list_changes, approve,
             create_session, list_sessions, get_session, submit_input, close_session, session_result, session_transcript,
-            create_tree, list_trees, get_tree, tree_progress, sign_leaf,
+            create_tree, list_trees, get_tree, tree_progress, sign_leaf, reshare_tree,
             create_oprf_key, list_oprf_keys, get_oprf_key, evaluate_oprf,
             create_account, list_accounts, get_account, rotate_account, open_reset, get_reset, get_inbox, begin_secret, register_secret, get_secret, guess_secret, unlock_secret),
         components(schemas(CreateKeyRequest, KeyInfo, KeyList, SignRequest, SignResponse, VerifyRequest, VerifyResponse,
@@ -403,7 +408,7 @@ pub mod doc {
             InitRequest, InitBody, InitProof, NamedKey, ChangeRequest, ChangeList, Change, ChangeRecord, ApprovalRequest, Approved,
             CreateHeSessionRequest, HeSessionInfo, HeSessionList, HeSessionRecord, HeProgress, HeResultRecord, HeStatus, HeOp,
             SubmitInputRequest, SubmitInputResponse, HeInput, HeTranscript, HeResultResponse, HeInputsStatement,
-            CreateSeedtreeRequest, SeedtreeInfo, SeedtreeList, SeedtreeRecord, SignSeedtreeRequest, SeedtreeLeaf, SealedLeafShare, SeedtreeProgress,
+            CreateSeedtreeRequest, SeedtreeInfo, SeedtreeList, SeedtreeRecord, SignSeedtreeRequest, SeedtreeLeaf, SealedLeafShare, SeedtreeProgress, ReshareSeedtreeRequest,
             CreateOprfKeyRequest, EvaluateRequest, EvaluateResponse,
             CreateAccountRequest, AccountInfo, AccountList, GuardianInfo,
             RotateAccountRequest, ResetRequest, ResetResponse, FragmentDelivery, ResetPackage, ResetCommitment, AccountInbox, InboxItem,

@@ -488,7 +488,10 @@ pub const MAX_BATCH: usize = 128;
 ///   (`crate::api::ApprovalRequest` as the request's body, compared with
 ///   the change or export under its id; an approval by id alone is
 ///   refused).
-pub const APPLY_RULES: u16 = 14;
+/// - 15: a signing tree's unused leaves move to new holders
+///   (`crate::seedtree::SeedtreeCommand::StReshare`, for an approved
+///   drain's target; refused before).
+pub const APPLY_RULES: u16 = 15;
 
 /// The oldest apply rules this build still applies.
 pub const MIN_APPLY_RULES: u16 = 1;

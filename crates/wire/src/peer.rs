@@ -663,6 +663,52 @@ pub enum PeerMessage {
         /// The leaf's authentication path.
         path: Vec<Hex32>,
     },
+    /// Coordinator → each dealer and each new holder of a tree reshare:
+    /// check the admin's request and the plan, and take part. Reply `Ack`.
+    StRedealOpen {
+        /// The reshare.
+        plan: Box<crate::seedtree::TreeResharePlan>,
+        /// The admin's signed request, byte for byte.
+        request: ClientRequest,
+    },
+    /// Coordinator → a dealer: re-deal your shares of the chunk of leaves
+    /// starting at `first` to every new holder. Reply `Ack` once each took
+    /// it.
+    StRedeal {
+        /// The plan's id.
+        plan: Hex32,
+        /// The chunk's first leaf.
+        first: u32,
+    },
+    /// Dealer → a new holder: its parts of the chunk starting at `first`.
+    /// Reply `Ack`.
+    StRedealPart {
+        /// The plan's id.
+        plan: Hex32,
+        /// The chunk's first leaf.
+        first: u32,
+        /// The holder's parts of the re-dealt leaves of the chunk (those at
+        /// or past the plan's cut), 32 bytes each, sealed to its HPKE key.
+        shares: Sealed,
+        /// The chunk's leaf nodes (node `2^h + q`, 32 bytes each), public:
+        /// from the first dealer to a holder new to the tree, else empty.
+        nodes: Hex,
+    },
+    /// Coordinator → a new holder: endorse the reshare. Reply
+    /// [`PeerMessage::StEndorsed`] over `seedtree::reshare_statement`.
+    StRedealEndorse {
+        /// The plan's id.
+        plan: Hex32,
+    },
+    /// Coordinator → each old and new holder, once the reshare is
+    /// committed: erase every share of the tree not of the sharing in force.
+    /// Reply `Ack`.
+    StRedealDone {
+        /// Tree name.
+        tree: String,
+        /// The sharing now in force.
+        epoch: u32,
+    },
 
     /// Coordinator → a member of OPRF key `key` (generation `epoch`):
     /// round one of a joint evaluation of the blinded element in the

@@ -108,6 +108,60 @@ pub struct SeedtreeInfo {
     pub remaining: u64,
     /// The key generation run.
     pub run: Hex32,
+    /// The sharing in force: 0 from key generation, one more per reshare
+    /// (absent from older nodes: 0).
+    #[serde(default)]
+    pub epoch: u32,
+    /// The first leaf the sharing in force may sign: leaves below it were
+    /// handed out, or not re-dealt, before a reshare (absent: 0).
+    #[serde(default)]
+    pub first: u64,
+}
+
+/// `POST /v1/seedtrees/{name}/reshare` (an admin): move the leaves not
+/// handed out yet to these holders by re-dealing every holder's shares;
+/// allowed for the target an approved drain gives the tree's members
+/// (`keyquorum cluster drain`), keeping its threshold.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ReshareSeedtreeRequest {
+    /// The new holders.
+    pub members: Vec<NodeId>,
+    /// Shares needed to rebuild a leaf (the tree's own).
+    pub threshold: u16,
+}
+
+/// One reshare of a tree's leaf shares, as its coordinator fixes it: what
+/// the dealers and the new holders each check against the admin's request
+/// and their own replica, and what the new holders endorse.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct TreeResharePlan {
+    /// Tree name.
+    pub tree: String,
+    /// Its key generation run.
+    pub run: Hex32,
+    /// The sharing being replaced.
+    pub epoch: u32,
+    /// The first leaf re-dealt: the leaves handed out when the plan was
+    /// made are not (and the commit moves it up to what was handed out by
+    /// then).
+    pub cut: u32,
+    /// Shares needed (the tree's own).
+    pub threshold: u16,
+    /// The new holders, sorted.
+    pub members: Vec<NodeId>,
+    /// The holders that re-deal, sorted: exactly `threshold` of the
+    /// current ones.
+    pub dealers: Vec<NodeId>,
+}
+
+/// What a new holder signs once it holds its new share of every leaf the
+/// plan re-deals and checked the public nodes it needs.
+pub fn reshare_statement(plan: &TreeResharePlan) -> Vec<u8> {
+    let mut m = b"keyquorum-seedtree-reshare-v1\x00".to_vec();
+    m.extend_from_slice(&serde_json::to_vec(plan).unwrap_or_default());
+    m
 }
 
 /// `GET /v1/seedtrees/{name}/progress`: how far a key generation this
@@ -254,5 +308,13 @@ pub enum SeedtreeCommand {
         tree: String,
         /// 1 ..= 1024.
         count: u32,
+    },
+    /// Move a tree's unused leaves to new holders (an admin's request, for
+    /// the target of an approved drain), endorsed by every new holder.
+    StReshare {
+        /// The reshare.
+        plan: Box<TreeResharePlan>,
+        /// Every new holder's signature over [`reshare_statement`].
+        endorsements: Vec<crate::control::Endorsement>,
     },
 }

@@ -380,6 +380,25 @@ fn nodes_join_a_running_cluster_with_a_join_code_and_the_operators_approval() {
         ),
         "oprf key create",
     );
+    // And a signing tree on nodes 1-3: the drain moves its unused leaves.
+    let tree = ok_json(
+        &kq(
+            &[
+                "seedtree",
+                "create",
+                "fw",
+                "--height",
+                "5",
+                "--threshold",
+                "2",
+                "--members",
+                "1,2,3",
+                "--json",
+            ],
+            &admin,
+        ),
+        "seedtree create",
+    );
     // A drain the operators change their minds about: node 3's drain is
     // approved, then cancelled on a second approval; nothing moved.
     let draining = |id: u64| {
@@ -449,7 +468,7 @@ fn nodes_join_a_running_cluster_with_a_join_code_and_the_operators_approval() {
         .iter()
         .map(|m| m["name"].as_str().unwrap())
         .collect();
-    assert_eq!(moved, ["oprf.ids", "prod"], "{drained}");
+    assert_eq!(moved, ["oprf.ids", "prod", "fw"], "{drained}");
     assert_eq!(drained["blocked"], serde_json::json!([]));
     let keys = ok_json(&kq(&["key", "list", "--json"], &admin), "key list");
     for k in keys["keys"].as_array().unwrap() {
@@ -481,6 +500,54 @@ fn nodes_join_a_running_cluster_with_a_join_code_and_the_operators_approval() {
     verifier
         .verify_strict(last, &ed25519_dalek::Signature::from_bytes(&sig))
         .expect("the same key signs after the reshare");
+    // The tree signs through its new holders, under the same public key.
+    let msg = hex::encode(b"firmware after node 1 left");
+    let pk = tree["public_key"].as_str().unwrap();
+    let s = ok_json(
+        &kq(
+            &[
+                "seedtree",
+                "sign",
+                "fw",
+                "--message-hex",
+                &msg,
+                "--public-key",
+                pk,
+                "--json",
+            ],
+            &via3,
+        ),
+        "seedtree sign",
+    );
+    let status = ok_json(
+        &kq(&["seedtree", "status", "fw", "--json"], &via3),
+        "seedtree status",
+    );
+    assert_eq!(status["members"], serde_json::json!([2, 3, 4]), "{status}");
+    assert_eq!(status["epoch"], 1, "{status}");
+    assert!(
+        s["leaf"].as_u64().unwrap() >= status["first"].as_u64().unwrap(),
+        "{s}"
+    );
+    let checked = ok_json(
+        &kq(
+            &[
+                "seedtree",
+                "verify",
+                "fw",
+                "--message-hex",
+                &msg,
+                "--signature",
+                s["signature"].as_str().unwrap(),
+                "--public-key",
+                pk,
+                "--json",
+            ],
+            &via3,
+        ),
+        "seedtree verify",
+    );
+    assert_eq!(checked["valid"], true, "{checked}");
 }
 
 /// The compose cluster's node configs (deploy/compose/) are node configs

@@ -263,6 +263,55 @@ impl LeafShare {
     }
 }
 
+/// A dealer's weight in a redistribution of leaf shares to new holders
+/// (Desmedt–Jajodia, "A Method for Sharing a Secret Among Shareholders
+/// with Threshold Change", 1997, without commitments): `λ_me(0)` over the
+/// dealer set, so the dealers' weighted shares add up to the secret.
+#[derive(Debug, Clone)]
+pub struct RedealWeight(SecretScalar<Ristretto255>);
+
+impl RedealWeight {
+    /// Dealer `me`'s weight among `dealers` (exactly the threshold's worth
+    /// of old holders, `me` one of them).
+    pub fn new(me: ParticipantId, dealers: &BTreeSet<ParticipantId>) -> Result<Self, Error> {
+        use frost_core::{Ciphersuite, Field, Group};
+        let zero = <<Ristretto255 as Ciphersuite>::Group as Group>::Field::zero();
+        Ok(Self(SecretScalar::new(crate::vss::lagrange_at::<
+            Ristretto255,
+        >(dealers, me, &zero)?)))
+    }
+}
+
+impl LeafShare {
+    /// Re-deal this share to new holders: Shamir shares, `threshold` of
+    /// `holders`, of `weight · share`. A new holder's share is the sum of
+    /// what every dealer of the set dealt it ([`LeafShare::sum`]); the
+    /// secret stays the same, and old and new shares do not combine. No
+    /// commitment is published (as at key generation): a dealer that
+    /// deals something else is caught when a leaf it rebuilds does not
+    /// match the published tree ([`sign_leaf`]).
+    pub fn redeal<R: rand_core::RngCore + rand_core::CryptoRng>(
+        &self,
+        weight: &RedealWeight,
+        threshold: u16,
+        holders: &BTreeSet<ParticipantId>,
+        rng: &mut R,
+    ) -> Result<BTreeMap<ParticipantId, LeafShare>, Error> {
+        let weighted = SecretScalar::new(*weight.0.expose() * *self.0.expose());
+        let (shares, _) = crate::vss::split(weighted, threshold, holders, rng)?;
+        Ok(shares.into_iter().map(|(p, s)| (p, LeafShare(s))).collect())
+    }
+
+    /// The sum of parts (a new holder's share from every dealer's part).
+    pub fn sum<'a>(parts: impl IntoIterator<Item = &'a LeafShare>) -> LeafShare {
+        let mut acc = SecretScalar::<Ristretto255>::zero();
+        for p in parts {
+            acc = SecretScalar::new(*acc.expose() + *p.0.expose());
+        }
+        LeafShare(acc)
+    }
+}
+
 /// What a builder makes of subtree `s`: its leaves' one-time public key
 /// hashes (public: the subtree and its root follow from them) and the
 /// leaves' secrets (to share, then erase).
@@ -474,6 +523,63 @@ mod tests {
                 Err(Error::ShareMismatch)
             );
         }
+        // Redistribution: any three of 1..5 re-deal every leaf 2-of-{1,2,6}
+        // (a holder replaced, the threshold changed); any two new holders
+        // sign, old and new shares do not combine.
+        let new_holders: BTreeSet<ParticipantId> = [1u16, 2, 6]
+            .iter()
+            .map(|i| ParticipantId::new(*i).unwrap())
+            .collect();
+        let dealers: BTreeSet<ParticipantId> = [2u16, 4, 5]
+            .iter()
+            .map(|i| ParticipantId::new(*i).unwrap())
+            .collect();
+        let q = 9u32;
+        let mut parts: BTreeMap<ParticipantId, Vec<LeafShare>> = BTreeMap::new();
+        for d in &dealers {
+            let w = RedealWeight::new(*d, &dealers).unwrap();
+            for (p, s) in shares[q as usize][d]
+                .redeal(&w, 2, &new_holders, &mut rng)
+                .unwrap()
+            {
+                parts.entry(p).or_default().push(s);
+            }
+        }
+        let fresh: BTreeMap<ParticipantId, LeafShare> =
+            parts.iter().map(|(p, v)| (*p, LeafShare::sum(v))).collect();
+        let s = layout.subtree_of(q);
+        let sub = &subtrees[s as usize];
+        let r = layout.lms.leaves() + q;
+        let path = sub
+            .path(r)
+            .unwrap()
+            .join(upper.path(layout.root_node(s)).unwrap());
+        let leaf = sub.node(r).unwrap();
+        for pair in [[1u16, 2], [1, 6], [2, 6]] {
+            let some: BTreeMap<_, _> = pair
+                .iter()
+                .map(|i| {
+                    let p = ParticipantId::new(*i).unwrap();
+                    (p, fresh[&p].clone())
+                })
+                .collect();
+            let sig = sign_leaf(&public, q, &some, &leaf, &path, b"after").unwrap();
+            public.verify(b"after", &sig).unwrap();
+        }
+        let one = ParticipantId::new(1).unwrap();
+        let three = ParticipantId::new(3).unwrap();
+        let mixed: BTreeMap<_, _> = [
+            (one, fresh[&one].clone()),
+            (three, shares[q as usize][&three].clone()),
+        ]
+        .into_iter()
+        .collect();
+        assert_eq!(
+            sign_leaf(&public, q, &mixed, &leaf, &path, b"after"),
+            Err(Error::ShareMismatch)
+        );
+        // A dealer outside its own set has no weight.
+        assert!(RedealWeight::new(three, &dealers).is_err());
         // A share survives its encoding; a non-canonical one is refused.
         let p = ParticipantId::new(1).unwrap();
         let s = &shares[0][&p];

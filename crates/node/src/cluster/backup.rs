@@ -635,7 +635,7 @@ pub fn restore(
 
 /// What in `now` a restore to `then` rolls back: keys made, refreshed or
 /// reshared (the members erased the older shares, or hold shares the
-/// state no longer names), signing trees made, members added, changed or
+/// state no longer names), signing trees made or reshared, members added, changed or
 /// removed, clients added, revoked or given another grant, the operator
 /// quorum changed, exports carried out.
 fn newer(now: &Registry, then: &Registry) -> Vec<String> {
@@ -651,12 +651,19 @@ fn newer(now: &Registry, then: &Registry) -> Vec<String> {
             )),
             None => Some(format!("key {name}")),
         });
-    let trees = now
-        .seedtree
-        .trees
-        .keys()
-        .filter(|name| !then.seedtree.trees.contains_key(*name))
-        .map(|name| format!("signing tree {name}"));
+    let trees =
+        now.seedtree
+            .trees
+            .iter()
+            .filter_map(|(name, t)| match then.seedtree.trees.get(name) {
+                // A reshare's holders erased the older sharing's rows.
+                Some(old) if old.epoch >= t.epoch => None,
+                Some(old) => Some(format!(
+                    "signing tree {name} (sharing {} after {})",
+                    t.epoch, old.epoch
+                )),
+                None => Some(format!("signing tree {name}")),
+            });
     let members = now
         .roster
         .nodes

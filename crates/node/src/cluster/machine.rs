@@ -546,6 +546,15 @@ impl Registry {
             (SeedtreeCommand::StReserve { tree, count }, Some(node)) => {
                 self.seedtree.reserve(tree, *count, node)
             }
+            (SeedtreeCommand::StReshare { plan, .. }, None) => {
+                if self.rules < crate::seedtree::state::RESHARE_RULES {
+                    return CommandResponse::rejected(format!(
+                        "moving a tree's leaves needs apply rules {}",
+                        crate::seedtree::state::RESHARE_RULES
+                    ));
+                }
+                self.seedtree.reshare(plan)
+            }
             _ => CommandResponse::rejected(
                 "a tree is created by an admin's request, its leaves reserved by a node's statement",
             ),

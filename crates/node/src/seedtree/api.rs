@@ -10,8 +10,8 @@ use axum::routing::{get, post};
 use axum::Router;
 use keyquorum_wire::api::ErrorBody;
 use keyquorum_wire::seedtree::{
-    CreateSeedtreeRequest, SeedtreeInfo, SeedtreeLeaf, SeedtreeList, SeedtreeProgress,
-    SignSeedtreeRequest,
+    CreateSeedtreeRequest, ReshareSeedtreeRequest, SeedtreeInfo, SeedtreeLeaf, SeedtreeList,
+    SeedtreeProgress, SignSeedtreeRequest,
 };
 
 use super::Seedtrees;
@@ -38,6 +38,7 @@ pub(crate) fn routes(node: Node, trees: Arc<Seedtrees>) -> Router {
         .route("/v1/seedtrees/{name}", get(get_tree))
         .route("/v1/seedtrees/{name}/progress", get(tree_progress))
         .route("/v1/seedtrees/{name}/sign", post(sign_leaf))
+        .route("/v1/seedtrees/{name}/reshare", post(reshare_tree))
         .with_state(SeedtreeApi { node, trees })
 }
 
@@ -131,6 +132,32 @@ pub(crate) async fn sign_leaf(
             s.trees
                 .sign(&s.node, &name, req, (&c.grant.name, &c.grant), &c.signed)
                 .await
+        },
+    )
+    .await
+}
+
+/// Move the tree's unused leaves to the holders an approved drain gives
+/// it (an admin; `keyquorum cluster drain` calls it).
+#[utoipa::path(post, path = "/v1/seedtrees/{name}/reshare", params(("name" = String, Path, description = "tree name")),
+    request_body = ReshareSeedtreeRequest, security(("httpsig" = [])),
+    responses((status = 200, body = SeedtreeInfo), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+              (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody),
+              (status = 502, body = ErrorBody), (status = 503, body = ErrorBody)))]
+pub(crate) async fn reshare_tree(
+    req: Audited,
+    State(s): State<SeedtreeApi>,
+    Path(name): Path<String>,
+    body: Result<ApiJson<ReshareSeedtreeRequest>, Response>,
+) -> Response {
+    let target = name.clone();
+    req.run_json(
+        "seedtree.reshare",
+        body,
+        move |_| Some(target),
+        |c, req| async move {
+            c.require_admin()?;
+            s.trees.reshare(&s.node, &name, req, &c.signed).await
         },
     )
     .await

@@ -648,7 +648,12 @@ pub(crate) fn endorsement(node: NodeId, reply: PeerMessage) -> Option<Endorsemen
 
 /// Keep subtree `sub`'s every node (public data; the authentication paths
 /// are read from them), bottom level starting at node number `first`.
-fn store_nodes(node: &Node, run: &Hex32, sub: &Subtree, first: u32) -> Result<(), NodeError> {
+pub(super) fn store_nodes(
+    node: &Node,
+    run: &Hex32,
+    sub: &Subtree,
+    first: u32,
+) -> Result<(), NodeError> {
     let mut rows: Vec<([u8; 36], Hash)> = Vec::new();
     let mut r = first;
     let mut width = 1u32 << sub.height();

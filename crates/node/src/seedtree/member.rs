@@ -125,6 +125,15 @@ impl Member {
         if u64::from(leaf) >= 1u64 << e.record.height {
             return Err(NodeError::BadRequest(format!("{tree} has no leaf {leaf}")));
         }
+        // Only a leaf of the sharing in force (a reshare moved the leaves
+        // from its `first` on; those below were handed out before it, or
+        // not re-dealt).
+        if u64::from(leaf) < e.first {
+            return Err(refuse(format!(
+                "leaf {leaf} of {tree} is below the sharing in force (it signs from {})",
+                e.first
+            )));
+        }
         // Only a leaf the log handed out: one this member locked before it
         // last started was handed out before then, below its floor.
         if u64::from(leaf) >= e.next {
@@ -269,6 +278,7 @@ impl Member {
             .authorize(node, from, tree, leaf, request, "release")
             .await?;
         let record = &e.record;
+        let sharing = e.sharing();
         let h = request_hash(&a, request);
         let statement = lock_statement(&record.run, leaf, &h);
         let need = lock_quorum(record.members.len(), record.threshold);
@@ -307,7 +317,7 @@ impl Member {
         self.lock_to(node, record, leaf, &h, floor)?;
         let share = node
             .vault()
-            .get(Table::LeafShares, &leaf_key(&record.run, leaf))
+            .get(Table::LeafShares, &leaf_key(&sharing, leaf))
             .map_err(|e| NodeError::Internal(format!("vault: {e}")))?
             .ok_or_else(|| {
                 NodeError::NotFound(format!("node {} holds no share of leaf {leaf}", node.id()))

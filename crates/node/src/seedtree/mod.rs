@@ -46,6 +46,8 @@ pub(crate) mod authority;
 pub(crate) mod keygen;
 pub(crate) mod member;
 pub(crate) mod records;
+pub(crate) mod redeal;
+pub(crate) mod reshare;
 mod sign;
 pub mod state;
 
@@ -61,6 +63,7 @@ pub struct Seedtrees {
     /// Key generations this node coordinates, by tree: how far they came.
     progress: Arc<std::sync::Mutex<BTreeMap<String, SeedtreeProgress>>>,
     member: member::Member,
+    redeals: redeal::Redeals,
     /// Per tree, the leaves this node was handed and has not used: next, end.
     leaves: tokio::sync::Mutex<BTreeMap<String, (u64, u64)>>,
 }
@@ -169,6 +172,7 @@ impl Seedtrees {
             progress: Arc::default(),
             runs: Arc::new(keygen::Runs::default()),
             member: member::Member::default(),
+            redeals: redeal::Redeals::default(),
             leaves: tokio::sync::Mutex::new(BTreeMap::new()),
         }
     }
@@ -177,6 +181,8 @@ impl Seedtrees {
     /// leaves were handed out before it started (a task the node runs).
     pub async fn settle(self: Arc<Self>, node: Node) {
         self.member.settle(&node).await;
+        // Shares of sharings a reshare replaced while this node was down.
+        self.redeals.sweep_now(&node).await;
     }
 
     /// Tree `name`'s public description.
@@ -526,6 +532,26 @@ impl Seedtrees {
                 self.member
                     .release(node, from, &tree, leaf, &request, &locks)
                     .await
+            }
+            PeerMessage::StRedealOpen { plan, request } => {
+                self.redeals.open(node, from, &plan, &request).await
+            }
+            PeerMessage::StRedeal { plan, first } => {
+                self.redeals.deal(node, from, plan, first).await
+            }
+            PeerMessage::StRedealPart {
+                plan,
+                first,
+                shares,
+                nodes,
+            } => {
+                self.redeals
+                    .part(node, from, plan, first, &shares, &nodes.0)
+                    .await
+            }
+            PeerMessage::StRedealEndorse { plan } => self.redeals.endorse(node, from, plan),
+            PeerMessage::StRedealDone { tree, epoch } => {
+                self.redeals.done(node, &tree, epoch).await
             }
             _ => Err(NodeError::BadRequest("not a signing tree message".into())),
         }

@@ -32,6 +32,12 @@ impl Seedtrees {
         let capacity = 1u64 << record.height;
         let mut leaves = self.leaves.lock().await;
         let slot = leaves.entry(tree.to_string()).or_insert((0, 0));
+        // Leaves below the sharing in force are not signed (a reshare came
+        // after this interval was handed out).
+        let first = node.registry(|r| r.seedtree.trees.get(tree).map_or(0, |e| e.first));
+        if slot.0 < first {
+            slot.0 = slot.1;
+        }
         if slot.0 >= slot.1 {
             let left = node.registry(|r| {
                 r.seedtree

@@ -16,12 +16,17 @@ use keyquorum_core::lms::ots::LmotsType;
 use keyquorum_core::lms::tree::{LmsPublicKey, LmsType, Subtree};
 use keyquorum_core::lms::Hash;
 use keyquorum_wire::control::CommandResponse;
-use keyquorum_wire::seedtree::{CreateSeedtreeRequest, SeedtreeInfo, SeedtreeRecord};
-use keyquorum_wire::NodeId;
+use keyquorum_wire::seedtree::{
+    CreateSeedtreeRequest, SeedtreeInfo, SeedtreeRecord, TreeResharePlan,
+};
+use keyquorum_wire::{Hex32, NodeId};
 use serde::{Deserialize, Serialize};
 
 /// Apply rules from which trees exist (refused before).
 pub const ST_RULES: u16 = 7;
+/// Apply rules from which a tree's leaf shares move to new holders
+/// (`st_reshare`, refused before).
+pub const RESHARE_RULES: u16 = 15;
 /// Tallest tree a cluster builds (2^20 one-time keys; each member keeps a
 /// share of every leaf).
 pub const MAX_HEIGHT: u8 = 20;
@@ -48,6 +53,54 @@ pub struct TreeEntry {
     pub next: u64,
     /// Leaves handed to each node.
     pub reserved_by: BTreeMap<NodeId, u64>,
+    /// The sharing in force: 0 from key generation, one more per reshare
+    /// (`record.members` are its holders).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub epoch: u32,
+    /// The first leaf the sharing in force signs (the holders refuse any
+    /// below).
+    #[serde(default, skip_serializing_if = "is_zero_u64")]
+    pub first: u64,
+    /// Where the sharing in force is stored (vault keys' prefix); `None`:
+    /// the key generation run's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sharing: Option<Hex32>,
+}
+
+fn is_zero(v: &u32) -> bool {
+    *v == 0
+}
+
+fn is_zero_u64(v: &u64) -> bool {
+    *v == 0
+}
+
+impl TreeEntry {
+    /// The vault keys' prefix of the sharing in force.
+    pub fn sharing(&self) -> Hex32 {
+        self.sharing.unwrap_or(self.record.run)
+    }
+}
+
+/// Where the sharing a reshare plan makes is stored:
+/// `SHA-256("keyquorum-seedtree-sharing-v1" ‖ run ‖ plan id)`.
+pub(crate) fn sharing_of(run: &Hex32, plan: &Hex32) -> Hex32 {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(b"keyquorum-seedtree-sharing-v1");
+    h.update(run.0);
+    h.update(plan.0);
+    Hex32(h.finalize().into())
+}
+
+/// A reshare plan's id: `SHA-256("keyquorum-seedtree-plan-v1" ‖ plan as
+/// JSON)`.
+pub(crate) fn plan_id(plan: &TreeResharePlan) -> Hex32 {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(b"keyquorum-seedtree-plan-v1");
+    h.update(serde_json::to_vec(plan).unwrap_or_default());
+    Hex32(h.finalize().into())
 }
 
 /// A tree's shape as asked, checked, with its defaults filled in.
@@ -195,6 +248,8 @@ pub(crate) fn info_of(e: &TreeEntry) -> SeedtreeInfo {
         reserved: e.next,
         remaining: capacity.saturating_sub(e.next),
         run: e.record.run,
+        epoch: e.epoch,
+        first: e.first,
     }
 }
 
@@ -227,6 +282,9 @@ impl SeedtreeState {
                 record: record.clone(),
                 next: 0,
                 reserved_by: BTreeMap::new(),
+                epoch: 0,
+                first: 0,
+                sharing: None,
             },
         );
         CommandResponse::Ok
@@ -255,6 +313,28 @@ impl SeedtreeState {
         e.next += granted;
         *e.reserved_by.entry(node).or_default() += granted;
         CommandResponse::Appended { index: first }
+    }
+}
+
+impl SeedtreeState {
+    /// Put reshare `plan` in force (its authority checked it): its holders
+    /// sign from the later of its cut and the leaves handed out by now.
+    pub(crate) fn reshare(&mut self, plan: &TreeResharePlan) -> CommandResponse {
+        let Some(e) = self.trees.get_mut(&plan.tree) else {
+            return CommandResponse::rejected(format!("no tree named {}", plan.tree));
+        };
+        if e.record.run != plan.run || e.epoch != plan.epoch {
+            return CommandResponse::rejected(format!(
+                "tree {} is at sharing {}, not {} (another reshare came first)",
+                plan.tree, e.epoch, plan.epoch
+            ));
+        }
+        e.record.members = plan.members.clone();
+        e.record.threshold = plan.threshold;
+        e.epoch = plan.epoch + 1;
+        e.first = e.first.max(e.next).max(u64::from(plan.cut));
+        e.sharing = Some(sharing_of(&plan.run, &plan_id(plan)));
+        CommandResponse::Ok
     }
 }
 

@@ -296,8 +296,9 @@ impl Registry {
                  (keyquorum cluster drain {id})"
             ));
         }
-        // A tree member leaves only if the operators say so: it keeps its
-        // shares of the tree's unused leaves (they cannot be moved yet), and
+        // A tree member leaves once a drain moved its trees' leaves (rules
+        // 15), or if the operators say so: it keeps its shares of the
+        // tree's unused leaves, and
         // the tree's lock quorum still counts it (with too few others the
         // tree stops signing for good).
         if despite_trees && self.rules < DRAIN_RULES {
@@ -313,8 +314,9 @@ impl Registry {
                 .collect();
             if !trees.is_empty() {
                 return Err(format!(
-                    "node {id} is a member of the signing trees {trees:?}: their leaf shares \
-                     cannot be moved yet; removing it with despite_trees leaves it its shares \
+                    "node {id} is a member of the signing trees {trees:?}: move their leaves \
+                     first (keyquorum cluster drain {id}); removing it with despite_trees \
+                     leaves it its shares \
                      of their unused leaves and stops a tree that cannot gather a lock quorum \
                      without it"
                 ));

@@ -142,3 +142,191 @@ async fn a_drain_lets_a_dealer_deal_only_to_the_drained_members() {
     assert_eq!((still.epoch, &still.members), (e.epoch, &e.members));
     c.shutdown().await;
 }
+
+/// A drain moves a signing tree's unused leaves: before the operator
+/// quorum approves it, and to any other holders after, every dealer and
+/// new holder refuses (the admin's genuine request for each); the approved
+/// target gets new shares of every leaf not handed out, the new holder
+/// signs (hbs-lms and ours accept), no leaf is used twice, and every old
+/// share row is erased, on the drained node too, which may then leave.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drain_moves_a_trees_unused_leaves_to_exactly_its_target() {
+    use keyquorum_wire::seedtree::{CreateSeedtreeRequest, TreeResharePlan};
+    let (_dir, c) = cluster(4, 2, 0).await;
+    let admin = Client::new(&c.url_of(n(1)), &c.admin, c.ca_pem().as_bytes()).unwrap();
+    let operator = Client::new(&c.url_of(n(2)), &c.operator, c.ca_pem().as_bytes()).unwrap();
+    let info = admin
+        .seedtree_create(&CreateSeedtreeRequest {
+            name: "fw".into(),
+            height: 5,
+            winternitz: 4,
+            subtrees: Some(4),
+            threshold: Some(2),
+            members: Some(ns(&[1, 2, 3])),
+        })
+        .await
+        .unwrap();
+    let check = |msg: &[u8], sig: &[u8]| {
+        assert!(hbs_lms::verify::<hbs_lms::Sha256_256>(msg, sig, &info.public_key.0).is_ok());
+        assert!(keyquorum_client::seedtree::verify(
+            &info.public_key.0,
+            msg,
+            sig
+        ));
+    };
+    let mut used = std::collections::BTreeSet::new();
+    for i in 0..3 {
+        let msg = format!("before {i}");
+        let s = admin
+            .seedtree_sign("fw", msg.as_bytes(), Some(&info.public_key.0))
+            .await
+            .unwrap();
+        check(msg.as_bytes(), &s.signature.0);
+        assert!(used.insert(s.leaf));
+    }
+    let rows = |id: u16, prefix: &Hex32| {
+        c.node(n(id))
+            .unwrap()
+            .vault()
+            .count(Table::LeafShares, &prefix.0)
+            .unwrap()
+    };
+    assert_eq!(rows(1, &info.run), 32);
+    assert_eq!(rows(4, &info.run), 0);
+
+    let base = c.url_of(n(1));
+    let asks = |members: &[u16]| {
+        common::client_request(
+            &base,
+            &c.admin,
+            "POST",
+            "/v1/seedtrees/fw/reshare",
+            Some(serde_json::json!({ "threshold": 2, "members": members })),
+            common::now_s(),
+        )
+    };
+    let n2 = c.node(n(2)).unwrap();
+    let next = n2.registry(|r| r.seedtree.trees["fw"].next) as u32;
+    let open = |members: &[u16], asked: &[u16]| PeerMessage::StRedealOpen {
+        plan: Box::new(TreeResharePlan {
+            tree: "fw".into(),
+            run: info.run,
+            epoch: 0,
+            cut: next,
+            threshold: 2,
+            members: ns(members),
+            dealers: ns(&[2, 3]),
+        }),
+        request: asks(asked),
+    };
+    // Before any approval, even the drained set is refused, by a dealer
+    // and by the new holder; through the API too.
+    for at in [2u16, 4] {
+        let err = c
+            .node(n(at))
+            .unwrap()
+            .handle_peer(n(1), open(&[2, 3, 4], &[2, 3, 4]))
+            .await
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("approved drain"),
+            "node {at}: {err}"
+        );
+    }
+    let err = admin
+        .seedtree_reshare("fw", 2, &ns(&[2, 3, 4]))
+        .await
+        .unwrap_err();
+    assert_eq!(status_of(&err), 403, "{err}");
+    let change = admin
+        .propose_change(Change::DrainNode {
+            id: n(1),
+            onto: Some(n(4)),
+        })
+        .await
+        .unwrap();
+    operator.approve_change(&change).await.unwrap();
+    // Every other set, each asked for by the admin's own signed request;
+    // and a plan that is not what the request asks.
+    for (what, members, asked) in [
+        (
+            "the drained node left out, 4 not added",
+            vec![2u16, 3],
+            vec![2u16, 3],
+        ),
+        ("the drained node kept", vec![1, 2, 4], vec![1, 2, 4]),
+        ("another node added", vec![2, 3, 4, 1], vec![1, 2, 3, 4]),
+        ("a plan the request does not ask", vec![2, 3, 4], vec![2, 3]),
+    ] {
+        let err = n2
+            .handle_peer(n(1), open(&members, &asked))
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("refused"), "{what}: {err}");
+    }
+    // A part from a node that deals in no plan here: refused.
+    let err = c
+        .node(n(4))
+        .unwrap()
+        .handle_peer(
+            n(1),
+            PeerMessage::StRedealEndorse {
+                plan: Hex32([7; 32]),
+            },
+        )
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("no tree reshare"), "{err}");
+
+    // The approved target, through the drained node as the entry.
+    let moved = admin
+        .seedtree_reshare("fw", 2, &ns(&[2, 3, 4]))
+        .await
+        .unwrap();
+    assert_eq!(moved.members, ns(&[2, 3, 4]));
+    assert_eq!((moved.epoch, moved.threshold), (1, 2));
+    assert_eq!(moved.public_key, info.public_key, "the same public key");
+    assert!(moved.first >= 3, "{moved:?}");
+    // The new holder signs, from the sharing's first leaf on.
+    let via4 = Client::new(&c.url_of(n(4)), &c.admin, c.ca_pem().as_bytes()).unwrap();
+    for i in 0..4 {
+        let msg = format!("after {i}");
+        let s = via4
+            .seedtree_sign("fw", msg.as_bytes(), Some(&info.public_key.0))
+            .await
+            .unwrap();
+        check(msg.as_bytes(), &s.signature.0);
+        assert!(
+            u64::from(s.leaf) >= moved.first,
+            "leaf {} below {}",
+            s.leaf,
+            moved.first
+        );
+        assert!(used.insert(s.leaf), "leaf {} used twice", s.leaf);
+    }
+    // The drained node holds no share of the tree and signs nothing with it.
+    let err = admin.seedtree_sign("fw", b"x", None).await.unwrap_err();
+    assert_eq!(status_of(&err), 409, "{err}");
+    let keep = 32 - moved.first as usize;
+    let sharing = n2.registry(|r| r.seedtree.trees["fw"].sharing());
+    common::poll(
+        "every old share row erased",
+        std::time::Duration::from_secs(10),
+        || async {
+            (1..=4).all(|id| rows(id, &info.run) == 0)
+                && rows(1, &sharing) == 0
+                && [2, 3, 4].iter().all(|id| rows(*id, &sharing) >= keep)
+        },
+    )
+    .await;
+    // Nothing left on node 1: its removal is no longer refused.
+    let removal = admin
+        .propose_change(Change::RemoveNode {
+            id: n(1),
+            despite_trees: false,
+        })
+        .await
+        .unwrap();
+    assert!(!removal.done);
+    c.shutdown().await;
+}

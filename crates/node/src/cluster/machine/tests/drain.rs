@@ -219,6 +219,9 @@ fn put_tree(r: &mut Registry, members: &[u64]) {
         record,
         next: 0,
         reserved_by: Default::default(),
+        epoch: 0,
+        first: 0,
+        sharing: None,
     };
     r.seedtree.trees.insert("fw".into(), entry);
 }
@@ -496,4 +499,151 @@ fn a_pending_drain_or_cancellation_dies_when_the_drain_changes() {
     );
     rejected_for(&late[0], "no change");
     assert_eq!(r.operators.drains.get(&id(2)), Some(&None));
+}
+
+/// A tree's leaves move (rules 15) only to the target an approved drain
+/// gives its holders, with every new holder's endorsement, dealers that
+/// are current holders, a cut inside the tree and the sharing in force;
+/// the commit moves the tree to the new holders from the later of the
+/// cut and the leaves handed out, and a second plan for the same sharing
+/// is refused.
+#[test]
+fn a_trees_leaves_move_only_to_an_approved_drains_target() {
+    use keyquorum_wire::seedtree::{reshare_statement, SeedtreeCommand, TreeResharePlan};
+    let (mut r, admin, _) = registry();
+    announce_rules(&mut r, 230);
+    let add = Change::AddNode {
+        id: id(3),
+        addr: "https://n3:7000".into(),
+        identity: Hex32(node_key(3).verifying_key().to_bytes()),
+        hpke: Hex32([33; 32]),
+        voter: false,
+    };
+    let out = approved(
+        &mut r,
+        &admin,
+        "add3",
+        "00000000000000000000000000000040",
+        add,
+    );
+    assert_eq!(out, vec![ok(), ok(), ok()]);
+    put_tree(&mut r, &[1, 2]);
+    r.seedtree.trees.get_mut("fw").unwrap().next = 5;
+    let plan = |members: &[u64], dealers: &[u64], cut: u32| TreeResharePlan {
+        tree: "fw".into(),
+        run: Hex32([5; 32]),
+        epoch: 0,
+        cut,
+        threshold: 2,
+        members: ids(members),
+        dealers: ids(dealers),
+    };
+    let endorse = |p: &TreeResharePlan, by: &[u64]| -> Vec<keyquorum_wire::control::Endorsement> {
+        by.iter()
+            .map(|n| keyquorum_wire::control::Endorsement {
+                node: id(*n),
+                signature: Hex(node_key(*n).sign(&reshare_statement(p)).to_bytes().to_vec()),
+            })
+            .collect()
+    };
+    let ask = |nonce: &str, asked: &[u64], p: TreeResharePlan, by: &[u64]| {
+        let body = serde_json::json!({ "members": ids(asked), "threshold": 2 }).to_string();
+        let endorsements = endorse(&p, by);
+        client(
+            &admin,
+            "POST",
+            "https://n1:7000/v1/seedtrees/fw/reshare",
+            body.as_bytes(),
+            T0,
+            nonce,
+            Command::Seedtree(SeedtreeCommand::StReshare {
+                plan: Box::new(p),
+                endorsements,
+            }),
+        )
+    };
+    // No drain: refused.
+    let out = apply(
+        &mut r,
+        T0,
+        vec![ask("rs1", &[2, 3], plan(&[2, 3], &[1, 2], 5), &[2, 3])],
+    );
+    rejected_for(&out[0], "approved drain");
+    let out = approved(
+        &mut r,
+        &admin,
+        "dr",
+        "00000000000000000000000000000041",
+        Change::DrainNode {
+            id: id(1),
+            onto: Some(id(3)),
+        },
+    );
+    assert_eq!(out, vec![ok(), ok(), ok()]);
+    for (what, nonce, asked, p, by, why) in [
+        (
+            "a holder did not endorse",
+            "rs2",
+            vec![2, 3],
+            plan(&[2, 3], &[1, 2], 5),
+            vec![2],
+            "endorsement",
+        ),
+        (
+            "another target",
+            "rs3",
+            vec![1, 3],
+            plan(&[1, 3], &[1, 2], 5),
+            vec![1, 3],
+            "approved drain",
+        ),
+        (
+            "a plan the request does not ask",
+            "rs4",
+            vec![2, 3],
+            plan(&[1, 2, 3], &[1, 2], 5),
+            vec![1, 2, 3],
+            "asked for",
+        ),
+        (
+            "a dealer that holds nothing",
+            "rs5",
+            vec![2, 3],
+            plan(&[2, 3], &[2, 3], 5),
+            vec![2, 3],
+            "dealers",
+        ),
+        (
+            "a cut past the tree",
+            "rs6",
+            vec![2, 3],
+            plan(&[2, 3], &[1, 2], 40),
+            vec![2, 3],
+            "cut",
+        ),
+    ] {
+        let out = apply(&mut r, T0, vec![ask(nonce, &asked, p, &by)]);
+        rejected_for(&out[0], why);
+        assert_eq!(r.seedtree.trees["fw"].epoch, 0, "{what}");
+    }
+    // The drain's target: in force from the leaves handed out (5, past
+    // the cut 3), under a sharing of its own.
+    let out = apply(
+        &mut r,
+        T0,
+        vec![ask("rs7", &[3, 2], plan(&[2, 3], &[1, 2], 3), &[2, 3])],
+    );
+    assert_eq!(out, vec![ok()]);
+    let e = &r.seedtree.trees["fw"];
+    assert_eq!((e.epoch, e.first, &e.record.members), (1, 5, &ids(&[2, 3])));
+    assert_ne!(e.sharing(), e.record.run);
+    // Node 1 holds nothing now: its removal is not refused for the tree.
+    assert!(r.check_remove_node(id(1), false).is_ok());
+    // The same plan again (sharing 0 is gone).
+    let out = apply(
+        &mut r,
+        T0,
+        vec![ask("rs8", &[2, 3], plan(&[2, 3], &[1, 2], 5), &[2, 3])],
+    );
+    rejected_for(&out[0], "sharing now");
 }

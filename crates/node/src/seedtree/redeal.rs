@@ -1,0 +1,734 @@
+//! The participants' side of a tree reshare (`super::reshare` has the
+//! protocol and why it is safe): a dealer re-deals its shares chunk by
+//! chunk, a new holder adds the dealers' parts up, keeps the public nodes
+//! it needs, and endorses; every member erases what is not in force.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use keyquorum_core::lms::federation::{Layout, LeafShare, RedealWeight};
+use keyquorum_core::lms::tree::Subtree;
+use keyquorum_core::lms::{Hash, Identifier};
+use keyquorum_store::vault::{Op, Table};
+use keyquorum_wire::peer::{ClientRequest, PeerMessage, Sealed};
+use keyquorum_wire::seedtree::{reshare_statement, ReshareSeedtreeRequest, TreeResharePlan};
+use keyquorum_wire::{Hex, Hex32, NodeId};
+use rand_core::OsRng;
+use sha2::{Digest, Sha256};
+
+use super::authority::check_plan;
+use super::keygen::{store_nodes, CHUNK};
+use super::records::leaf_key;
+use super::state::{identifier_of, layout_of, plan_id, sharing_of, TreeEntry};
+use crate::api::auth::{check_forwarded, check_sent_to, Ledger};
+use crate::cluster::peer::{open_secret, seal_secret};
+use crate::cluster::Node;
+use crate::error::NodeError;
+use crate::keys::pid;
+/// Plans one admin request drives (a dealer that fails is replaced).
+pub(crate) const RESHARE_ATTEMPTS: usize = 3;
+/// `Pending` vault rows naming each sharing this node stores leaf shares
+/// under (written before the first row), so a sweep finds every one.
+const SHARING_ROW: &[u8] = b"seedtree-sharing/";
+/// Most reshares a member takes part in at once.
+const MAX_RUNS: usize = 4;
+/// A reshare not endorsed within this is dropped.
+const RUN_LIFETIME: Duration = Duration::from_secs(3600);
+/// Times a dealer sends one part before it gives up.
+const PART_TRIES: u32 = 8;
+
+fn refuse(why: impl std::fmt::Display) -> NodeError {
+    NodeError::Forbidden(format!("tree reshare refused: {why}"))
+}
+
+fn lock<T>(m: &Mutex<T>) -> Result<std::sync::MutexGuard<'_, T>, NodeError> {
+    m.lock()
+        .map_err(|_| NodeError::Internal("tree reshare lock poisoned".into()))
+}
+
+fn vault_err(e: impl std::fmt::Display) -> NodeError {
+    NodeError::Internal(format!("vault: {e}"))
+}
+
+/// The first leaf of every chunk a plan moves: from the start of the cut's
+/// subtree (a new holder rebuilds whole subtrees) to the last leaf.
+pub(super) fn chunks(layout: &Layout, cut: u32) -> Vec<u32> {
+    let start = layout.leaves_of(layout.subtree_of(cut)).start;
+    (start..layout.lms.leaves())
+        .step_by(CHUNK as usize)
+        .collect()
+}
+
+/// The end of the chunk starting at `first`.
+fn chunk_end(layout: &Layout, first: u32) -> u32 {
+    first.saturating_add(CHUNK).min(layout.lms.leaves())
+}
+
+/// The HPKE session of one dealer's parts of one chunk.
+fn part_session(plan: &Hex32, first: u32, dealer: NodeId) -> Hex32 {
+    let mut h = Sha256::new();
+    h.update(b"keyquorum-seedtree-redeal-v1");
+    h.update(plan.0);
+    h.update(first.to_be_bytes());
+    h.update(u64::from(dealer).to_be_bytes());
+    Hex32(h.finalize().into())
+}
+
+/// A member's state in one reshare.
+struct Redeal {
+    plan: TreeResharePlan,
+    coordinator: NodeId,
+    layout: Layout,
+    tree_id: Identifier,
+    roots: Vec<Hex32>,
+    /// Where the new shares go.
+    sharing: Hex32,
+    /// This member deals: its weight.
+    weight: Option<RedealWeight>,
+    /// This member is new to the tree: it takes the public nodes too.
+    new_holder: bool,
+    /// Per chunk being summed: the dealers whose parts are in, the sums.
+    sums: BTreeMap<u32, (BTreeSet<NodeId>, Vec<LeafShare>)>,
+    /// Chunks taken whole (being stored or stored).
+    taken: BTreeSet<u32>,
+    /// Chunks stored.
+    stored: BTreeSet<u32>,
+    /// A new holder's leaf nodes, per subtree, until the subtree is whole.
+    nodes: BTreeMap<u32, BTreeMap<u32, Hash>>,
+    /// Subtrees checked and kept.
+    held: BTreeSet<u32>,
+    failed: Option<String>,
+    started: Instant,
+}
+
+/// The reshares this member takes part in.
+#[derive(Default)]
+pub(crate) struct Redeals {
+    runs: Mutex<BTreeMap<Hex32, Arc<Mutex<Redeal>>>>,
+    ledger: Ledger,
+}
+
+impl Redeals {
+    fn run(
+        &self,
+        id: &Hex32,
+        coordinator: Option<NodeId>,
+    ) -> Result<Arc<Mutex<Redeal>>, NodeError> {
+        let r = lock(&self.runs)?
+            .get(id)
+            .cloned()
+            .ok_or_else(|| NodeError::NotFound(format!("no tree reshare {id} here")))?;
+        if let Some(from) = coordinator.filter(|f| lock(&r).is_ok_and(|r| r.coordinator != *f)) {
+            return Err(refuse(format!(
+                "node {from} does not coordinate reshare {id}"
+            )));
+        }
+        Ok(r)
+    }
+
+    /// The sharings of reshares under way here (a sweep keeps them).
+    fn live(&self) -> BTreeSet<Hex32> {
+        lock(&self.runs).map_or_else(
+            |_| BTreeSet::new(),
+            |runs| {
+                runs.values()
+                    .filter_map(|r| lock(r).ok().map(|r| r.sharing))
+                    .collect()
+            },
+        )
+    }
+
+    /// Step 1: check the admin's request and the plan; take part.
+    pub(crate) async fn open(
+        &self,
+        node: &Node,
+        from: NodeId,
+        plan: &TreeResharePlan,
+        request: &ClientRequest,
+    ) -> Result<PeerMessage, NodeError> {
+        let a = check_forwarded(node, request)?;
+        check_sent_to(node, &request.target_uri, from).map_err(refuse)?;
+        if !a.grant.admin {
+            return Err(refuse(format!("client {} is not an admin", a.grant.name)));
+        }
+        if a.method != "POST" || a.path != format!("/v1/seedtrees/{}/reshare", plan.tree) {
+            return Err(refuse(format!(
+                "the client's request is {} {}, not a reshare of tree {}",
+                a.method, a.path, plan.tree
+            )));
+        }
+        let asked: ReshareSeedtreeRequest = serde_json::from_slice(&a.body)
+            .map_err(|e| refuse(format!("the request's body: {e}")))?;
+        // The drain that allows the plan may be committed and not applied
+        // here yet: catch up first. The decision is this replica's.
+        node.read_barrier().await?;
+        let e = tree(node, &plan.tree)?;
+        node.registry(|r| check_plan(r, &e, &asked, plan))
+            .map_err(refuse)?;
+        let me = node.id();
+        let dealer = plan.dealers.contains(&me);
+        let holder = plan.members.contains(&me);
+        if !dealer && !holder {
+            return Err(refuse(format!(
+                "node {me} neither deals nor holds in this plan"
+            )));
+        }
+        let id = plan_id(plan);
+        self.ledger.record(
+            &a,
+            &format!("seedtree.reshare {}", plan.tree),
+            &hex::encode(id.0),
+            RESHARE_ATTEMPTS,
+        )?;
+        let weight = if dealer {
+            let dealers: BTreeSet<_> = plan.dealers.iter().map(|d| pid(*d)).collect();
+            Some(RedealWeight::new(pid(me), &dealers).map_err(NodeError::from_core)?)
+        } else {
+            None
+        };
+        let layout = layout_of(&e.record).map_err(NodeError::Internal)?;
+        let tree_id = identifier_of(&e.record).map_err(NodeError::Internal)?;
+        let sharing = sharing_of(&plan.run, &id);
+        if holder {
+            // Named before any row is written, so a sweep finds its rows.
+            node.vault()
+                .put(Table::Pending, &sharing_row(&sharing), plan.tree.as_bytes())
+                .map_err(vault_err)?;
+        }
+        let run = Redeal {
+            plan: plan.clone(),
+            coordinator: from,
+            layout,
+            tree_id,
+            roots: e.record.roots.clone(),
+            sharing,
+            weight,
+            new_holder: holder && !e.record.members.contains(&me),
+            sums: BTreeMap::new(),
+            taken: BTreeSet::new(),
+            stored: BTreeSet::new(),
+            nodes: BTreeMap::new(),
+            held: BTreeSet::new(),
+            failed: None,
+            started: Instant::now(),
+        };
+        let mut runs = lock(&self.runs)?;
+        runs.retain(|_, r| lock(r).is_ok_and(|r| r.started.elapsed() < RUN_LIFETIME));
+        if runs.len() >= MAX_RUNS && !runs.contains_key(&id) {
+            return Err(NodeError::Unavailable(format!(
+                "{MAX_RUNS} tree reshares run here already"
+            )));
+        }
+        runs.insert(id, Arc::new(Mutex::new(run)));
+        Ok(PeerMessage::Ack)
+    }
+
+    /// Step 2, a dealer: re-deal this member's shares of the chunk from
+    /// `first` to every new holder.
+    pub(crate) async fn deal(
+        &self,
+        node: &Node,
+        from: NodeId,
+        id: Hex32,
+        first: u32,
+    ) -> Result<PeerMessage, NodeError> {
+        let cell = self.run(&id, Some(from))?;
+        let (plan, layout, old, weight) = {
+            let r = lock(&cell)?;
+            let Some(weight) = r.weight.clone() else {
+                return Err(refuse(format!("node {} does not deal in {id}", node.id())));
+            };
+            if !chunks(&r.layout, r.plan.cut).contains(&first) {
+                return Err(NodeError::BadRequest(format!(
+                    "no chunk starts at leaf {first}"
+                )));
+            }
+            (r.plan.clone(), r.layout, r.plan.dealers.clone(), weight)
+        };
+        // The sharing this member re-deals is the one the plan replaces.
+        let e = tree(node, &plan.tree)?;
+        if e.epoch != plan.epoch {
+            return Err(refuse(format!(
+                "tree {} is at sharing {}, not {}",
+                plan.tree, e.epoch, plan.epoch
+            )));
+        }
+        let current = e.record.members.clone();
+        let (source, end, cut) = (e.sharing(), chunk_end(&layout, first), plan.cut);
+        let lo = first.max(cut);
+        let me = node.id();
+        let holders: BTreeSet<_> = plan.members.iter().map(|m| pid(*m)).collect();
+        let (node2, plan2) = (node.clone(), plan.clone());
+        // Reading, re-dealing and sealing 4,096 shares is blocking work.
+        let per: BTreeMap<NodeId, (Sealed, Vec<u8>)> =
+            tokio::task::spawn_blocking(move || -> Result<_, NodeError> {
+                let mut parts: BTreeMap<NodeId, zeroize::Zeroizing<Vec<u8>>> = plan2
+                    .members
+                    .iter()
+                    .map(|m| (*m, zeroize::Zeroizing::new(Vec::new())))
+                    .collect();
+                for q in lo..end {
+                    let bytes = node2
+                        .vault()
+                        .get(Table::LeafShares, &leaf_key(&source, q))
+                        .map_err(vault_err)?
+                        .ok_or_else(|| {
+                            NodeError::NotFound(format!(
+                                "node {me} holds no share of leaf {q} of {}",
+                                plan2.tree
+                            ))
+                        })?;
+                    let share = LeafShare::from_bytes(&bytes).map_err(NodeError::from_core)?;
+                    let dealt = share
+                        .redeal(&weight, plan2.threshold, &holders, &mut OsRng)
+                        .map_err(NodeError::from_core)?;
+                    for (m, out) in parts.iter_mut() {
+                        let part = dealt
+                            .get(&pid(*m))
+                            .ok_or_else(|| NodeError::Internal("a holder got no part".into()))?;
+                        out.extend_from_slice(&part.to_bytes());
+                    }
+                }
+                // The public leaf nodes, from the first dealer, for a
+                // holder new to the tree.
+                let first_dealer = old.first() == Some(&me);
+                let mut leaf_nodes = Vec::new();
+                if first_dealer {
+                    for q in first..end {
+                        let r = layout.lms.leaves() + q;
+                        let v = node2
+                            .vault()
+                            .get(Table::TreeNodes, &leaf_key(&plan2.run, r))
+                            .map_err(vault_err)?
+                            .ok_or_else(|| {
+                                NodeError::Internal(format!(
+                                    "node {r} of {} is not stored here",
+                                    plan2.tree
+                                ))
+                            })?;
+                        leaf_nodes.extend_from_slice(&v);
+                    }
+                }
+                let session = part_session(&id, first, me);
+                parts
+                    .into_iter()
+                    .map(|(m, bytes)| {
+                        let info = node2.node_info(m).ok_or_else(|| {
+                            NodeError::Unavailable(format!("no address for node {m}"))
+                        })?;
+                        let sealed = seal_secret(&session, me, m, &info, &bytes)?;
+                        let nodes = if current.contains(&m) {
+                            Vec::new()
+                        } else {
+                            leaf_nodes.clone()
+                        };
+                        Ok((m, (sealed, nodes)))
+                    })
+                    .collect()
+            })
+            .await
+            .map_err(|e| NodeError::Internal(format!("re-deal task: {e}")))??;
+        let calls = per.into_iter().map(|(m, (sealed, nodes))| {
+            let msg = PeerMessage::StRedealPart {
+                plan: id,
+                first,
+                shares: sealed,
+                nodes: Hex(nodes),
+            };
+            async move {
+                let info = node
+                    .node_info(m)
+                    .ok_or_else(|| NodeError::Unavailable(format!("no address for node {m}")))?;
+                let mut wait = Duration::from_millis(200);
+                let mut tries = 0;
+                loop {
+                    tries += 1;
+                    match node.call_signed(m, &info, &msg).await {
+                        Ok((_, PeerMessage::Ack)) => return Ok(()),
+                        Ok((_, PeerMessage::Error { message, .. })) => {
+                            return Err(NodeError::Unavailable(format!(
+                                "node {m} refused its parts: {message}"
+                            )))
+                        }
+                        Ok((_, other)) => {
+                            return Err(NodeError::Internal(format!(
+                                "node {m} answered its parts with {other:?}"
+                            )))
+                        }
+                        Err(NodeError::Unavailable(e) | NodeError::TimedOut(e))
+                            if tries < PART_TRIES =>
+                        {
+                            tracing::debug!(node = %m, error = %e, "parts not taken; again");
+                            tokio::time::sleep(wait).await;
+                            wait = (wait * 2).min(Duration::from_secs(5));
+                        }
+                        Err(e) => return Err(e),
+                    }
+                }
+            }
+        });
+        for r in futures::future::join_all(calls).await {
+            r?;
+        }
+        Ok(PeerMessage::Ack)
+    }
+
+    /// Step 3, a new holder: a dealer's parts of the chunk from `first`.
+    pub(crate) async fn part(
+        &self,
+        node: &Node,
+        from: NodeId,
+        id: Hex32,
+        first: u32,
+        shares: &Sealed,
+        nodes: &[u8],
+    ) -> Result<PeerMessage, NodeError> {
+        let cell = self.run(&id, None)?;
+        let (lo, end, dealers, want_nodes) = {
+            let r = lock(&cell)?;
+            if !r.plan.members.contains(&node.id()) {
+                return Err(refuse(format!("node {} holds nothing in {id}", node.id())));
+            }
+            if !r.plan.dealers.contains(&from) {
+                return Err(refuse(format!("node {from} does not deal in {id}")));
+            }
+            if !chunks(&r.layout, r.plan.cut).contains(&first) {
+                return Err(NodeError::BadRequest(format!(
+                    "no chunk starts at leaf {first}"
+                )));
+            }
+            // Sent again (its answer was lost): taken already.
+            if r.taken.contains(&first)
+                || r.sums.get(&first).is_some_and(|(d, _)| d.contains(&from))
+            {
+                return Ok(PeerMessage::Ack);
+            }
+            let end = chunk_end(&r.layout, first);
+            let want_nodes = r.new_holder && r.plan.dealers.first() == Some(&from);
+            (
+                first.max(r.plan.cut),
+                end,
+                r.plan.dealers.clone(),
+                want_nodes,
+            )
+        };
+        let count = end.saturating_sub(lo) as usize;
+        if nodes.len()
+            != if want_nodes {
+                (end - first) as usize * 32
+            } else {
+                0
+            }
+        {
+            return Err(NodeError::Misbehaved {
+                message: format!("node {from} sent {} bytes of leaf nodes", nodes.len()),
+                culprits: vec![from],
+            });
+        }
+        let (node2, sealed) = (node.clone(), shares.clone());
+        let parts: Vec<LeafShare> = tokio::task::spawn_blocking(move || {
+            let opened = open_secret(
+                node2.keys(),
+                &part_session(&id, first, from),
+                from,
+                node2.id(),
+                &sealed,
+            )?;
+            if opened.len() != count * 32 {
+                return Err(NodeError::Misbehaved {
+                    message: format!(
+                        "node {from} dealt {} bytes of parts for {count} leaves",
+                        opened.len()
+                    ),
+                    culprits: vec![from],
+                });
+            }
+            opened
+                .chunks_exact(32)
+                .map(|b| {
+                    LeafShare::from_bytes(b).map_err(|_| NodeError::Misbehaved {
+                        message: format!("node {from} dealt a part that is not a scalar"),
+                        culprits: vec![from],
+                    })
+                })
+                .collect()
+        })
+        .await
+        .map_err(|e| NodeError::Internal(format!("part task: {e}")))??;
+        // Add the parts in; a chunk with every dealer's is taken whole.
+        let whole = {
+            let mut r = lock(&cell)?;
+            if r.taken.contains(&first) {
+                return Ok(PeerMessage::Ack);
+            }
+            let (from_set, sums) = r
+                .sums
+                .entry(first)
+                .or_insert_with(|| (BTreeSet::new(), Vec::new()));
+            if !from_set.insert(from) {
+                return Ok(PeerMessage::Ack);
+            }
+            if sums.is_empty() {
+                *sums = parts;
+            } else {
+                for (s, p) in sums.iter_mut().zip(&parts) {
+                    *s = LeafShare::sum([&*s, p]);
+                }
+            }
+            if from_set.len() == dealers.len() {
+                r.taken.insert(first);
+                r.sums.remove(&first).map(|(_, s)| s)
+            } else {
+                None
+            }
+        };
+        if want_nodes {
+            self.take_nodes(node, &cell, first, nodes).await?;
+        }
+        if let Some(sums) = whole {
+            let (node2, sharing) = (node.clone(), lock(&cell)?.sharing);
+            let stored = tokio::task::spawn_blocking(move || -> Result<(), NodeError> {
+                let keys: Vec<[u8; 36]> = (lo..end).map(|q| leaf_key(&sharing, q)).collect();
+                let values: Vec<zeroize::Zeroizing<Vec<u8>>> =
+                    sums.iter().map(LeafShare::to_bytes).collect();
+                let ops: Vec<Op<'_>> = keys
+                    .iter()
+                    .zip(&values)
+                    .map(|(k, v)| Op::Put(Table::LeafShares, k.as_slice(), v.as_slice()))
+                    .collect();
+                node2.vault().apply(&ops).map_err(vault_err)
+            })
+            .await
+            .map_err(|e| NodeError::Internal(format!("store task: {e}")))?;
+            let mut r = lock(&cell)?;
+            match stored {
+                Ok(()) => {
+                    r.stored.insert(first);
+                }
+                Err(e) => {
+                    r.failed = Some(format!("storing leaves {lo}..{end}: {e}"));
+                    return Err(e);
+                }
+            }
+        }
+        Ok(PeerMessage::Ack)
+    }
+
+    /// A new holder keeps a chunk's leaf nodes; a subtree whose every leaf
+    /// node is in is rebuilt, checked against its root in the record, and
+    /// kept (`TreeNodes`, public data for the authentication paths).
+    async fn take_nodes(
+        &self,
+        node: &Node,
+        cell: &Arc<Mutex<Redeal>>,
+        first: u32,
+        bytes: &[u8],
+    ) -> Result<(), NodeError> {
+        let whole: Vec<(u32, Vec<Hash>)> = {
+            let mut r = lock(cell)?;
+            let layout = r.layout;
+            for (q, v) in (first..).zip(bytes.chunks_exact(32)) {
+                let mut h = [0u8; 32];
+                h.copy_from_slice(v);
+                r.nodes
+                    .entry(layout.subtree_of(q))
+                    .or_default()
+                    .insert(q, h);
+            }
+            let per = layout.per_subtree() as usize;
+            let full: Vec<u32> = r
+                .nodes
+                .iter()
+                .filter(|(_, n)| n.len() == per)
+                .map(|(s, _)| *s)
+                .collect();
+            full.into_iter()
+                .filter_map(|s| r.nodes.remove(&s).map(|n| (s, n.into_values().collect())))
+                .collect()
+        };
+        for (s, leaves) in whole {
+            let (layout, tree_id, root, run, dealer) = {
+                let r = lock(cell)?;
+                (
+                    r.layout,
+                    r.tree_id,
+                    r.roots.get(s as usize).copied(),
+                    r.plan.run,
+                    r.plan.dealers.first().copied(),
+                )
+            };
+            let node2 = node.clone();
+            let checked = tokio::task::spawn_blocking(move || -> Result<(), NodeError> {
+                let bottom = layout.lms.leaves() + layout.leaves_of(s).start;
+                let sub =
+                    Subtree::from_nodes(&tree_id, bottom, leaves).map_err(NodeError::from_core)?;
+                if Some(Hex32(sub.root())) != root {
+                    return Err(NodeError::Misbehaved {
+                        message: format!("the leaf nodes of subtree {s} do not make its root"),
+                        culprits: dealer.into_iter().collect(),
+                    });
+                }
+                store_nodes(&node2, &run, &sub, bottom)
+            })
+            .await
+            .map_err(|e| NodeError::Internal(format!("subtree task: {e}")))?;
+            let mut r = lock(cell)?;
+            match checked {
+                Ok(()) => {
+                    r.held.insert(s);
+                }
+                Err(e) => {
+                    r.failed = Some(format!("subtree {s}: {e}"));
+                    return Err(e);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Step 3's end: a new holder endorses the reshare once it stored every
+    /// re-dealt leaf (and, new to the tree, checked and kept every subtree
+    /// it signs in).
+    pub(crate) fn endorse(
+        &self,
+        node: &Node,
+        from: NodeId,
+        id: Hex32,
+    ) -> Result<PeerMessage, NodeError> {
+        let cell = self.run(&id, Some(from))?;
+        let r = lock(&cell)?;
+        if !r.plan.members.contains(&node.id()) {
+            return Err(refuse(format!("node {} holds nothing in {id}", node.id())));
+        }
+        if let Some(why) = &r.failed {
+            return Err(NodeError::Unavailable(format!(
+                "the reshare failed here: {why}"
+            )));
+        }
+        let all = chunks(&r.layout, r.plan.cut);
+        let missing = all.iter().filter(|c| !r.stored.contains(c)).count();
+        if missing > 0 {
+            return Err(NodeError::Unavailable(format!(
+                "{missing} of {} chunks are not stored here yet",
+                all.len()
+            )));
+        }
+        if r.new_holder {
+            let need = r.layout.subtree_of(r.plan.cut)..r.layout.subtrees;
+            if let Some(s) = need.clone().find(|s| !r.held.contains(s)) {
+                return Err(NodeError::Unavailable(format!(
+                    "subtree {s}'s nodes are not checked here yet"
+                )));
+            }
+        }
+        let signature = node.keys().sign(&reshare_statement(&r.plan));
+        Ok(PeerMessage::StEndorsed {
+            signature: Hex(signature.to_vec()),
+        })
+    }
+
+    /// Step 5: once this replica has sharing `epoch` of `tree` in force,
+    /// forget the reshares it replaced and erase every share row not in
+    /// force.
+    pub(crate) async fn done(
+        &self,
+        node: &Node,
+        tree_name: &str,
+        epoch: u32,
+    ) -> Result<PeerMessage, NodeError> {
+        node.read_barrier().await?;
+        let e = tree(node, tree_name)?;
+        if e.epoch < epoch {
+            return Err(NodeError::Unavailable(format!(
+                "sharing {epoch} of {tree_name} is not applied here yet"
+            )));
+        }
+        if let Ok(mut runs) = lock(&self.runs) {
+            runs.retain(|_, r| {
+                lock(r).is_ok_and(|r| r.plan.tree != tree_name || r.plan.epoch >= e.epoch)
+            });
+        }
+        let (node2, live) = (node.clone(), self.live());
+        tokio::task::spawn_blocking(move || sweep(&node2, &live))
+            .await
+            .map_err(|e| NodeError::Internal(format!("sweep task: {e}")))??;
+        Ok(PeerMessage::Ack)
+    }
+
+    /// Erase every share row not in force (at start, after catching up).
+    pub(crate) async fn sweep_now(&self, node: &Node) {
+        let (node2, live) = (node.clone(), self.live());
+        match tokio::task::spawn_blocking(move || sweep(&node2, &live)).await {
+            Ok(Ok(0)) => {}
+            Ok(Ok(n)) => tracing::info!(rows = n, "erased leaf shares of sharings not in force"),
+            Ok(Err(e)) => tracing::warn!(error = %e, "could not erase old leaf shares"),
+            Err(e) => tracing::warn!(error = %e, "leaf share sweep task"),
+        }
+    }
+}
+
+/// The `Pending` row naming sharing `sharing`.
+fn sharing_row(sharing: &Hex32) -> Vec<u8> {
+    let mut k = SHARING_ROW.to_vec();
+    k.extend_from_slice(&sharing.0);
+    k
+}
+
+/// Tree `name`'s entry in this replica.
+pub(super) fn tree(node: &Node, name: &str) -> Result<TreeEntry, NodeError> {
+    node.registry(|r| r.seedtree.trees.get(name).cloned())
+        .ok_or_else(|| NodeError::NotFound(format!("no tree named {name}")))
+}
+
+/// Erase the leaf share rows of every sharing this replica does not have
+/// in force, except those of reshares under way (`live`): each sharing a
+/// reshare stored rows under (its `Pending` row names it), and a key
+/// generation's own once a reshare replaced it. The rows counted.
+pub(crate) fn sweep(node: &Node, live: &BTreeSet<Hex32>) -> Result<usize, NodeError> {
+    let (in_force, replaced): (BTreeSet<Hex32>, Vec<Hex32>) = node.registry(|r| {
+        (
+            r.seedtree.trees.values().map(TreeEntry::sharing).collect(),
+            r.seedtree
+                .trees
+                .values()
+                .filter(|e| e.sharing() != e.record.run)
+                .map(|e| e.record.run)
+                .collect(),
+        )
+    });
+    let vault = node.vault();
+    let mut gone: Vec<Hex32> = replaced;
+    let mut rows_gone = Vec::new();
+    for k in vault.keys(Table::Pending, SHARING_ROW).map_err(vault_err)? {
+        let Some(sharing) = k
+            .strip_prefix(SHARING_ROW)
+            .and_then(|s| <[u8; 32]>::try_from(s).ok())
+            .map(Hex32)
+        else {
+            continue;
+        };
+        if !in_force.contains(&sharing) && !live.contains(&sharing) {
+            gone.push(sharing);
+            rows_gone.push(k);
+        }
+    }
+    let mut erased = 0;
+    for sharing in gone {
+        let keys = vault
+            .keys(Table::LeafShares, &sharing.0)
+            .map_err(vault_err)?;
+        for batch in keys.chunks(65_536) {
+            let ops: Vec<Op<'_>> = batch
+                .iter()
+                .map(|k| Op::Delete(Table::LeafShares, k.as_slice()))
+                .collect();
+            vault.apply(&ops).map_err(vault_err)?;
+        }
+        erased += keys.len();
+    }
+    for k in rows_gone {
+        vault.delete(Table::Pending, &k).map_err(vault_err)?;
+    }
+    Ok(erased)
+}
