@@ -177,9 +177,12 @@ pub(crate) async fn run(command: Command, json: bool) -> Result<()> {
             crate::recovery::run(&client(&remote)?, command, json).await
         }
         Command::Bench(crate::BenchCommand::Sign {
-            nodes,
-            threshold,
-            pool,
+            shape:
+                crate::SignCluster {
+                    nodes,
+                    threshold,
+                    pool,
+                },
             concurrency,
             seconds,
             warmup,
@@ -212,9 +215,12 @@ pub(crate) async fn run(command: Command, json: bool) -> Result<()> {
             .await
         }
         Command::Bench(crate::BenchCommand::Nodes {
-            nodes,
-            threshold,
-            pool,
+            shape:
+                crate::SignCluster {
+                    nodes,
+                    threshold,
+                    pool,
+                },
         }) => crate::bench::serve_nodes(nodes, threshold, pool).await,
         Command::Bench(crate::BenchCommand::Seedtree {
             nodes,

@@ -591,16 +591,8 @@ enum BenchCommand {
     /// ratios R_cpu and R_thr. Without --url it starts a local cluster in a
     /// child process (temp dir).
     Sign {
-        /// Nodes of the local cluster (and members of the key).
-        #[arg(long, default_value_t = 3)]
-        nodes: u16,
-        /// Signing threshold.
-        #[arg(long, default_value_t = 2)]
-        threshold: u16,
-        /// Precomputed nonces per signer (0: fetch a fresh commitment per
-        /// signature).
-        #[arg(long, default_value_t = 256)]
-        pool: usize,
+        #[command(flatten)]
+        shape: SignCluster,
         /// Concurrent requests, comma-separated.
         #[arg(long, value_delimiter = ',', default_value = "1,16,64")]
         concurrency: Vec<usize>,
@@ -638,13 +630,24 @@ enum BenchCommand {
     /// where it listens as one JSON line, runs until stdin closes.
     #[command(hide = true)]
     Nodes {
-        #[arg(long, default_value_t = 3)]
-        nodes: u16,
-        #[arg(long, default_value_t = 2)]
-        threshold: u16,
-        #[arg(long, default_value_t = 256)]
-        pool: usize,
+        #[command(flatten)]
+        shape: SignCluster,
     },
+}
+
+/// The local cluster `bench sign` starts (and `bench nodes` runs for it).
+#[derive(clap::Args, Debug)]
+struct SignCluster {
+    /// Nodes of the local cluster (and members of the key).
+    #[arg(long, default_value_t = 3)]
+    nodes: u16,
+    /// Signing threshold.
+    #[arg(long, default_value_t = 2)]
+    threshold: u16,
+    /// Precomputed nonces per signer (0: fetch a fresh commitment per
+    /// signature).
+    #[arg(long, default_value_t = 256)]
+    pool: usize,
 }
 
 #[derive(Subcommand, Debug)]

@@ -154,6 +154,9 @@ pub struct TreeResharePlan {
     /// The holders that re-deal, sorted: exactly `threshold` of the
     /// current ones.
     pub dealers: Vec<NodeId>,
+    /// The coordinator's attempt (each try is a plan, and a run, of its
+    /// own).
+    pub attempt: u32,
 }
 
 /// What a new holder signs once it holds its new share of every leaf the

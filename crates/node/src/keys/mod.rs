@@ -190,6 +190,15 @@ impl Keys {
         })
     }
 
+    /// The decoded nonces this start precomputed. The cache is only an
+    /// optimisation: a poisoned lock is taken as it is, so its clearing
+    /// paths always run and no nonce stays in memory for it.
+    fn decoded_nonces(&self) -> std::sync::MutexGuard<'_, sign::NonceCache> {
+        self.decoded_nonces
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     /// The hooks for deliberate misbehaviour (constant "behave" without
     /// the `fault-injection` feature).
     pub(crate) fn hooks(&self) -> &Faults {

@@ -232,9 +232,7 @@ impl Keys {
             node.vault().apply(&ops)?;
         }
         self.pools.forget_older(record);
-        self.decoded_nonces
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.decoded_nonces()
             .forget_older(&record.name, record.epoch);
         Ok(ops.len())
     }

@@ -189,10 +189,7 @@ impl Keys {
         node.vault().apply(&ops)?;
         // Kept decoded only once they are durable (the copy is optional: a
         // poisoned lock only costs the decoding at signing time).
-        let mut cache = self
-            .decoded_nonces
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut cache = self.decoded_nonces();
         for (slot, nonce) in decoded {
             cache.insert(slot, (name, epoch), nonce);
         }
@@ -250,10 +247,7 @@ impl Keys {
                 return Err(NodeError::Conflict("unknown or already used nonce".into()));
             }
             self.authorize_sign(node, from, &record, package.message(), &signers, request)?;
-            let stored = self.take_nonce(slot.clone()).await?;
-            // Out of the memory cache at once, whatever fails next.
-            let kept = self.kept_nonce::<C>(&slot);
-            let nonce = removed_nonce::<C>(kept, this_start(node, &stored)?)?;
+            let nonce = self.take_signing_nonce::<C>(node, slot).await?;
             let share = self
                 .known
                 .scope(|| KeyShare::<C>::from_secret_bytes(&share_bytes))
@@ -267,14 +261,22 @@ impl Keys {
         Ok(PeerMessage::SignatureShare { share: Hex(share) })
     }
 
-    /// Take the decoded copy of the nonce in `slot` out of the memory
-    /// cache, if it is there (called right after the vault removed it).
-    fn kept_nonce<C: KeySuite>(&self, slot: &[u8]) -> Option<Box<SigningNonce<C>>> {
-        self.decoded_nonces
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .take(slot)
-            .and_then(C::unwrap::<super::Nonces>)
+    /// Spend the nonce in `slot`, in this order: removed from the vault
+    /// durably ([`Keys::take_nonce`]), its decoded copy taken out of the
+    /// memory cache at once (whatever fails next), then checked to be of
+    /// this start of the node and used from the copy only if its bytes are
+    /// the removed ones.
+    async fn take_signing_nonce<C: KeySuite>(
+        &self,
+        node: &Node,
+        slot: Vec<u8>,
+    ) -> Result<Box<SigningNonce<C>>, NodeError> {
+        let stored = self.take_nonce(slot.clone()).await?;
+        let kept = self
+            .decoded_nonces()
+            .take(&slot)
+            .and_then(C::unwrap::<super::Nonces>);
+        removed_nonce::<C>(kept, this_start(node, &stored)?)
     }
 
     /// Remove the nonce in `slot` from the vault durably and return what
@@ -349,9 +351,7 @@ impl Keys {
             node.vault()
                 .put(Table::ResetsSigned, request_id, nonce_id)?;
         }
-        let stored = self.take_nonce(slot.clone()).await?;
-        let kept = self.kept_nonce::<Ed25519>(&slot);
-        let nonce = removed_nonce::<Ed25519>(kept, this_start(node, &stored)?)?;
+        let nonce = self.take_signing_nonce::<Ed25519>(node, slot).await?;
         let share = self
             .known
             .scope(|| KeyShare::<Ed25519>::from_secret_bytes(&share_bytes))

@@ -200,6 +200,7 @@ pub(crate) fn check_plan(
     let handed = e.next.max(e.first);
     need(
         u64::from(plan.cut) < 1u64 << record.height
+            && u64::from(plan.cut) >= e.first
             && u64::from(plan.cut) <= handed + u64::from(super::state::MAX_RESERVE),
         &format!(
             "a cut inside the tree, at most an interval past the leaves handed out ({handed})"

@@ -14,13 +14,14 @@ use keyquorum_store::vault::{Op, Table};
 use keyquorum_wire::peer::{ClientRequest, PeerMessage, Sealed};
 use keyquorum_wire::seedtree::{reshare_statement, ReshareSeedtreeRequest, TreeResharePlan};
 use keyquorum_wire::{Hex, Hex32, NodeId};
-use rand_core::OsRng;
+use rand_chacha::ChaCha20Rng;
+use rand_core::{OsRng, RngCore, SeedableRng};
 use sha2::{Digest, Sha256};
 
 use super::authority::check_plan;
 use super::keygen::{store_nodes, CHUNK};
 use super::records::leaf_key;
-use super::state::{identifier_of, layout_of, plan_id, sharing_of, TreeEntry};
+use super::state::{identifier_of, layout_of, plan_id, sharing_of, TreeEntry, RESHARE_RULES};
 use crate::api::auth::{check_forwarded, check_sent_to, Ledger};
 use crate::cluster::peer::{open_secret, seal_secret};
 use crate::cluster::Node;
@@ -31,8 +32,8 @@ pub(crate) const RESHARE_ATTEMPTS: usize = 3;
 /// `Pending` vault rows naming each sharing this node stores leaf shares
 /// under (written before the first row), so a sweep finds every one.
 const SHARING_ROW: &[u8] = b"seedtree-sharing/";
-/// Most reshares a member takes part in at once.
-const MAX_RUNS: usize = 4;
+/// Most trees a member takes part in reshares of at once (one run each).
+const MAX_RUNS: usize = 8;
 /// A reshare not endorsed within this is dropped.
 const RUN_LIFETIME: Duration = Duration::from_secs(3600);
 /// Times a dealer sends one part before it gives up.
@@ -86,6 +87,9 @@ struct Redeal {
     sharing: Hex32,
     /// This member deals: its weight.
     weight: Option<RedealWeight>,
+    /// A dealer's secret seed of its dealings in this run (each chunk's
+    /// from it), so a chunk asked for again is dealt the same.
+    seed: zeroize::Zeroizing<[u8; 32]>,
     /// This member is new to the tree: it takes the public nodes too.
     new_holder: bool,
     /// Per chunk being summed: the dealers whose parts are in, the sums.
@@ -127,18 +131,6 @@ impl Redeals {
         Ok(r)
     }
 
-    /// The sharings of reshares under way here (a sweep keeps them).
-    fn live(&self) -> BTreeSet<Hex32> {
-        lock(&self.runs).map_or_else(
-            |_| BTreeSet::new(),
-            |runs| {
-                runs.values()
-                    .filter_map(|r| lock(r).ok().map(|r| r.sharing))
-                    .collect()
-            },
-        )
-    }
-
     /// Step 1: check the admin's request and the plan; take part.
     pub(crate) async fn open(
         &self,
@@ -147,6 +139,7 @@ impl Redeals {
         plan: &TreeResharePlan,
         request: &ClientRequest,
     ) -> Result<PeerMessage, NodeError> {
+        node.require_rules(RESHARE_RULES, "moving a tree's leaves")?;
         let a = check_forwarded(node, request)?;
         check_sent_to(node, &request.target_uri, from).map_err(refuse)?;
         if !a.grant.admin {
@@ -190,12 +183,8 @@ impl Redeals {
         let layout = layout_of(&e.record).map_err(NodeError::Internal)?;
         let tree_id = identifier_of(&e.record).map_err(NodeError::Internal)?;
         let sharing = sharing_of(&plan.run, &id);
-        if holder {
-            // Named before any row is written, so a sweep finds its rows.
-            node.vault()
-                .put(Table::Pending, &sharing_row(&sharing), plan.tree.as_bytes())
-                .map_err(vault_err)?;
-        }
+        let mut seed = zeroize::Zeroizing::new([0u8; 32]);
+        OsRng.fill_bytes(seed.as_mut());
         let run = Redeal {
             plan: plan.clone(),
             coordinator: from,
@@ -204,6 +193,7 @@ impl Redeals {
             roots: e.record.roots.clone(),
             sharing,
             weight,
+            seed,
             new_holder: holder && !e.record.members.contains(&me),
             sums: BTreeMap::new(),
             taken: BTreeSet::new(),
@@ -213,14 +203,37 @@ impl Redeals {
             failed: None,
             started: Instant::now(),
         };
-        let mut runs = lock(&self.runs)?;
-        runs.retain(|_, r| lock(r).is_ok_and(|r| r.started.elapsed() < RUN_LIFETIME));
-        if runs.len() >= MAX_RUNS && !runs.contains_key(&id) {
-            return Err(NodeError::Unavailable(format!(
-                "{MAX_RUNS} tree reshares run here already"
-            )));
+        {
+            let mut runs = lock(&self.runs)?;
+            // The same plan from another request (a second coordinator):
+            // the run goes on as it is, never started over.
+            if runs.contains_key(&id) {
+                return Ok(PeerMessage::Ack);
+            }
+            // One run per tree: a newer plan replaces an older one.
+            runs.retain(|_, r| {
+                lock(r)
+                    .is_ok_and(|r| r.started.elapsed() < RUN_LIFETIME && r.plan.tree != plan.tree)
+            });
+            if runs.len() >= MAX_RUNS {
+                return Err(NodeError::Unavailable(format!(
+                    "reshares of {MAX_RUNS} trees run here already"
+                )));
+            }
+            runs.insert(id, Arc::new(Mutex::new(run)));
         }
-        runs.insert(id, Arc::new(Mutex::new(run)));
+        if holder {
+            // Named before any row is written, so a sweep finds its rows,
+            // with the sharing it replaces: erased only once a later one
+            // is in force (until then this plan may still be committed).
+            node.vault()
+                .put(
+                    Table::Pending,
+                    &sharing_row(&sharing),
+                    &pending_value(&plan.tree, plan.epoch),
+                )
+                .map_err(vault_err)?;
+        }
         Ok(PeerMessage::Ack)
     }
 
@@ -234,17 +247,33 @@ impl Redeals {
         first: u32,
     ) -> Result<PeerMessage, NodeError> {
         let cell = self.run(&id, Some(from))?;
-        let (plan, layout, old, weight) = {
+        let (plan, layout, old, weight, mut rng) = {
             let r = lock(&cell)?;
             let Some(weight) = r.weight.clone() else {
                 return Err(refuse(format!("node {} does not deal in {id}", node.id())));
             };
+            // The chunk's dealing follows from this run's secret seed: asked
+            // again, it deals the very same parts (holders that took parts
+            // of two dealings would hold shares of no one polynomial).
+            let mut h = Sha256::new();
+            h.update(b"keyquorum-seedtree-redeal-rng-v1");
+            h.update(r.seed.as_slice());
+            h.update(first.to_be_bytes());
+            let mut chunk_seed = zeroize::Zeroizing::new([0u8; 32]);
+            chunk_seed.copy_from_slice(&h.finalize());
+            let rng = ChaCha20Rng::from_seed(*chunk_seed);
             if !chunks(&r.layout, r.plan.cut).contains(&first) {
                 return Err(NodeError::BadRequest(format!(
                     "no chunk starts at leaf {first}"
                 )));
             }
-            (r.plan.clone(), r.layout, r.plan.dealers.clone(), weight)
+            (
+                r.plan.clone(),
+                r.layout,
+                r.plan.dealers.clone(),
+                weight,
+                rng,
+            )
         };
         // The sharing this member re-deals is the one the plan replaces.
         let e = tree(node, &plan.tree)?;
@@ -281,7 +310,7 @@ impl Redeals {
                         })?;
                     let share = LeafShare::from_bytes(&bytes).map_err(NodeError::from_core)?;
                     let dealt = share
-                        .redeal(&weight, plan2.threshold, &holders, &mut OsRng)
+                        .redeal(&weight, plan2.threshold, &holders, &mut rng)
                         .map_err(NodeError::from_core)?;
                     for (m, out) in parts.iter_mut() {
                         let part = dealt
@@ -484,7 +513,15 @@ impl Redeals {
             }
         };
         if want_nodes {
-            self.take_nodes(node, &cell, first, nodes).await?;
+            // Rebuilding and keeping a whole subtree's nodes can take longer
+            // than a peer call waits: its own task (the endorsement waits
+            // for it, and says if it failed).
+            let (node2, cell2, bytes) = (node.clone(), cell.clone(), nodes.to_vec());
+            node.spawn(async move {
+                if let Err(e) = take_nodes(&node2, &cell2, first, &bytes).await {
+                    tracing::warn!(error = %e, "a tree reshare's public nodes");
+                }
+            });
         }
         if let Some(sums) = whole {
             let (node2, sharing) = (node.clone(), lock(&cell)?.sharing);
@@ -513,78 +550,6 @@ impl Redeals {
             }
         }
         Ok(PeerMessage::Ack)
-    }
-
-    /// A new holder keeps a chunk's leaf nodes; a subtree whose every leaf
-    /// node is in is rebuilt, checked against its root in the record, and
-    /// kept (`TreeNodes`, public data for the authentication paths).
-    async fn take_nodes(
-        &self,
-        node: &Node,
-        cell: &Arc<Mutex<Redeal>>,
-        first: u32,
-        bytes: &[u8],
-    ) -> Result<(), NodeError> {
-        let whole: Vec<(u32, Vec<Hash>)> = {
-            let mut r = lock(cell)?;
-            let layout = r.layout;
-            for (q, v) in (first..).zip(bytes.chunks_exact(32)) {
-                let mut h = [0u8; 32];
-                h.copy_from_slice(v);
-                r.nodes
-                    .entry(layout.subtree_of(q))
-                    .or_default()
-                    .insert(q, h);
-            }
-            let per = layout.per_subtree() as usize;
-            let full: Vec<u32> = r
-                .nodes
-                .iter()
-                .filter(|(_, n)| n.len() == per)
-                .map(|(s, _)| *s)
-                .collect();
-            full.into_iter()
-                .filter_map(|s| r.nodes.remove(&s).map(|n| (s, n.into_values().collect())))
-                .collect()
-        };
-        for (s, leaves) in whole {
-            let (layout, tree_id, root, run, dealer) = {
-                let r = lock(cell)?;
-                (
-                    r.layout,
-                    r.tree_id,
-                    r.roots.get(s as usize).copied(),
-                    r.plan.run,
-                    r.plan.dealers.first().copied(),
-                )
-            };
-            let node2 = node.clone();
-            let checked = tokio::task::spawn_blocking(move || -> Result<(), NodeError> {
-                let bottom = layout.lms.leaves() + layout.leaves_of(s).start;
-                let sub =
-                    Subtree::from_nodes(&tree_id, bottom, leaves).map_err(NodeError::from_core)?;
-                if Some(Hex32(sub.root())) != root {
-                    return Err(NodeError::Misbehaved {
-                        message: format!("the leaf nodes of subtree {s} do not make its root"),
-                        culprits: dealer.into_iter().collect(),
-                    });
-                }
-                store_nodes(&node2, &run, &sub, bottom)
-            })
-            .await
-            .map_err(|e| NodeError::Internal(format!("subtree task: {e}")))?;
-            let mut r = lock(cell)?;
-            match checked {
-                Ok(()) => {
-                    r.held.insert(s);
-                }
-                Err(e) => {
-                    r.failed = Some(format!("subtree {s}: {e}"));
-                    return Err(e);
-                }
-            }
-        }
-        Ok(())
     }
 
     /// Step 3's end: a new holder endorses the reshare once it stored every
@@ -628,15 +593,18 @@ impl Redeals {
         })
     }
 
-    /// Step 5: once this replica has sharing `epoch` of `tree` in force,
-    /// forget the reshares it replaced and erase every share row not in
-    /// force.
+    /// Step 5: once this replica has sharing `epoch` (at least 1) of
+    /// `tree` in force, forget the reshares it replaced and erase every
+    /// share row a later sharing replaced.
     pub(crate) async fn done(
         &self,
         node: &Node,
         tree_name: &str,
         epoch: u32,
     ) -> Result<PeerMessage, NodeError> {
+        if epoch == 0 {
+            return Err(NodeError::BadRequest("no reshare makes sharing 0".into()));
+        }
         node.read_barrier().await?;
         let e = tree(node, tree_name)?;
         if e.epoch < epoch {
@@ -649,23 +617,32 @@ impl Redeals {
                 lock(r).is_ok_and(|r| r.plan.tree != tree_name || r.plan.epoch >= e.epoch)
             });
         }
-        let (node2, live) = (node.clone(), self.live());
-        tokio::task::spawn_blocking(move || sweep(&node2, &live))
+        let node2 = node.clone();
+        tokio::task::spawn_blocking(move || sweep(&node2))
             .await
             .map_err(|e| NodeError::Internal(format!("sweep task: {e}")))??;
         Ok(PeerMessage::Ack)
     }
 
-    /// Erase every share row not in force (at start, after catching up).
+    /// Erase every share row a later sharing replaced (at start, after
+    /// catching up).
     pub(crate) async fn sweep_now(&self, node: &Node) {
-        let (node2, live) = (node.clone(), self.live());
-        match tokio::task::spawn_blocking(move || sweep(&node2, &live)).await {
+        let node2 = node.clone();
+        match tokio::task::spawn_blocking(move || sweep(&node2)).await {
             Ok(Ok(0)) => {}
             Ok(Ok(n)) => tracing::info!(rows = n, "erased leaf shares of sharings not in force"),
             Ok(Err(e)) => tracing::warn!(error = %e, "could not erase old leaf shares"),
             Err(e) => tracing::warn!(error = %e, "leaf share sweep task"),
         }
     }
+}
+
+/// What a sharing's `Pending` row holds: the sharing its plan replaces
+/// (u32) and the tree's name.
+fn pending_value(tree: &str, epoch: u32) -> Vec<u8> {
+    let mut v = epoch.to_be_bytes().to_vec();
+    v.extend_from_slice(tree.as_bytes());
+    v
 }
 
 /// The `Pending` row naming sharing `sharing`.
@@ -681,14 +658,21 @@ pub(super) fn tree(node: &Node, name: &str) -> Result<TreeEntry, NodeError> {
         .ok_or_else(|| NodeError::NotFound(format!("no tree named {name}")))
 }
 
-/// Erase the leaf share rows of every sharing this replica does not have
-/// in force, except those of reshares under way (`live`): each sharing a
-/// reshare stored rows under (its `Pending` row names it), and a key
-/// generation's own once a reshare replaced it. The rows counted.
-pub(crate) fn sweep(node: &Node, live: &BTreeSet<Hex32>) -> Result<usize, NodeError> {
-    let (in_force, replaced): (BTreeSet<Hex32>, Vec<Hex32>) = node.registry(|r| {
+/// Erase the leaf share rows of every sharing a later sharing replaced in
+/// this replica: a reshare's (its `Pending` row names the tree and the
+/// sharing its plan replaces) once the tree's sharing in force is newer
+/// than that and is not it, and a key generation's own once a reshare
+/// replaced it. A plan for the sharing in force now may still be committed
+/// (with its endorsements): its rows stay, whatever the runs in memory
+/// (a restart, a run dropped) or a stale replica say. The rows counted.
+pub(crate) fn sweep(node: &Node) -> Result<usize, NodeError> {
+    let (trees, replaced): (BTreeMap<String, (u32, Hex32)>, Vec<Hex32>) = node.registry(|r| {
         (
-            r.seedtree.trees.values().map(TreeEntry::sharing).collect(),
+            r.seedtree
+                .trees
+                .iter()
+                .map(|(name, e)| (name.clone(), (e.epoch, e.sharing())))
+                .collect(),
             r.seedtree
                 .trees
                 .values()
@@ -708,7 +692,18 @@ pub(crate) fn sweep(node: &Node, live: &BTreeSet<Hex32>) -> Result<usize, NodeEr
         else {
             continue;
         };
-        if !in_force.contains(&sharing) && !live.contains(&sharing) {
+        let Some(value) = vault.get(Table::Pending, &k).map_err(vault_err)? else {
+            continue;
+        };
+        let Some((replaces, name)) = value.split_first_chunk::<4>() else {
+            continue;
+        };
+        let replaces = u32::from_be_bytes(*replaces);
+        let superseded = std::str::from_utf8(name)
+            .ok()
+            .and_then(|n| trees.get(n))
+            .is_some_and(|(epoch, in_force)| *epoch > replaces && *in_force != sharing);
+        if superseded {
             gone.push(sharing);
             rows_gone.push(k);
         }
@@ -731,4 +726,75 @@ pub(crate) fn sweep(node: &Node, live: &BTreeSet<Hex32>) -> Result<usize, NodeEr
         vault.delete(Table::Pending, &k).map_err(vault_err)?;
     }
     Ok(erased)
+}
+
+/// A new holder keeps a chunk's leaf nodes; a subtree whose every leaf
+/// node is in is rebuilt, checked against its root in the record, and
+/// kept (`TreeNodes`, public data for the authentication paths).
+async fn take_nodes(
+    node: &Node,
+    cell: &Arc<Mutex<Redeal>>,
+    first: u32,
+    bytes: &[u8],
+) -> Result<(), NodeError> {
+    let whole: Vec<(u32, Vec<Hash>)> = {
+        let mut r = lock(cell)?;
+        let layout = r.layout;
+        for (q, v) in (first..).zip(bytes.chunks_exact(32)) {
+            let mut h = [0u8; 32];
+            h.copy_from_slice(v);
+            r.nodes
+                .entry(layout.subtree_of(q))
+                .or_default()
+                .insert(q, h);
+        }
+        let per = layout.per_subtree() as usize;
+        let full: Vec<u32> = r
+            .nodes
+            .iter()
+            .filter(|(_, n)| n.len() == per)
+            .map(|(s, _)| *s)
+            .collect();
+        full.into_iter()
+            .filter_map(|s| r.nodes.remove(&s).map(|n| (s, n.into_values().collect())))
+            .collect()
+    };
+    for (s, leaves) in whole {
+        let (layout, tree_id, root, run, dealer) = {
+            let r = lock(cell)?;
+            (
+                r.layout,
+                r.tree_id,
+                r.roots.get(s as usize).copied(),
+                r.plan.run,
+                r.plan.dealers.first().copied(),
+            )
+        };
+        let node2 = node.clone();
+        let checked = tokio::task::spawn_blocking(move || -> Result<(), NodeError> {
+            let bottom = layout.lms.leaves() + layout.leaves_of(s).start;
+            let sub =
+                Subtree::from_nodes(&tree_id, bottom, leaves).map_err(NodeError::from_core)?;
+            if Some(Hex32(sub.root())) != root {
+                return Err(NodeError::Misbehaved {
+                    message: format!("the leaf nodes of subtree {s} do not make its root"),
+                    culprits: dealer.into_iter().collect(),
+                });
+            }
+            store_nodes(&node2, &run, &sub, bottom)
+        })
+        .await
+        .map_err(|e| NodeError::Internal(format!("subtree task: {e}")))?;
+        let mut r = lock(cell)?;
+        match checked {
+            Ok(()) => {
+                r.held.insert(s);
+            }
+            Err(e) => {
+                r.failed = Some(format!("subtree {s}: {e}"));
+                return Err(e);
+            }
+        }
+    }
+    Ok(())
 }

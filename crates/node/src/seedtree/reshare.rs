@@ -10,14 +10,21 @@
 //!    /v1/seedtrees/{name}/reshare`, an admin) and, in its own replica
 //!    after a read barrier, that the plan is the target an approved drain
 //!    gives the tree (`authority::check_plan`, the check apply makes too).
-//!    One request drives at most [`RESHARE_ATTEMPTS`] plans on a member.
+//!    One request drives at most [`RESHARE_ATTEMPTS`] plans on a member
+//!    (each attempt is a plan of its own); a member keeps one run per
+//!    tree, and the same plan opened again (a second coordinator) goes on
+//!    as it is.
 //! 2. `StRedeal` per chunk of [`CHUNK`] leaves: each dealer re-deals its
 //!    share of every leaf from the cut on (`t`-of-new-holders Shamir shares
-//!    of its Lagrange-weighted share) and sends each holder its parts,
+//!    of its Lagrange-weighted share, the polynomials drawn from a secret
+//!    seed of the run and the chunk, so a chunk asked for twice is dealt
+//!    the same and no two holders take parts of different dealings) and
+//!    sends each holder its parts,
 //!    HPKE-sealed, itself (`StRedealPart`, so the holder knows the dealer).
 //!    The first dealer adds the chunk's public leaf nodes for a holder new
 //!    to the tree, which checks every subtree it needs against the roots
-//!    in the record before it keeps them.
+//!    in the record before it keeps them (in a task of its own; the
+//!    coordinator asks for the endorsement until it is ready).
 //! 3. A holder adds every dealer's parts of a leaf and stores the sum under
 //!    the new sharing's own vault prefix (`state::sharing_of`), beside the
 //!    old one; `StRedealEndorse` once it holds every re-dealt leaf.
@@ -26,8 +33,13 @@
 //!    in force from the later of the cut and the leaves handed out by then
 //!    (`SeedtreeState::reshare`). Until then the old sharing signs, and an
 //!    interrupted run leaves the tree as it was.
-//! 5. `StRedealDone` (and every start, `sweep`): each member erases every
-//!    share row of a sharing not in force.
+//! 5. `StRedealDone` (and every start, `redeal::sweep`): each member
+//!    erases the share rows of every sharing a newer one replaced in its
+//!    replica: the key generation's once a reshare is in force, and each
+//!    plan's (its `Pending` row names the sharing it replaces) once the
+//!    tree's sharing is newer than that and is not the plan's. A plan for
+//!    the sharing in force is never erased, finished or not: it may still
+//!    be committed.
 //!
 //! Why no leaf signs twice across a reshare: the new sharing signs only
 //! leaves from `first` on, which were not handed out when the commit was
@@ -41,6 +53,7 @@
 //! rebuilt (`federation::sign_leaf`), never a wrong signature or a key.
 
 use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
 
 use keyquorum_core::httpsig;
 use keyquorum_core::lms::federation::Layout;
@@ -94,7 +107,7 @@ impl Seedtrees {
         let t = usize::from(e.record.threshold);
         let mut failed: BTreeSet<NodeId> = BTreeSet::new();
         let mut last = None;
-        for _ in 0..RESHARE_ATTEMPTS {
+        for attempt in 0..RESHARE_ATTEMPTS as u32 {
             let mut dealers: Vec<NodeId> = order
                 .iter()
                 .filter(|m| !failed.contains(m))
@@ -113,6 +126,7 @@ impl Seedtrees {
                 threshold: e.record.threshold,
                 members: members.clone(),
                 dealers: dealers.clone(),
+                attempt,
             };
             node.registry(|r| check_plan(r, &e, &req, &plan))
                 .map_err(|why| NodeError::Forbidden(format!("tree reshare refused: {why}")))?;
@@ -154,8 +168,10 @@ impl Seedtrees {
     }
 
     /// One plan: open it on every dealer and new holder, have the dealers
-    /// re-deal chunk by chunk, gather the new holders' endorsements. A
-    /// dealer that does not open is added to `failed`.
+    /// re-deal chunk by chunk, gather the new holders' endorsements (each
+    /// once it checked and kept what it needs; asked again until a
+    /// deadline). A dealer that does not open or deal is added to
+    /// `failed` (the next attempt deals without it).
     async fn run_plan(
         &self,
         node: &Node,
@@ -180,27 +196,55 @@ impl Seedtrees {
         all_ok(opened, "open the tree reshare")?;
         let id = plan_id(plan);
         let layout = layout_of_plan(node, plan)?;
-        for first in chunks(&layout, plan.cut) {
-            all_ok(
-                ask_each(node, &plan.dealers, |_| PeerMessage::StRedeal {
-                    plan: id,
-                    first,
-                })
-                .await,
-                "re-deal",
-            )?;
+        let all = chunks(&layout, plan.cut);
+        for first in &all {
+            let dealt = ask_each(node, &plan.dealers, |_| PeerMessage::StRedeal {
+                plan: id,
+                first: *first,
+            })
+            .await;
+            for (m, r) in &dealt {
+                if !matches!(r, Ok(PeerMessage::Ack)) {
+                    failed.insert(*m);
+                }
+            }
+            all_ok(dealt, "re-deal")?;
         }
-        let endorsed = all_ok(
-            ask_each(node, &plan.members, |_| PeerMessage::StRedealEndorse {
+        // A new holder rebuilds and keeps the subtrees it lacks in tasks
+        // of its own: generous time for them (a node number a microsecond).
+        let deadline =
+            Instant::now() + Duration::from_secs(30 + u64::from(layout.lms.leaves()) / 100_000);
+        let mut endorsements: Vec<Endorsement> = Vec::new();
+        let mut waiting: Vec<NodeId> = plan.members.clone();
+        loop {
+            let mut still = Vec::new();
+            for (m, r) in ask_each(node, &waiting, |_| PeerMessage::StRedealEndorse {
                 plan: id,
             })
-            .await,
-            "endorse the tree reshare",
-        )?;
-        Ok(endorsed
-            .into_iter()
-            .filter_map(|(m, r)| super::keygen::endorsement(m, r))
-            .collect())
+            .await
+            {
+                match r {
+                    Ok(reply @ PeerMessage::StEndorsed { .. }) => {
+                        endorsements.extend(super::keygen::endorsement(m, reply));
+                    }
+                    Err(NodeError::Unavailable(why)) if Instant::now() < deadline => {
+                        tracing::debug!(node = %m, %why, "not ready to endorse the tree reshare");
+                        still.push(m);
+                    }
+                    other => {
+                        all_ok(vec![(m, other)], "endorse the tree reshare")?;
+                        return Err(NodeError::Internal(format!(
+                            "node {m} answered an endorsement request wrongly"
+                        )));
+                    }
+                }
+            }
+            if still.is_empty() {
+                return Ok(endorsements);
+            }
+            waiting = still;
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 }
 

@@ -33,12 +33,15 @@ impl Seedtrees {
         let mut leaves = self.leaves.lock().await;
         let slot = leaves.entry(tree.to_string()).or_insert((0, 0));
         // Leaves below the sharing in force are not signed (a reshare came
-        // after this interval was handed out).
-        let first = node.registry(|r| r.seedtree.trees.get(tree).map_or(0, |e| e.first));
-        if slot.0 < first {
-            slot.0 = slot.1;
-        }
-        if slot.0 >= slot.1 {
+        // after this interval was handed out, or its cut was past the
+        // leaves handed out): skipped, reserving again if need be (each
+        // reservation moves past at most an interval of them).
+        for _ in 0..4 {
+            let first = node.registry(|r| r.seedtree.trees.get(tree).map_or(0, |e| e.first));
+            slot.0 = slot.0.max(first.min(slot.1));
+            if slot.0 < slot.1 {
+                break;
+            }
             let left = node.registry(|r| {
                 r.seedtree
                     .trees
@@ -62,6 +65,11 @@ impl Seedtrees {
                 }
             };
             *slot = (first, (first + u64::from(count)).min(capacity));
+        }
+        if slot.0 >= slot.1 {
+            return Err(NodeError::Unavailable(format!(
+                "no leaf of {tree} at or past the sharing in force was handed to this node"
+            )));
         }
         let q = slot.0;
         slot.0 += 1;

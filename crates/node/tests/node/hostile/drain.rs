@@ -216,6 +216,7 @@ async fn a_drain_moves_a_trees_unused_leaves_to_exactly_its_target() {
             threshold: 2,
             members: ns(members),
             dealers: ns(&[2, 3]),
+            attempt: 0,
         }),
         request: asks(asked),
     };
@@ -278,6 +279,38 @@ async fn a_drain_moves_a_trees_unused_leaves_to_exactly_its_target() {
         .unwrap_err();
     assert!(err.to_string().contains("no tree reshare"), "{err}");
 
+    // A plan for the drain's target that its coordinator never finishes:
+    // the new holder takes part; no sweep erases what such a plan stored
+    // while the sharing it replaces is in force (it could still be
+    // committed), and a "done" for a sharing not applied is refused.
+    let n4 = c.node(n(4)).unwrap();
+    let mut stale = open(&[2, 3, 4], &[2, 3, 4]);
+    if let PeerMessage::StRedealOpen { plan, .. } = &mut stale {
+        plan.attempt = 9;
+    }
+    assert!(matches!(
+        n4.handle_peer(n(1), stale).await.unwrap(),
+        PeerMessage::Ack
+    ));
+    let pending = || {
+        n4.vault()
+            .count(Table::Pending, b"seedtree-sharing/")
+            .unwrap()
+    };
+    assert_eq!(pending(), 1);
+    let err = n4
+        .handle_peer(
+            n(1),
+            PeerMessage::StRedealDone {
+                tree: "fw".into(),
+                epoch: 1,
+            },
+        )
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("not applied"), "{err}");
+    assert_eq!(pending(), 1);
+
     // The approved target, through the drained node as the entry.
     let moved = admin
         .seedtree_reshare("fw", 2, &ns(&[2, 3, 4]))
@@ -317,6 +350,14 @@ async fn a_drain_moves_a_trees_unused_leaves_to_exactly_its_target() {
                 && rows(1, &sharing) == 0
                 && [2, 3, 4].iter().all(|id| rows(*id, &sharing) >= keep)
         },
+    )
+    .await;
+    // The unfinished plan's row went with the sharing it would have
+    // replaced; the one in force stays.
+    common::poll(
+        "the unfinished plan's rows erased",
+        std::time::Duration::from_secs(10),
+        || async { pending() == 1 },
     )
     .await;
     // Nothing left on node 1: its removal is no longer refused.

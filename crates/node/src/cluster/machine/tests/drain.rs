@@ -537,6 +537,7 @@ fn a_trees_leaves_move_only_to_an_approved_drains_target() {
         threshold: 2,
         members: ids(members),
         dealers: ids(dealers),
+        attempt: 0,
     };
     let endorse = |p: &TreeResharePlan, by: &[u64]| -> Vec<keyquorum_wire::control::Endorsement> {
         by.iter()
