@@ -104,6 +104,18 @@ impl NodeKeys {
     pub(crate) fn hpke_secret(&self) -> &<X25519HkdfSha256 as Kem>::PrivateKey {
         &self.hpke_sk
     }
+
+    /// A secret of this node's for one purpose, the same at every start:
+    /// HKDF-SHA256 (RFC 5869) from its HPKE secret key, salt
+    /// `keyquorum-node-secret-v1`, info `label` (each use labels its own).
+    pub(crate) fn derive_secret(&self, label: &[u8]) -> Zeroizing<[u8; 32]> {
+        let ikm = Zeroizing::new(self.hpke_sk.to_bytes().to_vec());
+        let hk = hkdf::Hkdf::<sha2::Sha256>::new(Some(b"keyquorum-node-secret-v1"), &ikm);
+        let mut out = Zeroizing::new([0u8; 32]);
+        // 32 bytes is far below HKDF-SHA256's limit: expand cannot fail.
+        let _ = hk.expand(label, out.as_mut());
+        out
+    }
 }
 
 /// Verify an identity signature.

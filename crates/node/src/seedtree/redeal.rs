@@ -15,7 +15,7 @@ use keyquorum_wire::peer::{ClientRequest, PeerMessage, Sealed};
 use keyquorum_wire::seedtree::{reshare_statement, ReshareSeedtreeRequest, TreeResharePlan};
 use keyquorum_wire::{Hex, Hex32, NodeId};
 use rand_chacha::ChaCha20Rng;
-use rand_core::{OsRng, RngCore, SeedableRng};
+use rand_core::SeedableRng;
 use sha2::{Digest, Sha256};
 
 use super::authority::check_plan;
@@ -87,9 +87,8 @@ struct Redeal {
     sharing: Hex32,
     /// This member deals: its weight.
     weight: Option<RedealWeight>,
-    /// A dealer's secret seed of its dealings in this run (each chunk's
-    /// from it), so a chunk asked for again is dealt the same.
-    seed: zeroize::Zeroizing<[u8; 32]>,
+    /// What the admin asked (each deal checks the plan again).
+    asked: ReshareSeedtreeRequest,
     /// This member is new to the tree: it takes the public nodes too.
     new_holder: bool,
     /// Per chunk being summed: the dealers whose parts are in, the sums.
@@ -168,6 +167,11 @@ impl Redeals {
             )));
         }
         let id = plan_id(plan);
+        // The same plan from another request (a second coordinator), or
+        // again: the run goes on as it is, never started over.
+        if lock(&self.runs)?.contains_key(&id) {
+            return Ok(PeerMessage::Ack);
+        }
         self.ledger.record(
             &a,
             &format!("seedtree.reshare {}", plan.tree),
@@ -183,8 +187,6 @@ impl Redeals {
         let layout = layout_of(&e.record).map_err(NodeError::Internal)?;
         let tree_id = identifier_of(&e.record).map_err(NodeError::Internal)?;
         let sharing = sharing_of(&plan.run, &id);
-        let mut seed = zeroize::Zeroizing::new([0u8; 32]);
-        OsRng.fill_bytes(seed.as_mut());
         let run = Redeal {
             plan: plan.clone(),
             coordinator: from,
@@ -193,7 +195,7 @@ impl Redeals {
             roots: e.record.roots.clone(),
             sharing,
             weight,
-            seed,
+            asked,
             new_holder: holder && !e.record.members.contains(&me),
             sums: BTreeMap::new(),
             taken: BTreeSet::new(),
@@ -226,13 +228,15 @@ impl Redeals {
             // Named before any row is written, so a sweep finds its rows,
             // with the sharing it replaces: erased only once a later one
             // is in force (until then this plan may still be committed).
-            node.vault()
-                .put(
-                    Table::Pending,
-                    &sharing_row(&sharing),
-                    &pending_value(&plan.tree, plan.epoch),
-                )
-                .map_err(vault_err)?;
+            let named = node.vault().put(
+                Table::Pending,
+                &sharing_row(&sharing),
+                &pending_value(&plan.tree, plan.epoch),
+            );
+            if let Err(e) = named {
+                lock(&self.runs)?.remove(&id);
+                return Err(vault_err(e));
+            }
         }
         Ok(PeerMessage::Ack)
     }
@@ -247,21 +251,20 @@ impl Redeals {
         first: u32,
     ) -> Result<PeerMessage, NodeError> {
         let cell = self.run(&id, Some(from))?;
-        let (plan, layout, old, weight, mut rng) = {
+        let (plan, layout, old, weight, mut rng, asked) = {
             let r = lock(&cell)?;
             let Some(weight) = r.weight.clone() else {
                 return Err(refuse(format!("node {} does not deal in {id}", node.id())));
             };
-            // The chunk's dealing follows from this run's secret seed: asked
-            // again, it deals the very same parts (holders that took parts
-            // of two dealings would hold shares of no one polynomial).
-            let mut h = Sha256::new();
-            h.update(b"keyquorum-seedtree-redeal-rng-v1");
-            h.update(r.seed.as_slice());
-            h.update(first.to_be_bytes());
-            let mut chunk_seed = zeroize::Zeroizing::new([0u8; 32]);
-            chunk_seed.copy_from_slice(&h.finalize());
-            let rng = ChaCha20Rng::from_seed(*chunk_seed);
+            // The chunk's dealing follows from a secret of this node's, the
+            // plan and the chunk, the same at every start: asked again (a
+            // retry, a restart, a second coordinator), it deals the very
+            // same parts; holders that took parts of two dealings would
+            // hold shares of no one polynomial.
+            let mut label = b"keyquorum-seedtree-redeal-v1/".to_vec();
+            label.extend_from_slice(&id.0);
+            label.extend_from_slice(&first.to_be_bytes());
+            let rng = ChaCha20Rng::from_seed(*node.keys().derive_secret(&label));
             if !chunks(&r.layout, r.plan.cut).contains(&first) {
                 return Err(NodeError::BadRequest(format!(
                     "no chunk starts at leaf {first}"
@@ -273,16 +276,14 @@ impl Redeals {
                 r.plan.dealers.clone(),
                 weight,
                 rng,
+                r.asked.clone(),
             )
         };
-        // The sharing this member re-deals is the one the plan replaces.
+        // The sharing this member re-deals is the one the plan replaces,
+        // and the plan is still allowed (a drain cancelled since: no more).
         let e = tree(node, &plan.tree)?;
-        if e.epoch != plan.epoch {
-            return Err(refuse(format!(
-                "tree {} is at sharing {}, not {}",
-                plan.tree, e.epoch, plan.epoch
-            )));
-        }
+        node.registry(|r| check_plan(r, &e, &asked, &plan))
+            .map_err(refuse)?;
         let current = e.record.members.clone();
         let (source, end, cut) = (e.sharing(), chunk_end(&layout, first), plan.cut);
         let lo = first.max(cut);
@@ -567,7 +568,7 @@ impl Redeals {
             return Err(refuse(format!("node {} holds nothing in {id}", node.id())));
         }
         if let Some(why) = &r.failed {
-            return Err(NodeError::Unavailable(format!(
+            return Err(NodeError::Internal(format!(
                 "the reshare failed here: {why}"
             )));
         }
@@ -618,7 +619,7 @@ impl Redeals {
             });
         }
         let node2 = node.clone();
-        tokio::task::spawn_blocking(move || sweep(&node2))
+        tokio::task::spawn_blocking(move || sweep(&node2, false))
             .await
             .map_err(|e| NodeError::Internal(format!("sweep task: {e}")))??;
         Ok(PeerMessage::Ack)
@@ -628,7 +629,7 @@ impl Redeals {
     /// catching up).
     pub(crate) async fn sweep_now(&self, node: &Node) {
         let node2 = node.clone();
-        match tokio::task::spawn_blocking(move || sweep(&node2)).await {
+        match tokio::task::spawn_blocking(move || sweep(&node2, true)).await {
             Ok(Ok(0)) => {}
             Ok(Ok(n)) => tracing::info!(rows = n, "erased leaf shares of sharings not in force"),
             Ok(Err(e)) => tracing::warn!(error = %e, "could not erase old leaf shares"),
@@ -664,8 +665,11 @@ pub(super) fn tree(node: &Node, name: &str) -> Result<TreeEntry, NodeError> {
 /// than that and is not it, and a key generation's own once a reshare
 /// replaced it. A plan for the sharing in force now may still be committed
 /// (with its endorsements): its rows stay, whatever the runs in memory
-/// (a restart, a run dropped) or a stale replica say. The rows counted.
-pub(crate) fn sweep(node: &Node) -> Result<usize, NodeError> {
+/// (a restart, a run dropped) or a stale replica say. The `Pending` row of
+/// an erased sharing goes only at a start (`forget`), when no store of its
+/// parts can still be under way: until then each sweep erases what such a
+/// store wrote late. The rows counted.
+pub(crate) fn sweep(node: &Node, forget: bool) -> Result<usize, NodeError> {
     let (trees, replaced): (BTreeMap<String, (u32, Hex32)>, Vec<Hex32>) = node.registry(|r| {
         (
             r.seedtree
@@ -722,8 +726,8 @@ pub(crate) fn sweep(node: &Node) -> Result<usize, NodeError> {
         }
         erased += keys.len();
     }
-    for k in rows_gone {
-        vault.delete(Table::Pending, &k).map_err(vault_err)?;
+    for k in rows_gone.iter().filter(|_| forget) {
+        vault.delete(Table::Pending, k).map_err(vault_err)?;
     }
     Ok(erased)
 }

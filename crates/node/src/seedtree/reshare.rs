@@ -17,8 +17,9 @@
 //! 2. `StRedeal` per chunk of [`CHUNK`] leaves: each dealer re-deals its
 //!    share of every leaf from the cut on (`t`-of-new-holders Shamir shares
 //!    of its Lagrange-weighted share, the polynomials drawn from a secret
-//!    seed of the run and the chunk, so a chunk asked for twice is dealt
-//!    the same and no two holders take parts of different dealings) and
+//!    of the dealer's, the plan and the chunk, so a chunk asked for again,
+//!    after a restart too, is dealt the same and no two holders take parts
+//!    of different dealings) and
 //!    sends each holder its parts,
 //!    HPKE-sealed, itself (`StRedealPart`, so the holder knows the dealer).
 //!    The first dealer adds the chunk's public leaf nodes for a holder new

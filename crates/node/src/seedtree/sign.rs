@@ -66,6 +66,8 @@ impl Seedtrees {
             };
             *slot = (first, (first + u64::from(count)).min(capacity));
         }
+        let first = node.registry(|r| r.seedtree.trees.get(tree).map_or(0, |e| e.first));
+        slot.0 = slot.0.max(first.min(slot.1));
         if slot.0 >= slot.1 {
             return Err(NodeError::Unavailable(format!(
                 "no leaf of {tree} at or past the sharing in force was handed to this node"

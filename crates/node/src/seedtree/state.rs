@@ -302,6 +302,9 @@ impl SeedtreeState {
             ));
         }
         let capacity = 1u64 << e.record.height;
+        // Leaves below the sharing in force are never handed out (only
+        // after a reshare, rules 15, is `first` past `next`).
+        e.next = e.next.max(e.first);
         if e.next >= capacity {
             return CommandResponse::rejected(format!(
                 "{}: tree {tree} has handed out all {capacity} of its one-time keys",
