@@ -151,21 +151,9 @@ async fn a_drain_lets_a_dealer_deal_only_to_the_drained_members() {
 /// share row is erased, on the drained node too, which may then leave.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_drain_moves_a_trees_unused_leaves_to_exactly_its_target() {
-    use keyquorum_wire::seedtree::{CreateSeedtreeRequest, TreeResharePlan};
+    use keyquorum_wire::seedtree::TreeResharePlan;
     let (_dir, mut c) = cluster(4, 2, 0).await;
-    let admin = Client::new(&c.url_of(n(1)), &c.admin, c.ca_pem().as_bytes()).unwrap();
-    let operator = Client::new(&c.url_of(n(2)), &c.operator, c.ca_pem().as_bytes()).unwrap();
-    let info = admin
-        .seedtree_create(&CreateSeedtreeRequest {
-            name: "fw".into(),
-            height: 5,
-            winternitz: 4,
-            subtrees: Some(4),
-            threshold: Some(2),
-            members: Some(ns(&[1, 2, 3])),
-        })
-        .await
-        .unwrap();
+    let (admin, operator, info) = tree_on_1_2_3(&c).await;
     let check = |msg: &[u8], sig: &[u8]| {
         assert!(hbs_lms::verify::<hbs_lms::Sha256_256>(msg, sig, &info.public_key.0).is_ok());
         assert!(keyquorum_client::seedtree::verify(
@@ -239,14 +227,7 @@ async fn a_drain_moves_a_trees_unused_leaves_to_exactly_its_target() {
         .await
         .unwrap_err();
     assert_eq!(status_of(&err), 403, "{err}");
-    let change = admin
-        .propose_change(Change::DrainNode {
-            id: n(1),
-            onto: Some(n(4)),
-        })
-        .await
-        .unwrap();
-    operator.approve_change(&change).await.unwrap();
+    drain_1_onto_4(&admin, &operator).await;
     // Every other set, each asked for by the admin's own signed request;
     // and a plan that is not what the request asks.
     for (what, members, asked) in [
@@ -389,30 +370,10 @@ async fn a_drain_moves_a_trees_unused_leaves_to_exactly_its_target() {
 /// holder is back a second run moves the leaves.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_interrupted_tree_reshare_leaves_the_tree_as_it_was() {
-    use keyquorum_wire::seedtree::CreateSeedtreeRequest;
     let (_dir, mut c) = cluster(4, 2, 0).await;
-    let admin = Client::new(&c.url_of(n(1)), &c.admin, c.ca_pem().as_bytes()).unwrap();
-    let operator = Client::new(&c.url_of(n(2)), &c.operator, c.ca_pem().as_bytes()).unwrap();
+    let (admin, operator, info) = tree_on_1_2_3(&c).await;
     let via2 = Client::new(&c.url_of(n(2)), &c.admin, c.ca_pem().as_bytes()).unwrap();
-    let info = admin
-        .seedtree_create(&CreateSeedtreeRequest {
-            name: "fw".into(),
-            height: 5,
-            winternitz: 4,
-            subtrees: None,
-            threshold: Some(2),
-            members: Some(ns(&[1, 2, 3])),
-        })
-        .await
-        .unwrap();
-    let change = admin
-        .propose_change(Change::DrainNode {
-            id: n(1),
-            onto: Some(n(4)),
-        })
-        .await
-        .unwrap();
-    operator.approve_change(&change).await.unwrap();
+    drain_1_onto_4(&admin, &operator).await;
     c.stop_node(n(4)).await;
     let err = admin
         .seedtree_reshare("fw", 2, &ns(&[2, 3, 4]))
@@ -456,4 +417,38 @@ async fn an_interrupted_tree_reshare_leaves_the_tree_as_it_was() {
     ));
     assert!(u64::from(s.leaf) >= moved.first && used.insert(s.leaf));
     c.shutdown().await;
+}
+
+/// The admin's client through node 1, the operator's through node 2, and
+/// a 2-of-{1, 2, 3} tree `fw` of height 5 in four subtrees.
+async fn tree_on_1_2_3(
+    c: &LocalCluster,
+) -> (Client, Client, keyquorum_wire::seedtree::SeedtreeInfo) {
+    let admin = Client::new(&c.url_of(n(1)), &c.admin, c.ca_pem().as_bytes()).unwrap();
+    let operator = Client::new(&c.url_of(n(2)), &c.operator, c.ca_pem().as_bytes()).unwrap();
+    let info = admin
+        .seedtree_create(&keyquorum_wire::seedtree::CreateSeedtreeRequest {
+            name: "fw".into(),
+            height: 5,
+            winternitz: 4,
+            subtrees: Some(4),
+            threshold: Some(2),
+            members: Some(ns(&[1, 2, 3])),
+        })
+        .await
+        .unwrap();
+    (admin, operator, info)
+}
+
+/// Node 1's drain onto node 4: proposed by the admin, approved by the
+/// operator (the quorum).
+async fn drain_1_onto_4(admin: &Client, operator: &Client) {
+    let change = admin
+        .propose_change(Change::DrainNode {
+            id: n(1),
+            onto: Some(n(4)),
+        })
+        .await
+        .unwrap();
+    operator.approve_change(&change).await.unwrap();
 }
