@@ -177,12 +177,7 @@ pub(crate) async fn run(command: Command, json: bool) -> Result<()> {
             crate::recovery::run(&client(&remote)?, command, json).await
         }
         Command::Bench(crate::BenchCommand::Sign {
-            shape:
-                crate::SignCluster {
-                    nodes,
-                    threshold,
-                    pool,
-                },
+            shape,
             concurrency,
             seconds,
             warmup,
@@ -196,9 +191,9 @@ pub(crate) async fn run(command: Command, json: bool) -> Result<()> {
         }) => {
             crate::bench::bench_sign(
                 crate::bench::BenchOpts {
-                    nodes,
-                    threshold,
-                    pool,
+                    nodes: shape.nodes,
+                    threshold: shape.threshold,
+                    pool: shape.pool,
                     concurrency,
                     seconds,
                     warmup,
@@ -214,14 +209,9 @@ pub(crate) async fn run(command: Command, json: bool) -> Result<()> {
             )
             .await
         }
-        Command::Bench(crate::BenchCommand::Nodes {
-            shape:
-                crate::SignCluster {
-                    nodes,
-                    threshold,
-                    pool,
-                },
-        }) => crate::bench::serve_nodes(nodes, threshold, pool).await,
+        Command::Bench(crate::BenchCommand::Nodes { shape }) => {
+            crate::bench::serve_nodes(shape.nodes, shape.threshold, shape.pool).await
+        }
         Command::Bench(crate::BenchCommand::Seedtree {
             nodes,
             threshold,

@@ -53,8 +53,6 @@ use crate::keys::pid;
 
 /// Leaves per deal message.
 pub(crate) const CHUNK: u32 = 4096;
-/// Times a builder sends one deal before it gives up.
-const DEAL_TRIES: u32 = 8;
 /// Most key generation runs a member takes part in at once.
 const MAX_RUNS: usize = 4;
 /// A run not endorsed within this is dropped.
@@ -756,29 +754,7 @@ async fn build_and_deal(
                     keys: Hex(key_bytes),
                     shares: sealed,
                 };
-                // A busy member (every member builds at once) may answer
-                // late: the deal is sent again, and taken once.
-                let mut wait = Duration::from_millis(200);
-                let mut tries = 0;
-                loop {
-                    tries += 1;
-                    match node.call_signed(*m, &info, &msg).await {
-                        Ok((_, PeerMessage::Ack)) => return Ok(()),
-                        Ok((_, other)) => {
-                            return Err(NodeError::Internal(format!(
-                                "node {m} answered a deal with {other:?}"
-                            )))
-                        }
-                        Err(NodeError::Unavailable(e) | NodeError::TimedOut(e))
-                            if tries < DEAL_TRIES =>
-                        {
-                            tracing::debug!(node = %m, error = %e, "deal not answered; again");
-                            tokio::time::sleep(wait).await;
-                            wait = (wait * 2).min(Duration::from_secs(5));
-                        }
-                        Err(e) => return Err(e),
-                    }
-                }
+                super::send_until_acked(node, *m, &info, &msg, "deal").await
             }
         });
         for (m, r) in members.iter().zip(join_all(calls).await) {

@@ -143,6 +143,47 @@ async fn ask_each(
     to.iter().copied().zip(join_all(calls).await).collect()
 }
 
+/// Times a busy member is sent one message before the sender gives up.
+const SEND_TRIES: u32 = 8;
+
+/// Send `msg` to member `m` until it answers `Ack`: a busy member (every
+/// member builds or deals at once) may answer late, so an unanswered call
+/// is sent again, with backoff, up to [`SEND_TRIES`] times; the member
+/// takes it once. A refusal or any other answer ends it (`what` names the
+/// message in errors).
+async fn send_until_acked(
+    node: &Node,
+    m: NodeId,
+    info: &keyquorum_wire::control::NodeInfo,
+    msg: &PeerMessage,
+    what: &str,
+) -> Result<(), NodeError> {
+    let mut wait = Duration::from_millis(200);
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        match node.call_signed(m, info, msg).await {
+            Ok((_, PeerMessage::Ack)) => return Ok(()),
+            Ok((_, PeerMessage::Error { message, .. })) => {
+                return Err(NodeError::Unavailable(format!(
+                    "node {m} refused its {what}: {message}"
+                )))
+            }
+            Ok((_, other)) => {
+                return Err(NodeError::Internal(format!(
+                    "node {m} answered its {what} with {other:?}"
+                )))
+            }
+            Err(NodeError::Unavailable(e) | NodeError::TimedOut(e)) if tries < SEND_TRIES => {
+                tracing::debug!(node = %m, error = %e, "{what} not taken; again");
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(Duration::from_secs(5));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 /// Every answer, or the first failure naming its member.
 fn all_ok(
     answers: Vec<(NodeId, Result<PeerMessage, NodeError>)>,

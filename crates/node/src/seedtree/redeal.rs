@@ -36,8 +36,6 @@ const SHARING_ROW: &[u8] = b"seedtree-sharing/";
 const MAX_RUNS: usize = 8;
 /// A reshare not endorsed within this is dropped.
 const RUN_LIFETIME: Duration = Duration::from_secs(3600);
-/// Times a dealer sends one part before it gives up.
-const PART_TRIES: u32 = 8;
 
 fn refuse(why: impl std::fmt::Display) -> NodeError {
     NodeError::Forbidden(format!("tree reshare refused: {why}"))
@@ -370,32 +368,7 @@ impl Redeals {
                 let info = node
                     .node_info(m)
                     .ok_or_else(|| NodeError::Unavailable(format!("no address for node {m}")))?;
-                let mut wait = Duration::from_millis(200);
-                let mut tries = 0;
-                loop {
-                    tries += 1;
-                    match node.call_signed(m, &info, &msg).await {
-                        Ok((_, PeerMessage::Ack)) => return Ok(()),
-                        Ok((_, PeerMessage::Error { message, .. })) => {
-                            return Err(NodeError::Unavailable(format!(
-                                "node {m} refused its parts: {message}"
-                            )))
-                        }
-                        Ok((_, other)) => {
-                            return Err(NodeError::Internal(format!(
-                                "node {m} answered its parts with {other:?}"
-                            )))
-                        }
-                        Err(NodeError::Unavailable(e) | NodeError::TimedOut(e))
-                            if tries < PART_TRIES =>
-                        {
-                            tracing::debug!(node = %m, error = %e, "parts not taken; again");
-                            tokio::time::sleep(wait).await;
-                            wait = (wait * 2).min(Duration::from_secs(5));
-                        }
-                        Err(e) => return Err(e),
-                    }
-                }
+                super::send_until_acked(node, m, &info, &msg, "parts").await
             }
         });
         for r in futures::future::join_all(calls).await {
