@@ -484,7 +484,8 @@ mod tests {
             .flat_map(|b| b.secrets)
             .map(|secret| secret.share(3, &members, &mut rng).unwrap())
             .collect();
-        for (q, subset) in [(0u32, [1u16, 2, 3]), (17, [2, 4, 5]), (31, [1, 3, 5])] {
+        // Leaf q's node and authentication path (public data).
+        let leaf_and_path = |q: u32| {
             let s = layout.subtree_of(q);
             let sub = &subtrees[s as usize];
             let r = layout.lms.leaves() + q;
@@ -492,7 +493,10 @@ mod tests {
                 .path(r)
                 .unwrap()
                 .join(upper.path(layout.root_node(s)).unwrap());
-            let leaf = sub.node(r).unwrap();
+            (sub.node(r).unwrap(), path)
+        };
+        for (q, subset) in [(0u32, [1u16, 2, 3]), (17, [2, 4, 5]), (31, [1, 3, 5])] {
+            let (leaf, path) = leaf_and_path(q);
             let some: BTreeMap<_, _> = subset
                 .iter()
                 .map(|i| {
@@ -547,14 +551,7 @@ mod tests {
         }
         let fresh: BTreeMap<ParticipantId, LeafShare> =
             parts.iter().map(|(p, v)| (*p, LeafShare::sum(v))).collect();
-        let s = layout.subtree_of(q);
-        let sub = &subtrees[s as usize];
-        let r = layout.lms.leaves() + q;
-        let path = sub
-            .path(r)
-            .unwrap()
-            .join(upper.path(layout.root_node(s)).unwrap());
-        let leaf = sub.node(r).unwrap();
+        let (leaf, path) = leaf_and_path(q);
         for pair in [[1u16, 2], [1, 6], [2, 6]] {
             let some: BTreeMap<_, _> = pair
                 .iter()
