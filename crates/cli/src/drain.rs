@@ -14,10 +14,13 @@
 //!    longer picks a drained node).
 //! 4. Signing trees it holds leaf shares of: their leaves not handed out
 //!    yet re-dealt to the same target (`POST /v1/seedtrees/{name}/reshare`).
-//! 5. What cannot be moved is named and stops the removal: a PIN key (its
-//!    record binds each guardian's masked share and unlock key to the
-//!    guardian; only the client, who knows the PIN, could make new ones),
-//!    and a key or tree the drain would leave `t`-of-`t`.
+//! 5. What the operators cannot move is named and stops the removal: a
+//!    PIN-protected secret (its record binds each guardian's masked share
+//!    and unlock key to the guardian; only the client, who knows the PIN,
+//!    can make new ones: once step 3 rotated the account, the client runs
+//!    `keyquorum recovery secret move`, which registers it again on the new
+//!    guardians, and the drain is run again), and a key or tree the drain
+//!    would leave `t`-of-`t`. A destroyed secret's PIN key holds nothing.
 //! 6. With `--remove`, once nothing is left: the removal is proposed.
 //!
 //! `--cancel` proposes [`Change::CancelDrain`] instead: what moved stays
@@ -29,7 +32,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Result};
 use keyquorum_client::Client;
 use keyquorum_wire::control::{drained, Change, ChangeRecord};
-use keyquorum_wire::recovery::{RotateAccountRequest, KEY_PREFIX as RESET_PREFIX, PIN_PREFIX};
+use keyquorum_wire::recovery::{pin_key_of, RotateAccountRequest, KEY_PREFIX as RESET_PREFIX};
 use keyquorum_wire::NodeId;
 use serde_json::json;
 
@@ -183,15 +186,22 @@ pub(crate) async fn drain(
         if !k.members.contains(&id) {
             continue;
         }
-        if let Some(account) = k.name.strip_prefix(PIN_PREFIX) {
+        if let Some((account, generation)) = pin_key_of(&k.name) {
+            // A destroyed secret's key: its guardians erased their shares.
+            let secret = c.recovery_secret(account).await.ok();
+            if secret.is_some_and(|s| s.destroyed && s.generation == generation) {
+                continue;
+            }
             Report::note(
                 &mut report.blocked,
                 json,
                 "pin_key",
                 &k.name,
                 format!(
-                    "account {account}'s PIN record binds a masked share and unlock key to each \
-                     guardian; only its client (who knows the PIN) could make new ones"
+                    "account {account}'s secret binds a masked share to each guardian that only \
+                     its PIN opens: once the account is rotated (below), its client moves it \
+                     (keyquorum recovery secret move {account} --pin-file F --pin-key HEX), then \
+                     drain again"
                 ),
             );
             continue;

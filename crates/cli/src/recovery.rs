@@ -58,16 +58,30 @@ pub(crate) enum SecretCommand {
         /// Wrong guesses allowed before the secret is destroyed (1-255).
         #[arg(long, default_value_t = keyquorum_core::oprf::pin::DEFAULT_GUESSES)]
         guesses: u16,
-        /// A guardian and its identity key, `NODE=HEX` (`keyquorum node
-        /// identity` on it); repeat for every guardian of the account,
-        /// with `--threshold`: the PIN key is used only on exactly them and
-        /// once that many endorse it (without, the node asked is trusted
-        /// for the key).
-        #[arg(long = "identity", requires = "threshold")]
-        identities: Vec<String>,
-        /// The account's threshold (as `account create` printed it).
+        /// Replace the account's current record (live or destroyed) with
+        /// this one, on a new PIN key on the account's guardians of the
+        /// day (apply rules 16). Without it, an account with a record is
+        /// refused.
         #[arg(long)]
-        threshold: Option<u16>,
+        again: bool,
+        #[command(flatten)]
+        expect: Expect,
+    },
+    /// Move the secret onto the account's guardians of the day (after a
+    /// rotation or a drain), knowing its PIN: recover it (one counted
+    /// guess), then register it again under the same PIN and guess limit
+    /// (apply rules 16). Prints the new PIN key: pin it from then on.
+    Move {
+        /// The account.
+        account: String,
+        /// A file holding the PIN (one line; the newline is dropped).
+        #[arg(long)]
+        pin_file: PathBuf,
+        /// The current PIN key's public key (hex), as for `recover`.
+        #[arg(long)]
+        pin_key: String,
+        #[command(flatten)]
+        expect: Expect,
     },
     /// Recover the secret with the PIN (one counted guess). A wrong PIN
     /// prints the guesses left and exits non-zero.
@@ -86,6 +100,70 @@ pub(crate) enum SecretCommand {
         #[arg(long)]
         pin_key: String,
     },
+}
+
+/// The guardians a registration expects its new PIN key on.
+#[derive(clap::Args, Debug)]
+pub(crate) struct Expect {
+    /// A guardian and its identity key, `NODE=HEX` (`keyquorum node
+    /// identity` on it); repeat for every guardian of the account, with
+    /// `--threshold`: the PIN key is used only on exactly them and once
+    /// that many endorse it (without, the node asked is trusted for the
+    /// key).
+    #[arg(long = "identity", requires = "threshold")]
+    identities: Vec<String>,
+    /// The account's threshold (as `account create` printed it).
+    #[arg(long)]
+    threshold: Option<u16>,
+}
+
+impl Expect {
+    fn guardians(&self) -> Result<Option<keyquorum_client::recovery::ExpectedGuardians>> {
+        let guardians = self
+            .identities
+            .iter()
+            .map(|i| {
+                let (node, key) = i.split_once('=').context("--identity is NODE=HEX")?;
+                Ok((
+                    node.parse()
+                        .map_err(|e| anyhow::anyhow!("--identity: a node id: {e}"))?,
+                    hex32(key, "--identity")?,
+                ))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(self
+            .threshold
+            .map(|threshold| keyquorum_client::recovery::ExpectedGuardians {
+                guardians,
+                threshold,
+            }))
+    }
+}
+
+/// What a registration printed: the record and the PIN key to pin.
+fn print_registered(info: &keyquorum_wire::recovery::SecretInfo, json_out: bool) -> Result<()> {
+    if json_out {
+        print_json(&json!({
+            "account": info.account,
+            "version": hex::encode(&info.version.0),
+            "pin_key": hex::encode(&info.public_key.0),
+            "generation": info.generation,
+            "guardians": info.guardians.iter().map(|g| u64::from(*g)).collect::<Vec<_>>(),
+            "threshold": info.threshold,
+            "guesses": info.guesses,
+        }))
+    } else {
+        println!(
+            "secret of {} registered: {} guesses, {} of {} guardians; PIN key {} (keep it: \
+             recover --pin-key)",
+            info.account,
+            info.guesses,
+            info.threshold,
+            info.guardians.len(),
+            hex::encode(&info.public_key.0)
+        );
+        Ok(())
+    }
 }
 
 fn read_pin(path: &Path) -> Result<zeroize::Zeroizing<Vec<u8>>> {
@@ -109,54 +187,61 @@ async fn run_secret(c: &Client, command: SecretCommand, json_out: bool) -> Resul
             pin_file,
             secret_file,
             guesses,
-            identities,
-            threshold,
+            again,
+            expect,
         } => {
-            let guardians = identities
-                .iter()
-                .map(|i| {
-                    let (node, key) = i.split_once('=').context("--identity is NODE=HEX")?;
-                    Ok((
-                        node.parse()
-                            .map_err(|e| anyhow::anyhow!("--identity: a node id: {e}"))?,
-                        hex32(key, "--identity")?,
-                    ))
-                })
-                .collect::<Result<Vec<_>>>()?;
-            let expect = threshold.map(|threshold| keyquorum_client::recovery::ExpectedGuardians {
-                guardians,
-                threshold,
-            });
+            let expect = expect.guardians()?;
             let pin = read_pin(&pin_file)?;
             let secret = zeroize::Zeroizing::new(
                 std::fs::read(&secret_file)
                     .with_context(|| format!("{}", secret_file.display()))?,
             );
             let cost = keyquorum_core::oprf::pin::Stretch::default();
-            let info = c
-                .recovery_secret_register(&account, &pin, &secret, guesses, &cost, expect.as_ref())
-                .await?;
-            if json_out {
-                print_json(&json!({
-                    "account": info.account,
-                    "version": hex::encode(&info.version.0),
-                    "pin_key": hex::encode(&info.public_key.0),
-                    "guardians": info.guardians.iter().map(|g| u64::from(*g)).collect::<Vec<_>>(),
-                    "threshold": info.threshold,
-                    "guesses": info.guesses,
-                }))
+            let info = if again {
+                let old = c.recovery_secret(&account).await?;
+                c.recovery_secret_register_again(
+                    &old,
+                    &pin,
+                    &secret,
+                    guesses,
+                    &cost,
+                    expect.as_ref(),
+                )
+                .await?
             } else {
-                println!(
-                    "secret of {} registered: {} guesses, {} of {} guardians; PIN key {} (keep it: \
-                     recover --pin-key)",
-                    info.account,
-                    info.guesses,
-                    info.threshold,
-                    info.guardians.len(),
-                    hex::encode(&info.public_key.0)
-                );
-                Ok(())
-            }
+                c.recovery_secret_register(&account, &pin, &secret, guesses, &cost, expect.as_ref())
+                    .await?
+            };
+            print_registered(&info, json_out)
+        }
+        SecretCommand::Move {
+            account,
+            pin_file,
+            pin_key,
+            expect,
+        } => {
+            let expect = expect.guardians()?;
+            let pin = read_pin(&pin_file)?;
+            let pinned = hex32(&pin_key, "--pin-key")?;
+            let old = c.recovery_secret(&account).await?;
+            let secret = match c.recovery_secret_recover(&account, &pin, &pinned).await? {
+                Recovered::Secret(s) => s,
+                Recovered::WrongPin { remaining } => {
+                    bail!("wrong PIN: {remaining} guesses remaining before the secret is destroyed")
+                }
+            };
+            let cost = keyquorum_core::oprf::pin::Stretch::default();
+            let info = c
+                .recovery_secret_register_again(
+                    &old,
+                    &pin,
+                    &secret,
+                    old.guesses,
+                    &cost,
+                    expect.as_ref(),
+                )
+                .await?;
+            print_registered(&info, json_out)
         }
         SecretCommand::Recover {
             account,

@@ -242,7 +242,7 @@ fn check_endorsed(
     expect: &ExpectedGuardians,
 ) -> Result<(), ClientError> {
     use std::collections::BTreeSet;
-    let name = keyquorum_wire::recovery::pin_key_name(account);
+    let name = keyquorum_wire::recovery::pin_key_name_at(account, begun.generation);
     let group = GroupKey::<keyquorum_core::Ristretto255>::from_bytes(&begun.group_key.0)
         .map_err(|e| pin_err(format!("the PIN key's group key: {e}")))?;
     let ids: BTreeSet<keyquorum_wire::NodeId> = expect.guardians.iter().map(|(n, _)| *n).collect();
@@ -337,6 +337,56 @@ impl Client {
         cost: &keyquorum_core::oprf::pin::Stretch,
         expect: Option<&ExpectedGuardians>,
     ) -> Result<keyquorum_wire::recovery::SecretInfo, ClientError> {
+        self.register_secret(account, None, pin, secret, guesses, cost, expect)
+            .await
+    }
+
+    /// Register `secret` again for the account of `replaces` (its current
+    /// record, live or destroyed, as [`Self::recovery_secret`] gave it),
+    /// under `pin` (the same or a new one): the same clients may as for a
+    /// first registration (apply rules 16). The guardians make a new PIN
+    /// key on the account's guardians of the day (after a rotation or a
+    /// drain, the new ones) and evaluate it; once the new record commits,
+    /// the old one and its key are gone and their guardians erase their
+    /// shares. The answer's `public_key` is the new key to pin. To move a
+    /// secret whose PIN you know, recover it first
+    /// ([`Self::recovery_secret_recover`]), then register it again.
+    pub async fn recovery_secret_register_again(
+        &self,
+        replaces: &keyquorum_wire::recovery::SecretInfo,
+        pin: &[u8],
+        secret: &[u8],
+        guesses: u16,
+        cost: &keyquorum_core::oprf::pin::Stretch,
+        expect: Option<&ExpectedGuardians>,
+    ) -> Result<keyquorum_wire::recovery::SecretInfo, ClientError> {
+        let replace = Some(replaces.version.clone());
+        self.register_secret(
+            &replaces.account,
+            replace,
+            pin,
+            secret,
+            guesses,
+            cost,
+            expect,
+        )
+        .await
+    }
+
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "the two public registrations' arguments and the record replaced"
+    )]
+    async fn register_secret(
+        &self,
+        account: &str,
+        replace: Option<keyquorum_wire::Hex>,
+        pin: &[u8],
+        secret: &[u8],
+        guesses: u16,
+        cost: &keyquorum_core::oprf::pin::Stretch,
+        expect: Option<&ExpectedGuardians>,
+    ) -> Result<keyquorum_wire::recovery::SecretInfo, ClientError> {
         use keyquorum_core::oprf::pin::{stretch, PinKeys, Registration};
         use keyquorum_wire::recovery::{
             PinTag, RegisterSecretRequest, SealedShare, SecretBeginRequest, SecretBeginResponse,
@@ -361,6 +411,7 @@ impl Client {
                 &format!("/v1/recovery/accounts/{account}/secret/begin"),
                 &SecretBeginRequest {
                     blinded_element: keyquorum_wire::Hex(blind.message.serialize().to_vec()),
+                    replace: replace.clone(),
                 },
             )
             .await?;
@@ -426,6 +477,8 @@ impl Client {
                     })
                 })
                 .collect::<Result<_, ClientError>>()?,
+            generation: begun.generation,
+            replace,
         };
         self.post(&format!("/v1/recovery/accounts/{account}/secret"), &req)
             .await
@@ -641,6 +694,7 @@ mod tests {
                     signature: Hex(identity(*by).sign(&statement).to_bytes().to_vec()),
                 })
                 .collect(),
+            generation: 1,
         }
     }
 
@@ -673,5 +727,10 @@ mod tests {
         assert!(check_endorsed("alice", &other, &expect).is_err());
         // Another account's key name.
         assert!(check_endorsed("bob", &good, &expect).is_err());
+        // The first generation's key, endorsed as such, answered as the
+        // second (a registration again must get a key of its own).
+        let mut later = good.clone();
+        later.generation = 2;
+        assert!(check_endorsed("alice", &later, &expect).is_err());
     }
 }

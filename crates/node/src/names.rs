@@ -18,3 +18,15 @@ pub fn check_name(name: &str) -> Result<(), NodeError> {
         ))
     }
 }
+
+/// Check a key's name as the key protocols take it: a name [`check_name`]
+/// accepts, or an account's PIN key of a later generation
+/// (`pin.ACCOUNT~G`, [`keyquorum_wire::recovery::pin_key_name_at`]) whose
+/// first generation's name it accepts. Clients never name the latter: the
+/// client API takes [`check_name`]'s names only.
+pub fn check_key_name(name: &str) -> Result<(), NodeError> {
+    match keyquorum_wire::recovery::pin_key_of(name) {
+        Some((account, g)) if g > 1 => check_name(&keyquorum_wire::recovery::pin_key_name(account)),
+        _ => check_name(name),
+    }
+}

@@ -246,7 +246,7 @@ impl Node {
         let inputs = tokio::spawn(crate::he::keeper::keeper(node.clone()));
         let settle = tokio::spawn(trees.clone().settle(node.clone()));
         let retirer = tokio::spawn(keys.clone().retire_superseded(node.clone()));
-        let pins = tokio::spawn(crate::recovery::pin::erase_destroyed(
+        let pins = tokio::spawn(crate::recovery::pin::erase_retired(
             keys.clone(),
             node.clone(),
         ));

@@ -491,7 +491,10 @@ pub const MAX_BATCH: usize = 128;
 /// - 15: a signing tree's unused leaves move to new holders
 ///   (`crate::seedtree::SeedtreeCommand::StReshare`, for an approved
 ///   drain's target; refused before).
-pub const APPLY_RULES: u16 = 15;
+/// - 16: a PIN-protected secret is registered again (`pin_key` of a later
+///   generation, `pin.ACCOUNT~G`, and `secret_register` naming the record
+///   it replaces; refused before), which retires the old record's key.
+pub const APPLY_RULES: u16 = 16;
 
 /// The oldest apply rules this build still applies.
 pub const MIN_APPLY_RULES: u16 = 1;

@@ -31,9 +31,46 @@ pub fn is_reset_key(name: &str) -> bool {
 /// `pin.a`; it evaluates only counted guesses (and one registration).
 pub const PIN_PREFIX: &str = "pin.";
 
-/// The registry name of `account`'s PIN key.
+/// The registry name of `account`'s first PIN key.
 pub fn pin_key_name(account: &str) -> String {
     format!("{PIN_PREFIX}{account}")
+}
+
+/// Separates an account from its PIN key's generation in the key's name
+/// (`pin.ACCOUNT~G`): not a character of account or key names, so no
+/// account's first key can be mistaken for another's later one.
+pub const GENERATION_SEPARATOR: char = '~';
+
+/// The registry name of `account`'s PIN key of `generation` (apply rules
+/// 16): `pin.ACCOUNT` for the first, `pin.ACCOUNT~G` for each made by
+/// registering the secret again.
+pub fn pin_key_name_at(account: &str, generation: u32) -> String {
+    if generation <= 1 {
+        pin_key_name(account)
+    } else {
+        format!("{PIN_PREFIX}{account}{GENERATION_SEPARATOR}{generation}")
+    }
+}
+
+/// The account and generation a PIN key's name stands for (`None`: not a
+/// PIN key's name, or a generation that is not a number above 1).
+pub fn pin_key_of(name: &str) -> Option<(&str, u32)> {
+    let rest = name.strip_prefix(PIN_PREFIX)?;
+    match rest.split_once(GENERATION_SEPARATOR) {
+        None => Some((rest, 1)),
+        Some((account, g)) => {
+            let n: u32 = g.parse().ok()?;
+            (n >= 2 && n.to_string() == g).then_some((account, n))
+        }
+    }
+}
+
+fn first_generation() -> u32 {
+    1
+}
+
+fn is_first_generation(g: &u32) -> bool {
+    *g == 1
 }
 
 /// Whether registry key `name` is an account's PIN key (never through
@@ -358,6 +395,12 @@ pub struct StretchParams {
 pub struct SecretBeginRequest {
     /// The blinded element (RFC 9497 `Blind`), 32 bytes.
     pub blinded_element: Hex,
+    /// Registering again (apply rules 16): the registration id of the
+    /// record this one replaces (live or destroyed), as `GET .../secret`
+    /// shows it. A begin for an account with a secret is refused without
+    /// it, and with any other id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replace: Option<Hex>,
 }
 
 /// A guardian of a PIN key and the HPKE key its share is sealed to.
@@ -395,6 +438,13 @@ pub struct SecretBeginResponse {
     /// members' identity keys checks `t` of them before it trusts
     /// `public_key`.
     pub endorsements: Vec<crate::control::Endorsement>,
+    /// The PIN key's generation among the account's PIN keys (its name is
+    /// [`pin_key_name_at`]; 1 unless the secret was registered again).
+    #[serde(
+        default = "first_generation",
+        skip_serializing_if = "is_first_generation"
+    )]
+    pub generation: u32,
 }
 
 /// A guardian's unlock proof: an Ed25519 signature by the unlock key the
@@ -456,6 +506,16 @@ pub struct RegisterSecretRequest {
     pub ciphertext: Hex,
     /// Each guardian's share, sealed to its node key.
     pub shares: Vec<SealedShare>,
+    /// The PIN key generation the begin answered with.
+    #[serde(
+        default = "first_generation",
+        skip_serializing_if = "is_first_generation"
+    )]
+    pub generation: u32,
+    /// Registering again: the registration id of the record this one
+    /// replaces (as in the begin).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replace: Option<Hex>,
 }
 
 /// The last guess of a registered secret.
@@ -503,6 +563,13 @@ pub struct SecretRecord {
     /// Destroyed after its guesses ran out (its shares and commitments are
     /// gone).
     pub destroyed: bool,
+    /// The generation of the PIN key it was registered under
+    /// ([`pin_key_name_at`]).
+    #[serde(
+        default = "first_generation",
+        skip_serializing_if = "is_first_generation"
+    )]
+    pub generation: u32,
 }
 
 /// `GET /v1/recovery/accounts/{account}/secret`: what recovering needs.
@@ -535,6 +602,10 @@ pub struct SecretInfo {
     pub ciphertext: Hex,
     /// Destroyed after its guesses ran out.
     pub destroyed: bool,
+    /// The PIN key's generation among the account's PIN keys (1 unless the
+    /// secret was registered again).
+    #[serde(default = "first_generation")]
+    pub generation: u32,
 }
 
 /// `POST /v1/recovery/accounts/{account}/secret/guess` (a client with the
@@ -687,5 +758,30 @@ mod tests {
             assert!(check_channel(bad).is_err(), "{bad}");
         }
         assert!(check_channel(&format!("email:{}@x", "a".repeat(600))).is_err());
+    }
+
+    #[test]
+    fn pin_key_names_carry_their_generation() {
+        assert_eq!(pin_key_name_at("a.b", 1), "pin.a.b");
+        assert_eq!(pin_key_name_at("a.b", 0), "pin.a.b");
+        assert_eq!(pin_key_name_at("a.b", 7), "pin.a.b~7");
+        for g in [1, 2, 9, 10, u32::MAX] {
+            assert_eq!(pin_key_of(&pin_key_name_at("x-1", g)), Some(("x-1", g)));
+        }
+        for bad in [
+            "oprf.x", "pin.x~1", "pin.x~0", "pin.x~02", "pin.x~+3", "pin.x~", "pin.x~a",
+        ] {
+            assert_eq!(pin_key_of(bad), None, "{bad}");
+        }
+        // Generations are not part of SecretRecord's encoding until used,
+        // so a record from an older build reads back as generation 1.
+        let r = SecretBeginRequest {
+            blinded_element: Hex(vec![1]),
+            replace: None,
+        };
+        assert_eq!(
+            serde_json::to_string(&r).unwrap(),
+            r#"{"blinded_element":"01"}"#
+        );
     }
 }

@@ -329,6 +329,54 @@ fn nodes_join_a_running_cluster_with_a_join_code_and_the_operators_approval() {
         .verify_strict(back, &ed25519_dalek::Signature::from_bytes(&sig))
         .expect("node 3 signs after its restart");
 
+    // An account guarded by nodes 1-3 with a PIN-protected secret: a drain
+    // of node 1 rotates the account, and the secret waits for its client.
+    let (pin, secret) = (dir.path().join("pin"), dir.path().join("secret"));
+    std::fs::write(&pin, "5550123\n").unwrap();
+    std::fs::write(&secret, b"seed of bob's wallet").unwrap();
+    let (pin, secret) = (pin.to_str().unwrap(), secret.to_str().unwrap());
+    let device = dir.path().join("bob.device");
+    ok_json(
+        &kq(
+            &[
+                "recovery",
+                "account",
+                "create",
+                "bob",
+                "--channel",
+                "app",
+                "--guardians",
+                "3",
+                "--threshold",
+                "2",
+                "--device-key-out",
+                device.to_str().unwrap(),
+                "--json",
+            ],
+            &admin,
+        ),
+        "recovery account create",
+    );
+    let registered = ok_json(
+        &kq(
+            &[
+                "recovery",
+                "secret",
+                "register",
+                "bob",
+                "--pin-file",
+                pin,
+                "--secret-file",
+                secret,
+                "--json",
+            ],
+            &admin,
+        ),
+        "recovery secret register",
+    );
+    assert_eq!(registered["guardians"], serde_json::json!([1, 2, 3]));
+    let pin_key = registered["pin_key"].as_str().unwrap().to_string();
+
     // A fourth node joins under a new code (the old one is stale: the
     // members changed), node 1 is drained onto it with the operators'
     // approval (its key shares reshared onto nodes 2-4), and removed.
@@ -461,21 +509,59 @@ fn nodes_join_a_running_cluster_with_a_join_code_and_the_operators_approval() {
     approve(0, &change);
     approve(1, &change);
     let drain_remove = ["cluster", "drain", "1", "--onto", "4", "--remove", "--json"];
-    let drained = ok_json(&kq(&drain_remove, &admin), "cluster drain");
-    let moved: Vec<&str> = drained["moved"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m["name"].as_str().unwrap())
-        .collect();
-    assert_eq!(moved, ["oprf.ids", "prod", "fw"], "{drained}");
-    assert_eq!(drained["blocked"], serde_json::json!([]));
+    let names = |v: &serde_json::Value, list: &str| -> Vec<String> {
+        v[list]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["name"].as_str().unwrap().to_string())
+            .collect()
+    };
+    // The PIN-protected secret stops the removal until its client moves
+    // it (everything else moved, the account rotated onto 2-4).
+    let o = kq(&drain_remove, &admin);
+    assert!(!o.status.success(), "a drain with something blocked fails");
+    let drained: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(
+        names(&drained, "moved"),
+        ["oprf.ids", "prod", "bob", "fw"],
+        "{drained}"
+    );
+    assert_eq!(names(&drained, "blocked"), ["pin.bob"], "{drained}");
+    assert!(drained["removal"].is_null(), "{drained}");
+    // The client, knowing the PIN, moves it: recovered with the old key,
+    // registered again on the account's new guardians under a new key.
+    let moved = ok_json(
+        &kq(
+            &[
+                "recovery",
+                "secret",
+                "move",
+                "bob",
+                "--pin-file",
+                pin,
+                "--pin-key",
+                &pin_key,
+                "--json",
+            ],
+            &admin,
+        ),
+        "recovery secret move",
+    );
+    assert_eq!(moved["guardians"], serde_json::json!([2, 3, 4]), "{moved}");
+    assert_eq!(moved["generation"], 2, "{moved}");
+    assert_ne!(moved["pin_key"].as_str().unwrap(), pin_key);
+    let drained = ok_json(&kq(&drain_remove, &admin), "cluster drain (after the move)");
+    assert_eq!(drained["moved"], serde_json::json!([]), "{drained}");
+    assert_eq!(drained["blocked"], serde_json::json!([]), "{drained}");
     let keys = ok_json(&kq(&["key", "list", "--json"], &admin), "key list");
     for k in keys["keys"].as_array().unwrap() {
         assert_eq!(k["members"], serde_json::json!([2, 3, 4]), "{k}");
         assert_eq!(k["threshold"], 2, "{k}");
-        let before = if k["name"] == "prod" { &key } else { &oprf };
-        assert_eq!(k["public_key"], before["public_key"], "{k}");
+        if k["name"] == "prod" || k["name"] == "oprf.ids" {
+            let before = if k["name"] == "prod" { &key } else { &oprf };
+            assert_eq!(k["public_key"], before["public_key"], "{k}");
+        }
     }
     let remove = drained["removal"].as_str().unwrap().to_string();
     approve(0, &remove);
@@ -495,6 +581,32 @@ fn nodes_join_a_running_cluster_with_a_join_code_and_the_operators_approval() {
             .collect();
         (ids == [2, 3, 4]).then_some(())
     });
+    // The secret comes back from nodes 2-4 under its new key.
+    let out = dir.path().join("bob.out");
+    let got = until(30, "recovery secret recover (a leader elected)", || {
+        let _ = std::fs::remove_file(&out);
+        let o = kq(
+            &[
+                "recovery",
+                "secret",
+                "recover",
+                "bob",
+                "--pin-file",
+                pin,
+                "--out",
+                out.to_str().unwrap(),
+                "--pin-key",
+                moved["pin_key"].as_str().unwrap(),
+                "--json",
+            ],
+            &via3,
+        );
+        o.status
+            .success()
+            .then(|| ok_json(&o, "recovery secret recover"))
+    });
+    assert_eq!(got["recovered"], true, "{got}");
+    assert_eq!(std::fs::read(&out).unwrap(), b"seed of bob's wallet");
     let last = b"after node 1 left";
     let sig = signed(&via3, last, "signing without node 1");
     verifier

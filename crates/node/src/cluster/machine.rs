@@ -511,13 +511,18 @@ impl Registry {
             } => self
                 .recovery
                 .pin_key(account, key, endorsements, &mut self.keys.records),
-            RecoveryCommand::SecretRegister { record } => self.recovery.register_secret(record),
+            RecoveryCommand::SecretRegister { record } => self
+                .recovery
+                .register_secret(record, &mut self.keys.records),
             RecoveryCommand::PinGuess { account, guess } => self.recovery.guess(account, guess),
             RecoveryCommand::PinUnlocked { account, guess_id } => {
-                let t = self
-                    .keys
-                    .records
-                    .get(&keyquorum_wire::recovery::pin_key_name(account))
+                let key = self
+                    .recovery
+                    .secrets
+                    .get(account)
+                    .map(|s| keyquorum_wire::recovery::pin_key_name_at(account, s.generation));
+                let t = key
+                    .and_then(|k| self.keys.records.get(&k))
                     .map_or(u16::MAX, |k| k.threshold);
                 match by {
                     Some(node) => self.recovery.unlocked(account, guess_id, node, t),

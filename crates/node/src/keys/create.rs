@@ -23,7 +23,7 @@ use crate::cluster::peer::now_ms;
 use crate::cluster::transport::clone_request;
 use crate::cluster::Node;
 use crate::error::NodeError;
-use crate::names::check_name;
+use crate::names::check_key_name;
 
 /// A key to create, as the client asked for it (defaults filled in).
 #[derive(Debug, Clone)]
@@ -87,7 +87,7 @@ impl Keys {
             min_members,
         } = plan;
         let name = name.as_str();
-        check_name(name)?;
+        check_key_name(name)?;
         members.sort_unstable();
         members.dedup();
         if threshold < 2 || usize::from(threshold) > members.len() {

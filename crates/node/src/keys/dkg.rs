@@ -25,7 +25,7 @@ use super::{
 };
 use crate::cluster::Node;
 use crate::error::NodeError;
-use crate::names::check_name;
+use crate::names::check_key_name;
 
 /// A DKG or refresh run's state between its rounds, for suite `C`.
 pub(super) enum Phase<C: Suite> {
@@ -192,7 +192,7 @@ impl Keys {
         threshold: u16,
         members: Vec<NodeId>,
     ) -> Result<PeerMessage, NodeError> {
-        check_name(&key)?;
+        check_key_name(&key)?;
         let me = node.id();
         let set: BTreeSet<NodeId> = members.iter().copied().collect();
         if set.len() != members.len() || !set.contains(&me) {

@@ -178,26 +178,34 @@ impl Keys {
     /// older than `record`'s, and pending shares of runs that can no longer
     /// commit. Only committed state is consulted, so a lagging node erases
     /// nothing it may still need.
-    /// Erase every generation of `record`'s key from this node's vault (a
-    /// destroyed secret's PIN key): what [`Self::erase_older`] does for a
-    /// generation past every other.
-    pub(crate) fn erase_all(&self, node: &Node, record: &KeyRecord) -> Result<usize, NodeError> {
-        let past = KeyRecord {
-            epoch: u64::MAX,
-            ..record.clone()
-        };
-        self.erase_older(node, &past)
+    /// Erase every generation of key `name` from this node's vault (a PIN
+    /// key no longer in use, which the registry may no longer list): what
+    /// [`Self::erase_older`] does for a generation past every other.
+    pub(crate) fn erase_all(&self, node: &Node, name: &str) -> Result<usize, NodeError> {
+        self.erase_older_of(node, name, u64::MAX, &Hex32([0; 32]))
     }
 
     pub(crate) fn erase_older(&self, node: &Node, record: &KeyRecord) -> Result<usize, NodeError> {
-        let prefix = format!("{}/", record.name);
+        self.erase_older_of(node, &record.name, record.epoch, &record.session)
+    }
+
+    /// [`Self::erase_older`] for key `name` at generation `current`, made
+    /// by run `session`.
+    fn erase_older_of(
+        &self,
+        node: &Node,
+        name: &str,
+        current: u64,
+        session: &Hex32,
+    ) -> Result<usize, NodeError> {
+        let prefix = format!("{name}/");
         let older = |k: &[u8]| -> bool {
             std::str::from_utf8(k)
                 .ok()
                 .and_then(|s| s.strip_prefix(&prefix))
                 .and_then(|rest| rest.get(..20))
                 .and_then(|e| e.parse::<u64>().ok())
-                .is_some_and(|e| e < record.epoch)
+                .is_some_and(|e| e < current)
         };
         let shares: Vec<Vec<u8>> = node
             .vault()
@@ -216,10 +224,8 @@ impl Keys {
             .keys(Table::Pending, prefix.as_bytes())?
             .into_iter()
             .filter(|k| {
-                parse_pending(k).is_some_and(|(name, epoch, sid)| {
-                    name == record.name
-                        && (epoch < record.epoch
-                            || (epoch == record.epoch && sid != record.session.0))
+                parse_pending(k).is_some_and(|(key, epoch, sid)| {
+                    key == name && (epoch < current || (epoch == current && sid != session.0))
                 })
             })
             .collect();
@@ -231,9 +237,8 @@ impl Keys {
         if !ops.is_empty() {
             node.vault().apply(&ops)?;
         }
-        self.pools.forget_older(record);
-        self.decoded_nonces()
-            .forget_older(&record.name, record.epoch);
+        self.pools.forget_older(name, current);
+        self.decoded_nonces().forget_older(name, current);
         Ok(ops.len())
     }
 

@@ -119,9 +119,9 @@ impl NonceCache {
 
 impl Pools {
     /// Forget every pool of generations of `record`'s key older than it.
-    pub(super) fn forget_older(&self, record: &KeyRecord) {
+    pub(super) fn forget_older(&self, key: &str, before: u64) {
         if let Ok(mut p) = self.pools.lock() {
-            p.retain(|(name, epoch, _), _| name != &record.name || *epoch >= record.epoch);
+            p.retain(|(name, epoch, _), _| name != key || *epoch >= before);
         }
     }
 }

@@ -33,7 +33,7 @@ use sha2::Digest as _;
 const MIN_LIVE_MS: u64 = 30_000;
 use keyquorum_wire::NodeId;
 
-use super::state::{ACCOUNT_RULES, PIN_RULES, RESET_RULES};
+use super::state::{ACCOUNT_RULES, AGAIN_RULES, PIN_RULES, RESET_RULES};
 use crate::cluster::machine::request::{body, distinct, endorsed, need};
 use crate::cluster::Registry;
 
@@ -345,15 +345,17 @@ pub(crate) fn asks_for(
                 may_rotate(grant, a),
                 "an admin, or the client with the recovery permission that enrolled the account",
             )?;
-            let _: keyquorum_wire::recovery::SecretBeginRequest = body(body_bytes)?;
+            let b: keyquorum_wire::recovery::SecretBeginRequest = body(body_bytes)?;
             attested_for(r, a, &key.members)?;
+            replacing(r, account, b.replace.as_ref())?;
+            let next = r.recovery.pin_generation(account).saturating_add(1);
             need(
-                !r.recovery.secrets.contains_key(account),
-                "an account without a secret",
+                next == 1 || b.replace.is_some(),
+                "a first PIN key, or a later one to register the secret again",
             )?;
             endorsed(r, key, endorsements)?;
             need(
-                key.name == keyquorum_wire::recovery::pin_key_name(account)
+                key.name == keyquorum_wire::recovery::pin_key_name_at(account, next)
                     && key.suite == SuiteName::Ristretto255
                     && key.epoch == 1
                     && key.threshold == a.threshold
@@ -361,8 +363,8 @@ pub(crate) fn asks_for(
                     && key.members.len() == a.guardians.len()
                     && keyquorum_core::oprf::pin::check_majority(key.threshold, key.members.len())
                         .is_ok(),
-                "the PIN key pin.ACCOUNT, ristretto255, epoch 1, on the account's guardians \
-                 and threshold, t > n/2",
+                "the PIN key pin.ACCOUNT (pin.ACCOUNT~G for generation G), ristretto255, epoch \
+                 1, on the account's guardians and threshold, t > n/2",
             )
         }
         RecoveryCommand::SecretRegister { record } => {
@@ -377,11 +379,26 @@ pub(crate) fn asks_for(
                 "an admin, or the client with the recovery permission that enrolled the account",
             )?;
             let b: keyquorum_wire::recovery::RegisterSecretRequest = body(body_bytes)?;
+            replacing(r, &record.account, b.replace.as_ref())?;
+            let latest = r.recovery.pin_generation(&record.account);
             let key = r
                 .keys
                 .records
-                .get(&keyquorum_wire::recovery::pin_key_name(&record.account))
+                .get(&keyquorum_wire::recovery::pin_key_name_at(
+                    &record.account,
+                    latest,
+                ))
                 .ok_or("the account has no PIN key: begin first")?;
+            if let Some(old) = r.recovery.secrets.get(&record.account) {
+                need(
+                    old.generation < latest && old.version != record.version,
+                    "a new registration on a PIN key made to register again",
+                )?;
+            }
+            need(
+                record.generation == latest && b.generation == latest,
+                "the account's latest PIN key",
+            )?;
             need(
                 record.version == b.version
                     && record.epoch == b.epoch
@@ -419,6 +436,34 @@ pub(crate) fn asks_for(
                     && guess.client == grant.name
                     && guess.blinded.0 == digest,
                 "the guess asked for: its registration, id, client and blinded element",
+            )
+        }
+    }
+}
+
+/// A begin or registration for `account` that replaces its secret names
+/// the record it replaces (so a client cannot replace one it has not
+/// seen), from apply rules 16; one for an account without a secret names
+/// none.
+fn replacing(
+    r: &Registry,
+    account: &str,
+    replace: Option<&keyquorum_wire::Hex>,
+) -> Result<(), String> {
+    match (r.recovery.secrets.get(account), replace) {
+        (None, None) => Ok(()),
+        (None, Some(_)) => Err(format!("{account} has no secret to replace")),
+        (Some(_), None) => Err(format!(
+            "{account} has a secret: registering again names the record it replaces"
+        )),
+        (Some(old), Some(v)) => {
+            need(
+                r.rules >= AGAIN_RULES,
+                "registering a secret again needs apply rules 16",
+            )?;
+            need(
+                &old.version == v,
+                "the record it replaces is the account's current one",
             )
         }
     }
@@ -571,7 +616,10 @@ pub(crate) fn may_state(
             let key = r
                 .keys
                 .records
-                .get(&keyquorum_wire::recovery::pin_key_name(account))
+                .get(&keyquorum_wire::recovery::pin_key_name_at(
+                    account,
+                    s.generation,
+                ))
                 .ok_or("no PIN key")?;
             need(
                 key.members.contains(&node)

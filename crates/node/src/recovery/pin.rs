@@ -40,14 +40,15 @@ use keyquorum_wire::api::SuiteName;
 use keyquorum_wire::control::KeyRecord;
 use keyquorum_wire::peer::{ClientRequest, PeerMessage};
 use keyquorum_wire::recovery::{
-    pin_key_name, AccountRecord, GuessRecord, GuessRequest, GuessResponse, PinGuardian,
-    RecoveryCommand, RegisterSecretRequest, SealedShare, SecretBeginRequest, SecretBeginResponse,
-    SecretInfo, SecretRecord, UnlockRequest, UnlockResponse,
+    pin_key_name, pin_key_name_at, pin_key_of, AccountRecord, GuessRecord, GuessRequest,
+    GuessResponse, PinGuardian, RecoveryCommand, RegisterSecretRequest, SealedShare,
+    SecretBeginRequest, SecretBeginResponse, SecretInfo, SecretRecord, UnlockRequest,
+    UnlockResponse,
 };
 use keyquorum_wire::{Hex, Hex32, NodeId};
 use sha2::{Digest, Sha256};
 
-use super::state::PIN_RULES;
+use super::state::{AGAIN_RULES, PIN_RULES};
 use super::Oprf;
 use crate::api::auth::{by_request, check_forwarded, check_sent_to, forwarded, Authorized};
 use crate::cluster::Node;
@@ -65,14 +66,22 @@ fn account(node: &Node, account: &str) -> Result<AccountRecord, NodeError> {
         .ok_or_else(|| NodeError::NotFound(format!("no account {account}")))
 }
 
+/// `account`'s secret and the PIN key it was registered under.
+fn secret_and_key(node: &Node, account: &str) -> Result<(SecretRecord, KeyRecord), NodeError> {
+    node.registry(|r| {
+        let s = r.recovery.secrets.get(account)?.clone();
+        let k = r
+            .keys
+            .records
+            .get(&pin_key_name_at(account, s.generation))?
+            .clone();
+        Some((s, k))
+    })
+    .ok_or_else(|| NodeError::NotFound(format!("account {account} has no secret")))
+}
+
 fn live_secret(node: &Node, account: &str) -> Result<(SecretRecord, KeyRecord), NodeError> {
-    let (s, k) = node
-        .registry(|r| {
-            let s = r.recovery.secrets.get(account)?.clone();
-            let k = r.keys.records.get(&pin_key_name(account))?.clone();
-            Some((s, k))
-        })
-        .ok_or_else(|| NodeError::NotFound(format!("account {account} has no secret")))?;
+    let (s, k) = secret_and_key(node, account)?;
     if s.destroyed {
         return Err(NodeError::Conflict(format!(
             "the secret of {account} was destroyed after {} wrong guesses",
@@ -117,11 +126,35 @@ pub async fn begin(
                 .into(),
         ));
     }
-    if node.registry(|r| r.recovery.secrets.contains_key(name)) {
-        return Err(NodeError::Conflict(format!(
-            "account {name} has a secret registered (or destroyed): registering again is not \
-             supported yet"
-        )));
+    let current = node.registry(|r| {
+        r.recovery
+            .secrets
+            .get(name)
+            .map(|s| (s.version.clone(), s.generation))
+    });
+    match (&current, &req.replace) {
+        (None, None) => {}
+        (None, Some(_)) => {
+            return Err(NodeError::BadRequest(format!(
+                "account {name} has no secret to replace"
+            )))
+        }
+        (Some(_), None) => {
+            return Err(NodeError::Conflict(format!(
+                "account {name} has a secret registered (or destroyed): to register it again, \
+                 name the record it replaces (replace; keyquorum recovery secret register --again)"
+            )))
+        }
+        (Some((v, _)), Some(asked)) => {
+            node.require_rules(AGAIN_RULES, "registering a secret again")?;
+            if v != asked {
+                return Err(NodeError::Conflict(format!(
+                    "account {name}'s secret is registration {}, not {}",
+                    hex::encode(&v.0),
+                    hex::encode(&asked.0)
+                )));
+            }
+        }
     }
     check_majority(acct.threshold, acct.guardians.len()).map_err(|_| {
         NodeError::BadRequest(format!(
@@ -131,21 +164,35 @@ pub async fn begin(
             acct.guardians.len()
         ))
     })?;
-    let key = pin_key_name(name);
-    let existing = node.registry(|r| {
-        (
-            r.keys.records.get(&key).cloned(),
-            r.recovery.pin_keys.contains_key(name),
-        )
+    // The latest PIN key, unless registering again needs a new one: the
+    // live record's key is never evaluated for a registration, and a new
+    // registration goes on the account's guardians of the day.
+    let (latest, existing) = node.registry(|r| {
+        let g = r.recovery.pin_generation(name);
+        let k = r
+            .keys
+            .records
+            .get(&pin_key_name_at(name, g.max(1)))
+            .cloned();
+        (g, k)
     });
-    let record = match existing {
-        (Some(k), true) => k,
-        (Some(_), false) => {
-            return Err(NodeError::Conflict(format!(
-                "{key} is a key that is not {name}'s PIN key"
-            )))
+    if latest == 0 && existing.is_some() {
+        return Err(NodeError::Conflict(format!(
+            "{} is a key that is not {name}'s PIN key",
+            pin_key_name(name)
+        )));
+    }
+    let usable = existing.filter(|k| match &current {
+        None => true,
+        Some((_, g)) => {
+            *g != latest && k.threshold == acct.threshold && k.members == acct.guardians
         }
-        (None, _) => {
+    });
+    let (record, generation) = match usable {
+        Some(k) => (k, latest.max(1)),
+        None => {
+            let generation = latest.saturating_add(1);
+            let key = pin_key_name_at(name, generation);
             oprf.keys()
                 .create_with(
                     node,
@@ -170,8 +217,10 @@ pub async fn begin(
                     },
                 )
                 .await?;
-            node.registry(|r| r.keys.records.get(&key).cloned())
-                .ok_or_else(|| NodeError::Internal(format!("{key} not applied after commit")))?
+            let k = node
+                .registry(|r| r.keys.records.get(&key).cloned())
+                .ok_or_else(|| NodeError::Internal(format!("{key} not applied after commit")))?;
+            (k, generation)
         }
     };
     let answer = oprf.evaluate_record(node, &record, &m, request).await?;
@@ -200,6 +249,7 @@ pub async fn begin(
         session: record.session,
         group_key: record.group_key,
         endorsements,
+        generation,
     })
 }
 
@@ -227,6 +277,7 @@ pub async fn register(
         last_guess: None,
         unlocked_by: Vec::new(),
         destroyed: false,
+        generation: req.generation,
     };
     node.commit(by_request(
         request,
@@ -240,13 +291,7 @@ pub async fn register(
 
 /// The public record (what recovering needs).
 pub fn info(node: &Node, name: &str) -> Result<SecretInfo, NodeError> {
-    let (s, k) = node
-        .registry(|r| {
-            let s = r.recovery.secrets.get(name)?.clone();
-            let k = r.keys.records.get(&pin_key_name(name))?.clone();
-            Some((s, k))
-        })
-        .ok_or_else(|| NodeError::NotFound(format!("account {name} has no secret")))?;
+    let (s, k) = secret_and_key(node, name)?;
     Ok(SecretInfo {
         account: s.account,
         version: s.version,
@@ -261,6 +306,7 @@ pub fn info(node: &Node, name: &str) -> Result<SecretInfo, NodeError> {
         commitments: s.commitments,
         ciphertext: s.ciphertext,
         destroyed: s.destroyed,
+        generation: s.generation,
     })
 }
 
@@ -383,9 +429,8 @@ pub(crate) async fn authorize(
 ) -> Result<(Element, String), NodeError> {
     let refuse = |why: String| NodeError::Forbidden(format!("PIN evaluation refused: {why}"));
     node.require_rules(PIN_RULES, "PIN keys")?;
-    let name = key
-        .strip_prefix(keyquorum_wire::recovery::PIN_PREFIX)
-        .ok_or_else(|| refuse(format!("{key} is not a PIN key")))?;
+    let (name, generation) =
+        pin_key_of(key).ok_or_else(|| refuse(format!("{key} is not a PIN key")))?;
     let seg: Vec<&str> = a.path.trim_start_matches('/').split('/').collect();
     let post = a.method == "POST";
     // A guardian on a build the account does not allow evaluates nothing.
@@ -408,14 +453,43 @@ pub(crate) async fn authorize(
                     a.grant.name
                 )));
             }
-            if node.registry(|r| r.recovery.secrets.contains_key(name)) {
+            // A registration is evaluated only by the account's latest PIN
+            // key, never by the live record's: a begin that names the
+            // record it replaces gets a key of its own.
+            let (latest, current) = node.registry(|r| {
+                (
+                    r.recovery.pin_generation(name),
+                    r.recovery
+                        .secrets
+                        .get(name)
+                        .map(|s| (s.version.clone(), s.generation)),
+                )
+            });
+            if generation != latest {
                 return Err(refuse(format!(
-                    "{name} has a secret: its key evaluates counted guesses only"
+                    "{key} is not {name}'s latest PIN key (generation {latest})"
                 )));
+            }
+            match (&current, &b.replace) {
+                (None, None) => {}
+                (Some((v, g)), Some(asked)) if v == asked && *g != generation => {
+                    node.require_rules(AGAIN_RULES, "registering a secret again")?;
+                }
+                (Some(_), _) => {
+                    return Err(refuse(format!(
+                        "{name} has a secret: its key evaluates counted guesses only, and a \
+                         registration again names that record and is evaluated by a newer key"
+                    )))
+                }
+                (None, Some(_)) => return Err(refuse(format!("{name} has no secret to replace"))),
             }
             let m = Element::from_bytes(&b.blinded_element.0)
                 .map_err(|e| refuse(format!("the blinded element: {e}")))?;
-            count_begin(node, name)?;
+            count_begin(
+                node,
+                key.strip_prefix(keyquorum_wire::recovery::PIN_PREFIX)
+                    .unwrap_or(key),
+            )?;
             Ok((m, format!("pin.begin {name}")))
         }
         ["v1", "recovery", "accounts", acct, "secret", "guess"] if post && *acct == name => {
@@ -435,6 +509,11 @@ pub(crate) async fn authorize(
             if !is_last(&s) {
                 let _ = node.read_barrier().await;
                 s = live_secret(node, name)?.0;
+            }
+            if s.generation != generation {
+                return Err(refuse(format!(
+                    "{key} is not the PIN key {name}'s secret was registered under"
+                )));
             }
             let last = s
                 .last_guess
@@ -656,39 +735,53 @@ pub(crate) async fn release(
     })
 }
 
-fn erase_share(keys: &Keys, node: &Node, key: &KeyRecord) -> Result<(), NodeError> {
-    let n = keys.erase_all(node, key)?;
-    if n > 0 {
-        tracing::info!(key = %key.name, erased = n, "erased a destroyed secret's PIN key share");
-    }
-    Ok(())
-}
-
-/// Node task: erase this node's shares of PIN keys whose secret the log
-/// destroyed (within about a second of applying it).
-pub async fn erase_destroyed(keys: std::sync::Arc<Keys>, node: Node) {
-    let mut done = std::collections::BTreeSet::new();
+/// Node task: erase this node's shares of an account's PIN keys that are
+/// no longer in use, within about a second of applying what retired them
+/// (`super::state::RecoveryState::pin_generations_in_use`): the key of a
+/// secret the log destroyed, the key of a record a registration again
+/// replaced, and a later key made but never registered that a newer one
+/// replaced. Generations are never used again once retired, so each
+/// account's are erased from the lowest not yet erased.
+pub async fn erase_retired(keys: std::sync::Arc<Keys>, node: Node) {
+    // Per account: every generation below this one is erased.
+    let mut low: std::collections::BTreeMap<String, u32> = std::collections::BTreeMap::new();
     loop {
         tokio::time::sleep(Duration::from_secs(1)).await;
-        let gone: Vec<KeyRecord> = node.registry(|r| {
+        let work: Vec<(String, Vec<u32>, u32)> = node.registry(|r| {
             r.recovery
-                .secrets
-                .values()
-                .filter(|s| s.destroyed && !done.contains(&s.account))
-                .filter_map(|s| r.keys.records.get(&pin_key_name(&s.account)).cloned())
+                .pin_keys
+                .keys()
+                .filter_map(|account| {
+                    let latest = r.recovery.pin_generation(account);
+                    let keep = r.recovery.pin_generations_in_use(account);
+                    let from = low.get(account).copied().unwrap_or(1);
+                    let gone: Vec<u32> = (from..=latest).filter(|g| !keep.contains(g)).collect();
+                    let next = keep
+                        .iter()
+                        .copied()
+                        .min()
+                        .unwrap_or(latest.saturating_add(1));
+                    (!gone.is_empty() || next > from).then(|| (account.clone(), gone, next))
+                })
                 .collect()
         });
-        for k in gone {
-            match erase_share(&keys, &node, &k) {
-                Ok(()) => {
-                    done.insert(
-                        k.name
-                            .strip_prefix(keyquorum_wire::recovery::PIN_PREFIX)
-                            .unwrap_or_default()
-                            .to_string(),
-                    );
+        for (account, gone, next) in work {
+            let mut all = true;
+            for g in gone {
+                let name = pin_key_name_at(&account, g);
+                match keys.erase_all(&node, &name) {
+                    Ok(n) if n > 0 => {
+                        tracing::info!(key = %name, erased = n, "erased a retired PIN key's share");
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        all = false;
+                        tracing::warn!(key = %name, error = %e, "could not erase");
+                    }
                 }
-                Err(e) => tracing::warn!(key = %k.name, error = %e, "could not erase"),
+            }
+            if all {
+                low.insert(account, next);
             }
         }
     }

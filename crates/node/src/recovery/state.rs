@@ -25,6 +25,11 @@ pub const RESET_RULES: u16 = 10;
 /// Apply rules from which PIN-protected secrets exist.
 pub const PIN_RULES: u16 = 11;
 
+/// Apply rules from which a secret is registered again (on a new PIN key
+/// generation, `pin.ACCOUNT~G`, made on the account's guardians of the
+/// day), replacing a live or destroyed record.
+pub const AGAIN_RULES: u16 = 16;
+
 /// The window the reset rate limits count over (ms).
 pub const RESET_WINDOW_MS: u64 = 3_600_000;
 
@@ -59,6 +64,10 @@ pub struct RecoveryState {
     /// endorsements a client may check.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub pin_keys: BTreeMap<String, Vec<keyquorum_wire::control::Endorsement>>,
+    /// The latest PIN key generation of each account that has made more
+    /// than one (apply rules 16); absent: 1 if the account has a PIN key.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub pin_generations: BTreeMap<String, u32>,
 }
 
 impl RecoveryState {
@@ -70,6 +79,30 @@ impl RecoveryState {
             && self.resets.is_empty()
             && self.secrets.is_empty()
             && self.pin_keys.is_empty()
+            && self.pin_generations.is_empty()
+    }
+
+    /// The generation of `account`'s latest PIN key (0: none yet).
+    pub fn pin_generation(&self, account: &str) -> u32 {
+        match self.pin_generations.get(account) {
+            Some(g) => *g,
+            None => u32::from(self.pin_keys.contains_key(account)),
+        }
+    }
+
+    /// The generations of `account`'s PIN keys in use: the latest (unless
+    /// its secret was destroyed on it) and the live secret's.
+    pub fn pin_generations_in_use(&self, account: &str) -> Vec<u32> {
+        let latest = self.pin_generation(account);
+        let secret = self.secrets.get(account);
+        let mut keep = Vec::new();
+        if latest > 0 && !secret.is_some_and(|s| s.destroyed && s.generation == latest) {
+            keep.push(latest);
+        }
+        if let Some(s) = secret.filter(|s| !s.destroyed && s.generation != latest) {
+            keep.push(s.generation);
+        }
+        keep
     }
 
     /// Move `account` to its new guardians with its reset key's next
@@ -204,22 +237,61 @@ impl RecoveryState {
         if !self.accounts.contains_key(account) {
             return CommandResponse::rejected(format!("no account {account}"));
         }
-        if keys.contains_key(&key.name) || self.secrets.contains_key(account) {
-            return CommandResponse::rejected(format!("{account} has a PIN key"));
+        let latest = self.pin_generation(account);
+        let next = latest.saturating_add(1);
+        if keys.contains_key(&key.name)
+            || key.name != keyquorum_wire::recovery::pin_key_name_at(account, next)
+        {
+            return CommandResponse::rejected(format!(
+                "{account}'s next PIN key is its generation {next}"
+            ));
+        }
+        let secret = self.secrets.get(account).map(|s| s.generation);
+        if latest == 0 && secret.is_some() {
+            return CommandResponse::rejected(format!("{account} has a secret"));
+        }
+        // A later generation made before, never registered, is replaced
+        // (its members erase it); the live secret's key stays.
+        if latest > 0 && secret != Some(latest) {
+            keys.remove(&keyquorum_wire::recovery::pin_key_name_at(account, latest));
         }
         keys.insert(key.name.clone(), key.clone());
         self.pin_keys
             .insert(account.to_string(), endorsements.to_vec());
+        if next > 1 {
+            self.pin_generations.insert(account.to_string(), next);
+        }
         CommandResponse::Ok
     }
 
-    /// Register a secret (checked by `super::authority`): one per account.
-    pub fn register_secret(&mut self, record: &SecretRecord) -> CommandResponse {
-        if !self.pin_keys.contains_key(&record.account) {
+    /// Register a secret (checked by `super::authority`), on the account's
+    /// latest PIN key; one that replaces a record (registering again)
+    /// takes the replaced record's key out of the registry, and its
+    /// guardians erase their shares of it
+    /// (`crate::recovery::pin::erase_retired`).
+    pub fn register_secret(
+        &mut self,
+        record: &SecretRecord,
+        keys: &mut BTreeMap<String, KeyRecord>,
+    ) -> CommandResponse {
+        let latest = self.pin_generation(&record.account);
+        if latest == 0 {
             return CommandResponse::rejected(format!("{} has no PIN key", record.account));
         }
-        if self.secrets.contains_key(&record.account) {
-            return CommandResponse::rejected(format!("{} has a secret", record.account));
+        if record.generation != latest {
+            return CommandResponse::rejected(format!(
+                "{}'s latest PIN key is its generation {latest}",
+                record.account
+            ));
+        }
+        if let Some(old) = self.secrets.get(&record.account) {
+            if old.generation >= latest {
+                return CommandResponse::rejected(format!("{} has a secret", record.account));
+            }
+            keys.remove(&keyquorum_wire::recovery::pin_key_name_at(
+                &record.account,
+                old.generation,
+            ));
         }
         self.secrets.insert(record.account.clone(), record.clone());
         CommandResponse::Ok

@@ -28,4 +28,5 @@ mod lifecycle;
 mod limits;
 mod msg;
 mod oprf;
+mod pin_again;
 mod recovery;

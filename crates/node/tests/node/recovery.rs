@@ -30,7 +30,7 @@ use keyquorum_wire::recovery::{CreateAccountRequest, ResetRequest};
 use keyquorum_wire::Hex32;
 
 /// A client with the `recovery` permission, registered through `admin`.
-async fn recovery_client(admin: &Client, name: &str) -> keyquorum_client::ClientKey {
+pub(crate) async fn recovery_client(admin: &Client, name: &str) -> keyquorum_client::ClientKey {
     let key = keyquorum_client::ClientKey::generate(name, &mut rand_core::OsRng);
     admin
         .create_client(&CreateClientRequest {
@@ -47,7 +47,11 @@ async fn recovery_client(admin: &Client, name: &str) -> keyquorum_client::Client
     key
 }
 
-fn account(name: &str, device: &DeviceSecret, channels: &[&str]) -> CreateAccountRequest {
+pub(crate) fn account(
+    name: &str,
+    device: &DeviceSecret,
+    channels: &[&str],
+) -> CreateAccountRequest {
     CreateAccountRequest {
         account: name.into(),
         guardians: None,

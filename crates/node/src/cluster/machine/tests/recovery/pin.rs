@@ -115,6 +115,7 @@ pub(super) fn pin_secrets(r: &mut Registry, admin: &ClientKey, user: &ClientKey)
         last_guess: None,
         unlocked_by: Vec::new(),
         destroyed: false,
+        generation: 1,
     };
     let register = |who: &ClientKey, nonce: &str, rec: SecretRecord, body: String| {
         client(
@@ -294,6 +295,193 @@ pub(super) fn pin_secrets(r: &mut Registry, admin: &ClientKey, user: &ClientKey)
         "after destruction"
     );
     // The registry round-trips through a snapshot with the secret.
+    let back: Registry = serde_json::from_slice(&serde_json::to_vec(&*r).unwrap()).unwrap();
+    assert_eq!(back.recovery, r.recovery);
+    register_again(r, admin, user, &pin_key, &record, &body_of);
+}
+
+/// Registering a secret again (rules 16): a new PIN key generation only
+/// as the enroller or an admin asked, naming the record it replaces; the
+/// new record only on the latest generation, naming it too; the replaced
+/// record's key leaves the registry; a later key never registered is
+/// replaced by a newer one, the live record's key is not.
+fn register_again(
+    r: &mut Registry,
+    admin: &ClientKey,
+    user: &ClientKey,
+    pin_key: &dyn Fn(&str, Vec<NodeId>) -> KeyRecord,
+    record: &dyn Fn(u16) -> keyquorum_wire::recovery::SecretRecord,
+    body_of: &dyn Fn(&keyquorum_wire::recovery::SecretRecord) -> String,
+) {
+    use keyquorum_wire::recovery::SecretRecord;
+    let old = r.recovery.secrets["alice"].clone();
+    assert!(old.destroyed && old.generation == 1);
+    let replace = |v: &Hex| format!(r#","replace":"{}""#, hex::encode(&v.0));
+    let begin = |who: &ClientKey, nonce: &str, key: KeyRecord, extra: &str| {
+        let endorsements = endorse(&key, &[1, 2]);
+        let body = format!(r#"{{"blinded_element":"{}"{extra}}}"#, "11".repeat(32));
+        client(
+            who,
+            "POST",
+            "https://n1:7000/v1/recovery/accounts/alice/secret/begin",
+            body.as_bytes(),
+            T0,
+            nonce,
+            RecoveryCommand::PinKey {
+                account: "alice".into(),
+                key: Box::new(key),
+                endorsements,
+            },
+        )
+    };
+    let both = || vec![id(1), id(2)];
+    let named = replace(&old.version);
+    // A log still at rules 15 (a member on an older build) refuses it.
+    let at_15 = Proposal {
+        rules: 15,
+        time_ms: T0,
+        commands: vec![begin(admin, "q0", pin_key("pin.alice~2", both()), &named)],
+    };
+    let mut before = r.clone();
+    before.rules = 15;
+    let CommandResponse::Batch { responses } = before.apply(7, &at_15) else {
+        panic!("a proposal at rules 15 is applied");
+    };
+    assert!(refused(&responses[0]), "before rules 16");
+    for (what, a) in [
+        (
+            "no record named",
+            begin(admin, "q1", pin_key("pin.alice~2", both()), ""),
+        ),
+        (
+            "another record named",
+            begin(
+                admin,
+                "q2",
+                pin_key("pin.alice~2", both()),
+                &replace(&Hex(vec![9; 16])),
+            ),
+        ),
+        (
+            "a client that did not enrol it",
+            begin(user, "q3", pin_key("pin.alice~2", both()), &named),
+        ),
+        (
+            "the first generation again",
+            begin(admin, "q4", pin_key("pin.alice", both()), &named),
+        ),
+        (
+            "a generation skipped",
+            begin(admin, "q5", pin_key("pin.alice~3", both()), &named),
+        ),
+        (
+            "other members",
+            begin(
+                admin,
+                "q6",
+                pin_key("pin.alice~2", vec![id(1), id(3)]),
+                &named,
+            ),
+        ),
+    ] {
+        assert!(refused(&apply(r, T0, vec![a])[0]), "{what}");
+    }
+    assert_eq!(r.recovery.pin_generation("alice"), 1);
+    let good = begin(admin, "q7", pin_key("pin.alice~2", both()), &named);
+    assert_eq!(apply(r, T0, vec![good]), vec![ok()]);
+    assert_eq!(r.recovery.pin_generation("alice"), 2);
+    assert!(r.keys.records.contains_key("pin.alice~2"));
+    // The destroyed record is still the account's until the new one
+    // commits (its key's shares are already erased: nothing in use).
+    assert!(r.keys.records.contains_key("pin.alice"));
+    assert_eq!(r.recovery.pin_generations_in_use("alice"), vec![2]);
+
+    let register = |who: &ClientKey, nonce: &str, rec: SecretRecord, body: String| {
+        client(
+            who,
+            "POST",
+            "https://n1:7000/v1/recovery/accounts/alice/secret",
+            body.as_bytes(),
+            T0,
+            nonce,
+            RecoveryCommand::SecretRegister {
+                record: Box::new(rec),
+            },
+        )
+    };
+    let again = |nonce: &str, f: &dyn Fn(&mut SecretRecord), extra: &str| {
+        let mut x = record(3);
+        x.version = Hex(vec![0x22; 16]);
+        x.generation = 2;
+        f(&mut x);
+        let body = body_of(&x);
+        let body = match x.generation {
+            1 => format!("{}{extra}}}", body.trim_end_matches('}')),
+            g => format!("{},\"generation\":{g}{extra}}}", body.trim_end_matches('}')),
+        };
+        register(admin, nonce, x, body)
+    };
+    for (what, a) in [
+        ("no record named", again("r1", &|_| {}, "")),
+        (
+            "another record named",
+            again("r2", &|_| {}, &replace(&Hex(vec![9; 16]))),
+        ),
+        (
+            "the old key's generation",
+            again("r3", &|x| x.generation = 1, &named),
+        ),
+        (
+            "the replaced registration's id",
+            again("r4", &|x| x.version = old.version.clone(), &named),
+        ),
+    ] {
+        assert!(refused(&apply(r, T0, vec![a])[0]), "{what}");
+    }
+    assert_eq!(apply(r, T0, vec![again("r5", &|_| {}, &named)]), vec![ok()]);
+    let s = &r.recovery.secrets["alice"];
+    assert!(!s.destroyed && s.generation == 2 && s.used == 0 && s.version.0 == vec![0x22; 16]);
+    assert!(
+        !r.keys.records.contains_key("pin.alice"),
+        "the replaced record's key retired"
+    );
+    assert_eq!(r.recovery.pin_generations_in_use("alice"), vec![2]);
+    assert!(
+        refused(
+            &apply(
+                r,
+                T0,
+                vec![again("r6", &|x| x.version = Hex(vec![0x33; 16]), &named)]
+            )[0]
+        ),
+        "the record just replaced, named again"
+    );
+
+    // A third generation begun and never registered, then a fourth: the
+    // third leaves the registry, the live record's (second) stays.
+    let live = replace(&Hex(vec![0x22; 16]));
+    assert_eq!(
+        apply(
+            r,
+            T0,
+            vec![begin(admin, "q8", pin_key("pin.alice~3", both()), &live)]
+        ),
+        vec![ok()]
+    );
+    assert_eq!(r.recovery.pin_generations_in_use("alice"), vec![3, 2]);
+    assert_eq!(
+        apply(
+            r,
+            T0,
+            vec![begin(admin, "q9", pin_key("pin.alice~4", both()), &live)]
+        ),
+        vec![ok()]
+    );
+    assert!(!r.keys.records.contains_key("pin.alice~3"));
+    assert!(
+        r.keys.records.contains_key("pin.alice~2") && r.keys.records.contains_key("pin.alice~4")
+    );
+    assert_eq!(r.recovery.pin_generations_in_use("alice"), vec![4, 2]);
     let back: Registry = serde_json::from_slice(&serde_json::to_vec(&*r).unwrap()).unwrap();
     assert_eq!(back.recovery, r.recovery);
 }
