@@ -69,8 +69,11 @@ pub(crate) enum SecretCommand {
     },
     /// Move the secret onto the account's guardians of the day (after a
     /// rotation or a drain), knowing its PIN: recover it (one counted
-    /// guess), then register it again under the same PIN and guess limit
-    /// (apply rules 16). Prints the new PIN key: pin it from then on.
+    /// guess), then register it again under the same PIN (apply rules 16).
+    /// The new PIN key is used only on the guardians given with
+    /// `--identity` and `--threshold` (required: the recovery pinned a key,
+    /// the move does not fall back to trusting a node). Prints the new PIN
+    /// key: pin it from then on.
     Move {
         /// The account.
         account: String,
@@ -80,6 +83,10 @@ pub(crate) enum SecretCommand {
         /// The current PIN key's public key (hex), as for `recover`.
         #[arg(long)]
         pin_key: String,
+        /// Wrong guesses allowed before the secret is destroyed (1-255),
+        /// for the new record (never read from a node's answer).
+        #[arg(long, default_value_t = keyquorum_core::oprf::pin::DEFAULT_GUESSES)]
+        guesses: u16,
         #[command(flatten)]
         expect: Expect,
     },
@@ -218,9 +225,16 @@ async fn run_secret(c: &Client, command: SecretCommand, json_out: bool) -> Resul
             account,
             pin_file,
             pin_key,
+            guesses,
             expect,
         } => {
-            let expect = expect.guardians()?;
+            let Some(expect) = expect.guardians()? else {
+                bail!(
+                    "move needs --identity NODE=HEX for each of the account's guardians of the \
+                     day and --threshold T (keyquorum recovery account show; keyquorum node \
+                     identity on each)"
+                );
+            };
             let pin = read_pin(&pin_file)?;
             let pinned = hex32(&pin_key, "--pin-key")?;
             let old = c.recovery_secret(&account).await?;
@@ -232,14 +246,7 @@ async fn run_secret(c: &Client, command: SecretCommand, json_out: bool) -> Resul
             };
             let cost = keyquorum_core::oprf::pin::Stretch::default();
             let info = c
-                .recovery_secret_register_again(
-                    &old,
-                    &pin,
-                    &secret,
-                    old.guesses,
-                    &cost,
-                    expect.as_ref(),
-                )
+                .recovery_secret_register_again(&old, &pin, &secret, guesses, &cost, Some(&expect))
                 .await?;
             print_registered(&info, json_out)
         }

@@ -480,8 +480,20 @@ impl Client {
             generation: begun.generation,
             replace,
         };
-        self.post(&format!("/v1/recovery/accounts/{account}/secret"), &req)
-            .await
+        let info: keyquorum_wire::recovery::SecretInfo = self
+            .post(&format!("/v1/recovery/accounts/{account}/secret"), &req)
+            .await?;
+        // The key to pin is the one evaluated (and, with `expect`, checked
+        // above), never one the answering node names.
+        if info.public_key != begun.public_key
+            || info.generation != begun.generation
+            || info.version.0 != version
+        {
+            return Err(pin_err(
+                "the registered record is not the one made here (another PIN key or version)",
+            ));
+        }
+        Ok(info)
     }
 
     /// The account's secret record (salt, cost, guesses left).

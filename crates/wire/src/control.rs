@@ -327,6 +327,12 @@ pub enum ClusterCommand {
         /// absent: a build from before it).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         measurement: Option<Measurement>,
+        /// The restore of the control plane it starts on, as its state
+        /// names it (the first boots after a restore set the time before
+        /// which nothing signed is taken; absent: none, or a build from
+        /// before it).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        restored: Option<Hex32>,
     },
     /// Initialise a new cluster: its operators, their quorum and the first
     /// admin client. Every voting member states it together, each only

@@ -531,23 +531,36 @@ fn nodes_join_a_running_cluster_with_a_join_code_and_the_operators_approval() {
     assert!(drained["removal"].is_null(), "{drained}");
     // The client, knowing the PIN, moves it: recovered with the old key,
     // registered again on the account's new guardians under a new key.
-    let moved = ok_json(
-        &kq(
-            &[
-                "recovery",
-                "secret",
-                "move",
-                "bob",
-                "--pin-file",
-                pin,
-                "--pin-key",
-                &pin_key,
-                "--json",
-            ],
-            &admin,
-        ),
-        "recovery secret move",
+    // It names the new guardians' identity keys: the new PIN key is used
+    // only on them.
+    let guardian = |i: usize| {
+        format!(
+            "{}={}",
+            i + 1,
+            identity(i)["info"]["identity"].as_str().unwrap()
+        )
+    };
+    let (g2, g3, g4) = (guardian(1), guardian(2), guardian(3));
+    let mut args = vec![
+        "recovery",
+        "secret",
+        "move",
+        "bob",
+        "--pin-file",
+        pin,
+        "--pin-key",
+        &pin_key,
+        "--json",
+    ];
+    // Without them the move is refused before anything is recovered.
+    let o = kq(&args, &admin);
+    assert!(
+        !o.status.success(),
+        "a move without the guardians' identities"
     );
+    args.extend(["--identity", &g2, "--identity", &g3, "--identity", &g4]);
+    args.extend(["--threshold", "2"]);
+    let moved = ok_json(&kq(&args, &admin), "recovery secret move");
     assert_eq!(moved["guardians"], serde_json::json!([2, 3, 4]), "{moved}");
     assert_eq!(moved["generation"], 2, "{moved}");
     assert_ne!(moved["pin_key"].as_str().unwrap(), pin_key);

@@ -554,6 +554,31 @@ pub fn restore(
     if !lost.is_empty() && !opts.lose_newer {
         return Err(BackupError::Newer(lost));
     }
+    // The checkpoint's state, marked restored: what was signed after the
+    // checkpoint is forgotten with its nonces, so nothing signed before the
+    // voters start on the restored state is taken
+    // (`machine::clock::RestoreFloor`). Every node restoring this file
+    // writes the same state.
+    let restore_id = {
+        use sha2::Digest as _;
+        Hex32(
+            sha2::Sha256::new()
+                .chain_update(b"keyquorum restore\0")
+                .chain_update(file.data.as_bytes())
+                .finalize()
+                .into(),
+        )
+    };
+    let mut marked = e.registry.clone();
+    marked.clock.begin_restore(restore_id);
+    let mut data: serde_json::Value = serde_json::from_str(&file.data).map_err(malformed)?;
+    data.as_object_mut()
+        .ok_or_else(|| BackupError::Malformed("the checkpoint is not a JSON object".into()))?
+        .insert(
+            "machine".into(),
+            serde_json::to_value(&marked).map_err(malformed)?,
+        );
+    let data = serde_json::to_vec(&data).map_err(malformed)?;
     // The audit records up to the checkpoint: entries and signed heads
     // (the keeper computes the tree's subtrees from the entries).
     let mut side = Vec::new();
@@ -597,14 +622,8 @@ pub fn restore(
         std::fs::remove_file(&fresh)
             .map_err(|err| BackupError::Io(format!("{}: {err}", fresh.display())))?;
     }
-    keyquorum_store::raft::restore::restore::<TypeConfig>(
-        &fresh,
-        &e.meta,
-        file.data.as_bytes(),
-        &vote,
-        &side,
-    )
-    .map_err(|err| BackupError::Io(err.to_string()))?;
+    keyquorum_store::raft::restore::restore::<TypeConfig>(&fresh, &e.meta, &data, &vote, &side)
+        .map_err(|err| BackupError::Io(err.to_string()))?;
     // The old file is kept under a second name (a hard link, or a copy
     // where there are none), then the new one replaces it in one rename:
     // a crash leaves the old file or the new one at `raft.redb`, never

@@ -347,15 +347,25 @@ pub(crate) fn asks_for(
             )?;
             let b: keyquorum_wire::recovery::SecretBeginRequest = body(body_bytes)?;
             attested_for(r, a, &key.members)?;
-            replacing(r, account, b.replace.as_ref())?;
-            let next = r.recovery.pin_generation(account).saturating_add(1);
-            need(
-                next == 1 || b.replace.is_some(),
-                "a first PIN key, or a later one to register the secret again",
-            )?;
+            let name = if r.rules >= AGAIN_RULES {
+                replacing(r, account, b.replace.as_ref())?;
+                let next = r.recovery.pin_generation(account).saturating_add(1);
+                need(
+                    next == 1 || b.replace.is_some(),
+                    "a first PIN key, or a later one to register the secret again",
+                )?;
+                keyquorum_wire::recovery::pin_key_name_at(account, next)
+            } else {
+                before_again(body_bytes)?;
+                need(
+                    !r.recovery.secrets.contains_key(account),
+                    "an account without a secret",
+                )?;
+                keyquorum_wire::recovery::pin_key_name(account)
+            };
             endorsed(r, key, endorsements)?;
             need(
-                key.name == keyquorum_wire::recovery::pin_key_name_at(account, next)
+                key.name == name
                     && key.suite == SuiteName::Ristretto255
                     && key.epoch == 1
                     && key.threshold == a.threshold
@@ -379,8 +389,12 @@ pub(crate) fn asks_for(
                 "an admin, or the client with the recovery permission that enrolled the account",
             )?;
             let b: keyquorum_wire::recovery::RegisterSecretRequest = body(body_bytes)?;
-            replacing(r, &record.account, b.replace.as_ref())?;
-            let latest = r.recovery.pin_generation(&record.account);
+            let latest = if r.rules >= AGAIN_RULES {
+                r.recovery.pin_generation(&record.account)
+            } else {
+                before_again(body_bytes)?;
+                1
+            };
             let key = r
                 .keys
                 .records
@@ -389,11 +403,20 @@ pub(crate) fn asks_for(
                     latest,
                 ))
                 .ok_or("the account has no PIN key: begin first")?;
-            if let Some(old) = r.recovery.secrets.get(&record.account) {
-                need(
-                    old.generation < latest && old.version != record.version,
-                    "a new registration on a PIN key made to register again",
-                )?;
+            if r.rules >= AGAIN_RULES {
+                replacing(r, &record.account, b.replace.as_ref())?;
+                if let Some(old) = r.recovery.secrets.get(&record.account) {
+                    // On the account's guardians of the day, or a stale
+                    // key would keep the "moved" secret where it was.
+                    need(
+                        old.generation < latest
+                            && old.version != record.version
+                            && key.members == a.guardians
+                            && key.threshold == a.threshold,
+                        "a new registration on a PIN key made, on the account's guardians, to \
+                         register again",
+                    )?;
+                }
             }
             need(
                 record.generation == latest && b.generation == latest,
@@ -439,6 +462,18 @@ pub(crate) fn asks_for(
             )
         }
     }
+}
+
+/// Before rules 16 a begin or registration body is what older builds read
+/// (they refuse unknown fields): one naming a record to replace or a key
+/// generation is refused, so every build decides alike.
+fn before_again(body_bytes: &[u8]) -> Result<(), String> {
+    let fields: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_slice(body_bytes).map_err(|e| e.to_string())?;
+    need(
+        !fields.contains_key("replace") && !fields.contains_key("generation"),
+        "registering a secret again (replace, generation) needs apply rules 16",
+    )
 }
 
 /// A begin or registration for `account` that replaces its secret names

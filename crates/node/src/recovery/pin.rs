@@ -2,13 +2,16 @@
 //! `keyquorum_core::oprf::pin`). Four client calls, as in Juicebox:
 //!
 //! 1. **Begin** (`POST .../secret/begin`, the account's enroller or an
-//!    admin, only while the account has no secret): the entry node makes
-//!    the account's PIN key `pin.ACCOUNT` by DKG among its guardians if it
-//!    has none (`pin_key`, refused unless `t > n/2`) and has them evaluate
-//!    it on the client's blinded, stretched PIN. Each guardian checks the
-//!    client's signed request itself (round one of the evaluation), after
-//!    a strict read barrier that no secret is registered, and answers at
-//!    most [`MAX_BEGINS`] begins per account, counted in its vault.
+//!    admin, while the account has no secret, or naming the record it
+//!    replaces from apply rules 16): the entry node makes the account's
+//!    PIN key `pin.ACCOUNT` by DKG among its guardians if it has none
+//!    (`pin_key`, refused unless `t > n/2`; registering again always makes
+//!    the next generation, `pin.ACCOUNT~G`, on the account's guardians of
+//!    the day) and has them evaluate it on the client's blinded, stretched
+//!    PIN. Each guardian checks the client's signed request itself (round
+//!    one of the evaluation), after a strict read barrier that the key is
+//!    the account's latest and not the live record's, and answers at most
+//!    [`MAX_BEGINS`] begin requests per key, counted in its vault.
 //! 2. **Register** (`POST .../secret`, the same client rules): the record
 //!    (unlock public keys, sealed masked shares, the encrypted secret) is
 //!    committed (`secret_register`); every replica checks its shape.
@@ -25,8 +28,9 @@
 //!    starts its own count again, states `pin_unlocked` and releases its
 //!    masked share sealed to the recipient key.
 //!
-//! Once the log destroys a record every guardian erases its share of the
-//! PIN key ([`erase_destroyed`]): nothing can evaluate it again.
+//! Once the log destroys a record, or a registration again replaces it,
+//! every guardian erases its share of its PIN key ([`erase_retired`]):
+//! nothing can evaluate it again.
 
 use std::time::Duration;
 
@@ -182,12 +186,10 @@ pub async fn begin(
             pin_key_name(name)
         )));
     }
-    let usable = existing.filter(|k| match &current {
-        None => true,
-        Some((_, g)) => {
-            *g != latest && k.threshold == acct.threshold && k.members == acct.guardians
-        }
-    });
+    // Registering again always makes a new generation (a key begun before
+    // and never registered may be on other guardians, or its guardians'
+    // begin counts used up by a coordinator that asked them in vain).
+    let usable = existing.filter(|_| current.is_none());
     let (record, generation) = match usable {
         Some(k) => (k, latest.max(1)),
         None => {
@@ -474,6 +476,19 @@ pub(crate) async fn authorize(
                 (None, None) => {}
                 (Some((v, g)), Some(asked)) if v == asked && *g != generation => {
                     node.require_rules(AGAIN_RULES, "registering a secret again")?;
+                    // On the account's guardians of the day: a stale key
+                    // would keep the moved secret where it was.
+                    let on_guardians = node.registry(|r| {
+                        r.keys
+                            .records
+                            .get(key)
+                            .is_some_and(|k| k.members == record.guardians)
+                    });
+                    if !on_guardians {
+                        return Err(refuse(format!(
+                            "{key} is not on {name}'s guardians of the day"
+                        )));
+                    }
                 }
                 (Some(_), _) => {
                     return Err(refuse(format!(
@@ -485,11 +500,11 @@ pub(crate) async fn authorize(
             }
             let m = Element::from_bytes(&b.blinded_element.0)
                 .map_err(|e| refuse(format!("the blinded element: {e}")))?;
-            count_begin(
-                node,
-                key.strip_prefix(keyquorum_wire::recovery::PIN_PREFIX)
-                    .unwrap_or(key),
-            )?;
+            let begun = request_id(&a.verified.keyid, &a.verified.nonce);
+            let short = key
+                .strip_prefix(keyquorum_wire::recovery::PIN_PREFIX)
+                .unwrap_or(key);
+            count_begin(node, short, &begun)?;
             Ok((m, format!("pin.begin {name}")))
         }
         ["v1", "recovery", "accounts", acct, "secret", "guess"] if post && *acct == name => {
@@ -546,8 +561,9 @@ pub(crate) async fn authorize(
     }
 }
 
-/// Begin evaluations one guardian answers for one account's PIN key, ever
-/// (a registration needs one; retries after a failed register use more).
+/// Begin requests one guardian answers for one PIN key, ever (a
+/// registration needs one; retries after a failed register use more; the
+/// same request asked again counts once).
 pub const MAX_BEGINS: u16 = 4;
 
 /// Serializes this node's read-modify-write of its guess counts (round
@@ -572,23 +588,36 @@ async fn strict_barrier(node: &Node) -> Result<(), NodeError> {
     Ok(())
 }
 
-/// Count a begin evaluation of `name`'s PIN key in this guardian's vault,
-/// refused past [`MAX_BEGINS`].
-fn count_begin(node: &Node, name: &str) -> Result<(), NodeError> {
+/// Count begin request `id` for PIN key `name` (without its `pin.`) in
+/// this guardian's vault, refused past [`MAX_BEGINS`] requests; the same
+/// request asked again (a coordinator repeating it under other run ids)
+/// counts once. The row is the count (2 bytes, big-endian) and the ids
+/// counted (16 bytes each; a row from an older build is the count alone).
+fn count_begin(node: &Node, name: &str, id: &[u8; 16]) -> Result<(), NodeError> {
     let _held = counts_lock()?;
     let key = format!("begin/{name}");
-    let done = match node.vault().get(Table::PinCounts, key.as_bytes())? {
-        Some(b) => <[u8; 2]>::try_from(b.as_slice()).map_or(u16::MAX, u16::from_be_bytes),
-        None => 0,
+    let row = node
+        .vault()
+        .get(Table::PinCounts, key.as_bytes())?
+        .map(|b| b.to_vec())
+        .unwrap_or_else(|| vec![0, 0]);
+    let (done, ids) = match row.split_first_chunk::<2>() {
+        Some((n, ids)) if ids.len() % 16 == 0 => (u16::from_be_bytes(*n), ids),
+        _ => (u16::MAX, &[][..]),
     };
+    if ids.chunks_exact(16).any(|c| c == id) {
+        return Ok(());
+    }
     if done >= MAX_BEGINS {
         return Err(NodeError::Forbidden(format!(
             "PIN evaluation refused: this guardian has answered {MAX_BEGINS} registrations of \
              {name} already"
         )));
     }
-    node.vault()
-        .put(Table::PinCounts, key.as_bytes(), &(done + 1).to_be_bytes())?;
+    let mut next = (done + 1).to_be_bytes().to_vec();
+    next.extend_from_slice(ids);
+    next.extend_from_slice(id);
+    node.vault().put(Table::PinCounts, key.as_bytes(), &next)?;
     Ok(())
 }
 

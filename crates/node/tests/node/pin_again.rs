@@ -63,6 +63,95 @@ async fn a_secret_registered_again_moves_to_the_new_guardians_and_retires_the_ol
     assert_eq!((first.generation, first.threshold), (1, 2));
     let pinned = first.public_key.0.clone();
 
+    // Only the old three hold the live record's key.
+    let holds = |key: &'static str| {
+        (1..=5u16)
+            .filter(|i| vault_count(&c, n(*i), Table::Shares, key) == 1)
+            .collect::<Vec<u16>>()
+    };
+    // (each promotes its pending share within about a second)
+    common::poll(
+        "the PIN key's shares stored",
+        Duration::from_secs(10),
+        || async { holds("pin.dora") == old },
+    )
+    .await;
+
+    let m = voprf::VoprfClient::<voprf::Ristretto255>::blind(b"x", &mut rand_core::OsRng)
+        .unwrap()
+        .message
+        .serialize()
+        .to_vec();
+    let ask = |who: &keyquorum_client::ClientKey, path: &str, body: serde_json::Value| {
+        common::client_request(&urls[0], who, "POST", path, Some(body), common::now_s())
+    };
+    let round_one = |key: &str, run: u8, request| PeerMessage::OprfCommit {
+        key: key.into(),
+        epoch: 1,
+        run: Hex32([run; 32]),
+        request,
+    };
+    let again_body = serde_json::json!({
+        "blinded_element": hex::encode(&m),
+        "replace": hex::encode(&first.version.0),
+    });
+    let begin_again = || {
+        ask(
+            &enroller,
+            "/v1/recovery/accounts/dora/secret/begin",
+            again_body.clone(),
+        )
+    };
+
+    // A registration again the client abandons (the identities it holds
+    // are not the guardians'): a later key begun on the old three, never
+    // registered; the live record's key and shares stay.
+    let strangers = ExpectedGuardians {
+        guardians: old.iter().map(|i| (n(*i), [7; 32])).collect(),
+        threshold: 2,
+    };
+    let err = via(&enroller, 1)
+        .recovery_secret_register_again(&first, b"2468", b"x", 3, &cost, Some(&strangers))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("endorsed"), "{err}");
+    common::poll(
+        "the later key's shares stored",
+        Duration::from_secs(10),
+        || async { holds("pin.dora~2") == old },
+    )
+    .await;
+    // Past the erasing task's round: the live record's key is kept.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(holds("pin.dora"), old, "the live record's key kept");
+    // A coordinator repeating one genuine begin under other run ids gets
+    // it counted once by each guardian.
+    let g = n(old[1]);
+    let once = begin_again();
+    for run in 10..16 {
+        let asked = c
+            .node(g)
+            .unwrap()
+            .handle_peer(n(old[0]), round_one("pin.dora~2", run, once.clone()))
+            .await;
+        // (past a few runs the node's replay guard refuses the request)
+        if let Err(e) = asked {
+            assert!(run > 10 && e.to_string().contains("attempts"), "{e}");
+        }
+    }
+    let row = c
+        .node(g)
+        .unwrap()
+        .vault()
+        .get(Table::PinCounts, b"begin/dora~2")
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        &row[..2],
+        &2u16.to_be_bytes(),
+        "the client's begin and this one"
+    );
+
     // The account moves to all five guardians, 3-of-5; the secret stays
     // on its key (the old three) and still recovers.
     admin
@@ -104,49 +193,26 @@ async fn a_secret_registered_again_moves_to_the_new_guardians_and_retires_the_ol
         c.node(n(1))
             .unwrap()
             .registry(|r| r.recovery.pin_generation("dora")),
-        1,
+        2,
         "no key made for a refused registration"
     );
 
-    // A hostile coordinator asking a guardian of the live record's key to
-    // evaluate it for a registration again (the enroller's genuine
-    // request): refused, that key evaluates counted guesses only.
-    let m = voprf::VoprfClient::<voprf::Ristretto255>::blind(b"x", &mut rand_core::OsRng)
-        .unwrap()
-        .message
-        .serialize()
-        .to_vec();
-    let ask = |who: &keyquorum_client::ClientKey, path: &str, body: serde_json::Value| {
-        common::client_request(&urls[0], who, "POST", path, Some(body), common::now_s())
-    };
-    let round_one = |key: &str, request| PeerMessage::OprfCommit {
-        key: key.into(),
-        epoch: 1,
-        run: Hex32([1; 32]),
-        request,
-    };
-    let again_body = serde_json::json!({
-        "blinded_element": hex::encode(&m),
-        "replace": hex::encode(&first.version.0),
-    });
-    let g = n(old[1]);
-    let e = c
-        .node(g)
-        .unwrap()
-        .handle_peer(
-            n(old[0]),
-            round_one(
-                "pin.dora",
-                ask(
-                    &enroller,
-                    "/v1/recovery/accounts/dora/secret/begin",
-                    again_body.clone(),
-                ),
-            ),
-        )
-        .await
-        .unwrap_err();
-    assert!(e.to_string().contains("has a secret"), "{e}");
+    // A hostile coordinator asking a guardian to evaluate, for the
+    // enroller's genuine registration again, the live record's key (it
+    // evaluates counted guesses only) or the key begun before the rotation
+    // (not on the account's guardians of the day): refused.
+    for (key, why) in [
+        ("pin.dora", "latest PIN key"),
+        ("pin.dora~2", "guardians of the day"),
+    ] {
+        let e = c
+            .node(g)
+            .unwrap()
+            .handle_peer(n(old[0]), round_one(key, 1, begin_again()))
+            .await
+            .unwrap_err();
+        assert!(e.to_string().contains(why), "{key}: {e}");
+    }
 
     // Registered again, under a new PIN, on the five guardians: a new key,
     // checked against their identities and threshold.
@@ -161,7 +227,7 @@ async fn a_secret_registered_again_moves_to_the_new_guardians_and_retires_the_ol
         )
         .await
         .unwrap();
-    assert_eq!(second.generation, 2);
+    assert_eq!(second.generation, 3);
     assert_eq!(
         (second.threshold, second.guardians.clone()),
         (3, ns(&[1, 2, 3, 4, 5]))
@@ -175,7 +241,8 @@ async fn a_secret_registered_again_moves_to_the_new_guardians_and_retires_the_ol
         || async {
             (1..=5).all(|i| {
                 vault_count(&c, n(i), Table::Shares, "pin.dora") == 0
-                    && vault_count(&c, n(i), Table::Shares, "pin.dora~2") == 1
+                    && vault_count(&c, n(i), Table::Shares, "pin.dora~2") == 0
+                    && vault_count(&c, n(i), Table::Shares, "pin.dora~3") == 1
             })
         },
     )
@@ -202,13 +269,13 @@ async fn a_secret_registered_again_moves_to_the_new_guardians_and_retires_the_ol
         }),
     );
     let e = c
-        .node(n(4))
+        .node(g)
         .unwrap()
-        .handle_peer(n(1), round_one("pin.dora", guess))
+        .handle_peer(n(old[0]), round_one("pin.dora", 1, guess))
         .await
         .unwrap_err();
     assert!(e.to_string().contains("registered under"), "{e}");
-    let begin_again = ask(
+    let begin_third = ask(
         &enroller,
         "/v1/recovery/accounts/dora/secret/begin",
         serde_json::json!({
@@ -218,12 +285,12 @@ async fn a_secret_registered_again_moves_to_the_new_guardians_and_retires_the_ol
     );
     for (key, why) in [
         ("pin.dora", "latest PIN key"),
-        ("pin.dora~2", "has a secret"),
+        ("pin.dora~3", "has a secret"),
     ] {
         let e = c
             .node(n(4))
             .unwrap()
-            .handle_peer(n(1), round_one(key, begin_again.clone()))
+            .handle_peer(n(1), round_one(key, 2, begin_third.clone()))
             .await
             .unwrap_err();
         assert!(e.to_string().contains(why), "{key}: {e}");
@@ -242,7 +309,7 @@ async fn a_secret_registered_again_moves_to_the_new_guardians_and_retires_the_ol
         .recovery_secret_register_again(&destroyed, b"8642", b"third secret", 3, &cost, None)
         .await
         .unwrap();
-    assert_eq!(third.generation, 3);
+    assert_eq!(third.generation, 4);
     let got = via(&runner, 2)
         .recovery_secret_recover("dora", b"8642", &third.public_key.0)
         .await
@@ -253,8 +320,8 @@ async fn a_secret_registered_again_moves_to_the_new_guardians_and_retires_the_ol
         Duration::from_secs(20),
         || async {
             (1..=5).all(|i| {
-                vault_count(&c, n(i), Table::Shares, "pin.dora~2") == 0
-                    && vault_count(&c, n(i), Table::Shares, "pin.dora~3") == 1
+                vault_count(&c, n(i), Table::Shares, "pin.dora~3") == 0
+                    && vault_count(&c, n(i), Table::Shares, "pin.dora~4") == 1
             })
         },
     )

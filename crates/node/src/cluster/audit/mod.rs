@@ -23,6 +23,7 @@ use keyquorum_wire::control::{
 use keyquorum_wire::Hex;
 use tokio::sync::{mpsc, oneshot};
 
+use super::machine::clock::RESTORED;
 use super::Node;
 use crate::error::NodeError;
 
@@ -376,6 +377,7 @@ pub(crate) async fn audit_writer(
                     boot: node.boot(),
                     rules: Some(crate::cluster::machine::rules::announced_by(node.id())),
                     measurement: Some(node.measurement()),
+                    restored: node.registry(|r| r.clock.restore_id()),
                 };
                 if let Err(e) = node.propose(node.statement(boot)).await {
                     tracing::debug!(error = %e, "boot statement not committed yet");
@@ -423,6 +425,15 @@ pub(crate) async fn audit_writer(
                     // Too old to be taken, and not held here: signed again.
                     Ok(CommandResponse::Rejected { reason }) if reason.contains("stale") => {
                         tracing::warn!(reason, "audit statement too old; signing it again");
+                        statement = audit();
+                    }
+                    // Made before the restored control plane's floor (or
+                    // while it waits for the voters' boots): never taken, so
+                    // signed again once the floor may have passed it.
+                    Ok(CommandResponse::Rejected { reason }) if reason.contains(RESTORED) => {
+                        tracing::info!(reason, "audit statement from before the restore's floor");
+                        tokio::time::sleep(delay).await;
+                        delay = (delay * 2).min(Duration::from_secs(2));
                         statement = audit();
                     }
                     Ok(_) => {

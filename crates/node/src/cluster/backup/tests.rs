@@ -234,9 +234,22 @@ fn a_node_restores_what_it_attested_itself_and_the_store_opens_on_it() {
     .unwrap();
     assert_eq!(sm.reader().applied_index(), Some(INDEX));
     assert_eq!(sm.reader().read(|m| m.roster.nodes.len()), 3);
-    // The store can attest the checkpoint it was restored to.
+    // The state is the checkpoint's marked restored (nothing signed before
+    // the voters boot on it is taken: `machine::clock::RestoreFloor`), so
+    // its checkpoint is not the file's; every node restoring the file
+    // writes the same one, and can attest it to the others.
     let c = check(&f, &anchors(&[&ks[0], &ks[1]]), 0).unwrap();
-    assert_eq!(sm.checkpoints().digest_at(INDEX), Some(c.digest.0));
+    let restored = sm.checkpoints().digest_at(INDEX).unwrap();
+    assert_ne!(restored, c.digest.0);
+    assert!(sm.reader().read(|m| m.clock.restore_id()).is_some());
+    let dir2 = tempfile::tempdir().unwrap();
+    restore(dir2.path(), id(2), public(&ks[1]), &f, &opts(&[], true)).unwrap();
+    let (_, sm2) = keyquorum_store::raft::open_with::<TypeConfig, Registry>(
+        &dir2.path().join(RAFT_FILE),
+        Some(20),
+    )
+    .unwrap();
+    assert_eq!(sm2.checkpoints().digest_at(INDEX), Some(restored));
 }
 
 #[test]

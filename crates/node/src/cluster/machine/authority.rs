@@ -79,6 +79,16 @@ enum Signer {
     Members,
 }
 
+/// Whether `a` is a boot statement on the state restored with the id it
+/// names ([`super::clock::RestoreFloor`]).
+fn restarted(r: &Registry, a: &Authorized) -> bool {
+    matches!(
+        &a.command,
+        Command::Cluster(ClusterCommand::Boot { restored: Some(id), .. })
+            if r.clock.restore_id() == Some(*id)
+    )
+}
+
 /// Check what authorizes `a` and, if it holds, use the authorization up
 /// (it cannot authorize the same command again); an admitted node
 /// statement attests its signer's clock ([`LogClock`](super::clock::LogClock)). A refused command
@@ -89,8 +99,14 @@ pub(crate) fn admit(r: &mut Registry, a: &Authorized) -> Result<Actor, String> {
         // A client's time is judged, never trusted.
         Signer::Client(..) => r.clock.fresh(made_ms)?,
         // A member's time may run ahead of the attested clock (that is
-        // how the clock moves); it may not be old.
-        Signer::Node(_) | Signer::Members => r.clock.not_stale(made_ms)?,
+        // how the clock moves); it may not be old, nor from before a
+        // restore, except its boot on the restored state.
+        Signer::Node(_) | Signer::Members => {
+            r.clock.not_stale(made_ms)?;
+            if !restarted(r, a) {
+                r.clock.after_restore(made_ms)?;
+            }
+        }
     }
     let actor = match signer {
         Signer::Client(v, request) => {
@@ -123,7 +139,12 @@ pub(crate) fn admit(r: &mut Registry, a: &Authorized) -> Result<Actor, String> {
     let until = made_ms.saturating_add((WINDOW_S + SKEW_S) * 1000);
     r.clock.once(key, until)?;
     match &actor {
-        Actor::Node(node) => r.clock.attest(*node, made_ms, &r.voters),
+        Actor::Node(node) => {
+            if restarted(r, a) {
+                r.clock.booted_after_restore(*node, made_ms, &r.voters);
+            }
+            r.clock.attest(*node, made_ms, &r.voters);
+        }
         Actor::Members => {
             for v in &r.voters {
                 r.clock.attest(*v, made_ms, &r.voters);

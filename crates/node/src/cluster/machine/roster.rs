@@ -277,6 +277,15 @@ impl Registry {
         Ok(())
     }
 
+    /// Whether `name` is the PIN key of a secret the log destroyed (from
+    /// rules 16): its guardians erased their shares, so it holds nothing.
+    fn retired_pin_key(&self, name: &str) -> bool {
+        self.rules >= crate::recovery::state::AGAIN_RULES
+            && keyquorum_wire::recovery::pin_key_of(name).is_some_and(|(account, g)| {
+                !self.recovery.pin_generations_in_use(account).contains(&g)
+            })
+    }
+
     /// Whether node `id` may be removed: a member holding no key shares,
     /// not the last voter.
     pub(super) fn check_remove_node(&self, id: NodeId, despite_trees: bool) -> Result<(), String> {
@@ -288,6 +297,7 @@ impl Registry {
             .records
             .values()
             .filter(|k| k.members.contains(&id))
+            .filter(|k| !self.retired_pin_key(&k.name))
             .map(|k| k.name.as_str())
             .collect();
         if !holds.is_empty() {

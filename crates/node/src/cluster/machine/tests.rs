@@ -193,6 +193,7 @@ fn announce_rules(r: &mut Registry, nonce: u8) {
                     boot: Hex32([*n as u8 + nonce; 32]),
                     rules: Some(keyquorum_wire::control::APPLY_RULES),
                     measurement: None,
+                    restored: None,
                 },
             )
         })
@@ -648,6 +649,7 @@ mod keys;
 mod operators;
 mod oprf;
 mod recovery;
+mod restore;
 mod roster;
 mod rules;
 mod seedtree;

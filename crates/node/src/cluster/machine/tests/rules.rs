@@ -15,6 +15,7 @@ fn boot(node: u64, nonce: u8, rules: Option<u16>) -> Authorized {
             boot: Hex32([nonce; 32]),
             rules,
             measurement: None,
+            restored: None,
         },
     )
 }
@@ -28,6 +29,7 @@ fn boot_at(node: u64, time_ms: u64, nonce: u8, rules: Option<u16>) -> Authorized
             boot: Hex32([nonce; 32]),
             rules,
             measurement: None,
+            restored: None,
         },
     )
 }

@@ -348,6 +348,38 @@ fn register_again(
         panic!("a proposal at rules 15 is applied");
     };
     assert!(refused(&responses[0]), "before rules 16");
+    // Nor, at rules 15, a registration whose body carries a field older
+    // builds refuse (they decide alike only if this one refuses it too),
+    // even with the value that means nothing new.
+    let mut legacy = record(3);
+    legacy.version = Hex(vec![0x44; 16]);
+    let body = format!(
+        "{},\"generation\":1}}",
+        body_of(&legacy).trim_end_matches('}')
+    );
+    let at_15 = Proposal {
+        rules: 15,
+        time_ms: T0,
+        commands: vec![client(
+            admin,
+            "POST",
+            "https://n1:7000/v1/recovery/accounts/alice/secret",
+            body.as_bytes(),
+            T0,
+            "q00",
+            RecoveryCommand::SecretRegister {
+                record: Box::new(legacy),
+            },
+        )],
+    };
+    let CommandResponse::Batch { responses } = before.apply(7, &at_15) else {
+        panic!("a proposal at rules 15 is applied");
+    };
+    assert!(
+        matches!(&responses[0], CommandResponse::Rejected { reason } if reason.contains("apply rules 16")),
+        "{:?}",
+        responses[0]
+    );
     for (what, a) in [
         (
             "no record named",
