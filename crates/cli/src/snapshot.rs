@@ -70,6 +70,13 @@ pub(crate) enum SnapshotCommand {
         /// lost), or its state cannot be read to tell.
         #[arg(long)]
         lose_newer: bool,
+        /// This restore's label: the same on every node, never used for
+        /// another restore (e.g. `2026-12-04-1`). Nothing signed before the
+        /// nodes start on the restored state is taken after it; the label
+        /// keeps boots from an earlier restore of the same file from
+        /// counting.
+        #[arg(long)]
+        restore_id: String,
     },
 }
 
@@ -110,6 +117,7 @@ pub(crate) async fn run(command: SnapshotCommand, json: bool) -> Result<()> {
             ca_cert,
             min_attestations,
             lose_newer,
+            restore_id,
         } => {
             let (cfg, me) = crate::nodes::public_identity(&config)?;
             let f = backup::read_file(&file)?;
@@ -118,6 +126,7 @@ pub(crate) async fn run(command: SnapshotCommand, json: bool) -> Result<()> {
                 min: min_attestations,
                 lose_newer,
                 now_ms: keyquorum_node::cluster::peer::now_ms(),
+                label: restore_id,
             };
             let r = backup::restore(&cfg.data_dir, cfg.id, me.info.identity, &f, &opts)?;
             if json {

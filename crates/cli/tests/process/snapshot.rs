@@ -270,6 +270,8 @@ fn the_control_plane_is_saved_verified_and_restored_without_reusing_a_nonce_or_a
                 file.to_str().unwrap(),
                 "--config",
                 &cfgs[i],
+                "--restore-id",
+                "test-1",
                 "--json",
             ],
             &[],

@@ -452,6 +452,12 @@ pub struct RestoreOptions {
     pub lose_newer: bool,
     /// Now (ms since the Unix epoch), to name the old file.
     pub now_ms: u64,
+    /// This restore's label, the same on every node and never used for
+    /// another restore (`--restore-id`): with the checkpoint it names the
+    /// restore the voters' boots count for
+    /// (`machine::clock::RestoreFloor`), so boots from an earlier restore
+    /// of the same file count for nothing. Required (not empty).
+    pub label: String,
 }
 
 /// Restore the control plane of node `id`, whose public identity key is
@@ -559,11 +565,20 @@ pub fn restore(
     // voters start on the restored state is taken
     // (`machine::clock::RestoreFloor`). Every node restoring this file
     // writes the same state.
+    if opts.label.is_empty() {
+        return Err(BackupError::Malformed(
+            "a restore needs a label (--restore-id), the same on every node and new for each \
+             restore"
+                .into(),
+        ));
+    }
     let restore_id = {
         use sha2::Digest as _;
         Hex32(
             sha2::Sha256::new()
                 .chain_update(b"keyquorum restore\0")
+                .chain_update((opts.label.len() as u64).to_be_bytes())
+                .chain_update(opts.label.as_bytes())
                 .chain_update(file.data.as_bytes())
                 .finalize()
                 .into(),

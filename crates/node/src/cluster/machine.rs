@@ -511,9 +511,16 @@ impl Registry {
             } => self
                 .recovery
                 .pin_key(account, key, endorsements, &mut self.keys.records),
-            RecoveryCommand::SecretRegister { record } => self
-                .recovery
-                .register_secret(record, &mut self.keys.records),
+            RecoveryCommand::SecretRegister { record } => {
+                // Older builds drop a generation they do not know: below
+                // rules 16 every build stores the first.
+                let mut record = record.clone();
+                if self.rules < crate::recovery::state::AGAIN_RULES {
+                    record.generation = 1;
+                }
+                self.recovery
+                    .register_secret(&record, &mut self.keys.records)
+            }
             RecoveryCommand::PinGuess { account, guess } => self.recovery.guess(account, guess),
             RecoveryCommand::PinUnlocked { account, guess_id } => {
                 let key = self

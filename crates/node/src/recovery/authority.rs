@@ -356,7 +356,7 @@ pub(crate) fn asks_for(
                 )?;
                 keyquorum_wire::recovery::pin_key_name_at(account, next)
             } else {
-                before_again(body_bytes)?;
+                before_again(body_bytes, 1)?;
                 need(
                     !r.recovery.secrets.contains_key(account),
                     "an account without a secret",
@@ -392,7 +392,7 @@ pub(crate) fn asks_for(
             let latest = if r.rules >= AGAIN_RULES {
                 r.recovery.pin_generation(&record.account)
             } else {
-                before_again(body_bytes)?;
+                before_again(body_bytes, 8)?;
                 1
             };
             let key = r
@@ -418,8 +418,15 @@ pub(crate) fn asks_for(
                     )?;
                 }
             }
+            // (Below rules 16 older builds ignore the record's generation,
+            // and apply stores the first: so is it checked here.)
+            let generation = if r.rules >= AGAIN_RULES {
+                record.generation
+            } else {
+                1
+            };
             need(
-                record.generation == latest && b.generation == latest,
+                generation == latest && b.generation == latest,
                 "the account's latest PIN key",
             )?;
             need(
@@ -466,12 +473,18 @@ pub(crate) fn asks_for(
 
 /// Before rules 16 a begin or registration body is what older builds read
 /// (they refuse unknown fields): one naming a record to replace or a key
-/// generation is refused, so every build decides alike.
-fn before_again(body_bytes: &[u8]) -> Result<(), String> {
-    let fields: serde_json::Map<String, serde_json::Value> =
-        serde_json::from_slice(body_bytes).map_err(|e| e.to_string())?;
+/// generation is refused, so every build decides alike. A body written as
+/// an array (serde reads a struct from its fields in order) may hold no
+/// more than the `fields` older builds know.
+fn before_again(body_bytes: &[u8], fields: usize) -> Result<(), String> {
+    let v: serde_json::Value = serde_json::from_slice(body_bytes).map_err(|e| e.to_string())?;
+    let old = match &v {
+        serde_json::Value::Object(m) => !m.contains_key("replace") && !m.contains_key("generation"),
+        serde_json::Value::Array(a) => a.len() <= fields,
+        _ => true,
+    };
     need(
-        !fields.contains_key("replace") && !fields.contains_key("generation"),
+        old,
         "registering a secret again (replace, generation) needs apply rules 16",
     )
 }

@@ -500,7 +500,12 @@ pub(crate) async fn authorize(
             }
             let m = Element::from_bytes(&b.blinded_element.0)
                 .map_err(|e| refuse(format!("the blinded element: {e}")))?;
-            let begun = request_id(&a.verified.keyid, &a.verified.nonce);
+            // The request and the element it asks for: a nonce signed
+            // again over another element is another begin.
+            let begun = Counter::guess_of(
+                &request_id(&a.verified.keyid, &a.verified.nonce),
+                &Sha256::digest(m.to_bytes()).into(),
+            );
             let short = key
                 .strip_prefix(keyquorum_wire::recovery::PIN_PREFIX)
                 .unwrap_or(key);

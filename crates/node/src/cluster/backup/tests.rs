@@ -93,6 +93,7 @@ fn attest(
 
 fn opts(trusted: &[[u8; 32]], lose_newer: bool) -> RestoreOptions {
     RestoreOptions {
+        label: "first".into(),
         trusted: trusted.to_vec(),
         min: 0,
         lose_newer,
@@ -250,6 +251,30 @@ fn a_node_restores_what_it_attested_itself_and_the_store_opens_on_it() {
     )
     .unwrap();
     assert_eq!(sm2.checkpoints().digest_at(INDEX), Some(restored));
+    let first_id = sm2.reader().read(|m| m.clock.restore_id());
+    drop(sm2);
+    // The same file restored again under another label: another restore
+    // (boots naming the first count for nothing); no label: refused.
+    let dir3 = tempfile::tempdir().unwrap();
+    let again = RestoreOptions {
+        label: "second".into(),
+        ..opts(&[], true)
+    };
+    restore(dir3.path(), id(2), public(&ks[1]), &f, &again).unwrap();
+    let (_, sm3) = keyquorum_store::raft::open_with::<TypeConfig, Registry>(
+        &dir3.path().join(RAFT_FILE),
+        Some(20),
+    )
+    .unwrap();
+    assert!(first_id.is_some());
+    assert_ne!(sm3.reader().read(|m| m.clock.restore_id()), first_id);
+    let unlabelled = RestoreOptions {
+        label: String::new(),
+        ..opts(&[], true)
+    };
+    let dir4 = tempfile::tempdir().unwrap();
+    let e = restore(dir4.path(), id(2), public(&ks[1]), &f, &unlabelled).unwrap_err();
+    assert!(e.to_string().contains("label"), "{e}");
 }
 
 #[test]

@@ -159,7 +159,11 @@ impl LogClock {
         let mut times: Vec<u64> = r.booted.values().copied().collect();
         times.sort_unstable();
         let f = voters.len().saturating_sub(1) / 2;
-        r.floor = times.get(f).copied();
+        // Once set, a floor stays (voters added later raise f: the boots
+        // counted so far do not unset it).
+        if let Some(t) = times.get(f) {
+            r.floor = Some(*t);
+        }
     }
 
     /// Whether something signed at `time_ms` may be taken after a restore
@@ -171,9 +175,11 @@ impl LogClock {
                 "{RESTORED}: nothing is taken until a majority of the voters have started on the \
                  restored state"
             )),
-            Some(Some(floor)) if time_ms < floor => Err(format!(
+            // A skew past the floor: before the restore, a client's time
+            // was taken up to the skew ahead of the clock.
+            Some(Some(floor)) if time_ms < floor.saturating_add(SKEW_S * 1000) => Err(format!(
                 "{RESTORED}: made at {time_ms} ms, before the restore (nothing signed before \
-                 {floor} ms is taken): sign it again"
+                 {floor} ms and {SKEW_S} s is taken): sign it again"
             )),
             Some(Some(_)) => Ok(()),
         }
@@ -276,8 +282,13 @@ mod tests {
         assert!(c.after_restore(honest).is_err());
         c.booted_after_restore(id(1), honest, &voters);
         c.booted_after_restore(id(2), later, &voters);
-        assert!(c.after_restore(later - 1).is_err());
-        assert!(c.after_restore(later).is_ok());
+        let skew = SKEW_S * 1000;
+        assert!(c.after_restore(later + skew - 1).is_err());
+        assert!(c.after_restore(later + skew).is_ok());
+        // Voters added after the floor was set do not unset it.
+        let more: BTreeSet<NodeId> = (1..=7).map(id).collect();
+        c.booted_after_restore(id(3), later, &more);
+        assert_eq!(c.restore_floor().and_then(|r| r.floor), Some(later));
         assert!(LogClock::default().after_restore(0).is_ok());
     }
 }

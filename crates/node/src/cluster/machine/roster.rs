@@ -282,7 +282,9 @@ impl Registry {
     fn retired_pin_key(&self, name: &str) -> bool {
         self.rules >= crate::recovery::state::AGAIN_RULES
             && keyquorum_wire::recovery::pin_key_of(name).is_some_and(|(account, g)| {
-                !self.recovery.pin_generations_in_use(account).contains(&g)
+                self.recovery.pin_keys.contains_key(account)
+                    && self.recovery.secrets.contains_key(account)
+                    && !self.recovery.pin_generations_in_use(account).contains(&g)
             })
     }
 

@@ -4,6 +4,7 @@
 //! holding one) must not get them applied again.
 
 use super::*;
+use crate::cluster::machine::clock::RESTORED;
 
 fn boot(node: u64, nonce: u8, time_ms: u64, restored: Option<Hex32>) -> Authorized {
     statement(
@@ -62,7 +63,11 @@ fn nothing_signed_before_a_restore_is_taken_after_it() {
             boot(1, 92, T0 + 20_000, Some(Hex32([1; 32]))),
         ),
     ] {
-        assert!(refused(&apply(&mut r, T0 + 20_000, vec![a])[0]), "{what}");
+        let got = apply(&mut r, T0 + 20_000, vec![a]);
+        assert!(
+            matches!(&got[0], CommandResponse::Rejected { reason } if reason.contains(RESTORED)),
+            "{what}: {got:?}"
+        );
     }
     assert_eq!(r.clock.restore_floor().and_then(|f| f.floor), None);
     // Voter 2 starts on it at T0 + 60 s: of two voters (f = 0) one boot
@@ -87,25 +92,30 @@ fn nothing_signed_before_a_restore_is_taken_after_it() {
         "{got:?}"
     );
     assert!(r.clients.get("user").is_some_and(|c| !c.revoked));
-    // What is signed after it is taken.
+    // Nor within the skew past it (a client's time was taken up to 30 s
+    // ahead of the clock before the restore); what is signed after that
+    // is taken.
+    assert!(refused(
+        &apply(&mut r, T0 + 61_000, vec![revoke("r2", T0 + 89_999)])[0]
+    ));
     assert_eq!(
-        apply(&mut r, T0 + 61_000, vec![revoke("r2", T0 + 61_000)]),
+        apply(&mut r, T0 + 90_000, vec![revoke("r3", T0 + 90_000)]),
         vec![ok()]
     );
     // Voter 1's boot on it comes later; a statement of voter 1 from
-    // before the floor does not.
+    // before the floor (and its skew) does not.
     assert!(refused(
         &apply(
             &mut r,
-            T0 + 62_000,
-            vec![statement(1, T0 + 59_000, 94, ClusterCommand::Tick {})]
+            T0 + 92_000,
+            vec![statement(1, T0 + 80_000, 94, ClusterCommand::Tick {})]
         )[0]
     ));
     assert_eq!(
         apply(
             &mut r,
-            T0 + 62_000,
-            vec![boot(1, 95, T0 + 62_000, Some(id))]
+            T0 + 92_000,
+            vec![boot(1, 95, T0 + 92_000, Some(id))]
         ),
         vec![ok()]
     );
@@ -126,4 +136,48 @@ fn nothing_signed_before_a_restore_is_taken_after_it() {
         vec![ok(), ok()]
     );
     assert_eq!(r.clock.restore_floor(), None);
+}
+
+/// The same checkpoint restored twice (a first restore gone wrong): the
+/// second restore's label makes it another restore, so the voters' boots
+/// on the first, which a lying leader kept, count for nothing, and the
+/// commands signed between the two restores stay refused.
+#[test]
+fn boots_on_an_earlier_restore_of_the_same_file_count_for_nothing() {
+    let (checkpoint, admin, _user) = registry();
+    let (first, second) = (Hex32([1; 32]), Hex32([2; 32]));
+    let mut r = checkpoint.clone();
+    r.clock.begin_restore(first);
+    let early = boot(2, 80, T0 + 60_000, Some(first));
+    assert_eq!(apply(&mut r, T0 + 60_000, vec![early.clone()]), vec![ok()]);
+    // Between the two restores the cluster ran: a command signed then.
+    let between = client(
+        &admin,
+        "POST",
+        "https://n1:7000/v1/clients/user/revoke",
+        b"",
+        T0 + 120_000,
+        "b1",
+        ClusterCommand::RevokeClient {
+            name: "user".into(),
+        },
+    );
+    let mut r = checkpoint;
+    r.clock.begin_restore(second);
+    let got = apply(&mut r, T0 + 200_000, vec![early]);
+    assert!(refused(&got[0]), "{got:?}");
+    assert_eq!(r.clock.restore_floor().and_then(|f| f.floor), None);
+    assert!(refused(
+        &apply(&mut r, T0 + 200_000, vec![between.clone()])[0]
+    ));
+    // The voters' boots on the second restore set its floor, past it.
+    assert_eq!(
+        apply(
+            &mut r,
+            T0 + 300_000,
+            vec![boot(1, 81, T0 + 300_000, Some(second))]
+        ),
+        vec![ok()]
+    );
+    assert!(refused(&apply(&mut r, T0 + 300_000, vec![between])[0]));
 }
