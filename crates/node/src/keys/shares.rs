@@ -174,10 +174,6 @@ impl Keys {
         Ok(share)
     }
 
-    /// Erase this node's shares and nonces of generations of `record`'s key
-    /// older than `record`'s, and pending shares of runs that can no longer
-    /// commit. Only committed state is consulted, so a lagging node erases
-    /// nothing it may still need.
     /// Erase every generation of key `name` from this node's vault (a PIN
     /// key no longer in use, which the registry may no longer list): what
     /// [`Self::erase_older`] does for a generation past every other.
@@ -185,6 +181,10 @@ impl Keys {
         self.erase_older_of(node, name, u64::MAX, &Hex32([0; 32]))
     }
 
+    /// Erase this node's shares and nonces of generations of `record`'s key
+    /// older than `record`'s, and pending shares of runs that can no longer
+    /// commit. Only committed state is consulted, so a lagging node erases
+    /// nothing it may still need.
     pub(crate) fn erase_older(&self, node: &Node, record: &KeyRecord) -> Result<usize, NodeError> {
         self.erase_older_of(node, &record.name, record.epoch, &record.session)
     }

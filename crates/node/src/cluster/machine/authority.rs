@@ -95,6 +95,7 @@ fn restarted(r: &Registry, a: &Authorized) -> bool {
 /// changes nothing.
 pub(crate) fn admit(r: &mut Registry, a: &Authorized) -> Result<Actor, String> {
     let (signer, made_ms, key) = authenticate(r, a)?;
+    let restart = restarted(r, a);
     match signer {
         // A client's time is judged, never trusted.
         Signer::Client(..) => r.clock.fresh(made_ms)?,
@@ -103,7 +104,7 @@ pub(crate) fn admit(r: &mut Registry, a: &Authorized) -> Result<Actor, String> {
         // restore, except its boot on the restored state.
         Signer::Node(_) | Signer::Members => {
             r.clock.not_stale(made_ms)?;
-            if !restarted(r, a) {
+            if !restart {
                 r.clock.after_restore(made_ms)?;
             }
         }
@@ -140,7 +141,7 @@ pub(crate) fn admit(r: &mut Registry, a: &Authorized) -> Result<Actor, String> {
     r.clock.once(key, until)?;
     match &actor {
         Actor::Node(node) => {
-            if restarted(r, a) {
+            if restart {
                 r.clock.booted_after_restore(*node, made_ms, &r.voters);
             }
             r.clock.attest(*node, made_ms, &r.voters);

@@ -179,23 +179,36 @@ fn create_body(k: &ClientKey, admin: bool) -> Vec<u8> {
     .unwrap()
 }
 
+/// Node `node`'s boot statement (boot id of `nonce`s) at `time_ms`,
+/// announcing `rules`, on the restore `restored` names.
+fn boot_statement(
+    node: u64,
+    time_ms: u64,
+    nonce: u8,
+    rules: Option<u16>,
+    restored: Option<Hex32>,
+) -> Authorized {
+    statement(
+        node,
+        time_ms,
+        nonce,
+        ClusterCommand::Boot {
+            boot: Hex32([nonce; 32]),
+            rules,
+            measurement: None,
+            restored,
+        },
+    )
+}
+
 /// Both members state a boot announcing this build's rules (statement
 /// nonces from `nonce + 1`), so the log takes them up.
 fn announce_rules(r: &mut Registry, nonce: u8) {
     let boots = [1u64, 2]
         .iter()
         .map(|n| {
-            statement(
-                *n,
-                T0,
-                nonce + *n as u8,
-                ClusterCommand::Boot {
-                    boot: Hex32([*n as u8 + nonce; 32]),
-                    rules: Some(keyquorum_wire::control::APPLY_RULES),
-                    measurement: None,
-                    restored: None,
-                },
-            )
+            let rules = Some(keyquorum_wire::control::APPLY_RULES);
+            boot_statement(*n, T0, nonce + *n as u8, rules, None)
         })
         .collect();
     assert_eq!(apply(r, T0, boots), vec![ok(), ok()]);

@@ -7,17 +7,8 @@ use super::*;
 use crate::cluster::machine::clock::RESTORED;
 
 fn boot(node: u64, nonce: u8, time_ms: u64, restored: Option<Hex32>) -> Authorized {
-    statement(
-        node,
-        time_ms,
-        nonce,
-        ClusterCommand::Boot {
-            boot: Hex32([nonce; 32]),
-            rules: Some(keyquorum_wire::control::APPLY_RULES),
-            measurement: None,
-            restored,
-        },
-    )
+    let rules = Some(keyquorum_wire::control::APPLY_RULES);
+    boot_statement(node, time_ms, nonce, rules, restored)
 }
 
 #[test]

@@ -7,31 +7,11 @@ use keyquorum_store::raft::Machine;
 use super::*;
 
 fn boot(node: u64, nonce: u8, rules: Option<u16>) -> Authorized {
-    statement(
-        node,
-        T0,
-        nonce,
-        ClusterCommand::Boot {
-            boot: Hex32([nonce; 32]),
-            rules,
-            measurement: None,
-            restored: None,
-        },
-    )
+    boot_statement(node, T0, nonce, rules, None)
 }
 
 fn boot_at(node: u64, time_ms: u64, nonce: u8, rules: Option<u16>) -> Authorized {
-    statement(
-        node,
-        time_ms,
-        nonce,
-        ClusterCommand::Boot {
-            boot: Hex32([nonce; 32]),
-            rules,
-            measurement: None,
-            restored: None,
-        },
-    )
+    boot_statement(node, time_ms, nonce, rules, None)
 }
 
 fn proposal(rules: u16, commands: Vec<Authorized>) -> Proposal {

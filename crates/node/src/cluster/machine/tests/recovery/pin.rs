@@ -2,6 +2,45 @@
 
 use super::*;
 
+/// `who`'s begin for alice (`body`), committing PIN key `key` endorsed by
+/// nodes 1 and 2.
+fn begin_command(who: &ClientKey, nonce: &str, key: KeyRecord, body: &str) -> Authorized {
+    let endorsements = endorse(&key, &[1, 2]);
+    client(
+        who,
+        "POST",
+        "https://n1:7000/v1/recovery/accounts/alice/secret/begin",
+        body.as_bytes(),
+        T0,
+        nonce,
+        RecoveryCommand::PinKey {
+            account: "alice".into(),
+            key: Box::new(key),
+            endorsements,
+        },
+    )
+}
+
+/// `who`'s registration of alice's secret (`body`), committing `rec`.
+fn register_command(
+    who: &ClientKey,
+    nonce: &str,
+    rec: keyquorum_wire::recovery::SecretRecord,
+    body: &str,
+) -> Authorized {
+    client(
+        who,
+        "POST",
+        "https://n1:7000/v1/recovery/accounts/alice/secret",
+        body.as_bytes(),
+        T0,
+        nonce,
+        RecoveryCommand::SecretRegister {
+            record: Box::new(rec),
+        },
+    )
+}
+
 /// PIN-protected secrets on apply (rules 11): the PIN key only as its
 /// enroller or an admin asked, on the account's guardians, once; the
 /// record only as asked, well-formed; a guess only as the client that
@@ -35,22 +74,8 @@ pub(super) fn pin_secrets(r: &mut Registry, admin: &ClientKey, user: &ClientKey)
         created_ms: T0,
     };
     let begin_body = format!(r#"{{"blinded_element":"{}"}}"#, "11".repeat(32));
-    let begin = |who: &ClientKey, nonce: &str, key: KeyRecord| {
-        let endorsements = endorse(&key, &[1, 2]);
-        client(
-            who,
-            "POST",
-            "https://n1:7000/v1/recovery/accounts/alice/secret/begin",
-            begin_body.as_bytes(),
-            T0,
-            nonce,
-            RecoveryCommand::PinKey {
-                account: "alice".into(),
-                key: Box::new(key),
-                endorsements,
-            },
-        )
-    };
+    let begin =
+        |who: &ClientKey, nonce: &str, key: KeyRecord| begin_command(who, nonce, key, &begin_body);
     for (what, a) in [
         (
             "a client that did not enrol it",
@@ -118,17 +143,7 @@ pub(super) fn pin_secrets(r: &mut Registry, admin: &ClientKey, user: &ClientKey)
         generation: 1,
     };
     let register = |who: &ClientKey, nonce: &str, rec: SecretRecord, body: String| {
-        client(
-            who,
-            "POST",
-            "https://n1:7000/v1/recovery/accounts/alice/secret",
-            body.as_bytes(),
-            T0,
-            nonce,
-            RecoveryCommand::SecretRegister {
-                record: Box::new(rec),
-            },
-        )
+        register_command(who, nonce, rec, &body)
     };
     let with = |nonce: &str, f: &dyn Fn(&mut SecretRecord)| {
         let mut x = record(2);
@@ -318,21 +333,8 @@ fn register_again(
     assert!(old.destroyed && old.generation == 1);
     let replace = |v: &Hex| format!(r#","replace":"{}""#, hex::encode(&v.0));
     let begin = |who: &ClientKey, nonce: &str, key: KeyRecord, extra: &str| {
-        let endorsements = endorse(&key, &[1, 2]);
         let body = format!(r#"{{"blinded_element":"{}"{extra}}}"#, "11".repeat(32));
-        client(
-            who,
-            "POST",
-            "https://n1:7000/v1/recovery/accounts/alice/secret/begin",
-            body.as_bytes(),
-            T0,
-            nonce,
-            RecoveryCommand::PinKey {
-                account: "alice".into(),
-                key: Box::new(key),
-                endorsements,
-            },
-        )
+        begin_command(who, nonce, key, &body)
     };
     let both = || vec![id(1), id(2)];
     let named = replace(&old.version);
@@ -360,17 +362,7 @@ fn register_again(
     let at_15 = Proposal {
         rules: 15,
         time_ms: T0,
-        commands: vec![client(
-            admin,
-            "POST",
-            "https://n1:7000/v1/recovery/accounts/alice/secret",
-            body.as_bytes(),
-            T0,
-            "q00",
-            RecoveryCommand::SecretRegister {
-                record: Box::new(legacy),
-            },
-        )],
+        commands: vec![register_command(admin, "q00", legacy, &body)],
     };
     let CommandResponse::Batch { responses } = before.apply(7, &at_15) else {
         panic!("a proposal at rules 15 is applied");
@@ -429,17 +421,7 @@ fn register_again(
     assert_eq!(r.recovery.pin_generations_in_use("alice"), vec![2]);
 
     let register = |who: &ClientKey, nonce: &str, rec: SecretRecord, body: String| {
-        client(
-            who,
-            "POST",
-            "https://n1:7000/v1/recovery/accounts/alice/secret",
-            body.as_bytes(),
-            T0,
-            nonce,
-            RecoveryCommand::SecretRegister {
-                record: Box::new(rec),
-            },
-        )
+        register_command(who, nonce, rec, &body)
     };
     let again = |nonce: &str, f: &dyn Fn(&mut SecretRecord), extra: &str| {
         let mut x = record(3);
