@@ -45,6 +45,24 @@ pub(crate) async fn local_cluster(
     threshold: u16,
     pool: usize,
 ) -> Result<(TempDir, LocalCluster)> {
+    local_cluster_with(
+        prefix,
+        nodes,
+        threshold,
+        pool,
+        keyquorum_node::config::NodeConfig::DEFAULT_PEER_BATCHES,
+    )
+    .await
+}
+
+/// [`local_cluster`] with `peer_batches` (`NodeConfig::peer_batches`).
+pub(crate) async fn local_cluster_with(
+    prefix: &str,
+    nodes: u16,
+    threshold: u16,
+    pool: usize,
+    peer_batches: usize,
+) -> Result<(TempDir, LocalCluster)> {
     let mut tag = [0u8; 8];
     OsRng.fill_bytes(&mut tag);
     let dir = TempDir(std::env::temp_dir().join(format!("{prefix}-{}", hex::encode(tag))));
@@ -57,6 +75,7 @@ pub(crate) async fn local_cluster(
             data_dir: dir.0.clone(),
             kdf: KdfParams::insecure_fast(),
             nonce_pool: pool,
+            peer_batches,
             checkpoint_every: keyquorum_node::config::NodeConfig::DEFAULT_CHECKPOINT_EVERY,
             audit_queue: keyquorum_node::config::NodeConfig::DEFAULT_AUDIT_QUEUE,
             client_sessions: keyquorum_node::config::NodeConfig::DEFAULT_CLIENT_SESSIONS,
@@ -74,6 +93,7 @@ pub(crate) struct BenchOpts {
     pub nodes: u16,
     pub threshold: u16,
     pub pool: usize,
+    pub peer_batches: usize,
     pub concurrency: Vec<usize>,
     pub seconds: f64,
     pub warmup: f64,
@@ -109,6 +129,10 @@ struct Row {
     cpu_ms_per_sig: Option<f64>,
     /// The load generator's CPU, in cores, during a cluster row.
     loadgen_cores: Option<f64>,
+    /// Peer messages per batch the nodes sent, on average (absent: none).
+    batch_mean: Option<f64>,
+    /// Peer messages that went in batches, per signature.
+    batched_per_sig: Option<f64>,
     /// `cpu_ms_per_sig` ÷ raw FROST's CPU per signature (same t-of-n,
     /// same run): issue #22's R_cpu.
     r_cpu: Option<f64>,
@@ -183,11 +207,23 @@ pub(crate) fn percentile(sorted: &[Duration], p: f64) -> f64 {
         .map_or(f64::NAN, |d| d.as_secs_f64() * 1e3)
 }
 
-/// Sum of `keyquorum_sign_seconds_sum` and `keyquorum_signatures_total`
-/// over every node's `/metrics`.
-async fn sign_metrics(http: &reqwest::Client, urls: &[String]) -> (f64, f64) {
-    let mut seconds = 0.0;
-    let mut count = 0.0;
+/// What every node's `/metrics` sums to.
+#[derive(Debug, Clone, Copy, Default)]
+struct Scraped {
+    /// `keyquorum_sign_seconds_sum`.
+    sign_seconds: f64,
+    /// `keyquorum_signatures_total`.
+    signatures: f64,
+    /// `keyquorum_peer_batches_total`.
+    peer_batches: f64,
+    /// `keyquorum_peer_batched_messages_total`.
+    batched: f64,
+}
+
+/// The sums of the signing and peer-batch counters over every node's
+/// `/metrics`.
+async fn sign_metrics(http: &reqwest::Client, urls: &[String]) -> Scraped {
+    let mut m = Scraped::default();
     for u in urls {
         let Ok(r) = http.get(format!("{u}/metrics")).send().await else {
             continue;
@@ -199,14 +235,17 @@ async fn sign_metrics(http: &reqwest::Client, urls: &[String]) -> (f64, f64) {
                 continue;
             };
             let v: f64 = v.parse().unwrap_or(0.0);
-            if name.starts_with("keyquorum_sign_seconds_sum") {
-                seconds += v;
-            } else if name.starts_with("keyquorum_signatures_total") {
-                count += v;
-            }
+            let field = match name.split('{').next() {
+                Some("keyquorum_sign_seconds_sum") => &mut m.sign_seconds,
+                Some("keyquorum_signatures_total") => &mut m.signatures,
+                Some("keyquorum_peer_batches_total") => &mut m.peer_batches,
+                Some("keyquorum_peer_batched_messages_total") => &mut m.batched,
+                _ => continue,
+            };
+            *field += v;
         }
     }
-    (seconds, count)
+    m
 }
 
 async fn run_load(
@@ -391,6 +430,8 @@ fn raw_frost<C: frost_core::Ciphersuite>(
             coordinator_ms: None,
             cpu_ms_per_sig: Some(cpu_per_sig * 1e3),
             loadgen_cores: None,
+            batch_mean: None,
+            batched_per_sig: None,
             r_cpu: None,
             r_thr: None,
         },
@@ -428,8 +469,14 @@ pub(crate) struct NodesInfo {
 /// `keyquorum bench nodes` (hidden): a throw-away local cluster in this
 /// process, announced on stdout, until stdin closes (the bench that
 /// started it went away) or Ctrl-C.
-pub(crate) async fn serve_nodes(nodes: u16, threshold: u16, pool: usize) -> Result<()> {
-    let (dir, c) = local_cluster("keyquorum-bench", nodes, threshold, pool).await?;
+pub(crate) async fn serve_nodes(
+    nodes: u16,
+    threshold: u16,
+    pool: usize,
+    peer_batches: usize,
+) -> Result<()> {
+    let (dir, c) =
+        local_cluster_with("keyquorum-bench", nodes, threshold, pool, peer_batches).await?;
     let info = NodesInfo {
         urls: c.infos().keys().map(|id| c.url_of(*id)).collect(),
         key_file: c.admin_key_path(),
@@ -459,7 +506,12 @@ struct NodesChild {
 }
 
 impl NodesChild {
-    fn start(nodes: u16, threshold: u16, pool: usize) -> Result<(Self, NodesInfo)> {
+    fn start(
+        nodes: u16,
+        threshold: u16,
+        pool: usize,
+        peer_batches: usize,
+    ) -> Result<(Self, NodesInfo)> {
         use std::io::BufRead;
         let exe = std::env::current_exe().context("locating the keyquorum binary")?;
         let mut child = std::process::Command::new(exe)
@@ -472,6 +524,8 @@ impl NodesChild {
                 &threshold.to_string(),
                 "--pool",
                 &pool.to_string(),
+                "--peer-batches",
+                &peer_batches.to_string(),
             ])
             .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::piped())
@@ -526,7 +580,14 @@ pub(crate) async fn bench_sign(o: BenchOpts, json_out: bool) -> Result<()> {
             (vec![u.clone()], crate::cluster::load_key(k, &o.key_id)?, ca)
         }
         (None, None) if o.in_process => {
-            let (d, c) = local_cluster("keyquorum-bench", o.nodes, o.threshold, o.pool).await?;
+            let (d, c) = local_cluster_with(
+                "keyquorum-bench",
+                o.nodes,
+                o.threshold,
+                o.pool,
+                o.peer_batches,
+            )
+            .await?;
             _dir = d;
             let urls = c.infos().keys().map(|id| c.url_of(*id)).collect();
             let me = c.admin.clone();
@@ -535,7 +596,7 @@ pub(crate) async fn bench_sign(o: BenchOpts, json_out: bool) -> Result<()> {
             (urls, me, ca)
         }
         (None, None) => {
-            let (c, info) = NodesChild::start(o.nodes, o.threshold, o.pool)?;
+            let (c, info) = NodesChild::start(o.nodes, o.threshold, o.pool, o.peer_batches)?;
             pids = vec![c.pid()];
             if !json_out {
                 println!("nodes: process {} ({} nodes)", c.pid(), info.urls.len());
@@ -596,13 +657,17 @@ pub(crate) async fn bench_sign(o: BenchOpts, json_out: bool) -> Result<()> {
     let raw_before = raw_for(o.suite, n, t, raw_seconds, 1)?;
     let mut rows = Vec::new();
     for &c in &o.concurrency {
-        let (m0, n0) = sign_metrics(&http, &urls).await;
+        let m0 = sign_metrics(&http, &urls).await;
         let (cpu0, gen0) = (node_cpu()?, crate::bench_he::cpu_seconds()?);
         let (lat, errors, secs) =
             run_load(&clients, &name, &key.public_key.0, o.suite, c, o.seconds).await?;
         let (cpu1, gen1) = (node_cpu()?, crate::bench_he::cpu_seconds()?);
-        let (m1, n1) = sign_metrics(&http, &urls).await;
-        let coordinator_ms = (n1 > n0).then(|| (m1 - m0) / (n1 - n0) * 1e3);
+        let m1 = sign_metrics(&http, &urls).await;
+        let signed = m1.signatures - m0.signatures;
+        let coordinator_ms =
+            (signed > 0.0).then(|| (m1.sign_seconds - m0.sign_seconds) / signed * 1e3);
+        let batches = m1.peer_batches - m0.peer_batches;
+        let batched = m1.batched - m0.batched;
         let sigs = lat.len();
         let loadgen = (child.is_some() || !o.node_pids.is_empty()).then(|| (gen1 - gen0) / secs);
         let row = Row {
@@ -620,6 +685,8 @@ pub(crate) async fn bench_sign(o: BenchOpts, json_out: bool) -> Result<()> {
                 _ => None,
             },
             loadgen_cores: loadgen,
+            batch_mean: (batches > 0.0).then(|| batched / batches),
+            batched_per_sig: (signed > 0.0).then(|| batched / signed),
             r_cpu: None,
             r_thr: None,
         };
@@ -668,7 +735,7 @@ pub(crate) async fn bench_sign(o: BenchOpts, json_out: bool) -> Result<()> {
 fn print_row(r: &Row) {
     let opt = |v: Option<f64>, p: usize| v.map_or_else(|| "-".into(), |v| format!("{v:.p$}"));
     println!(
-        "{:<44} c={:<3} {:>7.0} sig/s  p50 {:>7.2} ms  p99 {:>7.2} ms  cpu/sig {:>6} ms  R_cpu {:>5}  R_thr {:>5}  loadgen {:>4} cores  coord {:>6} ms  ({} sigs, {} errors, {:.1} s)",
+        "{:<44} c={:<3} {:>7.0} sig/s  p50 {:>7.2} ms  p99 {:>7.2} ms  cpu/sig {:>6} ms  R_cpu {:>5}  R_thr {:>5}  loadgen {:>4} cores  coord {:>6} ms  batch {:>5} x{:>5}/sig  ({} sigs, {} errors, {:.1} s)",
         r.what,
         r.concurrency,
         r.per_second,
@@ -679,6 +746,8 @@ fn print_row(r: &Row) {
         opt(r.r_thr, 2),
         opt(r.loadgen_cores, 2),
         opt(r.coordinator_ms, 2),
+        opt(r.batch_mean, 1),
+        opt(r.batched_per_sig, 2),
         r.signatures,
         r.errors,
         r.seconds

@@ -194,6 +194,7 @@ pub(crate) async fn run(command: Command, json: bool) -> Result<()> {
                     nodes: shape.nodes,
                     threshold: shape.threshold,
                     pool: shape.pool,
+                    peer_batches: shape.peer_batches,
                     concurrency,
                     seconds,
                     warmup,
@@ -210,7 +211,8 @@ pub(crate) async fn run(command: Command, json: bool) -> Result<()> {
             .await
         }
         Command::Bench(crate::BenchCommand::Nodes { shape }) => {
-            crate::bench::serve_nodes(shape.nodes, shape.threshold, shape.pool).await
+            crate::bench::serve_nodes(shape.nodes, shape.threshold, shape.pool, shape.peer_batches)
+                .await
         }
         Command::Bench(crate::BenchCommand::Seedtree {
             nodes,

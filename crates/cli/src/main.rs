@@ -648,6 +648,10 @@ struct SignCluster {
     /// signature).
     #[arg(long, default_value_t = 256)]
     pool: usize,
+    /// Batches of peer messages a node may have on their way to one
+    /// member at once (the node config's `peer_batches`; 0: none).
+    #[arg(long, default_value_t = keyquorum_node::config::NodeConfig::DEFAULT_PEER_BATCHES)]
+    peer_batches: usize,
 }
 
 #[derive(Subcommand, Debug)]

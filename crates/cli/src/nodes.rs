@@ -75,6 +75,7 @@ pub(crate) async fn dev(
         data_dir: data_dir.to_path_buf(),
         kdf: KdfParams::default(),
         nonce_pool: 32,
+        peer_batches: keyquorum_node::config::NodeConfig::DEFAULT_PEER_BATCHES,
         checkpoint_every: keyquorum_node::config::NodeConfig::DEFAULT_CHECKPOINT_EVERY,
         audit_queue: keyquorum_node::config::NodeConfig::DEFAULT_AUDIT_QUEUE,
         client_sessions: keyquorum_node::config::NodeConfig::DEFAULT_CLIENT_SESSIONS,

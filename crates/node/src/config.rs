@@ -34,6 +34,13 @@ pub struct NodeConfig {
     /// (0: fetch a fresh commitment for every signature, two round trips).
     #[serde(default = "default_pool")]
     pub nonce_pool: usize,
+    /// Batches of peer messages this node may have on their way to one
+    /// member at once (`cluster::coalesce`): calls of concurrent requests
+    /// to the same member (signature shares, leaf locks, OPRF steps) that
+    /// find them all out leave together in the next (0: every message goes
+    /// alone).
+    #[serde(default = "default_peer_batches")]
+    pub peer_batches: usize,
     /// Argon2id cost for a new vault (memory KiB, passes, lanes).
     #[serde(default)]
     pub kdf: Option<KdfConfig>,
@@ -131,6 +138,10 @@ impl From<KdfConfig> for KdfParams {
     }
 }
 
+fn default_peer_batches() -> usize {
+    NodeConfig::DEFAULT_PEER_BATCHES
+}
+
 fn default_pool() -> usize {
     32
 }
@@ -198,6 +209,9 @@ impl NodeConfig {
                 self.client_sessions
             ));
         }
+        if self.peer_batches > 64 {
+            return Err("peer_batches must be 0 to 64".into());
+        }
         if self.checkpoint_every == 0 {
             return Err("checkpoint_every must be at least 1".into());
         }
@@ -206,6 +220,9 @@ impl NodeConfig {
 
     /// The default of [`NodeConfig::audit_queue`].
     pub const DEFAULT_AUDIT_QUEUE: usize = 65_536;
+
+    /// The default of [`NodeConfig::peer_batches`].
+    pub const DEFAULT_PEER_BATCHES: usize = 2;
 
     /// The default of [`NodeConfig::client_sessions`].
     pub const DEFAULT_CLIENT_SESSIONS: usize = 256;
@@ -223,6 +240,7 @@ impl NodeConfig {
             tls_names: Vec::new(),
             peers: Vec::new(),
             nonce_pool: default_pool(),
+            peer_batches: default_peer_batches(),
             kdf: None,
             peer_timeout_ms: default_peer_timeout(),
             checkpoint_every: default_checkpoint_every(),

@@ -37,6 +37,9 @@ pub struct DevOptions {
     pub kdf: KdfParams,
     /// Nonces precomputed per signer and key.
     pub nonce_pool: usize,
+    /// Batches of peer messages on their way to one member at once
+    /// (`NodeConfig::peer_batches`).
+    pub peer_batches: usize,
     /// Control-plane checkpoint interval (`NodeConfig::checkpoint_every`).
     pub checkpoint_every: u64,
     /// Audit queue bound (`NodeConfig::audit_queue`).
@@ -55,12 +58,18 @@ struct Layout {
     threshold: u16,
     kdf: KdfConfig,
     nonce_pool: usize,
+    #[serde(default = "default_peer_batches")]
+    peer_batches: usize,
     #[serde(default = "default_checkpoint_every")]
     checkpoint_every: u64,
     #[serde(default = "default_audit_queue")]
     audit_queue: usize,
     #[serde(default = "default_client_sessions")]
     client_sessions: usize,
+}
+
+fn default_peer_batches() -> usize {
+    NodeConfig::DEFAULT_PEER_BATCHES
 }
 
 fn default_client_sessions() -> usize {
@@ -165,6 +174,7 @@ impl LocalCluster {
                         p: opts.kdf.p,
                     },
                     nonce_pool: opts.nonce_pool,
+                    peer_batches: opts.peer_batches,
                     checkpoint_every: opts.checkpoint_every,
                     audit_queue: opts.audit_queue,
                     client_sessions: opts.client_sessions,
@@ -325,6 +335,7 @@ impl LocalCluster {
         c.tls_names = vec!["localhost".into()];
         c.kdf = Some(self.layout.kdf);
         c.nonce_pool = self.layout.nonce_pool;
+        c.peer_batches = self.layout.peer_batches;
         c.checkpoint_every = self.layout.checkpoint_every;
         c.audit_queue = self.layout.audit_queue;
         c.client_sessions = self.layout.client_sessions;

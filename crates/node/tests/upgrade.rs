@@ -58,12 +58,40 @@ fn account(name: &str) -> CreateAccountRequest {
     }
 }
 
+/// Sign 16 messages at once through node `via` while its outgoing peer
+/// messages are held for a second (its nonce pools filled first, so its
+/// calls to each signer queue up at once), each checked; the batches of
+/// peer messages it sent meanwhile.
+async fn held_concurrent_signs(
+    c: &LocalCluster,
+    key: &keyquorum_wire::api::KeyInfo,
+    via: u16,
+) -> u64 {
+    use std::sync::atomic::Ordering;
+    let client = Client::new(&c.url_of(n(via)), &c.admin, c.ca_pem().as_bytes()).unwrap();
+    let node = c.node(n(via)).unwrap();
+    for i in 0..4u8 {
+        sign_and_check(&client, key, &[b'w', i]).await;
+    }
+    let before = node.metrics().peer_batches.load(Ordering::Relaxed);
+    node.net_faults().pause_for(Duration::from_secs(1));
+    let messages: Vec<Vec<u8>> = (0..16u8).map(|i| vec![b'c', i]).collect();
+    let signed =
+        futures::future::join_all(messages.iter().map(|m| client.sign(&key.name, m))).await;
+    for (m, s) in messages.iter().zip(signed) {
+        common::check_sig(key, m, &s.unwrap().signature.0);
+    }
+    node.metrics().peer_batches.load(Ordering::Relaxed) - before
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rolling_upgrade_keeps_signing_and_takes_up_new_rules_after_the_last_member() {
     for id in 1..=3 {
         announce_as(n(id), Some(OLD));
     }
-    let (_dir, mut c) = cluster(3, 2, 0).await;
+    // Nonce pools as deployed (the default 32): a pooled commitment of a
+    // member restarted since is refused and the request retried.
+    let (_dir, mut c) = cluster(3, 2, 32).await;
     let admin = |c: &LocalCluster, i: u16| {
         Client::new(&c.url_of(n(i)), &c.admin, c.ca_pem().as_bytes()).unwrap()
     };
@@ -73,6 +101,8 @@ async fn a_rolling_upgrade_keeps_signing_and_takes_up_new_rules_after_the_last_m
         .await
         .unwrap();
     sign_and_check(&admin(&c, 1), &key, b"on the old build").await;
+    // The old build takes no batches of peer messages: none is sent.
+    assert_eq!(held_concurrent_signs(&c, &key, 1).await, 0);
     // The old cluster does not take the new build's requests.
     let e = admin(&c, 2)
         .recovery_account_create(&account("early.example"))
@@ -118,6 +148,7 @@ async fn a_rolling_upgrade_keeps_signing_and_takes_up_new_rules_after_the_last_m
     // the new build's requests work on the same key and cluster.
     rules_reach(&c, keyquorum_wire::control::APPLY_RULES).await;
     sign_and_check(&admin(&c, 4), &key, b"on the new build").await;
+    assert!(held_concurrent_signs(&c, &key, 1).await >= 1, "batches now");
     let a = admin(&c, 2)
         .recovery_account_create(&account("after.example"))
         .await

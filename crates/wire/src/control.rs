@@ -500,7 +500,10 @@ pub const MAX_BATCH: usize = 128;
 /// - 16: a PIN-protected secret is registered again (`pin_key` of a later
 ///   generation, `pin.ACCOUNT~G`, and `secret_register` naming the record
 ///   it replaces; refused before), which retires the old record's key.
-pub const APPLY_RULES: u16 = 16;
+/// - 17: nothing changes in apply; a build announcing 17 takes batches of
+///   peer messages (`crate::peer::PeerMessage::Batch`), and only a member
+///   that announced it is sent one.
+pub const APPLY_RULES: u16 = 17;
 
 /// The oldest apply rules this build still applies.
 pub const MIN_APPLY_RULES: u16 = 1;

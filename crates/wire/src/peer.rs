@@ -12,6 +12,9 @@ use crate::control::{Authorized, CommandResponse};
 use crate::msg::{MsgConfirmation, SealedBox};
 use crate::{Hex, Hex32, NodeId, RawJson};
 
+mod parts;
+pub use parts::{NonceCommitment, RepairPlan, ResharePlan, RevealedShare, Sealed};
+
 /// Peer protocol version carried in every envelope.
 /// Version 2: the payload is embedded JSON instead of hex of the JSON.
 pub const PROTOCOL_VERSION: u16 = 2;
@@ -53,71 +56,8 @@ pub struct Envelope {
     pub signature: Hex,
 }
 
-/// What the helpers and the repaired member of a repair agree on.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RepairPlan {
-    /// Key name.
-    pub key: String,
-    /// Its current generation.
-    pub epoch: u64,
-    /// The helpers (`t` holders, not `target`).
-    pub helpers: Vec<NodeId>,
-    /// The member whose share is rebuilt.
-    pub target: NodeId,
-}
-
-/// An HPKE-sealed secret for one recipient.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Sealed {
-    /// Recipient.
-    pub to: NodeId,
-    /// HPKE encapsulated key.
-    pub enc: Hex,
-    /// HPKE ciphertext.
-    pub ciphertext: Hex,
-}
-
-/// One precomputed nonce's public commitment, with the id to redeem it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct NonceCommitment {
-    /// Opaque id (16 bytes).
-    pub id: Hex,
-    /// The core `SigningCommitment` encoding.
-    pub commitment: Hex,
-}
-
-/// The parameters of a reshare run, as every dealer and new member sees them.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ResharePlan {
-    /// Key name.
-    pub key: String,
-    /// The generation being reshared.
-    pub epoch: u64,
-    /// Old holders that deal (at least the old threshold).
-    pub dealers: Vec<NodeId>,
-    /// New threshold.
-    pub threshold: u16,
-    /// New members.
-    pub members: Vec<NodeId>,
-}
-
-/// A round-2 share a dealer revealed on its recipient's complaint.
-#[derive(Clone, Serialize, Deserialize)]
-pub struct RevealedShare {
-    /// The accuser the share was dealt to.
-    pub to: NodeId,
-    /// Core `dkg::Round2Message` encoding, in the clear.
-    pub message: Hex,
-}
-
-impl core::fmt::Debug for RevealedShare {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("RevealedShare")
-            .field("to", &self.to)
-            .field("message", &"<redacted>")
-            .finish()
-    }
-}
+/// Most messages one [`PeerMessage::Batch`] carries.
+pub const MAX_PEER_BATCH: usize = 64;
 
 /// Every peer request and reply.
 #[derive(Debug, Serialize, Deserialize)]
@@ -791,6 +731,23 @@ pub enum PeerMessage {
         confirmation: MsgConfirmation,
     },
 
+    /// Several messages from one sender to one recipient in one envelope
+    /// (apply rules 17: sent only to a member that announced them): each
+    /// is handled as if it had come alone, concurrently, and answered in
+    /// [`PeerMessage::Batched`] in the same order. Only messages for which
+    /// [`PeerMessage::batchable`] holds, 1 to [`MAX_PEER_BATCH`] of them;
+    /// any other batch is refused whole, before any item is handled.
+    Batch {
+        /// The messages.
+        items: Vec<PeerMessage>,
+    },
+    /// The answers to a [`PeerMessage::Batch`], one per item, in order (a
+    /// refused item's is [`PeerMessage::Error`]).
+    Batched {
+        /// The answers.
+        replies: Vec<PeerMessage>,
+    },
+
     /// Any failure.
     Error {
         /// Stable code.
@@ -800,4 +757,23 @@ pub enum PeerMessage {
         /// Nodes blamed, if any.
         culprits: Vec<NodeId>,
     },
+}
+
+impl PeerMessage {
+    /// Whether this message may travel in a [`PeerMessage::Batch`]: the
+    /// per-request messages of the hot paths, each complete in itself and
+    /// authorized on its own (a signer's share, a tree's leaf lock and
+    /// release, an OPRF evaluation's two steps). Never the cluster's own
+    /// messages, a batch, or a message whose reply envelope the caller
+    /// relays to others.
+    pub fn batchable(&self) -> bool {
+        matches!(
+            self,
+            PeerMessage::SignShare { .. }
+                | PeerMessage::StLock { .. }
+                | PeerMessage::StRelease { .. }
+                | PeerMessage::OprfCommit { .. }
+                | PeerMessage::OprfRespond { .. }
+        )
+    }
 }

@@ -429,6 +429,8 @@ pub(crate) async fn metrics(State(node): State<Node>) -> Response {
          # TYPE keyquorum_audit_queue gauge\nkeyquorum_audit_queue{{node=\"{id}\"}} {}\n\
          # TYPE keyquorum_batched_writes_total counter\nkeyquorum_batched_writes_total{{node=\"{id}\"}} {}\n\
          # TYPE keyquorum_write_batches_total counter\nkeyquorum_write_batches_total{{node=\"{id}\"}} {}\n\
+         # TYPE keyquorum_peer_batches_total counter\nkeyquorum_peer_batches_total{{node=\"{id}\"}} {}\n\
+         # TYPE keyquorum_peer_batched_messages_total counter\nkeyquorum_peer_batched_messages_total{{node=\"{id}\"}} {}\n\
          # TYPE keyquorum_raft_term gauge\nkeyquorum_raft_term{{node=\"{id}\"}} {}\n\
          # TYPE keyquorum_raft_is_leader gauge\nkeyquorum_raft_is_leader{{node=\"{id}\"}} {}\n\
          # TYPE keyquorum_raft_applied_index gauge\nkeyquorum_raft_applied_index{{node=\"{id}\"}} {}\n\
@@ -451,6 +453,8 @@ pub(crate) async fn metrics(State(node): State<Node>) -> Response {
         node.audit_queued(),
         g(&m.batched_writes),
         g(&m.write_batches),
+        g(&m.peer_batches),
+        g(&m.peer_batched_messages),
         raft.current_term,
         u8::from(raft.current_leader == Some(u64::from(id))),
         node.applied_index().unwrap_or(0),

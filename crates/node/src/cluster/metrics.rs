@@ -32,6 +32,10 @@ pub struct Metrics {
     pub batched_writes: AtomicU64,
     /// Commits (forwards or local Raft writes) that carried them.
     pub write_batches: AtomicU64,
+    /// Batches of peer messages this node sent (`cluster::coalesce`).
+    pub peer_batches: AtomicU64,
+    /// Peer messages that travelled in them.
+    pub peer_batched_messages: AtomicU64,
     /// Client requests refused or failed, by error kind (the error body's
     /// `error`).
     pub errors: Labelled,

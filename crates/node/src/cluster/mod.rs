@@ -41,6 +41,7 @@ pub mod audit;
 pub mod backup;
 pub(crate) mod batch;
 pub(crate) mod checkpoint;
+pub mod coalesce;
 pub(crate) mod fetch;
 pub mod init;
 pub mod join;
@@ -78,6 +79,8 @@ pub(crate) struct Inner {
     receiving: checkpoint::Receiving,
     peers: peer::PeerClient,
     replay: peer::ReplayGuard,
+    /// Batchable calls waiting to leave together, per peer ([`coalesce`]).
+    coalescer: coalesce::Coalescer,
     /// Client signatures this node verified (an Ed25519 check is not
     /// repeated for the same bytes: `httpsig::Verifications`).
     verifications: keyquorum_core::httpsig::Verifications,
@@ -234,6 +237,7 @@ impl Node {
             receiving: checkpoint::Receiving::default(),
             peers,
             replay: peer::ReplayGuard::default(),
+            coalescer: coalesce::Coalescer::default(),
             verifications: keyquorum_core::httpsig::Verifications::default(),
             metrics: Metrics::default(),
             refusals: refusals::Refusals::default(),

@@ -73,6 +73,9 @@ impl Node {
         if to == self.0.id {
             return self.handle_peer(to, msg).await;
         }
+        if self.coalesces(to, &msg) {
+            return self.call_coalesced(to, info, msg).await;
+        }
         self.0.peers.call(to, info, &msg).await.map(|(_, m)| m)
     }
 
@@ -136,6 +139,7 @@ impl Node {
             PeerMessage::ReadIndex => Ok(PeerMessage::ReadIndexReply {
                 index: self.leader_read_index().await?,
             }),
+            PeerMessage::Batch { items } => self.handle_batch(from, items).await,
             PeerMessage::Forward { commands } => {
                 // A member forwards its own statements, and clients'
                 // requests; another node's statement it cannot have been
@@ -172,6 +176,20 @@ impl Node {
                 )),
             },
         }
+    }
+}
+
+/// The answer that tells a peer its message failed with `e`.
+pub(crate) fn error_reply(e: NodeError) -> PeerMessage {
+    let (_, code) = e.status();
+    let culprits = match &e {
+        NodeError::Misbehaved { culprits, .. } => culprits.clone(),
+        _ => Vec::new(),
+    };
+    PeerMessage::Error {
+        code: code.to_string(),
+        message: e.to_string(),
+        culprits,
     }
 }
 
@@ -321,21 +339,10 @@ async fn peer_endpoint(
             return e.into_response();
         }
     };
-    let reply = match node.handle_peer(from, msg).await {
-        Ok(m) => m,
-        Err(e) => {
-            let (_, code) = e.status();
-            let culprits = match &e {
-                NodeError::Misbehaved { culprits, .. } => culprits.clone(),
-                _ => Vec::new(),
-            };
-            PeerMessage::Error {
-                code: code.to_string(),
-                message: e.to_string(),
-                culprits,
-            }
-        }
-    };
+    let reply = node
+        .handle_peer(from, msg)
+        .await
+        .unwrap_or_else(error_reply);
     match seal_envelope_at(node.keys(), node.id(), from, &reply, node.now_ms()) {
         Ok(env) => Json(env).into_response(),
         Err(e) => e.into_response(),

@@ -37,8 +37,11 @@ use crate::error::NodeError;
 /// Most nonces one request may ask a signer to precompute.
 pub const MAX_NONCE_BATCH: u16 = 1024;
 
-/// A pool's key: key name, generation, signer.
-type PoolKey = (String, u64, NodeId);
+/// A pool's key: key name, generation, signer, and the signer's start
+/// (its latest boot in the log when the commitments were asked for: a
+/// signer drops its other starts' nonces, so a pool of an earlier start is
+/// left behind, not drawn from, once the log has the signer's new start).
+type PoolKey = (String, u64, NodeId, Option<keyquorum_wire::Hex32>);
 
 /// The signing coordinator's pools of signers' precomputed nonce
 /// commitments, and the refills under way.
@@ -121,7 +124,7 @@ impl Pools {
     /// Forget every pool of generations of `record`'s key older than it.
     pub(super) fn forget_older(&self, key: &str, before: u64) {
         if let Ok(mut p) = self.pools.lock() {
-            p.retain(|(name, epoch, _), _| name != key || *epoch >= before);
+            p.retain(|(name, epoch, _, _), _| name != key || *epoch >= before);
         }
     }
 }
@@ -373,15 +376,22 @@ impl Keys {
         signer: NodeId,
         info: &NodeInfo,
     ) -> Result<NonceCommitment, NodeError> {
-        let pool_key = (record.name.clone(), record.epoch, signer);
+        let start = node.registry(|r| r.boots.get(&signer).copied());
+        let pool_key = (record.name.clone(), record.epoch, signer, start);
         let target = node.config().nonce_pool;
         let (got, low) = {
             let mut pools = lock(&self.pools.pools)?;
+            if !pools.contains_key(&pool_key) {
+                // The signer's earlier starts' pools are of no use.
+                pools.retain(|(n, e, s, b), _| {
+                    *s != signer || *n != record.name || *e != record.epoch || *b == start
+                });
+            }
             let q = pools.entry(pool_key.clone()).or_default();
             (q.pop_front(), q.len() < target / 2)
         };
         if target > 0 && low {
-            self.spawn_refill(node, record, signer, info.clone());
+            self.spawn_refill(node, pool_key.clone(), info.clone());
         }
         if let Some(c) = got {
             return Ok(c);
@@ -402,14 +412,8 @@ impl Keys {
         }
     }
 
-    pub(super) fn spawn_refill(
-        &self,
-        node: &Node,
-        record: &KeyRecord,
-        signer: NodeId,
-        info: NodeInfo,
-    ) {
-        let key = (record.name.clone(), record.epoch, signer);
+    fn spawn_refill(&self, node: &Node, key: PoolKey, info: NodeInfo) {
+        let signer = key.2;
         match self.pools.refilling.lock() {
             Ok(mut r) => {
                 if !r.insert(key.clone()) {
@@ -433,7 +437,10 @@ impl Keys {
                 count,
             };
             let got = node.call(signer, &info, batch).await;
-            if let Ok(PeerMessage::Nonces { items }) = got {
+            // Kept only if the signer has not started again meanwhile (its
+            // new start drops these nonces).
+            let current = node.registry(|r| r.boots.get(&key.2).copied()) == key.3;
+            if let (true, Ok(PeerMessage::Nonces { items })) = (current, got) {
                 if let Ok(mut p) = pools.pools.lock() {
                     p.entry(key.clone()).or_default().extend(items);
                 }
@@ -448,7 +455,7 @@ impl Keys {
     /// lost them).
     pub(crate) fn drop_pool(&self, record: &KeyRecord, signer: NodeId) {
         if let Ok(mut p) = self.pools.pools.lock() {
-            p.remove(&(record.name.clone(), record.epoch, signer));
+            p.retain(|(n, e, s, _), _| *s != signer || *n != record.name || *e != record.epoch);
         }
     }
 

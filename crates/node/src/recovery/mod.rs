@@ -586,7 +586,5 @@ async fn call(node: &Node, to: NodeId, msg: PeerMessage) -> Result<PeerMessage, 
     let info = node
         .node_info(to)
         .ok_or_else(|| NodeError::Unavailable(format!("no address for node {to}")))?;
-    node.call_signed(to, &info, &msg)
-        .await
-        .map(|(_, reply)| reply)
+    node.call(to, &info, msg).await
 }

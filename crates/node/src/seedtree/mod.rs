@@ -137,7 +137,7 @@ async fn ask_each(
             let info = node
                 .node_info(*m)
                 .ok_or_else(|| NodeError::Unavailable(format!("no address for node {m}")))?;
-            node.call_signed(*m, &info, &msg).await.map(|(_, r)| r)
+            node.call(*m, &info, msg).await
         }
     });
     to.iter().copied().zip(join_all(calls).await).collect()

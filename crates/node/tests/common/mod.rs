@@ -127,6 +127,7 @@ pub async fn cluster_smtp(
         data_dir: dir.path().to_path_buf(),
         kdf: KdfParams::insecure_fast(),
         nonce_pool: pool,
+        peer_batches: keyquorum_node::config::NodeConfig::DEFAULT_PEER_BATCHES,
         checkpoint_every,
         audit_queue,
         client_sessions,

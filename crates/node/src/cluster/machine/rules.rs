@@ -89,6 +89,12 @@ impl Registry {
         self.announced.insert(node, Announced { rules, time_ms });
     }
 
+    /// The newest apply rules node `node`'s build knows, as its latest boot
+    /// announced (`None`: not announced, or not a node this replica knows).
+    pub fn announced_rules(&self, node: NodeId) -> Option<u16> {
+        self.announced.get(&node).and_then(|a| a.rules)
+    }
+
     /// The rules a leader stamps on its next entry: the newest this build
     /// knows that the log may take up.
     pub fn rules_to_stamp(&self) -> u16 {

@@ -299,3 +299,148 @@ async fn a_vault_restored_from_a_copy_does_not_reuse_a_nonce() {
     }
     c.shutdown().await;
 }
+
+/// A batch of peer messages is no way around a signer's checks (issue #22's
+/// batching): a hostile member (node 1) puts a share no client asked for
+/// beside one a client did ask for. The signer judges each item alone:
+/// the first is refused before its nonce is spent, the second signs. A
+/// batch holding anything that travels alone (a nested batch, the
+/// cluster's own messages, a nonce deal), or no item, or too many, is
+/// refused whole: nothing in it is handled, no nonce spent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_is_judged_item_by_item_and_carries_only_batchable_messages() {
+    use keyquorum_wire::peer::MAX_PEER_BATCH;
+
+    let (_dir, c) = cluster(3, 2, 0).await;
+    let admin = Client::new(&c.url_of(n(1)), &c.admin, c.ca_pem().as_bytes()).unwrap();
+    let key: KeyInfo = admin
+        .create_key(&create("h", SuiteName::Ed25519, 2, None))
+        .await
+        .unwrap();
+    let record = c
+        .node(n(1))
+        .unwrap()
+        .registry(|r| r.keys.records.get("h").cloned())
+        .unwrap();
+    let group = GroupKey::<Ed25519>::from_bytes(&record.group_key.0).unwrap();
+    let (n2, n3) = (c.node(n(2)).unwrap(), c.node(n(3)).unwrap());
+    let base = c.url_of(n(1));
+    let epoch = record.epoch;
+    let item = |request: ClientRequest| batch_item(&n2, &n3, &group, epoch, request);
+    let spent = |before: usize| before - vault_count(&c, n(2), Table::Nonces, "h");
+
+    let forged = item(common::sign_request(&base, &c.admin, "h", b"pay 1")).await;
+    let asked = item(common::sign_request(&base, &c.admin, "h", b"pay 1000")).await;
+    let before = vault_count(&c, n(2), Table::Nonces, "h");
+    let reply = n2
+        .handle_peer(
+            n(1),
+            PeerMessage::Batch {
+                items: vec![forged, asked],
+            },
+        )
+        .await
+        .unwrap();
+    let PeerMessage::Batched { replies } = reply else {
+        panic!("not a batch's answer: {reply:?}");
+    };
+    assert_eq!(replies.len(), 2);
+    assert!(
+        matches!(&replies[0], PeerMessage::Error { code, message, .. }
+            if code == "forbidden" && message.contains("not the one the client asked for")),
+        "the share no client asked for: {:?}",
+        replies[0]
+    );
+    assert!(
+        matches!(&replies[1], PeerMessage::SignatureShare { .. }),
+        "the share the client asked for: {:?}",
+        replies[1]
+    );
+    assert_eq!(spent(before), 1, "only the asked-for item spent its nonce");
+
+    // Refused whole. `good` would sign alone (checked after).
+    let good_request = common::sign_request(&base, &c.admin, "h", b"pay 1000");
+    let good = item(good_request.clone()).await;
+    let PeerMessage::SignShare {
+        nonce: good_nonce,
+        package: good_package,
+        ..
+    } = &good
+    else {
+        unreachable!()
+    };
+    let again = || PeerMessage::SignShare {
+        key: "h".into(),
+        epoch,
+        nonce: good_nonce.clone(),
+        package: good_package.clone(),
+        request: good_request.clone(),
+    };
+    let deal = PeerMessage::NonceBatch {
+        key: "h".into(),
+        epoch,
+        count: 1,
+    };
+    let cases: Vec<(&str, Vec<PeerMessage>, &str)> = vec![
+        (
+            "a nested batch",
+            vec![
+                again(),
+                PeerMessage::Batch {
+                    items: vec![again()],
+                },
+            ],
+            "travels alone",
+        ),
+        (
+            "the cluster's own message",
+            vec![again(), PeerMessage::Ping],
+            "travels alone",
+        ),
+        ("a nonce deal", vec![again(), deal], "travels alone"),
+        ("no item", vec![], "a batch holds 1 to"),
+        (
+            "too many items",
+            (0..=MAX_PEER_BATCH).map(|_| again()).collect(),
+            "a batch holds 1 to",
+        ),
+    ];
+    let before = vault_count(&c, n(2), Table::Nonces, "h");
+    for (what, items, needle) in cases {
+        let err = n2
+            .handle_peer(n(1), PeerMessage::Batch { items })
+            .await
+            .unwrap_err();
+        assert_eq!(status_of_node(&err), 400, "{what}: {err}");
+        assert!(err.to_string().contains(needle), "{what}: {err}");
+        assert_eq!(spent(before), 0, "{what}: nothing spent");
+    }
+    // The item those batches carried was good: alone, it signs.
+    assert!(matches!(
+        n2.handle_peer(n(1), good).await.unwrap(),
+        PeerMessage::SignatureShare { .. }
+    ));
+    assert_eq!(spent(before), 1);
+    sign_and_check(&admin, &key, b"after the batches").await;
+    c.shutdown().await;
+}
+
+/// A `SignShare` of `b"pay 1000"` with `h` for node `a`, with a fresh pair
+/// of nonces (`a`'s and `b`'s), carrying `request`.
+async fn batch_item(
+    a: &Node,
+    b: &Node,
+    group: &GroupKey<Ed25519>,
+    epoch: u64,
+    request: ClientRequest,
+) -> PeerMessage {
+    let mine = nonce(a, "h", epoch).await;
+    let other = nonce(b, "h", epoch).await;
+    let coord = package(group, b"pay 1000", &[&mine, &other]);
+    sign_share("h", epoch, &mine, &coord, &request)
+}
+
+/// The HTTP status a node error maps to.
+fn status_of_node(e: &keyquorum_node::NodeError) -> u16 {
+    e.status().0.as_u16()
+}
