@@ -501,12 +501,12 @@ pub(crate) async fn serve_nodes(
 
 /// The nodes' child process; stopped (stdin closed, then killed if it
 /// lingers) on drop.
-struct NodesChild {
+pub(crate) struct NodesChild {
     child: std::process::Child,
 }
 
 impl NodesChild {
-    fn start(
+    pub(crate) fn start(
         nodes: u16,
         threshold: u16,
         pool: usize,
@@ -542,8 +542,13 @@ impl NodesChild {
         Ok((me, info))
     }
 
-    fn pid(&self) -> u32 {
+    pub(crate) fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// CPU seconds the nodes' process used so far (all its threads).
+    pub(crate) fn cpu_seconds(&self) -> Result<f64> {
+        proc_cpu_seconds(&format!("/proc/{}/stat", self.pid()))
     }
 }
 

@@ -222,7 +222,9 @@ impl NodeConfig {
     pub const DEFAULT_AUDIT_QUEUE: usize = 65_536;
 
     /// The default of [`NodeConfig::peer_batches`].
-    pub const DEFAULT_PEER_BATCHES: usize = 2;
+    /// One measured best at concurrency 64 (BENCHMARKS.md, stop 43):
+    /// while a batch is on its way, the next gathers.
+    pub const DEFAULT_PEER_BATCHES: usize = 1;
 
     /// The default of [`NodeConfig::client_sessions`].
     pub const DEFAULT_CLIENT_SESSIONS: usize = 256;

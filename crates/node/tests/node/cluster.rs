@@ -189,7 +189,7 @@ async fn concurrent_writes_share_batches_and_each_gets_its_own_answer() {
 /// coordinator together (`cluster::coalesce`), and each request still gets
 /// its own valid signature. Node 1's outgoing peer messages are held for
 /// 1.5 s while 24 requests reach it, so its calls to each other signer
-/// queue behind the two batches allowed on their way; asserted: some
+/// queue behind the batch allowed on its way; asserted: some
 /// batch carried two or more shares, and every request was signed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_signature_shares_to_one_signer_travel_in_batches() {
