@@ -12,7 +12,9 @@
 //! gather into the next. The recipient handles each item as if it had
 //! come alone (its own checks, the client's signed request among them) and
 //! answers them in order; one refusal is that item's answer and nobody
-//! else's.
+//! else's. A batch is answered when its slowest item is (a signer catching
+//! up on the registry, up to 2 s, holds its batch that long), and a caller
+//! waits no longer than one call's time-out in all.
 //!
 //! A batch is sent only to a member whose latest boot announced apply
 //! rules 17 or later (a build that takes batches); to an older build each
@@ -101,13 +103,13 @@ fn rough_size(msg: &PeerMessage) -> usize {
 /// the loop ends otherwise (stopped with the node), dropping the slot gives
 /// it back, and if no loop is left for the peer, the calls still waiting
 /// are answered that they were not sent rather than left waiting.
-struct Slot<'a> {
-    node: &'a Node,
+struct Slot {
+    node: Node,
     to: NodeId,
     given_back: bool,
 }
 
-impl Drop for Slot<'_> {
+impl Drop for Slot {
     fn drop(&mut self) {
         if self.given_back {
             return;
@@ -173,26 +175,36 @@ impl Node {
         }
         if start {
             // Its own task (ended with the node): the batch, with others'
-            // calls in it, goes on even if this caller stops waiting.
-            let node = self.clone();
+            // calls in it, goes on even if this caller stops waiting. The
+            // slot is made before the task, so a task dropped before it
+            // ever ran (the node stopping) still gives it back.
+            let mut slot = Slot {
+                node: self.clone(),
+                to,
+                given_back: false,
+            };
             self.spawn(async move {
-                let mut slot = Slot {
-                    node: &node,
-                    to,
-                    given_back: false,
-                };
+                let node = slot.node.clone();
                 node.send_batches(&mut slot).await;
             });
         }
-        rx.await.map_err(|_| {
-            NodeError::Unavailable(format!("node {to}: the batch carrying the call was lost"))
-        })?
+        // A caller waits no longer than for a call of its own.
+        let timeout = self.0.peers.timeout();
+        match tokio::time::timeout(timeout, rx).await {
+            Ok(Ok(answer)) => answer,
+            Ok(Err(_)) => Err(NodeError::Unavailable(format!(
+                "node {to}: the batch carrying the call was lost"
+            ))),
+            Err(_) => Err(NodeError::Unavailable(format!(
+                "node {to} unreachable: timed out (in a batch)"
+            ))),
+        }
     }
 
     /// Send what waits for `to`, batch after batch, until nothing does.
     /// A call whose caller stopped waiting is dropped unsent; one that
     /// waited longer than a call's time-out is answered that it timed out.
-    async fn send_batches(&self, slot: &mut Slot<'_>) {
+    async fn send_batches(&self, slot: &mut Slot) {
         let to = slot.to;
         let timeout = self.0.peers.timeout();
         loop {
@@ -283,8 +295,13 @@ impl Node {
                 })
                 .collect(),
             // A build that does not take batches after all (one rolled
-            // back before its boot reached this replica): each alone.
-            Err(e) if e.to_string().contains("malformed payload") => {
+            // back before its boot reached this replica) refuses the
+            // envelope unread: each alone. (Only that refusal: a peer that
+            // says so after handling the items gets the same messages
+            // again, which it may refuse or answer as before.)
+            Err(NodeError::Unavailable(m))
+                if m.contains("refused the message (401") && m.contains("malformed payload") =>
+            {
                 let PeerMessage::Batch { items } = batch else {
                     return Vec::new();
                 };
@@ -335,19 +352,10 @@ impl Node {
 /// One item's answer in a batch from `to`, as a lone call's would be.
 fn item_reply(to: NodeId, reply: PeerMessage) -> Result<PeerMessage, NodeError> {
     match reply {
-        PeerMessage::Error {
-            code,
-            message,
-            culprits,
-        } => Err(NodeError::from_peer(
-            &code,
-            format!("node {to}: {message}"),
-            culprits,
-        )),
         PeerMessage::Batch { .. } | PeerMessage::Batched { .. } => Err(NodeError::Misbehaved {
             message: format!("node {to} answered an item with a batch"),
             culprits: vec![to],
         }),
-        other => Ok(other),
+        other => super::peer::answer_of(to, other),
     }
 }

@@ -420,18 +420,23 @@ impl PeerClient {
             });
         }
         let msg = open_envelope(&reply, self.me, info)?;
-        match msg {
-            PeerMessage::Error {
-                code,
-                message,
-                culprits,
-            } => Err(NodeError::from_peer(
-                &code,
-                format!("node {to}: {message}"),
-                culprits,
-            )),
-            m => Ok((reply, m)),
-        }
+        answer_of(to, msg).map(|m| (reply, m))
+    }
+}
+
+/// `to`'s answer `msg`, an `Error` answer as the error it names.
+pub(crate) fn answer_of(to: NodeId, msg: PeerMessage) -> Result<PeerMessage, NodeError> {
+    match msg {
+        PeerMessage::Error {
+            code,
+            message,
+            culprits,
+        } => Err(NodeError::from_peer(
+            &code,
+            format!("node {to}: {message}"),
+            culprits,
+        )),
+        m => Ok(m),
     }
 }
 

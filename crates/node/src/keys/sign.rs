@@ -438,11 +438,13 @@ impl Keys {
             };
             let got = node.call(signer, &info, batch).await;
             // Kept only if the signer has not started again meanwhile (its
-            // new start drops these nonces).
-            let current = node.registry(|r| r.boots.get(&key.2).copied()) == key.3;
-            if let (true, Ok(PeerMessage::Nonces { items })) = (current, got) {
+            // new start drops these nonces), judged under the pools' lock
+            // so a start applied in between cannot leave an orphan pool.
+            if let Ok(PeerMessage::Nonces { items }) = got {
                 if let Ok(mut p) = pools.pools.lock() {
-                    p.entry(key.clone()).or_default().extend(items);
+                    if node.registry(|r| r.boots.get(&key.2).copied()) == key.3 {
+                        p.entry(key.clone()).or_default().extend(items);
+                    }
                 }
             }
             if let Ok(mut r) = pools.refilling.lock() {

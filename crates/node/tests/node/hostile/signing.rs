@@ -11,10 +11,7 @@ use super::*;
 async fn a_member_cannot_get_signature_shares_no_client_asked_for() {
     let (_dir, c) = cluster(3, 2, 0).await;
     let admin = Client::new(&c.url_of(n(1)), &c.admin, c.ca_pem().as_bytes()).unwrap();
-    let key: KeyInfo = admin
-        .create_key(&create("h", SuiteName::Ed25519, 2, None))
-        .await
-        .unwrap();
+    let (key, record, group) = ed25519_key(&c, &admin, "h").await;
     admin
         .create_key(&create("other", SuiteName::Ed25519, 2, None))
         .await
@@ -22,12 +19,6 @@ async fn a_member_cannot_get_signature_shares_no_client_asked_for() {
     let app = common::new_client(&admin, "app", false, false, &["other"]).await;
     let gone = common::new_client(&admin, "gone", false, false, &["*"]).await;
     admin.revoke_client("gone").await.unwrap();
-    let record = c
-        .node(n(1))
-        .unwrap()
-        .registry(|r| r.keys.records.get("h").cloned())
-        .unwrap();
-    let group = GroupKey::<Ed25519>::from_bytes(&record.group_key.0).unwrap();
     let (n2, n3) = (c.node(n(2)).unwrap(), c.node(n(3)).unwrap());
     // The signers judge by their own replicas: wait until they know the
     // clients and the revocation.
@@ -220,16 +211,7 @@ async fn ask_share(
 async fn a_vault_restored_from_a_copy_does_not_reuse_a_nonce() {
     let (_dir, mut c) = cluster(3, 2, 0).await;
     let admin = Client::new(&c.url_of(n(1)), &c.admin, c.ca_pem().as_bytes()).unwrap();
-    let key: KeyInfo = admin
-        .create_key(&create("v", SuiteName::Ed25519, 2, None))
-        .await
-        .unwrap();
-    let record = c
-        .node(n(1))
-        .unwrap()
-        .registry(|r| r.keys.records.get("v").cloned())
-        .unwrap();
-    let group = GroupKey::<Ed25519>::from_bytes(&record.group_key.0).unwrap();
+    let (key, record, group) = ed25519_key(&c, &admin, "v").await;
     let (n2, n3) = (c.node(n(2)).unwrap(), c.node(n(3)).unwrap());
     let boot_before = n2.boot();
     let c2 = nonce(&n2, "v", record.epoch).await;
@@ -313,16 +295,7 @@ async fn a_batch_is_judged_item_by_item_and_carries_only_batchable_messages() {
 
     let (_dir, c) = cluster(3, 2, 0).await;
     let admin = Client::new(&c.url_of(n(1)), &c.admin, c.ca_pem().as_bytes()).unwrap();
-    let key: KeyInfo = admin
-        .create_key(&create("h", SuiteName::Ed25519, 2, None))
-        .await
-        .unwrap();
-    let record = c
-        .node(n(1))
-        .unwrap()
-        .registry(|r| r.keys.records.get("h").cloned())
-        .unwrap();
-    let group = GroupKey::<Ed25519>::from_bytes(&record.group_key.0).unwrap();
+    let (key, record, group) = ed25519_key(&c, &admin, "h").await;
     let (n2, n3) = (c.node(n(2)).unwrap(), c.node(n(3)).unwrap());
     let base = c.url_of(n(1));
     let epoch = record.epoch;
@@ -443,4 +416,28 @@ async fn batch_item(
 /// The HTTP status a node error maps to.
 fn status_of_node(e: &keyquorum_node::NodeError) -> u16 {
     e.status().0.as_u16()
+}
+
+/// Create the 2-of-3 Ed25519 key `name` through `admin`; its record as
+/// node 1 has it, and its group key.
+async fn ed25519_key(
+    c: &LocalCluster,
+    admin: &Client,
+    name: &str,
+) -> (
+    KeyInfo,
+    keyquorum_wire::control::KeyRecord,
+    GroupKey<Ed25519>,
+) {
+    let key = admin
+        .create_key(&create(name, SuiteName::Ed25519, 2, None))
+        .await
+        .unwrap();
+    let record = c
+        .node(n(1))
+        .unwrap()
+        .registry(|r| r.keys.records.get(name).cloned())
+        .unwrap();
+    let group = GroupKey::<Ed25519>::from_bytes(&record.group_key.0).unwrap();
+    (key, record, group)
 }
