@@ -78,32 +78,6 @@ async fn sign_while_electing(via: &Client, key: &keyquorum_wire::api::KeyInfo, m
     }
 }
 
-/// Sign 16 messages at once through node `via` while its outgoing peer
-/// messages are held for a second (its nonce pools filled first, so its
-/// calls to each signer queue up at once), each checked; the batches of
-/// peer messages it sent meanwhile.
-async fn held_concurrent_signs(
-    c: &LocalCluster,
-    key: &keyquorum_wire::api::KeyInfo,
-    via: u16,
-) -> u64 {
-    use std::sync::atomic::Ordering;
-    let client = Client::new(&c.url_of(n(via)), &c.admin, c.ca_pem().as_bytes()).unwrap();
-    let node = c.node(n(via)).unwrap();
-    for i in 0..4u8 {
-        sign_and_check(&client, key, &[b'w', i]).await;
-    }
-    let before = node.metrics().peer_batches.load(Ordering::Relaxed);
-    node.net_faults().pause_for(Duration::from_secs(1));
-    let messages: Vec<Vec<u8>> = (0..16u8).map(|i| vec![b'c', i]).collect();
-    let signed =
-        futures::future::join_all(messages.iter().map(|m| client.sign(&key.name, m))).await;
-    for (m, s) in messages.iter().zip(signed) {
-        common::check_sig(key, m, &s.unwrap().signature.0);
-    }
-    node.metrics().peer_batches.load(Ordering::Relaxed) - before
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rolling_upgrade_keeps_signing_and_takes_up_new_rules_after_the_last_member() {
     for id in 1..=3 {
@@ -122,7 +96,12 @@ async fn a_rolling_upgrade_keeps_signing_and_takes_up_new_rules_after_the_last_m
         .unwrap();
     sign_and_check(&admin(&c, 1), &key, b"on the old build").await;
     // The old build takes no batches of peer messages: none is sent.
-    assert_eq!(held_concurrent_signs(&c, &key, 1).await, 0);
+    assert_eq!(
+        common::held_concurrent_signs(&c, &key, 1, 16, Duration::from_secs(1))
+            .await
+            .0,
+        0
+    );
     // The old cluster does not take the new build's requests.
     let e = admin(&c, 2)
         .recovery_account_create(&account("early.example"))
@@ -163,7 +142,13 @@ async fn a_rolling_upgrade_keeps_signing_and_takes_up_new_rules_after_the_last_m
     // the new build's requests work on the same key and cluster.
     rules_reach(&c, keyquorum_wire::control::APPLY_RULES).await;
     sign_and_check(&admin(&c, 4), &key, b"on the new build").await;
-    assert!(held_concurrent_signs(&c, &key, 1).await >= 1, "batches now");
+    assert!(
+        common::held_concurrent_signs(&c, &key, 1, 16, Duration::from_secs(1))
+            .await
+            .0
+            >= 1,
+        "batches now"
+    );
     let a = admin(&c, 2)
         .recovery_account_create(&account("after.example"))
         .await

@@ -34,20 +34,23 @@ const BATCHES_IN_FLIGHT: usize = 1;
 /// replicate well within the heartbeat-bounded RPC time-out.
 const MAX_BATCH_BYTES: usize = 1 << 20;
 
+/// About how many bytes a client's forwarded request takes in JSON (its
+/// body is hex there, twice its length).
+pub(super) fn request_size(r: &keyquorum_wire::peer::ClientRequest) -> usize {
+    2 * r.body.0.len()
+        + r.target_uri.len()
+        + r.headers
+            .iter()
+            .map(|(n, v)| n.len() + v.len() + 8)
+            .sum::<usize>()
+}
+
 /// About how many bytes `command` takes in the log (its byte strings are
 /// hex there, twice their length).
 fn rough_size(a: &Authorized) -> usize {
     const OVERHEAD: usize = 256;
     let authority = match &a.by {
-        keyquorum_wire::control::Authority::Client { request } => {
-            2 * request.body.0.len()
-                + request.target_uri.len()
-                + request
-                    .headers
-                    .iter()
-                    .map(|(n, v)| n.len() + v.len() + 8)
-                    .sum::<usize>()
-        }
+        keyquorum_wire::control::Authority::Client { request } => request_size(request),
         keyquorum_wire::control::Authority::Node { .. } => 300,
         keyquorum_wire::control::Authority::Members { signatures, .. } => {
             200 + 200 * signatures.len()

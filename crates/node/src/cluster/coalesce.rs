@@ -29,7 +29,7 @@ use std::time::Instant;
 
 use futures::future::join_all;
 use keyquorum_wire::control::NodeInfo;
-use keyquorum_wire::peer::{ClientRequest, PeerMessage, MAX_PEER_BATCH};
+use keyquorum_wire::peer::{PeerMessage, MAX_PEER_BATCH};
 use keyquorum_wire::NodeId;
 use tokio::sync::oneshot;
 
@@ -73,14 +73,7 @@ impl Coalescer {
 
 /// About how many bytes `msg` takes in a batch.
 fn rough_size(msg: &PeerMessage) -> usize {
-    let request = |r: &ClientRequest| {
-        2 * r.body.0.len()
-            + r.target_uri.len()
-            + r.headers
-                .iter()
-                .map(|(n, v)| n.len() + v.len() + 8)
-                .sum::<usize>()
-    };
+    let request = super::batch::request_size;
     256 + match msg {
         PeerMessage::SignShare {
             package,
@@ -249,13 +242,10 @@ impl Node {
             // now (a node removed meanwhile gets nothing).
             let replies = match self.node_info(to) {
                 Some(info) => self.send_batch(to, &info, items).await,
-                None => (0..answers.len())
-                    .map(|_| {
-                        Err(NodeError::Unavailable(format!(
-                            "node {to} is not a member any more"
-                        )))
-                    })
-                    .collect(),
+                None => failed(
+                    answers.len(),
+                    &NodeError::Unavailable(format!("node {to} is not a member any more")),
+                ),
             };
             for (answer, reply) in answers.into_iter().zip(replies) {
                 // A caller that stopped waiting has nobody to tell.
@@ -286,14 +276,13 @@ impl Node {
             Ok((_, PeerMessage::Batched { replies })) if replies.len() == count => {
                 replies.into_iter().map(|r| item_reply(to, r)).collect()
             }
-            Ok(_) => (0..count)
-                .map(|_| {
-                    Err(NodeError::Misbehaved {
-                        message: format!("node {to} answered a batch of {count} wrongly"),
-                        culprits: vec![to],
-                    })
-                })
-                .collect(),
+            Ok(_) => failed(
+                count,
+                &NodeError::Misbehaved {
+                    message: format!("node {to} answered a batch of {count} wrongly"),
+                    culprits: vec![to],
+                },
+            ),
             // A build that does not take batches after all (one rolled
             // back before its boot reached this replica) refuses the
             // envelope unread: each alone. (Only that refusal: a peer that
@@ -314,7 +303,7 @@ impl Node {
                     .map(|r| r.map(|(_, m)| m))
                     .collect()
             }
-            Err(e) => (0..count).map(|_| Err(e.clone())).collect(),
+            Err(e) => failed(count, &e),
         }
     }
 
@@ -347,6 +336,11 @@ impl Node {
                 .collect(),
         })
     }
+}
+
+/// The same failure `e` as the answer to each of `count` items.
+fn failed(count: usize, e: &NodeError) -> Vec<Result<PeerMessage, NodeError>> {
+    (0..count).map(|_| Err(e.clone())).collect()
 }
 
 /// One item's answer in a batch from `to`, as a lone call's would be.

@@ -565,3 +565,42 @@ pub fn he_session(name: &str) -> keyquorum_wire::he::CreateHeSessionRequest {
         measurements: None,
     }
 }
+
+/// Sign `count` messages at once through node `via` while its outgoing
+/// peer messages are held for `hold` (its nonce pools filled first by four
+/// signatures, so its calls to each signer queue up at once); each
+/// signature checked, the entry node among its signers. Returns the
+/// batches of peer messages `via` sent meanwhile and the messages in them.
+pub async fn held_concurrent_signs(
+    c: &LocalCluster,
+    key: &KeyInfo,
+    via: u16,
+    count: u8,
+    hold: Duration,
+) -> (u64, u64) {
+    use std::sync::atomic::Ordering;
+    let client = Client::new(&c.url_of(n(via)), &c.admin, c.ca_pem().as_bytes()).unwrap();
+    let node = c.node(n(via)).unwrap();
+    for i in 0..4u8 {
+        sign_and_check(&client, key, &[b'w', i]).await;
+    }
+    let sent = || {
+        let m = node.metrics();
+        (
+            m.peer_batches.load(Ordering::Relaxed),
+            m.peer_batched_messages.load(Ordering::Relaxed),
+        )
+    };
+    let before = sent();
+    node.net_faults().pause_for(hold);
+    let messages: Vec<Vec<u8>> = (0..count).map(|i| vec![b'c', i]).collect();
+    let signed =
+        futures::future::join_all(messages.iter().map(|m| client.sign(&key.name, m))).await;
+    for (m, s) in messages.iter().zip(signed) {
+        let s = s.unwrap();
+        check_sig(key, m, &s.signature.0);
+        assert!(s.signers.contains(&n(via)), "the entry node signs first");
+    }
+    let after = sent();
+    (after.0 - before.0, after.1 - before.1)
+}

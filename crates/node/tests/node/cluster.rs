@@ -193,37 +193,15 @@ async fn concurrent_writes_share_batches_and_each_gets_its_own_answer() {
 /// batch carried two or more shares, and every request was signed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_signature_shares_to_one_signer_travel_in_batches() {
-    use std::sync::atomic::Ordering;
-
     let (_dir, c) = cluster(3, 2, 64).await;
     let client = Client::new(&c.url_of(n(1)), &c.admin, c.ca_pem().as_bytes()).unwrap();
     let key = client
         .create_key(&common::create("b", SuiteName::Ed25519, 2, None))
         .await
         .unwrap();
-    // Both other members' nonce pools filled (signers rotate).
-    for i in 0..4u8 {
-        common::sign_and_check(&client, &key, &[i]).await;
-    }
-    let n1 = c.node(n(1)).unwrap();
-    let sent = |m: &keyquorum_node::cluster::metrics::Metrics| {
-        (
-            m.peer_batches.load(Ordering::Relaxed),
-            m.peer_batched_messages.load(Ordering::Relaxed),
-        )
-    };
-    let before = sent(n1.metrics());
-    n1.net_faults()
-        .pause_for(std::time::Duration::from_millis(1500));
-    let messages: Vec<Vec<u8>> = (0..24u8).map(|i| vec![b'm', i]).collect();
-    let signed = futures::future::join_all(messages.iter().map(|m| client.sign("b", m))).await;
-    for (m, s) in messages.iter().zip(signed) {
-        let s = s.unwrap();
-        check_sig(&key, m, &s.signature.0);
-        assert!(s.signers.contains(&n(1)), "the entry node signs first");
-    }
-    let after = sent(n1.metrics());
-    let (batches, carried) = (after.0 - before.0, after.1 - before.1);
+    let (batches, carried) =
+        common::held_concurrent_signs(&c, &key, 1, 24, std::time::Duration::from_millis(1500))
+            .await;
     assert!(batches >= 1, "no batch for 24 concurrent requests");
     // Each request's one share for another signer went at most once.
     assert!(carried <= 24, "{batches} batches carried {carried} shares");
