@@ -227,8 +227,11 @@ pub(crate) mod kind {
     pub(crate) const COMMITMENT: u8 = 0x01;
 }
 
+/// Shares by holder.
+pub type Shares<C> = BTreeMap<ParticipantId, SecretScalar<C>>;
+
 /// Shares by holder, and the Feldman commitment.
-pub type Split<C> = (BTreeMap<ParticipantId, SecretScalar<C>>, Commitment<C>);
+pub type Split<C> = (Shares<C>, Commitment<C>);
 
 /// Split `secret` into shares for `ids` with threshold `t` (Shamir) and return
 /// the Feldman commitment. Used for trusted-dealer *import* only; keys made by
@@ -239,10 +242,35 @@ pub fn split<C: Ciphersuite, R: RngCore + CryptoRng>(
     ids: &BTreeSet<ParticipantId>,
     rng: &mut R,
 ) -> Result<Split<C>, Error> {
+    let (poly, shares) = dealt(secret, threshold, ids, rng)?;
+    Ok((shares, poly.commit()))
+}
+
+/// A random polynomial with constant term `secret`, and its shares.
+fn dealt<C: Ciphersuite, R: RngCore + CryptoRng>(
+    secret: SecretScalar<C>,
+    threshold: u16,
+    ids: &BTreeSet<ParticipantId>,
+    rng: &mut R,
+) -> Result<(Polynomial<C>, Shares<C>), Error> {
     check_threshold(threshold, ids.len())?;
     let poly = Polynomial::random(secret, threshold, rng);
     let shares = ids.iter().map(|id| (*id, poly.share_for(*id))).collect();
-    Ok((shares, poly.commit()))
+    Ok((poly, shares))
+}
+
+/// Shamir shares of `secret` for `ids` with threshold `t`, with no Feldman
+/// commitment: for secrets whose holders check what they rebuild some other
+/// way (a tree's leaf against the published tree, a PIN secret by its
+/// AEAD). A commitment costs `t` scalar multiplications per secret, a
+/// tree's leaves are a million secrets, and nobody would read it.
+pub fn shares<C: Ciphersuite, R: RngCore + CryptoRng>(
+    secret: SecretScalar<C>,
+    threshold: u16,
+    ids: &BTreeSet<ParticipantId>,
+    rng: &mut R,
+) -> Result<Shares<C>, Error> {
+    Ok(dealt(secret, threshold, ids, rng)?.1)
 }
 
 /// `2 ≤ t ≤ n ≤ MAX_PARTICIPANTS`.

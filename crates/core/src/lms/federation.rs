@@ -233,7 +233,7 @@ impl LeafSecret {
         holders: &BTreeSet<ParticipantId>,
         rng: &mut R,
     ) -> Result<BTreeMap<ParticipantId, LeafShare>, Error> {
-        let (shares, _) = crate::vss::split(self.0.clone(), threshold, holders, rng)?;
+        let shares = crate::vss::shares(self.0.clone(), threshold, holders, rng)?;
         Ok(shares.into_iter().map(|(p, s)| (p, LeafShare(s))).collect())
     }
 
@@ -298,7 +298,7 @@ impl LeafShare {
         rng: &mut R,
     ) -> Result<BTreeMap<ParticipantId, LeafShare>, Error> {
         let weighted = SecretScalar::new(*weight.0.expose() * *self.0.expose());
-        let (shares, _) = crate::vss::split(weighted, threshold, holders, rng)?;
+        let shares = crate::vss::shares(weighted, threshold, holders, rng)?;
         Ok(shares.into_iter().map(|(p, s)| (p, LeafShare(s))).collect())
     }
 

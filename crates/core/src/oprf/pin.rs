@@ -398,7 +398,7 @@ impl Registration {
                 },
             )
             .map_err(|_| Error::InvalidParameters("cannot encrypt the secret"))?;
-        let (shares, _) = crate::vss::split::<Ristretto255, _>(s, t, &ids, rng)?;
+        let shares = crate::vss::shares::<Ristretto255, _>(s, t, &ids, rng)?;
         let mut out = Self {
             commitments: Vec::with_capacity(guardians.len()),
             shares: Vec::with_capacity(guardians.len()),

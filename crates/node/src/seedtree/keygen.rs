@@ -43,7 +43,7 @@ use keyquorum_wire::{Hex, Hex32, NodeId};
 use rand_core::{OsRng, RngCore};
 use sha2::{Digest, Sha256};
 
-use super::records::leaf_key;
+use super::rows;
 use super::state::{self, numbers};
 use crate::api::auth::{check_forwarded, check_sent_to, Authorized, Ledger};
 use crate::cluster::peer::{open_secret, seal_secret};
@@ -385,8 +385,7 @@ impl Runs {
             let stored = store_deal(
                 &node,
                 from,
-                run,
-                first,
+                (run, first, rows::leaf_row(&layout)),
                 &keys,
                 &shares,
                 deal_session(&run, subtree, first),
@@ -420,7 +419,7 @@ impl Runs {
                 let root = tokio::task::spawn_blocking(move || -> Result<Hash, NodeError> {
                     let sub = Subtree::from_leaves(&id, layout.lms, range.start, &ks)
                         .map_err(NodeError::from_core)?;
-                    store_nodes(&node2, &run, &sub, layout.lms.leaves() + range.start)?;
+                    store_nodes(&node2, &layout, &run, &sub, layout.lms.leaves() + range.start)?;
                     Ok(sub.root())
                 })
                 .await
@@ -472,11 +471,14 @@ impl Runs {
                 "a deal is a whole chunk of its subtree's leaves".into(),
             ));
         }
-        let exists = node
-            .vault()
-            .get(Table::LeafShares, &leaf_key(&run, first))
-            .map_err(|e| NodeError::Internal(format!("vault: {e}")))?
-            .is_some();
+        let exists = rows::read(
+            node.vault(),
+            Table::LeafShares,
+            &run,
+            first,
+            rows::leaf_row(&layout),
+        )?
+        .is_some();
         let mut r = lock(cell)?;
         if !r.chunks.entry(subtree).or_default().insert(first) {
             return Ok(false);
@@ -588,12 +590,11 @@ impl Runs {
 }
 
 /// Open a deal's shares (sealed under `session`), check each, and store
-/// them (blocking work, off the async threads).
+/// them in rows of `size` (blocking work, off the async threads).
 async fn store_deal(
     node: &Node,
     from: NodeId,
-    run: Hex32,
-    first: u32,
+    (run, first, size): (Hex32, u32, u32),
     keys: &[u8],
     shares: &Sealed,
     session: Hex32,
@@ -614,17 +615,16 @@ async fn store_deal(
                 culprits: vec![from],
             });
         }
-        let mut rows: Vec<([u8; 36], &[u8])> = Vec::with_capacity(len as usize);
-        for (i, share) in opened.chunks_exact(32).enumerate() {
+        for share in opened.chunks_exact(32) {
             LeafShare::from_bytes(share).map_err(|_| NodeError::Misbehaved {
                 message: format!("node {from} dealt a share that is not a scalar"),
                 culprits: vec![from],
             })?;
-            rows.push((leaf_key(&run, first + i as u32), share));
         }
+        let rows = rows::encode(&run, first, &opened, size)?;
         let ops: Vec<Op<'_>> = rows
             .iter()
-            .map(|(k, v)| Op::Put(Table::LeafShares, k.as_slice(), v))
+            .map(|(k, v)| Op::Put(Table::LeafShares, k.as_slice(), v.as_slice()))
             .collect();
         node2
             .vault()
@@ -645,29 +645,34 @@ pub(crate) fn endorsement(node: NodeId, reply: PeerMessage) -> Option<Endorsemen
 }
 
 /// Keep subtree `sub`'s every node (public data; the authentication paths
-/// are read from them), bottom level starting at node number `first`.
+/// are read from them), bottom level starting at node number `first`, in
+/// rows ([`rows::node_row`]).
 pub(super) fn store_nodes(
     node: &Node,
+    layout: &Layout,
     run: &Hex32,
     sub: &Subtree,
     first: u32,
 ) -> Result<(), NodeError> {
-    let mut rows: Vec<([u8; 36], Hash)> = Vec::new();
+    let mut rows = Vec::new();
     let mut r = first;
     let mut width = 1u32 << sub.height();
     loop {
+        let mut level = Vec::with_capacity(32 * width as usize);
         for i in r..r + width {
-            if let Some(h) = sub.node(i) {
-                rows.push((leaf_key(run, i), h));
-            }
+            let h = sub
+                .node(i)
+                .ok_or_else(|| NodeError::Internal(format!("subtree node {i} missing")))?;
+            level.extend_from_slice(&h);
         }
+        rows.extend(rows::encode(run, r, &level, rows::node_row(layout, r))?);
         if width == 1 {
             break;
         }
         r /= 2;
         width /= 2;
     }
-    for batch in rows.chunks(65_536) {
+    for batch in rows.chunks(4096) {
         let ops: Vec<Op<'_>> = batch
             .iter()
             .map(|(k, v)| Op::Put(Table::TreeNodes, k.as_slice(), v.as_slice()))

@@ -36,6 +36,7 @@ use keyquorum_wire::seedtree::{
 use keyquorum_wire::{Hex, Hex32, NodeId};
 
 use super::records::{leaf_key, request_hash};
+use super::rows;
 use super::state::{identifier_of, layout_of, TreeEntry};
 use crate::api::auth::{check_forwarded, check_sent_to, Authorized, Ledger};
 use crate::cluster::Node;
@@ -315,16 +316,19 @@ impl Member {
         // This member's own record agrees (or takes the lock now).
         let floor = self.floor(tree).await?;
         self.lock_to(node, record, leaf, &h, floor)?;
-        let share = node
-            .vault()
-            .get(Table::LeafShares, &leaf_key(&sharing, leaf))
-            .map_err(|e| NodeError::Internal(format!("vault: {e}")))?
-            .ok_or_else(|| {
-                NodeError::NotFound(format!("node {} holds no share of leaf {leaf}", node.id()))
-            })?;
         let layout = layout_of(record).map_err(NodeError::Internal)?;
+        let share = rows::read(
+            node.vault(),
+            Table::LeafShares,
+            &sharing,
+            leaf,
+            rows::leaf_row(&layout),
+        )?
+        .ok_or_else(|| {
+            NodeError::NotFound(format!("node {} holds no share of leaf {leaf}", node.id()))
+        })?;
         let (leaf_node, path) = path(node, record, &layout, leaf)?;
-        let sealed = seal_to_client(&body.reply_key, record, leaf, node.id(), &share)?;
+        let sealed = seal_to_client(&body.reply_key, record, leaf, node.id(), share.as_slice())?;
         node.audit_event(
             &a.grant.name,
             "seedtree.release",
@@ -378,16 +382,17 @@ pub(crate) fn path(
     leaf: u32,
 ) -> Result<(Hash, Vec<Hash>), NodeError> {
     let read = |r: u32| -> Result<Hash, NodeError> {
-        let v = node
-            .vault()
-            .get(Table::TreeNodes, &leaf_key(&record.run, r))
-            .map_err(|e| NodeError::Internal(format!("vault: {e}")))?
-            .ok_or_else(|| {
-                NodeError::Internal(format!("node {r} of {} is not stored here", record.name))
-            })?;
-        v.as_slice()
-            .try_into()
-            .map_err(|_| NodeError::Internal("a stored tree node is not 32 bytes".into()))
+        let v = rows::read(
+            node.vault(),
+            Table::TreeNodes,
+            &record.run,
+            r,
+            rows::node_row(layout, r),
+        )?
+        .ok_or_else(|| {
+            NodeError::Internal(format!("node {r} of {} is not stored here", record.name))
+        })?;
+        Ok(*v)
     };
     let mut r = layout.lms.leaves() + leaf;
     let leaf_node = read(r)?;

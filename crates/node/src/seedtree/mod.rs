@@ -48,6 +48,7 @@ pub(crate) mod member;
 pub(crate) mod records;
 pub(crate) mod redeal;
 pub(crate) mod reshare;
+pub mod rows;
 mod sign;
 pub mod state;
 

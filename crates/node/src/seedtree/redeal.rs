@@ -20,7 +20,7 @@ use sha2::{Digest, Sha256};
 
 use super::authority::check_plan;
 use super::keygen::{store_nodes, CHUNK};
-use super::records::leaf_key;
+use super::rows;
 use super::state::{identifier_of, layout_of, plan_id, sharing_of, TreeEntry, RESHARE_RULES};
 use crate::api::auth::{check_forwarded, check_sent_to, Ledger};
 use crate::cluster::peer::{open_secret, seal_secret};
@@ -296,18 +296,22 @@ impl Redeals {
                     .iter()
                     .map(|m| (*m, zeroize::Zeroizing::new(Vec::new())))
                     .collect();
-                for q in lo..end {
-                    let bytes = node2
-                        .vault()
-                        .get(Table::LeafShares, &leaf_key(&source, q))
-                        .map_err(vault_err)?
-                        .ok_or_else(|| {
-                            NodeError::NotFound(format!(
-                                "node {me} holds no share of leaf {q} of {}",
-                                plan2.tree
-                            ))
-                        })?;
-                    let share = LeafShare::from_bytes(&bytes).map_err(NodeError::from_core)?;
+                let held = rows::read_range(
+                    node2.vault(),
+                    Table::LeafShares,
+                    &source,
+                    lo..end,
+                    rows::leaf_row(&layout),
+                )?;
+                for (q, bytes) in (lo..end).zip(held) {
+                    let bytes = bytes.ok_or_else(|| {
+                        NodeError::NotFound(format!(
+                            "node {me} holds no share of leaf {q} of {}",
+                            plan2.tree
+                        ))
+                    })?;
+                    let share =
+                        LeafShare::from_bytes(bytes.as_slice()).map_err(NodeError::from_core)?;
                     let dealt = share
                         .redeal(&weight, plan2.threshold, &holders, &mut rng)
                         .map_err(NodeError::from_core)?;
@@ -323,19 +327,22 @@ impl Redeals {
                 let first_dealer = old.first() == Some(&me);
                 let mut leaf_nodes = Vec::new();
                 if first_dealer {
-                    for q in first..end {
-                        let r = layout.lms.leaves() + q;
-                        let v = node2
-                            .vault()
-                            .get(Table::TreeNodes, &leaf_key(&plan2.run, r))
-                            .map_err(vault_err)?
-                            .ok_or_else(|| {
-                                NodeError::Internal(format!(
-                                    "node {r} of {} is not stored here",
-                                    plan2.tree
-                                ))
-                            })?;
-                        leaf_nodes.extend_from_slice(&v);
+                    let bottom = layout.lms.leaves();
+                    let stored = rows::read_range(
+                        node2.vault(),
+                        Table::TreeNodes,
+                        &plan2.run,
+                        bottom + first..bottom + end,
+                        rows::node_row(&layout, bottom + first),
+                    )?;
+                    for (r, v) in (bottom + first..).zip(stored) {
+                        let v = v.ok_or_else(|| {
+                            NodeError::Internal(format!(
+                                "node {r} of {} is not stored here",
+                                plan2.tree
+                            ))
+                        })?;
+                        leaf_nodes.extend_from_slice(v.as_slice());
                     }
                 }
                 let session = part_session(&id, first, me);
@@ -498,14 +505,18 @@ impl Redeals {
             });
         }
         if let Some(sums) = whole {
-            let (node2, sharing) = (node.clone(), lock(&cell)?.sharing);
+            let (node2, sharing, size) = {
+                let r = lock(&cell)?;
+                (node.clone(), r.sharing, rows::leaf_row(&r.layout))
+            };
             let stored = tokio::task::spawn_blocking(move || -> Result<(), NodeError> {
-                let keys: Vec<[u8; 36]> = (lo..end).map(|q| leaf_key(&sharing, q)).collect();
-                let values: Vec<zeroize::Zeroizing<Vec<u8>>> =
-                    sums.iter().map(LeafShare::to_bytes).collect();
-                let ops: Vec<Op<'_>> = keys
+                let mut values = zeroize::Zeroizing::new(Vec::with_capacity(32 * sums.len()));
+                for share in &sums {
+                    values.extend_from_slice(&share.to_bytes());
+                }
+                let rows = rows::encode(&sharing, lo, &values, size)?;
+                let ops: Vec<Op<'_>> = rows
                     .iter()
-                    .zip(&values)
                     .map(|(k, v)| Op::Put(Table::LeafShares, k.as_slice(), v.as_slice()))
                     .collect();
                 node2.vault().apply(&ops).map_err(vault_err)
@@ -758,7 +769,7 @@ async fn take_nodes(
                     culprits: dealer.into_iter().collect(),
                 });
             }
-            store_nodes(&node2, &run, &sub, bottom)
+            store_nodes(&node2, &layout, &run, &sub, bottom)
         })
         .await
         .map_err(|e| NodeError::Internal(format!("subtree task: {e}")))?;

@@ -173,11 +173,12 @@ async fn a_drain_moves_a_trees_unused_leaves_to_exactly_its_target() {
         assert!(used.insert(s.leaf));
     }
     let rows = |id: u16, prefix: &Hex32| {
-        c.node(n(id))
-            .unwrap()
-            .vault()
-            .count(Table::LeafShares, &prefix.0)
-            .unwrap()
+        keyquorum_node::seedtree::rows::count_values(
+            c.node(n(id)).unwrap().vault(),
+            Table::LeafShares,
+            &prefix.0,
+        )
+        .unwrap()
     };
     assert_eq!(rows(1, &info.run), 32);
     assert_eq!(rows(4, &info.run), 0);
@@ -352,7 +353,11 @@ async fn a_drain_moves_a_trees_unused_leaves_to_exactly_its_target() {
         },
     )
     .await;
-    assert!(n4.vault().count(Table::LeafShares, &sharing.0).unwrap() >= keep);
+    assert!(
+        keyquorum_node::seedtree::rows::count_values(n4.vault(), Table::LeafShares, &sharing.0)
+            .unwrap()
+            >= keep
+    );
     // Nothing left on node 1: its removal is no longer refused.
     let removal = admin
         .propose_change(Change::RemoveNode {
