@@ -423,6 +423,46 @@ impl Vault {
         Ok(out)
     }
 
+    /// Store each value whose key holds none yet, in one durable
+    /// transaction (group commit). Each key's result is `None` if its value
+    /// was stored, or the value it already held (nothing written). The
+    /// check and the write are one step: of two items with the same key,
+    /// the first is stored and the second is answered with it.
+    #[allow(
+        clippy::type_complexity,
+        reason = "one result per item inside the transaction's result"
+    )]
+    pub fn put_absent_many(
+        &self,
+        table: Table,
+        items: &[(&[u8], &[u8])],
+    ) -> Result<Vec<Result<Option<Zeroizing<Vec<u8>>>, VaultError>>, VaultError> {
+        let tx = self.db.begin_write()?;
+        let mut out = Vec::with_capacity(items.len());
+        {
+            let mut t = tx.open_table(table.def())?;
+            for (key, value) in items {
+                let held = t.get(*key)?.map(|v| v.value().to_vec());
+                match held {
+                    Some(sealed) => out.push(
+                        open(&self.key, &aad(table, key), &sealed)
+                            .map(Some)
+                            .map_err(|_| VaultError::Corrupt {
+                                table: table.name(),
+                            }),
+                    ),
+                    None => {
+                        let sealed = seal(&self.key, &aad(table, key), value)?;
+                        t.insert(*key, sealed.as_slice())?;
+                        out.push(Ok(None));
+                    }
+                }
+            }
+        }
+        tx.commit()?;
+        Ok(out)
+    }
+
     /// The keys in `table` that start with `prefix`, in order.
     pub fn keys(&self, table: Table, prefix: &[u8]) -> Result<Vec<Vec<u8>>, VaultError> {
         let tx = self.db.begin_read()?;
@@ -536,6 +576,37 @@ mod tests {
         );
         assert!(v.take(Table::Nonces, b"k1/1/a").unwrap().is_none());
         assert!(v.get(Table::Shares, b"absent").unwrap().is_none());
+    }
+
+    #[test]
+    fn put_absent_stores_each_key_once_and_answers_the_holder() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("vault.redb");
+        {
+            let v = Vault::open(&path, &pass("p"), KdfParams::insecure_fast()).unwrap();
+            v.put(Table::LeafLocks, b"a", b"first").unwrap();
+            let got = v
+                .put_absent_many(
+                    Table::LeafLocks,
+                    &[(b"a", b"second"), (b"b", b"one"), (b"b", b"two")],
+                )
+                .unwrap();
+            let got: Vec<Option<Vec<u8>>> = got
+                .into_iter()
+                .map(|r| r.unwrap().map(|v| v.to_vec()))
+                .collect();
+            assert_eq!(got, [Some(b"first".to_vec()), None, Some(b"one".to_vec())]);
+        }
+        // Durable: what was stored is there after reopening, and nothing else.
+        let v = Vault::open(&path, &pass("p"), KdfParams::insecure_fast()).unwrap();
+        assert_eq!(
+            v.get(Table::LeafLocks, b"a").unwrap().unwrap().as_slice(),
+            b"first"
+        );
+        assert_eq!(
+            v.get(Table::LeafLocks, b"b").unwrap().unwrap().as_slice(),
+            b"one"
+        );
     }
 
     #[test]

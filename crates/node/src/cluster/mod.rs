@@ -5,6 +5,7 @@
 //! |---|---|
 //! | [`raft`] | the Raft client: [`Node::propose`] / [`Node::commit`] (applied here before they return), [`Node::propose_batched`] / [`Node::commit_batched`] (the leader's answer, batched), read barriers |
 //! | `batch` | the write batcher behind the `*_batched` verbs |
+//! | `commit` | group commit of durable vault work (nonce removal, leaf locks) |
 //! | [`membership`] | who is in the cluster: node lookup, add and remove nodes |
 //! | [`transport`] | peer calls ([`Node::call`], [`Node::call_signed`]), the peer HTTP endpoint, and the [`PeerHandler`] the capabilities' messages are dispatched through |
 //! | [`peer`] | signed envelopes, HPKE sealing, replay window, the peer HTTP client |
@@ -42,6 +43,7 @@ pub mod backup;
 pub(crate) mod batch;
 pub(crate) mod checkpoint;
 pub mod coalesce;
+pub(crate) mod commit;
 pub(crate) mod fetch;
 pub mod init;
 pub mod join;

@@ -11,6 +11,10 @@
 //! which locks a leaf once: at most one request ever gets a leaf's shares,
 //! whatever the log, the leader or a restored control plane says.
 //!
+//! A lock is checked and recorded in one vault transaction, durable before
+//! the member answers; concurrent locks share one sync to disk
+//! (`cluster::commit`).
+//!
 //! Each step checks the client's signed request itself: signature,
 //! freshness, sent to the coordinator, `POST /v1/seedtrees/{name}/sign`,
 //! the client's right to sign with the tree; one request drives one
@@ -21,12 +25,11 @@
 //! generation. The client rebuilds the leaf's key, signs and verifies.
 
 use std::collections::BTreeMap;
-use std::sync::Mutex;
 
 use keyquorum_core::lms::federation::Layout;
 use keyquorum_core::lms::tree::Subtree;
 use keyquorum_core::lms::Hash;
-use keyquorum_store::vault::Table;
+use keyquorum_store::vault::{Table, Vault};
 use keyquorum_wire::control::Endorsement;
 use keyquorum_wire::peer::{ClientRequest, PeerMessage};
 use keyquorum_wire::seedtree::{
@@ -34,11 +37,13 @@ use keyquorum_wire::seedtree::{
     SignSeedtreeRequest, SHARE_HPKE_INFO,
 };
 use keyquorum_wire::{Hex, Hex32, NodeId};
+use zeroize::Zeroizing;
 
 use super::records::{leaf_key, request_hash};
 use super::rows;
 use super::state::{identifier_of, layout_of, TreeEntry};
 use crate::api::auth::{check_forwarded, check_sent_to, Authorized, Ledger};
+use crate::cluster::commit::GroupCommit;
 use crate::cluster::Node;
 use crate::error::NodeError;
 
@@ -49,12 +54,19 @@ pub(crate) const LOCKED: &str = "leaf locked";
 /// Longest message a client signs (64 KiB).
 pub(crate) const MAX_MESSAGE: usize = 64 * 1024;
 
-/// A member's signing half: its authorization ledger and the lock that
-/// makes a leaf's check-and-record one step.
+/// A leaf lock to record: its key and the request's hash.
+type LockItem = ([u8; 36], [u8; 32]);
+/// The thread that records leaf locks: per lock, the request that already
+/// held the leaf (nothing written), or `None` (recorded).
+type LockWriter = GroupCommit<LockItem, Option<Zeroizing<Vec<u8>>>>;
+
+/// A member's signing half: its authorization ledger and the thread that
+/// records leaf locks (check and record one step in one transaction,
+/// group-committed).
 #[derive(Debug, Default)]
 pub(crate) struct Member {
     ledger: Ledger,
-    locks: Mutex<()>,
+    locks: std::sync::OnceLock<LockWriter>,
     /// Per tree, the leaves the log had handed out when this member
     /// started (read once, after catching up): it locks none below. Its
     /// lock records may be older than the log (a vault restored from a
@@ -207,7 +219,7 @@ impl Member {
     /// is locked to it now (it was, or it was free and handed out since
     /// this member started), a refusal naming [`LOCKED`] if another
     /// request holds it, or [`STALE`]. Durable before it returns.
-    fn lock_to(
+    async fn lock_to(
         &self,
         node: &Node,
         record: &SeedtreeRecord,
@@ -216,30 +228,52 @@ impl Member {
         floor: u64,
     ) -> Result<(), NodeError> {
         let key = leaf_key(&record.run, leaf);
-        let _guard = self
-            .locks
-            .lock()
-            .map_err(|_| NodeError::Internal("leaf locks poisoned".into()))?;
-        let vault = node.vault();
-        match vault
+        let held = match node
+            .vault()
             .get(Table::LeafLocks, &key)
             .map_err(|e| NodeError::Internal(format!("vault: {e}")))?
         {
+            Some(held) => Some(held),
+            None if u64::from(leaf) < floor => {
+                return Err(NodeError::Conflict(format!(
+                    "{STALE}: leaf {leaf} of {} (node {} locks leaves from {floor} on)",
+                    record.name,
+                    node.id()
+                )))
+            }
+            // Recorded unless another request's lock got there first: the
+            // check and the write are one step in the writer's transaction.
+            None => self.writer(node)?.submit((key, *h)).await?,
+        };
+        match held {
+            None => Ok(()),
             Some(held) if held.as_slice() == h => Ok(()),
             Some(_) => Err(NodeError::Conflict(format!(
                 "{LOCKED}: leaf {leaf} of {} is locked to another request on node {}",
                 record.name,
                 node.id()
             ))),
-            None if u64::from(leaf) < floor => Err(NodeError::Conflict(format!(
-                "{STALE}: leaf {leaf} of {} (node {} locks leaves from {floor} on)",
-                record.name,
-                node.id()
-            ))),
-            None => vault
-                .put(Table::LeafLocks, &key, h)
-                .map_err(|e| NodeError::Internal(format!("vault: {e}"))),
         }
+    }
+
+    /// The thread that records leaf locks (started on first use).
+    fn writer(&self, node: &Node) -> Result<&LockWriter, NodeError> {
+        if let Some(w) = self.locks.get() {
+            return Ok(w);
+        }
+        let w = GroupCommit::start(
+            node.vault_arc(),
+            "keyquorum-leaf-locks",
+            Box::new(|vault: &Vault, items: &[LockItem]| {
+                let items: Vec<(&[u8], &[u8])> = items
+                    .iter()
+                    .map(|(k, h)| (k.as_slice(), h.as_slice()))
+                    .collect();
+                vault.put_absent_many(Table::LeafLocks, &items)
+            }),
+        )?;
+        // Started twice at once: the spare's thread ends with its handle.
+        Ok(self.locks.get_or_init(|| w))
     }
 
     /// Step 1: lock `leaf` to the client's request and sign the lock.
@@ -256,7 +290,7 @@ impl Member {
             .await?;
         let h = request_hash(&a, request);
         let floor = self.floor(tree).await?;
-        self.lock_to(node, &e.record, leaf, &h, floor)?;
+        self.lock_to(node, &e.record, leaf, &h, floor).await?;
         let signature = node.keys().sign(&lock_statement(&e.record.run, leaf, &h));
         Ok(PeerMessage::StLocked {
             signature: Hex(signature.to_vec()),
@@ -315,7 +349,7 @@ impl Member {
         }
         // This member's own record agrees (or takes the lock now).
         let floor = self.floor(tree).await?;
-        self.lock_to(node, record, leaf, &h, floor)?;
+        self.lock_to(node, record, leaf, &h, floor).await?;
         let layout = layout_of(record).map_err(NodeError::Internal)?;
         let share = rows::read(
             node.vault(),
