@@ -260,9 +260,10 @@ fn dealt<C: Ciphersuite, R: RngCore + CryptoRng>(
 }
 
 /// Shamir shares of `secret` for `ids` with threshold `t`, with no Feldman
-/// commitment: for secrets whose holders check what they rebuild some other
-/// way (a tree's leaf against the published tree, a PIN secret by its
-/// AEAD). A commitment costs `t` scalar multiplications per secret, a
+/// commitment: for secrets whose rebuilt value is checked some other way
+/// by whoever rebuilds it (a tree's leaf against the published tree, by
+/// the signer; a PIN secret by its AEAD); a holder cannot check its own
+/// share. A commitment costs `t` scalar multiplications per secret, a
 /// tree's leaves are a million secrets, and nobody would read it.
 pub fn shares<C: Ciphersuite, R: RngCore + CryptoRng>(
     secret: SecretScalar<C>,

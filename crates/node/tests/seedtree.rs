@@ -20,6 +20,7 @@ use std::sync::atomic::Ordering;
 use common::{client_request, cluster, n, new_client, now_s, status_of};
 use keyquorum_client::seedtree::{sign_with_leaf, verify, ReplyKey};
 use keyquorum_client::Client;
+use keyquorum_store::Table;
 use keyquorum_wire::control::Endorsement;
 use keyquorum_wire::peer::PeerMessage;
 use keyquorum_wire::seedtree::{lock_quorum, CreateSeedtreeRequest, SeedtreeInfo};
@@ -84,6 +85,28 @@ async fn a_tree_signs_each_leaf_once_until_it_is_exhausted() {
         assert_eq!(&s.signature.0[4..8], &s.leaf.to_be_bytes());
     }
     assert_eq!(leaves.len(), 32);
+    // Each member keeps its shares in rows of a subtree's 8 leaves, its
+    // public nodes likewise (keys of 37 bytes; one value per row was 36).
+    for id in 1..=4 {
+        let node = c.node(n(id)).unwrap();
+        let vault = node.vault();
+        let held = |t| {
+            vault
+                .keys(t, &info.run.0)
+                .unwrap()
+                .iter()
+                .map(Vec::len)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(held(Table::LeafShares), vec![37; 4], "node {id}");
+        assert_eq!(
+            keyquorum_node::seedtree::rows::count_values(vault, Table::LeafShares, &info.run.0)
+                .unwrap(),
+            32
+        );
+        // 4 subtrees of 15 nodes: per subtree, rows of 8, 4, 2 and 1.
+        assert_eq!(held(Table::TreeNodes), vec![37; 16], "node {id}");
+    }
     let err = client(&c, 2)
         .seedtree_sign("fw", b"one too many", None)
         .await

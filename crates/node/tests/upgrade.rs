@@ -29,6 +29,7 @@ use keyquorum_node::cluster::machine::rules::announce_as;
 use keyquorum_node::dev::LocalCluster;
 use keyquorum_wire::api::SuiteName;
 use keyquorum_wire::recovery::CreateAccountRequest;
+use keyquorum_wire::seedtree::{CreateSeedtreeRequest, SeedtreeInfo};
 use keyquorum_wire::Hex32;
 
 const OLD: u16 = 8;
@@ -45,6 +46,33 @@ async fn rules_reach(c: &LocalCluster, rules: u16) {
         },
     )
     .await;
+}
+
+/// A small signing tree on nodes 1 to 3.
+fn tree(name: &str) -> CreateSeedtreeRequest {
+    CreateSeedtreeRequest {
+        name: name.into(),
+        height: 5,
+        winternitz: 4,
+        subtrees: Some(2),
+        threshold: Some(2),
+        members: Some(vec![n(1), n(2), n(3)]),
+    }
+}
+
+/// The lengths of the vault keys node 1 keeps `tree`'s leaf shares under
+/// (36: one value per row, as builds before rows; 37: rows of values).
+fn share_key_lengths(c: &LocalCluster, tree: &SeedtreeInfo) -> Vec<usize> {
+    let node = c.node(n(1)).unwrap();
+    let mut lengths: Vec<usize> = node
+        .vault()
+        .keys(keyquorum_store::Table::LeafShares, &tree.run.0)
+        .unwrap()
+        .iter()
+        .map(Vec::len)
+        .collect();
+    lengths.dedup();
+    lengths
 }
 
 fn account(name: &str) -> CreateAccountRequest {
@@ -95,6 +123,14 @@ async fn a_rolling_upgrade_keeps_signing_and_takes_up_new_rules_after_the_last_m
         .await
         .unwrap();
     sign_and_check(&admin(&c, 1), &key, b"on the old build").await;
+    // A signing tree made at the old rules keeps one value per vault row,
+    // as the old build reads them.
+    let old_tree = admin(&c, 1).seedtree_create(&tree("old")).await.unwrap();
+    admin(&c, 2)
+        .seedtree_sign("old", b"old tree, old build", Some(&old_tree.public_key.0))
+        .await
+        .unwrap();
+    assert_eq!(share_key_lengths(&c, &old_tree), [36]);
     // The old build takes no batches of peer messages: none is sent.
     assert_eq!(
         common::held_concurrent_signs(&c, &key, 1, 16, Duration::from_secs(1))
@@ -154,5 +190,18 @@ async fn a_rolling_upgrade_keeps_signing_and_takes_up_new_rules_after_the_last_m
         .await
         .unwrap();
     assert_eq!(a.account, "after.example");
+    // The old tree still signs from its one-value rows; a new tree keeps
+    // rows of values.
+    admin(&c, 3)
+        .seedtree_sign("old", b"old tree, new build", Some(&old_tree.public_key.0))
+        .await
+        .unwrap();
+    let new_tree = admin(&c, 1).seedtree_create(&tree("new")).await.unwrap();
+    admin(&c, 2)
+        .seedtree_sign("new", b"new tree", Some(&new_tree.public_key.0))
+        .await
+        .unwrap();
+    assert_eq!(share_key_lengths(&c, &new_tree), [37]);
+    assert_eq!(share_key_lengths(&c, &old_tree), [36]);
     c.shutdown().await;
 }

@@ -185,10 +185,12 @@ pub enum Table {
     /// node computed with it, checked against the committed record before
     /// the share is promoted.
     PendingGroups,
-    /// A signing tree's leaf-secret shares, by (key generation run, leaf).
+    /// A signing tree's leaf-secret shares, by (sharing, leaf): rows of up
+    /// to 64 leaves, or one leaf per row for trees made before rows (the
+    /// node crate's `seedtree::rows`).
     LeafShares,
     /// A signing tree's public nodes this member checked at key
-    /// generation, by (run, node number).
+    /// generation, by (run, node number), in rows as [`Table::LeafShares`].
     TreeNodes,
     /// Which request each of a signing tree's leaves is locked to, by
     /// (run, leaf): a leaf is locked once, for good.

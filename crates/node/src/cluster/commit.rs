@@ -73,23 +73,44 @@ impl<J: Send + 'static, R: Send + 'static> GroupCommit<J, R> {
                     };
                     let (work, replies): (Vec<J>, Vec<_>) =
                         jobs.into_iter().map(|j| (j.work, j.reply)).unzip();
-                    match batch(&vault, &work) {
-                        Ok(results) if results.len() == replies.len() => {
+                    // A panic in the batch fails its items, not every later
+                    // one: the thread goes on.
+                    let done = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        batch(&vault, &work)
+                    }));
+                    match done {
+                        Ok(Ok(results)) if results.len() == replies.len() => {
                             for (reply, r) in replies.into_iter().zip(results) {
                                 let _ = reply.send(r.map_err(NodeError::from));
                             }
                         }
-                        Ok(_) => {
+                        // Cannot happen with this crate's batches (one result
+                        // per item). The writes are committed: answering
+                        // them as failed is safe for both users (a nonce is
+                        // burnt; a lock stays with its request, whose retry
+                        // is answered Ok).
+                        Ok(Ok(_)) => {
+                            debug_assert!(
+                                false,
+                                "a group commit answered the wrong number of items"
+                            );
                             for reply in replies {
                                 let _ = reply.send(Err(NodeError::Internal(
                                     "a group commit answered the wrong number of items".into(),
                                 )));
                             }
                         }
-                        Err(e) => {
-                            let msg = e.to_string();
+                        Ok(Err(e)) => {
+                            let e = NodeError::from(e);
                             for reply in replies {
-                                let _ = reply.send(Err(NodeError::Internal(msg.clone())));
+                                let _ = reply.send(Err(e.clone()));
+                            }
+                        }
+                        Err(_) => {
+                            for reply in replies {
+                                let _ = reply.send(Err(NodeError::Internal(
+                                    "a group commit failed (panicked)".into(),
+                                )));
                             }
                         }
                     }

@@ -53,6 +53,8 @@ use crate::keys::pid;
 
 /// Leaves per deal message.
 pub(crate) const CHUNK: u32 = 4096;
+// A deal (and a reshare's chunk) writes whole rows: rows never overlap.
+const _: () = assert!(CHUNK.is_multiple_of(rows::ROW));
 /// Most key generation runs a member takes part in at once.
 const MAX_RUNS: usize = 4;
 /// A run not endorsed within this is dropped.
@@ -621,7 +623,7 @@ async fn store_deal(
                 culprits: vec![from],
             })?;
         }
-        let rows = rows::encode(&run, first, &opened, size)?;
+        let rows = rows::to_write(&node2, &run, first, &opened, size)?;
         let ops: Vec<Op<'_>> = rows
             .iter()
             .map(|(k, v)| Op::Put(Table::LeafShares, k.as_slice(), v.as_slice()))
@@ -665,7 +667,13 @@ pub(super) fn store_nodes(
                 .ok_or_else(|| NodeError::Internal(format!("subtree node {i} missing")))?;
             level.extend_from_slice(&h);
         }
-        rows.extend(rows::encode(run, r, &level, rows::node_row(layout, r))?);
+        rows.extend(rows::to_write(
+            node,
+            run,
+            r,
+            &level,
+            rows::node_row(layout, r),
+        )?);
         if width == 1 {
             break;
         }

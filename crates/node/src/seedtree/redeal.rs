@@ -514,7 +514,7 @@ impl Redeals {
                 for share in &sums {
                     values.extend_from_slice(&share.to_bytes());
                 }
-                let rows = rows::encode(&sharing, lo, &values, size)?;
+                let rows = rows::to_write(&node2, &sharing, lo, &values, size)?;
                 let ops: Vec<Op<'_>> = rows
                     .iter()
                     .map(|(k, v)| Op::Put(Table::LeafShares, k.as_slice(), v.as_slice()))

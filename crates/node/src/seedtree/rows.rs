@@ -19,6 +19,12 @@
 //!   [`leaf_key`]. A reader looks for the row first and, if there is none,
 //!   for the value alone; a row that is there but lacks the index means
 //!   the value is not held here.
+//! - **Rules.** Rows are written only once every member announced
+//!   [`ROWS_RULES`], so the log's next entry (a downgraded node's own boot
+//!   statement at the latest) is at those rules, where a build before rows
+//!   stops applying: no node of an older build is ever left running with
+//!   rows it cannot read. Before, values are written one per row, as that
+//!   build does.
 //! - Erasing a sharing by its prefix erases both kinds.
 
 use keyquorum_core::lms::federation::Layout;
@@ -28,13 +34,17 @@ use keyquorum_wire::Hex32;
 use zeroize::Zeroizing;
 
 use super::records::leaf_key;
+use crate::cluster::Node;
 use crate::error::NodeError;
 
 /// Most values a row holds.
 pub(crate) const ROW: u32 = 64;
 
+/// The apply rules from which rows are written.
+pub const ROWS_RULES: u16 = 18;
+
 /// A row to write: its key and its value.
-pub(crate) type Row = ([u8; 37], Zeroizing<Vec<u8>>);
+pub(crate) type Row = (Vec<u8>, Zeroizing<Vec<u8>>);
 
 /// The key of the row whose first index is `start`.
 pub(crate) fn row_key(prefix: &Hex32, start: u32) -> [u8; 37] {
@@ -78,14 +88,13 @@ pub(crate) fn encode(
         )));
     }
     let n = (values.len() / 32) as u32;
-    let end = first
-        .checked_add(n)
-        .ok_or_else(|| NodeError::Internal("row indices past u32".into()))?;
+    let past = || NodeError::Internal("row indices past u32".into());
+    let end = first.checked_add(n).ok_or_else(past)?;
     let mut out = Vec::new();
     let mut at = first;
     while at < end {
         let start = at & !(size - 1);
-        let stop = (start + size).min(end);
+        let stop = start.checked_add(size).ok_or_else(past)?.min(end);
         let map = (at..stop).fold(0u64, |m, i| m | (1u64 << (i - start)));
         let mut row = Zeroizing::new(Vec::with_capacity(8 + 32 * (stop - at) as usize));
         row.extend_from_slice(&map.to_be_bytes());
@@ -95,10 +104,30 @@ pub(crate) fn encode(
                 .get(from..32 * (stop - first) as usize)
                 .unwrap_or_default(),
         );
-        out.push((row_key(prefix, start), row));
+        out.push((row_key(prefix, start).to_vec(), row));
         at = stop;
     }
     Ok(out)
+}
+
+/// What to write for `values` (32 bytes each) at indices `first..`: rows
+/// of `size` once every member announced [`ROWS_RULES`] (the rules the
+/// next entry is stamped with), else one value per row under [`leaf_key`]
+/// (what a build before rows reads).
+pub(crate) fn to_write(
+    node: &Node,
+    prefix: &Hex32,
+    first: u32,
+    values: &[u8],
+    size: u32,
+) -> Result<Vec<Row>, NodeError> {
+    if node.registry(|r| r.rules_to_stamp()) >= ROWS_RULES || !values.len().is_multiple_of(32) {
+        return encode(prefix, first, values, size);
+    }
+    (first..)
+        .zip(values.chunks_exact(32))
+        .map(|(i, v)| Ok((leaf_key(prefix, i).to_vec(), Zeroizing::new(v.to_vec()))))
+        .collect()
 }
 
 /// The value at `index` in a row's bytes, if the row holds it.
@@ -170,7 +199,10 @@ pub(crate) fn read_range(
     let mut at = range.start;
     while at < range.end {
         let start = at & !(size - 1);
-        let stop = (start + size).min(range.end);
+        let stop = start
+            .checked_add(size)
+            .ok_or_else(|| NodeError::Internal("row indices past u32".into()))?
+            .min(range.end);
         match vault
             .get(table, &row_key(prefix, start))
             .map_err(vault_err)?
