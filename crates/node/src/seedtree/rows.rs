@@ -1,5 +1,5 @@
 //! A tree's per-leaf and per-node values in the vault (leaf shares, the
-//! public nodes a member checked), kept in rows of up to [`ROW`]
+//! public nodes a member checked), kept in rows of up to `ROW`
 //! consecutive values rather than a row each.
 //!
 //! A tree of height 20 has a million leaves and two million nodes: a row
@@ -16,7 +16,7 @@
 //!   each, in order. A row is written whole, once, by the one deal or
 //!   subtree that holds its indices.
 //! - **Earlier trees.** Trees made before rows kept a row per value under
-//!   [`leaf_key`]. A reader looks for the row first and, if there is none,
+//!   `records::leaf_key`. A reader looks for the row first and, if there is none,
 //!   for the value alone; a row that is there but lacks the index means
 //!   the value is not held here.
 //! - **Rules.** Rows are written only once every member announced
@@ -37,7 +37,7 @@ use super::records::leaf_key;
 use crate::cluster::Node;
 use crate::error::NodeError;
 
-/// Most values a row holds.
+/// Most values a row holds (64).
 pub(crate) const ROW: u32 = 64;
 
 /// The apply rules from which rows are written.
