@@ -136,6 +136,18 @@ pub(crate) async fn bench_seedtree(o: SeedtreeBenchOpts, json_out: bool) -> Resu
         bail!("no node");
     };
 
+    // Shares and nodes are kept in rows once the log is at their rules
+    // (the entry after every member's boot: an audit tick within 5 s).
+    let until = Instant::now() + std::time::Duration::from_secs(20);
+    while first.status().await.map(|s| s.rules).unwrap_or(0)
+        < keyquorum_node::seedtree::rows::ROWS_RULES
+    {
+        if Instant::now() > until {
+            bail!("the cluster's log did not reach the rules of rows in 20 s");
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+
     let rate_before = compression_rate();
     let leaves = u64::from(lms.leaves());
     let compressions = leaves * (ots.keygen_hashes() + 1) + (leaves - 1) * 2;

@@ -59,6 +59,18 @@ fn client(c: &keyquorum_node::dev::LocalCluster, id: u16) -> Client {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tree_signs_each_leaf_once_until_it_is_exhausted() {
     let (_dir, c) = cluster(4, 2, 0).await;
+    // Rows are written once a member's log is at their rules (the entry
+    // after every member's boot; an audit tick comes every 5 s).
+    common::poll(
+        "every log at the rules of rows",
+        std::time::Duration::from_secs(30),
+        || async {
+            c.running().iter().all(|node| {
+                node.registry(|r| r.rules) >= keyquorum_node::seedtree::rows::ROWS_RULES
+            })
+        },
+    )
+    .await;
     let admin = client(&c, 1);
     let info = admin.seedtree_create(&tree("fw", 5, 4)).await.unwrap();
     assert_eq!(info.capacity, 32);

@@ -186,8 +186,8 @@ pub enum Table {
     /// the share is promoted.
     PendingGroups,
     /// A signing tree's leaf-secret shares, by (sharing, leaf): rows of up
-    /// to 64 leaves, or one leaf per row for trees made before rows (the
-    /// node crate's `seedtree::rows`).
+    /// to 64 leaves, or one leaf per row where written before the log was
+    /// at the rules of rows (the node crate's `seedtree::rows`).
     LeafShares,
     /// A signing tree's public nodes this member checked at key
     /// generation, by (run, node number), in rows as [`Table::LeafShares`].

@@ -503,10 +503,11 @@ pub const MAX_BATCH: usize = 128;
 /// - 17: nothing changes in apply; a build announcing 17 takes batches of
 ///   peer messages (`crate::peer::PeerMessage::Batch`), and only a member
 ///   that announced it is sent one.
-/// - 18: nothing changes in apply; once every member announced 18 a
+/// - 18: nothing changes in apply; once its log applied an entry at 18 a
 ///   member keeps a signing tree's leaf shares and public nodes in rows of
 ///   up to 64 values (a build before it reads one value per row, and stops
-///   applying at 18, so it is never left running with rows it cannot read).
+///   applying at that entry of its log, so it never goes on applying with
+///   rows it cannot read).
 pub const APPLY_RULES: u16 = 18;
 
 /// The oldest apply rules this build still applies.

@@ -73,8 +73,10 @@ impl<J: Send + 'static, R: Send + 'static> GroupCommit<J, R> {
                     };
                     let (work, replies): (Vec<J>, Vec<_>) =
                         jobs.into_iter().map(|j| (j.work, j.reply)).unzip();
-                    // A panic in the batch fails its items, not every later
-                    // one: the thread goes on.
+                    // A panic in the batch (the store asserting on what it
+                    // read) fails its items and stops the thread: the vault
+                    // is in a state nobody knows, so nothing more is written
+                    // through it (fail closed; later calls are refused).
                     let done = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                         batch(&vault, &work)
                     }));
@@ -90,10 +92,6 @@ impl<J: Send + 'static, R: Send + 'static> GroupCommit<J, R> {
                         // burnt; a lock stays with its request, whose retry
                         // is answered Ok).
                         Ok(Ok(_)) => {
-                            debug_assert!(
-                                false,
-                                "a group commit answered the wrong number of items"
-                            );
                             for reply in replies {
                                 let _ = reply.send(Err(NodeError::Internal(
                                     "a group commit answered the wrong number of items".into(),
@@ -109,9 +107,11 @@ impl<J: Send + 'static, R: Send + 'static> GroupCommit<J, R> {
                         Err(_) => {
                             for reply in replies {
                                 let _ = reply.send(Err(NodeError::Internal(
-                                    "a group commit failed (panicked)".into(),
+                                    "a vault write failed (panicked); writes through it stop"
+                                        .into(),
                                 )));
                             }
+                            return;
                         }
                     }
                 }
@@ -123,9 +123,9 @@ impl<J: Send + 'static, R: Send + 'static> GroupCommit<J, R> {
     /// Hand `work` to the thread; its result once it is on disk.
     pub(crate) async fn submit(&self, work: J) -> Reply<R> {
         let (reply, rx) = oneshot::channel();
-        self.tx
-            .send(Job { work, reply })
-            .map_err(|_| NodeError::Unavailable("the vault is closed".into()))?;
+        self.tx.send(Job { work, reply }).map_err(|_| {
+            NodeError::Unavailable("the vault is closed, or its writes stopped".into())
+        })?;
         rx.await
             .map_err(|_| NodeError::Internal("a group commit thread stopped".into()))?
     }

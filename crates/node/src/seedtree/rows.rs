@@ -19,12 +19,15 @@
 //!   `records::leaf_key`. A reader looks for the row first and, if there is none,
 //!   for the value alone; a row that is there but lacks the index means
 //!   the value is not held here.
-//! - **Rules.** Rows are written only once every member announced
-//!   [`ROWS_RULES`], so the log's next entry (a downgraded node's own boot
-//!   statement at the latest) is at those rules, where a build before rows
-//!   stops applying: no node of an older build is ever left running with
-//!   rows it cannot read. Before, values are written one per row, as that
-//!   build does.
+//! - **Rules.** A member writes rows only once its own log applied an
+//!   entry at [`ROWS_RULES`] (not merely once every member announced them:
+//!   a leader decides what it stamps). A build before rows, replaying that
+//!   durable log, stops applying at the entry, and no leader can stamp
+//!   older rules after it; so an older build never goes on applying with
+//!   rows it cannot read. Before, and on a replica whose log is not there
+//!   yet (the entry after every member's boot takes it there: an audit
+//!   tick comes every 5 s), values are written one per row, as that build
+//!   does; readers take either, row by row.
 //! - Erasing a sharing by its prefix erases both kinds.
 
 use keyquorum_core::lms::federation::Layout;
@@ -111,9 +114,8 @@ pub(crate) fn encode(
 }
 
 /// What to write for `values` (32 bytes each) at indices `first..`: rows
-/// of `size` once every member announced [`ROWS_RULES`] (the rules the
-/// next entry is stamped with), else one value per row under [`leaf_key`]
-/// (what a build before rows reads).
+/// of `size` once this replica's log is at [`ROWS_RULES`], else one value
+/// per row under [`leaf_key`] (what a build before rows reads).
 pub(crate) fn to_write(
     node: &Node,
     prefix: &Hex32,
@@ -121,10 +123,13 @@ pub(crate) fn to_write(
     values: &[u8],
     size: u32,
 ) -> Result<Vec<Row>, NodeError> {
-    if node.registry(|r| r.rules_to_stamp()) >= ROWS_RULES || !values.len().is_multiple_of(32) {
+    if node.registry(|r| r.rules) >= ROWS_RULES || !values.len().is_multiple_of(32) {
         return encode(prefix, first, values, size);
     }
-    (first..)
+    let end = first
+        .checked_add((values.len() / 32) as u32)
+        .ok_or_else(|| NodeError::Internal("row indices past u32".into()))?;
+    (first..end)
         .zip(values.chunks_exact(32))
         .map(|(i, v)| Ok((leaf_key(prefix, i).to_vec(), Zeroizing::new(v.to_vec()))))
         .collect()
