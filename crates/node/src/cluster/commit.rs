@@ -31,6 +31,13 @@ struct Job<J, R> {
 pub(crate) type Batch<J, R> =
     Box<dyn Fn(&Vault, &[J]) -> Result<Vec<Result<R, VaultError>>, VaultError> + Send>;
 
+/// Answer every one of `replies` with `e`.
+fn fail<R>(replies: Vec<oneshot::Sender<Reply<R>>>, e: NodeError) {
+    for reply in replies {
+        let _ = reply.send(Err(e.clone()));
+    }
+}
+
 /// The handle; the thread stops (and lets go of the vault) when it drops.
 pub(crate) struct GroupCommit<J, R> {
     tx: mpsc::Sender<Job<J, R>>,
@@ -63,16 +70,15 @@ impl<J: Send + 'static, R: Send + 'static> GroupCommit<J, R> {
                             Err(_) => break,
                         }
                     }
-                    let Some(vault) = vault.upgrade() else {
-                        for j in jobs {
-                            let _ = j
-                                .reply
-                                .send(Err(NodeError::Unavailable("the vault is closed".into())));
-                        }
-                        return;
-                    };
                     let (work, replies): (Vec<J>, Vec<_>) =
                         jobs.into_iter().map(|j| (j.work, j.reply)).unzip();
+                    let Some(vault) = vault.upgrade() else {
+                        fail(
+                            replies,
+                            NodeError::Unavailable("the vault is closed".into()),
+                        );
+                        return;
+                    };
                     // A panic in the batch (the store asserting on what it
                     // read) fails its items and stops the thread: the vault
                     // is in a state nobody knows, so nothing more is written
@@ -91,26 +97,21 @@ impl<J: Send + 'static, R: Send + 'static> GroupCommit<J, R> {
                         // them as failed is safe for both users (a nonce is
                         // burnt; a lock stays with its request, whose retry
                         // is answered Ok).
-                        Ok(Ok(_)) => {
-                            for reply in replies {
-                                let _ = reply.send(Err(NodeError::Internal(
-                                    "a group commit answered the wrong number of items".into(),
-                                )));
-                            }
-                        }
-                        Ok(Err(e)) => {
-                            let e = NodeError::from(e);
-                            for reply in replies {
-                                let _ = reply.send(Err(e.clone()));
-                            }
-                        }
+                        Ok(Ok(_)) => fail(
+                            replies,
+                            NodeError::Internal(
+                                "a group commit answered the wrong number of items".into(),
+                            ),
+                        ),
+                        Ok(Err(e)) => fail(replies, NodeError::from(e)),
                         Err(_) => {
-                            for reply in replies {
-                                let _ = reply.send(Err(NodeError::Internal(
+                            fail(
+                                replies,
+                                NodeError::Internal(
                                     "a vault write failed (panicked); writes through it stop"
                                         .into(),
-                                )));
-                            }
+                                ),
+                            );
                             return;
                         }
                     }

@@ -415,6 +415,8 @@ pub(crate) fn path(
     layout: &Layout,
     leaf: u32,
 ) -> Result<(Hash, Vec<Hash>), NodeError> {
+    let missing =
+        |r: u32| NodeError::Internal(format!("node {r} of {} is not stored here", record.name));
     let read = |r: u32| -> Result<Hash, NodeError> {
         let v = rows::read(
             node.vault(),
@@ -422,16 +424,28 @@ pub(crate) fn path(
             &record.run,
             r,
             rows::node_row(layout, r),
-        )?
-        .ok_or_else(|| {
-            NodeError::Internal(format!("node {r} of {} is not stored here", record.name))
-        })?;
-        Ok(*v)
+        )?;
+        Ok(*v.ok_or_else(|| missing(r))?)
     };
+    let subtrees_top = layout.subtrees * 2 - 1;
     let mut r = layout.lms.leaves() + leaf;
-    let leaf_node = read(r)?;
+    // The leaf's node and its sibling share a row: read once.
+    let even = r & !1;
+    let bottom = rows::read_range(
+        node.vault(),
+        Table::TreeNodes,
+        &record.run,
+        even..even + 2,
+        rows::node_row(layout, r),
+    )?;
+    let at = |r: u32| bottom.get((r - even) as usize).cloned().flatten();
+    let leaf_node = *at(r).ok_or_else(|| missing(r))?;
     let mut out = Vec::with_capacity(usize::from(layout.lms.height()));
-    while r > layout.subtrees * 2 - 1 {
+    if r > subtrees_top {
+        out.push(*at(r ^ 1).ok_or_else(|| missing(r ^ 1))?);
+        r /= 2;
+    }
+    while r > subtrees_top {
         out.push(read(r ^ 1)?);
         r /= 2;
     }

@@ -123,7 +123,13 @@ pub(crate) fn to_write(
     values: &[u8],
     size: u32,
 ) -> Result<Vec<Row>, NodeError> {
-    if node.registry(|r| r.rules) >= ROWS_RULES || !values.len().is_multiple_of(32) {
+    if !values.len().is_multiple_of(32) {
+        return Err(NodeError::Internal(format!(
+            "tree values of {} bytes",
+            values.len()
+        )));
+    }
+    if node.registry(|r| r.rules) >= ROWS_RULES {
         return encode(prefix, first, values, size);
     }
     let end = first
@@ -171,19 +177,29 @@ pub(crate) fn read(
 ) -> Result<Option<Zeroizing<Hash>>, NodeError> {
     let size = size.clamp(1, ROW);
     let start = index & !(size - 1);
-    if let Some(row) = vault
+    match vault
         .get(table, &row_key(prefix, start))
         .map_err(vault_err)?
     {
-        return value_in(&row, index - start);
+        Some(row) => value_in(&row, index - start),
+        None => alone(vault, table, prefix, index),
     }
-    let Some(alone) = vault
+}
+
+/// The value at `index` kept alone, as trees made before rows keep them.
+fn alone(
+    vault: &Vault,
+    table: Table,
+    prefix: &Hex32,
+    index: u32,
+) -> Result<Option<Zeroizing<Hash>>, NodeError> {
+    let Some(v) = vault
         .get(table, &leaf_key(prefix, index))
         .map_err(vault_err)?
     else {
         return Ok(None);
     };
-    let h: Hash = alone
+    let h: Hash = v
         .as_slice()
         .try_into()
         .map_err(|_| NodeError::Internal("a stored value of a tree is not 32 bytes".into()))?;
@@ -219,7 +235,7 @@ pub(crate) fn read_range(
             }
             None => {
                 for i in at..stop {
-                    out.push(read(vault, table, prefix, i, 1)?);
+                    out.push(alone(vault, table, prefix, i)?);
                 }
             }
         }
