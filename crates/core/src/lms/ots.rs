@@ -7,8 +7,8 @@ use subtle::ConstantTimeEq;
 use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
 use super::{
-    chain_step, exact_len, hash_with, take_hash, take_u32, ChainHasher, Hash, Identifier, D_MESG,
-    D_PBLC, N,
+    chain_step, chains_together, exact_len, hash_with, take_hash, take_u32, ChainHasher, Hash,
+    Identifier, D_MESG, D_PBLC, N,
 };
 use crate::{DecodeError, Error};
 
@@ -294,17 +294,26 @@ impl OtsPrivateKey {
 /// pass: each private element is derived, run up its chain and dropped, so
 /// key generation holds no private key).
 pub fn leaf_public_key_hash(typ: LmotsType, id: &Identifier, q: u32, seed: &LeafSeed) -> Hash {
-    let ys: Vec<Hash> = (0..typ.p())
-        .map(|i| {
-            let mut h = ChainHasher::new(id, q, i as u16);
-            h.load(&seed.0);
-            h.step(0xff);
-            for j in 0..typ.max_digit() {
-                h.step(j);
-            }
-            h.value()
-        })
-        .collect();
+    // Every chain takes the same steps: 0xff (the private element's
+    // derivation from the seed), then digit positions 0 .. 2^w − 1.
+    let mut steps = [0u8; 256];
+    let js = core::iter::once(0xff).chain(0..typ.max_digit());
+    for (s, j) in steps.iter_mut().zip(js) {
+        *s = j;
+    }
+    let (js, _) = steps.split_at(usize::from(typ.max_digit()) + 1);
+    // Chains two at a time (see `chains_together`); an odd count ends with
+    // three together.
+    let p = typ.p();
+    let mut ys: Vec<Hash> = Vec::with_capacity(p);
+    while ys.len() < p {
+        let i = ys.len() as u16;
+        match p - ys.len() {
+            1 => ys.extend(chains_together::<1>(id, q, i, &seed.0, js)),
+            3 => ys.extend(chains_together::<3>(id, q, i, &seed.0, js)),
+            _ => ys.extend(chains_together::<2>(id, q, i, &seed.0, js)),
+        }
+    }
     public_hash(id, q, &ys)
 }
 
