@@ -185,6 +185,10 @@ impl Serialize for Hex {
 
 /// Each ASCII byte's hex digit value, or `0xff` for a byte that is not a
 /// hex digit.
+#[allow(
+    clippy::indexing_slicing,
+    reason = "evaluated at compile time: an index out of range fails the build"
+)]
 const HEX_VALUES: [u8; 256] = {
     let mut t = [0xffu8; 256];
     let mut c = 0u8;
