@@ -24,6 +24,7 @@ use keyquorum_store::Table;
 use keyquorum_wire::control::Endorsement;
 use keyquorum_wire::peer::PeerMessage;
 use keyquorum_wire::seedtree::{lock_quorum, CreateSeedtreeRequest, SeedtreeInfo};
+use keyquorum_wire::Hex;
 
 fn tree(name: &str, height: u8, winternitz: u8) -> CreateSeedtreeRequest {
     CreateSeedtreeRequest {
@@ -256,7 +257,10 @@ async fn no_leaf_is_reused_across_every_node_restarting() {
 /// request. The first request gets it; for the second, the members that
 /// locked leaf 5 to the first refuse, so it is never released twice. Then
 /// node 1, acting alone, locks a leaf for a request and asks another
-/// member to release it with fewer locks than the lock quorum: refused.
+/// member to release it with fewer locks than the lock quorum: refused. A
+/// lock made up in the asked member's own name counts only as that
+/// member's own record has it: with a leaf it locked to another request,
+/// refused.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_leaf_is_released_for_one_request_only() {
     let (_dir, c) = cluster(4, 2, 0).await;
@@ -362,6 +366,114 @@ async fn a_leaf_is_released_for_one_request_only() {
     let err = refused.unwrap_err().to_string();
     assert!(err.contains("1 of the 3 members' locks"), "{err}");
     assert_eq!(lock_quorum(4, 2), 3);
+    // A lock in node 2's own name counts for node 2 whatever its signature
+    // (its own record decides): with node 1's (on leaf 10: a member takes
+    // each step of a request once) it makes 2, still refused.
+    let made_up = Endorsement {
+        node: n(2),
+        signature: Hex(vec![0u8; 64]),
+    };
+    let (_, own10) = hostile
+        .call_signed(
+            n(1),
+            &me,
+            &PeerMessage::StLock {
+                tree: "once".into(),
+                leaf: 10,
+                request: request.clone(),
+            },
+        )
+        .await
+        .unwrap();
+    let PeerMessage::StLocked { signature: own10 } = own10 else {
+        panic!("no lock: {own10:?}")
+    };
+    let err = hostile
+        .call_signed(
+            n(2),
+            &two,
+            &PeerMessage::StRelease {
+                tree: "once".into(),
+                leaf: 10,
+                request: request.clone(),
+                locks: vec![
+                    Endorsement {
+                        node: n(1),
+                        signature: own10,
+                    },
+                    made_up.clone(),
+                ],
+            },
+        )
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("2 of the 3 members' locks"), "{err}");
+    // And its record holds: node 2 locks leaf 9 to this request; asked to
+    // release leaf 9 for another request with nodes 3 and 4's genuine
+    // locks on it and a made-up lock of its own, it refuses.
+    let PeerMessage::StLocked { .. } = hostile
+        .call_signed(
+            n(2),
+            &two,
+            &PeerMessage::StLock {
+                tree: "once".into(),
+                leaf: 9,
+                request: request.clone(),
+            },
+        )
+        .await
+        .unwrap()
+        .1
+    else {
+        panic!("node 2 did not lock leaf 9")
+    };
+    let other = client_request(
+        &c.url_of(n(1)),
+        &signer,
+        "POST",
+        "/v1/seedtrees/once/sign",
+        Some(serde_json::json!({
+            "message": hex::encode(b"other"),
+            "reply_key": key.public().to_string(),
+        })),
+        now_s(),
+    );
+    let mut others = vec![made_up];
+    for m in [n(3), n(4)] {
+        let info = hostile.node_info(m).unwrap();
+        let (_, reply) = hostile
+            .call_signed(
+                m,
+                &info,
+                &PeerMessage::StLock {
+                    tree: "once".into(),
+                    leaf: 9,
+                    request: other.clone(),
+                },
+            )
+            .await
+            .unwrap();
+        let PeerMessage::StLocked { signature } = reply else {
+            panic!("node {m} did not lock leaf 9: {reply:?}")
+        };
+        others.push(Endorsement { node: m, signature });
+    }
+    let err = hostile
+        .call_signed(
+            n(2),
+            &two,
+            &PeerMessage::StRelease {
+                tree: "once".into(),
+                leaf: 9,
+                request: other.clone(),
+                locks: others,
+            },
+        )
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("leaf locked"), "{err}");
     // A lock taken for leaf 5 by the first request: node 2 refuses to lock
     // it to this one.
     let locked = hostile

@@ -331,12 +331,18 @@ impl Member {
                 .filter_map(|m| r.members.get(m).map(|i| (*m, i.identity)))
                 .collect()
         });
+        // This member's own lock is not checked by its signature: its own
+        // durable record decides (`lock_to` below holds the leaf to this
+        // request or refuses), which a signature could only repeat. Counted
+        // here, it is taken below before anything is released, exactly as
+        // if it had locked it in step 1.
         let mut locked = std::collections::BTreeSet::new();
         for l in locks {
             if !locked.contains(&l.node)
-                && keys
-                    .get(&l.node)
-                    .is_some_and(|k| crate::identity::verify(k, &statement, &l.signature.0))
+                && (l.node == node.id()
+                    || keys
+                        .get(&l.node)
+                        .is_some_and(|k| crate::identity::verify(k, &statement, &l.signature.0)))
             {
                 locked.insert(l.node);
             }

@@ -195,12 +195,14 @@ impl Seedtrees {
             .await
             {
                 match r {
+                    // (This node's own lock is its own signature.)
                     Ok(PeerMessage::StLocked { signature })
-                        if node.registry(|r| {
-                            r.members.get(&m).is_some_and(|i| {
-                                crate::identity::verify(&i.identity, &statement, &signature.0)
-                            })
-                        }) =>
+                        if m == node.id()
+                            || node.registry(|r| {
+                                r.members.get(&m).is_some_and(|i| {
+                                    crate::identity::verify(&i.identity, &statement, &signature.0)
+                                })
+                            }) =>
                     {
                         locks.push(Endorsement { node: m, signature });
                     }
