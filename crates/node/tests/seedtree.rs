@@ -402,6 +402,11 @@ async fn a_leaf_is_released_for_one_request_only() {
                         signature: own10,
                     },
                     made_up.clone(),
+                    // Made up in another member's name: not counted.
+                    Endorsement {
+                        node: n(3),
+                        signature: Hex(vec![7u8; 64]),
+                    },
                 ],
             },
         )
@@ -439,7 +444,7 @@ async fn a_leaf_is_released_for_one_request_only() {
         })),
         now_s(),
     );
-    let mut others = vec![made_up];
+    let mut others = vec![made_up.clone()];
     for m in [n(3), n(4)] {
         let info = hostile.node_info(m).unwrap();
         let (_, reply) = hostile
@@ -468,6 +473,60 @@ async fn a_leaf_is_released_for_one_request_only() {
                 leaf: 9,
                 request: other.clone(),
                 locks: others,
+            },
+        )
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("leaf locked"), "{err}");
+    // On a free leaf (11) the same kind of release is granted, and node 2's
+    // count of itself is a lock it records: it then refuses to lock leaf 11
+    // to another request.
+    let mut locks11 = vec![made_up];
+    for m in [n(1), n(3)] {
+        let info = hostile.node_info(m).unwrap();
+        let (_, reply) = hostile
+            .call_signed(
+                m,
+                &info,
+                &PeerMessage::StLock {
+                    tree: "once".into(),
+                    leaf: 11,
+                    request: other.clone(),
+                },
+            )
+            .await
+            .unwrap();
+        let PeerMessage::StLocked { signature } = reply else {
+            panic!("node {m} did not lock leaf 11: {reply:?}")
+        };
+        locks11.push(Endorsement { node: m, signature });
+    }
+    let (_, released) = hostile
+        .call_signed(
+            n(2),
+            &two,
+            &PeerMessage::StRelease {
+                tree: "once".into(),
+                leaf: 11,
+                request: other.clone(),
+                locks: locks11,
+            },
+        )
+        .await
+        .unwrap();
+    assert!(
+        matches!(released, PeerMessage::StReleased { .. }),
+        "{released:?}"
+    );
+    let err = hostile
+        .call_signed(
+            n(2),
+            &two,
+            &PeerMessage::StLock {
+                tree: "once".into(),
+                leaf: 11,
+                request: request.clone(),
             },
         )
         .await

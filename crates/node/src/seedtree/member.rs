@@ -339,7 +339,7 @@ impl Member {
         let mut locked = std::collections::BTreeSet::new();
         for l in locks {
             if !locked.contains(&l.node)
-                && (l.node == node.id()
+                && ((l.node == node.id() && keys.contains_key(&l.node))
                     || keys
                         .get(&l.node)
                         .is_some_and(|k| crate::identity::verify(k, &statement, &l.signature.0)))
@@ -353,7 +353,11 @@ impl Member {
                 locked.len()
             )));
         }
-        // This member's own record agrees (or takes the lock now).
+        // This member's own record agrees, or takes the lock now: durably,
+        // before anything is released. Safety rests on this write, not
+        // only a check: the count above took this member's own lock on
+        // trust in it, and a lock only checked here would let this member
+        // lock the leaf to another request later.
         let floor = self.floor(tree).await?;
         self.lock_to(node, record, leaf, &h, floor).await?;
         let layout = layout_of(record).map_err(NodeError::Internal)?;

@@ -195,14 +195,19 @@ impl Seedtrees {
             .await
             {
                 match r {
-                    // (This node's own lock is its own signature.)
+                    // (This node's own lock is its own signature: not
+                    // checked, but only as a member of the record.)
                     Ok(PeerMessage::StLocked { signature })
-                        if m == node.id()
-                            || node.registry(|r| {
-                                r.members.get(&m).is_some_and(|i| {
-                                    crate::identity::verify(&i.identity, &statement, &signature.0)
-                                })
-                            }) =>
+                        if node.registry(|r| {
+                            r.members.get(&m).is_some_and(|i| {
+                                m == node.id()
+                                    || crate::identity::verify(
+                                        &i.identity,
+                                        &statement,
+                                        &signature.0,
+                                    )
+                            })
+                        }) =>
                     {
                         locks.push(Endorsement { node: m, signature });
                     }
