@@ -329,6 +329,60 @@ impl Machine for Picky {
             Ok(())
         }
     }
+    fn check_state(&self) -> Result<(), String> {
+        if self.0.values().any(|v| v == "newer state") {
+            Err("a state from a newer build".into())
+        } else {
+            Ok(())
+        }
+    }
+}
+
+/// A checkpoint or snapshot whose state the machine's `check_state`
+/// refuses: the store does not open on it, and an install of it fails
+/// with nothing installed; a state it takes opens and installs.
+#[tokio::test]
+async fn a_state_the_machine_cannot_take_is_not_loaded_or_installed() {
+    let dir = tempfile::tempdir().unwrap();
+    let (newer, fine) = (dir.path().join("newer.redb"), dir.path().join("fine.redb"));
+    let mut snaps = Vec::new();
+    for (path, value) in [(&newer, "newer state"), (&fine, "1")] {
+        let (_log, mut sm) = open::<TestConfig, Picky>(path).unwrap();
+        sm.apply(vec![put(1, "a", value)]).await.unwrap();
+        let snap = sm
+            .get_snapshot_builder()
+            .await
+            .build_snapshot()
+            .await
+            .unwrap();
+        snaps.push((snap.meta, snap.snapshot.into_inner()));
+    }
+    let err = open::<TestConfig, Picky>(&newer).err().expect("refused");
+    assert!(
+        err.to_string().contains("a state from a newer build"),
+        "{err}"
+    );
+    let (_log, sm) = open::<TestConfig, Picky>(&fine).unwrap();
+    assert!(sm.reader().read(|m| m.0.get("a") == Some(&"1".to_string())));
+    drop((_log, sm));
+    let other = dir.path().join("other.redb");
+    let (_log, mut sm) = open::<TestConfig, Picky>(&other).unwrap();
+    let (meta, data) = snaps.remove(0);
+    let err = sm
+        .install_snapshot(&meta, Box::new(Cursor::new(data)))
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("a state from a newer build"),
+        "{err}"
+    );
+    assert!(sm.reader().read(|m| m.0.is_empty()), "nothing installed");
+    assert_eq!(sm.reader().applied_index(), None);
+    let (meta, data) = snaps.remove(0);
+    sm.install_snapshot(&meta, Box::new(Cursor::new(data)))
+        .await
+        .unwrap();
+    assert!(sm.reader().read(|m| m.0.get("a") == Some(&"1".to_string())));
 }
 
 /// A command the machine's `check` refuses fails the apply at that entry,

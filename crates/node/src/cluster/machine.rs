@@ -329,6 +329,21 @@ impl Machine for Registry {
         Ok(())
     }
 
+    /// A state applied under rules this build does not know (a checkpoint
+    /// or snapshot a newer build wrote) is refused: read by this build it
+    /// would lose what it does not know, and this replica would apply on
+    /// out of step. The node does not start on such a checkpoint; run a
+    /// build that knows the rules.
+    fn check_state(&self) -> Result<(), String> {
+        if self.rules > APPLY_RULES {
+            return Err(format!(
+                "this state was applied under apply rules {}, and this build knows up to                  {APPLY_RULES}: run a build that knows them (a node cannot go back past rules                  its cluster took up)",
+                self.rules
+            ));
+        }
+        Ok(())
+    }
+
     /// The audit log's entries, heads and subtrees ([`AuditLog`]), and
     /// sessions' inputs ([`HeState`]).
     fn take_side(&mut self) -> Vec<keyquorum_store::raft::SideWrite> {

@@ -213,6 +213,10 @@ where
                 }
                 let mut applied: Applied<C, M> =
                     serde_json::from_slice(&data).map_err(io_read::<C::NodeId>)?;
+                applied
+                    .machine
+                    .check_state()
+                    .map_err(|e| io_read::<C::NodeId>(std::io::Error::other(e)))?;
                 side::write(&db, &applied.machine.take_side(), true).map_err(io_write)?;
                 applied.machine.side_written();
                 applied
@@ -488,6 +492,15 @@ where
             let mut applied: Applied<C, M> =
                 serde_json::from_slice(&data).map_err(|e| StorageError::IO {
                     source: StorageIOError::read_snapshot(Some(meta.signature()), &e),
+                })?;
+            applied
+                .machine
+                .check_state()
+                .map_err(|e| StorageError::IO {
+                    source: StorageIOError::read_snapshot(
+                        Some(meta.signature()),
+                        &std::io::Error::other(e),
+                    ),
                 })?;
             side::write(&db, &applied.machine.take_side(), true).map_err(io_write)?;
             applied.machine.side_written();

@@ -70,6 +70,17 @@ pub trait Machine: Default + Clone + Serialize + DeserializeOwned + Send + Sync 
         Ok(())
     }
 
+    /// Whether this build can take `self` as its state: a checkpoint
+    /// loaded when the store opens, or a snapshot installed from the
+    /// leader. An error refuses it (the store does not open; the install
+    /// fails and openraft shuts down): for a state made by a newer build,
+    /// under rules this one does not know, which it would read without
+    /// what it does not know and then apply on from out of step (the state
+    /// counterpart of [`Self::check`]). The default takes any.
+    fn check_state(&self) -> Result<(), String> {
+        Ok(())
+    }
+
     /// Records applying produced that live outside the machine and its
     /// snapshots ([`side`]): taken after every apply, after a snapshot is
     /// loaded or installed, and written to the side table before the store

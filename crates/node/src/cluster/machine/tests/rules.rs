@@ -227,3 +227,20 @@ fn audit_heads_are_checked_from_rules_5_alike_on_every_replica() {
     assert_eq!(json(&r), json(&copy));
     assert_eq!(r.audit.signed_by(id(2)), Some(r.audit.len() - 1));
 }
+
+/// A state applied under rules this build does not know (a checkpoint or
+/// snapshot a newer build wrote) is refused as a whole; its own rules and
+/// those before are taken.
+#[test]
+fn a_state_under_rules_this_build_does_not_know_is_refused() {
+    let mut r = at_rules_2();
+    assert!(r.check_state().is_ok());
+    r.rules = APPLY_RULES;
+    assert!(r.check_state().is_ok());
+    r.rules = APPLY_RULES + 1;
+    let why = r.check_state().unwrap_err();
+    assert!(why.contains("run a build that knows them"), "{why}");
+    // As it comes out of a snapshot.
+    let back: Registry = serde_json::from_slice(&serde_json::to_vec(&r).unwrap()).unwrap();
+    assert!(back.check_state().is_err());
+}
