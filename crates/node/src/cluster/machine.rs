@@ -337,7 +337,9 @@ impl Machine for Registry {
     fn check_state(&self) -> Result<(), String> {
         if self.rules > APPLY_RULES {
             return Err(format!(
-                "this state was applied under apply rules {}, and this build knows up to                  {APPLY_RULES}: run a build that knows them (a node cannot go back past rules                  its cluster took up)",
+                "this state was applied under apply rules {}, and this build knows up to \
+                 {APPLY_RULES}: run a build that knows them (a node cannot go back past rules \
+                 its cluster took up)",
                 self.rules
             ));
         }

@@ -182,6 +182,9 @@ where
     let (mut machine, from) = match super::machine::load_snapshot::<C>(db).map_err(err)? {
         Some((meta, data)) => {
             let s: Stored<M> = serde_json::from_slice(&data).map_err(err)?;
+            // A newer build's state reads without what this build does not
+            // know: unreadable here, not a state to compare the backup with.
+            s.machine.check_state().map_err(err)?;
             (Some(s.machine), meta.last_log_id.map_or(0, |l| l.index + 1))
         }
         None => (None, 0),

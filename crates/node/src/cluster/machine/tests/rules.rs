@@ -239,7 +239,14 @@ fn a_state_under_rules_this_build_does_not_know_is_refused() {
     assert!(r.check_state().is_ok());
     r.rules = APPLY_RULES + 1;
     let why = r.check_state().unwrap_err();
-    assert!(why.contains("run a build that knows them"), "{why}");
+    assert!(
+        why.contains(&format!(
+            "applied under apply rules {}, and this build knows up to {APPLY_RULES}: run a build \
+             that knows them (a node cannot go back past rules its cluster took up)",
+            APPLY_RULES + 1
+        )),
+        "{why}"
+    );
     // As it comes out of a snapshot.
     let back: Registry = serde_json::from_slice(&serde_json::to_vec(&r).unwrap()).unwrap();
     assert!(back.check_state().is_err());
