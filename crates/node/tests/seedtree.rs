@@ -575,38 +575,6 @@ async fn the_relayed_shares_open_only_with_the_clients_key() {
     c.shutdown().await;
 }
 
-/// The entry node asks `t` lockers for their shares, itself first; when
-/// one fails (here the entry node itself, by a test hook), it asks the
-/// other lockers, and the signature still comes with `t` shares.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_locker_that_fails_its_release_is_replaced_by_another() {
-    let (_dir, c) = cluster(4, 2, 0).await;
-    let admin = client(&c, 1);
-    let info = admin.seedtree_create(&tree("spare", 5, 2)).await.unwrap();
-    let key = ReplyKey::generate();
-    let leaf = admin
-        .seedtree_leaf("spare", b"payload", &key)
-        .await
-        .unwrap();
-    // Without failures, only `t` lockers release.
-    assert_eq!(leaf.shares.len(), 2);
-    assert_eq!(leaf.shares[0].node, n(1), "the entry node releases first");
-    c.node(n(1))
-        .unwrap()
-        .net_faults()
-        .seedtree_refuse_release
-        .store(true, Ordering::Relaxed);
-    let leaf = admin
-        .seedtree_leaf("spare", b"payload", &key)
-        .await
-        .unwrap();
-    assert_eq!(leaf.shares.len(), 2);
-    assert!(leaf.shares.iter().all(|s| s.node != n(1)), "{leaf:?}");
-    let s = sign_with_leaf(&leaf, &key, b"payload", Some(&info.public_key.0)).unwrap();
-    check(&info, b"payload", &s.signature.0);
-    c.shutdown().await;
-}
-
 /// The culprits an API error names.
 fn culprits(e: &keyquorum_client::ClientError) -> Vec<keyquorum_wire::NodeId> {
     match e {

@@ -57,10 +57,6 @@ pub struct NetFaults {
     /// publishing a wrong root).
     #[cfg(feature = "fault-injection")]
     pub seedtree_bad_root: AtomicBool,
-    /// As a tree's member, refuse every release (a member that locked a
-    /// leaf and then fails before releasing it).
-    #[cfg(feature = "fault-injection")]
-    pub seedtree_refuse_release: AtomicBool,
 }
 
 #[cfg(feature = "fault-injection")]

@@ -309,16 +309,6 @@ impl Member {
         request: &ClientRequest,
         locks: &[Endorsement],
     ) -> Result<PeerMessage, NodeError> {
-        #[cfg(feature = "fault-injection")]
-        if node
-            .net_faults()
-            .seedtree_refuse_release
-            .load(std::sync::atomic::Ordering::Relaxed)
-        {
-            return Err(NodeError::Unavailable(
-                "this member fails its releases (a test hook)".into(),
-            ));
-        }
         let (a, e, body) = self
             .authorize(node, from, tree, leaf, request, "release")
             .await?;

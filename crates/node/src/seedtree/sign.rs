@@ -228,14 +228,14 @@ impl Seedtrees {
                 }
             }
         }
-        // Releases from `t` lockers (this node first: its own answer costs
-        // no call); the other lockers only if fewer than `t` good shares
-        // came back. Every locker holds the leaf for this request, so any
-        // of them may release it later in this request; asking all at once
-        // cost a third more releases (HPKE seals, row reads, envelopes)
-        // for shares nobody combined.
         let lockers: Vec<NodeId> = locks.iter().map(|l| l.node).collect();
-        let need = usize::from(record.threshold);
+        let released = ask_each(node, &lockers, |_| PeerMessage::StRelease {
+            tree: record.name.clone(),
+            leaf,
+            request: fwd.clone(),
+            locks: locks.clone(),
+        })
+        .await;
         let top = state::identifier_of(record).map_err(NodeError::Internal)?;
         let layout = state::layout_of(record).map_err(NodeError::Internal)?;
         let public = keyquorum_core::lms::hss::HssPublicKey::from_bytes(&record.public_key.0)
@@ -243,38 +243,25 @@ impl Seedtrees {
         let mut shares = Vec::new();
         let mut public_data: Option<(Hex32, Vec<Hex32>)> = None;
         let mut culprits = Vec::new();
-        let (first, rest) = lockers.split_at(need.min(lockers.len()));
-        for ask in [first, rest] {
-            if shares.len() >= need || ask.is_empty() {
-                break;
-            }
-            let released = ask_each(node, ask, |_| PeerMessage::StRelease {
-                tree: record.name.clone(),
-                leaf,
-                request: fwd.clone(),
-                locks: locks.clone(),
-            })
-            .await;
-            for (m, r) in released {
-                match r {
-                    Ok(PeerMessage::StReleased {
-                        share,
-                        leaf_node,
-                        path,
-                    }) if share.node == m => {
-                        // The leaf's node and path must lead to the public root.
-                        if root_of(&top, layout.lms.leaves() + leaf, &leaf_node, &path)
-                            != Some(public.top.root)
-                        {
-                            culprits.push(m);
-                            continue;
-                        }
-                        public_data.get_or_insert((leaf_node, path));
-                        shares.push(share);
+        for (m, r) in released {
+            match r {
+                Ok(PeerMessage::StReleased {
+                    share,
+                    leaf_node,
+                    path,
+                }) if share.node == m => {
+                    // The leaf's node and path must lead to the public root.
+                    if root_of(&top, layout.lms.leaves() + leaf, &leaf_node, &path)
+                        != Some(public.top.root)
+                    {
+                        culprits.push(m);
+                        continue;
                     }
-                    Ok(_) => culprits.push(m),
-                    Err(e) => failures.push(format!("node {m}: {e}")),
+                    public_data.get_or_insert((leaf_node, path));
+                    shares.push(share);
                 }
+                Ok(_) => culprits.push(m),
+                Err(e) => failures.push(format!("node {m}: {e}")),
             }
         }
         if !culprits.is_empty() {
