@@ -314,22 +314,7 @@ async fn a_leaf_is_released_for_one_request_only() {
         })),
         now_s(),
     );
-    let me = hostile.node_info(n(1)).unwrap();
-    let (_, own) = hostile
-        .call_signed(
-            n(1),
-            &me,
-            &PeerMessage::StLock {
-                tree: "once".into(),
-                leaf: 9,
-                request: request.clone(),
-            },
-        )
-        .await
-        .unwrap();
-    let PeerMessage::StLocked { signature } = own else {
-        panic!("no lock: {own:?}")
-    };
+    let signature = lock_of(&hostile, n(1), 9, &request).await.signature;
     let two = hostile.node_info(n(2)).unwrap();
     let ahead = hostile
         .call_signed(
@@ -373,21 +358,7 @@ async fn a_leaf_is_released_for_one_request_only() {
         node: n(2),
         signature: Hex(vec![0u8; 64]),
     };
-    let (_, own10) = hostile
-        .call_signed(
-            n(1),
-            &me,
-            &PeerMessage::StLock {
-                tree: "once".into(),
-                leaf: 10,
-                request: request.clone(),
-            },
-        )
-        .await
-        .unwrap();
-    let PeerMessage::StLocked { signature: own10 } = own10 else {
-        panic!("no lock: {own10:?}")
-    };
+    let own10 = lock_of(&hostile, n(1), 10, &request).await;
     let err = hostile
         .call_signed(
             n(2),
@@ -397,10 +368,7 @@ async fn a_leaf_is_released_for_one_request_only() {
                 leaf: 10,
                 request: request.clone(),
                 locks: vec![
-                    Endorsement {
-                        node: n(1),
-                        signature: own10,
-                    },
+                    own10,
                     made_up.clone(),
                     // Made up in another member's name: not counted.
                     Endorsement {
@@ -417,22 +385,7 @@ async fn a_leaf_is_released_for_one_request_only() {
     // And its record holds: node 2 locks leaf 9 to this request; asked to
     // release leaf 9 for another request with nodes 3 and 4's genuine
     // locks on it and a made-up lock of its own, it refuses.
-    let PeerMessage::StLocked { .. } = hostile
-        .call_signed(
-            n(2),
-            &two,
-            &PeerMessage::StLock {
-                tree: "once".into(),
-                leaf: 9,
-                request: request.clone(),
-            },
-        )
-        .await
-        .unwrap()
-        .1
-    else {
-        panic!("node 2 did not lock leaf 9")
-    };
+    lock_of(&hostile, n(2), 9, &request).await;
     let other = client_request(
         &c.url_of(n(1)),
         &signer,
@@ -446,23 +399,7 @@ async fn a_leaf_is_released_for_one_request_only() {
     );
     let mut others = vec![made_up.clone()];
     for m in [n(3), n(4)] {
-        let info = hostile.node_info(m).unwrap();
-        let (_, reply) = hostile
-            .call_signed(
-                m,
-                &info,
-                &PeerMessage::StLock {
-                    tree: "once".into(),
-                    leaf: 9,
-                    request: other.clone(),
-                },
-            )
-            .await
-            .unwrap();
-        let PeerMessage::StLocked { signature } = reply else {
-            panic!("node {m} did not lock leaf 9: {reply:?}")
-        };
-        others.push(Endorsement { node: m, signature });
+        others.push(lock_of(&hostile, m, 9, &other).await);
     }
     let err = hostile
         .call_signed(
@@ -484,23 +421,7 @@ async fn a_leaf_is_released_for_one_request_only() {
     // to another request.
     let mut locks11 = vec![made_up];
     for m in [n(1), n(3)] {
-        let info = hostile.node_info(m).unwrap();
-        let (_, reply) = hostile
-            .call_signed(
-                m,
-                &info,
-                &PeerMessage::StLock {
-                    tree: "once".into(),
-                    leaf: 11,
-                    request: other.clone(),
-                },
-            )
-            .await
-            .unwrap();
-        let PeerMessage::StLocked { signature } = reply else {
-            panic!("node {m} did not lock leaf 11: {reply:?}")
-        };
-        locks11.push(Endorsement { node: m, signature });
+        locks11.push(lock_of(&hostile, m, 11, &other).await);
     }
     let (_, released) = hostile
         .call_signed(
@@ -573,6 +494,33 @@ async fn the_relayed_shares_open_only_with_the_clients_key() {
     // A node answering for another public key is refused by a pinned client.
     assert!(sign_with_leaf(&leaf, &key, b"payload", Some(&[0u8; 60])).is_err());
     c.shutdown().await;
+}
+
+/// Node `m`'s lock on `leaf` of tree "once" for `request`, asked by `from`
+/// (a test acting as a hostile coordinator); panics unless it locks.
+async fn lock_of(
+    from: &keyquorum_node::cluster::Node,
+    m: keyquorum_wire::NodeId,
+    leaf: u32,
+    request: &keyquorum_wire::peer::ClientRequest,
+) -> Endorsement {
+    let info = from.node_info(m).unwrap();
+    let (_, reply) = from
+        .call_signed(
+            m,
+            &info,
+            &PeerMessage::StLock {
+                tree: "once".into(),
+                leaf,
+                request: request.clone(),
+            },
+        )
+        .await
+        .unwrap();
+    let PeerMessage::StLocked { signature } = reply else {
+        panic!("node {m} did not lock leaf {leaf}: {reply:?}")
+    };
+    Endorsement { node: m, signature }
 }
 
 /// The culprits an API error names.
