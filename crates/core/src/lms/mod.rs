@@ -115,6 +115,13 @@ impl ChainHasher {
         out
     }
 
+    /// Point this hasher at chain `i` of the same tree and leaf.
+    fn set_chain(&mut self, i: u16) {
+        if let Some(dst) = self.block.get_mut(20..22) {
+            dst.copy_from_slice(&i.to_be_bytes());
+        }
+    }
+
     /// Set the digit position `j` the next compression hashes.
     fn set_j(&mut self, j: u8) {
         if let Some(b) = self.block.get_mut(22) {
@@ -190,26 +197,36 @@ pub(crate) fn chains_together<const K: usize>(
     start: &Hash,
     js: &[u8],
 ) -> [Hash; K] {
-    let mut lanes: [ChainHasher; K] = core::array::from_fn(|k| {
-        // K ≤ 3 and chains number at most 265: no overflow.
-        let i = first.saturating_add(u16::try_from(k).unwrap_or(u16::MAX));
-        ChainHasher::new(id, q, i)
-    });
+    let mut lanes: [ChainHasher; K] = core::array::from_fn(|_| ChainHasher::new(id, q, 0));
+    run_together(&mut lanes, first, start, js)
+}
+
+/// [`chains_together`] in `lanes` (hashers of the right tree and leaf,
+/// reused from chain to chain: key generation lays out their blocks once
+/// per leaf, not once per chain, and erases them once).
+pub(crate) fn run_together<const K: usize>(
+    lanes: &mut [ChainHasher; K],
+    first: u16,
+    start: &Hash,
+    js: &[u8],
+) -> [Hash; K] {
     let Some(&j0) = js.first() else {
         return [*start; K];
     };
-    for lane in &mut lanes {
+    for (k, lane) in lanes.iter_mut().enumerate() {
+        // K ≤ 3 and chains number at most 265: no overflow.
+        lane.set_chain(first.saturating_add(u16::try_from(k).unwrap_or(u16::MAX)));
         lane.load(start);
         lane.set_j(j0);
     }
     // Each step's compression, then the next step's j (the last writes a
     // j nobody reads).
     for next in js.iter().skip(1).chain(core::iter::once(&0)) {
-        for lane in &mut lanes {
+        for lane in lanes.iter_mut() {
             lane.compress_then(*next);
         }
     }
-    lanes.map(|lane| lane.value())
+    core::array::from_fn(|k| lanes.get(k).map_or(*start, ChainHasher::value))
 }
 
 /// SHA-256 compressions per second on this core, the physical limit the

@@ -7,10 +7,11 @@ use subtle::ConstantTimeEq;
 use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
 use super::{
-    chain_step, chains_together, exact_len, hash_with, take_hash, take_u32, ChainHasher, Hash,
-    Identifier, D_MESG, D_PBLC, N,
+    chain_step, chains_together, exact_len, hash_with, run_together, take_hash, take_u32,
+    ChainHasher, Hash, Identifier, D_MESG, D_PBLC, N,
 };
 use crate::{DecodeError, Error};
+use sha2::{Digest, Sha256};
 
 /// An LM-OTS parameter set (RFC 8554 §4.1, Table 1; the numbers are the
 /// IANA typecodes).
@@ -302,19 +303,36 @@ pub fn leaf_public_key_hash(typ: LmotsType, id: &Identifier, q: u32, seed: &Leaf
         *s = j;
     }
     let (js, _) = steps.split_at(usize::from(typ.max_digit()) + 1);
-    // Chains two at a time (see `chains_together`); an odd count ends with
-    // three together.
+    // Chains two at a time (see `chains_together`) in one pair of hashers
+    // for the whole leaf; an odd count ends with three together. Each
+    // chain's end goes straight into the public key's hash.
     let p = typ.p();
-    let mut ys: Vec<Hash> = Vec::with_capacity(p);
-    while ys.len() < p {
-        let i = ys.len() as u16;
-        match p - ys.len() {
-            1 => ys.extend(chains_together::<1>(id, q, i, &seed.0, js)),
-            3 => ys.extend(chains_together::<3>(id, q, i, &seed.0, js)),
-            _ => ys.extend(chains_together::<2>(id, q, i, &seed.0, js)),
+    let mut lanes = [ChainHasher::new(id, q, 0), ChainHasher::new(id, q, 1)];
+    let mut k = Sha256::new();
+    k.update(id);
+    k.update(q.to_be_bytes());
+    k.update(D_PBLC.to_be_bytes());
+    let mut done = 0usize;
+    while done < p {
+        let i = done as u16;
+        if p - done == 3 {
+            for y in chains_together::<3>(id, q, i, &seed.0, js) {
+                k.update(y);
+            }
+            done += 3;
+        } else if p - done == 1 {
+            for y in chains_together::<1>(id, q, i, &seed.0, js) {
+                k.update(y);
+            }
+            done += 1;
+        } else {
+            for y in run_together(&mut lanes, i, &seed.0, js) {
+                k.update(y);
+            }
+            done += 2;
         }
     }
-    public_hash(id, q, &ys)
+    k.finalize().into()
 }
 
 /// Apply chain steps `from..to` to `start` (digit positions `j`).
