@@ -7,7 +7,9 @@
 //! every node. Reports submissions/s and p50/p99, and the node process's
 //! CPU per submission (the load generator's, this process's, beside it)
 //! against the bare cost measured in the same run: checking one input's
-//! proof once per replica, plus once at the entry node. Then closes the
+//! proof once per replica, plus once at the entry node; and against a
+//! floor: that plus the check of the client's signed request beside each
+//! proof check, which every replica makes (DESIGN.md §4). Then closes the
 //! session, decrypts it (latency) and checks the sum.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -90,7 +92,8 @@ pub(crate) async fn bench_he(o: HeBenchOpts, json_out: bool) -> Result<()> {
     let sample: Vec<(Ciphertext, Vec<u8>)> = (0..64)
         .map(|i| policy.encrypt(&ctx, &[i], &mut rand_core::OsRng))
         .collect::<Result<_, _>>()?;
-    let checks = 2_000;
+    // About half a second each (the CPU clock ticks in 10 ms).
+    let checks = 8_000;
     let t0 = cpu_seconds()?;
     let w0 = Instant::now();
     for (ct, proof) in sample.iter().cycle().take(checks) {
@@ -99,6 +102,27 @@ pub(crate) async fn bench_he(o: HeBenchOpts, json_out: bool) -> Result<()> {
     let check_wall = w0.elapsed().as_secs_f64() / checks as f64;
     let check_cpu = ((cpu_seconds()? - t0) / checks as f64).max(check_wall);
     let bare = check_cpu * f64::from(o.nodes + 1);
+    // The floor under any submission that travels as a client's signed
+    // write (DESIGN.md §4: every replica checks the client's request
+    // itself): that check beside each proof check, Ed25519 `verify_strict`
+    // over a request signature base of typical size.
+    let sig_cpu = {
+        use ed25519_dalek::{Signer, SigningKey};
+        let client = SigningKey::generate(&mut rand_core::OsRng);
+        let base = [0x42u8; 400];
+        let signature = client.sign(&base);
+        let public = client.verifying_key();
+        let t0 = cpu_seconds()?;
+        let w0 = Instant::now();
+        for _ in 0..checks {
+            if public.verify_strict(&base, &signature).is_err() {
+                bail!("the request signature did not verify");
+            }
+        }
+        let wall = w0.elapsed().as_secs_f64() / checks as f64;
+        ((cpu_seconds()? - t0) / checks as f64).max(wall)
+    };
+    let floor = (check_cpu + sig_cpu) * f64::from(o.nodes + 1);
 
     let mut rows = Vec::new();
     let mut want: u64 = 0;
@@ -163,6 +187,8 @@ pub(crate) async fn bench_he(o: HeBenchOpts, json_out: bool) -> Result<()> {
             "loadgen_cpu_ms_per_submission": gen / n.max(1) as f64 * 1e3,
             "bare_ms": bare * 1e3,
             "ratio": per / bare,
+            "floor_ms": floor * 1e3,
+            "ratio_to_floor": per / floor,
         }));
     }
     // Close and decrypt; the sum must be the sum.
@@ -182,6 +208,7 @@ pub(crate) async fn bench_he(o: HeBenchOpts, json_out: bool) -> Result<()> {
             "{}",
             serde_json::to_string_pretty(&json!({
                 "proof_check_ms": check_cpu * 1e3,
+                "request_check_ms": sig_cpu * 1e3,
                 "rows": rows,
                 "decrypt_ms": decrypt_ms,
                 "inputs": total,
@@ -195,9 +222,15 @@ pub(crate) async fn bench_he(o: HeBenchOpts, json_out: bool) -> Result<()> {
             o.nodes,
             bare * 1e3
         );
+        println!(
+            "floor: (proof check + client request check {:.3} ms) × {} replicas + entry = {:.3} ms per submission",
+            sig_cpu * 1e3,
+            o.nodes,
+            floor * 1e3
+        );
         for row in &rows {
             println!(
-                "{:<40} c={:<3} {:>7.0}/s  p50 {:>6.2} ms  p99 {:>6.2} ms  node CPU {:.3} ms/submission = {:.2}× bare  (load generator {:.3} ms; {} ok, {} errors)",
+                "{:<40} c={:<3} {:>7.0}/s  p50 {:>6.2} ms  p99 {:>6.2} ms  node CPU {:.3} ms/submission = {:.2}× bare, {:.2}× floor  (load generator {:.3} ms; {} ok, {} errors)",
                 row["what"].as_str().unwrap_or_default(),
                 row["concurrency"],
                 row["per_second"].as_f64().unwrap_or_default(),
@@ -205,6 +238,7 @@ pub(crate) async fn bench_he(o: HeBenchOpts, json_out: bool) -> Result<()> {
                 row["p99_ms"].as_f64().unwrap_or_default(),
                 row["cpu_ms_per_submission"].as_f64().unwrap_or_default(),
                 row["ratio"].as_f64().unwrap_or_default(),
+                row["ratio_to_floor"].as_f64().unwrap_or_default(),
                 row["loadgen_cpu_ms_per_submission"]
                     .as_f64()
                     .unwrap_or_default(),

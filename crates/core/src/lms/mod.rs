@@ -226,7 +226,7 @@ pub(crate) fn run_together<const K: usize>(
             lane.compress_then(*next);
         }
     }
-    core::array::from_fn(|k| lanes.get(k).map_or(*start, ChainHasher::value))
+    lanes.each_ref().map(ChainHasher::value)
 }
 
 /// SHA-256 compressions per second on this core, the physical limit the

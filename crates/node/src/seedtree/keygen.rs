@@ -43,6 +43,7 @@ use keyquorum_wire::{Hex, Hex32, NodeId};
 use rand_core::{OsRng, RngCore};
 use sha2::{Digest, Sha256};
 
+use super::os_pool::OsPool;
 use super::rows;
 use super::state::{self, numbers};
 use crate::api::auth::{check_forwarded, check_sent_to, Authorized, Ledger};
@@ -706,11 +707,12 @@ async fn build_and_deal(
         (r.layout, r.members.clone(), r.threshold)
     };
     let id2 = *id;
-    let built =
-        tokio::task::spawn_blocking(move || federation::build(&layout, &id2, s, &mut OsRng))
-            .await
-            .map_err(|e| NodeError::Internal(format!("build task: {e}")))?
-            .map_err(NodeError::from_core)?;
+    let built = tokio::task::spawn_blocking(move || {
+        federation::build(&layout, &id2, s, &mut OsPool::new())
+    })
+    .await
+    .map_err(|e| NodeError::Internal(format!("build task: {e}")))?
+    .map_err(NodeError::from_core)?;
     let holders: BTreeSet<_> = members.iter().map(|m| pid(*m)).collect();
     let range = layout.leaves_of(s);
     let mut first = range.start;
@@ -733,9 +735,10 @@ async fn build_and_deal(
                         )
                     })
                     .collect();
+                let mut rng = OsPool::new();
                 for secret in &chunk {
                     let shares = secret
-                        .share(threshold, &holders2, &mut OsRng)
+                        .share(threshold, &holders2, &mut rng)
                         .map_err(NodeError::from_core)?;
                     for m in &who {
                         let share = shares

@@ -45,6 +45,7 @@ pub mod api;
 pub(crate) mod authority;
 pub(crate) mod keygen;
 pub(crate) mod member;
+mod os_pool;
 pub(crate) mod records;
 pub(crate) mod redeal;
 pub(crate) mod reshare;
