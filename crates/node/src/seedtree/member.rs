@@ -9,7 +9,10 @@
 //! request that a **lock quorum** of `⌈(n + t) / 2⌉` members signed a lock
 //! for. Any two lock quorums share at least `t` members, so an honest one,
 //! which locks a leaf once: at most one request ever gets a leaf's shares,
-//! whatever the log, the leader or a restored control plane says.
+//! whatever the log, the leader or a restored control plane says (as long
+//! as the members keep their lock records: a member whose disk is rolled
+//! back to a backup takes its floor from the leader's `ReadIndex` as it
+//! starts, which a lying leader can set too low; see the README).
 //!
 //! A lock is checked and recorded in one vault transaction, durable before
 //! the member answers; concurrent locks share one sync to disk

@@ -6,7 +6,11 @@
 //! The log hands leaves out in intervals to signing nodes (`st_reserve`),
 //! so consensus stays off each signature. It does not guard a leaf against
 //! a second use: the members' own lock records do (`super::member`), so a
-//! lying leader or a restored log cannot make a leaf sign twice.
+//! lying leader or a restored log cannot make a leaf sign twice. (Not
+//! covered: a member whose own records are rolled back too, its whole disk
+//! restored from a backup, while the leader lies to it as it starts: the
+//! floor it then takes is the leader's word. The README's restore section
+//! says so.)
 
 use std::collections::BTreeMap;
 
