@@ -304,32 +304,24 @@ pub fn leaf_public_key_hash(typ: LmotsType, id: &Identifier, q: u32, seed: &Leaf
     }
     let (js, _) = steps.split_at(usize::from(typ.max_digit()) + 1);
     // Chains two at a time (see `chains_together`) in one pair of hashers
-    // for the whole leaf; an odd count ends with three together. Each
-    // chain's end goes straight into the public key's hash.
+    // for the whole leaf; an odd count (every `p` is 34 or more) ends with
+    // three together. Each chain's end goes straight into the public key's
+    // hash.
     let p = typ.p();
+    let pairs = if p % 2 == 1 { p.saturating_sub(3) } else { p };
     let mut lanes = [ChainHasher::new(id, q, 0), ChainHasher::new(id, q, 1)];
     let mut k = Sha256::new();
     k.update(id);
     k.update(q.to_be_bytes());
     k.update(D_PBLC.to_be_bytes());
-    let mut done = 0usize;
-    while done < p {
-        let i = done as u16;
-        if p - done == 3 {
-            for y in chains_together::<3>(id, q, i, &seed.0, js) {
-                k.update(y);
-            }
-            done += 3;
-        } else if p - done == 1 {
-            for y in chains_together::<1>(id, q, i, &seed.0, js) {
-                k.update(y);
-            }
-            done += 1;
-        } else {
-            for y in run_together(&mut lanes, i, &seed.0, js) {
-                k.update(y);
-            }
-            done += 2;
+    for i in (0..pairs).step_by(2) {
+        for y in run_together(&mut lanes, i as u16, &seed.0, js) {
+            k.update(y);
+        }
+    }
+    if pairs < p {
+        for y in chains_together::<3>(id, q, pairs as u16, &seed.0, js) {
+            k.update(y);
         }
     }
     k.finalize().into()
